@@ -1,0 +1,1 @@
+//! Reading and writing data: extended XYZ frames and model files.

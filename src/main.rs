@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("aceuq: command line not built yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,1 @@
+//! Statistics: distribution fits, goodness of fit, statistical cutoffs and UQ metrics.
