@@ -3,7 +3,12 @@
 //!
 //! Units are LAMMPS `metal`: Å, eV, eV/Å.
 
+#![allow(clippy::needless_range_loop)] // index loops read like the formulas in numerical kernels
+
+pub mod basis;
 pub mod io;
+pub mod model;
+pub mod neighbors;
 pub mod stats;
 pub mod structure;
 

@@ -23,9 +23,9 @@ impl PropData {
     /// Number of columns per atom.
     pub fn ncols(&self) -> usize {
         match self {
-            PropData::Real { ncols, .. } | PropData::Int { ncols, .. } | PropData::Bool { ncols, .. } => {
-                *ncols
-            }
+            PropData::Real { ncols, .. }
+            | PropData::Int { ncols, .. }
+            | PropData::Bool { ncols, .. } => *ncols,
             PropData::Str(_) => 1,
         }
     }

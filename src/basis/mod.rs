@@ -1,0 +1,471 @@
+//! The ACE basis: radial functions, real spherical harmonics, and their rotation-invariant
+//! products (the B-basis), stored as sparse combinations of monomials in the atomic base `A`.
+//!
+//! For a centre atom `i`, `A_{z n l m} = sum_{j: s_j = z} g_n(r_ij) Y_lm(r̂_ij)`. A basis function of
+//! order `nu` is `B = sum_t c_t prod_{k<nu} A_{a_{t,k}}` over canonical monomials `t`
+//! (see `coupling`). Monomials are evaluated by a prefix DAG: each product of `k` factors is its
+//! prefix of `k-1` factors times one `A`, so all products cost one multiplication each and the
+//! adjoint (dE/dA) one reverse sweep.
+
+pub mod coupling;
+pub mod radial;
+pub mod sph;
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// How the basis is chosen (part of the fit configuration and stored in the model file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasisConfig {
+    /// Cutoff radius in Å for every species pair not listed in `pair_cutoffs`.
+    pub cutoff: f64,
+    /// Per-pair cutoffs in Å, keyed `"A-B"` (order does not matter).
+    #[serde(default)]
+    pub pair_cutoffs: BTreeMap<String, f64>,
+    /// Start of the radial resolution window in Å; `None` = from the data (0.75 × the shortest
+    /// distance seen for that pair in training).
+    #[serde(default)]
+    pub radial_inner: Option<f64>,
+    /// Number of radial functions per body order (`nmax[nu-1]` for order `nu`); its length is the
+    /// maximum order `nu` (body order `nu + 1`).
+    pub nmax: Vec<usize>,
+    /// Maximum angular degree per body order (`lmax[0]` must be 0).
+    pub lmax: Vec<usize>,
+}
+
+impl Default for BasisConfig {
+    fn default() -> Self {
+        BasisConfig {
+            cutoff: 5.5,
+            pair_cutoffs: BTreeMap::new(),
+            radial_inner: None,
+            nmax: vec![12, 8, 5, 3],
+            lmax: vec![0, 4, 3, 2],
+        }
+    }
+}
+
+/// Errors in a basis definition.
+#[derive(Debug, thiserror::Error)]
+pub enum BasisError {
+    #[error("basis: {0}")]
+    Invalid(String),
+}
+
+impl BasisConfig {
+    /// Check the definition is usable; messages say which setting to change.
+    pub fn validate(&self) -> Result<(), BasisError> {
+        let bad = |m: String| Err(BasisError::Invalid(m));
+        if self.nmax.is_empty() || self.nmax.len() != self.lmax.len() {
+            return bad(format!(
+                "nmax ({} entries) and lmax ({} entries) must list the same, nonzero number of body orders",
+                self.nmax.len(),
+                self.lmax.len()
+            ));
+        }
+        if self.nmax.len() > 6 {
+            return bad(format!(
+                "at most 6 orders (body order 7) are supported, got {}",
+                self.nmax.len()
+            ));
+        }
+        if self.lmax[0] != 0 {
+            return bad("lmax[0] must be 0: order-1 functions are radial only".into());
+        }
+        if self.lmax.iter().any(|&l| l > 8) {
+            return bad("lmax above 8 is not supported".into());
+        }
+        if self.nmax.iter().any(|&n| n == 0 || n > 32) {
+            return bad("every nmax must be between 1 and 32".into());
+        }
+        if !(self.cutoff.is_finite() && self.cutoff > 0.5) {
+            return bad(format!(
+                "cutoff must be a finite number of Å above 0.5, got {}",
+                self.cutoff
+            ));
+        }
+        for (k, v) in &self.pair_cutoffs {
+            if !(v.is_finite() && *v > 0.5) {
+                return bad(format!(
+                    "pair cutoff {k} must be a finite number of Å above 0.5, got {v}"
+                ));
+            }
+            if k.split('-').count() != 2 {
+                return bad(format!("pair cutoff key '{k}' must look like \"Al-Mg\""));
+            }
+        }
+        if let Some(r0) = self.radial_inner
+            && !(r0.is_finite() && r0 >= 0.0 && r0 < self.cutoff)
+        {
+            return bad(format!("radial_inner must be in [0, cutoff), got {r0}"));
+        }
+        Ok(())
+    }
+
+    /// Cutoff for the pair `(a, b)` of species names.
+    pub fn pair_cutoff(&self, a: &str, b: &str) -> f64 {
+        self.pair_cutoffs
+            .get(&format!("{a}-{b}"))
+            .or_else(|| self.pair_cutoffs.get(&format!("{b}-{a}")))
+            .copied()
+            .unwrap_or(self.cutoff)
+    }
+}
+
+/// Layout of the atomic base vector `A` of one centre species: blocks per neighbour species `z`,
+/// then per degree `l`, then radial index `n < nmax_l[l]`, then `m`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ALayout {
+    /// Number of neighbour species.
+    pub nspecies: usize,
+    /// Largest degree present.
+    pub lmax: usize,
+    /// Number of radial functions used with each degree.
+    pub nmax_l: Vec<usize>,
+    /// Offset of block `(z, l)` at `z * (lmax + 1) + l`.
+    offsets: Vec<usize>,
+    /// Size of one species block.
+    block: usize,
+}
+
+impl ALayout {
+    /// Layout for `nspecies` neighbour species with `nmax_l[l]` radial functions of degree `l`.
+    pub fn new(nspecies: usize, nmax_l: Vec<usize>) -> Self {
+        let lmax = nmax_l.len() - 1;
+        let mut offsets = Vec::with_capacity(nspecies * (lmax + 1));
+        let mut off = 0;
+        for _z in 0..nspecies {
+            for (l, &n) in nmax_l.iter().enumerate() {
+                offsets.push(off);
+                off += n * (2 * l + 1);
+            }
+        }
+        let block = off / nspecies.max(1);
+        ALayout {
+            nspecies,
+            lmax,
+            nmax_l,
+            offsets,
+            block,
+        }
+    }
+
+    /// Total length of `A`.
+    pub fn len(&self) -> usize {
+        self.block * self.nspecies
+    }
+
+    /// True if `A` is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Size of one neighbour-species block.
+    pub fn block(&self) -> usize {
+        self.block
+    }
+
+    /// Largest number of radial functions of any degree.
+    pub fn nmax(&self) -> usize {
+        self.nmax_l.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Start of block `(z, l)`; entry `(n, m)` is at `start + n * (2l+1) + (m + l)`.
+    #[inline]
+    pub fn start(&self, z: usize, l: usize) -> usize {
+        self.offsets[z * (self.lmax + 1) + l]
+    }
+
+    /// Index of `A_{z n l m}`.
+    #[inline]
+    pub fn index(&self, z: usize, n: usize, l: usize, m: i32) -> usize {
+        self.start(z, l) + n * (2 * l + 1) + (m + l as i32) as usize
+    }
+
+    /// Decode an index into `(z, n, l, m)`.
+    pub fn decode(&self, a: usize) -> (usize, usize, usize, i32) {
+        let z = a / self.block;
+        let rem = a - z * self.block;
+        for l in (0..=self.lmax).rev() {
+            let s = self.start(0, l);
+            if rem >= s && self.nmax_l[l] > 0 {
+                let off = rem - s;
+                let d = 2 * l + 1;
+                return (z, off / d, l, (off % d) as i32 - l as i32);
+            }
+        }
+        unreachable!("index within layout")
+    }
+}
+
+/// A one-particle label `(neighbour species z, radial index n, degree l)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Label {
+    pub z: u16,
+    pub n: u16,
+    pub l: u16,
+}
+
+/// The B-basis of one centre species, as sparse combinations of monomials of `A`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpeciesBasis {
+    /// Layout of `A`.
+    pub layout: ALayout,
+    /// Monomials: sorted `A` indices, `mono_ptr[k]..mono_ptr[k+1]` into `mono_idx`.
+    pub mono_ptr: Vec<u32>,
+    /// Flattened factor lists.
+    pub mono_idx: Vec<u32>,
+    /// Functions: terms `func_ptr[f]..func_ptr[f+1]` into `func_mono`/`func_coef`.
+    pub func_ptr: Vec<u32>,
+    /// Monomial of each term.
+    pub func_mono: Vec<u32>,
+    /// Coefficient of each term.
+    pub func_coef: Vec<f64>,
+    /// Labels of each function (its order is the number of labels), `label_ptr` like `func_ptr`.
+    pub label_ptr: Vec<u32>,
+    /// Flattened labels.
+    pub labels: Vec<Label>,
+}
+
+/// The monomial DAG used for evaluation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Dag {
+    /// Number of leading nodes that are the `A`s themselves.
+    pub n_a: usize,
+    /// For node `k >= n_a`: parent node.
+    pub parent: Vec<u32>,
+    /// For node `k >= n_a`: the extra `A` index multiplied onto the parent.
+    pub extra: Vec<u32>,
+    /// Node of each monomial.
+    pub mono_node: Vec<u32>,
+}
+
+impl Dag {
+    /// Total number of nodes (including the `A`s).
+    pub fn len(&self) -> usize {
+        self.n_a + self.parent.len()
+    }
+
+    /// True if there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl SpeciesBasis {
+    /// Number of basis functions.
+    pub fn len(&self) -> usize {
+        self.func_ptr.len() - 1
+    }
+
+    /// True if the basis has no functions.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of monomials.
+    pub fn n_monomials(&self) -> usize {
+        self.mono_ptr.len() - 1
+    }
+
+    /// Factors (sorted `A` indices) of monomial `k`.
+    pub fn monomial(&self, k: usize) -> &[u32] {
+        &self.mono_idx[self.mono_ptr[k] as usize..self.mono_ptr[k + 1] as usize]
+    }
+
+    /// Labels of function `f`.
+    pub fn function_labels(&self, f: usize) -> &[Label] {
+        &self.labels[self.label_ptr[f] as usize..self.label_ptr[f + 1] as usize]
+    }
+
+    /// Body order minus one (`nu`) of function `f`.
+    pub fn order(&self, f: usize) -> usize {
+        (self.label_ptr[f + 1] - self.label_ptr[f]) as usize
+    }
+
+    /// Build the evaluation DAG: one node per distinct prefix of every monomial.
+    pub fn build_dag(&self) -> Dag {
+        let n_a = self.layout.len();
+        let mut dag = Dag {
+            n_a,
+            ..Default::default()
+        };
+        let mut map: HashMap<(u32, u32), u32> = HashMap::new();
+        dag.mono_node = vec![0; self.n_monomials()];
+        // Process monomials by increasing length so that parents precede children.
+        let mut order: Vec<usize> = (0..self.n_monomials()).collect();
+        order.sort_by_key(|&k| (self.monomial(k).len(), self.monomial(k).to_vec()));
+        for k in order {
+            let f = self.monomial(k);
+            let mut node = f[0];
+            for &a in &f[1..] {
+                node = *map.entry((node, a)).or_insert_with(|| {
+                    dag.parent.push(node);
+                    dag.extra.push(a);
+                    (n_a + dag.parent.len() - 1) as u32
+                });
+            }
+            dag.mono_node[k] = node;
+        }
+        dag
+    }
+
+    /// Enumerate the basis for one centre species with `nspecies` neighbour species.
+    pub fn generate(config: &BasisConfig, nspecies: usize) -> Result<SpeciesBasis, BasisError> {
+        config.validate()?;
+        let max_order = config.nmax.len();
+        let lmax_all = *config.lmax.iter().max().unwrap();
+        let mut nmax_l = vec![0usize; lmax_all + 1];
+        for nu in 1..=max_order {
+            for l in 0..=config.lmax[nu - 1] {
+                nmax_l[l] = nmax_l[l].max(config.nmax[nu - 1]);
+            }
+        }
+        let layout = ALayout::new(nspecies, nmax_l);
+        let mut cache = coupling::CouplingCache::default();
+        let mut mono_map: HashMap<Vec<u32>, u32> = HashMap::new();
+        let mut basis = SpeciesBasis {
+            layout: layout.clone(),
+            mono_ptr: vec![0],
+            mono_idx: vec![],
+            func_ptr: vec![0],
+            func_mono: vec![],
+            func_coef: vec![],
+            label_ptr: vec![0],
+            labels: vec![],
+        };
+        for nu in 1..=max_order {
+            let mut alphabet = Vec::new();
+            for z in 0..nspecies {
+                for n in 0..config.nmax[nu - 1] {
+                    for l in 0..=config.lmax[nu - 1] {
+                        alphabet.push(Label {
+                            z: z as u16,
+                            n: n as u16,
+                            l: l as u16,
+                        });
+                    }
+                }
+            }
+            alphabet.sort();
+            let mut tuple = Vec::with_capacity(nu);
+            enumerate_tuples(&alphabet, nu, 0, &mut tuple, &mut |labels: &[Label]| {
+                let lsum: usize = labels.iter().map(|x| x.l as usize).sum();
+                if lsum % 2 == 1 {
+                    return;
+                }
+                let ls: Vec<usize> = labels.iter().map(|x| x.l as usize).collect();
+                // Group ids: equal labels share an id (labels are sorted, so runs are contiguous).
+                let mut groups = Vec::with_capacity(nu);
+                for (k, lab) in labels.iter().enumerate() {
+                    let g = if k > 0 && *lab == labels[k - 1] {
+                        groups[k - 1]
+                    } else {
+                        k
+                    };
+                    groups.push(g);
+                }
+                for terms in coupling::independent_invariants(&mut cache, &groups, &ls) {
+                    for (ms, coef) in terms {
+                        let mut factors: Vec<u32> = labels
+                            .iter()
+                            .zip(&ms)
+                            .map(|(lab, &m)| {
+                                layout.index(
+                                    lab.z as usize,
+                                    lab.n as usize,
+                                    lab.l as usize,
+                                    m as i32 - lab.l as i32,
+                                ) as u32
+                            })
+                            .collect();
+                        factors.sort_unstable();
+                        let next = mono_map.len() as u32;
+                        let id = *mono_map.entry(factors.clone()).or_insert_with(|| {
+                            basis.mono_idx.extend_from_slice(&factors);
+                            basis.mono_ptr.push(basis.mono_idx.len() as u32);
+                            next
+                        });
+                        basis.func_mono.push(id);
+                        basis.func_coef.push(coef);
+                    }
+                    basis.func_ptr.push(basis.func_mono.len() as u32);
+                    basis.labels.extend_from_slice(labels);
+                    basis.label_ptr.push(basis.labels.len() as u32);
+                }
+            });
+        }
+        if basis.is_empty() {
+            return Err(BasisError::Invalid(
+                "the settings produce an empty basis".into(),
+            ));
+        }
+        Ok(basis)
+    }
+}
+
+/// Visit every non-decreasing tuple of length `nu` from `alphabet` (sorted).
+fn enumerate_tuples(
+    alphabet: &[Label],
+    nu: usize,
+    start: usize,
+    cur: &mut Vec<Label>,
+    visit: &mut dyn FnMut(&[Label]),
+) {
+    if cur.len() == nu {
+        visit(cur);
+        return;
+    }
+    for k in start..alphabet.len() {
+        cur.push(alphabet[k]);
+        enumerate_tuples(alphabet, nu, k, cur, visit);
+        cur.pop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_round_trips() {
+        let lay = ALayout::new(2, vec![5, 3, 2]);
+        let mut seen = vec![false; lay.len()];
+        for z in 0..2 {
+            for l in 0..3 {
+                for n in 0..lay.nmax_l[l] {
+                    for m in -(l as i32)..=(l as i32) {
+                        let a = lay.index(z, n, l, m);
+                        assert!(!seen[a]);
+                        seen[a] = true;
+                        assert_eq!(lay.decode(a), (z, n, l, m));
+                    }
+                }
+            }
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn small_basis_counts() {
+        // nu=1: n<3 -> 3 functions; nu=2 (n<2, l<=1): pairs (n1<=n2) per l: 3 + 3 = 6.
+        let cfg = BasisConfig {
+            nmax: vec![3, 2],
+            lmax: vec![0, 1],
+            ..Default::default()
+        };
+        let b = SpeciesBasis::generate(&cfg, 1).unwrap();
+        assert_eq!(b.len(), 9);
+        let dag = b.build_dag();
+        for (k, &node) in dag.mono_node.iter().enumerate() {
+            let f = b.monomial(k);
+            if f.len() == 1 {
+                assert_eq!(node, f[0]);
+            } else {
+                assert!(node as usize >= dag.n_a);
+                assert_eq!(dag.extra[node as usize - dag.n_a], *f.last().unwrap());
+            }
+        }
+    }
+}

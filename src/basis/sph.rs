@@ -1,0 +1,295 @@
+//! Real spherical harmonics of a direction, with their exact Cartesian gradients.
+//!
+//! Convention: orthonormal real harmonics without the Condon–Shortley phase,
+//! `Y_{l,m>0} = sqrt(2) N_lm P_l^m(cos θ) cos(mφ)`, `Y_{l,0} = N_l0 P_l(cos θ)`,
+//! `Y_{l,-m} = sqrt(2) N_lm P_l^m(cos θ) sin(mφ)`, `N_lm = sqrt((2l+1)/(4π) (l-m)!/(l+m)!)`.
+//! Flat index `l*l + l + m`.
+//!
+//! With `u = r/|r|`, `P_l^m(z) sin^m θ · e^{imφ} = Q_l^m(u_z) (u_x + i u_y)^m` where
+//! `Q_l^m = d^m P_l / dz^m` is a polynomial, so every harmonic is a polynomial in `u`. Its gradient
+//! with respect to `r` is the tangential part of the polynomial gradient divided by `|r|`.
+
+/// Number of harmonics up to and including `lmax`.
+pub const fn num_lm(lmax: usize) -> usize {
+    (lmax + 1) * (lmax + 1)
+}
+
+/// Flat index of `(l, m)`.
+#[inline]
+pub const fn lm_index(l: usize, m: i32) -> usize {
+    (l * l + l) + m as isize as usize
+}
+
+/// Evaluator for real spherical harmonics up to a fixed `lmax`, holding the normalization table.
+#[derive(Clone, Debug)]
+pub struct SphHarm {
+    lmax: usize,
+    /// `F[l][m] = N_lm` (times sqrt 2 for m > 0), indexed `l*(l+1)/2 + m`.
+    norm: Vec<f64>,
+    /// Scratch for `Q_l^m` values, same indexing as `norm`.
+    q: Vec<f64>,
+    /// Scratch for `(u_x + i u_y)^m`: real and imaginary parts.
+    c: Vec<f64>,
+    s: Vec<f64>,
+}
+
+#[inline]
+fn tri(l: usize, m: usize) -> usize {
+    l * (l + 1) / 2 + m
+}
+
+impl SphHarm {
+    /// Prepare harmonics up to `lmax` (inclusive).
+    pub fn new(lmax: usize) -> Self {
+        let mut norm = vec![0.0; tri(lmax, lmax) + 1];
+        for l in 0..=lmax {
+            for m in 0..=l {
+                // (l-m)!/(l+m)! as a product, stable for the l used here.
+                let mut ratio = 1.0;
+                for k in (l - m + 1)..=(l + m) {
+                    ratio /= k as f64;
+                }
+                let n = ((2 * l + 1) as f64 / (4.0 * std::f64::consts::PI) * ratio).sqrt();
+                norm[tri(l, m)] = if m == 0 {
+                    n
+                } else {
+                    n * std::f64::consts::SQRT_2
+                };
+            }
+        }
+        let len = norm.len();
+        SphHarm {
+            lmax,
+            norm,
+            q: vec![0.0; len],
+            c: vec![0.0; lmax + 1],
+            s: vec![0.0; lmax + 1],
+        }
+    }
+
+    /// Largest degree evaluated.
+    pub fn lmax(&self) -> usize {
+        self.lmax
+    }
+
+    /// Fill `q[tri(l,m)] = Q_l^m(z)` for all l <= lmax, m <= l.
+    fn legendre(&mut self, z: f64) {
+        let q = &mut self.q;
+        let mut qmm = 1.0; // Q_m^m = (2m-1)!!
+        for m in 0..=self.lmax {
+            if m > 0 {
+                qmm *= (2 * m - 1) as f64;
+            }
+            q[tri(m, m)] = qmm;
+            if m < self.lmax {
+                q[tri(m + 1, m)] = (2 * m + 1) as f64 * z * qmm;
+            }
+            for l in (m + 2)..=self.lmax {
+                q[tri(l, m)] = ((2 * l - 1) as f64 * z * q[tri(l - 1, m)]
+                    - (l + m - 1) as f64 * q[tri(l - 2, m)])
+                    / (l - m) as f64;
+            }
+        }
+    }
+
+    /// Fill `(x + i y)^m` for m = 0..=lmax.
+    fn powers(&mut self, x: f64, y: f64) {
+        self.c[0] = 1.0;
+        self.s[0] = 0.0;
+        for m in 1..=self.lmax {
+            self.c[m] = self.c[m - 1] * x - self.s[m - 1] * y;
+            self.s[m] = self.c[m - 1] * y + self.s[m - 1] * x;
+        }
+    }
+
+    /// Harmonics of the direction of `r` (need not be normalized, must be nonzero) into `y`
+    /// (length at least `num_lm(lmax)`).
+    pub fn eval(&mut self, r: [f64; 3], y: &mut [f64]) {
+        let inv = 1.0 / (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt();
+        let u = [r[0] * inv, r[1] * inv, r[2] * inv];
+        self.legendre(u[2]);
+        self.powers(u[0], u[1]);
+        for l in 0..=self.lmax {
+            let base = l * l + l;
+            y[base] = self.norm[tri(l, 0)] * self.q[tri(l, 0)];
+            for m in 1..=l {
+                let f = self.norm[tri(l, m)] * self.q[tri(l, m)];
+                y[base + m] = f * self.c[m];
+                y[base - m] = f * self.s[m];
+            }
+        }
+    }
+
+    /// Harmonics of the direction of `r` and their gradients with respect to `r` (Å⁻¹).
+    /// `dy[k]` is the gradient of `y[k]`.
+    pub fn eval_grad(&mut self, r: [f64; 3], y: &mut [f64], dy: &mut [[f64; 3]]) {
+        let rn = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt();
+        let inv = 1.0 / rn;
+        let u = [r[0] * inv, r[1] * inv, r[2] * inv];
+        self.legendre(u[2]);
+        self.powers(u[0], u[1]);
+        for l in 0..=self.lmax {
+            let base = l * l + l;
+            // Polynomial partials g = dY/du (x, y, z treated as independent), then project.
+            let f0 = self.norm[tri(l, 0)];
+            y[base] = f0 * self.q[tri(l, 0)];
+            let dq0 = if l >= 1 { self.q[tri(l, 1)] } else { 0.0 };
+            let g = [0.0, 0.0, f0 * dq0];
+            dy[base] = project(g, u, inv);
+            for m in 1..=l {
+                let f = self.norm[tri(l, m)];
+                let qv = self.q[tri(l, m)];
+                let dq = if m < l { self.q[tri(l, m + 1)] } else { 0.0 };
+                let (c, s) = (self.c[m], self.s[m]);
+                let (cm1, sm1) = (self.c[m - 1], self.s[m - 1]);
+                let mf = m as f64;
+                y[base + m] = f * qv * c;
+                y[base - m] = f * qv * s;
+                // d c_m/dx = m c_{m-1}, d c_m/dy = -m s_{m-1}; d s_m/dx = m s_{m-1}, d s_m/dy = m c_{m-1}.
+                let gc = [f * qv * mf * cm1, -f * qv * mf * sm1, f * dq * c];
+                let gs = [f * qv * mf * sm1, f * qv * mf * cm1, f * dq * s];
+                dy[base + m] = project(gc, u, inv);
+                dy[base - m] = project(gs, u, inv);
+            }
+        }
+    }
+}
+
+/// Tangential projection of a polynomial gradient, divided by |r|.
+#[inline]
+fn project(g: [f64; 3], u: [f64; 3], inv_r: f64) -> [f64; 3] {
+    let gu = g[0] * u[0] + g[1] * u[1] + g[2] * u[2];
+    [
+        (g[0] - gu * u[0]) * inv_r,
+        (g[1] - gu * u[1]) * inv_r,
+        (g[2] - gu * u[2]) * inv_r,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::f64::consts::PI;
+
+    /// Gauss–Legendre nodes and weights on [-1, 1] by Newton iteration.
+    pub(crate) fn gauss_legendre(n: usize) -> (Vec<f64>, Vec<f64>) {
+        let mut x = vec![0.0; n];
+        let mut w = vec![0.0; n];
+        for i in 0..n {
+            let mut z = (PI * (i as f64 + 0.75) / (n as f64 + 0.5)).cos();
+            for _ in 0..100 {
+                let (mut p0, mut p1) = (1.0, z);
+                for k in 2..=n {
+                    let p2 = ((2 * k - 1) as f64 * z * p1 - (k - 1) as f64 * p0) / k as f64;
+                    p0 = p1;
+                    p1 = p2;
+                }
+                let dp = n as f64 * (z * p1 - p0) / (z * z - 1.0);
+                let dz = p1 / dp;
+                z -= dz;
+                if dz.abs() < 1e-15 {
+                    break;
+                }
+            }
+            let (mut p0, mut p1) = (1.0, z);
+            for k in 2..=n {
+                let p2 = ((2 * k - 1) as f64 * z * p1 - (k - 1) as f64 * p0) / k as f64;
+                p0 = p1;
+                p1 = p2;
+            }
+            let dp = n as f64 * (z * p1 - p0) / (z * z - 1.0);
+            x[i] = z;
+            w[i] = 2.0 / ((1.0 - z * z) * dp * dp);
+        }
+        (x, w)
+    }
+
+    #[test]
+    fn orthonormal_by_quadrature() {
+        let lmax = 6;
+        let nlm = num_lm(lmax);
+        let mut sh = SphHarm::new(lmax);
+        let (zs, ws) = gauss_legendre(lmax + 2);
+        let nphi = 2 * lmax + 3;
+        let mut gram = vec![0.0; nlm * nlm];
+        let mut y = vec![0.0; nlm];
+        for (z, w) in zs.iter().zip(&ws) {
+            for k in 0..nphi {
+                let phi = 2.0 * PI * k as f64 / nphi as f64;
+                let st = (1.0 - z * z).sqrt();
+                sh.eval([st * phi.cos(), st * phi.sin(), *z], &mut y);
+                let wt = w * 2.0 * PI / nphi as f64;
+                for a in 0..nlm {
+                    for b in 0..nlm {
+                        gram[a * nlm + b] += wt * y[a] * y[b];
+                    }
+                }
+            }
+        }
+        for a in 0..nlm {
+            for b in 0..nlm {
+                let expect = if a == b { 1.0 } else { 0.0 };
+                assert!(
+                    (gram[a * nlm + b] - expect).abs() < 1e-12,
+                    "gram[{a},{b}] = {}",
+                    gram[a * nlm + b]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn known_low_order_values() {
+        // Y_1,-1 = c y, Y_1,0 = c z, Y_1,1 = c x with c = sqrt(3/4π); Y_2,-2 = sqrt(15/4π) x y.
+        let mut sh = SphHarm::new(2);
+        let r = [0.3, -1.2, 0.7];
+        let n = (0.09f64 + 1.44 + 0.49).sqrt();
+        let u = [r[0] / n, r[1] / n, r[2] / n];
+        let mut y = vec![0.0; 9];
+        sh.eval(r, &mut y);
+        let c1 = (3.0 / (4.0 * PI)).sqrt();
+        assert!((y[0] - 0.5 / PI.sqrt()).abs() < 1e-14);
+        assert!((y[1] - c1 * u[1]).abs() < 1e-14);
+        assert!((y[2] - c1 * u[2]).abs() < 1e-14);
+        assert!((y[3] - c1 * u[0]).abs() < 1e-14);
+        assert!((y[4] - (15.0 / (4.0 * PI)).sqrt() * u[0] * u[1]).abs() < 1e-14);
+        let y20 = (5.0 / (16.0 * PI)).sqrt() * (3.0 * u[2] * u[2] - 1.0);
+        assert!((y[6] - y20).abs() < 1e-14);
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let lmax = 7;
+        let nlm = num_lm(lmax);
+        let mut sh = SphHarm::new(lmax);
+        let mut y = vec![0.0; nlm];
+        let mut dy = vec![[0.0; 3]; nlm];
+        let mut yp = vec![0.0; nlm];
+        let mut ym = vec![0.0; nlm];
+        for r in [
+            [0.3, -1.2, 0.7],
+            [0.0, 0.0, 2.0],
+            [1e-3, 0.0, -1.5],
+            [-2.0, 0.5, 0.1],
+        ] {
+            sh.eval_grad(r, &mut y, &mut dy);
+            let h = 1e-6;
+            for a in 0..3 {
+                let mut rp = r;
+                let mut rm = r;
+                rp[a] += h;
+                rm[a] -= h;
+                sh.eval(rp, &mut yp);
+                sh.eval(rm, &mut ym);
+                for k in 0..nlm {
+                    let fd = (yp[k] - ym[k]) / (2.0 * h);
+                    assert!(
+                        (fd - dy[k][a]).abs() < 1e-7,
+                        "r={r:?} k={k} a={a}: fd {fd} vs {}",
+                        dy[k][a]
+                    );
+                }
+            }
+        }
+    }
+}

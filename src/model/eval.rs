@@ -1,0 +1,419 @@
+//! Evaluation: per-atom energy, gradient with respect to neighbour displacements, basis vectors,
+//! and whole-structure predictions.
+//!
+//! Per atom: (1) accumulate `A` from every neighbour inside the pair cutoff, caching radial values,
+//! harmonics and their derivatives; (2) one forward sweep over the monomial DAG; (3) for the energy,
+//! one reverse sweep gives `w = dE/dA`; (4) per neighbour, `dE/dr_ij = sum_{n,lm} w (g'_n Y_lm r̂ +
+//! g_n ∇Y_lm)` contracted first over `n`. Nothing is allocated per atom once the workspace has grown
+//! to the largest neighbour count.
+
+use super::Model;
+use crate::basis::sph::{SphHarm, num_lm};
+use crate::neighbors::{self, NeighborList};
+use crate::structure::Structure;
+
+/// Scratch memory for evaluating one atom at a time (one per thread).
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    sph: SphHarm,
+    nmax: usize,
+    nlm: usize,
+    a: Vec<f64>,
+    p: Vec<f64>,
+    dp: Vec<f64>,
+    /// Per neighbour: distance (0 = outside the cutoff), radial values/derivatives, harmonics.
+    rn: Vec<f64>,
+    g: Vec<f64>,
+    dg: Vec<f64>,
+    y: Vec<f64>,
+    dy: Vec<[f64; 3]>,
+    t: Vec<f64>,
+    u: Vec<f64>,
+    /// Fit scratch: one Jacobian row over `A`, the entries touched, and dA/dr per neighbour.
+    jrow: Vec<f64>,
+    touched: Vec<u32>,
+    dadr: Vec<f64>,
+}
+
+impl Workspace {
+    /// Workspace sized for `model`.
+    pub fn new(model: &Model) -> Self {
+        let lmax = model.bases.iter().map(|b| b.layout.lmax).max().unwrap_or(0);
+        let nmax = model.radial.iter().map(|r| r.nmax).max().unwrap_or(0);
+        let na = model
+            .bases
+            .iter()
+            .map(|b| b.layout.len())
+            .max()
+            .unwrap_or(0);
+        let nodes = model.derived.iter().map(|d| d.dag.len()).max().unwrap_or(0);
+        let nlm = num_lm(lmax);
+        Workspace {
+            sph: SphHarm::new(lmax),
+            nmax,
+            nlm,
+            a: vec![0.0; na],
+            p: vec![0.0; nodes],
+            dp: vec![0.0; nodes],
+            rn: vec![],
+            g: vec![],
+            dg: vec![],
+            y: vec![],
+            dy: vec![],
+            t: vec![0.0; nlm],
+            u: vec![0.0; nlm],
+            jrow: vec![0.0; na],
+            touched: vec![],
+            dadr: vec![],
+        }
+    }
+
+    fn reserve_neighbors(&mut self, nn: usize) {
+        if self.rn.len() < nn {
+            self.rn.resize(nn, 0.0);
+            self.g.resize(nn * self.nmax, 0.0);
+            self.dg.resize(nn * self.nmax, 0.0);
+            self.y.resize(nn * self.nlm, 0.0);
+            self.dy.resize(nn * self.nlm, [0.0; 3]);
+        }
+    }
+}
+
+/// Energies, forces and virial of one structure.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Prediction {
+    /// Total energy (eV).
+    pub energy: f64,
+    /// Energy of each atom (eV).
+    pub atom_energies: Vec<f64>,
+    /// Forces (eV/Å).
+    pub forces: Vec<[f64; 3]>,
+    /// Virial `-sum_pairs r_ij ⊗ dE/dr_ij` (eV); equals `-stress * volume`.
+    pub virial: [[f64; 3]; 3],
+}
+
+impl Model {
+    /// Accumulate `A` for centre species `si`, caching per-neighbour radial and angular values.
+    fn compute_a(&self, ws: &mut Workspace, si: usize, rij: &[[f64; 3]], sj: &[u16]) {
+        let ns = self.nspecies();
+        let lay = &self.bases[si].layout;
+        let (nmax, nlm) = (ws.nmax, ws.nlm);
+        ws.reserve_neighbors(rij.len());
+        ws.a[..lay.len()].fill(0.0);
+        for (k, (r, &z)) in rij.iter().zip(sj).enumerate() {
+            let z = z as usize;
+            let rb = &self.radial[si * ns + z];
+            let rn = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt();
+            if rn >= rb.rc || rn == 0.0 {
+                ws.rn[k] = 0.0;
+                continue;
+            }
+            ws.rn[k] = rn;
+            let g = &mut ws.g[k * nmax..(k + 1) * nmax];
+            let dg = &mut ws.dg[k * nmax..(k + 1) * nmax];
+            rb.eval(rn, g, dg);
+            let y = &mut ws.y[k * nlm..(k + 1) * nlm];
+            let dy = &mut ws.dy[k * nlm..(k + 1) * nlm];
+            ws.sph.eval_grad(*r, y, dy);
+            for l in 0..=lay.lmax {
+                let d = 2 * l + 1;
+                let start = lay.start(z, l);
+                let yl = &y[l * l..l * l + d];
+                for n in 0..lay.nmax_l[l] {
+                    let gn = g[n];
+                    let ablk = &mut ws.a[start + n * d..start + (n + 1) * d];
+                    for (av, yv) in ablk.iter_mut().zip(yl) {
+                        *av += gn * yv;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forward sweep of the DAG: `p[node]` = value of every monomial prefix.
+    fn forward(&self, ws: &mut Workspace, si: usize) {
+        let dag = &self.derived[si].dag;
+        let na = dag.n_a;
+        ws.p[..na].copy_from_slice(&ws.a[..na]);
+        for (k, (&par, &ex)) in dag.parent.iter().zip(&dag.extra).enumerate() {
+            ws.p[na + k] = ws.p[par as usize] * ws.a[ex as usize];
+        }
+    }
+
+    /// Energy of atom `i` (species `si`) with neighbours at displacements `rij` of species `sj`,
+    /// and `grad[k] = dE_i/dr_ij` for every neighbour (zero for those outside the cutoff).
+    /// If `b` is given, the basis vector `B_i` is written there as well.
+    pub fn atom_energy_grad(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        grad: &mut [[f64; 3]],
+        b: Option<&mut [f64]>,
+    ) -> f64 {
+        self.compute_a(ws, si, rij, sj);
+        self.forward(ws, si);
+        let der = &self.derived[si];
+        let dag = &der.dag;
+        let n_nodes = dag.len();
+        let mut energy = self.e0[si];
+        for (pv, cv) in ws.p[..n_nodes].iter().zip(&der.ctilde) {
+            energy += pv * cv;
+        }
+        if let Some(b) = b {
+            self.basis_from_p(ws, si, b);
+        }
+        // Reverse sweep: dp = dE/dp, ending with dE/dA in dp[..n_a].
+        ws.dp[..n_nodes].copy_from_slice(&der.ctilde);
+        let na = dag.n_a;
+        for k in (0..dag.parent.len()).rev() {
+            let d = ws.dp[na + k];
+            if d != 0.0 {
+                let par = dag.parent[k] as usize;
+                let ex = dag.extra[k] as usize;
+                ws.dp[par] += d * ws.a[ex];
+                ws.dp[ex] += d * ws.p[par];
+            }
+        }
+        let ns = self.nspecies();
+        let lay = &self.bases[si].layout;
+        let (nmax, nlm) = (ws.nmax, ws.nlm);
+        for (k, (r, &z)) in rij.iter().zip(sj).enumerate() {
+            let rn = ws.rn[k];
+            if rn == 0.0 {
+                grad[k] = [0.0; 3];
+                continue;
+            }
+            let z = z as usize;
+            let g = &ws.g[k * nmax..(k + 1) * nmax];
+            let dg = &ws.dg[k * nmax..(k + 1) * nmax];
+            // t_lm = sum_n w g_n, u_lm = sum_n w g'_n
+            for l in 0..=lay.lmax {
+                let d = 2 * l + 1;
+                let start = lay.start(z, l);
+                let (tl, ul) = (&mut ws.t[l * l..l * l + d], &mut ws.u[l * l..l * l + d]);
+                tl.fill(0.0);
+                ul.fill(0.0);
+                for n in 0..lay.nmax_l[l] {
+                    let (gn, dgn) = (g[n], dg[n]);
+                    let w = &ws.dp[start + n * d..start + (n + 1) * d];
+                    for m in 0..d {
+                        tl[m] += w[m] * gn;
+                        ul[m] += w[m] * dgn;
+                    }
+                }
+            }
+            let nl = num_lm(lay.lmax);
+            let y = &ws.y[k * nlm..k * nlm + nl];
+            let dy = &ws.dy[k * nlm..k * nlm + nl];
+            let mut radial_part = 0.0;
+            let mut gv = [0.0; 3];
+            for q in 0..nl {
+                radial_part += ws.u[q] * y[q];
+                let t = ws.t[q];
+                gv[0] += t * dy[q][0];
+                gv[1] += t * dy[q][1];
+                gv[2] += t * dy[q][2];
+            }
+            let inv = radial_part / rn;
+            let mut out = [gv[0] + inv * r[0], gv[1] + inv * r[1], gv[2] + inv * r[2]];
+            // Core repulsion: half of the pair energy belongs to each atom.
+            let (ec, dec) = self.core[si * ns + z].energy_deriv(rn);
+            if ec != 0.0 || dec != 0.0 {
+                energy += 0.5 * ec;
+                let c = 0.5 * dec / rn;
+                out[0] += c * r[0];
+                out[1] += c * r[1];
+                out[2] += c * r[2];
+            }
+            grad[k] = out;
+        }
+        energy
+    }
+
+    /// `B_i` from the forward-swept monomials in the workspace.
+    fn basis_from_p(&self, ws: &Workspace, si: usize, b: &mut [f64]) {
+        let bas = &self.bases[si];
+        let dag = &self.derived[si].dag;
+        for f in 0..bas.len() {
+            let mut v = 0.0;
+            for t in bas.func_ptr[f] as usize..bas.func_ptr[f + 1] as usize {
+                v += bas.func_coef[t] * ws.p[dag.mono_node[bas.func_mono[t] as usize] as usize];
+            }
+            b[f] = v;
+        }
+    }
+
+    /// Basis vector `B_i` only (no derivatives).
+    pub fn atom_descriptor(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        b: &mut [f64],
+    ) {
+        self.compute_a(ws, si, rij, sj);
+        self.forward(ws, si);
+        self.basis_from_p(ws, si, b);
+    }
+
+    /// Core-repulsion energy of atom `i` (half of each pair) and its gradient, added into `grad`.
+    pub fn atom_core(&self, si: usize, rij: &[[f64; 3]], sj: &[u16], grad: &mut [[f64; 3]]) -> f64 {
+        let ns = self.nspecies();
+        let mut e = 0.0;
+        for (k, (r, &z)) in rij.iter().zip(sj).enumerate() {
+            let rn = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt();
+            let (ec, dec) = self.core[si * ns + z as usize].energy_deriv(rn);
+            if ec != 0.0 || dec != 0.0 {
+                e += 0.5 * ec;
+                let c = 0.5 * dec / rn;
+                for d in 0..3 {
+                    grad[k][d] += c * r[d];
+                }
+            }
+        }
+        e
+    }
+
+    /// Basis vector `B_i` and its derivatives `db[(f * nn + k) * 3 + α] = dB_f/d(r_ij)_α` for the
+    /// `nn = rij.len()` neighbours (used by the fit; not the hot path of MD).
+    pub fn atom_descriptor_grad(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        b: &mut [f64],
+        db: &mut Vec<f64>,
+    ) {
+        self.compute_a(ws, si, rij, sj);
+        self.forward(ws, si);
+        self.basis_from_p(ws, si, b);
+        let bas = &self.bases[si];
+        let lay = &bas.layout;
+        let na = lay.len();
+        let nn = rij.len();
+        let nn3 = nn * 3;
+        let (nmax, nlm) = (ws.nmax, ws.nlm);
+        // dA_a/dr_k for every A index a and neighbour k: dg_n Y_lm r̂ + g_n ∇Y_lm.
+        ws.dadr.clear();
+        ws.dadr.resize(na * nn3, 0.0);
+        for k in 0..nn {
+            let rn = ws.rn[k];
+            if rn == 0.0 {
+                continue;
+            }
+            let z = sj[k] as usize;
+            let rhat = [rij[k][0] / rn, rij[k][1] / rn, rij[k][2] / rn];
+            let g = &ws.g[k * nmax..(k + 1) * nmax];
+            let dg = &ws.dg[k * nmax..(k + 1) * nmax];
+            let y = &ws.y[k * nlm..(k + 1) * nlm];
+            let dy = &ws.dy[k * nlm..(k + 1) * nlm];
+            for l in 0..=lay.lmax {
+                let d = 2 * l + 1;
+                let start = lay.start(z, l);
+                for n in 0..lay.nmax_l[l] {
+                    for m in 0..d {
+                        let q = l * l + m;
+                        let a = start + n * d + m;
+                        let base = a * nn3 + k * 3;
+                        for al in 0..3 {
+                            ws.dadr[base + al] = dg[n] * y[q] * rhat[al] + g[n] * dy[q][al];
+                        }
+                    }
+                }
+            }
+        }
+        db.clear();
+        db.resize(bas.len() * nn3, 0.0);
+        for f in 0..bas.len() {
+            // Jacobian row dB_f/dA by the product rule over each monomial's factors.
+            for t in bas.func_ptr[f] as usize..bas.func_ptr[f + 1] as usize {
+                let coef = bas.func_coef[t];
+                let fac = bas.monomial(bas.func_mono[t] as usize);
+                for p in 0..fac.len() {
+                    let mut prod = coef;
+                    for (q, &a) in fac.iter().enumerate() {
+                        if q != p {
+                            prod *= ws.a[a as usize];
+                        }
+                    }
+                    let a = fac[p] as usize;
+                    if ws.jrow[a] == 0.0 {
+                        ws.touched.push(a as u32);
+                    }
+                    ws.jrow[a] += prod;
+                    if ws.jrow[a] == 0.0 {
+                        // Keep "touched" bookkeeping exact even if a sum cancels to zero.
+                        ws.jrow[a] = f64::MIN_POSITIVE;
+                    }
+                }
+            }
+            let out = &mut db[f * nn3..(f + 1) * nn3];
+            for &a in &ws.touched {
+                let a = a as usize;
+                let j = ws.jrow[a];
+                ws.jrow[a] = 0.0;
+                let row = &ws.dadr[a * nn3..(a + 1) * nn3];
+                for (o, r) in out.iter_mut().zip(row) {
+                    *o += j * r;
+                }
+            }
+            ws.touched.clear();
+        }
+    }
+
+    /// Energies, forces and virial of a structure.
+    pub fn predict(
+        &self,
+        s: &Structure,
+        ws: &mut Workspace,
+    ) -> Result<Prediction, super::ModelError> {
+        let species = self.map_species(s)?;
+        let nl = neighbors::build(s, self.max_cutoff())?;
+        Ok(self.predict_with(&species, &nl, ws))
+    }
+
+    /// Like [`Model::predict`] with species indices and a neighbour list already at hand.
+    pub fn predict_with(
+        &self,
+        species: &[u16],
+        nl: &NeighborList,
+        ws: &mut Workspace,
+    ) -> Prediction {
+        let n = species.len();
+        let mut pred = Prediction {
+            atom_energies: vec![0.0; n],
+            forces: vec![[0.0; 3]; n],
+            ..Default::default()
+        };
+        let mut sj = Vec::new();
+        let mut grad = Vec::new();
+        for i in 0..n {
+            let range = nl.range(i);
+            let rij = &nl.rij[range.clone()];
+            sj.clear();
+            sj.extend(nl.j[range.clone()].iter().map(|&j| species[j as usize]));
+            grad.clear();
+            grad.resize(rij.len(), [0.0; 3]);
+            let e = self.atom_energy_grad(ws, species[i] as usize, rij, &sj, &mut grad, None);
+            pred.atom_energies[i] = e;
+            pred.energy += e;
+            for (k, &j) in nl.j[range].iter().enumerate() {
+                let gk = grad[k];
+                for d in 0..3 {
+                    pred.forces[i][d] += gk[d];
+                    pred.forces[j as usize][d] -= gk[d];
+                }
+                for a in 0..3 {
+                    for c in 0..3 {
+                        pred.virial[a][c] -= rij[k][a] * gk[c];
+                    }
+                }
+            }
+        }
+        pred
+    }
+}

@@ -1,0 +1,627 @@
+//! Fitting: weighted, ridge-regularized linear least squares over per-atom energies and force
+//! components, accumulated as normal equations structure by structure (memory does not grow with
+//! the data), in parallel over structures.
+//!
+//! Loss = `energy_weight * mean_s ((E_s - Ê_s)/N_s)^2 + force_weight * mean_{a,α} (F - F̂)^2
+//!        + ridge * sum_j d_j c_j^2`, with `d_j` the diagonal of the normal matrix (a ridge relative
+//! to each column's scale, so it does not depend on how the basis functions are normalized). The
+//! one-body energies `E0_s` are fitted unregularized.
+
+use super::core::{CorePair, atomic_number};
+use super::{FitInfo, Model, ModelError, Workspace};
+use crate::basis::radial::RadialBasis;
+use crate::basis::{BasisConfig, SpeciesBasis};
+use crate::neighbors;
+use crate::structure::Structure;
+use faer::linalg::matmul::matmul;
+use faer::linalg::solvers::Solve;
+use faer::{Accum, Mat, Par, Side};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Fit settings (the `[fit]` table of a config file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FitConfig {
+    /// Weight of the mean squared per-atom energy error (eV²).
+    pub energy_weight: f64,
+    /// Weight of the mean squared force-component error (eV²/Å²).
+    pub force_weight: f64,
+    /// Ridge strength relative to each column's scale.
+    pub ridge: f64,
+    /// Add the ZBL core below the shortest training distance.
+    pub core: bool,
+    /// Width in Å over which the core is switched on below the shortest training distance.
+    pub core_width: f64,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig {
+            energy_weight: 1.0,
+            force_weight: 0.01,
+            ridge: 1e-8,
+            core: true,
+            core_width: 0.5,
+        }
+    }
+}
+
+impl FitConfig {
+    /// Check the settings.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let ok = |v: f64| v.is_finite() && v >= 0.0;
+        if !ok(self.energy_weight)
+            || !ok(self.force_weight)
+            || self.energy_weight + self.force_weight == 0.0
+        {
+            return Err(ModelError::Data(
+                "fit: energy_weight and force_weight must be non-negative, finite and not both zero".into(),
+            ));
+        }
+        if !ok(self.ridge) {
+            return Err(ModelError::Data(
+                "fit: ridge must be a non-negative finite number".into(),
+            ));
+        }
+        if !(self.core_width.is_finite() && self.core_width > 0.0) {
+            return Err(ModelError::Data(
+                "fit: core_width must be a positive number of Å".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Error statistics on one data set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Name of the set ("train", "valid", a file name).
+    pub set: String,
+    pub n_structures: usize,
+    pub n_atoms: usize,
+    /// Energy per atom, meV/atom.
+    pub energy_rmse: f64,
+    pub energy_mae: f64,
+    /// Force components, meV/Å.
+    pub force_rmse: f64,
+    pub force_mae: f64,
+    /// Number of structures that had reference energies / forces.
+    pub n_energies: usize,
+    pub n_forces: usize,
+}
+
+/// Per-thread accumulator of the normal equations.
+struct Normal {
+    xtx: Mat<f64>,
+    xty: Vec<f64>,
+}
+
+impl Normal {
+    fn new(m: usize) -> Self {
+        Normal {
+            xtx: Mat::zeros(m, m),
+            xty: vec![0.0; m],
+        }
+    }
+    fn add(mut self, other: Normal) -> Normal {
+        self.xtx += &other.xtx;
+        for (a, b) in self.xty.iter_mut().zip(&other.xty) {
+            *a += b;
+        }
+        self
+    }
+}
+
+/// Shortest distance seen for each species pair (index `s * ns + z`), infinite if never seen.
+pub fn min_pair_distances(
+    structures: &[Structure],
+    species_of: &[Vec<u16>],
+    ns: usize,
+    cutoff: f64,
+) -> Result<Vec<f64>, ModelError> {
+    structures
+        .par_iter()
+        .zip(species_of)
+        .map(|(s, sp)| -> Result<Vec<f64>, ModelError> {
+            let nl = neighbors::build(s, cutoff)?;
+            let mut out = vec![f64::INFINITY; ns * ns];
+            for i in 0..sp.len() {
+                for k in nl.range(i) {
+                    let r = neighbors::norm(nl.rij[k]);
+                    let idx = sp[i] as usize * ns + sp[nl.j[k] as usize] as usize;
+                    out[idx] = out[idx].min(r);
+                }
+            }
+            Ok(out)
+        })
+        .try_reduce(
+            || vec![f64::INFINITY; ns * ns],
+            |a, b| Ok(a.iter().zip(&b).map(|(x, y)| x.min(*y)).collect()),
+        )
+}
+
+/// Map the species of every structure, with a clear error for unknown ones.
+fn map_all(structures: &[Structure], species: &[String]) -> Result<Vec<Vec<u16>>, ModelError> {
+    structures
+        .iter()
+        .map(|s| {
+            s.symbols
+                .iter()
+                .enumerate()
+                .map(|(i, sym)| {
+                    species
+                        .iter()
+                        .position(|x| x == sym)
+                        .map(|x| x as u16)
+                        .ok_or_else(|| ModelError::UnknownSpecies {
+                            origin: s.origin.to_string(),
+                            species: sym.clone(),
+                            atom: i + 1,
+                            known: species.join(", "),
+                        })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Check that every structure is labelled well enough to fit on, and map its species.
+fn prepare(
+    structures: &[Structure],
+    species: &[String],
+    what: &str,
+) -> Result<Vec<Vec<u16>>, ModelError> {
+    for s in structures {
+        {
+            if s.energy.is_none() && s.forces.is_none() {
+                return Err(ModelError::Data(format!(
+                    "{}: {what} structure has neither an energy nor forces; label it, or check --energy-key/--forces-key",
+                    s.origin
+                )));
+            }
+            if let Some(e) = s.energy
+                && !e.is_finite()
+            {
+                return Err(ModelError::Data(format!(
+                    "{}: energy is not finite ({e})",
+                    s.origin
+                )));
+            }
+            if let Some(f) = &s.forces {
+                if f.len() != s.len() {
+                    return Err(ModelError::Data(format!(
+                        "{}: {} force rows for {} atoms",
+                        s.origin,
+                        f.len(),
+                        s.len()
+                    )));
+                }
+                if let Some(i) = f.iter().position(|v| !v.iter().all(|x| x.is_finite())) {
+                    return Err(ModelError::Data(format!(
+                        "{}: force on atom {} is not finite",
+                        s.origin,
+                        i + 1
+                    )));
+                }
+            }
+        }
+    }
+    map_all(structures, species)
+}
+
+/// Build an unfitted model (zero coefficients) whose radial windows and core come from the data.
+pub fn build_skeleton(
+    species: &[String],
+    basis: &BasisConfig,
+    cfg: &FitConfig,
+    train: &[Structure],
+) -> Result<Model, ModelError> {
+    basis.validate()?;
+    cfg.validate()?;
+    if species.is_empty() {
+        return Err(ModelError::Data(
+            "no species given (use --species Li or --species Al,Mg)".into(),
+        ));
+    }
+    for (k, s) in species.iter().enumerate() {
+        if species[..k].contains(s) {
+            return Err(ModelError::Data(format!("species '{s}' is listed twice")));
+        }
+    }
+    let ns = species.len();
+    let species_of = map_all(train, species)?;
+    let mut rc = vec![0.0; ns * ns];
+    for s in 0..ns {
+        for z in 0..ns {
+            rc[s * ns + z] = basis.pair_cutoff(&species[s], &species[z]);
+        }
+    }
+    let rc_max = rc.iter().cloned().fold(0.0, f64::max);
+    let dmin = min_pair_distances(train, &species_of, ns, rc_max)?;
+    let overall_min = dmin.iter().cloned().fold(f64::INFINITY, f64::min);
+    let sb = SpeciesBasis::generate(basis, ns)?;
+    let nmax = sb.layout.nmax();
+    let mut radial = Vec::with_capacity(ns * ns);
+    let mut core = Vec::with_capacity(ns * ns);
+    for s in 0..ns {
+        for z in 0..ns {
+            let rcut = rc[s * ns + z];
+            // A pair never seen in training gets the overall shortest distance.
+            let d = if dmin[s * ns + z].is_finite() {
+                dmin[s * ns + z]
+            } else {
+                overall_min
+            };
+            let d = if d.is_finite() {
+                d.min(rcut)
+            } else {
+                0.5 * rcut
+            };
+            let r0 = basis.radial_inner.unwrap_or(0.75 * d).min(0.9 * rcut);
+            radial.push(RadialBasis { rc: rcut, r0, nmax });
+            let (z1, z2) = (atomic_number(&species[s]), atomic_number(&species[z]));
+            let r_out = if cfg.core { d } else { 0.0 };
+            core.push(CorePair {
+                z1,
+                z2,
+                r_in: (r_out - cfg.core_width).max(0.0),
+                r_out,
+            });
+        }
+    }
+    let bases = vec![sb; ns];
+    let coefs = bases.iter().map(|b| vec![0.0; b.len()]).collect();
+    Model::new(
+        species.to_vec(),
+        basis.clone(),
+        radial,
+        core,
+        bases,
+        coefs,
+        vec![0.0; ns],
+        FitInfo::default(),
+    )
+}
+
+/// Fit a model. `progress` shows a progress bar on a terminal.
+pub fn fit(
+    species: &[String],
+    basis: &BasisConfig,
+    cfg: &FitConfig,
+    train: &[Structure],
+    valid: &[Structure],
+    progress: bool,
+) -> Result<Model, ModelError> {
+    if train.is_empty() {
+        return Err(ModelError::Data("no training structures".into()));
+    }
+    let mut model = build_skeleton(species, basis, cfg, train)?;
+    let species_of = prepare(train, species, "training")?;
+    let _ = prepare(valid, species, "validation")?;
+    let ns = model.nspecies();
+    let offsets: Vec<usize> = (0..=ns)
+        .map(|s| (0..s).map(|k| model.nfuncs(k)).sum())
+        .collect();
+    let m = offsets[ns] + ns; // + one-body columns
+    let n_e = train.iter().filter(|s| s.energy.is_some()).count().max(1) as f64;
+    let n_f = train
+        .iter()
+        .filter_map(|s| s.forces.as_ref().map(|f| 3 * f.len()))
+        .sum::<usize>()
+        .max(1) as f64;
+    let we2 = cfg.energy_weight / n_e;
+    let wf2 = cfg.force_weight / n_f;
+    let bar = progress_bar(train.len() as u64, "fitting", progress);
+    let rc = model.max_cutoff();
+    let normal = train
+        .par_iter()
+        .zip(&species_of)
+        .try_fold(
+            || (Normal::new(m), Workspace::new(&model)),
+            |(mut acc, mut ws), (s, sp)| -> Result<(Normal, Workspace), ModelError> {
+                accumulate(&model, s, sp, rc, &offsets, we2, wf2, &mut acc, &mut ws)?;
+                bar.inc(1);
+                Ok((acc, ws))
+            },
+        )
+        .map(|r| r.map(|(n, _)| n))
+        .try_reduce(|| Normal::new(m), |a, b| Ok(a.add(b)))?;
+    bar.finish_and_clear();
+    let c = solve(normal, m, offsets[ns], cfg.ridge)?;
+    for s in 0..ns {
+        model.coefs[s] = c[offsets[s]..offsets[s + 1]].to_vec();
+        model.e0[s] = c[offsets[ns] + s];
+    }
+    model.rebuild_derived();
+    let mut metrics = vec![evaluate(&model, train, "train")?];
+    if !valid.is_empty() {
+        metrics.push(evaluate(&model, valid, "valid")?);
+    }
+    model.fit_info = FitInfo {
+        aceuq_version: env!("CARGO_PKG_VERSION").to_string(),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        train_files: files_of(train),
+        valid_files: files_of(valid),
+        n_train_structures: train.len(),
+        n_train_atoms: train.iter().map(|s| s.len()).sum(),
+        settings: cfg.clone(),
+        metrics,
+    };
+    Ok(model)
+}
+
+fn files_of(s: &[Structure]) -> Vec<String> {
+    let mut v: Vec<String> = s.iter().filter_map(|x| x.origin.file.clone()).collect();
+    v.dedup();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// A progress bar on stderr, hidden when not wanted or not on a terminal.
+pub fn progress_bar(len: u64, msg: &str, show: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !show || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {pos}/{len} structures, {elapsed} (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(msg.to_string());
+    bar
+}
+
+/// Add one structure's rows to the normal equations.
+#[allow(clippy::too_many_arguments)]
+fn accumulate(
+    model: &Model,
+    s: &Structure,
+    sp: &[u16],
+    rc: f64,
+    offsets: &[usize],
+    we2: f64,
+    wf2: f64,
+    acc: &mut Normal,
+    ws: &mut Workspace,
+) -> Result<(), ModelError> {
+    let ns = model.nspecies();
+    let m = acc.xty.len();
+    let n = s.len();
+    let nl = neighbors::build(s, rc)?;
+    let mut xe = vec![0.0; m];
+    let want_f = s.forces.is_some() && wf2 > 0.0;
+    let mut xf = if want_f {
+        Mat::<f64>::zeros(3 * n, m)
+    } else {
+        Mat::<f64>::zeros(0, 0)
+    };
+    let mut core_e = 0.0;
+    let mut core_f = vec![[0.0; 3]; n];
+    let mut sj = Vec::new();
+    let mut b = vec![0.0; model.bases.iter().map(|b| b.len()).max().unwrap_or(0)];
+    let mut db = Vec::new();
+    let mut grad = Vec::new();
+    for i in 0..n {
+        let si = sp[i] as usize;
+        let range = nl.range(i);
+        let rij = &nl.rij[range.clone()];
+        let js = &nl.j[range];
+        sj.clear();
+        sj.extend(js.iter().map(|&j| sp[j as usize]));
+        let nf = model.nfuncs(si);
+        let off = offsets[si];
+        xe[offsets[ns] + si] += 1.0;
+        // Core contribution, subtracted from the targets.
+        grad.clear();
+        grad.resize(rij.len(), [0.0; 3]);
+        core_e += model.atom_core(si, rij, &sj, &mut grad);
+        for (k, &j) in js.iter().enumerate() {
+            for d in 0..3 {
+                core_f[i][d] += grad[k][d];
+                core_f[j as usize][d] -= grad[k][d];
+            }
+        }
+        if want_f {
+            model.atom_descriptor_grad(ws, si, rij, &sj, &mut b[..nf], &mut db);
+            let nn3 = rij.len() * 3;
+            for f in 0..nf {
+                xe[off + f] += b[f];
+                let col = xf
+                    .col_mut(off + f)
+                    .try_as_col_major_mut()
+                    .expect("owned matrix columns are contiguous");
+                let col = col.as_slice_mut();
+                let dbf = &db[f * nn3..(f + 1) * nn3];
+                // Force on atom a is -dE/dr_a; dr_ij/dr_j = +1, dr_ij/dr_i = -1.
+                for (k, &j) in js.iter().enumerate() {
+                    for d in 0..3 {
+                        let v = dbf[k * 3 + d];
+                        col[3 * j as usize + d] -= v;
+                        col[3 * i + d] += v;
+                    }
+                }
+            }
+        } else {
+            model.atom_descriptor(ws, si, rij, &sj, &mut b[..nf]);
+            for f in 0..nf {
+                xe[off + f] += b[f];
+            }
+        }
+    }
+    if let Some(e) = s.energy {
+        let w = we2 / (n.max(1) as f64 * n.max(1) as f64);
+        let ye = e - core_e;
+        for (j, xj) in xe.iter().enumerate() {
+            if *xj == 0.0 {
+                continue;
+            }
+            acc.xty[j] += w * xj * ye;
+            for (k, xk) in xe.iter().enumerate() {
+                acc.xtx[(j, k)] += w * xj * xk;
+            }
+        }
+    }
+    if want_f {
+        let f = s.forces.as_ref().expect("checked above");
+        let yf: Vec<f64> = (0..3 * n)
+            .map(|r| f[r / 3][r % 3] - core_f[r / 3][r % 3])
+            .collect();
+        matmul(
+            acc.xtx.as_mut(),
+            Accum::Add,
+            xf.transpose(),
+            xf.as_ref(),
+            wf2,
+            Par::Seq,
+        );
+        for j in 0..m {
+            let col = xf.col(j);
+            let mut dotv = 0.0;
+            for (r, y) in yf.iter().enumerate() {
+                dotv += col[r] * y;
+            }
+            acc.xty[j] += wf2 * dotv;
+        }
+    }
+    Ok(())
+}
+
+/// Solve the ridge-regularized normal equations; the last `m - nreg` columns (one-body energies)
+/// are not regularized.
+fn solve(normal: Normal, m: usize, nreg: usize, ridge: f64) -> Result<Vec<f64>, ModelError> {
+    let Normal { mut xtx, xty } = normal;
+    let dmax = (0..m).map(|j| xtx[(j, j)]).fold(0.0, f64::max);
+    if dmax.is_nan() || dmax <= 0.0 || !dmax.is_finite() {
+        return Err(ModelError::Numerical(
+            "the design matrix is zero or not finite: no usable data".into(),
+        ));
+    }
+    // Column scaling to unit diagonal (guarding near-empty columns).
+    let scale: Vec<f64> = (0..m)
+        .map(|j| 1.0 / xtx[(j, j)].max(1e-14 * dmax).sqrt())
+        .collect();
+    for j in 0..m {
+        for k in 0..m {
+            xtx[(j, k)] *= scale[j] * scale[k];
+        }
+    }
+    let mut lambda = ridge;
+    for attempt in 0..8 {
+        let mut a = xtx.clone();
+        for j in 0..nreg {
+            a[(j, j)] += lambda;
+        }
+        // The one-body columns get a tiny jitter so a species with constant count stays solvable.
+        for j in nreg..m {
+            a[(j, j)] += 1e-12;
+        }
+        if let Ok(llt) = a.llt(Side::Lower) {
+            let rhs = Mat::from_fn(m, 1, |j, _| xty[j] * scale[j]);
+            let x = llt.solve(&rhs);
+            let c: Vec<f64> = (0..m).map(|j| x[(j, 0)] * scale[j]).collect();
+            if c.iter().all(|v| v.is_finite()) {
+                if attempt > 0 {
+                    eprintln!(
+                        "warning: normal equations were ill-conditioned; used ridge {lambda:.1e}"
+                    );
+                }
+                return Ok(c);
+            }
+        }
+        lambda = if lambda == 0.0 { 1e-10 } else { lambda * 100.0 };
+    }
+    Err(ModelError::Numerical(
+        "could not solve the normal equations even with a strong ridge; check the data for duplicates or NaN".into(),
+    ))
+}
+
+/// Evaluate a model on a set of structures and summarize its errors.
+pub fn evaluate(model: &Model, data: &[Structure], name: &str) -> Result<Metrics, ModelError> {
+    let per: Vec<(f64, usize, Vec<f64>)> = data
+        .par_iter()
+        .map_init(
+            || Workspace::new(model),
+            |ws, s| -> Result<(f64, usize, Vec<f64>), ModelError> {
+                let p = model.predict(s, ws)?;
+                let de = s
+                    .energy
+                    .map(|e| (p.energy - e) / s.len().max(1) as f64)
+                    .unwrap_or(f64::NAN);
+                let df = match &s.forces {
+                    Some(f) => f
+                        .iter()
+                        .zip(&p.forces)
+                        .flat_map(|(a, b)| (0..3).map(move |d| b[d] - a[d]))
+                        .collect(),
+                    None => vec![],
+                };
+                Ok((de, s.len(), df))
+            },
+        )
+        .collect::<Result<_, _>>()?;
+    let mut mt = Metrics {
+        set: name.to_string(),
+        n_structures: data.len(),
+        ..Default::default()
+    };
+    let (mut se, mut ae, mut sf, mut af, mut nfc) = (0.0, 0.0, 0.0, 0.0, 0usize);
+    for (de, n, df) in &per {
+        mt.n_atoms += n;
+        if de.is_finite() {
+            mt.n_energies += 1;
+            se += de * de;
+            ae += de.abs();
+        }
+        if !df.is_empty() {
+            mt.n_forces += 1;
+        }
+        for v in df {
+            sf += v * v;
+            af += v.abs();
+            nfc += 1;
+        }
+    }
+    let ne = mt.n_energies.max(1) as f64;
+    let nf = nfc.max(1) as f64;
+    mt.energy_rmse = 1e3 * (se / ne).sqrt();
+    mt.energy_mae = 1e3 * ae / ne;
+    mt.force_rmse = 1e3 * (sf / nf).sqrt();
+    mt.force_mae = 1e3 * af / nf;
+    Ok(mt)
+}
+
+/// Format a table of metrics for the terminal.
+pub fn metrics_table(rows: &[Metrics]) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<10} {:>10} {:>8} {:>14} {:>12} {:>13} {:>11}\n",
+        "set", "structures", "atoms", "E RMSE", "E MAE", "F RMSE", "F MAE"
+    ));
+    out.push_str(&format!(
+        "{:<10} {:>10} {:>8} {:>14} {:>12} {:>13} {:>11}\n",
+        "", "", "", "(meV/atom)", "(meV/atom)", "(meV/Å)", "(meV/Å)"
+    ));
+    for r in rows {
+        let e = |v: f64, n: usize| if n > 0 { format!("{v:.3}") } else { "-".into() };
+        out.push_str(&format!(
+            "{:<10} {:>10} {:>8} {:>14} {:>12} {:>13} {:>11}\n",
+            r.set,
+            r.n_structures,
+            r.n_atoms,
+            e(r.energy_rmse, r.n_energies),
+            e(r.energy_mae, r.n_energies),
+            e(r.force_rmse, r.n_forces),
+            e(r.force_mae, r.n_forces)
+        ));
+    }
+    out
+}

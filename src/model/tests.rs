@@ -1,0 +1,422 @@
+//! Correctness of evaluation: finite differences, invariances, periodic images, species order.
+
+use super::core::CorePair;
+use super::*;
+use crate::basis::radial::RadialBasis;
+use crate::basis::{BasisConfig, SpeciesBasis};
+use crate::structure::Structure;
+use nalgebra::{Matrix3, Rotation3, Unit, Vector3};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A model with random coefficients (evaluation does not care whether it was fitted).
+pub(crate) fn random_model(species: &[&str], cfg: &BasisConfig, seed: u64) -> Model {
+    let ns = species.len();
+    let sb = SpeciesBasis::generate(cfg, ns).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let nmax = sb.layout.nmax();
+    let mut radial = vec![];
+    let mut core = vec![];
+    for s in 0..ns {
+        for z in 0..ns {
+            radial.push(RadialBasis {
+                rc: cfg.cutoff - 0.2 * ((s + z) as f64),
+                r0: 1.4 + 0.1 * z as f64,
+                nmax,
+            });
+            core.push(CorePair {
+                z1: 3 + s as u32,
+                z2: 3 + z as u32,
+                r_in: 1.6,
+                r_out: 2.1,
+            });
+        }
+    }
+    let bases: Vec<SpeciesBasis> = vec![sb; ns];
+    let coefs = bases
+        .iter()
+        .map(|b| {
+            (0..b.len())
+                .map(|_| rng.random_range(-1.0..1.0) * 0.1)
+                .collect()
+        })
+        .collect();
+    let e0 = (0..ns).map(|s| -1.0 - s as f64).collect();
+    Model::new(
+        species.iter().map(|s| s.to_string()).collect(),
+        cfg.clone(),
+        radial,
+        core,
+        bases,
+        coefs,
+        e0,
+        FitInfo::default(),
+    )
+    .unwrap()
+}
+
+pub(crate) fn small_cfg() -> BasisConfig {
+    BasisConfig {
+        cutoff: 4.8,
+        nmax: vec![6, 4, 3, 2],
+        lmax: vec![0, 3, 2, 2],
+        ..Default::default()
+    }
+}
+
+/// A basis small enough to be well determined by a few small structures.
+pub(crate) fn tiny_cfg() -> BasisConfig {
+    BasisConfig {
+        cutoff: 4.8,
+        nmax: vec![4, 3, 2, 1],
+        lmax: vec![0, 2, 1, 1],
+        ..Default::default()
+    }
+}
+
+/// A perturbed BCC-like periodic structure with the given species pattern, in a triclinic cell.
+pub(crate) fn random_structure(species: &[&str], reps: usize, seed: u64, skew: bool) -> Structure {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let a = 3.4;
+    let l = a * reps as f64;
+    let cell = if skew {
+        [[l, 0.0, 0.0], [0.6, l, 0.0], [-0.4, 0.7, l]]
+    } else {
+        [[l, 0.0, 0.0], [0.0, l, 0.0], [0.0, 0.0, l]]
+    };
+    let mut s = Structure {
+        cell: Some(cell),
+        pbc: [true; 3],
+        ..Default::default()
+    };
+    let mut count = 0;
+    for i in 0..reps {
+        for j in 0..reps {
+            for k in 0..reps {
+                for off in [0.0, 0.5] {
+                    let f = [
+                        (i as f64 + off) / reps as f64,
+                        (j as f64 + off) / reps as f64,
+                        (k as f64 + off) / reps as f64,
+                    ];
+                    let mut p = [0.0; 3];
+                    for d in 0..3 {
+                        p[d] = f[0] * cell[0][d]
+                            + f[1] * cell[1][d]
+                            + f[2] * cell[2][d]
+                            + rng.random_range(-0.3..0.3);
+                    }
+                    s.positions.push(p);
+                    s.symbols.push(species[count % species.len()].to_string());
+                    count += 1;
+                }
+            }
+        }
+    }
+    s
+}
+
+fn energy(model: &Model, s: &Structure) -> f64 {
+    let mut ws = Workspace::new(model);
+    model.predict(s, &mut ws).unwrap().energy
+}
+
+#[test]
+fn forces_match_finite_differences() {
+    for species in [&["Li"][..], &["Al", "Mg"][..]] {
+        let model = random_model(species, &small_cfg(), 7);
+        let mut s = random_structure(species, 2, 11, true);
+        // Put one pair inside the core switching region.
+        s.positions[1] = [
+            s.positions[0][0] + 1.9,
+            s.positions[0][1],
+            s.positions[0][2],
+        ];
+        let mut ws = Workspace::new(&model);
+        let p = model.predict(&s, &mut ws).unwrap();
+        let h = 1e-5;
+        let mut max_rel = 0.0f64;
+        for a in 0..s.len() {
+            for d in 0..3 {
+                let mut sp = s.clone();
+                sp.positions[a][d] += h;
+                let mut sm = s.clone();
+                sm.positions[a][d] -= h;
+                let fd = -(energy(&model, &sp) - energy(&model, &sm)) / (2.0 * h);
+                let f = p.forces[a][d];
+                let rel = (fd - f).abs() / f.abs().max(1e-2);
+                max_rel = max_rel.max(rel);
+            }
+        }
+        assert!(
+            max_rel < 1e-6,
+            "{species:?}: max relative force error {max_rel:e}"
+        );
+    }
+}
+
+#[test]
+fn virial_matches_strain_derivative() {
+    let model = random_model(&["Al", "Mg"], &small_cfg(), 3);
+    let s = random_structure(&["Al", "Mg"], 2, 5, true);
+    let mut ws = Workspace::new(&model);
+    let p = model.predict(&s, &mut ws).unwrap();
+    // virial = -dE/dε (symmetric strain applied to cell and positions).
+    let h = 1e-6;
+    for a in 0..3 {
+        for b in a..3 {
+            let strained = |e: f64| {
+                let mut eps = Matrix3::<f64>::identity();
+                eps[(a, b)] += e / 2.0;
+                eps[(b, a)] += e / 2.0;
+                let mut t = s.clone();
+                let c = t.cell.unwrap();
+                let mut nc = c;
+                for r in 0..3 {
+                    let v = eps * Vector3::new(c[r][0], c[r][1], c[r][2]);
+                    nc[r] = [v.x, v.y, v.z];
+                }
+                t.cell = Some(nc);
+                for q in t.positions.iter_mut() {
+                    let v = eps * Vector3::new(q[0], q[1], q[2]);
+                    *q = [v.x, v.y, v.z];
+                }
+                energy(&model, &t)
+            };
+            let fd = -(strained(h) - strained(-h)) / (2.0 * h);
+            let v = 0.5 * (p.virial[a][b] + p.virial[b][a]);
+            assert!(
+                (fd - v).abs() < 1e-6 * v.abs().max(1.0),
+                "virial[{a}][{b}]: fd {fd} vs {v}"
+            );
+        }
+    }
+}
+
+#[test]
+fn invariant_under_rotation_translation_and_permutation() {
+    let model = random_model(&["Al", "Mg"], &small_cfg(), 9);
+    let s = random_structure(&["Al", "Mg"], 2, 13, true);
+    let mut ws = Workspace::new(&model);
+    let p0 = model.predict(&s, &mut ws).unwrap();
+    let rot = Rotation3::from_axis_angle(&Unit::new_normalize(Vector3::new(0.3, -0.8, 0.5)), 1.234);
+    let shift = Vector3::new(0.37, -1.9, 12.3);
+    let mut t = s.clone();
+    let c = t.cell.unwrap();
+    let rv = |v: [f64; 3]| {
+        let w = rot * Vector3::new(v[0], v[1], v[2]);
+        [w.x, w.y, w.z]
+    };
+    t.cell = Some([rv(c[0]), rv(c[1]), rv(c[2])]);
+    for q in t.positions.iter_mut() {
+        let w = rot * Vector3::new(q[0], q[1], q[2]) + shift;
+        *q = [w.x, w.y, w.z];
+    }
+    // Reverse the atom order.
+    t.positions.reverse();
+    t.symbols.reverse();
+    let p1 = model.predict(&t, &mut ws).unwrap();
+    assert!((p0.energy - p1.energy).abs() < 1e-10 * p0.energy.abs().max(1.0));
+    let n = s.len();
+    for i in 0..n {
+        let j = n - 1 - i;
+        assert!((p0.atom_energies[i] - p1.atom_energies[j]).abs() < 1e-10);
+        let fr = rv(p0.forces[i]);
+        for d in 0..3 {
+            assert!(
+                (fr[d] - p1.forces[j][d]).abs() < 1e-9,
+                "force rotates with the frame"
+            );
+        }
+    }
+}
+
+#[test]
+fn neighbour_order_does_not_matter() {
+    let model = random_model(&["Al", "Mg"], &small_cfg(), 4);
+    let s = random_structure(&["Al", "Mg"], 2, 8, false);
+    let sp = model.map_species(&s).unwrap();
+    let nl = crate::neighbors::build(&s, model.max_cutoff()).unwrap();
+    let mut ws = Workspace::new(&model);
+    let i = 3;
+    let r = nl.range(i);
+    let mut rij: Vec<[f64; 3]> = nl.rij[r.clone()].to_vec();
+    let mut sj: Vec<u16> = nl.j[r].iter().map(|&j| sp[j as usize]).collect();
+    let mut g1 = vec![[0.0; 3]; rij.len()];
+    let e1 = model.atom_energy_grad(&mut ws, sp[i] as usize, &rij, &sj, &mut g1, None);
+    rij.reverse();
+    sj.reverse();
+    let mut g2 = vec![[0.0; 3]; rij.len()];
+    let e2 = model.atom_energy_grad(&mut ws, sp[i] as usize, &rij, &sj, &mut g2, None);
+    assert!((e1 - e2).abs() < 1e-12);
+    g2.reverse();
+    for (a, b) in g1.iter().zip(&g2) {
+        for d in 0..3 {
+            assert!((a[d] - b[d]).abs() < 1e-12);
+        }
+    }
+}
+
+#[test]
+fn small_cell_equals_supercell_per_atom() {
+    let model = random_model(&["Li"], &small_cfg(), 21);
+    // Two-atom cell smaller than the cutoff: atoms see their own images.
+    let small = random_structure(&["Li"], 1, 2, true);
+    let mut big = small.clone();
+    let c = small.cell.unwrap();
+    big.positions.clear();
+    big.symbols.clear();
+    for a in 0..3 {
+        for b in 0..3 {
+            for cc in 0..3 {
+                for p in &small.positions {
+                    let mut q = *p;
+                    for d in 0..3 {
+                        q[d] += a as f64 * c[0][d] + b as f64 * c[1][d] + cc as f64 * c[2][d];
+                    }
+                    big.positions.push(q);
+                    big.symbols.push("Li".into());
+                }
+            }
+        }
+    }
+    big.cell = Some([
+        [3.0 * c[0][0], 3.0 * c[0][1], 3.0 * c[0][2]],
+        [3.0 * c[1][0], 3.0 * c[1][1], 3.0 * c[1][2]],
+        [3.0 * c[2][0], 3.0 * c[2][1], 3.0 * c[2][2]],
+    ]);
+    let mut ws = Workspace::new(&model);
+    let ps = model.predict(&small, &mut ws).unwrap();
+    let pb = model.predict(&big, &mut ws).unwrap();
+    for (k, e) in pb.atom_energies.iter().enumerate() {
+        assert!((e - ps.atom_energies[k % 2]).abs() < 1e-10, "atom {k}");
+    }
+    assert!((pb.energy - 27.0 * ps.energy).abs() < 1e-8 * pb.energy.abs());
+}
+
+/// Labels from a "teacher" model with random coefficients in the same function space.
+fn teacher_data(species: &[&str], n: usize) -> (Model, Vec<Structure>) {
+    let names: Vec<String> = species.iter().map(|s| s.to_string()).collect();
+    let mut data: Vec<Structure> = (0..n)
+        .map(|k| random_structure(species, 2, 100 + k as u64, k % 2 == 0))
+        .collect();
+    let cfg = fit::FitConfig::default();
+    let mut teacher = fit::build_skeleton(&names, &tiny_cfg(), &cfg, &data).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    for c in teacher.coefs.iter_mut() {
+        for v in c.iter_mut() {
+            *v = rng.random_range(-0.05..0.05);
+        }
+    }
+    teacher.e0 = (0..names.len()).map(|s| -2.0 + s as f64).collect();
+    teacher.rebuild_derived();
+    let mut ws = Workspace::new(&teacher);
+    for s in data.iter_mut() {
+        let p = teacher.predict(s, &mut ws).unwrap();
+        s.energy = Some(p.energy);
+        s.forces = Some(p.forces);
+    }
+    (teacher, data)
+}
+
+#[test]
+fn fit_recovers_a_model_from_its_own_function_space_in_any_species_order() {
+    let (teacher, data) = teacher_data(&["Al", "Mg"], 30);
+    let cfg = fit::FitConfig {
+        ridge: 1e-12,
+        ..Default::default()
+    };
+    let test = random_structure(&["Al", "Mg"], 2, 999, true);
+    let mut ws = Workspace::new(&teacher);
+    let want = teacher.predict(&test, &mut ws).unwrap();
+    for order in [["Al", "Mg"], ["Mg", "Al"]] {
+        let names: Vec<String> = order.iter().map(|s| s.to_string()).collect();
+        let student = fit::fit(&names, &tiny_cfg(), &cfg, &data, &[], false).unwrap();
+        let mut ws = Workspace::new(&student);
+        let got = student.predict(&test, &mut ws).unwrap();
+        let n = test.len() as f64;
+        assert!(
+            (got.energy - want.energy).abs() / n < 1e-6,
+            "{order:?}: {} vs {}",
+            got.energy,
+            want.energy
+        );
+        let mut maxf = 0.0f64;
+        for (a, b) in got.forces.iter().zip(&want.forces) {
+            for d in 0..3 {
+                maxf = maxf.max((a[d] - b[d]).abs());
+            }
+        }
+        assert!(maxf < 1e-5, "{order:?}: max force difference {maxf:e} eV/Å");
+        let train = &student.fit_info.metrics[0];
+        assert!(
+            train.force_rmse < 1e-2 && train.energy_rmse < 1e-2,
+            "{train:?}"
+        );
+    }
+}
+
+#[test]
+fn collapsed_energy_equals_coefficients_dot_basis_and_descriptor_gradient_is_exact() {
+    let model = random_model(&["Al", "Mg"], &small_cfg(), 17);
+    let s = random_structure(&["Al", "Mg"], 2, 19, true);
+    let sp = model.map_species(&s).unwrap();
+    let nl = crate::neighbors::build(&s, model.max_cutoff()).unwrap();
+    let mut ws = Workspace::new(&model);
+    let i = 2;
+    let si = sp[i] as usize;
+    let r = nl.range(i);
+    let rij: Vec<[f64; 3]> = nl.rij[r.clone()].to_vec();
+    let sj: Vec<u16> = nl.j[r].iter().map(|&j| sp[j as usize]).collect();
+    let m = model.nfuncs(si);
+    let mut b = vec![0.0; m];
+    let mut g = vec![[0.0; 3]; rij.len()];
+    let e = model.atom_energy_grad(&mut ws, si, &rij, &sj, &mut g, Some(&mut b));
+    let mut core_g = vec![[0.0; 3]; rij.len()];
+    let ecore = model.atom_core(si, &rij, &sj, &mut core_g);
+    let dot: f64 = b.iter().zip(&model.coefs[si]).map(|(x, c)| x * c).sum();
+    assert!((e - (model.e0[si] + dot + ecore)).abs() < 1e-10 * e.abs().max(1.0));
+    // dB/dr against finite differences, and c·dB/dr against the energy gradient.
+    let mut b0 = vec![0.0; m];
+    let mut db = vec![];
+    model.atom_descriptor_grad(&mut ws, si, &rij, &sj, &mut b0, &mut db);
+    let nn = rij.len();
+    let h = 1e-6;
+    let (mut bp, mut bm) = (vec![0.0; m], vec![0.0; m]);
+    for k in [0, nn / 2, nn - 1] {
+        for d in 0..3 {
+            let mut rp = rij.clone();
+            rp[k][d] += h;
+            let mut rm = rij.clone();
+            rm[k][d] -= h;
+            model.atom_descriptor(&mut ws, si, &rp, &sj, &mut bp);
+            model.atom_descriptor(&mut ws, si, &rm, &sj, &mut bm);
+            let mut cg = 0.0;
+            for f in 0..m {
+                let fd = (bp[f] - bm[f]) / (2.0 * h);
+                let an = db[(f * nn + k) * 3 + d];
+                assert!(
+                    (fd - an).abs() < 1e-6 * an.abs().max(1.0),
+                    "f={f} k={k} d={d}: {fd} vs {an}"
+                );
+                cg += model.coefs[si][f] * an;
+            }
+            assert!((cg + core_g[k][d] - g[k][d]).abs() < 1e-9 * g[k][d].abs().max(1.0));
+        }
+    }
+}
+
+#[test]
+fn isolated_atom_has_reference_energy_and_no_force() {
+    let model = random_model(&["Li"], &small_cfg(), 1);
+    let s = Structure {
+        positions: vec![[0.0; 3]],
+        symbols: vec!["Li".into()],
+        ..Default::default()
+    };
+    let mut ws = Workspace::new(&model);
+    let p = model.predict(&s, &mut ws).unwrap();
+    // With no neighbours A = 0, so only E0 (and the constant part of order-1 functions, none) remain.
+    assert!((p.energy - model.e0[0]).abs() < 1e-12);
+    assert_eq!(p.forces[0], [0.0; 3]);
+}

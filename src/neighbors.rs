@@ -1,0 +1,372 @@
+//! Neighbour lists for structures: every atom `j` (or periodic image of it) within a cutoff of
+//! atom `i`, with the displacement `r_ij = r_j + shift - r_i` in Å.
+//!
+//! Periodic images are generated from the interplanar spacings of the cell, so skewed triclinic
+//! cells and cells smaller than the cutoff (an atom seeing its own images) are handled exactly.
+//! Candidates are binned on a Cartesian grid of cutoff-sized bins, so the cost is linear in the
+//! number of atoms.
+
+use crate::structure::Structure;
+use std::collections::HashMap;
+
+/// Neighbour list in compressed-row form.
+#[derive(Clone, Debug, Default)]
+pub struct NeighborList {
+    /// Neighbours of atom `i` are entries `offsets[i]..offsets[i+1]`.
+    pub offsets: Vec<usize>,
+    /// Index of the neighbour atom in the structure.
+    pub j: Vec<u32>,
+    /// Displacement from `i` to the neighbour (image), Å.
+    pub rij: Vec<[f64; 3]>,
+}
+
+impl NeighborList {
+    /// Range of entries of atom `i`.
+    #[inline]
+    pub fn range(&self, i: usize) -> std::ops::Range<usize> {
+        self.offsets[i]..self.offsets[i + 1]
+    }
+
+    /// Number of atoms.
+    pub fn natoms(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Shortest distance in the list, if any.
+    pub fn min_distance(&self) -> Option<f64> {
+        self.rij
+            .iter()
+            .map(|r| norm(*r))
+            .min_by(|a, b| a.total_cmp(b))
+    }
+}
+
+/// Why a neighbour list could not be built.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum NeighborError {
+    #[error("{origin}: atom {atom} has a non-finite position {pos:?}")]
+    NonFinitePosition {
+        origin: String,
+        atom: usize,
+        pos: [f64; 3],
+    },
+    #[error(
+        "{origin}: pbc is {pbc:?} but there is no Lattice (cell); give Lattice= or set pbc=\"F F F\""
+    )]
+    MissingCell { origin: String, pbc: [bool; 3] },
+    #[error("{origin}: the cell is degenerate (volume {volume:.3e} Å^3); check Lattice=")]
+    DegenerateCell { origin: String, volume: f64 },
+    #[error(
+        "{origin}: the cell is too thin for the cutoff {cutoff} Å ({images} periodic images per atom); \
+         check Lattice= and pbc"
+    )]
+    TooManyImages {
+        origin: String,
+        cutoff: f64,
+        images: usize,
+    },
+}
+
+#[inline]
+pub(crate) fn norm(r: [f64; 3]) -> f64 {
+    (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt()
+}
+
+#[inline]
+fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+
+#[inline]
+fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+/// Most images per atom we accept before calling the cell unreasonable.
+const MAX_IMAGES: usize = 200_000;
+
+/// Build the neighbour list of `s` for `cutoff` (Å). Self-interaction at zero shift is excluded;
+/// an atom's own periodic images are included when closer than the cutoff.
+pub fn build(s: &Structure, cutoff: f64) -> Result<NeighborList, NeighborError> {
+    let origin = s.origin.to_string();
+    let n = s.len();
+    for (i, p) in s.positions.iter().enumerate() {
+        if !p.iter().all(|x| x.is_finite()) {
+            return Err(NeighborError::NonFinitePosition {
+                origin,
+                atom: i + 1,
+                pos: *p,
+            });
+        }
+    }
+    let periodic = s.pbc.iter().any(|&p| p);
+    let (cell, pbc) = match s.cell {
+        Some(c) => (c, s.pbc),
+        None if periodic => return Err(NeighborError::MissingCell { origin, pbc: s.pbc }),
+        None => ([[0.0; 3]; 3], [false; 3]),
+    };
+    // Wrap periodic directions into the cell and count the images needed per direction.
+    let mut pos = s.positions.clone();
+    let mut nimg = [0i64; 3];
+    if pbc.iter().any(|&p| p) {
+        let vol = dot(cell[0], cross(cell[1], cell[2]));
+        if vol.is_nan() || vol.abs() <= 1e-10 || !vol.is_finite() {
+            return Err(NeighborError::DegenerateCell {
+                origin,
+                volume: vol,
+            });
+        }
+        // Reciprocal vectors (rows): recip[k] · cell[l] = δ_kl.
+        let recip = [
+            scale(cross(cell[1], cell[2]), 1.0 / vol),
+            scale(cross(cell[2], cell[0]), 1.0 / vol),
+            scale(cross(cell[0], cell[1]), 1.0 / vol),
+        ];
+        let mut total = 1usize;
+        for k in 0..3 {
+            if pbc[k] {
+                // Interplanar spacing along k is 1/|recip[k]|.
+                let spacing = 1.0 / norm(recip[k]);
+                nimg[k] = (cutoff / spacing).ceil() as i64;
+                total = total.saturating_mul((2 * nimg[k] + 1) as usize);
+            }
+        }
+        if total > MAX_IMAGES {
+            return Err(NeighborError::TooManyImages {
+                origin,
+                cutoff,
+                images: total,
+            });
+        }
+        for p in pos.iter_mut() {
+            for k in 0..3 {
+                if pbc[k] {
+                    let f = dot(recip[k], *p);
+                    let shift = f.floor();
+                    if shift != 0.0 {
+                        for d in 0..3 {
+                            p[d] -= shift * cell[k][d];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Wrapping moved atom i by a lattice vector; displacements between images are unchanged,
+    // so r_ij computed from wrapped positions is the physical displacement.
+    let mut shifts = Vec::new();
+    for a in -nimg[0]..=nimg[0] {
+        for b in -nimg[1]..=nimg[1] {
+            for c in -nimg[2]..=nimg[2] {
+                let v = [
+                    a as f64 * cell[0][0] + b as f64 * cell[1][0] + c as f64 * cell[2][0],
+                    a as f64 * cell[0][1] + b as f64 * cell[1][1] + c as f64 * cell[2][1],
+                    a as f64 * cell[0][2] + b as f64 * cell[1][2] + c as f64 * cell[2][2],
+                ];
+                shifts.push((a == 0 && b == 0 && c == 0, v));
+            }
+        }
+    }
+    let rc2 = cutoff * cutoff;
+    let mut nl = NeighborList {
+        offsets: Vec::with_capacity(n + 1),
+        ..Default::default()
+    };
+    nl.offsets.push(0);
+    if n == 0 {
+        return Ok(nl);
+    }
+    // Bin all image points on a Cartesian grid of cutoff-sized bins.
+    let bin = cutoff.max(1e-3);
+    let key = |p: [f64; 3]| -> (i64, i64, i64) {
+        (
+            (p[0] / bin).floor() as i64,
+            (p[1] / bin).floor() as i64,
+            (p[2] / bin).floor() as i64,
+        )
+    };
+    // Only images that can be within the cutoff of some atom matter: bounding box of atoms ± cutoff.
+    let mut lo = [f64::INFINITY; 3];
+    let mut hi = [f64::NEG_INFINITY; 3];
+    for p in &pos {
+        for d in 0..3 {
+            lo[d] = lo[d].min(p[d]);
+            hi[d] = hi[d].max(p[d]);
+        }
+    }
+    let mut bins: HashMap<(i64, i64, i64), Vec<(u32, u32)>> = HashMap::new();
+    for (si, (_, sv)) in shifts.iter().enumerate() {
+        for (j, p) in pos.iter().enumerate() {
+            let q = [p[0] + sv[0], p[1] + sv[1], p[2] + sv[2]];
+            if (0..3).any(|d| q[d] < lo[d] - cutoff || q[d] > hi[d] + cutoff) {
+                continue;
+            }
+            bins.entry(key(q)).or_default().push((j as u32, si as u32));
+        }
+    }
+    for (i, p) in pos.iter().enumerate() {
+        let (bx, by, bz) = key(*p);
+        for dx in -1..=1 {
+            for dy in -1..=1 {
+                for dz in -1..=1 {
+                    let Some(list) = bins.get(&(bx + dx, by + dy, bz + dz)) else {
+                        continue;
+                    };
+                    for &(j, si) in list {
+                        let (zero, sv) = shifts[si as usize];
+                        if zero && j as usize == i {
+                            continue;
+                        }
+                        let q = pos[j as usize];
+                        let r = [
+                            q[0] + sv[0] - p[0],
+                            q[1] + sv[1] - p[1],
+                            q[2] + sv[2] - p[2],
+                        ];
+                        if dot(r, r) < rc2 {
+                            nl.j.push(j);
+                            nl.rij.push(r);
+                        }
+                    }
+                }
+            }
+        }
+        nl.offsets.push(nl.j.len());
+    }
+    Ok(nl)
+}
+
+#[inline]
+fn scale(a: [f64; 3], s: f64) -> [f64; 3] {
+    [a[0] * s, a[1] * s, a[2] * s]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bcc(a: f64, reps: usize) -> Structure {
+        let mut s = Structure {
+            cell: Some([
+                [a * reps as f64, 0.0, 0.0],
+                [0.0, a * reps as f64, 0.0],
+                [0.0, 0.0, a * reps as f64],
+            ]),
+            pbc: [true; 3],
+            ..Default::default()
+        };
+        for i in 0..reps {
+            for j in 0..reps {
+                for k in 0..reps {
+                    let o = [i as f64 * a, j as f64 * a, k as f64 * a];
+                    s.positions.push(o);
+                    s.positions
+                        .push([o[0] + a / 2.0, o[1] + a / 2.0, o[2] + a / 2.0]);
+                    s.symbols.push("Li".into());
+                    s.symbols.push("Li".into());
+                }
+            }
+        }
+        s
+    }
+
+    fn brute(s: &Structure, rc: f64) -> Vec<Vec<f64>> {
+        // Brute force over a generous image range, distances only (sorted per atom).
+        let c = s.cell.unwrap();
+        let r = 6;
+        let mut out = vec![vec![]; s.len()];
+        for i in 0..s.len() {
+            for j in 0..s.len() {
+                for a in -r..=r {
+                    for b in -r..=r {
+                        for cc in -r..=r {
+                            if i == j && a == 0 && b == 0 && cc == 0 {
+                                continue;
+                            }
+                            let mut d = [0.0; 3];
+                            for k in 0..3 {
+                                d[k] = s.positions[j][k] - s.positions[i][k]
+                                    + a as f64 * c[0][k]
+                                    + b as f64 * c[1][k]
+                                    + cc as f64 * c[2][k];
+                            }
+                            let dn = norm(d);
+                            if dn < rc {
+                                out[i].push(dn);
+                            }
+                        }
+                    }
+                }
+            }
+            out[i].sort_by(|a, b| a.total_cmp(b));
+        }
+        out
+    }
+
+    #[test]
+    fn bcc_coordination_shells() {
+        let a = 3.51;
+        let s = bcc(a, 3);
+        let nl = build(&s, 3.76).unwrap();
+        // 8 nearest (a√3/2 = 3.04) + 6 second (a = 3.51) within 3.76 Å.
+        for i in 0..s.len() {
+            assert_eq!(nl.range(i).len(), 14);
+        }
+    }
+
+    #[test]
+    fn small_skewed_cell_matches_brute_force() {
+        // One- and two-atom cells much smaller than the cutoff, strongly skewed.
+        let mut s = Structure {
+            cell: Some([[2.1, 0.0, 0.0], [1.7, 1.9, 0.0], [-0.9, 0.6, 2.3]]),
+            pbc: [true; 3],
+            positions: vec![[0.1, 0.2, 0.3], [1.9, 1.1, 0.7]],
+            symbols: vec!["Li".into(), "Li".into()],
+            ..Default::default()
+        };
+        s.positions[1][2] += 7.0; // outside the cell: must be wrapped
+        let rc = 5.3;
+        let nl = build(&s, rc).unwrap();
+        let bf = brute(&s, rc);
+        for i in 0..s.len() {
+            let mut d: Vec<f64> = nl.range(i).map(|k| norm(nl.rij[k])).collect();
+            d.sort_by(|a, b| a.total_cmp(b));
+            assert_eq!(d.len(), bf[i].len(), "atom {i}");
+            for (x, y) in d.iter().zip(&bf[i]) {
+                assert!((x - y).abs() < 1e-9);
+            }
+        }
+    }
+
+    #[test]
+    fn non_periodic_and_errors() {
+        let mut s = Structure {
+            positions: vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [10.0, 0.0, 0.0]],
+            symbols: vec!["Li".into(); 3],
+            ..Default::default()
+        };
+        let nl = build(&s, 2.0).unwrap();
+        assert_eq!(nl.range(0).len(), 1);
+        assert_eq!(nl.range(2).len(), 0);
+        s.positions[1][1] = f64::NAN;
+        assert!(matches!(
+            build(&s, 2.0),
+            Err(NeighborError::NonFinitePosition { atom: 2, .. })
+        ));
+        s.positions[1][1] = 0.0;
+        s.pbc = [true; 3];
+        assert!(matches!(
+            build(&s, 2.0),
+            Err(NeighborError::MissingCell { .. })
+        ));
+        s.cell = Some([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 1.0]]);
+        assert!(matches!(
+            build(&s, 2.0),
+            Err(NeighborError::DegenerateCell { .. })
+        ));
+    }
+}
