@@ -64,7 +64,13 @@ struct FrameGen {
 
 impl FrameGen {
     fn new(frames: usize, atoms: usize) -> Self {
-        FrameGen { frames_left: frames, atoms, k: 0, chunk: Vec::new(), pos: 0 }
+        FrameGen {
+            frames_left: frames,
+            atoms,
+            k: 0,
+            chunk: Vec::new(),
+            pos: 0,
+        }
     }
 }
 
@@ -85,7 +91,11 @@ impl Read for FrameGen {
             );
             for a in 0..self.atoms {
                 let x = (a * 7 + self.k) as f64 * 0.01;
-                t.push_str(&format!("Al {x:.8} {:.8} {:.8} 0.1 -0.2 0.3\n", x + 1.0, x + 2.0));
+                t.push_str(&format!(
+                    "Al {x:.8} {:.8} {:.8} 0.1 -0.2 0.3\n",
+                    x + 1.0,
+                    x + 2.0
+                ));
             }
             self.chunk = t.into_bytes();
             self.pos = 0;
@@ -127,7 +137,9 @@ fn extxyz_memory_counter_sees_large_frames() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (n, peak) = peak_during(|| {
         let input = BufReader::new(FrameGen::new(1, 100_000));
-        Reader::new(input, "big.xyz", ReadOptions::default()).map(|f| f.expect("valid").len()).sum::<usize>()
+        Reader::new(input, "big.xyz", ReadOptions::default())
+            .map(|f| f.expect("valid").len())
+            .sum::<usize>()
     });
     assert_eq!(n, 100_000);
     println!("peak heap for one 100k-atom frame: {peak} bytes");
@@ -145,10 +157,14 @@ fn extxyz_lying_headers_do_not_allocate() {
     ];
     for text in &cases {
         let (result, peak) = peak_during(|| {
-            Reader::new(text.as_bytes(), "lie.xyz", ReadOptions::default()).collect::<Result<Vec<_>, _>>()
+            Reader::new(text.as_bytes(), "lie.xyz", ReadOptions::default())
+                .collect::<Result<Vec<_>, _>>()
         });
         let e = result.expect_err("a lying header is an error");
-        assert!(matches!(e, ExtxyzError::Truncated { .. } | ExtxyzError::Parse { .. }), "{e}");
+        assert!(
+            matches!(e, ExtxyzError::Truncated { .. } | ExtxyzError::Parse { .. }),
+            "{e}"
+        );
         println!("{e}\n  peak {peak} bytes");
         assert!(peak < 256 * 1024, "peak {peak} bytes for {text:?}");
     }

@@ -45,7 +45,8 @@
 //!   not matter. A stress is converted with ASE's sign convention, `virial = -stress * volume`
 //!   (ASE's stress is positive under tension, and `stress = -virial / volume`). When both keys
 //!   are given, `virial` wins and `stress` stays in `info`.
-//! - `config_type=`: [`Structure::config_type`], kept as the text written.
+//! - `config_type=`: [`Structure::config_type`], the text written without surrounding blanks
+//!   (an empty one means none).
 //!
 //! Non-finite numbers (NaN, Inf) in positions, forces, lattice, energy and virial are errors;
 //! in other columns and keys they are kept.
@@ -72,7 +73,8 @@
 //! Reading what was written gives back the same structure, up to the written precision, with
 //! three exceptions inherent to the format (ASE behaves the same): an [`InfoValue::Str`] whose
 //! text reads as a number or logical comes back as that number or logical, an empty
-//! [`InfoValue::Str`] comes back as an empty [`InfoValue::Reals`], and a one-element
+//! [`InfoValue::Str`] comes back as an empty [`InfoValue::Reals`] (both are written `" "`,
+//! because ASE misreads `key=""` followed by another key), and a one-element
 //! [`InfoValue::Reals`] comes back as [`InfoValue::Real`].
 
 use std::collections::{BTreeMap, HashSet};
@@ -211,7 +213,10 @@ impl std::fmt::Debug for ReadOptions {
             .field("energy_key", &self.energy_key)
             .field("forces_key", &self.forces_key)
             .field("allow_truncated_tail", &self.allow_truncated_tail)
-            .field("on_warning", &self.on_warning.as_ref().map(|_| "<callback>"))
+            .field(
+                "on_warning",
+                &self.on_warning.as_ref().map(|_| "<callback>"),
+            )
             .field("max_line_bytes", &self.max_line_bytes)
             .finish()
     }
@@ -287,7 +292,10 @@ impl WriteOptions {
 /// Read every frame of an extended XYZ file.
 ///
 /// The file name in errors is `path` as given. See [`Reader`] for streaming.
-pub fn read_file(path: impl AsRef<Path>, opts: &ReadOptions) -> Result<Vec<Structure>, ExtxyzError> {
+pub fn read_file(
+    path: impl AsRef<Path>,
+    opts: &ReadOptions,
+) -> Result<Vec<Structure>, ExtxyzError> {
     Reader::open(path, opts.clone())?.collect()
 }
 
@@ -329,7 +337,11 @@ impl Reader<BufReader<File>> {
             context: "cannot open for reading".to_string(),
             source,
         })?;
-        Ok(Reader::new(BufReader::with_capacity(1 << 16, f), &name, opts))
+        Ok(Reader::new(
+            BufReader::with_capacity(1 << 16, f),
+            &name,
+            opts,
+        ))
     }
 }
 
@@ -338,7 +350,13 @@ impl<R: BufRead> Reader<R> {
     pub fn new(input: R, name: &str, opts: ReadOptions) -> Self {
         let max = opts.max_line_bytes.max(1);
         Reader {
-            src: LineSource { input, buf: Vec::new(), line_no: 0, unterminated: false, max },
+            src: LineSource {
+                input,
+                buf: Vec::new(),
+                line_no: 0,
+                unterminated: false,
+                max,
+            },
             file: name.to_string(),
             opts,
             frame: 0,
@@ -359,7 +377,11 @@ impl<R: BufRead> Reader<R> {
     }
 
     fn perr(&self, line: usize, message: String) -> ExtxyzError {
-        ExtxyzError::Parse { file: self.file.clone(), line, message }
+        ExtxyzError::Parse {
+            file: self.file.clone(),
+            line,
+            message,
+        }
     }
 
     /// Read the next line, turning I/O and encoding errors into `ExtxyzError`.
@@ -454,7 +476,11 @@ impl<R: BufRead> Reader<R> {
             found += 1;
         }
 
-        let origin = Origin { file: Some(self.file.clone()), frame: self.frame, line: start };
+        let origin = Origin {
+            file: Some(self.file.clone()),
+            frame: self.frame,
+            line: start,
+        };
         self.frame += 1;
         Ok(Some(frame.finish(header, origin)))
     }
@@ -503,7 +529,13 @@ impl<R: BufRead> Iterator for Reader<R> {
                     self.dropped_tail = Some(w);
                     return None;
                 }
-                if tail && let ExtxyzError::Parse { file, line, message } = e {
+                if tail
+                    && let ExtxyzError::Parse {
+                        file,
+                        line,
+                        message,
+                    } = e
+                {
                     // Say that the line looks cut off, which is the likely root cause.
                     return Some(Err(ExtxyzError::Parse {
                         file,
@@ -523,7 +555,12 @@ impl<R: BufRead> Iterator for Reader<R> {
 fn strip_location(e: &ExtxyzError) -> String {
     match e {
         ExtxyzError::Parse { message, .. } => message.clone(),
-        ExtxyzError::Truncated { expected, found, line, .. } => format!(
+        ExtxyzError::Truncated {
+            expected,
+            found,
+            line,
+            ..
+        } => format!(
             "the frame at line {line} declares {expected} atoms but the file ends after {found} \
              atom line(s)"
         ),
@@ -681,7 +718,8 @@ fn parse_bool_word(s: &str) -> Option<bool> {
 
 /// Items of a value, split on whitespace and commas as ASE does.
 fn value_items(raw: &str) -> impl Iterator<Item = &str> {
-    raw.split(|c: char| c.is_whitespace() || c == ',').filter(|s| !s.is_empty())
+    raw.split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|s| !s.is_empty())
 }
 
 fn parse_reals(raw: &str) -> Option<Vec<f64>> {
@@ -694,15 +732,27 @@ fn classify(raw: &str) -> InfoValue {
     if items.is_empty() {
         return InfoValue::Reals(Vec::new());
     }
-    if let Some(ints) = items.iter().map(|t| t.parse::<i64>().ok()).collect::<Option<Vec<_>>>() {
+    if let Some(ints) = items
+        .iter()
+        .map(|t| t.parse::<i64>().ok())
+        .collect::<Option<Vec<_>>>()
+    {
         return if ints.len() == 1 {
             InfoValue::Int(ints[0])
         } else {
             InfoValue::Reals(ints.iter().map(|&i| i as f64).collect())
         };
     }
-    if let Some(reals) = items.iter().map(|t| t.parse::<f64>().ok()).collect::<Option<Vec<_>>>() {
-        return if reals.len() == 1 { InfoValue::Real(reals[0]) } else { InfoValue::Reals(reals) };
+    if let Some(reals) = items
+        .iter()
+        .map(|t| t.parse::<f64>().ok())
+        .collect::<Option<Vec<_>>>()
+    {
+        return if reals.len() == 1 {
+            InfoValue::Real(reals[0])
+        } else {
+            InfoValue::Reals(reals)
+        };
     }
     if items.len() == 1
         && let Some(b) = parse_bool_word(items[0])
@@ -741,7 +791,11 @@ fn split_comment(line: &str) -> Result<Vec<(String, Option<String>)>, String> {
         if i < n && chars[i] == '=' {
             i += 1;
             skip_ws(&mut i);
-            let value = if i < n { read_word(&chars, &mut i, false)? } else { String::new() };
+            let value = if i < n {
+                read_word(&chars, &mut i, false)?
+            } else {
+                String::new()
+            };
             out.push((key, Some(value)));
         } else {
             i = after_key;
@@ -839,11 +893,11 @@ fn parse_header(line: &str, opts: &ReadOptions) -> Result<Header, String> {
                  not guess which is meant)"
             ));
         }
-        let needs_value = |what: &str| {
-            format!("key '{key}' has no value; write {key}={what}")
-        };
+        let needs_value = |what: &str| format!("key '{key}' has no value; write {key}={what}");
         match lower.as_str() {
-            "lattice" => lattice = Some(value.ok_or_else(|| needs_value("\"ax ay az bx by bz cx cy cz\""))?),
+            "lattice" => {
+                lattice = Some(value.ok_or_else(|| needs_value("\"ax ay az bx by bz cx cy cz\""))?)
+            }
             "pbc" => pbc_raw = Some(value.ok_or_else(|| needs_value("\"T T T\""))?),
             "properties" => {
                 props_raw = Some(value.ok_or_else(|| needs_value("species:S:1:pos:R:3"))?)
@@ -851,7 +905,9 @@ fn parse_header(line: &str, opts: &ReadOptions) -> Result<Header, String> {
             _ if key == opts.energy_key => {
                 energy_raw = Some(value.ok_or_else(|| needs_value("<energy in eV>"))?)
             }
-            _ if key == "virial" => virial_raw = Some(value.ok_or_else(|| needs_value("\"9 numbers\""))?),
+            _ if key == "virial" => {
+                virial_raw = Some(value.ok_or_else(|| needs_value("\"9 numbers\""))?)
+            }
             _ if key == "stress" => {
                 // A stress that is not used (virial given) is kept as info below.
                 stress_raw = Some(value.ok_or_else(|| needs_value("\"9 or 6 numbers\""))?)
@@ -880,7 +936,9 @@ fn parse_header(line: &str, opts: &ReadOptions) -> Result<Header, String> {
                 )
             })?;
             if v.iter().any(|x| !x.is_finite()) {
-                return Err(format!("Lattice=\"{raw}\" has a non-finite number; fix the cell"));
+                return Err(format!(
+                    "Lattice=\"{raw}\" has a non-finite number; fix the cell"
+                ));
             }
             Some([[v[0], v[1], v[2]], [v[3], v[4], v[5]], [v[6], v[7], v[8]]])
         }
@@ -953,53 +1011,80 @@ fn parse_header(line: &str, opts: &ReadOptions) -> Result<Header, String> {
         }
     };
 
-    let volume = cell.map(|c| Structure { cell: Some(c), ..Default::default() }.volume().unwrap_or(0.0));
-    let virial = match (virial_raw, stress_raw) {
-        (Some(raw), stress) => {
-            if let Some(s) = stress {
-                info.insert("stress".to_string(), classify(&s));
-            }
-            let v = parse_reals(&raw).filter(|v| v.len() == 9).ok_or_else(|| {
-                format!(
-                    "virial=\"{}\" is not 9 numbers; give the 3x3 virial (eV) as 9 numbers",
-                    truncate_for_message(&raw)
-                )
-            })?;
-            Some(matrix_from_column_major(&v))
+    let volume = cell.map(|c| {
+        Structure {
+            cell: Some(c),
+            ..Default::default()
         }
-        (None, Some(raw)) => {
-            let v = parse_reals(&raw).filter(|v| v.len() == 9 || v.len() == 6).ok_or_else(|| {
+        .volume()
+        .unwrap_or(0.0)
+    });
+    let virial =
+        match (virial_raw, stress_raw) {
+            (Some(raw), stress) => {
+                if let Some(s) = stress {
+                    info.insert("stress".to_string(), classify(&s));
+                }
+                let v = parse_reals(&raw).filter(|v| v.len() == 9).ok_or_else(|| {
+                    format!(
+                        "virial=\"{}\" is not 9 numbers; give the 3x3 virial (eV) as 9 numbers",
+                        truncate_for_message(&raw)
+                    )
+                })?;
+                Some(matrix_from_column_major(&v))
+            }
+            (None, Some(raw)) => {
+                let v = parse_reals(&raw).filter(|v| v.len() == 9 || v.len() == 6).ok_or_else(|| {
                 format!(
                     "stress=\"{}\" is not 9 or 6 numbers; give the 3x3 stress (eV/Å^3) as 9 \
                      numbers or 6 in Voigt order xx yy zz yz xz xy",
                     truncate_for_message(&raw)
                 )
             })?;
-            let s = if v.len() == 9 {
-                matrix_from_column_major(&v)
-            } else {
-                [[v[0], v[5], v[4]], [v[5], v[1], v[3]], [v[4], v[3], v[2]]]
-            };
-            let vol = match volume {
-                Some(vol) if vol > 0.0 => vol,
-                _ => {
-                    return Err("stress= needs a Lattice with non-zero volume to be converted to \
+                let s = if v.len() == 9 {
+                    matrix_from_column_major(&v)
+                } else {
+                    [[v[0], v[5], v[4]], [v[5], v[1], v[3]], [v[4], v[3], v[2]]]
+                };
+                let vol = match volume {
+                    Some(vol) if vol > 0.0 => vol,
+                    _ => {
+                        return Err(
+                            "stress= needs a Lattice with non-zero volume to be converted to \
                                 a virial (virial = -stress * volume); add the Lattice or give \
                                 virial= instead"
-                        .to_string());
-                }
-            };
-            Some(s.map(|row| row.map(|x| -x * vol)))
-        }
-        (None, None) => None,
-    };
+                                .to_string(),
+                        );
+                    }
+                };
+                Some(s.map(|row| row.map(|x| -x * vol)))
+            }
+            (None, None) => None,
+        };
     if let Some(v) = &virial
         && v.iter().flatten().any(|x| !x.is_finite())
     {
-        return Err("virial/stress has a non-finite number; remove this frame or fix it".to_string());
+        return Err(
+            "virial/stress has a non-finite number; remove this frame or fix it".to_string(),
+        );
     }
 
-    Ok(Header { cell, pbc, props, props_text, total_cols, energy, virial, config_type, info })
+    // A grouping label: surrounding blanks are never meant, and an empty label is no label.
+    let config_type = config_type
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty());
+
+    Ok(Header {
+        cell,
+        pbc,
+        props,
+        props_text,
+        total_cols,
+        energy,
+        virial,
+        config_type,
+        info,
+    })
 }
 
 /// ASE (Fortran) order of 9 numbers: `v[i + 3 j] = M[i][j]`.
@@ -1053,19 +1138,28 @@ fn parse_properties(text: &str, forces_key: &str) -> Result<(Vec<PropSpec>, usiz
             ));
         }
         if props.iter().any(|p| p.name == name) {
-            return Err(format!("Properties={text} names '{name}' twice; rename one"));
+            return Err(format!(
+                "Properties={text} names '{name}' twice; rename one"
+            ));
         }
         // Overflow here means the header lies; the atom lines could never match it.
         total = total.checked_add(ncols).ok_or_else(|| {
             format!("Properties={text} declares more columns than any atom line can hold")
         })?;
-        props.push(PropSpec { name: name.to_string(), ty, ncols, role: Role::Extra(0) });
+        props.push(PropSpec {
+            name: name.to_string(),
+            ty,
+            ncols,
+            role: Role::Extra(0),
+        });
     }
 
     // Preferred names win whatever their position, so that the writer's names are always
     // the ones picked up again.
     let pick = |names: &[&str]| -> Option<usize> {
-        names.iter().find_map(|n| props.iter().position(|p| p.name == *n))
+        names
+            .iter()
+            .find_map(|n| props.iter().position(|p| p.name == *n))
     };
     let species = pick(&["species", "symbols"]).ok_or_else(|| {
         format!(
@@ -1131,15 +1225,28 @@ impl FrameBuilder {
             .filter(|p| matches!(p.role, Role::Extra(_)))
             .map(|p| match p.ty {
                 PropType::Str => PropData::Str(Vec::new()),
-                PropType::Real => PropData::Real { ncols: p.ncols, data: Vec::new() },
-                PropType::Int => PropData::Int { ncols: p.ncols, data: Vec::new() },
-                PropType::Bool => PropData::Bool { ncols: p.ncols, data: Vec::new() },
+                PropType::Real => PropData::Real {
+                    ncols: p.ncols,
+                    data: Vec::new(),
+                },
+                PropType::Int => PropData::Int {
+                    ncols: p.ncols,
+                    data: Vec::new(),
+                },
+                PropType::Bool => PropData::Bool {
+                    ncols: p.ncols,
+                    data: Vec::new(),
+                },
             })
             .collect();
         FrameBuilder {
             symbols: Vec::with_capacity(cap),
             positions: Vec::with_capacity(cap),
-            forces: h.props.iter().any(|p| p.role == Role::Forces).then(|| Vec::with_capacity(cap)),
+            forces: h
+                .props
+                .iter()
+                .any(|p| p.role == Role::Forces)
+                .then(|| Vec::with_capacity(cap)),
             extras,
         }
     }
@@ -1174,7 +1281,8 @@ impl FrameBuilder {
                     p.ty.describe()
                 )
             };
-            let real = |col: usize, tok: &str, k: usize| tok.parse::<f64>().map_err(|_| bad(col, tok, k));
+            let real =
+                |col: usize, tok: &str, k: usize| tok.parse::<f64>().map_err(|_| bad(col, tok, k));
             match p.role {
                 Role::Species => {
                     let (_, tok) = next();
@@ -1187,7 +1295,11 @@ impl FrameBuilder {
                         *x = real(c, tok, k)?;
                     }
                     if v.iter().any(|x| !x.is_finite()) {
-                        let what = if p.role == Role::Positions { "position" } else { "force" };
+                        let what = if p.role == Role::Positions {
+                            "position"
+                        } else {
+                            "force"
+                        };
                         return Err(format!(
                             "atom {atom} has a non-finite {what} ({} {} {}); remove this frame \
                              or fix the atom",
@@ -1295,18 +1407,26 @@ fn push_g(x: f64, p: usize, out: &mut String) {
 }
 
 fn trim_fraction(s: &str) -> &str {
-    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { s }
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
 }
 
 /// Characters that make a word need quoting on the comment line.
 fn needs_quotes(s: &str) -> bool {
     s.is_empty()
-        || s.chars()
-            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '{' | '}' | '[' | ']' | '=' | '\\'))
+        || s.chars().any(|c| {
+            c.is_whitespace() || matches!(c, '"' | '\'' | '{' | '}' | '[' | ']' | '=' | '\\')
+        })
 }
 
 fn push_word(s: &str, out: &mut String) {
-    if needs_quotes(s) {
+    if s.is_empty() {
+        // ASE's parser runs an empty `""` into the next key; `" "` reads as empty everywhere.
+        out.push_str("\" \"");
+    } else if needs_quotes(s) {
         out.push('"');
         for c in s.chars() {
             if c == '"' || c == '\\' {
@@ -1321,6 +1441,11 @@ fn push_word(s: &str, out: &mut String) {
 }
 
 fn push_reals_quoted(v: &[f64], out: &mut String) {
+    if v.is_empty() {
+        // See push_word: an empty `""` confuses ASE.
+        out.push_str("\" \"");
+        return;
+    }
     out.push('"');
     for (k, x) in v.iter().enumerate() {
         if k > 0 {
@@ -1342,7 +1467,10 @@ fn valid_property_name(s: &str) -> bool {
         && !s.chars().any(|c| {
             c.is_whitespace()
                 || c.is_control()
-                || matches!(c, ':' | '"' | '\'' | '{' | '}' | '[' | ']' | '=' | '\\' | ',')
+                || matches!(
+                    c,
+                    ':' | '"' | '\'' | '{' | '}' | '[' | ']' | '=' | '\\' | ','
+                )
         })
 }
 
@@ -1357,7 +1485,10 @@ fn valid_column_word(s: &str) -> bool {
 /// energy or virial, names that would break the format, and `info` keys that would be read
 /// back as something else (for example an `info["energy"]`) are [`ExtxyzError::Write`] errors.
 pub fn frame_to_string(s: &Structure, opts: &WriteOptions) -> Result<String, ExtxyzError> {
-    let werr = |message: String| ExtxyzError::Write { origin: s.origin.to_string(), message };
+    let werr = |message: String| ExtxyzError::Write {
+        origin: s.origin.to_string(),
+        message,
+    };
     check_writable(s, opts).map_err(werr)?;
 
     let n = s.len();
@@ -1475,18 +1606,30 @@ fn check_writable(s: &Structure, opts: &WriteOptions) -> Result<(), String> {
             s.symbols.len()
         ));
     }
-    if let Some((a, sym)) = s.symbols.iter().enumerate().find(|(_, t)| !valid_column_word(t)) {
+    if let Some((a, sym)) = s
+        .symbols
+        .iter()
+        .enumerate()
+        .find(|(_, t)| !valid_column_word(t))
+    {
         return Err(format!(
             "atom {} has symbol '{sym}', which is empty or contains whitespace",
             a + 1
         ));
     }
-    if let Some(a) = s.positions.iter().position(|p| p.iter().any(|x| !x.is_finite())) {
+    if let Some(a) = s
+        .positions
+        .iter()
+        .position(|p| p.iter().any(|x| !x.is_finite()))
+    {
         return Err(format!("atom {} has a non-finite position", a + 1));
     }
     if let Some(f) = &s.forces {
         if f.len() != n {
-            return Err(format!("{} forces for {n} atoms; give one force per atom", f.len()));
+            return Err(format!(
+                "{} forces for {n} atoms; give one force per atom",
+                f.len()
+            ));
         }
         if let Some(a) = f.iter().position(|p| p.iter().any(|x| !x.is_finite())) {
             return Err(format!("atom {} has a non-finite force", a + 1));
@@ -1514,16 +1657,25 @@ fn check_writable(s: &Structure, opts: &WriteOptions) -> Result<(), String> {
     if s.energy.is_some_and(|e| !e.is_finite()) {
         return Err("the energy is not finite".to_string());
     }
-    if s.virial.is_some_and(|v| v.iter().flatten().any(|x| !x.is_finite())) {
+    if s.virial
+        .is_some_and(|v| v.iter().flatten().any(|x| !x.is_finite()))
+    {
         return Err("the virial has a non-finite number".to_string());
     }
-    if s.config_type.as_deref().is_some_and(has_line_break) {
-        return Err("config_type contains a line break".to_string());
+    if let Some(ct) = &s.config_type
+        && (ct.is_empty() || ct.trim() != ct || has_line_break(ct))
+    {
+        return Err(format!(
+            "config_type '{ct}' is empty, has leading or trailing blanks, or contains a line \
+             break, which would not read back the same; trim it or set it to None"
+        ));
     }
     if opts.energy_key.is_empty() || has_line_break(&opts.energy_key) {
         return Err("WriteOptions::energy_key is empty or contains a line break".to_string());
     }
-    if !valid_property_name(&opts.forces_key) || ["species", "pos"].contains(&opts.forces_key.as_str()) {
+    if !valid_property_name(&opts.forces_key)
+        || ["species", "pos"].contains(&opts.forces_key.as_str())
+    {
         return Err(format!(
             "WriteOptions::forces_key '{}' is not a usable property name",
             opts.forces_key
@@ -1575,7 +1727,9 @@ fn check_writable(s: &Structure, opts: &WriteOptions) -> Result<(), String> {
 
     for (key, value) in &s.info {
         if key.is_empty() || has_line_break(key) {
-            return Err(format!("info key '{key}' is empty or contains a line break"));
+            return Err(format!(
+                "info key '{key}' is empty or contains a line break"
+            ));
         }
         let lower = key.to_ascii_lowercase();
         let taken = matches!(lower.as_str(), "lattice" | "properties" | "pbc")
@@ -1606,11 +1760,12 @@ pub fn write_frame<W: Write + ?Sized>(
     opts: &WriteOptions,
 ) -> Result<(), ExtxyzError> {
     let text = frame_to_string(s, opts)?;
-    w.write_all(text.as_bytes()).map_err(|source| ExtxyzError::Io {
-        file: "<output>".to_string(),
-        context: format!("cannot write {}", s.origin),
-        source,
-    })
+    w.write_all(text.as_bytes())
+        .map_err(|source| ExtxyzError::Io {
+            file: "<output>".to_string(),
+            context: format!("cannot write {}", s.origin),
+            source,
+        })
 }
 
 /// Write all `frames` to `path` atomically: they go to a temporary file in the same directory,
@@ -1629,7 +1784,11 @@ where
     let name = path.display().to_string();
     let io_err = |context: String| {
         let name = name.clone();
-        move |source| ExtxyzError::Io { file: name, context, source }
+        move |source| ExtxyzError::Io {
+            file: name,
+            context,
+            source,
+        }
     };
     let file_name = path.file_name().ok_or_else(|| ExtxyzError::Io {
         file: name.clone(),
@@ -1650,15 +1809,18 @@ where
         let mut count = 0;
         for s in frames {
             let text = frame_to_string(s, opts)?;
-            w.write_all(text.as_bytes()).map_err(io_err(format!("cannot write {}", tmp.display())))?;
+            w.write_all(text.as_bytes())
+                .map_err(io_err(format!("cannot write {}", tmp.display())))?;
             count += 1;
         }
         let file = w
             .into_inner()
             .map_err(|e| io_err(format!("cannot write {}", tmp.display()))(e.into_error()))?;
-        file.sync_all().map_err(io_err(format!("cannot sync {}", tmp.display())))?;
+        file.sync_all()
+            .map_err(io_err(format!("cannot sync {}", tmp.display())))?;
         drop(file);
-        std::fs::rename(&tmp, path).map_err(io_err(format!("cannot rename {} to it", tmp.display())))?;
+        std::fs::rename(&tmp, path)
+            .map_err(io_err(format!("cannot rename {} to it", tmp.display())))?;
         Ok(count)
     })();
     match result {
