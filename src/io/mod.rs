@@ -1,1 +1,3 @@
 //! Reading and writing data: extended XYZ frames and model files.
+
+pub mod extxyz;
