@@ -1,4 +1,3 @@
 fn main() {
-    eprintln!("aceuq: command line not built yet");
-    std::process::exit(2);
+    std::process::exit(aceuq::cli::main());
 }

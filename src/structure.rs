@@ -1,7 +1,7 @@
 //! Atomic structures: the in-memory form of one frame of extended XYZ.
 //!
 //! Units are LAMMPS `metal` throughout: positions and cell in Å, energies in eV, forces in eV/Å,
-//! virials in eV (the virial is `-sum r ⊗ f`, i.e. `-stress * volume`).
+//! virials in eV (the virial is `sum r ⊗ f`, i.e. `-stress * volume`, as in ASE and LAMMPS).
 
 use std::collections::BTreeMap;
 
@@ -78,7 +78,7 @@ pub struct Structure {
     pub energy: Option<f64>,
     /// Reference forces in eV/Å.
     pub forces: Option<Vec<[f64; 3]>>,
-    /// Reference virial in eV (`-stress * volume`), if the file gave `virial=` or `stress=`.
+    /// Reference virial in eV (`sum r ⊗ f = -stress * volume`), if the file gave `virial=` or `stress=`.
     pub virial: Option<[[f64; 3]; 3]>,
     /// `config_type=` of the frame, used to group data (for example clusters by label).
     pub config_type: Option<String>,

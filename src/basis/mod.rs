@@ -16,16 +16,14 @@ use std::collections::{BTreeMap, HashMap};
 
 /// How the basis is chosen (part of the fit configuration and stored in the model file).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct BasisConfig {
     /// Cutoff radius in Å for every species pair not listed in `pair_cutoffs`.
     pub cutoff: f64,
     /// Per-pair cutoffs in Å, keyed `"A-B"` (order does not matter).
-    #[serde(default)]
     pub pair_cutoffs: BTreeMap<String, f64>,
     /// Start of the radial resolution window in Å; `None` = from the data (0.75 × the shortest
     /// distance seen for that pair in training).
-    #[serde(default)]
     pub radial_inner: Option<f64>,
     /// Number of radial functions per body order (`nmax[nu-1]` for order `nu`); its length is the
     /// maximum order `nu` (body order `nu + 1`).

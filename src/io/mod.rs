@@ -1,3 +1,5 @@
 //! Reading and writing data: extended XYZ frames and model files.
 
+pub mod container;
 pub mod extxyz;
+pub mod modelfile;

@@ -1,0 +1,164 @@
+//! `aceuq fit`.
+
+use super::DataKeys;
+use crate::basis::{BasisConfig, SpeciesBasis};
+use crate::model::fit::{self, FitConfig};
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Arguments of `aceuq fit`. Flags override the config file, which overrides the defaults.
+#[derive(clap::Args, Debug)]
+pub struct FitArgs {
+    /// Training data (extended XYZ with energies and forces); may be repeated.
+    #[arg(long, required = true, num_args = 1..)]
+    pub train: Vec<PathBuf>,
+    /// Validation data, reported but not fitted.
+    #[arg(long, num_args = 1..)]
+    pub valid: Vec<PathBuf>,
+    /// Species of the model, comma separated (default: those in the training data).
+    #[arg(long, value_delimiter = ',')]
+    pub species: Vec<String>,
+    /// Output model file.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// TOML file with [basis] and [fit] tables.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Cutoff radius (Å).
+    #[arg(long)]
+    pub cutoff: Option<f64>,
+    /// Radial functions per body order, e.g. 12,8,5,3 (the count sets the maximum order).
+    #[arg(long, value_delimiter = ',')]
+    pub nmax: Option<Vec<usize>>,
+    /// Maximum angular degree per body order, e.g. 0,4,3,2.
+    #[arg(long, value_delimiter = ',')]
+    pub lmax: Option<Vec<usize>>,
+    /// Start of the radial resolution window (Å); default from the data.
+    #[arg(long)]
+    pub radial_inner: Option<f64>,
+    /// Ridge regularization relative to column scale.
+    #[arg(long)]
+    pub ridge: Option<f64>,
+    /// Weight of the per-atom energy error.
+    #[arg(long)]
+    pub energy_weight: Option<f64>,
+    /// Weight of the force-component error.
+    #[arg(long)]
+    pub force_weight: Option<f64>,
+    /// Print the basis size and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub keys: DataKeys,
+}
+
+/// The fit config file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FitFile {
+    #[serde(default)]
+    pub basis: BasisConfig,
+    #[serde(default)]
+    pub fit: FitConfig,
+}
+
+/// Read a fit config file with errors that name the line.
+pub fn read_config(path: &Path) -> Result<FitFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|s| 1 + text[..s.start].matches('\n').count());
+        match line {
+            Some(l) => anyhow::anyhow!("{}:{l}: {}", path.display(), e.message()),
+            None => anyhow::anyhow!("{}: {}", path.display(), e.message()),
+        }
+    })
+}
+
+/// Species present in data, ordered by atomic number (then name).
+pub fn species_in(data: &[crate::Structure]) -> Vec<String> {
+    let mut v: Vec<String> = data
+        .iter()
+        .flat_map(|s| s.symbols.iter().cloned())
+        .collect();
+    v.sort();
+    v.dedup();
+    v.sort_by_key(|s| (crate::model::core::atomic_number(s), s.clone()));
+    v
+}
+
+pub fn run(a: &FitArgs) -> Result<()> {
+    let mut cfg = match &a.config {
+        Some(p) => read_config(p)?,
+        None => FitFile::default(),
+    };
+    if let Some(v) = a.cutoff {
+        cfg.basis.cutoff = v;
+    }
+    if let Some(v) = &a.nmax {
+        cfg.basis.nmax = v.clone();
+    }
+    if let Some(v) = &a.lmax {
+        cfg.basis.lmax = v.clone();
+    }
+    if let Some(v) = a.radial_inner {
+        cfg.basis.radial_inner = Some(v);
+    }
+    if let Some(v) = a.ridge {
+        cfg.fit.ridge = v;
+    }
+    if let Some(v) = a.energy_weight {
+        cfg.fit.energy_weight = v;
+    }
+    if let Some(v) = a.force_weight {
+        cfg.fit.force_weight = v;
+    }
+    cfg.basis.validate()?;
+    let t0 = std::time::Instant::now();
+    let train = a.keys.read(&a.train)?;
+    let valid = a.keys.read(&a.valid)?;
+    let species = if a.species.is_empty() {
+        species_in(&train)
+    } else {
+        a.species.clone()
+    };
+    if species.is_empty() {
+        bail!("the training data has no atoms");
+    }
+    let sb = SpeciesBasis::generate(&cfg.basis, species.len())?;
+    let maxo = cfg.basis.nmax.len();
+    let by: Vec<String> = (1..=maxo)
+        .map(|o| {
+            (0..sb.len())
+                .filter(|&f| sb.order(f) == o)
+                .count()
+                .to_string()
+        })
+        .collect();
+    eprintln!(
+        "basis: {} functions per species (by order {}), cutoff {} Å, species {}",
+        sb.len(),
+        by.join("/"),
+        cfg.basis.cutoff,
+        species.join(",")
+    );
+    if a.dry_run {
+        return Ok(());
+    }
+    let natoms: usize = train.iter().map(|s| s.len()).sum();
+    eprintln!(
+        "training on {} structures ({natoms} atoms), validating on {}",
+        train.len(),
+        valid.len()
+    );
+    let model = fit::fit(&species, &cfg.basis, &cfg.fit, &train, &valid, true)?;
+    print!("{}", fit::metrics_table(&model.fit_info.metrics));
+    crate::io::modelfile::save(&model, &a.out)?;
+    eprintln!(
+        "wrote {} ({:.1} s)",
+        a.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

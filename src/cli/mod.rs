@@ -1,0 +1,142 @@
+//! The `aceuq` command line.
+
+pub mod eval;
+pub mod fit;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// aceuq: linear ACE potentials with per-atom uncertainty for LAMMPS.
+#[derive(Parser, Debug)]
+#[command(name = "aceuq", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Fit a linear ACE potential to energies and forces in extended XYZ files.
+    Fit(fit::FitArgs),
+    /// Evaluate a model on labelled data: error table, optional per-atom CSV.
+    Eval(eval::EvalArgs),
+    /// Show what a model file contains.
+    Info(InfoArgs),
+}
+
+/// Arguments of `aceuq info`.
+#[derive(clap::Args, Debug)]
+pub struct InfoArgs {
+    /// Model file (*.aceuq).
+    #[arg(long, short)]
+    pub model: PathBuf,
+}
+
+/// Options for reading labelled extended XYZ, shared by commands.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataKeys {
+    /// Comment-line key of the reference energy.
+    #[arg(long, default_value = "energy")]
+    pub energy_key: String,
+    /// Per-atom property holding the reference forces.
+    #[arg(long, default_value = "forces")]
+    pub forces_key: String,
+}
+
+impl DataKeys {
+    /// Read every frame of the given files.
+    pub fn read(&self, files: &[PathBuf]) -> Result<Vec<crate::Structure>> {
+        let opts = crate::io::extxyz::ReadOptions {
+            energy_key: self.energy_key.clone(),
+            forces_key: self.forces_key.clone(),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        for f in files {
+            let frames = crate::io::extxyz::read_file(f, &opts)?;
+            if frames.is_empty() {
+                anyhow::bail!("{}: no frames", f.display());
+            }
+            out.extend(frames);
+        }
+        Ok(out)
+    }
+}
+
+/// Run the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads
+        && let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+    {
+        eprintln!("warning: could not set {n} threads: {e}");
+    }
+    let result = match &cli.command {
+        Command::Fit(a) => fit::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Info(a) => info(a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// Load a model with the path in the error context.
+pub fn load_model(path: &Path) -> Result<crate::model::Model> {
+    crate::io::modelfile::load(path).with_context(|| "cannot load the model".to_string())
+}
+
+fn info(args: &InfoArgs) -> Result<()> {
+    let m = load_model(&args.model)?;
+    println!("model      {}", args.model.display());
+    println!("species    {}", m.species.join(", "));
+    for s in 0..m.nspecies() {
+        let b = &m.bases[s];
+        let maxo = (0..b.len()).map(|f| b.order(f)).max().unwrap_or(0);
+        let by: Vec<String> = (1..=maxo)
+            .map(|o| {
+                (0..b.len())
+                    .filter(|&f| b.order(f) == o)
+                    .count()
+                    .to_string()
+            })
+            .collect();
+        println!(
+            "  {:<4} {} functions (by order {}), E0 = {:.6} eV",
+            m.species[s],
+            b.len(),
+            by.join("/"),
+            m.e0[s]
+        );
+    }
+    let ns = m.nspecies();
+    for s in 0..ns {
+        for z in 0..ns {
+            let r = &m.radial[s * ns + z];
+            let c = &m.core[s * ns + z];
+            println!(
+                "  pair {}-{}: cutoff {:.3} Å, radial window from {:.3} Å, ZBL core below {:.3} Å",
+                m.species[s], m.species[z], r.rc, r.r0, c.r_out
+            );
+        }
+    }
+    if !m.fit_info.metrics.is_empty() {
+        println!(
+            "\nfit on {} structures ({} atoms):",
+            m.fit_info.n_train_structures, m.fit_info.n_train_atoms
+        );
+        print!("{}", crate::model::fit::metrics_table(&m.fit_info.metrics));
+    }
+    Ok(())
+}
