@@ -62,8 +62,8 @@ from dataclasses import dataclass, field
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Padding (Å) around the atoms along non-periodic directions. With boundary `f` there are no
-# images, so any positive value works; a value above the cutoffs (SNAP 5.1 Å, MEAM 4.8 Å) also
-# keeps the neighbour bins sane.
+# images, so any positive value works; a value above the cutoffs (SNAP 5.1 Å, Jelinek MEAM
+# 5.0 Å) also keeps the neighbour bins sane.
 PAD_ANGSTROM = 8.0
 
 # Two atoms closer than this (Å) make a frame invalid: no physical Li/Al/Mg configuration has
