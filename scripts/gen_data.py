@@ -122,12 +122,21 @@ def read_dump(path: str, symbols_of_type: dict[int, str]) -> list[dict]:
     return out
 
 
+def quantize(fr: L.Frame) -> L.Frame:
+    """Round positions (1e-6 Å) and cell (1e-8 Å) to what the file will hold, before labelling,
+    so the labels belong exactly to the written geometry (relabelling a file reproduces it)."""
+    fr.positions = [[float(L.fmt_num(x, 6)) for x in p] for p in fr.positions]
+    if fr.cell is not None:
+        fr.cell = [[float(L.cell_num(x)) for x in r] for r in fr.cell]
+    return fr
+
+
 def make_frame(d: dict, info: list[tuple[str, str]], pbc=(True, True, True), cell=True) -> L.Frame:
     fr = L.Frame(symbols=d["symbols"], positions=d["positions"], cell=d["cell"] if cell else None,
                  pbc=pbc)
     for k, v in info:
         fr.set_info(k, v)
-    return fr
+    return quantize(fr)
 
 
 def run_job(lmp: str, script: str, work: str, name: str) -> tuple[str, float]:
@@ -520,8 +529,9 @@ def stats(frames: list[L.Frame]) -> dict:
     for k, fs in by.items():
         epa = [f.energy / len(f.symbols) for f in fs]
         fm = [math.sqrt(sum(c * c for c in v)) for f in fs for v in f.forces]
-        res[k] = dict(frames=len(fs), atoms=[min(len(f.symbols) for f in fs), max(len(f.symbols) for f in fs)],
-                      e_per_atom=[min(epa), max(epa)], fmax=max(fm), fmean=sum(fm) / len(fm))
+        nat = [len(f.symbols) for f in fs]
+        res[k] = dict(frames=len(fs), atoms=[min(nat), max(nat)], e_per_atom=[min(epa), max(epa)],
+                      fmax=max(fm), fmean=sum(fm) / len(fm))
     return res
 
 
@@ -546,7 +556,9 @@ def main(argv=None) -> int:
                        else os.path.join(root, "runs", f"data{suffix}"))
     pool_path = args.pool or os.path.join(root, "runs", f"data{suffix}", "li_pool.xyz")
     t_start = time.time()
-    summary = {"mode": mode, "seed": args.seed, "params": p, "command": " ".join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:]))}
+    cmd_args = argv if argv is not None else sys.argv[1:]
+    summary = {"mode": mode, "seed": args.seed, "params": p,
+               "command": " ".join(["scripts/gen_data.py"] + cmd_args)}
     try:
         lmp = L.find_lmp(args.lmp)
         pot = L.find_potentials(lmp, args.potentials)
