@@ -1,0 +1,628 @@
+#!/usr/bin/env python3
+"""Generate the aceuq reference data sets: MD with a cheap potential, relabelled with label.py.
+
+The recipe follows Annevelink & Viswanathan (liquid Li, SNAP labels; see METHODS.md §7):
+
+Li (sampler: library MEAM Li, `pair_coeff * * library.meam Li NULL Li`; labels: li-snap)
+  main run     250 atoms (5x5x5 BCC, a = 3.51 Å), melted at 1500 K (NVT), density equilibrated at
+               600 K / 0 bar (NPT; the box is then set to the mean box length of the second half),
+               NVT 600 K re-equilibration, then production at 600 K (Nose-Hoover, 1 fs):
+               a dense segment (a frame every 10 fs) followed by a sparse one (a frame every 0.5 ps).
+               The MSD of the production run gives the diffusion coefficient (liquid check).
+  pool         dense + sparse frames in time order (`time_ps`, `step`, `segment` keys); not
+               committed (written to --pool).
+  train/valid  from the sparse segment: train = every other frame (at most 50), valid = 10 of
+               the others, evenly spread.
+  test         an independent run (other velocity seed, melted and equilibrated separately).
+  novel        heterogeneous subsets, each its own config_type: cold BCC (75 K, NPT), BCC under
+               random elastic strains (general triclinic cells, written in a rotated, non-LAMMPS
+               orientation), BCC with vacancies, a (100) slab (pbc T T F), free clusters (no cell,
+               pbc F F F) and compressed hot liquid (15 % denser than the 600 K liquid, 1000 K).
+Al-Mg (Jelinek 2012 MEAM samples and labels: almg-meam)
+  Al fcc, Al93Mg7 fcc, Mg90Al10 hcp, Mg hcp at 300 and 600 K, Al70Mg30 and Al50Mg50 liquids at
+  1100 K (melted at 2000 K first); NPT 0 bar, 144 atoms each. Frames of each condition in time
+  order are split train / valid / test (test = the latest frames).
+
+Modes: --quick (CI: small and short, a couple of minutes), default (the committed data in
+tests/data), --full (a 250 ps sparse segment: a 600-frame pool for the active-learning
+benchmark). Deterministic for a given --seed (one LAMMPS process per job, no MPI).
+
+Usage:
+    python3 scripts/gen_data.py [--quick|--full] [--seed 2024] [--out DIR] [--pool FILE]
+        [--lmp PATH] [--potentials DIR] [--keep DIR] [--only li|almg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import label as L  # noqa: E402
+
+FS = 0.001  # timestep in ps
+
+# Per-mode parameters. Times in ps unless the name says steps.
+MODES = {
+    "quick": dict(
+        li_melt=2.0, li_npt=3.0, li_nvt_eq=1.0, dense_ps=0.2, dense_every=10, sparse_ps=5.0,
+        sparse_every=500, n_train=5, n_valid=2, test_ps=3.0, test_every=1000,
+        nov_scale=0.4, nov_frames=2, almg_conditions=3, almg_eq=1.0, almg_frames=3,
+        almg_every=300, almg_melt=1.5,
+    ),
+    "default": dict(
+        li_melt=5.0, li_npt=10.0, li_nvt_eq=2.0, dense_ps=1.0, dense_every=10, sparse_ps=50.0,
+        sparse_every=500, n_train=50, n_valid=10, test_ps=20.0, test_every=1000,
+        nov_scale=1.0, nov_frames=5, almg_conditions=10, almg_eq=3.0, almg_frames=8,
+        almg_every=500, almg_melt=3.0,
+    ),
+    "full": dict(
+        li_melt=5.0, li_npt=10.0, li_nvt_eq=2.0, dense_ps=1.0, dense_every=10, sparse_ps=250.0,
+        sparse_every=500, n_train=50, n_valid=10, test_ps=20.0, test_every=1000,
+        nov_scale=1.0, nov_frames=5, almg_conditions=10, almg_eq=3.0, almg_frames=8,
+        almg_every=500, almg_melt=3.0,
+    ),
+}
+
+LI_A = 3.51  # BCC lattice constant of the start configuration (Å), MEAM Li's a0 is 3.509
+
+
+def steps(ps: float) -> int:
+    return int(round(ps / FS))
+
+
+def log(msg: str) -> None:
+    print(f"[gen_data {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# LAMMPS dumps -> frames
+
+
+def read_dump(path: str, symbols_of_type: dict[int, str]) -> list[dict]:
+    """Read a LAMMPS `custom id type x y z` dump (sorted by id); returns step, cell rows, pos."""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i] != "ITEM: TIMESTEP":
+            raise L.LabelError(f"{path}: unexpected line {i + 1}: {lines[i][:60]}")
+        step = int(lines[i + 1])
+        nat = int(lines[i + 3])
+        hdr = lines[i + 4]
+        b = [[float(x) for x in lines[i + 5 + k].split()] for k in range(3)]
+        if "xy" in hdr:
+            xy, xz, yz = b[0][2], b[1][2], b[2][2]
+            xlo = b[0][0] - min(0.0, xy, xz, xy + xz)
+            xhi = b[0][1] - max(0.0, xy, xz, xy + xz)
+            ylo = b[1][0] - min(0.0, yz)
+            yhi = b[1][1] - max(0.0, yz)
+            zlo, zhi = b[2][0], b[2][1]
+        else:
+            xy = xz = yz = 0.0
+            (xlo, xhi), (ylo, yhi), (zlo, zhi) = (r[:2] for r in b)
+        cell = [[xhi - xlo, 0.0, 0.0], [xy, yhi - ylo, 0.0], [xz, yz, zhi - zlo]]
+        if lines[i + 8].split()[:6] != ["ITEM:", "ATOMS", "id", "type", "x", "y"]:
+            raise L.LabelError(f"{path}: unexpected atom columns '{lines[i + 8]}'")
+        syms, pos = [], []
+        for k in range(nat):
+            t = lines[i + 9 + k].split()
+            syms.append(symbols_of_type[int(t[1])])
+            pos.append([float(t[2]) - xlo, float(t[3]) - ylo, float(t[4]) - zlo])
+        out.append(dict(step=step, cell=cell, symbols=syms, positions=pos))
+        i += 9 + nat
+    return out
+
+
+def quantize(fr: L.Frame) -> L.Frame:
+    """Round positions (1e-6 Å) and cell (1e-8 Å) to what the file will hold, before labelling,
+    so the labels belong exactly to the written geometry (relabelling a file reproduces it)."""
+    fr.positions = [[float(L.fmt_num(x, 6)) for x in p] for p in fr.positions]
+    if fr.cell is not None:
+        fr.cell = [[float(L.cell_num(x)) for x in r] for r in fr.cell]
+    return fr
+
+
+def make_frame(d: dict, info: list[tuple[str, str]], pbc=(True, True, True), cell=True) -> L.Frame:
+    fr = L.Frame(symbols=d["symbols"], positions=d["positions"], cell=d["cell"] if cell else None,
+                 pbc=pbc)
+    for k, v in info:
+        fr.set_info(k, v)
+    return quantize(fr)
+
+
+def run_job(lmp: str, script: str, work: str, name: str) -> tuple[str, float]:
+    """Run one LAMMPS job in `work`; raises with the LAMMPS error on failure."""
+    t0 = time.time()
+    rc, text = L.run_lammps(lmp, script, work, log_name=f"{name}.log")
+    dt = time.time() - t0
+    if rc != 0:
+        raise L.LabelError(f"LAMMPS job '{name}' failed (exit {rc}): {L.lammps_error_lines(text)}; "
+                           f"see {os.path.join(work, name + '.log')} (use --keep DIR to keep it)")
+    log(f"LAMMPS job {name}: {dt:.1f} s")
+    return text, dt
+
+
+HEADER = """units metal
+atom_style atomic
+atom_modify map array
+neighbor 2.0 bin
+neigh_modify every 1 delay 0 check yes
+timestep {dt}
+"""
+
+LI_MEAM = "pair_style meam\npair_coeff * * {pot}/library.meam Li NULL Li\n"
+ALMG_MEAM = ("pair_style meam\npair_coeff * * {pot}/library.meam AlS SiS MgS CuS FeS "
+             "{pot}/AlSiMgCuFe.meam AlS MgS\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Li liquid runs
+
+
+def li_liquid_script(p: dict, pot: str, seed: int, prefix: str, segments: list[tuple[str, float, int]]) -> str:
+    """Melt, NPT-equilibrate, NVT production with one dump per segment (name, ps, every steps)."""
+    npt_half = steps(p["li_npt"] / 2)
+    s = HEADER.format(dt=FS) + f"""boundary p p p
+lattice bcc {LI_A}
+region cell block 0 5 0 5 0 5
+create_box 1 cell
+create_atoms 1 box
+mass 1 6.94
+{LI_MEAM.format(pot=pot)}
+thermo 1000
+thermo_style custom step temp pe press vol
+velocity all create 1500 {seed} mom yes rot yes dist gaussian
+fix md all nvt temp 1500 1500 0.1
+run {steps(p['li_melt'])}
+unfix md
+fix md all npt temp 600 600 0.1 iso 0 0 1.0
+run {npt_half}
+reset_timestep 0
+variable L equal lx
+fix avel all ave/time 10 {npt_half // 10} {npt_half} v_L
+run {npt_half}
+variable s equal f_avel/lx
+print "ACEUQ_NPT_MEAN_L $(f_avel:%.10f)"
+change_box all x scale $s y scale $s z scale $s remap
+unfix avel
+unfix md
+fix md all nvt temp 600 600 0.1
+run {steps(p['li_nvt_eq'])}
+reset_timestep 0
+variable vol equal vol
+compute msd all msd com yes
+fix msdout all ave/time 100 1 100 c_msd[4] file {prefix}_msd.txt format " %.8g"
+fix thout all ave/time 100 1 100 c_thermo_temp c_thermo_press v_vol file {prefix}_thermo.txt
+"""
+    for name, ps, every in segments:
+        s += f"""dump {name} all custom {every} {prefix}_{name}.dump id type x y z
+dump_modify {name} sort id format float %.8f
+run {steps(ps)}
+undump {name}
+"""
+    return s
+
+
+def read_series(path: str) -> list[list[float]]:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("#") or not line.strip():
+                continue
+            rows.append([float(x) for x in line.split()])
+    return rows
+
+
+def linfit(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
+    """Least-squares line; returns slope, intercept, R^2."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    syy = sum((y - my) ** 2 for y in ys)
+    slope = sxy / sxx
+    r2 = (sxy * sxy) / (sxx * syy) if syy > 0 else 1.0
+    return slope, my - slope * mx, r2
+
+
+def diffusion(msd_path: str, thermo_path: str, nat: int) -> dict:
+    """D from the MSD slope over t >= 1 ps (or the last 80 %), plus halves as a linearity check."""
+    rows = read_series(msd_path)
+    t = [r[0] * FS for r in rows]
+    m = [r[1] for r in rows]
+    tmax = t[-1]
+    t0 = min(1.0, 0.2 * tmax)
+    sel = [(a, b) for a, b in zip(t, m) if a >= t0]
+    xs, ys = [a for a, _ in sel], [b for _, b in sel]
+    slope, icpt, r2 = linfit(xs, ys)
+    half = len(xs) // 2
+    s1 = linfit(xs[:half], ys[:half])[0]
+    s2 = linfit(xs[half:], ys[half:])[0]
+    th = read_series(thermo_path)
+    temp = sum(r[1] for r in th) / len(th)
+    press = sum(r[2] for r in th) / len(th)
+    vol = sum(r[3] for r in th) / len(th)
+    # 1 Å^2/ps = 1e-4 cm^2/s
+    return dict(
+        D_A2_per_ps=slope / 6, D_cm2_per_s=slope / 6 * 1e-4, fit_window_ps=[t0, tmax],
+        fit_R2=r2, D_first_half_A2_per_ps=s1 / 6, D_second_half_A2_per_ps=s2 / 6,
+        msd_at_A2={f"{x:g}ps": y for x, y in zip(t, m) if x in (0.1, 1.0, 5.0, 10.0, 20.0, 50.0)}
+        | {f"{tmax:g}ps": m[-1]},
+        mean_T_K=temp, mean_P_bar=press, volume_per_atom_A3=vol / nat,
+        density_g_cm3=nat * 6.94 / 6.02214076e23 / (vol * 1e-24),
+    )
+
+
+def li_liquid(p, lmp, pot, seed, work):
+    rng = random.Random(seed)
+    seed_main = rng.randrange(1, 900000)
+    seed_test = rng.randrange(1, 900000)
+    dense_steps = steps(p["dense_ps"])
+    segs = [("dense", p["dense_ps"], p["dense_every"]), ("sparse", p["sparse_ps"], p["sparse_every"])]
+    text, t_main = run_job(lmp, li_liquid_script(p, pot, seed_main, "main", segs), work, "li_main")
+    segs_t = [("prod", p["test_ps"], p["test_every"])]
+    text_t, t_test = run_job(lmp, li_liquid_script(p, pot, seed_test, "indep", segs_t), work, "li_indep")
+    info = {"seed_main": seed_main, "seed_independent": seed_test, "lammps": L.lammps_version(text),
+            "md_seconds_main": t_main, "md_seconds_independent": t_test}
+    info["main"] = diffusion(os.path.join(work, "main_msd.txt"), os.path.join(work, "main_thermo.txt"), 250)
+    info["independent"] = diffusion(os.path.join(work, "indep_msd.txt"),
+                                    os.path.join(work, "indep_thermo.txt"), 250)
+    types = {1: "Li"}
+    pool = []
+    for seg in ("dense", "sparse"):
+        for d in read_dump(os.path.join(work, f"main_{seg}.dump"), types):
+            if d["step"] == 0 or (seg == "sparse" and d["step"] <= dense_steps):
+                continue  # the first frame of a segment repeats the last one of the previous
+            pool.append(make_frame(d, [("config_type", "liquid_600K"), ("segment", seg),
+                                       ("time_ps", f"{d['step'] * FS:.3f}"), ("step", str(d["step"])),
+                                       ("run", "main")]))
+    test = []
+    for d in read_dump(os.path.join(work, "indep_prod.dump"), types):
+        if d["step"] == 0:
+            continue
+        test.append(make_frame(d, [("config_type", "liquid_600K"), ("time_ps", f"{d['step'] * FS:.3f}"),
+                                   ("step", str(d["step"])), ("run", "independent")]))
+    sparse = [f for f in pool if f.get_info("segment") == "sparse"]
+    # train: every other sparse frame (1 ps apart with the default 0.5 ps stride), at most n_train,
+    # spread over the whole segment; valid: n_valid of the remaining frames, evenly spaced.
+    even = sparse[0::2]
+    stride = max(1, math.ceil(len(even) / p["n_train"]))
+    train = even[::stride][: p["n_train"]]
+    odd = sparse[1::2]
+    vstride = max(1, len(odd) // p["n_valid"])
+    valid = odd[::vstride][: p["n_valid"]]
+    return pool, train, valid, test, info
+
+
+# ---------------------------------------------------------------------------------------------
+# Li novel subsets
+
+
+def bcc_frame(n: tuple[int, int, int], a: float) -> L.Frame:
+    pos = []
+    for i in range(n[0]):
+        for j in range(n[1]):
+            for k in range(n[2]):
+                pos.append([i * a, j * a, k * a])
+                pos.append([(i + 0.5) * a, (j + 0.5) * a, (k + 0.5) * a])
+    cell = [[n[0] * a, 0.0, 0.0], [0.0, n[1] * a, 0.0], [0.0, 0.0, n[2] * a]]
+    return L.Frame(symbols=["Li"] * len(pos), positions=pos, cell=cell, pbc=(True, True, True))
+
+
+def li_novel(p, lmp, pot, seed, work, v_liquid):
+    """Build each subset's start structures in Python, run MEAM MD blocks in one LAMMPS job."""
+    rng = random.Random(seed + 17)
+    nf = p["nov_frames"]
+    sc = p["nov_scale"]
+    eq = max(0.5, 2.0 * sc)  # ps of equilibration per block
+    gap = 0.5  # ps between frames
+    blocks = []  # (name, frame, boundary, fix-commands, T, nframes, post) ; post maps dump -> Frame
+
+    def add(name, fr, bnd, fixcmd, temp, nframes, post, eq_ps=None, vel_T=None):
+        blocks.append(dict(name=name, frame=fr, bnd=bnd, fix=fixcmd, T=temp, n=nframes, post=post,
+                           eq=eq if eq_ps is None else eq_ps, velT=vel_T or temp))
+
+    def periodic_post(fr_in, config, pbc=(True, True, True)):
+        def post(d, box):
+            qt = L._matT(box.q)
+            pos = [L._matvec(qt, x) for x in d["positions"]]
+            return make_frame(dict(symbols=d["symbols"], positions=pos, cell=fr_in.cell),
+                              [("config_type", config)], pbc=pbc)
+        return post
+
+    # 1. cold BCC, NPT at 75 K.
+    fr = bcc_frame((4, 4, 4), LI_A)
+    add("bcc_cold_75K", fr, "p p p", "fix md all npt temp 75 75 0.1 iso 0 0 1.0", 75, nf,
+        lambda d, box: make_frame(d, [("config_type", "bcc_cold_75K")]))
+    # 2. strained BCC: a random symmetric strain (components up to 3 %) per block, 300 K NVT,
+    # the cell then rotated by a random rotation so it is a general triclinic cell.
+    for k in range(max(2, nf + 1 if sc >= 1 else nf)):
+        eps = [[0.0] * 3 for _ in range(3)]
+        for i in range(3):
+            eps[i][i] = rng.uniform(-0.03, 0.03)
+            for j in range(i + 1, 3):
+                eps[i][j] = eps[j][i] = rng.uniform(-0.03, 0.03)
+        rot = L._rot_random(rng)
+        m = L._matmul(rot, [[(1.0 if i == j else 0.0) + eps[i][j] for j in range(3)] for i in range(3)])
+        base = bcc_frame((4, 4, 4), LI_A)
+        fr = L.Frame(symbols=base.symbols, positions=[L._matvec(m, x) for x in base.positions],
+                     cell=[L._matvec(m, r) for r in base.cell], pbc=(True, True, True))
+        strain_txt = " ".join(f"{eps[i][j]:.5f}" for i in range(3) for j in range(3))
+
+        def post(d, box, fr=fr, strain_txt=strain_txt):
+            f = periodic_post(fr, "bcc_strained_300K")(d, box)
+            f.set_info("strain", strain_txt)
+            return f
+        add(f"bcc_strained_{k}", fr, "p p p", "fix md all nvt temp 300 300 0.1", 300, 1, post,
+            eq_ps=max(0.5, sc))
+    # 3. vacancies: remove 1 or 3 random atoms.
+    nvac_list = [1, 3] if sc >= 1 else [2]
+    for nvac in nvac_list:
+        fr = bcc_frame((4, 4, 4), LI_A)
+        gone = set(rng.sample(range(len(fr.symbols)), nvac))
+        fr.positions = [x for i, x in enumerate(fr.positions) if i not in gone]
+        fr.symbols = ["Li"] * len(fr.positions)
+        cfg = "bcc_vacancy_300K"
+        add(f"bcc_vacancy_{nvac}", fr, "p p p", "fix md all nvt temp 300 300 0.1", 300,
+            max(1, (nf + 1) // len(nvac_list)),
+            lambda d, box, cfg=cfg, nvac=nvac: make_frame(d, [("config_type", cfg), ("vacancies", str(nvac))]))
+    # 4. (100) slab, 3x3x7 cells with 15 Å of vacuum; MD in the padded periodic box, written with
+    # pbc T T F (the vacuum-padded Lattice kept).
+    fr = bcc_frame((3, 3, 7), LI_A)
+    fr.cell[2][2] += 15.0
+    fr.positions = [[x, y, z + 7.5] for x, y, z in fr.positions]
+    add("surface_100_300K", fr, "p p p", "fix md all nvt temp 300 300 0.1", 300, nf,
+        lambda d, box: make_frame(d, [("config_type", "surface_100_300K")], pbc=(True, True, False)))
+    # 5. clusters of 10-40 atoms cut from BCC as spheres around a random centre; MD with
+    # shrink-wrapped boundaries, written without a cell.
+    sizes = [13, 27, 40] if sc >= 1 else [15]
+    for nat in sizes:
+        big = bcc_frame((6, 6, 6), LI_A)
+        c0 = [3 * LI_A + rng.uniform(-0.5, 0.5) for _ in range(3)]
+        order = sorted(range(len(big.positions)),
+                       key=lambda i: sum((big.positions[i][d] - c0[d]) ** 2 for d in range(3)))
+        pos = [big.positions[i] for i in order[:nat]]
+        fr = L.Frame(symbols=["Li"] * nat, positions=pos, cell=None, pbc=(False, False, False))
+        add(f"cluster_{nat}", fr, "s s s", "fix md all nvt temp 300 300 0.1", 300,
+            max(1, (nf * 2) // len(sizes)),
+            lambda d, box: make_frame(d, [("config_type", "cluster_300K")], pbc=(False, False, False),
+                                      cell=False))
+    # 6. compressed hot liquid: 128 atoms at 1/1.15 of the 600 K liquid volume per atom, melted at
+    # 2000 K, sampled at 1000 K (NVT).
+    a_c = (2.0 * v_liquid / 1.15) ** (1.0 / 3.0)
+    fr = bcc_frame((4, 4, 4), a_c)
+    add("liquid_compressed_1000K", fr, "p p p",
+        "fix md all nvt temp 2000 2000 0.1\nrun {melt}\nunfix md\nfix md all nvt temp 1000 1000 0.1".format(
+            melt=steps(max(1.0, 2.0 * sc))), 1000, nf,
+        lambda d, box: make_frame(d, [("config_type", "liquid_compressed_1000K"),
+                                      ("density_factor", "1.15")]), vel_T=2000)
+
+    script = []
+    boxes = []
+    for bi, b in enumerate(blocks):
+        box = L.to_lammps_box(b["frame"], pad=6.0)
+        boxes.append(box)
+        L.write_data_file(os.path.join(work, f"nov{bi}.data"), box, [1] * len(b["frame"].symbols), (6.94,))
+        vseed = rng.randrange(1, 900000)
+        every = steps(gap)
+        script.append(HEADER.format(dt=FS) + f"""boundary {b['bnd']}
+read_data nov{bi}.data
+{LI_MEAM.format(pot=pot)}
+thermo 500
+velocity all create {b['velT']} {vseed} mom yes rot yes dist gaussian
+{b['fix']}
+run {steps(b['eq'])}
+reset_timestep 0
+dump d all custom {every} nov{bi}.dump id type x y z
+dump_modify d sort id format float %.8f first no
+run {every * b['n']}
+""")
+    text, dt = run_job(lmp, "clear\n".join(script), work, "li_novel")
+    frames = []
+    for bi, b in enumerate(blocks):
+        ds = [d for d in read_dump(os.path.join(work, f"nov{bi}.dump"), {1: "Li"}) if d["step"] > 0]
+        for d in ds:
+            f = b["post"](d, boxes[bi])
+            f.set_info("time_ps", f"{d['step'] * FS:.3f}")
+            frames.append(f)
+    return frames, dt
+
+
+# ---------------------------------------------------------------------------------------------
+# Al-Mg
+
+
+ALMG_CONDITIONS = [
+    # name, lattice, base type (1 Al, 2 Mg), fraction of the other type, T (K), liquid
+    ("Al_fcc", "fcc", 1, 0.0, 300, False),
+    ("Mg90Al10_hcp", "hcp", 2, 0.10, 600, False),
+    ("Al70Mg30_liquid", "fcc", 1, 0.30, 1100, True),
+    ("Al_fcc", "fcc", 1, 0.0, 600, False),
+    ("Al93Mg7_fcc", "fcc", 1, 0.07, 300, False),
+    ("Al93Mg7_fcc", "fcc", 1, 0.07, 600, False),
+    ("Mg90Al10_hcp", "hcp", 2, 0.10, 300, False),
+    ("Mg_hcp", "hcp", 2, 0.0, 300, False),
+    ("Mg_hcp", "hcp", 2, 0.0, 600, False),
+    ("Al50Mg50_liquid", "fcc", 1, 0.50, 1100, True),
+]
+
+
+def almg(p, lmp, pot, seed, work):
+    rng = random.Random(seed + 31)
+    script = []
+    conds = ALMG_CONDITIONS[: p["almg_conditions"]]
+    every = p["almg_every"]
+    for ci, (name, lat, base, frac, temp, liquid) in enumerate(conds):
+        vseed = rng.randrange(1, 900000)
+        sseed = rng.randrange(1, 900000)
+        if lat == "fcc":
+            build = "lattice fcc 4.05\nregion cell block 0 3 0 3 0 4\n"  # 144 atoms
+        else:
+            build = "lattice hcp 3.21\nregion cell block 0 4 0 3 0 3\n"  # 144 atoms
+        other = 2 if base == 1 else 1
+        sub = f"set type {base} type/ratio {other} {frac} {sseed}\n" if frac > 0 else ""
+        if liquid:
+            pre = (f"velocity all create 2000 {vseed} mom yes rot yes dist gaussian\n"
+                   f"fix md all npt temp 2000 2000 0.1 iso 0 0 1.0\nrun {steps(p['almg_melt'])}\n"
+                   f"unfix md\nfix md all npt temp {temp} {temp} 0.1 iso 0 0 1.0\n")
+        else:
+            pre = (f"velocity all create {2 * temp} {vseed} mom yes rot yes dist gaussian\n"
+                   f"fix md all npt temp {temp} {temp} 0.1 aniso 0 0 1.0\n")
+        script.append(HEADER.format(dt=FS) + f"""boundary p p p
+{build}create_box 2 cell
+create_atoms {base} box
+{sub}mass 1 26.9815
+mass 2 24.305
+{ALMG_MEAM.format(pot=pot)}
+thermo 500
+thermo_style custom step temp pe press vol
+{pre}run {steps(p['almg_eq'])}
+reset_timestep 0
+dump d all custom {every} almg{ci}.dump id type x y z
+dump_modify d sort id format float %.8f first no
+run {every * p['almg_frames']}
+""")
+    text, dt = run_job(lmp, "clear\n".join(script), work, "almg")
+    out = []
+    for ci, (name, lat, base, frac, temp, liquid) in enumerate(conds):
+        cfg = f"{name}_{temp}K"
+        frames = []
+        for d in read_dump(os.path.join(work, f"almg{ci}.dump"), {1: "Al", 2: "Mg"}):
+            if d["step"] == 0:
+                continue
+            frames.append(make_frame(d, [("config_type", cfg), ("time_ps", f"{d['step'] * FS:.3f}"),
+                                         ("step", str(d["step"]))]))
+        out.append(frames)
+    return out, dt
+
+
+def split_almg(groups: list[list[L.Frame]]) -> tuple[list, list, list]:
+    """Per condition, in time order: test = the last quarter (at least 1), valid = 1 frame before
+    those, train = the rest. Later frames are the most decorrelated from the training ones."""
+    train, valid, test = [], [], []
+    for g in groups:
+        n = len(g)
+        nt = max(1, n // 4)
+        test += g[n - nt:]
+        valid.append(g[n - nt - 1])
+        train += g[: n - nt - 1]
+    return train, valid, test
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def stats(frames: list[L.Frame]) -> dict:
+    by = {}
+    for f in frames:
+        by.setdefault(f.get_info("config_type") or "?", []).append(f)
+    res = {}
+    for k, fs in by.items():
+        epa = [f.energy / len(f.symbols) for f in fs]
+        fm = [math.sqrt(sum(c * c for c in v)) for f in fs for v in f.forces]
+        nat = [len(f.symbols) for f in fs]
+        res[k] = dict(frames=len(fs), atoms=[min(nat), max(nat)], e_per_atom=[min(epa), max(epa)],
+                      fmax=max(fm), fmean=sum(fm) / len(fm))
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Generate the aceuq reference data (see module docstring).")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="small and short (CI)")
+    g.add_argument("--full", action="store_true", help="long sparse segment (600-frame pool)")
+    ap.add_argument("--seed", type=int, default=2024)
+    ap.add_argument("--out", help="data folder (default: tests/data, or runs/data-quick|-full)")
+    ap.add_argument("--pool", help="pool file (default: runs/data[-quick|-full]/li_pool.xyz)")
+    ap.add_argument("--lmp")
+    ap.add_argument("--potentials")
+    ap.add_argument("--keep", metavar="DIR", help="keep LAMMPS work files in DIR")
+    ap.add_argument("--only", choices=["li", "almg"], help="generate only one system")
+    args = ap.parse_args(argv)
+    mode = "quick" if args.quick else "full" if args.full else "default"
+    p = MODES[mode]
+    root = L.REPO_ROOT
+    suffix = "" if mode == "default" else f"-{mode}"
+    out = args.out or (os.path.join(root, "tests", "data") if mode == "default"
+                       else os.path.join(root, "runs", f"data{suffix}"))
+    pool_path = args.pool or os.path.join(root, "runs", f"data{suffix}", "li_pool.xyz")
+    t_start = time.time()
+    cmd_args = argv if argv is not None else sys.argv[1:]
+    summary = {"mode": mode, "seed": args.seed, "params": p,
+               "command": " ".join(["scripts/gen_data.py"] + cmd_args)}
+    try:
+        lmp = L.find_lmp(args.lmp)
+        pot = L.find_potentials(lmp, args.potentials)
+        ctx = None
+        if args.keep:
+            work = args.keep
+            os.makedirs(work, exist_ok=True)
+        else:
+            ctx = tempfile.TemporaryDirectory(prefix="aceuq-gen-")
+            work = ctx.name
+        outputs = {}
+        if args.only in (None, "li"):
+            log(f"Li liquid MD ({mode}), seed {args.seed}")
+            pool, train, valid, test, info = li_liquid(p, lmp, pot, args.seed, work)
+            summary["li_liquid"] = info
+            log(f"D(600 K, main run) = {info['main']['D_A2_per_ps']:.3f} Å^2/ps = "
+                f"{info['main']['D_cm2_per_s']:.2e} cm^2/s, R^2 {info['main']['fit_R2']:.4f}")
+            novel, t_nov = li_novel(p, lmp, pot, args.seed, work, info["main"]["volume_per_atom_A3"])
+            summary["li_novel_md_seconds"] = t_nov
+            # Label everything Li in one LAMMPS process (train/valid are frames of the pool).
+            allf = pool + test + novel
+            t0 = time.time()
+            L.label_frames(allf, "li-snap", lmp, pot)
+            summary["li_label_seconds"] = time.time() - t0
+            summary["li_label_frames"] = len(allf)
+            log(f"labelled {len(allf)} Li frames with li-snap in {summary['li_label_seconds']:.1f} s")
+            outputs[pool_path] = pool
+            outputs[os.path.join(out, "li", "train.xyz")] = train
+            outputs[os.path.join(out, "li", "valid.xyz")] = valid
+            outputs[os.path.join(out, "li", "test.xyz")] = test
+            outputs[os.path.join(out, "li", "novel.xyz")] = novel
+        if args.only in (None, "almg"):
+            log("Al-Mg MEAM MD")
+            groups, t_almg = almg(p, lmp, pot, args.seed, work)
+            summary["almg_md_seconds"] = t_almg
+            train, valid, test = split_almg(groups)
+            allf = train + valid + test
+            t0 = time.time()
+            L.label_frames(allf, "almg-meam", lmp, pot)
+            summary["almg_label_seconds"] = time.time() - t0
+            outputs[os.path.join(out, "almg", "train.xyz")] = train
+            outputs[os.path.join(out, "almg", "valid.xyz")] = valid
+            outputs[os.path.join(out, "almg", "test.xyz")] = test
+        summary["files"] = {}
+        for path, frames in outputs.items():
+            L.write_extxyz_atomic(path, frames)
+            summary["files"][os.path.relpath(path, root)] = dict(
+                frames=len(frames), atoms=sum(len(f.symbols) for f in frames),
+                bytes=os.path.getsize(path), stats=stats(frames))
+            log(f"wrote {os.path.relpath(path, root)}: {len(frames)} frames, "
+                f"{os.path.getsize(path) / 1024:.0f} KiB")
+        summary["total_seconds"] = time.time() - t_start
+        spath = os.path.join(os.path.dirname(pool_path), "summary.json")
+        os.makedirs(os.path.dirname(spath), exist_ok=True)
+        with open(spath, "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=1, ensure_ascii=False)
+        log(f"done in {summary['total_seconds']:.0f} s; summary in {os.path.relpath(spath, root)}")
+        if ctx is not None:
+            ctx.cleanup()
+        return 0
+    except L.LabelError as exc:
+        print(f"gen_data.py: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
