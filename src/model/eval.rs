@@ -132,11 +132,17 @@ impl Model {
 
     /// Forward sweep of the DAG: `p[node]` = value of every monomial prefix.
     fn forward(&self, ws: &mut Workspace, si: usize) {
-        let dag = &self.derived[si].dag;
-        let na = dag.n_a;
+        let der = &self.derived[si];
+        let na = der.dag.n_a;
+        let links = &der.links;
+        assert!(ws.p.len() >= na + links.len() && ws.a.len() >= na);
         ws.p[..na].copy_from_slice(&ws.a[..na]);
-        for (k, (&par, &ex)) in dag.parent.iter().zip(&dag.extra).enumerate() {
-            ws.p[na + k] = ws.p[par as usize] * ws.a[ex as usize];
+        let p = ws.p.as_mut_ptr();
+        let a = ws.a.as_ptr();
+        for (k, &[par, ex]) in links.iter().enumerate() {
+            // SAFETY: `links` were validated in `Derived::new`: par < na + k, ex < na, and the
+            // buffers are at least `na + links.len()` long (asserted above).
+            unsafe { *p.add(na + k) = *p.add(par as usize) * *a.add(ex as usize) };
         }
     }
 
@@ -167,13 +173,20 @@ impl Model {
         // Reverse sweep: dp = dE/dp, ending with dE/dA in dp[..n_a].
         ws.dp[..n_nodes].copy_from_slice(&der.ctilde);
         let na = dag.n_a;
-        for k in (0..dag.parent.len()).rev() {
-            let d = ws.dp[na + k];
-            if d != 0.0 {
-                let par = dag.parent[k] as usize;
-                let ex = dag.extra[k] as usize;
-                ws.dp[par] += d * ws.a[ex];
-                ws.dp[ex] += d * ws.p[par];
+        {
+            let links = &der.links;
+            assert!(ws.dp.len() >= na + links.len() && ws.p.len() >= na + links.len());
+            let dp = ws.dp.as_mut_ptr();
+            let p = ws.p.as_ptr();
+            let a = ws.a.as_ptr();
+            for k in (0..links.len()).rev() {
+                let [par, ex] = links[k];
+                // SAFETY: as in `forward`: indices validated, buffers long enough.
+                unsafe {
+                    let d = *dp.add(na + k);
+                    *dp.add(par as usize) += d * *a.add(ex as usize);
+                    *dp.add(ex as usize) += d * *p.add(par as usize);
+                }
             }
         }
         let ns = self.nspecies();
@@ -191,16 +204,16 @@ impl Model {
             // t_lm = sum_n w g_n, u_lm = sum_n w g'_n
             for l in 0..=lay.lmax {
                 let d = 2 * l + 1;
+                let nl = lay.nmax_l[l];
                 let start = lay.start(z, l);
                 let (tl, ul) = (&mut ws.t[l * l..l * l + d], &mut ws.u[l * l..l * l + d]);
                 tl.fill(0.0);
                 ul.fill(0.0);
-                for n in 0..lay.nmax_l[l] {
-                    let (gn, dgn) = (g[n], dg[n]);
-                    let w = &ws.dp[start + n * d..start + (n + 1) * d];
-                    for m in 0..d {
-                        tl[m] += w[m] * gn;
-                        ul[m] += w[m] * dgn;
+                let wblk = &ws.dp[start..start + nl * d];
+                for ((w, &gn), &dgn) in wblk.chunks_exact(d).zip(&g[..nl]).zip(&dg[..nl]) {
+                    for ((tm, um), wm) in tl.iter_mut().zip(ul.iter_mut()).zip(w) {
+                        *tm += wm * gn;
+                        *um += wm * dgn;
                     }
                 }
             }

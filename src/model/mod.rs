@@ -82,8 +82,33 @@ pub struct Model {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Derived {
     pub dag: Dag,
+    /// `[parent, extra]` of every non-`A` node, validated: `parent < n_a + k`, `extra < n_a`.
+    pub links: Vec<[u32; 2]>,
     /// Energy coefficient of every DAG node (coefficients collapsed onto monomials).
     pub ctilde: Vec<f64>,
+}
+
+impl Derived {
+    fn new(b: &SpeciesBasis, c: &[f64]) -> Derived {
+        let dag = b.build_dag();
+        let na = dag.n_a;
+        let links: Vec<[u32; 2]> =
+            dag.parent.iter().zip(&dag.extra).map(|(&p, &e)| [p, e]).collect();
+        // The unchecked sweeps in `eval` rely on these invariants.
+        for (k, &[p, e]) in links.iter().enumerate() {
+            assert!(
+                (p as usize) < na + k && (e as usize) < na,
+                "monomial DAG is not topologically ordered"
+            );
+        }
+        let mut ctilde = vec![0.0; dag.len()];
+        for f in 0..b.len() {
+            for t in b.func_ptr[f] as usize..b.func_ptr[f + 1] as usize {
+                ctilde[dag.mono_node[b.func_mono[t] as usize] as usize] += c[f] * b.func_coef[t];
+            }
+        }
+        Derived { dag, links, ctilde }
+    }
 }
 
 impl Model {
@@ -146,22 +171,7 @@ impl Model {
 
     /// Recompute the evaluation tables (after changing coefficients).
     pub fn rebuild_derived(&mut self) {
-        self.derived = self
-            .bases
-            .iter()
-            .zip(&self.coefs)
-            .map(|(b, c)| {
-                let dag = b.build_dag();
-                let mut ctilde = vec![0.0; dag.len()];
-                for f in 0..b.len() {
-                    for t in b.func_ptr[f] as usize..b.func_ptr[f + 1] as usize {
-                        ctilde[dag.mono_node[b.func_mono[t] as usize] as usize] +=
-                            c[f] * b.func_coef[t];
-                    }
-                }
-                Derived { dag, ctilde }
-            })
-            .collect();
+        self.derived = self.bases.iter().zip(&self.coefs).map(|(b, c)| Derived::new(b, c)).collect();
     }
 
     /// Number of species.
