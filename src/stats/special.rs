@@ -35,7 +35,9 @@ pub fn digamma(x: f64) -> f64 {
     let series = r
         * (1.0 / 12.0
             - r * (1.0 / 120.0
-                - r * (1.0 / 252.0 - r * (1.0 / 240.0 - r * (1.0 / 132.0 - r * 691.0 / 32760.0)))));
+                - r * (1.0 / 252.0
+                    - r * (1.0 / 240.0
+                        - r * (1.0 / 132.0 - r * (691.0 / 32760.0 - r / 12.0))))));
     acc + x.ln() - 0.5 / x - series
 }
 
@@ -53,7 +55,10 @@ pub fn trigamma(x: f64) -> f64 {
     let r = 1.0 / (x * x);
     // 1/x + 1/(2x^2) + sum B_2k / x^(2k+1).
     let series = (1.0
-        + r * (1.0 / 6.0 - r * (1.0 / 30.0 - r * (1.0 / 42.0 - r * (1.0 / 30.0 - r * 5.0 / 66.0)))))
+        + r * (1.0 / 6.0
+            - r * (1.0 / 30.0
+                - r * (1.0 / 42.0
+                    - r * (1.0 / 30.0 - r * (5.0 / 66.0 - r * (691.0 / 2730.0 - r * 7.0 / 6.0)))))))
         / x;
     acc + series + 0.5 * r
 }
@@ -80,7 +85,8 @@ fn log1pmx(u: f64) -> f64 {
     }
 }
 
-/// Stirling remainder ln Gamma(a) - [(a - 1/2) ln a - a + ln(2 pi)/2], for a >= 10.
+/// Stirling remainder ln Gamma(a) - [(a - 1/2) ln a - a + ln(2 pi)/2], for a >= 10
+/// (equivalently ln a! - [(a + 1/2) ln a - a + ln(2 pi)/2]).
 pub(crate) fn stirling_remainder(a: f64) -> f64 {
     let r = 1.0 / (a * a);
     (1.0 / 12.0 - r * (1.0 / 360.0 - r * (1.0 / 1260.0 - r * (1.0 / 1680.0 - r / 1188.0)))) / a
@@ -92,7 +98,10 @@ pub(crate) fn stirling_remainder(a: f64) -> f64 {
 fn ln_prefactor(a: f64, x: f64) -> f64 {
     if a >= 10.0 {
         let u = (x - a) / a;
-        a * log1pmx(u) + 0.5 * (a / (2.0 * std::f64::consts::PI)).ln() - stirling_remainder(a)
+        // a (ln(x/a) - x/a + 1): the series form near x = a, the direct one far from it
+        // (where 1 + u would lose the digits of a small x/a).
+        let core = if u.abs() < 0.3 { a * log1pmx(u) } else { a * (x / a).ln() - (x - a) };
+        core + 0.5 * (a / (2.0 * std::f64::consts::PI)).ln() - stirling_remainder(a)
     } else {
         a * x.ln() - x - ln_gamma(a)
     }
@@ -247,7 +256,8 @@ fn gamma_inv_impl(a: f64, p: f64, q: f64) -> f64 {
     let mut hi = f64::INFINITY;
     for _ in 0..200 {
         let fx = f(x);
-        if fx == 0.0 {
+        // Below a few ulps of the target, f carries no more information: done.
+        if fx.abs() <= 2.0 * f64::EPSILON * target {
             return x;
         }
         if fx < 0.0 {
@@ -263,6 +273,11 @@ fn gamma_inv_impl(a: f64, p: f64, q: f64) -> f64 {
             let corr = 1.0 - 0.5 * step * ((a - 1.0) / x - 1.0);
             let step = if corr > 0.5 && corr < 2.0 { step / corr } else { step };
             next = x - step;
+            if (next - x).abs() <= 2.0 * f64::EPSILON * x.abs() {
+                // Newton step below an ulp: converged (checked before the bracket test, which
+                // a step that does not move x would fail).
+                return next;
+            }
         }
         if !(next > lo && next < hi) || !next.is_finite() {
             // Newton left the bracket: bisect (geometrically, the scale is unknown), or expand.
@@ -271,12 +286,11 @@ fn gamma_inv_impl(a: f64, p: f64, q: f64) -> f64 {
             } else if lo == 0.0 {
                 hi * 0.5
             } else {
-                (lo * hi).sqrt()
+                lo.sqrt() * hi.sqrt() // no underflow for tiny x
             };
         }
-        let converged = (next - x).abs() <= 4.0 * f64::EPSILON * x.abs()
-            || (hi - lo) <= 4.0 * f64::EPSILON * hi
-            || fx.abs() <= 1e-15 * target * f64::EPSILON;
+        let converged = (next - x).abs() <= 2.0 * f64::EPSILON * x.abs()
+            || (hi.is_finite() && hi - lo <= 2.0 * f64::EPSILON * hi);
         x = next;
         if converged {
             break;
