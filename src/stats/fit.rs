@@ -204,7 +204,11 @@ impl Profile {
             -ln_gamma(a) + a * a.ln() - a
         };
         let g = c.abs().ln() + gamma_part - a * m;
-        ProfilePoint { g: if g.is_finite() { g } else { f64::NEG_INFINITY }, a, m, clamped }
+        // The scale relative to the geometric mean is exp((m - ln a)/c); beyond e^+-500 it is
+        // not representable in f64 once multiplied out, so such points are excluded.
+        let representable = ((m - a.ln()) / c).abs() < 500.0;
+        let g = if g.is_finite() && representable { g } else { f64::NEG_INFINITY };
+        ProfilePoint { g, a, m, clamped: clamped || !representable }
     }
 }
 
@@ -303,16 +307,28 @@ pub fn fit_gengamma(x: &[f64]) -> Result<GenGammaFit, StatsError> {
 
     // Scan t = ln|c| for both signs; remember the best grid point.
     let mut best = (f64::NEG_INFINITY, 1.0, 0usize);
-    for sign in [1.0, -1.0] {
-        for k in 0..GRID {
+    let mut grid = [[f64::NEG_INFINITY; GRID]; 2];
+    for (si, sign) in [1.0, -1.0].into_iter().enumerate() {
+        for (k, gk) in grid[si].iter_mut().enumerate() {
             let c = sign * (t_lo + step * k as f64).exp();
-            let p = prof.eval(c);
-            if p.g > best.0 {
-                best = (p.g, sign, k);
+            *gk = prof.eval(c).g;
+            if *gk > best.0 {
+                best = (*gk, sign, k);
             }
         }
     }
-    let (_, sign, k) = best;
+    let (g_best, sign, k) = best;
+    if g_best == f64::NEG_INFINITY {
+        return Err(StatsError::Degenerate {
+            what: "generalized Gamma fit",
+            reason: "no parameters with a representable scale; the data span too many decades"
+                .into(),
+        });
+    }
+    // A grid neighbour outside the usable region means the optimum may lie beyond it.
+    let row = &grid[if sign > 0.0 { 0 } else { 1 }];
+    let next_to_excluded = (k > 0 && row[k - 1] == f64::NEG_INFINITY)
+        || (k + 1 < GRID && row[k + 1] == f64::NEG_INFINITY);
     let lo = t_lo + step * (k.saturating_sub(1)) as f64;
     let hi = t_lo + step * ((k + 1).min(GRID - 1)) as f64;
     let (t_best, _) = brent_min(|t| -prof.eval(sign * t.exp()).g, lo, hi, 1e-10);
@@ -323,7 +339,7 @@ pub fn fit_gengamma(x: &[f64]) -> Result<GenGammaFit, StatsError> {
     let (t, p) = if pb.g >= pg.g { (t_best, pb) } else { (t_grid, pg) };
     let c = sign * t.exp();
     let at_edge = (t - t_lo).abs() < 1e-6 * step || (t_hi - t).abs() < 1e-6 * step;
-    let at_bound = at_edge || p.clamped;
+    let at_bound = at_edge || p.clamped || next_to_excluded;
 
     // Scale in the original units: ln s = mean ln x + (m - ln a) / c.
     let scale = (mean_ln + (p.m - p.a.ln()) / c).exp();

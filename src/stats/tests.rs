@@ -323,3 +323,186 @@ fn stats_rank_metrics_match_scipy() {
     let labels: Vec<bool> = e.iter().map(|&v| v > r.f("threshold")).collect();
     check("roc auc", roc_auc(&u, &labels).unwrap(), r.f("auc"), 1e-12);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Seeded random samples (rand_distr) for the property tests in this module and the others.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::Distribution as _;
+
+/// A seeded generator.
+pub(crate) fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// n draws of Maxwell(sigma): the norm of three N(0, sigma^2) components.
+pub(crate) fn draw_maxwell(rng: &mut ChaCha8Rng, sigma: f64, n: usize) -> Vec<f64> {
+    let nd = rand_distr::Normal::new(0.0, sigma).expect("valid normal");
+    (0..n)
+        .map(|_| {
+            let (a, b, c): (f64, f64, f64) = (nd.sample(rng), nd.sample(rng), nd.sample(rng));
+            (a * a + b * b + c * c).sqrt()
+        })
+        .collect()
+}
+
+/// n draws of Gamma(shape, scale).
+pub(crate) fn draw_gamma(rng: &mut ChaCha8Rng, shape: f64, scale: f64, n: usize) -> Vec<f64> {
+    let g = rand_distr::Gamma::new(shape, scale).expect("valid gamma");
+    (0..n).map(|_| g.sample(rng)).collect()
+}
+
+/// n draws of gengamma(a, c, scale): scale * Z^(1/c), Z ~ Gamma(a, 1).
+pub(crate) fn draw_gengamma(rng: &mut ChaCha8Rng, a: f64, c: f64, scale: f64, n: usize) -> Vec<f64> {
+    draw_gamma(rng, a, 1.0, n).into_iter().map(|z| scale * z.powf(1.0 / c)).collect()
+}
+
+/// n draws of a log-normal with log-mean mu and log-sd s.
+pub(crate) fn draw_lognormal(rng: &mut ChaCha8Rng, mu: f64, s: f64, n: usize) -> Vec<f64> {
+    let d = rand_distr::LogNormal::new(mu, s).expect("valid lognormal");
+    (0..n).map(|_| d.sample(rng)).collect()
+}
+
+#[test]
+fn stats_fits_recover_known_parameters_on_large_samples() {
+    let mut r = rng(7);
+    let n = 20_000;
+    let x = draw_maxwell(&mut r, 0.2, n);
+    let m = fit_maxwell(&x).unwrap();
+    // Standard error of sigma-hat is sigma / sqrt(6 n) ~ 0.0014 sigma; allow 4 standard errors.
+    assert!((m.sigma() / 0.2 - 1.0).abs() < 0.006, "maxwell sigma {}", m.sigma());
+
+    let x = draw_gamma(&mut r, 2.5, 0.4, n);
+    let g = fit_gamma(&x).unwrap();
+    assert!((g.shape() / 2.5 - 1.0).abs() < 0.04, "gamma shape {}", g.shape());
+    assert!((g.scale() / 0.4 - 1.0).abs() < 0.04, "gamma scale {}", g.scale());
+
+    for (a, c, s) in [(1.7, 0.8, 1.3), (2.0, -1.5, 0.5), (0.7, 4.0, 0.05), (1.5, 2.0, 0.3)] {
+        let x = draw_gengamma(&mut r, a, c, s, n);
+        let f = fit_gengamma(&x).unwrap();
+        let d = f.dist;
+        let truth = GenGamma::new(a, c, s).unwrap();
+        // a and c trade off along a ridge, so check them loosely and the fitted
+        // distribution itself tightly (cdf at the true quantiles, incl. the 1 - 1e-4 tail).
+        assert!((d.a() / a - 1.0).abs() < 0.2, "gengamma({a},{c},{s}): a = {}", d.a());
+        assert!((d.c() / c - 1.0).abs() < 0.15, "gengamma({a},{c},{s}): c = {}", d.c());
+        assert!(!f.at_bound);
+        for p in [0.01, 0.25, 0.5, 0.75, 0.99, 0.9999] {
+            let xq = truth.ppf(p);
+            assert!((d.cdf(xq) - p).abs() < 0.01 * p.min(1.0 - p).max(0.0) + 0.003,
+                "gengamma({a},{c},{s}): cdf at true {p}-quantile is {}", d.cdf(xq));
+        }
+        // The MLE beats the truth on its own sample.
+        assert!(f.log_likelihood >= truth.log_likelihood(&x) - 1e-9);
+    }
+}
+
+#[test]
+fn stats_gengamma_fit_is_robust() {
+    let mut r = rng(11);
+    let mut cases: Vec<(&str, Vec<f64>)> = vec![
+        // ln x at exact normal quantiles: symmetric with normal kurtosis, so the likelihood
+        // increases all the way to the log-normal limit c -> 0.
+        ("log-normal quantiles (flat toward c -> 0)", (1..=2000)
+            .map(|i| {
+                let p = (i as f64 - 0.5) / 2000.0;
+                let z = std::f64::consts::SQRT_2 * statrs::function::erf::erf_inv(2.0 * p - 1.0);
+                (0.5 * z).exp()
+            })
+            .collect()),
+        ("lognormal draws", draw_lognormal(&mut r, 0.0, 0.5, 3000)),
+        ("exponential", draw_gamma(&mut r, 1.0, 3.0, 500)),
+        ("uniform-ish", (1..=400).map(|i| i as f64 / 400.0).collect()),
+        ("two values", vec![1.0, 2.0]),
+        ("three values", vec![0.1, 0.2, 10.0]),
+        ("huge range", (0..200).map(|i| 10f64.powf(-10.0 + 0.1 * i as f64)).collect()),
+        ("tiny scale", draw_maxwell(&mut r, 1e-9, 300)),
+        ("huge scale", draw_maxwell(&mut r, 1e9, 300)),
+        ("heavy tail", draw_gengamma(&mut r, 0.5, -0.7, 1.0, 1000)),
+        ("near-constant", (0..100).map(|i| 1.0 + 1e-9 * i as f64).collect()),
+    ];
+    cases.push(("bimodal", {
+        let mut v = draw_gamma(&mut r, 30.0, 0.01, 500);
+        v.extend(draw_gamma(&mut r, 30.0, 0.1, 500));
+        v
+    }));
+    for (name, x) in &cases {
+        let f = fit_gengamma(x).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let d = f.dist;
+        assert!(d.a().is_finite() && d.c().is_finite() && d.scale().is_finite(), "{name}: {d:?}");
+        assert!(f.log_likelihood.is_finite(), "{name}: ll {}", f.log_likelihood);
+        // The 1 - 1e-7 quantile exists; it may overflow only for a boundary fit (e.g. three
+        // points fitted with |c| at its limit).
+        let xq = d.isf(1e-7);
+        assert!(xq > 0.0 && (xq.is_finite() || f.at_bound), "{name}: isf {xq}, {d:?}");
+        // Never worse than the Gamma (c = 1) or the Maxwell (a = 3/2, c = 2), both special cases.
+        if let Ok(g) = fit_gamma(x) {
+            assert!(f.log_likelihood >= g.log_likelihood(x) - 1e-6 * x.len() as f64, "{name}");
+        }
+        let m = fit_maxwell(x).unwrap();
+        assert!(f.log_likelihood >= m.log_likelihood(x) - 1e-6 * x.len() as f64, "{name}");
+    }
+    // The log-normal-quantile sample has no interior maximum: the fit must say so.
+    let f = fit_gengamma(&cases[0].1).unwrap();
+    assert!(f.at_bound, "{:?}", f.dist);
+    // Scale equivariance: fitting k x gives the same a, c and k times the scale.
+    let x = &cases[2].1;
+    let f1 = fit_gengamma(x).unwrap().dist;
+    let kx: Vec<f64> = x.iter().map(|v| v * 1e6).collect();
+    let f2 = fit_gengamma(&kx).unwrap().dist;
+    assert!((f1.a() / f2.a() - 1.0).abs() < 1e-6 && (f1.c() / f2.c() - 1.0).abs() < 1e-6);
+    assert!((f2.scale() / (1e6 * f1.scale()) - 1.0).abs() < 1e-6);
+}
+
+#[test]
+fn stats_fits_reject_bad_samples() {
+    use super::StatsError;
+    assert!(matches!(fit_maxwell(&[1.0]), Err(StatsError::TooFewSamples { .. })));
+    assert!(matches!(
+        fit_gamma(&[1.0, 0.0, 2.0]),
+        Err(StatsError::BadValue { index: 1, .. })
+    ));
+    assert!(matches!(
+        fit_gengamma(&[1.0, f64::NAN]),
+        Err(StatsError::BadValue { index: 1, .. })
+    ));
+    assert!(matches!(fit_gamma(&[2.0; 10]), Err(StatsError::Degenerate { .. })));
+    assert!(matches!(fit_gengamma(&[2.0; 10]), Err(StatsError::Degenerate { .. })));
+    // Maxwell is defined for equal values.
+    assert!((fit_maxwell(&[2.0; 10]).unwrap().sigma() - 2.0 / 3f64.sqrt()).abs() < 1e-15);
+}
+
+#[test]
+fn stats_ks_p_values_are_uniform_under_the_null() {
+    let mut r = rng(3);
+    let d = Gamma::new(2.0, 1.0).unwrap();
+    let reps = 400;
+    let mut below = 0;
+    for _ in 0..reps {
+        let x = draw_gamma(&mut r, 2.0, 1.0, 50);
+        if ks_test(&x, &d).unwrap().p_value < 0.1 {
+            below += 1;
+        }
+    }
+    // Binomial(400, 0.1): mean 40, sd 6; allow 4 sd.
+    assert!((16..=64).contains(&below), "{below} of {reps} p-values below 0.1");
+}
+
+#[test]
+fn stats_kolmogorov_sf_is_monotone_across_branches() {
+    for n in [3usize, 10, 140, 141, 1000, 100_000, 100_001] {
+        let mut prev = 1.0;
+        // Small n: the whole range; large n: up to n d^2 = 64 (sf ~ 1e-55), which crosses the
+        // Durbin / Pelz-Good / Smirnov switches at n d^1.5 = 1.4 and n d^2 = 2.2, 18.
+        let (steps, d_max) = if n <= 1000 { (2000, 1.0) } else { (150, 8.0 / (n as f64).sqrt()) };
+        for i in 1..steps {
+            let d = d_max * i as f64 / steps as f64;
+            let sf = kolmogorov_sf(n, d);
+            assert!((0.0..=1.0).contains(&sf), "n={n} d={d}: {sf}");
+            // Branch switches may leave rounding-level steps, never a real increase.
+            assert!(sf <= prev + 1e-9, "n={n}: sf rises from {prev} to {sf} at d={d}");
+            prev = sf;
+        }
+    }
+}
