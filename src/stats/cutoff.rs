@@ -232,3 +232,74 @@ impl Calibration {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::dist::Maxwell;
+    use crate::stats::tests::{draw_gamma, draw_maxwell, rng};
+
+    #[test]
+    fn stats_upper_cutoff_cases() {
+        // (e_max - mean_e)/(e_c - mean_e) = (1 - 0.1)/(0.4 - 0.1) = 3.
+        let up = upper_cutoff(1.0, 0.1, 0.4, 2.0, 5.0);
+        assert!((up.ratio - 3.0).abs() < 1e-12);
+        assert!((up.u_max - (2.0 + 3.0 * 3.0)).abs() < 1e-12);
+        // e_max below e_c: clamped to 1, u_max = u_c.
+        let up = upper_cutoff(0.3, 0.1, 0.4, 2.0, 5.0);
+        assert_eq!(up.ratio, 1.0);
+        assert_eq!(up.u_max, 5.0);
+        // e_c not above the mean: ratio 1 instead of a division by <= 0.
+        let up = upper_cutoff(1.0, 0.5, 0.5, 2.0, 5.0);
+        assert_eq!((up.ratio, up.u_max), (1.0, 5.0));
+    }
+
+    #[test]
+    fn stats_cutoff_needs_n_of_at_least_two() {
+        let m = Maxwell::new(1.0).unwrap();
+        assert!(cutoff_for_n(&m, 1).is_err());
+        assert!(cutoff_for_n(&m, 0).is_err());
+        // N = 1e7 and 1e12 stay finite and ordered.
+        let a = cutoff_for_n(&m, 10_000_000).unwrap();
+        let b = cutoff_for_n(&m, 1_000_000_000_000).unwrap();
+        assert!(a > 4.59 && b > a && b.is_finite());
+    }
+
+    #[test]
+    fn stats_calibrate_end_to_end() {
+        let mut r = rng(31);
+        let errors = draw_maxwell(&mut r, 0.05, 4000);
+        // An uncertainty that tracks the error with multiplicative noise.
+        let noise = draw_gamma(&mut r, 8.0, 1.0 / 8.0, 4000);
+        let unc: Vec<f64> = errors.iter().zip(&noise).map(|(e, z)| 0.8 * e * z + 0.01).collect();
+        let cal = calibrate("Li", "ensemble", &errors, &unc, &CalibrationOptions::new(10_000)).unwrap();
+        assert_eq!(cal.error.dist().family(), Family::Maxwell);
+        let sigma = match cal.error.dist() {
+            crate::stats::Distribution::Maxwell(m) => m.sigma(),
+            d => panic!("{d:?}"),
+        };
+        // METHODS.md §5 table: x_c / sigma = 4.59429 at N = 1e4.
+        assert!((cal.e_c / sigma - 4.59429).abs() < 1e-5);
+        assert!((cal.u_c - cal.uncertainty.dist().isf(1e-4)).abs() < 1e-12);
+        let up = upper_cutoff(1.0, cal.mean_e, cal.e_c, cal.mean_u, cal.u_c);
+        assert_eq!((cal.ratio, cal.u_max), (up.ratio, up.u_max));
+        assert!(cal.ratio > 1.0 && cal.u_max > cal.u_c);
+        assert_eq!(cal.zone(cal.u_c * 0.5), Zone::Trusted);
+        assert_eq!(cal.zone(0.5 * (cal.u_c + cal.u_max)), Zone::Uncertain);
+        assert_eq!(cal.zone(cal.u_max * 1.01), Zone::Unstable);
+        assert_eq!(cal.table_row().len(), Calibration::table_header().len());
+        // Round trip through TOML (the model file format).
+        let text = toml::to_string(&cal).unwrap();
+        let back: Calibration = toml::from_str(&text).unwrap();
+        assert_eq!(back, cal);
+    }
+
+    #[test]
+    fn stats_calibrate_names_the_bad_input() {
+        let e = calibrate("Al", "gp", &[0.1, 0.2, -1.0], &[1.0, 2.0, 3.0], &CalibrationOptions::new(100))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Al") && e.contains("gp") && e.contains("errors") && e.contains("index 2"), "{e}");
+        assert!(calibrate("Al", "gp", &[0.1], &[1.0, 2.0], &CalibrationOptions::new(100)).is_err());
+    }
+}

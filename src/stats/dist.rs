@@ -287,6 +287,7 @@ pub enum Family {
     /// Gamma (2 parameters).
     Gamma,
     /// scipy's generalized Gamma (3 parameters).
+    #[serde(rename = "gengamma")]
     GenGamma,
 }
 
@@ -320,6 +321,7 @@ pub enum Distribution {
     /// Gamma(shape, scale).
     Gamma(Gamma),
     /// gengamma(a, c, scale).
+    #[serde(rename = "gengamma")]
     GenGamma(GenGamma),
 }
 

@@ -360,3 +360,113 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Result<f64, StatsError> {
     let (p, q) = (n_pos as f64, n_neg as f64);
     Ok((r_pos - p * (p + 1.0) / 2.0) / (p * q))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::tests::{draw_gamma, draw_maxwell, rng};
+
+    #[test]
+    fn stats_f1_edge_cases() {
+        // Nothing flagged: precision 0 (not NaN), recall 0, F1 0.
+        let c = confusion(&[1.0, 2.0], &[0.0, 0.0], 0.5, 1.0).unwrap();
+        assert_eq!((c.tp, c.fp, c.fn_, c.tn), (0, 0, 2, 0));
+        assert_eq!((c.precision(), c.recall(), c.f1()), (0.0, 0.0, 0.0));
+        // No high errors: recall 0, precision 0 with false positives.
+        let c = confusion(&[0.1, 0.2], &[5.0, 0.0], 0.5, 1.0).unwrap();
+        assert_eq!((c.tp, c.fp, c.fn_, c.tn), (0, 1, 0, 1));
+        assert_eq!((c.precision(), c.recall(), c.f1()), (0.0, 0.0, 0.0));
+        // Empty confusion.
+        assert_eq!(Confusion::default().f1(), 0.0);
+        // Perfect.
+        let c = confusion(&[0.1, 2.0, 3.0], &[0.0, 4.0, 5.0], 1.0, 1.0).unwrap();
+        assert_eq!((c.precision(), c.recall(), c.f1()), (1.0, 1.0, 1.0));
+        // Strict inequalities: values equal to the cutoffs are neither high nor flagged.
+        let c = confusion(&[1.0], &[1.0], 1.0, 1.0).unwrap();
+        assert_eq!(c.tn, 1);
+        // P = 1/2, R = 1/3: F1 = 2 (1/6) / (5/6) = 0.4.
+        let c = Confusion { tp: 1, fp: 1, fn_: 2, tn: 0 };
+        assert!((c.f1() - 0.4).abs() < 1e-15);
+        assert!(confusion(&[1.0], &[1.0, 2.0], 0.0, 0.0).is_err());
+        assert!(confusion(&[f64::NAN], &[1.0], 0.0, 0.0).is_err());
+    }
+
+    #[test]
+    fn stats_sweep_matches_brute_force() {
+        let mut r = rng(41);
+        let e = draw_gamma(&mut r, 2.0, 1.0, 3000);
+        let u: Vec<f64> = e.iter().zip(draw_gamma(&mut r, 4.0, 0.25, 3000)).map(|(a, b)| a * b).collect();
+        // Unsorted grids with a duplicate and values equal to data points (ties).
+        let mut e_grid = linspace(0.0, 6.0, 25);
+        e_grid.reverse();
+        e_grid.push(e[5]);
+        e_grid.push(2.0);
+        let mut u_grid = linspace(0.0, 5.0, 19);
+        u_grid.swap(0, 7);
+        u_grid.push(u[9]);
+        let s = sweep(&e, &u, &e_grid, &u_grid).unwrap();
+        for (i, &ec) in e_grid.iter().enumerate() {
+            for (j, &uc) in u_grid.iter().enumerate() {
+                assert_eq!(s.confusion(i, j), confusion(&e, &u, ec, uc).unwrap(), "({ec}, {uc})");
+            }
+        }
+        let f1 = s.f1();
+        let (bi, bj, bf) = s.best_f1().unwrap();
+        assert_eq!(f1[bi * u_grid.len() + bj], bf);
+        assert!(f1.iter().all(|&v| v <= bf));
+    }
+
+    #[test]
+    fn stats_miscalibration_area_is_exact_and_vanishes_when_calibrated() {
+        // One PIT at 0.5: the integral of |F_n(p) - p| is 1/8 + 1/8.
+        assert!((miscalibration_area(&[0.5]).unwrap() - 0.25).abs() < 1e-15);
+        // PIT values at (i - 1/2)/n: area 1/(4n).
+        let n = 10;
+        let pit: Vec<f64> = (0..n).map(|i| (i as f64 + 0.5) / n as f64).collect();
+        assert!((miscalibration_area(&pit).unwrap() - 0.25 / n as f64).abs() < 1e-15);
+
+        // Perfectly calibrated: each error drawn from Maxwell(sigma_k) with its own sigma_k.
+        let mut r = rng(42);
+        let mut areas = Vec::new();
+        for n in [100usize, 10_000, 400_000] {
+            let sigmas = draw_gamma(&mut r, 3.0, 0.1, n);
+            let errors: Vec<f64> = sigmas.iter().map(|&s| draw_maxwell(&mut r, s, 1)[0]).collect();
+            let pit = pit_maxwell(&errors, &sigmas).unwrap();
+            let area = miscalibration_area(&pit).unwrap();
+            // E|F_n(p) - p| ~ sqrt(p(1-p)/n): the area shrinks like 1/sqrt(n).
+            assert!(area * (n as f64).sqrt() < 2.0, "n={n}: area {area}");
+            areas.push(area);
+        }
+        assert!(areas[2] < 0.003 && areas[2] < areas[0], "{areas:?}");
+
+        // Overconfident (sigma too small by 2x): curve below the diagonal, large area.
+        let sigmas = draw_gamma(&mut r, 3.0, 0.1, 5000);
+        let errors: Vec<f64> = sigmas.iter().map(|&s| draw_maxwell(&mut r, s, 1)[0]).collect();
+        let half: Vec<f64> = sigmas.iter().map(|s| 0.5 * s).collect();
+        let c = calibration_curve(&pit_maxwell(&errors, &half).unwrap(), 21).unwrap();
+        assert!(c.area > 0.2, "area {}", c.area);
+        assert!(c.observed[10] < c.expected[10]);
+        assert_eq!((c.expected[0], c.expected[20]), (0.0, 1.0));
+        assert_eq!(c.observed[20], 1.0);
+    }
+
+    #[test]
+    fn stats_spearman_and_auc_hand_cases() {
+        // Ranks x = [1, 2.5, 2.5, 4], y = [1, 3, 2, 4]: rho = 4.5 / sqrt(4.5 * 5).
+        let rho = spearman(&[1.0, 2.0, 2.0, 3.0], &[1.0, 3.0, 2.0, 4.0]).unwrap();
+        assert!((rho - 4.5 / (22.5f64).sqrt()).abs() < 1e-15);
+        assert!((spearman(&[1.0, 2.0, 3.0], &[30.0, 20.0, 10.0]).unwrap() + 1.0).abs() < 1e-15);
+        assert!(spearman(&[1.0, 1.0], &[1.0, 2.0]).is_err());
+        assert_eq!(average_ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+
+        // The classic example: AUC 0.75.
+        let auc = roc_auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap();
+        assert!((auc - 0.75).abs() < 1e-15);
+        // Ties count 1/2: pairs (2,1)=1, (2,2)=1/2, (3,1)=1, (3,2)=1 -> 3.5/4.
+        let auc = roc_auc(&[1.0, 2.0, 2.0, 3.0], &[false, false, true, true]).unwrap();
+        assert!((auc - 0.875).abs() < 1e-15);
+        // All tied: 0.5.
+        assert_eq!(roc_auc(&[1.0; 4], &[false, true, false, true]).unwrap(), 0.5);
+        assert!(roc_auc(&[1.0, 2.0], &[true, true]).is_err());
+    }
+}

@@ -139,3 +139,60 @@ pub fn choose_model_from(
     });
     Ok(ModelChoice { candidates, failed, chosen, alpha })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::tests::{draw_gamma, draw_gengamma, draw_maxwell, rng};
+
+    #[test]
+    fn stats_choice_picks_the_first_family_that_fits() {
+        let mut r = rng(21);
+        let x = draw_maxwell(&mut r, 0.1, 2000);
+        let m = choose_model(&x).unwrap();
+        assert_eq!(m.dist().family(), Family::Maxwell);
+        assert!(m.passed());
+        assert_eq!(m.candidates.len(), 3);
+        // Gamma with shape 0.7 is far from Maxwell: Maxwell must be rejected.
+        let x = draw_gamma(&mut r, 0.7, 2.0, 2000);
+        let m = choose_model(&x).unwrap();
+        assert!(m.candidate(Family::Maxwell).unwrap().ks.p_value < 1e-6);
+        assert_eq!(m.dist().family(), Family::Gamma, "{:?}", m.candidates);
+        // A heavy power-law tail (c < 0) needs the generalized Gamma.
+        let x = draw_gengamma(&mut r, 2.0, -1.5, 1.0, 3000);
+        let m = choose_model(&x).unwrap();
+        assert_eq!(m.dist().family(), Family::GenGamma);
+        assert!(m.passed());
+    }
+
+    #[test]
+    fn stats_choice_falls_back_to_the_highest_p() {
+        // A well-separated bimodal sample fits none of the families.
+        let mut r = rng(22);
+        let mut x = draw_gamma(&mut r, 50.0, 0.01, 1500);
+        x.extend(draw_gamma(&mut r, 50.0, 0.05, 1500));
+        let m = choose_model(&x).unwrap();
+        assert!(!m.passed());
+        let best = m.candidates.iter().map(|c| c.ks.p_value).fold(0.0, f64::max);
+        assert_eq!(m.chosen().ks.p_value, best);
+    }
+
+    #[test]
+    fn stats_choice_records_failed_families_and_serializes() {
+        // Identical values: Maxwell fits, Gamma and generalized Gamma cannot.
+        let m = choose_model(&[0.5; 20]).unwrap();
+        assert_eq!(m.candidates.len(), 1);
+        assert_eq!(m.failed.len(), 2);
+        assert_eq!(m.dist().family(), Family::Maxwell);
+
+        let mut r = rng(23);
+        let m = choose_model(&draw_gamma(&mut r, 2.0, 1.0, 300)).unwrap();
+        let text = toml::to_string(&m).unwrap();
+        let back: ModelChoice = toml::from_str(&text).unwrap();
+        assert_eq!(back, m);
+        assert!(text.contains("family = \"gengamma\""), "{text}");
+        // Deserialization validates parameters.
+        let bad = text.replacen("sigma = ", "sigma = -", 1);
+        assert!(toml::from_str::<ModelChoice>(&bad).is_err());
+    }
+}
