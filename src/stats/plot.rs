@@ -124,6 +124,23 @@ fn format_of(path: &Path) -> Result<Format, PlotError> {
     }
 }
 
+/// Short tick label: up to 4 significant digits, scientific outside [1e-3, 1e5).
+fn tick(v: &f64) -> String {
+    let v = *v;
+    if v == 0.0 {
+        return "0".into();
+    }
+    let a = v.abs();
+    if (1e-3..1e5).contains(&a) {
+        // 4 significant digits, trailing zeros of the fraction dropped (0.30000000004 -> 0.3).
+        let digits = (3 - a.log10().floor() as i32).max(0) as usize;
+        let t = format!("{v:.digits$}");
+        if t.contains('.') { t.trim_end_matches('0').trim_end_matches('.').to_string() } else { t }
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
 fn data_err(path: &Path, reason: impl Into<String>) -> PlotError {
     PlotError::Data { path: path.to_path_buf(), reason: reason.into() }
 }
@@ -254,6 +271,8 @@ impl Figure for HistogramPlot<'_> {
             .y_desc("probability density")
             .axis_desc_style((FONT, 20))
             .label_style((FONT, 16))
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .light_line_style(WHITE.mix(0.0))
             .draw()?;
         let bar = RGBColor(158, 202, 225);
@@ -432,6 +451,8 @@ impl Figure for HeatmapPlot<'_> {
             .y_desc(self.y_label)
             .axis_desc_style((FONT, 20))
             .label_style((FONT, 16))
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .draw()?;
         let nx = self.x.len();
         chart.draw_series(self.z.iter().enumerate().map(|(k, &v)| {
@@ -439,27 +460,35 @@ impl Figure for HeatmapPlot<'_> {
             let col = if v.is_finite() { viridis((v - zlo) / (zhi - zlo)) } else { RGBColor(200, 200, 200) };
             Rectangle::new([(xe[ix], ye[iy]), (xe[ix + 1], ye[iy + 1])], col.filled())
         }))?;
-        for (i, m) in self.x_markers.iter().enumerate() {
-            let col = [WHITE, RGBColor(255, 80, 80)][i % 2];
+        // Markers outside the grid are not drawn but still listed (at the edge) in the legend.
+        let x_col = RGBColor(230, 20, 50);
+        let y_col = RGBColor(255, 255, 255);
+        for m in &self.x_markers {
+            let inside = m.value >= x0 && m.value <= x1;
+            let label = if inside { m.label.clone() } else { format!("{} (outside the grid)", m.label) };
+            let xv = m.value.clamp(x0, x1);
+            let pts = if inside { vec![(xv, y0), (xv, y1)] } else { vec![] };
             chart
-                .draw_series(DashedLineSeries::new(vec![(m.value, y0), (m.value, y1)], 12, 6, col.stroke_width(3)))?
-                .label(m.label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3)));
+                .draw_series(DashedLineSeries::new(pts, 12, 6, x_col.stroke_width(3)))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], x_col.stroke_width(3)));
         }
-        for (i, m) in self.y_markers.iter().enumerate() {
-            let col = [RGBColor(255, 255, 255), RGBColor(255, 80, 80)][i % 2];
+        for m in &self.y_markers {
+            let inside = m.value >= y0 && m.value <= y1;
+            let label = if inside { m.label.clone() } else { format!("{} (outside the grid)", m.label) };
+            let pts = if inside { vec![(x0, m.value), (x1, m.value)] } else { vec![] };
             chart
-                .draw_series(LineSeries::new(vec![(x0, m.value), (x1, m.value)], col.stroke_width(3)))?
-                .label(m.label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3)));
+                .draw_series(LineSeries::new(pts, y_col.stroke_width(3)))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], y_col.stroke_width(3)));
         }
         if !self.x_markers.is_empty() || !self.y_markers.is_empty() {
             chart
                 .configure_series_labels()
                 .position(SeriesLabelPosition::UpperRight)
-                .label_font((FONT, 16))
-                .background_style(RGBColor(90, 90, 90).mix(0.9))
-                .border_style(BLACK)
+                .label_font((FONT, 16).into_font().color(&WHITE))
+                .background_style(RGBColor(60, 60, 60).mix(0.85))
+                .border_style(WHITE)
                 .draw()?;
         }
         // Colour bar.
@@ -475,6 +504,7 @@ impl Figure for HeatmapPlot<'_> {
             .y_desc(self.z_label)
             .axis_desc_style((FONT, 20))
             .label_style((FONT, 16))
+            .y_label_formatter(&tick)
             .draw()?;
         const STEPS: usize = 200;
         cb.draw_series((0..STEPS).map(|i| {
@@ -648,6 +678,8 @@ impl Figure for ParityPlot<'_> {
                     .y_desc(self.y_label)
                     .axis_desc_style((FONT, 20))
                     .label_style((FONT, 16))
+                    .x_label_formatter(&tick)
+                    .y_label_formatter(&tick)
                     .light_line_style(RGBColor(235, 235, 235))
                     .draw()?;
                 chart
@@ -731,4 +763,137 @@ pub fn write_markdown_table(
     rows: &[Vec<String>],
 ) -> std::io::Result<()> {
     std::fs::write(path, markdown_table(headers, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::metrics::{calibration_curve, linspace, pit_maxwell, sweep};
+    use crate::stats::selection::choose_model;
+    use crate::stats::tests::{draw_gamma, draw_maxwell, rng};
+
+    /// Output directory for figures; kept after the test so that a person can look at them.
+    fn out_dir() -> PathBuf {
+        let d = std::env::temp_dir().join("aceuq-stats-plots");
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn assert_written(p: &Path) {
+        let len = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 2000, "{}: {len} bytes", p.display());
+    }
+
+    #[test]
+    fn stats_plots_write_png_and_svg() {
+        let dir = out_dir();
+        let mut r = rng(51);
+        let errors = draw_maxwell(&mut r, 0.05, 3000);
+        let noise = draw_gamma(&mut r, 6.0, 1.0 / 6.0, 3000);
+        let unc: Vec<f64> = errors.iter().zip(&noise).map(|(e, z)| 0.06 * z + 0.5 * e).collect();
+        let choice = choose_model(&unc).unwrap();
+        let fits: Vec<(String, Distribution)> = choice
+            .candidates
+            .iter()
+            .map(|c| (format!("{} (KS p = {:.2e})", c.dist.family(), c.ks.p_value), c.dist))
+            .collect();
+        let u_c = choice.dist().isf(1e-4);
+        let e_c = crate::stats::Maxwell::new(0.05).unwrap().isf(1e-4);
+        for ext in ["png", "svg"] {
+            let p = dir.join(format!("hist.{ext}"));
+            histogram_with_fits(
+                &p,
+                "Ensemble uncertainty, Li: fits and cutoff",
+                "uncertainty (eV/Å)",
+                &unc,
+                &fits,
+                vec![Marker::new(format!("u_c = {u_c:.3} eV/Å (N = 10⁴)"), u_c)],
+            )
+            .unwrap();
+            assert_written(&p);
+
+            let e_grid = linspace(0.0, 0.3, 31);
+            let u_grid = linspace(0.0, 0.25, 26);
+            let s = sweep(&errors, &unc, &e_grid, &u_grid).unwrap();
+            let f1 = s.f1();
+            let p = dir.join(format!("f1.{ext}"));
+            HeatmapPlot {
+                title: "F1 over (u_c, e_c), Li",
+                x_label: "uncertainty cutoff u_c (eV/Å)",
+                y_label: "error cutoff e_c (eV/Å)",
+                z_label: "F1",
+                x: &u_grid,
+                y: &e_grid,
+                z: &f1,
+                z_range: Some((0.0, 1.0)),
+                x_markers: vec![Marker::new(format!("statistical u_c = {u_c:.3}"), u_c)],
+                y_markers: vec![Marker::new(format!("statistical e_c = {e_c:.3}"), e_c)],
+            }
+            .write(&p)
+            .unwrap();
+            assert_written(&p);
+
+            let good = calibration_curve(&pit_maxwell(&errors, &vec![0.05; errors.len()]).unwrap(), 101).unwrap();
+            let over = calibration_curve(&pit_maxwell(&errors, &vec![0.03; errors.len()]).unwrap(), 101).unwrap();
+            let p = dir.join(format!("calibration.{ext}"));
+            CalibrationPlot {
+                title: "Calibration, Li",
+                curves: vec![("sigma = 0.05 (true)".into(), &good), ("sigma = 0.03 (overconfident)".into(), &over)],
+            }
+            .write(&p)
+            .unwrap();
+            assert_written(&p);
+
+            for log in [false, true] {
+                let p = dir.join(format!("parity{}.{ext}", if log { "_log" } else { "" }));
+                ParityPlot {
+                    title: "Uncertainty vs error, Li",
+                    x_label: "uncertainty (eV/Å)",
+                    y_label: "force error |ΔF| (eV/Å)",
+                    x: &unc,
+                    y: &errors,
+                    x_markers: vec![Marker::new(format!("u_c = {u_c:.3}"), u_c)],
+                    y_markers: vec![Marker::new(format!("e_c = {e_c:.3}"), e_c)],
+                    log,
+                }
+                .write(&p)
+                .unwrap();
+                assert_written(&p);
+            }
+        }
+        assert_eq!(tick(&0.30000000000000004), "0.3");
+        assert_eq!(tick(&1000.0), "1000");
+        assert_eq!(tick(&0.0125), "0.0125");
+        assert_eq!(tick(&2.5e-5), "2.50e-5");
+        let md = markdown_table(
+            &["a".into(), "b|c".into()],
+            &[vec!["1".into(), "22".into()], vec!["333".into()]],
+        );
+        assert_eq!(md, "| a   | b\\|c |\n| --- | ---- |\n| 1   | 22   |\n| 333 |      |\n");
+        write_markdown_table(&dir.join("t.md"), &["x".into()], &[vec!["1".into()]]).unwrap();
+    }
+
+    #[test]
+    fn stats_plots_reject_bad_input() {
+        let dir = out_dir();
+        let v = [1.0, 2.0];
+        let h = HistogramPlot { title: "t", x_label: "x", values: &v, bins: 0, curves: vec![], markers: vec![] };
+        assert!(matches!(h.write(&dir.join("x.jpg")), Err(PlotError::Format { .. })));
+        let hm = HeatmapPlot {
+            title: "t",
+            x_label: "x",
+            y_label: "y",
+            z_label: "z",
+            x: &[1.0, 2.0],
+            y: &[1.0],
+            z: &[1.0],
+            z_range: None,
+            x_markers: vec![],
+            y_markers: vec![],
+        };
+        assert!(matches!(hm.write(&dir.join("h.png")), Err(PlotError::Data { .. })));
+        let missing = dir.join("no/such/dir/h.png");
+        let h = HistogramPlot { title: "t", x_label: "x", values: &v, bins: 0, curves: vec![], markers: vec![] };
+        assert!(h.write(&missing).is_err());
+    }
 }
