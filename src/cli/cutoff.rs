@@ -118,16 +118,25 @@ pub struct ColumnData {
 }
 
 fn parse_err(path: &Path, line: usize, msg: impl Into<String>) -> CutoffError {
-    CutoffError::Parse { path: path.to_path_buf(), line, msg: msg.into() }
+    CutoffError::Parse {
+        path: path.to_path_buf(),
+        line,
+        msg: msg.into(),
+    }
 }
 
 /// Reads one column from a table or LAMMPS dump file (format detected from the content).
 pub fn read_column(path: &Path, column: Option<&str>) -> Result<ColumnData, CutoffError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| CutoffError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| CutoffError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let first = text.lines().map(str::trim).find(|l| !l.is_empty());
     match first {
-        None => Err(CutoffError::Column { path: path.to_path_buf(), msg: "the file is empty".into() }),
+        None => Err(CutoffError::Column {
+            path: path.to_path_buf(),
+            msg: "the file is empty".into(),
+        }),
         Some(l) if l.starts_with("ITEM:") => read_lammps_dump(path, &text, column),
         Some(_) => read_table(path, &text, column),
     }
@@ -152,27 +161,38 @@ fn resolve_column(
         Some(n) => format!("available columns: {}", n.join(", ")),
         None => format!("the file has {ncol} unnamed columns; use --column K (1..={ncol})"),
     };
-    let col_err = |msg: String| CutoffError::Column { path: path.to_path_buf(), msg };
+    let col_err = |msg: String| CutoffError::Column {
+        path: path.to_path_buf(),
+        msg,
+    };
     let Some(spec) = spec else {
         if ncol == 1 {
-            let name = names.and_then(|n| n.first().cloned()).unwrap_or_else(|| "column 1".into());
+            let name = names
+                .and_then(|n| n.first().cloned())
+                .unwrap_or_else(|| "column 1".into());
             return Ok((0, name));
         }
-        return Err(col_err(format!("the file has {ncol} columns; choose one with --column ({})", avail())));
+        return Err(col_err(format!(
+            "the file has {ncol} columns; choose one with --column ({})",
+            avail()
+        )));
     };
     if let Some(names) = names {
         if let Some(i) = names.iter().position(|n| n == spec) {
             return Ok((i, names[i].clone()));
         }
-        let ci: Vec<usize> =
-            (0..names.len()).filter(|&i| names[i].eq_ignore_ascii_case(spec)).collect();
+        let ci: Vec<usize> = (0..names.len())
+            .filter(|&i| names[i].eq_ignore_ascii_case(spec))
+            .collect();
         if ci.len() == 1 {
             return Ok((ci[0], names[ci[0]].clone()));
         }
     }
     if let Ok(k) = spec.parse::<usize>() {
         if (1..=ncol).contains(&k) {
-            let name = names.map(|n| n[k - 1].clone()).unwrap_or_else(|| format!("column {k}"));
+            let name = names
+                .map(|n| n[k - 1].clone())
+                .unwrap_or_else(|| format!("column {k}"));
             return Ok((k - 1, name));
         }
         return Err(col_err(format!("column {k} is out of range 1..={ncol}")));
@@ -196,7 +216,10 @@ fn read_table(path: &Path, text: &str, column: Option<&str>) -> Result<ColumnDat
         if let Some(rest) = line.strip_prefix('#') {
             // Only a comment right before the data can name the columns (model_devi.out).
             if ncol.is_none() {
-                let f: Vec<String> = split_fields(rest.trim()).iter().map(|s| s.to_string()).collect();
+                let f: Vec<String> = split_fields(rest.trim())
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
                 comment_header = (!f.is_empty()).then_some(f);
             }
             continue;
@@ -228,7 +251,12 @@ fn read_table(path: &Path, text: &str, column: Option<&str>) -> Result<ColumnDat
                         ),
                     ));
                 }
-                idx = Some(resolve_column(path, column, names.as_deref(), fields.len())?);
+                idx = Some(resolve_column(
+                    path,
+                    column,
+                    names.as_deref(),
+                    fields.len(),
+                )?);
             }
             Some(n) if n != fields.len() => {
                 return Err(parse_err(
@@ -242,18 +270,35 @@ fn read_table(path: &Path, text: &str, column: Option<&str>) -> Result<ColumnDat
         let (k, name) = idx.as_ref().expect("set with ncol");
         let _ = name;
         if let Some(bad) = fields.iter().zip(&parsed).position(|(_, p)| p.is_none()) {
-            return Err(parse_err(path, lineno, format!("field {} '{}' is not a number", bad + 1, fields[bad])));
+            return Err(parse_err(
+                path,
+                lineno,
+                format!("field {} '{}' is not a number", bad + 1, fields[bad]),
+            ));
         }
         values.push(parsed[*k].expect("checked"));
         lines.push(lineno);
     }
     let Some((_, name)) = idx else {
-        return Err(CutoffError::Column { path: path.to_path_buf(), msg: "no data lines found".into() });
+        return Err(CutoffError::Column {
+            path: path.to_path_buf(),
+            msg: "no data lines found".into(),
+        });
     };
-    Ok(ColumnData { name, values, lines, format: InputFormat::Table, timesteps: 0 })
+    Ok(ColumnData {
+        name,
+        values,
+        lines,
+        format: InputFormat::Table,
+        timesteps: 0,
+    })
 }
 
-fn read_lammps_dump(path: &Path, text: &str, column: Option<&str>) -> Result<ColumnData, CutoffError> {
+fn read_lammps_dump(
+    path: &Path,
+    text: &str,
+    column: Option<&str>,
+) -> Result<ColumnData, CutoffError> {
     let all: Vec<&str> = text.lines().collect();
     let mut i = 0;
     let mut values = Vec::new();
@@ -275,7 +320,11 @@ fn read_lammps_dump(path: &Path, text: &str, column: Option<&str>) -> Result<Col
             continue;
         }
         let Some(item) = line.strip_prefix("ITEM:") else {
-            return Err(parse_err(path, i + 1, format!("expected an 'ITEM:' line, found '{line}'")));
+            return Err(parse_err(
+                path,
+                i + 1,
+                format!("expected an 'ITEM:' line, found '{line}'"),
+            ));
         };
         let item = item.trim();
         if item.starts_with("TIMESTEP") {
@@ -284,7 +333,10 @@ fn read_lammps_dump(path: &Path, text: &str, column: Option<&str>) -> Result<Col
             i = j + 1;
         } else if item.starts_with("NUMBER OF ATOMS") {
             let (j, l) = next_line(i + 1, "the number of atoms")?;
-            natoms = Some(l.parse().map_err(|_| parse_err(path, j + 1, format!("'{l}' is not an atom count")))?);
+            natoms = Some(
+                l.parse()
+                    .map_err(|_| parse_err(path, j + 1, format!("'{l}' is not an atom count")))?,
+            );
             i = j + 1;
         } else if item.starts_with("BOX BOUNDS") {
             i += 4;
@@ -297,7 +349,11 @@ fn read_lammps_dump(path: &Path, text: &str, column: Option<&str>) -> Result<Col
             if let Some(prev) = &chosen_name
                 && *prev != name
             {
-                return Err(parse_err(path, i + 1, format!("column '{name}' here, '{prev}' in earlier timesteps")));
+                return Err(parse_err(
+                    path,
+                    i + 1,
+                    format!("column '{name}' here, '{prev}' in earlier timesteps"),
+                ));
             }
             chosen_name = Some(name);
             for a in 0..n {
@@ -314,11 +370,19 @@ fn read_lammps_dump(path: &Path, text: &str, column: Option<&str>) -> Result<Col
                     return Err(parse_err(
                         path,
                         j + 1,
-                        format!("{} fields, but ITEM: ATOMS names {} columns (timestep {timestep})", f.len(), names.len()),
+                        format!(
+                            "{} fields, but ITEM: ATOMS names {} columns (timestep {timestep})",
+                            f.len(),
+                            names.len()
+                        ),
                     ));
                 }
                 let v: f64 = f[k].parse().map_err(|_| {
-                    parse_err(path, j + 1, format!("'{}' in column {} is not a number", f[k], names[k]))
+                    parse_err(
+                        path,
+                        j + 1,
+                        format!("'{}' in column {} is not a number", f[k], names[k]),
+                    )
                 })?;
                 values.push(v);
                 lines.push(j + 1);
@@ -331,9 +395,18 @@ fn read_lammps_dump(path: &Path, text: &str, column: Option<&str>) -> Result<Col
         }
     }
     let Some(name) = chosen_name else {
-        return Err(CutoffError::Column { path: path.to_path_buf(), msg: "no 'ITEM: ATOMS' section found".into() });
+        return Err(CutoffError::Column {
+            path: path.to_path_buf(),
+            msg: "no 'ITEM: ATOMS' section found".into(),
+        });
     };
-    Ok(ColumnData { name, values, lines, format: InputFormat::LammpsDump, timesteps })
+    Ok(ColumnData {
+        name,
+        values,
+        lines,
+        format: InputFormat::LammpsDump,
+        timesteps,
+    })
 }
 
 /// Runs `aceuq cutoff` and prints the report to stdout.
@@ -355,7 +428,11 @@ pub fn report(args: &CutoffArgs) -> anyhow::Result<String> {
             column: col.name.clone(),
             source: e,
         },
-        e => CutoffError::Stats { path: path.to_path_buf(), column: col.name.clone(), source: e },
+        e => CutoffError::Stats {
+            path: path.to_path_buf(),
+            column: col.name.clone(),
+            source: e,
+        },
     };
     let choice = choose_model(&col.values).map_err(stats_err)?;
     let n_apply = args.n.unwrap_or(col.values.len() as u64);
@@ -368,9 +445,14 @@ pub fn report(args: &CutoffArgs) -> anyhow::Result<String> {
         InputFormat::LammpsDump => format!("LAMMPS dump, {} timesteps", col.timesteps),
     };
     writeln!(out, "file:    {} ({fmt})", path.display())?;
-    writeln!(out, "column:  {} ({} values, min {:.6e}, max {:.6e})", col.name, col.values.len(),
+    writeln!(
+        out,
+        "column:  {} ({} values, min {:.6e}, max {:.6e})",
+        col.name,
+        col.values.len(),
         col.values.iter().copied().fold(f64::INFINITY, f64::min),
-        col.values.iter().copied().fold(f64::NEG_INFINITY, f64::max))?;
+        col.values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+    )?;
     writeln!(out)?;
     out.push_str(&candidates_table(&choice));
     writeln!(out)?;
@@ -380,15 +462,25 @@ pub fn report(args: &CutoffArgs) -> anyhow::Result<String> {
         format!("no family has KS p > {}; highest p used", choice.alpha)
     };
     writeln!(out, "chosen:  {} ({how})", chosen.family())?;
-    writeln!(out, "note:    KS p-values use parameters fitted to the same data, so they are optimistic")?;
+    writeln!(
+        out,
+        "note:    KS p-values use parameters fitted to the same data, so they are optimistic"
+    )?;
     if let Some(note) = &choice.chosen().note {
         writeln!(out, "warning: {note}")?;
     }
     writeln!(out)?;
     let above = col.values.iter().filter(|&&v| v > x_c).count();
-    writeln!(out, "cutoff x_c with CDF(x_c) = 1 - 1/N, N = {n_apply}: {x_c:.6e}")?;
-    writeln!(out, "values above x_c: {above} of {} (expected under the fit: {:.3})",
-        col.values.len(), col.values.len() as f64 / n_apply as f64)?;
+    writeln!(
+        out,
+        "cutoff x_c with CDF(x_c) = 1 - 1/N, N = {n_apply}: {x_c:.6e}"
+    )?;
+    writeln!(
+        out,
+        "values above x_c: {above} of {} (expected under the fit: {:.3})",
+        col.values.len(),
+        col.values.len() as f64 / n_apply as f64
+    )?;
     let mut markers = vec![Marker::new(format!("x_c = {x_c:.4} (N = {n_apply})"), x_c)];
     if let Some(e_max) = args.max_error {
         let mean = chosen.mean();
@@ -396,24 +488,47 @@ pub fn report(args: &CutoffArgs) -> anyhow::Result<String> {
         let above_e = col.values.iter().filter(|&&v| v > e_max).count();
         let up = crate::stats::upper_cutoff(e_max, mean, x_c, mean, x_c);
         writeln!(out)?;
-        writeln!(out, "max error e_max = {e_max}: P(X > e_max) = {tail:.3e} under the fit, \
-            expected {:.3e} of N, observed {above_e} of {}", tail * n_apply as f64, col.values.len())?;
-        writeln!(out, "upper (stability) cutoff, values taken as errors: ratio = {:.4}, x_max = {:.6e}",
-            up.ratio, up.u_max)?;
-        writeln!(out, "  (an uncertainty on a different scale needs the error distribution too: \
-            u_max = mean_u + ratio (u_c - mean_u), METHODS.md §5)")?;
-        markers.push(Marker::new(format!("x_max = {:.4}", up.u_max), up.u_max));
+        writeln!(
+            out,
+            "max error e_max = {e_max}: P(X > e_max) = {tail:.3e} under the fit, \
+            i.e. {:.3} expected among N = {n_apply}; observed {above_e} of {}",
+            tail * n_apply as f64,
+            col.values.len()
+        )?;
+        writeln!(
+            out,
+            "upper (stability) cutoff, values taken as errors: ratio = {:.4}, x_max = {:.6e}",
+            up.ratio, up.u_max
+        )?;
+        writeln!(
+            out,
+            "  (an uncertainty on a different scale needs the error distribution too: \
+            u_max = mean_u + ratio (u_c - mean_u), METHODS.md §5)"
+        )?;
+        if up.u_max > x_c {
+            markers.push(Marker::new(format!("x_max = {:.4}", up.u_max), up.u_max));
+        }
     }
     if let Some(plot) = &args.plot {
         let fits: Vec<_> = choice
             .candidates
             .iter()
-            .map(|c| (format!("{} {} (KS p = {:.2e})", c.dist.family(), c.dist.params_string(), c.ks.p_value), c.dist))
+            .map(|c| {
+                (
+                    format!(
+                        "{} {} (KS p = {:.2e})",
+                        c.dist.family(),
+                        c.dist.params_string(),
+                        c.ks.p_value
+                    ),
+                    c.dist,
+                )
+            })
             .collect();
         histogram_with_fits(
             plot,
             &format!("{}: fits and 1 - 1/N cutoff", col.name),
-            &col.name,
+            &format!("{} ({})", col.name, unit_guess(&col.name)),
             &col.values,
             &fits,
             markers,
@@ -424,17 +539,37 @@ pub fn report(args: &CutoffArgs) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// Units of well-known columns, for the plot's axis label.
+fn unit_guess(name: &str) -> &'static str {
+    let n = name.to_ascii_lowercase();
+    if n.ends_with("devi_f") {
+        "eV/Å"
+    } else if n.ends_with("devi_v") {
+        "eV"
+    } else if n.contains("gamma") {
+        "extrapolation grade, dimensionless"
+    } else {
+        "units of the input column"
+    }
+}
+
 /// The candidate table: family, parameters, log-likelihood, KS statistic and p-value.
 pub fn candidates_table(choice: &ModelChoice) -> String {
-    let headers: Vec<String> =
-        ["", "family", "parameters", "log-lik", "KS D", "KS p"].iter().map(|s| s.to_string()).collect();
+    let headers: Vec<String> = ["", "family", "parameters", "log-lik", "KS D", "KS p"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut rows: Vec<Vec<String>> = choice
         .candidates
         .iter()
         .enumerate()
         .map(|(i, c)| {
             vec![
-                if i == choice.chosen { "*".into() } else { String::new() },
+                if i == choice.chosen {
+                    "*".into()
+                } else {
+                    String::new()
+                },
                 c.dist.family().to_string(),
                 c.dist.params_string(),
                 format!("{:.4}", c.log_likelihood),
@@ -444,8 +579,233 @@ pub fn candidates_table(choice: &ModelChoice) -> String {
         })
         .collect();
     for f in &choice.failed {
-        rows.push(vec![String::new(), f.family.to_string(), format!("fit failed: {}", f.reason),
-            String::new(), String::new(), String::new()]);
+        rows.push(vec![
+            String::new(),
+            f.family.to_string(),
+            format!("fit failed: {}", f.reason),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
     }
-    crate::stats::plot::markdown_table(&headers, &rows)
+    let mut t = crate::stats::plot::markdown_table(&headers, &rows);
+    t.push_str("(* = chosen)\n");
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::tests::{draw_gamma, draw_maxwell, rng};
+
+    fn tmp(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("aceuq-cutoff-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn args(path: &Path, column: Option<&str>) -> CutoffArgs {
+        CutoffArgs {
+            values: path.to_path_buf(),
+            column: column.map(str::to_string),
+            n: None,
+            max_error: None,
+            plot: None,
+        }
+    }
+
+    #[test]
+    fn stats_cli_reads_model_devi_out() {
+        let mut r = rng(61);
+        let f = draw_maxwell(&mut r, 0.04, 400);
+        let mut text = String::from(
+            "#       step         max_devi_v         min_devi_v         avg_devi_v         max_devi_f         min_devi_f         avg_devi_f\n",
+        );
+        for (i, v) in f.iter().enumerate() {
+            text += &format!(
+                "{:>12} {:18.6e} {:18.6e} {:18.6e} {:18.6e} {:18.6e} {:18.6e}\n",
+                i * 10,
+                0.01,
+                0.001,
+                0.005,
+                v,
+                v * 0.1,
+                v * 0.5
+            );
+        }
+        let p = tmp("model_devi.out", &text);
+        let col = read_column(&p, Some("max_devi_f")).unwrap();
+        assert_eq!(
+            (col.name.as_str(), col.values.len(), col.lines[0]),
+            ("max_devi_f", 400, 2)
+        );
+        assert!((col.values[3] - f[3]).abs() <= 1e-6 * f[3]);
+        // By 1-based index, and case-insensitively.
+        assert_eq!(read_column(&p, Some("5")).unwrap().values, col.values);
+        assert_eq!(
+            read_column(&p, Some("MAX_DEVI_F")).unwrap().values,
+            col.values
+        );
+        // Without --column the error lists the names.
+        let e = read_column(&p, None).unwrap_err().to_string();
+        assert!(
+            e.contains("max_devi_f") && e.contains("model_devi.out"),
+            "{e}"
+        );
+        let e = read_column(&p, Some("max_devi_x")).unwrap_err().to_string();
+        assert!(e.contains("no column named 'max_devi_x'"), "{e}");
+
+        let mut a = args(&p, Some("max_devi_f"));
+        a.n = Some(10_000);
+        a.max_error = Some(0.15);
+        a.plot = Some(p.with_file_name("cutoff.png"));
+        let out = report(&a).unwrap();
+        assert!(
+            out.contains("maxwell") && out.contains("gamma") && out.contains("gengamma"),
+            "{out}"
+        );
+        assert!(out.contains("N = 10000") && out.contains("x_max"), "{out}");
+        let chosen = choose_model(&col.values).unwrap();
+        let xc = chosen.dist().isf(1e-4);
+        assert!(out.contains(&format!("{xc:.6e}")), "{out}");
+        assert!(
+            std::fs::metadata(p.with_file_name("cutoff.png"))
+                .unwrap()
+                .len()
+                > 2000
+        );
+    }
+
+    #[test]
+    fn stats_cli_reads_plain_tables() {
+        let mut r = rng(62);
+        let v = draw_gamma(&mut r, 2.0, 0.3, 200);
+        // CSV with a header.
+        let mut csv = String::from("atom, gamma ,error\n");
+        for (i, x) in v.iter().enumerate() {
+            csv += &format!("{i},{x:?},0.1\n");
+        }
+        let p = tmp("values.csv", &csv);
+        let col = read_column(&p, Some("gamma")).unwrap();
+        assert_eq!(col.values, v);
+        assert_eq!(col.lines[0], 2);
+        // Whitespace, no header, single column: no --column needed.
+        let ws: String = v.iter().map(|x| format!("  {x:?}\n")).collect();
+        let p = tmp("values.txt", &format!("\n{ws}\n"));
+        let col = read_column(&p, None).unwrap();
+        assert_eq!(
+            (col.values.clone(), col.name.as_str()),
+            (v.clone(), "column 1")
+        );
+        assert!(report(&args(&p, None)).unwrap().contains("chosen:"));
+        // A comment that does not match the column count is just a comment.
+        let p = tmp("values2.txt", &format!("# uncertainties from run 3\n{ws}"));
+        assert_eq!(read_column(&p, Some("1")).unwrap().values, v);
+    }
+
+    #[test]
+    fn stats_cli_reads_lammps_dumps() {
+        let mut r = rng(63);
+        let g = draw_gamma(&mut r, 3.0, 0.5, 10);
+        let mut text = String::new();
+        for (t, chunk) in g.chunks(5).enumerate() {
+            text += &format!(
+                "ITEM: TIMESTEP\n{}\nITEM: NUMBER OF ATOMS\n5\nITEM: BOX BOUNDS pp pp pp\n0 10\n0 10\n0 10\nITEM: ATOMS id type x y z f_pace_gamma\n",
+                t * 100
+            );
+            for (i, x) in chunk.iter().enumerate() {
+                text += &format!("{} 1 0.0 1.0 2.0 {x:?}\n", i + 1);
+            }
+        }
+        let p = tmp("gamma.dump", &text);
+        let col = read_column(&p, Some("f_pace_gamma")).unwrap();
+        assert_eq!((col.values.clone(), col.timesteps), (g.clone(), 2));
+        assert_eq!(col.lines[0], 10);
+        assert_eq!(read_column(&p, Some("6")).unwrap().values, g);
+        let out = report(&args(&p, Some("f_pace_gamma"))).unwrap();
+        assert!(out.contains("LAMMPS dump, 2 timesteps"), "{out}");
+
+        // Truncated: the error names the line and the timestep.
+        let cut: String = text
+            .lines()
+            .take(text.lines().count() - 2)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let p = tmp("cut.dump", &cut);
+        let e = read_column(&p, Some("f_pace_gamma"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cut.dump:") && e.contains("3 of 5") && e.contains("timestep 100"),
+            "{e}"
+        );
+        // A bad number names its line.
+        let bad = text.replacen(&format!("{:?}", g[2]), "abc", 1);
+        let p = tmp("bad.dump", &bad);
+        let e = read_column(&p, Some("f_pace_gamma"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad.dump:12") && e.contains("'abc'"), "{e}");
+    }
+
+    #[test]
+    fn stats_cli_bad_input_names_file_and_line() {
+        let p = tmp("ragged.txt", "1 2\n3 4\n5\n");
+        let e = read_column(&p, Some("1")).unwrap_err().to_string();
+        assert!(e.contains("ragged.txt:3") && e.contains("1 fields"), "{e}");
+        let p = tmp("text.txt", "a b\n1 2\n3 x\n");
+        let e = read_column(&p, Some("a")).unwrap_err().to_string();
+        assert!(e.contains("text.txt:3") && e.contains("'x'"), "{e}");
+        let p = tmp("empty.txt", "\n\n");
+        assert!(
+            read_column(&p, None)
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
+        let e = read_column(Path::new("/no/such/file.txt"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/no/such/file.txt"), "{e}");
+        // A zero value cannot be fitted: the error points at its line.
+        let p = tmp("zero.txt", "0.5\n0.7\n0.0\n0.9\n");
+        let e = report(&args(&p, None)).unwrap_err().to_string();
+        assert!(e.contains("zero.txt:3") && e.contains("> 0"), "{e}");
+        let p = tmp("few.txt", "0.5\n");
+        assert!(report(&args(&p, None)).is_err());
+        let p = tmp("range.txt", "1 2\n");
+        assert!(
+            read_column(&p, Some("3"))
+                .unwrap_err()
+                .to_string()
+                .contains("out of range")
+        );
+    }
+
+    #[test]
+    fn stats_cli_args_parse() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: CutoffArgs,
+        }
+        let c = Cli::try_parse_from([
+            "x",
+            "--values",
+            "f.out",
+            "--column",
+            "max_devi_f",
+            "--n",
+            "1000",
+            "--max-error",
+            "1.0",
+        ])
+        .unwrap();
+        assert_eq!(c.a.n, Some(1000));
+        assert_eq!(c.a.max_error, Some(1.0));
+        assert!(Cli::try_parse_from(["x", "--column", "2"]).is_err());
+    }
 }

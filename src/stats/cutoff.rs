@@ -21,9 +21,15 @@ pub const DEFAULT_E_MAX: f64 = 1.0;
 ///
 /// Errors if n < 2 (the cutoff would be the bottom of the support) or if the quantile is not
 /// finite.
-pub fn cutoff_for_n<D: ContinuousDistribution + ?Sized>(dist: &D, n: u64) -> Result<f64, StatsError> {
+pub fn cutoff_for_n<D: ContinuousDistribution + ?Sized>(
+    dist: &D,
+    n: u64,
+) -> Result<f64, StatsError> {
     if n < 2 {
-        return Err(StatsError::InvalidParameter { name: "N (samples the cutoff applies to)", value: n as f64 });
+        return Err(StatsError::InvalidParameter {
+            name: "N (samples the cutoff applies to)",
+            value: n as f64,
+        });
     }
     let x = dist.isf(1.0 / n as f64);
     if x.is_finite() && x > 0.0 {
@@ -51,9 +57,16 @@ pub struct UpperCutoff {
 /// value the max(1, .) clamp gives whenever e_max is not beyond e_c.
 pub fn upper_cutoff(e_max: f64, mean_e: f64, e_c: f64, mean_u: f64, u_c: f64) -> UpperCutoff {
     let denom = e_c - mean_e;
-    let raw = if denom > 0.0 { (e_max - mean_e) / denom } else { 1.0 };
+    let raw = if denom > 0.0 {
+        (e_max - mean_e) / denom
+    } else {
+        1.0
+    };
     let ratio = if raw.is_finite() { raw.max(1.0) } else { 1.0 };
-    UpperCutoff { ratio, u_max: mean_u + ratio * (u_c - mean_u) }
+    UpperCutoff {
+        ratio,
+        u_max: mean_u + ratio * (u_c - mean_u),
+    }
 }
 
 /// Where an uncertainty value falls relative to the two cutoffs.
@@ -134,7 +147,11 @@ pub struct Calibration {
 
 fn mean_of(choice: &ModelChoice, x: &[f64]) -> f64 {
     let m = choice.dist().mean();
-    if m.is_finite() { m } else { x.iter().sum::<f64>() / x.len() as f64 }
+    if m.is_finite() {
+        m
+    } else {
+        x.iter().sum::<f64>() / x.len() as f64
+    }
 }
 
 /// Fits errors and uncertainties and computes all cutoffs for one (species, method).
@@ -161,7 +178,8 @@ pub fn calibrate(
             source: Box::new(e),
         }
     };
-    let error = choose_model_from(errors, &opts.error_families, opts.alpha).map_err(ctx("errors"))?;
+    let error =
+        choose_model_from(errors, &opts.error_families, opts.alpha).map_err(ctx("errors"))?;
     let uncertainty = choose_model_from(uncertainties, &opts.uncertainty_families, opts.alpha)
         .map_err(ctx("uncertainties"))?;
     let e_c = cutoff_for_n(error.dist(), opts.n_apply).map_err(ctx("error cutoff"))?;
@@ -201,8 +219,18 @@ impl Calibration {
     /// Column headers of [`Calibration::table_row`].
     pub fn table_header() -> Vec<String> {
         [
-            "species", "method", "n_fit", "N", "error fit", "KS p (err)", "e_c (eV/Å)",
-            "uncertainty fit", "KS p (unc)", "u_c", "ratio", "u_max",
+            "species",
+            "method",
+            "n_fit",
+            "N",
+            "error fit",
+            "KS p (err)",
+            "e_c (eV/Å)",
+            "uncertainty fit",
+            "KS p (unc)",
+            "u_c",
+            "ratio",
+            "u_max",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -271,8 +299,19 @@ mod tests {
         let errors = draw_maxwell(&mut r, 0.05, 4000);
         // An uncertainty that tracks the error with multiplicative noise.
         let noise = draw_gamma(&mut r, 8.0, 1.0 / 8.0, 4000);
-        let unc: Vec<f64> = errors.iter().zip(&noise).map(|(e, z)| 0.8 * e * z + 0.01).collect();
-        let cal = calibrate("Li", "ensemble", &errors, &unc, &CalibrationOptions::new(10_000)).unwrap();
+        let unc: Vec<f64> = errors
+            .iter()
+            .zip(&noise)
+            .map(|(e, z)| 0.8 * e * z + 0.01)
+            .collect();
+        let cal = calibrate(
+            "Li",
+            "ensemble",
+            &errors,
+            &unc,
+            &CalibrationOptions::new(10_000),
+        )
+        .unwrap();
         assert_eq!(cal.error.dist().family(), Family::Maxwell);
         let sigma = match cal.error.dist() {
             crate::stats::Distribution::Maxwell(m) => m.sigma(),
@@ -296,10 +335,28 @@ mod tests {
 
     #[test]
     fn stats_calibrate_names_the_bad_input() {
-        let e = calibrate("Al", "gp", &[0.1, 0.2, -1.0], &[1.0, 2.0, 3.0], &CalibrationOptions::new(100))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("Al") && e.contains("gp") && e.contains("errors") && e.contains("index 2"), "{e}");
-        assert!(calibrate("Al", "gp", &[0.1], &[1.0, 2.0], &CalibrationOptions::new(100)).is_err());
+        let e = calibrate(
+            "Al",
+            "gp",
+            &[0.1, 0.2, -1.0],
+            &[1.0, 2.0, 3.0],
+            &CalibrationOptions::new(100),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("Al") && e.contains("gp") && e.contains("errors") && e.contains("index 2"),
+            "{e}"
+        );
+        assert!(
+            calibrate(
+                "Al",
+                "gp",
+                &[0.1],
+                &[1.0, 2.0],
+                &CalibrationOptions::new(100)
+            )
+            .is_err()
+        );
     }
 }

@@ -251,21 +251,37 @@ impl ContinuousDistribution for GenGamma {
             return 0.0;
         }
         let zc = self.zc(x);
-        if self.c > 0.0 { gamma_p(self.a, zc) } else { gamma_q(self.a, zc) }
+        if self.c > 0.0 {
+            gamma_p(self.a, zc)
+        } else {
+            gamma_q(self.a, zc)
+        }
     }
     fn sf(&self, x: f64) -> f64 {
         if !(x > 0.0) {
             return 1.0;
         }
         let zc = self.zc(x);
-        if self.c > 0.0 { gamma_q(self.a, zc) } else { gamma_p(self.a, zc) }
+        if self.c > 0.0 {
+            gamma_q(self.a, zc)
+        } else {
+            gamma_p(self.a, zc)
+        }
     }
     fn ppf(&self, p: f64) -> f64 {
-        let w = if self.c > 0.0 { gamma_p_inv(self.a, p) } else { gamma_q_inv(self.a, p) };
+        let w = if self.c > 0.0 {
+            gamma_p_inv(self.a, p)
+        } else {
+            gamma_q_inv(self.a, p)
+        };
         self.scale * (w.ln() / self.c).exp()
     }
     fn isf(&self, q: f64) -> f64 {
-        let w = if self.c > 0.0 { gamma_q_inv(self.a, q) } else { gamma_p_inv(self.a, q) };
+        let w = if self.c > 0.0 {
+            gamma_q_inv(self.a, q)
+        } else {
+            gamma_p_inv(self.a, q)
+        };
         self.scale * (w.ln() / self.c).exp()
     }
     fn mean(&self) -> f64 {

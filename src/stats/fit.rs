@@ -37,11 +37,18 @@ pub const GENGAMMA_C_MAX: f64 = 200.0;
 /// The error names the first offending value by its 0-based index.
 pub fn check_sample(x: &[f64]) -> Result<(), StatsError> {
     if x.len() < 2 {
-        return Err(StatsError::TooFewSamples { n: x.len(), needed: 2 });
+        return Err(StatsError::TooFewSamples {
+            n: x.len(),
+            needed: 2,
+        });
     }
     for (index, &value) in x.iter().enumerate() {
         if !(value.is_finite() && value > 0.0) {
-            return Err(StatsError::BadValue { index, value, expected: "finite and > 0" });
+            return Err(StatsError::BadValue {
+                index,
+                value,
+                expected: "finite and > 0",
+            });
         }
     }
     Ok(())
@@ -66,7 +73,7 @@ fn ln_minus_digamma(a: f64) -> f64 {
                 - r * (1.0 / 120.0
                     - r * (1.0 / 252.0
                         - r * (1.0 / 240.0
-                        - r * (1.0 / 132.0 - r * (691.0 / 32760.0 - r / 12.0))))))
+                            - r * (1.0 / 132.0 - r * (691.0 / 32760.0 - r / 12.0))))))
     } else {
         // psi(a) = psi(a + k) - sum_{i<k} 1/(a + i), and a + k >= 10.
         let mut y = a;
@@ -207,8 +214,17 @@ impl Profile {
         // The scale relative to the geometric mean is exp((m - ln a)/c); beyond e^+-500 it is
         // not representable in f64 once multiplied out, so such points are excluded.
         let representable = ((m - a.ln()) / c).abs() < 500.0;
-        let g = if g.is_finite() && representable { g } else { f64::NEG_INFINITY };
-        ProfilePoint { g, a, m, clamped: clamped || !representable }
+        let g = if g.is_finite() && representable {
+            g
+        } else {
+            f64::NEG_INFINITY
+        };
+        ProfilePoint {
+            g,
+            a,
+            m,
+            clamped: clamped || !representable,
+        }
     }
 }
 
@@ -253,7 +269,11 @@ fn brent_min(mut f: impl FnMut(f64) -> f64, lo: f64, hi: f64, tol: f64) -> (f64,
             e = if x >= xm { a - x } else { b - x };
             d = GOLD * e;
         }
-        let u = if d.abs() >= tol1 { x + d } else { x + tol1.copysign(d) };
+        let u = if d.abs() >= tol1 {
+            x + d
+        } else {
+            x + tol1.copysign(d)
+        };
         let fu = f(u);
         if fu <= fx {
             if u >= x {
@@ -288,19 +308,28 @@ pub fn fit_gengamma(x: &[f64]) -> Result<GenGammaFit, StatsError> {
     let mean_ln = x.iter().map(|v| v.ln()).sum::<f64>() / n;
     let l: Vec<f64> = x.iter().map(|v| v.ln() - mean_ln).collect();
     let var = l.iter().map(|v| v * v).sum::<f64>() / n;
-    let (min_l, max_l) = l.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-        (lo.min(v), hi.max(v))
-    });
+    let (min_l, max_l) = l
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
     if !(var > 1e-24) || max_l - min_l <= 0.0 {
         return Err(StatsError::Degenerate {
             what: "generalized Gamma fit",
             reason: "all values are (nearly) equal".into(),
         });
     }
-    let mut prof = Profile { l, max_l, min_l, evaluations: 0 };
+    let mut prof = Profile {
+        l,
+        max_l,
+        min_l,
+        evaluations: 0,
+    };
 
     // Below |c| ~ 1/sqrt(A_MAX var) the shape would exceed GENGAMMA_A_MAX anyway.
-    let c_lo = GENGAMMA_C_MIN.max(0.5 / (GENGAMMA_A_MAX * var).sqrt()).min(1.0);
+    let c_lo = GENGAMMA_C_MIN
+        .max(0.5 / (GENGAMMA_A_MAX * var).sqrt())
+        .min(1.0);
     let (t_lo, t_hi) = (c_lo.ln(), GENGAMMA_C_MAX.ln());
     const GRID: usize = 48;
     let step = (t_hi - t_lo) / (GRID - 1) as f64;
@@ -336,7 +365,11 @@ pub fn fit_gengamma(x: &[f64]) -> Result<GenGammaFit, StatsError> {
     let t_grid = t_lo + step * k as f64;
     let pb = prof.eval(sign * t_best.exp());
     let pg = prof.eval(sign * t_grid.exp());
-    let (t, p) = if pb.g >= pg.g { (t_best, pb) } else { (t_grid, pg) };
+    let (t, p) = if pb.g >= pg.g {
+        (t_best, pb)
+    } else {
+        (t_grid, pg)
+    };
     let c = sign * t.exp();
     let at_edge = (t - t_lo).abs() < 1e-6 * step || (t_hi - t).abs() < 1e-6 * step;
     let at_bound = at_edge || p.clamped || next_to_excluded;
@@ -349,5 +382,10 @@ pub fn fit_gengamma(x: &[f64]) -> Result<GenGammaFit, StatsError> {
     })?;
     // Log-likelihood in original units: the centred one minus n * mean ln x (Jacobian).
     let log_likelihood = n * p.g - n * mean_ln;
-    Ok(GenGammaFit { dist, log_likelihood, at_bound, evaluations: prof.evaluations })
+    Ok(GenGammaFit {
+        dist,
+        log_likelihood,
+        at_bound,
+        evaluations: prof.evaluations,
+    })
 }

@@ -47,7 +47,11 @@ pub fn ks_test<D: ContinuousDistribution + ?Sized>(
 ) -> Result<KsResult, StatsError> {
     let statistic = ks_statistic(x, |v| dist.cdf(v))?;
     let n = x.len();
-    Ok(KsResult { statistic, p_value: kolmogorov_sf(n, statistic), n })
+    Ok(KsResult {
+        statistic,
+        p_value: kolmogorov_sf(n, statistic),
+        n,
+    })
 }
 
 /// The KS statistic D of a sample against a CDF (any callable).
@@ -56,7 +60,11 @@ pub fn ks_statistic(x: &[f64], cdf: impl Fn(f64) -> f64) -> Result<f64, StatsErr
         return Err(StatsError::TooFewSamples { n: 0, needed: 1 });
     }
     if let Some((index, &value)) = x.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        return Err(StatsError::BadValue { index, value, expected: "finite" });
+        return Err(StatsError::BadValue {
+            index,
+            value,
+            expected: "finite",
+        });
     }
     let mut s = x.to_vec();
     s.sort_by(f64::total_cmp);
@@ -315,7 +323,8 @@ fn pelz_good_cdf(n: usize, d: f64) -> f64 {
         k[0] += w;
         k[1] += w * (-z2 + pi2 / 4.0 * m2);
         k[2] += w
-            * (6.0 * z6 + 2.0 * z4
+            * (6.0 * z6
+                + 2.0 * z4
                 + (2.0 * z4 - 5.0 * z2) * pi2 / 4.0 * m2
                 + pi4 * (1.0 - 2.0 * z2) / 16.0 * m4);
         k[3] += w

@@ -13,7 +13,11 @@ use super::special::gamma_p;
 
 fn check_pair(what: &'static str, a: &[f64], b: &[f64]) -> Result<(), StatsError> {
     if a.len() != b.len() {
-        return Err(StatsError::LengthMismatch { what, left: a.len(), right: b.len() });
+        return Err(StatsError::LengthMismatch {
+            what,
+            left: a.len(),
+            right: b.len(),
+        });
     }
     if a.is_empty() {
         return Err(StatsError::TooFewSamples { n: 0, needed: 1 });
@@ -24,7 +28,11 @@ fn check_pair(what: &'static str, a: &[f64], b: &[f64]) -> Result<(), StatsError
 
 fn check_finite(a: &[f64]) -> Result<(), StatsError> {
     match a.iter().position(|v| !v.is_finite()) {
-        Some(index) => Err(StatsError::BadValue { index, value: a[index], expected: "finite" }),
+        Some(index) => Err(StatsError::BadValue {
+            index,
+            value: a[index],
+            expected: "finite",
+        }),
         None => Ok(()),
     }
 }
@@ -46,17 +54,29 @@ impl Confusion {
     /// TP / (TP + FP); 0 if nothing is flagged.
     pub fn precision(&self) -> f64 {
         let flagged = self.tp + self.fp;
-        if flagged == 0 { 0.0 } else { self.tp as f64 / flagged as f64 }
+        if flagged == 0 {
+            0.0
+        } else {
+            self.tp as f64 / flagged as f64
+        }
     }
     /// TP / (TP + FN); 0 if no atom has a high error.
     pub fn recall(&self) -> f64 {
         let high = self.tp + self.fn_;
-        if high == 0 { 0.0 } else { self.tp as f64 / high as f64 }
+        if high == 0 {
+            0.0
+        } else {
+            self.tp as f64 / high as f64
+        }
     }
     /// 2 P R / (P + R); 0 if P + R = 0.
     pub fn f1(&self) -> f64 {
         let (p, r) = (self.precision(), self.recall());
-        if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
+        if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        }
     }
     /// Total number of atoms.
     pub fn total(&self) -> u64 {
@@ -89,7 +109,9 @@ pub fn linspace(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     match n {
         0 => vec![],
         1 => vec![lo],
-        _ => (0..n).map(|i| lo + (hi - lo) * i as f64 / (n - 1) as f64).collect(),
+        _ => (0..n)
+            .map(|i| lo + (hi - lo) * i as f64 / (n - 1) as f64)
+            .collect(),
     }
 }
 
@@ -100,11 +122,11 @@ pub struct Sweep {
     pub e_grid: Vec<f64>,
     /// Uncertainty cutoffs (columns), in the order given.
     pub u_grid: Vec<f64>,
-    /// TP count, row-major: `tp[i * u_grid.len() + j]` for (e_grid[i], u_grid[j]).
+    /// TP count, row-major: `tp[i * u_grid.len() + j]` for (`e_grid[i]`, `u_grid[j]`).
     pub tp: Vec<u64>,
-    /// Atoms with e > e_grid[i].
+    /// Atoms with e > `e_grid[i]`.
     pub n_high: Vec<u64>,
-    /// Atoms with u > u_grid[j].
+    /// Atoms with u > `u_grid[j]`.
     pub n_flagged: Vec<u64>,
     /// Total number of atoms.
     pub n: u64,
@@ -116,11 +138,18 @@ impl Sweep {
         let tp = self.tp[i * self.u_grid.len() + j];
         let fp = self.n_flagged[j] - tp;
         let fn_ = self.n_high[i] - tp;
-        Confusion { tp, fp, fn_, tn: self.n - tp - fp - fn_ }
+        Confusion {
+            tp,
+            fp,
+            fn_,
+            tn: self.n - tp - fp - fn_,
+        }
     }
     fn matrix(&self, f: impl Fn(&Confusion) -> f64) -> Vec<f64> {
         let nu = self.u_grid.len();
-        (0..self.e_grid.len() * nu).map(|k| f(&self.confusion(k / nu, k % nu))).collect()
+        (0..self.e_grid.len() * nu)
+            .map(|k| f(&self.confusion(k / nu, k % nu)))
+            .collect()
     }
     /// F1 on the grid, row-major (rows e_grid, columns u_grid).
     pub fn f1(&self) -> Vec<f64> {
@@ -222,10 +251,18 @@ pub fn sweep(
 pub fn pit_maxwell(errors: &[f64], sigmas: &[f64]) -> Result<Vec<f64>, StatsError> {
     check_pair("errors and sigmas", errors, sigmas)?;
     if let Some(index) = errors.iter().position(|&e| e < 0.0) {
-        return Err(StatsError::BadValue { index, value: errors[index], expected: ">= 0 (an error magnitude)" });
+        return Err(StatsError::BadValue {
+            index,
+            value: errors[index],
+            expected: ">= 0 (an error magnitude)",
+        });
     }
     if let Some(index) = sigmas.iter().position(|&s| !(s > 0.0)) {
-        return Err(StatsError::BadValue { index, value: sigmas[index], expected: "> 0 (a Maxwell scale)" });
+        return Err(StatsError::BadValue {
+            index,
+            value: sigmas[index],
+            expected: "> 0 (a Maxwell scale)",
+        });
     }
     Ok(errors
         .iter()
@@ -258,8 +295,15 @@ pub fn calibration_curve(pit: &[f64], n_grid: usize) -> Result<CalibrationCurve,
     s.sort_by(f64::total_cmp);
     let n = s.len() as f64;
     let expected = linspace(0.0, 1.0, n_grid.max(2));
-    let observed = expected.iter().map(|&p| s.partition_point(|&v| v <= p) as f64 / n).collect();
-    Ok(CalibrationCurve { expected, observed, area: area_of_sorted(&s) })
+    let observed = expected
+        .iter()
+        .map(|&p| s.partition_point(|&v| v <= p) as f64 / n)
+        .collect();
+    Ok(CalibrationCurve {
+        expected,
+        observed,
+        area: area_of_sorted(&s),
+    })
 }
 
 /// Miscalibration area of PIT values (exact integral of |F_n(p) - p| over [0, 1]).
@@ -356,7 +400,12 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Result<f64, StatsError> {
         });
     }
     let ranks = average_ranks(scores);
-    let r_pos: f64 = ranks.iter().zip(labels).filter(|(_, l)| **l).map(|(r, _)| r).sum();
+    let r_pos: f64 = ranks
+        .iter()
+        .zip(labels)
+        .filter(|(_, l)| **l)
+        .map(|(r, _)| r)
+        .sum();
     let (p, q) = (n_pos as f64, n_neg as f64);
     Ok((r_pos - p * (p + 1.0) / 2.0) / (p * q))
 }
@@ -385,7 +434,12 @@ mod tests {
         let c = confusion(&[1.0], &[1.0], 1.0, 1.0).unwrap();
         assert_eq!(c.tn, 1);
         // P = 1/2, R = 1/3: F1 = 2 (1/6) / (5/6) = 0.4.
-        let c = Confusion { tp: 1, fp: 1, fn_: 2, tn: 0 };
+        let c = Confusion {
+            tp: 1,
+            fp: 1,
+            fn_: 2,
+            tn: 0,
+        };
         assert!((c.f1() - 0.4).abs() < 1e-15);
         assert!(confusion(&[1.0], &[1.0, 2.0], 0.0, 0.0).is_err());
         assert!(confusion(&[f64::NAN], &[1.0], 0.0, 0.0).is_err());
@@ -395,7 +449,11 @@ mod tests {
     fn stats_sweep_matches_brute_force() {
         let mut r = rng(41);
         let e = draw_gamma(&mut r, 2.0, 1.0, 3000);
-        let u: Vec<f64> = e.iter().zip(draw_gamma(&mut r, 4.0, 0.25, 3000)).map(|(a, b)| a * b).collect();
+        let u: Vec<f64> = e
+            .iter()
+            .zip(draw_gamma(&mut r, 4.0, 0.25, 3000))
+            .map(|(a, b)| a * b)
+            .collect();
         // Unsorted grids with a duplicate and values equal to data points (ties).
         let mut e_grid = linspace(0.0, 6.0, 25);
         e_grid.reverse();
@@ -407,7 +465,11 @@ mod tests {
         let s = sweep(&e, &u, &e_grid, &u_grid).unwrap();
         for (i, &ec) in e_grid.iter().enumerate() {
             for (j, &uc) in u_grid.iter().enumerate() {
-                assert_eq!(s.confusion(i, j), confusion(&e, &u, ec, uc).unwrap(), "({ec}, {uc})");
+                assert_eq!(
+                    s.confusion(i, j),
+                    confusion(&e, &u, ec, uc).unwrap(),
+                    "({ec}, {uc})"
+                );
             }
         }
         let f1 = s.f1();
@@ -430,7 +492,10 @@ mod tests {
         let mut areas = Vec::new();
         for n in [100usize, 10_000, 400_000] {
             let sigmas = draw_gamma(&mut r, 3.0, 0.1, n);
-            let errors: Vec<f64> = sigmas.iter().map(|&s| draw_maxwell(&mut r, s, 1)[0]).collect();
+            let errors: Vec<f64> = sigmas
+                .iter()
+                .map(|&s| draw_maxwell(&mut r, s, 1)[0])
+                .collect();
             let pit = pit_maxwell(&errors, &sigmas).unwrap();
             let area = miscalibration_area(&pit).unwrap();
             // E|F_n(p) - p| ~ sqrt(p(1-p)/n): the area shrinks like 1/sqrt(n).
@@ -441,7 +506,10 @@ mod tests {
 
         // Overconfident (sigma too small by 2x): curve below the diagonal, large area.
         let sigmas = draw_gamma(&mut r, 3.0, 0.1, 5000);
-        let errors: Vec<f64> = sigmas.iter().map(|&s| draw_maxwell(&mut r, s, 1)[0]).collect();
+        let errors: Vec<f64> = sigmas
+            .iter()
+            .map(|&s| draw_maxwell(&mut r, s, 1)[0])
+            .collect();
         let half: Vec<f64> = sigmas.iter().map(|s| 0.5 * s).collect();
         let c = calibration_curve(&pit_maxwell(&errors, &half).unwrap(), 21).unwrap();
         assert!(c.area > 0.2, "area {}", c.area);
@@ -457,7 +525,10 @@ mod tests {
         assert!((rho - 4.5 / (22.5f64).sqrt()).abs() < 1e-15);
         assert!((spearman(&[1.0, 2.0, 3.0], &[30.0, 20.0, 10.0]).unwrap() + 1.0).abs() < 1e-15);
         assert!(spearman(&[1.0, 1.0], &[1.0, 2.0]).is_err());
-        assert_eq!(average_ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        assert_eq!(
+            average_ranks(&[3.0, 1.0, 3.0, 2.0]),
+            vec![3.5, 1.0, 3.5, 2.0]
+        );
 
         // The classic example: AUC 0.75.
         let auc = roc_auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap();
@@ -466,7 +537,10 @@ mod tests {
         let auc = roc_auc(&[1.0, 2.0, 2.0, 3.0], &[false, false, true, true]).unwrap();
         assert!((auc - 0.875).abs() < 1e-15);
         // All tied: 0.5.
-        assert_eq!(roc_auc(&[1.0; 4], &[false, true, false, true]).unwrap(), 0.5);
+        assert_eq!(
+            roc_auc(&[1.0; 4], &[false, true, false, true]).unwrap(),
+            0.5
+        );
         assert!(roc_auc(&[1.0, 2.0], &[true, true]).is_err());
     }
 }

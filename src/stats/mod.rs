@@ -25,6 +25,9 @@
 //! assert!(cal.u_c > 0.0 && cal.u_max >= cal.u_c);
 //! ```
 
+// `!(x > 0.0)` is used on purpose throughout: unlike `x <= 0.0` it also rejects NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 pub mod cutoff;
 pub mod dist;
 pub mod fit;
@@ -34,8 +37,9 @@ pub mod plot;
 pub mod selection;
 pub mod special;
 
+/// Test vectors and seeded samplers shared by the unit tests of the crate.
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use cutoff::{
     Calibration, CalibrationOptions, UpperCutoff, Zone, calibrate, cutoff_for_n, upper_cutoff,

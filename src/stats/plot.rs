@@ -64,8 +64,12 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(23, 190, 207),
 ];
 /// Colours of vertical/horizontal marker lines.
-const MARKER_COLORS: [RGBColor; 4] =
-    [RGBColor(0, 0, 0), RGBColor(230, 85, 13), RGBColor(117, 107, 177), RGBColor(99, 99, 99)];
+const MARKER_COLORS: [RGBColor; 4] = [
+    RGBColor(0, 0, 0),
+    RGBColor(230, 85, 13),
+    RGBColor(117, 107, 177),
+    RGBColor(99, 99, 99),
+];
 
 /// A labelled curve given by points (x, y).
 #[derive(Clone, Debug, PartialEq)]
@@ -107,7 +111,10 @@ pub struct Marker {
 impl Marker {
     /// A marker with a label.
     pub fn new(label: impl Into<String>, value: f64) -> Self {
-        Self { label: label.into(), value }
+        Self {
+            label: label.into(),
+            value,
+        }
     }
 }
 
@@ -117,10 +124,17 @@ enum Format {
 }
 
 fn format_of(path: &Path) -> Result<Format, PlotError> {
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("png") => Ok(Format::Png),
         Some("svg") => Ok(Format::Svg),
-        _ => Err(PlotError::Format { path: path.to_path_buf() }),
+        _ => Err(PlotError::Format {
+            path: path.to_path_buf(),
+        }),
     }
 }
 
@@ -135,14 +149,21 @@ fn tick(v: &f64) -> String {
         // 4 significant digits, trailing zeros of the fraction dropped (0.30000000004 -> 0.3).
         let digits = (3 - a.log10().floor() as i32).max(0) as usize;
         let t = format!("{v:.digits$}");
-        if t.contains('.') { t.trim_end_matches('0').trim_end_matches('.').to_string() } else { t }
+        if t.contains('.') {
+            t.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            t
+        }
     } else {
         format!("{v:.2e}")
     }
 }
 
 fn data_err(path: &Path, reason: impl Into<String>) -> PlotError {
-    PlotError::Data { path: path.to_path_buf(), reason: reason.into() }
+    PlotError::Data {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 fn finite_range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
@@ -229,7 +250,12 @@ impl Figure for HistogramPlot<'_> {
         DB::ErrorType: 'static,
     {
         root.fill(&WHITE)?;
-        let vals: Vec<f64> = self.values.iter().copied().filter(|v| v.is_finite()).collect();
+        let vals: Vec<f64> = self
+            .values
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
         let (vmin, vmax) = finite_range(vals.iter().copied()).unwrap_or((0.0, 1.0));
         let mk_max = finite_range(self.markers.iter().map(|m| m.value)).map_or(vmax, |r| r.1);
         let x0 = vmin.min(0.0);
@@ -251,7 +277,12 @@ impl Figure for HistogramPlot<'_> {
         let ymax_curve = self
             .curves
             .iter()
-            .flat_map(|c| c.points.iter().filter(|p| p.0 >= x0 && p.0 <= x1).map(|p| p.1))
+            .flat_map(|c| {
+                c.points
+                    .iter()
+                    .filter(|p| p.0 >= x0 && p.0 <= x1)
+                    .map(|p| p.1)
+            })
             .filter(|y| y.is_finite())
             .fold(0.0_f64, f64::max);
         let ymax_hist = dens.iter().copied().fold(0.0_f64, f64::max);
@@ -285,14 +316,19 @@ impl Figure for HistogramPlot<'_> {
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 20, y + 6)], bar.filled()));
         for (i, c) in self.curves.iter().enumerate() {
             let col = PALETTE[i % PALETTE.len()];
-            let pts: Vec<(f64, f64)> =
-                c.points.iter().copied().filter(|p| p.0 >= x0 && p.0 <= x1 && p.1.is_finite())
-                    .map(|(x, y)| (x, y.min(ymax)))
-                    .collect();
+            let pts: Vec<(f64, f64)> = c
+                .points
+                .iter()
+                .copied()
+                .filter(|p| p.0 >= x0 && p.0 <= x1 && p.1.is_finite())
+                .map(|(x, y)| (x, y.min(ymax)))
+                .collect();
             chart
                 .draw_series(LineSeries::new(pts, col.stroke_width(3)))?
                 .label(c.label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3))
+                });
         }
         for (i, m) in self.markers.iter().enumerate() {
             let col = MARKER_COLORS[i % MARKER_COLORS.len()];
@@ -304,7 +340,9 @@ impl Figure for HistogramPlot<'_> {
                     col.stroke_width(2),
                 ))?
                 .label(m.label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2))
+                });
         }
         chart
             .configure_series_labels()
@@ -331,8 +369,19 @@ pub fn histogram_with_fits(
     let vmax = finite_range(values.iter().copied()).map_or(1.0, |r| r.1);
     let mmax = finite_range(markers.iter().map(|m| m.value)).map_or(vmax, |r| r.1);
     let x_max = vmax.max(mmax) * 1.05;
-    let curves = fits.iter().map(|(label, d)| Curve::pdf(d, x_max, 400, Some(label))).collect();
-    HistogramPlot { title, x_label, values, bins: 0, curves, markers }.write(path)
+    let curves = fits
+        .iter()
+        .map(|(label, d)| Curve::pdf(d, x_max, 400, Some(label)))
+        .collect();
+    HistogramPlot {
+        title,
+        x_label,
+        values,
+        bins: 0,
+        curves,
+        markers,
+    }
+    .write(path)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -377,12 +426,20 @@ pub fn viridis(t: f64) -> RGBColor {
         (170, 220, 50),
         (253, 231, 37),
     ];
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let s = t * (A.len() - 1) as f64;
     let i = (s.floor() as usize).min(A.len() - 2);
     let f = s - i as f64;
     let mix = |a: u8, b: u8| (a as f64 + f * (b as f64 - a as f64)).round() as u8;
-    RGBColor(mix(A[i].0, A[i + 1].0), mix(A[i].1, A[i + 1].1), mix(A[i].2, A[i + 1].2))
+    RGBColor(
+        mix(A[i].0, A[i + 1].0),
+        mix(A[i].1, A[i + 1].1),
+        mix(A[i].2, A[i + 1].2),
+    )
 }
 
 /// Cell edges: midpoints between grid values, extended by half a step at the ends.
@@ -410,12 +467,20 @@ impl HeatmapPlot<'_> {
         if self.z.len() != self.x.len() * self.y.len() {
             return Err(data_err(
                 path,
-                format!("z has {} values, grid is {} x {}", self.z.len(), self.x.len(), self.y.len()),
+                format!(
+                    "z has {} values, grid is {} x {}",
+                    self.z.len(),
+                    self.x.len(),
+                    self.y.len()
+                ),
             ));
         }
         for (name, g) in [("x", self.x), ("y", self.y)] {
             if g.iter().any(|v| !v.is_finite()) || g.windows(2).any(|w| w[1] <= w[0]) {
-                return Err(data_err(path, format!("{name} grid must be finite and strictly increasing")));
+                return Err(data_err(
+                    path,
+                    format!("{name} grid must be finite and strictly increasing"),
+                ));
             }
         }
         write_figure(path, (1100, 750), self)
@@ -457,7 +522,11 @@ impl Figure for HeatmapPlot<'_> {
         let nx = self.x.len();
         chart.draw_series(self.z.iter().enumerate().map(|(k, &v)| {
             let (iy, ix) = (k / nx, k % nx);
-            let col = if v.is_finite() { viridis((v - zlo) / (zhi - zlo)) } else { RGBColor(200, 200, 200) };
+            let col = if v.is_finite() {
+                viridis((v - zlo) / (zhi - zlo))
+            } else {
+                RGBColor(200, 200, 200)
+            };
             Rectangle::new([(xe[ix], ye[iy]), (xe[ix + 1], ye[iy + 1])], col.filled())
         }))?;
         // Markers outside the grid are not drawn but still listed (at the edge) in the legend.
@@ -465,22 +534,42 @@ impl Figure for HeatmapPlot<'_> {
         let y_col = RGBColor(255, 255, 255);
         for m in &self.x_markers {
             let inside = m.value >= x0 && m.value <= x1;
-            let label = if inside { m.label.clone() } else { format!("{} (outside the grid)", m.label) };
+            let label = if inside {
+                m.label.clone()
+            } else {
+                format!("{} (outside the grid)", m.label)
+            };
             let xv = m.value.clamp(x0, x1);
-            let pts = if inside { vec![(xv, y0), (xv, y1)] } else { vec![] };
+            let pts = if inside {
+                vec![(xv, y0), (xv, y1)]
+            } else {
+                vec![]
+            };
             chart
                 .draw_series(DashedLineSeries::new(pts, 12, 6, x_col.stroke_width(3)))?
                 .label(label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], x_col.stroke_width(3)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], x_col.stroke_width(3))
+                });
         }
         for m in &self.y_markers {
             let inside = m.value >= y0 && m.value <= y1;
-            let label = if inside { m.label.clone() } else { format!("{} (outside the grid)", m.label) };
-            let pts = if inside { vec![(x0, m.value), (x1, m.value)] } else { vec![] };
+            let label = if inside {
+                m.label.clone()
+            } else {
+                format!("{} (outside the grid)", m.label)
+            };
+            let pts = if inside {
+                vec![(x0, m.value), (x1, m.value)]
+            } else {
+                vec![]
+            };
             chart
                 .draw_series(LineSeries::new(pts, y_col.stroke_width(3)))?
                 .label(label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], y_col.stroke_width(3)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], y_col.stroke_width(3))
+                });
         }
         if !self.x_markers.is_empty() || !self.y_markers.is_empty() {
             chart
@@ -510,7 +599,10 @@ impl Figure for HeatmapPlot<'_> {
         cb.draw_series((0..STEPS).map(|i| {
             let a = zlo + (zhi - zlo) * i as f64 / STEPS as f64;
             let b = zlo + (zhi - zlo) * (i + 1) as f64 / STEPS as f64;
-            Rectangle::new([(0.0, a), (1.0, b)], viridis((i as f64 + 0.5) / STEPS as f64).filled())
+            Rectangle::new(
+                [(0.0, a), (1.0, b)],
+                viridis((i as f64 + 0.5) / STEPS as f64).filled(),
+            )
         }))?;
         Ok(())
     }
@@ -560,9 +652,16 @@ impl Figure for CalibrationPlot<'_> {
             .draw()?;
         let grey = RGBColor(120, 120, 120);
         chart
-            .draw_series(DashedLineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], 10, 6, grey.stroke_width(2)))?
+            .draw_series(DashedLineSeries::new(
+                vec![(0.0, 0.0), (1.0, 1.0)],
+                10,
+                6,
+                grey.stroke_width(2),
+            ))?
             .label("perfect calibration")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2))
+            });
         for (i, (label, c)) in self.curves.iter().enumerate() {
             let col = PALETTE[i % PALETTE.len()];
             // Shade the area between the curve and the diagonal, the quantity reported.
@@ -580,7 +679,9 @@ impl Figure for CalibrationPlot<'_> {
                     col.stroke_width(3),
                 ))?
                 .label(format!("{label} (miscalibration area = {:.4})", c.area))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3))
+                });
         }
         chart
             .configure_series_labels()
@@ -627,7 +728,10 @@ impl ParityPlot<'_> {
     /// Writes the figure to `path` (.png or .svg).
     pub fn write(&self, path: &Path) -> Result<(), PlotError> {
         if self.x.len() != self.y.len() {
-            return Err(data_err(path, format!("x has {} values, y has {}", self.x.len(), self.y.len())));
+            return Err(data_err(
+                path,
+                format!("x has {} values, y has {}", self.x.len(), self.y.len()),
+            ));
         }
         if self.x.is_empty() {
             return Err(data_err(path, "no points"));
@@ -640,7 +744,9 @@ impl ParityPlot<'_> {
             .iter()
             .zip(self.y)
             .map(|(&a, &b)| (a, b))
-            .filter(|(a, b)| a.is_finite() && b.is_finite() && (!self.log || (*a > 0.0 && *b > 0.0)))
+            .filter(|(a, b)| {
+                a.is_finite() && b.is_finite() && (!self.log || (*a > 0.0 && *b > 0.0))
+            })
             .collect()
     }
 }
@@ -658,8 +764,14 @@ impl Figure for ParityPlot<'_> {
         } else {
             self.title.to_string()
         };
-        let xs = pts.iter().map(|p| p.0).chain(self.x_markers.iter().map(|m| m.value));
-        let ys = pts.iter().map(|p| p.1).chain(self.y_markers.iter().map(|m| m.value));
+        let xs = pts
+            .iter()
+            .map(|p| p.0)
+            .chain(self.x_markers.iter().map(|m| m.value));
+        let ys = pts
+            .iter()
+            .map(|p| p.1)
+            .chain(self.y_markers.iter().map(|m| m.value));
         let keep = |v: &f64| !self.log || *v > 0.0;
         let (xa, xb) = finite_range(xs.filter(keep)).unwrap_or((1.0, 10.0));
         let (ya, yb) = finite_range(ys.filter(keep)).unwrap_or((1.0, 10.0));
@@ -683,22 +795,37 @@ impl Figure for ParityPlot<'_> {
                     .light_line_style(RGBColor(235, 235, 235))
                     .draw()?;
                 chart
-                    .draw_series(pts.iter().map(|&p| Circle::new(p, 3, col.mix(0.45).filled())))?
+                    .draw_series(
+                        pts.iter()
+                            .map(|&p| Circle::new(p, 3, col.mix(0.45).filled())),
+                    )?
                     .label(format!("atoms (n = {})", pts.len()))
                     .legend(move |(x, y)| Circle::new((x + 10, y), 4, col.filled()));
                 for (i, m) in self.x_markers.iter().enumerate() {
                     let c = MARKER_COLORS[i % MARKER_COLORS.len()];
                     chart
-                        .draw_series(DashedLineSeries::new(vec![(m.value, $y0), (m.value, $y1)], 10, 6, c.stroke_width(2)))?
+                        .draw_series(DashedLineSeries::new(
+                            vec![(m.value, $y0), (m.value, $y1)],
+                            10,
+                            6,
+                            c.stroke_width(2),
+                        ))?
                         .label(m.label.clone())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                        });
                 }
                 for (i, m) in self.y_markers.iter().enumerate() {
                     let c = PALETTE[(i + 1) % PALETTE.len()];
                     chart
-                        .draw_series(LineSeries::new(vec![($x0, m.value), ($x1, m.value)], c.stroke_width(2)))?
+                        .draw_series(LineSeries::new(
+                            vec![($x0, m.value), ($x1, m.value)],
+                            c.stroke_width(2),
+                        ))?
                         .label(m.label.clone())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                        });
                 }
                 chart
                     .configure_series_labels()
@@ -728,15 +855,19 @@ impl Figure for ParityPlot<'_> {
 /// A Markdown (GitHub) table with padded columns; `|` in cells is escaped.
 pub fn markdown_table(headers: &[String], rows: &[Vec<String>]) -> String {
     let esc = |s: &str| s.replace('|', "\\|");
-    let ncol = headers.len().max(rows.iter().map(Vec::len).max().unwrap_or(0));
+    let ncol = headers
+        .len()
+        .max(rows.iter().map(Vec::len).max().unwrap_or(0));
     let cell = |r: &[String], i: usize| r.get(i).map(|s| esc(s)).unwrap_or_default();
-    let mut width = vec![3usize; ncol];
-    for i in 0..ncol {
-        width[i] = width[i].max(cell(headers, i).chars().count());
-        for r in rows {
-            width[i] = width[i].max(cell(r, i).chars().count());
-        }
-    }
+    let width: Vec<usize> = (0..ncol)
+        .map(|i| {
+            rows.iter()
+                .map(|r| cell(r, i).chars().count())
+                .chain([3, cell(headers, i).chars().count()])
+                .max()
+                .unwrap_or(3)
+        })
+        .collect();
     let line = |r: &[String]| {
         let cells: Vec<String> = (0..ncol)
             .map(|i| {
@@ -790,12 +921,21 @@ mod tests {
         let mut r = rng(51);
         let errors = draw_maxwell(&mut r, 0.05, 3000);
         let noise = draw_gamma(&mut r, 6.0, 1.0 / 6.0, 3000);
-        let unc: Vec<f64> = errors.iter().zip(&noise).map(|(e, z)| 0.06 * z + 0.5 * e).collect();
+        let unc: Vec<f64> = errors
+            .iter()
+            .zip(&noise)
+            .map(|(e, z)| 0.06 * z + 0.5 * e)
+            .collect();
         let choice = choose_model(&unc).unwrap();
         let fits: Vec<(String, Distribution)> = choice
             .candidates
             .iter()
-            .map(|c| (format!("{} (KS p = {:.2e})", c.dist.family(), c.ks.p_value), c.dist))
+            .map(|c| {
+                (
+                    format!("{} (KS p = {:.2e})", c.dist.family(), c.ks.p_value),
+                    c.dist,
+                )
+            })
             .collect();
         let u_c = choice.dist().isf(1e-4);
         let e_c = crate::stats::Maxwell::new(0.05).unwrap().isf(1e-4);
@@ -833,12 +973,23 @@ mod tests {
             .unwrap();
             assert_written(&p);
 
-            let good = calibration_curve(&pit_maxwell(&errors, &vec![0.05; errors.len()]).unwrap(), 101).unwrap();
-            let over = calibration_curve(&pit_maxwell(&errors, &vec![0.03; errors.len()]).unwrap(), 101).unwrap();
+            let good = calibration_curve(
+                &pit_maxwell(&errors, &vec![0.05; errors.len()]).unwrap(),
+                101,
+            )
+            .unwrap();
+            let over = calibration_curve(
+                &pit_maxwell(&errors, &vec![0.03; errors.len()]).unwrap(),
+                101,
+            )
+            .unwrap();
             let p = dir.join(format!("calibration.{ext}"));
             CalibrationPlot {
                 title: "Calibration, Li",
-                curves: vec![("sigma = 0.05 (true)".into(), &good), ("sigma = 0.03 (overconfident)".into(), &over)],
+                curves: vec![
+                    ("sigma = 0.05 (true)".into(), &good),
+                    ("sigma = 0.03 (overconfident)".into(), &over),
+                ],
             }
             .write(&p)
             .unwrap();
@@ -869,7 +1020,10 @@ mod tests {
             &["a".into(), "b|c".into()],
             &[vec!["1".into(), "22".into()], vec!["333".into()]],
         );
-        assert_eq!(md, "| a   | b\\|c |\n| --- | ---- |\n| 1   | 22   |\n| 333 |      |\n");
+        assert_eq!(
+            md,
+            "| a   | b\\|c |\n| --- | ---- |\n| 1   | 22   |\n| 333 |      |\n"
+        );
         write_markdown_table(&dir.join("t.md"), &["x".into()], &[vec!["1".into()]]).unwrap();
     }
 
@@ -877,8 +1031,18 @@ mod tests {
     fn stats_plots_reject_bad_input() {
         let dir = out_dir();
         let v = [1.0, 2.0];
-        let h = HistogramPlot { title: "t", x_label: "x", values: &v, bins: 0, curves: vec![], markers: vec![] };
-        assert!(matches!(h.write(&dir.join("x.jpg")), Err(PlotError::Format { .. })));
+        let h = HistogramPlot {
+            title: "t",
+            x_label: "x",
+            values: &v,
+            bins: 0,
+            curves: vec![],
+            markers: vec![],
+        };
+        assert!(matches!(
+            h.write(&dir.join("x.jpg")),
+            Err(PlotError::Format { .. })
+        ));
         let hm = HeatmapPlot {
             title: "t",
             x_label: "x",
@@ -891,9 +1055,19 @@ mod tests {
             x_markers: vec![],
             y_markers: vec![],
         };
-        assert!(matches!(hm.write(&dir.join("h.png")), Err(PlotError::Data { .. })));
+        assert!(matches!(
+            hm.write(&dir.join("h.png")),
+            Err(PlotError::Data { .. })
+        ));
         let missing = dir.join("no/such/dir/h.png");
-        let h = HistogramPlot { title: "t", x_label: "x", values: &v, bins: 0, curves: vec![], markers: vec![] };
+        let h = HistogramPlot {
+            title: "t",
+            x_label: "x",
+            values: &v,
+            bins: 0,
+            curves: vec![],
+            markers: vec![],
+        };
         assert!(h.write(&missing).is_err());
     }
 }

@@ -93,7 +93,12 @@ pub fn fit_candidate(x: &[f64], family: Family) -> Result<Candidate, StatsError>
     };
     let ks = ks_test(x, &dist)?;
     let log_likelihood = dist.log_likelihood(x);
-    Ok(Candidate { dist, ks, log_likelihood, note })
+    Ok(Candidate {
+        dist,
+        ks,
+        log_likelihood,
+        note,
+    })
 }
 
 /// Model choice with the default level 0.05: see the module documentation.
@@ -116,28 +121,41 @@ pub fn choose_model_from(
     for &family in families {
         match fit_candidate(x, family) {
             Ok(c) => candidates.push(c),
-            Err(e) => failed.push(FailedFit { family, reason: e.to_string() }),
+            Err(e) => failed.push(FailedFit {
+                family,
+                reason: e.to_string(),
+            }),
         }
     }
     if candidates.is_empty() {
-        let reasons: Vec<String> =
-            failed.iter().map(|f| format!("{}: {}", f.family, f.reason)).collect();
+        let reasons: Vec<String> = failed
+            .iter()
+            .map(|f| format!("{}: {}", f.family, f.reason))
+            .collect();
         return Err(StatsError::Degenerate {
             what: "model choice",
             reason: format!("no family could be fitted ({})", reasons.join("; ")),
         });
     }
-    let chosen = candidates.iter().position(|c| c.ks.p_value > alpha).unwrap_or_else(|| {
-        // Highest p; the earlier (simpler) family wins ties.
-        let mut best = 0;
-        for (i, c) in candidates.iter().enumerate() {
-            if c.ks.p_value > candidates[best].ks.p_value {
-                best = i;
+    let chosen = candidates
+        .iter()
+        .position(|c| c.ks.p_value > alpha)
+        .unwrap_or_else(|| {
+            // Highest p; the earlier (simpler) family wins ties.
+            let mut best = 0;
+            for (i, c) in candidates.iter().enumerate() {
+                if c.ks.p_value > candidates[best].ks.p_value {
+                    best = i;
+                }
             }
-        }
-        best
-    });
-    Ok(ModelChoice { candidates, failed, chosen, alpha })
+            best
+        });
+    Ok(ModelChoice {
+        candidates,
+        failed,
+        chosen,
+        alpha,
+    })
 }
 
 #[cfg(test)]
@@ -173,7 +191,11 @@ mod tests {
         x.extend(draw_gamma(&mut r, 50.0, 0.05, 1500));
         let m = choose_model(&x).unwrap();
         assert!(!m.passed());
-        let best = m.candidates.iter().map(|c| c.ks.p_value).fold(0.0, f64::max);
+        let best = m
+            .candidates
+            .iter()
+            .map(|c| c.ks.p_value)
+            .fold(0.0, f64::max);
         assert_eq!(m.chosen().ks.p_value, best);
     }
 

@@ -36,8 +36,7 @@ pub fn digamma(x: f64) -> f64 {
         * (1.0 / 12.0
             - r * (1.0 / 120.0
                 - r * (1.0 / 252.0
-                    - r * (1.0 / 240.0
-                        - r * (1.0 / 132.0 - r * (691.0 / 32760.0 - r / 12.0))))));
+                    - r * (1.0 / 240.0 - r * (1.0 / 132.0 - r * (691.0 / 32760.0 - r / 12.0))))));
     acc + x.ln() - 0.5 / x - series
 }
 
@@ -58,7 +57,8 @@ pub fn trigamma(x: f64) -> f64 {
         + r * (1.0 / 6.0
             - r * (1.0 / 30.0
                 - r * (1.0 / 42.0
-                    - r * (1.0 / 30.0 - r * (5.0 / 66.0 - r * (691.0 / 2730.0 - r * 7.0 / 6.0)))))))
+                    - r * (1.0 / 30.0
+                        - r * (5.0 / 66.0 - r * (691.0 / 2730.0 - r * 7.0 / 6.0)))))))
         / x;
     acc + series + 0.5 * r
 }
@@ -100,7 +100,11 @@ fn ln_prefactor(a: f64, x: f64) -> f64 {
         let u = (x - a) / a;
         // a (ln(x/a) - x/a + 1): the series form near x = a, the direct one far from it
         // (where 1 + u would lose the digits of a small x/a).
-        let core = if u.abs() < 0.3 { a * log1pmx(u) } else { a * (x / a).ln() - (x - a) };
+        let core = if u.abs() < 0.3 {
+            a * log1pmx(u)
+        } else {
+            a * (x / a).ln() - (x - a)
+        };
         core + 0.5 * (a / (2.0 * std::f64::consts::PI)).ln() - stirling_remainder(a)
     } else {
         a * x.ln() - x - ln_gamma(a)
@@ -211,7 +215,11 @@ fn normal_quantile(p: f64) -> f64 {
 fn initial_guess(a: f64, p: f64, q: f64) -> f64 {
     if a > 1.0 {
         // Wilson-Hilferty: (X/a)^(1/3) is nearly normal.
-        let z = if p < q { normal_quantile(p) } else { -normal_quantile(q) };
+        let z = if p < q {
+            normal_quantile(p)
+        } else {
+            -normal_quantile(q)
+        };
         let t = 1.0 - 1.0 / (9.0 * a) + z / (3.0 * a.sqrt());
         let x = a * t * t * t;
         if x > 0.0 {
@@ -235,8 +243,7 @@ fn initial_guess(a: f64, p: f64, q: f64) -> f64 {
 /// resolved through q = 1/N. Safeguarded Newton/Halley on a bracket, so it always returns a
 /// finite value (or NaN for invalid arguments).
 fn gamma_inv_impl(a: f64, p: f64, q: f64) -> f64 {
-    if !(a > 0.0) || a.is_infinite() || !(0.0..=1.0).contains(&p) || !(0.0..=1.0).contains(&q)
-    {
+    if !(a > 0.0) || a.is_infinite() || !(0.0..=1.0).contains(&p) || !(0.0..=1.0).contains(&q) {
         return f64::NAN;
     }
     if p == 0.0 {
@@ -247,7 +254,13 @@ fn gamma_inv_impl(a: f64, p: f64, q: f64) -> f64 {
     }
     let use_q = q < p;
     // f(x) = target - current, increasing in x for both choices of target.
-    let f = |x: f64| if use_q { q - gamma_q(a, x) } else { gamma_p(a, x) - p };
+    let f = |x: f64| {
+        if use_q {
+            q - gamma_q(a, x)
+        } else {
+            gamma_p(a, x) - p
+        }
+    };
     let target = if use_q { q } else { p };
 
     let mut x = initial_guess(a, p, q).max(f64::MIN_POSITIVE);
@@ -271,7 +284,11 @@ fn gamma_inv_impl(a: f64, p: f64, q: f64) -> f64 {
             let step = fx / dens;
             // Halley correction: f''/f' = (a - 1)/x - 1 for the gamma density.
             let corr = 1.0 - 0.5 * step * ((a - 1.0) / x - 1.0);
-            let step = if corr > 0.5 && corr < 2.0 { step / corr } else { step };
+            let step = if corr > 0.5 && corr < 2.0 {
+                step / corr
+            } else {
+                step
+            };
             next = x - step;
             if (next - x).abs() <= 2.0 * f64::EPSILON * x.abs() {
                 // Newton step below an ulp: converged (checked before the bracket test, which
@@ -279,7 +296,7 @@ fn gamma_inv_impl(a: f64, p: f64, q: f64) -> f64 {
                 return next;
             }
         }
-        if !(next > lo && next < hi) || !next.is_finite() {
+        if !(next > lo && next < hi && next.is_finite()) {
             // Newton left the bracket: bisect (geometrically, the scale is unknown), or expand.
             next = if hi.is_infinite() {
                 x * 2.0 + 1.0

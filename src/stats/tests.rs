@@ -24,9 +24,7 @@ use super::dist::{ContinuousDistribution, Distribution, Gamma, GenGamma, Maxwell
 use super::fit::{fit_gamma, fit_gengamma, fit_maxwell};
 use super::ks::{kolmogorov_cdf, kolmogorov_sf, ks_test, smirnov_sf};
 use super::metrics::{roc_auc, spearman};
-use super::special::{
-    digamma, gamma_p, gamma_p_inv, gamma_q, gamma_q_inv, ln_gamma, trigamma,
-};
+use super::special::{digamma, gamma_p, gamma_p_inv, gamma_q, gamma_q_inv, ln_gamma, trigamma};
 
 const VECTORS: &str = include_str!("../../tests/data/stats/vectors.txt");
 
@@ -39,10 +37,15 @@ struct Rec {
 
 impl Rec {
     fn f(&self, k: &str) -> f64 {
-        *self.num.get(k).unwrap_or_else(|| panic!("record {} lacks {k}", self.kind))
+        *self
+            .num
+            .get(k)
+            .unwrap_or_else(|| panic!("record {} lacks {k}", self.kind))
     }
     fn s(&self, k: &str) -> &str {
-        self.text.get(k).unwrap_or_else(|| panic!("record {} lacks {k}", self.kind))
+        self.text
+            .get(k)
+            .unwrap_or_else(|| panic!("record {} lacks {k}", self.kind))
     }
 }
 
@@ -68,9 +71,14 @@ fn records(kind: &str) -> Vec<Rec> {
                         text.insert(key.to_string(), val.to_string());
                     }
                 }
-                text.entry(key.to_string()).or_insert_with(|| val.to_string());
+                text.entry(key.to_string())
+                    .or_insert_with(|| val.to_string());
             }
-            Some(Rec { kind: k.to_string(), num, text })
+            Some(Rec {
+                kind: k.to_string(),
+                num,
+                text,
+            })
         })
         .collect();
     assert!(!v.is_empty(), "no records of kind {kind} in vectors.txt");
@@ -78,9 +86,14 @@ fn records(kind: &str) -> Vec<Rec> {
 }
 
 pub(crate) fn sample(name: &str) -> Vec<f64> {
-    let path = format!("{}/tests/data/stats/samples/{name}.txt", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/data/stats/samples/{name}.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines().map(|l| l.trim().parse::<f64>().expect("number")).collect()
+    text.lines()
+        .map(|l| l.trim().parse::<f64>().expect("number"))
+        .collect()
 }
 
 /// Relative error, with values of magnitude below `floor` compared absolutely.
@@ -106,13 +119,23 @@ impl Checker {
                 self.worst = self.worst.max(err);
             }
         } else {
-            self.fails.push(format!("{what}: got {got:e}, want {want:e}, rel err {err:e} > {tol:e}"));
+            self.fails.push(format!(
+                "{what}: got {got:e}, want {want:e}, rel err {err:e} > {tol:e}"
+            ));
         }
     }
     #[track_caller]
     fn finish(self, name: &str) {
-        eprintln!("{name}: worst relative error of passing checks {:e}", self.worst);
-        assert!(self.fails.is_empty(), "{name}: {} failures:\n{}", self.fails.len(), self.fails.join("\n"));
+        eprintln!(
+            "{name}: worst relative error of passing checks {:e}",
+            self.worst
+        );
+        assert!(
+            self.fails.is_empty(),
+            "{name}: {} failures:\n{}",
+            self.fails.len(),
+            self.fails.join("\n")
+        );
     }
 }
 
@@ -135,11 +158,21 @@ fn stats_special_functions_match_scipy() {
     }
     for r in records("gammainccinv") {
         let (a, q) = (r.f("a"), r.f("q"));
-        ck.check(&format!("Qinv({a},{q})"), gamma_q_inv(a, q), r.f("x"), 1e-11);
+        ck.check(
+            &format!("Qinv({a},{q})"),
+            gamma_q_inv(a, q),
+            r.f("x"),
+            1e-11,
+        );
     }
     for r in records("gammaincinv") {
         let (a, p) = (r.f("a"), r.f("p"));
-        ck.check(&format!("Pinv({a},{p})"), gamma_p_inv(a, p), r.f("x"), 1e-11);
+        ck.check(
+            &format!("Pinv({a},{p})"),
+            gamma_p_inv(a, p),
+            r.f("x"),
+            1e-11,
+        );
     }
     for r in records("special") {
         let x = r.f("x");
@@ -147,7 +180,12 @@ fn stats_special_functions_match_scipy() {
         let e = (ln_gamma(x) - r.f("lgamma")).abs() / r.f("lgamma").abs().max(1.0);
         ck.check(&format!("lgamma({x})"), 1.0 + e, 1.0, 1e-13);
         ck.check(&format!("digamma({x})"), digamma(x), r.f("digamma"), 1e-13);
-        ck.check(&format!("trigamma({x})"), trigamma(x), r.f("trigamma"), 1e-13);
+        ck.check(
+            &format!("trigamma({x})"),
+            trigamma(x),
+            r.f("trigamma"),
+            1e-13,
+        );
     }
     ck.finish("special functions");
 }
@@ -191,12 +229,18 @@ fn stats_maxwell_matches_scipy() {
 
 #[test]
 fn stats_gamma_matches_scipy() {
-    dist_checks("gamma", |r| Gamma::new(r.f("a"), r.f("scale")).unwrap().into());
+    dist_checks("gamma", |r| {
+        Gamma::new(r.f("a"), r.f("scale")).unwrap().into()
+    });
 }
 
 #[test]
 fn stats_gengamma_matches_scipy() {
-    dist_checks("gengamma", |r| GenGamma::new(r.f("a"), r.f("c"), r.f("scale")).unwrap().into());
+    dist_checks("gengamma", |r| {
+        GenGamma::new(r.f("a"), r.f("c"), r.f("scale"))
+            .unwrap()
+            .into()
+    });
 }
 
 #[test]
@@ -221,7 +265,12 @@ fn stats_maxwell_cutoff_table_of_methods() {
         let n = r.f("n") as u64;
         let m = Maxwell::new(0.37).unwrap();
         let got = super::cutoff::cutoff_for_n(&m, n).unwrap() / 0.37;
-        check(&format!("Maxwell x_c/sigma, N={n}"), got, r.f("xc_over_sigma"), 1e-12);
+        check(
+            &format!("Maxwell x_c/sigma, N={n}"),
+            got,
+            r.f("xc_over_sigma"),
+            1e-12,
+        );
     }
 }
 
@@ -236,16 +285,27 @@ fn stats_kolmogorov_distribution_matches_scipy() {
         let e1 = rel_err(sf, r.f("sf"), 1e-250);
         let e2 = rel_err(cdf, r.f("cdf"), 1e-250);
         if e1 > 1e-10 {
-            ck.fails.push(format!("kstwo.sf(n={n}, d={d}): got {sf:e}, want {:e}", r.f("sf")));
+            ck.fails.push(format!(
+                "kstwo.sf(n={n}, d={d}): got {sf:e}, want {:e}",
+                r.f("sf")
+            ));
         }
         if e2 > 1e-10 {
-            ck.fails.push(format!("kstwo.cdf(n={n}, d={d}): got {cdf:e}, want {:e}", r.f("cdf")));
+            ck.fails.push(format!(
+                "kstwo.cdf(n={n}, d={d}): got {cdf:e}, want {:e}",
+                r.f("cdf")
+            ));
         }
         ck.worst = ck.worst.max(e1.min(1.0)).max(e2.min(1.0));
     }
     for r in records("smirnov") {
         let (n, x) = (r.f("n") as usize, r.f("x"));
-        ck.check(&format!("smirnov({n},{x})"), smirnov_sf(n, x), r.f("sf"), 1e-10);
+        ck.check(
+            &format!("smirnov({n},{x})"),
+            smirnov_sf(n, x),
+            r.f("sf"),
+            1e-10,
+        );
     }
     ck.finish("Kolmogorov distribution");
 }
@@ -257,12 +317,19 @@ fn stats_kstest_matches_scipy() {
         let d: Distribution = match r.s("dist") {
             "maxwell" => Maxwell::new(r.f("sigma")).unwrap().into(),
             "gamma" => Gamma::new(r.f("a"), r.f("scale")).unwrap().into(),
-            "gengamma" => GenGamma::new(r.f("a"), r.f("c"), r.f("scale")).unwrap().into(),
+            "gengamma" => GenGamma::new(r.f("a"), r.f("c"), r.f("scale"))
+                .unwrap()
+                .into(),
             other => panic!("unknown dist {other}"),
         };
         let res = ks_test(&x, &d).unwrap();
         let what = format!("kstest {} n={} vs {}", r.s("sample"), x.len(), r.s("dist"));
-        assert!((res.statistic - r.f("d")).abs() < 1e-14, "{what}: D {} vs {}", res.statistic, r.f("d"));
+        assert!(
+            (res.statistic - r.f("d")).abs() < 1e-14,
+            "{what}: D {} vs {}",
+            res.statistic,
+            r.f("d")
+        );
         check(&format!("{what}: p"), res.p_value, r.f("p"), 1e-9);
     }
 }
@@ -272,14 +339,29 @@ fn stats_fits_match_scipy() {
     for r in records("fit_maxwell") {
         let x = sample(r.s("sample"));
         let m = fit_maxwell(&x).unwrap();
-        check(&format!("maxwell fit {}", r.s("sample")), m.sigma(), r.f("sigma"), 1e-13);
+        check(
+            &format!("maxwell fit {}", r.s("sample")),
+            m.sigma(),
+            r.f("sigma"),
+            1e-13,
+        );
         check("maxwell ll", m.log_likelihood(&x), r.f("ll"), 1e-12);
     }
     for r in records("fit_gamma") {
         let x = sample(r.s("sample"));
         let g = fit_gamma(&x).unwrap();
-        check(&format!("gamma fit {} shape", r.s("sample")), g.shape(), r.f("a"), 1e-9);
-        check(&format!("gamma fit {} scale", r.s("sample")), g.scale(), r.f("scale"), 1e-9);
+        check(
+            &format!("gamma fit {} shape", r.s("sample")),
+            g.shape(),
+            r.f("a"),
+            1e-9,
+        );
+        check(
+            &format!("gamma fit {} scale", r.s("sample")),
+            g.scale(),
+            r.f("scale"),
+            1e-9,
+        );
     }
     for r in records("fit_gengamma") {
         let x = sample(r.s("sample"));
@@ -288,7 +370,12 @@ fn stats_fits_match_scipy() {
         let n = x.len() as f64;
         let what = format!("gengamma fit {}", r.s("sample"));
         // The reported log-likelihood is the actual one at the returned parameters.
-        check(&format!("{what} ll consistency"), f.log_likelihood, d.log_likelihood(&x), 1e-10);
+        check(
+            &format!("{what} ll consistency"),
+            f.log_likelihood,
+            d.log_likelihood(&x),
+            1e-10,
+        );
         assert!(
             f.log_likelihood >= r.f("ll") - 1e-7 * n,
             "{what}: ll {} < reference {}",
@@ -354,8 +441,17 @@ pub(crate) fn draw_gamma(rng: &mut ChaCha8Rng, shape: f64, scale: f64, n: usize)
 }
 
 /// n draws of gengamma(a, c, scale): scale * Z^(1/c), Z ~ Gamma(a, 1).
-pub(crate) fn draw_gengamma(rng: &mut ChaCha8Rng, a: f64, c: f64, scale: f64, n: usize) -> Vec<f64> {
-    draw_gamma(rng, a, 1.0, n).into_iter().map(|z| scale * z.powf(1.0 / c)).collect()
+pub(crate) fn draw_gengamma(
+    rng: &mut ChaCha8Rng,
+    a: f64,
+    c: f64,
+    scale: f64,
+    n: usize,
+) -> Vec<f64> {
+    draw_gamma(rng, a, 1.0, n)
+        .into_iter()
+        .map(|z| scale * z.powf(1.0 / c))
+        .collect()
 }
 
 /// n draws of a log-normal with log-mean mu and log-sd s.
@@ -371,27 +467,55 @@ fn stats_fits_recover_known_parameters_on_large_samples() {
     let x = draw_maxwell(&mut r, 0.2, n);
     let m = fit_maxwell(&x).unwrap();
     // Standard error of sigma-hat is sigma / sqrt(6 n) ~ 0.0014 sigma; allow 4 standard errors.
-    assert!((m.sigma() / 0.2 - 1.0).abs() < 0.006, "maxwell sigma {}", m.sigma());
+    assert!(
+        (m.sigma() / 0.2 - 1.0).abs() < 0.006,
+        "maxwell sigma {}",
+        m.sigma()
+    );
 
     let x = draw_gamma(&mut r, 2.5, 0.4, n);
     let g = fit_gamma(&x).unwrap();
-    assert!((g.shape() / 2.5 - 1.0).abs() < 0.04, "gamma shape {}", g.shape());
-    assert!((g.scale() / 0.4 - 1.0).abs() < 0.04, "gamma scale {}", g.scale());
+    assert!(
+        (g.shape() / 2.5 - 1.0).abs() < 0.04,
+        "gamma shape {}",
+        g.shape()
+    );
+    assert!(
+        (g.scale() / 0.4 - 1.0).abs() < 0.04,
+        "gamma scale {}",
+        g.scale()
+    );
 
-    for (a, c, s) in [(1.7, 0.8, 1.3), (2.0, -1.5, 0.5), (0.7, 4.0, 0.05), (1.5, 2.0, 0.3)] {
+    for (a, c, s) in [
+        (1.7, 0.8, 1.3),
+        (2.0, -1.5, 0.5),
+        (0.7, 4.0, 0.05),
+        (1.5, 2.0, 0.3),
+    ] {
         let x = draw_gengamma(&mut r, a, c, s, n);
         let f = fit_gengamma(&x).unwrap();
         let d = f.dist;
         let truth = GenGamma::new(a, c, s).unwrap();
         // a and c trade off along a ridge, so check them loosely and the fitted
         // distribution itself tightly (cdf at the true quantiles, incl. the 1 - 1e-4 tail).
-        assert!((d.a() / a - 1.0).abs() < 0.2, "gengamma({a},{c},{s}): a = {}", d.a());
-        assert!((d.c() / c - 1.0).abs() < 0.15, "gengamma({a},{c},{s}): c = {}", d.c());
+        assert!(
+            (d.a() / a - 1.0).abs() < 0.2,
+            "gengamma({a},{c},{s}): a = {}",
+            d.a()
+        );
+        assert!(
+            (d.c() / c - 1.0).abs() < 0.15,
+            "gengamma({a},{c},{s}): c = {}",
+            d.c()
+        );
         assert!(!f.at_bound);
         for p in [0.01, 0.25, 0.5, 0.75, 0.99, 0.9999] {
             let xq = truth.ppf(p);
-            assert!((d.cdf(xq) - p).abs() < 0.01 * p.min(1.0 - p).max(0.0) + 0.003,
-                "gengamma({a},{c},{s}): cdf at true {p}-quantile is {}", d.cdf(xq));
+            assert!(
+                (d.cdf(xq) - p).abs() < 0.01 * p.min(1.0 - p).max(0.0) + 0.003,
+                "gengamma({a},{c},{s}): cdf at true {p}-quantile is {}",
+                d.cdf(xq)
+            );
         }
         // The MLE beats the truth on its own sample.
         assert!(f.log_likelihood >= truth.log_likelihood(&x) - 1e-9);
@@ -404,23 +528,35 @@ fn stats_gengamma_fit_is_robust() {
     let mut cases: Vec<(&str, Vec<f64>)> = vec![
         // ln x at exact normal quantiles: symmetric with normal kurtosis, so the likelihood
         // increases all the way to the log-normal limit c -> 0.
-        ("log-normal quantiles (flat toward c -> 0)", (1..=2000)
-            .map(|i| {
-                let p = (i as f64 - 0.5) / 2000.0;
-                let z = std::f64::consts::SQRT_2 * statrs::function::erf::erf_inv(2.0 * p - 1.0);
-                (0.5 * z).exp()
-            })
-            .collect()),
+        (
+            "log-normal quantiles (flat toward c -> 0)",
+            (1..=2000)
+                .map(|i| {
+                    let p = (i as f64 - 0.5) / 2000.0;
+                    let z =
+                        std::f64::consts::SQRT_2 * statrs::function::erf::erf_inv(2.0 * p - 1.0);
+                    (0.5 * z).exp()
+                })
+                .collect(),
+        ),
         ("lognormal draws", draw_lognormal(&mut r, 0.0, 0.5, 3000)),
         ("exponential", draw_gamma(&mut r, 1.0, 3.0, 500)),
         ("uniform-ish", (1..=400).map(|i| i as f64 / 400.0).collect()),
         ("two values", vec![1.0, 2.0]),
         ("three values", vec![0.1, 0.2, 10.0]),
-        ("huge range", (0..200).map(|i| 10f64.powf(-10.0 + 0.1 * i as f64)).collect()),
+        (
+            "huge range",
+            (0..200)
+                .map(|i| 10f64.powf(-10.0 + 0.1 * i as f64))
+                .collect(),
+        ),
         ("tiny scale", draw_maxwell(&mut r, 1e-9, 300)),
         ("huge scale", draw_maxwell(&mut r, 1e9, 300)),
         ("heavy tail", draw_gengamma(&mut r, 0.5, -0.7, 1.0, 1000)),
-        ("near-constant", (0..100).map(|i| 1.0 + 1e-9 * i as f64).collect()),
+        (
+            "near-constant",
+            (0..100).map(|i| 1.0 + 1e-9 * i as f64).collect(),
+        ),
     ];
     cases.push(("bimodal", {
         let mut v = draw_gamma(&mut r, 30.0, 0.01, 500);
@@ -430,18 +566,34 @@ fn stats_gengamma_fit_is_robust() {
     for (name, x) in &cases {
         let f = fit_gengamma(x).unwrap_or_else(|e| panic!("{name}: {e}"));
         let d = f.dist;
-        assert!(d.a().is_finite() && d.c().is_finite() && d.scale().is_finite(), "{name}: {d:?}");
-        assert!(f.log_likelihood.is_finite(), "{name}: ll {}", f.log_likelihood);
+        assert!(
+            d.a().is_finite() && d.c().is_finite() && d.scale().is_finite(),
+            "{name}: {d:?}"
+        );
+        assert!(
+            f.log_likelihood.is_finite(),
+            "{name}: ll {}",
+            f.log_likelihood
+        );
         // The 1 - 1e-7 quantile exists; it may overflow only for a boundary fit (e.g. three
         // points fitted with |c| at its limit).
         let xq = d.isf(1e-7);
-        assert!(xq > 0.0 && (xq.is_finite() || f.at_bound), "{name}: isf {xq}, {d:?}");
+        assert!(
+            xq > 0.0 && (xq.is_finite() || f.at_bound),
+            "{name}: isf {xq}, {d:?}"
+        );
         // Never worse than the Gamma (c = 1) or the Maxwell (a = 3/2, c = 2), both special cases.
         if let Ok(g) = fit_gamma(x) {
-            assert!(f.log_likelihood >= g.log_likelihood(x) - 1e-6 * x.len() as f64, "{name}");
+            assert!(
+                f.log_likelihood >= g.log_likelihood(x) - 1e-6 * x.len() as f64,
+                "{name}"
+            );
         }
         let m = fit_maxwell(x).unwrap();
-        assert!(f.log_likelihood >= m.log_likelihood(x) - 1e-6 * x.len() as f64, "{name}");
+        assert!(
+            f.log_likelihood >= m.log_likelihood(x) - 1e-6 * x.len() as f64,
+            "{name}"
+        );
     }
     // The log-normal-quantile sample has no interior maximum: the fit must say so.
     let f = fit_gengamma(&cases[0].1).unwrap();
@@ -458,7 +610,10 @@ fn stats_gengamma_fit_is_robust() {
 #[test]
 fn stats_fits_reject_bad_samples() {
     use super::StatsError;
-    assert!(matches!(fit_maxwell(&[1.0]), Err(StatsError::TooFewSamples { .. })));
+    assert!(matches!(
+        fit_maxwell(&[1.0]),
+        Err(StatsError::TooFewSamples { .. })
+    ));
     assert!(matches!(
         fit_gamma(&[1.0, 0.0, 2.0]),
         Err(StatsError::BadValue { index: 1, .. })
@@ -467,8 +622,14 @@ fn stats_fits_reject_bad_samples() {
         fit_gengamma(&[1.0, f64::NAN]),
         Err(StatsError::BadValue { index: 1, .. })
     ));
-    assert!(matches!(fit_gamma(&[2.0; 10]), Err(StatsError::Degenerate { .. })));
-    assert!(matches!(fit_gengamma(&[2.0; 10]), Err(StatsError::Degenerate { .. })));
+    assert!(matches!(
+        fit_gamma(&[2.0; 10]),
+        Err(StatsError::Degenerate { .. })
+    ));
+    assert!(matches!(
+        fit_gengamma(&[2.0; 10]),
+        Err(StatsError::Degenerate { .. })
+    ));
     // Maxwell is defined for equal values.
     assert!((fit_maxwell(&[2.0; 10]).unwrap().sigma() - 2.0 / 3f64.sqrt()).abs() < 1e-15);
 }
@@ -486,7 +647,10 @@ fn stats_ks_p_values_are_uniform_under_the_null() {
         }
     }
     // Binomial(400, 0.1): mean 40, sd 6; allow 4 sd.
-    assert!((16..=64).contains(&below), "{below} of {reps} p-values below 0.1");
+    assert!(
+        (16..=64).contains(&below),
+        "{below} of {reps} p-values below 0.1"
+    );
 }
 
 #[test]
@@ -495,13 +659,20 @@ fn stats_kolmogorov_sf_is_monotone_across_branches() {
         let mut prev = 1.0;
         // Small n: the whole range; large n: up to n d^2 = 64 (sf ~ 1e-55), which crosses the
         // Durbin / Pelz-Good / Smirnov switches at n d^1.5 = 1.4 and n d^2 = 2.2, 18.
-        let (steps, d_max) = if n <= 1000 { (2000, 1.0) } else { (150, 8.0 / (n as f64).sqrt()) };
+        let (steps, d_max) = if n <= 1000 {
+            (2000, 1.0)
+        } else {
+            (150, 8.0 / (n as f64).sqrt())
+        };
         for i in 1..steps {
             let d = d_max * i as f64 / steps as f64;
             let sf = kolmogorov_sf(n, d);
             assert!((0.0..=1.0).contains(&sf), "n={n} d={d}: {sf}");
             // Branch switches may leave rounding-level steps, never a real increase.
-            assert!(sf <= prev + 1e-9, "n={n}: sf rises from {prev} to {sf} at d={d}");
+            assert!(
+                sf <= prev + 1e-9,
+                "n={n}: sf rises from {prev} to {sf} at d={d}"
+            );
             prev = sf;
         }
     }
