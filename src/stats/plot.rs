@@ -608,6 +608,61 @@ impl Figure for HeatmapPlot<'_> {
     }
 }
 
+/// Writes the F1, precision and recall heat maps of a sweep as `<prefix>_f1.<ext>`,
+/// `<prefix>_precision.<ext>` and `<prefix>_recall.<ext>` (ext: "png" or "svg"), with the
+/// statistical cutoffs `e_c` (horizontal) and `u_c` (vertical) drawn as lines. The sweep's
+/// grids must be strictly increasing. `u_unit` is the uncertainty's unit for the axis label.
+/// Returns the paths written.
+pub fn sweep_heatmaps(
+    prefix: &Path,
+    ext: &str,
+    title: &str,
+    sweep: &super::metrics::Sweep,
+    e_c: f64,
+    u_c: f64,
+    u_unit: &str,
+) -> Result<Vec<PathBuf>, PlotError> {
+    let x_label = format!("uncertainty cutoff u_c ({u_unit})");
+    let mut written = Vec::new();
+    for (name, z) in [
+        ("f1", sweep.f1()),
+        ("precision", sweep.precision()),
+        ("recall", sweep.recall()),
+    ] {
+        let stem = prefix
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or("sweep");
+        let path = prefix.with_file_name(format!("{stem}_{name}.{ext}"));
+        let label = match name {
+            "f1" => "F1",
+            "precision" => "precision",
+            _ => "recall",
+        };
+        HeatmapPlot {
+            title: &format!("{title}: {label}"),
+            x_label: &x_label,
+            y_label: "error cutoff e_c (eV/Å)",
+            z_label: label,
+            x: &sweep.u_grid,
+            y: &sweep.e_grid,
+            z: &z,
+            z_range: Some((0.0, 1.0)),
+            x_markers: vec![Marker::new(
+                format!("statistical u_c = {}", tick(&u_c)),
+                u_c,
+            )],
+            y_markers: vec![Marker::new(
+                format!("statistical e_c = {}", tick(&e_c)),
+                e_c,
+            )],
+        }
+        .write(&path)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Calibration curve.
 
@@ -1016,6 +1071,21 @@ mod tests {
         assert_eq!(tick(&1000.0), "1000");
         assert_eq!(tick(&0.0125), "0.0125");
         assert_eq!(tick(&2.5e-5), "2.50e-5");
+        let e_grid = linspace(0.0, 0.3, 16);
+        let u_grid = linspace(0.0, 0.3, 16);
+        let s = sweep(&errors, &unc, &e_grid, &u_grid).unwrap();
+        let files = sweep_heatmaps(
+            &dir.join("li_ens"),
+            "png",
+            "Li, ensemble",
+            &s,
+            e_c,
+            u_c,
+            "eV/Å",
+        )
+        .unwrap();
+        assert_eq!(files.len(), 3);
+        files.iter().for_each(|f| assert_written(f));
         let md = markdown_table(
             &["a".into(), "b|c".into()],
             &[vec!["1".into(), "22".into()], vec!["333".into()]],
