@@ -1,5 +1,6 @@
 //! The `aceuq` command line.
 
+pub mod cutoff;
 pub mod eval;
 pub mod fit;
 
@@ -27,6 +28,9 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Show what a model file contains.
     Info(InfoArgs),
+    /// Statistical cutoff (1 - 1/N quantile of the best-fitting distribution) for any column of
+    /// numbers: uncertainties, DeePMD model deviations, ML-PACE gammas.
+    Cutoff(cutoff::CutoffArgs),
 }
 
 /// Arguments of `aceuq info`.
@@ -82,6 +86,7 @@ pub fn main() -> i32 {
         Command::Fit(a) => fit::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Info(a) => info(a),
+        Command::Cutoff(a) => cutoff::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -1,1 +1,112 @@
-//! Statistics: distribution fits, goodness of fit, statistical cutoffs and UQ metrics.
+//! Statistics: distribution fits, goodness of fit, statistical cutoffs and UQ metrics
+//! (METHODS.md §5–§6).
+//!
+//! The pieces, in the order they are used:
+//! - [`dist`]: Maxwell, Gamma and scipy's generalized Gamma (location 0), with pdf, cdf,
+//!   survival, quantiles and mean; [`special`] holds the incomplete gamma functions behind them,
+//!   accurate in the far upper tail.
+//! - [`fit`]: maximum-likelihood fits of the three families.
+//! - [`ks`]: the one-sample Kolmogorov–Smirnov test, matching `scipy.stats.kstest` defaults.
+//! - [`selection`]: the model choice (Maxwell, Gamma, generalized Gamma; first with p > 0.05,
+//!   else the highest p).
+//! - [`cutoff`]: the 1 - 1/N cutoffs, the upper (stability) cutoff and the serde-able
+//!   per-(species, method) [`Calibration`] record.
+//! - [`metrics`]: confusion counts, precision/recall/F1, the 2-D cutoff sweep, calibration
+//!   curves and miscalibration area, Spearman rho, ROC-AUC.
+//! - [`plot`]: PNG/SVG figures of all of the above and a Markdown table writer.
+//!
+//! Typical use:
+//! ```
+//! use aceuq::stats::{CalibrationOptions, calibrate};
+//! // Per-atom force errors (eV/Å) and uncertainties of one species on validation data.
+//! let errors: Vec<f64> = (1..=200).map(|i| 0.05 + 0.001 * i as f64).collect();
+//! let unc: Vec<f64> = errors.iter().map(|e| 0.9 * e + 0.01).collect();
+//! let cal = calibrate("Li", "ensemble", &errors, &unc, &CalibrationOptions::new(10_000)).unwrap();
+//! assert!(cal.u_c > 0.0 && cal.u_max >= cal.u_c);
+//! ```
+
+// `!(x > 0.0)` is used on purpose throughout: unlike `x <= 0.0` it also rejects NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
+pub mod cutoff;
+pub mod dist;
+pub mod fit;
+pub mod ks;
+pub mod metrics;
+pub mod plot;
+pub mod selection;
+pub mod special;
+
+/// Test vectors and seeded samplers shared by the unit tests of the crate.
+#[cfg(test)]
+pub(crate) mod tests;
+
+pub use cutoff::{
+    Calibration, CalibrationOptions, UpperCutoff, Zone, calibrate, cutoff_for_n, upper_cutoff,
+};
+pub use dist::{ContinuousDistribution, Distribution, Family, Gamma, GenGamma, Maxwell};
+pub use fit::{GenGammaFit, fit_gamma, fit_gengamma, fit_maxwell};
+pub use ks::{KsResult, kolmogorov_sf, ks_test};
+pub use metrics::{
+    CalibrationCurve, Confusion, Sweep, calibration_curve, confusion, miscalibration_area,
+    pit_maxwell, roc_auc, spearman, sweep,
+};
+pub use selection::{Candidate, ModelChoice, choose_model, choose_model_from};
+
+/// Errors of the statistics layer. Indices are 0-based positions in the slice passed in;
+/// callers that read files translate them to file and line.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    /// Not enough values.
+    #[error("need at least {needed} values, got {n}")]
+    TooFewSamples {
+        /// Values given.
+        n: usize,
+        /// Values needed.
+        needed: usize,
+    },
+    /// A value outside the domain (NaN, infinite, or non-positive where a fit needs x > 0).
+    #[error("value at index {index} is {value}, but values must be {expected}; remove or fix it")]
+    BadValue {
+        /// 0-based index into the input slice.
+        index: usize,
+        /// The offending value.
+        value: f64,
+        /// What was expected (e.g. "finite and > 0").
+        expected: &'static str,
+    },
+    /// A distribution parameter or argument out of range.
+    #[error("invalid {name} = {value}")]
+    InvalidParameter {
+        /// Parameter name.
+        name: &'static str,
+        /// The offending value.
+        value: f64,
+    },
+    /// The data do not determine the quantity (e.g. all values equal).
+    #[error("{what} is impossible: {reason}")]
+    Degenerate {
+        /// What was attempted.
+        what: &'static str,
+        /// Why it failed and what to do.
+        reason: String,
+    },
+    /// Two inputs that must pair up have different lengths.
+    #[error("{what} have different lengths ({left} vs {right})")]
+    LengthMismatch {
+        /// The two inputs.
+        what: &'static str,
+        /// Length of the first.
+        left: usize,
+        /// Length of the second.
+        right: usize,
+    },
+    /// An error with the species / method / quantity it happened for.
+    #[error("{context}: {source}")]
+    Context {
+        /// Where it happened.
+        context: String,
+        /// The underlying error.
+        source: Box<StatsError>,
+    },
+}

@@ -1,0 +1,362 @@
+//! Statistical cutoffs of METHODS.md §5 and the per-(species, method) calibration record.
+//!
+//! - Lower cutoff: x_c with CDF(x_c) = 1 - 1/N, N the number of samples the cutoff will be
+//!   applied to (atoms of the sampling set, per species); computed as `isf(1/N)` so that
+//!   N = 1e7 and beyond keep full precision. Same rule for errors (e_c) and uncertainties (u_c).
+//! - Upper (stability) cutoff: ratio = max(1, (e_max - mean_e) / (e_c - mean_e)) and
+//!   u_max = mean_u + ratio (u_c - mean_u); e_max ~ 1 eV/Å by default.
+//! - Between u_c and u_max an atom is "uncertain, worth labelling" (dump); above u_max the run is
+//!   "unstable" (halt).
+
+use serde::{Deserialize, Serialize};
+
+use super::StatsError;
+use super::dist::{ContinuousDistribution, Family};
+use super::selection::{DEFAULT_ALPHA, ModelChoice, choose_model_from};
+
+/// Default stability limit of the force error, eV/Å (METHODS.md §5).
+pub const DEFAULT_E_MAX: f64 = 1.0;
+
+/// The x with CDF(x) = 1 - 1/n: the largest value expected once among n samples.
+///
+/// Errors if n < 2 (the cutoff would be the bottom of the support) or if the quantile is not
+/// finite.
+pub fn cutoff_for_n<D: ContinuousDistribution + ?Sized>(
+    dist: &D,
+    n: u64,
+) -> Result<f64, StatsError> {
+    if n < 2 {
+        return Err(StatsError::InvalidParameter {
+            name: "N (samples the cutoff applies to)",
+            value: n as f64,
+        });
+    }
+    let x = dist.isf(1.0 / n as f64);
+    if x.is_finite() && x > 0.0 {
+        Ok(x)
+    } else {
+        Err(StatsError::Degenerate {
+            what: "cutoff",
+            reason: format!("the 1 - 1/{n} quantile is {x}; the fitted distribution is unusable"),
+        })
+    }
+}
+
+/// The stability ratio and upper cutoff of §5.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpperCutoff {
+    /// max(1, (e_max - mean_e) / (e_c - mean_e)); 1 when e_c <= mean_e (no meaningful scale).
+    pub ratio: f64,
+    /// mean_u + ratio (u_c - mean_u).
+    pub u_max: f64,
+}
+
+/// Maps the error stability limit `e_max` onto the uncertainty scale (§5).
+///
+/// If e_c <= mean_e the ratio is undefined; it is then taken as 1 (u_max = u_c), the same
+/// value the max(1, .) clamp gives whenever e_max is not beyond e_c.
+pub fn upper_cutoff(e_max: f64, mean_e: f64, e_c: f64, mean_u: f64, u_c: f64) -> UpperCutoff {
+    let denom = e_c - mean_e;
+    let raw = if denom > 0.0 {
+        (e_max - mean_e) / denom
+    } else {
+        1.0
+    };
+    let ratio = if raw.is_finite() { raw.max(1.0) } else { 1.0 };
+    UpperCutoff {
+        ratio,
+        u_max: mean_u + ratio * (u_c - mean_u),
+    }
+}
+
+/// Where an uncertainty value falls relative to the two cutoffs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Zone {
+    /// u <= u_c: trusted.
+    Trusted,
+    /// u_c < u <= u_max: uncertain, worth labelling (dump).
+    Uncertain,
+    /// u > u_max: the dynamics is likely unphysical (halt).
+    Unstable,
+}
+
+/// Options of [`calibrate`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationOptions {
+    /// N: number of samples (atoms of this species in the sampling set) the cutoffs apply to.
+    pub n_apply: u64,
+    /// Stability limit of the force error, eV/Å.
+    pub e_max: f64,
+    /// Families tried for the errors; §5: force errors of a well-trained model are Maxwell.
+    pub error_families: Vec<Family>,
+    /// Families tried for the uncertainties, in order (§5: Maxwell, Gamma, generalized Gamma).
+    pub uncertainty_families: Vec<Family>,
+    /// KS level of the model choice.
+    pub alpha: f64,
+}
+
+impl CalibrationOptions {
+    /// Defaults of METHODS.md §5 for a given N: e_max = 1 eV/Å, Maxwell errors, all three
+    /// families for the uncertainty, alpha = 0.05.
+    pub fn new(n_apply: u64) -> Self {
+        Self {
+            n_apply,
+            e_max: DEFAULT_E_MAX,
+            error_families: vec![Family::Maxwell],
+            uncertainty_families: Family::ALL.to_vec(),
+            alpha: DEFAULT_ALPHA,
+        }
+    }
+}
+
+/// Calibration result for one (species, uncertainty method): the fitted distributions, their
+/// goodness of fit and the cutoffs. Stored in the model file (serde) and printed as a table.
+///
+/// Units: errors and e_* in eV/Å; uncertainties and u_* in the method's own units (eV/Å for
+/// ensembles, dimensionless for the extrapolation grade).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Chemical species (element symbol).
+    pub species: String,
+    /// Uncertainty method (e.g. "ensemble", "distance", "gp", "dopt", "dopt_local").
+    pub method: String,
+    /// Number of (error, uncertainty) pairs the fits used.
+    pub n_fit: usize,
+    /// N the cutoffs are computed for.
+    pub n_apply: u64,
+    /// Model choice for the force errors.
+    pub error: ModelChoice,
+    /// Model choice for the uncertainties.
+    pub uncertainty: ModelChoice,
+    /// Mean of the chosen error distribution (sample mean if infinite), eV/Å.
+    pub mean_e: f64,
+    /// Mean of the chosen uncertainty distribution (sample mean if infinite).
+    pub mean_u: f64,
+    /// Error cutoff e_c (1 - 1/N quantile), eV/Å.
+    pub e_c: f64,
+    /// Uncertainty cutoff u_c (1 - 1/N quantile).
+    pub u_c: f64,
+    /// Error stability limit e_max, eV/Å.
+    pub e_max: f64,
+    /// Stability ratio max(1, (e_max - mean_e)/(e_c - mean_e)).
+    pub ratio: f64,
+    /// Upper (stability) uncertainty cutoff.
+    pub u_max: f64,
+}
+
+fn mean_of(choice: &ModelChoice, x: &[f64]) -> f64 {
+    let m = choice.dist().mean();
+    if m.is_finite() {
+        m
+    } else {
+        x.iter().sum::<f64>() / x.len() as f64
+    }
+}
+
+/// Fits errors and uncertainties and computes all cutoffs for one (species, method).
+///
+/// `errors` and `uncertainties` are per-atom values on validation data (same length, paired).
+/// Errors name the offending input and index.
+pub fn calibrate(
+    species: &str,
+    method: &str,
+    errors: &[f64],
+    uncertainties: &[f64],
+    opts: &CalibrationOptions,
+) -> Result<Calibration, StatsError> {
+    if errors.len() != uncertainties.len() {
+        return Err(StatsError::LengthMismatch {
+            what: "errors and uncertainties",
+            left: errors.len(),
+            right: uncertainties.len(),
+        });
+    }
+    let ctx = |what: &'static str| {
+        move |e: StatsError| StatsError::Context {
+            context: format!("species {species}, method {method}, {what}"),
+            source: Box::new(e),
+        }
+    };
+    let error =
+        choose_model_from(errors, &opts.error_families, opts.alpha).map_err(ctx("errors"))?;
+    let uncertainty = choose_model_from(uncertainties, &opts.uncertainty_families, opts.alpha)
+        .map_err(ctx("uncertainties"))?;
+    let e_c = cutoff_for_n(error.dist(), opts.n_apply).map_err(ctx("error cutoff"))?;
+    let u_c = cutoff_for_n(uncertainty.dist(), opts.n_apply).map_err(ctx("uncertainty cutoff"))?;
+    let mean_e = mean_of(&error, errors);
+    let mean_u = mean_of(&uncertainty, uncertainties);
+    let up = upper_cutoff(opts.e_max, mean_e, e_c, mean_u, u_c);
+    Ok(Calibration {
+        species: species.to_string(),
+        method: method.to_string(),
+        n_fit: errors.len(),
+        n_apply: opts.n_apply,
+        error,
+        uncertainty,
+        mean_e,
+        mean_u,
+        e_c,
+        u_c,
+        e_max: opts.e_max,
+        ratio: up.ratio,
+        u_max: up.u_max,
+    })
+}
+
+impl Calibration {
+    /// Zone of an uncertainty value (trusted / uncertain / unstable).
+    pub fn zone(&self, u: f64) -> Zone {
+        if u > self.u_max {
+            Zone::Unstable
+        } else if u > self.u_c {
+            Zone::Uncertain
+        } else {
+            Zone::Trusted
+        }
+    }
+
+    /// Column headers of [`Calibration::table_row`].
+    pub fn table_header() -> Vec<String> {
+        [
+            "species",
+            "method",
+            "n_fit",
+            "N",
+            "error fit",
+            "KS p (err)",
+            "e_c (eV/Å)",
+            "uncertainty fit",
+            "KS p (unc)",
+            "u_c",
+            "ratio",
+            "u_max",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// One table row summarizing this calibration (see [`super::plot::markdown_table`]).
+    pub fn table_row(&self) -> Vec<String> {
+        let fit = |c: &ModelChoice| {
+            let d = c.dist();
+            let mark = if c.passed() { "" } else { " (best p, failed)" };
+            format!("{} {}{}", d.family(), d.params_string(), mark)
+        };
+        vec![
+            self.species.clone(),
+            self.method.clone(),
+            self.n_fit.to_string(),
+            self.n_apply.to_string(),
+            fit(&self.error),
+            format!("{:.3e}", self.error.chosen().ks.p_value),
+            format!("{:.5}", self.e_c),
+            fit(&self.uncertainty),
+            format!("{:.3e}", self.uncertainty.chosen().ks.p_value),
+            format!("{:.5}", self.u_c),
+            format!("{:.4}", self.ratio),
+            format!("{:.5}", self.u_max),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::dist::Maxwell;
+    use crate::stats::tests::{draw_gamma, draw_maxwell, rng};
+
+    #[test]
+    fn stats_upper_cutoff_cases() {
+        // (e_max - mean_e)/(e_c - mean_e) = (1 - 0.1)/(0.4 - 0.1) = 3.
+        let up = upper_cutoff(1.0, 0.1, 0.4, 2.0, 5.0);
+        assert!((up.ratio - 3.0).abs() < 1e-12);
+        assert!((up.u_max - (2.0 + 3.0 * 3.0)).abs() < 1e-12);
+        // e_max below e_c: clamped to 1, u_max = u_c.
+        let up = upper_cutoff(0.3, 0.1, 0.4, 2.0, 5.0);
+        assert_eq!(up.ratio, 1.0);
+        assert_eq!(up.u_max, 5.0);
+        // e_c not above the mean: ratio 1 instead of a division by <= 0.
+        let up = upper_cutoff(1.0, 0.5, 0.5, 2.0, 5.0);
+        assert_eq!((up.ratio, up.u_max), (1.0, 5.0));
+    }
+
+    #[test]
+    fn stats_cutoff_needs_n_of_at_least_two() {
+        let m = Maxwell::new(1.0).unwrap();
+        assert!(cutoff_for_n(&m, 1).is_err());
+        assert!(cutoff_for_n(&m, 0).is_err());
+        // N = 1e7 and 1e12 stay finite and ordered.
+        let a = cutoff_for_n(&m, 10_000_000).unwrap();
+        let b = cutoff_for_n(&m, 1_000_000_000_000).unwrap();
+        assert!(a > 4.59 && b > a && b.is_finite());
+    }
+
+    #[test]
+    fn stats_calibrate_end_to_end() {
+        let mut r = rng(31);
+        let errors = draw_maxwell(&mut r, 0.05, 4000);
+        // An uncertainty that tracks the error with multiplicative noise.
+        let noise = draw_gamma(&mut r, 8.0, 1.0 / 8.0, 4000);
+        let unc: Vec<f64> = errors
+            .iter()
+            .zip(&noise)
+            .map(|(e, z)| 0.8 * e * z + 0.01)
+            .collect();
+        let cal = calibrate(
+            "Li",
+            "ensemble",
+            &errors,
+            &unc,
+            &CalibrationOptions::new(10_000),
+        )
+        .unwrap();
+        assert_eq!(cal.error.dist().family(), Family::Maxwell);
+        let sigma = match cal.error.dist() {
+            crate::stats::Distribution::Maxwell(m) => m.sigma(),
+            d => panic!("{d:?}"),
+        };
+        // METHODS.md §5 table: x_c / sigma = 4.59429 at N = 1e4.
+        assert!((cal.e_c / sigma - 4.59429).abs() < 1e-5);
+        assert!((cal.u_c - cal.uncertainty.dist().isf(1e-4)).abs() < 1e-12);
+        let up = upper_cutoff(1.0, cal.mean_e, cal.e_c, cal.mean_u, cal.u_c);
+        assert_eq!((cal.ratio, cal.u_max), (up.ratio, up.u_max));
+        assert!(cal.ratio > 1.0 && cal.u_max > cal.u_c);
+        assert_eq!(cal.zone(cal.u_c * 0.5), Zone::Trusted);
+        assert_eq!(cal.zone(0.5 * (cal.u_c + cal.u_max)), Zone::Uncertain);
+        assert_eq!(cal.zone(cal.u_max * 1.01), Zone::Unstable);
+        assert_eq!(cal.table_row().len(), Calibration::table_header().len());
+        // Round trip through TOML (the model file format).
+        let text = toml::to_string(&cal).unwrap();
+        let back: Calibration = toml::from_str(&text).unwrap();
+        assert_eq!(back, cal);
+    }
+
+    #[test]
+    fn stats_calibrate_names_the_bad_input() {
+        let e = calibrate(
+            "Al",
+            "gp",
+            &[0.1, 0.2, -1.0],
+            &[1.0, 2.0, 3.0],
+            &CalibrationOptions::new(100),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("Al") && e.contains("gp") && e.contains("errors") && e.contains("index 2"),
+            "{e}"
+        );
+        assert!(
+            calibrate(
+                "Al",
+                "gp",
+                &[0.1],
+                &[1.0, 2.0],
+                &CalibrationOptions::new(100)
+            )
+            .is_err()
+        );
+    }
+}
