@@ -3,6 +3,7 @@
 //!
 //! Units are LAMMPS `metal`: Å, eV, eV/Å.
 
+pub mod ffi;
 pub mod io;
 pub mod stats;
 pub mod structure;
