@@ -7,6 +7,7 @@
 
 pub mod basis;
 pub mod cli;
+pub mod ffi;
 pub mod io;
 pub mod model;
 pub mod neighbors;

