@@ -92,8 +92,12 @@ impl Derived {
     fn new(b: &SpeciesBasis, c: &[f64]) -> Derived {
         let dag = b.build_dag();
         let na = dag.n_a;
-        let links: Vec<[u32; 2]> =
-            dag.parent.iter().zip(&dag.extra).map(|(&p, &e)| [p, e]).collect();
+        let links: Vec<[u32; 2]> = dag
+            .parent
+            .iter()
+            .zip(&dag.extra)
+            .map(|(&p, &e)| [p, e])
+            .collect();
         // The unchecked sweeps in `eval` rely on these invariants.
         for (k, &[p, e]) in links.iter().enumerate() {
             assert!(
@@ -171,7 +175,12 @@ impl Model {
 
     /// Recompute the evaluation tables (after changing coefficients).
     pub fn rebuild_derived(&mut self) {
-        self.derived = self.bases.iter().zip(&self.coefs).map(|(b, c)| Derived::new(b, c)).collect();
+        self.derived = self
+            .bases
+            .iter()
+            .zip(&self.coefs)
+            .map(|(b, c)| Derived::new(b, c))
+            .collect();
     }
 
     /// Number of species.

@@ -427,7 +427,14 @@ fn print_dag_sizes() {
     let m = crate::io::modelfile::load(std::path::Path::new("/tmp/li55.aceuq")).unwrap();
     let d = &m.derived[0];
     let b = &m.bases[0];
-    println!("funcs {} monomials {} nodes {} (A {}) terms {}", b.len(), b.n_monomials(), d.dag.len(), d.dag.n_a, b.func_mono.len());
+    println!(
+        "funcs {} monomials {} nodes {} (A {}) terms {}",
+        b.len(),
+        b.n_monomials(),
+        d.dag.len(),
+        d.dag.n_a,
+        b.func_mono.len()
+    );
     let nz = d.ctilde.iter().filter(|c| **c != 0.0).count();
     println!("nonzero ctilde {nz}");
 }
