@@ -6,6 +6,7 @@
 #![allow(clippy::needless_range_loop)] // index loops read like the formulas in numerical kernels
 
 pub mod basis;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod ffi;
 pub mod io;
@@ -13,5 +14,6 @@ pub mod model;
 pub mod neighbors;
 pub mod stats;
 pub mod structure;
+pub mod uq;
 
 pub use structure::Structure;

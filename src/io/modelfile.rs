@@ -155,6 +155,7 @@ pub fn to_container(model: &Model) -> Container {
             Array::F64(model.coefs[s].clone()),
         );
     }
+    model.uq.save(&mut c);
     c
 }
 
@@ -174,9 +175,11 @@ fn check_ptr(path: &Path, name: &str, ptr: &[u32], len: usize) -> Result<(), Con
 
 /// Decode a model from a container read from `path`.
 pub fn from_container(path: &Path, c: &Container) -> Result<Model, ContainerError> {
-    let meta: ModelMeta = c
-        .meta
-        .clone()
+    // Uncertainty and calibration sections belong to their own modules.
+    let mut core_meta = c.meta.clone();
+    core_meta.remove("uq");
+    core_meta.remove("calibration");
+    let meta: ModelMeta = core_meta
         .try_into()
         .map_err(|e: toml::de::Error| bad(path, format!("metadata: {}", e.message())))?;
     let ns = meta.species.len();
@@ -333,8 +336,10 @@ pub fn from_container(path: &Path, c: &Container) -> Result<Model, ContainerErro
         coefs.push(cf);
     }
     let e0 = meta.species.iter().map(|s| s.e0).collect();
-    Model::new(names, meta.basis, radial, core, bases, coefs, e0, meta.fit)
-        .map_err(|e| bad(path, e.to_string()))
+    let mut model = Model::new(names, meta.basis, radial, core, bases, coefs, e0, meta.fit)
+        .map_err(|e| bad(path, e.to_string()))?;
+    model.uq = crate::uq::UqModel::load(path, c, &model)?;
+    Ok(model)
 }
 
 /// Load a model file.

@@ -237,7 +237,7 @@ impl Calibration {
         .collect()
     }
 
-    /// One table row summarizing this calibration (see [`super::plot::markdown_table`]).
+    /// One table row summarizing this calibration (for a Markdown table of results).
     pub fn table_row(&self) -> Vec<String> {
         let fit = |c: &ModelChoice| {
             let d = c.dist();

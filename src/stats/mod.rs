@@ -33,6 +33,7 @@ pub mod dist;
 pub mod fit;
 pub mod ks;
 pub mod metrics;
+#[cfg(feature = "cli")]
 pub mod plot;
 pub mod selection;
 pub mod special;

@@ -1,0 +1,1 @@
+//! PLACEHOLDER: MaxVol (see ../mod.rs).

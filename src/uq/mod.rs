@@ -1,0 +1,334 @@
+//! Per-atom uncertainty estimators (METHODS.md §2–§4), built at fit time and stored in the model:
+//! global D-optimality (MaxVol extrapolation grade `gamma`), clustered local D-optimality
+//! (`gamma_local`), ensembles, latent distance and a sparse Gaussian process.
+//!
+//! Builders consume a [`DescriptorTable`] (the basis vectors `B_i` of many atoms, grouped by
+//! species, with where each row came from) and, for the calibrated estimators, per-atom force
+//! errors on validation data ([`force_errors`]). Each estimator stores itself in the model file
+//! under array names `uq.<method>.*` and a TOML table `[uq.<method>]`.
+
+pub mod activeset;
+pub mod distance;
+pub mod ensemble;
+pub mod gp;
+pub mod maxvol;
+
+use crate::io::container::{Container, ContainerError};
+use crate::model::{Model, ModelError, Workspace};
+use crate::structure::Structure;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The uncertainty estimators.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+#[clap(rename_all = "snake_case")]
+pub enum Method {
+    /// Global D-optimality: MaxVol extrapolation grade.
+    Gamma,
+    /// Clustered local D-optimality: grade against the active set of the atom's cluster.
+    GammaLocal,
+    /// Ensemble force spread, calibrated.
+    Ensemble,
+    /// Latent distance to the nearest training environment, calibrated.
+    Distance,
+    /// Sparse Gaussian process on the features, predicting the force error.
+    Gp,
+}
+
+impl Method {
+    /// All methods in a fixed order.
+    pub const ALL: [Method; 5] = [
+        Method::Gamma,
+        Method::GammaLocal,
+        Method::Ensemble,
+        Method::Distance,
+        Method::Gp,
+    ];
+
+    /// Name used in files, columns and the LAMMPS input.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Gamma => "gamma",
+            Method::GammaLocal => "gamma_local",
+            Method::Ensemble => "ensemble",
+            Method::Distance => "distance",
+            Method::Gp => "gp",
+        }
+    }
+
+    /// Parse a name as used in files and the LAMMPS input.
+    pub fn from_name(s: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// Column name of the per-atom value in CSV and extended XYZ output.
+    pub fn column(self) -> &'static str {
+        match self {
+            Method::Gamma => "gamma",
+            Method::GammaLocal => "gamma_local",
+            Method::Ensemble => "sigma_ensemble",
+            Method::Distance => "sigma_distance",
+            Method::Gp => "sigma_gp",
+        }
+    }
+}
+
+/// Errors building or evaluating uncertainty estimators.
+#[derive(Debug, thiserror::Error)]
+pub enum UqError {
+    /// Not enough data to build an estimator, with what to do.
+    #[error("{0}")]
+    Data(String),
+    /// A numerical failure, with what to do.
+    #[error("{0}")]
+    Numerical(String),
+    /// The model does not carry the estimator that was asked for.
+    #[error("the model has no '{method}' uncertainty; refit with {hint}")]
+    Missing {
+        method: &'static str,
+        hint: &'static str,
+    },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// How to partition configuration space for clustered local D-optimality.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Partition {
+    /// k-means with `k` clusters on the standardized descriptors.
+    KMeans(usize),
+    /// One cluster per `config_type` of the training structures.
+    ConfigType,
+}
+
+/// The `[uq]` table of the fit configuration: which estimators to build, and their settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UqConfig {
+    /// Build global MaxVol active sets (gamma).
+    pub active_set: bool,
+    /// Build clustered local active sets (gamma_local).
+    pub clusters: Option<Partition>,
+    /// Number of ensemble members (0 = no ensemble).
+    pub ensemble: usize,
+    /// Build the latent-distance estimator.
+    pub distance: bool,
+    /// Build the sparse GP estimator.
+    pub gp: bool,
+    /// MaxVol and active-set settings.
+    pub activeset: activeset::Settings,
+    /// Ensemble settings.
+    pub ensemble_settings: ensemble::Settings,
+    /// Latent-distance settings.
+    pub distance_settings: distance::Settings,
+    /// Sparse GP settings.
+    pub gp_settings: gp::Settings,
+    /// Seed for every random choice (k-means, bootstrap, inducing points).
+    pub seed: u64,
+}
+
+impl Default for UqConfig {
+    fn default() -> Self {
+        UqConfig {
+            active_set: false,
+            clusters: None,
+            ensemble: 0,
+            distance: false,
+            gp: false,
+            activeset: Default::default(),
+            ensemble_settings: Default::default(),
+            distance_settings: Default::default(),
+            gp_settings: Default::default(),
+            seed: 2024,
+        }
+    }
+}
+
+/// Everything uncertainty-related a model carries.
+#[derive(Clone, Debug, Default)]
+pub struct UqModel {
+    pub active_set: Option<activeset::GlobalActiveSets>,
+    pub local: Option<activeset::ClusteredActiveSets>,
+    pub ensemble: Option<ensemble::Ensemble>,
+    pub distance: Option<distance::DistanceModel>,
+    pub gp: Option<gp::SparseGp>,
+}
+
+impl UqModel {
+    /// Which methods are available.
+    pub fn methods(&self) -> Vec<Method> {
+        let mut v = vec![];
+        if self.active_set.is_some() {
+            v.push(Method::Gamma);
+        }
+        if self.local.is_some() {
+            v.push(Method::GammaLocal);
+        }
+        if self.ensemble.is_some() {
+            v.push(Method::Ensemble);
+        }
+        if self.distance.is_some() {
+            v.push(Method::Distance);
+        }
+        if self.gp.is_some() {
+            v.push(Method::Gp);
+        }
+        v
+    }
+
+    /// Store every present estimator.
+    pub fn save(&self, c: &mut Container) {
+        if let Some(x) = &self.active_set {
+            x.save(c);
+        }
+        if let Some(x) = &self.local {
+            x.save(c);
+        }
+        if let Some(x) = &self.ensemble {
+            x.save(c);
+        }
+        if let Some(x) = &self.distance {
+            x.save(c);
+        }
+        if let Some(x) = &self.gp {
+            x.save(c);
+        }
+    }
+
+    /// Load the estimators present in a container (a model file read from `path`).
+    pub fn load(path: &Path, c: &Container, model: &Model) -> Result<UqModel, ContainerError> {
+        Ok(UqModel {
+            active_set: activeset::GlobalActiveSets::load(path, c, model)?,
+            local: activeset::ClusteredActiveSets::load(path, c, model)?,
+            ensemble: ensemble::Ensemble::load(path, c, model)?,
+            distance: distance::DistanceModel::load(path, c, model)?,
+            gp: gp::SparseGp::load(path, c, model)?,
+        })
+    }
+}
+
+/// Basis vectors of many atoms of one species, row-major, with their provenance.
+#[derive(Clone, Debug, Default)]
+pub struct SpeciesRows {
+    /// Row length (number of basis functions of the species).
+    pub m: usize,
+    /// `n × m` values, row-major.
+    pub rows: Vec<f64>,
+    /// Index of the structure each row came from (in the slice given to [`descriptor_table`]).
+    pub structure: Vec<u32>,
+    /// Index of the atom within its structure.
+    pub atom: Vec<u32>,
+}
+
+impl SpeciesRows {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.structure.len()
+    }
+    /// True if there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.structure.is_empty()
+    }
+    /// Row `k`.
+    pub fn row(&self, k: usize) -> &[f64] {
+        &self.rows[k * self.m..(k + 1) * self.m]
+    }
+}
+
+/// Basis vectors of all atoms of a data set, grouped by species (index = model species id).
+#[derive(Clone, Debug, Default)]
+pub struct DescriptorTable {
+    pub per_species: Vec<SpeciesRows>,
+}
+
+/// Compute the basis vector of every atom of `data`, in parallel over structures.
+pub fn descriptor_table(model: &Model, data: &[Structure]) -> Result<DescriptorTable, ModelError> {
+    let ns = model.nspecies();
+    let parts: Vec<Vec<SpeciesRows>> = data
+        .par_iter()
+        .enumerate()
+        .map_init(
+            || Workspace::new(model),
+            |ws, (k, s)| -> Result<Vec<SpeciesRows>, ModelError> {
+                let sp = model.map_species(s)?;
+                let nl = crate::neighbors::build(s, model.max_cutoff())?;
+                let mut out: Vec<SpeciesRows> = (0..ns)
+                    .map(|z| SpeciesRows {
+                        m: model.nfuncs(z),
+                        ..Default::default()
+                    })
+                    .collect();
+                let mut sj = Vec::new();
+                for i in 0..s.len() {
+                    let si = sp[i] as usize;
+                    let r = nl.range(i);
+                    sj.clear();
+                    sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
+                    let o = &mut out[si];
+                    let start = o.rows.len();
+                    o.rows.resize(start + o.m, 0.0);
+                    model.atom_descriptor(ws, si, &nl.rij[r], &sj, &mut o.rows[start..]);
+                    o.structure.push(k as u32);
+                    o.atom.push(i as u32);
+                }
+                Ok(out)
+            },
+        )
+        .collect::<Result<_, _>>()?;
+    let mut table = DescriptorTable {
+        per_species: (0..ns)
+            .map(|z| SpeciesRows {
+                m: model.nfuncs(z),
+                ..Default::default()
+            })
+            .collect(),
+    };
+    for part in parts {
+        for (z, p) in part.into_iter().enumerate() {
+            let t = &mut table.per_species[z];
+            t.rows.extend(p.rows);
+            t.structure.extend(p.structure);
+            t.atom.extend(p.atom);
+        }
+    }
+    Ok(table)
+}
+
+/// Magnitude of the force error `|F_pred - F_ref|` (eV/Å) of every atom of every structure
+/// (empty for structures without reference forces).
+pub fn force_errors(model: &Model, data: &[Structure]) -> Result<Vec<Vec<f64>>, ModelError> {
+    data.par_iter()
+        .map_init(
+            || Workspace::new(model),
+            |ws, s| -> Result<Vec<f64>, ModelError> {
+                let Some(fr) = &s.forces else {
+                    return Ok(vec![]);
+                };
+                let p = model.predict(s, ws)?;
+                Ok(p.forces
+                    .iter()
+                    .zip(fr)
+                    .map(|(a, b)| {
+                        ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2))
+                            .sqrt()
+                    })
+                    .collect())
+            },
+        )
+        .collect()
+}
