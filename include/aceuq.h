@@ -6,6 +6,97 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Result of every fallible call. Anything but `ACEUQ_STATUS_OK` comes with a message from
+// [`aceuq_last_error`].
+enum aceuq_status_t
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Success.
+  ACEUQ_STATUS_OK = 0,
+  // A NULL pointer, a negative size or an out-of-range index was passed.
+  ACEUQ_STATUS_INVALID_ARGUMENT = 1,
+  // A file could not be read or written.
+  ACEUQ_STATUS_IO = 2,
+  // A file is not a valid model (wrong format, truncated, corrupt).
+  ACEUQ_STATUS_FORMAT = 3,
+  // The input data are unusable (non-finite positions, unknown species, ...).
+  ACEUQ_STATUS_DATA = 4,
+  // The model lacks what was asked for (e.g. an uncertainty method it was not fitted with).
+  ACEUQ_STATUS_MISSING = 5,
+  // A bug: a Rust panic was caught. Please report the message.
+  ACEUQ_STATUS_INTERNAL = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum aceuq_status_t aceuq_status_t;
+#else
+typedef int32_t aceuq_status_t;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Per-atom uncertainty methods, as integers for the C side.
+enum aceuq_method_t
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  ACEUQ_METHOD_GAMMA = 0,
+  ACEUQ_METHOD_GAMMA_LOCAL = 1,
+  ACEUQ_METHOD_ENSEMBLE = 2,
+  ACEUQ_METHOD_DISTANCE = 3,
+  ACEUQ_METHOD_GP = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum aceuq_method_t aceuq_method_t;
+#else
+typedef int32_t aceuq_method_t;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Opaque model handle: the model plus the scratch memory used to evaluate it.
+typedef struct aceuq_model_t aceuq_model_t;
+
+// The atoms of one MPI rank, as LAMMPS holds them.
+typedef struct {
+  // Owned atoms (`nlocal`) and owned + ghost atoms (`nall`).
+  int32_t nlocal;
+  int32_t nall;
+  // Positions `[nall][3]` (Å).
+  const double *x;
+  // Model species index of every atom `[nall]`; `-1` = not handled by this model (its
+  // interactions are skipped both as centre and as neighbour).
+  const int32_t *species;
+  // Atom IDs `[nall]`, used only in error messages (may be NULL).
+  const int64_t *tag;
+  // Centre atoms to evaluate: `inum` local indices.
+  int32_t inum;
+  const int32_t *ilist;
+  // Neighbours of `ilist[ii]` are `neigh[offsets[ii] .. offsets[ii+1]]` (indices into `x`).
+  const int32_t *offsets;
+  const int32_t *neigh;
+} aceuq_system_t;
+
+// Where results go. Per-atom arrays are indexed by local atom index and must hold `nlocal`
+// values; only the entries of atoms in `ilist` are written.
+typedef struct {
+  // Sum of the atomic energies of the `ilist` atoms (eV). May be NULL.
+  double *energy;
+  // Energy of each atom (eV). May be NULL.
+  double *eatom;
+  // `dE_i/dr_ij` for every neighbour entry `[nnz][3]` (eV/Å), where `r_ij = x_j - x_i`:
+  // the force on `i` gains `+fij`, the force on `j` gains `-fij`. Required.
+  double *fij;
+  // Number of uncertainty methods requested (0 for none).
+  int32_t n_uq;
+  // The methods requested `[n_uq]` (values of [`aceuq_method_t`]).
+  const int32_t *uq_methods;
+  // For each requested method, an array of `nlocal` values to fill.
+  double *const *uq_values;
+} aceuq_results_t;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -13,9 +104,76 @@ extern "C" {
 // Version of the aceuq library as a NUL-terminated string, e.g. `"0.1.0"`.
 //
 // The pointer refers to static storage: it is valid for the life of the process and must
-// not be freed. This function cannot fail and cannot panic (it only returns a pointer to a
-// constant), so it needs no error status.
+// not be freed. This function cannot fail.
 const char *aceuq_version(void);
+
+// Message of the last failed call on this thread (NUL-terminated, UTF-8). Valid until the next
+// aceuq call on this thread; copy it if you need it longer. Never NULL.
+const char *aceuq_last_error(void);
+
+// Load a model file. On success `*out` holds a new handle (free it with [`aceuq_model_free`]).
+//
+// # Safety
+// `path` must be a NUL-terminated string; `out` must point to writable storage for a pointer.
+aceuq_status_t aceuq_model_load(const char *path, aceuq_model_t **out);
+
+// Free a handle (NULL is ignored).
+//
+// # Safety
+// `model` must be NULL or a handle from [`aceuq_model_load`], not used afterwards.
+void aceuq_model_free(aceuq_model_t *model);
+
+// Number of species of the model.
+//
+// # Safety
+// `model` must be a valid handle, `out` writable.
+aceuq_status_t aceuq_model_nspecies(const aceuq_model_t *model, int32_t *out);
+
+// Index of a species name in the model, or an `ACEUQ_STATUS_DATA` error naming the model's
+// species if it is not there.
+//
+// # Safety
+// `model` must be a valid handle, `name` a NUL-terminated string, `out` writable.
+aceuq_status_t aceuq_model_species_index(const aceuq_model_t *model,
+                                         const char *name,
+                                         int32_t *out);
+
+// Copy the name of species `index` into `buf` (NUL-terminated; `len` bytes available).
+//
+// # Safety
+// `model` must be a valid handle; `buf` must have room for `len` bytes.
+aceuq_status_t aceuq_model_species_name(const aceuq_model_t *model,
+                                        int32_t index,
+                                        char *buf,
+                                        size_t len);
+
+// Largest cutoff of the model over all species pairs (Å): the neighbour list must reach it.
+//
+// # Safety
+// `model` must be a valid handle, `out` writable.
+aceuq_status_t aceuq_model_cutoff(const aceuq_model_t *model, double *out);
+
+// Method id of a method name (`gamma`, `gamma_local`, `ensemble`, `distance`, `gp`).
+//
+// # Safety
+// `name` must be a NUL-terminated string, `out` writable.
+aceuq_status_t aceuq_method_t_from_name(const char *name, int32_t *out);
+
+// Whether the model carries method `method`: `*out` = 1 if yes, 0 if not.
+//
+// # Safety
+// `model` must be a valid handle, `out` writable.
+aceuq_status_t aceuq_model_has_method(const aceuq_model_t *model, int32_t method, int32_t *out);
+
+// Energies, `dE_i/dr_ij` for every neighbour entry and, if requested, per-atom uncertainties
+// for the atoms of `sys->ilist`.
+//
+// # Safety
+// `model` must be a valid handle used by this thread only; `sys` and `res` must point to valid
+// structs whose arrays have the documented sizes.
+aceuq_status_t aceuq_compute(aceuq_model_t *model,
+                             const aceuq_system_t *sys,
+                             const aceuq_results_t *res);
 
 #ifdef __cplusplus
 }  // extern "C"

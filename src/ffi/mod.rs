@@ -1,11 +1,25 @@
 //! The C ABI of aceuq, called by the LAMMPS plugin (`cpp/`) and declared in the generated,
 //! committed header `include/aceuq.h` (regenerate with `make header`).
 //!
-//! Scaffolding: for now this holds only [`aceuq_version`], enough to prove that the static
-//! library links into the plugin and is callable from LAMMPS. The real API (opaque handles,
-//! status enum, last-error message, panic catching) is added on top of it.
+//! Conventions:
+//! - Opaque handle [`aceuq_model_t`]; created by [`aceuq_model_load`], freed by
+//!   [`aceuq_model_free`]. A handle is used by one thread at a time (it owns scratch memory).
+//! - Every fallible function returns an [`aceuq_status_t`]; on failure the message is available
+//!   from [`aceuq_last_error`] on the same thread until the next call.
+//! - Every entry point checks its pointers and catches Rust panics, which become
+//!   `ACEUQ_STATUS_INTERNAL` with a message: nothing unwinds into C or C++.
+//! - Arrays are flat: positions `[n][3]` row-major, per-atom arrays indexed by the local atom index.
 
-use std::ffi::c_char;
+#![allow(non_camel_case_types)]
+// C names: `aceuq_status_t` and `aceuq_method_t` are exported as `aceuq_status_t` and `aceuq_method_t`
+// (cbindgen.toml), their variants as `ACEUQ_STATUS_OK`, `ACEUQ_METHOD_GAMMA`, ...
+
+use crate::model::{Model, Workspace};
+use crate::uq::Method;
+use std::cell::RefCell;
+use std::ffi::{CStr, CString, c_char};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 
 /// NUL-terminated crate version, built at compile time so that the pointer handed to C is
 /// `'static` and nothing is allocated or freed across the boundary.
@@ -14,25 +28,670 @@ static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 /// Version of the aceuq library as a NUL-terminated string, e.g. `"0.1.0"`.
 ///
 /// The pointer refers to static storage: it is valid for the life of the process and must
-/// not be freed. This function cannot fail and cannot panic (it only returns a pointer to a
-/// constant), so it needs no error status.
+/// not be freed. This function cannot fail.
 #[unsafe(no_mangle)]
 pub extern "C" fn aceuq_version() -> *const c_char {
     VERSION.as_ptr().cast()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::ffi::CStr;
+/// Result of every fallible call. Anything but `ACEUQ_STATUS_OK` comes with a message from
+/// [`aceuq_last_error`].
+#[repr(i32)]
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum aceuq_status_t {
+    /// Success.
+    ACEUQ_STATUS_OK = 0,
+    /// A NULL pointer, a negative size or an out-of-range index was passed.
+    ACEUQ_STATUS_INVALID_ARGUMENT = 1,
+    /// A file could not be read or written.
+    ACEUQ_STATUS_IO = 2,
+    /// A file is not a valid model (wrong format, truncated, corrupt).
+    ACEUQ_STATUS_FORMAT = 3,
+    /// The input data are unusable (non-finite positions, unknown species, ...).
+    ACEUQ_STATUS_DATA = 4,
+    /// The model lacks what was asked for (e.g. an uncertainty method it was not fitted with).
+    ACEUQ_STATUS_MISSING = 5,
+    /// A bug: a Rust panic was caught. Please report the message.
+    ACEUQ_STATUS_INTERNAL = 6,
+}
 
-    #[test]
-    fn version_is_nul_terminated_crate_version() {
-        // SAFETY: aceuq_version returns a pointer to a static NUL-terminated string.
-        let v = unsafe { CStr::from_ptr(aceuq_version()) };
-        assert_eq!(
-            v.to_str().expect("version is UTF-8"),
-            env!("CARGO_PKG_VERSION")
-        );
+/// Per-atom uncertainty methods, as integers for the C side.
+#[repr(i32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum aceuq_method_t {
+    ACEUQ_METHOD_GAMMA = 0,
+    ACEUQ_METHOD_GAMMA_LOCAL = 1,
+    ACEUQ_METHOD_ENSEMBLE = 2,
+    ACEUQ_METHOD_DISTANCE = 3,
+    ACEUQ_METHOD_GP = 4,
+}
+
+impl aceuq_method_t {
+    fn to_method(self) -> Method {
+        match self {
+            aceuq_method_t::ACEUQ_METHOD_GAMMA => Method::Gamma,
+            aceuq_method_t::ACEUQ_METHOD_GAMMA_LOCAL => Method::GammaLocal,
+            aceuq_method_t::ACEUQ_METHOD_ENSEMBLE => Method::Ensemble,
+            aceuq_method_t::ACEUQ_METHOD_DISTANCE => Method::Distance,
+            aceuq_method_t::ACEUQ_METHOD_GP => Method::Gp,
+        }
+    }
+    fn from_i32(v: i32) -> Option<Self> {
+        Some(match v {
+            0 => aceuq_method_t::ACEUQ_METHOD_GAMMA,
+            1 => aceuq_method_t::ACEUQ_METHOD_GAMMA_LOCAL,
+            2 => aceuq_method_t::ACEUQ_METHOD_ENSEMBLE,
+            3 => aceuq_method_t::ACEUQ_METHOD_DISTANCE,
+            4 => aceuq_method_t::ACEUQ_METHOD_GP,
+            _ => return None,
+        })
     }
 }
+
+/// Opaque model handle: the model plus the scratch memory used to evaluate it.
+pub struct aceuq_model_t {
+    model: Model,
+    ws: Workspace,
+    rij: Vec<[f64; 3]>,
+    sj: Vec<u16>,
+    grad: Vec<[f64; 3]>,
+    /// Basis vectors of the atoms whose uncertainty is requested, per species, row-major.
+    brows: Vec<Vec<f64>>,
+    /// Local atom index of each row in `brows`.
+    batoms: Vec<Vec<u32>>,
+    /// Per-method scratch values for one species batch.
+    values: Vec<f64>,
+    /// Which neighbour entries of the current atom were kept (not NULL-typed).
+    kept: Vec<usize>,
+}
+
+/// The atoms of one MPI rank, as LAMMPS holds them.
+#[repr(C)]
+pub struct aceuq_system_t {
+    /// Owned atoms (`nlocal`) and owned + ghost atoms (`nall`).
+    pub nlocal: i32,
+    pub nall: i32,
+    /// Positions `[nall][3]` (Å).
+    pub x: *const f64,
+    /// Model species index of every atom `[nall]`; `-1` = not handled by this model (its
+    /// interactions are skipped both as centre and as neighbour).
+    pub species: *const i32,
+    /// Atom IDs `[nall]`, used only in error messages (may be NULL).
+    pub tag: *const i64,
+    /// Centre atoms to evaluate: `inum` local indices.
+    pub inum: i32,
+    pub ilist: *const i32,
+    /// Neighbours of `ilist[ii]` are `neigh[offsets[ii] .. offsets[ii+1]]` (indices into `x`).
+    pub offsets: *const i32,
+    pub neigh: *const i32,
+}
+
+/// Where results go. Per-atom arrays are indexed by local atom index and must hold `nlocal`
+/// values; only the entries of atoms in `ilist` are written.
+#[repr(C)]
+pub struct aceuq_results_t {
+    /// Sum of the atomic energies of the `ilist` atoms (eV). May be NULL.
+    pub energy: *mut f64,
+    /// Energy of each atom (eV). May be NULL.
+    pub eatom: *mut f64,
+    /// `dE_i/dr_ij` for every neighbour entry `[nnz][3]` (eV/Å), where `r_ij = x_j - x_i`:
+    /// the force on `i` gains `+fij`, the force on `j` gains `-fij`. Required.
+    pub fij: *mut f64,
+    /// Number of uncertainty methods requested (0 for none).
+    pub n_uq: i32,
+    /// The methods requested `[n_uq]` (values of [`aceuq_method_t`]).
+    pub uq_methods: *const i32,
+    /// For each requested method, an array of `nlocal` values to fill.
+    pub uq_values: *const *mut f64,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::new("no error").expect("no NUL"));
+}
+
+fn set_last_error(msg: &str) {
+    let c = CString::new(msg.replace('\0', " ")).expect("NULs replaced");
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+/// Message of the last failed call on this thread (NUL-terminated, UTF-8). Valid until the next
+/// aceuq call on this thread; copy it if you need it longer. Never NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn aceuq_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// An error crossing the boundary: status plus message.
+struct Failure(aceuq_status_t, String);
+
+fn fail<T>(status: aceuq_status_t, msg: impl Into<String>) -> Result<T, Failure> {
+    Err(Failure(status, msg.into()))
+}
+
+/// Run `f`, turning errors and panics into a status and a last-error message.
+fn guard(f: impl FnOnce() -> Result<(), Failure>) -> aceuq_status_t {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => aceuq_status_t::ACEUQ_STATUS_OK,
+        Ok(Err(Failure(status, msg))) => {
+            set_last_error(&msg);
+            status
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            set_last_error(&format!("aceuq internal error (please report): {what}"));
+            aceuq_status_t::ACEUQ_STATUS_INTERNAL
+        }
+    }
+}
+
+/// Borrow a C string argument.
+///
+/// # Safety
+/// `p` must be NULL or a valid NUL-terminated string.
+unsafe fn cstr<'a>(p: *const c_char, what: &str) -> Result<&'a str, Failure> {
+    if p.is_null() {
+        return fail(
+            aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+            format!("{what} is NULL"),
+        );
+    }
+    // SAFETY: non-NULL and NUL-terminated per the caller's contract.
+    unsafe { CStr::from_ptr(p) }.to_str().or_else(|_| {
+        fail(
+            aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+            format!("{what} is not UTF-8"),
+        )
+    })
+}
+
+/// Borrow the handle.
+///
+/// # Safety
+/// `p` must be NULL or a handle from [`aceuq_model_load`] not yet freed.
+unsafe fn handle<'a>(p: *const aceuq_model_t) -> Result<&'a aceuq_model_t, Failure> {
+    // SAFETY: per the caller's contract.
+    unsafe { p.as_ref() }.ok_or(Failure(
+        aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+        "model handle is NULL".into(),
+    ))
+}
+
+/// Borrow the handle mutably.
+///
+/// # Safety
+/// As [`handle`], and not used by another thread at the same time.
+unsafe fn handle_mut<'a>(p: *mut aceuq_model_t) -> Result<&'a mut aceuq_model_t, Failure> {
+    // SAFETY: per the caller's contract.
+    unsafe { p.as_mut() }.ok_or(Failure(
+        aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+        "model handle is NULL".into(),
+    ))
+}
+
+/// Write through an output pointer.
+fn put<T>(p: *mut T, v: T, what: &str) -> Result<(), Failure> {
+    if p.is_null() {
+        return fail(
+            aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+            format!("{what} is NULL"),
+        );
+    }
+    // SAFETY: non-NULL; the caller provides space for one T.
+    unsafe { p.write(v) };
+    Ok(())
+}
+
+/// A slice from a pointer and length, with a clear error for NULL.
+///
+/// # Safety
+/// Unless NULL, `p` must point to at least `n` valid elements.
+unsafe fn slice<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a [T], Failure> {
+    if n == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return fail(
+            aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+            format!("{what} is NULL"),
+        );
+    }
+    // SAFETY: per the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(p, n) })
+}
+
+/// Load a model file. On success `*out` holds a new handle (free it with [`aceuq_model_free`]).
+///
+/// # Safety
+/// `path` must be a NUL-terminated string; `out` must point to writable storage for a pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_load(
+    path: *const c_char,
+    out: *mut *mut aceuq_model_t,
+) -> aceuq_status_t {
+    guard(|| {
+        if out.is_null() {
+            return fail(aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT, "out is NULL");
+        }
+        // SAFETY: caller contract.
+        unsafe { out.write(std::ptr::null_mut()) };
+        // SAFETY: caller contract.
+        let p = unsafe { cstr(path, "path") }?;
+        let model = crate::io::modelfile::load(Path::new(p)).map_err(|e| match e {
+            crate::io::container::ContainerError::Io { .. } => {
+                Failure(aceuq_status_t::ACEUQ_STATUS_IO, e.to_string())
+            }
+            _ => Failure(aceuq_status_t::ACEUQ_STATUS_FORMAT, e.to_string()),
+        })?;
+        let ws = Workspace::new(&model);
+        let ns = model.nspecies();
+        let h = Box::new(aceuq_model_t {
+            model,
+            ws,
+            rij: vec![],
+            sj: vec![],
+            grad: vec![],
+            brows: vec![vec![]; ns],
+            batoms: vec![vec![]; ns],
+            values: vec![],
+            kept: vec![],
+        });
+        // SAFETY: caller contract.
+        unsafe { out.write(Box::into_raw(h)) };
+        Ok(())
+    })
+}
+
+/// Free a handle (NULL is ignored).
+///
+/// # Safety
+/// `model` must be NULL or a handle from [`aceuq_model_load`], not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_free(model: *mut aceuq_model_t) {
+    if !model.is_null() {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: caller contract: created by Box::into_raw in aceuq_model_load.
+            drop(unsafe { Box::from_raw(model) })
+        }));
+    }
+}
+
+/// Number of species of the model.
+///
+/// # Safety
+/// `model` must be a valid handle, `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_nspecies(
+    model: *const aceuq_model_t,
+    out: *mut i32,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        put(out, h.model.nspecies() as i32, "out")
+    })
+}
+
+/// Index of a species name in the model, or an `ACEUQ_STATUS_DATA` error naming the model's
+/// species if it is not there.
+///
+/// # Safety
+/// `model` must be a valid handle, `name` a NUL-terminated string, `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_species_index(
+    model: *const aceuq_model_t,
+    name: *const c_char,
+    out: *mut i32,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        // SAFETY: caller contract.
+        let n = unsafe { cstr(name, "species name") }?;
+        match h.model.species_index(n) {
+            Some(i) => put(out, i as i32, "out"),
+            None => fail(
+                aceuq_status_t::ACEUQ_STATUS_DATA,
+                format!(
+                    "species '{n}' is not in the model (model species: {})",
+                    h.model.species.join(" ")
+                ),
+            ),
+        }
+    })
+}
+
+/// Copy the name of species `index` into `buf` (NUL-terminated; `len` bytes available).
+///
+/// # Safety
+/// `model` must be a valid handle; `buf` must have room for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_species_name(
+    model: *const aceuq_model_t,
+    index: i32,
+    buf: *mut c_char,
+    len: usize,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        let Some(name) = usize::try_from(index)
+            .ok()
+            .and_then(|i| h.model.species.get(i))
+        else {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                format!("species index {index} out of range"),
+            );
+        };
+        if buf.is_null() || len < name.len() + 1 {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                "buffer for the species name is NULL or too small",
+            );
+        }
+        // SAFETY: buf has len >= name.len() + 1 bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(name.as_ptr(), buf.cast::<u8>(), name.len());
+            *buf.add(name.len()) = 0;
+        }
+        Ok(())
+    })
+}
+
+/// Largest cutoff of the model over all species pairs (Å): the neighbour list must reach it.
+///
+/// # Safety
+/// `model` must be a valid handle, `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_cutoff(
+    model: *const aceuq_model_t,
+    out: *mut f64,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        put(out, h.model.max_cutoff(), "out")
+    })
+}
+
+/// Method id of a method name (`gamma`, `gamma_local`, `ensemble`, `distance`, `gp`).
+///
+/// # Safety
+/// `name` must be a NUL-terminated string, `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_method_t_from_name(
+    name: *const c_char,
+    out: *mut i32,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let n = unsafe { cstr(name, "method name") }?;
+        match Method::from_name(n) {
+            Some(m) => put(
+                out,
+                Method::ALL.iter().position(|x| *x == m).expect("in ALL") as i32,
+                "out",
+            ),
+            None => fail(
+                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                format!(
+                    "unknown uncertainty method '{n}' (known: {})",
+                    Method::ALL
+                        .iter()
+                        .map(|m| m.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        }
+    })
+}
+
+/// Whether the model carries method `method`: `*out` = 1 if yes, 0 if not.
+///
+/// # Safety
+/// `model` must be a valid handle, `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_has_method(
+    model: *const aceuq_model_t,
+    method: i32,
+    out: *mut i32,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        let Some(m) = aceuq_method_t::from_i32(method) else {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                format!("method id {method} out of range"),
+            );
+        };
+        put(
+            out,
+            h.model.uq.methods().contains(&m.to_method()) as i32,
+            "out",
+        )
+    })
+}
+
+/// Energies, `dE_i/dr_ij` for every neighbour entry and, if requested, per-atom uncertainties
+/// for the atoms of `sys->ilist`.
+///
+/// # Safety
+/// `model` must be a valid handle used by this thread only; `sys` and `res` must point to valid
+/// structs whose arrays have the documented sizes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_compute(
+    model: *mut aceuq_model_t,
+    sys: *const aceuq_system_t,
+    res: *const aceuq_results_t,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle_mut(model) }?;
+        // SAFETY: caller contract.
+        let (sys, res) = unsafe {
+            (
+                sys.as_ref().ok_or(Failure(
+                    aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                    "system is NULL".into(),
+                ))?,
+                res.as_ref().ok_or(Failure(
+                    aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                    "results is NULL".into(),
+                ))?,
+            )
+        };
+        compute(h, sys, res)
+    })
+}
+
+fn compute(
+    h: &mut aceuq_model_t,
+    sys: &aceuq_system_t,
+    res: &aceuq_results_t,
+) -> Result<(), Failure> {
+    let bad = |m: String| Failure(aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT, m);
+    if sys.nlocal < 0 || sys.nall < sys.nlocal || sys.inum < 0 || sys.inum > sys.nlocal {
+        return Err(bad(format!(
+            "inconsistent sizes: nlocal {} nall {} inum {}",
+            sys.nlocal, sys.nall, sys.inum
+        )));
+    }
+    let (nlocal, nall, inum) = (sys.nlocal as usize, sys.nall as usize, sys.inum as usize);
+    // SAFETY (all slices below): sizes as documented on aceuq_system_t / aceuq_results_t.
+    let x = unsafe { slice(sys.x, 3 * nall, "x") }?;
+    let species = unsafe { slice(sys.species, nall, "species") }?;
+    let tags = if sys.tag.is_null() {
+        None
+    } else {
+        Some(unsafe { slice(sys.tag, nall, "tag") }?)
+    };
+    let ilist = unsafe { slice(sys.ilist, inum, "ilist") }?;
+    let offsets = unsafe { slice(sys.offsets, inum + 1, "offsets") }?;
+    if offsets[0] != 0 || offsets.windows(2).any(|w| w[1] < w[0]) {
+        return Err(bad(
+            "neighbour offsets must start at 0 and not decrease".into()
+        ));
+    }
+    let nnz = offsets[inum] as usize;
+    let neigh = unsafe { slice(sys.neigh, nnz, "neigh") }?;
+    if res.fij.is_null() && nnz > 0 {
+        return Err(bad("fij is NULL".into()));
+    }
+    let ns = h.model.nspecies() as i32;
+    if let Some(k) = species.iter().position(|&s| s < -1 || s >= ns) {
+        return Err(bad(format!(
+            "atom index {k} has species {} (model has {ns})",
+            species[k]
+        )));
+    }
+    if let Some(&j) = neigh.iter().find(|&&j| j < 0 || j as usize >= nall) {
+        return Err(bad(format!(
+            "neighbour index {j} out of range (nall = {nall})"
+        )));
+    }
+    if let Some(&i) = ilist.iter().find(|&&i| i < 0 || i as usize >= nlocal) {
+        return Err(bad(format!(
+            "ilist entry {i} out of range (nlocal = {nlocal})"
+        )));
+    }
+    let id = |k: usize| tags.map(|t| t[k]).unwrap_or(k as i64 + 1);
+    // Requested uncertainties.
+    let n_uq = res.n_uq.max(0) as usize;
+    let methods = unsafe { slice(res.uq_methods, n_uq, "uq_methods") }?;
+    let outs = unsafe { slice(res.uq_values, n_uq, "uq_values") }?;
+    let mut uq: Vec<(Method, *mut f64)> = Vec::with_capacity(n_uq);
+    for (&m, &p) in methods.iter().zip(outs) {
+        let Some(m) = aceuq_method_t::from_i32(m) else {
+            return Err(bad(format!("uncertainty method id {m} out of range")));
+        };
+        if p.is_null() {
+            return Err(bad(format!(
+                "output array for {} is NULL",
+                m.to_method().name()
+            )));
+        }
+        let m = m.to_method();
+        if !h.model.uq.methods().contains(&m) {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_MISSING,
+                format!(
+                    "the model has no '{}' uncertainty; refit it with the matching `aceuq fit` option",
+                    m.name()
+                ),
+            );
+        }
+        uq.push((m, p));
+    }
+    let want_b = !uq.is_empty();
+    for z in 0..h.brows.len() {
+        h.brows[z].clear();
+        h.batoms[z].clear();
+    }
+    let mut total = 0.0;
+    for (ii, &i) in ilist.iter().enumerate() {
+        let i = i as usize;
+        let (lo, hi) = (offsets[ii] as usize, offsets[ii + 1] as usize);
+        // SAFETY: fij has 3 * nnz entries per the contract (checked non-NULL above when nnz > 0).
+        let fij = unsafe { std::slice::from_raw_parts_mut(res.fij.add(3 * lo), 3 * (hi - lo)) };
+        fij.fill(0.0);
+        let si = species[i];
+        if si < 0 {
+            continue;
+        }
+        let xi = [x[3 * i], x[3 * i + 1], x[3 * i + 2]];
+        if !xi.iter().all(|v| v.is_finite()) {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_DATA,
+                format!("atom {} has a non-finite position {xi:?}", id(i)),
+            );
+        }
+        h.rij.clear();
+        h.sj.clear();
+        h.kept.clear();
+        for (k, &j) in neigh[lo..hi].iter().enumerate() {
+            let j = j as usize;
+            if species[j] < 0 {
+                continue;
+            }
+            let r = [x[3 * j] - xi[0], x[3 * j + 1] - xi[1], x[3 * j + 2] - xi[2]];
+            if !r.iter().all(|v| v.is_finite()) {
+                return fail(
+                    aceuq_status_t::ACEUQ_STATUS_DATA,
+                    format!("atom {} has a non-finite position", id(j)),
+                );
+            }
+            if r == [0.0; 3] {
+                return fail(
+                    aceuq_status_t::ACEUQ_STATUS_DATA,
+                    format!(
+                        "atoms {} and {} are at the same position {xi:?}",
+                        id(i),
+                        id(j)
+                    ),
+                );
+            }
+            h.rij.push(r);
+            h.sj.push(species[j] as u16);
+            h.kept.push(k);
+        }
+        h.grad.clear();
+        h.grad.resize(h.rij.len(), [0.0; 3]);
+        let si = si as usize;
+        let e = if want_b {
+            let m = h.model.nfuncs(si);
+            let start = h.brows[si].len();
+            h.brows[si].resize(start + m, 0.0);
+            h.batoms[si].push(i as u32);
+            h.model.atom_energy_grad(
+                &mut h.ws,
+                si,
+                &h.rij,
+                &h.sj,
+                &mut h.grad,
+                Some(&mut h.brows[si][start..]),
+            )
+        } else {
+            h.model
+                .atom_energy_grad(&mut h.ws, si, &h.rij, &h.sj, &mut h.grad, None)
+        };
+        for (g, &k) in h.grad.iter().zip(&h.kept) {
+            fij[3 * k..3 * k + 3].copy_from_slice(g);
+        }
+        total += e;
+        if !res.eatom.is_null() {
+            // SAFETY: eatom holds nlocal values; i < nlocal checked above.
+            unsafe { *res.eatom.add(i) = e };
+        }
+    }
+    if !res.energy.is_null() {
+        // SAFETY: non-NULL, one f64.
+        unsafe { *res.energy = total };
+    }
+    for (method, out) in uq {
+        for z in 0..h.brows.len() {
+            let n = h.batoms[z].len();
+            if n == 0 {
+                continue;
+            }
+            h.values.clear();
+            h.values.resize(n, 0.0);
+            crate::uq::evaluate_rows(&h.model, method, z, &h.brows[z], &mut h.values)
+                .map_err(|e| Failure(aceuq_status_t::ACEUQ_STATUS_MISSING, e.to_string()))?;
+            for (&i, &v) in h.batoms[z].iter().zip(&h.values) {
+                // SAFETY: out holds nlocal values; i < nlocal.
+                unsafe { *out.add(i as usize) = v };
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

