@@ -1,9 +1,15 @@
 /* -*- c++ -*- ----------------------------------------------------------
-   aceuq: fix ace/uq/watch (acts on per-atom uncertainty thresholds).
+   aceuq: fix ace/uq/watch: act on per-atom uncertainty of pair ace/uq.
 
-   SCAFFOLDING: this class only proves the build plumbing (a v2 plugin
-   creator, a call into Rust). It prints the aceuq version and refuses to
-   run. The real fix replaces it.
+     fix ID group ace/uq/watch N [quantity M] [dump FILE] [lower auto|X]
+                                 [upper auto|X|none] [halt yes|no|error]
+
+   Every N steps: asks pair ace/uq for quantity M, finds atoms above the
+   lower cutoff (appends the frame to FILE as extended XYZ: worth labelling)
+   and above the upper cutoff (writes the frame and stops the run: the
+   potential is extrapolating too far to trust). Cutoffs per species from
+   the model's calibration (auto) or given numbers. MPI: decisions are
+   collective, frames are gathered and written once by rank 0.
 ------------------------------------------------------------------------- */
 
 #ifdef FIX_CLASS
@@ -17,6 +23,9 @@ FixStyle(ace/uq/watch,FixAceUqWatch);
 
 #include "fix.h"
 
+#include <string>
+#include <vector>
+
 namespace LAMMPS_NS {
 
 class FixAceUqWatch : public Fix {
@@ -26,7 +35,31 @@ class FixAceUqWatch : public Fix {
 
   int setmask() override;
   void init() override;
+  void setup_pre_force(int) override;
+  void setup(int) override;
+  void pre_force(int) override;
   void end_of_step() override;
+  void post_run() override;
+  double compute_scalar() override;
+  double compute_vector(int) override;
+
+ private:
+  enum { HALT_NO, HALT_SOFT, HALT_ERROR };
+  int method;               // quantity watched (PairAceUq method id)
+  std::string dumpfile;     // candidates file ("" = none)
+  int lower_auto, upper_auto, upper_none;
+  double lower_value, upper_value;
+  int halt_mode;
+  class PairAceUq *pair;
+  std::vector<double> lower, upper;    // per model species
+
+  // Run statistics.
+  bigint nchecks, nframes, halted_step;
+  double running_max, last_max;
+  bigint last_checked;
+
+  void check();
+  void write_frame(const std::vector<int> &exceed_local, bool halting, double gmax);
 };
 
 }    // namespace LAMMPS_NS

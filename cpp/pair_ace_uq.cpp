@@ -1,54 +1,364 @@
 /* ----------------------------------------------------------------------
    aceuq: pair style ace/uq.
 
-   SCAFFOLDING (build plumbing only): the constructor calls the Rust
-   library to prove it is linked and callable; settings/coeff/compute raise
-   a LAMMPS error. The real pair style replaces this file.
+     pair_style ace/uq [uq_every N] [uq gamma,gamma_local,...]
+     pair_coeff * * model.aceuq Li [Mg|NULL ...]
+
+   Energies, forces, per-atom energy and virial from the Rust library
+   (aceuq_compute); per-atom uncertainties on the steps they are asked for:
+   every N steps (uq_every), or when fix pair / fix ace/uq/watch set the
+   <method>_flag trigger. Only glue here; the science is in src/.
 ------------------------------------------------------------------------- */
 
 #include "pair_ace_uq.h"
 
 #include "aceuq.h"
+#include "atom.h"
 #include "comm.h"
 #include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "update.h"
 #include "utils.h"
+
+#include <cstring>
 
 using namespace LAMMPS_NS;
 
+namespace {
+const char *const METHOD_NAMES[PairAceUq::NMETHODS] = {"gamma", "gamma_local", "ensemble",
+                                                        "distance", "gp"};
+}
+
+const char *PairAceUq::method_name(int m)
+{
+  return (m >= 0 && m < NMETHODS) ? METHOD_NAMES[m] : "?";
+}
+
+const char *PairAceUq::method_fit_option(int m)
+{
+  static const char *const options[NMETHODS] = {"--active-set", "--clusters K", "--ensemble N",
+                                                "--distance", "--gp"};
+  return (m >= 0 && m < NMETHODS) ? options[m] : "?";
+}
+
+int PairAceUq::method_id(const std::string &name)
+{
+  for (int m = 0; m < NMETHODS; m++)
+    if (name == METHOD_NAMES[m]) return m;
+  return -1;
+}
+
 /* ---------------------------------------------------------------------- */
 
-PairAceUq::PairAceUq(LAMMPS *lmp) : Pair(lmp)
+PairAceUq::PairAceUq(LAMMPS *lmp) : Pair(lmp), model(nullptr), cutmax(0.0), uq_every(0), uq_named(0)
 {
   single_enable = 0;
   restartinfo = 0;
   one_coeff = 1;
   manybody_flag = 1;
+  for (int m = 0; m < NMETHODS; m++) {
+    uq_selected[m] = 0;
+    available[m] = 0;
+    uq_flag[m] = 0;
+    uq_last_step[m] = -1;
+  }
+}
 
-  // aceuq_version() returns a pointer to static storage and cannot fail or
-  // unwind (see src/ffi/mod.rs), so no status check is needed here.
-  const char *version = aceuq_version();
-  if (comm->me == 0)
-    utils::logmesg(lmp, "ace/uq: aceuq library version {} (scaffolding pair style)\n",
-                   version ? version : "(null)");
+PairAceUq::~PairAceUq()
+{
+  free_model();
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+  }
+}
+
+void PairAceUq::free_model()
+{
+  aceuq_model_free(model);
+  model = nullptr;
+}
+
+void PairAceUq::allocate()
+{
+  allocated = 1;
+  int n = atom->ntypes + 1;
+  memory->create(setflag, n, n, "pair:setflag");
+  memory->create(cutsq, n, n, "pair:cutsq");
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) setflag[i][j] = 0;
+}
+
+/* ----------------------------------------------------------------------
+   pair_style ace/uq [uq_every N] [uq m1,m2,...]
+------------------------------------------------------------------------- */
+
+void PairAceUq::settings(int narg, char **arg)
+{
+  uq_every = 0;
+  uq_named = 0;
+  for (int m = 0; m < NMETHODS; m++) uq_selected[m] = 0;
+  int iarg = 0;
+  while (iarg < narg) {
+    std::string key = arg[iarg];
+    if (key == "uq_every") {
+      if (iarg + 2 > narg) utils::missing_cmd_args(FLERR, "pair_style ace/uq uq_every", error);
+      uq_every = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+      if (uq_every < 0) error->all(FLERR, "pair_style ace/uq: uq_every must be >= 0, got {}", uq_every);
+      iarg += 2;
+    } else if (key == "uq") {
+      if (iarg + 2 > narg) utils::missing_cmd_args(FLERR, "pair_style ace/uq uq", error);
+      std::string list = arg[iarg + 1];
+      size_t start = 0;
+      while (start <= list.size()) {
+        size_t end = list.find(',', start);
+        if (end == std::string::npos) end = list.size();
+        const std::string part = list.substr(start, end - start);
+        int m = method_id(part);
+        if (m < 0)
+          error->all(FLERR,
+                     "pair_style ace/uq: unknown uncertainty method '{}' (known: gamma, "
+                     "gamma_local, ensemble, distance, gp)",
+                     part);
+        uq_selected[m] = 1;
+        uq_named = 1;
+        start = end + 1;
+      }
+      iarg += 2;
+    } else {
+      error->all(FLERR, "pair_style ace/uq: unknown keyword '{}' (expected uq_every or uq)", key);
+    }
+  }
+}
+
+/* ----------------------------------------------------------------------
+   pair_coeff * * model.aceuq Elem1 [Elem2|NULL ...]
+------------------------------------------------------------------------- */
+
+void PairAceUq::coeff(int narg, char **arg)
+{
+  if (!allocated) allocate();
+  const int ntypes = atom->ntypes;
+  if (narg != 3 + ntypes)
+    error->all(FLERR,
+               "pair_coeff for ace/uq needs '* * model.aceuq' followed by one element name (or "
+               "NULL) per atom type: {} types, got {} names",
+               ntypes, narg - 3);
+  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "pair_coeff for ace/uq must use '* *' (one model for all types)");
+
+  free_model();
+  model_file = arg[2];
+  if (aceuq_model_load(model_file.c_str(), &model) != ACEUQ_STATUS_OK)
+    error->all(FLERR, "ace/uq: cannot load model: {}", aceuq_last_error());
+
+  map.assign(ntypes + 1, -1);
+  for (int t = 1; t <= ntypes; t++) {
+    const char *elem = arg[2 + t];
+    if (strcmp(elem, "NULL") == 0) continue;
+    int idx = -1;
+    if (aceuq_model_species_index(model, elem, &idx) != ACEUQ_STATUS_OK)
+      error->all(FLERR, "ace/uq: atom type {}: {} (model {})", t, aceuq_last_error(), model_file);
+    map[t] = idx;
+  }
+  if (aceuq_model_cutoff(model, &cutmax) != ACEUQ_STATUS_OK)
+    error->all(FLERR, "ace/uq: {}", aceuq_last_error());
+
+  int count = 0;
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) {
+      setflag[i][j] = (map[i] >= 0 && map[j] >= 0) ? 1 : 0;
+      count += setflag[i][j];
+    }
+  if (count == 0) error->all(FLERR, "ace/uq: pair_coeff maps no atom type to a model species");
+
+  for (int m = 0; m < NMETHODS; m++) {
+    int has = 0;
+    if (aceuq_model_has_method(model, m, &has) != ACEUQ_STATUS_OK)
+      error->all(FLERR, "ace/uq: {}", aceuq_last_error());
+    available[m] = has;
+    if (uq_named && uq_selected[m] && !has)
+      error->all(FLERR,
+                 "ace/uq: model {} has no '{}' uncertainty (pair_style ... uq {}); refit it with "
+                 "`aceuq fit {}`",
+                 model_file, method_name(m), method_name(m), method_fit_option(m));
+  }
+  if (!uq_named)
+    for (int m = 0; m < NMETHODS; m++) uq_selected[m] = available[m];
+  if (comm->me == 0) {
+    std::string have;
+    for (int m = 0; m < NMETHODS; m++)
+      if (available[m]) have += std::string(have.empty() ? "" : ",") + method_name(m);
+    utils::logmesg(lmp, "ace/uq: model {} (aceuq {}), cutoff {:.4g} A, uncertainty: {}\n",
+                   model_file, aceuq_version(), cutmax, have.empty() ? "none" : have);
+  }
 }
 
 /* ---------------------------------------------------------------------- */
 
-void PairAceUq::settings(int, char **)
+void PairAceUq::init_style()
 {
-  error->all(FLERR, "ace/uq: not implemented yet");
+  if (!model) error->all(FLERR, "ace/uq: no model: use pair_coeff * * model.aceuq ...");
+  if (force->newton_pair == 0) error->all(FLERR, "Pair style ace/uq requires newton pair on");
+  neighbor->add_request(this, NeighConst::REQ_FULL);
+}
+
+double PairAceUq::init_one(int i, int j)
+{
+  if (setflag[i][j] == 0) error->all(FLERR, "All pair coeffs are not set");
+  return cutmax;
 }
 
 /* ---------------------------------------------------------------------- */
 
-void PairAceUq::coeff(int, char **)
+void PairAceUq::compute(int eflag, int vflag)
 {
-  error->all(FLERR, "ace/uq: not implemented yet");
+  ev_init(eflag, vflag);
+
+  double **x = atom->x;
+  double **f = atom->f;
+  const int *type = atom->type;
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  const int inum = list->inum;
+  const int *ilist = list->ilist;
+  const int *numneigh = list->numneigh;
+  int **firstneigh = list->firstneigh;
+
+  if ((int) species.size() < nall) {
+    species.resize(nall);
+    tags.resize(nall);
+  }
+  for (int k = 0; k < nall; k++) {
+    species[k] = map[type[k]];
+    tags[k] = atom->tag ? (int64_t) atom->tag[k] : (int64_t) k + 1;
+  }
+
+  // Compressed neighbour list, cut at the model's largest cutoff (the list includes the skin).
+  const double cutsq_max = cutmax * cutmax;
+  offsets.resize(inum + 1);
+  neigh.clear();
+  for (int ii = 0; ii < inum; ii++) {
+    const int i = ilist[ii];
+    offsets[ii] = (int) neigh.size();
+    if (species[i] < 0) continue;
+    const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
+    const int *jlist = firstneigh[i];
+    for (int jj = 0; jj < numneigh[i]; jj++) {
+      const int j = jlist[jj] & NEIGHMASK;
+      if (species[j] < 0) continue;
+      const double dx = x[j][0] - xi, dy = x[j][1] - yi, dz = x[j][2] - zi;
+      if (dx * dx + dy * dy + dz * dz < cutsq_max) neigh.push_back(j);
+    }
+  }
+  offsets[inum] = (int) neigh.size();
+  if (fij.size() < 3 * neigh.size()) fij.resize(3 * neigh.size());
+  if ((int) eatom_buf.size() < nlocal) eatom_buf.resize(nlocal);
+
+  // Which uncertainties to compute this step.
+  const bool periodic = uq_every > 0 && update->ntimestep % uq_every == 0;
+  int methods[NMETHODS];
+  double *outs[NMETHODS];
+  int n_uq = 0;
+  for (int m = 0; m < NMETHODS; m++) {
+    if (!available[m] || !(uq_flag[m] || (periodic && uq_selected[m]))) continue;
+    if ((int) uq_arrays[m].size() < atom->nmax) uq_arrays[m].resize(atom->nmax);
+    std::fill(uq_arrays[m].begin(), uq_arrays[m].begin() + nlocal, 0.0);
+    methods[n_uq] = m;
+    outs[n_uq] = uq_arrays[m].data();
+    n_uq++;
+  }
+
+  aceuq_system_t sys;
+  sys.nlocal = nlocal;
+  sys.nall = nall;
+  sys.x = nall > 0 ? &x[0][0] : nullptr;
+  sys.species = species.data();
+  sys.tag = tags.data();
+  sys.inum = inum;
+  sys.ilist = ilist;
+  sys.offsets = offsets.data();
+  sys.neigh = neigh.data();
+
+  aceuq_results_t res;
+  double energy = 0.0;
+  res.energy = &energy;
+  res.eatom = eatom_buf.data();
+  res.fij = fij.data();
+  res.n_uq = n_uq;
+  res.uq_methods = methods;
+  res.uq_values = outs;
+
+  if (aceuq_compute(model, &sys, &res) != ACEUQ_STATUS_OK)
+    error->one(FLERR, "ace/uq (step {}): {}", update->ntimestep, aceuq_last_error());
+
+  for (int ii = 0; ii < inum; ii++) {
+    const int i = ilist[ii];
+    if (species[i] < 0) continue;
+    for (int k = offsets[ii]; k < offsets[ii + 1]; k++) {
+      const int j = neigh[k];
+      const double *g = &fij[3 * k];
+      f[i][0] += g[0];
+      f[i][1] += g[1];
+      f[i][2] += g[2];
+      f[j][0] -= g[0];
+      f[j][1] -= g[1];
+      f[j][2] -= g[2];
+      // Virial only (zero energy): the pair's share of the virial, split between i and j.
+      if (vflag_either)
+        ev_tally_xyz(i, j, nlocal, force->newton_pair, 0.0, 0.0, g[0], g[1], g[2],
+                     x[i][0] - x[j][0], x[i][1] - x[j][1], x[i][2] - x[j][2]);
+    }
+    // ev_tally_full adds half of its energy argument to atom i.
+    if (eflag) ev_tally_full(i, 2.0 * eatom_buf[i], 0.0, 0.0, 0.0, 0.0, 0.0);
+  }
+  if (vflag_fdotr) virial_fdotr_compute();
+
+  for (int k = 0; k < n_uq; k++) {
+    uq_flag[methods[k]] = 0;
+    uq_last_step[methods[k]] = update->ntimestep;
+  }
 }
 
-/* ---------------------------------------------------------------------- */
+/* ----------------------------------------------------------------------
+   fix pair support: extract("<method>_flag") and extract_peratom("<method>")
+------------------------------------------------------------------------- */
 
-void PairAceUq::compute(int, int)
+void *PairAceUq::extract(const char *str, int &dim)
 {
-  error->all(FLERR, "ace/uq: not implemented yet");
+  std::string s(str);
+  const std::string suffix = "_flag";
+  if (s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    int m = method_id(s.substr(0, s.size() - suffix.size()));
+    if (m >= 0) {
+      if (!available[m])
+        error->all(FLERR, "ace/uq: model {} has no '{}' uncertainty; refit it with `aceuq fit {}`",
+                   model_file, method_name(m), method_fit_option(m));
+      dim = 0;
+      return (void *) &uq_flag[m];
+    }
+  }
+  return nullptr;
+}
+
+void *PairAceUq::extract_peratom(const char *str, int &ncol)
+{
+  int m = method_id(str);
+  if (m < 0 || !available[m]) return nullptr;
+  if ((int) uq_arrays[m].size() < atom->nmax) uq_arrays[m].resize(atom->nmax, 0.0);
+  ncol = 0;
+  return (void *) uq_arrays[m].data();
+}
+
+double PairAceUq::memory_usage()
+{
+  double bytes = Pair::memory_usage();
+  bytes += (double) species.capacity() * sizeof(int) + tags.capacity() * sizeof(int64_t);
+  bytes += (double) (offsets.capacity() + neigh.capacity()) * sizeof(int);
+  bytes += (double) (fij.capacity() + eatom_buf.capacity()) * sizeof(double);
+  for (int m = 0; m < NMETHODS; m++) bytes += (double) uq_arrays[m].capacity() * sizeof(double);
+  return bytes;
 }

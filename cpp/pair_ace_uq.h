@@ -1,9 +1,10 @@
 /* -*- c++ -*- ----------------------------------------------------------
    aceuq: pair style ace/uq (linear ACE with per-atom uncertainty).
 
-   SCAFFOLDING: this class only proves the build plumbing (the plugin loads,
-   links libaceuq.a and calls into Rust). It prints the aceuq version and
-   refuses every real operation. The real pair style replaces it.
+   Only LAMMPS glue lives here: argument parsing, type mapping, the full
+   neighbour list turned into a compressed list for the Rust library, force
+   scattering and energy/virial tallies, per-atom uncertainty arrays exposed
+   to fix pair and fix ace/uq/watch. The science is in libaceuq (src/).
 ------------------------------------------------------------------------- */
 
 // The PairStyle() block lets the same file be compiled into a LAMMPS built
@@ -20,16 +21,67 @@ PairStyle(ace/uq,PairAceUq);
 
 #include "pair.h"
 
+#include <string>
+#include <vector>
+
+struct aceuq_model_t;
+
 namespace LAMMPS_NS {
 
 class PairAceUq : public Pair {
  public:
+  // Number of uncertainty methods known to the library (aceuq_method_t).
+  static constexpr int NMETHODS = 5;
+
   explicit PairAceUq(class LAMMPS *);
-  ~PairAceUq() override = default;
+  ~PairAceUq() override;
 
   void compute(int, int) override;
   void settings(int, char **) override;
   void coeff(int, char **) override;
+  void init_style() override;
+  double init_one(int, int) override;
+  void *extract(const char *, int &) override;
+  void *extract_peratom(const char *, int &) override;
+  double memory_usage() override;
+
+  // Used by fix ace/uq/watch.
+  aceuq_model_t *model_handle() const { return model; }
+  int species_of_type(int type) const { return map[type]; }
+  int has_method(int m) const { return available[m]; }
+  // Ask for method m to be computed in the next force evaluation.
+  void request_uq(int m) { uq_flag[m] = 1; }
+  // Per-atom values of method m from the last evaluation that computed it (nlocal entries).
+  const double *uq_values(int m) const { return uq_arrays[m].data(); }
+  bigint uq_step(int m) const { return uq_last_step[m]; }
+  static const char *method_name(int m);
+  // The `aceuq fit` option that builds method m.
+  static const char *method_fit_option(int m);
+  static int method_id(const std::string &name);
+
+ protected:
+  aceuq_model_t *model;
+  std::string model_file;
+  std::vector<int> map;       // LAMMPS type -> model species (-1: NULL, not handled)
+  double cutmax;              // largest model cutoff
+
+  // Uncertainty settings and state.
+  int uq_every;                      // compute every N steps on its own (0: only on request)
+  int uq_selected[NMETHODS];         // methods named in pair_style ... uq a,b (all if none named)
+  int uq_named;                      // 1 if the user named methods
+  int available[NMETHODS];           // carried by the model
+  int uq_flag[NMETHODS];             // set by fix pair / fix ace/uq/watch for the next step
+  std::vector<double> uq_arrays[NMETHODS];
+  bigint uq_last_step[NMETHODS];
+
+  // Per-step buffers, grown only when the atom count grows.
+  std::vector<int> species;
+  std::vector<int64_t> tags;
+  std::vector<int> offsets, neigh;
+  std::vector<double> fij, eatom_buf;
+
+  void allocate();
+  void free_model();
 };
 
 }    // namespace LAMMPS_NS

@@ -97,6 +97,30 @@ typedef struct {
   double *const *uq_values;
 } aceuq_results_t;
 
+// One frame to append to an extended XYZ file (written by rank 0 after gathering).
+typedef struct {
+  // Number of atoms.
+  int32_t natoms;
+  // Lattice vectors as rows `[3][3]` (Å).
+  const double *cell;
+  // Periodicity along each lattice vector `[3]` (0 or 1).
+  const int32_t *pbc;
+  // Positions `[natoms][3]` (Å).
+  const double *x;
+  // Model species index of every atom `[natoms]`.
+  const int32_t *species;
+  // Atom IDs `[natoms]` (written as the integer column `id`; may be NULL).
+  const int64_t *ids;
+  // Extra real per-atom columns: `ncols` names and `ncols` arrays of `natoms` values.
+  int32_t ncols;
+  const char *const *col_names;
+  const double *const *col_values;
+  // Comment-line entries: `ninfo` keys and values (values written as given, numbers stay numbers).
+  int32_t ninfo;
+  const char *const *info_keys;
+  const char *const *info_values;
+} aceuq_frame_t;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -174,6 +198,29 @@ aceuq_status_t aceuq_model_has_method(const aceuq_model_t *model, int32_t method
 aceuq_status_t aceuq_compute(aceuq_model_t *model,
                              const aceuq_system_t *sys,
                              const aceuq_results_t *res);
+
+// Append one frame to an extended XYZ file (created if missing). The frame is formatted in
+// memory and written with a single append and an fsync, so readers see whole frames; a reader
+// of a file whose writer was killed mid-write drops an incomplete last frame.
+//
+// # Safety
+// `model` must be a valid handle, `path` a NUL-terminated string, `frame` a valid frame whose
+// arrays have the documented sizes.
+aceuq_status_t aceuq_append_frame(const aceuq_model_t *model,
+                                  const char *path,
+                                  const aceuq_frame_t *frame);
+
+// Statistical cutoffs of `method` for species `species` stored by `aceuq calibrate`: the lower
+// (worth labelling) and upper (unstable) uncertainty cutoffs. `ACEUQ_STATUS_MISSING` if the
+// model has no calibration for them.
+//
+// # Safety
+// `model` must be a valid handle, `lower` and `upper` writable.
+aceuq_status_t aceuq_model_uq_cutoffs(const aceuq_model_t *model,
+                                      int32_t method,
+                                      int32_t species,
+                                      double *lower,
+                                      double *upper);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,5 +1,6 @@
 //! The `aceuq` command line.
 
+pub mod convert;
 pub mod cutoff;
 pub mod eval;
 pub mod fit;
@@ -31,6 +32,8 @@ pub enum Command {
     /// Statistical cutoff (1 - 1/N quantile of the best-fitting distribution) for any column of
     /// numbers: uncertainties, DeePMD model deviations, ML-PACE gammas.
     Cutoff(cutoff::CutoffArgs),
+    /// Write one frame of extended XYZ as a LAMMPS data file (rotated into LAMMPS's frame).
+    ToLammps(convert::ToLammpsArgs),
 }
 
 /// Arguments of `aceuq info`.
@@ -87,6 +90,7 @@ pub fn main() -> i32 {
         Command::Eval(a) => eval::run(a),
         Command::Info(a) => info(a),
         Command::Cutoff(a) => cutoff::run(a),
+        Command::ToLammps(a) => convert::run(a),
     };
     match result {
         Ok(()) => 0,

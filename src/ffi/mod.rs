@@ -693,5 +693,193 @@ fn compute(
     Ok(())
 }
 
+/// One frame to append to an extended XYZ file (written by rank 0 after gathering).
+#[repr(C)]
+pub struct aceuq_frame_t {
+    /// Number of atoms.
+    pub natoms: i32,
+    /// Lattice vectors as rows `[3][3]` (Å).
+    pub cell: *const f64,
+    /// Periodicity along each lattice vector `[3]` (0 or 1).
+    pub pbc: *const i32,
+    /// Positions `[natoms][3]` (Å).
+    pub x: *const f64,
+    /// Model species index of every atom `[natoms]`.
+    pub species: *const i32,
+    /// Atom IDs `[natoms]` (written as the integer column `id`; may be NULL).
+    pub ids: *const i64,
+    /// Extra real per-atom columns: `ncols` names and `ncols` arrays of `natoms` values.
+    pub ncols: i32,
+    pub col_names: *const *const c_char,
+    pub col_values: *const *const f64,
+    /// Comment-line entries: `ninfo` keys and values (values written as given, numbers stay numbers).
+    pub ninfo: i32,
+    pub info_keys: *const *const c_char,
+    pub info_values: *const *const c_char,
+}
+
+/// Append one frame to an extended XYZ file (created if missing). The frame is formatted in
+/// memory and written with a single append and an fsync, so readers see whole frames; a reader
+/// of a file whose writer was killed mid-write drops an incomplete last frame.
+///
+/// # Safety
+/// `model` must be a valid handle, `path` a NUL-terminated string, `frame` a valid frame whose
+/// arrays have the documented sizes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_append_frame(
+    model: *const aceuq_model_t,
+    path: *const c_char,
+    frame: *const aceuq_frame_t,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        // SAFETY: caller contract.
+        let path = unsafe { cstr(path, "path") }?;
+        // SAFETY: caller contract.
+        let fr = unsafe { frame.as_ref() }.ok_or(Failure(
+            aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+            "frame is NULL".into(),
+        ))?;
+        if fr.natoms < 0 || fr.ncols < 0 || fr.ninfo < 0 {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                "negative count in frame",
+            );
+        }
+        let n = fr.natoms as usize;
+        // SAFETY (slices): sizes as documented on aceuq_frame_t.
+        let cell = unsafe { slice(fr.cell, 9, "cell") }?;
+        let pbc = unsafe { slice(fr.pbc, 3, "pbc") }?;
+        let x = unsafe { slice(fr.x, 3 * n, "x") }?;
+        let species = unsafe { slice(fr.species, n, "species") }?;
+        let mut s = crate::Structure {
+            cell: Some([
+                [cell[0], cell[1], cell[2]],
+                [cell[3], cell[4], cell[5]],
+                [cell[6], cell[7], cell[8]],
+            ]),
+            pbc: [pbc[0] != 0, pbc[1] != 0, pbc[2] != 0],
+            positions: x.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
+            ..Default::default()
+        };
+        for &sp in species {
+            let Some(name) = usize::try_from(sp)
+                .ok()
+                .and_then(|k| h.model.species.get(k))
+            else {
+                return fail(
+                    aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                    format!("species index {sp} out of range"),
+                );
+            };
+            s.symbols.push(name.clone());
+        }
+        if !fr.ids.is_null() {
+            let ids = unsafe { slice(fr.ids, n, "ids") }?;
+            s.arrays.push((
+                "id".into(),
+                crate::structure::PropData::Int {
+                    ncols: 1,
+                    data: ids.to_vec(),
+                },
+            ));
+        }
+        let names = unsafe { slice(fr.col_names, fr.ncols as usize, "col_names") }?;
+        let vals = unsafe { slice(fr.col_values, fr.ncols as usize, "col_values") }?;
+        for (&nm, &v) in names.iter().zip(vals) {
+            let nm = unsafe { cstr(nm, "column name") }?;
+            let v = unsafe { slice(v, n, "column values") }?;
+            s.set_real_array(nm, 1, v.to_vec());
+        }
+        let keys = unsafe { slice(fr.info_keys, fr.ninfo as usize, "info_keys") }?;
+        let values = unsafe { slice(fr.info_values, fr.ninfo as usize, "info_values") }?;
+        for (&k, &v) in keys.iter().zip(values) {
+            let k = unsafe { cstr(k, "info key") }?;
+            let v = unsafe { cstr(v, "info value") }?;
+            let val = if let Ok(i) = v.parse::<i64>() {
+                crate::structure::InfoValue::Int(i)
+            } else if let Ok(f) = v.parse::<f64>() {
+                crate::structure::InfoValue::Real(f)
+            } else {
+                crate::structure::InfoValue::Str(v.to_string())
+            };
+            if k == "config_type" {
+                s.config_type = Some(v.to_string());
+            } else {
+                s.info.insert(k.to_string(), val);
+            }
+        }
+        let text = crate::io::extxyz::frame_to_string(&s, &Default::default())
+            .map_err(|e| Failure(aceuq_status_t::ACEUQ_STATUS_DATA, e.to_string()))?;
+        append_whole(Path::new(path), text.as_bytes()).map_err(|e| {
+            Failure(
+                aceuq_status_t::ACEUQ_STATUS_IO,
+                format!("cannot append to {path}: {e}"),
+            )
+        })
+    })
+}
+
+/// Append bytes with one write on an O_APPEND descriptor, then fsync.
+fn append_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_data()
+}
+
+/// Statistical cutoffs of `method` for species `species` stored by `aceuq calibrate`: the lower
+/// (worth labelling) and upper (unstable) uncertainty cutoffs. `ACEUQ_STATUS_MISSING` if the
+/// model has no calibration for them.
+///
+/// # Safety
+/// `model` must be a valid handle, `lower` and `upper` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_uq_cutoffs(
+    model: *const aceuq_model_t,
+    method: i32,
+    species: i32,
+    lower: *mut f64,
+    upper: *mut f64,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        let Some(m) = aceuq_method_t::from_i32(method) else {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                format!("method id {method} out of range"),
+            );
+        };
+        let Some(sp) = usize::try_from(species)
+            .ok()
+            .filter(|&s| s < h.model.nspecies())
+        else {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                format!("species index {species} out of range"),
+            );
+        };
+        match crate::uq::stored_cutoffs(&h.model, m.to_method(), sp) {
+            Some((lo, hi)) => {
+                put(lower, lo, "lower")?;
+                put(upper, hi, "upper")
+            }
+            None => fail(
+                aceuq_status_t::ACEUQ_STATUS_MISSING,
+                format!(
+                    "the model has no calibrated cutoffs for '{}' of species {}: run `aceuq calibrate` on it, or give numbers for lower/upper",
+                    m.to_method().name(),
+                    h.model.species[sp]
+                ),
+            ),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests;

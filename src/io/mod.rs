@@ -2,4 +2,5 @@
 
 pub mod container;
 pub mod extxyz;
+pub mod lammps_data;
 pub mod modelfile;
