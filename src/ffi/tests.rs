@@ -30,12 +30,12 @@ fn load(p: &std::path::Path) -> *mut aceuq_model_t {
     h
 }
 
+/// Positions, species, neighbour offsets, neighbour indices and owner of every atom.
+type LammpsLike = (Vec<f64>, Vec<i32>, Vec<i32>, Vec<i32>, Vec<usize>);
+
 /// Lay a periodic structure out the way LAMMPS does: owned atoms, then one ghost per
 /// neighbour image, with a map from ghost to owner (for the reverse communication of forces).
-fn lammps_like(
-    s: &crate::Structure,
-    m: &Model,
-) -> (Vec<f64>, Vec<i32>, Vec<i32>, Vec<i32>, Vec<usize>) {
+fn lammps_like(s: &crate::Structure, m: &Model) -> LammpsLike {
     let nl = crate::neighbors::build(s, m.max_cutoff()).unwrap();
     let sp = m.map_species(s).unwrap();
     let n = s.len();

@@ -23,9 +23,12 @@ pub struct Workspace {
     dp: Vec<f64>,
     /// Per neighbour: distance (0 = outside the cutoff), radial values/derivatives, harmonics.
     rn: Vec<f64>,
+    /// Unit vector to each neighbour.
+    un: Vec<[f64; 3]>,
     g: Vec<f64>,
     dg: Vec<f64>,
     y: Vec<f64>,
+    /// Polynomial partials of the harmonics (project with `sph::project` for gradients).
     dy: Vec<[f64; 3]>,
     t: Vec<f64>,
     u: Vec<f64>,
@@ -56,6 +59,7 @@ impl Workspace {
             p: vec![0.0; nodes],
             dp: vec![0.0; nodes],
             rn: vec![],
+            un: vec![],
             g: vec![],
             dg: vec![],
             y: vec![],
@@ -71,10 +75,111 @@ impl Workspace {
     fn reserve_neighbors(&mut self, nn: usize) {
         if self.rn.len() < nn {
             self.rn.resize(nn, 0.0);
+            self.un.resize(nn, [0.0; 3]);
             self.g.resize(nn * self.nmax, 0.0);
             self.dg.resize(nn * self.nmax, 0.0);
             self.y.resize(nn * self.nlm, 0.0);
             self.dy.resize(nn * self.nlm, [0.0; 3]);
+        }
+    }
+}
+
+/// `rows[n*D + m] += g[n] * y[m]` for `n < nl`, `m < D` (D known at compile time, so the inner
+/// loop unrolls).
+///
+/// # Safety
+/// `rows` must hold `nl * D` values, `g` `nl`, `y` `D`.
+#[inline(always)]
+unsafe fn outer_acc<const D: usize>(rows: *mut f64, g: *const f64, y: *const f64, nl: usize) {
+    // SAFETY: per the function contract.
+    unsafe {
+        let yv: [f64; D] = std::array::from_fn(|m| *y.add(m));
+        for n in 0..nl {
+            let gn = *g.add(n);
+            let row = rows.add(n * D);
+            for m in 0..D {
+                *row.add(m) += gn * yv[m];
+            }
+        }
+    }
+}
+
+/// [`outer_acc`] for a run-time row length.
+///
+/// # Safety
+/// As [`outer_acc`] with `D = d`.
+unsafe fn outer_acc_dyn(rows: *mut f64, g: *const f64, y: *const f64, nl: usize, d: usize) {
+    // SAFETY: per the function contract.
+    unsafe {
+        for n in 0..nl {
+            let gn = *g.add(n);
+            for m in 0..d {
+                *rows.add(n * d + m) += gn * *y.add(m);
+            }
+        }
+    }
+}
+
+/// `t[m] = sum_n w[n*D+m] g[n]`, `u[m] = sum_n w[n*D+m] dg[n]`.
+///
+/// # Safety
+/// `w` must hold `nl * D` values, `g`/`dg` `nl`, `t`/`u` `D`.
+#[inline(always)]
+unsafe fn contract<const D: usize>(
+    w: *const f64,
+    g: *const f64,
+    dg: *const f64,
+    t: *mut f64,
+    u: *mut f64,
+    nl: usize,
+) {
+    // SAFETY: per the function contract.
+    unsafe {
+        let mut tv = [0.0; D];
+        let mut uv = [0.0; D];
+        for n in 0..nl {
+            let (gn, dgn) = (*g.add(n), *dg.add(n));
+            let wr = w.add(n * D);
+            for m in 0..D {
+                let wm = *wr.add(m);
+                tv[m] += wm * gn;
+                uv[m] += wm * dgn;
+            }
+        }
+        for m in 0..D {
+            *t.add(m) = tv[m];
+            *u.add(m) = uv[m];
+        }
+    }
+}
+
+/// [`contract`] for a run-time row length.
+///
+/// # Safety
+/// As [`contract`] with `D = d`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn contract_dyn(
+    w: *const f64,
+    g: *const f64,
+    dg: *const f64,
+    t: *mut f64,
+    u: *mut f64,
+    nl: usize,
+    d: usize,
+) {
+    // SAFETY: per the function contract.
+    unsafe {
+        for m in 0..d {
+            *t.add(m) = 0.0;
+            *u.add(m) = 0.0;
+        }
+        for n in 0..nl {
+            let (gn, dgn) = (*g.add(n), *dg.add(n));
+            for m in 0..d {
+                let wm = *w.add(n * d + m);
+                *t.add(m) += wm * gn;
+                *u.add(m) += wm * dgn;
+            }
         }
     }
 }
@@ -114,16 +219,28 @@ impl Model {
             rb.eval(rn, g, dg);
             let y = &mut ws.y[k * nlm..(k + 1) * nlm];
             let dy = &mut ws.dy[k * nlm..(k + 1) * nlm];
-            ws.sph.eval_grad(*r, y, dy);
+            ws.un[k] = ws.sph.eval_raw_grad(*r, y, dy).0;
+            // A[z, l, n, m] += g_n Y_lm: per degree an outer product of the radial values and
+            // the harmonics, written without bounds checks (the layout was validated when the
+            // model was built; indices stay inside `lay.len() <= ws.a.len()`).
+            debug_assert!(ws.a.len() >= lay.len());
+            let a = ws.a.as_mut_ptr();
             for l in 0..=lay.lmax {
                 let d = 2 * l + 1;
                 let start = lay.start(z, l);
-                let yl = &y[l * l..l * l + d];
-                for n in 0..lay.nmax_l[l] {
-                    let gn = g[n];
-                    let ablk = &mut ws.a[start + n * d..start + (n + 1) * d];
-                    for (av, yv) in ablk.iter_mut().zip(yl) {
-                        *av += gn * yv;
+                let nl = lay.nmax_l[l];
+                // SAFETY: start + nl * d <= lay.len() (layout construction), y has (lmax+1)^2
+                // entries, g has nmax >= nl entries.
+                unsafe {
+                    let yl = y.as_ptr().add(l * l);
+                    let rows = a.add(start);
+                    match d {
+                        1 => outer_acc::<1>(rows, g.as_ptr(), yl, nl),
+                        3 => outer_acc::<3>(rows, g.as_ptr(), yl, nl),
+                        5 => outer_acc::<5>(rows, g.as_ptr(), yl, nl),
+                        7 => outer_acc::<7>(rows, g.as_ptr(), yl, nl),
+                        9 => outer_acc::<9>(rows, g.as_ptr(), yl, nl),
+                        _ => outer_acc_dyn(rows, g.as_ptr(), yl, nl, d),
                     }
                 }
             }
@@ -159,40 +276,41 @@ impl Model {
         b: Option<&mut [f64]>,
     ) -> f64 {
         self.compute_a(ws, si, rij, sj);
-        self.forward(ws, si);
         let der = &self.derived[si];
-        let dag = &der.dag;
-        let n_nodes = dag.len();
+        let na = der.dag.n_a;
         let mut energy = self.e0[si];
-        for (pv, cv) in ws.p[..n_nodes].iter().zip(&der.ctilde) {
-            energy += pv * cv;
-        }
-        if let Some(b) = b {
-            self.basis_from_p(ws, si, b);
-        }
-        // Reverse sweep: dp = dE/dp, ending with dE/dA in dp[..n_a].
-        ws.dp[..n_nodes].copy_from_slice(&der.ctilde);
-        let na = dag.n_a;
-        {
-            let links = &der.links;
-            assert!(ws.dp.len() >= na + links.len() && ws.p.len() >= na + links.len());
-            let dp = ws.dp.as_mut_ptr();
-            let p = ws.p.as_ptr();
-            let a = ws.a.as_ptr();
-            for k in (0..links.len()).rev() {
-                let [par, ex] = links[k];
-                // SAFETY: as in `forward`: indices validated, buffers long enough.
-                unsafe {
-                    let d = *dp.add(na + k);
-                    *dp.add(par as usize) += d * *a.add(ex as usize);
-                    *dp.add(ex as usize) += d * *p.add(par as usize);
+        match b {
+            Some(b) => {
+                // Full sweep: every monomial value is needed for the basis vector.
+                self.forward(ws, si);
+                let n_nodes = der.dag.len();
+                for (pv, cv) in ws.p[..n_nodes].iter().zip(&der.ctilde) {
+                    energy += pv * cv;
+                }
+                self.basis_from_p(ws, si, b);
+                ws.dp[..n_nodes].copy_from_slice(&der.ctilde);
+                let links = &der.links;
+                assert!(ws.dp.len() >= na + links.len() && ws.p.len() >= na + links.len());
+                let dp = ws.dp.as_mut_ptr();
+                let p = ws.p.as_ptr();
+                let a = ws.a.as_ptr();
+                for k in (0..links.len()).rev() {
+                    let [par, ex] = links[k];
+                    // SAFETY: as in `forward`: indices validated, buffers long enough.
+                    unsafe {
+                        let d = *dp.add(na + k);
+                        *dp.add(par as usize) += d * *a.add(ex as usize);
+                        *dp.add(ex as usize) += d * *p.add(par as usize);
+                    }
                 }
             }
+            None => energy += self.energy_reverse_fused(ws, si),
         }
         let ns = self.nspecies();
         let lay = &self.bases[si].layout;
         let (nmax, nlm) = (ws.nmax, ws.nlm);
-        for (k, (r, &z)) in rij.iter().zip(sj).enumerate() {
+        let nl = num_lm(lay.lmax);
+        for (k, &z) in sj.iter().enumerate() {
             let rn = ws.rn[k];
             if rn == 0.0 {
                 grad[k] = [0.0; 3];
@@ -202,47 +320,93 @@ impl Model {
             let g = &ws.g[k * nmax..(k + 1) * nmax];
             let dg = &ws.dg[k * nmax..(k + 1) * nmax];
             // t_lm = sum_n w g_n, u_lm = sum_n w g'_n
+            debug_assert!(ws.dp.len() >= lay.len() && ws.t.len() >= nl && ws.u.len() >= nl);
             for l in 0..=lay.lmax {
                 let d = 2 * l + 1;
-                let nl = lay.nmax_l[l];
+                let nlr = lay.nmax_l[l];
                 let start = lay.start(z, l);
-                let (tl, ul) = (&mut ws.t[l * l..l * l + d], &mut ws.u[l * l..l * l + d]);
-                tl.fill(0.0);
-                ul.fill(0.0);
-                let wblk = &ws.dp[start..start + nl * d];
-                for ((w, &gn), &dgn) in wblk.chunks_exact(d).zip(&g[..nl]).zip(&dg[..nl]) {
-                    for ((tm, um), wm) in tl.iter_mut().zip(ul.iter_mut()).zip(w) {
-                        *tm += wm * gn;
-                        *um += wm * dgn;
+                // SAFETY: as in `compute_a`: the (z, l) block of dE/dA lies inside the layout,
+                // t/u have (lmax+1)^2 entries, g/dg have nmax >= nlr entries.
+                unsafe {
+                    let tl = ws.t.as_mut_ptr().add(l * l);
+                    let ul = ws.u.as_mut_ptr().add(l * l);
+                    let w = ws.dp.as_ptr().add(start);
+                    let (gp, dgp) = (g.as_ptr(), dg.as_ptr());
+                    match d {
+                        1 => contract::<1>(w, gp, dgp, tl, ul, nlr),
+                        3 => contract::<3>(w, gp, dgp, tl, ul, nlr),
+                        5 => contract::<5>(w, gp, dgp, tl, ul, nlr),
+                        7 => contract::<7>(w, gp, dgp, tl, ul, nlr),
+                        9 => contract::<9>(w, gp, dgp, tl, ul, nlr),
+                        _ => contract_dyn(w, gp, dgp, tl, ul, nlr, d),
                     }
                 }
             }
-            let nl = num_lm(lay.lmax);
             let y = &ws.y[k * nlm..k * nlm + nl];
             let dy = &ws.dy[k * nlm..k * nlm + nl];
             let mut radial_part = 0.0;
             let mut gv = [0.0; 3];
-            for q in 0..nl {
-                radial_part += ws.u[q] * y[q];
-                let t = ws.t[q];
-                gv[0] += t * dy[q][0];
-                gv[1] += t * dy[q][1];
-                gv[2] += t * dy[q][2];
+            for ((&uq, &tq), (&yq, dq)) in ws.u[..nl].iter().zip(&ws.t[..nl]).zip(y.iter().zip(dy))
+            {
+                radial_part += uq * yq;
+                gv[0] += tq * dq[0];
+                gv[1] += tq * dq[1];
+                gv[2] += tq * dq[2];
             }
-            let inv = radial_part / rn;
-            let mut out = [gv[0] + inv * r[0], gv[1] + inv * r[1], gv[2] + inv * r[2]];
+            // sum_lm t ∇Y = project(sum_lm t ∂Y/∂u) / r; the radial part points along u.
+            let un = ws.un[k];
+            let mut out = crate::basis::sph::project(gv, un, 1.0 / rn);
             // Core repulsion: half of the pair energy belongs to each atom.
             let (ec, dec) = self.core[si * ns + z].energy_deriv(rn);
-            if ec != 0.0 || dec != 0.0 {
-                energy += 0.5 * ec;
-                let c = 0.5 * dec / rn;
-                out[0] += c * r[0];
-                out[1] += c * r[1];
-                out[2] += c * r[2];
-            }
+            energy += 0.5 * ec;
+            let c = radial_part + 0.5 * dec;
+            out[0] += c * un[0];
+            out[1] += c * un[1];
+            out[2] += c * un[2];
             grad[k] = out;
         }
         energy
+    }
+
+    /// Energy-only path: forward over internal DAG nodes, leaf monomials folded into the energy
+    /// and their reverse contributions in one pass, then the reverse sweep over internal nodes.
+    /// Returns `c · B` and leaves `dE/dA` in `ws.dp[..n_a]`.
+    fn energy_reverse_fused(&self, ws: &mut Workspace, si: usize) -> f64 {
+        let der = &self.derived[si];
+        let na = der.dag.n_a;
+        let ni = der.internal.len();
+        assert!(ws.p.len() >= na + ni && ws.dp.len() >= na + ni && ws.a.len() >= na);
+        assert!(der.leaf_c.len() == der.leaves.len() && der.ctilde_int.len() == na + ni);
+        ws.p[..na].copy_from_slice(&ws.a[..na]);
+        let p = ws.p.as_mut_ptr();
+        let dp = ws.dp.as_mut_ptr();
+        let a = ws.a.as_ptr();
+        let mut e = 0.0;
+        // SAFETY: `Derived::new` validated every index: internal parents < na + k, leaf parents
+        // < na + ni, extras < na; buffer lengths asserted above.
+        unsafe {
+            for (k, &[par, ex]) in der.internal.iter().enumerate() {
+                *p.add(na + k) = *p.add(par as usize) * *a.add(ex as usize);
+            }
+            for (n, &c) in der.ctilde_int.iter().enumerate() {
+                e += c * *p.add(n);
+                *dp.add(n) = c;
+            }
+            for (&[par, ex], &c) in der.leaves.iter().zip(&der.leaf_c) {
+                let pp = *p.add(par as usize);
+                let ae = *a.add(ex as usize);
+                e += c * pp * ae;
+                *dp.add(par as usize) += c * ae;
+                *dp.add(ex as usize) += c * pp;
+            }
+            for k in (0..ni).rev() {
+                let [par, ex] = der.internal[k];
+                let d = *dp.add(na + k);
+                *dp.add(par as usize) += d * *a.add(ex as usize);
+                *dp.add(ex as usize) += d * *p.add(par as usize);
+            }
+        }
+        e
     }
 
     /// `B_i` from the forward-swept monomials in the workspace.
@@ -319,7 +483,8 @@ impl Model {
                 continue;
             }
             let z = sj[k] as usize;
-            let rhat = [rij[k][0] / rn, rij[k][1] / rn, rij[k][2] / rn];
+            let rhat = ws.un[k];
+            let inv_r = 1.0 / rn;
             let g = &ws.g[k * nmax..(k + 1) * nmax];
             let dg = &ws.dg[k * nmax..(k + 1) * nmax];
             let y = &ws.y[k * nlm..(k + 1) * nlm];
@@ -330,10 +495,11 @@ impl Model {
                 for n in 0..lay.nmax_l[l] {
                     for m in 0..d {
                         let q = l * l + m;
+                        let gy = crate::basis::sph::project(dy[q], rhat, inv_r);
                         let a = start + n * d + m;
                         let base = a * nn3 + k * 3;
                         for al in 0..3 {
-                            ws.dadr[base + al] = dg[n] * y[q] * rhat[al] + g[n] * dy[q][al];
+                            ws.dadr[base + al] = dg[n] * y[q] * rhat[al] + g[n] * gy[al];
                         }
                     }
                 }

