@@ -33,6 +33,43 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     };
     let metrics = fit::evaluate(&model, &data, &name)?;
     print!("{}", fit::metrics_table(&[metrics]));
+    // Uncertainties of every method the model carries, and how they rank the true errors.
+    let methods = model.uq.methods();
+    let mut uq_values = Vec::with_capacity(methods.len());
+    if !methods.is_empty() {
+        let errors = crate::uq::force_errors(&model, &data)?;
+        let mut rows = vec![];
+        for &m in &methods {
+            let u = crate::uq::per_atom(&model, &data, m)?;
+            let (mut ea, mut ua, mut es, mut us) = (vec![], vec![], vec![], vec![]);
+            for (k, e) in errors.iter().enumerate() {
+                if e.is_empty() {
+                    continue;
+                }
+                ea.extend_from_slice(e);
+                ua.extend_from_slice(&u[k]);
+                es.push(e.iter().cloned().fold(0.0, f64::max));
+                us.push(u[k].iter().cloned().fold(0.0, f64::max));
+            }
+            let rho = |x: &[f64], y: &[f64]| {
+                crate::stats::metrics::spearman(x, y).map_or("-".to_string(), |r| format!("{r:.3}"))
+            };
+            rows.push(vec![m.name().to_string(), rho(&ea, &ua), rho(&es, &us)]);
+            uq_values.push(u);
+        }
+        println!();
+        print!(
+            "{}",
+            super::calibrate::text_table(
+                &[
+                    "uncertainty".into(),
+                    "Spearman vs |ΔF| (atoms)".into(),
+                    "(structures, max)".into()
+                ],
+                &rows
+            )
+        );
+    }
     if let Some(path) = &a.per_atom {
         let rows: Vec<String> = data
             .par_iter()
@@ -41,6 +78,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
                 || Workspace::new(&model),
                 |ws, (k, s)| -> Result<String> {
                     let p = model.predict(s, ws)?;
+                    let uq_values = &uq_values;
                     let mut out = String::new();
                     for i in 0..s.len() {
                         let f = p.forces[i];
@@ -52,20 +90,29 @@ pub fn run(a: &EvalArgs) -> Result<()> {
                             }
                             None => ([f64::NAN; 3], f64::NAN),
                         };
-                        writeln!(
+                        write!(
                             out,
                             "{k},{i},{},{:.10e},{:.10e},{:.10e},{:.10e},{:.10e},{:.10e},{:.10e},{:.10e}",
                             s.symbols[i], p.atom_energies[i], f[0], f[1], f[2], r[0], r[1], r[2], err
                         )
                         .expect("writing to a String");
+                        for u in uq_values.iter() {
+                            write!(out, ",{:.10e}", u[k][i]).expect("writing to a String");
+                        }
+                        out.push('\n');
                     }
                     Ok(out)
                 },
             )
             .collect::<Result<_>>()?;
         let mut text = String::from(
-            "structure,atom,species,energy_atom,fx,fy,fz,fx_ref,fy_ref,fz_ref,force_error\n",
+            "structure,atom,species,energy_atom,fx,fy,fz,fx_ref,fy_ref,fz_ref,force_error",
         );
+        for m in &methods {
+            text.push(',');
+            text.push_str(m.column());
+        }
+        text.push('\n');
         for r in rows {
             text.push_str(&r);
         }

@@ -46,6 +46,24 @@ pub struct FitArgs {
     /// Weight of the force-component error.
     #[arg(long)]
     pub force_weight: Option<f64>,
+    /// Build global MaxVol active sets (uncertainty `gamma`).
+    #[arg(long)]
+    pub active_set: bool,
+    /// Build clustered local active sets with K k-means clusters (uncertainty `gamma_local`).
+    #[arg(long, conflicts_with = "clusters_by")]
+    pub clusters: Option<usize>,
+    /// Build clustered local active sets with one cluster per `config_type` label.
+    #[arg(long, value_parser = ["config_type"])]
+    pub clusters_by: Option<String>,
+    /// Build an ensemble of N bootstrap members (uncertainty `ensemble`, calibrated on --valid).
+    #[arg(long)]
+    pub ensemble: Option<usize>,
+    /// Build the latent-distance estimator (calibrated on --valid).
+    #[arg(long)]
+    pub distance: bool,
+    /// Build the sparse Gaussian-process estimator (trained on --valid).
+    #[arg(long)]
+    pub gp: bool,
     /// Print the basis size and stop.
     #[arg(long)]
     pub dry_run: bool,
@@ -61,6 +79,8 @@ pub struct FitFile {
     pub basis: BasisConfig,
     #[serde(default)]
     pub fit: FitConfig,
+    #[serde(default)]
+    pub uq: crate::uq::UqConfig,
 }
 
 /// Read a fit config file with errors that name the line.
@@ -114,6 +134,27 @@ pub fn run(a: &FitArgs) -> Result<()> {
     if let Some(v) = a.force_weight {
         cfg.fit.force_weight = v;
     }
+    if a.active_set {
+        cfg.uq.active_set = true;
+    }
+    if let Some(k) = a.clusters {
+        if k == 0 {
+            bail!("--clusters needs at least 1 cluster");
+        }
+        cfg.uq.clusters = Some(crate::uq::Partition::KMeans(k));
+    }
+    if a.clusters_by.is_some() {
+        cfg.uq.clusters = Some(crate::uq::Partition::ConfigType);
+    }
+    if let Some(n) = a.ensemble {
+        cfg.uq.ensemble = n;
+    }
+    if a.distance {
+        cfg.uq.distance = true;
+    }
+    if a.gp {
+        cfg.uq.gp = true;
+    }
     cfg.basis.validate()?;
     let t0 = std::time::Instant::now();
     let train = a.keys.read(&a.train)?;
@@ -152,8 +193,23 @@ pub fn run(a: &FitArgs) -> Result<()> {
         train.len(),
         valid.len()
     );
-    let model = fit::fit(&species, &cfg.basis, &cfg.fit, &train, &valid, true)?;
+    let mut model = fit::fit(&species, &cfg.basis, &cfg.fit, &train, &valid, true)?;
     print!("{}", fit::metrics_table(&model.fit_info.metrics));
+    if cfg.uq.any() {
+        if (cfg.uq.ensemble > 0 || cfg.uq.distance || cfg.uq.gp) && valid.is_empty() {
+            bail!(
+                "the ensemble, distance and GP estimators are calibrated on validation data: give --valid"
+            );
+        }
+        let t1 = std::time::Instant::now();
+        crate::uq::build(&mut model, &train, &valid, &cfg.uq, true)?;
+        let names: Vec<&str> = model.uq.methods().iter().map(|m| m.name()).collect();
+        eprintln!(
+            "uncertainty: {} ({:.1} s)",
+            names.join(", "),
+            t1.elapsed().as_secs_f64()
+        );
+    }
     crate::io::modelfile::save(&model, &a.out)?;
     eprintln!(
         "wrote {} ({:.1} s)",

@@ -1,9 +1,11 @@
 //! The `aceuq` command line.
 
+pub mod calibrate;
 pub mod convert;
 pub mod cutoff;
 pub mod eval;
 pub mod fit;
+pub mod report;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -32,6 +34,12 @@ pub enum Command {
     /// Statistical cutoff (1 - 1/N quantile of the best-fitting distribution) for any column of
     /// numbers: uncertainties, DeePMD model deviations, ML-PACE gammas.
     Cutoff(cutoff::CutoffArgs),
+    /// Statistical cutoffs (lower: worth labelling, upper: unstable) per species and
+    /// uncertainty method, stored in the model for the LAMMPS fix (`lower auto upper auto`).
+    Calibrate(calibrate::CalibrateArgs),
+    /// Figures and a Markdown summary of each uncertainty method on labelled data: histograms
+    /// with fits and cutoffs, F1/precision/recall maps, calibration curves, parity plots.
+    Report(report::ReportArgs),
     /// Write one frame of extended XYZ as a LAMMPS data file (rotated into LAMMPS's frame).
     ToLammps(convert::ToLammpsArgs),
 }
@@ -91,6 +99,8 @@ pub fn main() -> i32 {
         Command::Info(a) => info(a),
         Command::Cutoff(a) => cutoff::run(a),
         Command::ToLammps(a) => convert::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
+        Command::Report(a) => report::run(a),
     };
     match result {
         Ok(()) => 0,

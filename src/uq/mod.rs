@@ -206,6 +206,8 @@ pub struct UqModel {
     pub ensemble: Option<ensemble::Ensemble>,
     pub distance: Option<distance::DistanceModel>,
     pub gp: Option<gp::SparseGp>,
+    /// Statistical cutoffs per (species, method) from `aceuq calibrate`.
+    pub calibration: Vec<crate::stats::cutoff::Calibration>,
 }
 
 impl UqModel {
@@ -247,6 +249,10 @@ impl UqModel {
         if let Some(x) = &self.gp {
             x.save(c);
         }
+        if !self.calibration.is_empty() {
+            let v = toml::Value::try_from(&self.calibration).expect("calibration serializes");
+            c.meta.insert("calibration".into(), v);
+        }
     }
 
     /// Load the estimators present in a container (a model file read from `path`).
@@ -257,6 +263,17 @@ impl UqModel {
             ensemble: ensemble::Ensemble::load(path, c, model)?,
             distance: distance::DistanceModel::load(path, c, model)?,
             gp: gp::SparseGp::load(path, c, model)?,
+            calibration: match c.meta.get("calibration") {
+                None => vec![],
+                Some(v) => {
+                    v.clone()
+                        .try_into()
+                        .map_err(|e: toml::de::Error| ContainerError::Invalid {
+                            path: path.display().to_string(),
+                            message: format!("calibration table: {}", e.message()),
+                        })?
+                }
+            },
         })
     }
 }
@@ -287,8 +304,69 @@ pub fn evaluate_rows(
 
 /// Lower and upper uncertainty cutoffs of `method` for `species` stored by `aceuq calibrate`.
 pub fn stored_cutoffs(model: &Model, method: Method, species: usize) -> Option<(f64, f64)> {
-    let _ = (model, method, species);
-    None
+    let name = model.species.get(species)?;
+    model
+        .uq
+        .calibration
+        .iter()
+        .find(|c| c.method == method.name() && &c.species == name)
+        .map(|c| (c.u_c, c.u_max))
+}
+
+/// Per-atom uncertainty of `method` for every atom of every structure (`[structure][atom]`).
+pub fn per_atom(
+    model: &Model,
+    data: &[Structure],
+    method: Method,
+) -> Result<Vec<Vec<f64>>, UqError> {
+    if !model.uq.methods().contains(&method) {
+        return evaluate_rows(model, method, 0, &[], &mut []).map(|_| vec![]);
+    }
+    if method == Method::Ensemble {
+        return per_atom_ensemble(model, data);
+    }
+    let ns = model.nspecies();
+    data.par_iter()
+        .map_init(
+            || Workspace::new(model),
+            |ws, s| -> Result<Vec<f64>, UqError> {
+                let sp = model.map_species(s)?;
+                let nl =
+                    crate::neighbors::build(s, model.max_cutoff()).map_err(ModelError::from)?;
+                let mut rows: Vec<Vec<f64>> = vec![vec![]; ns];
+                let mut atoms: Vec<Vec<usize>> = vec![vec![]; ns];
+                let mut sj = Vec::new();
+                for i in 0..s.len() {
+                    let si = sp[i] as usize;
+                    let r = nl.range(i);
+                    sj.clear();
+                    sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
+                    let start = rows[si].len();
+                    rows[si].resize(start + model.nfuncs(si), 0.0);
+                    model.atom_descriptor(ws, si, &nl.rij[r], &sj, &mut rows[si][start..]);
+                    atoms[si].push(i);
+                }
+                let mut out = vec![0.0; s.len()];
+                for z in 0..ns {
+                    if atoms[z].is_empty() {
+                        continue;
+                    }
+                    let mut vals = vec![0.0; atoms[z].len()];
+                    evaluate_rows(model, method, z, &rows[z], &mut vals)?;
+                    for (&i, v) in atoms[z].iter().zip(vals) {
+                        out[i] = v;
+                    }
+                }
+                Ok(out)
+            },
+        )
+        .collect()
+}
+
+/// Ensemble uncertainty of every atom (needs member forces, not only basis vectors).
+fn per_atom_ensemble(model: &Model, data: &[Structure]) -> Result<Vec<Vec<f64>>, UqError> {
+    let _ = (model, data);
+    Err(UqError::Data("ensemble evaluation is not available in this build".into()))
 }
 
 /// Basis vectors of many atoms of one species, row-major, with their provenance.

@@ -1,0 +1,174 @@
+//! `aceuq calibrate`: statistical cutoffs per species and uncertainty method (METHODS.md §5),
+//! stored in the model for `fix ace/uq/watch ... lower auto upper auto`.
+
+use super::{DataKeys, load_model};
+use crate::stats::cutoff::{Calibration, CalibrationOptions, calibrate};
+use crate::uq::{self, Method};
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+
+/// Arguments of `aceuq calibrate`.
+#[derive(clap::Args, Debug)]
+pub struct CalibrateArgs {
+    /// Model file (*.aceuq) with uncertainty estimators.
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// Validation data (labelled extended XYZ not used in the fit); may be repeated.
+    #[arg(long, required = true, num_args = 1..)]
+    pub valid: Vec<PathBuf>,
+    /// Number of atoms the cutoffs will be applied to (e.g. frames × atoms of the MD run you
+    /// will watch); split over species in the proportions of the validation data.
+    #[arg(long, conflicts_with = "pool")]
+    pub pool_size: Option<u64>,
+    /// Or: a file of the frames the cutoffs will be applied to; atoms are counted per species.
+    #[arg(long)]
+    pub pool: Option<PathBuf>,
+    /// Force error (eV/Å) at which the MD is considered unstable (the upper cutoff maps it onto
+    /// the uncertainty scale).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_error: f64,
+    /// Methods to calibrate (default: all the model has).
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Vec<Method>,
+    /// Output model (default: overwrite --model atomically).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: DataKeys,
+}
+
+/// Print rows as an aligned text table.
+pub fn text_table(headers: &[String], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (k, c) in r.iter().enumerate() {
+            w[k] = w[k].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(k, c)| format!("{c:<width$}", width = w[k]))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let mut out = line(headers) + "\n";
+    for r in rows {
+        out += &(line(r) + "\n");
+    }
+    out
+}
+
+/// Number of atoms per model species in `data`.
+pub fn atoms_per_species(model: &crate::model::Model, data: &[crate::Structure]) -> Vec<u64> {
+    let mut n = vec![0u64; model.nspecies()];
+    for s in data {
+        for sym in &s.symbols {
+            if let Some(k) = model.species_index(sym) {
+                n[k] += 1;
+            }
+        }
+    }
+    n
+}
+
+pub fn run(a: &CalibrateArgs) -> Result<()> {
+    let mut model = load_model(&a.model)?;
+    let available = model.uq.methods();
+    if available.is_empty() {
+        bail!(
+            "{} has no uncertainty estimators: fit it with e.g. `aceuq fit --active-set --ensemble 4 --distance`",
+            a.model.display()
+        );
+    }
+    let methods = if a.methods.is_empty() {
+        available.clone()
+    } else {
+        a.methods.clone()
+    };
+    for m in &methods {
+        if !available.contains(m) {
+            bail!(
+                "{} has no '{}' uncertainty (it has: {})",
+                a.model.display(),
+                m.name(),
+                names(&available)
+            );
+        }
+    }
+    if !(a.max_error.is_finite() && a.max_error > 0.0) {
+        bail!("--max-error must be a positive number of eV/Å");
+    }
+    let valid = a.keys.read(&a.valid)?;
+    let nvalid = atoms_per_species(&model, &valid);
+    let napply: Vec<u64> = match (&a.pool, a.pool_size) {
+        (Some(p), _) => {
+            let frames = crate::io::extxyz::read_file(p, &Default::default())
+                .with_context(|| format!("reading the pool {}", p.display()))?;
+            atoms_per_species(&model, &frames)
+        }
+        (None, Some(n)) => {
+            let total: u64 = nvalid.iter().sum::<u64>().max(1);
+            nvalid
+                .iter()
+                .map(|&k| ((n as f64) * k as f64 / total as f64).round() as u64)
+                .collect()
+        }
+        (None, None) => {
+            bail!("give --pool-size N (atoms the cutoffs will be applied to) or --pool FILE")
+        }
+    };
+    let errors = uq::force_errors(&model, &valid)?;
+    if errors.iter().all(|e| e.is_empty()) {
+        bail!("the validation data has no reference forces (check --forces-key)");
+    }
+    let mut cals: Vec<Calibration> = model.uq.calibration.clone();
+    let mut rows = vec![];
+    for &m in &methods {
+        let u = uq::per_atom(&model, &valid, m)?;
+        for (sp, name) in model.species.clone().iter().enumerate() {
+            let (mut es, mut us) = (vec![], vec![]);
+            for (k, s) in valid.iter().enumerate() {
+                if errors[k].is_empty() {
+                    continue;
+                }
+                for (i, sym) in s.symbols.iter().enumerate() {
+                    if model.species_index(sym) == Some(sp) {
+                        es.push(errors[k][i]);
+                        us.push(u[k][i]);
+                    }
+                }
+            }
+            if es.len() < 10 {
+                eprintln!(
+                    "warning: species {name}: only {} validation atoms, skipped (need at least 10)",
+                    es.len()
+                );
+                continue;
+            }
+            let mut opts = CalibrationOptions::new(napply[sp].max(2));
+            opts.e_max = a.max_error;
+            let cal = calibrate(name, m.name(), &es, &us, &opts)?;
+            rows.push(cal.table_row());
+            cals.retain(|c| !(c.species == cal.species && c.method == cal.method));
+            cals.push(cal);
+        }
+    }
+    print!("{}", text_table(&Calibration::table_header(), &rows));
+    println!(
+        "\nu_c: lower cutoff (CDF = 1 - 1/N: above it an atom is worth labelling); u_max: upper cutoff \
+         (maps a force error of {} eV/Å: above it the MD is unstable). KS p-values are optimistic \
+         (parameters fitted on the same data).",
+        a.max_error
+    );
+    model.uq.calibration = cals;
+    let out = a.out.as_ref().unwrap_or(&a.model);
+    crate::io::modelfile::save(&model, out)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+fn names(m: &[Method]) -> String {
+    m.iter().map(|x| x.name()).collect::<Vec<_>>().join(", ")
+}
