@@ -1,8 +1,10 @@
 //! The `aceuq` command line.
 
+pub mod activeset;
 pub mod cutoff;
 pub mod eval;
 pub mod fit;
+pub mod select;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -31,6 +33,11 @@ pub enum Command {
     /// Statistical cutoff (1 - 1/N quantile of the best-fitting distribution) for any column of
     /// numbers: uncertainties, DeePMD model deviations, ML-PACE gammas.
     Cutoff(cutoff::CutoffArgs),
+    /// (Re)build a model's MaxVol active sets (gamma, optionally clustered gamma_local) from
+    /// data, streaming.
+    Activeset(activeset::ActiveSetArgs),
+    /// Choose candidate structures that extend the active set most, for DFT labelling.
+    Select(select::SelectArgs),
 }
 
 /// Arguments of `aceuq info`.
@@ -87,6 +94,8 @@ pub fn main() -> i32 {
         Command::Eval(a) => eval::run(a),
         Command::Info(a) => info(a),
         Command::Cutoff(a) => cutoff::run(a),
+        Command::Activeset(a) => activeset::run(a),
+        Command::Select(a) => select::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -42,6 +42,11 @@ pub struct Settings {
     pub batch: usize,
     /// Maximum passes over the data; a pass that changes nothing certifies the result.
     pub max_passes: usize,
+    /// Rows with gamma above this (against the set current at the time, <= tol) enter a MaxVol
+    /// batch. Below `tol` so that rows just inside the boundary, which swaps elsewhere can push
+    /// out, are reconsidered in the same pass: on liquid Li (12,500 rows, m = 274) 0.7 needs 3–7
+    /// passes for batches of 500–5000 rows, 1.01 more than 12.
+    pub candidate_gamma: f64,
     /// Relative LU pivot below which the data count as rank-deficient.
     pub rank_tol: f64,
     /// Clusters with fewer than `min_cluster_factor × m_s` atoms are merged into the nearest
@@ -59,7 +64,8 @@ impl Default for Settings {
             tol: 1.01,
             max_iters: 300,
             batch: 20_000,
-            max_passes: 8,
+            max_passes: 10,
+            candidate_gamma: 0.7,
             rank_tol: 1e-10,
             min_cluster_factor: 3.0,
             kmeans_iters: 100,
@@ -75,6 +81,7 @@ impl Settings {
             tol: self.tol,
             max_iters: self.max_iters,
             rank_tol: self.rank_tol,
+            candidate: self.candidate_gamma,
         }
     }
 
@@ -496,6 +503,45 @@ impl Route for ByStructure {
     }
 }
 
+/// Why a sequence of passes failed.
+enum PassError {
+    Uq(UqError),
+    /// Groups (by index) whose rows admit no active set.
+    Groups(Vec<(usize, MaxVolError)>),
+}
+
+impl From<UqError> for PassError {
+    fn from(e: UqError) -> Self {
+        PassError::Uq(e)
+    }
+}
+
+impl PassError {
+    /// One error listing every failure, the most basic (too few atoms) first.
+    fn into_uq(self) -> UqError {
+        let mut errors = match self {
+            PassError::Uq(e) => return e,
+            PassError::Groups(v) => v.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+        };
+        errors.sort_by_key(|e| match e {
+            MaxVolError::TooFewRows { .. } => 0,
+            MaxVolError::ZeroColumn { .. } => 1,
+            MaxVolError::RankDeficient { .. } => 2,
+            _ => 3,
+        });
+        let first = errors.remove(0);
+        if errors.is_empty() {
+            return uq_err(first);
+        }
+        let rest: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        let msg = format!("{first}; also: {}", rest.join("; "));
+        match first {
+            MaxVolError::Singular { .. } => UqError::Numerical(msg),
+            _ => UqError::Data(msg),
+        }
+    }
+}
+
 /// Run passes until every group is verified or `max_passes`; returns the number of passes.
 fn run_passes(
     groups: &mut [Group],
@@ -505,8 +551,7 @@ fn run_passes(
     progress: bool,
     notes: &mut Vec<String>,
     names: &dyn Fn(usize) -> String,
-) -> Result<usize, UqError> {
-    let hint = source.rows_hint();
+) -> Result<usize, PassError> {
     let maxm = groups.iter().map(|g| g.mv.m()).max().unwrap_or(0);
     let mut passes = 0;
     while passes < settings.max_passes && groups.iter().any(|g| !g.verified) {
@@ -514,7 +559,8 @@ fn run_passes(
         for g in groups.iter_mut().filter(|g| !g.verified) {
             g.mv.begin_pass();
         }
-        let pb = bar(hint, progress);
+        // Asked every pass: a streaming source may only know its size after the first.
+        let pb = bar(source.rows_hint(), progress);
         pb.set_message(format!("active sets, pass {passes}"));
         let mut bufs: Vec<(Vec<f64>, Vec<RowId>)> = vec![(vec![], vec![]); groups.len()];
         let mut z = vec![0.0; maxm];
@@ -564,35 +610,20 @@ fn run_passes(
             Ok(())
         })?;
         pb.finish_and_clear();
-        // Collect every group's failure so that the user sees all problems at once, the most
-        // basic (too few atoms) first.
+        // Collect every group's failure so that all problems are reported (or, for clusters,
+        // repaired) at once.
         let mut errors = vec![];
-        for g in groups.iter_mut().filter(|g| !g.verified) {
+        for (k, g) in groups.iter_mut().enumerate().filter(|(_, g)| !g.verified) {
             match g.mv.end_pass() {
                 Ok(st) => {
                     g.verified = st.verified;
                     g.last = st;
                 }
-                Err(e) => errors.push(e),
+                Err(e) => errors.push((k, e)),
             }
         }
         if !errors.is_empty() {
-            errors.sort_by_key(|e| match e {
-                MaxVolError::TooFewRows { .. } => 0,
-                MaxVolError::ZeroColumn { .. } => 1,
-                MaxVolError::RankDeficient { .. } => 2,
-                _ => 3,
-            });
-            let first = errors.remove(0);
-            if errors.is_empty() {
-                return Err(uq_err(first));
-            }
-            let rest: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            let msg = format!("{first}; also: {}", rest.join("; "));
-            return Err(match first {
-                MaxVolError::Singular { .. } => UqError::Numerical(msg),
-                _ => UqError::Data(msg),
-            });
+            return Err(PassError::Groups(errors));
         }
     }
     for (k, g) in groups.iter().enumerate() {
@@ -752,7 +783,8 @@ fn build_global(
         progress,
         &mut notes,
         &nm,
-    )?;
+    )
+    .map_err(PassError::into_uq)?;
     let atoms = groups.iter().map(|g| g.last.seen).collect();
     let verified = groups.iter().map(|g| g.verified).collect();
     let species: Vec<SpeciesActiveSet> = groups
@@ -1391,12 +1423,13 @@ fn build_clustered(
         })?;
     }
     // Merge clusters that are too small for a meaningful active set.
+    let orig_counts: Vec<Vec<usize>> = species.iter().map(|sc| sc.counts.clone()).collect();
     for (s, sc) in species.iter_mut().enumerate() {
         let m = sc.m();
         let min_rows = (settings.min_cluster_factor * m as f64).ceil() as usize;
         let names_of = |k: usize, sc: &SpeciesClusters| {
             if sc.labels.is_empty() {
-                format!("cluster {k}")
+                format!("k-means cluster {k}")
             } else {
                 format!("config_type '{}'", sc.labels[k])
             }
@@ -1414,62 +1447,78 @@ fn build_clustered(
         sc.centroid_cluster = map;
         sc.counts = counts;
     }
-    // One streaming MaxVol per (species, cluster).
-    let opts = settings.options();
-    let mut groups = vec![];
-    let mut base = vec![];
-    let mut gname = vec![];
-    for (s, sc) in species.iter().enumerate() {
-        base.push(groups.len());
-        for k in 0..sc.counts.len() {
-            let what = if sc.labels.is_empty() {
-                format!("species {}, cluster {k}", names[s])
-            } else {
-                let ls: Vec<&str> = (0..sc.k0())
-                    .filter(|&c| sc.centroid_cluster[c] as usize == k)
-                    .map(|c| sc.labels[c].as_str())
-                    .collect();
-                format!(
-                    "species {}, cluster {k} (config_type {})",
-                    names[s],
-                    ls.join(", ")
-                )
-            };
-            groups.push(Group {
-                species: s,
-                mv: StreamingMaxVol::new(sc.m(), settings.batch, opts, &what).map_err(uq_err)?,
-                verified: false,
-                last: PassStats::default(),
-            });
-            gname.push(what);
+    // One streaming MaxVol per (species, cluster). A cluster whose rows admit no active set
+    // (e.g. pure-Mg environments, where every function with an Al neighbour is zero) is merged
+    // into its nearest cluster and the sets are built again.
+    let (groups, base, passes) = loop {
+        let (mut groups, base, gname) = make_groups(&species, names, settings)?;
+        let by_label: Vec<BTreeMap<String, usize>> = species
+            .iter()
+            .map(|sc| {
+                sc.labels
+                    .iter()
+                    .enumerate()
+                    .map(|(c, l)| (l.clone(), sc.centroid_cluster[c] as usize))
+                    .collect()
+            })
+            .collect();
+        let route = ClusterRoute {
+            species: &species,
+            base: base.clone(),
+            by_label,
+            labelled,
+        };
+        let nm = |k: usize| gname[k].clone();
+        match run_passes(
+            &mut groups,
+            source,
+            &route,
+            settings,
+            progress,
+            &mut notes,
+            &nm,
+        ) {
+            Ok(p) => break (groups, base, p),
+            Err(PassError::Groups(errs))
+                if errs.iter().all(|(g, e)| {
+                    matches!(
+                        e,
+                        MaxVolError::TooFewRows { .. }
+                            | MaxVolError::ZeroColumn { .. }
+                            | MaxVolError::RankDeficient { .. }
+                    ) && species[groups[*g].species].counts.len() > 1
+                }) =>
+            {
+                let mut done = vec![false; ns];
+                for (g, e) in &errs {
+                    let s = groups[*g].species;
+                    if std::mem::replace(&mut done[s], true) {
+                        continue; // one merge per species per round
+                    }
+                    let k = g - base[s];
+                    let (into, dist) = merge_cluster(&mut species[s], &orig_counts[s], k);
+                    let why = match e {
+                        MaxVolError::TooFewRows { n, m, .. } => {
+                            format!("{n} atoms for {m} basis functions")
+                        }
+                        MaxVolError::ZeroColumn { col, n, .. } => {
+                            format!("basis function {col} is zero on all its {n} atoms")
+                        }
+                        MaxVolError::RankDeficient { rank, m, n, .. } => {
+                            format!("its {n} atoms span only about {rank} of {m} dimensions")
+                        }
+                        _ => unreachable!("filtered above"),
+                    };
+                    notes.push(format!(
+                        "{} has no active set ({why}): merged into {} (nearest centroid, standardized distance {dist:.2})",
+                        gname[*g],
+                        gname[base[s] + into]
+                    ));
+                }
+            }
+            Err(e) => return Err(e.into_uq()),
         }
-    }
-    let by_label: Vec<BTreeMap<String, usize>> = species
-        .iter()
-        .map(|sc| {
-            sc.labels
-                .iter()
-                .enumerate()
-                .map(|(c, l)| (l.clone(), sc.centroid_cluster[c] as usize))
-                .collect()
-        })
-        .collect();
-    let route = ClusterRoute {
-        species: &species,
-        base: base.clone(),
-        by_label,
-        labelled,
     };
-    let nm = |k: usize| gname[k].clone();
-    let passes = run_passes(
-        &mut groups,
-        source,
-        &route,
-        settings,
-        progress,
-        &mut notes,
-        &nm,
-    )?;
     let mut atoms = vec![0; ns];
     let mut verified = vec![true; ns];
     for g in &groups {
@@ -1505,6 +1554,92 @@ fn build_clustered(
             notes,
         },
     })
+}
+
+/// One streaming MaxVol per (species, final cluster); returns the groups, the first group of
+/// each species, and the groups' names.
+fn make_groups(
+    species: &[SpeciesClusters],
+    names: &[String],
+    settings: &Settings,
+) -> Result<(Vec<Group>, Vec<usize>, Vec<String>), UqError> {
+    let opts = settings.options();
+    let mut groups = vec![];
+    let mut base = vec![];
+    let mut gname = vec![];
+    for (s, sc) in species.iter().enumerate() {
+        base.push(groups.len());
+        for k in 0..sc.counts.len() {
+            let what = if sc.labels.is_empty() {
+                format!("species {}, cluster {k}", names[s])
+            } else {
+                let ls: Vec<&str> = (0..sc.k0())
+                    .filter(|&c| sc.centroid_cluster[c] as usize == k)
+                    .map(|c| sc.labels[c].as_str())
+                    .collect();
+                format!(
+                    "species {}, cluster {k} (config_type {})",
+                    names[s],
+                    ls.join(", ")
+                )
+            };
+            groups.push(Group {
+                species: s,
+                mv: StreamingMaxVol::new(sc.m(), settings.batch, opts, &what).map_err(uq_err)?,
+                verified: false,
+                last: PassStats::default(),
+            });
+            gname.push(what);
+        }
+    }
+    Ok((groups, base, gname))
+}
+
+/// Merge final cluster `k` of a species into the final cluster with the nearest
+/// (count-weighted) centroid; returns that cluster's index before renumbering and the
+/// standardized distance. Clusters after `k` move down by one.
+fn merge_cluster(sc: &mut SpeciesClusters, orig_counts: &[usize], k: usize) -> (usize, f64) {
+    let m = sc.m();
+    let kk = sc.counts.len();
+    let mut cen = vec![0.0; kk * m];
+    let mut w = vec![0.0; kk];
+    for (i, &c) in sc.centroid_cluster.iter().enumerate() {
+        let c = c as usize;
+        let wi = orig_counts[i].max(1) as f64;
+        w[c] += wi;
+        for j in 0..m {
+            cen[c * m + j] += wi * sc.centroids[i * m + j];
+        }
+    }
+    for c in 0..kk {
+        for j in 0..m {
+            cen[c * m + j] /= w[c].max(1.0);
+        }
+    }
+    let z = cen[k * m..(k + 1) * m].to_vec();
+    let mut best = (usize::MAX, f64::INFINITY);
+    for c in (0..kk).filter(|&c| c != k) {
+        let d: f64 = cen[c * m..(c + 1) * m]
+            .iter()
+            .zip(&z)
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum();
+        if d < best.1 {
+            best = (c, d);
+        }
+    }
+    let into = best.0;
+    for c in sc.centroid_cluster.iter_mut() {
+        if *c as usize == k {
+            *c = into as u32;
+        }
+        if *c as usize > k {
+            *c -= 1;
+        }
+    }
+    sc.counts[into] += sc.counts[k];
+    sc.counts.remove(k);
+    (into, best.1.sqrt())
 }
 
 fn standardize(x: &[f64], m: usize, mean: &[f64], std: &[f64]) -> Vec<f64> {
@@ -1748,6 +1883,9 @@ impl RowSource for Extrapolative<'_, '_> {
             })
         })
     }
+    fn rows_hint(&self) -> Option<u64> {
+        self.inner.rows_hint()
+    }
 }
 
 /// Choose up to `max_k` candidate structures for labelling: per species, MaxVol over the
@@ -1816,7 +1954,8 @@ pub fn select(
         progress,
         &mut notes,
         &nm,
-    )?;
+    )
+    .map_err(PassError::into_uq)?;
     let grade = src.grade;
     let ncand = grade.len();
     let mut owned: BTreeMap<usize, usize> = BTreeMap::new();
@@ -2087,7 +2226,7 @@ mod tests {
             c4.info
                 .notes
                 .iter()
-                .filter(|n| n.contains("merged into cluster"))
+                .filter(|n| n.contains("merged into k-means cluster"))
                 .count(),
             1,
             "{:?}",
@@ -2105,7 +2244,7 @@ mod tests {
             c1.info
                 .notes
                 .iter()
-                .filter(|n| n.contains("merged into cluster"))
+                .filter(|n| n.contains("merged into k-means cluster"))
                 .count(),
             2
         );
@@ -2266,6 +2405,63 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_without_an_active_set_is_merged() {
+        // Pure-Al structures: every function with a Mg neighbour is zero for their Al atoms.
+        let (model, mut data) = model_and_data();
+        for (k, s) in data.iter_mut().enumerate() {
+            s.config_type = Some("mixed".into());
+            if k < 4 {
+                let mut p = random_structure(&["Al"], 3, 500 + k as u64, true);
+                p.config_type = Some("pure_al".into());
+                *s = p;
+            }
+        }
+        for k in 0..4 {
+            let mut s = random_structure(&["Al", "Mg"], 3, 700 + k, false);
+            s.config_type = Some("mixed".into());
+            data.push(s);
+        }
+        let table = crate::uq::descriptor_table(&model, &data).unwrap();
+        let labels = structure_labels(&data);
+        let settings = Settings {
+            min_cluster_factor: 1.0,
+            ..Default::default()
+        };
+        let c = ClusteredActiveSets::build(
+            &model,
+            &table,
+            &labels,
+            &Partition::ConfigType,
+            &settings,
+            1,
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.species[0].labels, vec!["mixed", "pure_al"]);
+        assert_eq!(c.species[0].sets.len(), 1, "{:?}", c.info.notes);
+        assert_eq!(c.species[0].centroid_cluster, vec![0, 0]);
+        assert!(
+            c.info
+                .notes
+                .iter()
+                .any(|n| n.starts_with(
+                    "species Al, cluster 1 (config_type pure_al) has no active set (basis function"
+                ) && n.contains("merged into species Al, cluster 0 (config_type mixed)")),
+            "{:?}",
+            c.info.notes
+        );
+        // The merged set grades every Al row <= tol.
+        let sr = &table.per_species[0];
+        let mut g = vec![0.0; sr.len()];
+        let mut k = vec![0u32; sr.len()];
+        c.gamma_local_batch(0, &sr.rows, &mut g, &mut k, &mut GammaScratch::new(sr.m));
+        assert!(g.iter().all(|&v| v <= 1.01 * (1.0 + 1e-9)));
+        // The global set of the same data is the same set (one cluster holding everything).
+        let glob = GlobalActiveSets::build(&model, &table, &settings, false).unwrap();
+        assert_eq!(glob.species[0], c.species[0].sets[0]);
+    }
+
+    #[test]
     fn a_species_with_one_atom_is_a_clear_error() {
         let (model, mut data) = model_and_data();
         for s in data.iter_mut() {
@@ -2389,5 +2585,534 @@ mod tests {
         assert_eq!(s.tol, 1.05);
         assert_eq!(s.max_iters, 300);
         assert!(toml::from_str::<Settings>("tolerance = 2").is_err());
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Measurements on tests/data (not assertions): run with
+    //   cargo test --release --lib uq::activeset::tests::measure -- --ignored --nocapture
+    // -----------------------------------------------------------------------------------------
+
+    use crate::basis::BasisConfig;
+    use crate::model::fit::{FitConfig, fit};
+    use crate::stats::metrics::{roc_auc, spearman};
+    use std::time::Instant;
+
+    fn read(path: &str) -> Vec<Structure> {
+        let p = format!("{}/tests/data/{path}", env!("CARGO_MANIFEST_DIR"));
+        crate::io::extxyz::read_file(&p, &Default::default()).unwrap()
+    }
+
+    /// Per-structure, per-atom values from a per-species row grader.
+    fn per_atom(
+        model: &Model,
+        data: &[Structure],
+        grade: &dyn Fn(usize, &[f64]) -> Vec<f64>,
+    ) -> Vec<Vec<f64>> {
+        let t = crate::uq::descriptor_table(model, data).unwrap();
+        let mut out: Vec<Vec<f64>> = data.iter().map(|s| vec![f64::NAN; s.len()]).collect();
+        for (s, sr) in t.per_species.iter().enumerate() {
+            if sr.is_empty() {
+                continue;
+            }
+            let g = grade(s, &sr.rows);
+            for r in 0..sr.len() {
+                out[sr.structure[r] as usize][sr.atom[r] as usize] = g[r];
+            }
+        }
+        out
+    }
+
+    type Grader<'a> = Box<dyn Fn(usize, &[f64]) -> Vec<f64> + 'a>;
+
+    fn global_grader(g: &GlobalActiveSets) -> Grader<'_> {
+        Box::new(move |s, rows| {
+            let m = g.species[s].m;
+            let mut out = vec![0.0; rows.len() / m];
+            g.species[s].gamma_batch(rows, &mut out, &mut vec![]);
+            out
+        })
+    }
+
+    fn local_grader(c: &ClusteredActiveSets) -> Grader<'_> {
+        Box::new(move |s, rows| {
+            let m = c.species[s].mean.len();
+            let n = rows.len() / m;
+            let (mut g, mut k) = (vec![0.0; n], vec![0u32; n]);
+            c.gamma_local_batch(s, rows, &mut g, &mut k, &mut GammaScratch::new(m));
+            g
+        })
+    }
+
+    struct Row {
+        name: String,
+        auc: f64,
+        auc_by_type: Vec<(String, f64)>,
+        rho: f64,
+        rho_in: f64,
+        rho_novel: f64,
+        median_in: f64,
+        median_novel: f64,
+    }
+
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            v[v.len() / 2]
+        }
+    }
+
+    /// ROC-AUC of structure grades (in-distribution vs novel, overall and per novel
+    /// config_type) and per-atom Spearman rho between the grade and |force error|.
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_grader(
+        name: &str,
+        model: &Model,
+        grade: &dyn Fn(usize, &[f64]) -> Vec<f64>,
+        inside: &[Structure],
+        novel: &[Structure],
+        err_in: &[Vec<f64>],
+        err_novel: &[Vec<f64>],
+    ) -> Row {
+        let gi = per_atom(model, inside, grade);
+        let gn = per_atom(model, novel, grade);
+        let smax = |g: &Vec<f64>| g.iter().copied().fold(0.0, f64::max);
+        let si: Vec<f64> = gi.iter().map(smax).collect();
+        let sn: Vec<f64> = gn.iter().map(smax).collect();
+        let scores: Vec<f64> = si.iter().chain(&sn).copied().collect();
+        let labels: Vec<bool> = si
+            .iter()
+            .map(|_| false)
+            .chain(sn.iter().map(|_| true))
+            .collect();
+        let auc = roc_auc(&scores, &labels).unwrap();
+        let mut types: Vec<String> = novel
+            .iter()
+            .map(|s| s.config_type.clone().unwrap_or_default())
+            .collect();
+        types.sort();
+        types.dedup();
+        let auc_by_type = types
+            .iter()
+            .map(|t| {
+                let sel: Vec<f64> = sn
+                    .iter()
+                    .zip(novel)
+                    .filter(|(_, s)| s.config_type.as_deref().unwrap_or_default() == t)
+                    .map(|(g, _)| *g)
+                    .collect();
+                let sc: Vec<f64> = si.iter().chain(&sel).copied().collect();
+                let lb: Vec<bool> = si
+                    .iter()
+                    .map(|_| false)
+                    .chain(sel.iter().map(|_| true))
+                    .collect();
+                (t.clone(), roc_auc(&sc, &lb).unwrap())
+            })
+            .collect();
+        let flat = |g: &[Vec<f64>]| g.iter().flatten().copied().collect::<Vec<f64>>();
+        let (ai, an, ei, en) = (flat(&gi), flat(&gn), flat(err_in), flat(err_novel));
+        let a: Vec<f64> = ai.iter().chain(&an).copied().collect();
+        let e: Vec<f64> = ei.iter().chain(&en).copied().collect();
+        Row {
+            name: name.to_string(),
+            auc,
+            auc_by_type,
+            rho: spearman(&a, &e).unwrap(),
+            rho_in: spearman(&ai, &ei).unwrap(),
+            rho_novel: spearman(&an, &en).unwrap(),
+            median_in: median(ai),
+            median_novel: median(an),
+        }
+    }
+
+    fn print_rows(rows: &[Row]) {
+        println!(
+            "{:<34} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9}",
+            "estimator", "AUC", "rho all", "rho in", "rho nov", "med g in", "med g nov"
+        );
+        for r in rows {
+            println!(
+                "{:<34} {:>7.3} {:>8.3} {:>8.3} {:>8.3} {:>9.3} {:>9.3}",
+                r.name, r.auc, r.rho, r.rho_in, r.rho_novel, r.median_in, r.median_novel
+            );
+        }
+        if rows.iter().any(|r| r.auc_by_type.len() > 1) {
+            println!("ROC-AUC per novel config_type (vs the in-distribution structures):");
+            print!("{:<34}", "estimator");
+            for (t, _) in &rows[0].auc_by_type {
+                print!(" {:>14}", &t[..t.len().min(14)]);
+            }
+            println!();
+            for r in rows {
+                print!("{:<34}", r.name);
+                for (_, a) in &r.auc_by_type {
+                    print!(" {a:>14.3}");
+                }
+                println!();
+            }
+        }
+    }
+
+    fn log_volume(rows: &[f64], m: usize) -> f64 {
+        let a = faer::Mat::<f64>::from_fn(m, m, |i, j| rows[i * m + j]);
+        let lu = a.partial_piv_lu();
+        (0..m).map(|k| lu.U()[(k, k)].abs().ln()).sum()
+    }
+
+    #[test]
+    #[ignore = "debug"]
+    fn debug_streaming_li() {
+        let train = read("li/train.xyz");
+        let model = fit(
+            &["Li".to_string()],
+            &BasisConfig::default(),
+            &FitConfig::default(),
+            &train,
+            &[],
+            false,
+        )
+        .unwrap();
+        let table = crate::uq::descriptor_table(&model, &train).unwrap();
+        let sr = &table.per_species[0];
+        let (n, m) = (sr.len(), sr.m);
+        let ids: Vec<RowId> = (0..n)
+            .map(|i| RowId {
+                structure: 0,
+                atom: i as u32,
+            })
+            .collect();
+        for (batch, cand) in [
+            (5000usize, 1.01),
+            (5000, 0.9),
+            (5000, 0.7),
+            (5000, 0.5),
+            (2000, 0.9),
+            (2000, 0.7),
+            (2000, 0.5),
+            (500, 0.7),
+            (500, 0.5),
+        ] {
+            let t = Instant::now();
+            let mut mv = StreamingMaxVol::new(
+                m,
+                batch,
+                Options {
+                    candidate: cand,
+                    ..Default::default()
+                },
+                "Li",
+            )
+            .unwrap();
+            println!("batch {batch} candidate {cand}");
+            for pass in 0..12 {
+                mv.begin_pass();
+                mv.push(&sr.rows, &ids).unwrap();
+                let st = mv.end_pass().unwrap();
+                let a = mv.clone().into_active_rows().unwrap();
+                let mut g = vec![0.0; n];
+                maxvol::gamma_batch(&a.inverse, m, &sr.rows, &mut g, &mut vec![]);
+                println!(
+                    "  pass {pass}: cand {} swaps {} logdet {:.4} max gamma now {:.4} t {:.2}",
+                    st.candidates,
+                    st.swaps,
+                    log_volume(&a.rows, m),
+                    g.iter().copied().fold(0.0, f64::max),
+                    t.elapsed().as_secs_f64()
+                );
+                if st.verified {
+                    break;
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[ignore = "measurement on tests/data/li (about a minute); run with --ignored --nocapture"]
+    fn measure_li() {
+        let train = read("li/train.xyz");
+        let valid = read("li/valid.xyz");
+        let test = read("li/test.xyz");
+        let novel = read("li/novel.xyz");
+        let t = Instant::now();
+        let model = fit(
+            &["Li".to_string()],
+            &BasisConfig::default(),
+            &FitConfig::default(),
+            &train,
+            &valid,
+            false,
+        )
+        .unwrap();
+        println!(
+            "fit: {} functions, {:.1} s",
+            model.nfuncs(0),
+            t.elapsed().as_secs_f64()
+        );
+        let t = Instant::now();
+        let table = crate::uq::descriptor_table(&model, &train).unwrap();
+        println!(
+            "descriptors of {} training atoms: {:.2} s",
+            table.per_species[0].len(),
+            t.elapsed().as_secs_f64()
+        );
+        // MaxVol timings.
+        let sr = &table.per_species[0];
+        let (n, m) = (sr.len(), sr.m);
+        let t = Instant::now();
+        let lu = maxvol::lu_pivots(&sr.rows, n, m, 1e-10);
+        println!(
+            "LU pivots of {n} x {m}: {:.2} s (smallest relative pivot {:.1e})",
+            t.elapsed().as_secs_f64(),
+            lu.smallest
+        );
+        let t = Instant::now();
+        let dense = maxvol::maxvol(&sr.rows, n, m, &Options::default(), "species Li").unwrap();
+        println!(
+            "dense MaxVol: {:.2} s, {} swaps, converged {}, cond {:.1e}, log|det| {:.3}",
+            t.elapsed().as_secs_f64(),
+            dense.swaps.iters,
+            dense.swaps.converged,
+            dense.inverse.cond,
+            log_volume(&maxvol::gather(&sr.rows, m, &dense.pivots), m)
+        );
+        let mut g = None;
+        for batch in [20_000, 5_000, 2_000, 500] {
+            let settings = Settings {
+                batch,
+                ..Default::default()
+            };
+            let t = Instant::now();
+            let x = GlobalActiveSets::build(&model, &table, &settings, false).unwrap();
+            let gt = x.gamma_table(&table);
+            println!(
+                "global active set, batch {batch:>5}: {:.2} s, {} passes, verified {}, log|det| {:.3}, max gamma on train {:.4}",
+                t.elapsed().as_secs_f64(),
+                x.info.passes,
+                x.info.verified[0],
+                log_volume(&x.species[0].rows, m),
+                gt[0].iter().copied().fold(0.0, f64::max)
+            );
+            if g.is_none() {
+                g = Some(x);
+            }
+        }
+        let g = g.unwrap();
+        // Batched and single-row gamma cost.
+        let tt = crate::uq::descriptor_table(&model, &test).unwrap();
+        let rows = &tt.per_species[0];
+        let mut out = vec![0.0; rows.len()];
+        let mut sc = GammaScratch::new(m);
+        g.gamma_batch(0, &rows.rows, &mut out, &mut sc);
+        let reps = 20;
+        let t = Instant::now();
+        for _ in 0..reps {
+            g.gamma_batch(0, &rows.rows, &mut out, &mut sc);
+        }
+        let per_b = t.elapsed().as_secs_f64() / (reps * rows.len()) as f64;
+        let t = Instant::now();
+        let mut acc = 0.0;
+        for _ in 0..reps {
+            for r in 0..rows.len() {
+                acc += g.gamma(0, rows.row(r), &mut sc);
+            }
+        }
+        let per_s = t.elapsed().as_secs_f64() / (reps * rows.len()) as f64;
+        let pool = rayon::current_num_threads();
+        println!(
+            "gamma cost per atom (m = {m}, {} atoms, rayon threads {pool}): batched GEMM {:.2} us, single-row {:.2} us (checksum {acc:.3})",
+            rows.len(),
+            per_b * 1e6,
+            per_s * 1e6
+        );
+        let t = Instant::now();
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| {
+                for _ in 0..reps {
+                    g.gamma_batch(0, &rows.rows, &mut out, &mut sc);
+                }
+            });
+        println!(
+            "  batched GEMM on one thread: {:.2} us/atom",
+            t.elapsed().as_secs_f64() / (reps * rows.len()) as f64 * 1e6
+        );
+        // Grades.
+        let err_in = crate::uq::force_errors(&model, &test).unwrap();
+        let err_nov = crate::uq::force_errors(&model, &novel).unwrap();
+        let mut rows_out = vec![evaluate_grader(
+            "global gamma",
+            &model,
+            &*global_grader(&g),
+            &test,
+            &novel,
+            &err_in,
+            &err_nov,
+        )];
+        for k in 4..=8 {
+            let t = Instant::now();
+            let c = ClusteredActiveSets::build(
+                &model,
+                &table,
+                &[],
+                &Partition::KMeans(k),
+                &Settings::default(),
+                2024,
+                false,
+            )
+            .unwrap();
+            let counts: Vec<String> = c.species[0].counts.iter().map(|c| c.to_string()).collect();
+            println!(
+                "k-means K={k}: {:.1} s, clusters [{}], notes {:?}",
+                t.elapsed().as_secs_f64(),
+                counts.join(" "),
+                c.info.notes
+            );
+            rows_out.push(evaluate_grader(
+                &format!("gamma_local k-means K={k}"),
+                &model,
+                &*local_grader(&c),
+                &test,
+                &novel,
+                &err_in,
+                &err_nov,
+            ));
+        }
+        print_rows(&rows_out);
+    }
+
+    #[test]
+    #[ignore = "measurement on tests/data/almg (several minutes); run with --ignored --nocapture"]
+    fn measure_almg() {
+        let train = read("almg/train.xyz");
+        let valid = read("almg/valid.xyz");
+        let test = read("almg/test.xyz");
+        let basis = BasisConfig {
+            nmax: vec![6, 4, 2],
+            lmax: vec![0, 2, 1],
+            ..Default::default()
+        };
+        let species = vec!["Mg".to_string(), "Al".to_string()];
+        let mut types: Vec<String> = train.iter().filter_map(|s| s.config_type.clone()).collect();
+        types.sort();
+        types.dedup();
+        let only = std::env::var("ACEUQ_HOLDOUT").ok();
+        let mut summary: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        for h in types
+            .iter()
+            .filter(|t| only.as_deref().is_none_or(|o| o == t.as_str()))
+        {
+            let is_h = |s: &Structure| s.config_type.as_deref() == Some(h.as_str());
+            let tr: Vec<Structure> = train.iter().filter(|s| !is_h(s)).cloned().collect();
+            let va: Vec<Structure> = valid.iter().filter(|s| !is_h(s)).cloned().collect();
+            let inside: Vec<Structure> = test.iter().filter(|s| !is_h(s)).cloned().collect();
+            let novel: Vec<Structure> = train
+                .iter()
+                .chain(&valid)
+                .chain(&test)
+                .filter(|s| is_h(s))
+                .cloned()
+                .collect();
+            let t = Instant::now();
+            let model = fit(&species, &basis, &FitConfig::default(), &tr, &va, false).unwrap();
+            let table = crate::uq::descriptor_table(&model, &tr).unwrap();
+            println!(
+                "\n== hold out {h}: fit {} functions/species on {} structures ({:.1} s); atoms Mg {} Al {}",
+                model.nfuncs(0),
+                tr.len(),
+                t.elapsed().as_secs_f64(),
+                table.per_species[0].len(),
+                table.per_species[1].len()
+            );
+            let err_in = crate::uq::force_errors(&model, &inside).unwrap();
+            let err_nov = crate::uq::force_errors(&model, &novel).unwrap();
+            let fe = |e: &[Vec<f64>]| {
+                let v: Vec<f64> = e.iter().flatten().copied().collect();
+                v.iter().sum::<f64>() / v.len() as f64
+            };
+            println!(
+                "mean |force error|: in-distribution {:.3} eV/Å, novel {:.3} eV/Å",
+                fe(&err_in),
+                fe(&err_nov)
+            );
+            let settings = Settings::default();
+            let g = GlobalActiveSets::build(&model, &table, &settings, false).unwrap();
+            let mut rows = vec![evaluate_grader(
+                "global gamma",
+                &model,
+                &*global_grader(&g),
+                &inside,
+                &novel,
+                &err_in,
+                &err_nov,
+            )];
+            for k in [4, 6] {
+                let c = ClusteredActiveSets::build(
+                    &model,
+                    &table,
+                    &[],
+                    &Partition::KMeans(k),
+                    &settings,
+                    2024,
+                    false,
+                )
+                .unwrap();
+                let cl: Vec<usize> = c.species.iter().map(|s| s.sets.len()).collect();
+                rows.push(evaluate_grader(
+                    &format!("gamma_local k-means K={k} {cl:?}"),
+                    &model,
+                    &*local_grader(&c),
+                    &inside,
+                    &novel,
+                    &err_in,
+                    &err_nov,
+                ));
+            }
+            let labels = structure_labels(&tr);
+            for f in [3.0, 1.5] {
+                let st = Settings {
+                    min_cluster_factor: f,
+                    ..Default::default()
+                };
+                let c = ClusteredActiveSets::build(
+                    &model,
+                    &table,
+                    &labels,
+                    &Partition::ConfigType,
+                    &st,
+                    2024,
+                    false,
+                )
+                .unwrap();
+                let cl: Vec<usize> = c.species.iter().map(|s| s.sets.len()).collect();
+                rows.push(evaluate_grader(
+                    &format!("gamma_local config_type f={f} {cl:?}"),
+                    &model,
+                    &*local_grader(&c),
+                    &inside,
+                    &novel,
+                    &err_in,
+                    &err_nov,
+                ));
+            }
+            print_rows(&rows);
+            for r in &rows {
+                let key = r.name.split(" [").next().unwrap().to_string();
+                summary.entry(key).or_default().push((r.auc, r.rho));
+            }
+        }
+        println!("\n== mean over held-out config_types");
+        for (k, v) in &summary {
+            let n = v.len() as f64;
+            println!(
+                "{k:<34} AUC {:.3}  rho {:.3}  (n = {})",
+                v.iter().map(|x| x.0).sum::<f64>() / n,
+                v.iter().map(|x| x.1).sum::<f64>() / n,
+                v.len()
+            );
+        }
     }
 }

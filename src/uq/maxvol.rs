@@ -34,6 +34,10 @@ pub struct Options {
     /// A pivot smaller than this fraction of its column's largest entry means the rows are
     /// (numerically) rank-deficient.
     pub rank_tol: f64,
+    /// Streaming only: rows with gamma above this (against the current set) enter a MaxVol
+    /// batch. At most `tol`; lower values also keep rows just inside the boundary, which swaps
+    /// elsewhere could push out, and so save passes over the data.
+    pub candidate: f64,
 }
 
 impl Default for Options {
@@ -42,6 +46,7 @@ impl Default for Options {
             tol: 1.01,
             max_iters: 300,
             rank_tol: 1e-10,
+            candidate: 1.01,
         }
     }
 }
@@ -62,6 +67,12 @@ impl Options {
             return Err(MaxVolError::Settings(format!(
                 "rank_tol = {} must be in (0, 1) (1e-10 is the default)",
                 self.rank_tol
+            )));
+        }
+        if !(self.candidate.is_finite() && self.candidate > 0.0 && self.candidate <= self.tol) {
+            return Err(MaxVolError::Settings(format!(
+                "candidate = {} must be in (0, tol = {}]",
+                self.candidate, self.tol
             )));
         }
         Ok(())
@@ -747,7 +758,7 @@ impl StreamingMaxVol {
                     if g > self.stats.max_gamma {
                         self.stats.max_gamma = g;
                     }
-                    if g > self.opts.tol {
+                    if g > self.opts.candidate {
                         self.buf.extend_from_slice(&x[r * m..(r + 1) * m]);
                         self.buf_ids.push(ids[start + r]);
                         self.stats.candidates += 1;
