@@ -204,7 +204,7 @@ fn max_abs(v: &[f64]) -> f64 {
     let mut mx = 0.0f64;
     for &x in v {
         let a = x.abs();
-        if !(a <= mx) {
+        if a.is_nan() || a > mx {
             mx = a;
         }
     }
@@ -281,7 +281,7 @@ pub fn lu_pivots(x: &[f64], n: usize, m: usize, rank_tol: f64) -> LuPivots {
         if p >= rank_tol {
             rank += 1;
         }
-        if !(p >= smallest) {
+        if p.is_nan() || p < smallest {
             smallest = p;
         }
     }
@@ -310,7 +310,7 @@ pub struct Inverse {
 pub fn invert(a: &[f64], m: usize, rank_tol: f64, what: &str) -> Result<Inverse, MaxVolError> {
     assert_eq!(a.len(), m * m, "invert: wrong matrix size");
     let d = column_scales(a, m, m);
-    if let Some(col) = d.iter().position(|&v| !(v > 0.0)) {
+    if let Some(col) = d.iter().position(|&v| v.is_nan() || v <= 0.0) {
         return Err(MaxVolError::Singular {
             what: what.to_string(),
             detail: format!("column {col} of the active set is zero"),
@@ -322,12 +322,12 @@ pub fn invert(a: &[f64], m: usize, rank_tol: f64, what: &str) -> Result<Inverse,
     let (mut worst, mut wj) = (f64::INFINITY, 0);
     for j in 0..m {
         let p = u[(j, j)].abs() / d[j];
-        if !(p >= worst) {
+        if p.is_nan() || p < worst {
             worst = p;
             wj = j;
         }
     }
-    if !(worst >= rank_tol) {
+    if worst.is_nan() || worst < rank_tol {
         return Err(MaxVolError::Singular {
             what: what.to_string(),
             detail: format!(
