@@ -161,6 +161,9 @@ pub fn run(a: &ActiveSetArgs) -> Result<()> {
         settings.min_cluster_factor = f;
     }
     settings.validate()?;
+    if a.clusters == Some(0) {
+        bail!("--clusters must be at least 1");
+    }
     for f in &a.data {
         if !f.is_file() {
             bail!("{}: no such file", f.display());

@@ -134,6 +134,8 @@ pub struct RowId {
 
 impl RowId {
     /// Marker structure index for rows of an existing active set.
+    ///
+    /// cbindgen:ignore
     pub const EXISTING: u32 = u32::MAX;
 }
 
@@ -348,22 +350,26 @@ pub fn invert(a: &[f64], m: usize, rank_tol: f64, what: &str) -> Result<Inverse,
             detail: "the inverse has non-finite entries".into(),
         });
     }
-    // ||A D^-1||_1 * ||D A^-1||_1 with D the column scales.
+    let cond = condition(a, &out, m);
+    Ok(Inverse { inv: out, cond })
+}
+
+/// 1-norm condition number of the column-scaled matrix, `||A D^-1||_1 ||D A^-1||_1` with `D`
+/// the column scales of `A`, from `A` and its inverse (both row-major `m × m`; `O(m^2)`).
+pub fn condition(a: &[f64], inv: &[f64], m: usize) -> f64 {
+    let d = column_scales(a, m, m);
     let mut na = 0.0f64;
     let mut ni = 0.0f64;
     for j in 0..m {
         let (mut sa, mut si) = (0.0, 0.0);
         for i in 0..m {
             sa += a[i * m + j].abs() / d[j];
-            si += d[i] * out[i * m + j].abs();
+            si += d[i] * inv[i * m + j].abs();
         }
         na = na.max(sa);
         ni = ni.max(si);
     }
-    Ok(Inverse {
-        inv: out,
-        cond: na * ni,
-    })
+    na * ni
 }
 
 /// Outcome of [`maxvol_from`].
