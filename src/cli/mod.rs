@@ -1,11 +1,13 @@
 //! The `aceuq` command line.
 
+pub mod activeset;
 pub mod calibrate;
 pub mod convert;
 pub mod cutoff;
 pub mod eval;
 pub mod fit;
 pub mod report;
+pub mod select;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -42,6 +44,11 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Write one frame of extended XYZ as a LAMMPS data file (rotated into LAMMPS's frame).
     ToLammps(convert::ToLammpsArgs),
+    /// (Re)build a model's MaxVol active sets (gamma, optionally clustered gamma_local) from
+    /// data, streaming.
+    Activeset(activeset::ActiveSetArgs),
+    /// Choose candidate structures that extend the active set most, for DFT labelling.
+    Select(select::SelectArgs),
 }
 
 /// Arguments of `aceuq info`.
@@ -101,6 +108,8 @@ pub fn main() -> i32 {
         Command::ToLammps(a) => convert::run(a),
         Command::Calibrate(a) => calibrate::run(a),
         Command::Report(a) => report::run(a),
+        Command::Activeset(a) => activeset::run(a),
+        Command::Select(a) => select::run(a),
     };
     match result {
         Ok(()) => 0,
