@@ -32,8 +32,14 @@ echo
 echo "== 4. what happened"
 if [ -s candidates.xyz ]; then
     nframes=$(grep -c 'Lattice=' candidates.xyz)
-    echo "candidates.xyz: $nframes frames above the lower cutoff"
-    grep -o 'step=[0-9]* time=[0-9.e+-]* quantity=[a-z_]* max_value=[0-9.e+-]*' candidates.xyz | tail -3
+    first=$(grep -m1 -o ' step=[0-9]*' candidates.xyz | cut -d= -f2)
+    echo "candidates.xyz: $nframes frames with atoms above the lower cutoff, the first at step $first"
+    if grep -q 'config_type=halt' candidates.xyz; then
+        line=$(grep 'config_type=halt' candidates.xyz | tail -1)
+        step=$(echo "$line" | grep -o ' step=[0-9]*' | cut -d= -f2)
+        val=$(echo "$line" | grep -o 'max_value=[0-9.e+-]*' | cut -d= -f2)
+        echo "the run halted at step $step: an atom reached gamma = $val, above the upper cutoff"
+    fi
     echo
     echo "== 5. pick the 5 frames that most enlarge the active set, for DFT labelling"
     "$aceuq" select --model li.aceuq --candidates candidates.xyz --max 5 --out for_dft.xyz

@@ -104,6 +104,8 @@ pub struct aceuq_model_t {
     values: Vec<f64>,
     /// Which neighbour entries of the current atom were kept (not NULL-typed).
     kept: Vec<usize>,
+    /// Scratch for the uncertainty estimators.
+    uq: crate::uq::UqScratch,
 }
 
 /// The atoms of one MPI rank, as LAMMPS holds them.
@@ -288,6 +290,7 @@ pub unsafe extern "C" fn aceuq_model_load(
             _ => Failure(aceuq_status_t::ACEUQ_STATUS_FORMAT, e.to_string()),
         })?;
         let ws = Workspace::new(&model);
+        let uq = crate::uq::UqScratch::new(&model);
         let ns = model.nspecies();
         let h = Box::new(aceuq_model_t {
             model,
@@ -299,6 +302,7 @@ pub unsafe extern "C" fn aceuq_model_load(
             batoms: vec![vec![]; ns],
             values: vec![],
             kept: vec![],
+            uq,
         });
         // SAFETY: caller contract.
         unsafe { out.write(Box::into_raw(h)) };
@@ -682,7 +686,7 @@ fn compute(
             }
             h.values.clear();
             h.values.resize(n, 0.0);
-            crate::uq::evaluate_rows(&h.model, method, z, &h.brows[z], &mut h.values)
+            crate::uq::evaluate_rows(&h.model, method, z, &h.brows[z], &mut h.values, &mut h.uq)
                 .map_err(|e| Failure(aceuq_status_t::ACEUQ_STATUS_MISSING, e.to_string()))?;
             for (&i, &v) in h.batoms[z].iter().zip(&h.values) {
                 // SAFETY: out holds nlocal values; i < nlocal.

@@ -188,11 +188,40 @@ pub fn build(
     cfg: &UqConfig,
     progress: bool,
 ) -> Result<(), UqError> {
-    let _ = (model, train, valid, progress);
-    if cfg.any() {
-        // Filled in as the estimators land (active sets, clusters, ensemble, distance, GP).
+    let _ = valid;
+    if !cfg.any() {
+        return Ok(());
+    }
+    let table = descriptor_table(model, train)?;
+    let say = |notes: &[String]| {
+        if progress {
+            for n in notes {
+                eprintln!("note: {n}");
+            }
+        }
+    };
+    if cfg.active_set {
+        let a = activeset::GlobalActiveSets::build(model, &table, &cfg.activeset, progress)?;
+        say(&a.info.notes);
+        model.uq.active_set = Some(a);
+    }
+    if let Some(partition) = &cfg.clusters {
+        let labels = activeset::structure_labels(train);
+        let a = activeset::ClusteredActiveSets::build(
+            model,
+            &table,
+            &labels,
+            partition,
+            &cfg.activeset,
+            cfg.seed,
+            progress,
+        )?;
+        say(&a.info.notes);
+        model.uq.local = Some(a);
+    }
+    if cfg.ensemble > 0 || cfg.distance || cfg.gp {
         return Err(UqError::Data(
-            "uncertainty estimators are not available in this build yet".into(),
+            "the ensemble, distance and GP estimators are not available in this build yet".into(),
         ));
     }
     Ok(())
@@ -278,6 +307,37 @@ impl UqModel {
     }
 }
 
+/// Scratch memory for per-atom uncertainty evaluation (one per thread; no allocation per atom).
+#[derive(Clone, Debug, Default)]
+pub struct UqScratch {
+    gamma: activeset::GammaScratch,
+    cluster: Vec<u32>,
+}
+
+impl UqScratch {
+    /// Scratch sized for `model`.
+    pub fn new(model: &Model) -> Self {
+        UqScratch {
+            gamma: activeset::GammaScratch::for_model(model),
+            cluster: vec![],
+        }
+    }
+}
+
+fn missing(method: Method) -> UqError {
+    let hint = match method {
+        Method::Gamma => "`aceuq fit --active-set`",
+        Method::GammaLocal => "`aceuq fit --clusters K`",
+        Method::Ensemble => "`aceuq fit --ensemble N`",
+        Method::Distance => "`aceuq fit --distance`",
+        Method::Gp => "`aceuq fit --gp`",
+    };
+    UqError::Missing {
+        method: method.name(),
+        hint,
+    }
+}
+
 /// Per-atom uncertainty of `method` for atoms of species `species` from their basis vectors
 /// (`rows`: `n × m_s`, row-major) into `out` (`n` values). Methods that need more than the basis
 /// vector (the ensemble needs member forces) are evaluated elsewhere.
@@ -287,19 +347,23 @@ pub fn evaluate_rows(
     species: usize,
     rows: &[f64],
     out: &mut [f64],
+    scratch: &mut UqScratch,
 ) -> Result<(), UqError> {
-    let _ = (model, species, rows, out);
-    let hint = match method {
-        Method::Gamma => "`aceuq fit --active-set`",
-        Method::GammaLocal => "`aceuq fit --clusters K`",
-        Method::Ensemble => "`aceuq fit --ensemble N`",
-        Method::Distance => "`aceuq fit --distance`",
-        Method::Gp => "`aceuq fit --gp`",
-    };
-    Err(UqError::Missing {
-        method: method.name(),
-        hint,
-    })
+    let uq = &model.uq;
+    match method {
+        Method::Gamma => {
+            let a = uq.active_set.as_ref().ok_or_else(|| missing(method))?;
+            a.gamma_batch(species, rows, out, &mut scratch.gamma);
+        }
+        Method::GammaLocal => {
+            let a = uq.local.as_ref().ok_or_else(|| missing(method))?;
+            scratch.cluster.clear();
+            scratch.cluster.resize(out.len(), 0);
+            a.gamma_local_batch(species, rows, out, &mut scratch.cluster, &mut scratch.gamma);
+        }
+        Method::Ensemble | Method::Distance | Method::Gp => return Err(missing(method)),
+    }
+    Ok(())
 }
 
 /// Lower and upper uncertainty cutoffs of `method` for `species` stored by `aceuq calibrate`.
@@ -320,7 +384,7 @@ pub fn per_atom(
     method: Method,
 ) -> Result<Vec<Vec<f64>>, UqError> {
     if !model.uq.methods().contains(&method) {
-        return evaluate_rows(model, method, 0, &[], &mut []).map(|_| vec![]);
+        return Err(missing(method));
     }
     if method == Method::Ensemble {
         return per_atom_ensemble(model, data);
@@ -347,12 +411,13 @@ pub fn per_atom(
                     atoms[si].push(i);
                 }
                 let mut out = vec![0.0; s.len()];
+                let mut scratch = UqScratch::new(model);
                 for z in 0..ns {
                     if atoms[z].is_empty() {
                         continue;
                     }
                     let mut vals = vec![0.0; atoms[z].len()];
-                    evaluate_rows(model, method, z, &rows[z], &mut vals)?;
+                    evaluate_rows(model, method, z, &rows[z], &mut vals, &mut scratch)?;
                     for (&i, v) in atoms[z].iter().zip(vals) {
                         out[i] = v;
                     }
@@ -366,7 +431,9 @@ pub fn per_atom(
 /// Ensemble uncertainty of every atom (needs member forces, not only basis vectors).
 fn per_atom_ensemble(model: &Model, data: &[Structure]) -> Result<Vec<Vec<f64>>, UqError> {
     let _ = (model, data);
-    Err(UqError::Data("ensemble evaluation is not available in this build".into()))
+    Err(UqError::Data(
+        "ensemble evaluation is not available in this build".into(),
+    ))
 }
 
 /// Basis vectors of many atoms of one species, row-major, with their provenance.
