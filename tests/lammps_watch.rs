@@ -1,0 +1,318 @@
+//! `fix ace/uq/watch` and per-atom uncertainty in the real LAMMPS: a heated liquid is dumped
+//! and halted; the dumped uncertainties equal the library's on the same frames; 2 MPI ranks give
+//! the same halting step and the same frames, written once, also with non-contiguous atom IDs;
+//! ML-PACE style `fix pair` scripts work.
+
+mod common;
+use common::*;
+
+const SUITE: &str = "lammps_watch";
+
+/// A Li model with global and clustered active sets, fitted on 12 frames, with calibrated
+/// cutoffs for both (so that `lower auto upper auto` works).
+fn uq_model() -> aceuq::model::Model {
+    let train = frames("tests/data/li/train.xyz");
+    let valid = frames("tests/data/li/valid.xyz");
+    let mut m = fit_model("tests/data/li/train.xyz", 12, &["Li"]);
+    let cfg = aceuq::uq::UqConfig {
+        active_set: true,
+        clusters: Some(aceuq::uq::Partition::KMeans(2)),
+        ..Default::default()
+    };
+    aceuq::uq::build(&mut m, &train[..12], &valid, &cfg, false).expect("active sets");
+    let errors = aceuq::uq::force_errors(&m, &valid).unwrap();
+    let e: Vec<f64> = errors.concat();
+    for method in [aceuq::uq::Method::Gamma, aceuq::uq::Method::GammaLocal] {
+        let u: Vec<f64> = aceuq::uq::per_atom(&m, &valid, method).unwrap().concat();
+        let opts = aceuq::stats::cutoff::CalibrationOptions::new(100_000);
+        m.uq.calibration
+            .push(aceuq::stats::cutoff::calibrate("Li", method.name(), &e, &u, &opts).unwrap());
+    }
+    m
+}
+
+fn heat_input(watch: &str, extra: &str) -> String {
+    format!(
+        "plugin load ${{plugin}}
+units metal
+boundary p p p
+atom_style atomic
+read_data data.lmp
+{extra}
+pair_style ace/uq
+pair_coeff * * model.aceuq Li
+velocity all create 600 4928459 mom yes rot yes dist gaussian loop geom
+timestep 0.001
+fix heat all nvt temp 600 5000 0.1
+{watch}
+thermo_style custom step temp pe f_watch[1] f_watch[2] f_watch[3]
+thermo_modify format float %.12g
+thermo 1000
+run 30000
+"
+    )
+}
+
+/// Frames of a candidates file, with a check that every frame is whole.
+fn candidates(dir: &std::path::Path) -> Vec<aceuq::Structure> {
+    aceuq::io::extxyz::read_file(dir.join("candidates.xyz"), &Default::default())
+        .expect("candidates parse")
+}
+
+fn info_int(s: &aceuq::Structure, key: &str) -> i64 {
+    match s.info.get(key) {
+        Some(aceuq::structure::InfoValue::Int(v)) => *v,
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+fn real_column<'a>(s: &'a aceuq::Structure, name: &str) -> &'a [f64] {
+    match s.array(name) {
+        Some(aceuq::structure::PropData::Real { data, .. }) => data,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+#[test]
+fn heated_liquid_is_dumped_and_halted_identically_on_one_and_two_ranks() {
+    let Some(s) = setup_mpi("heated_liquid_is_dumped_and_halted_identically_on_one_and_two_ranks")
+    else {
+        return;
+    };
+    let model = uq_model();
+    let (lo, _) = aceuq::uq::stored_cutoffs(&model, aceuq::uq::Method::Gamma, 0).unwrap();
+    let frame = &frames("tests/data/li/test.xyz")[0];
+    // Delete a few atoms so that IDs are not contiguous.
+    let extra = "group gone id 7 33 101 102 240\ndelete_atoms group gone compress no";
+    // MD is chaotic: serial and parallel runs sum forces in different orders, and that round-off
+    // grows until, thousands of steps later, they are different trajectories. The halt must come
+    // within the predictable horizon, so a serial probe picks an upper cutoff crossed early: the
+    // middle of the first clear jump of the running maximum after step 200.
+    let dir = workdir(SUITE, "watch_probe");
+    save_model(&model, &dir, "model.aceuq");
+    write_data(frame, &["Li"], &dir, "data.lmp");
+    let probe_watch = "fix watch all ace/uq/watch 20 lower auto upper none halt no";
+    let probe = heat_input(probe_watch, extra)
+        .replace("thermo 1000", "thermo 20")
+        .replace("run 30000", "run 1000");
+    let r = run_lammps_in(&s, &dir, &probe, None, None);
+    r.assert_ok("watch_probe");
+    let rows = thermo_rows(&r.output);
+    let mut upper = None;
+    let mut best = 0.0f64;
+    for row in &rows {
+        let (step, now) = (row[0], row[3]);
+        if step >= 200.0 && now > best * 1.03 && best > 0.0 {
+            upper = Some(0.5 * (best + now));
+            break;
+        }
+        best = best.max(now);
+    }
+    let upper = upper.expect("the running max of gamma rises while heating");
+    let watch = format!(
+        "fix watch all ace/uq/watch 20 dump candidates.xyz lower auto upper {upper} halt yes"
+    );
+    let mut results = vec![];
+    for (case, np) in [("watch_serial", None), ("watch_mpi2", Some(2))] {
+        let dir = workdir(SUITE, case);
+        save_model(&model, &dir, "model.aceuq");
+        write_data(frame, &["Li"], &dir, "data.lmp");
+        let r = run_lammps_in(&s, &dir, &heat_input(&watch, extra), np, None);
+        r.assert_ok(case);
+        r.assert_contains("fix ace/uq/watch: halting at step", case);
+        assert_eq!(
+            r.count("fix ace/uq/watch: halting at step"),
+            1,
+            "{case}: halt message once\n{}",
+            r.output
+        );
+        let frames = candidates(&dir);
+        assert!(!frames.is_empty());
+        results.push((r, frames));
+    }
+    let (serial, mpi) = (&results[0], &results[1]);
+    let steps = |f: &[aceuq::Structure]| f.iter().map(|x| info_int(x, "step")).collect::<Vec<_>>();
+    assert_eq!(
+        steps(&serial.1),
+        steps(&mpi.1),
+        "same dumped steps on 1 and 2 ranks (written once each)"
+    );
+    let halt_line = |r: &Run| {
+        r.output
+            .lines()
+            .find(|l| l.contains("halting at step"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(halt_line(&serial.0), halt_line(&mpi.0));
+    for (a, b) in serial.1.iter().zip(&mpi.1) {
+        assert_eq!(a.len(), 245);
+        let ids = |s: &aceuq::Structure| match s.array("id") {
+            Some(aceuq::structure::PropData::Int { data, .. }) => data.clone(),
+            other => panic!("id column: {other:?}"),
+        };
+        let (ia, ib) = (ids(a), ids(b));
+        assert_eq!(ia, ib, "atoms sorted by ID");
+        assert!(!ia.contains(&7) && ia.contains(&8) && ia.windows(2).all(|w| w[0] < w[1]));
+        let (ga, gb) = (real_column(a, "gamma"), real_column(b, "gamma"));
+        for (x, y) in ga.iter().zip(gb) {
+            assert!((x - y).abs() < 1e-5 * x.abs().max(1.0), "gamma {x} vs {y}");
+        }
+    }
+    // The frames are what the fix says: above the lower cutoff, the last one above the upper.
+    let last = serial.1.last().unwrap();
+    assert_eq!(last.config_type.as_deref(), Some("halt"));
+    let g_last = real_column(last, "gamma");
+    assert!(g_last.iter().any(|&g| g > upper));
+    for f in &serial.1 {
+        assert!(real_column(f, "gamma").iter().any(|&g| g > lo));
+        let flags = real_column(f, "above_lower");
+        for (g, fl) in real_column(f, "gamma").iter().zip(flags) {
+            assert_eq!(*fl == 1.0, *g > lo);
+        }
+    }
+    // The dumped uncertainty equals the library's on the same configuration.
+    let lib =
+        aceuq::uq::per_atom(&model, std::slice::from_ref(last), aceuq::uq::Method::Gamma).unwrap();
+    for (x, y) in g_last.iter().zip(&lib[0]) {
+        assert!(
+            (x - y).abs() < 1e-4 * y.abs().max(1.0),
+            "LAMMPS gamma {x} vs library {y}"
+        );
+    }
+    note(&format!(
+        "watch: {} frames, halted at step {}; lower {lo:.3} (auto), upper {upper:.3}",
+        serial.1.len(),
+        info_int(last, "step")
+    ));
+}
+
+/// With the calibrated cutoffs (`lower auto upper auto`) the heated liquid is stopped.
+#[test]
+fn calibrated_cutoffs_stop_a_heated_liquid() {
+    let Some(s) = setup("calibrated_cutoffs_stop_a_heated_liquid") else {
+        return;
+    };
+    let model = uq_model();
+    let (_, hi) = aceuq::uq::stored_cutoffs(&model, aceuq::uq::Method::Gamma, 0).unwrap();
+    let frame = &frames("tests/data/li/test.xyz")[0];
+    let dir = workdir(SUITE, "watch_auto");
+    save_model(&model, &dir, "model.aceuq");
+    write_data(frame, &["Li"], &dir, "data.lmp");
+    let watch = "fix watch all ace/uq/watch 20 dump candidates.xyz lower auto upper auto halt yes";
+    let r = run_lammps_in(&s, &dir, &heat_input(watch, ""), None, None);
+    r.assert_ok("watch_auto");
+    r.assert_contains("halting at step", "watch_auto");
+    let frames = candidates(&dir);
+    let last = frames.last().unwrap();
+    assert_eq!(last.config_type.as_deref(), Some("halt"));
+    assert!(real_column(last, "gamma").iter().any(|&g| g > hi));
+    note(&format!(
+        "auto cutoffs: {} frames, halted at step {} (upper {hi:.3})",
+        frames.len(),
+        info_int(last, "step")
+    ));
+}
+
+#[test]
+fn ml_pace_style_fix_pair_scripts_work() {
+    let Some(s) = setup("ml_pace_style_fix_pair_scripts_work") else {
+        return;
+    };
+    let model = uq_model();
+    let frame = &frames("tests/data/li/test.xyz")[2];
+    let dir = workdir(SUITE, "fix_pair");
+    save_model(&model, &dir, "model.aceuq");
+    write_data(frame, &["Li"], &dir, "data.lmp");
+    let input = "plugin load ${plugin}
+units metal
+boundary p p p
+atom_style atomic
+read_data data.lmp
+pair_style ace/uq
+pair_coeff * * model.aceuq Li
+fix g all pair 10 ace/uq gamma 1
+compute max_gamma all reduce max f_g
+variable dump_skip equal \"c_max_gamma < 1.5\"
+dump d all custom 10 extrapolative.dump id type x y z f_g
+dump_modify d skip v_dump_skip format float %.12g
+variable max_gamma equal c_max_gamma
+fix stop all halt 10 v_max_gamma > 1000
+velocity all create 900 1234 mom yes rot yes
+timestep 0.001
+fix nve all nve
+thermo_style custom step temp c_max_gamma
+thermo_modify format float %.12g
+thermo 10
+run 100
+";
+    let r = run_lammps_in(&s, &dir, input, None, None);
+    r.assert_ok("fix_pair");
+    let rows = thermo_rows(&r.output);
+    assert!(rows.len() >= 10);
+    for row in &rows {
+        assert!(
+            row[2] > 0.1,
+            "step {}: max gamma {} (was it computed?)",
+            row[0],
+            row[2]
+        );
+    }
+    // The gamma values LAMMPS dumped for step 0 equal the library's for the same frame.
+    let dumps = read_dump(&dir.join("extrapolative.dump"));
+    if let Some((cols, rows0)) = dumps.first() {
+        assert_eq!(cols.last().unwrap(), "f_g");
+        let lib = aceuq::uq::per_atom(
+            &model,
+            std::slice::from_ref(frame),
+            aceuq::uq::Method::Gamma,
+        )
+        .unwrap();
+        let maxlib = lib[0].iter().cloned().fold(0.0, f64::max);
+        let maxlmp = rows0.iter().map(|r| *r.last().unwrap()).fold(0.0, f64::max);
+        if rows[0][2] >= 1.5 {
+            assert!(
+                (maxlib - maxlmp).abs() < 1e-6 * maxlib,
+                "{maxlib} vs {maxlmp}"
+            );
+        }
+    }
+    // Step 0: thermo max equals the library's max.
+    let lib = aceuq::uq::per_atom(
+        &model,
+        std::slice::from_ref(frame),
+        aceuq::uq::Method::Gamma,
+    )
+    .unwrap();
+    let maxlib = lib[0].iter().cloned().fold(0.0, f64::max);
+    assert!(
+        (rows[0][2] - maxlib).abs() < 1e-8 * maxlib,
+        "step 0: {} vs library {maxlib}",
+        rows[0][2]
+    );
+}
+
+#[test]
+fn watch_gamma_local_with_numbers_and_no_halt() {
+    let Some(s) = setup("watch_gamma_local_with_numbers_and_no_halt") else {
+        return;
+    };
+    let model = uq_model();
+    let frame = &frames("tests/data/li/test.xyz")[0];
+    let dir = workdir(SUITE, "local_numbers");
+    save_model(&model, &dir, "model.aceuq");
+    write_data(frame, &["Li"], &dir, "data.lmp");
+    let watch = "fix watch all ace/uq/watch 50 quantity gamma_local dump candidates.xyz lower 0.5 upper 2.0 halt no";
+    let input = heat_input(watch, "").replace("run 30000", "run 500");
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_ok("local_numbers");
+    assert!(!r.output.contains("halting at step"));
+    let frames = candidates(&dir);
+    // lower 0.5 is far below the values in a liquid: every check dumps a frame (steps 0..500).
+    assert_eq!(frames.len(), 11, "{}", r.output);
+    for f in &frames {
+        assert!(real_column(f, "gamma_local").iter().any(|&g| g > 0.5));
+    }
+    r.assert_contains("11 checks of gamma_local", "summary");
+    r.assert_contains("11 frames written to candidates.xyz", "summary");
+}
