@@ -33,6 +33,12 @@ pub struct Workspace {
     jrow: Vec<f64>,
     touched: Vec<u32>,
     dadr: Vec<f64>,
+    /// Multi-member scratch (grown on first use): adjoints, t/u contractions and radial parts,
+    /// member-minor.
+    dpm: Vec<f64>,
+    tm: Vec<f64>,
+    um: Vec<f64>,
+    radm: Vec<f64>,
 }
 
 impl Workspace {
@@ -65,6 +71,10 @@ impl Workspace {
             jrow: vec![0.0; na],
             touched: vec![],
             dadr: vec![],
+            dpm: vec![],
+            tm: vec![],
+            um: vec![],
+            radm: vec![],
         }
     }
 
@@ -428,5 +438,232 @@ impl Model {
             }
         }
         pred
+    }
+}
+
+/// Energy tables of several coefficient sets over one species' basis (e.g. ensemble members),
+/// for [`Model::atom_energy_grad_members`]. The node coefficients are interleaved node-major
+/// (`ctilde[node * n_members + k]`) so that one reverse sweep over the DAG serves every member
+/// with contiguous, vectorizable inner loops.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemberTables {
+    species: usize,
+    n_members: usize,
+    ctilde: Vec<f64>,
+    e0: Vec<f64>,
+}
+
+impl MemberTables {
+    /// Centre species these tables are for.
+    pub fn species(&self) -> usize {
+        self.species
+    }
+    /// Number of coefficient sets (members).
+    pub fn n_members(&self) -> usize {
+        self.n_members
+    }
+    /// One-body energy of every member (eV).
+    pub fn e0(&self) -> &[f64] {
+        &self.e0
+    }
+}
+
+impl Model {
+    /// Energy coefficient of every monomial-DAG node of species `s` for linear coefficients `c`
+    /// over the species' basis (the model's own evaluation tables hold this for `self.coefs`).
+    pub fn node_coefficients(&self, s: usize, c: &[f64]) -> Result<Vec<f64>, super::ModelError> {
+        let b = self
+            .bases
+            .get(s)
+            .ok_or_else(|| super::ModelError::Data(format!("species index {s} out of range")))?;
+        if c.len() != b.len() {
+            return Err(super::ModelError::Data(format!(
+                "species {}: {} coefficients for {} basis functions",
+                self.species[s],
+                c.len(),
+                b.len()
+            )));
+        }
+        let dag = &self.derived[s].dag;
+        let mut ct = vec![0.0; dag.len()];
+        for f in 0..b.len() {
+            for t in b.func_ptr[f] as usize..b.func_ptr[f + 1] as usize {
+                ct[dag.mono_node[b.func_mono[t] as usize] as usize] += c[f] * b.func_coef[t];
+            }
+        }
+        Ok(ct)
+    }
+
+    /// Interleaved energy tables of species `s` for the coefficient sets `coefs` (one per member,
+    /// each of length `nfuncs(s)`) with one-body energies `e0` (eV, one per member).
+    pub fn member_tables(
+        &self,
+        s: usize,
+        coefs: &[&[f64]],
+        e0: &[f64],
+    ) -> Result<MemberTables, super::ModelError> {
+        let ne = coefs.len();
+        if ne == 0 || e0.len() != ne {
+            return Err(super::ModelError::Data(format!(
+                "member tables need at least one member and one e0 per member (got {ne} coefficient sets, {} e0)",
+                e0.len()
+            )));
+        }
+        let nodes = self.derived.get(s).map(|d| d.dag.len()).unwrap_or(0);
+        let mut ctilde = vec![0.0; nodes * ne];
+        for (k, c) in coefs.iter().enumerate() {
+            for (node, v) in self.node_coefficients(s, c)?.into_iter().enumerate() {
+                ctilde[node * ne + k] = v;
+            }
+        }
+        Ok(MemberTables {
+            species: s,
+            n_members: ne,
+            ctilde,
+            e0: e0.to_vec(),
+        })
+    }
+
+    /// Energies and neighbour gradients of atom `i` for every member of `tables` at once: one `A`
+    /// accumulation and one forward sweep shared by all members, then one reverse sweep and one
+    /// force contraction carrying all members together (member-minor, so the inner loops run over
+    /// members). `energies[k]` is member `k`'s atomic energy (one-body and core included, as
+    /// [`Model::atom_energy_grad`]); `grads[j * n_members + k] = dE_i^(k)/dr_ij` for neighbour
+    /// `j` (zero outside the cutoff); `grads` must hold at least `rij.len() * n_members` entries.
+    /// Allocation-free once the workspace has grown to the member count and neighbour count.
+    #[allow(clippy::too_many_arguments)]
+    pub fn atom_energy_grad_members(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+    ) {
+        let ne = tables.n_members;
+        let nn = rij.len();
+        assert!(
+            tables.species == si,
+            "member tables are for species {}, the atom is species {si}",
+            tables.species
+        );
+        assert!(
+            energies.len() == ne && grads.len() >= nn * ne,
+            "energies must hold {ne} values and grads {} entries",
+            nn * ne
+        );
+        self.compute_a(ws, si, rij, sj);
+        self.forward(ws, si);
+        let der = &self.derived[si];
+        let n_nodes = der.dag.len();
+        let na = der.dag.n_a;
+        let links = &der.links;
+        assert_eq!(
+            tables.ctilde.len(),
+            n_nodes * ne,
+            "member tables of another model"
+        );
+        energies.copy_from_slice(&tables.e0);
+        for (pv, c) in ws.p[..n_nodes].iter().zip(tables.ctilde.chunks_exact(ne)) {
+            for (e, cv) in energies.iter_mut().zip(c) {
+                *e += pv * cv;
+            }
+        }
+        // Reverse sweep for all members: dpm[node * ne + k] = dE^(k)/dp[node].
+        if ws.dpm.len() < n_nodes * ne {
+            ws.dpm.resize(n_nodes * ne, 0.0);
+        }
+        let dpm = &mut ws.dpm[..n_nodes * ne];
+        dpm.copy_from_slice(&tables.ctilde);
+        let (p, a) = (&ws.p, &ws.a);
+        for k in (0..links.len()).rev() {
+            let [par, ex] = links[k];
+            let (par, ex) = (par as usize, ex as usize);
+            // Links are validated: par < na + k and ex < na, so both rows lie below node na + k.
+            let (lo, hi) = dpm.split_at_mut((na + k) * ne);
+            let d = &hi[..ne];
+            let (av, pv) = (a[ex], p[par]);
+            for (x, dv) in lo[par * ne..(par + 1) * ne].iter_mut().zip(d) {
+                *x += dv * av;
+            }
+            for (x, dv) in lo[ex * ne..(ex + 1) * ne].iter_mut().zip(d) {
+                *x += dv * pv;
+            }
+        }
+        let ns = self.nspecies();
+        let lay = &self.bases[si].layout;
+        let (nmax, nlm) = (ws.nmax, ws.nlm);
+        let nl_all = num_lm(lay.lmax);
+        if ws.tm.len() < nlm * ne {
+            ws.tm.resize(nlm * ne, 0.0);
+            ws.um.resize(nlm * ne, 0.0);
+        }
+        if ws.radm.len() < ne {
+            ws.radm.resize(ne, 0.0);
+        }
+        for (k, (r, &z)) in rij.iter().zip(sj).enumerate() {
+            let out = &mut grads[k * ne..(k + 1) * ne];
+            let rn = ws.rn[k];
+            if rn == 0.0 {
+                out.fill([0.0; 3]);
+                continue;
+            }
+            let z = z as usize;
+            let g = &ws.g[k * nmax..(k + 1) * nmax];
+            let dg = &ws.dg[k * nmax..(k + 1) * nmax];
+            // t_lm^(k) = sum_n w^(k) g_n, u_lm^(k) = sum_n w^(k) g'_n, member-minor.
+            for l in 0..=lay.lmax {
+                let d = 2 * l + 1;
+                let nlv = lay.nmax_l[l];
+                let start = lay.start(z, l);
+                let tl = &mut ws.tm[l * l * ne..(l * l + d) * ne];
+                let ul = &mut ws.um[l * l * ne..(l * l + d) * ne];
+                tl.fill(0.0);
+                ul.fill(0.0);
+                let wblk = &ws.dpm[start * ne..(start + nlv * d) * ne];
+                for ((w, &gn), &dgn) in wblk.chunks_exact(d * ne).zip(&g[..nlv]).zip(&dg[..nlv]) {
+                    for ((tv, uv), wv) in tl.iter_mut().zip(ul.iter_mut()).zip(w) {
+                        *tv += wv * gn;
+                        *uv += wv * dgn;
+                    }
+                }
+            }
+            let y = &ws.y[k * nlm..k * nlm + nl_all];
+            let dy = &ws.dy[k * nlm..k * nlm + nl_all];
+            let rad = &mut ws.radm[..ne];
+            rad.fill(0.0);
+            out.fill([0.0; 3]);
+            for q in 0..nl_all {
+                let (yq, dyq) = (y[q], dy[q]);
+                let uq = &ws.um[q * ne..(q + 1) * ne];
+                let tq = &ws.tm[q * ne..(q + 1) * ne];
+                for ((o, rv), (&uv, &tv)) in
+                    out.iter_mut().zip(rad.iter_mut()).zip(uq.iter().zip(tq))
+                {
+                    *rv += uv * yq;
+                    o[0] += tv * dyq[0];
+                    o[1] += tv * dyq[1];
+                    o[2] += tv * dyq[2];
+                }
+            }
+            // Core repulsion is common to all members: half of the pair energy per atom.
+            let (ec, dec) = self.core[si * ns + z].energy_deriv(rn);
+            let c = if ec != 0.0 || dec != 0.0 {
+                for e in energies.iter_mut() {
+                    *e += 0.5 * ec;
+                }
+                0.5 * dec / rn
+            } else {
+                0.0
+            };
+            for (o, rv) in out.iter_mut().zip(rad.iter()) {
+                let s = rv / rn + c;
+                o[0] += s * r[0];
+                o[1] += s * r[1];
+                o[2] += s * r[2];
+            }
+        }
     }
 }
