@@ -33,12 +33,8 @@ pub struct Workspace {
     jrow: Vec<f64>,
     touched: Vec<u32>,
     dadr: Vec<f64>,
-    /// Multi-member scratch (grown on first use): adjoints, t/u contractions and radial parts,
-    /// member-minor.
+    /// Multi-member adjoints `dE^(k)/dp`, member-minor (grown on first use).
     dpm: Vec<f64>,
-    tm: Vec<f64>,
-    um: Vec<f64>,
-    radm: Vec<f64>,
 }
 
 impl Workspace {
@@ -72,9 +68,6 @@ impl Workspace {
             touched: vec![],
             dadr: vec![],
             dpm: vec![],
-            tm: vec![],
-            um: vec![],
-            radm: vec![],
         }
     }
 
@@ -441,14 +434,18 @@ impl Model {
     }
 }
 
+/// Members are processed in groups of this many lanes (tables are zero-padded to a multiple).
+const LANES: usize = 4;
+
 /// Energy tables of several coefficient sets over one species' basis (e.g. ensemble members),
-/// for [`Model::atom_energy_grad_members`]. The node coefficients are interleaved node-major
-/// (`ctilde[node * n_members + k]`) so that one reverse sweep over the DAG serves every member
-/// with contiguous, vectorizable inner loops.
+/// for [`Model::atom_energy_grad_members`]. The node coefficients are interleaved node-major with
+/// the member count padded to a multiple of 4 (`ctilde[node * width + k]`, zero for padding), so
+/// one reverse sweep over the DAG serves every member with fixed-width, vectorizable inner loops.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MemberTables {
     species: usize,
     n_members: usize,
+    width: usize,
     ctilde: Vec<f64>,
     e0: Vec<f64>,
 }
@@ -465,6 +462,14 @@ impl MemberTables {
     /// One-body energy of every member (eV).
     pub fn e0(&self) -> &[f64] {
         &self.e0
+    }
+}
+
+/// `dst[c] += w * src[c]` over one group of lanes.
+#[inline(always)]
+fn axpy_lanes(dst: &mut [f64; LANES], src: &[f64; LANES], w: f64) {
+    for c in 0..LANES {
+        dst[c] += w * src[c];
     }
 }
 
@@ -509,16 +514,18 @@ impl Model {
                 e0.len()
             )));
         }
+        let width = ne.div_ceil(LANES) * LANES;
         let nodes = self.derived.get(s).map(|d| d.dag.len()).unwrap_or(0);
-        let mut ctilde = vec![0.0; nodes * ne];
+        let mut ctilde = vec![0.0; nodes * width];
         for (k, c) in coefs.iter().enumerate() {
             for (node, v) in self.node_coefficients(s, c)?.into_iter().enumerate() {
-                ctilde[node * ne + k] = v;
+                ctilde[node * width + k] = v;
             }
         }
         Ok(MemberTables {
             species: s,
             n_members: ne,
+            width,
             ctilde,
             e0: e0.to_vec(),
         })
@@ -526,11 +533,12 @@ impl Model {
 
     /// Energies and neighbour gradients of atom `i` for every member of `tables` at once: one `A`
     /// accumulation and one forward sweep shared by all members, then one reverse sweep and one
-    /// force contraction carrying all members together (member-minor, so the inner loops run over
-    /// members). `energies[k]` is member `k`'s atomic energy (one-body and core included, as
-    /// [`Model::atom_energy_grad`]); `grads[j * n_members + k] = dE_i^(k)/dr_ij` for neighbour
-    /// `j` (zero outside the cutoff); `grads` must hold at least `rij.len() * n_members` entries.
-    /// Allocation-free once the workspace has grown to the member count and neighbour count.
+    /// force contraction carrying all members together (member-minor, in groups of 4 lanes, so
+    /// the inner loops are fixed-width and vectorize). `energies[k]` is member `k`'s atomic energy
+    /// (one-body and core included, as [`Model::atom_energy_grad`]);
+    /// `grads[j * n_members + k] = dE_i^(k)/dr_ij` for neighbour `j` (zero outside the cutoff);
+    /// `grads` must hold at least `rij.len() * n_members` entries. Allocation-free once the
+    /// workspace has grown to the member count and neighbour count.
     #[allow(clippy::too_many_arguments)]
     pub fn atom_energy_grad_members(
         &self,
@@ -543,6 +551,8 @@ impl Model {
         grads: &mut [[f64; 3]],
     ) {
         let ne = tables.n_members;
+        let w = tables.width;
+        let groups = w / LANES;
         let nn = rij.len();
         assert!(
             tables.species == si,
@@ -562,47 +572,53 @@ impl Model {
         let links = &der.links;
         assert_eq!(
             tables.ctilde.len(),
-            n_nodes * ne,
+            n_nodes * w,
             "member tables of another model"
         );
         energies.copy_from_slice(&tables.e0);
-        for (pv, c) in ws.p[..n_nodes].iter().zip(tables.ctilde.chunks_exact(ne)) {
+        for (pv, c) in ws.p[..n_nodes].iter().zip(tables.ctilde.chunks_exact(w)) {
             for (e, cv) in energies.iter_mut().zip(c) {
                 *e += pv * cv;
             }
         }
-        // Reverse sweep for all members: dpm[node * ne + k] = dE^(k)/dp[node].
-        if ws.dpm.len() < n_nodes * ne {
-            ws.dpm.resize(n_nodes * ne, 0.0);
+        // Reverse sweep for all members: dpm[node * w + k] = dE^(k)/dp[node].
+        if ws.dpm.len() < n_nodes * w {
+            ws.dpm.resize(n_nodes * w, 0.0);
         }
-        let dpm = &mut ws.dpm[..n_nodes * ne];
-        dpm.copy_from_slice(&tables.ctilde);
-        let (p, a) = (&ws.p, &ws.a);
-        for k in (0..links.len()).rev() {
-            let [par, ex] = links[k];
-            let (par, ex) = (par as usize, ex as usize);
-            // Links are validated: par < na + k and ex < na, so both rows lie below node na + k.
-            let (lo, hi) = dpm.split_at_mut((na + k) * ne);
-            let d = &hi[..ne];
-            let (av, pv) = (a[ex], p[par]);
-            for (x, dv) in lo[par * ne..(par + 1) * ne].iter_mut().zip(d) {
-                *x += dv * av;
-            }
-            for (x, dv) in lo[ex * ne..(ex + 1) * ne].iter_mut().zip(d) {
-                *x += dv * pv;
+        ws.dpm[..n_nodes * w].copy_from_slice(&tables.ctilde);
+        {
+            assert!(ws.p.len() >= na + links.len() && ws.a.len() >= na);
+            let dp = ws.dpm.as_mut_ptr();
+            let (p, a) = (&ws.p, &ws.a);
+            for k in (0..links.len()).rev() {
+                let [par, ex] = links[k];
+                let (par, ex) = (par as usize, ex as usize);
+                let (av, pv) = (a[ex], p[par]);
+                for g in 0..groups {
+                    // SAFETY: links are validated in `Derived::new` (par < na + k, ex < na), so all
+                    // three rows lie inside dpm (n_nodes * w long) and the source row na + k differs
+                    // from both destinations; the source group is copied before writing. `par` and
+                    // `ex` may coincide: the two updates are then applied one after the other.
+                    unsafe {
+                        let d = *(dp.add((na + k) * w + g * LANES) as *const [f64; LANES]);
+                        axpy_lanes(
+                            &mut *(dp.add(par * w + g * LANES) as *mut [f64; LANES]),
+                            &d,
+                            av,
+                        );
+                        axpy_lanes(
+                            &mut *(dp.add(ex * w + g * LANES) as *mut [f64; LANES]),
+                            &d,
+                            pv,
+                        );
+                    }
+                }
             }
         }
         let ns = self.nspecies();
         let lay = &self.bases[si].layout;
         let (nmax, nlm) = (ws.nmax, ws.nlm);
-        let nl_all = num_lm(lay.lmax);
-        if ws.tm.len() < nlm * ne {
-            ws.tm.resize(nlm * ne, 0.0);
-            ws.um.resize(nlm * ne, 0.0);
-        }
-        if ws.radm.len() < ne {
-            ws.radm.resize(ne, 0.0);
-        }
+        let dpm = &ws.dpm[..n_nodes * w];
         for (k, (r, &z)) in rij.iter().zip(sj).enumerate() {
             let out = &mut grads[k * ne..(k + 1) * ne];
             let rn = ws.rn[k];
@@ -613,44 +629,11 @@ impl Model {
             let z = z as usize;
             let g = &ws.g[k * nmax..(k + 1) * nmax];
             let dg = &ws.dg[k * nmax..(k + 1) * nmax];
-            // t_lm^(k) = sum_n w^(k) g_n, u_lm^(k) = sum_n w^(k) g'_n, member-minor.
-            for l in 0..=lay.lmax {
-                let d = 2 * l + 1;
-                let nlv = lay.nmax_l[l];
-                let start = lay.start(z, l);
-                let tl = &mut ws.tm[l * l * ne..(l * l + d) * ne];
-                let ul = &mut ws.um[l * l * ne..(l * l + d) * ne];
-                tl.fill(0.0);
-                ul.fill(0.0);
-                let wblk = &ws.dpm[start * ne..(start + nlv * d) * ne];
-                for ((w, &gn), &dgn) in wblk.chunks_exact(d * ne).zip(&g[..nlv]).zip(&dg[..nlv]) {
-                    for ((tv, uv), wv) in tl.iter_mut().zip(ul.iter_mut()).zip(w) {
-                        *tv += wv * gn;
-                        *uv += wv * dgn;
-                    }
-                }
-            }
-            let y = &ws.y[k * nlm..k * nlm + nl_all];
-            let dy = &ws.dy[k * nlm..k * nlm + nl_all];
-            let rad = &mut ws.radm[..ne];
-            rad.fill(0.0);
-            out.fill([0.0; 3]);
-            for q in 0..nl_all {
-                let (yq, dyq) = (y[q], dy[q]);
-                let uq = &ws.um[q * ne..(q + 1) * ne];
-                let tq = &ws.tm[q * ne..(q + 1) * ne];
-                for ((o, rv), (&uv, &tv)) in
-                    out.iter_mut().zip(rad.iter_mut()).zip(uq.iter().zip(tq))
-                {
-                    *rv += uv * yq;
-                    o[0] += tv * dyq[0];
-                    o[1] += tv * dyq[1];
-                    o[2] += tv * dyq[2];
-                }
-            }
+            let y = &ws.y[k * nlm..(k + 1) * nlm];
+            let dy = &ws.dy[k * nlm..(k + 1) * nlm];
             // Core repulsion is common to all members: half of the pair energy per atom.
             let (ec, dec) = self.core[si * ns + z].energy_deriv(rn);
-            let c = if ec != 0.0 || dec != 0.0 {
+            let core = if ec != 0.0 || dec != 0.0 {
                 for e in energies.iter_mut() {
                     *e += 0.5 * ec;
                 }
@@ -658,11 +641,44 @@ impl Model {
             } else {
                 0.0
             };
-            for (o, rv) in out.iter_mut().zip(rad.iter()) {
-                let s = rv / rn + c;
-                o[0] += s * r[0];
-                o[1] += s * r[1];
-                o[2] += s * r[2];
+            // Per group of lanes, everything in registers: for each (l, m), t = sum_n w g_n and
+            // u = sum_n w g'_n, then radial += u Y_lm and angular += t ∇Y_lm.
+            for grp in 0..groups {
+                let (mut rad, mut gx, mut gy, mut gz) =
+                    ([0.0; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
+                for l in 0..=lay.lmax {
+                    let d = 2 * l + 1;
+                    let nlv = lay.nmax_l[l];
+                    let start = lay.start(z, l);
+                    for mm in 0..d {
+                        let (mut t, mut u) = ([0.0; LANES], [0.0; LANES]);
+                        for n in 0..nlv {
+                            let off = (start + n * d + mm) * w + grp * LANES;
+                            let wv: &[f64; LANES] =
+                                dpm[off..off + LANES].try_into().expect("a group of lanes");
+                            let (gn, dgn) = (g[n], dg[n]);
+                            for c in 0..LANES {
+                                t[c] += wv[c] * gn;
+                                u[c] += wv[c] * dgn;
+                            }
+                        }
+                        let q = l * l + mm;
+                        let (yq, dyq) = (y[q], dy[q]);
+                        for c in 0..LANES {
+                            rad[c] += u[c] * yq;
+                            gx[c] += t[c] * dyq[0];
+                            gy[c] += t[c] * dyq[1];
+                            gz[c] += t[c] * dyq[2];
+                        }
+                    }
+                }
+                for c in 0..LANES {
+                    let m = grp * LANES + c;
+                    if m < ne {
+                        let s = rad[c] / rn + core;
+                        out[m] = [gx[c] + s * r[0], gy[c] + s * r[1], gz[c] + s * r[2]];
+                    }
+                }
             }
         }
     }

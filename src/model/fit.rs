@@ -650,10 +650,17 @@ fn accumulate_weighted(
     let rc = model.max_cutoff();
     let bar = progress_bar(train.len() as u64, "members", progress);
     let zeros = || (0..nm).map(|_| Normal::new(m)).collect::<Vec<_>>();
+    // Every fold holds `nm + 1` dense m × m matrices: keep the number of folds near the thread
+    // count so memory stays at about (nm + 1) m² doubles per thread.
+    let min_len = train
+        .len()
+        .div_ceil(2 * rayon::current_num_threads())
+        .max(1);
     let normals = train
         .par_iter()
         .enumerate()
         .zip(&d.species_of)
+        .with_min_len(min_len)
         .try_fold(
             || (zeros(), Normal::new(m), Workspace::new(model)),
             |(mut accs, mut block, mut ws), ((t, s), sp)| -> Result<_, ModelError> {

@@ -423,6 +423,11 @@ impl Ensemble {
         maxwell_nll(e, &s)
     }
 
+    /// The human-readable record stored as `[uq.ensemble]` (TOML), for reports and `aceuq info`.
+    pub fn summary(&self) -> String {
+        toml::to_string(&self.meta).unwrap_or_default()
+    }
+
     /// Store into a model file container.
     pub fn save(&self, c: &mut Container) {
         put_meta(c, "ensemble", &self.meta);
@@ -614,12 +619,26 @@ mod tests {
         let cfg = &model.fit_info.settings;
         let ones = vec![vec![1.0; train.len()]];
         let m = fit::fit_weighted_members(&model, cfg, &train, &ones, false).unwrap();
+        // Same normal equations up to summation order; the system is ill-conditioned (tiny
+        // ridge), so compare coefficients loosely and predictions tightly.
         for s in 0..2 {
             let scale = model.coefs[s].iter().fold(0.0f64, |a, v| a.max(v.abs()));
             for (a, b) in m[0].coefs[s].iter().zip(&model.coefs[s]) {
-                assert!((a - b).abs() <= 1e-7 * scale, "{a} vs {b}");
+                assert!((a - b).abs() <= 1e-4 * scale, "{a} vs {b}");
             }
-            assert!((m[0].e0[s] - model.e0[s]).abs() < 1e-6);
+        }
+        let mut refit = model.clone();
+        refit.coefs = m[0].coefs.clone();
+        refit.e0 = m[0].e0.clone();
+        refit.rebuild_derived();
+        let probe = random_structure(&["Al", "Mg"], 2, 4242, true);
+        let p0 = model.predict(&probe, &mut Workspace::new(&model)).unwrap();
+        let p1 = refit.predict(&probe, &mut Workspace::new(&refit)).unwrap();
+        assert!((p0.energy - p1.energy).abs() < 1e-6 * probe.len() as f64);
+        for (a, b) in p0.forces.iter().zip(&p1.forces) {
+            for d in 0..3 {
+                assert!((a[d] - b[d]).abs() < 1e-6, "{a:?} vs {b:?}");
+            }
         }
         let w = bootstrap_weights(&model, &train, 4, Resampling::Multinomial, 1).unwrap();
         for wk in &w {

@@ -15,6 +15,9 @@
 //! differs in exactly the low-variance directions that the projection drops, so this keeps the
 //! novelty signal that PCA alone would throw away.
 
+// `!(x > 0.0)` is used on purpose: unlike `x <= 0.0` it also rejects NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use super::UqError;
 use super::persist::{bad, f64_checked, f64_finite, put_f64};
 use crate::io::container::{Container, ContainerError};
@@ -93,7 +96,7 @@ impl FeatureMap {
         settings: &FeatureSettings,
         species: &str,
     ) -> Result<FeatureMap, UqError> {
-        let n = if m == 0 { 0 } else { rows.len() / m };
+        let n = rows.len().checked_div(m).unwrap_or(0);
         if n < 2 || m == 0 {
             return Err(UqError::Data(format!(
                 "species {species} has {n} training atoms; the feature standardization needs at least 2"
@@ -301,6 +304,47 @@ impl FeatureMap {
     }
 }
 
+/// Rows of `rows` whose atom has a force error in `errors` (indexed `[structure][atom]` by the
+/// rows' provenance; structures without forces have an empty vector), and those errors.
+pub(crate) fn rows_with_errors(
+    rows: &super::SpeciesRows,
+    errors: &[Vec<f64>],
+) -> Result<(Vec<usize>, Vec<f64>), UqError> {
+    let mut idx = vec![];
+    let mut e = vec![];
+    for k in 0..rows.len() {
+        let (t, a) = (rows.structure[k] as usize, rows.atom[k] as usize);
+        let Some(es) = errors.get(t) else {
+            return Err(UqError::Data(format!(
+                "validation errors given for {} structures, but the descriptor table refers to structure {}",
+                errors.len(),
+                t + 1
+            )));
+        };
+        if es.is_empty() {
+            continue;
+        }
+        let Some(&v) = es.get(a) else {
+            return Err(UqError::Data(format!(
+                "validation structure {}: {} force errors, but atom {} exists",
+                t + 1,
+                es.len(),
+                a + 1
+            )));
+        };
+        if !v.is_finite() || v < 0.0 {
+            return Err(UqError::Data(format!(
+                "validation structure {}, atom {}: force error {v} is not a finite magnitude",
+                t + 1,
+                a + 1
+            )));
+        }
+        idx.push(k);
+        e.push(v);
+    }
+    Ok((idx, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,45 +400,4 @@ mod tests {
         let g = FeatureMap::load(Path::new("x"), &c, "t.f", m, 2, true, f.explained).unwrap();
         assert_eq!(f, g);
     }
-}
-
-/// Rows of `rows` whose atom has a force error in `errors` (indexed `[structure][atom]` by the
-/// rows' provenance; structures without forces have an empty vector), and those errors.
-pub(crate) fn rows_with_errors(
-    rows: &super::SpeciesRows,
-    errors: &[Vec<f64>],
-) -> Result<(Vec<usize>, Vec<f64>), UqError> {
-    let mut idx = vec![];
-    let mut e = vec![];
-    for k in 0..rows.len() {
-        let (t, a) = (rows.structure[k] as usize, rows.atom[k] as usize);
-        let Some(es) = errors.get(t) else {
-            return Err(UqError::Data(format!(
-                "validation errors given for {} structures, but the descriptor table refers to structure {}",
-                errors.len(),
-                t + 1
-            )));
-        };
-        if es.is_empty() {
-            continue;
-        }
-        let Some(&v) = es.get(a) else {
-            return Err(UqError::Data(format!(
-                "validation structure {}: {} force errors, but atom {} exists",
-                t + 1,
-                es.len(),
-                a + 1
-            )));
-        };
-        if !v.is_finite() || v < 0.0 {
-            return Err(UqError::Data(format!(
-                "validation structure {}, atom {}: force error {v} is not a finite magnitude",
-                t + 1,
-                a + 1
-            )));
-        }
-        idx.push(k);
-        e.push(v);
-    }
-    Ok((idx, e))
 }

@@ -29,6 +29,9 @@
 //! plateaus at the prior `s_f²` far away (by design, METHODS.md §4). Per atom: the feature map
 //! (`m × dim`), `M` kernel values and two triangular solves (`M²`), independent of the data size.
 
+// `!(x > 0.0)` is used on purpose: unlike `x <= 0.0` it also rejects NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use super::features::{FeatureMap, FeatureSettings, rows_with_errors};
 use super::optim::{SpgOptions, kmeans, spg};
 use super::persist::{bad, f64_checked, f64_finite, get_meta, put_f64, put_meta};
@@ -758,6 +761,11 @@ impl SparseGp {
     /// Fitted hyperparameters of species `s`.
     pub fn hyper(&self, s: usize) -> &Hyper {
         &self.species[s].gp.hyper
+    }
+
+    /// The human-readable record stored as `[uq.gp]` (TOML), for reports and `aceuq info`.
+    pub fn summary(&self) -> String {
+        toml::to_string(&self.meta).unwrap_or_default()
     }
 
     /// Store into a model file container.

@@ -1,6 +1,9 @@
 //! Numerical helpers of the calibrated estimators: a bound-constrained minimizer (spectral
 //! projected gradient), k-means and farthest-point sampling.
 
+// `!(x > 0.0)` is used on purpose: unlike `x <= 0.0` it also rejects NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use rand::RngExt;
 use rayon::prelude::*;
 
@@ -308,6 +311,16 @@ pub fn kmeans(
     centres
 }
 
+/// Maxwell negative log-likelihood `sum_k -ln p(e_k; s_k)` of force-error magnitudes `e` with
+/// per-atom scales `s` (METHODS.md §5: `p = sqrt(2/π) e² exp(-e²/2s²) / s³`).
+pub fn maxwell_nll(e: &[f64], s: &[f64]) -> f64 {
+    let c = 0.5 * (2.0 / std::f64::consts::PI).ln();
+    e.iter()
+        .zip(s)
+        .map(|(&e, &s)| 3.0 * s.ln() - 2.0 * e.ln() + e * e / (2.0 * s * s) - c)
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,14 +413,4 @@ mod tests {
         assert_eq!(all.len(), 300);
         assert_eq!(r0, 0.0);
     }
-}
-
-/// Maxwell negative log-likelihood `sum_k -ln p(e_k; s_k)` of force-error magnitudes `e` with
-/// per-atom scales `s` (METHODS.md §5: `p = sqrt(2/π) e² exp(-e²/2s²) / s³`).
-pub fn maxwell_nll(e: &[f64], s: &[f64]) -> f64 {
-    let c = 0.5 * (2.0 / std::f64::consts::PI).ln();
-    e.iter()
-        .zip(s)
-        .map(|(&e, &s)| 3.0 * s.ln() - 2.0 * e.ln() + e * e / (2.0 * s * s) - c)
-        .sum()
 }
