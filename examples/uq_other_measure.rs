@@ -534,8 +534,8 @@ fn main() {
         })
         .collect();
     let mut en = [0.0; 8];
-    let mut dsc = distance::Scratch::new(&dm);
-    let mut gsc = gp::Scratch::new(&g);
+    let mut dsc = distance::Scratch::new(dm);
+    let mut gsc = gp::Scratch::new(g);
     let reps: usize = std::env::var("REPS")
         .ok()
         .and_then(|v| v.parse().ok())
