@@ -11,8 +11,9 @@
 //! dropped outlier can only make a query look farther (more uncertain), never nearer.
 //! Farthest-point sampling (`reference = "farthest"`) keeps the outliers and covers the cloud
 //! uniformly, but then typical environments sit about one covering radius from their reference,
-//! which blurs the ranking (measured on Li: Spearman 0.26 vs 0.35 with all references). The
-//! covering radius (largest training-to-reference distance) is stored in the metadata.
+//! which blurs the ranking (measured on Li test + novel atoms, 12 500 training environments:
+//! Spearman 0.33 with 2000 random references, 0.26 with 2000 farthest points, 0.35 with all).
+//! The covering radius (largest training-to-reference distance) is stored in the metadata.
 //!
 //! `sigma_f = sigma_0 + sum_i sigma_i d_i`, `d_i = |z_i - z*_i|` over all coordinates (the
 //! residual included), `sigma_0, sigma_i >= 0`, by minimizing the Maxwell negative
@@ -109,7 +110,8 @@ struct SpeciesMeta {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Meta {
-    seed: u64,
+    /// The seed, as text (TOML integers cannot hold every u64).
+    seed: String,
     species: Vec<SpeciesMeta>,
 }
 
@@ -305,7 +307,7 @@ impl DistanceModel {
         Ok(DistanceModel {
             species,
             meta: Meta {
-                seed,
+                seed: seed.to_string(),
                 species: metas,
             },
         })
@@ -677,7 +679,8 @@ mod tests {
         let mut c = Container::default();
         dm.save(&mut c);
         let p = Path::new("d.aceuq");
-        let back = DistanceModel::load(p, &c, &model).unwrap().unwrap();
+        let bytes = Container::from_bytes(p, &c.to_bytes()).unwrap();
+        let back = DistanceModel::load(p, &bytes, &model).unwrap().unwrap();
         let mut sc2 = Scratch::new(&back);
         for s in 0..2 {
             assert_eq!(back.sigma(s), dm.sigma(s));

@@ -89,7 +89,8 @@ struct Meta {
     members: usize,
     sampling: Sampling,
     resampling: Resampling,
-    seed: u64,
+    /// The seed, as text (TOML integers cannot hold every u64).
+    seed: String,
     /// Validation atoms used for each species' prefactor (0: the all-atom prefactor was used).
     calibration_atoms: Vec<usize>,
     /// Posterior noise variance (posterior sampling only).
@@ -198,7 +199,7 @@ impl Ensemble {
             members: n_members,
             sampling: settings.sampling,
             resampling: settings.resampling,
-            seed,
+            seed: seed.to_string(),
             calibration_atoms: vec![0; ns],
             posterior_sigma2,
         };
@@ -673,7 +674,7 @@ mod tests {
             members: n,
             sampling: Sampling::Bootstrap,
             resampling: Resampling::Poisson,
-            seed: 0,
+            seed: "0".into(),
             calibration_atoms: vec![0, 0],
             posterior_sigma2: None,
         };
@@ -823,7 +824,8 @@ mod tests {
             let mut c = Container::default();
             ens.save(&mut c);
             let p = Path::new("m.aceuq");
-            let back = Ensemble::load(p, &c, &model).unwrap().unwrap();
+            let bytes = Container::from_bytes(p, &c.to_bytes()).unwrap();
+            let back = Ensemble::load(p, &bytes, &model).unwrap().unwrap();
             assert_eq!(back.coefs, ens.coefs);
             assert_eq!(back.e0, ens.e0);
             assert_eq!(back.prefactor, ens.prefactor);

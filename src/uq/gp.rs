@@ -589,7 +589,8 @@ struct SpeciesMeta {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Meta {
-    seed: u64,
+    /// The seed, as text (TOML integers cannot hold every u64).
+    seed: String,
     ard: bool,
     error_floor: f64,
     species: Vec<SpeciesMeta>,
@@ -724,7 +725,7 @@ impl SparseGp {
         Ok(SparseGp {
             species,
             meta: Meta {
-                seed,
+                seed: seed.to_string(),
                 ard: settings.ard,
                 error_floor: settings.error_floor,
                 species: metas,
@@ -1107,7 +1108,8 @@ mod tests {
         let mut c = Container::default();
         g.save(&mut c);
         let p = Path::new("g.aceuq");
-        let back = SparseGp::load(p, &c, &model).unwrap().unwrap();
+        let bytes = Container::from_bytes(p, &c.to_bytes()).unwrap();
+        let back = SparseGp::load(p, &bytes, &model).unwrap().unwrap();
         let mut sc2 = Scratch::new(&back);
         for r in 0..vt.per_species[0].len() {
             let b = vt.per_species[0].row(r);
