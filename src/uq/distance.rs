@@ -29,7 +29,7 @@
 use super::features::{FeatureMap, FeatureSettings, rows_with_errors};
 use super::kdtree::KdTree;
 use super::optim::{SpgOptions, farthest_points, maxwell_nll, spg};
-use super::persist::{bad, f64_checked, f64_finite, get_meta, put_f64, put_meta};
+use super::persist::{bad, f64_checked, f64_finite, get_meta, put_f64, put_meta, size};
 use super::{DescriptorTable, UqError};
 use crate::io::container::{Container, ContainerError};
 use crate::model::Model;
@@ -415,7 +415,7 @@ impl DistanceModel {
             )?;
             let dim = fm.dim();
             let name = format!("{p}.reference");
-            let reference = f64_finite(path, c, &name, sm.n_reference * dim)?;
+            let reference = f64_finite(path, c, &name, size(path, &name, sm.n_reference, dim)?)?;
             if sm.n_reference == 0 {
                 return Err(bad(path, format!("array '{name}' is empty")));
             }

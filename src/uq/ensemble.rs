@@ -30,7 +30,7 @@
 
 use super::UqError;
 use super::optim::maxwell_nll;
-use super::persist::{bad, f64_checked, f64_finite, get_meta, put_f64, put_meta};
+use super::persist::{bad, f64_checked, f64_finite, get_meta, put_f64, put_meta, size};
 use crate::io::container::{Container, ContainerError};
 use crate::model::eval::MemberTables;
 use crate::model::fit::{self, MemberFit};
@@ -478,7 +478,8 @@ impl Ensemble {
         let mut coefs = Vec::with_capacity(ns);
         for s in 0..ns {
             let m = model.nfuncs(s);
-            let flat = f64_finite(path, c, &format!("uq.ensemble.coef.{s}"), ne * m)?;
+            let name = format!("uq.ensemble.coef.{s}");
+            let flat = f64_finite(path, c, &name, size(path, &name, ne, m)?)?;
             coefs.push(
                 flat.chunks_exact(m.max(1))
                     .map(|r| r.to_vec())
@@ -726,6 +727,13 @@ mod tests {
                 }
             }
         }
+        // Two lane groups (6 members: the 3 twice) give the same forces per member.
+        let six: Vec<MemberFit> = members.iter().chain(&members).cloned().collect();
+        let ens6 = Ensemble::from_members(&model, &six, vec![1.0, 1.0], meta(6)).unwrap();
+        let mf6 = ens6.member_forces(&model, &test, &mut ws).unwrap();
+        for k in 0..6 {
+            assert_eq!(mf6[k], mf[k % 3], "member {k}");
+        }
         let raw = ens.raw_spread_structure(&model, &test, &mut ws).unwrap();
         assert!(
             raw.iter().all(|&u| u > 1e-8),
@@ -835,6 +843,14 @@ mod tests {
                 back.sigma_structure(&model, s0, &mut ws).unwrap(),
                 ens.sigma_structure(&model, s0, &mut ws).unwrap()
             );
+            // Edited metadata: a member count that does not match the arrays names the array.
+            let mut bad_c = c.clone();
+            bad_c.meta["uq"]["ensemble"]
+                .as_table_mut()
+                .unwrap()
+                .insert("members".into(), toml::Value::Integer(3));
+            let e = Ensemble::load(p, &bad_c, &model).unwrap_err().to_string();
+            assert!(e.contains("uq.ensemble.coef.0"), "{e}");
             // Edited arrays are named.
             let mut bad_c = c.clone();
             put_f64(&mut bad_c, "uq.ensemble.prefactor", vec![2], &[1.0, -1.0]);

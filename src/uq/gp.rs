@@ -34,7 +34,7 @@
 
 use super::features::{FeatureMap, FeatureSettings, rows_with_errors};
 use super::optim::{SpgOptions, kmeans, spg};
-use super::persist::{bad, f64_checked, f64_finite, get_meta, put_f64, put_meta};
+use super::persist::{bad, f64_checked, f64_finite, get_meta, put_f64, put_meta, size};
 use super::{DescriptorTable, UqError};
 use crate::io::container::{Container, ContainerError};
 use crate::model::Model;
@@ -844,7 +844,8 @@ impl SparseGp {
                 sm.explained_variance,
             )?;
             let (m, dim) = (sm.inducing, fm.dim());
-            let inducing = f64_finite(path, c, &format!("{p}.inducing"), m * dim)?;
+            let name = format!("{p}.inducing");
+            let inducing = f64_finite(path, c, &name, size(path, &name, m, dim)?)?;
             let lengthscale =
                 f64_checked(path, c, &format!("{p}.lengthscale"), dim, "positive", |v| {
                     v > 0.0
@@ -852,7 +853,7 @@ impl SparseGp {
             let weights = f64_finite(path, c, &format!("{p}.weights"), m)?;
             let tri = |name: &str| -> Result<Vec<f64>, ContainerError> {
                 let full = format!("{p}.{name}");
-                let l = f64_finite(path, c, &full, m * m)?;
+                let l = f64_finite(path, c, &full, size(path, &full, m, m)?)?;
                 for i in 0..m {
                     if !(l[i * m + i] > 0.0)
                         || l[i * m + i + 1..(i + 1) * m].iter().any(|v| *v != 0.0)
@@ -1121,6 +1122,13 @@ mod tests {
         put_f64(&mut bad_c, "uq.gp.0.chol_a", vec![20, 20], &l);
         let e = SparseGp::load(p, &bad_c, &model).unwrap_err().to_string();
         assert!(e.contains("uq.gp.0.chol_a"), "{e}");
+        let mut bad_c = c.clone();
+        bad_c.meta["uq"]["gp"]["species"][0]
+            .as_table_mut()
+            .unwrap()
+            .insert("inducing".into(), toml::Value::Integer(1 << 62));
+        let e = SparseGp::load(p, &bad_c, &model).unwrap_err().to_string();
+        assert!(e.contains("uq.gp.0.inducing"), "{e}");
         let mut bad_c = c.clone();
         put_f64(&mut bad_c, "uq.gp.0.lengthscale", vec![1], &[1.0]);
         let e = SparseGp::load(p, &bad_c, &model).unwrap_err().to_string();

@@ -94,3 +94,13 @@ pub(crate) fn f64_checked(
     }
     Ok(v)
 }
+
+/// `a * b` for array sizes read from metadata, with an error instead of an overflow.
+pub(crate) fn size(path: &Path, what: &str, a: usize, b: usize) -> Result<usize, ContainerError> {
+    a.checked_mul(b).ok_or_else(|| {
+        bad(
+            path,
+            format!("{what}: size {a} x {b} is not representable (file corrupt or edited)"),
+        )
+    })
+}
