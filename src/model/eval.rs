@@ -36,6 +36,8 @@ pub struct Workspace {
     jrow: Vec<f64>,
     touched: Vec<u32>,
     dadr: Vec<f64>,
+    /// Multi-member adjoints `dE^(k)/dp`, member-minor (grown on first use).
+    dpm: Vec<f64>,
 }
 
 impl Workspace {
@@ -69,6 +71,7 @@ impl Workspace {
             jrow: vec![0.0; na],
             touched: vec![],
             dadr: vec![],
+            dpm: vec![],
         }
     }
 
@@ -594,5 +597,255 @@ impl Model {
             }
         }
         pred
+    }
+}
+
+/// Members are processed in groups of this many lanes (tables are zero-padded to a multiple).
+const LANES: usize = 4;
+
+/// Energy tables of several coefficient sets over one species' basis (e.g. ensemble members),
+/// for [`Model::atom_energy_grad_members`]. The node coefficients are interleaved node-major with
+/// the member count padded to a multiple of 4 (`ctilde[node * width + k]`, zero for padding), so
+/// one reverse sweep over the DAG serves every member with fixed-width, vectorizable inner loops.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemberTables {
+    species: usize,
+    n_members: usize,
+    width: usize,
+    ctilde: Vec<f64>,
+    e0: Vec<f64>,
+}
+
+impl MemberTables {
+    /// Centre species these tables are for.
+    pub fn species(&self) -> usize {
+        self.species
+    }
+    /// Number of coefficient sets (members).
+    pub fn n_members(&self) -> usize {
+        self.n_members
+    }
+    /// One-body energy of every member (eV).
+    pub fn e0(&self) -> &[f64] {
+        &self.e0
+    }
+}
+
+/// `dst[c] += w * src[c]` over one group of lanes.
+#[inline(always)]
+fn axpy_lanes(dst: &mut [f64; LANES], src: &[f64; LANES], w: f64) {
+    for c in 0..LANES {
+        dst[c] += w * src[c];
+    }
+}
+
+impl Model {
+    /// Energy coefficient of every monomial-DAG node of species `s` for linear coefficients `c`
+    /// over the species' basis (the model's own evaluation tables hold this for `self.coefs`).
+    pub fn node_coefficients(&self, s: usize, c: &[f64]) -> Result<Vec<f64>, super::ModelError> {
+        let b = self
+            .bases
+            .get(s)
+            .ok_or_else(|| super::ModelError::Data(format!("species index {s} out of range")))?;
+        if c.len() != b.len() {
+            return Err(super::ModelError::Data(format!(
+                "species {}: {} coefficients for {} basis functions",
+                self.species[s],
+                c.len(),
+                b.len()
+            )));
+        }
+        let dag = &self.derived[s].dag;
+        let mut ct = vec![0.0; dag.len()];
+        for f in 0..b.len() {
+            for t in b.func_ptr[f] as usize..b.func_ptr[f + 1] as usize {
+                ct[dag.mono_node[b.func_mono[t] as usize] as usize] += c[f] * b.func_coef[t];
+            }
+        }
+        Ok(ct)
+    }
+
+    /// Interleaved energy tables of species `s` for the coefficient sets `coefs` (one per member,
+    /// each of length `nfuncs(s)`) with one-body energies `e0` (eV, one per member).
+    pub fn member_tables(
+        &self,
+        s: usize,
+        coefs: &[&[f64]],
+        e0: &[f64],
+    ) -> Result<MemberTables, super::ModelError> {
+        let ne = coefs.len();
+        if ne == 0 || e0.len() != ne {
+            return Err(super::ModelError::Data(format!(
+                "member tables need at least one member and one e0 per member (got {ne} coefficient sets, {} e0)",
+                e0.len()
+            )));
+        }
+        let width = ne.div_ceil(LANES) * LANES;
+        let nodes = self.derived.get(s).map(|d| d.dag.len()).unwrap_or(0);
+        let mut ctilde = vec![0.0; nodes * width];
+        for (k, c) in coefs.iter().enumerate() {
+            for (node, v) in self.node_coefficients(s, c)?.into_iter().enumerate() {
+                ctilde[node * width + k] = v;
+            }
+        }
+        Ok(MemberTables {
+            species: s,
+            n_members: ne,
+            width,
+            ctilde,
+            e0: e0.to_vec(),
+        })
+    }
+
+    /// Energies and neighbour gradients of atom `i` for every member of `tables` at once: one `A`
+    /// accumulation and one forward sweep shared by all members, then one reverse sweep and one
+    /// force contraction carrying all members together (member-minor, in groups of 4 lanes, so
+    /// the inner loops are fixed-width and vectorize). `energies[k]` is member `k`'s atomic energy
+    /// (one-body and core included, as [`Model::atom_energy_grad`]);
+    /// `grads[j * n_members + k] = dE_i^(k)/dr_ij` for neighbour `j` (zero outside the cutoff);
+    /// `grads` must hold at least `rij.len() * n_members` entries. Allocation-free once the
+    /// workspace has grown to the member count and neighbour count.
+    #[allow(clippy::too_many_arguments)]
+    pub fn atom_energy_grad_members(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+    ) {
+        let ne = tables.n_members;
+        let w = tables.width;
+        let groups = w / LANES;
+        let nn = rij.len();
+        assert!(
+            tables.species == si,
+            "member tables are for species {}, the atom is species {si}",
+            tables.species
+        );
+        assert!(
+            energies.len() == ne && grads.len() >= nn * ne,
+            "energies must hold {ne} values and grads {} entries",
+            nn * ne
+        );
+        self.compute_a(ws, si, rij, sj);
+        self.forward(ws, si);
+        let der = &self.derived[si];
+        let n_nodes = der.dag.len();
+        let na = der.dag.n_a;
+        let links = &der.links;
+        assert_eq!(
+            tables.ctilde.len(),
+            n_nodes * w,
+            "member tables of another model"
+        );
+        energies.copy_from_slice(&tables.e0);
+        for (pv, c) in ws.p[..n_nodes].iter().zip(tables.ctilde.chunks_exact(w)) {
+            for (e, cv) in energies.iter_mut().zip(c) {
+                *e += pv * cv;
+            }
+        }
+        // Reverse sweep for all members: dpm[node * w + k] = dE^(k)/dp[node].
+        if ws.dpm.len() < n_nodes * w {
+            ws.dpm.resize(n_nodes * w, 0.0);
+        }
+        ws.dpm[..n_nodes * w].copy_from_slice(&tables.ctilde);
+        {
+            assert!(ws.p.len() >= na + links.len() && ws.a.len() >= na);
+            let dp = ws.dpm.as_mut_ptr();
+            let (p, a) = (&ws.p, &ws.a);
+            for k in (0..links.len()).rev() {
+                let [par, ex] = links[k];
+                let (par, ex) = (par as usize, ex as usize);
+                let (av, pv) = (a[ex], p[par]);
+                for g in 0..groups {
+                    // SAFETY: links are validated in `Derived::new` (par < na + k, ex < na), so all
+                    // three rows lie inside dpm (n_nodes * w long) and the source row na + k differs
+                    // from both destinations; the source group is copied before writing. `par` and
+                    // `ex` may coincide: the two updates are then applied one after the other.
+                    unsafe {
+                        let d = *(dp.add((na + k) * w + g * LANES) as *const [f64; LANES]);
+                        axpy_lanes(
+                            &mut *(dp.add(par * w + g * LANES) as *mut [f64; LANES]),
+                            &d,
+                            av,
+                        );
+                        axpy_lanes(
+                            &mut *(dp.add(ex * w + g * LANES) as *mut [f64; LANES]),
+                            &d,
+                            pv,
+                        );
+                    }
+                }
+            }
+        }
+        let ns = self.nspecies();
+        let lay = &self.bases[si].layout;
+        let (nmax, nlm) = (ws.nmax, ws.nlm);
+        let dpm = &ws.dpm[..n_nodes * w];
+        for (k, (r, &z)) in rij.iter().zip(sj).enumerate() {
+            let out = &mut grads[k * ne..(k + 1) * ne];
+            let rn = ws.rn[k];
+            if rn == 0.0 {
+                out.fill([0.0; 3]);
+                continue;
+            }
+            let z = z as usize;
+            let g = &ws.g[k * nmax..(k + 1) * nmax];
+            let dg = &ws.dg[k * nmax..(k + 1) * nmax];
+            let y = &ws.y[k * nlm..(k + 1) * nlm];
+            let dy = &ws.dy[k * nlm..(k + 1) * nlm];
+            // Core repulsion is common to all members: half of the pair energy per atom.
+            let (ec, dec) = self.core[si * ns + z].energy_deriv(rn);
+            let core = if ec != 0.0 || dec != 0.0 {
+                for e in energies.iter_mut() {
+                    *e += 0.5 * ec;
+                }
+                0.5 * dec / rn
+            } else {
+                0.0
+            };
+            // Per group of lanes, everything in registers: for each (l, m), t = sum_n w g_n and
+            // u = sum_n w g'_n, then radial += u Y_lm and angular += t ∇Y_lm.
+            for grp in 0..groups {
+                let (mut rad, mut gx, mut gy, mut gz) =
+                    ([0.0; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
+                for l in 0..=lay.lmax {
+                    let d = 2 * l + 1;
+                    let nlv = lay.nmax_l[l];
+                    let start = lay.start(z, l);
+                    for mm in 0..d {
+                        let (mut t, mut u) = ([0.0; LANES], [0.0; LANES]);
+                        for n in 0..nlv {
+                            let off = (start + n * d + mm) * w + grp * LANES;
+                            let wv: &[f64; LANES] =
+                                dpm[off..off + LANES].try_into().expect("a group of lanes");
+                            let (gn, dgn) = (g[n], dg[n]);
+                            for c in 0..LANES {
+                                t[c] += wv[c] * gn;
+                                u[c] += wv[c] * dgn;
+                            }
+                        }
+                        let q = l * l + mm;
+                        let (yq, dyq) = (y[q], dy[q]);
+                        for c in 0..LANES {
+                            rad[c] += u[c] * yq;
+                            gx[c] += t[c] * dyq[0];
+                            gy[c] += t[c] * dyq[1];
+                            gz[c] += t[c] * dyq[2];
+                        }
+                    }
+                }
+                for c in 0..LANES {
+                    let m = grp * LANES + c;
+                    if m < ne {
+                        let s = rad[c] / rn + core;
+                        out[m] = [gx[c] + s * r[0], gy[c] + s * r[1], gz[c] + s * r[2]];
+                    }
+                }
+            }
+        }
     }
 }

@@ -111,6 +111,27 @@ impl Normal {
         }
         self
     }
+    /// Reset to zero (reused per structure by the weighted multi-member accumulation).
+    fn clear(&mut self) {
+        self.xtx.fill(0.0);
+        self.xty.fill(0.0);
+    }
+    /// `self += w * other`.
+    fn add_scaled(&mut self, other: &Normal, w: f64) {
+        for j in 0..self.xtx.ncols() {
+            for (a, b) in self
+                .xtx
+                .col_as_slice_mut(j)
+                .iter_mut()
+                .zip(other.xtx.col_as_slice(j))
+            {
+                *a += w * b;
+            }
+        }
+        for (a, b) in self.xty.iter_mut().zip(&other.xty) {
+            *a += w * b;
+        }
+    }
 }
 
 /// Shortest distance seen for each species pair (index `s * ns + z`), infinite if never seen.
@@ -498,6 +519,20 @@ fn accumulate(
 /// Solve the ridge-regularized normal equations; the last `m - nreg` columns (one-body energies)
 /// are not regularized.
 fn solve(normal: Normal, m: usize, nreg: usize, ridge: f64) -> Result<Vec<f64>, ModelError> {
+    solve_factored(normal, m, nreg, ridge).map(|s| s.c)
+}
+
+/// A solved ridge system with what the posterior needs: in column-scaled variables
+/// `c = scale ∘ x`, `H x = scale ∘ X^T W y` with `H = L L^T` (ridge included).
+struct Solved {
+    c: Vec<f64>,
+    x: Vec<f64>,
+    scale: Vec<f64>,
+    llt: faer::linalg::solvers::Llt<f64>,
+}
+
+/// [`solve`], keeping the Cholesky factor and the column scaling.
+fn solve_factored(normal: Normal, m: usize, nreg: usize, ridge: f64) -> Result<Solved, ModelError> {
     let Normal { mut xtx, xty } = normal;
     let dmax = (0..m).map(|j| xtx[(j, j)]).fold(0.0, f64::max);
     if dmax.is_nan() || dmax <= 0.0 || !dmax.is_finite() {
@@ -534,7 +569,8 @@ fn solve(normal: Normal, m: usize, nreg: usize, ridge: f64) -> Result<Vec<f64>, 
                         "warning: normal equations were ill-conditioned; used ridge {lambda:.1e}"
                     );
                 }
-                return Ok(c);
+                let x = (0..m).map(|j| x[(j, 0)]).collect();
+                return Ok(Solved { c, x, scale, llt });
             }
         }
         lambda = if lambda == 0.0 { 1e-10 } else { lambda * 100.0 };
@@ -542,6 +578,253 @@ fn solve(normal: Normal, m: usize, nreg: usize, ridge: f64) -> Result<Vec<f64>, 
     Err(ModelError::Numerical(
         "could not solve the normal equations even with a strong ridge; check the data for duplicates or NaN".into(),
     ))
+}
+
+/// Coefficients of one member of a family of fits sharing a model's basis (an ensemble member).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberFit {
+    /// Linear coefficients per species (same lengths as `Model::coefs`).
+    pub coefs: Vec<Vec<f64>>,
+    /// One-body reference energy per species (eV).
+    pub e0: Vec<f64>,
+}
+
+impl MemberFit {
+    fn from_solution(c: &[f64], offsets: &[usize]) -> MemberFit {
+        let ns = offsets.len() - 1;
+        MemberFit {
+            coefs: (0..ns)
+                .map(|s| c[offsets[s]..offsets[s + 1]].to_vec())
+                .collect(),
+            e0: (0..ns).map(|s| c[offsets[ns] + s]).collect(),
+        }
+    }
+}
+
+/// Column layout and row weights of the normal equations, exactly as [`fit`] sets them up.
+struct Design {
+    species_of: Vec<Vec<u16>>,
+    offsets: Vec<usize>,
+    m: usize,
+    we2: f64,
+    wf2: f64,
+}
+
+fn design(model: &Model, cfg: &FitConfig, train: &[Structure]) -> Result<Design, ModelError> {
+    cfg.validate()?;
+    if train.is_empty() {
+        return Err(ModelError::Data("no training structures".into()));
+    }
+    let species_of = prepare(train, &model.species, "training")?;
+    let ns = model.nspecies();
+    let offsets: Vec<usize> = (0..=ns)
+        .map(|s| (0..s).map(|k| model.nfuncs(k)).sum())
+        .collect();
+    let m = offsets[ns] + ns;
+    let n_e = train.iter().filter(|s| s.energy.is_some()).count().max(1) as f64;
+    let n_f = train
+        .iter()
+        .filter_map(|s| s.forces.as_ref().map(|f| 3 * f.len()))
+        .sum::<usize>()
+        .max(1) as f64;
+    Ok(Design {
+        species_of,
+        offsets,
+        m,
+        we2: cfg.energy_weight / n_e,
+        wf2: cfg.force_weight / n_f,
+    })
+}
+
+/// Normal equations of several weightings of the same rows, in one pass: each structure's block
+/// is built once and added to member `k` with weight `weights[k][t]`.
+fn accumulate_weighted(
+    model: &Model,
+    d: &Design,
+    train: &[Structure],
+    weights: &[Vec<f64>],
+    progress: bool,
+) -> Result<Vec<Normal>, ModelError> {
+    let nm = weights.len();
+    let m = d.m;
+    let rc = model.max_cutoff();
+    let bar = progress_bar(train.len() as u64, "members", progress);
+    let zeros = || (0..nm).map(|_| Normal::new(m)).collect::<Vec<_>>();
+    // Every fold holds `nm + 1` dense m × m matrices: keep the number of folds near the thread
+    // count so memory stays at about (nm + 1) m² doubles per thread.
+    let min_len = train
+        .len()
+        .div_ceil(2 * rayon::current_num_threads())
+        .max(1);
+    let normals = train
+        .par_iter()
+        .enumerate()
+        .zip(&d.species_of)
+        .with_min_len(min_len)
+        .try_fold(
+            || (zeros(), Normal::new(m), Workspace::new(model)),
+            |(mut accs, mut block, mut ws), ((t, s), sp)| -> Result<_, ModelError> {
+                if weights.iter().any(|w| w[t] != 0.0) {
+                    block.clear();
+                    accumulate(
+                        model, s, sp, rc, &d.offsets, d.we2, d.wf2, &mut block, &mut ws,
+                    )?;
+                    for (acc, w) in accs.iter_mut().zip(weights) {
+                        if w[t] != 0.0 {
+                            acc.add_scaled(&block, w[t]);
+                        }
+                    }
+                }
+                bar.inc(1);
+                Ok((accs, block, ws))
+            },
+        )
+        .map(|r| r.map(|(a, _, _)| a))
+        .try_reduce(zeros, |a, b| {
+            Ok(a.into_iter().zip(b).map(|(x, y)| x.add(y)).collect())
+        })?;
+    bar.finish_and_clear();
+    Ok(normals)
+}
+
+/// Fit `weights.len()` models in ONE streaming pass over `train`: member `k` weights structure `t`
+/// by `weights[k][t]` (e.g. bootstrap counts). Each structure's design block (the expensive part)
+/// is computed once and added to every member's normal equations with that member's weight.
+/// `model` supplies the basis, radial windows and core (the fitted model itself, or a skeleton);
+/// the row weights and ridge are those of [`fit`] with `cfg`. All weights `1` reproduce [`fit`].
+pub fn fit_weighted_members(
+    model: &Model,
+    cfg: &FitConfig,
+    train: &[Structure],
+    weights: &[Vec<f64>],
+    progress: bool,
+) -> Result<Vec<MemberFit>, ModelError> {
+    let d = design(model, cfg, train)?;
+    for (k, w) in weights.iter().enumerate() {
+        if w.len() != train.len() {
+            return Err(ModelError::Data(format!(
+                "member {k}: {} weights for {} training structures",
+                w.len(),
+                train.len()
+            )));
+        }
+        if w.iter().any(|v| !(v.is_finite() && *v >= 0.0)) || w.iter().sum::<f64>() <= 0.0 {
+            return Err(ModelError::Data(format!(
+                "member {k}: weights must be finite, non-negative and not all zero"
+            )));
+        }
+    }
+    let normals = accumulate_weighted(model, &d, train, weights, progress)?;
+    let ns = model.nspecies();
+    normals
+        .into_par_iter()
+        .map(|n| {
+            solve(n, d.m, d.offsets[ns], cfg.ridge)
+                .map(|c| MemberFit::from_solution(&c, &d.offsets))
+        })
+        .collect()
+}
+
+/// The Gaussian posterior of the ridge fit and draws from it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PosteriorDraws {
+    /// The posterior mean (the ridge solution; equals [`fit`]'s coefficients for the same data).
+    pub mean: MemberFit,
+    /// Independent draws.
+    pub draws: Vec<MemberFit>,
+    /// Noise scale `σ²` of the weighted likelihood, `sum_o w_o r_o² / (N_obs - m)`.
+    pub sigma2: f64,
+    /// Number of observations (energies + force components) and of unknowns.
+    pub n_obs: usize,
+    pub n_params: usize,
+}
+
+/// Draws from the Bayesian posterior of the ridge fit (one pass over `train` for the normal
+/// equations, one for the residuals). Model: observation `o` (a per-atom energy or a force
+/// component) has Gaussian noise of variance `σ²/w_o` with the row weights of [`fit`]; the ridge
+/// is a Gaussian prior. In [`fit`]'s column-scaled variables the posterior is
+/// `N(x̂, σ² H⁻¹)`, `H = L Lᵀ` the regularized normal matrix, so a draw is `x̂ + σ L⁻ᵀ z`,
+/// `z ~ N(0, I)`. `σ²` is estimated from the weighted residuals of the posterior mean.
+pub fn fit_posterior_draws(
+    model: &Model,
+    cfg: &FitConfig,
+    train: &[Structure],
+    n_draws: usize,
+    seed: u64,
+    progress: bool,
+) -> Result<PosteriorDraws, ModelError> {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let d = design(model, cfg, train)?;
+    let ns = model.nspecies();
+    let ones = vec![vec![1.0; train.len()]];
+    let normal = accumulate_weighted(model, &d, train, &ones, progress)?
+        .pop()
+        .expect("one member");
+    let sol = solve_factored(normal, d.m, d.offsets[ns], cfg.ridge)?;
+    let mean = MemberFit::from_solution(&sol.c, &d.offsets);
+    // Weighted residuals of the posterior mean.
+    let mut fitted = model.clone();
+    fitted.coefs = mean.coefs.clone();
+    fitted.e0 = mean.e0.clone();
+    fitted.rebuild_derived();
+    let (rss, n_obs) = train
+        .par_iter()
+        .map_init(
+            || Workspace::new(&fitted),
+            |ws, s| -> Result<(f64, usize), ModelError> {
+                let p = fitted.predict(s, ws)?;
+                let n = s.len().max(1) as f64;
+                let mut rss = 0.0;
+                let mut n_obs = 0;
+                if let Some(e) = s.energy {
+                    rss += d.we2 * ((e - p.energy) / n).powi(2);
+                    n_obs += 1;
+                }
+                if let Some(f) = &s.forces
+                    && d.wf2 > 0.0
+                {
+                    for (a, b) in f.iter().zip(&p.forces) {
+                        for k in 0..3 {
+                            rss += d.wf2 * (a[k] - b[k]).powi(2);
+                        }
+                    }
+                    n_obs += 3 * f.len();
+                }
+                Ok((rss, n_obs))
+            },
+        )
+        .try_reduce(|| (0.0, 0), |a, b| Ok((a.0 + b.0, a.1 + b.1)))?;
+    let dof = n_obs.saturating_sub(d.m).max(1);
+    let sigma2 = rss / dof as f64;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let normal01 = rand_distr::StandardNormal;
+    let lt = sol.llt.L();
+    let draws = (0..n_draws)
+        .map(|_| {
+            let mut z = Mat::from_fn(d.m, 1, |_, _| {
+                let v: f64 = normal01.sample(&mut rng);
+                v
+            });
+            // L^T v = z  =>  v ~ N(0, H^-1).
+            faer::linalg::triangular_solve::solve_upper_triangular_in_place(
+                lt.transpose(),
+                z.as_mut(),
+                Par::Seq,
+            );
+            let c: Vec<f64> = (0..d.m)
+                .map(|j| (sol.x[j] + sigma2.sqrt() * z[(j, 0)]) * sol.scale[j])
+                .collect();
+            MemberFit::from_solution(&c, &d.offsets)
+        })
+        .collect();
+    Ok(PosteriorDraws {
+        mean,
+        draws,
+        sigma2,
+        n_obs,
+        n_params: d.m,
+    })
 }
 
 /// Evaluate a model on a set of structures and summarize its errors.

@@ -10,8 +10,12 @@
 pub mod activeset;
 pub mod distance;
 pub mod ensemble;
+pub mod features;
 pub mod gp;
+pub mod kdtree;
 pub mod maxvol;
+pub mod optim;
+pub(crate) mod persist;
 
 use crate::io::container::{Container, ContainerError};
 use crate::model::{Model, ModelError, Workspace};
