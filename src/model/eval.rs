@@ -838,11 +838,15 @@ impl Model {
                         }
                     }
                 }
+                // dy holds the harmonics' polynomial partials: project the contracted angular
+                // part once; the radial part points along the unit vector.
+                let un = ws.un[k];
                 for c in 0..LANES {
                     let m = grp * LANES + c;
                     if m < ne {
+                        let gv = crate::basis::sph::project([gx[c], gy[c], gz[c]], un, 1.0 / rn);
                         let s = rad[c] / rn + core;
-                        out[m] = [gx[c] + s * r[0], gy[c] + s * r[1], gz[c] + s * r[2]];
+                        out[m] = [gv[0] + s * r[0], gv[1] + s * r[1], gv[2] + s * r[2]];
                     }
                 }
             }
