@@ -1,4 +1,5 @@
 //! Quick evaluation timing used during development (the full comparison is `make bench`).
+//! `quick_eval MODEL DATA [energy|basis]`: energy+forces only, or energy+forces+basis vector.
 use aceuq::model::Workspace;
 use std::time::Instant;
 
@@ -6,6 +7,13 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let model = aceuq::io::modelfile::load(std::path::Path::new(&args[1])).unwrap();
     let data = aceuq::io::extxyz::read_file(&args[2], &Default::default()).unwrap();
+    let with_b = args.get(3).is_some_and(|m| m == "basis");
+    if args.get(3).is_some_and(|m| m == "parts") {
+        return parts_timing(&model, &data[0]);
+    }
+    if args.get(3).is_some_and(|m| m == "interleave") {
+        return interleave(&model, &data[0]);
+    }
     let s = &data[0];
     let mut ws = Workspace::new(&model);
     let sp = model.map_species(s).unwrap();
@@ -14,10 +22,16 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
+    let mut b = vec![0.0; model.nfuncs(0)];
+    let mut grad = vec![[0.0; 3]; 200];
     let t = Instant::now();
     let mut e = 0.0;
     for _ in 0..reps {
-        e += model.predict_with(&sp, &nl, &mut ws).energy;
+        if with_b {
+            e += run_basis(&model, &mut ws, &sp, &nl, &mut b, &mut grad);
+        } else {
+            e += model.predict_with(&sp, &nl, &mut ws).energy;
+        }
     }
     let dt = t.elapsed().as_secs_f64() / (reps * s.len()) as f64;
     println!(
@@ -26,4 +40,135 @@ fn main() {
         1.0 / dt,
         nl.j.len() as f64 / s.len() as f64
     );
+}
+
+#[inline(never)]
+fn run_basis(
+    model: &aceuq::model::Model,
+    ws: &mut Workspace,
+    sp: &[u16],
+    nl: &aceuq::neighbors::NeighborList,
+    b: &mut [f64],
+    grad: &mut Vec<[f64; 3]>,
+) -> f64 {
+    let mut e = 0.0;
+    let mut sj = Vec::new();
+    for i in 0..sp.len() {
+        let r = nl.range(i);
+        sj.clear();
+        sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
+        grad.resize(r.len(), [0.0; 3]);
+        e += model.atom_energy_grad(ws, sp[i] as usize, &nl.rij[r], &sj, grad, Some(b));
+    }
+    e
+}
+
+/// Side-by-side timing of energy+forces, energy+forces+B, and the gamma GEMM for one frame,
+/// repeated in alternation (`quick_eval MODEL DATA parts`), single thread.
+fn parts_timing(model: &aceuq::model::Model, s: &aceuq::Structure) {
+    let mut ws = Workspace::new(model);
+    let sp = model.map_species(s).unwrap();
+    let nl = aceuq::neighbors::build(s, model.max_cutoff()).unwrap();
+    let n = s.len();
+    let m = model.nfuncs(0);
+    let mut rows = vec![0.0; n * m];
+    let mut grad = vec![[0.0; 3]; 200];
+    let mut gam = vec![0.0; n];
+    let mut sc = aceuq::uq::UqScratch::new(model);
+    let (mut t_e, mut t_b, mut t_g) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
+    let mut sink = 0.0;
+    for _ in 0..30 {
+        let t = Instant::now();
+        for _ in 0..4 {
+            sink += model.predict_with(&sp, &nl, &mut ws).energy;
+        }
+        t_e = t_e.min(t.elapsed().as_secs_f64() / 4.0);
+        let t = Instant::now();
+        for _ in 0..4 {
+            let mut sj = Vec::new();
+            for i in 0..n {
+                let r = nl.range(i);
+                sj.clear();
+                sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
+                grad.resize(r.len(), [0.0; 3]);
+                sink += model.atom_energy_grad(
+                    &mut ws,
+                    0,
+                    &nl.rij[r],
+                    &sj,
+                    &mut grad,
+                    Some(&mut rows[i * m..(i + 1) * m]),
+                );
+            }
+        }
+        t_b = t_b.min(t.elapsed().as_secs_f64() / 4.0);
+        if model.uq.active_set.is_some() {
+            let t = Instant::now();
+            for _ in 0..4 {
+                aceuq::uq::evaluate_rows(
+                    model,
+                    aceuq::uq::Method::Gamma,
+                    0,
+                    &rows,
+                    &mut gam,
+                    &mut sc,
+                )
+                .unwrap();
+                sink += gam[0];
+            }
+            t_g = t_g.min(t.elapsed().as_secs_f64() / 4.0);
+        }
+    }
+    let per = |t: f64| t / n as f64 * 1e6;
+    println!(
+        "per atom, best of 30: energy+forces {:.2} us; +B {:.2} us ({:.2}x); gamma GEMM {:.2} us ({:.2}x of E+F) [{sink:.1}]",
+        per(t_e),
+        per(t_b),
+        t_b / t_e,
+        per(t_g),
+        t_g / t_e
+    );
+}
+
+/// E+F time with and without a gamma GEMM between evaluations (effects of the GEMM's SIMD on
+/// the code around it).
+fn interleave(model: &aceuq::model::Model, s: &aceuq::Structure) {
+    let mut ws = Workspace::new(model);
+    let sp = model.map_species(s).unwrap();
+    let nl = aceuq::neighbors::build(s, model.max_cutoff()).unwrap();
+    let n = s.len();
+    let m = model.nfuncs(0);
+    let rows: Vec<f64> = (0..n * m)
+        .map(|k| ((k * 7919) % 1000) as f64 * 1e-3)
+        .collect();
+    let mut gam = vec![0.0; n];
+    let mut sc = aceuq::uq::UqScratch::new(model);
+    let mut sink = 0.0;
+    for with in [false, true, false, true] {
+        let (mut te, mut tg) = (0.0, 0.0);
+        for _ in 0..40 {
+            let t = Instant::now();
+            sink += model.predict_with(&sp, &nl, &mut ws).energy;
+            te += t.elapsed().as_secs_f64();
+            if with {
+                let t = Instant::now();
+                aceuq::uq::evaluate_rows(
+                    model,
+                    aceuq::uq::Method::Gamma,
+                    0,
+                    &rows,
+                    &mut gam,
+                    &mut sc,
+                )
+                .unwrap();
+                tg += t.elapsed().as_secs_f64();
+                sink += gam[0];
+            }
+        }
+        println!(
+            "gemm between: {with}: E+F {:.2} us/atom, GEMM {:.2} us/atom [{sink:.0}]",
+            te / 40.0 / n as f64 * 1e6,
+            tg / 40.0 / n as f64 * 1e6
+        );
+    }
 }

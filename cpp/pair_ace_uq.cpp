@@ -53,7 +53,8 @@ int PairAceUq::method_id(const std::string &name)
 
 /* ---------------------------------------------------------------------- */
 
-PairAceUq::PairAceUq(LAMMPS *lmp) : Pair(lmp), model(nullptr), cutmax(0.0), uq_every(0), uq_named(0)
+PairAceUq::PairAceUq(LAMMPS *lmp) :
+    Pair(lmp), model(nullptr), cutmax(0.0), uq_every(0), uq_named(0), n_members(0)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -186,8 +187,12 @@ void PairAceUq::coeff(int narg, char **arg)
                  "`aceuq fit {}`",
                  model_file, method_name(m), method_name(m), method_fit_option(m));
   }
-  if (!uq_named)
+    if (!uq_named)
     for (int m = 0; m < NMETHODS; m++) uq_selected[m] = available[m];
+  if (aceuq_model_ensemble_size(model, &n_members) != ACEUQ_STATUS_OK)
+    error->all(FLERR, "ace/uq: {}", aceuq_last_error());
+  // Member forces on ghost atoms are summed onto their owners.
+  comm_reverse = 3 * n_members;
   if (comm->me == 0) {
     std::string have;
     for (int m = 0; m < NMETHODS; m++)
@@ -288,9 +293,14 @@ void PairAceUq::compute(int eflag, int vflag)
   res.energy = &energy;
   res.eatom = eatom_buf.data();
   res.fij = fij.data();
-  res.n_uq = n_uq;
+    res.n_uq = n_uq;
   res.uq_methods = methods;
   res.uq_values = outs;
+  bool want_ens = false;
+  for (int k = 0; k < n_uq; k++) want_ens = want_ens || methods[k] == ACEUQ_METHOD_ENSEMBLE;
+  if (want_ens && ens_forces.size() < (size_t) 3 * n_members * atom->nmax)
+    ens_forces.resize((size_t) 3 * n_members * atom->nmax);
+  res.ens_forces = want_ens ? ens_forces.data() : nullptr;
 
   if (aceuq_compute(model, &sys, &res) != ACEUQ_STATUS_OK)
     error->one(FLERR, "ace/uq (step {}): {}", update->ntimestep, aceuq_last_error());
@@ -315,7 +325,14 @@ void PairAceUq::compute(int eflag, int vflag)
     // ev_tally_full adds half of its energy argument to atom i.
     if (eflag) ev_tally_full(i, 2.0 * eatom_buf[i], 0.0, 0.0, 0.0, 0.0, 0.0);
   }
-  if (vflag_fdotr) virial_fdotr_compute();
+    if (vflag_fdotr) virial_fdotr_compute();
+
+  if (want_ens) {
+    comm->reverse_comm(this);
+    if (aceuq_ensemble_sigma(model, nlocal, species.data(), inum, ilist, ens_forces.data(),
+                             uq_arrays[ACEUQ_METHOD_ENSEMBLE].data()) != ACEUQ_STATUS_OK)
+      error->one(FLERR, "ace/uq (step {}): {}", update->ntimestep, aceuq_last_error());
+  }
 
   for (int k = 0; k < n_uq; k++) {
     uq_flag[methods[k]] = 0;
@@ -353,6 +370,25 @@ void *PairAceUq::extract_peratom(const char *str, int &ncol)
   return (void *) uq_arrays[m].data();
 }
 
+int PairAceUq::pack_reverse_comm(int n, int first, double *buf)
+{
+  const int w = 3 * n_members;
+  int m = 0;
+  for (int i = first; i < first + n; i++)
+    for (int k = 0; k < w; k++) buf[m++] = ens_forces[(size_t) i * w + k];
+  return m;
+}
+
+void PairAceUq::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  const int w = 3 * n_members;
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    const int j = list[i];
+    for (int k = 0; k < w; k++) ens_forces[(size_t) j * w + k] += buf[m++];
+  }
+}
+
 double PairAceUq::memory_usage()
 {
   double bytes = Pair::memory_usage();
@@ -360,5 +396,6 @@ double PairAceUq::memory_usage()
   bytes += (double) (offsets.capacity() + neigh.capacity()) * sizeof(int);
   bytes += (double) (fij.capacity() + eatom_buf.capacity()) * sizeof(double);
   for (int m = 0; m < NMETHODS; m++) bytes += (double) uq_arrays[m].capacity() * sizeof(double);
+  bytes += (double) ens_forces.capacity() * sizeof(double);
   return bytes;
 }

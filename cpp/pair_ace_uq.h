@@ -43,7 +43,9 @@ class PairAceUq : public Pair {
   double init_one(int, int) override;
   void *extract(const char *, int &) override;
   void *extract_peratom(const char *, int &) override;
-  double memory_usage() override;
+    double memory_usage() override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
 
   // Used by fix ace/uq/watch.
   aceuq_model_t *model_handle() const { return model; }
@@ -78,7 +80,10 @@ class PairAceUq : public Pair {
   std::vector<int> species;
   std::vector<int64_t> tags;
   std::vector<int> offsets, neigh;
-  std::vector<double> fij, eatom_buf;
+    std::vector<double> fij, eatom_buf;
+  // Ensemble member forces [nall][n_members][3], summed over ghosts by reverse communication.
+  int n_members;
+  std::vector<double> ens_forces;
 
   void allocate();
   void free_model();

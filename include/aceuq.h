@@ -93,8 +93,14 @@ typedef struct {
   int32_t n_uq;
   // The methods requested `[n_uq]` (values of [`aceuq_method_t`]).
   const int32_t *uq_methods;
-  // For each requested method, an array of `nlocal` values to fill.
+  // For each requested method, an array of `nlocal` values to fill. The ensemble's is not
+  // filled here: it needs the member forces on ghost atoms summed onto their owners first
+  // (see `ens_forces` and [`aceuq_ensemble_sigma`]).
   double *const *uq_values;
+  // When the ensemble is requested: member forces `[nall][n_members][3]` (eV/Å), zeroed and
+  // filled for owned and ghost atoms. Sum ghosts onto owners (LAMMPS reverse communication),
+  // then call [`aceuq_ensemble_sigma`]. Otherwise may be NULL.
+  double *ens_forces;
 } aceuq_results_t;
 
 // One frame to append to an extended XYZ file (written by rank 0 after gathering).
@@ -198,6 +204,27 @@ aceuq_status_t aceuq_model_has_method(const aceuq_model_t *model, int32_t method
 aceuq_status_t aceuq_compute(aceuq_model_t *model,
                              const aceuq_system_t *sys,
                              const aceuq_results_t *res);
+
+// Number of ensemble members of the model (0 if it has no ensemble).
+//
+// # Safety
+// `model` must be a valid handle, `out` writable.
+aceuq_status_t aceuq_model_ensemble_size(const aceuq_model_t *model, int32_t *out);
+
+// Calibrated ensemble uncertainty (eV/Å) of the `ilist` atoms from their member forces
+// (`ens_forces[nlocal][n_members][3]`, ghost contributions already summed onto owners), into
+// `out[nlocal]`.
+//
+// # Safety
+// `model` must be a valid handle; `species` holds `nlocal` values, `ilist` `inum`, `ens_forces`
+// `nlocal * n_members * 3`, `out` `nlocal`.
+aceuq_status_t aceuq_ensemble_sigma(const aceuq_model_t *model,
+                                    int32_t nlocal,
+                                    const int32_t *species,
+                                    int32_t inum,
+                                    const int32_t *ilist,
+                                    const double *ens_forces,
+                                    double *out);
 
 // Append one frame to an extended XYZ file (created if missing). The frame is formatted in
 // memory and written with a single append and an fsync, so readers see whole frames; a reader

@@ -106,6 +106,10 @@ pub struct aceuq_model_t {
     kept: Vec<usize>,
     /// Scratch for the uncertainty estimators.
     uq: crate::uq::UqScratch,
+    /// Basis-vector scratch, and ensemble member energies and gradients of one atom.
+    bscratch: Vec<f64>,
+    member_e: Vec<f64>,
+    member_g: Vec<[f64; 3]>,
 }
 
 /// The atoms of one MPI rank, as LAMMPS holds them.
@@ -144,8 +148,14 @@ pub struct aceuq_results_t {
     pub n_uq: i32,
     /// The methods requested `[n_uq]` (values of [`aceuq_method_t`]).
     pub uq_methods: *const i32,
-    /// For each requested method, an array of `nlocal` values to fill.
+    /// For each requested method, an array of `nlocal` values to fill. The ensemble's is not
+    /// filled here: it needs the member forces on ghost atoms summed onto their owners first
+    /// (see `ens_forces` and [`aceuq_ensemble_sigma`]).
     pub uq_values: *const *mut f64,
+    /// When the ensemble is requested: member forces `[nall][n_members][3]` (eV/Å), zeroed and
+    /// filled for owned and ghost atoms. Sum ghosts onto owners (LAMMPS reverse communication),
+    /// then call [`aceuq_ensemble_sigma`]. Otherwise may be NULL.
+    pub ens_forces: *mut f64,
 }
 
 thread_local! {
@@ -266,6 +276,23 @@ unsafe fn slice<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a [T], Fai
     Ok(unsafe { std::slice::from_raw_parts(p, n) })
 }
 
+/// Size the library's thread pool once per process, the LAMMPS way: `OMP_NUM_THREADS` threads per
+/// MPI rank (1 if unset), so that a rank never competes with the others for cores.
+fn init_threads() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let n = std::env::var("OMP_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1);
+        // Fails only if the pool already exists (the host initialized rayon itself): keep it.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    });
+}
+
 /// Load a model file. On success `*out` holds a new handle (free it with [`aceuq_model_free`]).
 ///
 /// # Safety
@@ -283,6 +310,7 @@ pub unsafe extern "C" fn aceuq_model_load(
         unsafe { out.write(std::ptr::null_mut()) };
         // SAFETY: caller contract.
         let p = unsafe { cstr(path, "path") }?;
+        init_threads();
         let model = crate::io::modelfile::load(Path::new(p)).map_err(|e| match e {
             crate::io::container::ContainerError::Io { .. } => {
                 Failure(aceuq_status_t::ACEUQ_STATUS_IO, e.to_string())
@@ -303,6 +331,9 @@ pub unsafe extern "C" fn aceuq_model_load(
             values: vec![],
             kept: vec![],
             uq,
+            bscratch: vec![],
+            member_e: vec![],
+            member_g: vec![],
         });
         // SAFETY: caller contract.
         unsafe { out.write(Box::into_raw(h)) };
@@ -593,7 +624,23 @@ fn compute(
         }
         uq.push((m, p));
     }
+    let want_ens = uq.iter().any(|(m, _)| *m == Method::Ensemble);
+    uq.retain(|(m, _)| *m != Method::Ensemble);
     let want_b = !uq.is_empty();
+    let n_members = h.model.uq.ensemble.as_ref().map_or(0, |e| e.n_members());
+    let ens_forces: &mut [f64] = if want_ens {
+        if res.ens_forces.is_null() {
+            return Err(bad(
+                "ens_forces is NULL but the ensemble was requested".into()
+            ));
+        }
+        // SAFETY: ens_forces holds nall * n_members * 3 values per the contract.
+        let f = unsafe { std::slice::from_raw_parts_mut(res.ens_forces, nall * n_members * 3) };
+        f.fill(0.0);
+        f
+    } else {
+        &mut []
+    };
     for z in 0..h.brows.len() {
         h.brows[z].clear();
         h.batoms[z].clear();
@@ -661,10 +708,45 @@ fn compute(
                 &mut h.grad,
                 Some(&mut h.brows[si][start..]),
             )
+        } else if want_ens {
+            // The members reuse the full forward sweep (every monomial value).
+            h.bscratch.resize(h.model.nfuncs(si), 0.0);
+            h.model.atom_energy_grad(
+                &mut h.ws,
+                si,
+                &h.rij,
+                &h.sj,
+                &mut h.grad,
+                Some(&mut h.bscratch),
+            )
         } else {
             h.model
                 .atom_energy_grad(&mut h.ws, si, &h.rij, &h.sj, &mut h.grad, None)
         };
+        if want_ens {
+            let ens = h.model.uq.ensemble.as_ref().expect("checked");
+            h.member_e.resize(n_members, 0.0);
+            h.member_g.resize(h.rij.len() * n_members, [0.0; 3]);
+            h.model.members_from_state(
+                &mut h.ws,
+                si,
+                &h.rij,
+                &h.sj,
+                &ens.tables()[si],
+                &mut h.member_e,
+                &mut h.member_g,
+            );
+            for (jj, &k) in h.kept.iter().enumerate() {
+                let j = neigh[lo + k] as usize;
+                for mb in 0..n_members {
+                    let g = h.member_g[jj * n_members + mb];
+                    for d in 0..3 {
+                        ens_forces[(i * n_members + mb) * 3 + d] += g[d];
+                        ens_forces[(j * n_members + mb) * 3 + d] -= g[d];
+                    }
+                }
+            }
+        }
         for (g, &k) in h.grad.iter().zip(&h.kept) {
             fij[3 * k..3 * k + 3].copy_from_slice(g);
         }
@@ -695,6 +777,99 @@ fn compute(
         }
     }
     Ok(())
+}
+
+/// Number of ensemble members of the model (0 if it has no ensemble).
+///
+/// # Safety
+/// `model` must be a valid handle, `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_ensemble_size(
+    model: *const aceuq_model_t,
+    out: *mut i32,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        put(
+            out,
+            h.model
+                .uq
+                .ensemble
+                .as_ref()
+                .map_or(0, |e| e.n_members() as i32),
+            "out",
+        )
+    })
+}
+
+/// Calibrated ensemble uncertainty (eV/Å) of the `ilist` atoms from their member forces
+/// (`ens_forces[nlocal][n_members][3]`, ghost contributions already summed onto owners), into
+/// `out[nlocal]`.
+///
+/// # Safety
+/// `model` must be a valid handle; `species` holds `nlocal` values, `ilist` `inum`, `ens_forces`
+/// `nlocal * n_members * 3`, `out` `nlocal`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_ensemble_sigma(
+    model: *const aceuq_model_t,
+    nlocal: i32,
+    species: *const i32,
+    inum: i32,
+    ilist: *const i32,
+    ens_forces: *const f64,
+    out: *mut f64,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        let Some(ens) = h.model.uq.ensemble.as_ref() else {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_MISSING,
+                "the model has no ensemble; refit with `aceuq fit --ensemble N`",
+            );
+        };
+        if nlocal < 0 || inum < 0 || inum > nlocal {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                format!("inconsistent sizes nlocal {nlocal} inum {inum}"),
+            );
+        }
+        let (n, ne) = (nlocal as usize, ens.n_members());
+        // SAFETY (slices): sizes as documented above.
+        let species = unsafe { slice(species, n, "species") }?;
+        let ilist = unsafe { slice(ilist, inum as usize, "ilist") }?;
+        let f = unsafe { slice(ens_forces, n * ne * 3, "ens_forces") }?;
+        if out.is_null() && n > 0 {
+            return fail(aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT, "out is NULL");
+        }
+        let mut buf = vec![[0.0; 3]; ne];
+        for &i in ilist {
+            let Some(i) = usize::try_from(i).ok().filter(|&i| i < n) else {
+                return fail(
+                    aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                    format!("ilist entry {i} out of range"),
+                );
+            };
+            let s = species[i];
+            if s < 0 {
+                continue;
+            }
+            if s as usize >= h.model.nspecies() {
+                return fail(
+                    aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                    format!("species {s} out of range"),
+                );
+            }
+            for (k, b) in buf.iter_mut().enumerate() {
+                let o = (i * ne + k) * 3;
+                *b = [f[o], f[o + 1], f[o + 2]];
+            }
+            // SAFETY: out holds nlocal values; i < nlocal.
+            unsafe { *out.add(i) = ens.sigma(s as usize, &buf) };
+        }
+        Ok(())
+    })
 }
 
 /// One frame to append to an extended XYZ file (written by rank 0 after gathering).

@@ -93,6 +93,7 @@ fn compute_through_the_abi_equals_predict_including_ghosts() {
         n_uq: 0,
         uq_methods: std::ptr::null(),
         uq_values: std::ptr::null(),
+        ens_forces: std::ptr::null_mut(),
     };
     // SAFETY: arrays sized as documented.
     let st = unsafe { aceuq_compute(h, &sys, &res) };

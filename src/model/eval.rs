@@ -57,7 +57,8 @@ impl Workspace {
             sph: SphHarm::new(lmax),
             nmax,
             nlm,
-            a: vec![0.0; na],
+            // One extra slot holds the constant 1 used by the basis-function term table.
+            a: vec![0.0; na + 1],
             p: vec![0.0; nodes],
             dp: vec![0.0; nodes],
             rn: vec![],
@@ -203,6 +204,10 @@ pub struct Prediction {
 impl Model {
     /// Accumulate `A` for centre species `si`, caching per-neighbour radial and angular values.
     fn compute_a(&self, ws: &mut Workspace, si: usize, rij: &[[f64; 3]], sj: &[u16]) {
+        // Wide-register code elsewhere (faer's GEMM in fits and active sets) can leave the upper
+        // halves of the vector registers dirty, which slows every SSE instruction below by ~1.7x
+        // until cleared; clearing costs about a nanosecond.
+        crate::uq::maxvol::clear_upper_simd_state();
         let ns = self.nspecies();
         let lay = &self.bases[si].layout;
         let (nmax, nlm) = (ws.nmax, ws.nlm);
@@ -279,35 +284,10 @@ impl Model {
         b: Option<&mut [f64]>,
     ) -> f64 {
         self.compute_a(ws, si, rij, sj);
-        let der = &self.derived[si];
-        let na = der.dag.n_a;
         let mut energy = self.e0[si];
-        match b {
-            Some(b) => {
-                // Full sweep: every monomial value is needed for the basis vector.
-                self.forward(ws, si);
-                let n_nodes = der.dag.len();
-                for (pv, cv) in ws.p[..n_nodes].iter().zip(&der.ctilde) {
-                    energy += pv * cv;
-                }
-                self.basis_from_p(ws, si, b);
-                ws.dp[..n_nodes].copy_from_slice(&der.ctilde);
-                let links = &der.links;
-                assert!(ws.dp.len() >= na + links.len() && ws.p.len() >= na + links.len());
-                let dp = ws.dp.as_mut_ptr();
-                let p = ws.p.as_ptr();
-                let a = ws.a.as_ptr();
-                for k in (0..links.len()).rev() {
-                    let [par, ex] = links[k];
-                    // SAFETY: as in `forward`: indices validated, buffers long enough.
-                    unsafe {
-                        let d = *dp.add(na + k);
-                        *dp.add(par as usize) += d * *a.add(ex as usize);
-                        *dp.add(ex as usize) += d * *p.add(par as usize);
-                    }
-                }
-            }
-            None => energy += self.energy_reverse_fused(ws, si),
+        energy += self.energy_reverse_fused(ws, si);
+        if let Some(b) = b {
+            self.basis_from_fused(ws, si, b);
         }
         let ns = self.nspecies();
         let lay = &self.bases[si].layout;
@@ -410,6 +390,28 @@ impl Model {
             }
         }
         e
+    }
+
+    /// `B_i` from the values left by [`Model::energy_reverse_fused`] (internal nodes in `p`, `A`
+    /// in `a`), through the precomputed term table.
+    fn basis_from_fused(&self, ws: &mut Workspace, si: usize, b: &mut [f64]) {
+        let der = &self.derived[si];
+        let na = der.dag.n_a;
+        let ni = der.internal.len();
+        assert!(ws.a.len() > na && ws.p.len() >= na + ni && b.len() + 1 >= der.term_ptr.len());
+        ws.a[na] = 1.0;
+        let (p, a) = (ws.p.as_ptr(), ws.a.as_ptr());
+        for (f, bf) in b.iter_mut().enumerate().take(der.term_ptr.len() - 1) {
+            let (lo, hi) = (der.term_ptr[f] as usize, der.term_ptr[f + 1] as usize);
+            let mut v = 0.0;
+            for (&[i1, i2], &c) in der.term_idx[lo..hi].iter().zip(&der.term_coef[lo..hi]) {
+                // SAFETY: i1 < na + ni (A or internal node, renumbered in Derived::new) and
+                // i2 <= na (an A or the constant slot); lengths asserted above.
+                v += c * unsafe { *p.add(i1 as usize) * *a.add(i2 as usize) };
+            }
+            *bf = v;
+        }
+        ws.a[na] = 0.0;
     }
 
     /// `B_i` from the forward-swept monomials in the workspace.
@@ -717,8 +719,6 @@ impl Model {
         grads: &mut [[f64; 3]],
     ) {
         let ne = tables.n_members;
-        let w = tables.width;
-        let groups = w / LANES;
         let nn = rij.len();
         assert!(
             tables.species == si,
@@ -731,6 +731,27 @@ impl Model {
             nn * ne
         );
         self.compute_a(ws, si, rij, sj);
+        self.members_from_state(ws, si, rij, sj, tables, energies, grads);
+    }
+
+    /// [`Model::atom_energy_grad_members`] for an atom whose `A` and per-neighbour radial and
+    /// angular values are already in the workspace (after `atom_energy_grad` on the same
+    /// neighbours): the members' energies and gradients without recomputing the descriptors.
+    #[allow(clippy::too_many_arguments)]
+    pub fn members_from_state(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+    ) {
+        let ne = tables.n_members;
+        let w = tables.width;
+        let groups = w / LANES;
+        assert!(tables.species == si && energies.len() == ne && grads.len() >= rij.len() * ne);
         self.forward(ws, si);
         let der = &self.derived[si];
         let n_nodes = der.dag.len();

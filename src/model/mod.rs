@@ -86,8 +86,6 @@ pub(crate) struct Derived {
     pub dag: Dag,
     /// `[parent, extra]` of every non-`A` node, validated: `parent < n_a + k`, `extra < n_a`.
     pub links: Vec<[u32; 2]>,
-    /// Energy coefficient of every DAG node (coefficients collapsed onto monomials).
-    pub ctilde: Vec<f64>,
     /// Energy-only evaluation splits the DAG: `internal` nodes (those with children), renumbered
     /// `n_a + k` in topological order, and `leaves` `[parent, extra]` (parents renumbered) with
     /// energy coefficients `leaf_c`; `ctilde_int` covers the `A`s and internal nodes.
@@ -95,6 +93,13 @@ pub(crate) struct Derived {
     pub leaves: Vec<[u32; 2]>,
     pub leaf_c: Vec<f64>,
     pub ctilde_int: Vec<f64>,
+    /// Basis functions from the energy-only sweep: function `f` is
+    /// `sum_{t in term_ptr[f]..term_ptr[f+1]} term_coef[t] * p[term_idx[t][0]] * a[term_idx[t][1]]`
+    /// over the renumbered internal values `p` and `A` extended by a constant 1 at index `n_a`
+    /// (a leaf monomial is its parent times one `A`; other nodes use the constant).
+    pub term_ptr: Vec<u32>,
+    pub term_idx: Vec<[u32; 2]>,
+    pub term_coef: Vec<f64>,
 }
 
 impl Derived {
@@ -147,14 +152,43 @@ impl Derived {
                 leaf_c.push(ctilde[node]);
             }
         }
+        // Each basis-function term as (value index in p, A index or the constant slot n_a).
+        let mut leaf_of = vec![u32::MAX; n];
+        {
+            let mut li = 0;
+            for (k, _) in links.iter().enumerate() {
+                if !has_child[na + k] {
+                    leaf_of[na + k] = li;
+                    li += 1;
+                }
+            }
+        }
+        let mut term_ptr = vec![0u32];
+        let mut term_idx = Vec::with_capacity(b.func_mono.len());
+        let mut term_coef = Vec::with_capacity(b.func_mono.len());
+        for f in 0..b.len() {
+            for t in b.func_ptr[f] as usize..b.func_ptr[f + 1] as usize {
+                let node = dag.mono_node[b.func_mono[t] as usize] as usize;
+                let idx = if leaf_of[node] != u32::MAX {
+                    leaves[leaf_of[node] as usize]
+                } else {
+                    [renum[node], na as u32]
+                };
+                term_idx.push(idx);
+                term_coef.push(b.func_coef[t]);
+            }
+            term_ptr.push(term_idx.len() as u32);
+        }
         Derived {
             dag,
             links,
-            ctilde,
             internal,
             leaves,
             leaf_c,
             ctilde_int,
+            term_ptr,
+            term_idx,
+            term_coef,
         }
     }
 }

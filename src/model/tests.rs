@@ -420,21 +420,3 @@ fn isolated_atom_has_reference_energy_and_no_force() {
     assert!((p.energy - model.e0[0]).abs() < 1e-12);
     assert_eq!(p.forces[0], [0.0; 3]);
 }
-
-#[test]
-#[ignore]
-fn print_dag_sizes() {
-    let m = crate::io::modelfile::load(std::path::Path::new("/tmp/li55.aceuq")).unwrap();
-    let d = &m.derived[0];
-    let b = &m.bases[0];
-    println!(
-        "funcs {} monomials {} nodes {} (A {}) terms {}",
-        b.len(),
-        b.n_monomials(),
-        d.dag.len(),
-        d.dag.n_a,
-        b.func_mono.len()
-    );
-    let nz = d.ctilde.iter().filter(|c| **c != 0.0).count();
-    println!("nonzero ctilde {nz}");
-}

@@ -192,7 +192,6 @@ pub fn build(
     cfg: &UqConfig,
     progress: bool,
 ) -> Result<(), UqError> {
-    let _ = valid;
     if !cfg.any() {
         return Ok(());
     }
@@ -224,9 +223,52 @@ pub fn build(
         model.uq.local = Some(a);
     }
     if cfg.ensemble > 0 || cfg.distance || cfg.gp {
-        return Err(UqError::Data(
-            "the ensemble, distance and GP estimators are not available in this build yet".into(),
-        ));
+        if valid.is_empty() {
+            return Err(UqError::Data(
+                "the ensemble, distance and GP estimators are calibrated on validation data: give validation structures".into(),
+            ));
+        }
+        let valid_errors = force_errors(model, valid)?;
+        if cfg.ensemble > 0 {
+            let e = ensemble::Ensemble::build(
+                model,
+                train,
+                valid,
+                &valid_errors,
+                cfg.ensemble,
+                &cfg.ensemble_settings,
+                cfg.seed,
+                progress,
+            )?;
+            model.uq.ensemble = Some(e);
+        }
+        if cfg.distance || cfg.gp {
+            let valid_table = descriptor_table(model, valid)?;
+            if cfg.distance {
+                let d = distance::DistanceModel::build(
+                    model,
+                    &table,
+                    &valid_table,
+                    &valid_errors,
+                    &cfg.distance_settings,
+                    cfg.seed,
+                    progress,
+                )?;
+                model.uq.distance = Some(d);
+            }
+            if cfg.gp {
+                let g = gp::SparseGp::build(
+                    model,
+                    &table,
+                    &valid_table,
+                    &valid_errors,
+                    &cfg.gp_settings,
+                    cfg.seed,
+                    progress,
+                )?;
+                model.uq.gp = Some(g);
+            }
+        }
     }
     Ok(())
 }
@@ -316,6 +358,8 @@ impl UqModel {
 pub struct UqScratch {
     gamma: activeset::GammaScratch,
     cluster: Vec<u32>,
+    distance: Option<distance::Scratch>,
+    gp: Option<gp::Scratch>,
 }
 
 impl UqScratch {
@@ -324,6 +368,8 @@ impl UqScratch {
         UqScratch {
             gamma: activeset::GammaScratch::for_model(model),
             cluster: vec![],
+            distance: model.uq.distance.as_ref().map(distance::Scratch::new),
+            gp: model.uq.gp.as_ref().map(gp::Scratch::new),
         }
     }
 }
@@ -365,7 +411,25 @@ pub fn evaluate_rows(
             scratch.cluster.resize(out.len(), 0);
             a.gamma_local_batch(species, rows, out, &mut scratch.cluster, &mut scratch.gamma);
         }
-        Method::Ensemble | Method::Distance | Method::Gp => return Err(missing(method)),
+        Method::Distance => {
+            let d = uq.distance.as_ref().ok_or_else(|| missing(method))?;
+            let sc = scratch
+                .distance
+                .get_or_insert_with(|| distance::Scratch::new(d));
+            let m = model.nfuncs(species);
+            for (o, b) in out.iter_mut().zip(rows.chunks_exact(m)) {
+                *o = d.value(species, b, sc);
+            }
+        }
+        Method::Gp => {
+            let g = uq.gp.as_ref().ok_or_else(|| missing(method))?;
+            let sc = scratch.gp.get_or_insert_with(|| gp::Scratch::new(g));
+            let m = model.nfuncs(species);
+            for (o, b) in out.iter_mut().zip(rows.chunks_exact(m)) {
+                *o = g.value(species, b, sc);
+            }
+        }
+        Method::Ensemble => return Err(missing(method)),
     }
     Ok(())
 }
@@ -434,10 +498,17 @@ pub fn per_atom(
 
 /// Ensemble uncertainty of every atom (needs member forces, not only basis vectors).
 fn per_atom_ensemble(model: &Model, data: &[Structure]) -> Result<Vec<Vec<f64>>, UqError> {
-    let _ = (model, data);
-    Err(UqError::Data(
-        "ensemble evaluation is not available in this build".into(),
-    ))
+    let ens = model
+        .uq
+        .ensemble
+        .as_ref()
+        .ok_or_else(|| missing(Method::Ensemble))?;
+    data.par_iter()
+        .map_init(
+            || Workspace::new(model),
+            |ws, s| ens.sigma_structure(model, s, ws).map_err(UqError::from),
+        )
+        .collect()
 }
 
 /// Basis vectors of many atoms of one species, row-major, with their provenance.
