@@ -15,5 +15,6 @@ pub mod neighbors;
 pub mod stats;
 pub mod structure;
 pub mod uq;
+pub mod workflow;
 
 pub use structure::Structure;

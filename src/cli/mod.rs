@@ -1,5 +1,6 @@
 //! The `aceuq` command line.
 
+pub mod active;
 pub mod activeset;
 pub mod calibrate;
 pub mod convert;
@@ -49,6 +50,9 @@ pub enum Command {
     Activeset(activeset::ActiveSetArgs),
     /// Choose candidate structures that extend the active set most, for DFT labelling.
     Select(select::SelectArgs),
+    /// Closed-loop active learning with LAMMPS: fit, explore, select, label, refit, until the
+    /// explorations stay below the lower cutoff (resumable).
+    Loop(active::LoopArgs),
 }
 
 /// Arguments of `aceuq info`.
@@ -110,6 +114,7 @@ pub fn main() -> i32 {
         Command::Report(a) => report::run(a),
         Command::Activeset(a) => activeset::run(a),
         Command::Select(a) => select::run(a),
+        Command::Loop(a) => active::run(a),
     };
     match result {
         Ok(()) => 0,

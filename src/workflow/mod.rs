@@ -1,0 +1,1134 @@
+//! Closed-loop on-the-fly active learning: fit → explore with LAMMPS (`ace/uq` + `ace/uq/watch`)
+//! → D-optimal selection of the dumped candidates → labelling by a user command → refit, until the
+//! explorations run without any atom above the lower cutoff, or a limit is reached.
+//!
+//! Everything lives in a run folder: `iter_NNN/` per iteration with its inputs and outputs, and a
+//! `summary.csv`. Each stage of an iteration leaves a marker file when it is complete, so an
+//! interrupted loop resumes at the first unfinished stage. The training data are never edited in
+//! place: they are the initial structures plus the validated labels of every finished iteration
+//! (`dataset.xyz` is a copy for people), so an interruption can neither lose nor duplicate labelled
+//! data, and a failed labelling is kept aside in `failed.xyz` with its reason.
+
+pub mod config;
+
+use crate::io::extxyz::{self, ReadOptions, WriteOptions};
+use crate::model::Model;
+use crate::structure::{InfoValue, Structure};
+use crate::uq::activeset::{Settings as SelectSettings, StructureSource, select};
+use config::LoopConfig;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An error that stops the loop, with what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LoopError(pub String);
+
+fn err(m: impl Into<String>) -> LoopError {
+    LoopError(m.into())
+}
+
+/// External programs the loop runs.
+#[derive(Clone, Debug)]
+pub struct Tools {
+    pub lmp: PathBuf,
+    pub plugin: PathBuf,
+    pub mpirun: Option<PathBuf>,
+}
+
+impl Tools {
+    /// Resolve from the configuration, then the environment (`ACEUQ_LMP`, `ACEUQ_PLUGIN_DIR`,
+    /// `ACEUQ_MPIRUN`), then the repository layout (`.venv/bin/lmp`, `build/aceuqplugin.so`).
+    pub fn resolve(cfg: &LoopConfig) -> Result<Tools, LoopError> {
+        let env = |k: &str| std::env::var_os(k).map(PathBuf::from);
+        let lmp = cfg
+            .lammps
+            .lmp
+            .clone()
+            .or_else(|| env("ACEUQ_LMP"))
+            .unwrap_or_else(|| PathBuf::from(".venv/bin/lmp"));
+        let plugin = cfg
+            .lammps
+            .plugin
+            .clone()
+            .or_else(|| env("ACEUQ_PLUGIN_DIR").map(|d| d.join("aceuqplugin.so")))
+            .unwrap_or_else(|| PathBuf::from("build/aceuqplugin.so"));
+        if !lmp.is_file() {
+            return Err(err(format!(
+                "LAMMPS not found at {}: set [lammps] lmp or ACEUQ_LMP (make builds .venv/bin/lmp)",
+                lmp.display()
+            )));
+        }
+        if !plugin.is_file() {
+            return Err(err(format!(
+                "plugin not found at {}: set [lammps] plugin or ACEUQ_PLUGIN_DIR (make build)",
+                plugin.display()
+            )));
+        }
+        let mpirun = if cfg.lammps.ranks > 1 {
+            let m = cfg.lammps.mpirun.clone().or_else(|| env("ACEUQ_MPIRUN"));
+            match m {
+                Some(m) if m.is_file() => Some(m),
+                _ => {
+                    return Err(err(
+                        "[lammps] ranks > 1 needs mpirun: set [lammps] mpirun or ACEUQ_MPIRUN",
+                    ));
+                }
+            }
+        } else {
+            None
+        };
+        Ok(Tools {
+            lmp,
+            plugin,
+            mpirun,
+        })
+    }
+}
+
+/// What one exploration did.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ExplorationOutcome {
+    pub name: String,
+    pub steps_run: u64,
+    pub halted_at: Option<u64>,
+    pub frames_dumped: usize,
+    pub max_value: f64,
+    pub seconds: f64,
+}
+
+/// One line of `summary.csv`.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct IterationSummary {
+    pub iteration: usize,
+    pub structures: usize,
+    pub atoms: usize,
+    pub test_energy_rmse: f64,
+    pub test_force_rmse: f64,
+    pub candidates: usize,
+    pub selected: usize,
+    pub labelled: usize,
+    pub failed: usize,
+    pub halts: usize,
+    pub explorations: usize,
+    pub longest_stable_steps: u64,
+    pub lower_cutoff: f64,
+    pub upper_cutoff: f64,
+    pub seconds: f64,
+    pub converged: bool,
+    pub explored: Vec<ExplorationOutcome>,
+}
+
+/// Why the loop stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stop {
+    /// Every exploration finished without an atom above the lower cutoff.
+    Converged,
+    MaxIterations,
+    WallTime,
+    /// Candidates were found but none extends the active set (nothing more to learn from them).
+    NothingToSelect,
+}
+
+fn marker(dir: &Path, stage: &str) -> PathBuf {
+    dir.join(format!(".{stage}.done"))
+}
+
+fn done(dir: &Path, stage: &str) -> bool {
+    marker(dir, stage).is_file()
+}
+
+fn mark(dir: &Path, stage: &str) -> Result<(), LoopError> {
+    std::fs::write(marker(dir, stage), b"")
+        .map_err(|e| err(format!("cannot write in {}: {e}", dir.display())))
+}
+
+fn write_text(path: &Path, text: &str) -> Result<(), LoopError> {
+    crate::io::container::write_atomic(path, text.as_bytes()).map_err(|e| err(e.to_string()))
+}
+
+fn read_frames(path: &Path, cfg: &LoopConfig, tolerant: bool) -> Result<Vec<Structure>, LoopError> {
+    let opts = ReadOptions {
+        energy_key: cfg.run.energy_key.clone(),
+        forces_key: cfg.run.forces_key.clone(),
+        allow_truncated_tail: tolerant,
+        ..Default::default()
+    };
+    extxyz::read_file(path, &opts).map_err(|e| err(e.to_string()))
+}
+
+fn iter_dir(run_dir: &Path, k: usize) -> PathBuf {
+    run_dir.join(format!("iter_{k:03}"))
+}
+
+/// Deterministic train/validation split: structure `k` is held out when a seeded hash of its
+/// index falls below the fraction (stable as the data set grows).
+fn is_valid(seed: u64, k: usize, fraction: f64) -> bool {
+    let mut z = seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z as f64 / u64::MAX as f64) < fraction
+}
+
+/// The training data of iteration `k`: the initial structures plus the labels of iterations < k.
+fn dataset(cfg: &LoopConfig, run_dir: &Path, k: usize) -> Result<Vec<Structure>, LoopError> {
+    let mut data = Vec::new();
+    for p in &cfg.run.initial {
+        data.extend(read_frames(p, cfg, false)?);
+    }
+    for j in 1..k {
+        let d = iter_dir(run_dir, j);
+        if done(&d, "label") {
+            let f = d.join("labelled.xyz");
+            if f.is_file() {
+                data.extend(read_frames(&f, cfg, false)?);
+            }
+        }
+    }
+    Ok(data)
+}
+
+/// Run (or resume) the loop in `run_dir`. `say` receives progress messages.
+pub fn run(
+    cfg: &LoopConfig,
+    run_dir: &Path,
+    tools: &Tools,
+    say: &dyn Fn(&str),
+) -> Result<(Vec<IterationSummary>, Stop), LoopError> {
+    std::fs::create_dir_all(run_dir)
+        .map_err(|e| err(format!("cannot create {}: {e}", run_dir.display())))?;
+    // Absolute, because LAMMPS and the labeller run in subfolders.
+    let run_dir = &run_dir
+        .canonicalize()
+        .map_err(|e| err(format!("{}: {e}", run_dir.display())))?;
+    let cfg_text = toml::to_string(cfg).map_err(|e| err(e.to_string()))?;
+    let used = run_dir.join("config.used.toml");
+    if let Ok(before) = std::fs::read_to_string(&used)
+        && before != cfg_text
+    {
+        say(&format!(
+            "note: the configuration differs from the one this run folder last used ({}); finished \
+             stages are kept, later ones use the new settings",
+            used.display()
+        ));
+    }
+    write_text(&used, &cfg_text)?;
+    let start = Instant::now();
+    let mut summaries: Vec<IterationSummary> = Vec::new();
+    let test = {
+        let mut t = Vec::new();
+        for p in &cfg.run.test {
+            t.extend(read_frames(p, cfg, false)?);
+        }
+        t
+    };
+    let mut stop = Stop::MaxIterations;
+    for k in 1..=cfg.run.max_iterations {
+        let dir = iter_dir(run_dir, k);
+        let summary_path = dir.join("summary.toml");
+        if done(&dir, "iteration") {
+            let s: IterationSummary = std::fs::read_to_string(&summary_path)
+                .ok()
+                .and_then(|t| toml::from_str(&t).ok())
+                .ok_or_else(|| {
+                    err(format!(
+                        "{}: unreadable; delete the folder to redo it",
+                        summary_path.display()
+                    ))
+                })?;
+            say(&format!("iteration {k}: already done (resumed)"));
+            let converged = s.converged;
+            let nothing = s.candidates > 0 && s.selected == 0;
+            summaries.push(s);
+            write_summary(run_dir, &summaries)?;
+            if converged {
+                stop = Stop::Converged;
+                break;
+            }
+            if nothing {
+                stop = Stop::NothingToSelect;
+                break;
+            }
+            continue;
+        }
+        if let Some(limit) = cfg.run.wall_time_minutes
+            && start.elapsed().as_secs_f64() > 60.0 * limit
+        {
+            stop = Stop::WallTime;
+            break;
+        }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+        let t_iter = Instant::now();
+        let data = dataset(cfg, run_dir, k)?;
+        let s = iteration(cfg, run_dir, &dir, k, &data, &test, tools, say)?;
+        let mut s = s;
+        s.seconds = t_iter.elapsed().as_secs_f64();
+        write_text(
+            &summary_path,
+            &toml::to_string(&s).map_err(|e| err(e.to_string()))?,
+        )?;
+        mark(&dir, "iteration")?;
+        let converged = s.converged;
+        let nothing = s.candidates > 0 && s.selected == 0;
+        summaries.push(s);
+        write_summary(run_dir, &summaries)?;
+        // A copy of the current training data for people (the loop itself never reads it).
+        let all = dataset(cfg, run_dir, k + 1)?;
+        extxyz::write_file_atomic(run_dir.join("dataset.xyz"), &all, &WriteOptions::lossless())
+            .map_err(|e| err(e.to_string()))?;
+        if converged {
+            stop = Stop::Converged;
+            break;
+        }
+        if nothing {
+            stop = Stop::NothingToSelect;
+            break;
+        }
+    }
+    if let Some(last) = summaries.last() {
+        final_model(cfg, run_dir, last, &test, say)?;
+        if cfg.run.final_check_steps > 0 {
+            final_check(cfg, run_dir, last.iteration + 1, tools, say)?;
+        }
+    }
+    Ok((summaries, stop))
+}
+
+fn write_summary(run_dir: &Path, s: &[IterationSummary]) -> Result<(), LoopError> {
+    let mut text = String::from(
+        "iteration,structures,atoms,test_energy_rmse_mev_atom,test_force_rmse_mev_a,candidates,selected,labelled,failed,halts,explorations,longest_stable_steps,lower_cutoff,upper_cutoff,seconds,converged\n",
+    );
+    for r in s {
+        text.push_str(&format!(
+            "{},{},{},{:.4},{:.4},{},{},{},{},{},{},{},{:.6},{:.6},{:.1},{}\n",
+            r.iteration,
+            r.structures,
+            r.atoms,
+            r.test_energy_rmse,
+            r.test_force_rmse,
+            r.candidates,
+            r.selected,
+            r.labelled,
+            r.failed,
+            r.halts,
+            r.explorations,
+            r.longest_stable_steps,
+            r.lower_cutoff,
+            r.upper_cutoff,
+            r.seconds,
+            r.converged
+        ));
+    }
+    write_text(&run_dir.join("summary.csv"), &text)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn iteration(
+    cfg: &LoopConfig,
+    run_dir: &Path,
+    dir: &Path,
+    k: usize,
+    data: &[Structure],
+    test: &[Structure],
+    tools: &Tools,
+    say: &dyn Fn(&str),
+) -> Result<IterationSummary, LoopError> {
+    let _ = run_dir;
+    let mut s = IterationSummary {
+        iteration: k,
+        structures: data.len(),
+        atoms: data.iter().map(|x| x.len()).sum(),
+        explorations: cfg.exploration.len(),
+        ..Default::default()
+    };
+    // 1. Fit and calibrate.
+    let model_path = dir.join("model.aceuq");
+    let model = if done(dir, "fit") {
+        crate::io::modelfile::load(&model_path).map_err(|e| err(e.to_string()))?
+    } else {
+        let t = Instant::now();
+        let (m, ntrain, natoms) = fit_and_calibrate(cfg, data, &format!("iteration {k}"))?;
+        crate::io::modelfile::save(&m, &model_path).map_err(|e| err(e.to_string()))?;
+        mark(dir, "fit")?;
+        say(&format!(
+            "iteration {k}: fitted on {ntrain} structures ({natoms} atoms) in {:.1} s",
+            t.elapsed().as_secs_f64()
+        ));
+        m
+    };
+    if let Some((lo, hi)) = crate::uq::stored_cutoffs(&model, cfg.run.quantity, 0) {
+        s.lower_cutoff = lo;
+        s.upper_cutoff = hi;
+    }
+    if !test.is_empty() {
+        let m =
+            crate::model::fit::evaluate(&model, test, "test").map_err(|e| err(e.to_string()))?;
+        s.test_energy_rmse = m.energy_rmse;
+        s.test_force_rmse = m.force_rmse;
+    }
+    // 2. Explore.
+    let outcomes_path = dir.join("explorations.toml");
+    let outcomes: Vec<ExplorationOutcome> = if done(dir, "explore") {
+        let t: toml::Table = std::fs::read_to_string(&outcomes_path)
+            .ok()
+            .and_then(|t| toml::from_str(&t).ok())
+            .ok_or_else(|| err(format!("{}: unreadable", outcomes_path.display())))?;
+        t.get("exploration")
+            .cloned()
+            .and_then(|v| v.try_into().ok())
+            .unwrap_or_default()
+    } else {
+        let o = explore(
+            cfg,
+            dir,
+            k,
+            &format!("iteration {k}"),
+            &model_path,
+            None,
+            tools,
+            say,
+        )?;
+        let mut t = toml::Table::new();
+        t.insert(
+            "exploration".into(),
+            toml::Value::try_from(&o).map_err(|e| err(e.to_string()))?,
+        );
+        write_text(
+            &outcomes_path,
+            &toml::to_string(&t).map_err(|e| err(e.to_string()))?,
+        )?;
+        mark(dir, "explore")?;
+        o
+    };
+    s.halts = outcomes.iter().filter(|o| o.halted_at.is_some()).count();
+    s.longest_stable_steps = outcomes
+        .iter()
+        .map(|o| o.halted_at.unwrap_or(o.steps_run))
+        .max()
+        .unwrap_or(0);
+    let mut candidates = Vec::new();
+    for e in &cfg.exploration {
+        let f = dir
+            .join(format!("explore_{}", e.name))
+            .join("candidates.xyz");
+        if f.is_file() {
+            candidates.extend(read_frames(&f, cfg, true)?);
+        }
+    }
+    s.candidates = candidates.len();
+    s.explored = outcomes;
+    if candidates.is_empty() {
+        say(&format!(
+            "iteration {k}: no atom went above the lower cutoff in any exploration: converged"
+        ));
+        s.converged = true;
+        return Ok(s);
+    }
+    // 3. Select.
+    let to_label = dir.join("to_label.xyz");
+    if !done(dir, "select") {
+        let sets = model
+            .uq
+            .active_set
+            .as_ref()
+            .ok_or_else(|| err("the model has no active set"))?;
+        let mut src = StructureSource {
+            model: &model,
+            data: &candidates,
+            chunk: 64,
+        };
+        let rep = select(
+            &model,
+            sets,
+            &mut src,
+            cfg.run.max_new,
+            &SelectSettings::default(),
+            false,
+        )
+        .map_err(|e| err(format!("iteration {k}: selection: {e}")))?;
+        let chosen: Vec<Structure> = rep
+            .chosen
+            .iter()
+            .map(|c| {
+                let mut x = candidates[c.structure].clone();
+                x.arrays.retain(|(n, _)| n == "id");
+                x.info
+                    .insert("aceuq_iteration".into(), InfoValue::Int(k as i64));
+                x
+            })
+            .collect();
+        extxyz::write_file_atomic(&to_label, &chosen, &WriteOptions::lossless())
+            .map_err(|e| err(e.to_string()))?;
+        mark(dir, "select")?;
+        say(&format!(
+            "iteration {k}: {} candidate frames, {} chosen for labelling ({} extend the active set)",
+            candidates.len(),
+            chosen.len(),
+            rep.contributing
+        ));
+    }
+    let chosen = read_frames(&to_label, cfg, false)?;
+    s.selected = chosen.len();
+    if chosen.is_empty() {
+        say(&format!(
+            "iteration {k}: no candidate extends the active set: nothing more to learn from these explorations"
+        ));
+        return Ok(s);
+    }
+    // 4. Label.
+    if !done(dir, "label") {
+        let t = Instant::now();
+        let (good, bad) = label(cfg, dir, &chosen)?;
+        extxyz::write_file_atomic(dir.join("labelled.xyz"), &good, &WriteOptions::lossless())
+            .map_err(|e| err(e.to_string()))?;
+        if !bad.is_empty() {
+            extxyz::write_file_atomic(dir.join("failed.xyz"), &bad, &WriteOptions::lossless())
+                .map_err(|e| err(e.to_string()))?;
+        }
+        mark(dir, "label")?;
+        say(&format!(
+            "iteration {k}: labelled {} structures in {:.1} s{}",
+            good.len(),
+            t.elapsed().as_secs_f64(),
+            if bad.is_empty() {
+                String::new()
+            } else {
+                format!(", {} failed (kept aside in failed.xyz)", bad.len())
+            }
+        ));
+    }
+    s.labelled = read_frames(&dir.join("labelled.xyz"), cfg, false)
+        .map(|v| v.len())
+        .unwrap_or(0);
+    let failed = dir.join("failed.xyz");
+    s.failed = if failed.is_file() {
+        read_frames(&failed, cfg, false)
+            .map(|v| v.len())
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    Ok(s)
+}
+
+/// Fit on the training part of `data` (deterministic split), build the uncertainty and calibrate
+/// the watched quantity on the validation part. Returns the model and the training size.
+fn fit_and_calibrate(
+    cfg: &LoopConfig,
+    data: &[Structure],
+    what: &str,
+) -> Result<(Model, usize, usize), LoopError> {
+    let (train, valid): (Vec<Structure>, Vec<Structure>) = {
+        let mut tr = vec![];
+        let mut va = vec![];
+        for (i, x) in data.iter().enumerate() {
+            if is_valid(cfg.run.seed, i, cfg.run.valid_fraction) {
+                va.push(x.clone())
+            } else {
+                tr.push(x.clone())
+            }
+        }
+        if va.is_empty() && cfg.run.valid_fraction > 0.0 && tr.len() > 1 {
+            va.push(tr.pop().expect("non-empty"));
+        }
+        (tr, va)
+    };
+    let mut m = crate::model::fit::fit(
+        &cfg.run.species,
+        &cfg.basis,
+        &cfg.fit,
+        &train,
+        &valid,
+        false,
+    )
+    .map_err(|e| err(format!("{what}: fit: {e}")))?;
+    let mut uq = cfg.uq.clone();
+    uq.active_set = true; // selection needs the global active set
+    if cfg.run.quantity == crate::uq::Method::GammaLocal && uq.clusters.is_none() {
+        uq.clusters = Some(crate::uq::Partition::KMeans(4));
+    }
+    crate::uq::build(&mut m, &train, &valid, &uq, false)
+        .map_err(|e| err(format!("{what}: uncertainty: {e}")))?;
+    calibrate(
+        cfg,
+        &mut m,
+        &valid,
+        if valid.is_empty() { &train } else { &valid },
+    )?;
+    let natoms = train.iter().map(|x| x.len()).sum();
+    Ok((m, train.len(), natoms))
+}
+
+/// The model to use after the loop (`final.aceuq` in the run folder): the last iteration's model
+/// when the loop converged (its data are final), otherwise a fit on every labelled structure,
+/// including the labels of the last iteration.
+fn final_model(
+    cfg: &LoopConfig,
+    run_dir: &Path,
+    last: &IterationSummary,
+    test: &[Structure],
+    say: &dyn Fn(&str),
+) -> Result<(), LoopError> {
+    let path = run_dir.join("final.aceuq");
+    let k = last.iteration;
+    let stamp = format!(
+        "after iteration {k}, {} structures",
+        last.structures + last.labelled
+    );
+    let marker = run_dir.join(".final.done");
+    if path.is_file() && std::fs::read_to_string(&marker).is_ok_and(|t| t == stamp) {
+        return Ok(());
+    }
+    if last.labelled == 0 {
+        std::fs::copy(iter_dir(run_dir, k).join("model.aceuq"), &path)
+            .map_err(|e| err(format!("cannot write {}: {e}", path.display())))?;
+    } else {
+        let data = dataset(cfg, run_dir, k + 1)?;
+        let t = Instant::now();
+        let (m, ntrain, natoms) = fit_and_calibrate(cfg, &data, "final model")?;
+        crate::io::modelfile::save(&m, &path).map_err(|e| err(e.to_string()))?;
+        say(&format!(
+            "final model: fitted on {ntrain} structures ({natoms} atoms) in {:.1} s",
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    write_text(&marker, &stamp)?;
+    let mut line = format!("final model: {}", path.display());
+    if !test.is_empty() {
+        let m = crate::io::modelfile::load(&path).map_err(|e| err(e.to_string()))?;
+        let a = crate::model::fit::evaluate(&m, test, "test").map_err(|e| err(e.to_string()))?;
+        line += &format!(
+            " (test: force RMSE {:.1} meV/Å, energy RMSE {:.2} meV/atom)",
+            a.force_rmse, a.energy_rmse
+        );
+    }
+    say(&line);
+    Ok(())
+}
+
+/// Run every exploration once more with `final.aceuq` for `final_check_steps` steps (halting
+/// allowed) and record in `final_check/summary.toml` whether any halted.
+fn final_check(
+    cfg: &LoopConfig,
+    run_dir: &Path,
+    k: usize,
+    tools: &Tools,
+    say: &dyn Fn(&str),
+) -> Result<(), LoopError> {
+    let dir = run_dir.join("final_check");
+    let stamp = std::fs::read_to_string(run_dir.join(".final.done")).unwrap_or_default();
+    if done(&dir, "check")
+        && std::fs::read_to_string(dir.join("model.stamp")).is_ok_and(|t| t == stamp)
+    {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+    let steps = cfg.run.final_check_steps;
+    let o = explore(
+        cfg,
+        &dir,
+        k,
+        "final check",
+        &run_dir.join("final.aceuq"),
+        Some(steps),
+        tools,
+        say,
+    )?;
+    let halts = o.iter().filter(|x| x.halted_at.is_some()).count();
+    let mut t = toml::Table::new();
+    t.insert("steps".into(), toml::Value::Integer(steps as i64));
+    t.insert("halts".into(), toml::Value::Integer(halts as i64));
+    t.insert(
+        "exploration".into(),
+        toml::Value::try_from(&o).map_err(|e| err(e.to_string()))?,
+    );
+    write_text(
+        &dir.join("summary.toml"),
+        &toml::to_string(&t).map_err(|e| err(e.to_string()))?,
+    )?;
+    write_text(&dir.join("model.stamp"), &stamp)?;
+    mark(&dir, "check")?;
+    say(&format!(
+        "final check ({steps} steps per exploration with final.aceuq): {}",
+        if halts == 0 {
+            "no exploration halted".to_string()
+        } else {
+            format!("{halts} of {} explorations halted", o.len())
+        }
+    ));
+    Ok(())
+}
+
+/// Calibrate the watched quantity on `valid` (falls back to training data when there is no
+/// validation set), with N = atoms × checks of the explorations.
+fn calibrate(
+    cfg: &LoopConfig,
+    m: &mut Model,
+    _valid: &[Structure],
+    data: &[Structure],
+) -> Result<(), LoopError> {
+    let method = cfg.run.quantity;
+    let errors = crate::uq::force_errors(m, data).map_err(|e| err(e.to_string()))?;
+    let u = crate::uq::per_atom(m, data, method).map_err(|e| err(e.to_string()))?;
+    let n_apply = cfg.run.pool_size.unwrap_or_else(|| estimate_pool(cfg));
+    for (sp, name) in m.species.clone().iter().enumerate() {
+        let (mut es, mut us) = (vec![], vec![]);
+        for (kk, st) in data.iter().enumerate() {
+            if errors[kk].is_empty() {
+                continue;
+            }
+            for (i, sym) in st.symbols.iter().enumerate() {
+                if m.species_index(sym) == Some(sp) {
+                    es.push(errors[kk][i]);
+                    us.push(u[kk][i]);
+                }
+            }
+        }
+        if es.len() < 10 {
+            return Err(err(format!(
+                "too few labelled {name} atoms ({}) to calibrate the cutoffs: start from more structures",
+                es.len()
+            )));
+        }
+        let mut opts = crate::stats::cutoff::CalibrationOptions::new(n_apply.max(2));
+        opts.e_max = cfg.run.max_error;
+        let cal = crate::stats::cutoff::calibrate(name, method.name(), &es, &us, &opts)
+            .map_err(|e| err(e.to_string()))?;
+        m.uq.calibration
+            .retain(|c| !(c.species == cal.species && c.method == cal.method));
+        m.uq.calibration.push(cal);
+    }
+    Ok(())
+}
+
+/// Atoms × checks of all explorations (when they give a `steps` variable), else 1e5.
+fn estimate_pool(cfg: &LoopConfig) -> u64 {
+    let mut n = 0u64;
+    for e in &cfg.exploration {
+        let atoms = extxyz::read_file(&e.structure, &Default::default())
+            .ok()
+            .and_then(|f| f.get(e.frame).map(|s| s.len() as u64))
+            .unwrap_or(0);
+        let steps = e.variables.get("steps").and_then(|v| {
+            v.as_integer()
+                .map(|x| x as u64)
+                .or(v.as_float().map(|x| x as u64))
+        });
+        let reps = e
+            .variables
+            .get("replicate")
+            .and_then(|v| v.as_integer())
+            .map(|r| (r * r * r) as u64)
+            .unwrap_or(1);
+        if let Some(st) = steps {
+            n += atoms * reps * (st / cfg.run.check_every).max(1);
+        }
+    }
+    if n == 0 { 100_000 } else { n }
+}
+
+/// Run every exploration of the iteration (up to `[lammps] parallel` at a time).
+#[allow(clippy::too_many_arguments)]
+fn explore(
+    cfg: &LoopConfig,
+    dir: &Path,
+    k: usize,
+    what: &str,
+    model: &Path,
+    steps: Option<u64>,
+    tools: &Tools,
+    say: &dyn Fn(&str),
+) -> Result<Vec<ExplorationOutcome>, LoopError> {
+    let jobs: Vec<(usize, PathBuf)> = cfg
+        .exploration
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (i, dir.join(format!("explore_{}", e.name))))
+        .collect();
+    for (i, d) in &jobs {
+        let e = &cfg.exploration[*i];
+        std::fs::create_dir_all(d)
+            .map_err(|x| err(format!("cannot create {}: {x}", d.display())))?;
+        let _ = std::fs::remove_file(d.join("candidates.xyz"));
+        let frames =
+            extxyz::read_file(&e.structure, &Default::default()).map_err(|x| err(x.to_string()))?;
+        let s = frames
+            .get(e.frame)
+            .ok_or_else(|| err(format!("{}: no frame {}", e.structure.display(), e.frame)))?;
+        let masses: Vec<f64> = cfg
+            .run
+            .species
+            .iter()
+            .map(|x| crate::io::lammps_data::atomic_mass(x))
+            .collect();
+        let (text, _) = crate::io::lammps_data::data_file(s, &cfg.run.species, &masses)
+            .map_err(|x| err(x.to_string()))?;
+        write_text(&d.join("data.lmp"), &text)?;
+        std::fs::copy(&e.input, d.join("in.lmp"))
+            .map_err(|x| err(format!("cannot copy {}: {x}", e.input.display())))?;
+    }
+    let parallel = cfg.lammps.parallel.max(1);
+    say(&format!(
+        "{what}: running {} LAMMPS exploration(s), {} at a time (logs in {}/explore_*/)",
+        jobs.len(),
+        parallel.min(jobs.len()),
+        dir.display()
+    ));
+    let timeout = Duration::from_secs_f64(60.0 * cfg.lammps.timeout_minutes.unwrap_or(120.0));
+    let mut outcomes: Vec<Option<Result<ExplorationOutcome, LoopError>>> =
+        (0..jobs.len()).map(|_| None).collect();
+    for chunk in jobs.chunks(parallel) {
+        let results: Vec<(usize, Result<ExplorationOutcome, LoopError>)> =
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|(i, d)| {
+                        let e = &cfg.exploration[*i];
+                        let seed = cfg
+                            .run
+                            .seed
+                            .wrapping_mul(1000)
+                            .wrapping_add((k * 100 + i) as u64)
+                            % 900_000_000
+                            + 1;
+                        sc.spawn(move || {
+                            (
+                                *i,
+                                run_lammps(cfg, e, d, model, steps, tools, seed, timeout),
+                            )
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("exploration thread"))
+                    .collect()
+            });
+        for (i, r) in results {
+            if let Ok(o) = &r {
+                say(&format!(
+                    "{what}: explored '{}': {} steps{}, {} frames above the lower cutoff, max {} = {:.3} ({:.0} s)",
+                    o.name,
+                    o.steps_run,
+                    o.halted_at
+                        .map_or(String::new(), |h| format!(", halted at step {h}")),
+                    o.frames_dumped,
+                    cfg.run.quantity.name(),
+                    o.max_value,
+                    o.seconds
+                ));
+            }
+            outcomes[i] = Some(r);
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.expect("every exploration ran"))
+        .collect()
+}
+
+fn run_lammps(
+    cfg: &LoopConfig,
+    e: &config::Exploration,
+    dir: &Path,
+    model: &Path,
+    steps: Option<u64>,
+    tools: &Tools,
+    seed: u64,
+    timeout: Duration,
+) -> Result<ExplorationOutcome, LoopError> {
+    let t = Instant::now();
+    let model_abs = model.canonicalize().unwrap_or(model.to_path_buf());
+    let mut vars: Vec<(String, String)> = vec![
+        (
+            "plugin".into(),
+            tools
+                .plugin
+                .canonicalize()
+                .unwrap_or(tools.plugin.clone())
+                .display()
+                .to_string(),
+        ),
+        ("model".into(), model_abs.display().to_string()),
+        ("data".into(), "data.lmp".into()),
+        ("candidates".into(), "candidates.xyz".into()),
+        ("quantity".into(), cfg.run.quantity.name().into()),
+        ("every".into(), cfg.run.check_every.to_string()),
+        ("seed".into(), seed.to_string()),
+    ];
+    for (k, v) in &e.variables {
+        if k == "steps"
+            && let Some(n) = steps
+        {
+            vars.push((k.clone(), n.to_string()));
+            continue;
+        }
+        let s = match v {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        vars.push((k.clone(), s));
+    }
+    let mut cmd = match &tools.mpirun {
+        Some(m) => {
+            let mut c = Command::new(m);
+            c.arg("-np")
+                .arg(cfg.lammps.ranks.to_string())
+                .arg(&tools.lmp);
+            c
+        }
+        None => Command::new(&tools.lmp),
+    };
+    cmd.args(["-nocite", "-log", "log.lammps", "-in", "in.lmp"]);
+    for (k, v) in &vars {
+        cmd.arg("-var").arg(k).arg(v);
+    }
+    let out = dir.join("lammps.out");
+    let (status, text) = run_with_timeout(cmd, dir, &out, timeout)?;
+    if !status {
+        let tail: Vec<&str> = text
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(err(format!(
+            "exploration '{}' failed (see {}):\n{}",
+            e.name,
+            out.display(),
+            tail.join("\n")
+        )));
+    }
+    let mut o = ExplorationOutcome {
+        name: e.name.clone(),
+        seconds: t.elapsed().as_secs_f64(),
+        ..Default::default()
+    };
+    for l in text.lines() {
+        if let Some(rest) = l.split("halting at step ").nth(1) {
+            o.halted_at = rest.split(':').next().and_then(|v| v.trim().parse().ok());
+        }
+        if let Some(rest) = l.strip_prefix("Loop time of ") {
+            let w: Vec<&str> = rest.split_whitespace().collect();
+            if let Some(n) = w.get(5).and_then(|v| v.parse::<u64>().ok()) {
+                o.steps_run += n;
+            }
+        }
+        if l.starts_with("fix ace/uq/watch:")
+            && l.contains(" checks of ")
+            && let Some(m) = l.split(", max ").nth(1)
+        {
+            o.max_value = o.max_value.max(
+                m.split(',')
+                    .next()
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0.0),
+            );
+        }
+    }
+    let cand = dir.join("candidates.xyz");
+    if cand.is_file() {
+        o.frames_dumped = read_frames(&cand, cfg, true)?.len();
+    }
+    Ok(o)
+}
+
+/// Run a command in `dir` with output to `out`; kill its process group after `timeout`.
+fn run_with_timeout(
+    mut cmd: Command,
+    dir: &Path,
+    out: &Path,
+    timeout: Duration,
+) -> Result<(bool, String), LoopError> {
+    use std::os::unix::process::CommandExt;
+    let f = std::fs::File::create(out)
+        .map_err(|e| err(format!("cannot create {}: {e}", out.display())))?;
+    let f2 = f.try_clone().map_err(|e| err(e.to_string()))?;
+    cmd.current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(f)
+        .stderr(f2)
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| err(format!("cannot start {cmd:?}: {e}")))?;
+    let t = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if t.elapsed() > timeout => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .status();
+                let _ = child.wait();
+                return Err(err(format!(
+                    "{cmd:?} took longer than {:.0} minutes and was stopped (see {})",
+                    timeout.as_secs_f64() / 60.0,
+                    out.display()
+                )));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Err(err(format!("waiting for {cmd:?}: {e}"))),
+        }
+    };
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    Ok((status.success(), text))
+}
+
+/// Label `frames` with the user's command. Returns the validated labelled frames and the frames
+/// that failed (with the reason in `aceuq_label_error`). If the command fails on the batch, each
+/// frame is labelled alone so that one bad structure does not cost the others.
+fn label(
+    cfg: &LoopConfig,
+    dir: &Path,
+    frames: &[Structure],
+) -> Result<(Vec<Structure>, Vec<Structure>), LoopError> {
+    let work = dir.join("labelling");
+    std::fs::create_dir_all(&work)
+        .map_err(|e| err(format!("cannot create {}: {e}", work.display())))?;
+    match label_batch(cfg, &work, "batch", frames) {
+        Ok(good) => Ok((good, vec![])),
+        Err(batch_err) => {
+            let mut good = vec![];
+            let mut bad = vec![];
+            for (i, f) in frames.iter().enumerate() {
+                match label_batch(
+                    cfg,
+                    &work,
+                    &format!("frame_{i:04}"),
+                    std::slice::from_ref(f),
+                ) {
+                    Ok(mut g) => good.append(&mut g),
+                    Err(e) => {
+                        let mut x = f.clone();
+                        x.info.insert(
+                            "aceuq_label_error".into(),
+                            InfoValue::Str(e.0.replace('\n', " ")),
+                        );
+                        bad.push(x);
+                    }
+                }
+            }
+            if good.is_empty() && !bad.is_empty() {
+                return Err(err(format!(
+                    "the labeller failed on every structure: {}",
+                    batch_err.0
+                )));
+            }
+            Ok((good, bad))
+        }
+    }
+}
+
+fn label_batch(
+    cfg: &LoopConfig,
+    work: &Path,
+    tag: &str,
+    frames: &[Structure],
+) -> Result<Vec<Structure>, LoopError> {
+    let input = work.join(format!("{tag}.in.xyz"));
+    let output = work.join(format!("{tag}.out.xyz"));
+    let _ = std::fs::remove_file(&output);
+    extxyz::write_file_atomic(&input, frames, &WriteOptions::lossless())
+        .map_err(|e| err(e.to_string()))?;
+    let command = cfg
+        .labeller
+        .command
+        .replace("{input}", &shell_quote(&input))
+        .replace("{output}", &shell_quote(&output));
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(&command);
+    let log = work.join(format!("{tag}.log"));
+    let timeout = Duration::from_secs_f64(60.0 * cfg.labeller.timeout_minutes);
+    let (ok, text) = run_with_timeout(cmd, work, &log, timeout)?;
+    if !ok {
+        let tail: Vec<&str> = text
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(err(format!(
+            "labeller exited with an error: {}",
+            tail.join(" | ")
+        )));
+    }
+    let got =
+        read_frames(&output, cfg, false).map_err(|e| err(format!("labeller output: {}", e.0)))?;
+    if got.len() != frames.len() {
+        return Err(err(format!(
+            "labeller returned {} frames for {}",
+            got.len(),
+            frames.len()
+        )));
+    }
+    for (i, (a, b)) in frames.iter().zip(&got).enumerate() {
+        if a.len() != b.len() || a.symbols != b.symbols {
+            return Err(err(format!(
+                "labeller output frame {i} has different atoms than its input"
+            )));
+        }
+        let moved = a
+            .positions
+            .iter()
+            .zip(&b.positions)
+            .any(|(p, q)| (0..3).any(|d| (p[d] - q[d]).abs() > 1e-3));
+        if moved {
+            return Err(err(format!(
+                "labeller output frame {i} has different positions than its input"
+            )));
+        }
+        match (b.energy, &b.forces) {
+            (Some(e), Some(f))
+                if e.is_finite() && f.iter().all(|v| v.iter().all(|x| x.is_finite())) => {}
+            _ => {
+                return Err(err(format!(
+                    "labeller output frame {i} lacks a finite energy or forces"
+                )));
+            }
+        }
+    }
+    Ok(got)
+}
+
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+/// Append a line to a log file (best effort).
+pub fn log_line(run_dir: &Path, line: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run_dir.join("loop.log"))
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_stable_and_close_to_the_fraction() {
+        let v: Vec<bool> = (0..10_000).map(|k| is_valid(7, k, 0.1)).collect();
+        let frac = v.iter().filter(|x| **x).count() as f64 / v.len() as f64;
+        assert!((frac - 0.1).abs() < 0.01, "{frac}");
+        // Adding structures never changes earlier assignments.
+        assert_eq!(
+            v[..100],
+            (0..100).map(|k| is_valid(7, k, 0.1)).collect::<Vec<_>>()[..]
+        );
+        assert!(!(0..100).any(|k| is_valid(7, k, 0.0)));
+    }
+}

@@ -1,0 +1,235 @@
+//! `aceuq loop` end to end with the real LAMMPS, the plugin and the SNAP labeller
+//! (examples/li-loop/quick.toml): iterations leave their files, the training set grows by exactly
+//! the validated labels, a rerun resumes without redoing anything, a failing labeller never
+//! corrupts the training set and a loop interrupted in labelling resumes there.
+
+mod common;
+
+use aceuq::io::extxyz;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The quick example configuration rewritten into `dir` with absolute paths, `iterations`
+/// iterations and the given labeller command (None: the example's SNAP labeller).
+fn config(dir: &Path, iterations: usize, labeller: Option<&str>) -> PathBuf {
+    let ex = root().join("examples/li-loop");
+    let mut text = std::fs::read_to_string(ex.join("quick.toml")).unwrap();
+    for f in ["start.xyz", "in.explore", "../../tests/data/li/test.xyz"] {
+        let abs = ex.join(f).canonicalize().unwrap();
+        text = text.replace(&format!("\"{f}\""), &format!("\"{}\"", abs.display()));
+    }
+    text = text.replace("{dir}", &ex.display().to_string());
+    let re_it = text
+        .lines()
+        .find(|l| l.starts_with("max_iterations"))
+        .unwrap()
+        .to_string();
+    text = text.replace(&re_it, &format!("max_iterations = {iterations}"));
+    if let Some(cmd) = labeller {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("command ="))
+            .unwrap()
+            .to_string();
+        text = text.replace(
+            &line,
+            &format!("command = {}", toml::Value::String(cmd.into())),
+        );
+    }
+    let p = dir.join(format!("loop_{iterations}_{}.toml", labeller.is_some()));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn run_loop(cfg: &Path, run_dir: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_aceuq"))
+        .args(["loop", "--config"])
+        .arg(cfg)
+        .arg("--run-dir")
+        .arg(run_dir)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    common::note(&text);
+    (out.status.success(), text)
+}
+
+fn frames(p: &Path) -> Vec<aceuq::Structure> {
+    extxyz::read_file(p, &Default::default()).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn quick_loop_runs_grows_the_data_and_resumes() {
+    let Some(_s) = common::setup("quick_loop_runs_grows_the_data_and_resumes") else {
+        return;
+    };
+    let dir = common::workdir("active_loop", "quick");
+    let cfg = config(&dir, 2, None);
+    let run_dir = dir.join("run");
+    let (ok, text) = run_loop(&cfg, &run_dir);
+    assert!(ok, "loop failed:\n{text}");
+
+    let csv = std::fs::read_to_string(run_dir.join("summary.csv")).unwrap();
+    let rows: Vec<Vec<String>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    assert!(!rows.is_empty() && rows.len() <= 2, "{csv}");
+    assert!(run_dir.join("summary.png").is_file());
+
+    let initial = frames(&root().join("examples/li-loop/start.xyz")).len();
+    let mut expected = initial;
+    for (k, row) in rows.iter().enumerate() {
+        let it = run_dir.join(format!("iter_{:03}", k + 1));
+        assert!(it.join("model.aceuq").is_file() && it.join("explorations.toml").is_file());
+        // The data an iteration fitted on = the initial frames + all earlier labels.
+        assert_eq!(
+            row[1].parse::<usize>().unwrap(),
+            expected,
+            "iteration {}: {csv}",
+            k + 1
+        );
+        let force_rmse: f64 = row[4].parse().unwrap();
+        assert!(force_rmse.is_finite() && force_rmse > 0.0);
+        let candidates: usize = row[5].parse().unwrap();
+        if candidates > 0 {
+            // Exploration outputs on disk agree with the summary.
+            let dumped: usize = ["heat", "compress"]
+                .iter()
+                .map(|e| it.join(format!("explore_{e}/candidates.xyz")))
+                .filter(|p| p.is_file())
+                .map(|p| frames(&p).len())
+                .sum();
+            assert_eq!(dumped, candidates);
+            let labelled = frames(&it.join("labelled.xyz"));
+            assert_eq!(labelled.len(), row[7].parse::<usize>().unwrap());
+            assert!(labelled.len() <= 4, "max_new = 4");
+            for f in &labelled {
+                assert!(f.energy.is_some_and(f64::is_finite) && f.forces.is_some());
+                assert_eq!(f.len(), 128);
+            }
+            expected += labelled.len();
+        }
+    }
+    // dataset.xyz = initial + every label, nothing else.
+    assert_eq!(frames(&run_dir.join("dataset.xyz")).len(), expected);
+    assert!(expected > initial, "the loop labelled nothing:\n{text}");
+
+    // The final model (on every label) and its check runs exist.
+    assert!(run_dir.join("final.aceuq").is_file());
+    let check: toml::Table =
+        toml::from_str(&std::fs::read_to_string(run_dir.join("final_check/summary.toml")).unwrap())
+            .unwrap();
+    assert_eq!(check["steps"].as_integer(), Some(3000));
+    assert_eq!(check["exploration"].as_array().map(|a| a.len()), Some(2));
+
+    // A rerun resumes: every iteration is reported done and no file is rewritten.
+    let model1 = std::fs::read(run_dir.join("iter_001/model.aceuq")).unwrap();
+    let labelled1 = std::fs::read(run_dir.join("iter_001/labelled.xyz")).unwrap();
+    let (ok, text2) = run_loop(&cfg, &run_dir);
+    assert!(ok, "{text2}");
+    assert_eq!(
+        text2.matches("already done (resumed)").count(),
+        rows.len(),
+        "{text2}"
+    );
+    assert!(
+        !text2.contains("fitted on") && !text2.contains("explored '"),
+        "{text2}"
+    );
+    assert_eq!(
+        std::fs::read(run_dir.join("iter_001/model.aceuq")).unwrap(),
+        model1
+    );
+    assert_eq!(
+        std::fs::read(run_dir.join("iter_001/labelled.xyz")).unwrap(),
+        labelled1
+    );
+}
+
+#[test]
+fn failing_labeller_never_corrupts_the_data_and_the_loop_resumes_at_labelling() {
+    let Some(_s) = common::setup("failing_labeller_never_corrupts_the_data") else {
+        return;
+    };
+    let dir = common::workdir("active_loop", "failing_labeller");
+    let run_dir = dir.join("run");
+
+    // 1. A labeller that always fails: the loop stops with the reason, nothing is labelled.
+    let bad = config(
+        &dir,
+        1,
+        Some("echo 'SCF did not converge for {input}' >&2; exit 3 # {output}"),
+    );
+    let (ok, text) = run_loop(&bad, &run_dir);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("the labeller failed on every structure")
+            && text.contains("SCF did not converge"),
+        "{text}"
+    );
+    let it = run_dir.join("iter_001");
+    assert!(it.join(".select.done").is_file() && !it.join(".label.done").is_file());
+    assert!(!it.join("labelled.xyz").exists());
+    let model = std::fs::read(it.join("model.aceuq")).unwrap();
+
+    // 2. A labeller that fails the batch and then mangles the first single structure it sees
+    //    (no forces): that structure is kept aside with its reason, the others are labelled, and
+    //    the loop resumes at labelling (the fit and the explorations are not redone).
+    let script = dir.join("flaky_label.sh");
+    let label_py = root().join("scripts/label.py");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nset -e\nin=\"$1\"; out=\"$2\"\nn=$(grep -c 'Lattice=' \"$in\")\n\
+             if [ \"$n\" -gt 1 ]; then echo 'batch too large' >&2; exit 1; fi\n\
+             if [ ! -e \"{seen}\" ]; then touch \"{seen}\"; \
+             sed 's/:forces:R:3//' \"$in\" > \"$out\"; exit 0; fi\n\
+             python3 '{label}' --labeller li-snap \"$in\" \"$out\"\n",
+            seen = dir.join("seen").display(),
+            label = label_py.display()
+        ),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(dir.join("seen"));
+    let flaky = config(
+        &dir,
+        1,
+        Some(&format!("sh '{}' {{input}} {{output}}", script.display())),
+    );
+    let (ok, text) = run_loop(&flaky, &run_dir);
+    assert!(ok, "{text}");
+    assert!(
+        !text.contains("iteration 1: fitted") && !text.contains("iteration 1: explored"),
+        "redid work:\n{text}"
+    );
+    assert_eq!(std::fs::read(it.join("model.aceuq")).unwrap(), model);
+    let chosen = frames(&it.join("to_label.xyz"));
+    let good = frames(&it.join("labelled.xyz"));
+    let failed = frames(&it.join("failed.xyz"));
+    assert_eq!(failed.len(), 1);
+    assert_eq!(good.len() + 1, chosen.len());
+    assert!(
+        failed[0]
+            .info
+            .get("aceuq_label_error")
+            .is_some_and(|v| format!("{v:?}").contains("labeller output")),
+        "{:?}",
+        failed[0].info
+    );
+    // The training data never contain the failed structure.
+    let initial = frames(&root().join("examples/li-loop/start.xyz")).len();
+    assert_eq!(
+        frames(&run_dir.join("dataset.xyz")).len(),
+        initial + good.len()
+    );
+}
