@@ -71,6 +71,12 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         );
     }
     if let Some(path) = &a.per_atom {
+        // The cluster of each atom, next to gamma_local.
+        let clusters = if methods.contains(&crate::uq::Method::GammaLocal) {
+            Some(crate::uq::clusters_per_atom(&model, &data)?)
+        } else {
+            None
+        };
         let rows: Vec<String> = data
             .par_iter()
             .enumerate()
@@ -79,6 +85,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
                 |ws, (k, s)| -> Result<String> {
                     let p = model.predict(s, ws)?;
                     let uq_values = &uq_values;
+                    let (methods, clusters) = (&methods, &clusters);
                     let mut out = String::new();
                     for i in 0..s.len() {
                         let f = p.forces[i];
@@ -96,8 +103,11 @@ pub fn run(a: &EvalArgs) -> Result<()> {
                             s.symbols[i], p.atom_energies[i], f[0], f[1], f[2], r[0], r[1], r[2], err
                         )
                         .expect("writing to a String");
-                        for u in uq_values.iter() {
+                        for (u, m) in uq_values.iter().zip(methods.iter()) {
                             write!(out, ",{:.10e}", u[k][i]).expect("writing to a String");
+                            if let (crate::uq::Method::GammaLocal, Some(c)) = (m, &clusters) {
+                                write!(out, ",{}", c[k][i]).expect("writing to a String");
+                            }
                         }
                         out.push('\n');
                     }
@@ -111,6 +121,9 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         for m in &methods {
             text.push(',');
             text.push_str(m.column());
+            if *m == crate::uq::Method::GammaLocal {
+                text.push_str(",cluster");
+            }
         }
         text.push('\n');
         for r in rows {

@@ -621,3 +621,42 @@ pub fn force_errors(model: &Model, data: &[Structure]) -> Result<Vec<Vec<f64>>, 
         )
         .collect()
 }
+
+/// The clustered-local-D-optimality cluster of every atom (index into the species' clusters:
+/// the nearest k-means centroid, or the `config_type` cluster with the smallest grade).
+pub fn clusters_per_atom(model: &Model, data: &[Structure]) -> Result<Vec<Vec<usize>>, UqError> {
+    let local = model
+        .uq
+        .local
+        .as_ref()
+        .ok_or_else(|| missing(Method::GammaLocal))?;
+    data.par_iter()
+        .map_init(
+            || {
+                (
+                    Workspace::new(model),
+                    activeset::GammaScratch::for_model(model),
+                )
+            },
+            |(ws, scratch), s| -> Result<Vec<usize>, UqError> {
+                let sp = model.map_species(s)?;
+                let nl =
+                    crate::neighbors::build(s, model.max_cutoff()).map_err(ModelError::from)?;
+                let mut b = Vec::new();
+                let mut sj = Vec::new();
+                let mut out = Vec::with_capacity(s.len());
+                for i in 0..s.len() {
+                    let si = sp[i] as usize;
+                    let r = nl.range(i);
+                    sj.clear();
+                    sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
+                    b.clear();
+                    b.resize(model.nfuncs(si), 0.0);
+                    model.atom_descriptor(ws, si, &nl.rij[r], &sj, &mut b);
+                    out.push(local.gamma_local(si, &b, scratch).1);
+                }
+                Ok(out)
+            },
+        )
+        .collect()
+}
