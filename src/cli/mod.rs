@@ -1,6 +1,7 @@
 //! The `aceuq` command line.
 
 pub mod activeset;
+pub mod albench;
 pub mod calibrate;
 pub mod convert;
 pub mod cutoff;
@@ -8,6 +9,7 @@ pub mod eval;
 pub mod fit;
 pub mod report;
 pub mod select;
+pub mod uqbench;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -49,6 +51,10 @@ pub enum Command {
     Activeset(activeset::ActiveSetArgs),
     /// Choose candidate structures that extend the active set most, for DFT labelling.
     Select(select::SelectArgs),
+    /// Active-learning benchmark on a labelled pool in time order (METHODS.md §7).
+    AlBench(albench::AlBenchArgs),
+    /// Uncertainty benchmark: homogeneous vs heterogeneous data at several basis sizes.
+    UqBench(uqbench::UqBenchArgs),
 }
 
 /// Arguments of `aceuq info`.
@@ -110,6 +116,8 @@ pub fn main() -> i32 {
         Command::Report(a) => report::run(a),
         Command::Activeset(a) => activeset::run(a),
         Command::Select(a) => select::run(a),
+        Command::AlBench(a) => albench::run(a),
+        Command::UqBench(a) => uqbench::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -1,0 +1,1 @@
+//! Heterogeneity and model accuracy (Shuang et al.): see below.
