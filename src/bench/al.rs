@@ -741,9 +741,8 @@ fn stats4(v: &[f64]) -> [f64; 4] {
 /// Summarize the runs of one selector (all runs must share it).
 pub fn summarize(runs: &[AlRun]) -> Option<SelectorSummary> {
     let first = runs.first()?;
-    let last = |f: &dyn Fn(&AlRun) -> f64| -> [f64; 4] {
-        stats4(&runs.iter().map(f).collect::<Vec<_>>())
-    };
+    let last =
+        |f: &dyn Fn(&AlRun) -> f64| -> [f64; 4] { stats4(&runs.iter().map(f).collect::<Vec<_>>()) };
     let all_it: Vec<&Iteration> = runs.iter().flat_map(|r| r.iterations.iter()).collect();
     let mf = |name: &str| {
         let v: Vec<f64> = all_it.iter().map(|i| i.metric(name)).collect();
@@ -763,4 +762,3 @@ pub fn summarize(runs: &[AlRun]) -> Option<SelectorSummary> {
         seconds: mean(&runs.iter().map(|r| r.seconds).collect::<Vec<_>>()),
     })
 }
-

@@ -342,12 +342,15 @@ where
     for (k, (label, vals)) in p.series.iter().enumerate() {
         let col = PALETTE[k % PALETTE.len()];
         chart
-            .draw_series(vals.iter().enumerate().filter(|(_, v)| v.is_finite()).map(
-                |(g, &v)| {
-                    let x = g as f64 + 0.1 + w * k as f64;
-                    Rectangle::new([(x, y0), (x + w * 0.95, v.min(y1))], col.filled())
-                },
-            ))?
+            .draw_series(
+                vals.iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.is_finite())
+                    .map(|(g, &v)| {
+                        let x = g as f64 + 0.1 + w * k as f64;
+                        Rectangle::new([(x, y0), (x + w * 0.95, v.min(y1))], col.filled())
+                    }),
+            )?
             .label(label.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], col.filled()));
     }

@@ -18,9 +18,7 @@ use super::{BenchError, mean};
 use crate::basis::BasisConfig;
 use crate::model::Model;
 use crate::model::fit::{self, FitConfig};
-use crate::stats::metrics::{
-    CalibrationCurve, calibration_curve, pit_maxwell, roc_auc, spearman,
-};
+use crate::stats::metrics::{CalibrationCurve, calibration_curve, pit_maxwell, roc_auc, spearman};
 use crate::structure::Structure;
 use crate::uq::{self, Method, Partition, UqConfig};
 use serde::{Deserialize, Serialize};
@@ -223,10 +221,7 @@ pub struct Dataset {
 pub fn group_by_type(frames: Vec<Structure>) -> Vec<(String, Vec<Structure>)> {
     let mut out: Vec<(String, Vec<Structure>)> = vec![];
     for f in frames {
-        let key = f
-            .config_type
-            .clone()
-            .unwrap_or_else(|| "unlabelled".into());
+        let key = f.config_type.clone().unwrap_or_else(|| "unlabelled".into());
         match out.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => v.push(f),
             None => out.push((key, vec![f])),
@@ -371,7 +366,12 @@ struct Paired {
     su: Vec<f64>,
 }
 
-fn paired(model: &Model, data: &[Structure], method: Method, what: &str) -> Result<Paired, BenchError> {
+fn paired(
+    model: &Model,
+    data: &[Structure],
+    method: Method,
+    what: &str,
+) -> Result<Paired, BenchError> {
     let errors = uq::force_errors(model, data).map_err(|source| BenchError::Model {
         context: format!("{what}: force errors"),
         source,
@@ -399,7 +399,12 @@ fn paired(model: &Model, data: &[Structure], method: Method, what: &str) -> Resu
 }
 
 /// Structure grades (max-atom uncertainty) of `method`.
-fn grades(model: &Model, data: &[Structure], method: Method, what: &str) -> Result<Vec<f64>, BenchError> {
+fn grades(
+    model: &Model,
+    data: &[Structure],
+    method: Method,
+    what: &str,
+) -> Result<Vec<f64>, BenchError> {
     let u = uq::per_atom(model, data, method).map_err(|source| BenchError::Uq {
         context: format!("{what}: {}", method.name()),
         source,
@@ -431,12 +436,11 @@ fn score(
     // NLL optimum sqrt(sum (e/u)^2 / 3n) on the validation atoms.
     let scale = if matches!(method, Method::Gamma | Method::GammaLocal) {
         let v = paired(model, valid, method, what)?;
-        let s: f64 = v
-            .e
-            .iter()
-            .zip(&v.u)
-            .map(|(e, u)| (e / u.max(1e-12)).powi(2))
-            .sum();
+        let s: f64 =
+            v.e.iter()
+                .zip(&v.u)
+                .map(|(e, u)| (e / u.max(1e-12)).powi(2))
+                .sum();
         (s / (3.0 * v.e.len().max(1) as f64)).sqrt()
     } else {
         1.0
@@ -465,7 +469,8 @@ fn score(
                 .map(|_| false)
                 .chain(g_out.iter().map(|_| true))
                 .collect();
-            let a = roc_auc(&scores, &labels).map_err(stats_err(ctx(&format!("ROC-AUC of {name}"))))?;
+            let a =
+                roc_auc(&scores, &labels).map_err(stats_err(ctx(&format!("ROC-AUC of {name}"))))?;
             auc.push((name.clone(), a));
         }
     }
@@ -495,7 +500,15 @@ pub fn run_case(
     let b = basis.config();
     let what = format!("{} / {}", data.name, basis.name);
     on_step(&format!("{what}: fit on {} frames", data.train.len()));
-    let model = fit_with_uq(&data.species, &b, cfg, members, &data.train, &data.valid, &what)?;
+    let model = fit_with_uq(
+        &data.species,
+        &b,
+        cfg,
+        members,
+        &data.train,
+        &data.valid,
+        &what,
+    )?;
     let m = fit::evaluate(&model, &data.test, "test").map_err(|source| BenchError::Model {
         context: format!("{what}: test errors"),
         source,
@@ -506,7 +519,14 @@ pub fn run_case(
     })?;
     let mut methods = vec![];
     for &meth in &cfg.methods {
-        methods.push(score(&model, meth, &data.valid, &data.test, &data.novel, &what)?);
+        methods.push(score(
+            &model,
+            meth,
+            &data.valid,
+            &data.test,
+            &data.novel,
+            &what,
+        )?);
     }
     for (name, frames) in &data.holdout {
         on_step(&format!("{what}: fit without '{name}'"));
@@ -559,7 +579,10 @@ mod tests {
 
     #[test]
     fn bench_split_and_group() {
-        let frames: Vec<Structure> = ["a", "b", "a", "a", "b", "a"].iter().map(|c| frame(c)).collect();
+        let frames: Vec<Structure> = ["a", "b", "a", "a", "b", "a"]
+            .iter()
+            .map(|c| frame(c))
+            .collect();
         let g = group_by_type(frames);
         assert_eq!(g.len(), 2);
         assert_eq!((g[0].0.as_str(), g[0].1.len()), ("a", 4));

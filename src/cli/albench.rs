@@ -18,7 +18,11 @@ pub struct AlBenchArgs {
     #[arg(long)]
     pub pool: PathBuf,
     /// Selectors: oracle, random, gamma, gamma_local, ensemble, distance, gp (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "oracle,random,gamma,distance,ensemble")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "oracle,random,gamma,distance,ensemble"
+    )]
     pub method: Vec<String>,
     /// Output folder (created).
     #[arg(long, short)]
@@ -107,36 +111,42 @@ pub fn run(a: &AlBenchArgs) -> Result<()> {
             let seed = a.seed + r as u64;
             bar.set_message(format!("{} seed {seed}", sel.name()));
             let mut line = |it: &Iteration| {
-                say(&bar, format!(
-                    "  {:<11} seed {seed} it {:>2}: {:>3} frames, pool MAE {:.4} eV/Å, u_c {:.4}, u_max {:.4}, \
+                say(
+                    &bar,
+                    format!(
+                        "  {:<11} seed {seed} it {:>2}: {:>3} frames, pool MAE {:.4} eV/Å, u_c {:.4}, u_max {:.4}, \
                      {} uncertain / {} unstable frames, stop {}, +{}",
-                    sel.name(),
-                    it.iteration,
-                    it.dataset(),
-                    it.mae_pool,
-                    it.u_c,
-                    it.u_max,
-                    it.frames_between,
-                    it.frames_above,
-                    it.stop_frame.map_or("none".into(), |k| k.to_string()),
-                    it.added
-                ));
+                        sel.name(),
+                        it.iteration,
+                        it.dataset(),
+                        it.mae_pool,
+                        it.u_c,
+                        it.u_max,
+                        it.frames_between,
+                        it.frames_above,
+                        it.stop_frame.map_or("none".into(), |k| k.to_string()),
+                        it.added
+                    ),
+                );
             };
             let run = al::run(&pool, sel, &settings, seed, &mut line)
                 .with_context(|| format!("{} (seed {seed})", sel.name()))?;
             write_csv(&a.out.join(format!("{}_seed{seed}.csv", sel.name())), &run)?;
-            say(&bar, format!(
-                "{} seed {seed}: final data set {} frames after {} fits ({}), {:.0} s",
-                sel.name(),
-                run.final_size(),
-                run.iterations.len(),
-                if run.converged {
-                    "converged"
-                } else {
-                    "iteration limit"
-                },
-                run.seconds
-            ));
+            say(
+                &bar,
+                format!(
+                    "{} seed {seed}: final data set {} frames after {} fits ({}), {:.0} s",
+                    sel.name(),
+                    run.final_size(),
+                    run.iterations.len(),
+                    if run.converged {
+                        "converged"
+                    } else {
+                        "iteration limit"
+                    },
+                    run.seconds
+                ),
+            );
             runs.push(run);
             bar.inc(1);
         }
@@ -209,9 +219,9 @@ fn band_series(
             .iter()
             .enumerate()
             .map(|(k, v)| {
-                let x = xs
-                    .as_ref()
-                    .map_or(v.iteration as f64, |x| x.get(k).map_or(f64::NAN, |x| x.mean));
+                let x = xs.as_ref().map_or(v.iteration as f64, |x| {
+                    x.get(k).map_or(f64::NAN, |x| x.mean)
+                });
                 (x, v.mean, v.min, v.max)
             })
             .collect(),
@@ -439,11 +449,7 @@ fn summary_md(
         a.pool.display(),
         pool.len(),
         natoms,
-        if a.quick {
-            "quick (small)"
-        } else {
-            "default"
-        },
+        if a.quick { "quick (small)" } else { "default" },
         a.seed,
         a.seed + a.repeats as u64 - 1,
         a.max_error,
@@ -458,6 +464,9 @@ fn summary_md(
          how well the statistical cutoffs track the oracle. `random` uses the oracle's stop rule \
          and batch size, so it has no classification scores.\n"
     );
-    let _ = writeln!(md, "Figures: `comparison.png`, `<method>_figure4.png`; per-iteration data: `<method>_seed<S>.csv`.");
+    let _ = writeln!(
+        md,
+        "Figures: `comparison.png`, `<method>_figure4.png`; per-iteration data: `<method>_seed<S>.csv`."
+    );
     md
 }

@@ -257,7 +257,10 @@ fn figures(out: &Path, results: &[CaseResult]) -> Result<()> {
                 .collect();
             series.push(Series {
                 label: "ideal".into(),
-                points: vec![(0.0, 0.0, f64::NAN, f64::NAN), (1.0, 1.0, f64::NAN, f64::NAN)],
+                points: vec![
+                    (0.0, 0.0, f64::NAN, f64::NAN),
+                    (1.0, 1.0, f64::NAN, f64::NAN),
+                ],
                 markers: false,
                 color: 7,
             });
@@ -288,27 +291,23 @@ fn figures(out: &Path, results: &[CaseResult]) -> Result<()> {
     // Bars: Spearman, miscalibration area, mean novelty AUC per (data set, basis).
     let groups: Vec<String> = results
         .iter()
-        .map(|r| format!("{}\n{}", short(&r.dataset), r.basis))
+        .map(|r| format!("{} / {}", short(&r.dataset), r.basis))
         .collect();
-    let per = |f: &dyn Fn(&crate::bench::heterogeneity::MethodScores) -> f64| -> Vec<(String, Vec<f64>)> {
-        methods
-            .iter()
-            .map(|&m| {
-                (
-                    m.name().to_string(),
-                    results
-                        .iter()
-                        .map(|r| {
-                            r.methods
-                                .iter()
-                                .find(|x| x.method == m)
-                                .map_or(f64::NAN, f)
-                        })
-                        .collect(),
-                )
-            })
-            .collect()
-    };
+    let per =
+        |f: &dyn Fn(&crate::bench::heterogeneity::MethodScores) -> f64| -> Vec<(String, Vec<f64>)> {
+            methods
+                .iter()
+                .map(|&m| {
+                    (
+                        m.name().to_string(),
+                        results
+                            .iter()
+                            .map(|r| r.methods.iter().find(|x| x.method == m).map_or(f64::NAN, f))
+                            .collect(),
+                    )
+                })
+                .collect()
+        };
     let p = out.join("scores.png");
     write_bars(
         &p,
@@ -398,12 +397,9 @@ fn figures(out: &Path, results: &[CaseResult]) -> Result<()> {
     Ok(())
 }
 
-/// Short label of a data set (its first word) for crowded axes.
+/// Short label of a data set (its last word) for crowded axes.
 fn short(name: &str) -> String {
-    name.split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ")
+    name.split_whitespace().last().unwrap_or(name).to_string()
 }
 
 fn summary(
@@ -444,7 +440,10 @@ fn summary(
         }
     }
     let mut md = String::new();
-    let _ = writeln!(md, "# Uncertainty benchmark: heterogeneity and model accuracy\n");
+    let _ = writeln!(
+        md,
+        "# Uncertainty benchmark: heterogeneity and model accuracy\n"
+    );
     let _ = writeln!(
         md,
         "Config `{}`{}; ensemble of {members} members. Total wall time {seconds:.0} s.\n",
