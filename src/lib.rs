@@ -6,6 +6,7 @@
 #![allow(clippy::needless_range_loop)] // index loops read like the formulas in numerical kernels
 
 pub mod basis;
+pub mod bench;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod ffi;

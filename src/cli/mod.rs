@@ -2,6 +2,7 @@
 
 pub mod active;
 pub mod activeset;
+pub mod albench;
 pub mod calibrate;
 pub mod convert;
 pub mod cutoff;
@@ -9,6 +10,7 @@ pub mod eval;
 pub mod fit;
 pub mod report;
 pub mod select;
+pub mod uqbench;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -53,6 +55,10 @@ pub enum Command {
     /// Closed-loop active learning with LAMMPS: fit, explore, select, label, refit, until the
     /// explorations stay below the lower cutoff (resumable).
     Loop(active::LoopArgs),
+    /// Active-learning benchmark on a labelled pool in time order (METHODS.md §7).
+    AlBench(albench::AlBenchArgs),
+    /// Uncertainty benchmark: homogeneous vs heterogeneous data at several basis sizes.
+    UqBench(uqbench::UqBenchArgs),
 }
 
 /// Arguments of `aceuq info`.
@@ -115,6 +121,8 @@ pub fn main() -> i32 {
         Command::Activeset(a) => activeset::run(a),
         Command::Select(a) => select::run(a),
         Command::Loop(a) => active::run(a),
+        Command::AlBench(a) => albench::run(a),
+        Command::UqBench(a) => uqbench::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -1,0 +1,230 @@
+//! End-to-end runs of `aceuq al-bench` and `aceuq uq-bench` at their quick (CI) size on the
+//! committed data: the files they promise exist and the numbers obey the protocol's invariants.
+//! Run with `cargo test --release --test benchmarks` (each test takes well under a minute).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("aceuq-bench-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn aceuq(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_aceuq"))
+        .args(["--threads", "2"])
+        .args(args)
+        .output()
+        .expect("run aceuq")
+}
+
+fn assert_png(p: &Path) {
+    let len = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    assert!(len > 10_000, "{}: {len} bytes", p.display());
+}
+
+/// A CSV as (header, rows of cells).
+fn read_csv(p: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
+    let rows = lines
+        .map(|l| l.split(',').map(String::from).collect::<Vec<_>>())
+        .collect();
+    (header, rows)
+}
+
+fn col(header: &[String], rows: &[Vec<String>], name: &str) -> Vec<f64> {
+    let k = header
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name} in {header:?}"));
+    rows.iter()
+        .map(|r| r[k].parse::<f64>().unwrap_or(f64::NAN))
+        .collect()
+}
+
+#[test]
+fn al_bench_quick_end_to_end() {
+    let out = out_dir("al");
+    let pool = repo().join("tests/data/li/pool_quick.xyz");
+    let o = aceuq(&[
+        "al-bench",
+        "--pool",
+        pool.to_str().unwrap(),
+        "--method",
+        "oracle,random,gamma,distance,ensemble",
+        "--repeats",
+        "1",
+        "--seed",
+        "3",
+        "--quick",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "al-bench failed:\n{stderr}");
+    assert_png(&out.join("comparison.png"));
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    let n_pool = 30.0;
+    for m in ["oracle", "random", "gamma", "distance", "ensemble"] {
+        assert!(md.contains(&format!("| {m} ")), "summary lacks {m}:\n{md}");
+        assert_png(&out.join(format!("{m}_figure4.png")));
+        let (h, rows) = read_csv(&out.join(format!("{m}_seed3.csv")));
+        assert_eq!(h.len(), 29, "{h:?}");
+        assert!(!rows.is_empty());
+        let size = col(&h, &rows, "dataset");
+        let added = col(&h, &rows, "added");
+        let ntr = col(&h, &rows, "n_train");
+        let nva = col(&h, &rows, "n_valid");
+        assert_eq!(size[0], 5.0, "{m}: the protocol starts from 5 frames");
+        for i in 0..rows.len() {
+            assert_eq!(size[i], ntr[i] + nva[i]);
+            assert!(nva[i] >= 1.0, "{m}: every fit has validation frames");
+            assert!(size[i] <= n_pool);
+            if i + 1 < rows.len() {
+                // Monotone, exactly what was added, at most doubling.
+                assert_eq!(size[i + 1], size[i] + added[i], "{m} row {i}");
+                assert!(added[i] >= 1.0 && added[i] <= size[i], "{m} row {i}");
+            }
+        }
+        let e_c = col(&h, &rows, "e_c");
+        let u_c = col(&h, &rows, "u_c");
+        let u_max = col(&h, &rows, "u_max");
+        let cov = col(&h, &rows, "coverage");
+        for i in 0..rows.len() {
+            assert!(e_c[i].is_finite() && e_c[i] > 0.0, "{m}: e_c {}", e_c[i]);
+            assert!(u_c[i].is_finite() && u_c[i] > 0.0, "{m}: u_c {}", u_c[i]);
+            assert!(u_max[i].is_finite() && u_max[i] >= u_c[i], "{m}: u_max");
+            assert!(cov[i] > 0.0 && cov[i] <= 1.0);
+        }
+        let f1 = col(&h, &rows, "f1");
+        let hi = col(&h, &rows, "high_error_fraction");
+        match m {
+            "oracle" => {
+                for i in 0..rows.len() {
+                    // u = e with identical fits: u_c = e_c, u_max = e_max, so every high-error
+                    // atom is flagged and nothing else.
+                    assert!((u_c[i] - e_c[i]).abs() <= 1e-9 * e_c[i]);
+                    assert!((u_max[i] - 1.0).abs() < 1e-9 || u_max[i] == u_c[i]);
+                    if hi[i] > 0.0 {
+                        assert_eq!(f1[i], 1.0, "oracle row {i}");
+                    }
+                }
+            }
+            "random" => assert!(f1.iter().all(|v| v.is_nan()), "random has no F1"),
+            _ => assert!(f1.iter().all(|v| (0.0..=1.0).contains(v))),
+        }
+        // The last row adds nothing (converged) or the run hit the iteration limit.
+        let last = rows.len() - 1;
+        assert!(added[last] == 0.0);
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn al_bench_rejects_bad_input() {
+    let out = out_dir("al-bad");
+    let pool = repo().join("tests/data/li/pool_quick.xyz");
+    let o = aceuq(&[
+        "al-bench",
+        "--pool",
+        pool.to_str().unwrap(),
+        "--method",
+        "oracle,magic",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("magic"), "{e}");
+    // A pool out of time order is named.
+    let text = std::fs::read_to_string(&pool).unwrap();
+    let mut frames: Vec<String> = vec![];
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let n: usize = lines[i].trim().parse().unwrap();
+        frames.push(lines[i..i + n + 2].join("\n") + "\n");
+        i += n + 2;
+    }
+    frames.reverse();
+    std::fs::create_dir_all(&out).unwrap();
+    let rev = out.join("reversed.xyz");
+    std::fs::write(&rev, frames.concat()).unwrap();
+    let o = aceuq(&[
+        "al-bench",
+        "--pool",
+        rev.to_str().unwrap(),
+        "--method",
+        "oracle",
+        "--quick",
+        "--out",
+        out.join("o").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("time order") && e.contains("reversed.xyz"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn uq_bench_quick_end_to_end() {
+    let out = out_dir("uq");
+    let cfg = repo().join("examples/uq-bench/bench.toml");
+    let o = aceuq(&[
+        "uq-bench",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--quick",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "uq-bench failed:\n{stderr}");
+    for f in ["calibration.png", "scores.png", "accuracy.png"] {
+        assert_png(&out.join(f));
+    }
+    let text = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("dataset,basis,nfuncs,n_train,mae_test"),
+        "{header}"
+    );
+    let rows: Vec<&str> = lines.collect();
+    // 2 data sets x 2 quick bases x 3 methods.
+    assert_eq!(rows.len(), 12, "{text}");
+    let mut nfuncs = std::collections::BTreeSet::new();
+    for r in &rows {
+        // The dataset names are quoted and contain no commas; the subset list is last.
+        let cells: Vec<&str> = r.split(',').collect();
+        assert_eq!(cells.len(), 13, "{r}");
+        nfuncs.insert(cells[2].parse::<usize>().unwrap());
+        let num = |k: usize| cells[k].parse::<f64>().unwrap();
+        assert!(num(4) > 0.0 && num(4) < 1.0, "test MAE {r}");
+        assert!((-1.0..=1.0).contains(&num(7)), "rho {r}");
+        assert!((0.0..=0.5).contains(&num(9)), "area {r}");
+        assert!((0.0..=1.0).contains(&num(11)), "mean AUC {r}");
+        let subsets = cells[12].trim_matches('"').split(';').count();
+        // Homogeneous: the 6 novel subsets; heterogeneous: the 3 quick holdouts.
+        let want = if cells[0].contains("homogeneous") {
+            6
+        } else {
+            3
+        };
+        assert_eq!(subsets, want, "{r}");
+    }
+    assert_eq!(nfuncs.len(), 2, "two basis sizes");
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("Novelty ROC-AUC per subset") && md.contains("gamma_local"));
+    let _ = std::fs::remove_dir_all(&out);
+}
