@@ -314,13 +314,14 @@ pub struct CaseResult {
 fn uq_config(cfg: &BenchConfig, members: usize) -> UqConfig {
     UqConfig {
         active_set: cfg.methods.contains(&Method::Gamma),
-        clusters: cfg.methods.contains(&Method::GammaLocal).then(|| {
-            if cfg.clusters == 0 {
+        clusters: cfg
+            .methods
+            .contains(&Method::GammaLocal)
+            .then_some(if cfg.clusters == 0 {
                 Partition::ConfigType
             } else {
                 Partition::KMeans(cfg.clusters)
-            }
-        }),
+            }),
         ensemble: if cfg.methods.contains(&Method::Ensemble) {
             members
         } else {
@@ -539,7 +540,7 @@ pub fn run_case(
         let (tr, va, te) = (keep(&data.train), keep(&data.valid), keep(&data.test));
         let w = format!("{what} without '{name}'");
         let hm = fit_with_uq(&data.species, &b, cfg, members, &tr, &va, &w)?;
-        let novel = vec![(name.clone(), frames.clone())];
+        let novel = [(name.clone(), frames.clone())];
         for ms in methods.iter_mut() {
             let g_in = grades(&hm, &te, ms.method, &w)?;
             let g_out = grades(&hm, &novel[0].1, ms.method, &w)?;

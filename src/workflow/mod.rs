@@ -832,6 +832,7 @@ fn explore(
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_lammps(
     cfg: &LoopConfig,
     e: &config::Exploration,
