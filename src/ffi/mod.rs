@@ -162,16 +162,28 @@ thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::new("no error").expect("no NUL"));
 }
 
+/// Returned by [`aceuq_last_error`] when the thread-local message is gone (thread exiting).
+static NO_MESSAGE: &str = "aceuq: no error message available (thread exiting)\0";
+
 fn set_last_error(msg: &str) {
-    let c = CString::new(msg.replace('\0', " ")).expect("NULs replaced");
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+    let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    // `try_with`: during thread teardown the slot may be gone; never panic across the ABI.
+    let _ = LAST_ERROR.try_with(|e| {
+        if let Ok(mut slot) = e.try_borrow_mut() {
+            *slot = c;
+        }
+    });
 }
 
 /// Message of the last failed call on this thread (NUL-terminated, UTF-8). Valid until the next
 /// aceuq call on this thread; copy it if you need it longer. Never NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn aceuq_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR
+        .try_with(|e| e.try_borrow().map(|m| m.as_ptr()).ok())
+        .ok()
+        .flatten()
+        .unwrap_or(NO_MESSAGE.as_ptr().cast())
 }
 
 /// An error crossing the boundary: status plus message.
@@ -598,7 +610,10 @@ fn compute(
     }
     let id = |k: usize| tags.map(|t| t[k]).unwrap_or(k as i64 + 1);
     // Requested uncertainties.
-    let n_uq = res.n_uq.max(0) as usize;
+    if res.n_uq < 0 {
+        return Err(bad(format!("n_uq is negative ({})", res.n_uq)));
+    }
+    let n_uq = res.n_uq as usize;
     let methods = unsafe { slice(res.uq_methods, n_uq, "uq_methods") }?;
     let outs = unsafe { slice(res.uq_values, n_uq, "uq_values") }?;
     let mut uq: Vec<(Method, *mut f64)> = Vec::with_capacity(n_uq);
@@ -649,8 +664,14 @@ fn compute(
     for (ii, &i) in ilist.iter().enumerate() {
         let i = i as usize;
         let (lo, hi) = (offsets[ii] as usize, offsets[ii + 1] as usize);
-        // SAFETY: fij has 3 * nnz entries per the contract (checked non-NULL above when nnz > 0).
-        let fij = unsafe { std::slice::from_raw_parts_mut(res.fij.add(3 * lo), 3 * (hi - lo)) };
+        // An atom without neighbours writes nothing, and fij may be NULL when nnz == 0 (a NULL
+        // pointer must not become a slice, even an empty one).
+        let fij: &mut [f64] = if hi == lo {
+            &mut []
+        } else {
+            // SAFETY: fij has 3 * nnz entries per the contract (non-NULL: checked above, nnz > 0).
+            unsafe { std::slice::from_raw_parts_mut(res.fij.add(3 * lo), 3 * (hi - lo)) }
+        };
         fij.fill(0.0);
         let si = species[i];
         if si < 0 {
@@ -678,11 +699,13 @@ fn compute(
                     format!("atom {} has a non-finite position", id(j)),
                 );
             }
-            if r == [0.0; 3] {
+            // Closer than MIN_DISTANCE the direction r/|r| is meaningless (NaN at 0).
+            let d = crate::neighbors::norm(r);
+            if d < crate::neighbors::MIN_DISTANCE {
                 return fail(
                     aceuq_status_t::ACEUQ_STATUS_DATA,
                     format!(
-                        "atoms {} and {} are at the same position {xi:?}",
+                        "atoms {} and {} are at the same position {xi:?} (distance {d:.3e} Å)",
                         id(i),
                         id(j)
                     ),

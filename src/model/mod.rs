@@ -308,3 +308,5 @@ impl Model {
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod edge_tests;
