@@ -322,6 +322,23 @@ impl SpeciesBasis {
                 nmax_l[l] = nmax_l[l].max(config.nmax[nu - 1]);
             }
         }
+        // The generation visits every non-decreasing tuple of (species, n, l) labels of each
+        // order: refuse settings whose count alone would take hours and gigabytes, rather than
+        // appear to hang (nmax = 32 and lmax = 8 at order 6 pass `validate` but give ~1e12).
+        for nu in 1..=max_order {
+            let k = nspecies * config.nmax[nu - 1] * (config.lmax[nu - 1] + 1);
+            let tuples = n_multisets(k, nu);
+            if tuples > MAX_TUPLES_PER_ORDER {
+                return Err(BasisError::Invalid(format!(
+                    "order {nu}: {nspecies} species x nmax {} x (lmax {} + 1) = {k} radial-angular \
+                     channels give {tuples:.3e} products to enumerate (limit {MAX_TUPLES_PER_ORDER:.0e}): \
+                     reduce nmax[{i}] or lmax[{i}]",
+                    config.nmax[nu - 1],
+                    config.lmax[nu - 1],
+                    i = nu - 1
+                )));
+            }
+        }
         let layout = ALayout::new(nspecies, nmax_l);
         let mut cache = coupling::CouplingCache::default();
         let mut mono_map: HashMap<Vec<u32>, u32> = HashMap::new();
@@ -405,6 +422,17 @@ impl SpeciesBasis {
     }
 }
 
+/// Most label tuples one order may have (see [`SpeciesBasis::generate`]). 41 000 tuples take
+/// about 10 s and 0.4 GB to generate; a basis anywhere near this limit is far beyond what a
+/// linear fit can determine.
+const MAX_TUPLES_PER_ORDER: f64 = 2e6;
+
+/// Number of non-decreasing tuples of length `nu` from `k` symbols, C(k + nu - 1, nu), as a
+/// float (no overflow for absurd settings).
+fn n_multisets(k: usize, nu: usize) -> f64 {
+    (0..nu).fold(1.0, |acc, i| acc * (k + i) as f64 / (i + 1) as f64)
+}
+
 /// Visit every non-decreasing tuple of length `nu` from `alphabet` (sorted).
 fn enumerate_tuples(
     alphabet: &[Label],
@@ -445,6 +473,40 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn absurd_but_valid_settings_are_refused_quickly() {
+        let huge = BasisConfig {
+            nmax: vec![32; 6],
+            lmax: vec![0, 8, 8, 8, 8, 8],
+            ..Default::default()
+        };
+        huge.validate().unwrap();
+        let t0 = std::time::Instant::now();
+        let err = SpeciesBasis::generate(&huge, 2).unwrap_err().to_string();
+        assert!(t0.elapsed().as_secs_f64() < 1.0);
+        assert!(
+            err.contains("order 3:") && err.contains("reduce nmax[2] or lmax[2]"),
+            "{err}"
+        );
+        assert_eq!(n_multisets(3, 2), 6.0);
+        assert_eq!(n_multisets(10, 1), 10.0);
+        // The default basis and large research bases stay well inside the limit.
+        for (nmax, lmax, ns) in [
+            (vec![10, 6, 4, 2], vec![0, 3, 2, 1], 4),
+            (vec![16, 12, 8, 6], vec![0, 6, 5, 4], 1),
+        ] {
+            let cfg = BasisConfig {
+                nmax,
+                lmax,
+                ..Default::default()
+            };
+            for nu in 1..=cfg.nmax.len() {
+                let k = ns * cfg.nmax[nu - 1] * (cfg.lmax[nu - 1] + 1);
+                assert!(n_multisets(k, nu) < MAX_TUPLES_PER_ORDER);
+            }
+        }
     }
 
     #[test]
