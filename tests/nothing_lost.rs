@@ -220,10 +220,70 @@ fn killed_writer_leaves_every_earlier_frame_readable() {
         }
         partial_tails += dropped as usize;
         total_frames += frames.len();
+        // The next run (this process) appends after whole frames only.
+        let h = load(&model);
+        append(&h, &out, 0, frames.len(), 3);
+        let (again, dropped) =
+            read_all(&out, false).unwrap_or_else(|e| panic!("round {round}: after resuming: {e}"));
+        assert!(!dropped && again.len() == frames.len() + 1, "round {round}");
+        assert_eq!(check_frame(again.last().unwrap()), (0, frames.len()));
     }
     common::note(&format!(
         "6 writers killed mid-run: {total_frames} frames all intact; {partial_tails} runs ended with a partial last frame, dropped by the reader"
     ));
+}
+
+/// A run killed mid-append leaves an incomplete last frame; the next run's first append cuts it
+/// off, so that it never ends up in the middle of the file where readers would fail.
+#[test]
+fn next_run_cuts_an_incomplete_last_frame_before_appending() {
+    let dir = common::workdir("nothing_lost", "resume");
+    let model = model_file(&dir);
+    let h = load(&model);
+    // Three whole frames, and the file sizes after each.
+    let whole = dir.join("whole.xyz");
+    let mut ends = vec![];
+    for (q, n) in [(0, 5), (1, 7), (2, 9)] {
+        append(&h, &whole, 0, q, n);
+        ends.push(std::fs::metadata(&whole).unwrap().len() as usize);
+    }
+    let bytes = std::fs::read(&whole).unwrap();
+    let third = &bytes[ends[1]..ends[2]];
+    let line_ends: Vec<usize> = third
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect();
+    // Killed mid-line, at a line boundary inside the atoms, and right after the count line.
+    for (case, cut) in [
+        ("mid_line", third.len() / 2 + 3),
+        ("line_boundary", line_ends[4]),
+        ("after_count", line_ends[0]),
+    ] {
+        let path = dir.join(format!("{case}.xyz"));
+        std::fs::write(&path, &bytes[..ends[1] + cut]).unwrap();
+        assert!(read_all(&path, false).is_err(), "{case}: strict read of a cut file");
+        append(&h, &path, 0, 2, 4);
+        let (frames, dropped) = read_all(&path, false)
+            .unwrap_or_else(|e| panic!("{case}: after the next append: {e}"));
+        assert!(!dropped);
+        let got: Vec<(usize, usize, usize)> = frames
+            .iter()
+            .map(|f| {
+                let (w, q) = check_frame(f);
+                (w, q, f.len())
+            })
+            .collect();
+        assert_eq!(got, [(0, 0, 5), (0, 1, 7), (0, 2, 4)], "{case}");
+        let now = std::fs::read(&path).unwrap();
+        assert_eq!(&now[..ends[1]], &bytes[..ends[1]], "{case}: whole frames untouched");
+    }
+    // A file that is not extended XYZ is never cut.
+    let other = dir.join("notes.xyz");
+    std::fs::write(&other, "hello\nworld").unwrap();
+    append(&h, &other, 0, 0, 2);
+    assert!(std::fs::read(&other).unwrap().starts_with(b"hello\nworld"));
 }
 
 #[test]

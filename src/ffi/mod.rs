@@ -922,7 +922,10 @@ pub struct aceuq_frame_t {
 
 /// Append one frame to an extended XYZ file (created if missing). The frame is formatted in
 /// memory and written with a single append and an fsync, so readers see whole frames; a reader
-/// of a file whose writer was killed mid-write drops an incomplete last frame.
+/// of a file whose writer was killed mid-write drops an incomplete last frame, and the first
+/// append of a process to a file cuts such an incomplete frame off before appending (so that it
+/// never ends up in the middle of the file). Appenders hold an exclusive advisory lock on the
+/// file (`flock`), so several processes may append to one file.
 ///
 /// # Safety
 /// `model` must be a valid handle, `path` a NUL-terminated string, `frame` a valid frame whose
@@ -1023,14 +1026,76 @@ pub unsafe extern "C" fn aceuq_append_frame(
     })
 }
 
-/// Append bytes with one write on an O_APPEND descriptor, then fsync.
+/// Append bytes with one write on an O_APPEND descriptor, then fsync, holding an exclusive
+/// advisory lock (so that appenders in other processes never interleave with the repair below).
+///
+/// The first append of a process to a file first repairs it: a writer killed mid-append leaves
+/// an incomplete last frame, and appending after it would bury it mid-file, where every reader
+/// fails. It is cut back to the last whole frame (what a reader drops anyway).
 fn append_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    static CHECKED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)?;
+    f.lock()?;
+    let first = {
+        let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+        let key = path.to_path_buf();
+        let first = !checked.contains(&key);
+        if first {
+            checked.push(key);
+        }
+        first
+    };
+    if first {
+        drop_incomplete_tail(path, &f)?;
+    }
     f.write_all(bytes)?;
+    f.sync_data()
+    // The lock is released when `f` closes.
+}
+
+/// Truncate `path` (open as `f`) to its whole frames if its last frame is incomplete. Anything
+/// that does not read as extended XYZ up to that tail is left alone.
+pub(crate) fn drop_incomplete_tail(path: &Path, f: &std::fs::File) -> std::io::Result<()> {
+    use std::io::BufRead;
+    if f.metadata()?.len() == 0 {
+        return Ok(());
+    }
+    let opts = crate::io::extxyz::ReadOptions {
+        allow_truncated_tail: true,
+        ..Default::default()
+    };
+    let Ok(mut reader) = crate::io::extxyz::Reader::open(path, opts) else {
+        return Ok(());
+    };
+    // The incomplete frame starts right after the last whole one (the warning's line is where
+    // the damage was found, which may be inside the frame).
+    let mut line = 1;
+    for frame in &mut reader {
+        match frame {
+            Ok(s) => line = s.origin.line + s.len() + 2,
+            Err(_) => return Ok(()),
+        }
+    }
+    match reader.dropped_tail() {
+        Some(w) if w.line >= line => {}
+        _ => return Ok(()),
+    }
+    // Byte offset of the start of 1-based line `line` (the incomplete frame's atom count).
+    let mut r = std::io::BufReader::new(std::fs::File::open(path)?);
+    let (mut offset, mut buf) = (0u64, Vec::new());
+    for _ in 1..line {
+        buf.clear();
+        let n = r.read_until(b'\n', &mut buf)?;
+        if n == 0 || buf.last() != Some(&b'\n') {
+            return Ok(());
+        }
+        offset += n as u64;
+    }
+    f.set_len(offset)?;
     f.sync_data()
 }
 
