@@ -66,7 +66,9 @@ fn main() {
         env_path("ACEUQ_MPIRUN"),
         env_path("ACEUQ_PLUGIN_DIR"),
     ) else {
-        eprintln!("SKIPPED soak: set ACEUQ_LMP, ACEUQ_MPIRUN and ACEUQ_PLUGIN_DIR (`make soak` does)");
+        eprintln!(
+            "SKIPPED soak: set ACEUQ_LMP, ACEUQ_MPIRUN and ACEUQ_PLUGIN_DIR (`make soak` does)"
+        );
         return;
     };
     let steps: u32 = std::env::var("SOAK_STEPS")
@@ -172,7 +174,10 @@ thermo {chunk}
     let wall = t0.elapsed().as_secs_f64();
     let log = std::fs::read_to_string(dir.join("log.lammps")).unwrap_or_default();
     if !status.success() || log.contains("ERROR") {
-        eprintln!("soak run failed ({status}); see {}/log.lammps", dir.display());
+        eprintln!(
+            "soak run failed ({status}); see {}/log.lammps",
+            dir.display()
+        );
         std::process::exit(1);
     }
     let natoms = 2 * cells * cells * 2 * cells;
@@ -201,7 +206,10 @@ thermo {chunk}
         "  rank 0 `info memory` maximum resident set size (MiB) after every {chunk} steps: {}",
         series.join(", ")
     );
-    let loops: Vec<&str> = log.lines().filter(|l| l.starts_with("Loop time of")).collect();
+    let loops: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("Loop time of"))
+        .collect();
     if let (Some(a), Some(b)) = (loops.first(), loops.last()) {
         println!("  first chunk: {a}\n  last chunk:  {b}");
     }

@@ -155,7 +155,9 @@ fn number_spans(d: &[u8]) -> Vec<(usize, usize)> {
                 s -= 1;
             }
             let mut e = i;
-            while e < d.len() && (d[e].is_ascii_digit() || matches!(d[e], b'.' | b'e' | b'E' | b'+' | b'-')) {
+            while e < d.len()
+                && (d[e].is_ascii_digit() || matches!(d[e], b'.' | b'e' | b'E' | b'+' | b'-'))
+            {
                 e += 1;
             }
             out.push((s, e));
@@ -262,8 +264,13 @@ fn mutate_model(rng: &mut ChaCha8Rng, d: &mut Vec<u8>) -> bool {
             // Shape lies about the data.
             if !shape.is_empty() {
                 let k = rng.random_range(0..shape.len());
-                shape[k] = [0, 1, shape[k] + 1, shape[k].saturating_sub(1), usize::MAX / 8]
-                    [rng.random_range(0..5)];
+                shape[k] = [
+                    0,
+                    1,
+                    shape[k] + 1,
+                    shape[k].saturating_sub(1),
+                    usize::MAX / 8,
+                ][rng.random_range(0..5)];
             }
         }
         1 => {
@@ -274,8 +281,14 @@ fn mutate_model(rng: &mut ChaCha8Rng, d: &mut Vec<u8>) -> bool {
         _ => match arr {
             Array::U32(v) if !v.is_empty() => {
                 let i = rng.random_range(0..v.len());
-                v[i] = [0, 1, u32::MAX, v[i].wrapping_add(1), v[i].wrapping_sub(1), 1 << 20]
-                    [rng.random_range(0..6)];
+                v[i] = [
+                    0,
+                    1,
+                    u32::MAX,
+                    v[i].wrapping_add(1),
+                    v[i].wrapping_sub(1),
+                    1 << 20,
+                ][rng.random_range(0..6)];
             }
             Array::F64(v) if !v.is_empty() => {
                 let i = rng.random_range(0..v.len());
@@ -348,7 +361,8 @@ fn fuzz(target: &str, seconds: u64, seed: u64, root: &Path) -> Stats {
             corpus[rng.random_range(0..corpus.len())].clone()
         };
         if k >= corpus.len() {
-            let structural = target == "model" && rng.random_bool(0.5) && mutate_model(&mut rng, &mut d);
+            let structural =
+                target == "model" && rng.random_bool(0.5) && mutate_model(&mut rng, &mut d);
             if !structural {
                 mutate_bytes(&mut rng, &mut d, &corpus);
             }
@@ -398,7 +412,16 @@ fn signature(target: &str, d: &[u8]) -> String {
         "extxyz" => match aceuq::io::extxyz::Reader::new(d, "x", Default::default())
             .collect::<Result<Vec<_>, _>>()
         {
-            Ok(v) => format!("ok {} frames {:?}", v.len().min(3), v.first().map(|s| (s.len().min(8), s.cell.is_some(), s.forces.is_some(), s.arrays.len()))),
+            Ok(v) => format!(
+                "ok {} frames {:?}",
+                v.len().min(3),
+                v.first().map(|s| (
+                    s.len().min(8),
+                    s.cell.is_some(),
+                    s.forces.is_some(),
+                    s.arrays.len()
+                ))
+            ),
             Err(e) => first_words(&e.to_string()),
         },
         "model" => match aceuq::io::container::Container::from_bytes(Path::new("x"), d) {
@@ -415,10 +438,7 @@ fn signature(target: &str, d: &[u8]) -> String {
 
 fn first_words(s: &str) -> String {
     // Drop digits so that "line 12" and "line 13" are the same outcome.
-    s.chars()
-        .filter(|c| !c.is_ascii_digit())
-        .take(60)
-        .collect()
+    s.chars().filter(|c| !c.is_ascii_digit()).take(60).collect()
 }
 
 fn main() {
@@ -428,7 +448,12 @@ fn main() {
     let mut seed = 1u64;
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).expect("--seconds N"),
+            "--seconds" => {
+                seconds = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--seconds N")
+            }
             "--seed" => seed = args.next().and_then(|v| v.parse().ok()).expect("--seed S"),
             t if targets::TARGETS.contains(&t) => names.push(t.to_string()),
             other => {

@@ -69,14 +69,14 @@ fn extxyz(data: &[u8]) -> Result<bool, String> {
                 .zip(b.positions.iter().flatten())
                 .all(|(x, y)| same(*x, *y));
             if s.symbols != b.symbols || s.positions.len() != b.positions.len() || !pos_same {
-                return Err(format!("positions or species changed on a round trip\n{text}"));
+                return Err(format!(
+                    "positions or species changed on a round trip\n{text}"
+                ));
             }
             if s.cell != b.cell || s.pbc != b.pbc {
                 return Err(format!("cell changed on a round trip\n{text}"));
             }
-            if s.energy.map(f64::to_bits) != b.energy.map(f64::to_bits)
-                || s.forces != b.forces
-            {
+            if s.energy.map(f64::to_bits) != b.energy.map(f64::to_bits) || s.forces != b.forces {
                 return Err(format!("energy or forces changed on a round trip\n{text}"));
             }
         }

@@ -42,7 +42,15 @@ fn staticlib() -> PathBuf {
 fn compile(lib: &Path, out: &Path) {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let output = Command::new(&cc)
-        .args(["-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+        .args([
+            "-std=c11",
+            "-O1",
+            "-g",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+        ])
         .arg("-I")
         .arg(common::repo("include"))
         .arg(common::repo("tests/c/test_abi.c"))

@@ -206,7 +206,10 @@ fn killed_writer_leaves_every_earlier_frame_readable() {
         // Let it write a few frames (each ~2.5 MB), then kill it at a different moment each round.
         let t0 = Instant::now();
         while std::fs::metadata(&out).map_or(0, |m| m.len()) < 5_000_000 {
-            assert!(t0.elapsed() < Duration::from_secs(120), "child wrote nothing");
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "child wrote nothing"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         std::thread::sleep(Duration::from_millis(3 + 7 * round));
@@ -263,10 +266,13 @@ fn next_run_cuts_an_incomplete_last_frame_before_appending() {
     ] {
         let path = dir.join(format!("{case}.xyz"));
         std::fs::write(&path, &bytes[..ends[1] + cut]).unwrap();
-        assert!(read_all(&path, false).is_err(), "{case}: strict read of a cut file");
+        assert!(
+            read_all(&path, false).is_err(),
+            "{case}: strict read of a cut file"
+        );
         append(&h, &path, 0, 2, 4);
-        let (frames, dropped) = read_all(&path, false)
-            .unwrap_or_else(|e| panic!("{case}: after the next append: {e}"));
+        let (frames, dropped) =
+            read_all(&path, false).unwrap_or_else(|e| panic!("{case}: after the next append: {e}"));
         assert!(!dropped);
         let got: Vec<(usize, usize, usize)> = frames
             .iter()
@@ -277,7 +283,11 @@ fn next_run_cuts_an_incomplete_last_frame_before_appending() {
             .collect();
         assert_eq!(got, [(0, 0, 5), (0, 1, 7), (0, 2, 4)], "{case}");
         let now = std::fs::read(&path).unwrap();
-        assert_eq!(&now[..ends[1]], &bytes[..ends[1]], "{case}: whole frames untouched");
+        assert_eq!(
+            &now[..ends[1]],
+            &bytes[..ends[1]],
+            "{case}: whole frames untouched"
+        );
     }
     // A file that is not extended XYZ is never cut.
     let other = dir.join("notes.xyz");
@@ -301,7 +311,10 @@ fn model_file_is_replaced_atomically() {
             let mut n = 0;
             while !done.load(Ordering::Relaxed) {
                 let bytes = std::fs::read(&path).unwrap();
-                assert!(bytes == ea || bytes == eb, "a reader saw a mixed model file");
+                assert!(
+                    bytes == ea || bytes == eb,
+                    "a reader saw a mixed model file"
+                );
                 aceuq::io::modelfile::load(&path).expect("every snapshot loads");
                 n += 1;
             }
@@ -319,5 +332,7 @@ fn model_file_is_replaced_atomically() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["m.aceuq"], "{names:?}");
-    common::note(&format!("60 model saves while a reader loaded it {loads} times: always whole"));
+    common::note(&format!(
+        "60 model saves while a reader loaded it {loads} times: always whole"
+    ));
 }

@@ -89,13 +89,20 @@ fn coincident_atoms_are_an_error_naming_both() {
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("atoms 2 and 3 are at the same position"));
+    assert!(
+        err.to_string()
+            .contains("atoms 2 and 3 are at the same position")
+    );
     // Periodic: atom 2 sits exactly one lattice vector away from atom 1.
     let mut p = molecule(&["Li", "Li"], vec![[0.1, 0.2, 0.3], [5.1, 0.2, 0.3]]);
     p.cell = Some([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 5.0]]);
     p.pbc = [true; 3];
     let err = predict(&model, &p).unwrap_err();
-    assert!(err.to_string().contains("atoms 1 and 2 are at the same position"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("atoms 1 and 2 are at the same position"),
+        "{err}"
+    );
     // Just above the threshold is a (very repulsive) finite result.
     let s = molecule(&["Li", "Li"], vec![[0.0, 0.0, 0.0], [1e-6, 0.0, 0.0]]);
     let p = predict(&model, &s).unwrap();
@@ -195,7 +202,12 @@ fn huge_cells_and_far_coordinates_equal_the_isolated_cluster() {
         for (a, b) in got.atom_energies.iter().zip(&want.atom_energies) {
             assert!((a - b).abs() < tol, "{what}: {a} vs {b}");
         }
-        for (a, b) in got.forces.iter().flatten().zip(want.forces.iter().flatten()) {
+        for (a, b) in got
+            .forces
+            .iter()
+            .flatten()
+            .zip(want.forces.iter().flatten())
+        {
             assert!((a - b).abs() < tol * 100.0, "{what}: {a} vs {b}");
         }
     }
@@ -210,7 +222,8 @@ fn strongly_skewed_cell_equals_the_reduced_cell() {
     let s = random_structure(&["Li", "Mg"], 1, 12, true);
     let want = predict(&model, &s).unwrap();
     let c = s.cell.unwrap();
-    let comb = |x: [f64; 3], y: [f64; 3], k: f64| [x[0] + k * y[0], x[1] + k * y[1], x[2] + k * y[2]];
+    let comb =
+        |x: [f64; 3], y: [f64; 3], k: f64| [x[0] + k * y[0], x[1] + k * y[1], x[2] + k * y[2]];
     let b = comb(c[1], c[0], 40.0);
     let cc = comb(comb(c[2], c[0], -25.0), c[1], 33.0);
     let mut skewed = s.clone();
@@ -223,7 +236,12 @@ fn strongly_skewed_cell_equals_the_reduced_cell() {
     for (a, b) in got.atom_energies.iter().zip(&want.atom_energies) {
         assert!((a - b).abs() < 1e-9, "{a} vs {b}");
     }
-    for (a, b) in got.forces.iter().flatten().zip(want.forces.iter().flatten()) {
+    for (a, b) in got
+        .forces
+        .iter()
+        .flatten()
+        .zip(want.forces.iter().flatten())
+    {
         assert!((a - b).abs() < 1e-8, "{a} vs {b}");
     }
     // A genuinely thin cell (a 0.001 Å period: ~10^4 images along it) is still refused with a

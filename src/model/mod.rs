@@ -307,6 +307,6 @@ impl Model {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
-#[cfg(test)]
 mod edge_tests;
+#[cfg(test)]
+pub(crate) mod tests;
