@@ -18,8 +18,11 @@ fn env_path(name: &str) -> Option<PathBuf> {
     std::env::var_os(name).map(PathBuf::from)
 }
 
+/// (VmRSS, VmHWM) in MiB per process id.
+type Rss = BTreeMap<u32, (f64, f64)>;
+
 /// (VmRSS, VmHWM) in MiB of every process carrying our tag in its environment.
-fn sample(tag: &str) -> BTreeMap<u32, (f64, f64)> {
+fn sample(tag: &str) -> Rss {
     let mut out = BTreeMap::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return out;
@@ -151,8 +154,8 @@ thermo {chunk}
         .spawn()
         .expect("start mpirun");
     // Per rank: first and last sample with both ranks alive.
-    let mut first: Option<(f64, BTreeMap<u32, (f64, f64)>)> = None;
-    let mut last: Option<(f64, BTreeMap<u32, (f64, f64)>)> = None;
+    let mut first: Option<(f64, Rss)> = None;
+    let mut last: Option<(f64, Rss)> = None;
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
             break st;

@@ -9,7 +9,7 @@ mod common;
 
 use aceuq::ffi::*;
 use aceuq::io::extxyz::{ReadOptions, Reader};
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,8 +66,8 @@ fn append(h: &Handle, path: &Path, writer: usize, seq: usize, natoms: usize) {
         col_names: std::ptr::null(),
         col_values: std::ptr::null(),
         ninfo: 2,
-        info_keys: keys.as_ptr() as *const *const c_char,
-        info_values: vals.as_ptr() as *const *const c_char,
+        info_keys: keys.as_ptr(),
+        info_values: vals.as_ptr(),
     };
     let p = CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY: every array has the documented size.

@@ -1039,7 +1039,7 @@ fn append_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .create(true)
         .append(true)
         .open(path)?;
-    f.lock()?;
+    lock_exclusive(&f)?;
     let first = {
         let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
         let key = path.to_path_buf();
@@ -1055,6 +1055,32 @@ fn append_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)?;
     f.sync_data()
     // The lock is released when `f` closes.
+}
+
+/// Exclusive advisory lock (`flock(LOCK_EX)`), released when the file is closed. Called
+/// directly: `File::lock` needs Rust 1.89, above this crate's minimum.
+#[cfg(unix)]
+fn lock_exclusive(f: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    unsafe extern "C" {
+        fn flock(fd: std::ffi::c_int, operation: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    const LOCK_EX: std::ffi::c_int = 2;
+    loop {
+        // SAFETY: a valid open descriptor; flock has no other preconditions.
+        if unsafe { flock(f.as_raw_fd(), LOCK_EX) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn lock_exclusive(_f: &std::fs::File) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Truncate `path` (open as `f`) to its whole frames if its last frame is incomplete. Anything
