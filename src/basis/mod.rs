@@ -323,15 +323,18 @@ impl SpeciesBasis {
             }
         }
         // The generation visits every non-decreasing tuple of (species, n, l) labels of each
-        // order: refuse settings whose count alone would take hours and gigabytes, rather than
-        // appear to hang (nmax = 32 and lmax = 8 at order 6 pass `validate` but give ~1e12).
+        // order and couples the (2l+1) m-values of each: refuse settings whose work alone would
+        // take minutes to forever and gigabytes, rather than appear to hang (nmax = 32 and
+        // lmax = 8 at order 6 pass `validate` but mean ~1e19 products).
         for nu in 1..=max_order {
-            let k = nspecies * config.nmax[nu - 1] * (config.lmax[nu - 1] + 1);
-            let tuples = n_multisets(k, nu);
-            if tuples > MAX_TUPLES_PER_ORDER {
+            let weights: Vec<f64> = (0..nspecies * config.nmax[nu - 1])
+                .flat_map(|_| (0..=config.lmax[nu - 1]).map(|l| (2 * l + 1) as f64))
+                .collect();
+            let work = coupling_work(&weights, nu);
+            if work > MAX_WORK_PER_ORDER {
                 return Err(BasisError::Invalid(format!(
-                    "order {nu}: {nspecies} species x nmax {} x (lmax {} + 1) = {k} radial-angular \
-                     channels give {tuples:.3e} products to enumerate (limit {MAX_TUPLES_PER_ORDER:.0e}): \
+                    "order {nu}: {nspecies} species with nmax {} and lmax {} mean {work:.2e} \
+                     angular products to couple (limit {MAX_WORK_PER_ORDER:.0e}, about 20 s): \
                      reduce nmax[{i}] or lmax[{i}]",
                     config.nmax[nu - 1],
                     config.lmax[nu - 1],
@@ -422,15 +425,24 @@ impl SpeciesBasis {
     }
 }
 
-/// Most label tuples one order may have (see [`SpeciesBasis::generate`]). 41 000 tuples take
-/// about 10 s and 0.4 GB to generate; a basis anywhere near this limit is far beyond what a
-/// linear fit can determine.
-const MAX_TUPLES_PER_ORDER: f64 = 2e6;
+/// Most coupling work one order may take (see [`coupling_work`]). Measured: 2.7e7 (one species,
+/// nmax 8,6 at orders 3,4 with lmax 5,4) takes about 10 s and 0.4 GB; 2.3e8 (order 4 with
+/// lmax 7) about a minute. The default basis needs 5e5 for four species.
+const MAX_WORK_PER_ORDER: f64 = 5e7;
 
-/// Number of non-decreasing tuples of length `nu` from `k` symbols, C(k + nu - 1, nu), as a
-/// float (no overflow for absurd settings).
-fn n_multisets(k: usize, nu: usize) -> f64 {
-    (0..nu).fold(1.0, |acc, i| acc * (k + i) as f64 / (i + 1) as f64)
+/// Sum over every non-decreasing tuple of `nu` labels of the product of their weights `2l+1`
+/// (the complete homogeneous symmetric polynomial h_nu of the weights): the number of
+/// m-combinations basis generation goes through. Computed in O(labels × nu), as a float (no
+/// overflow for absurd settings).
+fn coupling_work(weights: &[f64], nu: usize) -> f64 {
+    let mut h = vec![0.0; nu + 1];
+    h[0] = 1.0;
+    for &w in weights {
+        for k in 1..=nu {
+            h[k] += w * h[k - 1];
+        }
+    }
+    h[nu]
 }
 
 /// Visit every non-decreasing tuple of length `nu` from `alphabet` (sorted).
@@ -490,21 +502,28 @@ mod tests {
             err.contains("order 3:") && err.contains("reduce nmax[2] or lmax[2]"),
             "{err}"
         );
-        assert_eq!(n_multisets(3, 2), 6.0);
-        assert_eq!(n_multisets(10, 1), 10.0);
-        // The default basis and large research bases stay well inside the limit.
+        // Weights 1 (l = 0): the number of multisets, C(k + nu - 1, nu).
+        assert_eq!(coupling_work(&[1.0; 3], 2), 6.0);
+        assert_eq!(coupling_work(&[1.0, 3.0], 2), 1.0 + 3.0 + 9.0);
+        // Order 4 with lmax 7 passed the tuple count but took a minute (found by `make fuzz`).
+        let high_l = BasisConfig {
+            nmax: vec![10, 6, 4, 2],
+            lmax: vec![0, 3, 2, 7],
+            ..Default::default()
+        };
+        let err = SpeciesBasis::generate(&high_l, 2).unwrap_err().to_string();
+        assert!(err.contains("order 4:"), "{err}");
+        // The default basis and large research bases stay inside the limit.
         for (nmax, lmax, ns) in [
             (vec![10, 6, 4, 2], vec![0, 3, 2, 1], 4),
+            (vec![12, 8, 5, 3], vec![0, 4, 3, 2], 3),
             (vec![16, 12, 8, 6], vec![0, 6, 5, 4], 1),
         ] {
-            let cfg = BasisConfig {
-                nmax,
-                lmax,
-                ..Default::default()
-            };
-            for nu in 1..=cfg.nmax.len() {
-                let k = ns * cfg.nmax[nu - 1] * (cfg.lmax[nu - 1] + 1);
-                assert!(n_multisets(k, nu) < MAX_TUPLES_PER_ORDER);
+            for nu in 1..=nmax.len() {
+                let w: Vec<f64> = (0..ns * nmax[nu - 1])
+                    .flat_map(|_| (0..=lmax[nu - 1]).map(|l| (2 * l + 1) as f64))
+                    .collect();
+                assert!(coupling_work(&w, nu) < MAX_WORK_PER_ORDER);
             }
         }
     }
