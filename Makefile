@@ -5,6 +5,8 @@
 #   make test     cargo test --release, with the real LAMMPS and plugin (see ACEUQ_* below)
 #   make example  the Li example: fit, calibrate, LAMMPS MD that dumps candidates and halts
 #   make bench    benchmarks
+#   make fuzz     mutation-fuzz every parser, FUZZ_SECONDS (default 60) each (fuzz/targets.rs)
+#   make soak     LAMMPS soak test: 1e6 atom-steps with uncertainty every step on 2 ranks
 #   make header   regenerate include/aceuq.h from src/ffi/ (cbindgen)
 #   make clean    remove build products (keeps .venv); make distclean also removes .venv
 #
@@ -40,7 +42,7 @@ PLUGIN := $(BUILD)/aceuqplugin.so
 ACEUQ_ENV := ACEUQ_LMP=$(VENV)/bin/lmp ACEUQ_MPIRUN=$(VENV)/bin/mpirun \
               ACEUQ_PLUGIN_DIR=$(BUILD) OMP_NUM_THREADS=1
 
-.PHONY: all venv build rust plugin test example bench header lint clean distclean help
+.PHONY: all venv build rust plugin test example bench fuzz soak header lint clean distclean help
 
 all: build
 
@@ -86,6 +88,17 @@ example: venv build
 # Speed against LAMMPS SNAP and uncertainty overheads, measured side by side (prints, never asserts).
 bench: venv build
 	$(ACEUQ_ENV) $(CARGO) bench $(CARGO_FLAGS) --bench lammps_compare
+
+# Stable-Rust mutation fuzzer over the committed corpus (fuzz/corpus/); failing inputs go to
+# fuzz/crashes/ (copy them to fuzz/regressions/<target>/ once fixed: cargo test replays both).
+FUZZ_SECONDS ?= 60
+FUZZ_SEED ?= 1
+fuzz:
+	$(CARGO) run --release $(CARGO_FLAGS) --example fuzz -- --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED)
+
+# Memory stays flat over a long run with uncertainty every step (prints peak RSS, never asserts).
+soak: venv build
+	$(ACEUQ_ENV) $(CARGO) bench $(CARGO_FLAGS) --bench soak
 
 # ---- Maintenance --------------------------------------------------------------------------
 

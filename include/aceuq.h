@@ -228,7 +228,10 @@ aceuq_status_t aceuq_ensemble_sigma(const aceuq_model_t *model,
 
 // Append one frame to an extended XYZ file (created if missing). The frame is formatted in
 // memory and written with a single append and an fsync, so readers see whole frames; a reader
-// of a file whose writer was killed mid-write drops an incomplete last frame.
+// of a file whose writer was killed mid-write drops an incomplete last frame, and the first
+// append of a process to a file cuts such an incomplete frame off before appending (so that it
+// never ends up in the middle of the file). Appenders hold an exclusive advisory lock on the
+// file (`flock`), so several processes may append to one file.
 //
 // # Safety
 // `model` must be a valid handle, `path` a NUL-terminated string, `frame` a valid frame whose

@@ -65,7 +65,25 @@ pub enum NeighborError {
         cutoff: f64,
         images: usize,
     },
+    /// Two atoms (or an atom and a periodic image of another) at the same place: the direction
+    /// between them, and so every angular function, is undefined.
+    #[error(
+        "{origin}: atoms {atom} and {other} are at the same position (distance {distance:.3e} Å); \
+         remove the duplicate atom"
+    )]
+    CoincidentAtoms {
+        origin: String,
+        /// One-based atom numbers.
+        atom: usize,
+        other: usize,
+        distance: f64,
+    },
 }
+
+/// Pairs closer than this (Å) are rejected as coincident: below it the direction `r_ij / r`
+/// loses all precision (and at 0 it is NaN). The repulsive core keeps every physical distance
+/// far above it.
+pub const MIN_DISTANCE: f64 = 1e-8;
 
 #[inline]
 pub(crate) fn norm(r: [f64; 3]) -> f64 {
@@ -105,7 +123,7 @@ pub fn build(s: &Structure, cutoff: f64) -> Result<NeighborList, NeighborError> 
     }
     let periodic = s.pbc.iter().any(|&p| p);
     let (cell, pbc) = match s.cell {
-        Some(c) => (c, s.pbc),
+        Some(c) => (reduce_cell(c, s.pbc), s.pbc),
         None if periodic => return Err(NeighborError::MissingCell { origin, pbc: s.pbc }),
         None => ([[0.0; 3]; 3], [false; 3]),
     };
@@ -227,7 +245,16 @@ pub fn build(s: &Structure, cutoff: f64) -> Result<NeighborList, NeighborError> 
                             q[1] + sv[1] - p[1],
                             q[2] + sv[2] - p[2],
                         ];
-                        if dot(r, r) < rc2 {
+                        let r2 = dot(r, r);
+                        if r2 < MIN_DISTANCE * MIN_DISTANCE {
+                            return Err(NeighborError::CoincidentAtoms {
+                                origin,
+                                atom: i + 1,
+                                other: j as usize + 1,
+                                distance: r2.sqrt(),
+                            });
+                        }
+                        if r2 < rc2 {
                             nl.j.push(j);
                             nl.rij.push(r);
                         }
@@ -238,6 +265,48 @@ pub fn build(s: &Structure, cutoff: f64) -> Result<NeighborList, NeighborError> 
         nl.offsets.push(nl.j.len());
     }
     Ok(nl)
+}
+
+/// An equivalent, less skewed basis of the same lattice: periodic vectors are shortened by
+/// integer multiples of the other periodic vectors (pairwise Gauss reduction) until none gets
+/// shorter. Images are counted from the interplanar spacings, which a strongly tilted but valid
+/// cell (e.g. `b = (100 a_x, a, 0)`) makes tiny; the reduced basis spans the same lattice, so
+/// displacements between images are unchanged. Non-periodic vectors are left alone (mixing them
+/// in would change the lattice).
+fn reduce_cell(mut cell: [[f64; 3]; 3], pbc: [bool; 3]) -> [[f64; 3]; 3] {
+    // Each accepted step strictly shortens a vector, so this terminates; the cap guards against
+    // pathological floating-point input (NaN/Inf cells are rejected later as degenerate).
+    for _ in 0..1000 {
+        let mut changed = false;
+        for i in 0..3 {
+            for j in 0..3 {
+                if i == j || !pbc[i] || !pbc[j] {
+                    continue;
+                }
+                let bb = dot(cell[j], cell[j]);
+                if !(bb > 0.0 && bb.is_finite()) {
+                    continue;
+                }
+                let mu = (dot(cell[i], cell[j]) / bb).round();
+                if mu == 0.0 || !mu.is_finite() {
+                    continue;
+                }
+                let cand = [
+                    cell[i][0] - mu * cell[j][0],
+                    cell[i][1] - mu * cell[j][1],
+                    cell[i][2] - mu * cell[j][2],
+                ];
+                if dot(cand, cand) < dot(cell[i], cell[i]) * (1.0 - 1e-12) {
+                    cell[i] = cand;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    cell
 }
 
 #[inline]

@@ -322,6 +322,26 @@ impl SpeciesBasis {
                 nmax_l[l] = nmax_l[l].max(config.nmax[nu - 1]);
             }
         }
+        // The generation visits every non-decreasing tuple of (species, n, l) labels of each
+        // order and couples the (2l+1) m-values of each: refuse settings whose work alone would
+        // take minutes to forever and gigabytes, rather than appear to hang (nmax = 32 and
+        // lmax = 8 at order 6 pass `validate` but mean ~1e19 products).
+        for nu in 1..=max_order {
+            let weights: Vec<f64> = (0..nspecies * config.nmax[nu - 1])
+                .flat_map(|_| (0..=config.lmax[nu - 1]).map(|l| (2 * l + 1) as f64))
+                .collect();
+            let work = coupling_work(&weights, nu);
+            if work > MAX_WORK_PER_ORDER {
+                return Err(BasisError::Invalid(format!(
+                    "order {nu}: {nspecies} species with nmax {} and lmax {} mean {work:.2e} \
+                     angular products to couple (limit {MAX_WORK_PER_ORDER:.0e}, about 20 s): \
+                     reduce nmax[{i}] or lmax[{i}]",
+                    config.nmax[nu - 1],
+                    config.lmax[nu - 1],
+                    i = nu - 1
+                )));
+            }
+        }
         let layout = ALayout::new(nspecies, nmax_l);
         let mut cache = coupling::CouplingCache::default();
         let mut mono_map: HashMap<Vec<u32>, u32> = HashMap::new();
@@ -405,6 +425,26 @@ impl SpeciesBasis {
     }
 }
 
+/// Most coupling work one order may take (see [`coupling_work`]). Measured: 2.7e7 (one species,
+/// nmax 8,6 at orders 3,4 with lmax 5,4) takes about 10 s and 0.4 GB; 2.3e8 (order 4 with
+/// lmax 7) about a minute. The default basis needs 5e5 for four species.
+const MAX_WORK_PER_ORDER: f64 = 5e7;
+
+/// Sum over every non-decreasing tuple of `nu` labels of the product of their weights `2l+1`
+/// (the complete homogeneous symmetric polynomial h_nu of the weights): the number of
+/// m-combinations basis generation goes through. Computed in O(labels × nu), as a float (no
+/// overflow for absurd settings).
+fn coupling_work(weights: &[f64], nu: usize) -> f64 {
+    let mut h = vec![0.0; nu + 1];
+    h[0] = 1.0;
+    for &w in weights {
+        for k in 1..=nu {
+            h[k] += w * h[k - 1];
+        }
+    }
+    h[nu]
+}
+
 /// Visit every non-decreasing tuple of length `nu` from `alphabet` (sorted).
 fn enumerate_tuples(
     alphabet: &[Label],
@@ -445,6 +485,47 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn absurd_but_valid_settings_are_refused_quickly() {
+        let huge = BasisConfig {
+            nmax: vec![32; 6],
+            lmax: vec![0, 8, 8, 8, 8, 8],
+            ..Default::default()
+        };
+        huge.validate().unwrap();
+        let t0 = std::time::Instant::now();
+        let err = SpeciesBasis::generate(&huge, 2).unwrap_err().to_string();
+        assert!(t0.elapsed().as_secs_f64() < 1.0);
+        assert!(
+            err.contains("order 3:") && err.contains("reduce nmax[2] or lmax[2]"),
+            "{err}"
+        );
+        // Weights 1 (l = 0): the number of multisets, C(k + nu - 1, nu).
+        assert_eq!(coupling_work(&[1.0; 3], 2), 6.0);
+        assert_eq!(coupling_work(&[1.0, 3.0], 2), 1.0 + 3.0 + 9.0);
+        // Order 4 with lmax 7 passed the tuple count but took a minute (found by `make fuzz`).
+        let high_l = BasisConfig {
+            nmax: vec![10, 6, 4, 2],
+            lmax: vec![0, 3, 2, 7],
+            ..Default::default()
+        };
+        let err = SpeciesBasis::generate(&high_l, 2).unwrap_err().to_string();
+        assert!(err.contains("order 4:"), "{err}");
+        // The default basis and large research bases stay inside the limit.
+        for (nmax, lmax, ns) in [
+            (vec![10, 6, 4, 2], vec![0, 3, 2, 1], 4),
+            (vec![12, 8, 5, 3], vec![0, 4, 3, 2], 3),
+            (vec![16, 12, 8, 6], vec![0, 6, 5, 4], 1),
+        ] {
+            for nu in 1..=nmax.len() {
+                let w: Vec<f64> = (0..ns * nmax[nu - 1])
+                    .flat_map(|_| (0..=lmax[nu - 1]).map(|l| (2 * l + 1) as f64))
+                    .collect();
+                assert!(coupling_work(&w, nu) < MAX_WORK_PER_ORDER);
+            }
+        }
     }
 
     #[test]

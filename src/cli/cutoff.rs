@@ -131,14 +131,23 @@ pub fn read_column(path: &Path, column: Option<&str>) -> Result<ColumnData, Cuto
         path: path.to_path_buf(),
         source,
     })?;
+    parse_column(path, &text, column)
+}
+
+/// Like [`read_column`] on text already read; `path` names the input in errors.
+pub fn parse_column(
+    path: &Path,
+    text: &str,
+    column: Option<&str>,
+) -> Result<ColumnData, CutoffError> {
     let first = text.lines().map(str::trim).find(|l| !l.is_empty());
     match first {
         None => Err(CutoffError::Column {
             path: path.to_path_buf(),
             msg: "the file is empty".into(),
         }),
-        Some(l) if l.starts_with("ITEM:") => read_lammps_dump(path, &text, column),
-        Some(_) => read_table(path, &text, column),
+        Some(l) if l.starts_with("ITEM:") => read_lammps_dump(path, text, column),
+        Some(_) => read_table(path, text, column),
     }
 }
 

@@ -162,16 +162,28 @@ thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::new("no error").expect("no NUL"));
 }
 
+/// Returned by [`aceuq_last_error`] when the thread-local message is gone (thread exiting).
+static NO_MESSAGE: &str = "aceuq: no error message available (thread exiting)\0";
+
 fn set_last_error(msg: &str) {
-    let c = CString::new(msg.replace('\0', " ")).expect("NULs replaced");
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+    let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    // `try_with`: during thread teardown the slot may be gone; never panic across the ABI.
+    let _ = LAST_ERROR.try_with(|e| {
+        if let Ok(mut slot) = e.try_borrow_mut() {
+            *slot = c;
+        }
+    });
 }
 
 /// Message of the last failed call on this thread (NUL-terminated, UTF-8). Valid until the next
 /// aceuq call on this thread; copy it if you need it longer. Never NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn aceuq_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR
+        .try_with(|e| e.try_borrow().map(|m| m.as_ptr()).ok())
+        .ok()
+        .flatten()
+        .unwrap_or(NO_MESSAGE.as_ptr().cast())
 }
 
 /// An error crossing the boundary: status plus message.
@@ -598,7 +610,10 @@ fn compute(
     }
     let id = |k: usize| tags.map(|t| t[k]).unwrap_or(k as i64 + 1);
     // Requested uncertainties.
-    let n_uq = res.n_uq.max(0) as usize;
+    if res.n_uq < 0 {
+        return Err(bad(format!("n_uq is negative ({})", res.n_uq)));
+    }
+    let n_uq = res.n_uq as usize;
     let methods = unsafe { slice(res.uq_methods, n_uq, "uq_methods") }?;
     let outs = unsafe { slice(res.uq_values, n_uq, "uq_values") }?;
     let mut uq: Vec<(Method, *mut f64)> = Vec::with_capacity(n_uq);
@@ -649,8 +664,14 @@ fn compute(
     for (ii, &i) in ilist.iter().enumerate() {
         let i = i as usize;
         let (lo, hi) = (offsets[ii] as usize, offsets[ii + 1] as usize);
-        // SAFETY: fij has 3 * nnz entries per the contract (checked non-NULL above when nnz > 0).
-        let fij = unsafe { std::slice::from_raw_parts_mut(res.fij.add(3 * lo), 3 * (hi - lo)) };
+        // An atom without neighbours writes nothing, and fij may be NULL when nnz == 0 (a NULL
+        // pointer must not become a slice, even an empty one).
+        let fij: &mut [f64] = if hi == lo {
+            &mut []
+        } else {
+            // SAFETY: fij has 3 * nnz entries per the contract (non-NULL: checked above, nnz > 0).
+            unsafe { std::slice::from_raw_parts_mut(res.fij.add(3 * lo), 3 * (hi - lo)) }
+        };
         fij.fill(0.0);
         let si = species[i];
         if si < 0 {
@@ -678,11 +699,13 @@ fn compute(
                     format!("atom {} has a non-finite position", id(j)),
                 );
             }
-            if r == [0.0; 3] {
+            // Closer than MIN_DISTANCE the direction r/|r| is meaningless (NaN at 0).
+            let d = crate::neighbors::norm(r);
+            if d < crate::neighbors::MIN_DISTANCE {
                 return fail(
                     aceuq_status_t::ACEUQ_STATUS_DATA,
                     format!(
-                        "atoms {} and {} are at the same position {xi:?}",
+                        "atoms {} and {} are at the same position {xi:?} (distance {d:.3e} Å)",
                         id(i),
                         id(j)
                     ),
@@ -899,7 +922,10 @@ pub struct aceuq_frame_t {
 
 /// Append one frame to an extended XYZ file (created if missing). The frame is formatted in
 /// memory and written with a single append and an fsync, so readers see whole frames; a reader
-/// of a file whose writer was killed mid-write drops an incomplete last frame.
+/// of a file whose writer was killed mid-write drops an incomplete last frame, and the first
+/// append of a process to a file cuts such an incomplete frame off before appending (so that it
+/// never ends up in the middle of the file). Appenders hold an exclusive advisory lock on the
+/// file (`flock`), so several processes may append to one file.
 ///
 /// # Safety
 /// `model` must be a valid handle, `path` a NUL-terminated string, `frame` a valid frame whose
@@ -1000,14 +1026,102 @@ pub unsafe extern "C" fn aceuq_append_frame(
     })
 }
 
-/// Append bytes with one write on an O_APPEND descriptor, then fsync.
+/// Append bytes with one write on an O_APPEND descriptor, then fsync, holding an exclusive
+/// advisory lock (so that appenders in other processes never interleave with the repair below).
+///
+/// The first append of a process to a file first repairs it: a writer killed mid-append leaves
+/// an incomplete last frame, and appending after it would bury it mid-file, where every reader
+/// fails. It is cut back to the last whole frame (what a reader drops anyway).
 fn append_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    static CHECKED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)?;
+    lock_exclusive(&f)?;
+    let first = {
+        let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+        let key = path.to_path_buf();
+        let first = !checked.contains(&key);
+        if first {
+            checked.push(key);
+        }
+        first
+    };
+    if first {
+        drop_incomplete_tail(path, &f)?;
+    }
     f.write_all(bytes)?;
+    f.sync_data()
+    // The lock is released when `f` closes.
+}
+
+/// Exclusive advisory lock (`flock(LOCK_EX)`), released when the file is closed. Called
+/// directly: `File::lock` needs Rust 1.89, above this crate's minimum.
+#[cfg(unix)]
+fn lock_exclusive(f: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    unsafe extern "C" {
+        fn flock(fd: std::ffi::c_int, operation: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    const LOCK_EX: std::ffi::c_int = 2;
+    loop {
+        // SAFETY: a valid open descriptor; flock has no other preconditions.
+        if unsafe { flock(f.as_raw_fd(), LOCK_EX) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn lock_exclusive(_f: &std::fs::File) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Truncate `path` (open as `f`) to its whole frames if its last frame is incomplete. Anything
+/// that does not read as extended XYZ up to that tail is left alone.
+pub(crate) fn drop_incomplete_tail(path: &Path, f: &std::fs::File) -> std::io::Result<()> {
+    use std::io::BufRead;
+    if f.metadata()?.len() == 0 {
+        return Ok(());
+    }
+    let opts = crate::io::extxyz::ReadOptions {
+        allow_truncated_tail: true,
+        ..Default::default()
+    };
+    let Ok(mut reader) = crate::io::extxyz::Reader::open(path, opts) else {
+        return Ok(());
+    };
+    // The incomplete frame starts right after the last whole one (the warning's line is where
+    // the damage was found, which may be inside the frame).
+    let mut line = 1;
+    for frame in &mut reader {
+        match frame {
+            Ok(s) => line = s.origin.line + s.len() + 2,
+            Err(_) => return Ok(()),
+        }
+    }
+    match reader.dropped_tail() {
+        Some(w) if w.line >= line => {}
+        _ => return Ok(()),
+    }
+    // Byte offset of the start of 1-based line `line` (the incomplete frame's atom count).
+    let mut r = std::io::BufReader::new(std::fs::File::open(path)?);
+    let (mut offset, mut buf) = (0u64, Vec::new());
+    for _ in 1..line {
+        buf.clear();
+        let n = r.read_until(b'\n', &mut buf)?;
+        if n == 0 || buf.last() != Some(&b'\n') {
+            return Ok(());
+        }
+        offset += n as u64;
+    }
+    f.set_len(offset)?;
     f.sync_data()
 }
 

@@ -307,4 +307,6 @@ impl Model {
 }
 
 #[cfg(test)]
+mod edge_tests;
+#[cfg(test)]
 pub(crate) mod tests;

@@ -1,0 +1,180 @@
+//! Fuzz targets: every parser of user input, driven by bytes. Shared by the mutation fuzzer
+//! (`examples/fuzz.rs`, `make fuzz`) and the corpus replay test (`tests/fuzz_corpus.rs`).
+//!
+//! A target returns `Err` when a property is violated (an error that does not name the file,
+//! a written frame that does not read back); the callers also treat any panic as a failure.
+//! Ordinary rejections of bad input are the expected outcome and return `Ok`.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+/// Target names, in the order `make fuzz` runs them.
+pub const TARGETS: [&str; 4] = ["extxyz", "model", "fit_toml", "cutoff"];
+
+/// Run one input through a target.
+pub fn run(target: &str, data: &[u8]) -> Result<bool, String> {
+    match target {
+        "extxyz" => extxyz(data),
+        "model" => model(data),
+        "fit_toml" => fit_toml(data),
+        "cutoff" => cutoff(data),
+        other => Err(format!("unknown fuzz target '{other}'")),
+    }
+}
+
+fn same(a: f64, b: f64) -> bool {
+    a == b || (a.is_nan() && b.is_nan())
+}
+
+/// Extended XYZ: parsing never panics, errors name the file and line, and every frame read is
+/// written and read back unchanged (positions, species, cell, energy, forces).
+fn extxyz(data: &[u8]) -> Result<bool, String> {
+    use aceuq::io::extxyz::{ReadOptions, Reader, WriteOptions, frame_to_string, read_str};
+    let mut accepted = true;
+    for tail in [false, true] {
+        let opts = ReadOptions {
+            allow_truncated_tail: tail,
+            ..Default::default()
+        };
+        for frame in Reader::new(data, "fuzz.xyz", opts) {
+            let s = match frame {
+                Ok(s) => s,
+                Err(e) => {
+                    let msg = e.to_string();
+                    if !msg.contains("fuzz.xyz") {
+                        return Err(format!("error does not name the file: {msg}"));
+                    }
+                    // Reading from memory cannot fail in the OS: every error points at a line.
+                    if e.line().is_none() {
+                        return Err(format!("error without a line number: {msg}"));
+                    }
+                    accepted = false;
+                    break;
+                }
+            };
+            // Frames with values the writer refuses (e.g. NaN) cannot round-trip: fine.
+            let Ok(text) = frame_to_string(&s, &WriteOptions::lossless()) else {
+                continue;
+            };
+            let back = read_str(&text, "again.xyz", &Default::default())
+                .map_err(|e| format!("a written frame does not read back: {e}\n{text}"))?;
+            let [b] = back.as_slice() else {
+                return Err(format!("one frame written, {} read back", back.len()));
+            };
+            let pos_same = s
+                .positions
+                .iter()
+                .flatten()
+                .zip(b.positions.iter().flatten())
+                .all(|(x, y)| same(*x, *y));
+            if s.symbols != b.symbols || s.positions.len() != b.positions.len() || !pos_same {
+                return Err(format!(
+                    "positions or species changed on a round trip\n{text}"
+                ));
+            }
+            if s.cell != b.cell || s.pbc != b.pbc {
+                return Err(format!("cell changed on a round trip\n{text}"));
+            }
+            if s.energy.map(f64::to_bits) != b.energy.map(f64::to_bits) || s.forces != b.forces {
+                return Err(format!("energy or forces changed on a round trip\n{text}"));
+            }
+        }
+    }
+    Ok(accepted)
+}
+
+/// Model files: the container and the model inside it are validated without panics or huge
+/// allocations; errors name the file; an accepted model evaluates without panicking and saves
+/// and loads back.
+fn model(data: &[u8]) -> Result<bool, String> {
+    use aceuq::io::container::Container;
+    use aceuq::io::modelfile;
+    let path = Path::new("fuzz.aceuq");
+    let c = match Container::from_bytes(path, data) {
+        Ok(c) => c,
+        Err(e) => return names_file(&e.to_string(), "fuzz.aceuq"),
+    };
+    let m = match modelfile::from_container(path, &c) {
+        Ok(m) => m,
+        Err(e) => return names_file(&e.to_string(), "fuzz.aceuq"),
+    };
+    // Evaluate on a small cluster of every species (energies may be anything; no panic).
+    let ns = m.nspecies();
+    if ns > 0 && ns <= 16 {
+        let mut s = aceuq::Structure::default();
+        for k in 0..4 {
+            s.symbols.push(m.species[k % ns].clone());
+            let f = k as f64;
+            s.positions.push([1.9 * f, 0.7 * f * f, -0.4 * f]);
+        }
+        let mut ws = aceuq::model::Workspace::new(&m);
+        let _ = m.predict(&s, &mut ws);
+    }
+    let again = modelfile::to_container(&m).to_bytes();
+    let c2 = Container::from_bytes(path, &again)
+        .map_err(|e| format!("a re-saved model does not read back: {e}"))?;
+    modelfile::from_container(path, &c2)
+        .map_err(|e| format!("a re-saved model does not load: {e}"))?;
+    Ok(true)
+}
+
+fn names_file(msg: &str, file: &str) -> Result<bool, String> {
+    if msg.contains(file) {
+        Ok(false)
+    } else {
+        Err(format!("error does not name the file: {msg}"))
+    }
+}
+
+/// `aceuq fit --config` files: parsed, validated, and (when valid) the basis is generated.
+fn fit_toml(data: &[u8]) -> Result<bool, String> {
+    use aceuq::cli::fit::FitFile;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Ok(false);
+    };
+    let cfg = match toml::from_str::<FitFile>(text) {
+        Ok(c) => c,
+        Err(e) => {
+            // A rejection must say where: TOML errors carry the byte span of the fault.
+            if e.span().is_none() && !text.trim().is_empty() {
+                return Err(format!("TOML error without a location: {}", e.message()));
+            }
+            return Ok(false);
+        }
+    };
+    if cfg.fit.validate().is_err() || cfg.basis.validate().is_err() {
+        return Ok(false);
+    }
+    Ok(aceuq::basis::SpeciesBasis::generate(&cfg.basis, 2).is_ok())
+}
+
+/// `aceuq cutoff` input (a table or a LAMMPS dump): read with each way of choosing a column;
+/// errors name the file; every value read carries its line number.
+fn cutoff(data: &[u8]) -> Result<bool, String> {
+    use aceuq::cli::cutoff::parse_column;
+    // read_column reads the file as UTF-8 first; invalid UTF-8 is an I/O-style rejection there.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Ok(false);
+    };
+    let path = Path::new("fuzz-cutoff.txt");
+    let mut accepted = false;
+    for col in [None, Some("2"), Some("gamma"), Some("c_uq[1]")] {
+        match parse_column(path, text, col) {
+            Ok(c) => {
+                if c.values.len() != c.lines.len() {
+                    return Err(format!(
+                        "{} values but {} line numbers",
+                        c.values.len(),
+                        c.lines.len()
+                    ));
+                }
+                accepted = true;
+            }
+            Err(e) => {
+                names_file(&e.to_string(), "fuzz-cutoff.txt")?;
+            }
+        }
+    }
+    Ok(accepted)
+}
