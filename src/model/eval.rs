@@ -38,6 +38,8 @@ pub struct Workspace {
     dadr: Vec<f64>,
     /// Multi-member adjoints `dE^(k)/dp`, member-minor (grown on first use).
     dpm: Vec<f64>,
+    /// Member energy accumulators (one lane per member, padded).
+    macc: Vec<f64>,
 }
 
 impl Workspace {
@@ -73,6 +75,7 @@ impl Workspace {
             touched: vec![],
             dadr: vec![],
             dpm: vec![],
+            macc: vec![],
         }
     }
 
@@ -607,14 +610,18 @@ const LANES: usize = 4;
 
 /// Energy tables of several coefficient sets over one species' basis (e.g. ensemble members),
 /// for [`Model::atom_energy_grad_members`]. The node coefficients are interleaved node-major with
-/// the member count padded to a multiple of 4 (`ctilde[node * width + k]`, zero for padding), so
-/// one reverse sweep over the DAG serves every member with fixed-width, vectorizable inner loops.
+/// the member count padded to a multiple of 4 (`[node * width + k]`, zero for padding), so one
+/// reverse sweep over the DAG serves every member with fixed-width, vectorizable inner loops.
+/// Split like the model's own energy tables: `ct_int` over the `A`s and internal DAG nodes (in
+/// the renumbered order of the energy-only sweep), `leaf_c` over the leaves, which are folded
+/// into their parents and never get a slot of their own (most nodes are leaves).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MemberTables {
     species: usize,
     n_members: usize,
     width: usize,
-    ctilde: Vec<f64>,
+    ct_int: Vec<f64>,
+    leaf_c: Vec<f64>,
     e0: Vec<f64>,
 }
 
@@ -633,12 +640,50 @@ impl MemberTables {
     }
 }
 
+/// Where a monomial-DAG node lives in the split (energy-only) layout.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    /// An `A` or an internal node: index in `p` of the energy-only sweep.
+    Int(usize),
+    /// A leaf: index in `Derived::leaves`.
+    Leaf(usize),
+}
+
+/// The slot of every DAG node of `der`, as `Derived::new` split them (nodes with children are
+/// internal, renumbered in order after the `A`s; the others are leaves, in order).
+fn node_slots(der: &crate::model::Derived) -> Vec<Slot> {
+    let na = der.dag.n_a;
+    let n = der.dag.len();
+    let mut has_child = vec![false; n];
+    for &[p, _] in &der.links {
+        has_child[p as usize] = true;
+    }
+    let mut slots: Vec<Slot> = (0..na).map(Slot::Int).collect();
+    let (mut ni, mut nl) = (0, 0);
+    for node in na..n {
+        if has_child[node] {
+            slots.push(Slot::Int(na + ni));
+            ni += 1;
+        } else {
+            slots.push(Slot::Leaf(nl));
+            nl += 1;
+        }
+    }
+    debug_assert!(ni == der.internal.len() && nl == der.leaves.len());
+    slots
+}
+
 /// `dst[c] += w * src[c]` over one group of lanes.
 #[inline(always)]
 fn axpy_lanes(dst: &mut [f64; LANES], src: &[f64; LANES], w: f64) {
+    // Whole-group loads and stores through locals: written lane by lane on the references, the
+    // compiler kept it scalar (it cannot rule out overlap once inlined into the pointer sweeps).
+    let s = *src;
+    let mut d = *dst;
     for c in 0..LANES {
-        dst[c] += w * src[c];
+        d[c] += w * s[c];
     }
+    *dst = d;
 }
 
 impl Model {
@@ -683,18 +728,26 @@ impl Model {
             )));
         }
         let width = ne.div_ceil(LANES) * LANES;
-        let nodes = self.derived.get(s).map(|d| d.dag.len()).unwrap_or(0);
-        let mut ctilde = vec![0.0; nodes * width];
+        let slots = self.derived.get(s).map(node_slots).unwrap_or_default();
+        let der = self.derived.get(s);
+        let nint = der.map_or(0, |d| d.dag.n_a + d.internal.len());
+        let nleaf = der.map_or(0, |d| d.leaves.len());
+        let mut ct_int = vec![0.0; nint * width];
+        let mut leaf_c = vec![0.0; nleaf * width];
         for (k, c) in coefs.iter().enumerate() {
             for (node, v) in self.node_coefficients(s, c)?.into_iter().enumerate() {
-                ctilde[node * width + k] = v;
+                match slots[node] {
+                    Slot::Int(i) => ct_int[i * width + k] = v,
+                    Slot::Leaf(l) => leaf_c[l * width + k] = v,
+                }
             }
         }
         Ok(MemberTables {
             species: s,
             n_members: ne,
             width,
-            ctilde,
+            ct_int,
+            leaf_c,
             e0: e0.to_vec(),
         })
     }
@@ -748,64 +801,140 @@ impl Model {
         energies: &mut [f64],
         grads: &mut [[f64; 3]],
     ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                unsafe { self.members_avx2(ws, si, rij, sj, tables, energies, grads) };
+                return;
+            }
+        }
+        self.members_impl(ws, si, rij, sj, tables, energies, grads);
+    }
+
+    /// [`Model::members_from_state`] compiled with 256-bit vectors: a group of 4 member lanes is
+    /// one register. Same operations in the same order (no FMA contraction), so the results are
+    /// bitwise those of the baseline build.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn members_avx2(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+    ) {
+        self.members_impl(ws, si, rij, sj, tables, energies, grads);
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn members_impl(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+    ) {
         let ne = tables.n_members;
         let w = tables.width;
         let groups = w / LANES;
         assert!(tables.species == si && energies.len() == ne && grads.len() >= rij.len() * ne);
-        self.forward(ws, si);
         let der = &self.derived[si];
-        let n_nodes = der.dag.len();
         let na = der.dag.n_a;
-        let links = &der.links;
-        assert_eq!(
-            tables.ctilde.len(),
-            n_nodes * w,
+        let ni = der.internal.len();
+        let nint = na + ni;
+        assert!(
+            tables.ct_int.len() == nint * w && tables.leaf_c.len() == der.leaves.len() * w,
             "member tables of another model"
         );
-        energies.copy_from_slice(&tables.e0);
-        for (pv, c) in ws.p[..n_nodes].iter().zip(tables.ctilde.chunks_exact(w)) {
-            for (e, cv) in energies.iter_mut().zip(c) {
-                *e += pv * cv;
-            }
+        // Internal node values (the energy-only sweep's, recomputed: a few hundred products).
+        assert!(ws.p.len() >= nint && ws.a.len() >= na);
+        ws.p[..na].copy_from_slice(&ws.a[..na]);
+        for (k, &[par, ex]) in der.internal.iter().enumerate() {
+            ws.p[na + k] = ws.p[par as usize] * ws.a[ex as usize];
         }
-        // Reverse sweep for all members: dpm[node * w + k] = dE^(k)/dp[node].
-        if ws.dpm.len() < n_nodes * w {
-            ws.dpm.resize(n_nodes * w, 0.0);
+        if ws.dpm.len() < nint * w {
+            ws.dpm.resize(nint * w, 0.0);
         }
-        ws.dpm[..n_nodes * w].copy_from_slice(&tables.ctilde);
+        // dpm[node * w + k] = dE^(k)/dp[node] over the A's and internal nodes: their own
+        // coefficients, then each leaf folded into its parent and its A, then the reverse sweep
+        // over the internal nodes. Energies accumulate lane-wise alongside.
+        ws.dpm[..nint * w].copy_from_slice(&tables.ct_int);
+        ws.macc.clear();
+        ws.macc.resize(w, 0.0);
         {
-            assert!(ws.p.len() >= na + links.len() && ws.a.len() >= na);
             let dp = ws.dpm.as_mut_ptr();
             let (p, a) = (&ws.p, &ws.a);
-            for k in (0..links.len()).rev() {
-                let [par, ex] = links[k];
-                let (par, ex) = (par as usize, ex as usize);
-                let (av, pv) = (a[ex], p[par]);
-                for g in 0..groups {
-                    // SAFETY: links are validated in `Derived::new` (par < na + k, ex < na), so all
-                    // three rows lie inside dpm (n_nodes * w long) and the source row na + k differs
-                    // from both destinations; the source group is copied before writing. `par` and
-                    // `ex` may coincide: the two updates are then applied one after the other.
+            let (ct, lc) = (tables.ct_int.as_ptr(), tables.leaf_c.as_ptr());
+            // Lane groups are independent: one group at a time keeps its energy accumulators in
+            // registers (two, alternating, to halve the addition chain).
+            for g in 0..groups {
+                let go = g * LANES;
+                let lanes = |base: *const f64, row: usize| {
+                    // SAFETY: callers pass rows inside the (rows × w) tables or dpm.
+                    unsafe { *(base.add(row * w + go) as *const [f64; LANES]) }
+                };
+                let (mut e0, mut e1) = ([0.0; LANES], [0.0; LANES]);
+                let mut n = 0;
+                while n + 1 < nint {
+                    axpy_lanes(&mut e0, &lanes(ct, n), p[n]);
+                    axpy_lanes(&mut e1, &lanes(ct, n + 1), p[n + 1]);
+                    n += 2;
+                }
+                if n < nint {
+                    axpy_lanes(&mut e0, &lanes(ct, n), p[n]);
+                }
+                for (l, &[par, ex]) in der.leaves.iter().enumerate() {
+                    let (par, ex) = (par as usize, ex as usize);
+                    let (pp, ae) = (p[par], a[ex]);
+                    let cv = lanes(lc, l);
+                    axpy_lanes(if l % 2 == 0 { &mut e0 } else { &mut e1 }, &cv, pp * ae);
+                    // SAFETY: leaf parents < na + ni and extras < na (validated in
+                    // `Derived::new`); dpm holds (na + ni) * w values. `par` and `ex` may
+                    // coincide: the updates are applied one after the other.
                     unsafe {
-                        let d = *(dp.add((na + k) * w + g * LANES) as *const [f64; LANES]);
-                        axpy_lanes(
-                            &mut *(dp.add(par * w + g * LANES) as *mut [f64; LANES]),
-                            &d,
-                            av,
-                        );
-                        axpy_lanes(
-                            &mut *(dp.add(ex * w + g * LANES) as *mut [f64; LANES]),
-                            &d,
-                            pv,
-                        );
+                        axpy_lanes(&mut *(dp.add(par * w + go) as *mut [f64; LANES]), &cv, ae);
+                        axpy_lanes(&mut *(dp.add(ex * w + go) as *mut [f64; LANES]), &cv, pp);
                     }
                 }
+                for k in (0..ni).rev() {
+                    let [par, ex] = der.internal[k];
+                    let (par, ex) = (par as usize, ex as usize);
+                    let (av, pv) = (a[ex], p[par]);
+                    // SAFETY: internal links are validated in `Derived::new` (par < na + k,
+                    // ex < na), so all three rows lie inside dpm ((na + ni) * w long) and the
+                    // source row na + k differs from both destinations; the source group is
+                    // copied before writing. `par` and `ex` may coincide: the two updates are
+                    // then applied one after the other.
+                    unsafe {
+                        let d = *(dp.add((na + k) * w + go) as *const [f64; LANES]);
+                        axpy_lanes(&mut *(dp.add(par * w + go) as *mut [f64; LANES]), &d, av);
+                        axpy_lanes(&mut *(dp.add(ex * w + go) as *mut [f64; LANES]), &d, pv);
+                    }
+                }
+                for c in 0..LANES {
+                    ws.macc[go + c] = e0[c] + e1[c];
+                }
             }
+        }
+        for (k, e) in energies.iter_mut().enumerate() {
+            *e = tables.e0[k] + ws.macc[k];
         }
         let ns = self.nspecies();
         let lay = &self.bases[si].layout;
         let (nmax, nlm) = (ws.nmax, ws.nlm);
-        let dpm = &ws.dpm[..n_nodes * w];
+        let dpm = &ws.dpm[..na * w];
         for (k, (r, &z)) in rij.iter().zip(sj).enumerate() {
             let out = &mut grads[k * ne..(k + 1) * ne];
             let rn = ws.rn[k];

@@ -859,7 +859,7 @@ impl SpeciesClusters {
 fn nearest(c: &[f64], m: usize, z: &[f64]) -> (usize, f64) {
     let mut best = (0, f64::INFINITY);
     for (k, ck) in c.chunks_exact(m).enumerate() {
-        let d: f64 = ck.iter().zip(z).map(|(a, b)| (a - b) * (a - b)).sum();
+        let d = super::optim::dist2(ck, z);
         if d < best.1 {
             best = (k, d);
         }

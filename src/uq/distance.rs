@@ -26,9 +26,9 @@
 // `!(x > 0.0)` is used on purpose: unlike `x <= 0.0` it also rejects NaN.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
-use super::features::{FeatureMap, FeatureSettings, rows_with_errors};
+use super::features::{FeatureMap, FeatureSettings, dot, rows_with_errors};
 use super::kdtree::KdTree;
-use super::optim::{SpgOptions, farthest_points, maxwell_nll, spg};
+use super::optim::{SpgOptions, dist2, farthest_points, maxwell_nll, spg};
 use super::persist::{bad, f64_checked, f64_finite, get_meta, put_f64, put_meta, size};
 use super::{DescriptorTable, UqError};
 use crate::io::container::{Container, ContainerError};
@@ -124,6 +124,11 @@ struct SpeciesDistance {
     tree: KdTree,
     /// `[sigma_0, sigma_1 .. sigma_dim]`, eV/Å per unit distance.
     sigma: Vec<f64>,
+    /// The first `k` coordinates of the references, column-major `n_ref × k` (the batched
+    /// brute-force search multiplies it with the queries), their squared norms, and the largest.
+    ref_k: Vec<f64>,
+    ref_norm2: Vec<f64>,
+    ref_norm2_max: f64,
 }
 
 impl SpeciesDistance {
@@ -135,12 +140,36 @@ impl SpeciesDistance {
             pts.extend_from_slice(&r[..k]);
         }
         let tree = KdTree::build(&pts, k);
+        let mut ref_k = vec![0.0; n * k];
+        for (j, r) in pts.chunks_exact(k).enumerate() {
+            for (c, &v) in r.iter().enumerate() {
+                ref_k[c * n + j] = v;
+            }
+        }
+        let ref_norm2: Vec<f64> = pts.chunks_exact(k).map(|r| dot(r, r)).collect();
+        let ref_norm2_max = ref_norm2.iter().fold(0.0f64, |a, &b| a.max(b));
         SpeciesDistance {
             features,
             reference,
             tree,
             sigma,
+            ref_k,
+            ref_norm2,
+            ref_norm2_max,
         }
+    }
+
+    /// `sigma_0 + sum_i sigma_i |z_i - r_i|` for reference `j`.
+    fn value_at(&self, z: &[f64], j: usize) -> f64 {
+        let dim = self.features.dim();
+        let r = &self.reference[j * dim..(j + 1) * dim];
+        self.sigma[0]
+            + z[..dim]
+                .iter()
+                .zip(r)
+                .zip(&self.sigma[1..])
+                .map(|((a, b), w)| (a - b).abs() * w)
+                .sum::<f64>()
     }
 
     /// Component distances `|z - z*|` of reduced features `z` to the nearest reference.
@@ -163,6 +192,11 @@ pub struct Scratch {
     x: Vec<f64>,
     z: Vec<f64>,
     d: Vec<f64>,
+    /// Batched form: features of a block of rows, their first `k` coordinates, and their dot
+    /// products with every reference.
+    zb: Vec<f64>,
+    zk: Vec<f64>,
+    dots: Vec<f64>,
 }
 
 impl Scratch {
@@ -179,6 +213,9 @@ impl Scratch {
             x: vec![0.0; m],
             z: vec![0.0; d],
             d: vec![0.0; d],
+            zb: vec![],
+            zk: vec![],
+            dots: vec![],
         }
     }
 }
@@ -327,6 +364,94 @@ impl DistanceModel {
                 .zip(&sd.sigma[1..])
                 .map(|(d, w)| d * w)
                 .sum::<f64>()
+    }
+
+    /// [`DistanceModel::value`] of every row (`n × m_s`, row-major) of species `s` into `out`,
+    /// single-threaded, for the per-step evaluation in MD. The same values as `value` (the same
+    /// nearest reference, exactly): in the ~16 PCA dimensions a k-d tree ends up scanning most
+    /// of the references anyway, so this scans all of them, blocks of rows at a time, with the
+    /// dot products `z · r` from one GEMM; `|z - r|^2 = |z|^2 + |r|^2 - 2 z·r` then picks the
+    /// candidates within its rounding-error bound of the minimum, and the nearest among them
+    /// is decided on the exact squared distance.
+    pub fn values_into(&self, s: usize, rows: &[f64], out: &mut [f64], sc: &mut Scratch) {
+        use faer::linalg::matmul::matmul;
+        use faer::{Accum, MatMut, MatRef, Par};
+        /// Rows per block: bounds the dot-product scratch to `BLK × n_ref` numbers.
+        const BLK: usize = 64;
+        let sd = &self.species[s];
+        let (m, k, dim) = (sd.features.m, sd.features.k, sd.features.dim());
+        let nref = sd.ref_norm2.len();
+        assert_eq!(
+            rows.len(),
+            out.len() * m,
+            "values_into: rows and output differ"
+        );
+        if nref == 0 {
+            out.fill(f64::NAN);
+            return;
+        }
+        for (rb, ob) in rows.chunks(BLK * m).zip(out.chunks_mut(BLK)) {
+            let nb = ob.len();
+            sc.zb.resize(nb * dim, 0.0);
+            sc.zk.resize(nb * k, 0.0);
+            sc.dots.resize(nb * nref, 0.0);
+            for r in 0..nb {
+                let z = &mut sc.zb[r * dim..(r + 1) * dim];
+                sd.features.apply(&rb[r * m..(r + 1) * m], &mut sc.x, z);
+                sc.zk[r * k..(r + 1) * k].copy_from_slice(&z[..k]);
+            }
+            // dots (row-major nb × n_ref) = column-major (n_ref × k) · (k × nb).
+            matmul(
+                MatMut::from_column_major_slice_mut(&mut sc.dots, nref, nb),
+                Accum::Replace,
+                MatRef::from_column_major_slice(&sd.ref_k, nref, k),
+                MatRef::from_column_major_slice(&sc.zk, k, nb),
+                1.0,
+                Par::Seq,
+            );
+            super::maxvol::clear_upper_simd_state();
+            for (r, o) in ob.iter_mut().enumerate() {
+                let zk = &sc.zk[r * k..(r + 1) * k];
+                let dots = &sc.dots[r * nref..(r + 1) * nref];
+                // |z - r_j|^2 - |z|^2, approximately.
+                // Four running minima: one is a chain of dependent compares; four vectorize.
+                let mut lo4 = [f64::INFINITY; 4];
+                let (n4, d4) = (sd.ref_norm2.chunks_exact(4), dots.chunks_exact(4));
+                let (nr, dr) = (n4.remainder(), d4.remainder());
+                for (n2, d) in n4.zip(d4) {
+                    for c in 0..4 {
+                        let e = n2[c] - 2.0 * d[c];
+                        lo4[c] = if e < lo4[c] { e } else { lo4[c] };
+                    }
+                }
+                let mut lo = lo4[0].min(lo4[1]).min(lo4[2].min(lo4[3]));
+                for (&n2, &d) in nr.iter().zip(dr) {
+                    let e = n2 - 2.0 * d;
+                    if e < lo {
+                        lo = e;
+                    }
+                }
+                // Each of |z|^2, |r|^2 and z·r is within (k + 2) eps of its size: candidates
+                // within twice that bound of the minimum contain the exact nearest.
+                let zz = dot(zk, zk);
+                let tol = 4.0 * (k as f64 + 2.0) * f64::EPSILON * (zz + sd.ref_norm2_max);
+                let thr = lo + 2.0 * tol;
+                let mut best = (usize::MAX, f64::INFINITY);
+                for (j, (&n2, &d)) in sd.ref_norm2.iter().zip(dots).enumerate() {
+                    if n2 - 2.0 * d <= thr {
+                        let e = dist2(&sd.reference[j * dim..j * dim + k], zk);
+                        if e < best.1 {
+                            best = (j, e);
+                        }
+                    }
+                }
+                *o = if best.0 == usize::MAX {
+                    f64::NAN
+                } else {
+                    sd.value_at(&sc.zb[r * dim..(r + 1) * dim], best.0)
+                };
+            }
+        }
     }
 
     /// [`DistanceModel::value`] of every row (`n × m_s`, row-major) of species `s`, in parallel.
@@ -674,6 +799,17 @@ mod tests {
             let batch = dm.values(s, &vt.per_species[s].rows);
             for (r, v) in batch.iter().enumerate() {
                 assert_eq!(*v, dm.value(s, vt.per_species[s].row(r), &mut sc));
+            }
+            // The single-threaded brute-force form (the MD path) finds the same nearest
+            // reference as the k-d tree: identical values, on training rows (distance zero,
+            // several blocks of rows) and on validation rows.
+            for t in [&tt, &vt] {
+                let rows = &t.per_species[s].rows;
+                let mut out = vec![0.0; t.per_species[s].len()];
+                dm.values_into(s, rows, &mut out, &mut sc);
+                for (r, v) in out.iter().enumerate() {
+                    assert_eq!(*v, dm.value(s, t.per_species[s].row(r), &mut sc), "row {r}");
+                }
             }
         }
         let mut c = Container::default();

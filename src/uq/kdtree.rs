@@ -92,9 +92,25 @@ impl KdTree {
     }
 
     fn scan_leaf(&self, nd: &Node, q: &[f64], best: &mut (u32, f64)) {
+        let dim = self.dim;
         for p in nd.lo..nd.hi {
             let pi = p as usize;
-            let d = dist2(&self.points[pi * self.dim..(pi + 1) * self.dim], q);
+            let x = &self.points[pi * dim..(pi + 1) * dim];
+            // Most points are rejected on their first coordinates (in the distance estimator
+            // they are PCA components, largest variance first). The partial sum is a sum of a
+            // subset of the same non-negative terms, so it never exceeds the rounded full
+            // distance and skipping on it is exact.
+            if dim > 8 {
+                let mut s = [0.0f64; 4];
+                for c in 0..4 {
+                    let d = x[c] - q[c];
+                    s[c] = d * d;
+                }
+                if (s[0] + s[1]) + (s[2] + s[3]) >= best.1 {
+                    continue;
+                }
+            }
+            let d = dist2(x, q);
             if d < best.1 {
                 *best = (p, d);
             }

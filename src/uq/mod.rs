@@ -416,10 +416,7 @@ pub fn evaluate_rows(
             let sc = scratch
                 .distance
                 .get_or_insert_with(|| distance::Scratch::new(d));
-            let m = model.nfuncs(species);
-            for (o, b) in out.iter_mut().zip(rows.chunks_exact(m)) {
-                *o = d.value(species, b, sc);
-            }
+            d.values_into(species, rows, out, sc);
         }
         Method::Gp => {
             let g = uq.gp.as_ref().ok_or_else(|| missing(method))?;

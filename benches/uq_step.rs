@@ -1,0 +1,328 @@
+//! Per-step cost of `aceuq_compute` through the C ABI, laid out the way the LAMMPS pair style
+//! calls it (owned atoms, one ghost per periodic image in the neighbour list, ensemble member
+//! forces folded onto owners before `aceuq_ensemble_sigma`). Used to measure the uncertainty
+//! overheads without LAMMPS, and under callgrind (instruction counts are repeatable on a busy
+//! machine).
+//!
+//! `cargo bench --bench uq_step -- [MODES] [STEPS]`, MODES a comma-separated list of
+//! `none`, `gamma`, `gamma_local`, `ensemble`, `distance`, `gp`, `all` (default: each of them).
+//! The model (the Li model of `make bench`: default basis, every estimator) is fitted once and
+//! cached in target/bench-uq/li.aceuq. Environment: BENCH_REPLICATE (2: the 250-atom test frame
+//! replicated n×n×n), BENCH_REPEATS (3; best kept).
+//!
+//! Under callgrind, run the built binary with `--collect-atstart=no --toggle-collect=*aceuq_*`
+//! so that only the library calls are counted.
+
+use aceuq::ffi::{
+    aceuq_compute, aceuq_ensemble_sigma, aceuq_model_load, aceuq_model_t, aceuq_results_t,
+    aceuq_status_t, aceuq_system_t,
+};
+use aceuq::uq::Method;
+use std::ffi::CString;
+use std::path::Path;
+
+/// CPU time of this thread (ns, from /proc/thread-self/schedstat): on a machine shared with other
+/// jobs, wall time mostly measures the scheduler.
+fn cpu_ns() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// The atoms of one rank: positions, species, owner of each atom (itself for owned atoms), CSR
+/// neighbour list.
+struct Layout {
+    nlocal: usize,
+    x: Vec<f64>,
+    species: Vec<i32>,
+    owner: Vec<usize>,
+    offsets: Vec<i32>,
+    neigh: Vec<i32>,
+}
+
+fn layout(s: &aceuq::Structure, model: &aceuq::model::Model) -> Layout {
+    let nl = aceuq::neighbors::build(s, model.max_cutoff()).unwrap();
+    let sp = model.map_species(s).unwrap();
+    let n = s.len();
+    let mut x: Vec<f64> = s.positions.iter().flat_map(|p| *p).collect();
+    let mut species: Vec<i32> = sp.iter().map(|&v| v as i32).collect();
+    let mut owner: Vec<usize> = (0..n).collect();
+    let mut ghost = std::collections::HashMap::new();
+    let mut offsets = vec![0i32];
+    let mut neigh = vec![];
+    for i in 0..n {
+        for k in nl.range(i) {
+            let j = nl.j[k] as usize;
+            let p = [
+                s.positions[i][0] + nl.rij[k][0],
+                s.positions[i][1] + nl.rij[k][1],
+                s.positions[i][2] + nl.rij[k][2],
+            ];
+            let shift: [i64; 3] =
+                std::array::from_fn(|d| ((p[d] - s.positions[j][d]) * 1e3).round() as i64);
+            let idx = if shift == [0; 3] {
+                j
+            } else {
+                *ghost.entry((j, shift)).or_insert_with(|| {
+                    let g = species.len();
+                    x.extend(p);
+                    species.push(sp[j] as i32);
+                    owner.push(j);
+                    g
+                })
+            };
+            neigh.push(idx as i32);
+        }
+        offsets.push(neigh.len() as i32);
+    }
+    Layout {
+        nlocal: n,
+        x,
+        species,
+        owner,
+        offsets,
+        neigh,
+    }
+}
+
+fn replicate(s: &aceuq::Structure, r: usize) -> aceuq::Structure {
+    let cell = s.cell.expect("periodic frame");
+    let mut out = s.clone();
+    out.positions.clear();
+    out.symbols.clear();
+    out.arrays.clear();
+    for a in 0..r {
+        for b in 0..r {
+            for c in 0..r {
+                for (p, sym) in s.positions.iter().zip(&s.symbols) {
+                    out.positions.push(std::array::from_fn(|d| {
+                        p[d] + a as f64 * cell[0][d] + b as f64 * cell[1][d] + c as f64 * cell[2][d]
+                    }));
+                    out.symbols.push(sym.clone());
+                }
+            }
+        }
+    }
+    out.cell = Some(std::array::from_fn(|k| {
+        std::array::from_fn(|d| cell[k][d] * r as f64)
+    }));
+    out
+}
+
+fn model_file(root: &Path) -> std::path::PathBuf {
+    let dir = root.join("target/bench-uq");
+    let path = dir.join("li.aceuq");
+    if path.exists() {
+        return path;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let read = |f: &str| {
+        aceuq::io::extxyz::read_file(root.join("tests/data/li").join(f), &Default::default())
+            .unwrap()
+    };
+    let (train, valid) = (read("train.xyz"), read("valid.xyz"));
+    let species = vec!["Li".to_string()];
+    let mut model = aceuq::model::fit::fit(
+        &species,
+        &Default::default(),
+        &Default::default(),
+        &train,
+        &valid,
+        false,
+    )
+    .unwrap();
+    aceuq::uq::build(
+        &mut model,
+        &train,
+        &valid,
+        &aceuq::uq::UqConfig::everything(),
+        false,
+    )
+    .unwrap();
+    aceuq::io::modelfile::save(&model, &path).unwrap();
+    path
+}
+
+fn method_id(m: Method) -> i32 {
+    match m {
+        Method::Gamma => 0,
+        Method::GammaLocal => 1,
+        Method::Ensemble => 2,
+        Method::Distance => 3,
+        Method::Gp => 4,
+    }
+}
+
+struct Runner {
+    h: *mut aceuq_model_t,
+    lay: Layout,
+    ilist: Vec<i32>,
+    fij: Vec<f64>,
+    eatom: Vec<f64>,
+    uq: Vec<Vec<f64>>,
+    ens: Vec<f64>,
+    n_members: usize,
+}
+
+impl Runner {
+    /// One step: compute, then (ensemble) fold member forces of ghosts onto owners and sigma.
+    fn step(&mut self, methods: &[Method]) -> f64 {
+        let l = &self.lay;
+        let nall = l.species.len();
+        let sys = aceuq_system_t {
+            nlocal: l.nlocal as i32,
+            nall: nall as i32,
+            x: l.x.as_ptr(),
+            species: l.species.as_ptr(),
+            tag: std::ptr::null(),
+            inum: l.nlocal as i32,
+            ilist: self.ilist.as_ptr(),
+            offsets: l.offsets.as_ptr(),
+            neigh: l.neigh.as_ptr(),
+        };
+        let ids: Vec<i32> = methods.iter().map(|&m| method_id(m)).collect();
+        let outs: Vec<*mut f64> = methods
+            .iter()
+            .map(|&m| self.uq[method_id(m) as usize].as_mut_ptr())
+            .collect();
+        let want_ens = methods.contains(&Method::Ensemble);
+        let mut energy = 0.0;
+        let res = aceuq_results_t {
+            energy: &mut energy,
+            eatom: self.eatom.as_mut_ptr(),
+            fij: self.fij.as_mut_ptr(),
+            n_uq: ids.len() as i32,
+            uq_methods: ids.as_ptr(),
+            uq_values: outs.as_ptr(),
+            ens_forces: if want_ens {
+                self.ens.as_mut_ptr()
+            } else {
+                std::ptr::null_mut()
+            },
+        };
+        // SAFETY: arrays sized as aceuq_compute documents.
+        let st = unsafe { aceuq_compute(self.h, &sys, &res) };
+        assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_OK);
+        if want_ens {
+            let w = 3 * self.n_members;
+            for g in l.nlocal..nall {
+                let o = l.owner[g];
+                for k in 0..w {
+                    self.ens[o * w + k] += self.ens[g * w + k];
+                }
+            }
+            // SAFETY: as above.
+            let st = unsafe {
+                aceuq_ensemble_sigma(
+                    self.h,
+                    l.nlocal as i32,
+                    l.species.as_ptr(),
+                    l.nlocal as i32,
+                    self.ilist.as_ptr(),
+                    self.ens.as_ptr(),
+                    self.uq[2].as_mut_ptr(),
+                )
+            };
+            assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_OK);
+        }
+        energy
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = model_file(root);
+    let model = aceuq::io::modelfile::load(&path).unwrap();
+    let all = model.uq.methods();
+    let modes: Vec<(String, Vec<Method>)> = {
+        let names = args
+            .first()
+            .map_or("none,gamma,gamma_local,ensemble,distance,gp,all", |s| s);
+        names
+            .split(',')
+            .map(|n| {
+                let ms = match n {
+                    "none" => vec![],
+                    "all" => all.clone(),
+                    _ => vec![*all.iter().find(|m| m.name() == n).expect("known method")],
+                };
+                (n.to_string(), ms)
+            })
+            .collect()
+    };
+    let steps: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(10);
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (rep, repeats) = (env("BENCH_REPLICATE", 2), env("BENCH_REPEATS", 3));
+    let test =
+        aceuq::io::extxyz::read_file(root.join("tests/data/li/test.xyz"), &Default::default())
+            .unwrap();
+    let s = replicate(&test[0], rep);
+    let lay = layout(&s, &model);
+    let n_members = model.uq.ensemble.as_ref().map_or(0, |e| e.n_members());
+    let nall = lay.species.len();
+    let c = CString::new(path.to_str().unwrap()).unwrap();
+    let mut h = std::ptr::null_mut();
+    // SAFETY: valid string and out pointer.
+    assert_eq!(
+        unsafe { aceuq_model_load(c.as_ptr(), &mut h) },
+        aceuq_status_t::ACEUQ_STATUS_OK
+    );
+    let mut r = Runner {
+        h,
+        ilist: (0..lay.nlocal as i32).collect(),
+        fij: vec![0.0; 3 * lay.neigh.len()],
+        eatom: vec![0.0; lay.nlocal],
+        uq: vec![vec![0.0; lay.nlocal]; 5],
+        ens: vec![0.0; 3 * n_members * nall],
+        n_members,
+        lay,
+    };
+    println!(
+        "uq_step: {} atoms ({} with ghosts), {} neighbours/atom, {steps} steps, best of {repeats} (thread CPU time)",
+        r.lay.nlocal,
+        nall,
+        r.lay.neigh.len() as f64 / r.lay.nlocal as f64
+    );
+    let mut best = vec![f64::INFINITY; modes.len()];
+    let mut sink = 0.0;
+    for _ in 0..repeats {
+        for (k, (_, ms)) in modes.iter().enumerate() {
+            let t = cpu_ns();
+            for _ in 0..steps {
+                sink += r.step(ms);
+            }
+            best[k] = best[k].min((cpu_ns() - t) * 1e-9 / (steps * r.lay.nlocal) as f64);
+        }
+    }
+    let base = modes.iter().position(|(n, _)| n == "none").map(|k| best[k]);
+    for ((n, _), t) in modes.iter().zip(&best) {
+        let ratio = base.map_or(String::new(), |b| format!("{:.3}x", t / b));
+        println!("{n:<12} {:>8.3} us/atom-step {ratio}", t * 1e6);
+    }
+    println!("[{sink:.3}]");
+    // BENCH_DUMP=file: per-atom values of every method (one step, all methods), one line per
+    // method, to compare the outputs of two builds.
+    if let Some(p) = std::env::var_os("BENCH_DUMP") {
+        r.step(&all);
+        let mut text = String::new();
+        for m in &all {
+            let v = &r.uq[method_id(*m) as usize];
+            text += m.name();
+            for x in v {
+                text += &format!(" {x:.17e}");
+            }
+            text += "\n";
+        }
+        std::fs::write(p, text).unwrap();
+    }
+}
