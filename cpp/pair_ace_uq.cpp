@@ -153,8 +153,19 @@ void PairAceUq::coeff(int narg, char **arg)
 
   free_model();
   model_file = arg[2];
-  if (aceuq_model_load(model_file.c_str(), &model) != ACEUQ_STATUS_OK)
-    error->all(FLERR, "ace/uq: cannot load model: {}", aceuq_last_error());
+  // Every rank reads the file; decide collectively so that a rank that failed alone (a file
+  // system visible on some nodes only, say) ends the run instead of leaving the others waiting.
+  int ok_local = aceuq_model_load(model_file.c_str(), &model) == ACEUQ_STATUS_OK ? 1 : 0;
+  std::string load_error = ok_local ? "" : aceuq_last_error();
+  int ok_min = 0, ok_max = 0;
+  MPI_Allreduce(&ok_local, &ok_min, 1, MPI_INT, MPI_MIN, world);
+  MPI_Allreduce(&ok_local, &ok_max, 1, MPI_INT, MPI_MAX, world);
+  if (ok_max == 0) error->all(FLERR, "ace/uq: cannot load model: {}", load_error);
+  if (ok_min == 0) {
+    if (!ok_local) error->one(FLERR, "ace/uq: cannot load model on this rank: {}", load_error);
+    // The failing rank aborts the job; wait for it here rather than running on.
+    error->all(FLERR, "ace/uq: cannot load model {} on another MPI rank", model_file);
+  }
 
   map.assign(ntypes + 1, -1);
   for (int t = 1; t <= ntypes; t++) {
