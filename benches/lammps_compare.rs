@@ -158,6 +158,13 @@ fn main() {
             steps: 100,
         });
     }
+    if uq_methods.contains(&aceuq::uq::Method::Gamma) {
+        cases.push(Case {
+            name: "ace/uq + gamma, uq_every 10".into(),
+            pair: "pair_style ace/uq uq_every 10 uq gamma\npair_coeff * * li.aceuq Li".into(),
+            steps: 100,
+        });
+    }
     if !all.is_empty() {
         cases.push(Case {
             name: "ace/uq + all methods every step".into(),

@@ -622,7 +622,11 @@ pub fn sweep_heatmaps(
     u_c: f64,
     u_unit: &str,
 ) -> Result<Vec<PathBuf>, PlotError> {
-    let x_label = format!("uncertainty cutoff u_c ({u_unit})");
+    let x_label = if u_unit.is_empty() {
+        "uncertainty cutoff u_c (dimensionless)".to_string()
+    } else {
+        format!("uncertainty cutoff u_c ({u_unit})")
+    };
     let mut written = Vec::new();
     for (name, z) in [
         ("f1", sweep.f1()),
