@@ -892,14 +892,7 @@ fn run_lammps(
     let out = dir.join("lammps.out");
     let (status, text) = run_with_timeout(cmd, dir, &out, timeout)?;
     if !status {
-        let tail: Vec<&str> = text
-            .lines()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
+        let tail = last_lines(&text, 15);
         return Err(err(format!(
             "exploration '{}' failed (see {}):\n{}",
             e.name,
@@ -1050,14 +1043,7 @@ fn label_batch(
     let timeout = Duration::from_secs_f64(60.0 * cfg.labeller.timeout_minutes);
     let (ok, text) = run_with_timeout(cmd, work, &log, timeout)?;
     if !ok {
-        let tail: Vec<&str> = text
-            .lines()
-            .rev()
-            .take(5)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
+        let tail = last_lines(&text, 5);
         return Err(err(format!(
             "labeller exited with an error: {}",
             tail.join(" | ")
@@ -1099,6 +1085,12 @@ fn label_batch(
         }
     }
     Ok(got)
+}
+
+/// The last `n` lines of a log, for error messages.
+fn last_lines(text: &str, n: usize) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
 }
 
 fn shell_quote(p: &Path) -> String {
