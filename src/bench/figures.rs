@@ -8,17 +8,8 @@ use std::path::Path;
 
 const FONT: &str = "sans-serif";
 
-/// Colours of successive series (colour-blind friendly "Tableau 10").
-pub const PALETTE: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(255, 127, 14),
-    RGBColor(23, 190, 207),
-    RGBColor(140, 86, 75),
-    RGBColor(127, 127, 127),
-];
+/// Colours of successive series (shared with the statistics plots).
+pub use crate::stats::plot::PALETTE;
 
 /// One series: points (x, mean, low, high); the band low..high is shaded when it has width.
 #[derive(Clone, Debug, PartialEq)]

@@ -127,19 +127,8 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
     let mut rows = vec![];
     for &m in &methods {
         let u = uq::per_atom(&model, &valid, m)?;
-        for (sp, name) in model.species.clone().iter().enumerate() {
-            let (mut es, mut us) = (vec![], vec![]);
-            for (k, s) in valid.iter().enumerate() {
-                if errors[k].is_empty() {
-                    continue;
-                }
-                for (i, sym) in s.symbols.iter().enumerate() {
-                    if model.species_index(sym) == Some(sp) {
-                        es.push(errors[k][i]);
-                        us.push(u[k][i]);
-                    }
-                }
-            }
+        let pairs = uq::pairs_by_species(&model, &valid, &errors, &u);
+        for (sp, (name, (es, us))) in model.species.clone().iter().zip(pairs).enumerate() {
             if es.len() < 10 {
                 eprintln!(
                     "warning: species {name}: only {} validation atoms, skipped (need at least 10)",

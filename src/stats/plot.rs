@@ -55,13 +55,15 @@ pub const DEFAULT_SIZE: (u32, u32) = (1000, 700);
 const FONT: &str = "sans-serif";
 
 /// Line colours for successive curves (colour-blind friendly "Tableau 10" subset).
-const PALETTE: [RGBColor; 6] = [
+pub const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
     RGBColor(255, 127, 14),
     RGBColor(23, 190, 207),
+    RGBColor(140, 86, 75),
+    RGBColor(127, 127, 127),
 ];
 /// Colours of vertical/horizontal marker lines.
 const MARKER_COLORS: [RGBColor; 4] = [

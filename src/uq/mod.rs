@@ -657,3 +657,26 @@ pub fn clusters_per_atom(model: &Model, data: &[Structure]) -> Result<Vec<Vec<us
         )
         .collect()
 }
+
+/// Force errors and uncertainties of the atoms of each species (index = model species), for
+/// calibration; structures without reference forces are skipped.
+pub fn pairs_by_species(
+    model: &Model,
+    data: &[Structure],
+    errors: &[Vec<f64>],
+    u: &[Vec<f64>],
+) -> Vec<(Vec<f64>, Vec<f64>)> {
+    let mut out = vec![(Vec::new(), Vec::new()); model.nspecies()];
+    for (k, s) in data.iter().enumerate() {
+        if errors[k].is_empty() {
+            continue;
+        }
+        for (i, sym) in s.symbols.iter().enumerate() {
+            if let Some(sp) = model.species_index(sym) {
+                out[sp].0.push(errors[k][i]);
+                out[sp].1.push(u[k][i]);
+            }
+        }
+    }
+    out
+}

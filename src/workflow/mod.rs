@@ -240,16 +240,11 @@ pub fn run(
                     ))
                 })?;
             say(&format!("iteration {k}: already done (resumed)"));
-            let converged = s.converged;
-            let nothing = s.candidates > 0 && s.selected == 0;
+            let done_with = stop_after(&s);
             summaries.push(s);
             write_summary(run_dir, &summaries)?;
-            if converged {
-                stop = Stop::Converged;
-                break;
-            }
-            if nothing {
-                stop = Stop::NothingToSelect;
+            if let Some(why) = done_with {
+                stop = why;
                 break;
             }
             continue;
@@ -272,20 +267,15 @@ pub fn run(
             &toml::to_string(&s).map_err(|e| err(e.to_string()))?,
         )?;
         mark(&dir, "iteration")?;
-        let converged = s.converged;
-        let nothing = s.candidates > 0 && s.selected == 0;
+        let done_with = stop_after(&s);
         summaries.push(s);
         write_summary(run_dir, &summaries)?;
         // A copy of the current training data for people (the loop itself never reads it).
         let all = dataset(cfg, run_dir, k + 1)?;
         extxyz::write_file_atomic(run_dir.join("dataset.xyz"), &all, &WriteOptions::lossless())
             .map_err(|e| err(e.to_string()))?;
-        if converged {
-            stop = Stop::Converged;
-            break;
-        }
-        if nothing {
-            stop = Stop::NothingToSelect;
+        if let Some(why) = done_with {
+            stop = why;
             break;
         }
     }
@@ -296,6 +286,17 @@ pub fn run(
         }
     }
     Ok((summaries, stop))
+}
+
+/// Whether the loop ends after an iteration with this summary.
+fn stop_after(s: &IterationSummary) -> Option<Stop> {
+    if s.converged {
+        Some(Stop::Converged)
+    } else if s.candidates > 0 && s.selected == 0 {
+        Some(Stop::NothingToSelect)
+    } else {
+        None
+    }
 }
 
 fn write_summary(run_dir: &Path, s: &[IterationSummary]) -> Result<(), LoopError> {
@@ -553,12 +554,7 @@ fn fit_and_calibrate(
     }
     crate::uq::build(&mut m, &train, &valid, &uq, false)
         .map_err(|e| err(format!("{what}: uncertainty: {e}")))?;
-    calibrate(
-        cfg,
-        &mut m,
-        &valid,
-        if valid.is_empty() { &train } else { &valid },
-    )?;
+    calibrate(cfg, &mut m, if valid.is_empty() { &train } else { &valid })?;
     let natoms = train.iter().map(|x| x.len()).sum();
     Ok((m, train.len(), natoms))
 }
@@ -666,29 +662,13 @@ fn final_check(
 
 /// Calibrate the watched quantity on `valid` (falls back to training data when there is no
 /// validation set), with N = atoms × checks of the explorations.
-fn calibrate(
-    cfg: &LoopConfig,
-    m: &mut Model,
-    _valid: &[Structure],
-    data: &[Structure],
-) -> Result<(), LoopError> {
+fn calibrate(cfg: &LoopConfig, m: &mut Model, data: &[Structure]) -> Result<(), LoopError> {
     let method = cfg.run.quantity;
     let errors = crate::uq::force_errors(m, data).map_err(|e| err(e.to_string()))?;
     let u = crate::uq::per_atom(m, data, method).map_err(|e| err(e.to_string()))?;
     let n_apply = cfg.run.pool_size.unwrap_or_else(|| estimate_pool(cfg));
-    for (sp, name) in m.species.clone().iter().enumerate() {
-        let (mut es, mut us) = (vec![], vec![]);
-        for (kk, st) in data.iter().enumerate() {
-            if errors[kk].is_empty() {
-                continue;
-            }
-            for (i, sym) in st.symbols.iter().enumerate() {
-                if m.species_index(sym) == Some(sp) {
-                    es.push(errors[kk][i]);
-                    us.push(u[kk][i]);
-                }
-            }
-        }
+    let pairs = crate::uq::pairs_by_species(m, data, &errors, &u);
+    for (name, (es, us)) in m.species.clone().iter().zip(pairs) {
         if es.len() < 10 {
             return Err(err(format!(
                 "too few labelled {name} atoms ({}) to calibrate the cutoffs: start from more structures",
