@@ -5,7 +5,8 @@
 //! machine).
 //!
 //! `cargo bench --bench uq_step -- [MODES] [STEPS]`, MODES a comma-separated list of
-//! `none`, `gamma`, `gamma_local`, `ensemble`, `distance`, `gp`, `all` (default: each of them).
+//! `none`, `gamma`, `gamma_local`, `ensemble`, `distance`, `gp`, `all`, or methods joined by `+`
+//! (default: each of them).
 //! The model (the Li model of `make bench`: default basis, every estimator) is fitted once and
 //! cached in target/bench-uq/li.aceuq. Environment: BENCH_REPLICATE (2: the 250-atom test frame
 //! replicated n×n×n), BENCH_REPEATS (3; best kept).
@@ -249,7 +250,10 @@ fn main() {
                 let ms = match n {
                     "none" => vec![],
                     "all" => all.clone(),
-                    _ => vec![*all.iter().find(|m| m.name() == n).expect("known method")],
+                    _ => n
+                        .split('+')
+                        .map(|x| *all.iter().find(|m| m.name() == x).expect("known method"))
+                        .collect(),
                 };
                 (n.to_string(), ms)
             })
