@@ -197,6 +197,7 @@ pub struct Scratch {
     zb: Vec<f64>,
     zk: Vec<f64>,
     dots: Vec<f64>,
+    xb: Vec<f64>,
 }
 
 impl Scratch {
@@ -216,6 +217,7 @@ impl Scratch {
             zb: vec![],
             zk: vec![],
             dots: vec![],
+            xb: vec![],
         }
     }
 }
@@ -395,40 +397,42 @@ impl DistanceModel {
             sc.zb.resize(nb * dim, 0.0);
             sc.zk.resize(nb * k, 0.0);
             sc.dots.resize(nb * nref, 0.0);
+            sd.features
+                .apply_block(rb, nb, &mut sc.xb, &mut sc.zb[..nb * dim]);
             for r in 0..nb {
-                let z = &mut sc.zb[r * dim..(r + 1) * dim];
-                sd.features.apply(&rb[r * m..(r + 1) * m], &mut sc.x, z);
-                sc.zk[r * k..(r + 1) * k].copy_from_slice(&z[..k]);
+                sc.zk[r * k..(r + 1) * k].copy_from_slice(&sc.zb[r * dim..r * dim + k]);
             }
-            // dots (row-major nb × n_ref) = column-major (n_ref × k) · (k × nb).
+            // e (row-major nb × n_ref) = |r_j|^2 - 2 z·r_j = |z - r_j|^2 - |z|^2 (up to
+            // rounding): the squared norms, then the column-major (n_ref × k) · (k × nb) product
+            // added with weight -2.
+            for r in 0..nb {
+                sc.dots[r * nref..(r + 1) * nref].copy_from_slice(&sd.ref_norm2);
+            }
             matmul(
                 MatMut::from_column_major_slice_mut(&mut sc.dots, nref, nb),
-                Accum::Replace,
+                Accum::Add,
                 MatRef::from_column_major_slice(&sd.ref_k, nref, k),
                 MatRef::from_column_major_slice(&sc.zk, k, nb),
-                1.0,
+                -2.0,
                 Par::Seq,
             );
             super::maxvol::clear_upper_simd_state();
             for (r, o) in ob.iter_mut().enumerate() {
                 let zk = &sc.zk[r * k..(r + 1) * k];
-                let dots = &sc.dots[r * nref..(r + 1) * nref];
-                // |z - r_j|^2 - |z|^2, approximately.
+                let e = &sc.dots[r * nref..(r + 1) * nref];
                 // Four running minima: one is a chain of dependent compares; four vectorize.
                 let mut lo4 = [f64::INFINITY; 4];
-                let (n4, d4) = (sd.ref_norm2.chunks_exact(4), dots.chunks_exact(4));
-                let (nr, dr) = (n4.remainder(), d4.remainder());
-                for (n2, d) in n4.zip(d4) {
+                let e4 = e.chunks_exact(4);
+                let er = e4.remainder();
+                for c4 in e4 {
                     for c in 0..4 {
-                        let e = n2[c] - 2.0 * d[c];
-                        lo4[c] = if e < lo4[c] { e } else { lo4[c] };
+                        lo4[c] = if c4[c] < lo4[c] { c4[c] } else { lo4[c] };
                     }
                 }
                 let mut lo = lo4[0].min(lo4[1]).min(lo4[2].min(lo4[3]));
-                for (&n2, &d) in nr.iter().zip(dr) {
-                    let e = n2 - 2.0 * d;
-                    if e < lo {
-                        lo = e;
+                for &v in er {
+                    if v < lo {
+                        lo = v;
                     }
                 }
                 // Each of |z|^2, |r|^2 and z·r is within (k + 2) eps of its size: candidates
@@ -437,12 +441,29 @@ impl DistanceModel {
                 let tol = 4.0 * (k as f64 + 2.0) * f64::EPSILON * (zz + sd.ref_norm2_max);
                 let thr = lo + 2.0 * tol;
                 let mut best = (usize::MAX, f64::INFINITY);
-                for (j, (&n2, &d)) in sd.ref_norm2.iter().zip(dots).enumerate() {
-                    if n2 - 2.0 * d <= thr {
-                        let e = dist2(&sd.reference[j * dim..j * dim + k], zk);
-                        if e < best.1 {
-                            best = (j, e);
+                let mut consider = |j: usize| {
+                    let d2 = dist2(&sd.reference[j * dim..j * dim + k], zk);
+                    if d2 < best.1 {
+                        best = (j, d2);
+                    }
+                };
+                // Candidates are rare (the nearest and its exact ties): test four at a time
+                // without branches, then look inside the groups that hold one.
+                let groups = nref / 4;
+                for g in 0..groups {
+                    let c4 = &e[4 * g..4 * g + 4];
+                    let hit = (c4[0] <= thr) | (c4[1] <= thr) | (c4[2] <= thr) | (c4[3] <= thr);
+                    if hit {
+                        for c in 0..4 {
+                            if c4[c] <= thr {
+                                consider(4 * g + c);
+                            }
                         }
+                    }
+                }
+                for j in 4 * groups..nref {
+                    if e[j] <= thr {
+                        consider(j);
                     }
                 }
                 *o = if best.0 == usize::MAX {
@@ -454,12 +475,19 @@ impl DistanceModel {
         }
     }
 
-    /// [`DistanceModel::value`] of every row (`n × m_s`, row-major) of species `s`, in parallel.
+    /// [`DistanceModel::values_into`] of every row (`n × m_s`, row-major) of species `s`, in
+    /// parallel blocks (the same arithmetic as the MD path).
     pub fn values(&self, s: usize, rows: &[f64]) -> Vec<f64> {
-        let m = self.species[s].features.m;
-        rows.par_chunks_exact(m)
-            .map_init(|| Scratch::new(self), |sc, b| self.value(s, b, sc))
-            .collect()
+        const PAR_BLOCK: usize = 256;
+        let m = self.species[s].features.m.max(1);
+        let mut out = vec![0.0; rows.len() / m];
+        out.par_chunks_mut(PAR_BLOCK)
+            .zip(rows.par_chunks(PAR_BLOCK * m))
+            .for_each_init(
+                || Scratch::new(self),
+                |sc, (o, r)| self.values_into(s, r, o, sc),
+            );
+        out
     }
 
     /// `[sigma_0, sigma_1, ...]` of species `s` (eV/Å, then eV/Å per unit feature distance).
@@ -796,19 +824,18 @@ mod tests {
                 *v *= 1.5;
             }
             assert!(dm.value(s, &b, &mut sc) >= s0);
-            let batch = dm.values(s, &vt.per_species[s].rows);
-            for (r, v) in batch.iter().enumerate() {
-                assert_eq!(*v, dm.value(s, vt.per_species[s].row(r), &mut sc));
-            }
-            // The single-threaded brute-force form (the MD path) finds the same nearest
-            // reference as the k-d tree: identical values, on training rows (distance zero,
-            // several blocks of rows) and on validation rows.
+            // The blocked brute-force form (the MD path; features by one matrix product per
+            // block) finds the same nearest reference as the k-d tree of the row-by-row form:
+            // equal values up to rounding, on training rows (distance zero, several blocks of
+            // rows) and on validation rows; the parallel form is the blocked one.
             for t in [&tt, &vt] {
                 let rows = &t.per_species[s].rows;
                 let mut out = vec![0.0; t.per_species[s].len()];
                 dm.values_into(s, rows, &mut out, &mut sc);
+                assert_eq!(out, dm.values(s, rows));
                 for (r, v) in out.iter().enumerate() {
-                    assert_eq!(*v, dm.value(s, t.per_species[s].row(r), &mut sc), "row {r}");
+                    let one = dm.value(s, t.per_species[s].row(r), &mut sc);
+                    assert!((v - one).abs() <= 1e-10 * one, "row {r}: {v} vs {one}");
                 }
             }
         }

@@ -211,14 +211,52 @@ impl FeatureMap {
         }
     }
 
+    /// [`FeatureMap::apply`] of `nb` rows at once (`rows` row-major `nb × m`, `out` row-major
+    /// `nb × dim()`), the projection as one matrix product; `x` is scratch (grows to `nb × m`).
+    /// Equal to the row-by-row form up to rounding.
+    pub fn apply_block(&self, rows: &[f64], nb: usize, x: &mut Vec<f64>, out: &mut [f64]) {
+        let (m, k, d) = (self.m, self.k, self.dim());
+        assert!(
+            rows.len() == nb * m && out.len() == nb * d,
+            "apply_block: {nb} rows need {} inputs and {} outputs",
+            nb * m,
+            nb * d
+        );
+        if nb == 0 {
+            return;
+        }
+        x.resize(nb * m, 0.0);
+        for (xr, br) in x.chunks_exact_mut(m).zip(rows.chunks_exact(m)) {
+            for j in 0..m {
+                xr[j] = (br[j] - self.mean[j]) * self.inv_std[j];
+            }
+        }
+        // Column-major views: X^T is m × nb, the components k × m row-major are m × k, and the
+        // output rows (stride d) are the columns of a k × nb matrix.
+        let xt = faer::MatRef::from_column_major_slice(&x[..nb * m], m, nb);
+        let ct = faer::MatRef::from_column_major_slice(&self.components, m, k);
+        let zt = faer::MatMut::from_column_major_slice_with_stride_mut(out, k, nb, d);
+        matmul(zt, Accum::Replace, ct.transpose(), xt, 1.0, Par::Seq);
+        crate::uq::maxvol::clear_upper_simd_state();
+        if self.residual {
+            for (xr, o) in x.chunks_exact(m).zip(out.chunks_exact_mut(d)) {
+                let zz: f64 = o[..k].iter().map(|z| z * z).sum();
+                o[k] = (dot(xr, xr) - zz).max(0.0).sqrt();
+            }
+        }
+    }
+
     /// Reduced features of `n × m` rows, `n × dim()` row-major (parallel).
     pub fn apply_rows(&self, rows: &[f64]) -> Vec<f64> {
         use rayon::prelude::*;
-        let d = self.dim();
-        let mut out = vec![0.0; rows.len() / self.m.max(1) * d];
-        out.par_chunks_exact_mut(d.max(1))
-            .zip(rows.par_chunks_exact(self.m.max(1)))
-            .for_each_init(|| vec![0.0; self.m], |x, (o, r)| self.apply(r, x, o));
+        // Blocks as in the evaluation paths (`apply_block`), so that training environments
+        // map to the same reduced features there.
+        const BLOCK: usize = 256;
+        let (d, m) = (self.dim(), self.m.max(1));
+        let mut out = vec![0.0; rows.len() / m * d];
+        out.par_chunks_mut(BLOCK * d.max(1))
+            .zip(rows.par_chunks(BLOCK * m))
+            .for_each_init(Vec::new, |x, (o, r)| self.apply_block(r, r.len() / m, x, o));
         out
     }
 

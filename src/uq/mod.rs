@@ -421,10 +421,7 @@ pub fn evaluate_rows(
         Method::Gp => {
             let g = uq.gp.as_ref().ok_or_else(|| missing(method))?;
             let sc = scratch.gp.get_or_insert_with(|| gp::Scratch::new(g));
-            let m = model.nfuncs(species);
-            for (o, b) in out.iter_mut().zip(rows.chunks_exact(m)) {
-                *o = g.value(species, b, sc);
-            }
+            g.values_into(species, rows, out, sc);
         }
         Method::Ensemble => return Err(missing(method)),
     }
