@@ -27,6 +27,12 @@
 //! per-species [`MemberTables`] from [`Ensemble::tables`]. The forces on atom `i` sum
 //! contributions from its neighbours' energies, so a caller accumulates per-member forces over all
 //! atoms (as [`Ensemble::member_forces`] does), then calls [`Ensemble::sigma`] per atom.
+//!
+//! In MD (the C ABI and the LAMMPS plugin) the same spread comes cheaper: the forces of the
+//! `n_e - 1` [`Ensemble::spread_directions`] carry it exactly, and they share one lane pass with
+//! the main model's energy and forces ([`Ensemble::step_tables`], lane 0 the model), so an
+//! ensemble step costs about one evaluation of 4 lanes instead of a scalar evaluation plus one of
+//! `n_e` lanes; [`Ensemble::sigma_from_directions`] turns the summed direction forces into sigma.
 
 use super::UqError;
 use super::optim::maxwell_nll;
