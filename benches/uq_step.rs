@@ -1,6 +1,6 @@
 //! Per-step cost of `aceuq_compute` through the C ABI, laid out the way the LAMMPS pair style
 //! calls it (owned atoms, one ghost per periodic image in the neighbour list, ensemble member
-//! forces folded onto owners before `aceuq_ensemble_sigma`). Used to measure the uncertainty
+//! force columns folded onto owners before `aceuq_ensemble_sigma`). Used to measure the uncertainty
 //! overheads without LAMMPS, and under callgrind (instruction counts are repeatable on a busy
 //! machine).
 //!
@@ -15,8 +15,8 @@
 //! so that only the library calls are counted.
 
 use aceuq::ffi::{
-    aceuq_compute, aceuq_ensemble_sigma, aceuq_model_load, aceuq_model_t, aceuq_results_t,
-    aceuq_status_t, aceuq_system_t,
+    aceuq_compute, aceuq_ensemble_sigma, aceuq_model_ensemble_columns, aceuq_model_load,
+    aceuq_model_t, aceuq_results_t, aceuq_status_t, aceuq_system_t,
 };
 use aceuq::uq::Method;
 use std::ffi::CString;
@@ -163,11 +163,12 @@ struct Runner {
     eatom: Vec<f64>,
     uq: Vec<Vec<f64>>,
     ens: Vec<f64>,
-    n_members: usize,
+    /// Ensemble force columns per atom.
+    n_cols: usize,
 }
 
 impl Runner {
-    /// One step: compute, then (ensemble) fold member forces of ghosts onto owners and sigma.
+    /// One step: compute, then (ensemble) fold the force columns of ghosts onto owners and sigma.
     fn step(&mut self, methods: &[Method]) -> f64 {
         let l = &self.lay;
         let nall = l.species.len();
@@ -206,7 +207,7 @@ impl Runner {
         let st = unsafe { aceuq_compute(self.h, &sys, &res) };
         assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_OK);
         if want_ens {
-            let w = 3 * self.n_members;
+            let w = 3 * self.n_cols;
             for g in l.nlocal..nall {
                 let o = l.owner[g];
                 for k in 0..w {
@@ -272,7 +273,6 @@ fn main() {
             .unwrap();
     let s = replicate(&test[0], rep);
     let lay = layout(&s, &model);
-    let n_members = model.uq.ensemble.as_ref().map_or(0, |e| e.n_members());
     let nall = lay.species.len();
     let c = CString::new(path.to_str().unwrap()).unwrap();
     let mut h = std::ptr::null_mut();
@@ -281,14 +281,21 @@ fn main() {
         unsafe { aceuq_model_load(c.as_ptr(), &mut h) },
         aceuq_status_t::ACEUQ_STATUS_OK
     );
+    let mut n_cols = 0;
+    // SAFETY: valid handle and out pointer.
+    assert_eq!(
+        unsafe { aceuq_model_ensemble_columns(h, &mut n_cols) },
+        aceuq_status_t::ACEUQ_STATUS_OK
+    );
+    let n_cols = n_cols as usize;
     let mut r = Runner {
         h,
         ilist: (0..lay.nlocal as i32).collect(),
         fij: vec![0.0; 3 * lay.neigh.len()],
         eatom: vec![0.0; lay.nlocal],
         uq: vec![vec![0.0; lay.nlocal]; 5],
-        ens: vec![0.0; 3 * n_members * nall],
-        n_members,
+        ens: vec![0.0; 3 * n_cols * nall],
+        n_cols,
         lay,
     };
     println!(
@@ -314,6 +321,23 @@ fn main() {
         println!("{n:<12} {:>8.3} us/atom-step {ratio}", t * 1e6);
     }
     println!("[{sink:.3}]");
+    // Forces of an ensemble step (model in lane 0 of the lane pass) against a plain step.
+    if r.n_cols > 0 {
+        r.step(&[]);
+        let plain = r.fij.clone();
+        r.step(&[Method::Ensemble]);
+        let fmax = plain.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        let (mut dmax, mut rel) = (0.0f64, 0.0f64);
+        for (a, b) in plain.iter().zip(&r.fij) {
+            dmax = dmax.max((a - b).abs());
+            if a.abs() > 1e-3 * fmax {
+                rel = rel.max((a - b).abs() / a.abs());
+            }
+        }
+        println!(
+            "fij, ensemble step vs plain step: max |diff| {dmax:.3e} eV/A (max |fij| {fmax:.3e}), max relative {rel:.3e} (entries above 1e-3 max)"
+        );
+    }
     // BENCH_DUMP=file: per-atom values of every method (one step, all methods), one line per
     // method, to compare the outputs of two builds.
     if let Some(p) = std::env::var_os("BENCH_DUMP") {

@@ -54,7 +54,7 @@ int PairAceUq::method_id(const std::string &name)
 /* ---------------------------------------------------------------------- */
 
 PairAceUq::PairAceUq(LAMMPS *lmp) :
-    Pair(lmp), model(nullptr), cutmax(0.0), uq_every(0), uq_named(0), n_members(0)
+    Pair(lmp), model(nullptr), cutmax(0.0), uq_every(0), uq_named(0), n_ens_cols(0)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -200,10 +200,10 @@ void PairAceUq::coeff(int narg, char **arg)
   }
     if (!uq_named)
     for (int m = 0; m < NMETHODS; m++) uq_selected[m] = available[m];
-  if (aceuq_model_ensemble_size(model, &n_members) != ACEUQ_STATUS_OK)
+  if (aceuq_model_ensemble_columns(model, &n_ens_cols) != ACEUQ_STATUS_OK)
     error->all(FLERR, "ace/uq: {}", aceuq_last_error());
-  // Member forces on ghost atoms are summed onto their owners.
-  comm_reverse = 3 * n_members;
+  // Ensemble force columns on ghost atoms are summed onto their owners.
+  comm_reverse = 3 * n_ens_cols;
   if (comm->me == 0) {
     std::string have;
     for (int m = 0; m < NMETHODS; m++)
@@ -309,8 +309,8 @@ void PairAceUq::compute(int eflag, int vflag)
   res.uq_values = outs;
   bool want_ens = false;
   for (int k = 0; k < n_uq; k++) want_ens = want_ens || methods[k] == ACEUQ_METHOD_ENSEMBLE;
-  if (want_ens && ens_forces.size() < (size_t) 3 * n_members * atom->nmax)
-    ens_forces.resize((size_t) 3 * n_members * atom->nmax);
+  if (want_ens && ens_forces.size() < (size_t) 3 * n_ens_cols * atom->nmax)
+    ens_forces.resize((size_t) 3 * n_ens_cols * atom->nmax);
   res.ens_forces = want_ens ? ens_forces.data() : nullptr;
 
   if (aceuq_compute(model, &sys, &res) != ACEUQ_STATUS_OK)
@@ -339,7 +339,7 @@ void PairAceUq::compute(int eflag, int vflag)
     if (vflag_fdotr) virial_fdotr_compute();
 
   if (want_ens) {
-    comm->reverse_comm(this);
+    if (n_ens_cols > 0) comm->reverse_comm(this);
     if (aceuq_ensemble_sigma(model, nlocal, species.data(), inum, ilist, ens_forces.data(),
                              uq_arrays[ACEUQ_METHOD_ENSEMBLE].data()) != ACEUQ_STATUS_OK)
       error->one(FLERR, "ace/uq (step {}): {}", update->ntimestep, aceuq_last_error());
@@ -383,7 +383,7 @@ void *PairAceUq::extract_peratom(const char *str, int &ncol)
 
 int PairAceUq::pack_reverse_comm(int n, int first, double *buf)
 {
-  const int w = 3 * n_members;
+  const int w = 3 * n_ens_cols;
   int m = 0;
   for (int i = first; i < first + n; i++)
     for (int k = 0; k < w; k++) buf[m++] = ens_forces[(size_t) i * w + k];
@@ -392,7 +392,7 @@ int PairAceUq::pack_reverse_comm(int n, int first, double *buf)
 
 void PairAceUq::unpack_reverse_comm(int n, int *list, double *buf)
 {
-  const int w = 3 * n_members;
+  const int w = 3 * n_ens_cols;
   int m = 0;
   for (int i = 0; i < n; i++) {
     const int j = list[i];

@@ -81,8 +81,9 @@ class PairAceUq : public Pair {
   std::vector<int64_t> tags;
   std::vector<int> offsets, neigh;
     std::vector<double> fij, eatom_buf;
-  // Ensemble member forces [nall][n_members][3], summed over ghosts by reverse communication.
-  int n_members;
+  // Ensemble force columns [nall][n_ens_cols][3] (the forces of the ensemble's spread
+  // directions, aceuq_model_ensemble_columns), summed over ghosts by reverse communication.
+  int n_ens_cols;
   std::vector<double> ens_forces;
 
   void allocate();

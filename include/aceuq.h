@@ -94,12 +94,16 @@ typedef struct {
   // The methods requested `[n_uq]` (values of [`aceuq_method_t`]).
   const int32_t *uq_methods;
   // For each requested method, an array of `nlocal` values to fill. The ensemble's is not
-  // filled here: it needs the member forces on ghost atoms summed onto their owners first
-  // (see `ens_forces` and [`aceuq_ensemble_sigma`]).
+  // filled here: it needs the ensemble force columns on ghost atoms summed onto their owners
+  // first (see `ens_forces` and [`aceuq_ensemble_sigma`]).
   double *const *uq_values;
-  // When the ensemble is requested: member forces `[nall][n_members][3]` (eV/Å), zeroed and
-  // filled for owned and ghost atoms. Sum ghosts onto owners (LAMMPS reverse communication),
-  // then call [`aceuq_ensemble_sigma`]. Otherwise may be NULL.
+  // When the ensemble is requested: the ensemble force columns `[nall][n_columns][3]`
+  // (eV/Å), `n_columns` from [`aceuq_model_ensemble_columns`] (`n_members - 1`), zeroed and
+  // filled for owned and ghost atoms. They are not member forces but the forces of the
+  // ensemble's spread directions, whose squared norms sum to the member spread (cheaper than
+  // member forces: one column fewer, no mean). Sum ghosts onto owners (LAMMPS reverse
+  // communication), then call [`aceuq_ensemble_sigma`]. Otherwise, or if `n_columns` is 0,
+  // may be NULL.
   double *ens_forces;
 } aceuq_results_t;
 
@@ -211,13 +215,20 @@ aceuq_status_t aceuq_compute(aceuq_model_t *model,
 // `model` must be a valid handle, `out` writable.
 aceuq_status_t aceuq_model_ensemble_size(const aceuq_model_t *model, int32_t *out);
 
-// Calibrated ensemble uncertainty (eV/Å) of the `ilist` atoms from their member forces
-// (`ens_forces[nlocal][n_members][3]`, ghost contributions already summed onto owners), into
-// `out[nlocal]`.
+// Number of ensemble force columns per atom in `aceuq_results_t::ens_forces`: `n_members - 1`
+// (the forces of the ensemble's spread directions), 0 if the model has no ensemble.
+//
+// # Safety
+// `model` must be a valid handle, `out` writable.
+aceuq_status_t aceuq_model_ensemble_columns(const aceuq_model_t *model, int32_t *out);
+
+// Calibrated ensemble uncertainty (eV/Å) of the `ilist` atoms from their ensemble force
+// columns (`ens_forces[nlocal][n_columns][3]` as filled by [`aceuq_compute`], ghost
+// contributions already summed onto owners), into `out[nlocal]`.
 //
 // # Safety
 // `model` must be a valid handle; `species` holds `nlocal` values, `ilist` `inum`, `ens_forces`
-// `nlocal * n_members * 3`, `out` `nlocal`.
+// `nlocal * n_columns * 3` (may be NULL if that is 0), `out` `nlocal`.
 aceuq_status_t aceuq_ensemble_sigma(const aceuq_model_t *model,
                                     int32_t nlocal,
                                     const int32_t *species,

@@ -424,3 +424,78 @@ fn hybrid_overlay_adds_the_other_style() {
     }
     assert!((pe[2] - pe[0] - pe[1]).abs() < 1e-8 * pe[0].abs(), "{pe:?}");
 }
+
+/// The ensemble uncertainty computed inside LAMMPS (force columns summed over ghosts by reverse
+/// communication) equals the library's member-force spread on the same frame, serially and on 2
+/// MPI ranks, and asking for it leaves the trajectory's energy unchanged.
+#[test]
+fn ensemble_uncertainty_equals_the_library_on_one_and_two_ranks() {
+    let Some(s) = setup_mpi("ensemble_uncertainty_equals_the_library_on_one_and_two_ranks") else {
+        return;
+    };
+    let train = frames("tests/data/li/train.xyz");
+    let valid = frames("tests/data/li/valid.xyz");
+    let mut model = fit_model("tests/data/li/train.xyz", 12, &["Li"]);
+    let cfg = aceuq::uq::UqConfig {
+        ensemble: 4,
+        ..Default::default()
+    };
+    aceuq::uq::build(&mut model, &train[..12], &valid, &cfg, false).expect("ensemble");
+    let frame = &frames("tests/data/li/test.xyz")[2];
+    let lib = aceuq::uq::per_atom(
+        &model,
+        std::slice::from_ref(frame),
+        aceuq::uq::Method::Ensemble,
+    )
+    .unwrap()
+    .remove(0);
+    let dir = workdir(SUITE, "ensemble");
+    save_model(&model, &dir, "model.aceuq");
+    write_data(frame, &["Li"], &dir, "data.lmp");
+    let input = "plugin load ${plugin}
+units metal
+boundary p p p
+atom_style atomic
+read_data data.lmp
+pair_style ace/uq
+pair_coeff * * model.aceuq Li
+fix e all pair 1 ace/uq ensemble 1
+dump d all custom 1 ens.dump id f_e
+dump_modify d sort id format float %.15g
+thermo_style custom step pe
+thermo_modify format float %.15g
+run 0
+";
+    let mut pes = vec![];
+    for (case, np) in [("ensemble_serial", None), ("ensemble_mpi2", Some(2))] {
+        let r = run_lammps_in(&s, &dir, input, np, None);
+        r.assert_ok(case);
+        pes.push(thermo_rows(&r.output)[0][1]);
+        let dumps = read_dump(&dir.join("ens.dump"));
+        let (cols, rows) = &dumps[0];
+        assert_eq!(cols, &["id", "f_e"], "{case}");
+        assert_eq!(rows.len(), lib.len(), "{case}");
+        for row in rows {
+            let i = row[0] as usize - 1;
+            assert!(lib[i] > 0.0);
+            assert!(
+                (row[1] - lib[i]).abs() <= 1e-9 * lib[i],
+                "{case}: atom {}: LAMMPS {} vs library {}",
+                i + 1,
+                row[1],
+                lib[i]
+            );
+        }
+    }
+    // The energy with the ensemble equals the library's prediction.
+    let p = model
+        .predict(frame, &mut aceuq::model::Workspace::new(&model))
+        .unwrap();
+    for pe in pes {
+        assert!(
+            (pe - p.energy).abs() < 1e-8 * p.energy.abs(),
+            "{pe} vs {}",
+            p.energy
+        );
+    }
+}

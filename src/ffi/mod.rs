@@ -106,10 +106,12 @@ pub struct aceuq_model_t {
     kept: Vec<usize>,
     /// Scratch for the uncertainty estimators.
     uq: crate::uq::UqScratch,
-    /// Basis-vector scratch, and ensemble member energies and gradients of one atom.
-    bscratch: Vec<f64>,
-    member_e: Vec<f64>,
-    member_g: Vec<[f64; 3]>,
+    /// With an ensemble: per species, the lane tables of one MD step (lane 0 the model itself,
+    /// then the ensemble's spread directions; see `Ensemble::step_tables`), and the lane
+    /// energies and gradients of one atom. Empty without an ensemble.
+    step_tables: Vec<crate::model::eval::MemberTables>,
+    lane_e: Vec<f64>,
+    lane_g: Vec<[f64; 3]>,
 }
 
 /// The atoms of one MPI rank, as LAMMPS holds them.
@@ -149,12 +151,16 @@ pub struct aceuq_results_t {
     /// The methods requested `[n_uq]` (values of [`aceuq_method_t`]).
     pub uq_methods: *const i32,
     /// For each requested method, an array of `nlocal` values to fill. The ensemble's is not
-    /// filled here: it needs the member forces on ghost atoms summed onto their owners first
-    /// (see `ens_forces` and [`aceuq_ensemble_sigma`]).
+    /// filled here: it needs the ensemble force columns on ghost atoms summed onto their owners
+    /// first (see `ens_forces` and [`aceuq_ensemble_sigma`]).
     pub uq_values: *const *mut f64,
-    /// When the ensemble is requested: member forces `[nall][n_members][3]` (eV/Å), zeroed and
-    /// filled for owned and ghost atoms. Sum ghosts onto owners (LAMMPS reverse communication),
-    /// then call [`aceuq_ensemble_sigma`]. Otherwise may be NULL.
+    /// When the ensemble is requested: the ensemble force columns `[nall][n_columns][3]`
+    /// (eV/Å), `n_columns` from [`aceuq_model_ensemble_columns`] (`n_members - 1`), zeroed and
+    /// filled for owned and ghost atoms. They are not member forces but the forces of the
+    /// ensemble's spread directions, whose squared norms sum to the member spread (cheaper than
+    /// member forces: one column fewer, no mean). Sum ghosts onto owners (LAMMPS reverse
+    /// communication), then call [`aceuq_ensemble_sigma`]. Otherwise, or if `n_columns` is 0,
+    /// may be NULL.
     pub ens_forces: *mut f64,
 }
 
@@ -331,6 +337,12 @@ pub unsafe extern "C" fn aceuq_model_load(
         })?;
         let ws = Workspace::new(&model);
         let uq = crate::uq::UqScratch::new(&model);
+        let step_tables = match model.uq.ensemble.as_ref() {
+            Some(ens) => ens
+                .step_tables(&model)
+                .map_err(|e| Failure(aceuq_status_t::ACEUQ_STATUS_FORMAT, format!("{p}: {e}")))?,
+            None => vec![],
+        };
         let ns = model.nspecies();
         let h = Box::new(aceuq_model_t {
             model,
@@ -343,9 +355,9 @@ pub unsafe extern "C" fn aceuq_model_load(
             values: vec![],
             kept: vec![],
             uq,
-            bscratch: vec![],
-            member_e: vec![],
-            member_g: vec![],
+            step_tables,
+            lane_e: vec![],
+            lane_g: vec![],
         });
         // SAFETY: caller contract.
         unsafe { out.write(Box::into_raw(h)) };
@@ -642,15 +654,15 @@ fn compute(
     let want_ens = uq.iter().any(|(m, _)| *m == Method::Ensemble);
     uq.retain(|(m, _)| *m != Method::Ensemble);
     let want_b = !uq.is_empty();
-    let n_members = h.model.uq.ensemble.as_ref().map_or(0, |e| e.n_members());
-    let ens_forces: &mut [f64] = if want_ens {
+    let n_cols = h.model.uq.ensemble.as_ref().map_or(0, |e| e.n_directions());
+    let ens_forces: &mut [f64] = if want_ens && n_cols > 0 {
         if res.ens_forces.is_null() {
             return Err(bad(
                 "ens_forces is NULL but the ensemble was requested".into()
             ));
         }
-        // SAFETY: ens_forces holds nall * n_members * 3 values per the contract.
-        let f = unsafe { std::slice::from_raw_parts_mut(res.ens_forces, nall * n_members * 3) };
+        // SAFETY: ens_forces holds nall * n_columns * 3 values per the contract.
+        let f = unsafe { std::slice::from_raw_parts_mut(res.ens_forces, nall * n_cols * 3) };
         f.fill(0.0);
         f
     } else {
@@ -718,7 +730,44 @@ fn compute(
         h.grad.clear();
         h.grad.resize(h.rij.len(), [0.0; 3]);
         let si = si as usize;
-        let e = if want_b {
+        let e = if want_ens {
+            // One lane pass: lane 0 is the model itself (energy, forces and, if other methods
+            // want it, the basis vector), lanes 1.. the ensemble's spread directions.
+            let nl = 1 + n_cols;
+            h.lane_e.resize(nl, 0.0);
+            h.lane_g.resize(h.rij.len() * nl, [0.0; 3]);
+            let b = if want_b {
+                let m = h.model.nfuncs(si);
+                let start = h.brows[si].len();
+                h.brows[si].resize(start + m, 0.0);
+                h.batoms[si].push(i as u32);
+                Some(&mut h.brows[si][start..])
+            } else {
+                None
+            };
+            h.model.atom_energy_grad_lanes(
+                &mut h.ws,
+                si,
+                &h.rij,
+                &h.sj,
+                &h.step_tables[si],
+                &mut h.lane_e,
+                &mut h.lane_g,
+                b,
+            );
+            for (jj, &k) in h.kept.iter().enumerate() {
+                let lg = &h.lane_g[jj * nl..(jj + 1) * nl];
+                h.grad[jj] = lg[0];
+                let j = neigh[lo + k] as usize;
+                for (q, g) in lg[1..].iter().enumerate() {
+                    for d in 0..3 {
+                        ens_forces[(i * n_cols + q) * 3 + d] += g[d];
+                        ens_forces[(j * n_cols + q) * 3 + d] -= g[d];
+                    }
+                }
+            }
+            h.lane_e[0]
+        } else if want_b {
             let m = h.model.nfuncs(si);
             let start = h.brows[si].len();
             h.brows[si].resize(start + m, 0.0);
@@ -731,45 +780,10 @@ fn compute(
                 &mut h.grad,
                 Some(&mut h.brows[si][start..]),
             )
-        } else if want_ens {
-            // The members reuse the full forward sweep (every monomial value).
-            h.bscratch.resize(h.model.nfuncs(si), 0.0);
-            h.model.atom_energy_grad(
-                &mut h.ws,
-                si,
-                &h.rij,
-                &h.sj,
-                &mut h.grad,
-                Some(&mut h.bscratch),
-            )
         } else {
             h.model
                 .atom_energy_grad(&mut h.ws, si, &h.rij, &h.sj, &mut h.grad, None)
         };
-        if want_ens {
-            let ens = h.model.uq.ensemble.as_ref().expect("checked");
-            h.member_e.resize(n_members, 0.0);
-            h.member_g.resize(h.rij.len() * n_members, [0.0; 3]);
-            h.model.members_from_state(
-                &mut h.ws,
-                si,
-                &h.rij,
-                &h.sj,
-                &ens.tables()[si],
-                &mut h.member_e,
-                &mut h.member_g,
-            );
-            for (jj, &k) in h.kept.iter().enumerate() {
-                let j = neigh[lo + k] as usize;
-                for mb in 0..n_members {
-                    let g = h.member_g[jj * n_members + mb];
-                    for d in 0..3 {
-                        ens_forces[(i * n_members + mb) * 3 + d] += g[d];
-                        ens_forces[(j * n_members + mb) * 3 + d] -= g[d];
-                    }
-                }
-            }
-        }
         for (g, &k) in h.grad.iter().zip(&h.kept) {
             fij[3 * k..3 * k + 3].copy_from_slice(g);
         }
@@ -826,13 +840,38 @@ pub unsafe extern "C" fn aceuq_model_ensemble_size(
     })
 }
 
-/// Calibrated ensemble uncertainty (eV/Å) of the `ilist` atoms from their member forces
-/// (`ens_forces[nlocal][n_members][3]`, ghost contributions already summed onto owners), into
-/// `out[nlocal]`.
+/// Number of ensemble force columns per atom in `aceuq_results_t::ens_forces`: `n_members - 1`
+/// (the forces of the ensemble's spread directions), 0 if the model has no ensemble.
+///
+/// # Safety
+/// `model` must be a valid handle, `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_ensemble_columns(
+    model: *const aceuq_model_t,
+    out: *mut i32,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        put(
+            out,
+            h.model
+                .uq
+                .ensemble
+                .as_ref()
+                .map_or(0, |e| e.n_directions() as i32),
+            "out",
+        )
+    })
+}
+
+/// Calibrated ensemble uncertainty (eV/Å) of the `ilist` atoms from their ensemble force
+/// columns (`ens_forces[nlocal][n_columns][3]` as filled by [`aceuq_compute`], ghost
+/// contributions already summed onto owners), into `out[nlocal]`.
 ///
 /// # Safety
 /// `model` must be a valid handle; `species` holds `nlocal` values, `ilist` `inum`, `ens_forces`
-/// `nlocal * n_members * 3`, `out` `nlocal`.
+/// `nlocal * n_columns * 3` (may be NULL if that is 0), `out` `nlocal`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aceuq_ensemble_sigma(
     model: *const aceuq_model_t,
@@ -858,15 +897,15 @@ pub unsafe extern "C" fn aceuq_ensemble_sigma(
                 format!("inconsistent sizes nlocal {nlocal} inum {inum}"),
             );
         }
-        let (n, ne) = (nlocal as usize, ens.n_members());
+        let (n, nc) = (nlocal as usize, ens.n_directions());
         // SAFETY (slices): sizes as documented above.
         let species = unsafe { slice(species, n, "species") }?;
         let ilist = unsafe { slice(ilist, inum as usize, "ilist") }?;
-        let f = unsafe { slice(ens_forces, n * ne * 3, "ens_forces") }?;
+        let f = unsafe { slice(ens_forces, n * nc * 3, "ens_forces") }?;
         if out.is_null() && n > 0 {
             return fail(aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT, "out is NULL");
         }
-        let mut buf = vec![[0.0; 3]; ne];
+        let mut buf = vec![[0.0; 3]; nc];
         for &i in ilist {
             let Some(i) = usize::try_from(i).ok().filter(|&i| i < n) else {
                 return fail(
@@ -885,11 +924,11 @@ pub unsafe extern "C" fn aceuq_ensemble_sigma(
                 );
             }
             for (k, b) in buf.iter_mut().enumerate() {
-                let o = (i * ne + k) * 3;
+                let o = (i * nc + k) * 3;
                 *b = [f[o], f[o + 1], f[o + 2]];
             }
             // SAFETY: out holds nlocal values; i < nlocal.
-            unsafe { *out.add(i) = ens.sigma(s as usize, &buf) };
+            unsafe { *out.add(i) = ens.sigma_from_directions(s as usize, &buf) };
         }
         Ok(())
     })

@@ -285,3 +285,167 @@ fn panics_become_internal_errors() {
         "aceuq internal error (please report): boom 42"
     );
 }
+
+/// A two-species model with a 3-member ensemble and a global active set, fitted on data from a
+/// random teacher outside its function space (so that members differ).
+fn save_uq_model(name: &str) -> (std::path::PathBuf, Model) {
+    let species = ["Al", "Mg"];
+    let names: Vec<String> = species.iter().map(|s| s.to_string()).collect();
+    let teacher = random_model(&species, &small_cfg(), 5);
+    let mut ws = Workspace::new(&teacher);
+    let mut data: Vec<crate::Structure> = (0..26)
+        .map(|k| random_structure(&species, 2, 300 + k, k % 2 == 0))
+        .collect();
+    for s in data.iter_mut() {
+        let p = teacher.predict(s, &mut ws).unwrap();
+        s.energy = Some(p.energy);
+        s.forces = Some(p.forces);
+    }
+    let (train, valid) = data.split_at(22);
+    let mut m = crate::model::fit::fit(
+        &names,
+        &crate::model::tests::tiny_cfg(),
+        &Default::default(),
+        train,
+        &[],
+        false,
+    )
+    .unwrap();
+    let cfg = crate::uq::UqConfig {
+        active_set: true,
+        ensemble: 3,
+        ..Default::default()
+    };
+    crate::uq::build(&mut m, train, valid, &cfg, false).unwrap();
+    let dir = std::env::temp_dir().join(format!("aceuq-ffi-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("m.aceuq");
+    crate::io::modelfile::save(&m, &p).unwrap();
+    (p, m)
+}
+
+/// The ensemble through the ABI, laid out as LAMMPS does (ghosts, force columns folded onto
+/// owners): sigma equals the library's member-force spread; the forces of an ensemble step equal
+/// those of a plain step to rounding; with another method in the same call (basis vectors from
+/// the lane pass) its values equal a call without the ensemble.
+#[test]
+fn ensemble_through_the_abi_equals_the_library() {
+    let (path, m) = save_uq_model("ensemble");
+    let h = load(&path);
+    let s = random_structure(&["Al", "Mg"], 2, 4040, true);
+    let (x, species, offsets, neigh, owner) = lammps_like(&s, &m);
+    let (nlocal, nall) = (s.len(), species.len());
+    let ilist: Vec<i32> = (0..nlocal as i32).collect();
+    let sys = aceuq_system_t {
+        nlocal: nlocal as i32,
+        nall: nall as i32,
+        x: x.as_ptr(),
+        species: species.as_ptr(),
+        tag: std::ptr::null(),
+        inum: nlocal as i32,
+        ilist: ilist.as_ptr(),
+        offsets: offsets.as_ptr(),
+        neigh: neigh.as_ptr(),
+    };
+    let (mut ne, mut nc) = (0, 0);
+    // SAFETY: valid handle and out pointers.
+    unsafe {
+        assert_eq!(
+            aceuq_model_ensemble_size(h, &mut ne),
+            aceuq_status_t::ACEUQ_STATUS_OK
+        );
+        assert_eq!(
+            aceuq_model_ensemble_columns(h, &mut nc),
+            aceuq_status_t::ACEUQ_STATUS_OK
+        );
+    }
+    assert_eq!((ne, nc), (3, 2));
+    let nc = nc as usize;
+    // One call per request: none, ensemble, gamma, ensemble + gamma.
+    let run = |methods: &[aceuq_method_t]| {
+        let mut energy = 0.0;
+        let mut fij = vec![0.0; 3 * neigh.len()];
+        let mut vals = vec![vec![-1.0; nlocal]; methods.len()];
+        let outs: Vec<*mut f64> = vals.iter_mut().map(|v| v.as_mut_ptr()).collect();
+        let ids: Vec<i32> = methods.iter().map(|&m| m as i32).collect();
+        let mut ens = vec![f64::NAN; 3 * nc * nall];
+        let res = aceuq_results_t {
+            energy: &mut energy,
+            eatom: std::ptr::null_mut(),
+            fij: fij.as_mut_ptr(),
+            n_uq: ids.len() as i32,
+            uq_methods: ids.as_ptr(),
+            uq_values: outs.as_ptr(),
+            ens_forces: ens.as_mut_ptr(),
+        };
+        // SAFETY: arrays sized as documented.
+        let st = unsafe { aceuq_compute(h, &sys, &res) };
+        assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_OK, "{}", last_error());
+        let mut sigma = vec![f64::NAN; nlocal];
+        if let Some(k) = methods
+            .iter()
+            .position(|&m| m == aceuq_method_t::ACEUQ_METHOD_ENSEMBLE)
+        {
+            // Reverse communication: ghost columns onto owners.
+            for g in nlocal..nall {
+                for c in 0..3 * nc {
+                    ens[owner[g] * 3 * nc + c] += ens[g * 3 * nc + c];
+                }
+            }
+            // SAFETY: as above.
+            let st = unsafe {
+                aceuq_ensemble_sigma(
+                    h,
+                    nlocal as i32,
+                    species.as_ptr(),
+                    nlocal as i32,
+                    ilist.as_ptr(),
+                    ens.as_ptr(),
+                    sigma.as_mut_ptr(),
+                )
+            };
+            assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_OK, "{}", last_error());
+            vals[k] = sigma;
+        }
+        (energy, fij, vals)
+    };
+    use aceuq_method_t::{ACEUQ_METHOD_ENSEMBLE as ENS, ACEUQ_METHOD_GAMMA as GAMMA};
+    let (e_plain, f_plain, _) = run(&[]);
+    let (e_ens, f_ens, v_ens) = run(&[ENS]);
+    let (_, _, v_gamma) = run(&[GAMMA]);
+    let (e_both, f_both, v_both) = run(&[GAMMA, ENS]);
+    let lib =
+        m.uq.ensemble
+            .as_ref()
+            .unwrap()
+            .sigma_structure(&m, &s, &mut Workspace::new(&m))
+            .unwrap();
+    for i in 0..nlocal {
+        assert!(lib[i] > 0.0);
+        assert!(
+            (v_ens[0][i] - lib[i]).abs() <= 1e-9 * lib[i],
+            "atom {i}: {} vs library {}",
+            v_ens[0][i],
+            lib[i]
+        );
+        assert_eq!(v_both[1][i], v_ens[0][i], "atom {i}");
+        let g = v_gamma[0][i];
+        assert!(
+            (v_both[0][i] - g).abs() <= 1e-12 * g.abs().max(1.0),
+            "atom {i}"
+        );
+    }
+    let fmax = f_plain.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    let dmax = f_plain
+        .iter()
+        .zip(&f_ens)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f64, f64::max);
+    eprintln!("ensemble step vs plain step: max |dfij| {dmax:.3e} (max |fij| {fmax:.3e})");
+    assert!(dmax <= 1e-12 * fmax, "{dmax} vs {fmax}");
+    assert_eq!(f_both, f_ens);
+    assert!((e_ens - e_plain).abs() <= 1e-12 * e_plain.abs());
+    assert_eq!(e_both, e_ens);
+    // SAFETY: handle from aceuq_model_load.
+    unsafe { aceuq_model_free(h) };
+}

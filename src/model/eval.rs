@@ -615,6 +615,9 @@ const LANES: usize = 4;
 /// Split like the model's own energy tables: `ct_int` over the `A`s and internal DAG nodes (in
 /// the renumbered order of the energy-only sweep), `leaf_c` over the leaves, which are folded
 /// into their parents and never get a slot of their own (most nodes are leaves).
+///
+/// Each lane also carries a weight of the core repulsion (1 for a complete model, 0 for a lane
+/// that holds a coefficient *difference*, whose core and one-body terms cancel).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MemberTables {
     species: usize,
@@ -623,6 +626,8 @@ pub struct MemberTables {
     ct_int: Vec<f64>,
     leaf_c: Vec<f64>,
     e0: Vec<f64>,
+    /// Core-repulsion weight per lane (`width` values, zero for padding).
+    core: Vec<f64>,
 }
 
 impl MemberTables {
@@ -637,6 +642,10 @@ impl MemberTables {
     /// One-body energy of every member (eV).
     pub fn e0(&self) -> &[f64] {
         &self.e0
+    }
+    /// Weight of the core repulsion in every member's energy (1 or 0).
+    pub fn core_weights(&self) -> &[f64] {
+        &self.core[..self.n_members]
     }
 }
 
@@ -673,17 +682,106 @@ fn node_slots(der: &crate::model::Derived) -> Vec<Slot> {
     slots
 }
 
-/// `dst[c] += w * src[c]` over one group of lanes.
-#[inline(always)]
-fn axpy_lanes(dst: &mut [f64; LANES], src: &[f64; LANES], w: f64) {
-    // Whole-group loads and stores through locals: written lane by lane on the references, the
-    // compiler kept it scalar (it cannot rule out overlap once inlined into the pointer sweeps).
-    let s = *src;
-    let mut d = *dst;
-    for c in 0..LANES {
-        d[c] += w * s[c];
+/// One group of [`LANES`] lanes as a value: the lane kernel is written once over this and
+/// compiled twice, with plain arrays (any CPU) and with 256-bit AVX2 registers and fused
+/// multiply-adds (explicit intrinsics: written over arrays, the force contraction stayed scalar).
+trait Group: Copy {
+    fn zero() -> Self;
+    fn splat(v: f64) -> Self;
+    /// # Safety
+    /// `p` must point to `LANES` readable values.
+    unsafe fn load(p: *const f64) -> Self;
+    /// # Safety
+    /// `p` must point to `LANES` writable values.
+    unsafe fn store(self, p: *mut f64);
+    /// `a * b + c` lane-wise (fused or not, per implementation).
+    fn madd(a: Self, b: Self, c: Self) -> Self;
+    fn to_array(self) -> [f64; LANES];
+}
+
+/// Portable lanes: separate multiply and add (bitwise the scalar arithmetic).
+#[derive(Clone, Copy)]
+struct Plain([f64; LANES]);
+
+impl Group for Plain {
+    #[inline(always)]
+    fn zero() -> Self {
+        Plain([0.0; LANES])
     }
-    *dst = d;
+    #[inline(always)]
+    fn splat(v: f64) -> Self {
+        Plain([v; LANES])
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f64) -> Self {
+        // SAFETY: per the trait contract.
+        Plain(unsafe { std::ptr::read_unaligned(p as *const [f64; LANES]) })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f64) {
+        // SAFETY: per the trait contract.
+        unsafe { std::ptr::write_unaligned(p as *mut [f64; LANES], self.0) }
+    }
+    #[inline(always)]
+    fn madd(a: Self, b: Self, c: Self) -> Self {
+        Plain(std::array::from_fn(|k| a.0[k] * b.0[k] + c.0[k]))
+    }
+    #[inline(always)]
+    fn to_array(self) -> [f64; LANES] {
+        self.0
+    }
+}
+
+/// AVX2 lanes with fused multiply-adds. Only used inside functions compiled with the `avx2`
+/// and `fma` target features (after run-time detection), into which these are inlined.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Avx(std::arch::x86_64::__m256d);
+
+#[cfg(target_arch = "x86_64")]
+impl Group for Avx {
+    #[inline(always)]
+    fn zero() -> Self {
+        // SAFETY: only reached from AVX2+FMA code (see the type's documentation).
+        Avx(unsafe { std::arch::x86_64::_mm256_setzero_pd() })
+    }
+    #[inline(always)]
+    fn splat(v: f64) -> Self {
+        // SAFETY: as in `zero`.
+        Avx(unsafe { std::arch::x86_64::_mm256_set1_pd(v) })
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f64) -> Self {
+        // SAFETY: per the trait contract; AVX2 as in `zero`.
+        Avx(unsafe { std::arch::x86_64::_mm256_loadu_pd(p) })
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f64) {
+        // SAFETY: per the trait contract; AVX2 as in `zero`.
+        unsafe { std::arch::x86_64::_mm256_storeu_pd(p, self.0) }
+    }
+    #[inline(always)]
+    fn madd(a: Self, b: Self, c: Self) -> Self {
+        // SAFETY: FMA as in `zero`.
+        Avx(unsafe { std::arch::x86_64::_mm256_fmadd_pd(a.0, b.0, c.0) })
+    }
+    #[inline(always)]
+    fn to_array(self) -> [f64; LANES] {
+        let mut out = [0.0; LANES];
+        // SAFETY: `out` holds LANES values; AVX2 as in `zero`.
+        unsafe { std::arch::x86_64::_mm256_storeu_pd(out.as_mut_ptr(), self.0) };
+        out
+    }
+}
+
+/// `dst[c] += w * src[c]` over one group of lanes in memory.
+///
+/// # Safety
+/// `dst` must point to `LANES` writable values.
+#[inline(always)]
+unsafe fn axpy_mem<V: Group>(dst: *mut f64, src: V, w: f64) {
+    // SAFETY: per the function contract.
+    unsafe { V::madd(V::splat(w), src, V::load(dst)).store(dst) }
 }
 
 impl Model {
@@ -713,18 +811,32 @@ impl Model {
     }
 
     /// Interleaved energy tables of species `s` for the coefficient sets `coefs` (one per member,
-    /// each of length `nfuncs(s)`) with one-body energies `e0` (eV, one per member).
+    /// each of length `nfuncs(s)`) with one-body energies `e0` (eV, one per member), every member
+    /// with the model's core repulsion.
     pub fn member_tables(
         &self,
         s: usize,
         coefs: &[&[f64]],
         e0: &[f64],
     ) -> Result<MemberTables, super::ModelError> {
+        self.lane_tables(s, coefs, e0, &vec![1.0; coefs.len()])
+    }
+
+    /// [`Model::member_tables`] with a core-repulsion weight per member (`core[k]` = 1: member
+    /// `k` is a complete model; 0: it is a coefficient difference, without core repulsion).
+    pub fn lane_tables(
+        &self,
+        s: usize,
+        coefs: &[&[f64]],
+        e0: &[f64],
+        core: &[f64],
+    ) -> Result<MemberTables, super::ModelError> {
         let ne = coefs.len();
-        if ne == 0 || e0.len() != ne {
+        if ne == 0 || e0.len() != ne || core.len() != ne {
             return Err(super::ModelError::Data(format!(
-                "member tables need at least one member and one e0 per member (got {ne} coefficient sets, {} e0)",
-                e0.len()
+                "member tables need at least one member and one e0 and core weight per member (got {ne} coefficient sets, {} e0, {} core weights)",
+                e0.len(),
+                core.len()
             )));
         }
         let width = ne.div_ceil(LANES) * LANES;
@@ -742,6 +854,8 @@ impl Model {
                 }
             }
         }
+        let mut cw = vec![0.0; width];
+        cw[..ne].copy_from_slice(core);
         Ok(MemberTables {
             species: s,
             n_members: ne,
@@ -749,6 +863,7 @@ impl Model {
             ct_int,
             leaf_c,
             e0: e0.to_vec(),
+            core: cw,
         })
     }
 
@@ -756,10 +871,10 @@ impl Model {
     /// accumulation and one forward sweep shared by all members, then one reverse sweep and one
     /// force contraction carrying all members together (member-minor, in groups of 4 lanes, so
     /// the inner loops are fixed-width and vectorize). `energies[k]` is member `k`'s atomic energy
-    /// (one-body and core included, as [`Model::atom_energy_grad`]);
-    /// `grads[j * n_members + k] = dE_i^(k)/dr_ij` for neighbour `j` (zero outside the cutoff);
-    /// `grads` must hold at least `rij.len() * n_members` entries. Allocation-free once the
-    /// workspace has grown to the member count and neighbour count.
+    /// (one-body and core included, as [`Model::atom_energy_grad`], the core weighted by the
+    /// table's core weight); `grads[j * n_members + k] = dE_i^(k)/dr_ij` for neighbour `j` (zero
+    /// outside the cutoff); `grads` must hold at least `rij.len() * n_members` entries.
+    /// Allocation-free once the workspace has grown to the member count and neighbour count.
     #[allow(clippy::too_many_arguments)]
     pub fn atom_energy_grad_members(
         &self,
@@ -770,6 +885,26 @@ impl Model {
         tables: &MemberTables,
         energies: &mut [f64],
         grads: &mut [[f64; 3]],
+    ) {
+        self.atom_energy_grad_lanes(ws, si, rij, sj, tables, energies, grads, None);
+    }
+
+    /// [`Model::atom_energy_grad_members`], and if `b` is given the basis vector `B_i` written
+    /// there (from the same forward sweep). With the model's own coefficients in one lane this
+    /// replaces [`Model::atom_energy_grad`]: that lane's energy and gradients equal its results
+    /// up to rounding (the lane kernel may use fused multiply-adds and sums the core term in
+    /// another order).
+    #[allow(clippy::too_many_arguments)]
+    pub fn atom_energy_grad_lanes(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+        b: Option<&mut [f64]>,
     ) {
         let ne = tables.n_members;
         let nn = rij.len();
@@ -785,6 +920,10 @@ impl Model {
         );
         self.compute_a(ws, si, rij, sj);
         self.members_from_state(ws, si, rij, sj, tables, energies, grads);
+        if let Some(b) = b {
+            // The lane pass left the internal node values in `ws.p`, as the energy-only sweep.
+            self.basis_from_fused(ws, si, b);
+        }
     }
 
     /// [`Model::atom_energy_grad_members`] for an atom whose `A` and per-neighbour radial and
@@ -803,23 +942,44 @@ impl Model {
     ) {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2 (checked just above).
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
                 unsafe { self.members_avx2(ws, si, rij, sj, tables, energies, grads) };
                 return;
             }
         }
-        self.members_impl(ws, si, rij, sj, tables, energies, grads);
+        self.members_impl::<Plain>(ws, si, rij, sj, tables, energies, grads);
     }
 
-    /// [`Model::members_from_state`] compiled with 256-bit vectors: a group of 4 member lanes is
-    /// one register. Same operations in the same order (no FMA contraction), so the results are
-    /// bitwise those of the baseline build.
+    /// [`Model::members_from_state`] with the portable kernel whatever the CPU (to compare the
+    /// two builds in tests).
+    #[cfg(test)]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn members_portable(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+    ) {
+        self.compute_a(ws, si, rij, sj);
+        self.members_impl::<Plain>(ws, si, rij, sj, tables, energies, grads);
+    }
+
+    /// [`Model::members_from_state`] compiled with 256-bit vectors and fused multiply-adds: a
+    /// group of 4 member lanes is one register. Same operations in the same order as the
+    /// baseline build, but each multiply-add rounds once, so results differ from it (and from
+    /// [`Model::atom_energy_grad`]) at rounding level.
     ///
     /// # Safety
-    /// The CPU must support AVX2.
+    /// The CPU must support AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn members_avx2(
         &self,
@@ -831,12 +991,12 @@ impl Model {
         energies: &mut [f64],
         grads: &mut [[f64; 3]],
     ) {
-        self.members_impl(ws, si, rij, sj, tables, energies, grads);
+        self.members_impl::<Avx>(ws, si, rij, sj, tables, energies, grads);
     }
 
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn members_impl(
+    fn members_impl<V: Group>(
         &self,
         ws: &mut Workspace,
         si: usize,
@@ -855,10 +1015,13 @@ impl Model {
         let ni = der.internal.len();
         let nint = na + ni;
         assert!(
-            tables.ct_int.len() == nint * w && tables.leaf_c.len() == der.leaves.len() * w,
+            tables.ct_int.len() == nint * w
+                && tables.leaf_c.len() == der.leaves.len() * w
+                && tables.core.len() == w,
             "member tables of another model"
         );
-        // Internal node values (the energy-only sweep's, recomputed: a few hundred products).
+        // Internal node values (the energy-only sweep's: a few hundred products). Left in `ws.p`
+        // for `basis_from_fused`.
         assert!(ws.p.len() >= nint && ws.a.len() >= na);
         ws.p[..na].copy_from_slice(&ws.a[..na]);
         for (k, &[par, ex]) in der.internal.iter().enumerate() {
@@ -877,52 +1040,71 @@ impl Model {
             let dp = ws.dpm.as_mut_ptr();
             let (p, a) = (&ws.p, &ws.a);
             let (ct, lc) = (tables.ct_int.as_ptr(), tables.leaf_c.as_ptr());
+            let leaves = &der.leaves;
             // Lane groups are independent: one group at a time keeps its energy accumulators in
-            // registers (two, alternating, to halve the addition chain).
+            // registers (two, to halve the addition chain; loops unrolled by two so that each
+            // step adds to a fixed accumulator).
             for g in 0..groups {
                 let go = g * LANES;
-                let lanes = |base: *const f64, row: usize| {
-                    // SAFETY: callers pass rows inside the (rows × w) tables or dpm.
-                    unsafe { *(base.add(row * w + go) as *const [f64; LANES]) }
-                };
-                let (mut e0, mut e1) = ([0.0; LANES], [0.0; LANES]);
+                // SAFETY (all row accesses below): rows of the (rows × w) tables and of dpm,
+                // `go + LANES <= w`. Leaf parents < na + ni and extras < na, internal links
+                // par < na + k and ex < na (validated in `Derived::new`); dpm holds
+                // (na + ni) * w values.
+                macro_rules! row {
+                    ($base:expr, $r:expr) => {
+                        unsafe { V::load(($base as *const f64).add($r * w + go)) }
+                    };
+                }
+                // One leaf: its energy into `e`, its reverse contributions into its parent's
+                // and its A's rows (`par` and `ex` may coincide: applied one after the other).
+                // A macro, not a closure: closures do not inherit the AVX2 target feature, and
+                // this one was not inlined.
+                macro_rules! leaf {
+                    ($l:expr, $e:expr) => {{
+                        let l = $l;
+                        let [par, ex] = leaves[l];
+                        let (par, ex) = (par as usize, ex as usize);
+                        let (pp, ae) = (p[par], a[ex]);
+                        let cv = row!(lc, l);
+                        unsafe {
+                            axpy_mem(dp.add(par * w + go), cv, ae);
+                            axpy_mem(dp.add(ex * w + go), cv, pp);
+                        }
+                        $e = V::madd(V::splat(pp * ae), cv, $e);
+                    }};
+                }
+                let (mut e0, mut e1) = (V::zero(), V::zero());
                 let mut n = 0;
                 while n + 1 < nint {
-                    axpy_lanes(&mut e0, &lanes(ct, n), p[n]);
-                    axpy_lanes(&mut e1, &lanes(ct, n + 1), p[n + 1]);
+                    e0 = V::madd(V::splat(p[n]), row!(ct, n), e0);
+                    e1 = V::madd(V::splat(p[n + 1]), row!(ct, n + 1), e1);
                     n += 2;
                 }
                 if n < nint {
-                    axpy_lanes(&mut e0, &lanes(ct, n), p[n]);
+                    e0 = V::madd(V::splat(p[n]), row!(ct, n), e0);
                 }
-                for (l, &[par, ex]) in der.leaves.iter().enumerate() {
-                    let (par, ex) = (par as usize, ex as usize);
-                    let (pp, ae) = (p[par], a[ex]);
-                    let cv = lanes(lc, l);
-                    axpy_lanes(if l % 2 == 0 { &mut e0 } else { &mut e1 }, &cv, pp * ae);
-                    // SAFETY: leaf parents < na + ni and extras < na (validated in
-                    // `Derived::new`); dpm holds (na + ni) * w values. `par` and `ex` may
-                    // coincide: the updates are applied one after the other.
-                    unsafe {
-                        axpy_lanes(&mut *(dp.add(par * w + go) as *mut [f64; LANES]), &cv, ae);
-                        axpy_lanes(&mut *(dp.add(ex * w + go) as *mut [f64; LANES]), &cv, pp);
-                    }
+                let mut l = 0;
+                while l + 1 < leaves.len() {
+                    leaf!(l, e0);
+                    leaf!(l + 1, e1);
+                    l += 2;
+                }
+                if l < leaves.len() {
+                    leaf!(l, e0);
                 }
                 for k in (0..ni).rev() {
                     let [par, ex] = der.internal[k];
                     let (par, ex) = (par as usize, ex as usize);
                     let (av, pv) = (a[ex], p[par]);
-                    // SAFETY: internal links are validated in `Derived::new` (par < na + k,
-                    // ex < na), so all three rows lie inside dpm ((na + ni) * w long) and the
-                    // source row na + k differs from both destinations; the source group is
-                    // copied before writing. `par` and `ex` may coincide: the two updates are
-                    // then applied one after the other.
+                    // The source row na + k differs from both destinations (par, ex < na + k)
+                    // and is read first.
+                    let d = row!(dp, na + k);
                     unsafe {
-                        let d = *(dp.add((na + k) * w + go) as *const [f64; LANES]);
-                        axpy_lanes(&mut *(dp.add(par * w + go) as *mut [f64; LANES]), &d, av);
-                        axpy_lanes(&mut *(dp.add(ex * w + go) as *mut [f64; LANES]), &d, pv);
+                        axpy_mem(dp.add(par * w + go), d, av);
+                        axpy_mem(dp.add(ex * w + go), d, pv);
                     }
                 }
+                let (e0, e1) = (e0.to_array(), e1.to_array());
                 for c in 0..LANES {
                     ws.macc[go + c] = e0[c] + e1[c];
                 }
@@ -935,6 +1117,7 @@ impl Model {
         let lay = &self.bases[si].layout;
         let (nmax, nlm) = (ws.nmax, ws.nlm);
         let dpm = &ws.dpm[..na * w];
+        let cw = &tables.core;
         for (k, (r, &z)) in rij.iter().zip(sj).enumerate() {
             let out = &mut grads[k * ne..(k + 1) * ne];
             let rn = ws.rn[k];
@@ -947,11 +1130,11 @@ impl Model {
             let dg = &ws.dg[k * nmax..(k + 1) * nmax];
             let y = &ws.y[k * nlm..(k + 1) * nlm];
             let dy = &ws.dy[k * nlm..(k + 1) * nlm];
-            // Core repulsion is common to all members: half of the pair energy per atom.
+            // Core repulsion: half of the pair energy per atom, in the lanes that carry it.
             let (ec, dec) = self.core[si * ns + z].energy_deriv(rn);
             let core = if ec != 0.0 || dec != 0.0 {
-                for e in energies.iter_mut() {
-                    *e += 0.5 * ec;
+                for (e, &c) in energies.iter_mut().zip(cw) {
+                    *e += c * (0.5 * ec);
                 }
                 0.5 * dec / rn
             } else {
@@ -961,33 +1144,39 @@ impl Model {
             // u = sum_n w g'_n, then radial += u Y_lm and angular += t ∇Y_lm.
             for grp in 0..groups {
                 let (mut rad, mut gx, mut gy, mut gz) =
-                    ([0.0; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
+                    (V::zero(), V::zero(), V::zero(), V::zero());
                 for l in 0..=lay.lmax {
                     let d = 2 * l + 1;
                     let nlv = lay.nmax_l[l];
                     let start = lay.start(z, l);
+                    assert!((start + nlv * d) * w <= dpm.len() && nlv <= g.len());
                     for mm in 0..d {
-                        let (mut t, mut u) = ([0.0; LANES], [0.0; LANES]);
+                        let (mut t, mut u) = (V::zero(), V::zero());
                         for n in 0..nlv {
                             let off = (start + n * d + mm) * w + grp * LANES;
-                            let wv: &[f64; LANES] =
-                                dpm[off..off + LANES].try_into().expect("a group of lanes");
-                            let (gn, dgn) = (g[n], dg[n]);
-                            for c in 0..LANES {
-                                t[c] += wv[c] * gn;
-                                u[c] += wv[c] * dgn;
-                            }
+                            // SAFETY: off + LANES <= (start + nlv * d) * w <= dpm.len()
+                            // (asserted above; grp * LANES + LANES <= w); n < nlv <= g.len()
+                            // = dg.len().
+                            let (wv, gn, dgn) = unsafe {
+                                (
+                                    V::load(dpm.as_ptr().add(off)),
+                                    *g.get_unchecked(n),
+                                    *dg.get_unchecked(n),
+                                )
+                            };
+                            t = V::madd(wv, V::splat(gn), t);
+                            u = V::madd(wv, V::splat(dgn), u);
                         }
                         let q = l * l + mm;
                         let (yq, dyq) = (y[q], dy[q]);
-                        for c in 0..LANES {
-                            rad[c] += u[c] * yq;
-                            gx[c] += t[c] * dyq[0];
-                            gy[c] += t[c] * dyq[1];
-                            gz[c] += t[c] * dyq[2];
-                        }
+                        rad = V::madd(u, V::splat(yq), rad);
+                        gx = V::madd(t, V::splat(dyq[0]), gx);
+                        gy = V::madd(t, V::splat(dyq[1]), gy);
+                        gz = V::madd(t, V::splat(dyq[2]), gz);
                     }
                 }
+                let (rad, gx, gy, gz) =
+                    (rad.to_array(), gx.to_array(), gy.to_array(), gz.to_array());
                 // dy holds the harmonics' polynomial partials: project the contracted angular
                 // part once; the radial part points along the unit vector.
                 let un = ws.un[k];
@@ -995,7 +1184,7 @@ impl Model {
                     let m = grp * LANES + c;
                     if m < ne {
                         let gv = crate::basis::sph::project([gx[c], gy[c], gz[c]], un, 1.0 / rn);
-                        let s = rad[c] / rn + core;
+                        let s = rad[c] / rn + core * cw[m];
                         out[m] = [gv[0] + s * r[0], gv[1] + s * r[1], gv[2] + s * r[2]];
                     }
                 }

@@ -420,3 +420,153 @@ fn isolated_atom_has_reference_energy_and_no_force() {
     assert!((p.energy - model.e0[0]).abs() < 1e-12);
     assert_eq!(p.forces[0], [0.0; 3]);
 }
+
+/// The lane kernel against the scalar path: a lane with the model's own coefficients gives its
+/// energy, gradients and basis vector (up to rounding; the basis vector exactly, from the same
+/// node values); a lane with other coefficients gives that model's; a lane without core
+/// repulsion differs by exactly the core term; the portable and the AVX2+FMA builds agree to
+/// rounding; five lanes (two groups) work like one.
+#[test]
+fn lane_kernel_equals_the_scalar_path_per_lane() {
+    let species = ["Al", "Mg"];
+    let m = random_model(&species, &small_cfg(), 41);
+    // Compressed so that some pairs lie inside the core-repulsion range (< 2.1 Å).
+    let mut s = random_structure(&species, 2, 43, true);
+    for p in s.positions.iter_mut() {
+        for v in p.iter_mut() {
+            *v *= 0.8;
+        }
+    }
+    if let Some(c) = s.cell.as_mut() {
+        for row in c.iter_mut() {
+            for v in row.iter_mut() {
+                *v *= 0.8;
+            }
+        }
+    }
+    let sp = m.map_species(&s).unwrap();
+    let nl = crate::neighbors::build(&s, m.max_cutoff()).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(44);
+    // Lanes: 0 the model, 1 other coefficients, 2 the model without core, 3 and 4 more others.
+    let others: Vec<Vec<Vec<f64>>> = (0..3)
+        .map(|_| {
+            (0..2)
+                .map(|z| {
+                    (0..m.nfuncs(z))
+                        .map(|_| rng.random_range(-0.1..0.1))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let lane_coefs = |z: usize| -> Vec<&[f64]> {
+        vec![
+            &m.coefs[z],
+            &others[0][z],
+            &m.coefs[z],
+            &others[1][z],
+            &others[2][z],
+        ]
+    };
+    let tables: Vec<_> = (0..2)
+        .map(|z| {
+            let e0 = [m.e0[z], 0.5, 0.0, m.e0[z], -0.25];
+            m.lane_tables(z, &lane_coefs(z), &e0, &[1.0, 1.0, 0.0, 1.0, 1.0])
+                .unwrap()
+        })
+        .collect();
+    let other_model = |k: usize, e0: [f64; 2]| {
+        let mut o = m.clone();
+        o.coefs = others[k].clone();
+        o.e0 = e0.to_vec();
+        o.rebuild_derived();
+        o
+    };
+    let refs = [
+        (1, other_model(0, [0.5, 0.5])),
+        (3, other_model(1, m.e0.clone().try_into().unwrap())),
+        (4, other_model(2, [-0.25, -0.25])),
+    ];
+    let mut ws = Workspace::new(&m);
+    let mut ws2 = Workspace::new(&m);
+    let (mut core_pairs, mut max_rel, mut fscale) = (0, 0.0f64, 0.0f64);
+    let mut sj = vec![];
+    for i in 0..s.len() {
+        let r = nl.range(i);
+        let rij = &nl.rij[r.clone()];
+        sj.clear();
+        sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
+        let si = sp[i] as usize;
+        let nn = rij.len();
+        core_pairs += rij
+            .iter()
+            .filter(|v| crate::neighbors::norm(**v) < 2.1)
+            .count();
+        let mut grad = vec![[0.0; 3]; nn];
+        let mut b = vec![0.0; m.nfuncs(si)];
+        let e = m.atom_energy_grad(&mut ws, si, rij, &sj, &mut grad, Some(&mut b));
+        let (mut le, mut lg) = (vec![0.0; 5], vec![[0.0; 3]; nn * 5]);
+        let mut lb = vec![0.0; m.nfuncs(si)];
+        m.atom_energy_grad_lanes(
+            &mut ws,
+            si,
+            rij,
+            &sj,
+            &tables[si],
+            &mut le,
+            &mut lg,
+            Some(&mut lb),
+        );
+        assert_eq!(lb, b, "atom {i}: basis vector from the lane pass");
+        assert!(
+            (le[0] - e).abs() < 1e-12 * e.abs().max(1.0),
+            "{} vs {e}",
+            le[0]
+        );
+        let mut core_grad = vec![[0.0; 3]; nn];
+        let ecore = m.atom_core(si, rij, &sj, &mut core_grad);
+        assert!((le[2] - (le[0] - m.e0[si] - ecore)).abs() < 1e-12 * e.abs().max(1.0));
+        for k in 0..nn {
+            for d in 0..3 {
+                let (a, b) = (lg[k * 5][d], grad[k][d]);
+                fscale = fscale.max(b.abs());
+                max_rel = max_rel.max((a - b).abs());
+                assert!((a - b).abs() < 1e-12 * b.abs().max(1.0), "{a} vs {b}");
+                let nocore = lg[k * 5 + 2][d] + core_grad[k][d];
+                assert!(
+                    (nocore - a).abs() < 1e-12 * a.abs().max(1.0),
+                    "{nocore} vs {a}"
+                );
+            }
+        }
+        for (lane, o) in &refs {
+            let mut og = vec![[0.0; 3]; nn];
+            let oe = o.atom_energy_grad(&mut ws2, si, rij, &sj, &mut og, None);
+            assert!(
+                (le[*lane] - oe).abs() < 1e-12 * oe.abs().max(1.0),
+                "lane {lane}"
+            );
+            for k in 0..nn {
+                for d in 0..3 {
+                    let (a, b) = (lg[k * 5 + lane][d], og[k][d]);
+                    assert!((a - b).abs() < 1e-12 * b.abs().max(1.0), "lane {lane}");
+                }
+            }
+        }
+        // The portable build agrees with the one the CPU runs.
+        let (mut pe, mut pg) = (vec![0.0; 5], vec![[0.0; 3]; nn * 5]);
+        m.members_portable(&mut ws2, si, rij, &sj, &tables[si], &mut pe, &mut pg);
+        for (a, b) in pe.iter().zip(&le) {
+            assert!((a - b).abs() < 1e-12 * b.abs().max(1.0), "{a} vs {b}");
+        }
+        for (a, b) in pg.iter().zip(&lg) {
+            for d in 0..3 {
+                assert!((a[d] - b[d]).abs() < 1e-12 * b[d].abs().max(1.0));
+            }
+        }
+    }
+    assert!(core_pairs > 0, "the test needs pairs inside the core range");
+    eprintln!(
+        "lane 0 vs atom_energy_grad: max |dfij| {max_rel:.3e} (max |fij| {fscale:.3e}), {core_pairs} core pairs"
+    );
+}

@@ -173,6 +173,11 @@ static void test_queries(aceuq_model_t *h)
   CHECK(n == 0);
   EXPECT(aceuq_model_ensemble_size(NULL, &n), ACEUQ_STATUS_INVALID_ARGUMENT, "NULL");
   EXPECT(aceuq_model_ensemble_size(h, NULL), ACEUQ_STATUS_INVALID_ARGUMENT, "out is NULL");
+  n = -1;
+  OK(aceuq_model_ensemble_columns(h, &n));
+  CHECK(n == 0);
+  EXPECT(aceuq_model_ensemble_columns(NULL, &n), ACEUQ_STATUS_INVALID_ARGUMENT, "NULL");
+  EXPECT(aceuq_model_ensemble_columns(h, NULL), ACEUQ_STATUS_INVALID_ARGUMENT, "out is NULL");
   {
     int32_t sp = 0, il = 0;
     double f[3] = {0, 0, 0}, out = 0;
