@@ -730,21 +730,22 @@ fn compute(
         h.grad.clear();
         h.grad.resize(h.rij.len(), [0.0; 3]);
         let si = si as usize;
+        // The atom's row of basis vectors, when other methods need it.
+        let b = if want_b {
+            let m = h.model.nfuncs(si);
+            let start = h.brows[si].len();
+            h.brows[si].resize(start + m, 0.0);
+            h.batoms[si].push(i as u32);
+            Some(&mut h.brows[si][start..])
+        } else {
+            None
+        };
         let e = if want_ens {
             // One lane pass: lane 0 is the model itself (energy, forces and, if other methods
             // want it, the basis vector), lanes 1.. the ensemble's spread directions.
             let nl = 1 + n_cols;
             h.lane_e.resize(nl, 0.0);
             h.lane_g.resize(h.rij.len() * nl, [0.0; 3]);
-            let b = if want_b {
-                let m = h.model.nfuncs(si);
-                let start = h.brows[si].len();
-                h.brows[si].resize(start + m, 0.0);
-                h.batoms[si].push(i as u32);
-                Some(&mut h.brows[si][start..])
-            } else {
-                None
-            };
             h.model.atom_energy_grad_lanes(
                 &mut h.ws,
                 si,
@@ -767,22 +768,9 @@ fn compute(
                 }
             }
             h.lane_e[0]
-        } else if want_b {
-            let m = h.model.nfuncs(si);
-            let start = h.brows[si].len();
-            h.brows[si].resize(start + m, 0.0);
-            h.batoms[si].push(i as u32);
-            h.model.atom_energy_grad(
-                &mut h.ws,
-                si,
-                &h.rij,
-                &h.sj,
-                &mut h.grad,
-                Some(&mut h.brows[si][start..]),
-            )
         } else {
             h.model
-                .atom_energy_grad(&mut h.ws, si, &h.rij, &h.sj, &mut h.grad, None)
+                .atom_energy_grad(&mut h.ws, si, &h.rij, &h.sj, &mut h.grad, b)
         };
         for (g, &k) in h.grad.iter().zip(&h.kept) {
             fij[3 * k..3 * k + 3].copy_from_slice(g);
