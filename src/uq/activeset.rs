@@ -18,6 +18,7 @@
 //! [`StructureSource`] computes descriptors chunk by chunk from structures.
 
 use super::maxvol::{self, MaxVolError, Options, PassStats, RowId, StreamingMaxVol};
+use super::screen::{LazyScreen, ScreenScratch};
 use super::{DescriptorTable, Partition, UqError};
 use crate::io::container::{Array, Container, ContainerError};
 use crate::model::Model;
@@ -255,6 +256,9 @@ pub struct SpeciesActiveSet {
     pub source: Vec<RowId>,
     /// 1-norm condition number of the column-scaled active-set matrix.
     pub cond: f64,
+    /// Single-precision screen of the batched grades (derived from `rows` and `inverse`, built
+    /// on first use: do not change them after grading).
+    pub screen: LazyScreen,
 }
 
 impl SpeciesActiveSet {
@@ -264,9 +268,28 @@ impl SpeciesActiveSet {
         maxvol::gamma(&self.inverse, self.m, b, &mut acc[..self.m])
     }
 
-    /// Grades of many rows (row-major) via GEMM.
-    pub fn gamma_batch(&self, rows: &[f64], out: &mut [f64], scratch: &mut Vec<f64>) {
-        maxvol::gamma_batch(&self.inverse, self.m, rows, out, scratch)
+    /// Grades of many rows (row-major), through the single-precision screen (the same values
+    /// as [`SpeciesActiveSet::gamma`] up to rounding, at about half the cost of an f64 GEMM).
+    pub fn gamma_batch(&self, rows: &[f64], out: &mut [f64], scratch: &mut GammaScratch) {
+        self.screen.get(&self.rows, &self.inverse, self.m).grades(
+            rows,
+            None,
+            out,
+            &mut scratch.screen,
+        )
+    }
+
+    /// Grades of the rows `sel` of `rows` (row-major) into `out` (one per selected row).
+    pub fn gamma_selected(
+        &self,
+        rows: &[f64],
+        sel: &[usize],
+        out: &mut [f64],
+        scratch: &mut ScreenScratch,
+    ) {
+        self.screen
+            .get(&self.rows, &self.inverse, self.m)
+            .grades(rows, Some(sel), out, scratch)
     }
 
     fn from_rows(a: maxvol::ActiveRows) -> Self {
@@ -276,6 +299,7 @@ impl SpeciesActiveSet {
             inverse: a.inverse,
             source: a.ids,
             cond: a.cond,
+            screen: LazyScreen::default(),
         }
     }
 
@@ -356,6 +380,7 @@ impl SpeciesActiveSet {
             inverse,
             source,
             cond,
+            screen: LazyScreen::default(),
         })
     }
 }
@@ -375,6 +400,8 @@ pub struct GammaScratch {
     /// GEMM scratch of the batched forms.
     pub blk: Vec<f64>,
     tmp: Vec<f64>,
+    idx: Vec<usize>,
+    screen: ScreenScratch,
 }
 
 impl GammaScratch {
@@ -385,6 +412,8 @@ impl GammaScratch {
             z: vec![0.0; m],
             blk: vec![],
             tmp: vec![],
+            idx: vec![],
+            screen: ScreenScratch::default(),
         }
     }
     /// Scratch for every species of a model.
@@ -701,7 +730,7 @@ impl GlobalActiveSets {
 
     /// Grades of many atoms of species `s` (row-major rows), GEMM.
     pub fn gamma_batch(&self, s: usize, rows: &[f64], out: &mut [f64], scratch: &mut GammaScratch) {
-        self.species[s].gamma_batch(rows, out, &mut scratch.blk)
+        self.species[s].gamma_batch(rows, out, scratch)
     }
 
     /// Grades of every row of a descriptor table, per species.
@@ -713,7 +742,7 @@ impl GlobalActiveSets {
             .map(|(s, sr)| {
                 let mut out = vec![0.0; sr.len()];
                 if !sr.is_empty() {
-                    self.species[s].gamma_batch(&sr.rows, &mut out, &mut vec![]);
+                    self.species[s].gamma_batch(&sr.rows, &mut out, &mut GammaScratch::default());
                 }
                 out
             })
@@ -1000,14 +1029,16 @@ impl ClusteredActiveSets {
                         [sc.nearest_centroid(&rows[r * m..(r + 1) * m], &mut scratch.z)];
                 }
                 for (k, set) in sc.sets.iter().enumerate() {
-                    let idx: Vec<usize> = (0..n).filter(|&r| cluster[r] as usize == k).collect();
-                    if idx.is_empty() {
+                    scratch.idx.clear();
+                    scratch
+                        .idx
+                        .extend((0..n).filter(|&r| cluster[r] as usize == k));
+                    if scratch.idx.is_empty() {
                         continue;
                     }
-                    let x = maxvol::gather(rows, m, &idx);
-                    scratch.tmp.resize(idx.len(), 0.0);
-                    set.gamma_batch(&x, &mut scratch.tmp, &mut scratch.blk);
-                    for (t, &r) in idx.iter().enumerate() {
+                    scratch.tmp.resize(scratch.idx.len(), 0.0);
+                    set.gamma_selected(rows, &scratch.idx, &mut scratch.tmp, &mut scratch.screen);
+                    for (t, &r) in scratch.idx.iter().enumerate() {
                         gamma[r] = scratch.tmp[t];
                     }
                 }
@@ -1016,15 +1047,17 @@ impl ClusteredActiveSets {
                 gamma.fill(f64::INFINITY);
                 cluster.fill(0);
                 scratch.tmp.resize(n, 0.0);
+                let mut tmp = std::mem::take(&mut scratch.tmp);
                 for (k, set) in sc.sets.iter().enumerate() {
-                    set.gamma_batch(rows, &mut scratch.tmp, &mut scratch.blk);
+                    set.gamma_batch(rows, &mut tmp, scratch);
                     for r in 0..n {
-                        if scratch.tmp[r] < gamma[r] {
-                            gamma[r] = scratch.tmp[r];
+                        if tmp[r] < gamma[r] {
+                            gamma[r] = tmp[r];
                             cluster[r] = k as u32;
                         }
                     }
                 }
+                scratch.tmp = tmp;
             }
         }
     }
@@ -1848,7 +1881,7 @@ impl RowSource for Extrapolative<'_, '_> {
         sink: &mut dyn FnMut(Chunk<'_>) -> Result<(), UqError>,
     ) -> Result<(), UqError> {
         let (sets, tol, grade) = (self.sets, self.tol, &mut self.grade);
-        let mut scratch = vec![];
+        let mut scratch = GammaScratch::default();
         let mut g = vec![];
         self.inner.pass(&mut |chunk: Chunk<'_>| {
             let mut out = DescriptorTable {
@@ -2566,6 +2599,7 @@ mod tests {
                         inverse: inv.inv,
                         source: vec![RowId::default(); 2],
                         cond: inv.cond,
+                        screen: LazyScreen::default(),
                     };
                     let mut notes = vec![];
                     condition_notes(&[("species Li".into(), &set)], &mut notes);
@@ -2658,7 +2692,7 @@ mod tests {
         Box::new(move |s, rows| {
             let m = g.species[s].m;
             let mut out = vec![0.0; rows.len() / m];
-            g.species[s].gamma_batch(rows, &mut out, &mut vec![]);
+            g.species[s].gamma_batch(rows, &mut out, &mut GammaScratch::default());
             out
         })
     }

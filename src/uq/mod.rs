@@ -16,6 +16,7 @@ pub mod kdtree;
 pub mod maxvol;
 pub mod optim;
 pub(crate) mod persist;
+pub mod screen;
 
 use crate::io::container::{Container, ContainerError};
 use crate::model::{Model, ModelError, Workspace};
