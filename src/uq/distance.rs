@@ -124,10 +124,11 @@ struct SpeciesDistance {
     tree: KdTree,
     /// `[sigma_0, sigma_1 .. sigma_dim]`, eV/Å per unit distance.
     sigma: Vec<f64>,
-    /// The first `k` coordinates of the references, column-major `n_ref × k` (the batched
-    /// brute-force search multiplies it with the queries), their squared norms, and the largest.
-    ref_k: Vec<f64>,
-    ref_norm2: Vec<f64>,
+    /// The first `k` coordinates of the references in single precision, column-major
+    /// `n_ref × k` (the batched brute-force screen multiplies it with the queries), their
+    /// squared norms (of the f64 coordinates, rounded to f32), and the largest.
+    ref_k: Vec<f32>,
+    ref_norm2: Vec<f32>,
     ref_norm2_max: f64,
 }
 
@@ -140,14 +141,15 @@ impl SpeciesDistance {
             pts.extend_from_slice(&r[..k]);
         }
         let tree = KdTree::build(&pts, k);
-        let mut ref_k = vec![0.0; n * k];
+        let mut ref_k = vec![0.0f32; n * k];
         for (j, r) in pts.chunks_exact(k).enumerate() {
             for (c, &v) in r.iter().enumerate() {
-                ref_k[c * n + j] = v;
+                ref_k[c * n + j] = v as f32;
             }
         }
-        let ref_norm2: Vec<f64> = pts.chunks_exact(k).map(|r| dot(r, r)).collect();
-        let ref_norm2_max = ref_norm2.iter().fold(0.0f64, |a, &b| a.max(b));
+        let norm2: Vec<f64> = pts.chunks_exact(k).map(|r| dot(r, r)).collect();
+        let ref_norm2_max = norm2.iter().fold(0.0f64, |a, &b| a.max(b));
+        let ref_norm2 = norm2.iter().map(|&v| v as f32).collect();
         SpeciesDistance {
             features,
             reference,
@@ -196,7 +198,8 @@ pub struct Scratch {
     /// products with every reference.
     zb: Vec<f64>,
     zk: Vec<f64>,
-    dots: Vec<f64>,
+    zkf: Vec<f32>,
+    dots: Vec<f32>,
     xb: Vec<f64>,
 }
 
@@ -216,6 +219,7 @@ impl Scratch {
             d: vec![0.0; d],
             zb: vec![],
             zk: vec![],
+            zkf: vec![],
             dots: vec![],
             xb: vec![],
         }
@@ -372,9 +376,15 @@ impl DistanceModel {
     /// single-threaded, for the per-step evaluation in MD. The same values as `value` (the same
     /// nearest reference, exactly): in the ~16 PCA dimensions a k-d tree ends up scanning most
     /// of the references anyway, so this scans all of them, blocks of rows at a time, with the
-    /// dot products `z · r` from one GEMM; `|z - r|^2 = |z|^2 + |r|^2 - 2 z·r` then picks the
-    /// candidates within its rounding-error bound of the minimum, and the nearest among them
-    /// is decided on the exact squared distance.
+    /// dot products `z · r` from one single-precision GEMM; `|z - r|^2 - |z|^2 = |r|^2 - 2 z·r`
+    /// then picks the candidates within its rounding-error bound of the minimum, and the
+    /// nearest among them is decided on the exact squared distance in double precision.
+    ///
+    /// The bound: with `z`, `r` and `|r|^2` rounded to f32 and the `k`-term dot product summed
+    /// in f32, `|r|^2 - 2 z·r` is off by at most `(k + 4) u (|z|^2 + 2 |r|^2)` (`u = 2^-24`,
+    /// Higham §3.1, and `2 |z||r| <= |z|^2 + |r|^2`), below the `4 (k + 2) u (|z|^2 +
+    /// max |r|^2)` used; candidates within twice that of the screened minimum contain the
+    /// exact nearest.
     pub fn values_into(&self, s: usize, rows: &[f64], out: &mut [f64], sc: &mut Scratch) {
         use faer::linalg::matmul::matmul;
         use faer::{Accum, MatMut, MatRef, Par};
@@ -396,50 +406,38 @@ impl DistanceModel {
             let nb = ob.len();
             sc.zb.resize(nb * dim, 0.0);
             sc.zk.resize(nb * k, 0.0);
+            sc.zkf.resize(nb * k, 0.0);
             sc.dots.resize(nb * nref, 0.0);
             sd.features
                 .apply_block(rb, nb, &mut sc.xb, &mut sc.zb[..nb * dim]);
             for r in 0..nb {
                 sc.zk[r * k..(r + 1) * k].copy_from_slice(&sc.zb[r * dim..r * dim + k]);
             }
-            // e (row-major nb × n_ref) = |r_j|^2 - 2 z·r_j = |z - r_j|^2 - |z|^2 (up to
-            // rounding): the squared norms, then the column-major (n_ref × k) · (k × nb) product
-            // added with weight -2.
-            for r in 0..nb {
-                sc.dots[r * nref..(r + 1) * nref].copy_from_slice(&sd.ref_norm2);
+            for (f, &v) in sc.zkf.iter_mut().zip(&sc.zk) {
+                *f = v as f32;
             }
+            // dots (row-major nb × n_ref) = -2 z·r_j: the column-major (n_ref × k) · (k × nb)
+            // product with weight -2.
             matmul(
                 MatMut::from_column_major_slice_mut(&mut sc.dots, nref, nb),
-                Accum::Add,
+                Accum::Replace,
                 MatRef::from_column_major_slice(&sd.ref_k, nref, k),
-                MatRef::from_column_major_slice(&sc.zk, k, nb),
-                -2.0,
+                MatRef::from_column_major_slice(&sc.zkf, k, nb),
+                -2.0f32,
                 Par::Seq,
             );
             super::maxvol::clear_upper_simd_state();
             for (r, o) in ob.iter_mut().enumerate() {
                 let zk = &sc.zk[r * k..(r + 1) * k];
-                let e = &sc.dots[r * nref..(r + 1) * nref];
-                // Four running minima: one is a chain of dependent compares; four vectorize.
-                let mut lo4 = [f64::INFINITY; 4];
-                let e4 = e.chunks_exact(4);
-                let er = e4.remainder();
-                for c4 in e4 {
-                    for c in 0..4 {
-                        lo4[c] = if c4[c] < lo4[c] { c4[c] } else { lo4[c] };
-                    }
-                }
-                let mut lo = lo4[0].min(lo4[1]).min(lo4[2].min(lo4[3]));
-                for &v in er {
-                    if v < lo {
-                        lo = v;
-                    }
-                }
-                // Each of |z|^2, |r|^2 and z·r is within (k + 2) eps of its size: candidates
-                // within twice that bound of the minimum contain the exact nearest.
+                let d = &sc.dots[r * nref..(r + 1) * nref];
+                let lo = screen_min(&sd.ref_norm2, d) as f64;
                 let zz = dot(zk, zk);
-                let tol = 4.0 * (k as f64 + 2.0) * f64::EPSILON * (zz + sd.ref_norm2_max);
-                let thr = lo + 2.0 * tol;
+                let tol =
+                    4.0 * (k as f64 + 2.0) * (f32::EPSILON as f64 / 2.0) * (zz + sd.ref_norm2_max);
+                // The f32 threshold moved up so that no candidate is lost to its rounding (the
+                // screened values can be negative).
+                let t = lo + 2.0 * tol;
+                let thr = (t + 1e-6 * t.abs()) as f32;
                 let mut best = (usize::MAX, f64::INFINITY);
                 let mut consider = |j: usize| {
                     let d2 = dist2(&sd.reference[j * dim..j * dim + k], zk);
@@ -447,25 +445,7 @@ impl DistanceModel {
                         best = (j, d2);
                     }
                 };
-                // Candidates are rare (the nearest and its exact ties): test four at a time
-                // without branches, then look inside the groups that hold one.
-                let groups = nref / 4;
-                for g in 0..groups {
-                    let c4 = &e[4 * g..4 * g + 4];
-                    let hit = (c4[0] <= thr) | (c4[1] <= thr) | (c4[2] <= thr) | (c4[3] <= thr);
-                    if hit {
-                        for c in 0..4 {
-                            if c4[c] <= thr {
-                                consider(4 * g + c);
-                            }
-                        }
-                    }
-                }
-                for j in 4 * groups..nref {
-                    if e[j] <= thr {
-                        consider(j);
-                    }
-                }
+                screen_hits(&sd.ref_norm2, d, thr, &mut consider);
                 *o = if best.0 == usize::MAX {
                     f64::NAN
                 } else {
@@ -695,6 +675,100 @@ pub fn fit_sigma(d: &[f64], dim: usize, e: &[f64]) -> Result<SigmaFit, UqError> 
     })
 }
 
+/// Lanes of the screening scans (two AVX2 registers of f32).
+const SCAN: usize = 16;
+
+/// Smallest screened value `n2[j] + d[j]` (+inf if none is a number).
+fn screen_min(n2: &[f32], d: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { screen_min_avx2(n2, d) };
+        }
+    }
+    screen_min_impl(n2, d)
+}
+
+/// [`screen_min`] compiled for 256-bit vectors.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn screen_min_avx2(n2: &[f32], d: &[f32]) -> f32 {
+    screen_min_impl(n2, d)
+}
+
+#[inline(always)]
+fn screen_min_impl(n2: &[f32], d: &[f32]) -> f32 {
+    // SCAN running minima: one is a chain of dependent compares; these vectorize.
+    let mut lo = [f32::INFINITY; SCAN];
+    for (a, b) in n2.chunks_exact(SCAN).zip(d.chunks_exact(SCAN)) {
+        for l in 0..SCAN {
+            let e = a[l] + b[l];
+            lo[l] = if e < lo[l] { e } else { lo[l] };
+        }
+    }
+    let mut m = lo
+        .iter()
+        .fold(f32::INFINITY, |a, &b| if b < a { b } else { a });
+    for j in n2.len() / SCAN * SCAN..n2.len().min(d.len()) {
+        let e = n2[j] + d[j];
+        if e < m {
+            m = e;
+        }
+    }
+    m
+}
+
+/// Calls `f(j)` for every `j` with `n2[j] + d[j] <= thr`, in increasing order.
+fn screen_hits(n2: &[f32], d: &[f32], thr: f32, f: &mut dyn FnMut(usize)) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { screen_hits_avx2(n2, d, thr, f) };
+            return;
+        }
+    }
+    screen_hits_impl(n2, d, thr, f)
+}
+
+/// [`screen_hits`] compiled for 256-bit vectors.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn screen_hits_avx2(n2: &[f32], d: &[f32], thr: f32, f: &mut dyn FnMut(usize)) {
+    screen_hits_impl(n2, d, thr, f)
+}
+
+#[inline(always)]
+fn screen_hits_impl(n2: &[f32], d: &[f32], thr: f32, f: &mut dyn FnMut(usize)) {
+    // Candidates are rare (the nearest and its near ties): test a group without branches,
+    // then look inside the groups that hold one.
+    for (g, (a, b)) in n2.chunks_exact(SCAN).zip(d.chunks_exact(SCAN)).enumerate() {
+        let mut hit = false;
+        for l in 0..SCAN {
+            hit |= a[l] + b[l] <= thr;
+        }
+        if hit {
+            for l in 0..SCAN {
+                if a[l] + b[l] <= thr {
+                    f(g * SCAN + l);
+                }
+            }
+        }
+    }
+    for j in n2.len() / SCAN * SCAN..n2.len().min(d.len()) {
+        if n2[j] + d[j] <= thr {
+            f(j);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -837,6 +911,23 @@ mod tests {
                     let one = dm.value(s, t.per_species[s].row(r), &mut sc);
                     assert!((v - one).abs() <= 1e-10 * one, "row {r}: {v} vs {one}");
                 }
+            }
+            // Near ties, far closer than the single-precision screen can tell apart: rows
+            // (1/2 + d) B_a + (1/2 - d) B_b, d ~ 1e-7, lie (features being affine in B) next to
+            // the midpoint of two references; the screen must keep both.
+            let tr = &tt.per_species[s];
+            let (n, m) = (tr.len(), tr.m);
+            let mut rows = vec![];
+            for t in 0..n {
+                let (a, b) = (tr.row(t), tr.row((t * 7 + 3) % n));
+                let d = 1e-7 * (t as f64 / n as f64 - 0.5);
+                rows.extend((0..m).map(|c| (0.5 + d) * a[c] + (0.5 - d) * b[c]));
+            }
+            let mut out = vec![0.0; n];
+            dm.values_into(s, &rows, &mut out, &mut sc);
+            for (r, v) in out.iter().enumerate() {
+                let one = dm.value(s, &rows[r * m..(r + 1) * m], &mut sc);
+                assert!((v - one).abs() <= 1e-10 * one, "near tie {r}: {v} vs {one}");
             }
         }
         let mut c = Container::default();
