@@ -785,19 +785,24 @@ fn compute(
         // SAFETY: non-NULL, one f64.
         unsafe { *res.energy = total };
     }
-    for (method, out) in uq {
-        for z in 0..h.brows.len() {
-            let n = h.batoms[z].len();
-            if n == 0 {
-                continue;
-            }
-            h.values.clear();
-            h.values.resize(n, 0.0);
-            crate::uq::evaluate_rows(&h.model, method, z, &h.brows[z], &mut h.values, &mut h.uq)
-                .map_err(|e| Failure(aceuq_status_t::ACEUQ_STATUS_MISSING, e.to_string()))?;
-            for (&i, &v) in h.batoms[z].iter().zip(&h.values) {
-                // SAFETY: out holds nlocal values; i < nlocal.
-                unsafe { *out.add(i as usize) = v };
+    // Every method over one block of rows at a time, so that the rows are read from memory
+    // once and from cache by the other methods.
+    const UQ_BLOCK: usize = 512;
+    for z in 0..h.brows.len() {
+        let m = h.model.nfuncs(z);
+        let n = h.batoms[z].len();
+        for r0 in (0..n).step_by(UQ_BLOCK) {
+            let r1 = (r0 + UQ_BLOCK).min(n);
+            let rows = &h.brows[z][r0 * m..r1 * m];
+            for &(method, out) in &uq {
+                h.values.clear();
+                h.values.resize(r1 - r0, 0.0);
+                crate::uq::evaluate_rows(&h.model, method, z, rows, &mut h.values, &mut h.uq)
+                    .map_err(|e| Failure(aceuq_status_t::ACEUQ_STATUS_MISSING, e.to_string()))?;
+                for (&i, &v) in h.batoms[z][r0..r1].iter().zip(&h.values) {
+                    // SAFETY: out holds nlocal values; i < nlocal.
+                    unsafe { *out.add(i as usize) = v };
+                }
             }
         }
     }
