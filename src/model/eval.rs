@@ -288,9 +288,11 @@ impl Model {
     ) -> f64 {
         self.compute_a(ws, si, rij, sj);
         let mut energy = self.e0[si];
-        energy += self.energy_reverse_fused(ws, si);
         if let Some(b) = b {
+            energy += self.energy_reverse_fused::<true>(ws, si);
             self.basis_from_fused(ws, si, b);
+        } else {
+            energy += self.energy_reverse_fused::<false>(ws, si);
         }
         let ns = self.nspecies();
         let lay = &self.bases[si].layout;
@@ -356,13 +358,15 @@ impl Model {
 
     /// Energy-only path: forward over internal DAG nodes, leaf monomials folded into the energy
     /// and their reverse contributions in one pass, then the reverse sweep over internal nodes.
-    /// Returns `c · B` and leaves `dE/dA` in `ws.dp[..n_a]`.
-    fn energy_reverse_fused(&self, ws: &mut Workspace, si: usize) -> f64 {
+    /// Returns `c · B` and leaves `dE/dA` in `ws.dp[..n_a]`. With `LEAVES`, the value of every
+    /// leaf monomial is left in `ws.p` after the internal nodes (for `basis_from_fused`).
+    fn energy_reverse_fused<const LEAVES: bool>(&self, ws: &mut Workspace, si: usize) -> f64 {
         let der = &self.derived[si];
         let na = der.dag.n_a;
         let ni = der.internal.len();
-        assert!(ws.p.len() >= na + ni && ws.dp.len() >= na + ni && ws.a.len() >= na);
-        assert!(der.leaf_c.len() == der.leaves.len() && der.ctilde_int.len() == na + ni);
+        let nl = der.leaves.len();
+        assert!(ws.p.len() >= na + ni + nl && ws.dp.len() >= na + ni && ws.a.len() >= na);
+        assert!(der.leaf_c.len() == nl && der.ctilde_int.len() == na + ni);
         ws.p[..na].copy_from_slice(&ws.a[..na]);
         let p = ws.p.as_mut_ptr();
         let dp = ws.dp.as_mut_ptr();
@@ -378,9 +382,12 @@ impl Model {
                 e += c * *p.add(n);
                 *dp.add(n) = c;
             }
-            for (&[par, ex], &c) in der.leaves.iter().zip(&der.leaf_c) {
+            for (l, (&[par, ex], &c)) in der.leaves.iter().zip(&der.leaf_c).enumerate() {
                 let pp = *p.add(par as usize);
                 let ae = *a.add(ex as usize);
+                if LEAVES {
+                    *p.add(na + ni + l) = pp * ae;
+                }
                 e += c * pp * ae;
                 *dp.add(par as usize) += c * ae;
                 *dp.add(ex as usize) += c * pp;
@@ -395,26 +402,23 @@ impl Model {
         e
     }
 
-    /// `B_i` from the values left by [`Model::energy_reverse_fused`] (internal nodes in `p`, `A`
-    /// in `a`), through the precomputed term table.
+    /// `B_i` from the values left by a sweep that kept its leaf values
+    /// ([`Model::energy_reverse_fused`] with `LEAVES`, or the lane pass with `leaves`): one
+    /// gather and multiply-add per term through the precomputed term table.
     fn basis_from_fused(&self, ws: &mut Workspace, si: usize, b: &mut [f64]) {
         let der = &self.derived[si];
-        let na = der.dag.n_a;
-        let ni = der.internal.len();
-        assert!(ws.a.len() > na && ws.p.len() >= na + ni && b.len() + 1 >= der.term_ptr.len());
-        ws.a[na] = 1.0;
-        let (p, a) = (ws.p.as_ptr(), ws.a.as_ptr());
+        let nv = der.dag.n_a + der.internal.len() + der.leaves.len();
+        assert!(ws.p.len() >= nv && b.len() + 1 >= der.term_ptr.len());
+        let v = ws.p.as_ptr();
         for (f, bf) in b.iter_mut().enumerate().take(der.term_ptr.len() - 1) {
             let (lo, hi) = (der.term_ptr[f] as usize, der.term_ptr[f + 1] as usize);
-            let mut v = 0.0;
-            for (&[i1, i2], &c) in der.term_idx[lo..hi].iter().zip(&der.term_coef[lo..hi]) {
-                // SAFETY: i1 < na + ni (A or internal node, renumbered in Derived::new) and
-                // i2 <= na (an A or the constant slot); lengths asserted above.
-                v += c * unsafe { *p.add(i1 as usize) * *a.add(i2 as usize) };
+            let mut s = 0.0;
+            for (&i, &c) in der.term_idx[lo..hi].iter().zip(&der.term_coef[lo..hi]) {
+                // SAFETY: i < nv (checked in Derived::new), ws.p holds at least nv values.
+                s += c * unsafe { *v.add(i as usize) };
             }
-            *bf = v;
+            *bf = s;
         }
-        ws.a[na] = 0.0;
     }
 
     /// `B_i` from the forward-swept monomials in the workspace.
@@ -919,9 +923,9 @@ impl Model {
             nn * ne
         );
         self.compute_a(ws, si, rij, sj);
-        self.members_from_state(ws, si, rij, sj, tables, energies, grads);
+        self.members_dispatch(ws, si, rij, sj, tables, energies, grads, b.is_some());
         if let Some(b) = b {
-            // The lane pass left the internal node values in `ws.p`, as the energy-only sweep.
+            // The lane pass left the internal node and leaf values in `ws.p`.
             self.basis_from_fused(ws, si, b);
         }
     }
@@ -940,17 +944,34 @@ impl Model {
         energies: &mut [f64],
         grads: &mut [[f64; 3]],
     ) {
+        self.members_dispatch(ws, si, rij, sj, tables, energies, grads, false);
+    }
+
+    /// The lane pass with the kernel for this CPU; `leaves`: also leave the leaf monomial
+    /// values in `ws.p` (for `basis_from_fused`).
+    #[allow(clippy::too_many_arguments)]
+    fn members_dispatch(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+        leaves: bool,
+    ) {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
                 // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-                unsafe { self.members_avx2(ws, si, rij, sj, tables, energies, grads) };
+                unsafe { self.members_avx2(ws, si, rij, sj, tables, energies, grads, leaves) };
                 return;
             }
         }
-        self.members_impl::<Plain>(ws, si, rij, sj, tables, energies, grads);
+        self.members_impl::<Plain>(ws, si, rij, sj, tables, energies, grads, leaves);
     }
 
     /// [`Model::members_from_state`] with the portable kernel whatever the CPU (to compare the
@@ -968,7 +989,7 @@ impl Model {
         grads: &mut [[f64; 3]],
     ) {
         self.compute_a(ws, si, rij, sj);
-        self.members_impl::<Plain>(ws, si, rij, sj, tables, energies, grads);
+        self.members_impl::<Plain>(ws, si, rij, sj, tables, energies, grads, false);
     }
 
     /// [`Model::members_from_state`] compiled with 256-bit vectors and fused multiply-adds: a
@@ -990,8 +1011,9 @@ impl Model {
         tables: &MemberTables,
         energies: &mut [f64],
         grads: &mut [[f64; 3]],
+        leaves: bool,
     ) {
-        self.members_impl::<Avx>(ws, si, rij, sj, tables, energies, grads);
+        self.members_impl::<Avx>(ws, si, rij, sj, tables, energies, grads, leaves);
     }
 
     #[inline(always)]
@@ -1005,6 +1027,7 @@ impl Model {
         tables: &MemberTables,
         energies: &mut [f64],
         grads: &mut [[f64; 3]],
+        keep_leaves: bool,
     ) {
         let ne = tables.n_members;
         let w = tables.width;
@@ -1021,8 +1044,9 @@ impl Model {
             "member tables of another model"
         );
         // Internal node values (the energy-only sweep's: a few hundred products). Left in `ws.p`
-        // for `basis_from_fused`.
-        assert!(ws.p.len() >= nint && ws.a.len() >= na);
+        // for `basis_from_fused`, followed by the leaf values if `keep_leaves`.
+        let nl = der.leaves.len();
+        assert!(ws.p.len() >= nint + nl && ws.a.len() >= na);
         ws.p[..na].copy_from_slice(&ws.a[..na]);
         for (k, &[par, ex]) in der.internal.iter().enumerate() {
             ws.p[na + k] = ws.p[par as usize] * ws.a[ex as usize];
@@ -1038,7 +1062,10 @@ impl Model {
         ws.macc.resize(w, 0.0);
         {
             let dp = ws.dpm.as_mut_ptr();
-            let (p, a) = (&ws.p, &ws.a);
+            // Internal values are read, leaf values (after them) written.
+            let (p, pleaf) = ws.p.split_at_mut(nint);
+            let (p, a) = (&*p, &ws.a);
+            let pleaf = pleaf.as_mut_ptr();
             let (ct, lc) = (tables.ct_int.as_ptr(), tables.leaf_c.as_ptr());
             let leaves = &der.leaves;
             // Lane groups are independent: one group at a time keeps its energy accumulators in
@@ -1065,6 +1092,10 @@ impl Model {
                         let [par, ex] = leaves[l];
                         let (par, ex) = (par as usize, ex as usize);
                         let (pp, ae) = (p[par], a[ex]);
+                        if keep_leaves {
+                            // SAFETY: l < nl <= ws.p.len() - nint (asserted above).
+                            unsafe { *pleaf.add(l) = pp * ae };
+                        }
                         let cv = row!(lc, l);
                         unsafe {
                             axpy_mem(dp.add(par * w + go), cv, ae);

@@ -94,11 +94,11 @@ pub(crate) struct Derived {
     pub leaf_c: Vec<f64>,
     pub ctilde_int: Vec<f64>,
     /// Basis functions from the energy-only sweep: function `f` is
-    /// `sum_{t in term_ptr[f]..term_ptr[f+1]} term_coef[t] * p[term_idx[t][0]] * a[term_idx[t][1]]`
-    /// over the renumbered internal values `p` and `A` extended by a constant 1 at index `n_a`
-    /// (a leaf monomial is its parent times one `A`; other nodes use the constant).
+    /// `sum_{t in term_ptr[f]..term_ptr[f+1]} term_coef[t] * v[term_idx[t]]` over the values
+    /// `v` the sweep leaves behind when asked to: the `A`s and renumbered internal nodes
+    /// (`0..n_a + n_internal`), then every leaf monomial in leaf order.
     pub term_ptr: Vec<u32>,
-    pub term_idx: Vec<[u32; 2]>,
+    pub term_idx: Vec<u32>,
     pub term_coef: Vec<f64>,
 }
 
@@ -170,10 +170,14 @@ impl Derived {
             for t in b.func_ptr[f] as usize..b.func_ptr[f + 1] as usize {
                 let node = dag.mono_node[b.func_mono[t] as usize] as usize;
                 let idx = if leaf_of[node] != u32::MAX {
-                    leaves[leaf_of[node] as usize]
+                    (na + internal.len()) as u32 + leaf_of[node]
                 } else {
-                    [renum[node], na as u32]
+                    renum[node]
                 };
+                assert!(
+                    (idx as usize) < na + internal.len() + leaves.len(),
+                    "basis term outside the swept values"
+                );
                 term_idx.push(idx);
                 term_coef.push(b.func_coef[t]);
             }
