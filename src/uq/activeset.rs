@@ -874,17 +874,52 @@ impl SpeciesClusters {
     }
 
     /// Nearest centroid (standardized Euclidean) of descriptor `b`; `z` is scratch.
+    #[inline(always)]
     fn nearest_centroid(&self, b: &[f64], z: &mut [f64]) -> usize {
         let m = self.m();
+        let (b, z) = (&b[..m], &mut z[..m]);
         for j in 0..m {
             z[j] = (b[j] - self.mean[j]) / self.std[j];
         }
-        nearest(&self.centroids, m, &z[..m]).0
+        nearest(&self.centroids, m, z).0
+    }
+
+    /// The cluster of every row of `rows` (row-major, rows of `m`) into `cluster`: the same
+    /// arithmetic as [`SpeciesClusters::nearest_centroid`], compiled for 256-bit vectors where
+    /// the CPU has them (division and the distance sums vectorize; the results are bitwise the
+    /// same, there being no fused operations).
+    fn assign(&self, rows: &[f64], cluster: &mut [u32], z: &mut [f64]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                unsafe { self.assign_avx2(rows, cluster, z) };
+                return;
+            }
+        }
+        self.assign_impl(rows, cluster, z);
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn assign_avx2(&self, rows: &[f64], cluster: &mut [u32], z: &mut [f64]) {
+        self.assign_impl(rows, cluster, z);
+    }
+
+    #[inline(always)]
+    fn assign_impl(&self, rows: &[f64], cluster: &mut [u32], z: &mut [f64]) {
+        let m = self.m();
+        for (r, c) in cluster.iter_mut().enumerate() {
+            *c = self.centroid_cluster[self.nearest_centroid(&rows[r * m..(r + 1) * m], z)];
+        }
     }
 }
 
 /// Index and squared distance of the row of `c` (row-major, rows of `m`) nearest to `z`; ties
 /// to the lower index.
+#[inline(always)]
 fn nearest(c: &[f64], m: usize, z: &[f64]) -> (usize, f64) {
     let mut best = (0, f64::INFINITY);
     for (k, ck) in c.chunks_exact(m).enumerate() {
@@ -1024,10 +1059,7 @@ impl ClusteredActiveSets {
         scratch.ensure(m);
         match self.partition {
             Partition::KMeans(_) => {
-                for (r, c) in cluster.iter_mut().enumerate() {
-                    *c = sc.centroid_cluster
-                        [sc.nearest_centroid(&rows[r * m..(r + 1) * m], &mut scratch.z)];
-                }
+                sc.assign(rows, cluster, &mut scratch.z);
                 for (k, set) in sc.sets.iter().enumerate() {
                     scratch.idx.clear();
                     scratch

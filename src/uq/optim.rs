@@ -176,7 +176,7 @@ pub fn spg(
 
 /// Squared Euclidean distance. Four independent partial sums: with a single running sum the
 /// k-d tree queries of the distance estimator were bound by the latency of the addition chain.
-#[inline]
+#[inline(always)]
 pub fn dist2(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
