@@ -700,6 +700,8 @@ trait Group: Copy {
     unsafe fn store(self, p: *mut f64);
     /// `a * b + c` lane-wise (fused or not, per implementation).
     fn madd(a: Self, b: Self, c: Self) -> Self;
+    /// `a + b` lane-wise.
+    fn add(a: Self, b: Self) -> Self;
     fn to_array(self) -> [f64; LANES];
 }
 
@@ -729,6 +731,10 @@ impl Group for Plain {
     #[inline(always)]
     fn madd(a: Self, b: Self, c: Self) -> Self {
         Plain(std::array::from_fn(|k| a.0[k] * b.0[k] + c.0[k]))
+    }
+    #[inline(always)]
+    fn add(a: Self, b: Self) -> Self {
+        Plain(std::array::from_fn(|k| a.0[k] + b.0[k]))
     }
     #[inline(always)]
     fn to_array(self) -> [f64; LANES] {
@@ -768,6 +774,11 @@ impl Group for Avx {
     fn madd(a: Self, b: Self, c: Self) -> Self {
         // SAFETY: FMA as in `zero`.
         Avx(unsafe { std::arch::x86_64::_mm256_fmadd_pd(a.0, b.0, c.0) })
+    }
+    #[inline(always)]
+    fn add(a: Self, b: Self) -> Self {
+        // SAFETY: AVX as in `zero`.
+        Avx(unsafe { std::arch::x86_64::_mm256_add_pd(a.0, b.0) })
     }
     #[inline(always)]
     fn to_array(self) -> [f64; LANES] {
@@ -1114,15 +1125,23 @@ impl Model {
                 if n < nint {
                     e0 = V::madd(V::splat(p[n]), row!(ct, n), e0);
                 }
+                // Four energy accumulators: the leaves' multiply-adds into one or two were a
+                // chain bounded by the add latency.
+                let (mut e2, mut e3) = (V::zero(), V::zero());
                 let mut l = 0;
-                while l + 1 < leaves.len() {
+                while l + 3 < leaves.len() {
                     leaf!(l, e0);
                     leaf!(l + 1, e1);
-                    l += 2;
+                    leaf!(l + 2, e2);
+                    leaf!(l + 3, e3);
+                    l += 4;
                 }
-                if l < leaves.len() {
+                while l < leaves.len() {
                     leaf!(l, e0);
+                    l += 1;
                 }
+                e0 = V::add(e0, e2);
+                e1 = V::add(e1, e3);
                 for k in (0..ni).rev() {
                     let [par, ex] = der.internal[k];
                     let (par, ex) = (par as usize, ex as usize);
