@@ -1103,7 +1103,7 @@ impl Model {
                         let [par, ex] = leaves[l];
                         let (par, ex) = (par as usize, ex as usize);
                         let (pp, ae) = (p[par], a[ex]);
-                        if keep_leaves {
+                        if keep_leaves && g == 0 {
                             // SAFETY: l < nl <= ws.p.len() - nint (asserted above).
                             unsafe { *pleaf.add(l) = pp * ae };
                         }

@@ -445,7 +445,12 @@ impl DistanceModel {
                         best = (j, d2);
                     }
                 };
-                screen_hits(&sd.ref_norm2, d, thr, &mut consider);
+                if zz <= F32_SAFE && sd.ref_norm2_max <= F32_SAFE && lo.is_finite() {
+                    screen_hits(&sd.ref_norm2, d, thr, &mut consider);
+                } else if zz.is_finite() {
+                    // Outside single precision's range: every reference in double precision.
+                    (0..nref).for_each(&mut consider);
+                }
                 *o = if best.0 == usize::MAX {
                     f64::NAN
                 } else {
@@ -677,6 +682,10 @@ pub fn fit_sigma(d: &[f64], dim: usize, e: &[f64]) -> Result<SigmaFit, UqError> 
 
 /// Lanes of the screening scans (two AVX2 registers of f32).
 const SCAN: usize = 16;
+
+/// Largest squared norm (of a query or a reference) screened in single precision: far below
+/// the f32 range, so that no product or sum of the screen overflows or turns into NaN.
+const F32_SAFE: f64 = 1e30;
 
 /// Smallest screened value `n2[j] + d[j]` (+inf if none is a number).
 fn screen_min(n2: &[f32], d: &[f32]) -> f32 {
@@ -928,6 +937,17 @@ mod tests {
             for (r, v) in out.iter().enumerate() {
                 let one = dm.value(s, &rows[r * m..(r + 1) * m], &mut sc);
                 assert!((v - one).abs() <= 1e-10 * one, "near tie {r}: {v} vs {one}");
+            }
+            // Rows far outside single precision's range take the double-precision scan.
+            let huge: Vec<f64> = rows[..3 * m].iter().map(|v| v * 1e25).collect();
+            let mut out = vec![0.0; 3];
+            dm.values_into(s, &huge, &mut out, &mut sc);
+            for (r, v) in out.iter().enumerate() {
+                let one = dm.value(s, &huge[r * m..(r + 1) * m], &mut sc);
+                assert!(
+                    v.is_finite() && (v - one).abs() <= 1e-10 * one,
+                    "huge {r}: {v} vs {one}"
+                );
             }
         }
         let mut c = Container::default();

@@ -29,6 +29,16 @@ const BLOCK: usize = 128;
 /// f32 range, so no partial sum can overflow).
 const F32_SAFE: f64 = 1e30;
 
+/// Largest scaled row norm graded through single precision, and the range of `|M_kj|` (nonzero)
+/// for which the screen is used at all: inside these, no f32 conversion overflows and what
+/// underflow can lose (below `2^-149` per rounding, times `|M| <= 1e20` or `|x| <= 1e15`, over
+/// `~3 m` roundings) stays far below [`UNDERFLOW_SLACK`].
+const X_MAX: f64 = 1e15;
+const M_RANGE: (f64, f64) = (1e-20, 1e20);
+
+/// Absolute slack added to the candidate bound for single-precision underflow.
+const UNDERFLOW_SLACK: f64 = 1e-18;
+
 /// The precomputed single- and double-precision forms of one active set's inverse.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Screen {
@@ -50,6 +60,9 @@ pub struct Screen {
     tol64: Vec<f64>,
     /// Largest `|M_j|_2`.
     max_col: f64,
+    /// Whether `M` fits single precision (see [`M_RANGE`]); if not, every row is graded in
+    /// double precision.
+    usable: bool,
 }
 
 /// Caller-owned scratch of [`Screen::grades`] (grows once, then no allocation).
@@ -106,12 +119,14 @@ impl Screen {
         let mut at = vec![0.0; m * m];
         let mut col2 = vec![0.0; m];
         let mut acol2 = vec![0.0; m];
+        let mut in_range = true;
         for k in 0..m {
             let sd = 1.0 / inv_sd[k];
             for j in 0..m {
                 let aij = ainv[k * m + j];
                 v[j] += mean[k] * aij;
                 let x = sd * aij;
+                in_range &= x == 0.0 || (M_RANGE.0..=M_RANGE.1).contains(&x.abs());
                 mf[k * m + j] = x as f32;
                 at[j * m + k] = aij;
                 col2[j] += x * x;
@@ -129,6 +144,7 @@ impl Screen {
             v,
             mf,
             at,
+            usable: in_range && norms.iter().all(|c| c.is_finite()),
             tol: norms.iter().map(|c| g32 * c).collect(),
             tol64: acol2.iter().map(|c| g64 * c.sqrt()).collect(),
             max_col: norms.iter().cloned().fold(0.0, f64::max),
@@ -232,7 +248,9 @@ impl Screen {
                 let [xn, bn] = sc.xn[i];
                 let b = row_of(rows, sel, b0 + i, m);
                 let c = &sc.cf[i * m..(i + 1) * m];
-                out[b0 + i] = if xn * self.max_col <= F32_SAFE && bn.is_finite() {
+                let screened =
+                    self.usable && xn <= X_MAX && xn * self.max_col <= F32_SAFE && bn.is_finite();
+                out[b0 + i] = if screened {
                     #[cfg(target_arch = "x86_64")]
                     let g = if AVX {
                         // SAFETY: as above.
@@ -265,7 +283,7 @@ impl Screen {
     /// Is column `j` a candidate: `|a_j| + t_j >= lo`?
     #[inline(always)]
     fn upper(&self, j: usize, c: &[f32], xn: f64, bn: f64) -> f64 {
-        (self.v[j] + c[j] as f64).abs() + self.tol[j] * xn + self.tol64[j] * bn
+        (self.v[j] + c[j] as f64).abs() + self.tol[j] * xn + self.tol64[j] * bn + UNDERFLOW_SLACK
     }
 
     /// The grade of one row from its screened product `c` (f32) and norms: the candidate
@@ -273,7 +291,7 @@ impl Screen {
     fn finish(&self, c: &[f32], b: &[f64], xn: f64, bn: f64) -> f64 {
         let mut lo = 0.0f64;
         for j in 0..self.m {
-            let t = self.tol[j] * xn + self.tol64[j] * bn;
+            let t = self.tol[j] * xn + self.tol64[j] * bn + UNDERFLOW_SLACK;
             lo = lo.max((self.v[j] + c[j] as f64).abs() - t);
         }
         let mut g = 0.0f64;
@@ -354,6 +372,7 @@ impl Screen {
         assert!(self.tol.len() == m && self.tol64.len() == m && self.at.len() == m * m);
         let (xv, bv) = (_mm256_set1_pd(xn), _mm256_set1_pd(bn));
         let sign = _mm256_set1_pd(-0.0);
+        let slack = _mm256_set1_pd(UNDERFLOW_SLACK);
         let end = m / 4 * 4;
         // SAFETY (all vector accesses): j + 4 <= end <= m; lengths asserted above.
         // |a_j| and t_j for columns j..j+4 (a macro: closures do not inherit the target
@@ -369,7 +388,7 @@ impl Screen {
                     let t = _mm256_fmadd_pd(
                         _mm256_loadu_pd(self.tol.as_ptr().add(j)),
                         xv,
-                        _mm256_mul_pd(_mm256_loadu_pd(self.tol64.as_ptr().add(j)), bv),
+                        _mm256_fmadd_pd(_mm256_loadu_pd(self.tol64.as_ptr().add(j)), bv, slack),
                     );
                     (_mm256_andnot_pd(sign, a), t)
                 }
@@ -384,7 +403,7 @@ impl Screen {
         }
         let mut lo = hmax(lo4);
         for j in end..m {
-            let t = self.tol[j] * xn + self.tol64[j] * bn;
+            let t = self.tol[j] * xn + self.tol64[j] * bn + UNDERFLOW_SLACK;
             lo = lo.max((self.v[j] + c[j] as f64).abs() - t);
         }
         let lov = _mm256_set1_pd(lo);
@@ -590,5 +609,19 @@ mod tests {
         assert!(got[1].is_nan());
         let want2 = maxvol::gamma(&inv, m, &q[2 * m..], &mut acc);
         assert!((got[2] - want2).abs() <= 1e-9 * want2);
+        // A matrix outside the screen's single-precision range (one entry 1e25 times larger;
+        // the screen only needs some matrix, not the inverse of the rows): graded in double
+        // precision throughout.
+        let mut inv = inv;
+        inv[3 * m + 5] *= 1e25;
+        let screen = Screen::new(&a, &inv, m);
+        assert!(!screen.usable);
+        let q = rows(&mut rng, 4, m, 2.0);
+        let mut got = vec![0.0; 4];
+        screen.grades(&q, None, &mut got, &mut ScreenScratch::default());
+        for r in 0..4 {
+            let want = maxvol::gamma(&inv, m, &q[r * m..(r + 1) * m], &mut acc);
+            assert!((got[r] - want).abs() <= 1e-9 * want, "{} vs {want}", got[r]);
+        }
     }
 }
