@@ -818,19 +818,8 @@ pub unsafe extern "C" fn aceuq_model_ensemble_size(
     model: *const aceuq_model_t,
     out: *mut i32,
 ) -> aceuq_status_t {
-    guard(|| {
-        // SAFETY: caller contract.
-        let h = unsafe { handle(model) }?;
-        put(
-            out,
-            h.model
-                .uq
-                .ensemble
-                .as_ref()
-                .map_or(0, |e| e.n_members() as i32),
-            "out",
-        )
-    })
+    // SAFETY: caller contract, passed on.
+    unsafe { ensemble_count(model, out, crate::uq::ensemble::Ensemble::n_members) }
 }
 
 /// Number of ensemble force columns per atom in `aceuq_results_t::ens_forces`: `n_members - 1`
@@ -843,18 +832,24 @@ pub unsafe extern "C" fn aceuq_model_ensemble_columns(
     model: *const aceuq_model_t,
     out: *mut i32,
 ) -> aceuq_status_t {
+    // SAFETY: caller contract, passed on.
+    unsafe { ensemble_count(model, out, crate::uq::ensemble::Ensemble::n_directions) }
+}
+
+/// `count` of the model's ensemble into `out` (0 without an ensemble).
+///
+/// # Safety
+/// `model` must be a valid handle, `out` writable.
+unsafe fn ensemble_count(
+    model: *const aceuq_model_t,
+    out: *mut i32,
+    count: fn(&crate::uq::ensemble::Ensemble) -> usize,
+) -> aceuq_status_t {
     guard(|| {
         // SAFETY: caller contract.
         let h = unsafe { handle(model) }?;
-        put(
-            out,
-            h.model
-                .uq
-                .ensemble
-                .as_ref()
-                .map_or(0, |e| e.n_directions() as i32),
-            "out",
-        )
+        let n = h.model.uq.ensemble.as_ref().map_or(0, count);
+        put(out, n as i32, "out")
     })
 }
 

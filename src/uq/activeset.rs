@@ -397,8 +397,6 @@ fn invalid(path: &Path, message: String) -> ContainerError {
 pub struct GammaScratch {
     acc: Vec<f64>,
     z: Vec<f64>,
-    /// GEMM scratch of the batched forms.
-    pub blk: Vec<f64>,
     tmp: Vec<f64>,
     idx: Vec<usize>,
     screen: ScreenScratch,
@@ -410,7 +408,6 @@ impl GammaScratch {
         GammaScratch {
             acc: vec![0.0; m],
             z: vec![0.0; m],
-            blk: vec![],
             tmp: vec![],
             idx: vec![],
             screen: ScreenScratch::default(),
