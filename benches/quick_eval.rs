@@ -11,6 +11,9 @@ fn main() {
     if args.get(3).is_some_and(|m| m == "parts") {
         return parts_timing(&model, &data[0]);
     }
+    if args.get(3).is_some_and(|m| m == "lanes") {
+        return lanes_timing(&model, &data[0]);
+    }
     if args.get(3).is_some_and(|m| m == "interleave") {
         return interleave(&model, &data[0]);
     }
@@ -171,4 +174,82 @@ fn interleave(model: &aceuq::model::Model, s: &aceuq::Structure) {
             tg / 40.0 / n as f64 * 1e6
         );
     }
+}
+
+/// Side-by-side timing of the scalar energy+forces pass and the lane pass of an MD step with the
+/// ensemble (the model and its spread directions in one pass), best of 40 alternating rounds
+/// (`quick_eval MODEL DATA lanes`; the model needs an ensemble).
+fn lanes_timing(model: &aceuq::model::Model, s: &aceuq::Structure) {
+    // Thread CPU time (s): on a shared machine wall time mostly measures the scheduler.
+    let cpu = || -> f64 {
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        unsafe extern "C" {
+            fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+        }
+        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        let mut ts = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: `ts` is a valid timespec for the duration of the call.
+        if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+            return f64::NAN;
+        }
+        ts.sec as f64 + ts.nsec as f64 * 1e-9
+    };
+    let ens = model
+        .uq
+        .ensemble
+        .as_ref()
+        .expect("the model has no ensemble");
+    let tables = ens.step_tables(model).unwrap();
+    let mut ws = Workspace::new(model);
+    let sp = model.map_species(s).unwrap();
+    let nl = aceuq::neighbors::build(s, model.max_cutoff()).unwrap();
+    let n = s.len();
+    let ne = ens.n_directions() + 1;
+    let mut grad = vec![[0.0; 3]; 200 * ne];
+    let mut en = vec![0.0; ne];
+    let mut sj = Vec::new();
+    let (mut t_s, mut t_l) = (f64::INFINITY, f64::INFINITY);
+    let mut sink = 0.0;
+    for _ in 0..40 {
+        let t = cpu();
+        for i in 0..n {
+            let r = nl.range(i);
+            sj.clear();
+            sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
+            let si = sp[i] as usize;
+            sink += model.atom_energy_grad(&mut ws, si, &nl.rij[r.clone()], &sj, &mut grad, None);
+        }
+        t_s = t_s.min((cpu() - t));
+        let t = cpu();
+        for i in 0..n {
+            let r = nl.range(i);
+            sj.clear();
+            sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
+            let si = sp[i] as usize;
+            model.atom_energy_grad_lanes(
+                &mut ws,
+                si,
+                &nl.rij[r],
+                &sj,
+                &tables[si],
+                &mut en,
+                &mut grad,
+                None,
+            );
+            sink += en[0];
+        }
+        t_l = t_l.min((cpu() - t));
+    }
+    let per = |t: f64| t / n as f64 * 1e6;
+    println!(
+        "per atom, best of 40: scalar E+F {:.3} us; lane pass ({ne} lanes) {:.3} us ({:.3}x, +{:.3} us) [{sink:.1}]",
+        per(t_s),
+        per(t_l),
+        t_l / t_s,
+        per(t_l - t_s)
+    );
 }

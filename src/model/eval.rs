@@ -7,7 +7,7 @@
 //! g_n ∇Y_lm)` contracted first over `n`. Nothing is allocated per atom once the workspace has grown
 //! to the largest neighbour count.
 
-use super::Model;
+use super::{Model, TERM_LANES};
 use crate::basis::sph::{SphHarm, num_lm};
 use crate::neighbors::{self, NeighborList};
 use crate::structure::Structure;
@@ -186,6 +186,59 @@ unsafe fn contract_dyn(
                 let wm = *w.add(n * d + m);
                 *t.add(m) += wm * gn;
                 *u.add(m) += wm * dgn;
+            }
+        }
+    }
+}
+
+/// `b = T v` through the blocked term tables of `der` (see `Derived::term_ptr`); `b` holds the
+/// species' functions, `v` the swept values (every index of the tables is below `v.len()`,
+/// checked in `Derived::new`).
+fn basis_terms(der: &crate::model::Derived, v: &[f64], b: &mut [f64]) {
+    for (q, out) in b.chunks_mut(TERM_LANES).enumerate() {
+        let (lo, hi) = (der.term_ptr[q] as usize, der.term_ptr[q + 1] as usize);
+        let mut s = [0.0; TERM_LANES];
+        for (idx, coef) in der.term_idx[lo..hi].iter().zip(&der.term_coef[lo..hi]) {
+            for j in 0..TERM_LANES {
+                s[j] += coef[j] * v[idx[j] as usize];
+            }
+        }
+        out.copy_from_slice(&s[..out.len()]);
+    }
+}
+
+/// [`basis_terms`] with one AVX2 gather per step (bitwise the same results).
+///
+/// # Safety
+/// The CPU must support AVX2; every index of the tables is below `v.len()` (as `Derived::new`
+/// checks).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn basis_terms_avx2(der: &crate::model::Derived, v: &[f64], b: &mut [f64]) {
+    use std::arch::x86_64::*;
+    let nblocks = der.term_ptr.len() - 1;
+    assert!(b.len() <= nblocks * TERM_LANES && der.term_idx.len() == der.term_coef.len());
+    assert!(der.term_ptr[nblocks] as usize <= der.term_idx.len());
+    for q in 0..nblocks {
+        let (lo, hi) = (der.term_ptr[q] as usize, der.term_ptr[q + 1] as usize);
+        // SAFETY: lo <= hi <= term_idx.len() (tables built increasing, last asserted); every
+        // index < v.len() (function contract); the full-block store stays inside `b`.
+        unsafe {
+            let mut s = _mm256_setzero_pd();
+            for t in lo..hi {
+                let idx = _mm_loadu_si128(der.term_idx.as_ptr().add(t) as *const __m128i);
+                let c = _mm256_loadu_pd(der.term_coef.as_ptr().add(t) as *const f64);
+                let x = _mm256_i32gather_pd::<8>(v.as_ptr(), idx);
+                s = _mm256_add_pd(s, _mm256_mul_pd(c, x));
+            }
+            let f0 = q * TERM_LANES;
+            if f0 + TERM_LANES <= b.len() {
+                _mm256_storeu_pd(b.as_mut_ptr().add(f0), s);
+            } else {
+                let mut tmp = [0.0; TERM_LANES];
+                _mm256_storeu_pd(tmp.as_mut_ptr(), s);
+                let rest = b.len() - f0;
+                b[f0..].copy_from_slice(&tmp[..rest]);
             }
         }
     }
@@ -404,21 +457,35 @@ impl Model {
 
     /// `B_i` from the values left by a sweep that kept its leaf values
     /// ([`Model::energy_reverse_fused`] with `LEAVES`, or the lane pass with `leaves`): one
-    /// gather and multiply-add per term through the precomputed term table.
+    /// gather and multiply-add per term through the precomputed term tables, four functions at
+    /// a time (with AVX2, one gather instruction per step). The same operations in the same
+    /// order on every CPU (products and sums rounded separately), so the values are the same.
     fn basis_from_fused(&self, ws: &mut Workspace, si: usize, b: &mut [f64]) {
         let der = &self.derived[si];
         let nv = der.dag.n_a + der.internal.len() + der.leaves.len();
-        assert!(ws.p.len() >= nv && b.len() + 1 >= der.term_ptr.len());
-        let v = ws.p.as_ptr();
-        for (f, bf) in b.iter_mut().enumerate().take(der.term_ptr.len() - 1) {
-            let (lo, hi) = (der.term_ptr[f] as usize, der.term_ptr[f + 1] as usize);
-            let mut s = 0.0;
-            for (&i, &c) in der.term_idx[lo..hi].iter().zip(&der.term_coef[lo..hi]) {
-                // SAFETY: i < nv (checked in Derived::new), ws.p holds at least nv values.
-                s += c * unsafe { *v.add(i as usize) };
+        let nf = self.bases[si].len();
+        assert!(ws.p.len() >= nv && b.len() >= nf);
+        assert!(der.term_ptr.len() == nf.div_ceil(TERM_LANES) + 1);
+        let v = &ws.p[..nv];
+        let b = &mut b[..nf];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                unsafe { basis_terms_avx2(der, v, b) };
+                return;
             }
-            *bf = s;
         }
+        basis_terms(der, v, b);
+    }
+
+    /// [`Model::basis_from_fused`] with the portable kernel whatever the CPU (tests).
+    #[cfg(test)]
+    pub(crate) fn basis_from_fused_portable(&self, ws: &Workspace, si: usize, b: &mut [f64]) {
+        let der = &self.derived[si];
+        let nv = der.dag.n_a + der.internal.len() + der.leaves.len();
+        let nf = self.bases[si].len();
+        basis_terms(der, &ws.p[..nv], &mut b[..nf]);
     }
 
     /// `B_i` from the forward-swept monomials in the workspace.

@@ -93,14 +93,19 @@ pub(crate) struct Derived {
     pub leaves: Vec<[u32; 2]>,
     pub leaf_c: Vec<f64>,
     pub ctilde_int: Vec<f64>,
-    /// Basis functions from the energy-only sweep: function `f` is
-    /// `sum_{t in term_ptr[f]..term_ptr[f+1]} term_coef[t] * v[term_idx[t]]` over the values
-    /// `v` the sweep leaves behind when asked to: the `A`s and renumbered internal nodes
-    /// (`0..n_a + n_internal`), then every leaf monomial in leaf order.
+    /// Basis functions from the energy-only sweep, over the values `v` the sweep leaves behind
+    /// when asked to: the `A`s and renumbered internal nodes (`0..n_a + n_internal`), then every
+    /// leaf monomial in leaf order. Functions go in blocks of [`TERM_LANES`]: block `q` holds
+    /// functions `q * TERM_LANES ..`, and function `q * TERM_LANES + j` is
+    /// `sum_{t in term_ptr[q]..term_ptr[q+1]} term_coef[t][j] * v[term_idx[t][j]]` (terms in the
+    /// basis's order; padding terms have coefficient 0 and index 0).
     pub term_ptr: Vec<u32>,
-    pub term_idx: Vec<u32>,
-    pub term_coef: Vec<f64>,
+    pub term_idx: Vec<[i32; TERM_LANES]>,
+    pub term_coef: Vec<[f64; TERM_LANES]>,
 }
+
+/// Basis functions per block of the term tables (four f64 lanes of a 256-bit register).
+pub(crate) const TERM_LANES: usize = 4;
 
 impl Derived {
     fn new(b: &SpeciesBasis, c: &[f64]) -> Derived {
@@ -163,23 +168,44 @@ impl Derived {
                 }
             }
         }
+        // Per function, its terms as (index of the swept value, coefficient).
+        let nv = na + internal.len() + leaves.len();
+        assert!(nv <= i32::MAX as usize, "too many monomials");
+        let terms: Vec<Vec<(i32, f64)>> = (0..b.len())
+            .map(|f| {
+                (b.func_ptr[f] as usize..b.func_ptr[f + 1] as usize)
+                    .map(|t| {
+                        let node = dag.mono_node[b.func_mono[t] as usize] as usize;
+                        let idx = if leaf_of[node] != u32::MAX {
+                            (na + internal.len()) as u32 + leaf_of[node]
+                        } else {
+                            renum[node]
+                        };
+                        assert!((idx as usize) < nv, "basis term outside the swept values");
+                        (idx as i32, b.func_coef[t])
+                    })
+                    .collect()
+            })
+            .collect();
+        // Functions four at a time (one 256-bit register), step k of a block holding the k-th
+        // term of each of its functions; functions with fewer terms are padded with coefficient
+        // 0 on value 0.
         let mut term_ptr = vec![0u32];
-        let mut term_idx = Vec::with_capacity(b.func_mono.len());
-        let mut term_coef = Vec::with_capacity(b.func_mono.len());
-        for f in 0..b.len() {
-            for t in b.func_ptr[f] as usize..b.func_ptr[f + 1] as usize {
-                let node = dag.mono_node[b.func_mono[t] as usize] as usize;
-                let idx = if leaf_of[node] != u32::MAX {
-                    (na + internal.len()) as u32 + leaf_of[node]
-                } else {
-                    renum[node]
-                };
-                assert!(
-                    (idx as usize) < na + internal.len() + leaves.len(),
-                    "basis term outside the swept values"
-                );
+        let mut term_idx = Vec::with_capacity(b.func_mono.len() / 3);
+        let mut term_coef = Vec::with_capacity(b.func_mono.len() / 3);
+        for block in terms.chunks(TERM_LANES) {
+            let steps = block.iter().map(Vec::len).max().unwrap_or(0);
+            for k in 0..steps {
+                let mut idx = [0i32; TERM_LANES];
+                let mut coef = [0.0; TERM_LANES];
+                for (lane, t) in block.iter().enumerate() {
+                    if let Some(&(i, c)) = t.get(k) {
+                        idx[lane] = i;
+                        coef[lane] = c;
+                    }
+                }
                 term_idx.push(idx);
-                term_coef.push(b.func_coef[t]);
+                term_coef.push(coef);
             }
             term_ptr.push(term_idx.len() as u32);
         }
