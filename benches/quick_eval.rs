@@ -223,7 +223,7 @@ fn lanes_timing(model: &aceuq::model::Model, s: &aceuq::Structure) {
             let si = sp[i] as usize;
             sink += model.atom_energy_grad(&mut ws, si, &nl.rij[r.clone()], &sj, &mut grad, None);
         }
-        t_s = t_s.min((cpu() - t));
+        t_s = t_s.min(cpu() - t);
         let t = cpu();
         for i in 0..n {
             let r = nl.range(i);
@@ -242,7 +242,7 @@ fn lanes_timing(model: &aceuq::model::Model, s: &aceuq::Structure) {
             );
             sink += en[0];
         }
-        t_l = t_l.min((cpu() - t));
+        t_l = t_l.min(cpu() - t);
     }
     let per = |t: f64| t / n as f64 * 1e6;
     println!(
