@@ -72,6 +72,8 @@ pub struct ScreenScratch {
     cf: Vec<f32>,
     /// Per row of the block: `|x|_2` and `|B|_2 + |mu|_2`.
     xn: Vec<[f64; 2]>,
+    /// Per column of one row: the upper bound `|a_j| + t_j` (AVX2 path).
+    ub: Vec<f64>,
 }
 
 /// Row `i` of the graded rows: `sel[i]` if a selection is given.
@@ -223,6 +225,7 @@ impl Screen {
         sc.xf.resize(BLOCK * m, 0.0);
         sc.cf.resize(BLOCK * m, 0.0);
         sc.xn.resize(BLOCK, [0.0; 2]);
+        sc.ub.resize(m, 0.0);
         for b0 in (0..n).step_by(BLOCK) {
             let nb = BLOCK.min(n - b0);
             for i in 0..nb {
@@ -254,7 +257,7 @@ impl Screen {
                     #[cfg(target_arch = "x86_64")]
                     let g = if AVX {
                         // SAFETY: as above.
-                        unsafe { self.finish_avx2(c, b, xn, bn) }
+                        unsafe { self.finish_avx2(c, b, xn, bn, &mut sc.ub) }
                     } else {
                         self.finish(c, b, xn, bn)
                     };
@@ -358,14 +361,15 @@ impl Screen {
         (sx, sb)
     }
 
-    /// [`Screen::finish`] with AVX2: the bound and candidate tests four columns at a time, the
-    /// exact columns as four-lane dot products.
+    /// [`Screen::finish`] with AVX2: the bound and candidate tests four columns at a time (the
+    /// upper bounds of the first pass kept in `ub` for the second), the exact columns as
+    /// four-lane dot products.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn finish_avx2(&self, c: &[f32], b: &[f64], xn: f64, bn: f64) -> f64 {
+    unsafe fn finish_avx2(&self, c: &[f32], b: &[f64], xn: f64, bn: f64, ub: &mut [f64]) -> f64 {
         use std::arch::x86_64::*;
         let m = self.m;
         assert!(c.len() >= m && b.len() >= m && self.v.len() == m);
@@ -394,11 +398,15 @@ impl Screen {
                 }
             }};
         }
+        // First pass: the lower bound, and each column's upper bound kept for the second.
+        assert!(ub.len() >= m);
         let mut lo4 = _mm256_setzero_pd();
         let mut j = 0;
         while j < end {
             let (a, t) = at!(j);
             lo4 = _mm256_max_pd(lo4, _mm256_sub_pd(a, t));
+            // SAFETY: j + 4 <= end <= m <= ub.len().
+            unsafe { _mm256_storeu_pd(ub.as_mut_ptr().add(j), _mm256_add_pd(a, t)) };
             j += 4;
         }
         let mut lo = hmax(lo4);
@@ -410,8 +418,9 @@ impl Screen {
         let mut g = 0.0f64;
         let mut j = 0;
         while j < end {
-            let (a, t) = at!(j);
-            let mask = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GE_OQ>(_mm256_add_pd(a, t), lov));
+            // SAFETY: as above.
+            let u = unsafe { _mm256_loadu_pd(ub.as_ptr().add(j)) };
+            let mask = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GE_OQ>(u, lov));
             if mask != 0 {
                 for l in 0..4 {
                     if mask & (1 << l) != 0 {
