@@ -304,7 +304,7 @@ void PairAceUq::compute(int eflag, int vflag)
   res.energy = &energy;
   res.eatom = eatom_buf.data();
   res.fij = fij.data();
-    res.n_uq = n_uq;
+  res.n_uq = n_uq;
   res.uq_methods = methods;
   res.uq_values = outs;
   bool want_ens = false;
@@ -336,7 +336,7 @@ void PairAceUq::compute(int eflag, int vflag)
     // ev_tally_full adds half of its energy argument to atom i.
     if (eflag) ev_tally_full(i, 2.0 * eatom_buf[i], 0.0, 0.0, 0.0, 0.0, 0.0);
   }
-    if (vflag_fdotr) virial_fdotr_compute();
+  if (vflag_fdotr) virial_fdotr_compute();
 
   if (want_ens) {
     if (n_ens_cols > 0) comm->reverse_comm(this);

@@ -1169,7 +1169,9 @@ impl Model {
                         let l = $l;
                         let [par, ex] = leaves[l];
                         let (par, ex) = (par as usize, ex as usize);
-                        let (pp, ae) = (p[par], a[ex]);
+                        // SAFETY: leaf parents < na + ni = p.len(), extras < na <= a.len()
+                        // (validated in `Derived::new`, lengths asserted above).
+                        let (pp, ae) = unsafe { (*p.get_unchecked(par), *a.get_unchecked(ex)) };
                         if keep_leaves && g == 0 {
                             // SAFETY: l < nl <= ws.p.len() - nint (asserted above).
                             unsafe { *pleaf.add(l) = pp * ae };
@@ -1212,7 +1214,9 @@ impl Model {
                 for k in (0..ni).rev() {
                     let [par, ex] = der.internal[k];
                     let (par, ex) = (par as usize, ex as usize);
-                    let (av, pv) = (a[ex], p[par]);
+                    // SAFETY: internal parents < na + k <= p.len(), extras < na <= a.len()
+                    // (validated in `Derived::new`).
+                    let (av, pv) = unsafe { (*a.get_unchecked(ex), *p.get_unchecked(par)) };
                     // The source row na + k differs from both destinations (par, ex < na + k)
                     // and is read first.
                     let d = row!(dp, na + k);
