@@ -211,35 +211,28 @@ fn lanes_timing(model: &aceuq::model::Model, s: &aceuq::Structure) {
     let ne = ens.n_directions() + 1;
     let mut grad = vec![[0.0; 3]; 200 * ne];
     let mut en = vec![0.0; ne];
-    let mut sj = Vec::new();
+    // Per atom: its neighbours' range in the list and their species.
+    let atoms: Vec<(std::ops::Range<usize>, Vec<u16>)> = (0..n)
+        .map(|i| {
+            let r = nl.range(i);
+            let sj = nl.j[r.clone()].iter().map(|&j| sp[j as usize]).collect();
+            (r, sj)
+        })
+        .collect();
     let (mut t_s, mut t_l) = (f64::INFINITY, f64::INFINITY);
     let mut sink = 0.0;
     for _ in 0..40 {
         let t = cpu();
-        for i in 0..n {
-            let r = nl.range(i);
-            sj.clear();
-            sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
+        for (i, (r, sj)) in atoms.iter().enumerate() {
             let si = sp[i] as usize;
-            sink += model.atom_energy_grad(&mut ws, si, &nl.rij[r.clone()], &sj, &mut grad, None);
+            sink += model.atom_energy_grad(&mut ws, si, &nl.rij[r.clone()], sj, &mut grad, None);
         }
         t_s = t_s.min(cpu() - t);
         let t = cpu();
-        for i in 0..n {
-            let r = nl.range(i);
-            sj.clear();
-            sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
+        for (i, (r, sj)) in atoms.iter().enumerate() {
             let si = sp[i] as usize;
-            model.atom_energy_grad_lanes(
-                &mut ws,
-                si,
-                &nl.rij[r],
-                &sj,
-                &tables[si],
-                &mut en,
-                &mut grad,
-                None,
-            );
+            let (rij, tab) = (&nl.rij[r.clone()], &tables[si]);
+            model.atom_energy_grad_lanes(&mut ws, si, rij, sj, tab, &mut en, &mut grad, None);
             sink += en[0];
         }
         t_l = t_l.min(cpu() - t);
