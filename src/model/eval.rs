@@ -460,7 +460,19 @@ impl Model {
     /// gather and multiply-add per term through the precomputed term tables, four functions at
     /// a time (with AVX2, one gather instruction per step). The same operations in the same
     /// order on every CPU (products and sums rounded separately), so the values are the same.
-    fn basis_from_fused(&self, ws: &mut Workspace, si: usize, b: &mut [f64]) {
+    fn basis_from_fused(&self, ws: &Workspace, si: usize, b: &mut [f64]) {
+        self.basis_terms_with(ws, si, b, true);
+    }
+
+    /// [`Model::basis_from_fused`] with the portable kernel whatever the CPU (tests).
+    #[cfg(test)]
+    pub(crate) fn basis_from_fused_portable(&self, ws: &Workspace, si: usize, b: &mut [f64]) {
+        self.basis_terms_with(ws, si, b, false);
+    }
+
+    /// The term-table product of [`Model::basis_from_fused`]; `simd`: use the AVX2 kernel when
+    /// the CPU has it.
+    fn basis_terms_with(&self, ws: &Workspace, si: usize, b: &mut [f64], simd: bool) {
         let der = &self.derived[si];
         let nv = der.dag.n_a + der.internal.len() + der.leaves.len();
         let nf = self.bases[si].len();
@@ -470,22 +482,16 @@ impl Model {
         let b = &mut b[..nf];
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2 (checked just above).
+            if simd && std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked just above); every table index is
+                // below nv = v.len() (checked in Derived::new).
                 unsafe { basis_terms_avx2(der, v, b) };
                 return;
             }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = simd;
         basis_terms(der, v, b);
-    }
-
-    /// [`Model::basis_from_fused`] with the portable kernel whatever the CPU (tests).
-    #[cfg(test)]
-    pub(crate) fn basis_from_fused_portable(&self, ws: &Workspace, si: usize, b: &mut [f64]) {
-        let der = &self.derived[si];
-        let nv = der.dag.n_a + der.internal.len() + der.leaves.len();
-        let nf = self.bases[si].len();
-        basis_terms(der, &ws.p[..nv], &mut b[..nf]);
     }
 
     /// `B_i` from the forward-swept monomials in the workspace.

@@ -191,8 +191,8 @@ impl Derived {
         // term of each of its functions; functions with fewer terms are padded with coefficient
         // 0 on value 0.
         let mut term_ptr = vec![0u32];
-        let mut term_idx = Vec::with_capacity(b.func_mono.len() / 3);
-        let mut term_coef = Vec::with_capacity(b.func_mono.len() / 3);
+        let mut term_idx = Vec::new();
+        let mut term_coef = Vec::new();
         for block in terms.chunks(TERM_LANES) {
             let steps = block.iter().map(Vec::len).max().unwrap_or(0);
             for k in 0..steps {
