@@ -1,6 +1,7 @@
 //! Quick evaluation timing used during development (the full comparison is `make bench`).
 //! `quick_eval MODEL DATA [energy|basis]`: energy+forces only, or energy+forces+basis vector.
 use aceuq::model::Workspace;
+use aceuq::model::eval::LaneAtom;
 use std::time::Instant;
 
 fn main() {
@@ -219,8 +220,10 @@ fn lanes_timing(model: &aceuq::model::Model, s: &aceuq::Structure) {
             (r, sj)
         })
         .collect();
-    let (mut t_s, mut t_l) = (f64::INFINITY, f64::INFINITY);
+    let (mut t_s, mut t_l, mut t_p) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
     let mut sink = 0.0;
+    let mut ws2 = Workspace::new(model);
+    let (mut en2, mut grad2) = (vec![0.0; ne], vec![[0.0; 3]; 200 * ne]);
     for _ in 0..40 {
         let t = cpu();
         for (i, (r, sj)) in atoms.iter().enumerate() {
@@ -236,6 +239,50 @@ fn lanes_timing(model: &aceuq::model::Model, s: &aceuq::Structure) {
             sink += en[0];
         }
         t_l = t_l.min(cpu() - t);
+        // Two atoms per pass (atoms of one species, taken in order).
+        let t = cpu();
+        let mut pending: Vec<Option<usize>> = vec![None; model.nspecies()];
+        for i in 0..n {
+            let si = sp[i] as usize;
+            let Some(k) = pending[si].take() else {
+                pending[si] = Some(i);
+                continue;
+            };
+            let (r0, sj0) = &atoms[k];
+            let (r1, sj1) = &atoms[i];
+            model.atom_energy_grad_lanes_pair(
+                si,
+                &tables[si],
+                [
+                    LaneAtom {
+                        ws: &mut ws,
+                        rij: &nl.rij[r0.clone()],
+                        sj: sj0,
+                        energies: &mut en,
+                        grads: &mut grad,
+                        b: None,
+                    },
+                    LaneAtom {
+                        ws: &mut ws2,
+                        rij: &nl.rij[r1.clone()],
+                        sj: sj1,
+                        energies: &mut en2,
+                        grads: &mut grad2,
+                        b: None,
+                    },
+                ],
+            );
+            sink += en[0] + en2[0];
+        }
+        for (si, k) in pending.iter().enumerate() {
+            if let Some(k) = *k {
+                let (r, sj) = &atoms[k];
+                let (rij, tab) = (&nl.rij[r.clone()], &tables[si]);
+                model.atom_energy_grad_lanes(&mut ws, si, rij, sj, tab, &mut en, &mut grad, None);
+                sink += en[0];
+            }
+        }
+        t_p = t_p.min(cpu() - t);
     }
     let per = |t: f64| t / n as f64 * 1e6;
     println!(
@@ -244,5 +291,11 @@ fn lanes_timing(model: &aceuq::model::Model, s: &aceuq::Structure) {
         per(t_l),
         t_l / t_s,
         per(t_l - t_s)
+    );
+    println!(
+        "two atoms per pass: {:.3} us ({:.3}x of scalar, {:.3}x of single lane pass) [{sink:.1}]",
+        per(t_p),
+        t_p / t_s,
+        t_p / t_l
     );
 }

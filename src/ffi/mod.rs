@@ -14,6 +14,7 @@
 // C names: `aceuq_status_t` and `aceuq_method_t` are exported as `aceuq_status_t` and `aceuq_method_t`
 // (cbindgen.toml), their variants as `ACEUQ_STATUS_OK`, `ACEUQ_METHOD_GAMMA`, ...
 
+use crate::model::eval::LaneAtom;
 use crate::model::{Model, Workspace};
 use crate::uq::Method;
 use std::cell::RefCell;
@@ -92,26 +93,59 @@ impl aceuq_method_t {
 /// Opaque model handle: the model plus the scratch memory used to evaluate it.
 pub struct aceuq_model_t {
     model: Model,
-    ws: Workspace,
-    rij: Vec<[f64; 3]>,
-    sj: Vec<u16>,
-    grad: Vec<[f64; 3]>,
+    /// Scratch of the atoms in flight: the ensemble's lane pass takes atoms of one species in
+    /// pairs (see [`Model::atom_energy_grad_lanes_pair`]), other steps use the first only.
+    atoms: [AtomScratch; 2],
     /// Basis vectors of the atoms whose uncertainty is requested, per species, row-major.
     brows: Vec<Vec<f64>>,
     /// Local atom index of each row in `brows`.
     batoms: Vec<Vec<u32>>,
     /// Per-method scratch values for one species batch.
     values: Vec<f64>,
-    /// Which neighbour entries of the current atom were kept (not NULL-typed).
-    kept: Vec<usize>,
     /// Scratch for the uncertainty estimators.
     uq: crate::uq::UqScratch,
     /// With an ensemble: per species, the lane tables of one MD step (lane 0 the model itself,
-    /// then the ensemble's spread directions; see `Ensemble::step_tables`), and the lane
-    /// energies and gradients of one atom. Empty without an ensemble.
+    /// then the ensemble's spread directions; see `Ensemble::step_tables`). Empty without an
+    /// ensemble.
     step_tables: Vec<crate::model::eval::MemberTables>,
+}
+
+/// One centre atom of [`aceuq_compute`] between reading its neighbours and writing its results.
+struct AtomScratch {
+    ws: Workspace,
+    /// Local index, species, first entry of its neighbours in the list.
+    i: usize,
+    si: usize,
+    lo: usize,
+    /// Displacements and species of the kept neighbours (not NULL-typed), and which entries of
+    /// the atom's neighbour list they are.
+    rij: Vec<[f64; 3]>,
+    sj: Vec<u16>,
+    kept: Vec<usize>,
+    grad: Vec<[f64; 3]>,
+    /// Lane energies and gradients (ensemble steps).
     lane_e: Vec<f64>,
     lane_g: Vec<[f64; 3]>,
+    /// Start of the atom's basis vector in `brows[si]`, when one is wanted.
+    brow: Option<usize>,
+}
+
+impl AtomScratch {
+    fn new(model: &Model) -> Self {
+        AtomScratch {
+            ws: Workspace::new(model),
+            i: 0,
+            si: 0,
+            lo: 0,
+            rij: vec![],
+            sj: vec![],
+            kept: vec![],
+            grad: vec![],
+            lane_e: vec![],
+            lane_g: vec![],
+            brow: None,
+        }
+    }
 }
 
 /// The atoms of one MPI rank, as LAMMPS holds them.
@@ -335,7 +369,6 @@ pub unsafe extern "C" fn aceuq_model_load(
             }
             _ => Failure(aceuq_status_t::ACEUQ_STATUS_FORMAT, e.to_string()),
         })?;
-        let ws = Workspace::new(&model);
         let uq = crate::uq::UqScratch::new(&model);
         let step_tables = match model.uq.ensemble.as_ref() {
             Some(ens) => ens
@@ -344,20 +377,15 @@ pub unsafe extern "C" fn aceuq_model_load(
             None => vec![],
         };
         let ns = model.nspecies();
+        let atoms = [AtomScratch::new(&model), AtomScratch::new(&model)];
         let h = Box::new(aceuq_model_t {
             model,
-            ws,
-            rij: vec![],
-            sj: vec![],
-            grad: vec![],
+            atoms,
             brows: vec![vec![]; ns],
             batoms: vec![vec![]; ns],
             values: vec![],
-            kept: vec![],
             uq,
             step_tables,
-            lane_e: vec![],
-            lane_g: vec![],
         });
         // SAFETY: caller contract.
         unsafe { out.write(Box::into_raw(h)) };
@@ -673,18 +701,26 @@ fn compute(
         h.batoms[z].clear();
     }
     let mut total = 0.0;
+    let lanes = 1 + n_cols;
+    let mut out = AtomOut {
+        neigh,
+        ens_forces,
+        n_cols: if want_ens { n_cols } else { 0 },
+        fij: res.fij,
+        eatom: res.eatom,
+    };
+    // With the ensemble, an atom waits in `atoms[0]` for a partner of its species (one lane
+    // pass for both); results are still written in `ilist` order.
+    let mut waiting = false;
     for (ii, &i) in ilist.iter().enumerate() {
         let i = i as usize;
         let (lo, hi) = (offsets[ii] as usize, offsets[ii + 1] as usize);
         // An atom without neighbours writes nothing, and fij may be NULL when nnz == 0 (a NULL
         // pointer must not become a slice, even an empty one).
-        let fij: &mut [f64] = if hi == lo {
-            &mut []
-        } else {
+        if hi > lo {
             // SAFETY: fij has 3 * nnz entries per the contract (non-NULL: checked above, nnz > 0).
-            unsafe { std::slice::from_raw_parts_mut(res.fij.add(3 * lo), 3 * (hi - lo)) }
-        };
-        fij.fill(0.0);
+            unsafe { std::slice::from_raw_parts_mut(res.fij.add(3 * lo), 3 * (hi - lo)) }.fill(0.0);
+        }
         let si = species[i];
         if si < 0 {
             continue;
@@ -696,9 +732,11 @@ fn compute(
                 format!("atom {} has a non-finite position {xi:?}", id(i)),
             );
         }
-        h.rij.clear();
-        h.sj.clear();
-        h.kept.clear();
+        let a = &mut h.atoms[usize::from(waiting)];
+        (a.i, a.si, a.lo) = (i, si as usize, lo);
+        a.rij.clear();
+        a.sj.clear();
+        a.kept.clear();
         for (k, &j) in neigh[lo..hi].iter().enumerate() {
             let j = j as usize;
             if species[j] < 0 {
@@ -723,63 +761,46 @@ fn compute(
                     ),
                 );
             }
-            h.rij.push(r);
-            h.sj.push(species[j] as u16);
-            h.kept.push(k);
+            a.rij.push(r);
+            a.sj.push(species[j] as u16);
+            a.kept.push(k);
         }
-        h.grad.clear();
-        h.grad.resize(h.rij.len(), [0.0; 3]);
-        let si = si as usize;
         // The atom's row of basis vectors, when other methods need it.
-        let b = if want_b {
-            let m = h.model.nfuncs(si);
+        a.brow = if want_b {
+            let (si, m) = (a.si, h.model.nfuncs(a.si));
             let start = h.brows[si].len();
             h.brows[si].resize(start + m, 0.0);
             h.batoms[si].push(i as u32);
-            Some(&mut h.brows[si][start..])
+            Some(start)
         } else {
             None
         };
-        let e = if want_ens {
-            // One lane pass: lane 0 is the model itself (energy, forces and, if other methods
-            // want it, the basis vector), lanes 1.. the ensemble's spread directions.
-            let nl = 1 + n_cols;
-            h.lane_e.resize(nl, 0.0);
-            h.lane_g.resize(h.rij.len() * nl, [0.0; 3]);
-            h.model.atom_energy_grad_lanes(
-                &mut h.ws,
-                si,
-                &h.rij,
-                &h.sj,
-                &h.step_tables[si],
-                &mut h.lane_e,
-                &mut h.lane_g,
-                b,
-            );
-            for (jj, &k) in h.kept.iter().enumerate() {
-                let lg = &h.lane_g[jj * nl..(jj + 1) * nl];
-                h.grad[jj] = lg[0];
-                let j = neigh[lo + k] as usize;
-                for (q, g) in lg[1..].iter().enumerate() {
-                    for d in 0..3 {
-                        ens_forces[(i * n_cols + q) * 3 + d] += g[d];
-                        ens_forces[(j * n_cols + q) * 3 + d] -= g[d];
-                    }
-                }
-            }
-            h.lane_e[0]
+        if !want_ens {
+            let a = &mut h.atoms[0];
+            let b = a.brow.map(|s| &mut h.brows[a.si][s..]);
+            a.grad.clear();
+            a.grad.resize(a.rij.len(), [0.0; 3]);
+            let e = h
+                .model
+                .atom_energy_grad(&mut a.ws, a.si, &a.rij, &a.sj, &mut a.grad, b);
+            total += out.write(a, e, &a.grad, 1);
+        } else if !waiting {
+            waiting = true;
+        } else if h.atoms[0].si == h.atoms[1].si {
+            lanes_pair(h, lanes);
+            total += out.write(&h.atoms[0], h.atoms[0].lane_e[0], &h.atoms[0].lane_g, lanes);
+            total += out.write(&h.atoms[1], h.atoms[1].lane_e[0], &h.atoms[1].lane_g, lanes);
+            waiting = false;
         } else {
-            h.model
-                .atom_energy_grad(&mut h.ws, si, &h.rij, &h.sj, &mut h.grad, b)
-        };
-        for (g, &k) in h.grad.iter().zip(&h.kept) {
-            fij[3 * k..3 * k + 3].copy_from_slice(g);
+            // Species differ: the waiting atom goes alone, the new one waits.
+            lanes_single(h, lanes);
+            total += out.write(&h.atoms[0], h.atoms[0].lane_e[0], &h.atoms[0].lane_g, lanes);
+            h.atoms.swap(0, 1);
         }
-        total += e;
-        if !res.eatom.is_null() {
-            // SAFETY: eatom holds nlocal values; i < nlocal checked above.
-            unsafe { *res.eatom.add(i) = e };
-        }
+    }
+    if waiting {
+        lanes_single(h, lanes);
+        total += out.write(&h.atoms[0], h.atoms[0].lane_e[0], &h.atoms[0].lane_g, lanes);
     }
     if !res.energy.is_null() {
         // SAFETY: non-NULL, one f64.
@@ -807,6 +828,106 @@ fn compute(
         }
     }
     Ok(())
+}
+
+/// Where [`aceuq_compute`] writes one atom's results.
+struct AtomOut<'a> {
+    neigh: &'a [i32],
+    /// Ensemble force columns (`n_cols` per atom; 0 columns when not asked for).
+    ens_forces: &'a mut [f64],
+    n_cols: usize,
+    fij: *mut f64,
+    eatom: *mut f64,
+}
+
+impl AtomOut<'_> {
+    /// Writes atom `a`'s neighbour gradients (entry `jj * stride` of `grads` for its `jj`-th
+    /// kept neighbour; with the ensemble, the spread directions' gradients follow each), its
+    /// ensemble force columns and its energy `e`; returns `e`.
+    fn write(&mut self, a: &AtomScratch, e: f64, grads: &[[f64; 3]], stride: usize) -> f64 {
+        let nc = self.n_cols;
+        for (jj, &k) in a.kept.iter().enumerate() {
+            let g = &grads[jj * stride..(jj + 1) * stride];
+            // SAFETY: entry a.lo + k lies in the atom's range of the neighbour list, so fij
+            // (3 * nnz values, non-NULL as the range is not empty) holds it.
+            unsafe {
+                std::ptr::copy_nonoverlapping(g[0].as_ptr(), self.fij.add(3 * (a.lo + k)), 3)
+            };
+            if nc > 0 {
+                let (i, j) = (a.i, self.neigh[a.lo + k] as usize);
+                for (q, g) in g[1..].iter().enumerate() {
+                    for d in 0..3 {
+                        self.ens_forces[(i * nc + q) * 3 + d] += g[d];
+                        self.ens_forces[(j * nc + q) * 3 + d] -= g[d];
+                    }
+                }
+            }
+        }
+        if !self.eatom.is_null() {
+            // SAFETY: eatom holds nlocal values; a.i < nlocal (checked on entry).
+            unsafe { *self.eatom.add(a.i) = e };
+        }
+        e
+    }
+}
+
+/// The lane pass of `h.atoms[0]` alone (`lanes`: the model and the ensemble's directions).
+fn lanes_single(h: &mut aceuq_model_t, lanes: usize) {
+    let a = &mut h.atoms[0];
+    a.lane_e.resize(lanes, 0.0);
+    a.lane_g.resize(a.rij.len() * lanes, [0.0; 3]);
+    let b = a.brow.map(|s| &mut h.brows[a.si][s..]);
+    h.model.atom_energy_grad_lanes(
+        &mut a.ws,
+        a.si,
+        &a.rij,
+        &a.sj,
+        &h.step_tables[a.si],
+        &mut a.lane_e,
+        &mut a.lane_g,
+        b,
+    );
+}
+
+/// The lane pass of `h.atoms[0]` and `h.atoms[1]` (one species) together.
+fn lanes_pair(h: &mut aceuq_model_t, lanes: usize) {
+    let [a0, a1] = &mut h.atoms;
+    let si = a0.si;
+    debug_assert_eq!(a1.si, si);
+    for a in [&mut *a0, &mut *a1] {
+        a.lane_e.resize(lanes, 0.0);
+        a.lane_g.resize(a.rij.len() * lanes, [0.0; 3]);
+    }
+    // Both rows (if wanted) are in brows[si], atom 0's first.
+    let (b0, b1) = match (a0.brow, a1.brow) {
+        (Some(s0), Some(s1)) => {
+            let (x, y) = h.brows[si].split_at_mut(s1);
+            (Some(&mut x[s0..]), Some(y))
+        }
+        _ => (None, None),
+    };
+    h.model.atom_energy_grad_lanes_pair(
+        si,
+        &h.step_tables[si],
+        [
+            LaneAtom {
+                ws: &mut a0.ws,
+                rij: &a0.rij,
+                sj: &a0.sj,
+                energies: &mut a0.lane_e,
+                grads: &mut a0.lane_g,
+                b: b0,
+            },
+            LaneAtom {
+                ws: &mut a1.ws,
+                rij: &a1.rij,
+                sj: &a1.sj,
+                energies: &mut a1.lane_e,
+                grads: &mut a1.lane_g,
+                b: b1,
+            },
+        ],
+    );
 }
 
 /// Number of ensemble members of the model (0 if it has no ensemble).

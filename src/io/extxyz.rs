@@ -1100,7 +1100,7 @@ fn matrix_from_column_major(v: &[f64]) -> [[f64; 3]; 3] {
 
 fn parse_properties(text: &str, forces_key: &str) -> Result<(Vec<PropSpec>, usize), String> {
     let fields: Vec<&str> = text.split(':').collect();
-    if fields.len() % 3 != 0 {
+    if !fields.len().is_multiple_of(3) {
         return Err(format!(
             "Properties={text} is not a list of name:type:ncols triples; write for example \
              Properties=species:S:1:pos:R:3"

@@ -40,6 +40,9 @@ pub struct Workspace {
     dpm: Vec<f64>,
     /// Member energy accumulators (one lane per member, padded).
     macc: Vec<f64>,
+    /// Two-atom lane pass: the values of the `A`s and internal nodes of both atoms, each
+    /// repeated over one group of lanes (`[atom 0 × LANES, atom 1 × LANES]` per node).
+    pe: Vec<f64>,
 }
 
 impl Workspace {
@@ -76,6 +79,7 @@ impl Workspace {
             dadr: vec![],
             dpm: vec![],
             macc: vec![],
+            pe: vec![],
         }
     }
 
@@ -700,11 +704,59 @@ pub struct MemberTables {
     species: usize,
     n_members: usize,
     width: usize,
-    ct_int: Vec<f64>,
-    leaf_c: Vec<f64>,
+    ct_int: AlignedRows,
+    leaf_c: AlignedRows,
     e0: Vec<f64>,
     /// Core-repulsion weight per lane (`width` values, zero for padding).
     core: Vec<f64>,
+}
+
+/// Values whose first element sits on a 64-byte boundary, so that table rows of 4 (or 8)
+/// values never straddle cache lines when read as vector registers. The buffer never moves
+/// once built (moving the struct moves only the handle); a clone is aligned afresh.
+#[derive(Default)]
+struct AlignedRows {
+    buf: Vec<f64>,
+    off: usize,
+    len: usize,
+}
+
+impl AlignedRows {
+    fn new(v: &[f64]) -> Self {
+        let mut buf = vec![0.0; v.len() + 8];
+        let off = buf.as_ptr().align_offset(64).min(8);
+        buf[off..off + v.len()].copy_from_slice(v);
+        AlignedRows {
+            buf,
+            off,
+            len: v.len(),
+        }
+    }
+}
+
+impl std::ops::Deref for AlignedRows {
+    type Target = [f64];
+    fn deref(&self) -> &[f64] {
+        &self.buf[self.off..self.off + self.len]
+    }
+}
+
+impl Clone for AlignedRows {
+    fn clone(&self) -> Self {
+        AlignedRows::new(self)
+    }
+}
+
+impl PartialEq for AlignedRows {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for AlignedRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
 }
 
 impl MemberTables {
@@ -872,6 +924,25 @@ unsafe fn axpy_mem<V: Group>(dst: *mut f64, src: V, w: f64) {
     unsafe { V::madd(V::splat(w), src, V::load(dst)).store(dst) }
 }
 
+/// One atom of [`Model::atom_energy_grad_lanes_pair`]: its workspace, neighbours and outputs,
+/// as the arguments of [`Model::atom_energy_grad_lanes`].
+pub struct LaneAtom<'a> {
+    pub ws: &'a mut Workspace,
+    pub rij: &'a [[f64; 3]],
+    pub sj: &'a [u16],
+    pub energies: &'a mut [f64],
+    pub grads: &'a mut [[f64; 3]],
+    pub b: Option<&'a mut [f64]>,
+}
+
+/// Whether this CPU runs the two-atom lane pass in 512-bit registers.
+#[cfg(target_arch = "x86_64")]
+fn pair_simd() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+}
+
 impl Model {
     /// Energy coefficient of every monomial-DAG node of species `s` for linear coefficients `c`
     /// over the species' basis (the model's own evaluation tables hold this for `self.coefs`).
@@ -948,8 +1019,8 @@ impl Model {
             species: s,
             n_members: ne,
             width,
-            ct_int,
-            leaf_c,
+            ct_int: AlignedRows::new(&ct_int),
+            leaf_c: AlignedRows::new(&leaf_c),
             e0: e0.to_vec(),
             core: cw,
         })
@@ -1011,6 +1082,30 @@ impl Model {
         if let Some(b) = b {
             // The lane pass left the internal node and leaf values in `ws.p`.
             self.basis_from_fused(ws, si, b);
+        }
+    }
+
+    /// [`Model::atom_energy_grad_lanes`] for two atoms of species `si` at once. On CPUs with
+    /// AVX-512 the two atoms' lane groups share one 512-bit register through the DAG sweeps,
+    /// which halves their instruction count; each lane sees the same operations in the same
+    /// order as in a single call, so the results are bitwise those of two single calls
+    /// (which is what runs on other CPUs).
+    pub fn atom_energy_grad_lanes_pair(
+        &self,
+        si: usize,
+        tables: &MemberTables,
+        atoms: [LaneAtom<'_>; 2],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if pair_simd() {
+                // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked by `pair_simd`).
+                unsafe { self.lanes_pair_avx512(si, tables, atoms) };
+                return;
+            }
+        }
+        for a in atoms {
+            self.atom_energy_grad_lanes(a.ws, si, a.rij, a.sj, tables, a.energies, a.grads, a.b);
         }
     }
 
@@ -1135,17 +1230,21 @@ impl Model {
         for (k, &[par, ex]) in der.internal.iter().enumerate() {
             ws.p[na + k] = ws.p[par as usize] * ws.a[ex as usize];
         }
-        if ws.dpm.len() < nint * w {
-            ws.dpm.resize(nint * w, 0.0);
+        // Rows start on 32-byte boundaries (a row split across cache lines costs two
+        // accesses): up to 8 values of slack for the alignment offset.
+        if ws.dpm.len() < nint * w + 8 {
+            ws.dpm.resize(nint * w + 8, 0.0);
         }
         // dpm[node * w + k] = dE^(k)/dp[node] over the A's and internal nodes: their own
         // coefficients, then each leaf folded into its parent and its A, then the reverse sweep
         // over the internal nodes. Energies accumulate lane-wise alongside.
-        ws.dpm[..nint * w].copy_from_slice(&tables.ct_int);
+        let off = ws.dpm.as_ptr().align_offset(64).min(8);
+        ws.dpm[off..off + nint * w].copy_from_slice(&tables.ct_int);
         ws.macc.clear();
         ws.macc.resize(w, 0.0);
         {
-            let dp = ws.dpm.as_mut_ptr();
+            // SAFETY: off + nint * w <= dpm.len() (resized above).
+            let dp = unsafe { ws.dpm.as_mut_ptr().add(off) };
             // Internal values are read, leaf values (after them) written.
             let (p, pleaf) = ws.p.split_at_mut(nint);
             let (p, a) = (&*p, &ws.a);
@@ -1240,10 +1339,40 @@ impl Model {
         for (k, e) in energies.iter_mut().enumerate() {
             *e = tables.e0[k] + ws.macc[k];
         }
+        let dpm = &ws.dpm[off..off + na * w];
+        self.lane_forces::<V>(ws, si, rij, sj, tables, dpm, [w, LANES, 0], energies, grads);
+    }
+
+    /// The force contraction of the lane pass for one atom whose per-neighbour radial and
+    /// angular values are in `ws`, from the adjoints `dE^(k)/dA` in `dpm`: lane `c` of group `g`
+    /// of row `n` is `dpm[n * rs + g * gs + off + c]` with `[rs, gs, off] = layout` (one atom:
+    /// `[width, LANES, 0]`). Adds the core repulsion to `energies` (lanes weighted by the
+    /// table's core weights) and writes `grads` as [`Model::atom_energy_grad_members`].
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn lane_forces<V: Group>(
+        &self,
+        ws: &Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        dpm: &[f64],
+        layout: [usize; 3],
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+    ) {
+        let ne = tables.n_members;
+        let groups = tables.width / LANES;
+        let [rs, gs, off0] = layout;
+        assert!(
+            groups > 0 && (groups - 1) * gs + off0 + LANES <= rs,
+            "lane layout {layout:?} does not fit {groups} groups"
+        );
+        assert!(energies.len() == ne && grads.len() >= rij.len() * ne);
         let ns = self.nspecies();
         let lay = &self.bases[si].layout;
         let (nmax, nlm) = (ws.nmax, ws.nlm);
-        let dpm = &ws.dpm[..na * w];
         let cw = &tables.core;
         for (k, (r, &z)) in rij.iter().zip(sj).enumerate() {
             let out = &mut grads[k * ne..(k + 1) * ne];
@@ -1276,14 +1405,14 @@ impl Model {
                     let d = 2 * l + 1;
                     let nlv = lay.nmax_l[l];
                     let start = lay.start(z, l);
-                    assert!((start + nlv * d) * w <= dpm.len() && nlv <= g.len());
+                    assert!((start + nlv * d) * rs <= dpm.len() && nlv <= g.len());
                     for mm in 0..d {
                         let (mut t, mut u) = (V::zero(), V::zero());
                         for n in 0..nlv {
-                            let off = (start + n * d + mm) * w + grp * LANES;
-                            // SAFETY: off + LANES <= (start + nlv * d) * w <= dpm.len()
-                            // (asserted above; grp * LANES + LANES <= w); n < nlv <= g.len()
-                            // = dg.len().
+                            let off = (start + n * d + mm) * rs + grp * gs + off0;
+                            // SAFETY: off + LANES <= (start + nlv * d) * rs <= dpm.len()
+                            // (asserted above; grp * gs + off0 + LANES <= rs); n < nlv <=
+                            // g.len() = dg.len().
                             let (wv, gn, dgn) = unsafe {
                                 (
                                     V::load(dpm.as_ptr().add(off)),
@@ -1316,6 +1445,235 @@ impl Model {
                     }
                 }
             }
+        }
+    }
+
+    /// The two-atom lane pass with 512-bit registers (see
+    /// [`Model::atom_energy_grad_lanes_pair`]): per group of lanes, atom 0's lanes in the low
+    /// and atom 1's in the high half of each register. The adjoints `dE/dp` of both atoms go in
+    /// atom 0's workspace (`dpm`, rows of `2 × width`: per group, atom 0's lanes then atom 1's),
+    /// and the node values repeated per lane in `pe`. Bitwise equal to two calls of the AVX2
+    /// kernel: the same fused multiply-adds and products on every lane, in the same order.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn lanes_pair_avx512(&self, si: usize, tables: &MemberTables, atoms: [LaneAtom<'_>; 2]) {
+        // SAFETY: the caller's contract (the same CPU features).
+        unsafe {
+            match tables.width / LANES {
+                1 => self.lanes_pair_avx512_g::<1>(si, tables, atoms),
+                2 => self.lanes_pair_avx512_g::<2>(si, tables, atoms),
+                _ => self.lanes_pair_avx512_g::<0>(si, tables, atoms),
+            }
+        }
+    }
+
+    /// [`Model::lanes_pair_avx512`] for `G` lane groups (`G` = 0: any number, read from the
+    /// tables), so that the row strides of the common cases are constants.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn lanes_pair_avx512_g<const G: usize>(
+        &self,
+        si: usize,
+        tables: &MemberTables,
+        atoms: [LaneAtom<'_>; 2],
+    ) {
+        use std::arch::x86_64::*;
+        let [a0, a1] = atoms;
+        let groups = if G > 0 { G } else { tables.width / LANES };
+        assert_eq!(
+            groups * LANES,
+            tables.width,
+            "member tables of another width"
+        );
+        let (ne, w) = (tables.n_members, groups * LANES);
+        assert!(
+            tables.species == si,
+            "member tables are for species {}, the atoms are species {si}",
+            tables.species
+        );
+        for a in [&a0, &a1] {
+            assert!(
+                a.energies.len() == ne && a.grads.len() >= a.rij.len() * ne,
+                "energies must hold {ne} values and grads {} entries",
+                a.rij.len() * ne
+            );
+        }
+        let der = &self.derived[si];
+        let na = der.dag.n_a;
+        let ni = der.internal.len();
+        let nl = der.leaves.len();
+        let nint = na + ni;
+        assert!(
+            tables.ct_int.len() == nint * w
+                && tables.leaf_c.len() == nl * w
+                && tables.core.len() == w,
+            "member tables of another model"
+        );
+        let w2 = 2 * w;
+        let LaneAtom {
+            ws: ws0,
+            rij: rij0,
+            sj: sj0,
+            energies: en0,
+            grads: g0,
+            b: b0,
+        } = a0;
+        let LaneAtom {
+            ws: ws1,
+            rij: rij1,
+            sj: sj1,
+            energies: en1,
+            grads: g1,
+            b: b1,
+        } = a1;
+        // Per atom: A, then the internal node values (as the single pass computes them).
+        self.compute_a(ws0, si, rij0, sj0);
+        self.compute_a(ws1, si, rij1, sj1);
+        for ws in [&mut *ws0, &mut *ws1] {
+            assert!(ws.p.len() >= nint + nl && ws.a.len() >= na);
+            ws.p[..na].copy_from_slice(&ws.a[..na]);
+            for (k, &[par, ex]) in der.internal.iter().enumerate() {
+                ws.p[na + k] = ws.p[par as usize] * ws.a[ex as usize];
+            }
+        }
+        // Rows start on cache lines (8 values of slack for the alignment offset).
+        if ws0.pe.len() < nint * 2 * LANES + 8 {
+            ws0.pe.resize(nint * 2 * LANES + 8, 0.0);
+        }
+        if ws0.dpm.len() < nint * w2 + 8 {
+            ws0.dpm.resize(nint * w2 + 8, 0.0);
+        }
+        let pe_off = ws0.pe.as_ptr().align_offset(64).min(8);
+        let dp_off = ws0.dpm.as_ptr().align_offset(64).min(8);
+        ws0.macc.clear();
+        ws0.macc.resize(w2, 0.0);
+        let ct = tables.ct_int.as_ptr();
+        let lc = tables.leaf_c.as_ptr();
+        // SAFETY (every raw access below): `pe` holds nint rows of 8, `dpm` nint rows of w2,
+        // `ct_int` nint rows of w and `leaf_c` nl rows of w (asserted or resized above), and
+        // every group offset satisfies go + LANES <= w, go8 + 8 <= w2. Node indices as in the
+        // single pass: internal parents < na + k, leaf parents < nint, extras < na (validated
+        // in `Derived::new`); leaf values go to p[nint + l] < p.len() (asserted above).
+        unsafe {
+            let pe = ws0.pe.as_mut_ptr().add(pe_off);
+            let (p0, p1) = (ws0.p.as_mut_ptr(), ws1.p.as_mut_ptr());
+            for n in 0..nint {
+                let v =
+                    _mm512_insertf64x4::<1>(_mm512_set1_pd(*p0.add(n)), _mm256_set1_pd(*p1.add(n)));
+                _mm512_storeu_pd(pe.add(n * 8), v);
+            }
+            let dp = ws0.dpm.as_mut_ptr().add(dp_off);
+            for n in 0..nint {
+                for g in 0..groups {
+                    let c = _mm256_loadu_pd(ct.add(n * w + g * LANES));
+                    _mm512_storeu_pd(dp.add(n * w2 + g * 8), _mm512_broadcast_f64x4(c));
+                }
+            }
+            let (pl0, pl1) = (p0.add(nint), p1.add(nint));
+            let keep = b0.is_some() || b1.is_some();
+            let leaves = &der.leaves;
+            for g in 0..groups {
+                let (go, go8) = (g * LANES, g * 8);
+                // Row `r` of a (rows × w) table, this group's lanes repeated for both atoms (a
+                // macro: closures may not inherit the target features).
+                macro_rules! row {
+                    ($base:expr, $r:expr) => {
+                        _mm512_broadcast_f64x4(_mm256_loadu_pd($base.add($r * w + go)))
+                    };
+                }
+                macro_rules! leaf {
+                    ($l:expr, $e:expr, $keep:expr) => {{
+                        let l = $l;
+                        let [par, ex] = *leaves.get_unchecked(l);
+                        let (par, ex) = (par as usize, ex as usize);
+                        let pp = _mm512_loadu_pd(pe.add(par * 8));
+                        let ae = _mm512_loadu_pd(pe.add(ex * 8));
+                        let v = _mm512_mul_pd(pp, ae);
+                        if $keep {
+                            *pl0.add(l) = _mm512_cvtsd_f64(v);
+                            *pl1.add(l) = _mm256_cvtsd_f64(_mm512_extractf64x4_pd::<1>(v));
+                        }
+                        let cv = row!(lc, l);
+                        let dpar = dp.add(par * w2 + go8);
+                        _mm512_storeu_pd(dpar, _mm512_fmadd_pd(ae, cv, _mm512_loadu_pd(dpar)));
+                        let dex = dp.add(ex * w2 + go8);
+                        _mm512_storeu_pd(dex, _mm512_fmadd_pd(pp, cv, _mm512_loadu_pd(dex)));
+                        $e = _mm512_fmadd_pd(v, cv, $e);
+                    }};
+                }
+                let (mut e0, mut e1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+                let mut n = 0;
+                while n + 1 < nint {
+                    e0 = _mm512_fmadd_pd(_mm512_loadu_pd(pe.add(n * 8)), row!(ct, n), e0);
+                    e1 = _mm512_fmadd_pd(_mm512_loadu_pd(pe.add((n + 1) * 8)), row!(ct, n + 1), e1);
+                    n += 2;
+                }
+                if n < nint {
+                    e0 = _mm512_fmadd_pd(_mm512_loadu_pd(pe.add(n * 8)), row!(ct, n), e0);
+                }
+                let (mut e2, mut e3) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+                // The loop twice, with the leaf-value stores and without (a constant flag).
+                macro_rules! leaves {
+                    ($keep:expr) => {{
+                        let mut l = 0;
+                        while l + 3 < nl {
+                            leaf!(l, e0, $keep);
+                            leaf!(l + 1, e1, $keep);
+                            leaf!(l + 2, e2, $keep);
+                            leaf!(l + 3, e3, $keep);
+                            l += 4;
+                        }
+                        while l < nl {
+                            leaf!(l, e0, $keep);
+                            l += 1;
+                        }
+                    }};
+                }
+                if keep && g == 0 {
+                    leaves!(true);
+                } else {
+                    leaves!(false);
+                }
+                let e0 = _mm512_add_pd(e0, e2);
+                let e1 = _mm512_add_pd(e1, e3);
+                for k in (0..ni).rev() {
+                    let [par, ex] = *der.internal.get_unchecked(k);
+                    let (par, ex) = (par as usize, ex as usize);
+                    let av = _mm512_loadu_pd(pe.add(ex * 8));
+                    let pv = _mm512_loadu_pd(pe.add(par * 8));
+                    let d = _mm512_loadu_pd(dp.add((na + k) * w2 + go8));
+                    let dpar = dp.add(par * w2 + go8);
+                    _mm512_storeu_pd(dpar, _mm512_fmadd_pd(av, d, _mm512_loadu_pd(dpar)));
+                    let dex = dp.add(ex * w2 + go8);
+                    _mm512_storeu_pd(dex, _mm512_fmadd_pd(pv, d, _mm512_loadu_pd(dex)));
+                }
+                let (mut s0, mut s1) = ([0.0; 8], [0.0; 8]);
+                _mm512_storeu_pd(s0.as_mut_ptr(), e0);
+                _mm512_storeu_pd(s1.as_mut_ptr(), e1);
+                for c in 0..8 {
+                    ws0.macc[go8 + c] = s0[c] + s1[c];
+                }
+            }
+        }
+        for k in 0..ne {
+            let (g, c) = (k / LANES, k % LANES);
+            en0[k] = tables.e0[k] + ws0.macc[g * 8 + c];
+            en1[k] = tables.e0[k] + ws0.macc[g * 8 + LANES + c];
+        }
+        let dpm = &ws0.dpm[dp_off..dp_off + na * w2];
+        self.lane_forces::<Avx>(ws0, si, rij0, sj0, tables, dpm, [w2, 8, 0], en0, g0);
+        self.lane_forces::<Avx>(ws1, si, rij1, sj1, tables, dpm, [w2, 8, LANES], en1, g1);
+        if let Some(b) = b0 {
+            self.basis_from_fused(ws0, si, b);
+        }
+        if let Some(b) = b1 {
+            self.basis_from_fused(ws1, si, b);
         }
     }
 }

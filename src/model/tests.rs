@@ -588,7 +588,7 @@ fn blocked_basis_terms_equal_the_dag_basis_on_every_cpu_path() {
         let rij: Vec<[f64; 3]> = nl.rij[r.clone()].to_vec();
         let sj: Vec<u16> = nl.j[r].iter().map(|&j| sp[j as usize]).collect();
         let m = model.nfuncs(si);
-        partial_block |= m % 4 != 0;
+        partial_block |= !m.is_multiple_of(4);
         let mut b = vec![f64::NAN; m];
         let mut g = vec![[0.0; 3]; rij.len()];
         model.atom_energy_grad(&mut ws, si, &rij, &sj, &mut g, Some(&mut b));
@@ -616,4 +616,133 @@ fn blocked_basis_terms_equal_the_dag_basis_on_every_cpu_path() {
         partial_block,
         "the test basis should have a partial block of functions"
     );
+}
+
+/// The two-atom lane pass (one 512-bit register for both atoms where the CPU has AVX-512) gives
+/// bitwise the energies, gradients and basis vectors of two single lane passes, with two lane
+/// groups (five lanes), with and without basis vectors, for atoms with different neighbour
+/// counts, and with the same workspace reused across pairs.
+#[test]
+fn lane_pair_equals_two_single_lane_passes_bitwise() {
+    /// Energies, gradients and basis vector of one atom.
+    type LaneOut = (Vec<f64>, Vec<[f64; 3]>, Vec<f64>);
+    use crate::model::eval::LaneAtom;
+    let species = ["Al", "Mg"];
+    let m = random_model(&species, &small_cfg(), 51);
+    let s = random_structure(&species, 2, 53, true);
+    let sp = m.map_species(&s).unwrap();
+    let nl = crate::neighbors::build(&s, m.max_cutoff()).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(55);
+    let tables: Vec<_> = (0..2)
+        .map(|z| {
+            let coefs: Vec<Vec<f64>> = (0..5)
+                .map(|_| {
+                    (0..m.nfuncs(z))
+                        .map(|_| rng.random_range(-0.1..0.1))
+                        .collect()
+                })
+                .collect();
+            let refs: Vec<&[f64]> = coefs.iter().map(|c| c.as_slice()).collect();
+            m.lane_tables(
+                z,
+                &refs,
+                &[0.1, 0.0, 0.2, 0.0, 0.3],
+                &[1.0, 0.0, 1.0, 0.0, 1.0],
+            )
+            .unwrap()
+        })
+        .collect();
+    let atom = |i: usize| {
+        let r = nl.range(i);
+        let sj: Vec<u16> = nl.j[r.clone()].iter().map(|&j| sp[j as usize]).collect();
+        (nl.rij[r].to_vec(), sj)
+    };
+    let (mut ws, mut wa, mut wb) = (Workspace::new(&m), Workspace::new(&m), Workspace::new(&m));
+    let mut pairs = 0;
+    for z in 0..2 {
+        let ids: Vec<usize> = (0..s.len()).filter(|&i| sp[i] as usize == z).collect();
+        for (q, w) in ids.windows(2).enumerate() {
+            let (x, y) = (atom(w[0]), atom(w[1]));
+            let nf = m.nfuncs(z);
+            // Single passes.
+            let mut single = vec![];
+            for (rij, sj) in [&x, &y] {
+                let (mut e, mut g, mut b) =
+                    (vec![0.0; 5], vec![[0.0; 3]; rij.len() * 5], vec![0.0; nf]);
+                m.atom_energy_grad_lanes(
+                    &mut ws,
+                    z,
+                    rij,
+                    sj,
+                    &tables[z],
+                    &mut e,
+                    &mut g,
+                    Some(&mut b),
+                );
+                single.push((e, g, b));
+            }
+            // The pair, asking for the basis vector of both, one, or neither atom.
+            let want = [q % 3 != 2, q % 3 == 0];
+            let mut out: Vec<LaneOut> = [&x, &y]
+                .iter()
+                .map(|(rij, _)| {
+                    (
+                        vec![f64::NAN; 5],
+                        vec![[f64::NAN; 3]; rij.len() * 5],
+                        vec![f64::NAN; nf],
+                    )
+                })
+                .collect();
+            let (o0, o1) = out.split_at_mut(1);
+            let (o0, o1) = (&mut o0[0], &mut o1[0]);
+            m.atom_energy_grad_lanes_pair(
+                z,
+                &tables[z],
+                [
+                    LaneAtom {
+                        ws: &mut wa,
+                        rij: &x.0,
+                        sj: &x.1,
+                        energies: &mut o0.0,
+                        grads: &mut o0.1,
+                        b: want[0].then_some(&mut o0.2[..]),
+                    },
+                    LaneAtom {
+                        ws: &mut wb,
+                        rij: &y.0,
+                        sj: &y.1,
+                        energies: &mut o1.0,
+                        grads: &mut o1.1,
+                        b: want[1].then_some(&mut o1.2[..]),
+                    },
+                ],
+            );
+            for (k, ((e, g, b), (pe, pg, pb))) in single.iter().zip(&out).enumerate() {
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(pe), bits(e), "species {z} pair {q} atom {k}: energies");
+                let flat =
+                    |v: &[[f64; 3]]| v.iter().flatten().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    flat(pg),
+                    flat(g),
+                    "species {z} pair {q} atom {k}: gradients"
+                );
+                if want[k] {
+                    assert_eq!(
+                        bits(pb),
+                        bits(b),
+                        "species {z} pair {q} atom {k}: basis vector"
+                    );
+                } else {
+                    assert!(
+                        pb.iter().all(|v| v.is_nan()),
+                        "basis vector written unasked"
+                    );
+                }
+            }
+            assert_ne!(x.0.len(), 0);
+            pairs += 1;
+        }
+    }
+    assert!(pairs >= 4, "only {pairs} pairs");
 }
