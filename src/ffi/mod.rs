@@ -146,6 +146,18 @@ impl AtomScratch {
             brow: None,
         }
     }
+
+    /// The atom as an argument of the two-atom lane pass (`b`: where its basis vector goes).
+    fn lane_atom<'a>(&'a mut self, b: Option<&'a mut [f64]>) -> LaneAtom<'a> {
+        LaneAtom {
+            ws: &mut self.ws,
+            rij: &self.rij,
+            sj: &self.sj,
+            energies: &mut self.lane_e,
+            grads: &mut self.lane_g,
+            b,
+        }
+    }
 }
 
 /// The atoms of one MPI rank, as LAMMPS holds them.
@@ -909,24 +921,7 @@ fn lanes_pair(h: &mut aceuq_model_t, lanes: usize) {
     h.model.atom_energy_grad_lanes_pair(
         si,
         &h.step_tables[si],
-        [
-            LaneAtom {
-                ws: &mut a0.ws,
-                rij: &a0.rij,
-                sj: &a0.sj,
-                energies: &mut a0.lane_e,
-                grads: &mut a0.lane_g,
-                b: b0,
-            },
-            LaneAtom {
-                ws: &mut a1.ws,
-                rij: &a1.rij,
-                sj: &a1.sj,
-                energies: &mut a1.lane_e,
-                grads: &mut a1.lane_g,
-                b: b1,
-            },
-        ],
+        [a0.lane_atom(b0), a1.lane_atom(b1)],
     );
 }
 
