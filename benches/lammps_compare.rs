@@ -2,16 +2,23 @@
 //! al. Li quadratic SNAP that labelled the data) on the same box, in one run, side by side, and
 //! the cost of per-atom uncertainty on the steps where it is computed.
 //!
-//! Numbers printed, never asserted: these machines are noisy. Each configuration runs `REPEATS`
-//! times, interleaved, and the best run is kept. Rates are atom-steps per second of the pair
-//! style alone (LAMMPS's "Pair" timer) and of the whole MD step.
+//! Numbers printed, never asserted: these machines are noisy. One LAMMPS process runs every
+//! configuration in turn for a short run (the pair style switched between runs, one trajectory);
+//! that round is repeated `BENCH_REPEATS` times and each configuration's best run is kept.
+//! Rates are atom-steps per second of the pair style alone (LAMMPS's "Pair" timer) and of the
+//! whole MD step.
 //!
 //! Needs ACEUQ_LMP and ACEUQ_PLUGIN_DIR (set by `make bench`). Options by environment:
-//! BENCH_REPEATS (3), BENCH_REPLICATE (2: the 250-atom liquid Li frame replicated n×n×n),
+//! BENCH_REPEATS (8 rounds), BENCH_REPLICATE (2: the 250-atom liquid Li frame replicated n×n×n),
 //! BENCH_NO_UQ (set: energy and forces only).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Steps per run of each ace/uq case (a multiple of 10, so that `uq_every 10` runs compute the
+/// uncertainty on exactly a tenth of them) and of SNAP (ten times slower).
+const STEPS: u32 = 20;
+const SNAP_STEPS: u32 = 10;
 
 struct Case {
     name: String,
@@ -26,29 +33,29 @@ struct Timing {
     steps: f64,
 }
 
-fn parse(output: &str) -> Option<Timing> {
-    let mut t = Timing {
-        loop_s: 0.0,
-        pair_s: 0.0,
-        natoms: 0.0,
-        steps: 0.0,
-    };
+/// Every run of one LAMMPS output, in order: the "Loop time" line and the "Pair" row of the
+/// timing breakdown that follows it.
+fn parse(output: &str) -> Option<Vec<Timing>> {
+    let mut runs = vec![];
     for l in output.lines() {
         if let Some(rest) = l.strip_prefix("Loop time of ") {
             // "Loop time of 5.17 on 1 procs for 200 steps with 250 atoms"
             let w: Vec<&str> = rest.split_whitespace().collect();
-            t.loop_s = w.first()?.parse().ok()?;
-            t.steps = w.get(5)?.parse().ok()?;
-            t.natoms = w.get(8)?.parse().ok()?;
+            runs.push(Timing {
+                loop_s: w.first()?.parse().ok()?,
+                pair_s: 0.0,
+                steps: w.get(5)?.parse().ok()?,
+                natoms: w.get(8)?.parse().ok()?,
+            });
         }
         if l.starts_with("Pair    |") {
-            t.pair_s = l.split('|').nth(2)?.trim().parse().ok()?;
+            runs.last_mut()?.pair_s = l.split('|').nth(2)?.trim().parse().ok()?;
         }
     }
-    (t.loop_s > 0.0).then_some(t)
+    runs.iter().all(|t| t.loop_s > 0.0).then_some(runs)
 }
 
-fn run(lmp: &Path, dir: &Path, input: &str) -> Timing {
+fn run(lmp: &Path, dir: &Path, input: &str) -> Vec<Timing> {
     std::fs::write(dir.join("in.bench"), input).expect("write input");
     let out = Command::new(lmp)
         .args(["-nocite", "-log", "none", "-in", "in.bench"])
@@ -79,7 +86,7 @@ fn main() {
     let repeats: usize = std::env::var("BENCH_REPEATS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(8);
     let rep: usize = std::env::var("BENCH_REPLICATE")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -139,12 +146,12 @@ fn main() {
                 "pair_style snap\npair_coeff * * {p}/Li_Zuo_JPCA2020.quadratic.snapcoeff {p}/Li_Zuo_JPCA2020.quadratic.snapparam Li",
                 p = pots.display()
             ),
-            steps: 20,
+            steps: SNAP_STEPS,
         },
         Case {
             name: "ace/uq energy+forces".into(),
             pair: ace.clone(),
-            steps: 100,
+            steps: STEPS,
         },
     ];
     let all: Vec<&str> = uq_methods.iter().map(|m| m.name()).collect();
@@ -155,14 +162,14 @@ fn main() {
                 "pair_style ace/uq uq_every 1 uq {}\npair_coeff * * li.aceuq Li",
                 m.name()
             ),
-            steps: 100,
+            steps: STEPS,
         });
     }
     if uq_methods.contains(&aceuq::uq::Method::Gamma) {
         cases.push(Case {
             name: "ace/uq + gamma, uq_every 10".into(),
             pair: "pair_style ace/uq uq_every 10 uq gamma\npair_coeff * * li.aceuq Li".into(),
-            steps: 100,
+            steps: STEPS,
         });
     }
     if !all.is_empty() {
@@ -172,7 +179,7 @@ fn main() {
                 "pair_style ace/uq uq_every 1 uq {}\npair_coeff * * li.aceuq Li",
                 all.join(",")
             ),
-            steps: 100,
+            steps: STEPS,
         });
         cases.push(Case {
             name: "ace/uq + all methods, uq_every 10".into(),
@@ -180,27 +187,32 @@ fn main() {
                 "pair_style ace/uq uq_every 10 uq {}\npair_coeff * * li.aceuq Li",
                 all.join(",")
             ),
-            steps: 100,
+            steps: STEPS,
         });
+    }
+    // One LAMMPS process per round runs every case back to back on one trajectory (the pair
+    // style switched between short runs), so that the cases of a round are measured seconds
+    // apart; the best round of each case is kept.
+    let mut script = format!(
+        "plugin load {plugin}\nunits metal\nboundary p p p\natom_style atomic\nread_data data.lmp\nreplicate {rep} {rep} {rep}\nvelocity all create 600 87287 mom yes rot yes\ntimestep 0.001\nfix 1 all nve\nthermo 1000\n",
+        plugin = plugin.display(),
+    );
+    for c in &cases {
+        script += &format!("{}\nrun {}\n", c.pair, c.steps);
     }
     let mut best: Vec<Option<Timing>> = cases.iter().map(|_| None).collect();
     for _ in 0..repeats {
-        for (k, c) in cases.iter().enumerate() {
-            let input = format!(
-                "plugin load {plugin}\nunits metal\nboundary p p p\natom_style atomic\nread_data data.lmp\nreplicate {rep} {rep} {rep}\n{pair}\nvelocity all create 600 87287 mom yes rot yes\ntimestep 0.001\nfix 1 all nve\nthermo 1000\nrun {steps}\n",
-                plugin = plugin.display(),
-                pair = c.pair,
-                steps = c.steps,
-            );
-            let t = run(&lmp, &dir, &input);
-            if best[k].as_ref().is_none_or(|b| t.pair_s < b.pair_s) {
-                best[k] = Some(t);
+        let runs = run(&lmp, &dir, &script);
+        assert_eq!(runs.len(), cases.len(), "one timing per case");
+        for (b, t) in best.iter_mut().zip(runs) {
+            if b.as_ref().is_none_or(|b| t.pair_s < b.pair_s) {
+                *b = Some(t);
             }
         }
     }
     let natoms = best[1].as_ref().unwrap().natoms;
     println!(
-        "\naceuq bench: LAMMPS, 1 MPI rank, liquid Li at 600 K, {natoms} atoms ({rep}x{rep}x{rep} test frame), best of {repeats}"
+        "\naceuq bench: LAMMPS, 1 MPI rank, liquid Li at 600 K, {natoms} atoms ({rep}x{rep}x{rep} test frame), best of {repeats} rounds of {STEPS}-step runs ({SNAP_STEPS} for SNAP)"
     );
     println!(
         "ace/uq model: default basis ({} functions), fitted with uncertainty in {fit_s:.1} s; accuracy on tests/data/li/test.xyz: \
