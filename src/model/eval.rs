@@ -43,6 +43,8 @@ pub struct Workspace {
     /// Two-atom lane pass: the values of the `A`s and internal nodes of both atoms, each
     /// repeated over one group of lanes (`[atom 0 × LANES, atom 1 × LANES]` per node).
     pe: Vec<f64>,
+    /// Two-atom lane pass: scratch of the paired force contraction.
+    pair: PairScratch,
 }
 
 impl Workspace {
@@ -80,6 +82,7 @@ impl Workspace {
             dpm: vec![],
             macc: vec![],
             pe: vec![],
+            pair: PairScratch::default(),
         }
     }
 
@@ -924,6 +927,42 @@ unsafe fn axpy_mem<V: Group>(dst: *mut f64, src: V, w: f64) {
     unsafe { V::madd(V::splat(w), src, V::load(dst)).store(dst) }
 }
 
+/// Gradients of one neighbour for the lanes `first..first + LANES` (those below `out.len()`)
+/// from the contracted radial part and polynomial angular partials of each lane (`[rad, gx, gy,
+/// gz]`): the angular part projected once, the radial part (with the core factor `core`
+/// weighted per lane by `cw`) along the unit vector `un`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn lane_outputs(
+    lanes: [[f64; LANES]; 4],
+    un: [f64; 3],
+    rn: f64,
+    r: [f64; 3],
+    core: f64,
+    cw: &[f64],
+    first: usize,
+    out: &mut [[f64; 3]],
+) {
+    let [rad, gx, gy, gz] = lanes;
+    for c in 0..LANES {
+        let m = first + c;
+        if m < out.len() {
+            let gv = crate::basis::sph::project([gx[c], gy[c], gz[c]], un, 1.0 / rn);
+            let s = rad[c] / rn + core * cw[m];
+            out[m] = [gv[0] + s * r[0], gv[1] + s * r[1], gv[2] + s * r[2]];
+        }
+    }
+}
+
+/// Scratch of the two-atom contraction: per neighbour pair the radial values and derivatives
+/// repeated per lane, and each atom's core factors.
+#[derive(Clone, Debug, Default)]
+struct PairScratch {
+    ge: Vec<f64>,
+    core0: Vec<f64>,
+    core1: Vec<f64>,
+}
+
 /// One atom of [`Model::atom_energy_grad_lanes_pair`]: its workspace, neighbours and outputs,
 /// as the arguments of [`Model::atom_energy_grad_lanes`].
 pub struct LaneAtom<'a> {
@@ -1370,82 +1409,289 @@ impl Model {
             "lane layout {layout:?} does not fit {groups} groups"
         );
         assert!(energies.len() == ne && grads.len() >= rij.len() * ne);
-        let ns = self.nspecies();
-        let lay = &self.bases[si].layout;
-        let (nmax, nlm) = (ws.nmax, ws.nlm);
-        let cw = &tables.core;
         for (k, (r, &z)) in rij.iter().zip(sj).enumerate() {
             let out = &mut grads[k * ne..(k + 1) * ne];
-            let rn = ws.rn[k];
-            if rn == 0.0 {
+            if ws.rn[k] == 0.0 {
                 out.fill([0.0; 3]);
                 continue;
             }
-            let z = z as usize;
-            let g = &ws.g[k * nmax..(k + 1) * nmax];
-            let dg = &ws.dg[k * nmax..(k + 1) * nmax];
-            let y = &ws.y[k * nlm..(k + 1) * nlm];
-            let dy = &ws.dy[k * nlm..(k + 1) * nlm];
-            // Core repulsion: half of the pair energy per atom, in the lanes that carry it.
-            let (ec, dec) = self.core[si * ns + z].energy_deriv(rn);
-            let core = if ec != 0.0 || dec != 0.0 {
-                for (e, &c) in energies.iter_mut().zip(cw) {
-                    *e += c * (0.5 * ec);
-                }
-                0.5 * dec / rn
-            } else {
-                0.0
-            };
-            // Per group of lanes, everything in registers: for each (l, m), t = sum_n w g_n and
-            // u = sum_n w g'_n, then radial += u Y_lm and angular += t ∇Y_lm.
-            for grp in 0..groups {
-                let (mut rad, mut gx, mut gy, mut gz) =
-                    (V::zero(), V::zero(), V::zero(), V::zero());
-                for l in 0..=lay.lmax {
-                    let d = 2 * l + 1;
-                    let nlv = lay.nmax_l[l];
-                    let start = lay.start(z, l);
-                    assert!((start + nlv * d) * rs <= dpm.len() && nlv <= g.len());
-                    for mm in 0..d {
-                        let (mut t, mut u) = (V::zero(), V::zero());
-                        for n in 0..nlv {
-                            let off = (start + n * d + mm) * rs + grp * gs + off0;
-                            // SAFETY: off + LANES <= (start + nlv * d) * rs <= dpm.len()
-                            // (asserted above; grp * gs + off0 + LANES <= rs); n < nlv <=
-                            // g.len() = dg.len().
-                            let (wv, gn, dgn) = unsafe {
-                                (
-                                    V::load(dpm.as_ptr().add(off)),
-                                    *g.get_unchecked(n),
-                                    *dg.get_unchecked(n),
-                                )
-                            };
-                            t = V::madd(wv, V::splat(gn), t);
-                            u = V::madd(wv, V::splat(dgn), u);
-                        }
-                        let q = l * l + mm;
-                        let (yq, dyq) = (y[q], dy[q]);
-                        rad = V::madd(u, V::splat(yq), rad);
-                        gx = V::madd(t, V::splat(dyq[0]), gx);
-                        gy = V::madd(t, V::splat(dyq[1]), gy);
-                        gz = V::madd(t, V::splat(dyq[2]), gz);
+            let core = self.lane_core(ws, si, k, z as usize, tables, energies);
+            self.lane_neighbor::<V>(ws, si, k, *r, z as usize, tables, dpm, layout, core, out);
+        }
+    }
+
+    /// Core repulsion between the atom and its neighbour `k` (species `z`, inside the cutoff):
+    /// half of the pair energy added to the lanes that carry it (weighted by the tables' core
+    /// weights); returns the radial factor `dE_core/dr / (2 r)` of its gradient (0 outside the
+    /// core range).
+    #[inline(always)]
+    fn lane_core(
+        &self,
+        ws: &Workspace,
+        si: usize,
+        k: usize,
+        z: usize,
+        tables: &MemberTables,
+        energies: &mut [f64],
+    ) -> f64 {
+        let rn = ws.rn[k];
+        let (ec, dec) = self.core[si * self.nspecies() + z].energy_deriv(rn);
+        if ec != 0.0 || dec != 0.0 {
+            for (e, &c) in energies.iter_mut().zip(&tables.core) {
+                *e += c * (0.5 * ec);
+            }
+            0.5 * dec / rn
+        } else {
+            0.0
+        }
+    }
+
+    /// The lane gradients `out[m] = dE^(m)/dr_ij` of neighbour `k` (displacement `r`, species
+    /// `z`, inside the cutoff) from the adjoints in `dpm` (laid out as in
+    /// [`Model::lane_forces`]); `core`: its core-repulsion factor from [`Model::lane_core`].
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn lane_neighbor<V: Group>(
+        &self,
+        ws: &Workspace,
+        si: usize,
+        k: usize,
+        r: [f64; 3],
+        z: usize,
+        tables: &MemberTables,
+        dpm: &[f64],
+        layout: [usize; 3],
+        core: f64,
+        out: &mut [[f64; 3]],
+    ) {
+        let ne = tables.n_members;
+        let groups = tables.width / LANES;
+        let [rs, gs, off0] = layout;
+        let lay = &self.bases[si].layout;
+        let (nmax, nlm) = (ws.nmax, ws.nlm);
+        let cw = &tables.core;
+        let rn = ws.rn[k];
+        let g = &ws.g[k * nmax..(k + 1) * nmax];
+        let dg = &ws.dg[k * nmax..(k + 1) * nmax];
+        let y = &ws.y[k * nlm..(k + 1) * nlm];
+        let dy = &ws.dy[k * nlm..(k + 1) * nlm];
+        // Per group of lanes, everything in registers: for each (l, m), t = sum_n w g_n and
+        // u = sum_n w g'_n, then radial += u Y_lm and angular += t ∇Y_lm.
+        for grp in 0..groups {
+            let (mut rad, mut gx, mut gy, mut gz) = (V::zero(), V::zero(), V::zero(), V::zero());
+            for l in 0..=lay.lmax {
+                let d = 2 * l + 1;
+                let nlv = lay.nmax_l[l];
+                let start = lay.start(z, l);
+                assert!((start + nlv * d) * rs <= dpm.len() && nlv <= g.len());
+                for mm in 0..d {
+                    let (mut t, mut u) = (V::zero(), V::zero());
+                    for n in 0..nlv {
+                        let off = (start + n * d + mm) * rs + grp * gs + off0;
+                        // SAFETY: off + LANES <= (start + nlv * d) * rs <= dpm.len() (asserted
+                        // above; grp * gs + off0 + LANES <= rs, asserted by the caller); n < nlv
+                        // <= g.len() = dg.len().
+                        let (wv, gn, dgn) = unsafe {
+                            (
+                                V::load(dpm.as_ptr().add(off)),
+                                *g.get_unchecked(n),
+                                *dg.get_unchecked(n),
+                            )
+                        };
+                        t = V::madd(wv, V::splat(gn), t);
+                        u = V::madd(wv, V::splat(dgn), u);
                     }
+                    let q = l * l + mm;
+                    let (yq, dyq) = (y[q], dy[q]);
+                    rad = V::madd(u, V::splat(yq), rad);
+                    gx = V::madd(t, V::splat(dyq[0]), gx);
+                    gy = V::madd(t, V::splat(dyq[1]), gy);
+                    gz = V::madd(t, V::splat(dyq[2]), gz);
                 }
-                let (rad, gx, gy, gz) =
-                    (rad.to_array(), gx.to_array(), gy.to_array(), gz.to_array());
-                // dy holds the harmonics' polynomial partials: project the contracted angular
-                // part once; the radial part points along the unit vector.
-                let un = ws.un[k];
-                for c in 0..LANES {
-                    let m = grp * LANES + c;
-                    if m < ne {
-                        let gv = crate::basis::sph::project([gx[c], gy[c], gz[c]], un, 1.0 / rn);
-                        let s = rad[c] / rn + core * cw[m];
-                        out[m] = [gv[0] + s * r[0], gv[1] + s * r[1], gv[2] + s * r[2]];
+            }
+            let lanes = [rad.to_array(), gx.to_array(), gy.to_array(), gz.to_array()];
+            let first = grp * LANES;
+            lane_outputs(lanes, ws.un[k], rn, r, core, cw, first, &mut out[..ne]);
+        }
+    }
+
+    /// [`Model::lane_forces`] for the two atoms of the pair pass: neighbours of one species are
+    /// taken one from each atom and contracted together in 512-bit registers (atom 0's lanes
+    /// low, atom 1's high, as in `dpm`, layout `[2 × width, 8, 0 | LANES]`); the others one at a
+    /// time. Bitwise the single contraction: every lane sees the same operations in the same
+    /// order, and the core energies are added in neighbour order.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn lane_forces_pair(
+        &self,
+        ws: [&Workspace; 2],
+        si: usize,
+        rij: [&[[f64; 3]]; 2],
+        sj: [&[u16]; 2],
+        tables: &MemberTables,
+        dpm: &[f64],
+        energies: [&mut [f64]; 2],
+        grads: [&mut [[f64; 3]]; 2],
+        sc: &mut PairScratch,
+    ) {
+        use std::arch::x86_64::*;
+        let ne = tables.n_members;
+        let w = tables.width;
+        let groups = w / LANES;
+        let rs = 2 * w;
+        let (ens, outs) = (energies, grads);
+        let mut core = [std::mem::take(&mut sc.core0), std::mem::take(&mut sc.core1)];
+        // Core energies in neighbour order (as the single pass), and each neighbour's factor.
+        for a in 0..2 {
+            assert!(ens[a].len() == ne && outs[a].len() >= rij[a].len() * ne);
+            core[a].clear();
+            for (k, &z) in sj[a].iter().enumerate() {
+                core[a].push(if ws[a].rn[k] == 0.0 {
+                    outs[a][k * ne..(k + 1) * ne].fill([0.0; 3]);
+                    0.0
+                } else {
+                    self.lane_core(ws[a], si, k, z as usize, tables, ens[a])
+                });
+            }
+        }
+        let lay = &self.bases[si].layout;
+        let (nmax, nlm) = (ws[0].nmax, ws[0].nlm);
+        // Rows on cache lines (8 values of slack for the alignment offset).
+        sc.ge.resize(2 * nmax * 8 + 8, 0.0);
+        let ge_off = sc.ge.as_ptr().align_offset(64).min(8);
+        for z in 0..self.nspecies() {
+            let inside = |a: usize| {
+                (0..rij[a].len()).filter(move |&k| sj[a][k] as usize == z && ws[a].rn[k] != 0.0)
+            };
+            let (mut i0, mut i1) = (inside(0), inside(1));
+            loop {
+                let (k0, k1) = match (i0.next(), i1.next()) {
+                    (Some(k0), Some(k1)) => (k0, k1),
+                    (Some(k0), None) => {
+                        let out = &mut outs[0][k0 * ne..(k0 + 1) * ne];
+                        let lay0 = [rs, 8, 0];
+                        self.lane_neighbor::<Avx>(
+                            ws[0],
+                            si,
+                            k0,
+                            rij[0][k0],
+                            z,
+                            tables,
+                            dpm,
+                            lay0,
+                            core[0][k0],
+                            out,
+                        );
+                        continue;
+                    }
+                    (None, Some(k1)) => {
+                        let out = &mut outs[1][k1 * ne..(k1 + 1) * ne];
+                        let lay1 = [rs, 8, LANES];
+                        self.lane_neighbor::<Avx>(
+                            ws[1],
+                            si,
+                            k1,
+                            rij[1][k1],
+                            z,
+                            tables,
+                            dpm,
+                            lay1,
+                            core[1][k1],
+                            out,
+                        );
+                        continue;
+                    }
+                    (None, None) => break,
+                };
+                let ks = [k0, k1];
+                // SAFETY: ge holds 2 nmax rows of 8; g/dg rows of nmax per neighbour; y/dy rows
+                // of nlm (q < (lmax + 1)^2 = nlm); dpm offsets as in `lane_neighbor`, with
+                // grp * 8 + 8 <= rs.
+                unsafe {
+                    let pair = |v0: f64, v1: f64| {
+                        _mm512_insertf64x4::<1>(_mm512_set1_pd(v0), _mm256_set1_pd(v1))
+                    };
+                    let ge = sc.ge.as_mut_ptr().add(ge_off);
+                    for n in 0..nmax {
+                        let (x0, x1) = (
+                            ws[0].g.as_ptr().add(k0 * nmax + n),
+                            ws[1].g.as_ptr().add(k1 * nmax + n),
+                        );
+                        _mm512_storeu_pd(ge.add(n * 8), pair(*x0, *x1));
+                        let (d0, d1) = (
+                            ws[0].dg.as_ptr().add(k0 * nmax + n),
+                            ws[1].dg.as_ptr().add(k1 * nmax + n),
+                        );
+                        _mm512_storeu_pd(ge.add((nmax + n) * 8), pair(*d0, *d1));
+                    }
+                    let (y0, y1) = (
+                        ws[0].y.as_ptr().add(k0 * nlm),
+                        ws[1].y.as_ptr().add(k1 * nlm),
+                    );
+                    let (dy0, dy1) = (
+                        ws[0].dy.as_ptr().add(k0 * nlm),
+                        ws[1].dy.as_ptr().add(k1 * nlm),
+                    );
+                    for grp in 0..groups {
+                        let z8 = _mm512_setzero_pd();
+                        let (mut rad, mut gx, mut gy, mut gz) = (z8, z8, z8, z8);
+                        for l in 0..=lay.lmax {
+                            let d = 2 * l + 1;
+                            let nlv = lay.nmax_l[l];
+                            let start = lay.start(z, l);
+                            assert!((start + nlv * d) * rs <= dpm.len() && nlv <= nmax);
+                            for mm in 0..d {
+                                let (mut t, mut u) = (z8, z8);
+                                for n in 0..nlv {
+                                    let wv = _mm512_loadu_pd(
+                                        dpm.as_ptr().add((start + n * d + mm) * rs + grp * 8),
+                                    );
+                                    t = _mm512_fmadd_pd(wv, _mm512_loadu_pd(ge.add(n * 8)), t);
+                                    u = _mm512_fmadd_pd(
+                                        wv,
+                                        _mm512_loadu_pd(ge.add((nmax + n) * 8)),
+                                        u,
+                                    );
+                                }
+                                let q = l * l + mm;
+                                let (a0, a1) = (*dy0.add(q), *dy1.add(q));
+                                rad = _mm512_fmadd_pd(u, pair(*y0.add(q), *y1.add(q)), rad);
+                                gx = _mm512_fmadd_pd(t, pair(a0[0], a1[0]), gx);
+                                gy = _mm512_fmadd_pd(t, pair(a0[1], a1[1]), gy);
+                                gz = _mm512_fmadd_pd(t, pair(a0[2], a1[2]), gz);
+                            }
+                        }
+                        let mut v = [[0.0; 8]; 4];
+                        for (dst, src) in v.iter_mut().zip([rad, gx, gy, gz]) {
+                            _mm512_storeu_pd(dst.as_mut_ptr(), src);
+                        }
+                        for a in 0..2 {
+                            let k = ks[a];
+                            let half = |x: &[f64; 8]| -> [f64; LANES] {
+                                std::array::from_fn(|c| x[a * LANES + c])
+                            };
+                            let lanes = [half(&v[0]), half(&v[1]), half(&v[2]), half(&v[3])];
+                            let out = &mut outs[a][k * ne..(k + 1) * ne];
+                            lane_outputs(
+                                lanes,
+                                ws[a].un[k],
+                                ws[a].rn[k],
+                                rij[a][k],
+                                core[a][k],
+                                &tables.core,
+                                grp * LANES,
+                                out,
+                            );
+                        }
                     }
                 }
             }
         }
+        [sc.core0, sc.core1] = core;
     }
 
     /// The two-atom lane pass with 512-bit registers (see
@@ -1667,8 +1913,22 @@ impl Model {
             en1[k] = tables.e0[k] + ws0.macc[g * 8 + LANES + c];
         }
         let dpm = &ws0.dpm[dp_off..dp_off + na * w2];
-        self.lane_forces::<Avx>(ws0, si, rij0, sj0, tables, dpm, [w2, 8, 0], en0, g0);
-        self.lane_forces::<Avx>(ws1, si, rij1, sj1, tables, dpm, [w2, 8, LANES], en1, g1);
+        let mut sc = std::mem::take(&mut ws1.pair);
+        // SAFETY: the CPU features of this function.
+        unsafe {
+            self.lane_forces_pair(
+                [&*ws0, &*ws1],
+                si,
+                [rij0, rij1],
+                [sj0, sj1],
+                tables,
+                dpm,
+                [en0, en1],
+                [g0, g1],
+                &mut sc,
+            )
+        };
+        ws1.pair = sc;
         if let Some(b) = b0 {
             self.basis_from_fused(ws0, si, b);
         }
