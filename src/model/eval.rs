@@ -1571,41 +1571,19 @@ impl Model {
             loop {
                 let (k0, k1) = match (i0.next(), i1.next()) {
                     (Some(k0), Some(k1)) => (k0, k1),
-                    (Some(k0), None) => {
-                        let out = &mut outs[0][k0 * ne..(k0 + 1) * ne];
-                        let lay0 = [rs, 8, 0];
-                        self.lane_neighbor::<Avx>(
-                            ws[0],
-                            si,
-                            k0,
-                            rij[0][k0],
-                            z,
-                            tables,
-                            dpm,
-                            lay0,
-                            core[0][k0],
-                            out,
-                        );
-                        continue;
-                    }
-                    (None, Some(k1)) => {
-                        let out = &mut outs[1][k1 * ne..(k1 + 1) * ne];
-                        let lay1 = [rs, 8, LANES];
-                        self.lane_neighbor::<Avx>(
-                            ws[1],
-                            si,
-                            k1,
-                            rij[1][k1],
-                            z,
-                            tables,
-                            dpm,
-                            lay1,
-                            core[1][k1],
-                            out,
-                        );
-                        continue;
-                    }
                     (None, None) => break,
+                    // A neighbour without a partner: alone, in its atom's half of the rows.
+                    (one0, one1) => {
+                        if let Some((a, k)) = one0.map(|k| (0, k)).or(one1.map(|k| (1, k))) {
+                            let out = &mut outs[a][k * ne..(k + 1) * ne];
+                            let layout = [rs, 8, a * LANES];
+                            let (r, c) = (rij[a][k], core[a][k]);
+                            self.lane_neighbor::<Avx>(
+                                ws[a], si, k, r, z, tables, dpm, layout, c, out,
+                            );
+                        }
+                        continue;
+                    }
                 };
                 let ks = [k0, k1];
                 // SAFETY: ge holds 2 nmax rows of 8; g/dg rows of nmax per neighbour; y/dy rows
