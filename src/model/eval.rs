@@ -726,8 +726,8 @@ struct AlignedRows {
 
 impl AlignedRows {
     fn new(v: &[f64]) -> Self {
-        let mut buf = vec![0.0; v.len() + 8];
-        let off = buf.as_ptr().align_offset(64).min(8);
+        let mut buf = vec![];
+        let off = aligned_start(&mut buf, v.len());
         buf[off..off + v.len()].copy_from_slice(v);
         AlignedRows {
             buf,
@@ -925,6 +925,16 @@ impl Group for Avx {
 unsafe fn axpy_mem<V: Group>(dst: *mut f64, src: V, w: f64) {
     // SAFETY: per the function contract.
     unsafe { V::madd(V::splat(w), src, V::load(dst)).store(dst) }
+}
+
+/// Grows `v` so that `len` values fit from its first 64-byte boundary on, and returns the
+/// index of that boundary: vector rows read from there never straddle cache lines (a row split
+/// across two lines costs two accesses).
+fn aligned_start(v: &mut Vec<f64>, len: usize) -> usize {
+    if v.len() < len + 8 {
+        v.resize(len + 8, 0.0);
+    }
+    v.as_ptr().align_offset(64).min(8)
 }
 
 /// Gradients of one neighbour for the lanes `first..first + LANES` (those below `out.len()`)
@@ -1263,21 +1273,11 @@ impl Model {
         );
         // Internal node values (the energy-only sweep's: a few hundred products). Left in `ws.p`
         // for `basis_from_fused`, followed by the leaf values if `keep_leaves`.
-        let nl = der.leaves.len();
-        assert!(ws.p.len() >= nint + nl && ws.a.len() >= na);
-        ws.p[..na].copy_from_slice(&ws.a[..na]);
-        for (k, &[par, ex]) in der.internal.iter().enumerate() {
-            ws.p[na + k] = ws.p[par as usize] * ws.a[ex as usize];
-        }
-        // Rows start on 32-byte boundaries (a row split across cache lines costs two
-        // accesses): up to 8 values of slack for the alignment offset.
-        if ws.dpm.len() < nint * w + 8 {
-            ws.dpm.resize(nint * w + 8, 0.0);
-        }
+        self.internal_values(ws, si);
         // dpm[node * w + k] = dE^(k)/dp[node] over the A's and internal nodes: their own
         // coefficients, then each leaf folded into its parent and its A, then the reverse sweep
         // over the internal nodes. Energies accumulate lane-wise alongside.
-        let off = ws.dpm.as_ptr().align_offset(64).min(8);
+        let off = aligned_start(&mut ws.dpm, nint * w);
         ws.dpm[off..off + nint * w].copy_from_slice(&tables.ct_int);
         ws.macc.clear();
         ws.macc.resize(w, 0.0);
@@ -1417,6 +1417,20 @@ impl Model {
             }
             let core = self.lane_core(ws, si, k, z as usize, tables, energies);
             self.lane_neighbor::<V>(ws, si, k, *r, z as usize, tables, dpm, layout, core, out);
+        }
+    }
+
+    /// The lane passes' forward sweep: the `A`s and the internal node values (a few hundred
+    /// products) into `ws.p`, where `basis_from_fused` finds them, with room after them for
+    /// the leaf values.
+    #[inline(always)]
+    fn internal_values(&self, ws: &mut Workspace, si: usize) {
+        let der = &self.derived[si];
+        let na = der.dag.n_a;
+        assert!(ws.p.len() >= na + der.internal.len() + der.leaves.len() && ws.a.len() >= na);
+        ws.p[..na].copy_from_slice(&ws.a[..na]);
+        for (k, &[par, ex]) in der.internal.iter().enumerate() {
+            ws.p[na + k] = ws.p[par as usize] * ws.a[ex as usize];
         }
     }
 
@@ -1560,9 +1574,7 @@ impl Model {
         }
         let lay = &self.bases[si].layout;
         let (nmax, nlm) = (ws[0].nmax, ws[0].nlm);
-        // Rows on cache lines (8 values of slack for the alignment offset).
-        sc.ge.resize(2 * nmax * 8 + 8, 0.0);
-        let ge_off = sc.ge.as_ptr().align_offset(64).min(8);
+        let ge_off = aligned_start(&mut sc.ge, 2 * nmax * 8);
         for z in 0..self.nspecies() {
             let inside = |a: usize| {
                 (0..rij[a].len()).filter(move |&k| sj[a][k] as usize == z && ws[a].rn[k] != 0.0)
@@ -1759,22 +1771,10 @@ impl Model {
         // Per atom: A, then the internal node values (as the single pass computes them).
         self.compute_a(ws0, si, rij0, sj0);
         self.compute_a(ws1, si, rij1, sj1);
-        for ws in [&mut *ws0, &mut *ws1] {
-            assert!(ws.p.len() >= nint + nl && ws.a.len() >= na);
-            ws.p[..na].copy_from_slice(&ws.a[..na]);
-            for (k, &[par, ex]) in der.internal.iter().enumerate() {
-                ws.p[na + k] = ws.p[par as usize] * ws.a[ex as usize];
-            }
-        }
-        // Rows start on cache lines (8 values of slack for the alignment offset).
-        if ws0.pe.len() < nint * 2 * LANES + 8 {
-            ws0.pe.resize(nint * 2 * LANES + 8, 0.0);
-        }
-        if ws0.dpm.len() < nint * w2 + 8 {
-            ws0.dpm.resize(nint * w2 + 8, 0.0);
-        }
-        let pe_off = ws0.pe.as_ptr().align_offset(64).min(8);
-        let dp_off = ws0.dpm.as_ptr().align_offset(64).min(8);
+        self.internal_values(ws0, si);
+        self.internal_values(ws1, si);
+        let pe_off = aligned_start(&mut ws0.pe, nint * 2 * LANES);
+        let dp_off = aligned_start(&mut ws0.dpm, nint * w2);
         ws0.macc.clear();
         ws0.macc.resize(w2, 0.0);
         let ct = tables.ct_int.as_ptr();
