@@ -59,6 +59,12 @@ impl Workspace {
             .max()
             .unwrap_or(0);
         let nodes = model.derived.iter().map(|d| d.dag.len()).max().unwrap_or(0);
+        let swept = model
+            .derived
+            .iter()
+            .map(|d| d.swept_len())
+            .max()
+            .unwrap_or(0);
         let nlm = num_lm(lmax);
         Workspace {
             sph: SphHarm::new(lmax),
@@ -66,7 +72,7 @@ impl Workspace {
             nlm,
             // One extra slot holds the constant 1 used by the basis-function term table.
             a: vec![0.0; na + 1],
-            p: vec![0.0; nodes],
+            p: vec![0.0; nodes.max(swept)],
             dp: vec![0.0; nodes],
             rn: vec![],
             un: vec![],
@@ -199,53 +205,89 @@ unsafe fn contract_dyn(
 }
 
 /// `b = T v` through the blocked term tables of `der` (see `Derived::term_ptr`); `b` holds the
-/// species' functions, `v` the swept values (every index of the tables is below `v.len()`,
-/// checked in `Derived::new`).
+/// species' functions, `v` the swept values with their staging row filled (every step base is
+/// at most `v.len() - TERM_LANES` and every output function below `b.len()`, as
+/// `Derived::new` builds them).
 fn basis_terms(der: &crate::model::Derived, v: &[f64], b: &mut [f64]) {
-    for (q, out) in b.chunks_mut(TERM_LANES).enumerate() {
+    for (q, out) in der.term_out.iter().enumerate() {
         let (lo, hi) = (der.term_ptr[q] as usize, der.term_ptr[q + 1] as usize);
         let mut s = [0.0; TERM_LANES];
-        for (idx, coef) in der.term_idx[lo..hi].iter().zip(&der.term_coef[lo..hi]) {
+        for (&base, coef) in der.term_base[lo..hi].iter().zip(&der.term_coef[lo..hi]) {
+            let x = &v[base as usize..base as usize + TERM_LANES];
             for j in 0..TERM_LANES {
-                s[j] += coef[j] * v[idx[j] as usize];
+                s[j] += coef[j] * x[j];
             }
         }
-        out.copy_from_slice(&s[..out.len()]);
+        for (&f, &sj) in out.iter().zip(&s) {
+            if f != u32::MAX {
+                b[f as usize] = sj;
+            }
+        }
     }
 }
 
-/// [`basis_terms`] with one AVX2 gather per step (bitwise the same results).
+/// The staging row `v[nv..]` from `stage` (see `Derived::term_stage`), four values per gather
+/// and one 256-bit store each, so that the loads of [`basis_terms_avx2`] are forwarded from
+/// whole stores (a wide load over four narrow stores waits for them to reach the cache).
 ///
 /// # Safety
-/// The CPU must support AVX2; every index of the tables is below `v.len()` (as `Derived::new`
-/// checks).
+/// The CPU must support AVX2; `stage` has a multiple of four entries, each -1 or below `nv`,
+/// and `nv + stage.len() <= v.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn stage_avx2(stage: &[i32], v: &mut [f64], nv: usize) {
+    use std::arch::x86_64::*;
+    assert!(stage.len().is_multiple_of(TERM_LANES) && nv + stage.len() <= v.len());
+    let unused = _mm256_set1_epi64x(-1);
+    for (k, idx) in stage.chunks_exact(TERM_LANES).enumerate() {
+        // SAFETY: used indices are below nv (contract); unused lanes are masked out (never
+        // read) and give 0; the store stays inside v (asserted).
+        unsafe {
+            let idx = _mm_loadu_si128(idx.as_ptr() as *const __m128i);
+            let used = _mm256_cmpgt_epi64(_mm256_cvtepi32_epi64(idx), unused);
+            let x = _mm256_mask_i32gather_pd::<8>(
+                _mm256_setzero_pd(),
+                v.as_ptr(),
+                idx,
+                _mm256_castsi256_pd(used),
+            );
+            _mm256_storeu_pd(v.as_mut_ptr().add(nv + k * TERM_LANES), x);
+        }
+    }
+}
+
+/// [`basis_terms`] with AVX2, one load per step (bitwise the same results: the same products
+/// and sums, rounded separately).
+///
+/// # Safety
+/// The CPU must support AVX2; every step base is at most `v.len() - TERM_LANES`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn basis_terms_avx2(der: &crate::model::Derived, v: &[f64], b: &mut [f64]) {
     use std::arch::x86_64::*;
-    let nblocks = der.term_ptr.len() - 1;
-    assert!(b.len() <= nblocks * TERM_LANES && der.term_idx.len() == der.term_coef.len());
-    assert!(der.term_ptr[nblocks] as usize <= der.term_idx.len());
-    for q in 0..nblocks {
+    let nblocks = der.term_out.len();
+    let nsteps = der.term_coef.len();
+    assert!(der.term_ptr.len() == nblocks + 1 && der.term_ptr[nblocks] as usize <= nsteps);
+    assert!(der.term_base.len() == nsteps);
+    for (q, out) in der.term_out.iter().enumerate() {
         let (lo, hi) = (der.term_ptr[q] as usize, der.term_ptr[q + 1] as usize);
-        // SAFETY: lo <= hi <= term_idx.len() (tables built increasing, last asserted); every
-        // index < v.len() (function contract); the full-block store stays inside `b`.
-        unsafe {
+        // SAFETY: lo <= hi <= nsteps (tables built increasing, last asserted); every base is
+        // at most v.len() - TERM_LANES (function contract).
+        let s = unsafe {
             let mut s = _mm256_setzero_pd();
             for t in lo..hi {
-                let idx = _mm_loadu_si128(der.term_idx.as_ptr().add(t) as *const __m128i);
                 let c = _mm256_loadu_pd(der.term_coef.as_ptr().add(t) as *const f64);
-                let x = _mm256_i32gather_pd::<8>(v.as_ptr(), idx);
+                let base = *der.term_base.get_unchecked(t) as usize;
+                let x = _mm256_loadu_pd(v.as_ptr().add(base));
                 s = _mm256_add_pd(s, _mm256_mul_pd(c, x));
             }
-            let f0 = q * TERM_LANES;
-            if f0 + TERM_LANES <= b.len() {
-                _mm256_storeu_pd(b.as_mut_ptr().add(f0), s);
-            } else {
-                let mut tmp = [0.0; TERM_LANES];
-                _mm256_storeu_pd(tmp.as_mut_ptr(), s);
-                let rest = b.len() - f0;
-                b[f0..].copy_from_slice(&tmp[..rest]);
+            let mut tmp = [0.0; TERM_LANES];
+            _mm256_storeu_pd(tmp.as_mut_ptr(), s);
+            tmp
+        };
+        for (&f, &sj) in out.iter().zip(&s) {
+            if f != u32::MAX {
+                b[f as usize] = sj;
             }
         }
     }
@@ -467,37 +509,47 @@ impl Model {
     /// gather and multiply-add per term through the precomputed term tables, four functions at
     /// a time (with AVX2, one gather instruction per step). The same operations in the same
     /// order on every CPU (products and sums rounded separately), so the values are the same.
-    fn basis_from_fused(&self, ws: &Workspace, si: usize, b: &mut [f64]) {
+    fn basis_from_fused(&self, ws: &mut Workspace, si: usize, b: &mut [f64]) {
         self.basis_terms_with(ws, si, b, true);
     }
 
     /// [`Model::basis_from_fused`] with the portable kernel whatever the CPU (tests).
     #[cfg(test)]
-    pub(crate) fn basis_from_fused_portable(&self, ws: &Workspace, si: usize, b: &mut [f64]) {
+    pub(crate) fn basis_from_fused_portable(&self, ws: &mut Workspace, si: usize, b: &mut [f64]) {
         self.basis_terms_with(ws, si, b, false);
     }
 
     /// The term-table product of [`Model::basis_from_fused`]; `simd`: use the AVX2 kernel when
     /// the CPU has it.
-    fn basis_terms_with(&self, ws: &Workspace, si: usize, b: &mut [f64], simd: bool) {
+    fn basis_terms_with(&self, ws: &mut Workspace, si: usize, b: &mut [f64], simd: bool) {
         let der = &self.derived[si];
         let nv = der.dag.n_a + der.internal.len() + der.leaves.len();
+        let nx = der.swept_len();
         let nf = self.bases[si].len();
-        assert!(ws.p.len() >= nv && b.len() >= nf);
-        assert!(der.term_ptr.len() == nf.div_ceil(TERM_LANES) + 1);
-        let v = &ws.p[..nv];
+        assert!(ws.p.len() >= nx && b.len() >= nf);
+        assert!(der.term_out.len() == nf.div_ceil(TERM_LANES));
+        let v = &mut ws.p[..nx];
         let b = &mut b[..nf];
         #[cfg(target_arch = "x86_64")]
         {
             if simd && std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2 (checked just above); every table index is
-                // below nv = v.len() (checked in Derived::new).
-                unsafe { basis_terms_avx2(der, v, b) };
+                // SAFETY: the CPU supports AVX2 (checked just above); the staging indices are
+                // below nv and every step base is at most nx - TERM_LANES (built so in
+                // Derived::new).
+                unsafe {
+                    stage_avx2(&der.term_stage, v, nv);
+                    basis_terms_avx2(der, v, b)
+                };
                 return;
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = simd;
+        // The staging row: the values of the steps that do not read in place.
+        let (swept, stage) = v.split_at_mut(nv);
+        for (x, &src) in stage.iter_mut().zip(&der.term_stage) {
+            *x = if src >= 0 { swept[src as usize] } else { 0.0 };
+        }
         basis_terms(der, v, b);
     }
 
@@ -791,7 +843,7 @@ enum Slot {
 }
 
 /// The slot of every DAG node of `der`, as `Derived::new` split them (nodes with children are
-/// internal, renumbered in order after the `A`s; the others are leaves, in order).
+/// internal, renumbered in order after the `A`s; the others are leaves, at `leaf_pos`).
 fn node_slots(der: &crate::model::Derived) -> Vec<Slot> {
     let na = der.dag.n_a;
     let n = der.dag.len();
@@ -806,7 +858,7 @@ fn node_slots(der: &crate::model::Derived) -> Vec<Slot> {
             slots.push(Slot::Int(na + ni));
             ni += 1;
         } else {
-            slots.push(Slot::Leaf(nl));
+            slots.push(Slot::Leaf(der.leaf_pos[nl] as usize));
             nl += 1;
         }
     }

@@ -571,12 +571,27 @@ fn lane_kernel_equals_the_scalar_path_per_lane() {
     );
 }
 
-/// The basis vector from the blocked term tables (AVX2 gathers where the CPU has them, and the
-/// portable kernel) is bitwise the same on both paths and equals the one from the full monomial
-/// DAG, for species whose function count is not a multiple of the block width.
+/// The basis vector from the blocked term tables (AVX2 where the CPU has it, and the portable
+/// kernel) is bitwise the same on both paths and equals the one from the full monomial DAG, for
+/// species whose function count is not a multiple of the block width, with steps read in place
+/// and from the staging row, and blocks whose functions are not consecutive.
 #[test]
 fn blocked_basis_terms_equal_the_dag_basis_on_every_cpu_path() {
     let model = random_model(&["Al", "Mg"], &small_cfg(), 23);
+    for (s, d) in model.derived.iter().enumerate() {
+        let nv = d.dag.n_a + d.internal.len() + d.leaves.len();
+        let in_place = d.term_base.iter().filter(|&&b| (b as usize) < nv).count();
+        let staged = d.term_base.len() - in_place;
+        let unused = d.term_stage.iter().filter(|&&i| i < 0).count();
+        let permuted = d
+            .term_out
+            .iter()
+            .any(|o| o.windows(2).any(|w| w[1] != u32::MAX && w[1] != w[0] + 1));
+        assert!(
+            in_place > 0 && staged > 0 && unused > 0 && permuted,
+            "species {s}: {in_place} steps in place, {staged} staged ({unused} unused lanes), blocks permuted: {permuted}"
+        );
+    }
     let s = random_structure(&["Al", "Mg"], 2, 29, true);
     let sp = model.map_species(&s).unwrap();
     let nl = crate::neighbors::build(&s, model.max_cutoff()).unwrap();
@@ -593,7 +608,7 @@ fn blocked_basis_terms_equal_the_dag_basis_on_every_cpu_path() {
         let mut g = vec![[0.0; 3]; rij.len()];
         model.atom_energy_grad(&mut ws, si, &rij, &sj, &mut g, Some(&mut b));
         let mut bp = vec![f64::NAN; m];
-        model.basis_from_fused_portable(&ws, si, &mut bp);
+        model.basis_from_fused_portable(&mut ws, si, &mut bp);
         let diff = b
             .iter()
             .zip(&bp)
