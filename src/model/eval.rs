@@ -226,8 +226,8 @@ fn basis_terms(der: &crate::model::Derived, v: &[f64], b: &mut [f64]) {
     }
 }
 
-/// The staging row `v[nv..]` from `stage` (see `Derived::term_stage`), four values per gather
-/// and one 256-bit store each, so that the loads of [`basis_terms_avx2`] are forwarded from
+/// The staging row `v[nv..]` from `stage` (see `Derived::term_stage`), four values at a time
+/// written with one 256-bit store, so that the loads of [`basis_terms_avx2`] are forwarded from
 /// whole stores (a wide load over four narrow stores waits for them to reach the cache).
 ///
 /// # Safety
@@ -238,19 +238,18 @@ fn basis_terms(der: &crate::model::Derived, v: &[f64], b: &mut [f64]) {
 unsafe fn stage_avx2(stage: &[i32], v: &mut [f64], nv: usize) {
     use std::arch::x86_64::*;
     assert!(stage.len().is_multiple_of(TERM_LANES) && nv + stage.len() <= v.len());
-    let unused = _mm256_set1_epi64x(-1);
     for (k, idx) in stage.chunks_exact(TERM_LANES).enumerate() {
-        // SAFETY: used indices are below nv (contract); unused lanes are masked out (never
-        // read) and give 0; the store stays inside v (asserted).
+        // SAFETY: indices are -1 (read as 0) or below nv (contract); the store stays inside v
+        // (asserted).
         unsafe {
-            let idx = _mm_loadu_si128(idx.as_ptr() as *const __m128i);
-            let used = _mm256_cmpgt_epi64(_mm256_cvtepi32_epi64(idx), unused);
-            let x = _mm256_mask_i32gather_pd::<8>(
-                _mm256_setzero_pd(),
-                v.as_ptr(),
-                idx,
-                _mm256_castsi256_pd(used),
-            );
+            let g = |i: i32| {
+                if i >= 0 {
+                    *v.get_unchecked(i as usize)
+                } else {
+                    0.0
+                }
+            };
+            let x = _mm256_set_pd(g(idx[3]), g(idx[2]), g(idx[1]), g(idx[0]));
             _mm256_storeu_pd(v.as_mut_ptr().add(nv + k * TERM_LANES), x);
         }
     }
