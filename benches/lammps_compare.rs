@@ -198,10 +198,9 @@ fn main() {
         "plugin load {plugin}\nunits metal\nboundary p p p\natom_style atomic\nread_data data.lmp\nreplicate {rep} {rep} {rep}\nvelocity all create 600 87287 mom yes rot yes\ntimestep 0.001\nfix 1 all nve\nthermo 1000\n",
         plugin = plugin.display(),
     );
-    // The runs of a round: each case once, with two additions. An untimed ace/uq run follows
-    // SNAP, and energy+forces runs again last (its best run of both ends is kept). Without
-    // them, energy+forces, run right after SNAP, came out slower in all 8 rounds (12.18 us per
-    // atom-step) than gamma with uq_every 10 (11.03), which does strictly more work.
+    // The runs of a round: each case once, with two additions. Energy+forces is the reference
+    // of every ratio, so it runs at both ends of the round (its best run is kept), and the
+    // first of these is not the first ace/uq run after SNAP (an untimed one is).
     let mut order: Vec<Option<usize>> = vec![Some(0), None];
     order.extend((1..cases.len()).map(Some));
     order.push(Some(1));
