@@ -59,6 +59,7 @@ impl Workspace {
             .max()
             .unwrap_or(0);
         let nodes = model.derived.iter().map(|d| d.dag.len()).max().unwrap_or(0);
+        // The swept values and the term tables' staging row (at least the DAG's nodes).
         let swept = model
             .derived
             .iter()
@@ -72,7 +73,7 @@ impl Workspace {
             nlm,
             // One extra slot holds the constant 1 used by the basis-function term table.
             a: vec![0.0; na + 1],
-            p: vec![0.0; nodes.max(swept)],
+            p: vec![0.0; swept],
             dp: vec![0.0; nodes],
             rn: vec![],
             un: vec![],
@@ -226,33 +227,38 @@ fn basis_terms(der: &crate::model::Derived, v: &[f64], b: &mut [f64]) {
     }
 }
 
-/// The staging row `v[nv..]` from `stage` (see `Derived::term_stage`), four values at a time
-/// written with one 256-bit store, so that the loads of [`basis_terms_avx2`] are forwarded from
-/// whole stores (a wide load over four narrow stores waits for them to reach the cache).
+/// The staging row `v[nv..]` from `stage` (see `Derived::term_stage`: an index below `nv`, or
+/// -1 for 0), four values at a time written with one whole store (inlined into the AVX2 kernel,
+/// one 256-bit store), so that the step loads that read them are forwarded from whole stores (a
+/// wide load over narrower stores waits for them to reach the cache).
+#[inline(always)]
+fn stage_row(stage: &[i32], v: &mut [f64], nv: usize) {
+    let (swept, row) = v.split_at_mut(nv);
+    for (x, idx) in row
+        .chunks_exact_mut(TERM_LANES)
+        .zip(stage.chunks_exact(TERM_LANES))
+    {
+        let g = |i: i32| if i >= 0 { swept[i as usize] } else { 0.0 };
+        let four: [f64; TERM_LANES] = std::array::from_fn(|j| g(idx[j]));
+        x.copy_from_slice(&four);
+    }
+}
+
+/// [`stage_row`] then [`basis_terms_avx2`], in one AVX2 function.
 ///
 /// # Safety
-/// The CPU must support AVX2; `stage` has a multiple of four entries, each -1 or below `nv`,
-/// and `nv + stage.len() <= v.len()`.
+/// As [`basis_terms_avx2`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn stage_avx2(stage: &[i32], v: &mut [f64], nv: usize) {
-    use std::arch::x86_64::*;
-    assert!(stage.len().is_multiple_of(TERM_LANES) && nv + stage.len() <= v.len());
-    for (k, idx) in stage.chunks_exact(TERM_LANES).enumerate() {
-        // SAFETY: indices are -1 (read as 0) or below nv (contract); the store stays inside v
-        // (asserted).
-        unsafe {
-            let g = |i: i32| {
-                if i >= 0 {
-                    *v.get_unchecked(i as usize)
-                } else {
-                    0.0
-                }
-            };
-            let x = _mm256_set_pd(g(idx[3]), g(idx[2]), g(idx[1]), g(idx[0]));
-            _mm256_storeu_pd(v.as_mut_ptr().add(nv + k * TERM_LANES), x);
-        }
-    }
+unsafe fn stage_and_terms_avx2(
+    der: &crate::model::Derived,
+    v: &mut [f64],
+    nv: usize,
+    b: &mut [f64],
+) {
+    stage_row(&der.term_stage, v, nv);
+    // SAFETY: this function's contract.
+    unsafe { basis_terms_avx2(der, v, b) }
 }
 
 /// [`basis_terms`] with AVX2, one load per step (bitwise the same results: the same products
@@ -505,9 +511,9 @@ impl Model {
 
     /// `B_i` from the values left by a sweep that kept its leaf values
     /// ([`Model::energy_reverse_fused`] with `LEAVES`, or the lane pass with `leaves`): one
-    /// gather and multiply-add per term through the precomputed term tables, four functions at
-    /// a time (with AVX2, one gather instruction per step). The same operations in the same
-    /// order on every CPU (products and sums rounded separately), so the values are the same.
+    /// load and multiply-add per step of the precomputed term tables, four functions at a time
+    /// (see `Derived::term_ptr`). The same operations in the same order on every CPU (products
+    /// and sums rounded separately), so the values are the same.
     fn basis_from_fused(&self, ws: &mut Workspace, si: usize, b: &mut [f64]) {
         self.basis_terms_with(ws, si, b, true);
     }
@@ -532,23 +538,15 @@ impl Model {
         #[cfg(target_arch = "x86_64")]
         {
             if simd && std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2 (checked just above); the staging indices are
-                // below nv and every step base is at most nx - TERM_LANES (built so in
-                // Derived::new).
-                unsafe {
-                    stage_avx2(&der.term_stage, v, nv);
-                    basis_terms_avx2(der, v, b)
-                };
+                // SAFETY: the CPU supports AVX2 (checked just above); every step base is at
+                // most nx - TERM_LANES (built so in Derived::new).
+                unsafe { stage_and_terms_avx2(der, v, nv, b) };
                 return;
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = simd;
-        // The staging row: the values of the steps that do not read in place.
-        let (swept, stage) = v.split_at_mut(nv);
-        for (x, &src) in stage.iter_mut().zip(&der.term_stage) {
-            *x = if src >= 0 { swept[src as usize] } else { 0.0 };
-        }
+        stage_row(&der.term_stage, v, nv);
         basis_terms(der, v, b);
     }
 

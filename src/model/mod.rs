@@ -314,10 +314,7 @@ impl Derived {
 /// is used and they are consecutive.
 fn in_place_base(idx: &[i32; TERM_LANES]) -> Option<usize> {
     let base = idx[0];
-    let run = idx
-        .iter()
-        .enumerate()
-        .all(|(j, &i)| base >= 0 && i == base + j as i32);
+    let run = base >= 0 && (0..TERM_LANES).all(|j| idx[j] == base + j as i32);
     run.then_some(base as usize)
 }
 
