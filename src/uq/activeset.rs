@@ -847,6 +847,9 @@ pub struct SpeciesClusters {
     pub mean: Vec<f64>,
     /// Per-column standard deviation (1 where a column is constant).
     pub std: Vec<f64>,
+    /// `1 / std`: the standardization multiplies by it (a division per column would cost as
+    /// much as the rest of the cluster assignment).
+    pub inv_std: Vec<f64>,
     /// Centroids in standardized space, row-major `k0 × m` (k-means centroids, or the mean of
     /// each label's rows).
     pub centroids: Vec<f64>,
@@ -876,7 +879,7 @@ impl SpeciesClusters {
         let m = self.m();
         let (b, z) = (&b[..m], &mut z[..m]);
         for j in 0..m {
-            z[j] = (b[j] - self.mean[j]) / self.std[j];
+            z[j] = (b[j] - self.mean[j]) * self.inv_std[j];
         }
         nearest(&self.centroids, m, z).0
     }
@@ -1266,6 +1269,7 @@ impl ClusteredActiveSets {
                 .collect::<Result<_, _>>()?;
             species.push(SpeciesClusters {
                 mean,
+                inv_std: reciprocals(&std),
                 std,
                 centroids,
                 centroid_cluster,
@@ -1425,13 +1429,14 @@ fn build_clustered(
             }));
         }
         let (mean, std) = st.mean_std();
+        let inv_std = reciprocals(&std);
         let (centroids, counts, labels) = if labelled {
             let mut c = vec![];
             let mut n = vec![];
             let mut l = vec![];
             for (label, (count, sum)) in &st.labels {
                 for j in 0..m {
-                    c.push((sum[j] / *count as f64 - mean[j]) / std[j]);
+                    c.push((sum[j] / *count as f64 - mean[j]) * inv_std[j]);
                 }
                 n.push(*count);
                 l.push(label.clone());
@@ -1442,7 +1447,7 @@ fn build_clustered(
                 Partition::KMeans(k) => *k,
                 Partition::ConfigType => unreachable!("labelled"),
             };
-            let z = standardize(&st.sample, m, &mean, &std);
+            let z = standardize(&st.sample, m, &mean, &inv_std);
             let (c, assign) = kmeans(&z, st.sample_n, m, k, settings.kmeans_iters, &mut rngs[s]);
             let mut n = vec![0usize; c.len() / m];
             for &a in &assign {
@@ -1453,6 +1458,7 @@ fn build_clustered(
         species.push(SpeciesClusters {
             mean,
             std,
+            inv_std,
             centroids,
             centroid_cluster: vec![],
             labels,
@@ -1473,7 +1479,7 @@ fn build_clustered(
                 for r in 0..sr.len() {
                     let row = sr.row(r);
                     for j in 0..m {
-                        z[j] = (row[j] - sc.mean[j]) / sc.std[j];
+                        z[j] = (row[j] - sc.mean[j]) * sc.inv_std[j];
                     }
                     let k = nearest(&sc.centroids, m, &z[..m]).0;
                     sc.counts[k] += 1;
@@ -1705,14 +1711,20 @@ fn merge_cluster(sc: &mut SpeciesClusters, orig_counts: &[usize], k: usize) -> (
     (into, best.1.sqrt())
 }
 
-fn standardize(x: &[f64], m: usize, mean: &[f64], std: &[f64]) -> Vec<f64> {
+/// Rows `x` (row-major, rows of `m`) standardized: `(x - mean) * inv_std`.
+fn standardize(x: &[f64], m: usize, mean: &[f64], inv_std: &[f64]) -> Vec<f64> {
     let mut z = x.to_vec();
     for row in z.chunks_exact_mut(m) {
         for j in 0..m {
-            row[j] = (row[j] - mean[j]) / std[j];
+            row[j] = (row[j] - mean[j]) * inv_std[j];
         }
     }
     z
+}
+
+/// `1 / s` of every entry.
+fn reciprocals(s: &[f64]) -> Vec<f64> {
+    s.iter().map(|v| 1.0 / v).collect()
 }
 
 /// Merge clusters with fewer than `min_rows` rows, smallest first, into the cluster with the
