@@ -1391,7 +1391,7 @@ mod tests {
         // partial one, with more than one panel (the last one partial).
         let n_ind = g.species[0].gp.weights.len();
         assert!(
-            n_ind > SOLVE_PANEL && n_ind % SOLVE_PANEL != 0,
+            n_ind > SOLVE_PANEL && !n_ind.is_multiple_of(SOLVE_PANEL),
             "{n_ind} inducing inputs"
         );
         let vals = g.values(0, &vt.per_species[0].rows);
