@@ -3,8 +3,9 @@
 //! the cost of per-atom uncertainty on the steps where it is computed.
 //!
 //! Numbers printed, never asserted: these machines are noisy. One LAMMPS process runs every
-//! configuration in turn for a short run (the pair style switched between runs, one trajectory);
-//! that round is repeated `BENCH_REPEATS` times and each configuration's best run is kept.
+//! configuration in turn for a short run (the pair style switched between runs, one trajectory;
+//! each ace/uq configuration twice, in order then in reverse order, SNAP once); that round is
+//! repeated `BENCH_REPEATS` times and each configuration's best run is kept.
 //! Rates are atom-steps per second of the pair style alone (LAMMPS's "Pair" timer) and of the
 //! whole MD step.
 //!
@@ -198,12 +199,15 @@ fn main() {
         "plugin load {plugin}\nunits metal\nboundary p p p\natom_style atomic\nread_data data.lmp\nreplicate {rep} {rep} {rep}\nvelocity all create 600 87287 mom yes rot yes\ntimestep 0.001\nfix 1 all nve\nthermo 1000\n",
         plugin = plugin.display(),
     );
-    // The runs of a round: each case once, with two additions. Energy+forces is the reference
-    // of every ratio, so it runs at both ends of the round (its best run is kept), and the
-    // first of these is not the first ace/uq run after SNAP (an untimed one is).
+    // The runs of a round: SNAP, an untimed ace/uq run (so that no case is the first ace/uq run
+    // after SNAP), then every ace/uq case twice, in order and in reverse order. Every ace/uq
+    // case thus has the same number of runs (the best of more runs is lower on a noisy machine,
+    // so a reference with more runs than the others would inflate every ratio), and the mean
+    // position of each in the round is the same (energy+forces, the reference, runs first and
+    // last).
     let mut order: Vec<Option<usize>> = vec![Some(0), None];
     order.extend((1..cases.len()).map(Some));
-    order.push(Some(1));
+    order.extend((1..cases.len()).rev().map(Some));
     for &k in &order {
         let c = k.map_or(&cases[1], |k| &cases[k]);
         script += &format!("{}\nrun {}\n", c.pair, c.steps);
@@ -228,7 +232,8 @@ fn main() {
     }
     let natoms = best[1].as_ref().unwrap().natoms;
     println!(
-        "\naceuq bench: LAMMPS, 1 MPI rank, liquid Li at 600 K, {natoms} atoms ({rep}x{rep}x{rep} test frame), best of {repeats} rounds of {STEPS}-step runs ({SNAP_STEPS} for SNAP)"
+        "\naceuq bench: LAMMPS, 1 MPI rank, liquid Li at 600 K, {natoms} atoms ({rep}x{rep}x{rep} test frame), best of {n2} {STEPS}-step runs per case ({repeats} rounds of two; SNAP: best of {repeats} {SNAP_STEPS}-step runs)",
+        n2 = 2 * repeats
     );
     println!(
         "ace/uq model: default basis ({} functions), fitted with uncertainty in {fit_s:.1} s; accuracy on tests/data/li/test.xyz: \
