@@ -51,7 +51,7 @@ fn run_case(s: &Setup, case: &str, input: &str, model: &aceuq::model::Model) -> 
 
 fn assert_prompt_failure(r: &Run, took: Duration, needle: &str, case: &str) {
     r.assert_clean_failure_modes(case);
-    r.assert_contains(needle, case);
+    r.assert_reported(needle, case);
     assert!(
         !r.status.success(),
         "{case}: exit {} after an error\n{}",
@@ -85,7 +85,7 @@ fn an_error_on_one_rank_ends_every_rank_promptly() {
     );
     let (r, took) = run_case(&s, "coincident_on_rank0", &coincident, &model);
     assert_prompt_failure(&r, took, "are at the same position", "coincident_on_rank0");
-    r.assert_contains("ace/uq (step 0)", "coincident_on_rank0");
+    r.assert_reported("ace/uq (step 0)", "coincident_on_rank0");
 
     // A position made NaN between runs, with `pre no` so that LAMMPS does not rebuild its
     // neighbour lists (which would catch it first): the pair style sees it and names the atom.
@@ -100,7 +100,7 @@ fn an_error_on_one_rank_ends_every_rank_promptly() {
     );
     let (r, took) = run_case(&s, "nan_on_rank0", &nan, &model);
     assert_prompt_failure(&r, took, "non-finite position", "nan_on_rank0");
-    r.assert_contains("atom 2 has a non-finite position", "nan_on_rank0");
+    r.assert_reported("atom 2 has a non-finite position", "nan_on_rank0");
 }
 
 #[test]

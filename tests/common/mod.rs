@@ -105,6 +105,19 @@ impl Run {
         );
     }
 
+    /// The message `needle` reached the user: in the output, or in the run's log.lammps. When
+    /// one rank calls `error->one`, LAMMPS writes the message to the screen and the log and
+    /// calls MPI_Abort; mpirun may kill the job before it has forwarded that rank's last
+    /// output (seen once in many runs with the pip MPICH), but the log keeps it.
+    pub fn assert_reported(&self, needle: &str, what: &str) {
+        let log = std::fs::read_to_string(self.dir.join("log.lammps")).unwrap_or_default();
+        assert!(
+            self.output.contains(needle) || log.contains(needle),
+            "{what}: expected `{needle}` in the output or log.lammps\n--- output ---\n{}\n--- log.lammps ---\n{log}",
+            self.output
+        );
+    }
+
     /// Things that must never appear: a C++ exception or a Rust panic escaping, a crash, or
     /// a plugin that did not load.
     pub fn assert_clean_failure_modes(&self, what: &str) {
