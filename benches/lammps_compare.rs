@@ -110,24 +110,26 @@ fn main() {
             .unwrap();
     let species = vec!["Li".to_string()];
     let t0 = std::time::Instant::now();
-    let mut model = aceuq::model::fit::fit(
-        &species,
-        &Default::default(),
-        &Default::default(),
-        &train,
-        &valid,
-        false,
-    )
-    .expect("fit");
+    let mut model = aceuq::Potential::new(
+        aceuq::model::fit::fit(
+            &species,
+            &Default::default(),
+            &Default::default(),
+            &train,
+            &valid,
+            false,
+        )
+        .expect("fit"),
+    );
     if std::env::var_os("BENCH_NO_UQ").is_none() {
         let uq_cfg = aceuq::uq::UqConfig::everything();
-        aceuq::uq::build(&mut model, &train, &valid, &uq_cfg, false)
+        aceuq::uq::build(&model.model, &mut model.uq, &train, &valid, &uq_cfg, false)
             .expect("uncertainty estimators");
     }
     let uq_methods = model.uq.methods();
     let fit_s = t0.elapsed().as_secs_f64();
-    let acc = aceuq::model::fit::evaluate(&model, &test, "test").unwrap();
-    aceuq::io::modelfile::save(&model, &dir.join("li.aceuq")).unwrap();
+    let acc = aceuq::model::fit::evaluate(&model.model, &test, "test").unwrap();
+    model.save(&dir.join("li.aceuq")).unwrap();
     let frame = &test[0];
     let masses = [aceuq::io::lammps_data::atomic_mass("Li")];
     let (text, _) = aceuq::io::lammps_data::data_file(frame, &species, &masses).unwrap();
@@ -238,7 +240,7 @@ fn main() {
     println!(
         "ace/uq model: default basis ({} functions), fitted with uncertainty in {fit_s:.1} s; accuracy on tests/data/li/test.xyz: \
          force RMSE {:.1} meV/Å, energy RMSE {:.2} meV/atom",
-        model.nfuncs(0),
+        model.model.nfuncs(0),
         acc.force_rmse,
         acc.energy_rmse
     );

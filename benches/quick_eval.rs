@@ -6,17 +6,18 @@ use std::time::Instant;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let model = aceuq::io::modelfile::load(std::path::Path::new(&args[1])).unwrap();
+    let pot = aceuq::Potential::load(std::path::Path::new(&args[1])).unwrap();
+    let model = &pot.model;
     let data = aceuq::io::extxyz::read_file(&args[2], &Default::default()).unwrap();
     let with_b = args.get(3).is_some_and(|m| m == "basis");
     if args.get(3).is_some_and(|m| m == "parts") {
-        return parts_timing(&model, &data[0]);
+        return parts_timing(&pot, &data[0]);
     }
     if args.get(3).is_some_and(|m| m == "lanes") {
-        return lanes_timing(&model, &data[0]);
+        return lanes_timing(&pot, &data[0]);
     }
     if args.get(3).is_some_and(|m| m == "interleave") {
-        return interleave(&model, &data[0]);
+        return interleave(&pot, &data[0]);
     }
     let s = &data[0];
     let mut ws = Workspace::new(&model);
@@ -69,7 +70,8 @@ fn run_basis(
 
 /// Side-by-side timing of energy+forces, energy+forces+B, and the gamma GEMM for one frame,
 /// repeated in alternation (`quick_eval MODEL DATA parts`), single thread.
-fn parts_timing(model: &aceuq::model::Model, s: &aceuq::Structure) {
+fn parts_timing(pot: &aceuq::Potential, s: &aceuq::Structure) {
+    let model = &pot.model;
     let mut ws = Workspace::new(model);
     let sp = model.map_species(s).unwrap();
     let nl = aceuq::neighbors::build(s, model.max_cutoff()).unwrap();
@@ -78,7 +80,7 @@ fn parts_timing(model: &aceuq::model::Model, s: &aceuq::Structure) {
     let mut rows = vec![0.0; n * m];
     let mut grad = vec![[0.0; 3]; 200];
     let mut gam = vec![0.0; n];
-    let mut sc = aceuq::uq::UqScratch::new(model);
+    let mut sc = aceuq::uq::UqScratch::new(model, &pot.uq);
     let (mut t_e, mut t_b, mut t_g) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
     let mut sink = 0.0;
     for _ in 0..30 {
@@ -106,18 +108,12 @@ fn parts_timing(model: &aceuq::model::Model, s: &aceuq::Structure) {
             }
         }
         t_b = t_b.min(t.elapsed().as_secs_f64() / 4.0);
-        if model.uq.active_set.is_some() {
+        if pot.uq.active_set.is_some() {
             let t = Instant::now();
             for _ in 0..4 {
-                aceuq::uq::evaluate_rows(
-                    model,
-                    aceuq::uq::Method::Gamma,
-                    0,
-                    &rows,
-                    &mut gam,
-                    &mut sc,
-                )
-                .unwrap();
+                pot.uq
+                    .evaluate_rows(aceuq::uq::Method::Gamma, 0, &rows, &mut gam, &mut sc)
+                    .unwrap();
                 sink += gam[0];
             }
             t_g = t_g.min(t.elapsed().as_secs_f64() / 4.0);
@@ -136,7 +132,8 @@ fn parts_timing(model: &aceuq::model::Model, s: &aceuq::Structure) {
 
 /// E+F time with and without a gamma GEMM between evaluations (effects of the GEMM's SIMD on
 /// the code around it).
-fn interleave(model: &aceuq::model::Model, s: &aceuq::Structure) {
+fn interleave(pot: &aceuq::Potential, s: &aceuq::Structure) {
+    let model = &pot.model;
     let mut ws = Workspace::new(model);
     let sp = model.map_species(s).unwrap();
     let nl = aceuq::neighbors::build(s, model.max_cutoff()).unwrap();
@@ -146,7 +143,7 @@ fn interleave(model: &aceuq::model::Model, s: &aceuq::Structure) {
         .map(|k| ((k * 7919) % 1000) as f64 * 1e-3)
         .collect();
     let mut gam = vec![0.0; n];
-    let mut sc = aceuq::uq::UqScratch::new(model);
+    let mut sc = aceuq::uq::UqScratch::new(model, &pot.uq);
     let mut sink = 0.0;
     for with in [false, true, false, true] {
         let (mut te, mut tg) = (0.0, 0.0);
@@ -156,15 +153,9 @@ fn interleave(model: &aceuq::model::Model, s: &aceuq::Structure) {
             te += t.elapsed().as_secs_f64();
             if with {
                 let t = Instant::now();
-                aceuq::uq::evaluate_rows(
-                    model,
-                    aceuq::uq::Method::Gamma,
-                    0,
-                    &rows,
-                    &mut gam,
-                    &mut sc,
-                )
-                .unwrap();
+                pot.uq
+                    .evaluate_rows(aceuq::uq::Method::Gamma, 0, &rows, &mut gam, &mut sc)
+                    .unwrap();
                 tg += t.elapsed().as_secs_f64();
                 sink += gam[0];
             }
@@ -180,7 +171,8 @@ fn interleave(model: &aceuq::model::Model, s: &aceuq::Structure) {
 /// Side-by-side timing of the scalar energy+forces pass and the lane pass of an MD step with the
 /// ensemble (the model and its spread directions in one pass), best of 40 alternating rounds
 /// (`quick_eval MODEL DATA lanes`; the model needs an ensemble).
-fn lanes_timing(model: &aceuq::model::Model, s: &aceuq::Structure) {
+fn lanes_timing(pot: &aceuq::Potential, s: &aceuq::Structure) {
+    let model = &pot.model;
     // Thread CPU time (s): on a shared machine wall time mostly measures the scheduler.
     let cpu = || -> f64 {
         #[repr(C)]
@@ -199,11 +191,7 @@ fn lanes_timing(model: &aceuq::model::Model, s: &aceuq::Structure) {
         }
         ts.sec as f64 + ts.nsec as f64 * 1e-9
     };
-    let ens = model
-        .uq
-        .ensemble
-        .as_ref()
-        .expect("the model has no ensemble");
+    let ens = pot.uq.ensemble.as_ref().expect("the model has no ensemble");
     let tables = ens.step_tables(model).unwrap();
     let mut ws = Workspace::new(model);
     let sp = model.map_species(s).unwrap();

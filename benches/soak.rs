@@ -94,21 +94,31 @@ fn main() {
     };
     let (train, valid) = (read("train.xyz"), read("valid.xyz"));
     let names = vec!["Li".to_string()];
-    let mut model = aceuq::model::fit::fit(
-        &names,
-        &Default::default(),
-        &Default::default(),
-        &train[..12],
-        &[],
-        false,
-    )
-    .expect("fit");
+    let mut model = aceuq::Potential::new(
+        aceuq::model::fit::fit(
+            &names,
+            &Default::default(),
+            &Default::default(),
+            &train[..12],
+            &[],
+            false,
+        )
+        .expect("fit"),
+    );
     let cfg = aceuq::uq::UqConfig {
         active_set: true,
         ..Default::default()
     };
-    aceuq::uq::build(&mut model, &train[..12], &valid, &cfg, false).expect("active set");
-    aceuq::io::modelfile::save(&model, &dir.join("li.aceuq")).unwrap();
+    aceuq::uq::build(
+        &model.model,
+        &mut model.uq,
+        &train[..12],
+        &valid,
+        &cfg,
+        false,
+    )
+    .expect("active set");
+    model.save(&dir.join("li.aceuq")).unwrap();
 
     let chunk = 50u32.min(steps);
     let nchunks = steps.div_ceil(chunk);

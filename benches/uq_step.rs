@@ -1,6 +1,7 @@
-//! Per-step cost of `aceuq_compute` through the C ABI, laid out the way the LAMMPS pair style
-//! calls it (owned atoms, one ghost per periodic image in the neighbour list, ensemble member
-//! force columns folded onto owners before `aceuq_ensemble_sigma`). Used to measure the uncertainty
+//! Per-step cost of the step engine (`aceuq::engine::Engine`, what the C ABI's `aceuq_compute`
+//! calls), with atoms laid out the way the LAMMPS pair style passes them (owned atoms, one ghost
+//! per periodic image in the neighbour list, ensemble force columns folded onto owners before
+//! `Engine::ensemble_sigma`). Used to measure the uncertainty
 //! overheads without LAMMPS, and under callgrind (instruction counts are repeatable on a busy
 //! machine).
 //!
@@ -12,15 +13,11 @@
 //! replicated n×n×n), BENCH_REPEATS (3; best kept), BENCH_CLOCK (`step`: fastest single step in
 //! wall time instead of thread CPU time per repeat).
 //!
-//! Under callgrind, run the built binary with `--collect-atstart=no --toggle-collect=*aceuq_*`
-//! so that only the library calls are counted.
+//! Under callgrind, run the built binary with `--collect-atstart=no --toggle-collect=*Engine*`
+//! so that only the engine's calls are counted.
 
-use aceuq::ffi::{
-    aceuq_compute, aceuq_ensemble_sigma, aceuq_model_ensemble_columns, aceuq_model_load,
-    aceuq_model_t, aceuq_results_t, aceuq_status_t, aceuq_system_t,
-};
+use aceuq::engine::{Atoms, Engine, Outputs};
 use aceuq::uq::Method;
-use std::ffi::CString;
 use std::path::Path;
 
 /// CPU time of this thread (ns, from /proc/thread-self/schedstat): on a machine shared with other
@@ -125,39 +122,37 @@ fn model_file(root: &Path) -> std::path::PathBuf {
     };
     let (train, valid) = (read("train.xyz"), read("valid.xyz"));
     let species = vec!["Li".to_string()];
-    let mut model = aceuq::model::fit::fit(
-        &species,
-        &Default::default(),
-        &Default::default(),
-        &train,
-        &valid,
-        false,
-    )
-    .unwrap();
+    let mut model = aceuq::Potential::new(
+        aceuq::model::fit::fit(
+            &species,
+            &Default::default(),
+            &Default::default(),
+            &train,
+            &valid,
+            false,
+        )
+        .unwrap(),
+    );
     aceuq::uq::build(
-        &mut model,
+        &model.model,
+        &mut model.uq,
         &train,
         &valid,
         &aceuq::uq::UqConfig::everything(),
         false,
     )
     .unwrap();
-    aceuq::io::modelfile::save(&model, &path).unwrap();
+    model.save(&path).unwrap();
     path
 }
 
-fn method_id(m: Method) -> i32 {
-    match m {
-        Method::Gamma => 0,
-        Method::GammaLocal => 1,
-        Method::Ensemble => 2,
-        Method::Distance => 3,
-        Method::Gp => 4,
-    }
+/// Index of `m` in [`Method::ALL`] (its slot in `Runner::uq`).
+fn method_id(m: Method) -> usize {
+    Method::ALL.iter().position(|x| *x == m).expect("in ALL")
 }
 
 struct Runner {
-    h: *mut aceuq_model_t,
+    engine: Engine,
     lay: Layout,
     ilist: Vec<i32>,
     fij: Vec<f64>,
@@ -173,40 +168,28 @@ impl Runner {
     fn step(&mut self, methods: &[Method]) -> f64 {
         let l = &self.lay;
         let nall = l.species.len();
-        let sys = aceuq_system_t {
-            nlocal: l.nlocal as i32,
-            nall: nall as i32,
-            x: l.x.as_ptr(),
-            species: l.species.as_ptr(),
-            tag: std::ptr::null(),
-            inum: l.nlocal as i32,
-            ilist: self.ilist.as_ptr(),
-            offsets: l.offsets.as_ptr(),
-            neigh: l.neigh.as_ptr(),
+        let atoms = Atoms {
+            nlocal: l.nlocal,
+            x: &l.x,
+            species: &l.species,
+            tag: None,
+            ilist: &self.ilist,
+            offsets: &l.offsets,
+            neigh: &l.neigh,
         };
-        let ids: Vec<i32> = methods.iter().map(|&m| method_id(m)).collect();
-        let outs: Vec<*mut f64> = methods
-            .iter()
-            .map(|&m| self.uq[method_id(m) as usize].as_mut_ptr())
-            .collect();
         let want_ens = methods.contains(&Method::Ensemble);
-        let mut energy = 0.0;
-        let res = aceuq_results_t {
-            energy: &mut energy,
-            eatom: self.eatom.as_mut_ptr(),
-            fij: self.fij.as_mut_ptr(),
-            n_uq: ids.len() as i32,
-            uq_methods: ids.as_ptr(),
-            uq_values: outs.as_ptr(),
-            ens_forces: if want_ens {
-                self.ens.as_mut_ptr()
-            } else {
-                std::ptr::null_mut()
-            },
+        let mut out = Outputs {
+            eatom: Some(&mut self.eatom),
+            fij: &mut self.fij,
+            uq: Method::ALL
+                .into_iter()
+                .zip(self.uq.iter_mut())
+                .filter(|(m, _)| methods.contains(m))
+                .map(|(m, v)| (m, v.as_mut_slice()))
+                .collect(),
+            ens_forces: if want_ens { &mut self.ens } else { &mut [] },
         };
-        // SAFETY: arrays sized as aceuq_compute documents.
-        let st = unsafe { aceuq_compute(self.h, &sys, &res) };
-        assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_OK);
+        let energy = self.engine.step(&atoms, &mut out).expect("step");
         if want_ens {
             let w = 3 * self.n_cols;
             for g in l.nlocal..nall {
@@ -215,19 +198,16 @@ impl Runner {
                     self.ens[o * w + k] += self.ens[g * w + k];
                 }
             }
-            // SAFETY: as above.
-            let st = unsafe {
-                aceuq_ensemble_sigma(
-                    self.h,
-                    l.nlocal as i32,
-                    l.species.as_ptr(),
-                    l.nlocal as i32,
-                    self.ilist.as_ptr(),
-                    self.ens.as_ptr(),
-                    self.uq[2].as_mut_ptr(),
+            let n = l.nlocal;
+            let slot = method_id(Method::Ensemble);
+            self.engine
+                .ensemble_sigma(
+                    &l.species[..n],
+                    &self.ilist,
+                    &self.ens[..n * w],
+                    &mut self.uq[slot],
                 )
-            };
-            assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_OK);
+                .expect("ensemble sigma");
         }
         energy
     }
@@ -240,8 +220,9 @@ fn main() {
         .collect();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let path = model_file(root);
-    let model = aceuq::io::modelfile::load(&path).unwrap();
-    let all = model.uq.methods();
+    let pot = aceuq::Potential::load(&path).unwrap();
+    let model = &pot.model;
+    let all = pot.uq.methods();
     let modes: Vec<(String, Vec<Method>)> = {
         let names = args
             .first()
@@ -273,24 +254,12 @@ fn main() {
         aceuq::io::extxyz::read_file(root.join("tests/data/li/test.xyz"), &Default::default())
             .unwrap();
     let s = replicate(&test[0], rep);
-    let lay = layout(&s, &model);
+    let lay = layout(&s, model);
     let nall = lay.species.len();
-    let c = CString::new(path.to_str().unwrap()).unwrap();
-    let mut h = std::ptr::null_mut();
-    // SAFETY: valid string and out pointer.
-    assert_eq!(
-        unsafe { aceuq_model_load(c.as_ptr(), &mut h) },
-        aceuq_status_t::ACEUQ_STATUS_OK
-    );
-    let mut n_cols = 0;
-    // SAFETY: valid handle and out pointer.
-    assert_eq!(
-        unsafe { aceuq_model_ensemble_columns(h, &mut n_cols) },
-        aceuq_status_t::ACEUQ_STATUS_OK
-    );
-    let n_cols = n_cols as usize;
+    let engine = Engine::new(pot.clone()).expect("engine");
+    let n_cols = engine.ensemble_columns();
     let mut r = Runner {
-        h,
+        engine,
         ilist: (0..lay.nlocal as i32).collect(),
         fij: vec![0.0; 3 * lay.neigh.len()],
         eatom: vec![0.0; lay.nlocal],
@@ -363,7 +332,7 @@ fn main() {
         r.step(&all);
         let mut text = String::new();
         for m in &all {
-            let v = &r.uq[method_id(*m) as usize];
+            let v = &r.uq[method_id(*m)];
             text += m.name();
             for x in v {
                 text += &format!(" {x:.17e}");

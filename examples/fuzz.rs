@@ -436,7 +436,7 @@ fn signature(target: &str, d: &[u8]) -> String {
         },
         "model" => match aceuq::io::container::Container::from_bytes(Path::new("x"), d) {
             Err(e) => first_words(&e.to_string()),
-            Ok(c) => match aceuq::io::modelfile::from_container(Path::new("x"), &c) {
+            Ok(c) => match aceuq::Potential::from_container(Path::new("x"), &c) {
                 Ok(m) => format!("model {:?}", m.uq.methods()),
                 Err(e) => format!("container ok, {}", first_words(&e.to_string())),
             },

@@ -88,18 +88,19 @@ fn extxyz(data: &[u8]) -> Result<bool, String> {
 /// allocations; errors name the file; an accepted model evaluates without panicking and saves
 /// and loads back.
 fn model(data: &[u8]) -> Result<bool, String> {
+    use aceuq::Potential;
     use aceuq::io::container::Container;
-    use aceuq::io::modelfile;
     let path = Path::new("fuzz.aceuq");
     let c = match Container::from_bytes(path, data) {
         Ok(c) => c,
         Err(e) => return names_file(&e.to_string(), "fuzz.aceuq"),
     };
-    let m = match modelfile::from_container(path, &c) {
-        Ok(m) => m,
+    let p = match Potential::from_container(path, &c) {
+        Ok(p) => p,
         Err(e) => return names_file(&e.to_string(), "fuzz.aceuq"),
     };
     // Evaluate on a small cluster of every species (energies may be anything; no panic).
+    let m = &p.model;
     let ns = m.nspecies();
     if ns > 0 && ns <= 16 {
         let mut s = aceuq::Structure::default();
@@ -108,13 +109,13 @@ fn model(data: &[u8]) -> Result<bool, String> {
             let f = k as f64;
             s.positions.push([1.9 * f, 0.7 * f * f, -0.4 * f]);
         }
-        let mut ws = aceuq::model::Workspace::new(&m);
+        let mut ws = aceuq::model::Workspace::new(m);
         let _ = m.predict(&s, &mut ws);
     }
-    let again = modelfile::to_container(&m).to_bytes();
+    let again = p.to_container().to_bytes();
     let c2 = Container::from_bytes(path, &again)
         .map_err(|e| format!("a re-saved model does not read back: {e}"))?;
-    modelfile::from_container(path, &c2)
+    Potential::from_container(path, &c2)
         .map_err(|e| format!("a re-saved model does not load: {e}"))?;
     Ok(true)
 }

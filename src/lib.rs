@@ -9,13 +9,18 @@ pub mod basis;
 pub mod bench;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod engine;
+pub mod error;
 pub mod ffi;
 pub mod io;
 pub mod model;
 pub mod neighbors;
+pub mod potential;
+pub mod simd;
 pub mod stats;
 pub mod structure;
 pub mod uq;
 pub mod workflow;
 
+pub use potential::Potential;
 pub use structure::Structure;

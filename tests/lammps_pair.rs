@@ -435,20 +435,25 @@ fn ensemble_uncertainty_equals_the_library_on_one_and_two_ranks() {
     };
     let train = frames("tests/data/li/train.xyz");
     let valid = frames("tests/data/li/valid.xyz");
-    let mut model = fit_model("tests/data/li/train.xyz", 12, &["Li"]);
+    let mut model = aceuq::Potential::new(fit_model("tests/data/li/train.xyz", 12, &["Li"]));
     let cfg = aceuq::uq::UqConfig {
         ensemble: 4,
         ..Default::default()
     };
-    aceuq::uq::build(&mut model, &train[..12], &valid, &cfg, false).expect("ensemble");
-    let frame = &frames("tests/data/li/test.xyz")[2];
-    let lib = aceuq::uq::per_atom(
-        &model,
-        std::slice::from_ref(frame),
-        aceuq::uq::Method::Ensemble,
+    aceuq::uq::build(
+        &model.model,
+        &mut model.uq,
+        &train[..12],
+        &valid,
+        &cfg,
+        false,
     )
-    .unwrap()
-    .remove(0);
+    .expect("ensemble");
+    let frame = &frames("tests/data/li/test.xyz")[2];
+    let lib = model
+        .per_atom(std::slice::from_ref(frame), aceuq::uq::Method::Ensemble)
+        .unwrap()
+        .remove(0);
     let dir = workdir(SUITE, "ensemble");
     save_model(&model, &dir, "model.aceuq");
     write_data(frame, &["Li"], &dir, "data.lmp");
@@ -489,7 +494,8 @@ run 0
     }
     // The energy with the ensemble equals the library's prediction.
     let p = model
-        .predict(frame, &mut aceuq::model::Workspace::new(&model))
+        .model
+        .predict(frame, &mut aceuq::model::Workspace::new(&model.model))
         .unwrap();
     for pe in pes {
         assert!(

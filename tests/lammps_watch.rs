@@ -10,20 +10,20 @@ const SUITE: &str = "lammps_watch";
 
 /// A Li model with global and clustered active sets, fitted on 12 frames, with calibrated
 /// cutoffs for both (so that `lower auto upper auto` works).
-fn uq_model() -> aceuq::model::Model {
+fn uq_model() -> aceuq::Potential {
     let train = frames("tests/data/li/train.xyz");
     let valid = frames("tests/data/li/valid.xyz");
-    let mut m = fit_model("tests/data/li/train.xyz", 12, &["Li"]);
+    let mut m = aceuq::Potential::new(fit_model("tests/data/li/train.xyz", 12, &["Li"]));
     let cfg = aceuq::uq::UqConfig {
         active_set: true,
         clusters: Some(aceuq::uq::Partition::KMeans(2)),
         ..Default::default()
     };
-    aceuq::uq::build(&mut m, &train[..12], &valid, &cfg, false).expect("active sets");
-    let errors = aceuq::uq::force_errors(&m, &valid).unwrap();
+    aceuq::uq::build(&m.model, &mut m.uq, &train[..12], &valid, &cfg, false).expect("active sets");
+    let errors = aceuq::uq::force_errors(&m.model, &valid).unwrap();
     let e: Vec<f64> = errors.concat();
     for method in [aceuq::uq::Method::Gamma, aceuq::uq::Method::GammaLocal] {
-        let u: Vec<f64> = aceuq::uq::per_atom(&m, &valid, method).unwrap().concat();
+        let u: Vec<f64> = m.per_atom(&valid, method).unwrap().concat();
         let opts = aceuq::stats::cutoff::CalibrationOptions::new(100_000);
         m.uq.calibration
             .push(aceuq::stats::cutoff::calibrate("Li", method.name(), &e, &u, &opts).unwrap());
@@ -80,7 +80,7 @@ fn heated_liquid_is_dumped_and_halted_identically_on_one_and_two_ranks() {
         return;
     };
     let model = uq_model();
-    let (lo, _) = aceuq::uq::stored_cutoffs(&model, aceuq::uq::Method::Gamma, 0).unwrap();
+    let (lo, _) = model.stored_cutoffs(aceuq::uq::Method::Gamma, 0).unwrap();
     let frame = &frames("tests/data/li/test.xyz")[0];
     // Delete a few atoms so that IDs are not contiguous.
     let extra = "group gone id 7 33 101 102 240\ndelete_atoms group gone compress no";
@@ -172,8 +172,9 @@ fn heated_liquid_is_dumped_and_halted_identically_on_one_and_two_ranks() {
         }
     }
     // The dumped uncertainty equals the library's on the same configuration.
-    let lib =
-        aceuq::uq::per_atom(&model, std::slice::from_ref(last), aceuq::uq::Method::Gamma).unwrap();
+    let lib = model
+        .per_atom(std::slice::from_ref(last), aceuq::uq::Method::Gamma)
+        .unwrap();
     for (x, y) in g_last.iter().zip(&lib[0]) {
         assert!(
             (x - y).abs() < 1e-4 * y.abs().max(1.0),
@@ -194,7 +195,7 @@ fn calibrated_cutoffs_stop_a_heated_liquid() {
         return;
     };
     let model = uq_model();
-    let (_, hi) = aceuq::uq::stored_cutoffs(&model, aceuq::uq::Method::Gamma, 0).unwrap();
+    let (_, hi) = model.stored_cutoffs(aceuq::uq::Method::Gamma, 0).unwrap();
     let frame = &frames("tests/data/li/test.xyz")[0];
     let dir = workdir(SUITE, "watch_auto");
     save_model(&model, &dir, "model.aceuq");
@@ -262,12 +263,9 @@ run 100
     let dumps = read_dump(&dir.join("extrapolative.dump"));
     if let Some((cols, rows0)) = dumps.first() {
         assert_eq!(cols.last().unwrap(), "f_g");
-        let lib = aceuq::uq::per_atom(
-            &model,
-            std::slice::from_ref(frame),
-            aceuq::uq::Method::Gamma,
-        )
-        .unwrap();
+        let lib = model
+            .per_atom(std::slice::from_ref(frame), aceuq::uq::Method::Gamma)
+            .unwrap();
         let maxlib = lib[0].iter().cloned().fold(0.0, f64::max);
         let maxlmp = rows0.iter().map(|r| *r.last().unwrap()).fold(0.0, f64::max);
         if rows[0][2] >= 1.5 {
@@ -278,12 +276,9 @@ run 100
         }
     }
     // Step 0: thermo max equals the library's max.
-    let lib = aceuq::uq::per_atom(
-        &model,
-        std::slice::from_ref(frame),
-        aceuq::uq::Method::Gamma,
-    )
-    .unwrap();
+    let lib = model
+        .per_atom(std::slice::from_ref(frame), aceuq::uq::Method::Gamma)
+        .unwrap();
     let maxlib = lib[0].iter().cloned().fold(0.0, f64::max);
     assert!(
         (rows[0][2] - maxlib).abs() < 1e-8 * maxlib,

@@ -299,11 +299,11 @@ fn next_run_cuts_an_incomplete_last_frame_before_appending() {
 #[test]
 fn model_file_is_replaced_atomically() {
     let dir = common::workdir("nothing_lost", "model");
-    let a = common::fit_model("tests/data/li/train.xyz", 3, &["Li"]);
-    let b = common::fit_model("tests/data/li/train.xyz", 6, &["Li"]);
+    let a = aceuq::Potential::new(common::fit_model("tests/data/li/train.xyz", 3, &["Li"]));
+    let b = aceuq::Potential::new(common::fit_model("tests/data/li/train.xyz", 6, &["Li"]));
     let path = common::save_model(&a, &dir, "m.aceuq");
-    let ea = aceuq::io::modelfile::to_container(&a).to_bytes();
-    let eb = aceuq::io::modelfile::to_container(&b).to_bytes();
+    let ea = a.to_container().to_bytes();
+    let eb = b.to_container().to_bytes();
     assert_ne!(ea, eb);
     let done = AtomicBool::new(false);
     let loads = std::thread::scope(|sc| {
@@ -315,13 +315,13 @@ fn model_file_is_replaced_atomically() {
                     bytes == ea || bytes == eb,
                     "a reader saw a mixed model file"
                 );
-                aceuq::io::modelfile::load(&path).expect("every snapshot loads");
+                aceuq::Potential::load(&path).expect("every snapshot loads");
                 n += 1;
             }
             n
         });
         for k in 0..60 {
-            aceuq::io::modelfile::save(if k % 2 == 0 { &b } else { &a }, &path).unwrap();
+            (if k % 2 == 0 { &b } else { &a }).save(&path).unwrap();
         }
         done.store(true, Ordering::Relaxed);
         reader.join().unwrap()

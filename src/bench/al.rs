@@ -441,7 +441,7 @@ pub fn run(
         let t_fit = Instant::now();
         let tr: Vec<Structure> = train.iter().map(|&k| pool[k].clone()).collect();
         let va: Vec<Structure> = valid.iter().map(|&k| pool[k].clone()).collect();
-        let mut model = fit::fit(
+        let model = fit::fit(
             &settings.species,
             &settings.basis,
             &settings.fit,
@@ -450,15 +450,18 @@ pub fn run(
             false,
         )
         .map_err(ctx_model(it, "fit"))?;
+        let mut pot = crate::potential::Potential::new(model);
+        let model = &pot.model;
         if let Selector::Uq(m) = selector {
             let cfg = settings.uq_for(m, seed.wrapping_add(it as u64));
-            uq::build(&mut model, &tr, &va, &cfg, false)
+            uq::build(model, &mut pot.uq, &tr, &va, &cfg, false)
                 .map_err(ctx_uq(it, &format!("building the {} estimator", m.name())))?;
         }
         let fit_seconds = t_fit.elapsed().as_secs_f64();
         let errors = uq::force_errors(&model, pool).map_err(ctx_model(it, "pool errors"))?;
         let unc: Vec<Vec<f64>> = match selector {
-            Selector::Uq(m) => uq::per_atom(&model, pool, m)
+            Selector::Uq(m) => pot
+                .per_atom(pool, m)
                 .map_err(ctx_uq(it, &format!("{} on the pool", m.name())))?,
             _ => errors.clone(),
         };

@@ -16,8 +16,8 @@
 
 use super::{BenchError, mean};
 use crate::basis::BasisConfig;
-use crate::model::Model;
 use crate::model::fit::{self, FitConfig};
+use crate::potential::Potential;
 use crate::stats::metrics::{CalibrationCurve, calibration_curve, pit_maxwell, roc_auc, spearman};
 use crate::structure::Structure;
 use crate::uq::{self, Method, Partition, UqConfig};
@@ -342,20 +342,27 @@ fn fit_with_uq(
     train: &[Structure],
     valid: &[Structure],
     what: &str,
-) -> Result<Model, BenchError> {
-    let mut model = fit::fit(species, basis, &cfg.fit, train, valid, false).map_err(|source| {
+) -> Result<Potential, BenchError> {
+    let model = fit::fit(species, basis, &cfg.fit, train, valid, false).map_err(|source| {
         BenchError::Model {
             context: format!("{what}: fit"),
             source,
         }
     })?;
-    uq::build(&mut model, train, valid, &uq_config(cfg, members), false).map_err(|source| {
-        BenchError::Uq {
-            context: format!("{what}: uncertainty estimators"),
-            source,
-        }
+    let mut pot = Potential::new(model);
+    uq::build(
+        &pot.model,
+        &mut pot.uq,
+        train,
+        valid,
+        &uq_config(cfg, members),
+        false,
+    )
+    .map_err(|source| BenchError::Uq {
+        context: format!("{what}: uncertainty estimators"),
+        source,
     })?;
-    Ok(model)
+    Ok(pot)
 }
 
 /// Per-atom errors and uncertainties of `method` on `data` (flattened over labelled structures),
@@ -368,19 +375,21 @@ struct Paired {
 }
 
 fn paired(
-    model: &Model,
+    pot: &Potential,
     data: &[Structure],
     method: Method,
     what: &str,
 ) -> Result<Paired, BenchError> {
-    let errors = uq::force_errors(model, data).map_err(|source| BenchError::Model {
+    let errors = uq::force_errors(&pot.model, data).map_err(|source| BenchError::Model {
         context: format!("{what}: force errors"),
         source,
     })?;
-    let unc = uq::per_atom(model, data, method).map_err(|source| BenchError::Uq {
-        context: format!("{what}: {}", method.name()),
-        source,
-    })?;
+    let unc = pot
+        .per_atom(data, method)
+        .map_err(|source| BenchError::Uq {
+            context: format!("{what}: {}", method.name()),
+            source,
+        })?;
     let mut p = Paired {
         e: vec![],
         u: vec![],
@@ -401,15 +410,17 @@ fn paired(
 
 /// Structure grades (max-atom uncertainty) of `method`.
 fn grades(
-    model: &Model,
+    pot: &Potential,
     data: &[Structure],
     method: Method,
     what: &str,
 ) -> Result<Vec<f64>, BenchError> {
-    let u = uq::per_atom(model, data, method).map_err(|source| BenchError::Uq {
-        context: format!("{what}: {}", method.name()),
-        source,
-    })?;
+    let u = pot
+        .per_atom(data, method)
+        .map_err(|source| BenchError::Uq {
+            context: format!("{what}: {}", method.name()),
+            source,
+        })?;
     Ok(u.iter()
         .map(|v| v.iter().cloned().fold(0.0, f64::max))
         .collect())
@@ -424,19 +435,19 @@ fn stats_err(what: String) -> impl FnOnce(crate::stats::StatsError) -> BenchErro
 
 /// Score one model: Spearman and calibration on `test`, novelty of each `novel` subset.
 fn score(
-    model: &Model,
+    pot: &Potential,
     method: Method,
     valid: &[Structure],
     test: &[Structure],
     novel: &[(String, Vec<Structure>)],
     what: &str,
 ) -> Result<MethodScores, BenchError> {
-    let t = paired(model, test, method, what)?;
+    let t = paired(pot, test, method, what)?;
     let ctx = |s: &str| format!("{what}, {}: {s}", method.name());
     // Maxwell sigma per unit of the method: 1 for the eV/Å methods; for the grades the Maxwell
     // NLL optimum sqrt(sum (e/u)^2 / 3n) on the validation atoms.
     let scale = if matches!(method, Method::Gamma | Method::GammaLocal) {
-        let v = paired(model, valid, method, what)?;
+        let v = paired(pot, valid, method, what)?;
         let s: f64 =
             v.e.iter()
                 .zip(&v.u)
@@ -461,9 +472,9 @@ fn score(
     let rho_struct = spearman(&t.se, &t.su).unwrap_or(f64::NAN);
     let mut auc = vec![];
     if !novel.is_empty() {
-        let g_in = grades(model, test, method, what)?;
+        let g_in = grades(pot, test, method, what)?;
         for (name, frames) in novel {
-            let g_out = grades(model, frames, method, what)?;
+            let g_out = grades(pot, frames, method, what)?;
             let scores: Vec<f64> = g_in.iter().chain(&g_out).copied().collect();
             let labels: Vec<bool> = g_in
                 .iter()
@@ -510,11 +521,12 @@ pub fn run_case(
         &data.valid,
         &what,
     )?;
-    let m = fit::evaluate(&model, &data.test, "test").map_err(|source| BenchError::Model {
-        context: format!("{what}: test errors"),
-        source,
-    })?;
-    let errs = uq::force_errors(&model, &data.test).map_err(|source| BenchError::Model {
+    let m =
+        fit::evaluate(&model.model, &data.test, "test").map_err(|source| BenchError::Model {
+            context: format!("{what}: test errors"),
+            source,
+        })?;
+    let errs = uq::force_errors(&model.model, &data.test).map_err(|source| BenchError::Model {
         context: format!("{what}: test errors"),
         source,
     })?;
@@ -558,7 +570,7 @@ pub fn run_case(
     Ok(CaseResult {
         dataset: data.name.clone(),
         basis: basis.name.clone(),
-        nfuncs: model.nfuncs(0),
+        nfuncs: model.model.nfuncs(0),
         n_train: data.train.len(),
         mae_test: mean(&errs.concat()),
         rmse_test: m.force_rmse,

@@ -146,7 +146,8 @@ fn describe(name: &str, set: &SpeciesActiveSet) -> String {
 /// Run `aceuq activeset`.
 pub fn run(a: &ActiveSetArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
-    let mut model = super::load_model(&a.model)?;
+    let mut pot = super::load_model(&a.model)?;
+    let model = &pot.model;
     let mut settings = Settings::default();
     if let Some(b) = a.batch {
         settings.batch = b;
@@ -173,7 +174,7 @@ pub fn run(a: &ActiveSetArgs) -> Result<()> {
         (Some(k), _) => Some(Partition::KMeans(k)),
         (None, Some(ClusterLabel::ConfigType)) => Some(Partition::ConfigType),
         // Rebuild what the model had.
-        (None, None) => model.uq.local.as_ref().map(|l| l.partition.clone()),
+        (None, None) => pot.uq.local.as_ref().map(|l| l.partition.clone()),
     };
     let files: Vec<String> = a.data.iter().map(|p| p.display().to_string()).collect();
     let mut src = XyzSource::new(&model, &a.data, a.chunk);
@@ -231,10 +232,10 @@ pub fn run(a: &ActiveSetArgs) -> Result<()> {
         }
         None => None,
     };
-    model.uq.active_set = Some(global);
-    model.uq.local = local;
+    pot.uq.active_set = Some(global);
+    pot.uq.local = local;
     let out: &Path = a.out.as_deref().unwrap_or(&a.model);
-    crate::io::modelfile::save(&model, out)?;
+    pot.save(out)?;
     eprintln!(
         "wrote {} ({:.1} s)",
         out.display(),

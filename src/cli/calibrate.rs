@@ -74,8 +74,9 @@ pub fn atoms_per_species(model: &crate::model::Model, data: &[crate::Structure])
 }
 
 pub fn run(a: &CalibrateArgs) -> Result<()> {
-    let mut model = load_model(&a.model)?;
-    let available = model.uq.methods();
+    let mut pot = load_model(&a.model)?;
+    let model = &pot.model;
+    let available = pot.uq.methods();
     if available.is_empty() {
         bail!(
             "{} has no uncertainty estimators: fit it with e.g. `aceuq fit --active-set --ensemble 4 --distance`",
@@ -123,10 +124,10 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
     if errors.iter().all(|e| e.is_empty()) {
         bail!("the validation data has no reference forces (check --forces-key)");
     }
-    let mut cals: Vec<Calibration> = model.uq.calibration.clone();
+    let mut cals: Vec<Calibration> = pot.uq.calibration.clone();
     let mut rows = vec![];
     for &m in &methods {
-        let u = uq::per_atom(&model, &valid, m)?;
+        let u = pot.per_atom(&valid, m)?;
         let pairs = uq::pairs_by_species(&model, &valid, &errors, &u);
         for (sp, (name, (es, us))) in model.species.clone().iter().zip(pairs).enumerate() {
             if es.len() < 10 {
@@ -151,9 +152,9 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
          (parameters fitted on the same data).",
         a.max_error
     );
-    model.uq.calibration = cals;
+    pot.uq.calibration = cals;
     let out = a.out.as_ref().unwrap_or(&a.model);
-    crate::io::modelfile::save(&model, out)?;
+    pot.save(out)?;
     eprintln!("wrote {}", out.display());
     Ok(())
 }

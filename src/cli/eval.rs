@@ -24,7 +24,8 @@ pub struct EvalArgs {
 }
 
 pub fn run(a: &EvalArgs) -> Result<()> {
-    let model = load_model(&a.model)?;
+    let pot = load_model(&a.model)?;
+    let model = &pot.model;
     let data = a.keys.read(&a.data)?;
     let name = if a.data.len() == 1 {
         a.data[0].display().to_string()
@@ -34,13 +35,13 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     let metrics = fit::evaluate(&model, &data, &name)?;
     print!("{}", fit::metrics_table(&[metrics]));
     // Uncertainties of every method the model carries, and how they rank the true errors.
-    let methods = model.uq.methods();
+    let methods = pot.uq.methods();
     let mut uq_values = Vec::with_capacity(methods.len());
     if !methods.is_empty() {
         let errors = crate::uq::force_errors(&model, &data)?;
         let mut rows = vec![];
         for &m in &methods {
-            let u = crate::uq::per_atom(&model, &data, m)?;
+            let u = pot.per_atom(&data, m)?;
             let (mut ea, mut ua, mut es, mut us) = (vec![], vec![], vec![], vec![]);
             for (k, e) in errors.iter().enumerate() {
                 if e.is_empty() {
@@ -73,7 +74,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     if let Some(path) = &a.per_atom {
         // The cluster of each atom, next to gamma_local.
         let clusters = if methods.contains(&crate::uq::Method::GammaLocal) {
-            Some(crate::uq::clusters_per_atom(&model, &data)?)
+            Some(pot.clusters_per_atom(&data)?)
         } else {
             None
         };

@@ -193,8 +193,9 @@ pub fn run(a: &FitArgs) -> Result<()> {
         train.len(),
         valid.len()
     );
-    let mut model = fit::fit(&species, &cfg.basis, &cfg.fit, &train, &valid, true)?;
+    let model = fit::fit(&species, &cfg.basis, &cfg.fit, &train, &valid, true)?;
     print!("{}", fit::metrics_table(&model.fit_info.metrics));
+    let mut pot = crate::potential::Potential::new(model);
     if cfg.uq.any() {
         if (cfg.uq.ensemble > 0 || cfg.uq.distance || cfg.uq.gp) && valid.is_empty() {
             bail!(
@@ -202,15 +203,15 @@ pub fn run(a: &FitArgs) -> Result<()> {
             );
         }
         let t1 = std::time::Instant::now();
-        crate::uq::build(&mut model, &train, &valid, &cfg.uq, true)?;
-        let names: Vec<&str> = model.uq.methods().iter().map(|m| m.name()).collect();
+        crate::uq::build(&pot.model, &mut pot.uq, &train, &valid, &cfg.uq, true)?;
+        let names: Vec<&str> = pot.uq.methods().iter().map(|m| m.name()).collect();
         eprintln!(
             "uncertainty: {} ({:.1} s)",
             names.join(", "),
             t1.elapsed().as_secs_f64()
         );
     }
-    crate::io::modelfile::save(&model, &a.out)?;
+    pot.save(&a.out)?;
     eprintln!(
         "wrote {} ({:.1} s)",
         a.out.display(),

@@ -134,12 +134,13 @@ pub fn main() -> i32 {
 }
 
 /// Load a model with the path in the error context.
-pub fn load_model(path: &Path) -> Result<crate::model::Model> {
-    crate::io::modelfile::load(path).with_context(|| "cannot load the model".to_string())
+pub fn load_model(path: &Path) -> Result<crate::potential::Potential> {
+    crate::potential::Potential::load(path).with_context(|| "cannot load the model".to_string())
 }
 
 fn info(args: &InfoArgs) -> Result<()> {
-    let m = load_model(&args.model)?;
+    let pot = load_model(&args.model)?;
+    let m = &pot.model;
     println!("model      {}", args.model.display());
     println!("species    {}", m.species.join(", "));
     for s in 0..m.nspecies() {

@@ -52,8 +52,9 @@ struct Panel {
 }
 
 pub fn run(a: &ReportArgs) -> Result<()> {
-    let model = load_model(&a.model)?;
-    let available = model.uq.methods();
+    let pot = load_model(&a.model)?;
+    let model = &pot.model;
+    let available = pot.uq.methods();
     if available.is_empty() {
         bail!(
             "{} has no uncertainty estimators to report on",
@@ -81,7 +82,7 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     let mut panels = vec![];
     let mut written: Vec<PathBuf> = vec![];
     for &m in &methods {
-        let u = uq::per_atom(&model, &data, m)?;
+        let u = pot.per_atom(&data, m)?;
         for (sp, name) in model.species.iter().enumerate() {
             let (mut es, mut us) = (vec![], vec![]);
             let (mut se, mut su) = (vec![], vec![]);
@@ -107,7 +108,7 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             if es.len() < 10 {
                 continue;
             }
-            let stored = model
+            let stored = pot
                 .uq
                 .calibration
                 .iter()

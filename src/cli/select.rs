@@ -38,8 +38,9 @@ pub fn run(a: &SelectArgs) -> Result<()> {
     if a.max == 0 {
         bail!("--max must be at least 1");
     }
-    let model = super::load_model(&a.model)?;
-    let Some(sets) = model.uq.active_set.as_ref() else {
+    let pot = super::load_model(&a.model)?;
+    let model = &pot.model;
+    let Some(sets) = pot.uq.active_set.as_ref() else {
         bail!(
             "{}: the model has no active sets; build them with `aceuq activeset --model {} --data TRAIN.xyz`",
             a.model.display(),

@@ -14,8 +14,9 @@
 // C names: `aceuq_status_t` and `aceuq_method_t` are exported as `aceuq_status_t` and `aceuq_method_t`
 // (cbindgen.toml), their variants as `ACEUQ_STATUS_OK`, `ACEUQ_METHOD_GAMMA`, ...
 
-use crate::model::eval::LaneAtom;
-use crate::model::{Model, Workspace};
+use crate::engine::{Atoms, Engine, Outputs};
+use crate::error::{Error, ErrorKind};
+use crate::potential::Potential;
 use crate::uq::Method;
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char};
@@ -90,73 +91,14 @@ impl aceuq_method_t {
     }
 }
 
-/// Opaque model handle: the model plus the scratch memory used to evaluate it.
+/// Opaque model handle: the potential and the scratch memory of its MD steps.
 pub struct aceuq_model_t {
-    model: Model,
-    /// Scratch of the atoms in flight: the ensemble's lane pass takes atoms of one species in
-    /// pairs (see [`Model::atom_energy_grad_lanes_pair`]), other steps use the first only.
-    atoms: [AtomScratch; 2],
-    /// Basis vectors of the atoms whose uncertainty is requested, per species, row-major.
-    brows: Vec<Vec<f64>>,
-    /// Local atom index of each row in `brows`.
-    batoms: Vec<Vec<u32>>,
-    /// Per-method scratch values for one species batch.
-    values: Vec<f64>,
-    /// Scratch for the uncertainty estimators.
-    uq: crate::uq::UqScratch,
-    /// With an ensemble: per species, the lane tables of one MD step (lane 0 the model itself,
-    /// then the ensemble's spread directions; see `Ensemble::step_tables`). Empty without an
-    /// ensemble.
-    step_tables: Vec<crate::model::eval::MemberTables>,
+    engine: Engine,
 }
 
-/// One centre atom of [`aceuq_compute`] between reading its neighbours and writing its results.
-struct AtomScratch {
-    ws: Workspace,
-    /// Local index, species, first entry of its neighbours in the list.
-    i: usize,
-    si: usize,
-    lo: usize,
-    /// Displacements and species of the kept neighbours (not NULL-typed), and which entries of
-    /// the atom's neighbour list they are.
-    rij: Vec<[f64; 3]>,
-    sj: Vec<u16>,
-    kept: Vec<usize>,
-    grad: Vec<[f64; 3]>,
-    /// Lane energies and gradients (ensemble steps).
-    lane_e: Vec<f64>,
-    lane_g: Vec<[f64; 3]>,
-    /// Start of the atom's basis vector in `brows[si]`, when one is wanted.
-    brow: Option<usize>,
-}
-
-impl AtomScratch {
-    fn new(model: &Model) -> Self {
-        AtomScratch {
-            ws: Workspace::new(model),
-            i: 0,
-            si: 0,
-            lo: 0,
-            rij: vec![],
-            sj: vec![],
-            kept: vec![],
-            grad: vec![],
-            lane_e: vec![],
-            lane_g: vec![],
-            brow: None,
-        }
-    }
-
-    /// The atom as an argument of the two-atom lane pass (`b`: where its basis vector goes).
-    fn lane_atom<'a>(&'a mut self, b: Option<&'a mut [f64]>) -> LaneAtom<'a> {
-        LaneAtom {
-            ws: &mut self.ws,
-            rij: &self.rij,
-            sj: &self.sj,
-            energies: &mut self.lane_e,
-            grads: &mut self.lane_g,
-            b,
-        }
+impl aceuq_model_t {
+    fn pot(&self) -> &Potential {
+        self.engine.potential()
     }
 }
 
@@ -240,6 +182,20 @@ pub extern "C" fn aceuq_last_error() -> *const c_char {
 
 /// An error crossing the boundary: status plus message.
 struct Failure(aceuq_status_t, String);
+
+/// The one place where the crate's error kinds become C status codes.
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let status = match e.kind {
+            ErrorKind::InvalidArgument => aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+            ErrorKind::Io => aceuq_status_t::ACEUQ_STATUS_IO,
+            ErrorKind::Format => aceuq_status_t::ACEUQ_STATUS_FORMAT,
+            ErrorKind::Data => aceuq_status_t::ACEUQ_STATUS_DATA,
+            ErrorKind::Missing => aceuq_status_t::ACEUQ_STATUS_MISSING,
+        };
+        Failure(status, e.message)
+    }
+}
 
 fn fail<T>(status: aceuq_status_t, msg: impl Into<String>) -> Result<T, Failure> {
     Err(Failure(status, msg.into()))
@@ -375,30 +331,10 @@ pub unsafe extern "C" fn aceuq_model_load(
         // SAFETY: caller contract.
         let p = unsafe { cstr(path, "path") }?;
         init_threads();
-        let model = crate::io::modelfile::load(Path::new(p)).map_err(|e| match e {
-            crate::io::container::ContainerError::Io { .. } => {
-                Failure(aceuq_status_t::ACEUQ_STATUS_IO, e.to_string())
-            }
-            _ => Failure(aceuq_status_t::ACEUQ_STATUS_FORMAT, e.to_string()),
-        })?;
-        let uq = crate::uq::UqScratch::new(&model);
-        let step_tables = match model.uq.ensemble.as_ref() {
-            Some(ens) => ens
-                .step_tables(&model)
-                .map_err(|e| Failure(aceuq_status_t::ACEUQ_STATUS_FORMAT, format!("{p}: {e}")))?,
-            None => vec![],
-        };
-        let ns = model.nspecies();
-        let atoms = [AtomScratch::new(&model), AtomScratch::new(&model)];
-        let h = Box::new(aceuq_model_t {
-            model,
-            atoms,
-            brows: vec![vec![]; ns],
-            batoms: vec![vec![]; ns],
-            values: vec![],
-            uq,
-            step_tables,
-        });
+        let pot = Potential::load(Path::new(p)).map_err(Error::from)?;
+        let engine =
+            Engine::new(pot).map_err(|e| Error::new(e.kind, format!("{p}: {}", e.message)))?;
+        let h = Box::new(aceuq_model_t { engine });
         // SAFETY: caller contract.
         unsafe { out.write(Box::into_raw(h)) };
         Ok(())
@@ -431,7 +367,7 @@ pub unsafe extern "C" fn aceuq_model_nspecies(
     guard(|| {
         // SAFETY: caller contract.
         let h = unsafe { handle(model) }?;
-        put(out, h.model.nspecies() as i32, "out")
+        put(out, h.pot().model.nspecies() as i32, "out")
     })
 }
 
@@ -451,13 +387,13 @@ pub unsafe extern "C" fn aceuq_model_species_index(
         let h = unsafe { handle(model) }?;
         // SAFETY: caller contract.
         let n = unsafe { cstr(name, "species name") }?;
-        match h.model.species_index(n) {
+        match h.pot().model.species_index(n) {
             Some(i) => put(out, i as i32, "out"),
             None => fail(
                 aceuq_status_t::ACEUQ_STATUS_DATA,
                 format!(
                     "species '{n}' is not in the model (model species: {})",
-                    h.model.species.join(" ")
+                    h.pot().model.species.join(" ")
                 ),
             ),
         }
@@ -480,7 +416,7 @@ pub unsafe extern "C" fn aceuq_model_species_name(
         let h = unsafe { handle(model) }?;
         let Some(name) = usize::try_from(index)
             .ok()
-            .and_then(|i| h.model.species.get(i))
+            .and_then(|i| h.pot().model.species.get(i))
         else {
             return fail(
                 aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
@@ -514,7 +450,7 @@ pub unsafe extern "C" fn aceuq_model_cutoff(
     guard(|| {
         // SAFETY: caller contract.
         let h = unsafe { handle(model) }?;
-        put(out, h.model.max_cutoff(), "out")
+        put(out, h.pot().model.max_cutoff(), "out")
     })
 }
 
@@ -572,7 +508,7 @@ pub unsafe extern "C" fn aceuq_model_has_method(
         };
         put(
             out,
-            h.model.uq.methods().contains(&m.to_method()) as i32,
+            h.pot().uq.methods().contains(&m.to_method()) as i32,
             "out",
         )
     })
@@ -626,7 +562,7 @@ fn compute(
     // SAFETY (all slices below): sizes as documented on aceuq_system_t / aceuq_results_t.
     let x = unsafe { slice(sys.x, 3 * nall, "x") }?;
     let species = unsafe { slice(sys.species, nall, "species") }?;
-    let tags = if sys.tag.is_null() {
+    let tag = if sys.tag.is_null() {
         None
     } else {
         Some(unsafe { slice(sys.tag, nall, "tag") }?)
@@ -643,24 +579,6 @@ fn compute(
     if res.fij.is_null() && nnz > 0 {
         return Err(bad("fij is NULL".into()));
     }
-    let ns = h.model.nspecies() as i32;
-    if let Some(k) = species.iter().position(|&s| s < -1 || s >= ns) {
-        return Err(bad(format!(
-            "atom index {k} has species {} (model has {ns})",
-            species[k]
-        )));
-    }
-    if let Some(&j) = neigh.iter().find(|&&j| j < 0 || j as usize >= nall) {
-        return Err(bad(format!(
-            "neighbour index {j} out of range (nall = {nall})"
-        )));
-    }
-    if let Some(&i) = ilist.iter().find(|&&i| i < 0 || i as usize >= nlocal) {
-        return Err(bad(format!(
-            "ilist entry {i} out of range (nlocal = {nlocal})"
-        )));
-    }
-    let id = |k: usize| tags.map(|t| t[k]).unwrap_or(k as i64 + 1);
     // Requested uncertainties.
     if res.n_uq < 0 {
         return Err(bad(format!("n_uq is negative ({})", res.n_uq)));
@@ -668,7 +586,7 @@ fn compute(
     let n_uq = res.n_uq as usize;
     let methods = unsafe { slice(res.uq_methods, n_uq, "uq_methods") }?;
     let outs = unsafe { slice(res.uq_values, n_uq, "uq_values") }?;
-    let mut uq: Vec<(Method, *mut f64)> = Vec::with_capacity(n_uq);
+    let mut requested: Vec<(Method, *mut f64)> = Vec::with_capacity(n_uq);
     for (&m, &p) in methods.iter().zip(outs) {
         let Some(m) = aceuq_method_t::from_i32(m) else {
             return Err(bad(format!("uncertainty method id {m} out of range")));
@@ -679,270 +597,66 @@ fn compute(
                 m.to_method().name()
             )));
         }
-        let m = m.to_method();
-        if !h.model.uq.methods().contains(&m) {
-            return fail(
-                aceuq_status_t::ACEUQ_STATUS_MISSING,
-                format!(
-                    "the model has no '{}' uncertainty; refit it with the matching `aceuq fit` option",
-                    m.name()
-                ),
-            );
-        }
-        uq.push((m, p));
+        requested.push((m.to_method(), p));
     }
-    let want_ens = uq.iter().any(|(m, _)| *m == Method::Ensemble);
-    uq.retain(|(m, _)| *m != Method::Ensemble);
-    let want_b = !uq.is_empty();
-    let n_cols = h.model.uq.ensemble.as_ref().map_or(0, |e| e.n_directions());
-    let ens_forces: &mut [f64] = if want_ens && n_cols > 0 {
+    // Each output becomes a slice of its own: arrays that overlap cannot be written safely.
+    let mut starts: Vec<*mut f64> = requested.iter().map(|&(_, p)| p).collect();
+    starts.extend([res.eatom, res.energy].into_iter().filter(|p| !p.is_null()));
+    starts.sort();
+    if starts.windows(2).any(|w| w[0] == w[1]) {
+        return Err(bad(
+            "two outputs (energy, eatom or uncertainty arrays) share one array".into(),
+        ));
+    }
+    let n_cols = h.engine.ensemble_columns();
+    let want_ens = requested.iter().any(|(m, _)| *m == Method::Ensemble);
+    let ens_forces: &mut [f64] = if want_ens && n_cols > 0 && h.pot().uq.ensemble.is_some() {
         if res.ens_forces.is_null() {
             return Err(bad(
                 "ens_forces is NULL but the ensemble was requested".into()
             ));
         }
         // SAFETY: ens_forces holds nall * n_columns * 3 values per the contract.
-        let f = unsafe { std::slice::from_raw_parts_mut(res.ens_forces, nall * n_cols * 3) };
-        f.fill(0.0);
-        f
+        unsafe { std::slice::from_raw_parts_mut(res.ens_forces, nall * n_cols * 3) }
     } else {
         &mut []
     };
-    for z in 0..h.batoms.len() {
-        h.batoms[z].clear();
-    }
-    let mut total = 0.0;
-    let lanes = 1 + n_cols;
-    let mut out = AtomOut {
-        neigh,
-        ens_forces,
-        n_cols: if want_ens { n_cols } else { 0 },
-        fij: res.fij,
-        eatom: res.eatom,
+    let fij: &mut [f64] = if nnz == 0 {
+        &mut []
+    } else {
+        // SAFETY: fij holds 3 * nnz values per the contract (non-NULL: checked above).
+        unsafe { std::slice::from_raw_parts_mut(res.fij, 3 * nnz) }
     };
-    // With the ensemble, an atom waits in `atoms[0]` for a partner of its species (one lane
-    // pass for both); results are still written in `ilist` order.
-    let mut waiting = false;
-    for (ii, &i) in ilist.iter().enumerate() {
-        let i = i as usize;
-        let (lo, hi) = (offsets[ii] as usize, offsets[ii + 1] as usize);
-        // An atom without neighbours writes nothing, and fij may be NULL when nnz == 0 (a NULL
-        // pointer must not become a slice, even an empty one).
-        if hi > lo {
-            // SAFETY: fij has 3 * nnz entries per the contract (non-NULL: checked above, nnz > 0).
-            unsafe { std::slice::from_raw_parts_mut(res.fij.add(3 * lo), 3 * (hi - lo)) }.fill(0.0);
-        }
-        let si = species[i];
-        if si < 0 {
-            continue;
-        }
-        let xi = [x[3 * i], x[3 * i + 1], x[3 * i + 2]];
-        if !xi.iter().all(|v| v.is_finite()) {
-            return fail(
-                aceuq_status_t::ACEUQ_STATUS_DATA,
-                format!("atom {} has a non-finite position {xi:?}", id(i)),
-            );
-        }
-        let a = &mut h.atoms[usize::from(waiting)];
-        (a.i, a.si, a.lo) = (i, si as usize, lo);
-        a.rij.clear();
-        a.sj.clear();
-        a.kept.clear();
-        for (k, &j) in neigh[lo..hi].iter().enumerate() {
-            let j = j as usize;
-            if species[j] < 0 {
-                continue;
-            }
-            let r = [x[3 * j] - xi[0], x[3 * j + 1] - xi[1], x[3 * j + 2] - xi[2]];
-            if !r.iter().all(|v| v.is_finite()) {
-                return fail(
-                    aceuq_status_t::ACEUQ_STATUS_DATA,
-                    format!("atom {} has a non-finite position", id(j)),
-                );
-            }
-            // Closer than MIN_DISTANCE the direction r/|r| is meaningless (NaN at 0).
-            let d = crate::neighbors::norm(r);
-            if d < crate::neighbors::MIN_DISTANCE {
-                return fail(
-                    aceuq_status_t::ACEUQ_STATUS_DATA,
-                    format!(
-                        "atoms {} and {} are at the same position {xi:?} (distance {d:.3e} Å)",
-                        id(i),
-                        id(j)
-                    ),
-                );
-            }
-            a.rij.push(r);
-            a.sj.push(species[j] as u16);
-            a.kept.push(k);
-        }
-        // The atom's row of basis vectors, when other methods need it.
-        // The rows buffer keeps its length between steps (no zero-filling per row).
-        a.brow = if want_b {
-            let (si, m) = (a.si, h.model.nfuncs(a.si));
-            let start = h.batoms[si].len() * m;
-            if h.brows[si].len() < start + m {
-                h.brows[si].resize(start + m, 0.0);
-            }
-            h.batoms[si].push(i as u32);
-            Some(start)
-        } else {
-            None
-        };
-        if !want_ens {
-            let a = &mut h.atoms[0];
-            let b = a.brow.map(|s| &mut h.brows[a.si][s..]);
-            a.grad.clear();
-            a.grad.resize(a.rij.len(), [0.0; 3]);
-            let e = h
-                .model
-                .atom_energy_grad(&mut a.ws, a.si, &a.rij, &a.sj, &mut a.grad, b);
-            total += out.write(a, e, &a.grad, 1);
-        } else if !waiting {
-            waiting = true;
-        } else if h.atoms[0].si == h.atoms[1].si {
-            lanes_pair(h, lanes);
-            total += out.write(&h.atoms[0], h.atoms[0].lane_e[0], &h.atoms[0].lane_g, lanes);
-            total += out.write(&h.atoms[1], h.atoms[1].lane_e[0], &h.atoms[1].lane_g, lanes);
-            waiting = false;
-        } else {
-            // Species differ: the waiting atom goes alone, the new one waits.
-            lanes_single(h, lanes);
-            total += out.write(&h.atoms[0], h.atoms[0].lane_e[0], &h.atoms[0].lane_g, lanes);
-            h.atoms.swap(0, 1);
-        }
-        // A full block of rows is graded while it is still in cache (not while a waiting atom
-        // has a row reserved but not yet written).
-        if !waiting && want_b && h.batoms[si as usize].len() >= UQ_BLOCK {
-            grade_rows(h, si as usize, &uq)?;
-        }
-    }
-    if waiting {
-        lanes_single(h, lanes);
-        total += out.write(&h.atoms[0], h.atoms[0].lane_e[0], &h.atoms[0].lane_g, lanes);
-    }
+    let eatom = (!res.eatom.is_null())
+        // SAFETY: eatom holds nlocal values per the contract; no other output overlaps it.
+        .then(|| unsafe { std::slice::from_raw_parts_mut(res.eatom, nlocal) });
+    let uq = requested
+        .into_iter()
+        // SAFETY: each array holds nlocal values per the contract; none shares a start with
+        // another output (checked above).
+        .map(|(m, p)| (m, unsafe { std::slice::from_raw_parts_mut(p, nlocal) }))
+        .collect();
+    let atoms = Atoms {
+        nlocal,
+        x,
+        species,
+        tag,
+        ilist,
+        offsets,
+        neigh,
+    };
+    let mut out = Outputs {
+        eatom,
+        fij,
+        uq,
+        ens_forces,
+    };
+    let total = h.engine.step(&atoms, &mut out)?;
     if !res.energy.is_null() {
         // SAFETY: non-NULL, one f64.
         unsafe { *res.energy = total };
     }
-    for z in 0..h.batoms.len() {
-        grade_rows(h, z, &uq)?;
-    }
     Ok(())
-}
-
-/// Rows of basis vectors graded per call of [`grade_rows`]: few enough to stay in cache between
-/// the atoms' passes and every method's reading them (512 rows of 274 functions: 1.1 MiB), and
-/// enough that the methods' products run in long stretches (on the 2000-atom Li bench, blocks
-/// of 512 rows gave gamma steps 2% faster than grading all rows after the atom loop, and blocks
-/// of 128 rows 2% slower).
-const UQ_BLOCK: usize = 512;
-
-/// Every requested method (`uq`: method and its output array) over the rows held for species `z`,
-/// each value written to the row's atom; then the rows are released.
-fn grade_rows(h: &mut aceuq_model_t, z: usize, uq: &[(Method, *mut f64)]) -> Result<(), Failure> {
-    let m = h.model.nfuncs(z);
-    let n = h.batoms[z].len();
-    if n == 0 {
-        return Ok(());
-    }
-    let rows = &h.brows[z][..n * m];
-    for &(method, out) in uq {
-        h.values.clear();
-        h.values.resize(n, 0.0);
-        crate::uq::evaluate_rows(&h.model, method, z, rows, &mut h.values, &mut h.uq)
-            .map_err(|e| Failure(aceuq_status_t::ACEUQ_STATUS_MISSING, e.to_string()))?;
-        for (&i, &v) in h.batoms[z].iter().zip(&h.values) {
-            // SAFETY: out holds nlocal values (aceuq_results_t contract); i < nlocal (ilist
-            // entries were checked).
-            unsafe { *out.add(i as usize) = v };
-        }
-    }
-    h.batoms[z].clear();
-    Ok(())
-}
-
-/// Where [`aceuq_compute`] writes one atom's results.
-struct AtomOut<'a> {
-    neigh: &'a [i32],
-    /// Ensemble force columns (`n_cols` per atom; 0 columns when not asked for).
-    ens_forces: &'a mut [f64],
-    n_cols: usize,
-    fij: *mut f64,
-    eatom: *mut f64,
-}
-
-impl AtomOut<'_> {
-    /// Writes atom `a`'s neighbour gradients (entry `jj * stride` of `grads` for its `jj`-th
-    /// kept neighbour; with the ensemble, the spread directions' gradients follow each), its
-    /// ensemble force columns and its energy `e`; returns `e`.
-    fn write(&mut self, a: &AtomScratch, e: f64, grads: &[[f64; 3]], stride: usize) -> f64 {
-        let nc = self.n_cols;
-        for (jj, &k) in a.kept.iter().enumerate() {
-            let g = &grads[jj * stride..(jj + 1) * stride];
-            // SAFETY: entry a.lo + k lies in the atom's range of the neighbour list, so fij
-            // (3 * nnz values, non-NULL as the range is not empty) holds it.
-            unsafe {
-                std::ptr::copy_nonoverlapping(g[0].as_ptr(), self.fij.add(3 * (a.lo + k)), 3)
-            };
-            if nc > 0 {
-                let (i, j) = (a.i, self.neigh[a.lo + k] as usize);
-                for (q, g) in g[1..].iter().enumerate() {
-                    for d in 0..3 {
-                        self.ens_forces[(i * nc + q) * 3 + d] += g[d];
-                        self.ens_forces[(j * nc + q) * 3 + d] -= g[d];
-                    }
-                }
-            }
-        }
-        if !self.eatom.is_null() {
-            // SAFETY: eatom holds nlocal values; a.i < nlocal (checked on entry).
-            unsafe { *self.eatom.add(a.i) = e };
-        }
-        e
-    }
-}
-
-/// The lane pass of `h.atoms[0]` alone (`lanes`: the model and the ensemble's directions).
-fn lanes_single(h: &mut aceuq_model_t, lanes: usize) {
-    let a = &mut h.atoms[0];
-    a.lane_e.resize(lanes, 0.0);
-    a.lane_g.resize(a.rij.len() * lanes, [0.0; 3]);
-    let b = a.brow.map(|s| &mut h.brows[a.si][s..]);
-    h.model.atom_energy_grad_lanes(
-        &mut a.ws,
-        a.si,
-        &a.rij,
-        &a.sj,
-        &h.step_tables[a.si],
-        &mut a.lane_e,
-        &mut a.lane_g,
-        b,
-    );
-}
-
-/// The lane pass of `h.atoms[0]` and `h.atoms[1]` (one species) together.
-fn lanes_pair(h: &mut aceuq_model_t, lanes: usize) {
-    let [a0, a1] = &mut h.atoms;
-    let si = a0.si;
-    debug_assert_eq!(a1.si, si);
-    for a in [&mut *a0, &mut *a1] {
-        a.lane_e.resize(lanes, 0.0);
-        a.lane_g.resize(a.rij.len() * lanes, [0.0; 3]);
-    }
-    // Both rows (if wanted) are in brows[si], atom 0's first.
-    let (b0, b1) = match (a0.brow, a1.brow) {
-        (Some(s0), Some(s1)) => {
-            let (x, y) = h.brows[si].split_at_mut(s1);
-            (Some(&mut x[s0..]), Some(y))
-        }
-        _ => (None, None),
-    };
-    h.model.atom_energy_grad_lanes_pair(
-        si,
-        &h.step_tables[si],
-        [a0.lane_atom(b0), a1.lane_atom(b1)],
-    );
 }
 
 /// Number of ensemble members of the model (0 if it has no ensemble).
@@ -984,7 +698,7 @@ unsafe fn ensemble_count(
     guard(|| {
         // SAFETY: caller contract.
         let h = unsafe { handle(model) }?;
-        let n = h.model.uq.ensemble.as_ref().map_or(0, count);
+        let n = h.pot().uq.ensemble.as_ref().map_or(0, count);
         put(out, n as i32, "out")
     })
 }
@@ -1009,7 +723,7 @@ pub unsafe extern "C" fn aceuq_ensemble_sigma(
     guard(|| {
         // SAFETY: caller contract.
         let h = unsafe { handle(model) }?;
-        let Some(ens) = h.model.uq.ensemble.as_ref() else {
+        let Some(ens) = h.pot().uq.ensemble.as_ref() else {
             return fail(
                 aceuq_status_t::ACEUQ_STATUS_MISSING,
                 "the model has no ensemble; refit with `aceuq fit --ensemble N`",
@@ -1029,32 +743,13 @@ pub unsafe extern "C" fn aceuq_ensemble_sigma(
         if out.is_null() && n > 0 {
             return fail(aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT, "out is NULL");
         }
-        let mut buf = vec![[0.0; 3]; nc];
-        for &i in ilist {
-            let Some(i) = usize::try_from(i).ok().filter(|&i| i < n) else {
-                return fail(
-                    aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
-                    format!("ilist entry {i} out of range"),
-                );
-            };
-            let s = species[i];
-            if s < 0 {
-                continue;
-            }
-            if s as usize >= h.model.nspecies() {
-                return fail(
-                    aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
-                    format!("species {s} out of range"),
-                );
-            }
-            for (k, b) in buf.iter_mut().enumerate() {
-                let o = (i * nc + k) * 3;
-                *b = [f[o], f[o + 1], f[o + 2]];
-            }
-            // SAFETY: out holds nlocal values; i < nlocal.
-            unsafe { *out.add(i) = ens.sigma_from_directions(s as usize, &buf) };
-        }
-        Ok(())
+        let out: &mut [f64] = if n == 0 {
+            &mut []
+        } else {
+            // SAFETY: out holds nlocal values (non-NULL: checked above).
+            unsafe { std::slice::from_raw_parts_mut(out, n) }
+        };
+        Ok(h.engine.ensemble_sigma(species, ilist, f, out)?)
     })
 }
 
@@ -1134,7 +829,7 @@ pub unsafe extern "C" fn aceuq_append_frame(
         for &sp in species {
             let Some(name) = usize::try_from(sp)
                 .ok()
-                .and_then(|k| h.model.species.get(k))
+                .and_then(|k| h.pot().model.species.get(k))
             else {
                 return fail(
                     aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
@@ -1313,14 +1008,14 @@ pub unsafe extern "C" fn aceuq_model_uq_cutoffs(
         };
         let Some(sp) = usize::try_from(species)
             .ok()
-            .filter(|&s| s < h.model.nspecies())
+            .filter(|&s| s < h.pot().model.nspecies())
         else {
             return fail(
                 aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
                 format!("species index {species} out of range"),
             );
         };
-        match crate::uq::stored_cutoffs(&h.model, m.to_method(), sp) {
+        match h.pot().stored_cutoffs(m.to_method(), sp) {
             Some((lo, hi)) => {
                 put(lower, lo, "lower")?;
                 put(upper, hi, "upper")
@@ -1330,7 +1025,7 @@ pub unsafe extern "C" fn aceuq_model_uq_cutoffs(
                 format!(
                     "the model has no calibrated cutoffs for '{}' of species {}: run `aceuq calibrate` on it, or give numbers for lower/upper",
                     m.to_method().name(),
-                    h.model.species[sp]
+                    h.pot().model.species[sp]
                 ),
             ),
         }

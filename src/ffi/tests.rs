@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::model::tests::{random_model, random_structure, small_cfg};
+use crate::model::{Model, Workspace};
 use std::ffi::CString;
 
 fn last_error() -> String {
@@ -17,7 +18,7 @@ fn save_model(name: &str, species: &[&str]) -> (std::path::PathBuf, Model) {
     let dir = std::env::temp_dir().join(format!("aceuq-ffi-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("m.aceuq");
-    crate::io::modelfile::save(&m, &p).unwrap();
+    Potential::new(m.clone()).save(&p).unwrap();
     (p, m)
 }
 
@@ -288,7 +289,7 @@ fn panics_become_internal_errors() {
 
 /// A two-species model with a 3-member ensemble and a global active set, fitted on data from a
 /// random teacher outside its function space (so that members differ).
-fn save_uq_model(name: &str) -> (std::path::PathBuf, Model) {
+fn save_uq_model(name: &str) -> (std::path::PathBuf, Potential) {
     let species = ["Al", "Mg"];
     let names: Vec<String> = species.iter().map(|s| s.to_string()).collect();
     let teacher = random_model(&species, &small_cfg(), 5);
@@ -302,7 +303,7 @@ fn save_uq_model(name: &str) -> (std::path::PathBuf, Model) {
         s.forces = Some(p.forces);
     }
     let (train, valid) = data.split_at(22);
-    let mut m = crate::model::fit::fit(
+    let model = crate::model::fit::fit(
         &names,
         &crate::model::tests::tiny_cfg(),
         &Default::default(),
@@ -316,11 +317,12 @@ fn save_uq_model(name: &str) -> (std::path::PathBuf, Model) {
         ensemble: 3,
         ..Default::default()
     };
-    crate::uq::build(&mut m, train, valid, &cfg, false).unwrap();
+    let mut m = Potential::new(model);
+    crate::uq::build(&m.model, &mut m.uq, train, valid, &cfg, false).unwrap();
     let dir = std::env::temp_dir().join(format!("aceuq-ffi-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("m.aceuq");
-    crate::io::modelfile::save(&m, &p).unwrap();
+    m.save(&p).unwrap();
     (p, m)
 }
 
@@ -333,7 +335,7 @@ fn ensemble_through_the_abi_equals_the_library() {
     let (path, m) = save_uq_model("ensemble");
     let h = load(&path);
     let s = random_structure(&["Al", "Mg"], 2, 4040, true);
-    let (x, species, offsets, neigh, owner) = lammps_like(&s, &m);
+    let (x, species, offsets, neigh, owner) = lammps_like(&s, &m.model);
     let (nlocal, nall) = (s.len(), species.len());
     let ilist: Vec<i32> = (0..nlocal as i32).collect();
     let sys = aceuq_system_t {
@@ -418,7 +420,7 @@ fn ensemble_through_the_abi_equals_the_library() {
         m.uq.ensemble
             .as_ref()
             .unwrap()
-            .sigma_structure(&m, &s, &mut Workspace::new(&m))
+            .sigma_structure(&m.model, &s, &mut Workspace::new(&m.model))
             .unwrap();
     for i in 0..nlocal {
         assert!(lib[i] > 0.0);

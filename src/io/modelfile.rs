@@ -4,6 +4,10 @@
 //! one-body energies, fit settings and errors, function counts); the binary arrays hold the basis
 //! definition (monomials and coupling coefficients) and the fitted coefficients, so a model loads
 //! without regenerating its basis and old models keep working when the generator changes.
+//!
+//! Owns: the model's sections of a model file. The uncertainty estimators add their own sections
+//! (`uq.*`), and a whole file is read and written by [`crate::potential::Potential`]; this module
+//! does not import `uq`.
 
 use super::container::{Array, Container, ContainerError};
 use crate::basis::radial::RadialBasis;
@@ -155,7 +159,6 @@ pub fn to_container(model: &Model) -> Container {
             Array::F64(model.coefs[s].clone()),
         );
     }
-    model.uq.save(&mut c);
     c
 }
 
@@ -336,20 +339,8 @@ pub fn from_container(path: &Path, c: &Container) -> Result<Model, ContainerErro
         coefs.push(cf);
     }
     let e0 = meta.species.iter().map(|s| s.e0).collect();
-    let mut model = Model::new(names, meta.basis, radial, core, bases, coefs, e0, meta.fit)
-        .map_err(|e| bad(path, e.to_string()))?;
-    model.uq = crate::uq::UqModel::load(path, c, &model)?;
-    Ok(model)
-}
-
-/// Load a model file.
-pub fn load(path: &Path) -> Result<Model, ContainerError> {
-    from_container(path, &Container::read(path)?)
-}
-
-/// Save a model file atomically.
-pub fn save(model: &Model, path: &Path) -> Result<(), ContainerError> {
-    to_container(model).write_atomic(path)
+    Model::new(names, meta.basis, radial, core, bases, coefs, e0, meta.fit)
+        .map_err(|e| bad(path, e.to_string()))
 }
 
 #[cfg(test)]

@@ -74,8 +74,6 @@ pub struct Model {
     pub e0: Vec<f64>,
     /// How the model was made.
     pub fit_info: FitInfo,
-    /// Uncertainty estimators built for this model (empty unless requested).
-    pub uq: crate::uq::UqModel,
     /// Evaluation data derived from the above (not stored in files).
     pub(crate) derived: Vec<Derived>,
 }
@@ -370,7 +368,6 @@ impl Model {
             coefs,
             e0,
             fit_info,
-            uq: Default::default(),
             derived: vec![],
         };
         m.rebuild_derived();

@@ -2369,7 +2369,7 @@ mod tests {
 
     #[test]
     fn save_load_round_trip_and_edited_files() {
-        let (mut model, data) = model_and_data();
+        let (model, data) = model_and_data();
         let table = crate::uq::descriptor_table(&model, &data).unwrap();
         let settings = Settings {
             min_cluster_factor: 1.0,
@@ -2406,17 +2406,21 @@ mod tests {
         let g2 = GlobalActiveSets::build_from_source(&model, &mut src, &settings, false).unwrap();
         assert_eq!(g, g2);
         let p = Path::new("t.aceuq");
+        let mut uq = crate::uq::UqModel::default();
         for local in [c, k] {
-            model.uq.active_set = Some(g.clone());
-            model.uq.local = Some(local.clone());
-            let bytes = crate::io::modelfile::to_container(&model).to_bytes();
+            uq.active_set = Some(g.clone());
+            uq.local = Some(local.clone());
+            let mut cont = crate::io::modelfile::to_container(&model);
+            uq.save(&mut cont);
+            let bytes = cont.to_bytes();
             let back =
-                crate::io::modelfile::from_container(p, &Container::from_bytes(p, &bytes).unwrap())
+                crate::uq::UqModel::load(p, &Container::from_bytes(p, &bytes).unwrap(), &model)
                     .unwrap();
-            assert_eq!(back.uq.active_set.as_ref(), Some(&g));
-            assert_eq!(back.uq.local.as_ref(), Some(&local));
+            assert_eq!(back.active_set.as_ref(), Some(&g));
+            assert_eq!(back.local.as_ref(), Some(&local));
         }
         let mut cont = crate::io::modelfile::to_container(&model);
+        uq.save(&mut cont);
         // Absent estimators load as None.
         let mut bare = cont.clone();
         bare.arrays.retain(|k, _| !k.starts_with("uq."));
@@ -2576,10 +2580,9 @@ mod tests {
 
     #[test]
     fn selection_prefers_structures_outside_the_training_domain() {
-        let (mut model, data) = model_and_data();
+        let (model, data) = model_and_data();
         let table = crate::uq::descriptor_table(&model, &data).unwrap();
         let g = GlobalActiveSets::build(&model, &table, &Settings::default(), false).unwrap();
-        model.uq.active_set = Some(g.clone());
         // Candidates: two copies of training structures (nothing new) and two compressed ones.
         let mut cands = vec![data[1].clone(), data[6].clone()];
         for k in 0..2 {

@@ -426,7 +426,7 @@ impl DistanceModel {
                 -2.0f32,
                 Par::Seq,
             );
-            super::maxvol::clear_upper_simd_state();
+            crate::simd::clear_upper_simd_state();
             for (r, o) in ob.iter_mut().enumerate() {
                 let zk = &sc.zk[r * k..(r + 1) * k];
                 let d = &sc.dots[r * nref..(r + 1) * nref];

@@ -237,7 +237,7 @@ impl FeatureMap {
         let ct = faer::MatRef::from_column_major_slice(&self.components, m, k);
         let zt = faer::MatMut::from_column_major_slice_with_stride_mut(out, k, nb, d);
         matmul(zt, Accum::Replace, ct.transpose(), xt, 1.0, Par::Seq);
-        crate::uq::maxvol::clear_upper_simd_state();
+        crate::simd::clear_upper_simd_state();
         if self.residual {
             for (xr, o) in x.chunks_exact(m).zip(out.chunks_exact_mut(d)) {
                 let zz: f64 = o[..k].iter().map(|z| z * z).sum();

@@ -336,7 +336,7 @@ impl GpCore {
             }
         }
         self.solve = solve;
-        crate::uq::maxvol::clear_upper_simd_state();
+        crate::simd::clear_upper_simd_state();
         self
     }
 
@@ -390,7 +390,7 @@ impl GpCore {
                 Par::Seq,
             );
         }
-        crate::uq::maxvol::clear_upper_simd_state();
+        crate::simd::clear_upper_simd_state();
         for r in 0..nb {
             let v = &sc.v[r * 2 * m..(r + 1) * 2 * m];
             let (mut qkk, mut qa) = (0.0, 0.0);

@@ -178,31 +178,7 @@ pub fn rows_times(x: &[f64], n: usize, m: usize, ainv: &[f64], out: &mut [f64]) 
     let dst = MatMut::from_column_major_slice_mut(out, m, n);
     let par = par_for(2.0 * (n * m * m) as f64);
     matmul(dst, Accum::Replace, lhs, rhs, 1.0, par);
-    clear_upper_simd_state();
-}
-
-/// faer's GEMM kernels use 256/512-bit registers and can return with their upper halves dirty.
-/// Until a `vzeroupper`, every legacy-SSE instruction in the rest of the program (this crate is
-/// built for baseline x86-64) then pays a false dependency: measured, energy and forces ran 1.7x
-/// slower after the first GEMM, for good. Clearing the state here costs nothing.
-#[inline]
-pub fn clear_upper_simd_state() {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx") {
-            // SAFETY: `vzeroupper` only zeroes the upper halves of the vector registers, which
-            // hold no live values here (the GEMM has returned); the CPU supports AVX.
-            // Declared as clobbering the C ABI's caller-saved registers (all vector registers),
-            // so the compiler keeps nothing live in them across it, whatever the target features.
-            unsafe {
-                std::arch::asm!(
-                    "vzeroupper",
-                    clobber_abi("C"),
-                    options(nomem, nostack, preserves_flags)
-                )
-            };
-        }
-    }
+    crate::simd::clear_upper_simd_state();
 }
 
 /// Extrapolation grade of one row: `max_j |(b A^{-1})_j|`. `acc` (length `m`) is caller-owned

@@ -1,4 +1,5 @@
-//! Per-atom uncertainty estimators (METHODS.md §2–§4), built at fit time and stored in the model:
+//! Per-atom uncertainty estimators (METHODS.md §2–§4), built from a fitted model and stored beside
+//! it in the model file:
 //! global D-optimality (MaxVol extrapolation grade `gamma`), clustered local D-optimality
 //! (`gamma_local`), ensembles, latent distance and a sparse Gaussian process.
 //!
@@ -6,6 +7,10 @@
 //! species, with where each row came from) and, for the calibrated estimators, per-atom force
 //! errors on validation data ([`force_errors`]). Each estimator stores itself in the model file
 //! under array names `uq.<method>.*` and a TOML table `[uq.<method>]`.
+//!
+//! Owns: the estimators ([`UqModel`]), their building, evaluation and persistence. May import
+//! model, basis, neighbors, stats, io's container and simd; reads a [`Model`] but never writes
+//! into it, and imports nothing above it (potential, engine, ffi, cli).
 
 pub mod activeset;
 pub mod distance;
@@ -183,11 +188,13 @@ impl UqConfig {
     }
 }
 
-/// Build the estimators `cfg` asks for into `model.uq`, from the training structures (active
-/// sets, clusters, ensemble members, reference environments) and the validation structures
-/// (calibration of the ensemble, distance and GP estimators).
+/// Build the estimators `cfg` asks for into `uq` (replacing those of the same kind), from the
+/// training structures (active sets, clusters, ensemble members, reference environments) and the
+/// validation structures (calibration of the ensemble, distance and GP estimators). The model is
+/// only read.
 pub fn build(
-    model: &mut Model,
+    model: &Model,
+    uq: &mut UqModel,
     train: &[Structure],
     valid: &[Structure],
     cfg: &UqConfig,
@@ -207,7 +214,7 @@ pub fn build(
     if cfg.active_set {
         let a = activeset::GlobalActiveSets::build(model, &table, &cfg.activeset, progress)?;
         say(&a.info.notes);
-        model.uq.active_set = Some(a);
+        uq.active_set = Some(a);
     }
     if let Some(partition) = &cfg.clusters {
         let labels = activeset::structure_labels(train);
@@ -221,7 +228,7 @@ pub fn build(
             progress,
         )?;
         say(&a.info.notes);
-        model.uq.local = Some(a);
+        uq.local = Some(a);
     }
     if cfg.ensemble > 0 || cfg.distance || cfg.gp {
         if valid.is_empty() {
@@ -241,7 +248,7 @@ pub fn build(
                 cfg.seed,
                 progress,
             )?;
-            model.uq.ensemble = Some(e);
+            uq.ensemble = Some(e);
         }
         if cfg.distance || cfg.gp {
             let valid_table = descriptor_table(model, valid)?;
@@ -255,7 +262,7 @@ pub fn build(
                     cfg.seed,
                     progress,
                 )?;
-                model.uq.distance = Some(d);
+                uq.distance = Some(d);
             }
             if cfg.gp {
                 let g = gp::SparseGp::build(
@@ -267,7 +274,7 @@ pub fn build(
                     cfg.seed,
                     progress,
                 )?;
-                model.uq.gp = Some(g);
+                uq.gp = Some(g);
             }
         }
     }
@@ -364,13 +371,13 @@ pub struct UqScratch {
 }
 
 impl UqScratch {
-    /// Scratch sized for `model`.
-    pub fn new(model: &Model) -> Self {
+    /// Scratch sized for `model` and its estimators `uq`.
+    pub fn new(model: &Model, uq: &UqModel) -> Self {
         UqScratch {
             gamma: activeset::GammaScratch::for_model(model),
             cluster: vec![],
-            distance: model.uq.distance.as_ref().map(distance::Scratch::new),
-            gp: model.uq.gp.as_ref().map(gp::Scratch::new),
+            distance: uq.distance.as_ref().map(distance::Scratch::new),
+            gp: uq.gp.as_ref().map(gp::Scratch::new),
         }
     }
 }
@@ -389,121 +396,130 @@ fn missing(method: Method) -> UqError {
     }
 }
 
-/// Per-atom uncertainty of `method` for atoms of species `species` from their basis vectors
-/// (`rows`: `n × m_s`, row-major) into `out` (`n` values). Methods that need more than the basis
-/// vector (the ensemble needs member forces) are evaluated elsewhere.
-pub fn evaluate_rows(
-    model: &Model,
-    method: Method,
-    species: usize,
-    rows: &[f64],
-    out: &mut [f64],
-    scratch: &mut UqScratch,
-) -> Result<(), UqError> {
-    let uq = &model.uq;
-    match method {
-        Method::Gamma => {
-            let a = uq.active_set.as_ref().ok_or_else(|| missing(method))?;
-            a.gamma_batch(species, rows, out, &mut scratch.gamma);
+impl UqModel {
+    /// Per-atom uncertainty of `method` for atoms of species `species` from their basis vectors
+    /// (`rows`: `n × m_s`, row-major) into `out` (`n` values). Methods that need more than the basis
+    /// vector (the ensemble needs member forces) are evaluated elsewhere.
+    pub fn evaluate_rows(
+        &self,
+        method: Method,
+        species: usize,
+        rows: &[f64],
+        out: &mut [f64],
+        scratch: &mut UqScratch,
+    ) -> Result<(), UqError> {
+        let uq = self;
+        match method {
+            Method::Gamma => {
+                let a = uq.active_set.as_ref().ok_or_else(|| missing(method))?;
+                a.gamma_batch(species, rows, out, &mut scratch.gamma);
+            }
+            Method::GammaLocal => {
+                let a = uq.local.as_ref().ok_or_else(|| missing(method))?;
+                scratch.cluster.clear();
+                scratch.cluster.resize(out.len(), 0);
+                a.gamma_local_batch(species, rows, out, &mut scratch.cluster, &mut scratch.gamma);
+            }
+            Method::Distance => {
+                let d = uq.distance.as_ref().ok_or_else(|| missing(method))?;
+                let sc = scratch
+                    .distance
+                    .get_or_insert_with(|| distance::Scratch::new(d));
+                d.values_into(species, rows, out, sc);
+            }
+            Method::Gp => {
+                let g = uq.gp.as_ref().ok_or_else(|| missing(method))?;
+                let sc = scratch.gp.get_or_insert_with(|| gp::Scratch::new(g));
+                g.values_into(species, rows, out, sc);
+            }
+            Method::Ensemble => return Err(missing(method)),
         }
-        Method::GammaLocal => {
-            let a = uq.local.as_ref().ok_or_else(|| missing(method))?;
-            scratch.cluster.clear();
-            scratch.cluster.resize(out.len(), 0);
-            a.gamma_local_batch(species, rows, out, &mut scratch.cluster, &mut scratch.gamma);
-        }
-        Method::Distance => {
-            let d = uq.distance.as_ref().ok_or_else(|| missing(method))?;
-            let sc = scratch
-                .distance
-                .get_or_insert_with(|| distance::Scratch::new(d));
-            d.values_into(species, rows, out, sc);
-        }
-        Method::Gp => {
-            let g = uq.gp.as_ref().ok_or_else(|| missing(method))?;
-            let sc = scratch.gp.get_or_insert_with(|| gp::Scratch::new(g));
-            g.values_into(species, rows, out, sc);
-        }
-        Method::Ensemble => return Err(missing(method)),
+        Ok(())
     }
-    Ok(())
-}
 
-/// Lower and upper uncertainty cutoffs of `method` for `species` stored by `aceuq calibrate`.
-pub fn stored_cutoffs(model: &Model, method: Method, species: usize) -> Option<(f64, f64)> {
-    let name = model.species.get(species)?;
-    model
-        .uq
-        .calibration
-        .iter()
-        .find(|c| c.method == method.name() && &c.species == name)
-        .map(|c| (c.u_c, c.u_max))
-}
+    /// Lower and upper uncertainty cutoffs of `method` for `species` stored by `aceuq calibrate`.
+    pub fn stored_cutoffs(
+        &self,
+        model: &Model,
+        method: Method,
+        species: usize,
+    ) -> Option<(f64, f64)> {
+        let name = model.species.get(species)?;
+        self.calibration
+            .iter()
+            .find(|c| c.method == method.name() && &c.species == name)
+            .map(|c| (c.u_c, c.u_max))
+    }
 
-/// Per-atom uncertainty of `method` for every atom of every structure (`[structure][atom]`).
-pub fn per_atom(
-    model: &Model,
-    data: &[Structure],
-    method: Method,
-) -> Result<Vec<Vec<f64>>, UqError> {
-    if !model.uq.methods().contains(&method) {
-        return Err(missing(method));
-    }
-    if method == Method::Ensemble {
-        return per_atom_ensemble(model, data);
-    }
-    let ns = model.nspecies();
-    data.par_iter()
-        .map_init(
-            || Workspace::new(model),
-            |ws, s| -> Result<Vec<f64>, UqError> {
-                let sp = model.map_species(s)?;
-                let nl =
-                    crate::neighbors::build(s, model.max_cutoff()).map_err(ModelError::from)?;
-                let mut rows: Vec<Vec<f64>> = vec![vec![]; ns];
-                let mut atoms: Vec<Vec<usize>> = vec![vec![]; ns];
-                let mut sj = Vec::new();
-                for i in 0..s.len() {
-                    let si = sp[i] as usize;
-                    let r = nl.range(i);
-                    sj.clear();
-                    sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
-                    let start = rows[si].len();
-                    rows[si].resize(start + model.nfuncs(si), 0.0);
-                    model.atom_descriptor(ws, si, &nl.rij[r], &sj, &mut rows[si][start..]);
-                    atoms[si].push(i);
-                }
-                let mut out = vec![0.0; s.len()];
-                let mut scratch = UqScratch::new(model);
-                for z in 0..ns {
-                    if atoms[z].is_empty() {
-                        continue;
+    /// Per-atom uncertainty of `method` for every atom of every structure (`[structure][atom]`).
+    pub fn per_atom(
+        &self,
+        model: &Model,
+        data: &[Structure],
+        method: Method,
+    ) -> Result<Vec<Vec<f64>>, UqError> {
+        if !self.methods().contains(&method) {
+            return Err(missing(method));
+        }
+        if method == Method::Ensemble {
+            return self.per_atom_ensemble(model, data);
+        }
+        let ns = model.nspecies();
+        data.par_iter()
+            .map_init(
+                || Workspace::new(model),
+                |ws, s| -> Result<Vec<f64>, UqError> {
+                    let sp = model.map_species(s)?;
+                    let nl =
+                        crate::neighbors::build(s, model.max_cutoff()).map_err(ModelError::from)?;
+                    let mut rows: Vec<Vec<f64>> = vec![vec![]; ns];
+                    let mut atoms: Vec<Vec<usize>> = vec![vec![]; ns];
+                    let mut sj = Vec::new();
+                    for i in 0..s.len() {
+                        let si = sp[i] as usize;
+                        let r = nl.range(i);
+                        sj.clear();
+                        sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
+                        let start = rows[si].len();
+                        rows[si].resize(start + model.nfuncs(si), 0.0);
+                        model.atom_descriptor(ws, si, &nl.rij[r], &sj, &mut rows[si][start..]);
+                        atoms[si].push(i);
                     }
-                    let mut vals = vec![0.0; atoms[z].len()];
-                    evaluate_rows(model, method, z, &rows[z], &mut vals, &mut scratch)?;
-                    for (&i, v) in atoms[z].iter().zip(vals) {
-                        out[i] = v;
+                    let mut out = vec![0.0; s.len()];
+                    let mut scratch = UqScratch::new(model, self);
+                    for z in 0..ns {
+                        if atoms[z].is_empty() {
+                            continue;
+                        }
+                        let mut vals = vec![0.0; atoms[z].len()];
+                        self.evaluate_rows(method, z, &rows[z], &mut vals, &mut scratch)?;
+                        for (&i, v) in atoms[z].iter().zip(vals) {
+                            out[i] = v;
+                        }
                     }
-                }
-                Ok(out)
-            },
-        )
-        .collect()
-}
+                    Ok(out)
+                },
+            )
+            .collect()
+    }
 
-/// Ensemble uncertainty of every atom (needs member forces, not only basis vectors).
-fn per_atom_ensemble(model: &Model, data: &[Structure]) -> Result<Vec<Vec<f64>>, UqError> {
-    let ens = model
-        .uq
-        .ensemble
-        .as_ref()
-        .ok_or_else(|| missing(Method::Ensemble))?;
-    data.par_iter()
-        .map_init(
-            || Workspace::new(model),
-            |ws, s| ens.sigma_structure(model, s, ws).map_err(UqError::from),
-        )
-        .collect()
+    /// Ensemble uncertainty of every atom (needs member forces, not only basis vectors).
+    fn per_atom_ensemble(
+        &self,
+        model: &Model,
+        data: &[Structure],
+    ) -> Result<Vec<Vec<f64>>, UqError> {
+        let ens = self
+            .ensemble
+            .as_ref()
+            .ok_or_else(|| missing(Method::Ensemble))?;
+        data.par_iter()
+            .map_init(
+                || Workspace::new(model),
+                |ws, s| ens.sigma_structure(model, s, ws).map_err(UqError::from),
+            )
+            .collect()
+    }
 }
 
 /// Basis vectors of many atoms of one species, row-major, with their provenance.
@@ -617,43 +633,48 @@ pub fn force_errors(model: &Model, data: &[Structure]) -> Result<Vec<Vec<f64>>, 
         .collect()
 }
 
-/// The clustered-local-D-optimality cluster of every atom (index into the species' clusters:
-/// the nearest k-means centroid, or the `config_type` cluster with the smallest grade).
-pub fn clusters_per_atom(model: &Model, data: &[Structure]) -> Result<Vec<Vec<usize>>, UqError> {
-    let local = model
-        .uq
-        .local
-        .as_ref()
-        .ok_or_else(|| missing(Method::GammaLocal))?;
-    data.par_iter()
-        .map_init(
-            || {
-                (
-                    Workspace::new(model),
-                    activeset::GammaScratch::for_model(model),
-                )
-            },
-            |(ws, scratch), s| -> Result<Vec<usize>, UqError> {
-                let sp = model.map_species(s)?;
-                let nl =
-                    crate::neighbors::build(s, model.max_cutoff()).map_err(ModelError::from)?;
-                let mut b = Vec::new();
-                let mut sj = Vec::new();
-                let mut out = Vec::with_capacity(s.len());
-                for i in 0..s.len() {
-                    let si = sp[i] as usize;
-                    let r = nl.range(i);
-                    sj.clear();
-                    sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
-                    b.clear();
-                    b.resize(model.nfuncs(si), 0.0);
-                    model.atom_descriptor(ws, si, &nl.rij[r], &sj, &mut b);
-                    out.push(local.gamma_local(si, &b, scratch).1);
-                }
-                Ok(out)
-            },
-        )
-        .collect()
+impl UqModel {
+    /// The clustered-local-D-optimality cluster of every atom (index into the species' clusters:
+    /// the nearest k-means centroid, or the `config_type` cluster with the smallest grade).
+    pub fn clusters_per_atom(
+        &self,
+        model: &Model,
+        data: &[Structure],
+    ) -> Result<Vec<Vec<usize>>, UqError> {
+        let local = self
+            .local
+            .as_ref()
+            .ok_or_else(|| missing(Method::GammaLocal))?;
+        data.par_iter()
+            .map_init(
+                || {
+                    (
+                        Workspace::new(model),
+                        activeset::GammaScratch::for_model(model),
+                    )
+                },
+                |(ws, scratch), s| -> Result<Vec<usize>, UqError> {
+                    let sp = model.map_species(s)?;
+                    let nl =
+                        crate::neighbors::build(s, model.max_cutoff()).map_err(ModelError::from)?;
+                    let mut b = Vec::new();
+                    let mut sj = Vec::new();
+                    let mut out = Vec::with_capacity(s.len());
+                    for i in 0..s.len() {
+                        let si = sp[i] as usize;
+                        let r = nl.range(i);
+                        sj.clear();
+                        sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
+                        b.clear();
+                        b.resize(model.nfuncs(si), 0.0);
+                        model.atom_descriptor(ws, si, &nl.rij[r], &sj, &mut b);
+                        out.push(local.gamma_local(si, &b, scratch).1);
+                    }
+                    Ok(out)
+                },
+            )
+            .collect()
+    }
 }
 
 /// Force errors and uncertainties of the atoms of each species (index = model species), for

@@ -246,7 +246,7 @@ impl Screen {
             let rhs = MatRef::from_column_major_slice(&sc.xf[..nb * m], m, nb);
             let dst = MatMut::from_column_major_slice_mut(&mut sc.cf[..nb * m], m, nb);
             matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, Par::Seq);
-            super::maxvol::clear_upper_simd_state();
+            crate::simd::clear_upper_simd_state();
             for i in 0..nb {
                 let [xn, bn] = sc.xn[i];
                 let b = row_of(rows, sel, b0 + i, m);

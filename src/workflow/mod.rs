@@ -12,7 +12,7 @@
 pub mod config;
 
 use crate::io::extxyz::{self, ReadOptions, WriteOptions};
-use crate::model::Model;
+use crate::potential::Potential;
 use crate::structure::{InfoValue, Structure};
 use crate::uq::activeset::{Settings as SelectSettings, StructureSource, select};
 use config::LoopConfig;
@@ -348,12 +348,12 @@ fn iteration(
     };
     // 1. Fit and calibrate.
     let model_path = dir.join("model.aceuq");
-    let model = if done(dir, "fit") {
-        crate::io::modelfile::load(&model_path).map_err(|e| err(e.to_string()))?
+    let pot = if done(dir, "fit") {
+        Potential::load(&model_path).map_err(|e| err(e.to_string()))?
     } else {
         let t = Instant::now();
         let (m, ntrain, natoms) = fit_and_calibrate(cfg, data, &format!("iteration {k}"))?;
-        crate::io::modelfile::save(&m, &model_path).map_err(|e| err(e.to_string()))?;
+        m.save(&model_path).map_err(|e| err(e.to_string()))?;
         mark(dir, "fit")?;
         say(&format!(
             "iteration {k}: fitted on {ntrain} structures ({natoms} atoms) in {:.1} s",
@@ -361,7 +361,8 @@ fn iteration(
         ));
         m
     };
-    if let Some((lo, hi)) = crate::uq::stored_cutoffs(&model, cfg.run.quantity, 0) {
+    let model = &pot.model;
+    if let Some((lo, hi)) = pot.stored_cutoffs(cfg.run.quantity, 0) {
         s.lower_cutoff = lo;
         s.upper_cutoff = hi;
     }
@@ -432,7 +433,7 @@ fn iteration(
     // 3. Select.
     let to_label = dir.join("to_label.xyz");
     if !done(dir, "select") {
-        let sets = model
+        let sets = pot
             .uq
             .active_set
             .as_ref()
@@ -522,7 +523,7 @@ fn fit_and_calibrate(
     cfg: &LoopConfig,
     data: &[Structure],
     what: &str,
-) -> Result<(Model, usize, usize), LoopError> {
+) -> Result<(Potential, usize, usize), LoopError> {
     let (train, valid): (Vec<Structure>, Vec<Structure>) = {
         let mut tr = vec![];
         let mut va = vec![];
@@ -538,7 +539,7 @@ fn fit_and_calibrate(
         }
         (tr, va)
     };
-    let mut m = crate::model::fit::fit(
+    let model = crate::model::fit::fit(
         &cfg.run.species,
         &cfg.basis,
         &cfg.fit,
@@ -552,7 +553,8 @@ fn fit_and_calibrate(
     if cfg.run.quantity == crate::uq::Method::GammaLocal && uq.clusters.is_none() {
         uq.clusters = Some(crate::uq::Partition::KMeans(4));
     }
-    crate::uq::build(&mut m, &train, &valid, &uq, false)
+    let mut m = Potential::new(model);
+    crate::uq::build(&m.model, &mut m.uq, &train, &valid, &uq, false)
         .map_err(|e| err(format!("{what}: uncertainty: {e}")))?;
     calibrate(cfg, &mut m, if valid.is_empty() { &train } else { &valid })?;
     let natoms = train.iter().map(|x| x.len()).sum();
@@ -586,7 +588,7 @@ fn final_model(
         let data = dataset(cfg, run_dir, k + 1)?;
         let t = Instant::now();
         let (m, ntrain, natoms) = fit_and_calibrate(cfg, &data, "final model")?;
-        crate::io::modelfile::save(&m, &path).map_err(|e| err(e.to_string()))?;
+        m.save(&path).map_err(|e| err(e.to_string()))?;
         say(&format!(
             "final model: fitted on {ntrain} structures ({natoms} atoms) in {:.1} s",
             t.elapsed().as_secs_f64()
@@ -595,8 +597,9 @@ fn final_model(
     write_text(&marker, &stamp)?;
     let mut line = format!("final model: {}", path.display());
     if !test.is_empty() {
-        let m = crate::io::modelfile::load(&path).map_err(|e| err(e.to_string()))?;
-        let a = crate::model::fit::evaluate(&m, test, "test").map_err(|e| err(e.to_string()))?;
+        let m = Potential::load(&path).map_err(|e| err(e.to_string()))?;
+        let a =
+            crate::model::fit::evaluate(&m.model, test, "test").map_err(|e| err(e.to_string()))?;
         line += &format!(
             " (test: force RMSE {:.1} meV/Å, energy RMSE {:.2} meV/atom)",
             a.force_rmse, a.energy_rmse
@@ -662,13 +665,13 @@ fn final_check(
 
 /// Calibrate the watched quantity on `valid` (falls back to training data when there is no
 /// validation set), with N = atoms × checks of the explorations.
-fn calibrate(cfg: &LoopConfig, m: &mut Model, data: &[Structure]) -> Result<(), LoopError> {
+fn calibrate(cfg: &LoopConfig, m: &mut Potential, data: &[Structure]) -> Result<(), LoopError> {
     let method = cfg.run.quantity;
-    let errors = crate::uq::force_errors(m, data).map_err(|e| err(e.to_string()))?;
-    let u = crate::uq::per_atom(m, data, method).map_err(|e| err(e.to_string()))?;
+    let errors = crate::uq::force_errors(&m.model, data).map_err(|e| err(e.to_string()))?;
+    let u = m.per_atom(data, method).map_err(|e| err(e.to_string()))?;
     let n_apply = cfg.run.pool_size.unwrap_or_else(|| estimate_pool(cfg));
-    let pairs = crate::uq::pairs_by_species(m, data, &errors, &u);
-    for (name, (es, us)) in m.species.clone().iter().zip(pairs) {
+    let pairs = crate::uq::pairs_by_species(&m.model, data, &errors, &u);
+    for (name, (es, us)) in m.model.species.clone().iter().zip(pairs) {
         if es.len() < 10 {
             return Err(err(format!(
                 "too few labelled {name} atoms ({}) to calibrate the cutoffs: start from more structures",

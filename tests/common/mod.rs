@@ -275,10 +275,29 @@ pub fn fit_model(rel: &str, n: usize, species: &[&str]) -> aceuq::model::Model {
     .expect("fit")
 }
 
+/// What [`save_model`] writes: a potential, or a bare model (without uncertainty estimators).
+pub trait Saveable {
+    fn save_to(&self, path: &Path);
+}
+
+impl Saveable for aceuq::Potential {
+    fn save_to(&self, path: &Path) {
+        self.save(path).expect("save model");
+    }
+}
+
+impl Saveable for aceuq::model::Model {
+    fn save_to(&self, path: &Path) {
+        aceuq::Potential::new(self.clone())
+            .save(path)
+            .expect("save model");
+    }
+}
+
 /// Writes a model into `dir` and returns its path.
-pub fn save_model(m: &aceuq::model::Model, dir: &Path, name: &str) -> PathBuf {
+pub fn save_model(m: &impl Saveable, dir: &Path, name: &str) -> PathBuf {
     let p = dir.join(name);
-    aceuq::io::modelfile::save(m, &p).expect("save model");
+    m.save_to(&p);
     p
 }
 

@@ -1,0 +1,52 @@
+//! The crate's error kinds: what went wrong, in the terms a caller acts on (fix an argument, fix
+//! a file, fix the data, refit the model, report a bug). The C ABI maps each kind to one status
+//! code in one place (`ffi`).
+//!
+//! Owns: [`Error`] and [`ErrorKind`]. Imports only the error types of the layers below it that
+//! it classifies.
+
+use crate::io::container::ContainerError;
+
+/// What kind of failure an [`Error`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A caller passed something inconsistent: sizes, indices, a missing output.
+    InvalidArgument,
+    /// A file could not be read or written.
+    Io,
+    /// A file is not a valid model (wrong format, truncated, corrupt).
+    Format,
+    /// The input data are unusable (non-finite positions, overlapping atoms, unknown species).
+    Data,
+    /// The model lacks what was asked for (an uncertainty method it was not built with, a
+    /// calibration it does not carry).
+    Missing,
+}
+
+/// An error with its kind and a message that names what is wrong and what to do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Error {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ContainerError> for Error {
+    fn from(e: ContainerError) -> Self {
+        let kind = match e {
+            ContainerError::Io { .. } => ErrorKind::Io,
+            _ => ErrorKind::Format,
+        };
+        Error::new(kind, e.to_string())
+    }
+}

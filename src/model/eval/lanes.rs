@@ -1,0 +1,1123 @@
+//! Lane passes: one sweep of an atom's DAG serving several coefficient sets at once (ensemble
+//! members, or the model and the ensemble's spread directions), in groups of
+//! [`LANES`](crate::simd::lanes::LANES) lanes, with a 256-bit (AVX2+FMA) and a 512-bit (AVX-512,
+//! two atoms of one species) path beside the portable one.
+
+use super::*;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::lanes::Avx;
+use crate::simd::lanes::{Group, LANES, Plain, axpy_mem};
+
+/// Energy tables of several coefficient sets over one species' basis (e.g. ensemble members),
+/// for [`Model::atom_energy_grad_members`]. The node coefficients are interleaved node-major with
+/// the member count padded to a multiple of 4 (`[node * width + k]`, zero for padding), so one
+/// reverse sweep over the DAG serves every member with fixed-width, vectorizable inner loops.
+/// Split like the model's own energy tables: `ct_int` over the `A`s and internal DAG nodes (in
+/// the renumbered order of the energy-only sweep), `leaf_c` over the leaves, which are folded
+/// into their parents and never get a slot of their own (most nodes are leaves).
+///
+/// Each lane also carries a weight of the core repulsion (1 for a complete model, 0 for a lane
+/// that holds a coefficient *difference*, whose core and one-body terms cancel).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemberTables {
+    species: usize,
+    n_members: usize,
+    width: usize,
+    ct_int: AlignedRows,
+    leaf_c: AlignedRows,
+    e0: Vec<f64>,
+    /// Core-repulsion weight per lane (`width` values, zero for padding).
+    core: Vec<f64>,
+}
+
+/// Values whose first element sits on a 64-byte boundary, so that table rows of 4 (or 8)
+/// values never straddle cache lines when read as vector registers. The buffer never moves
+/// once built (moving the struct moves only the handle); a clone is aligned afresh.
+#[derive(Default)]
+struct AlignedRows {
+    buf: Vec<f64>,
+    off: usize,
+    len: usize,
+}
+
+impl AlignedRows {
+    fn new(v: &[f64]) -> Self {
+        let mut buf = vec![];
+        let off = aligned_start(&mut buf, v.len());
+        buf[off..off + v.len()].copy_from_slice(v);
+        AlignedRows {
+            buf,
+            off,
+            len: v.len(),
+        }
+    }
+}
+
+impl std::ops::Deref for AlignedRows {
+    type Target = [f64];
+    fn deref(&self) -> &[f64] {
+        &self.buf[self.off..self.off + self.len]
+    }
+}
+
+impl Clone for AlignedRows {
+    fn clone(&self) -> Self {
+        AlignedRows::new(self)
+    }
+}
+
+impl PartialEq for AlignedRows {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for AlignedRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl MemberTables {
+    /// Centre species these tables are for.
+    pub fn species(&self) -> usize {
+        self.species
+    }
+    /// Number of coefficient sets (members).
+    pub fn n_members(&self) -> usize {
+        self.n_members
+    }
+    /// One-body energy of every member (eV).
+    pub fn e0(&self) -> &[f64] {
+        &self.e0
+    }
+    /// Weight of the core repulsion in every member's energy (1 or 0).
+    pub fn core_weights(&self) -> &[f64] {
+        &self.core[..self.n_members]
+    }
+}
+
+/// Where a monomial-DAG node lives in the split (energy-only) layout.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    /// An `A` or an internal node: index in `p` of the energy-only sweep.
+    Int(usize),
+    /// A leaf: index in `Derived::leaves`.
+    Leaf(usize),
+}
+
+/// The slot of every DAG node of `der`, as `Derived::new` split them (nodes with children are
+/// internal, renumbered in order after the `A`s; the others are leaves, at `leaf_pos`).
+fn node_slots(der: &crate::model::Derived) -> Vec<Slot> {
+    let na = der.dag.n_a;
+    let n = der.dag.len();
+    let mut has_child = vec![false; n];
+    for &[p, _] in &der.links {
+        has_child[p as usize] = true;
+    }
+    let mut slots: Vec<Slot> = (0..na).map(Slot::Int).collect();
+    let (mut ni, mut nl) = (0, 0);
+    for node in na..n {
+        if has_child[node] {
+            slots.push(Slot::Int(na + ni));
+            ni += 1;
+        } else {
+            slots.push(Slot::Leaf(der.leaf_pos[nl] as usize));
+            nl += 1;
+        }
+    }
+    debug_assert!(ni == der.internal.len() && nl == der.leaves.len());
+    slots
+}
+
+/// Grows `v` so that `len` values fit from its first 64-byte boundary on, and returns the
+/// index of that boundary: vector rows read from there never straddle cache lines (a row split
+/// across two lines costs two accesses).
+fn aligned_start(v: &mut Vec<f64>, len: usize) -> usize {
+    if v.len() < len + 8 {
+        v.resize(len + 8, 0.0);
+    }
+    v.as_ptr().align_offset(64).min(8)
+}
+
+/// Gradients of one neighbour for the lanes `first..first + LANES` (those below `out.len()`)
+/// from the contracted radial part and polynomial angular partials of each lane (`[rad, gx, gy,
+/// gz]`): the angular part projected once, the radial part (with the core factor `core`
+/// weighted per lane by `cw`) along the unit vector `un`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn lane_outputs(
+    lanes: [[f64; LANES]; 4],
+    un: [f64; 3],
+    rn: f64,
+    r: [f64; 3],
+    core: f64,
+    cw: &[f64],
+    first: usize,
+    out: &mut [[f64; 3]],
+) {
+    let [rad, gx, gy, gz] = lanes;
+    for c in 0..LANES {
+        let m = first + c;
+        if m < out.len() {
+            let gv = crate::basis::sph::project([gx[c], gy[c], gz[c]], un, 1.0 / rn);
+            let s = rad[c] / rn + core * cw[m];
+            out[m] = [gv[0] + s * r[0], gv[1] + s * r[1], gv[2] + s * r[2]];
+        }
+    }
+}
+
+/// Scratch of the two-atom contraction: per neighbour pair the radial values and derivatives
+/// repeated per lane, and each atom's core factors.
+#[derive(Clone, Debug, Default)]
+pub(super) struct PairScratch {
+    ge: Vec<f64>,
+    core0: Vec<f64>,
+    core1: Vec<f64>,
+}
+
+/// One atom of [`Model::atom_energy_grad_lanes_pair`]: its workspace, neighbours and outputs,
+/// as the arguments of [`Model::atom_energy_grad_lanes`].
+pub struct LaneAtom<'a> {
+    pub ws: &'a mut Workspace,
+    pub rij: &'a [[f64; 3]],
+    pub sj: &'a [u16],
+    pub energies: &'a mut [f64],
+    pub grads: &'a mut [[f64; 3]],
+    pub b: Option<&'a mut [f64]>,
+}
+
+/// Whether this CPU runs the two-atom lane pass in 512-bit registers.
+#[cfg(target_arch = "x86_64")]
+fn pair_simd() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+}
+
+impl Model {
+    /// Energy coefficient of every monomial-DAG node of species `s` for linear coefficients `c`
+    /// over the species' basis (the model's own evaluation tables hold this for `self.coefs`).
+    pub fn node_coefficients(
+        &self,
+        s: usize,
+        c: &[f64],
+    ) -> Result<Vec<f64>, crate::model::ModelError> {
+        let b = self.bases.get(s).ok_or_else(|| {
+            crate::model::ModelError::Data(format!("species index {s} out of range"))
+        })?;
+        if c.len() != b.len() {
+            return Err(crate::model::ModelError::Data(format!(
+                "species {}: {} coefficients for {} basis functions",
+                self.species[s],
+                c.len(),
+                b.len()
+            )));
+        }
+        let dag = &self.derived[s].dag;
+        let mut ct = vec![0.0; dag.len()];
+        for f in 0..b.len() {
+            for t in b.func_ptr[f] as usize..b.func_ptr[f + 1] as usize {
+                ct[dag.mono_node[b.func_mono[t] as usize] as usize] += c[f] * b.func_coef[t];
+            }
+        }
+        Ok(ct)
+    }
+
+    /// Interleaved energy tables of species `s` for the coefficient sets `coefs` (one per member,
+    /// each of length `nfuncs(s)`) with one-body energies `e0` (eV, one per member), every member
+    /// with the model's core repulsion.
+    pub fn member_tables(
+        &self,
+        s: usize,
+        coefs: &[&[f64]],
+        e0: &[f64],
+    ) -> Result<MemberTables, crate::model::ModelError> {
+        self.lane_tables(s, coefs, e0, &vec![1.0; coefs.len()])
+    }
+
+    /// [`Model::member_tables`] with a core-repulsion weight per member (`core[k]` = 1: member
+    /// `k` is a complete model; 0: it is a coefficient difference, without core repulsion).
+    pub fn lane_tables(
+        &self,
+        s: usize,
+        coefs: &[&[f64]],
+        e0: &[f64],
+        core: &[f64],
+    ) -> Result<MemberTables, crate::model::ModelError> {
+        let ne = coefs.len();
+        if ne == 0 || e0.len() != ne || core.len() != ne {
+            return Err(crate::model::ModelError::Data(format!(
+                "member tables need at least one member and one e0 and core weight per member (got {ne} coefficient sets, {} e0, {} core weights)",
+                e0.len(),
+                core.len()
+            )));
+        }
+        let width = ne.div_ceil(LANES) * LANES;
+        let slots = self.derived.get(s).map(node_slots).unwrap_or_default();
+        let der = self.derived.get(s);
+        let nint = der.map_or(0, |d| d.dag.n_a + d.internal.len());
+        let nleaf = der.map_or(0, |d| d.leaves.len());
+        let mut ct_int = vec![0.0; nint * width];
+        let mut leaf_c = vec![0.0; nleaf * width];
+        for (k, c) in coefs.iter().enumerate() {
+            for (node, v) in self.node_coefficients(s, c)?.into_iter().enumerate() {
+                match slots[node] {
+                    Slot::Int(i) => ct_int[i * width + k] = v,
+                    Slot::Leaf(l) => leaf_c[l * width + k] = v,
+                }
+            }
+        }
+        let mut cw = vec![0.0; width];
+        cw[..ne].copy_from_slice(core);
+        Ok(MemberTables {
+            species: s,
+            n_members: ne,
+            width,
+            ct_int: AlignedRows::new(&ct_int),
+            leaf_c: AlignedRows::new(&leaf_c),
+            e0: e0.to_vec(),
+            core: cw,
+        })
+    }
+
+    /// Energies and neighbour gradients of atom `i` for every member of `tables` at once: one `A`
+    /// accumulation and one forward sweep shared by all members, then one reverse sweep and one
+    /// force contraction carrying all members together (member-minor, in groups of 4 lanes, so
+    /// the inner loops are fixed-width and vectorize). `energies[k]` is member `k`'s atomic energy
+    /// (one-body and core included, as [`Model::atom_energy_grad`], the core weighted by the
+    /// table's core weight); `grads[j * n_members + k] = dE_i^(k)/dr_ij` for neighbour `j` (zero
+    /// outside the cutoff); `grads` must hold at least `rij.len() * n_members` entries.
+    /// Allocation-free once the workspace has grown to the member count and neighbour count.
+    #[allow(clippy::too_many_arguments)]
+    pub fn atom_energy_grad_members(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+    ) {
+        self.atom_energy_grad_lanes(ws, si, rij, sj, tables, energies, grads, None);
+    }
+
+    /// [`Model::atom_energy_grad_members`], and if `b` is given the basis vector `B_i` written
+    /// there (from the same forward sweep). With the model's own coefficients in one lane this
+    /// replaces [`Model::atom_energy_grad`]: that lane's energy and gradients equal its results
+    /// up to rounding (the lane kernel may use fused multiply-adds and sums the core term in
+    /// another order).
+    #[allow(clippy::too_many_arguments)]
+    pub fn atom_energy_grad_lanes(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+        b: Option<&mut [f64]>,
+    ) {
+        let ne = tables.n_members;
+        let nn = rij.len();
+        assert!(
+            tables.species == si,
+            "member tables are for species {}, the atom is species {si}",
+            tables.species
+        );
+        assert!(
+            energies.len() == ne && grads.len() >= nn * ne,
+            "energies must hold {ne} values and grads {} entries",
+            nn * ne
+        );
+        self.compute_a(ws, si, rij, sj);
+        self.members_dispatch(ws, si, rij, sj, tables, energies, grads, b.is_some());
+        if let Some(b) = b {
+            // The lane pass left the internal node and leaf values in `ws.p`.
+            self.basis_from_fused(ws, si, b);
+        }
+    }
+
+    /// [`Model::atom_energy_grad_lanes`] for two atoms of species `si` at once. On CPUs with
+    /// AVX-512 the two atoms' lane groups share one 512-bit register through the DAG sweeps,
+    /// which halves their instruction count; each lane sees the same operations in the same
+    /// order as in a single call, so the results are bitwise those of two single calls
+    /// (which is what runs on other CPUs).
+    pub fn atom_energy_grad_lanes_pair(
+        &self,
+        si: usize,
+        tables: &MemberTables,
+        atoms: [LaneAtom<'_>; 2],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if pair_simd() {
+                // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked by `pair_simd`).
+                unsafe { self.lanes_pair_avx512(si, tables, atoms) };
+                return;
+            }
+        }
+        for a in atoms {
+            self.atom_energy_grad_lanes(a.ws, si, a.rij, a.sj, tables, a.energies, a.grads, a.b);
+        }
+    }
+
+    /// [`Model::atom_energy_grad_members`] for an atom whose `A` and per-neighbour radial and
+    /// angular values are already in the workspace (after `atom_energy_grad` on the same
+    /// neighbours): the members' energies and gradients without recomputing the descriptors.
+    #[allow(clippy::too_many_arguments)]
+    pub fn members_from_state(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+    ) {
+        self.members_dispatch(ws, si, rij, sj, tables, energies, grads, false);
+    }
+
+    /// The lane pass with the kernel for this CPU; `leaves`: also leave the leaf monomial
+    /// values in `ws.p` (for `basis_from_fused`).
+    #[allow(clippy::too_many_arguments)]
+    fn members_dispatch(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+        leaves: bool,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                unsafe { self.members_avx2(ws, si, rij, sj, tables, energies, grads, leaves) };
+                return;
+            }
+        }
+        self.members_impl::<Plain>(ws, si, rij, sj, tables, energies, grads, leaves);
+    }
+
+    /// [`Model::members_from_state`] with the portable kernel whatever the CPU (to compare the
+    /// two builds in tests).
+    #[cfg(test)]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn members_portable(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+    ) {
+        self.compute_a(ws, si, rij, sj);
+        self.members_impl::<Plain>(ws, si, rij, sj, tables, energies, grads, false);
+    }
+
+    /// [`Model::members_from_state`] compiled with 256-bit vectors and fused multiply-adds: a
+    /// group of 4 member lanes is one register. Same operations in the same order as the
+    /// baseline build, but each multiply-add rounds once, so results differ from it (and from
+    /// [`Model::atom_energy_grad`]) at rounding level.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn members_avx2(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+        leaves: bool,
+    ) {
+        self.members_impl::<Avx>(ws, si, rij, sj, tables, energies, grads, leaves);
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn members_impl<V: Group>(
+        &self,
+        ws: &mut Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+        keep_leaves: bool,
+    ) {
+        let ne = tables.n_members;
+        let w = tables.width;
+        let groups = w / LANES;
+        assert!(tables.species == si && energies.len() == ne && grads.len() >= rij.len() * ne);
+        let der = &self.derived[si];
+        let na = der.dag.n_a;
+        let ni = der.internal.len();
+        let nint = na + ni;
+        assert!(
+            tables.ct_int.len() == nint * w
+                && tables.leaf_c.len() == der.leaves.len() * w
+                && tables.core.len() == w,
+            "member tables of another model"
+        );
+        // Internal node values (the energy-only sweep's: a few hundred products). Left in `ws.p`
+        // for `basis_from_fused`, followed by the leaf values if `keep_leaves`.
+        self.internal_values(ws, si);
+        // dpm[node * w + k] = dE^(k)/dp[node] over the A's and internal nodes: their own
+        // coefficients, then each leaf folded into its parent and its A, then the reverse sweep
+        // over the internal nodes. Energies accumulate lane-wise alongside.
+        let off = aligned_start(&mut ws.dpm, nint * w);
+        ws.dpm[off..off + nint * w].copy_from_slice(&tables.ct_int);
+        ws.macc.clear();
+        ws.macc.resize(w, 0.0);
+        {
+            // SAFETY: off + nint * w <= dpm.len() (resized above).
+            let dp = unsafe { ws.dpm.as_mut_ptr().add(off) };
+            // Internal values are read, leaf values (after them) written.
+            let (p, pleaf) = ws.p.split_at_mut(nint);
+            let (p, a) = (&*p, &ws.a);
+            let pleaf = pleaf.as_mut_ptr();
+            let (ct, lc) = (tables.ct_int.as_ptr(), tables.leaf_c.as_ptr());
+            let leaves = &der.leaves;
+            // Lane groups are independent: one group at a time keeps its energy accumulators in
+            // registers (two, to halve the addition chain; loops unrolled by two so that each
+            // step adds to a fixed accumulator).
+            for g in 0..groups {
+                let go = g * LANES;
+                // SAFETY (all row accesses below): rows of the (rows × w) tables and of dpm,
+                // `go + LANES <= w`. Leaf parents < na + ni and extras < na, internal links
+                // par < na + k and ex < na (validated in `Derived::new`); dpm holds
+                // (na + ni) * w values.
+                macro_rules! row {
+                    ($base:expr, $r:expr) => {
+                        unsafe { V::load(($base as *const f64).add($r * w + go)) }
+                    };
+                }
+                // One leaf: its energy into `e`, its reverse contributions into its parent's
+                // and its A's rows (`par` and `ex` may coincide: applied one after the other).
+                // A macro, not a closure: closures do not inherit the AVX2 target feature, and
+                // this one was not inlined.
+                macro_rules! leaf {
+                    ($l:expr, $e:expr) => {{
+                        let l = $l;
+                        let [par, ex] = leaves[l];
+                        let (par, ex) = (par as usize, ex as usize);
+                        // SAFETY: leaf parents < na + ni = p.len(), extras < na <= a.len()
+                        // (validated in `Derived::new`, lengths asserted above).
+                        let (pp, ae) = unsafe { (*p.get_unchecked(par), *a.get_unchecked(ex)) };
+                        if keep_leaves && g == 0 {
+                            // SAFETY: l < nl <= ws.p.len() - nint (asserted above).
+                            unsafe { *pleaf.add(l) = pp * ae };
+                        }
+                        let cv = row!(lc, l);
+                        unsafe {
+                            axpy_mem(dp.add(par * w + go), cv, ae);
+                            axpy_mem(dp.add(ex * w + go), cv, pp);
+                        }
+                        $e = V::madd(V::splat(pp * ae), cv, $e);
+                    }};
+                }
+                let (mut e0, mut e1) = (V::zero(), V::zero());
+                let mut n = 0;
+                while n + 1 < nint {
+                    e0 = V::madd(V::splat(p[n]), row!(ct, n), e0);
+                    e1 = V::madd(V::splat(p[n + 1]), row!(ct, n + 1), e1);
+                    n += 2;
+                }
+                if n < nint {
+                    e0 = V::madd(V::splat(p[n]), row!(ct, n), e0);
+                }
+                // Four energy accumulators: the leaves' multiply-adds into one or two were a
+                // chain bounded by the add latency.
+                let (mut e2, mut e3) = (V::zero(), V::zero());
+                let mut l = 0;
+                while l + 3 < leaves.len() {
+                    leaf!(l, e0);
+                    leaf!(l + 1, e1);
+                    leaf!(l + 2, e2);
+                    leaf!(l + 3, e3);
+                    l += 4;
+                }
+                while l < leaves.len() {
+                    leaf!(l, e0);
+                    l += 1;
+                }
+                e0 = V::add(e0, e2);
+                e1 = V::add(e1, e3);
+                for k in (0..ni).rev() {
+                    let [par, ex] = der.internal[k];
+                    let (par, ex) = (par as usize, ex as usize);
+                    // SAFETY: internal parents < na + k <= p.len(), extras < na <= a.len()
+                    // (validated in `Derived::new`).
+                    let (av, pv) = unsafe { (*a.get_unchecked(ex), *p.get_unchecked(par)) };
+                    // The source row na + k differs from both destinations (par, ex < na + k)
+                    // and is read first.
+                    let d = row!(dp, na + k);
+                    unsafe {
+                        axpy_mem(dp.add(par * w + go), d, av);
+                        axpy_mem(dp.add(ex * w + go), d, pv);
+                    }
+                }
+                let (e0, e1) = (e0.to_array(), e1.to_array());
+                for c in 0..LANES {
+                    ws.macc[go + c] = e0[c] + e1[c];
+                }
+            }
+        }
+        for (k, e) in energies.iter_mut().enumerate() {
+            *e = tables.e0[k] + ws.macc[k];
+        }
+        let dpm = &ws.dpm[off..off + na * w];
+        self.lane_forces::<V>(ws, si, rij, sj, tables, dpm, [w, LANES, 0], energies, grads);
+    }
+
+    /// The force contraction of the lane pass for one atom whose per-neighbour radial and
+    /// angular values are in `ws`, from the adjoints `dE^(k)/dA` in `dpm`: lane `c` of group `g`
+    /// of row `n` is `dpm[n * rs + g * gs + off + c]` with `[rs, gs, off] = layout` (one atom:
+    /// `[width, LANES, 0]`). Adds the core repulsion to `energies` (lanes weighted by the
+    /// table's core weights) and writes `grads` as [`Model::atom_energy_grad_members`].
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn lane_forces<V: Group>(
+        &self,
+        ws: &Workspace,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[u16],
+        tables: &MemberTables,
+        dpm: &[f64],
+        layout: [usize; 3],
+        energies: &mut [f64],
+        grads: &mut [[f64; 3]],
+    ) {
+        let ne = tables.n_members;
+        let groups = tables.width / LANES;
+        let [rs, gs, off0] = layout;
+        assert!(
+            groups > 0 && (groups - 1) * gs + off0 + LANES <= rs,
+            "lane layout {layout:?} does not fit {groups} groups"
+        );
+        assert!(energies.len() == ne && grads.len() >= rij.len() * ne);
+        for (k, (r, &z)) in rij.iter().zip(sj).enumerate() {
+            let out = &mut grads[k * ne..(k + 1) * ne];
+            if ws.rn[k] == 0.0 {
+                out.fill([0.0; 3]);
+                continue;
+            }
+            let core = self.lane_core(ws, si, k, z as usize, tables, energies);
+            self.lane_neighbor::<V>(ws, si, k, *r, z as usize, tables, dpm, layout, core, out);
+        }
+    }
+
+    /// The lane passes' forward sweep: the `A`s and the internal node values (a few hundred
+    /// products) into `ws.p`, where `basis_from_fused` finds them, with room after them for
+    /// the leaf values.
+    #[inline(always)]
+    fn internal_values(&self, ws: &mut Workspace, si: usize) {
+        let der = &self.derived[si];
+        let na = der.dag.n_a;
+        assert!(ws.p.len() >= na + der.internal.len() + der.leaves.len() && ws.a.len() >= na);
+        ws.p[..na].copy_from_slice(&ws.a[..na]);
+        for (k, &[par, ex]) in der.internal.iter().enumerate() {
+            ws.p[na + k] = ws.p[par as usize] * ws.a[ex as usize];
+        }
+    }
+
+    /// Core repulsion between the atom and its neighbour `k` (species `z`, inside the cutoff):
+    /// half of the pair energy added to the lanes that carry it (weighted by the tables' core
+    /// weights); returns the radial factor `dE_core/dr / (2 r)` of its gradient (0 outside the
+    /// core range).
+    #[inline(always)]
+    fn lane_core(
+        &self,
+        ws: &Workspace,
+        si: usize,
+        k: usize,
+        z: usize,
+        tables: &MemberTables,
+        energies: &mut [f64],
+    ) -> f64 {
+        let rn = ws.rn[k];
+        let (ec, dec) = self.core[si * self.nspecies() + z].energy_deriv(rn);
+        if ec != 0.0 || dec != 0.0 {
+            for (e, &c) in energies.iter_mut().zip(&tables.core) {
+                *e += c * (0.5 * ec);
+            }
+            0.5 * dec / rn
+        } else {
+            0.0
+        }
+    }
+
+    /// The lane gradients `out[m] = dE^(m)/dr_ij` of neighbour `k` (displacement `r`, species
+    /// `z`, inside the cutoff) from the adjoints in `dpm` (laid out as in
+    /// [`Model::lane_forces`]); `core`: its core-repulsion factor from [`Model::lane_core`].
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn lane_neighbor<V: Group>(
+        &self,
+        ws: &Workspace,
+        si: usize,
+        k: usize,
+        r: [f64; 3],
+        z: usize,
+        tables: &MemberTables,
+        dpm: &[f64],
+        layout: [usize; 3],
+        core: f64,
+        out: &mut [[f64; 3]],
+    ) {
+        let ne = tables.n_members;
+        let groups = tables.width / LANES;
+        let [rs, gs, off0] = layout;
+        let lay = &self.bases[si].layout;
+        let (nmax, nlm) = (ws.nmax, ws.nlm);
+        let cw = &tables.core;
+        let rn = ws.rn[k];
+        let g = &ws.g[k * nmax..(k + 1) * nmax];
+        let dg = &ws.dg[k * nmax..(k + 1) * nmax];
+        let y = &ws.y[k * nlm..(k + 1) * nlm];
+        let dy = &ws.dy[k * nlm..(k + 1) * nlm];
+        // Per group of lanes, everything in registers: for each (l, m), t = sum_n w g_n and
+        // u = sum_n w g'_n, then radial += u Y_lm and angular += t ∇Y_lm.
+        for grp in 0..groups {
+            let (mut rad, mut gx, mut gy, mut gz) = (V::zero(), V::zero(), V::zero(), V::zero());
+            for l in 0..=lay.lmax {
+                let d = 2 * l + 1;
+                let nlv = lay.nmax_l[l];
+                let start = lay.start(z, l);
+                assert!((start + nlv * d) * rs <= dpm.len() && nlv <= g.len());
+                for mm in 0..d {
+                    let (mut t, mut u) = (V::zero(), V::zero());
+                    for n in 0..nlv {
+                        let off = (start + n * d + mm) * rs + grp * gs + off0;
+                        // SAFETY: off + LANES <= (start + nlv * d) * rs <= dpm.len() (asserted
+                        // above; grp * gs + off0 + LANES <= rs, asserted by the caller); n < nlv
+                        // <= g.len() = dg.len().
+                        let (wv, gn, dgn) = unsafe {
+                            (
+                                V::load(dpm.as_ptr().add(off)),
+                                *g.get_unchecked(n),
+                                *dg.get_unchecked(n),
+                            )
+                        };
+                        t = V::madd(wv, V::splat(gn), t);
+                        u = V::madd(wv, V::splat(dgn), u);
+                    }
+                    let q = l * l + mm;
+                    let (yq, dyq) = (y[q], dy[q]);
+                    rad = V::madd(u, V::splat(yq), rad);
+                    gx = V::madd(t, V::splat(dyq[0]), gx);
+                    gy = V::madd(t, V::splat(dyq[1]), gy);
+                    gz = V::madd(t, V::splat(dyq[2]), gz);
+                }
+            }
+            let lanes = [rad.to_array(), gx.to_array(), gy.to_array(), gz.to_array()];
+            let first = grp * LANES;
+            lane_outputs(lanes, ws.un[k], rn, r, core, cw, first, &mut out[..ne]);
+        }
+    }
+
+    /// [`Model::lane_forces`] for the two atoms of the pair pass: neighbours of one species are
+    /// taken one from each atom and contracted together in 512-bit registers (atom 0's lanes
+    /// low, atom 1's high, as in `dpm`, layout `[2 × width, 8, 0 | LANES]`); the others one at a
+    /// time. Bitwise the single contraction: every lane sees the same operations in the same
+    /// order, and the core energies are added in neighbour order.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn lane_forces_pair(
+        &self,
+        ws: [&Workspace; 2],
+        si: usize,
+        rij: [&[[f64; 3]]; 2],
+        sj: [&[u16]; 2],
+        tables: &MemberTables,
+        dpm: &[f64],
+        energies: [&mut [f64]; 2],
+        grads: [&mut [[f64; 3]]; 2],
+        sc: &mut PairScratch,
+    ) {
+        use std::arch::x86_64::*;
+        let ne = tables.n_members;
+        let w = tables.width;
+        let groups = w / LANES;
+        let rs = 2 * w;
+        let (ens, outs) = (energies, grads);
+        let mut core = [std::mem::take(&mut sc.core0), std::mem::take(&mut sc.core1)];
+        // Core energies in neighbour order (as the single pass), and each neighbour's factor.
+        for a in 0..2 {
+            assert!(ens[a].len() == ne && outs[a].len() >= rij[a].len() * ne);
+            core[a].clear();
+            for (k, &z) in sj[a].iter().enumerate() {
+                core[a].push(if ws[a].rn[k] == 0.0 {
+                    outs[a][k * ne..(k + 1) * ne].fill([0.0; 3]);
+                    0.0
+                } else {
+                    self.lane_core(ws[a], si, k, z as usize, tables, ens[a])
+                });
+            }
+        }
+        let lay = &self.bases[si].layout;
+        let (nmax, nlm) = (ws[0].nmax, ws[0].nlm);
+        let ge_off = aligned_start(&mut sc.ge, 2 * nmax * 8);
+        for z in 0..self.nspecies() {
+            let inside = |a: usize| {
+                (0..rij[a].len()).filter(move |&k| sj[a][k] as usize == z && ws[a].rn[k] != 0.0)
+            };
+            let (mut i0, mut i1) = (inside(0), inside(1));
+            loop {
+                let (k0, k1) = match (i0.next(), i1.next()) {
+                    (Some(k0), Some(k1)) => (k0, k1),
+                    (None, None) => break,
+                    // A neighbour without a partner: alone, in its atom's half of the rows.
+                    (one0, one1) => {
+                        if let Some((a, k)) = one0.map(|k| (0, k)).or(one1.map(|k| (1, k))) {
+                            let out = &mut outs[a][k * ne..(k + 1) * ne];
+                            let layout = [rs, 8, a * LANES];
+                            let (r, c) = (rij[a][k], core[a][k]);
+                            self.lane_neighbor::<Avx>(
+                                ws[a], si, k, r, z, tables, dpm, layout, c, out,
+                            );
+                        }
+                        continue;
+                    }
+                };
+                let ks = [k0, k1];
+                // SAFETY: ge holds 2 nmax rows of 8; g/dg rows of nmax per neighbour; y/dy rows
+                // of nlm (q < (lmax + 1)^2 = nlm); dpm offsets as in `lane_neighbor`, with
+                // grp * 8 + 8 <= rs.
+                unsafe {
+                    let pair = |v0: f64, v1: f64| {
+                        _mm512_insertf64x4::<1>(_mm512_set1_pd(v0), _mm256_set1_pd(v1))
+                    };
+                    let ge = sc.ge.as_mut_ptr().add(ge_off);
+                    for n in 0..nmax {
+                        let (x0, x1) = (
+                            ws[0].g.as_ptr().add(k0 * nmax + n),
+                            ws[1].g.as_ptr().add(k1 * nmax + n),
+                        );
+                        _mm512_storeu_pd(ge.add(n * 8), pair(*x0, *x1));
+                        let (d0, d1) = (
+                            ws[0].dg.as_ptr().add(k0 * nmax + n),
+                            ws[1].dg.as_ptr().add(k1 * nmax + n),
+                        );
+                        _mm512_storeu_pd(ge.add((nmax + n) * 8), pair(*d0, *d1));
+                    }
+                    let (y0, y1) = (
+                        ws[0].y.as_ptr().add(k0 * nlm),
+                        ws[1].y.as_ptr().add(k1 * nlm),
+                    );
+                    let (dy0, dy1) = (
+                        ws[0].dy.as_ptr().add(k0 * nlm),
+                        ws[1].dy.as_ptr().add(k1 * nlm),
+                    );
+                    for grp in 0..groups {
+                        let z8 = _mm512_setzero_pd();
+                        let (mut rad, mut gx, mut gy, mut gz) = (z8, z8, z8, z8);
+                        for l in 0..=lay.lmax {
+                            let d = 2 * l + 1;
+                            let nlv = lay.nmax_l[l];
+                            let start = lay.start(z, l);
+                            assert!((start + nlv * d) * rs <= dpm.len() && nlv <= nmax);
+                            for mm in 0..d {
+                                let (mut t, mut u) = (z8, z8);
+                                for n in 0..nlv {
+                                    let wv = _mm512_loadu_pd(
+                                        dpm.as_ptr().add((start + n * d + mm) * rs + grp * 8),
+                                    );
+                                    t = _mm512_fmadd_pd(wv, _mm512_loadu_pd(ge.add(n * 8)), t);
+                                    u = _mm512_fmadd_pd(
+                                        wv,
+                                        _mm512_loadu_pd(ge.add((nmax + n) * 8)),
+                                        u,
+                                    );
+                                }
+                                let q = l * l + mm;
+                                let (a0, a1) = (*dy0.add(q), *dy1.add(q));
+                                rad = _mm512_fmadd_pd(u, pair(*y0.add(q), *y1.add(q)), rad);
+                                gx = _mm512_fmadd_pd(t, pair(a0[0], a1[0]), gx);
+                                gy = _mm512_fmadd_pd(t, pair(a0[1], a1[1]), gy);
+                                gz = _mm512_fmadd_pd(t, pair(a0[2], a1[2]), gz);
+                            }
+                        }
+                        let mut v = [[0.0; 8]; 4];
+                        for (dst, src) in v.iter_mut().zip([rad, gx, gy, gz]) {
+                            _mm512_storeu_pd(dst.as_mut_ptr(), src);
+                        }
+                        for a in 0..2 {
+                            let k = ks[a];
+                            let half = |x: &[f64; 8]| -> [f64; LANES] {
+                                std::array::from_fn(|c| x[a * LANES + c])
+                            };
+                            let lanes = [half(&v[0]), half(&v[1]), half(&v[2]), half(&v[3])];
+                            let out = &mut outs[a][k * ne..(k + 1) * ne];
+                            lane_outputs(
+                                lanes,
+                                ws[a].un[k],
+                                ws[a].rn[k],
+                                rij[a][k],
+                                core[a][k],
+                                &tables.core,
+                                grp * LANES,
+                                out,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        [sc.core0, sc.core1] = core;
+    }
+
+    /// The two-atom lane pass with 512-bit registers (see
+    /// [`Model::atom_energy_grad_lanes_pair`]): per group of lanes, atom 0's lanes in the low
+    /// and atom 1's in the high half of each register. The adjoints `dE/dp` of both atoms go in
+    /// atom 0's workspace (`dpm`, rows of `2 × width`: per group, atom 0's lanes then atom 1's),
+    /// and the node values repeated per lane in `pe`. Bitwise equal to two calls of the AVX2
+    /// kernel: the same fused multiply-adds and products on every lane, in the same order.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn lanes_pair_avx512(&self, si: usize, tables: &MemberTables, atoms: [LaneAtom<'_>; 2]) {
+        // SAFETY: the caller's contract (the same CPU features).
+        unsafe {
+            match tables.width / LANES {
+                1 => self.lanes_pair_avx512_g::<1>(si, tables, atoms),
+                2 => self.lanes_pair_avx512_g::<2>(si, tables, atoms),
+                _ => self.lanes_pair_avx512_g::<0>(si, tables, atoms),
+            }
+        }
+    }
+
+    /// [`Model::lanes_pair_avx512`] for `G` lane groups (`G` = 0: any number, read from the
+    /// tables), so that the row strides of the common cases are constants.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn lanes_pair_avx512_g<const G: usize>(
+        &self,
+        si: usize,
+        tables: &MemberTables,
+        atoms: [LaneAtom<'_>; 2],
+    ) {
+        use std::arch::x86_64::*;
+        let [a0, a1] = atoms;
+        let groups = if G > 0 { G } else { tables.width / LANES };
+        assert_eq!(
+            groups * LANES,
+            tables.width,
+            "member tables of another width"
+        );
+        let (ne, w) = (tables.n_members, groups * LANES);
+        assert!(
+            tables.species == si,
+            "member tables are for species {}, the atoms are species {si}",
+            tables.species
+        );
+        for a in [&a0, &a1] {
+            assert!(
+                a.energies.len() == ne && a.grads.len() >= a.rij.len() * ne,
+                "energies must hold {ne} values and grads {} entries",
+                a.rij.len() * ne
+            );
+        }
+        let der = &self.derived[si];
+        let na = der.dag.n_a;
+        let ni = der.internal.len();
+        let nl = der.leaves.len();
+        let nint = na + ni;
+        assert!(
+            tables.ct_int.len() == nint * w
+                && tables.leaf_c.len() == nl * w
+                && tables.core.len() == w,
+            "member tables of another model"
+        );
+        let w2 = 2 * w;
+        let LaneAtom {
+            ws: ws0,
+            rij: rij0,
+            sj: sj0,
+            energies: en0,
+            grads: g0,
+            b: b0,
+        } = a0;
+        let LaneAtom {
+            ws: ws1,
+            rij: rij1,
+            sj: sj1,
+            energies: en1,
+            grads: g1,
+            b: b1,
+        } = a1;
+        // Per atom: A, then the internal node values (as the single pass computes them).
+        self.compute_a(ws0, si, rij0, sj0);
+        self.compute_a(ws1, si, rij1, sj1);
+        self.internal_values(ws0, si);
+        self.internal_values(ws1, si);
+        let pe_off = aligned_start(&mut ws0.pe, nint * 2 * LANES);
+        let dp_off = aligned_start(&mut ws0.dpm, nint * w2);
+        ws0.macc.clear();
+        ws0.macc.resize(w2, 0.0);
+        let ct = tables.ct_int.as_ptr();
+        let lc = tables.leaf_c.as_ptr();
+        // SAFETY (every raw access below): `pe` holds nint rows of 8, `dpm` nint rows of w2,
+        // `ct_int` nint rows of w and `leaf_c` nl rows of w (asserted or resized above), and
+        // every group offset satisfies go + LANES <= w, go8 + 8 <= w2. Node indices as in the
+        // single pass: internal parents < na + k, leaf parents < nint, extras < na (validated
+        // in `Derived::new`); leaf values go to p[nint + l] < p.len() (asserted above).
+        unsafe {
+            let pe = ws0.pe.as_mut_ptr().add(pe_off);
+            let (p0, p1) = (ws0.p.as_mut_ptr(), ws1.p.as_mut_ptr());
+            for n in 0..nint {
+                let v =
+                    _mm512_insertf64x4::<1>(_mm512_set1_pd(*p0.add(n)), _mm256_set1_pd(*p1.add(n)));
+                _mm512_storeu_pd(pe.add(n * 8), v);
+            }
+            let dp = ws0.dpm.as_mut_ptr().add(dp_off);
+            for n in 0..nint {
+                for g in 0..groups {
+                    let c = _mm256_loadu_pd(ct.add(n * w + g * LANES));
+                    _mm512_storeu_pd(dp.add(n * w2 + g * 8), _mm512_broadcast_f64x4(c));
+                }
+            }
+            let (pl0, pl1) = (p0.add(nint), p1.add(nint));
+            let keep = b0.is_some() || b1.is_some();
+            let leaves = &der.leaves;
+            for g in 0..groups {
+                let (go, go8) = (g * LANES, g * 8);
+                // Row `r` of a (rows × w) table, this group's lanes repeated for both atoms (a
+                // macro: closures may not inherit the target features).
+                macro_rules! row {
+                    ($base:expr, $r:expr) => {
+                        _mm512_broadcast_f64x4(_mm256_loadu_pd($base.add($r * w + go)))
+                    };
+                }
+                macro_rules! leaf {
+                    ($l:expr, $e:expr, $keep:expr) => {{
+                        let l = $l;
+                        let [par, ex] = *leaves.get_unchecked(l);
+                        let (par, ex) = (par as usize, ex as usize);
+                        let pp = _mm512_loadu_pd(pe.add(par * 8));
+                        let ae = _mm512_loadu_pd(pe.add(ex * 8));
+                        let v = _mm512_mul_pd(pp, ae);
+                        if $keep {
+                            *pl0.add(l) = _mm512_cvtsd_f64(v);
+                            *pl1.add(l) = _mm256_cvtsd_f64(_mm512_extractf64x4_pd::<1>(v));
+                        }
+                        let cv = row!(lc, l);
+                        let dpar = dp.add(par * w2 + go8);
+                        _mm512_storeu_pd(dpar, _mm512_fmadd_pd(ae, cv, _mm512_loadu_pd(dpar)));
+                        let dex = dp.add(ex * w2 + go8);
+                        _mm512_storeu_pd(dex, _mm512_fmadd_pd(pp, cv, _mm512_loadu_pd(dex)));
+                        $e = _mm512_fmadd_pd(v, cv, $e);
+                    }};
+                }
+                let (mut e0, mut e1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+                let mut n = 0;
+                while n + 1 < nint {
+                    e0 = _mm512_fmadd_pd(_mm512_loadu_pd(pe.add(n * 8)), row!(ct, n), e0);
+                    e1 = _mm512_fmadd_pd(_mm512_loadu_pd(pe.add((n + 1) * 8)), row!(ct, n + 1), e1);
+                    n += 2;
+                }
+                if n < nint {
+                    e0 = _mm512_fmadd_pd(_mm512_loadu_pd(pe.add(n * 8)), row!(ct, n), e0);
+                }
+                let (mut e2, mut e3) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+                // The loop twice, with the leaf-value stores and without (a constant flag).
+                macro_rules! leaves {
+                    ($keep:expr) => {{
+                        let mut l = 0;
+                        while l + 3 < nl {
+                            leaf!(l, e0, $keep);
+                            leaf!(l + 1, e1, $keep);
+                            leaf!(l + 2, e2, $keep);
+                            leaf!(l + 3, e3, $keep);
+                            l += 4;
+                        }
+                        while l < nl {
+                            leaf!(l, e0, $keep);
+                            l += 1;
+                        }
+                    }};
+                }
+                if keep && g == 0 {
+                    leaves!(true);
+                } else {
+                    leaves!(false);
+                }
+                let e0 = _mm512_add_pd(e0, e2);
+                let e1 = _mm512_add_pd(e1, e3);
+                for k in (0..ni).rev() {
+                    let [par, ex] = *der.internal.get_unchecked(k);
+                    let (par, ex) = (par as usize, ex as usize);
+                    let av = _mm512_loadu_pd(pe.add(ex * 8));
+                    let pv = _mm512_loadu_pd(pe.add(par * 8));
+                    let d = _mm512_loadu_pd(dp.add((na + k) * w2 + go8));
+                    let dpar = dp.add(par * w2 + go8);
+                    _mm512_storeu_pd(dpar, _mm512_fmadd_pd(av, d, _mm512_loadu_pd(dpar)));
+                    let dex = dp.add(ex * w2 + go8);
+                    _mm512_storeu_pd(dex, _mm512_fmadd_pd(pv, d, _mm512_loadu_pd(dex)));
+                }
+                let (mut s0, mut s1) = ([0.0; 8], [0.0; 8]);
+                _mm512_storeu_pd(s0.as_mut_ptr(), e0);
+                _mm512_storeu_pd(s1.as_mut_ptr(), e1);
+                for c in 0..8 {
+                    ws0.macc[go8 + c] = s0[c] + s1[c];
+                }
+            }
+        }
+        for k in 0..ne {
+            let (g, c) = (k / LANES, k % LANES);
+            en0[k] = tables.e0[k] + ws0.macc[g * 8 + c];
+            en1[k] = tables.e0[k] + ws0.macc[g * 8 + LANES + c];
+        }
+        let dpm = &ws0.dpm[dp_off..dp_off + na * w2];
+        let mut sc = std::mem::take(&mut ws1.pair);
+        // SAFETY: the CPU features of this function.
+        unsafe {
+            self.lane_forces_pair(
+                [&*ws0, &*ws1],
+                si,
+                [rij0, rij1],
+                [sj0, sj1],
+                tables,
+                dpm,
+                [en0, en1],
+                [g0, g1],
+                &mut sc,
+            )
+        };
+        ws1.pair = sc;
+        if let Some(b) = b0 {
+            self.basis_from_fused(ws0, si, b);
+        }
+        if let Some(b) = b1 {
+            self.basis_from_fused(ws1, si, b);
+        }
+    }
+}
