@@ -69,6 +69,9 @@
 //! real columns [`WriteOptions::arrays`] (default `%.6g`); energy, lattice, virial and real
 //! info values are written with full (round-trip) precision. [`write_file_atomic`] writes a
 //! whole file through a temporary file and a rename, so a reader never sees a half file.
+//! [`append_frame`] appends one frame ([`AppendFrame`]) to a file shared by concurrent writers:
+//! one locked append and fsync, after cutting off an incomplete last frame left by a killed
+//! writer.
 //!
 //! Reading what was written gives back the same structure, up to the written precision, with
 //! three exceptions inherent to the format (ASE behaves the same): an [`InfoValue::Str`] whose
@@ -77,11 +80,13 @@
 //! because ASE misreads `key=""` followed by another key), and a one-element
 //! [`InfoValue::Reals`] comes back as [`InfoValue::Real`].
 
+mod append;
 mod error;
 mod parse;
 mod reader;
 mod writer;
 
+pub use append::{AppendError, AppendFrame, append_frame};
 pub use error::{ExtxyzError, Warning, WarningCallback};
 pub use reader::{ReadOptions, Reader, read_file, read_str};
 pub use writer::{RealFormat, WriteOptions, frame_to_string, write_file_atomic, write_frame};
