@@ -816,16 +816,7 @@ pub unsafe extern "C" fn aceuq_append_frame(
         let pbc = unsafe { slice(fr.pbc, 3, "pbc") }?;
         let x = unsafe { slice(fr.x, 3 * n, "x") }?;
         let species = unsafe { slice(fr.species, n, "species") }?;
-        let mut s = crate::Structure {
-            cell: Some([
-                [cell[0], cell[1], cell[2]],
-                [cell[3], cell[4], cell[5]],
-                [cell[6], cell[7], cell[8]],
-            ]),
-            pbc: [pbc[0] != 0, pbc[1] != 0, pbc[2] != 0],
-            positions: x.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
-            ..Default::default()
-        };
+        let mut symbols = Vec::with_capacity(n);
         for &sp in species {
             let Some(name) = usize::try_from(sp)
                 .ok()
@@ -836,151 +827,51 @@ pub unsafe extern "C" fn aceuq_append_frame(
                     format!("species index {sp} out of range"),
                 );
             };
-            s.symbols.push(name.clone());
+            symbols.push(name.as_str());
         }
-        if !fr.ids.is_null() {
-            let ids = unsafe { slice(fr.ids, n, "ids") }?;
-            s.arrays.push((
-                "id".into(),
-                crate::structure::PropData::Int {
-                    ncols: 1,
-                    data: ids.to_vec(),
-                },
-            ));
-        }
+        let ids = if fr.ids.is_null() {
+            None
+        } else {
+            Some(unsafe { slice(fr.ids, n, "ids") }?)
+        };
         let names = unsafe { slice(fr.col_names, fr.ncols as usize, "col_names") }?;
         let vals = unsafe { slice(fr.col_values, fr.ncols as usize, "col_values") }?;
+        let mut columns = Vec::with_capacity(names.len());
         for (&nm, &v) in names.iter().zip(vals) {
             let nm = unsafe { cstr(nm, "column name") }?;
             let v = unsafe { slice(v, n, "column values") }?;
-            s.set_real_array(nm, 1, v.to_vec());
+            columns.push((nm, v));
         }
         let keys = unsafe { slice(fr.info_keys, fr.ninfo as usize, "info_keys") }?;
         let values = unsafe { slice(fr.info_values, fr.ninfo as usize, "info_values") }?;
+        let mut info = Vec::with_capacity(keys.len());
         for (&k, &v) in keys.iter().zip(values) {
             let k = unsafe { cstr(k, "info key") }?;
             let v = unsafe { cstr(v, "info value") }?;
-            let val = if let Ok(i) = v.parse::<i64>() {
-                crate::structure::InfoValue::Int(i)
-            } else if let Ok(f) = v.parse::<f64>() {
-                crate::structure::InfoValue::Real(f)
-            } else {
-                crate::structure::InfoValue::Str(v.to_string())
-            };
-            if k == "config_type" {
-                s.config_type = Some(v.to_string());
-            } else {
-                s.info.insert(k.to_string(), val);
-            }
+            info.push((k, v));
         }
-        let text = crate::io::extxyz::frame_to_string(&s, &Default::default())
-            .map_err(|e| Failure(aceuq_status_t::ACEUQ_STATUS_DATA, e.to_string()))?;
-        append_whole(Path::new(path), text.as_bytes()).map_err(|e| {
-            Failure(
-                aceuq_status_t::ACEUQ_STATUS_IO,
-                format!("cannot append to {path}: {e}"),
-            )
+        let positions: Vec<[f64; 3]> = x.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect();
+        let frame = crate::io::extxyz::AppendFrame {
+            cell: [
+                [cell[0], cell[1], cell[2]],
+                [cell[3], cell[4], cell[5]],
+                [cell[6], cell[7], cell[8]],
+            ],
+            pbc: [pbc[0] != 0, pbc[1] != 0, pbc[2] != 0],
+            symbols: &symbols,
+            positions: &positions,
+            ids,
+            columns: &columns,
+            info: &info,
+        };
+        crate::io::extxyz::append_frame(Path::new(path), &frame).map_err(|e| {
+            let status = match e {
+                crate::io::extxyz::AppendError::Frame(_) => aceuq_status_t::ACEUQ_STATUS_DATA,
+                crate::io::extxyz::AppendError::Io { .. } => aceuq_status_t::ACEUQ_STATUS_IO,
+            };
+            Failure(status, e.to_string())
         })
     })
-}
-
-/// Append bytes with one write on an O_APPEND descriptor, then fsync, holding an exclusive
-/// advisory lock (so that appenders in other processes never interleave with the repair below).
-///
-/// The first append of a process to a file first repairs it: a writer killed mid-append leaves
-/// an incomplete last frame, and appending after it would bury it mid-file, where every reader
-/// fails. It is cut back to the last whole frame (what a reader drops anyway).
-fn append_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    static CHECKED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    lock_exclusive(&f)?;
-    let first = {
-        let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
-        let key = path.to_path_buf();
-        let first = !checked.contains(&key);
-        if first {
-            checked.push(key);
-        }
-        first
-    };
-    if first {
-        drop_incomplete_tail(path, &f)?;
-    }
-    f.write_all(bytes)?;
-    f.sync_data()
-    // The lock is released when `f` closes.
-}
-
-/// Exclusive advisory lock (`flock(LOCK_EX)`), released when the file is closed. Called
-/// directly: `File::lock` needs Rust 1.89, above this crate's minimum.
-#[cfg(unix)]
-fn lock_exclusive(f: &std::fs::File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    unsafe extern "C" {
-        fn flock(fd: std::ffi::c_int, operation: std::ffi::c_int) -> std::ffi::c_int;
-    }
-    const LOCK_EX: std::ffi::c_int = 2;
-    loop {
-        // SAFETY: a valid open descriptor; flock has no other preconditions.
-        if unsafe { flock(f.as_raw_fd(), LOCK_EX) } == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn lock_exclusive(_f: &std::fs::File) -> std::io::Result<()> {
-    Ok(())
-}
-
-/// Truncate `path` (open as `f`) to its whole frames if its last frame is incomplete. Anything
-/// that does not read as extended XYZ up to that tail is left alone.
-pub(crate) fn drop_incomplete_tail(path: &Path, f: &std::fs::File) -> std::io::Result<()> {
-    use std::io::BufRead;
-    if f.metadata()?.len() == 0 {
-        return Ok(());
-    }
-    let opts = crate::io::extxyz::ReadOptions {
-        allow_truncated_tail: true,
-        ..Default::default()
-    };
-    let Ok(mut reader) = crate::io::extxyz::Reader::open(path, opts) else {
-        return Ok(());
-    };
-    // The incomplete frame starts right after the last whole one (the warning's line is where
-    // the damage was found, which may be inside the frame).
-    let mut line = 1;
-    for frame in &mut reader {
-        match frame {
-            Ok(s) => line = s.origin.line + s.len() + 2,
-            Err(_) => return Ok(()),
-        }
-    }
-    match reader.dropped_tail() {
-        Some(w) if w.line >= line => {}
-        _ => return Ok(()),
-    }
-    // Byte offset of the start of 1-based line `line` (the incomplete frame's atom count).
-    let mut r = std::io::BufReader::new(std::fs::File::open(path)?);
-    let (mut offset, mut buf) = (0u64, Vec::new());
-    for _ in 1..line {
-        buf.clear();
-        let n = r.read_until(b'\n', &mut buf)?;
-        if n == 0 || buf.last() != Some(&b'\n') {
-            return Ok(());
-        }
-        offset += n as u64;
-    }
-    f.set_len(offset)?;
-    f.sync_data()
 }
 
 /// Statistical cutoffs of `method` for species `species` stored by `aceuq calibrate`: the lower

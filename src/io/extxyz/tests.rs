@@ -1,8 +1,14 @@
 //! Unit tests of the extended XYZ reader and writer.
 
+use super::parse::classify;
+use super::writer::push_g;
 use super::*;
+use crate::structure::{InfoValue, Origin, PropData, Structure};
 use proptest::prelude::*;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 fn data_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

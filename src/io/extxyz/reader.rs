@@ -1,0 +1,398 @@
+//! Reading: [`ReadOptions`], the streaming [`Reader`] (bounded line source, frame boundaries,
+//! truncated-tail handling) and the collecting [`read_file`] / [`read_str`]. The text of a frame
+//! is parsed by [`super::parse`].
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::Path;
+
+use super::error::{ExtxyzError, Warning, WarningCallback};
+use super::parse::{FrameBuilder, parse_header, truncate_for_message};
+use crate::structure::{Origin, Structure};
+
+/// Options for reading extended XYZ.
+#[derive(Clone)]
+pub struct ReadOptions {
+    /// Comment-line key holding the reference energy in eV (default `energy`). Only this exact
+    /// key is used; other energy-like keys stay in `info`.
+    pub energy_key: String,
+    /// Per-atom property (`R:3`) holding the reference forces in eV/Å (default `forces`).
+    pub forces_key: String,
+    /// Drop an incomplete last frame (fewer atom lines than its count, or a last line cut off
+    /// mid-way) instead of failing; it is reported through `on_warning` and
+    /// [`Reader::dropped_tail`]. Candidate files written by a killed run may end this way.
+    pub allow_truncated_tail: bool,
+    /// Called for each warning (a dropped tail). `None`: warnings are only recorded.
+    pub on_warning: Option<WarningCallback>,
+    /// Longest accepted line in bytes (default 16 MiB); bounds memory on corrupt input such as
+    /// a binary file with no newlines.
+    pub max_line_bytes: usize,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            energy_key: "energy".to_string(),
+            forces_key: "forces".to_string(),
+            allow_truncated_tail: false,
+            on_warning: None,
+            max_line_bytes: 16 << 20,
+        }
+    }
+}
+
+impl std::fmt::Debug for ReadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadOptions")
+            .field("energy_key", &self.energy_key)
+            .field("forces_key", &self.forces_key)
+            .field("allow_truncated_tail", &self.allow_truncated_tail)
+            .field(
+                "on_warning",
+                &self.on_warning.as_ref().map(|_| "<callback>"),
+            )
+            .field("max_line_bytes", &self.max_line_bytes)
+            .finish()
+    }
+}
+
+/// Read every frame of an extended XYZ file.
+///
+/// The file name in errors is `path` as given. See [`Reader`] for streaming.
+pub fn read_file(
+    path: impl AsRef<Path>,
+    opts: &ReadOptions,
+) -> Result<Vec<Structure>, ExtxyzError> {
+    Reader::open(path, opts.clone())?.collect()
+}
+
+/// Read every frame of extended XYZ text; `name` stands for the file name in errors and
+/// [`Origin::file`].
+pub fn read_str(text: &str, name: &str, opts: &ReadOptions) -> Result<Vec<Structure>, ExtxyzError> {
+    Reader::new(text.as_bytes(), name, opts.clone()).collect()
+}
+
+/// Streaming reader: an iterator over the frames of an extended XYZ input.
+///
+/// Memory is bounded by one frame plus one line, whatever the counts in the headers say. The
+/// iterator ends after the first error (the position in the input is then unreliable).
+///
+/// ```no_run
+/// use aceuq::io::extxyz::{ReadOptions, Reader};
+/// for frame in Reader::open("train.xyz", ReadOptions::default())? {
+///     let s = frame?;
+///     println!("{}: {} atoms", s.origin, s.len());
+/// }
+/// # Ok::<(), aceuq::io::extxyz::ExtxyzError>(())
+/// ```
+pub struct Reader<R> {
+    src: LineSource<R>,
+    file: String,
+    opts: ReadOptions,
+    frame: usize,
+    done: bool,
+    dropped_tail: Option<Warning>,
+}
+
+impl Reader<BufReader<File>> {
+    /// Open a file for streaming. The file name in errors is `path` as given.
+    pub fn open(path: impl AsRef<Path>, opts: ReadOptions) -> Result<Self, ExtxyzError> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let f = File::open(path).map_err(|source| ExtxyzError::Io {
+            file: name.clone(),
+            context: "cannot open for reading".to_string(),
+            source,
+        })?;
+        Ok(Reader::new(
+            BufReader::with_capacity(1 << 16, f),
+            &name,
+            opts,
+        ))
+    }
+}
+
+impl<R: BufRead> Reader<R> {
+    /// Wrap a buffered input; `name` stands for the file name in errors and origins.
+    pub fn new(input: R, name: &str, opts: ReadOptions) -> Self {
+        let max = opts.max_line_bytes.max(1);
+        Reader {
+            src: LineSource {
+                input,
+                buf: Vec::new(),
+                line_no: 0,
+                unterminated: false,
+                max,
+            },
+            file: name.to_string(),
+            opts,
+            frame: 0,
+            done: false,
+            dropped_tail: None,
+        }
+    }
+
+    /// The warning for an incomplete last frame dropped under
+    /// [`ReadOptions::allow_truncated_tail`], once the iterator has reached it.
+    pub fn dropped_tail(&self) -> Option<&Warning> {
+        self.dropped_tail.as_ref()
+    }
+
+    /// Number of lines consumed so far.
+    pub fn lines_read(&self) -> usize {
+        self.src.line_no
+    }
+
+    fn perr(&self, line: usize, message: String) -> ExtxyzError {
+        ExtxyzError::Parse {
+            file: self.file.clone(),
+            line,
+            message,
+        }
+    }
+
+    /// Read the next line, turning I/O and encoding errors into `ExtxyzError`.
+    fn next_line(&mut self) -> Result<bool, ExtxyzError> {
+        match self.src.read_line() {
+            Ok(got) => Ok(got),
+            Err(LineError::Io(source)) => Err(ExtxyzError::Io {
+                file: self.file.clone(),
+                context: format!("read error after line {}", self.src.line_no),
+                source,
+            }),
+            Err(LineError::TooLong) => Err(self.perr(
+                self.src.line_no + 1,
+                format!(
+                    "line is longer than {} bytes; this is not an extended XYZ file, or raise \
+                     ReadOptions::max_line_bytes",
+                    self.src.max
+                ),
+            )),
+        }
+    }
+
+    fn line_str(&self) -> Result<&str, ExtxyzError> {
+        std::str::from_utf8(&self.src.buf).map_err(|e| {
+            self.perr(
+                self.src.line_no,
+                format!(
+                    "line is not valid UTF-8 (byte {}); extended XYZ is text: check that this \
+                     is the right file",
+                    e.valid_up_to() + 1
+                ),
+            )
+        })
+    }
+
+    /// Parse one frame; `Ok(None)` at a clean end of input.
+    fn read_frame(&mut self) -> Result<Option<Structure>, ExtxyzError> {
+        // Count line; blank lines between frames and at the end are skipped.
+        loop {
+            if !self.next_line()? {
+                return Ok(None);
+            }
+            if !self.line_str()?.trim().is_empty() {
+                break;
+            }
+        }
+        let start = self.src.line_no;
+        let natoms = {
+            let t = self.line_str()?.trim();
+            t.parse::<u64>().map_err(|_| {
+                self.perr(
+                    start,
+                    format!(
+                        "expected the atom count of a new frame, found '{}'; each frame starts \
+                         with a line holding only its number of atoms (a wrong count in the \
+                         previous frame also leads here)",
+                        truncate_for_message(t)
+                    ),
+                )
+            })?
+        };
+
+        if !self.next_line()? {
+            return Err(ExtxyzError::Truncated {
+                file: self.file.clone(),
+                line: start,
+                expected: natoms,
+                found: 0,
+            });
+        }
+        let header = {
+            let text = self.line_str()?;
+            parse_header(text, &self.opts).map_err(|m| self.perr(start + 1, m))?
+        };
+
+        let mut frame = FrameBuilder::new(&header, natoms);
+        let mut found: u64 = 0;
+        while found < natoms {
+            if !self.next_line()? {
+                return Err(ExtxyzError::Truncated {
+                    file: self.file.clone(),
+                    line: start,
+                    expected: natoms,
+                    found,
+                });
+            }
+            let line_no = self.src.line_no;
+            let text = self.line_str()?;
+            frame
+                .push_atom(text, found + 1, &header)
+                .map_err(|m| self.perr(line_no, m))?;
+            found += 1;
+        }
+
+        let origin = Origin {
+            file: Some(self.file.clone()),
+            frame: self.frame,
+            line: start,
+        };
+        self.frame += 1;
+        Ok(Some(frame.finish(header, origin)))
+    }
+
+    /// Whether `e` describes an incomplete last frame that `allow_truncated_tail` may drop.
+    fn is_tail(&self, e: &ExtxyzError) -> bool {
+        match e {
+            ExtxyzError::Truncated { .. } => true,
+            // A last line without its newline that does not parse was cut off mid-write.
+            ExtxyzError::Parse { line, .. } => self.src.unterminated && *line == self.src.line_no,
+            _ => false,
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for Reader<R> {
+    type Item = Result<Structure, ExtxyzError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.read_frame() {
+            Ok(Some(s)) => Some(Ok(s)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                let tail = self.is_tail(&e);
+                if tail && self.opts.allow_truncated_tail {
+                    let line = e.line().unwrap_or(self.src.line_no);
+                    let w = Warning {
+                        file: self.file.clone(),
+                        line,
+                        message: format!(
+                            "dropped the incomplete last frame (frame {}): {}",
+                            self.frame,
+                            strip_location(&e)
+                        ),
+                    };
+                    if let Some(cb) = &self.opts.on_warning {
+                        cb(&w);
+                    }
+                    self.dropped_tail = Some(w);
+                    return None;
+                }
+                if tail
+                    && let ExtxyzError::Parse {
+                        file,
+                        line,
+                        message,
+                    } = e
+                {
+                    // Say that the line looks cut off, which is the likely root cause.
+                    return Some(Err(ExtxyzError::Parse {
+                        file,
+                        line,
+                        message: format!(
+                            "{message} (this last line has no newline: the file was probably \
+                             cut off; set allow_truncated_tail to drop the incomplete last frame)"
+                        ),
+                    }));
+                }
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+fn strip_location(e: &ExtxyzError) -> String {
+    match e {
+        ExtxyzError::Parse { message, .. } => message.clone(),
+        ExtxyzError::Truncated {
+            expected,
+            found,
+            line,
+            ..
+        } => format!(
+            "the frame at line {line} declares {expected} atoms but the file ends after {found} \
+             atom line(s)"
+        ),
+        other => other.to_string(),
+    }
+}
+
+enum LineError {
+    Io(io::Error),
+    TooLong,
+}
+
+/// Line reader with a length bound, reusing one buffer; strips `\n` and `\r\n`.
+struct LineSource<R> {
+    input: R,
+    buf: Vec<u8>,
+    line_no: usize,
+    /// The last line read ended at end of input without a newline.
+    unterminated: bool,
+    max: usize,
+}
+
+impl<R: BufRead> LineSource<R> {
+    fn read_line(&mut self) -> Result<bool, LineError> {
+        self.buf.clear();
+        // Keep the buffer from staying huge after one long line.
+        if self.buf.capacity() > (1 << 20) {
+            self.buf.shrink_to(1 << 12);
+        }
+        loop {
+            let avail = match self.input.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(LineError::Io(e)),
+            };
+            if avail.is_empty() {
+                if self.buf.is_empty() {
+                    return Ok(false);
+                }
+                self.line_no += 1;
+                self.unterminated = true;
+                self.strip_cr();
+                return Ok(true);
+            }
+            let (take, newline) = match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => (i, true),
+                None => (avail.len(), false),
+            };
+            if self.buf.len() + take > self.max {
+                return Err(LineError::TooLong);
+            }
+            self.buf.extend_from_slice(&avail[..take]);
+            self.input.consume(if newline { take + 1 } else { take });
+            if newline {
+                self.line_no += 1;
+                self.unterminated = false;
+                self.strip_cr();
+                return Ok(true);
+            }
+        }
+    }
+
+    fn strip_cr(&mut self) {
+        if self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+        }
+    }
+}
