@@ -46,10 +46,8 @@ FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
     if (key == "quantity") {
       method = PairAceUq::method_id(val);
       if (method < 0)
-        error->all(FLERR,
-                   "fix ace/uq/watch: unknown quantity '{}' (gamma, gamma_local, ensemble, "
-                   "distance, gp)",
-                   val);
+        error->all(FLERR, "fix ace/uq/watch: unknown quantity '{}' ({})", val,
+                   PairAceUq::method_names());
     } else if (key == "dump") {
       dumpfile = val;
     } else if (key == "lower") {

@@ -27,28 +27,32 @@
 
 using namespace LAMMPS_NS;
 
-namespace {
-const char *const METHOD_NAMES[PairAceUq::NMETHODS] = {"gamma", "gamma_local", "ensemble",
-                                                        "distance", "gp"};
-}
-
+// Method names, fit options and ids come from the library's one table (src/uq/method.rs) through
+// the C ABI; NMETHODS only sizes the arrays and is checked against the library in the constructor.
 const char *PairAceUq::method_name(int m)
 {
-  return (m >= 0 && m < NMETHODS) ? METHOD_NAMES[m] : "?";
+  const char *name = aceuq_method_name(m);
+  return name ? name : "?";
 }
 
 const char *PairAceUq::method_fit_option(int m)
 {
-  static const char *const options[NMETHODS] = {"--active-set", "--clusters K", "--ensemble N",
-                                                "--distance", "--gp"};
-  return (m >= 0 && m < NMETHODS) ? options[m] : "?";
+  const char *option = aceuq_method_fit_option(m);
+  return option ? option : "?";
 }
 
 int PairAceUq::method_id(const std::string &name)
 {
   for (int m = 0; m < NMETHODS; m++)
-    if (name == METHOD_NAMES[m]) return m;
+    if (name == method_name(m)) return m;
   return -1;
+}
+
+std::string PairAceUq::method_names()
+{
+  std::string names;
+  for (int m = 0; m < NMETHODS; m++) names += std::string(m ? ", " : "") + method_name(m);
+  return names;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -60,6 +64,11 @@ PairAceUq::PairAceUq(LAMMPS *lmp) :
   restartinfo = 0;
   one_coeff = 1;
   manybody_flag = 1;
+  // A plugin built against another version of the library's header would index the wrong arrays.
+  if (aceuq_method_count() != NMETHODS)
+    error->all(FLERR, "pair ace/uq: the aceuq library knows {} uncertainty methods, this plugin {}: "
+               "rebuild the plugin against the library's include/aceuq.h", aceuq_method_count(),
+               NMETHODS);
   for (int m = 0; m < NMETHODS; m++) {
     uq_selected[m] = 0;
     available[m] = 0;
@@ -120,10 +129,8 @@ void PairAceUq::settings(int narg, char **arg)
         const std::string part = list.substr(start, end - start);
         int m = method_id(part);
         if (m < 0)
-          error->all(FLERR,
-                     "pair_style ace/uq: unknown uncertainty method '{}' (known: gamma, "
-                     "gamma_local, ensemble, distance, gp)",
-                     part);
+          error->all(FLERR, "pair_style ace/uq: unknown uncertainty method '{}' (known: {})", part,
+                     method_names());
         uq_selected[m] = 1;
         uq_named = 1;
         start = end + 1;

@@ -60,6 +60,8 @@ class PairAceUq : public Pair {
   // The `aceuq fit` option that builds method m.
   static const char *method_fit_option(int m);
   static int method_id(const std::string &name);
+  // Every method name, comma separated (for error messages).
+  static std::string method_names();
 
  protected:
   aceuq_model_t *model;

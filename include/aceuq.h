@@ -56,7 +56,7 @@ typedef int32_t aceuq_method_t;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// Opaque model handle: the model plus the scratch memory used to evaluate it.
+// Opaque model handle: the potential and the scratch memory of its MD steps.
 typedef struct aceuq_model_t aceuq_model_t;
 
 // The atoms of one MPI rank, as LAMMPS holds them.
@@ -140,6 +140,17 @@ extern "C" {
 // The pointer refers to static storage: it is valid for the life of the process and must
 // not be freed. This function cannot fail.
 const char *aceuq_version(void);
+
+// Number of uncertainty methods the library knows (ids `0 .. count`, as in [`aceuq_method_t`]).
+int32_t aceuq_method_count(void);
+
+// Name of method `id` (`"gamma"`, `"gamma_local"`, ...), as used in LAMMPS inputs and files; NULL
+// for an unknown id. The string is static: never free it.
+const char *aceuq_method_name(int32_t id);
+
+// The `aceuq fit` option that builds method `id`'s estimator (e.g. `"--clusters K"`), for error
+// messages; NULL for an unknown id. The string is static: never free it.
+const char *aceuq_method_fit_option(int32_t id);
 
 // Message of the last failed call on this thread (NUL-terminated, UTF-8). Valid until the next
 // aceuq call on this thread; copy it if you need it longer. Never NULL.

@@ -6,6 +6,7 @@
 #![allow(clippy::needless_range_loop)] // index loops read like the formulas in numerical kernels
 
 pub mod basis;
+#[cfg(feature = "cli")]
 pub mod bench;
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -20,6 +21,7 @@ pub mod simd;
 pub mod stats;
 pub mod structure;
 pub mod uq;
+#[cfg(feature = "cli")]
 pub mod workflow;
 
 pub use potential::Potential;

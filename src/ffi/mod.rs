@@ -69,26 +69,41 @@ pub enum aceuq_method_t {
     ACEUQ_METHOD_GP = 4,
 }
 
+// The C enum's values are the methods' ids (positions in Method::ALL).
+const _: () = {
+    use aceuq_method_t::*;
+    assert!(ACEUQ_METHOD_GAMMA as usize == Method::Gamma as usize);
+    assert!(ACEUQ_METHOD_GAMMA_LOCAL as usize == Method::GammaLocal as usize);
+    assert!(ACEUQ_METHOD_ENSEMBLE as usize == Method::Ensemble as usize);
+    assert!(ACEUQ_METHOD_DISTANCE as usize == Method::Distance as usize);
+    assert!(ACEUQ_METHOD_GP as usize == Method::Gp as usize);
+};
+
 impl aceuq_method_t {
-    fn to_method(self) -> Method {
-        match self {
-            aceuq_method_t::ACEUQ_METHOD_GAMMA => Method::Gamma,
-            aceuq_method_t::ACEUQ_METHOD_GAMMA_LOCAL => Method::GammaLocal,
-            aceuq_method_t::ACEUQ_METHOD_ENSEMBLE => Method::Ensemble,
-            aceuq_method_t::ACEUQ_METHOD_DISTANCE => Method::Distance,
-            aceuq_method_t::ACEUQ_METHOD_GP => Method::Gp,
-        }
+    /// The method of an id (the enum's value = the method's position in [`Method::ALL`]).
+    fn from_i32(v: i32) -> Option<Method> {
+        Method::from_id(i64::from(v))
     }
-    fn from_i32(v: i32) -> Option<Self> {
-        Some(match v {
-            0 => aceuq_method_t::ACEUQ_METHOD_GAMMA,
-            1 => aceuq_method_t::ACEUQ_METHOD_GAMMA_LOCAL,
-            2 => aceuq_method_t::ACEUQ_METHOD_ENSEMBLE,
-            3 => aceuq_method_t::ACEUQ_METHOD_DISTANCE,
-            4 => aceuq_method_t::ACEUQ_METHOD_GP,
-            _ => return None,
-        })
-    }
+}
+
+/// Number of uncertainty methods the library knows (ids `0 .. count`, as in [`aceuq_method_t`]).
+#[unsafe(no_mangle)]
+pub extern "C" fn aceuq_method_count() -> i32 {
+    Method::ALL.len() as i32
+}
+
+/// Name of method `id` (`"gamma"`, `"gamma_local"`, ...), as used in LAMMPS inputs and files; NULL
+/// for an unknown id. The string is static: never free it.
+#[unsafe(no_mangle)]
+pub extern "C" fn aceuq_method_name(id: i32) -> *const c_char {
+    aceuq_method_t::from_i32(id).map_or(std::ptr::null(), |m| m.name_nul().as_ptr().cast())
+}
+
+/// The `aceuq fit` option that builds method `id`'s estimator (e.g. `"--clusters K"`), for error
+/// messages; NULL for an unknown id. The string is static: never free it.
+#[unsafe(no_mangle)]
+pub extern "C" fn aceuq_method_fit_option(id: i32) -> *const c_char {
+    aceuq_method_t::from_i32(id).map_or(std::ptr::null(), |m| m.fit_option_nul().as_ptr().cast())
 }
 
 /// Opaque model handle: the potential and the scratch memory of its MD steps.
@@ -467,20 +482,12 @@ pub unsafe extern "C" fn aceuq_method_t_from_name(
         // SAFETY: caller contract.
         let n = unsafe { cstr(name, "method name") }?;
         match Method::from_name(n) {
-            Some(m) => put(
-                out,
-                Method::ALL.iter().position(|x| *x == m).expect("in ALL") as i32,
-                "out",
-            ),
+            Some(m) => put(out, m.id() as i32, "out"),
             None => fail(
                 aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
                 format!(
                     "unknown uncertainty method '{n}' (known: {})",
-                    Method::ALL
-                        .iter()
-                        .map(|m| m.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    Method::known()
                 ),
             ),
         }
@@ -506,11 +513,7 @@ pub unsafe extern "C" fn aceuq_model_has_method(
                 format!("method id {method} out of range"),
             );
         };
-        put(
-            out,
-            h.pot().uq.methods().contains(&m.to_method()) as i32,
-            "out",
-        )
+        put(out, h.pot().uq.methods().contains(&m) as i32, "out")
     })
 }
 
@@ -592,12 +595,9 @@ fn compute(
             return Err(bad(format!("uncertainty method id {m} out of range")));
         };
         if p.is_null() {
-            return Err(bad(format!(
-                "output array for {} is NULL",
-                m.to_method().name()
-            )));
+            return Err(bad(format!("output array for {} is NULL", m.name())));
         }
-        requested.push((m.to_method(), p));
+        requested.push((m, p));
     }
     // Each output becomes a slice of its own: arrays that overlap cannot be written safely.
     let mut starts: Vec<*mut f64> = requested.iter().map(|&(_, p)| p).collect();
@@ -906,7 +906,7 @@ pub unsafe extern "C" fn aceuq_model_uq_cutoffs(
                 format!("species index {species} out of range"),
             );
         };
-        match h.pot().stored_cutoffs(m.to_method(), sp) {
+        match h.pot().stored_cutoffs(m, sp) {
             Some((lo, hi)) => {
                 put(lower, lo, "lower")?;
                 put(upper, hi, "upper")
@@ -915,7 +915,7 @@ pub unsafe extern "C" fn aceuq_model_uq_cutoffs(
                 aceuq_status_t::ACEUQ_STATUS_MISSING,
                 format!(
                     "the model has no calibrated cutoffs for '{}' of species {}: run `aceuq calibrate` on it, or give numbers for lower/upper",
-                    m.to_method().name(),
+                    m.name(),
                     h.pot().model.species[sp]
                 ),
             ),

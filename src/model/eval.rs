@@ -541,7 +541,7 @@ impl Model {
         let b = &mut b[..nf];
         #[cfg(target_arch = "x86_64")]
         {
-            if simd && std::arch::is_x86_feature_detected!("avx2") {
+            if simd && crate::simd::features().avx2() {
                 // SAFETY: the CPU supports AVX2 (checked just above); every step base is at
                 // most nx - TERM_LANES (built so in Derived::new).
                 unsafe { stage_and_terms_avx2(der, v, nv, b) };

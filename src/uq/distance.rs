@@ -691,7 +691,7 @@ const F32_SAFE: f64 = 1e30;
 fn screen_min(n2: &[f32], d: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if crate::simd::features().avx2() {
             // SAFETY: the CPU supports AVX2 (checked just above).
             return unsafe { screen_min_avx2(n2, d) };
         }
@@ -735,7 +735,7 @@ fn screen_min_impl(n2: &[f32], d: &[f32]) -> f32 {
 fn screen_hits(n2: &[f32], d: &[f32], thr: f32, f: &mut dyn FnMut(usize)) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if crate::simd::features().avx2() {
             // SAFETY: the CPU supports AVX2 (checked just above).
             unsafe { screen_hits_avx2(n2, d, thr, f) };
             return;

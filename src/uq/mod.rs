@@ -19,6 +19,7 @@ pub mod features;
 pub mod gp;
 pub mod kdtree;
 pub mod maxvol;
+pub mod method;
 pub mod optim;
 pub(crate) mod persist;
 pub mod screen;
@@ -30,72 +31,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The uncertainty estimators.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "snake_case")]
-#[clap(rename_all = "snake_case")]
-pub enum Method {
-    /// Global D-optimality: MaxVol extrapolation grade.
-    Gamma,
-    /// Clustered local D-optimality: grade against the active set of the atom's cluster.
-    GammaLocal,
-    /// Ensemble force spread, calibrated.
-    Ensemble,
-    /// Latent distance to the nearest training environment, calibrated.
-    Distance,
-    /// Sparse Gaussian process on the features, predicting the force error.
-    Gp,
-}
-
-impl Method {
-    /// All methods in a fixed order.
-    pub const ALL: [Method; 5] = [
-        Method::Gamma,
-        Method::GammaLocal,
-        Method::Ensemble,
-        Method::Distance,
-        Method::Gp,
-    ];
-
-    /// Name used in files, columns and the LAMMPS input.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Gamma => "gamma",
-            Method::GammaLocal => "gamma_local",
-            Method::Ensemble => "ensemble",
-            Method::Distance => "distance",
-            Method::Gp => "gp",
-        }
-    }
-
-    /// Parse a name as used in files and the LAMMPS input.
-    pub fn from_name(s: &str) -> Option<Method> {
-        Method::ALL.into_iter().find(|m| m.name() == s)
-    }
-
-    /// Column name of the per-atom value in CSV and extended XYZ output.
-    pub fn column(self) -> &'static str {
-        match self {
-            Method::Gamma => "gamma",
-            Method::GammaLocal => "gamma_local",
-            Method::Ensemble => "sigma_ensemble",
-            Method::Distance => "sigma_distance",
-            Method::Gp => "sigma_gp",
-        }
-    }
-}
+pub use method::Method;
 
 /// Errors building or evaluating uncertainty estimators.
 #[derive(Debug, thiserror::Error)]
@@ -107,11 +43,8 @@ pub enum UqError {
     #[error("{0}")]
     Numerical(String),
     /// The model does not carry the estimator that was asked for.
-    #[error("the model has no '{method}' uncertainty; refit with {hint}")]
-    Missing {
-        method: &'static str,
-        hint: &'static str,
-    },
+    #[error("the model has no '{}' uncertainty; refit with `aceuq fit {}`", method.name(), method.fit_option())]
+    Missing { method: Method },
     #[error(transparent)]
     Model(#[from] ModelError),
 }
@@ -383,17 +316,7 @@ impl UqScratch {
 }
 
 fn missing(method: Method) -> UqError {
-    let hint = match method {
-        Method::Gamma => "`aceuq fit --active-set`",
-        Method::GammaLocal => "`aceuq fit --clusters K`",
-        Method::Ensemble => "`aceuq fit --ensemble N`",
-        Method::Distance => "`aceuq fit --distance`",
-        Method::Gp => "`aceuq fit --gp`",
-    };
-    UqError::Missing {
-        method: method.name(),
-        hint,
-    }
+    UqError::Missing { method }
 }
 
 impl UqModel {

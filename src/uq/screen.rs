@@ -164,9 +164,7 @@ impl Screen {
     ) {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if crate::simd::features().avx2_fma() {
                 // SAFETY: the CPU supports AVX2 and FMA (checked just above).
                 unsafe { self.grades_avx2(rows, sel, out, sc) };
                 return;

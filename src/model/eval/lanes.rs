@@ -190,9 +190,7 @@ pub struct LaneAtom<'a> {
 /// Whether this CPU runs the two-atom lane pass in 512-bit registers.
 #[cfg(target_arch = "x86_64")]
 fn pair_simd() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
+    crate::simd::features().avx512()
 }
 
 impl Model {
@@ -397,9 +395,7 @@ impl Model {
     ) {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if crate::simd::features().avx2_fma() {
                 // SAFETY: the CPU supports AVX2 and FMA (checked just above).
                 unsafe { self.members_avx2(ws, si, rij, sj, tables, energies, grads, leaves) };
                 return;
