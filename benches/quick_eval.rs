@@ -20,9 +20,10 @@ fn main() {
         return interleave(&pot, &data[0]);
     }
     let s = &data[0];
-    let mut ws = Workspace::new(&model);
+    let mut ws = Workspace::new(model);
     let sp = model.map_species(s).unwrap();
     let nl = aceuq::neighbors::build(s, model.max_cutoff()).unwrap();
+    let envs = aceuq::model::env::Environments::from_parts(sp.clone(), nl.clone());
     let reps: usize = std::env::var("REPS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -33,9 +34,9 @@ fn main() {
     let mut e = 0.0;
     for _ in 0..reps {
         if with_b {
-            e += run_basis(&model, &mut ws, &sp, &nl, &mut b, &mut grad);
+            e += run_basis(model, &mut ws, &sp, &nl, &mut b, &mut grad);
         } else {
-            e += model.predict_with(&sp, &nl, &mut ws).energy;
+            e += model.predict_with(&envs, &mut ws).energy;
         }
     }
     let dt = t.elapsed().as_secs_f64() / (reps * s.len()) as f64;
@@ -75,6 +76,7 @@ fn parts_timing(pot: &aceuq::Potential, s: &aceuq::Structure) {
     let mut ws = Workspace::new(model);
     let sp = model.map_species(s).unwrap();
     let nl = aceuq::neighbors::build(s, model.max_cutoff()).unwrap();
+    let envs = aceuq::model::env::Environments::from_parts(sp.clone(), nl.clone());
     let n = s.len();
     let m = model.nfuncs(0);
     let mut rows = vec![0.0; n * m];
@@ -86,7 +88,7 @@ fn parts_timing(pot: &aceuq::Potential, s: &aceuq::Structure) {
     for _ in 0..30 {
         let t = Instant::now();
         for _ in 0..4 {
-            sink += model.predict_with(&sp, &nl, &mut ws).energy;
+            sink += model.predict_with(&envs, &mut ws).energy;
         }
         t_e = t_e.min(t.elapsed().as_secs_f64() / 4.0);
         let t = Instant::now();
@@ -137,6 +139,7 @@ fn interleave(pot: &aceuq::Potential, s: &aceuq::Structure) {
     let mut ws = Workspace::new(model);
     let sp = model.map_species(s).unwrap();
     let nl = aceuq::neighbors::build(s, model.max_cutoff()).unwrap();
+    let envs = aceuq::model::env::Environments::from_parts(sp.clone(), nl.clone());
     let n = s.len();
     let m = model.nfuncs(0);
     let rows: Vec<f64> = (0..n * m)
@@ -149,7 +152,7 @@ fn interleave(pot: &aceuq::Potential, s: &aceuq::Structure) {
         let (mut te, mut tg) = (0.0, 0.0);
         for _ in 0..40 {
             let t = Instant::now();
-            sink += model.predict_with(&sp, &nl, &mut ws).energy;
+            sink += model.predict_with(&envs, &mut ws).energy;
             te += t.elapsed().as_secs_f64();
             if with {
                 let t = Instant::now();

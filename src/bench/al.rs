@@ -458,7 +458,7 @@ pub fn run(
                 .map_err(ctx_uq(it, &format!("building the {} estimator", m.name())))?;
         }
         let fit_seconds = t_fit.elapsed().as_secs_f64();
-        let errors = uq::force_errors(&model, pool).map_err(ctx_model(it, "pool errors"))?;
+        let errors = uq::force_errors(model, pool).map_err(ctx_model(it, "pool errors"))?;
         let unc: Vec<Vec<f64>> = match selector {
             Selector::Uq(m) => pot
                 .per_atom(pool, m)

@@ -177,9 +177,9 @@ pub fn run(a: &ActiveSetArgs) -> Result<()> {
         (None, None) => pot.uq.local.as_ref().map(|l| l.partition.clone()),
     };
     let files: Vec<String> = a.data.iter().map(|p| p.display().to_string()).collect();
-    let mut src = XyzSource::new(&model, &a.data, a.chunk);
+    let mut src = XyzSource::new(model, &a.data, a.chunk);
     let t = std::time::Instant::now();
-    let mut global = GlobalActiveSets::build_from_source(&model, &mut src, &settings, true)
+    let mut global = GlobalActiveSets::build_from_source(model, &mut src, &settings, true)
         .context("cannot build the active sets")?;
     global.info.data = files.clone();
     let frames = src.frames;
@@ -201,11 +201,10 @@ pub fn run(a: &ActiveSetArgs) -> Result<()> {
     let local = match &partition {
         Some(p) => {
             let t = std::time::Instant::now();
-            let mut src = XyzSource::new(&model, &a.data, a.chunk);
-            let mut l = ClusteredActiveSets::build_from_source(
-                &model, &mut src, p, &settings, a.seed, true,
-            )
-            .context("cannot build the clustered active sets")?;
+            let mut src = XyzSource::new(model, &a.data, a.chunk);
+            let mut l =
+                ClusteredActiveSets::build_from_source(model, &mut src, p, &settings, a.seed, true)
+                    .context("cannot build the clustered active sets")?;
             l.info.data = files.clone();
             eprintln!(
                 "clustered active sets ({}) in {} passes ({:.1} s)",

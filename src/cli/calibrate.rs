@@ -102,12 +102,12 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
         bail!("--max-error must be a positive number of eV/Å");
     }
     let valid = a.keys.read(&a.valid)?;
-    let nvalid = atoms_per_species(&model, &valid);
+    let nvalid = atoms_per_species(model, &valid);
     let napply: Vec<u64> = match (&a.pool, a.pool_size) {
         (Some(p), _) => {
             let frames = crate::io::extxyz::read_file(p, &Default::default())
                 .with_context(|| format!("reading the pool {}", p.display()))?;
-            atoms_per_species(&model, &frames)
+            atoms_per_species(model, &frames)
         }
         (None, Some(n)) => {
             let total: u64 = nvalid.iter().sum::<u64>().max(1);
@@ -120,7 +120,7 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
             bail!("give --pool-size N (atoms the cutoffs will be applied to) or --pool FILE")
         }
     };
-    let errors = uq::force_errors(&model, &valid)?;
+    let errors = uq::force_errors(model, &valid)?;
     if errors.iter().all(|e| e.is_empty()) {
         bail!("the validation data has no reference forces (check --forces-key)");
     }
@@ -128,7 +128,7 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
     let mut rows = vec![];
     for &m in &methods {
         let u = pot.per_atom(&valid, m)?;
-        let pairs = uq::pairs_by_species(&model, &valid, &errors, &u);
+        let pairs = uq::pairs_by_species(model, &valid, &errors, &u);
         for (sp, (name, (es, us))) in model.species.clone().iter().zip(pairs).enumerate() {
             if es.len() < 10 {
                 eprintln!(

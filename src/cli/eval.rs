@@ -32,13 +32,13 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     } else {
         "data".into()
     };
-    let metrics = fit::evaluate(&model, &data, &name)?;
+    let metrics = fit::evaluate(model, &data, &name)?;
     print!("{}", fit::metrics_table(&[metrics]));
     // Uncertainties of every method the model carries, and how they rank the true errors.
     let methods = pot.uq.methods();
     let mut uq_values = Vec::with_capacity(methods.len());
     if !methods.is_empty() {
-        let errors = crate::uq::force_errors(&model, &data)?;
+        let errors = crate::uq::force_errors(model, &data)?;
         let mut rows = vec![];
         for &m in &methods {
             let u = pot.per_atom(&data, m)?;
@@ -82,7 +82,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
             .par_iter()
             .enumerate()
             .map_init(
-                || Workspace::new(&model),
+                || Workspace::new(model),
                 |ws, (k, s)| -> Result<String> {
                     let p = model.predict(s, ws)?;
                     let uq_values = &uq_values;

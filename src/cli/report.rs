@@ -72,13 +72,13 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         }
     }
     let data = a.keys.read(&a.data)?;
-    let errors = uq::force_errors(&model, &data)?;
+    let errors = uq::force_errors(model, &data)?;
     if errors.iter().all(|e| e.is_empty()) {
         bail!("the data has no reference forces (check --forces-key)");
     }
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
-    let napply = atoms_per_species(&model, &data);
+    let napply = atoms_per_species(model, &data);
     let mut panels = vec![];
     let mut written: Vec<PathBuf> = vec![];
     for &m in &methods {

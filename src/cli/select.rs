@@ -65,11 +65,11 @@ pub fn run(a: &SelectArgs) -> Result<()> {
         cands.extend(frames);
     }
     let mut src = StructureSource {
-        model: &model,
+        model,
         data: &cands,
         chunk: a.chunk,
     };
-    let rep = select(&model, sets, &mut src, a.max, &settings, true)
+    let rep = select(model, sets, &mut src, a.max, &settings, true)
         .context("candidate selection failed")?;
     println!(
         "{:>4}  {:<40} {:>6} {:>9} {:>10}  config_type",

@@ -7,9 +7,9 @@
 //! g_n ∇Y_lm)` contracted first over `n`. Nothing is allocated per atom once the workspace has grown
 //! to the largest neighbour count.
 
+use super::env::Environments;
 use super::{Model, TERM_LANES};
 use crate::basis::sph::{SphHarm, num_lm};
-use crate::neighbors::{self, NeighborList};
 use crate::structure::Structure;
 
 mod lanes;
@@ -695,37 +695,27 @@ impl Model {
         s: &Structure,
         ws: &mut Workspace,
     ) -> Result<Prediction, super::ModelError> {
-        let species = self.map_species(s)?;
-        let nl = neighbors::build(s, self.max_cutoff())?;
-        Ok(self.predict_with(&species, &nl, ws))
+        Ok(self.predict_with(&Environments::new(self, s)?, ws))
     }
 
-    /// Like [`Model::predict`] with species indices and a neighbour list already at hand.
-    pub fn predict_with(
-        &self,
-        species: &[u16],
-        nl: &NeighborList,
-        ws: &mut Workspace,
-    ) -> Prediction {
-        let n = species.len();
+    /// Like [`Model::predict`] with the structure's environments already at hand.
+    pub fn predict_with(&self, envs: &Environments, ws: &mut Workspace) -> Prediction {
+        let n = envs.len();
         let mut pred = Prediction {
             atom_energies: vec![0.0; n],
             forces: vec![[0.0; 3]; n],
             ..Default::default()
         };
-        let mut sj = Vec::new();
         let mut grad = Vec::new();
         for i in 0..n {
-            let range = nl.range(i);
-            let rij = &nl.rij[range.clone()];
-            sj.clear();
-            sj.extend(nl.j[range.clone()].iter().map(|&j| species[j as usize]));
+            let env = envs.get(i);
+            let rij = env.rij;
             grad.clear();
             grad.resize(rij.len(), [0.0; 3]);
-            let e = self.atom_energy_grad(ws, species[i] as usize, rij, &sj, &mut grad, None);
+            let e = self.atom_energy_grad(ws, env.si, rij, env.sj, &mut grad, None);
             pred.atom_energies[i] = e;
             pred.energy += e;
-            for (k, &j) in nl.j[range].iter().enumerate() {
+            for (k, &j) in env.j.iter().enumerate() {
                 let gk = grad[k];
                 for d in 0..3 {
                     pred.forces[i][d] += gk[d];

@@ -8,6 +8,7 @@
 //! one-body energies `E0_s` are fitted unregularized.
 
 use super::core::{CorePair, atomic_number};
+use super::env::Environments;
 use super::{FitInfo, Model, ModelError, Workspace};
 use crate::basis::radial::RadialBasis;
 use crate::basis::{BasisConfig, SpeciesBasis};
@@ -417,7 +418,7 @@ fn accumulate(
     let ns = model.nspecies();
     let m = acc.xty.len();
     let n = s.len();
-    let nl = neighbors::build(s, rc)?;
+    let envs = Environments::from_parts(sp.to_vec(), neighbors::build(s, rc)?);
     let mut xe = vec![0.0; m];
     let want_f = s.forces.is_some() && wf2 > 0.0;
     let mut xf = if want_f {
@@ -427,24 +428,19 @@ fn accumulate(
     };
     let mut core_e = 0.0;
     let mut core_f = vec![[0.0; 3]; n];
-    let mut sj = Vec::new();
     let mut b = vec![0.0; model.bases.iter().map(|b| b.len()).max().unwrap_or(0)];
     let mut db = Vec::new();
     let mut grad = Vec::new();
     for i in 0..n {
-        let si = sp[i] as usize;
-        let range = nl.range(i);
-        let rij = &nl.rij[range.clone()];
-        let js = &nl.j[range];
-        sj.clear();
-        sj.extend(js.iter().map(|&j| sp[j as usize]));
+        let env = envs.get(i);
+        let (si, rij, js, sj) = (env.si, env.rij, env.j, env.sj);
         let nf = model.nfuncs(si);
         let off = offsets[si];
         xe[offsets[ns] + si] += 1.0;
         // Core contribution, subtracted from the targets.
         grad.clear();
         grad.resize(rij.len(), [0.0; 3]);
-        core_e += model.atom_core(si, rij, &sj, &mut grad);
+        core_e += model.atom_core(si, rij, sj, &mut grad);
         for (k, &j) in js.iter().enumerate() {
             for d in 0..3 {
                 core_f[i][d] += grad[k][d];
@@ -452,7 +448,7 @@ fn accumulate(
             }
         }
         if want_f {
-            model.atom_descriptor_grad(ws, si, rij, &sj, &mut b[..nf], &mut db);
+            model.atom_descriptor_grad(ws, si, rij, sj, &mut b[..nf], &mut db);
             let nn3 = rij.len() * 3;
             for f in 0..nf {
                 xe[off + f] += b[f];
@@ -472,7 +468,7 @@ fn accumulate(
                 }
             }
         } else {
-            model.atom_descriptor(ws, si, rij, &sj, &mut b[..nf]);
+            model.atom_descriptor(ws, si, rij, sj, &mut b[..nf]);
             for f in 0..nf {
                 xe[off + f] += b[f];
             }

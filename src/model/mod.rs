@@ -4,6 +4,7 @@
 //! Energy of atom `i` of species `s`: `E_i = E0_s + c_s · B_i + (1/2) sum_j φ_core(r_ij)`.
 
 pub mod core;
+pub mod env;
 pub mod eval;
 pub mod fit;
 

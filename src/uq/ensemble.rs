@@ -424,30 +424,25 @@ impl Ensemble {
         s: &Structure,
         ws: &mut Workspace,
     ) -> Result<Vec<Vec<[f64; 3]>>, ModelError> {
-        let species = model.map_species(s)?;
-        let nl = crate::neighbors::build(s, model.max_cutoff())?;
+        let envs = crate::model::env::Environments::new(model, s)?;
         let ne = self.n_members;
-        let n = s.len();
+        let n = envs.len();
         let mut forces = vec![vec![[0.0; 3]; n]; ne];
         let mut energies = vec![0.0; ne];
         let mut grads = Vec::new();
-        let mut sj = Vec::new();
         for i in 0..n {
-            let range = nl.range(i);
-            let si = species[i] as usize;
-            sj.clear();
-            sj.extend(nl.j[range.clone()].iter().map(|&j| species[j as usize]));
-            grads.resize(range.len() * ne, [0.0; 3]);
+            let env = envs.get(i);
+            grads.resize(env.rij.len() * ne, [0.0; 3]);
             model.atom_energy_grad_members(
                 ws,
-                si,
-                &nl.rij[range.clone()],
-                &sj,
-                &self.tables[si],
+                env.si,
+                env.rij,
+                env.sj,
+                &self.tables[env.si],
                 &mut energies,
                 &mut grads,
             );
-            for (jj, &j) in nl.j[range].iter().enumerate() {
+            for (jj, &j) in env.j.iter().enumerate() {
                 for (k, f) in forces.iter_mut().enumerate() {
                     let g = grads[jj * ne + k];
                     for d in 0..3 {

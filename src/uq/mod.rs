@@ -25,6 +25,7 @@ pub(crate) mod persist;
 pub mod screen;
 
 use crate::io::container::{Container, ContainerError};
+use crate::model::env::Environments;
 use crate::model::{Model, ModelError, Workspace};
 use crate::structure::Structure;
 use rayon::prelude::*;
@@ -392,21 +393,15 @@ impl UqModel {
             .map_init(
                 || Workspace::new(model),
                 |ws, s| -> Result<Vec<f64>, UqError> {
-                    let sp = model.map_species(s)?;
-                    let nl =
-                        crate::neighbors::build(s, model.max_cutoff()).map_err(ModelError::from)?;
+                    let envs = Environments::new(model, s)?;
                     let mut rows: Vec<Vec<f64>> = vec![vec![]; ns];
                     let mut atoms: Vec<Vec<usize>> = vec![vec![]; ns];
-                    let mut sj = Vec::new();
-                    for i in 0..s.len() {
-                        let si = sp[i] as usize;
-                        let r = nl.range(i);
-                        sj.clear();
-                        sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
-                        let start = rows[si].len();
-                        rows[si].resize(start + model.nfuncs(si), 0.0);
-                        model.atom_descriptor(ws, si, &nl.rij[r], &sj, &mut rows[si][start..]);
-                        atoms[si].push(i);
+                    for i in 0..envs.len() {
+                        let e = envs.get(i);
+                        let start = rows[e.si].len();
+                        rows[e.si].resize(start + model.nfuncs(e.si), 0.0);
+                        model.atom_descriptor(ws, e.si, e.rij, e.sj, &mut rows[e.si][start..]);
+                        atoms[e.si].push(i);
                     }
                     let mut out = vec![0.0; s.len()];
                     let mut scratch = UqScratch::new(model, self);
@@ -488,24 +483,19 @@ pub fn descriptor_table(model: &Model, data: &[Structure]) -> Result<DescriptorT
         .map_init(
             || Workspace::new(model),
             |ws, (k, s)| -> Result<Vec<SpeciesRows>, ModelError> {
-                let sp = model.map_species(s)?;
-                let nl = crate::neighbors::build(s, model.max_cutoff())?;
+                let envs = Environments::new(model, s)?;
                 let mut out: Vec<SpeciesRows> = (0..ns)
                     .map(|z| SpeciesRows {
                         m: model.nfuncs(z),
                         ..Default::default()
                     })
                     .collect();
-                let mut sj = Vec::new();
-                for i in 0..s.len() {
-                    let si = sp[i] as usize;
-                    let r = nl.range(i);
-                    sj.clear();
-                    sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
-                    let o = &mut out[si];
+                for i in 0..envs.len() {
+                    let e = envs.get(i);
+                    let o = &mut out[e.si];
                     let start = o.rows.len();
                     o.rows.resize(start + o.m, 0.0);
-                    model.atom_descriptor(ws, si, &nl.rij[r], &sj, &mut o.rows[start..]);
+                    model.atom_descriptor(ws, e.si, e.rij, e.sj, &mut o.rows[start..]);
                     o.structure.push(k as u32);
                     o.atom.push(i as u32);
                 }
@@ -577,21 +567,15 @@ impl UqModel {
                     )
                 },
                 |(ws, scratch), s| -> Result<Vec<usize>, UqError> {
-                    let sp = model.map_species(s)?;
-                    let nl =
-                        crate::neighbors::build(s, model.max_cutoff()).map_err(ModelError::from)?;
+                    let envs = Environments::new(model, s)?;
                     let mut b = Vec::new();
-                    let mut sj = Vec::new();
-                    let mut out = Vec::with_capacity(s.len());
-                    for i in 0..s.len() {
-                        let si = sp[i] as usize;
-                        let r = nl.range(i);
-                        sj.clear();
-                        sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
+                    let mut out = Vec::with_capacity(envs.len());
+                    for i in 0..envs.len() {
+                        let e = envs.get(i);
                         b.clear();
-                        b.resize(model.nfuncs(si), 0.0);
-                        model.atom_descriptor(ws, si, &nl.rij[r], &sj, &mut b);
-                        out.push(local.gamma_local(si, &b, scratch).1);
+                        b.resize(model.nfuncs(e.si), 0.0);
+                        model.atom_descriptor(ws, e.si, e.rij, e.sj, &mut b);
+                        out.push(local.gamma_local(e.si, &b, scratch).1);
                     }
                     Ok(out)
                 },

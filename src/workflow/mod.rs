@@ -367,8 +367,7 @@ fn iteration(
         s.upper_cutoff = hi;
     }
     if !test.is_empty() {
-        let m =
-            crate::model::fit::evaluate(&model, test, "test").map_err(|e| err(e.to_string()))?;
+        let m = crate::model::fit::evaluate(model, test, "test").map_err(|e| err(e.to_string()))?;
         s.test_energy_rmse = m.energy_rmse;
         s.test_force_rmse = m.force_rmse;
     }
@@ -439,12 +438,12 @@ fn iteration(
             .as_ref()
             .ok_or_else(|| err("the model has no active set"))?;
         let mut src = StructureSource {
-            model: &model,
+            model,
             data: &candidates,
             chunk: 64,
         };
         let rep = select(
-            &model,
+            model,
             sets,
             &mut src,
             cfg.run.max_new,
