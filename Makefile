@@ -108,6 +108,8 @@ header:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets $(CARGO_FLAGS) -- -D warnings
+	if command -v clang-format > /dev/null; then clang-format --dry-run --Werror cpp/*.cpp cpp/*.h; \
+	else echo "lint: clang-format not installed, C++ formatting not checked"; fi
 
 clean:
 	$(CARGO) clean

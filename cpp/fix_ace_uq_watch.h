@@ -45,8 +45,8 @@ class FixAceUqWatch : public Fix {
 
  private:
   enum { HALT_NO, HALT_SOFT, HALT_ERROR };
-  int method;               // quantity watched (PairAceUq method id)
-  std::string dumpfile;     // candidates file ("" = none)
+  int method;              // quantity watched (PairAceUq method id)
+  std::string dumpfile;    // candidates file ("" = none)
   int lower_auto, upper_auto, upper_none;
   double lower_value, upper_value;
   int halt_mode;

@@ -66,9 +66,10 @@ PairAceUq::PairAceUq(LAMMPS *lmp) :
   manybody_flag = 1;
   // A plugin built against another version of the library's header would index the wrong arrays.
   if (aceuq_method_count() != NMETHODS)
-    error->all(FLERR, "pair ace/uq: the aceuq library knows {} uncertainty methods, this plugin {}: "
-               "rebuild the plugin against the library's include/aceuq.h", aceuq_method_count(),
-               NMETHODS);
+    error->all(FLERR,
+               "pair ace/uq: the aceuq library knows {} uncertainty methods, this plugin {}: "
+               "rebuild the plugin against the library's include/aceuq.h",
+               aceuq_method_count(), NMETHODS);
   for (int m = 0; m < NMETHODS; m++) {
     uq_selected[m] = 0;
     available[m] = 0;
@@ -117,7 +118,8 @@ void PairAceUq::settings(int narg, char **arg)
     if (key == "uq_every") {
       if (iarg + 2 > narg) utils::missing_cmd_args(FLERR, "pair_style ace/uq uq_every", error);
       uq_every = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
-      if (uq_every < 0) error->all(FLERR, "pair_style ace/uq: uq_every must be >= 0, got {}", uq_every);
+      if (uq_every < 0)
+        error->all(FLERR, "pair_style ace/uq: uq_every must be >= 0, got {}", uq_every);
       iarg += 2;
     } else if (key == "uq") {
       if (iarg + 2 > narg) utils::missing_cmd_args(FLERR, "pair_style ace/uq uq", error);
@@ -205,7 +207,7 @@ void PairAceUq::coeff(int narg, char **arg)
                  "`aceuq fit {}`",
                  model_file, method_name(m), method_name(m), method_fit_option(m));
   }
-    if (!uq_named)
+  if (!uq_named)
     for (int m = 0; m < NMETHODS; m++) uq_selected[m] = available[m];
   if (aceuq_model_ensemble_columns(model, &n_ens_cols) != ACEUQ_STATUS_OK)
     error->all(FLERR, "ace/uq: {}", aceuq_last_error());

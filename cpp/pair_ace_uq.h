@@ -43,7 +43,7 @@ class PairAceUq : public Pair {
   double init_one(int, int) override;
   void *extract(const char *, int &) override;
   void *extract_peratom(const char *, int &) override;
-    double memory_usage() override;
+  double memory_usage() override;
   int pack_reverse_comm(int, int, double *) override;
   void unpack_reverse_comm(int, int *, double *) override;
 
@@ -66,15 +66,15 @@ class PairAceUq : public Pair {
  protected:
   aceuq_model_t *model;
   std::string model_file;
-  std::vector<int> map;       // LAMMPS type -> model species (-1: NULL, not handled)
-  double cutmax;              // largest model cutoff
+  std::vector<int> map;    // LAMMPS type -> model species (-1: NULL, not handled)
+  double cutmax;           // largest model cutoff
 
   // Uncertainty settings and state.
-  int uq_every;                      // compute every N steps on its own (0: only on request)
-  int uq_selected[NMETHODS];         // methods named in pair_style ... uq a,b (all if none named)
-  int uq_named;                      // 1 if the user named methods
-  int available[NMETHODS];           // carried by the model
-  int uq_flag[NMETHODS];             // set by fix pair / fix ace/uq/watch for the next step
+  int uq_every;                 // compute every N steps on its own (0: only on request)
+  int uq_selected[NMETHODS];    // methods named in pair_style ... uq a,b (all if none named)
+  int uq_named;                 // 1 if the user named methods
+  int available[NMETHODS];      // carried by the model
+  int uq_flag[NMETHODS];        // set by fix pair / fix ace/uq/watch for the next step
   std::vector<double> uq_arrays[NMETHODS];
   bigint uq_last_step[NMETHODS];
 
@@ -82,7 +82,7 @@ class PairAceUq : public Pair {
   std::vector<int> species;
   std::vector<int64_t> tags;
   std::vector<int> offsets, neigh;
-    std::vector<double> fij, eatom_buf;
+  std::vector<double> fij, eatom_buf;
   // Ensemble force columns [nall][n_ens_cols][3] (the forces of the ensemble's spread
   // directions, aceuq_model_ensemble_columns), summed over ghosts by reverse communication.
   int n_ens_cols;

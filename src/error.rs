@@ -2,7 +2,7 @@
 //! a file, fix the data, refit the model, report a bug). The C ABI maps each kind to one status
 //! code in one place (`ffi`).
 //!
-//! Owns: [`Error`] and [`ErrorKind`]. Imports only the error types of the layers below it that
+//! Layer 5. Owns: [`Error`] and [`ErrorKind`]. Imports only the error types of the layers below it that
 //! it classifies.
 
 use crate::io::container::ContainerError;

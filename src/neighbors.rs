@@ -5,6 +5,8 @@
 //! cells and cells smaller than the cutoff (an atom seeing its own images) are handled exactly.
 //! Candidates are binned on a Cartesian grid of cutoff-sized bins, so the cost is linear in the
 //! number of atoms.
+//!
+//! Layer 1 (foundation): imports only `structure`.
 
 use crate::structure::Structure;
 use std::collections::HashMap;

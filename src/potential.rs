@@ -2,7 +2,7 @@
 //! and statistical cutoffs built for it ([`UqModel`]), loaded from and saved to one `*.aceuq`
 //! file.
 //!
-//! Owns: the bundle and its file (the model's sections through [`crate::io::modelfile`], the
+//! Layer 5. Owns: the bundle and its file (the model's sections through [`crate::io::modelfile`], the
 //! estimators' sections through [`UqModel::save`]/[`UqModel::load`]). May import model, uq and
 //! io; none of them imports this module.
 

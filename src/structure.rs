@@ -2,6 +2,8 @@
 //!
 //! Units are LAMMPS `metal` throughout: positions and cell in Å, energies in eV, forces in eV/Å,
 //! virials in eV (the virial is `sum r ⊗ f`, i.e. `-stress * volume`, as in ASE and LAMMPS).
+//!
+//! Layer 1 (foundation): imports nothing of the crate.
 
 use std::collections::BTreeMap;
 

@@ -6,6 +6,8 @@
 //! (see `coupling`). Monomials are evaluated by a prefix DAG: each product of `k` factors is its
 //! prefix of `k-1` factors times one `A`, so all products cost one multiplication each and the
 //! adjoint (dE/dA) one reverse sweep.
+//!
+//! Layer 1 (foundation): owns the basis definition and its DAG; imports nothing of the crate.
 
 pub mod coupling;
 pub mod radial;

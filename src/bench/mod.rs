@@ -6,6 +6,9 @@
 //! - [`heterogeneity`]: the study of Shuang et al.: homogeneous vs heterogeneous training data
 //!   at several basis sizes; Spearman rho, calibration and novelty ROC-AUC per method.
 //! - [`figures`] (CLI builds only): the PNG figures of both.
+//!
+//! Top layer (feature `cli`, not in the plugin's library): imports potential, uq, model, stats;
+//! only the CLI imports it.
 
 pub mod al;
 #[cfg(feature = "cli")]

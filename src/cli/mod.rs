@@ -1,4 +1,7 @@
 //! The `aceuq` command line.
+//!
+//! Top layer (feature `cli`): argument parsing, progress and tables for people. Nothing below
+//! imports it.
 
 pub mod active;
 pub mod activeset;

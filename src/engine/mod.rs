@@ -2,7 +2,7 @@
 //! domain (one MPI rank), laid out the way LAMMPS holds them (owned atoms, then ghosts, a full
 //! neighbour list), on plain slices.
 //!
-//! Owns: one step's orchestration (atoms in flight, two-atom lane passes with an ensemble, rows
+//! Layer 6. Owns: one step's orchestration (atoms in flight, two-atom lane passes with an ensemble, rows
 //! of basis vectors graded in cache-sized blocks, where each result goes). Used by the C ABI
 //! (`ffi`), the benchmarks and tests alike; safe Rust throughout. May import potential, model,
 //! uq, neighbors; nothing above it (ffi, cli) imports back into here.

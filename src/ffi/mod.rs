@@ -9,6 +9,9 @@
 //! - Every entry point checks its pointers and catches Rust panics, which become
 //!   `ACEUQ_STATUS_INTERNAL` with a message: nothing unwinds into C or C++.
 //! - Arrays are flat: positions `[n][3]` row-major, per-atom arrays indexed by the local atom index.
+//!
+//! Top layer: owns the C ABI only (pointer checks, status codes, last-error message, panics
+//! caught). The step itself is `engine`'s, the file formats `io`'s; nothing imports `ffi`.
 
 #![allow(non_camel_case_types)]
 // C names: `aceuq_status_t` and `aceuq_method_t` are exported as `aceuq_status_t` and `aceuq_method_t`

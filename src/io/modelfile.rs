@@ -6,8 +6,8 @@
 //! without regenerating its basis and old models keep working when the generator changes.
 //!
 //! Owns: the model's sections of a model file. The uncertainty estimators add their own sections
-//! (`uq.*`), and a whole file is read and written by [`crate::potential::Potential`]; this module
-//! does not import `uq`.
+//! (`uq.*`), and a whole file is read and written by the `Potential` bundle one layer up; this
+//! module imports neither `uq` nor that bundle.
 
 use super::container::{Array, Container, ContainerError};
 use crate::basis::radial::RadialBasis;

@@ -2,8 +2,8 @@
 //! per process), the register-state hygiene that mixing them needs, and the lane primitives the
 //! kernels are written in (see [`lanes`]).
 //!
-//! Owns: CPU feature detection and the small vector types shared by kernels. Imports nothing of
-//! the crate; every kernel module (model, uq) may import it. Kernels keep their own
+//! Layer 1 (foundation). Owns: CPU feature detection and the small vector types shared by
+//! kernels. Imports nothing of the crate; every kernel module (model, uq) may import it. Kernels keep their own
 //! `#[target_feature]` functions beside the stage they compute (as LAMMPS's `sna.h` keeps each
 //! stage named); they ask this module which one to call.
 

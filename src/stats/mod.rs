@@ -24,6 +24,8 @@
 //! let cal = calibrate("Li", "ensemble", &errors, &unc, &CalibrationOptions::new(10_000)).unwrap();
 //! assert!(cal.u_c > 0.0 && cal.u_max >= cal.u_c);
 //! ```
+//!
+//! Layer 1 (foundation): pure statistics on slices of numbers; imports nothing of the crate.
 
 // `!(x > 0.0)` is used on purpose throughout: unlike `x <= 0.0` it also rejects NaN.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]

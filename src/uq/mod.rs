@@ -8,7 +8,7 @@
 //! errors on validation data ([`force_errors`]). Each estimator stores itself in the model file
 //! under array names `uq.<method>.*` and a TOML table `[uq.<method>]`.
 //!
-//! Owns: the estimators ([`UqModel`]), their building, evaluation and persistence. May import
+//! Layer 4. Owns: the estimators ([`UqModel`]), their building, evaluation and persistence. May import
 //! model, basis, neighbors, stats, io's container and simd; reads a [`Model`] but never writes
 //! into it, and imports nothing above it (potential, engine, ffi, cli).
 

@@ -8,6 +8,9 @@
 //! place: they are the initial structures plus the validated labels of every finished iteration
 //! (`dataset.xyz` is a copy for people), so an interruption can neither lose nor duplicate labelled
 //! data, and a failed labelling is kept aside in `failed.xyz` with its reason.
+//!
+//! Top layer (feature `cli`, not in the plugin's library): imports potential, uq, io, model;
+//! only the CLI imports it.
 
 pub mod config;
 
