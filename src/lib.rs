@@ -20,6 +20,8 @@ pub mod potential;
 pub mod simd;
 pub mod stats;
 pub mod structure;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod uq;
 #[cfg(feature = "cli")]
 pub mod workflow;

@@ -2,8 +2,8 @@
 //! gives a status and a message, and panics are caught.
 
 use super::*;
-use crate::model::tests::{random_model, random_structure, small_cfg};
 use crate::model::{Model, Workspace};
+use crate::testing::{random_model, random_structure, small_cfg};
 use std::ffi::CString;
 
 fn last_error() -> String {
@@ -305,7 +305,7 @@ fn save_uq_model(name: &str) -> (std::path::PathBuf, Potential) {
     let (train, valid) = data.split_at(22);
     let model = crate::model::fit::fit(
         &names,
-        &crate::model::tests::tiny_cfg(),
+        &crate::testing::tiny_cfg(),
         &Default::default(),
         train,
         &[],

@@ -260,7 +260,7 @@ pub fn atomic_mass(symbol: &str) -> f64 {
 mod tests {
     use super::*;
     use crate::model::Workspace;
-    use crate::model::tests::{random_model, random_structure, small_cfg};
+    use crate::testing::{random_model, random_structure, small_cfg};
 
     #[test]
     fn rotated_frame_preserves_the_physics() {

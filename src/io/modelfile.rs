@@ -347,7 +347,7 @@ pub fn from_container(path: &Path, c: &Container) -> Result<Model, ContainerErro
 mod tests {
     use super::*;
     use crate::model::Workspace;
-    use crate::model::tests::{random_model, random_structure, small_cfg};
+    use crate::testing::{random_model, random_structure, small_cfg};
 
     #[test]
     fn model_round_trips_exactly_and_rejects_edits() {

@@ -1,10 +1,10 @@
 //! Numerical edge cases with a defined behaviour: close and coincident atoms, non-finite
 //! positions, empty structures, unknown species, huge and strongly skewed cells.
 
-use super::tests::{random_model, random_structure, small_cfg};
 use super::*;
 use crate::neighbors::NeighborError;
 use crate::structure::Structure;
+use crate::testing::{random_model, random_structure, small_cfg};
 
 fn molecule(species: &[&str], positions: Vec<[f64; 3]>) -> Structure {
     Structure {

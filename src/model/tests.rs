@@ -1,120 +1,12 @@
 //! Correctness of evaluation: finite differences, invariances, periodic images, species order.
 
-use super::core::CorePair;
 use super::*;
-use crate::basis::radial::RadialBasis;
-use crate::basis::{BasisConfig, SpeciesBasis};
 use crate::structure::Structure;
 use nalgebra::{Matrix3, Rotation3, Unit, Vector3};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// A model with random coefficients (evaluation does not care whether it was fitted).
-pub(crate) fn random_model(species: &[&str], cfg: &BasisConfig, seed: u64) -> Model {
-    let ns = species.len();
-    let sb = SpeciesBasis::generate(cfg, ns).unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let nmax = sb.layout.nmax();
-    let mut radial = vec![];
-    let mut core = vec![];
-    for s in 0..ns {
-        for z in 0..ns {
-            radial.push(RadialBasis {
-                rc: cfg.cutoff - 0.2 * ((s + z) as f64),
-                r0: 1.4 + 0.1 * z as f64,
-                nmax,
-            });
-            core.push(CorePair {
-                z1: 3 + s as u32,
-                z2: 3 + z as u32,
-                r_in: 1.6,
-                r_out: 2.1,
-            });
-        }
-    }
-    let bases: Vec<SpeciesBasis> = vec![sb; ns];
-    let coefs = bases
-        .iter()
-        .map(|b| {
-            (0..b.len())
-                .map(|_| rng.random_range(-1.0..1.0) * 0.1)
-                .collect()
-        })
-        .collect();
-    let e0 = (0..ns).map(|s| -1.0 - s as f64).collect();
-    Model::new(
-        species.iter().map(|s| s.to_string()).collect(),
-        cfg.clone(),
-        radial,
-        core,
-        bases,
-        coefs,
-        e0,
-        FitInfo::default(),
-    )
-    .unwrap()
-}
-
-pub(crate) fn small_cfg() -> BasisConfig {
-    BasisConfig {
-        cutoff: 4.8,
-        nmax: vec![6, 4, 3, 2],
-        lmax: vec![0, 3, 2, 2],
-        ..Default::default()
-    }
-}
-
-/// A basis small enough to be well determined by a few small structures.
-pub(crate) fn tiny_cfg() -> BasisConfig {
-    BasisConfig {
-        cutoff: 4.8,
-        nmax: vec![4, 3, 2, 1],
-        lmax: vec![0, 2, 1, 1],
-        ..Default::default()
-    }
-}
-
-/// A perturbed BCC-like periodic structure with the given species pattern, in a triclinic cell.
-pub(crate) fn random_structure(species: &[&str], reps: usize, seed: u64, skew: bool) -> Structure {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let a = 3.4;
-    let l = a * reps as f64;
-    let cell = if skew {
-        [[l, 0.0, 0.0], [0.6, l, 0.0], [-0.4, 0.7, l]]
-    } else {
-        [[l, 0.0, 0.0], [0.0, l, 0.0], [0.0, 0.0, l]]
-    };
-    let mut s = Structure {
-        cell: Some(cell),
-        pbc: [true; 3],
-        ..Default::default()
-    };
-    let mut count = 0;
-    for i in 0..reps {
-        for j in 0..reps {
-            for k in 0..reps {
-                for off in [0.0, 0.5] {
-                    let f = [
-                        (i as f64 + off) / reps as f64,
-                        (j as f64 + off) / reps as f64,
-                        (k as f64 + off) / reps as f64,
-                    ];
-                    let mut p = [0.0; 3];
-                    for d in 0..3 {
-                        p[d] = f[0] * cell[0][d]
-                            + f[1] * cell[1][d]
-                            + f[2] * cell[2][d]
-                            + rng.random_range(-0.3..0.3);
-                    }
-                    s.positions.push(p);
-                    s.symbols.push(species[count % species.len()].to_string());
-                    count += 1;
-                }
-            }
-        }
-    }
-    s
-}
+use crate::testing::{random_model, random_structure, small_cfg, tiny_cfg};
 
 fn energy(model: &Model, s: &Structure) -> f64 {
     let mut ws = Workspace::new(model);

@@ -2074,7 +2074,7 @@ pub fn select(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::tests::{random_model, random_structure, tiny_cfg};
+    use crate::testing::{random_model, random_structure, tiny_cfg};
     use crate::uq::SpeciesRows;
     use rand_distr::{Distribution, StandardNormal};
 

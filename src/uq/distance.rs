@@ -840,14 +840,14 @@ mod tests {
 
     fn li_like_setup() -> (Model, Vec<crate::Structure>, Vec<crate::Structure>) {
         use crate::model::fit;
-        use crate::model::tests::{random_structure, tiny_cfg};
+        use crate::testing::{random_structure, tiny_cfg};
         let names = vec!["Al".to_string(), "Mg".to_string()];
         let mut data: Vec<crate::Structure> = (0..16)
             .map(|k| random_structure(&["Al", "Mg"], 2, 300 + k as u64, k % 2 == 0))
             .collect();
         let mut teacher = fit::build_skeleton(
             &names,
-            &crate::model::tests::small_cfg(),
+            &crate::testing::small_cfg(),
             &fit::FitConfig::default(),
             &data,
         )

@@ -645,7 +645,7 @@ fn bootstrap_weights(
 mod tests {
     use super::*;
     use crate::model::fit::FitConfig;
-    use crate::model::tests::{random_structure, tiny_cfg};
+    use crate::testing::{random_structure, tiny_cfg};
 
     /// Training data labelled by a teacher OUTSIDE the student's function space (a larger basis),
     /// so that fits on different resamples really differ.
@@ -654,7 +654,7 @@ mod tests {
         let mut structs: Vec<Structure> = (0..n)
             .map(|k| random_structure(&["Al", "Mg"], 2, seed + k as u64, k % 2 == 0))
             .collect();
-        let big = crate::model::tests::small_cfg();
+        let big = crate::testing::small_cfg();
         let mut teacher =
             fit::build_skeleton(&names, &big, &FitConfig::default(), &structs).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);

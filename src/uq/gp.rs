@@ -1346,7 +1346,7 @@ mod tests {
     #[test]
     fn build_on_a_fitted_model_and_round_trip() {
         use crate::model::fit;
-        use crate::model::tests::{random_structure, small_cfg, tiny_cfg};
+        use crate::testing::{random_structure, small_cfg, tiny_cfg};
         use crate::uq::{descriptor_table, force_errors};
         let names = vec!["Li".to_string()];
         let mut data: Vec<crate::Structure> = (0..14)
