@@ -3,10 +3,10 @@
 //! Top layer (feature `cli`): argument parsing, progress and tables for people. Nothing below
 //! imports it.
 
-pub mod active;
 pub mod activeset;
 pub mod albench;
 pub mod calibrate;
+pub mod closed_loop;
 pub mod convert;
 pub mod cutoff;
 pub mod eval;
@@ -57,7 +57,7 @@ pub enum Command {
     Select(select::SelectArgs),
     /// Closed-loop active learning with LAMMPS: fit, explore, select, label, refit, until the
     /// explorations stay below the lower cutoff (resumable).
-    Loop(active::LoopArgs),
+    Loop(closed_loop::LoopArgs),
     /// Active-learning benchmark on a labelled pool in time order (METHODS.md §7).
     AlBench(albench::AlBenchArgs),
     /// Uncertainty benchmark: homogeneous vs heterogeneous data at several basis sizes.
@@ -123,7 +123,7 @@ pub fn main() -> i32 {
         Command::Report(a) => report::run(a),
         Command::Activeset(a) => activeset::run(a),
         Command::Select(a) => select::run(a),
-        Command::Loop(a) => active::run(a),
+        Command::Loop(a) => closed_loop::run(a),
         Command::AlBench(a) => albench::run(a),
         Command::UqBench(a) => uqbench::run(a),
     };

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StatsError;
 use super::dist::{ContinuousDistribution, Family};
-use super::selection::{DEFAULT_ALPHA, ModelChoice, choose_model_from};
+use super::family_choice::{DEFAULT_ALPHA, ModelChoice, choose_model_from};
 
 /// Default stability limit of the force error, eV/Å (METHODS.md §5).
 pub const DEFAULT_E_MAX: f64 = 1.0;

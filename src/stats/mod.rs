@@ -7,7 +7,7 @@
 //!   accurate in the far upper tail.
 //! - [`fit`]: maximum-likelihood fits of the three families.
 //! - [`ks`]: the one-sample Kolmogorov–Smirnov test, matching `scipy.stats.kstest` defaults.
-//! - [`selection`]: the model choice (Maxwell, Gamma, generalized Gamma; first with p > 0.05,
+//! - [`family_choice`]: the model choice (Maxwell, Gamma, generalized Gamma; first with p > 0.05,
 //!   else the highest p).
 //! - [`cutoff`]: the 1 - 1/N cutoffs, the upper (stability) cutoff and the serde-able
 //!   per-(species, method) [`Calibration`] record.
@@ -32,12 +32,12 @@
 
 pub mod cutoff;
 pub mod dist;
+pub mod family_choice;
 pub mod fit;
 pub mod ks;
 pub mod metrics;
 #[cfg(feature = "cli")]
 pub mod plot;
-pub mod selection;
 pub mod special;
 
 /// Test vectors and seeded samplers shared by the unit tests of the crate.
@@ -48,13 +48,13 @@ pub use cutoff::{
     Calibration, CalibrationOptions, UpperCutoff, Zone, calibrate, cutoff_for_n, upper_cutoff,
 };
 pub use dist::{ContinuousDistribution, Distribution, Family, Gamma, GenGamma, Maxwell};
+pub use family_choice::{Candidate, ModelChoice, choose_model, choose_model_from};
 pub use fit::{GenGammaFit, fit_gamma, fit_gengamma, fit_maxwell};
 pub use ks::{KsResult, kolmogorov_sf, ks_test};
 pub use metrics::{
     CalibrationCurve, Confusion, Sweep, calibration_curve, confusion, miscalibration_area,
     pit_maxwell, roc_auc, spearman, sweep,
 };
-pub use selection::{Candidate, ModelChoice, choose_model, choose_model_from};
 
 /// Errors of the statistics layer. Indices are 0-based positions in the slice passed in;
 /// callers that read files translate them to file and line.

@@ -960,8 +960,8 @@ pub fn write_markdown_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::family_choice::choose_model;
     use crate::stats::metrics::{calibration_curve, linspace, pit_maxwell, sweep};
-    use crate::stats::selection::choose_model;
     use crate::stats::tests::{draw_gamma, draw_maxwell, rng};
 
     /// Output directory for figures; kept after the test so that a person can look at them.
