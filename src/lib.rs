@@ -17,6 +17,7 @@ pub mod io;
 pub mod model;
 pub mod neighbors;
 pub mod potential;
+pub mod progress;
 pub mod simd;
 pub mod stats;
 pub mod structure;

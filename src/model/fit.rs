@@ -334,7 +334,7 @@ pub fn fit(
         .max(1) as f64;
     let we2 = cfg.energy_weight / n_e;
     let wf2 = cfg.force_weight / n_f;
-    let bar = progress_bar(train.len() as u64, "fitting", progress);
+    let bar = crate::progress::Bar::structures(train.len() as u64, "fitting", progress);
     let rc = model.max_cutoff();
     let normal = train
         .par_iter()
@@ -382,24 +382,6 @@ fn files_of(s: &[Structure]) -> Vec<String> {
     v.sort();
     v.dedup();
     v
-}
-
-/// A progress bar on stderr, hidden when not wanted or not on a terminal.
-pub fn progress_bar(len: u64, msg: &str, show: bool) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !show || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg:>10} [{bar:40}] {pos}/{len} structures, {elapsed} (eta {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.set_message(msg.to_string());
-    bar
 }
 
 /// Add one structure's rows to the normal equations.
@@ -561,9 +543,9 @@ fn solve_factored(normal: Normal, m: usize, nreg: usize, ridge: f64) -> Result<S
             let c: Vec<f64> = (0..m).map(|j| x[(j, 0)] * scale[j]).collect();
             if c.iter().all(|v| v.is_finite()) {
                 if attempt > 0 {
-                    eprintln!(
-                        "warning: normal equations were ill-conditioned; used ridge {lambda:.1e}"
-                    );
+                    crate::progress::warn(&format!(
+                        "normal equations were ill-conditioned; used ridge {lambda:.1e}"
+                    ));
                 }
                 let x = (0..m).map(|j| x[(j, 0)]).collect();
                 return Ok(Solved { c, x, scale, llt });
@@ -644,7 +626,7 @@ fn accumulate_weighted(
     let nm = weights.len();
     let m = d.m;
     let rc = model.max_cutoff();
-    let bar = progress_bar(train.len() as u64, "members", progress);
+    let bar = crate::progress::Bar::structures(train.len() as u64, "members", progress);
     let zeros = || (0..nm).map(|_| Normal::new(m)).collect::<Vec<_>>();
     // Every fold holds `nm + 1` dense m × m matrices: keep the number of folds near the thread
     // count so memory stays at about (nm + 1) m² doubles per thread.

@@ -277,12 +277,13 @@ impl DistanceModel {
             let chosen: Vec<usize> = if n <= settings.max_reference {
                 (0..n).collect()
             } else {
-                if progress {
-                    eprintln!(
+                crate::progress::note(
+                    progress,
+                    &format!(
                         "distance: species {name}: choosing {} of {n} reference environments ({:?})",
                         settings.max_reference, settings.reference
-                    );
-                }
+                    ),
+                );
                 match settings.reference {
                     Reference::Farthest => {
                         farthest_points(&pcs, k, settings.max_reference, rng.random_range(0..n)).0

@@ -915,13 +915,14 @@ impl SparseGp {
                 .iter()
                 .map(|&(_, e)| e.max(settings.error_floor).ln())
                 .collect();
-            if progress {
-                eprintln!(
+            crate::progress::note(
+                progress,
+                &format!(
                     "gp: species {name}: {} points, {dim} inputs, {} inducing",
                     y.len(),
                     settings.inducing.min(y.len())
-                );
-            }
+                ),
+            );
             let (gp, nll, converged) = fit_gp(&x, &y, dim, settings, &mut rng)?;
             metas.push(SpeciesMeta {
                 species: name.clone(),

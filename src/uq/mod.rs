@@ -139,10 +139,8 @@ pub fn build(
     }
     let table = descriptor_table(model, train)?;
     let say = |notes: &[String]| {
-        if progress {
-            for n in notes {
-                eprintln!("note: {n}");
-            }
+        for n in notes {
+            crate::progress::note(progress, &format!("note: {n}"));
         }
     };
     if cfg.active_set {
