@@ -13,6 +13,7 @@ pub mod ensemble;
 pub mod features;
 pub mod gp;
 pub mod kdtree;
+pub mod kmeans;
 pub mod maxvol;
 pub mod optim;
 pub(crate) mod persist;

@@ -10,11 +10,11 @@ use super::{
 };
 use crate::io::container::{Array, Container, ContainerError};
 use crate::model::Model;
+use crate::uq::kmeans::{self, nearest};
 use crate::uq::maxvol::{MaxVolError, PassStats, StreamingMaxVol};
 use crate::uq::{DescriptorTable, Partition, UqError};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -96,20 +96,6 @@ impl SpeciesClusters {
             *c = self.centroid_cluster[self.nearest_centroid(&rows[r * m..(r + 1) * m], z)];
         }
     }
-}
-
-/// Index and squared distance of the row of `c` (row-major, rows of `m`) nearest to `z`; ties
-/// to the lower index.
-#[inline(always)]
-fn nearest(c: &[f64], m: usize, z: &[f64]) -> (usize, f64) {
-    let mut best = (0, f64::INFINITY);
-    for (k, ck) in c.chunks_exact(m).enumerate() {
-        let d = crate::uq::optim::dist2(ck, z);
-        if d < best.1 {
-            best = (k, d);
-        }
-    }
-    best
 }
 
 /// Clustered local D-optimality (the `gamma_local` estimator).
@@ -577,10 +563,18 @@ pub(super) fn build_clustered(
                 Partition::ConfigType => unreachable!("labelled"),
             };
             let z = standardize(&st.sample, m, &mean, &inv_std);
-            let (c, assign) = kmeans(&z, st.sample_n, m, k, settings.kmeans_iters, &mut rngs[s]);
+            let (c, assign) = kmeans::kmeans(
+                &z,
+                st.sample_n,
+                m,
+                k.min(st.sample_n).max(1),
+                settings.kmeans_iters,
+                &kmeans::Options::CLUSTERS,
+                &mut rngs[s],
+            );
             let mut n = vec![0usize; c.len() / m];
             for &a in &assign {
-                n[a as usize] += 1;
+                n[a] += 1;
             }
             (c, n, vec![])
         };
@@ -791,85 +785,4 @@ fn make_groups(
         }
     }
     Ok((groups, base, gname))
-}
-/// k-means (k-means++ initialization, Lloyd iterations) on row-major standardized rows.
-/// Returns the centroids (row-major, at most `k` of them: fewer if there are fewer distinct
-/// rows) and the cluster of each row.
-fn kmeans(
-    z: &[f64],
-    n: usize,
-    m: usize,
-    k: usize,
-    iters: usize,
-    rng: &mut ChaCha8Rng,
-) -> (Vec<f64>, Vec<u32>) {
-    let k = k.min(n).max(1);
-    let row = |i: usize| &z[i * m..(i + 1) * m];
-    let d2 =
-        |a: &[f64], b: &[f64]| -> f64 { a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum() };
-    // k-means++: each new centre drawn with probability proportional to D^2.
-    let mut cent: Vec<f64> = row(rng.random_range(0..n)).to_vec();
-    let mut dmin: Vec<f64> = (0..n).map(|i| d2(row(i), &cent[..m])).collect();
-    while cent.len() / m < k {
-        let total: f64 = dmin.iter().sum();
-        if total.is_nan() || total <= 0.0 {
-            break; // every row coincides with a centre
-        }
-        let mut u = rng.random::<f64>() * total;
-        let mut pick = n - 1;
-        for (i, &d) in dmin.iter().enumerate() {
-            if u < d {
-                pick = i;
-                break;
-            }
-            u -= d;
-        }
-        let c0 = cent.len();
-        cent.extend_from_slice(row(pick));
-        let c = cent[c0..].to_vec();
-        dmin.par_iter_mut()
-            .enumerate()
-            .for_each(|(i, d)| *d = d.min(d2(&z[i * m..(i + 1) * m], &c)));
-    }
-    let kk = cent.len() / m;
-    let mut assign = vec![u32::MAX; n];
-    for _ in 0..iters {
-        let new: Vec<(u32, f64)> = (0..n)
-            .into_par_iter()
-            .map(|i| {
-                let (c, d) = nearest(&cent, m, &z[i * m..(i + 1) * m]);
-                (c as u32, d)
-            })
-            .collect();
-        let changed = new.iter().zip(&assign).any(|(a, b)| a.0 != *b);
-        for (a, b) in assign.iter_mut().zip(&new) {
-            *a = b.0;
-        }
-        if !changed {
-            break;
-        }
-        let mut sum = vec![0.0; kk * m];
-        let mut cnt = vec![0usize; kk];
-        for i in 0..n {
-            let c = assign[i] as usize;
-            cnt[c] += 1;
-            for j in 0..m {
-                sum[c * m + j] += z[i * m + j];
-            }
-        }
-        for c in 0..kk {
-            if cnt[c] > 0 {
-                for j in 0..m {
-                    cent[c * m + j] = sum[c * m + j] / cnt[c] as f64;
-                }
-            } else {
-                // Empty cluster: restart it at the row farthest from its centre.
-                let far = (0..n)
-                    .max_by(|&a, &b| new[a].1.total_cmp(&new[b].1).then(b.cmp(&a)))
-                    .unwrap_or(0);
-                cent[c * m..(c + 1) * m].copy_from_slice(row(far));
-            }
-        }
-    }
-    (cent, assign)
 }
