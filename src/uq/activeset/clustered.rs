@@ -6,12 +6,13 @@ use super::partition::{SpeciesStats, merge_cluster, merge_small, reciprocals, st
 use super::species::{GammaScratch, SpeciesActiveSet};
 use super::{
     BuildInfo, Chunk, Group, NO_LABEL, PassError, Route, RowSource, Settings, TableSource, bar,
-    check_species, condition_notes, invalid, read_meta, run_passes, uq_err, uq_meta,
+    condition_notes, run_passes, uq_err,
 };
 use crate::io::container::{Array, Container, ContainerError};
 use crate::model::Model;
 use crate::uq::kmeans::{self, nearest};
 use crate::uq::maxvol::{MaxVolError, PassStats, StreamingMaxVol};
+use crate::uq::persist::{bad, check_species, get_meta_lenient, put_f64, put_meta};
 use crate::uq::{DescriptorTable, Partition, UqError};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -265,13 +266,9 @@ impl ClusteredActiveSets {
             let p = format!("uq.{LOCAL}.{s}");
             let m = sc.m();
             let k0 = sc.k0();
-            c.put(&format!("{p}.mean"), vec![m], Array::F64(sc.mean.clone()));
-            c.put(&format!("{p}.std"), vec![m], Array::F64(sc.std.clone()));
-            c.put(
-                &format!("{p}.centroids"),
-                vec![k0, m],
-                Array::F64(sc.centroids.clone()),
-            );
+            put_f64(c, &format!("{p}.mean"), vec![m], &sc.mean);
+            put_f64(c, &format!("{p}.std"), vec![m], &sc.std);
+            put_f64(c, &format!("{p}.centroids"), vec![k0, m], &sc.centroids);
             c.put(
                 &format!("{p}.centroid_cluster"),
                 vec![k0],
@@ -311,27 +308,26 @@ impl ClusteredActiveSets {
             labels,
             build: self.info.clone(),
         };
-        let v = toml::Value::try_from(&meta).expect("cluster metadata serializes");
-        uq_meta(c).insert(LOCAL.into(), v);
+        put_meta(c, LOCAL, &meta);
     }
 
     /// Load from a model file container, if present.
     pub fn load(path: &Path, c: &Container, model: &Model) -> Result<Option<Self>, ContainerError> {
-        let Some(meta) = read_meta::<LocalMeta>(path, c, LOCAL)? else {
+        let Some(meta) = get_meta_lenient::<LocalMeta>(path, c, LOCAL)? else {
             if c.arrays.keys().any(|k| k.starts_with("uq.gamma_local.")) {
-                return Err(invalid(
+                return Err(bad(
                     path,
-                    "arrays 'uq.gamma_local.*' are present but the [uq.gamma_local] metadata is missing (file edited?)".into(),
+                    "arrays 'uq.gamma_local.*' are present but the [uq.gamma_local] metadata is missing (file edited?)",
                 ));
             }
             return Ok(None);
         };
-        check_species(path, LOCAL, &meta.build, model)?;
+        check_species(path, LOCAL, &meta.build.species, model)?;
         let partition = match meta.partition.as_str() {
             "kmeans" => Partition::KMeans(meta.k),
             "config_type" => Partition::ConfigType,
             other => {
-                return Err(invalid(
+                return Err(bad(
                     path,
                     format!(
                         "[uq.gamma_local] partition '{other}' is unknown (kmeans or config_type)"
@@ -341,7 +337,7 @@ impl ClusteredActiveSets {
         };
         let ns = model.nspecies();
         if meta.clusters.len() != ns || meta.centroids.len() != ns {
-            return Err(invalid(
+            return Err(bad(
                 path,
                 format!("[uq.gamma_local] clusters/centroids must list {ns} species"),
             ));
@@ -352,7 +348,7 @@ impl ClusteredActiveSets {
             let p = format!("uq.{LOCAL}.{s}");
             let (kk, k0) = (meta.clusters[s], meta.centroids[s]);
             if kk == 0 || k0 < kk {
-                return Err(invalid(
+                return Err(bad(
                     path,
                     format!(
                         "[uq.gamma_local] species {}: {kk} clusters from {k0} centroids is impossible",
@@ -368,7 +364,7 @@ impl ClusteredActiveSets {
             let counts_name = format!("{p}.counts");
             let counts = c.u32_any(path, &counts_name)?;
             if centroid_cluster.len() != k0 {
-                return Err(invalid(
+                return Err(bad(
                     path,
                     format!(
                         "array '{cc_name}' has {} numbers, expected {k0}",
@@ -377,7 +373,7 @@ impl ClusteredActiveSets {
                 ));
             }
             if counts.len() != kk {
-                return Err(invalid(
+                return Err(bad(
                     path,
                     format!(
                         "array '{counts_name}' has {} numbers, expected {kk}",
@@ -388,7 +384,7 @@ impl ClusteredActiveSets {
             let mut used = vec![false; kk];
             for &x in &centroid_cluster {
                 if x as usize >= kk {
-                    return Err(invalid(
+                    return Err(bad(
                         path,
                         format!("array '{cc_name}' refers to cluster {x}, but there are {kk}"),
                     ));
@@ -396,7 +392,7 @@ impl ClusteredActiveSets {
                 used[x as usize] = true;
             }
             if let Some(k) = used.iter().position(|u| !u) {
-                return Err(invalid(
+                return Err(bad(
                     path,
                     format!("array '{cc_name}': cluster {k} has no centroid"),
                 ));
@@ -404,7 +400,7 @@ impl ClusteredActiveSets {
             if std.iter().any(|v| !(v.is_finite() && *v > 0.0))
                 || mean.iter().chain(&centroids).any(|v| !v.is_finite())
             {
-                return Err(invalid(
+                return Err(bad(
                     path,
                     format!(
                         "species {}: standardization or centroids are not finite and positive (arrays '{p}.std', '{p}.mean', '{p}.centroids')",
@@ -414,12 +410,12 @@ impl ClusteredActiveSets {
             }
             let labels: Vec<String> = match meta.labels.get(&model.species[s]) {
                 Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| {
-                    invalid(path, format!("[uq.gamma_local.labels]: {}", e.message()))
+                    bad(path, format!("[uq.gamma_local.labels]: {}", e.message()))
                 })?,
                 None => vec![],
             };
             if partition == Partition::ConfigType && labels.len() != k0 {
-                return Err(invalid(
+                return Err(bad(
                     path,
                     format!(
                         "[uq.gamma_local.labels] species {}: {} labels for {k0} centroids",

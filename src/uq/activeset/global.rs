@@ -3,12 +3,13 @@
 
 use super::species::{GammaScratch, SpeciesActiveSet};
 use super::{
-    BuildInfo, ByStructure, Group, PassError, RowSource, Settings, TableSource, check_species,
-    condition_notes, invalid, read_meta, run_passes, uq_err, uq_meta,
+    BuildInfo, ByStructure, Group, PassError, RowSource, Settings, TableSource, condition_notes,
+    run_passes, uq_err,
 };
 use crate::io::container::{Container, ContainerError};
 use crate::model::Model;
 use crate::uq::maxvol::{PassStats, StreamingMaxVol};
+use crate::uq::persist::{bad, check_species, get_meta_lenient, put_meta};
 use crate::uq::{DescriptorTable, UqError};
 use std::path::Path;
 
@@ -79,22 +80,21 @@ impl GlobalActiveSets {
         for (s, set) in self.species.iter().enumerate() {
             set.save(c, &format!("uq.{GLOBAL}.{s}"));
         }
-        let v = toml::Value::try_from(&self.info).expect("build info serializes");
-        uq_meta(c).insert(GLOBAL.into(), v);
+        put_meta(c, GLOBAL, &self.info);
     }
 
     /// Load from a model file container, if present.
     pub fn load(path: &Path, c: &Container, model: &Model) -> Result<Option<Self>, ContainerError> {
-        let Some(info) = read_meta::<BuildInfo>(path, c, GLOBAL)? else {
+        let Some(info) = get_meta_lenient::<BuildInfo>(path, c, GLOBAL)? else {
             if c.arrays.keys().any(|k| k.starts_with("uq.gamma.")) {
-                return Err(invalid(
+                return Err(bad(
                     path,
-                    "arrays 'uq.gamma.*' are present but the [uq.gamma] metadata is missing (file edited?)".into(),
+                    "arrays 'uq.gamma.*' are present but the [uq.gamma] metadata is missing (file edited?)",
                 ));
             }
             return Ok(None);
         };
-        check_species(path, GLOBAL, &info, model)?;
+        check_species(path, GLOBAL, &info.species, model)?;
         let species = (0..model.nspecies())
             .map(|s| SpeciesActiveSet::load(path, c, &format!("uq.{GLOBAL}.{s}"), model.nfuncs(s)))
             .collect::<Result<_, _>>()?;

@@ -26,11 +26,9 @@
 
 use super::maxvol::{MaxVolError, Options, PassStats, RowId, StreamingMaxVol};
 use super::{DescriptorTable, UqError};
-use crate::io::container::{Container, ContainerError};
 use crate::model::Model;
 use crate::structure::Structure;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 
 mod clustered;
 mod global;
@@ -252,13 +250,6 @@ fn bar(len: Option<u64>, show: bool) -> indicatif::ProgressBar {
     }
 }
 
-fn invalid(path: &Path, message: String) -> ContainerError {
-    ContainerError::Invalid {
-        path: path.display().to_string(),
-        message,
-    }
-}
-
 /// How an active-set collection was built (stored as `[uq.gamma]` / `[uq.gamma_local]`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -277,52 +268,6 @@ pub struct BuildInfo {
     pub data: Vec<String>,
     /// Messages of the build (merged clusters, conditioning, unverified sets).
     pub notes: Vec<String>,
-}
-
-fn uq_meta(c: &mut Container) -> &mut toml::Table {
-    let e = c
-        .meta
-        .entry("uq")
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    if !e.is_table() {
-        *e = toml::Value::Table(toml::Table::new());
-    }
-    e.as_table_mut().expect("just made a table")
-}
-
-fn read_meta<T: for<'de> Deserialize<'de>>(
-    path: &Path,
-    c: &Container,
-    method: &str,
-) -> Result<Option<T>, ContainerError> {
-    let Some(v) = c.meta.get("uq").and_then(|u| u.get(method)) else {
-        return Ok(None);
-    };
-    v.clone()
-        .try_into()
-        .map(Some)
-        .map_err(|e: toml::de::Error| {
-            invalid(path, format!("bad [uq.{method}] metadata: {}", e.message()))
-        })
-}
-
-fn check_species(
-    path: &Path,
-    method: &str,
-    info: &BuildInfo,
-    model: &Model,
-) -> Result<(), ContainerError> {
-    if info.species != model.species {
-        return Err(invalid(
-            path,
-            format!(
-                "[uq.{method}] is for species [{}] but the model has [{}] (file edited?)",
-                info.species.join(", "),
-                model.species.join(", ")
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Label used for structures without a `config_type`.

@@ -2,10 +2,10 @@
 //! provenance, the grades against it ([`SpeciesActiveSet`], [`GammaScratch`]), and its arrays
 //! in a model file.
 
-use super::invalid;
 use crate::io::container::{Array, Container, ContainerError};
 use crate::model::Model;
 use crate::uq::maxvol::{self, RowId};
+use crate::uq::persist::{bad, put_f64};
 use crate::uq::screen::{LazyScreen, ScreenScratch};
 use std::path::Path;
 
@@ -71,16 +71,8 @@ impl SpeciesActiveSet {
 
     pub(super) fn save(&self, c: &mut Container, prefix: &str) {
         let m = self.m;
-        c.put(
-            &format!("{prefix}.rows"),
-            vec![m, m],
-            Array::F64(self.rows.clone()),
-        );
-        c.put(
-            &format!("{prefix}.inverse"),
-            vec![m, m],
-            Array::F64(self.inverse.clone()),
-        );
+        put_f64(c, &format!("{prefix}.rows"), vec![m, m], &self.rows);
+        put_f64(c, &format!("{prefix}.inverse"), vec![m, m], &self.inverse);
         c.put(
             &format!("{prefix}.source"),
             vec![m, 2],
@@ -106,14 +98,14 @@ impl SpeciesActiveSet {
         let inverse = c.f64(path, &inn, m * m)?;
         let src = c.u32_any(path, &sn)?;
         if src.len() != 2 * m {
-            return Err(invalid(
+            return Err(bad(
                 path,
                 format!("array '{sn}' has {} numbers, expected {}", src.len(), 2 * m),
             ));
         }
         for (name, v) in [(&rn, &rows), (&inn, &inverse)] {
             if v.iter().any(|x| !x.is_finite()) {
-                return Err(invalid(
+                return Err(bad(
                     path,
                     format!("array '{name}' has non-finite values (file corrupt or edited)"),
                 ));
@@ -130,7 +122,7 @@ impl SpeciesActiveSet {
             resid = resid.max((z - x[i]).abs());
         }
         if resid.is_nan() || resid > 1e-4 {
-            return Err(invalid(
+            return Err(bad(
                 path,
                 format!(
                     "array '{inn}' is not the inverse of '{rn}' (residual {resid:.1e}): the file was edited or corrupted; rebuild the active set with `aceuq activeset`"

@@ -4,7 +4,7 @@ use super::clustered::build_clustered;
 use super::global::build_global;
 use super::partition::SpeciesStats;
 use super::*;
-use crate::io::container::Array;
+use crate::io::container::{Array, Container};
 use crate::model::tests::{random_model, random_structure, tiny_cfg};
 use crate::uq::maxvol;
 use crate::uq::screen::LazyScreen;
@@ -13,6 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// A synthetic one-species table: `blobs` Gaussian blobs in `m` dimensions, `per` rows each,
 /// `per_structure` rows per structure (structures do not mix blobs).
