@@ -18,6 +18,7 @@ pub mod ensemble;
 pub mod features;
 pub mod gp;
 pub mod kdtree;
+pub mod kmeans;
 pub mod maxvol;
 pub mod method;
 pub mod optim;

@@ -1,10 +1,9 @@
 //! Numerical helpers of the calibrated estimators: a bound-constrained minimizer (spectral
-//! projected gradient), k-means and farthest-point sampling.
+//! projected gradient), k-means (a wrapper of [`super::kmeans`]) and farthest-point sampling.
 
 // `!(x > 0.0)` is used on purpose: unlike `x <= 0.0` it also rejects NaN.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
-use rand::RngExt;
 use rayon::prelude::*;
 
 /// Settings of [`spg`].
@@ -233,7 +232,8 @@ pub fn farthest_points(points: &[f64], dim: usize, k: usize, first: usize) -> (V
 
 /// k-means (k-means++ seeding, then Lloyd iterations until assignments stop changing or `iters`)
 /// of the rows of `points` (`n × dim`). Returns `k' × dim` centres, `k' = min(k, n)`; an empty
-/// cluster is re-seeded with the row farthest from its centre.
+/// cluster is re-seeded with the row farthest from its centre. This is
+/// [`super::kmeans::kmeans`] with [`Options::INDUCING`](super::kmeans::Options::INDUCING).
 pub fn kmeans(
     points: &[f64],
     dim: usize,
@@ -246,85 +246,16 @@ pub fn kmeans(
     if k == 0 {
         return vec![];
     }
-    let row = |i: usize| &points[i * dim..(i + 1) * dim];
-    // k-means++ seeding.
-    let mut centres: Vec<f64> = Vec::with_capacity(k * dim);
-    let first = rng.random_range(0..n);
-    centres.extend_from_slice(row(first));
-    let mut d2: Vec<f64> = (0..n).map(|i| dist2(row(i), row(first))).collect();
-    while centres.len() < k * dim {
-        let total: f64 = d2.iter().sum();
-        let pick = if total > 0.0 {
-            let mut t = rng.random::<f64>() * total;
-            let mut pick = n - 1;
-            for (i, &v) in d2.iter().enumerate() {
-                if t < v {
-                    pick = i;
-                    break;
-                }
-                t -= v;
-            }
-            pick
-        } else {
-            rng.random_range(0..n)
-        };
-        centres.extend_from_slice(row(pick));
-        let c = centres.len() / dim - 1;
-        let cc = centres[c * dim..(c + 1) * dim].to_vec();
-        d2.par_iter_mut()
-            .enumerate()
-            .for_each(|(i, v)| *v = v.min(dist2(&points[i * dim..(i + 1) * dim], &cc)));
-    }
-    let mut assign = vec![usize::MAX; n];
-    for _ in 0..iters {
-        let new: Vec<(usize, f64)> = (0..n)
-            .into_par_iter()
-            .map(|i| {
-                let p = row(i);
-                let mut best = (0, f64::INFINITY);
-                for c in 0..k {
-                    let d = dist2(p, &centres[c * dim..(c + 1) * dim]);
-                    if d < best.1 {
-                        best = (c, d);
-                    }
-                }
-                best
-            })
-            .collect();
-        let changed = new.iter().zip(&assign).any(|(a, b)| a.0 != *b);
-        for (a, b) in assign.iter_mut().zip(&new) {
-            *a = b.0;
-        }
-        let mut sum = vec![0.0; k * dim];
-        let mut cnt = vec![0usize; k];
-        for i in 0..n {
-            let c = assign[i];
-            cnt[c] += 1;
-            for (s, v) in sum[c * dim..(c + 1) * dim].iter_mut().zip(row(i)) {
-                *s += v;
-            }
-        }
-        let mut taken = vec![false; n];
-        for c in 0..k {
-            if cnt[c] > 0 {
-                for j in 0..dim {
-                    centres[c * dim + j] = sum[c * dim + j] / cnt[c] as f64;
-                }
-            } else {
-                // Empty cluster: move it to the row worst served by its centre.
-                let far = (0..n)
-                    .filter(|&i| !taken[i])
-                    .max_by(|&a, &b| new[a].1.total_cmp(&new[b].1))
-                    .unwrap_or(0);
-                taken[far] = true;
-                centres[c * dim..(c + 1) * dim].copy_from_slice(row(far));
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    centres
+    super::kmeans::kmeans(
+        points,
+        n,
+        dim,
+        k,
+        iters,
+        &super::kmeans::Options::INDUCING,
+        rng,
+    )
+    .0
 }
 
 /// Maxwell negative log-likelihood `sum_k -ln p(e_k; s_k)` of force-error magnitudes `e` with
@@ -340,7 +271,7 @@ pub fn maxwell_nll(e: &[f64], s: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
+    use rand::{RngExt, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
     #[test]

@@ -1,7 +1,9 @@
-//! Small helpers shared by the estimators' `save`/`load`: the `[uq.<method>]` metadata table and
-//! validated array reads that name the array at fault.
+//! Small helpers shared by the estimators' `save`/`load`: the `[uq.<method>]` metadata table,
+//! validated array reads that name the array at fault, and the check that stored species are
+//! the model's.
 
 use crate::io::container::{Array, Container, ContainerError};
+use crate::model::Model;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::Path;
@@ -48,6 +50,46 @@ pub(crate) fn get_meta<T: DeserializeOwned>(
         .try_into()
         .map(Some)
         .map_err(|e: toml::de::Error| bad(path, format!("metadata [uq.{method}]: {}", e.message())))
+}
+
+/// Read `c.meta["uq"][method]` as the active sets (`gamma`, `gamma_local`) do. Unlike
+/// [`get_meta`]: `None` also when `uq` is not a table, and a metadata error reads
+/// `bad [uq.<method>] metadata: …` (kept apart so that what loads, and every message, stays as
+/// it was).
+pub(crate) fn get_meta_lenient<T: DeserializeOwned>(
+    path: &Path,
+    c: &Container,
+    method: &str,
+) -> Result<Option<T>, ContainerError> {
+    let Some(v) = c.meta.get("uq").and_then(|u| u.get(method)) else {
+        return Ok(None);
+    };
+    v.clone()
+        .try_into()
+        .map(Some)
+        .map_err(|e: toml::de::Error| {
+            bad(path, format!("bad [uq.{method}] metadata: {}", e.message()))
+        })
+}
+
+/// An error unless `species`, as stored in `[uq.<method>]`, are the model's species in order.
+pub(crate) fn check_species(
+    path: &Path,
+    method: &str,
+    species: &[String],
+    model: &Model,
+) -> Result<(), ContainerError> {
+    if species != model.species.as_slice() {
+        return Err(bad(
+            path,
+            format!(
+                "[uq.{method}] is for species [{}] but the model has [{}] (file edited?)",
+                species.join(", "),
+                model.species.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Store an f64 array.

@@ -1,0 +1,784 @@
+//! Clustered local active sets (the `gamma_local` estimator, METHODS.md §3): per species, the
+//! build rows standardized and partitioned (k-means or `config_type` labels), one active set per
+//! cluster; queries, the builder and persistence.
+
+use super::partition::{SpeciesStats, merge_cluster, merge_small, reciprocals, standardize};
+use super::species::{GammaScratch, SpeciesActiveSet};
+use super::{
+    BuildInfo, Chunk, Group, NO_LABEL, PassError, Route, RowSource, Settings, TableSource,
+    condition_notes, run_passes, uq_err,
+};
+use crate::io::container::{Array, Container, ContainerError};
+use crate::model::Model;
+use crate::uq::kmeans::{self, nearest};
+use crate::uq::maxvol::{MaxVolError, PassStats, StreamingMaxVol};
+use crate::uq::persist::{bad, check_species, get_meta_lenient, put_f64, put_meta};
+use crate::uq::{DescriptorTable, Partition, UqError};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const LOCAL: &str = "gamma_local";
+
+/// The partition and active sets of one species.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpeciesClusters {
+    /// Per-column mean of the build rows (standardization).
+    pub mean: Vec<f64>,
+    /// Per-column standard deviation (1 where a column is constant).
+    pub std: Vec<f64>,
+    /// `1 / std`: the standardization multiplies by it (a division per column would cost as
+    /// much as the rest of the cluster assignment).
+    pub inv_std: Vec<f64>,
+    /// Centroids in standardized space, row-major `k0 × m` (k-means centroids, or the mean of
+    /// each label's rows).
+    pub centroids: Vec<f64>,
+    /// Final cluster of each centroid (small clusters are merged, so several centroids can
+    /// share a cluster).
+    pub centroid_cluster: Vec<u32>,
+    /// Label of each centroid for `config_type` partitions (empty for k-means).
+    pub labels: Vec<String>,
+    /// Build atoms per final cluster.
+    pub counts: Vec<usize>,
+    /// One active set per final cluster.
+    pub sets: Vec<SpeciesActiveSet>,
+}
+
+impl SpeciesClusters {
+    pub(super) fn m(&self) -> usize {
+        self.mean.len()
+    }
+
+    fn k0(&self) -> usize {
+        self.centroid_cluster.len()
+    }
+
+    /// Nearest centroid (standardized Euclidean) of descriptor `b`; `z` is scratch.
+    #[inline(always)]
+    fn nearest_centroid(&self, b: &[f64], z: &mut [f64]) -> usize {
+        let m = self.m();
+        let (b, z) = (&b[..m], &mut z[..m]);
+        for j in 0..m {
+            z[j] = (b[j] - self.mean[j]) * self.inv_std[j];
+        }
+        nearest(&self.centroids, m, z).0
+    }
+
+    /// The cluster of every row of `rows` (row-major, rows of `m`) into `cluster`: the same
+    /// arithmetic as [`SpeciesClusters::nearest_centroid`], compiled for 256-bit vectors where
+    /// the CPU has them (division and the distance sums vectorize; the results are bitwise the
+    /// same, there being no fused operations).
+    fn assign(&self, rows: &[f64], cluster: &mut [u32], z: &mut [f64]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::simd::features().avx2() {
+                // SAFETY: the CPU supports AVX2 (checked just above).
+                unsafe { self.assign_avx2(rows, cluster, z) };
+                return;
+            }
+        }
+        self.assign_impl(rows, cluster, z);
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn assign_avx2(&self, rows: &[f64], cluster: &mut [u32], z: &mut [f64]) {
+        self.assign_impl(rows, cluster, z);
+    }
+
+    #[inline(always)]
+    fn assign_impl(&self, rows: &[f64], cluster: &mut [u32], z: &mut [f64]) {
+        let m = self.m();
+        for (r, c) in cluster.iter_mut().enumerate() {
+            *c = self.centroid_cluster[self.nearest_centroid(&rows[r * m..(r + 1) * m], z)];
+        }
+    }
+}
+
+/// Clustered local D-optimality (the `gamma_local` estimator).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusteredActiveSets {
+    /// How configuration space was partitioned.
+    pub partition: Partition,
+    /// Per species.
+    pub species: Vec<SpeciesClusters>,
+    /// How it was built.
+    pub info: BuildInfo,
+}
+
+impl Default for ClusteredActiveSets {
+    fn default() -> Self {
+        ClusteredActiveSets {
+            partition: Partition::KMeans(1),
+            species: vec![],
+            info: BuildInfo::default(),
+        }
+    }
+}
+
+struct ClusterRoute<'a> {
+    species: &'a [SpeciesClusters],
+    /// First group index of each species.
+    base: Vec<usize>,
+    /// Label -> cluster per species (label partitions).
+    by_label: Vec<BTreeMap<String, usize>>,
+    labelled: bool,
+}
+
+impl Route for ClusterRoute<'_> {
+    fn route(&self, s: usize, row: &[f64], label: Option<&str>, z: &mut [f64]) -> Option<usize> {
+        let sc = &self.species[s];
+        let c = if self.labelled {
+            *self.by_label[s].get(label.unwrap_or(NO_LABEL))?
+        } else {
+            sc.centroid_cluster[sc.nearest_centroid(row, z)] as usize
+        };
+        Some(self.base[s] + c)
+    }
+}
+
+impl ClusteredActiveSets {
+    /// Build from a descriptor table in memory; `labels[k]` is the `config_type` of structure
+    /// `k` of the table (see [`structure_labels`]; only used by [`Partition::ConfigType`]).
+    pub fn build(
+        model: &Model,
+        table: &DescriptorTable,
+        labels: &[Option<String>],
+        partition: &Partition,
+        settings: &Settings,
+        seed: u64,
+        progress: bool,
+    ) -> Result<Self, UqError> {
+        let mut src = TableSource { table, labels };
+        Self::build_from_source(model, &mut src, partition, settings, seed, progress)
+    }
+
+    /// Build from rows streamed by `source` (several passes).
+    pub fn build_from_source(
+        model: &Model,
+        source: &mut dyn RowSource,
+        partition: &Partition,
+        settings: &Settings,
+        seed: u64,
+        progress: bool,
+    ) -> Result<Self, UqError> {
+        let ms: Vec<usize> = (0..model.nspecies()).map(|s| model.nfuncs(s)).collect();
+        build_clustered(
+            &model.species,
+            &ms,
+            source,
+            partition,
+            settings,
+            seed,
+            progress,
+        )
+    }
+
+    /// Local grade of one atom of species `s` with descriptor `b`, and its cluster index.
+    /// k-means partitions: the nearest centroid's cluster; label partitions: the cluster with
+    /// the smallest gamma.
+    pub fn gamma_local(&self, s: usize, b: &[f64], scratch: &mut GammaScratch) -> (f64, usize) {
+        scratch.ensure(b.len());
+        let sc = &self.species[s];
+        match self.partition {
+            Partition::KMeans(_) => {
+                let c = sc.centroid_cluster[sc.nearest_centroid(b, &mut scratch.z)] as usize;
+                (sc.sets[c].gamma(b, &mut scratch.acc), c)
+            }
+            Partition::ConfigType => {
+                let mut best = (f64::INFINITY, 0);
+                for (c, set) in sc.sets.iter().enumerate() {
+                    let g = set.gamma(b, &mut scratch.acc);
+                    if g < best.0 || (g.is_nan() && best.0.is_infinite()) {
+                        best = (g, c);
+                    }
+                }
+                best
+            }
+        }
+    }
+
+    /// Local grades and clusters of many atoms of species `s` (row-major rows), GEMM per
+    /// cluster.
+    pub fn gamma_local_batch(
+        &self,
+        s: usize,
+        rows: &[f64],
+        gamma: &mut [f64],
+        cluster: &mut [u32],
+        scratch: &mut GammaScratch,
+    ) {
+        let sc = &self.species[s];
+        let m = sc.m();
+        let n = gamma.len();
+        assert_eq!(
+            rows.len(),
+            n * m,
+            "gamma_local_batch: rows and output differ"
+        );
+        assert_eq!(cluster.len(), n, "gamma_local_batch: cluster output length");
+        scratch.ensure(m);
+        match self.partition {
+            Partition::KMeans(_) => {
+                sc.assign(rows, cluster, &mut scratch.z);
+                for (k, set) in sc.sets.iter().enumerate() {
+                    scratch.idx.clear();
+                    scratch
+                        .idx
+                        .extend((0..n).filter(|&r| cluster[r] as usize == k));
+                    if scratch.idx.is_empty() {
+                        continue;
+                    }
+                    scratch.tmp.resize(scratch.idx.len(), 0.0);
+                    set.gamma_selected(rows, &scratch.idx, &mut scratch.tmp, &mut scratch.screen);
+                    for (t, &r) in scratch.idx.iter().enumerate() {
+                        gamma[r] = scratch.tmp[t];
+                    }
+                }
+            }
+            Partition::ConfigType => {
+                gamma.fill(f64::INFINITY);
+                cluster.fill(0);
+                scratch.tmp.resize(n, 0.0);
+                let mut tmp = std::mem::take(&mut scratch.tmp);
+                for (k, set) in sc.sets.iter().enumerate() {
+                    set.gamma_batch(rows, &mut tmp, scratch);
+                    for r in 0..n {
+                        if tmp[r] < gamma[r] {
+                            gamma[r] = tmp[r];
+                            cluster[r] = k as u32;
+                        }
+                    }
+                }
+                scratch.tmp = tmp;
+            }
+        }
+    }
+
+    /// Store into a model file container.
+    pub fn save(&self, c: &mut Container) {
+        let mut labels = toml::Table::new();
+        for (s, sc) in self.species.iter().enumerate() {
+            let p = format!("uq.{LOCAL}.{s}");
+            let m = sc.m();
+            let k0 = sc.k0();
+            put_f64(c, &format!("{p}.mean"), vec![m], &sc.mean);
+            put_f64(c, &format!("{p}.std"), vec![m], &sc.std);
+            put_f64(c, &format!("{p}.centroids"), vec![k0, m], &sc.centroids);
+            c.put(
+                &format!("{p}.centroid_cluster"),
+                vec![k0],
+                Array::U32(sc.centroid_cluster.clone()),
+            );
+            c.put(
+                &format!("{p}.counts"),
+                vec![sc.counts.len()],
+                Array::U32(
+                    sc.counts
+                        .iter()
+                        .map(|&n| n.min(u32::MAX as usize) as u32)
+                        .collect(),
+                ),
+            );
+            for (k, set) in sc.sets.iter().enumerate() {
+                set.save(c, &format!("{p}.{k}"));
+            }
+            if !sc.labels.is_empty() {
+                labels.insert(
+                    self.info.species.get(s).cloned().unwrap_or(s.to_string()),
+                    toml::Value::try_from(&sc.labels).expect("labels serialize"),
+                );
+            }
+        }
+        let meta = LocalMeta {
+            partition: match self.partition {
+                Partition::KMeans(_) => "kmeans".into(),
+                Partition::ConfigType => "config_type".into(),
+            },
+            k: match self.partition {
+                Partition::KMeans(k) => k,
+                Partition::ConfigType => 0,
+            },
+            clusters: self.species.iter().map(|s| s.sets.len()).collect(),
+            centroids: self.species.iter().map(|s| s.k0()).collect(),
+            labels,
+            build: self.info.clone(),
+        };
+        put_meta(c, LOCAL, &meta);
+    }
+
+    /// Load from a model file container, if present.
+    pub fn load(path: &Path, c: &Container, model: &Model) -> Result<Option<Self>, ContainerError> {
+        let Some(meta) = get_meta_lenient::<LocalMeta>(path, c, LOCAL)? else {
+            if c.arrays.keys().any(|k| k.starts_with("uq.gamma_local.")) {
+                return Err(bad(
+                    path,
+                    "arrays 'uq.gamma_local.*' are present but the [uq.gamma_local] metadata is missing (file edited?)",
+                ));
+            }
+            return Ok(None);
+        };
+        check_species(path, LOCAL, &meta.build.species, model)?;
+        let partition = match meta.partition.as_str() {
+            "kmeans" => Partition::KMeans(meta.k),
+            "config_type" => Partition::ConfigType,
+            other => {
+                return Err(bad(
+                    path,
+                    format!(
+                        "[uq.gamma_local] partition '{other}' is unknown (kmeans or config_type)"
+                    ),
+                ));
+            }
+        };
+        let ns = model.nspecies();
+        if meta.clusters.len() != ns || meta.centroids.len() != ns {
+            return Err(bad(
+                path,
+                format!("[uq.gamma_local] clusters/centroids must list {ns} species"),
+            ));
+        }
+        let mut species = vec![];
+        for s in 0..ns {
+            let m = model.nfuncs(s);
+            let p = format!("uq.{LOCAL}.{s}");
+            let (kk, k0) = (meta.clusters[s], meta.centroids[s]);
+            if kk == 0 || k0 < kk {
+                return Err(bad(
+                    path,
+                    format!(
+                        "[uq.gamma_local] species {}: {kk} clusters from {k0} centroids is impossible",
+                        model.species[s]
+                    ),
+                ));
+            }
+            let mean = c.f64(path, &format!("{p}.mean"), m)?;
+            let std = c.f64(path, &format!("{p}.std"), m)?;
+            let centroids = c.f64(path, &format!("{p}.centroids"), k0 * m)?;
+            let cc_name = format!("{p}.centroid_cluster");
+            let centroid_cluster = c.u32_any(path, &cc_name)?;
+            let counts_name = format!("{p}.counts");
+            let counts = c.u32_any(path, &counts_name)?;
+            if centroid_cluster.len() != k0 {
+                return Err(bad(
+                    path,
+                    format!(
+                        "array '{cc_name}' has {} numbers, expected {k0}",
+                        centroid_cluster.len()
+                    ),
+                ));
+            }
+            if counts.len() != kk {
+                return Err(bad(
+                    path,
+                    format!(
+                        "array '{counts_name}' has {} numbers, expected {kk}",
+                        counts.len()
+                    ),
+                ));
+            }
+            let mut used = vec![false; kk];
+            for &x in &centroid_cluster {
+                if x as usize >= kk {
+                    return Err(bad(
+                        path,
+                        format!("array '{cc_name}' refers to cluster {x}, but there are {kk}"),
+                    ));
+                }
+                used[x as usize] = true;
+            }
+            if let Some(k) = used.iter().position(|u| !u) {
+                return Err(bad(
+                    path,
+                    format!("array '{cc_name}': cluster {k} has no centroid"),
+                ));
+            }
+            if std.iter().any(|v| !(v.is_finite() && *v > 0.0))
+                || mean.iter().chain(&centroids).any(|v| !v.is_finite())
+            {
+                return Err(bad(
+                    path,
+                    format!(
+                        "species {}: standardization or centroids are not finite and positive (arrays '{p}.std', '{p}.mean', '{p}.centroids')",
+                        model.species[s]
+                    ),
+                ));
+            }
+            let labels: Vec<String> = match meta.labels.get(&model.species[s]) {
+                Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| {
+                    bad(path, format!("[uq.gamma_local.labels]: {}", e.message()))
+                })?,
+                None => vec![],
+            };
+            if partition == Partition::ConfigType && labels.len() != k0 {
+                return Err(bad(
+                    path,
+                    format!(
+                        "[uq.gamma_local.labels] species {}: {} labels for {k0} centroids",
+                        model.species[s],
+                        labels.len()
+                    ),
+                ));
+            }
+            let sets = (0..kk)
+                .map(|k| SpeciesActiveSet::load(path, c, &format!("{p}.{k}"), m))
+                .collect::<Result<_, _>>()?;
+            species.push(SpeciesClusters {
+                mean,
+                inv_std: reciprocals(&std),
+                std,
+                centroids,
+                centroid_cluster,
+                labels,
+                counts: counts.iter().map(|&x| x as usize).collect(),
+                sets,
+            });
+        }
+        Ok(Some(ClusteredActiveSets {
+            partition,
+            species,
+            info: meta.build,
+        }))
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct LocalMeta {
+    /// "kmeans" or "config_type".
+    partition: String,
+    /// Requested number of k-means clusters (0 for config_type).
+    k: usize,
+    /// Final clusters per species.
+    clusters: Vec<usize>,
+    /// Centroids per species (before merging).
+    centroids: Vec<usize>,
+    /// Label of each centroid per species name (config_type partitions).
+    labels: toml::Table,
+    build: BuildInfo,
+}
+pub(super) fn build_clustered(
+    names: &[String],
+    ms: &[usize],
+    source: &mut dyn RowSource,
+    partition: &Partition,
+    settings: &Settings,
+    seed: u64,
+    progress: bool,
+) -> Result<ClusteredActiveSets, UqError> {
+    settings.validate()?;
+    let ns = names.len();
+    let labelled = match partition {
+        Partition::KMeans(0) => {
+            return Err(UqError::Data(
+                "clusters: k-means needs at least 1 cluster".into(),
+            ));
+        }
+        Partition::KMeans(_) => false,
+        Partition::ConfigType => true,
+    };
+    // Pass 0: standardization, k-means sample, label statistics.
+    let mut stats: Vec<SpeciesStats> = ms.iter().map(|&m| SpeciesStats::new(m)).collect();
+    let mut rngs: Vec<ChaCha8Rng> = (0..ns)
+        .map(|s| {
+            ChaCha8Rng::seed_from_u64(seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(s as u64 + 1)))
+        })
+        .collect();
+    let cap = settings.kmeans_sample;
+    let pb = crate::progress::Bar::atoms(source.rows_hint(), progress);
+    pb.set_message("cluster statistics");
+    source.pass(&mut |chunk: Chunk<'_>| {
+        for (s, sr) in chunk.table.per_species.iter().enumerate() {
+            let st = &mut stats[s];
+            let m = st.m;
+            for r in 0..sr.len() {
+                let row = sr.row(r);
+                if st.shift.is_empty() {
+                    st.shift = row.to_vec();
+                }
+                for j in 0..m {
+                    let d = row[j] - st.shift[j];
+                    st.sum[j] += d;
+                    st.sumsq[j] += d * d;
+                }
+                st.n += 1;
+                if labelled {
+                    let l = chunk.label(sr.structure[r]).unwrap_or(NO_LABEL).to_string();
+                    let e = st.labels.entry(l).or_insert_with(|| (0, vec![0.0; m]));
+                    e.0 += 1;
+                    e.1.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+                } else if st.sample_n < cap {
+                    st.sample.extend_from_slice(row);
+                    st.sample_n += 1;
+                } else {
+                    // Reservoir sampling (Algorithm R): uniform over all rows seen.
+                    let k = rngs[s].random_range(0..st.n);
+                    if k < cap {
+                        st.sample[k * m..(k + 1) * m].copy_from_slice(row);
+                    }
+                }
+            }
+            pb.inc(sr.len() as u64);
+        }
+        Ok(())
+    })?;
+    pb.finish_and_clear();
+    let mut notes = vec![];
+    let mut species: Vec<SpeciesClusters> = vec![];
+    for s in 0..ns {
+        let st = &stats[s];
+        let m = st.m;
+        if st.n < m {
+            return Err(uq_err(MaxVolError::TooFewRows {
+                what: format!("species {}", names[s]),
+                n: st.n,
+                m,
+            }));
+        }
+        let (mean, std) = st.mean_std();
+        let inv_std = reciprocals(&std);
+        let (centroids, counts, labels) = if labelled {
+            let mut c = vec![];
+            let mut n = vec![];
+            let mut l = vec![];
+            for (label, (count, sum)) in &st.labels {
+                for j in 0..m {
+                    c.push((sum[j] / *count as f64 - mean[j]) * inv_std[j]);
+                }
+                n.push(*count);
+                l.push(label.clone());
+            }
+            (c, n, l)
+        } else {
+            let k = match partition {
+                Partition::KMeans(k) => *k,
+                Partition::ConfigType => unreachable!("labelled"),
+            };
+            let z = standardize(&st.sample, m, &mean, &inv_std);
+            let (c, assign) = kmeans::kmeans(
+                &z,
+                st.sample_n,
+                m,
+                k.min(st.sample_n).max(1),
+                settings.kmeans_iters,
+                &kmeans::Options::CLUSTERS,
+                &mut rngs[s],
+            );
+            let mut n = vec![0usize; c.len() / m];
+            for &a in &assign {
+                n[a] += 1;
+            }
+            (c, n, vec![])
+        };
+        species.push(SpeciesClusters {
+            mean,
+            std,
+            inv_std,
+            centroids,
+            centroid_cluster: vec![],
+            labels,
+            counts,
+            sets: vec![],
+        });
+    }
+    // Exact counts when k-means saw only a sample.
+    if !labelled && stats.iter().any(|st| st.sample_n < st.n) {
+        for sc in species.iter_mut() {
+            sc.counts.iter_mut().for_each(|c| *c = 0);
+        }
+        let mut z = vec![0.0; ms.iter().copied().max().unwrap_or(0)];
+        source.pass(&mut |chunk: Chunk<'_>| {
+            for (s, sr) in chunk.table.per_species.iter().enumerate() {
+                let sc = &mut species[s];
+                let m = sc.m();
+                for r in 0..sr.len() {
+                    let row = sr.row(r);
+                    for j in 0..m {
+                        z[j] = (row[j] - sc.mean[j]) * sc.inv_std[j];
+                    }
+                    let k = nearest(&sc.centroids, m, &z[..m]).0;
+                    sc.counts[k] += 1;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    // Merge clusters that are too small for a meaningful active set.
+    let orig_counts: Vec<Vec<usize>> = species.iter().map(|sc| sc.counts.clone()).collect();
+    for (s, sc) in species.iter_mut().enumerate() {
+        let m = sc.m();
+        let min_rows = (settings.min_cluster_factor * m as f64).ceil() as usize;
+        let names_of = |k: usize, sc: &SpeciesClusters| {
+            if sc.labels.is_empty() {
+                format!("k-means cluster {k}")
+            } else {
+                format!("config_type '{}'", sc.labels[k])
+            }
+        };
+        let (map, counts, msgs) = merge_small(&sc.centroids, &sc.counts, m, min_rows);
+        for (from, into, n_from, dist) in msgs {
+            notes.push(format!(
+                "species {}: {} ({n_from} atoms, fewer than {:.1} × {m} = {min_rows}) merged into {} (nearest centroid, standardized distance {dist:.2})",
+                names[s],
+                names_of(from, sc),
+                settings.min_cluster_factor,
+                names_of(into, sc)
+            ));
+        }
+        sc.centroid_cluster = map;
+        sc.counts = counts;
+    }
+    // One streaming MaxVol per (species, cluster). A cluster whose rows admit no active set
+    // (e.g. pure-Mg environments, where every function with an Al neighbour is zero) is merged
+    // into its nearest cluster and the sets are built again.
+    let (groups, base, passes) = loop {
+        let (mut groups, base, gname) = make_groups(&species, names, settings)?;
+        let by_label: Vec<BTreeMap<String, usize>> = species
+            .iter()
+            .map(|sc| {
+                sc.labels
+                    .iter()
+                    .enumerate()
+                    .map(|(c, l)| (l.clone(), sc.centroid_cluster[c] as usize))
+                    .collect()
+            })
+            .collect();
+        let route = ClusterRoute {
+            species: &species,
+            base: base.clone(),
+            by_label,
+            labelled,
+        };
+        let nm = |k: usize| gname[k].clone();
+        match run_passes(
+            &mut groups,
+            source,
+            &route,
+            settings,
+            progress,
+            &mut notes,
+            &nm,
+        ) {
+            Ok(p) => break (groups, base, p),
+            Err(PassError::Groups(errs))
+                if errs.iter().all(|(g, e)| {
+                    matches!(
+                        e,
+                        MaxVolError::TooFewRows { .. }
+                            | MaxVolError::ZeroColumn { .. }
+                            | MaxVolError::RankDeficient { .. }
+                    ) && species[groups[*g].species].counts.len() > 1
+                }) =>
+            {
+                let mut done = vec![false; ns];
+                for (g, e) in &errs {
+                    let s = groups[*g].species;
+                    if std::mem::replace(&mut done[s], true) {
+                        continue; // one merge per species per round
+                    }
+                    let k = g - base[s];
+                    let (into, dist) = merge_cluster(&mut species[s], &orig_counts[s], k);
+                    let why = match e {
+                        MaxVolError::TooFewRows { n, m, .. } => {
+                            format!("{n} atoms for {m} basis functions")
+                        }
+                        MaxVolError::ZeroColumn { col, n, .. } => {
+                            format!("basis function {col} is zero on all its {n} atoms")
+                        }
+                        MaxVolError::RankDeficient { rank, m, n, .. } => {
+                            format!("its {n} atoms span only about {rank} of {m} dimensions")
+                        }
+                        _ => unreachable!("filtered above"),
+                    };
+                    notes.push(format!(
+                        "{} has no active set ({why}): merged into {} (nearest centroid, standardized distance {dist:.2})",
+                        gname[*g],
+                        gname[base[s] + into]
+                    ));
+                }
+            }
+            Err(e) => return Err(e.into_uq()),
+        }
+    };
+    let mut atoms = vec![0; ns];
+    let mut verified = vec![true; ns];
+    for g in &groups {
+        atoms[g.species] += g.last.seen;
+        verified[g.species] &= g.verified;
+    }
+    for (k, g) in groups.into_iter().enumerate() {
+        let set = SpeciesActiveSet::from_rows(g.mv.into_active_rows().map_err(uq_err)?);
+        species[g.species].sets.push(set);
+        debug_assert_eq!(base[g.species] + species[g.species].sets.len() - 1, k);
+    }
+    let named: Vec<(String, &SpeciesActiveSet)> = species
+        .iter()
+        .enumerate()
+        .flat_map(|(s, sc)| {
+            sc.sets
+                .iter()
+                .enumerate()
+                .map(move |(k, x)| (format!("species {}, cluster {k}", names[s]), x))
+        })
+        .collect();
+    condition_notes(&named, &mut notes);
+    Ok(ClusteredActiveSets {
+        partition: partition.clone(),
+        species,
+        info: BuildInfo {
+            tol: settings.tol,
+            species: names.to_vec(),
+            atoms,
+            passes,
+            verified,
+            data: vec![],
+            notes,
+        },
+    })
+}
+
+/// Groups, the first group of each species, and the groups' names.
+type GroupSet = (Vec<Group>, Vec<usize>, Vec<String>);
+
+/// One streaming MaxVol per (species, final cluster); returns the groups, the first group of
+/// each species, and the groups' names.
+fn make_groups(
+    species: &[SpeciesClusters],
+    names: &[String],
+    settings: &Settings,
+) -> Result<GroupSet, UqError> {
+    let opts = settings.options();
+    let mut groups = vec![];
+    let mut base = vec![];
+    let mut gname = vec![];
+    for (s, sc) in species.iter().enumerate() {
+        base.push(groups.len());
+        for k in 0..sc.counts.len() {
+            let what = if sc.labels.is_empty() {
+                format!("species {}, cluster {k}", names[s])
+            } else {
+                let ls: Vec<&str> = (0..sc.k0())
+                    .filter(|&c| sc.centroid_cluster[c] as usize == k)
+                    .map(|c| sc.labels[c].as_str())
+                    .collect();
+                format!(
+                    "species {}, cluster {k} (config_type {})",
+                    names[s],
+                    ls.join(", ")
+                )
+            };
+            groups.push(Group {
+                species: s,
+                mv: StreamingMaxVol::new(sc.m(), settings.batch, opts, &what).map_err(uq_err)?,
+                verified: false,
+                last: PassStats::default(),
+            });
+            gname.push(what);
+        }
+    }
+    Ok((groups, base, gname))
+}

@@ -1,0 +1,1257 @@
+//! Tests of the active sets, and (`#[ignore]`d) measurements on tests/data.
+
+use super::clustered::build_clustered;
+use super::global::build_global;
+use super::partition::SpeciesStats;
+use super::*;
+use crate::io::container::{Array, Container};
+use crate::testing::{random_model, random_structure, tiny_cfg};
+use crate::uq::maxvol;
+use crate::uq::screen::LazyScreen;
+use crate::uq::{Partition, SpeciesRows};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A synthetic one-species table: `blobs` Gaussian blobs in `m` dimensions, `per` rows each,
+/// `per_structure` rows per structure (structures do not mix blobs).
+fn blobs(
+    m: usize,
+    centres: &[f64],
+    per: usize,
+    per_structure: usize,
+    seed: u64,
+) -> DescriptorTable {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut sr = SpeciesRows {
+        m,
+        ..Default::default()
+    };
+    for (b, &c) in centres.iter().enumerate() {
+        for r in 0..per {
+            for j in 0..m {
+                let x: f64 = StandardNormal.sample(&mut rng);
+                // Each blob is offset by `c` times its own direction (in every column, so
+                // that standardization keeps the blobs apart).
+                sr.rows
+                    .push(x + c * (1.3 + 2.1 * b as f64 + 0.7 * j as f64).sin());
+            }
+            sr.structure.push(((b * per + r) / per_structure) as u32);
+            sr.atom.push(((b * per + r) % per_structure) as u32);
+        }
+    }
+    DescriptorTable {
+        per_species: vec![sr],
+    }
+}
+
+fn names() -> Vec<String> {
+    vec!["Li".to_string()]
+}
+
+fn global(t: &DescriptorTable, settings: &Settings) -> GlobalActiveSets {
+    let ms: Vec<usize> = t.per_species.iter().map(|s| s.m).collect();
+    build_global(
+        &names()[..ms.len()],
+        &ms,
+        &mut TableSource {
+            table: t,
+            labels: &[],
+        },
+        settings,
+        false,
+    )
+    .unwrap()
+}
+
+fn clustered(
+    t: &DescriptorTable,
+    labels: &[Option<String>],
+    p: Partition,
+    settings: &Settings,
+) -> ClusteredActiveSets {
+    let ms: Vec<usize> = t.per_species.iter().map(|s| s.m).collect();
+    build_clustered(
+        &names()[..ms.len()],
+        &ms,
+        &mut TableSource { table: t, labels },
+        &p,
+        settings,
+        7,
+        false,
+    )
+    .unwrap()
+}
+
+fn small_batches() -> Settings {
+    Settings {
+        batch: 50,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn one_cluster_reproduces_the_global_grade_exactly() {
+    let t = blobs(6, &[0.0, 8.0, -8.0], 150, 10, 1);
+    for settings in [Settings::default(), small_batches()] {
+        let g = global(&t, &settings);
+        let c = clustered(&t, &[], Partition::KMeans(1), &settings);
+        assert_eq!(c.species[0].sets.len(), 1);
+        assert_eq!(
+            c.species[0].sets[0], g.species[0],
+            "same active set, bit for bit"
+        );
+        let probe = blobs(6, &[3.0, 20.0], 40, 10, 2);
+        let rows = &probe.per_species[0];
+        let mut sc = GammaScratch::new(6);
+        let mut gb = vec![0.0; rows.len()];
+        let mut cb = vec![0u32; rows.len()];
+        c.gamma_local_batch(0, &rows.rows, &mut gb, &mut cb, &mut sc);
+        for r in 0..rows.len() {
+            let a = g.gamma(0, rows.row(r), &mut sc);
+            let (b, k) = c.gamma_local(0, rows.row(r), &mut sc);
+            assert_eq!(a.to_bits(), b.to_bits());
+            assert_eq!(k, 0);
+            assert!((gb[r] - a).abs() <= 1e-12 * a.max(1.0));
+        }
+        // Every build row interpolates.
+        let gt = g.gamma_table(&t);
+        assert!(gt[0].iter().all(|&v| v <= 1.01 * (1.0 + 1e-9)));
+        assert!(g.info.verified[0]);
+        assert_eq!(g.info.atoms, vec![450]);
+    }
+}
+
+#[test]
+fn label_partition_reproduces_per_label_active_sets() {
+    let t = blobs(5, &[0.0, 10.0, 25.0], 120, 6, 3);
+    // Structures 0..20 are blob 0, 20..40 blob 1, 40..60 blob 2.
+    let labels: Vec<Option<String>> = (0..60)
+        .map(|k| Some(["liquid", "bcc", "surface"][k / 20].to_string()))
+        .collect();
+    let settings = Settings {
+        min_cluster_factor: 4.0,
+        ..small_batches()
+    };
+    let c = clustered(&t, &labels, Partition::ConfigType, &settings);
+    let sc = &c.species[0];
+    // Labels sorted: bcc, liquid, surface.
+    assert_eq!(sc.labels, vec!["bcc", "liquid", "surface"]);
+    assert_eq!(sc.counts, vec![120, 120, 120]);
+    let sr = &t.per_species[0];
+    for (k, label) in sc.labels.iter().enumerate() {
+        // The rows of this label alone, same order and provenance.
+        let mut sub = SpeciesRows {
+            m: 5,
+            ..Default::default()
+        };
+        for r in 0..sr.len() {
+            if labels[sr.structure[r] as usize].as_deref() == Some(label.as_str()) {
+                sub.rows.extend_from_slice(sr.row(r));
+                sub.structure.push(sr.structure[r]);
+                sub.atom.push(sr.atom[r]);
+            }
+        }
+        let g = global(
+            &DescriptorTable {
+                per_species: vec![sub],
+            },
+            &settings,
+        );
+        let c_k = sc.centroid_cluster[k] as usize;
+        assert_eq!(sc.sets[c_k], g.species[0], "label {label}");
+    }
+    // Query: a row from blob 2 gets its smallest gamma from the 'surface' set.
+    let mut s = GammaScratch::new(5);
+    let row = sr.row(300);
+    let (g, k) = c.gamma_local(0, row, &mut s);
+    assert_eq!(sc.labels[k], "surface");
+    for set in &sc.sets {
+        assert!(set.gamma(row, &mut s.acc) >= g);
+    }
+    // A label with too few atoms is merged into the nearest one, with a note.
+    let mut labels2 = labels.clone();
+    for l in labels2.iter_mut().take(3) {
+        *l = Some("tiny".into()); // 18 rows of blob 0
+    }
+    let c2 = clustered(&t, &labels2, Partition::ConfigType, &settings);
+    let sc2 = &c2.species[0];
+    assert_eq!(sc2.labels, vec!["bcc", "liquid", "surface", "tiny"]);
+    assert_eq!(sc2.sets.len(), 3);
+    assert_eq!(
+        sc2.centroid_cluster[3], sc2.centroid_cluster[1],
+        "tiny joins liquid"
+    );
+    assert!(
+        c2.info
+            .notes
+            .iter()
+            .any(|n| n.contains("config_type 'tiny' (18 atoms")
+                && n.contains("merged into config_type 'liquid'")),
+        "{:?}",
+        c2.info.notes
+    );
+}
+
+#[test]
+fn kmeans_finds_separated_blobs_and_merges_small_ones() {
+    let t = blobs(4, &[0.0, 30.0, -30.0], 200, 10, 5);
+    let settings = Settings {
+        min_cluster_factor: 3.0,
+        ..Default::default()
+    };
+    let c = clustered(&t, &[], Partition::KMeans(3), &settings);
+    let sc = &c.species[0];
+    let mut counts = sc.counts.clone();
+    counts.sort();
+    assert_eq!(counts, vec![200, 200, 200]);
+    // Rows of one blob share a cluster; different blobs differ.
+    let sr = &t.per_species[0];
+    let mut s = GammaScratch::new(4);
+    let k: Vec<usize> = [0, 250, 450]
+        .iter()
+        .map(|&r| c.gamma_local(0, sr.row(r), &mut s).1)
+        .collect();
+    assert!(k[0] != k[1] && k[1] != k[2] && k[0] != k[2], "{k:?}");
+    for r in 0..200 {
+        assert_eq!(c.gamma_local(0, sr.row(r), &mut s).1, k[0]);
+    }
+    // Local grades of build rows are <= tol for their own cluster.
+    let mut gb = vec![0.0; sr.len()];
+    let mut cb = vec![0u32; sr.len()];
+    c.gamma_local_batch(0, &sr.rows, &mut gb, &mut cb, &mut s);
+    assert!(gb.iter().all(|&v| v <= 1.01 * (1.0 + 1e-9)));
+    // K = 4 on three blobs splits one; with a minimum of 30 × 4 = 120 atoms the smaller
+    // half is merged back into its nearest neighbour, the other half.
+    let four = Settings {
+        min_cluster_factor: 30.0,
+        ..Default::default()
+    };
+    let c4 = clustered(&t, &[], Partition::KMeans(4), &four);
+    let mut counts = c4.species[0].counts.clone();
+    counts.sort();
+    assert_eq!(counts, vec![200, 200, 200], "{:?}", c4.info.notes);
+    assert_eq!(c4.species[0].centroid_cluster.len(), 4);
+    assert_eq!(
+        c4.info
+            .notes
+            .iter()
+            .filter(|n| n.contains("merged into k-means cluster"))
+            .count(),
+        1,
+        "{:?}",
+        c4.info.notes
+    );
+    // Everything too small: one cluster remains.
+    let big = Settings {
+        min_cluster_factor: 60.0,
+        ..Default::default()
+    };
+    let c1 = clustered(&t, &[], Partition::KMeans(3), &big);
+    assert_eq!(c1.species[0].sets.len(), 1);
+    assert_eq!(c1.species[0].counts, vec![600]);
+    assert_eq!(
+        c1.info
+            .notes
+            .iter()
+            .filter(|n| n.contains("merged into k-means cluster"))
+            .count(),
+        2
+    );
+    // k-means on a sample gives exact counts from an extra pass.
+    let sampled = Settings {
+        kmeans_sample: 100,
+        ..Default::default()
+    };
+    let c = clustered(&t, &[], Partition::KMeans(3), &sampled);
+    assert_eq!(c.species[0].counts.iter().sum::<usize>(), 600);
+    assert_eq!(c.info.atoms, vec![600]);
+}
+
+#[test]
+fn standardization_keeps_constant_columns() {
+    let mut t = blobs(4, &[0.0], 50, 5, 9);
+    for r in 0..50 {
+        t.per_species[0].rows[r * 4 + 2] = 3.0;
+    }
+    let mut st = SpeciesStats::new(4);
+    st.shift = t.per_species[0].row(0).to_vec();
+    for r in 0..50 {
+        for j in 0..4 {
+            let d = t.per_species[0].row(r)[j] - st.shift[j];
+            st.sum[j] += d;
+            st.sumsq[j] += d * d;
+        }
+        st.n += 1;
+    }
+    let (mean, std) = st.mean_std();
+    assert_eq!(std[2], 1.0);
+    assert_eq!(mean[2], 3.0);
+    assert!(std[0] > 0.5 && std[0] < 1.5);
+}
+
+fn model_and_data() -> (Model, Vec<Structure>) {
+    let model = random_model(&["Al", "Mg"], &tiny_cfg(), 5);
+    let data: Vec<Structure> = (0..8)
+        .map(|k| {
+            let mut s = random_structure(&["Al", "Mg"], 3, 100 + k, k % 2 == 0);
+            s.config_type = Some(if k < 4 { "a" } else { "b" }.into());
+            s
+        })
+        .collect();
+    (model, data)
+}
+
+#[test]
+fn save_load_round_trip_and_edited_files() {
+    let (model, data) = model_and_data();
+    let table = crate::uq::descriptor_table(&model, &data).unwrap();
+    let settings = Settings {
+        min_cluster_factor: 1.0,
+        ..Default::default()
+    };
+    let g = GlobalActiveSets::build(&model, &table, &settings, false).unwrap();
+    let labels = structure_labels(&data);
+    let c = ClusteredActiveSets::build(
+        &model,
+        &table,
+        &labels,
+        &Partition::ConfigType,
+        &settings,
+        1,
+        false,
+    )
+    .unwrap();
+    let k = ClusteredActiveSets::build(
+        &model,
+        &table,
+        &labels,
+        &Partition::KMeans(2),
+        &settings,
+        1,
+        false,
+    )
+    .unwrap();
+    // Streaming descriptors chunk by chunk gives the same sets (one batch holds all rows).
+    let mut src = StructureSource {
+        model: &model,
+        data: &data,
+        chunk: 3,
+    };
+    let g2 = GlobalActiveSets::build_from_source(&model, &mut src, &settings, false).unwrap();
+    assert_eq!(g, g2);
+    let p = Path::new("t.aceuq");
+    let mut uq = crate::uq::UqModel::default();
+    for local in [c, k] {
+        uq.active_set = Some(g.clone());
+        uq.local = Some(local.clone());
+        let mut cont = crate::io::modelfile::to_container(&model);
+        uq.save(&mut cont);
+        let bytes = cont.to_bytes();
+        let back = crate::uq::UqModel::load(p, &Container::from_bytes(p, &bytes).unwrap(), &model)
+            .unwrap();
+        assert_eq!(back.active_set.as_ref(), Some(&g));
+        assert_eq!(back.local.as_ref(), Some(&local));
+    }
+    let mut cont = crate::io::modelfile::to_container(&model);
+    uq.save(&mut cont);
+    // Absent estimators load as None.
+    let mut bare = cont.clone();
+    bare.arrays.retain(|k, _| !k.starts_with("uq."));
+    bare.meta.remove("uq");
+    assert!(GlobalActiveSets::load(p, &bare, &model).unwrap().is_none());
+    assert!(
+        ClusteredActiveSets::load(p, &bare, &model)
+            .unwrap()
+            .is_none()
+    );
+    // A CRC-valid edit of the inverse is caught by the consistency probe.
+    let name = "uq.gamma.1.inverse";
+    if let Some((_, Array::F64(v))) = cont.arrays.get_mut(name) {
+        v[3] += 0.5;
+    }
+    let c2 = Container::from_bytes(p, &cont.to_bytes()).unwrap();
+    let e = GlobalActiveSets::load(p, &c2, &model)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'uq.gamma.1.inverse' is not the inverse of 'uq.gamma.1.rows'"),
+        "{e}"
+    );
+    // Wrong size names the array.
+    let mut cont = crate::io::modelfile::to_container(&model);
+    cont.put("uq.gamma.0.rows", vec![2], Array::F64(vec![1.0, 2.0]));
+    let e = GlobalActiveSets::load(p, &cont, &model)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("array 'uq.gamma.0.rows' has 2 numbers"), "{e}");
+    // A cluster map pointing nowhere.
+    let mut cont = crate::io::modelfile::to_container(&model);
+    cont.put(
+        "uq.gamma_local.0.centroid_cluster",
+        vec![2],
+        Array::U32(vec![0, 9]),
+    );
+    let e = ClusteredActiveSets::load(p, &cont, &model)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("refers to cluster 9"), "{e}");
+    // Metadata for other species.
+    let mut cont = crate::io::modelfile::to_container(&model);
+    let uq = cont.meta.get_mut("uq").unwrap().as_table_mut().unwrap();
+    let gm = uq.get_mut("gamma").unwrap().as_table_mut().unwrap();
+    gm.insert("species".into(), toml::Value::Array(vec!["Li".into()]));
+    let e = GlobalActiveSets::load(p, &cont, &model)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("is for species [Li] but the model has [Al, Mg]"),
+        "{e}"
+    );
+    // Arrays without metadata.
+    let mut cont = crate::io::modelfile::to_container(&model);
+    cont.meta.remove("uq");
+    let e = GlobalActiveSets::load(p, &cont, &model)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("metadata is missing"), "{e}");
+}
+
+#[test]
+fn a_cluster_without_an_active_set_is_merged() {
+    // Pure-Al structures: every function with a Mg neighbour is zero for their Al atoms.
+    let (model, mut data) = model_and_data();
+    for (k, s) in data.iter_mut().enumerate() {
+        s.config_type = Some("mixed".into());
+        if k < 4 {
+            let mut p = random_structure(&["Al"], 3, 500 + k as u64, true);
+            p.config_type = Some("pure_al".into());
+            *s = p;
+        }
+    }
+    for k in 0..4 {
+        let mut s = random_structure(&["Al", "Mg"], 3, 700 + k, false);
+        s.config_type = Some("mixed".into());
+        data.push(s);
+    }
+    let table = crate::uq::descriptor_table(&model, &data).unwrap();
+    let labels = structure_labels(&data);
+    let settings = Settings {
+        min_cluster_factor: 1.0,
+        ..Default::default()
+    };
+    let c = ClusteredActiveSets::build(
+        &model,
+        &table,
+        &labels,
+        &Partition::ConfigType,
+        &settings,
+        1,
+        false,
+    )
+    .unwrap();
+    assert_eq!(c.species[0].labels, vec!["mixed", "pure_al"]);
+    assert_eq!(c.species[0].sets.len(), 1, "{:?}", c.info.notes);
+    assert_eq!(c.species[0].centroid_cluster, vec![0, 0]);
+    assert!(
+        c.info
+            .notes
+            .iter()
+            .any(|n| n.starts_with(
+                "species Al, cluster 1 (config_type pure_al) has no active set (basis function"
+            ) && n.contains("merged into species Al, cluster 0 (config_type mixed)")),
+        "{:?}",
+        c.info.notes
+    );
+    // The merged set grades every Al row <= tol.
+    let sr = &table.per_species[0];
+    let mut g = vec![0.0; sr.len()];
+    let mut k = vec![0u32; sr.len()];
+    c.gamma_local_batch(0, &sr.rows, &mut g, &mut k, &mut GammaScratch::new(sr.m));
+    assert!(g.iter().all(|&v| v <= 1.01 * (1.0 + 1e-9)));
+    // The global set of the same data is the same set (one cluster holding everything).
+    let glob = GlobalActiveSets::build(&model, &table, &settings, false).unwrap();
+    assert_eq!(glob.species[0], c.species[0].sets[0]);
+}
+
+#[test]
+fn a_species_with_one_atom_is_a_clear_error() {
+    let (model, mut data) = model_and_data();
+    for s in data.iter_mut() {
+        for sym in s.symbols.iter_mut() {
+            *sym = "Al".into();
+        }
+    }
+    data[0].symbols[5] = "Mg".into();
+    let table = crate::uq::descriptor_table(&model, &data).unwrap();
+    let m = model.nfuncs(1);
+    let e = GlobalActiveSets::build(&model, &table, &Settings::default(), false)
+        .unwrap_err()
+        .to_string();
+    // The most basic problem first; Al (no Mg neighbours at all) is rank-deficient too.
+    assert!(
+        e.starts_with(&format!(
+            "under-determined: species Mg has 1 atom, needs {m} (the basis size): add data or use a smaller basis; also: species Al: the 431 atoms' descriptors span only about"
+        )),
+        "{e}"
+    );
+    let e = ClusteredActiveSets::build(
+        &model,
+        &table,
+        &[],
+        &Partition::KMeans(2),
+        &Settings::default(),
+        1,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("under-determined: species Mg has 1 atom"),
+        "{e}"
+    );
+}
+
+#[test]
+fn selection_prefers_structures_outside_the_training_domain() {
+    let (model, data) = model_and_data();
+    let table = crate::uq::descriptor_table(&model, &data).unwrap();
+    let g = GlobalActiveSets::build(&model, &table, &Settings::default(), false).unwrap();
+    // Candidates: two copies of training structures (nothing new) and two compressed ones.
+    let mut cands = vec![data[1].clone(), data[6].clone()];
+    for k in 0..2 {
+        let mut s = random_structure(&["Al", "Mg"], 3, 900 + k, false);
+        for p in s.positions.iter_mut() {
+            p.iter_mut().for_each(|x| *x *= 0.85);
+        }
+        if let Some(c) = s.cell.as_mut() {
+            c.iter_mut()
+                .for_each(|r| r.iter_mut().for_each(|x| *x *= 0.85));
+        }
+        cands.push(s);
+    }
+    let mut src = StructureSource {
+        model: &model,
+        data: &cands,
+        chunk: 2,
+    };
+    let rep = select(&model, &g, &mut src, 3, &Settings::default(), false).unwrap();
+    assert_eq!(rep.candidates, 4);
+    let chosen: Vec<usize> = rep.chosen.iter().map(|c| c.structure).collect();
+    assert!(
+        chosen.iter().all(|&k| k >= 2),
+        "copies of training data are never chosen: {chosen:?}"
+    );
+    assert_eq!(rep.contributing, 2);
+    assert!(
+        rep.chosen
+            .iter()
+            .all(|c| c.new_rows > 0 && c.max_gamma > 1.01)
+    );
+    assert!(
+        rep.notes
+            .iter()
+            .any(|n| n.contains("only 2 of the 4 candidate structures")),
+        "{:?}",
+        rep.notes
+    );
+    // Copies of training data grade <= tol.
+    let t2 = crate::uq::descriptor_table(&model, &cands[..2]).unwrap();
+    for v in g.gamma_table(&t2) {
+        assert!(v.iter().all(|&x| x <= 1.01 * (1.0 + 1e-9)));
+    }
+}
+
+#[test]
+fn near_singular_active_sets_are_reported() {
+    // [[1, 1], [1, 1 + e]]: relative pivot ~e, 1-norm condition number ~4 / e.
+    for (e, singular) in [(2e-10, false), (5e-11, true)] {
+        let a = [1.0, 1.0, 1.0, 1.0 + e];
+        match maxvol::invert(&a, 2, 1e-10, "species Li") {
+            Ok(inv) => {
+                assert!(!singular);
+                assert!((inv.cond * e / 4.0 - 1.0).abs() < 0.01, "{}", inv.cond);
+                let set = SpeciesActiveSet {
+                    m: 2,
+                    rows: a.to_vec(),
+                    inverse: inv.inv,
+                    source: vec![RowId::default(); 2],
+                    cond: inv.cond,
+                    screen: LazyScreen::default(),
+                };
+                let mut notes = vec![];
+                condition_notes(&[("species Li".into(), &set)], &mut notes);
+                assert_eq!(notes.len(), 1);
+                assert!(notes[0].starts_with("species Li: the active-set matrix is nearly singular (condition number 2.0e10"), "{notes:?}");
+            }
+            Err(err) => {
+                assert!(singular);
+                assert!(err.to_string().starts_with("species Li: the active-set matrix is singular to working precision (LU pivot 1 is 5.0e-11"), "{err}");
+            }
+        }
+    }
+}
+
+#[test]
+fn settings_are_checked() {
+    let t = blobs(3, &[0.0], 30, 5, 1);
+    let ms = [3usize];
+    for bad in [
+        Settings {
+            tol: 0.9,
+            ..Default::default()
+        },
+        Settings {
+            max_passes: 1,
+            ..Default::default()
+        },
+        Settings {
+            min_cluster_factor: 0.5,
+            ..Default::default()
+        },
+    ] {
+        let e = build_global(
+            &names(),
+            &ms,
+            &mut TableSource {
+                table: &t,
+                labels: &[],
+            },
+            &bad,
+            false,
+        );
+        assert!(e.unwrap_err().to_string().starts_with("[uq.activeset]"));
+    }
+    let toml_text = "tol = 1.05\nbatch = 1000\n";
+    let s: Settings = toml::from_str(toml_text).unwrap();
+    assert_eq!(s.tol, 1.05);
+    assert_eq!(s.max_iters, 300);
+    assert!(toml::from_str::<Settings>("tolerance = 2").is_err());
+}
+
+// -----------------------------------------------------------------------------------------
+// Measurements on tests/data (not assertions): run with
+//   cargo test --release --lib uq::activeset::tests::measure -- --ignored --nocapture
+// -----------------------------------------------------------------------------------------
+
+use crate::basis::BasisConfig;
+use crate::model::fit::{FitConfig, fit};
+use crate::stats::metrics::{roc_auc, spearman};
+use std::time::Instant;
+
+fn read(path: &str) -> Vec<Structure> {
+    let p = format!("{}/tests/data/{path}", env!("CARGO_MANIFEST_DIR"));
+    crate::io::extxyz::read_file(&p, &Default::default()).unwrap()
+}
+
+/// Per-structure, per-atom values from a per-species row grader.
+fn per_atom(
+    model: &Model,
+    data: &[Structure],
+    grade: &dyn Fn(usize, &[f64]) -> Vec<f64>,
+) -> Vec<Vec<f64>> {
+    let t = crate::uq::descriptor_table(model, data).unwrap();
+    let mut out: Vec<Vec<f64>> = data.iter().map(|s| vec![f64::NAN; s.len()]).collect();
+    for (s, sr) in t.per_species.iter().enumerate() {
+        if sr.is_empty() {
+            continue;
+        }
+        let g = grade(s, &sr.rows);
+        for r in 0..sr.len() {
+            out[sr.structure[r] as usize][sr.atom[r] as usize] = g[r];
+        }
+    }
+    out
+}
+
+type Grader<'a> = Box<dyn Fn(usize, &[f64]) -> Vec<f64> + 'a>;
+
+fn global_grader(g: &GlobalActiveSets) -> Grader<'_> {
+    Box::new(move |s, rows| {
+        let m = g.species[s].m;
+        let mut out = vec![0.0; rows.len() / m];
+        g.species[s].gamma_batch(rows, &mut out, &mut GammaScratch::default());
+        out
+    })
+}
+
+fn local_grader(c: &ClusteredActiveSets) -> Grader<'_> {
+    Box::new(move |s, rows| {
+        let m = c.species[s].mean.len();
+        let n = rows.len() / m;
+        let (mut g, mut k) = (vec![0.0; n], vec![0u32; n]);
+        c.gamma_local_batch(s, rows, &mut g, &mut k, &mut GammaScratch::new(m));
+        g
+    })
+}
+
+struct Row {
+    name: String,
+    auc: f64,
+    auc_by_type: Vec<(String, f64)>,
+    rho: f64,
+    rho_in: f64,
+    rho_novel: f64,
+    median_in: f64,
+    median_novel: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+/// ROC-AUC of structure grades (in-distribution vs novel, overall and per novel
+/// config_type) and per-atom Spearman rho between the grade and |force error|.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_grader(
+    name: &str,
+    model: &Model,
+    grade: &dyn Fn(usize, &[f64]) -> Vec<f64>,
+    inside: &[Structure],
+    novel: &[Structure],
+    err_in: &[Vec<f64>],
+    err_novel: &[Vec<f64>],
+) -> Row {
+    let gi = per_atom(model, inside, grade);
+    let gn = per_atom(model, novel, grade);
+    let smax = |g: &Vec<f64>| g.iter().copied().fold(0.0, f64::max);
+    let si: Vec<f64> = gi.iter().map(smax).collect();
+    let sn: Vec<f64> = gn.iter().map(smax).collect();
+    let scores: Vec<f64> = si.iter().chain(&sn).copied().collect();
+    let labels: Vec<bool> = si
+        .iter()
+        .map(|_| false)
+        .chain(sn.iter().map(|_| true))
+        .collect();
+    let auc = roc_auc(&scores, &labels).unwrap();
+    let mut types: Vec<String> = novel
+        .iter()
+        .map(|s| s.config_type.clone().unwrap_or_default())
+        .collect();
+    types.sort();
+    types.dedup();
+    let auc_by_type = types
+        .iter()
+        .map(|t| {
+            let sel: Vec<f64> = sn
+                .iter()
+                .zip(novel)
+                .filter(|(_, s)| s.config_type.as_deref().unwrap_or_default() == t)
+                .map(|(g, _)| *g)
+                .collect();
+            let sc: Vec<f64> = si.iter().chain(&sel).copied().collect();
+            let lb: Vec<bool> = si
+                .iter()
+                .map(|_| false)
+                .chain(sel.iter().map(|_| true))
+                .collect();
+            (t.clone(), roc_auc(&sc, &lb).unwrap())
+        })
+        .collect();
+    let flat = |g: &[Vec<f64>]| g.iter().flatten().copied().collect::<Vec<f64>>();
+    let (ai, an, ei, en) = (flat(&gi), flat(&gn), flat(err_in), flat(err_novel));
+    let a: Vec<f64> = ai.iter().chain(&an).copied().collect();
+    let e: Vec<f64> = ei.iter().chain(&en).copied().collect();
+    Row {
+        name: name.to_string(),
+        auc,
+        auc_by_type,
+        rho: spearman(&a, &e).unwrap(),
+        rho_in: spearman(&ai, &ei).unwrap(),
+        rho_novel: spearman(&an, &en).unwrap(),
+        median_in: median(ai),
+        median_novel: median(an),
+    }
+}
+
+fn print_rows(rows: &[Row]) {
+    println!(
+        "{:<34} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "estimator", "AUC", "rho all", "rho in", "rho nov", "med g in", "med g nov"
+    );
+    for r in rows {
+        println!(
+            "{:<34} {:>7.3} {:>8.3} {:>8.3} {:>8.3} {:>9.3} {:>9.3}",
+            r.name, r.auc, r.rho, r.rho_in, r.rho_novel, r.median_in, r.median_novel
+        );
+    }
+    if rows.iter().any(|r| r.auc_by_type.len() > 1) {
+        println!("ROC-AUC per novel config_type (vs the in-distribution structures):");
+        print!("{:<34}", "estimator");
+        for (t, _) in &rows[0].auc_by_type {
+            print!(" {:>14}", &t[..t.len().min(14)]);
+        }
+        println!();
+        for r in rows {
+            print!("{:<34}", r.name);
+            for (_, a) in &r.auc_by_type {
+                print!(" {a:>14.3}");
+            }
+            println!();
+        }
+    }
+}
+
+fn log_volume(rows: &[f64], m: usize) -> f64 {
+    let a = faer::Mat::<f64>::from_fn(m, m, |i, j| rows[i * m + j]);
+    let lu = a.partial_piv_lu();
+    (0..m).map(|k| lu.U()[(k, k)].abs().ln()).sum()
+}
+
+#[test]
+#[ignore = "measurement: passes needed per batch size and candidate_gamma on liquid Li"]
+fn measure_candidate_threshold() {
+    let train = read("li/train.xyz");
+    let model = fit(
+        &["Li".to_string()],
+        &BasisConfig::default(),
+        &FitConfig::default(),
+        &train,
+        &[],
+        false,
+    )
+    .unwrap();
+    let table = crate::uq::descriptor_table(&model, &train).unwrap();
+    let sr = &table.per_species[0];
+    let (n, m) = (sr.len(), sr.m);
+    let ids: Vec<RowId> = (0..n)
+        .map(|i| RowId {
+            structure: 0,
+            atom: i as u32,
+        })
+        .collect();
+    for (batch, cand) in [
+        (5000usize, 1.01),
+        (5000, 0.9),
+        (5000, 0.7),
+        (5000, 0.5),
+        (2000, 0.9),
+        (2000, 0.7),
+        (2000, 0.5),
+        (500, 0.7),
+        (500, 0.5),
+    ] {
+        let t = Instant::now();
+        let mut mv = StreamingMaxVol::new(
+            m,
+            batch,
+            Options {
+                candidate: cand,
+                ..Default::default()
+            },
+            "Li",
+        )
+        .unwrap();
+        println!("batch {batch} candidate {cand}");
+        for pass in 0..12 {
+            mv.begin_pass();
+            mv.push(&sr.rows, &ids).unwrap();
+            let st = mv.end_pass().unwrap();
+            let a = mv.clone().into_active_rows().unwrap();
+            let mut g = vec![0.0; n];
+            maxvol::gamma_batch(&a.inverse, m, &sr.rows, &mut g, &mut vec![]);
+            println!(
+                "  pass {pass}: cand {} swaps {} logdet {:.4} max gamma now {:.4} t {:.2}",
+                st.candidates,
+                st.swaps,
+                log_volume(&a.rows, m),
+                g.iter().copied().fold(0.0, f64::max),
+                t.elapsed().as_secs_f64()
+            );
+            if st.verified {
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "measurement on tests/data/li (about a minute); run with --ignored --nocapture"]
+fn measure_li() {
+    let train = read("li/train.xyz");
+    let valid = read("li/valid.xyz");
+    let test = read("li/test.xyz");
+    let novel = read("li/novel.xyz");
+    let t = Instant::now();
+    let model = fit(
+        &["Li".to_string()],
+        &BasisConfig::default(),
+        &FitConfig::default(),
+        &train,
+        &valid,
+        false,
+    )
+    .unwrap();
+    println!(
+        "fit: {} functions, {:.1} s",
+        model.nfuncs(0),
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let table = crate::uq::descriptor_table(&model, &train).unwrap();
+    println!(
+        "descriptors of {} training atoms: {:.2} s",
+        table.per_species[0].len(),
+        t.elapsed().as_secs_f64()
+    );
+    // MaxVol timings.
+    let sr = &table.per_species[0];
+    let (n, m) = (sr.len(), sr.m);
+    let t = Instant::now();
+    let lu = maxvol::lu_pivots(&sr.rows, n, m, 1e-10);
+    println!(
+        "LU pivots of {n} x {m}: {:.2} s (smallest relative pivot {:.1e})",
+        t.elapsed().as_secs_f64(),
+        lu.smallest
+    );
+    let t = Instant::now();
+    let dense = maxvol::maxvol(&sr.rows, n, m, &Options::default(), "species Li").unwrap();
+    println!(
+        "dense MaxVol: {:.2} s, {} swaps, converged {}, cond {:.1e}, log|det| {:.3}",
+        t.elapsed().as_secs_f64(),
+        dense.swaps.iters,
+        dense.swaps.converged,
+        dense.inverse.cond,
+        log_volume(&maxvol::gather(&sr.rows, m, &dense.pivots), m)
+    );
+    let mut g = None;
+    for batch in [20_000, 5_000, 2_000, 500] {
+        let settings = Settings {
+            batch,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let x = GlobalActiveSets::build(&model, &table, &settings, false).unwrap();
+        let gt = x.gamma_table(&table);
+        println!(
+            "global active set, batch {batch:>5}: {:.2} s, {} passes, verified {}, log|det| {:.3}, max gamma on train {:.4}",
+            t.elapsed().as_secs_f64(),
+            x.info.passes,
+            x.info.verified[0],
+            log_volume(&x.species[0].rows, m),
+            gt[0].iter().copied().fold(0.0, f64::max)
+        );
+        if g.is_none() {
+            g = Some(x);
+        }
+    }
+    let g = g.unwrap();
+    // Batched and single-row gamma cost.
+    let tt = crate::uq::descriptor_table(&model, &test).unwrap();
+    let rows = &tt.per_species[0];
+    let mut out = vec![0.0; rows.len()];
+    let mut sc = GammaScratch::new(m);
+    g.gamma_batch(0, &rows.rows, &mut out, &mut sc);
+    let reps = 20;
+    let t = Instant::now();
+    for _ in 0..reps {
+        g.gamma_batch(0, &rows.rows, &mut out, &mut sc);
+    }
+    let per_b = t.elapsed().as_secs_f64() / (reps * rows.len()) as f64;
+    let t = Instant::now();
+    let mut acc = 0.0;
+    for _ in 0..reps {
+        for r in 0..rows.len() {
+            acc += g.gamma(0, rows.row(r), &mut sc);
+        }
+    }
+    let per_s = t.elapsed().as_secs_f64() / (reps * rows.len()) as f64;
+    let pool = rayon::current_num_threads();
+    println!(
+        "gamma cost per atom (m = {m}, {} atoms, rayon threads {pool}): batched GEMM {:.2} us, single-row {:.2} us (checksum {acc:.3})",
+        rows.len(),
+        per_b * 1e6,
+        per_s * 1e6
+    );
+    let t = Instant::now();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| {
+            for _ in 0..reps {
+                g.gamma_batch(0, &rows.rows, &mut out, &mut sc);
+            }
+        });
+    println!(
+        "  batched GEMM on one thread: {:.2} us/atom",
+        t.elapsed().as_secs_f64() / (reps * rows.len()) as f64 * 1e6
+    );
+    // Grades.
+    let err_in = crate::uq::force_errors(&model, &test).unwrap();
+    let err_nov = crate::uq::force_errors(&model, &novel).unwrap();
+    let mut rows_out = vec![evaluate_grader(
+        "global gamma",
+        &model,
+        &*global_grader(&g),
+        &test,
+        &novel,
+        &err_in,
+        &err_nov,
+    )];
+    for k in 4..=8 {
+        let t = Instant::now();
+        let c = ClusteredActiveSets::build(
+            &model,
+            &table,
+            &[],
+            &Partition::KMeans(k),
+            &Settings::default(),
+            2024,
+            false,
+        )
+        .unwrap();
+        let counts: Vec<String> = c.species[0].counts.iter().map(|c| c.to_string()).collect();
+        println!(
+            "k-means K={k}: {:.1} s, clusters [{}], notes {:?}",
+            t.elapsed().as_secs_f64(),
+            counts.join(" "),
+            c.info.notes
+        );
+        rows_out.push(evaluate_grader(
+            &format!("gamma_local k-means K={k}"),
+            &model,
+            &*local_grader(&c),
+            &test,
+            &novel,
+            &err_in,
+            &err_nov,
+        ));
+    }
+    print_rows(&rows_out);
+}
+
+#[test]
+#[ignore = "measurement on tests/data/almg (several minutes); run with --ignored --nocapture"]
+fn measure_almg() {
+    let train = read("almg/train.xyz");
+    let valid = read("almg/valid.xyz");
+    let test = read("almg/test.xyz");
+    let basis = BasisConfig {
+        nmax: vec![6, 4, 2],
+        lmax: vec![0, 2, 1],
+        ..Default::default()
+    };
+    let species = vec!["Mg".to_string(), "Al".to_string()];
+    let mut types: Vec<String> = train.iter().filter_map(|s| s.config_type.clone()).collect();
+    types.sort();
+    types.dedup();
+    let only = std::env::var("ACEUQ_HOLDOUT").ok();
+    let mut summary: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for h in types
+        .iter()
+        .filter(|t| only.as_deref().is_none_or(|o| o == t.as_str()))
+    {
+        let is_h = |s: &Structure| s.config_type.as_deref() == Some(h.as_str());
+        let tr: Vec<Structure> = train.iter().filter(|s| !is_h(s)).cloned().collect();
+        let va: Vec<Structure> = valid.iter().filter(|s| !is_h(s)).cloned().collect();
+        let inside: Vec<Structure> = test.iter().filter(|s| !is_h(s)).cloned().collect();
+        let novel: Vec<Structure> = train
+            .iter()
+            .chain(&valid)
+            .chain(&test)
+            .filter(|s| is_h(s))
+            .cloned()
+            .collect();
+        let t = Instant::now();
+        let model = fit(&species, &basis, &FitConfig::default(), &tr, &va, false).unwrap();
+        let table = crate::uq::descriptor_table(&model, &tr).unwrap();
+        println!(
+            "\n== hold out {h}: fit {} functions/species on {} structures ({:.1} s); atoms Mg {} Al {}",
+            model.nfuncs(0),
+            tr.len(),
+            t.elapsed().as_secs_f64(),
+            table.per_species[0].len(),
+            table.per_species[1].len()
+        );
+        let err_in = crate::uq::force_errors(&model, &inside).unwrap();
+        let err_nov = crate::uq::force_errors(&model, &novel).unwrap();
+        let fe = |e: &[Vec<f64>]| {
+            let v: Vec<f64> = e.iter().flatten().copied().collect();
+            v.iter().sum::<f64>() / v.len() as f64
+        };
+        println!(
+            "mean |force error|: in-distribution {:.3} eV/Å, novel {:.3} eV/Å",
+            fe(&err_in),
+            fe(&err_nov)
+        );
+        let settings = Settings::default();
+        let g = GlobalActiveSets::build(&model, &table, &settings, false).unwrap();
+        let mut rows = vec![evaluate_grader(
+            "global gamma",
+            &model,
+            &*global_grader(&g),
+            &inside,
+            &novel,
+            &err_in,
+            &err_nov,
+        )];
+        for k in [4, 6] {
+            let c = ClusteredActiveSets::build(
+                &model,
+                &table,
+                &[],
+                &Partition::KMeans(k),
+                &settings,
+                2024,
+                false,
+            )
+            .unwrap();
+            let cl: Vec<usize> = c.species.iter().map(|s| s.sets.len()).collect();
+            rows.push(evaluate_grader(
+                &format!("gamma_local k-means K={k} {cl:?}"),
+                &model,
+                &*local_grader(&c),
+                &inside,
+                &novel,
+                &err_in,
+                &err_nov,
+            ));
+        }
+        let labels = structure_labels(&tr);
+        for f in [3.0, 1.5] {
+            let st = Settings {
+                min_cluster_factor: f,
+                ..Default::default()
+            };
+            let c = ClusteredActiveSets::build(
+                &model,
+                &table,
+                &labels,
+                &Partition::ConfigType,
+                &st,
+                2024,
+                false,
+            )
+            .unwrap();
+            let cl: Vec<usize> = c.species.iter().map(|s| s.sets.len()).collect();
+            rows.push(evaluate_grader(
+                &format!("gamma_local config_type f={f} {cl:?}"),
+                &model,
+                &*local_grader(&c),
+                &inside,
+                &novel,
+                &err_in,
+                &err_nov,
+            ));
+        }
+        print_rows(&rows);
+        for r in &rows {
+            let key = r.name.split(" [").next().unwrap().to_string();
+            summary.entry(key).or_default().push((r.auc, r.rho));
+        }
+    }
+    println!("\n== mean over held-out config_types");
+    for (k, v) in &summary {
+        let n = v.len() as f64;
+        println!(
+            "{k:<34} AUC {:.3}  rho {:.3}  (n = {})",
+            v.iter().map(|x| x.0).sum::<f64>() / n,
+            v.iter().map(|x| x.1).sum::<f64>() / n,
+            v.len()
+        );
+    }
+}
+
+/// Rows made on the fly from real descriptors with multiplicative noise, never stored.
+struct Synthetic<'a> {
+    base: &'a SpeciesRows,
+    n: usize,
+    chunk: usize,
+    noise: f64,
+}
+
+impl RowSource for Synthetic<'_> {
+    fn pass(
+        &mut self,
+        sink: &mut dyn FnMut(Chunk<'_>) -> Result<(), UqError>,
+    ) -> Result<(), UqError> {
+        let m = self.base.m;
+        let nb = self.base.len();
+        for (c, c0) in (0..self.n).step_by(self.chunk).enumerate() {
+            let c1 = (c0 + self.chunk).min(self.n);
+            let mut rng = ChaCha8Rng::seed_from_u64(c as u64);
+            let mut sr = SpeciesRows {
+                m,
+                ..Default::default()
+            };
+            sr.rows.reserve((c1 - c0) * m);
+            for r in c0..c1 {
+                let b = self.base.row(r % nb);
+                for &v in b {
+                    let x: f64 = StandardNormal.sample(&mut rng);
+                    sr.rows.push(v * (1.0 + self.noise * x));
+                }
+                sr.structure.push(((r - c0) / 250) as u32);
+                sr.atom.push(((r - c0) % 250) as u32);
+            }
+            let t = DescriptorTable {
+                per_species: vec![sr],
+            };
+            sink(Chunk {
+                table: &t,
+                first: (c0 / 250) as u32,
+                labels: &[],
+            })?;
+        }
+        Ok(())
+    }
+    fn rows_hint(&self) -> Option<u64> {
+        Some(self.n as u64)
+    }
+}
+
+#[test]
+#[ignore = "measurement: streaming MaxVol over 1e6 rows of m = 274 (minutes); ACEUQ_ROWS overrides the count"]
+fn measure_streaming_1e6() {
+    let train = read("li/train.xyz");
+    let model = fit(
+        &["Li".to_string()],
+        &BasisConfig::default(),
+        &FitConfig::default(),
+        &train,
+        &[],
+        false,
+    )
+    .unwrap();
+    let table = crate::uq::descriptor_table(&model, &train).unwrap();
+    let n: usize = std::env::var("ACEUQ_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut src = Synthetic {
+        base: &table.per_species[0],
+        n,
+        chunk: 10_000,
+        noise: 0.02,
+    };
+    // Cost of producing the rows alone (one pass, no MaxVol).
+    let t = Instant::now();
+    let mut count = 0usize;
+    src.pass(&mut |c| {
+        count += c.table.per_species[0].len();
+        Ok(())
+    })
+    .unwrap();
+    let produce = t.elapsed().as_secs_f64();
+    let settings = Settings::default();
+    let t = Instant::now();
+    let g = GlobalActiveSets::build_from_source(&model, &mut src, &settings, false).unwrap();
+    let total = t.elapsed().as_secs_f64();
+    println!(
+        "{count} rows x {}: producing one pass {produce:.1} s; build {total:.1} s in {} passes (verified {}), i.e. {:.1} s per pass net of producing, batch {}",
+        table.per_species[0].m,
+        g.info.passes,
+        g.info.verified[0],
+        (total - produce * g.info.passes as f64) / g.info.passes as f64,
+        settings.batch
+    );
+    println!("notes: {:?}", g.info.notes);
+}
