@@ -519,28 +519,14 @@ impl DistanceModel {
             return Ok(None);
         };
         let ns = model.nspecies();
-        if meta.species.len() != ns {
-            return Err(bad(
-                path,
-                format!(
-                    "[uq.distance] lists {} species, the model has {ns}",
-                    meta.species.len()
-                ),
-            ));
-        }
+        crate::uq::persist::check_species_entries(
+            path,
+            "distance",
+            meta.species.iter().map(|sm| sm.species.as_str()),
+            model,
+        )?;
         let mut species = Vec::with_capacity(ns);
         for (s, sm) in meta.species.iter().enumerate() {
-            if sm.species != model.species[s] {
-                return Err(bad(
-                    path,
-                    format!(
-                        "[uq.distance] species {} is '{}', the model's is '{}'",
-                        s + 1,
-                        sm.species,
-                        model.species[s]
-                    ),
-                ));
-            }
             let p = format!("uq.distance.{s}");
             let m = model.nfuncs(s);
             let fm = FeatureMap::load(

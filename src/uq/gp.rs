@@ -1045,28 +1045,14 @@ impl SparseGp {
             return Ok(None);
         };
         let ns = model.nspecies();
-        if meta.species.len() != ns {
-            return Err(bad(
-                path,
-                format!(
-                    "[uq.gp] lists {} species, the model has {ns}",
-                    meta.species.len()
-                ),
-            ));
-        }
+        crate::uq::persist::check_species_entries(
+            path,
+            "gp",
+            meta.species.iter().map(|sm| sm.species.as_str()),
+            model,
+        )?;
         let mut species = Vec::with_capacity(ns);
         for (s, sm) in meta.species.iter().enumerate() {
-            if sm.species != model.species[s] {
-                return Err(bad(
-                    path,
-                    format!(
-                        "[uq.gp] species {} is '{}', the model's is '{}'",
-                        s + 1,
-                        sm.species,
-                        model.species[s]
-                    ),
-                ));
-            }
             let ok = |v: f64| v.is_finite();
             if !(ok(sm.mean)
                 && sm.signal_var > 0.0

@@ -92,6 +92,39 @@ pub(crate) fn check_species(
     Ok(())
 }
 
+/// An error unless the per-species entries of `[uq.<method>]` (their species names, in order)
+/// are the model's species, naming the first entry that differs.
+pub(crate) fn check_species_entries<'a>(
+    path: &Path,
+    method: &str,
+    names: impl ExactSizeIterator<Item = &'a str>,
+    model: &Model,
+) -> Result<(), ContainerError> {
+    let ns = model.nspecies();
+    if names.len() != ns {
+        return Err(bad(
+            path,
+            format!(
+                "[uq.{method}] lists {} species, the model has {ns}",
+                names.len()
+            ),
+        ));
+    }
+    for (s, name) in names.enumerate() {
+        if name != model.species[s] {
+            return Err(bad(
+                path,
+                format!(
+                    "[uq.{method}] species {} is '{name}', the model's is '{}'",
+                    s + 1,
+                    model.species[s]
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Store an f64 array.
 pub(crate) fn put_f64(c: &mut Container, name: &str, shape: Vec<usize>, v: &[f64]) {
     c.put(name, shape, Array::F64(v.to_vec()));
