@@ -355,8 +355,13 @@ fn save_load_round_trip_and_edited_files() {
         assert_eq!(back.active_set.as_ref(), Some(&g));
         assert_eq!(back.local.as_ref(), Some(&local));
     }
-    let mut cont = crate::io::modelfile::to_container(&model);
-    uq.save(&mut cont);
+    // The model's sections and the active sets, as a model file holds them.
+    let full = || {
+        let mut c = crate::io::modelfile::to_container(&model);
+        uq.save(&mut c);
+        c
+    };
+    let mut cont = full();
     // Absent estimators load as None.
     let mut bare = cont.clone();
     bare.arrays.retain(|k, _| !k.starts_with("uq."));
@@ -381,14 +386,14 @@ fn save_load_round_trip_and_edited_files() {
         "{e}"
     );
     // Wrong size names the array.
-    let mut cont = crate::io::modelfile::to_container(&model);
+    let mut cont = full();
     cont.put("uq.gamma.0.rows", vec![2], Array::F64(vec![1.0, 2.0]));
     let e = GlobalActiveSets::load(p, &cont, &model)
         .unwrap_err()
         .to_string();
     assert!(e.contains("array 'uq.gamma.0.rows' has 2 numbers"), "{e}");
     // A cluster map pointing nowhere.
-    let mut cont = crate::io::modelfile::to_container(&model);
+    let mut cont = full();
     cont.put(
         "uq.gamma_local.0.centroid_cluster",
         vec![2],
@@ -399,7 +404,7 @@ fn save_load_round_trip_and_edited_files() {
         .to_string();
     assert!(e.contains("refers to cluster 9"), "{e}");
     // Metadata for other species.
-    let mut cont = crate::io::modelfile::to_container(&model);
+    let mut cont = full();
     let uq = cont.meta.get_mut("uq").unwrap().as_table_mut().unwrap();
     let gm = uq.get_mut("gamma").unwrap().as_table_mut().unwrap();
     gm.insert("species".into(), toml::Value::Array(vec!["Li".into()]));
@@ -411,7 +416,7 @@ fn save_load_round_trip_and_edited_files() {
         "{e}"
     );
     // Arrays without metadata.
-    let mut cont = crate::io::modelfile::to_container(&model);
+    let mut cont = full();
     cont.meta.remove("uq");
     let e = GlobalActiveSets::load(p, &cont, &model)
         .unwrap_err()
