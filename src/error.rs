@@ -6,6 +6,9 @@
 //! it classifies.
 
 use crate::io::container::ContainerError;
+use crate::io::extxyz::AppendError;
+use crate::model::ModelError;
+use crate::uq::UqError;
 
 /// What kind of failure an [`Error`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +49,32 @@ impl From<ContainerError> for Error {
         let kind = match e {
             ContainerError::Io { .. } => ErrorKind::Io,
             _ => ErrorKind::Format,
+        };
+        Error::new(kind, e.to_string())
+    }
+}
+
+impl From<AppendError> for Error {
+    fn from(e: AppendError) -> Self {
+        let kind = match e {
+            AppendError::Frame(_) => ErrorKind::Data,
+            AppendError::Io { .. } => ErrorKind::Io,
+        };
+        Error::new(kind, e.to_string())
+    }
+}
+
+impl From<ModelError> for Error {
+    fn from(e: ModelError) -> Self {
+        Error::new(ErrorKind::Data, e.to_string())
+    }
+}
+
+impl From<UqError> for Error {
+    fn from(e: UqError) -> Self {
+        let kind = match e {
+            UqError::Missing { .. } => ErrorKind::Missing,
+            UqError::Data(_) | UqError::Numerical(_) | UqError::Model(_) => ErrorKind::Data,
         };
         Error::new(kind, e.to_string())
     }

@@ -867,13 +867,8 @@ pub unsafe extern "C" fn aceuq_append_frame(
             columns: &columns,
             info: &info,
         };
-        crate::io::extxyz::append_frame(Path::new(path), &frame).map_err(|e| {
-            let status = match e {
-                crate::io::extxyz::AppendError::Frame(_) => aceuq_status_t::ACEUQ_STATUS_DATA,
-                crate::io::extxyz::AppendError::Io { .. } => aceuq_status_t::ACEUQ_STATUS_IO,
-            };
-            Failure(status, e.to_string())
-        })
+        crate::io::extxyz::append_frame(Path::new(path), &frame).map_err(Error::from)?;
+        Ok(())
     })
 }
 

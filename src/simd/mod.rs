@@ -8,6 +8,9 @@
 //! stage named); they ask this module which one to call.
 
 pub mod lanes;
+pub mod reduce;
+
+pub use reduce::{dist2, dot};
 
 use std::sync::OnceLock;
 

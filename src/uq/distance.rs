@@ -26,13 +26,14 @@
 // `!(x > 0.0)` is used on purpose: unlike `x <= 0.0` it also rejects NaN.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
-use super::features::{FeatureMap, FeatureSettings, dot, rows_with_errors};
+use super::features::{FeatureMap, FeatureSettings, rows_with_errors};
 use super::kdtree::KdTree;
-use super::optim::{SpgOptions, dist2, farthest_points, maxwell_nll, spg};
+use super::optim::{SpgOptions, farthest_points, maxwell_nll, spg};
 use super::persist::{bad, f64_checked, f64_finite, get_meta, put_f64, put_meta, size};
 use super::{DescriptorTable, UqError};
 use crate::io::container::{Container, ContainerError};
 use crate::model::Model;
+use crate::simd::{dist2, dot};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;

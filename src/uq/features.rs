@@ -21,6 +21,7 @@
 use super::UqError;
 use super::persist::{bad, f64_checked, f64_finite, put_f64};
 use crate::io::container::{Container, ContainerError};
+use crate::simd::dot;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, Par, Side};
 use serde::{Deserialize, Serialize};
@@ -379,29 +380,6 @@ pub(crate) fn rows_with_errors(
         e.push(v);
     }
     Ok((idx, e))
-}
-
-/// Dot product with four independent partial sums. A single running sum is one chain of
-/// dependent additions, and the per-atom feature projections (hundreds of terms, several rows)
-/// were bound by its latency; four chains pipeline and vectorize. The result differs from the
-/// sequential sum by rounding only.
-#[inline]
-pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut s = [0.0f64; 4];
-    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for c in 0..4 {
-            s[c] += x[c] * y[c];
-        }
-    }
-    let mut r = (s[0] + s[1]) + (s[2] + s[3]);
-    for (x, y) in ra.iter().zip(rb) {
-        r += x * y;
-    }
-    r
 }
 
 #[cfg(test)]

@@ -296,7 +296,7 @@ unsafe fn exp_avx2(v: &mut [f64]) {
 fn forward_subst(l: &[f64], m: usize, b: &mut [f64]) {
     for i in 0..m {
         // Four partial sums (features::dot): a single running sum made this latency-bound.
-        let s = super::features::dot(&l[i * m..i * m + i], &b[..i]);
+        let s = crate::simd::dot(&l[i * m..i * m + i], &b[..i]);
         b[i] = (b[i] - s) / l[i * m + i];
     }
 }

@@ -9,7 +9,7 @@
 // `!(x > 0.0)` is used on purpose: unlike `x <= 0.0` it also rejects NaN.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
-use super::optim::dist2;
+use crate::simd::dist2;
 
 /// Points per leaf.
 pub const LEAF: usize = 8;

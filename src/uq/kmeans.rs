@@ -9,7 +9,7 @@
 //! [`Options::INDUCING`] and [`Options::CLUSTERS`] reproduce each caller's former arithmetic bit
 //! for bit.
 
-use super::optim::dist2;
+use crate::simd::dist2;
 use rand::RngExt;
 use rayon::prelude::*;
 
@@ -309,7 +309,7 @@ mod tests {
     fn former_nearest(c: &[f64], m: usize, z: &[f64]) -> (usize, f64) {
         let mut best = (0, f64::INFINITY);
         for (k, ck) in c.chunks_exact(m).enumerate() {
-            let d = crate::uq::optim::dist2(ck, z);
+            let d = crate::simd::dist2(ck, z);
             if d < best.1 {
                 best = (k, d);
             }

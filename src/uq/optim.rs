@@ -4,6 +4,7 @@
 // `!(x > 0.0)` is used on purpose: unlike `x <= 0.0` it also rejects NaN.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+use crate::simd::dist2;
 use rayon::prelude::*;
 
 /// Settings of [`spg`].
@@ -171,28 +172,6 @@ pub fn spg(
         }
     }
     res(x, f, opts.max_iters, evals, false)
-}
-
-/// Squared Euclidean distance. Four independent partial sums: with a single running sum the
-/// k-d tree queries of the distance estimator were bound by the latency of the addition chain.
-#[inline(always)]
-pub fn dist2(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut s = [0.0f64; 4];
-    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for c in 0..4 {
-            let d = x[c] - y[c];
-            s[c] += d * d;
-        }
-    }
-    let mut r = (s[0] + s[1]) + (s[2] + s[3]);
-    for (x, y) in ra.iter().zip(rb) {
-        r += (x - y) * (x - y);
-    }
-    r
 }
 
 /// Farthest-point sampling: `k` row indices of `points` (`n × dim`, row-major), starting from row
