@@ -7,7 +7,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::error::ExtxyzError;
-use super::reader::{ReadOptions, Reader};
+use super::options::ReadOptions;
+use super::reader::Reader;
 use super::writer::frame_to_string;
 use crate::structure::{InfoValue, PropData, Structure};
 

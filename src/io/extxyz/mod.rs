@@ -82,13 +82,15 @@
 
 mod append;
 mod error;
+mod options;
 mod parse;
 mod reader;
 mod writer;
 
 pub use append::{AppendError, AppendFrame, append_frame};
 pub use error::{ExtxyzError, Warning, WarningCallback};
-pub use reader::{ReadOptions, Reader, read_file, read_str};
+pub use options::ReadOptions;
+pub use reader::{Reader, read_file, read_str};
 pub use writer::{RealFormat, WriteOptions, frame_to_string, write_file_atomic, write_frame};
 
 // Names used by the links of the module documentation.

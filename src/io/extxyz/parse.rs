@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::reader::ReadOptions;
+use super::options::ReadOptions;
 use crate::structure::{InfoValue, Origin, PropData, Structure};
 
 pub(super) fn truncate_for_message(s: &str) -> String {

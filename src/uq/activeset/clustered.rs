@@ -2,7 +2,9 @@
 //! build rows standardized and partitioned (k-means or `config_type` labels), one active set per
 //! cluster; queries, the builder and persistence.
 
-use super::partition::{SpeciesStats, merge_cluster, merge_small, reciprocals, standardize};
+use super::partition::{
+    ClusterMap, SpeciesStats, merge_cluster, merge_small, reciprocals, standardize,
+};
 use super::species::{GammaScratch, SpeciesActiveSet};
 use super::{
     BuildInfo, Chunk, Group, NO_LABEL, PassError, Route, RowSource, Settings, TableSource,
@@ -681,7 +683,14 @@ pub(super) fn build_clustered(
                         continue; // one merge per species per round
                     }
                     let k = g - base[s];
-                    let (into, dist) = merge_cluster(&mut species[s], &orig_counts[s], k);
+                    let sc = &mut species[s];
+                    let map = ClusterMap {
+                        m: sc.m(),
+                        centroid_cluster: &mut sc.centroid_cluster,
+                        centroids: &sc.centroids,
+                        counts: &mut sc.counts,
+                    };
+                    let (into, dist) = merge_cluster(map, &orig_counts[s], k);
                     let why = match e {
                         MaxVolError::TooFewRows { n, m, .. } => {
                             format!("{n} atoms for {m} basis functions")

@@ -1,7 +1,6 @@
 //! Standardization statistics and cluster merging of the clustered builder
 //! ([`super::ClusteredActiveSets`]).
 
-use super::clustered::SpeciesClusters;
 use std::collections::BTreeMap;
 
 /// Per-species statistics gathered in the first pass of the clustered builder.
@@ -52,15 +51,20 @@ impl SpeciesStats {
     }
 }
 
+/// The parts of a species' partition that merging changes: the final cluster of every k-means
+/// centroid, the centroids (rows of `m`), and the final clusters' atom counts.
+pub(super) struct ClusterMap<'a> {
+    pub(super) m: usize,
+    pub(super) centroid_cluster: &'a mut [u32],
+    pub(super) centroids: &'a [f64],
+    pub(super) counts: &'a mut Vec<usize>,
+}
+
 /// Merge final cluster `k` of a species into the final cluster with the nearest
 /// (count-weighted) centroid; returns that cluster's index before renumbering and the
 /// standardized distance. Clusters after `k` move down by one.
-pub(super) fn merge_cluster(
-    sc: &mut SpeciesClusters,
-    orig_counts: &[usize],
-    k: usize,
-) -> (usize, f64) {
-    let m = sc.m();
+pub(super) fn merge_cluster(sc: ClusterMap<'_>, orig_counts: &[usize], k: usize) -> (usize, f64) {
+    let m = sc.m;
     let kk = sc.counts.len();
     let mut cen = vec![0.0; kk * m];
     let mut w = vec![0.0; kk];
