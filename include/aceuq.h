@@ -80,7 +80,9 @@ typedef struct {
 } aceuq_system_t;
 
 // Where results go. Per-atom arrays are indexed by local atom index and must hold `nlocal`
-// values; only the entries of atoms in `ilist` are written.
+// values; only the entries of atoms in `ilist` are written. The arrays written (`eatom`, `fij`,
+// the uncertainty arrays other than the ensemble's, `ens_forces`) must not overlap; a method
+// listed twice with the same array is written once.
 typedef struct {
   // Sum of the atomic energies of the `ilist` atoms (eV). May be NULL.
   double *energy;

@@ -1,6 +1,7 @@
 //! The crate's error kinds: what went wrong, in the terms a caller acts on (fix an argument, fix
-//! a file, fix the data, refit the model, report a bug). The C ABI maps each kind to one status
-//! code in one place (`ffi`).
+//! a file, fix the data, refit the model). The C ABI maps each kind to its status code in one
+//! place (`From<Error>` in `ffi`); its own checks of raw arguments (NULL pointers, negative
+//! sizes) name their status directly.
 //!
 //! Layer 5. Owns: [`Error`] and [`ErrorKind`]. Imports only the error types of the layers below it that
 //! it classifies.

@@ -7,7 +7,8 @@
 //!   at several basis sizes; Spearman rho, calibration and novelty ROC-AUC per method.
 //! - [`figures`] (CLI builds only): the PNG figures of both.
 //!
-//! Top layer (feature `cli`, not in the plugin's library): imports potential, uq, model, stats;
+//! Top layer (feature `cli`, not in the plugin's library): imports potential, uq, model, basis,
+//! stats, structure;
 //! only the CLI imports it.
 
 pub mod al;

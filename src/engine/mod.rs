@@ -4,8 +4,8 @@
 //!
 //! Layer 6. Owns: one step's orchestration (atoms in flight, two-atom lane passes with an ensemble, rows
 //! of basis vectors graded in cache-sized blocks, where each result goes). Used by the C ABI
-//! (`ffi`), the benchmarks and tests alike; safe Rust throughout. May import potential, model,
-//! uq, neighbors; nothing above it (ffi, cli) imports back into here.
+//! (`ffi`), the benchmarks and tests alike; safe Rust throughout. May import potential, error,
+//! model, uq, neighbors; it imports nothing above it (ffi, cli).
 
 use crate::error::{Error, ErrorKind};
 use crate::model::Workspace;
@@ -33,6 +33,68 @@ pub struct Atoms<'a> {
     pub neigh: &'a [i32],
 }
 
+impl Atoms<'_> {
+    /// Checks that the arrays are consistent with each other and with a potential of `nspecies`
+    /// species: sizes, neighbour offsets, species, neighbour and `ilist` indices in range.
+    /// [`Engine::step`] calls it; callers that check more of their own arguments (the C ABI) call
+    /// it first so that these errors come first.
+    pub fn validate(&self, nspecies: usize) -> Result<(), Error> {
+        let bad = |m: String| Error::new(ErrorKind::InvalidArgument, m);
+        let nall = self.species.len();
+        let (nlocal, inum) = (self.nlocal, self.ilist.len());
+        let Atoms {
+            x,
+            species,
+            tag: tags,
+            ilist,
+            offsets,
+            neigh,
+            ..
+        } = *self;
+        if nall < nlocal || inum > nlocal {
+            return Err(bad(format!(
+                "inconsistent sizes: nlocal {nlocal} nall {nall} inum {inum}"
+            )));
+        }
+        if x.len() != 3 * nall || tags.is_some_and(|t| t.len() != nall) {
+            return Err(bad(format!(
+                "positions or tags do not match the {nall} atoms (x: {} values)",
+                x.len()
+            )));
+        }
+        if offsets.len() != inum + 1 || offsets[0] != 0 || offsets.windows(2).any(|w| w[1] < w[0]) {
+            return Err(bad(
+                "neighbour offsets must start at 0 and not decrease".into()
+            ));
+        }
+        let nnz = offsets[inum] as usize;
+        if neigh.len() != nnz {
+            return Err(bad(format!(
+                "{} neighbour entries where the offsets say {nnz}",
+                neigh.len()
+            )));
+        }
+        let ns = nspecies as i32;
+        if let Some(k) = species.iter().position(|&s| s < -1 || s >= ns) {
+            return Err(bad(format!(
+                "atom index {k} has species {} (model has {ns})",
+                species[k]
+            )));
+        }
+        if let Some(&j) = neigh.iter().find(|&&j| j < 0 || j as usize >= nall) {
+            return Err(bad(format!(
+                "neighbour index {j} out of range (nall = {nall})"
+            )));
+        }
+        if let Some(&i) = ilist.iter().find(|&&i| i < 0 || i as usize >= nlocal) {
+            return Err(bad(format!(
+                "ilist entry {i} out of range (nlocal = {nlocal})"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Where one step's results go. Per-atom arrays are indexed by local atom index and hold at
 /// least `nlocal` values; only the entries of atoms in `ilist` are written.
 #[derive(Debug)]
@@ -42,9 +104,10 @@ pub struct Outputs<'a> {
     /// `dE_i/dr_ij` for every neighbour entry `[nnz][3]` (eV/Å), `r_ij = x_j - x_i`: the force
     /// on `i` gains `+fij`, the force on `j` gains `-fij`.
     pub fij: &'a mut [f64],
-    /// Uncertainties to compute, each with its array. The ensemble's is not filled here: it
-    /// needs the ensemble force columns on ghost atoms summed onto their owners first (see
-    /// `ens_forces` and [`Engine::ensemble_sigma`]); listing it asks for those columns.
+    /// Uncertainties to compute, each with its array. The ensemble's is not filled here (its
+    /// array may be empty): it needs the ensemble force columns on ghost atoms summed onto their
+    /// owners first (see `ens_forces` and [`Engine::ensemble_sigma`]); listing it asks for those
+    /// columns.
     pub uq: Vec<(Method, &'a mut [f64])>,
     /// When the ensemble is requested: its force columns `[nall][n_columns][3]` (eV/Å),
     /// `n_columns` = [`Engine::ensemble_columns`], zeroed and filled for owned and ghost atoms.
@@ -170,9 +233,10 @@ impl Engine {
     /// One step: writes every output of [`Outputs`] for the atoms of `atoms.ilist` and returns
     /// the sum of their energies (eV).
     pub fn step(&mut self, atoms: &Atoms, out: &mut Outputs) -> Result<f64, Error> {
+        atoms.validate(self.pot.model.nspecies())?;
         let bad = |m: String| Error::new(ErrorKind::InvalidArgument, m);
         let nall = atoms.species.len();
-        let (nlocal, inum) = (atoms.nlocal, atoms.ilist.len());
+        let nlocal = atoms.nlocal;
         let Atoms {
             x,
             species,
@@ -182,29 +246,7 @@ impl Engine {
             neigh,
             ..
         } = *atoms;
-        if nall < nlocal || inum > nlocal {
-            return Err(bad(format!(
-                "inconsistent sizes: nlocal {nlocal} nall {nall} inum {inum}"
-            )));
-        }
-        if x.len() != 3 * nall || tags.is_some_and(|t| t.len() != nall) {
-            return Err(bad(format!(
-                "positions or tags do not match the {nall} atoms (x: {} values)",
-                x.len()
-            )));
-        }
-        if offsets.len() != inum + 1 || offsets[0] != 0 || offsets.windows(2).any(|w| w[1] < w[0]) {
-            return Err(bad(
-                "neighbour offsets must start at 0 and not decrease".into()
-            ));
-        }
-        let nnz = offsets[inum] as usize;
-        if neigh.len() != nnz {
-            return Err(bad(format!(
-                "{} neighbour entries where the offsets say {nnz}",
-                neigh.len()
-            )));
-        }
+        let nnz = neigh.len();
         if out.fij.len() != 3 * nnz {
             return Err(bad(format!(
                 "fij holds {} values, the neighbour list needs {}",
@@ -212,25 +254,11 @@ impl Engine {
                 3 * nnz
             )));
         }
-        let ns = self.pot.model.nspecies() as i32;
-        if let Some(k) = species.iter().position(|&s| s < -1 || s >= ns) {
-            return Err(bad(format!(
-                "atom index {k} has species {} (model has {ns})",
-                species[k]
-            )));
-        }
-        if let Some(&j) = neigh.iter().find(|&&j| j < 0 || j as usize >= nall) {
-            return Err(bad(format!(
-                "neighbour index {j} out of range (nall = {nall})"
-            )));
-        }
-        if let Some(&i) = ilist.iter().find(|&&i| i < 0 || i as usize >= nlocal) {
-            return Err(bad(format!(
-                "ilist entry {i} out of range (nlocal = {nlocal})"
-            )));
-        }
         if out.eatom.as_ref().is_some_and(|e| e.len() < nlocal)
-            || out.uq.iter().any(|(_, v)| v.len() < nlocal)
+            || out
+                .uq
+                .iter()
+                .any(|(m, v)| *m != Method::Ensemble && v.len() < nlocal)
         {
             return Err(bad(format!(
                 "a per-atom output holds fewer than nlocal = {nlocal} values"
@@ -250,9 +278,11 @@ impl Engine {
             }
         }
         let want_ens = out.uq.iter().any(|(m, _)| *m == Method::Ensemble);
-        let mut uq: Vec<(Method, &mut [f64])> = std::mem::take(&mut out.uq)
-            .into_iter()
+        let mut uq: Vec<(Method, &mut [f64])> = out
+            .uq
+            .iter_mut()
             .filter(|(m, _)| *m != Method::Ensemble)
+            .map(|(m, v)| (*m, &mut **v))
             .collect();
         let want_b = !uq.is_empty();
         let n_cols = self.ensemble_columns();

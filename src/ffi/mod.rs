@@ -142,7 +142,9 @@ pub struct aceuq_system_t {
 }
 
 /// Where results go. Per-atom arrays are indexed by local atom index and must hold `nlocal`
-/// values; only the entries of atoms in `ilist` are written.
+/// values; only the entries of atoms in `ilist` are written. The arrays written (`eatom`, `fij`,
+/// the uncertainty arrays other than the ensemble's, `ens_forces`) must not overlap; a method
+/// listed twice with the same array is written once.
 #[repr(C)]
 pub struct aceuq_results_t {
     /// Sum of the atomic energies of the `ilist` atoms (eV). May be NULL.
@@ -585,6 +587,16 @@ fn compute(
     if res.fij.is_null() && nnz > 0 {
         return Err(bad("fij is NULL".into()));
     }
+    let atoms = Atoms {
+        nlocal,
+        x,
+        species,
+        tag,
+        ilist,
+        offsets,
+        neigh,
+    };
+    atoms.validate(h.pot().model.nspecies())?;
     // Requested uncertainties.
     if res.n_uq < 0 {
         return Err(bad(format!("n_uq is negative ({})", res.n_uq)));
@@ -600,54 +612,85 @@ fn compute(
         if p.is_null() {
             return Err(bad(format!("output array for {} is NULL", m.name())));
         }
-        requested.push((m, p));
-    }
-    // Each output becomes a slice of its own: arrays that overlap cannot be written safely.
-    let mut starts: Vec<*mut f64> = requested.iter().map(|&(_, p)| p).collect();
-    starts.extend([res.eatom, res.energy].into_iter().filter(|p| !p.is_null()));
-    starts.sort();
-    if starts.windows(2).any(|w| w[0] == w[1]) {
-        return Err(bad(
-            "two outputs (energy, eatom or uncertainty arrays) share one array".into(),
-        ));
+        if !h.pot().uq.methods().contains(&m) {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_MISSING,
+                format!(
+                    "the model has no '{}' uncertainty; refit it with the matching `aceuq fit` option",
+                    m.name()
+                ),
+            );
+        }
+        // The same method twice into the same array is written once.
+        if !requested.contains(&(m, p)) {
+            requested.push((m, p));
+        }
     }
     let n_cols = h.engine.ensemble_columns();
     let want_ens = requested.iter().any(|(m, _)| *m == Method::Ensemble);
-    let ens_forces: &mut [f64] = if want_ens && n_cols > 0 && h.pot().uq.ensemble.is_some() {
+    let ens_len = if want_ens && n_cols > 0 {
         if res.ens_forces.is_null() {
             return Err(bad(
                 "ens_forces is NULL but the ensemble was requested".into()
             ));
         }
-        // SAFETY: ens_forces holds nall * n_columns * 3 values per the contract.
-        unsafe { std::slice::from_raw_parts_mut(res.ens_forces, nall * n_cols * 3) }
+        nall * n_cols * 3
+    } else {
+        0
+    };
+    // The ensemble's own array is filled by aceuq_ensemble_sigma, not here: it is passed to the
+    // engine as a request only, with no array.
+    let mut ens_requested = false;
+    requested.retain(|&(m, _)| {
+        ens_requested |= m == Method::Ensemble;
+        m != Method::Ensemble
+    });
+    // Every array written here becomes a `&mut` slice, so no two may overlap (two overlapping
+    // mutable slices would be undefined behaviour). Checked as address ranges.
+    let mut ranges: Vec<(usize, usize, &str)> = requested
+        .iter()
+        .map(|&(m, p)| (p as usize, nlocal, m.name()))
+        .collect();
+    if !res.eatom.is_null() {
+        ranges.push((res.eatom as usize, nlocal, "eatom"));
+    }
+    if nnz > 0 {
+        ranges.push((res.fij as usize, 3 * nnz, "fij"));
+    }
+    if ens_len > 0 {
+        ranges.push((res.ens_forces as usize, ens_len, "ens_forces"));
+    }
+    ranges.retain(|r| r.1 > 0);
+    ranges.sort();
+    for w in ranges.windows(2) {
+        let ((a, n, what_a), (b, _, what_b)) = (w[0], w[1]);
+        if a + n * std::mem::size_of::<f64>() > b {
+            return Err(bad(format!(
+                "the output arrays {what_a} and {what_b} overlap: give each output its own array"
+            )));
+        }
+    }
+    // SAFETY (every slice below): sizes as documented on aceuq_results_t; non-NULL where made;
+    // no two overlap (checked above).
+    let ens_forces: &mut [f64] = if ens_len > 0 {
+        unsafe { std::slice::from_raw_parts_mut(res.ens_forces, ens_len) }
     } else {
         &mut []
     };
     let fij: &mut [f64] = if nnz == 0 {
         &mut []
     } else {
-        // SAFETY: fij holds 3 * nnz values per the contract (non-NULL: checked above).
         unsafe { std::slice::from_raw_parts_mut(res.fij, 3 * nnz) }
     };
-    let eatom = (!res.eatom.is_null())
-        // SAFETY: eatom holds nlocal values per the contract; no other output overlaps it.
+    let eatom = (!res.eatom.is_null() && nlocal > 0)
         .then(|| unsafe { std::slice::from_raw_parts_mut(res.eatom, nlocal) });
-    let uq = requested
+    let mut uq: Vec<(Method, &mut [f64])> = requested
         .into_iter()
-        // SAFETY: each array holds nlocal values per the contract; none shares a start with
-        // another output (checked above).
         .map(|(m, p)| (m, unsafe { std::slice::from_raw_parts_mut(p, nlocal) }))
         .collect();
-    let atoms = Atoms {
-        nlocal,
-        x,
-        species,
-        tag,
-        ilist,
-        offsets,
-        neigh,
-    };
+    if ens_requested {
+        uq.push((Method::Ensemble, &mut []));
+    }
     let mut out = Outputs {
         eatom,
         fij,
@@ -655,6 +698,8 @@ fn compute(
         ens_forces,
     };
     let total = h.engine.step(&atoms, &mut out)?;
+    // The slices end here; `energy` is written through its pointer (it may lie in another array).
+    drop(out);
     if !res.energy.is_null() {
         // SAFETY: non-NULL, one f64.
         unsafe { *res.energy = total };

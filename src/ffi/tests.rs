@@ -451,3 +451,101 @@ fn ensemble_through_the_abi_equals_the_library() {
     // SAFETY: handle from aceuq_model_load.
     unsafe { aceuq_model_free(h) };
 }
+
+/// Output arrays: a method listed twice with one array is written once; arrays that overlap are
+/// refused (they would become aliasing mutable slices); `energy` may point anywhere; a method
+/// the model lacks is reported as missing before a later malformed entry.
+#[test]
+fn output_arrays_may_not_overlap_and_errors_keep_their_order() {
+    let (path, m) = save_uq_model("outputs");
+    let h = load(&path);
+    let s = random_structure(&["Al", "Mg"], 2, 4041, true);
+    let (x, species, offsets, neigh, _) = lammps_like(&s, &m.model);
+    let (nlocal, nall) = (s.len(), species.len());
+    let ilist: Vec<i32> = (0..nlocal as i32).collect();
+    let sys = aceuq_system_t {
+        nlocal: nlocal as i32,
+        nall: nall as i32,
+        x: x.as_ptr(),
+        species: species.as_ptr(),
+        tag: std::ptr::null(),
+        inum: nlocal as i32,
+        ilist: ilist.as_ptr(),
+        offsets: offsets.as_ptr(),
+        neigh: neigh.as_ptr(),
+    };
+    let gamma = aceuq_method_t::ACEUQ_METHOD_GAMMA as i32;
+    let mut fij = vec![0.0; 3 * neigh.len()];
+    let pf = fij.as_mut_ptr();
+    let call = |methods: &[i32], outs: &[*mut f64], eatom: *mut f64, energy: *mut f64| {
+        let res = aceuq_results_t {
+            energy,
+            eatom,
+            fij: pf,
+            n_uq: methods.len() as i32,
+            uq_methods: methods.as_ptr(),
+            uq_values: outs.as_ptr(),
+            ens_forces: std::ptr::null_mut(),
+        };
+        // SAFETY: every array holds what aceuq_results_t documents (fij: 3 * nnz, the others
+        // nlocal).
+        unsafe { aceuq_compute(h, &sys, &res) }
+    };
+    let ok = aceuq_status_t::ACEUQ_STATUS_OK;
+    // Reference: gamma alone.
+    let mut g1 = vec![0.0; nlocal];
+    assert_eq!(
+        call(
+            &[gamma],
+            &[g1.as_mut_ptr()],
+            std::ptr::null_mut(),
+            std::ptr::null_mut()
+        ),
+        ok
+    );
+    assert!(g1.iter().all(|&v| v > 0.0));
+    // Twice into the same array: the same values.
+    let mut g2 = vec![0.0; nlocal];
+    let p2 = g2.as_mut_ptr();
+    assert_eq!(
+        call(
+            &[gamma, gamma],
+            &[p2, p2],
+            std::ptr::null_mut(),
+            std::ptr::null_mut()
+        ),
+        ok
+    );
+    assert_eq!(g1, g2);
+    // `energy` inside the per-atom energies: allowed, written after them.
+    let mut eatom = vec![0.0; nlocal + 1];
+    let pe = eatom.as_mut_ptr();
+    // SAFETY: one past the nlocal values the call writes as eatom, still inside `eatom`.
+    let pen = unsafe { pe.add(nlocal) };
+    assert_eq!(call(&[], &[], pe, pen), ok, "{}", last_error());
+    let sum: f64 = eatom[..nlocal].iter().sum();
+    assert!((eatom[nlocal] - sum).abs() < 1e-9 * sum.abs());
+    // eatom and gamma overlapping by all but one value: refused, both named.
+    let mut both = vec![0.0; nlocal + 1];
+    let pb = both.as_mut_ptr();
+    // SAFETY: inside `both`.
+    let pb1 = unsafe { pb.add(1) };
+    let st = call(&[gamma], &[pb1], pb, std::ptr::null_mut());
+    assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT);
+    let e = last_error();
+    assert!(
+        e.contains("overlap") && e.contains("eatom") && e.contains("gamma"),
+        "{e}"
+    );
+    // A method the model lacks comes first, before a NULL array listed after it.
+    let gp = aceuq_method_t::ACEUQ_METHOD_GP as i32;
+    let st = call(
+        &[gp, gamma],
+        &[g1.as_mut_ptr(), std::ptr::null_mut()],
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    );
+    assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_MISSING, "{}", last_error());
+    // SAFETY: handle from aceuq_model_load.
+    unsafe { aceuq_model_free(h) };
+}

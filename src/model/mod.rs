@@ -4,7 +4,8 @@
 //! Energy of atom `i` of species `s`: `E_i = E0_s + c_s · B_i + (1/2) sum_j φ_core(r_ij)`.
 //!
 //! Layer 2: owns the potential alone (species, radial and core terms, basis, coefficients,
-//! evaluation tables) and the per-atom kernels. Imports basis, neighbors, structure and simd;
+//! evaluation tables) and the per-atom kernels. Imports basis, neighbors, structure, simd and
+//! progress;
 //! never uq, io or anything above (estimators are built from a model by `uq` and stored beside it
 //! by `potential`).
 

@@ -9,7 +9,7 @@
 //! under array names `uq.<method>.*` and a TOML table `[uq.<method>]`.
 //!
 //! Layer 4. Owns: the estimators ([`UqModel`]), their building, evaluation and persistence. May import
-//! model, basis, neighbors, stats, io's container and simd; reads a [`Model`] but never writes
+//! model, basis, neighbors, structure, stats, io's container, simd and progress; reads a [`Model`] but never writes
 //! into it, and imports nothing above it (potential, engine, ffi, cli).
 
 pub mod activeset;
@@ -18,7 +18,7 @@ pub mod ensemble;
 pub mod features;
 pub mod gp;
 pub mod kdtree;
-pub mod kmeans;
+pub(crate) mod kmeans;
 pub mod maxvol;
 pub mod method;
 pub mod optim;

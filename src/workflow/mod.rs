@@ -9,7 +9,8 @@
 //! (`dataset.xyz` is a copy for people), so an interruption can neither lose nor duplicate labelled
 //! data, and a failed labelling is kept aside in `failed.xyz` with its reason.
 //!
-//! Top layer (feature `cli`, not in the plugin's library): imports potential, uq, io, model;
+//! Top layer (feature `cli`, not in the plugin's library): imports potential, uq, io, model,
+//! basis, stats, structure;
 //! only the CLI imports it.
 
 pub mod config;
