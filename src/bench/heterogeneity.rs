@@ -512,7 +512,7 @@ pub fn run_case(
     let b = basis.config();
     let what = format!("{} / {}", data.name, basis.name);
     on_step(&format!("{what}: fit on {} frames", data.train.len()));
-    let model = fit_with_uq(
+    let pot = fit_with_uq(
         &data.species,
         &b,
         cfg,
@@ -521,19 +521,18 @@ pub fn run_case(
         &data.valid,
         &what,
     )?;
-    let m =
-        fit::evaluate(&model.model, &data.test, "test").map_err(|source| BenchError::Model {
-            context: format!("{what}: test errors"),
-            source,
-        })?;
-    let errs = uq::force_errors(&model.model, &data.test).map_err(|source| BenchError::Model {
+    let m = fit::evaluate(&pot.model, &data.test, "test").map_err(|source| BenchError::Model {
+        context: format!("{what}: test errors"),
+        source,
+    })?;
+    let errs = uq::force_errors(&pot.model, &data.test).map_err(|source| BenchError::Model {
         context: format!("{what}: test errors"),
         source,
     })?;
     let mut methods = vec![];
     for &meth in &cfg.methods {
         methods.push(score(
-            &model,
+            &pot,
             meth,
             &data.valid,
             &data.test,
@@ -570,7 +569,7 @@ pub fn run_case(
     Ok(CaseResult {
         dataset: data.name.clone(),
         basis: basis.name.clone(),
-        nfuncs: model.model.nfuncs(0),
+        nfuncs: pot.model.nfuncs(0),
         n_train: data.train.len(),
         mae_test: mean(&errs.concat()),
         rmse_test: m.force_rmse,
