@@ -63,6 +63,28 @@ fn lammps_like(s: &crate::Structure, m: &Model) -> LammpsLike {
     (x, species, offsets, neigh, owner)
 }
 
+/// The C view of a LAMMPS-like layout (see [`lammps_like`]): every local atom is a centre.
+fn system(
+    x: &[f64],
+    species: &[i32],
+    offsets: &[i32],
+    neigh: &[i32],
+    ilist: &[i32],
+    tags: Option<&[i64]>,
+) -> aceuq_system_t {
+    aceuq_system_t {
+        nlocal: ilist.len() as i32,
+        nall: species.len() as i32,
+        x: x.as_ptr(),
+        species: species.as_ptr(),
+        tag: tags.map_or(std::ptr::null(), |t| t.as_ptr()),
+        inum: ilist.len() as i32,
+        ilist: ilist.as_ptr(),
+        offsets: offsets.as_ptr(),
+        neigh: neigh.as_ptr(),
+    }
+}
+
 #[test]
 fn compute_through_the_abi_equals_predict_including_ghosts() {
     let (path, m) = save_model("compute", &["Al", "Mg"]);
@@ -73,17 +95,7 @@ fn compute_through_the_abi_equals_predict_including_ghosts() {
     let nall = species.len();
     let ilist: Vec<i32> = (0..nlocal as i32).collect();
     let tags: Vec<i64> = owner.iter().map(|&o| o as i64 + 1).collect();
-    let sys = aceuq_system_t {
-        nlocal: nlocal as i32,
-        nall: nall as i32,
-        x: x.as_ptr(),
-        species: species.as_ptr(),
-        tag: tags.as_ptr(),
-        inum: nlocal as i32,
-        ilist: ilist.as_ptr(),
-        offsets: offsets.as_ptr(),
-        neigh: neigh.as_ptr(),
-    };
+    let sys = system(&x, &species, &offsets, &neigh, &ilist, Some(&tags));
     let mut energy = 0.0;
     let mut eatom = vec![0.0; nlocal];
     let mut fij = vec![0.0; 3 * neigh.len()];
@@ -338,17 +350,7 @@ fn ensemble_through_the_abi_equals_the_library() {
     let (x, species, offsets, neigh, owner) = lammps_like(&s, &m.model);
     let (nlocal, nall) = (s.len(), species.len());
     let ilist: Vec<i32> = (0..nlocal as i32).collect();
-    let sys = aceuq_system_t {
-        nlocal: nlocal as i32,
-        nall: nall as i32,
-        x: x.as_ptr(),
-        species: species.as_ptr(),
-        tag: std::ptr::null(),
-        inum: nlocal as i32,
-        ilist: ilist.as_ptr(),
-        offsets: offsets.as_ptr(),
-        neigh: neigh.as_ptr(),
-    };
+    let sys = system(&x, &species, &offsets, &neigh, &ilist, None);
     let (mut ne, mut nc) = (0, 0);
     // SAFETY: valid handle and out pointers.
     unsafe {
@@ -461,19 +463,9 @@ fn output_arrays_may_not_overlap_and_errors_keep_their_order() {
     let h = load(&path);
     let s = random_structure(&["Al", "Mg"], 2, 4041, true);
     let (x, species, offsets, neigh, _) = lammps_like(&s, &m.model);
-    let (nlocal, nall) = (s.len(), species.len());
+    let nlocal = s.len();
     let ilist: Vec<i32> = (0..nlocal as i32).collect();
-    let sys = aceuq_system_t {
-        nlocal: nlocal as i32,
-        nall: nall as i32,
-        x: x.as_ptr(),
-        species: species.as_ptr(),
-        tag: std::ptr::null(),
-        inum: nlocal as i32,
-        ilist: ilist.as_ptr(),
-        offsets: offsets.as_ptr(),
-        neigh: neigh.as_ptr(),
-    };
+    let sys = system(&x, &species, &offsets, &neigh, &ilist, None);
     let gamma = aceuq_method_t::ACEUQ_METHOD_GAMMA as i32;
     let mut fij = vec![0.0; 3 * neigh.len()];
     let pf = fij.as_mut_ptr();
