@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate the aceuq reference data sets: MD with a cheap potential, relabelled with label.py.
 
-The recipe follows Annevelink & Viswanathan (liquid Li, SNAP labels; see METHODS.md §7):
+The recipe follows Annevelink & Viswanathan (liquid Li, SNAP labels):
 
 Li (sampler: library MEAM Li, `pair_coeff * * library.meam Li NULL Li`; labels: li-snap)
   main run     250 atoms (5x5x5 BCC, a = 3.51 Å), melted at 1500 K (NVT), density equilibrated at

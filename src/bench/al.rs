@@ -1,4 +1,4 @@
-//! The active-learning benchmark of Annevelink & Viswanathan (METHODS.md §7).
+//! The active-learning benchmark of Annevelink & Viswanathan.
 //!
 //! A fully labelled pool of frames in time order stands in for an MD run. Starting from 5 random
 //! frames, each iteration

@@ -1,4 +1,4 @@
-//! Heterogeneity and model accuracy (Shuang et al., METHODS.md §3, §6): how the training data's
+//! Heterogeneity and model accuracy (Shuang et al., arXiv:2508.03405): how the training data's
 //! heterogeneity and the model's accuracy (basis size) shape uncertainty quantification.
 //!
 //! For each data set (homogeneous or heterogeneous) and each basis size, a model is fitted with

@@ -441,7 +441,10 @@ fn summary_md(
         .collect();
     let natoms: usize = pool.iter().map(|s| s.len()).sum();
     let mut md = String::new();
-    let _ = writeln!(md, "# Active-learning benchmark (METHODS.md §7)\n");
+    let _ = writeln!(
+        md,
+        "# Active-learning benchmark (Annevelink & Viswanathan)\n"
+    );
     let _ = writeln!(
         md,
         "Pool `{}`: {} frames, {} atoms, in time order. {} basis, seeds {}..{}, e_max = {} eV/Å. \
