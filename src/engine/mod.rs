@@ -234,6 +234,17 @@ impl Engine {
     /// the sum of their energies (eV).
     pub fn step(&mut self, atoms: &Atoms, out: &mut Outputs) -> Result<f64, Error> {
         atoms.validate(self.pot.model.nspecies())?;
+        self.step_validated(atoms, out)
+    }
+
+    /// [`Engine::step`] for atoms that already passed [`Atoms::validate`] with this potential's
+    /// species count (the C ABI validates first, to keep its error order, and does not pay twice
+    /// per step). Indexing stays checked, so unvalidated atoms panic instead of misbehaving.
+    pub(crate) fn step_validated(
+        &mut self,
+        atoms: &Atoms,
+        out: &mut Outputs,
+    ) -> Result<f64, Error> {
         let bad = |m: String| Error::new(ErrorKind::InvalidArgument, m);
         let nall = atoms.species.len();
         let nlocal = atoms.nlocal;

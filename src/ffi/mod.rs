@@ -697,7 +697,8 @@ fn compute(
         uq,
         ens_forces,
     };
-    let total = h.engine.step(&atoms, &mut out)?;
+    // Validated above (before the per-method checks, as the old order had it).
+    let total = h.engine.step_validated(&atoms, &mut out)?;
     // The slices end here; `energy` is written through its pointer (it may lie in another array).
     drop(out);
     if !res.energy.is_null() {
