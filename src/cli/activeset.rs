@@ -47,9 +47,9 @@ pub struct ActiveSetArgs {
     /// Maximum passes over the data.
     #[arg(long)]
     pub max_passes: Option<usize>,
-    /// Merge clusters with fewer than this many × m atoms.
+    /// Merge clusters with fewer atoms than this (default 30): too few to mean anything.
     #[arg(long)]
-    pub min_cluster_factor: Option<f64>,
+    pub min_cluster_atoms: Option<usize>,
     /// Seed for k-means.
     #[arg(long, default_value_t = 2024)]
     pub seed: u64,
@@ -158,8 +158,8 @@ pub fn run(a: &ActiveSetArgs) -> Result<()> {
     if let Some(p) = a.max_passes {
         settings.max_passes = p;
     }
-    if let Some(f) = a.min_cluster_factor {
-        settings.min_cluster_factor = f;
+    if let Some(n) = a.min_cluster_atoms {
+        settings.min_cluster_atoms = n;
     }
     settings.validate()?;
     if a.clusters == Some(0) {

@@ -5,6 +5,7 @@
 use super::partition::{
     ClusterMap, SpeciesStats, merge_cluster, merge_small, reciprocals, standardize,
 };
+use super::rowspace::{Gram, RANK_EPS};
 use super::species::{GammaScratch, SpeciesActiveSet};
 use super::{
     BuildInfo, Chunk, Group, NO_LABEL, PassError, Route, RowSource, Settings, TableSource,
@@ -236,7 +237,13 @@ impl ClusteredActiveSets {
                         continue;
                     }
                     scratch.tmp.resize(scratch.idx.len(), 0.0);
-                    set.gamma_selected(rows, &scratch.idx, &mut scratch.tmp, &mut scratch.screen);
+                    set.gamma_selected(
+                        rows,
+                        &scratch.idx,
+                        &mut scratch.tmp,
+                        &mut scratch.screen,
+                        &mut scratch.proj,
+                    );
                     for (t, &r) in scratch.idx.iter().enumerate() {
                         gamma[r] = scratch.tmp[t];
                     }
@@ -609,11 +616,12 @@ pub(super) fn build_clustered(
             Ok(())
         })?;
     }
-    // Merge clusters that are too small for a meaningful active set.
+    // Merge clusters too small to mean anything (not merely smaller than the basis: a cluster
+    // of any rank gets its own active set in its own row space).
     let orig_counts: Vec<Vec<usize>> = species.iter().map(|sc| sc.counts.clone()).collect();
     for (s, sc) in species.iter_mut().enumerate() {
         let m = sc.m();
-        let min_rows = (settings.min_cluster_factor * m as f64).ceil() as usize;
+        let min_rows = settings.min_cluster_atoms;
         let names_of = |k: usize, sc: &SpeciesClusters| {
             if sc.labels.is_empty() {
                 format!("k-means cluster {k}")
@@ -624,93 +632,114 @@ pub(super) fn build_clustered(
         let (map, counts, msgs) = merge_small(&sc.centroids, &sc.counts, m, min_rows);
         for (from, into, n_from, dist) in msgs {
             notes.push(format!(
-                "species {}: {} ({n_from} atoms, fewer than {:.1} × {m} = {min_rows}) merged into {} (nearest centroid, standardized distance {dist:.2})",
+                "species {}: {} has {n_from} atoms, fewer than min_cluster_atoms = {min_rows}: merged into {} (nearest centroid, standardized distance {dist:.2})",
                 names[s],
                 names_of(from, sc),
-                settings.min_cluster_factor,
                 names_of(into, sc)
             ));
         }
         sc.centroid_cluster = map;
         sc.counts = counts;
     }
-    // One streaming MaxVol per (species, cluster). A cluster whose rows admit no active set
-    // (e.g. pure-Mg environments, where every function with an Al neighbour is zero) is merged
-    // into its nearest cluster and the sets are built again.
-    let (groups, base, passes) = loop {
-        let (mut groups, base, gname) = make_groups(&species, names, settings)?;
-        let by_label: Vec<BTreeMap<String, usize>> = species
-            .iter()
-            .map(|sc| {
-                sc.labels
-                    .iter()
-                    .enumerate()
-                    .map(|(c, l)| (l.clone(), sc.centroid_cluster[c] as usize))
-                    .collect()
-            })
-            .collect();
+    let inv_rms: Vec<Vec<f64>> = stats.iter().map(|st| st.inv_rms()).collect();
+    // One streaming MaxVol per (species, cluster), in the cluster's row space. A cluster that
+    // spans every dimension is first tried at full rank (exactly the classic grade); if its
+    // rows prove numerically rank-deficient, it is projected, dropping ever more of its
+    // thinnest directions. Only a cluster whose rows are all zero is merged.
+    let (groups, base, passes) = 'build: loop {
+        let by_label = label_maps(&species);
         let route = ClusterRoute {
             species: &species,
-            base: base.clone(),
+            base: cluster_base(&species),
             by_label,
             labelled,
         };
-        let nm = |k: usize| gname[k].clone();
-        match run_passes(
-            &mut groups,
-            source,
-            &route,
-            settings,
-            progress,
-            &mut notes,
-            &nm,
-        ) {
-            Ok(p) => break (groups, base, p),
-            Err(PassError::Groups(errs))
-                if errs.iter().all(|(g, e)| {
-                    matches!(
-                        e,
-                        MaxVolError::TooFewRows { .. }
-                            | MaxVolError::ZeroColumn { .. }
-                            | MaxVolError::RankDeficient { .. }
-                    ) && species[groups[*g].species].counts.len() > 1
-                }) =>
-            {
-                let mut done = vec![false; ns];
-                for (g, e) in &errs {
-                    let s = groups[*g].species;
-                    if std::mem::replace(&mut done[s], true) {
-                        continue; // one merge per species per round
-                    }
-                    let k = g - base[s];
-                    let sc = &mut species[s];
-                    let map = ClusterMap {
-                        m: sc.m(),
-                        centroid_cluster: &mut sc.centroid_cluster,
-                        centroids: &sc.centroids,
-                        counts: &mut sc.counts,
-                    };
-                    let (into, dist) = merge_cluster(map, &orig_counts[s], k);
-                    let why = match e {
-                        MaxVolError::TooFewRows { n, m, .. } => {
-                            format!("{n} atoms for {m} basis functions")
-                        }
-                        MaxVolError::ZeroColumn { col, n, .. } => {
-                            format!("basis function {col} is zero on all its {n} atoms")
-                        }
-                        MaxVolError::RankDeficient { rank, m, n, .. } => {
-                            format!("its {n} atoms span only about {rank} of {m} dimensions")
-                        }
-                        _ => unreachable!("filtered above"),
-                    };
-                    notes.push(format!(
-                        "{} has no active set ({why}): merged into {} (nearest centroid, standardized distance {dist:.2})",
-                        gname[*g],
-                        gname[base[s] + into]
-                    ));
+        let mut grams = row_spaces(&species, source, &route, &inv_rms)?;
+        let mut eps: Vec<Option<f64>> = grams
+            .iter_mut()
+            .map(|(gram, _)| {
+                if gram.may_be_full_rank() {
+                    None
+                } else {
+                    Some(RANK_EPS)
                 }
+            })
+            .collect();
+        loop {
+            let (mut groups, base, gname) =
+                make_groups(&species, names, settings, &mut grams, &eps, &inv_rms)?;
+            if let Some(g) = groups
+                .iter()
+                .position(|g| g.proj.as_ref().is_some_and(|p| p.rank == 0))
+            {
+                let s = groups[g].species;
+                let k = g - base[s];
+                if species[s].counts.len() == 1 {
+                    return Err(UqError::Data(format!(
+                        "{}: every descriptor row is zero (atoms without neighbours?): no active set can be built",
+                        gname[g]
+                    )));
+                }
+                let sc = &mut species[s];
+                let map = ClusterMap {
+                    m: sc.m(),
+                    centroid_cluster: &mut sc.centroid_cluster,
+                    centroids: &sc.centroids,
+                    counts: &mut sc.counts,
+                };
+                let (into, dist) = merge_cluster(map, &orig_counts[s], k);
+                notes.push(format!(
+                    "{}: every descriptor row is zero: merged into {} (nearest centroid, standardized distance {dist:.2})",
+                    gname[g],
+                    gname[base[s] + into]
+                ));
+                continue 'build;
             }
-            Err(e) => return Err(e.into_uq()),
+            let nm = |k: usize| gname[k].clone();
+            match run_passes(
+                &mut groups,
+                source,
+                &route,
+                settings,
+                progress,
+                &mut notes,
+                &nm,
+            ) {
+                Ok(p) => {
+                    for (g, e) in eps.iter().enumerate() {
+                        if let (Some(e), Some(p)) = (e, &groups[g].proj) {
+                            notes.push(format!(
+                                "{}: its {} atoms span {} of {} dimensions{}: graded in its own row space (gamma = max of the in-space grade and the distance from the space over the set's thinnest width)",
+                                gname[g],
+                                grams[g].0.n,
+                                p.rank,
+                                p.m,
+                                if *e > RANK_EPS {
+                                    format!(" (singular values below {e:.0e} of the largest dropped)")
+                                } else {
+                                    String::new()
+                                }
+                            ));
+                        }
+                    }
+                    break 'build (groups, base, p);
+                }
+                Err(PassError::Groups(errs))
+                    if errs.iter().all(|(_, e)| {
+                        matches!(
+                            e,
+                            MaxVolError::TooFewRows { .. }
+                                | MaxVolError::ZeroColumn { .. }
+                                | MaxVolError::RankDeficient { .. }
+                        )
+                    }) && errs.iter().all(|(g, _)| eps[*g].is_none_or(|e| e < 1e-2)) =>
+                {
+                    for (g, _) in &errs {
+                        eps[*g] = Some(eps[*g].map_or(RANK_EPS, |e| e * 100.0));
+                    }
+                }
+                Err(e) => return Err(e.into_uq()),
+            }
         }
     };
     let mut atoms = vec![0; ns];
@@ -720,7 +749,7 @@ pub(super) fn build_clustered(
         verified[g.species] &= g.verified;
     }
     for (k, g) in groups.into_iter().enumerate() {
-        let set = SpeciesActiveSet::from_rows(g.mv.into_active_rows().map_err(uq_err)?);
+        let set = SpeciesActiveSet::from_rows(g.mv.into_active_rows().map_err(uq_err)?, g.proj);
         species[g.species].sets.push(set);
         debug_assert_eq!(base[g.species] + species[g.species].sets.len() - 1, k);
     }
@@ -753,12 +782,75 @@ pub(super) fn build_clustered(
 /// Groups, the first group of each species, and the groups' names.
 type GroupSet = (Vec<Group>, Vec<usize>, Vec<String>);
 
-/// One streaming MaxVol per (species, final cluster); returns the groups, the first group of
-/// each species, and the groups' names.
+/// First group (cluster) index of each species.
+fn cluster_base(species: &[SpeciesClusters]) -> Vec<usize> {
+    let mut base = vec![];
+    let mut n = 0;
+    for sc in species {
+        base.push(n);
+        n += sc.counts.len();
+    }
+    base
+}
+
+/// Label -> final cluster, per species (label partitions).
+fn label_maps(species: &[SpeciesClusters]) -> Vec<BTreeMap<String, usize>> {
+    species
+        .iter()
+        .map(|sc| {
+            sc.labels
+                .iter()
+                .enumerate()
+                .map(|(c, l)| (l.clone(), sc.centroid_cluster[c] as usize))
+                .collect()
+        })
+        .collect()
+}
+
+/// The Gram matrix of every final cluster's scaled rows (one pass), with its species.
+fn row_spaces(
+    species: &[SpeciesClusters],
+    source: &mut dyn RowSource,
+    route: &ClusterRoute<'_>,
+    inv_rms: &[Vec<f64>],
+) -> Result<Vec<(Gram, usize)>, UqError> {
+    let mut grams: Vec<(Gram, usize)> = vec![];
+    for (s, sc) in species.iter().enumerate() {
+        for _ in 0..sc.counts.len() {
+            grams.push((Gram::new(sc.m()), s));
+        }
+    }
+    let maxm = species.iter().map(|s| s.m()).max().unwrap_or(0);
+    let mut z = vec![0.0; maxm];
+    source.pass(&mut |chunk: Chunk<'_>| {
+        for (s, sr) in chunk.table.per_species.iter().enumerate() {
+            for r in 0..sr.len() {
+                let row = sr.row(r);
+                let label = chunk.label(sr.structure[r]);
+                let g = route.route(s, row, label, &mut z).ok_or_else(|| {
+                    UqError::Data(format!(
+                        "config_type '{}' was not in the first pass over the data (the data changed between passes?)",
+                        label.unwrap_or(NO_LABEL)
+                    ))
+                })?;
+                grams[g].0.push(row, &inv_rms[s]);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(grams)
+}
+
+/// One streaming MaxVol per (species, final cluster): at full rank where `eps[g]` is `None`,
+/// else in the row space of the cluster's rows with singular values below `eps[g]` of the
+/// largest dropped. Returns the groups, the first group of each species, and the groups' names.
 fn make_groups(
     species: &[SpeciesClusters],
     names: &[String],
     settings: &Settings,
+    grams: &mut [(Gram, usize)],
+    eps: &[Option<f64>],
+    inv_rms: &[Vec<f64>],
 ) -> Result<GroupSet, UqError> {
     let opts = settings.options();
     let mut groups = vec![];
@@ -780,11 +872,30 @@ fn make_groups(
                     ls.join(", ")
                 )
             };
+            let g = groups.len();
+            let proj = match eps[g] {
+                None => None,
+                Some(e) => {
+                    // A projection at this tolerance, or (if the rows still span everything)
+                    // one that drops the thinnest direction.
+                    let m = sc.m();
+                    let p = grams[g].0.projection(&inv_rms[s], e, m);
+                    Some(p.unwrap_or_else(|| {
+                        grams[g]
+                            .0
+                            .projection(&inv_rms[s], e, m - 1)
+                            .expect("rank below m")
+                    }))
+                }
+            };
+            let dim = proj.as_ref().map_or(sc.m(), |p| p.rank);
             groups.push(Group {
                 species: s,
-                mv: StreamingMaxVol::new(sc.m(), settings.batch, opts, &what).map_err(uq_err)?,
+                mv: StreamingMaxVol::new(dim.max(1), settings.batch, opts, &what)
+                    .map_err(uq_err)?,
                 verified: false,
                 last: PassStats::default(),
+                proj,
             });
             gname.push(what);
         }

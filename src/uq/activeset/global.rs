@@ -122,6 +122,7 @@ pub(super) fn build_global(
                     .map_err(uq_err)?,
                 verified: false,
                 last: PassStats::default(),
+                proj: None,
             })
         })
         .collect::<Result<Vec<_>, UqError>>()?;
@@ -141,7 +142,10 @@ pub(super) fn build_global(
     let verified = groups.iter().map(|g| g.verified).collect();
     let species: Vec<SpeciesActiveSet> = groups
         .into_iter()
-        .map(|g| g.mv.into_active_rows().map(SpeciesActiveSet::from_rows))
+        .map(|g| {
+            g.mv.into_active_rows()
+                .map(SpeciesActiveSet::from_rows_full)
+        })
         .collect::<Result<_, _>>()
         .map_err(uq_err)?;
     let named: Vec<(String, &SpeciesActiveSet)> = species

@@ -33,13 +33,14 @@ use serde::{Deserialize, Serialize};
 mod clustered;
 mod global;
 mod partition;
+mod rowspace;
 mod select;
 mod species;
 
 pub use clustered::{ClusteredActiveSets, SpeciesClusters};
 pub use global::GlobalActiveSets;
 pub use select::{Chosen, SelectionReport, select};
-pub use species::{GammaScratch, SpeciesActiveSet};
+pub use species::{GammaScratch, ProjScratch, Projection, SpeciesActiveSet};
 
 /// Settings of the active-set builders (`[uq.activeset]` of the fit configuration).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,9 +62,13 @@ pub struct Settings {
     pub candidate_gamma: f64,
     /// Relative LU pivot below which the data count as rank-deficient.
     pub rank_tol: f64,
-    /// Clusters with fewer than `min_cluster_factor × m_s` atoms are merged into the nearest
-    /// cluster (Shuang et al.: about 3).
-    pub min_cluster_factor: f64,
+    /// Clusters with fewer atoms than this are merged into the nearest cluster: too few to
+    /// mean anything. Any larger cluster keeps its own active set, of whatever rank its rows
+    /// have (see `species.rs`).
+    pub min_cluster_atoms: usize,
+    /// Removed (clusters smaller than the basis are no longer merged); a clear error if given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_cluster_factor: Option<f64>,
     /// Maximum k-means (Lloyd) iterations.
     pub kmeans_iters: usize,
     /// At most this many rows per species (a uniform random sample) are used to fit k-means.
@@ -79,7 +84,8 @@ impl Default for Settings {
             max_passes: 10,
             candidate_gamma: 0.7,
             rank_tol: 1e-10,
-            min_cluster_factor: 3.0,
+            min_cluster_atoms: 30,
+            min_cluster_factor: None,
             kmeans_iters: 100,
             kmeans_sample: 20_000,
         }
@@ -109,8 +115,13 @@ impl Settings {
         if self.max_passes < 2 {
             return bad("max_passes must be at least 2 (one to build, one to verify)");
         }
-        if !(self.min_cluster_factor.is_finite() && self.min_cluster_factor >= 1.0) {
-            return bad("min_cluster_factor must be a number >= 1 (3 is the usual value)");
+        if self.min_cluster_factor.is_some() {
+            return bad(
+                "min_cluster_factor is no longer used: a cluster smaller than the basis now keeps its own active set in its own row space; use min_cluster_atoms (default 30) to merge clusters too small to mean anything",
+            );
+        }
+        if self.min_cluster_atoms == 0 {
+            return bad("min_cluster_atoms must be at least 1 (30 is the usual value)");
         }
         if self.kmeans_iters == 0 || self.kmeans_sample == 0 {
             return bad("kmeans_iters and kmeans_sample must be at least 1");
@@ -254,6 +265,8 @@ struct Group {
     mv: StreamingMaxVol,
     verified: bool,
     last: PassStats,
+    /// Rows are projected onto this row space before MaxVol (rank-deficient clusters).
+    proj: Option<Projection>,
 }
 
 /// Assigns a row to a group (index into the group list).
@@ -325,7 +338,12 @@ fn run_passes(
     notes: &mut Vec<String>,
     names: &dyn Fn(usize) -> String,
 ) -> Result<usize, PassError> {
-    let maxm = groups.iter().map(|g| g.mv.m()).max().unwrap_or(0);
+    let maxm = groups
+        .iter()
+        .map(|g| g.proj.as_ref().map_or(g.mv.m(), |p| p.m))
+        .max()
+        .unwrap_or(0);
+    let (mut xa, mut y) = (vec![0.0; maxm], vec![0.0; maxm]);
     let mut passes = 0;
     while passes < settings.max_passes && groups.iter().any(|g| !g.verified) {
         passes += 1;
@@ -365,13 +383,23 @@ fn run_passes(
                             ))
                         })?;
                         if !groups[gi].verified {
-                            bufs[gi].0.extend_from_slice(row);
+                            match &groups[gi].proj {
+                                None => bufs[gi].0.extend_from_slice(row),
+                                Some(p) => {
+                                    let at = bufs[gi].0.len();
+                                    bufs[gi].0.resize(at + p.rank, 0.0);
+                                    p.project(row, &mut bufs[gi].0[at..], &mut xa, &mut y);
+                                }
+                            }
                             bufs[gi].1.push(id);
                         }
                     }
                     for (gi, (rows, ids)) in bufs.iter_mut().enumerate() {
                         if !ids.is_empty() {
-                            debug_assert_eq!(groups[gi].mv.m(), m);
+                            debug_assert_eq!(
+                                groups[gi].proj.as_ref().map_or(groups[gi].mv.m(), |p| p.m),
+                                m
+                            );
                             groups[gi].mv.push(rows, ids).map_err(uq_err)?;
                             rows.clear();
                             ids.clear();

@@ -31,6 +31,25 @@ impl SpeciesStats {
         }
     }
 
+    /// Per column `1 / rms` of the rows (1 for a column that is zero on every row): the scale
+    /// of the clusters' row spaces.
+    pub(super) fn inv_rms(&self) -> Vec<f64> {
+        let n = self.n.max(1) as f64;
+        (0..self.m)
+            .map(|j| {
+                let d = self.sum[j] / n;
+                let mean = self.shift.get(j).copied().unwrap_or(0.0) + d;
+                let var = (self.sumsq[j] / n - d * d).max(0.0);
+                let rms = (var + mean * mean).sqrt();
+                if rms > 0.0 && rms.is_finite() {
+                    1.0 / rms
+                } else {
+                    1.0
+                }
+            })
+            .collect()
+    }
+
     pub(super) fn mean_std(&self) -> (Vec<f64>, Vec<f64>) {
         let n = self.n.max(1) as f64;
         let mut mean = vec![0.0; self.m];

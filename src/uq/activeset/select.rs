@@ -136,6 +136,7 @@ pub fn select(
                 .map_err(uq_err)?,
                 verified: false,
                 last: PassStats::default(),
+                proj: None,
             })
         })
         .collect::<Result<Vec<_>, UqError>>()?;

@@ -1,6 +1,21 @@
 //! One active set (of a species, or of a species and cluster): its rows, their inverse and
 //! provenance, the grades against it ([`SpeciesActiveSet`], [`GammaScratch`]), and its arrays
 //! in a model file.
+//!
+//! An active set of a cluster may have any rank ([`Projection`]). The rows `X_c` of a cluster
+//! often span fewer than `m` dimensions: a pure-Al neighbourhood of an Al–Mg model makes every
+//! function with a Mg neighbour zero, and a cluster of 100 atoms spans at most 100 of 274. Such
+//! a set lives in the cluster's own row space: with `x' = x / s` (`s` the species' per-column
+//! root mean square, so that the metric does not depend on the functions' units) and `Q = [V_r
+//! | V_perp]` an orthonormal basis of the nonzero columns whose first `r` columns span the
+//! scaled rows (eigenvectors of their Gram matrix with singular value above `RANK_EPS` times
+//! the largest), MaxVol on `z = x' V_r` gives an `r × r` active set `A`. A query row is graded
+//! `gamma = max(gamma_in, gamma_out)` with `gamma_in = max_j |(z A^-1)_j|` (the classic grade in
+//! the row space) and `gamma_out = rho / w`, `rho = |x' - z V_r^T|` (how far the row leaves the
+//! space, from the complement and the columns the cluster never uses) and `w` the smallest
+//! singular value of `A` (the set's thinnest width: leaving the space by `w` counts like moving
+//! one active row's worth along its thinnest direction). A full-rank cluster has no projection
+//! and is graded exactly as before (`gamma = max_j |(x A^-1)_j|`, the same arithmetic).
 
 use crate::io::container::{Array, Container, ContainerError};
 use crate::model::Model;
@@ -8,6 +23,7 @@ use crate::uq::maxvol::{self, RowId};
 use crate::uq::persist::{bad, put_f64};
 use crate::uq::screen::{LazyScreen, ScreenScratch};
 use std::path::Path;
+use std::sync::Arc;
 
 /// The active set of one species (or one species and cluster).
 #[derive(Clone, Debug, PartialEq)]
@@ -25,18 +41,143 @@ pub struct SpeciesActiveSet {
     /// Single-precision screen of the batched grades (derived from `rows` and `inverse`, built
     /// on first use: do not change them after grading).
     pub screen: LazyScreen,
+    /// The cluster's row space when it spans fewer than all dimensions (then `m` is its rank
+    /// and queries are full descriptor rows of length `proj.m`); `None`: full rank.
+    pub proj: Option<Arc<Projection>>,
+}
+
+/// The row space of a rank-deficient cluster (see the module documentation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Projection {
+    /// Descriptor length.
+    pub m: usize,
+    /// Per column: `1 / s`, `s` the root mean square of the species' build rows (1 for a column
+    /// that is zero on every row).
+    pub inv_scale: Vec<f64>,
+    /// Columns nonzero on some row of the cluster, ascending (`a` of them).
+    pub cols: Vec<u32>,
+    /// The other columns.
+    pub dead: Vec<u32>,
+    /// Row-major `a × a` orthogonal matrix; its first `rank` columns span the cluster's scaled
+    /// rows.
+    pub q: Vec<f64>,
+    /// Dimension of the row space (`r`).
+    pub rank: usize,
+    /// Smallest singular value of the `r × r` active set (set once the set is built).
+    pub width: f64,
+}
+
+impl Projection {
+    /// Number of columns the cluster uses.
+    pub fn a(&self) -> usize {
+        self.cols.len()
+    }
+
+    /// Project one descriptor row: `z` (length `rank`) and `rho`, the distance of the scaled
+    /// row from the row space. `y` is scratch of length `a`, `xa` of length `a`.
+    pub fn project(&self, b: &[f64], z: &mut [f64], xa: &mut [f64], y: &mut [f64]) -> f64 {
+        let a = self.a();
+        let (xa, y) = (&mut xa[..a], &mut y[..a]);
+        for (k, &j) in self.cols.iter().enumerate() {
+            xa[k] = b[j as usize] * self.inv_scale[j as usize];
+        }
+        y.fill(0.0);
+        for (k, &x) in xa.iter().enumerate() {
+            let q = &self.q[k * a..(k + 1) * a];
+            for (yi, qi) in y.iter_mut().zip(q) {
+                *yi += x * qi;
+            }
+        }
+        z[..self.rank].copy_from_slice(&y[..self.rank]);
+        self.residual(b, &y[self.rank..])
+    }
+
+    /// `rho` from the complement coordinates `tail` of a row `b`.
+    #[inline]
+    fn residual(&self, b: &[f64], tail: &[f64]) -> f64 {
+        let mut r2: f64 = tail.iter().map(|v| v * v).sum();
+        for &j in &self.dead {
+            let v = b[j as usize] * self.inv_scale[j as usize];
+            r2 += v * v;
+        }
+        r2.sqrt()
+    }
+
+    /// Project rows `sel` of `rows` (row-major, rows of `m`): `z` gets `sel.len() × rank`,
+    /// `rho` one number per row. `xa` and `y` are scratch.
+    pub fn project_rows(
+        &self,
+        rows: &[f64],
+        sel: &[usize],
+        z: &mut Vec<f64>,
+        rho: &mut Vec<f64>,
+        xa: &mut Vec<f64>,
+        y: &mut Vec<f64>,
+    ) {
+        let (m, a, r, n) = (self.m, self.a(), self.rank, sel.len());
+        xa.clear();
+        xa.reserve(n * a);
+        for &i in sel {
+            let b = &rows[i * m..(i + 1) * m];
+            xa.extend(
+                self.cols
+                    .iter()
+                    .map(|&j| b[j as usize] * self.inv_scale[j as usize]),
+            );
+        }
+        y.resize(n * a, 0.0);
+        maxvol::rows_times(xa, n, a, &self.q, y);
+        z.clear();
+        rho.clear();
+        for (t, &i) in sel.iter().enumerate() {
+            let yt = &y[t * a..(t + 1) * a];
+            z.extend_from_slice(&yt[..r]);
+            rho.push(self.residual(&rows[i * m..(i + 1) * m], &yt[r..]));
+        }
+    }
+
+    /// The grade from `gamma_in` and `rho` (NaN stays NaN).
+    #[inline]
+    pub fn combine(&self, gamma_in: f64, rho: f64) -> f64 {
+        let out = rho / self.width;
+        if gamma_in.is_nan() || out.is_nan() {
+            f64::NAN
+        } else {
+            gamma_in.max(out)
+        }
+    }
 }
 
 impl SpeciesActiveSet {
     /// Grade of one descriptor `b` (length `m`); `acc` is scratch of length `m`.
     #[inline]
     pub fn gamma(&self, b: &[f64], acc: &mut [f64]) -> f64 {
-        maxvol::gamma(&self.inverse, self.m, b, &mut acc[..self.m])
+        match &self.proj {
+            None => maxvol::gamma(&self.inverse, self.m, b, &mut acc[..self.m]),
+            Some(p) => {
+                let a = p.a();
+                let mut z = vec![0.0; p.rank];
+                let mut xa = vec![0.0; a];
+                let mut y = vec![0.0; a];
+                let rho = p.project(b, &mut z, &mut xa, &mut y);
+                let g = maxvol::gamma(&self.inverse, self.m, &z, &mut acc[..self.m]);
+                p.combine(g, rho)
+            }
+        }
+    }
+
+    /// Length of the descriptor rows this set grades.
+    pub fn row_len(&self) -> usize {
+        self.proj.as_ref().map_or(self.m, |p| p.m)
     }
 
     /// Grades of many rows (row-major), through the single-precision screen (the same values
     /// as [`SpeciesActiveSet::gamma`] up to rounding, at about half the cost of an f64 GEMM).
     pub fn gamma_batch(&self, rows: &[f64], out: &mut [f64], scratch: &mut GammaScratch) {
+        if self.proj.is_some() {
+            let sel: Vec<usize> = (0..out.len()).collect();
+            return self.gamma_selected(rows, &sel, out, &mut scratch.screen, &mut scratch.proj);
+        }
         self.screen.get(&self.rows, &self.inverse, self.m).grades(
             rows,
             None,
@@ -51,14 +192,31 @@ impl SpeciesActiveSet {
         rows: &[f64],
         sel: &[usize],
         out: &mut [f64],
-        scratch: &mut ScreenScratch,
+        screen_scratch: &mut ScreenScratch,
+        ps: &mut ProjScratch,
     ) {
-        self.screen
-            .get(&self.rows, &self.inverse, self.m)
-            .grades(rows, Some(sel), out, scratch)
+        let screen = self.screen.get(&self.rows, &self.inverse, self.m);
+        let Some(p) = &self.proj else {
+            return screen.grades(rows, Some(sel), out, screen_scratch);
+        };
+        p.project_rows(rows, sel, &mut ps.z, &mut ps.rho, &mut ps.xa, &mut ps.y);
+        screen.grades(&ps.z, None, out, screen_scratch);
+        for (o, &rho) in out.iter_mut().zip(&ps.rho) {
+            *o = p.combine(*o, rho);
+        }
     }
 
-    pub(super) fn from_rows(a: maxvol::ActiveRows) -> Self {
+    /// A full-rank set from a MaxVol result.
+    pub(super) fn from_rows_full(a: maxvol::ActiveRows) -> Self {
+        Self::from_rows(a, None)
+    }
+
+    /// A set from a MaxVol result on rows projected by `proj` (its width is set here).
+    pub(super) fn from_rows(a: maxvol::ActiveRows, proj: Option<Projection>) -> Self {
+        let proj = proj.map(|mut p| {
+            p.width = smallest_singular_value(&a.rows, a.m);
+            Arc::new(p)
+        });
         SpeciesActiveSet {
             m: a.m,
             rows: a.rows,
@@ -66,11 +224,28 @@ impl SpeciesActiveSet {
             source: a.ids,
             cond: a.cond,
             screen: LazyScreen::default(),
+            proj,
         }
     }
 
     pub(super) fn save(&self, c: &mut Container, prefix: &str) {
         let m = self.m;
+        if let Some(p) = &self.proj {
+            let a = p.a();
+            put_f64(
+                c,
+                &format!("{prefix}.proj.inv_scale"),
+                vec![p.m],
+                &p.inv_scale,
+            );
+            c.put(
+                &format!("{prefix}.proj.cols"),
+                vec![a],
+                Array::U32(p.cols.clone()),
+            );
+            put_f64(c, &format!("{prefix}.proj.q"), vec![a, a], &p.q);
+            put_f64(c, &format!("{prefix}.proj.width"), vec![1], &[p.width]);
+        }
         put_f64(c, &format!("{prefix}.rows"), vec![m, m], &self.rows);
         put_f64(c, &format!("{prefix}.inverse"), vec![m, m], &self.inverse);
         c.put(
@@ -91,6 +266,8 @@ impl SpeciesActiveSet {
         prefix: &str,
         m: usize,
     ) -> Result<Self, ContainerError> {
+        let proj = Projection::load(path, c, prefix, m)?;
+        let m = proj.as_ref().map_or(m, |p| p.rank);
         let rn = format!("{prefix}.rows");
         let inn = format!("{prefix}.inverse");
         let sn = format!("{prefix}.source");
@@ -144,8 +321,110 @@ impl SpeciesActiveSet {
             source,
             cond,
             screen: LazyScreen::default(),
+            proj: proj.map(Arc::new),
         })
     }
+}
+
+impl Projection {
+    /// The projection stored under `prefix` (`None` for a full-rank set), checked: the columns
+    /// ascending and below `m`, scales finite and positive, `q` orthogonal, the width positive.
+    fn load(
+        path: &Path,
+        c: &Container,
+        prefix: &str,
+        m: usize,
+    ) -> Result<Option<Projection>, ContainerError> {
+        let qn = format!("{prefix}.proj.q");
+        if !c.arrays.contains_key(&qn) {
+            return Ok(None);
+        }
+        let inv_scale = c.f64(path, &format!("{prefix}.proj.inv_scale"), m)?;
+        let cn = format!("{prefix}.proj.cols");
+        let cols = c.u32_any(path, &cn)?;
+        if cols.is_empty()
+            || cols.windows(2).any(|w| w[0] >= w[1])
+            || cols.iter().any(|&j| j as usize >= m)
+        {
+            return Err(bad(
+                path,
+                format!("array '{cn}' must list distinct columns below {m} in ascending order"),
+            ));
+        }
+        let a = cols.len();
+        let q = c.f64(path, &qn, a * a)?;
+        let width = c.f64(path, &format!("{prefix}.proj.width"), 1)?[0];
+        let rn = format!("{prefix}.rows");
+        let rank = match c.arrays.get(&rn) {
+            Some((shape, _)) if shape.len() == 2 && shape[0] == shape[1] => shape[0],
+            _ => return Err(bad(path, format!("array '{rn}' must be square"))),
+        };
+        if rank == 0 || rank > a {
+            return Err(bad(
+                path,
+                format!("array '{rn}': rank {rank} for a projection onto {a} columns"),
+            ));
+        }
+        if inv_scale.iter().any(|v| !(v.is_finite() && *v > 0.0))
+            || q.iter().any(|v| !v.is_finite())
+            || !(width.is_finite() && width > 0.0)
+        {
+            return Err(bad(
+                path,
+                format!(
+                    "the projection '{prefix}.proj.*' has non-finite or non-positive scales or width (file corrupt or edited)"
+                ),
+            ));
+        }
+        // Orthogonality probe (O(a^2)): |Q^T (Q x)| = |x|.
+        let x: Vec<f64> = (0..a).map(|j| 1.0 + (j % 5) as f64 / 5.0).collect();
+        let y: Vec<f64> = (0..a)
+            .map(|i| (0..a).map(|j| q[i * a + j] * x[j]).sum())
+            .collect();
+        let mut resid = 0.0f64;
+        for j in 0..a {
+            let back: f64 = (0..a).map(|i| q[i * a + j] * y[i]).sum();
+            resid = resid.max((back - x[j]).abs());
+        }
+        if resid.is_nan() || resid > 1e-6 {
+            return Err(bad(
+                path,
+                format!(
+                    "array '{qn}' is not orthogonal (residual {resid:.1e}): the file was edited or corrupted"
+                ),
+            ));
+        }
+        let dead = (0..m as u32)
+            .filter(|j| cols.binary_search(j).is_err())
+            .collect();
+        Ok(Some(Projection {
+            m,
+            inv_scale,
+            cols,
+            dead,
+            q,
+            rank,
+            width,
+        }))
+    }
+}
+
+/// Smallest singular value of the row-major `m × m` matrix `a`.
+pub(super) fn smallest_singular_value(a: &[f64], m: usize) -> f64 {
+    if m == 0 {
+        return 0.0;
+    }
+    let mat = nalgebra::DMatrix::from_row_slice(m, m, a);
+    mat.singular_values().min()
+}
+
+/// Scratch of the projected grades.
+#[derive(Clone, Debug, Default)]
+pub struct ProjScratch {
+    z: Vec<f64>,
+    rho: Vec<f64>,
+    xa: Vec<f64>,
+    y: Vec<f64>,
 }
 
 /// Caller-owned scratch for the per-atom grades (no allocation per call).
@@ -156,6 +435,7 @@ pub struct GammaScratch {
     pub(super) tmp: Vec<f64>,
     pub(super) idx: Vec<usize>,
     pub(super) screen: ScreenScratch,
+    pub(super) proj: ProjScratch,
 }
 
 impl GammaScratch {
@@ -167,6 +447,7 @@ impl GammaScratch {
             tmp: vec![],
             idx: vec![],
             screen: ScreenScratch::default(),
+            proj: ProjScratch::default(),
         }
     }
     /// Scratch for every species of a model.

@@ -9,7 +9,7 @@ use crate::testing::{random_model, random_structure, tiny_cfg};
 use crate::uq::maxvol;
 use crate::uq::screen::LazyScreen;
 use crate::uq::{Partition, SpeciesRows};
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::BTreeMap;
@@ -132,7 +132,7 @@ fn label_partition_reproduces_per_label_active_sets() {
         .map(|k| Some(["liquid", "bcc", "surface"][k / 20].to_string()))
         .collect();
     let settings = Settings {
-        min_cluster_factor: 4.0,
+        min_cluster_atoms: 20,
         ..small_batches()
     };
     let c = clustered(&t, &labels, Partition::ConfigType, &settings);
@@ -185,11 +185,9 @@ fn label_partition_reproduces_per_label_active_sets() {
         "tiny joins liquid"
     );
     assert!(
-        c2.info
-            .notes
-            .iter()
-            .any(|n| n.contains("config_type 'tiny' (18 atoms")
-                && n.contains("merged into config_type 'liquid'")),
+        c2.info.notes.iter().any(|n| n
+            .contains("config_type 'tiny' has 18 atoms, fewer than min_cluster_atoms = 20")
+            && n.contains("merged into config_type 'liquid'")),
         "{:?}",
         c2.info.notes
     );
@@ -199,7 +197,7 @@ fn label_partition_reproduces_per_label_active_sets() {
 fn kmeans_finds_separated_blobs_and_merges_small_ones() {
     let t = blobs(4, &[0.0, 30.0, -30.0], 200, 10, 5);
     let settings = Settings {
-        min_cluster_factor: 3.0,
+        min_cluster_atoms: 12,
         ..Default::default()
     };
     let c = clustered(&t, &[], Partition::KMeans(3), &settings);
@@ -223,10 +221,10 @@ fn kmeans_finds_separated_blobs_and_merges_small_ones() {
     let mut cb = vec![0u32; sr.len()];
     c.gamma_local_batch(0, &sr.rows, &mut gb, &mut cb, &mut s);
     assert!(gb.iter().all(|&v| v <= 1.01 * (1.0 + 1e-9)));
-    // K = 4 on three blobs splits one; with a minimum of 30 × 4 = 120 atoms the smaller
-    // half is merged back into its nearest neighbour, the other half.
+    // K = 4 on three blobs splits one; with a minimum of 120 atoms the smaller half is merged
+    // back into its nearest neighbour, the other half.
     let four = Settings {
-        min_cluster_factor: 30.0,
+        min_cluster_atoms: 120,
         ..Default::default()
     };
     let c4 = clustered(&t, &[], Partition::KMeans(4), &four);
@@ -246,7 +244,7 @@ fn kmeans_finds_separated_blobs_and_merges_small_ones() {
     );
     // Everything too small: one cluster remains.
     let big = Settings {
-        min_cluster_factor: 60.0,
+        min_cluster_atoms: 240,
         ..Default::default()
     };
     let c1 = clustered(&t, &[], Partition::KMeans(3), &big);
@@ -308,10 +306,7 @@ fn model_and_data() -> (Model, Vec<Structure>) {
 fn save_load_round_trip_and_edited_files() {
     let (model, data) = model_and_data();
     let table = crate::uq::descriptor_table(&model, &data).unwrap();
-    let settings = Settings {
-        min_cluster_factor: 1.0,
-        ..Default::default()
-    };
+    let settings = Settings::default();
     let g = GlobalActiveSets::build(&model, &table, &settings, false).unwrap();
     let labels = structure_labels(&data);
     let c = ClusteredActiveSets::build(
@@ -425,8 +420,9 @@ fn save_load_round_trip_and_edited_files() {
 }
 
 #[test]
-fn a_cluster_without_an_active_set_is_merged() {
-    // Pure-Al structures: every function with a Mg neighbour is zero for their Al atoms.
+fn a_rank_deficient_cluster_keeps_its_own_active_set() {
+    // Pure-Al structures: every function with a Mg neighbour is zero for their Al atoms, so
+    // their cluster spans fewer than m dimensions. It keeps its own set, in its row space.
     let (model, mut data) = model_and_data();
     for (k, s) in data.iter_mut().enumerate() {
         s.config_type = Some("mixed".into());
@@ -444,7 +440,7 @@ fn a_cluster_without_an_active_set_is_merged() {
     let table = crate::uq::descriptor_table(&model, &data).unwrap();
     let labels = structure_labels(&data);
     let settings = Settings {
-        min_cluster_factor: 1.0,
+        min_cluster_atoms: 5,
         ..Default::default()
     };
     let c = ClusteredActiveSets::build(
@@ -457,28 +453,179 @@ fn a_cluster_without_an_active_set_is_merged() {
         false,
     )
     .unwrap();
-    assert_eq!(c.species[0].labels, vec!["mixed", "pure_al"]);
-    assert_eq!(c.species[0].sets.len(), 1, "{:?}", c.info.notes);
-    assert_eq!(c.species[0].centroid_cluster, vec![0, 0]);
+    let sc = &c.species[0];
+    assert_eq!(sc.labels, vec!["mixed", "pure_al"]);
+    assert_eq!(sc.sets.len(), 2, "{:?}", c.info.notes);
+    let pure = &sc.sets[sc.centroid_cluster[1] as usize];
+    let p = pure
+        .proj
+        .as_ref()
+        .expect("the pure-Al cluster is rank-deficient");
+    let m = model.nfuncs(0);
+    assert!(p.rank < m && pure.m == p.rank && p.m == m);
+    assert!(p.width > 0.0);
     assert!(
-        c.info
-            .notes
-            .iter()
-            .any(|n| n.starts_with(
-                "species Al, cluster 1 (config_type pure_al) has no active set (basis function"
-            ) && n.contains("merged into species Al, cluster 0 (config_type mixed)")),
+        c.info.notes.iter().any(|n| n
+            .starts_with("species Al, cluster 1 (config_type pure_al): its ")
+            && n.contains(&format!("span {} of {m} dimensions", p.rank))),
         "{:?}",
         c.info.notes
     );
-    // The merged set grades every Al row <= tol.
+    // Every build row grades <= tol against its own cluster.
     let sr = &table.per_species[0];
-    let mut g = vec![0.0; sr.len()];
-    let mut k = vec![0u32; sr.len()];
-    c.gamma_local_batch(0, &sr.rows, &mut g, &mut k, &mut GammaScratch::new(sr.m));
-    assert!(g.iter().all(|&v| v <= 1.01 * (1.0 + 1e-9)));
-    // The global set of the same data is the same set (one cluster holding everything).
+    let mut own = vec![0.0; sr.len()];
+    let mut scratch = GammaScratch::new(m);
+    for (k, set) in sc.sets.iter().enumerate() {
+        let label = if k == sc.centroid_cluster[1] as usize {
+            "pure_al"
+        } else {
+            "mixed"
+        };
+        let sel: Vec<usize> = (0..sr.len())
+            .filter(|&r| labels[sr.structure[r] as usize].as_deref() == Some(label))
+            .collect();
+        let mut out = vec![0.0; sel.len()];
+        set.gamma_selected(
+            &sr.rows,
+            &sel,
+            &mut out,
+            &mut scratch.screen,
+            &mut scratch.proj,
+        );
+        for (&r, &g) in sel.iter().zip(&out) {
+            own[r] = g;
+            // The single-row grade agrees with the batched one.
+            let one = set.gamma(sr.row(r), &mut scratch.acc);
+            assert!((one - g).abs() <= 1e-9 * (1.0 + g), "{one} vs {g}");
+        }
+    }
+    assert!(own.iter().all(|&v| v <= 1.01 * (1.0 + 1e-9)), "{own:?}");
+    // Mixed Al rows leave the pure-Al space: graded far above 1 by the pure set alone.
+    let mixed: Vec<usize> = (0..sr.len())
+        .filter(|&r| labels[sr.structure[r] as usize].as_deref() == Some("mixed"))
+        .collect();
+    let mut out = vec![0.0; mixed.len()];
+    pure.gamma_selected(
+        &sr.rows,
+        &mixed,
+        &mut out,
+        &mut scratch.screen,
+        &mut scratch.proj,
+    );
+    let above = out.iter().filter(|&&g| g > 10.0).count();
+    assert!(above * 2 > mixed.len(), "{out:?}");
+    // The global set of the same data is full rank: no projection there.
     let glob = GlobalActiveSets::build(&model, &table, &settings, false).unwrap();
-    assert_eq!(glob.species[0], c.species[0].sets[0]);
+    assert!(glob.species[0].proj.is_none());
+}
+
+/// Rows in a 3-dimensional subspace of 6 dimensions, column 5 zero on every row.
+fn subspace_rows(n: usize, seed: u64) -> DescriptorTable {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let basis = [
+        [1.0, 0.5, -0.2, 2.0, 0.1, 0.0],
+        [0.0, 1.5, 0.7, -1.0, 0.4, 0.0],
+        [0.3, -0.2, 1.0, 0.5, -2.0, 0.0],
+    ];
+    let mut sr = SpeciesRows {
+        m: 6,
+        ..Default::default()
+    };
+    for i in 0..n {
+        let c: Vec<f64> = (0..3).map(|_| rng.random_range(-1.0..1.0)).collect();
+        for j in 0..6 {
+            sr.rows.push(
+                (0..3)
+                    .map(|k| c[k] * basis[k][j] * 10f64.powi(j as i32 - 2))
+                    .sum(),
+            );
+        }
+        sr.structure.push(i as u32);
+        sr.atom.push(0);
+    }
+    DescriptorTable {
+        per_species: vec![sr],
+    }
+}
+
+#[test]
+fn projected_grade_is_the_classic_grade_in_the_span_plus_the_distance_from_it() {
+    let t = subspace_rows(200, 9);
+    let c = clustered(&t, &[], Partition::KMeans(1), &Settings::default());
+    let set = &c.species[0].sets[0];
+    let p = set.proj.as_ref().expect("rank 3 of 6");
+    assert_eq!((p.rank, p.m, set.m), (3, 6, 3));
+    assert_eq!(p.cols, vec![0, 1, 2, 3, 4]);
+    assert_eq!(p.dead, vec![5]);
+    // The active atoms in original coordinates.
+    let sr = &t.per_species[0];
+    let act: Vec<&[f64]> = set
+        .source
+        .iter()
+        .map(|id| sr.row(id.structure as usize))
+        .collect();
+    // In the span: gamma = max |c| with x = sum_j c_j a_j (least squares, exact here).
+    let a = nalgebra::DMatrix::from_fn(6, 3, |i, j| act[j][i]);
+    let mut scratch = GammaScratch::new(6);
+    for r in [0, 17, 150] {
+        let x = nalgebra::DVector::from_column_slice(sr.row(r));
+        let coef = a.clone().svd(true, true).solve(&x, 1e-12).unwrap();
+        let want = coef.amax();
+        let got = set.gamma(sr.row(r), &mut scratch.acc);
+        assert!(
+            (got - want).abs() <= 1e-8 * want.max(1.0),
+            "{got} vs {want}"
+        );
+    }
+    // Out of the span along the dead column: gamma_out = |t| / s_5 / w, w the smallest
+    // singular value of the scaled active rows (invariant under the orthonormal basis).
+    let scaled = nalgebra::DMatrix::from_fn(3, 6, |i, j| act[i][j] * p.inv_scale[j]);
+    let w = scaled.singular_values().min();
+    assert!((w - p.width).abs() <= 1e-9 * w, "{w} vs {}", p.width);
+    let mut x = sr.row(0).to_vec();
+    let t5 = 10.0 * w / p.inv_scale[5];
+    x[5] = t5;
+    let want = t5 * p.inv_scale[5] / w;
+    let got = set.gamma(&x, &mut scratch.acc);
+    assert!((got - want).abs() <= 1e-9 * want, "{got} vs {want}");
+    // NaN stays NaN.
+    x[2] = f64::NAN;
+    assert!(set.gamma(&x, &mut scratch.acc).is_nan());
+    // The batched path agrees.
+    let mut out = vec![0.0; sr.len()];
+    let mut cl = vec![0u32; sr.len()];
+    c.gamma_local_batch(0, &sr.rows, &mut out, &mut cl, &mut scratch);
+    for r in 0..sr.len() {
+        let one = set.gamma(sr.row(r), &mut scratch.acc);
+        assert!((one - out[r]).abs() <= 1e-9 * (1.0 + one));
+        assert!(out[r] <= 1.01 * (1.0 + 1e-9));
+    }
+}
+
+#[test]
+fn a_projection_survives_save_and_load_and_edits_are_caught() {
+    let t = subspace_rows(100, 4);
+    let c = clustered(&t, &[], Partition::KMeans(1), &Settings::default());
+    let set = &c.species[0].sets[0];
+    let mut cont = Container::default();
+    set.save(&mut cont, "x");
+    let path = std::path::Path::new("m.aceuq");
+    let back = SpeciesActiveSet::load(path, &cont, "x", 6).unwrap();
+    assert_eq!(&back, set);
+    let mut bad = cont.clone();
+    if let Some((_, Array::F64(q))) = bad.arrays.get_mut("x.proj.q") {
+        q[0] += 0.5;
+    }
+    let e = SpeciesActiveSet::load(path, &bad, "x", 6)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'x.proj.q' is not orthogonal"), "{e}");
+    let mut bad = cont.clone();
+    bad.put("x.proj.cols", vec![5], Array::U32(vec![0, 1, 3, 2, 4]));
+    let e = SpeciesActiveSet::load(path, &bad, "x", 6)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ascending"), "{e}");
 }
 
 #[test]
@@ -585,6 +732,7 @@ fn near_singular_active_sets_are_reported() {
                     source: vec![RowId::default(); 2],
                     cond: inv.cond,
                     screen: LazyScreen::default(),
+                    proj: None,
                 };
                 let mut notes = vec![];
                 condition_notes(&[("species Li".into(), &set)], &mut notes);
@@ -613,7 +761,11 @@ fn settings_are_checked() {
             ..Default::default()
         },
         Settings {
-            min_cluster_factor: 0.5,
+            min_cluster_factor: Some(3.0),
+            ..Default::default()
+        },
+        Settings {
+            min_cluster_atoms: 0,
             ..Default::default()
         },
     ] {
@@ -1121,9 +1273,9 @@ fn measure_almg() {
             ));
         }
         let labels = structure_labels(&tr);
-        for f in [3.0, 1.5] {
+        for f in [30, 300] {
             let st = Settings {
-                min_cluster_factor: f,
+                min_cluster_atoms: f,
                 ..Default::default()
             };
             let c = ClusteredActiveSets::build(

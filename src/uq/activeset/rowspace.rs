@@ -1,0 +1,121 @@
+//! The row space of one cluster of the clustered builder ([`super::ClusteredActiveSets`]): the
+//! Gram matrix of its scaled rows, accumulated while streaming, and from it the [`Projection`]
+//! onto the directions the rows span (see `species.rs` for how a projected set grades).
+
+use super::species::Projection;
+use faer::linalg::matmul::matmul;
+use faer::mat::{MatMut, MatRef};
+use faer::{Accum, Par};
+
+/// Singular values below `RANK_EPS` times the largest count as zero when a cluster's rank is
+/// taken from its Gram matrix. The Gram matrix squares the spread of the singular values, so
+/// `1e-6` (eigenvalues `1e-12` of the largest) is about as small as double precision resolves.
+pub const RANK_EPS: f64 = 1e-6;
+
+/// Rows buffered before they are added to the Gram matrix (one matrix product per block).
+const BLOCK: usize = 256;
+
+/// `G = sum_i x'_i^T x'_i` over the scaled rows `x' = x / s` of one cluster.
+pub(super) struct Gram {
+    m: usize,
+    /// Rows added.
+    pub(super) n: usize,
+    g: Vec<f64>,
+    buf: Vec<f64>,
+}
+
+impl Gram {
+    pub(super) fn new(m: usize) -> Self {
+        Gram {
+            m,
+            n: 0,
+            g: vec![0.0; m * m],
+            buf: Vec::with_capacity(BLOCK * m),
+        }
+    }
+
+    /// Add the row `x` scaled by `inv_scale`.
+    pub(super) fn push(&mut self, x: &[f64], inv_scale: &[f64]) {
+        self.buf
+            .extend(x[..self.m].iter().zip(inv_scale).map(|(a, b)| a * b));
+        self.n += 1;
+        if self.buf.len() == BLOCK * self.m {
+            self.flush();
+        }
+    }
+
+    /// Add the buffered rows.
+    pub(super) fn flush(&mut self) {
+        let m = self.m;
+        let k = self.buf.len() / m;
+        if k == 0 {
+            return;
+        }
+        // Row-major buf (k × m) is column-major m × k: G += buf^T buf = B B^T with B = (m × k).
+        let b = MatRef::from_column_major_slice(&self.buf, m, k);
+        let dst = MatMut::from_column_major_slice_mut(&mut self.g, m, m);
+        matmul(dst, Accum::Add, b, b.transpose(), 1.0, Par::Seq);
+        crate::simd::clear_upper_simd_state();
+        self.buf.clear();
+    }
+
+    /// Whether every column is nonzero on some row and there are at least `m` rows (only then
+    /// can the rows span all dimensions).
+    pub(super) fn may_be_full_rank(&mut self) -> bool {
+        self.flush();
+        let m = self.m;
+        self.n >= m && (0..m).all(|j| self.g[j * m + j] > 0.0)
+    }
+
+    /// The projection onto the span of the rows, with singular values below `eps` times the
+    /// largest dropped and at most `max_rank` directions kept; `None` if that keeps all `m`
+    /// dimensions. Rank 0 (every row zero) gives a projection of rank 0, which the caller must
+    /// reject.
+    pub(super) fn projection(
+        &mut self,
+        inv_scale: &[f64],
+        eps: f64,
+        max_rank: usize,
+    ) -> Option<Projection> {
+        self.flush();
+        let m = self.m;
+        let cols: Vec<u32> = (0..m)
+            .filter(|&j| self.g[j * m + j] > 0.0)
+            .map(|j| j as u32)
+            .collect();
+        let a = cols.len();
+        let sub = nalgebra::DMatrix::from_fn(a, a, |i, k| {
+            self.g[cols[i] as usize * m + cols[k] as usize]
+        });
+        let eig = sub.symmetric_eigen();
+        let mut order: Vec<usize> = (0..a).collect();
+        order.sort_by(|&x, &y| eig.eigenvalues[y].total_cmp(&eig.eigenvalues[x]));
+        let top = order.first().map_or(0.0, |&i| eig.eigenvalues[i].max(0.0));
+        let rank = order
+            .iter()
+            .filter(|&&i| top > 0.0 && eig.eigenvalues[i] > eps * eps * top)
+            .count()
+            .min(max_rank);
+        if rank == m {
+            return None;
+        }
+        let mut q = vec![0.0; a * a];
+        for (c, &i) in order.iter().enumerate() {
+            for k in 0..a {
+                q[k * a + c] = eig.eigenvectors[(k, i)];
+            }
+        }
+        let dead = (0..m as u32)
+            .filter(|j| cols.binary_search(j).is_err())
+            .collect();
+        Some(Projection {
+            m,
+            inv_scale: inv_scale.to_vec(),
+            cols,
+            dead,
+            q,
+            rank,
+            width: f64::NAN,
+        })
+    }
+}
