@@ -8,8 +8,8 @@ use super::partition::{
 use super::rowspace::{Gram, RANK_EPS};
 use super::species::{GammaScratch, SpeciesActiveSet};
 use super::{
-    BuildInfo, Chunk, Group, NO_LABEL, PassError, Route, RowSource, Settings, TableSource,
-    condition_notes, run_passes, uq_err,
+    BuildInfo, Chunk, ClusterFeatures, Group, NO_LABEL, PassError, Route, RowSource, Settings,
+    TableSource, condition_notes, run_passes, uq_err,
 };
 use crate::io::container::{Array, Container, ContainerError};
 use crate::model::Model;
@@ -25,22 +25,103 @@ use std::path::Path;
 
 const LOCAL: &str = "gamma_local";
 
+/// What the builder needs to know about a species' descriptor columns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FuncLayout {
+    /// Row length.
+    pub m: usize,
+    /// Body order minus one of each column (empty: unknown, all alike).
+    pub order: Vec<u8>,
+    /// The two-body columns and their neighbour species: the neighbourhood chemistry of a row
+    /// is the set of species whose two-body columns are not all zero (empty: one species).
+    pub pair: Vec<(u32, u16)>,
+}
+
+impl FuncLayout {
+    /// The layout of species `s` of `model`.
+    pub fn of(model: &Model, s: usize) -> Self {
+        let b = &model.bases[s];
+        let m = model.nfuncs(s);
+        let order: Vec<u8> = (0..m).map(|f| b.order(f).min(255) as u8).collect();
+        let pair = if model.nspecies() > 1 {
+            (0..m)
+                .filter(|&f| b.order(f) == 1)
+                .map(|f| (f as u32, b.function_labels(f)[0].z))
+                .collect()
+        } else {
+            vec![]
+        };
+        FuncLayout { m, order, pair }
+    }
+
+    /// Rows of `m` numbers, nothing else known.
+    pub fn plain(m: usize) -> Self {
+        FuncLayout {
+            m,
+            order: vec![],
+            pair: vec![],
+        }
+    }
+}
+
+/// Neighbourhood chemistry of row `b`: bit `t` set if the two-body columns of neighbour
+/// species `t` carry more than a millionth of the row's two-body weight.
+fn chemistry(pair: &[(u32, u16)], b: &[f64]) -> u32 {
+    let mut w = [0.0f64; 32];
+    let mut total = 0.0;
+    for &(f, z) in pair {
+        let v = b[f as usize].abs();
+        w[(z as usize).min(31)] += v;
+        total += v;
+    }
+    let mut mask = 0u32;
+    for (t, &wt) in w.iter().enumerate() {
+        if wt > 1e-6 * total {
+            mask |= 1 << t;
+        }
+    }
+    mask
+}
+
+/// Readable name of a chemistry mask ("Al+Mg neighbours").
+pub(super) fn chemistry_name(mask: u32, names: &[String]) -> String {
+    let v: Vec<&str> = (0..names.len())
+        .filter(|&t| mask & (1 << t) != 0)
+        .map(|t| names[t].as_str())
+        .collect();
+    if v.is_empty() {
+        "no neighbours".into()
+    } else {
+        format!("{} neighbours", v.join("+"))
+    }
+}
+
 /// The partition and active sets of one species.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SpeciesClusters {
     /// Per-column mean of the build rows (standardization).
     pub mean: Vec<f64>,
-    /// Per-column standard deviation (1 where a column is constant).
+    /// Per-column scale: the standard deviation (1 where a column is constant), times the
+    /// body-order weight for [`ClusterFeatures::BodyOrder`](super::ClusterFeatures).
     pub std: Vec<f64>,
     /// `1 / std`: the standardization multiplies by it (a division per column would cost as
     /// much as the rest of the cluster assignment).
     pub inv_std: Vec<f64>,
-    /// Centroids in standardized space, row-major `k0 × m` (k-means centroids, or the mean of
+    /// Row-major `p × m` whitening map applied after standardization
+    /// ([`ClusterFeatures::Whitened`](super::ClusterFeatures)); empty: none (`p = m`).
+    pub whiten: Vec<f64>,
+    /// Centroids in the clustering space, row-major `k0 × p` (k-means centroids, or the mean of
     /// each label's rows).
     pub centroids: Vec<f64>,
     /// Final cluster of each centroid (small clusters are merged, so several centroids can
     /// share a cluster).
     pub centroid_cluster: Vec<u32>,
+    /// Neighbourhood chemistry of each centroid (bit `t`: neighbours of species `t`); empty for
+    /// one-species models. A row is assigned among the centroids of its own chemistry (all
+    /// centroids if none has it).
+    pub chem: Vec<u32>,
+    /// Two-body columns and neighbour species (from the model, not stored).
+    pub pair: Vec<(u32, u16)>,
     /// Label of each centroid for `config_type` partitions (empty for k-means).
     pub labels: Vec<String>,
     /// Build atoms per final cluster.
@@ -54,19 +135,65 @@ impl SpeciesClusters {
         self.mean.len()
     }
 
+    /// Dimension of the clustering space.
+    pub(super) fn dim(&self) -> usize {
+        if self.whiten.is_empty() {
+            self.m()
+        } else {
+            self.whiten.len() / self.m()
+        }
+    }
+
     fn k0(&self) -> usize {
         self.centroid_cluster.len()
     }
 
-    /// Nearest centroid (standardized Euclidean) of descriptor `b`; `z` is scratch.
+    /// Map descriptor `b` into the clustering space; returns the slice of `z` (length `2 m`)
+    /// holding it.
+    #[inline(always)]
+    fn features<'z>(&self, b: &[f64], z: &'z mut [f64]) -> &'z [f64] {
+        let m = self.m();
+        let (zs, zw) = z.split_at_mut(m);
+        let b = &b[..m];
+        for j in 0..m {
+            zs[j] = (b[j] - self.mean[j]) * self.inv_std[j];
+        }
+        if self.whiten.is_empty() {
+            return &z[..m];
+        }
+        let p = self.dim();
+        for (k, w) in self.whiten.chunks_exact(m).enumerate() {
+            zw[k] = crate::simd::reduce::dot(w, zs);
+        }
+        &z[m..m + p]
+    }
+
+    /// Nearest centroid of descriptor `b` in the clustering space, among the centroids of its
+    /// neighbourhood chemistry; `z` is scratch of length `2 m`.
     #[inline(always)]
     fn nearest_centroid(&self, b: &[f64], z: &mut [f64]) -> usize {
-        let m = self.m();
-        let (b, z) = (&b[..m], &mut z[..m]);
-        for j in 0..m {
-            z[j] = (b[j] - self.mean[j]) * self.inv_std[j];
+        let mask = if self.chem.is_empty() {
+            None
+        } else {
+            Some(chemistry(&self.pair, b))
+        };
+        let d = self.dim();
+        let f = self.features(b, z);
+        match mask {
+            Some(mask) if self.chem.contains(&mask) => {
+                let mut best = (0, f64::INFINITY);
+                for (k, ck) in self.centroids.chunks_exact(d).enumerate() {
+                    if self.chem[k] == mask {
+                        let dd = crate::simd::reduce::dist2(ck, f);
+                        if dd < best.1 {
+                            best = (k, dd);
+                        }
+                    }
+                }
+                best.0
+            }
+            _ => nearest(&self.centroids, d, f).0,
         }
-        nearest(&self.centroids, m, z).0
     }
 
     /// The cluster of every row of `rows` (row-major, rows of `m`) into `cluster`: the same
@@ -130,13 +257,15 @@ struct ClusterRoute<'a> {
     /// Label -> cluster per species (label partitions).
     by_label: Vec<BTreeMap<String, usize>>,
     labelled: bool,
+    /// Species names (chemistry in label keys).
+    names: &'a [String],
 }
 
 impl Route for ClusterRoute<'_> {
     fn route(&self, s: usize, row: &[f64], label: Option<&str>, z: &mut [f64]) -> Option<usize> {
         let sc = &self.species[s];
         let c = if self.labelled {
-            *self.by_label[s].get(label.unwrap_or(NO_LABEL))?
+            *self.by_label[s].get(&label_key(label, &sc.pair, row, self.names))?
         } else {
             sc.centroid_cluster[sc.nearest_centroid(row, z)] as usize
         };
@@ -169,10 +298,12 @@ impl ClusteredActiveSets {
         seed: u64,
         progress: bool,
     ) -> Result<Self, UqError> {
-        let ms: Vec<usize> = (0..model.nspecies()).map(|s| model.nfuncs(s)).collect();
+        let layouts: Vec<FuncLayout> = (0..model.nspecies())
+            .map(|s| FuncLayout::of(model, s))
+            .collect();
         build_clustered(
             &model.species,
-            &ms,
+            &layouts,
             source,
             partition,
             settings,
@@ -277,7 +408,18 @@ impl ClusteredActiveSets {
             let k0 = sc.k0();
             put_f64(c, &format!("{p}.mean"), vec![m], &sc.mean);
             put_f64(c, &format!("{p}.std"), vec![m], &sc.std);
-            put_f64(c, &format!("{p}.centroids"), vec![k0, m], &sc.centroids);
+            put_f64(
+                c,
+                &format!("{p}.centroids"),
+                vec![k0, sc.dim()],
+                &sc.centroids,
+            );
+            if !sc.whiten.is_empty() {
+                put_f64(c, &format!("{p}.whiten"), vec![sc.dim(), m], &sc.whiten);
+            }
+            if !sc.chem.is_empty() {
+                c.put(&format!("{p}.chem"), vec![k0], Array::U32(sc.chem.clone()));
+            }
             c.put(
                 &format!("{p}.centroid_cluster"),
                 vec![k0],
@@ -367,7 +509,38 @@ impl ClusteredActiveSets {
             }
             let mean = c.f64(path, &format!("{p}.mean"), m)?;
             let std = c.f64(path, &format!("{p}.std"), m)?;
-            let centroids = c.f64(path, &format!("{p}.centroids"), k0 * m)?;
+            let wn = format!("{p}.whiten");
+            let whiten = if c.arrays.contains_key(&wn) {
+                let w = c.f64_any(path, &wn)?;
+                if w.is_empty() || w.len() % m != 0 || w.len() > m * m {
+                    return Err(bad(
+                        path,
+                        format!("array '{wn}' must hold p × {m} numbers (1 <= p <= {m})"),
+                    ));
+                }
+                w
+            } else {
+                vec![]
+            };
+            let dim = if whiten.is_empty() {
+                m
+            } else {
+                whiten.len() / m
+            };
+            let centroids = c.f64(path, &format!("{p}.centroids"), k0 * dim)?;
+            let chn = format!("{p}.chem");
+            let chem = if c.arrays.contains_key(&chn) {
+                let v = c.u32_any(path, &chn)?;
+                if v.len() != k0 {
+                    return Err(bad(
+                        path,
+                        format!("array '{chn}' has {} numbers, expected {k0}", v.len()),
+                    ));
+                }
+                v
+            } else {
+                vec![]
+            };
             let cc_name = format!("{p}.centroid_cluster");
             let centroid_cluster = c.u32_any(path, &cc_name)?;
             let counts_name = format!("{p}.counts");
@@ -407,7 +580,11 @@ impl ClusteredActiveSets {
                 ));
             }
             if std.iter().any(|v| !(v.is_finite() && *v > 0.0))
-                || mean.iter().chain(&centroids).any(|v| !v.is_finite())
+                || mean
+                    .iter()
+                    .chain(&centroids)
+                    .chain(&whiten)
+                    .any(|v| !v.is_finite())
             {
                 return Err(bad(
                     path,
@@ -440,6 +617,9 @@ impl ClusteredActiveSets {
                 mean,
                 inv_std: reciprocals(&std),
                 std,
+                whiten,
+                chem,
+                pair: FuncLayout::of(model, s).pair,
                 centroids,
                 centroid_cluster,
                 labels,
@@ -472,7 +652,7 @@ struct LocalMeta {
 }
 pub(super) fn build_clustered(
     names: &[String],
-    ms: &[usize],
+    layouts: &[FuncLayout],
     source: &mut dyn RowSource,
     partition: &Partition,
     settings: &Settings,
@@ -491,6 +671,7 @@ pub(super) fn build_clustered(
         Partition::ConfigType => true,
     };
     // Pass 0: standardization, k-means sample, label statistics.
+    let ms: Vec<usize> = layouts.iter().map(|l| l.m).collect();
     let mut stats: Vec<SpeciesStats> = ms.iter().map(|&m| SpeciesStats::new(m)).collect();
     let mut rngs: Vec<ChaCha8Rng> = (0..ns)
         .map(|s| {
@@ -516,7 +697,7 @@ pub(super) fn build_clustered(
                 }
                 st.n += 1;
                 if labelled {
-                    let l = chunk.label(sr.structure[r]).unwrap_or(NO_LABEL).to_string();
+                    let l = label_key(chunk.label(sr.structure[r]), &layouts[s].pair, row, names);
                     let e = st.labels.entry(l).or_insert_with(|| (0, vec![0.0; m]));
                     e.0 += 1;
                     e.1.iter_mut().zip(row).for_each(|(a, b)| *a += b);
@@ -548,68 +729,121 @@ pub(super) fn build_clustered(
                 m,
             }));
         }
-        let (mean, std) = st.mean_std();
+        let (mean, mut std) = st.mean_std();
+        if settings.cluster_features == ClusterFeatures::BodyOrder {
+            body_order_weights(&layouts[s].order, &mut std);
+        }
         let inv_std = reciprocals(&std);
-        let (centroids, counts, labels) = if labelled {
-            let mut c = vec![];
-            let mut n = vec![];
-            let mut l = vec![];
+        let mut sc = SpeciesClusters {
+            mean,
+            std,
+            inv_std,
+            pair: layouts[s].pair.clone(),
+            ..Default::default()
+        };
+        if labelled {
+            // Label centroids: the standardized mean of each label's rows.
+            let mut z = vec![];
             for (label, (count, sum)) in &st.labels {
                 for j in 0..m {
-                    c.push((sum[j] / *count as f64 - mean[j]) * inv_std[j]);
+                    z.push((sum[j] / *count as f64 - sc.mean[j]) * sc.inv_std[j]);
                 }
-                n.push(*count);
-                l.push(label.clone());
+                sc.counts.push(*count);
+                sc.labels.push(label.clone());
             }
-            (c, n, l)
+            sc.centroids = z;
         } else {
             let k = match partition {
                 Partition::KMeans(k) => *k,
                 Partition::ConfigType => unreachable!("labelled"),
             };
-            let z = standardize(&st.sample, m, &mean, &inv_std);
-            let (c, assign) = kmeans::kmeans(
-                &z,
-                st.sample_n,
-                m,
-                k.min(st.sample_n).max(1),
-                settings.kmeans_iters,
-                &kmeans::Options::CLUSTERS,
-                &mut rngs[s],
-            );
-            let mut n = vec![0usize; c.len() / m];
-            for &a in &assign {
-                n[a] += 1;
+            let z = standardize(&st.sample, m, &sc.mean, &sc.inv_std);
+            if settings.cluster_features == ClusterFeatures::Whitened {
+                sc.whiten = whitening(&z, st.sample_n, m);
             }
-            (c, n, vec![])
-        };
-        species.push(SpeciesClusters {
-            mean,
-            std,
-            inv_std,
-            centroids,
-            centroid_cluster: vec![],
-            labels,
-            counts,
-            sets: vec![],
-        });
+            let p = sc.dim();
+            let f = if sc.whiten.is_empty() {
+                z
+            } else {
+                let mut f = Vec::with_capacity(st.sample_n * p);
+                for row in z.chunks_exact(m) {
+                    f.extend(
+                        sc.whiten
+                            .chunks_exact(m)
+                            .map(|w| crate::simd::reduce::dot(w, row)),
+                    );
+                }
+                f
+            };
+            // Neighbourhood chemistry first (multi-species), then k-means within each.
+            let chem: Vec<u32> = if sc.pair.is_empty() {
+                vec![0; st.sample_n]
+            } else {
+                st.sample
+                    .chunks_exact(m)
+                    .map(|row| chemistry(&sc.pair, row))
+                    .collect()
+            };
+            let mut classes: Vec<u32> = chem.clone();
+            classes.sort_unstable();
+            classes.dedup();
+            for &class in &classes {
+                let idx: Vec<usize> = (0..st.sample_n).filter(|&i| chem[i] == class).collect();
+                let sub: Vec<f64> = idx
+                    .iter()
+                    .flat_map(|&i| f[i * p..(i + 1) * p].iter().copied())
+                    .collect();
+                let (c, assign) = kmeans::kmeans(
+                    &sub,
+                    idx.len(),
+                    p,
+                    k.min(idx.len()).max(1),
+                    settings.kmeans_iters,
+                    &kmeans::Options::CLUSTERS,
+                    &mut rngs[s],
+                );
+                let first = sc.counts.len();
+                sc.counts.extend(std::iter::repeat_n(0, c.len() / p));
+                for &a in &assign {
+                    sc.counts[first + a] += 1;
+                }
+                sc.centroids.extend_from_slice(&c);
+                if !sc.pair.is_empty() {
+                    sc.chem.extend(std::iter::repeat_n(class, c.len() / p));
+                }
+            }
+            if classes.len() > 1 {
+                let list: Vec<String> = classes
+                    .iter()
+                    .map(|&c| {
+                        format!(
+                            "{} ({} atoms)",
+                            chemistry_name(c, names),
+                            chem.iter().filter(|&&x| x == c).count()
+                        )
+                    })
+                    .collect();
+                notes.push(format!(
+                    "species {}: atoms split by neighbourhood chemistry before k-means{}: {}",
+                    names[s],
+                    if st.sample_n < st.n { " (sample)" } else { "" },
+                    list.join(", ")
+                ));
+            }
+        }
+        species.push(sc);
     }
     // Exact counts when k-means saw only a sample.
     if !labelled && stats.iter().any(|st| st.sample_n < st.n) {
         for sc in species.iter_mut() {
             sc.counts.iter_mut().for_each(|c| *c = 0);
         }
-        let mut z = vec![0.0; ms.iter().copied().max().unwrap_or(0)];
+        let mut z = vec![0.0; 2 * ms.iter().copied().max().unwrap_or(0)];
         source.pass(&mut |chunk: Chunk<'_>| {
             for (s, sr) in chunk.table.per_species.iter().enumerate() {
                 let sc = &mut species[s];
-                let m = sc.m();
                 for r in 0..sr.len() {
-                    let row = sr.row(r);
-                    for j in 0..m {
-                        z[j] = (row[j] - sc.mean[j]) * sc.inv_std[j];
-                    }
-                    let k = nearest(&sc.centroids, m, &z[..m]).0;
+                    let k = sc.nearest_centroid(sr.row(r), &mut z);
                     sc.counts[k] += 1;
                 }
             }
@@ -620,7 +854,6 @@ pub(super) fn build_clustered(
     // of any rank gets its own active set in its own row space).
     let orig_counts: Vec<Vec<usize>> = species.iter().map(|sc| sc.counts.clone()).collect();
     for (s, sc) in species.iter_mut().enumerate() {
-        let m = sc.m();
         let min_rows = settings.min_cluster_atoms;
         let names_of = |k: usize, sc: &SpeciesClusters| {
             if sc.labels.is_empty() {
@@ -629,7 +862,7 @@ pub(super) fn build_clustered(
                 format!("config_type '{}'", sc.labels[k])
             }
         };
-        let (map, counts, msgs) = merge_small(&sc.centroids, &sc.counts, m, min_rows);
+        let (map, counts, msgs) = merge_small(&sc.centroids, &sc.counts, sc.dim(), min_rows);
         for (from, into, n_from, dist) in msgs {
             notes.push(format!(
                 "species {}: {} has {n_from} atoms, fewer than min_cluster_atoms = {min_rows}: merged into {} (nearest centroid, standardized distance {dist:.2})",
@@ -653,6 +886,7 @@ pub(super) fn build_clustered(
             base: cluster_base(&species),
             by_label,
             labelled,
+            names,
         };
         let mut grams = row_spaces(&species, source, &route, &inv_rms)?;
         let mut eps: Vec<Option<f64>> = grams
@@ -682,7 +916,7 @@ pub(super) fn build_clustered(
                 }
                 let sc = &mut species[s];
                 let map = ClusterMap {
-                    m: sc.m(),
+                    m: sc.dim(),
                     centroid_cluster: &mut sc.centroid_cluster,
                     centroids: &sc.centroids,
                     counts: &mut sc.counts,
@@ -821,7 +1055,7 @@ fn row_spaces(
         }
     }
     let maxm = species.iter().map(|s| s.m()).max().unwrap_or(0);
-    let mut z = vec![0.0; maxm];
+    let mut z = vec![0.0; 2 * maxm];
     source.pass(&mut |chunk: Chunk<'_>| {
         for (s, sr) in chunk.table.per_species.iter().enumerate() {
             for r in 0..sr.len() {
@@ -901,4 +1135,63 @@ fn make_groups(
         }
     }
     Ok((groups, base, gname))
+}
+
+/// The label a row is clustered under in a `config_type` partition: the label itself, and for
+/// multi-species models its neighbourhood chemistry.
+fn label_key(label: Option<&str>, pair: &[(u32, u16)], row: &[f64], names: &[String]) -> String {
+    let l = label.unwrap_or(NO_LABEL);
+    if pair.is_empty() {
+        l.to_string()
+    } else {
+        format!("{l} [{}]", chemistry_name(chemistry(pair, row), names))
+    }
+}
+
+/// Scale `std` so that every body order's block of columns has the same total variance after
+/// standardization: column `j` of a block of `n` columns is divided by `sqrt(n)`.
+fn body_order_weights(order: &[u8], std: &mut [f64]) {
+    if order.len() != std.len() {
+        return;
+    }
+    let mut count = [0usize; 256];
+    for &o in order {
+        count[o as usize] += 1;
+    }
+    for (sd, &o) in std.iter_mut().zip(order) {
+        *sd *= (count[o as usize] as f64).sqrt();
+    }
+}
+
+/// Whitening map of standardized rows `z` (`n × m`): the leading principal components that
+/// hold 95% of the variance (at most 20), each divided by its standard deviation. Row-major
+/// `p × m`.
+fn whitening(z: &[f64], n: usize, m: usize) -> Vec<f64> {
+    let mut cov = nalgebra::DMatrix::<f64>::zeros(m, m);
+    let x = nalgebra::DMatrix::from_row_slice(n, m, z);
+    let mean = x.row_mean();
+    let xc = nalgebra::DMatrix::from_fn(n, m, |i, j| x[(i, j)] - mean[j]);
+    cov.gemm_tr(1.0 / n.max(1) as f64, &xc, &xc, 0.0);
+    let eig = cov.symmetric_eigen();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| eig.eigenvalues[b].total_cmp(&eig.eigenvalues[a]));
+    let total: f64 = eig.eigenvalues.iter().map(|v| v.max(0.0)).sum();
+    let mut acc = 0.0;
+    let mut w = vec![];
+    for &i in order.iter().take(20) {
+        let l = eig.eigenvalues[i];
+        if !(l > 1e-12 * total) {
+            break;
+        }
+        let inv = 1.0 / l.sqrt();
+        w.extend((0..m).map(|j| eig.eigenvectors[(j, i)] * inv));
+        acc += l;
+        if acc >= 0.95 * total {
+            break;
+        }
+    }
+    if w.is_empty() {
+        w = (0..m).map(|j| if j == 0 { 1.0 } else { 0.0 }).collect();
+    }
+    w
 }

@@ -37,7 +37,7 @@ mod rowspace;
 mod select;
 mod species;
 
-pub use clustered::{ClusteredActiveSets, SpeciesClusters};
+pub use clustered::{ClusteredActiveSets, FuncLayout, SpeciesClusters};
 pub use global::GlobalActiveSets;
 pub use select::{Chosen, SelectionReport, select};
 pub use species::{GammaScratch, ProjScratch, Projection, SpeciesActiveSet};
@@ -69,6 +69,8 @@ pub struct Settings {
     /// Removed (clusters smaller than the basis are no longer merged); a clear error if given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_cluster_factor: Option<f64>,
+    /// The space in which k-means compares environments (see [`ClusterFeatures`]).
+    pub cluster_features: ClusterFeatures,
     /// Maximum k-means (Lloyd) iterations.
     pub kmeans_iters: usize,
     /// At most this many rows per species (a uniform random sample) are used to fit k-means.
@@ -86,8 +88,38 @@ impl Default for Settings {
             rank_tol: 1e-10,
             min_cluster_atoms: 30,
             min_cluster_factor: None,
+            cluster_features: ClusterFeatures::default(),
             kmeans_iters: 100,
             kmeans_sample: 20_000,
+        }
+    }
+}
+
+/// The space in which the clustered builder's k-means compares environments. Whatever the
+/// choice, a multi-species model first splits every species' atoms by neighbourhood chemistry
+/// (which species occur among the neighbours), so a pure-element neighbourhood and a mixed
+/// one never share a cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterFeatures {
+    /// Every descriptor column standardized (zero mean, unit variance).
+    #[default]
+    Standardized,
+    /// Standardized, then each body order's block scaled to the same total variance (so the
+    /// many high-order functions do not outvote the few two-body ones, or the reverse).
+    BodyOrder,
+    /// Standardized, then the leading principal components (95% of the variance, at most 20)
+    /// whitened to unit variance (Mahalanobis distance in the leading subspace).
+    Whitened,
+}
+
+impl ClusterFeatures {
+    /// The name used in configuration files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClusterFeatures::Standardized => "standardized",
+            ClusterFeatures::BodyOrder => "body_order",
+            ClusterFeatures::Whitened => "whitened",
         }
     }
 }
@@ -354,7 +386,7 @@ fn run_passes(
         let pb = crate::progress::Bar::atoms(source.rows_hint(), progress);
         pb.set_message(format!("active sets, pass {passes}"));
         let mut bufs: Vec<(Vec<f64>, Vec<RowId>)> = vec![(vec![], vec![]); groups.len()];
-        let mut z = vec![0.0; maxm];
+        let mut z = vec![0.0; 2 * maxm];
         source.pass(&mut |chunk: Chunk<'_>| {
             for (s, sr) in chunk.table.per_species.iter().enumerate() {
                 if sr.is_empty() {

@@ -443,7 +443,7 @@ impl GammaScratch {
     pub fn new(m: usize) -> Self {
         GammaScratch {
             acc: vec![0.0; m],
-            z: vec![0.0; m],
+            z: vec![0.0; 2 * m],
             tmp: vec![],
             idx: vec![],
             screen: ScreenScratch::default(),
@@ -462,7 +462,7 @@ impl GammaScratch {
     pub(super) fn ensure(&mut self, m: usize) {
         if self.acc.len() < m {
             self.acc.resize(m, 0.0);
-            self.z.resize(m, 0.0);
+            self.z.resize(2 * m, 0.0);
         }
     }
 }

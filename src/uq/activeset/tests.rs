@@ -72,7 +72,11 @@ fn clustered(
     p: Partition,
     settings: &Settings,
 ) -> ClusteredActiveSets {
-    let ms: Vec<usize> = t.per_species.iter().map(|s| s.m).collect();
+    let ms: Vec<FuncLayout> = t
+        .per_species
+        .iter()
+        .map(|s| FuncLayout::plain(s.m))
+        .collect();
     build_clustered(
         &names()[..ms.len()],
         &ms,
@@ -454,7 +458,11 @@ fn a_rank_deficient_cluster_keeps_its_own_active_set() {
     )
     .unwrap();
     let sc = &c.species[0];
-    assert_eq!(sc.labels, vec!["mixed", "pure_al"]);
+    // Labels carry the neighbourhood chemistry in multi-species models.
+    assert_eq!(
+        sc.labels,
+        vec!["mixed [Al+Mg neighbours]", "pure_al [Al neighbours]"]
+    );
     assert_eq!(sc.sets.len(), 2, "{:?}", c.info.notes);
     let pure = &sc.sets[sc.centroid_cluster[1] as usize];
     let p = pure
@@ -466,7 +474,7 @@ fn a_rank_deficient_cluster_keeps_its_own_active_set() {
     assert!(p.width > 0.0);
     assert!(
         c.info.notes.iter().any(|n| n
-            .starts_with("species Al, cluster 1 (config_type pure_al): its ")
+            .starts_with("species Al, cluster 1 (config_type pure_al [Al neighbours]): its ")
             && n.contains(&format!("span {} of {m} dimensions", p.rank))),
         "{:?}",
         c.info.notes
