@@ -215,15 +215,7 @@ pub fn run(a: &ActiveSetArgs) -> Result<()> {
                 l.info.passes,
                 t.elapsed().as_secs_f64()
             );
-            for (s, sc) in l.species.iter().enumerate() {
-                let counts: Vec<String> = sc.counts.iter().map(|c| c.to_string()).collect();
-                eprintln!(
-                    "  species {}: {} clusters of {} atoms",
-                    model.species[s],
-                    sc.sets.len(),
-                    counts.join(", ")
-                );
-            }
+            eprint!("{}", l.cluster_table(&|_, _| None));
             for n in &l.info.notes {
                 eprintln!("note: {n}");
             }

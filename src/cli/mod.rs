@@ -183,5 +183,29 @@ fn info(args: &InfoArgs) -> Result<()> {
         );
         print!("{}", crate::model::fit::metrics_table(&m.fit_info.metrics));
     }
+    let methods: Vec<&str> = pot.uq.methods().iter().map(|x| x.name()).collect();
+    println!(
+        "\nuncertainty: {}",
+        if methods.is_empty() {
+            "none".to_string()
+        } else {
+            methods.join(", ")
+        }
+    );
+    if let Some(l) = &pot.uq.local {
+        println!(
+            "\ngamma_local clusters ({}, k-means space {}); cutoffs from `aceuq calibrate`:",
+            match l.partition {
+                crate::uq::Partition::KMeans(k) =>
+                    format!("k-means, K = {k} per neighbourhood chemistry"),
+                crate::uq::Partition::ConfigType => "one per config_type".into(),
+            },
+            l.features.name()
+        );
+        print!(
+            "{}",
+            l.cluster_table(&|s, _| pot.stored_cutoffs(crate::uq::Method::GammaLocal, s))
+        );
+    }
     Ok(())
 }

@@ -161,6 +161,13 @@ pub fn build(
             progress,
         )?;
         say(&a.info.notes);
+        crate::progress::note(
+            progress,
+            &format!(
+                "gamma_local clusters:\n{}",
+                a.cluster_table(&|_, _| None).trim_end()
+            ),
+        );
         uq.local = Some(a);
     }
     if cfg.ensemble > 0 || cfg.distance || cfg.gp {

@@ -128,6 +128,9 @@ pub struct SpeciesClusters {
     pub counts: Vec<usize>,
     /// One active set per final cluster.
     pub sets: Vec<SpeciesActiveSet>,
+    /// Per final cluster: the `config_type`s of its build atoms and their counts, most frequent
+    /// first (empty if unknown).
+    pub inside: Vec<Vec<(String, usize)>>,
 }
 
 impl SpeciesClusters {
@@ -234,6 +237,8 @@ impl SpeciesClusters {
 pub struct ClusteredActiveSets {
     /// How configuration space was partitioned.
     pub partition: Partition,
+    /// The k-means feature space.
+    pub features: ClusterFeatures,
     /// Per species.
     pub species: Vec<SpeciesClusters>,
     /// How it was built.
@@ -244,6 +249,7 @@ impl Default for ClusteredActiveSets {
     fn default() -> Self {
         ClusteredActiveSets {
             partition: Partition::KMeans(1),
+            features: ClusterFeatures::default(),
             species: vec![],
             info: BuildInfo::default(),
         }
@@ -399,6 +405,68 @@ impl ClusteredActiveSets {
         }
     }
 
+    /// One line per (species, cluster): build atoms, rank of its rows (of `m`), active-set
+    /// rows, neighbourhood chemistry, the `config_type`s inside (at most three, most frequent
+    /// first) and the cutoffs `cut(species, cluster)` gives (lower, upper), with a header.
+    pub fn cluster_table(&self, cut: &dyn Fn(usize, usize) -> Option<(f64, f64)>) -> String {
+        let names = &self.info.species;
+        let mut out = format!(
+            "{:<8} {:>7} {:>7} {:>9} {:>6}  {:<22} {:>10} {:>10}  config_types inside\n",
+            "species", "cluster", "atoms", "rank", "active", "chemistry", "lower", "upper"
+        );
+        for (s, sc) in self.species.iter().enumerate() {
+            let name = names.get(s).cloned().unwrap_or(s.to_string());
+            for (k, set) in sc.sets.iter().enumerate() {
+                let mut masks: Vec<u32> = (0..sc.k0())
+                    .filter(|&c| sc.centroid_cluster[c] as usize == k)
+                    .filter_map(|c| sc.chem.get(c).copied())
+                    .collect();
+                masks.sort_unstable();
+                masks.dedup();
+                let chem = if masks.is_empty() {
+                    "-".to_string()
+                } else {
+                    masks
+                        .iter()
+                        .map(|&c| chemistry_name(c, names).replace(" neighbours", ""))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                };
+                let inside = sc.inside.get(k).map_or("-".to_string(), |v| {
+                    let total: usize = v.iter().map(|x| x.1).sum();
+                    let mut parts: Vec<String> = v
+                        .iter()
+                        .take(3)
+                        .map(|(l, n)| {
+                            format!("{l} {:.0}%", 100.0 * *n as f64 / total.max(1) as f64)
+                        })
+                        .collect();
+                    if v.len() > 3 {
+                        parts.push(format!("+{} more", v.len() - 3));
+                    }
+                    parts.join(", ")
+                });
+                let (lo, hi) = match cut(s, k) {
+                    Some((lo, hi)) => (format!("{lo:.4}"), format!("{hi:.4}")),
+                    None => ("-".into(), "-".into()),
+                };
+                out.push_str(&format!(
+                    "{:<8} {:>7} {:>7} {:>9} {:>6}  {:<22} {:>10} {:>10}  {}\n",
+                    name,
+                    k,
+                    sc.counts.get(k).copied().unwrap_or(0),
+                    format!("{}/{}", set.m, sc.m()),
+                    set.m,
+                    chem,
+                    lo,
+                    hi,
+                    inside
+                ));
+            }
+        }
+        out
+    }
+
     /// Store into a model file container.
     pub fn save(&self, c: &mut Container) {
         let mut labels = toml::Table::new();
@@ -457,6 +525,18 @@ impl ClusteredActiveSets {
             clusters: self.species.iter().map(|s| s.sets.len()).collect(),
             centroids: self.species.iter().map(|s| s.k0()).collect(),
             labels,
+            features: self.features.name().to_string(),
+            inside: self
+                .species
+                .iter()
+                .enumerate()
+                .map(|(s, sc)| {
+                    (
+                        self.info.species.get(s).cloned().unwrap_or(s.to_string()),
+                        sc.inside.clone(),
+                    )
+                })
+                .collect(),
             build: self.info.clone(),
         };
         put_meta(c, LOCAL, &meta);
@@ -620,6 +700,12 @@ impl ClusteredActiveSets {
                 whiten,
                 chem,
                 pair: FuncLayout::of(model, s).pair,
+                inside: meta
+                    .inside
+                    .get(&model.species[s])
+                    .filter(|v| v.len() == kk)
+                    .cloned()
+                    .unwrap_or_default(),
                 centroids,
                 centroid_cluster,
                 labels,
@@ -627,8 +713,22 @@ impl ClusteredActiveSets {
                 sets,
             });
         }
+        let features = match meta.features.as_str() {
+            "" | "standardized" => ClusterFeatures::Standardized,
+            "body_order" => ClusterFeatures::BodyOrder,
+            "whitened" => ClusterFeatures::Whitened,
+            other => {
+                return Err(bad(
+                    path,
+                    format!(
+                        "[uq.gamma_local] features '{other}' is unknown (standardized, body_order or whitened)"
+                    ),
+                ));
+            }
+        };
         Ok(Some(ClusteredActiveSets {
             partition,
+            features,
             species,
             info: meta.build,
         }))
@@ -648,6 +748,10 @@ struct LocalMeta {
     centroids: Vec<usize>,
     /// Label of each centroid per species name (config_type partitions).
     labels: toml::Table,
+    /// k-means feature space.
+    features: String,
+    /// Per species name, per cluster: `[config_type, atoms]` pairs.
+    inside: BTreeMap<String, Vec<Vec<(String, usize)>>>,
     build: BuildInfo,
 }
 pub(super) fn build_clustered(
@@ -879,7 +983,7 @@ pub(super) fn build_clustered(
     // spans every dimension is first tried at full rank (exactly the classic grade); if its
     // rows prove numerically rank-deficient, it is projected, dropping ever more of its
     // thinnest directions. Only a cluster whose rows are all zero is merged.
-    let (groups, base, passes) = 'build: loop {
+    let (groups, base, passes, inside) = 'build: loop {
         let by_label = label_maps(&species);
         let route = ClusterRoute {
             species: &species,
@@ -956,7 +1060,9 @@ pub(super) fn build_clustered(
                             ));
                         }
                     }
-                    break 'build (groups, base, p);
+                    let inside: Vec<Vec<(String, usize)>> =
+                        grams.iter().map(|(g, _)| g.inside()).collect();
+                    break 'build (groups, base, p, inside);
                 }
                 Err(PassError::Groups(errs))
                     if errs.iter().all(|(_, e)| {
@@ -982,7 +1088,8 @@ pub(super) fn build_clustered(
         atoms[g.species] += g.last.seen;
         verified[g.species] &= g.verified;
     }
-    for (k, g) in groups.into_iter().enumerate() {
+    for (k, (g, ins)) in groups.into_iter().zip(inside).enumerate() {
+        species[g.species].inside.push(ins);
         let set = SpeciesActiveSet::from_rows(g.mv.into_active_rows().map_err(uq_err)?, g.proj);
         species[g.species].sets.push(set);
         debug_assert_eq!(base[g.species] + species[g.species].sets.len() - 1, k);
@@ -1000,6 +1107,7 @@ pub(super) fn build_clustered(
     condition_notes(&named, &mut notes);
     Ok(ClusteredActiveSets {
         partition: partition.clone(),
+        features: settings.cluster_features,
         species,
         info: BuildInfo {
             tol: settings.tol,
@@ -1068,6 +1176,7 @@ fn row_spaces(
                     ))
                 })?;
                 grams[g].0.push(row, &inv_rms[s]);
+                grams[g].0.count(label.unwrap_or(NO_LABEL));
             }
         }
         Ok(())

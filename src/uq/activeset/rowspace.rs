@@ -22,6 +22,8 @@ pub(super) struct Gram {
     pub(super) n: usize,
     g: Vec<f64>,
     buf: Vec<f64>,
+    /// Rows per `config_type`.
+    pub(super) labels: std::collections::BTreeMap<String, usize>,
 }
 
 impl Gram {
@@ -31,6 +33,7 @@ impl Gram {
             n: 0,
             g: vec![0.0; m * m],
             buf: Vec::with_capacity(BLOCK * m),
+            labels: Default::default(),
         }
     }
 
@@ -42,6 +45,23 @@ impl Gram {
         if self.buf.len() == BLOCK * self.m {
             self.flush();
         }
+    }
+
+    /// Count one row of `config_type` `label`.
+    pub(super) fn count(&mut self, label: &str) {
+        if let Some(n) = self.labels.get_mut(label) {
+            *n += 1;
+        } else {
+            self.labels.insert(label.to_string(), 1);
+        }
+    }
+
+    /// The `config_type`s of the rows, most frequent first.
+    pub(super) fn inside(&self) -> Vec<(String, usize)> {
+        let mut v: Vec<(String, usize)> =
+            self.labels.iter().map(|(k, n)| (k.clone(), *n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
     }
 
     /// Add the buffered rows.

@@ -1420,3 +1420,207 @@ fn measure_streaming_1e6() {
     );
     println!("notes: {:?}", g.info.notes);
 }
+
+/// Normalized mutual information of two labelings (arithmetic-mean normalization).
+fn nmi(a: &[usize], b: &[usize]) -> f64 {
+    let n = a.len() as f64;
+    let mut joint: BTreeMap<(usize, usize), f64> = BTreeMap::new();
+    let (mut pa, mut pb): (BTreeMap<usize, f64>, BTreeMap<usize, f64>) = Default::default();
+    for (&x, &y) in a.iter().zip(b) {
+        *joint.entry((x, y)).or_default() += 1.0 / n;
+        *pa.entry(x).or_default() += 1.0 / n;
+        *pb.entry(y).or_default() += 1.0 / n;
+    }
+    let h = |p: &BTreeMap<usize, f64>| -p.values().map(|v| v * v.ln()).sum::<f64>();
+    let mi: f64 = joint
+        .iter()
+        .map(|(&(x, y), &p)| p * (p / (pa[&x] * pb[&y])).ln())
+        .sum();
+    let d = 0.5 * (h(&pa) + h(&pb));
+    if d > 0.0 { mi / d } else { 0.0 }
+}
+
+/// Per-atom grades and clusters of `data` under `c`.
+fn local_atoms(model: &Model, c: &ClusteredActiveSets, data: &[Structure]) -> (Vec<f64>, Vec<u32>) {
+    let t = crate::uq::descriptor_table(model, data).unwrap();
+    let sr = &t.per_species[0];
+    let (mut g, mut k) = (vec![0.0; sr.len()], vec![0u32; sr.len()]);
+    c.gamma_local_batch(0, &sr.rows, &mut g, &mut k, &mut GammaScratch::new(sr.m));
+    (g, k)
+}
+
+#[test]
+#[ignore = "measurement: k-means feature spaces on heterogeneous Li (a few minutes); run with --ignored --nocapture"]
+fn measure_cluster_features() {
+    use super::ClusterFeatures as F;
+    let train = read("li/train.xyz");
+    let valid = read("li/valid.xyz");
+    let test = read("li/test.xyz");
+    let novel = read("li/novel.xyz");
+    let ty = |s: &Structure| s.config_type.clone().unwrap_or_default();
+    let mut types: Vec<String> = novel.iter().map(ty).collect();
+    types.sort();
+    types.dedup();
+    // Every other frame of each phase trains, the rest is held out.
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut het, mut held) = (train.clone(), test.clone());
+    for s in &novel {
+        let k = seen.entry(ty(s)).or_default();
+        if *k % 2 == 0 {
+            het.push(s.clone())
+        } else {
+            held.push(s.clone())
+        }
+        *k += 1;
+    }
+    let features = [F::Standardized, F::BodyOrder, F::Whitened];
+    let model = fit(
+        &["Li".to_string()],
+        &BasisConfig::default(),
+        &FitConfig::default(),
+        &het,
+        &valid,
+        false,
+    )
+    .unwrap();
+    let table = crate::uq::descriptor_table(&model, &het).unwrap();
+    // Environment type of every held-out atom.
+    let mut truth = vec![];
+    for s in &held {
+        let t = types
+            .iter()
+            .position(|x| *x == ty(s))
+            .map_or(types.len(), |p| p);
+        truth.extend(std::iter::repeat_n(t, s.len()));
+    }
+    println!(
+        "== separation of held-out environment types (NMI of cluster vs config_type; liquid = test frames)"
+    );
+    for k in [4, 6, 8] {
+        for f in features {
+            let st = Settings {
+                cluster_features: f,
+                ..Default::default()
+            };
+            let c = ClusteredActiveSets::build(
+                &model,
+                &table,
+                &[],
+                &Partition::KMeans(k),
+                &st,
+                2024,
+                false,
+            )
+            .unwrap();
+            let (_, cl) = local_atoms(&model, &c, &held);
+            let cl: Vec<usize> = cl.iter().map(|&x| x as usize).collect();
+            println!(
+                "K={k} {:>12}: clusters {:?} NMI {:.3}",
+                f.name(),
+                c.species[0].counts,
+                nmi(&cl, &truth)
+            );
+        }
+    }
+    println!(
+        "\n== novelty, each phase held out in turn (train: liquid + the other phases' even frames)"
+    );
+    println!(
+        "{:<24} {:>6} {:>12} {:>8} {:>8}",
+        "held out / method", "err x", "", "AUC str", "AUC atom"
+    );
+    for hold in &types {
+        let mut tr = train.clone();
+        let mut inside = test.clone();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut nov = vec![];
+        for s in &novel {
+            if ty(s) == *hold {
+                nov.push(s.clone());
+                continue;
+            }
+            let k = seen.entry(ty(s)).or_default();
+            if *k % 2 == 0 {
+                tr.push(s.clone())
+            } else {
+                inside.push(s.clone())
+            }
+            *k += 1;
+        }
+        let model = fit(
+            &["Li".to_string()],
+            &BasisConfig::default(),
+            &FitConfig::default(),
+            &tr,
+            &valid,
+            false,
+        )
+        .unwrap();
+        let table = crate::uq::descriptor_table(&model, &tr).unwrap();
+        let ei = crate::uq::force_errors(&model, &inside).unwrap();
+        let en = crate::uq::force_errors(&model, &nov).unwrap();
+        let mean = |e: &[Vec<f64>]| {
+            let v: Vec<f64> = e.iter().flatten().copied().collect();
+            v.iter().sum::<f64>() / v.len() as f64
+        };
+        let ratio = mean(&en) / mean(&ei);
+        let score = |gi: &[Vec<f64>], gn: &[Vec<f64>]| {
+            let smax = |g: &Vec<f64>| g.iter().copied().fold(0.0, f64::max);
+            let s: Vec<f64> = gi.iter().map(smax).chain(gn.iter().map(smax)).collect();
+            let l: Vec<bool> = gi
+                .iter()
+                .map(|_| false)
+                .chain(gn.iter().map(|_| true))
+                .collect();
+            let a: Vec<f64> = gi
+                .iter()
+                .flatten()
+                .chain(gn.iter().flatten())
+                .copied()
+                .collect();
+            let la: Vec<bool> = gi
+                .iter()
+                .flatten()
+                .map(|_| false)
+                .chain(gn.iter().flatten().map(|_| true))
+                .collect();
+            (roc_auc(&s, &l).unwrap(), roc_auc(&a, &la).unwrap())
+        };
+        let g = GlobalActiveSets::build(&model, &table, &Settings::default(), false).unwrap();
+        let gg = global_grader(&g);
+        let (s, a) = score(
+            &per_atom(&model, &inside, &*gg),
+            &per_atom(&model, &nov, &*gg),
+        );
+        println!("{hold:<24} {ratio:>6.2} {:>12} {s:>8.3} {a:>8.3}", "gamma");
+        for k in [4, 8] {
+            for f in features {
+                let st = Settings {
+                    cluster_features: f,
+                    ..Default::default()
+                };
+                let c = ClusteredActiveSets::build(
+                    &model,
+                    &table,
+                    &[],
+                    &Partition::KMeans(k),
+                    &st,
+                    2024,
+                    false,
+                )
+                .unwrap();
+                let lg = local_grader(&c);
+                let (s, a) = score(
+                    &per_atom(&model, &inside, &*lg),
+                    &per_atom(&model, &nov, &*lg),
+                );
+                println!(
+                    "{:<24} {:>6} {:>12} {s:>8.3} {a:>8.3}",
+                    "",
+                    "",
+                    format!("K={k} {}", f.name())
+                );
+            }
+        }
+    }
+}
