@@ -125,6 +125,11 @@ impl Gram {
                 q[k * a + c] = eig.eigenvectors[(k, i)];
             }
         }
+        // No build row lies farther from the kept space than all dropped variance together.
+        let dropped: f64 = order[rank..]
+            .iter()
+            .map(|&i| eig.eigenvalues[i].max(0.0))
+            .sum();
         let dead = (0..m as u32)
             .filter(|j| cols.binary_search(j).is_err())
             .collect();
@@ -135,7 +140,7 @@ impl Gram {
             dead,
             q,
             rank,
-            width: f64::NAN,
+            width: dropped.sqrt(),
         })
     }
 }

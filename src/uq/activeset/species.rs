@@ -14,7 +14,9 @@
 //! the row space) and `gamma_out = rho / w`, `rho = |x' - z V_r^T|` (how far the row leaves the
 //! space, from the complement and the columns the cluster never uses) and `w` the smallest
 //! singular value of `A` (the set's thinnest width: leaving the space by `w` counts like moving
-//! one active row's worth along its thinnest direction). A full-rank cluster has no projection
+//! one active row's worth along its thinnest direction), or, if larger, the square root of the
+//! variance the rank cut dropped (which bounds every build row's own distance from the space,
+//! so build rows still grade at most 1). A full-rank cluster has no projection
 //! and is graded exactly as before (`gamma = max_j |(x A^-1)_j|`, the same arithmetic).
 
 use crate::io::container::{Array, Container, ContainerError};
@@ -63,7 +65,10 @@ pub struct Projection {
     pub q: Vec<f64>,
     /// Dimension of the row space (`r`).
     pub rank: usize,
-    /// Smallest singular value of the `r × r` active set (set once the set is built).
+    /// Scale of the distance from the space: the smallest singular value of the `r × r` active
+    /// set, or, if larger, the bound `sqrt(sum of the dropped eigenvalues of the Gram matrix)` on
+    /// any build row's own distance from the space (so that no build row grades above 1 for
+    /// the directions the rank cut dropped). Before the set is built: that bound.
     pub width: f64,
 }
 
@@ -214,7 +219,7 @@ impl SpeciesActiveSet {
     /// A set from a MaxVol result on rows projected by `proj` (its width is set here).
     pub(super) fn from_rows(a: maxvol::ActiveRows, proj: Option<Projection>) -> Self {
         let proj = proj.map(|mut p| {
-            p.width = smallest_singular_value(&a.rows, a.m);
+            p.width = smallest_singular_value(&a.rows, a.m).max(p.width);
             Arc::new(p)
         });
         SpeciesActiveSet {

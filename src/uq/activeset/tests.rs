@@ -1624,3 +1624,53 @@ fn measure_cluster_features() {
         }
     }
 }
+
+#[test]
+fn almg_partitions_keep_several_clusters_per_species_and_differ_from_gamma() {
+    // Any model of the Al-Mg basis shows the structure that collapsed every partition into one
+    // cluster: pure-element neighbourhoods span only the functions of their own element.
+    let model = random_model(&["Al", "Mg"], &tiny_cfg(), 11);
+    let train = read("almg/train.xyz");
+    let test = read("almg/test.xyz");
+    let table = crate::uq::descriptor_table(&model, &train).unwrap();
+    let tt = crate::uq::descriptor_table(&model, &test).unwrap();
+    let labels = structure_labels(&train);
+    let st = Settings::default();
+    let g = GlobalActiveSets::build(&model, &table, &st, false).unwrap();
+    for p in [
+        Partition::KMeans(2),
+        Partition::KMeans(4),
+        Partition::ConfigType,
+    ] {
+        let c = ClusteredActiveSets::build(&model, &table, &labels, &p, &st, 3, false).unwrap();
+        for (s, sc) in c.species.iter().enumerate() {
+            let what = format!("{p:?}, species {}", model.species[s]);
+            assert!(sc.sets.len() > 1, "{what}: {:?}", c.info.notes);
+            // A pure-element cluster (rank-deficient) and a mixed one exist.
+            assert!(sc.sets.iter().any(|x| x.proj.is_some()), "{what}");
+            if matches!(p, Partition::KMeans(_)) {
+                let mut classes = sc.chem.clone();
+                classes.sort_unstable();
+                classes.dedup();
+                assert!(classes.len() >= 2, "{what}: {:?}", sc.chem);
+            }
+            // Build atoms grade <= tol against their own clusters.
+            let sr = &table.per_species[s];
+            let (mut gl, mut k) = (vec![0.0; sr.len()], vec![0u32; sr.len()]);
+            let mut scratch = GammaScratch::new(sr.m);
+            c.gamma_local_batch(s, &sr.rows, &mut gl, &mut k, &mut scratch);
+            if matches!(p, Partition::KMeans(_)) {
+                let worst = gl.iter().copied().fold(0.0, f64::max);
+                assert!(worst <= 1.01 * (1.0 + 1e-6), "{what}: {worst}");
+            }
+            // On the test atoms gamma_local is not a relabelled gamma.
+            let sr = &tt.per_species[s];
+            let (mut gl, mut k) = (vec![0.0; sr.len()], vec![0u32; sr.len()]);
+            c.gamma_local_batch(s, &sr.rows, &mut gl, &mut k, &mut scratch);
+            let mut gg = vec![0.0; sr.len()];
+            g.gamma_batch(s, &sr.rows, &mut gg, &mut scratch);
+            let rho = spearman(&gl, &gg).unwrap();
+            assert!(rho < 0.99, "{what}: Spearman(gamma_local, gamma) = {rho}");
+        }
+    }
+}
