@@ -25,10 +25,13 @@ Al-Mg (Jelinek 2012 MEAM samples and labels: almg-meam)
 
 Modes: --quick (CI: small and short, a couple of minutes), default (the committed data in
 tests/data), --full (a 250 ps sparse segment: a 600-frame pool for the active-learning
-benchmark). Deterministic for a given --seed (one LAMMPS process per job, no MPI).
+benchmark), --hetero (only the multi-phase Li set tests/data/li_hetero/phases.xyz for the
+uncertainty benchmark: the novel subsets above with 16-18 frames per phase, plus BCC with
+self-interstitials; the compressed liquid's density comes from the committed li/train.xyz box).
+Deterministic for a given --seed (one LAMMPS process per job, no MPI).
 
 Usage:
-    python3 scripts/gen_data.py [--quick|--full] [--seed 2024] [--out DIR] [--pool FILE]
+    python3 scripts/gen_data.py [--quick|--full|--hetero] [--seed 2024] [--out DIR] [--pool FILE]
         [--lmp PATH] [--potentials DIR] [--keep DIR] [--only li|almg]
 """
 
@@ -70,6 +73,13 @@ MODES = {
         almg_every=500, almg_melt=3.0,
     ),
 }
+
+# --hetero: the novel-subset recipe with more frames per phase and interstitials (Li only).
+HETERO = dict(
+    nov_scale=1.0, nov_frames=16, strain_blocks=8, strain_frames=2, vacancies=[1, 2, 3],
+    vac_frames=6, interstitials=[1, 2], int_frames=8, cluster_sizes=[13, 27, 40, 59],
+    cluster_frames=4,
+)
 
 LI_A = 3.51  # BCC lattice constant of the start configuration (Å), MEAM Li's a0 is 3.509
 
@@ -345,7 +355,7 @@ def li_novel(p, lmp, pot, seed, work, v_liquid):
         lambda d, box: make_frame(d, [("config_type", "bcc_cold_75K")]))
     # 2. strained BCC: a random symmetric strain (components up to 3 %) per block, 300 K NVT,
     # the cell then rotated by a random rotation so it is a general triclinic cell.
-    for k in range(max(2, nf + 1 if sc >= 1 else nf)):
+    for k in range(p.get("strain_blocks", max(2, nf + 1 if sc >= 1 else nf))):
         eps = [[0.0] * 3 for _ in range(3)]
         for i in range(3):
             eps[i][i] = rng.uniform(-0.03, 0.03)
@@ -362,10 +372,10 @@ def li_novel(p, lmp, pot, seed, work, v_liquid):
             f = periodic_post(fr, "bcc_strained_300K")(d, box)
             f.set_info("strain", strain_txt)
             return f
-        add(f"bcc_strained_{k}", fr, "p p p", "fix md all nvt temp 300 300 0.1", 300, 1, post,
-            eq_ps=max(0.5, sc))
+        add(f"bcc_strained_{k}", fr, "p p p", "fix md all nvt temp 300 300 0.1", 300,
+            p.get("strain_frames", 1), post, eq_ps=max(0.5, sc))
     # 3. vacancies: remove 1 or 3 random atoms.
-    nvac_list = [1, 3] if sc >= 1 else [2]
+    nvac_list = p.get("vacancies", [1, 3] if sc >= 1 else [2])
     for nvac in nvac_list:
         fr = bcc_frame((4, 4, 4), LI_A)
         gone = set(rng.sample(range(len(fr.symbols)), nvac))
@@ -373,8 +383,22 @@ def li_novel(p, lmp, pot, seed, work, v_liquid):
         fr.symbols = ["Li"] * len(fr.positions)
         cfg = "bcc_vacancy_300K"
         add(f"bcc_vacancy_{nvac}", fr, "p p p", "fix md all nvt temp 300 300 0.1", 300,
-            max(1, (nf + 1) // len(nvac_list)),
+            p.get("vac_frames", max(1, (nf + 1) // len(nvac_list))),
             lambda d, box, cfg=cfg, nvac=nvac: make_frame(d, [("config_type", cfg), ("vacancies", str(nvac))]))
+    # 3b. (--hetero only) self-interstitials: 1 or 2 extra atoms at tetrahedral sites
+    # ((1/2, 1/4, 0) a, 1.96 Å from the nearest atoms) of distinct random cells; MEAM relaxes them
+    # during the equilibration.
+    for nint in p.get("interstitials", []):
+        fr = bcc_frame((4, 4, 4), LI_A)
+        cells = rng.sample([(i, j, k) for i in range(4) for j in range(4) for k in range(4)], nint)
+        for (i, j, k) in cells:
+            fr.positions.append([(i + 0.5) * LI_A, (j + 0.25) * LI_A, k * LI_A])
+        fr.symbols = ["Li"] * len(fr.positions)
+        cfg = "bcc_interstitial_300K"
+        add(f"bcc_interstitial_{nint}", fr, "p p p", "fix md all nvt temp 300 300 0.1", 300,
+            p["int_frames"],
+            lambda d, box, cfg=cfg, nint=nint: make_frame(d, [("config_type", cfg),
+                                                               ("interstitials", str(nint))]))
     # 4. (100) slab, 3x3x7 cells with 15 Å of vacuum; MD in the padded periodic box, written with
     # pbc T T F (the vacuum-padded Lattice kept).
     fr = bcc_frame((3, 3, 7), LI_A)
@@ -384,7 +408,7 @@ def li_novel(p, lmp, pot, seed, work, v_liquid):
         lambda d, box: make_frame(d, [("config_type", "surface_100_300K")], pbc=(True, True, False)))
     # 5. clusters of 10-40 atoms cut from BCC as spheres around a random centre; MD with
     # shrink-wrapped boundaries, written without a cell.
-    sizes = [13, 27, 40] if sc >= 1 else [15]
+    sizes = p.get("cluster_sizes", [13, 27, 40] if sc >= 1 else [15])
     for nat in sizes:
         big = bcc_frame((6, 6, 6), LI_A)
         c0 = [3 * LI_A + rng.uniform(-0.5, 0.5) for _ in range(3)]
@@ -393,7 +417,7 @@ def li_novel(p, lmp, pot, seed, work, v_liquid):
         pos = [big.positions[i] for i in order[:nat]]
         fr = L.Frame(symbols=["Li"] * nat, positions=pos, cell=None, pbc=(False, False, False))
         add(f"cluster_{nat}", fr, "s s s", "fix md all nvt temp 300 300 0.1", 300,
-            max(1, (nf * 2) // len(sizes)),
+            p.get("cluster_frames", max(1, (nf * 2) // len(sizes))),
             lambda d, box: make_frame(d, [("config_type", "cluster_300K")], pbc=(False, False, False),
                                       cell=False))
     # 6. compressed hot liquid: 128 atoms at 1/1.15 of the 600 K liquid volume per atom, melted at
@@ -535,11 +559,69 @@ def stats(frames: list[L.Frame]) -> dict:
     return res
 
 
+def train_volume_per_atom(path: str) -> float:
+    """Mean volume per atom of the frames of `path` (the 600 K liquid box of the main run)."""
+    vols = []
+    for fr in L.read_extxyz(path):
+        a, b, c = fr.cell
+        vols.append(abs(L._dot(a, L._cross(b, c))) / len(fr.symbols))
+    return sum(vols) / len(vols)
+
+
+def main_hetero(args, argv) -> int:
+    """--hetero: the multi-phase Li set, MEAM MD in one LAMMPS job, labelled with li-snap."""
+    root = L.REPO_ROOT
+    out = args.out or os.path.join(root, "tests", "data", "li_hetero")
+    t_start = time.time()
+    cmd_args = argv if argv is not None else sys.argv[1:]
+    summary = {"mode": "hetero", "seed": args.seed, "params": HETERO,
+               "command": " ".join(["scripts/gen_data.py"] + cmd_args)}
+    try:
+        lmp = L.find_lmp(args.lmp)
+        pot = L.find_potentials(lmp, args.potentials)
+        v_liq = train_volume_per_atom(os.path.join(root, "tests", "data", "li", "train.xyz"))
+        summary["liquid_volume_per_atom_A3"] = v_liq
+        ctx = None
+        if args.keep:
+            work = args.keep
+            os.makedirs(work, exist_ok=True)
+        else:
+            ctx = tempfile.TemporaryDirectory(prefix="aceuq-gen-")
+            work = ctx.name
+        log(f"multi-phase Li MEAM MD, seed {args.seed}, liquid volume {v_liq:.3f} A^3/atom")
+        # Another seed than the default mode's novel subsets, so no frame repeats li/novel.xyz.
+        frames, t_md = li_novel(HETERO, lmp, pot, args.seed + 1000, work, v_liq)
+        summary["md_seconds"] = t_md
+        t0 = time.time()
+        L.label_frames(frames, "li-snap", lmp, pot)
+        summary["label_seconds"] = time.time() - t0
+        log(f"labelled {len(frames)} frames with li-snap in {summary['label_seconds']:.1f} s")
+        path = os.path.join(out, "phases.xyz")
+        L.write_extxyz_atomic(path, frames)
+        summary["files"] = {os.path.relpath(path, root): dict(
+            frames=len(frames), atoms=sum(len(f.symbols) for f in frames),
+            bytes=os.path.getsize(path), stats=stats(frames))}
+        log(f"wrote {os.path.relpath(path, root)}: {len(frames)} frames, "
+            f"{os.path.getsize(path) / 1024:.0f} KiB")
+        summary["total_seconds"] = time.time() - t_start
+        with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=1, ensure_ascii=False)
+        log(f"done in {summary['total_seconds']:.0f} s")
+        if ctx is not None:
+            ctx.cleanup()
+        return 0
+    except L.LabelError as exc:
+        print(f"gen_data.py: error: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Generate the aceuq reference data (see module docstring).")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="small and short (CI)")
     g.add_argument("--full", action="store_true", help="long sparse segment (600-frame pool)")
+    g.add_argument("--hetero", action="store_true",
+                   help="only the multi-phase Li set (tests/data/li_hetero/phases.xyz)")
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--out", help="data folder (default: tests/data, or runs/data-quick|-full)")
     ap.add_argument("--pool", help="pool file (default: runs/data[-quick|-full]/li_pool.xyz)")
@@ -548,6 +630,8 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", metavar="DIR", help="keep LAMMPS work files in DIR")
     ap.add_argument("--only", choices=["li", "almg"], help="generate only one system")
     args = ap.parse_args(argv)
+    if args.hetero:
+        return main_hetero(args, argv)
     mode = "quick" if args.quick else "full" if args.full else "default"
     p = MODES[mode]
     root = L.REPO_ROOT

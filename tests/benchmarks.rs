@@ -190,7 +190,12 @@ fn uq_bench_quick_end_to_end() {
     ]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "uq-bench failed:\n{stderr}");
-    for f in ["calibration.png", "scores.png", "accuracy.png"] {
+    for f in [
+        "calibration.png",
+        "scores.png",
+        "novelty.png",
+        "accuracy.png",
+    ] {
         assert_png(&out.join(f));
     }
     let text = std::fs::read_to_string(out.join("results.csv")).unwrap();
@@ -201,30 +206,82 @@ fn uq_bench_quick_end_to_end() {
         "{header}"
     );
     let rows: Vec<&str> = lines.collect();
-    // 2 data sets x 2 quick bases x 3 methods.
-    assert_eq!(rows.len(), 12, "{text}");
+    // (2 Li data sets x 2 quick bases + Al-Mg x its 1 quick basis) x 3 methods.
+    assert_eq!(rows.len(), 15, "{text}");
     let mut nfuncs = std::collections::BTreeSet::new();
     for r in &rows {
         // The dataset names are quoted and contain no commas; the subset list is last.
         let cells: Vec<&str> = r.split(',').collect();
-        assert_eq!(cells.len(), 13, "{r}");
-        nfuncs.insert(cells[2].parse::<usize>().unwrap());
+        assert_eq!(cells.len(), 18, "{r}");
+        nfuncs.insert((
+            cells[0].contains("Al-Mg"),
+            cells[2].parse::<usize>().unwrap(),
+        ));
         let num = |k: usize| cells[k].parse::<f64>().unwrap();
         assert!(num(4) > 0.0 && num(4) < 1.0, "test MAE {r}");
         assert!((-1.0..=1.0).contains(&num(7)), "rho {r}");
         assert!((0.0..=0.5).contains(&num(9)), "area {r}");
         assert!((0.0..=1.0).contains(&num(11)), "mean AUC {r}");
-        let subsets = cells[12].trim_matches('"').split(';').count();
-        // Homogeneous: the 6 novel subsets; heterogeneous: the 3 quick holdouts.
+        // Means over the genuinely novel subsets: NaN when there are none.
+        let n_novel = num(12);
+        for k in 13..=16 {
+            let v = num(k);
+            if n_novel == 0.0 {
+                assert!(v.is_nan(), "{r}");
+            } else {
+                assert!((-1.0..=1.0).contains(&v), "column {k}: {r}");
+            }
+        }
+        let subsets = cells[17].trim_matches('"').split(';').count();
+        // Homogeneous: the 6 novel subsets; Li heterogeneous: the 3 quick holdouts; Al-Mg: the
+        // two quick holdout groups (each group's config_types held out together).
         let want = if cells[0].contains("homogeneous") {
             6
+        } else if cells[0].contains("Al-Mg") {
+            assert!(cells[17].contains("liquids_1100K="), "{r}");
+            assert!(cells[17].contains("Mg90Al10_hcp="), "{r}");
+            2
         } else {
             3
         };
         assert_eq!(subsets, want, "{r}");
+        assert!(n_novel <= want as f64);
     }
-    assert_eq!(nfuncs.len(), 2, "two basis sizes");
+    assert_eq!(nfuncs.len(), 3, "two Li basis sizes, one Al-Mg: {nfuncs:?}");
+    // One row per (data set, basis, subset, method); the novelty flag follows the documented rule.
+    let (h, rows) = read_csv(&out.join("subsets.csv"));
+    assert_eq!(rows.len(), 3 * (2 * 6 + 2 * 3 + 2), "{h:?}");
+    let ratio = col(&h, &rows, "error_ratio");
+    let tail = col(&h, &rows, "frac_above_p95");
+    let k_novel = h.iter().position(|c| c == "genuinely_novel").unwrap();
+    for (i, r) in rows.iter().enumerate() {
+        let rule = ratio[i] >= 1.2 && tail[i] >= 0.10;
+        // Rounded to 4 decimals in the file: skip values on the boundary.
+        if (ratio[i] - 1.2).abs() > 1e-3 && (tail[i] - 0.10).abs() > 1e-3 {
+            assert_eq!(r[k_novel] == "true", rule, "{r:?}");
+        }
+    }
+    for c in [
+        "auc_structure_max",
+        "auc_structure_matched",
+        "auc_atom",
+        "recall_top5_at_10",
+    ] {
+        assert!(
+            col(&h, &rows, c).iter().all(|v| (0.0..=1.0).contains(v)),
+            "{c}"
+        );
+    }
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("Novelty ROC-AUC per subset") && md.contains("gamma_local"));
+    assert!(
+        md.contains("genuinely novel") && md.contains("## Verdict"),
+        "{md}"
+    );
+    for d in ["Li homogeneous", "Li heterogeneous", "Al-Mg phases"] {
+        // Once in the data set list, once in the verdicts.
+        let n = md.matches(&format!("- **{d}**")).count();
+        assert_eq!(n, 2, "no verdict line for {d}:\n{md}");
+    }
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -4,7 +4,9 @@
 //!   in time order (oracle, random and every uncertainty estimator), per-iteration metrics and
 //!   their aggregation over repeats.
 //! - [`heterogeneity`]: the study of Shuang et al.: homogeneous vs heterogeneous training data
-//!   at several basis sizes; Spearman rho, calibration and novelty ROC-AUC per method.
+//!   at several basis sizes; Spearman rho, calibration and novelty ROC-AUC per method, and per
+//!   novel subset the size-matched structure and atom ROC-AUC, error-ranking recall at a
+//!   labelling budget, a genuine-novelty check and the gamma_local-vs-gamma verdict.
 //! - [`figures`] (CLI builds only): the PNG figures of both.
 //!
 //! Top layer (feature `cli`, not in the plugin's library): imports potential, uq, model, basis,

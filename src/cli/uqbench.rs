@@ -1,10 +1,14 @@
 //! `aceuq uq-bench`: the heterogeneity / model-accuracy study of Shuang et al. (METHODS.md §3,
 //! §6) from a `bench.toml`: Spearman rho, calibration and novelty ROC-AUC of each uncertainty
-//! method, for each training set and basis size; figures and a Markdown table.
+//! method, for each training set and basis size, the per-subset novelty and error-ranking scores
+//! and the gamma_local-vs-gamma verdict (rules in `bench::heterogeneity`); figures, Markdown
+//! tables, `results.csv` and `subsets.csv`.
 
 use crate::bench::figures::{BarPanel, Panel, Series, write_bars, write_panels};
 use crate::bench::heterogeneity::{
-    BenchConfig, CaseResult, Dataset, DatasetConfig, group_by_type, run_case, split3, thin,
+    BenchConfig, CaseResult, Dataset, DatasetConfig, LABEL_BUDGET, MATCHED_DRAWS,
+    NOVEL_MIN_ERROR_RATIO, NOVEL_MIN_FRACTION_ABOVE_P95, TOP_ERROR_FRACTION, VERDICT_AUC_TOLERANCE,
+    group_by_type, run_case, split3, thin, verdict,
 };
 use crate::stats::plot::markdown_table;
 use anyhow::{Context, Result, bail};
@@ -49,11 +53,41 @@ fn load(base: &Path, d: &DatasetConfig, cfg: &BenchConfig, quick: bool) -> Resul
     }
     let mut valid = read_all(base, &d.valid).with_context(ctx)?;
     let mut test = read_all(base, &d.test).with_context(ctx)?;
-    let mut holdout = vec![];
-    for (name, frames) in group_by_type(read_all(base, &d.mixed).with_context(ctx)?) {
-        if d.holdout && (!quick || holdout.len() < cfg.quick.max_holdouts) {
+    let mut holdout: Vec<(String, Vec<crate::Structure>)> = vec![];
+    let max_holdouts = if quick {
+        d.quick_holdouts.unwrap_or(cfg.quick.max_holdouts)
+    } else {
+        usize::MAX
+    };
+    let groups = group_by_type(read_all(base, &d.mixed).with_context(ctx)?);
+    if d.holdout && d.holdout_group.is_empty() {
+        for (name, frames) in groups.iter().take(max_holdouts) {
             holdout.push((name.clone(), frames.clone()));
         }
+    }
+    if d.holdout {
+        for g in d.holdout_group.iter().take(max_holdouts) {
+            let mut frames = vec![];
+            for t in &g.types {
+                match groups.iter().find(|(n, _)| n == t) {
+                    Some((_, f)) => frames.extend(f.iter().cloned()),
+                    None => bail!(
+                        "dataset '{}': holdout_group '{}' names config_type '{t}', which no mixed \
+                         file has (they have: {})",
+                        d.name,
+                        g.name,
+                        groups
+                            .iter()
+                            .map(|g| g.0.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+            }
+            holdout.push((g.name.clone(), frames));
+        }
+    }
+    for (_, frames) in groups {
         let [tr, va, te] = split3(frames, d.mixed_split);
         train.extend(tr);
         valid.extend(va);
@@ -89,37 +123,57 @@ pub fn run(a: &UqBenchArgs) -> Result<()> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let bases: Vec<_> = if a.quick {
-        if cfg.quick.bases.is_empty() {
+    // The bases of each data set: its `bases` (default all), or in the quick size its own
+    // `quick_bases`, else `[quick] bases`, else the first two.
+    let bases_for = |d: &DatasetConfig| -> Vec<crate::bench::heterogeneity::NamedBasis> {
+        let names = if d.quick_bases.is_empty() {
+            &cfg.quick.bases
+        } else {
+            &d.quick_bases
+        };
+        if !a.quick {
+            cfg.basis
+                .iter()
+                .filter(|b| d.bases.is_empty() || d.bases.contains(&b.name))
+                .cloned()
+                .collect()
+        } else if names.is_empty() {
             cfg.basis.iter().take(2).cloned().collect()
         } else {
             cfg.basis
                 .iter()
-                .filter(|b| cfg.quick.bases.contains(&b.name))
+                .filter(|b| names.contains(&b.name))
                 .cloned()
                 .collect()
         }
-    } else {
-        cfg.basis.clone()
     };
     let members = if a.quick {
         cfg.quick.ensemble.max(2)
     } else {
         cfg.ensemble
     };
-    let data: Vec<Dataset> = cfg
+    let chosen: Vec<&DatasetConfig> = cfg
         .dataset
+        .iter()
+        .filter(|d| !a.quick || d.in_quick)
+        .collect();
+    let data: Vec<Dataset> = chosen
         .iter()
         .map(|d| load(&base, d, &cfg, a.quick))
         .collect::<Result<_>>()?;
+    let bases: Vec<Vec<_>> = chosen.iter().map(|d| bases_for(d)).collect();
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let t0 = Instant::now();
-    let fits: usize = data.iter().map(|d| 1 + d.holdout.len()).sum::<usize>() * bases.len();
+    let fits: usize = data
+        .iter()
+        .zip(&bases)
+        .map(|(d, b)| (1 + d.holdout.len()) * b.len())
+        .sum();
     let bar = fit_bar(fits);
     let mut results: Vec<CaseResult> = vec![];
-    for d in &data {
-        for b in &bases {
+    for (d, bases) in data.iter().zip(&bases) {
+        for b in bases {
             let mut step = |msg: &str| {
                 bar.set_message(msg.to_string());
                 bar.inc(1);
@@ -137,11 +191,13 @@ pub fn run(a: &UqBenchArgs) -> Result<()> {
                 r.methods
                     .iter()
                     .map(|m| format!(
-                        "{} rho {:.2} area {:.3} AUC {:.2}",
+                        "{} rho {:.2} area {:.3} AUC {:.2} matched AUC (novel) {:.2} recall {:.2}",
                         m.method.name(),
                         m.rho_atom,
                         m.area,
-                        m.mean_auc()
+                        m.mean_auc(),
+                        r.novel_mean(m, |s| s.auc_struct_matched),
+                        r.novel_mean(m, |s| s.recall)
                     ))
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -157,6 +213,7 @@ pub fn run(a: &UqBenchArgs) -> Result<()> {
     bar.finish_and_clear();
     figures(&a.out, &results)?;
     write_csv(&a.out.join("results.csv"), &results)?;
+    write_subsets_csv(&a.out.join("subsets.csv"), &results)?;
     let md = summary(a, &data, &results, members, t0.elapsed().as_secs_f64());
     crate::io::container::write_atomic(&a.out.join("summary.md"), md.as_bytes())?;
     print!("{md}");
@@ -178,8 +235,8 @@ fn fit_bar(n: usize) -> indicatif::ProgressBar {
     b
 }
 
-/// Columns of results.csv.
-pub const CSV_HEADER: [&str; 13] = [
+/// Columns of results.csv (the `*_novel` columns: means over the genuinely novel subsets).
+pub const CSV_HEADER: [&str; 18] = [
     "dataset",
     "basis",
     "nfuncs",
@@ -192,8 +249,62 @@ pub const CSV_HEADER: [&str; 13] = [
     "miscalibration_area",
     "signed_calibration",
     "mean_auc",
+    "n_novel_subsets",
+    "auc_matched_novel",
+    "auc_atom_novel",
+    "spearman_pool_novel",
+    "recall_top5_at_10_novel",
     "auc_by_subset",
 ];
+
+/// Columns of subsets.csv: one row per (data set, basis, subset, method).
+pub const SUBSETS_HEADER: [&str; 14] = [
+    "dataset",
+    "basis",
+    "subset",
+    "frames",
+    "atoms",
+    "error_ratio",
+    "frac_above_p95",
+    "genuinely_novel",
+    "method",
+    "auc_structure_max",
+    "auc_structure_matched",
+    "auc_atom",
+    "spearman_pool",
+    "recall_top5_at_10",
+];
+
+fn write_subsets_csv(path: &Path, results: &[CaseResult]) -> Result<()> {
+    let mut s = SUBSETS_HEADER.join(",") + "\n";
+    for r in results {
+        for m in &r.methods {
+            for (sc, nov) in m.subsets.iter().zip(&r.subsets) {
+                let _ = writeln!(
+                    s,
+                    "\"{}\",{},{},{},{},{:.4},{:.4},{},{},{:.4},{:.4},{:.4},{:.4},{:.4}",
+                    r.dataset,
+                    r.basis,
+                    sc.name,
+                    nov.frames,
+                    nov.atoms,
+                    nov.error_ratio,
+                    nov.frac_above_p95,
+                    nov.novel,
+                    m.method.name(),
+                    sc.auc_struct,
+                    sc.auc_struct_matched,
+                    sc.auc_atom,
+                    sc.rho_pool,
+                    sc.recall
+                );
+            }
+        }
+    }
+    crate::io::container::write_atomic(path, s.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
 
 fn write_csv(path: &Path, results: &[CaseResult]) -> Result<()> {
     let mut s = CSV_HEADER.join(",") + "\n";
@@ -207,7 +318,7 @@ fn write_csv(path: &Path, results: &[CaseResult]) -> Result<()> {
                 .join(";");
             let _ = writeln!(
                 s,
-                "\"{}\",{},{},{},{:.6},{:.6},{},{:.4},{:.4},{:.4},{:.4},{:.4},\"{}\"",
+                "\"{}\",{},{},{},{:.6},{:.6},{},{:.4},{:.4},{:.4},{:.4},{:.4},{},{:.4},{:.4},{:.4},{:.4},\"{}\"",
                 r.dataset,
                 r.basis,
                 r.nfuncs,
@@ -220,6 +331,11 @@ fn write_csv(path: &Path, results: &[CaseResult]) -> Result<()> {
                 m.area,
                 m.signed,
                 m.mean_auc(),
+                r.n_novel(),
+                r.novel_mean(m, |s| s.auc_struct_matched),
+                r.novel_mean(m, |s| s.auc_atom),
+                r.novel_mean(m, |s| s.rho_pool),
+                r.novel_mean(m, |s| s.recall),
                 aucs
             );
         }
@@ -330,8 +446,59 @@ fn figures(out: &Path, results: &[CaseResult]) -> Result<()> {
             BarPanel {
                 title: "novelty ROC-AUC (mean over subsets)".into(),
                 y_label: "AUC".into(),
-                groups,
+                groups: groups.clone(),
                 series: per(&|m| m.mean_auc()),
+                y_range: Some((0.0, 1.0)),
+            },
+        ],
+        (620, 480),
+    )
+    .with_context(|| format!("writing {}", p.display()))?;
+    // Novelty and error ranking, means over the genuinely novel subsets.
+    let per_novel =
+        |f: &dyn Fn(&crate::bench::heterogeneity::SubsetScores) -> f64| -> Vec<(String, Vec<f64>)> {
+            methods
+                .iter()
+                .map(|&m| {
+                    (
+                        m.name().to_string(),
+                        results
+                            .iter()
+                            .map(|r| {
+                                r.methods
+                                    .iter()
+                                    .find(|x| x.method == m)
+                                    .map_or(f64::NAN, |x| r.novel_mean(x, f))
+                            })
+                            .collect(),
+                    )
+                })
+                .collect()
+        };
+    let p = out.join("novelty.png");
+    write_bars(
+        &p,
+        "genuinely novel subsets only (means; none: no bar)",
+        &[
+            BarPanel {
+                title: "structure ROC-AUC, size-matched".into(),
+                y_label: "AUC".into(),
+                groups: groups.clone(),
+                series: per_novel(&|s| s.auc_struct_matched),
+                y_range: Some((0.0, 1.0)),
+            },
+            BarPanel {
+                title: "atom ROC-AUC".into(),
+                y_label: "AUC".into(),
+                groups: groups.clone(),
+                series: per_novel(&|s| s.auc_atom),
+                y_range: Some((0.0, 1.0)),
+            },
+            BarPanel {
+                title: "top-5 % error recall at 10 % budget".into(),
+                y_label: "recall".into(),
+                groups: groups.clone(),
+                series: per_novel(&|s| s.recall),
                 y_range: Some((0.0, 1.0)),
             },
         ],
@@ -419,6 +586,9 @@ fn summary(
         "miscal. area",
         "signed calib.",
         "novelty AUC (mean)",
+        "novel subsets",
+        "matched AUC (novel)",
+        "recall@10% (novel)",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -436,6 +606,9 @@ fn summary(
                 format!("{:.3}", m.area),
                 format!("{:+.3}", m.signed),
                 format!("{:.3}", m.mean_auc()),
+                format!("{}/{}", r.n_novel(), r.subsets.len()),
+                format!("{:.3}", r.novel_mean(m, |s| s.auc_struct_matched)),
+                format!("{:.3}", r.novel_mean(m, |s| s.recall)),
             ]);
         }
     }
@@ -512,6 +685,113 @@ fn summary(
         }
         md += &markdown_table(&h, &rows);
     }
+    // Genuine novelty and the per-subset scores.
+    if results.iter().any(|r| !r.subsets.is_empty()) {
+        let _ = writeln!(
+            md,
+            "\n## Is each subset genuinely novel?\n\nPer-atom force errors of the model that \
+             scored the subset (the refitted one for held-out subsets) against its \
+             in-distribution test atoms. Genuinely novel: error ratio >= \
+             {NOVEL_MIN_ERROR_RATIO} **and** fraction above the in-distribution 95th percentile \
+             >= {NOVEL_MIN_FRACTION_ABOVE_P95} (0.05 for in-distribution atoms). Subsets that \
+             fail are excluded from the `(novel)` means and the verdicts.\n"
+        );
+        let h: Vec<String> = [
+            "data set",
+            "basis",
+            "subset",
+            "frames",
+            "atoms",
+            "error ratio",
+            "> in-dist. p95",
+            "genuinely novel",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut rows = vec![];
+        for r in results {
+            for n in &r.subsets {
+                rows.push(vec![
+                    r.dataset.clone(),
+                    r.basis.clone(),
+                    n.name.clone(),
+                    n.frames.to_string(),
+                    n.atoms.to_string(),
+                    format!("{:.2}", n.error_ratio),
+                    format!("{:.3}", n.frac_above_p95),
+                    if n.novel { "yes" } else { "**not novel**" }.into(),
+                ]);
+            }
+        }
+        md += &markdown_table(&h, &rows);
+        let _ = writeln!(md, "\n## Novelty detection and error ranking per subset\n");
+        let h: Vec<String> = [
+            "data set",
+            "basis",
+            "subset",
+            "method",
+            "struct. AUC (max)",
+            "struct. AUC (size-matched)",
+            "atom AUC",
+            "Spearman (pool)",
+            "top-5% recall @10%",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut rows = vec![];
+        for r in results {
+            for (k, n) in r.subsets.iter().enumerate() {
+                for m in &r.methods {
+                    let sc = &m.subsets[k];
+                    rows.push(vec![
+                        r.dataset.clone(),
+                        r.basis.clone(),
+                        if n.novel {
+                            n.name.clone()
+                        } else {
+                            format!("{} (not novel)", n.name)
+                        },
+                        m.method.name().into(),
+                        format!("{:.3}", sc.auc_struct),
+                        format!("{:.3}", sc.auc_struct_matched),
+                        format!("{:.3}", sc.auc_atom),
+                        format!("{:.3}", sc.rho_pool),
+                        format!("{:.3}", sc.recall),
+                    ]);
+                }
+            }
+        }
+        md += &markdown_table(&h, &rows);
+        let _ = writeln!(
+            md,
+            "\n## Verdict: does gamma_local restore novelty sensitivity?\n\nPer data set, over \
+             every (basis, genuinely novel subset) pair: gamma_local's size-matched structure \
+             AUC >= gamma's - {VERDICT_AUC_TOLERANCE} on every pair and higher on average, and \
+             its mean top-5 % recall at a 10 % budget >= gamma's. Thresholds fixed before any \
+             run; nothing tuned.\n"
+        );
+        let mut names: Vec<&str> = vec![];
+        for r in results {
+            if !names.contains(&r.dataset.as_str()) {
+                names.push(&r.dataset);
+            }
+        }
+        let mut any = false;
+        for d in names {
+            if let Some(v) = verdict(results, d) {
+                let _ = writeln!(md, "- {}", v.line());
+                any = true;
+            }
+        }
+        if !any {
+            let _ = writeln!(
+                md,
+                "- no verdict: gamma and gamma_local were not both scored."
+            );
+        }
+    }
     let _ = writeln!(
         md,
         "\nSpearman: uncertainty vs force error on the in-distribution test atoms (structures: max \
@@ -520,8 +800,18 @@ fn summary(
          likelihood on the validation atoms); signed calib. = mean(observed - expected): > 0 \
          conservative, < 0 errors under-predicted. Novelty: ROC-AUC of the structure grade (max-atom \
          uncertainty), novel structures vs the in-distribution test structures; for held-out subsets \
-         the model is refitted without the subset.\n\nFigures: `calibration.png`, `scores.png`, \
-         `accuracy.png`; data: `results.csv`."
+         the model is refitted without the subset (and its test frames leave the in-distribution \
+         test). The max over atoms grows with the atom count, so `struct. AUC (max)` is biased \
+         whenever novel and in-distribution frames differ in size (Li: 13-128 vs mostly 250 atoms); \
+         `size-matched` compares each novel frame of n atoms only with maxima over n atoms drawn \
+         at random without replacement from each in-distribution frame ({MATCHED_DRAWS} draws per \
+         frame, the same draws for every method; frames of equal size give the plain AUC). Atom \
+         AUC: novel atoms vs in-distribution test atoms. Spearman (pool) and recall use the pool \
+         of in-distribution test atoms + subset atoms: recall = expected fraction of the \
+         ceil({TOP_ERROR_FRACTION} n) highest-error atoms among the ceil({LABEL_BUDGET} n) most \
+         uncertain (ties split evenly; a constant uncertainty scores {LABEL_BUDGET}).\n\nFigures: \
+         `calibration.png`, `scores.png`, `novelty.png`, `accuracy.png`; data: `results.csv`, \
+         `subsets.csv`."
     );
     md
 }

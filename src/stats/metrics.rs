@@ -1,6 +1,7 @@
 //! Evaluation metrics of METHODS.md §6: confusion counts and F1 at a pair of cutoffs, the 2-D
 //! (e_c, u_c) sweep, the calibration curve with its miscalibration area, Spearman's rho and
-//! ROC-AUC.
+//! ROC-AUC; for the uncertainty benchmark also the size-stratified ROC-AUC (each positive against
+//! its own negatives) and the recall of the highest-error atoms at a labelling budget.
 //!
 //! Conventions: an atom has *high error* if e > e_c and is *flagged uncertain* if u > u_c
 //! (strict inequalities). Precision is 0 when nothing is flagged, recall is 0 when no atom has a
@@ -410,6 +411,110 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Result<f64, StatsError> {
     Ok((r_pos - p * (p + 1.0) / 2.0) / (p * q))
 }
 
+/// ROC-AUC with one set of negatives per positive: the mean over positives i of the fraction of
+/// `negatives[i]` that score below `positives[i]`, ties counting 1/2.
+///
+/// With the same negatives for every positive this is exactly [`roc_auc`]. The uncertainty
+/// benchmark uses it to compare each novel structure only with in-distribution scores of its own
+/// size (the maximum over as many atoms), so that the maximum's growth with the atom count cannot
+/// masquerade as novelty. Errors if there is no positive or some positive has no negative.
+pub fn stratified_auc(positives: &[f64], negatives: &[Vec<f64>]) -> Result<f64, StatsError> {
+    if positives.len() != negatives.len() {
+        return Err(StatsError::LengthMismatch {
+            what: "positives and their negatives",
+            left: positives.len(),
+            right: negatives.len(),
+        });
+    }
+    if positives.is_empty() {
+        return Err(StatsError::TooFewSamples { n: 0, needed: 1 });
+    }
+    check_finite(positives)?;
+    let mut total = 0.0;
+    for (i, (&p, neg)) in positives.iter().zip(negatives).enumerate() {
+        if neg.is_empty() {
+            return Err(StatsError::Degenerate {
+                what: "stratified ROC-AUC",
+                reason: format!("positive {i} has no negatives to compare with"),
+            });
+        }
+        check_finite(neg)?;
+        let wins: f64 = neg
+            .iter()
+            .map(|&q| {
+                if p > q {
+                    1.0
+                } else if p == q {
+                    0.5
+                } else {
+                    0.0
+                }
+            })
+            .sum();
+        total += wins / neg.len() as f64;
+    }
+    Ok(total / positives.len() as f64)
+}
+
+/// `ceil(frac * n)` robust to rounding (0.05 * 100 is 5, not 6), at least 1 for n >= 1.
+pub fn count_of_fraction(frac: f64, n: usize) -> usize {
+    (((frac * n as f64) - 1e-9).ceil().max(1.0) as usize).min(n)
+}
+
+/// Probability that each value is among the `k` largest when ties are broken uniformly at
+/// random: 1 above the k-th largest value, 0 below it, and for the values equal to it the
+/// remaining slots divided by their number. The weights sum to `min(k, n)`.
+pub fn top_k_weights(x: &[f64], k: usize) -> Vec<f64> {
+    let n = x.len();
+    let k = k.min(n);
+    if k == 0 {
+        return vec![0.0; n];
+    }
+    let mut s = x.to_vec();
+    s.sort_by(|a, b| b.total_cmp(a));
+    let t = s[k - 1];
+    let above = x.iter().filter(|&&v| v > t).count();
+    let tied = x.iter().filter(|&&v| v == t).count();
+    let w_tie = (k - above) as f64 / tied as f64;
+    x.iter()
+        .map(|&v| {
+            if v > t {
+                1.0
+            } else if v == t {
+                w_tie
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// Recall of the highest-error atoms at a labelling budget: of the `ceil(top_frac * n)` atoms
+/// with the largest errors, the expected fraction among the `ceil(budget_frac * n)` atoms with
+/// the largest uncertainties (ties in either ranking broken uniformly at random, independently;
+/// computed exactly as sum_i P(i in top errors) P(i in budget) / k). An uninformative
+/// (constant) uncertainty scores `ceil(budget_frac * n) / n`; a perfect ranking scores 1 when
+/// the budget is at least the top set.
+pub fn recall_at_budget(
+    errors: &[f64],
+    uncertainties: &[f64],
+    top_frac: f64,
+    budget_frac: f64,
+) -> Result<f64, StatsError> {
+    check_pair("errors and uncertainties", errors, uncertainties)?;
+    for (name, f) in [("top_frac", top_frac), ("budget_frac", budget_frac)] {
+        if !(f > 0.0 && f <= 1.0) {
+            return Err(StatsError::InvalidParameter { name, value: f });
+        }
+    }
+    let n = errors.len();
+    let k = count_of_fraction(top_frac, n);
+    let b = count_of_fraction(budget_frac, n);
+    let we = top_k_weights(errors, k);
+    let wu = top_k_weights(uncertainties, b);
+    Ok(we.iter().zip(&wu).map(|(a, c)| a * c).sum::<f64>() / k as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,5 +647,69 @@ mod tests {
             0.5
         );
         assert!(roc_auc(&[1.0, 2.0], &[true, true]).is_err());
+    }
+
+    #[test]
+    fn stats_stratified_auc_hand_cases() {
+        // Positive 2.0 vs [1, 2, 3]: (1 + 0.5 + 0) / 3 = 0.5; positive 5.0 vs [4]: 1.
+        let a = stratified_auc(&[2.0, 5.0], &[vec![1.0, 2.0, 3.0], vec![4.0]]).unwrap();
+        assert!((a - 0.75).abs() < 1e-15, "{a}");
+        // Shared negatives: equal to the Mann-Whitney AUC.
+        let neg = vec![0.1, 0.4];
+        let a = stratified_auc(&[0.35, 0.8], &[neg.clone(), neg]).unwrap();
+        let b = roc_auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap();
+        assert!((a - b).abs() < 1e-15 && (a - 0.75).abs() < 1e-15);
+        // Each positive only against its own stratum: a plain AUC would give 1/4 here.
+        let a = stratified_auc(&[1.0, 10.0], &[vec![0.5], vec![9.0]]).unwrap();
+        assert_eq!(a, 1.0);
+        assert_eq!(
+            roc_auc(&[1.0, 10.0, 0.5, 9.0], &[true, true, false, false]).unwrap(),
+            0.75
+        );
+        assert!(stratified_auc(&[1.0], &[vec![]]).is_err());
+        assert!(stratified_auc(&[], &[]).is_err());
+        assert!(stratified_auc(&[1.0], &[vec![1.0], vec![2.0]]).is_err());
+        assert!(stratified_auc(&[f64::NAN], &[vec![1.0]]).is_err());
+    }
+
+    #[test]
+    fn stats_recall_at_budget_hand_cases() {
+        assert_eq!(count_of_fraction(0.05, 100), 5);
+        assert_eq!(count_of_fraction(0.10, 100), 10);
+        assert_eq!(count_of_fraction(0.05, 101), 6);
+        assert_eq!(count_of_fraction(0.05, 3), 1);
+        assert_eq!(
+            top_k_weights(&[3.0, 1.0, 2.0, 2.0, 2.0], 2),
+            vec![1.0, 0.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]
+        );
+        // 20 atoms, errors 0..19: top 5% = atom 19; budget 10% = 2 atoms.
+        let e: Vec<f64> = (0..20).map(f64::from).collect();
+        assert_eq!(recall_at_budget(&e, &e, 0.05, 0.10).unwrap(), 1.0);
+        let rev: Vec<f64> = e.iter().map(|v| -v).collect();
+        assert_eq!(recall_at_budget(&e, &rev, 0.05, 0.10).unwrap(), 0.0);
+        // Atom 19 is the second most uncertain: inside the budget of 2.
+        let mut u = vec![0.0; 20];
+        u[3] = 5.0;
+        u[19] = 4.0;
+        assert_eq!(recall_at_budget(&e, &u, 0.05, 0.10).unwrap(), 1.0);
+        // Third most uncertain: outside.
+        u[7] = 4.5;
+        assert_eq!(recall_at_budget(&e, &u, 0.05, 0.10).unwrap(), 0.0);
+        // Constant uncertainty: the expected recall of a random pick, budget / n.
+        let r = recall_at_budget(&e, &[1.0; 20], 0.05, 0.10).unwrap();
+        assert!((r - 0.1).abs() < 1e-15, "{r}");
+        // 40 atoms: top 2 errors (38, 39); budget 4 holds 39 and one of three tied at 38's rank.
+        let e: Vec<f64> = (0..40).map(f64::from).collect();
+        let mut u = vec![0.0; 40];
+        u[39] = 9.0;
+        u[0] = 8.0;
+        u[1] = 7.0;
+        for i in [38, 2, 3] {
+            u[i] = 6.0;
+        }
+        let r = recall_at_budget(&e, &u, 0.05, 0.10).unwrap();
+        assert!((r - (1.0 + 1.0 / 3.0) / 2.0).abs() < 1e-15, "{r}");
+        assert!(recall_at_budget(&e, &u, 0.0, 0.1).is_err());
+        assert!(recall_at_budget(&e, &u[..3], 0.05, 0.1).is_err());
     }
 }

@@ -52,8 +52,9 @@ pub use family_choice::{Candidate, ModelChoice, choose_model, choose_model_from}
 pub use fit::{GenGammaFit, fit_gamma, fit_gengamma, fit_maxwell};
 pub use ks::{KsResult, kolmogorov_sf, ks_test};
 pub use metrics::{
-    CalibrationCurve, Confusion, Sweep, calibration_curve, confusion, miscalibration_area,
-    pit_maxwell, roc_auc, spearman, sweep,
+    CalibrationCurve, Confusion, Sweep, calibration_curve, confusion, count_of_fraction,
+    miscalibration_area, pit_maxwell, recall_at_budget, roc_auc, spearman, stratified_auc, sweep,
+    top_k_weights,
 };
 
 /// Errors of the statistics layer. Indices are 0-based positions in the slice passed in;
