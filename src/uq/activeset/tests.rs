@@ -246,12 +246,13 @@ fn kmeans_finds_separated_blobs_and_merges_small_ones() {
         "{:?}",
         c4.info.notes
     );
-    // Everything too small: one cluster remains.
+    // K = 2 on three blobs: one cluster of two blobs (400) and one of 200, below the minimum
+    // of 250: one cluster remains.
     let big = Settings {
-        min_cluster_atoms: 240,
+        min_cluster_atoms: 250,
         ..Default::default()
     };
-    let c1 = clustered(&t, &[], Partition::KMeans(3), &big);
+    let c1 = clustered(&t, &[], Partition::KMeans(2), &big);
     assert_eq!(c1.species[0].sets.len(), 1);
     assert_eq!(c1.species[0].counts, vec![600]);
     assert_eq!(
@@ -260,7 +261,7 @@ fn kmeans_finds_separated_blobs_and_merges_small_ones() {
             .iter()
             .filter(|n| n.contains("merged into k-means cluster"))
             .count(),
-        2
+        1
     );
     // k-means on a sample gives exact counts from an extra pass.
     let sampled = Settings {
@@ -1673,4 +1674,47 @@ fn almg_partitions_keep_several_clusters_per_species_and_differ_from_gamma() {
             assert!(rho < 0.99, "{what}: Spearman(gamma_local, gamma) = {rho}");
         }
     }
+}
+
+#[test]
+fn more_clusters_than_the_data_supports_and_a_model_without_clusters_are_clear_errors() {
+    let t = blobs(4, &[0.0, 30.0], 100, 10, 5);
+    let ms = [FuncLayout::plain(4)];
+    let e = build_clustered(
+        &names()[..1],
+        &ms,
+        &mut TableSource {
+            table: &t,
+            labels: &[],
+        },
+        &Partition::KMeans(8),
+        &Settings::default(),
+        1,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("K = 8 k-means clusters need at least K × min_cluster_atoms = 8 × 30 = 240 atoms of species")
+            && e.contains("the data has 200: use K <= 6"),
+        "{e}"
+    );
+    let uq = crate::uq::UqModel::default();
+    let model = random_model(&["Al"], &tiny_cfg(), 1);
+    let mut out = vec![0.0; 1];
+    let mut scratch = crate::uq::UqScratch::new(&model, &uq);
+    let e = uq
+        .evaluate_rows(
+            crate::uq::Method::GammaLocal,
+            0,
+            &vec![0.0; model.nfuncs(0)],
+            &mut out,
+            &mut scratch,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("has no 'gamma_local' uncertainty") && e.contains("--clusters"),
+        "{e}"
+    );
 }
