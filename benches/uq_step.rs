@@ -188,6 +188,7 @@ impl Runner {
                 .map(|(m, v)| (m, v.as_mut_slice()))
                 .collect(),
             ens_forces: if want_ens { &mut self.ens } else { &mut [] },
+            gamma_local_cluster: None,
         };
         let energy = self.engine.step(&atoms, &mut out).expect("step");
         if want_ens {

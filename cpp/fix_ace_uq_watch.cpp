@@ -20,19 +20,32 @@
 #include <cstring>
 #include <limits>
 #include <mpi.h>
+#include <set>
+#include <utility>
 
 using namespace LAMMPS_NS;
 using namespace FixConst;
 
 namespace {
-// Per-atom record gathered to rank 0: id, species, x, y, z, value, above lower, above upper.
-constexpr int NREC = 8;
+// Per-atom record gathered to rank 0: id, species, x, y, z, value, above lower, above upper,
+// gamma_local cluster (-1 for other quantities).
+constexpr int NREC = 9;
+
+// "Li:0 Li:2": the (species, cluster) pairs in `set`, or "none".
+std::string cluster_list(const std::set<std::pair<int, int>> &set,
+                         const std::vector<std::string> &names)
+{
+  std::string out;
+  for (const auto &sc : set)
+    out += fmt::format("{}{}:{}", out.empty() ? "" : " ", names[sc.first], sc.second);
+  return out.empty() ? "none" : out;
+}
 }    // namespace
 
 FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), method(-1), lower_auto(1), upper_auto(1), upper_none(0), lower_value(0.0),
-    upper_value(0.0), halt_mode(HALT_SOFT), pair(nullptr), nchecks(0), nframes(0), halted_step(-1),
-    running_max(0.0), last_max(0.0), last_checked(-1)
+    upper_value(0.0), halt_mode(HALT_SOFT), pair(nullptr), by_cluster(0), nchecks(0), nframes(0),
+    halted_step(-1), running_max(0.0), last_max(0.0), last_checked(-1)
 {
   if (narg < 4) utils::missing_cmd_args(FLERR, "fix ace/uq/watch", error);
   nevery = utils::inumeric(FLERR, arg[3], false, lmp);
@@ -110,25 +123,73 @@ void FixAceUqWatch::init()
                "fit {}`",
                PairAceUq::method_name(method), PairAceUq::method_fit_option(method));
 
+  aceuq_model_t *h = pair->model_handle();
   int ns = 0;
-  if (aceuq_model_nspecies(pair->model_handle(), &ns) != ACEUQ_STATUS_OK)
+  if (aceuq_model_nspecies(h, &ns) != ACEUQ_STATUS_OK)
     error->all(FLERR, "fix ace/uq/watch: {}", aceuq_last_error());
+  species_names.assign(ns, "");
+  for (int s = 0; s < ns; s++) {
+    char buf[256];
+    if (aceuq_model_species_name(h, s, buf, sizeof buf) != ACEUQ_STATUS_OK)
+      error->all(FLERR, "fix ace/uq/watch: {}", aceuq_last_error());
+    species_names[s] = buf;
+  }
+  const double upper_default = upper_none ? std::numeric_limits<double>::infinity() : upper_value;
   lower.assign(ns, lower_value);
-  upper.assign(ns, upper_none ? std::numeric_limits<double>::infinity() : upper_value);
+  upper.assign(ns, upper_default);
   for (int s = 0; s < ns; s++) {
     if (!lower_auto && !upper_auto) break;
     double lo = 0.0, hi = 0.0;
-    if (aceuq_model_uq_cutoffs(pair->model_handle(), method, s, &lo, &hi) != ACEUQ_STATUS_OK)
+    if (aceuq_model_uq_cutoffs(h, method, s, &lo, &hi) != ACEUQ_STATUS_OK)
       error->all(FLERR, "fix ace/uq/watch: {}", aceuq_last_error());
     if (lower_auto) lower[s] = lo;
     if (upper_auto) upper[s] = hi;
   }
+
+  // gamma_local: every atom is judged by the cutoffs of its own (species, cluster); numbers
+  // given for lower/upper apply to every cluster.
+  by_cluster = method == ACEUQ_METHOD_GAMMA_LOCAL;
+  std::vector<int> own;
+  if (by_cluster) {
+    pair->want_gamma_local_clusters();
+    ncluster.assign(ns, 0);
+    cluster_base.assign(ns + 1, 0);
+    for (int s = 0; s < ns; s++) {
+      if (aceuq_model_gamma_local_clusters(h, s, &ncluster[s]) != ACEUQ_STATUS_OK)
+        error->all(FLERR, "fix ace/uq/watch: {}", aceuq_last_error());
+      cluster_base[s + 1] = cluster_base[s] + ncluster[s];
+    }
+    lower_c.assign(cluster_base[ns], lower_value);
+    upper_c.assign(cluster_base[ns], upper_default);
+    own.assign(cluster_base[ns], 0);
+    for (int s = 0; s < ns; s++) {
+      if (!lower_auto && !upper_auto) break;
+      for (int c = 0; c < ncluster[s]; c++) {
+        const int k = cluster_base[s] + c;
+        double lo = 0.0, hi = 0.0;
+        if (aceuq_model_uq_cluster_cutoffs(h, method, s, c, &lo, &hi, &own[k]) != ACEUQ_STATUS_OK)
+          error->all(FLERR, "fix ace/uq/watch: {}", aceuq_last_error());
+        if (lower_auto) lower_c[k] = lo;
+        if (upper_auto) upper_c[k] = hi;
+      }
+    }
+  }
   if (comm->me == 0) {
     std::string cut;
-    for (int s = 0; s < ns; s++)
-      cut += fmt::format(" [{}: {:.4g} / {:.4g}]", s, lower[s], upper[s]);
-    utils::logmesg(lmp, "fix ace/uq/watch: every {} steps, {} lower/upper per species{}{}{}\n",
-                   nevery, PairAceUq::method_name(method), cut,
+    for (int s = 0; s < ns; s++) {
+      if (!by_cluster) {
+        cut += fmt::format(" [{}: {:.4g} / {:.4g}]", s, lower[s], upper[s]);
+        continue;
+      }
+      for (int c = 0; c < ncluster[s]; c++) {
+        const int k = cluster_base[s] + c;
+        const bool fallback = (lower_auto || upper_auto) && !own[k];
+        cut += fmt::format(" [{}:{}: {:.4g} / {:.4g}{}]", species_names[s], c, lower_c[k],
+                           upper_c[k], fallback ? " (species cutoffs)" : "");
+      }
+    }
+    utils::logmesg(lmp, "fix ace/uq/watch: every {} steps, {} lower/upper per species{}{}{}{}\n",
+                   nevery, PairAceUq::method_name(method), by_cluster ? " and cluster" : "", cut,
                    dumpfile.empty() ? "" : ", candidates to " + dumpfile,
                    halt_mode == HALT_NO ? "" : ", halts above upper");
   }
@@ -163,6 +224,15 @@ void FixAceUqWatch::check()
     error->all(FLERR, "fix ace/uq/watch: pair ace/uq did not compute {} at step {}",
                PairAceUq::method_name(method), update->ntimestep);
 
+  const int *clusters = nullptr;
+  if (by_cluster) {
+    if (pair->gamma_local_cluster_step() != update->ntimestep)
+      error->all(FLERR,
+                 "fix ace/uq/watch: pair ace/uq did not keep the gamma_local clusters at step {}",
+                 update->ntimestep);
+    clusters = pair->gamma_local_clusters();
+  }
+
   const double *vals = pair->uq_values(method);
   const int nlocal = atom->nlocal;
   const int *mask = atom->mask;
@@ -173,10 +243,14 @@ void FixAceUqWatch::check()
     if (!(mask[i] & groupbit)) continue;
     const int s = pair->species_of_type(type[i]);
     if (s < 0) continue;
+    const int c = clusters ? clusters[i] : -1;
+    if (clusters && (c < 0 || c >= ncluster[s]))
+      error->one(FLERR, "fix ace/uq/watch: atom {} has gamma_local cluster {} ({} has {})",
+                 atom->tag[i], c, species_names[s], ncluster[s]);
     const double v = vals[i];
     local[0] = std::max(local[0], v);
-    if (v > lower[s]) flags[i] |= 1;
-    if (v > upper[s]) flags[i] |= 2;
+    if (v > lower_of(s, c)) flags[i] |= 1;
+    if (v > upper_of(s, c)) flags[i] |= 2;
     if (flags[i] & 1) local[1] = 1.0;
     if (flags[i] & 2) local[2] = 1.0;
   }
@@ -204,6 +278,7 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
   const int *type = atom->type;
   double **x = atom->x;
   const double *vals = pair->uq_values(method);
+  const int *clusters = by_cluster ? pair->gamma_local_clusters() : nullptr;
   std::vector<double> mine;
   mine.reserve((size_t) NREC * nlocal);
   for (int i = 0; i < nlocal; i++) {
@@ -217,7 +292,8 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
                               x[i][2],
                               vals[i],
                               (double) (flags[i] & 1),
-                              (double) ((flags[i] >> 1) & 1)};
+                              (double) ((flags[i] >> 1) & 1),
+                              clusters ? (double) clusters[i] : -1.0};
     mine.insert(mine.end(), rec, rec + NREC);
   }
   int count = (int) mine.size();
@@ -244,8 +320,9 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
     std::sort(order.begin(), order.end(),
               [&](int a, int b) { return all[NREC * a] < all[NREC * b]; });
     std::vector<int64_t> ids(n);
-    std::vector<int> species(n);
-    std::vector<double> pos(3 * n), value(n), lo(n), hi(n);
+    std::vector<int> species(n), cl(n);
+    std::vector<double> pos(3 * n), value(n), lo(n), hi(n), cluster(n);
+    std::set<std::pair<int, int>> clusters_lo, clusters_hi;
     const double *boxlo = domain->boxlo;
     int worst = -1, nlo = 0, nhi = 0;
     for (int k = 0; k < n; k++) {
@@ -256,26 +333,43 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
       value[k] = r[5];
       lo[k] = r[6];
       hi[k] = r[7];
+      cluster[k] = r[8];
+      cl[k] = (int) r[8];
       nlo += (int) lo[k];
       nhi += (int) hi[k];
-      if (worst < 0 || value[k] > value[worst]) worst = k;
+      if (lo[k] > 0.0) clusters_lo.insert({species[k], cl[k]});
+      if (hi[k] > 0.0) clusters_hi.insert({species[k], cl[k]});
+      // The atom named when halting: the largest value above its upper cutoff.
+      const bool better =
+          worst < 0 || (hi[k] > hi[worst]) || (hi[k] == hi[worst] && value[k] > value[worst]);
+      if (better) worst = k;
     }
     const double *h = domain->h;    // xprd yprd zprd yz xz xy
     const double cell[9] = {h[0], 0.0, 0.0, h[5], h[1], 0.0, h[4], h[3], h[2]};
     const int pbc[3] = {domain->xperiodic, domain->yperiodic, domain->zperiodic};
     const std::string qname = PairAceUq::method_name(method);
-    const std::string cname_lo = "above_lower", cname_hi = "above_upper";
-    const char *col_names[3] = {qname.c_str(), cname_lo.c_str(), cname_hi.c_str()};
-    const double *col_values[3] = {value.data(), lo.data(), hi.data()};
+    std::vector<const char *> col_names = {qname.c_str(), "above_lower", "above_upper"};
+    std::vector<const double *> col_values = {value.data(), lo.data(), hi.data()};
+    if (by_cluster) {
+      col_names.push_back("cluster");
+      col_values.push_back(cluster.data());
+    }
     const double time = update->atime + (update->ntimestep - update->atimestep) * update->dt;
-    const std::string info_v[7] = {
+    std::vector<std::string> info_v = {
         std::to_string(update->ntimestep), fmt::format("{:.10g}", time), qname,
         fmt::format("{:.10g}", gmax),      std::to_string(nlo),          std::to_string(nhi),
         halting ? "halt" : "candidate"};
-    const char *info_k[7] = {"step",          "time",          "quantity",   "max_value",
-                             "n_above_lower", "n_above_upper", "config_type"};
-    const char *info_vp[7];
-    for (int k = 0; k < 7; k++) info_vp[k] = info_v[k].c_str();
+    std::vector<const char *> info_k = {"step",          "time",          "quantity",   "max_value",
+                                        "n_above_lower", "n_above_upper", "config_type"};
+    if (by_cluster) {
+      // Which (species, cluster) fired: e.g. "Li:0 Li:2", or "none".
+      info_k.push_back("clusters_above_lower");
+      info_v.push_back(cluster_list(clusters_lo, species_names));
+      info_k.push_back("clusters_above_upper");
+      info_v.push_back(cluster_list(clusters_hi, species_names));
+    }
+    std::vector<const char *> info_vp;
+    for (const auto &v : info_v) info_vp.push_back(v.c_str());
 
     aceuq_frame_t frame;
     frame.natoms = n;
@@ -284,12 +378,12 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
     frame.x = pos.data();
     frame.species = species.data();
     frame.ids = ids.data();
-    frame.ncols = 3;
-    frame.col_names = col_names;
-    frame.col_values = col_values;
-    frame.ninfo = 7;
-    frame.info_keys = info_k;
-    frame.info_values = info_vp;
+    frame.ncols = (int) col_names.size();
+    frame.col_names = col_names.data();
+    frame.col_values = col_values.data();
+    frame.ninfo = (int) info_k.size();
+    frame.info_keys = info_k.data();
+    frame.info_values = info_vp.data();
     if (!dumpfile.empty()) {
       if (aceuq_append_frame(pair->model_handle(), dumpfile.c_str(), &frame) != ACEUQ_STATUS_OK) {
         ok = 0;
@@ -300,11 +394,16 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
     }
     if (halting && worst >= 0) {
       const int s = species[worst];
-      utils::logmesg(lmp,
-                     "fix ace/uq/watch: halting at step {}: atom {} has {} = {:.6g} above the "
-                     "upper cutoff {:.6g} ({} atoms above upper, {} above lower){}\n",
-                     update->ntimestep, ids[worst], qname, value[worst], upper[s], nhi, nlo,
-                     dumpfile.empty() ? "" : "; frame written to " + dumpfile);
+      const int c = by_cluster ? cl[worst] : -1;
+      const std::string where =
+          by_cluster ? fmt::format(" ({} cluster {})", species_names[s], c) : std::string();
+      utils::logmesg(
+          lmp,
+          "fix ace/uq/watch: halting at step {}: atom {}{} has {} = {:.6g} above the "
+          "upper cutoff {:.6g} ({} atoms above upper, {} above lower){}{}\n",
+          update->ntimestep, ids[worst], where, qname, value[worst], upper_of(s, c), nhi, nlo,
+          by_cluster ? "; clusters above upper: " + cluster_list(clusters_hi, species_names) : "",
+          dumpfile.empty() ? "" : "; frame written to " + dumpfile);
     }
   }
   MPI_Bcast(&ok, 1, MPI_INT, 0, world);

@@ -8,8 +8,12 @@
    lower cutoff (appends the frame to FILE as extended XYZ: worth labelling)
    and above the upper cutoff (writes the frame and stops the run: the
    potential is extrapolating too far to trust). Cutoffs per species from
-   the model's calibration (auto) or given numbers. MPI: decisions are
-   collective, frames are gathered and written once by rank 0.
+   the model's calibration (auto) or given numbers; for quantity gamma_local
+   auto cutoffs are per (species, cluster): each atom is judged by the
+   cutoffs of the cluster gamma_local assigned it (the species' cutoffs for
+   a cluster calibrated without its own), the frame gets a per-atom cluster
+   column and header keys naming the clusters above the cutoffs. MPI:
+   decisions are collective, frames are gathered and written once by rank 0.
 ------------------------------------------------------------------------- */
 
 #ifdef FIX_CLASS
@@ -52,6 +56,14 @@ class FixAceUqWatch : public Fix {
   int halt_mode;
   class PairAceUq *pair;
   std::vector<double> lower, upper;    // per model species
+  std::vector<std::string> species_names;
+
+  // Quantity gamma_local: cutoffs per (species, cluster), slot cluster_base[s] + c.
+  int by_cluster;
+  std::vector<int> ncluster, cluster_base;
+  std::vector<double> lower_c, upper_c;
+  double lower_of(int s, int c) const { return c < 0 ? lower[s] : lower_c[cluster_base[s] + c]; }
+  double upper_of(int s, int c) const { return c < 0 ? upper[s] : upper_c[cluster_base[s] + c]; }
 
   // Run statistics.
   bigint nchecks, nframes, halted_step;

@@ -23,6 +23,7 @@
 #include "update.h"
 #include "utils.h"
 
+#include <algorithm>
 #include <cstring>
 
 using namespace LAMMPS_NS;
@@ -58,7 +59,8 @@ std::string PairAceUq::method_names()
 /* ---------------------------------------------------------------------- */
 
 PairAceUq::PairAceUq(LAMMPS *lmp) :
-    Pair(lmp), model(nullptr), cutmax(0.0), uq_every(0), uq_named(0), n_ens_cols(0)
+    Pair(lmp), model(nullptr), cutmax(0.0), uq_every(0), uq_named(0), cluster_wanted(0),
+    cluster_last_step(-1), n_ens_cols(0)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -321,6 +323,14 @@ void PairAceUq::compute(int eflag, int vflag)
   if (want_ens && ens_forces.size() < (size_t) 3 * n_ens_cols * atom->nmax)
     ens_forces.resize((size_t) 3 * n_ens_cols * atom->nmax);
   res.ens_forces = want_ens ? ens_forces.data() : nullptr;
+  res.gamma_local_cluster = nullptr;
+  if (cluster_wanted)
+    for (int k = 0; k < n_uq; k++)
+      if (methods[k] == ACEUQ_METHOD_GAMMA_LOCAL) {
+        if ((int) cluster_array.size() < atom->nmax) cluster_array.resize(atom->nmax);
+        std::fill(cluster_array.begin(), cluster_array.begin() + nlocal, -1);
+        res.gamma_local_cluster = cluster_array.data();
+      }
 
   if (aceuq_compute(model, &sys, &res) != ACEUQ_STATUS_OK)
     error->one(FLERR, "ace/uq (step {}): {}", update->ntimestep, aceuq_last_error());
@@ -358,6 +368,7 @@ void PairAceUq::compute(int eflag, int vflag)
     uq_flag[methods[k]] = 0;
     uq_last_step[methods[k]] = update->ntimestep;
   }
+  if (res.gamma_local_cluster) cluster_last_step = update->ntimestep;
 }
 
 /* ----------------------------------------------------------------------
@@ -417,5 +428,6 @@ double PairAceUq::memory_usage()
   bytes += (double) (fij.capacity() + eatom_buf.capacity()) * sizeof(double);
   for (int m = 0; m < NMETHODS; m++) bytes += (double) uq_arrays[m].capacity() * sizeof(double);
   bytes += (double) ens_forces.capacity() * sizeof(double);
+  bytes += (double) cluster_array.capacity() * sizeof(int);
   return bytes;
 }

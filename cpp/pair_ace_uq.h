@@ -56,6 +56,12 @@ class PairAceUq : public Pair {
   // Per-atom values of method m from the last evaluation that computed it (nlocal entries).
   const double *uq_values(int m) const { return uq_arrays[m].data(); }
   bigint uq_step(int m) const { return uq_last_step[m]; }
+  // From now on, whenever gamma_local is computed, also keep the gamma_local cluster of every
+  // atom (an index into its species' clusters); nothing is copied unless asked for.
+  void want_gamma_local_clusters() { cluster_wanted = 1; }
+  // Clusters from the last evaluation that kept them (nlocal entries) and its step.
+  const int *gamma_local_clusters() const { return cluster_array.data(); }
+  bigint gamma_local_cluster_step() const { return cluster_last_step; }
   static const char *method_name(int m);
   // The `aceuq fit` option that builds method m.
   static const char *method_fit_option(int m);
@@ -77,6 +83,9 @@ class PairAceUq : public Pair {
   int uq_flag[NMETHODS];        // set by fix pair / fix ace/uq/watch for the next step
   std::vector<double> uq_arrays[NMETHODS];
   bigint uq_last_step[NMETHODS];
+  int cluster_wanted;                // keep gamma_local's cluster per atom
+  std::vector<int> cluster_array;    // gamma_local cluster of each local atom
+  bigint cluster_last_step;
 
   // Per-step buffers, grown only when the atom count grows.
   std::vector<int> species;

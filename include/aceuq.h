@@ -107,6 +107,12 @@ typedef struct {
   // communication), then call [`aceuq_ensemble_sigma`]. Otherwise, or if `n_columns` is 0,
   // may be NULL.
   double *ens_forces;
+  // Optional, with `ACEUQ_METHOD_GAMMA_LOCAL` requested: `nlocal` values to fill with the
+  // `gamma_local` cluster of each atom, the one that graded it (an index into its species'
+  // clusters, `0 .. aceuq_model_gamma_local_clusters`; the key of
+  // [`aceuq_model_uq_cluster_cutoffs`]). NULL = not wanted (nothing is copied). Non-NULL
+  // without gamma_local requested is `ACEUQ_STATUS_INVALID_ARGUMENT`.
+  int32_t *gamma_local_cluster;
 } aceuq_results_t;
 
 // One frame to append to an extended XYZ file (written by rank 0 after gathering).
@@ -275,6 +281,37 @@ aceuq_status_t aceuq_model_uq_cutoffs(const aceuq_model_t *model,
                                       int32_t species,
                                       double *lower,
                                       double *upper);
+
+// Number of `gamma_local` clusters of species `species` (the clusters of its clustered local
+// active sets; cluster indices are `0 .. *out`). `ACEUQ_STATUS_MISSING` if the model has no
+// `gamma_local`; `ACEUQ_STATUS_INVALID_ARGUMENT` for a species index out of range.
+//
+// # Safety
+// `model` must be a valid handle, `out` writable.
+aceuq_status_t aceuq_model_gamma_local_clusters(const aceuq_model_t *model,
+                                                int32_t species,
+                                                int32_t *out);
+
+// Statistical cutoffs of `method` for the atoms of species `species` that `gamma_local` assigns
+// to cluster `cluster` (as returned in `aceuq_results_t::gamma_local_cluster`): the cluster's own
+// cutoffs if `aceuq calibrate` stored them (gamma_local only), otherwise the species-level ones
+// of [`aceuq_model_uq_cutoffs`] (a cluster with too few calibration atoms has none; other
+// methods have no per-cluster cutoffs). `*per_cluster` (may be NULL) is set to 1 if the
+// cluster's own cutoffs were returned, 0 for the species-level fallback.
+//
+// `ACEUQ_STATUS_INVALID_ARGUMENT` for a method, species or cluster index out of range (cluster:
+// `0 .. aceuq_model_gamma_local_clusters`); `ACEUQ_STATUS_MISSING` if the model has no
+// `gamma_local` or no calibration to fall back to.
+//
+// # Safety
+// `model` must be a valid handle, `lower` and `upper` writable, `per_cluster` NULL or writable.
+aceuq_status_t aceuq_model_uq_cluster_cutoffs(const aceuq_model_t *model,
+                                              int32_t method,
+                                              int32_t species,
+                                              int32_t cluster,
+                                              double *lower,
+                                              double *upper,
+                                              int32_t *per_cluster);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -10,7 +10,7 @@ use crate::io::container::{Container, ContainerError};
 use crate::io::modelfile;
 use crate::model::Model;
 use crate::structure::Structure;
-use crate::uq::{Method, UqError, UqModel};
+use crate::uq::{Method, UqError, UqModel, ValuesAndClusters};
 use std::path::Path;
 
 /// A fitted model and everything uncertainty-related built for it.
@@ -68,5 +68,24 @@ impl Potential {
     /// Lower and upper cutoffs of `method` for species index `species` stored by `aceuq calibrate`.
     pub fn stored_cutoffs(&self, method: Method, species: usize) -> Option<(f64, f64)> {
         self.uq.stored_cutoffs(&self.model, method, species)
+    }
+
+    /// Lower and upper cutoffs of `method` for the atoms of species `species` in `gamma_local`
+    /// cluster `cluster`: the cluster's own, else the species-level ones (the flag says which);
+    /// see [`UqModel::stored_cluster_cutoffs`].
+    pub fn stored_cluster_cutoffs(
+        &self,
+        method: Method,
+        species: usize,
+        cluster: usize,
+    ) -> Option<(f64, f64, bool)> {
+        self.uq
+            .stored_cluster_cutoffs(&self.model, method, species, cluster)
+    }
+
+    /// `gamma_local` of every atom and its cluster (`[structure][atom]`), as the MD step
+    /// computes them.
+    pub fn gamma_local_per_atom(&self, data: &[Structure]) -> Result<ValuesAndClusters, UqError> {
+        self.uq.gamma_local_per_atom(&self.model, data)
     }
 }

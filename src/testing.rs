@@ -115,3 +115,36 @@ pub(crate) fn random_structure(species: &[&str], reps: usize, seed: u64, skew: b
     }
     s
 }
+
+/// A two-species (Al, Mg) potential fitted on data of a random teacher outside its function space,
+/// with clustered active sets (k-means, `k` clusters per species), and validation structures
+/// with the teacher's forces (16 structures of 16 atoms).
+pub(crate) fn clustered_potential(k: usize) -> (crate::Potential, Vec<Structure>) {
+    let species = ["Al", "Mg"];
+    let names: Vec<String> = species.iter().map(|s| s.to_string()).collect();
+    let teacher = random_model(&species, &small_cfg(), 5);
+    let mut ws = crate::model::Workspace::new(&teacher);
+    let mut data: Vec<Structure> = (0..38)
+        .map(|i| random_structure(&species, 2, 900 + i, i % 2 == 0))
+        .collect();
+    for s in data.iter_mut() {
+        let p = teacher.predict(s, &mut ws).unwrap();
+        s.energy = Some(p.energy);
+        s.forces = Some(p.forces);
+    }
+    let (train, valid) = data.split_at(22);
+    let model = crate::model::fit::fit(&names, &tiny_cfg(), &Default::default(), train, &[], false)
+        .unwrap();
+    // The environments of these structures are much alike: keep every k-means cluster.
+    let cfg = crate::uq::UqConfig {
+        clusters: Some(crate::uq::Partition::KMeans(k)),
+        activeset: crate::uq::activeset::Settings {
+            min_cluster_atoms: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut pot = crate::Potential::new(model);
+    crate::uq::build(&pot.model, &mut pot.uq, train, valid, &cfg, false).unwrap();
+    (pot, valid.to_vec())
+}

@@ -311,3 +311,155 @@ fn watch_gamma_local_with_numbers_and_no_halt() {
     r.assert_contains("11 checks of gamma_local", "summary");
     r.assert_contains("11 frames written to candidates.xyz", "summary");
 }
+
+/// The `uq_model` with hand-made gamma_local cutoffs: the species-level entry far above any value
+/// (never fires), and for cluster `target` an entry of its own with lower cutoff 0 (every atom of
+/// that cluster is above it) and upper cutoff `target_upper`; the other clusters have none and
+/// fall back to the species.
+fn model_with_cluster_cutoffs(target: usize, target_upper: f64) -> aceuq::Potential {
+    let mut m = uq_model();
+    let gl = aceuq::uq::Method::GammaLocal.name();
+    let mut species =
+        m.uq.calibration
+            .iter()
+            .find(|c| c.method == gl)
+            .expect("gamma_local calibrated")
+            .clone();
+    m.uq.calibration.retain(|c| c.method != gl);
+    (species.u_c, species.u_max) = (1e6, 1e7);
+    let mut own = species.clone();
+    (own.cluster, own.u_c, own.u_max) = (Some(target), 0.0, target_upper);
+    m.uq.calibration.push(species);
+    m.uq.calibration.push(own);
+    m
+}
+
+fn cluster_column(s: &aceuq::Structure) -> Vec<i64> {
+    real_column(s, "cluster")
+        .iter()
+        .map(|&c| {
+            assert_eq!(c, c.round(), "cluster index {c}");
+            c as i64
+        })
+        .collect()
+}
+
+fn info_str(s: &aceuq::Structure, key: &str) -> String {
+    match s.info.get(key) {
+        Some(aceuq::structure::InfoValue::Str(v)) => v.clone(),
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+/// `quantity gamma_local lower auto upper auto`: each atom is judged by the cutoffs of its own
+/// (species, cluster). Only the atoms of the cluster with a low cutoff of its own are flagged;
+/// the frame's cluster column is the library's cluster of each atom and its header names the
+/// cluster that fired; 1 and 2 MPI ranks write the same frames. With that cluster's upper cutoff
+/// low as well, the run halts at its first check and the message names the cluster.
+#[test]
+fn gamma_local_cutoffs_per_cluster_fire_for_their_cluster_only_on_one_and_two_ranks() {
+    let Some(s) = setup_mpi(
+        "gamma_local_cutoffs_per_cluster_fire_for_their_cluster_only_on_one_and_two_ranks",
+    ) else {
+        return;
+    };
+    let frame = &frames("tests/data/li/test.xyz")[0];
+    let probe = uq_model();
+    let (_, lib_clusters) = probe
+        .gamma_local_per_atom(std::slice::from_ref(frame))
+        .unwrap();
+    let target = lib_clusters[0][0] as usize;
+    let n_clusters = probe.uq.gamma_local_clusters(0).unwrap();
+    assert!(
+        lib_clusters[0].iter().any(|&c| c as usize != target),
+        "the frame has atoms of one cluster only: {:?}",
+        lib_clusters[0]
+    );
+    let model = model_with_cluster_cutoffs(target, 1e6);
+    let watch = "fix watch all ace/uq/watch 20 quantity gamma_local dump candidates.xyz lower auto upper auto halt yes";
+    let input = heat_input(watch, "").replace("run 30000", "run 40");
+    let mut results = vec![];
+    for (case, np) in [("clusters_serial", None), ("clusters_mpi2", Some(2))] {
+        let dir = workdir(SUITE, case);
+        save_model(&model, &dir, "model.aceuq");
+        write_data(frame, &["Li"], &dir, "data.lmp");
+        let r = run_lammps_in(&s, &dir, &input, np, None);
+        r.assert_ok(case);
+        assert!(!r.output.contains("halting at step"), "{}", r.output);
+        r.assert_contains("gamma_local lower/upper per species and cluster", case);
+        for c in 0..n_clusters {
+            let mark = if c == target {
+                format!("[Li:{c}: 0 / 1e+06]")
+            } else {
+                format!("[Li:{c}: 1e+06 / 1e+07 (species cutoffs)]")
+            };
+            r.assert_contains(&mark, case);
+        }
+        let frames = candidates(&dir);
+        assert_eq!(frames.len(), 3, "{case}: checks at steps 0, 20, 40");
+        results.push(frames);
+    }
+    for (a, b) in results[0].iter().zip(&results[1]) {
+        assert_eq!(info_int(a, "step"), info_int(b, "step"));
+        assert_eq!(a.len(), b.len());
+        assert_eq!(
+            cluster_column(a),
+            cluster_column(b),
+            "same clusters on 1 and 2 ranks"
+        );
+        assert_eq!(real_column(a, "above_lower"), real_column(b, "above_lower"));
+        assert_eq!(
+            info_str(a, "clusters_above_lower"),
+            info_str(b, "clusters_above_lower")
+        );
+        for (x, y) in real_column(a, "gamma_local")
+            .iter()
+            .zip(real_column(b, "gamma_local"))
+        {
+            assert!((x - y).abs() < 1e-5 * x.abs().max(1.0), "{x} vs {y}");
+        }
+    }
+    for f in &results[0] {
+        let cl = cluster_column(f);
+        // The cluster column is the library's cluster of each atom on this configuration.
+        let (_, lib) = model.gamma_local_per_atom(std::slice::from_ref(f)).unwrap();
+        let lib: Vec<i64> = lib[0].iter().map(|&c| c as i64).collect();
+        assert_eq!(cl, lib, "step {}", info_int(f, "step"));
+        // Above the lower cutoff: exactly the atoms of the target cluster.
+        for (fl, c) in real_column(f, "above_lower").iter().zip(&cl) {
+            assert_eq!(*fl == 1.0, *c == target as i64, "cluster {c}, flag {fl}");
+        }
+        assert!(real_column(f, "above_upper").iter().all(|&x| x == 0.0));
+        assert_eq!(info_str(f, "clusters_above_lower"), format!("Li:{target}"));
+        assert_eq!(info_str(f, "clusters_above_upper"), "none");
+        assert_eq!(f.config_type.as_deref(), Some("candidate"));
+    }
+
+    // The target cluster's upper cutoff at 0: the first check halts, naming the cluster.
+    let dir = workdir(SUITE, "clusters_halt");
+    save_model(
+        &model_with_cluster_cutoffs(target, 0.0),
+        &dir,
+        "model.aceuq",
+    );
+    write_data(frame, &["Li"], &dir, "data.lmp");
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_ok("clusters_halt");
+    r.assert_contains("fix ace/uq/watch: halting at step 0: atom", "clusters_halt");
+    r.assert_contains(
+        &format!("(Li cluster {target}) has gamma_local"),
+        "clusters_halt",
+    );
+    r.assert_contains(
+        &format!("clusters above upper: Li:{target};"),
+        "clusters_halt",
+    );
+    let frames = candidates(&dir);
+    assert_eq!(frames.len(), 1);
+    let f = &frames[0];
+    assert_eq!(f.config_type.as_deref(), Some("halt"));
+    for (fl, c) in real_column(f, "above_upper").iter().zip(cluster_column(f)) {
+        assert_eq!(*fl == 1.0, c == target as i64);
+    }
+    assert_eq!(info_str(f, "clusters_above_upper"), format!("Li:{target}"));
+}

@@ -225,6 +225,14 @@ pub fn run(a: &ActiveSetArgs) -> Result<()> {
     };
     pot.uq.active_set = Some(global);
     pot.uq.local = local;
+    // Per-cluster cutoffs name clusters of the clustered active sets just replaced.
+    let dropped = pot.uq.drop_cluster_cutoffs();
+    if dropped > 0 {
+        eprintln!(
+            "note: dropped {dropped} per-cluster gamma_local cutoffs (the clusters were rebuilt); \
+             rerun `aceuq calibrate` for new ones"
+        );
+    }
     let out: &Path = a.out.as_deref().unwrap_or(&a.model);
     pot.save(out)?;
     eprintln!(

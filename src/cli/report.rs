@@ -112,7 +112,7 @@ pub fn run(a: &ReportArgs) -> Result<()> {
                 .uq
                 .calibration
                 .iter()
-                .find(|c| c.method == m.name() && &c.species == name)
+                .find(|c| c.method == m.name() && &c.species == name && c.cluster.is_none())
                 .cloned();
             let from_model = stored.is_some();
             let cal = match stored {

@@ -109,6 +109,9 @@ pub struct Outputs<'a> {
     /// owners first (see `ens_forces` and [`Engine::ensemble_sigma`]); listing it asks for those
     /// columns.
     pub uq: Vec<(Method, &'a mut [f64])>,
+    /// With [`Method::GammaLocal`] in `uq`: the `gamma_local` cluster of each atom (an index into
+    /// its species' clusters), the one that graded it. `None`: not wanted (nothing is copied).
+    pub gamma_local_cluster: Option<&'a mut [i32]>,
     /// When the ensemble is requested: its force columns `[nall][n_columns][3]` (eV/Å),
     /// `n_columns` = [`Engine::ensemble_columns`], zeroed and filled for owned and ghost atoms.
     /// Empty otherwise.
@@ -275,6 +278,20 @@ impl Engine {
                 "a per-atom output holds fewer than nlocal = {nlocal} values"
             )));
         }
+        if let Some(c) = out.gamma_local_cluster.as_ref() {
+            if c.len() < nlocal {
+                return Err(bad(format!(
+                    "the gamma_local cluster output holds {} values, fewer than nlocal = {nlocal}",
+                    c.len()
+                )));
+            }
+            if !out.uq.iter().any(|(m, _)| *m == Method::GammaLocal) {
+                return Err(bad(
+                    "the gamma_local cluster output was given but gamma_local was not requested"
+                        .into(),
+                ));
+            }
+        }
         let id = |k: usize| tags.map(|t| t[k]).unwrap_or(k as i64 + 1);
         let available = self.pot.uq.methods();
         for (m, _) in &out.uq {
@@ -295,6 +312,7 @@ impl Engine {
             .filter(|(m, _)| *m != Method::Ensemble)
             .map(|(m, v)| (*m, &mut **v))
             .collect();
+        let mut cluster = out.gamma_local_cluster.as_deref_mut();
         let want_b = !uq.is_empty();
         let n_cols = self.ensemble_columns();
         let ens_forces: &mut [f64] = if want_ens && n_cols > 0 {
@@ -414,7 +432,7 @@ impl Engine {
             // A full block of rows is graded while it is still in cache (not while a waiting atom
             // has a row reserved but not yet written).
             if !waiting && want_b && self.batoms[si as usize].len() >= UQ_BLOCK {
-                self.grade_rows(si as usize, &mut uq)?;
+                self.grade_rows(si as usize, &mut uq, cluster.as_deref_mut())?;
             }
         }
         if waiting {
@@ -423,14 +441,20 @@ impl Engine {
             total += sink.write(a0, a0.lane_e[0], &a0.lane_g, lanes);
         }
         for z in 0..self.batoms.len() {
-            self.grade_rows(z, &mut uq)?;
+            self.grade_rows(z, &mut uq, cluster.as_deref_mut())?;
         }
         Ok(total)
     }
 
     /// Every requested method (`uq`: method and its output array) over the rows held for
-    /// species `z`, each value written to the row's atom; then the rows are released.
-    fn grade_rows(&mut self, z: usize, uq: &mut [(Method, &mut [f64])]) -> Result<(), Error> {
+    /// species `z`, each value written to the row's atom (and, if `cluster`, the `gamma_local`
+    /// cluster of each row); then the rows are released.
+    fn grade_rows(
+        &mut self,
+        z: usize,
+        uq: &mut [(Method, &mut [f64])],
+        mut cluster: Option<&mut [i32]>,
+    ) -> Result<(), Error> {
         let m = self.pot.model.nfuncs(z);
         let n = self.batoms[z].len();
         if n == 0 {
@@ -446,6 +470,14 @@ impl Engine {
                 .map_err(|e| Error::new(ErrorKind::Missing, e.to_string()))?;
             for (&i, &v) in self.batoms[z].iter().zip(&self.values) {
                 out[i as usize] = v;
+            }
+            if *method == Method::GammaLocal
+                && let Some(cl) = cluster.as_deref_mut()
+            {
+                let rows_cluster = self.uq.gamma_local_clusters();
+                for (&i, &c) in self.batoms[z].iter().zip(rows_cluster) {
+                    cl[i as usize] = c as i32;
+                }
             }
         }
         self.batoms[z].clear();

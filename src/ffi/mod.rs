@@ -170,6 +170,12 @@ pub struct aceuq_results_t {
     /// communication), then call [`aceuq_ensemble_sigma`]. Otherwise, or if `n_columns` is 0,
     /// may be NULL.
     pub ens_forces: *mut f64,
+    /// Optional, with `ACEUQ_METHOD_GAMMA_LOCAL` requested: `nlocal` values to fill with the
+    /// `gamma_local` cluster of each atom, the one that graded it (an index into its species'
+    /// clusters, `0 .. aceuq_model_gamma_local_clusters`; the key of
+    /// [`aceuq_model_uq_cluster_cutoffs`]). NULL = not wanted (nothing is copied). Non-NULL
+    /// without gamma_local requested is `ACEUQ_STATUS_INVALID_ARGUMENT`.
+    pub gamma_local_cluster: *mut i32,
 }
 
 thread_local! {
@@ -645,26 +651,41 @@ fn compute(
         ens_requested |= m == Method::Ensemble;
         m != Method::Ensemble
     });
+    let want_cluster = !res.gamma_local_cluster.is_null();
+    if want_cluster && !requested.iter().any(|(m, _)| *m == Method::GammaLocal) {
+        return Err(bad(
+            "gamma_local_cluster is given but gamma_local is not among the requested methods"
+                .into(),
+        ));
+    }
     // Every array written here becomes a `&mut` slice, so no two may overlap (two overlapping
-    // mutable slices would be undefined behaviour). Checked as address ranges.
+    // mutable slices would be undefined behaviour). Checked as address ranges (start, bytes).
+    const F64: usize = std::mem::size_of::<f64>();
     let mut ranges: Vec<(usize, usize, &str)> = requested
         .iter()
-        .map(|&(m, p)| (p as usize, nlocal, m.name()))
+        .map(|&(m, p)| (p as usize, nlocal * F64, m.name()))
         .collect();
     if !res.eatom.is_null() {
-        ranges.push((res.eatom as usize, nlocal, "eatom"));
+        ranges.push((res.eatom as usize, nlocal * F64, "eatom"));
     }
     if nnz > 0 {
-        ranges.push((res.fij as usize, 3 * nnz, "fij"));
+        ranges.push((res.fij as usize, 3 * nnz * F64, "fij"));
     }
     if ens_len > 0 {
-        ranges.push((res.ens_forces as usize, ens_len, "ens_forces"));
+        ranges.push((res.ens_forces as usize, ens_len * F64, "ens_forces"));
+    }
+    if want_cluster {
+        ranges.push((
+            res.gamma_local_cluster as usize,
+            nlocal * std::mem::size_of::<i32>(),
+            "gamma_local_cluster",
+        ));
     }
     ranges.retain(|r| r.1 > 0);
     ranges.sort();
     for w in ranges.windows(2) {
         let ((a, n, what_a), (b, _, what_b)) = (w[0], w[1]);
-        if a + n * std::mem::size_of::<f64>() > b {
+        if a + n > b {
             return Err(bad(format!(
                 "the output arrays {what_a} and {what_b} overlap: give each output its own array"
             )));
@@ -691,11 +712,14 @@ fn compute(
     if ens_requested {
         uq.push((Method::Ensemble, &mut []));
     }
+    let gamma_local_cluster = (want_cluster && nlocal > 0)
+        .then(|| unsafe { std::slice::from_raw_parts_mut(res.gamma_local_cluster, nlocal) });
     let mut out = Outputs {
         eatom,
         fij,
         uq,
         ens_forces,
+        gamma_local_cluster,
     };
     // Validated above (before the per-method checks, as the old order had it).
     let total = h.engine.step_validated(&atoms, &mut out)?;
@@ -964,6 +988,126 @@ pub unsafe extern "C" fn aceuq_model_uq_cutoffs(
                 ),
             ),
         }
+    })
+}
+
+/// Number of `gamma_local` clusters of species `species` (the clusters of its clustered local
+/// active sets; cluster indices are `0 .. *out`). `ACEUQ_STATUS_MISSING` if the model has no
+/// `gamma_local`; `ACEUQ_STATUS_INVALID_ARGUMENT` for a species index out of range.
+///
+/// # Safety
+/// `model` must be a valid handle, `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_gamma_local_clusters(
+    model: *const aceuq_model_t,
+    species: i32,
+    out: *mut i32,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        let sp = species_arg(h, species)?;
+        put(out, gamma_local_clusters(h, sp)? as i32, "out")
+    })
+}
+
+/// Statistical cutoffs of `method` for the atoms of species `species` that `gamma_local` assigns
+/// to cluster `cluster` (as returned in `aceuq_results_t::gamma_local_cluster`): the cluster's own
+/// cutoffs if `aceuq calibrate` stored them (gamma_local only), otherwise the species-level ones
+/// of [`aceuq_model_uq_cutoffs`] (a cluster with too few calibration atoms has none; other
+/// methods have no per-cluster cutoffs). `*per_cluster` (may be NULL) is set to 1 if the
+/// cluster's own cutoffs were returned, 0 for the species-level fallback.
+///
+/// `ACEUQ_STATUS_INVALID_ARGUMENT` for a method, species or cluster index out of range (cluster:
+/// `0 .. aceuq_model_gamma_local_clusters`); `ACEUQ_STATUS_MISSING` if the model has no
+/// `gamma_local` or no calibration to fall back to.
+///
+/// # Safety
+/// `model` must be a valid handle, `lower` and `upper` writable, `per_cluster` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_uq_cluster_cutoffs(
+    model: *const aceuq_model_t,
+    method: i32,
+    species: i32,
+    cluster: i32,
+    lower: *mut f64,
+    upper: *mut f64,
+    per_cluster: *mut i32,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        let m = method_arg(method)?;
+        let sp = species_arg(h, species)?;
+        let n = gamma_local_clusters(h, sp)?;
+        let Some(c) = usize::try_from(cluster).ok().filter(|&c| c < n) else {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                format!(
+                    "cluster index {cluster} out of range: species {} has {n} gamma_local clusters (0 to {})",
+                    h.pot().model.species[sp],
+                    n.saturating_sub(1)
+                ),
+            );
+        };
+        match h.pot().stored_cluster_cutoffs(m, sp, c) {
+            Some((lo, hi, own)) => {
+                put(lower, lo, "lower")?;
+                put(upper, hi, "upper")?;
+                if !per_cluster.is_null() {
+                    put(per_cluster, own as i32, "per_cluster")?;
+                }
+                Ok(())
+            }
+            None => fail(
+                aceuq_status_t::ACEUQ_STATUS_MISSING,
+                format!(
+                    "the model has no calibrated cutoffs for '{}' of species {} (cluster {c}): run `aceuq calibrate` on it, or give numbers for lower/upper",
+                    m.name(),
+                    h.pot().model.species[sp]
+                ),
+            ),
+        }
+    })
+}
+
+/// The method of a C method id, or an invalid-argument failure.
+fn method_arg(method: i32) -> Result<Method, Failure> {
+    aceuq_method_t::from_i32(method).ok_or_else(|| {
+        Failure(
+            aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+            format!("method id {method} out of range"),
+        )
+    })
+}
+
+/// A species index of the model, or an invalid-argument failure.
+fn species_arg(h: &aceuq_model_t, species: i32) -> Result<usize, Failure> {
+    usize::try_from(species)
+        .ok()
+        .filter(|&s| s < h.pot().model.nspecies())
+        .ok_or_else(|| {
+            Failure(
+                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                format!(
+                    "species index {species} out of range (the model has {})",
+                    h.pot().model.nspecies()
+                ),
+            )
+        })
+}
+
+/// Number of gamma_local clusters of species `sp` (in range), or a missing-estimator failure.
+fn gamma_local_clusters(h: &aceuq_model_t, sp: usize) -> Result<usize, Failure> {
+    h.pot().uq.gamma_local_clusters(sp).ok_or_else(|| {
+        Failure(
+            aceuq_status_t::ACEUQ_STATUS_MISSING,
+            format!(
+                "the model has no '{}' uncertainty (no clusters); refit it with `aceuq fit {}`",
+                Method::GammaLocal.name(),
+                Method::GammaLocal.fit_option()
+            ),
+        )
     })
 }
 

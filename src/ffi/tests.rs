@@ -107,6 +107,7 @@ fn compute_through_the_abi_equals_predict_including_ghosts() {
         uq_methods: std::ptr::null(),
         uq_values: std::ptr::null(),
         ens_forces: std::ptr::null_mut(),
+        gamma_local_cluster: std::ptr::null_mut(),
     };
     // SAFETY: arrays sized as documented.
     let st = unsafe { aceuq_compute(h, &sys, &res) };
@@ -381,6 +382,7 @@ fn ensemble_through_the_abi_equals_the_library() {
             uq_methods: ids.as_ptr(),
             uq_values: outs.as_ptr(),
             ens_forces: ens.as_mut_ptr(),
+            gamma_local_cluster: std::ptr::null_mut(),
         };
         // SAFETY: arrays sized as documented.
         let st = unsafe { aceuq_compute(h, &sys, &res) };
@@ -478,6 +480,7 @@ fn output_arrays_may_not_overlap_and_errors_keep_their_order() {
             uq_methods: methods.as_ptr(),
             uq_values: outs.as_ptr(),
             ens_forces: std::ptr::null_mut(),
+            gamma_local_cluster: std::ptr::null_mut(),
         };
         // SAFETY: every array holds what aceuq_results_t documents (fij: 3 * nnz, the others
         // nlocal).
@@ -540,4 +543,179 @@ fn output_arrays_may_not_overlap_and_errors_keep_their_order() {
     assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_MISSING, "{}", last_error());
     // SAFETY: handle from aceuq_model_load.
     unsafe { aceuq_model_free(h) };
+}
+
+/// Per-cluster cutoffs and clusters through the ABI: the number of clusters of each species;
+/// a cluster with its own stored cutoffs gets them, one without falls back to the species-level
+/// entry (flagged); bad method, species and cluster indices and NULL outputs are refused with a
+/// message; `aceuq_compute` hands out the cluster of every atom, the library's, only when
+/// gamma_local is requested, and checks the cluster array like the others.
+#[test]
+fn gamma_local_clusters_and_their_cutoffs_through_the_abi() {
+    use crate::stats::cutoff::{CalibrationOptions, calibrate};
+    let (mut pot, valid) = crate::testing::clustered_potential(2);
+    let gl = Method::GammaLocal;
+    // Species-level entries for both species (from the data), and for Al cluster 1 an entry of
+    // its own with recognizable cutoffs.
+    let errors = crate::uq::force_errors(&pot.model, &valid).unwrap();
+    let u = pot.per_atom(&valid, gl).unwrap();
+    let pairs = crate::uq::pairs_by_species(&pot.model, &valid, &errors, &u);
+    for (name, (e, v)) in pot.model.species.clone().iter().zip(pairs) {
+        let c = calibrate(name, gl.name(), &e, &v, &CalibrationOptions::new(1000)).unwrap();
+        pot.uq.calibration.push(c);
+    }
+    let mut own = pot.uq.calibration[0].clone();
+    (own.cluster, own.u_c, own.u_max) = (Some(1), 0.125, 7.5);
+    pot.uq.calibration.push(own);
+    let n_al = pot.uq.gamma_local_clusters(0).unwrap();
+    let n_mg = pot.uq.gamma_local_clusters(1).unwrap();
+    assert!(
+        n_al >= 2 && n_mg >= 1,
+        "{n_al} {n_mg} clusters ({:?})",
+        pot.uq.local.as_ref().map(|l| &l.info.notes)
+    );
+    let dir = std::env::temp_dir().join(format!("aceuq-ffi-{}-clusters", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.aceuq");
+    pot.save(&path).unwrap();
+    let h = load(&path);
+    let (al_lo, al_hi) = pot.stored_cutoffs(gl, 0).unwrap();
+    let (mg_lo, mg_hi) = pot.stored_cutoffs(gl, 1).unwrap();
+    let gli = aceuq_method_t::ACEUQ_METHOD_GAMMA_LOCAL as i32;
+    let inval = aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT;
+    let ok = aceuq_status_t::ACEUQ_STATUS_OK;
+    let cut = |method: i32, s: i32, c: i32| {
+        let (mut lo, mut hi, mut flag) = (f64::NAN, f64::NAN, -1);
+        // SAFETY: valid handle and outputs.
+        let st =
+            unsafe { aceuq_model_uq_cluster_cutoffs(h, method, s, c, &mut lo, &mut hi, &mut flag) };
+        (st, lo, hi, flag)
+    };
+    // SAFETY: valid handle; NULLs where tested.
+    unsafe {
+        let mut n = -1;
+        assert_eq!(aceuq_model_gamma_local_clusters(h, 0, &mut n), ok);
+        assert_eq!(n as usize, n_al);
+        assert_eq!(aceuq_model_gamma_local_clusters(h, 1, &mut n), ok);
+        assert_eq!(n as usize, n_mg);
+        assert_eq!(aceuq_model_gamma_local_clusters(h, 2, &mut n), inval);
+        assert!(
+            last_error().contains("species index 2 out of range"),
+            "{}",
+            last_error()
+        );
+        assert_eq!(aceuq_model_gamma_local_clusters(h, -1, &mut n), inval);
+        assert_eq!(
+            aceuq_model_gamma_local_clusters(h, 0, std::ptr::null_mut()),
+            inval
+        );
+        assert_eq!(last_error(), "out is NULL");
+        // Own entry, and the species-level fallback for every other cluster.
+        assert_eq!(cut(gli, 0, 1), (ok, 0.125, 7.5, 1));
+        assert_eq!(cut(gli, 0, 0), (ok, al_lo, al_hi, 0));
+        for c in 0..n_mg as i32 {
+            assert_eq!(cut(gli, 1, c), (ok, mg_lo, mg_hi, 0));
+        }
+        // The per-cluster flag may be NULL.
+        let (mut lo, mut hi) = (0.0, 0.0);
+        assert_eq!(
+            aceuq_model_uq_cluster_cutoffs(h, gli, 0, 1, &mut lo, &mut hi, std::ptr::null_mut()),
+            ok
+        );
+        assert_eq!((lo, hi), (0.125, 7.5));
+        // Bad indices and outputs.
+        let (st, ..) = cut(gli, 0, n_al as i32);
+        assert_eq!(st, inval);
+        let e = last_error();
+        assert!(
+            e.contains(&format!("cluster index {n_al} out of range"))
+                && e.contains(&format!("species Al has {n_al} gamma_local clusters")),
+            "{e}"
+        );
+        assert_eq!(cut(gli, 0, -1).0, inval);
+        assert!(last_error().contains("cluster index -1 out of range"));
+        assert_eq!(cut(gli, 5, 0).0, inval);
+        assert!(last_error().contains("species index 5 out of range"));
+        assert_eq!(cut(77, 0, 0).0, inval);
+        assert!(last_error().contains("method id 77 out of range"));
+        assert_eq!(
+            aceuq_model_uq_cluster_cutoffs(
+                h,
+                gli,
+                0,
+                0,
+                std::ptr::null_mut(),
+                &mut hi,
+                std::ptr::null_mut()
+            ),
+            inval
+        );
+        assert_eq!(last_error(), "lower is NULL");
+        // Another method has no per-cluster entries and no calibration here: missing.
+        let (st, ..) = cut(aceuq_method_t::ACEUQ_METHOD_GAMMA as i32, 0, 0);
+        assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_MISSING);
+        assert!(last_error().contains("no calibrated cutoffs for 'gamma' of species Al"));
+    }
+
+    // The cluster of every atom from aceuq_compute equals the library's.
+    let s = &valid[3];
+    let (x, species, offsets, neigh, _) = lammps_like(s, &pot.model);
+    let nlocal = s.len();
+    let ilist: Vec<i32> = (0..nlocal as i32).collect();
+    let sys = system(&x, &species, &offsets, &neigh, &ilist, None);
+    let mut fij = vec![0.0; 3 * neigh.len()];
+    let pf = fij.as_mut_ptr();
+    let call = |methods: &[i32], outs: &[*mut f64], cluster: *mut i32| {
+        let res = aceuq_results_t {
+            energy: std::ptr::null_mut(),
+            eatom: std::ptr::null_mut(),
+            fij: pf,
+            n_uq: methods.len() as i32,
+            uq_methods: methods.as_ptr(),
+            uq_values: outs.as_ptr(),
+            ens_forces: std::ptr::null_mut(),
+            gamma_local_cluster: cluster,
+        };
+        // SAFETY: every array holds what aceuq_results_t documents.
+        unsafe { aceuq_compute(h, &sys, &res) }
+    };
+    let mut g = vec![0.0; nlocal];
+    let mut cl = vec![-1i32; nlocal];
+    assert_eq!(
+        call(&[gli], &[g.as_mut_ptr()], cl.as_mut_ptr()),
+        ok,
+        "{}",
+        last_error()
+    );
+    let (lib_g, lib_c) = pot.gamma_local_per_atom(std::slice::from_ref(s)).unwrap();
+    let lib_c: Vec<i32> = lib_c[0].iter().map(|&c| c as i32).collect();
+    assert_eq!(cl, lib_c);
+    assert!(cl.contains(&0) && cl.contains(&1), "{cl:?}");
+    for (a, b) in g.iter().zip(&lib_g[0]) {
+        assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{a} vs {b}");
+    }
+    // Without the cluster array: the same values, nothing else written.
+    let mut g2 = vec![0.0; nlocal];
+    assert_eq!(call(&[gli], &[g2.as_mut_ptr()], std::ptr::null_mut()), ok);
+    assert_eq!(g, g2);
+    // The cluster array without gamma_local requested, or overlapping another output: refused,
+    // nothing written.
+    let mut cl2 = vec![-1i32; nlocal];
+    assert_eq!(call(&[], &[], cl2.as_mut_ptr()), inval);
+    assert!(
+        last_error().contains("gamma_local is not among the requested methods"),
+        "{}",
+        last_error()
+    );
+    assert!(cl2.iter().all(|&c| c == -1));
+    let st = call(&[gli], &[g.as_mut_ptr()], g.as_mut_ptr().cast::<i32>());
+    assert_eq!(st, inval);
+    let e = last_error();
+    assert!(
+        e.contains("overlap") && e.contains("gamma_local_cluster") && e.contains("gamma_local"),
+        "{e}"
+    );
+    // SAFETY: handle from aceuq_model_load.
+    unsafe { aceuq_model_free(h) };
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,6 +7,10 @@
 //!   u_max = mean_u + ratio (u_c - mean_u); e_max ~ 1 eV/Å by default.
 //! - Between u_c and u_max an atom is "uncertain, worth labelling" (dump); above u_max the run is
 //!   "unstable" (halt).
+//! - Per cluster ([`calibrate_clusters`]): the same fits and cutoffs on the atoms of each cluster of
+//!   a species (the clusters of clustered local D-optimality), N split over the clusters in
+//!   proportion to their atoms; a cluster with fewer than [`MIN_CLUSTER_ATOMS`] atoms, or whose
+//!   fit fails, keeps the species-level cutoffs.
 
 use serde::{Deserialize, Serialize};
 
@@ -110,8 +114,9 @@ impl CalibrationOptions {
     }
 }
 
-/// Calibration result for one (species, uncertainty method): the fitted distributions, their
-/// goodness of fit and the cutoffs. Stored in the model file (serde) and printed as a table.
+/// Calibration result for one (species, uncertainty method), or for one cluster of a species
+/// (`gamma_local`, [`Calibration::cluster`]): the fitted distributions, their goodness of fit and
+/// the cutoffs. Stored in the model file (serde) and printed as a table.
 ///
 /// Units: errors and e_* in eV/Å; uncertainties and u_* in the method's own units (eV/Å for
 /// ensembles, dimensionless for the extrapolation grade).
@@ -119,8 +124,15 @@ impl CalibrationOptions {
 pub struct Calibration {
     /// Chemical species (element symbol).
     pub species: String,
-    /// Uncertainty method (e.g. "ensemble", "distance", "gp", "dopt", "dopt_local").
+    /// Uncertainty method (e.g. "gamma", "gamma_local", "ensemble", "distance", "gp").
     pub method: String,
+    /// For per-cluster cutoffs (`gamma_local` only): the index of the cluster among the species'
+    /// clusters, the calibration fitted on the validation atoms the estimator assigned to it.
+    /// `None` (the default, and what model files written before per-cluster cutoffs hold) is the
+    /// species-level entry, which every method has and clusters without their own entry fall
+    /// back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<usize>,
     /// Number of (error, uncertainty) pairs the fits used.
     pub n_fit: usize,
     /// N the cutoffs are computed for.
@@ -190,6 +202,7 @@ pub fn calibrate(
     Ok(Calibration {
         species: species.to_string(),
         method: method.to_string(),
+        cluster: None,
         n_fit: errors.len(),
         n_apply: opts.n_apply,
         error,
@@ -202,6 +215,85 @@ pub fn calibrate(
         ratio: up.ratio,
         u_max: up.u_max,
     })
+}
+
+/// Fewest (error, uncertainty) pairs a cluster needs for cutoffs of its own: below it the
+/// 1 - 1/N tail of a fit is too poorly determined, and the cluster keeps its species' cutoffs.
+pub const MIN_CLUSTER_ATOMS: usize = 30;
+
+/// What [`calibrate_clusters`] decided for one cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClusterCalibration {
+    /// Cutoffs of its own ([`Calibration::cluster`] set).
+    Fitted(Box<Calibration>),
+    /// The cluster keeps the species-level cutoffs.
+    Fallback {
+        cluster: usize,
+        /// Pairs the cluster had.
+        n_fit: usize,
+        /// N its cutoffs would have been computed for.
+        n_apply: u64,
+        /// Why (too few atoms, or the fit's error).
+        reason: String,
+    },
+}
+
+impl ClusterCalibration {
+    /// Index of the cluster.
+    pub fn cluster(&self) -> usize {
+        match self {
+            ClusterCalibration::Fitted(c) => c.cluster.unwrap_or(0),
+            ClusterCalibration::Fallback { cluster, .. } => *cluster,
+        }
+    }
+}
+
+/// Cutoffs per cluster of one species: `groups[k]` holds the paired (errors, uncertainties) of
+/// the atoms of cluster `k`. `opts.n_apply` is the species' N; each cluster's N is its share in
+/// proportion to its atoms (at least 2). Clusters with fewer than [`MIN_CLUSTER_ATOMS`] pairs, or
+/// whose fit fails, fall back to the species-level cutoffs (never an error).
+pub fn calibrate_clusters(
+    species: &str,
+    method: &str,
+    groups: &[(Vec<f64>, Vec<f64>)],
+    opts: &CalibrationOptions,
+) -> Vec<ClusterCalibration> {
+    let total: usize = groups.iter().map(|g| g.0.len()).sum();
+    groups
+        .iter()
+        .enumerate()
+        .map(|(k, (es, us))| {
+            let n_fit = es.len();
+            let share = if total == 0 {
+                0.0
+            } else {
+                n_fit as f64 / total as f64
+            };
+            let n_apply = ((opts.n_apply as f64 * share).round() as u64).max(2);
+            let fallback = |reason: String| ClusterCalibration::Fallback {
+                cluster: k,
+                n_fit,
+                n_apply,
+                reason,
+            };
+            if n_fit < MIN_CLUSTER_ATOMS {
+                return fallback(format!(
+                    "only {n_fit} validation atoms (need at least {MIN_CLUSTER_ATOMS})"
+                ));
+            }
+            let o = CalibrationOptions {
+                n_apply,
+                ..opts.clone()
+            };
+            match calibrate(species, method, es, us, &o) {
+                Ok(mut c) => {
+                    c.cluster = Some(k);
+                    ClusterCalibration::Fitted(Box::new(c))
+                }
+                Err(e) => fallback(format!("the fit failed: {e}")),
+            }
+        })
+        .collect()
 }
 
 impl Calibration {
@@ -221,6 +313,7 @@ impl Calibration {
         [
             "species",
             "method",
+            "cluster",
             "n_fit",
             "N",
             "error fit",
@@ -247,6 +340,7 @@ impl Calibration {
         vec![
             self.species.clone(),
             self.method.clone(),
+            self.cluster.map_or("-".into(), |c| c.to_string()),
             self.n_fit.to_string(),
             self.n_apply.to_string(),
             fit(&self.error),
@@ -331,6 +425,71 @@ mod tests {
         let text = toml::to_string(&cal).unwrap();
         let back: Calibration = toml::from_str(&text).unwrap();
         assert_eq!(back, cal);
+    }
+
+    #[test]
+    fn stats_cluster_cutoffs_fit_each_cluster_and_fall_back_when_small() {
+        let mut r = rng(7);
+        let groups: Vec<(Vec<f64>, Vec<f64>)> =
+            [(600, 0.5), (MIN_CLUSTER_ATOMS - 1, 0.5), (400, 2.0)]
+                .into_iter()
+                .map(|(n, scale)| {
+                    let e = draw_maxwell(&mut r, 0.05, n);
+                    (e, draw_gamma(&mut r, 4.0, scale, n))
+                })
+                .collect();
+        let opts = CalibrationOptions::new(10_000);
+        let out = calibrate_clusters("Li", "gamma_local", &groups, &opts);
+        assert_eq!(out.len(), 3);
+        let total = (600 + 400 + MIN_CLUSTER_ATOMS - 1) as f64;
+        let ClusterCalibration::Fitted(a) = &out[0] else {
+            panic!("{:?}", out[0])
+        };
+        assert_eq!((a.cluster, a.n_fit), (Some(0), 600));
+        assert_eq!(a.n_apply, (10_000.0 * 600.0 / total).round() as u64);
+        // The same as calibrating that cluster's atoms alone with its share of N.
+        let mut direct = calibrate(
+            "Li",
+            "gamma_local",
+            &groups[0].0,
+            &groups[0].1,
+            &CalibrationOptions::new(a.n_apply),
+        )
+        .unwrap();
+        direct.cluster = Some(0);
+        assert_eq!(&direct, a.as_ref());
+        match &out[1] {
+            ClusterCalibration::Fallback {
+                cluster: 1,
+                n_fit,
+                reason,
+                ..
+            } => {
+                assert_eq!(*n_fit, MIN_CLUSTER_ATOMS - 1);
+                assert!(reason.contains("need at least 30"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let ClusterCalibration::Fitted(c) = &out[2] else {
+            panic!("{:?}", out[2])
+        };
+        let c: &Calibration = c;
+        assert_eq!(c.cluster, Some(2));
+        // Four times the scale: a higher cutoff than the first cluster's.
+        assert!(c.u_c > 2.0 * a.u_c, "{} vs {}", c.u_c, a.u_c);
+        assert_eq!(
+            out.iter().map(|o| o.cluster()).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        // The cluster index is stored; a species-level entry writes none (old files read back).
+        let text = toml::to_string(c).unwrap();
+        assert!(text.contains("cluster = 2"), "{text}");
+        assert_eq!(&toml::from_str::<Calibration>(&text).unwrap(), c);
+        let mut species = c.clone();
+        species.cluster = None;
+        let text = toml::to_string(&species).unwrap();
+        assert!(!text.contains("cluster"), "{text}");
+        assert_eq!(toml::from_str::<Calibration>(&text).unwrap(), species);
     }
 
     #[test]

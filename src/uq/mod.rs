@@ -280,26 +280,99 @@ impl UqModel {
 
     /// Load the estimators present in a container (a model file read from `path`).
     pub fn load(path: &Path, c: &Container, model: &Model) -> Result<UqModel, ContainerError> {
-        Ok(UqModel {
-            active_set: activeset::GlobalActiveSets::load(path, c, model)?,
-            local: activeset::ClusteredActiveSets::load(path, c, model)?,
-            ensemble: ensemble::Ensemble::load(path, c, model)?,
-            distance: distance::DistanceModel::load(path, c, model)?,
-            gp: gp::SparseGp::load(path, c, model)?,
-            calibration: match c.meta.get("calibration") {
-                None => vec![],
-                Some(v) => {
-                    v.clone()
-                        .try_into()
-                        .map_err(|e: toml::de::Error| ContainerError::Invalid {
+        let uq =
+            UqModel {
+                active_set: activeset::GlobalActiveSets::load(path, c, model)?,
+                local: activeset::ClusteredActiveSets::load(path, c, model)?,
+                ensemble: ensemble::Ensemble::load(path, c, model)?,
+                distance: distance::DistanceModel::load(path, c, model)?,
+                gp: gp::SparseGp::load(path, c, model)?,
+                calibration: match c.meta.get("calibration") {
+                    None => vec![],
+                    Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| {
+                        ContainerError::Invalid {
                             path: path.display().to_string(),
                             message: format!("calibration table: {}", e.message()),
-                        })?
+                        }
+                    })?,
+                },
+            };
+        uq.check_cluster_cutoffs(model)
+            .map_err(|message| ContainerError::Invalid {
+                path: path.display().to_string(),
+                message,
+            })?;
+        Ok(uq)
+    }
+
+    /// Number of `gamma_local` clusters of species `species` (`None` without clustered active
+    /// sets or for a species index out of range).
+    pub fn gamma_local_clusters(&self, species: usize) -> Option<usize> {
+        let local = self.local.as_ref()?;
+        local.species.get(species).map(|sc| sc.sets.len())
+    }
+
+    /// Every per-cluster cutoff must name an existing `gamma_local` cluster of a model species
+    /// (the clusters are indices into the estimator stored beside them).
+    pub fn check_cluster_cutoffs(&self, model: &Model) -> Result<(), String> {
+        for c in &self.calibration {
+            let Some(k) = c.cluster else { continue };
+            let what = format!(
+                "calibration table: cutoffs of '{}' for cluster {k} of species {}",
+                c.method, c.species
+            );
+            if c.method != Method::GammaLocal.name() {
+                return Err(format!(
+                    "{what}: only '{}' has per-cluster cutoffs",
+                    Method::GammaLocal.name()
+                ));
+            }
+            let Some(s) = model.species_index(&c.species) else {
+                return Err(format!(
+                    "{what}: the model has no species {} (it has {})",
+                    c.species,
+                    model.species.join(", ")
+                ));
+            };
+            match self.gamma_local_clusters(s) {
+                None => {
+                    return Err(format!(
+                        "{what}: the model has no clustered active sets ('{}'); rerun `aceuq calibrate`",
+                        Method::GammaLocal.name()
+                    ));
                 }
-            },
-        })
+                Some(n) if k >= n => {
+                    return Err(format!(
+                        "{what}: the model's '{}' has only {n} clusters for {} (0 to {}); rerun `aceuq calibrate`",
+                        Method::GammaLocal.name(),
+                        c.species,
+                        n.saturating_sub(1)
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove the per-cluster cutoffs (when the clusters they refer to are rebuilt); returns how
+    /// many there were.
+    pub fn drop_cluster_cutoffs(&mut self) -> usize {
+        let before = self.calibration.len();
+        self.calibration.retain(|c| c.cluster.is_none());
+        before - self.calibration.len()
     }
 }
+
+/// Per-atom values of every structure and the `gamma_local` cluster of every atom
+/// (`[structure][atom]` both).
+pub type ValuesAndClusters = (Vec<Vec<f64>>, Vec<Vec<u32>>);
+
+/// Paired (force errors, uncertainties) per species and cluster (`[species][cluster]`).
+pub type ClusterPairs = Vec<Vec<(Vec<f64>, Vec<f64>)>>;
+
+/// One structure's per-atom values and clusters.
+type AtomValues = (Vec<f64>, Vec<u32>);
 
 /// Scratch memory for per-atom uncertainty evaluation (one per thread; no allocation per atom).
 #[derive(Clone, Debug, Default)]
@@ -311,6 +384,13 @@ pub struct UqScratch {
 }
 
 impl UqScratch {
+    /// The `gamma_local` cluster of every row of the last [`UqModel::evaluate_rows`] call for
+    /// [`Method::GammaLocal`] (an index into the species' clusters); meaningless after a call for
+    /// another method.
+    pub fn gamma_local_clusters(&self) -> &[u32] {
+        &self.cluster
+    }
+
     /// Scratch sized for `model` and its estimators `uq`.
     pub fn new(model: &Model, uq: &UqModel) -> Self {
         UqScratch {
@@ -367,18 +447,47 @@ impl UqModel {
         Ok(())
     }
 
-    /// Lower and upper uncertainty cutoffs of `method` for `species` stored by `aceuq calibrate`.
+    /// Lower and upper uncertainty cutoffs of `method` for `species` stored by `aceuq calibrate`
+    /// (the species-level entry).
     pub fn stored_cutoffs(
         &self,
         model: &Model,
         method: Method,
         species: usize,
     ) -> Option<(f64, f64)> {
+        self.stored_entry(model, method, species, None)
+            .map(|c| (c.u_c, c.u_max))
+    }
+
+    /// Lower and upper cutoffs of `method` for the atoms of `species` in `gamma_local` cluster
+    /// `cluster`: the cluster's own entry if `aceuq calibrate` stored one, else the species-level
+    /// entry (clusters with too few calibration atoms, and methods other than `gamma_local`,
+    /// have none). The flag says whether the cluster's own entry was used.
+    pub fn stored_cluster_cutoffs(
+        &self,
+        model: &Model,
+        method: Method,
+        species: usize,
+        cluster: usize,
+    ) -> Option<(f64, f64, bool)> {
+        if let Some(c) = self.stored_entry(model, method, species, Some(cluster)) {
+            return Some((c.u_c, c.u_max, true));
+        }
+        self.stored_cutoffs(model, method, species)
+            .map(|(lo, hi)| (lo, hi, false))
+    }
+
+    fn stored_entry(
+        &self,
+        model: &Model,
+        method: Method,
+        species: usize,
+        cluster: Option<usize>,
+    ) -> Option<&crate::stats::cutoff::Calibration> {
         let name = model.species.get(species)?;
         self.calibration
             .iter()
-            .find(|c| c.method == method.name() && &c.species == name)
-            .map(|c| (c.u_c, c.u_max))
+            .find(|c| c.method == method.name() && &c.species == name && c.cluster == cluster)
     }
 
     /// Per-atom uncertainty of `method` for every atom of every structure (`[structure][atom]`).
@@ -394,11 +503,43 @@ impl UqModel {
         if method == Method::Ensemble {
             return self.per_atom_ensemble(model, data);
         }
+        Ok(self
+            .per_atom_rows(model, data, method, false)?
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect())
+    }
+
+    /// `gamma_local` of every atom of every structure and the cluster that graded it
+    /// (`[structure][atom]` both), as the MD step computes them (one batch per species).
+    pub fn gamma_local_per_atom(
+        &self,
+        model: &Model,
+        data: &[Structure],
+    ) -> Result<ValuesAndClusters, UqError> {
+        if self.local.is_none() {
+            return Err(missing(Method::GammaLocal));
+        }
+        Ok(self
+            .per_atom_rows(model, data, Method::GammaLocal, true)?
+            .into_iter()
+            .unzip())
+    }
+
+    /// Values of a method graded from basis vectors, per structure and atom, with the
+    /// `gamma_local` cluster of every atom if `clusters` (else empty).
+    fn per_atom_rows(
+        &self,
+        model: &Model,
+        data: &[Structure],
+        method: Method,
+        clusters: bool,
+    ) -> Result<Vec<AtomValues>, UqError> {
         let ns = model.nspecies();
         data.par_iter()
             .map_init(
                 || Workspace::new(model),
-                |ws, s| -> Result<Vec<f64>, UqError> {
+                |ws, s| -> Result<AtomValues, UqError> {
                     let envs = Environments::new(model, s)?;
                     let mut rows: Vec<Vec<f64>> = vec![vec![]; ns];
                     let mut atoms: Vec<Vec<usize>> = vec![vec![]; ns];
@@ -410,6 +551,7 @@ impl UqModel {
                         atoms[e.si].push(i);
                     }
                     let mut out = vec![0.0; s.len()];
+                    let mut cl = if clusters { vec![0; s.len()] } else { vec![] };
                     let mut scratch = UqScratch::new(model, self);
                     for z in 0..ns {
                         if atoms[z].is_empty() {
@@ -420,8 +562,13 @@ impl UqModel {
                         for (&i, v) in atoms[z].iter().zip(vals) {
                             out[i] = v;
                         }
+                        if clusters {
+                            for (&i, &c) in atoms[z].iter().zip(scratch.gamma_local_clusters()) {
+                                cl[i] = c;
+                            }
+                        }
                     }
-                    Ok(out)
+                    Ok((out, cl))
                 },
             )
             .collect()
@@ -588,6 +735,43 @@ impl UqModel {
             )
             .collect()
     }
+}
+
+/// Force errors and uncertainties of the atoms of each (species, cluster) (`[species][cluster]`,
+/// `nclusters[s]` clusters for species `s`), for per-cluster calibration; `clusters` holds the
+/// cluster of every atom (`[structure][atom]`, as [`UqModel::gamma_local_per_atom`] gives it);
+/// structures without reference forces are skipped. A cluster index out of range is an error
+/// naming the atom.
+pub fn pairs_by_species_cluster(
+    model: &Model,
+    data: &[Structure],
+    errors: &[Vec<f64>],
+    u: &[Vec<f64>],
+    clusters: &[Vec<u32>],
+    nclusters: &[usize],
+) -> Result<ClusterPairs, UqError> {
+    let mut out: ClusterPairs = nclusters
+        .iter()
+        .map(|&n| vec![(Vec::new(), Vec::new()); n])
+        .collect();
+    for (k, s) in data.iter().enumerate() {
+        if errors[k].is_empty() {
+            continue;
+        }
+        for (i, sym) in s.symbols.iter().enumerate() {
+            if let Some(sp) = model.species_index(sym) {
+                let c = clusters[k][i] as usize;
+                let Some(group) = out.get_mut(sp).and_then(|g| g.get_mut(c)) else {
+                    return Err(UqError::Data(format!(
+                        "structure {k}, atom {i} ({sym}): cluster {c} out of range"
+                    )));
+                };
+                group.0.push(errors[k][i]);
+                group.1.push(u[k][i]);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Force errors and uncertainties of the atoms of each species (index = model species), for

@@ -194,6 +194,23 @@ static void test_queries(aceuq_model_t *h)
   EXPECT(aceuq_model_uq_cutoffs(h, 0, 5, &lo, &hi), ACEUQ_STATUS_INVALID_ARGUMENT,
          "species index 5 out of range");
   EXPECT(aceuq_model_uq_cutoffs(NULL, 0, 0, &lo, &hi), ACEUQ_STATUS_INVALID_ARGUMENT, "NULL");
+
+  /* Per-cluster cutoffs: this model has no gamma_local clusters. */
+  int32_t ncl = -1, own = -1;
+  EXPECT(aceuq_model_gamma_local_clusters(h, 0, &ncl), ACEUQ_STATUS_MISSING, "no 'gamma_local'");
+  CHECK(ncl == -1);
+  EXPECT(aceuq_model_gamma_local_clusters(h, 3, &ncl), ACEUQ_STATUS_INVALID_ARGUMENT,
+         "species index 3 out of range");
+  EXPECT(aceuq_model_gamma_local_clusters(NULL, 0, &ncl), ACEUQ_STATUS_INVALID_ARGUMENT, "NULL");
+  EXPECT(aceuq_model_uq_cluster_cutoffs(h, ACEUQ_METHOD_GAMMA_LOCAL, 0, 0, &lo, &hi, &own),
+         ACEUQ_STATUS_MISSING, "no 'gamma_local'");
+  EXPECT(aceuq_model_uq_cluster_cutoffs(h, 12, 0, 0, &lo, &hi, NULL),
+         ACEUQ_STATUS_INVALID_ARGUMENT, "method id 12 out of range");
+  EXPECT(aceuq_model_uq_cluster_cutoffs(h, ACEUQ_METHOD_GAMMA_LOCAL, -1, 0, &lo, &hi, NULL),
+         ACEUQ_STATUS_INVALID_ARGUMENT, "species index -1 out of range");
+  EXPECT(aceuq_model_uq_cluster_cutoffs(NULL, 0, 0, 0, &lo, &hi, NULL),
+         ACEUQ_STATUS_INVALID_ARGUMENT, "NULL");
+  CHECK(own == -1);
 }
 
 static void test_compute(aceuq_model_t *h)
@@ -353,6 +370,13 @@ static void test_compute(aceuq_model_t *h)
   EXPECT(aceuq_compute(h, &f.sys, &f.res), ACEUQ_STATUS_INVALID_ARGUMENT, "uq_methods is NULL");
   f.res.n_uq = -1;
   EXPECT(aceuq_compute(h, &f.sys, &f.res), ACEUQ_STATUS_INVALID_ARGUMENT, "n_uq");
+  /* A gamma_local cluster array without gamma_local requested. */
+  fixture_init(&f);
+  int32_t clusters[2] = {-1, -1};
+  f.res.gamma_local_cluster = clusters;
+  EXPECT(aceuq_compute(h, &f.sys, &f.res), ACEUQ_STATUS_INVALID_ARGUMENT,
+         "gamma_local is not among the requested methods");
+  CHECK(clusters[0] == -1 && clusters[1] == -1);
 
   /* After all those errors the handle still works and gives the same answer. */
   fixture init2;
