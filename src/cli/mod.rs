@@ -194,7 +194,7 @@ fn info(args: &InfoArgs) -> Result<()> {
     );
     if let Some(l) = &pot.uq.local {
         println!(
-            "\ngamma_local clusters ({}, k-means space {}); cutoffs from `aceuq calibrate`:",
+            "\ngamma_local clusters ({}, k-means space {}); cutoffs from `aceuq calibrate` (the cluster's own, else its species'):",
             match l.partition {
                 crate::uq::Partition::KMeans(k) =>
                     format!("k-means, K = {k} per neighbourhood chemistry"),
@@ -204,7 +204,9 @@ fn info(args: &InfoArgs) -> Result<()> {
         );
         print!(
             "{}",
-            l.cluster_table(&|s, _| pot.stored_cutoffs(crate::uq::Method::GammaLocal, s))
+            l.cluster_table(&|s, k| pot
+                .stored_cluster_cutoffs(crate::uq::Method::GammaLocal, s, k)
+                .map(|(lo, hi, _)| (lo, hi)))
         );
     }
     Ok(())

@@ -1,11 +1,12 @@
-//! Clustered local active sets (the `gamma_local` estimator, METHODS.md §3): per species, the
-//! build rows standardized and partitioned (k-means or `config_type` labels), one active set per
-//! cluster; queries, the builder and persistence.
+//! Clustered local active sets (the `gamma_local` estimator, docs/clustered.md): per species, the
+//! build rows split by neighbourhood chemistry (multi-species models), standardized and
+//! partitioned (k-means or `config_type` labels), one active set of any rank per cluster;
+//! queries, the builder, the cluster listing and persistence.
 
 use super::partition::{
     ClusterMap, SpeciesStats, merge_cluster, merge_small, reciprocals, standardize,
 };
-use super::rowspace::{Gram, RANK_EPS};
+use super::rowspace::{Gram, RANK_EPS, ROWS_PER_DIMENSION};
 use super::species::{GammaScratch, SpeciesActiveSet};
 use super::{
     BuildInfo, Chunk, ClusterFeatures, Group, NO_LABEL, PassError, Route, RowSource, Settings,
@@ -1057,7 +1058,7 @@ pub(super) fn build_clustered(
                     for (g, e) in eps.iter().enumerate() {
                         if let (Some(e), Some(p)) = (e, &groups[g].proj) {
                             notes.push(format!(
-                                "{}: its {} atoms span {} of {} dimensions{}: graded in its own row space (gamma = max of the in-space grade and the distance from the space over the set's thinnest width)",
+                                "{}: its {} atoms span {} of {} dimensions{}: graded in its own row space (at most one dimension per {ROWS_PER_DIMENSION} atoms; gamma = max of the in-space grade and the distance from the space over the set's width)",
                                 gname[g],
                                 grams[g].0.n,
                                 p.rank,
@@ -1232,7 +1233,8 @@ fn make_groups(
                     // A projection at this tolerance, or (if the rows still span everything)
                     // one that drops the thinnest direction.
                     let m = sc.m();
-                    let p = grams[g].0.projection(&inv_rms[s], e, m);
+                    let r = grams[g].0.supported_rank();
+                    let p = grams[g].0.projection(&inv_rms[s], e, r);
                     Some(p.unwrap_or_else(|| {
                         grams[g]
                             .0
@@ -1299,7 +1301,7 @@ fn whitening(z: &[f64], n: usize, m: usize) -> Vec<f64> {
     let mut w = vec![];
     for &i in order.iter().take(20) {
         let l = eig.eigenvalues[i];
-        if !(l > 1e-12 * total) {
+        if l.is_nan() || l <= 1e-12 * total {
             break;
         }
         let inv = 1.0 / l.sqrt();

@@ -1,14 +1,16 @@
 //! Active sets for the extrapolation grade: global D-optimality (`gamma`, METHODS.md §2) and
-//! clustered local D-optimality (`gamma_local`, METHODS.md §3), plus candidate selection for
+//! clustered local D-optimality (`gamma_local`, docs/clustered.md), plus candidate selection for
 //! labelling.
 //!
 //! - [`GlobalActiveSets`]: per species, the MaxVol active set of all training rows: its `m × m`
 //!   rows (kept so that candidates can be stacked with them), the inverse `A^{-1}`, and which
 //!   training atoms were chosen. `gamma_i = max_j |(B_i A^{-1})_j|`.
-//! - [`ClusteredActiveSets`]: per species, the rows are standardized and partitioned (k-means or
-//!   `config_type` labels; small clusters merged into the nearest centroid); one active set per
-//!   (species, cluster). Query: nearest centroid for k-means, minimum gamma over the clusters for
-//!   label partitions.
+//! - [`ClusteredActiveSets`]: per species, the atoms are split by neighbourhood chemistry
+//!   (multi-species models), then partitioned (k-means on standardized rows, or `config_type`
+//!   labels; clusters under `min_cluster_atoms` merged into the nearest centroid); one active set
+//!   per (species, cluster), of any rank (a cluster spanning fewer dimensions is graded in its
+//!   own row space, see `species.rs`). Query: nearest centroid of the atom's chemistry for
+//!   k-means, minimum gamma over the clusters for label partitions.
 //! - [`select`]: MaxVol over (current active set ∪ candidate rows); the candidate structures that
 //!   own the most selected rows are the ones to label.
 //!
@@ -20,8 +22,9 @@
 //!
 //! Files: this one holds the build [`Settings`], the row sources, the build record
 //! [`BuildInfo`] and the pass driver shared by all builders; `species.rs` one active set
-//! ([`SpeciesActiveSet`]); `global.rs` the global sets; `clustered.rs` the clustered sets and
-//! their builder; `partition.rs` the standardization and cluster merging of that builder;
+//! ([`SpeciesActiveSet`], [`Projection`]); `global.rs` the global sets; `clustered.rs` the
+//! clustered sets and their builder; `partition.rs` the standardization and cluster merging of
+//! that builder; `rowspace.rs` the row space (Gram matrix, rank) of each cluster;
 //! `select.rs` candidate selection.
 
 use super::maxvol::{MaxVolError, Options, PassStats, RowId, StreamingMaxVol};

@@ -59,7 +59,7 @@ impl SpeciesStats {
             mean[j] = self.shift.get(j).copied().unwrap_or(0.0) + d;
             let var = (self.sumsq[j] / n - d * d).max(0.0);
             let sd = var.sqrt();
-            // Zero-variance columns (up to rounding) keep std 1, as METHODS §3 says.
+            // Zero-variance columns (up to rounding) keep std 1 (docs/clustered.md).
             std[j] = if sd > 1e-12 * mean[j].abs().max(f64::MIN_POSITIVE) && sd > 0.0 {
                 sd
             } else {

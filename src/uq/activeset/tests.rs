@@ -1467,7 +1467,7 @@ fn measure_cluster_features() {
     let (mut het, mut held) = (train.clone(), test.clone());
     for s in &novel {
         let k = seen.entry(ty(s)).or_default();
-        if *k % 2 == 0 {
+        if (*k).is_multiple_of(2) {
             het.push(s.clone())
         } else {
             held.push(s.clone())
@@ -1541,7 +1541,7 @@ fn measure_cluster_features() {
                 continue;
             }
             let k = seen.entry(ty(s)).or_default();
-            if *k % 2 == 0 {
+            if (*k).is_multiple_of(2) {
                 tr.push(s.clone())
             } else {
                 inside.push(s.clone())
