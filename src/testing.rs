@@ -116,22 +116,29 @@ pub(crate) fn random_structure(species: &[&str], reps: usize, seed: u64, skew: b
     s
 }
 
-/// A two-species (Al, Mg) potential fitted on data of a random teacher outside its function space,
-/// with clustered active sets (k-means, `k` clusters per species), and validation structures
-/// with the teacher's forces (16 structures of 16 atoms).
-pub(crate) fn clustered_potential(k: usize) -> (crate::Potential, Vec<Structure>) {
+/// `n` small Al-Mg structures (seeds from `seed`) labelled by a random teacher model of the
+/// `small_cfg` basis, and the species names.
+pub(crate) fn teacher_data(n: u64, seed: u64) -> (Vec<String>, Vec<Structure>) {
     let species = ["Al", "Mg"];
     let names: Vec<String> = species.iter().map(|s| s.to_string()).collect();
     let teacher = random_model(&species, &small_cfg(), 5);
     let mut ws = crate::model::Workspace::new(&teacher);
-    let mut data: Vec<Structure> = (0..38)
-        .map(|i| random_structure(&species, 2, 900 + i, i % 2 == 0))
+    let mut data: Vec<Structure> = (0..n)
+        .map(|i| random_structure(&species, 2, seed + i, i % 2 == 0))
         .collect();
     for s in data.iter_mut() {
         let p = teacher.predict(s, &mut ws).unwrap();
         s.energy = Some(p.energy);
         s.forces = Some(p.forces);
     }
+    (names, data)
+}
+
+/// A two-species (Al, Mg) potential fitted on data of a random teacher outside its function space,
+/// with clustered active sets (k-means, `k` clusters per species), and validation structures
+/// with the teacher's forces (16 structures of 16 atoms).
+pub(crate) fn clustered_potential(k: usize) -> (crate::Potential, Vec<Structure>) {
+    let (names, data) = teacher_data(38, 900);
     let (train, valid) = data.split_at(22);
     let model = crate::model::fit::fit(&names, &tiny_cfg(), &Default::default(), train, &[], false)
         .unwrap();

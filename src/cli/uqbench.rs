@@ -455,53 +455,47 @@ fn figures(out: &Path, results: &[CaseResult]) -> Result<()> {
     )
     .with_context(|| format!("writing {}", p.display()))?;
     // Novelty and error ranking, means over the genuinely novel subsets.
-    let per_novel =
-        |f: &dyn Fn(&crate::bench::heterogeneity::SubsetScores) -> f64| -> Vec<(String, Vec<f64>)> {
-            methods
-                .iter()
-                .map(|&m| {
-                    (
-                        m.name().to_string(),
-                        results
-                            .iter()
-                            .map(|r| {
-                                r.methods
-                                    .iter()
-                                    .find(|x| x.method == m)
-                                    .map_or(f64::NAN, |x| r.novel_mean(x, f))
-                            })
-                            .collect(),
-                    )
-                })
-                .collect()
-        };
+    type Scores = crate::bench::heterogeneity::SubsetScores;
+    type NoveltyPanel<'a> = (&'a str, &'a str, &'a dyn Fn(&Scores) -> f64);
+    let per_novel = |f: &dyn Fn(&Scores) -> f64| -> Vec<(String, Vec<f64>)> {
+        methods
+            .iter()
+            .map(|&m| {
+                (
+                    m.name().to_string(),
+                    results
+                        .iter()
+                        .map(|r| {
+                            r.methods
+                                .iter()
+                                .find(|x| x.method == m)
+                                .map_or(f64::NAN, |x| r.novel_mean(x, f))
+                        })
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let panels: [NoveltyPanel; 3] = [
+        ("structure ROC-AUC, size-matched", "AUC", &|s| {
+            s.auc_struct_matched
+        }),
+        ("atom ROC-AUC", "AUC", &|s| s.auc_atom),
+        ("top-5 % error recall at 10 % budget", "recall", &|s| {
+            s.recall
+        }),
+    ];
     let p = out.join("novelty.png");
     write_bars(
         &p,
         "genuinely novel subsets only (means; none: no bar)",
-        &[
-            BarPanel {
-                title: "structure ROC-AUC, size-matched".into(),
-                y_label: "AUC".into(),
-                groups: groups.clone(),
-                series: per_novel(&|s| s.auc_struct_matched),
-                y_range: Some((0.0, 1.0)),
-            },
-            BarPanel {
-                title: "atom ROC-AUC".into(),
-                y_label: "AUC".into(),
-                groups: groups.clone(),
-                series: per_novel(&|s| s.auc_atom),
-                y_range: Some((0.0, 1.0)),
-            },
-            BarPanel {
-                title: "top-5 % error recall at 10 % budget".into(),
-                y_label: "recall".into(),
-                groups: groups.clone(),
-                series: per_novel(&|s| s.recall),
-                y_range: Some((0.0, 1.0)),
-            },
-        ],
+        &panels.map(|(title, y, f)| BarPanel {
+            title: title.into(),
+            y_label: y.into(),
+            groups: groups.clone(),
+            series: per_novel(f),
+            y_range: Some((0.0, 1.0)),
+        }),
         (620, 480),
     )
     .with_context(|| format!("writing {}", p.display()))?;

@@ -303,18 +303,7 @@ fn panics_become_internal_errors() {
 /// A two-species model with a 3-member ensemble and a global active set, fitted on data from a
 /// random teacher outside its function space (so that members differ).
 fn save_uq_model(name: &str) -> (std::path::PathBuf, Potential) {
-    let species = ["Al", "Mg"];
-    let names: Vec<String> = species.iter().map(|s| s.to_string()).collect();
-    let teacher = random_model(&species, &small_cfg(), 5);
-    let mut ws = Workspace::new(&teacher);
-    let mut data: Vec<crate::Structure> = (0..26)
-        .map(|k| random_structure(&species, 2, 300 + k, k % 2 == 0))
-        .collect();
-    for s in data.iter_mut() {
-        let p = teacher.predict(s, &mut ws).unwrap();
-        s.energy = Some(p.energy);
-        s.forces = Some(p.forces);
-    }
+    let (names, data) = crate::testing::teacher_data(26, 300);
     let (train, valid) = data.split_at(22);
     let model = crate::model::fit::fit(
         &names,

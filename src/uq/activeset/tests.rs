@@ -1450,6 +1450,20 @@ fn local_atoms(model: &Model, c: &ClusteredActiveSets, data: &[Structure]) -> (V
     (g, k)
 }
 
+/// k-means clustered sets of `table` with `k` clusters in feature space `f` (seed 2024).
+fn kmeans_sets(
+    model: &Model,
+    table: &DescriptorTable,
+    k: usize,
+    f: super::ClusterFeatures,
+) -> ClusteredActiveSets {
+    let st = Settings {
+        cluster_features: f,
+        ..Default::default()
+    };
+    ClusteredActiveSets::build(model, table, &[], &Partition::KMeans(k), &st, 2024, false).unwrap()
+}
+
 #[test]
 #[ignore = "measurement: k-means feature spaces on heterogeneous Li (a few minutes); run with --ignored --nocapture"]
 fn measure_cluster_features() {
@@ -1499,20 +1513,7 @@ fn measure_cluster_features() {
     );
     for k in [4, 6, 8] {
         for f in features {
-            let st = Settings {
-                cluster_features: f,
-                ..Default::default()
-            };
-            let c = ClusteredActiveSets::build(
-                &model,
-                &table,
-                &[],
-                &Partition::KMeans(k),
-                &st,
-                2024,
-                false,
-            )
-            .unwrap();
+            let c = kmeans_sets(&model, &table, k, f);
             let (_, cl) = local_atoms(&model, &c, &held);
             let cl: Vec<usize> = cl.iter().map(|&x| x as usize).collect();
             println!(
@@ -1596,20 +1597,7 @@ fn measure_cluster_features() {
         println!("{hold:<24} {ratio:>6.2} {:>12} {s:>8.3} {a:>8.3}", "gamma");
         for k in [4, 8] {
             for f in features {
-                let st = Settings {
-                    cluster_features: f,
-                    ..Default::default()
-                };
-                let c = ClusteredActiveSets::build(
-                    &model,
-                    &table,
-                    &[],
-                    &Partition::KMeans(k),
-                    &st,
-                    2024,
-                    false,
-                )
-                .unwrap();
+                let c = kmeans_sets(&model, &table, k, f);
                 let lg = local_grader(&c);
                 let (s, a) = score(
                     &per_atom(&model, &inside, &*lg),
