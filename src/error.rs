@@ -4,11 +4,12 @@
 //! sizes) name their status directly.
 //!
 //! Layer 5. Owns: [`Error`] and [`ErrorKind`]. Imports only the error types of the layers below it that
-//! it classifies.
+//! it classifies (including `stats`).
 
 use crate::io::container::ContainerError;
 use crate::io::extxyz::AppendError;
 use crate::model::ModelError;
+use crate::stats::StatsError;
 use crate::uq::UqError;
 
 /// What kind of failure an [`Error`] is.
@@ -67,6 +68,12 @@ impl From<AppendError> for Error {
 
 impl From<ModelError> for Error {
     fn from(e: ModelError) -> Self {
+        Error::new(ErrorKind::Data, e.to_string())
+    }
+}
+
+impl From<StatsError> for Error {
+    fn from(e: StatsError) -> Self {
         Error::new(ErrorKind::Data, e.to_string())
     }
 }

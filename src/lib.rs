@@ -8,6 +8,7 @@
 pub mod basis;
 #[cfg(feature = "cli")]
 pub mod bench;
+pub mod calibration;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod engine;

@@ -667,28 +667,25 @@ fn final_check(
 }
 
 /// Calibrate the watched quantity on `valid` (falls back to training data when there is no
-/// validation set), with N = atoms × checks of the explorations.
+/// validation set), with N = atoms × checks of the explorations for every species; for
+/// `gamma_local` also per (species, cluster).
 fn calibrate(cfg: &LoopConfig, m: &mut Potential, data: &[Structure]) -> Result<(), LoopError> {
     let method = cfg.run.quantity;
-    let errors = crate::uq::force_errors(&m.model, data).map_err(|e| err(e.to_string()))?;
-    let u = m.per_atom(data, method).map_err(|e| err(e.to_string()))?;
-    let n_apply = cfg.run.pool_size.unwrap_or_else(|| estimate_pool(cfg));
-    let pairs = crate::uq::pairs_by_species(&m.model, data, &errors, &u);
-    for (name, (es, us)) in m.model.species.clone().iter().zip(pairs) {
-        if es.len() < 10 {
-            return Err(err(format!(
-                "too few labelled {name} atoms ({}) to calibrate the cutoffs: start from more structures",
-                es.len()
-            )));
-        }
-        let mut opts = crate::stats::cutoff::CalibrationOptions::new(n_apply.max(2));
-        opts.e_max = cfg.run.max_error;
-        let cal = crate::stats::cutoff::calibrate(name, method.name(), &es, &us, &opts)
+    let n_apply = cfg
+        .run
+        .pool_size
+        .unwrap_or_else(|| estimate_pool(cfg))
+        .max(2);
+    let napply = vec![n_apply; m.model.nspecies()];
+    let result =
+        crate::calibration::calibrate_potential(m, data, &napply, cfg.run.max_error, &[method])
             .map_err(|e| err(e.to_string()))?;
-        m.uq.calibration
-            .retain(|c| !(c.species == cal.species && c.method == cal.method));
-        m.uq.calibration.push(cal);
+    if let Some(w) = result.warnings.first() {
+        return Err(err(format!(
+            "too few labelled atoms to calibrate the cutoffs ({w}): start from more structures"
+        )));
     }
+    m.uq.calibration = result.calibration;
     Ok(())
 }
 
