@@ -328,12 +328,15 @@ impl ClusteredActiveSets {
         match self.partition {
             Partition::KMeans(_) => {
                 let c = sc.centroid_cluster[sc.nearest_centroid(b, &mut scratch.z)] as usize;
-                (sc.sets[c].gamma(b, &mut scratch.acc), c)
+                (
+                    sc.sets[c].gamma_with(b, &mut scratch.acc, &mut scratch.proj),
+                    c,
+                )
             }
             Partition::ConfigType => {
                 let mut best = (f64::INFINITY, 0);
                 for (c, set) in sc.sets.iter().enumerate() {
-                    let g = set.gamma(b, &mut scratch.acc);
+                    let g = set.gamma_with(b, &mut scratch.acc, &mut scratch.proj);
                     if g < best.0 || (g.is_nan() && best.0.is_infinite()) {
                         best = (g, c);
                     }

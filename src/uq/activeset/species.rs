@@ -157,15 +157,21 @@ impl SpeciesActiveSet {
     /// Grade of one descriptor `b` (length `m`); `acc` is scratch of length `m`.
     #[inline]
     pub fn gamma(&self, b: &[f64], acc: &mut [f64]) -> f64 {
+        self.gamma_with(b, acc, &mut ProjScratch::default())
+    }
+
+    /// [`SpeciesActiveSet::gamma`] with caller-owned scratch for a projected set (no
+    /// allocation once the scratch has grown).
+    pub fn gamma_with(&self, b: &[f64], acc: &mut [f64], ps: &mut ProjScratch) -> f64 {
         match &self.proj {
             None => maxvol::gamma(&self.inverse, self.m, b, &mut acc[..self.m]),
             Some(p) => {
                 let a = p.a();
-                let mut z = vec![0.0; p.rank];
-                let mut xa = vec![0.0; a];
-                let mut y = vec![0.0; a];
-                let rho = p.project(b, &mut z, &mut xa, &mut y);
-                let g = maxvol::gamma(&self.inverse, self.m, &z, &mut acc[..self.m]);
+                ps.z.resize(p.rank, 0.0);
+                ps.xa.resize(a, 0.0);
+                ps.y.resize(a, 0.0);
+                let rho = p.project(b, &mut ps.z, &mut ps.xa, &mut ps.y);
+                let g = maxvol::gamma(&self.inverse, self.m, &ps.z, &mut acc[..self.m]);
                 p.combine(g, rho)
             }
         }
