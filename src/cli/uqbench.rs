@@ -570,7 +570,7 @@ fn summary(
     members: usize,
     seconds: f64,
 ) -> String {
-    let headers: Vec<String> = [
+    let headers = strings(&[
         "data set",
         "basis (functions)",
         "test MAE (eV/Å)",
@@ -583,10 +583,7 @@ fn summary(
         "novel subsets",
         "matched AUC (novel)",
         "recall@10% (novel)",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]);
     let mut rows = vec![];
     for r in results {
         for m in &r.methods {
@@ -690,7 +687,7 @@ fn summary(
              >= {NOVEL_MIN_FRACTION_ABOVE_P95} (0.05 for in-distribution atoms). Subsets that \
              fail are excluded from the `(novel)` means and the verdicts.\n"
         );
-        let h: Vec<String> = [
+        let h = strings(&[
             "data set",
             "basis",
             "subset",
@@ -699,10 +696,7 @@ fn summary(
             "error ratio",
             "> in-dist. p95",
             "genuinely novel",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        ]);
         let mut rows = vec![];
         for r in results {
             for n in &r.subsets {
@@ -720,7 +714,7 @@ fn summary(
         }
         md += &markdown_table(&h, &rows);
         let _ = writeln!(md, "\n## Novelty detection and error ranking per subset\n");
-        let h: Vec<String> = [
+        let h = strings(&[
             "data set",
             "basis",
             "subset",
@@ -730,10 +724,7 @@ fn summary(
             "atom AUC",
             "Spearman (pool)",
             "top-5% recall @10%",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        ]);
         let mut rows = vec![];
         for r in results {
             for (k, n) in r.subsets.iter().enumerate() {
@@ -808,4 +799,9 @@ fn summary(
          `subsets.csv`."
     );
     md
+}
+
+/// Owned copies of `v` (table headers).
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
 }
