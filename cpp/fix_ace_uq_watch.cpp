@@ -45,7 +45,7 @@ std::string cluster_list(const std::set<std::pair<int, int>> &set,
 FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), method(-1), lower_auto(1), upper_auto(1), upper_none(0), lower_value(0.0),
     upper_value(0.0), halt_mode(HALT_SOFT), pair(nullptr), by_cluster(0), nchecks(0), nframes(0),
-    halted_step(-1), running_max(0.0), last_max(0.0), last_checked(-1)
+    halted_step(-1), running_max(0.0), last_max(0.0), last_checked(-1), last_fingerprint(0)
 {
   if (narg < 4) utils::missing_cmd_args(FLERR, "fix ace/uq/watch", error);
   nevery = utils::inumeric(FLERR, arg[3], false, lmp);
@@ -217,9 +217,13 @@ void FixAceUqWatch::end_of_step()
 
 void FixAceUqWatch::check()
 {
-  // A configuration is checked once, even when a new run starts where the last one ended.
-  if (update->ntimestep == last_checked) return;
+  // A configuration is checked once, even when a new run starts where the last one ended; but a
+  // configuration changed at the same step (displace_atoms, a box change, deleted or created
+  // atoms between `run 0` commands) is a new one and is checked.
+  const uint64_t fp = fingerprint();
+  if (update->ntimestep == last_checked && fp == last_fingerprint) return;
   last_checked = update->ntimestep;
+  last_fingerprint = fp;
   if (pair->uq_step(method) != update->ntimestep)
     error->all(FLERR, "fix ace/uq/watch: pair ace/uq did not compute {} at step {}",
                PairAceUq::method_name(method), update->ntimestep);
@@ -269,6 +273,43 @@ void FixAceUqWatch::check()
                  PairAceUq::method_name(method), update->ntimestep);
     timer->force_timeout();
   }
+}
+
+// 64-bit mixer (splitmix64 finalizer).
+static uint64_t mix64(uint64_t z)
+{
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// Position on a 1e-6 Angstrom grid (insensitive to the last-bit rounding of unwrapping).
+static uint64_t grid(double v)
+{
+  return static_cast<uint64_t>(static_cast<int64_t>(std::llround(v * 1.0e6)));
+}
+
+// Order-independent hash of the configuration: every atom's ID, type and unwrapped position
+// (so re-wrapping into the box and migration between ranks change nothing), and the box.
+uint64_t FixAceUqWatch::fingerprint()
+{
+  uint64_t local = 0;
+  double **x = atom->x;
+  imageint *image = atom->image;
+  for (int i = 0; i < atom->nlocal; i++) {
+    double u[3];
+    domain->unmap(x[i], image[i], u);
+    uint64_t h =
+        mix64(static_cast<uint64_t>(atom->tag[i]) ^ (static_cast<uint64_t>(atom->type[i]) << 48));
+    for (double v : u) h = mix64(h ^ grid(v));
+    local ^= h;
+  }
+  uint64_t all = 0;
+  MPI_Allreduce(&local, &all, 1, MPI_UINT64_T, MPI_BXOR, world);
+  for (double v : {domain->boxlo[0], domain->boxlo[1], domain->boxlo[2], domain->boxhi[0],
+                   domain->boxhi[1], domain->boxhi[2], domain->xy, domain->xz, domain->yz})
+    all = mix64(all ^ grid(v));
+  return all ^ mix64(static_cast<uint64_t>(atom->natoms));
 }
 
 void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, double gmax)

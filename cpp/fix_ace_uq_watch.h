@@ -28,6 +28,7 @@ FixStyle(ace/uq/watch,FixAceUqWatch);
 #include "fix.h"
 
 #include <string>
+#include <cstdint>
 #include <vector>
 
 namespace LAMMPS_NS {
@@ -69,8 +70,10 @@ class FixAceUqWatch : public Fix {
   bigint nchecks, nframes, halted_step;
   double running_max, last_max;
   bigint last_checked;
+  uint64_t last_fingerprint;
 
   void check();
+  uint64_t fingerprint();
   void write_frame(const std::vector<int> &exceed_local, bool halting, double gmax);
 };
 

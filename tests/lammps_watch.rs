@@ -463,3 +463,53 @@ fn gamma_local_cutoffs_per_cluster_fire_for_their_cluster_only_on_one_and_two_ra
     }
     assert_eq!(info_str(f, "clusters_above_upper"), format!("Li:{target}"));
 }
+
+/// Issue 21, item 1: a configuration changed at the same timestep (`displace_atoms` between
+/// `run 0` commands) is checked again; an unchanged one is not (no duplicate frame at a run
+/// boundary). On 1 and 2 ranks.
+#[test]
+fn a_configuration_changed_at_the_same_step_is_checked_again() {
+    let Some(s) = setup("a_configuration_changed_at_the_same_step_is_checked_again") else {
+        return;
+    };
+    let model = uq_model();
+    let frame = &frames("tests/data/li/test.xyz")[0];
+    for np in [1, 2] {
+        let dir = workdir(SUITE, &format!("same_step_np{np}"));
+        save_model(&model, &dir, "model.aceuq");
+        write_data(frame, &["Li"], &dir, "data.lmp");
+        let input = "plugin load ${plugin}
+units metal
+boundary p p p
+atom_style atomic
+read_data data.lmp
+pair_style ace/uq
+pair_coeff * * model.aceuq Li
+fix watch all ace/uq/watch 1 quantity gamma dump candidates.xyz lower 1e6 upper 1e7 halt no
+thermo_style custom step pe f_watch[1] f_watch[2]
+run 0
+run 0
+displace_atoms all random 0.5 0.5 0.5 4711 units box
+run 0
+";
+        let r = run_lammps_in(&s, &dir, input, if np == 2 { Some(2) } else { None }, None);
+        r.assert_ok(&format!("same_step np {np}"));
+        // Three `run 0`, two distinct configurations: the summaries after each run count 1, 1
+        // and 2 checks, and the displaced configuration raises the running maximum.
+        let summaries: Vec<(u64, f64)> = r
+            .output
+            .lines()
+            .filter_map(|l| l.strip_prefix("fix ace/uq/watch: "))
+            .filter_map(|l| {
+                let (n, rest) = l.split_once(" checks of gamma, max ")?;
+                let max = rest.split(',').next()?.trim().parse().ok()?;
+                Some((n.parse().ok()?, max))
+            })
+            .collect();
+        assert_eq!(summaries.len(), 3, "np {np}: {}", r.output);
+        let counts: Vec<u64> = summaries.iter().map(|x| x.0).collect();
+        assert_eq!(counts, vec![1, 1, 2], "np {np}: {}", r.output);
+        assert_eq!(summaries[0].1, summaries[1].1);
+        assert!(summaries[2].1 > summaries[1].1, "np {np}: {summaries:?}");
+    }
+}
