@@ -1,4 +1,5 @@
-//! The source papers' benchmarks (METHODS.md §3, §6, §7), as library code the CLI drives:
+//! The source papers' benchmarks (Annevelink & Viswanathan; Shuang et al., arXiv:2508.03405), as
+//! library code the CLI drives:
 //!
 //! - [`al`]: the active-learning benchmark of Annevelink & Viswanathan on a fully labelled pool
 //!   in time order (oracle, random and every uncertainty estimator), per-iteration metrics and

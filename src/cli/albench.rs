@@ -1,4 +1,4 @@
-//! `aceuq al-bench`: the active-learning benchmark of METHODS.md §7 on a labelled pool in time
+//! `aceuq al-bench`: the active-learning benchmark of Annevelink & Viswanathan on a labelled pool in time
 //! order, for the oracle, random sampling and the uncertainty estimators; per-iteration CSVs,
 //! the paper's Figure-4 panels per method, a comparison figure and a Markdown summary.
 

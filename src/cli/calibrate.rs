@@ -1,4 +1,4 @@
-//! `aceuq calibrate`: statistical cutoffs per species and uncertainty method (METHODS.md §5),
+//! `aceuq calibrate`: statistical cutoffs per species and uncertainty method (Annevelink & Viswanathan),
 //! stored in the model for `fix ace/uq/watch ... lower auto upper auto`; for `gamma_local` also
 //! per (species, cluster), the validation atoms grouped by the cluster that graded them
 //! ([`crate::stats::cutoff::calibrate_clusters`]; clusters with too few atoms keep the species

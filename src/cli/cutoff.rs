@@ -1,5 +1,5 @@
 //! `aceuq cutoff`: fit Maxwell, Gamma and generalized Gamma to one column of values, choose by
-//! the KS test (METHODS.md §5) and print the 1 - 1/N cutoff.
+//! the Kolmogorov–Smirnov test (Annevelink & Viswanathan) and print the 1 - 1/N cutoff.
 //!
 //! Input formats (detected from the content):
 //! - plain columns separated by whitespace or commas, with or without a header line (a
@@ -512,7 +512,7 @@ pub fn report(args: &CutoffArgs) -> anyhow::Result<String> {
         writeln!(
             out,
             "  (an uncertainty on a different scale needs the error distribution too: \
-            u_max = mean_u + ratio (u_c - mean_u), METHODS.md §5)"
+            u_max = mean_u + ratio (u_c - mean_u))"
         )?;
         if up.u_max > x_c {
             markers.push(Marker::new(format!("x_max = {:.4}", up.u_max), up.u_max));

@@ -58,7 +58,7 @@ pub enum Command {
     /// Closed-loop active learning with LAMMPS: fit, explore, select, label, refit, until the
     /// explorations stay below the lower cutoff (resumable).
     Loop(closed_loop::LoopArgs),
-    /// Active-learning benchmark on a labelled pool in time order (METHODS.md §7).
+    /// Active-learning benchmark on a labelled pool in time order (Annevelink & Viswanathan).
     AlBench(albench::AlBenchArgs),
     /// Uncertainty benchmark: homogeneous vs heterogeneous data at several basis sizes.
     UqBench(uqbench::UqBenchArgs),

@@ -1,5 +1,5 @@
 //! `aceuq report`: figures and a Markdown summary of how well each uncertainty method of a model
-//! flags high-error atoms on labelled data (METHODS.md §5–§6).
+//! flags high-error atoms on labelled data (Annevelink & Viswanathan).
 
 use super::calibrate::{atoms_per_species, text_table};
 use super::{DataKeys, load_model};

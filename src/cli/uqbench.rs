@@ -1,5 +1,5 @@
-//! `aceuq uq-bench`: the heterogeneity / model-accuracy study of Shuang et al. (METHODS.md §3,
-//! §6) from a `bench.toml`: Spearman rho, calibration and novelty ROC-AUC of each uncertainty
+//! `aceuq uq-bench`: the heterogeneity / model-accuracy study of Shuang et al.
+//! (arXiv:2508.03405), with the metrics of Annevelink & Viswanathan, from a `bench.toml`: Spearman rho, calibration and novelty ROC-AUC of each uncertainty
 //! method, for each training set and basis size, the per-subset novelty and error-ranking scores
 //! and the gamma_local-vs-gamma verdict (rules in `bench::heterogeneity`); figures, Markdown
 //! tables, `results.csv` and `subsets.csv`.

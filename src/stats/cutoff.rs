@@ -1,4 +1,4 @@
-//! Statistical cutoffs of METHODS.md §5 and the per-(species, method) calibration record.
+//! Statistical cutoffs of Annevelink & Viswanathan and the per-(species, method) calibration record.
 //!
 //! - Lower cutoff: x_c with CDF(x_c) = 1 - 1/N, N the number of samples the cutoff will be
 //!   applied to (atoms of the sampling set, per species); computed as `isf(1/N)` so that
@@ -18,7 +18,7 @@ use super::StatsError;
 use super::dist::{ContinuousDistribution, Family};
 use super::family_choice::{DEFAULT_ALPHA, ModelChoice, choose_model_from};
 
-/// Default stability limit of the force error, eV/Å (METHODS.md §5).
+/// Default stability limit of the force error, eV/Å (Annevelink & Viswanathan).
 pub const DEFAULT_E_MAX: f64 = 1.0;
 
 /// The x with CDF(x) = 1 - 1/n: the largest value expected once among n samples.
@@ -101,7 +101,7 @@ pub struct CalibrationOptions {
 }
 
 impl CalibrationOptions {
-    /// Defaults of METHODS.md §5 for a given N: e_max = 1 eV/Å, Maxwell errors, all three
+    /// Defaults of Annevelink & Viswanathan for a given N: e_max = 1 eV/Å, Maxwell errors, all three
     /// families for the uncertainty, alpha = 0.05.
     pub fn new(n_apply: u64) -> Self {
         Self {
@@ -411,7 +411,7 @@ mod tests {
             crate::stats::Distribution::Maxwell(m) => m.sigma(),
             d => panic!("{d:?}"),
         };
-        // METHODS.md §5 table: x_c / sigma = 4.59429 at N = 1e4.
+        // The Maxwell test vector: x_c / sigma = 4.59429 at N = 1e4.
         assert!((cal.e_c / sigma - 4.59429).abs() < 1e-5);
         assert!((cal.u_c - cal.uncertainty.dist().isf(1e-4)).abs() < 1e-12);
         let up = upper_cutoff(1.0, cal.mean_e, cal.e_c, cal.mean_u, cal.u_c);

@@ -1,4 +1,4 @@
-//! The three continuous distributions of METHODS.md §5, all with location 0 and support x > 0:
+//! The three continuous distributions of Annevelink & Viswanathan, all with location 0 and support x > 0:
 //! Maxwell (scale sigma), Gamma (shape, scale) and scipy's generalized Gamma `gengamma`
 //! (a, c, scale). Parameters match scipy.stats exactly, so fitted values can be compared.
 //!

@@ -1,4 +1,4 @@
-//! Choosing a distribution family (METHODS.md §5; not to be confused with choosing structures,
+//! Choosing a distribution family (Annevelink & Viswanathan; not to be confused with choosing structures,
 //! `uq::activeset::select`): fit Maxwell, Gamma and generalized Gamma (in that order) by
 //! maximum likelihood, test each with a one-sample KS test, and choose the first with
 //! p > 0.05, else the one with the highest p. All candidates are kept for reporting.

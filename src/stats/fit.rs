@@ -1,4 +1,4 @@
-//! Maximum-likelihood fits (location fixed at 0) of the three families of METHODS.md §5.
+//! Maximum-likelihood fits (location fixed at 0) of the three families of Annevelink & Viswanathan.
 //!
 //! - Maxwell: closed form sigma^2 = sum x^2 / (3 n).
 //! - Gamma: the shape solves ln k - psi(k) = ln(mean x) - mean(ln x) (safeguarded Newton in

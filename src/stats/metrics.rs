@@ -1,4 +1,4 @@
-//! Evaluation metrics of METHODS.md §6: confusion counts and F1 at a pair of cutoffs, the 2-D
+//! Evaluation metrics of Annevelink & Viswanathan: confusion counts and F1 at a pair of cutoffs, the 2-D
 //! (e_c, u_c) sweep, the calibration curve with its miscalibration area, Spearman's rho and
 //! ROC-AUC; for the uncertainty benchmark also the size-stratified ROC-AUC (each positive against
 //! its own negatives) and the recall of the highest-error atoms at a labelling budget.
@@ -246,7 +246,7 @@ pub fn sweep(
 /// Probability integral transform of each error under its own Maxwell predictive
 /// distribution: PIT_k = F_Maxwell(e_k; sigma_k) = P(3/2, e_k^2 / (2 sigma_k^2)).
 ///
-/// For uncertainties calibrated by the Maxwell likelihood (METHODS.md §4, e.g. the scaled
+/// For uncertainties calibrated by the Maxwell likelihood (Annevelink & Viswanathan, e.g. the scaled
 /// ensemble spread), sigma_k is the uncertainty u_k itself. Errors must be finite and >= 0,
 /// sigmas finite and > 0.
 pub fn pit_maxwell(errors: &[f64], sigmas: &[f64]) -> Result<Vec<f64>, StatsError> {

@@ -1,5 +1,5 @@
 //! Statistics: distribution fits, goodness of fit, statistical cutoffs and UQ metrics
-//! (METHODS.md §5–§6).
+//! (Annevelink & Viswanathan).
 //!
 //! The pieces, in the order they are used:
 //! - [`dist`]: Maxwell, Gamma and scipy's generalized Gamma (location 0), with pdf, cdf,

@@ -245,7 +245,7 @@ fn stats_gengamma_matches_scipy() {
 
 #[test]
 fn stats_maxwell_cutoff_table_of_methods() {
-    // METHODS.md §5, x_c / sigma at CDF = 1 - 1/N, to 1e-5.
+    // Maxwell x_c / sigma at CDF = 1 - 1/N, to 1e-5.
     let table = [
         (5, 2.15444),
         (50, 3.13646),

@@ -1,4 +1,4 @@
-//! Latent-distance uncertainty (METHODS.md §4): how far an atom's environment is from the
+//! Latent-distance uncertainty (Annevelink & Viswanathan): how far an atom's environment is from the
 //! nearest training environment of the same species, turned into a force-error scale.
 //!
 //! Features `z`: the basis vector standardized per species and reduced by PCA, plus the residual
@@ -17,7 +17,7 @@
 //!
 //! `sigma_f = sigma_0 + sum_i sigma_i d_i`, `d_i = |z_i - z*_i|` over all coordinates (the
 //! residual included), `sigma_0, sigma_i >= 0`, by minimizing the Maxwell negative
-//! log-likelihood of the validation force errors (METHODS.md §5). The problem is smooth but not
+//! log-likelihood of the validation force errors (Annevelink & Viswanathan). The problem is smooth but not
 //! convex; it is solved in scaled variables (errors in units of their Maxwell scale, each `d_i` in
 //! units of its validation mean) with bounds by the spectral projected gradient method
 //! ([`super::optim::spg`]) from three starts (constant only; half constant, half distance; mostly

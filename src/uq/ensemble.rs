@@ -1,4 +1,4 @@
-//! Ensemble uncertainty (METHODS.md §4): `n_e` linear ACE fits that differ by the data they saw;
+//! Ensemble uncertainty (Annevelink & Viswanathan): `n_e` linear ACE fits that differ by the data they saw;
 //! the spread of their forces on an atom, scaled by a prefactor calibrated on validation atoms,
 //! estimates the force error of the main model.
 //!

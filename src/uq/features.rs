@@ -1,6 +1,6 @@
 //! Reduced per-atom features shared by the latent-distance and sparse-GP estimators: the basis
 //! vector `B_i` standardized per species (training mean and standard deviation; zero-variance
-//! columns keep std 1, as METHODS.md §3), projected on its leading principal components, plus
+//! columns keep std 1), projected on its leading principal components, plus
 //! (optionally) the norm of the part the projection discards.
 //!
 //! Dimension: the smallest `k` whose components explain `variance_fraction` of the standardized

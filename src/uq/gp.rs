@@ -1,4 +1,4 @@
-//! Sparse Gaussian-process uncertainty (METHODS.md §4): per species, a GP on the reduced features
+//! Sparse Gaussian-process uncertainty (Annevelink & Viswanathan): per species, a GP on the reduced features
 //! predicts the log force error; the uncertainty is `u = exp(mu + 2 s)` (eV/Å), with `mu` the
 //! predicted log error and `s` the GP's posterior standard deviation of it.
 //!
@@ -26,7 +26,7 @@
 //! Prediction: `mu(x) = ȳ + k_x·w`, `s²(x) = s_f² - |L_m⁻¹ k_x|² + σ_n² |L_A⁻¹ L_m⁻¹ k_x|²`
 //! (`L_m L_mᵀ = K_mm`, `L_A L_Aᵀ = σ_n² I + V Vᵀ`, `V = L_m⁻¹ K_mn`): the latent variance, without
 //! the noise. It is ~0 at inducing points when the noise is small, grows away from the data and
-//! plateaus at the prior `s_f²` far away (by design, METHODS.md §4). Per atom: the feature map
+//! plateaus at the prior `s_f²` far away (by design). Per atom: the feature map
 //! (`m × dim`), `M` kernel values and two triangular solves (`M²`), independent of the data size.
 
 // `!(x > 0.0)` is used on purpose: unlike `x <= 0.0` it also rejects NaN.

@@ -1,4 +1,4 @@
-//! MaxVol (METHODS.md §2): the `m` rows of a tall `n × m` matrix `X` whose square submatrix `A`
+//! MaxVol (Goreinov et al.; Podryabinkin & Shapeev): the `m` rows of a tall `n × m` matrix `X` whose square submatrix `A`
 //! has (locally) maximal `|det|`, and the extrapolation grade `gamma = max_j |(b A^{-1})_j|`.
 //!
 //! - [`maxvol`]: the dense algorithm on rows in memory. Initial pivots from an LU factorization

@@ -1,4 +1,6 @@
-//! Per-atom uncertainty estimators (METHODS.md §2–§4), built from a fitted model and stored beside
+//! Per-atom uncertainty estimators (global D-optimality after Podryabinkin & Shapeev, clustered
+//! after Shuang et al., the others after Annevelink & Viswanathan), built from a fitted model and
+//! stored beside
 //! it in the model file:
 //! global D-optimality (MaxVol extrapolation grade `gamma`), clustered local D-optimality
 //! (`gamma_local`), ensembles, latent distance and a sparse Gaussian process.

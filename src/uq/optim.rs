@@ -238,7 +238,7 @@ pub fn kmeans(
 }
 
 /// Maxwell negative log-likelihood `sum_k -ln p(e_k; s_k)` of force-error magnitudes `e` with
-/// per-atom scales `s` (METHODS.md §5: `p = sqrt(2/π) e² exp(-e²/2s²) / s³`).
+/// per-atom scales `s` (Maxwell: `p = sqrt(2/π) e² exp(-e²/2s²) / s³`).
 pub fn maxwell_nll(e: &[f64], s: &[f64]) -> f64 {
     let c = 0.5 * (2.0 / std::f64::consts::PI).ln();
     e.iter()

@@ -1,4 +1,4 @@
-//! Global active sets (the `gamma` estimator, METHODS.md §2): per species, the MaxVol active
+//! Global active sets (the `gamma` estimator, Podryabinkin & Shapeev): per species, the MaxVol active
 //! set of all build rows; build, grades and persistence.
 
 use super::species::{GammaScratch, SpeciesActiveSet};

@@ -1,4 +1,4 @@
-//! Active sets for the extrapolation grade: global D-optimality (`gamma`, METHODS.md §2) and
+//! Active sets for the extrapolation grade: global D-optimality (`gamma`, Podryabinkin & Shapeev) and
 //! clustered local D-optimality (`gamma_local`, docs/clustered.md), plus candidate selection for
 //! labelling.
 //!

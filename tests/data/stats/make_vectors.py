@@ -89,7 +89,7 @@ for a in [0.3, 1.0, 2.5, 17.0, 150.0]:
 for a, c in [(1.5, 2.0), (0.5, 0.6), (3.0, 1.7), (2.0, -1.5), (0.8, 5.0), (40.0, 0.3)]:
     dist_records("gengamma", stats.gengamma(a, c, scale=1.3), 1.3, a=a, c=c, scale=1.3)
 
-# Maxwell x_c / sigma at 1 - 1/N (METHODS.md section 5 table, full precision here).
+# Maxwell x_c / sigma at 1 - 1/N (full precision).
 for n in [5, 50, 100, 1000, 1100, 2200, 10000, 10**7]:
     rec("maxwell_cutoff", n=n, xc_over_sigma=stats.maxwell.isf(1.0 / n))
 
