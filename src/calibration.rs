@@ -8,8 +8,10 @@
 use crate::error::{Error, ErrorKind};
 use crate::potential::Potential;
 use crate::stats::cutoff::{
-    Calibration, CalibrationOptions, ClusterCalibration, calibrate, calibrate_clusters,
+    Calibration, CalibrationOptions, ClusterCalibration, UpperRule, calibrate_clusters,
+    calibrate_with_high,
 };
+use crate::stats::tail::TailPolicy;
 use crate::uq::{self, Method};
 
 /// What [`calibrate_potential`] derived.
@@ -24,6 +26,8 @@ pub struct CalibrationResult {
     pub cluster_rows: Vec<Vec<String>>,
     /// Species skipped for lack of validation atoms.
     pub warnings: Vec<String>,
+    /// Every stored entry's sanity-gate warnings ("Li gamma: ...").
+    pub caveats: Vec<String>,
 }
 
 /// Columns of [`CalibrationResult::cluster_rows`].
@@ -36,13 +40,44 @@ pub fn cluster_header() -> Vec<String> {
     .collect()
 }
 
-/// Cutoffs of `methods` per species (`napply[s]`: N of species `s`), and for `gamma_local` per
-/// (species, cluster), from the force errors and uncertainties of the validation data `valid`.
+/// How [`calibrate_potential`] derives the cutoffs (defaults: see [`CalibrationOptions::new`]).
+#[derive(Clone, Debug)]
+pub struct CalibrateSettings {
+    /// Force error (eV/Å) at which the MD is considered unstable.
+    pub max_error: f64,
+    /// Which model gives the 1 - 1/N quantiles.
+    pub tail: TailPolicy,
+    /// How the upper cutoff is derived.
+    pub upper_rule: UpperRule,
+    /// Conditional rule: halt where P(e > max_error | u) reaches this.
+    pub p_halt: f64,
+    /// Stored with every entry (what the cutoffs were derived from).
+    pub provenance: Option<String>,
+}
+
+impl Default for CalibrateSettings {
+    fn default() -> Self {
+        let o = CalibrationOptions::new(2);
+        Self {
+            max_error: o.e_max,
+            tail: o.tail,
+            upper_rule: o.upper_rule,
+            p_halt: o.p_halt,
+            provenance: None,
+        }
+    }
+}
+
+/// Cutoffs of `methods` per species (`napply[s]`: N of species `s`, at least 2), and for
+/// `gamma_local` per (species, cluster), from the force errors and uncertainties of the
+/// validation data `valid`. `high`: labelled high-uncertainty structures (e.g. candidates the
+/// watch dumped, labelled), used by the conditional upper cutoff only.
 pub fn calibrate_potential(
     pot: &Potential,
     valid: &[crate::Structure],
+    high: &[crate::Structure],
     napply: &[u64],
-    max_error: f64,
+    settings: &CalibrateSettings,
     methods: &[Method],
 ) -> Result<CalibrationResult, Error> {
     let model = &pot.model;
@@ -53,8 +88,26 @@ pub fn calibrate_potential(
             "the validation data has no reference forces (check --forces-key)",
         ));
     }
+    let high_errors = uq::force_errors(model, high)?;
+    if !high.is_empty() && high_errors.iter().all(|e| e.is_empty()) {
+        return Err(Error::new(
+            ErrorKind::Data,
+            "the high-uncertainty structures have no reference forces (check --forces-key)",
+        ));
+    }
+    for (s, &n) in model.species.iter().zip(napply) {
+        if n < 2 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "the cutoffs of {s} would apply to N = {n} atoms; N must be at least 2 (give \
+                     the number of atoms of the run you will watch: frames x atoms)"
+                ),
+            ));
+        }
+    }
     let mut cals: Vec<Calibration> = pot.uq.calibration.clone();
-    let (mut rows, mut cluster_rows, mut warnings) = (vec![], vec![], vec![]);
+    let (mut rows, mut cluster_rows, mut warnings, mut caveats) = (vec![], vec![], vec![], vec![]);
     for &m in methods {
         let (u, clusters) = if m == Method::GammaLocal {
             let (u, c) = pot.gamma_local_per_atom(valid)?;
@@ -63,6 +116,16 @@ pub fn calibrate_potential(
             (pot.per_atom(valid, m)?, None)
         };
         let pairs = uq::pairs_by_species(model, valid, &errors, &u);
+        let high_pairs = if high.is_empty() {
+            vec![(vec![], vec![]); model.nspecies()]
+        } else {
+            let hu = if m == Method::GammaLocal {
+                pot.gamma_local_per_atom(high)?.0
+            } else {
+                pot.per_atom(high, m)?
+            };
+            uq::pairs_by_species(model, high, &high_errors, &hu)
+        };
         let by_cluster = match &clusters {
             Some(c) => {
                 let n: Vec<usize> = (0..model.nspecies())
@@ -74,7 +137,9 @@ pub fn calibrate_potential(
             }
             None => None,
         };
-        for (sp, (name, (es, us))) in model.species.iter().zip(pairs).enumerate() {
+        for (sp, ((name, (es, us)), (hes, hus))) in
+            model.species.iter().zip(pairs).zip(high_pairs).enumerate()
+        {
             if es.len() < 10 {
                 warnings.push(format!(
                     "species {name}: only {} validation atoms, skipped (need at least 10)",
@@ -82,9 +147,19 @@ pub fn calibrate_potential(
                 ));
                 continue;
             }
-            let mut opts = CalibrationOptions::new(napply[sp].max(2));
-            opts.e_max = max_error;
-            let cal = calibrate(name, m.name(), &es, &us, &opts)?;
+            let mut opts = CalibrationOptions::new(napply[sp]);
+            opts.e_max = settings.max_error;
+            opts.tail = settings.tail;
+            opts.upper_rule = settings.upper_rule;
+            opts.p_halt = settings.p_halt;
+            if m == Method::Gp {
+                opts.u_sup = pot.uq.gp.as_ref().map(|g| g.plateau(sp));
+            }
+            let mut cal = calibrate_with_high(name, m.name(), &es, &us, &hes, &hus, &opts)?;
+            cal.provenance = settings.provenance.clone();
+            for w in &cal.warnings {
+                caveats.push(format!("{name} {}: {w}", m.name()));
+            }
             rows.push(cal.table_row());
             // The species' entries of this method, per-cluster ones included, are replaced.
             cals.retain(|c| !(c.species == cal.species && c.method == cal.method));
@@ -94,10 +169,11 @@ pub fn calibrate_potential(
             let Some(groups) = by_cluster.as_ref().map(|g| &g[sp]) else {
                 continue;
             };
-            for outcome in calibrate_clusters(name, m.name(), groups, &opts) {
+            for outcome in calibrate_clusters(name, m.name(), groups, &opts, &cal) {
                 let k = outcome.cluster();
                 match outcome {
-                    ClusterCalibration::Fitted(c) => {
+                    ClusterCalibration::Fitted(mut c) => {
+                        c.provenance = settings.provenance.clone();
                         rows.push(c.table_row());
                         cluster_rows.push(vec![
                             name.clone(),
@@ -133,6 +209,7 @@ pub fn calibrate_potential(
         rows,
         cluster_rows,
         warnings,
+        caveats,
     })
 }
 
@@ -149,7 +226,15 @@ mod tests {
     fn gamma_local_cutoffs_per_cluster_are_derived_and_round_trip() {
         let (mut pot, valid) = crate::testing::clustered_potential(3);
         let napply = [60_000u64, 40_000];
-        let r = calibrate_potential(&pot, &valid, &napply, 1.0, &[Method::GammaLocal]).unwrap();
+        let r = calibrate_potential(
+            &pot,
+            &valid,
+            &[],
+            &napply,
+            &CalibrateSettings::default(),
+            &[Method::GammaLocal],
+        )
+        .unwrap();
         let (u, clusters) = pot.gamma_local_per_atom(&valid).unwrap();
         let errors = uq::force_errors(&pot.model, &valid).unwrap();
         let gl = Method::GammaLocal.name();
@@ -199,10 +284,15 @@ mod tests {
                     let share = napply[s] as f64 * mine.len() as f64 / ns as f64;
                     assert_eq!(c.n_apply, share.round() as u64);
                     // Fitted on exactly this cluster's atoms.
+                    let mut o = CalibrationOptions::new(c.n_apply);
+                    o.upper_rule = crate::stats::cutoff::UpperRule::Ratio;
                     let mut direct =
-                        calibrate(name, gl, &errs, &mine, &CalibrationOptions::new(c.n_apply))
-                            .unwrap();
+                        crate::stats::cutoff::calibrate(name, gl, &errs, &mine, &o).unwrap();
                     direct.cluster = Some(k);
+                    // ... except the upper cutoff: the species' conditional fit.
+                    direct.upper_rule = species_level.upper_rule;
+                    direct.conditional = species_level.conditional.clone();
+                    direct.u_max = species_level.u_max.max(direct.u_c);
                     assert_eq!(&direct, c, "{name} cluster {k}");
                     assert!(c.u_c != species_level.u_c);
                     assert_eq!(row[6], "own fit");

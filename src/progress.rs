@@ -135,3 +135,44 @@ pub fn note(show: bool, msg: &str) {
 pub fn warn(msg: &str) {
     eprintln!("warning: {msg}");
 }
+
+/// The current time in UTC as "YYYY-MM-DD HH:MM UTC" (for provenance records).
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    utc_string(secs)
+}
+
+/// Unix seconds as "YYYY-MM-DD HH:MM UTC" (proleptic Gregorian calendar).
+pub fn utc_string(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Days since 1970-01-01 to a civil date (the era-based algorithm for the Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_string_matches_known_dates() {
+        assert_eq!(super::utc_string(0), "1970-01-01 00:00 UTC");
+        // 2000-02-29 12:34 UTC and 2026-12-02 17:31 UTC.
+        assert_eq!(super::utc_string(951_827_640), "2000-02-29 12:34 UTC");
+        assert_eq!(super::utc_string(1_796_232_660), "2026-12-02 17:31 UTC");
+    }
+}

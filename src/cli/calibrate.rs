@@ -5,8 +5,9 @@
 //! cutoffs).
 
 use super::{DataKeys, load_model};
-use crate::calibration::{calibrate_potential, cluster_header};
-use crate::stats::cutoff::{Calibration, MIN_CLUSTER_ATOMS};
+use crate::calibration::{CalibrateSettings, calibrate_potential, cluster_header};
+use crate::stats::cutoff::{Calibration, MIN_CLUSTER_ATOMS, UpperRule};
+use crate::stats::tail::TailPolicy;
 use crate::uq::Method;
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -31,6 +32,21 @@ pub struct CalibrateArgs {
     /// the uncertainty scale).
     #[arg(long, default_value_t = 1.0)]
     pub max_error: f64,
+    /// Labelled high-uncertainty structures (e.g. candidates the watch dumped, labelled with
+    /// the reference method); they enter the upper cutoff's error-vs-uncertainty fit only.
+    #[arg(long, num_args = 1..)]
+    pub high: Vec<PathBuf>,
+    /// Model of the 1 - 1/N quantiles: auto (the body family if it passes KS and
+    /// Anderson-Darling, else a generalized Pareto tail), tail, or body (the seeds' rule).
+    #[arg(long, default_value = "auto")]
+    pub tail: TailPolicy,
+    /// Upper cutoff: conditional (fit e | u ~ Maxwell(s(u)), halt where P(e > max-error | u)
+    /// reaches --p-halt) or ratio (the seeds' linear mapping, for comparison).
+    #[arg(long, default_value = "conditional")]
+    pub upper_rule: UpperRule,
+    /// Conditional rule: the probability of an error above --max-error at which to halt.
+    #[arg(long, default_value_t = 0.5)]
+    pub p_halt: f64,
     /// Methods to calibrate (default: all the model has).
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<Method>,
@@ -105,7 +121,22 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
     if !(a.max_error.is_finite() && a.max_error > 0.0) {
         bail!("--max-error must be a positive number of eV/Å");
     }
+    if !(a.p_halt > 0.0 && a.p_halt < 1.0) {
+        bail!("--p-halt must lie strictly between 0 and 1");
+    }
+    if a.pool_size.is_some_and(|n| n < 2) {
+        bail!(
+            "--pool-size {} is too small: give the number of atoms the cutoffs will be applied \
+             to (frames x atoms of the run you will watch, at least 2)",
+            a.pool_size.unwrap_or(0)
+        );
+    }
     let valid = a.keys.read(&a.valid)?;
+    let high = if a.high.is_empty() {
+        vec![]
+    } else {
+        a.keys.read(&a.high)?
+    };
     let nvalid = atoms_per_species(model, &valid);
     let napply: Vec<u64> = match (&a.pool, a.pool_size) {
         (Some(p), _) => {
@@ -124,16 +155,71 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
             bail!("give --pool-size N (atoms the cutoffs will be applied to) or --pool FILE")
         }
     };
-    let result = calibrate_potential(&pot, &valid, &napply, a.max_error, &methods)?;
+    let files = |f: &[PathBuf]| {
+        f.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let settings = CalibrateSettings {
+        max_error: a.max_error,
+        tail: a.tail,
+        upper_rule: a.upper_rule,
+        p_halt: a.p_halt,
+        provenance: Some(format!(
+            "aceuq {} calibrate {}: valid {} ({} atoms){}; N {}; tail {:?}, upper {} (e_max {} \
+             eV/A{})",
+            env!("CARGO_PKG_VERSION"),
+            crate::progress::utc_now(),
+            files(&a.valid),
+            nvalid.iter().sum::<u64>(),
+            if high.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", high {} ({} atoms)",
+                    files(&a.high),
+                    high.iter().map(|s| s.len()).sum::<usize>()
+                )
+            },
+            napply
+                .iter()
+                .zip(&model.species)
+                .map(|(n, s)| format!("{s} {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            a.tail,
+            a.upper_rule.name(),
+            a.max_error,
+            if a.upper_rule == UpperRule::Conditional {
+                format!(", p_halt {}", a.p_halt)
+            } else {
+                String::new()
+            }
+        )),
+    };
+    let result = calibrate_potential(&pot, &valid, &high, &napply, &settings, &methods)?;
     for w in &result.warnings {
         eprintln!("warning: {w}");
     }
+    for w in &result.caveats {
+        eprintln!("WARNING: {w}");
+    }
     print!("{}", text_table(&Calibration::table_header(), &result.rows));
     println!(
-        "\nu_c: lower cutoff (CDF = 1 - 1/N: above it an atom is worth labelling); u_max: upper cutoff \
-         (maps a force error of {} eV/Å: above it the MD is unstable). KS p-values are optimistic \
+        "\nu_c: lower cutoff (P(u > u_c) = 1/N: above it an atom is worth labelling). u_max: upper \
+         cutoff, {}; inf: none, halt on another method. KS and AD p-values are optimistic \
          (parameters fitted on the same data).",
-        a.max_error
+        match a.upper_rule {
+            UpperRule::Conditional => format!(
+                "where P(force error > {} eV/Å | u) reaches {}",
+                a.max_error, a.p_halt
+            ),
+            UpperRule::Ratio => format!(
+                "the seeds' linear mapping of {} eV/Å onto the uncertainty scale",
+                a.max_error
+            ),
+        }
     );
     if !result.cluster_rows.is_empty() {
         println!(

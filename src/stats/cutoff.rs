@@ -3,8 +3,19 @@
 //! - Lower cutoff: x_c with CDF(x_c) = 1 - 1/N, N the number of samples the cutoff will be
 //!   applied to (atoms of the sampling set, per species); computed as `isf(1/N)` so that
 //!   N = 1e7 and beyond keep full precision. Same rule for errors (e_c) and uncertainties (u_c).
-//! - Upper (stability) cutoff: ratio = max(1, (e_max - mean_e) / (e_c - mean_e)) and
-//!   u_max = mean_u + ratio (u_c - mean_u); e_max ~ 1 eV/Å by default.
+//!   The quantile comes from the body family or, when the body's tail is rejected, from a
+//!   generalized Pareto tail over a high threshold ([`super::tail`]); the chosen model and its
+//!   checks are stored.
+//! - Upper (stability) cutoff, two rules ([`UpperRule`]): `conditional` (default) fits
+//!   e | u ~ Maxwell(s(u)) and halts where P(e > e_max | u) reaches p_halt ([`super::upper`]);
+//!   a method that cannot reach e_max gets none (u_max = +inf, with the reason). `ratio` (the
+//!   seeds' mapping, kept for comparison): ratio = max(1, (e_max - mean_e) / (e_c - mean_e)) and
+//!   u_max = mean_u + ratio (u_c - mean_u). e_max ~ 1 eV/Å by default.
+//! - Sanity gates: a lower cutoff more than [`MAX_CUTOFF_OVER_SEEN`] times the largest value
+//!   seen is refused (the other rule is tried; if it fails too, an error names the cause and the
+//!   fix); a fit with no acceptable model, few atoms or an extrapolated upper cutoff is stored
+//!   with a warning ([`Calibration::warnings`]) that `aceuq calibrate`, `aceuq info` and the fix
+//!   print.
 //! - Between u_c and u_max an atom is "uncertain, worth labelling" (dump); above u_max the run is
 //!   "unstable" (halt).
 //! - Per cluster ([`calibrate_clusters`]): the same fits and cutoffs on the atoms of each cluster of
@@ -17,6 +28,8 @@ use serde::{Deserialize, Serialize};
 use super::StatsError;
 use super::dist::{ContinuousDistribution, Family};
 use super::family_choice::{DEFAULT_ALPHA, ModelChoice, choose_model_from};
+use super::tail::{CutoffFit, CutoffRule, TailPolicy, fit_cutoff};
+use super::upper::{ConditionalUpper, DEFAULT_P_HALT, conditional_upper};
 
 /// Default stability limit of the force error, eV/Å (Annevelink & Viswanathan).
 pub const DEFAULT_E_MAX: f64 = 1.0;
@@ -98,11 +111,68 @@ pub struct CalibrationOptions {
     pub uncertainty_families: Vec<Family>,
     /// KS level of the model choice.
     pub alpha: f64,
+    /// Which model gives the 1 - 1/N quantiles.
+    #[serde(default)]
+    pub tail: TailPolicy,
+    /// How the upper cutoff is derived.
+    #[serde(default)]
+    pub upper_rule: UpperRule,
+    /// Conditional rule: halt where P(e > e_max | u) reaches this.
+    #[serde(default = "default_p_halt")]
+    pub p_halt: f64,
+    /// The method's supremum, if it saturates (the sparse GP): no upper cutoff beyond it.
+    #[serde(default)]
+    pub u_sup: Option<f64>,
+}
+
+fn default_p_halt() -> f64 {
+    DEFAULT_P_HALT
+}
+
+/// A lower cutoff above this many times the largest value seen is refused: the 1 - 1/N
+/// extrapolation has left the data (MEAM Al–Mg: gamma cutoffs of 95 215 and 834 881 for values
+/// that never exceed 46).
+pub const MAX_CUTOFF_OVER_SEEN: f64 = 10.0;
+/// Fewer validation atoms than this give a warning (the tail is poorly determined).
+pub const FEW_ATOMS: usize = 200;
+
+/// How the upper (stability) cutoff is derived.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpperRule {
+    /// The seeds' linear mapping of e_max onto the uncertainty scale (what model files written
+    /// before the conditional rule hold).
+    #[default]
+    Ratio,
+    /// e | u ~ Maxwell(s(u)); u_max where P(e > e_max | u) = p_halt.
+    Conditional,
+}
+
+impl std::str::FromStr for UpperRule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ratio" => Ok(UpperRule::Ratio),
+            "conditional" => Ok(UpperRule::Conditional),
+            _ => Err(format!("unknown upper rule '{s}' (conditional or ratio)")),
+        }
+    }
+}
+
+impl UpperRule {
+    /// Name as on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            UpperRule::Ratio => "ratio",
+            UpperRule::Conditional => "conditional",
+        }
+    }
 }
 
 impl CalibrationOptions {
-    /// Defaults of Annevelink & Viswanathan for a given N: e_max = 1 eV/Å, Maxwell errors, all three
-    /// families for the uncertainty, alpha = 0.05.
+    /// Defaults for a given N: e_max = 1 eV/Å, Maxwell body for the errors, all three families
+    /// for the uncertainty (Annevelink & Viswanathan), alpha = 0.05, a GPD tail where the body's
+    /// is rejected, the conditional upper rule with p_halt = 0.5.
     pub fn new(n_apply: u64) -> Self {
         Self {
             n_apply,
@@ -110,6 +180,10 @@ impl CalibrationOptions {
             error_families: vec![Family::Maxwell],
             uncertainty_families: Family::ALL.to_vec(),
             alpha: DEFAULT_ALPHA,
+            tail: TailPolicy::Auto,
+            upper_rule: UpperRule::Conditional,
+            p_halt: DEFAULT_P_HALT,
+            u_sup: None,
         }
     }
 }
@@ -153,8 +227,27 @@ pub struct Calibration {
     pub e_max: f64,
     /// Stability ratio max(1, (e_max - mean_e)/(e_c - mean_e)).
     pub ratio: f64,
-    /// Upper (stability) uncertainty cutoff.
+    /// Upper (stability) uncertainty cutoff; +inf: none (the method cannot reach e_max, see
+    /// [`Calibration::conditional`]).
     pub u_max: f64,
+    /// The model behind e_c (absent in files written before tail-aware cutoffs: body quantile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_fit: Option<CutoffFit>,
+    /// The model behind u_c.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty_fit: Option<CutoffFit>,
+    /// How u_max was derived.
+    #[serde(default)]
+    pub upper_rule: UpperRule,
+    /// The conditional fit behind u_max (rule `conditional`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditional: Option<ConditionalUpper>,
+    /// Caveats found by the sanity gates (printed by `aceuq calibrate`, `aceuq info`, the fix).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// What the cutoffs were derived from (command, data, date), set by the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
 }
 
 fn mean_of(choice: &ModelChoice, x: &[f64]) -> f64 {
@@ -177,11 +270,84 @@ pub fn calibrate(
     uncertainties: &[f64],
     opts: &CalibrationOptions,
 ) -> Result<Calibration, StatsError> {
+    calibrate_with_high(species, method, errors, uncertainties, &[], &[], opts)
+}
+
+/// The 1 - 1/N cutoff of a sample under `fit`, with the gate against cutoffs far beyond the
+/// data: if the chosen rule's cutoff is more than [`MAX_CUTOFF_OVER_SEEN`] times the largest
+/// value, the other rule is tried (and a warning says so); if neither is within, an error.
+fn gated_cutoff(
+    what: &str,
+    body: &ModelChoice,
+    mut fit: CutoffFit,
+    n: u64,
+    warnings: &mut Vec<String>,
+) -> Result<(f64, CutoffFit), StatsError> {
+    if n < 2 {
+        return Err(StatsError::InvalidParameter {
+            name: "N (samples the cutoff applies to)",
+            value: n as f64,
+        });
+    }
+    let q = 1.0 / n as f64;
+    let limit = MAX_CUTOFF_OVER_SEEN * fit.max_seen;
+    let ok = |c: f64| c.is_finite() && c > 0.0 && c <= limit;
+    let c = fit.isf(body, q);
+    if ok(c) {
+        return Ok((c, fit));
+    }
+    let other = match fit.rule {
+        CutoffRule::Body if fit.tail.is_some() => Some(CutoffRule::Tail),
+        CutoffRule::Tail => Some(CutoffRule::Body),
+        _ => None,
+    };
+    if let Some(rule) = other {
+        let first = fit.rule;
+        fit.rule = rule;
+        let c2 = fit.isf(body, q);
+        if ok(c2) {
+            warnings.push(format!(
+                "{what}: the {first:?} quantile 1 - 1/{n} is {c:.4e}, more than {MAX_CUTOFF_OVER_SEEN}x the largest value seen ({:.4e}); the {rule:?} model's {c2:.4e} is used instead",
+                fit.max_seen
+            ));
+            fit.passed = false;
+            fit.note = format!("{} (gated: {first:?} cutoff {c:.4e} refused)", fit.note);
+            return Ok((c2, fit));
+        }
+    }
+    Err(StatsError::Degenerate {
+        what: "cutoff",
+        reason: format!(
+            "{what}: the 1 - 1/{n} quantile is {c:.4e}, more than {MAX_CUTOFF_OVER_SEEN}x the largest of the {} values seen ({:.4e}); the fitted tail is too heavy to extrapolate that far. Calibrate on more validation atoms, apply the cutoffs to fewer atoms (a smaller --pool-size), or give the fix explicit cutoffs (lower X upper Y)",
+            fit.n, fit.max_seen
+        ),
+    })
+}
+
+/// [`calibrate`] with extra labelled pairs `high_errors`/`high_uncertainties` from
+/// high-uncertainty structures: they enter the conditional upper fit only (the lower cutoffs
+/// describe in-distribution data).
+pub fn calibrate_with_high(
+    species: &str,
+    method: &str,
+    errors: &[f64],
+    uncertainties: &[f64],
+    high_errors: &[f64],
+    high_uncertainties: &[f64],
+    opts: &CalibrationOptions,
+) -> Result<Calibration, StatsError> {
     if errors.len() != uncertainties.len() {
         return Err(StatsError::LengthMismatch {
             what: "errors and uncertainties",
             left: errors.len(),
             right: uncertainties.len(),
+        });
+    }
+    if high_errors.len() != high_uncertainties.len() {
+        return Err(StatsError::LengthMismatch {
+            what: "errors and uncertainties of the high-uncertainty structures",
+            left: high_errors.len(),
+            right: high_uncertainties.len(),
         });
     }
     let ctx = |what: &'static str| {
@@ -190,15 +356,70 @@ pub fn calibrate(
             source: Box::new(e),
         }
     };
+    let mut warnings = Vec::new();
+    if errors.len() < FEW_ATOMS {
+        warnings.push(format!(
+            "only {} validation atoms: the 1 - 1/N tails are poorly determined (use at least {FEW_ATOMS})",
+            errors.len()
+        ));
+    }
     let error =
         choose_model_from(errors, &opts.error_families, opts.alpha).map_err(ctx("errors"))?;
     let uncertainty = choose_model_from(uncertainties, &opts.uncertainty_families, opts.alpha)
         .map_err(ctx("uncertainties"))?;
-    let e_c = cutoff_for_n(error.dist(), opts.n_apply).map_err(ctx("error cutoff"))?;
-    let u_c = cutoff_for_n(uncertainty.dist(), opts.n_apply).map_err(ctx("uncertainty cutoff"))?;
+    let efit = fit_cutoff(errors, &error, opts.tail).map_err(ctx("errors"))?;
+    let ufit = fit_cutoff(uncertainties, &uncertainty, opts.tail).map_err(ctx("uncertainties"))?;
+    let (e_c, efit) = gated_cutoff("force errors", &error, efit, opts.n_apply, &mut warnings)
+        .map_err(ctx("error cutoff"))?;
+    let (u_c, ufit) = gated_cutoff(
+        "uncertainties",
+        &uncertainty,
+        ufit,
+        opts.n_apply,
+        &mut warnings,
+    )
+    .map_err(ctx("uncertainty cutoff"))?;
+    for (what, f) in [("force errors", &efit), ("uncertainties", &ufit)] {
+        if !f.passed {
+            warnings.push(format!(
+                "{what}: no acceptable model ({}); the 1 - 1/N rate is not guaranteed: check it on held-out data with `aceuq calibrate --check`",
+                f.note
+            ));
+        }
+    }
     let mean_e = mean_of(&error, errors);
     let mean_u = mean_of(&uncertainty, uncertainties);
     let up = upper_cutoff(opts.e_max, mean_e, e_c, mean_u, u_c);
+    let (u_max, ratio, conditional) = match opts.upper_rule {
+        UpperRule::Ratio => (up.u_max, up.ratio, None),
+        UpperRule::Conditional => {
+            let mut e = errors.to_vec();
+            e.extend_from_slice(high_errors);
+            let mut u = uncertainties.to_vec();
+            u.extend_from_slice(high_uncertainties);
+            let c = conditional_upper(
+                &e,
+                &u,
+                high_errors.len(),
+                opts.e_max,
+                opts.p_halt,
+                opts.u_sup,
+            )
+            .map_err(ctx("upper cutoff"))?;
+            if let Some(r) = &c.reason {
+                warnings.push(match c.u_max {
+                    Some(_) => format!("upper cutoff {r}"),
+                    None => format!("no upper cutoff: {r}"),
+                });
+            }
+            let u_max = match c.u_max {
+                // Never below the lower cutoff: between them lies "worth labelling".
+                Some(x) => x.max(u_c),
+                None => f64::INFINITY,
+            };
+            (u_max, up.ratio, Some(c))
+        }
+    };
     Ok(Calibration {
         species: species.to_string(),
         method: method.to_string(),
@@ -212,8 +433,14 @@ pub fn calibrate(
         e_c,
         u_c,
         e_max: opts.e_max,
-        ratio: up.ratio,
-        u_max: up.u_max,
+        ratio,
+        u_max,
+        error_fit: Some(efit),
+        uncertainty_fit: Some(ufit),
+        upper_rule: opts.upper_rule,
+        conditional,
+        warnings,
+        provenance: None,
     })
 }
 
@@ -251,12 +478,16 @@ impl ClusterCalibration {
 /// Cutoffs per cluster of one species: `groups[k]` holds the paired (errors, uncertainties) of
 /// the atoms of cluster `k`. `opts.n_apply` is the species' N; each cluster's N is its share in
 /// proportion to its atoms (at least 2). Clusters with fewer than [`MIN_CLUSTER_ATOMS`] pairs, or
-/// whose fit fails, fall back to the species-level cutoffs (never an error).
+/// whose fit fails, fall back to the species-level cutoffs (never an error). With the
+/// conditional upper rule every cluster takes the species-level s(u) and u_max of `species_cal`
+/// (at least its own u_c): a cluster has too few high-uncertainty atoms to fit the relation
+/// between error and uncertainty on its own.
 pub fn calibrate_clusters(
     species: &str,
     method: &str,
     groups: &[(Vec<f64>, Vec<f64>)],
     opts: &CalibrationOptions,
+    species_cal: &Calibration,
 ) -> Vec<ClusterCalibration> {
     let total: usize = groups.iter().map(|g| g.0.len()).sum();
     groups
@@ -283,11 +514,17 @@ pub fn calibrate_clusters(
             }
             let o = CalibrationOptions {
                 n_apply,
+                upper_rule: UpperRule::Ratio,
                 ..opts.clone()
             };
             match calibrate(species, method, es, us, &o) {
                 Ok(mut c) => {
                     c.cluster = Some(k);
+                    if opts.upper_rule == UpperRule::Conditional {
+                        c.upper_rule = UpperRule::Conditional;
+                        c.conditional = species_cal.conditional.clone();
+                        c.u_max = species_cal.u_max.max(c.u_c);
+                    }
                     ClusterCalibration::Fitted(Box::new(c))
                 }
                 Err(e) => fallback(format!("the fit failed: {e}")),
@@ -414,8 +651,21 @@ mod tests {
         // The Maxwell test vector: x_c / sigma = 4.59429 at N = 1e4.
         assert!((cal.e_c / sigma - 4.59429).abs() < 1e-5);
         assert!((cal.u_c - cal.uncertainty.dist().isf(1e-4)).abs() < 1e-12);
+        // Maxwell errors with u ~ 0.8 e: the body passes and gives the cutoffs.
+        assert_eq!(cal.error_fit.as_ref().unwrap().rule, CutoffRule::Body);
+        // Conditional upper rule: s(u) ~ (u - 0.01) / 0.8 sqrt(3/8 pi)-ish; u_max is where
+        // P(e > 1 | u) = 1/2.
+        let c = cal.conditional.as_ref().unwrap();
+        assert_eq!(cal.upper_rule, UpperRule::Conditional);
+        assert_eq!(cal.u_max, c.u_max.unwrap());
+        assert!((c.scale.p_exceed(cal.u_max, 1.0) - 0.5).abs() < 1e-9);
+        // The seeds' ratio rule, kept for comparison.
+        let mut o = CalibrationOptions::new(10_000);
+        o.upper_rule = UpperRule::Ratio;
+        let ratio = calibrate("Li", "ensemble", &errors, &unc, &o).unwrap();
         let up = upper_cutoff(1.0, cal.mean_e, cal.e_c, cal.mean_u, cal.u_c);
-        assert_eq!((cal.ratio, cal.u_max), (up.ratio, up.u_max));
+        assert_eq!((ratio.ratio, ratio.u_max), (up.ratio, up.u_max));
+        assert!(ratio.conditional.is_none() && ratio.u_c == cal.u_c);
         assert!(cal.ratio > 1.0 && cal.u_max > cal.u_c);
         assert_eq!(cal.zone(cal.u_c * 0.5), Zone::Trusted);
         assert_eq!(cal.zone(0.5 * (cal.u_c + cal.u_max)), Zone::Uncertain);
@@ -425,6 +675,11 @@ mod tests {
         let text = toml::to_string(&cal).unwrap();
         let back: Calibration = toml::from_str(&text).unwrap();
         assert_eq!(back, cal);
+        // No upper cutoff (+inf) survives the round trip too.
+        let mut none = cal.clone();
+        none.u_max = f64::INFINITY;
+        let back: Calibration = toml::from_str(&toml::to_string(&none).unwrap()).unwrap();
+        assert_eq!(back, none);
     }
 
     #[test]
@@ -438,8 +693,14 @@ mod tests {
                     (e, draw_gamma(&mut r, 4.0, scale, n))
                 })
                 .collect();
-        let opts = CalibrationOptions::new(10_000);
-        let out = calibrate_clusters("Li", "gamma_local", &groups, &opts);
+        let mut opts = CalibrationOptions::new(10_000);
+        opts.upper_rule = UpperRule::Ratio;
+        let (all_e, all_u): (Vec<f64>, Vec<f64>) = groups
+            .iter()
+            .flat_map(|(e, u)| e.iter().copied().zip(u.iter().copied()))
+            .unzip();
+        let species = calibrate("Li", "gamma_local", &all_e, &all_u, &opts).unwrap();
+        let out = calibrate_clusters("Li", "gamma_local", &groups, &opts, &species);
         assert_eq!(out.len(), 3);
         let total = (600 + 400 + MIN_CLUSTER_ATOMS - 1) as f64;
         let ClusterCalibration::Fitted(a) = &out[0] else {
@@ -453,11 +714,24 @@ mod tests {
             "gamma_local",
             &groups[0].0,
             &groups[0].1,
-            &CalibrationOptions::new(a.n_apply),
+            &CalibrationOptions {
+                n_apply: a.n_apply,
+                ..opts.clone()
+            },
         )
         .unwrap();
         direct.cluster = Some(0);
         assert_eq!(&direct, a.as_ref());
+        // With the conditional upper rule every cluster takes the species' s(u) and u_max (at
+        // least its own u_c), not a fit on its few atoms.
+        let cond = CalibrationOptions::new(10_000);
+        let species = calibrate("Li", "gamma_local", &all_e, &all_u, &cond).unwrap();
+        for o in calibrate_clusters("Li", "gamma_local", &groups, &cond, &species) {
+            if let ClusterCalibration::Fitted(c) = o {
+                assert_eq!(c.conditional, species.conditional);
+                assert_eq!(c.u_max, species.u_max.max(c.u_c));
+            }
+        }
         match &out[1] {
             ClusterCalibration::Fallback {
                 cluster: 1,

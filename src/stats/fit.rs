@@ -229,7 +229,7 @@ impl Profile {
 }
 
 /// Brent's minimization of f on [lo, hi] (golden section with parabolic steps).
-fn brent_min(mut f: impl FnMut(f64) -> f64, lo: f64, hi: f64, tol: f64) -> (f64, f64) {
+pub(crate) fn brent_min(mut f: impl FnMut(f64) -> f64, lo: f64, hi: f64, tol: f64) -> (f64, f64) {
     const GOLD: f64 = 0.381_966_011_250_105_1;
     let (mut a, mut b) = (lo, hi);
     let mut x = a + GOLD * (b - a);

@@ -30,15 +30,19 @@
 // `!(x > 0.0)` is used on purpose throughout: unlike `x <= 0.0` it also rejects NaN.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod ad;
 pub mod cutoff;
 pub mod dist;
 pub mod family_choice;
 pub mod fit;
+pub mod gpd;
 pub mod ks;
 pub mod metrics;
 #[cfg(feature = "cli")]
 pub mod plot;
 pub mod special;
+pub mod tail;
+pub mod upper;
 
 /// Test vectors and seeded samplers shared by the unit tests of the crate.
 #[cfg(test)]

@@ -454,6 +454,18 @@ pub(crate) fn draw_gengamma(
         .collect()
 }
 
+/// n draws of a generalized Pareto distribution GPD(xi, sigma) by inversion.
+pub(crate) fn draw_gpd(rng: &mut ChaCha8Rng, xi: f64, sigma: f64, n: usize) -> Vec<f64> {
+    let g = super::gpd::Gpd::new(xi, sigma).expect("valid GPD");
+    let u = rand_distr::Open01;
+    (0..n)
+        .map(|_| {
+            let q: f64 = u.sample(rng);
+            super::dist::ContinuousDistribution::isf(&g, q)
+        })
+        .collect()
+}
+
 /// n draws of a log-normal with log-mean mu and log-sd s.
 pub(crate) fn draw_lognormal(rng: &mut ChaCha8Rng, mu: f64, s: f64, n: usize) -> Vec<f64> {
     let d = rand_distr::LogNormal::new(mu, s).expect("valid lognormal");

@@ -961,6 +961,14 @@ impl SparseGp {
         (mu, var.sqrt())
     }
 
+    /// The value [`SparseGp::value`] tends to far from the training data (the prior plateau):
+    /// `exp(mean + 2 s_f)`. The uncertainty saturates there by design, so errors beyond what
+    /// the GP predicts at the plateau cannot be flagged by it.
+    pub fn plateau(&self, s: usize) -> f64 {
+        let g = &self.species[s].gp;
+        (g.mean + 2.0 * g.hyper.signal_var.sqrt()).exp()
+    }
+
     /// Uncertainty `exp(mu + 2 s)` (eV/Å) of an atom of species `s` with basis vector `b`.
     /// Allocation-free; cost independent of the data size.
     pub fn value(&self, s: usize, b: &[f64], scratch: &mut Scratch) -> f64 {

@@ -677,8 +677,12 @@ fn calibrate(cfg: &LoopConfig, m: &mut Potential, data: &[Structure]) -> Result<
         .unwrap_or_else(|| estimate_pool(cfg))
         .max(2);
     let napply = vec![n_apply; m.model.nspecies()];
+    let settings = crate::calibration::CalibrateSettings {
+        max_error: cfg.run.max_error,
+        ..Default::default()
+    };
     let result =
-        crate::calibration::calibrate_potential(m, data, &napply, cfg.run.max_error, &[method])
+        crate::calibration::calibrate_potential(m, data, &[], &napply, &settings, &[method])
             .map_err(|e| err(e.to_string()))?;
     if let Some(w) = result.warnings.first() {
         return Err(err(format!(

@@ -1,0 +1,397 @@
+//! A data-driven upper (stability) cutoff from the relation between force error and
+//! uncertainty.
+//!
+//! Model: given an atom's uncertainty u, its force-error magnitude is Maxwell with a scale that
+//! grows with u, e | u ~ Maxwell(s(u)), s(u) = a + b u^k with a, b, k >= 0. The parameters
+//! maximize the Maxwell likelihood of the (error, uncertainty) pairs of validation atoms plus any
+//! labelled high-uncertainty structures (the candidates an active-learning loop labels are
+//! exactly such data).
+//!
+//! The halting rule: halt when P(e > e_max | u) >= p_halt. Since P(e > e_max | s) =
+//! Q(3/2, e_max^2 / 2 s^2) grows with s, that is s(u) >= s_halt = e_max / sqrt(2 Q^-1(3/2,
+//! p_halt)) (s_halt = 0.650 e_max at p_halt = 0.5: the median of Maxwell(s) is 1.538 s), and
+//! u_max = ((s_halt - a) / b)^(1/k).
+//!
+//! No upper cutoff when the method cannot reach s_halt: b = 0 (no trend), s(u) still below
+//! s_halt at the method's supremum (a saturating estimator such as the sparse GP), or u_max more
+//! than [`MAX_EXTRAPOLATION`] times beyond the largest uncertainty in the data (the trend does
+//! not support it). When the errors at the smallest uncertainties already reach s_halt (a >=
+//! s_halt), the model itself is too inaccurate and the fit reports that instead.
+//!
+//! The fit: u and e are scaled to O(1) (by the median of u and the root mean square of e); for k
+//! on a log grid in [1/8, 8] the likelihood is maximized over (ln a, ln b) by Nelder–Mead, and
+//! the best k refined by Brent's method in ln k.
+
+use serde::{Deserialize, Serialize};
+
+use super::StatsError;
+use super::fit::brent_min;
+use super::special::gamma_q_inv;
+
+/// Default P(e > e_max | u) at which to halt.
+pub const DEFAULT_P_HALT: f64 = 0.5;
+/// How far beyond the largest uncertainty in the data u_max may lie.
+pub const MAX_EXTRAPOLATION: f64 = 20.0;
+/// Range of the exponent k.
+const K_MIN: f64 = 0.125;
+const K_MAX: f64 = 8.0;
+
+/// s(u) = a + b u^k (eV/Å; u in the method's units).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorScale {
+    /// Error scale at u = 0.
+    pub a: f64,
+    /// Slope.
+    pub b: f64,
+    /// Exponent.
+    pub k: f64,
+}
+
+impl ErrorScale {
+    /// s(u).
+    pub fn s(&self, u: f64) -> f64 {
+        self.a + self.b * u.max(0.0).powf(self.k)
+    }
+    /// The u with s(u) = s, if any (s > a, b > 0).
+    pub fn u_at(&self, s: f64) -> Option<f64> {
+        if s > self.a && self.b > 0.0 {
+            let u = ((s - self.a) / self.b).powf(1.0 / self.k);
+            u.is_finite().then_some(u)
+        } else {
+            None
+        }
+    }
+    /// P(e > e | u) under Maxwell(s(u)).
+    pub fn p_exceed(&self, u: f64, e: f64) -> f64 {
+        let s = self.s(u);
+        super::special::gamma_q(1.5, e * e / (2.0 * s * s))
+    }
+}
+
+/// The fitted relation and the upper cutoff it gives (or why there is none).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConditionalUpper {
+    /// The fitted s(u).
+    pub scale: ErrorScale,
+    /// Pairs fitted.
+    pub n_fit: usize,
+    /// Of those, pairs from labelled high-uncertainty structures.
+    pub n_high: usize,
+    /// Largest uncertainty among the pairs.
+    pub u_seen_max: f64,
+    /// Largest error among the pairs, eV/Å.
+    pub e_seen_max: f64,
+    /// Error stability limit e_max, eV/Å.
+    pub e_max: f64,
+    /// P(e > e_max | u) at which to halt.
+    pub p_halt: f64,
+    /// The error scale s_halt at which P(e > e_max) = p_halt.
+    pub s_halt: f64,
+    /// The method's supremum, for a saturating method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub u_sup: Option<f64>,
+    /// The upper cutoff; `None`: the method cannot reach e_max (see `reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub u_max: Option<f64>,
+    /// Why there is no upper cutoff, or a caveat about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Negative Maxwell log-likelihood without constants: sum 3 ln s + e^2 / 2 s^2.
+fn nll(e: &[f64], v: &[f64], a: f64, b: f64) -> f64 {
+    let mut t = 0.0;
+    for (&ei, &vi) in e.iter().zip(v) {
+        let s = a + b * vi;
+        t += 3.0 * s.ln() + ei * ei / (2.0 * s * s);
+    }
+    t
+}
+
+/// Nelder–Mead minimization in two dimensions.
+fn nelder_mead2(f: impl Fn([f64; 2]) -> f64, x0: [f64; 2], step: f64) -> ([f64; 2], f64) {
+    let mut p = [x0, [x0[0] + step, x0[1]], [x0[0], x0[1] + step]];
+    let mut fv = [f(p[0]), f(p[1]), f(p[2])];
+    for _ in 0..400 {
+        let mut idx = [0usize, 1, 2];
+        idx.sort_by(|&i, &j| {
+            fv[i]
+                .partial_cmp(&fv[j])
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let (b, m, w) = (idx[0], idx[1], idx[2]);
+        if (fv[w] - fv[b]).abs() <= 1e-12 * (1.0 + fv[b].abs())
+            && (p[w][0] - p[b][0]).abs().max((p[w][1] - p[b][1]).abs()) < 1e-9
+        {
+            break;
+        }
+        let c = [(p[b][0] + p[m][0]) / 2.0, (p[b][1] + p[m][1]) / 2.0];
+        let at = |t: f64| [c[0] + t * (p[w][0] - c[0]), c[1] + t * (p[w][1] - c[1])];
+        let xr = at(-1.0);
+        let fr = f(xr);
+        if fr < fv[b] {
+            let xe = at(-2.0);
+            let fe = f(xe);
+            (p[w], fv[w]) = if fe < fr { (xe, fe) } else { (xr, fr) };
+        } else if fr < fv[m] {
+            (p[w], fv[w]) = (xr, fr);
+        } else {
+            let xc = if fr < fv[w] { at(-0.5) } else { at(0.5) };
+            let fc = f(xc);
+            if fc < fv[w].min(fr) {
+                (p[w], fv[w]) = (xc, fc);
+            } else {
+                for i in [m, w] {
+                    p[i] = [(p[i][0] + p[b][0]) / 2.0, (p[i][1] + p[b][1]) / 2.0];
+                    fv[i] = f(p[i]);
+                }
+            }
+        }
+    }
+    let b = (0..3)
+        .min_by(|&i, &j| {
+            fv[i]
+                .partial_cmp(&fv[j])
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+        .unwrap();
+    (p[b], fv[b])
+}
+
+/// Maximum-likelihood s(u) = a + b u^k for force errors `e` (> 0, eV/Å) and uncertainties `u`
+/// (>= 0), paired.
+pub fn fit_error_scale(e: &[f64], u: &[f64]) -> Result<ErrorScale, StatsError> {
+    if e.len() != u.len() {
+        return Err(StatsError::LengthMismatch {
+            what: "errors and uncertainties",
+            left: e.len(),
+            right: u.len(),
+        });
+    }
+    super::fit::check_sample(e)?;
+    if e.len() < 10 {
+        return Err(StatsError::TooFewSamples {
+            n: e.len(),
+            needed: 10,
+        });
+    }
+    for (index, &value) in u.iter().enumerate() {
+        if !(value.is_finite() && value >= 0.0) {
+            return Err(StatsError::BadValue {
+                index,
+                value,
+                expected: "finite and >= 0",
+            });
+        }
+    }
+    let mut us = u.to_vec();
+    us.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let u_ref = {
+        let m = us[us.len() / 2];
+        if m > 0.0 {
+            m
+        } else {
+            us[us.len() - 1].max(1e-300)
+        }
+    };
+    let e_ref = (e.iter().map(|x| x * x).sum::<f64>() / (3.0 * e.len() as f64)).sqrt();
+    let en: Vec<f64> = e.iter().map(|x| x / e_ref).collect();
+    let un: Vec<f64> = u.iter().map(|x| x / u_ref).collect();
+    // For fixed k: best (ln a, ln b); scaled units, where a + b ~ 1 at the median u.
+    let best_for_k = |k: f64| -> ([f64; 2], f64) {
+        let v: Vec<f64> = un.iter().map(|x| x.powf(k)).collect();
+        let f = |p: [f64; 2]| {
+            let (a, b) = (p[0].max(-60.0).exp(), p[1].max(-60.0).exp());
+            let r = nll(&en, &v, a, b);
+            if r.is_finite() { r } else { f64::INFINITY }
+        };
+        let mut best = nelder_mead2(f, [(0.5f64).ln(), (0.5f64).ln()], 1.0);
+        // Restarts from the corners (errors independent of u; errors proportional to u^k).
+        for x0 in [[0.0, -8.0], [-8.0, 0.0]] {
+            let r = nelder_mead2(f, x0, 1.0);
+            if r.1 < best.1 {
+                best = r;
+            }
+        }
+        best
+    };
+    let grid: Vec<f64> = (0..=16)
+        .map(|i| (K_MIN.ln() + (K_MAX / K_MIN).ln() * i as f64 / 16.0).exp())
+        .collect();
+    let vals: Vec<f64> = grid.iter().map(|&k| best_for_k(k).1).collect();
+    let i = (0..grid.len())
+        .min_by(|&i, &j| vals[i].partial_cmp(&vals[j]).unwrap())
+        .unwrap();
+    let lo = grid[i.saturating_sub(1)].ln();
+    let hi = grid[(i + 1).min(grid.len() - 1)].ln();
+    let (lk, f) = brent_min(|lk| best_for_k(lk.exp()).1, lo, hi, 1e-6);
+    let k = if f <= vals[i] { lk.exp() } else { grid[i] };
+    let (p, _) = best_for_k(k);
+    let (a, b) = (p[0].max(-60.0).exp(), p[1].max(-60.0).exp());
+    // Back to physical units: s = e_ref (a + b (u / u_ref)^k).
+    let mut scale = ErrorScale {
+        a: e_ref * a,
+        b: e_ref * b / u_ref.powf(k),
+        k,
+    };
+    // Parameters pinned at exp(-60) are zero.
+    if a < 1e-20 {
+        scale.a = 0.0;
+    }
+    if b < 1e-20 {
+        scale.b = 0.0;
+    }
+    Ok(scale)
+}
+
+/// The error scale at which P(e > e_max) = p_halt under Maxwell.
+pub fn s_halt(e_max: f64, p_halt: f64) -> f64 {
+    e_max / (2.0 * gamma_q_inv(1.5, p_halt)).sqrt()
+}
+
+/// Fits s(u) on the pairs (`n_high` of them from labelled high-uncertainty structures) and
+/// derives the upper cutoff, or why there is none. `u_sup`: the method's supremum if it
+/// saturates.
+pub fn conditional_upper(
+    e: &[f64],
+    u: &[f64],
+    n_high: usize,
+    e_max: f64,
+    p_halt: f64,
+    u_sup: Option<f64>,
+) -> Result<ConditionalUpper, StatsError> {
+    if !(e_max.is_finite() && e_max > 0.0) {
+        return Err(StatsError::InvalidParameter {
+            name: "e_max",
+            value: e_max,
+        });
+    }
+    if !(p_halt > 0.0 && p_halt < 1.0) {
+        return Err(StatsError::InvalidParameter {
+            name: "p_halt",
+            value: p_halt,
+        });
+    }
+    let scale = fit_error_scale(e, u)?;
+    let u_seen_max = u.iter().fold(0.0_f64, |m, &v| m.max(v));
+    let e_seen_max = e.iter().fold(0.0_f64, |m, &v| m.max(v));
+    let sh = s_halt(e_max, p_halt);
+    let mut u_max = None;
+    let reason = if scale.a >= sh {
+        Some(format!(
+            "the errors at the lowest uncertainty already reach the halting level (s(0) = {:.3} \
+             eV/Å >= {sh:.3}): the potential itself is not accurate to {e_max} eV/Å; refit it \
+             before trusting any cutoff",
+            scale.a
+        ))
+    } else {
+        match scale.u_at(sh) {
+            None => Some(format!(
+                "the force error does not grow with this uncertainty (s(u) = {:.3} eV/Å \
+                 everywhere): it cannot flag errors of {e_max} eV/Å",
+                scale.a
+            )),
+            Some(x) => match u_sup {
+                Some(sup) if x > sup => Some(format!(
+                    "it saturates at {sup:.4e}, where s(u) = {:.3} eV/Å is below the {sh:.3} eV/Å \
+                     needed to expect errors of {e_max} eV/Å",
+                    scale.s(sup)
+                )),
+                _ if x > MAX_EXTRAPOLATION * u_seen_max => Some(format!(
+                    "it would reach {e_max} eV/Å only at u = {x:.4e}, more than \
+                     {MAX_EXTRAPOLATION}x the largest value in the data ({u_seen_max:.4e}); label \
+                     high-uncertainty structures (e.g. the candidates the watch dumps) and \
+                     recalibrate with them"
+                )),
+                _ => {
+                    u_max = Some(x);
+                    (x > u_seen_max).then(|| {
+                        format!(
+                            "extrapolated: u_max = {x:.4e} is beyond the largest value in the \
+                             data ({u_seen_max:.4e}); labelled high-uncertainty structures make it \
+                             firmer"
+                        )
+                    })
+                }
+            },
+        }
+    };
+    Ok(ConditionalUpper {
+        scale,
+        n_fit: e.len(),
+        n_high,
+        u_seen_max,
+        e_seen_max,
+        e_max,
+        p_halt,
+        s_halt: sh,
+        u_sup,
+        u_max,
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::tests::{draw_gamma, rng};
+    use rand_distr::Distribution as _;
+
+    /// Pairs drawn from the model itself: the fit recovers s(u), and u_max is where
+    /// P(e > e_max | u) = p_halt.
+    #[test]
+    fn stats_upper_recovers_the_error_scale_and_halts_where_promised() {
+        let mut r = rng(3);
+        let truth = ErrorScale {
+            a: 0.02,
+            b: 0.01,
+            k: 1.5,
+        };
+        let u = draw_gamma(&mut r, 1.2, 3.0, 6000);
+        let nd = rand_distr::Normal::new(0.0, 1.0).unwrap();
+        let e: Vec<f64> = u
+            .iter()
+            .map(|&x| {
+                let s = truth.s(x);
+                let v: [f64; 3] = [nd.sample(&mut r), nd.sample(&mut r), nd.sample(&mut r)];
+                s * (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt()
+            })
+            .collect();
+        let fit = fit_error_scale(&e, &u).unwrap();
+        for x in [1.0, 5.0, 20.0] {
+            let rel = fit.s(x) / truth.s(x) - 1.0;
+            assert!(rel.abs() < 0.06, "u {x}: {fit:?}");
+        }
+        let up = conditional_upper(&e, &u, 0, 1.0, 0.5, None).unwrap();
+        let u_max = up.u_max.unwrap();
+        assert!((up.scale.p_exceed(u_max, 1.0) - 0.5).abs() < 1e-9);
+        let true_u = truth.u_at(s_halt(1.0, 0.5)).unwrap();
+        assert!((u_max / true_u - 1.0).abs() < 0.1, "{u_max} vs {true_u}");
+        // s_halt: the median of Maxwell(s) is 1.5382 s.
+        assert!((s_halt(1.0, 0.5) * 1.538_172 - 1.0).abs() < 1e-5);
+        // A saturating method whose supremum lies below u_max gets no upper cutoff.
+        let sat = conditional_upper(&e, &u, 0, 1.0, 0.5, Some(0.5 * u_max)).unwrap();
+        assert!(sat.u_max.is_none() && sat.reason.unwrap().contains("saturates"));
+        // A halting level far beyond the data is refused.
+        let far = conditional_upper(&e, &u, 0, 1000.0, 0.5, None).unwrap();
+        assert!(far.u_max.is_none(), "{far:?}");
+        assert!(far.reason.unwrap().contains("recalibrate"));
+    }
+
+    #[test]
+    fn stats_upper_sees_no_trend_and_a_bad_model() {
+        let mut r = rng(4);
+        let u = draw_gamma(&mut r, 2.0, 1.0, 3000);
+        // Errors independent of u.
+        let e = draw_gamma(&mut r, 3.0, 0.02, 3000);
+        let up = conditional_upper(&e, &u, 0, 1.0, 0.5, None).unwrap();
+        assert!(up.u_max.is_none(), "{up:?}");
+        // Errors of ~1 eV/Å everywhere: the model is the problem.
+        let big: Vec<f64> = e.iter().map(|x| x * 50.0).collect();
+        let up = conditional_upper(&big, &u, 0, 1.0, 0.5, None).unwrap();
+        assert!(up.u_max.is_none());
+        assert!(up.reason.unwrap().contains("not accurate"), "");
+        assert!(conditional_upper(&e, &u[..10], 0, 1.0, 0.5, None).is_err());
+        assert!(conditional_upper(&e, &u, 0, 1.0, 1.5, None).is_err());
+    }
+}
