@@ -213,6 +213,244 @@ pub fn calibrate_potential(
     })
 }
 
+/// Expected exceedance counts at which [`check_calibration`] also tests the fitted tails.
+pub const CHECK_LEVELS: [f64; 5] = [1.0, 3.0, 10.0, 30.0, 100.0];
+
+/// Whether `observed` keeps the promise `expected` (exceedances of a 1 - 1/N cutoff on held-out
+/// data): within a factor 3 of it, or at most 3 when fewer than one is expected.
+pub fn within_promise(observed: usize, expected: f64) -> bool {
+    let o = observed as f64;
+    if expected < 1.0 {
+        o <= 3.0
+    } else {
+        o <= 3.0 * expected && o >= expected / 3.0
+    }
+}
+
+/// One stored entry checked on held-out in-distribution data.
+#[derive(Clone, Debug)]
+pub struct ExceedanceRow {
+    pub species: String,
+    pub method: String,
+    pub cluster: Option<usize>,
+    /// Held-out atoms the entry applies to.
+    pub atoms: usize,
+    /// The entry's N.
+    pub n_apply: u64,
+    /// Expected exceedances of u_c and e_c: atoms / N.
+    pub expected: f64,
+    /// Atoms above u_c.
+    pub above_u_c: usize,
+    /// Atoms whose force error is above e_c.
+    pub above_e_c: usize,
+    /// For each of [`CHECK_LEVELS`] below atoms / 2: (expected k, the model quantile with k
+    /// exceedances expected among these atoms: uncertainty and error, atoms above each).
+    pub levels: Vec<(f64, f64, usize, f64, usize)>,
+}
+
+/// Frame-level outcome of the upper cutoff of one method on labelled data.
+#[derive(Clone, Debug, Default)]
+pub struct HaltRow {
+    pub method: String,
+    /// Subset (config_type) or "all".
+    pub subset: String,
+    pub frames: usize,
+    /// Frames whose true max force error exceeds e_max.
+    pub unstable: usize,
+    /// Frames with an atom above its upper cutoff.
+    pub halted: usize,
+    /// Unstable and halted.
+    pub caught: usize,
+    /// Halted although the true max error is below e_max / 3.
+    pub false_halts: usize,
+    /// Halted with a true max error between e_max / 3 and e_max.
+    pub halted_modest: usize,
+    /// Largest true max force error of the subset's frames, eV/Å.
+    pub max_error: f64,
+    /// Whether the method has an upper cutoff for every species.
+    pub has_upper: bool,
+}
+
+impl HaltRow {
+    /// caught / unstable (NaN if no frame is unstable).
+    pub fn recall(&self) -> f64 {
+        if self.unstable == 0 {
+            f64::NAN
+        } else {
+            self.caught as f64 / self.unstable as f64
+        }
+    }
+}
+
+/// What [`check_calibration`] found.
+#[derive(Clone, Debug, Default)]
+pub struct CheckReport {
+    pub exceedances: Vec<ExceedanceRow>,
+    pub halts: Vec<HaltRow>,
+    pub e_max: f64,
+}
+
+/// Checks a model's stored cutoffs on labelled data: for every stored entry of `methods` the
+/// observed vs expected exceedances of u_c and e_c (and of the fitted tails at
+/// [`CHECK_LEVELS`]), on `in_dist` (held-out in-distribution data); and, on `in_dist` plus
+/// `novel`, which frames the upper cutoffs halt against which frames are truly unstable (max
+/// force error above e_max), per method and per config_type.
+pub fn check_calibration(
+    pot: &Potential,
+    in_dist: &[crate::Structure],
+    novel: &[crate::Structure],
+    methods: &[Method],
+) -> Result<CheckReport, Error> {
+    let model = &pot.model;
+    let cal_of = |m: Method, s: usize, c: Option<usize>| {
+        pot.uq
+            .calibration
+            .iter()
+            .find(|x| x.method == m.name() && x.species == model.species[s] && x.cluster == c)
+    };
+    let mut report = CheckReport {
+        e_max: pot
+            .uq
+            .calibration
+            .first()
+            .map_or(crate::stats::cutoff::DEFAULT_E_MAX, |c| c.e_max),
+        ..Default::default()
+    };
+    let err_in = uq::force_errors(model, in_dist)?;
+    let err_nv = uq::force_errors(model, novel)?;
+    if !in_dist.is_empty() && err_in.iter().all(|e| e.is_empty()) {
+        return Err(Error::new(
+            ErrorKind::Data,
+            "the held-out data has no reference forces (check --forces-key)",
+        ));
+    }
+    let all: Vec<crate::Structure> = in_dist.iter().chain(novel).cloned().collect();
+    let errs: Vec<Vec<f64>> = err_in.into_iter().chain(err_nv).collect();
+    for &m in methods {
+        let (u, clusters) = if m == Method::GammaLocal {
+            let (u, c) = pot.gamma_local_per_atom(&all)?;
+            (u, Some(c))
+        } else {
+            (pot.per_atom(&all, m)?, None)
+        };
+        // Exceedances on the in-distribution part, per (species, cluster entry).
+        let mut keys: Vec<(usize, Option<usize>)> =
+            (0..model.nspecies()).map(|s| (s, None)).collect();
+        if let Some(n) = (0..model.nspecies())
+            .map(|s| pot.uq.gamma_local_clusters(s))
+            .collect::<Option<Vec<usize>>>()
+            .filter(|_| clusters.is_some())
+        {
+            for (s, &k) in n.iter().enumerate() {
+                keys.extend((0..k).map(|c| (s, Some(c))));
+            }
+        }
+        for (s, c) in keys {
+            let Some(cal) = cal_of(m, s, c) else { continue };
+            let (mut uu, mut ee) = (vec![], vec![]);
+            for (f, st) in in_dist.iter().enumerate() {
+                for (a, sym) in st.symbols.iter().enumerate() {
+                    if model.species_index(sym) != Some(s) {
+                        continue;
+                    }
+                    if let (Some(k), Some(cl)) = (c, &clusters)
+                        && cl[f][a] as usize != k
+                    {
+                        continue;
+                    }
+                    if let Some(&e) = errs[f].get(a) {
+                        uu.push(u[f][a]);
+                        ee.push(e);
+                    }
+                }
+            }
+            if uu.is_empty() {
+                continue;
+            }
+            let n = uu.len();
+            let count = |x: &[f64], c: f64| x.iter().filter(|&&v| v > c).count();
+            let levels = CHECK_LEVELS
+                .iter()
+                .filter(|&&k| k <= n as f64 / 2.0)
+                .map(|&k| {
+                    let q = k / n as f64;
+                    let qu = cal.uncertainty_quantile(q);
+                    let qe = cal.error_quantile(q);
+                    (k, qu, count(&uu, qu), qe, count(&ee, qe))
+                })
+                .collect();
+            report.exceedances.push(ExceedanceRow {
+                species: model.species[s].clone(),
+                method: m.name().to_string(),
+                cluster: c,
+                atoms: n,
+                n_apply: cal.n_apply,
+                expected: n as f64 / cal.n_apply as f64,
+                above_u_c: count(&uu, cal.u_c),
+                above_e_c: count(&ee, cal.e_c),
+                levels,
+            });
+        }
+        // Halts per frame on everything, per subset and in total.
+        let upper = |s: usize, f: usize, a: usize| -> f64 {
+            match (&clusters, cal_of(m, s, None)) {
+                (Some(cl), Some(_)) => pot
+                    .uq
+                    .stored_cluster_cutoffs(model, m, s, cl[f][a] as usize)
+                    .map_or(f64::INFINITY, |x| x.1),
+                (_, Some(c)) => c.u_max,
+                _ => f64::INFINITY,
+            }
+        };
+        let has_upper =
+            (0..model.nspecies()).all(|s| cal_of(m, s, None).is_some_and(|c| c.u_max.is_finite()));
+        let mut rows: Vec<HaltRow> = vec![];
+        let mut total = HaltRow {
+            method: m.name().into(),
+            subset: "all".into(),
+            has_upper,
+            ..Default::default()
+        };
+        for (f, st) in all.iter().enumerate() {
+            if errs[f].is_empty() {
+                continue;
+            }
+            let emax = errs[f].iter().fold(0.0_f64, |x, &y| x.max(y));
+            let halted = st.symbols.iter().enumerate().any(|(a, sym)| {
+                model
+                    .species_index(sym)
+                    .is_some_and(|s| u[f][a] > upper(s, f, a))
+            });
+            let subset = st.config_type.clone().unwrap_or_else(|| "-".into());
+            let pos = match rows.iter().position(|r| r.subset == subset) {
+                Some(p) => p,
+                None => {
+                    rows.push(HaltRow {
+                        method: m.name().into(),
+                        subset,
+                        has_upper,
+                        ..Default::default()
+                    });
+                    rows.len() - 1
+                }
+            };
+            for r in [&mut rows[pos], &mut total] {
+                r.frames += 1;
+                r.max_error = r.max_error.max(emax);
+                let unstable = emax > report.e_max;
+                r.unstable += usize::from(unstable);
+                r.halted += usize::from(halted);
+                r.caught += usize::from(halted && unstable);
+                r.false_halts += usize::from(halted && emax < report.e_max / 3.0);
+                r.halted_modest += usize::from(halted && !unstable && emax >= report.e_max / 3.0);
+            }
+        }
+        report.halts.extend(rows);
+        report.halts.push(total);
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,5 +596,113 @@ mod tests {
             "{e}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The check recounts what it promises: exceedances of the stored u_c and e_c per entry,
+    /// and per frame halts against true max errors with the e_max / 3 false-halt band; a
+    /// method without an upper cutoff halts nothing.
+    #[test]
+    fn check_counts_exceedances_and_halts_per_frame() {
+        let (mut pot, valid) = crate::testing::clustered_potential(3);
+        let napply = vec![300u64; pot.model.nspecies()];
+        let r = calibrate_potential(
+            &pot,
+            &valid,
+            &[],
+            &napply,
+            &CalibrateSettings::default(),
+            &[Method::GammaLocal],
+        )
+        .unwrap();
+        pot.uq.calibration = r.calibration;
+        // Upper cutoffs chosen so that some frames halt: the median of the per-frame max gamma.
+        let u = pot.gamma_local_per_atom(&valid).unwrap().0;
+        let errs = uq::force_errors(&pot.model, &valid).unwrap();
+        let mut frame_max: Vec<f64> = u
+            .iter()
+            .map(|f| f.iter().fold(0.0, |a, &b| f64::max(a, b)))
+            .collect();
+        frame_max.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let cut = frame_max[frame_max.len() / 2];
+        // e_max at the median frame max error, so both kinds of frames exist.
+        let mut emax: Vec<f64> = errs
+            .iter()
+            .map(|f| f.iter().fold(0.0, |a, &b| f64::max(a, b)))
+            .collect();
+        emax.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let e_max = emax[emax.len() / 2];
+        for c in pot.uq.calibration.iter_mut() {
+            c.u_max = cut;
+            c.e_max = e_max;
+        }
+        let rep = check_calibration(&pot, &valid, &[], &[Method::GammaLocal]).unwrap();
+        assert_eq!(rep.e_max, e_max);
+        assert!(rep.exceedances.iter().any(|r| r.cluster.is_some()));
+        for row in rep.exceedances.iter().filter(|r| r.cluster.is_none()) {
+            let s = pot.model.species_index(&row.species).unwrap();
+            let cal = pot
+                .uq
+                .calibration
+                .iter()
+                .find(|c| c.species == row.species)
+                .unwrap();
+            let (mut n, mut au, mut ae) = (0, 0, 0);
+            for (f, st) in valid.iter().enumerate() {
+                for (a, sym) in st.symbols.iter().enumerate() {
+                    if pot.model.species_index(sym) == Some(s) {
+                        n += 1;
+                        au += usize::from(u[f][a] > cal.u_c);
+                        ae += usize::from(errs[f][a] > cal.e_c);
+                    }
+                }
+            }
+            assert_eq!((row.atoms, row.above_u_c, row.above_e_c), (n, au, ae));
+            assert_eq!(row.expected, n as f64 / 300.0);
+            // The tail levels count atoms above the model quantile with k expected.
+            for &(k, qu, ou, _, _) in &row.levels {
+                assert!((cal.uncertainty_quantile(k / n as f64) - qu).abs() < 1e-12);
+                let recount = valid
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(f, st)| {
+                        st.symbols.iter().enumerate().map(move |(a, sy)| (f, a, sy))
+                    })
+                    .filter(|(f, a, sy)| pot.model.species_index(sy) == Some(s) && u[*f][*a] > qu)
+                    .count();
+                assert_eq!(ou, recount);
+            }
+        }
+        let all = rep.halts.iter().find(|h| h.subset == "all").unwrap();
+        let (mut halted, mut unstable, mut caught, mut low) = (0, 0, 0, 0);
+        for f in 0..valid.len() {
+            let h = u[f].iter().any(|&x| x > cut);
+            let em = errs[f].iter().fold(0.0, |a: f64, &b| a.max(b));
+            halted += usize::from(h);
+            unstable += usize::from(em > e_max);
+            caught += usize::from(h && em > e_max);
+            low += usize::from(h && em < e_max / 3.0);
+        }
+        assert!(halted > 0 && unstable > 0);
+        assert_eq!(
+            (
+                all.frames,
+                all.halted,
+                all.unstable,
+                all.caught,
+                all.false_halts
+            ),
+            (valid.len(), halted, unstable, caught, low)
+        );
+        assert!(all.has_upper);
+        // No upper cutoff: nothing halts, and the row says so.
+        for c in pot.uq.calibration.iter_mut() {
+            c.u_max = f64::INFINITY;
+        }
+        let rep = check_calibration(&pot, &valid, &[], &[Method::GammaLocal]).unwrap();
+        let all = rep.halts.iter().find(|h| h.subset == "all").unwrap();
+        assert_eq!(all.halted, 0);
+        assert!(!all.has_upper);
+        assert!(within_promise(3, 0.5) && !within_promise(4, 0.5));
+        assert!(within_promise(4, 10.0) && !within_promise(3, 10.0) && !within_promise(31, 10.0));
     }
 }

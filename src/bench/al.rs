@@ -85,6 +85,12 @@ pub struct AlSettings {
     pub e_max: f64,
     /// Safety limit on iterations (a run that reaches it is reported as not converged).
     pub max_iterations: usize,
+    /// Model of the 1 - 1/N quantiles (default: the body family if it passes KS and AD, else a
+    /// generalized Pareto tail; `body` is the seeds' rule).
+    pub tail: crate::stats::tail::TailPolicy,
+    /// Upper cutoff rule for the uncertainty methods (oracle and random always use the ratio
+    /// rule, which puts their u_max at e_max exactly).
+    pub upper_rule: crate::stats::cutoff::UpperRule,
 }
 
 impl AlSettings {
@@ -103,6 +109,8 @@ impl AlSettings {
             valid_fraction: 0.1,
             e_max: crate::stats::cutoff::DEFAULT_E_MAX,
             max_iterations: 30,
+            tail: Default::default(),
+            upper_rule: crate::stats::cutoff::UpperRule::Conditional,
         }
     }
 
@@ -487,9 +495,13 @@ pub fn run(
             }
             let mut opts = CalibrationOptions::new(n_pool[z].max(2));
             opts.e_max = settings.e_max;
+            opts.tail = settings.tail;
+            opts.upper_rule = settings.upper_rule;
             if matches!(selector, Selector::Oracle | Selector::Random) {
-                // u = e: the same (Maxwell) fit makes u_c = e_c and u_max = e_max exactly.
+                // u = e: the same (Maxwell) fit and tail model make u_c = e_c, and the ratio
+                // rule u_max = e_max exactly.
                 opts.uncertainty_families = vec![Family::Maxwell];
+                opts.upper_rule = crate::stats::cutoff::UpperRule::Ratio;
             }
             let cal = calibrate(&settings.species[z], selector.name(), &es, &us, &opts).map_err(
                 |source| BenchError::Stats {

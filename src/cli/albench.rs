@@ -45,6 +45,12 @@ pub struct AlBenchArgs {
     /// Iteration limit per run.
     #[arg(long)]
     pub max_iterations: Option<usize>,
+    /// Model of the 1 - 1/N quantiles: auto, tail or body (the seeds' rule).
+    #[arg(long, default_value = "auto")]
+    pub tail: crate::stats::tail::TailPolicy,
+    /// Upper cutoff of the uncertainty methods: conditional or ratio (the seeds' rule).
+    #[arg(long, default_value = "conditional")]
+    pub upper_rule: crate::stats::cutoff::UpperRule,
 }
 
 pub fn run(a: &AlBenchArgs) -> Result<()> {
@@ -86,6 +92,8 @@ pub fn run(a: &AlBenchArgs) -> Result<()> {
         AlSettings::new(species)
     };
     settings.e_max = a.max_error;
+    settings.tail = a.tail;
+    settings.upper_rule = a.upper_rule;
     if let Some(n) = a.max_iterations {
         settings.max_iterations = n.max(1);
     }
@@ -447,8 +455,8 @@ fn summary_md(
     );
     let _ = writeln!(
         md,
-        "Pool `{}`: {} frames, {} atoms, in time order. {} basis, seeds {}..{}, e_max = {} eV/Å. \
-         Total wall time {:.0} s.\n",
+        "Pool `{}`: {} frames, {} atoms, in time order. {} basis, seeds {}..{}, e_max = {} eV/Å, \
+         quantile model `--tail {}`, upper cutoff `--upper-rule {}`. Total wall time {:.0} s.\n",
         a.pool.display(),
         pool.len(),
         natoms,
@@ -456,6 +464,8 @@ fn summary_md(
         a.seed,
         a.seed + a.repeats as u64 - 1,
         a.max_error,
+        a.tail.name(),
+        a.upper_rule.name(),
         seconds
     );
     md += &markdown_table(&headers, &rows);

@@ -167,7 +167,7 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
         upper_rule: a.upper_rule,
         p_halt: a.p_halt,
         provenance: Some(format!(
-            "aceuq {} calibrate {}: valid {} ({} atoms){}; N {}; tail {:?}, upper {} (e_max {} \
+            "aceuq {} calibrate {}: valid {} ({} atoms){}; N {}; tail {}, upper {} (e_max {} \
              eV/A{})",
             env!("CARGO_PKG_VERSION"),
             crate::progress::utc_now(),
@@ -188,7 +188,7 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
                 .map(|(n, s)| format!("{s} {n}"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            a.tail,
+            a.tail.name(),
             a.upper_rule.name(),
             a.max_error,
             if a.upper_rule == UpperRule::Conditional {

@@ -6,6 +6,7 @@
 pub mod activeset;
 pub mod albench;
 pub mod calibrate;
+pub mod check;
 pub mod closed_loop;
 pub mod convert;
 pub mod cutoff;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Statistical cutoffs (lower: worth labelling, upper: unstable) per species and
     /// uncertainty method, stored in the model for the LAMMPS fix (`lower auto upper auto`).
     Calibrate(calibrate::CalibrateArgs),
+    /// Check stored cutoffs on labelled data: observed vs expected exceedances of the lower
+    /// cutoffs on held-out data, and frames halted vs truly unstable at the upper cutoffs.
+    CheckCutoffs(check::CheckArgs),
     /// Figures and a Markdown summary of each uncertainty method on labelled data: histograms
     /// with fits and cutoffs, F1/precision/recall maps, calibration curves, parity plots.
     Report(report::ReportArgs),
@@ -120,6 +124,7 @@ pub fn main() -> i32 {
         Command::Cutoff(a) => cutoff::run(a),
         Command::ToLammps(a) => convert::run(a),
         Command::Calibrate(a) => calibrate::run(a),
+        Command::CheckCutoffs(a) => check::run(a),
         Command::Report(a) => report::run(a),
         Command::Activeset(a) => activeset::run(a),
         Command::Select(a) => select::run(a),

@@ -306,12 +306,26 @@ fn gated_cutoff(
         fit.rule = rule;
         let c2 = fit.isf(body, q);
         if ok(c2) {
+            // The fallback's own check decides whether it is acceptable.
+            fit.passed = match rule {
+                CutoffRule::Tail => fit.tail.as_ref().is_some_and(|t| t.passed(body.alpha)),
+                CutoffRule::Body => body.passed() && fit.body_ad.p_value > body.alpha,
+            };
             warnings.push(format!(
-                "{what}: the {first:?} quantile 1 - 1/{n} is {c:.4e}, more than {MAX_CUTOFF_OVER_SEEN}x the largest value seen ({:.4e}); the {rule:?} model's {c2:.4e} is used instead",
+                "{what}: the {first:?} model's quantile 1 - 1/{n} is {c:.4e}, more than {MAX_CUTOFF_OVER_SEEN}x the largest value seen ({:.4e}); the {rule:?} model's {c2:.4e} is used instead",
                 fit.max_seen
             ));
-            fit.passed = false;
-            fit.note = format!("{} (gated: {first:?} cutoff {c:.4e} refused)", fit.note);
+            fit.note = format!(
+                "{} model: the {} cutoff {c:.4e} was refused as far beyond the data",
+                match rule {
+                    CutoffRule::Tail => "gpd tail",
+                    CutoffRule::Body => "body family",
+                },
+                match first {
+                    CutoffRule::Tail => "gpd tail",
+                    CutoffRule::Body => "body family",
+                }
+            );
             return Ok((c2, fit));
         }
     }
@@ -382,7 +396,7 @@ pub fn calibrate_with_high(
     for (what, f) in [("force errors", &efit), ("uncertainties", &ufit)] {
         if !f.passed {
             warnings.push(format!(
-                "{what}: no acceptable model ({}); the 1 - 1/N rate is not guaranteed: check it on held-out data with `aceuq calibrate --check`",
+                "{what}: no acceptable model ({}); the 1 - 1/N rate is not guaranteed: check it on held-out data with `aceuq check-cutoffs`",
                 f.note
             ));
         }
@@ -534,6 +548,22 @@ pub fn calibrate_clusters(
 }
 
 impl Calibration {
+    /// The uncertainty u with P(U > u) = q under the stored model (tail or body).
+    pub fn uncertainty_quantile(&self, q: f64) -> f64 {
+        match &self.uncertainty_fit {
+            Some(f) => f.isf(&self.uncertainty, q),
+            None => self.uncertainty.dist().isf(q),
+        }
+    }
+
+    /// The force error e with P(E > e) = q under the stored model (tail or body).
+    pub fn error_quantile(&self, q: f64) -> f64 {
+        match &self.error_fit {
+            Some(f) => f.isf(&self.error, q),
+            None => self.error.dist().isf(q),
+        }
+    }
+
     /// Zone of an uncertainty value (trusted / uncertain / unstable).
     pub fn zone(&self, u: f64) -> Zone {
         if u > self.u_max {
@@ -556,10 +586,12 @@ impl Calibration {
             "error fit",
             "KS p (err)",
             "e_c (eV/Å)",
+            "e_c model",
             "uncertainty fit",
             "KS p (unc)",
             "u_c",
-            "ratio",
+            "u_c model",
+            "upper rule",
             "u_max",
         ]
         .iter()
@@ -583,11 +615,35 @@ impl Calibration {
             fit(&self.error),
             format!("{:.3e}", self.error.chosen().ks.p_value),
             format!("{:.5}", self.e_c),
+            self.error_fit.as_ref().map_or("body".into(), |f| f.short()),
             fit(&self.uncertainty),
             format!("{:.3e}", self.uncertainty.chosen().ks.p_value),
             format!("{:.5}", self.u_c),
-            format!("{:.4}", self.ratio),
-            format!("{:.5}", self.u_max),
+            self.uncertainty_fit
+                .as_ref()
+                .map_or("body".into(), |f| f.short()),
+            match self.upper_rule {
+                UpperRule::Ratio => format!("ratio {:.3}", self.ratio),
+                UpperRule::Conditional => match &self.conditional {
+                    Some(c) => format!(
+                        "s(u)={:.3}+{:.3}u^{:.2}{}",
+                        c.scale.a,
+                        c.scale.b,
+                        c.scale.k,
+                        if c.n_high > 0 {
+                            format!(" ({} high)", c.n_high)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    None => "conditional".into(),
+                },
+            },
+            if self.u_max.is_finite() {
+                format!("{:.5}", self.u_max)
+            } else {
+                "none".into()
+            },
         ]
     }
 }

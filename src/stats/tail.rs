@@ -50,6 +50,17 @@ pub enum TailPolicy {
     Body,
 }
 
+impl TailPolicy {
+    /// Name as on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TailPolicy::Auto => "auto",
+            TailPolicy::Tail => "tail",
+            TailPolicy::Body => "body",
+        }
+    }
+}
+
 impl std::str::FromStr for TailPolicy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -151,6 +162,17 @@ impl CutoffFit {
                 }
             }
             _ => body.dist().isf(q),
+        }
+    }
+
+    /// Compact label for tables: "body ok", "gpd q0.90 xi=0.12 ok", "... FAILED".
+    pub fn short(&self) -> String {
+        let verdict = if self.passed { "ok" } else { "FAILED" };
+        match (&self.rule, &self.tail) {
+            (CutoffRule::Tail, Some(t)) => {
+                format!("gpd q{} xi={:.2} {verdict}", t.quantile, t.gpd.xi())
+            }
+            _ => format!("body {verdict}"),
         }
     }
 

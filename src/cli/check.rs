@@ -1,0 +1,226 @@
+//! `aceuq check-cutoffs`: do a model's stored cutoffs keep their promise on labelled data?
+//!
+//! - Lower cutoffs: on held-out in-distribution data (`--data`), each stored entry's u_c (and
+//!   e_c) should be exceeded by about atoms / N atoms; the check passes within a factor 3 (at
+//!   most 3 when fewer than one is expected). The fitted tails are also tested at 1, 3, 10, 30
+//!   and 100 expected exceedances among the held-out atoms, which probes the model where N
+//!   itself cannot.
+//! - Upper cutoffs: on the held-out data plus `--novel` structures, the frames the upper cutoff
+//!   would halt against the frames whose true max force error exceeds e_max, per method and
+//!   per config_type: recall, false halts (true max error below e_max / 3), halts of modest
+//!   errors (between e_max / 3 and e_max).
+
+use super::calibrate::text_table;
+use super::{DataKeys, load_model};
+use crate::calibration::{CheckReport, check_calibration, within_promise};
+use crate::uq::Method;
+use anyhow::{Result, bail};
+use std::path::PathBuf;
+
+/// Arguments of `aceuq check-cutoffs`.
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// Calibrated model file (*.aceuq).
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// Held-out in-distribution labelled data (not used in the fit or the calibration).
+    #[arg(long, required = true, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Labelled novel or unstable structures, for the upper cutoffs (frames halted vs truly
+    /// unstable).
+    #[arg(long, num_args = 1..)]
+    pub novel: Vec<PathBuf>,
+    /// Methods to check (default: all with stored cutoffs).
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Vec<Method>,
+    /// Also write the tables as Markdown to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: DataKeys,
+}
+
+fn fmt_ratio(o: usize, e: f64) -> String {
+    format!(
+        "{o} / {e:.3} {}",
+        if within_promise(o, e) { "ok" } else { "MISSED" }
+    )
+}
+
+/// The three tables of a report (exceedances, tail levels, halts) as (headers, rows).
+pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
+    let s = |x: &[&str]| x.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+    let exc: Vec<Vec<String>> = r
+        .exceedances
+        .iter()
+        .map(|x| {
+            vec![
+                x.species.clone(),
+                x.method.clone(),
+                x.cluster.map_or("-".into(), |c| c.to_string()),
+                x.atoms.to_string(),
+                x.n_apply.to_string(),
+                fmt_ratio(x.above_u_c, x.expected),
+                // e_c describes the species' errors; a cluster's own e_c is not used by the
+                // watch (its upper cutoff comes from the species' fit).
+                if x.cluster.is_none() {
+                    fmt_ratio(x.above_e_c, x.expected)
+                } else {
+                    "-".into()
+                },
+            ]
+        })
+        .collect();
+    let lev: Vec<Vec<String>> = r
+        .exceedances
+        .iter()
+        .filter(|x| x.cluster.is_none())
+        .map(|x| {
+            let mut row = vec![x.species.clone(), x.method.clone()];
+            for &(k, _, ou, _, oe) in &x.levels {
+                row.push(format!("{k:.0}: {ou} / {oe}"));
+            }
+            row
+        })
+        .collect();
+    let nlev = lev.iter().map(|r| r.len()).max().unwrap_or(2);
+    let mut lev_head = s(&["species", "method"]);
+    for k in 0..nlev.saturating_sub(2) {
+        lev_head.push(format!("level {}", k + 1));
+    }
+    let lev: Vec<Vec<String>> = lev
+        .into_iter()
+        .map(|mut r| {
+            r.resize(nlev, String::new());
+            r
+        })
+        .collect();
+    let halts: Vec<Vec<String>> = r
+        .halts
+        .iter()
+        .map(|h| {
+            let rec = h.recall();
+            vec![
+                h.method.clone(),
+                h.subset.clone(),
+                h.frames.to_string(),
+                format!("{:.3}", h.max_error),
+                h.unstable.to_string(),
+                h.halted.to_string(),
+                if rec.is_nan() {
+                    "-".into()
+                } else {
+                    format!("{rec:.2}")
+                },
+                h.false_halts.to_string(),
+                h.halted_modest.to_string(),
+                if h.has_upper { "" } else { "no upper cutoff" }.into(),
+            ]
+        })
+        .collect();
+    vec![
+        (
+            "Lower cutoffs on held-out in-distribution atoms: observed / expected (atoms / N) \
+             exceedances of u_c and of e_c; ok = within a factor 3 (at most 3 when below 1)"
+                .into(),
+            s(&[
+                "species",
+                "method",
+                "cluster",
+                "atoms",
+                "N",
+                "above u_c",
+                "above e_c",
+            ]),
+            exc,
+        ),
+        (
+            "Fitted tails at k expected exceedances among the held-out atoms: k: observed for \
+             the uncertainty / for the force error"
+                .into(),
+            lev_head,
+            lev,
+        ),
+        (
+            format!(
+                "Upper cutoffs per frame: unstable = true max force error above {} eV/Å; recall \
+                 = unstable frames halted / unstable frames; false halts = halted with a true \
+                 max error below {:.3} eV/Å; modest = halted between that and {} eV/Å",
+                r.e_max,
+                r.e_max / 3.0,
+                r.e_max
+            ),
+            s(&[
+                "method",
+                "subset",
+                "frames",
+                "max error",
+                "unstable",
+                "halted",
+                "recall",
+                "false halts",
+                "modest",
+                "",
+            ]),
+            halts,
+        ),
+    ]
+}
+
+fn markdown(headers: &[String], rows: &[Vec<String>]) -> String {
+    let mut out = format!("| {} |\n", headers.join(" | "));
+    out += &format!("|{}\n", "---|".repeat(headers.len()));
+    for r in rows {
+        out += &format!("| {} |\n", r.join(" | "));
+    }
+    out
+}
+
+pub fn run(a: &CheckArgs) -> Result<()> {
+    let pot = load_model(&a.model)?;
+    if pot.uq.calibration.is_empty() {
+        bail!(
+            "{} has no stored cutoffs: run `aceuq calibrate --model {} --valid VALID.xyz \
+             --pool-size N` first",
+            a.model.display(),
+            a.model.display()
+        );
+    }
+    let methods: Vec<Method> = if a.methods.is_empty() {
+        pot.uq
+            .methods()
+            .into_iter()
+            .filter(|m| pot.uq.calibration.iter().any(|c| c.method == m.name()))
+            .collect()
+    } else {
+        a.methods.clone()
+    };
+    for m in &methods {
+        if !pot.uq.calibration.iter().any(|c| c.method == m.name()) {
+            bail!(
+                "{} has no stored cutoffs for '{}': calibrate it first",
+                a.model.display(),
+                m.name()
+            );
+        }
+    }
+    let data = a.keys.read(&a.data)?;
+    let novel = if a.novel.is_empty() {
+        vec![]
+    } else {
+        a.keys.read(&a.novel)?
+    };
+    let report = check_calibration(&pot, &data, &novel, &methods)?;
+    let mut md = String::new();
+    for (title, head, rows) in tables(&report) {
+        println!("{title}:");
+        print!("{}", text_table(&head, &rows));
+        println!();
+        md += &format!("{title}:\n\n{}\n", markdown(&head, &rows));
+    }
+    if let Some(p) = &a.out {
+        crate::io::container::write_atomic(p, md.as_bytes())?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
