@@ -10,8 +10,9 @@ exactly for fully periodic frames, config_type present, |sum of forces| small (t
 invariance holds for periodic, slab and cluster frames alike; the bound allows for the 1e-6
 rounding of each component), energy per atom inside a sane window for the system, max |F| below
 20 eV/Å, and time_ps non-decreasing within one `run`. Frames that carry a `d_min` key (the
-smallest interatomic distance, li/unstable.xyz) get it recomputed here (periodic images included)
-and must agree to 1e-3 Å and lie at or above D_FLOOR. Prints per-file, per-config_type ranges.
+smallest interatomic distance; li/ and almg/unstable.xyz) get it recomputed here (periodic images
+included) and must agree to 1e-3 Å and lie at or above the system's floor (li 1.6 Å, almg 1.8 Å).
+Prints per-file, per-config_type ranges.
 Exit status 1 on the first failing file (all files are still reported).
 """
 
@@ -29,12 +30,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # and clusters, narrow enough to catch unit or sign errors (SNAP Li: about -1.9 for BCC,
 # MEAM Al -3.36, Mg -1.51 cohesive energies).
 SYSTEMS = {
-    "li": dict(species={"Li"}, e_range=(-2.2, -0.8)),
-    "almg": dict(species={"Al", "Mg"}, e_range=(-3.6, -1.2)),
+    "li": dict(species={"Li"}, e_range=(-2.2, -0.8), d_floor=1.6),
+    "almg": dict(species={"Al", "Mg"}, e_range=(-3.6, -1.2), d_floor=1.8),
 }
 FMAX = 20.0
-# Frames with a `d_min` key were kept only if no two atoms are closer than this (Å); see
-# `gen_data.py --unstable`.
+# Frames with a `d_min` key were kept only if no two atoms are closer than the system's d_floor
+# (Å; see `gen_data.py --unstable`); this one applies when the system is unknown.
 D_FLOOR = 1.6
 
 
@@ -192,8 +193,9 @@ def check_file(path: str, system: str | None) -> tuple[bool, dict]:
                 dm = min_distance(wrap(xyz, cell, pbc), cell, pbc)
                 if abs(dm - float(info["d_min"])) > 1e-3:
                     raise Bad(f"d_min={info['d_min']} but the smallest distance is {dm:.4f} Å")
-                if dm < D_FLOOR:
-                    raise Bad(f"two atoms {dm:.4f} Å apart, below the floor {D_FLOOR} Å")
+                floor = SYSTEMS[system]["d_floor"] if system else D_FLOOR
+                if dm < floor:
+                    raise Bad(f"two atoms {dm:.4f} Å apart, below the floor {floor} Å")
             if "time_ps" in info and "run" in info:
                 # Frames of one MD run (the `run` key) are written in time order.
                 t = float(info["time_ps"])
