@@ -9,7 +9,10 @@ for the folder (li: Li; almg: Al, Mg), energy, forces:R:3, virial (9 numbers, sy
 exactly for fully periodic frames, config_type present, |sum of forces| small (translation
 invariance holds for periodic, slab and cluster frames alike; the bound allows for the 1e-6
 rounding of each component), energy per atom inside a sane window for the system, max |F| below
-20 eV/Å, and time_ps non-decreasing within one `run`. Prints per-file, per-config_type ranges.
+20 eV/Å, and time_ps non-decreasing within one `run`. Frames that carry a `d_min` key (the
+smallest interatomic distance; li/ and almg/unstable.xyz) get it recomputed here (periodic images
+included) and must agree to 1e-3 Å and lie at or above the system's floor (li 1.6 Å, almg 1.8 Å).
+Prints per-file, per-config_type ranges.
 Exit status 1 on the first failing file (all files are still reported).
 """
 
@@ -27,10 +30,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # and clusters, narrow enough to catch unit or sign errors (SNAP Li: about -1.9 for BCC,
 # MEAM Al -3.36, Mg -1.51 cohesive energies).
 SYSTEMS = {
-    "li": dict(species={"Li"}, e_range=(-2.2, -0.8)),
-    "almg": dict(species={"Al", "Mg"}, e_range=(-3.6, -1.2)),
+    "li": dict(species={"Li"}, e_range=(-2.2, -0.8), d_floor=1.6),
+    "almg": dict(species={"Al", "Mg"}, e_range=(-3.6, -1.2), d_floor=1.8),
 }
 FMAX = 20.0
+# Frames with a `d_min` key were kept only if no two atoms are closer than the system's d_floor
+# (Å; see `gen_data.py --unstable`); this one applies when the system is unknown.
+D_FLOOR = 1.6
 
 
 class Bad(Exception):
@@ -51,6 +57,51 @@ def parse_comment(line: str) -> dict[str, str]:
             raise Bad(f"key {k} twice")
         out[k] = v
     return out
+
+
+def wrap(pos: list[list[float]], cell: list[list[float]] | None, pbc: list[bool]) -> list[list[float]]:
+    """Positions mapped into the cell along its periodic directions (fractional part in [0, 1))."""
+    if cell is None or not any(pbc):
+        return pos
+    a, b, c = cell
+
+    def cross(u, v):
+        return [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]]
+
+    vol = sum(x * y for x, y in zip(a, cross(b, c)))
+    rec = [cross(b, c), cross(c, a), cross(a, b)]
+    out = []
+    for p in pos:
+        f = [sum(x * y for x, y in zip(r, p)) / vol for r in rec]
+        f = [q - math.floor(q) if pbc[d] else q for d, q in enumerate(f)]
+        out.append([f[0] * a[d] + f[1] * b[d] + f[2] * c[d] for d in range(3)])
+    return out
+
+
+def min_distance(pos: list[list[float]], cell: list[list[float]] | None, pbc: list[bool]) -> float:
+    """Smallest interatomic distance (Å): every pair, every image within one cell in each periodic
+    direction (brute force; exact whenever the result is below half the cell's smallest width)."""
+    shifts = [(0.0, 0.0, 0.0)]
+    if cell is not None:
+        rng = [(-1, 0, 1) if p else (0,) for p in pbc]
+        shifts = [tuple(i * cell[0][d] + j * cell[1][d] + k * cell[2][d] for d in range(3))
+                  for i in rng[0] for j in rng[1] for k in rng[2]]
+    best = math.inf
+    n = len(pos)
+    for i in range(n):
+        xi, yi, zi = pos[i]
+        for j in range(n):
+            xj, yj, zj = pos[j]
+            for sx, sy, sz in shifts:
+                if i == j and sx == sy == sz == 0.0:
+                    continue
+                if i > j and sx == sy == sz == 0.0:
+                    continue
+                dx, dy, dz = xj + sx - xi, yj + sy - yi, zj + sz - zi
+                r2 = dx * dx + dy * dy + dz * dz
+                if r2 < best:
+                    best = r2
+    return math.sqrt(best)
 
 
 def check_file(path: str, system: str | None) -> tuple[bool, dict]:
@@ -105,12 +156,14 @@ def check_file(path: str, system: str | None) -> tuple[bool, dict]:
             fmax = 0.0
             fmags = []
             species = set()
+            xyz = []
             for k in range(nat):
                 t = lines[i + 2 + k].split()
                 if len(t) != 7:
                     raise Bad(f"atom line {i + 3 + k} has {len(t)} columns, expected 7")
                 species.add(t[0])
                 x = [float(s) for s in t[1:4]]
+                xyz.append(x)
                 f = [float(s) for s in t[4:7]]
                 if not all(math.isfinite(q) for q in x + f):
                     raise Bad(f"non-finite number on line {i + 3 + k}")
@@ -134,6 +187,15 @@ def check_file(path: str, system: str | None) -> tuple[bool, dict]:
                     raise Bad(f"energy per atom {epa:.4f} eV outside [{lo}, {hi}]")
             if fmax > FMAX:
                 raise Bad(f"max |F| {fmax:.2f} eV/Å above {FMAX}")
+            if "d_min" in info:
+                # Positions are wrapped into the cell here, so the brute-force image search below
+                # only has to look one cell away.
+                dm = min_distance(wrap(xyz, cell, pbc), cell, pbc)
+                if abs(dm - float(info["d_min"])) > 1e-3:
+                    raise Bad(f"d_min={info['d_min']} but the smallest distance is {dm:.4f} Å")
+                floor = SYSTEMS[system]["d_floor"] if system else D_FLOOR
+                if dm < floor:
+                    raise Bad(f"two atoms {dm:.4f} Å apart, below the floor {floor} Å")
             if "time_ps" in info and "run" in info:
                 # Frames of one MD run (the `run` key) are written in time order.
                 t = float(info["time_ps"])

@@ -27,11 +27,17 @@ Modes: --quick (CI: small and short, a couple of minutes), default (the committe
 tests/data), --full (a 250 ps sparse segment: a 600-frame pool for the active-learning
 benchmark), --hetero (only the multi-phase Li set tests/data/li_hetero/phases.xyz for the
 uncertainty benchmark: the novel subsets above with 16-18 frames per phase, plus BCC with
-self-interstitials; the compressed liquid's density comes from the committed li/train.xyz box).
+self-interstitials; the compressed liquid's density comes from the committed li/train.xyz box),
+--unstable (only li/unstable.xyz and almg/unstable.xyz, each with an unstable_summary.json:
+configurations beyond the training data where a model fitted on it becomes unreliable. Li:
+compressed liquids 1.1-1.4x at 1000-2500 K, hot liquids 2000-4000 K, rattled BCC, knock-on
+collisions, hot clusters, frames with two atoms closer than 1.6 Å not kept (UNSTABLE). Al-Mg: hot
+and rattled crystals, an off-training fcc composition, hot and compressed liquids, a knock-on
+(ALMG_UNSTABLE); --only li|almg for one of them).
 Deterministic for a given --seed (one LAMMPS process per job, no MPI).
 
 Usage:
-    python3 scripts/gen_data.py [--quick|--full|--hetero] [--seed 2024] [--out DIR] [--pool FILE]
+    python3 scripts/gen_data.py [--quick|--full|--hetero|--unstable] [--seed 2024] [--out DIR] [--pool FILE]
         [--lmp PATH] [--potentials DIR] [--keep DIR] [--only li|almg]
 """
 
@@ -543,6 +549,414 @@ def split_almg(groups: list[list[L.Frame]]) -> tuple[list, list, list]:
 
 
 # ---------------------------------------------------------------------------------------------
+# --unstable: Li configurations beyond the 600 K training liquid (hot, compressed, rattled,
+# knock-on collisions, hot clusters), for testing upper (halt) uncertainty cutoffs.
+
+# Each condition is one config_type. Times in ps; `frames` per condition; `every` ps between frames.
+UNSTABLE = dict(
+    eq=1.0,  # ps at the sampling temperature before the first frame
+    melt=1.0,  # ps of melting at max(2000 K, T) for the liquids
+    every=0.25,  # ps between frames of the thermostatted blocks
+    # (density factor relative to the 600 K liquid of li/train.xyz, T in K, frames); 128 atoms
+    compressed=[(1.1, 1000, 2), (1.15, 1000, 3), (1.2, 1500, 4), (1.25, 1500, 6), (1.3, 2000, 3),
+                (1.4, 2500, 4)],
+    # (T in K, frames); 54 atoms at the 600 K liquid density
+    hot=[(2000, 4), (3000, 4), (4000, 3)],
+    # (rms displacement in Å, frames): 54-atom BCC at 300 K (MEAM NVT), then each atom displaced
+    # by an isotropic Gaussian vector of that rms length
+    rattled=[(0.1, 2), (0.4, 4), (0.5, 4)],
+    # (kinetic energy of the knocked atom in eV, frames): 128-atom BCC at 300 K, one atom given
+    # that energy in a random direction, NVE with a 0.25 fs step, a frame every `knock_every` ps
+    knock=[(3, 3), (10, 4)],
+    knock_every=0.01,
+    knock_dt=0.00025,
+    # (atoms, T in K, frames): spheres cut from BCC, shrink-wrapped boundaries
+    clusters=[(13, 800, 3), (20, 1500, 4), (27, 1000, 3), (40, 1200, 4)],
+    # Teacher sanity: frames with two atoms closer than d_floor (Å) are not labelled (below about
+    # 1.6 Å the SNAP's repulsion between an approaching pair stops growing: it is extrapolating);
+    # frames whose SNAP labels have an atom with |F| above f_absurd (eV/Å) are dropped. The linear
+    # SNAP of the same authors (li-snap-linear) is evaluated as a second opinion on every kept
+    # frame and its disagreement recorded in the summary (not a filter).
+    d_floor=1.6,
+    f_absurd=50.0,
+)
+
+
+def min_distance(fr: L.Frame) -> float:
+    """Smallest interatomic distance (Å), with periodic images along the periodic directions."""
+    pos = fr.positions
+    n = len(pos)
+    if fr.cell is None or not any(fr.pbc):
+        best = math.inf
+        for i in range(n):
+            xi = pos[i]
+            for j in range(i + 1, n):
+                d = (xi[0] - pos[j][0]) ** 2 + (xi[1] - pos[j][1]) ** 2 + (xi[2] - pos[j][2]) ** 2
+                best = min(best, d)
+        return math.sqrt(best)
+    # Fractional coordinates (cell rows are the lattice vectors), minimum image by rounding along
+    # periodic directions; for a non-orthogonal cell also the 26 neighbouring images (then exact
+    # for any cell shape).
+    a, b, c = fr.cell
+    vol = L._dot(a, L._cross(b, c))
+    rec = [[x / vol for x in L._cross(b, c)], [x / vol for x in L._cross(c, a)],
+           [x / vol for x in L._cross(a, b)]]
+    frac = [[L._dot(r, p) for r in rec] for p in pos]
+    ortho = abs(L._dot(a, b)) + abs(L._dot(a, c)) + abs(L._dot(b, c)) < 1e-9
+    shifts = [(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)
+              if (fr.pbc[0] or i == 0) and (fr.pbc[1] or j == 0) and (fr.pbc[2] or k == 0)]
+    if ortho:
+        shifts = [(0, 0, 0)]
+    per = [1.0 if q else 0.0 for q in fr.pbc]
+    best = math.inf
+    for i in range(n):
+        fi = frac[i]
+        for j in range(i + 1, n):
+            fj = frac[j]
+            d0, d1, d2 = fi[0] - fj[0], fi[1] - fj[1], fi[2] - fj[2]
+            d0 -= per[0] * round(d0)
+            d1 -= per[1] * round(d1)
+            d2 -= per[2] * round(d2)
+            for s0, s1, s2 in shifts:
+                f0, f1, f2 = d0 + s0, d1 + s1, d2 + s2
+                x = f0 * a[0] + f1 * b[0] + f2 * c[0]
+                y = f0 * a[1] + f1 * b[1] + f2 * c[1]
+                z = f0 * a[2] + f1 * b[2] + f2 * c[2]
+                r2 = x * x + y * y + z * z
+                if r2 < best:
+                    best = r2
+    return math.sqrt(best)
+
+
+def li_unstable(p, lmp, pot, seed, work, v_liquid):
+    """MEAM MD of every condition of `p` in one LAMMPS job; returns the (unlabelled) frames.
+
+    Every condition draws its random numbers (velocity seed, knocked atom and direction, cluster
+    centre, rattle) from its own generator, seeded with the seed and the config_type, so adding,
+    removing or lengthening one condition leaves the frames of the others unchanged, and a
+    condition with more frames extends the same trajectory.
+    """
+    blocks = []
+    every = steps(p["every"])
+
+    def add(cfg, rng, fr, bnd, prep, vel_t, every_steps, n, extra, dt=FS, rattle=0.0):
+        blocks.append(dict(cfg=cfg, rng=rng, frame=fr, bnd=bnd, prep=prep, velT=vel_t,
+                           every=every_steps, n=n, extra=extra, dt=dt, rattle=rattle))
+
+    def melt_prep(temp):
+        tm = max(2000, temp)
+        return tm, (f"fix md all nvt temp {tm} {tm} 0.1\nrun {steps(p['melt'])}\nunfix md\n"
+                    f"fix md all nvt temp {temp} {temp} 0.1\nrun {steps(p['eq'])}")
+
+    # 1. compressed liquids: 4x4x4 BCC scaled to v_liquid / factor per atom, melted at
+    # max(2000 K, T), then NVT at T.
+    for fac, temp, n in p["compressed"]:
+        cfg = f"liquid_compressed_{fac:g}x_{temp}K"
+        tm, prep = melt_prep(temp)
+        add(cfg, random.Random(f"{seed}:{cfg}"), bcc_frame((4, 4, 4), (2.0 * v_liquid / fac) ** (1 / 3)),
+            "p p p", prep, tm, every, n, [("density_factor", f"{fac:g}")])
+    # 2. hot liquids at the density of the 600 K liquid (54 atoms).
+    for temp, n in p["hot"]:
+        cfg = f"liquid_hot_{temp}K"
+        tm, prep = melt_prep(temp)
+        add(cfg, random.Random(f"{seed}:{cfg}"), bcc_frame((3, 3, 3), (2.0 * v_liquid) ** (1 / 3)),
+            "p p p", prep, tm, every, n, [("density_factor", "1")])
+    # 3. rattled BCC: 54-atom BCC at 300 K (MEAM NVT), frames 0.5 ps apart, then every atom
+    # displaced by an isotropic Gaussian vector of rms length s (applied in Python).
+    for s, n in p["rattled"]:
+        cfg = f"bcc_rattled_{s:g}A"
+        add(cfg, random.Random(f"{seed}:{cfg}"), bcc_frame((3, 3, 3), LI_A), "p p p",
+            f"fix md all nvt temp 300 300 0.1\nrun {steps(p['eq'])}", 300, steps(0.5), n,
+            [("rattle_rms_A", f"{s:g}")], rattle=s)
+    # 4. knock-on: one atom of a 128-atom BCC crystal at 300 K gets e eV in a random direction,
+    # then NVE with a short step; frames every knock_every ps from the kick on.
+    for e, n in p["knock"]:
+        cfg = f"knock_on_{e:g}eV"
+        rng = random.Random(f"{seed}:{cfg}")
+        k = rng.randrange(128) + 1
+        u = [rng.gauss(0.0, 1.0) for _ in range(3)]
+        nu = math.sqrt(sum(x * x for x in u))
+        v = math.sqrt(2.0 * e / 6.94 * 9648.5332)  # Å/ps (1 eV/amu = 9648.5332 Å^2/ps^2)
+        vel = [v * x / nu for x in u]
+        prep = (f"fix md all nvt temp 300 300 0.1\nrun {steps(p['eq'])}\nunfix md\n"
+                f"group pka id {k}\n"
+                f"velocity pka set {vel[0]:.8f} {vel[1]:.8f} {vel[2]:.8f} units box\n"
+                f"timestep {p['knock_dt']}\nfix md all nve")
+        add(cfg, rng, bcc_frame((4, 4, 4), LI_A), "p p p", prep, 300,
+            int(round(p["knock_every"] / p["knock_dt"])), n, [("pka_eV", f"{e:g}"), ("pka_id", str(k))],
+            dt=p["knock_dt"])
+    # 5. hot clusters: spheres cut from BCC around a random centre, NVT at T, shrink-wrapped
+    # boundaries, written without a cell.
+    for nat, temp, n in p["clusters"]:
+        cfg = f"cluster_{nat}_{temp}K"
+        rng = random.Random(f"{seed}:{cfg}")
+        big = bcc_frame((6, 6, 6), LI_A)
+        c0 = [3 * LI_A + rng.uniform(-0.5, 0.5) for _ in range(3)]
+        order = sorted(range(len(big.positions)),
+                       key=lambda i: sum((big.positions[i][d] - c0[d]) ** 2 for d in range(3)))
+        fr = L.Frame(symbols=["Li"] * nat, positions=[big.positions[i] for i in order[:nat]],
+                     cell=None, pbc=(False, False, False))
+        add(cfg, rng, fr, "s s s", f"fix md all nvt temp {temp} {temp} 0.1\nrun {steps(p['eq'])}",
+            temp, every, n, [])
+
+    script = []
+    for bi, b in enumerate(blocks):
+        box = L.to_lammps_box(b["frame"], pad=6.0)
+        L.write_data_file(os.path.join(work, f"uns{bi}.data"), box, [1] * len(b["frame"].symbols),
+                          (6.94,))
+        vseed = b["rng"].randrange(1, 900000)
+        script.append(HEADER.format(dt=FS) + f"""boundary {b['bnd']}
+read_data uns{bi}.data
+{LI_MEAM.format(pot=pot)}
+thermo 500
+velocity all create {b['velT']} {vseed} mom yes rot yes dist gaussian
+{b['prep']}
+reset_timestep 0
+dump d all custom {b['every']} uns{bi}.dump id type x y z
+dump_modify d sort id format float %.8f first no
+run {b['every'] * b['n']}
+""")
+    text, dt = run_job(lmp, "clear\n".join(script), work, "li_unstable")
+    frames = []
+    for bi, b in enumerate(blocks):
+        cluster = b["bnd"] == "s s s"
+        for d in read_dump(os.path.join(work, f"uns{bi}.dump"), {1: "Li"}):
+            if d["step"] == 0:
+                continue
+            if b["rattle"] > 0:
+                sig = b["rattle"] / math.sqrt(3.0)
+                d["positions"] = [[x + b["rng"].gauss(0.0, sig) for x in q] for q in d["positions"]]
+            f = make_frame(d, [("config_type", b["cfg"])] + b["extra"],
+                           pbc=(False, False, False) if cluster else (True, True, True),
+                           cell=not cluster)
+            f.set_info("time_ps", f"{d['step'] * b['dt']:.4f}")
+            frames.append(f)
+    return frames, dt, L.lammps_version(text)
+
+
+# Al-Mg beyond the training conditions (Jelinek MEAM samples and labels). Each entry of `npt` is
+# (name, lattice, base type (1 Al, 2 Mg), fraction of the other type, T in K, P in bar, liquid,
+# frames): NPT (iso for liquids, aniso for solids), liquids melted at max(2000 K, T) first.
+# `rattled`: (name, lattice, base type, fraction, rms displacement in Å, frames) from NVT 300 K.
+# `knock`: (kinetic energy in eV, frames) of one atom of 108-atom fcc Al at 300 K, NVE.
+ALMG_UNSTABLE = dict(
+    eq=1.5,
+    melt=2.0,
+    every=0.25,
+    npt=[
+        ("Al_fcc", "fcc", 1, 0.0, 900, 0, False, 3),
+        ("Mg_hcp", "hcp", 2, 0.0, 900, 0, False, 3),
+        ("Mg90Al10_hcp", "hcp", 2, 0.10, 300, 50000, False, 3),
+        ("Al80Mg20_fcc", "fcc", 1, 0.20, 800, 0, False, 2),
+        ("Al50Mg50_liquid", "fcc", 1, 0.50, 1500, 0, True, 2),
+        ("Al50Mg50_liquid", "fcc", 1, 0.50, 1100, 50000, True, 2),
+    ],
+    rattled=[
+        ("Al_fcc", "fcc", 1, 0.0, 0.05, 3),
+        ("Al_fcc", "fcc", 1, 0.0, 0.15, 3),
+        ("Mg_hcp", "hcp", 2, 0.0, 0.1, 3),
+        ("Al93Mg7_fcc", "fcc", 1, 0.07, 0.2, 1),
+    ],
+    knock=[(5, 2)],
+    knock_every=0.01,
+    knock_dt=0.00025,
+    d_floor=1.8,
+    f_absurd=50.0,
+)
+
+
+def almg_unstable(p, lmp, pot, seed, work):
+    """MEAM MD of the Al-Mg conditions of `p` in one LAMMPS job (own generator per condition)."""
+    blocks = []
+    for name, lat, base, frac, temp, press, liquid, n in p["npt"]:
+        cfg = f"{name}_{temp}K" + (f"_{press / 10000:g}GPa" if press else "")
+        if liquid:
+            tm = max(2000, temp)
+            prep = (f"fix md all npt temp {tm} {tm} 0.1 iso 0 0 1.0\nrun {steps(p['melt'])}\nunfix md\n"
+                    f"fix md all npt temp {temp} {temp} 0.1 iso {press} {press} 1.0\n"
+                    f"run {steps(p['eq'])}")
+            vt = tm
+        else:
+            prep = f"fix md all npt temp {temp} {temp} 0.1 aniso {press} {press} 1.0\nrun {steps(p['eq'])}"
+            vt = 2 * temp
+        blocks.append(dict(cfg=cfg, lat=lat, base=base, frac=frac, prep=prep, velT=vt,
+                           every=steps(p["every"]), n=n, rattle=0.0, dt=FS,
+                           extra=[("pressure_GPa", f"{press / 10000:g}")] if press else []))
+    for name, lat, base, frac, s, n in p["rattled"]:
+        cfg = f"{name}_rattled_{s:g}A"
+        blocks.append(dict(cfg=cfg, lat=lat, base=base, frac=frac,
+                           prep=f"fix md all nvt temp 300 300 0.1\nrun {steps(p['eq'])}", velT=600,
+                           every=steps(0.5), n=n, rattle=s, dt=FS, extra=[("rattle_rms_A", f"{s:g}")]))
+    for e, n in p["knock"]:
+        cfg = f"Al_fcc_knock_on_{e:g}eV"
+        blocks.append(dict(cfg=cfg, lat="fcc", base=1, frac=0.0, knock=e, velT=600,
+                           every=int(round(p["knock_every"] / p["knock_dt"])), n=n, rattle=0.0,
+                           dt=p["knock_dt"], extra=[("pka_eV", f"{e:g}")]))
+    script = []
+    for bi, b in enumerate(blocks):
+        rng = b["rng"] = random.Random(f"{seed}:{b['cfg']}")
+        vseed = rng.randrange(1, 900000)
+        sseed = rng.randrange(1, 900000)
+        if b["lat"] == "fcc":
+            build = "lattice fcc 4.05\nregion cell block 0 3 0 3 0 3\n"  # 108 atoms
+            nat = 108
+        else:
+            build = "lattice hcp 3.21\nregion cell block 0 4 0 2 0 3\n"  # 96 atoms
+            nat = 96
+        other = 2 if b["base"] == 1 else 1
+        sub = f"set type {b['base']} type/ratio {other} {b['frac']} {sseed}\n" if b["frac"] > 0 else ""
+        if "knock" in b:
+            k = rng.randrange(nat) + 1
+            u = [rng.gauss(0.0, 1.0) for _ in range(3)]
+            nu = math.sqrt(sum(x * x for x in u))
+            v = math.sqrt(2.0 * b["knock"] / 26.9815 * 9648.5332)
+            vel = [v * x / nu for x in u]
+            b["extra"].append(("pka_id", str(k)))
+            b["prep"] = (f"fix md all nvt temp 300 300 0.1\nrun {steps(p['eq'])}\nunfix md\n"
+                         f"group pka id {k}\n"
+                         f"velocity pka set {vel[0]:.8f} {vel[1]:.8f} {vel[2]:.8f} units box\n"
+                         f"timestep {p['knock_dt']}\nfix md all nve")
+        script.append(HEADER.format(dt=FS) + f"""boundary p p p
+{build}create_box 2 cell
+create_atoms {b['base']} box
+{sub}mass 1 26.9815
+mass 2 24.305
+{ALMG_MEAM.format(pot=pot)}
+thermo 500
+velocity all create {b['velT']} {vseed} mom yes rot yes dist gaussian
+{b['prep']}
+reset_timestep 0
+dump d all custom {b['every']} auns{bi}.dump id type x y z
+dump_modify d sort id format float %.8f first no
+run {b['every'] * b['n']}
+""")
+    text, dt = run_job(lmp, "clear\n".join(script), work, "almg_unstable")
+    frames = []
+    for bi, b in enumerate(blocks):
+        for d in read_dump(os.path.join(work, f"auns{bi}.dump"), {1: "Al", 2: "Mg"}):
+            if d["step"] == 0:
+                continue
+            if b["rattle"] > 0:
+                sig = b["rattle"] / math.sqrt(3.0)
+                d["positions"] = [[x + b["rng"].gauss(0.0, sig) for x in q] for q in d["positions"]]
+            f = make_frame(d, [("config_type", b["cfg"])] + b["extra"])
+            f.set_info("time_ps", f"{d['step'] * b['dt']:.4f}")
+            frames.append(f)
+    return frames, dt, L.lammps_version(text)
+
+
+def main_unstable(args, argv) -> int:
+    """--unstable: beyond the training conditions (Li: MEAM MD, li-snap labels, linear-SNAP second
+    opinion; Al-Mg: Jelinek MEAM MD and labels), with the sanity filters of UNSTABLE and
+    ALMG_UNSTABLE. Writes OUT/li/unstable.xyz and OUT/almg/unstable.xyz (OUT: --out, default
+    tests/data), each with an unstable_summary.json beside it; --only li|almg for one system."""
+    root = L.REPO_ROOT
+    data = args.out or os.path.join(root, "tests", "data")
+    cmd_args = argv if argv is not None else sys.argv[1:]
+    try:
+        lmp = L.find_lmp(args.lmp)
+        pot = L.find_potentials(lmp, args.potentials)
+        ctx = None
+        if args.keep:
+            work = args.keep
+            os.makedirs(work, exist_ok=True)
+        else:
+            ctx = tempfile.TemporaryDirectory(prefix="aceuq-gen-")
+            work = ctx.name
+        for system in ("li", "almg"):
+            if args.only not in (None, system):
+                continue
+            t_start = time.time()
+            p = UNSTABLE if system == "li" else ALMG_UNSTABLE
+            summary = {"mode": "unstable", "system": system, "seed": args.seed, "params": p,
+                       "command": " ".join(["scripts/gen_data.py"] + cmd_args)}
+            # Offset the Python seed (like --hetero's +1000) so no geometry repeats another set.
+            if system == "li":
+                v_liq = train_volume_per_atom(os.path.join(root, "tests", "data", "li", "train.xyz"))
+                summary["liquid_volume_per_atom_A3"] = v_liq
+                log(f"unstable Li MEAM MD, seed {args.seed}, liquid volume {v_liq:.3f} A^3/atom")
+                frames, t_md, version = li_unstable(p, lmp, pot, args.seed + 2000, work, v_liq)
+                labeller, second, what = "li-snap", "li-snap-linear", "SNAP"
+            else:
+                log(f"unstable Al-Mg MEAM MD, seed {args.seed}")
+                frames, t_md, version = almg_unstable(p, lmp, pot, args.seed + 2000, work)
+                labeller, second, what = "almg-meam", None, "MEAM"
+            summary["lammps"] = version
+            summary["md_seconds"] = t_md
+            dropped = []
+            keep = []
+            for f in frames:
+                dmin = min_distance(f)
+                f.set_info("d_min", f"{dmin:.4f}")
+                if dmin < p["d_floor"]:
+                    dropped.append(dict(config_type=f.get_info("config_type"),
+                                        time_ps=f.get_info("time_ps"), d_min=round(dmin, 4),
+                                        reason=f"d_min below {p['d_floor']} A"))
+                else:
+                    keep.append(f)
+            t0 = time.time()
+            L.label_frames(keep, labeller, lmp, pot)
+            summary["label_seconds"] = time.time() - t0
+            log(f"labelled {len(keep)} frames with {labeller} in {summary['label_seconds']:.1f} s")
+            final = []
+            for f in keep:
+                fmax = max(math.sqrt(sum(c * c for c in v)) for v in f.forces)
+                if not fmax <= p["f_absurd"]:
+                    dropped.append(dict(config_type=f.get_info("config_type"),
+                                        time_ps=f.get_info("time_ps"),
+                                        d_min=float(f.get_info("d_min")), fmax=round(fmax, 3),
+                                        reason=f"{what} max |F| above {p['f_absurd']} eV/A"))
+                else:
+                    final.append(f)
+            summary["dropped"] = dropped
+            for dr in dropped:
+                log(f"dropped {dr['config_type']} t={dr['time_ps']} ps: {dr['reason']} "
+                    f"(d_min {dr['d_min']})")
+            per_frame = [dict(config_type=f.get_info("config_type"),
+                              time_ps=float(f.get_info("time_ps")), atoms=len(f.symbols),
+                              d_min=float(f.get_info("d_min")),
+                              max_abs_F=round(max(math.sqrt(sum(c * c for c in v)) for v in f.forces), 4))
+                         for f in final]
+            if second:
+                # Second opinion: the linear SNAP of the same paper on copies of the kept frames.
+                t0 = time.time()
+                twins = [L.Frame(symbols=list(f.symbols), positions=[list(x) for x in f.positions],
+                                 cell=None if f.cell is None else [list(r) for r in f.cell], pbc=f.pbc)
+                         for f in final]
+                L.label_frames(twins, second, lmp, pot)
+                summary["second_opinion_seconds"] = time.time() - t0
+                for r, f, g in zip(per_frame, final, twins):
+                    r["linear_snap_max_abs_dF"] = round(max(
+                        math.sqrt(sum((a - b) ** 2 for a, b in zip(u, v)))
+                        for u, v in zip(f.forces, g.forces)), 4)
+                    r["linear_snap_dE_per_atom"] = round((g.energy - f.energy) / len(f.symbols), 5)
+            summary["per_frame"] = per_frame
+            out = os.path.join(data, system)
+            os.makedirs(out, exist_ok=True)
+            path = os.path.join(out, "unstable.xyz")
+            L.write_extxyz_atomic(path, final)
+            st = stats(final)
+            for k, fs in st.items():
+                dm = [float(f.get_info("d_min")) for f in final if f.get_info("config_type") == k]
+                fs["d_min"] = [min(dm), max(dm)]
+            summary["files"] = {os.path.relpath(path, root): dict(
+                frames=len(final), atoms=sum(len(f.symbols) for f in final),
+                bytes=os.path.getsize(path), stats=st)}
+            log(f"wrote {os.path.relpath(path, root)}: {len(final)} frames, "
+                f"{os.path.getsize(path) / 1024:.0f} KiB")
+            summary["total_seconds"] = time.time() - t_start
+            with open(os.path.join(out, "unstable_summary.json"), "w", encoding="utf-8") as fh:
+                json.dump(summary, fh, indent=1, ensure_ascii=False)
+            log(f"{system} done in {summary['total_seconds']:.0f} s")
+        if ctx is not None:
+            ctx.cleanup()
+        return 0
+    except L.LabelError as exc:
+        print(f"gen_data.py: error: {exc}", file=sys.stderr)
+        return 1
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def stats(frames: list[L.Frame]) -> dict:
@@ -622,6 +1036,8 @@ def main(argv=None) -> int:
     g.add_argument("--full", action="store_true", help="long sparse segment (600-frame pool)")
     g.add_argument("--hetero", action="store_true",
                    help="only the multi-phase Li set (tests/data/li_hetero/phases.xyz)")
+    g.add_argument("--unstable", action="store_true",
+                   help="only the sets beyond the training data (li/ and almg/unstable.xyz)")
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--out", help="data folder (default: tests/data, or runs/data-quick|-full)")
     ap.add_argument("--pool", help="pool file (default: runs/data[-quick|-full]/li_pool.xyz)")
@@ -632,6 +1048,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.hetero:
         return main_hetero(args, argv)
+    if args.unstable:
+        return main_unstable(args, argv)
     mode = "quick" if args.quick else "full" if args.full else "default"
     p = MODES[mode]
     root = L.REPO_ROOT

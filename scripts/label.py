@@ -2,12 +2,14 @@
 """Label extended XYZ frames with energies, forces and virials computed by LAMMPS.
 
 Usage:
-    python3 scripts/label.py --labeller li-snap|almg-meam IN.xyz OUT.xyz
-    python3 scripts/label.py --self-check [--labeller li-snap|almg-meam]
+    python3 scripts/label.py --labeller li-snap|li-snap-linear|almg-meam IN.xyz OUT.xyz
+    python3 scripts/label.py --self-check [--labeller li-snap|li-snap-linear|almg-meam]
 
 Labellers (reference potentials shipped with LAMMPS):
   li-snap    pair_style snap, Li_Zuo_JPCA2020.quadratic.snapcoeff/.snapparam: the DFT-fitted
              quadratic SNAP for Li of Zuo et al., J. Phys. Chem. A 124, 731 (2020). Species: Li.
+  li-snap-linear  pair_style snap, Li_Zuo_JPCA2020.snapcoeff/.snapparam: the linear SNAP of the
+             same paper (same DFT data); a second opinion on li-snap labels. Species: Li.
   almg-meam  pair_style meam, Jelinek et al., Phys. Rev. B 85, 245102 (2012), AlSiMgCuFe.meam with
              all five library entries (AlS SiS MgS CuS FeS). Species: Al, Mg.
 
@@ -105,6 +107,18 @@ LABELLERS = {
             "{pot}/Li_Zuo_JPCA2020.quadratic.snapparam Li",
         ),
         files=("Li_Zuo_JPCA2020.quadratic.snapcoeff", "Li_Zuo_JPCA2020.quadratic.snapparam"),
+    ),
+    # The linear SNAP of the same paper (same training data, twojmax 8); used only as a second
+    # opinion on the li-snap labels (gen_data.py --unstable).
+    "li-snap-linear": Labeller(
+        name="li-snap-linear",
+        species=("Li",),
+        masses=(6.94,),
+        commands=(
+            "pair_style snap",
+            "pair_coeff * * {pot}/Li_Zuo_JPCA2020.snapcoeff {pot}/Li_Zuo_JPCA2020.snapparam Li",
+        ),
+        files=("Li_Zuo_JPCA2020.snapcoeff", "Li_Zuo_JPCA2020.snapparam"),
     ),
     "almg-meam": Labeller(
         name="almg-meam",
