@@ -269,6 +269,33 @@ pub struct HaltRow {
     pub max_error: f64,
     /// Whether the method has an upper cutoff for every species.
     pub has_upper: bool,
+    /// What any single threshold on this method could do (row "all" only; frame score = the
+    /// largest u / u_c over its atoms): the best recall with no false halt, and the fewest
+    /// false halts at a recall of at least 0.9. NaN / None when no frame is unstable.
+    pub best_recall_no_false: f64,
+    pub best_false_at_90: Option<usize>,
+}
+
+/// [`HaltRow::best_recall_no_false`] and [`HaltRow::best_false_at_90`] from (score, true max
+/// error) per frame.
+fn best_thresholds(frames: &[(f64, f64)], e_max: f64) -> (f64, Option<usize>) {
+    let hi: Vec<f64> = frames.iter().filter(|f| f.1 > e_max).map(|f| f.0).collect();
+    if hi.is_empty() {
+        return (f64::NAN, None);
+    }
+    let lo: Vec<f64> = frames
+        .iter()
+        .filter(|f| f.1 < e_max / 3.0)
+        .map(|f| f.0)
+        .collect();
+    let top_lo = lo.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+    let recall = hi.iter().filter(|&&x| x > top_lo).count() as f64 / hi.len() as f64;
+    let mut h = hi.clone();
+    h.sort_by(|a, b| b.partial_cmp(a).unwrap());
+    // Halting at score >= h[k-1] catches the k highest; the smallest k with k / n >= 0.9.
+    let k = (0.9 * h.len() as f64).ceil() as usize;
+    let t = h[k.max(1) - 1];
+    (recall, Some(lo.iter().filter(|&&x| x >= t).count()))
 }
 
 impl HaltRow {
@@ -411,11 +438,30 @@ pub fn check_calibration(
             has_upper,
             ..Default::default()
         };
+        let mut scored: Vec<(f64, f64)> = vec![];
         for (f, st) in all.iter().enumerate() {
             if errs[f].is_empty() {
                 continue;
             }
             let emax = errs[f].iter().fold(0.0_f64, |x, &y| x.max(y));
+            let score = st
+                .symbols
+                .iter()
+                .enumerate()
+                .fold(0.0_f64, |acc, (a, sym)| {
+                    let lower = model.species_index(sym).and_then(|s| match &clusters {
+                        Some(cl) => pot
+                            .uq
+                            .stored_cluster_cutoffs(model, m, s, cl[f][a] as usize)
+                            .map(|x| x.0),
+                        None => cal_of(m, s, None).map(|c| c.u_c),
+                    });
+                    match lower {
+                        Some(l) if l > 0.0 => acc.max(u[f][a] / l),
+                        _ => acc,
+                    }
+                });
+            scored.push((score, emax));
             let halted = st.symbols.iter().enumerate().any(|(a, sym)| {
                 model
                     .species_index(sym)
@@ -445,6 +491,8 @@ pub fn check_calibration(
                 r.halted_modest += usize::from(halted && !unstable && emax >= report.e_max / 3.0);
             }
         }
+        (total.best_recall_no_false, total.best_false_at_90) =
+            best_thresholds(&scored, report.e_max);
         report.halts.extend(rows);
         report.halts.push(total);
     }
@@ -704,5 +752,18 @@ mod tests {
         assert!(!all.has_upper);
         assert!(within_promise(3, 0.5) && !within_promise(4, 0.5));
         assert!(within_promise(4, 10.0) && !within_promise(3, 10.0) && !within_promise(31, 10.0));
+    }
+
+    #[test]
+    fn best_thresholds_find_the_separating_limits() {
+        // Scores: unstable frames 5, 6, 7, 8, 9, 10, 11, 12, 13, 14 (e = 2); calm frames with
+        // scores 1, 2 and a false-halt candidate at 6.5 (e = 0.1); a modest frame at 20 (e = 0.5).
+        let mut f: Vec<(f64, f64)> = (5..15).map(|x| (x as f64, 2.0)).collect();
+        f.extend([(1.0, 0.1), (2.0, 0.1), (6.5, 0.1), (20.0, 0.5)]);
+        let (r, n) = best_thresholds(&f, 1.0);
+        // Above 6.5: 7..14 = 8 of 10 unstable frames; 90 % recall needs the threshold at 6,
+        // which halts the 6.5 frame.
+        assert_eq!((r, n), (0.8, Some(1)));
+        assert!(best_thresholds(&[(1.0, 0.1)], 1.0).0.is_nan());
     }
 }

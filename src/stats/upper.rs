@@ -244,6 +244,45 @@ pub fn fit_error_scale(e: &[f64], u: &[f64]) -> Result<ErrorScale, StatsError> {
     Ok(scale)
 }
 
+/// Fewest atoms at or above a candidate u_max whose errors can contradict it.
+const MIN_CONTRADICTING: usize = 3;
+
+/// If the data contradict halting at `x` (at least [`MIN_CONTRADICTING`] atoms with u >= x, of
+/// which fewer than p_halt / 2 have e > e_max), the smallest data value t > x where they no
+/// longer do (fewer such atoms above t, or enough large errors), with the counts at x.
+fn contradicted(
+    e: &[f64],
+    u: &[f64],
+    x: f64,
+    e_max: f64,
+    p_halt: f64,
+) -> Option<(f64, usize, usize)> {
+    let mut pairs: Vec<(f64, bool)> = u
+        .iter()
+        .zip(e)
+        .filter(|p| *p.0 >= x)
+        .map(|(&a, &b)| (a, b > e_max))
+        .collect();
+    let bad = |p: &[(f64, bool)]| {
+        let k = p.iter().filter(|q| q.1).count();
+        p.len() >= MIN_CONTRADICTING && (k as f64) < 0.5 * p_halt * p.len() as f64
+    };
+    if !bad(&pairs) {
+        return None;
+    }
+    let n0 = pairs.len();
+    let k0 = pairs.iter().filter(|q| q.1).count();
+    pairs.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    // Drop the lowest values until the rest no longer contradict; halt just above the last
+    // dropped one.
+    let mut i = 0;
+    while i < pairs.len() && bad(&pairs[i..]) {
+        i += 1;
+    }
+    let t = pairs[i - 1].0;
+    Some((t, n0, k0))
+}
+
 /// The error scale at which P(e > e_max) = p_halt under Maxwell.
 pub fn s_halt(e_max: f64, p_halt: f64) -> f64 {
     e_max / (2.0 * gamma_q_inv(1.5, p_halt)).sqrt()
@@ -303,6 +342,15 @@ pub fn conditional_upper(
                      high-uncertainty structures (e.g. the candidates the watch dumps) and \
                      recalibrate with them"
                 )),
+                _ if let Some((t, n, k)) = contradicted(e, u, x, e_max, p_halt) => {
+                    // The fit puts the halting level inside the data, where the atoms show
+                    // far fewer large errors than it promises: halt only above them.
+                    u_max = Some(t);
+                    Some(format!(
+                        "raised from {x:.4e} to {t:.4e}: {n} atoms with u >= {x:.4e} have only {k} \
+                         force errors above {e_max} eV/Å, fewer than the fit promises"
+                    ))
+                }
                 _ => {
                     u_max = Some(x);
                     (x > u_seen_max).then(|| {
@@ -376,6 +424,50 @@ mod tests {
         let far = conditional_upper(&e, &u, 0, 1000.0, 0.5, None).unwrap();
         assert!(far.u_max.is_none(), "{far:?}");
         assert!(far.reason.unwrap().contains("recalibrate"));
+    }
+
+    /// A fit that puts the halting level inside the data, where the atoms have small errors,
+    /// is raised above those atoms.
+    #[test]
+    fn stats_upper_is_raised_above_calm_atoms() {
+        let mut r = rng(5);
+        let u = draw_gamma(&mut r, 2.0, 1.0, 2000);
+        let nd = rand_distr::Normal::new(0.0, 1.0).unwrap();
+        let truth = ErrorScale {
+            a: 0.02,
+            b: 0.05,
+            k: 2.0,
+        };
+        let mut e: Vec<f64> = u
+            .iter()
+            .map(|&x| {
+                let s = truth.s(x);
+                let v: [f64; 3] = [nd.sample(&mut r), nd.sample(&mut r), nd.sample(&mut r)];
+                s * (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt()
+            })
+            .collect();
+        let up = conditional_upper(&e, &u, 0, 1.0, 0.5, None).unwrap();
+        let x = up.u_max.unwrap();
+        assert!(
+            up.reason.as_deref().is_none_or(|r| !r.contains("raised")),
+            "{up:?}"
+        );
+        // Make every atom above x calm: the fit (still driven by the bulk) is contradicted.
+        let mut above = 0;
+        for (ei, &ui) in e.iter_mut().zip(&u) {
+            if ui >= 0.9 * x {
+                *ei = 0.01;
+                above += 1;
+            }
+        }
+        assert!(above >= 3, "{above}");
+        let up = conditional_upper(&e, &u, 0, 1.0, 0.5, None).unwrap();
+        if let Some(t) = up.u_max {
+            let umax = u.iter().fold(0.0_f64, |a, &b| a.max(b));
+            assert!(t >= 0.9 * x, "{up:?}");
+            // No three calm atoms lie above it.
+            assert!(u.iter().filter(|&&v| v > t).count() < 3 || t >= umax);
+        }
     }
 
     #[test]
