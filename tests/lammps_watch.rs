@@ -513,3 +513,115 @@ run 0
         assert!(summaries[2].1 > summaries[1].1, "np {np}: {summaries:?}");
     }
 }
+
+/// The stored reason and caveat of [`without_upper`] entries.
+const NO_UPPER_REASON: &str = "it saturates at 1.5000e0, where s(u) = 0.120 eV/Å is below the \
+                               0.650 eV/Å needed to expect errors of 1 eV/Å";
+const CAVEAT: &str = "only 150 validation atoms: the 1 - 1/N tails are poorly determined";
+
+/// The `uq_model` with the calibration entries of `methods` made as `aceuq calibrate` stores a
+/// method that cannot reach the error limit (no upper cutoff: +inf, the reason, a caveat), and
+/// the others given an upper cutoff far above any value (never fires) and no caveats.
+fn without_upper(methods: &[&str]) -> aceuq::Potential {
+    use aceuq::stats::cutoff::UpperRule;
+    use aceuq::stats::upper::{ConditionalUpper, ErrorScale};
+    let mut model = uq_model();
+    for c in &mut model.uq.calibration {
+        if !methods.contains(&c.method.as_str()) {
+            (c.u_max, c.upper_rule, c.conditional) = (1e6, UpperRule::Ratio, None);
+            c.warnings.clear();
+            continue;
+        }
+        c.u_max = f64::INFINITY;
+        c.upper_rule = UpperRule::Conditional;
+        c.warnings = vec![CAVEAT.into(), format!("no upper cutoff: {NO_UPPER_REASON}")];
+        c.conditional = Some(ConditionalUpper {
+            scale: ErrorScale {
+                a: 0.02,
+                b: 0.1,
+                k: 1.0,
+            },
+            n_fit: 150,
+            n_high: 0,
+            u_seen_max: 1.4,
+            e_seen_max: 0.1,
+            e_max: 1.0,
+            p_halt: 0.5,
+            s_halt: 0.65,
+            u_sup: Some(1.5),
+            u_max: None,
+            reason: Some(NO_UPPER_REASON.into()),
+        });
+    }
+    model
+}
+
+/// Issue 20: a watched quantity without an upper cutoff (the calibration stores +inf when the
+/// method cannot reach the error limit, e.g. a saturating GP) would never halt, silently. The fix
+/// says so once at init, with the stored reason and a method whose upper cutoffs are finite to
+/// halt on instead, and prints the stored caveats once; with no such method it says that, and a
+/// `halt error` watch still runs. On 2 ranks the warnings are printed once.
+#[test]
+fn a_quantity_without_an_upper_cutoff_is_reported_with_a_method_that_halts() {
+    let Some(s) = setup("a_quantity_without_an_upper_cutoff_is_reported_with_a_method_that_halts")
+    else {
+        return;
+    };
+    let (reason, caveat) = (NO_UPPER_REASON, CAVEAT);
+    // gamma_local without an upper cutoff; gamma with one.
+    let model = without_upper(&["gamma_local"]);
+    let frame = &frames("tests/data/li/test.xyz")[0];
+    let dir = workdir(SUITE, "no_upper_local");
+    save_model(&model, &dir, "model.aceuq");
+    write_data(frame, &["Li"], &dir, "data.lmp");
+    let watch = "fix watch all ace/uq/watch 10 quantity gamma_local dump candidates.xyz lower auto upper auto halt yes";
+    // Two runs: init twice, the notes once.
+    let input = heat_input(watch, "").replace("run 30000", "run 20\nrun 20");
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_ok("no_upper_local");
+    r.assert_contains(
+        &format!(
+            "WARNING: fix ace/uq/watch: gamma_local has no upper cutoff for Li ({reason}): this \
+             watch will dump but never halt (halt yes); to halt, add a watch on quantity gamma \
+             (its upper cutoffs are finite for every species), e.g. fix watch_halt all \
+             ace/uq/watch 10 quantity gamma upper auto halt yes"
+        ),
+        "no_upper_local",
+    );
+    r.assert_contains(
+        &format!("WARNING: fix ace/uq/watch: calibration of gamma_local for Li: {caveat}"),
+        "no_upper_local",
+    );
+    assert_eq!(r.count("has no upper cutoff"), 1, "{}", r.output);
+    assert_eq!(r.count(caveat), 1, "{}", r.output);
+    // The reason once (in the warning), not again among the caveats.
+    assert_eq!(r.count("it saturates at 1.5000e0"), 1, "{}", r.output);
+    assert!(!r.output.contains("halting at step"));
+
+    // No method with an upper cutoff at all, `halt error`, 2 ranks: it says so and runs.
+    let model = without_upper(&["gamma", "gamma_local"]);
+    let dir = workdir(SUITE, "no_upper_any");
+    save_model(&model, &dir, "model.aceuq");
+    write_data(frame, &["Li"], &dir, "data.lmp");
+    let watch = "fix watch all ace/uq/watch 10 quantity gamma lower auto upper auto halt error";
+    let input = heat_input(watch, "").replace("run 30000", "run 20");
+    let np = s.mpirun.as_ref().map(|_| 2);
+    let r = run_lammps_in(&s, &dir, &input, np, None);
+    r.assert_ok("no_upper_any");
+    r.assert_contains(
+        &format!(
+            "WARNING: fix ace/uq/watch: gamma has no upper cutoff for Li ({reason}): this watch \
+             will never halt (halt error); no other method of the model has finite upper \
+             cutoffs for every species either"
+        ),
+        "no_upper_any",
+    );
+    assert_eq!(
+        r.count("has no upper cutoff"),
+        1,
+        "{np:?} ranks: {}",
+        r.output
+    );
+    assert_eq!(r.count(caveat), 1, "{np:?} ranks: {}", r.output);
+    r.assert_contains("3 checks of gamma", "no_upper_any");
+}
