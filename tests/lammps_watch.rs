@@ -625,3 +625,82 @@ fn a_quantity_without_an_upper_cutoff_is_reported_with_a_method_that_halts() {
     assert_eq!(r.count(caveat), 1, "{np:?} ranks: {}", r.output);
     r.assert_contains("3 checks of gamma", "no_upper_any");
 }
+
+/// `aceuq info` lists every stored cutoff entry per method: "none" for a method without an
+/// upper cutoff with the stored reason (once), its upper rule, its caveat; the finite upper
+/// cutoff and the rule of the other. Needs no LAMMPS.
+#[test]
+fn info_shows_every_cutoff_entry_and_why_one_has_no_upper_cutoff() {
+    let model = without_upper(&["gamma_local"]);
+    let dir = workdir(SUITE, "info");
+    let path = save_model(&model, &dir, "model.aceuq");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aceuq"))
+        .arg("info")
+        .arg("--model")
+        .arg(&path)
+        .output()
+        .expect("run aceuq info");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (g, l) = (
+        text.find("\ngamma:\n").expect("a gamma block"),
+        text.find("\ngamma_local:\n").expect("a gamma_local block"),
+    );
+    let (gamma, local) = (&text[g..l], &text[l..]);
+    let row = |block: &str| -> Vec<String> {
+        block
+            .lines()
+            .find(|l| l.trim_start().starts_with("Li "))
+            .unwrap_or_else(|| panic!("no Li row in\n{block}"))
+            .split("  ")
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect()
+    };
+    let (lo, _) = model
+        .stored_cutoffs(aceuq::uq::Method::GammaLocal, 0)
+        .unwrap();
+    let r = row(local);
+    assert_eq!(r.last().map(String::as_str), Some("none"), "{local}");
+    let entry = model
+        .uq
+        .calibration
+        .iter()
+        .find(|c| c.method == "gamma_local")
+        .unwrap();
+    let (n, n_fit) = (entry.n_apply.to_string(), entry.n_fit.to_string());
+    assert_eq!(r[..4], ["Li", "-", n.as_str(), n_fit.as_str()], "{local}");
+    assert!(
+        (r[4].parse::<f64>().unwrap() / lo - 1.0).abs() < 1e-4,
+        "u_c {} vs {lo}",
+        r[4]
+    );
+    assert!(
+        local.contains(&format!("Li: no upper cutoff: {NO_UPPER_REASON}")),
+        "{local}"
+    );
+    assert_eq!(
+        local.matches("it saturates at 1.5000e0").count(),
+        1,
+        "{local}"
+    );
+    assert!(local.contains(&format!("Li: warning: {CAVEAT}")), "{local}");
+    assert!(
+        local.contains("Li: upper rule conditional: e | u ~ Maxwell(s(u))"),
+        "{local}"
+    );
+    assert_eq!(
+        row(gamma).last().map(String::as_str),
+        Some("1.0000e6"),
+        "{gamma}"
+    );
+    assert!(gamma.contains("Li: upper rule ratio"), "{gamma}");
+    assert!(
+        !gamma.contains("warning") && !gamma.contains("no upper cutoff"),
+        "{gamma}"
+    );
+}
