@@ -10,6 +10,7 @@
 #include "domain.h"
 #include "error.h"
 #include "force.h"
+#include "group.h"
 #include "pair_ace_uq.h"
 #include "timer.h"
 #include "update.h"
@@ -40,12 +41,51 @@ std::string cluster_list(const std::set<std::pair<int, int>> &set,
     out += fmt::format("{}{}:{}", out.empty() ? "" : " ", names[sc.first], sc.second);
   return out.empty() ? "none" : out;
 }
+
+// Part `part` (aceuq_note_t) of the stored calibration note of (method, species, cluster; -1 for
+// the species-level entry); "" if there is nothing to say or no calibration.
+std::string calibration_note(aceuq_model_t *h, int method, int s, int c, int part)
+{
+  std::vector<char> buf(1024);
+  size_t need = 0;
+  if (aceuq_model_uq_calibration_note(h, method, s, c, part, buf.data(), buf.size(), &need) !=
+      ACEUQ_STATUS_OK)
+    return "";
+  if (need > buf.size()) {
+    buf.resize(need);
+    if (aceuq_model_uq_calibration_note(h, method, s, c, part, buf.data(), buf.size(), &need) !=
+        ACEUQ_STATUS_OK)
+      return "";
+  }
+  return buf.data();
+}
+
+// The stored upper cutoffs of method m are finite for every species in `used` (and for
+// gamma_local every cluster of them).
+bool finite_upper_everywhere(aceuq_model_t *h, int m, const std::vector<int> &used)
+{
+  for (int s = 0; s < (int) used.size(); s++) {
+    if (!used[s]) continue;
+    double lo = 0.0, hi = 0.0;
+    if (aceuq_model_uq_cutoffs(h, m, s, &lo, &hi) != ACEUQ_STATUS_OK || !(hi < INFINITY))
+      return false;
+    if (m != ACEUQ_METHOD_GAMMA_LOCAL) continue;
+    int n = 0;
+    if (aceuq_model_gamma_local_clusters(h, s, &n) != ACEUQ_STATUS_OK) return false;
+    for (int c = 0; c < n; c++)
+      if (aceuq_model_uq_cluster_cutoffs(h, m, s, c, &lo, &hi, nullptr) != ACEUQ_STATUS_OK ||
+          !(hi < INFINITY))
+        return false;
+  }
+  return true;
+}
 }    // namespace
 
 FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), method(-1), lower_auto(1), upper_auto(1), upper_none(0), lower_value(0.0),
-    upper_value(0.0), halt_mode(HALT_SOFT), pair(nullptr), by_cluster(0), nchecks(0), nframes(0),
-    halted_step(-1), running_max(0.0), last_max(0.0), last_checked(-1), last_fingerprint(0)
+    upper_value(0.0), halt_mode(HALT_SOFT), pair(nullptr), by_cluster(0), notes_model(nullptr),
+    notes_method(-1), nchecks(0), nframes(0), halted_step(-1), running_max(0.0), last_max(0.0),
+    last_checked(-1), last_fingerprint(0)
 {
   if (narg < 4) utils::missing_cmd_args(FLERR, "fix ace/uq/watch", error);
   nevery = utils::inumeric(FLERR, arg[3], false, lmp);
@@ -192,6 +232,112 @@ void FixAceUqWatch::init()
                    nevery, PairAceUq::method_name(method), by_cluster ? " and cluster" : "", cut,
                    dumpfile.empty() ? "" : ", candidates to " + dumpfile,
                    halt_mode == HALT_NO ? "" : ", halts above upper");
+  }
+  if (lower_auto || upper_auto) report_calibration(h, own);
+}
+
+/* ----------------------------------------------------------------------
+   What the calibration behind the auto cutoffs says, once per model and quantity: a quantity
+   without an upper cutoff (+inf: the method cannot reach the error limit, e.g. a saturating
+   GP) never halts the run, which the user must know, with the reason and a method that would
+   halt; and the caveats `aceuq calibrate` stored. Every rank takes the same decisions (the
+   model file is the same); rank 0 prints.
+------------------------------------------------------------------------- */
+
+void FixAceUqWatch::report_calibration(aceuq_model_t *h, const std::vector<int> &own)
+{
+  if (h == notes_model && method == notes_method) return;
+  notes_model = h;
+  notes_method = method;
+  const int ns = (int) species_names.size();
+  // Only the species the simulation maps a type to.
+  std::vector<int> used(ns, 0);
+  for (int t = 1; t <= atom->ntypes; t++) {
+    const int s = pair->species_of_type(t);
+    if (s >= 0 && s < ns) used[s] = 1;
+  }
+  const std::string qname = PairAceUq::method_name(method);
+
+  // Watched entries without an upper cutoff: "Li (reason)" or "Li clusters 0 2 (reason)".
+  std::vector<std::string> missing;
+  int n_entries = 0, n_missing = 0;
+  for (int s = 0; s < ns && upper_auto; s++) {
+    if (!used[s]) continue;
+    std::vector<int> none;
+    if (by_cluster) {
+      for (int c = 0; c < ncluster[s]; c++) {
+        n_entries++;
+        if (!(upper_c[cluster_base[s] + c] < INFINITY)) none.push_back(c);
+      }
+    } else {
+      n_entries++;
+      if (!(upper[s] < INFINITY)) none.push_back(-1);
+    }
+    if (none.empty()) continue;
+    n_missing += (int) none.size();
+    std::string where = species_names[s];
+    if (by_cluster && (int) none.size() < ncluster[s]) {
+      where += none.size() == 1 ? " cluster" : " clusters";
+      for (int c : none) where += fmt::format(" {}", c);
+    }
+    const std::string reason = calibration_note(h, method, s, none[0], ACEUQ_NOTE_NO_UPPER);
+    missing.push_back(reason.empty() ? where : where + " (" + reason + ")");
+  }
+
+  if (n_missing > 0 && comm->me == 0) {
+    std::string list;
+    for (size_t k = 0; k < missing.size(); k++)
+      list += (k == 0 ? "" : k + 1 == missing.size() ? " and for " : ", for ") + missing[k];
+    std::string consequence;
+    if (halt_mode == HALT_NO)
+      consequence = "no atom there is ever above it (halt no: the run would not be stopped anyway)";
+    else if (n_missing == n_entries)
+      consequence =
+          fmt::format("this watch will {}never halt (halt {})", dumpfile.empty() ? "" : "dump but ",
+                      halt_mode == HALT_ERROR ? "error" : "yes");
+    else
+      consequence = "atoms there never make this watch halt (the others still can)";
+    std::string advice;
+    if (halt_mode != HALT_NO) {
+      int alt = -1;
+      for (int m = 0; m < PairAceUq::NMETHODS && alt < 0; m++)
+        if (m != method && pair->has_method(m) && finite_upper_everywhere(h, m, used)) alt = m;
+      if (alt >= 0)
+        advice = fmt::format(
+            "; to halt, add a watch on quantity {} (its upper cutoffs are finite for every "
+            "species{}), e.g. fix {}_halt {} ace/uq/watch {} quantity {} upper auto halt yes",
+            PairAceUq::method_name(alt), alt == ACEUQ_METHOD_GAMMA_LOCAL ? " and cluster" : "", id,
+            group->names[igroup], nevery, PairAceUq::method_name(alt));
+      else
+        advice = "; no other method of the model has finite upper cutoffs for every species "
+                 "either: to halt, give a number (upper X), or label high-uncertainty "
+                 "structures (e.g. the frames this watch dumps) and recalibrate with them "
+                 "(aceuq calibrate --high)";
+    }
+    const std::string msg = fmt::format("fix ace/uq/watch: {} has no upper cutoff for {}: {}{}",
+                                        qname, list, consequence, advice);
+    if (halt_mode == HALT_NO)
+      utils::logmesg(lmp, "{}\n", msg);
+    else
+      error->warning(FLERR, "{}", msg);
+  }
+
+  // The caveats of every watched entry (species-level, and clusters with their own).
+  if (comm->me != 0) return;
+  for (int s = 0; s < ns; s++) {
+    if (!used[s]) continue;
+    const std::string note = calibration_note(h, method, s, -1, ACEUQ_NOTE_CAVEATS);
+    if (!note.empty())
+      error->warning(FLERR, "fix ace/uq/watch: calibration of {} for {}: {}", qname,
+                     species_names[s], note);
+    if (!by_cluster) continue;
+    for (int c = 0; c < ncluster[s]; c++) {
+      if (!own[cluster_base[s] + c]) continue;
+      const std::string cnote = calibration_note(h, method, s, c, ACEUQ_NOTE_CAVEATS);
+      if (!cnote.empty())
+        error->warning(FLERR, "fix ace/uq/watch: calibration of {} for {} cluster {}: {}", qname,
+                       species_names[s], c, cnote);
+    }
   }
 }
 

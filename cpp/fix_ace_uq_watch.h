@@ -12,7 +12,11 @@
    auto cutoffs are per (species, cluster): each atom is judged by the
    cutoffs of the cluster gamma_local assigned it (the species' cutoffs for
    a cluster calibrated without its own), the frame gets a per-atom cluster
-   column and header keys naming the clusters above the cutoffs. MPI:
+   column and header keys naming the clusters above the cutoffs. A quantity
+   whose calibration has no upper cutoff (+inf: the method cannot reach the
+   error limit, e.g. a saturating GP) never halts: init warns once, with the
+   stored reason and a method of the model whose upper cutoffs are finite,
+   and prints the calibration's stored caveats. MPI:
    decisions are collective, frames are gathered and written once by rank 0.
 ------------------------------------------------------------------------- */
 
@@ -30,6 +34,8 @@ FixStyle(ace/uq/watch,FixAceUqWatch);
 #include <string>
 #include <cstdint>
 #include <vector>
+
+struct aceuq_model_t;
 
 namespace LAMMPS_NS {
 
@@ -65,6 +71,11 @@ class FixAceUqWatch : public Fix {
   std::vector<double> lower_c, upper_c;
   double lower_of(int s, int c) const { return c < 0 ? lower[s] : lower_c[cluster_base[s] + c]; }
   double upper_of(int s, int c) const { return c < 0 ? upper[s] : upper_c[cluster_base[s] + c]; }
+
+  // The calibration notes were printed for this model handle and quantity (once, not every run).
+  const aceuq_model_t *notes_model;
+  int notes_method;
+  void report_calibration(aceuq_model_t *h, const std::vector<int> &own);
 
   // Run statistics.
   bigint nchecks, nframes, halted_step;

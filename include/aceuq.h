@@ -56,6 +56,30 @@ typedef int32_t aceuq_method_t;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Which text [`aceuq_model_uq_calibration_note`] returns.
+enum aceuq_note_t
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // One line: "no upper cutoff: <why>" if the entry has none, then its caveats, separated
+  // by "; ".
+  ACEUQ_NOTE_SUMMARY = 0,
+  // Why the entry has no upper (halting) cutoff, e.g. the method saturates below the error
+  // limit; empty if it has one.
+  ACEUQ_NOTE_NO_UPPER = 1,
+  // The caveats `aceuq calibrate` stored (few atoms, no acceptable fit, an extrapolated
+  // upper cutoff, ...) other than the missing upper cutoff, separated by "; ".
+  ACEUQ_NOTE_CAVEATS = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum aceuq_note_t aceuq_note_t;
+#else
+typedef int32_t aceuq_note_t;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // Opaque model handle: the potential and the scratch memory of its MD steps.
 typedef struct aceuq_model_t aceuq_model_t;
 
@@ -312,6 +336,33 @@ aceuq_status_t aceuq_model_uq_cluster_cutoffs(const aceuq_model_t *model,
                                               double *lower,
                                               double *upper,
                                               int32_t *per_cluster);
+
+// What to know about the stored calibration of `method` for species `species`, as one line of
+// UTF-8 text (empty if there is nothing to say); `part` ([`aceuq_note_t`]) selects the summary,
+// the reason why there is no upper cutoff (the cutoffs functions then give +inf), or the
+// caveats. `cluster` -1 is the species-level entry of [`aceuq_model_uq_cutoffs`]; a cluster
+// index (`0 .. aceuq_model_gamma_local_clusters`) is the entry behind
+// [`aceuq_model_uq_cluster_cutoffs`] (the cluster's own, else the species').
+//
+// Like `snprintf`: at most `len - 1` bytes (cut at a character boundary) and a NUL are written
+// to `buf`; `*needed` (may be NULL) receives the size of the whole text with its NUL, so a
+// text was cut if `*needed > len`. `buf` may be NULL when `len` is 0 (to ask for the size).
+//
+// `ACEUQ_STATUS_INVALID_ARGUMENT` for an unknown `part`, a method, species or cluster index
+// out of range, or a NULL `buf` with `len` > 0; `ACEUQ_STATUS_MISSING` if the model has no
+// calibration for them (or, with a cluster, no `gamma_local`).
+//
+// # Safety
+// `model` must be a valid handle, `buf` NULL or writable for `len` bytes, `needed` NULL or
+// writable.
+aceuq_status_t aceuq_model_uq_calibration_note(const aceuq_model_t *model,
+                                               int32_t method,
+                                               int32_t species,
+                                               int32_t cluster,
+                                               int32_t part,
+                                               char *buf,
+                                               size_t len,
+                                               size_t *needed);
 
 #ifdef __cplusplus
 }  // extern "C"

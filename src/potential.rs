@@ -9,6 +9,7 @@
 use crate::io::container::{Container, ContainerError};
 use crate::io::modelfile;
 use crate::model::Model;
+use crate::stats::cutoff::Calibration;
 use crate::structure::Structure;
 use crate::uq::{Method, UqError, UqModel, ValuesAndClusters};
 use std::path::Path;
@@ -83,9 +84,70 @@ impl Potential {
             .stored_cluster_cutoffs(&self.model, method, species, cluster)
     }
 
+    /// The stored calibration entry behind [`Potential::stored_cutoffs`] (`cluster` `None`) or
+    /// [`Potential::stored_cluster_cutoffs`] (`Some`: the cluster's own entry, else the
+    /// species-level one).
+    pub fn stored_calibration(
+        &self,
+        method: Method,
+        species: usize,
+        cluster: Option<usize>,
+    ) -> Option<&Calibration> {
+        self.uq
+            .stored_calibration(&self.model, method, species, cluster)
+    }
+
     /// `gamma_local` of every atom and its cluster (`[structure][atom]`), as the MD step
     /// computes them.
     pub fn gamma_local_per_atom(&self, data: &[Structure]) -> Result<ValuesAndClusters, UqError> {
         self.uq.gamma_local_per_atom(&self.model, data)
     }
+}
+
+/// Why a stored calibration entry has no upper (halting) cutoff, or `None` if it has one
+/// (`u_max` finite). The conditional rule's stored reason (e.g. the method saturates below the
+/// error limit), else a description of what is stored.
+pub fn no_upper_reason(c: &Calibration) -> Option<String> {
+    if c.u_max < f64::INFINITY {
+        return None;
+    }
+    let stored = c
+        .conditional
+        .as_ref()
+        .filter(|x| x.u_max.is_none())
+        .and_then(|x| x.reason.clone());
+    Some(one_line(&stored.unwrap_or_else(|| {
+        format!(
+            "the stored upper cutoff is {} (upper rule {})",
+            c.u_max,
+            c.upper_rule.name()
+        )
+    })))
+}
+
+/// The caveats of a stored calibration entry (what the sanity gates of `aceuq calibrate` found),
+/// one line each, without the one saying there is no upper cutoff (see [`no_upper_reason`]).
+pub fn calibration_caveats(c: &Calibration) -> Vec<String> {
+    let no_upper = no_upper_reason(c).is_some();
+    c.warnings
+        .iter()
+        .filter(|w| !(no_upper && w.starts_with("no upper cutoff")))
+        .map(|w| one_line(w))
+        .collect()
+}
+
+/// One line summing up what to know about a stored calibration entry: "no upper cutoff: <why>"
+/// if it has none, then its caveats, separated by "; ". Empty if there is nothing to say.
+pub fn calibration_note(c: &Calibration) -> String {
+    no_upper_reason(c)
+        .map(|r| format!("no upper cutoff: {r}"))
+        .into_iter()
+        .chain(calibration_caveats(c))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `s` with line breaks and tabs turned into spaces.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -513,3 +513,194 @@ run 0
         assert!(summaries[2].1 > summaries[1].1, "np {np}: {summaries:?}");
     }
 }
+
+/// The stored reason and caveat of [`without_upper`] entries.
+const NO_UPPER_REASON: &str = "it saturates at 1.5000e0, where s(u) = 0.120 eV/Å is below the \
+                               0.650 eV/Å needed to expect errors of 1 eV/Å";
+const CAVEAT: &str = "only 150 validation atoms: the 1 - 1/N tails are poorly determined";
+
+/// The `uq_model` with the calibration entries of `methods` made as `aceuq calibrate` stores a
+/// method that cannot reach the error limit (no upper cutoff: +inf, the reason, a caveat), and
+/// the others given an upper cutoff far above any value (never fires) and no caveats.
+fn without_upper(methods: &[&str]) -> aceuq::Potential {
+    use aceuq::stats::cutoff::UpperRule;
+    use aceuq::stats::upper::{ConditionalUpper, ErrorScale};
+    let mut model = uq_model();
+    for c in &mut model.uq.calibration {
+        if !methods.contains(&c.method.as_str()) {
+            (c.u_max, c.upper_rule, c.conditional) = (1e6, UpperRule::Ratio, None);
+            c.warnings.clear();
+            continue;
+        }
+        c.u_max = f64::INFINITY;
+        c.upper_rule = UpperRule::Conditional;
+        c.warnings = vec![CAVEAT.into(), format!("no upper cutoff: {NO_UPPER_REASON}")];
+        c.conditional = Some(ConditionalUpper {
+            scale: ErrorScale {
+                a: 0.02,
+                b: 0.1,
+                k: 1.0,
+            },
+            n_fit: 150,
+            n_high: 0,
+            u_seen_max: 1.4,
+            e_seen_max: 0.1,
+            e_max: 1.0,
+            p_halt: 0.5,
+            s_halt: 0.65,
+            u_sup: Some(1.5),
+            u_max: None,
+            reason: Some(NO_UPPER_REASON.into()),
+        });
+    }
+    model
+}
+
+/// Issue 20: a watched quantity without an upper cutoff (the calibration stores +inf when the
+/// method cannot reach the error limit, e.g. a saturating GP) would never halt, silently. The fix
+/// says so once at init, with the stored reason and a method whose upper cutoffs are finite to
+/// halt on instead, and prints the stored caveats once; with no such method it says that, and a
+/// `halt error` watch still runs. On 2 ranks the warnings are printed once.
+#[test]
+fn a_quantity_without_an_upper_cutoff_is_reported_with_a_method_that_halts() {
+    let Some(s) = setup("a_quantity_without_an_upper_cutoff_is_reported_with_a_method_that_halts")
+    else {
+        return;
+    };
+    let (reason, caveat) = (NO_UPPER_REASON, CAVEAT);
+    // gamma_local without an upper cutoff; gamma with one.
+    let model = without_upper(&["gamma_local"]);
+    let frame = &frames("tests/data/li/test.xyz")[0];
+    let dir = workdir(SUITE, "no_upper_local");
+    save_model(&model, &dir, "model.aceuq");
+    write_data(frame, &["Li"], &dir, "data.lmp");
+    let watch = "fix watch all ace/uq/watch 10 quantity gamma_local dump candidates.xyz lower auto upper auto halt yes";
+    // Two runs: init twice, the notes once.
+    let input = heat_input(watch, "").replace("run 30000", "run 20\nrun 20");
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_ok("no_upper_local");
+    r.assert_contains(
+        &format!(
+            "WARNING: fix ace/uq/watch: gamma_local has no upper cutoff for Li ({reason}): this \
+             watch will dump but never halt (halt yes); to halt, add a watch on quantity gamma \
+             (its upper cutoffs are finite for every species), e.g. fix watch_halt all \
+             ace/uq/watch 10 quantity gamma upper auto halt yes"
+        ),
+        "no_upper_local",
+    );
+    r.assert_contains(
+        &format!("WARNING: fix ace/uq/watch: calibration of gamma_local for Li: {caveat}"),
+        "no_upper_local",
+    );
+    assert_eq!(r.count("has no upper cutoff"), 1, "{}", r.output);
+    assert_eq!(r.count(caveat), 1, "{}", r.output);
+    // The reason once (in the warning), not again among the caveats.
+    assert_eq!(r.count("it saturates at 1.5000e0"), 1, "{}", r.output);
+    assert!(!r.output.contains("halting at step"));
+
+    // No method with an upper cutoff at all, `halt error`, 2 ranks: it says so and runs.
+    let model = without_upper(&["gamma", "gamma_local"]);
+    let dir = workdir(SUITE, "no_upper_any");
+    save_model(&model, &dir, "model.aceuq");
+    write_data(frame, &["Li"], &dir, "data.lmp");
+    let watch = "fix watch all ace/uq/watch 10 quantity gamma lower auto upper auto halt error";
+    let input = heat_input(watch, "").replace("run 30000", "run 20");
+    let np = s.mpirun.as_ref().map(|_| 2);
+    let r = run_lammps_in(&s, &dir, &input, np, None);
+    r.assert_ok("no_upper_any");
+    r.assert_contains(
+        &format!(
+            "WARNING: fix ace/uq/watch: gamma has no upper cutoff for Li ({reason}): this watch \
+             will never halt (halt error); no other method of the model has finite upper \
+             cutoffs for every species either"
+        ),
+        "no_upper_any",
+    );
+    assert_eq!(
+        r.count("has no upper cutoff"),
+        1,
+        "{np:?} ranks: {}",
+        r.output
+    );
+    assert_eq!(r.count(caveat), 1, "{np:?} ranks: {}", r.output);
+    r.assert_contains("3 checks of gamma", "no_upper_any");
+}
+
+/// `aceuq info` lists every stored cutoff entry per method: "none" for a method without an
+/// upper cutoff with the stored reason (once), its upper rule, its caveat; the finite upper
+/// cutoff and the rule of the other. Needs no LAMMPS.
+#[test]
+fn info_shows_every_cutoff_entry_and_why_one_has_no_upper_cutoff() {
+    let model = without_upper(&["gamma_local"]);
+    let dir = workdir(SUITE, "info");
+    let path = save_model(&model, &dir, "model.aceuq");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aceuq"))
+        .arg("info")
+        .arg("--model")
+        .arg(&path)
+        .output()
+        .expect("run aceuq info");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (g, l) = (
+        text.find("\ngamma:\n").expect("a gamma block"),
+        text.find("\ngamma_local:\n").expect("a gamma_local block"),
+    );
+    let (gamma, local) = (&text[g..l], &text[l..]);
+    let row = |block: &str| -> Vec<String> {
+        block
+            .lines()
+            .find(|l| l.trim_start().starts_with("Li "))
+            .unwrap_or_else(|| panic!("no Li row in\n{block}"))
+            .split("  ")
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect()
+    };
+    let (lo, _) = model
+        .stored_cutoffs(aceuq::uq::Method::GammaLocal, 0)
+        .unwrap();
+    let r = row(local);
+    assert_eq!(r.last().map(String::as_str), Some("none"), "{local}");
+    let entry = model
+        .uq
+        .calibration
+        .iter()
+        .find(|c| c.method == "gamma_local")
+        .unwrap();
+    let (n, n_fit) = (entry.n_apply.to_string(), entry.n_fit.to_string());
+    assert_eq!(r[..4], ["Li", "-", n.as_str(), n_fit.as_str()], "{local}");
+    assert!(
+        (r[4].parse::<f64>().unwrap() / lo - 1.0).abs() < 1e-4,
+        "u_c {} vs {lo}",
+        r[4]
+    );
+    assert!(
+        local.contains(&format!("Li: no upper cutoff: {NO_UPPER_REASON}")),
+        "{local}"
+    );
+    assert_eq!(
+        local.matches("it saturates at 1.5000e0").count(),
+        1,
+        "{local}"
+    );
+    assert!(local.contains(&format!("Li: warning: {CAVEAT}")), "{local}");
+    assert!(
+        local.contains("Li: upper rule conditional: e | u ~ Maxwell(s(u))"),
+        "{local}"
+    );
+    assert_eq!(
+        row(gamma).last().map(String::as_str),
+        Some("1.0000e6"),
+        "{gamma}"
+    );
+    assert!(gamma.contains("Li: upper rule ratio"), "{gamma}");
+    assert!(
+        !gamma.contains("warning") && !gamma.contains("no upper cutoff"),
+        "{gamma}"
+    );
+}

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod cutoff;
 pub mod eval;
 pub mod fit;
+pub mod info;
 pub mod report;
 pub mod select;
 pub mod uqbench;
@@ -213,6 +214,15 @@ fn info(args: &InfoArgs) -> Result<()> {
                 .stored_cluster_cutoffs(crate::uq::Method::GammaLocal, s, k)
                 .map(|(lo, hi, _)| (lo, hi)))
         );
+    }
+    let cal = info::calibration_text(&pot);
+    if cal.is_empty() {
+        println!(
+            "
+calibrated cutoffs: none (run `aceuq calibrate` for `lower auto upper auto`)"
+        );
+    } else {
+        print!("{cal}");
     }
     Ok(())
 }

@@ -1071,6 +1071,129 @@ pub unsafe extern "C" fn aceuq_model_uq_cluster_cutoffs(
     })
 }
 
+/// Which text [`aceuq_model_uq_calibration_note`] returns.
+#[repr(i32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum aceuq_note_t {
+    /// One line: "no upper cutoff: <why>" if the entry has none, then its caveats, separated
+    /// by "; ".
+    ACEUQ_NOTE_SUMMARY = 0,
+    /// Why the entry has no upper (halting) cutoff, e.g. the method saturates below the error
+    /// limit; empty if it has one.
+    ACEUQ_NOTE_NO_UPPER = 1,
+    /// The caveats `aceuq calibrate` stored (few atoms, no acceptable fit, an extrapolated
+    /// upper cutoff, ...) other than the missing upper cutoff, separated by "; ".
+    ACEUQ_NOTE_CAVEATS = 2,
+}
+
+/// What to know about the stored calibration of `method` for species `species`, as one line of
+/// UTF-8 text (empty if there is nothing to say); `part` ([`aceuq_note_t`]) selects the summary,
+/// the reason why there is no upper cutoff (the cutoffs functions then give +inf), or the
+/// caveats. `cluster` -1 is the species-level entry of [`aceuq_model_uq_cutoffs`]; a cluster
+/// index (`0 .. aceuq_model_gamma_local_clusters`) is the entry behind
+/// [`aceuq_model_uq_cluster_cutoffs`] (the cluster's own, else the species').
+///
+/// Like `snprintf`: at most `len - 1` bytes (cut at a character boundary) and a NUL are written
+/// to `buf`; `*needed` (may be NULL) receives the size of the whole text with its NUL, so a
+/// text was cut if `*needed > len`. `buf` may be NULL when `len` is 0 (to ask for the size).
+///
+/// `ACEUQ_STATUS_INVALID_ARGUMENT` for an unknown `part`, a method, species or cluster index
+/// out of range, or a NULL `buf` with `len` > 0; `ACEUQ_STATUS_MISSING` if the model has no
+/// calibration for them (or, with a cluster, no `gamma_local`).
+///
+/// # Safety
+/// `model` must be a valid handle, `buf` NULL or writable for `len` bytes, `needed` NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_uq_calibration_note(
+    model: *const aceuq_model_t,
+    method: i32,
+    species: i32,
+    cluster: i32,
+    part: i32,
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        let m = method_arg(method)?;
+        let sp = species_arg(h, species)?;
+        let part = match part {
+            0 => aceuq_note_t::ACEUQ_NOTE_SUMMARY,
+            1 => aceuq_note_t::ACEUQ_NOTE_NO_UPPER,
+            2 => aceuq_note_t::ACEUQ_NOTE_CAVEATS,
+            _ => {
+                return fail(
+                    aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                    format!(
+                        "note part {part} out of range (0 summary, 1 no-upper reason, 2 caveats)"
+                    ),
+                );
+            }
+        };
+        let cl = if cluster == -1 {
+            None
+        } else {
+            let n = gamma_local_clusters(h, sp)?;
+            let Some(c) = usize::try_from(cluster).ok().filter(|&c| c < n) else {
+                return fail(
+                    aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                    format!(
+                        "cluster index {cluster} out of range: species {} has {n} gamma_local clusters (0 to {}; -1 for the species-level entry)",
+                        h.pot().model.species[sp],
+                        n.saturating_sub(1)
+                    ),
+                );
+            };
+            Some(c)
+        };
+        if buf.is_null() && len > 0 {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                format!("buf is NULL but len is {len} (pass len 0 to ask for the size only)"),
+            );
+        }
+        let Some(cal) = h.pot().stored_calibration(m, sp, cl) else {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_MISSING,
+                format!(
+                    "the model has no calibrated cutoffs for '{}' of species {}: run `aceuq calibrate` on it",
+                    m.name(),
+                    h.pot().model.species[sp]
+                ),
+            );
+        };
+        let text = match part {
+            aceuq_note_t::ACEUQ_NOTE_SUMMARY => crate::potential::calibration_note(cal),
+            aceuq_note_t::ACEUQ_NOTE_NO_UPPER => {
+                crate::potential::no_upper_reason(cal).unwrap_or_default()
+            }
+            aceuq_note_t::ACEUQ_NOTE_CAVEATS => {
+                crate::potential::calibration_caveats(cal).join("; ")
+            }
+        };
+        // No NUL inside the text: C would stop reading there.
+        let text = text.replace('\0', " ");
+        if !needed.is_null() {
+            put(needed, text.len() + 1, "needed")?;
+        }
+        if len > 0 {
+            let mut n = text.len().min(len - 1);
+            while !text.is_char_boundary(n) {
+                n -= 1;
+            }
+            // SAFETY: buf is non-NULL (checked above) and writable for len > n bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
+                *buf.add(n) = 0;
+            }
+        }
+        Ok(())
+    })
+}
+
 /// The method of a C method id, or an invalid-argument failure.
 fn method_arg(method: i32) -> Result<Method, Failure> {
     aceuq_method_t::from_i32(method).ok_or_else(|| {

@@ -708,3 +708,212 @@ fn gamma_local_clusters_and_their_cutoffs_through_the_abi() {
     unsafe { aceuq_model_free(h) };
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Calibration notes through the ABI: why an entry has no upper cutoff (the cutoffs are then
+/// +inf), its caveats and the one-line summary, for species-level entries and clusters (own or
+/// falling back); `snprintf`-like truncation at a character boundary with the size needed; bad
+/// arguments refused with a message.
+#[test]
+fn calibration_notes_through_the_abi() {
+    use crate::stats::cutoff::{CalibrationOptions, UpperRule, calibrate};
+    use crate::stats::upper::{ConditionalUpper, ErrorScale};
+    let (mut pot, valid) = crate::testing::clustered_potential(2);
+    let gl = Method::GammaLocal;
+    let errors = crate::uq::force_errors(&pot.model, &valid).unwrap();
+    let u = pot.per_atom(&valid, gl).unwrap();
+    let pairs = crate::uq::pairs_by_species(&pot.model, &valid, &errors, &u);
+    let mut opts = CalibrationOptions::new(1000);
+    opts.upper_rule = UpperRule::Ratio;
+    for (name, (e, v)) in pot.model.species.clone().iter().zip(pairs) {
+        let mut c = calibrate(name, gl.name(), &e, &v, &opts).unwrap();
+        c.warnings.clear();
+        pot.uq.calibration.push(c);
+    }
+    // Al (species 0): no upper cutoff, the reason stored by the conditional rule, and a caveat
+    // with a two-byte character.
+    let reason = "it saturates at 1.0000e0, where s(u) = 0.120 eV/Å is below the 0.650 eV/Å needed";
+    let caveat = "only 150 validation atoms: the 1 - 1/N tails are poorly determined (Å)";
+    let al = &mut pot.uq.calibration[0];
+    assert_eq!(al.species, "Al");
+    al.u_max = f64::INFINITY;
+    al.upper_rule = UpperRule::Conditional;
+    al.warnings = vec![caveat.into(), format!("no upper cutoff: {reason}")];
+    al.conditional = Some(ConditionalUpper {
+        scale: ErrorScale {
+            a: 0.02,
+            b: 0.1,
+            k: 1.0,
+        },
+        n_fit: 150,
+        n_high: 0,
+        u_seen_max: 0.9,
+        e_seen_max: 0.1,
+        e_max: 1.0,
+        p_halt: 0.5,
+        s_halt: 0.65,
+        u_sup: Some(1.0),
+        u_max: None,
+        reason: Some(reason.into()),
+    });
+    // Al cluster 1: an entry of its own, with an upper cutoff and a caveat of its own.
+    let mut own = pot.uq.calibration[1].clone();
+    (own.species, own.cluster, own.u_max) = ("Al".into(), Some(1), 7.5);
+    own.warnings = vec!["uncertainties: no acceptable model".into()];
+    pot.uq.calibration.push(own);
+    let dir = std::env::temp_dir().join(format!("aceuq-ffi-{}-notes", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.aceuq");
+    pot.save(&path).unwrap();
+    let h = load(&path);
+    let gli = aceuq_method_t::ACEUQ_METHOD_GAMMA_LOCAL as i32;
+    let ok = aceuq_status_t::ACEUQ_STATUS_OK;
+    let inval = aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT;
+    let (summary, no_upper, caveats) = (
+        aceuq_note_t::ACEUQ_NOTE_SUMMARY as i32,
+        aceuq_note_t::ACEUQ_NOTE_NO_UPPER as i32,
+        aceuq_note_t::ACEUQ_NOTE_CAVEATS as i32,
+    );
+    // The note into a buffer of `len` bytes: status, text, size needed.
+    let note = |method: i32, s: i32, c: i32, part: i32, len: usize| {
+        let mut buf = vec![b'#' as c_char; len + 4];
+        let mut need = 0usize;
+        // SAFETY: valid handle; buf holds len (+ 4 guard) bytes.
+        let st = unsafe {
+            aceuq_model_uq_calibration_note(h, method, s, c, part, buf.as_mut_ptr(), len, &mut need)
+        };
+        // Nothing written past len.
+        assert!(buf[len..].iter().all(|&b| b == b'#' as c_char));
+        let text = if st == ok && len > 0 {
+            // SAFETY: NUL-terminated within len on success.
+            unsafe { CStr::from_ptr(buf.as_ptr()) }
+                .to_str()
+                .expect("valid UTF-8")
+                .to_string()
+        } else {
+            String::new()
+        };
+        (st, text, need)
+    };
+    let full = format!("no upper cutoff: {reason}; {caveat}");
+    assert_eq!(
+        note(gli, 0, -1, summary, 512),
+        (ok, full.clone(), full.len() + 1)
+    );
+    assert_eq!(
+        note(gli, 0, -1, no_upper, 512),
+        (ok, reason.to_string(), reason.len() + 1)
+    );
+    assert_eq!(
+        note(gli, 0, -1, caveats, 512),
+        (ok, caveat.to_string(), caveat.len() + 1)
+    );
+    // The cutoffs say +inf for that entry, finite for the cluster with its own.
+    let (mut lo, mut hi) = (0.0, 0.0);
+    // SAFETY: valid handle and outputs.
+    unsafe {
+        assert_eq!(aceuq_model_uq_cutoffs(h, gli, 0, &mut lo, &mut hi), ok);
+        assert_eq!(hi, f64::INFINITY);
+        assert_eq!(
+            aceuq_model_uq_cluster_cutoffs(h, gli, 0, 1, &mut lo, &mut hi, std::ptr::null_mut()),
+            ok
+        );
+        assert_eq!(hi, 7.5);
+    }
+    // Cluster 0 falls back to the species entry; cluster 1 has its own.
+    assert_eq!(note(gli, 0, 0, summary, 512).1, full);
+    let c1 = "uncertainties: no acceptable model";
+    assert_eq!(
+        note(gli, 0, 1, summary, 512),
+        (ok, c1.to_string(), c1.len() + 1)
+    );
+    assert_eq!(note(gli, 0, 1, no_upper, 512), (ok, String::new(), 1));
+    // Mg: nothing to say.
+    assert_eq!(note(gli, 1, -1, summary, 512), (ok, String::new(), 1));
+    // Truncation: len - 1 bytes, never half a character; the size needed tells.
+    assert_eq!(
+        note(gli, 0, -1, summary, 11),
+        (ok, "no upper c".into(), full.len() + 1)
+    );
+    let at = caveat.find('Å').unwrap();
+    let (st, cut, need) = note(gli, 0, -1, caveats, at + 2);
+    assert_eq!((st, need), (ok, caveat.len() + 1));
+    assert_eq!(
+        cut,
+        &caveat[..at],
+        "cut before the two-byte character, not inside it"
+    );
+    assert_eq!(note(gli, 0, -1, caveats, at + 3).1, &caveat[..at + 2]);
+    // The size alone: NULL buffer, len 0.
+    let mut need = 0usize;
+    // SAFETY: valid handle; nothing written to buf with len 0.
+    let st = unsafe {
+        aceuq_model_uq_calibration_note(h, gli, 0, -1, summary, std::ptr::null_mut(), 0, &mut need)
+    };
+    assert_eq!((st, need), (ok, full.len() + 1));
+    // Bad arguments.
+    let bad = |method: i32, s: i32, c: i32, part: i32| {
+        let (st, _, need) = note(method, s, c, part, 64);
+        assert_eq!(need, 0, "nothing reported on failure");
+        (st, last_error())
+    };
+    let (st, e) = bad(gli, 0, -1, 3);
+    assert!(st == inval && e.contains("note part 3 out of range"), "{e}");
+    let (st, e) = bad(gli, 0, 2, summary);
+    assert!(
+        st == inval
+            && e.contains("cluster index 2 out of range")
+            && e.contains("-1 for the species"),
+        "{e}"
+    );
+    let (st, e) = bad(gli, 0, -2, summary);
+    assert!(
+        st == inval && e.contains("cluster index -2 out of range"),
+        "{e}"
+    );
+    let (st, e) = bad(gli, 7, -1, summary);
+    assert!(
+        st == inval && e.contains("species index 7 out of range"),
+        "{e}"
+    );
+    let (st, e) = bad(99, 0, -1, summary);
+    assert!(
+        st == inval && e.contains("method id 99 out of range"),
+        "{e}"
+    );
+    let (st, e) = bad(aceuq_method_t::ACEUQ_METHOD_GP as i32, 0, -1, summary);
+    assert!(
+        st == aceuq_status_t::ACEUQ_STATUS_MISSING
+            && e.contains("no calibrated cutoffs for 'gp' of species Al"),
+        "{e}"
+    );
+    // SAFETY: NULL buffer with a length, and a NULL handle: refused.
+    unsafe {
+        let st = aceuq_model_uq_calibration_note(
+            h,
+            gli,
+            0,
+            -1,
+            summary,
+            std::ptr::null_mut(),
+            8,
+            std::ptr::null_mut(),
+        );
+        assert_eq!(st, inval);
+        assert!(last_error().contains("buf is NULL but len is 8"));
+        let mut b = [0 as c_char; 8];
+        let st = aceuq_model_uq_calibration_note(
+            std::ptr::null(),
+            gli,
+            0,
+            -1,
+            summary,
+            b.as_mut_ptr(),
+            8,
+            std::ptr::null_mut(),
+        );
+        assert_eq!(st, inval);
+        assert_eq!(last_error(), "model handle is NULL");
+        aceuq_model_free(h);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -479,6 +479,21 @@ impl UqModel {
             .map(|(lo, hi)| (lo, hi, false))
     }
 
+    /// The calibration entry the cutoffs of [`UqModel::stored_cluster_cutoffs`] (with a cluster)
+    /// or [`UqModel::stored_cutoffs`] (without) come from: for a cluster, its own entry if
+    /// stored, else the species-level one.
+    pub fn stored_calibration(
+        &self,
+        model: &Model,
+        method: Method,
+        species: usize,
+        cluster: Option<usize>,
+    ) -> Option<&crate::stats::cutoff::Calibration> {
+        cluster
+            .and_then(|k| self.stored_entry(model, method, species, Some(k)))
+            .or_else(|| self.stored_entry(model, method, species, None))
+    }
+
     fn stored_entry(
         &self,
         model: &Model,

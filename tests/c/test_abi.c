@@ -211,6 +211,27 @@ static void test_queries(aceuq_model_t *h)
   EXPECT(aceuq_model_uq_cluster_cutoffs(NULL, 0, 0, 0, &lo, &hi, NULL),
          ACEUQ_STATUS_INVALID_ARGUMENT, "NULL");
   CHECK(own == -1);
+
+  /* Calibration notes: nothing stored, a cluster without gamma_local, bad arguments. */
+  {
+    char note[64] = "untouched";
+    size_t need = 0;
+    EXPECT(aceuq_model_uq_calibration_note(h, ACEUQ_METHOD_GAMMA, 0, -1, ACEUQ_NOTE_SUMMARY, note,
+                                           sizeof note, &need),
+           ACEUQ_STATUS_MISSING, "no calibrated cutoffs for 'gamma' of species Li");
+    EXPECT(aceuq_model_uq_calibration_note(h, ACEUQ_METHOD_GAMMA, 0, 0, ACEUQ_NOTE_SUMMARY, note,
+                                           sizeof note, &need),
+           ACEUQ_STATUS_MISSING, "no 'gamma_local'");
+    EXPECT(aceuq_model_uq_calibration_note(h, ACEUQ_METHOD_GAMMA, 0, -1, 7, note, sizeof note,
+                                           &need),
+           ACEUQ_STATUS_INVALID_ARGUMENT, "note part 7 out of range");
+    EXPECT(aceuq_model_uq_calibration_note(h, ACEUQ_METHOD_GAMMA, 0, -1, ACEUQ_NOTE_SUMMARY, NULL,
+                                           8, &need),
+           ACEUQ_STATUS_INVALID_ARGUMENT, "buf is NULL");
+    EXPECT(aceuq_model_uq_calibration_note(NULL, 0, 0, -1, 0, note, sizeof note, NULL),
+           ACEUQ_STATUS_INVALID_ARGUMENT, "NULL");
+    CHECK(strcmp(note, "untouched") == 0 && need == 0);
+  }
 }
 
 static void test_compute(aceuq_model_t *h)
