@@ -21,6 +21,7 @@
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
+use plotters::coord::combinators::WithKeyPoints;
 use plotters::prelude::*;
 
 use super::cutoff::{Calibration, UpperRule};
@@ -993,6 +994,41 @@ pub fn p_value_text(p: f64) -> String {
     }
 }
 
+/// A log axis over [lo, hi] with labels at 1, 2, 3, 5 × 10^k (less than 1.5 decades), 1, 2, 5 ×
+/// 10^k (less than 3) or the powers of ten (every few for more than 12 decades), and light grid
+/// lines at the other integer multiples. plotters' own labels start at the first power of ten
+/// inside the range, which leaves a range such as 0.12..6 with no label below 1.
+fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
+    let decades = (hi / lo).log10();
+    let labelled: &[f64] = if decades < 1.5 {
+        &[1.0, 2.0, 3.0, 5.0]
+    } else if decades < 3.0 {
+        &[1.0, 2.0, 5.0]
+    } else {
+        &[1.0]
+    };
+    let every = (decades / 12.0).ceil().max(1.0) as usize;
+    let (k0, k1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let inside = |x: &f64| *x >= lo && *x <= hi;
+    let bold: Vec<f64> = (k0..=k1)
+        .step_by(every)
+        .flat_map(|k| labelled.iter().map(move |m| m * 10f64.powi(k)))
+        .filter(inside)
+        .collect();
+    let light: Vec<f64> = if decades <= 8.0 {
+        (k0..=k1)
+            .flat_map(|k| (1..10).map(move |m| m as f64 * 10f64.powi(k)))
+            .filter(inside)
+            .collect()
+    } else {
+        vec![]
+    };
+    (lo..hi)
+        .log_scale()
+        .with_key_points(bold)
+        .with_light_points(light)
+}
+
 /// Tick label on a log axis: powers of ten below 1e-3 as "1e-4", others as [`tick`].
 fn log_tick(v: &f64) -> String {
     let v = *v;
@@ -1468,7 +1504,7 @@ where
         .margin(TAIL_MARGIN)
         .x_label_area_size(50)
         .y_label_area_size(TAIL_Y_LABELS)
-        .build_cartesian_2d(x0..x1, (y0..y1).log_scale())?;
+        .build_cartesian_2d(x0..x1, log_axis(y0, y1))?;
     chart
         .configure_mesh()
         .x_desc(format!("value ({unit})"))
@@ -1825,7 +1861,7 @@ where
         .margin(12)
         .x_label_area_size(50)
         .y_label_area_size(85)
-        .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())?;
+        .build_cartesian_2d(log_axis(x0, x1), log_axis(y0, y1))?;
     chart
         .configure_mesh()
         .x_desc(p.u_label.as_str())
@@ -2206,6 +2242,9 @@ mod tests {
         assert_eq!(p_value_text(0.0), "< 1e-10");
         assert_eq!(p_value_text(0.0123), "0.01");
         assert_eq!(log_tick(&1e-4), "1e-4");
+        // Labels below the first power of ten inside a short log range.
+        let keys = log_axis(0.12, 6.3).key_points(plotters::coord::ranged1d::BoldPoints(11));
+        assert_eq!(keys, [0.2, 0.5, 1.0, 2.0, 5.0]);
         assert!((maxwell_quantile_factor(0.5) - 1.538_172).abs() < 1e-5);
     }
 
