@@ -51,7 +51,9 @@ pub enum Command {
     /// cutoffs on held-out data, and frames halted vs truly unstable at the upper cutoffs.
     CheckCutoffs(check::CheckArgs),
     /// Figures and a Markdown summary of each uncertainty method on labelled data: histograms
-    /// with fits and cutoffs, F1/precision/recall maps, calibration curves, parity plots.
+    /// with fits and cutoffs, F1/precision/recall maps, calibration curves, parity plots, QQ
+    /// and exceedance plots against the cutoff models, error vs uncertainty with the upper
+    /// cutoff.
     Report(report::ReportArgs),
     /// Write one frame of extended XYZ as a LAMMPS data file (rotated into LAMMPS's frame).
     ToLammps(convert::ToLammpsArgs),

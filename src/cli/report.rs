@@ -1,13 +1,28 @@
 //! `aceuq report`: figures and a Markdown summary of how well each uncertainty method of a model
 //! flags high-error atoms on labelled data (Annevelink & Viswanathan).
+//!
+//! Per (method, species): histograms with the fitted families and the cutoffs, F1 / precision /
+//! recall maps, calibration curve, parity scatter. Per method, one panel per species:
+//! `<method>_qq` (force errors and uncertainties against the model behind their 1 - 1/N cutoffs,
+//! the body family alone drawn too, the tail threshold and the cutoff marked),
+//! `<method>_exceedance` (the same models as survival curves on a log probability axis, down to
+//! 1/N) and `<method>_upper` (force error against uncertainty with the fitted conditional error
+//! model s(u), e_max and the upper cutoff, or why there is none). The summary names the model
+//! behind each cutoff (body or generalized Pareto tail, its Anderson–Darling p-value, passed or
+//! failed) and the upper rule's result.
 
 use super::calibrate::{atoms_per_species, text_table};
 use super::{DataKeys, load_model};
-use crate::stats::cutoff::{Calibration, CalibrationOptions, calibrate};
+use crate::stats::cutoff::{Calibration, CalibrationOptions, UpperRule, calibrate};
+use crate::stats::family_choice::ModelChoice;
 use crate::stats::metrics::{
     calibration_curve, linspace, miscalibration_area, pit_maxwell, spearman, sweep,
 };
-use crate::stats::plot::{self, CalibrationPlot, Marker, ParityPlot};
+use crate::stats::plot::{
+    self, CalibrationPlot, Marker, ParityPlot, TailPanel, TailPlot, TailView, UpperPanel,
+    UpperPlot, p_value_text,
+};
+use crate::stats::tail::{CutoffFit, CutoffRule, TailPolicy};
 use crate::uq::{self, Method};
 use anyhow::{Context, Result, bail};
 use std::fmt::Write as _;
@@ -31,8 +46,63 @@ pub struct ReportArgs {
     /// Figure formats.
     #[arg(long, value_delimiter = ',', default_value = "png,svg")]
     pub formats: Vec<String>,
+    /// Fit the cutoffs on this data (N = its atoms per species) even where the model has its own
+    /// from `aceuq calibrate`; without it the model's are shown and only the entries it lacks are
+    /// fitted here.
+    #[arg(long)]
+    pub refit: bool,
+    /// Cutoffs fitted here: model of the 1 - 1/N quantiles, auto (the body family if it passes
+    /// KS and Anderson-Darling, else a generalized Pareto tail), tail, or body [default: auto].
+    #[arg(long)]
+    pub tail: Option<TailPolicy>,
+    /// Cutoffs fitted here: upper cutoff, conditional (fit e | u ~ Maxwell(s(u)), halt where
+    /// P(e > max-error | u) reaches --p-halt) or ratio (the seeds' linear mapping)
+    /// [default: conditional].
+    #[arg(long)]
+    pub upper_rule: Option<UpperRule>,
+    /// Cutoffs fitted here: force error (eV/Å) at which the MD is considered unstable
+    /// [default: 1].
+    #[arg(long)]
+    pub max_error: Option<f64>,
+    /// Cutoffs fitted here, conditional rule: the probability of an error above --max-error at
+    /// which to halt [default: 0.5].
+    #[arg(long)]
+    pub p_halt: Option<f64>,
     #[command(flatten)]
     pub keys: DataKeys,
+}
+
+impl ReportArgs {
+    /// Options of the cutoffs fitted on the report's data for a species with `n_apply` atoms.
+    fn calibration_options(&self, n_apply: u64) -> CalibrationOptions {
+        let mut o = CalibrationOptions::new(n_apply.max(2));
+        if let Some(t) = self.tail {
+            o.tail = t;
+        }
+        if let Some(r) = self.upper_rule {
+            o.upper_rule = r;
+        }
+        if let Some(e) = self.max_error {
+            o.e_max = e;
+        }
+        if let Some(p) = self.p_halt {
+            o.p_halt = p;
+        }
+        o
+    }
+
+    /// The options that only act on cutoffs fitted here, as given on the command line.
+    fn fit_options_given(&self) -> Vec<&'static str> {
+        [
+            ("--tail", self.tail.is_some()),
+            ("--upper-rule", self.upper_rule.is_some()),
+            ("--max-error", self.max_error.is_some()),
+            ("--p-halt", self.p_halt.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(n, given)| given.then_some(n))
+        .collect()
+    }
 }
 
 /// One (method, species) panel of results.
@@ -49,6 +119,157 @@ struct Panel {
     at_cut: crate::stats::metrics::Confusion,
     best: Option<(f64, f64, f64)>,
     curve: crate::stats::metrics::CalibrationCurve,
+}
+
+/// The data and cutoffs of one (method, species), for the per-method figures.
+struct Entry {
+    species: String,
+    es: Vec<f64>,
+    us: Vec<f64>,
+    cal: Calibration,
+}
+
+/// Writes `<method>_qq.<ext>`, `<method>_exceedance.<ext>` (a row per species: force errors and
+/// uncertainties against the models behind their cutoffs) and `<method>_upper.<ext>` (force
+/// error against uncertainty with the conditional error model and the upper cutoff, a panel per
+/// species). `unit`: the uncertainty's ("" for the dimensionless grades).
+fn write_method_figures(
+    out: &Path,
+    ext: &str,
+    method: Method,
+    unit: &str,
+    entries: &[Entry],
+) -> Result<Vec<PathBuf>> {
+    let name = method.name();
+    let column = method.column();
+    let mut tails = vec![];
+    let mut uppers = vec![];
+    for en in entries {
+        let c = &en.cal;
+        tails.push(TailPanel::from_fit(
+            format!("{}: force error |ΔF| (n = {})", en.species, en.es.len()),
+            "eV/Å",
+            &en.es,
+            &c.error,
+            c.error_fit.as_ref(),
+            c.e_c,
+            c.n_apply,
+        ));
+        tails.push(TailPanel::from_fit(
+            format!("{}: {column} (n = {})", en.species, en.us.len()),
+            unit,
+            &en.us,
+            &c.uncertainty,
+            c.uncertainty_fit.as_ref(),
+            c.u_c,
+            c.n_apply,
+        ));
+        uppers.push(UpperPanel::from_calibration(
+            format!("{}: force error vs {column}", en.species),
+            if unit.is_empty() {
+                format!("{column} (dimensionless)")
+            } else {
+                format!("{column} ({unit})")
+            },
+            &en.us,
+            &en.es,
+            c,
+        ));
+    }
+    let mut written = vec![];
+    for (view, file, title) in [
+        (
+            TailView::Qq,
+            "qq",
+            format!("{name}: sample vs cutoff-model quantiles (cutoff at 1 - 1/N)"),
+        ),
+        (
+            TailView::Exceedance,
+            "exceedance",
+            format!("{name}: exceedance probability, sample and cutoff models"),
+        ),
+    ] {
+        let p = out.join(format!("{name}_{file}.{ext}"));
+        TailPlot {
+            title: &title,
+            view,
+            panels: &tails,
+            columns: 2,
+        }
+        .write(&p)?;
+        written.push(p);
+    }
+    let p = out.join(format!("{name}_upper.{ext}"));
+    UpperPlot {
+        title: &format!("{name}: force error vs uncertainty, upper (stability) cutoff"),
+        panels: &uppers,
+        columns: 2,
+    }
+    .write(&p)?;
+    written.push(p);
+    Ok(written)
+}
+
+/// The model behind a 1 - 1/N cutoff, e.g. "maxwell body + gpd tail above q0.900 (t = 0.1234,
+/// xi = 0.123), AD p 0.31: passed".
+fn cutoff_model_text(body: &ModelChoice, fit: Option<&CutoffFit>) -> String {
+    let fam = body.dist().family();
+    let Some(f) = fit else {
+        return format!("{fam} body (no tail record: written before tail-aware cutoffs)");
+    };
+    let verdict = if f.passed { "passed" } else { "failed" };
+    match (&f.rule, &f.tail) {
+        (CutoffRule::Tail, Some(t)) => format!(
+            "{fam} body + gpd tail above q{:.3} (t = {:.4}, xi = {:.3}), AD p {}: {verdict}",
+            t.quantile,
+            t.threshold,
+            t.gpd.xi(),
+            p_value_text(t.ad.p_value)
+        ),
+        _ => format!(
+            "{fam} body, AD p {}: {verdict}",
+            p_value_text(f.body_ad.p_value)
+        ),
+    }
+}
+
+/// The upper rule's result: a short cell and the details (the fitted s(u), why there is no
+/// cutoff or a caveat).
+fn upper_text(c: &Calibration) -> (String, String) {
+    let rule = c.upper_rule.name();
+    match (&c.upper_rule, &c.conditional) {
+        (UpperRule::Conditional, Some(f)) => {
+            let s = format!(
+                "s(u) = {:.4} + {:.4e} u^{:.3} eV/Å; halt where P(e > {} eV/Å | u) = {}",
+                f.scale.a, f.scale.b, f.scale.k, f.e_max, f.p_halt
+            );
+            match (f.u_max, &f.reason) {
+                (Some(_), None) => (format!("{rule}: u_max = {:.4}", c.u_max), s),
+                (Some(_), Some(r)) => (
+                    format!("{rule}: u_max = {:.4} (see notes)", c.u_max),
+                    format!("{s}; {r}"),
+                ),
+                (None, r) => (
+                    format!("{rule}: none (see notes)"),
+                    format!(
+                        "{s}; no upper cutoff: {}",
+                        r.as_deref().unwrap_or("no reason recorded")
+                    ),
+                ),
+            }
+        }
+        (UpperRule::Conditional, None) => (
+            format!("{rule}: u_max = {:.4}", c.u_max),
+            "no fit record in the model".into(),
+        ),
+        (UpperRule::Ratio, _) => (
+            format!("{rule}: u_max = {:.4}", c.u_max),
+            format!(
+                "u_max = mean_u + ratio (u_c - mean_u), ratio = {:.4}",
+                c.ratio
+            ),
+        ),
+    }
 }
 
 pub fn run(a: &ReportArgs) -> Result<()> {
@@ -71,6 +292,12 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             bail!("--formats takes png and/or svg, got '{f}'");
         }
     }
+    if a.max_error.is_some_and(|e| !(e.is_finite() && e > 0.0)) {
+        bail!("--max-error must be a positive number of eV/Å");
+    }
+    if a.p_halt.is_some_and(|p| !(p > 0.0 && p < 1.0)) {
+        bail!("--p-halt must lie strictly between 0 and 1");
+    }
     let data = a.keys.read(&a.data)?;
     let errors = uq::force_errors(model, &data)?;
     if errors.iter().all(|e| e.is_empty()) {
@@ -83,6 +310,7 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     let mut written: Vec<PathBuf> = vec![];
     for &m in &methods {
         let u = pot.per_atom(&data, m)?;
+        let mut entries: Vec<Entry> = vec![];
         for (sp, name) in model.species.iter().enumerate() {
             let (mut es, mut us) = (vec![], vec![]);
             let (mut se, mut su) = (vec![], vec![]);
@@ -113,17 +341,19 @@ pub fn run(a: &ReportArgs) -> Result<()> {
                 .calibration
                 .iter()
                 .find(|c| c.method == m.name() && &c.species == name && c.cluster.is_none())
+                .filter(|_| !a.refit)
                 .cloned();
             let from_model = stored.is_some();
             let cal = match stored {
                 Some(c) => c,
-                None => calibrate(
-                    name,
-                    m.name(),
-                    &es,
-                    &us,
-                    &CalibrationOptions::new(napply[sp].max(2)),
-                )?,
+                None => {
+                    let mut opts = a.calibration_options(napply[sp]);
+                    if m == Method::Gp {
+                        // As `aceuq calibrate`: no upper cutoff beyond the GP's plateau.
+                        opts.u_sup = pot.uq.gp.as_ref().map(|g| g.plateau(sp));
+                    }
+                    calibrate(name, m.name(), &es, &us, &opts)?
+                }
             };
             // Predictive Maxwell scale per atom: the uncertainty itself for methods in eV/Å, a
             // closed-form (Maxwell NLL) rescaling for the dimensionless grades.
@@ -238,6 +468,12 @@ pub fn run(a: &ReportArgs) -> Result<()> {
                 .write(&p)?;
                 written.push(p);
             }
+            entries.push(Entry {
+                species: name.clone(),
+                es: es.clone(),
+                us: us.clone(),
+                cal: cal.clone(),
+            });
             panels.push(Panel {
                 method: m,
                 species: name.clone(),
@@ -252,6 +488,16 @@ pub fn run(a: &ReportArgs) -> Result<()> {
                 best,
                 curve,
             });
+        }
+        if !entries.is_empty() {
+            let unit = if matches!(m, Method::Gamma | Method::GammaLocal) {
+                ""
+            } else {
+                "eV/Å"
+            };
+            for ext in &a.formats {
+                written.extend(write_method_figures(&a.out, ext, m, unit, &entries)?);
+            }
         }
     }
     if panels.is_empty() {
@@ -281,6 +527,14 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             .write(&p)?;
             written.push(p);
         }
+    }
+    let given = a.fit_options_given();
+    if !given.is_empty() && panels.iter().any(|p| p.from_model) {
+        eprintln!(
+            "note: {} only act on cutoffs fitted on this data; the model's own cutoffs are shown \
+             where it has them (add --refit to fit all on this data)",
+            given.join(", ")
+        );
     }
     let (md, table) = summary(&a.model, &a.data, &panels);
     let md_path = a.out.join("summary.md");
@@ -335,6 +589,41 @@ fn summary(model: &Path, data: &[PathBuf], panels: &[Panel]) -> (String, String)
             ]
         })
         .collect();
+    let model_headers: Vec<String> = [
+        "method",
+        "species",
+        "cutoffs from",
+        "e_c model",
+        "u_c model",
+        "upper cutoff",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let model_rows: Vec<Vec<String>> = panels
+        .iter()
+        .map(|p| {
+            vec![
+                p.method.name().to_string(),
+                p.species.clone(),
+                if p.from_model { "model" } else { "this data" }.to_string(),
+                cutoff_model_text(&p.cal.error, p.cal.error_fit.as_ref()),
+                cutoff_model_text(&p.cal.uncertainty, p.cal.uncertainty_fit.as_ref()),
+                upper_text(&p.cal).0,
+            ]
+        })
+        .collect();
+    let upper_notes: Vec<String> = panels
+        .iter()
+        .map(|p| {
+            format!(
+                "{} / {}: {}",
+                p.method.name(),
+                p.species,
+                upper_text(&p.cal).1
+            )
+        })
+        .collect();
     let mut md = String::new();
     let _ = writeln!(md, "# aceuq report\n");
     let _ = writeln!(
@@ -347,6 +636,30 @@ fn summary(model: &Path, data: &[PathBuf], panels: &[Panel]) -> (String, String)
             .join(", ")
     );
     md += &plot::markdown_table(&headers, &rows);
+    let _ = writeln!(md, "\n## Cutoff models and upper cutoff\n");
+    md += &plot::markdown_table(&model_headers, &model_rows);
+    let _ = writeln!(md);
+    for n in &upper_notes {
+        let _ = writeln!(md, "- {n}");
+    }
+    for p in panels {
+        // The upper rule's reason is in its note already.
+        let reason = p.cal.conditional.as_ref().and_then(|c| c.reason.as_deref());
+        for w in &p.cal.warnings {
+            if reason.is_some_and(|r| w.ends_with(r)) {
+                continue;
+            }
+            let _ = writeln!(md, "- warning, {} / {}: {w}", p.method.name(), p.species);
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nFigures per method: `<method>_qq` (sample vs model quantiles: points on y = x follow the \
+         model; the body alone is drawn too, so one sees where a tail departs from it), \
+         `<method>_exceedance` (the same on a log probability axis down to 1/N) and \
+         `<method>_upper` (force error vs uncertainty with the median error 1.538 s(u) and the \
+         upper cutoff)."
+    );
     let _ = writeln!(md, "\n## Distributions and cutoffs\n");
     md += &plot::markdown_table(
         &Calibration::table_header(),
@@ -376,5 +689,243 @@ fn summary(model: &Path, data: &[PathBuf], panels: &[Panel]) -> (String, String)
         "\nHigh error: e > e_c; flagged: u > u_c. Spearman per atom and per structure (max over atoms). \
          Below the calibration diagonal = overconfident. KS p-values are optimistic (fitted on the same data)."
     );
-    (md, text_table(&headers, &rows))
+    let mut console = text_table(&headers, &rows);
+    console += "\n";
+    console += &text_table(&model_headers, &model_rows);
+    console += "\nUpper cutoffs:\n";
+    for n in &upper_notes {
+        console += &format!("  {n}\n");
+    }
+    (md, console)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::tests::{draw_gamma, draw_gpd, draw_maxwell, rng};
+
+    /// Output directory of a test; kept after it so that a person can look at the figures.
+    fn out_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join("aceuq-report-tests").join(name);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Checks that `path` is a whole PNG: the signature, an IHDR first (returns its width and
+    /// height), every chunk's CRC, at least one IDAT, and IEND last.
+    fn check_png(path: &Path) -> (u32, u32) {
+        let b = std::fs::read(path).unwrap();
+        assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{}", path.display());
+        let (mut at, mut types) = (8, vec![]);
+        let be = |s: &[u8]| u32::from_be_bytes([s[0], s[1], s[2], s[3]]);
+        while at < b.len() {
+            let len = be(&b[at..]) as usize;
+            let body = &b[at + 4..at + 8 + len];
+            assert_eq!(
+                crc32fast::hash(body),
+                be(&b[at + 8 + len..]),
+                "{}: bad CRC",
+                path.display()
+            );
+            types.push(String::from_utf8_lossy(&body[..4]).to_string());
+            at += 12 + len;
+        }
+        assert_eq!(at, b.len(), "{}: trailing bytes", path.display());
+        assert_eq!(types.first().map(String::as_str), Some("IHDR"));
+        assert_eq!(types.last().map(String::as_str), Some("IEND"));
+        assert!(types.iter().any(|t| t == "IDAT"));
+        (be(&b[16..]), be(&b[20..]))
+    }
+
+    /// Errors with a heavy tail (the cutoff model is a GPD tail) and an uncertainty that tracks
+    /// them (an upper cutoff), and a species whose uncertainty does not (none).
+    fn entries() -> Vec<Entry> {
+        let mut r = rng(81);
+        let mut ea = draw_maxwell(&mut r, 0.05, 3000);
+        for (i, v) in draw_gpd(&mut r, 0.3, 0.05, 150).into_iter().enumerate() {
+            ea[i * 20] = 0.15 + v;
+        }
+        let noise = draw_gamma(&mut r, 6.0, 1.0 / 6.0, ea.len());
+        let ua: Vec<f64> = ea
+            .iter()
+            .zip(&noise)
+            .map(|(e, z)| 0.8 * e * z + 0.01)
+            .collect();
+        let eb = draw_maxwell(&mut r, 0.04, 600);
+        let ub = draw_gamma(&mut r, 3.0, 0.02, 600);
+        [("Li", ea, ua), ("Mg", eb, ub)]
+            .into_iter()
+            .map(|(sp, es, us)| {
+                let cal = calibrate(
+                    sp,
+                    "ensemble",
+                    &es,
+                    &us,
+                    &CalibrationOptions::new(es.len() as u64),
+                )
+                .unwrap();
+                Entry {
+                    species: sp.into(),
+                    es,
+                    us,
+                    cal,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn report_writes_qq_exceedance_and_upper_figures() {
+        let dir = out_dir("figures");
+        let en = entries();
+        let li = &en[0].cal;
+        assert_eq!(li.error_fit.as_ref().unwrap().rule, CutoffRule::Tail);
+        let files = write_method_figures(&dir, "png", Method::Ensemble, "eV/Å", &en).unwrap();
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "ensemble_qq.png",
+                "ensemble_exceedance.png",
+                "ensemble_upper.png"
+            ]
+        );
+        // Two species: two rows of (errors, uncertainties) panels; two upper panels in a row.
+        for (f, size) in files.iter().zip([(1720, 1490), (1720, 1490), (1720, 770)]) {
+            assert_eq!(check_png(f), size, "{}", f.display());
+            let len = std::fs::metadata(f).unwrap().len();
+            assert!(len > 30_000, "{}: {len} bytes", f.display());
+        }
+
+        // The summary's words for the models and the upper rule.
+        let e = cutoff_model_text(&li.error, li.error_fit.as_ref());
+        assert!(
+            e.starts_with("maxwell body + gpd tail above q0.") && e.contains("xi = "),
+            "{e}"
+        );
+        assert!(e.ends_with(": passed") || e.ends_with(": failed"), "{e}");
+        assert!(cutoff_model_text(&li.error, None).contains("no tail record"));
+        let (cell, detail) = upper_text(li);
+        assert!(cell.starts_with("conditional: u_max = "), "{cell}");
+        assert!(detail.starts_with("s(u) = "), "{detail}");
+        let (cell, detail) = upper_text(&en[1].cal);
+        assert_eq!(cell, "conditional: none (see notes)");
+        assert!(detail.contains("no upper cutoff: "), "{detail}");
+    }
+
+    #[test]
+    fn report_takes_the_cutoff_options_of_calibrate() {
+        use clap::Parser;
+        let parse = |extra: &[&str]| {
+            let mut v = vec![
+                "aceuq", "report", "-m", "m.aceuq", "--data", "d.xyz", "-o", "o",
+            ];
+            v.extend_from_slice(extra);
+            match crate::cli::Cli::try_parse_from(v).map(|c| c.command) {
+                Ok(crate::cli::Command::Report(a)) => Ok(a),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => Err(e),
+            }
+        };
+        let a = parse(&[]).unwrap();
+        assert!(!a.refit && a.fit_options_given().is_empty());
+        assert_eq!(a.calibration_options(1000), CalibrationOptions::new(1000));
+        let a = parse(&[
+            "--refit",
+            "--tail",
+            "body",
+            "--upper-rule",
+            "ratio",
+            "--max-error",
+            "0.5",
+            "--p-halt",
+            "0.2",
+        ])
+        .unwrap();
+        assert!(a.refit);
+        let o = a.calibration_options(1);
+        assert_eq!(
+            (o.n_apply, o.tail, o.upper_rule, o.e_max, o.p_halt),
+            (2, TailPolicy::Body, UpperRule::Ratio, 0.5, 0.2)
+        );
+        assert_eq!(a.fit_options_given().len(), 4);
+        assert!(parse(&["--tail", "gpd"]).is_err());
+        assert!(parse(&["--upper-rule", "linear"]).is_err());
+    }
+
+    /// `aceuq report` end to end on a small fitted model: the per-method figures are written
+    /// and the summary names the cutoff models; --refit with --upper-rule ratio fits here.
+    #[test]
+    fn report_runs_end_to_end_with_the_new_figures() {
+        let dir = out_dir("run");
+        let (mut pot, valid) = crate::testing::clustered_potential(2);
+        let model = dir.join("m.aceuq");
+        let data = dir.join("valid.xyz");
+        crate::io::extxyz::write_file_atomic(
+            &data,
+            valid.iter(),
+            &crate::io::extxyz::WriteOptions::lossless(),
+        )
+        .unwrap();
+        // A stored calibration (from `aceuq calibrate`).
+        let cal = crate::calibration::calibrate_potential(
+            &pot,
+            &valid,
+            &[],
+            &[10_000, 10_000],
+            &Default::default(),
+            &[Method::GammaLocal],
+        )
+        .unwrap();
+        pot.uq.calibration = cal.calibration;
+        pot.save(&model).unwrap();
+        let methods = pot.uq.methods();
+        assert_eq!(methods, [Method::GammaLocal]);
+        let args = |out: &Path, refit: bool, rule: Option<UpperRule>| ReportArgs {
+            model: model.clone(),
+            data: vec![data.clone()],
+            out: out.to_path_buf(),
+            methods: vec![],
+            formats: vec!["png".into()],
+            refit,
+            tail: None,
+            upper_rule: rule,
+            max_error: None,
+            p_halt: None,
+            keys: DataKeys {
+                energy_key: "energy".into(),
+                forces_key: "forces".into(),
+            },
+        };
+        let out = dir.join("default");
+        run(&args(&out, false, None)).unwrap();
+        for m in &methods {
+            for kind in ["qq", "exceedance", "upper"] {
+                check_png(&out.join(format!("{}_{kind}.png", m.name())));
+            }
+        }
+        let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+        assert!(md.contains("## Cutoff models and upper cutoff"), "{md}");
+        // The cutoffs come from the model; with --refit from this data.
+        let row = |md: &str, m: &str| {
+            md.lines()
+                .find(|l| l.starts_with(&format!("| {m} ")) && l.contains("body"))
+                .unwrap_or_else(|| panic!("{m}: {md}"))
+                .to_string()
+        };
+        assert!(row(&md, "gamma_local").contains("| model "), "{md}");
+        let out = dir.join("refit");
+        run(&args(&out, true, Some(UpperRule::Ratio))).unwrap();
+        let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+        let r = row(&md, "gamma_local");
+        assert!(
+            r.contains("| this data ") && r.contains("ratio: u_max = "),
+            "{md}"
+        );
+        check_png(&out.join("gamma_local_upper.png"));
+    }
 }

@@ -8,6 +8,12 @@
 //! - [`CalibrationPlot`]: calibration curves with the diagonal, miscalibration area in the
 //!   legend.
 //! - [`ParityPlot`]: scatter of uncertainty vs error with cutoff lines (optionally log-log).
+//! - [`TailPlot`]: samples against the model behind their 1 - 1/N cutoff (body family, or body +
+//!   generalized Pareto tail), as QQ plots or as exceedance (survival) plots on a log
+//!   probability axis, the body alone drawn too, with the tail threshold and the cutoff; the
+//!   panels built by [`TailPanel::from_fit`], the points by [`qq_points`].
+//! - [`UpperPlot`]: force error against uncertainty (log-log) with the conditional error model
+//!   e | u ~ Maxwell(s(u)), e_max and the lower and upper cutoffs ([`UpperPanel::from_calibration`]).
 //! - [`markdown_table`] / [`write_markdown_table`].
 //!
 //! Every `write` checks its inputs first and returns [`PlotError`] rather than panicking.
@@ -15,10 +21,15 @@
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
+use plotters::coord::combinators::WithKeyPoints;
 use plotters::prelude::*;
 
+use super::cutoff::{Calibration, UpperRule};
 use super::dist::{ContinuousDistribution, Distribution};
+use super::family_choice::ModelChoice;
 use super::metrics::CalibrationCurve;
+use super::special::gamma_q_inv;
+use super::tail::{CutoffFit, CutoffRule};
 
 /// Errors while drawing a figure.
 #[derive(Debug, thiserror::Error)]
@@ -911,6 +922,1027 @@ impl Figure for ParityPlot<'_> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Tail plots: QQ and exceedance, against the model behind a 1 - 1/N cutoff.
+
+/// Exceedance probability given to the i-th smallest (0-based) of n values: the Hazen plotting
+/// position (n - i - 1/2) / n. The largest value gets 1 / (2n), the smallest 1 - 1 / (2n).
+pub fn exceedance_position(i: usize, n: usize) -> f64 {
+    (n as f64 - i as f64 - 0.5) / n as f64
+}
+
+/// The finite values of a sample, ascending.
+fn sorted_finite(sample: &[f64]) -> Vec<f64> {
+    let mut s: Vec<f64> = sample.iter().copied().filter(|v| v.is_finite()).collect();
+    s.sort_by(f64::total_cmp);
+    s
+}
+
+/// QQ points of a sample against a model given by its inverse survival function `isf`
+/// (q -> x with P(X > x) = q): the i-th smallest finite value x_(i) against the model's quantile
+/// at the same exceedance probability, `(isf(q_i), x_(i))` with q_i = [`exceedance_position`].
+/// Ascending in the sample value. A sample that follows the model lies on y = x; points whose
+/// model quantile is not finite are left out.
+pub fn qq_points(sample: &[f64], isf: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
+    let s = sorted_finite(sample);
+    let n = s.len();
+    s.iter()
+        .enumerate()
+        .map(|(i, &x)| (isf(exceedance_position(i, n)), x))
+        .filter(|(m, _)| m.is_finite())
+        .collect()
+}
+
+/// The empirical survival function of a sample at its own values: `(x_(i), q_i)`, ascending in x,
+/// with the same plotting positions as [`qq_points`].
+pub fn empirical_survival(sample: &[f64]) -> Vec<(f64, f64)> {
+    let s = sorted_finite(sample);
+    let n = s.len();
+    s.iter()
+        .enumerate()
+        .map(|(i, &x)| (x, exceedance_position(i, n)))
+        .collect()
+}
+
+/// At most `max` of rank-ordered points for drawing: all of the last `top` (the upper tail),
+/// the others evenly thinned.
+fn thin<T: Copy>(pts: &[T], max: usize, top: usize) -> Vec<T> {
+    if pts.len() <= max {
+        return pts.to_vec();
+    }
+    let top = top.min(max).min(pts.len());
+    let (rest, tail) = pts.split_at(pts.len() - top);
+    let keep = max - top;
+    let mut out: Vec<T> = if keep == 0 || rest.is_empty() {
+        vec![]
+    } else {
+        (0..keep)
+            .map(|k| rest[k * (rest.len() - 1) / (keep - 1).max(1)])
+            .collect()
+    };
+    out.extend_from_slice(tail);
+    out
+}
+
+/// A p-value for a legend or a table: two decimals, scientific below 0.01, "< 1e-10" below that.
+pub fn p_value_text(p: f64) -> String {
+    if p >= 0.01 {
+        format!("{p:.2}")
+    } else if p >= 1e-10 {
+        format!("{p:.1e}")
+    } else {
+        "< 1e-10".into()
+    }
+}
+
+/// A log axis over [lo, hi] with labels at 1, 2, 3, 5 × 10^k (less than 1.5 decades), 1, 2, 5 ×
+/// 10^k (less than 3) or the powers of ten (every few for more than 12 decades), and light grid
+/// lines at the other integer multiples. plotters' own labels start at the first power of ten
+/// inside the range, which leaves a range such as 0.12..6 with no label below 1.
+fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
+    let decades = (hi / lo).log10();
+    let labelled: &[f64] = if decades < 1.5 {
+        &[1.0, 2.0, 3.0, 5.0]
+    } else if decades < 3.0 {
+        &[1.0, 2.0, 5.0]
+    } else {
+        &[1.0]
+    };
+    let every = (decades / 12.0).ceil().max(1.0) as usize;
+    let (k0, k1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let inside = |x: &f64| *x >= lo && *x <= hi;
+    let bold: Vec<f64> = (k0..=k1)
+        .step_by(every)
+        .flat_map(|k| labelled.iter().map(move |m| m * 10f64.powi(k)))
+        .filter(inside)
+        .collect();
+    let light: Vec<f64> = if decades <= 8.0 {
+        (k0..=k1)
+            .flat_map(|k| (1..10).map(move |m| m as f64 * 10f64.powi(k)))
+            .filter(inside)
+            .collect()
+    } else {
+        vec![]
+    };
+    (lo..hi)
+        .log_scale()
+        .with_key_points(bold)
+        .with_light_points(light)
+}
+
+/// Tick label on a log axis: powers of ten below 1e-3 as "1e-4", others as [`tick`].
+fn log_tick(v: &f64) -> String {
+    let v = *v;
+    if v > 0.0 && v < 1e-3 {
+        let e = v.log10().round();
+        if (v / 10f64.powf(e) - 1.0).abs() < 1e-6 {
+            return format!("1e{}", e as i32);
+        }
+    }
+    tick(&v)
+}
+
+/// One model of a [`TailPanel`], evaluated for drawing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TailModel {
+    /// Legend text.
+    pub label: String,
+    /// QQ points (model quantile, sample value), ascending.
+    pub qq: Vec<(f64, f64)>,
+    /// Survival curve (x, P(X > x)) on [0, x_max].
+    pub survival: Vec<(f64, f64)>,
+}
+
+impl TailModel {
+    /// A model given by its inverse survival function and survival function: the QQ points of
+    /// `sample` ([`qq_points`]) and the survival curve on 400 steps of [0, x_max].
+    pub fn new(
+        label: impl Into<String>,
+        sample: &[f64],
+        x_max: f64,
+        isf: impl Fn(f64) -> f64,
+        sf: impl Fn(f64) -> f64,
+    ) -> Self {
+        const STEPS: usize = 400;
+        let survival = (0..=STEPS)
+            .map(|i| {
+                let x = x_max * i as f64 / STEPS as f64;
+                (x, sf(x))
+            })
+            .filter(|p| p.1.is_finite())
+            .collect();
+        TailModel {
+            label: label.into(),
+            qq: qq_points(sample, isf),
+            survival,
+        }
+    }
+}
+
+/// One panel of a [`TailPlot`]: a sample, the models it is compared with (the first is the one
+/// the cutoff comes from), the tail threshold and the 1 - 1/N cutoff.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TailPanel {
+    /// Panel title, e.g. "Li: force errors (n = 2500)".
+    pub title: String,
+    /// Unit of the values for the axes ("" for dimensionless).
+    pub unit: String,
+    /// The sample.
+    pub sample: Vec<f64>,
+    /// Models, the cutoff's first.
+    pub models: Vec<TailModel>,
+    /// The threshold t of the generalized Pareto tail, if one was fitted.
+    pub threshold: Option<Marker>,
+    /// The 1 - 1/N cutoff and N.
+    pub cutoff: Option<(Marker, u64)>,
+}
+
+impl TailPanel {
+    /// The panel of `sample` against the model behind a cutoff: the model `fit` chose (body, or
+    /// body + generalized Pareto tail), the body family alone when the tail was chosen (to see
+    /// where the tail departs from it), the fitted but unused tail when the body was chosen, the
+    /// threshold t and the cutoff `cutoff` at 1 - 1/N, N = `n_apply`. Without `fit` (model files
+    /// written before tail-aware cutoffs) the body alone.
+    pub fn from_fit(
+        title: impl Into<String>,
+        unit: impl Into<String>,
+        sample: &[f64],
+        body: &ModelChoice,
+        fit: Option<&CutoffFit>,
+        cutoff: f64,
+        n_apply: u64,
+    ) -> Self {
+        let s = sorted_finite(sample);
+        let s_max = s.last().copied().unwrap_or(1.0);
+        let c = if cutoff.is_finite() { cutoff } else { 0.0 };
+        let t_max = fit
+            .and_then(|f| f.tail.as_ref())
+            .map_or(0.0, |t| t.threshold);
+        let x_max = s_max.max(c).max(t_max) * 1.08;
+        let d = *body.dist();
+        let fam = d.family();
+        let body_ks = p_value_text(body.chosen().ks.p_value);
+        let verdict = |ok: bool| if ok { "passed" } else { "failed" };
+        let body_model =
+            |label: String| TailModel::new(label, &s, x_max, |q| d.isf(q), |x| d.sf(x));
+        let mut models = vec![];
+        let mut threshold = None;
+        match fit {
+            None => models.push(body_model(format!(
+                "{fam} body {} (KS p {body_ks}; no tail record)",
+                d.params_string()
+            ))),
+            Some(f) => {
+                let body_ad = p_value_text(f.body_ad.p_value);
+                match (&f.rule, &f.tail) {
+                    (CutoffRule::Tail, Some(t)) => {
+                        models.push(TailModel::new(
+                            format!(
+                                "cutoff model: {fam} body + gpd tail, ξ = {:.3} (tail KS p {}, \
+                                 AD p {}: {})",
+                                t.gpd.xi(),
+                                p_value_text(t.ks.p_value),
+                                p_value_text(t.ad.p_value),
+                                verdict(f.passed)
+                            ),
+                            &s,
+                            x_max,
+                            |q| f.isf(body, q),
+                            |x| f.sf(body, x),
+                        ));
+                        models.push(body_model(format!(
+                            "{fam} body alone (KS p {body_ks}, AD p {body_ad})"
+                        )));
+                        threshold = Some(Marker::new(
+                            format!(
+                                "gpd threshold t = {} (q{:.3}, {} excesses)",
+                                tick(&t.threshold),
+                                t.quantile,
+                                t.n_exceed
+                            ),
+                            t.threshold,
+                        ));
+                    }
+                    (_, tail) => {
+                        models.push(body_model(format!(
+                            "cutoff model: {fam} body (KS p {body_ks}, AD p {body_ad}: {})",
+                            verdict(f.passed)
+                        )));
+                        if let Some(t) = tail {
+                            let mut alt = f.clone();
+                            alt.rule = CutoffRule::Tail;
+                            models.push(TailModel::new(
+                                format!(
+                                    "gpd tail, not used: ξ = {:.3} (AD p {})",
+                                    t.gpd.xi(),
+                                    p_value_text(t.ad.p_value)
+                                ),
+                                &s,
+                                x_max,
+                                |q| alt.isf(body, q),
+                                |x| alt.sf(body, x),
+                            ));
+                            threshold = Some(Marker::new(
+                                format!(
+                                    "threshold of the unused tail t = {} (q{:.3})",
+                                    tick(&t.threshold),
+                                    t.quantile
+                                ),
+                                t.threshold,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        let cutoff = cutoff.is_finite().then(|| {
+            (
+                Marker::new(
+                    format!("cutoff 1 - 1/N = {} (N = {n_apply})", tick(&cutoff)),
+                    cutoff,
+                ),
+                n_apply,
+            )
+        });
+        TailPanel {
+            title: title.into(),
+            unit: unit.into(),
+            sample: s,
+            models,
+            threshold,
+            cutoff,
+        }
+    }
+
+    fn unit_text(&self) -> String {
+        if self.unit.is_empty() {
+            "dimensionless".into()
+        } else {
+            self.unit.clone()
+        }
+    }
+}
+
+/// Which view a [`TailPlot`] draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TailView {
+    /// Sample quantiles against model quantiles (linear axes, the upper tail spread out), with
+    /// y = x.
+    Qq,
+    /// Empirical and model survival P(X > x) on a log axis, down to 1/N.
+    Exceedance,
+}
+
+/// Panels of samples against their cutoff models, one figure: e.g. one row per species, the
+/// force errors and the uncertainties side by side.
+#[derive(Clone, Debug)]
+pub struct TailPlot<'a> {
+    /// Figure title.
+    pub title: &'a str,
+    /// QQ or exceedance.
+    pub view: TailView,
+    /// The panels, filled row by row.
+    pub panels: &'a [TailPanel],
+    /// Panels per row.
+    pub columns: usize,
+}
+
+/// Size of one panel of a multi-panel figure, pixels.
+const PANEL_SIZE: (u32, u32) = (860, 720);
+/// Height of a multi-panel figure's title, pixels.
+const TITLE_HEIGHT: u32 = 50;
+
+fn grid(n: usize, columns: usize) -> (usize, usize) {
+    let cols = columns.clamp(1, n.max(1));
+    (n.div_ceil(cols), cols)
+}
+
+impl TailPlot<'_> {
+    /// Writes the figure to `path` (.png or .svg).
+    pub fn write(&self, path: &Path) -> Result<(), PlotError> {
+        if self.panels.is_empty() {
+            return Err(data_err(path, "no panels"));
+        }
+        for p in self.panels {
+            if p.sample.iter().filter(|v| v.is_finite()).count() < 2 {
+                return Err(data_err(
+                    path,
+                    format!("{}: fewer than 2 finite values", p.title),
+                ));
+            }
+        }
+        let (rows, cols) = grid(self.panels.len(), self.columns);
+        let size = (
+            PANEL_SIZE.0 * cols as u32,
+            TITLE_HEIGHT + PANEL_SIZE.1 * rows as u32,
+        );
+        write_figure(path, size, self)
+    }
+}
+
+impl Figure for TailPlot<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        let body = root.titled(self.title, (FONT, 30))?;
+        let (rows, cols) = grid(self.panels.len(), self.columns);
+        for (p, area) in self.panels.iter().zip(body.split_evenly((rows, cols))) {
+            match self.view {
+                TailView::Qq => draw_qq(p, &area)?,
+                TailView::Exceedance => draw_exceedance(p, &area)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Legend entry of a marker that may lie beyond the axis.
+fn marker_label(m: &Marker, inside: bool) -> String {
+    if inside {
+        m.label.clone()
+    } else {
+        format!("{} (beyond the axis)", m.label)
+    }
+}
+
+/// How a legend entry drawn outside the chart shows its series.
+#[derive(Clone, Copy, Debug)]
+enum Swatch {
+    Line(RGBColor, u32),
+    Dashed(RGBColor, u32),
+    Dot(RGBColor),
+    Ring(RGBColor),
+}
+
+/// Line height of a legend drawn below a chart, pixels.
+const LEGEND_LINE: u32 = 19;
+
+/// Height of a legend of `n` entries drawn below a chart.
+fn legend_height(n: usize) -> u32 {
+    14 + LEGEND_LINE * n as u32
+}
+
+/// A legend below a chart (never over the data): one entry per line, from `x0` pixels.
+fn draw_legend_below<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    x0: i32,
+    entries: &[(Swatch, String)],
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    for (i, (sw, label)) in entries.iter().enumerate() {
+        let y = 4 + (LEGEND_LINE as i32) * i as i32 + LEGEND_LINE as i32 / 2;
+        let (a, b) = (x0, x0 + 24);
+        match *sw {
+            Swatch::Line(c, w) => {
+                area.draw(&PathElement::new(vec![(a, y), (b, y)], c.stroke_width(w)))?
+            }
+            Swatch::Dashed(c, w) => {
+                area.draw(&PathElement::new(
+                    vec![(a, y), (a + 9, y)],
+                    c.stroke_width(w),
+                ))?;
+                area.draw(&PathElement::new(
+                    vec![(a + 15, y), (b, y)],
+                    c.stroke_width(w),
+                ))?;
+            }
+            Swatch::Dot(c) => area.draw(&Circle::new((a + 12, y), 4, c.filled()))?,
+            Swatch::Ring(c) => area.draw(&Circle::new((a + 12, y), 4, c.stroke_width(1)))?,
+        }
+        area.draw(&Text::new(
+            label.clone(),
+            (b + 8, y - 8),
+            (FONT, 15).into_font().color(&BLACK),
+        ))?;
+    }
+    Ok(())
+}
+
+/// Number of legend entries of a tail panel: the sample or y = x, the models, the markers, and
+/// 1/N on the exceedance view.
+fn tail_legend_len(p: &TailPanel, view: TailView) -> usize {
+    1 + p.models.len()
+        + p.threshold.iter().count()
+        + p.cutoff.iter().count() * if view == TailView::Exceedance { 2 } else { 1 }
+}
+
+/// Splits a tail panel into the chart and the legend strip below it.
+fn split_for_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: usize,
+) -> (DrawingArea<DB, Shift>, DrawingArea<DB, Shift>) {
+    let (_, h) = area.dim_in_pixel();
+    area.split_vertically(h.saturating_sub(legend_height(entries)))
+}
+
+/// Left edge of the plotting area in a tail panel (margin + y label area).
+const TAIL_Y_LABELS: u32 = 85;
+const TAIL_MARGIN: u32 = 12;
+
+fn draw_qq<DB: DrawingBackend>(p: &TailPanel, area: &DrawingArea<DB, Shift>) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let (s_min, s_max) = finite_range(p.sample.iter().copied()).unwrap_or((0.0, 1.0));
+    // The axes cover the sample and the cutoff model's quantiles; the other models are cut
+    // there (their legend says how many points are beyond), and so is a cutoff far beyond.
+    let chosen_max = p
+        .models
+        .first()
+        .and_then(|m| finite_range(m.qq.iter().map(|q| q.0)))
+        .map_or(s_max, |r| r.1);
+    let mut hi = s_max.max(chosen_max);
+    if let Some(t) = &p.threshold {
+        hi = hi.max(t.value);
+    }
+    if let Some((c, _)) = &p.cutoff
+        && c.value <= 1.5 * hi
+    {
+        hi = hi.max(c.value);
+    }
+    let (lo, hi) = pad_range(s_min.min(0.0), hi * 1.04);
+    let unit = p.unit_text();
+    let (top, bottom) = split_for_legend(area, tail_legend_len(p, TailView::Qq));
+    let mut legend: Vec<(Swatch, String)> = vec![];
+    let mut chart = ChartBuilder::on(&top)
+        .caption(&p.title, (FONT, 24))
+        .margin(TAIL_MARGIN)
+        .x_label_area_size(50)
+        .y_label_area_size(TAIL_Y_LABELS)
+        .build_cartesian_2d(lo..hi, lo..hi)?;
+    chart
+        .configure_mesh()
+        .x_desc(format!("model quantile ({unit})"))
+        .y_desc(format!("sample quantile ({unit})"))
+        .axis_desc_style((FONT, 18))
+        .label_style((FONT, 15))
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    let grey = RGBColor(120, 120, 120);
+    chart.draw_series(LineSeries::new(
+        vec![(lo, lo), (hi, hi)],
+        grey.stroke_width(1),
+    ))?;
+    legend.push((
+        Swatch::Line(grey, 1),
+        "y = x: the sample follows the model".into(),
+    ));
+    let inside = |v: f64| v >= lo && v <= hi;
+    for (k, m) in p.models.iter().enumerate() {
+        let col = PALETTE[k % PALETTE.len()];
+        let pts: Vec<(f64, f64)> =
+            m.qq.iter()
+                .copied()
+                .filter(|q| inside(q.0) && inside(q.1))
+                .collect();
+        let beyond = m.qq.len() - pts.len();
+        let label = if beyond > 0 {
+            format!("{} ({beyond} beyond the axis)", m.label)
+        } else {
+            m.label.clone()
+        };
+        let pts = thin(&pts, 1500, 300);
+        if k == 0 {
+            chart.draw_series(
+                pts.iter()
+                    .map(|&q| Circle::new(q, 3, col.mix(0.7).filled())),
+            )?;
+            legend.push((Swatch::Dot(col), label));
+        } else {
+            chart.draw_series(pts.iter().map(|&q| Circle::new(q, 3, col.stroke_width(1))))?;
+            legend.push((Swatch::Ring(col), label));
+        }
+    }
+    let lines = p
+        .threshold
+        .iter()
+        .map(|m| (m, MARKER_COLORS[2]))
+        .chain(p.cutoff.iter().map(|(m, _)| (m, MARKER_COLORS[0])));
+    for (m, col) in lines {
+        if inside(m.value) {
+            chart.draw_series(DashedLineSeries::new(
+                vec![(m.value, lo), (m.value, hi)],
+                10,
+                6,
+                col.stroke_width(2),
+            ))?;
+        }
+        legend.push((Swatch::Dashed(col, 2), marker_label(m, inside(m.value))));
+    }
+    draw_legend_below(&bottom, (TAIL_MARGIN + TAIL_Y_LABELS) as i32, &legend)
+}
+
+fn draw_exceedance<DB: DrawingBackend>(p: &TailPanel, area: &DrawingArea<DB, Shift>) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let emp = empirical_survival(&p.sample);
+    let n = emp.len().max(1);
+    let (s_min, s_max) = finite_range(p.sample.iter().copied()).unwrap_or((0.0, 1.0));
+    let mut hi = s_max;
+    if let Some(t) = &p.threshold {
+        hi = hi.max(t.value);
+    }
+    let mut p_floor = 0.5 / n as f64;
+    if let Some((c, big_n)) = &p.cutoff {
+        hi = hi.max(c.value);
+        p_floor = p_floor.min(1.0 / *big_n as f64);
+    }
+    let (x0, x1) = pad_range(s_min.min(0.0), hi * 1.05);
+    let y0 = (p_floor / 4.0).max(1e-300);
+    let y1 = 1.5;
+    let unit = p.unit_text();
+    let (top, bottom) = split_for_legend(area, tail_legend_len(p, TailView::Exceedance));
+    let mut legend: Vec<(Swatch, String)> = vec![];
+    let mut chart = ChartBuilder::on(&top)
+        .caption(&p.title, (FONT, 24))
+        .margin(TAIL_MARGIN)
+        .x_label_area_size(50)
+        .y_label_area_size(TAIL_Y_LABELS)
+        .build_cartesian_2d(x0..x1, log_axis(y0, y1))?;
+    chart
+        .configure_mesh()
+        .x_desc(format!("value ({unit})"))
+        .y_desc("exceedance probability P(X > x)")
+        .axis_desc_style((FONT, 18))
+        .label_style((FONT, 15))
+        .x_label_formatter(&tick)
+        .y_label_formatter(&log_tick)
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    let dark = RGBColor(40, 40, 40);
+    let pts = thin(&emp, 1500, 300);
+    chart.draw_series(
+        pts.iter()
+            .map(|&q| Circle::new(q, 2, dark.mix(0.6).filled())),
+    )?;
+    legend.push((
+        Swatch::Dot(dark),
+        format!(
+            "sample (n = {}): the i-th largest at P = (i - 1/2)/n",
+            emp.len()
+        ),
+    ));
+    for (k, m) in p.models.iter().enumerate() {
+        let col = PALETTE[k % PALETTE.len()];
+        // The curve down to the bottom of the axis, clamped there.
+        let mut curve = vec![];
+        for &(x, q) in &m.survival {
+            if x < x0 || x > x1 {
+                continue;
+            }
+            curve.push((x, q.clamp(y0, y1)));
+            if q < y0 {
+                break;
+            }
+        }
+        if k == 0 {
+            chart.draw_series(LineSeries::new(curve, col.stroke_width(3)))?;
+            legend.push((Swatch::Line(col, 3), m.label.clone()));
+        } else {
+            chart.draw_series(DashedLineSeries::new(curve, 10, 6, col.stroke_width(2)))?;
+            legend.push((Swatch::Dashed(col, 2), m.label.clone()));
+        }
+    }
+    if let Some(t) = &p.threshold {
+        let col = MARKER_COLORS[2];
+        chart.draw_series(DashedLineSeries::new(
+            vec![(t.value, y0), (t.value, y1)],
+            10,
+            6,
+            col.stroke_width(2),
+        ))?;
+        legend.push((Swatch::Dashed(col, 2), t.label.clone()));
+    }
+    if let Some((c, big_n)) = &p.cutoff {
+        let col = MARKER_COLORS[0];
+        chart.draw_series(DashedLineSeries::new(
+            vec![(c.value, y0), (c.value, y1)],
+            10,
+            6,
+            col.stroke_width(2),
+        ))?;
+        legend.push((Swatch::Dashed(col, 2), c.label.clone()));
+        let q = 1.0 / *big_n as f64;
+        let grey = RGBColor(120, 120, 120);
+        chart.draw_series(DashedLineSeries::new(
+            vec![(x0, q), (x1, q)],
+            4,
+            4,
+            grey.stroke_width(1),
+        ))?;
+        legend.push((
+            Swatch::Dashed(grey, 1),
+            format!("P = 1/N = {}", log_tick(&q)),
+        ));
+    }
+    draw_legend_below(&bottom, (TAIL_MARGIN + TAIL_Y_LABELS) as i32, &legend)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error against uncertainty with the conditional error model and the upper cutoff.
+
+/// Exceedance-q quantile of Maxwell(s) over s: the e with P(e > e | s) = q is s times this.
+pub fn maxwell_quantile_factor(q: f64) -> f64 {
+    (2.0 * gamma_q_inv(1.5, q)).sqrt()
+}
+
+/// One panel of an [`UpperPlot`]: force error against uncertainty of one species.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpperPanel {
+    /// Panel title.
+    pub title: String,
+    /// Uncertainty axis label with units.
+    pub u_label: String,
+    /// Uncertainties.
+    pub u: Vec<f64>,
+    /// Force errors, eV/Å (paired with `u`).
+    pub e: Vec<f64>,
+    /// Curves of the error model (the first solid, the others dashed; an empty label leaves a
+    /// curve out of the legend).
+    pub curves: Vec<Curve>,
+    /// The error stability limit e_max, eV/Å (a horizontal line).
+    pub e_max: f64,
+    /// Vertical lines: the lower cutoff u_c, the upper cutoff u_max.
+    pub u_markers: Vec<Marker>,
+    /// Shown above the chart (e.g. why there is no upper cutoff).
+    pub note: Option<String>,
+}
+
+impl UpperPanel {
+    /// The panel of one calibration: with the conditional rule, the median error 1.538 s(u) of
+    /// the fitted e | u ~ Maxwell(s(u)) and its 5 % and 95 % quantiles; e_max; u_c; u_max, or a
+    /// note saying why there is none; with the ratio rule, u_max and a note saying so.
+    pub fn from_calibration(
+        title: impl Into<String>,
+        u_label: impl Into<String>,
+        u: &[f64],
+        e: &[f64],
+        cal: &Calibration,
+    ) -> Self {
+        let pos = |v: &f64| v.is_finite() && *v > 0.0;
+        let (ua, ub) = finite_range(u.iter().copied().filter(pos)).unwrap_or((1e-3, 1.0));
+        let mut top = ub.max(cal.u_c);
+        if cal.u_max.is_finite() {
+            top = top.max(cal.u_max);
+        }
+        let (x0, x1) = upper_x_range(ua, top);
+        let mut u_markers = vec![Marker::new(
+            format!("lower cutoff u_c = {}", tick(&cal.u_c)),
+            cal.u_c,
+        )];
+        let mut curves = vec![];
+        let note = match (&cal.upper_rule, &cal.conditional) {
+            (UpperRule::Conditional, Some(c)) => {
+                let sc = c.scale;
+                let grid: Vec<f64> = (0..=300)
+                    .map(|i| (x0.ln() + (x1 / x0).ln() * i as f64 / 300.0).exp())
+                    .collect();
+                let curve = |q: f64, label: String| Curve {
+                    label,
+                    points: grid
+                        .iter()
+                        .map(|&x| (x, sc.s(x) * maxwell_quantile_factor(q)))
+                        .collect(),
+                };
+                curves.push(curve(
+                    0.5,
+                    format!(
+                        "median error {:.3} s(u), s(u) = {} + {} u^{:.2}",
+                        maxwell_quantile_factor(0.5),
+                        tick(&sc.a),
+                        tick(&sc.b),
+                        sc.k
+                    ),
+                ));
+                curves.push(curve(
+                    0.05,
+                    "5 % and 95 % quantiles of Maxwell(s(u))".into(),
+                ));
+                curves.push(curve(0.95, String::new()));
+                match c.u_max {
+                    Some(_) => {
+                        u_markers.push(Marker::new(
+                            format!(
+                                "upper cutoff u_max = {} (P(e > e_max | u) = {})",
+                                tick(&cal.u_max),
+                                c.p_halt
+                            ),
+                            cal.u_max,
+                        ));
+                        c.reason.clone()
+                    }
+                    None => Some(format!(
+                        "no upper cutoff: {}",
+                        c.reason.as_deref().unwrap_or("no reason recorded")
+                    )),
+                }
+            }
+            (rule, _) => {
+                if cal.u_max.is_finite() {
+                    u_markers.push(Marker::new(
+                        format!(
+                            "upper cutoff u_max = {} ({} rule)",
+                            tick(&cal.u_max),
+                            rule.name()
+                        ),
+                        cal.u_max,
+                    ));
+                }
+                Some(match rule {
+                    UpperRule::Ratio => format!(
+                        "ratio rule: u_max = mean_u + ratio (u_c - mean_u), ratio = {:.3}; no \
+                         error model s(u) was fitted (use the conditional rule to see one)",
+                        cal.ratio
+                    ),
+                    UpperRule::Conditional => {
+                        "conditional rule, but no fit record in the model".into()
+                    }
+                })
+            }
+        };
+        UpperPanel {
+            title: title.into(),
+            u_label: u_label.into(),
+            u: u.to_vec(),
+            e: e.to_vec(),
+            curves,
+            e_max: cal.e_max,
+            u_markers,
+            note,
+        }
+    }
+}
+
+/// The uncertainty axis range of an [`UpperPanel`] (log scale): from the smallest positive value
+/// to the largest value or cutoff.
+fn upper_x_range(lo: f64, hi: f64) -> (f64, f64) {
+    let (lo, hi) = if hi > lo {
+        (lo, hi)
+    } else {
+        (lo * 0.5, lo * 2.0)
+    };
+    (lo / 1.5, hi * 1.5)
+}
+
+/// Force error against uncertainty, one panel per species, log-log: the atoms, the fitted
+/// conditional error model, e_max and the cutoffs.
+#[derive(Clone, Debug)]
+pub struct UpperPlot<'a> {
+    /// Figure title.
+    pub title: &'a str,
+    /// The panels, filled row by row.
+    pub panels: &'a [UpperPanel],
+    /// Panels per row.
+    pub columns: usize,
+}
+
+impl UpperPlot<'_> {
+    /// Writes the figure to `path` (.png or .svg).
+    pub fn write(&self, path: &Path) -> Result<(), PlotError> {
+        if self.panels.is_empty() {
+            return Err(data_err(path, "no panels"));
+        }
+        for p in self.panels {
+            if p.u.len() != p.e.len() {
+                return Err(data_err(
+                    path,
+                    format!(
+                        "{}: {} uncertainties, {} errors",
+                        p.title,
+                        p.u.len(),
+                        p.e.len()
+                    ),
+                ));
+            }
+            if p.u.is_empty() {
+                return Err(data_err(path, format!("{}: no points", p.title)));
+            }
+        }
+        let (rows, cols) = grid(self.panels.len(), self.columns);
+        let size = (
+            PANEL_SIZE.0 * cols as u32,
+            TITLE_HEIGHT + PANEL_SIZE.1 * rows as u32,
+        );
+        write_figure(path, size, self)
+    }
+}
+
+/// Greedy word wrap to lines of at most `width` characters (longer words stay whole).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = vec![];
+    let mut line = String::new();
+    for w in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + w.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(w);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+impl Figure for UpperPlot<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        let body = root.titled(self.title, (FONT, 30))?;
+        let (rows, cols) = grid(self.panels.len(), self.columns);
+        for (p, area) in self.panels.iter().zip(body.split_evenly((rows, cols))) {
+            draw_upper(p, &area)?;
+        }
+        Ok(())
+    }
+}
+
+fn draw_upper<DB: DrawingBackend>(p: &UpperPanel, area: &DrawingArea<DB, Shift>) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let area = area.titled(&p.title, (FONT, 24))?;
+    let (w, _) = area.dim_in_pixel();
+    // About 7 pixels per character at size 16.
+    let note = p
+        .note
+        .as_deref()
+        .map(|n| wrap(n, ((w as usize).saturating_sub(40) / 7).max(30)))
+        .unwrap_or_default();
+    let (top, plot) = area.split_vertically(8 + 20 * note.len() as u32);
+    // Red when there is no upper cutoff, grey for caveats and the ratio rule.
+    let col = if p
+        .note
+        .as_deref()
+        .is_some_and(|n| n.starts_with("no upper cutoff"))
+    {
+        RGBColor(170, 30, 30)
+    } else {
+        RGBColor(80, 80, 80)
+    };
+    for (i, line) in note.iter().enumerate() {
+        top.draw(&Text::new(
+            line.clone(),
+            (20, 4 + 20 * i as i32),
+            (FONT, 16).into_font().color(&col),
+        ))?;
+    }
+    let pts: Vec<(f64, f64)> =
+        p.u.iter()
+            .zip(&p.e)
+            .map(|(&u, &e)| (u, e))
+            .filter(|(u, e)| u.is_finite() && e.is_finite() && *u > 0.0 && *e > 0.0)
+            .collect();
+    let dropped = p.u.len() - pts.len();
+    let pos = |v: &f64| v.is_finite() && *v > 0.0;
+    let (ua, ub) = finite_range(pts.iter().map(|q| q.0)).unwrap_or((1e-3, 1.0));
+    let top_u = p
+        .u_markers
+        .iter()
+        .map(|m| m.value)
+        .filter(pos)
+        .fold(ub, f64::max);
+    let (x0, x1) = upper_x_range(ua, top_u);
+    let (ea, eb) = finite_range(pts.iter().map(|q| q.1)).unwrap_or((1e-3, 1.0));
+    // Headroom above the data and e_max for the legend (upper left: low uncertainty and large
+    // errors, where atoms are rare).
+    let (y0, y1) = (ea / 1.5, eb.max(p.e_max) * 12.0);
+    let mut chart = ChartBuilder::on(&plot)
+        .margin(12)
+        .x_label_area_size(50)
+        .y_label_area_size(85)
+        .build_cartesian_2d(log_axis(x0, x1), log_axis(y0, y1))?;
+    chart
+        .configure_mesh()
+        .x_desc(p.u_label.as_str())
+        .y_desc("force error |ΔF| (eV/Å)")
+        .axis_desc_style((FONT, 18))
+        .label_style((FONT, 15))
+        .x_label_formatter(&log_tick)
+        .y_label_formatter(&log_tick)
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    let col = PALETTE[0];
+    chart
+        .draw_series(
+            pts.iter()
+                .map(|&q| Circle::new(q, 2, col.mix(0.35).filled())),
+        )?
+        .label(if dropped > 0 {
+            format!("atoms (n = {}; {dropped} at zero not drawn)", pts.len())
+        } else {
+            format!("atoms (n = {})", pts.len())
+        })
+        .legend(move |(x, y)| Circle::new((x + 10, y), 4, col.filled()));
+    let curve_col = PALETTE[1];
+    for (k, c) in p.curves.iter().enumerate() {
+        let pts: Vec<(f64, f64)> = c
+            .points
+            .iter()
+            .copied()
+            .filter(|&(x, y)| x >= x0 && x <= x1 && y >= y0 && y <= y1)
+            .collect();
+        let width = if k == 0 { 3 } else { 2 };
+        let series = if k == 0 {
+            chart.draw_series(LineSeries::new(pts, curve_col.stroke_width(width)))?
+        } else {
+            chart.draw_series(DashedLineSeries::new(
+                pts,
+                8,
+                6,
+                curve_col.stroke_width(width),
+            ))?
+        };
+        if !c.label.is_empty() {
+            series.label(c.label.clone()).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], curve_col.stroke_width(width))
+            });
+        }
+    }
+    let emax_col = PALETTE[3];
+    chart
+        .draw_series(LineSeries::new(
+            vec![(x0, p.e_max), (x1, p.e_max)],
+            emax_col.stroke_width(2),
+        ))?
+        .label(format!("e_max = {} eV/Å", tick(&p.e_max)))
+        .legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 20, y)], emax_col.stroke_width(2))
+        });
+    for (i, m) in p.u_markers.iter().enumerate() {
+        let c = MARKER_COLORS[i % MARKER_COLORS.len()];
+        let inside = m.value >= x0 && m.value <= x1;
+        let pts = if inside {
+            vec![(m.value, y0), (m.value, y1)]
+        } else {
+            vec![]
+        };
+        chart
+            .draw_series(DashedLineSeries::new(pts, 10, 6, c.stroke_width(2)))?
+            .label(marker_label(m, inside))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Markdown table.
 
 /// A Markdown (GitHub) table with padded columns; `|` in cells is escaped.
@@ -1101,6 +2133,213 @@ mod tests {
             "| a   | b\\|c |\n| --- | ---- |\n| 1   | 22   |\n| 333 |      |\n"
         );
         write_markdown_table(&dir.join("t.md"), &["x".into()], &[vec!["1".into()]]).unwrap();
+    }
+
+    /// A Maxwell body whose top 5 % is replaced by a heavier generalized Pareto tail.
+    fn heavy_tailed(seed: u64, n: usize) -> Vec<f64> {
+        let mut r = rng(seed);
+        let mut x = draw_maxwell(&mut r, 0.05, n);
+        let y = crate::stats::tests::draw_gpd(&mut r, 0.3, 0.05, n / 20);
+        for (i, v) in y.into_iter().enumerate() {
+            x[i * 20] = 0.15 + v;
+        }
+        x
+    }
+
+    #[test]
+    fn stats_qq_points_are_model_quantiles_at_hazen_positions() {
+        // By hand: exponential isf(q) = -ln q; positions 5/6, 1/2, 1/6 for n = 3, ascending in
+        // the sample; the non-finite value is left out.
+        let qq = qq_points(&[3.0, 1.0, f64::NAN, 2.0], |q| -q.ln());
+        let want = [
+            ((6.0f64 / 5.0).ln(), 1.0),
+            (2.0f64.ln(), 2.0),
+            (6.0f64.ln(), 3.0),
+        ];
+        assert_eq!(qq.len(), 3);
+        for (g, w) in qq.iter().zip(want) {
+            assert!((g.0 - w.0).abs() < 1e-15 && g.1 == w.1, "{qq:?}");
+        }
+        assert_eq!(
+            empirical_survival(&[3.0, 1.0, 2.0]),
+            vec![(1.0, 5.0 / 6.0), (2.0, 0.5), (3.0, 1.0 / 6.0)]
+        );
+        // A sample made of a model's own quantiles at the plotting positions, in any order, lies
+        // on y = x.
+        let m = crate::stats::Maxwell::new(0.1).unwrap();
+        let n = 500;
+        let sample: Vec<f64> = (0..n)
+            .rev()
+            .map(|i| m.isf(exceedance_position(i, n)))
+            .collect();
+        for (x, y) in qq_points(&sample, |q| m.isf(q)) {
+            assert!((x / y - 1.0).abs() < 1e-12, "{x} vs {y}");
+        }
+
+        // A heavy tail: the spliced cutoff model follows it, the body alone falls short.
+        let x = heavy_tailed(21, 4000);
+        let body = crate::stats::choose_model_from(
+            &x,
+            &[crate::stats::Family::Maxwell],
+            crate::stats::family_choice::DEFAULT_ALPHA,
+        )
+        .unwrap();
+        let fit = crate::stats::tail::fit_cutoff(&x, &body, crate::stats::tail::TailPolicy::Auto)
+            .unwrap();
+        assert_eq!(fit.rule, CutoffRule::Tail, "{}", fit.note);
+        let c = fit.isf(&body, 1e-4);
+        let panel = TailPanel::from_fit("t", "eV/Å", &x, &body, Some(&fit), c, 10_000);
+        assert_eq!(panel.models.len(), 2);
+        let (chosen, alone) = (&panel.models[0], &panel.models[1]);
+        assert!(
+            chosen
+                .label
+                .starts_with("cutoff model: maxwell body + gpd tail")
+        );
+        assert!(alone.label.starts_with("maxwell body alone"));
+        // The largest value is set against the model's quantile at 1 / (2n).
+        let top = chosen.qq.last().unwrap();
+        assert_eq!(top.0, fit.isf(&body, 0.5 / x.len() as f64));
+        assert_eq!(top.1, x.iter().cloned().fold(0.0, f64::max));
+        let t = fit.tail.as_ref().unwrap();
+        assert_eq!(panel.threshold.as_ref().unwrap().value, t.threshold);
+        let (cut, big_n) = panel.cutoff.as_ref().unwrap();
+        assert_eq!((cut.value, *big_n), (c, 10_000));
+        // Above the threshold: mean |sample / model - 1| of each model.
+        let misfit = |m: &TailModel| {
+            let above: Vec<f64> =
+                m.qq.iter()
+                    .filter(|q| q.1 > t.threshold)
+                    .map(|q| (q.1 / q.0 - 1.0).abs())
+                    .collect();
+            above.iter().sum::<f64>() / above.len() as f64
+        };
+        assert!(
+            misfit(chosen) < 0.05 && misfit(alone) > 4.0 * misfit(chosen),
+            "{} vs {}",
+            misfit(chosen),
+            misfit(alone)
+        );
+        // The survival curves: the spliced one is the body's below t, p_t at t.
+        let at_t = chosen
+            .survival
+            .iter()
+            .min_by(|a, b| {
+                (a.0 - t.threshold)
+                    .abs()
+                    .total_cmp(&(b.0 - t.threshold).abs())
+            })
+            .unwrap();
+        assert!((fit.sf(&body, at_t.0) - at_t.1).abs() < 1e-15);
+        assert!((fit.sf(&body, t.threshold) - t.p_exceed).abs() < 1e-12);
+        // Thinning keeps the whole upper tail.
+        let v: Vec<usize> = (0..10_000).collect();
+        let th = thin(&v, 1000, 300);
+        assert_eq!(th.len(), 1000);
+        assert_eq!(th[0], 0);
+        assert_eq!(&th[700..], &v[9700..]);
+        assert_eq!(wrap("aa bb cc dd", 5), ["aa bb", "cc dd"]);
+        assert_eq!(p_value_text(0.0), "< 1e-10");
+        assert_eq!(p_value_text(0.0123), "0.01");
+        assert_eq!(log_tick(&1e-4), "1e-4");
+        // Labels below the first power of ten inside a short log range.
+        let keys = log_axis(0.12, 6.3).key_points(plotters::coord::ranged1d::BoldPoints(11));
+        assert_eq!(keys, [0.2, 0.5, 1.0, 2.0, 5.0]);
+        assert!((maxwell_quantile_factor(0.5) - 1.538_172).abs() < 1e-5);
+    }
+
+    #[test]
+    fn stats_tail_and_upper_plots_write_png_and_svg() {
+        use crate::stats::cutoff::{CalibrationOptions, calibrate};
+        let dir = out_dir();
+        let mut r = rng(52);
+        // Species A: heavy-tailed errors, an uncertainty that tracks them (an upper cutoff).
+        let ea = heavy_tailed(22, 3000);
+        let noise = draw_gamma(&mut r, 6.0, 1.0 / 6.0, ea.len());
+        let ua: Vec<f64> = ea
+            .iter()
+            .zip(&noise)
+            .map(|(e, z)| 0.8 * e * z + 0.01)
+            .collect();
+        let ca = calibrate("A", "ensemble", &ea, &ua, &CalibrationOptions::new(3000)).unwrap();
+        // Species B: errors of ~1 eV/Å whatever the uncertainty (no upper cutoff: the model
+        // itself is not accurate enough).
+        let eb = draw_maxwell(&mut r, 0.8, 800);
+        let ub = draw_gamma(&mut r, 3.0, 0.02, 800);
+        let cb = calibrate("B", "ensemble", &eb, &ub, &CalibrationOptions::new(800)).unwrap();
+        assert!(cb.conditional.as_ref().unwrap().u_max.is_none());
+        let mut tails = vec![];
+        let mut uppers = vec![];
+        for (name, e, u, c) in [("A", &ea, &ua, &ca), ("B", &eb, &ub, &cb)] {
+            tails.push(TailPanel::from_fit(
+                format!("{name}: force error |ΔF|"),
+                "eV/Å",
+                e,
+                &c.error,
+                c.error_fit.as_ref(),
+                c.e_c,
+                c.n_apply,
+            ));
+            tails.push(TailPanel::from_fit(
+                format!("{name}: uncertainty"),
+                "eV/Å",
+                u,
+                &c.uncertainty,
+                c.uncertainty_fit.as_ref(),
+                c.u_c,
+                c.n_apply,
+            ));
+            uppers.push(UpperPanel::from_calibration(
+                format!("{name}: force error vs uncertainty"),
+                "uncertainty (eV/Å)",
+                u,
+                e,
+                c,
+            ));
+        }
+        // A: s(u) drawn, u_c and u_max marked (the note, if any, says u_max is extrapolated).
+        assert!(ca.u_max.is_finite() && uppers[0].curves.len() == 3);
+        assert_eq!(uppers[0].u_markers.len(), 2, "{:?}", uppers[0].note);
+        assert!(
+            uppers[1]
+                .note
+                .as_deref()
+                .unwrap()
+                .starts_with("no upper cutoff: ")
+        );
+        for ext in ["png", "svg"] {
+            for (view, stem) in [(TailView::Qq, "qq"), (TailView::Exceedance, "exceedance")] {
+                let p = dir.join(format!("tail_{stem}.{ext}"));
+                TailPlot {
+                    title: "ensemble: tails",
+                    view,
+                    panels: &tails,
+                    columns: 2,
+                }
+                .write(&p)
+                .unwrap();
+                assert_written(&p);
+            }
+            let p = dir.join(format!("upper.{ext}"));
+            UpperPlot {
+                title: "ensemble: upper cutoff",
+                panels: &uppers,
+                columns: 2,
+            }
+            .write(&p)
+            .unwrap();
+            assert_written(&p);
+        }
+        let empty = TailPlot {
+            title: "t",
+            view: TailView::Qq,
+            panels: &[],
+            columns: 2,
+        };
+        assert!(matches!(
+            empty.write(&dir.join("e.png")),
+            Err(PlotError::Data { .. })
+        ));
     }
 
     #[test]
