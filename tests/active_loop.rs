@@ -1,7 +1,9 @@
 //! `aceuq loop` end to end with the real LAMMPS, the plugin and the SNAP labeller
 //! (examples/li-loop/quick.toml): iterations leave their files, the training set grows by exactly
 //! the validated labels, a rerun resumes without redoing anything, a failing labeller never
-//! corrupts the training set and a loop interrupted in labelling resumes there.
+//! corrupts the training set and a loop interrupted in labelling resumes there; every iteration
+//! that labelled recalibrates with exactly the structures it labelled, and the cutoff summary
+//! says how the cutoffs moved.
 
 mod common;
 
@@ -66,6 +68,40 @@ fn frames(p: &Path) -> Vec<aceuq::Structure> {
     extxyz::read_file(p, &Default::default()).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// The species-level `gamma` calibration of Li stored in a model file.
+fn li_gamma(model: &Path) -> aceuq::stats::cutoff::Calibration {
+    let pot = aceuq::Potential::load(model).unwrap_or_else(|e| panic!("{}: {e}", model.display()));
+    pot.uq
+        .calibration
+        .iter()
+        .find(|c| c.species == "Li" && c.method == "gamma" && c.cluster.is_none())
+        .unwrap_or_else(|| panic!("{}: no Li gamma cutoffs", model.display()))
+        .clone()
+}
+
+/// Labelled high-uncertainty atoms in an upper cutoff's fit.
+fn n_high(c: &aceuq::stats::cutoff::Calibration) -> usize {
+    c.conditional.as_ref().map_or(0, |x| x.n_high)
+}
+
+/// A recalibration after labelling: used exactly the `labelled` structures of this iteration
+/// (128 atoms each) besides `earlier_atoms` from the held-out labels of earlier iterations, and
+/// says so.
+fn check_recalibration(it: &Path, k: usize, labelled: usize, earlier_atoms: Option<usize>) {
+    let after = li_gamma(&it.join("recalibrated.aceuq"));
+    let n = n_high(&after);
+    match earlier_atoms {
+        Some(e) => assert_eq!(n, 128 * labelled + e, "iteration {k}: {after:?}"),
+        None => assert!(n >= 128 * labelled, "iteration {k}: {n} high atoms"),
+    }
+    let p = after.provenance.clone().unwrap_or_default();
+    assert!(
+        p.contains(&format!("iteration {k} after labelling"))
+            && p.contains(&format!("{labelled} labelled in this iteration")),
+        "{p}"
+    );
+}
+
 #[test]
 fn quick_loop_runs_grows_the_data_and_resumes() {
     let Some(_s) = common::setup("quick_loop_runs_grows_the_data_and_resumes") else {
@@ -124,6 +160,80 @@ fn quick_loop_runs_grows_the_data_and_resumes() {
     assert_eq!(frames(&run_dir.join("dataset.xyz")).len(), expected);
     assert!(expected > initial, "the loop labelled nothing:\n{text}");
 
+    // Cutoffs: every iteration that labelled recalibrated its model with exactly those
+    // structures as high-uncertainty data; a fit without an upper cutoff of its own took the
+    // latest recalibration's; cutoffs.csv and the final table show the cutoffs per iteration
+    // and how they moved.
+    let cut = std::fs::read_to_string(run_dir.join("cutoffs.csv")).unwrap();
+    let mut lines = cut.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let cut_rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(cut_rows.len(), rows.len(), "{cut}");
+    type Cal = aceuq::stats::cutoff::Calibration;
+    // The previous iteration's fit and recalibration.
+    let mut previous: Option<(Cal, Option<Cal>)> = None;
+    for (k, (row, cr)) in rows.iter().zip(&cut_rows).enumerate() {
+        let k = k + 1;
+        let it = run_dir.join(format!("iter_{k:03}"));
+        let fit = li_gamma(&it.join("model.aceuq"));
+        assert_eq!(cr[col("species")], "Li");
+        assert_eq!(cr[col("lower_cutoff")], format!("{:.5}", fit.u_c), "{cut}");
+        assert_eq!(cr[col("high_atoms")], n_high(&fit).to_string(), "{cut}");
+        let labelled: usize = row[7].parse().unwrap();
+        let after = if labelled > 0 {
+            // Iteration 1 has no earlier labels: exactly its own.
+            check_recalibration(&it, k, labelled, (k == 1).then_some(0));
+            let a = li_gamma(&it.join("recalibrated.aceuq"));
+            assert_eq!(
+                cr[col("high_atoms_after_labelling")],
+                n_high(&a).to_string(),
+                "{cut}"
+            );
+            Some(a)
+        } else {
+            assert!(!it.join("recalibrated.aceuq").exists());
+            assert_eq!(cr[col("upper_after_labelling")], "", "{cut}");
+            None
+        };
+        match &previous {
+            None => assert_eq!(cr[col("lower_moved")], "", "{cut}"),
+            Some((before, before_after)) => {
+                let moved = if before.u_c == fit.u_c {
+                    "=".to_string()
+                } else {
+                    format!("{:+.1}%", 100.0 * (fit.u_c - before.u_c) / before.u_c)
+                };
+                assert_eq!(cr[col("lower_moved")], moved, "{cut}");
+                if !before.u_max.is_finite() && fit.u_max.is_finite() {
+                    assert_eq!(cr[col("upper_moved")], "from none", "{cut}");
+                }
+                // Carried over: the previous recalibration's upper cutoff.
+                if cr[col("upper_from")] != "fit" {
+                    assert_eq!(
+                        cr[col("upper_from")],
+                        format!("iteration {} after labelling", k - 1)
+                    );
+                    let from = before_after.as_ref().expect("a recalibration to carry");
+                    assert_eq!(fit.u_max, from.u_max.max(fit.u_c));
+                    assert_eq!(n_high(&fit), n_high(from));
+                } else if before_after.as_ref().is_some_and(|a| a.u_max.is_finite()) {
+                    assert!(
+                        fit.u_max.is_finite(),
+                        "iteration {k}: no upper cutoff\n{cut}"
+                    );
+                }
+            }
+        }
+        previous = Some((fit, after));
+    }
+    assert!(
+        text.contains("cutoffs of gamma per iteration and species")
+            && text.contains("u_max after labelling")
+            && text.contains("structures just labelled"),
+        "{text}"
+    );
+
     // The final model (on every label) and its check runs exist.
     assert!(run_dir.join("final.aceuq").is_file());
     let check: toml::Table =
@@ -135,6 +245,7 @@ fn quick_loop_runs_grows_the_data_and_resumes() {
     // A rerun resumes: every iteration is reported done and no file is rewritten.
     let model1 = std::fs::read(run_dir.join("iter_001/model.aceuq")).unwrap();
     let labelled1 = std::fs::read(run_dir.join("iter_001/labelled.xyz")).unwrap();
+    let recal1 = std::fs::read(run_dir.join("iter_001/recalibrated.aceuq")).unwrap();
     let (ok, text2) = run_loop(&cfg, &run_dir);
     assert!(ok, "{text2}");
     assert_eq!(
@@ -153,6 +264,15 @@ fn quick_loop_runs_grows_the_data_and_resumes() {
     assert_eq!(
         std::fs::read(run_dir.join("iter_001/labelled.xyz")).unwrap(),
         labelled1
+    );
+    assert_eq!(
+        std::fs::read(run_dir.join("iter_001/recalibrated.aceuq")).unwrap(),
+        recal1
+    );
+    assert!(!text2.contains("structures just labelled"), "{text2}");
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("cutoffs.csv")).unwrap(),
+        cut
     );
 }
 
@@ -179,7 +299,7 @@ fn failing_labeller_never_corrupts_the_data_and_the_loop_resumes_at_labelling() 
     );
     let it = run_dir.join("iter_001");
     assert!(it.join(".select.done").is_file() && !it.join(".label.done").is_file());
-    assert!(!it.join("labelled.xyz").exists());
+    assert!(!it.join("labelled.xyz").exists() && !it.join("recalibrated.aceuq").exists());
     let model = std::fs::read(it.join("model.aceuq")).unwrap();
 
     // 2. A labeller that fails the batch and then mangles the first single structure it sees
@@ -226,6 +346,8 @@ fn failing_labeller_never_corrupts_the_data_and_the_loop_resumes_at_labelling() 
         "{:?}",
         failed[0].info
     );
+    // The recalibration after the resumed labelling used exactly the validated labels.
+    check_recalibration(&it, 1, good.len(), Some(0));
     // The training data never contain the failed structure.
     let initial = frames(&root().join("examples/li-loop/start.xyz")).len();
     assert_eq!(

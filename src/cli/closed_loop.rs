@@ -37,6 +37,19 @@ pub fn run(a: &LoopArgs) -> Result<()> {
     };
     let (rows, stop) = workflow::run(&cfg, &a.run_dir, &tools, &say)?;
     println!("\n{}", table(&rows));
+    let cutoffs = workflow::cutoff_rows(&rows);
+    if !cutoffs.is_empty() {
+        println!(
+            "\ncutoffs of {} per iteration and species (upper: none = no uncertainty reaches a \
+             force error of {} eV/Å; moved: change from the previous iteration; high atoms: \
+             labelled high-uncertainty atoms behind u_max; after labelling: recalibrated \
+             with the iteration's labels, which the next fit takes its u_max from when it finds \
+             none)\n{}",
+            cfg.run.quantity.name(),
+            cfg.run.max_error,
+            cutoff_table(&cutoffs)
+        );
+    }
     let why = match stop {
         Stop::Converged => {
             "converged: the last explorations ran without any atom above the lower cutoff"
@@ -96,11 +109,34 @@ fn table(rows: &[IterationSummary]) -> String {
     super::calibrate::text_table(&headers, &body)
 }
 
-/// Four panels over iterations: data set size, test errors, candidates found, longest stable run.
+/// [`workflow::cutoff_rows`] as a text table.
+fn cutoff_table(rows: &[Vec<String>]) -> String {
+    let headers: Vec<String> = [
+        "iter",
+        "species",
+        "u_c",
+        "moved",
+        "u_max",
+        "moved",
+        "u_max from",
+        "valid atoms",
+        "high atoms",
+        "u_max after labelling",
+        "high atoms",
+        "caveats",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    super::calibrate::text_table(&headers, rows)
+}
+
+/// Six panels over iterations: data set size, test errors, candidates found, longest stable run,
+/// lower and upper cutoffs.
 fn plot(rows: &[IterationSummary], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let root = BitMapBackend::new(path, (1400, 900)).into_drawing_area();
+    let root = BitMapBackend::new(path, (1400, 1300)).into_drawing_area();
     root.fill(&WHITE)?;
-    let panels = root.split_evenly((2, 2));
+    let panels = root.split_evenly((3, 2));
     let xs: Vec<i32> = rows.iter().map(|r| r.iteration as i32).collect();
     let xmax = xs.last().copied().unwrap_or(1) + 1;
     let series: [(&str, &str, Vec<f64>); 4] = [
@@ -150,6 +186,97 @@ fn plot(rows: &[IterationSummary], path: &Path) -> Result<(), Box<dyn std::error
                 .map(|(x, y)| Circle::new((*x, *y), 5, BLUE.filled())),
         )?;
     }
+    cutoff_panel(&panels[4], rows, false)?;
+    cutoff_panel(&panels[5], rows, true)?;
     root.present()?;
+    Ok(())
+}
+
+/// The lower (`upper` false) or upper cutoff per species over iterations; for the
+/// upper cutoff also the recalibration after labelling (hollow). Missing upper cutoffs are left
+/// out (the title says so).
+fn cutoff_panel(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    rows: &[IterationSummary],
+    upper: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut species: Vec<&str> = vec![];
+    for r in rows {
+        for c in &r.cutoffs {
+            if !species.contains(&c.species.as_str()) {
+                species.push(&c.species);
+            }
+        }
+    }
+    let value = |c: &workflow::SpeciesCutoffs| if upper { c.upper } else { c.lower };
+    let after = |c: &workflow::SpeciesCutoffs| c.upper_after_labelling.filter(|_| upper);
+    let all: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| &r.cutoffs)
+        .flat_map(|c| [Some(value(c)), after(c)])
+        .flatten()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
+    let hi = all.iter().cloned().fold(0.0, f64::max).max(1e-9) * 1.15;
+    let xmax = rows.last().map_or(1, |r| r.iteration as i32) + 1;
+    let title = if upper {
+        "Upper cutoff u_max (hollow: after labelling; none: not drawn)"
+    } else {
+        "Lower cutoff u_c"
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 24))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0..xmax, 0.0..hi)?;
+    chart
+        .configure_mesh()
+        .x_labels(xmax as usize + 1)
+        .x_desc("iteration")
+        .y_desc("uncertainty")
+        .label_style(("sans-serif", 16))
+        .draw()?;
+    for (i, sp) in species.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let points: Vec<(i32, f64)> = rows
+            .iter()
+            .filter_map(|r| {
+                let c = r.cutoffs.iter().find(|c| c.species == *sp)?;
+                Some((r.iteration as i32, value(c)))
+            })
+            .filter(|(_, v)| v.is_finite() && *v > 0.0)
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))?
+            .label(*sp)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        chart.draw_series(
+            points
+                .iter()
+                .map(|&(x, y)| Circle::new((x, y), 5, color.filled())),
+        )?;
+        let hollow: Vec<(i32, f64)> = rows
+            .iter()
+            .filter_map(|r| {
+                let c = r.cutoffs.iter().find(|c| c.species == *sp)?;
+                Some((r.iteration as i32, after(c)?))
+            })
+            .filter(|(_, v)| v.is_finite() && *v > 0.0)
+            .collect();
+        chart.draw_series(
+            hollow
+                .iter()
+                .map(|&(x, y)| Circle::new((x, y), 8, color.stroke_width(2))),
+        )?;
+    }
+    if !species.is_empty() {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
     Ok(())
 }

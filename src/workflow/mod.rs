@@ -9,6 +9,14 @@
 //! (`dataset.xyz` is a copy for people), so an interruption can neither lose nor duplicate labelled
 //! data, and a failed labelling is kept aside in `failed.xyz` with its reason.
 //!
+//! Cutoffs (see [`Split`] for why): every fit's lower cutoffs come from the held-out initial
+//! structures, its upper cutoff from those plus the labelled structures it was not trained on;
+//! after labelling, the iteration's model is recalibrated with the structures it has just
+//! labelled (`recalibrated.aceuq`), and a fit without an upper cutoff of its own takes the latest
+//! recalibration's. `cutoffs.csv` lists per iteration and species the lower and upper cutoffs,
+//! where the upper one came from, the labelled high-uncertainty atoms behind it and how both
+//! moved.
+//!
 //! Top layer (feature `cli`, not in the plugin's library): imports potential, uq, io, model,
 //! basis, stats, structure;
 //! only the CLI imports it.
@@ -123,6 +131,155 @@ pub struct IterationSummary {
     pub seconds: f64,
     pub converged: bool,
     pub explored: Vec<ExplorationOutcome>,
+    /// Per species: the cutoffs of the watched quantity (absent in run folders of older
+    /// versions).
+    #[serde(default)]
+    pub cutoffs: Vec<SpeciesCutoffs>,
+}
+
+/// The cutoffs of one species in one iteration (a line of `cutoffs.csv`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SpeciesCutoffs {
+    pub species: String,
+    /// Lower cutoff u_c the explorations used.
+    pub lower: f64,
+    /// Upper cutoff u_max the explorations used; +inf: none (the fit found no uncertainty at
+    /// which the force error reaches `max_error`).
+    pub upper: f64,
+    /// Validation atoms behind the lower cutoffs.
+    pub valid_atoms: usize,
+    /// Atoms of labelled high-uncertainty structures in the upper cutoff's fit.
+    pub high_atoms: usize,
+    /// The iteration whose recalibration the upper cutoff was carried over from (none: the
+    /// fit's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper_from: Option<usize>,
+    /// The upper cutoff after recalibrating with this iteration's labels (none: nothing
+    /// labelled, or the recalibration failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper_after_labelling: Option<f64>,
+    /// High-uncertainty atoms of that recalibration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_atoms_after_labelling: Option<usize>,
+    /// The sanity gates' caveats about these cutoffs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caveats: Vec<String>,
+}
+
+/// The cutoffs of `method` per species stored in `pot` (species-level entries), with the
+/// labelled high-uncertainty atoms of the upper fit. Species without an entry are left out.
+fn species_cutoffs(pot: &Potential, method: crate::uq::Method) -> Vec<SpeciesCutoffs> {
+    pot.model
+        .species
+        .iter()
+        .filter_map(|name| {
+            let c =
+                pot.uq.calibration.iter().find(|c| {
+                    &c.species == name && c.method == method.name() && c.cluster.is_none()
+                })?;
+            Some(SpeciesCutoffs {
+                species: name.clone(),
+                lower: c.u_c,
+                upper: c.u_max,
+                valid_atoms: c.n_fit,
+                high_atoms: c.conditional.as_ref().map_or(0, |x| x.n_high),
+                upper_from: carried_from(c),
+                upper_after_labelling: None,
+                high_atoms_after_labelling: None,
+                caveats: c.warnings.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Adds the recalibration after labelling (`after`) to the cutoffs of the explorations.
+fn add_recalibration(cutoffs: &mut [SpeciesCutoffs], after: &[SpeciesCutoffs]) {
+    for c in cutoffs.iter_mut() {
+        if let Some(a) = after.iter().find(|a| a.species == c.species) {
+            c.upper_after_labelling = Some(a.upper);
+            c.high_atoms_after_labelling = Some(a.high_atoms);
+        }
+    }
+}
+
+/// A cutoff for tables (5 decimals, as `aceuq calibrate` prints them), or "none" for the missing
+/// upper cutoff (+inf).
+fn cutoff_text(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.5}")
+    } else {
+        "none".into()
+    }
+}
+
+/// How a cutoff moved from the previous iteration: the relative change ("+12.3%"), "from none"
+/// or "to none" when the upper cutoff appeared or vanished, "=" when unchanged, empty without a
+/// previous value.
+fn movement(before: Option<f64>, now: f64) -> String {
+    match before {
+        None => String::new(),
+        Some(b) if !b.is_finite() && !now.is_finite() => "=".into(),
+        Some(b) if !b.is_finite() => "from none".into(),
+        Some(_) if !now.is_finite() => "to none".into(),
+        Some(b) if b == now => "=".into(),
+        Some(b) if b != 0.0 => format!("{:+.1}%", 100.0 * (now - b) / b.abs()),
+        Some(b) => format!("{:+.4e}", now - b),
+    }
+}
+
+/// Columns of [`cutoff_rows`].
+pub fn cutoff_header() -> Vec<String> {
+    [
+        "iteration",
+        "species",
+        "lower_cutoff",
+        "lower_moved",
+        "upper_cutoff",
+        "upper_moved",
+        "upper_from",
+        "valid_atoms",
+        "high_atoms",
+        "upper_after_labelling",
+        "high_atoms_after_labelling",
+        "caveats",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// One row per iteration and species: the cutoffs the explorations used, how they moved from
+/// the previous iteration, where the upper one came from (the fit, or carried over from an
+/// earlier recalibration), the atoms behind them and the upper cutoff after recalibrating with
+/// the iteration's labels (`cutoffs.csv` and the final table).
+pub fn cutoff_rows(s: &[IterationSummary]) -> Vec<Vec<String>> {
+    let mut rows = vec![];
+    let mut before: Vec<&SpeciesCutoffs> = vec![];
+    for r in s {
+        for c in &r.cutoffs {
+            let prev = before.iter().find(|b| b.species == c.species);
+            rows.push(vec![
+                r.iteration.to_string(),
+                c.species.clone(),
+                cutoff_text(c.lower),
+                movement(prev.map(|p| p.lower), c.lower),
+                cutoff_text(c.upper),
+                movement(prev.map(|p| p.upper), c.upper),
+                c.upper_from
+                    .map_or("fit".into(), |j| format!("iteration {j} after labelling")),
+                c.valid_atoms.to_string(),
+                c.high_atoms.to_string(),
+                c.upper_after_labelling.map_or(String::new(), cutoff_text),
+                c.high_atoms_after_labelling
+                    .map_or(String::new(), |n| n.to_string()),
+                c.caveats.len().to_string(),
+            ]);
+        }
+        if !r.cutoffs.is_empty() {
+            before = r.cutoffs.iter().collect();
+        }
+    }
+    rows
 }
 
 /// Why the loop stopped.
@@ -177,22 +334,107 @@ fn is_valid(seed: u64, k: usize, fraction: f64) -> bool {
     (z as f64 / u64::MAX as f64) < fraction
 }
 
+/// The labelled structures of a fit and where each came from.
+struct Data {
+    frames: Vec<Structure>,
+    /// 0: one of `[loop] initial`; k > 0: labelled by the loop in iteration k.
+    origin: Vec<usize>,
+}
+
 /// The training data of iteration `k`: the initial structures plus the labels of iterations < k.
-fn dataset(cfg: &LoopConfig, run_dir: &Path, k: usize) -> Result<Vec<Structure>, LoopError> {
-    let mut data = Vec::new();
+fn dataset(cfg: &LoopConfig, run_dir: &Path, k: usize) -> Result<Data, LoopError> {
+    let mut frames = Vec::new();
     for p in &cfg.run.initial {
-        data.extend(read_frames(p, cfg, false)?);
+        frames.extend(read_frames(p, cfg, false)?);
     }
+    let mut origin = vec![0; frames.len()];
     for j in 1..k {
-        let d = iter_dir(run_dir, j);
-        if done(&d, "label") {
-            let f = d.join("labelled.xyz");
-            if f.is_file() {
-                data.extend(read_frames(&f, cfg, false)?);
-            }
+        if let Some(f) = labelled_file(&iter_dir(run_dir, j)) {
+            let got = read_frames(&f, cfg, false)?;
+            origin.extend(std::iter::repeat_n(j, got.len()));
+            frames.extend(got);
         }
     }
-    Ok(data)
+    Ok(Data { frames, origin })
+}
+
+/// The validated labels of an iteration, once its labelling is complete.
+fn labelled_file(dir: &Path) -> Option<PathBuf> {
+    let f = dir.join("labelled.xyz");
+    (done(dir, "label") && f.is_file()).then_some(f)
+}
+
+/// How the labelled structures of a fit are used (indices into [`Data`]).
+///
+/// Lower cutoffs. They are 1 - 1/N quantiles of the uncertainty of in-distribution atoms, so
+/// they need a sample of the distribution the training data describe: the held-out initial
+/// structures. The structures the loop labelled are no such sample: each was dumped because an
+/// atom exceeded the lower cutoff and then chosen by D-optimality for being the most novel, so in
+/// the lower fit they would raise u_c by an amount set by the selection (`max_new`, how far the
+/// explorations strayed), not by the MD. They are kept out of it even when the split holds them
+/// out.
+///
+/// Upper cutoff. It fits the force error given the uncertainty, e | u ~ Maxwell(s(u)). A fit
+/// conditional on u is not biased by selecting structures on u, so labelled candidates and halt
+/// frames are exactly the data it needs, but only while their errors are true prediction errors:
+/// once a structure is in the training set its error is a fit residual, and its uncertainty is
+/// that of a training structure. In the Li example (`quick.toml`) the four structures labelled in
+/// iteration 1 have grades up to 157 and force errors up to 0.85 eV/Å under the model that
+/// dumped them, but grades up to 1 and errors of 0.08 eV/Å (rms) under the model of iteration 2,
+/// which is trained on them. As its high-uncertainty data they put its u_max at a grade of 1.37
+/// and its explorations halted within 100 steps, while its errors on structures it had not seen
+/// stayed below 0.27 eV/Å up to a grade of 10 and first exceeded 1 eV/Å above it (rms 2.7 eV/Å
+/// above 100; the recalibration of iteration 1 had put u_max at 224).
+///
+/// So a fit's upper cutoff uses the held-out initial structures plus the labelled structures
+/// the split holds out ([`Split::high`]); after labelling, the iteration's model is recalibrated
+/// with the structures just labelled, which it has not been trained on ([`recalibrate`]); and a
+/// fit that finds no upper cutoff (no such data beyond its validation atoms) takes the latest
+/// recalibration's ([`carry_upper`]). Without one, the model of iteration 2 in the example
+/// explored with no upper cutoff and LAMMPS stopped on a neighbour-list overflow as the grade
+/// ran past 10^4.
+#[derive(Debug, PartialEq)]
+struct Split {
+    /// Fitted on (the active set and the other estimators are built from them too).
+    train: Vec<usize>,
+    /// Held out: validation errors of the fit and the estimators.
+    valid: Vec<usize>,
+    /// In-distribution data of the lower cutoffs: the held-out initial structures (the initial
+    /// training structures when none is held out, see [`Split::lower_in_training`]).
+    lower: Vec<usize>,
+    /// Labelled high-uncertainty data of the upper cutoff: the held-out structures the loop
+    /// labelled.
+    high: Vec<usize>,
+    /// `lower` had to fall back to training structures (`valid_fraction = 0`, or a single initial
+    /// structure): the lower cutoffs are then too low.
+    lower_in_training: bool,
+}
+
+/// The deterministic split of structures with these origins (see [`Data::origin`]). Structure
+/// `i` is held out when [`is_valid`]; when that holds out no initial structure and there are at
+/// least two, the last initial structure is held out, so that every iteration's lower cutoffs
+/// come from the same in-distribution structures.
+fn split(seed: u64, fraction: f64, origin: &[usize]) -> Split {
+    let mut held: Vec<bool> = (0..origin.len())
+        .map(|i| is_valid(seed, i, fraction))
+        .collect();
+    let initial: Vec<usize> = (0..origin.len()).filter(|&i| origin[i] == 0).collect();
+    if fraction > 0.0 && initial.len() > 1 && !initial.iter().any(|&i| held[i]) {
+        held[*initial.last().expect("two or more")] = true;
+    }
+    let (valid, train): (Vec<usize>, Vec<usize>) = (0..origin.len()).partition(|&i| held[i]);
+    let (mut lower, high): (Vec<usize>, Vec<usize>) = valid.iter().partition(|&&i| origin[i] == 0);
+    let lower_in_training = lower.is_empty();
+    if lower_in_training {
+        lower = train.iter().copied().filter(|&i| origin[i] == 0).collect();
+    }
+    Split {
+        train,
+        valid,
+        lower,
+        high,
+        lower_in_training,
+    }
 }
 
 /// Run (or resume) the loop in `run_dir`. `say` receives progress messages.
@@ -234,7 +476,7 @@ pub fn run(
         let dir = iter_dir(run_dir, k);
         let summary_path = dir.join("summary.toml");
         if done(&dir, "iteration") {
-            let s: IterationSummary = std::fs::read_to_string(&summary_path)
+            let mut s: IterationSummary = std::fs::read_to_string(&summary_path)
                 .ok()
                 .and_then(|t| toml::from_str(&t).ok())
                 .ok_or_else(|| {
@@ -244,6 +486,10 @@ pub fn run(
                     ))
                 })?;
             say(&format!("iteration {k}: already done (resumed)"));
+            if s.cutoffs.is_empty() {
+                // Finished by a version that did not record them: read them from its models.
+                s.cutoffs = cutoffs_on_disk(cfg, &dir);
+            }
             let done_with = stop_after(&s);
             summaries.push(s);
             write_summary(run_dir, &summaries)?;
@@ -276,8 +522,12 @@ pub fn run(
         write_summary(run_dir, &summaries)?;
         // A copy of the current training data for people (the loop itself never reads it).
         let all = dataset(cfg, run_dir, k + 1)?;
-        extxyz::write_file_atomic(run_dir.join("dataset.xyz"), &all, &WriteOptions::lossless())
-            .map_err(|e| err(e.to_string()))?;
+        extxyz::write_file_atomic(
+            run_dir.join("dataset.xyz"),
+            &all.frames,
+            &WriteOptions::lossless(),
+        )
+        .map_err(|e| err(e.to_string()))?;
         if let Some(why) = done_with {
             stop = why;
             break;
@@ -328,7 +578,27 @@ fn write_summary(run_dir: &Path, s: &[IterationSummary]) -> Result<(), LoopError
             r.converged
         ));
     }
-    write_text(&run_dir.join("summary.csv"), &text)
+    write_text(&run_dir.join("summary.csv"), &text)?;
+    let mut csv = cutoff_header().join(",");
+    csv.push('\n');
+    for row in cutoff_rows(s) {
+        csv.push_str(&row.join(","));
+        csv.push('\n');
+    }
+    write_text(&run_dir.join("cutoffs.csv"), &csv)
+}
+
+/// The cutoffs of iteration folder `dir` from its model files (for summaries written before
+/// they were recorded); empty if the model cannot be read.
+fn cutoffs_on_disk(cfg: &LoopConfig, dir: &Path) -> Vec<SpeciesCutoffs> {
+    let Ok(pot) = Potential::load(&dir.join("model.aceuq")) else {
+        return vec![];
+    };
+    let mut c = species_cutoffs(&pot, cfg.run.quantity);
+    if let Ok(after) = Potential::load(&dir.join("recalibrated.aceuq")) {
+        add_recalibration(&mut c, &species_cutoffs(&after, cfg.run.quantity));
+    }
+    c
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -337,16 +607,15 @@ fn iteration(
     run_dir: &Path,
     dir: &Path,
     k: usize,
-    data: &[Structure],
+    data: &Data,
     test: &[Structure],
     tools: &Tools,
     say: &dyn Fn(&str),
 ) -> Result<IterationSummary, LoopError> {
-    let _ = run_dir;
     let mut s = IterationSummary {
         iteration: k,
-        structures: data.len(),
-        atoms: data.iter().map(|x| x.len()).sum(),
+        structures: data.frames.len(),
+        atoms: data.frames.iter().map(|x| x.len()).sum(),
         explorations: cfg.exploration.len(),
         ..Default::default()
     };
@@ -356,7 +625,9 @@ fn iteration(
         Potential::load(&model_path).map_err(|e| err(e.to_string()))?
     } else {
         let t = Instant::now();
-        let (m, ntrain, natoms) = fit_and_calibrate(cfg, data, &format!("iteration {k}"))?;
+        let carry = latest_recalibration(run_dir, k);
+        let (m, ntrain, natoms) =
+            fit_and_calibrate(cfg, data, &format!("iteration {k}"), carry.as_ref(), say)?;
         m.save(&model_path).map_err(|e| err(e.to_string()))?;
         mark(dir, "fit")?;
         say(&format!(
@@ -370,6 +641,7 @@ fn iteration(
         s.lower_cutoff = lo;
         s.upper_cutoff = hi;
     }
+    s.cutoffs = species_cutoffs(&pot, cfg.run.quantity);
     if !test.is_empty() {
         let m = crate::model::fit::evaluate(model, test, "test").map_err(|e| err(e.to_string()))?;
         s.test_energy_rmse = m.energy_rmse;
@@ -517,31 +789,204 @@ fn iteration(
     } else {
         0
     };
+    // 5. Recalibrate with the structures just labelled.
+    let recalibrated = dir.join("recalibrated.aceuq");
+    if !done(dir, "recalibrate") {
+        recalibrate(cfg, dir, k, &pot, data, &recalibrated, say)?;
+        mark(dir, "recalibrate")?;
+    }
+    if let Ok(after) = Potential::load(&recalibrated) {
+        add_recalibration(&mut s.cutoffs, &species_cutoffs(&after, cfg.run.quantity));
+    }
     Ok(s)
 }
 
-/// Fit on the training part of `data` (deterministic split), build the uncertainty and calibrate
-/// the watched quantity on the validation part. Returns the model and the training size.
+/// Recalibrates the iteration's model (trained on `data`) with the structures it has just
+/// labelled as high-uncertainty data, besides those of [`Split::high`]: the model has not been
+/// trained on them, so their errors are the true errors at the uncertainties that made the
+/// explorations dump them. Writes the model with the new calibration to `out`. A failure is
+/// reported as a warning (the explorations are done; the next iteration calibrates its own fit).
+fn recalibrate(
+    cfg: &LoopConfig,
+    dir: &Path,
+    k: usize,
+    pot: &Potential,
+    data: &Data,
+    out: &Path,
+    say: &dyn Fn(&str),
+) -> Result<(), LoopError> {
+    let Some(f) = labelled_file(dir) else {
+        return Ok(());
+    };
+    let new = read_frames(&f, cfg, false)?;
+    if new.is_empty() {
+        return Ok(());
+    }
+    let sp = split(cfg.run.seed, cfg.run.valid_fraction, &data.origin);
+    let lower: Vec<Structure> = sp.lower.iter().map(|&i| data.frames[i].clone()).collect();
+    let mut high: Vec<Structure> = sp.high.iter().map(|&i| data.frames[i].clone()).collect();
+    high.extend(new.iter().cloned());
+    let what = format!("iteration {k} after labelling");
+    let provenance = provenance(&what, &lower, &sp, &high, new.len());
+    let mut m = pot.clone();
+    match calibrate(cfg, &mut m, &lower, &high, provenance) {
+        Ok(caveats) => {
+            for c in caveats {
+                say(&format!("iteration {k}: warning: recalibration: {c}"));
+            }
+            m.save(out).map_err(|e| err(e.to_string()))?;
+            let moved: Vec<String> = species_cutoffs(pot, cfg.run.quantity)
+                .iter()
+                .zip(species_cutoffs(&m, cfg.run.quantity))
+                .map(|(a, b)| {
+                    format!(
+                        "{} u_max {} -> {} ({} high-uncertainty atoms)",
+                        a.species,
+                        cutoff_text(a.upper),
+                        cutoff_text(b.upper),
+                        b.high_atoms
+                    )
+                })
+                .collect();
+            say(&format!(
+                "iteration {k}: recalibrated with the {} structures just labelled: {}",
+                new.len(),
+                moved.join("; ")
+            ));
+        }
+        Err(e) => say(&format!(
+            "iteration {k}: warning: the recalibration with the structures just labelled failed, \
+             the summary shows the cutoffs of the fit only: {e}"
+        )),
+    }
+    Ok(())
+}
+
+/// What a calibration was derived from (stored with the cutoffs).
+fn provenance(
+    what: &str,
+    lower: &[Structure],
+    sp: &Split,
+    high: &[Structure],
+    new: usize,
+) -> String {
+    let atoms = |v: &[Structure]| v.iter().map(|x| x.len()).sum::<usize>();
+    let halts = high
+        .iter()
+        .filter(|x| matches!(x.info.get("config_type"), Some(InfoValue::Str(t)) if t == "halt"))
+        .count();
+    format!(
+        "aceuq loop, {what}: lower cutoffs from {} initial structures ({} atoms, {}); upper \
+         cutoff from those and {} structures the loop labelled and the model was not trained on \
+         ({} atoms, {halts} halt frames; {} held out, {new} labelled in this iteration)",
+        lower.len(),
+        atoms(lower),
+        if sp.lower_in_training {
+            "training data: none is held out"
+        } else {
+            "held out"
+        },
+        high.len(),
+        atoms(high),
+        high.len().saturating_sub(new),
+    )
+}
+
+/// When `m` has no upper cutoff of `method` for a species (its fit had no labelled data at high
+/// uncertainty that the model was not trained on, see [`Split`]), it takes the one the latest
+/// recalibration `from` (of iteration `j`, with that iteration's labels) found: the fitted
+/// relation s(u), and u_max (at least the species' or cluster's own u_c). This assumes that the
+/// relation between force error and uncertainty carries over from one refit to the next, as
+/// fixed extrapolation-grade thresholds do; the entry says so in its caveats. Returns the species
+/// and what was carried over, for the log.
+fn carry_upper(
+    m: &mut Potential,
+    method: crate::uq::Method,
+    from: &Potential,
+    j: usize,
+) -> Vec<(String, String)> {
+    let name = method.name();
+    let mut notes = vec![];
+    for sp in m.model.species.clone() {
+        let entry = |p: &Potential| {
+            p.uq.calibration
+                .iter()
+                .find(|c| c.species == sp && c.method == name && c.cluster.is_none())
+                .cloned()
+        };
+        let (Some(own), Some(src)) = (entry(m), entry(from)) else {
+            continue;
+        };
+        if own.u_max.is_finite() || !src.u_max.is_finite() {
+            continue;
+        }
+        let n_high = src.conditional.as_ref().map_or(0, |c| c.n_high);
+        let note = format!(
+            "{CARRIED} {j} ({n_high} labelled high-uncertainty atoms): this fit has no labelled \
+             data at high uncertainty that it was not trained on; assumes the relation between \
+             force error and {name} carries over between refits"
+        );
+        for c in
+            m.uq.calibration
+                .iter_mut()
+                .filter(|c| c.species == sp && c.method == name)
+        {
+            c.u_max = src.u_max.max(c.u_c);
+            c.upper_rule = src.upper_rule;
+            c.conditional = src.conditional.clone();
+            c.warnings.retain(|w| !w.starts_with("no upper cutoff"));
+            c.warnings.push(note.clone());
+            c.provenance = Some(format!(
+                "{}; upper cutoff carried over from the recalibration of iteration {j}",
+                c.provenance.as_deref().unwrap_or("aceuq loop")
+            ));
+        }
+        let text = format!(
+            "{sp} {name}: u_max = {}, {note}",
+            cutoff_text(src.u_max.max(own.u_c))
+        );
+        notes.push((sp, text));
+    }
+    notes
+}
+
+/// Start of the caveat [`carry_upper`] stores (followed by the iteration).
+const CARRIED: &str = "upper cutoff carried over from the recalibration of iteration";
+
+/// The iteration whose recalibration an entry's upper cutoff was carried over from.
+fn carried_from(c: &crate::stats::cutoff::Calibration) -> Option<usize> {
+    c.warnings.iter().find_map(|w| {
+        w.strip_prefix(CARRIED)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// The latest recalibration before iteration `k` (its iteration and model), if any.
+fn latest_recalibration(run_dir: &Path, k: usize) -> Option<(usize, Potential)> {
+    (1..k).rev().find_map(|j| {
+        let f = iter_dir(run_dir, j).join("recalibrated.aceuq");
+        Some((j, Potential::load(&f).ok()?))
+    })
+}
+
+/// Fit on the training part of `data` ([`split`]), build the uncertainty and calibrate the
+/// watched quantity: lower cutoffs on the held-out initial structures, upper cutoff on those and
+/// the held-out structures the loop labelled, or `carry`'s (the latest recalibration) when that
+/// finds none ([`Split`] says why). Returns the model and the training size.
 fn fit_and_calibrate(
     cfg: &LoopConfig,
-    data: &[Structure],
+    data: &Data,
     what: &str,
+    carry: Option<&(usize, Potential)>,
+    say: &dyn Fn(&str),
 ) -> Result<(Potential, usize, usize), LoopError> {
-    let (train, valid): (Vec<Structure>, Vec<Structure>) = {
-        let mut tr = vec![];
-        let mut va = vec![];
-        for (i, x) in data.iter().enumerate() {
-            if is_valid(cfg.run.seed, i, cfg.run.valid_fraction) {
-                va.push(x.clone())
-            } else {
-                tr.push(x.clone())
-            }
-        }
-        if va.is_empty() && cfg.run.valid_fraction > 0.0 && tr.len() > 1 {
-            va.push(tr.pop().expect("non-empty"));
-        }
-        (tr, va)
-    };
+    let sp = split(cfg.run.seed, cfg.run.valid_fraction, &data.origin);
+    let pick =
+        |idx: &[usize]| -> Vec<Structure> { idx.iter().map(|&i| data.frames[i].clone()).collect() };
+    let (train, valid) = (pick(&sp.train), pick(&sp.valid));
     let model = crate::model::fit::fit(
         &cfg.run.species,
         &cfg.basis,
@@ -559,7 +1004,27 @@ fn fit_and_calibrate(
     let mut m = Potential::new(model);
     crate::uq::build(&m.model, &mut m.uq, &train, &valid, &uq, false)
         .map_err(|e| err(format!("{what}: uncertainty: {e}")))?;
-    calibrate(cfg, &mut m, if valid.is_empty() { &train } else { &valid })?;
+    if sp.lower_in_training {
+        say(&format!(
+            "{what}: warning: no initial structure is held out, so the lower cutoffs come from \
+             training structures and are too low: set [loop] valid_fraction above 0 and start \
+             from at least two structures"
+        ));
+    }
+    let (lower, high) = (pick(&sp.lower), pick(&sp.high));
+    let provenance = provenance(what, &lower, &sp, &high, 0);
+    let mut caveats = calibrate(cfg, &mut m, &lower, &high, provenance)?;
+    if let Some((j, from)) = carry {
+        let name = cfg.run.quantity.name();
+        for (sp, note) in carry_upper(&mut m, cfg.run.quantity, from, *j) {
+            // The fit's own "no upper cutoff" is replaced by the carried one.
+            caveats.retain(|c| !c.starts_with(&format!("{sp} {name}: no upper cutoff")));
+            say(&format!("{what}: {note}"));
+        }
+    }
+    for c in caveats {
+        say(&format!("{what}: warning: {c}"));
+    }
     let natoms = train.iter().map(|x| x.len()).sum();
     Ok((m, train.len(), natoms))
 }
@@ -590,7 +1055,9 @@ fn final_model(
     } else {
         let data = dataset(cfg, run_dir, k + 1)?;
         let t = Instant::now();
-        let (m, ntrain, natoms) = fit_and_calibrate(cfg, &data, "final model")?;
+        let carry = latest_recalibration(run_dir, k + 1);
+        let (m, ntrain, natoms) =
+            fit_and_calibrate(cfg, &data, "final model", carry.as_ref(), say)?;
         m.save(&path).map_err(|e| err(e.to_string()))?;
         say(&format!(
             "final model: fitted on {ntrain} structures ({natoms} atoms) in {:.1} s",
@@ -666,10 +1133,18 @@ fn final_check(
     Ok(())
 }
 
-/// Calibrate the watched quantity on `valid` (falls back to training data when there is no
-/// validation set), with N = atoms × checks of the explorations for every species; for
-/// `gamma_local` also per (species, cluster).
-fn calibrate(cfg: &LoopConfig, m: &mut Potential, data: &[Structure]) -> Result<(), LoopError> {
+/// Calibrate the watched quantity of `m`: lower cutoffs on `lower`, the upper cutoff's fit on
+/// `lower` and the labelled high-uncertainty structures `high`, with N = atoms × checks of the
+/// explorations for every species; for `gamma_local` also per (species, cluster). Stores
+/// `provenance` with the cutoffs and returns the sanity gates' caveats (for the caller to print:
+/// they qualify the cutoffs but do not stop the loop).
+fn calibrate(
+    cfg: &LoopConfig,
+    m: &mut Potential,
+    lower: &[Structure],
+    high: &[Structure],
+    provenance: String,
+) -> Result<Vec<String>, LoopError> {
     let method = cfg.run.quantity;
     let n_apply = cfg
         .run
@@ -679,18 +1154,21 @@ fn calibrate(cfg: &LoopConfig, m: &mut Potential, data: &[Structure]) -> Result<
     let napply = vec![n_apply; m.model.nspecies()];
     let settings = crate::calibration::CalibrateSettings {
         max_error: cfg.run.max_error,
+        provenance: Some(provenance),
         ..Default::default()
     };
     let result =
-        crate::calibration::calibrate_potential(m, data, &[], &napply, &settings, &[method])
-            .map_err(|e| err(e.to_string()))?;
+        crate::calibration::calibrate_potential(m, lower, high, &napply, &settings, &[method])
+            .map_err(|e| err(format!("calibrating the cutoffs of {}: {e}", method.name())))?;
+    // `warnings` lists species without cutoffs: the explorations could not watch them.
     if let Some(w) = result.warnings.first() {
         return Err(err(format!(
-            "too few labelled atoms to calibrate the cutoffs ({w}): start from more structures"
+            "too few labelled atoms to calibrate the cutoffs ({w}): start from more structures, \
+             or hold out more of them ([loop] valid_fraction)"
         )));
     }
     m.uq.calibration = result.calibration;
-    Ok(())
+    Ok(result.caveats)
 }
 
 /// Atoms × checks of all explorations (when they give a `steps` variable), else 1e5.
@@ -1110,5 +1588,163 @@ mod tests {
             (0..100).map(|k| is_valid(7, k, 0.1)).collect::<Vec<_>>()[..]
         );
         assert!(!(0..100).any(|k| is_valid(7, k, 0.0)));
+    }
+
+    /// The lower cutoffs see only held-out initial structures, the upper fit those and the
+    /// held-out structures the loop labelled (never one the model is trained on), and the
+    /// held-out initial structures stay the same as the labels accumulate.
+    #[test]
+    fn split_keeps_labelled_structures_out_of_the_lower_cutoffs_and_trained_ones_out_of_the_upper()
+    {
+        // Five initial structures (the quick example: the hash holds none of them out), then
+        // three iterations of labels.
+        let mut origin = vec![0; 5];
+        let first = split(1, 0.15, &origin);
+        assert_eq!(
+            first.valid,
+            vec![4],
+            "the last initial structure is held out"
+        );
+        assert_eq!(first.lower, vec![4]);
+        assert!(first.high.is_empty() && !first.lower_in_training);
+        for it in 1..=3 {
+            origin.extend(std::iter::repeat_n(it, 6));
+            let sp = split(1, 0.15, &origin);
+            assert_eq!(sp.lower, first.lower, "iteration {it}: {sp:?}");
+            // The held-out labelled structures (11, 13, 19 and 22 with seed 1) are the upper
+            // fit's high-uncertainty data, not the lower cutoffs'.
+            let expected: Vec<usize> = (5..origin.len())
+                .filter(|&i| is_valid(1, i, 0.15))
+                .collect();
+            assert_eq!(sp.high, expected, "iteration {it}");
+            assert!(it < 2 || !expected.is_empty());
+            assert!(sp.high.iter().all(|i| sp.valid.contains(i)));
+            assert!(sp.high.iter().all(|i| !sp.train.contains(i)));
+            // Every structure is either trained on or held out.
+            let mut all: Vec<usize> = sp.train.iter().chain(&sp.valid).copied().collect();
+            all.sort();
+            assert_eq!(all, (0..origin.len()).collect::<Vec<_>>());
+        }
+        // Nothing held out: the lower cutoffs fall back to the initial training structures.
+        let none = split(1, 0.0, &[0, 0, 1, 1]);
+        assert!(none.valid.is_empty() && none.high.is_empty() && none.lower_in_training);
+        assert_eq!(none.lower, vec![0, 1]);
+    }
+
+    /// A fit without an upper cutoff takes the latest recalibration's (at least its own lower
+    /// cutoff, per cluster too), says so, and the summary records where it came from; a fit
+    /// with an upper cutoff of its own keeps it.
+    #[test]
+    fn a_fit_without_an_upper_cutoff_takes_the_latest_recalibrations() {
+        use crate::stats::cutoff::{CalibrationOptions, calibrate};
+        use crate::uq::Method;
+        let model = crate::testing::random_model(&["Al", "Mg"], &crate::testing::tiny_cfg(), 1);
+        let u: Vec<f64> = (0..400)
+            .map(|i| 0.5 + (i as f64 * 0.37).sin().abs())
+            .collect();
+        let e: Vec<f64> = u
+            .iter()
+            .enumerate()
+            .map(|(i, x)| 0.02 * x * (1.2 + (i as f64 * 1.3).cos()))
+            .collect();
+        let entry = |sp: &str, u_max: f64| {
+            let mut c = calibrate(sp, "gamma", &e, &u, &CalibrationOptions::new(1000)).unwrap();
+            c.u_max = u_max;
+            c
+        };
+        let mut m = Potential::new(model.clone());
+        let mut al = entry("Al", f64::INFINITY);
+        al.warnings = vec!["no upper cutoff: the trend does not reach it".into()];
+        let mut al_cluster = al.clone();
+        al_cluster.cluster = Some(0);
+        al_cluster.u_c = 8.0;
+        m.uq.calibration = vec![al, al_cluster, entry("Mg", 5.0)];
+        let mut from = Potential::new(model);
+        let mut src = entry("Al", 7.0);
+        if let Some(c) = src.conditional.as_mut() {
+            c.n_high = 512;
+        }
+        from.uq.calibration = vec![src.clone(), entry("Mg", 9.0)];
+
+        let notes = carry_upper(&mut m, Method::Gamma, &from, 3);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(notes[0].0, "Al");
+        assert!(notes[0].1.contains("iteration 3"), "{notes:?}");
+        let c = &m.uq.calibration;
+        assert_eq!(c[0].u_max, 7.0);
+        assert_eq!(c[0].conditional, src.conditional);
+        assert_eq!(
+            c[1].u_max, 8.0,
+            "never below the cluster's own lower cutoff"
+        );
+        assert!(
+            !c[0]
+                .warnings
+                .iter()
+                .any(|w| w.starts_with("no upper cutoff"))
+        );
+        assert_eq!(carried_from(&c[0]), Some(3));
+        assert_eq!(c[2].u_max, 5.0, "Mg has an upper cutoff of its own");
+        assert_eq!(carried_from(&c[2]), None);
+        let rows = species_cutoffs(&m, Method::Gamma);
+        assert_eq!((rows[0].upper_from, rows[0].high_atoms), (Some(3), 512));
+        assert_eq!(rows[1].upper_from, None);
+    }
+
+    /// The cutoff rows say how each species' cutoffs moved, with "none" for a missing upper
+    /// cutoff and the recalibration after labelling.
+    #[test]
+    fn cutoff_rows_show_how_the_cutoffs_moved() {
+        let c = |sp: &str, lower: f64, upper: f64, high: usize| SpeciesCutoffs {
+            species: sp.into(),
+            lower,
+            upper,
+            valid_atoms: 128,
+            high_atoms: high,
+            ..Default::default()
+        };
+        let mut it1 = IterationSummary {
+            iteration: 1,
+            cutoffs: vec![c("Li", 1.25, f64::INFINITY, 0), c("Mg", 2.0, 9.0, 0)],
+            ..Default::default()
+        };
+        add_recalibration(
+            &mut it1.cutoffs,
+            &[c("Li", 1.25, 200.0, 512), c("Mg", 2.0, f64::INFINITY, 64)],
+        );
+        let it2 = IterationSummary {
+            iteration: 2,
+            cutoffs: vec![c("Li", 1.5, 4.0, 512), c("Mg", 2.0, f64::INFINITY, 64)],
+            ..Default::default()
+        };
+        // An iteration without recorded cutoffs does not reset the comparison.
+        let it3 = IterationSummary {
+            iteration: 3,
+            ..Default::default()
+        };
+        let it4 = IterationSummary {
+            iteration: 4,
+            cutoffs: vec![c("Li", 1.5, 2.0, 900)],
+            ..Default::default()
+        };
+        let rows = cutoff_rows(&[it1, it2, it3, it4]);
+        let h = cutoff_header();
+        let get = |r: &Vec<String>, col: &str| r[h.iter().position(|x| x == col).unwrap()].clone();
+        assert_eq!(rows.len(), 5);
+        assert_eq!(get(&rows[0], "upper_cutoff"), "none");
+        assert_eq!(get(&rows[0], "lower_moved"), "");
+        assert_eq!(get(&rows[0], "upper_after_labelling"), "200.00000");
+        assert_eq!(get(&rows[0], "high_atoms_after_labelling"), "512");
+        assert_eq!(get(&rows[1], "upper_after_labelling"), "none");
+        assert_eq!(get(&rows[2], "lower_moved"), "+20.0%");
+        assert_eq!(get(&rows[2], "upper_cutoff"), "4.00000");
+        assert_eq!(get(&rows[2], "upper_moved"), "from none");
+        assert_eq!(get(&rows[2], "upper_from"), "fit");
+        assert_eq!(get(&rows[2], "high_atoms"), "512");
+        assert_eq!(get(&rows[2], "upper_after_labelling"), "");
+        assert_eq!(get(&rows[3], "lower_moved"), "=");
+        assert_eq!(get(&rows[3], "upper_moved"), "to none");
+        assert_eq!(get(&rows[4], "iteration"), "4");
+        assert_eq!(get(&rows[4], "upper_moved"), "-50.0%");
     }
 }
