@@ -101,7 +101,12 @@ fn al_bench_quick_end_to_end() {
             assert!(e_c[i].is_finite() && e_c[i] > 0.0, "{m}: e_c {}", e_c[i]);
             assert!(u_c[i].is_finite() && u_c[i] > 0.0, "{m}: u_c {}", u_c[i]);
             // +inf: the method has no upper cutoff (it cannot reach e_max on these data).
-            assert!(u_max[i] >= u_c[i], "{m}: u_max {} below u_c {}", u_max[i], u_c[i]);
+            assert!(
+                u_max[i] >= u_c[i],
+                "{m}: u_max {} below u_c {}",
+                u_max[i],
+                u_c[i]
+            );
             if m == "oracle" {
                 assert!(u_max[i].is_finite(), "oracle: u_max = e_max");
             }
