@@ -11,6 +11,7 @@
 #include "error.h"
 #include "force.h"
 #include "group.h"
+#include "input.h"
 #include "pair_ace_uq.h"
 #include "timer.h"
 #include "update.h"
@@ -22,6 +23,8 @@
 #include <limits>
 #include <mpi.h>
 #include <set>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <utility>
 
 using namespace LAMMPS_NS;
@@ -29,8 +32,53 @@ using namespace FixConst;
 
 namespace {
 // Per-atom record gathered to rank 0: id, species, x, y, z, value, above lower, above upper,
-// gamma_local cluster (-1 for other quantities).
-constexpr int NREC = 9;
+// gamma_local cluster (-1 for other quantities), watched (in the group and a model atom), lone.
+constexpr int NREC = 11;
+
+// Standard atomic weights (IUPAC, abridged), H to Pu: the element of a type the model does not
+// handle is the one whose weight is within MASS_TOLERANCE of the type's mass.
+constexpr double MASS_TOLERANCE = 0.1;
+const std::pair<const char *, double> ATOMIC_WEIGHTS[] = {
+    {"H", 1.008},      {"He", 4.0026},    {"Li", 6.94},      {"Be", 9.0122},    {"B", 10.81},
+    {"C", 12.011},     {"N", 14.007},     {"O", 15.999},     {"F", 18.998},     {"Ne", 20.180},
+    {"Na", 22.990},    {"Mg", 24.305},    {"Al", 26.982},    {"Si", 28.085},    {"P", 30.974},
+    {"S", 32.06},      {"Cl", 35.45},     {"Ar", 39.948},    {"K", 39.098},     {"Ca", 40.078},
+    {"Sc", 44.956},    {"Ti", 47.867},    {"V", 50.942},     {"Cr", 51.996},    {"Mn", 54.938},
+    {"Fe", 55.845},    {"Co", 58.933},    {"Ni", 58.693},    {"Cu", 63.546},    {"Zn", 65.38},
+    {"Ga", 69.723},    {"Ge", 72.630},    {"As", 74.922},    {"Se", 78.971},    {"Br", 79.904},
+    {"Kr", 83.798},    {"Rb", 85.468},    {"Sr", 87.62},     {"Y", 88.906},     {"Zr", 91.224},
+    {"Nb", 92.906},    {"Mo", 95.95},     {"Tc", 97.907},    {"Ru", 101.07},    {"Rh", 102.91},
+    {"Pd", 106.42},    {"Ag", 107.87},    {"Cd", 112.41},    {"In", 114.82},    {"Sn", 118.71},
+    {"Sb", 121.76},    {"Te", 127.60},    {"I", 126.90},     {"Xe", 131.29},    {"Cs", 132.91},
+    {"Ba", 137.33},    {"La", 138.91},    {"Ce", 140.12},    {"Pr", 140.91},    {"Nd", 144.24},
+    {"Pm", 144.91},    {"Sm", 150.36},    {"Eu", 151.96},    {"Gd", 157.25},    {"Tb", 158.93},
+    {"Dy", 162.50},    {"Ho", 164.93},    {"Er", 167.26},    {"Tm", 168.93},    {"Yb", 173.05},
+    {"Lu", 174.97},    {"Hf", 178.49},    {"Ta", 180.95},    {"W", 183.84},     {"Re", 186.21},
+    {"Os", 190.23},    {"Ir", 192.22},    {"Pt", 195.08},    {"Au", 196.97},    {"Hg", 200.59},
+    {"Tl", 204.38},    {"Pb", 207.2},     {"Bi", 208.98},    {"Po", 208.98},    {"At", 209.99},
+    {"Rn", 222.02},    {"Fr", 223.02},    {"Ra", 226.03},    {"Ac", 227.03},    {"Th", 232.04},
+    {"Pa", 231.04},    {"U", 238.03},     {"Np", 237.05},    {"Pu", 244.06}};
+
+// The element whose standard atomic weight is within MASS_TOLERANCE of `mass`, or "".
+std::string element_of_mass(double mass)
+{
+  const char *best = nullptr;
+  double dbest = MASS_TOLERANCE;
+  for (const auto &e : ATOMIC_WEIGHTS)
+    if (std::fabs(e.second - mass) < dbest) {
+      dbest = std::fabs(e.second - mass);
+      best = e.first;
+    }
+  return best ? best : "";
+}
+
+// A number that reads back as a real (extended XYZ readers type "0" as an integer).
+std::string real_text(double v)
+{
+  std::string t = fmt::format("{:.10g}", v);
+  if (t.find_first_of(".eEni") == std::string::npos) t += ".0";
+  return t;
+}
 
 // "Li:0 Li:2": the (species, cluster) pairs in `set`, or "none".
 std::string cluster_list(const std::set<std::pair<int, int>> &set,
@@ -83,9 +131,11 @@ bool finite_upper_everywhere(aceuq_model_t *h, int m, const std::vector<int> &us
 
 FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), method(-1), lower_auto(1), upper_auto(1), upper_none(0), lower_value(0.0),
-    upper_value(0.0), halt_mode(HALT_SOFT), pair(nullptr), by_cluster(0), notes_model(nullptr),
-    notes_method(-1), nchecks(0), nframes(0), halted_step(-1), running_max(0.0), last_max(0.0),
-    last_checked(-1), last_fingerprint(0)
+    upper_value(0.0), halt_mode(HALT_SOFT), lone_candidate(1), pair(nullptr), by_cluster(0),
+    notes_model(nullptr), notes_method(-1), nchecks(0), nframes(0), halted_step(-1),
+    nlone_last(0), running_max(0.0), last_max(0.0), last_checked(-1), last_fingerprint(0),
+    halted_now(0), forced_timeout(0), rerun_mode(0), rerun_stopped(0), init_logged(0),
+    lone_reported(0)
 {
   if (narg < 4) utils::missing_cmd_args(FLERR, "fix ace/uq/watch", error);
   nevery = utils::inumeric(FLERR, arg[3], false, lmp);
@@ -94,6 +144,25 @@ FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
   int iarg = 4;
   while (iarg < narg) {
     const std::string key = arg[iarg];
+    if (key == "elements") {
+      // One element per atom type, as in pair_coeff and dump_modify element.
+      const int nt = atom->ntypes;
+      if (iarg + 1 + nt > narg)
+        error->all(FLERR,
+                   "fix ace/uq/watch elements: needs one element per atom type ({} types), got {}",
+                   nt, narg - iarg - 1);
+      elements.assign(nt + 1, "");
+      for (int t = 1; t <= nt; t++) {
+        elements[t] = arg[iarg + t];
+        bool known = false;
+        for (const auto &e : ATOMIC_WEIGHTS) known = known || elements[t] == e.first;
+        if (!known)
+          error->all(FLERR, "fix ace/uq/watch elements: '{}' (type {}) is not an element symbol",
+                     elements[t], t);
+      }
+      iarg += 1 + nt;
+      continue;
+    }
     if (iarg + 2 > narg) utils::missing_cmd_args(FLERR, "fix ace/uq/watch " + key, error);
     const std::string val = arg[iarg + 1];
     if (key == "quantity") {
@@ -119,9 +188,17 @@ FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
         halt_mode = HALT_ERROR;
       else
         error->all(FLERR, "fix ace/uq/watch: halt must be yes, no or error, got '{}'", val);
+    } else if (key == "lone") {
+      if (val == "candidate")
+        lone_candidate = 1;
+      else if (val == "ignore")
+        lone_candidate = 0;
+      else
+        error->all(FLERR, "fix ace/uq/watch: lone must be candidate or ignore, got '{}'", val);
     } else {
       error->all(FLERR,
-                 "fix ace/uq/watch: unknown keyword '{}' (quantity, dump, lower, upper, halt)",
+                 "fix ace/uq/watch: unknown keyword '{}' (quantity, dump, lower, upper, halt, "
+                 "lone, elements)",
                  key);
     }
     iarg += 2;
@@ -131,21 +208,25 @@ FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
 
   scalar_flag = 1;
   vector_flag = 1;
-  size_vector = 4;
-  global_freq = nevery;
+  size_vector = 7;
+  // The values change only at checks but are valid at every step: thermo and variables may
+  // read them at any interval (the last check's values).
+  global_freq = 1;
   extscalar = 0;
   extvector = 0;
 }
 
 int FixAceUqWatch::setmask()
 {
-  return PRE_FORCE | END_OF_STEP;
+  return PRE_FORCE | END_OF_STEP | MIN_PRE_FORCE | MIN_POST_FORCE | PRE_FORCE_RESPA;
 }
 
 void FixAceUqWatch::init()
 {
   pair = dynamic_cast<PairAceUq *>(force->pair_match("ace/uq", 1, 0));
   if (!pair) error->all(FLERR, "fix ace/uq/watch requires pair_style ace/uq");
+  // rerun calls init() for every frame; the settings are printed once per command.
+  rerun_mode = input->command && strcmp(input->command, "rerun") == 0;
   if (method < 0) {
     // Default: the global grade if the model has it, else the first method it has.
     for (int m : {0, 1, 3, 4, 2})
@@ -214,7 +295,30 @@ void FixAceUqWatch::init()
       }
     }
   }
-  if (comm->me == 0) {
+  // A lower cutoff above the upper one would halt on atoms that were never candidates: a typo
+  // or numbers meant for another quantity.
+  for (int s = 0; s < ns && !(lower_auto && upper_auto); s++) {
+    if (!by_cluster && lower[s] > upper[s])
+      error->all(FLERR,
+                 "fix ace/uq/watch: for {} the lower cutoff {:.6g}{} is above the upper cutoff "
+                 "{:.6g}{}; give a lower cutoff below the upper one (or upper none)",
+                 species_names[s], lower[s], lower_auto ? " (calibrated)" : "", upper[s],
+                 upper_auto ? " (calibrated)" : "");
+    for (int c = 0; by_cluster && c < ncluster[s]; c++) {
+      const int k = cluster_base[s] + c;
+      if (lower_c[k] > upper_c[k])
+        error->all(FLERR,
+                   "fix ace/uq/watch: for {} cluster {} the lower cutoff {:.6g}{} is above the "
+                   "upper cutoff {:.6g}{}; give a lower cutoff below the upper one (or upper "
+                   "none)",
+                   species_names[s], c, lower_c[k], lower_auto ? " (calibrated)" : "", upper_c[k],
+                   upper_auto ? " (calibrated)" : "");
+    }
+  }
+  resolve_elements(ns);
+  if (!dumpfile.empty()) check_dump_path();
+
+  if (comm->me == 0 && !init_logged) {
     std::string cut;
     for (int s = 0; s < ns; s++) {
       if (!by_cluster) {
@@ -233,6 +337,7 @@ void FixAceUqWatch::init()
                    dumpfile.empty() ? "" : ", candidates to " + dumpfile,
                    halt_mode == HALT_NO ? "" : ", halts above upper");
   }
+  init_logged = 1;
   if (lower_auto || upper_auto) report_calibration(h, own);
 }
 
@@ -341,17 +446,132 @@ void FixAceUqWatch::report_calibration(aceuq_model_t *h, const std::vector<int> 
   }
 }
 
-void FixAceUqWatch::setup_pre_force(int)
+/* ----------------------------------------------------------------------
+   The element written for every type: the model species of mapped types; for types the model
+   does not handle (NULL in pair_coeff), the `elements` keyword or else the element of the
+   type's mass. Only a frame needs them, so an unknown element is an error only with a dump.
+------------------------------------------------------------------------- */
+
+void FixAceUqWatch::resolve_elements(int ns)
+{
+  const int nt = atom->ntypes;
+  type_species.assign(nt + 1, -1);
+  extra_names.clear();
+  std::vector<std::string> unknown;
+  for (int t = 1; t <= nt; t++) {
+    const int s = pair->species_of_type(t);
+    const std::string given = elements.empty() ? "" : elements[t];
+    if (s >= 0) {
+      if (!given.empty() && given != species_names[s])
+        error->all(FLERR,
+                   "fix ace/uq/watch elements: type {} is {} in pair_coeff ace/uq, not {}", t,
+                   species_names[s], given);
+      type_species[t] = s;
+      continue;
+    }
+    std::string el = given;
+    if (el.empty() && atom->mass && atom->mass_setflag && atom->mass_setflag[t])
+      el = element_of_mass(atom->mass[t]);
+    if (el.empty()) {
+      unknown.push_back(
+          atom->mass && atom->mass_setflag && atom->mass_setflag[t]
+              ? fmt::format("type {} (mass {:.6g} matches no element)", t, atom->mass[t])
+              : fmt::format("type {} (no per-type mass)", t));
+      continue;
+    }
+    // An element of the model keeps its model index.
+    int k = -1;
+    for (int m = 0; m < ns; m++)
+      if (species_names[m] == el) k = m;
+    if (k < 0) {
+      auto it = std::find(extra_names.begin(), extra_names.end(), el);
+      k = ns + (int) (it - extra_names.begin());
+      if (it == extra_names.end()) extra_names.push_back(el);
+    }
+    type_species[t] = k;
+  }
+  if (!unknown.empty() && !dumpfile.empty()) {
+    std::string list;
+    for (const auto &u : unknown) list += (list.empty() ? "" : ", ") + u;
+    error->all(FLERR,
+               "fix ace/uq/watch: frames hold every atom, but the element of {} is unknown (not "
+               "handled by pair ace/uq); give one element per type: elements E1 ... E{}",
+               list, nt);
+  }
+}
+
+/* ----------------------------------------------------------------------
+   A dump file that cannot be written fails now, not at the first candidate hours later: its
+   folder must exist and be writable, and an existing file must be a writable regular file.
+   Rank 0 checks (it writes); every rank gets the verdict.
+------------------------------------------------------------------------- */
+
+void FixAceUqWatch::check_dump_path()
+{
+  std::string problem;
+  if (comm->me == 0) {
+    const size_t slash = dumpfile.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : dumpfile.substr(0, slash + 1);
+    struct stat st;
+    if (stat(dumpfile.c_str(), &st) == 0) {
+      if (S_ISDIR(st.st_mode))
+        problem = "it is a folder";
+      else if (!S_ISREG(st.st_mode))
+        problem = "it is not a regular file";
+      else if (access(dumpfile.c_str(), W_OK) != 0)
+        problem = fmt::format("it is not writable ({})", strerror(errno));
+    } else if (errno != ENOENT) {
+      problem = strerror(errno);
+    } else if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      problem = fmt::format("folder {} does not exist", dir);
+    } else if (access(dir.c_str(), W_OK | X_OK) != 0) {
+      problem = fmt::format("folder {} is not writable ({})", dir, strerror(errno));
+    }
+  }
+  int len = (int) problem.size();
+  MPI_Bcast(&len, 1, MPI_INT, 0, world);
+  if (len == 0) return;
+  problem.resize(len);
+  MPI_Bcast(&problem[0], len, MPI_CHAR, 0, world);
+  error->all(FLERR, "fix ace/uq/watch: cannot write candidates to {}: {}", dumpfile, problem);
+}
+
+void FixAceUqWatch::request()
 {
   if (update->ntimestep % nevery == 0) pair->request_uq(method);
+}
+
+void FixAceUqWatch::setup_pre_force(int)
+{
+  request();
 }
 
 void FixAceUqWatch::pre_force(int)
 {
-  if (update->ntimestep % nevery == 0) pair->request_uq(method);
+  request();
+}
+
+void FixAceUqWatch::setup_pre_force_respa(int, int)
+{
+  request();
+}
+
+void FixAceUqWatch::pre_force_respa(int, int, int)
+{
+  request();
+}
+
+void FixAceUqWatch::min_pre_force(int)
+{
+  request();
 }
 
 void FixAceUqWatch::setup(int)
+{
+  if (update->ntimestep % nevery == 0) check();
+}
+
+void FixAceUqWatch::min_setup(int)
 {
   if (update->ntimestep % nevery == 0) check();
 }
@@ -361,13 +581,58 @@ void FixAceUqWatch::end_of_step()
   check();
 }
 
+// Every energy evaluation of the minimizer at a checked iteration, line-search trials
+// included (each is a configuration the potential was asked about).
+void FixAceUqWatch::min_post_force(int)
+{
+  if (update->ntimestep % nevery == 0) check();
+}
+
+/* ----------------------------------------------------------------------
+   Stop the current run or minimization at the end of this step (the timer's forced timeout,
+   as fix halt does); post_run() restores the timer so that later commands run.
+------------------------------------------------------------------------- */
+
+void FixAceUqWatch::stop_run(const char *why)
+{
+  if (rerun_mode) {
+    // rerun reads every frame whatever the timer says: stop judging instead.
+    rerun_stopped = 1;
+    utils::logmesg(lmp,
+                   "fix ace/uq/watch: {}; a rerun cannot be cut short, so the remaining frames "
+                   "are read but no longer checked (halt no checks every frame)\n",
+                   why);
+    return;
+  }
+  timer->force_timeout();
+  forced_timeout = 1;
+}
+
 void FixAceUqWatch::check()
 {
   // A configuration is checked once, even when a new run starts where the last one ended; but a
   // configuration changed at the same step (displace_atoms, a box change, deleted or created
   // atoms between `run 0` commands) is a new one and is checked.
+  if (rerun_stopped) return;
   const uint64_t fp = fingerprint();
-  if (update->ntimestep == last_checked && fp == last_fingerprint) return;
+  if (update->ntimestep == last_checked && fp == last_fingerprint) {
+    // Judged already. A run that starts from the configuration that halted stops again: going
+    // on would integrate on forces the watch has just declared untrustworthy.
+    if (halted_now && halt_mode != HALT_NO && !forced_timeout && !rerun_mode) {
+      if (halt_mode == HALT_ERROR)
+        error->all(FLERR,
+                   "fix ace/uq/watch: step {} is the configuration that was above the upper "
+                   "cutoff",
+                   update->ntimestep);
+      utils::logmesg(lmp,
+                     "fix ace/uq/watch: step {} is the configuration that halted (above the "
+                     "upper cutoff): this run stops too; to go on, unfix the watch, use halt no, "
+                     "or start from another configuration\n",
+                     update->ntimestep);
+      stop_run("");
+    }
+    return;
+  }
   last_checked = update->ntimestep;
   last_fingerprint = fp;
   if (pair->uq_step(method) != update->ntimestep)
@@ -384,15 +649,28 @@ void FixAceUqWatch::check()
   }
 
   const double *vals = pair->uq_values(method);
+  const int *lone = pair->lone_step() == update->ntimestep ? pair->lone_atoms() : nullptr;
   const int nlocal = atom->nlocal;
   const int *mask = atom->mask;
   const int *type = atom->type;
   double local[3] = {0.0, 0.0, 0.0};    // max value, any above lower, any above upper
-  std::vector<int> flags(nlocal, 0);    // bit 1: above lower, bit 2: above upper
+  bigint nlone_local = 0;
+  std::vector<int> flags(nlocal, 0);    // bit 1: above lower, bit 2: above upper, bit 4: lone
   for (int i = 0; i < nlocal; i++) {
     if (!(mask[i] & groupbit)) continue;
     const int s = pair->species_of_type(type[i]);
     if (s < 0) continue;
+    if (lone && lone[i]) {
+      // No neighbour: every uncertainty is 0 and the force is 0 by symmetry (it cannot be
+      // wrong, so no halt), but its energy is the model's isolated-atom E0, which the training
+      // data may never have tested: a candidate unless `lone ignore`.
+      flags[i] |= 4;
+      nlone_local++;
+      if (lone_candidate) {
+        flags[i] |= 1;
+        local[1] = 1.0;
+      }
+    }
     const int c = clusters ? clusters[i] : -1;
     if (clusters && (c < 0 || c >= ncluster[s]))
       error->one(FLERR, "fix ace/uq/watch: atom {} has gamma_local cluster {} ({} has {})",
@@ -406,18 +684,33 @@ void FixAceUqWatch::check()
   }
   double global[3];
   MPI_Allreduce(local, global, 3, MPI_DOUBLE, MPI_MAX, world);
+  MPI_Allreduce(&nlone_local, &nlone_last, 1, MPI_LMP_BIGINT, MPI_SUM, world);
+  if (nlone_last > 0 && !lone_reported) {
+    lone_reported = 1;
+    utils::logmesg(lmp,
+                   "fix ace/uq/watch: step {}: {} atoms have no neighbour inside the model "
+                   "cutoff: their uncertainty is 0 and their force 0 by symmetry, but their "
+                   "energy is the model's isolated-atom energy, which training data rarely "
+                   "test; {} (reported once)\n",
+                   update->ntimestep, nlone_last,
+                   lone_candidate ? "their frames are candidates (lone ignore to skip them, e.g. "
+                                    "atoms deposited from the vacuum)"
+                                  : "lone ignore: they are not candidates");
+  }
   nchecks++;
   last_max = global[0];
   running_max = std::max(running_max, global[0]);
   const bool above_lower = global[1] > 0.0;
   const bool halting = halt_mode != HALT_NO && global[2] > 0.0;
-  if ((above_lower && !dumpfile.empty()) || halting) write_frame(flags, halting, global[0]);
+  if ((above_lower && !dumpfile.empty()) || halting)
+    write_frame(flags, halting, global[0], nlone_last);
+  halted_now = halting ? 1 : 0;
   if (halting) {
     halted_step = update->ntimestep;
     if (halt_mode == HALT_ERROR)
       error->all(FLERR, "fix ace/uq/watch: {} above the upper cutoff at step {} (see the log)",
                  PairAceUq::method_name(method), update->ntimestep);
-    timer->force_timeout();
+    stop_run("the watch stops at this frame");
   }
 }
 
@@ -458,7 +751,8 @@ uint64_t FixAceUqWatch::fingerprint()
   return all ^ mix64(static_cast<uint64_t>(atom->natoms));
 }
 
-void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, double gmax)
+void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, double gmax,
+                                bigint nlone)
 {
   const int nlocal = atom->nlocal;
   const int *mask = atom->mask;
@@ -468,19 +762,25 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
   const int *clusters = by_cluster ? pair->gamma_local_clusters() : nullptr;
   std::vector<double> mine;
   mine.reserve((size_t) NREC * nlocal);
+  // Every atom, so that the frame is the simulated structure (atoms outside the group and
+  // of types the model does not handle have watched = 0). Types of unknown element are only
+  // possible without a dump file (resolve_elements), where the frame is never written.
   for (int i = 0; i < nlocal; i++) {
-    if (!(mask[i] & groupbit)) continue;
     const int s = pair->species_of_type(type[i]);
-    if (s < 0) continue;
+    const int ws = type_species[type[i]];
+    if (ws < 0) continue;
+    const bool model_atom = s >= 0;
     const double rec[NREC] = {(double) atom->tag[i],
-                              (double) s,
+                              (double) ws,
                               x[i][0],
                               x[i][1],
                               x[i][2],
-                              vals[i],
+                              model_atom ? vals[i] : 0.0,
                               (double) (flags[i] & 1),
                               (double) ((flags[i] >> 1) & 1),
-                              clusters ? (double) clusters[i] : -1.0};
+                              clusters && model_atom ? (double) clusters[i] : -1.0,
+                              model_atom && (mask[i] & groupbit) ? 1.0 : 0.0,
+                              (double) ((flags[i] >> 2) & 1)};
     mine.insert(mine.end(), rec, rec + NREC);
   }
   int count = (int) mine.size();
@@ -508,7 +808,7 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
               [&](int a, int b) { return all[NREC * a] < all[NREC * b]; });
     std::vector<int64_t> ids(n);
     std::vector<int> species(n), cl(n);
-    std::vector<double> pos(3 * n), value(n), lo(n), hi(n), cluster(n);
+    std::vector<double> pos(3 * n), value(n), lo(n), hi(n), cluster(n), watched(n), lone_col(n);
     std::set<std::pair<int, int>> clusters_lo, clusters_hi;
     const double *boxlo = domain->boxlo;
     int worst = -1, nlo = 0, nhi = 0;
@@ -522,6 +822,8 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
       hi[k] = r[7];
       cluster[k] = r[8];
       cl[k] = (int) r[8];
+      watched[k] = r[9];
+      lone_col[k] = r[10];
       nlo += (int) lo[k];
       nhi += (int) hi[k];
       if (lo[k] > 0.0) clusters_lo.insert({species[k], cl[k]});
@@ -541,13 +843,22 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
       col_names.push_back("cluster");
       col_values.push_back(cluster.data());
     }
+    col_names.push_back("watched");
+    col_values.push_back(watched.data());
+    col_names.push_back("lone");
+    col_values.push_back(lone_col.data());
     const double time = update->atime + (update->ntimestep - update->atimestep) * update->dt;
-    std::vector<std::string> info_v = {
-        std::to_string(update->ntimestep), fmt::format("{:.10g}", time), qname,
-        fmt::format("{:.10g}", gmax),      std::to_string(nlo),          std::to_string(nhi),
-        halting ? "halt" : "candidate"};
-    std::vector<const char *> info_k = {"step",          "time",          "quantity",   "max_value",
-                                        "n_above_lower", "n_above_upper", "config_type"};
+    std::vector<std::string> info_v = {std::to_string(update->ntimestep),
+                                       real_text(time),
+                                       qname,
+                                       real_text(gmax),
+                                       std::to_string(nlo),
+                                       std::to_string(nhi),
+                                       std::to_string(nlone),
+                                       halting ? "halt" : "candidate"};
+    std::vector<const char *> info_k = {"step",          "time",          "quantity",
+                                        "max_value",     "n_above_lower", "n_above_upper",
+                                        "n_lone",        "config_type"};
     if (by_cluster) {
       // Which (species, cluster) fired: e.g. "Li:0 Li:2", or "none".
       info_k.push_back("clusters_above_lower");
@@ -571,6 +882,10 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
     frame.ninfo = (int) info_k.size();
     frame.info_keys = info_k.data();
     frame.info_values = info_vp.data();
+    std::vector<const char *> extra;
+    for (const auto &e : extra_names) extra.push_back(e.c_str());
+    frame.nextra_species = (int) extra.size();
+    frame.extra_species = extra.empty() ? nullptr : extra.data();
     if (!dumpfile.empty()) {
       if (aceuq_append_frame(pair->model_handle(), dumpfile.c_str(), &frame) != ACEUQ_STATUS_OK) {
         ok = 0;
@@ -600,6 +915,11 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
 
 void FixAceUqWatch::post_run()
 {
+  // The halt ended this run only: later run/minimize commands run (fix halt's "continue").
+  if (forced_timeout) timer->reset_timeout();
+  forced_timeout = 0;
+  rerun_stopped = 0;
+  init_logged = 0;
   if (comm->me != 0) return;
   utils::logmesg(lmp, "fix ace/uq/watch: {} checks of {}, max {:.6g}, {} frames written{}{}\n",
                  nchecks, method >= 0 ? PairAceUq::method_name(method) : "?", running_max, nframes,
@@ -621,7 +941,13 @@ double FixAceUqWatch::compute_vector(int n)
     return running_max;
   case 2:
     return (double) nframes;
-  default:
+  case 3:
     return (double) nchecks;
+  case 4:
+    return (double) halted_now;
+  case 5:
+    return (double) halted_step;
+  default:
+    return (double) nlone_last;
   }
 }

@@ -3,21 +3,44 @@
 
      fix ID group ace/uq/watch N [quantity M] [dump FILE] [lower auto|X]
                                  [upper auto|X|none] [halt yes|no|error]
+                                 [lone candidate|ignore] [elements E1 ... Entypes]
 
-   Every N steps: asks pair ace/uq for quantity M, finds atoms above the
-   lower cutoff (appends the frame to FILE as extended XYZ: worth labelling)
-   and above the upper cutoff (writes the frame and stops the run: the
-   potential is extrapolating too far to trust). Cutoffs per species from
-   the model's calibration (auto) or given numbers; for quantity gamma_local
-   auto cutoffs are per (species, cluster): each atom is judged by the
-   cutoffs of the cluster gamma_local assigned it (the species' cutoffs for
-   a cluster calibrated without its own), the frame gets a per-atom cluster
-   column and header keys naming the clusters above the cutoffs. A quantity
-   whose calibration has no upper cutoff (+inf: the method cannot reach the
-   error limit, e.g. a saturating GP) never halts: init warns once, with the
-   stored reason and a method of the model whose upper cutoffs are finite,
-   and prints the calibration's stored caveats. MPI:
-   decisions are collective, frames are gathered and written once by rank 0.
+   Every N steps (every N minimizer iterations; every rerun frame whose step
+   is a multiple of N): asks pair ace/uq for quantity M, finds atoms of the
+   group above the lower cutoff (appends the frame to FILE as extended XYZ:
+   worth labelling) and above the upper cutoff (writes the frame and stops
+   the run: the potential is extrapolating too far to trust). Cutoffs per
+   species from the model's calibration (auto) or given numbers; for
+   quantity gamma_local auto cutoffs are per (species, cluster): each atom is
+   judged by the cutoffs of the cluster gamma_local assigned it (the species'
+   cutoffs for a cluster calibrated without its own), the frame gets a
+   per-atom cluster column and header keys naming the clusters above the
+   cutoffs. A quantity whose calibration has no upper cutoff (+inf) never
+   halts: init warns once, with the stored reason and a method of the model
+   whose upper cutoffs are finite, and prints the calibration's caveats.
+
+   Frames hold the whole simulated structure, so that they can be labelled
+   as they are: atoms outside the group and atoms of types the model does not
+   handle (NULL in pair_coeff under pair_style hybrid) are written with
+   watched = 0. The element of a NULL type comes from `elements` or, failing
+   that, from its mass. Lone atoms (no neighbour inside the model cutoff: all
+   their descriptors and uncertainties are 0) are candidates unless
+   `lone ignore`; they never halt (their force is 0 by symmetry).
+
+   Halting (halt yes) ends the current run or minimization; the input goes on,
+   and later runs run normally unless they start from the configuration that
+   halted, which stops them again at their first step. f_ID[5] is 1 when the
+   last check halted: `if "$(f_ID[5]) > 0" then quit`. A rerun cannot be cut
+   short by a fix: halt yes stops checking at the first frame above upper
+   (the rest is read but not judged); halt no judges every frame.
+   MPI: decisions are collective, frames are gathered and written once by
+   rank 0.
+
+   Global vector: 1 largest value of the last check, 2 largest since the fix
+   was defined, 3 frames written, 4 checks, 5 halted (1 if the last check was
+   above upper with halt yes/error), 6 step of the last halt (-1: none),
+   7 lone atoms at the last check. Scalar: 2. Any thermo interval works: the
+   values are those of the last check.
 ------------------------------------------------------------------------- */
 
 #ifdef FIX_CLASS
@@ -50,6 +73,11 @@ class FixAceUqWatch : public Fix {
   void setup(int) override;
   void pre_force(int) override;
   void end_of_step() override;
+  void min_setup(int) override;
+  void min_pre_force(int) override;
+  void min_post_force(int) override;
+  void setup_pre_force_respa(int, int) override;
+  void pre_force_respa(int, int, int) override;
   void post_run() override;
   double compute_scalar() override;
   double compute_vector(int) override;
@@ -61,6 +89,8 @@ class FixAceUqWatch : public Fix {
   int lower_auto, upper_auto, upper_none;
   double lower_value, upper_value;
   int halt_mode;
+  int lone_candidate;                  // lone atoms are candidates (lone candidate)
+  std::vector<std::string> elements;    // per type 1..ntypes from `elements` ("" = not given)
   class PairAceUq *pair;
   std::vector<double> lower, upper;    // per model species
   std::vector<std::string> species_names;
@@ -77,15 +107,30 @@ class FixAceUqWatch : public Fix {
   int notes_method;
   void report_calibration(aceuq_model_t *h, const std::vector<int> &own);
 
+  // Species index written for each type (model species, or nspecies + k for the element
+  // extra_names[k] of a type the model does not handle); -1: unknown (no frame can be written).
+  std::vector<int> type_species;
+  std::vector<std::string> extra_names;
+  void resolve_elements(int ns);
+  void check_dump_path();
+
   // Run statistics.
-  bigint nchecks, nframes, halted_step;
+  bigint nchecks, nframes, halted_step, nlone_last;
   double running_max, last_max;
   bigint last_checked;
   uint64_t last_fingerprint;
+  int halted_now;        // the last check was above upper and halting
+  int forced_timeout;    // this fix stopped the current run through the timer
+  int rerun_mode;        // init() ran inside a rerun command
+  int rerun_stopped;     // halted in this rerun: later frames are not checked
+  int init_logged;       // the settings line was printed for this run
+  int lone_reported;     // lone atoms were reported once
 
+  void request();
   void check();
+  void stop_run(const char *why);
   uint64_t fingerprint();
-  void write_frame(const std::vector<int> &exceed_local, bool halting, double gmax);
+  void write_frame(const std::vector<int> &flags, bool halting, double gmax, bigint nlone);
 };
 
 }    // namespace LAMMPS_NS

@@ -60,7 +60,7 @@ std::string PairAceUq::method_names()
 
 PairAceUq::PairAceUq(LAMMPS *lmp) :
     Pair(lmp), model(nullptr), cutmax(0.0), uq_every(0), uq_named(0), cluster_wanted(0),
-    cluster_last_step(-1), n_ens_cols(0)
+    cluster_last_step(-1), lone_last_step(-1), n_ens_cols(0)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -230,6 +230,13 @@ void PairAceUq::init_style()
 {
   if (!model) error->all(FLERR, "ace/uq: no model: use pair_coeff * * model.aceuq ...");
   if (force->newton_pair == 0) error->all(FLERR, "Pair style ace/uq requires newton pair on");
+  // Models are fitted in eV and Angstrom; any other unit system would read them as kcal/mol,
+  // nm, ... without a word. LAMMPS converts nothing for pair styles, so refuse.
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR,
+               "pair ace/uq needs 'units metal' (eV, Angstrom, ps: the units of the model), got "
+               "'units {}'; put 'units metal' before the box is defined",
+               update->unit_style);
   neighbor->add_request(this, NeighConst::REQ_FULL);
 }
 
@@ -369,6 +376,17 @@ void PairAceUq::compute(int eflag, int vflag)
     uq_last_step[methods[k]] = update->ntimestep;
   }
   if (res.gamma_local_cluster) cluster_last_step = update->ntimestep;
+  if (n_uq > 0) {
+    // Atoms of the model without a neighbour inside its cutoff (an empty environment: every
+    // descriptor, and so every uncertainty, is 0).
+    if ((int) lone_array.size() < atom->nmax) lone_array.resize(atom->nmax);
+    std::fill(lone_array.begin(), lone_array.begin() + nlocal, 0);
+    for (int ii = 0; ii < inum; ii++) {
+      const int i = ilist[ii];
+      if (i < nlocal && species[i] >= 0 && offsets[ii + 1] == offsets[ii]) lone_array[i] = 1;
+    }
+    lone_last_step = update->ntimestep;
+  }
 }
 
 /* ----------------------------------------------------------------------
@@ -428,6 +446,6 @@ double PairAceUq::memory_usage()
   bytes += (double) (fij.capacity() + eatom_buf.capacity()) * sizeof(double);
   for (int m = 0; m < NMETHODS; m++) bytes += (double) uq_arrays[m].capacity() * sizeof(double);
   bytes += (double) ens_forces.capacity() * sizeof(double);
-  bytes += (double) cluster_array.capacity() * sizeof(int);
+  bytes += (double) (cluster_array.capacity() + lone_array.capacity()) * sizeof(int);
   return bytes;
 }

@@ -62,6 +62,10 @@ class PairAceUq : public Pair {
   // Clusters from the last evaluation that kept them (nlocal entries) and its step.
   const int *gamma_local_clusters() const { return cluster_array.data(); }
   bigint gamma_local_cluster_step() const { return cluster_last_step; }
+  // Per local atom, 1 if it is a model atom without any neighbour inside the model's cutoff
+  // (all its uncertainties are 0), from the last evaluation that computed an uncertainty.
+  const int *lone_atoms() const { return lone_array.data(); }
+  bigint lone_step() const { return lone_last_step; }
   static const char *method_name(int m);
   // The `aceuq fit` option that builds method m.
   static const char *method_fit_option(int m);
@@ -86,6 +90,8 @@ class PairAceUq : public Pair {
   int cluster_wanted;                // keep gamma_local's cluster per atom
   std::vector<int> cluster_array;    // gamma_local cluster of each local atom
   bigint cluster_last_step;
+  std::vector<int> lone_array;    // 1: no neighbour inside the cutoff (see lone_atoms())
+  bigint lone_last_step;
 
   // Per-step buffers, grown only when the atom count grows.
   std::vector<int> species;

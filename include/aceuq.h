@@ -149,7 +149,8 @@ typedef struct {
   const int32_t *pbc;
   // Positions `[natoms][3]` (Å).
   const double *x;
-  // Model species index of every atom `[natoms]`.
+  // Species index of every atom `[natoms]`: a model species (`0 .. nspecies`), or
+  // `nspecies + k` for `extra_species[k]`.
   const int32_t *species;
   // Atom IDs `[natoms]` (written as the integer column `id`; may be NULL).
   const int64_t *ids;
@@ -161,6 +162,12 @@ typedef struct {
   int32_t ninfo;
   const char *const *info_keys;
   const char *const *info_values;
+  // Element symbols of atoms that are not model species (e.g. LAMMPS types mapped to `NULL`
+  // under `pair_style hybrid`), so that a frame holds the whole structure: `nextra_species`
+  // names, species index `nspecies + k` is `extra_species[k]`. `0` and NULL if every atom is
+  // a model species (a frame initialised as `{...}` without these fields).
+  int32_t nextra_species;
+  const char *const *extra_species;
 } aceuq_frame_t;
 
 #ifdef __cplusplus

@@ -68,6 +68,8 @@ fn append(h: &Handle, path: &Path, writer: usize, seq: usize, natoms: usize) {
         ninfo: 2,
         info_keys: keys.as_ptr(),
         info_values: vals.as_ptr(),
+        nextra_species: 0,
+        extra_species: std::ptr::null(),
     };
     let p = CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY: every array has the documented size.

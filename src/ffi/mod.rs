@@ -837,7 +837,8 @@ pub struct aceuq_frame_t {
     pub pbc: *const i32,
     /// Positions `[natoms][3]` (Å).
     pub x: *const f64,
-    /// Model species index of every atom `[natoms]`.
+    /// Species index of every atom `[natoms]`: a model species (`0 .. nspecies`), or
+    /// `nspecies + k` for `extra_species[k]`.
     pub species: *const i32,
     /// Atom IDs `[natoms]` (written as the integer column `id`; may be NULL).
     pub ids: *const i64,
@@ -849,6 +850,12 @@ pub struct aceuq_frame_t {
     pub ninfo: i32,
     pub info_keys: *const *const c_char,
     pub info_values: *const *const c_char,
+    /// Element symbols of atoms that are not model species (e.g. LAMMPS types mapped to `NULL`
+    /// under `pair_style hybrid`), so that a frame holds the whole structure: `nextra_species`
+    /// names, species index `nspecies + k` is `extra_species[k]`. `0` and NULL if every atom is
+    /// a model species (a frame initialised as `{...}` without these fields).
+    pub nextra_species: i32,
+    pub extra_species: *const *const c_char,
 }
 
 /// Append one frame to an extended XYZ file (created if missing). The frame is formatted in
@@ -889,18 +896,51 @@ pub unsafe extern "C" fn aceuq_append_frame(
         let pbc = unsafe { slice(fr.pbc, 3, "pbc") }?;
         let x = unsafe { slice(fr.x, 3 * n, "x") }?;
         let species = unsafe { slice(fr.species, n, "species") }?;
-        let mut symbols = Vec::with_capacity(n);
-        for &sp in species {
-            let Some(name) = usize::try_from(sp)
-                .ok()
-                .and_then(|k| h.pot().model.species.get(k))
-            else {
+        if fr.nextra_species < 0 {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                "negative nextra_species in frame",
+            );
+        }
+        let extra_ptrs = unsafe {
+            slice(
+                fr.extra_species,
+                fr.nextra_species as usize,
+                "extra_species",
+            )
+        }?;
+        let mut extra = Vec::with_capacity(extra_ptrs.len());
+        for &p in extra_ptrs {
+            let name = unsafe { cstr(p, "extra species name") }?;
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return fail(
                     aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
-                    format!("species index {sp} out of range"),
+                    format!("extra species name {name:?} is not an element symbol"),
+                );
+            }
+            extra.push(name);
+        }
+        let model_species = &h.pot().model.species;
+        let mut symbols = Vec::with_capacity(n);
+        for &sp in species {
+            let k = usize::try_from(sp).ok();
+            let name = k
+                .and_then(|k| model_species.get(k).map(|s| s.as_str()))
+                .or_else(|| {
+                    k.and_then(|k| k.checked_sub(model_species.len()))
+                        .and_then(|e| extra.get(e).copied())
+                });
+            let Some(name) = name else {
+                return fail(
+                    aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                    format!(
+                        "species index {sp} out of range ({} model species, {} extra)",
+                        model_species.len(),
+                        extra.len()
+                    ),
                 );
             };
-            symbols.push(name.as_str());
+            symbols.push(name);
         }
         let ids = if fr.ids.is_null() {
             None

@@ -423,7 +423,7 @@ static void test_append(aceuq_model_t *h, const char *scratch)
   const double *vals[1] = {gamma};
   const char *keys[2] = {"step", "note"};
   const char *values[2] = {"100", "two words"};
-  aceuq_frame_t fr = {2, cell, pbc, x, species, ids, 1, names, vals, 2, keys, values};
+  aceuq_frame_t fr = {2, cell, pbc, x, species, ids, 1, names, vals, 2, keys, values, 0, NULL};
   OK(aceuq_append_frame(h, path, &fr));
   OK(aceuq_append_frame(h, path, &fr));
   long size = file_size(path);
@@ -465,6 +465,32 @@ static void test_append(aceuq_model_t *h, const char *scratch)
          "cannot append to /nonexistent/dir/frames.xyz");
   /* No failed call added anything to the file. */
   CHECK(file_size(path) == size);
+
+  /* Atoms the model does not handle (hybrid NULL types) carry their own element. */
+  char other[4096];
+  snprintf(other, sizeof other, "%s/whole.xyz", scratch);
+  remove(other);
+  int32_t nsp = 0;
+  OK(aceuq_model_nspecies(h, &nsp));
+  const char *extra[1] = {"He"};
+  species[1] = nsp;
+  EXPECT(aceuq_append_frame(h, other, &fr), ACEUQ_STATUS_INVALID_ARGUMENT, "out of range");
+  fr.nextra_species = 1;
+  fr.extra_species = extra;
+  OK(aceuq_append_frame(h, other, &fr));
+  fp = fopen(other, "r");
+  int he = 0;
+  if (fp) {
+    while (fgets(line, sizeof line, fp)) he += strncmp(line, "He ", 3) == 0;
+    fclose(fp);
+  }
+  CHECK(he == 1);
+  const char *bad_extra[1] = {"H e"};
+  fr.extra_species = bad_extra;
+  EXPECT(aceuq_append_frame(h, other, &fr), ACEUQ_STATUS_INVALID_ARGUMENT,
+         "is not an element symbol");
+  fr.nextra_species = -1;
+  EXPECT(aceuq_append_frame(h, other, &fr), ACEUQ_STATUS_INVALID_ARGUMENT, "negative");
 }
 
 int main(int argc, char **argv)

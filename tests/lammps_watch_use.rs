@@ -1,0 +1,442 @@
+//! `fix ace/uq/watch` as users drive it beyond a single `run`: what a halt means for the rest of
+//! the input, rerun, minimize, r-RESPA, units, group watches and hybrid `NULL` types (the frame
+//! is the whole structure), a dump path that cannot be written, lone atoms, cutoffs given in
+//! the wrong order, thermo output at any interval. Each case runs the real `lmp`, on 1 and 2
+//! MPI ranks where ranks matter.
+
+mod common;
+use common::*;
+use std::sync::OnceLock;
+
+const SUITE: &str = "lammps_watch_use";
+
+/// A Li model with a global active set (gamma) and calibrated gamma cutoffs.
+fn model() -> &'static aceuq::Potential {
+    static M: OnceLock<aceuq::Potential> = OnceLock::new();
+    M.get_or_init(|| {
+        let train = frames("tests/data/li/train.xyz");
+        let valid = frames("tests/data/li/valid.xyz");
+        let mut m = aceuq::Potential::new(fit_model("tests/data/li/train.xyz", 12, &["Li"]));
+        let cfg = aceuq::uq::UqConfig {
+            active_set: true,
+            ..Default::default()
+        };
+        aceuq::uq::build(&m.model, &mut m.uq, &train[..12], &valid, &cfg, false)
+            .expect("active set");
+        let e: Vec<f64> = aceuq::uq::force_errors(&m.model, &valid).unwrap().concat();
+        let u: Vec<f64> = m
+            .per_atom(&valid, aceuq::uq::Method::Gamma)
+            .unwrap()
+            .concat();
+        let opts = aceuq::stats::cutoff::CalibrationOptions::new(100_000);
+        m.uq.calibration
+            .push(aceuq::stats::cutoff::calibrate("Li", "gamma", &e, &u, &opts).unwrap());
+        m
+    })
+}
+
+/// Largest gamma of the first test frame (what the watch sees at step 0).
+fn gamma0() -> f64 {
+    let frame = &frames("tests/data/li/test.xyz")[0];
+    let g = model()
+        .per_atom(std::slice::from_ref(frame), aceuq::uq::Method::Gamma)
+        .unwrap();
+    g[0].iter().cloned().fold(0.0, f64::max)
+}
+
+/// A folder with the model and the first Li test frame as `data.lmp`.
+fn case(name: &str) -> std::path::PathBuf {
+    let dir = workdir(SUITE, name);
+    save_model(model(), &dir, "model.aceuq");
+    write_data(
+        &frames("tests/data/li/test.xyz")[0],
+        &["Li"],
+        &dir,
+        "data.lmp",
+    );
+    dir
+}
+
+const HEAD: &str = "plugin load ${plugin}
+units metal
+boundary p p p
+atom_style atomic
+read_data data.lmp
+pair_style ace/uq
+pair_coeff * * model.aceuq Li
+";
+
+/// `PRINTED <key> <value>` lines written by `print` in an input.
+fn printed(r: &Run, key: &str) -> Vec<f64> {
+    r.output
+        .lines()
+        .filter_map(|l| l.strip_prefix("PRINTED "))
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse().ok())?
+        })
+        .collect()
+}
+
+fn candidates(dir: &std::path::Path) -> Vec<aceuq::Structure> {
+    aceuq::io::extxyz::read_file(dir.join("candidates.xyz"), &Default::default())
+        .expect("candidates parse")
+}
+
+fn real_column<'a>(s: &'a aceuq::Structure, name: &str) -> &'a [f64] {
+    match s.array(name) {
+        Some(aceuq::structure::PropData::Real { data, .. }) => data,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+fn np_arg(np: u32) -> Option<u32> {
+    (np > 1).then_some(np)
+}
+
+/// A soft halt ends its run only: the input goes on (exit 0), f_watch[5] says it halted, a run
+/// from the halted configuration stops again at its first step, and after `unfix` runs proceed.
+#[test]
+fn a_soft_halt_ends_its_run_and_later_runs_proceed() {
+    let Some(s) = setup("a_soft_halt_ends_its_run_and_later_runs_proceed") else {
+        return;
+    };
+    let upper = 1.3 * gamma0();
+    for np in [1, 2] {
+        let dir = case(&format!("soft_halt_np{np}"));
+        let input = format!(
+            "{HEAD}velocity all create 3000 4928459 mom yes rot yes dist gaussian loop geom
+timestep 0.001
+fix nve all nve
+fix watch all ace/uq/watch 5 quantity gamma dump candidates.xyz lower 0 upper {upper} halt yes
+thermo 1000
+run 5000
+print \"PRINTED halted $(f_watch[5])\"
+print \"PRINTED halt_step $(f_watch[6])\"
+print \"PRINTED step $(step)\"
+run 100
+print \"PRINTED step $(step)\"
+unfix watch
+run 20
+print \"PRINTED step $(step)\"
+minimize 0 0 5 50
+print \"PRINTED step $(step)\"
+"
+        );
+        let r = run_lammps_in(&s, &dir, &input, np_arg(np), None);
+        r.assert_ok(&format!("soft halt np {np}"));
+        assert_eq!(printed(&r, "halted"), vec![1.0], "np {np}: {}", r.output);
+        let halt = printed(&r, "halt_step")[0];
+        let steps = printed(&r, "step");
+        assert!(halt > 0.0 && halt < 5000.0, "np {np}: halted at {halt}");
+        assert_eq!(halt % 5.0, 0.0);
+        // run 5000 stopped at the halt; run 100 from the same configuration did not move;
+        // without the watch, run 20 and minimize (5 iterations at most) did.
+        assert_eq!(steps[0], halt, "np {np}");
+        assert_eq!(steps[1], halt, "np {np}: {}", r.output);
+        assert_eq!(steps[2], halt + 20.0, "np {np}");
+        assert!(
+            steps[3] > steps[2],
+            "np {np}: minimize did nothing: {steps:?}"
+        );
+        r.assert_contains("is the configuration that halted", "second run");
+        // One frame, the halt, written once.
+        let c = candidates(&dir);
+        let halts = c
+            .iter()
+            .filter(|f| f.config_type.as_deref() == Some("halt"))
+            .count();
+        assert_eq!(halts, 1, "np {np}");
+    }
+}
+
+/// rerun with halt yes reports the first frame above upper once and stops judging (a rerun
+/// cannot be cut short); halt no judges every frame. Both finish.
+#[test]
+fn rerun_halts_once_and_halt_no_checks_every_frame() {
+    let Some(s) = setup("rerun_halts_once_and_halt_no_checks_every_frame") else {
+        return;
+    };
+    let upper = 1.3 * gamma0();
+    let dir = case("rerun");
+    let input = format!(
+        "{HEAD}velocity all create 3000 4928459 mom yes rot yes dist gaussian loop geom
+timestep 0.001
+fix nve all nve
+dump traj all custom 100 traj.dump id type x y z
+run 3000
+undump traj
+unfix nve
+fix scan all ace/uq/watch 100 quantity gamma upper none halt no
+fix watch all ace/uq/watch 100 quantity gamma dump candidates.xyz lower {upper} upper {upper} halt yes
+rerun traj.dump dump x y z box yes
+print \"PRINTED scanned $(f_scan[4])\"
+print \"PRINTED watched $(f_watch[4])\"
+print \"PRINTED halted $(f_watch[5])\"
+"
+    );
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_ok("rerun");
+    assert_eq!(printed(&r, "scanned"), vec![31.0], "{}", r.output);
+    let watched = printed(&r, "watched")[0];
+    assert!(watched >= 1.0 && watched < 31.0, "{watched}: {}", r.output);
+    assert_eq!(r.count("halting at step"), 1, "{}", r.output);
+    assert_eq!(r.count("a rerun cannot be cut short"), 1);
+    assert_eq!(printed(&r, "halted"), vec![1.0]);
+    assert_eq!(candidates(&dir).len(), 1);
+}
+
+/// The watch works in minimize (checks every N iterations, halts it) and under r-RESPA.
+#[test]
+fn minimize_and_respa_are_watched() {
+    let Some(s) = setup("minimize_and_respa_are_watched") else {
+        return;
+    };
+    let g0 = gamma0();
+    for np in [1, 2] {
+        let dir = case(&format!("min_np{np}"));
+        let input = format!(
+            "{HEAD}displace_atoms all random 0.1 0.1 0.1 4711 units box
+fix watch all ace/uq/watch 2 quantity gamma upper none halt no
+minimize 0 0 20 200
+print \"PRINTED checks $(f_watch[4])\"
+print \"PRINTED max $(f_watch[1])\"
+unfix watch
+fix stop all ace/uq/watch 1 quantity gamma lower 0 upper {} halt yes
+minimize 0 0 20 200
+print \"PRINTED halted $(f_stop[5])\"
+print \"PRINTED step $(step)\"
+unfix stop
+reset_timestep 0
+run_style respa 2 2
+fix nve all nve
+fix resp all ace/uq/watch 5 quantity gamma upper none halt no
+run 20
+print \"PRINTED respa_checks $(f_resp[4])\"
+",
+            0.5 * g0
+        );
+        let r = run_lammps_in(&s, &dir, &input, np_arg(np), None);
+        r.assert_ok(&format!("minimize np {np}"));
+        // At least the setup and one checked iteration; the value is the gamma of a real
+        // configuration (positive).
+        let checks = printed(&r, "checks")[0];
+        assert!(checks >= 2.0, "np {np}: {checks} checks\n{}", r.output);
+        assert!(printed(&r, "max")[0] > 0.0);
+        // The second minimize halts at its first evaluation: no iteration is taken.
+        assert_eq!(printed(&r, "halted"), vec![1.0], "np {np}");
+        let steps = printed(&r, "step");
+        assert!(r.output.contains("halting at step"), "np {np}");
+        // r-RESPA: steps 0, 5, 10, 15, 20.
+        assert_eq!(
+            printed(&r, "respa_checks"),
+            vec![5.0],
+            "np {np}: {}",
+            r.output
+        );
+        let first_min_end = r
+            .output
+            .lines()
+            .filter(|l| l.contains("Stopping criterion"))
+            .count();
+        assert!(first_min_end >= 1, "{steps:?}");
+    }
+}
+
+/// Units other than metal are refused (the model is in eV and Å).
+#[test]
+fn units_other_than_metal_are_refused() {
+    let Some(s) = setup("units_other_than_metal_are_refused") else {
+        return;
+    };
+    let dir = case("units_real");
+    let input = HEAD.replace("units metal", "units real") + "run 0\n";
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_error("pair ace/uq needs 'units metal'", "units real");
+    r.assert_contains("got 'units real'", "units real");
+}
+
+/// A watch on a group, with hybrid NULL-type atoms, writes the whole structure: every atom, the
+/// elements of NULL types from their masses (or `elements`), and a per-atom `watched` flag.
+#[test]
+fn group_and_null_type_frames_hold_the_whole_structure() {
+    let Some(s) = setup("group_and_null_type_frames_hold_the_whole_structure") else {
+        return;
+    };
+    for np in [1, 2] {
+        let dir = case(&format!("group_null_np{np}"));
+        // Atoms 1-10 become type 2 (helium by mass), handled by lj/cut only.
+        let input = format!(
+            "plugin load ${{plugin}}
+units metal
+boundary p p p
+atom_style atomic
+read_data data.lmp extra/atom/types 1
+mass 2 4.0026
+set atom 1*10 type 2
+group low id 11:100
+pair_style hybrid/overlay ace/uq lj/cut 3.0
+pair_coeff * * ace/uq model.aceuq Li NULL
+pair_coeff * * lj/cut 0.001 1.5
+fix watch low ace/uq/watch 1 quantity gamma dump candidates.xyz lower 0 upper none halt no
+run 0
+unfix watch
+fix named low ace/uq/watch 1 quantity gamma dump named.xyz lower 0 upper none halt no elements Li Ne
+run 0
+"
+        );
+        let r = run_lammps_in(&s, &dir, &input, np_arg(np), None);
+        r.assert_ok(&format!("group/NULL np {np}"));
+        let c = candidates(&dir);
+        assert_eq!(c.len(), 1, "np {np}");
+        let f = &c[0];
+        assert_eq!(f.len(), 250, "np {np}: the frame must hold every atom");
+        let ids = match f.array("id") {
+            Some(aceuq::structure::PropData::Int { data, .. }) => data.clone(),
+            other => panic!("id: {other:?}"),
+        };
+        let watched = real_column(f, "watched");
+        for (k, &id) in ids.iter().enumerate() {
+            let sym = f.symbols[k].as_str();
+            assert_eq!(sym, if id <= 10 { "He" } else { "Li" }, "np {np} atom {id}");
+            let want = if (11..=100).contains(&id) { 1.0 } else { 0.0 };
+            assert_eq!(watched[k], want, "np {np} atom {id}");
+        }
+        let named = aceuq::io::extxyz::read_file(dir.join("named.xyz"), &Default::default())
+            .expect("named.xyz");
+        assert_eq!(named[0].symbols.iter().filter(|x| *x == "Ne").count(), 10);
+    }
+    // A NULL type whose mass is no element, with a dump, is an error naming the type.
+    let dir = case("null_unknown_mass");
+    let input = "plugin load ${plugin}
+units metal
+boundary p p p
+atom_style atomic
+read_data data.lmp extra/atom/types 1
+mass 2 5.5
+set atom 1*10 type 2
+pair_style hybrid/overlay ace/uq lj/cut 3.0
+pair_coeff * * ace/uq model.aceuq Li NULL
+pair_coeff * * lj/cut 0.001 1.5
+fix watch all ace/uq/watch 1 quantity gamma dump candidates.xyz lower 0 upper none halt no
+run 0
+";
+    let r = run_lammps_in(&s, &dir, input, None, None);
+    r.assert_error("type 2 (mass 5.5 matches no element)", "unknown element");
+    r.assert_contains("elements E1 ... E2", "unknown element");
+}
+
+/// A dump path that cannot be written fails before the first step, on every rank.
+#[test]
+fn an_unwritable_dump_path_fails_at_init() {
+    let Some(s) = setup("an_unwritable_dump_path_fails_at_init") else {
+        return;
+    };
+    for (name, path, needle) in [
+        (
+            "missing_folder",
+            "no/such/folder/c.xyz",
+            "folder no/such/folder/ does not exist",
+        ),
+        ("folder", ".", "it is a folder"),
+    ] {
+        for np in [1, 2] {
+            let dir = case(&format!("dump_{name}_np{np}"));
+            let input = format!(
+                "{HEAD}fix watch all ace/uq/watch 10 quantity gamma dump {path} lower 0 upper none
+velocity all create 600 1
+fix nve all nve
+run 100
+"
+            );
+            let r = run_lammps_in(&s, &dir, &input, np_arg(np), None);
+            r.assert_error(needle, &format!("{name} np {np}"));
+            // Before any step: no thermo row.
+            assert!(
+                thermo_rows(&r.output).is_empty(),
+                "{name} np {np}: {}",
+                r.output
+            );
+        }
+    }
+}
+
+/// Item by item: a given lower cutoff above the calibrated upper one is refused; thermo every
+/// step with a watch every 10 reports the last check; an atom without neighbours is flagged as a
+/// candidate (and counted), unless `lone ignore`; the frame's time is a real number at step 0.
+#[test]
+fn cutoff_order_thermo_interval_lone_atoms_and_time() {
+    let Some(s) = setup("cutoff_order_thermo_interval_lone_atoms_and_time") else {
+        return;
+    };
+    let dir = case("lower_above_upper");
+    let r = run_lammps_in(
+        &s,
+        &dir,
+        &format!("{HEAD}fix watch all ace/uq/watch 1 quantity gamma lower 1e6 upper auto\nrun 0\n"),
+        None,
+        None,
+    );
+    r.assert_error(
+        "the lower cutoff 1e+06 is above the upper cutoff",
+        "lower > upper",
+    );
+
+    let dir = case("thermo_every_step");
+    let r = run_lammps_in(
+        &s,
+        &dir,
+        &format!(
+            "{HEAD}fix watch all ace/uq/watch 10 quantity gamma upper none halt no
+velocity all create 600 1
+fix nve all nve
+thermo_style custom step f_watch[1] f_watch[4]
+thermo 1
+run 12
+"
+        ),
+        None,
+        None,
+    );
+    r.assert_ok("thermo 1");
+    let rows = thermo_rows(&r.output);
+    assert_eq!(rows.len(), 13, "{}", r.output);
+    // Checks at steps 0 and 10; rows in between repeat the last check.
+    assert_eq!(rows[5][2], 1.0);
+    assert_eq!(rows[12][2], 2.0);
+    assert_eq!(rows[3][1], rows[0][1]);
+
+    for (mode, want_frame) in [("candidate", true), ("ignore", false)] {
+        for np in [1, 2] {
+            let dir = case(&format!("lone_{mode}_np{np}"));
+            // One more atom 10 Å above the periodic liquid, in a box made taller.
+            let input = format!(
+                "{HEAD}change_box all z final 0 40 boundary p p f units box
+create_atoms 1 single 9.0 9.0 33.0 units box
+fix watch all ace/uq/watch 1 quantity gamma dump candidates.xyz lower 1e5 upper none halt no lone {mode}
+run 0
+print \"PRINTED lone $(f_watch[7])\"
+"
+            );
+            let r = run_lammps_in(&s, &dir, &input, np_arg(np), None);
+            r.assert_ok(&format!("lone {mode} np {np}"));
+            assert_eq!(printed(&r, "lone"), vec![1.0], "lone {mode} np {np}");
+            r.assert_contains("1 atoms have no neighbour inside the model cutoff", "lone");
+            let exists = dir.join("candidates.xyz").exists();
+            assert_eq!(exists, want_frame, "lone {mode} np {np}");
+            if want_frame {
+                let c = candidates(&dir);
+                let f = &c[0];
+                assert_eq!(f.len(), 251);
+                let lone = real_column(f, "lone");
+                assert_eq!(lone.iter().sum::<f64>(), 1.0);
+                assert_eq!(real_column(f, "above_lower").iter().sum::<f64>(), 1.0);
+                assert_eq!(
+                    f.info.get("time"),
+                    Some(&aceuq::structure::InfoValue::Real(0.0)),
+                    "time at step 0 must read as a real"
+                );
+            }
+        }
+    }
+}
