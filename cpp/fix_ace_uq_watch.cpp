@@ -12,6 +12,7 @@
 #include "force.h"
 #include "group.h"
 #include "input.h"
+#include "modify.h"
 #include "pair_ace_uq.h"
 #include "timer.h"
 #include "update.h"
@@ -59,17 +60,21 @@ const std::pair<const char *, double> ATOMIC_WEIGHTS[] = {
     {"Rn", 222.02},    {"Fr", 223.02},    {"Ra", 226.03},    {"Ac", 227.03},    {"Th", 232.04},
     {"Pa", 231.04},    {"U", 238.03},     {"Np", 237.05},    {"Pu", 244.06}};
 
-// The element whose standard atomic weight is within MASS_TOLERANCE of `mass`, or "".
-std::string element_of_mass(double mass)
+// The elements whose standard atomic weights are within MASS_TOLERANCE of `mass` (one: the
+// element; none or several: the mass does not say).
+std::vector<std::string> elements_of_mass(double mass)
 {
-  const char *best = nullptr;
-  double dbest = MASS_TOLERANCE;
+  std::vector<std::string> out;
   for (const auto &e : ATOMIC_WEIGHTS)
-    if (std::fabs(e.second - mass) < dbest) {
-      dbest = std::fabs(e.second - mass);
-      best = e.first;
-    }
-  return best ? best : "";
+    if (std::fabs(e.second - mass) < MASS_TOLERANCE) out.push_back(e.first);
+  return out;
+}
+
+bool is_element(const std::string &name)
+{
+  for (const auto &e : ATOMIC_WEIGHTS)
+    if (name == e.first) return true;
+  return false;
 }
 
 // A number that reads back as a real (extended XYZ readers type "0" as an integer).
@@ -135,7 +140,7 @@ FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
     notes_model(nullptr), notes_method(-1), nchecks(0), nframes(0), halted_step(-1),
     nlone_last(0), running_max(0.0), last_max(0.0), last_checked(-1), last_fingerprint(0),
     halted_now(0), forced_timeout(0), rerun_mode(0), rerun_stopped(0), init_logged(0),
-    lone_reported(0)
+    lone_reported(0), rehalt_reported(0)
 {
   if (narg < 4) utils::missing_cmd_args(FLERR, "fix ace/uq/watch", error);
   nevery = utils::inumeric(FLERR, arg[3], false, lmp);
@@ -154,13 +159,16 @@ FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
       elements.assign(nt + 1, "");
       for (int t = 1; t <= nt; t++) {
         elements[t] = arg[iarg + t];
-        bool known = false;
-        for (const auto &e : ATOMIC_WEIGHTS) known = known || elements[t] == e.first;
-        if (!known)
+        if (!is_element(elements[t]))
           error->all(FLERR, "fix ace/uq/watch elements: '{}' (type {}) is not an element symbol",
                      elements[t], t);
       }
       iarg += 1 + nt;
+      if (iarg < narg && is_element(arg[iarg]))
+        error->all(FLERR,
+                   "fix ace/uq/watch elements: needs one element per atom type ({} types), got "
+                   "more ('{}')",
+                   nt, arg[iarg]);
       continue;
     }
     if (iarg + 2 > narg) utils::missing_cmd_args(FLERR, "fix ace/uq/watch " + key, error);
@@ -297,7 +305,22 @@ void FixAceUqWatch::init()
   }
   // A lower cutoff above the upper one would halt on atoms that were never candidates: a typo
   // or numbers meant for another quantity.
-  for (int s = 0; s < ns && !(lower_auto && upper_auto); s++) {
+  // A calibrated lower cutoff above a given upper one is lowered to it (every candidate is then
+  // a halt), with a warning; a given lower cutoff above a calibrated upper one is an error.
+  if (lower_auto && !upper_auto) {
+    bool clamped = false;
+    for (auto &v : lower) clamped = clamped || v > upper_value;
+    for (auto &v : lower_c) clamped = clamped || v > upper_value;
+    for (auto &v : lower) v = std::min(v, upper_value);
+    for (auto &v : lower_c) v = std::min(v, upper_value);
+    if (clamped && comm->me == 0 && !init_logged)
+      error->warning(FLERR,
+                     "fix ace/uq/watch: upper {} is below the calibrated lower cutoff of some "
+                     "species or clusters; their lower cutoff is set to {} (every candidate there "
+                     "is also a halt)",
+                     upper_value, upper_value);
+  }
+  for (int s = 0; s < ns && !lower_auto && upper_auto; s++) {
     if (!by_cluster && lower[s] > upper[s])
       error->all(FLERR,
                  "fix ace/uq/watch: for {} the lower cutoff {:.6g}{} is above the upper cutoff "
@@ -317,6 +340,21 @@ void FixAceUqWatch::init()
   }
   resolve_elements(ns);
   if (!dumpfile.empty()) check_dump_path();
+
+  // fix halt with `error soft` keeps later runs from running; a step where both stop the run
+  // counts as this watch's halt (which restores the timer) unless fix halt acts first.
+  if (halt_mode == HALT_SOFT && comm->me == 0 && !init_logged) {
+    int me_index = -1;
+    for (int k = 0; k < modify->nfix; k++)
+      if (modify->fix[k] == this) me_index = k;
+    for (int k = me_index + 1; k < modify->nfix && me_index >= 0; k++)
+      if (strcmp(modify->fix[k]->style, "halt") == 0)
+        error->warning(FLERR,
+                       "fix ace/uq/watch: fix {} (halt) is defined after this watch: at a step "
+                       "where both stop the run, the watch's halt wins and later runs proceed; "
+                       "define fix halt first to keep its `error soft`",
+                       modify->fix[k]->id);
+  }
 
   if (comm->me == 0 && !init_logged) {
     std::string cut;
@@ -470,13 +508,28 @@ void FixAceUqWatch::resolve_elements(int ns)
       continue;
     }
     std::string el = given;
-    if (el.empty() && atom->mass && atom->mass_setflag && atom->mass_setflag[t])
-      el = element_of_mass(atom->mass[t]);
+    const bool has_mass = atom->mass && atom->mass_setflag && atom->mass_setflag[t];
+    if (el.empty() && has_mass) {
+      const auto match = elements_of_mass(atom->mass[t]);
+      if (match.size() == 1) {
+        el = match[0];
+        if (comm->me == 0 && !init_logged)
+          utils::logmesg(lmp,
+                         "fix ace/uq/watch: type {} (NULL in pair_coeff ace/uq) is written as {} "
+                         "(mass {:.6g}); give `elements` to say otherwise\n",
+                         t, el, atom->mass[t]);
+      } else if (match.size() > 1) {
+        std::string both;
+        for (const auto &m : match) both += (both.empty() ? "" : " or ") + m;
+        unknown.push_back(fmt::format("type {} (mass {:.6g} could be {})", t, atom->mass[t], both));
+        continue;
+      }
+    }
     if (el.empty()) {
-      unknown.push_back(
-          atom->mass && atom->mass_setflag && atom->mass_setflag[t]
-              ? fmt::format("type {} (mass {:.6g} matches no element)", t, atom->mass[t])
-              : fmt::format("type {} (no per-type mass)", t));
+      unknown.push_back(has_mass
+                            ? fmt::format("type {} (mass {:.6g} matches no element)", t,
+                                          atom->mass[t])
+                            : fmt::format("type {} (no per-type mass)", t));
       continue;
     }
     // An element of the model keeps its model index.
@@ -598,12 +651,16 @@ void FixAceUqWatch::stop_run(const char *why)
   if (rerun_mode) {
     // rerun reads every frame whatever the timer says: stop judging instead.
     rerun_stopped = 1;
-    utils::logmesg(lmp,
-                   "fix ace/uq/watch: {}; a rerun cannot be cut short, so the remaining frames "
-                   "are read but no longer checked (halt no checks every frame)\n",
-                   why);
+    if (comm->me == 0)
+      utils::logmesg(lmp,
+                     "fix ace/uq/watch: {}; a rerun cannot be cut short, so the remaining "
+                     "frames are read but no longer checked (halt no checks every frame)\n",
+                     why);
     return;
   }
+  // Claim the timer only if nobody stopped the run yet (fix halt ... error soft, a wall-time
+  // limit): its owner decides what later runs do.
+  if (timer->is_timeout()) return;
   timer->force_timeout();
   forced_timeout = 1;
 }
@@ -624,11 +681,14 @@ void FixAceUqWatch::check()
                    "fix ace/uq/watch: step {} is the configuration that was above the upper "
                    "cutoff",
                    update->ntimestep);
-      utils::logmesg(lmp,
-                     "fix ace/uq/watch: step {} is the configuration that halted (above the "
-                     "upper cutoff): this run stops too; to go on, unfix the watch, use halt no, "
-                     "or start from another configuration\n",
-                     update->ntimestep);
+      if (comm->me == 0 && rehalt_reported != last_fingerprint)
+        utils::logmesg(lmp,
+                       "fix ace/uq/watch: step {} is the configuration that halted (above the "
+                       "upper cutoff): this run stops too, and so will any run starting here; "
+                       "to go on, unfix the watch, use halt no, or start from another "
+                       "configuration\n",
+                       update->ntimestep);
+      rehalt_reported = last_fingerprint;
       stop_run("");
     }
     return;
@@ -687,24 +747,34 @@ void FixAceUqWatch::check()
   MPI_Allreduce(&nlone_local, &nlone_last, 1, MPI_LMP_BIGINT, MPI_SUM, world);
   if (nlone_last > 0 && !lone_reported) {
     lone_reported = 1;
-    utils::logmesg(lmp,
-                   "fix ace/uq/watch: step {}: {} atoms have no neighbour inside the model "
-                   "cutoff: their uncertainty is 0 and their force 0 by symmetry, but their "
-                   "energy is the model's isolated-atom energy, which training data rarely "
-                   "test; {} (reported once)\n",
+    if (comm->me == 0)
+      utils::logmesg(
+          lmp,
+          "fix ace/uq/watch: step {}: {} atoms have no neighbour of a model species inside the "
+          "model cutoff: their uncertainty is 0 and the model's force on them 0 by symmetry, but "
+          "their energy is the model's isolated-atom energy, which training data rarely test; "
+          "{} (reported once)\n",
                    update->ntimestep, nlone_last,
                    lone_candidate ? "their frames are candidates (lone ignore to skip them, e.g. "
                                     "atoms deposited from the vacuum)"
                                   : "lone ignore: they are not candidates");
   }
   nchecks++;
+  // Energies tallied at the next check, as fix halt does: a run that ends at a check (a halt)
+  // can be followed by `run ... pre no`, whose first thermo output needs them.
+  modify->addstep_compute(update->ntimestep + nevery);
   last_max = global[0];
   running_max = std::max(running_max, global[0]);
   const bool above_lower = global[1] > 0.0;
   const bool halting = halt_mode != HALT_NO && global[2] > 0.0;
   if ((above_lower && !dumpfile.empty()) || halting)
     write_frame(flags, halting, global[0], nlone_last);
-  halted_now = halting ? 1 : 0;
+  // A halt stays the state of this run (a minimizer's later line-search evaluation must not
+  // clear it).
+  if (halting)
+    halted_now = 1;
+  else if (!forced_timeout && !rerun_stopped)
+    halted_now = 0;
   if (halting) {
     halted_step = update->ntimestep;
     if (halt_mode == HALT_ERROR)
@@ -826,7 +896,8 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
       lone_col[k] = r[10];
       nlo += (int) lo[k];
       nhi += (int) hi[k];
-      if (lo[k] > 0.0) clusters_lo.insert({species[k], cl[k]});
+      // Lone atoms are candidates for their empty environment, not for their cluster.
+      if (lo[k] > 0.0 && lone_col[k] == 0.0) clusters_lo.insert({species[k], cl[k]});
       if (hi[k] > 0.0) clusters_hi.insert({species[k], cl[k]});
       // The atom named when halting: the largest value above its upper cutoff.
       const bool better =

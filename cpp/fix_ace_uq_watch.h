@@ -125,6 +125,7 @@ class FixAceUqWatch : public Fix {
   int rerun_stopped;     // halted in this rerun: later frames are not checked
   int init_logged;       // the settings line was printed for this run
   int lone_reported;     // lone atoms were reported once
+  uint64_t rehalt_reported;    // configuration whose "stops too" was printed
 
   void request();
   void check();

@@ -72,6 +72,11 @@ PairAceUq::PairAceUq(LAMMPS *lmp) :
                "pair ace/uq: the aceuq library knows {} uncertainty methods, this plugin {}: "
                "rebuild the plugin against the library's include/aceuq.h",
                aceuq_method_count(), NMETHODS);
+  if (!aceuq_struct_sizes_match(sizeof(aceuq_system_t), sizeof(aceuq_results_t),
+                                sizeof(aceuq_frame_t)))
+    error->all(FLERR,
+               "pair ace/uq: this plugin was built against another version of the aceuq "
+               "library's include/aceuq.h (its structs differ): rebuild the plugin (make build)");
   for (int m = 0; m < NMETHODS; m++) {
     uq_selected[m] = 0;
     available[m] = 0;
@@ -377,8 +382,10 @@ void PairAceUq::compute(int eflag, int vflag)
   }
   if (res.gamma_local_cluster) cluster_last_step = update->ntimestep;
   if (n_uq > 0) {
-    // Atoms of the model without a neighbour inside its cutoff (an empty environment: every
-    // descriptor, and so every uncertainty, is 0).
+    // Model atoms without a model-species neighbour inside the cutoff (an empty environment:
+    // every descriptor, and so every uncertainty, is 0). Under pair_style hybrid the list
+    // holds no atoms of NULL types, so an atom surrounded only by them counts as lone too: the
+    // model sees nothing around it.
     if ((int) lone_array.size() < atom->nmax) lone_array.resize(atom->nmax);
     std::fill(lone_array.begin(), lone_array.begin() + nlocal, 0);
     for (int ii = 0; ii < inum; ii++) {

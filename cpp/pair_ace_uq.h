@@ -62,7 +62,7 @@ class PairAceUq : public Pair {
   // Clusters from the last evaluation that kept them (nlocal entries) and its step.
   const int *gamma_local_clusters() const { return cluster_array.data(); }
   bigint gamma_local_cluster_step() const { return cluster_last_step; }
-  // Per local atom, 1 if it is a model atom without any neighbour inside the model's cutoff
+  // Per local atom, 1 if it is a model atom without a model-species neighbour inside the cutoff
   // (all its uncertainties are 0), from the last evaluation that computed an uncertainty.
   const int *lone_atoms() const { return lone_array.data(); }
   bigint lone_step() const { return lone_last_step; }

@@ -183,6 +183,11 @@ const char *aceuq_version(void);
 // Number of uncertainty methods the library knows (ids `0 .. count`, as in [`aceuq_method_t`]).
 int32_t aceuq_method_count(void);
 
+// 1 if the caller's struct sizes (`sizeof` of [`aceuq_system_t`], [`aceuq_results_t`] and
+// [`aceuq_frame_t`] in the header it was compiled with) equal the library's, else 0: a plugin
+// built against another version of `include/aceuq.h` would read and write the wrong fields.
+int32_t aceuq_struct_sizes_match(size_t system, size_t results, size_t frame);
+
 // Name of method `id` (`"gamma"`, `"gamma_local"`, ...), as used in LAMMPS inputs and files; NULL
 // for an unknown id. The string is static: never free it.
 const char *aceuq_method_name(int32_t id);

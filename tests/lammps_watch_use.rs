@@ -116,6 +116,9 @@ print \"PRINTED halt_step $(f_watch[6])\"
 print \"PRINTED step $(step)\"
 run 100
 print \"PRINTED step $(step)\"
+run 10 pre no
+print \"PRINTED pre_no_step $(step)\"
+print \"PRINTED pre_no_halted $(f_watch[5])\"
 unfix watch
 run 20
 print \"PRINTED step $(step)\"
@@ -134,19 +137,31 @@ print \"PRINTED step $(step)\"
         // without the watch, run 20 and minimize (5 iterations at most) did.
         assert_eq!(steps[0], halt, "np {np}");
         assert_eq!(steps[1], halt, "np {np}: {}", r.output);
-        assert_eq!(steps[2], halt + 20.0, "np {np}");
+        // `run ... pre no` has no setup: it goes on to the next check (5 steps on), which
+        // halts again; its thermo output needs the energies of the halted step (tallied).
+        let pre_no = printed(&r, "pre_no_step")[0];
+        assert!(pre_no > halt && pre_no <= halt + 10.0, "np {np}: {pre_no}");
+        assert_eq!(printed(&r, "pre_no_halted"), vec![1.0], "np {np}");
+        assert_eq!(steps[2], pre_no + 20.0, "np {np}");
         assert!(
             steps[3] > steps[2],
             "np {np}: minimize did nothing: {steps:?}"
         );
-        r.assert_contains("is the configuration that halted", "second run");
-        // One frame, the halt, written once.
+        // Said once, also on 2 ranks.
+        assert_eq!(
+            r.count("is the configuration that halted"),
+            1,
+            "np {np}: {}",
+            r.output
+        );
+        assert_eq!(r.count("halting at step"), 2, "np {np}: {}", r.output);
+        // Two halts (the run, and the `pre no` run's next check), each written once.
         let c = candidates(&dir);
         let halts = c
             .iter()
             .filter(|f| f.config_type.as_deref() == Some("halt"))
             .count();
-        assert_eq!(halts, 1, "np {np}");
+        assert_eq!(halts, 2, "np {np}");
     }
 }
 
@@ -324,6 +339,65 @@ run 0
     let r = run_lammps_in(&s, &dir, input, None, None);
     r.assert_error("type 2 (mass 5.5 matches no element)", "unknown element");
     r.assert_contains("elements E1 ... E2", "unknown element");
+    // A mass within 0.1 u of two elements is not guessed.
+    let r = run_lammps_in(
+        &s,
+        &dir,
+        &input.replace("mass 2 5.5", "mass 2 40.0"),
+        None,
+        None,
+    );
+    r.assert_error("type 2 (mass 40 could be Ar or Ca)", "ambiguous mass");
+    // One element per type, not more.
+    let r = run_lammps_in(
+        &s,
+        &dir,
+        &input.replace("halt no\n", "halt no elements Li Ca Mg\n"),
+        None,
+        None,
+    );
+    r.assert_error(
+        "needs one element per atom type (2 types), got more ('Mg')",
+        "elements",
+    );
+}
+
+/// fix halt ... error soft keeps its meaning (later runs do nothing) when it is defined before
+/// the watch; defined after, the watch says that its own halt wins.
+#[test]
+fn fix_halt_soft_defined_first_keeps_its_meaning() {
+    let Some(s) = setup("fix_halt_soft_defined_first_keeps_its_meaning") else {
+        return;
+    };
+    let upper = 1.3 * gamma0();
+    let watch = format!("fix watch all ace/uq/watch 5 lower 0 upper {upper} halt yes");
+    let halt = "variable s equal step\nfix h all halt 1 v_s == 10 error soft";
+    for (first, second, after) in [(halt, watch.as_str(), 10.0), (watch.as_str(), halt, 110.0)] {
+        let dir = case(if after == 10.0 {
+            "fix_halt_first"
+        } else {
+            "fix_halt_after"
+        });
+        let input = format!(
+            "{HEAD}velocity all create 3000 4928459 mom yes rot yes dist gaussian loop geom
+fix nve all nve
+{first}
+{second}
+run 3000
+print \"PRINTED step $(step)\"
+unfix watch
+run 100
+print \"PRINTED step $(step)\"
+"
+        );
+        let r = run_lammps_in(&s, &dir, &input, None, None);
+        r.assert_ok("fix halt");
+        assert_eq!(printed(&r, "step"), vec![10.0, after], "{}", r.output);
+        assert_eq!(
+            r.count("is defined after this watch"),
+            usize::from(after != 10.0)
+        );
+    }
 }
 
 /// A dump path that cannot be written fails before the first step, on every rank.
@@ -381,6 +455,18 @@ fn cutoff_order_thermo_interval_lone_atoms_and_time() {
         "the lower cutoff 1e+06 is above the upper cutoff",
         "lower > upper",
     );
+    // The other way round (a given upper below the calibrated lower) lowers the lower cutoff.
+    let r = run_lammps_in(
+        &s,
+        &dir,
+        &format!(
+            "{HEAD}fix watch all ace/uq/watch 1 quantity gamma lower auto upper 1e-3 halt no\nrun 0\n"
+        ),
+        None,
+        None,
+    );
+    r.assert_ok("upper below calibrated lower");
+    r.assert_contains("their lower cutoff is set to 0.001", "clamped");
 
     let dir = case("thermo_every_step");
     let r = run_lammps_in(
@@ -421,7 +507,10 @@ print \"PRINTED lone $(f_watch[7])\"
             let r = run_lammps_in(&s, &dir, &input, np_arg(np), None);
             r.assert_ok(&format!("lone {mode} np {np}"));
             assert_eq!(printed(&r, "lone"), vec![1.0], "lone {mode} np {np}");
-            r.assert_contains("1 atoms have no neighbour inside the model cutoff", "lone");
+            r.assert_contains(
+                "1 atoms have no neighbour of a model species inside the model cutoff",
+                "lone",
+            );
             let exists = dir.join("candidates.xyz").exists();
             assert_eq!(exists, want_frame, "lone {mode} np {np}");
             if want_frame {

@@ -95,6 +95,18 @@ pub extern "C" fn aceuq_method_count() -> i32 {
     Method::ALL.len() as i32
 }
 
+/// 1 if the caller's struct sizes (`sizeof` of [`aceuq_system_t`], [`aceuq_results_t`] and
+/// [`aceuq_frame_t`] in the header it was compiled with) equal the library's, else 0: a plugin
+/// built against another version of `include/aceuq.h` would read and write the wrong fields.
+#[unsafe(no_mangle)]
+pub extern "C" fn aceuq_struct_sizes_match(system: usize, results: usize, frame: usize) -> i32 {
+    i32::from(
+        system == std::mem::size_of::<aceuq_system_t>()
+            && results == std::mem::size_of::<aceuq_results_t>()
+            && frame == std::mem::size_of::<aceuq_frame_t>(),
+    )
+}
+
 /// Name of method `id` (`"gamma"`, `"gamma_local"`, ...), as used in LAMMPS inputs and files; NULL
 /// for an unknown id. The string is static: never free it.
 #[unsafe(no_mangle)]
