@@ -194,7 +194,7 @@ print \"PRINTED halted $(f_watch[5])\"
     r.assert_ok("rerun");
     assert_eq!(printed(&r, "scanned"), vec![31.0], "{}", r.output);
     let watched = printed(&r, "watched")[0];
-    assert!(watched >= 1.0 && watched < 31.0, "{watched}: {}", r.output);
+    assert!((1.0..31.0).contains(&watched), "{watched}: {}", r.output);
     assert_eq!(r.count("halting at step"), 1, "{}", r.output);
     assert_eq!(r.count("a rerun cannot be cut short"), 1);
     assert_eq!(printed(&r, "halted"), vec![1.0]);
@@ -281,8 +281,7 @@ fn group_and_null_type_frames_hold_the_whole_structure() {
     for np in [1, 2] {
         let dir = case(&format!("group_null_np{np}"));
         // Atoms 1-10 become type 2 (helium by mass), handled by lj/cut only.
-        let input = format!(
-            "plugin load ${{plugin}}
+        let input = "plugin load ${plugin}
 units metal
 boundary p p p
 atom_style atomic
@@ -298,9 +297,8 @@ run 0
 unfix watch
 fix named low ace/uq/watch 1 quantity gamma dump named.xyz lower 0 upper none halt no elements Li Ne
 run 0
-"
-        );
-        let r = run_lammps_in(&s, &dir, &input, np_arg(np), None);
+";
+        let r = run_lammps_in(&s, &dir, input, np_arg(np), None);
         r.assert_ok(&format!("group/NULL np {np}"));
         let c = candidates(&dir);
         assert_eq!(c.len(), 1, "np {np}");
