@@ -47,10 +47,17 @@ pub struct Reader<R> {
     frame: usize,
     done: bool,
     dropped_tail: Option<Warning>,
+    /// Warning for the end of the input, when it stops before an interrupted append.
+    journal_tail: Option<Warning>,
 }
 
 impl Reader<BufReader<File>> {
     /// Open a file for streaming. The file name in errors is `path` as given.
+    ///
+    /// A file that ends with the incomplete frame of an interrupted [`super::append_frame`]
+    /// (in progress in another process, or killed; its journal proves it) is read up to the
+    /// end of its whole frames, whatever [`ReadOptions::allow_truncated_tail`] says, and the
+    /// incomplete frame is reported as a dropped tail.
     pub fn open(path: impl AsRef<Path>, opts: ReadOptions) -> Result<Self, ExtxyzError> {
         let path = path.as_ref();
         let name = path.display().to_string();
@@ -59,12 +66,36 @@ impl Reader<BufReader<File>> {
             context: "cannot open for reading".to_string(),
             source,
         })?;
-        Ok(Reader::new(
-            BufReader::with_capacity(1 << 16, f),
-            &name,
-            opts,
-        ))
+        let stop = interrupted_append(path, &f);
+        let mut r = Reader::new(BufReader::with_capacity(1 << 16, f), &name, opts);
+        if let Some((length, journal)) = stop {
+            r.src.remaining = length;
+            r.journal_tail = Some(Warning {
+                file: name,
+                line: 0,
+                message: format!(
+                    "stopped at byte {length}, before the incomplete frame of an interrupted \
+                     append recorded in {} (the next append removes it)",
+                    journal.display()
+                ),
+            });
+        }
+        Ok(r)
     }
+}
+
+/// Where an interrupted append to `path` (open as `f`) starts, and its journal, if the file
+/// ends with one.
+fn interrupted_append(path: &Path, f: &File) -> Option<(u64, std::path::PathBuf)> {
+    use super::append::journal;
+    let jpath = journal::path_for(path);
+    let journal::Found::Entry(entry) = journal::read(&jpath).ok()? else {
+        return None;
+    };
+    let meta = f.metadata().ok()?;
+    let incomplete =
+        entry.is_for(&meta) && super::append::ours_is_incomplete(f, &entry, meta.len()).ok()?;
+    incomplete.then_some((entry.length, jpath))
 }
 
 impl<R: BufRead> Reader<R> {
@@ -78,12 +109,14 @@ impl<R: BufRead> Reader<R> {
                 line_no: 0,
                 unterminated: false,
                 max,
+                remaining: u64::MAX,
             },
             file: name.to_string(),
             opts,
             frame: 0,
             done: false,
             dropped_tail: None,
+            journal_tail: None,
         }
     }
 
@@ -229,6 +262,13 @@ impl<R: BufRead> Iterator for Reader<R> {
             Ok(Some(s)) => Some(Ok(s)),
             Ok(None) => {
                 self.done = true;
+                if let Some(mut w) = self.journal_tail.take() {
+                    w.line = self.src.line_no + 1;
+                    if let Some(cb) = &self.opts.on_warning {
+                        cb(&w);
+                    }
+                    self.dropped_tail = Some(w);
+                }
                 None
             }
             Err(e) => {
@@ -303,6 +343,8 @@ struct LineSource<R> {
     /// The last line read ended at end of input without a newline.
     unterminated: bool,
     max: usize,
+    /// Bytes left to read (the input is cut there).
+    remaining: u64,
 }
 
 impl<R: BufRead> LineSource<R> {
@@ -318,6 +360,9 @@ impl<R: BufRead> LineSource<R> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(LineError::Io(e)),
             };
+            let avail = &avail[..avail
+                .len()
+                .min(usize::try_from(self.remaining).unwrap_or(usize::MAX))];
             if avail.is_empty() {
                 if self.buf.is_empty() {
                     return Ok(false);
@@ -335,7 +380,9 @@ impl<R: BufRead> LineSource<R> {
                 return Err(LineError::TooLong);
             }
             self.buf.extend_from_slice(&avail[..take]);
-            self.input.consume(if newline { take + 1 } else { take });
+            let used = if newline { take + 1 } else { take };
+            self.input.consume(used);
+            self.remaining -= used as u64;
             if newline {
                 self.line_no += 1;
                 self.unterminated = false;
