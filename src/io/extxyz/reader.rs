@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
-use super::error::{ExtxyzError, Warning};
+use super::error::{ExtxyzError, Warning, repair_hint};
 use super::options::ReadOptions;
 use super::parse::{FrameBuilder, parse_header, truncate_for_message};
 use crate::structure::{Origin, Structure};
@@ -45,6 +45,8 @@ pub struct Reader<R> {
     file: String,
     opts: ReadOptions,
     frame: usize,
+    /// 1-based line of the count of the frame being read.
+    frame_start: usize,
     done: bool,
     dropped_tail: Option<Warning>,
     /// Warning for the end of the input, when it stops before an interrupted append.
@@ -114,6 +116,7 @@ impl<R: BufRead> Reader<R> {
             file: name.to_string(),
             opts,
             frame: 0,
+            frame_start: 1,
             done: false,
             dropped_tail: None,
             journal_tail: None,
@@ -184,6 +187,7 @@ impl<R: BufRead> Reader<R> {
             }
         }
         let start = self.src.line_no;
+        self.frame_start = start;
         let natoms = {
             let t = self.line_str()?.trim();
             t.parse::<u64>().map_err(|_| {
@@ -304,7 +308,8 @@ impl<R: BufRead> Iterator for Reader<R> {
                         line,
                         message: format!(
                             "{message} (this last line has no newline: the file was probably \
-                             cut off; set allow_truncated_tail to drop the incomplete last frame)"
+                             cut off mid-write: {})",
+                            repair_hint(self.frame_start)
                         ),
                     }));
                 }
