@@ -4,8 +4,10 @@
 //! ours, so that the next append (and [`super::super::Reader::open`]) can drop exactly them.
 //!
 //! The journal of `dir/name` is `dir/name.aceuq-journal`, where `dir/name` is the file's path
-//! with symbolic links resolved (all paths to one file share one journal). It is only read,
-//! written or removed while holding the exclusive lock on the file. Its text:
+//! with symbolic links resolved (all paths to one file share one journal). Appenders read,
+//! write and remove it only while holding the exclusive lock on the file; readers read it
+//! without the lock (a journal that appears or goes away meanwhile only makes them stop at an
+//! earlier whole frame, or see a torn tail as after any killed writer). Its text:
 //!
 //! ```text
 //! aceuq append journal 1
