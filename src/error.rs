@@ -60,7 +60,9 @@ impl From<AppendError> for Error {
     fn from(e: AppendError) -> Self {
         let kind = match e {
             AppendError::Frame(_) => ErrorKind::Data,
-            AppendError::Io { .. } => ErrorKind::Io,
+            AppendError::Io { .. }
+            | AppendError::Write { .. }
+            | AppendError::IncompleteTail { .. } => ErrorKind::Io,
         };
         Error::new(kind, e.to_string())
     }

@@ -1,8 +1,11 @@
 //! Nothing lost: candidate frames are appended whole (`aceuq_append_frame`: one O_APPEND write,
-//! then fsync), so
+//! then fsync, under a lock, with a journal while it is in progress), so
 //! - frames appended concurrently never interleave, and a reader running alongside never gets a
 //!   corrupt frame (at most an incomplete last one, which it drops);
 //! - a writer killed with SIGKILL mid-append leaves every earlier frame readable;
+//! - a failed write (full disk) leaves the file unchanged, an append killed mid-frame is skipped
+//!   by readers and undone by the next append, and an incomplete frame we did not write is
+//!   never cut (tested on real files under a file size limit, in child processes);
 //! - model files are replaced atomically (a reader sees the old or the new model, never a mix).
 
 mod common;
@@ -44,6 +47,19 @@ fn load(path: &Path) -> Handle {
 /// Appends a frame of `natoms` atoms whose positions encode (writer, seq, atom), so that a
 /// reader can check every value of every frame it gets.
 fn append(h: &Handle, path: &Path, writer: usize, seq: usize, natoms: usize) {
+    if let Err((st, msg)) = try_append(h, path, writer, seq, natoms) {
+        panic!("{st:?}: {msg}");
+    }
+}
+
+/// [`append`], returning the status and message of a failure.
+fn try_append(
+    h: &Handle,
+    path: &Path,
+    writer: usize,
+    seq: usize,
+    natoms: usize,
+) -> Result<(), (aceuq_status_t, String)> {
     let cell = [100.0, 0.0, 0.0, 0.0, 100.0, 0.0, 0.0, 0.0, 100.0];
     let pbc = [1, 1, 1];
     let x: Vec<f64> = (0..natoms)
@@ -74,7 +90,11 @@ fn append(h: &Handle, path: &Path, writer: usize, seq: usize, natoms: usize) {
     let p = CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY: every array has the documented size.
     let st = unsafe { aceuq_append_frame(h.0, p.as_ptr(), &fr) };
-    assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_OK, "{}", last_error());
+    if st == aceuq_status_t::ACEUQ_STATUS_OK {
+        Ok(())
+    } else {
+        Err((st, last_error()))
+    }
 }
 
 /// Checks every value of a frame written by [`append`]; returns (writer, seq).
@@ -217,8 +237,11 @@ fn killed_writer_leaves_every_earlier_frame_readable() {
         std::thread::sleep(Duration::from_millis(3 + 7 * round));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        // Strict: an incomplete frame of the killed append is recorded in its journal, and
+        // the reader stops before it.
         let (frames, dropped) =
-            read_all(&out, true).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            read_all(&out, false).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(!dropped || journal_of(&out).exists(), "round {round}");
         assert!(frames.len() >= 2, "round {round}: {} frames", frames.len());
         for (k, f) in frames.iter().enumerate() {
             assert_eq!(check_frame(f), (0, k), "round {round}");
@@ -234,68 +257,253 @@ fn killed_writer_leaves_every_earlier_frame_readable() {
         assert_eq!(check_frame(again.last().unwrap()), (0, frames.len()));
     }
     common::note(&format!(
-        "6 writers killed mid-run: {total_frames} frames all intact; {partial_tails} runs ended with a partial last frame, dropped by the reader"
+        "6 writers killed mid-run: {total_frames} frames all intact; {partial_tails} runs ended with a partial last frame, skipped by a strict reader (journal)"
     ));
 }
 
-/// A run killed mid-append leaves an incomplete last frame; the next run's first append cuts it
-/// off, so that it never ends up in the middle of the file where readers would fail.
+/// Sets the file size limit of this process (`RLIMIT_FSIZE`): a write past it stops at the
+/// limit, and the next one fails with EFBIG (`ignore_sigxfsz`) or is killed by SIGXFSZ. This is
+/// what a full disk does to a writer (a short write, then an error), on a real file.
+#[cfg(target_os = "linux")]
+fn limit_file_size(bytes: u64, ignore_sigxfsz: bool) {
+    #[repr(C)]
+    struct Rlimit {
+        cur: u64,
+        max: u64,
+    }
+    unsafe extern "C" {
+        fn setrlimit(resource: std::ffi::c_int, rlim: *const Rlimit) -> std::ffi::c_int;
+        fn signal(sig: std::ffi::c_int, handler: usize) -> usize;
+    }
+    const RLIMIT_FSIZE: std::ffi::c_int = 1;
+    const SIGXFSZ: std::ffi::c_int = 25;
+    const SIG_IGN: usize = 1;
+    let lim = Rlimit {
+        cur: bytes,
+        max: bytes,
+    };
+    // SAFETY: a valid rlimit; SIG_IGN is a valid disposition.
+    unsafe {
+        assert_eq!(setrlimit(RLIMIT_FSIZE, &lim), 0, "setrlimit");
+        if ignore_sigxfsz {
+            signal(SIGXFSZ, SIG_IGN);
+        }
+    }
+}
+
+/// Child process body: under a file size limit, appends one big frame and reports the outcome
+/// on stdout.
 #[test]
-fn next_run_cuts_an_incomplete_last_frame_before_appending() {
-    let dir = common::workdir("nothing_lost", "resume");
+#[ignore = "run by the size-limit tests"]
+fn child_append_under_size_limit() {
+    let (Some(model), Some(out), Some(limit)) = (
+        std::env::var_os("ACEUQ_TEST_MODEL"),
+        std::env::var_os("ACEUQ_TEST_OUT"),
+        std::env::var("ACEUQ_TEST_LIMIT").ok(),
+    ) else {
+        return;
+    };
+    let h = load(Path::new(&model));
+    #[cfg(target_os = "linux")]
+    limit_file_size(
+        limit.parse().unwrap(),
+        std::env::var_os("ACEUQ_TEST_IGNORE_SIGXFSZ").is_some(),
+    );
+    let outcome = try_append(&h, Path::new(&out), 0, 9, 3000);
+    println!("OUTCOME {outcome:?}");
+}
+
+/// Runs [`child_append_under_size_limit`] on `out` with the file size limit `limit`.
+fn append_under_size_limit(
+    model: &Path,
+    out: &Path,
+    limit: u64,
+    ignore_sigxfsz: bool,
+) -> std::process::Output {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "child_append_under_size_limit",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("ACEUQ_TEST_MODEL", model)
+    .env("ACEUQ_TEST_OUT", out)
+    .env("ACEUQ_TEST_LIMIT", limit.to_string());
+    if ignore_sigxfsz {
+        cmd.env("ACEUQ_TEST_IGNORE_SIGXFSZ", "1");
+    }
+    cmd.output().unwrap()
+}
+
+/// Three whole frames appended to `path`; returns the file's bytes.
+fn three_frames(h: &Handle, path: &Path) -> Vec<u8> {
+    for (q, n) in [(0, 5), (1, 7), (2, 9)] {
+        append(h, path, 0, q, n);
+    }
+    std::fs::read(path).unwrap()
+}
+
+fn journal_of(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap().to_os_string();
+    name.push(".aceuq-journal");
+    path.with_file_name(name)
+}
+
+/// A full disk (here: a file size limit, which fails a write the same way, after a short
+/// write) fails the append with an error that says the file is unchanged, and it is: not a
+/// byte of the partial frame stays behind, wherever the write stopped.
+#[cfg(target_os = "linux")]
+#[test]
+fn full_disk_append_leaves_the_file_unchanged() {
+    let dir = common::workdir("nothing_lost", "full_disk");
     let model = model_file(&dir);
     let h = load(&model);
-    // Three whole frames, and the file sizes after each.
-    let whole = dir.join("whole.xyz");
-    let mut ends = vec![];
-    for (q, n) in [(0, 5), (1, 7), (2, 9)] {
-        append(&h, &whole, 0, q, n);
-        ends.push(std::fs::metadata(&whole).unwrap().len() as usize);
+    // The frame of 3000 atoms is ~100 kB; stop its write after 0, 1, 40 and 50000 bytes.
+    for extra in [0u64, 1, 40, 50_000] {
+        let out = dir.join(format!("candidates_{extra}.xyz"));
+        let before = three_frames(&h, &out);
+        let run = append_under_size_limit(&model, &out, before.len() as u64 + extra, true);
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(run.status.success(), "{extra}: {run:?}");
+        let outcome = stdout
+            .lines()
+            .find_map(|l| l.split_once("OUTCOME ").map(|(_, o)| o))
+            .unwrap_or_else(|| panic!("{extra}: no outcome in {stdout}"));
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            before,
+            "{extra}: the file must be as before the failed append ({outcome})"
+        );
+        assert!(
+            outcome.starts_with("Err((ACEUQ_STATUS_IO"),
+            "{extra}: {outcome}"
+        );
+        assert!(
+            outcome.contains("the file is unchanged") && outcome.contains("free space"),
+            "{extra}: {outcome}"
+        );
+        assert!(outcome.contains("File too large"), "{extra}: {outcome}");
+        assert!(!journal_of(&out).exists(), "{extra}: journal left behind");
+        let (frames, dropped) = read_all(&out, false).unwrap();
+        assert_eq!(frames.len(), 3);
+        assert!(!dropped);
+        // And the file takes the next frame as usual.
+        append(&h, &out, 0, 3, 4);
+        assert_eq!(read_all(&out, false).unwrap().0.len(), 4);
     }
-    let bytes = std::fs::read(&whole).unwrap();
-    let third = &bytes[ends[1]..ends[2]];
+}
+
+/// An append killed mid-frame (here by SIGXFSZ, at a chosen byte) leaves its journal: an aceuq
+/// reader, even a strict one, stops before the incomplete frame, and the next append cuts
+/// exactly that frame off (so it is never buried mid-file).
+#[cfg(target_os = "linux")]
+#[test]
+fn append_killed_mid_frame_is_skipped_by_readers_and_undone_by_the_next_append() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = common::workdir("nothing_lost", "killed_mid_frame");
+    let model = model_file(&dir);
+    let h = load(&model);
+    for extra in [1u64, 3, 40, 50_000] {
+        let out = dir.join(format!("candidates_{extra}.xyz"));
+        let before = three_frames(&h, &out);
+        let run = append_under_size_limit(&model, &out, before.len() as u64 + extra, false);
+        assert_eq!(run.status.signal(), Some(25), "{extra}: {run:?}");
+        let now = std::fs::read(&out).unwrap();
+        assert_eq!(now.len() as u64, before.len() as u64 + extra, "{extra}");
+        assert!(now.starts_with(&before));
+
+        let (frames, dropped) = read_all(&out, false)
+            .unwrap_or_else(|e| panic!("{extra}: strict read of an interrupted append: {e}"));
+        assert_eq!(frames.len(), 3, "{extra}");
+        assert!(dropped, "{extra}: the skipped frame is reported");
+        assert!(journal_of(&out).exists(), "{extra}: the journal stays");
+
+        append(&h, &out, 0, 3, 4);
+        assert!(!journal_of(&out).exists(), "{extra}");
+        let after = std::fs::read(&out).unwrap();
+        assert!(
+            after.starts_with(&before),
+            "{extra}: whole frames untouched"
+        );
+        let (frames, dropped) = read_all(&out, false).unwrap();
+        assert!(!dropped);
+        let got: Vec<(usize, usize)> = frames.iter().map(check_frame).collect();
+        assert_eq!(got, [(0, 0), (0, 1), (0, 2), (0, 3)], "{extra}");
+    }
+}
+
+/// A file whose last frame is incomplete without a journal of ours (somebody else's data) is
+/// never cut: the append fails, naming the file and line, and leaves the file as it was.
+#[test]
+fn a_foreign_incomplete_last_frame_is_never_cut() {
+    let dir = common::workdir("nothing_lost", "foreign_tail");
+    let model = model_file(&dir);
+    let h = load(&model);
+    let whole = dir.join("whole.xyz");
+    let bytes = three_frames(&h, &whole);
+    let start = bytes.len()
+        - bytes
+            .split(|b| *b == b'\n')
+            .rev()
+            .skip(1)
+            .take(9 + 2)
+            .map(|l| l.len() + 1)
+            .sum::<usize>();
+    let third = &bytes[start..];
     let line_ends: Vec<usize> = third
         .iter()
         .enumerate()
         .filter(|(_, b)| **b == b'\n')
-        .map(|(i, _)| i + 1)
+        .map(|(i, _)| start + i + 1)
         .collect();
-    // Killed mid-line, at a line boundary inside the atoms, and right after the count line.
+    assert_eq!(line_ends.len(), 11);
+    // The third frame (9 atoms) starts at line 1 + (2 + 5) + (2 + 7) = 17.
     for (case, cut) in [
-        ("mid_line", third.len() / 2 + 3),
+        ("mid_line", start + third.len() / 2 + 3),
         ("line_boundary", line_ends[4]),
         ("after_count", line_ends[0]),
+        ("mid_count", start + 1),
     ] {
         let path = dir.join(format!("{case}.xyz"));
-        std::fs::write(&path, &bytes[..ends[1] + cut]).unwrap();
-        assert!(
-            read_all(&path, false).is_err(),
-            "{case}: strict read of a cut file"
-        );
-        append(&h, &path, 0, 2, 4);
-        let (frames, dropped) =
-            read_all(&path, false).unwrap_or_else(|e| panic!("{case}: after the next append: {e}"));
-        assert!(!dropped);
-        let got: Vec<(usize, usize, usize)> = frames
-            .iter()
-            .map(|f| {
-                let (w, q) = check_frame(f);
-                (w, q, f.len())
-            })
-            .collect();
-        assert_eq!(got, [(0, 0, 5), (0, 1, 7), (0, 2, 4)], "{case}");
-        let now = std::fs::read(&path).unwrap();
+        let cut_bytes = &bytes[..cut];
+        std::fs::write(&path, cut_bytes).unwrap();
+        assert!(read_all(&path, false).is_err(), "{case}: strict read");
+        let (st, msg) = try_append(&h, &path, 0, 3, 4).expect_err(case);
+        assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_IO, "{case}: {msg}");
+        let want = format!("{}:17: the last frame", path.display());
+        assert!(msg.starts_with(&want), "{case}: {msg}");
+        assert!(msg.contains("not cut off"), "{case}: {msg}");
         assert_eq!(
-            &now[..ends[1]],
-            &bytes[..ends[1]],
-            "{case}: whole frames untouched"
+            std::fs::read(&path).unwrap(),
+            cut_bytes,
+            "{case}: the file must be left as it was"
         );
     }
-    // A file that is not extended XYZ is never cut.
+    // A file that is not extended XYZ is left as it is, and the frame still reads whole.
     let other = dir.join("notes.xyz");
     std::fs::write(&other, "hello\nworld").unwrap();
     append(&h, &other, 0, 0, 2);
-    assert!(std::fs::read(&other).unwrap().starts_with(b"hello\nworld"));
+    let text = std::fs::read_to_string(&other).unwrap();
+    assert!(text.starts_with("hello\nworld\n2\n"), "{text}");
+}
+
+/// A complete last frame whose last line lacks its newline keeps its last atom: the appended
+/// frame starts on a new line.
+#[test]
+fn a_last_line_without_newline_is_not_merged_with_the_frame() {
+    let dir = common::workdir("nothing_lost", "no_newline");
+    let model = model_file(&dir);
+    let h = load(&model);
+    let path = dir.join("user.xyz");
+    std::fs::write(&path, "1\nuser=1\nLi 1.5 2.5 3.5").unwrap();
+    append(&h, &path, 0, 0, 2);
+    let (frames, dropped) = read_all(&path, false).unwrap();
+    assert!(!dropped);
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[0].positions, [[1.5, 2.5, 3.5]]);
+    check_frame(&frames[1]);
 }
 
 #[test]

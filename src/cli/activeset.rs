@@ -30,31 +30,31 @@ pub struct ActiveSetArgs {
     #[arg(long, required = true, num_args = 1..)]
     pub data: Vec<PathBuf>,
     /// Candidate rows per MaxVol batch, per species and cluster (memory ~ 16 × (N + m) × m bytes).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub batch: Option<usize>,
     /// Output model file (default: overwrite --model, atomically).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
     /// Also build clustered local active sets with K k-means clusters per species.
-    #[arg(long, conflicts_with = "clusters_by")]
+    #[arg(long, conflicts_with = "clusters_by", allow_negative_numbers = true)]
     pub clusters: Option<usize>,
     /// Also build clustered local active sets, one cluster per label.
     #[arg(long, value_enum)]
     pub clusters_by: Option<ClusterLabel>,
     /// MaxVol tolerance (> 1).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub tol: Option<f64>,
     /// Maximum passes over the data.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub max_passes: Option<usize>,
     /// Merge clusters with fewer atoms than this (default 30): too few to mean anything.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub min_cluster_atoms: Option<usize>,
     /// Seed for k-means.
-    #[arg(long, default_value_t = 2024)]
+    #[arg(long, default_value_t = 2024, allow_negative_numbers = true)]
     pub seed: u64,
     /// Frames per descriptor chunk.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
     pub chunk: usize,
 }
 
@@ -145,6 +145,12 @@ fn describe(name: &str, set: &SpeciesActiveSet) -> String {
 
 /// Run `aceuq activeset`.
 pub fn run(a: &ActiveSetArgs) -> Result<()> {
+    super::check_given(
+        "--tol",
+        a.tol,
+        |t| t.is_finite() && t > 1.0,
+        "a number above 1 (1.01 is the usual value)",
+    )?;
     let t0 = std::time::Instant::now();
     let mut pot = super::load_model(&a.model)?;
     let model = &pot.model;

@@ -28,10 +28,10 @@ pub struct AlBenchArgs {
     #[arg(long, short)]
     pub out: PathBuf,
     /// Seed of the first repeat (repeat r uses seed + r).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub seed: u64,
     /// Repeats per method with different seeds (mean and spread in the figures).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
     pub repeats: usize,
     /// Small basis and fewer ensemble members/clusters (~1 s per fit): the CI size.
     #[arg(long)]
@@ -40,10 +40,10 @@ pub struct AlBenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub species: Vec<String>,
     /// Force error (eV/Å) at which the MD counts as unstable (sets u_max).
-    #[arg(long, default_value_t = crate::stats::cutoff::DEFAULT_E_MAX)]
+    #[arg(long, default_value_t = crate::stats::cutoff::DEFAULT_E_MAX, allow_hyphen_values = true)]
     pub max_error: f64,
     /// Iteration limit per run.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub max_iterations: Option<usize>,
     /// Model of the 1 - 1/N quantiles: auto, tail or body (the seeds' rule).
     #[arg(long, default_value = "auto")]
@@ -54,6 +54,12 @@ pub struct AlBenchArgs {
 }
 
 pub fn run(a: &AlBenchArgs) -> Result<()> {
+    super::check_number(
+        "--max-error",
+        a.max_error,
+        a.max_error.is_finite() && a.max_error > 0.0,
+        "a positive number of eV/Å",
+    )?;
     let selectors: Vec<Selector> = a
         .method
         .iter()
@@ -67,9 +73,6 @@ pub fn run(a: &AlBenchArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     if a.repeats == 0 {
         bail!("--repeats must be at least 1");
-    }
-    if !(a.max_error.is_finite() && a.max_error > 0.0) {
-        bail!("--max-error must be a positive number of eV/Å");
     }
     let pool = crate::io::extxyz::read_file(&a.pool, &Default::default())
         .with_context(|| format!("reading the pool {}", a.pool.display()))?;

@@ -23,14 +23,14 @@ pub struct CalibrateArgs {
     pub valid: Vec<PathBuf>,
     /// Number of atoms the cutoffs will be applied to (e.g. frames × atoms of the MD run you
     /// will watch); split over species in the proportions of the validation data.
-    #[arg(long, conflicts_with = "pool")]
+    #[arg(long, conflicts_with = "pool", allow_negative_numbers = true)]
     pub pool_size: Option<u64>,
     /// Or: a file of the frames the cutoffs will be applied to; atoms are counted per species.
     #[arg(long)]
     pub pool: Option<PathBuf>,
     /// Force error (eV/Å) at which the MD is considered unstable (the upper cutoff maps it onto
     /// the uncertainty scale).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pub max_error: f64,
     /// Labelled high-uncertainty structures (e.g. candidates the watch dumped, labelled with
     /// the reference method); they enter the upper cutoff's error-vs-uncertainty fit only.
@@ -45,7 +45,7 @@ pub struct CalibrateArgs {
     #[arg(long, default_value = "conditional")]
     pub upper_rule: UpperRule,
     /// Conditional rule: the probability of an error above --max-error at which to halt.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, allow_hyphen_values = true)]
     pub p_halt: f64,
     /// Methods to calibrate (default: all the model has).
     #[arg(long, value_delimiter = ',')]
@@ -94,6 +94,18 @@ pub fn atoms_per_species(model: &crate::model::Model, data: &[crate::Structure])
 }
 
 pub fn run(a: &CalibrateArgs) -> Result<()> {
+    super::check_number(
+        "--max-error",
+        a.max_error,
+        a.max_error.is_finite() && a.max_error > 0.0,
+        "a positive number of eV/Å",
+    )?;
+    super::check_number(
+        "--p-halt",
+        a.p_halt,
+        a.p_halt > 0.0 && a.p_halt < 1.0,
+        "strictly between 0 and 1",
+    )?;
     let mut pot = load_model(&a.model)?;
     let model = &pot.model;
     let available = pot.uq.methods();
@@ -117,12 +129,6 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
                 names(&available)
             );
         }
-    }
-    if !(a.max_error.is_finite() && a.max_error > 0.0) {
-        bail!("--max-error must be a positive number of eV/Å");
-    }
-    if !(a.p_halt > 0.0 && a.p_halt < 1.0) {
-        bail!("--p-halt must lie strictly between 0 and 1");
     }
     if a.pool_size.is_some_and(|n| n < 2) {
         bail!(

@@ -29,11 +29,11 @@ pub struct CutoffArgs {
     pub column: Option<String>,
     /// Number of samples the cutoff will be applied to (N in CDF(x_c) = 1 - 1/N).
     /// Default: the number of values read.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub n: Option<u64>,
     /// Stability limit e_max (same units as the values, eV/Å for force errors): also report
     /// the tail probability above it and the upper (stability) cutoff.
-    #[arg(long, value_name = "E")]
+    #[arg(long, value_name = "E", allow_hyphen_values = true)]
     pub max_error: Option<f64>,
     /// Write a histogram with the fitted pdfs and the cutoff (.png or .svg).
     #[arg(long, value_name = "FILE")]
@@ -428,6 +428,12 @@ pub fn run(args: &CutoffArgs) -> anyhow::Result<()> {
 /// Computes everything `aceuq cutoff` prints and returns it as text (written as a plot too if
 /// asked).
 pub fn report(args: &CutoffArgs) -> anyhow::Result<String> {
+    super::check_given(
+        "--max-error",
+        args.max_error,
+        |e| e.is_finite() && e > 0.0,
+        "a positive number (in the units of the values)",
+    )?;
     let path = args.values.as_path();
     let col = read_column(path, args.column.as_deref())?;
     let stats_err = |e: StatsError| match e {

@@ -26,37 +26,37 @@ pub struct FitArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Cutoff radius (Å).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub cutoff: Option<f64>,
     /// Radial functions per body order, e.g. 12,8,5,3 (the count sets the maximum order).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     pub nmax: Option<Vec<usize>>,
     /// Maximum angular degree per body order, e.g. 0,4,3,2.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     pub lmax: Option<Vec<usize>>,
     /// Start of the radial resolution window (Å); default from the data.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub radial_inner: Option<f64>,
     /// Ridge regularization relative to column scale.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub ridge: Option<f64>,
     /// Weight of the per-atom energy error.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub energy_weight: Option<f64>,
     /// Weight of the force-component error.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub force_weight: Option<f64>,
     /// Build global MaxVol active sets (uncertainty `gamma`).
     #[arg(long)]
     pub active_set: bool,
     /// Build clustered local active sets with K k-means clusters (uncertainty `gamma_local`).
-    #[arg(long, conflicts_with = "clusters_by")]
+    #[arg(long, conflicts_with = "clusters_by", allow_negative_numbers = true)]
     pub clusters: Option<usize>,
     /// Build clustered local active sets with one cluster per `config_type` label.
     #[arg(long, value_parser = ["config_type"])]
     pub clusters_by: Option<String>,
     /// Build an ensemble of N bootstrap members (uncertainty `ensemble`, calibrated on --valid).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub ensemble: Option<usize>,
     /// Build the latent-distance estimator (calibrated on --valid).
     #[arg(long)]
@@ -109,6 +109,33 @@ pub fn species_in(data: &[crate::Structure]) -> Vec<String> {
 }
 
 pub fn run(a: &FitArgs) -> Result<()> {
+    use super::check_given;
+    let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+    check_given(
+        "--cutoff",
+        a.cutoff,
+        |v| v.is_finite() && v > 0.5,
+        "a number of Å above 0.5",
+    )?;
+    check_given(
+        "--radial-inner",
+        a.radial_inner,
+        non_negative,
+        "a number of Å ≥ 0 (and below the cutoff)",
+    )?;
+    check_given("--ridge", a.ridge, non_negative, "a number ≥ 0")?;
+    check_given(
+        "--energy-weight",
+        a.energy_weight,
+        non_negative,
+        "a number ≥ 0",
+    )?;
+    check_given(
+        "--force-weight",
+        a.force_weight,
+        non_negative,
+        "a number ≥ 0",
+    )?;
     let mut cfg = match &a.config {
         Some(p) => read_config(p)?,
         None => FitFile::default(),

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 #[command(name = "aceuq", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// Worker threads (default: all cores).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
@@ -138,10 +138,49 @@ pub fn main() -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             1
         }
     }
+}
+
+/// An error and its causes, each said once: `context: error: cause`. The crate's errors
+/// include their cause in their own message (so that the C ABI and library users, who see only
+/// that message, get all of it), so a cause whose text is already in the message so far is left
+/// out (anyhow's `{:#}` would repeat it: "Is a directory (os error 21): Is a directory (os
+/// error 21)").
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
+/// Check a number given on the command line: the error says which flag, what it must be and
+/// what it got ("--cutoff must be a number of Å above 0.5, got -1").
+pub(crate) fn check_number(flag: &str, v: f64, ok: bool, want: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        anyhow::bail!("{flag} must be {want}, got {v}")
+    }
+}
+
+/// [`check_number`] for an optional flag.
+pub(crate) fn check_given(
+    flag: &str,
+    v: Option<f64>,
+    ok: impl Fn(f64) -> bool,
+    want: &str,
+) -> Result<()> {
+    v.map_or(Ok(()), |v| check_number(flag, v, ok(v), want))
 }
 
 /// Load a model with the path in the error context.

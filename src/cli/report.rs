@@ -62,11 +62,11 @@ pub struct ReportArgs {
     pub upper_rule: Option<UpperRule>,
     /// Cutoffs fitted here: force error (eV/Å) at which the MD is considered unstable
     /// [default: 1].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub max_error: Option<f64>,
     /// Cutoffs fitted here, conditional rule: the probability of an error above --max-error at
     /// which to halt [default: 0.5].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub p_halt: Option<f64>,
     #[command(flatten)]
     pub keys: DataKeys,
@@ -273,6 +273,18 @@ fn upper_text(c: &Calibration) -> (String, String) {
 }
 
 pub fn run(a: &ReportArgs) -> Result<()> {
+    super::check_given(
+        "--max-error",
+        a.max_error,
+        |e| e.is_finite() && e > 0.0,
+        "a positive number of eV/Å",
+    )?;
+    super::check_given(
+        "--p-halt",
+        a.p_halt,
+        |p| p > 0.0 && p < 1.0,
+        "strictly between 0 and 1",
+    )?;
     let pot = load_model(&a.model)?;
     let model = &pot.model;
     let available = pot.uq.methods();
@@ -291,12 +303,6 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         if f != "png" && f != "svg" {
             bail!("--formats takes png and/or svg, got '{f}'");
         }
-    }
-    if a.max_error.is_some_and(|e| !(e.is_finite() && e > 0.0)) {
-        bail!("--max-error must be a positive number of eV/Å");
-    }
-    if a.p_halt.is_some_and(|p| !(p > 0.0 && p < 1.0)) {
-        bail!("--p-halt must lie strictly between 0 and 1");
     }
     let data = a.keys.read(&a.data)?;
     let errors = uq::force_errors(model, &data)?;

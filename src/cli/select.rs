@@ -19,22 +19,28 @@ pub struct SelectArgs {
     #[arg(long, required = true, num_args = 1..)]
     pub candidates: Vec<PathBuf>,
     /// At most this many structures are chosen.
-    #[arg(long = "max")]
+    #[arg(long = "max", allow_negative_numbers = true)]
     pub max: usize,
     /// Output extended XYZ with the chosen structures (most informative first), per-atom
     /// columns kept; each frame gains `aceuq_new_rows` and `aceuq_gamma_max`.
     #[arg(long, short)]
     pub out: PathBuf,
     /// MaxVol tolerance (> 1).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub tol: Option<f64>,
     /// Structures per descriptor chunk.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
     pub chunk: usize,
 }
 
 /// Run `aceuq select`.
 pub fn run(a: &SelectArgs) -> Result<()> {
+    super::check_given(
+        "--tol",
+        a.tol,
+        |t| t.is_finite() && t > 1.0,
+        "a number above 1 (1.01 is the usual value)",
+    )?;
     if a.max == 0 {
         bail!("--max must be at least 1");
     }

@@ -870,12 +870,15 @@ pub struct aceuq_frame_t {
     pub extra_species: *const *const c_char,
 }
 
-/// Append one frame to an extended XYZ file (created if missing). The frame is formatted in
-/// memory and written with a single append and an fsync, so readers see whole frames; a reader
-/// of a file whose writer was killed mid-write drops an incomplete last frame, and the first
-/// append of a process to a file cuts such an incomplete frame off before appending (so that it
-/// never ends up in the middle of the file). Appenders hold an exclusive advisory lock on the
-/// file (`flock`), so several processes may append to one file.
+/// Append one frame to an extended XYZ file (created if missing), all or nothing. The frame is
+/// formatted in memory and written with a single append and an fsync under an exclusive
+/// advisory lock (`flock`), so several processes may append to one file and readers see whole
+/// frames. If the write fails (a full disk), the file is cut back to its previous length and
+/// the `ACEUQ_STATUS_IO` message says it is unchanged. A journal, `FILE.aceuq-journal`, exists
+/// while an append is in progress: if the process is killed mid-append, aceuq readers stop
+/// before the incomplete frame and the next append cuts exactly it off. A file whose last frame
+/// is incomplete for any other reason is never cut: the append fails (`ACEUQ_STATUS_IO`, naming
+/// the file and line) and leaves the file as it is.
 ///
 /// # Safety
 /// `model` must be a valid handle, `path` a NUL-terminated string, `frame` a valid frame whose

@@ -1,7 +1,35 @@
 //! Appending one frame to an extended XYZ file shared by concurrent writers (the candidate files
-//! of the LAMMPS plugin, through `aceuq_append_frame`): [`AppendFrame`] describes the frame,
-//! [`append_frame`] formats it and appends it whole under an exclusive advisory lock, after
-//! cutting off an incomplete last frame left by a killed writer (torn-tail repair).
+//! of the LAMMPS fix `ace/uq/watch`, through `aceuq_append_frame`): [`AppendFrame`] describes the
+//! frame, [`append_frame`] formats it and appends it.
+//!
+//! # What an append guarantees
+//!
+//! - **Whole frames or nothing.** The frame is formatted in memory and written with one append
+//!   and an fsync, holding an exclusive advisory lock on the file (`flock`), so appenders in
+//!   several processes never interleave. If the write or the fsync fails (a full disk, a file
+//!   size limit, an I/O error), the file is cut back to its length before the append and synced
+//!   again, and the error says the file is unchanged (and what to do: free space, or choose
+//!   another file).
+//! - **A killed append is undone, and only ours.** Before writing, the appender records the
+//!   file's length (and the identity, size and CRC-32 of what it is about to append) in a
+//!   journal next to the file, `FILE.aceuq-journal`, synced to disk, and removes it after the
+//!   frame is synced. A process killed mid-append (SIGKILL, a crash, a power loss) leaves the
+//!   journal behind; the next append to the file cuts exactly the recorded incomplete frame off
+//!   before appending (a frame that reached its full length with the right CRC is kept), and
+//!   [`Reader::open`] stops before it in the meantime. A journal that no longer matches the file
+//!   (the file was replaced or shortened since) is discarded without touching the file.
+//! - **Other data is never cut.** A file whose last frame is incomplete without a journal to
+//!   prove that aceuq left it so (a file the user wrote, a copy in progress) is not appended
+//!   to: the error names the file and the line where the incomplete frame starts, and says how
+//!   to repair it. Nothing before the appended frame is ever modified, except that a missing
+//!   newline at the very end of the file is added before the frame, so that the two do not
+//!   merge into one line. Content that is not extended XYZ at all is left as it is.
+//!
+//! The journal costs two more fsyncs (the journal and its directory) per append: negligible
+//! for candidate frames, which are rare by design. If the journal cannot be created because
+//! the directory is not writable (while the file is), the append goes ahead without it: a
+//! write error is still rolled back, but a killed append is then left for the user to repair
+//! (as a foreign incomplete frame).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -75,69 +103,273 @@ impl AppendFrame<'_> {
     }
 }
 
-/// Errors from [`append_frame`].
+/// Errors from [`append_frame`]. In every case but [`AppendError::Write`] with a failed
+/// rollback, the file is as it was before the call.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
     /// The frame cannot be written as extended XYZ (see [`frame_to_string`]); nothing was
     /// written.
     #[error(transparent)]
     Frame(ExtxyzError),
-    /// The file could not be opened, locked, repaired, written or synced.
-    #[error("cannot append to {}: {source}", path.display())]
+    /// The file could not be opened, locked or prepared (its journal, an interrupted earlier
+    /// append); nothing was written.
+    #[error("cannot append to {}: {what}: {source} (nothing was written)", path.display())]
     Io {
         /// The file appended to, as given.
         path: PathBuf,
+        /// What was being done.
+        what: String,
         /// The underlying error.
         #[source]
         source: io::Error,
     },
+    /// Writing or syncing the frame failed. The partial frame was removed (the file is
+    /// unchanged) unless `rollback` holds the error that prevented it.
+    #[error("{}", write_message(path, source, *length, rollback.as_ref(), journal.as_deref()))]
+    Write {
+        /// The file appended to, as given.
+        path: PathBuf,
+        /// The write or sync error.
+        #[source]
+        source: io::Error,
+        /// The file's length before the append.
+        length: u64,
+        /// Why the partial frame could not be cut off, if it could not.
+        rollback: Option<io::Error>,
+        /// The journal recording the partial frame (`None` when it could not be created).
+        journal: Option<PathBuf>,
+    },
+    /// The file's last frame is incomplete and no journal shows that an aceuq append left it
+    /// so: it is somebody else's data, which is never cut off. Nothing was written.
+    #[error("{}", tail_message(path, *line, detail))]
+    IncompleteTail {
+        /// The file appended to, as given.
+        path: PathBuf,
+        /// 1-based line where the incomplete frame starts.
+        line: usize,
+        /// What is incomplete.
+        detail: String,
+    },
 }
 
-/// Append one frame to the extended XYZ file `path` (created if missing). The frame is formatted
-/// in memory (default [`super::WriteOptions`]) and written with a single append and an fsync,
-/// so readers see whole frames; a reader of a file whose writer was killed mid-write drops an
-/// incomplete last frame, and the first append of a process to a file cuts such an incomplete
-/// frame off before appending (so that it never ends up in the middle of the file). Appenders
-/// hold an exclusive advisory lock on the file (`flock`), so several processes may append to
-/// one file.
+fn tail_message(path: &Path, line: usize, detail: &str) -> String {
+    let repair = if line > 1 {
+        format!(
+            "complete that frame or delete those lines (for example `head -n {} FILE > \
+             FIXED.xyz`)",
+            line - 1
+        )
+    } else {
+        "complete that frame or remove the file".to_string()
+    };
+    format!(
+        "{}:{line}: the last frame (from line {line} to the end of the file) is incomplete \
+         ({detail}), and it was not left by an interrupted aceuq append, so it is not cut off and \
+         nothing was appended: {repair}, or write the frames to another file",
+        path.display()
+    )
+}
+
+fn write_message(
+    path: &Path,
+    source: &io::Error,
+    length: u64,
+    rollback: Option<&io::Error>,
+    journal: Option<&Path>,
+) -> String {
+    let full = matches!(
+        source.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::FileTooLarge | io::ErrorKind::QuotaExceeded
+    );
+    let todo = if full {
+        "free space on its file system (or raise the file size limit), or choose another file"
+    } else {
+        "check the file system, or choose another file"
+    };
+    match (rollback, journal) {
+        (None, _) => format!(
+            "cannot append to {}: writing the frame failed: {source}; the file is unchanged (the \
+             partial frame was removed): {todo}",
+            path.display()
+        ),
+        (Some(e), Some(j)) => format!(
+            "cannot append to {}: writing the frame failed: {source}, and cutting the partial \
+             frame off failed too ({e}); it starts at byte {length} and is recorded in {}: the \
+             next append removes it and aceuq readers skip it, or truncate the file yourself \
+             (`truncate -s {length} FILE`); then {todo}",
+            path.display(),
+            j.display()
+        ),
+        (Some(e), None) => format!(
+            "cannot append to {}: writing the frame failed: {source}, and cutting the partial \
+             frame off failed too ({e}); truncate the file to its {length} bytes before the \
+             append (`truncate -s {length} FILE`); then {todo}",
+            path.display()
+        ),
+    }
+}
+
+/// Append one frame to the extended XYZ file `path` (created if missing), formatted with the
+/// default [`super::WriteOptions`]:
+///
+/// - one append and an fsync under an exclusive advisory lock (`flock`), so concurrent
+///   appenders never interleave;
+/// - on a write or fsync error (a full disk) the file is cut back to its previous length:
+///   [`AppendError::Write`] says it is unchanged;
+/// - a journal, `FILE.aceuq-journal`, exists while the append is in progress; if the process
+///   is killed mid-append, [`Reader::open`] stops before the incomplete frame and the next
+///   append cuts exactly it off;
+/// - an incomplete last frame without such a journal is not ours and is never cut:
+///   [`AppendError::IncompleteTail`], and the file is left as it is;
+/// - nothing before the frame is changed, except that a newline is added if the file's last
+///   line lacks one.
+///
+/// `docs/candidates.md` describes this for users of the LAMMPS fix.
 pub fn append_frame(path: &Path, frame: &AppendFrame<'_>) -> Result<(), AppendError> {
     let text =
         frame_to_string(&frame.to_structure(), &Default::default()).map_err(AppendError::Frame)?;
-    append_whole(path, text.as_bytes()).map_err(|source| AppendError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    append_whole(path, text.as_bytes())
 }
 
-/// Append bytes with one write on an O_APPEND descriptor, then fsync, holding an exclusive
-/// advisory lock (so that appenders in other processes never interleave with the repair below).
-///
-/// The first append of a process to a file first repairs it: a writer killed mid-append leaves
-/// an incomplete last frame, and appending after it would bury it mid-file, where every reader
-/// fails. It is cut back to the last whole frame (what a reader drops anyway).
-fn append_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Append `bytes` (whole frames) to `path` under the lock, with the journal (see the module
+/// documentation).
+fn append_whole(path: &Path, bytes: &[u8]) -> Result<(), AppendError> {
     use std::io::Write;
-    static CHECKED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    lock_exclusive(&f)?;
-    let first = {
-        let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
-        let key = path.to_path_buf();
-        let first = !checked.contains(&key);
-        if first {
-            checked.push(key);
+    // Paths whose tail this process has checked (an incomplete last frame left by someone else
+    // would be buried mid-file by the append). Our own appends never leave one behind.
+    static CHECKED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let io_err = |what: &str| {
+        let what = what.to_string();
+        move |source| AppendError::Io {
+            path: path.to_path_buf(),
+            what,
+            source,
         }
-        first
     };
-    if first {
-        drop_incomplete_tail(path, &f)?;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(io_err("cannot open it"))?;
+    lock_exclusive(&f).map_err(io_err("cannot lock it"))?;
+    let jpath = journal::path_for(path);
+    let found = recover(&f, &jpath).map_err(io_err(&format!(
+        "cannot undo the interrupted append recorded in {}",
+        jpath.display()
+    )))?;
+    let key = path.to_path_buf();
+    let checked = CHECKED
+        .lock()
+        .map(|c| c.contains(&key))
+        .unwrap_or_else(|e| e.into_inner().contains(&key));
+    if found || !checked {
+        check_tail(path)?;
+        let mut c = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+        if !c.contains(&key) {
+            c.push(key);
+        }
     }
-    f.write_all(bytes)?;
-    f.sync_data()
+
+    let meta = f.metadata().map_err(io_err("cannot stat it"))?;
+    let length = meta.len();
+    // A last line without its newline would merge with the frame's count line.
+    let newline = length > 0 && last_byte(&f, length).map_err(io_err("cannot read it"))? != b'\n';
+    let mut data = Vec::with_capacity(bytes.len() + 1);
+    if newline {
+        data.push(b'\n');
+    }
+    data.extend_from_slice(bytes);
+    let (dev, ino) = journal::identity(&meta);
+    let entry = journal::Entry {
+        dev,
+        ino,
+        length,
+        bytes: data.len() as u64,
+        crc32: crc32fast::hash(&data),
+    };
+    let journal = match journal::write(&jpath, &entry) {
+        Ok(()) => Some(jpath),
+        // A directory we may not write in: append without the journal (see the module docs).
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => None,
+        Err(e) => {
+            return Err(io_err(&format!(
+                "cannot write the journal {}",
+                jpath.display()
+            ))(e));
+        }
+    };
+
+    if let Err(source) = f.write_all(&data).and_then(|()| f.sync_data()) {
+        let rollback = f.set_len(length).and_then(|()| f.sync_data()).err();
+        if rollback.is_none()
+            && let Some(j) = &journal
+        {
+            let _ = journal::remove(j);
+        }
+        return Err(AppendError::Write {
+            path: path.to_path_buf(),
+            source,
+            length,
+            rollback,
+            journal,
+        });
+    }
+    if let Some(j) = &journal {
+        // If this fails, the next append finds the frame whole (length and CRC) and keeps it.
+        let _ = journal::remove(j);
+    }
+    Ok(())
     // The lock is released when `f` closes.
+}
+
+/// The last byte of `f`, which holds `len > 0` bytes.
+fn last_byte(f: &std::fs::File, len: u64) -> io::Result<u8> {
+    let mut b = [0u8; 1];
+    match journal::read_at(f, &mut b, len - 1)? {
+        1 => Ok(b[0]),
+        _ => Err(io::ErrorKind::UnexpectedEof.into()),
+    }
+}
+
+/// Undo an interrupted append recorded in the journal `jpath`, if there is one (called with the
+/// lock held). Returns whether a journal was found.
+fn recover(f: &std::fs::File, jpath: &Path) -> io::Result<bool> {
+    let entry = match journal::read(jpath)? {
+        journal::Found::None => return Ok(false),
+        // Cut off while being written: the append it announced never started.
+        journal::Found::Unreadable => {
+            journal::remove(jpath)?;
+            return Ok(true);
+        }
+        journal::Found::Entry(e) => e,
+    };
+    let meta = f.metadata()?;
+    if entry.is_for(&meta) && ours_is_incomplete(f, &entry, meta.len())? {
+        f.set_len(entry.length)?;
+        f.sync_data()?;
+    }
+    journal::remove(jpath)?;
+    Ok(true)
+}
+
+/// Whether the file (of length `len`, the one `entry` was written for) ends with the
+/// incomplete frame `entry` announced: longer than before the append, and not holding the
+/// whole frame. A file shorter than before, or longer than the frame, was changed by someone
+/// else since, and is left alone.
+pub(crate) fn ours_is_incomplete(
+    f: &std::fs::File,
+    entry: &journal::Entry,
+    len: u64,
+) -> io::Result<bool> {
+    let end = entry.length.saturating_add(entry.bytes);
+    if len <= entry.length || len > end {
+        return Ok(false);
+    }
+    if len < end {
+        return Ok(true);
+    }
+    Ok(journal::crc_of(f, entry.length, entry.bytes)? != Some(entry.crc32))
 }
 
 /// Exclusive advisory lock (`flock(LOCK_EX)`), released when the file is closed. Called
@@ -166,22 +398,28 @@ fn lock_exclusive(_f: &std::fs::File) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Truncate `path` (open as `f`) to its whole frames if its last frame is incomplete. Anything
-/// that does not read as extended XYZ up to that tail is left alone.
-pub(crate) fn drop_incomplete_tail(path: &Path, f: &std::fs::File) -> std::io::Result<()> {
-    use std::io::BufRead;
-    if f.metadata()?.len() == 0 {
+/// Fail if the last frame of `path` is incomplete (the journal, if any, has been dealt with).
+/// Content that does not read as extended XYZ before its tail is left to the user.
+fn check_tail(path: &Path) -> Result<(), AppendError> {
+    let io_err = |source| AppendError::Io {
+        path: path.to_path_buf(),
+        what: "cannot read it".to_string(),
+        source,
+    };
+    if std::fs::metadata(path).map_err(io_err)?.len() == 0 {
         return Ok(());
     }
     let opts = ReadOptions {
         allow_truncated_tail: true,
         ..Default::default()
     };
-    let Ok(mut reader) = Reader::open(path, opts) else {
-        return Ok(());
+    let mut reader = match Reader::open(path, opts) {
+        Ok(r) => r,
+        Err(ExtxyzError::Io { source, .. }) => return Err(io_err(source)),
+        Err(_) => return Ok(()),
     };
-    // The incomplete frame starts right after the last whole one (the warning's line is where
-    // the damage was found, which may be inside the frame).
+    // The incomplete frame starts after the last whole one (the warning's line is where the
+    // damage was found, which may be inside the frame).
     let mut line = 1;
     for frame in &mut reader {
         match frame {
@@ -190,23 +428,20 @@ pub(crate) fn drop_incomplete_tail(path: &Path, f: &std::fs::File) -> std::io::R
         }
     }
     match reader.dropped_tail() {
-        Some(w) if w.line >= line => {}
-        _ => return Ok(()),
+        Some(w) if w.line >= line => Err(AppendError::IncompleteTail {
+            path: path.to_path_buf(),
+            line,
+            detail: w
+                .message
+                .split_once(": ")
+                .map_or(w.message.as_str(), |(_, d)| d)
+                .to_string(),
+        }),
+        _ => Ok(()),
     }
-    // Byte offset of the start of 1-based line `line` (the incomplete frame's atom count).
-    let mut r = std::io::BufReader::new(std::fs::File::open(path)?);
-    let (mut offset, mut buf) = (0u64, Vec::new());
-    for _ in 1..line {
-        buf.clear();
-        let n = r.read_until(b'\n', &mut buf)?;
-        if n == 0 || buf.last() != Some(&b'\n') {
-            return Ok(());
-        }
-        offset += n as u64;
-    }
-    f.set_len(offset)?;
-    f.sync_data()
 }
+
+pub(crate) mod journal;
 
 #[cfg(test)]
 mod tests;

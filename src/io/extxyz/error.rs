@@ -23,10 +23,12 @@ pub enum ExtxyzError {
         message: String,
     },
     /// The input ended inside a frame (fewer atom lines than the count, or no comment line).
+    /// The message says how to repair the file; a program can instead set
+    /// [`ReadOptions::allow_truncated_tail`] to drop the incomplete frame.
     #[error(
         "{file}:{line}: the frame starting here declares {expected} atoms but the file ends \
-         after {found} atom line(s); the file was cut off (for example by a killed run): \
-         regenerate it, or set allow_truncated_tail to drop the incomplete last frame"
+         after {found} atom line(s); the file was cut off (for example by a killed run): {}",
+        repair_hint(*line)
     )]
     Truncated {
         /// File (or stream name) being read.
@@ -57,6 +59,21 @@ pub enum ExtxyzError {
         /// What is wrong and what to do about it.
         message: String,
     },
+}
+
+/// What to do about a file whose last frame, starting at 1-based `line`, is incomplete: the
+/// frames before it are whole and can be kept.
+pub(crate) fn repair_hint(line: usize) -> String {
+    if line > 1 {
+        format!(
+            "regenerate it, or delete the incomplete last frame (line {line} to the end of the \
+             file) to keep the whole frames before it, for example with `head -n {} FILE > \
+             FIXED.xyz`",
+            line - 1
+        )
+    } else {
+        "regenerate it (it holds no whole frame)".to_string()
+    }
 }
 
 impl ExtxyzError {

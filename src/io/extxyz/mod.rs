@@ -70,8 +70,9 @@
 //! info values are written with full (round-trip) precision. [`write_file_atomic`] writes a
 //! whole file through a temporary file and a rename, so a reader never sees a half file.
 //! [`append_frame`] appends one frame ([`AppendFrame`]) to a file shared by concurrent writers:
-//! one locked append and fsync, after cutting off an incomplete last frame left by a killed
-//! writer.
+//! one locked append and fsync, rolled back on a write error, with a journal that lets the next
+//! append (and [`Reader::open`]) undo exactly the incomplete frame of a killed appender; an
+//! incomplete last frame it did not write is an error, never cut.
 //!
 //! Reading what was written gives back the same structure, up to the written precision, with
 //! three exceptions inherent to the format (ASE behaves the same): an [`InfoValue::Str`] whose

@@ -12,7 +12,9 @@ pub struct ReadOptions {
     pub forces_key: String,
     /// Drop an incomplete last frame (fewer atom lines than its count, or a last line cut off
     /// mid-way) instead of failing; it is reported through `on_warning` and
-    /// [`Reader::dropped_tail`](super::Reader::dropped_tail). Candidate files written by a killed run may end this way.
+    /// [`Reader::dropped_tail`](super::Reader::dropped_tail). Files cut off by a killed writer
+    /// end this way (the incomplete frame of an interrupted [`super::append_frame`] is skipped by
+    /// [`super::Reader::open`] in any case).
     pub allow_truncated_tail: bool,
     /// Called for each warning (a dropped tail). `None`: warnings are only recorded.
     pub on_warning: Option<WarningCallback>,

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
-use super::error::{ExtxyzError, Warning};
+use super::error::{ExtxyzError, Warning, repair_hint};
 use super::options::ReadOptions;
 use super::parse::{FrameBuilder, parse_header, truncate_for_message};
 use crate::structure::{Origin, Structure};
@@ -45,12 +45,21 @@ pub struct Reader<R> {
     file: String,
     opts: ReadOptions,
     frame: usize,
+    /// 1-based line of the count of the frame being read.
+    frame_start: usize,
     done: bool,
     dropped_tail: Option<Warning>,
+    /// Warning for the end of the input, when it stops before an interrupted append.
+    journal_tail: Option<Warning>,
 }
 
 impl Reader<BufReader<File>> {
     /// Open a file for streaming. The file name in errors is `path` as given.
+    ///
+    /// A file that ends with the incomplete frame of an interrupted [`super::append_frame`]
+    /// (in progress in another process, or killed; its journal proves it) is read up to the
+    /// end of its whole frames, whatever [`ReadOptions::allow_truncated_tail`] says, and the
+    /// incomplete frame is reported as a dropped tail.
     pub fn open(path: impl AsRef<Path>, opts: ReadOptions) -> Result<Self, ExtxyzError> {
         let path = path.as_ref();
         let name = path.display().to_string();
@@ -59,12 +68,36 @@ impl Reader<BufReader<File>> {
             context: "cannot open for reading".to_string(),
             source,
         })?;
-        Ok(Reader::new(
-            BufReader::with_capacity(1 << 16, f),
-            &name,
-            opts,
-        ))
+        let stop = interrupted_append(path, &f);
+        let mut r = Reader::new(BufReader::with_capacity(1 << 16, f), &name, opts);
+        if let Some((length, journal)) = stop {
+            r.src.remaining = length;
+            r.journal_tail = Some(Warning {
+                file: name,
+                line: 0,
+                message: format!(
+                    "stopped at byte {length}, before the incomplete frame of an interrupted \
+                     append recorded in {} (the next append removes it)",
+                    journal.display()
+                ),
+            });
+        }
+        Ok(r)
     }
+}
+
+/// Where an interrupted append to `path` (open as `f`) starts, and its journal, if the file
+/// ends with one.
+fn interrupted_append(path: &Path, f: &File) -> Option<(u64, std::path::PathBuf)> {
+    use super::append::journal;
+    let jpath = journal::path_for(path);
+    let journal::Found::Entry(entry) = journal::read(&jpath).ok()? else {
+        return None;
+    };
+    let meta = f.metadata().ok()?;
+    let incomplete =
+        entry.is_for(&meta) && super::append::ours_is_incomplete(f, &entry, meta.len()).ok()?;
+    incomplete.then_some((entry.length, jpath))
 }
 
 impl<R: BufRead> Reader<R> {
@@ -78,12 +111,15 @@ impl<R: BufRead> Reader<R> {
                 line_no: 0,
                 unterminated: false,
                 max,
+                remaining: u64::MAX,
             },
             file: name.to_string(),
             opts,
             frame: 0,
+            frame_start: 1,
             done: false,
             dropped_tail: None,
+            journal_tail: None,
         }
     }
 
@@ -151,6 +187,7 @@ impl<R: BufRead> Reader<R> {
             }
         }
         let start = self.src.line_no;
+        self.frame_start = start;
         let natoms = {
             let t = self.line_str()?.trim();
             t.parse::<u64>().map_err(|_| {
@@ -229,6 +266,13 @@ impl<R: BufRead> Iterator for Reader<R> {
             Ok(Some(s)) => Some(Ok(s)),
             Ok(None) => {
                 self.done = true;
+                if let Some(mut w) = self.journal_tail.take() {
+                    w.line = self.src.line_no + 1;
+                    if let Some(cb) = &self.opts.on_warning {
+                        cb(&w);
+                    }
+                    self.dropped_tail = Some(w);
+                }
                 None
             }
             Err(e) => {
@@ -264,7 +308,8 @@ impl<R: BufRead> Iterator for Reader<R> {
                         line,
                         message: format!(
                             "{message} (this last line has no newline: the file was probably \
-                             cut off; set allow_truncated_tail to drop the incomplete last frame)"
+                             cut off mid-write: {})",
+                            repair_hint(self.frame_start)
                         ),
                     }));
                 }
@@ -303,6 +348,8 @@ struct LineSource<R> {
     /// The last line read ended at end of input without a newline.
     unterminated: bool,
     max: usize,
+    /// Bytes left to read (the input is cut there).
+    remaining: u64,
 }
 
 impl<R: BufRead> LineSource<R> {
@@ -318,6 +365,9 @@ impl<R: BufRead> LineSource<R> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(LineError::Io(e)),
             };
+            let avail = &avail[..avail
+                .len()
+                .min(usize::try_from(self.remaining).unwrap_or(usize::MAX))];
             if avail.is_empty() {
                 if self.buf.is_empty() {
                     return Ok(false);
@@ -335,7 +385,9 @@ impl<R: BufRead> LineSource<R> {
                 return Err(LineError::TooLong);
             }
             self.buf.extend_from_slice(&avail[..take]);
-            self.input.consume(if newline { take + 1 } else { take });
+            let used = if newline { take + 1 } else { take };
+            self.input.consume(used);
+            self.remaining -= used as u64;
             if newline {
                 self.line_no += 1;
                 self.unterminated = false;

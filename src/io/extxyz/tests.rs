@@ -641,8 +641,17 @@ fn extxyz_error_truncated_frames() {
     assert_eq!(
         e.to_string(),
         "cand.xyz:4: the frame starting here declares 3 atoms but the file ends after 2 atom \
-         line(s); the file was cut off (for example by a killed run): regenerate it, or set \
-         allow_truncated_tail to drop the incomplete last frame"
+         line(s); the file was cut off (for example by a killed run): regenerate it, or delete \
+         the incomplete last frame (line 4 to the end of the file) to keep the whole frames \
+         before it, for example with `head -n 3 FILE > FIXED.xyz`"
+    );
+    // The hint names no library option (which a command-line user cannot set).
+    assert!(!e.to_string().contains("allow_truncated_tail"));
+    let e = read_str("5\n\nH 0 0 0\n", "c.xyz", &ReadOptions::default()).expect_err("t");
+    assert!(
+        e.to_string()
+            .ends_with("regenerate it (it holds no whole frame)"),
+        "{e}"
     );
     // Only the count line.
     let e = read_str("1\n\nH 0 0 0\n5\n", "c.xyz", &ReadOptions::default()).expect_err("t");
@@ -664,7 +673,19 @@ fn extxyz_error_truncated_frames() {
         e.starts_with("c.xyz:4: atom line has 3 columns, Properties says 4"),
         "{e}"
     );
-    assert!(e.contains("this last line has no newline"), "{e}");
+    assert!(
+        e.ends_with(
+            "(this last line has no newline: the file was probably cut off mid-write: \
+             regenerate it (it holds no whole frame))"
+        ),
+        "{e}"
+    );
+    let e = err_of("1\n\nH 0 0 0\n2\n\nH 0 0 0\nH 1.0 2.", "c.xyz");
+    assert!(
+        e.ends_with("delete the incomplete last frame (line 4 to the end of the file) to keep the whole frames before it, for example with `head -n 3 FILE > FIXED.xyz`)"),
+        "{e}"
+    );
+    assert!(!e.contains("allow_truncated_tail"), "{e}");
 }
 
 #[test]

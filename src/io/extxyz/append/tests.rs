@@ -1,9 +1,10 @@
-//! Unit tests of frame appending: the text written, error messages, and the torn-tail repair.
-//! The C ABI wrapper (`aceuq_append_frame`) and concurrent or killed appenders are tested in
-//! `tests/nothing_lost.rs`.
+//! Unit tests of frame appending: the text written, error messages, and what an append does to
+//! a file ending with an incomplete frame (with or without our journal). The C ABI wrapper
+//! (`aceuq_append_frame`), concurrent appenders, and appends that fail or are killed mid-write
+//! (in a child process under a file size limit) are tested in `tests/nothing_lost.rs`.
 
 use super::*;
-use crate::io::extxyz::{ReadOptions, read_file};
+use crate::io::extxyz::{ReadOptions, Reader, read_file};
 
 fn workdir(name: &str) -> PathBuf {
     let dir =
@@ -125,15 +126,16 @@ fn errors_say_what_and_where() {
     };
     assert_eq!(
         e.to_string(),
-        format!("cannot append to {}: {source}", path.to_str().unwrap())
+        format!(
+            "cannot append to {}: cannot open it: {source} (nothing was written)",
+            path.to_str().unwrap()
+        )
     );
 }
 
-/// A writer killed mid-append leaves an incomplete last frame; the first append of a process
-/// cuts it off, and leaves the whole frames before it untouched.
-#[test]
-fn first_append_cuts_an_incomplete_last_frame() {
-    let dir = workdir("torn");
+/// Two whole frames (3 and 5 atoms) and the file sizes after each; the cut points inside the
+/// second one.
+fn two_frames(dir: &Path) -> (Vec<u8>, usize, Vec<(&'static str, usize)>) {
     let whole = dir.join("whole.xyz");
     let mut ends = vec![];
     for (q, n) in [(0, 3), (1, 5)] {
@@ -146,28 +148,173 @@ fn first_append_cuts_an_incomplete_last_frame() {
         .iter()
         .enumerate()
         .filter(|(_, b)| **b == b'\n')
-        .map(|(i, _)| i + 1)
+        .map(|(i, _)| ends[0] + i + 1)
         .collect();
-    for (case, cut) in [
-        ("mid_line", second.len() / 2 + 3),
+    let cuts = vec![
+        ("mid_line", ends[0] + second.len() / 2 + 3),
         ("line_boundary", line_ends[3]),
         ("after_count", line_ends[0]),
-        ("mid_count", 1),
-    ] {
-        let path = dir.join(format!("{case}.xyz"));
-        std::fs::write(&path, &bytes[..ends[0] + cut]).unwrap();
-        let f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
-        drop_incomplete_tail(&path, &f).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), &bytes[..ends[0]], "{case}");
+        ("mid_count", ends[0] + 1),
+        ("all_but_newline", ends[1] - 1),
+    ];
+    (bytes, ends[0], cuts)
+}
 
-        // Through append_frame, on a fresh path: cut, then appended.
-        let path = dir.join(format!("{case}_append.xyz"));
-        std::fs::write(&path, &bytes[..ends[0] + cut]).unwrap();
+/// Leaves the journal an append of `bytes[start..]` to `path` writes before it starts.
+fn journal_for(path: &Path, start: usize, bytes: &[u8]) {
+    let meta = std::fs::metadata(path).unwrap();
+    let (dev, ino) = journal::identity(&meta);
+    let entry = journal::Entry {
+        dev,
+        ino,
+        length: start as u64,
+        bytes: (bytes.len() - start) as u64,
+        crc32: crc32fast::hash(&bytes[start..]),
+    };
+    journal::write(&journal::path_for(path), &entry).unwrap();
+}
+
+/// An append killed mid-write leaves its journal and an incomplete last frame; readers stop
+/// before it, and the next append cuts exactly it off (and removes the journal).
+#[test]
+fn journal_lets_the_next_append_undo_exactly_our_incomplete_frame() {
+    let dir = workdir("torn");
+    let (bytes, start, cuts) = two_frames(&dir);
+    for (case, cut) in cuts {
+        let path = dir.join(format!("{case}.xyz"));
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        journal_for(&path, start, &bytes);
+        let mut r = Reader::open(&path, ReadOptions::default()).unwrap();
+        assert_eq!(r.by_ref().count(), 1, "{case}");
+        let w = r.dropped_tail().expect("reported");
+        assert!(w.message.contains("interrupted append"), "{case}: {w}");
+
         append_n(&path, 2, 4);
         assert_eq!(seqs(&path), [(0, 3), (2, 4)], "{case}");
+        assert!(std::fs::read(&path).unwrap().starts_with(&bytes[..start]));
+        assert!(!journal::path_for(&path).exists(), "{case}");
+    }
+    // Killed after the frame was written whole, before the journal was removed: kept.
+    let path = dir.join("whole_frame.xyz");
+    std::fs::write(&path, &bytes).unwrap();
+    journal_for(&path, start, &bytes);
+    assert_eq!(read_file(&path, &ReadOptions::default()).unwrap().len(), 2);
+    append_n(&path, 2, 4);
+    assert_eq!(seqs(&path), [(0, 3), (1, 5), (2, 4)]);
+    // Full length but other bytes (a crash before the data reached the disk): cut.
+    let path = dir.join("garbage.xyz");
+    let mut garbage = bytes.clone();
+    garbage[start + 2] ^= 1;
+    std::fs::write(&path, &garbage).unwrap();
+    journal_for(&path, start, &bytes);
+    append_n(&path, 2, 4);
+    assert_eq!(seqs(&path), [(0, 3), (2, 4)]);
+    // A journal cut off while being written: the append never started; discarded.
+    let path = dir.join("cut_journal.xyz");
+    std::fs::write(&path, &bytes).unwrap();
+    journal_for(&path, start, &bytes);
+    let j = journal::path_for(&path);
+    let text = std::fs::read(&j).unwrap();
+    std::fs::write(&j, &text[..text.len() - 2]).unwrap();
+    append_n(&path, 2, 4);
+    assert_eq!(seqs(&path), [(0, 3), (1, 5), (2, 4)]);
+    assert!(!j.exists());
+}
+
+/// A journal that does not match the file (the file was replaced, or shortened below the
+/// recorded length) proves nothing: the file is not cut, and its incomplete frame, if any, is
+/// an error.
+#[test]
+fn a_stale_journal_never_cuts_the_file() {
+    let dir = workdir("stale");
+    let (bytes, start, cuts) = two_frames(&dir);
+    let cut = cuts[0].1;
+    // Replaced: same path, another file.
+    let path = dir.join("replaced.xyz");
+    std::fs::write(&path, &bytes[..cut]).unwrap();
+    journal_for(&path, start, &bytes);
+    let other = dir.join("replaced.new");
+    std::fs::write(&other, &bytes[..cut]).unwrap();
+    std::fs::rename(&other, &path).unwrap();
+    let e = try_append_n(&path).unwrap_err();
+    assert!(
+        matches!(e, AppendError::IncompleteTail { line: 6, .. }),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), &bytes[..cut]);
+    assert!(!journal::path_for(&path).exists(), "stale journal removed");
+    // Shortened below the recorded length: left alone.
+    // (The first frame without its last atom line.)
+    let short = bytes[..start - 1]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .unwrap()
+        + 1;
+    let path = dir.join("shortened.xyz");
+    std::fs::write(&path, &bytes[..short]).unwrap();
+    journal_for(&path, start, &bytes);
+    let e = try_append_n(&path).unwrap_err();
+    assert!(
+        matches!(e, AppendError::IncompleteTail { line: 1, .. }),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), &bytes[..short]);
+}
+
+fn try_append_n(path: &Path) -> Result<(), AppendError> {
+    let symbols = ["Li"];
+    let positions = [[0.0; 3]];
+    append_frame(
+        path,
+        &AppendFrame {
+            cell: CELL,
+            pbc: [true; 3],
+            symbols: &symbols,
+            positions: &positions,
+            ids: None,
+            columns: &[],
+            info: &[],
+        },
+    )
+}
+
+/// An incomplete last frame that no journal of ours accounts for is somebody else's data: the
+/// append fails, naming the file and the line where the frame starts, and the file is left as
+/// it was.
+#[test]
+fn an_incomplete_last_frame_without_our_journal_is_an_error() {
+    let dir = workdir("foreign");
+    let (bytes, _, cuts) = two_frames(&dir);
+    for (case, cut) in cuts {
+        let path = dir.join(format!("{case}.xyz"));
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        if case == "all_but_newline" {
+            // Only the newline missing: the frame is whole, and the append adds the newline.
+            append_n(&path, 2, 4);
+            assert_eq!(seqs(&path), [(0, 3), (1, 5), (2, 4)]);
+            continue;
+        }
+        let e = try_append_n(&path).unwrap_err();
+        assert!(
+            matches!(e, AppendError::IncompleteTail { line: 6, .. }),
+            "{case}: {e:?}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "{}:6: the last frame (from line 6",
+                path.display()
+            )),
+            "{case}: {msg}"
+        );
+        assert!(
+            msg.contains("`head -n 5 FILE > FIXED.xyz`"),
+            "{case}: {msg}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), &bytes[..cut], "{case}");
+        assert!(!journal::path_for(&path).exists(), "{case}");
+        // Still refused on the next try.
+        assert!(try_append_n(&path).is_err(), "{case}");
     }
 }
 
@@ -178,19 +325,21 @@ fn whole_or_foreign_files_are_left_alone() {
     append_n(&whole, 0, 2);
     append_n(&whole, 1, 3);
     let before = std::fs::read(&whole).unwrap();
-    let f = std::fs::File::open(&whole).unwrap();
-    drop_incomplete_tail(&whole, &f).unwrap();
-    assert_eq!(std::fs::read(&whole).unwrap(), before);
+    append_n(&whole, 2, 1);
+    assert!(std::fs::read(&whole).unwrap().starts_with(&before));
+    assert_eq!(seqs(&whole), [(0, 2), (1, 3), (2, 1)]);
 
     let other = dir.join("notes.xyz");
     std::fs::write(&other, "hello\nworld").unwrap();
-    let f = std::fs::File::open(&other).unwrap();
-    drop_incomplete_tail(&other, &f).unwrap();
-    assert_eq!(std::fs::read(&other).unwrap(), b"hello\nworld");
+    try_append_n(&other).unwrap();
+    assert!(
+        std::fs::read_to_string(&other)
+            .unwrap()
+            .starts_with("hello\nworld\n1\n")
+    );
 
     let empty = dir.join("empty.xyz");
     std::fs::write(&empty, "").unwrap();
-    let f = std::fs::File::open(&empty).unwrap();
-    drop_incomplete_tail(&empty, &f).unwrap();
-    assert_eq!(std::fs::read(&empty).unwrap(), b"");
+    append_n(&empty, 0, 2);
+    assert_eq!(seqs(&empty), [(0, 2)]);
 }

@@ -1,0 +1,243 @@
+//! Error messages of the real `aceuq` binary: each cause said once, negative numbers rejected
+//! with the flag's name and range (not taken for unknown flags), and hints for truncated files
+//! that a command-line user can follow.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn aceuq(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_aceuq"))
+        .args(args)
+        .output()
+        .expect("run aceuq");
+    assert!(
+        out.stdout.len() < 100_000,
+        "{args:?}: unexpected output volume"
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn workdir(case: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli_errors")
+        .join(case);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const TRAIN: &str = "tests/data/li/valid.xyz";
+
+/// A directory given as a file: the OS error appears once, not once per level of the error
+/// chain ("Is a directory (os error 21): Is a directory (os error 21)").
+#[test]
+fn os_errors_are_printed_once() {
+    let dir = workdir("directory");
+    let d = dir.to_str().unwrap();
+    let small = ["--nmax", "4,2", "--lmax", "0,2"];
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["info", "--model", d],
+        vec!["eval", "--model", d, "--data", TRAIN],
+        vec!["fit", "--train", d, "--out", "never.aceuq", "--dry-run"],
+        [&["fit", "--train", TRAIN, "--out", d][..], &small[..]].concat(),
+        vec!["cutoff", "--values", d],
+    ];
+    for args in cases {
+        let (code, err) = aceuq(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        let last = err.lines().last().unwrap_or_default();
+        assert!(last.starts_with("error: "), "{args:?}: {err}");
+        assert_eq!(
+            err.matches("os error 21").count(),
+            1,
+            "{args:?}: each cause once: {err}"
+        );
+        assert!(err.contains(d), "{args:?}: names the path: {err}");
+    }
+}
+
+/// Negative values of numeric flags reach the command, which says what the flag must be;
+/// clap used to take `-1` for an unknown flag.
+#[test]
+fn negative_numbers_are_rejected_with_the_flag_and_its_range() {
+    let fit = ["fit", "--train", TRAIN, "--out", "never.aceuq", "--dry-run"];
+    for (flag, value, want) in [
+        (
+            "--cutoff",
+            "-1",
+            "--cutoff must be a number of Å above 0.5, got -1",
+        ),
+        (
+            "--cutoff",
+            "-2.5e-1",
+            "--cutoff must be a number of Å above 0.5, got -0.25",
+        ),
+        (
+            "--radial-inner",
+            "-0.5",
+            "--radial-inner must be a number of Å ≥ 0 (and below the cutoff), got -0.5",
+        ),
+        (
+            "--ridge",
+            "-1e-3",
+            "--ridge must be a number ≥ 0, got -0.001",
+        ),
+        (
+            "--energy-weight",
+            "-1",
+            "--energy-weight must be a number ≥ 0, got -1",
+        ),
+        (
+            "--force-weight",
+            "-.5",
+            "--force-weight must be a number ≥ 0, got -0.5",
+        ),
+    ] {
+        let args = [&fit[..], &[flag, value][..]].concat();
+        let (code, err) = aceuq(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert_eq!(err.trim_end(), format!("error: {want}"), "{args:?}");
+    }
+    let dir = workdir("negative");
+    let values = dir.join("values.txt");
+    std::fs::write(&values, "0.1\n0.2\n0.3\n0.25\n0.15\n").unwrap();
+    let v = values.to_str().unwrap();
+    for (args, want) in [
+        (
+            vec!["cutoff", "--values", v, "--max-error", "-1"],
+            "--max-error must be a positive number (in the units of the values), got -1",
+        ),
+        (
+            vec![
+                "calibrate",
+                "--model",
+                "m.aceuq",
+                "--valid",
+                TRAIN,
+                "--max-error",
+                "-1",
+            ],
+            "--max-error must be a positive number of eV/Å, got -1",
+        ),
+        (
+            vec![
+                "calibrate",
+                "--model",
+                "m.aceuq",
+                "--valid",
+                TRAIN,
+                "--p-halt",
+                "-0.5",
+            ],
+            "--p-halt must be strictly between 0 and 1, got -0.5",
+        ),
+        (
+            vec![
+                "report",
+                "--model",
+                "m.aceuq",
+                "--data",
+                TRAIN,
+                "--out",
+                "r",
+                "--max-error",
+                "-1",
+            ],
+            "--max-error must be a positive number of eV/Å, got -1",
+        ),
+        (
+            vec![
+                "select",
+                "--model",
+                "m.aceuq",
+                "--candidates",
+                TRAIN,
+                "--max",
+                "2",
+                "--out",
+                "o.xyz",
+                "--tol",
+                "-1",
+            ],
+            "--tol must be a number above 1 (1.01 is the usual value), got -1",
+        ),
+        (
+            vec![
+                "activeset",
+                "--model",
+                "m.aceuq",
+                "--data",
+                TRAIN,
+                "--tol",
+                "-1",
+            ],
+            "--tol must be a number above 1 (1.01 is the usual value), got -1",
+        ),
+    ] {
+        let (code, err) = aceuq(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert_eq!(err.trim_end(), format!("error: {want}"), "{args:?}");
+    }
+    // Counts: clap says the value is invalid for the flag (not that the flag is unknown).
+    for args in [
+        &[
+            "select",
+            "--model",
+            "m",
+            "--candidates",
+            "c",
+            "--out",
+            "o",
+            "--max",
+            "-1",
+        ][..],
+        &["--threads", "-2", "info", "--model", "m"][..],
+        &["fit", "--train", TRAIN, "--out", "x", "--ensemble", "-3"][..],
+        &["cutoff", "--values", "v", "--n", "-10"][..],
+    ] {
+        let (code, err) = aceuq(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: invalid value '-"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
+    }
+}
+
+/// A training file cut off mid-frame: the error says how to repair the file with ordinary
+/// tools, and names no library option.
+#[test]
+fn truncated_data_hint_is_for_the_command_line() {
+    let dir = workdir("truncated");
+    let text = std::fs::read_to_string(TRAIN).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let n: usize = lines[0].trim().parse().unwrap();
+    // The first frame whole, then the second frame's count, comment and one atom line.
+    let keep = n + 2 + 3;
+    let cut = dir.join("cut.xyz");
+    std::fs::write(&cut, lines[..keep].join("\n") + "\n").unwrap();
+    let c = cut.to_str().unwrap();
+    let (code, err) = aceuq(&["fit", "--train", c, "--out", "never.aceuq", "--dry-run"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains("allow_truncated_tail"), "{err}");
+    let start = n + 3;
+    assert!(
+        err.contains(&format!(
+            "{c}:{start}: the frame starting here declares {n} atoms but the file ends after 1 \
+             atom line(s)"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("`head -n {} FILE > FIXED.xyz`", start - 1)),
+        "{err}"
+    );
+    // Following the hint gives a file that reads.
+    std::fs::write(&cut, lines[..start - 1].join("\n") + "\n").unwrap();
+    let (code, err) = aceuq(&["fit", "--train", c, "--out", "never.aceuq", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+}
