@@ -211,7 +211,7 @@ impl Structure {
             });
         }
         if let Some(e) = self.energy
-            && !(e.abs() <= MAX_ENERGY_PER_ATOM * self.len().max(1) as f64)
+            && (!e.is_finite() || e.abs() > MAX_ENERGY_PER_ATOM * self.len().max(1) as f64)
         {
             return Some(LimitProblem {
                 atom: None,
@@ -226,7 +226,7 @@ impl Structure {
         if self.pbc.iter().all(|&p| p)
             && !self.is_empty()
             && let Some(v) = self.volume()
-            && !(v / (self.len() as f64) >= MIN_VOLUME_PER_ATOM)
+            && (v.is_nan() || v / (self.len() as f64) < MIN_VOLUME_PER_ATOM)
         {
             return Some(LimitProblem {
                 atom: None,
