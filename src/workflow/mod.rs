@@ -1616,6 +1616,36 @@ pub fn log_line(run_dir: &Path, line: &str) {
 mod tests {
     use super::*;
 
+    /// Issue 21: the loop's own data (`initial`, `test`) must carry the labels its fits weigh,
+    /// read under `[loop] energy_key` / `forces_key`, like `aceuq fit`.
+    #[test]
+    fn initial_data_without_the_energy_key_is_an_error_naming_the_key_to_set() {
+        let dir = std::env::temp_dir().join(format!("aceuq-loop-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/li-loop/start.xyz");
+        let text = std::fs::read_to_string(src)
+            .unwrap()
+            .replace(" energy=", " REF_energy=");
+        let f = dir.join("start.xyz");
+        std::fs::write(&f, text).unwrap();
+        let mut cfg: LoopConfig = toml::from_str(
+            "[loop]\nspecies = [\"Li\"]\ninitial = [\"start.xyz\"]\n[labeller]\ncommand = \"true\"\n",
+        )
+        .unwrap();
+        let e = read_labelled(&f, &cfg).unwrap_err().0;
+        assert!(
+            e.contains("frame 1 has no energy key 'energy'")
+                && e.contains("set energy_key = \"REF_energy\" in [loop]"),
+            "{e}"
+        );
+        cfg.run.energy_key = "REF_energy".into();
+        assert_eq!(read_labelled(&f, &cfg).unwrap().len(), 5);
+        cfg.run.energy_key = "energy".into();
+        cfg.fit.energy_weight = 0.0;
+        assert_eq!(read_labelled(&f, &cfg).unwrap().len(), 5);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn split_is_stable_and_close_to_the_fraction() {
         let v: Vec<bool> = (0..10_000).map(|k| is_valid(7, k, 0.1)).collect();
