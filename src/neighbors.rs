@@ -8,7 +8,7 @@
 //!
 //! Layer 1 (foundation): imports only `structure`.
 
-use crate::structure::Structure;
+use crate::structure::{Structure, limits};
 use std::collections::HashMap;
 
 /// Neighbour list in compressed-row form.
@@ -52,6 +52,51 @@ pub enum NeighborError {
         atom: usize,
         pos: [f64; 3],
     },
+    /// A coordinate beyond [`limits::MAX_COORDINATE`].
+    #[error(
+        "{origin}: atom {atom} is at {pos:?} Å, beyond {max:e} Å from the origin: no atomistic \
+         structure is this large; positions must be Cartesian coordinates in Å",
+        max = limits::MAX_COORDINATE
+    )]
+    PositionOutOfRange {
+        origin: String,
+        /// One-based atom number.
+        atom: usize,
+        pos: [f64; 3],
+    },
+    /// A fully periodic cell denser than matter, or whose neighbour lists would be huge: refused
+    /// before anything is allocated.
+    #[error(
+        "{origin}: {atoms} atoms in a periodic cell of {volume:.4} Å^3 ({per_atom:.4} Å^3 per \
+         atom) would give about {estimate:.0} neighbours per atom within the cutoff {cutoff} Å; \
+         no matter is this dense (limits: {min_vol} Å^3 per atom, {max_nb} neighbours): check the \
+         Lattice (Å) and the atom count",
+        per_atom = volume / *atoms as f64,
+        min_vol = limits::MIN_VOLUME_PER_ATOM,
+        max_nb = limits::MAX_NEIGHBORS
+    )]
+    TooDense {
+        origin: String,
+        atoms: usize,
+        volume: f64,
+        cutoff: f64,
+        estimate: f64,
+    },
+    /// An atom with more than [`limits::MAX_NEIGHBORS`] neighbours (found while building, so the
+    /// list never grows past that many per atom).
+    #[error(
+        "{origin}: atom {atom} has more than {max} neighbours within the cutoff {cutoff} Å (at \
+         least {count}); no matter is this dense: check the positions and Lattice (Å), or the \
+         cutoff",
+        max = limits::MAX_NEIGHBORS
+    )]
+    TooManyNeighbors {
+        origin: String,
+        /// One-based atom number.
+        atom: usize,
+        cutoff: f64,
+        count: usize,
+    },
     #[error(
         "{origin}: pbc is {pbc:?} but there is no Lattice (cell); give Lattice= or set pbc=\"F F F\""
     )]
@@ -78,6 +123,20 @@ pub enum NeighborError {
         /// One-based atom numbers.
         atom: usize,
         other: usize,
+        distance: f64,
+    },
+    /// An atom at the place of one of its own periodic images: a periodic lattice vector (after
+    /// reduction) shorter than [`MIN_DISTANCE`].
+    #[error(
+        "{origin}: atom {atom} is at the same position as its own periodic image (distance \
+         {distance:.3e} Å): a periodic lattice vector is shorter than {min:e} Å; check Lattice= \
+         and pbc",
+        min = MIN_DISTANCE
+    )]
+    CoincidentImage {
+        origin: String,
+        /// One-based atom number.
+        atom: usize,
         distance: f64,
     },
 }
@@ -122,6 +181,13 @@ pub fn build(s: &Structure, cutoff: f64) -> Result<NeighborList, NeighborError> 
                 pos: *p,
             });
         }
+        if !p.iter().all(|x| x.abs() <= limits::MAX_COORDINATE) {
+            return Err(NeighborError::PositionOutOfRange {
+                origin,
+                atom: i + 1,
+                pos: *p,
+            });
+        }
     }
     let periodic = s.pbc.iter().any(|&p| p);
     let (cell, pbc) = match s.cell {
@@ -161,6 +227,22 @@ pub fn build(s: &Structure, cutoff: f64) -> Result<NeighborList, NeighborError> 
                 cutoff,
                 images: total,
             });
+        }
+        // Refuse a cell denser than matter before allocating images or lists (n atoms, each
+        // with ~n/V * 4/3 pi rc^3 neighbours).
+        if pbc.iter().all(|&p| p) && n > 0 {
+            let estimate = n as f64 / vol.abs() * 4.0 / 3.0 * std::f64::consts::PI * cutoff.powi(3);
+            if vol.abs() / (n as f64) < limits::MIN_VOLUME_PER_ATOM
+                || estimate > limits::MAX_NEIGHBORS as f64
+            {
+                return Err(NeighborError::TooDense {
+                    origin,
+                    atoms: n,
+                    volume: vol.abs(),
+                    cutoff,
+                    estimate,
+                });
+            }
         }
         for p in pos.iter_mut() {
             for k in 0..3 {
@@ -249,6 +331,13 @@ pub fn build(s: &Structure, cutoff: f64) -> Result<NeighborList, NeighborError> 
                         ];
                         let r2 = dot(r, r);
                         if r2 < MIN_DISTANCE * MIN_DISTANCE {
+                            if j as usize == i {
+                                return Err(NeighborError::CoincidentImage {
+                                    origin,
+                                    atom: i + 1,
+                                    distance: r2.sqrt(),
+                                });
+                            }
                             return Err(NeighborError::CoincidentAtoms {
                                 origin,
                                 atom: i + 1,
@@ -257,6 +346,14 @@ pub fn build(s: &Structure, cutoff: f64) -> Result<NeighborList, NeighborError> 
                             });
                         }
                         if r2 < rc2 {
+                            if nl.j.len() - nl.offsets[i] >= limits::MAX_NEIGHBORS {
+                                return Err(NeighborError::TooManyNeighbors {
+                                    origin,
+                                    atom: i + 1,
+                                    cutoff,
+                                    count: nl.j.len() - nl.offsets[i] + 1,
+                                });
+                            }
                             nl.j.push(j);
                             nl.rij.push(r);
                         }

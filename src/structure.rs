@@ -44,7 +44,8 @@ pub enum InfoValue {
     Reals(Vec<f64>),
 }
 
-/// Where a structure came from, for error messages ("train.xyz, frame 12 (line 3041)").
+/// Where a structure came from, for error messages: displayed with the frame counted from 1,
+/// like lines ("train.xyz, frame 12 (line 3041)" is the twelfth frame).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Origin {
     /// File it was read from, if any.
@@ -58,10 +59,60 @@ pub struct Origin {
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.file {
-            Some(file) => write!(f, "{}, frame {} (line {})", file, self.frame, self.line),
-            None => write!(f, "frame {}", self.frame),
+            Some(file) => write!(f, "{}, frame {} (line {})", file, self.frame + 1, self.line),
+            None => write!(f, "frame {}", self.frame + 1),
         }
     }
+}
+
+/// Bounds beyond which input is not physics but corrupt or mislabelled data.
+///
+/// They are deliberately generous: each lies beyond anything a real training set, electronic
+/// structure label or MD run can hold, so a value past one is an error (overflowed or garbage
+/// numbers, wrong units by many orders of magnitude, a cell given in the wrong units), never a
+/// judgement call. They do not catch subtle mistakes (forces in eV/nm, a cell 10 % too small).
+/// The extended XYZ reader applies them to every frame it reads, the neighbour list to every
+/// structure it is built for, the fit to the structures it is given.
+pub mod limits {
+    /// Largest accepted |Cartesian coordinate| and |lattice vector component| (Å), 1 mm. No
+    /// atomistic cell comes near it (a billion-atom box is ~3e3 Å on a side), and at 1e7 Å a
+    /// double still resolves 2e-9 Å, so a structure shifted far from the origin still evaluates
+    /// exactly; above ~1e16 Å it cannot even tell an atom from its periodic image (x = 1e300 made
+    /// an atom "coincide" with itself).
+    pub const MAX_COORDINATE: f64 = 1e7;
+
+    /// Largest accepted |force component| (eV/Å) of a reference label: the bare Coulomb repulsion of
+    /// two of the heaviest nuclei (Z = 118) 0.1 Å apart is 14.4 eV Å × 118² / (0.1 Å)² =
+    /// 2.0e7 eV/Å, and screening (ZBL) brings it to 1.3e7 eV/Å; electronic-structure labels stop
+    /// long before (pseudopotential cores overlap near 1 Å, where ZBL gives at most 3.5e3 eV/Å).
+    /// Rounded up to 1e8 so that no close-contact frame of any element is refused.
+    pub const MAX_FORCE: f64 = 1e8;
+
+    /// Largest accepted |energy| per atom (eV) of a reference label. All-electron total energies
+    /// are the largest in use: about -5e5 eV for a gold atom (-19,000 Hartree); the Thomas-Fermi
+    /// estimate 0.77 Z^(7/3) Hartree gives 1.4e6 eV for Z = 118. Rounded up to 1e7.
+    pub const MAX_ENERGY_PER_ATOM: f64 = 1e7;
+
+    /// Smallest accepted cell volume per atom (Å^3) of a fully periodic frame. The densest matter
+    /// in atomistic data sets is hydrogen in the TPa range, around 1 Å^3/atom (diamond: 5.7,
+    /// lithium: 21.6). A cell below this is a cell in the wrong units or a wrong atom count, and its
+    /// neighbour lists would hold thousands of neighbours per atom (250 atoms in a 1 Å cube:
+    /// 1.7e5 each, gigabytes).
+    pub const MIN_VOLUME_PER_ATOM: f64 = 0.5;
+
+    /// Most neighbours per atom a neighbour list accepts (a memory guard: ~100 kB of list and
+    /// ~30 MB of descriptor derivatives per atom at this size). Matter at 0.1 atoms/Å^3 reaches
+    /// it only with a 21 Å cutoff, hydrogen at 1 atom/Å^3 with 9.8 Å.
+    pub const MAX_NEIGHBORS: usize = 4000;
+}
+
+/// A value beyond the bounds of [`limits`], found by [`Structure::limits_problem`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct LimitProblem {
+    /// Zero-based index of the offending atom, when it is about one atom.
+    pub atom: Option<usize>,
+    /// What is wrong (naming the 1-based atom and the value) and what to do.
+    pub message: String,
 }
 
 /// One atomic configuration with optional reference labels.
@@ -111,6 +162,85 @@ impl Structure {
                 + a[2] * (b[0] * cc[1] - b[1] * cc[0]))
                 .abs()
         })
+    }
+
+    /// The first value beyond the bounds of [`limits`] (cell, positions, reference forces and
+    /// energy, volume per atom of a fully periodic cell), in that order; `None` when all are
+    /// within them. Non-finite values are beyond every bound.
+    pub fn limits_problem(&self) -> Option<LimitProblem> {
+        use limits::*;
+        let big = |v: &[f64; 3], max: f64| !v.iter().all(|x| x.abs() <= max);
+        let fmt3 = |v: &[f64; 3]| format!("({:?}, {:?}, {:?})", v[0], v[1], v[2]);
+        if let Some(c) = &self.cell
+            && let Some(k) = c.iter().position(|v| big(v, MAX_COORDINATE))
+        {
+            return Some(LimitProblem {
+                atom: None,
+                message: format!(
+                    "lattice vector {} is {} Å, beyond {MAX_COORDINATE:e} Å: no atomistic cell \
+                     is this large; give the Lattice in Å",
+                    ["a", "b", "c"][k],
+                    fmt3(&c[k])
+                ),
+            });
+        }
+        if let Some(i) = self.positions.iter().position(|p| big(p, MAX_COORDINATE)) {
+            return Some(LimitProblem {
+                atom: Some(i),
+                message: format!(
+                    "atom {} is at {} Å, beyond {MAX_COORDINATE:e} Å from the origin: no \
+                     atomistic structure is this large; positions must be Cartesian coordinates \
+                     in Å (fix the atom or remove the frame)",
+                    i + 1,
+                    fmt3(&self.positions[i])
+                ),
+            });
+        }
+        if let Some(f) = &self.forces
+            && let Some(i) = f.iter().position(|v| big(v, MAX_FORCE))
+        {
+            return Some(LimitProblem {
+                atom: Some(i),
+                message: format!(
+                    "the reference force on atom {} is {} eV/Å, beyond {MAX_FORCE:e} eV/Å: more \
+                     than the bare repulsion of any two nuclei 0.1 Å apart, so not a physical \
+                     force; forces must be in eV/Å (fix the label or remove the frame)",
+                    i + 1,
+                    fmt3(&f[i])
+                ),
+            });
+        }
+        if let Some(e) = self.energy
+            && (!e.is_finite() || e.abs() > MAX_ENERGY_PER_ATOM * self.len().max(1) as f64)
+        {
+            return Some(LimitProblem {
+                atom: None,
+                message: format!(
+                    "the reference energy {e:e} eV of {} atoms is beyond {MAX_ENERGY_PER_ATOM:e} \
+                     eV per atom, more than the all-electron total energy of any atom; energies \
+                     must be total energies in eV (fix the label or remove the frame)",
+                    self.len()
+                ),
+            });
+        }
+        if self.pbc.iter().all(|&p| p)
+            && !self.is_empty()
+            && let Some(v) = self.volume()
+            && (v.is_nan() || v / (self.len() as f64) < MIN_VOLUME_PER_ATOM)
+        {
+            return Some(LimitProblem {
+                atom: None,
+                message: format!(
+                    "the periodic cell holds {} atoms in {v:.4} Å^3, {:.4} Å^3 per atom, below \
+                     {MIN_VOLUME_PER_ATOM} Å^3 per atom: denser than any matter (its neighbour \
+                     lists would hold thousands of atoms each); check the Lattice (Å) and the \
+                     atom count",
+                    self.len(),
+                    v / self.len() as f64
+                ),
+            });
+        }
+        None
     }
 
     /// Find an extra per-atom array by name.

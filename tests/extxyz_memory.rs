@@ -82,9 +82,13 @@ impl Read for FrameGen {
             }
             self.frames_left -= 1;
             self.k += 1;
+            // A cube of 20 Å^3 per atom: a plausible density (the reader refuses cells denser
+            // than matter).
+            let l = (self.atoms as f64 * 20.0).cbrt();
             let mut t = format!(
-                "{}\nLattice=\"10 0 0 0 10 0 0 0 10\" Properties=species:S:1:pos:R:3:forces:R:3 \
-                 energy={} pbc=\"T T T\" config_type=gen step={}\n",
+                "{}\nLattice=\"{l:.4} 0 0 0 {l:.4} 0 0 0 {l:.4}\" \
+                 Properties=species:S:1:pos:R:3:forces:R:3 energy={} pbc=\"T T T\" \
+                 config_type=gen step={}\n",
                 self.atoms,
                 -(self.k as f64) * 0.5,
                 self.k

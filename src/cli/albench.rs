@@ -51,6 +51,8 @@ pub struct AlBenchArgs {
     /// Upper cutoff of the uncertainty methods: conditional or ratio (the seeds' rule).
     #[arg(long, default_value = "conditional")]
     pub upper_rule: crate::stats::cutoff::UpperRule,
+    #[command(flatten)]
+    pub keys: super::DataKeys,
 }
 
 pub fn run(a: &AlBenchArgs) -> Result<()> {
@@ -74,8 +76,17 @@ pub fn run(a: &AlBenchArgs) -> Result<()> {
     if a.repeats == 0 {
         bail!("--repeats must be at least 1");
     }
-    let pool = crate::io::extxyz::read_file(&a.pool, &Default::default())
+    let pool = a
+        .keys
+        .read(std::slice::from_ref(&a.pool))
         .with_context(|| format!("reading the pool {}", a.pool.display()))?;
+    // The benchmark fits energies and forces and measures force errors.
+    for label in [
+        crate::io::extxyz::Label::Energy,
+        crate::io::extxyz::Label::Forces,
+    ] {
+        a.keys.require(&pool, label, "")?;
+    }
     let species = if a.species.is_empty() {
         let mut v: Vec<String> = vec![];
         for s in &pool {

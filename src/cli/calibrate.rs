@@ -143,6 +143,10 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
     } else {
         a.keys.read(&a.high)?
     };
+    // The upper cutoffs are fitted to force errors: every frame needs its reference forces.
+    for data in [&valid, &high] {
+        a.keys.require(data, crate::io::extxyz::Label::Forces, "")?;
+    }
     let nvalid = atoms_per_species(model, &valid);
     let napply: Vec<u64> = match (&a.pool, a.pool_size) {
         (Some(p), _) => {

@@ -224,6 +224,10 @@ pub fn run(a: &CheckArgs) -> Result<()> {
     } else {
         a.keys.read(&a.novel)?
     };
+    // Every check compares uncertainties with force errors.
+    for d in [&data, &novel] {
+        a.keys.require(d, crate::io::extxyz::Label::Forces, "")?;
+    }
     let report = check_calibration(&pot, &data, &novel, &methods)?;
     let mut md = String::new();
     for (title, head, rows) in tables(&report) {

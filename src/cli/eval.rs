@@ -27,6 +27,18 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     let pot = load_model(&a.model)?;
     let model = &pot.model;
     let data = a.keys.read(&a.data)?;
+    use crate::io::extxyz::Label;
+    a.keys.warn_missing(
+        &data,
+        Label::Energy,
+        "energy errors are reported only for frames with an energy",
+    );
+    a.keys.warn_missing(
+        &data,
+        Label::Forces,
+        "force errors (and their correlation with the uncertainties) are reported only for \
+         frames with forces",
+    );
     let name = if a.data.len() == 1 {
         a.data[0].display().to_string()
     } else {

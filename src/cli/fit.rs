@@ -40,12 +40,23 @@ pub struct FitArgs {
     /// Ridge regularization relative to column scale.
     #[arg(long, allow_hyphen_values = true)]
     pub ridge: Option<f64>,
-    /// Weight of the per-atom energy error.
+    /// Weight of the per-atom energy error. With a positive weight (the default) every training
+    /// and validation frame needs an energy.
     #[arg(long, allow_hyphen_values = true)]
     pub energy_weight: Option<f64>,
-    /// Weight of the force-component error.
+    /// Weight of the force-component error. With a positive weight (the default) every training
+    /// and validation frame needs forces.
     #[arg(long, allow_hyphen_values = true)]
     pub force_weight: Option<f64>,
+    /// Fit forces only (energy weight 0): energies are not fitted and need not be in the data.
+    /// The one-body energies E0 stay 0 and the model's energies are only what its forces
+    /// integrate to: unreliable as total energies, even as energy differences between
+    /// compositions.
+    #[arg(long, conflicts_with_all = ["energy_weight", "energy_only"])]
+    pub force_only: bool,
+    /// Fit energies only (force weight 0): forces are not fitted and need not be in the data.
+    #[arg(long, conflicts_with = "force_weight")]
+    pub energy_only: bool,
     /// Build global MaxVol active sets (uncertainty `gamma`).
     #[arg(long)]
     pub active_set: bool,
@@ -161,6 +172,12 @@ pub fn run(a: &FitArgs) -> Result<()> {
     if let Some(v) = a.force_weight {
         cfg.fit.force_weight = v;
     }
+    if a.force_only {
+        cfg.fit.energy_weight = 0.0;
+    }
+    if a.energy_only {
+        cfg.fit.force_weight = 0.0;
+    }
     if a.active_set {
         cfg.uq.active_set = true;
     }
@@ -184,8 +201,25 @@ pub fn run(a: &FitArgs) -> Result<()> {
     }
     cfg.basis.validate()?;
     let t0 = std::time::Instant::now();
+    cfg.fit.validate()?;
     let train = a.keys.read(&a.train)?;
     let valid = a.keys.read(&a.valid)?;
+    // A label the fit weighs must be in every frame: a misnamed key must not quietly turn into a
+    // fit without it.
+    use crate::io::extxyz::Label;
+    for data in [&train, &valid] {
+        if cfg.fit.energy_weight > 0.0 {
+            a.keys
+                .require(data, Label::Energy, "or fit forces only with --force-only")?;
+        }
+        if cfg.fit.force_weight > 0.0 {
+            a.keys.require(
+                data,
+                Label::Forces,
+                "or fit energies only with --energy-only",
+            )?;
+        }
+    }
     let species = if a.species.is_empty() {
         species_in(&train)
     } else {

@@ -80,12 +80,17 @@ pub struct InfoArgs {
 }
 
 /// Options for reading labelled extended XYZ, shared by commands.
+///
+/// The keys follow ASE: `energy=` on the comment line (eV) and the per-atom property
+/// `forces:R:3` (eV/Å). Data labelled under other names (`REF_energy`, `dft_forces`, ...) are
+/// read with `--energy-key` / `--forces-key`; a command that needs a label it does not find
+/// says which keys the frame has instead.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DataKeys {
-    /// Comment-line key of the reference energy.
+    /// Comment-line key of the reference energy (eV).
     #[arg(long, default_value = "energy")]
     pub energy_key: String,
-    /// Per-atom property holding the reference forces.
+    /// Per-atom property (R:3) holding the reference forces (eV/Å).
     #[arg(long, default_value = "forces")]
     pub forces_key: String,
 }
@@ -107,6 +112,55 @@ impl DataKeys {
             out.extend(frames);
         }
         Ok(out)
+    }
+
+    /// An error when a frame of `frames` lacks `label`, naming the key, the frame and the keys
+    /// it has instead; `otherwise` says what else the user can do (e.g. "or fit forces only
+    /// with --force-only"), appended after the suggested option.
+    pub fn require(
+        &self,
+        frames: &[crate::Structure],
+        label: crate::io::extxyz::Label,
+        otherwise: &str,
+    ) -> Result<()> {
+        use crate::io::extxyz::Label;
+        let (key, option) = match label {
+            Label::Energy => (&self.energy_key, "--energy-key"),
+            Label::Forces => (&self.forces_key, "--forces-key"),
+        };
+        let Some(m) = crate::io::extxyz::missing_label(frames, label, key) else {
+            return Ok(());
+        };
+        let hint = match m.suggestion() {
+            Some(k) => format!("use {option} {k}"),
+            None => format!("label the frames, or name the key with {option}"),
+        };
+        anyhow::bail!(
+            "{m}: {hint}{}{otherwise}",
+            if otherwise.is_empty() { "" } else { ", " }
+        )
+    }
+
+    /// A warning on standard error when a frame of `frames` lacks `label` (`consequence`: what
+    /// is then not reported), with the keys it has instead.
+    pub fn warn_missing(
+        &self,
+        frames: &[crate::Structure],
+        label: crate::io::extxyz::Label,
+        consequence: &str,
+    ) {
+        use crate::io::extxyz::Label;
+        let (key, option) = match label {
+            Label::Energy => (&self.energy_key, "--energy-key"),
+            Label::Forces => (&self.forces_key, "--forces-key"),
+        };
+        if let Some(m) = crate::io::extxyz::missing_label(frames, label, key) {
+            let hint = m
+                .suggestion()
+                .map(|k| format!(" (use {option} {k})"))
+                .unwrap_or_default();
+            crate::progress::warn(&format!("{m}: {consequence}{hint}"));
+        }
     }
 }
 

@@ -305,6 +305,13 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         }
     }
     let data = a.keys.read(&a.data)?;
+    a.keys
+        .require(&data, crate::io::extxyz::Label::Forces, "")?;
+    a.keys.warn_missing(
+        &data,
+        crate::io::extxyz::Label::Energy,
+        "energy errors are reported only for frames with an energy",
+    );
     let errors = uq::force_errors(model, &data)?;
     if errors.iter().all(|e| e.is_empty()) {
         bail!("the data has no reference forces (check --forces-key)");

@@ -39,6 +39,17 @@ fn read_all(base: &Path, files: &[String]) -> Result<Vec<crate::Structure>> {
         if frames.is_empty() {
             bail!("{}: no frames", p.display());
         }
+        // The benchmark fits energies and forces and measures force errors.
+        for (label, key) in [
+            (crate::io::extxyz::Label::Energy, "energy"),
+            (crate::io::extxyz::Label::Forces, "forces"),
+        ] {
+            if let Some(m) = crate::io::extxyz::missing_label(&frames, label, key) {
+                bail!(
+                    "{m}: the benchmark reads the ASE keys energy= and forces:R:3; rename the key in the file"
+                );
+            }
+        }
         out.extend(frames);
     }
     Ok(out)

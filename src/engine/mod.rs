@@ -358,6 +358,22 @@ impl Engine {
                     format!("atom {} has a non-finite position {xi:?}", id(i)),
                 ));
             }
+            // Beyond this, positions are not an atomistic system (and far beyond it a double
+            // cannot tell an atom from its periodic image).
+            if !xi
+                .iter()
+                .all(|v| v.abs() <= crate::structure::limits::MAX_COORDINATE)
+            {
+                return Err(Error::new(
+                    ErrorKind::Data,
+                    format!(
+                        "atom {} is at {xi:?} Å, beyond {:e} Å from the origin: the run has \
+                         blown up, or the coordinates are not in Å (units metal)",
+                        id(i),
+                        crate::structure::limits::MAX_COORDINATE
+                    ),
+                ));
+            }
             let a = &mut self.atoms[usize::from(waiting)];
             (a.i, a.si, a.lo) = (i, si as usize, lo);
             a.rij.clear();
@@ -378,14 +394,21 @@ impl Engine {
                 // Closer than MIN_DISTANCE the direction r/|r| is meaningless (NaN at 0).
                 let d = crate::neighbors::norm(r);
                 if d < crate::neighbors::MIN_DISTANCE {
-                    return Err(Error::new(
-                        ErrorKind::Data,
+                    let msg = if id(i) == id(j) {
+                        // A ghost of the atom itself: the box is degenerate along some direction.
+                        format!(
+                            "atom {} is at the same position {xi:?} as its own periodic image \
+                             (distance {d:.3e} Å): check the box",
+                            id(i)
+                        )
+                    } else {
                         format!(
                             "atoms {} and {} are at the same position {xi:?} (distance {d:.3e} Å)",
                             id(i),
                             id(j)
-                        ),
-                    ));
+                        )
+                    };
+                    return Err(Error::new(ErrorKind::Data, msg));
                 }
                 a.rij.push(r);
                 a.sj.push(species[j] as u16);

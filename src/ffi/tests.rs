@@ -175,6 +175,61 @@ fn compute_through_the_abi_equals_predict_including_ghosts() {
     unsafe { aceuq_model_free(h) };
 }
 
+/// Issue 21: an atom on its own periodic image was reported as "atoms 1 and 1 are at the same
+/// position", and a coordinate of 1e300 (which makes every image coincide) the same way.
+#[test]
+fn coincident_self_image_names_the_atom_once_and_huge_coordinates_are_refused() {
+    let (path, m) = save_model("selfimage", &["Al", "Mg"]);
+    let h = load(&path);
+    let s = random_structure(&["Al", "Mg"], 2, 78, true);
+    let (x, species, offsets, neigh, owner) = lammps_like(&s, &m);
+    let nlocal = s.len();
+    let ilist: Vec<i32> = (0..nlocal as i32).collect();
+    let mut energy = 0.0;
+    let mut fij = vec![0.0; 3 * neigh.len()];
+    let res = aceuq_results_t {
+        energy: &mut energy,
+        eatom: std::ptr::null_mut(),
+        fij: fij.as_mut_ptr(),
+        n_uq: 0,
+        uq_methods: std::ptr::null(),
+        uq_values: std::ptr::null(),
+        ens_forces: std::ptr::null_mut(),
+        gamma_local_cluster: std::ptr::null_mut(),
+    };
+    // The first neighbour of atom 1 becomes a ghost of atom 1 itself, at its position.
+    let g = neigh[0] as usize;
+    let mut tags: Vec<i64> = owner.iter().map(|&o| o as i64 + 1).collect();
+    tags[g] = 1;
+    let mut xs = x.clone();
+    xs.copy_within(0..3, 3 * g);
+    let sys = system(&xs, &species, &offsets, &neigh, &ilist, Some(&tags));
+    // SAFETY: arrays sized as documented.
+    let st = unsafe { aceuq_compute(h, &sys, &res) };
+    assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_DATA);
+    let msg = last_error();
+    assert!(
+        msg.contains("atom 1 is at the same position") && msg.contains("its own periodic image"),
+        "{msg}"
+    );
+    assert!(!msg.contains("atoms 1 and 1"), "{msg}");
+    // A coordinate of 1e300: its own error naming the atom, not a coincidence.
+    let tags: Vec<i64> = owner.iter().map(|&o| o as i64 + 1).collect();
+    let mut xh = x.clone();
+    xh[3 * 3] = 1e300;
+    let sys = system(&xh, &species, &offsets, &neigh, &ilist, Some(&tags));
+    // SAFETY: as above.
+    let st = unsafe { aceuq_compute(h, &sys, &res) };
+    assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_DATA);
+    let msg = last_error();
+    assert!(
+        msg.contains("atom 4 is at") && msg.contains("beyond 1e7 Å"),
+        "{msg}"
+    );
+    // SAFETY: handle from aceuq_model_load.
+    unsafe { aceuq_model_free(h) };
+}
+
 #[test]
 fn queries_and_error_paths() {
     let (path, _m) = save_model("queries", &["Li"]);

@@ -167,7 +167,7 @@ fn species_not_in_the_model_is_an_error_naming_atom_and_species() {
     let err = predict(&model, &s).unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.contains("train.xyz, frame 4 (line 77)")
+        msg.contains("train.xyz, frame 5 (line 77)")
             && msg.contains("species 'Na' of atom 2 is not in the model (model species: Li, Mg)"),
         "{msg}"
     );
@@ -270,4 +270,123 @@ fn slab_with_tilted_non_periodic_vector_is_unchanged() {
     for (a, b) in got.atom_energies.iter().zip(&want.atom_energies) {
         assert!((a - b).abs() < 1e-10, "{a} vs {b}");
     }
+}
+
+/// Issue 21: a coordinate of 1e300 was reported as "atoms 4 and 4 are at the same position"
+/// (wrapping into the cell lost every digit, so the atom met its own image). It is its own error,
+/// naming the atom once; so is any coordinate beyond `limits::MAX_COORDINATE`.
+#[test]
+fn huge_coordinates_are_an_error_naming_the_atom_once() {
+    let model = random_model(&["Li"], &small_cfg(), 11);
+    for periodic in [true, false] {
+        let mut s = random_structure(&["Li"], 2, 12, true);
+        if !periodic {
+            s.cell = None;
+            s.pbc = [false; 3];
+        }
+        s.positions[3][0] = 1e300;
+        let err = predict(&model, &s).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ModelError::Neighbors(NeighborError::PositionOutOfRange { atom: 4, .. })
+            ),
+            "periodic {periodic}: {err:?}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("atom 4 is at") && !msg.contains("atoms 4 and 4"),
+            "{msg}"
+        );
+    }
+}
+
+/// Issue 21: 250 atoms in a 1 Å cube ran the neighbour list to gigabytes. A fully periodic cell
+/// denser than matter is refused before anything is allocated, and an atom with more than
+/// `limits::MAX_NEIGHBORS` neighbours (here a non-periodic clump, which has no cell to check)
+/// stops the list as soon as it is found.
+#[test]
+fn impossible_densities_are_refused_before_the_neighbour_list_grows() {
+    use crate::structure::limits::MAX_NEIGHBORS;
+    let model = random_model(&["Li"], &small_cfg(), 13);
+    let rc = model.max_cutoff();
+    let mut rng = 12345u64;
+    let mut next = || {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (rng >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut cube = Structure {
+        cell: Some([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+        pbc: [true; 3],
+        ..Default::default()
+    };
+    for _ in 0..250 {
+        cube.positions.push([next(), next(), next()]);
+        cube.symbols.push("Li".into());
+    }
+    let err = crate::neighbors::build(&cube, rc).unwrap_err();
+    assert!(
+        matches!(err, NeighborError::TooDense { atoms: 250, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("0.0040 Å^3 per atom"), "{err}");
+    let err = predict(&model, &cube).unwrap_err();
+    assert!(
+        matches!(err, ModelError::Neighbors(NeighborError::TooDense { .. })),
+        "{err:?}"
+    );
+    // A cluster of MAX_NEIGHBORS + 2 atoms in a 2 Å cube: every atom sees all the others.
+    let n = MAX_NEIGHBORS + 2;
+    let clump = molecule(
+        &vec!["Li"; n],
+        (0..n)
+            .map(|_| [2.0 * next(), 2.0 * next(), 2.0 * next()])
+            .collect(),
+    );
+    let err = crate::neighbors::build(&clump, rc).unwrap_err();
+    assert!(
+        matches!(err, NeighborError::TooManyNeighbors { atom: 1, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("atom 1 has more than {MAX_NEIGHBORS} neighbours")),
+        "{err}"
+    );
+    // Just below the limit is fine.
+    let ok = molecule(
+        &vec!["Li"; MAX_NEIGHBORS + 1],
+        clump.positions[..MAX_NEIGHBORS + 1].to_vec(),
+    );
+    let nl = crate::neighbors::build(&ok, rc).unwrap();
+    assert_eq!(nl.range(0).len(), MAX_NEIGHBORS);
+}
+
+/// Structures made in code (not read from a file) meet the same bounds in the fit: absurd labels
+/// are an error naming the structure and atom.
+#[test]
+fn fit_refuses_absurd_labels_of_structures_made_in_code() {
+    let cfg = crate::testing::tiny_cfg();
+    let mut s = random_structure(&["Li"], 2, 14, true);
+    let n = s.len();
+    s.energy = Some(-1.7 * n as f64);
+    s.forces = Some(vec![[0.1, -0.2, 0.05]; n]);
+    s.origin.file = Some("made.xyz".into());
+    let fitcfg = super::fit::FitConfig::default();
+    let species = vec!["Li".to_string()];
+    let mut bad_f = s.clone();
+    bad_f.forces.as_mut().unwrap()[2][1] = 1e308;
+    let err = super::fit::fit(&species, &cfg, &fitcfg, &[bad_f], &[], false).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("made.xyz, frame 1") && msg.contains("force on atom 3"),
+        "{msg}"
+    );
+    let mut bad_e = s.clone();
+    bad_e.energy = Some(1e300);
+    let err = super::fit::fit(&species, &cfg, &fitcfg, &[bad_e], &[], false).unwrap_err();
+    assert!(err.to_string().contains("energy 1e300"), "{err}");
+    assert!(super::fit::fit(&species, &cfg, &fitcfg, &[s], &[], false).is_ok());
 }

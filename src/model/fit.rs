@@ -227,6 +227,10 @@ fn prepare(
                     )));
                 }
             }
+            // Structures made in code bypass the reader's checks of the same bounds.
+            if let Some(p) = s.limits_problem() {
+                return Err(ModelError::Data(format!("{}: {}", s.origin, p.message)));
+            }
         }
     }
     map_all(structures, species)

@@ -89,7 +89,9 @@ pub struct RunConfig {
     /// Seed for the train/validation split.
     #[serde(default = "d_seed")]
     pub seed: u64,
-    /// Extended XYZ keys of the reference labels.
+    /// Extended XYZ keys of the reference labels (ASE's `energy=` and `forces:R:3` by default).
+    /// Every frame of `initial` and `test` needs both, unless `[fit] energy_weight = 0` (forces
+    /// only) or `force_weight = 0` (energies only); the labeller's output always needs both.
     #[serde(default = "d_energy_key")]
     pub energy_key: String,
     #[serde(default = "d_forces_key")]

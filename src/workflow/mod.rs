@@ -320,6 +320,43 @@ fn read_frames(path: &Path, cfg: &LoopConfig, tolerant: bool) -> Result<Vec<Stru
     extxyz::read_file(path, &opts).map_err(|e| err(e.to_string()))
 }
 
+/// [`read_frames`] for the user's labelled data (`initial`, `test`): a label the fit weighs
+/// (energies unless `[fit] energy_weight = 0`, forces unless `force_weight = 0`) must be in every
+/// frame, so that a misnamed key is an error, not a fit without that label.
+fn read_labelled(path: &Path, cfg: &LoopConfig) -> Result<Vec<Structure>, LoopError> {
+    use crate::io::extxyz::{Label, missing_label};
+    let frames = read_frames(path, cfg, false)?;
+    for (label, key, weight, name, weight_name) in [
+        (
+            Label::Energy,
+            &cfg.run.energy_key,
+            cfg.fit.energy_weight,
+            "energy",
+            "energy_weight",
+        ),
+        (
+            Label::Forces,
+            &cfg.run.forces_key,
+            cfg.fit.force_weight,
+            "forces",
+            "force_weight",
+        ),
+    ] {
+        if weight > 0.0
+            && let Some(m) = missing_label(&frames, label, key)
+        {
+            return Err(err(match m.suggestion() {
+                Some(k) => format!("{m}: set {name}_key = \"{k}\" in [loop]"),
+                None => format!(
+                    "{m}: label the frames, or name the key with {name}_key in [loop] (or set \
+                     [fit] {weight_name} = 0 to fit without {name})"
+                ),
+            }));
+        }
+    }
+    Ok(frames)
+}
+
 fn iter_dir(run_dir: &Path, k: usize) -> PathBuf {
     run_dir.join(format!("iter_{k:03}"))
 }
@@ -345,7 +382,7 @@ struct Data {
 fn dataset(cfg: &LoopConfig, run_dir: &Path, k: usize) -> Result<Data, LoopError> {
     let mut frames = Vec::new();
     for p in &cfg.run.initial {
-        frames.extend(read_frames(p, cfg, false)?);
+        frames.extend(read_labelled(p, cfg)?);
     }
     let mut origin = vec![0; frames.len()];
     for j in 1..k {
@@ -467,7 +504,7 @@ pub fn run(
     let test = {
         let mut t = Vec::new();
         for p in &cfg.run.test {
-            t.extend(read_frames(p, cfg, false)?);
+            t.extend(read_labelled(p, cfg)?);
         }
         t
     };
@@ -1544,7 +1581,9 @@ fn label_batch(
                 if e.is_finite() && f.iter().all(|v| v.iter().all(|x| x.is_finite())) => {}
             _ => {
                 return Err(err(format!(
-                    "labeller output frame {i} lacks a finite energy or forces"
+                    "labeller output frame {i} lacks a finite energy ('{}') or forces ('{}'); \
+                     the labeller must write both under the keys [loop] energy_key and forces_key",
+                    cfg.run.energy_key, cfg.run.forces_key
                 )));
             }
         }
@@ -1576,6 +1615,36 @@ pub fn log_line(run_dir: &Path, line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 21: the loop's own data (`initial`, `test`) must carry the labels its fits weigh,
+    /// read under `[loop] energy_key` / `forces_key`, like `aceuq fit`.
+    #[test]
+    fn initial_data_without_the_energy_key_is_an_error_naming_the_key_to_set() {
+        let dir = std::env::temp_dir().join(format!("aceuq-loop-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/li-loop/start.xyz");
+        let text = std::fs::read_to_string(src)
+            .unwrap()
+            .replace(" energy=", " REF_energy=");
+        let f = dir.join("start.xyz");
+        std::fs::write(&f, text).unwrap();
+        let mut cfg: LoopConfig = toml::from_str(
+            "[loop]\nspecies = [\"Li\"]\ninitial = [\"start.xyz\"]\n[labeller]\ncommand = \"true\"\n",
+        )
+        .unwrap();
+        let e = read_labelled(&f, &cfg).unwrap_err().0;
+        assert!(
+            e.contains("frame 1 has no energy key 'energy'")
+                && e.contains("set energy_key = \"REF_energy\" in [loop]"),
+            "{e}"
+        );
+        cfg.run.energy_key = "REF_energy".into();
+        assert_eq!(read_labelled(&f, &cfg).unwrap().len(), 5);
+        cfg.run.energy_key = "energy".into();
+        cfg.fit.energy_weight = 0.0;
+        assert_eq!(read_labelled(&f, &cfg).unwrap().len(), 5);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn split_is_stable_and_close_to_the_fraction() {

@@ -49,7 +49,15 @@
 //!   (an empty one means none).
 //!
 //! Non-finite numbers (NaN, Inf) in positions, forces, lattice, energy and virial are errors;
-//! in other columns and keys they are kept.
+//! in other columns and keys they are kept. Physically absurd values are errors too: beyond the bounds
+//! of [`crate::structure::limits`]: a coordinate or lattice component beyond 1e7 Å, a force
+//! component beyond 1e8 eV/Å, an energy beyond 1e7 eV per atom, a fully periodic cell with less
+//! than 0.5 Å^3 per atom. The error names the frame (counted from 1), the line (of the atom, or
+//! the comment line) and the value.
+//!
+//! A frame without the energy key or the forces property is read without that label (the
+//! reader does not guess other keys); [`missing_label`] finds such frames and lists the
+//! energy-like keys and per-atom properties they have instead, for commands that need labels.
 //!
 //! # Reading
 //!
@@ -83,6 +91,7 @@
 
 mod append;
 mod error;
+mod labels;
 mod options;
 mod parse;
 mod reader;
@@ -90,6 +99,7 @@ mod writer;
 
 pub use append::{AppendError, AppendFrame, append_frame};
 pub use error::{ExtxyzError, Warning, WarningCallback};
+pub use labels::{Label, MissingLabel, missing_label};
 pub use options::ReadOptions;
 pub use reader::{Reader, read_file, read_str};
 pub use writer::{RealFormat, WriteOptions, frame_to_string, write_file_atomic, write_frame};

@@ -240,8 +240,15 @@ impl<R: BufRead> Reader<R> {
             frame: self.frame,
             line: start,
         };
+        let s = frame.finish(header, origin);
+        // Physically absurd values (crate::structure::limits) are errors at the atom's line, or
+        // at the comment line for the cell and energy.
+        if let Some(p) = s.limits_problem() {
+            let line = p.atom.map_or(start + 1, |i| start + 2 + i);
+            return Err(self.perr(line, format!("frame {}: {}", self.frame + 1, p.message)));
+        }
         self.frame += 1;
-        Ok(Some(frame.finish(header, origin)))
+        Ok(Some(s))
     }
 
     /// Whether `e` describes an incomplete last frame that `allow_truncated_tail` may drop.
@@ -285,7 +292,7 @@ impl<R: BufRead> Iterator for Reader<R> {
                         line,
                         message: format!(
                             "dropped the incomplete last frame (frame {}): {}",
-                            self.frame,
+                            self.frame + 1,
                             strip_location(&e)
                         ),
                     };

@@ -537,7 +537,7 @@ fn extxyz_crlf_and_blank_lines_and_empty_frames() {
         [(0, 1), (1, 6), (2, 8)]
     );
     assert_eq!(v[0].origin.file.as_deref(), Some("t.xyz"));
-    assert_eq!(v[2].origin.to_string(), "t.xyz, frame 2 (line 8)");
+    assert_eq!(v[2].origin.to_string(), "t.xyz, frame 3 (line 8)");
     // Missing final newline on a complete frame is fine.
     assert_eq!(read("1\n\nH 0 0 0").len(), 1);
     // Empty input: no frames.
@@ -719,7 +719,7 @@ fn extxyz_truncated_tail_dropped_when_allowed() {
         assert_eq!(w.line, line, "{text:?}: {w}");
         assert!(
             w.message
-                .starts_with("dropped the incomplete last frame (frame 2)"),
+                .starts_with("dropped the incomplete last frame (frame 3)"),
             "{w}"
         );
         assert_eq!(*seen.lock().expect("lock"), vec![w]);
@@ -1111,7 +1111,7 @@ fn extxyz_write_errors_name_the_problem() {
         assert!(matches!(e, ExtxyzError::Write { .. }));
         let msg = e.to_string();
         assert!(
-            msg.starts_with("cannot write md.xyz, frame 4 (line 99): "),
+            msg.starts_with("cannot write md.xyz, frame 5 (line 99): "),
             "{msg}"
         );
         assert!(msg.contains(want), "{msg}\n  should contain {want}");

@@ -1,0 +1,312 @@
+//! Training and evaluation data that is physically absurd or mislabelled (issue 21, item 9),
+//! through the real `aceuq` binary. Every case starts from real Li frames
+//! (`tests/data/li/train.xyz`, labelled by a SNAP potential) copied into a temporary folder and
+//! damaged in one place.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The first `n` frames of `tests/data/li/train.xyz` (250 atoms each), as lines.
+fn li_frames(n: usize) -> Vec<String> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/li/train.xyz");
+    let text = std::fs::read_to_string(p).unwrap();
+    text.lines().take(252 * n).map(|l| l.to_string()).collect()
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("aceuq-data-checks-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    p
+}
+
+fn aceuq(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aceuq"))
+        .args(args)
+        .output()
+        .expect("run aceuq")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A small, fast fit of `train` (extra arguments appended).
+fn fit(train: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "fit",
+        "--train",
+        train.to_str().unwrap(),
+        "--species",
+        "Li",
+        "--nmax",
+        "4,2",
+        "--lmax",
+        "0,1",
+        "--threads",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    aceuq(&args)
+}
+
+fn eval(model: &Path, data: &Path) -> Output {
+    aceuq(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--threads",
+        "1",
+    ])
+}
+
+/// Replace column `col` (0-based, whitespace separated) of line `line` (0-based).
+fn set_column(lines: &mut [String], line: usize, col: usize, value: &str) {
+    let mut cols: Vec<String> = lines[line]
+        .split_whitespace()
+        .map(|s| s.to_string())
+        .collect();
+    cols[col] = value.to_string();
+    lines[line] = cols.join(" ");
+}
+
+/// Issue 21.1: forces of 1e308 and an energy of 1e300 were accepted (a fitted E0 of 6e305 eV).
+/// Both are errors in fit and eval, naming the file, line, frame (from 1), atom and value.
+#[test]
+fn absurd_forces_and_energies_are_errors_naming_frame_and_atom() {
+    let dir = tmpdir("absurd");
+    let good = write(&dir, "good.xyz", &li_frames(3));
+    let model = dir.join("m.aceuq");
+    let o = fit(&good, &model, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Frame 2, atom 5: its line is 252 + 2 + 4 (0-based), 259 counted from 1; fx is column 4.
+    let mut lines = li_frames(3);
+    set_column(&mut lines, 252 + 2 + 4, 4, "1e308");
+    let bad = write(&dir, "bigforce.xyz", &lines);
+    for o in [fit(&bad, &dir.join("x.aceuq"), &[]), eval(&model, &bad)] {
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(
+            e.contains("bigforce.xyz:259: frame 2: the reference force on atom 5")
+                && e.contains("1e308")
+                && e.contains("eV/Å"),
+            "{e}"
+        );
+    }
+    assert!(!dir.join("x.aceuq").exists());
+
+    // Frame 2's energy (its comment line is line 254).
+    let mut lines = li_frames(3);
+    let with = lines[253].replace(" energy=", " energy=1e300 old_energy=");
+    assert_ne!(with, lines[253]);
+    lines[253] = with;
+    let bad = write(&dir, "bigenergy.xyz", &lines);
+    for o in [fit(&bad, &dir.join("x.aceuq"), &[]), eval(&model, &bad)] {
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(
+            e.contains("bigenergy.xyz:254: frame 2: the reference energy 1e300 eV of 250 atoms"),
+            "{e}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 21.2: a file labelled `REF_energy=` read with the default key `energy` gave a
+/// force-only fit without a word. Now the fit names the key it looked for and the energy-like
+/// keys the frame has, and fits forces only when asked to.
+#[test]
+fn missing_energy_key_is_an_error_unless_the_fit_is_force_only() {
+    let dir = tmpdir("energykey");
+    let renamed: Vec<String> = li_frames(3)
+        .into_iter()
+        .map(|l| l.replace(" energy=", " REF_energy="))
+        .collect();
+    let f = write(&dir, "ref.xyz", &renamed);
+    let out = dir.join("m.aceuq");
+    let o = fit(&f, &out, &[]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("ref.xyz:1: frame 1 has no energy key 'energy' (none of its 3 frames has it)")
+            && e.contains("its comment line has REF_energy")
+            && e.contains("use --energy-key REF_energy")
+            && e.contains("--force-only"),
+        "{e}"
+    );
+    assert!(!out.exists());
+
+    // One frame of three without it (the second): named, with the count.
+    let mut mixed = li_frames(3);
+    mixed[253] = mixed[253].replace(" energy=", " free_energy=");
+    let f2 = write(&dir, "mixed.xyz", &mixed);
+    let o = fit(&f2, &out, &[]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("mixed.xyz:253: frame 2 has no energy key 'energy' (1 of its 3 frames lack it)")
+            && e.contains("use --energy-key free_energy"),
+        "{e}"
+    );
+
+    // The validation set is held to the same rule.
+    let good = write(&dir, "good.xyz", &li_frames(3));
+    let o = fit(&good, &out, &["--valid", f.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ref.xyz:1: frame 1 has no energy key"));
+
+    // With the right key the fit equals the fit of the original file.
+    let o = fit(&f, &out, &["--energy-key", "REF_energy"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = fit(&good, &dir.join("good.aceuq"), &[]);
+    assert!(want.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&want.stdout)
+    );
+
+    // Asked for explicitly, a force-only fit: no energy errors reported, E0 = 0.
+    let o = fit(&f, &out, &["--force-only"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    let row = table.lines().find(|l| l.starts_with("train")).unwrap();
+    assert_eq!(row.split_whitespace().nth(3), Some("-"), "{table}");
+    let info = aceuq(&["info", "--model", out.to_str().unwrap()]);
+    let info = String::from_utf8_lossy(&info.stdout).into_owned();
+    assert!(info.contains("E0 = 0.000000 eV"), "{info}");
+
+    // --force-only and an energy weight contradict each other.
+    let o = fit(&f, &out, &["--force-only", "--energy-weight", "1"]);
+    assert!(!o.status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The forces property: a misnamed one is an error listing the per-atom properties present,
+/// unless the fit is energy-only; calibrate, which fits cutoffs to force errors, refuses it too.
+#[test]
+fn missing_forces_property_is_an_error_listing_the_per_atom_properties() {
+    let dir = tmpdir("forceskey");
+    let renamed: Vec<String> = li_frames(3)
+        .into_iter()
+        .map(|l| l.replace(":forces:R:3", ":REF_forces:R:3"))
+        .collect();
+    let f = write(&dir, "reff.xyz", &renamed);
+    let out = dir.join("m.aceuq");
+    let o = fit(&f, &out, &[]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("reff.xyz:1: frame 1 has no per-atom forces property 'forces'")
+            && e.contains("are REF_forces:R:3")
+            && e.contains("use --forces-key REF_forces")
+            && e.contains("--energy-only"),
+        "{e}"
+    );
+    let o = fit(&f, &out, &["--forces-key", "REF_forces", "--active-set"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = aceuq(&[
+        "calibrate",
+        "--model",
+        out.to_str().unwrap(),
+        "--valid",
+        f.to_str().unwrap(),
+        "--pool-size",
+        "1000",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("use --forces-key REF_forces"),
+        "{}",
+        stderr(&o)
+    );
+    let o = fit(&f, &out, &["--energy-only"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 21.3: 250 atoms in a 1 Å cube ran a fit to 2.9 GB and more (a neighbour list of
+/// ~1.7e5 neighbours per atom). It is refused when the file is read, naming the frame and the
+/// volume per atom. The fit and eval run under a 1 GiB address-space limit, which the old code
+/// could not stay within.
+#[test]
+fn a_cell_denser_than_matter_is_refused_before_the_neighbour_list() {
+    let dir = tmpdir("dense");
+    let good = write(&dir, "good.xyz", &li_frames(2));
+    let model = dir.join("m.aceuq");
+    let o = fit(&good, &model, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut lines = li_frames(2);
+    let (head, rest) = lines[253].split_once("Properties=").unwrap();
+    assert!(head.starts_with("Lattice="));
+    lines[253] = format!("Lattice=\"1.0 0.0 0.0 0.0 1.0 0.0 0.0 0.0 1.0\" Properties={rest}");
+    let bad = write(&dir, "cube.xyz", &lines);
+    let limited = |args: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -v 1048576 && exec '{}' {args}",
+                env!("CARGO_BIN_EXE_aceuq")
+            ))
+            .output()
+            .unwrap()
+    };
+    let t0 = std::time::Instant::now();
+    for o in [
+        limited(&format!(
+            "fit --train '{}' --species Li --nmax 4,2 --lmax 0,1 --threads 1 --out '{}'",
+            bad.display(),
+            dir.join("x.aceuq").display()
+        )),
+        limited(&format!(
+            "eval --model '{}' --data '{}' --threads 1",
+            model.display(),
+            bad.display()
+        )),
+    ] {
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(
+            e.contains("cube.xyz:254: frame 2: the periodic cell holds 250 atoms in 1.0000 Å^3")
+                && e.contains("0.0040 Å^3 per atom"),
+            "{e}"
+        );
+    }
+    assert!(t0.elapsed().as_secs() < 60);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 21.4: x = 1e300 was reported as "atoms 4 and 4 are at the same position". It is an
+/// error of its own, naming the atom once, its line and its position.
+#[test]
+fn a_huge_coordinate_is_its_own_error_naming_the_atom_once() {
+    let dir = tmpdir("farx");
+    let good = write(&dir, "good.xyz", &li_frames(2));
+    let model = dir.join("m.aceuq");
+    let o = fit(&good, &model, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut lines = li_frames(2);
+    // Frame 1, atom 4 (line 6): x.
+    set_column(&mut lines, 5, 1, "1e300");
+    let bad = write(&dir, "farx.xyz", &lines);
+    for o in [eval(&model, &bad), fit(&bad, &dir.join("x.aceuq"), &[])] {
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(
+            e.contains("farx.xyz:6: frame 1: atom 4 is at (1e300,") && e.contains("beyond 1e7 Å"),
+            "{e}"
+        );
+        assert!(!e.contains("atoms 4 and 4"), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
