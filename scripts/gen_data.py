@@ -50,14 +50,15 @@ Wood et al., Phys. Rev. B 99, 184305 (2019); parameters and conditions in ALLOYS
   inside its domain): lost atoms, an atom without a neighbour within 4 Å, two atoms closer than
   d_floor, a volume per atom outside v_window x the start cell's, E/atom outside e_window around
   the start structure's, max |F| above f_absurd; a failing frame is dropped with every later
-  frame of its run, an aborted run loses all its frames. Every drop and its reasons go to
+  frame of its run, an aborted run loses all its frames, a condition without kept main-run
+  frames loses its test frames (nothing to train on). Every drop and its reasons go to
   summary.json (`dropped`), with per-run averages (T, P, volume, E/atom, MSD) and timings.
   In-P: 64-atom zincblende cells (2x2x2, a = 5.83 Å) at 300, 600, 900 K, strained (+-3 %, NVT),
-  with an In and a P vacancy, an antisite pair, In34P30 and In30P34 (2 substitutions), and a
-  liquid (melted 2 ps at 1800 K, NVT at 1500 K, zincblende density). W-Be: bcc W (54 atoms,
+  with an In and a P vacancy, an antisite pair, In34P30 and In30P34 (2 substitutions), and at
+  1200 K (no liquid: the potential collapses once the crystal melts). W-Be: bcc W (54 atoms,
   a = 3.18 Å) at 300 and 1500 K, with a vacancy (1000 K), W51Be3 (600 K), W48Be6 (2500 K); hcp Be
   (72 atoms, a = 2.29 Å, c/a 1.57) at 300 and 900 K, with 2 vacancies, Be69W3 (600 K); liquid Be
-  (melted 2 ps at 2500 K, NPT 1800 K).
+  (melted 2 ps at 3000 K, NPT 0 bar, then NPT 1800 K).
 
 Usage:
     python3 scripts/gen_data.py [--quick|--full|--hetero|--unstable|--alloys] [--seed 2024] [--out DIR]
@@ -994,12 +995,13 @@ def main_unstable(args, argv) -> int:
 # (allowed range of the volume per atom over that of the start cell), `f_absurd` (eV/Å). A frame
 # that fails one of them is dropped together with every later frame of the same run (the
 # trajectory has left the potential's domain); a run that LAMMPS aborts (e.g. lost atoms) loses
-# all its frames. Conditions: config_type, lattice (kind, cells, a[, c/a]), temperature (K),
+# all its frames, and a condition whose main run lost all its frames loses its test frames too. Conditions: config_type, lattice (kind, cells, a[, c/a]), temperature (K),
 # ensemble (`npt`: Nose-Hoover, 0 bar, aniso; `nvt`: fixed cell), and optionally `dt`, `vac`
 # (species -> number of random vacancies), `sub` ((from, to, number) random substitutions),
 # `antisite` (random pairs of the two species swapped), `strain` (each component of a random
-# symmetric strain uniform in +-strain; a new strain per run), `melt` ((T, ps): NVT at T in the
-# start cell before the NPT at the sampling temperature).
+# symmetric strain uniform in +-strain; a new strain per run), `melt` ((T, ps[, "npt"]): NVT at
+# T in the start cell, or NPT 0 bar iso, before the (iso) NPT at the sampling temperature).
+# In-P has no liquid here: this SNAP+ZBL collapses once its crystal melts (tests/data/README.md).
 ALLOYS = {
     "inp": dict(
         labeller="inp-snap",
@@ -1019,8 +1021,7 @@ ALLOYS = {
                  sub=[("P", "In", 2)]),
             dict(cfg="zb_In30P34_600K", lattice=("zincblende", (2, 2, 2), 5.83), T=600, ens="npt",
                  sub=[("In", "P", 2)]),
-            dict(cfg="liquid_1500K", lattice=("zincblende", (2, 2, 2), 5.83), T=1500, ens="nvt",
-                 dt=0.001, melt=(1800, 2.0)),
+            dict(cfg="zb_1200K", lattice=("zincblende", (2, 2, 2), 5.83), T=1200, ens="npt"),
         ],
     ),
     "wbe": dict(
@@ -1045,7 +1046,7 @@ ALLOYS = {
             dict(cfg="W48Be6_bcc_2500K", lattice=("bcc", (3, 3, 3), 3.18, "W"), T=2500, ens="npt",
                  sub=[("W", "Be", 6)]),
             dict(cfg="Be_liquid_1800K", lattice=("hcp", (3, 2, 3), 2.29, "Be", 1.57), T=1800,
-                 ens="npt", melt=(2500, 2.0)),
+                 ens="npt", melt=(3000, 2.0, "npt")),
         ],
     ),
 }
@@ -1179,9 +1180,11 @@ def alloy_run(system: str, p: dict, cond: dict, run: str, seed: int, lmp: str, p
     fix = (f"fix md all npt temp {temp} {temp} 0.1 aniso 0 0 1.0" if cond["ens"] == "npt"
            else f"fix md all nvt temp {temp} {temp} 0.1")
     if "melt" in cond:
-        tm, ps = cond["melt"]
+        tm, ps = cond["melt"][:2]
+        mfix = (f"npt temp {tm} {tm} 0.1 iso 0 0 1.0" if cond["melt"][2:] == ("npt",)
+                else f"nvt temp {tm} {tm} 0.1")
         prep = (f"velocity all create {tm} {vseed} mom yes rot yes dist gaussian\n"
-                f"fix md all nvt temp {tm} {tm} 0.1\nrun {int(round(ps / dt))}\nunfix md\n"
+                f"fix md all {mfix}\nrun {int(round(ps / dt))}\nunfix md\n"
                 f"{fix.replace('aniso', 'iso')}\n")
     else:
         prep = f"velocity all create {2 * temp} {vseed} mom yes rot yes dist gaussian\n{fix}\n"
@@ -1328,6 +1331,14 @@ def alloy_system(system: str, p: dict, seed: int, lmp: str, pot: str, work: str)
             else:
                 keep.append(f)
         r["frames"] = keep
+    # 3. A condition whose main run kept no frame has nothing to train on: its independent frames
+    # would test an untrained condition, so they go too.
+    trained = {r["cond"]["cfg"] for r in runs if r["run"] == "main" and r["frames"]}
+    for r in runs:
+        if r["run"] != "main" and r["cond"]["cfg"] not in trained:
+            for f in r["frames"]:
+                drop(f, r, ["the condition has no training frames (its main run was dropped)"])
+            r["frames"] = []
     train, valid, test = [], [], []
     per_run = []
     for r in runs:
