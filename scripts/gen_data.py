@@ -44,7 +44,7 @@ Wood et al., Phys. Rev. B 99, 184305 (2019); parameters and conditions in ALLOYS
   Each condition (one config_type) has a main run and an independent run (its own generator,
   seeded with "<seed + 3000>:<config_type>:<run>": other velocities, vacancy, substitution and
   antisite sites, strain), each its own LAMMPS process: build the start cell in Python, draw
-  velocities at 2T (liquids: melt NVT first), equilibrate (Nose-Hoover NPT 0 bar aniso, or NVT),
+  velocities at 2T (liquids: melt first, NVT or NPT), equilibrate (Nose-Hoover NPT 0 bar aniso, or NVT),
   then a frame every `every` ps. Main-run frames in time order: the last n_valid -> valid, the
   rest -> train; independent-run frames -> test. Sanity filters (the potential is trusted only
   inside its domain): lost atoms, an atom without a neighbour within 4 Å, two atoms closer than
@@ -55,7 +55,8 @@ Wood et al., Phys. Rev. B 99, 184305 (2019); parameters and conditions in ALLOYS
   summary.json (`dropped`), with per-run averages (T, P, volume, E/atom, MSD) and timings.
   In-P: 64-atom zincblende cells (2x2x2, a = 5.83 Å) at 300, 600, 900 K, strained (+-3 %, NVT),
   with an In and a P vacancy, an antisite pair, In34P30 and In30P34 (2 substitutions), and at
-  1200 K (no liquid: the potential collapses once the crystal melts). W-Be: bcc W (54 atoms,
+  1200 K (no liquid: the potential collapses once the crystal melts; with seed 2024 the filters
+  drop the antisite pair and In30P34 altogether, see tests/data/README.md). W-Be: bcc W (54 atoms,
   a = 3.18 Å) at 300 and 1500 K, with a vacancy (1000 K), W51Be3 (600 K), W48Be6 (2500 K); hcp Be
   (72 atoms, a = 2.29 Å, c/a 1.57) at 300 and 900 K, with 2 vacancies, Be69W3 (600 K); liquid Be
   (melted 2 ps at 3000 K, NPT 0 bar, then NPT 1800 K).
