@@ -5,13 +5,14 @@ Usage: python3 scripts/check_data.py [FILE_OR_DIR ...]   (default: tests/data, r
 
 Independent of label.py on purpose (a second reader catches writer bugs). For every frame:
 atom count and column counts, Lattice (9 numbers, non-singular when periodic), pbc, species known
-for the folder (li: Li; almg: Al, Mg), energy, forces:R:3, virial (9 numbers, symmetric) present
+for the folder (li: Li; almg: Al, Mg; inp: In, P; wbe: W, Be), energy, forces:R:3, virial (9 numbers, symmetric) present
 exactly for fully periodic frames, config_type present, |sum of forces| small (translation
 invariance holds for periodic, slab and cluster frames alike; the bound allows for the 1e-6
 rounding of each component), energy per atom inside a sane window for the system, max |F| below
 20 eV/Å, and time_ps non-decreasing within one `run`. Frames that carry a `d_min` key (the
-smallest interatomic distance; li/ and almg/unstable.xyz) get it recomputed here (periodic images
-included) and must agree to 1e-3 Å and lie at or above the system's floor (li 1.6 Å, almg 1.8 Å).
+smallest interatomic distance; li/ and almg/unstable.xyz, inp/, wbe/) get it recomputed here (periodic
+images included) and must agree to 1e-3 Å and lie at or above the system's floor (li 1.6 Å, almg
+1.8 Å, inp 1.9 Å, wbe 1.7 Å).
 Prints per-file, per-config_type ranges.
 Exit status 1 on the first failing file (all files are still reported).
 """
@@ -32,6 +33,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYSTEMS = {
     "li": dict(species={"Li"}, e_range=(-2.2, -0.8), d_floor=1.6),
     "almg": dict(species={"Al", "Mg"}, e_range=(-3.6, -1.2), d_floor=1.8),
+    # SNAP+ZBL In-P (zincblende about -3.48 eV/atom) and W-Be (bcc W -8.85, hcp Be about -3.3).
+    "inp": dict(species={"In", "P"}, e_range=(-3.9, -2.5), d_floor=1.9),
+    "wbe": dict(species={"W", "Be"}, e_range=(-9.5, -2.5), d_floor=1.7),
 }
 FMAX = 20.0
 # Frames with a `d_min` key were kept only if no two atoms are closer than the system's d_floor
@@ -197,11 +201,12 @@ def check_file(path: str, system: str | None) -> tuple[bool, dict]:
                 if dm < floor:
                     raise Bad(f"two atoms {dm:.4f} Å apart, below the floor {floor} Å")
             if "time_ps" in info and "run" in info:
-                # Frames of one MD run (the `run` key) are written in time order.
+                # Frames of one MD run (the `run` key, per config_type) are written in time order.
                 t = float(info["time_ps"])
-                if t < last_time.get(info["run"], -1.0):
+                key = (info["config_type"], info["run"])
+                if t < last_time.get(key, -1.0):
                     raise Bad(f"time_ps {t} goes backwards in run {info['run']}")
-                last_time[info["run"]] = t
+                last_time[key] = t
             g = groups.setdefault(info["config_type"], dict(frames=0, atoms=set(), epa=[], fmean=[],
                                                             fmax=0.0, virial=0, pbc=set()))
             g["frames"] += 1

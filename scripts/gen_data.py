@@ -33,12 +33,37 @@ configurations beyond the training data where a model fitted on it becomes unrel
 compressed liquids 1.1-1.4x at 1000-2500 K, hot liquids 2000-4000 K, rattled BCC, knock-on
 collisions, hot clusters, frames with two atoms closer than 1.6 Å not kept (UNSTABLE). Al-Mg: hot
 and rattled crystals, an off-training fcc composition, hot and compressed liquids, a knock-on
-(ALMG_UNSTABLE); --only li|almg for one of them).
+(ALMG_UNSTABLE); --only li|almg for one of them),
+--alloys (only the two-element sets inp/ and wbe/ {train,valid,test}.xyz with a summary.json
+beside them; --only inp|wbe for one of them; see below).
 Deterministic for a given --seed (one LAMMPS process per job, no MPI).
 
+In-P and W-Be (--alloys; samples and labels from the same DFT-trained SNAP+ZBL potential:
+label.py's inp-snap, Cusentino, Wood & Thompson, J. Phys. Chem. A 124, 5456 (2020), and wbe-snap,
+Wood et al., Phys. Rev. B 99, 184305 (2019); parameters and conditions in ALLOYS)
+  Each condition (one config_type) has a main run and an independent run (its own generator,
+  seeded with "<seed + 3000>:<config_type>:<run>": other velocities, vacancy, substitution and
+  antisite sites, strain), each its own LAMMPS process: build the start cell in Python, draw
+  velocities at 2T (liquids: melt first, NVT or NPT), equilibrate (Nose-Hoover NPT 0 bar aniso, or NVT),
+  then a frame every `every` ps. Main-run frames in time order: the last n_valid -> valid, the
+  rest -> train; independent-run frames -> test. Sanity filters (the potential is trusted only
+  inside its domain): lost atoms, an atom without a neighbour within 4 Å, two atoms closer than
+  d_floor, a volume per atom outside v_window x the start cell's, E/atom outside e_window around
+  the start structure's, max |F| above f_absurd; a failing frame is dropped with every later
+  frame of its run, an aborted run loses all its frames, a condition without kept main-run
+  frames loses its test frames (nothing to train on). Every drop and its reasons go to
+  summary.json (`dropped`), with per-run averages (T, P, volume, E/atom, MSD) and timings.
+  In-P: 64-atom zincblende cells (2x2x2, a = 5.83 Å) at 300, 600, 900 K, strained (+-3 %, NVT),
+  with an In and a P vacancy, an antisite pair, In34P30 and In30P34 (2 substitutions), and at
+  1200 K (no liquid: the potential collapses once the crystal melts; with seed 2024 the filters
+  drop the antisite pair and In30P34 altogether, see tests/data/README.md). W-Be: bcc W (54 atoms,
+  a = 3.18 Å) at 300 and 1500 K, with a vacancy (1000 K), W51Be3 (600 K), W48Be6 (2500 K); hcp Be
+  (72 atoms, a = 2.29 Å, c/a 1.57) at 300 and 900 K, with 2 vacancies, Be69W3 (600 K); liquid Be
+  (melted 2 ps at 3000 K, NPT 0 bar, then NPT 1800 K).
+
 Usage:
-    python3 scripts/gen_data.py [--quick|--full|--hetero|--unstable] [--seed 2024] [--out DIR] [--pool FILE]
-        [--lmp PATH] [--potentials DIR] [--keep DIR] [--only li|almg]
+    python3 scripts/gen_data.py [--quick|--full|--hetero|--unstable|--alloys] [--seed 2024] [--out DIR]
+        [--pool FILE] [--lmp PATH] [--potentials DIR] [--keep DIR] [--only li|almg|inp|wbe]
 """
 
 from __future__ import annotations
@@ -957,6 +982,434 @@ def main_unstable(args, argv) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# --alloys: two-element DFT-trained SNAP+ZBL potentials (In-P, W-Be). The same potential samples
+# (LAMMPS MD) and labels (label.py), so there is no sampler/labeller mismatch; what has to be
+# watched is the potential's own domain (see the sanity filters of ALLOYS).
+
+# Each system: labeller, timestep per condition (ps), equilibration `eq` (ps) after the
+# velocity draw, `every` (ps) between frames, frames of the main run (`n_main`,
+# the last `n_valid` of them are valid, the others train) and of the independent run (`n_test`,
+# test), and the sanity filters: `d_floor` (Å, smallest allowed interatomic distance),
+# `isolated` (Å, an atom whose nearest neighbour is farther is detached), `e_window` (eV/atom,
+# allowed range of E/atom minus that of the run's start structure, unrelaxed: a minimisation
+# can itself fall into a hole of the potential), `v_window`
+# (allowed range of the volume per atom over that of the start cell), `f_absurd` (eV/Å). A frame
+# that fails one of them is dropped together with every later frame of the same run (the
+# trajectory has left the potential's domain); a run that LAMMPS aborts (e.g. lost atoms) loses
+# all its frames, and a condition whose main run lost all its frames loses its test frames too. Conditions: config_type, lattice (kind, cells, a[, c/a]), temperature (K),
+# ensemble (`npt`: Nose-Hoover, 0 bar, aniso; `nvt`: fixed cell), and optionally `dt`, `vac`
+# (species -> number of random vacancies), `sub` ((from, to, number) random substitutions),
+# `antisite` (random pairs of the two species swapped), `strain` (each component of a random
+# symmetric strain uniform in +-strain; a new strain per run), `melt` ((T, ps[, "npt"]): NVT at
+# T in the start cell, or NPT 0 bar iso, before the (iso) NPT at the sampling temperature).
+# In-P has no liquid here: this SNAP+ZBL collapses once its crystal melts (tests/data/README.md).
+ALLOYS = {
+    "inp": dict(
+        labeller="inp-snap",
+        dt=0.002, eq=0.8, every=0.2, n_main=8, n_valid=2, n_test=3,
+        d_floor=1.9, isolated=4.0, e_window=(-0.3, 1.2), v_window=(0.8, 1.3), f_absurd=30.0,
+        conditions=[
+            dict(cfg="zb_300K", lattice=("zincblende", (2, 2, 2), 5.83), T=300, ens="npt"),
+            dict(cfg="zb_600K", lattice=("zincblende", (2, 2, 2), 5.83), T=600, ens="npt"),
+            dict(cfg="zb_900K", lattice=("zincblende", (2, 2, 2), 5.83), T=900, ens="npt"),
+            dict(cfg="zb_strained_600K", lattice=("zincblende", (2, 2, 2), 5.83), T=600, ens="nvt",
+                 strain=0.03),
+            dict(cfg="zb_vacancy_600K", lattice=("zincblende", (2, 2, 2), 5.83), T=600, ens="npt",
+                 vac={"In": 1, "P": 1}),
+            dict(cfg="zb_antisite_600K", lattice=("zincblende", (2, 2, 2), 5.83), T=600, ens="npt",
+                 antisite=1),
+            dict(cfg="zb_In34P30_600K", lattice=("zincblende", (2, 2, 2), 5.83), T=600, ens="npt",
+                 sub=[("P", "In", 2)]),
+            dict(cfg="zb_In30P34_600K", lattice=("zincblende", (2, 2, 2), 5.83), T=600, ens="npt",
+                 sub=[("In", "P", 2)]),
+            dict(cfg="zb_1200K", lattice=("zincblende", (2, 2, 2), 5.83), T=1200, ens="npt"),
+        ],
+    ),
+    "wbe": dict(
+        labeller="wbe-snap",
+        dt=0.001, eq=0.6, every=0.15, n_main=8, n_valid=2, n_test=3,
+        d_floor=1.7, isolated=4.0, e_window=(-0.3, 1.2), v_window=(0.8, 1.3), f_absurd=30.0,
+        conditions=[
+            dict(cfg="W_bcc_300K", lattice=("bcc", (3, 3, 3), 3.18, "W"), T=300, ens="npt",
+                 dt=0.002),
+            dict(cfg="W_bcc_1500K", lattice=("bcc", (3, 3, 3), 3.18, "W"), T=1500, ens="npt",
+                 dt=0.002),
+            dict(cfg="W_bcc_vacancy_1000K", lattice=("bcc", (3, 3, 3), 3.18, "W"), T=1000,
+                 ens="npt", dt=0.002, vac={"W": 1}),
+            dict(cfg="W51Be3_bcc_600K", lattice=("bcc", (3, 3, 3), 3.18, "W"), T=600, ens="npt",
+                 sub=[("W", "Be", 3)]),
+            dict(cfg="Be_hcp_300K", lattice=("hcp", (3, 2, 3), 2.29, "Be", 1.57), T=300, ens="npt"),
+            dict(cfg="Be_hcp_900K", lattice=("hcp", (3, 2, 3), 2.29, "Be", 1.57), T=900, ens="npt"),
+            dict(cfg="Be_hcp_vacancy_600K", lattice=("hcp", (3, 2, 3), 2.29, "Be", 1.57), T=600,
+                 ens="npt", vac={"Be": 2}),
+            dict(cfg="Be69W3_hcp_600K", lattice=("hcp", (3, 2, 3), 2.29, "Be", 1.57), T=600,
+                 ens="npt", sub=[("Be", "W", 3)]),
+            dict(cfg="W48Be6_bcc_2500K", lattice=("bcc", (3, 3, 3), 3.18, "W"), T=2500, ens="npt",
+                 sub=[("W", "Be", 6)]),
+            dict(cfg="Be_liquid_1800K", lattice=("hcp", (3, 2, 3), 2.29, "Be", 1.57), T=1800,
+                 ens="npt", melt=(3000, 2.0, "npt")),
+        ],
+    ),
+}
+
+
+def lattice_frame(spec: tuple) -> L.Frame:
+    """A periodic crystal: ("zincblende", cells, a) In/P; ("bcc", cells, a, el);
+    ("b2", cells, a, corner, centre); ("hcp", cells, a, el, c/a) in orthohexagonal cells
+    (a x sqrt(3) a x c, 4 atoms each)."""
+    kind, n, a = spec[0], spec[1], spec[2]
+    if kind == "zincblende":
+        fcc = ((0, 0, 0), (0, 0.5, 0.5), (0.5, 0, 0.5), (0.5, 0.5, 0))
+        basis = [("In", o) for o in fcc] + [("P", tuple(x + 0.25 for x in o)) for o in fcc]
+        lengths = (a, a, a)
+    elif kind == "bcc":
+        basis = [(spec[3], (0, 0, 0)), (spec[3], (0.5, 0.5, 0.5))]
+        lengths = (a, a, a)
+    elif kind == "b2":
+        basis = [(spec[3], (0, 0, 0)), (spec[4], (0.5, 0.5, 0.5))]
+        lengths = (a, a, a)
+    elif kind == "hcp":
+        basis = [(spec[3], o) for o in ((0, 0, 0), (0.5, 0.5, 0), (0.5, 5 / 6, 0.5), (0, 1 / 3, 0.5))]
+        lengths = (a, math.sqrt(3) * a, spec[4] * a)
+    else:
+        raise ValueError(kind)
+    sym, pos = [], []
+    for i in range(n[0]):
+        for j in range(n[1]):
+            for k in range(n[2]):
+                for el, o in basis:
+                    sym.append(el)
+                    pos.append([(i + o[0]) * lengths[0], (j + o[1]) * lengths[1], (k + o[2]) * lengths[2]])
+    cell = [[n[0] * lengths[0], 0.0, 0.0], [0.0, n[1] * lengths[1], 0.0], [0.0, 0.0, n[2] * lengths[2]]]
+    return L.Frame(symbols=sym, positions=pos, cell=cell, pbc=(True, True, True))
+
+
+def alloy_start(cond: dict, species: tuple[str, str], rng: random.Random) -> tuple[L.Frame, list]:
+    """The start structure of one run of a condition: lattice, then antisites, substitutions,
+    vacancies and strain drawn from `rng`; returns the frame and the info keys to record."""
+    fr = lattice_frame(cond["lattice"])
+    extra = []
+    for _ in range(cond.get("antisite", 0)):
+        a = rng.choice([i for i, s in enumerate(fr.symbols) if s == species[0]])
+        b = rng.choice([i for i, s in enumerate(fr.symbols) if s == species[1]])
+        fr.symbols[a], fr.symbols[b] = species[1], species[0]
+    if cond.get("antisite"):
+        extra.append(("antisites", str(cond["antisite"])))
+    for src, dst, k in cond.get("sub", []):
+        for i in rng.sample([i for i, s in enumerate(fr.symbols) if s == src], k):
+            fr.symbols[i] = dst
+    gone = set()
+    for el, k in sorted(cond.get("vac", {}).items()):
+        gone |= set(rng.sample([i for i, s in enumerate(fr.symbols) if s == el], k))
+    if gone:
+        fr.symbols = [s for i, s in enumerate(fr.symbols) if i not in gone]
+        fr.positions = [x for i, x in enumerate(fr.positions) if i not in gone]
+        extra.append(("vacancies", str(len(gone))))
+    if cond.get("strain"):
+        s = cond["strain"]
+        eps = [[0.0] * 3 for _ in range(3)]
+        for i in range(3):
+            eps[i][i] = rng.uniform(-s, s)
+            for j in range(i + 1, 3):
+                eps[i][j] = eps[j][i] = rng.uniform(-s, s)
+        m = [[(1.0 if i == j else 0.0) + eps[i][j] for j in range(3)] for i in range(3)]
+        fr.positions = [L._matvec(m, x) for x in fr.positions]
+        fr.cell = [L._matvec(m, r) for r in fr.cell]
+        extra.append(("strain", " ".join(f"{eps[i][j]:.5f}" for i in range(3) for j in range(3))))
+    return fr, extra
+
+
+def nearest_distances(fr: L.Frame) -> list[float]:
+    """Per atom, the distance (Å) to its nearest other atom (periodic images included; the atom's
+    own images count too, as in min_distance)."""
+    pos = fr.positions
+    n = len(pos)
+    a, b, c = fr.cell
+    vol = L._dot(a, L._cross(b, c))
+    rec = [[x / vol for x in L._cross(b, c)], [x / vol for x in L._cross(c, a)],
+           [x / vol for x in L._cross(a, b)]]
+    frac = [[L._dot(r, p) for r in rec] for p in pos]
+    ortho = abs(L._dot(a, b)) + abs(L._dot(a, c)) + abs(L._dot(b, c)) < 1e-9
+    shifts = [(0, 0, 0)] if ortho else [(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1)
+                                        for k in (-1, 0, 1)]
+    own = min(_norm_rows(fr.cell))
+    best = [own * own] * n
+    for i in range(n):
+        fi = frac[i]
+        for j in range(i + 1, n):
+            fj = frac[j]
+            d0, d1, d2 = fi[0] - fj[0], fi[1] - fj[1], fi[2] - fj[2]
+            d0 -= round(d0)
+            d1 -= round(d1)
+            d2 -= round(d2)
+            for s0, s1, s2 in shifts:
+                f0, f1, f2 = d0 + s0, d1 + s1, d2 + s2
+                x = f0 * a[0] + f1 * b[0] + f2 * c[0]
+                y = f0 * a[1] + f1 * b[1] + f2 * c[1]
+                z = f0 * a[2] + f1 * b[2] + f2 * c[2]
+                r2 = x * x + y * y + z * z
+                if r2 < best[i]:
+                    best[i] = r2
+                if r2 < best[j]:
+                    best[j] = r2
+    return [math.sqrt(x) for x in best]
+
+
+def _norm_rows(m):
+    return [L._norm(r) for r in m]
+
+
+def alloy_run(system: str, p: dict, cond: dict, run: str, seed: int, lmp: str, pot: str,
+              work: str) -> dict:
+    """One MD run (main or independent) of one condition in its own LAMMPS process. Returns the
+    unlabelled frames in time order and what the run reported (start energy, averages at the frames,
+    mean squared displacement, timing, or the LAMMPS error)."""
+    lab = L.LABELLERS[p["labeller"]]
+    cfg = cond["cfg"]
+    rng = random.Random(f"{seed}:{cfg}:{run}")
+    fr, extra = alloy_start(cond, lab.species, rng)
+    nat = len(fr.symbols)
+    tag = f"{system}_{cfg}_{run}"
+    box = L.to_lammps_box(fr, pad=6.0)
+    L.write_data_file(os.path.join(work, f"{tag}.data"), box,
+                      [lab.species.index(s) + 1 for s in fr.symbols], lab.masses)
+    dt = cond.get("dt", p["dt"])
+    every = int(round(p["every"] / dt))
+    n = p["n_main"] if run == "main" else p["n_test"]
+    temp = cond["T"]
+    vseed = rng.randrange(1, 900000)
+    fix = (f"fix md all npt temp {temp} {temp} 0.1 aniso 0 0 1.0" if cond["ens"] == "npt"
+           else f"fix md all nvt temp {temp} {temp} 0.1")
+    if "melt" in cond:
+        tm, ps = cond["melt"][:2]
+        mfix = (f"npt temp {tm} {tm} 0.1 iso 0 0 1.0" if cond["melt"][2:] == ("npt",)
+                else f"nvt temp {tm} {tm} 0.1")
+        prep = (f"velocity all create {tm} {vseed} mom yes rot yes dist gaussian\n"
+                f"fix md all {mfix}\nrun {int(round(ps / dt))}\nunfix md\n"
+                f"{fix.replace('aniso', 'iso')}\n")
+    else:
+        prep = f"velocity all create {2 * temp} {vseed} mom yes rot yes dist gaussian\n{fix}\n"
+    pair = "\n".join(c.format(pot=pot) for c in lab.commands)
+    nprod = every * n
+    script = HEADER.format(dt=dt) + f"""boundary p p p
+read_data {tag}.data
+{pair}
+thermo 100
+thermo_style custom step temp pe press vol
+run 0
+print "ACEUQ_EREF $(pe/atoms:%.10f) $(vol/atoms:%.10f)"
+reset_timestep 0
+{prep}run {int(round(p['eq'] / dt))}
+reset_timestep 0
+compute msd all msd com yes
+variable pea equal pe/atoms
+variable vpa equal vol/atoms
+fix avg all ave/time {every} {n} {nprod} c_thermo_temp c_thermo_press v_vpa v_pea
+dump d all custom {every} {tag}.dump id type x y z
+dump_modify d sort id format float %.8f first no
+run {nprod}
+print "ACEUQ_AVG $(f_avg[1]:%.4f) $(f_avg[2]:%.4f) $(f_avg[3]:%.6f) $(f_avg[4]:%.6f) $(c_msd[4]:%.6f)"
+"""
+    t0 = time.time()
+    rc, text = L.run_lammps(lmp, script, work, log_name=f"{tag}.log")
+    secs = time.time() - t0
+    res = dict(run=run, atoms=nat, seconds=round(secs, 1), velocity_seed=vseed, lammps=L.lammps_version(text))
+    for line in text.splitlines():
+        if line.startswith("ACEUQ_EREF"):
+            e, v = line.split()[1:3]
+            res["e_start_per_atom"], res["v_start_per_atom"] = float(e), float(v)
+        if line.startswith("ACEUQ_AVG"):
+            t = [float(x) for x in line.split()[1:]]
+            res.update(mean_T_K=t[0], mean_P_bar=t[1], mean_volume_per_atom_A3=t[2],
+                       mean_pe_per_atom_eV=t[3], msd_A2=t[4], msd_over_ps=round(nprod * dt, 4))
+    if rc != 0:
+        res["lammps_error"] = L.lammps_error_lines(text)
+    log(f"{system} {cfg} {run}: {secs:.1f} s" + (f", LAMMPS error: {res['lammps_error']}" if rc else ""))
+    frames = []
+    path = os.path.join(work, f"{tag}.dump")
+    if os.path.exists(path):
+        types = {i + 1: s for i, s in enumerate(lab.species)}
+        try:
+            dumps = read_dump(path, types)
+        except (L.LabelError, IndexError, ValueError):
+            dumps = []  # a dump cut short by the abort
+        for d in dumps:
+            if d["step"] == 0:
+                continue
+            f = make_frame(d, [("config_type", cfg), ("run", run)] + extra)
+            f.set_info("time_ps", f"{d['step'] * dt:.3f}")
+            frames.append(f)
+    res["frames"] = frames
+    res["v_cell_per_atom"] = abs(L._dot(fr.cell[0], L._cross(fr.cell[1], fr.cell[2]))) / nat
+    return res
+
+
+def alloy_geometry_reasons(f: L.Frame, p: dict, nat: int, v_ref: float) -> list[str]:
+    """Why a sampled frame is outside the potential's domain, judged from its geometry alone."""
+    why = []
+    if len(f.symbols) != nat:
+        return [f"{nat - len(f.symbols)} atoms lost"]
+    nn = nearest_distances(f)
+    dmin = min(nn)
+    f.set_info("d_min", f"{dmin:.4f}")
+    if dmin < p["d_floor"]:
+        why.append(f"d_min {dmin:.3f} A below {p['d_floor']} A")
+    far = [i for i, x in enumerate(nn) if x > p["isolated"]]
+    if far:
+        why.append(f"{len(far)} atoms without a neighbour within {p['isolated']} A "
+                   f"(nearest {max(nn):.2f} A)")
+    vol = abs(L._dot(f.cell[0], L._cross(f.cell[1], f.cell[2]))) / nat
+    lo, hi = p["v_window"]
+    if not lo <= vol / v_ref <= hi:
+        why.append(f"volume per atom {vol:.2f} A^3 is {vol / v_ref:.2f} x the start cell's")
+    return why
+
+
+def alloy_label_reasons(f: L.Frame, p: dict, e_ref: float) -> list[str]:
+    why = []
+    epa = f.energy / len(f.symbols)
+    lo, hi = p["e_window"]
+    if not lo <= epa - e_ref <= hi:
+        why.append(f"E/atom {epa:.3f} eV is {epa - e_ref:+.3f} eV from the start structure's "
+                   f"({e_ref:.3f})")
+    fmax = max(math.sqrt(sum(c * c for c in v)) for v in f.forces)
+    if fmax > p["f_absurd"]:
+        why.append(f"max |F| {fmax:.1f} eV/A above {p['f_absurd']}")
+    return why
+
+
+def alloy_system(system: str, p: dict, seed: int, lmp: str, pot: str, work: str) -> tuple:
+    """Sample, filter, label and split one system; returns (train, valid, test, summary)."""
+    runs = []
+    for cond in p["conditions"]:
+        for run in ("main", "independent"):
+            r = alloy_run(system, p, cond, run, seed, lmp, pot, work)
+            r["cond"] = cond
+            runs.append(r)
+    dropped = []
+
+    def drop(f, r, why):
+        dropped.append(dict(config_type=r["cond"]["cfg"], run=r["run"],
+                            time_ps=None if f is None else float(f.get_info("time_ps")),
+                            d_min=None if f is None or f.get_info("d_min") is None
+                            else float(f.get_info("d_min")), reasons=why))
+
+    # 1. Geometry: lost or detached atoms, close contacts, box collapse; a LAMMPS abort.
+    for r in runs:
+        cand = []
+        if "lammps_error" in r:
+            for f in r["frames"]:
+                drop(f, r, [f"run aborted by LAMMPS: {r['lammps_error']}"])
+            if not r["frames"]:
+                drop(None, r, [f"run aborted by LAMMPS before any frame: {r['lammps_error']}"])
+            r["frames"] = []
+        bad = False
+        for f in r["frames"]:
+            why = alloy_geometry_reasons(f, p, r["atoms"], r["v_cell_per_atom"])
+            if bad and not why:
+                why = ["after an earlier bad frame of the same run"]
+            if why:
+                bad = True
+                drop(f, r, why)
+            else:
+                cand.append(f)
+        r["frames"] = cand
+    # 2. Labels (one LAMMPS process for the whole system), then energy and force sanity.
+    allf = [f for r in runs for f in r["frames"]]
+    t0 = time.time()
+    L.label_frames(allf, p["labeller"], lmp, pot)
+    t_label = time.time() - t0
+    log(f"{system}: labelled {len(allf)} frames with {p['labeller']} in {t_label:.1f} s")
+    for r in runs:
+        keep, bad = [], False
+        for f in r["frames"]:
+            why = alloy_label_reasons(f, p, r["e_start_per_atom"])
+            if bad and not why:
+                why = ["after an earlier bad frame of the same run"]
+            if why:
+                bad = True
+                drop(f, r, why)
+            else:
+                keep.append(f)
+        r["frames"] = keep
+    # 3. A condition whose main run kept no frame has nothing to train on: its independent frames
+    # would test an untrained condition, so they go too.
+    trained = {r["cond"]["cfg"] for r in runs if r["run"] == "main" and r["frames"]}
+    for r in runs:
+        if r["run"] != "main" and r["cond"]["cfg"] not in trained:
+            for f in r["frames"]:
+                drop(f, r, ["the condition has no training frames (its main run was dropped)"])
+            r["frames"] = []
+    train, valid, test = [], [], []
+    per_run = []
+    for r in runs:
+        fs = r["frames"]
+        if r["run"] == "main":
+            nv = p["n_valid"] if len(fs) > p["n_valid"] else 0
+            train += fs[: len(fs) - nv]
+            valid += fs[len(fs) - nv:]
+        else:
+            test += fs
+        per_run.append({k: v for k, v in r.items() if k not in ("frames", "cond")}
+                       | dict(config_type=r["cond"]["cfg"], kept=len(fs)))
+    for dr in dropped:
+        log(f"{system}: dropped {dr['config_type']} ({dr['run']}) t={dr['time_ps']} ps: "
+            f"{'; '.join(dr['reasons'])}")
+    summary = dict(runs=per_run, dropped=dropped, label_seconds=round(t_label, 1),
+                   md_seconds=round(sum(r["seconds"] for r in runs), 1))
+    return train, valid, test, summary
+
+
+def main_alloys(args, argv) -> int:
+    """--alloys: In-P and W-Be (SNAP+ZBL samples and labels), OUT/inp/ and OUT/wbe/ (OUT: --out,
+    default tests/data) with train/valid/test.xyz and summary.json; --only inp|wbe for one."""
+    root = L.REPO_ROOT
+    data = args.out or os.path.join(root, "tests", "data")
+    cmd_args = argv if argv is not None else sys.argv[1:]
+    try:
+        lmp = L.find_lmp(args.lmp)
+        pot = L.find_potentials(lmp, args.potentials)
+        ctx = None
+        if args.keep:
+            work = args.keep
+            os.makedirs(work, exist_ok=True)
+        else:
+            ctx = tempfile.TemporaryDirectory(prefix="aceuq-gen-")
+            work = ctx.name
+        for system in ("inp", "wbe"):
+            if args.only not in (None, system):
+                continue
+            t_start = time.time()
+            p = ALLOYS[system]
+            log(f"alloys {system}, seed {args.seed}")
+            # Offset the Python seed (like --hetero's +1000, --unstable's +2000).
+            train, valid, test, summary = alloy_system(system, p, args.seed + 3000, lmp, pot, work)
+            summary = {"mode": "alloys", "system": system, "seed": args.seed, "params": p,
+                       "command": " ".join(["scripts/gen_data.py"] + cmd_args)} | summary
+            out = os.path.join(data, system)
+            os.makedirs(out, exist_ok=True)
+            summary["files"] = {}
+            for name, frames in (("train", train), ("valid", valid), ("test", test)):
+                path = os.path.join(out, f"{name}.xyz")
+                L.write_extxyz_atomic(path, frames)
+                summary["files"][os.path.relpath(path, root)] = dict(
+                    frames=len(frames), atoms=sum(len(f.symbols) for f in frames),
+                    bytes=os.path.getsize(path), stats=stats(frames))
+                log(f"wrote {os.path.relpath(path, root)}: {len(frames)} frames, "
+                    f"{os.path.getsize(path) / 1024:.0f} KiB")
+            summary["total_seconds"] = round(time.time() - t_start, 1)
+            with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as fh:
+                json.dump(summary, fh, indent=1, ensure_ascii=False)
+            log(f"{system} done in {summary['total_seconds']:.0f} s")
+        if ctx is not None:
+            ctx.cleanup()
+        return 0
+    except L.LabelError as exc:
+        print(f"gen_data.py: error: {exc}", file=sys.stderr)
+        return 1
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def stats(frames: list[L.Frame]) -> dict:
@@ -1038,14 +1491,23 @@ def main(argv=None) -> int:
                    help="only the multi-phase Li set (tests/data/li_hetero/phases.xyz)")
     g.add_argument("--unstable", action="store_true",
                    help="only the sets beyond the training data (li/ and almg/unstable.xyz)")
+    g.add_argument("--alloys", action="store_true",
+                   help="only the two-element SNAP+ZBL sets (inp/ and wbe/ train/valid/test.xyz)")
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--out", help="data folder (default: tests/data, or runs/data-quick|-full)")
     ap.add_argument("--pool", help="pool file (default: runs/data[-quick|-full]/li_pool.xyz)")
     ap.add_argument("--lmp")
     ap.add_argument("--potentials")
     ap.add_argument("--keep", metavar="DIR", help="keep LAMMPS work files in DIR")
-    ap.add_argument("--only", choices=["li", "almg"], help="generate only one system")
+    ap.add_argument("--only", choices=["li", "almg", "inp", "wbe"],
+                    help="generate only one system (li|almg; inp|wbe with --alloys)")
     args = ap.parse_args(argv)
+    if args.only in ("inp", "wbe") and not args.alloys:
+        ap.error("--only inp|wbe needs --alloys")
+    if args.alloys and args.only in ("li", "almg"):
+        ap.error("--alloys generates inp and wbe only")
+    if args.alloys:
+        return main_alloys(args, argv)
     if args.hetero:
         return main_hetero(args, argv)
     if args.unstable:

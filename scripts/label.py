@@ -2,8 +2,8 @@
 """Label extended XYZ frames with energies, forces and virials computed by LAMMPS.
 
 Usage:
-    python3 scripts/label.py --labeller li-snap|li-snap-linear|almg-meam IN.xyz OUT.xyz
-    python3 scripts/label.py --self-check [--labeller li-snap|li-snap-linear|almg-meam]
+    python3 scripts/label.py --labeller li-snap|li-snap-linear|almg-meam|inp-snap|wbe-snap IN.xyz OUT.xyz
+    python3 scripts/label.py --self-check [--labeller li-snap|li-snap-linear|almg-meam|inp-snap|wbe-snap]
 
 Labellers (reference potentials shipped with LAMMPS):
   li-snap    pair_style snap, Li_Zuo_JPCA2020.quadratic.snapcoeff/.snapparam: the DFT-fitted
@@ -12,6 +12,15 @@ Labellers (reference potentials shipped with LAMMPS):
              same paper (same DFT data); a second opinion on li-snap labels. Species: Li.
   almg-meam  pair_style meam, Jelinek et al., Phys. Rev. B 85, 245102 (2012), AlSiMgCuFe.meam with
              all five library entries (AlS SiS MgS CuS FeS). Species: Al, Mg.
+  inp-snap   SNAP+ZBL of Cusentino, Wood & Thompson, J. Phys. Chem. A 124, 5456 (2020): the
+             commands of InP_JCPA2020.snap (pair_style hybrid/overlay zbl 4 4.2 snap, ZBL with
+             Z = 49 / 15, explicit multi-element SNAP InP_JCPA2020.snapcoeff/.snapparam In P).
+             Species: In (type 1), P (type 2).
+  wbe-snap   SNAP+ZBL of Wood et al., Phys. Rev. B 99, 184305 (2019): the commands of
+             WBe_Wood_PRB2019.snap (hybrid/overlay zbl 4 4.8 snap, Z = 74 / 4,
+             WBe_Wood_PRB2019.snapcoeff/.snapparam W Be). Species: W (type 1), Be (type 2).
+             For both, --self-check also `include`s the definition file itself and requires
+             bit-identical energies and forces.
 
 Input: extended XYZ with ASE conventions: `Lattice="ax ay az bx by bz cx cy cz"` (lattice vectors
 as rows, Å), `Properties=species:S:1:pos:R:3[:...]`, `pbc="T T F"` (per lattice vector; default
@@ -65,7 +74,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Padding (Å) around the atoms along non-periodic directions. With boundary `f` there are no
 # images, so any positive value works; a value above the cutoffs (SNAP 5.1 Å, Jelinek MEAM
-# 5.0 Å) also keeps the neighbour bins sane.
+# 5.0 Å, In-P SNAP 7.66 Å, W-Be SNAP+ZBL 4.81 Å) also keeps the neighbour bins sane.
 PAD_ANGSTROM = 8.0
 
 # Two atoms closer than this (Å) make a frame invalid: no physical Li/Al/Mg configuration has
@@ -94,6 +103,9 @@ class Labeller:
     # Pair commands with {pot} standing for the potentials folder.
     commands: tuple[str, ...]
     files: tuple[str, ...]
+    # The potential's own LAMMPS definition file (in the potentials folder) that `commands`
+    # reproduce, if it has one.
+    definition: str | None = None
 
 
 LABELLERS = {
@@ -129,6 +141,42 @@ LABELLERS = {
             "pair_coeff * * {pot}/library.meam AlS SiS MgS CuS FeS {pot}/AlSiMgCuFe.meam AlS MgS",
         ),
         files=("library.meam", "AlSiMgCuFe.meam"),
+    ),
+    # The two SNAP+ZBL potentials below are the commands of their definition files
+    # (InP_JCPA2020.snap, WBe_Wood_PRB2019.snap) with the variables substituted and the file names
+    # given with the potentials folder; `--self-check` verifies that `include`-ing the definition
+    # file itself gives bit-identical energies and forces. Type 1 is the first element of the
+    # definition file's snap pair_coeff (In, W), type 2 the second (P, Be): the zbl pair_coeffs
+    # refer to types, so the order is fixed.
+    "inp-snap": Labeller(
+        name="inp-snap",
+        species=("In", "P"),
+        masses=(114.818, 30.973762),
+        commands=(
+            "pair_style hybrid/overlay zbl 4 4.2 snap",
+            "pair_coeff 1 1 zbl 49 49",
+            "pair_coeff 1 2 zbl 49 15",
+            "pair_coeff 2 2 zbl 15 15",
+            "pair_coeff * * snap {pot}/InP_JCPA2020.snapcoeff {pot}/InP_JCPA2020.snapparam In P",
+        ),
+        files=("InP_JCPA2020.snap", "InP_JCPA2020.snapcoeff", "InP_JCPA2020.snapparam"),
+        definition="InP_JCPA2020.snap",
+    ),
+    "wbe-snap": Labeller(
+        name="wbe-snap",
+        species=("W", "Be"),
+        masses=(183.84, 9.012182),
+        commands=(
+            "pair_style hybrid/overlay zbl 4 4.8 snap",
+            "pair_coeff 1 1 zbl 74 74",
+            "pair_coeff 1 2 zbl 74 4",
+            "pair_coeff 2 2 zbl 4 4",
+            "pair_coeff * * snap {pot}/WBe_Wood_PRB2019.snapcoeff {pot}/WBe_Wood_PRB2019.snapparam "
+            "W Be",
+        ),
+        files=("WBe_Wood_PRB2019.snap", "WBe_Wood_PRB2019.snapcoeff",
+               "WBe_Wood_PRB2019.snapparam"),
+        definition="WBe_Wood_PRB2019.snap",
     ),
 }
 
@@ -644,7 +692,7 @@ def write_data_file(path: str, box: LmpBox, types: list[int], masses: tuple[floa
 
 
 def run_lammps(lmp: str, script: str, workdir: str, log_name: str = "log.lammps",
-               timeout: float | None = None) -> tuple[int, str]:
+               timeout: float | None = None, extra_env: dict | None = None) -> tuple[int, str]:
     """Run `lmp -in script` in workdir; returns (exit status, log text)."""
     in_path = os.path.join(workdir, "in.lammps" if log_name == "log.lammps" else log_name + ".in")
     with open(in_path, "w", encoding="utf-8") as fh:
@@ -652,6 +700,7 @@ def run_lammps(lmp: str, script: str, workdir: str, log_name: str = "log.lammps"
     log = os.path.join(workdir, log_name)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
+    env.update(extra_env or {})
     try:
         proc = subprocess.run(
             [lmp, "-in", in_path, "-log", log, "-screen", "none", "-nocite"],
@@ -683,10 +732,13 @@ def lammps_version(text: str) -> str:
 
 def label_frames(frames: list[Frame], labeller: str, lmp: str | None = None,
                  potentials: str | None = None, keep_dir: str | None = None,
-                 min_dist: float = MIN_DIST) -> str:
+                 min_dist: float = MIN_DIST, commands: tuple[str, ...] | None = None,
+                 extra_env: dict | None = None) -> str:
     """Compute energy, forces and (periodic frames) virial for every frame in place.
 
-    Returns the LAMMPS version line. Raises LabelError naming the frame on any failure.
+    `commands` (with {pot} for the potentials folder) replace the labeller's pair commands and
+    `extra_env` is added to LAMMPS's environment (both only for the self-check of a definition
+    file). Returns the LAMMPS version line. Raises LabelError naming the frame on any failure.
     """
     lab = LABELLERS.get(labeller)
     if lab is None:
@@ -713,7 +765,7 @@ def label_frames(frames: list[Frame], labeller: str, lmp: str | None = None,
     os.makedirs(work, exist_ok=True)
     try:
         blocks = []
-        pair = [c.format(pot=pot) for c in lab.commands]
+        pair = [c.format(pot=pot) for c in (commands or lab.commands)]
         for i, (box, types) in enumerate(zip(boxes, types_all)):
             write_data_file(os.path.join(work, f"f{i}.data"), box, types, lab.masses)
             bnd = " ".join("p" if p else "f" for p in box.periodic)
@@ -736,7 +788,7 @@ def label_frames(frames: list[Frame], labeller: str, lmp: str | None = None,
                 f"write_dump all custom f{i}.dump id fx fy fz c_aceuq_close modify sort id "
                 "format float %.17g",
             ]))
-        rc, log = run_lammps(lmp, "\n".join(blocks) + "\n", work)
+        rc, log = run_lammps(lmp, "\n".join(blocks) + "\n", work, extra_env=extra_env)
         results = {}
         rpath = os.path.join(work, "results.txt")
         if os.path.exists(rpath):
@@ -838,6 +890,28 @@ def _bcc(n: int, a: float, species: list[str], rng: random.Random, jitter: float
     return Frame(symbols=sym, positions=pos, cell=cell, pbc=(True, True, True))
 
 
+def _zincblende(n: int, a: float, rng: random.Random, jitter: float, antisites: int) -> Frame:
+    """n x n x n conventional zincblende cells (In on fcc sites, P shifted by a/4 (1, 1, 1)),
+    jittered, with `antisites` random In-P pairs swapped."""
+    fcc = ((0, 0, 0), (0, 0.5, 0.5), (0.5, 0, 0.5), (0.5, 0.5, 0))
+    sym, pos = [], []
+    for i in range(n):
+        for j in range(n):
+            for k in range(n):
+                for el, shift in (("In", 0.0), ("P", 0.25)):
+                    for off in fcc:
+                        pos.append([(i + off[0] + shift) * a + rng.gauss(0, jitter),
+                                    (j + off[1] + shift) * a + rng.gauss(0, jitter),
+                                    (k + off[2] + shift) * a + rng.gauss(0, jitter)])
+                        sym.append(el)
+    ins = [i for i, s in enumerate(sym) if s == "In"]
+    ps = [i for i, s in enumerate(sym) if s == "P"]
+    for i, j in zip(rng.sample(ins, antisites), rng.sample(ps, antisites)):
+        sym[i], sym[j] = "P", "In"
+    cell = [[n * a, 0.0, 0.0], [0.0, n * a, 0.0], [0.0, 0.0, n * a]]
+    return Frame(symbols=sym, positions=pos, cell=cell, pbc=(True, True, True))
+
+
 def _copy(fr: Frame) -> Frame:
     return Frame(symbols=list(fr.symbols), positions=[list(p) for p in fr.positions],
                  cell=None if fr.cell is None else [list(r) for r in fr.cell], pbc=fr.pbc)
@@ -847,8 +921,15 @@ def self_check(labeller: str, lmp: str | None, potentials: str | None, seed: int
     """Label a set of related frames in one LAMMPS call and verify the invariances."""
     rng = random.Random(seed)
     lab = LABELLERS[labeller]
-    a0 = 3.44 if labeller == "li-snap" else 4.05
-    base = _bcc(3, a0, list(lab.species), rng, 0.12)
+    if labeller == "inp-snap":
+        # 64 atoms of zincblende InP (a = 5.83 Å, the SNAP's), two antisite pairs, jittered.
+        base = _zincblende(2, 5.83, rng, 0.1, 2)
+    elif labeller == "wbe-snap":
+        # 54 atoms on a BCC lattice (a = 3.10 Å), W or Be at random.
+        base = _bcc(3, 3.10, list(lab.species), rng, 0.1)
+    else:
+        a0 = 3.44 if labeller == "li-snap" else 4.05
+        base = _bcc(3, a0, list(lab.species), rng, 0.12)
     # A general (sheared, non-LAMMPS-orientation) cell: deform base by a random matrix.
     dmat = [[1 + rng.uniform(-0.05, 0.05) if i == j else rng.uniform(-0.25, 0.25)
              for j in range(3)] for i in range(3)]
@@ -958,6 +1039,23 @@ def self_check(labeller: str, lmp: str | None, potentials: str | None, seed: int
     check("cluster: |sum of forces| (eV/Å)",
           _norm([sum(f[d] for f in cl.forces) for d in range(3)]), 1e-6)
     check("cluster: no virial written", 0.0 if cl.virial is None else 1.0, 0.5)
+    if lab.definition:
+        # The labeller's commands must be exactly what the potential's definition file says:
+        # `include` the file itself (its coefficient files found through LAMMPS_POTENTIALS, as the
+        # file names them without a folder) for the periodic, slab and cluster frames, and compare.
+        pot = find_potentials(find_lmp(lmp), potentials)
+        twins = [_copy(f) for f in (g, slab, cl)]
+        label_frames(twins, labeller, lmp, potentials,
+                     commands=(f"include {{pot}}/{lab.definition}",),
+                     extra_env={"LAMMPS_POTENTIALS": pot})
+        err_e = max(abs(a.energy - b.energy) for a, b in zip((g, slab, cl), twins))
+        err_f = max(max(max_diff(x, y) for x, y in zip(a.forces, b.forces))
+                    for a, b in zip((g, slab, cl), twins))
+        check(f"include {lab.definition}: max |dE| (eV)", err_e, 0.0)
+        check(f"include {lab.definition}: max |df| (eV/Å)", err_f, 0.0)
+        kinds = sorted(set(g.symbols))
+        check(f"mixed frame ({', '.join(f'{k} {g.symbols.count(k)}' for k in kinds)})",
+              0.0 if len(kinds) == len(lab.species) else 1.0, 0.5)
     return ok
 
 
