@@ -894,7 +894,7 @@ def main_unstable(args, argv) -> int:
             t_start = time.time()
             p = UNSTABLE if system == "li" else ALMG_UNSTABLE
             summary = {"mode": "unstable", "system": system, "seed": args.seed, "params": p,
-                       "command": " ".join(["scripts/gen_data.py"] + cmd_args)}
+                       "command": recorded_command(cmd_args)}
             # Offset the Python seed (like --hetero's +1000) so no geometry repeats another set.
             if system == "li":
                 v_liq = train_volume_per_atom(os.path.join(root, "tests", "data", "li", "train.xyz"))
@@ -1385,7 +1385,7 @@ def main_alloys(args, argv) -> int:
             # Offset the Python seed (like --hetero's +1000, --unstable's +2000).
             train, valid, test, summary = alloy_system(system, p, args.seed + 3000, lmp, pot, work)
             summary = {"mode": "alloys", "system": system, "seed": args.seed, "params": p,
-                       "command": " ".join(["scripts/gen_data.py"] + cmd_args)} | summary
+                       "command": recorded_command(cmd_args)} | summary
             out = os.path.join(data, system)
             os.makedirs(out, exist_ok=True)
             summary["files"] = {}
@@ -1442,7 +1442,7 @@ def main_hetero(args, argv) -> int:
     t_start = time.time()
     cmd_args = argv if argv is not None else sys.argv[1:]
     summary = {"mode": "hetero", "seed": args.seed, "params": HETERO,
-               "command": " ".join(["scripts/gen_data.py"] + cmd_args)}
+               "command": recorded_command(cmd_args)}
     try:
         lmp = L.find_lmp(args.lmp)
         pot = L.find_potentials(lmp, args.potentials)
@@ -1480,6 +1480,23 @@ def main_hetero(args, argv) -> int:
     except L.LabelError as exc:
         print(f"gen_data.py: error: {exc}", file=sys.stderr)
         return 1
+
+
+def recorded_command(cmd_args) -> str:
+    """The command line as stored in a summary: scratch folders (--keep DIR) are machine-local and
+    do not change the data, so they are not recorded."""
+    out, skip = ["scripts/gen_data.py"], False
+    for a in cmd_args:
+        if skip:
+            skip = False
+            continue
+        if a == "--keep":
+            skip = True
+            continue
+        if a.startswith("--keep="):
+            continue
+        out.append(a)
+    return " ".join(out)
 
 
 def main(argv=None) -> int:
@@ -1522,7 +1539,7 @@ def main(argv=None) -> int:
     t_start = time.time()
     cmd_args = argv if argv is not None else sys.argv[1:]
     summary = {"mode": mode, "seed": args.seed, "params": p,
-               "command": " ".join(["scripts/gen_data.py"] + cmd_args)}
+               "command": recorded_command(cmd_args)}
     try:
         lmp = L.find_lmp(args.lmp)
         pot = L.find_potentials(lmp, args.potentials)
