@@ -1369,6 +1369,18 @@ fn arb_structure() -> impl Strategy<Value = Structure> {
                     }
                 },
             )
+            // The reader refuses periodic cells denser than matter (structure::limits).
+            .prop_filter("a periodic cell of at least 1 Å^3 per atom", |s| {
+                match (&s.cell, s.pbc.iter().any(|p| *p)) {
+                    (Some(c), true) => {
+                        let det = c[0][0] * (c[1][1] * c[2][2] - c[1][2] * c[2][1])
+                            - c[0][1] * (c[1][0] * c[2][2] - c[1][2] * c[2][0])
+                            + c[0][2] * (c[1][0] * c[2][1] - c[1][1] * c[2][0]);
+                        det.abs() >= s.positions.len().max(1) as f64
+                    }
+                    _ => true,
+                }
+            })
     })
 }
 
