@@ -48,6 +48,31 @@ impl Bar {
         }
     }
 
+    /// A bar over `len` steps of `unit` labelled `msg` (e.g. the solves of a ridge scan).
+    pub fn steps(len: u64, unit: &str, msg: &str, show: bool) -> Bar {
+        #[cfg(feature = "cli")]
+        {
+            if !visible(show) {
+                return Bar::hidden();
+            }
+            let bar = indicatif::ProgressBar::new(len);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(&format!(
+                    "{{msg}} [{{bar:40}}] {{pos}}/{{len}} {unit}, {{elapsed}}"
+                ))
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(msg.to_string());
+            Bar { inner: bar }
+        }
+        #[cfg(not(feature = "cli"))]
+        {
+            let _ = (len, unit, msg, show);
+            Bar::hidden()
+        }
+    }
+
     /// A bar over `len` atoms, or a spinner counting atoms when the total is not known (active
     /// sets built from a stream of files).
     pub fn atoms(len: Option<u64>, show: bool) -> Bar {

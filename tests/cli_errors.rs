@@ -83,7 +83,7 @@ fn negative_numbers_are_rejected_with_the_flag_and_its_range() {
         (
             "--ridge",
             "-1e-3",
-            "--ridge must be a number ≥ 0, got -0.001",
+            "--ridge must be \"auto\" or a number ≥ 0, got -1e-3",
         ),
         (
             "--energy-weight",

@@ -282,6 +282,14 @@ fn info(args: &InfoArgs) -> Result<()> {
             "\nfit on {} structures ({} atoms):",
             m.fit_info.n_train_structures, m.fit_info.n_train_atoms
         );
+        let fs = &m.fit_info.settings;
+        println!(
+            "weights: energy {}, forces {}; ridge {}",
+            fs.energy_weight, fs.force_weight, fs.ridge
+        );
+        if let Some(c) = &m.fit_info.ridge_choice {
+            print!("{}", crate::model::fit::ridge_choice_text(c));
+        }
         print!("{}", crate::model::fit::metrics_table(&m.fit_info.metrics));
     }
     let methods: Vec<&str> = pot.uq.methods().iter().map(|x| x.name()).collect();

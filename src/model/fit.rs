@@ -6,6 +6,12 @@
 //!        + ridge * sum_j d_j c_j^2`, with `d_j` the diagonal of the normal matrix (a ridge relative
 //! to each column's scale, so it does not depend on how the basis functions are normalized). The
 //! one-body energies `E0_s` are fitted unregularized.
+//!
+//! The ridge is chosen on the validation data by default ([`Ridge::Auto`]): the training normal
+//! equations are accumulated once and solved for a scan of ridge values, each solution is
+//! evaluated on the validation structures, and the one with the lowest validation loss (the same
+//! weighted energy and force terms as the training loss) is kept. The scan is stored in
+//! [`FitInfo::ridge_choice`].
 
 use super::core::{CorePair, atomic_number};
 use super::env::Environments;
@@ -28,8 +34,9 @@ pub struct FitConfig {
     pub energy_weight: f64,
     /// Weight of the mean squared force-component error (eV²/Å²).
     pub force_weight: f64,
-    /// Ridge strength relative to each column's scale.
-    pub ridge: f64,
+    /// Ridge strength relative to each column's scale, or `"auto"` (the default): chosen on the
+    /// validation data.
+    pub ridge: Ridge,
     /// Add the ZBL core below the shortest training distance.
     pub core: bool,
     /// Width in Å over which the core is switched on below the shortest training distance.
@@ -41,7 +48,7 @@ impl Default for FitConfig {
         FitConfig {
             energy_weight: 1.0,
             force_weight: 0.01,
-            ridge: 1e-8,
+            ridge: Ridge::Auto,
             core: true,
             core_width: 0.5,
         }
@@ -60,10 +67,12 @@ impl FitConfig {
                 "fit: energy_weight and force_weight must be non-negative, finite and not both zero".into(),
             ));
         }
-        if !ok(self.ridge) {
-            return Err(ModelError::Data(
-                "fit: ridge must be a non-negative finite number".into(),
-            ));
+        if let Ridge::Value(r) = self.ridge
+            && !ok(r)
+        {
+            return Err(ModelError::Data(format!(
+                "fit: ridge must be \"auto\" or a non-negative finite number, got {r}"
+            )));
         }
         if !(self.core_width.is_finite() && self.core_width > 0.0) {
             return Err(ModelError::Data(
@@ -72,6 +81,104 @@ impl FitConfig {
         }
         Ok(())
     }
+}
+
+/// The ridge strength of a fit: a number (relative to each column's scale) or chosen on the
+/// validation data. In a config file: `ridge = 1e-3` or `ridge = "auto"`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Ridge {
+    /// Chosen on the validation data; without it, on every fifth training structure held out
+    /// (then refitted on all); [`Ridge::FALLBACK`] for fewer than five training structures.
+    Auto,
+    /// This value.
+    Value(f64),
+}
+
+impl Ridge {
+    /// The ridge used by [`Ridge::Auto`] when a fit has neither validation data nor enough
+    /// training structures to hold some out.
+    pub const FALLBACK: f64 = 1e-3;
+    /// The scanned values: decades from 1e-9 to 1, refined by half decades around the best.
+    pub const SCAN: [f64; 10] = [1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0];
+
+    /// The number to solve with when no scan is made.
+    pub fn value_or_fallback(self) -> f64 {
+        match self {
+            Ridge::Auto => Ridge::FALLBACK,
+            Ridge::Value(v) => v,
+        }
+    }
+
+    /// Parse `auto` or a number (command line and config files).
+    pub fn parse(text: &str) -> Result<Ridge, String> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("auto") {
+            return Ok(Ridge::Auto);
+        }
+        match t.parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => Ok(Ridge::Value(v)),
+            _ => Err(format!("must be \"auto\" or a number ≥ 0, got {t}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Ridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ridge::Auto => write!(f, "auto"),
+            Ridge::Value(v) => write!(f, "{v:e}"),
+        }
+    }
+}
+
+impl Serialize for Ridge {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Ridge::Auto => s.serialize_str("auto"),
+            Ridge::Value(v) => s.serialize_f64(*v),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Ridge {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Ridge, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Int(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(v) => Ok(Ridge::Value(v)),
+            Raw::Int(v) => Ok(Ridge::Value(v as f64)),
+            Raw::Text(t) => {
+                Ridge::parse(&t).map_err(|e| serde::de::Error::custom(format!("ridge {e}")))
+            }
+        }
+    }
+}
+
+/// How [`Ridge::Auto`] chose the ridge of a fit (stored in the model file).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RidgeChoice {
+    /// The ridge used.
+    pub chosen: f64,
+    /// What the scan was evaluated on (`"the validation data"`, held-out training structures),
+    /// or why no scan was made.
+    pub how: String,
+    /// The scan in increasing ridge: validation energy RMSE (meV/atom), force RMSE (meV/Å) and
+    /// loss (the weighted sum of the squares, meV²); solves that failed are left out.
+    pub scan: Vec<RidgeTrial>,
+}
+
+/// One solve of the ridge scan.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RidgeTrial {
+    pub ridge: f64,
+    pub energy_rmse: f64,
+    pub force_rmse: f64,
+    pub loss: f64,
 }
 
 /// Error statistics on one data set.
@@ -93,6 +200,7 @@ pub struct Metrics {
 }
 
 /// Per-thread accumulator of the normal equations.
+#[derive(Clone)]
 struct Normal {
     xtx: Mat<f64>,
     xty: Vec<f64>,
@@ -340,26 +448,78 @@ pub fn fit(
     let wf2 = cfg.force_weight / n_f;
     let bar = crate::progress::Bar::structures(train.len() as u64, "fitting", progress);
     let rc = model.max_cutoff();
-    let normal = train
-        .par_iter()
-        .zip(&species_of)
-        .try_fold(
-            || (Normal::new(m), Workspace::new(&model)),
-            |(mut acc, mut ws), (s, sp)| -> Result<(Normal, Workspace), ModelError> {
-                accumulate(&model, s, sp, rc, &offsets, we2, wf2, &mut acc, &mut ws)?;
-                bar.inc(1);
-                Ok((acc, ws))
-            },
-        )
-        .map(|r| r.map(|(n, _)| n))
-        .try_reduce(|| Normal::new(m), |a, b| Ok(a.add(b)))?;
+    // Ridge::Auto without validation data holds every HOLD_OUT-th training structure out of the
+    // scan, then refits on all of them with the chosen ridge.
+    let hold_out = cfg.ridge == Ridge::Auto && valid.is_empty() && train.len() >= HOLD_OUT;
+    let is_held = |t: usize| hold_out && t % HOLD_OUT == HOLD_OUT - 1;
+    let normal_of = |held: bool| -> Result<Normal, ModelError> {
+        let idx: Vec<usize> = (0..train.len()).filter(|&t| is_held(t) == held).collect();
+        idx.par_iter()
+            .try_fold(
+                || (Normal::new(m), Workspace::new(&model)),
+                |(mut acc, mut ws), &t| -> Result<(Normal, Workspace), ModelError> {
+                    let (s, sp) = (&train[t], &species_of[t]);
+                    accumulate(&model, s, sp, rc, &offsets, we2, wf2, &mut acc, &mut ws)?;
+                    bar.inc(1);
+                    Ok((acc, ws))
+                },
+            )
+            .map(|r| r.map(|(n, _)| n))
+            .try_reduce(|| Normal::new(m), |a, b| Ok(a.add(b)))
+    };
+    let normal = normal_of(false)?;
+    let held_normal = if hold_out {
+        Some(normal_of(true)?)
+    } else {
+        None
+    };
     bar.finish_and_clear();
-    let c = solve(normal, m, offsets[ns], cfg.ridge)?;
-    for s in 0..ns {
-        model.coefs[s] = c[offsets[s]..offsets[s + 1]].to_vec();
-        model.e0[s] = c[offsets[ns] + s];
-    }
-    model.rebuild_derived();
+    let (ridge, ridge_choice) = match cfg.ridge {
+        Ridge::Value(r) => {
+            let c = solve(normal, m, offsets[ns], r)?;
+            set_coefficients(&mut model, &c, &offsets);
+            (r, None)
+        }
+        Ridge::Auto if hold_out => {
+            let held: Vec<Structure> = (0..train.len())
+                .filter(|&t| is_held(t))
+                .map(|t| train[t].clone())
+                .collect();
+            let mut choice =
+                scan_ridge(&mut model, normal.clone(), &offsets, cfg, &held, progress)?;
+            let full = normal.add(held_normal.expect("accumulated above"));
+            let c = solve(full, m, offsets[ns], choice.chosen)?;
+            set_coefficients(&mut model, &c, &offsets);
+            choice.how = format!(
+                "{} of the {} training structures held out (every {HOLD_OUT}th; no \
+                 validation data), then refitted on all",
+                held.len(),
+                train.len()
+            );
+            (choice.chosen, Some(choice))
+        }
+        Ridge::Auto if valid.is_empty() => {
+            let c = solve(normal, m, offsets[ns], Ridge::FALLBACK)?;
+            set_coefficients(&mut model, &c, &offsets);
+            let how = format!(
+                "no validation data and fewer than {HOLD_OUT} training structures: the default"
+            );
+            (
+                Ridge::FALLBACK,
+                Some(RidgeChoice {
+                    chosen: Ridge::FALLBACK,
+                    how,
+                    scan: vec![],
+                }),
+            )
+        }
+        Ridge::Auto => {
+            let choice = scan_ridge(&mut model, normal, &offsets, cfg, valid, progress)?;
+            (choice.chosen, Some(choice))
+        }
+    };
+    let mut settings = cfg.clone();
+    settings.ridge = Ridge::Value(ridge);
     let mut metrics = vec![evaluate(&model, train, "train")?];
     if !valid.is_empty() {
         metrics.push(evaluate(&model, valid, "valid")?);
@@ -374,10 +534,156 @@ pub fn fit(
         valid_files: files_of(valid),
         n_train_structures: train.len(),
         n_train_atoms: train.iter().map(|s| s.len()).sum(),
-        settings: cfg.clone(),
+        settings,
         metrics,
+        ridge_choice,
     };
     Ok(model)
+}
+
+/// [`Ridge::Auto`] without validation data holds out every `HOLD_OUT`-th training structure.
+const HOLD_OUT: usize = 5;
+
+fn set_coefficients(model: &mut Model, c: &[f64], offsets: &[usize]) {
+    let ns = model.nspecies();
+    for s in 0..ns {
+        model.coefs[s] = c[offsets[s]..offsets[s + 1]].to_vec();
+        model.e0[s] = c[offsets[ns] + s];
+    }
+    model.rebuild_derived();
+}
+
+/// [`Ridge::Auto`] with validation data: solve the training normal equations for each ridge of
+/// [`Ridge::SCAN`] (then half decades either side of the best), evaluate each solution on `valid`
+/// and leave `model` with the solution of the lowest validation loss.
+fn scan_ridge(
+    model: &mut Model,
+    normal: Normal,
+    offsets: &[usize],
+    cfg: &FitConfig,
+    valid: &[Structure],
+    progress: bool,
+) -> Result<RidgeChoice, ModelError> {
+    let ns = model.nspecies();
+    let m = offsets[ns] + ns;
+    let scaled = Scaled::new(normal, m, offsets[ns])?;
+    let bar = crate::progress::Bar::steps(
+        Ridge::SCAN.len() as u64 + 2,
+        "solves",
+        "choosing the ridge on validation data",
+        progress,
+    );
+    type Trials = Vec<(RidgeTrial, Vec<f64>)>;
+    let mut trials: Trials = vec![];
+    let try_one = |model: &mut Model, trials: &mut Trials, lambda: f64| -> Result<(), ModelError> {
+        if let Some(c) = scaled.solve(lambda) {
+            set_coefficients(model, &c, offsets);
+            let mt = evaluate(model, valid, "valid")?;
+            let loss =
+                cfg.energy_weight * mt.energy_rmse.powi(2) * (mt.n_energies > 0) as u8 as f64
+                    + cfg.force_weight * mt.force_rmse.powi(2) * (mt.n_forces > 0) as u8 as f64;
+            if loss.is_finite() {
+                trials.push((
+                    RidgeTrial {
+                        ridge: lambda,
+                        energy_rmse: mt.energy_rmse,
+                        force_rmse: mt.force_rmse,
+                        loss,
+                    },
+                    c,
+                ));
+            }
+        }
+        bar.inc(1);
+        Ok(())
+    };
+    for lambda in Ridge::SCAN {
+        try_one(model, &mut trials, lambda)?;
+    }
+    let best = |t: &[(RidgeTrial, Vec<f64>)]| {
+        t.iter()
+            .enumerate()
+            .min_by(|a, b| a.1.0.loss.total_cmp(&b.1.0.loss))
+            .map(|(k, _)| k)
+    };
+    let Some(k) = best(&trials) else {
+        bar.finish_and_clear();
+        return Err(ModelError::Numerical(
+            "no ridge from 1e-9 to 1 gave a finite validation error; check the data for duplicates or NaN".into(),
+        ));
+    };
+    let centre = trials[k].0.ridge;
+    for f in [10f64.powf(-0.5), 10f64.powf(0.5)] {
+        try_one(model, &mut trials, centre * f)?;
+    }
+    bar.finish_and_clear();
+    let k = best(&trials).expect("at least one trial");
+    let (chosen, c) = (trials[k].0.ridge, trials[k].1.clone());
+    set_coefficients(model, &c, offsets);
+    let mut scan: Vec<RidgeTrial> = trials.into_iter().map(|(t, _)| t).collect();
+    scan.sort_by(|a, b| a.ridge.total_cmp(&b.ridge));
+    Ok(RidgeChoice {
+        chosen,
+        how: "the validation data".into(),
+        scan,
+    })
+}
+
+/// The normal equations scaled to unit diagonal once, solved for any ridge.
+struct Scaled {
+    xtx: Mat<f64>,
+    rhs: Mat<f64>,
+    scale: Vec<f64>,
+    nreg: usize,
+}
+
+impl Scaled {
+    fn new(normal: Normal, m: usize, nreg: usize) -> Result<Scaled, ModelError> {
+        let Normal { mut xtx, xty } = normal;
+        let scale = column_scale(&xtx, m)?;
+        for j in 0..m {
+            for k in 0..m {
+                xtx[(j, k)] *= scale[j] * scale[k];
+            }
+        }
+        let rhs = Mat::from_fn(m, 1, |j, _| xty[j] * scale[j]);
+        Ok(Scaled {
+            xtx,
+            rhs,
+            scale,
+            nreg,
+        })
+    }
+
+    /// Coefficients for ridge `lambda`, `None` if the system cannot be factored or the solution
+    /// is not finite.
+    fn solve(&self, lambda: f64) -> Option<Vec<f64>> {
+        let m = self.scale.len();
+        let mut a = self.xtx.clone();
+        for j in 0..self.nreg {
+            a[(j, j)] += lambda;
+        }
+        for j in self.nreg..m {
+            a[(j, j)] += 1e-12;
+        }
+        let llt = a.llt(Side::Lower).ok()?;
+        let x = llt.solve(&self.rhs);
+        let c: Vec<f64> = (0..m).map(|j| x[(j, 0)] * self.scale[j]).collect();
+        c.iter().all(|v| v.is_finite()).then_some(c)
+    }
+}
+
+/// Column scaling to unit diagonal (guarding near-empty columns).
+fn column_scale(xtx: &Mat<f64>, m: usize) -> Result<Vec<f64>, ModelError> {
+    let dmax = (0..m).map(|j| xtx[(j, j)]).fold(0.0, f64::max);
+    if dmax.is_nan() || dmax <= 0.0 || !dmax.is_finite() {
+        return Err(ModelError::Numerical(
+            "the design matrix is zero or not finite: no usable data".into(),
+        ));
+    }
+    Ok((0..m)
+        .map(|j| 1.0 / xtx[(j, j)].max(1e-14 * dmax).sqrt())
+        .collect())
 }
 
 fn files_of(s: &[Structure]) -> Vec<String> {
@@ -516,16 +822,7 @@ struct Solved {
 /// [`solve`], keeping the Cholesky factor and the column scaling.
 fn solve_factored(normal: Normal, m: usize, nreg: usize, ridge: f64) -> Result<Solved, ModelError> {
     let Normal { mut xtx, xty } = normal;
-    let dmax = (0..m).map(|j| xtx[(j, j)]).fold(0.0, f64::max);
-    if dmax.is_nan() || dmax <= 0.0 || !dmax.is_finite() {
-        return Err(ModelError::Numerical(
-            "the design matrix is zero or not finite: no usable data".into(),
-        ));
-    }
-    // Column scaling to unit diagonal (guarding near-empty columns).
-    let scale: Vec<f64> = (0..m)
-        .map(|j| 1.0 / xtx[(j, j)].max(1e-14 * dmax).sqrt())
-        .collect();
+    let scale = column_scale(&xtx, m)?;
     for j in 0..m {
         for k in 0..m {
             xtx[(j, k)] *= scale[j] * scale[k];
@@ -701,7 +998,7 @@ pub fn fit_weighted_members(
     normals
         .into_par_iter()
         .map(|n| {
-            solve(n, d.m, d.offsets[ns], cfg.ridge)
+            solve(n, d.m, d.offsets[ns], cfg.ridge.value_or_fallback())
                 .map(|c| MemberFit::from_solution(&c, &d.offsets))
         })
         .collect()
@@ -743,7 +1040,7 @@ pub fn fit_posterior_draws(
     let normal = accumulate_weighted(model, &d, train, &ones, progress)?
         .pop()
         .expect("one member");
-    let sol = solve_factored(normal, d.m, d.offsets[ns], cfg.ridge)?;
+    let sol = solve_factored(normal, d.m, d.offsets[ns], cfg.ridge.value_or_fallback())?;
     let mean = MemberFit::from_solution(&sol.c, &d.offsets);
     // Weighted residuals of the posterior mean.
     let mut fitted = model.clone();
@@ -862,6 +1159,29 @@ pub fn evaluate(model: &Model, data: &[Structure], name: &str) -> Result<Metrics
     mt.force_rmse = 1e3 * (sf / nf).sqrt();
     mt.force_mae = 1e3 * af / nf;
     Ok(mt)
+}
+
+/// What [`Ridge::Auto`] did, for the terminal: the chosen value and the scan around it.
+pub fn ridge_choice_text(c: &RidgeChoice) -> String {
+    if c.scan.is_empty() {
+        return format!("ridge {:.1e} ({})\n", c.chosen, c.how);
+    }
+    let mut out = format!(
+        "ridge {:.1e}, chosen on {} (lowest loss of {} solves):\n",
+        c.chosen,
+        c.how,
+        c.scan.len()
+    );
+    out.push_str("     ridge  held-out E RMSE  held-out F RMSE\n");
+    out.push_str("                  (meV/atom)          (meV/Å)\n");
+    for t in &c.scan {
+        let mark = if t.ridge == c.chosen { " <" } else { "" };
+        out.push_str(&format!(
+            "{:>10.1e} {:>16.3} {:>16.3}{mark}\n",
+            t.ridge, t.energy_rmse, t.force_rmse
+        ));
+    }
+    out
 }
 
 /// Format a table of metrics for the terminal.

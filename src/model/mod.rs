@@ -63,6 +63,9 @@ pub struct FitInfo {
     pub settings: fit::FitConfig,
     /// Error table (train, and validation if given).
     pub metrics: Vec<fit::Metrics>,
+    /// How the ridge was chosen (fits with `ridge = "auto"`; absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ridge_choice: Option<fit::RidgeChoice>,
 }
 
 /// A fitted linear ACE model for a set of species.

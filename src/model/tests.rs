@@ -215,7 +215,7 @@ fn teacher_data(species: &[&str], n: usize) -> (Model, Vec<Structure>) {
 fn fit_recovers_a_model_from_its_own_function_space_in_any_species_order() {
     let (teacher, data) = teacher_data(&["Al", "Mg"], 30);
     let cfg = fit::FitConfig {
-        ridge: 1e-12,
+        ridge: fit::Ridge::Value(1e-12),
         ..Default::default()
     };
     let test = random_structure(&["Al", "Mg"], 2, 999, true);
@@ -652,4 +652,135 @@ fn lane_pair_equals_two_single_lane_passes_bitwise() {
         }
     }
     assert!(pairs >= 4, "only {pairs} pairs");
+}
+
+/// Teacher data with Gaussian noise of `sigma` eV/Å on the forces of the first `n_noisy`
+/// structures (so that a small ridge overfits them).
+fn noisy_teacher_data(n: usize, n_noisy: usize, sigma: f64) -> Vec<Structure> {
+    let (_, mut data) = teacher_data(&["Al", "Mg"], n);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for s in data.iter_mut().take(n_noisy) {
+        for f in s.forces.as_mut().unwrap().iter_mut() {
+            for v in f.iter_mut() {
+                // Sum of uniforms: close enough to Gaussian for a noise floor.
+                let u: f64 = (0..12).map(|_| rng.random_range(0.0..1.0)).sum::<f64>() - 6.0;
+                *v += sigma * u;
+            }
+        }
+    }
+    data
+}
+
+#[test]
+fn auto_ridge_keeps_the_lowest_validation_loss_and_records_the_scan() {
+    let data = noisy_teacher_data(24, 16, 0.3);
+    let (train, valid) = data.split_at(16);
+    let names: Vec<String> = ["Al", "Mg"].iter().map(|s| s.to_string()).collect();
+    let cfg = fit::FitConfig::default();
+    assert_eq!(cfg.ridge, fit::Ridge::Auto);
+    let model = fit::fit(&names, &small_cfg(), &cfg, train, valid, false).unwrap();
+    let ch = model
+        .fit_info
+        .ridge_choice
+        .clone()
+        .expect("auto ridge records its choice");
+    assert_eq!(ch.how, "the validation data");
+    assert!(ch.scan.len() >= fit::Ridge::SCAN.len(), "{ch:?}");
+    let best = ch
+        .scan
+        .iter()
+        .min_by(|a, b| a.loss.total_cmp(&b.loss))
+        .unwrap();
+    assert_eq!(best.ridge, ch.chosen);
+    assert_eq!(model.fit_info.settings.ridge, fit::Ridge::Value(ch.chosen));
+    // The noise makes the smallest ridge overfit: the choice is not at the bottom of the scan.
+    let smallest = &ch.scan[0];
+    assert!(
+        ch.chosen > smallest.ridge && best.loss < smallest.loss,
+        "chose {:e} (loss {}), smallest {:e} (loss {})",
+        ch.chosen,
+        best.loss,
+        smallest.ridge,
+        smallest.loss
+    );
+    // The stored validation errors are those of the kept solution.
+    let v = &model.fit_info.metrics[1];
+    assert!(
+        (v.force_rmse - best.force_rmse).abs() < 1e-9 * best.force_rmse.max(1.0),
+        "{v:?} vs {best:?}"
+    );
+    // A fit with the chosen ridge as a number gives the same model.
+    let fixed = fit::FitConfig {
+        ridge: fit::Ridge::Value(ch.chosen),
+        ..Default::default()
+    };
+    let again = fit::fit(&names, &small_cfg(), &fixed, train, valid, false).unwrap();
+    assert!(again.fit_info.ridge_choice.is_none());
+    for (a, b) in model
+        .coefs
+        .iter()
+        .flatten()
+        .zip(again.coefs.iter().flatten())
+    {
+        assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "{a} vs {b}");
+    }
+    // The choice survives the model file.
+    let c = crate::io::modelfile::to_container(&model);
+    let back = crate::io::modelfile::from_container(std::path::Path::new("m.aceuq"), &c).unwrap();
+    assert_eq!(back.fit_info.ridge_choice, Some(ch));
+    // Without validation data every fifth training structure is held out for the scan and the
+    // model is refitted on all of them with the chosen ridge.
+    let none = fit::fit(&names, &small_cfg(), &cfg, train, &[], false).unwrap();
+    let ch = none.fit_info.ridge_choice.clone().unwrap();
+    assert!(
+        ch.how.contains("3 of the 16 training structures held out"),
+        "{ch:?}"
+    );
+    assert!(ch.scan.len() >= fit::Ridge::SCAN.len());
+    let refit = fit::FitConfig {
+        ridge: fit::Ridge::Value(ch.chosen),
+        ..Default::default()
+    };
+    let all = fit::fit(&names, &small_cfg(), &refit, train, &[], false).unwrap();
+    for (a, b) in none.coefs.iter().flatten().zip(all.coefs.iter().flatten()) {
+        assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "{a} vs {b}");
+    }
+    // With fewer than five structures the default is used and said.
+    let few = fit::fit(&names, &small_cfg(), &cfg, &train[..4], &[], false).unwrap();
+    let ch = few.fit_info.ridge_choice.unwrap();
+    assert_eq!(ch.chosen, fit::Ridge::FALLBACK);
+    assert!(
+        ch.scan.is_empty() && ch.how.contains("fewer than 5"),
+        "{ch:?}"
+    );
+}
+
+#[test]
+fn ridge_reads_auto_or_a_number_and_refuses_anything_else() {
+    #[derive(serde::Deserialize)]
+    struct T {
+        fit: fit::FitConfig,
+    }
+    let read = |t: &str| toml::from_str::<T>(t).map(|t| t.fit.ridge);
+    assert_eq!(read("[fit]\nridge = \"auto\"").unwrap(), fit::Ridge::Auto);
+    assert_eq!(
+        read("[fit]\nridge = 1e-3").unwrap(),
+        fit::Ridge::Value(1e-3)
+    );
+    assert_eq!(read("[fit]\nridge = 0").unwrap(), fit::Ridge::Value(0.0));
+    assert_eq!(read("[fit]").unwrap(), fit::Ridge::Auto);
+    let e = read("[fit]\nridge = \"small\"").unwrap_err().to_string();
+    assert!(e.contains("ridge must be \"auto\" or a number"), "{e}");
+    let bad = fit::FitConfig {
+        ridge: fit::Ridge::Value(-1.0),
+        ..Default::default()
+    };
+    assert!(bad.validate().is_err());
+    // Stored settings are plain numbers, as in older model files.
+    let stored = fit::FitConfig {
+        ridge: fit::Ridge::Value(1e-3),
+        ..Default::default()
+    };
+    let text = toml::to_string(&stored).unwrap();
+    assert!(text.contains("ridge = 0.001"), "{text}");
 }
