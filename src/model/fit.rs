@@ -485,8 +485,8 @@ pub fn fit(
                 .filter(|&t| is_held(t))
                 .map(|t| train[t].clone())
                 .collect();
-            let mut choice =
-                scan_ridge(&mut model, normal.clone(), &offsets, cfg, &held, progress)?;
+            let (mut choice, normal) =
+                scan_ridge(&mut model, normal, &offsets, cfg, &held, progress)?;
             let full = normal.add(held_normal.expect("accumulated above"));
             let c = solve(full, m, offsets[ns], choice.chosen)?;
             set_coefficients(&mut model, &c, &offsets);
@@ -514,7 +514,7 @@ pub fn fit(
             )
         }
         Ridge::Auto => {
-            let choice = scan_ridge(&mut model, normal, &offsets, cfg, valid, progress)?;
+            let (choice, _) = scan_ridge(&mut model, normal, &offsets, cfg, valid, progress)?;
             (choice.chosen, Some(choice))
         }
     };
@@ -555,7 +555,8 @@ fn set_coefficients(model: &mut Model, c: &[f64], offsets: &[usize]) {
 
 /// [`Ridge::Auto`] with validation data: solve the training normal equations for each ridge of
 /// [`Ridge::SCAN`] (then half decades either side of the best), evaluate each solution on `valid`
-/// and leave `model` with the solution of the lowest validation loss.
+/// and leave `model` with the solution of the lowest validation loss. Gives the normal equations
+/// back (unscaled again) so that a caller can add more rows without holding a second copy.
 fn scan_ridge(
     model: &mut Model,
     normal: Normal,
@@ -563,7 +564,7 @@ fn scan_ridge(
     cfg: &FitConfig,
     valid: &[Structure],
     progress: bool,
-) -> Result<RidgeChoice, ModelError> {
+) -> Result<(RidgeChoice, Normal), ModelError> {
     let ns = model.nspecies();
     let m = offsets[ns] + ns;
     let scaled = Scaled::new(normal, m, offsets[ns])?;
@@ -622,11 +623,14 @@ fn scan_ridge(
     set_coefficients(model, &c, offsets);
     let mut scan: Vec<RidgeTrial> = trials.into_iter().map(|(t, _)| t).collect();
     scan.sort_by(|a, b| a.ridge.total_cmp(&b.ridge));
-    Ok(RidgeChoice {
-        chosen,
-        how: "the validation data".into(),
-        scan,
-    })
+    Ok((
+        RidgeChoice {
+            chosen,
+            how: "the validation data".into(),
+            scan,
+        },
+        scaled.into_normal(),
+    ))
 }
 
 /// The normal equations scaled to unit diagonal once, solved for any ridge.
@@ -653,6 +657,24 @@ impl Scaled {
             scale,
             nreg,
         })
+    }
+
+    /// The normal equations before scaling (up to rounding).
+    fn into_normal(self) -> Normal {
+        let Scaled {
+            mut xtx,
+            rhs,
+            scale,
+            ..
+        } = self;
+        let m = scale.len();
+        for j in 0..m {
+            for k in 0..m {
+                xtx[(j, k)] /= scale[j] * scale[k];
+            }
+        }
+        let xty = (0..m).map(|j| rhs[(j, 0)] / scale[j]).collect();
+        Normal { xtx, xty }
     }
 
     /// Coefficients for ridge `lambda`, `None` if the system cannot be factored or the solution
