@@ -1,14 +1,15 @@
 //! Global active sets (the `gamma` estimator, Podryabinkin & Shapeev): per species, the MaxVol active
 //! set of all build rows; build, grades and persistence.
 
+use super::rowspace::{Gram, RANK_EPS, ROWS_PER_DIMENSION};
 use super::species::{GammaScratch, SpeciesActiveSet};
 use super::{
-    BuildInfo, ByStructure, Group, PassError, RowSource, Settings, TableSource, condition_notes,
-    run_passes, uq_err,
+    BuildInfo, BySpecies, ByStructure, Chunk, Group, PassError, RowSource, Settings, TableSource,
+    condition_notes, run_passes, uq_err,
 };
 use crate::io::container::{Container, ContainerError};
 use crate::model::Model;
-use crate::uq::maxvol::{PassStats, StreamingMaxVol};
+use crate::uq::maxvol::{MaxVolError, PassStats, StreamingMaxVol};
 use crate::uq::persist::{bad, check_species, get_meta_lenient, put_meta};
 use crate::uq::{DescriptorTable, UqError};
 use std::path::Path;
@@ -51,7 +52,7 @@ impl GlobalActiveSets {
     #[inline]
     pub fn gamma(&self, s: usize, b: &[f64], scratch: &mut GammaScratch) -> f64 {
         scratch.ensure(b.len());
-        self.species[s].gamma(b, &mut scratch.acc)
+        self.species[s].gamma_with(b, &mut scratch.acc, &mut scratch.proj)
     }
 
     /// Grades of many atoms of species `s` (row-major rows), GEMM.
@@ -102,6 +103,24 @@ impl GlobalActiveSets {
     }
 }
 
+/// Whether a MaxVol failure means the rows span fewer dimensions than the basis (repaired by
+/// grading in the rows' own space) rather than a numerical breakdown.
+fn is_deficient(e: &MaxVolError) -> bool {
+    matches!(
+        e,
+        MaxVolError::TooFewRows { .. }
+            | MaxVolError::ZeroColumn { .. }
+            | MaxVolError::RankDeficient { .. }
+    )
+}
+
+/// Per-species active sets. A species whose atoms span every descriptor dimension (at least
+/// `m` atoms, no column zero on all of them) gets the classic `m × m` set. One whose atoms span
+/// fewer (fewer atoms than functions: an alloy's species with a few hundred atoms against
+/// 1626 functions; or functions no atom uses) is graded in its own row space, as the clusters
+/// of [`super::ClusteredActiveSets`] are: at most one dimension per `ROWS_PER_DIMENSION` atoms,
+/// `gamma = max(in-space grade, distance from the space / the set's width)`. The build says so
+/// in its notes. Only a species with fewer than `min_cluster_atoms` atoms is an error.
 pub(super) fn build_global(
     names: &[String],
     ms: &[usize],
@@ -110,25 +129,10 @@ pub(super) fn build_global(
     progress: bool,
 ) -> Result<GlobalActiveSets, UqError> {
     settings.validate()?;
-    let opts = settings.options();
-    let mut groups = names
-        .iter()
-        .zip(ms)
-        .enumerate()
-        .map(|(s, (name, &m))| {
-            Ok(Group {
-                species: s,
-                mv: StreamingMaxVol::new(m, settings.batch, opts, &format!("species {name}"))
-                    .map_err(uq_err)?,
-                verified: false,
-                last: PassStats::default(),
-                proj: None,
-            })
-        })
-        .collect::<Result<Vec<_>, UqError>>()?;
     let mut notes = vec![];
     let nm = |k: usize| format!("species {}", names[k]);
-    let passes = run_passes(
+    let mut groups = full_rank_groups(names, ms, settings)?;
+    let (groups, passes) = match run_passes(
         &mut groups,
         source,
         &ByStructure,
@@ -136,15 +140,22 @@ pub(super) fn build_global(
         progress,
         &mut notes,
         &nm,
-    )
-    .map_err(PassError::into_uq)?;
+    ) {
+        Ok(p) => (groups, p),
+        Err(PassError::Groups(errs)) if errs.iter().all(|(_, e)| is_deficient(e)) => {
+            notes.clear();
+            let failed: Vec<usize> = errs.iter().map(|(g, _)| *g).collect();
+            projected_build(names, ms, source, settings, progress, &failed, &mut notes)?
+        }
+        Err(e) => return Err(e.into_uq()),
+    };
     let atoms = groups.iter().map(|g| g.last.seen).collect();
     let verified = groups.iter().map(|g| g.verified).collect();
     let species: Vec<SpeciesActiveSet> = groups
         .into_iter()
         .map(|g| {
             g.mv.into_active_rows()
-                .map(SpeciesActiveSet::from_rows_full)
+                .map(|rows| SpeciesActiveSet::from_rows(rows, g.proj))
         })
         .collect::<Result<_, _>>()
         .map_err(uq_err)?;
@@ -166,4 +177,149 @@ pub(super) fn build_global(
             notes,
         },
     })
+}
+
+/// The build of [`build_global`] when the species `failed` admit no full-rank set: their rows'
+/// Gram matrices (one pass), a projection onto the space each spans, and MaxVol there; the
+/// tolerance for "spans" is relaxed by 100x while MaxVol still finds the rows rank-deficient.
+fn projected_build(
+    names: &[String],
+    ms: &[usize],
+    source: &mut dyn RowSource,
+    settings: &Settings,
+    progress: bool,
+    failed: &[usize],
+    notes: &mut Vec<String>,
+) -> Result<(Vec<Group>, usize), UqError> {
+    let ns = ms.len();
+    let mut grams: Vec<Option<Gram>> = (0..ns)
+        .map(|s| failed.contains(&s).then(|| Gram::new(ms[s])))
+        .collect();
+    let ones: Vec<Vec<f64>> = ms.iter().map(|&m| vec![1.0; m]).collect();
+    source.pass(&mut |chunk: Chunk<'_>| {
+        for (s, sr) in chunk.table.per_species.iter().enumerate() {
+            if let Some(g) = grams[s].as_mut() {
+                for r in 0..sr.len() {
+                    g.push(sr.row(r), &ones[s]);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let mut inv_rms: Vec<Vec<f64>> = ones.clone();
+    for (s, g) in grams.iter_mut().enumerate() {
+        if let Some(g) = g {
+            if g.n < settings.min_cluster_atoms {
+                return Err(UqError::Data(format!(
+                    "species {}: {} atom{} in the data, too few for an active set (at least min_cluster_atoms = {} needed): add structures with this species",
+                    names[s],
+                    g.n,
+                    if g.n == 1 { "" } else { "s" },
+                    settings.min_cluster_atoms
+                )));
+            }
+            inv_rms[s] = g.inv_rms();
+            g.rescale(&inv_rms[s]);
+        }
+    }
+    let opts = settings.options();
+    let mut eps: Vec<Option<f64>> = (0..ns)
+        .map(|s| failed.contains(&s).then_some(RANK_EPS))
+        .collect();
+    loop {
+        let mut groups = vec![];
+        for s in 0..ns {
+            let what = format!("species {}", names[s]);
+            let proj = match (eps[s], grams[s].as_mut()) {
+                (Some(e), Some(g)) => {
+                    let m = ms[s];
+                    let p = g.projection(&inv_rms[s], e, g.supported_rank());
+                    let p = p.unwrap_or_else(|| {
+                        g.projection(&inv_rms[s], e, m - 1)
+                            .expect("a rank below m gives a projection")
+                    });
+                    if p.rank == 0 {
+                        return Err(UqError::Data(format!(
+                            "{what}: every descriptor row is zero (atoms without neighbours?): no active set can be built"
+                        )));
+                    }
+                    Some(p)
+                }
+                _ => None,
+            };
+            let dim = proj.as_ref().map_or(ms[s], |p| p.rank);
+            groups.push(Group {
+                species: s,
+                mv: StreamingMaxVol::new(dim, settings.batch, opts, &what).map_err(uq_err)?,
+                verified: false,
+                last: PassStats::default(),
+                proj,
+            });
+        }
+        let nm = |k: usize| format!("species {}", names[k]);
+        let mut pass_notes = vec![];
+        match run_passes(
+            &mut groups,
+            source,
+            &BySpecies,
+            settings,
+            progress,
+            &mut pass_notes,
+            &nm,
+        ) {
+            Ok(passes) => {
+                for (s, g) in groups.iter().enumerate() {
+                    if let (Some(e), Some(p), Some(gram)) = (eps[s], &g.proj, &grams[s]) {
+                        notes.push(format!(
+                            "species {}: its {} atoms span {} of {} dimensions{}: graded in its own row space (at most one dimension per {ROWS_PER_DIMENSION} atoms; gamma = max of the in-space grade and the distance from the space over the set's width); more structures with this species, or a smaller basis, give a full set",
+                            names[s],
+                            gram.n,
+                            p.rank,
+                            p.m,
+                            if e > RANK_EPS {
+                                format!(" (singular values below {e:.0e} of the largest dropped)")
+                            } else {
+                                String::new()
+                            }
+                        ));
+                    }
+                }
+                notes.extend(pass_notes);
+                return Ok((groups, passes));
+            }
+            Err(PassError::Groups(errs))
+                if errs
+                    .iter()
+                    .all(|(g, e)| is_deficient(e) && eps[*g].is_some_and(|x| x < 1e-2)) =>
+            {
+                for (g, _) in &errs {
+                    eps[*g] = eps[*g].map(|e| e * 100.0);
+                }
+            }
+            Err(e) => return Err(e.into_uq()),
+        }
+    }
+}
+
+fn full_rank_groups(
+    names: &[String],
+    ms: &[usize],
+    settings: &Settings,
+) -> Result<Vec<Group>, UqError> {
+    let opts = settings.options();
+    names
+        .iter()
+        .zip(ms)
+        .enumerate()
+        .map(|(s, (name, &m))| {
+            Ok(Group {
+                species: s,
+                mv: StreamingMaxVol::new(m, settings.batch, opts, &format!("species {name}"))
+                    .map_err(uq_err)?,
+                verified: false,
+                last: PassStats::default(),
+                proj: None,
+            })
+        })
+        .collect::<Result<Vec<_>, UqError>>()
 }

@@ -324,6 +324,15 @@ impl Route for ByStructure {
     }
 }
 
+/// Every row of species `s` to group `s`, through the per-row path (which projects rows for
+/// groups that have a projection).
+struct BySpecies;
+impl Route for BySpecies {
+    fn route(&self, s: usize, _: &[f64], _: Option<&str>, _: &mut [f64]) -> Option<usize> {
+        Some(s)
+    }
+}
+
 /// Why a sequence of passes failed.
 enum PassError {
     Uq(UqError),

@@ -88,6 +88,31 @@ impl Gram {
         self.buf.clear();
     }
 
+    /// Per column: `1 / rms` of the rows added so far (1 for a column zero on every row). Only
+    /// meaningful for a Gram matrix of unscaled rows.
+    pub(super) fn inv_rms(&mut self) -> Vec<f64> {
+        self.flush();
+        let m = self.m;
+        let n = self.n.max(1) as f64;
+        (0..m)
+            .map(|j| {
+                let d = self.g[j * m + j];
+                if d > 0.0 { (n / d).sqrt() } else { 1.0 }
+            })
+            .collect()
+    }
+
+    /// Rescale the accumulated rows by `inv_scale` (as if each had been pushed scaled).
+    pub(super) fn rescale(&mut self, inv_scale: &[f64]) {
+        self.flush();
+        let m = self.m;
+        for j in 0..m {
+            for k in 0..m {
+                self.g[j * m + k] *= inv_scale[j] * inv_scale[k];
+            }
+        }
+    }
+
     /// Whether every column is nonzero on some row and there are at least
     /// `ROWS_PER_DIMENSION × m` rows (only then does the cluster get a full-rank set).
     pub(super) fn may_be_full_rank(&mut self) -> bool {

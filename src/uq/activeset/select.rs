@@ -3,7 +3,9 @@
 
 use super::global::GlobalActiveSets;
 use super::species::GammaScratch;
-use super::{ByStructure, Chunk, Group, PassError, RowSource, Settings, run_passes, uq_err};
+use super::{
+    BySpecies, ByStructure, Chunk, Group, PassError, Route, RowSource, Settings, run_passes, uq_err,
+};
 use crate::model::Model;
 use crate::uq::maxvol::{PassStats, RowId, StreamingMaxVol};
 use crate::uq::{DescriptorTable, UqError};
@@ -136,7 +138,9 @@ pub fn select(
                 .map_err(uq_err)?,
                 verified: false,
                 last: PassStats::default(),
-                proj: None,
+                // A set graded in its species' row space selects there: candidates' rows are
+                // projected onto that space before MaxVol.
+                proj: set.proj.as_deref().cloned(),
             })
         })
         .collect::<Result<Vec<_>, UqError>>()?;
@@ -148,10 +152,12 @@ pub fn select(
         tol: settings.tol,
         grade: vec![],
     };
+    let projected = groups.iter().any(|g| g.proj.is_some());
+    let route: &dyn Route = if projected { &BySpecies } else { &ByStructure };
     run_passes(
         &mut groups,
         &mut src,
-        &ByStructure,
+        route,
         settings,
         progress,
         &mut notes,

@@ -217,11 +217,6 @@ impl SpeciesActiveSet {
         }
     }
 
-    /// A full-rank set from a MaxVol result.
-    pub(super) fn from_rows_full(a: maxvol::ActiveRows) -> Self {
-        Self::from_rows(a, None)
-    }
-
     /// A set from a MaxVol result on rows projected by `proj` (its width is set here).
     pub(super) fn from_rows(a: maxvol::ActiveRows, proj: Option<Projection>) -> Self {
         let proj = proj.map(|mut p| {

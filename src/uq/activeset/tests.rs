@@ -612,6 +612,94 @@ fn projected_grade_is_the_classic_grade_in_the_span_plus_the_distance_from_it() 
 }
 
 #[test]
+fn a_species_spanning_fewer_dimensions_than_functions_gets_a_global_set_in_its_row_space() {
+    // 200 rows in a 3-dimensional subspace of 6 (column 5 zero): no 6 x 6 active set exists.
+    // Before, the build failed ("rank-deficient"/"under-determined"); an alloy's species with
+    // fewer atoms than basis functions failed the same way.
+    let t = subspace_rows(200, 9);
+    let g = global(&t, &Settings::default());
+    let set = &g.species[0];
+    let p = set.proj.as_ref().expect("graded in the row space");
+    assert_eq!((p.rank, p.m, set.m), (3, 6, 3));
+    assert!(
+        g.info
+            .notes
+            .iter()
+            .any(|n| n.starts_with("species Li: its 200 atoms span 3 of 6 dimensions")),
+        "{:?}",
+        g.info.notes
+    );
+    // The same grade as a one-cluster clustered set of the same rows, and every build row
+    // grades at most 1 (up to MaxVol's tolerance).
+    let c = clustered(&t, &[], Partition::KMeans(1), &Settings::default());
+    let cs = &c.species[0].sets[0];
+    let sr = &t.per_species[0];
+    let mut scratch = GammaScratch::new(6);
+    let mut batch = vec![0.0; sr.len()];
+    g.species[0].gamma_batch(&sr.rows, &mut batch, &mut scratch);
+    for r in 0..sr.len() {
+        let a = g.gamma(0, sr.row(r), &mut scratch);
+        let b = cs.gamma(sr.row(r), &mut scratch.acc);
+        assert!((a - b).abs() <= 1e-9 * (1.0 + a), "row {r}: {a} vs {b}");
+        assert!(
+            (a - batch[r]).abs() <= 1e-6 * (1.0 + a),
+            "row {r}: {a} vs {}",
+            batch[r]
+        );
+        assert!(a <= 1.01 * (1.0 + 1e-9), "row {r}: {a}");
+    }
+    // A row leaving the space grades above 1.
+    let mut x = sr.row(0).to_vec();
+    x[5] = 10.0 * p.width / p.inv_scale[5];
+    assert!(g.gamma(0, &x, &mut scratch) > 5.0);
+    // The set survives the model file.
+    let mut cont = Container::default();
+    for (s, set) in g.species.iter().enumerate() {
+        set.save(&mut cont, &format!("uq.gamma.{s}"));
+    }
+    let back = SpeciesActiveSet::load(Path::new("m.aceuq"), &cont, "uq.gamma.0", 6).unwrap();
+    assert_eq!(back.proj.as_deref(), set.proj.as_deref());
+    assert_eq!(
+        back.gamma(&x, &mut scratch.acc),
+        set.gamma(&x, &mut scratch.acc)
+    );
+}
+
+#[test]
+fn an_alloy_with_fewer_atoms_per_species_than_functions_builds_gamma_and_selects() {
+    // Every species has fewer atoms than basis functions.
+    let (model, data) = model_and_data();
+    let table = crate::uq::descriptor_table(&model, &data).unwrap();
+    let m = model.nfuncs(0);
+    let few: Vec<Structure> = data[..3].to_vec();
+    let t = crate::uq::descriptor_table(&model, &few).unwrap();
+    let n: Vec<usize> = t.per_species.iter().map(|s| s.len()).collect();
+    assert!(
+        n.iter().all(|&k| k < m && k >= 30),
+        "{n:?} atoms vs {m} functions"
+    );
+    let settings = Settings::default();
+    let g = GlobalActiveSets::build(&model, &t, &settings, false).unwrap();
+    for (s, set) in g.species.iter().enumerate() {
+        let p = set.proj.as_ref().expect("fewer atoms than functions");
+        assert!(p.rank <= n[s] / 3 && p.rank >= 1, "{} of {}", p.rank, n[s]);
+    }
+    // Build rows grade <= 1; the rest of the data (other structures) is graded, mostly above.
+    let own = g.gamma_table(&t);
+    assert!(own.iter().flatten().all(|&v| v <= 1.01 * (1.0 + 1e-9)));
+    let all = g.gamma_table(&table);
+    assert!(all.iter().flatten().any(|&v| v > 1.5), "{all:?}");
+    // Selection works against a projected set and prefers new structures.
+    let mut src = TableSource {
+        table: &table,
+        labels: &[],
+    };
+    let rep = select(&model, &g, &mut src, 2, &settings, false).unwrap();
+    assert!(!rep.chosen.is_empty(), "{rep:?}");
+    assert!(rep.chosen.iter().all(|c| c.structure >= 3), "{rep:?}");
+}
+
+#[test]
 fn a_projection_survives_save_and_load_and_edits_are_caught() {
     let t = subspace_rows(100, 4);
     let c = clustered(&t, &[], Partition::KMeans(1), &Settings::default());
@@ -647,16 +735,14 @@ fn a_species_with_one_atom_is_a_clear_error() {
     }
     data[0].symbols[5] = "Mg".into();
     let table = crate::uq::descriptor_table(&model, &data).unwrap();
-    let m = model.nfuncs(1);
     let e = GlobalActiveSets::build(&model, &table, &Settings::default(), false)
         .unwrap_err()
         .to_string();
-    // The most basic problem first; Al (no Mg neighbours at all) is rank-deficient too.
-    assert!(
-        e.starts_with(&format!(
-            "under-determined: species Mg has 1 atom, needs {m} (the basis size): add data or use a smaller basis; also: species Al: the 431 atoms' descriptors span only about"
-        )),
-        "{e}"
+    // Al (no Mg neighbours at all) spans fewer dimensions than functions and would get a set in
+    // its row space; one Mg atom is too few for any set.
+    assert_eq!(
+        e,
+        "species Mg: 1 atom in the data, too few for an active set (at least min_cluster_atoms = 30 needed): add structures with this species"
     );
     let e = ClusteredActiveSets::build(
         &model,
@@ -669,9 +755,9 @@ fn a_species_with_one_atom_is_a_clear_error() {
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        e.starts_with("under-determined: species Mg has 1 atom"),
-        "{e}"
+    assert_eq!(
+        e,
+        "species Mg: 1 atom in the data, too few for an active set (at least min_cluster_atoms = 30 needed): add structures with this species"
     );
 }
 
