@@ -4,6 +4,7 @@
 #   make build    Rust CLI + libaceuq.a (cargo), then build/aceuqplugin.so (CMake)
 #   make test     cargo test --release, with the real LAMMPS and plugin (see ACEUQ_* below)
 #   make example  the Li example: fit, calibrate, LAMMPS MD that dumps candidates and halts
+#   make example-alloy  the same for In-P (two elements)
 #   make bench    benchmarks
 #   make fuzz     mutation-fuzz every parser, FUZZ_SECONDS (default 60) each (fuzz/targets.rs)
 #   make soak     LAMMPS soak test: 1e6 atom-steps with uncertainty every step on 2 ranks
@@ -42,7 +43,7 @@ PLUGIN := $(BUILD)/aceuqplugin.so
 ACEUQ_ENV := ACEUQ_LMP=$(VENV)/bin/lmp ACEUQ_MPIRUN=$(VENV)/bin/mpirun \
               ACEUQ_PLUGIN_DIR=$(BUILD) OMP_NUM_THREADS=1
 
-.PHONY: all venv build rust plugin test example bench fuzz soak header lint clean distclean help
+.PHONY: all venv build rust plugin test example example-alloy bench fuzz soak header lint clean distclean help
 
 all: build
 
@@ -80,10 +81,16 @@ test: venv build
 	$(ACEUQ_ENV) $(CARGO) test --release $(CARGO_FLAGS)
 
 # The Li example end to end: fit with uncertainty, calibrate, LAMMPS MD that dumps candidates
-# and halts, D-optimal selection for DFT (examples/li-600K/README.md). Outputs in runs/example.
+# and halts, D-optimal selection for DFT (examples/li-600K/run.sh). Outputs in runs/example.
 example: venv build
 	$(ACEUQ_ENV) ACEUQ=$(ROOT)/target/release/aceuq EXAMPLE_OUT=$(RUNS)/example \
 		examples/li-600K/run.sh
+
+# The same for a two-element system, In-P (examples/inp-zb/README.md). Outputs in
+# runs/example-alloy.
+example-alloy: venv build
+	$(ACEUQ_ENV) ACEUQ=$(ROOT)/target/release/aceuq EXAMPLE_OUT=$(RUNS)/example-alloy \
+		examples/inp-zb/run.sh
 
 # Speed against LAMMPS SNAP and uncertainty overheads, measured side by side (prints, never asserts).
 bench: venv build
