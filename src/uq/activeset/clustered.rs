@@ -831,15 +831,7 @@ pub(super) fn build_clustered(
         let st = &stats[s];
         let m = st.m;
         // Fewer atoms than functions is fine: such clusters are graded in their row space.
-        if st.n < settings.min_cluster_atoms {
-            return Err(UqError::Data(format!(
-                "species {}: {} atom{} in the data, too few for an active set (at least min_cluster_atoms = {} needed): add structures with this species",
-                names[s],
-                st.n,
-                if st.n == 1 { "" } else { "s" },
-                settings.min_cluster_atoms
-            )));
-        }
+        settings.enough_atoms(&names[s], st.n)?;
         let (mean, mut std) = st.mean_std();
         if settings.cluster_features == ClusterFeatures::BodyOrder {
             body_order_weights(&layouts[s].order, &mut std);

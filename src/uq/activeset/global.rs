@@ -209,15 +209,7 @@ fn projected_build(
     let mut inv_rms: Vec<Vec<f64>> = ones.clone();
     for (s, g) in grams.iter_mut().enumerate() {
         if let Some(g) = g {
-            if g.n < settings.min_cluster_atoms {
-                return Err(UqError::Data(format!(
-                    "species {}: {} atom{} in the data, too few for an active set (at least min_cluster_atoms = {} needed): add structures with this species",
-                    names[s],
-                    g.n,
-                    if g.n == 1 { "" } else { "s" },
-                    settings.min_cluster_atoms
-                )));
-            }
+            settings.enough_atoms(&names[s], g.n)?;
             inv_rms[s] = g.inv_rms();
             g.rescale(&inv_rms[s]);
         }

@@ -128,6 +128,20 @@ impl ClusterFeatures {
 }
 
 impl Settings {
+    /// An error unless species `name` has enough atoms (`n`) for any active set: at least
+    /// `min_cluster_atoms`. Fewer atoms than basis functions is fine (the set lives in the space
+    /// the atoms span).
+    pub(super) fn enough_atoms(&self, name: &str, n: usize) -> Result<(), UqError> {
+        if n >= self.min_cluster_atoms {
+            return Ok(());
+        }
+        Err(UqError::Data(format!(
+            "species {name}: {n} atom{} in the data, too few for an active set (at least min_cluster_atoms = {} needed): add structures with this species",
+            if n == 1 { "" } else { "s" },
+            self.min_cluster_atoms
+        )))
+    }
+
     /// MaxVol options from these settings.
     pub fn options(&self) -> Options {
         Options {
