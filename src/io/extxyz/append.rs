@@ -35,6 +35,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::error::ExtxyzError;
+use super::journal;
 use super::options::ReadOptions;
 use super::reader::Reader;
 use super::writer::frame_to_string;
@@ -345,31 +346,12 @@ fn recover(f: &std::fs::File, jpath: &Path) -> io::Result<bool> {
         journal::Found::Entry(e) => e,
     };
     let meta = f.metadata()?;
-    if entry.is_for(&meta) && ours_is_incomplete(f, &entry, meta.len())? {
+    if entry.is_for(&meta) && entry.incomplete_in(f, meta.len())? {
         f.set_len(entry.length)?;
         f.sync_data()?;
     }
     journal::remove(jpath)?;
     Ok(true)
-}
-
-/// Whether the file (of length `len`, the one `entry` was written for) ends with the
-/// incomplete frame `entry` announced: longer than before the append, and not holding the
-/// whole frame. A file shorter than before, or longer than the frame, was changed by someone
-/// else since, and is left alone.
-pub(crate) fn ours_is_incomplete(
-    f: &std::fs::File,
-    entry: &journal::Entry,
-    len: u64,
-) -> io::Result<bool> {
-    let end = entry.length.saturating_add(entry.bytes);
-    if len <= entry.length || len > end {
-        return Ok(false);
-    }
-    if len < end {
-        return Ok(true);
-    }
-    Ok(journal::crc_of(f, entry.length, entry.bytes)? != Some(entry.crc32))
 }
 
 /// Exclusive advisory lock (`flock(LOCK_EX)`), released when the file is closed. Called
@@ -440,8 +422,6 @@ fn check_tail(path: &Path) -> Result<(), AppendError> {
         _ => Ok(()),
     }
 }
-
-pub(crate) mod journal;
 
 #[cfg(test)]
 mod tests;

@@ -91,6 +91,7 @@
 
 mod append;
 mod error;
+mod journal;
 mod labels;
 mod options;
 mod parse;

@@ -89,14 +89,13 @@ impl Reader<BufReader<File>> {
 /// Where an interrupted append to `path` (open as `f`) starts, and its journal, if the file
 /// ends with one.
 fn interrupted_append(path: &Path, f: &File) -> Option<(u64, std::path::PathBuf)> {
-    use super::append::journal;
+    use super::journal;
     let jpath = journal::path_for(path);
     let journal::Found::Entry(entry) = journal::read(&jpath).ok()? else {
         return None;
     };
     let meta = f.metadata().ok()?;
-    let incomplete =
-        entry.is_for(&meta) && super::append::ours_is_incomplete(f, &entry, meta.len()).ok()?;
+    let incomplete = entry.is_for(&meta) && entry.incomplete_in(f, meta.len()).ok()?;
     incomplete.then_some((entry.length, jpath))
 }
 

@@ -1,7 +1,7 @@
 //! The append journal: a small file next to the candidates file, written (and synced) before
 //! a frame is appended and removed after, which records the file's length before the append.
 //! Its presence after a killed or crashed append proves that the bytes past that length are
-//! ours, so that the next append (and [`super::super::Reader::open`]) can drop exactly them.
+//! ours, so that the next append (and [`super::Reader::open`]) can drop exactly them.
 //!
 //! The journal of `dir/name` is `dir/name.aceuq-journal`, where `dir/name` is the file's path
 //! with symbolic links resolved (all paths to one file share one journal). Appenders read,
@@ -110,6 +110,21 @@ impl Entry {
     }
 
     /// Whether this entry was written for the file with metadata `meta`.
+    /// Whether the file `f` (of length `len`, the one this entry was written for) ends with the
+    /// incomplete frame the entry announced: longer than before the append, and not holding
+    /// the whole frame. A file shorter than before, or longer than the frame, was changed by
+    /// someone else since, and is left alone.
+    pub(crate) fn incomplete_in(&self, f: &File, len: u64) -> io::Result<bool> {
+        let end = self.length.saturating_add(self.bytes);
+        if len <= self.length || len > end {
+            return Ok(false);
+        }
+        if len < end {
+            return Ok(true);
+        }
+        Ok(crc_of(f, self.length, self.bytes)? != Some(self.crc32))
+    }
+
     pub(crate) fn is_for(&self, meta: &std::fs::Metadata) -> bool {
         identity(meta) == (self.dev, self.ino)
     }
