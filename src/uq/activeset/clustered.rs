@@ -6,7 +6,7 @@
 use super::partition::{
     ClusterMap, SpeciesStats, merge_cluster, merge_small, reciprocals, standardize,
 };
-use super::rowspace::{Gram, RANK_EPS, ROWS_PER_DIMENSION};
+use super::rowspace::{Gram, RANK_EPS, row_space_note};
 use super::species::{GammaScratch, SpeciesActiveSet};
 use super::{
     BuildInfo, Chunk, ClusterFeatures, Group, NO_LABEL, PassError, Route, RowSource, Settings,
@@ -1055,18 +1055,7 @@ pub(super) fn build_clustered(
                 Ok(p) => {
                     for (g, e) in eps.iter().enumerate() {
                         if let (Some(e), Some(p)) = (e, &groups[g].proj) {
-                            notes.push(format!(
-                                "{}: its {} atoms span {} of {} dimensions{}: graded in its own row space (at most one dimension per {ROWS_PER_DIMENSION} atoms; gamma = max of the in-space grade and the distance from the space over the set's width)",
-                                gname[g],
-                                grams[g].0.n,
-                                p.rank,
-                                p.m,
-                                if *e > RANK_EPS {
-                                    format!(" (singular values below {e:.0e} of the largest dropped)")
-                                } else {
-                                    String::new()
-                                }
-                            ));
+                            notes.push(row_space_note(&gname[g], grams[g].0.n, p, *e));
                         }
                     }
                     let inside: Vec<Vec<(String, usize)>> =

@@ -1,7 +1,7 @@
 //! Global active sets (the `gamma` estimator, Podryabinkin & Shapeev): per species, the MaxVol active
 //! set of all build rows; build, grades and persistence.
 
-use super::rowspace::{Gram, RANK_EPS, ROWS_PER_DIMENSION};
+use super::rowspace::{Gram, RANK_EPS, row_space_note};
 use super::species::{GammaScratch, SpeciesActiveSet};
 use super::{
     BuildInfo, BySpecies, ByStructure, Chunk, Group, PassError, RowSource, Settings, TableSource,
@@ -263,16 +263,8 @@ fn projected_build(
                 for (s, g) in groups.iter().enumerate() {
                     if let (Some(e), Some(p), Some(gram)) = (eps[s], &g.proj, &grams[s]) {
                         notes.push(format!(
-                            "species {}: its {} atoms span {} of {} dimensions{}: graded in its own row space (at most one dimension per {ROWS_PER_DIMENSION} atoms; gamma = max of the in-space grade and the distance from the space over the set's width); more structures with this species, or a smaller basis, give a full set",
-                            names[s],
-                            gram.n,
-                            p.rank,
-                            p.m,
-                            if e > RANK_EPS {
-                                format!(" (singular values below {e:.0e} of the largest dropped)")
-                            } else {
-                                String::new()
-                            }
+                            "{}; more structures with this species, or a smaller basis, give a full set",
+                            row_space_note(&format!("species {}", names[s]), gram.n, p, e)
                         ));
                     }
                 }

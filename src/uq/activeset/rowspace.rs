@@ -21,6 +21,21 @@ pub const RANK_EPS: f64 = 1e-6;
 /// dimensions keep the classic full-rank set.
 pub const ROWS_PER_DIMENSION: usize = 3;
 
+/// The build note for a set `what` of `n` atoms graded in its row space `p`, found at rank
+/// tolerance `eps`.
+pub(super) fn row_space_note(what: &str, n: usize, p: &Projection, eps: f64) -> String {
+    format!(
+        "{what}: its {n} atoms span {} of {} dimensions{}: graded in its own row space (at most one dimension per {ROWS_PER_DIMENSION} atoms; gamma = max of the in-space grade and the distance from the space over the set's width)",
+        p.rank,
+        p.m,
+        if eps > RANK_EPS {
+            format!(" (singular values below {eps:.0e} of the largest dropped)")
+        } else {
+            String::new()
+        }
+    )
+}
+
 /// Rows buffered before they are added to the Gram matrix (one matrix product per block).
 const BLOCK: usize = 256;
 
