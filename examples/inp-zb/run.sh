@@ -35,23 +35,7 @@ echo "== 3. LAMMPS: heat the crystal from 600 K towards 3000 K, dump candidates,
     -var candidates candidates.xyz -var tfinal 3000 -var steps "$steps" -in "$here/in.heat" > lammps.out
 grep -E "^fix ace/uq/watch|halting" lammps.out || true
 
-echo
-echo "== 4. what happened"
-if [ -s candidates.xyz ]; then
-    nframes=$(grep -c 'Lattice=' candidates.xyz)
-    first=$(grep -m1 -o ' step=[0-9]*' candidates.xyz | cut -d= -f2)
-    echo "candidates.xyz: $nframes frames with atoms above the lower cutoff, the first at step $first"
-    if grep -q 'config_type=halt' candidates.xyz; then
-        line=$(grep 'config_type=halt' candidates.xyz | tail -1)
-        step=$(echo "$line" | grep -o ' step=[0-9]*' | cut -d= -f2)
-        val=$(echo "$line" | grep -o 'max_value=[0-9.e+-]*' | cut -d= -f2)
-        echo "the run halted at step $step: an atom reached gamma = $val, above the upper cutoff"
-    fi
-    echo
-    echo "== 5. pick the 5 frames that most enlarge the active sets, for DFT labelling"
-    "$aceuq" select --model inp.aceuq --candidates candidates.xyz --max 5 --out for_dft.xyz
-else
-    echo "no frame went above the lower cutoff"
-fi
+. "$here/../watch_outcome.sh"
+watch_outcome "$aceuq" inp.aceuq
 echo
 echo "outputs in $out: inp.aceuq, log.lammps, candidates.xyz, for_dft.xyz"

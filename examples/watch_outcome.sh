@@ -1,0 +1,24 @@
+# Sourced by the examples' run.sh: what the watch did (from candidates.xyz), then the D-optimal
+# pick of frames for DFT. Usage: watch_outcome ACEUQ MODEL
+watch_outcome() {
+    local aceuq=$1 model=$2
+    echo
+    echo "== 4. what happened"
+    if [ -s candidates.xyz ]; then
+        local nframes first line step val
+        nframes=$(grep -c 'Lattice=' candidates.xyz)
+        first=$(grep -m1 -o ' step=[0-9]*' candidates.xyz | cut -d= -f2)
+        echo "candidates.xyz: $nframes frames with atoms above the lower cutoff, the first at step $first"
+        if grep -q 'config_type=halt' candidates.xyz; then
+            line=$(grep 'config_type=halt' candidates.xyz | tail -1)
+            step=$(echo "$line" | grep -o ' step=[0-9]*' | cut -d= -f2)
+            val=$(echo "$line" | grep -o 'max_value=[0-9.e+-]*' | cut -d= -f2)
+            echo "the run halted at step $step: an atom reached gamma = $val, above the upper cutoff"
+        fi
+        echo
+        echo "== 5. pick the 5 frames that most enlarge the active sets, for DFT labelling"
+        "$aceuq" select --model "$model" --candidates candidates.xyz --max 5 --out for_dft.xyz
+    else
+        echo "no frame went above the lower cutoff"
+    fi
+}
