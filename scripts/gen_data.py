@@ -1380,7 +1380,9 @@ def main_alloys(args, argv) -> int:
             if args.only not in (None, system):
                 continue
             t_start = time.time()
-            p = ALLOYS[system]
+            p = dict(ALLOYS[system])
+            if args.frames_per_run is not None:
+                p["n_main"] = args.frames_per_run
             log(f"alloys {system}, seed {args.seed}")
             # Offset the Python seed (like --hetero's +1000, --unstable's +2000).
             train, valid, test, summary = alloy_system(system, p, args.seed + 3000, lmp, pot, work)
@@ -1518,7 +1520,18 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", metavar="DIR", help="keep LAMMPS work files in DIR")
     ap.add_argument("--only", choices=["li", "almg", "inp", "wbe"],
                     help="generate only one system (li|almg; inp|wbe with --alloys)")
+    ap.add_argument("--frames-per-run", type=int, metavar="N",
+                    help="--alloys: frames of each main run (default 8; the last 2 are valid, the "
+                         "others train), for larger sets written with --out")
     args = ap.parse_args(argv)
+    if args.frames_per_run is not None:
+        if not args.alloys:
+            ap.error("--frames-per-run needs --alloys")
+        if args.frames_per_run < 3:
+            ap.error(f"--frames-per-run must be at least 3 (2 go to valid), got {args.frames_per_run}")
+        if not args.out:
+            ap.error("--frames-per-run writes a larger set: give --out DIR (tests/data holds the "
+                     "committed default sets)")
     if args.only in ("inp", "wbe") and not args.alloys:
         ap.error("--only inp|wbe needs --alloys")
     if args.alloys and args.only in ("li", "almg"):
