@@ -1,7 +1,7 @@
 //! Global active sets (the `gamma` estimator, Podryabinkin & Shapeev): per species, the MaxVol active
 //! set of all build rows; build, grades and persistence.
 
-use super::rowspace::{Gram, RANK_EPS, row_space_note};
+use super::rowspace::{Gram, RANK_EPS, ROWS_PER_DIMENSION, row_space_note};
 use super::species::{GammaScratch, SpeciesActiveSet};
 use super::{
     BuildInfo, BySpecies, ByStructure, Chunk, Group, PassError, RowSource, Settings, TableSource,
@@ -114,10 +114,10 @@ fn is_deficient(e: &MaxVolError) -> bool {
     )
 }
 
-/// Per-species active sets. A species whose atoms span every descriptor dimension (at least
-/// `m` atoms, no column zero on all of them) gets the classic `m × m` set. One whose atoms span
-/// fewer (fewer atoms than functions: an alloy's species with a few hundred atoms against
-/// 1626 functions; or functions no atom uses) is graded in its own row space, as the clusters
+/// Per-species active sets. A species with at least `ROWS_PER_DIMENSION × m` atoms spanning
+/// every descriptor dimension gets the classic `m × m` set. One with fewer atoms (an alloy's
+/// species with about a thousand atoms against 958 functions), or whose atoms span fewer
+/// dimensions (functions no atom uses) is graded in its own row space, as the clusters
 /// of [`super::ClusteredActiveSets`] are: at most one dimension per `ROWS_PER_DIMENSION` atoms,
 /// `gamma = max(in-space grade, distance from the space / the set's width)`. The build says so
 /// in its notes. Only a species with fewer than `min_cluster_atoms` atoms is an error.
@@ -141,7 +141,22 @@ pub(super) fn build_global(
         &mut notes,
         &nm,
     ) {
-        Ok(p) => (groups, p),
+        Ok(p) => {
+            // A full-rank set from fewer than ROWS_PER_DIMENSION atoms per function is thin
+            // (In-P, 1338 atoms for 958 functions: validation atoms graded up to 680): such a
+            // species is graded in its row space, as a cluster of that size is.
+            let thin: Vec<usize> = groups
+                .iter()
+                .filter(|g| g.last.seen < ROWS_PER_DIMENSION * ms[g.species])
+                .map(|g| g.species)
+                .collect();
+            if thin.is_empty() {
+                (groups, p)
+            } else {
+                notes.clear();
+                projected_build(names, ms, source, settings, progress, &thin, &mut notes)?
+            }
+        }
         Err(PassError::Groups(errs)) if errs.iter().all(|(_, e)| is_deficient(e)) => {
             notes.clear();
             let failed: Vec<usize> = errs.iter().map(|(g, _)| *g).collect();
@@ -179,7 +194,8 @@ pub(super) fn build_global(
     })
 }
 
-/// The build of [`build_global`] when the species `failed` admit no full-rank set: their rows'
+/// The build of [`build_global`] when the species `failed` admit no full-rank set, or too few
+/// atoms for one (fewer than `ROWS_PER_DIMENSION` per function): their rows
 /// Gram matrices (one pass), a projection onto the space each spans, and MaxVol there; the
 /// tolerance for "spans" is relaxed by 100x while MaxVol still finds the rows rank-deficient.
 fn projected_build(

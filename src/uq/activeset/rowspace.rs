@@ -12,13 +12,14 @@ use faer::{Accum, Par};
 /// `1e-6` (eigenvalues `1e-12` of the largest) is about as small as double precision resolves.
 pub const RANK_EPS: f64 = 1e-6;
 
-/// A cluster keeps at most one dimension per `ROWS_PER_DIMENSION` of its atoms. A set spanning
+/// A cluster, or a species' global set, keeps at most one dimension per `ROWS_PER_DIMENSION` of
+/// its atoms. A set spanning
 /// nearly as many dimensions as it has atoms is almost all atoms and very thin: every new atom
 /// leaves its space along some direction only a handful of atoms define, and grades in the
 /// millions (measured on Al-Mg: a mixed cluster of 1483 atoms spanning 1446 of 1626 dimensions
 /// gave in-distribution cutoffs of 3e7). The directions with the least variance beyond that
-/// count are left to the out-of-space grade. Clusters of at least `3 m` atoms that span all
-/// dimensions keep the classic full-rank set.
+/// count are left to the out-of-space grade. Clusters and species of at least `3 m` atoms that
+/// span all dimensions keep the classic full-rank set.
 pub const ROWS_PER_DIMENSION: usize = 3;
 
 /// The build note for a set `what` of `n` atoms graded in its row space `p`, found at rank

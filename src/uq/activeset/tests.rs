@@ -297,10 +297,12 @@ fn standardization_keeps_constant_columns() {
 
 fn model_and_data() -> (Model, Vec<Structure>) {
     let model = random_model(&["Al", "Mg"], &tiny_cfg(), 5);
-    let data: Vec<Structure> = (0..8)
+    // 18 structures of 54 atoms: 486 atoms per species, at least 3 per function (151), so the
+    // global sets are the classic full-rank ones.
+    let data: Vec<Structure> = (0..18)
         .map(|k| {
             let mut s = random_structure(&["Al", "Mg"], 3, 100 + k, k % 2 == 0);
-            s.config_type = Some(if k < 4 { "a" } else { "b" }.into());
+            s.config_type = Some(if k < 9 { "a" } else { "b" }.into());
             s
         })
         .collect();
@@ -663,6 +665,50 @@ fn a_species_spanning_fewer_dimensions_than_functions_gets_a_global_set_in_its_r
         back.gamma(&x, &mut scratch.acc),
         set.gamma(&x, &mut scratch.acc)
     );
+}
+
+#[test]
+fn a_species_with_fewer_than_three_atoms_per_function_is_graded_in_its_row_space() {
+    // Rows spanning all 6 dimensions: 17 atoms (fewer than 3 per function) get a set in a
+    // row space of at most 17 / 3 = 5 dimensions, like a cluster of that size; 18 atoms keep the
+    // classic 6 x 6 set. A full-rank set from barely more atoms than functions is thin: on In-P
+    // (1340 atoms for 958 functions) it graded validation atoms up to 680.
+    let rows = |n: usize| {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut sr = SpeciesRows {
+            m: 6,
+            ..Default::default()
+        };
+        for i in 0..n {
+            sr.rows.extend((0..6).map(|_| rng.random_range(-1.0..1.0)));
+            sr.structure.push(i as u32);
+            sr.atom.push(0);
+        }
+        DescriptorTable {
+            per_species: vec![sr],
+        }
+    };
+    let few = Settings {
+        min_cluster_atoms: 5,
+        ..Default::default()
+    };
+    let thin = global(&rows(17), &few);
+    let p = thin.species[0]
+        .proj
+        .as_ref()
+        .expect("graded in the row space");
+    assert_eq!((p.rank, p.m), (5, 6));
+    assert!(
+        thin.info
+            .notes
+            .iter()
+            .any(|n| n.starts_with("species Li: its 17 atoms span 5 of 6 dimensions")),
+        "{:?}",
+        thin.info.notes
+    );
+    let full = global(&rows(18), &few);
+    assert!(full.species[0].proj.is_none());
+    assert_eq!(full.species[0].m, 6);
 }
 
 #[test]
