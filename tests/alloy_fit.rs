@@ -1,8 +1,9 @@
-//! The default fit on a real two-element set (`tests/data/inp`, labelled by the DFT-trained In–P
-//! SNAP+ZBL), through the `aceuq` binary (issue 22): it must succeed with the global active set
-//! although each species has fewer atoms than the basis has functions, and the ridge chosen on
-//! the validation data must not over-fit as the old fixed ridge did (test force RMSE 363 meV/Å
-//! with ridge 1e-8; 114 with the chosen 1e-2, see docs/benchmarks/alloys.md).
+//! Fits on a real two-element set (`tests/data/inp`, labelled by the DFT-trained In–P SNAP+ZBL),
+//! through the `aceuq` binary (issue 22). The default fit must choose its ridge on the validation
+//! data and stay accurate on held-out frames (the old fixed ridge with the old default basis gave
+//! 363 meV/Å and 7.0 meV/atom; the default now gives 112 and 1.7, see
+//! docs/benchmarks/alloys.md). A basis larger than the data (1626 functions, about 1300 atoms per
+//! species) must still fit and build gamma, each species' active set in its own row space.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,14 +56,6 @@ fn the_default_in_p_fit_builds_gamma_and_chooses_its_ridge() {
         "--out",
         model,
     ]);
-    // Each species spans fewer dimensions than the 1626 functions: the set says where it lives.
-    for sp in ["In", "P"] {
-        assert!(
-            err.contains(&format!("note: species {sp}: its "))
-                && err.contains("dimensions: graded in its own row space"),
-            "{err}"
-        );
-    }
     assert!(err.contains("chosen on the validation data"), "{err}");
     let chosen = err
         .lines()
@@ -78,7 +71,44 @@ fn the_default_in_p_fit_builds_gamma_and_chooses_its_ridge() {
     let (out, _) = run(&["eval", "--model", model, "--data", &data("test")]);
     let test_f = column(&out, &data("test"), 5);
     let test_e = column(&out, &data("test"), 3);
-    assert!(test_f < 200.0, "test force RMSE {test_f} meV/Å:\n{out}");
-    assert!(test_e < 6.0, "test energy RMSE {test_e} meV/atom:\n{out}");
+    assert!(test_f < 150.0, "test force RMSE {test_f} meV/Å:\n{out}");
+    assert!(test_e < 3.0, "test energy RMSE {test_e} meV/atom:\n{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_basis_larger_than_the_data_builds_gamma_in_each_species_row_space() {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("aceuq-alloy-rowspace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("inp.aceuq");
+    let model = model.to_str().unwrap();
+    // The earlier default basis: 1626 functions per species for about 1300 atoms of each.
+    let (_, err) = run(&[
+        "fit",
+        "--train",
+        &data("train"),
+        "--species",
+        "In,P",
+        "--nmax",
+        "10,6,4,2",
+        "--lmax",
+        "0,3,2,1",
+        "--ridge",
+        "1e-2",
+        "--active-set",
+        "--out",
+        model,
+    ]);
+    assert!(err.contains("basis: 1626 functions per species"), "{err}");
+    for sp in ["In", "P"] {
+        assert!(
+            err.contains(&format!("note: species {sp}: its "))
+                && err.contains("dimensions: graded in its own row space"),
+            "{err}"
+        );
+    }
+    let (out, _) = run(&["info", "--model", model]);
+    assert!(out.contains("gamma"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,8 +5,8 @@
 #
 # The data (tests/data/inp) are labelled by the DFT-trained In-P SNAP+ZBL that ships with LAMMPS
 # (Cusentino, Wood, Thompson 2020): zincblende at 300-1200 K, strained, with vacancies and
-# In-rich antisites. Each species has fewer atoms (about 1350) than the basis has functions
-# (1626), so its active set lives in the space its atoms span (the fit says so).
+# In-rich antisites. Each species has fewer than 3 atoms (about 1340) per basis function (958),
+# so its active set lives in the space its atoms span (the fit says so).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
