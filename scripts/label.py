@@ -730,6 +730,15 @@ def lammps_version(text: str) -> str:
     return "unknown"
 
 
+def frame_block_head(i: int, box: LmpBox) -> list[str]:
+    """The first commands of frame i's block in a many-frames LAMMPS input (`clear`, a marker
+    line, units, boundary and `read_data f{i}.data`); the caller adds the pair style and what
+    to compute."""
+    bnd = " ".join("p" if p else "f" for p in box.periodic)
+    return ["clear", f'print "ACEUQ_FRAME {i}"', "units metal", "atom_style atomic",
+            f"boundary {bnd}", f"read_data f{i}.data"]
+
+
 def label_frames(frames: list[Frame], labeller: str, lmp: str | None = None,
                  potentials: str | None = None, keep_dir: str | None = None,
                  min_dist: float = MIN_DIST, commands: tuple[str, ...] | None = None,
@@ -768,14 +777,8 @@ def label_frames(frames: list[Frame], labeller: str, lmp: str | None = None,
         pair = [c.format(pot=pot) for c in (commands or lab.commands)]
         for i, (box, types) in enumerate(zip(boxes, types_all)):
             write_data_file(os.path.join(work, f"f{i}.data"), box, types, lab.masses)
-            bnd = " ".join("p" if p else "f" for p in box.periodic)
             blocks.append("\n".join([
-                "clear",
-                f'print "ACEUQ_FRAME {i}"',
-                "units metal",
-                "atom_style atomic",
-                f"boundary {bnd}",
-                f"read_data f{i}.data",
+                *frame_block_head(i, box),
                 *pair,
                 "compute aceuq_vir all pressure NULL virial",
                 f"compute aceuq_close all coord/atom cutoff {min_dist}",

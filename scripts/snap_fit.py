@@ -392,14 +392,8 @@ def compute_descriptors(name: str, data: list[Labelled], lab: L.Labeller, snap: 
             boxes.append(box)
             L.write_data_file(os.path.join(work, f"f{i}.data"), box,
                               [type_of[s] for s in d.frame.symbols], lab.masses)
-            bnd = " ".join("p" if p else "f" for p in box.periodic)
             blocks.append("\n".join([
-                "clear",
-                f'print "ACEUQ_FRAME {i}"',
-                "units metal",
-                "atom_style atomic",
-                f"boundary {bnd}",
-                f"read_data f{i}.data",
+                *L.frame_block_head(i, box),
                 *pair,
                 snap.compute_command("aceuq_snap"),
                 f"fix aceuq_out all ave/time 1 1 1 c_aceuq_snap[*] mode vector file f{i}.snap "
