@@ -5,7 +5,8 @@
 #
 #   scripts/cutoff_bench.sh [OUT_DIR]        (default docs/benchmarks/cutoffs; ~5-10 min on 2 cores)
 #
-# Models: Li (tests/data/li, default basis) and Al-Mg (tests/data/almg, default basis), one
+# Models: Li (tests/data/li, default basis), Al-Mg (tests/data/almg), In-P and W-Be (tests/data/inp,
+# tests/data/wbe), default basis, one
 # thread (reproducible fits), every uncertainty method. Rules compared: the seeds' (body family,
 # ratio mapping), the default (tail-aware quantiles, conditional upper cutoff), and the default
 # with labelled high-uncertainty structures (--high). The unstable sets are split by frame parity:
@@ -60,8 +61,10 @@ run() { # run SYSTEM NAME POOL CALIBRATE-ARGS...
   fi
   echo '```' >> "$md"
   echo >> "$md"
+  local nov=()
+  if [ ${#novel[@]} -gt 0 ]; then nov=(--novel "${novel[@]}"); fi
   "$aceuq" check-cutoffs --model "$work/${sys}_$name.aceuq" --data "$data/$sys/test.xyz" \
-    --novel "${novel[@]}" --out "$work/check.md" > /dev/null
+    "${nov[@]}" --out "$work/check.md" > /dev/null
   sed 's/^\(.*\):$/### \1/' "$work/check.md" >> "$md"
 }
 novel=("$work/li_check.xyz" "$data/li/novel.xyz")
@@ -77,4 +80,14 @@ run almg default_high 2880 --high "$work/almg_high.xyz"
 # The case the seeds' rule failed on: N = 144 000 (1000 frames of 144 atoms).
 run almg seeds_N144000 144000 --tail body --upper-rule ratio
 run almg default_N144000 144000
+# In-P and W-Be (SNAP+ZBL labels, two elements, small calibration sets: 892 and 1254 validation
+# atoms). No unstable sets: the upper cutoffs are checked on the held-out frames only.
+"$aceuq" --threads 1 fit --train "$data/inp/train.xyz" --valid "$data/inp/valid.xyz" \
+  --species In,P $uq --out "$work/inp.aceuq" > "$work/inp_fit.log" 2>&1
+"$aceuq" --threads 1 fit --train "$data/wbe/train.xyz" --valid "$data/wbe/valid.xyz" \
+  --species W,Be $uq --out "$work/wbe.aceuq" > "$work/wbe_fit.log" 2>&1
+novel=()
+# N = the held-out atoms (In-P 1152, W-Be 1881): about one exceedance expected per entry.
+run inp default 1152
+run wbe default 1881
 echo "wrote $out ($(( $(date +%s) - t0 )) s)"
