@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cost of a potential in LAMMPS, in µs per atom-step: one process, OMP_NUM_THREADS=1, the first
-# frame of DATA replicated 2x2x2, velocities at 600 K, NVE with 1 fs steps, 20 warm-up steps then
+# frame of DATA (or frame $FRAME, counted from 0: it must hold every element) replicated 2x2x2, velocities at 600 K, NVE with 1 fs steps, 20 warm-up steps then
 # 200 timed steps (LAMMPS's loop time). Used for the cost columns of docs/benchmarks/alloys.md.
 #
 #   scripts/lammps_cost.sh POTENTIAL DATA.xyz ELEMENT...
@@ -28,7 +28,7 @@ done
 pot=$(cd "$(dirname "$pot")" && pwd)/$(basename "$pot")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$aceuq" to-lammps --data "$data" --frame 0 --out "$work/data.lmp" > "$work/to-lammps.log" 2>&1 ||
+"$aceuq" to-lammps --data "$data" --frame "${FRAME:-0}" --out "$work/data.lmp" > "$work/to-lammps.log" 2>&1 ||
   { cat "$work/to-lammps.log" >&2; exit 1; }
 case "$pot" in
   *.aceuq) pair="plugin load $plugin
