@@ -345,7 +345,8 @@ impl Container {
     }
 }
 
-/// Write bytes to `path` atomically (temporary file in the same directory, fsync, rename).
+/// Write bytes to `path` atomically (temporary file in the same directory, fsync, rename). A
+/// device or FIFO (`/dev/null`, `/dev/stdout`) is written in place instead.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ContainerError> {
     use std::io::Write;
     let io = |context: &'static str| {
@@ -355,6 +356,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ContainerError> {
             source: e,
         }
     };
+    if super::is_special_file(path) {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io("cannot open"))?;
+        return f.write_all(bytes).map_err(io("cannot write"));
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -472,7 +472,8 @@ pub fn write_frame<W: Write + ?Sized>(
 /// Write all `frames` to `path` atomically: they go to a temporary file in the same directory,
 /// which is synced and then renamed over `path`. A reader sees either the old file or the whole
 /// new one; on any error (including an unwritable structure) the temporary file is removed and
-/// `path` is untouched. Returns the number of frames written.
+/// `path` is untouched. Returns the number of frames written. A device or FIFO (`/dev/null`,
+/// `/dev/stdout`) is written in place instead.
 pub fn write_file_atomic<'a, I>(
     path: impl AsRef<Path>,
     frames: I,
@@ -491,6 +492,21 @@ where
             source,
         }
     };
+    if crate::io::is_special_file(path) {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_err("cannot open".to_string()))?;
+        let mut w = BufWriter::new(file);
+        let mut count = 0;
+        for s in frames {
+            w.write_all(frame_to_string(s, opts)?.as_bytes())
+                .map_err(io_err("cannot write".to_string()))?;
+            count += 1;
+        }
+        w.flush().map_err(io_err("cannot write".to_string()))?;
+        return Ok(count);
+    }
     let file_name = path.file_name().ok_or_else(|| ExtxyzError::Io {
         file: name.clone(),
         context: "not a file path".to_string(),
