@@ -38,12 +38,18 @@ fn column(text: &str, prefix: &str, col: usize) -> f64 {
     line.split_whitespace().nth(col).unwrap().parse().unwrap()
 }
 
+/// A fresh folder for one test and the model path inside it.
+fn model_path(test: &str) -> (PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("aceuq-alloy-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("inp.aceuq").to_string_lossy().into_owned();
+    (dir, model)
+}
+
 #[test]
 fn the_default_in_p_fit_builds_gamma_and_chooses_its_ridge() {
-    let dir: PathBuf = std::env::temp_dir().join(format!("aceuq-alloy-fit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("inp.aceuq");
-    let model = model.to_str().unwrap();
+    let (dir, model) = model_path("fit");
+    let model = model.as_str();
     let (out, err) = run(&[
         "fit",
         "--train",
@@ -78,11 +84,8 @@ fn the_default_in_p_fit_builds_gamma_and_chooses_its_ridge() {
 
 #[test]
 fn a_basis_larger_than_the_data_builds_gamma_in_each_species_row_space() {
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("aceuq-alloy-rowspace-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("inp.aceuq");
-    let model = model.to_str().unwrap();
+    let (dir, model) = model_path("rowspace");
+    let model = model.as_str();
     // The earlier default basis: 1626 functions per species for about 1300 atoms of each.
     let (_, err) = run(&[
         "fit",
