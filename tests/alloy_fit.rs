@@ -74,11 +74,27 @@ fn the_default_in_p_fit_builds_gamma_and_chooses_its_ridge() {
     let valid_f = column(&out, "valid", 5);
     assert!(valid_f < 200.0, "valid force RMSE {valid_f} meV/Å:\n{out}");
     // Held-out test frames (independent runs): force RMSE well below the old 363 meV/Å.
-    let (out, _) = run(&["eval", "--model", model, "--data", &data("test")]);
-    let test_f = column(&out, &data("test"), 5);
-    let test_e = column(&out, &data("test"), 3);
+    let per_atom = dir.join("per_atom.csv").to_string_lossy().into_owned();
+    let (out, _) = run(&[
+        "eval",
+        "--model",
+        model,
+        "--data",
+        &data("test"),
+        "--per-atom",
+        &per_atom,
+    ]);
+    // The table names the set by its file name, not its whole path.
+    let test_f = column(&out, "test.xyz", 5);
+    let test_e = column(&out, "test.xyz", 3);
     assert!(test_f < 150.0, "test force RMSE {test_f} meV/Å:\n{out}");
     assert!(test_e < 3.0, "test energy RMSE {test_e} meV/atom:\n{out}");
+    // `aceuq cutoff` reads any numeric column of eval's own per-atom table, species and all.
+    let (out, _) = run(&["cutoff", "--values", &per_atom, "--column", "force_error"]);
+    assert!(
+        out.contains("column:  force_error (1152 values") && out.contains("cutoff x_c"),
+        "{out}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -276,16 +276,21 @@ fn read_table(path: &Path, text: &str, column: Option<&str>) -> Result<ColumnDat
             }
             _ => {}
         }
+        // Only the chosen column must hold numbers: other columns may be text (the species
+        // column of `aceuq eval --per-atom`).
         let (k, name) = idx.as_ref().expect("set with ncol");
-        let _ = name;
-        if let Some(bad) = fields.iter().zip(&parsed).position(|(_, p)| p.is_none()) {
+        let Some(v) = parsed[*k] else {
             return Err(parse_err(
                 path,
                 lineno,
-                format!("field {} '{}' is not a number", bad + 1, fields[bad]),
+                format!(
+                    "field {} '{}' of column '{name}' is not a number",
+                    k + 1,
+                    fields[*k]
+                ),
             ));
-        }
-        values.push(parsed[*k].expect("checked"));
+        };
+        values.push(v);
         lines.push(lineno);
     }
     let Some((_, name)) = idx else {
@@ -771,8 +776,10 @@ mod tests {
         let e = read_column(&p, Some("1")).unwrap_err().to_string();
         assert!(e.contains("ragged.txt:3") && e.contains("1 fields"), "{e}");
         let p = tmp("text.txt", "a b\n1 2\n3 x\n");
-        let e = read_column(&p, Some("a")).unwrap_err().to_string();
+        let e = read_column(&p, Some("b")).unwrap_err().to_string();
         assert!(e.contains("text.txt:3") && e.contains("'x'"), "{e}");
+        // Text in another column is no obstacle (the species of `aceuq eval --per-atom`).
+        assert_eq!(read_column(&p, Some("a")).unwrap().values, vec![1.0, 3.0]);
         let p = tmp("empty.txt", "\n\n");
         assert!(
             read_column(&p, None)

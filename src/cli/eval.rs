@@ -39,8 +39,12 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         "force errors (and their correlation with the uncertainties) are reported only for \
          frames with forces",
     );
+    // The file name names the set (the whole path would crowd the table).
     let name = if a.data.len() == 1 {
-        a.data[0].display().to_string()
+        a.data[0].file_name().map_or_else(
+            || a.data[0].display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        )
     } else {
         "data".into()
     };

@@ -1208,19 +1208,26 @@ pub fn ridge_choice_text(c: &RidgeChoice) -> String {
 
 /// Format a table of metrics for the terminal.
 pub fn metrics_table(rows: &[Metrics]) -> String {
+    // The first column is as wide as the longest set name, so the columns stay aligned.
+    let w = rows
+        .iter()
+        .map(|r| r.set.chars().count())
+        .chain([10])
+        .max()
+        .unwrap_or(10);
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<10} {:>10} {:>8} {:>14} {:>12} {:>13} {:>11}\n",
+        "{:<w$} {:>10} {:>8} {:>14} {:>12} {:>13} {:>11}\n",
         "set", "structures", "atoms", "E RMSE", "E MAE", "F RMSE", "F MAE"
     ));
     out.push_str(&format!(
-        "{:<10} {:>10} {:>8} {:>14} {:>12} {:>13} {:>11}\n",
+        "{:<w$} {:>10} {:>8} {:>14} {:>12} {:>13} {:>11}\n",
         "", "", "", "(meV/atom)", "(meV/atom)", "(meV/Å)", "(meV/Å)"
     ));
     for r in rows {
         let e = |v: f64, n: usize| if n > 0 { format!("{v:.3}") } else { "-".into() };
         out.push_str(&format!(
-            "{:<10} {:>10} {:>8} {:>14} {:>12} {:>13} {:>11}\n",
+            "{:<w$} {:>10} {:>8} {:>14} {:>12} {:>13} {:>11}\n",
             r.set,
             r.n_structures,
             r.n_atoms,
