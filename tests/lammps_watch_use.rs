@@ -199,6 +199,50 @@ print \"PRINTED halted $(f_watch[5])\"
     assert_eq!(r.count("a rerun cannot be cut short"), 1);
     assert_eq!(printed(&r, "halted"), vec![1.0]);
     assert_eq!(candidates(&dir).len(), 1);
+
+    // The LAMMPS dump reads as structures: its first frame is the data file's structure, so
+    // its gamma is the watch's at step 0 (to the dump's 6 significant digits).
+    let d = aceuq::io::lammps_dump::read_dump(&dir.join("traj.dump"), Some(&["Li".to_string()]))
+        .expect("traj.dump");
+    assert_eq!(d.frames.len(), 31);
+    let g = model()
+        .per_atom(&d.frames[..1], aceuq::uq::Method::Gamma)
+        .unwrap();
+    let g0 = g[0].iter().cloned().fold(0.0, f64::max);
+    assert!((g0 / gamma0() - 1.0).abs() < 1e-3, "{g0} vs {}", gamma0());
+    // `aceuq select` takes the dump as it is (types -> the model's species), and leaves the
+    // watch's halt frame out unless asked.
+    let select = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_aceuq"))
+            .current_dir(&dir)
+            .args([
+                "select",
+                "--model",
+                "model.aceuq",
+                "--max",
+                "2",
+                "--out",
+                "chosen.xyz",
+            ])
+            .args(args)
+            .output()
+            .expect("aceuq select")
+    };
+    let o = select(&["--candidates", "traj.dump"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("atom types read as Li"), "{err}");
+    let chosen = aceuq::io::extxyz::read_file(dir.join("chosen.xyz"), &Default::default()).unwrap();
+    assert!(!chosen.is_empty() && chosen.len() <= 2);
+    assert!(chosen.iter().all(|c| c.info.contains_key("timestep")));
+    let o = select(&["--candidates", "candidates.xyz"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("left out 1 frame(s) with config_type=halt"),
+        "{err}"
+    );
+    let o = select(&["--candidates", "candidates.xyz", "--include-halt"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// The watch works in minimize (checks every N iterations, halts it) and under r-RESPA.

@@ -14,10 +14,22 @@ pub struct SelectArgs {
     /// Model file (*.aceuq) with active sets (`aceuq activeset`).
     #[arg(long, short)]
     pub model: PathBuf,
-    /// Candidate structures (extended XYZ, e.g. dumped by an MD run); may be repeated. A cut-off
-    /// last frame (killed run) is skipped with a warning.
+    /// Candidate structures: extended XYZ (the frames `fix ace/uq/watch` dumps) or LAMMPS
+    /// `dump custom` text files (e.g. ML-PACE's extrapolative structures; atom types map to
+    /// species through --elements); may be repeated. A cut-off last frame (killed run) is
+    /// skipped with a warning.
     #[arg(long, required = true, num_args = 1..)]
     pub candidates: Vec<PathBuf>,
+    /// Element of each atom type of LAMMPS dump candidates, in type order as in `pair_coeff * *
+    /// model El1 El2 ...` (comma separated; default: the model's species in order). Not needed
+    /// for dumps with an `element` column.
+    #[arg(long, value_delimiter = ',')]
+    pub elements: Option<Vec<String>>,
+    /// Also offer frames with config_type=halt (frames written above the upper cutoff, where
+    /// the potential may already be unphysical). By default they are left out, as failed
+    /// explorations, and counted.
+    #[arg(long)]
+    pub include_halt: bool,
     /// At most this many structures are chosen.
     #[arg(long = "max", allow_negative_numbers = true)]
     pub max: usize,
@@ -31,6 +43,18 @@ pub struct SelectArgs {
     /// Structures per descriptor chunk.
     #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
     pub chunk: usize,
+}
+
+/// Whether a candidate file is a LAMMPS dump (its first non-empty line is `ITEM: TIMESTEP`).
+fn is_lammps_dump(path: &std::path::Path) -> Result<bool> {
+    use std::io::Read;
+    let mut head = vec![0u8; 4096];
+    let mut f = std::fs::File::open(path)
+        .with_context(|| format!("{}: cannot open the candidates", path.display()))?;
+    let n = f.read(&mut head)?;
+    Ok(crate::io::lammps_dump::looks_like_dump(
+        &String::from_utf8_lossy(&head[..n]),
+    ))
 }
 
 /// Run `aceuq select`.
@@ -63,12 +87,62 @@ pub fn run(a: &SelectArgs) -> Result<()> {
         ..Default::default()
     };
     let mut cands = Vec::new();
+    let mut halts = 0;
     for f in &a.candidates {
-        let frames = crate::io::extxyz::read_file(f, &opts)?;
+        let frames = if is_lammps_dump(f)? {
+            let types = a.elements.as_deref().unwrap_or(&model.species);
+            let d = crate::io::lammps_dump::read_dump(f, Some(types))?;
+            for w in &d.warnings {
+                eprintln!("warning: {w}");
+            }
+            if a.elements.is_none() && d.from_types {
+                eprintln!(
+                    "note: {}: atom types read as {} (the model's species in order; give \
+                     --elements for another pair_coeff order)",
+                    f.display(),
+                    model.species.join(" ")
+                );
+            }
+            d.frames
+        } else {
+            crate::io::extxyz::read_file(f, &opts)?
+        };
         if frames.is_empty() {
             bail!("{}: no frames", f.display());
         }
-        cands.extend(frames);
+        for s in frames {
+            if !a.include_halt && s.config_type.as_deref() == Some("halt") {
+                halts += 1;
+            } else {
+                cands.push(s);
+            }
+        }
+    }
+    if halts > 0 {
+        eprintln!(
+            "note: left out {halts} frame(s) with config_type=halt: written above the upper \
+             cutoff, they may already be unphysical (--include-halt offers them too)"
+        );
+    }
+    if cands.is_empty() {
+        bail!("no candidate structures left to choose from");
+    }
+    if let Some(bad) = cands
+        .iter()
+        .flat_map(|s| s.symbols.iter().map(move |x| (s, x)))
+        .find(|(_, x)| !model.species.contains(x))
+    {
+        bail!(
+            "{}: species '{}' is not in the model ({}){}",
+            bad.0.origin,
+            bad.1,
+            model.species.join(", "),
+            if a.elements.is_some() {
+                "; check --elements"
+            } else {
+                ""
+            }
+        );
     }
     let mut src = StructureSource {
         model,
