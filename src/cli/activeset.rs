@@ -41,7 +41,7 @@ pub struct ActiveSetArgs {
     /// Also build clustered local active sets, one cluster per label.
     #[arg(long, value_enum)]
     pub clusters_by: Option<ClusterLabel>,
-    /// MaxVol tolerance (> 1).
+    /// MaxVol tolerance (> 1) [default: 1.01].
     #[arg(long, allow_hyphen_values = true)]
     pub tol: Option<f64>,
     /// Maximum passes over the data.

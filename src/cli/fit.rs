@@ -25,13 +25,14 @@ pub struct FitArgs {
     /// TOML file with [basis] and [fit] tables.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Cutoff radius (Å).
+    /// Cutoff radius (Å) [default: 5.5].
     #[arg(long, allow_hyphen_values = true)]
     pub cutoff: Option<f64>,
-    /// Radial functions per body order, e.g. 12,8,5,3 (the count sets the maximum order).
+    /// Radial functions per body order, e.g. 12,8,5,3 (the count sets the maximum order)
+    /// [default: 10,6,2].
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     pub nmax: Option<Vec<usize>>,
-    /// Maximum angular degree per body order, e.g. 0,4,3,2.
+    /// Maximum angular degree per body order, e.g. 0,4,3,2 [default: 0,4,4].
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     pub lmax: Option<Vec<usize>>,
     /// Start of the radial resolution window (Å); default from the data.
@@ -39,15 +40,15 @@ pub struct FitArgs {
     pub radial_inner: Option<f64>,
     /// Ridge regularization relative to column scale, or `auto` (the default): the value with
     /// the lowest validation error of a scan from 1e-9 to 1 (without --valid: on every fifth
-    /// training structure held out, then refitted on all).
+    /// training structure held out, then refitted on all) [default: auto].
     #[arg(long, allow_hyphen_values = true)]
     pub ridge: Option<String>,
     /// Weight of the per-atom energy error. With a positive weight (the default) every training
-    /// and validation frame needs an energy.
+    /// and validation frame needs an energy [default: 1].
     #[arg(long, allow_hyphen_values = true)]
     pub energy_weight: Option<f64>,
     /// Weight of the force-component error. With a positive weight (the default) every training
-    /// and validation frame needs forces.
+    /// and validation frame needs forces [default: 0.01].
     #[arg(long, allow_hyphen_values = true)]
     pub force_weight: Option<f64>,
     /// Fit forces only (energy weight 0): energies are not fitted and need not be in the data.
@@ -289,4 +290,51 @@ pub fn run(a: &FitArgs) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// The defaults `--help` states are the ones the code uses.
+    #[test]
+    fn help_states_the_defaults_the_code_uses() {
+        let mut cmd = super::super::Cli::command();
+        let help = |cmd: &mut clap::Command, sub: &str| {
+            cmd.find_subcommand_mut(sub)
+                .unwrap_or_else(|| panic!("no subcommand {sub}"))
+                .render_long_help()
+                .to_string()
+        };
+        let fit = help(&mut cmd, "fit")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let b = crate::basis::BasisConfig::default();
+        let f = crate::model::fit::FitConfig::default();
+        let list = |v: &[usize]| {
+            v.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        for want in [
+            format!("[default: {}]", b.cutoff),
+            format!("[default: {}]", list(&b.nmax)),
+            format!("[default: {}]", list(&b.lmax)),
+            format!("[default: {}]", f.ridge),
+            format!("[default: {}]", f.energy_weight),
+            format!("[default: {}]", f.force_weight),
+        ] {
+            assert!(fit.contains(&want), "fit --help lacks {want}:\n{fit}");
+        }
+        let tol = crate::uq::activeset::Settings::default().tol;
+        for sub in ["activeset", "select"] {
+            let h = help(&mut cmd, sub);
+            assert!(
+                h.contains(&format!("[default: {tol}]")),
+                "{sub} --help:\n{h}"
+            );
+        }
+    }
 }

@@ -37,7 +37,7 @@ pub struct SelectArgs {
     /// columns kept; each frame gains `aceuq_new_rows` and `aceuq_gamma_max`.
     #[arg(long, short)]
     pub out: PathBuf,
-    /// MaxVol tolerance (> 1).
+    /// MaxVol tolerance (> 1) [default: 1.01].
     #[arg(long, allow_hyphen_values = true)]
     pub tol: Option<f64>,
     /// Structures per descriptor chunk.
