@@ -60,10 +60,18 @@ Wood et al., Phys. Rev. B 99, 184305 (2019); parameters and conditions in ALLOYS
   a = 3.18 Å) at 300 and 1500 K, with a vacancy (1000 K), W51Be3 (600 K), W48Be6 (2500 K); hcp Be
   (72 atoms, a = 2.29 Å, c/a 1.57) at 300 and 900 K, with 2 vacancies, Be69W3 (600 K); liquid Be
   (melted 2 ps at 3000 K, NPT 0 bar, then NPT 1800 K).
+  Larger sets (--out DIR): --frames-per-run N lengthens every main run; --starts K splits the
+  main run of each condition with random sites (substitutions, antisites, vacancies, strain) and
+  of each liquid over K starts of N/K frames, each with its own sites or melt and velocities
+  (seeded "...:main<k>" for k > 0): solutes and antisites barely move at 600 K, so one start
+  samples one arrangement of them while the independent run tests another, and a liquid run that
+  leaves the teacher's domain early loses only that start's later frames. The last n_valid frames
+  of the last start are valid.
 
 Usage:
     python3 scripts/gen_data.py [--quick|--full|--hetero|--unstable|--alloys] [--seed 2024] [--out DIR]
         [--pool FILE] [--lmp PATH] [--potentials DIR] [--keep DIR] [--only li|almg|inp|wbe]
+        [--frames-per-run N] [--starts K]
 """
 
 from __future__ import annotations
@@ -1160,22 +1168,26 @@ def _norm_rows(m):
 
 
 def alloy_run(system: str, p: dict, cond: dict, run: str, seed: int, lmp: str, pot: str,
-              work: str) -> dict:
+              work: str, start: int = 0, nframes: int | None = None) -> dict:
     """One MD run (main or independent) of one condition in its own LAMMPS process. Returns the
     unlabelled frames in time order and what the run reported (start energy, averages at the frames,
-    mean squared displacement, timing, or the LAMMPS error)."""
+    mean squared displacement, timing, or the LAMMPS error). `start` > 0 draws another start
+    structure (other random sites and velocities) for a main run split over several starts, and
+    `nframes` overrides the run's frame count."""
     lab = L.LABELLERS[p["labeller"]]
     cfg = cond["cfg"]
-    rng = random.Random(f"{seed}:{cfg}:{run}")
+    rng = random.Random(f"{seed}:{cfg}:{run}" + (str(start) if start else ""))
     fr, extra = alloy_start(cond, lab.species, rng)
+    if start:
+        extra.append(("start", str(start)))
     nat = len(fr.symbols)
-    tag = f"{system}_{cfg}_{run}"
+    tag = f"{system}_{cfg}_{run}" + (str(start) if start else "")
     box = L.to_lammps_box(fr, pad=6.0)
     L.write_data_file(os.path.join(work, f"{tag}.data"), box,
                       [lab.species.index(s) + 1 for s in fr.symbols], lab.masses)
     dt = cond.get("dt", p["dt"])
     every = int(round(p["every"] / dt))
-    n = p["n_main"] if run == "main" else p["n_test"]
+    n = nframes if nframes is not None else (p["n_main"] if run == "main" else p["n_test"])
     temp = cond["T"]
     vseed = rng.randrange(1, 900000)
     fix = (f"fix md all npt temp {temp} {temp} 0.1 aniso 0 0 1.0" if cond["ens"] == "npt"
@@ -1224,7 +1236,7 @@ print "ACEUQ_AVG $(f_avg[1]:%.4f) $(f_avg[2]:%.4f) $(f_avg[3]:%.6f) $(f_avg[4]:%
                        mean_pe_per_atom_eV=t[3], msd_A2=t[4], msd_over_ps=round(nprod * dt, 4))
     if rc != 0:
         res["lammps_error"] = L.lammps_error_lines(text)
-    log(f"{system} {cfg} {run}: {secs:.1f} s" + (f", LAMMPS error: {res['lammps_error']}" if rc else ""))
+    log(f"{system} {cfg} {run}{f' start {start}' if start else ''}: {secs:.1f} s" + (f", LAMMPS error: {res['lammps_error']}" if rc else ""))
     frames = []
     path = os.path.join(work, f"{tag}.dump")
     if os.path.exists(path):
@@ -1242,6 +1254,13 @@ print "ACEUQ_AVG $(f_avg[1]:%.4f) $(f_avg[2]:%.4f) $(f_avg[3]:%.6f) $(f_avg[4]:%
     res["frames"] = frames
     res["v_cell_per_atom"] = abs(L._dot(fr.cell[0], L._cross(fr.cell[1], fr.cell[2]))) / nat
     return res
+
+
+def several_starts(cond: dict) -> bool:
+    """Whether --starts splits a condition's main run: its start structure draws random sites or
+    a random strain, or it is a liquid (each start melts its own, and a run that leaves the
+    teacher's domain early loses only its own later frames)."""
+    return any(cond.get(k) for k in ("sub", "antisite", "vac", "strain", "melt"))
 
 
 def alloy_geometry_reasons(f: L.Frame, p: dict, nat: int, v_ref: float) -> list[str]:
@@ -1283,9 +1302,16 @@ def alloy_system(system: str, p: dict, seed: int, lmp: str, pot: str, work: str)
     runs = []
     for cond in p["conditions"]:
         for run in ("main", "independent"):
-            r = alloy_run(system, p, cond, run, seed, lmp, pot, work)
-            r["cond"] = cond
-            runs.append(r)
+            # A condition with random sites sampled from one start sees one arrangement of them
+            # (3 solutes in hcp Be do not move at 600 K): with --starts K its main run is split
+            # over K starts, each with its own sites and velocities (liquids: its own melt).
+            k = p.get("starts", 1) if run == "main" and several_starts(cond) else 1
+            for start in range(k):
+                nframes = p["n_main"] // k + (p["n_main"] % k if start == k - 1 else 0)
+                r = alloy_run(system, p, cond, run, seed, lmp, pot, work, start,
+                              nframes if k > 1 else None)
+                r["cond"] = cond
+                runs.append(r)
     dropped = []
 
     def drop(f, r, why):
@@ -1342,16 +1368,19 @@ def alloy_system(system: str, p: dict, seed: int, lmp: str, pot: str, work: str)
             r["frames"] = []
     train, valid, test = [], [], []
     per_run = []
+    main_frames = {}  # config_type -> the frames of its main run(s), starts in order
     for r in runs:
         fs = r["frames"]
         if r["run"] == "main":
-            nv = p["n_valid"] if len(fs) > p["n_valid"] else 0
-            train += fs[: len(fs) - nv]
-            valid += fs[len(fs) - nv:]
+            main_frames.setdefault(r["cond"]["cfg"], []).extend(fs)
         else:
             test += fs
         per_run.append({k: v for k, v in r.items() if k not in ("frames", "cond")}
                        | dict(config_type=r["cond"]["cfg"], kept=len(fs)))
+    for fs in main_frames.values():
+        nv = p["n_valid"] if len(fs) > p["n_valid"] else 0
+        train += fs[: len(fs) - nv]
+        valid += fs[len(fs) - nv:]
     for dr in dropped:
         log(f"{system}: dropped {dr['config_type']} ({dr['run']}) t={dr['time_ps']} ps: "
             f"{'; '.join(dr['reasons'])}")
@@ -1383,6 +1412,8 @@ def main_alloys(args, argv) -> int:
             p = dict(ALLOYS[system])
             if args.frames_per_run is not None:
                 p["n_main"] = args.frames_per_run
+            if args.starts is not None:
+                p["starts"] = args.starts
             log(f"alloys {system}, seed {args.seed}")
             # Offset the Python seed (like --hetero's +1000, --unstable's +2000).
             train, valid, test, summary = alloy_system(system, p, args.seed + 3000, lmp, pot, work)
@@ -1523,7 +1554,18 @@ def main(argv=None) -> int:
     ap.add_argument("--frames-per-run", type=int, metavar="N",
                     help="--alloys: frames of each main run (default 8; the last 2 are valid, the "
                          "others train), for larger sets written with --out")
+    ap.add_argument("--starts", type=int, metavar="K",
+                    help="--alloys: split the main run of every condition with random sites "
+                         "(substitutions, antisites, vacancies, strain) and of every liquid over K "
+                         "starts, each with its own sites or melt (default 1), for larger sets "
+                         "written with --out")
     args = ap.parse_args(argv)
+    if args.starts is not None:
+        if not args.alloys or not args.out:
+            ap.error("--starts needs --alloys and --out DIR (tests/data holds the committed sets)")
+        n_main = args.frames_per_run or ALLOYS["inp"]["n_main"]
+        if args.starts < 1 or n_main // args.starts < 1:
+            ap.error(f"--starts must be between 1 and the frames per run ({n_main}), got {args.starts}")
     if args.frames_per_run is not None:
         if not args.alloys:
             ap.error("--frames-per-run needs --alloys")
