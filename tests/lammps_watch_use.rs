@@ -241,7 +241,7 @@ print \"PRINTED halted $(f_watch[5])\"
         !o.status.success() && err.contains("left out 1 frame(s) with config_type=halt"),
         "{err}"
     );
-    let o = select(&["--candidates", "candidates.xyz", "--include-halt"]);
+    let o = select(&["--candidates", "candidates.xyz", "--include-halted"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 

@@ -29,7 +29,7 @@ pub struct SelectArgs {
     /// the potential may already be unphysical). By default they are left out, as failed
     /// explorations, and counted.
     #[arg(long)]
-    pub include_halt: bool,
+    pub include_halted: bool,
     /// At most this many structures are chosen.
     #[arg(long = "max", allow_negative_numbers = true)]
     pub max: usize,
@@ -111,7 +111,7 @@ pub fn run(a: &SelectArgs) -> Result<()> {
             bail!("{}: no frames", f.display());
         }
         for s in frames {
-            if !a.include_halt && s.config_type.as_deref() == Some("halt") {
+            if !a.include_halted && s.config_type.as_deref() == Some("halt") {
                 halts += 1;
             } else {
                 cands.push(s);
@@ -121,7 +121,7 @@ pub fn run(a: &SelectArgs) -> Result<()> {
     if halts > 0 {
         eprintln!(
             "note: left out {halts} frame(s) with config_type=halt: written above the upper \
-             cutoff, they may already be unphysical (--include-halt offers them too)"
+             cutoff, they may already be unphysical (--include-halted offers them too)"
         );
     }
     if cands.is_empty() {
