@@ -431,6 +431,29 @@ pub fn calibrate_with_high(
                 Some(x) => x.max(u_c),
                 None => f64::INFINITY,
             };
+            if let Some(x) = c.u_max.filter(|&x| x < u_c) {
+                // The two models disagree: in-distribution atoms are expected to pass the level
+                // where errors above e_max become likely. The watch then has no band in which it
+                // dumps before it halts; say so and why.
+                warnings.push(format!(
+                    "the upper cutoff from the error model ({x:.4e}) lies below the lower cutoff \
+                     {u_c:.4e} and was raised to it: the watch halts where it would first dump, \
+                     with no candidates before{}. Either the model is too inaccurate for runs of \
+                     N = {} atom-checks (label more data, or a richer basis), or the tail is \
+                     extrapolated far beyond the validation data (calibrate on more atoms, or \
+                     a smaller --pool-size)",
+                    if e_c >= opts.e_max {
+                        format!(
+                            " (the force-error cutoff e_c = {e_c:.3} eV/Å is already above e_max = {} eV/Å: \
+                             errors that large are expected in-distribution)",
+                            opts.e_max
+                        )
+                    } else {
+                        String::new()
+                    },
+                    opts.n_apply
+                ));
+            }
             (u_max, up.ratio, Some(c))
         }
     };
@@ -736,6 +759,54 @@ mod tests {
         none.u_max = f64::INFINITY;
         let back: Calibration = toml::from_str(&toml::to_string(&none).unwrap()).unwrap();
         assert_eq!(back, none);
+    }
+
+    /// A model whose in-distribution error tail already passes e_max: the error model's upper
+    /// cutoff lies below the lower cutoff, is raised to it, and the calibration says why.
+    #[test]
+    fn stats_an_upper_cutoff_below_the_lower_one_is_raised_with_a_warning() {
+        let mut r = rng(32);
+        let errors = draw_maxwell(&mut r, 0.3, 4000);
+        let noise = draw_gamma(&mut r, 8.0, 1.0 / 8.0, 4000);
+        let unc: Vec<f64> = errors
+            .iter()
+            .zip(&noise)
+            .map(|(e, z)| 0.8 * e * z + 0.01)
+            .collect();
+        let cal = calibrate(
+            "In",
+            "gamma",
+            &errors,
+            &unc,
+            &CalibrationOptions::new(1_000_000),
+        )
+        .unwrap();
+        let below = cal.conditional.as_ref().unwrap().u_max.unwrap();
+        assert!(
+            below < cal.u_c && cal.u_max == cal.u_c,
+            "{below} {} {}",
+            cal.u_c,
+            cal.u_max
+        );
+        assert!(cal.e_c > 1.0, "{}", cal.e_c);
+        let w = cal.warnings.join("\n");
+        assert!(
+            w.contains("raised to it") && w.contains("no candidates before") && w.contains("e_c ="),
+            "{w}"
+        );
+        // Well-behaved data (the end-to-end test's) get no such warning.
+        let small: Vec<f64> = errors.iter().map(|e| e / 6.0).collect();
+        let u2: Vec<f64> = small
+            .iter()
+            .zip(&noise)
+            .map(|(e, z)| 0.8 * e * z + 0.01)
+            .collect();
+        let ok = calibrate("In", "gamma", &small, &u2, &CalibrationOptions::new(10_000)).unwrap();
+        assert!(
+            ok.warnings.iter().all(|w| !w.contains("raised to it")),
+            "{:?}",
+            ok.warnings
+        );
     }
 
     #[test]
