@@ -28,8 +28,8 @@ pub struct CalibrateArgs {
     /// Or: a file of the frames the cutoffs will be applied to; atoms are counted per species.
     #[arg(long)]
     pub pool: Option<PathBuf>,
-    /// Force error (eV/Å) at which the MD is considered unstable (the upper cutoff maps it onto
-    /// the uncertainty scale).
+    /// Force error (eV/Å) at which the MD is considered unstable: the upper cutoff is the
+    /// uncertainty at which such an error becomes likely (`--upper-rule`).
     #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pub max_error: f64,
     /// Labelled high-uncertainty structures (e.g. candidates the watch dumped, labelled with

@@ -13,7 +13,8 @@ pub struct FitArgs {
     /// Training data (extended XYZ with energies and forces); may be repeated.
     #[arg(long, required = true, num_args = 1..)]
     pub train: Vec<PathBuf>,
-    /// Validation data, reported but not fitted.
+    /// Validation data: not fitted on, but they choose the ridge (`--ridge auto`), calibrate
+    /// the ensemble and distance estimators and train the GP; errors are reported.
     #[arg(long, num_args = 1..)]
     pub valid: Vec<PathBuf>,
     /// Species of the model, comma separated (default: those in the training data).

@@ -59,7 +59,7 @@ pub fn cutoff_for_n<D: ContinuousDistribution + ?Sized>(
     }
 }
 
-/// The stability ratio and upper cutoff of §5.
+/// The stability ratio and upper cutoff of docs/methods.md §4.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UpperCutoff {
     /// max(1, (e_max - mean_e) / (e_c - mean_e)); 1 when e_c <= mean_e (no meaningful scale).
@@ -68,7 +68,7 @@ pub struct UpperCutoff {
     pub u_max: f64,
 }
 
-/// Maps the error stability limit `e_max` onto the uncertainty scale (§5).
+/// Maps the error stability limit `e_max` onto the uncertainty scale (docs/methods.md §4, ratio rule).
 ///
 /// If e_c <= mean_e the ratio is undefined; it is then taken as 1 (u_max = u_c), the same
 /// value the max(1, .) clamp gives whenever e_max is not beyond e_c.
@@ -105,9 +105,9 @@ pub struct CalibrationOptions {
     pub n_apply: u64,
     /// Stability limit of the force error, eV/Å.
     pub e_max: f64,
-    /// Families tried for the errors; §5: force errors of a well-trained model are Maxwell.
+    /// Families tried for the errors; docs/methods.md §3: force errors of a well-trained model are Maxwell.
     pub error_families: Vec<Family>,
-    /// Families tried for the uncertainties, in order (§5: Maxwell, Gamma, generalized Gamma).
+    /// Families tried for the uncertainties, in order (docs/methods.md §3: Maxwell, Gamma, generalized Gamma).
     pub uncertainty_families: Vec<Family>,
     /// KS level of the model choice.
     pub alpha: f64,

@@ -294,7 +294,7 @@ impl ContinuousDistribution for GenGamma {
     }
 }
 
-/// Which of the three families a distribution belongs to (the fit order of §5).
+/// Which of the three families a distribution belongs to (the fit order of docs/methods.md §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
@@ -308,7 +308,7 @@ pub enum Family {
 }
 
 impl Family {
-    /// All families in the order they are tried by the model choice of §5.
+    /// All families in the order they are tried by the model choice of docs/methods.md §3.
     pub const ALL: [Family; 3] = [Family::Maxwell, Family::Gamma, Family::GenGamma];
 
     /// Short name as used by scipy.stats ("maxwell", "gamma", "gengamma").

@@ -3,7 +3,7 @@
 //! maximum likelihood, test each with a one-sample KS test, and choose the first with
 //! p > 0.05, else the one with the highest p. All candidates are kept for reporting.
 //!
-//! Note (also in §5): the parameters are fitted on the same data the KS test uses, so the
+//! Note (also in docs/methods.md §3): the parameters are fitted on the same data the KS test uses, so the
 //! p-values are optimistic (the test is not calibrated for estimated parameters); they rank
 //! the candidates, they are not exact significance levels.
 
