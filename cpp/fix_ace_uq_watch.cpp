@@ -307,7 +307,7 @@ void FixAceUqWatch::init()
   // or numbers meant for another quantity.
   // A calibrated lower cutoff above a given upper one is lowered to it (every candidate is then
   // a halt), with a warning; a given lower cutoff above a calibrated upper one is an error.
-  if (lower_auto && !upper_auto) {
+  if (lower_auto && !upper_auto && !upper_none) {
     bool clamped = false;
     for (auto &v : lower) clamped = clamped || v > upper_value;
     for (auto &v : lower_c) clamped = clamped || v > upper_value;

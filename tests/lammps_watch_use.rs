@@ -571,3 +571,39 @@ print \"PRINTED lone $(f_watch[7])\"
         }
     }
 }
+
+/// `upper none` with the calibrated lower cutoff (`lower auto`, the default) keeps the lower
+/// cutoff: no clamping to an upper cutoff that does not exist (it once made every atom a
+/// candidate, with a warning about "upper 0").
+#[test]
+fn upper_none_keeps_the_calibrated_lower_cutoff() {
+    let Some(s) = setup("upper_none_keeps_the_calibrated_lower_cutoff") else {
+        return;
+    };
+    let (lower, _) = model()
+        .stored_cutoffs(aceuq::uq::Method::Gamma, 0)
+        .expect("calibrated gamma");
+    let g0 = gamma0();
+    assert!(lower > 0.0);
+    let dir = case("upper_none");
+    let input = format!(
+        "{HEAD}fix w all ace/uq/watch 1 quantity gamma dump c.xyz upper none halt no
+run 0
+print \"PRINTED written $(f_w[3])\"
+"
+    );
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_ok("upper_none");
+    assert!(
+        !r.output.contains("below the calibrated lower cutoff"),
+        "{}",
+        r.output
+    );
+    let want = if g0 > lower { 1.0 } else { 0.0 };
+    assert_eq!(
+        printed(&r, "written"),
+        vec![want],
+        "gamma {g0} vs lower {lower}: {}",
+        r.output
+    );
+}
