@@ -8,6 +8,7 @@
 #   make bench    benchmarks
 #   make fuzz     mutation-fuzz every parser, FUZZ_SECONDS (default 60) each (fuzz/targets.rs)
 #   make soak     LAMMPS soak test: 1e6 atom-steps with uncertainty every step on 2 ranks
+#   make gpaw     GPAW + PAW datasets (Debian packages) for the DFT labeller scripts/label_gpaw.py
 #   make header   regenerate include/aceuq.h from src/ffi/ (cbindgen)
 #   make clean    remove build products (keeps .venv); make distclean also removes .venv
 #
@@ -43,7 +44,7 @@ PLUGIN := $(BUILD)/aceuqplugin.so
 ACEUQ_ENV := ACEUQ_LMP=$(VENV)/bin/lmp ACEUQ_MPIRUN=$(VENV)/bin/mpirun \
               ACEUQ_PLUGIN_DIR=$(BUILD) OMP_NUM_THREADS=1
 
-.PHONY: all venv build rust plugin test example example-alloy bench fuzz soak header lint clean distclean help
+.PHONY: all venv gpaw build rust plugin test example example-alloy bench fuzz soak header lint clean distclean help
 
 all: build
 
@@ -59,6 +60,33 @@ $(VENV_STAMP): Makefile
 	$(VENV)/bin/python -m pip install --disable-pip-version-check --no-input $(VENV_PINS)
 	$(VENV)/bin/lmp -h > /dev/null
 	touch $@
+
+# ---- GPAW (DFT labeller) ------------------------------------------------------------------
+
+# GPAW and gpaw-data are Debian packages (Python 3.11 modules for /usr/bin/python3, run with -s
+# so that no user-site numpy shadows Debian's). Installed when missing and apt-get can be used
+# (as root, or through sudo without a password); otherwise this says what to run. The outcome
+# goes to build/gpaw.status ("ok" or the reason), which `make test` hands to the GPAW tests.
+GPAW_CHECK := /usr/bin/python3 -s scripts/label_gpaw.py --check
+GPAW_STATUS := $(BUILD)/gpaw.status
+GPAW_APT := apt-get install -y -q gpaw gpaw-data
+
+gpaw:
+	@mkdir -p $(BUILD)
+	@if [ -x /usr/bin/python3 ] && $(GPAW_CHECK) > /dev/null 2>&1; then \
+		$(GPAW_CHECK); echo ok > $(GPAW_STATUS); exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2> /dev/null; then SUDO="sudo -n"; \
+	else SUDO=none; fi; \
+	if [ "$$SUDO" = none ] || ! command -v apt-get > /dev/null; then \
+		echo "GPAW is not installed and cannot be installed here (needs apt-get as root): run" \
+			"'sudo $(GPAW_APT)'" | tee $(GPAW_STATUS); exit 0; fi; \
+	echo "== installing GPAW from Debian's packages ($(GPAW_APT))"; \
+	if ! DEBIAN_FRONTEND=noninteractive $$SUDO $(GPAW_APT) > $(BUILD)/gpaw-apt.log 2>&1; then \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update -q >> $(BUILD)/gpaw-apt.log 2>&1 || true; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO $(GPAW_APT) >> $(BUILD)/gpaw-apt.log 2>&1 || true; fi; \
+	if $(GPAW_CHECK); then echo ok > $(GPAW_STATUS); \
+	else echo "GPAW installation failed (see $(BUILD)/gpaw-apt.log); run '$(GPAW_APT)' by hand" \
+		| tee $(GPAW_STATUS); fi
 
 # ---- Build --------------------------------------------------------------------------------
 
@@ -77,8 +105,10 @@ plugin: rust $(BUILD)/CMakeCache.txt
 
 # ---- Test, example, bench -----------------------------------------------------------------
 
-test: venv build
-	$(ACEUQ_ENV) $(CARGO) test --release $(CARGO_FLAGS)
+test: venv gpaw build
+	$(ACEUQ_ENV) ACEUQ_GPAW="$$(cat $(GPAW_STATUS))" $(CARGO) test --release $(CARGO_FLAGS)
+	@if [ "$$(cat $(GPAW_STATUS))" != ok ]; then echo; \
+		echo "!! GPAW TESTS SKIPPED: $$(cat $(GPAW_STATUS))"; fi
 
 # The Li example end to end: fit with uncertainty, calibrate, LAMMPS MD that dumps candidates
 # and halts, D-optimal selection for DFT (examples/li-600K/run.sh). Outputs in runs/example.

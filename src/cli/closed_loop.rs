@@ -1,5 +1,6 @@
 //! `aceuq loop`: closed-loop on-the-fly active learning with LAMMPS (see `crate::workflow`).
 
+use crate::stats::plot::{AXIS_LABELS, AxisFormat};
 use crate::workflow::{self, IterationSummary, Stop, Tools, config::LoopConfig};
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
@@ -71,6 +72,15 @@ pub fn run(a: &LoopArgs) -> Result<()> {
     Ok(())
 }
 
+/// `x` with `prec` decimals, or "-" when it is not a number (the loop has no test set).
+fn number_or_dash(x: f64, prec: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.prec$}")
+    } else {
+        "-".into()
+    }
+}
+
 fn table(rows: &[IterationSummary]) -> String {
     let headers: Vec<String> = [
         "iter",
@@ -95,8 +105,8 @@ fn table(rows: &[IterationSummary]) -> String {
                 r.iteration.to_string(),
                 r.structures.to_string(),
                 r.atoms.to_string(),
-                format!("{:.1}", r.test_force_rmse),
-                format!("{:.2}", r.test_energy_rmse),
+                number_or_dash(r.test_force_rmse, 1),
+                number_or_dash(r.test_energy_rmse, 2),
                 r.candidates.to_string(),
                 r.labelled.to_string(),
                 r.failed.to_string(),
@@ -162,27 +172,50 @@ fn plot(rows: &[IterationSummary], path: &Path) -> Result<(), Box<dyn std::error
         ),
     ];
     for (area, (title, unit, ys)) in panels.iter().zip(series.iter()) {
-        let ymax = ys.iter().cloned().fold(0.0, f64::max).max(1e-9) * 1.15;
+        // An empty panel (no test set) gets a plain 0..1 axis, not one of round-off size.
+        let ymax = ys
+            .iter()
+            .cloned()
+            .filter(|y| y.is_finite())
+            .fold(0.0, f64::max)
+            .max(if ys.iter().all(|y| !y.is_finite()) {
+                1.0
+            } else {
+                1e-9
+            })
+            * 1.15;
+        let title = if ys.iter().all(|y| !y.is_finite()) {
+            format!("{title} (no [loop] test set)")
+        } else {
+            title.to_string()
+        };
         let mut chart = ChartBuilder::on(area)
-            .caption(*title, ("sans-serif", 26))
+            .caption(title, ("sans-serif", 26))
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(70)
             .build_cartesian_2d(0..xmax, 0.0..ymax)?;
+        // One number of decimals per axis: 3000 MD steps, not plotters' "3000.0".
+        let yf = AxisFormat::new(0.0, ymax, AXIS_LABELS);
         chart
             .configure_mesh()
             .x_labels(xmax as usize + 1)
+            .y_labels(AXIS_LABELS)
+            .y_label_formatter(&|v| yf.label(v))
             .x_desc("iteration")
             .y_desc(*unit)
             .label_style(("sans-serif", 16))
             .draw()?;
-        chart.draw_series(LineSeries::new(
-            xs.iter().cloned().zip(ys.iter().cloned()),
-            BLUE.stroke_width(3),
-        ))?;
+        let points: Vec<(i32, f64)> = xs
+            .iter()
+            .cloned()
+            .zip(ys.iter().cloned())
+            .filter(|(_, y)| y.is_finite())
+            .collect();
+        chart.draw_series(LineSeries::new(points.clone(), BLUE.stroke_width(3)))?;
         chart.draw_series(
-            xs.iter()
-                .zip(ys)
+            points
+                .iter()
                 .map(|(x, y)| Circle::new((*x, *y), 5, BLUE.filled())),
         )?;
     }
@@ -230,9 +263,12 @@ fn cutoff_panel(
         .x_label_area_size(45)
         .y_label_area_size(70)
         .build_cartesian_2d(0..xmax, 0.0..hi)?;
+    let yf = AxisFormat::new(0.0, hi, AXIS_LABELS);
     chart
         .configure_mesh()
         .x_labels(xmax as usize + 1)
+        .y_labels(AXIS_LABELS)
+        .y_label_formatter(&|v| yf.label(v))
         .x_desc("iteration")
         .y_desc("uncertainty")
         .label_style(("sans-serif", 16))

@@ -10,6 +10,9 @@
 //!
 //! [labeller]
 //! command = "python3 label.py {input} {output}"
+//! # or DFT with GPAW: the settings table is written to a file whose path replaces {settings}
+//! # command = "/usr/bin/python3 -s {dir}/label_gpaw.py --settings {settings} {input} {output}"
+//! # settings = { mode = "pw", ecut = 300, kpoint_density = 2.5, xc = "PBE", smearing = 0.1 }
 //!
 //! [[exploration]]
 //! name = "heat"
@@ -137,6 +140,12 @@ pub struct LabellerConfig {
     /// Kill a labelling that takes longer (minutes).
     #[serde(default = "d_label_timeout")]
     pub timeout_minutes: f64,
+    /// Settings handed to the labeller: written as a TOML file (with `energy_key` and
+    /// `forces_key` of `[loop]` added unless given) whose path replaces `{settings}` in the
+    /// command. For `scripts/label_gpaw.py`: mode, ecut, kpoint_density, xc, smearing, spin,
+    /// timeout_minutes, ... (see that script's `--help`).
+    #[serde(default)]
+    pub settings: Option<toml::Table>,
 }
 
 fn d_label_timeout() -> f64 {
@@ -246,6 +255,30 @@ impl LoopConfig {
         if !self.labeller.command.contains("{input}") || !self.labeller.command.contains("{output}")
         {
             return Err("[labeller] command must contain {input} and {output}".into());
+        }
+        match (
+            self.labeller.command.contains("{settings}"),
+            self.labeller.settings.is_some(),
+        ) {
+            (true, false) => {
+                return Err(
+                    "[labeller] command passes {settings} but there is no [labeller.settings] \
+                     table; add one (e.g. settings = { mode = \"pw\", ecut = 300 }) or drop \
+                     {settings} from the command"
+                        .into(),
+                );
+            }
+            (false, true) => {
+                return Err(
+                    "[labeller] settings are given but the command does not pass them; add \
+                     --settings {settings} (or wherever your labeller takes them) to the command"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        if !(self.labeller.timeout_minutes > 0.0) {
+            return Err("[labeller] timeout_minutes must be positive".into());
         }
         if self.exploration.is_empty() {
             return Err(

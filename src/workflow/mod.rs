@@ -590,18 +590,27 @@ fn stop_after(s: &IterationSummary) -> Option<Stop> {
     }
 }
 
+/// `x` with `prec` decimals, or "" when it is not a number (no test set).
+fn number_or_empty(x: f64, prec: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.prec$}")
+    } else {
+        String::new()
+    }
+}
+
 fn write_summary(run_dir: &Path, s: &[IterationSummary]) -> Result<(), LoopError> {
     let mut text = String::from(
         "iteration,structures,atoms,test_energy_rmse_mev_atom,test_force_rmse_mev_a,candidates,selected,labelled,failed,halts,explorations,longest_stable_steps,lower_cutoff,upper_cutoff,seconds,converged\n",
     );
     for r in s {
         text.push_str(&format!(
-            "{},{},{},{:.4},{:.4},{},{},{},{},{},{},{},{:.6},{:.6},{:.1},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{:.6},{:.6},{:.1},{}\n",
             r.iteration,
             r.structures,
             r.atoms,
-            r.test_energy_rmse,
-            r.test_force_rmse,
+            number_or_empty(r.test_energy_rmse, 4),
+            number_or_empty(r.test_force_rmse, 4),
             r.candidates,
             r.selected,
             r.labelled,
@@ -683,6 +692,10 @@ fn iteration(
         let m = crate::model::fit::evaluate(model, test, "test").map_err(|e| err(e.to_string()))?;
         s.test_energy_rmse = m.energy_rmse;
         s.test_force_rmse = m.force_rmse;
+    } else {
+        // No [loop] test set: no number (tables print "-", summary.csv an empty field).
+        s.test_energy_rmse = f64::NAN;
+        s.test_force_rmse = f64::NAN;
     }
     // 2. Explore.
     let outcomes_path = dir.join("explorations.toml");
@@ -1159,12 +1172,31 @@ fn final_check(
     )?;
     write_text(&dir.join("model.stamp"), &stamp)?;
     mark(&dir, "check")?;
+    // Without an upper cutoff nothing could halt: say so rather than report a calm run.
+    let no_upper: Vec<String> = Potential::load(&run_dir.join("final.aceuq"))
+        .map(|p| {
+            species_cutoffs(&p, cfg.run.quantity)
+                .into_iter()
+                .filter(|c| !c.upper.is_finite())
+                .map(|c| c.species)
+                .collect()
+        })
+        .unwrap_or_default();
+    let max_seen = o.iter().map(|x| x.max_value).fold(f64::NAN, f64::max);
     say(&format!(
         "final check ({steps} steps per exploration with final.aceuq): {}",
-        if halts == 0 {
-            "no exploration halted".to_string()
-        } else {
+        if halts > 0 {
             format!("{halts} of {} explorations halted", o.len())
+        } else if !no_upper.is_empty() {
+            format!(
+                "no exploration halted, but final.aceuq has no upper cutoff of {} for {} (it \
+                 cannot halt there; highest value seen {max_seen:.4}): this is no evidence of \
+                 stability; label more high-uncertainty structures (more iterations)",
+                cfg.run.quantity.name(),
+                no_upper.join(", ")
+            )
+        } else {
+            "no exploration halted".to_string()
         }
     ));
     Ok(())
@@ -1534,11 +1566,16 @@ fn label_batch(
     let _ = std::fs::remove_file(&output);
     extxyz::write_file_atomic(&input, frames, &WriteOptions::lossless())
         .map_err(|e| err(e.to_string()))?;
-    let command = cfg
+    let mut command = cfg
         .labeller
         .command
         .replace("{input}", &shell_quote(&input))
         .replace("{output}", &shell_quote(&output));
+    if let Some(settings) = &cfg.labeller.settings {
+        let path = work.join("labeller_settings.toml");
+        write_labeller_settings(&path, settings, cfg)?;
+        command = command.replace("{settings}", &shell_quote(&path));
+    }
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(&command);
     let log = work.join(format!("{tag}.log"));
@@ -1589,6 +1626,26 @@ fn label_batch(
         }
     }
     Ok(got)
+}
+
+/// Write the `[labeller.settings]` table for the labeller, with the data keys of `[loop]` added
+/// when the table does not set them (written whole, then renamed).
+fn write_labeller_settings(
+    path: &Path,
+    settings: &toml::Table,
+    cfg: &LoopConfig,
+) -> Result<(), LoopError> {
+    let mut t = settings.clone();
+    t.entry("energy_key")
+        .or_insert_with(|| toml::Value::String(cfg.run.energy_key.clone()));
+    t.entry("forces_key")
+        .or_insert_with(|| toml::Value::String(cfg.run.forces_key.clone()));
+    let text =
+        toml::to_string(&t).map_err(|e| err(format!("cannot write the labeller settings: {e}")))?;
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| err(format!("cannot write {}: {e}", path.display())))
 }
 
 /// The last `n` lines of a log, for error messages.
@@ -1644,6 +1701,42 @@ mod tests {
         cfg.fit.energy_weight = 0.0;
         assert_eq!(read_labelled(&f, &cfg).unwrap().len(), 5);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Issue 24: `[labeller.settings]` reaches the labeller as a TOML file named by `{settings}`,
+    /// with the data keys of `[loop]` added; a settings table without `{settings}` (or the
+    /// reverse) is refused.
+    #[test]
+    fn labeller_settings_are_written_for_the_command_with_the_data_keys() {
+        let base = "[loop]\nspecies = [\"Li\"]\ninitial = [\"a.xyz\"]\nenergy_key = \"dft_energy\"\n\
+                    [[exploration]]\nname = \"x\"\ninput = \"in\"\nstructure = \"a.xyz\"\n";
+        let with = |labeller: &str| -> LoopConfig {
+            toml::from_str(&format!("{base}[labeller]\n{labeller}")).unwrap()
+        };
+        let cfg = with(
+            "command = \"label --settings {settings} {input} {output}\"\n\
+             settings = { mode = \"pw\", ecut = 300, kpoint_density = 2.5 }\n",
+        );
+        cfg.validate().unwrap();
+        let dir = std::env::temp_dir().join(format!("aceuq-lset-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("labeller_settings.toml");
+        write_labeller_settings(&path, cfg.labeller.settings.as_ref().unwrap(), &cfg).unwrap();
+        let back: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back["mode"].as_str(), Some("pw"));
+        assert_eq!(back["ecut"].as_integer(), Some(300));
+        assert_eq!(back["energy_key"].as_str(), Some("dft_energy"));
+        assert_eq!(back["forces_key"].as_str(), Some("forces"));
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let e = with("command = \"label --settings {settings} {input} {output}\"\n")
+            .validate()
+            .unwrap_err();
+        assert!(e.contains("no [labeller.settings] table"), "{e}");
+        let e = with("command = \"label {input} {output}\"\nsettings = { ecut = 300 }\n")
+            .validate()
+            .unwrap_err();
+        assert!(e.contains("does not pass them"), "{e}");
     }
 
     #[test]
