@@ -93,9 +93,17 @@ fn al_bench_quick_end_to_end() {
                 assert!(added[i] >= 1.0 && added[i] <= size[i], "{m} row {i}");
             }
         }
-        let e_c = col(&h, &rows, "e_c");
-        let u_c = col(&h, &rows, "u_c");
-        let u_max = col(&h, &rows, "u_max");
+        // Units in the column names: the cutoffs of gamma are dimensionless, the others' in eV/Å.
+        let u = if m == "gamma" {
+            "dimensionless"
+        } else {
+            "eV_per_A"
+        };
+        let e_c = col(&h, &rows, "e_c_eV_per_A");
+        let u_c = col(&h, &rows, &format!("u_c_{u}"));
+        let u_max = col(&h, &rows, &format!("u_max_{u}"));
+        let mae = col(&h, &rows, "force_mae_pool_eV_per_A");
+        assert!(mae.iter().all(|v| *v > 0.0 && *v < 1.0), "{m}: {mae:?}");
         let cov = col(&h, &rows, "coverage");
         for i in 0..rows.len() {
             assert!(e_c[i].is_finite() && e_c[i] > 0.0, "{m}: e_c {}", e_c[i]);
@@ -210,8 +218,11 @@ fn uq_bench_quick_end_to_end() {
     let text = std::fs::read_to_string(out.join("results.csv")).unwrap();
     let mut lines = text.lines();
     let header = lines.next().unwrap();
+    // Units in the column names; both force errors in meV/Å.
     assert!(
-        header.starts_with("dataset,basis,nfuncs,n_train,mae_test"),
+        header.starts_with(
+            "dataset,basis,nfuncs,n_train,force_mae_test_meV_per_A,force_rmse_test_meV_per_A,"
+        ),
         "{header}"
     );
     let rows: Vec<&str> = lines.collect();
@@ -227,7 +238,9 @@ fn uq_bench_quick_end_to_end() {
             cells[2].parse::<usize>().unwrap(),
         ));
         let num = |k: usize| cells[k].parse::<f64>().unwrap();
-        assert!(num(4) > 0.0 && num(4) < 1.0, "test MAE {r}");
+        assert!(num(4) > 1.0 && num(4) < 1000.0, "test MAE (meV/Å) {r}");
+        // The RMSE per component and the mean |ΔF| in one unit: sqrt(3) RMSE >= mean |ΔF|.
+        assert!(3f64.sqrt() * num(5) >= num(4), "RMSE vs MAE {r}");
         assert!((-1.0..=1.0).contains(&num(7)), "rho {r}");
         assert!((0.0..=0.5).contains(&num(9)), "area {r}");
         assert!((0.0..=1.0).contains(&num(11)), "mean AUC {r}");

@@ -4,7 +4,7 @@
 //! frames, each iteration
 //! 1. fits the potential (and the method's uncertainty estimator) on the current data set,
 //! 2. fits the error and uncertainty distributions on the validation atoms and computes the
-//!    cutoffs of §5 (`stats::calibrate`, N = atoms of that species in the pool),
+//!    cutoffs of docs/methods.md §3–4 (`stats::calibrate`, N = atoms of that species in the pool),
 //! 3. scans the pool in time order and stops at the first frame whose max-atom uncertainty
 //!    exceeds u_max (the MD would have gone unstable there),
 //! 4. adds the frames before it with u_c < u <= u_max, most uncertain first, at most as many as
@@ -77,11 +77,11 @@ pub struct AlSettings {
     pub fit: FitConfig,
     /// Estimator settings; only the one being benchmarked is built.
     pub uq: UqConfig,
-    /// Number of random start frames (§7: 5).
+    /// Number of random start frames (Annevelink & Viswanathan: 5).
     pub n_start: usize,
-    /// Fraction of each new batch put into validation (§7: ~0.1).
+    /// Fraction of each new batch put into validation (Annevelink & Viswanathan: ~0.1).
     pub valid_fraction: f64,
-    /// Force error (eV/Å) at which the MD counts as unstable; sets u_max (§5).
+    /// Force error (eV/Å) at which the MD counts as unstable; sets u_max (docs/methods.md §4).
     pub e_max: f64,
     /// Safety limit on iterations (a run that reaches it is reported as not converged).
     pub max_iterations: usize,
@@ -202,18 +202,20 @@ impl Iteration {
         self.n_train + self.n_valid
     }
 
-    /// CSV header of [`Iteration::csv_row`].
+    /// CSV header of [`Iteration::csv_row`]; `{u}` in a name stands for the selector's
+    /// uncertainty unit ([`Iteration::csv_header`]). Force errors and e_c are in eV/Å (the units
+    /// of the cutoffs); the unmarked columns are counts, fractions or names.
     pub const CSV_HEADER: [&'static str; 29] = [
         "iteration",
         "dataset",
         "n_train",
         "n_valid",
-        "mae_train",
-        "mae_valid",
-        "mae_pool",
-        "e_c",
-        "u_c",
-        "u_max",
+        "force_mae_train_eV_per_A",
+        "force_mae_valid_eV_per_A",
+        "force_mae_pool_eV_per_A",
+        "e_c_eV_per_A",
+        "u_c_{u}",
+        "u_max_{u}",
         "u_family",
         "frames_between",
         "frames_above",
@@ -234,6 +236,20 @@ impl Iteration {
         "added",
         "fit_seconds",
     ];
+
+    /// The CSV header of a selector's runs: [`Iteration::CSV_HEADER`] with the unit of its
+    /// uncertainty in the u_c and u_max columns (`dimensionless` for gamma and gamma_local,
+    /// `eV_per_A` for the others, the oracle's and random sampling's u being the error itself).
+    pub fn csv_header(selector: Selector) -> Vec<String> {
+        let u = match selector {
+            Selector::Uq(Method::Gamma | Method::GammaLocal) => "dimensionless",
+            _ => "eV_per_A",
+        };
+        Self::CSV_HEADER
+            .iter()
+            .map(|h| h.replace("{u}", u))
+            .collect()
+    }
 
     /// Values of the named metric used by the figures and the aggregation (NaN if unknown).
     pub fn metric(&self, name: &str) -> f64 {

@@ -533,7 +533,7 @@ pub struct CaseResult {
     pub n_train: usize,
     /// Mean |ΔF| on the in-distribution test atoms (eV/Å).
     pub mae_test: f64,
-    /// Force RMSE per component on the test frames (eV/Å).
+    /// Force RMSE per component on the test frames (meV/Å, as the fit's metrics).
     pub rmse_test: f64,
     /// Per-method scores.
     pub methods: Vec<MethodScores>,

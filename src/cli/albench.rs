@@ -216,7 +216,7 @@ fn progress(n: usize) -> indicatif::ProgressBar {
 
 /// Per-iteration CSV of one run.
 pub fn write_csv(path: &Path, run: &AlRun) -> Result<()> {
-    let mut s = Iteration::CSV_HEADER.join(",") + "\n";
+    let mut s = Iteration::csv_header(run.selector).join(",") + "\n";
     let classify = run.selector != Selector::Random;
     for it in &run.iterations {
         s += &(it.csv_row(classify).join(",") + "\n");
@@ -249,6 +249,7 @@ fn band_series(
             .collect(),
         markers: true,
         color,
+        shape: 0,
     }
 }
 

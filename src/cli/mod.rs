@@ -50,10 +50,11 @@ pub enum Command {
     /// Check stored cutoffs on labelled data: observed vs expected exceedances of the lower
     /// cutoffs on held-out data, and frames halted vs truly unstable at the upper cutoffs.
     CheckCutoffs(check::CheckArgs),
-    /// Figures and a Markdown summary of each uncertainty method on labelled data: histograms
-    /// with fits and cutoffs, F1/precision/recall maps, calibration curves, parity plots, QQ
-    /// and exceedance plots against the cutoff models, error vs uncertainty with the upper
-    /// cutoff.
+    /// Figures and a Markdown summary of each uncertainty method on labelled data: parity plots
+    /// (predicted vs reference energy per atom and force components, RMSE and MAE), histograms
+    /// with fits and cutoffs, F1/precision/recall maps, calibration curves, uncertainty vs
+    /// error, QQ and exceedance plots against the cutoff models, error vs uncertainty with the
+    /// upper cutoff.
     Report(report::ReportArgs),
     /// Write one frame of extended XYZ as a LAMMPS data file (rotated into LAMMPS's frame).
     ToLammps(convert::ToLammpsArgs),

@@ -1,8 +1,13 @@
 //! `aceuq report`: figures and a Markdown summary of how well each uncertainty method of a model
 //! flags high-error atoms on labelled data (Annevelink & Viswanathan).
 //!
-//! Per (method, species): histograms with the fitted families and the cutoffs, F1 / precision /
-//! recall maps, calibration curve, parity scatter. Per method, one panel per species:
+//! Once: `parity` (predicted against reference energy per atom, eV/atom, and force components,
+//! eV/Å, a colour per composition / species, y = x, RMSE and MAE in the legends and in the
+//! summary's accuracy table). Per species: `<species>_force_errors` (the force-error histogram
+//! with its fits and e_c: the errors are the model's, the same for every method). Per (method,
+//! species): the uncertainty histogram with the fitted families and the cutoffs (the axis from
+//! the data, far cutoffs as arrows), F1 / precision / recall maps (trivial splits grey),
+//! calibration curve, `_uq_vs_error` scatter. Per method, one panel per species:
 //! `<method>_qq` (force errors and uncertainties against the model behind their 1 - 1/N cutoffs,
 //! the body family alone drawn too, the tail threshold and the cutoff marked),
 //! `<method>_exceedance` (the same models as survival curves on a log probability axis, down to
@@ -13,18 +18,21 @@
 
 use super::calibrate::{atoms_per_species, text_table};
 use super::{DataKeys, load_model};
+use crate::model::{Model, Prediction, Workspace};
 use crate::stats::cutoff::{Calibration, CalibrationOptions, UpperRule, calibrate};
 use crate::stats::family_choice::ModelChoice;
 use crate::stats::metrics::{
     calibration_curve, linspace, miscalibration_area, pit_maxwell, spearman, sweep,
 };
 use crate::stats::plot::{
-    self, CalibrationPlot, Marker, ParityPlot, TailPanel, TailPlot, TailView, UpperPanel,
-    UpperPlot, p_value_text,
+    self, CalibrationPlot, Marker, ParityGroup, ParityPanel, ParityPlot, TailPanel, TailPlot,
+    TailView, UpperPanel, UpperPlot, UqErrorPlot, p_value_text,
 };
 use crate::stats::tail::{CutoffFit, CutoffRule, TailPolicy};
-use crate::uq::{self, Method};
+use crate::structure::Structure;
+use crate::uq::Method;
 use anyhow::{Context, Result, bail};
+use rayon::prelude::*;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -105,6 +113,12 @@ impl ReportArgs {
     }
 }
 
+/// A species' force errors (eV/Å) and each method's calibration of them.
+type SpeciesErrors = (String, Vec<f64>, Vec<(Method, Calibration)>);
+
+/// Fewest high-error atoms (e > e_c) at a grid point for its F1 to count as the best.
+const MIN_HIGH_ERROR_ATOMS: u64 = 10;
+
 /// One (method, species) panel of results.
 struct Panel {
     method: Method,
@@ -117,7 +131,8 @@ struct Panel {
     area: f64,
     scale: f64,
     at_cut: crate::stats::metrics::Confusion,
-    best: Option<(f64, f64, f64)>,
+    /// Best informative F1 on the grid: (e_c, u_c, F1, chance F1 there).
+    best: Option<(f64, f64, f64, f64)>,
     curve: crate::stats::metrics::CalibrationCurve,
 }
 
@@ -272,6 +287,169 @@ fn upper_text(c: &Calibration) -> (String, String) {
     }
 }
 
+/// The model's prediction for every structure.
+fn predictions(model: &Model, data: &[Structure]) -> Result<Vec<Prediction>> {
+    Ok(data
+        .par_iter()
+        .map_init(|| Workspace::new(model), |ws, s| model.predict(s, ws))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Magnitude of the force error |F_pred - F_ref| (eV/Å) of every atom of every structure (empty
+/// for structures without reference forces).
+fn force_errors(data: &[Structure], preds: &[Prediction]) -> Vec<Vec<f64>> {
+    data.iter()
+        .zip(preds)
+        .map(|(s, p)| match &s.forces {
+            None => vec![],
+            Some(fr) => p
+                .forces
+                .iter()
+                .zip(fr)
+                .map(|(a, b)| {
+                    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The parity panels: energy per atom (eV/atom) of the structures with a reference energy, a
+/// group per composition (its species joined by "+", in the model's order; a single species in
+/// its colour of the force panel); force components (eV/Å) of the atoms with reference forces, a
+/// group per species. A panel without data is left out.
+fn parity_panels(model: &Model, data: &[Structure], preds: &[Prediction]) -> Vec<ParityPanel> {
+    let mut energy: Vec<ParityGroup> = vec![];
+    let mut force: Vec<ParityGroup> = model
+        .species
+        .iter()
+        .enumerate()
+        .map(|(k, sp)| ParityGroup {
+            label: sp.clone(),
+            color: k,
+            reference: vec![],
+            predicted: vec![],
+        })
+        .collect();
+    for (s, p) in data.iter().zip(preds) {
+        if let Some(e) = s.energy
+            && !s.is_empty()
+        {
+            let present: Vec<usize> = (0..model.species.len())
+                .filter(|&k| s.symbols.contains(&model.species[k]))
+                .collect();
+            let label = present
+                .iter()
+                .map(|&k| model.species[k].as_str())
+                .collect::<Vec<_>>()
+                .join("+");
+            let n = s.len() as f64;
+            match energy.iter_mut().find(|g| g.label == label) {
+                Some(g) => {
+                    g.reference.push(e / n);
+                    g.predicted.push(p.energy / n);
+                }
+                None => energy.push(ParityGroup {
+                    // Pure species first, in their colours; mixtures after.
+                    color: match present[..] {
+                        [k] => k,
+                        _ => {
+                            model.species.len()
+                                + energy.iter().filter(|g| g.label.contains('+')).count()
+                        }
+                    },
+                    label,
+                    reference: vec![e / n],
+                    predicted: vec![p.energy / n],
+                }),
+            }
+        }
+        if let Some(fr) = &s.forces {
+            for ((sym, a), b) in s.symbols.iter().zip(&p.forces).zip(fr) {
+                if let Some(k) = model.species_index(sym) {
+                    force[k].reference.extend_from_slice(b);
+                    force[k].predicted.extend_from_slice(a);
+                }
+            }
+        }
+    }
+    energy.sort_by_key(|g| g.color);
+    force.retain(|g| !g.reference.is_empty());
+    let mut panels = vec![];
+    if !energy.is_empty() {
+        let n: usize = energy.iter().map(|g| g.reference.len()).sum();
+        panels.push(ParityPanel {
+            title: format!("energy per atom ({n} structures)"),
+            quantity: "energy per atom".into(),
+            unit: "eV/atom".into(),
+            error_unit: ("meV/atom".into(), 1e3),
+            groups: energy,
+        });
+    }
+    if !force.is_empty() {
+        let n: usize = force.iter().map(|g| g.reference.len() / 3).sum();
+        panels.push(ParityPanel {
+            title: format!("force components ({n} atoms)"),
+            quantity: "force component".into(),
+            unit: "eV/Å".into(),
+            error_unit: ("meV/Å".into(), 1e3),
+            groups: force,
+        });
+    }
+    panels
+}
+
+/// A table cell of precision, recall or F1 at the cutoffs: the value, or why it is undefined or
+/// trivial (no atom above e_c, none flagged, ...).
+fn confusion_cells(c: &crate::stats::metrics::Confusion) -> [String; 3] {
+    let high = c.tp + c.fn_;
+    let flagged = c.tp + c.fp;
+    let p = if flagged == 0 {
+        "- (none flagged)".to_string()
+    } else {
+        format!("{:.3}", c.precision())
+    };
+    let r = if high == 0 {
+        "- (no e > e_c)".to_string()
+    } else {
+        format!("{:.3}", c.recall())
+    };
+    let f = match c.degenerate() {
+        Some(why) => format!("n/a: {why}"),
+        None => format!("{:.3}", c.f1()),
+    };
+    [p, r, f]
+}
+
+/// The e_c markers of a species' force-error histogram: one per distinct e_c of the methods
+/// (the methods named when they differ or there are several).
+fn error_markers(cals: &[(Method, Calibration)]) -> Vec<Marker> {
+    let mut groups: Vec<(f64, Vec<&str>)> = vec![];
+    for (m, c) in cals {
+        match groups
+            .iter_mut()
+            .find(|g| (g.0 - c.e_c).abs() <= 1e-9 * c.e_c.abs().max(1e-300))
+        {
+            Some(g) => g.1.push(m.name()),
+            None => groups.push((c.e_c, vec![m.name()])),
+        }
+    }
+    let one = groups.len() == 1;
+    groups
+        .into_iter()
+        .map(|(e_c, names)| {
+            let who = if one && names.len() > 1 {
+                " (every method)".to_string()
+            } else if one {
+                String::new()
+            } else {
+                format!(" ({})", names.join(", "))
+            };
+            Marker::new(format!("e_c = {e_c:.3}{who}"), e_c)
+        })
+        .collect()
+}
+
 pub fn run(a: &ReportArgs) -> Result<()> {
     super::check_given(
         "--max-error",
@@ -312,7 +490,8 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         crate::io::extxyz::Label::Energy,
         "energy errors are reported only for frames with an energy",
     );
-    let errors = uq::force_errors(model, &data)?;
+    let preds = predictions(model, &data)?;
+    let errors = force_errors(&data, &preds);
     if errors.iter().all(|e| e.is_empty()) {
         bail!("the data has no reference forces (check --forces-key)");
     }
@@ -321,6 +500,21 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     let napply = atoms_per_species(model, &data);
     let mut panels = vec![];
     let mut written: Vec<PathBuf> = vec![];
+    // Predicted against reference values: the model's, the same for every method (once).
+    let parity = parity_panels(model, &data, &preds);
+    for ext in &a.formats {
+        let p = a.out.join(format!("parity.{ext}"));
+        ParityPlot {
+            title: "predicted vs reference on this data",
+            panels: &parity,
+            columns: 2,
+        }
+        .write(&p)?;
+        written.push(p);
+    }
+    // The force errors of each species (the same for every method) and each method's
+    // calibration of them, for one histogram per species after the methods.
+    let mut species_errors: Vec<SpeciesErrors> = vec![];
     for &m in &methods {
         let u = pot.per_atom(&data, m)?;
         let mut entries: Vec<Entry> = vec![];
@@ -389,28 +583,29 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             let umax = us.iter().cloned().fold(0.0, f64::max).max(cal.u_c) * 1.05;
             let sw = sweep(&es, &us, &linspace(0.0, emax, 60), &linspace(0.0, umax, 60))?;
             let at_cut = crate::stats::metrics::confusion(&es, &us, cal.e_c, cal.u_c)?;
+            // Trivial splits (every atom above e_c = 0 and u_c = 0 scores F1 = 1) are skipped.
             let best = sw
-                .best_f1()
-                .map(|(i, j, f)| (sw.e_grid[i], sw.u_grid[j], f));
+                .best_informative_f1(MIN_HIGH_ERROR_ATOMS)
+                .map(|(i, j, f)| {
+                    (
+                        sw.e_grid[i],
+                        sw.u_grid[j],
+                        f,
+                        sw.confusion(i, j).chance_f1(),
+                    )
+                });
             let unit = if dimensionless { "" } else { "eV/Å" };
             let stem = format!("{}_{}", m.name(), name);
+            match species_errors.iter_mut().find(|x| &x.0 == name) {
+                Some(x) => x.2.push((m, cal.clone())),
+                None => species_errors.push((name.clone(), es.clone(), vec![(m, cal.clone())])),
+            }
+            let upper = if cal.u_max.is_finite() {
+                Marker::new(format!("upper u_max = {:.3}", cal.u_max), cal.u_max)
+            } else {
+                Marker::new("no upper cutoff (u_max = ∞)", cal.u_max)
+            };
             for ext in &a.formats {
-                let p = a.out.join(format!("{stem}_errors.{ext}"));
-                let efits: Vec<(String, _)> = cal
-                    .error
-                    .candidates
-                    .iter()
-                    .map(|c| (c.dist.family().to_string(), c.dist))
-                    .collect();
-                plot::histogram_with_fits(
-                    &p,
-                    &format!("{name}: force errors ({} atoms)", es.len()),
-                    "force error |ΔF| (eV/Å)",
-                    &es,
-                    &efits,
-                    vec![Marker::new(format!("e_c = {:.3}", cal.e_c), cal.e_c)],
-                )?;
-                written.push(p);
                 let p = a.out.join(format!("{stem}_uncertainty.{ext}"));
                 let ufits: Vec<(String, _)> = cal
                     .uncertainty
@@ -439,7 +634,7 @@ pub fn run(a: &ReportArgs) -> Result<()> {
                     &ufits,
                     vec![
                         Marker::new(format!("lower u_c = {:.3}", cal.u_c), cal.u_c),
-                        Marker::new(format!("upper u_max = {:.3}", cal.u_max), cal.u_max),
+                        upper.clone(),
                     ],
                 )?;
                 written.push(p);
@@ -459,8 +654,8 @@ pub fn run(a: &ReportArgs) -> Result<()> {
                 }
                 .write(&p)?;
                 written.push(p);
-                let p = a.out.join(format!("{stem}_parity.{ext}"));
-                ParityPlot {
+                let p = a.out.join(format!("{stem}_uq_vs_error.{ext}"));
+                UqErrorPlot {
                     title: &format!("{name}, {}: uncertainty vs error", m.name()),
                     x_label: "force error |ΔF| (eV/Å)",
                     y_label: &format!(
@@ -516,6 +711,37 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     if panels.is_empty() {
         bail!("no species with at least 10 labelled atoms in the data");
     }
+    for (sp, es, cals) in &species_errors {
+        let (_, first) = &cals[0];
+        let efits: Vec<(String, _)> = first
+            .error
+            .candidates
+            .iter()
+            .map(|c| (c.dist.family().to_string(), c.dist))
+            .collect();
+        let markers = error_markers(cals);
+        let title = if markers.len() > 1 {
+            format!(
+                "{sp}: force errors ({} atoms; fits of the {} calibration)",
+                es.len(),
+                cals[0].0.name()
+            )
+        } else {
+            format!("{sp}: force errors ({} atoms)", es.len())
+        };
+        for ext in &a.formats {
+            let p = a.out.join(format!("{sp}_force_errors.{ext}"));
+            plot::histogram_with_fits(
+                &p,
+                &title,
+                "force error |ΔF| (eV/Å)",
+                es,
+                &efits,
+                markers.clone(),
+            )?;
+            written.push(p);
+        }
+    }
     // Side-by-side calibration curves.
     for sp in &model.species {
         let curves: Vec<(String, &crate::stats::metrics::CalibrationCurve)> = panels
@@ -549,7 +775,7 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             given.join(", ")
         );
     }
-    let (md, table) = summary(&a.model, &a.data, &panels);
+    let (md, table) = summary(&a.model, &a.data, &panels, &parity);
     let md_path = a.out.join("summary.md");
     crate::io::container::write_atomic(&md_path, md.as_bytes())?;
     print!("{table}");
@@ -562,7 +788,41 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     Ok(())
 }
 
-fn summary(model: &Path, data: &[PathBuf], panels: &[Panel]) -> (String, String) {
+/// The accuracy table of the parity panels: quantity, group, n, RMSE, MAE (in the panel's error
+/// unit) and the unit; an "all" row per panel of several groups.
+fn accuracy_rows(parity: &[ParityPanel]) -> Vec<Vec<String>> {
+    let mut rows = vec![];
+    for p in parity {
+        let (unit, f) = (&p.error_unit.0, p.error_unit.1);
+        let row = |group: &str, st: &plot::ParityStats| {
+            vec![
+                p.quantity.clone(),
+                group.to_string(),
+                st.n.to_string(),
+                format!("{:.2}", st.rmse * f),
+                format!("{:.2}", st.mae * f),
+                unit.clone(),
+            ]
+        };
+        for g in &p.groups {
+            rows.push(row(
+                &g.label,
+                &plot::parity_stats(&g.reference, &g.predicted),
+            ));
+        }
+        if p.groups.len() > 1 {
+            rows.push(row("all", &p.stats()));
+        }
+    }
+    rows
+}
+
+fn summary(
+    model: &Path,
+    data: &[PathBuf],
+    panels: &[Panel],
+    parity: &[ParityPanel],
+) -> (String, String) {
     let headers: Vec<String> = [
         "method",
         "species",
@@ -576,7 +836,7 @@ fn summary(model: &Path, data: &[PathBuf], panels: &[Panel]) -> (String, String)
         "P at cutoffs",
         "R at cutoffs",
         "F1 at cutoffs",
-        "best F1 (e_c, u_c)",
+        "best F1 (e_c, u_c); chance",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -594,14 +854,22 @@ fn summary(model: &Path, data: &[PathBuf], panels: &[Panel]) -> (String, String)
                 format!("{:.4}", p.cal.e_c),
                 format!("{:.4}", p.cal.u_c),
                 format!("{:.4}", p.cal.u_max),
-                format!("{:.3}", p.at_cut.precision()),
-                format!("{:.3}", p.at_cut.recall()),
-                format!("{:.3}", p.at_cut.f1()),
-                p.best
-                    .map_or("-".into(), |(e, u, f)| format!("{f:.3} ({e:.3}, {u:.3})")),
             ]
+            .into_iter()
+            .chain(confusion_cells(&p.at_cut))
+            .chain([p
+                .best
+                .map_or("none: no informative split".into(), |(e, u, f, c)| {
+                    format!("{f:.3} ({e:.3}, {u:.3}); chance {c:.3}")
+                })])
+            .collect()
         })
         .collect();
+    let acc_headers: Vec<String> = ["quantity", "group", "n", "RMSE", "MAE", "unit"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let acc_rows = accuracy_rows(parity);
     let model_headers: Vec<String> = [
         "method",
         "species",
@@ -649,6 +917,30 @@ fn summary(model: &Path, data: &[PathBuf], panels: &[Panel]) -> (String, String)
             .join(", ")
     );
     md += &plot::markdown_table(&headers, &rows);
+    let _ = writeln!(
+        md,
+        "\nPrecision, recall and F1 are n/a where they say nothing about the uncertainty: no atom \
+         above e_c (typical of in-distribution data, where the 1 - 1/N cutoff exceeds every \
+         error), none flagged, or every atom high-error or flagged (F1 = 1 or 2b/(1 + b) \
+         whatever the uncertainty). The best F1 is searched over a 60 x 60 grid of (e_c, u_c) \
+         from 0, skipping such splits and those where more than half the atoms count as \
+         high-error (e_c is a tail cutoff; there flagging nearly everything scores F1 near 1) or \
+         fewer than {MIN_HIGH_ERROR_ATOMS} are (F1 = 1 on one atom is luck); \"none\" when no \
+         grid point qualifies. Chance: the F1 of flagging as many atoms at \
+         random, 2bq/(b + q) (b, q: high-error and flagged fractions), the level to beat."
+    );
+    let _ = writeln!(md, "\n## Accuracy on this data (`parity`)\n");
+    if acc_rows.is_empty() {
+        let _ = writeln!(md, "No reference energies or forces.");
+    } else {
+        md += &plot::markdown_table(&acc_headers, &acc_rows);
+        let _ = writeln!(
+            md,
+            "\nEnergy per atom: predicted E/N against the reference, per composition; force \
+             components: every Cartesian component of every atom with reference forces, per \
+             species."
+        );
+    }
     let _ = writeln!(md, "\n## Cutoff models and upper cutoff\n");
     md += &plot::markdown_table(&model_headers, &model_rows);
     let _ = writeln!(md);
@@ -665,6 +957,16 @@ fn summary(model: &Path, data: &[PathBuf], panels: &[Panel]) -> (String, String)
             let _ = writeln!(md, "- warning, {} / {}: {w}", p.method.name(), p.species);
         }
     }
+    let _ = writeln!(
+        md,
+        "\nFigures: `parity` (predicted vs reference energy per atom and force components, once), \
+         `<species>_force_errors` (force-error histogram with its fits and e_c, once per species: \
+         the errors are the model's, not the method's); per method and species \
+         `<method>_<species>_uncertainty` (histogram, fits, cutoffs; a cutoff beyond the data's \
+         range is an arrow at the right edge), `_sweep_f1` / `_precision` / `_recall` (trivial \
+         splits grey), `_calibration` and `_uq_vs_error` (uncertainty against force error, not a \
+         parity plot)."
+    );
     let _ = writeln!(
         md,
         "\nFigures per method: `<method>_qq` (sample vs model quantiles: points on y = x follow the \
@@ -704,6 +1006,11 @@ fn summary(model: &Path, data: &[PathBuf], panels: &[Panel]) -> (String, String)
     );
     let mut console = text_table(&headers, &rows);
     console += "\n";
+    if !acc_rows.is_empty() {
+        console += "Accuracy on this data (parity):\n";
+        console += &text_table(&acc_headers, &acc_rows);
+        console += "\n";
+    }
     console += &text_table(&model_headers, &model_rows);
     console += "\nUpper cutoffs:\n";
     for n in &upper_notes {
@@ -921,8 +1228,57 @@ mod tests {
                 check_png(&out.join(format!("{}_{kind}.png", m.name())));
             }
         }
+        // A true parity plot (two panels side by side), the force errors once per species, the
+        // uncertainty-vs-error scatter under an honest name.
+        assert_eq!(check_png(&out.join("parity.png")), (1640, 950));
+        for sp in ["Al", "Mg"] {
+            check_png(&out.join(format!("{sp}_force_errors.png")));
+            check_png(&out.join(format!("gamma_local_{sp}_uq_vs_error.png")));
+            assert!(!out.join(format!("gamma_local_{sp}_errors.png")).exists());
+        }
+        let names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.ends_with("_parity.png")),
+            "{names:?}"
+        );
         let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
         assert!(md.contains("## Cutoff models and upper cutoff"), "{md}");
+        // The summary names the parity plot's RMSE: one row per species of force components,
+        // one for the composition's energies, in meV.
+        assert!(md.contains("## Accuracy on this data (`parity`)"), "{md}");
+        let acc = |q: &str, g: &str| -> f64 {
+            let l = md
+                .lines()
+                .find(|l| l.starts_with(&format!("| {q} ")) && l.contains(&format!("| {g} ")))
+                .unwrap_or_else(|| panic!("{q} / {g}: {md}"));
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            assert_eq!(
+                cells[6],
+                if q == "energy per atom" {
+                    "meV/atom"
+                } else {
+                    "meV/Å"
+                }
+            );
+            cells[4].parse().unwrap()
+        };
+        let (rmse_al, rmse_mg) = (acc("force component", "Al"), acc("force component", "Mg"));
+        assert!(rmse_al > 0.0 && rmse_mg > 0.0 && acc("force component", "all") > 0.0);
+        assert!(acc("energy per atom", "Al+Mg") >= 0.0);
+        // Cross-check against the fit's own metrics (meV/Å per component, all atoms).
+        let pot2 = load_model(&model).unwrap();
+        let m = crate::model::fit::evaluate(&pot2.model, &valid, "valid").unwrap();
+        let all = acc("force component", "all");
+        assert!(
+            (all - m.force_rmse).abs() < 0.01 * m.force_rmse,
+            "{all} vs {}",
+            m.force_rmse
+        );
+        // No trivial "best F1 1.000 (0.000, 0.000)".
+        assert!(!md.contains("1.000 (0.000, 0.000)"), "{md}");
         // The cutoffs come from the model; with --refit from this data.
         let row = |md: &str, m: &str| {
             md.lines()

@@ -246,14 +246,17 @@ fn fit_bar(n: usize) -> indicatif::ProgressBar {
     b
 }
 
-/// Columns of results.csv (the `*_novel` columns: means over the genuinely novel subsets).
+/// Columns of results.csv (the `*_novel` columns: means over the genuinely novel subsets). A
+/// column with a unit names it: `force_mae_test_meV_per_A` is the mean of |ΔF| (the norm of each
+/// test atom's force error), `force_rmse_test_meV_per_A` the RMSE per Cartesian component; the
+/// other columns are counts, names or dimensionless scores.
 pub const CSV_HEADER: [&str; 18] = [
     "dataset",
     "basis",
     "nfuncs",
     "n_train",
-    "mae_test",
-    "rmse_test",
+    "force_mae_test_meV_per_A",
+    "force_rmse_test_meV_per_A",
     "method",
     "spearman_atom",
     "spearman_structure",
@@ -329,12 +332,12 @@ fn write_csv(path: &Path, results: &[CaseResult]) -> Result<()> {
                 .join(";");
             let _ = writeln!(
                 s,
-                "\"{}\",{},{},{},{:.6},{:.6},{},{:.4},{:.4},{:.4},{:.4},{:.4},{},{:.4},{:.4},{:.4},{:.4},\"{}\"",
+                "\"{}\",{},{},{},{:.3},{:.3},{},{:.4},{:.4},{:.4},{:.4},{:.4},{},{:.4},{:.4},{:.4},{:.4},\"{}\"",
                 r.dataset,
                 r.basis,
                 r.nfuncs,
                 r.n_train,
-                r.mae_test,
+                1e3 * r.mae_test,
                 r.rmse_test,
                 m.method.name(),
                 m.rho_atom,
@@ -380,6 +383,7 @@ fn figures(out: &Path, results: &[CaseResult]) -> Result<()> {
                         .collect(),
                     markers: false,
                     color: k,
+                    shape: 0,
                 })
                 .collect();
             series.push(Series {
@@ -390,6 +394,7 @@ fn figures(out: &Path, results: &[CaseResult]) -> Result<()> {
                 ],
                 markers: false,
                 color: 7,
+                shape: 0,
             });
             Panel {
                 title: format!("{} / {}", r.dataset, r.basis),
@@ -438,11 +443,11 @@ fn figures(out: &Path, results: &[CaseResult]) -> Result<()> {
     let p = out.join("scores.png");
     write_bars(
         &p,
-        "uncertainty vs error (Spearman), calibration and novelty detection",
+        "uncertainty vs error (Spearman ρ), calibration and novelty detection",
         &[
             BarPanel {
-                title: "Spearman rho (atoms)".into(),
-                y_label: "rho".into(),
+                title: "Spearman ρ (atoms)".into(),
+                y_label: "ρ".into(),
                 groups: groups.clone(),
                 series: per(&|m| m.rho_atom),
                 y_range: Some((0.0, 1.0)),
@@ -510,16 +515,26 @@ fn figures(out: &Path, results: &[CaseResult]) -> Result<()> {
         (620, 480),
     )
     .with_context(|| format!("writing {}", p.display()))?;
-    // Accuracy: scores against the test error, one line per (data set, method).
+    // Accuracy: scores against the test error, one line per (data set, method): the colour is
+    // the method's, the marker the data set's (keys without points name the markers).
     let mut datasets: Vec<String> = vec![];
     for r in results {
         if !datasets.contains(&r.dataset) {
             datasets.push(r.dataset.clone());
         }
     }
+    let grey = crate::bench::figures::PALETTE.len() - 1;
     let lines = |f: &dyn Fn(&crate::bench::heterogeneity::MethodScores) -> f64| -> Vec<Series> {
         let mut v = vec![];
+        let mut keys = vec![];
         for (di, d) in datasets.iter().enumerate() {
+            keys.push(Series {
+                label: short(d),
+                points: vec![],
+                markers: true,
+                color: grey,
+                shape: di,
+            });
             for (mi, &m) in methods.iter().enumerate() {
                 let mut pts: Vec<(f64, f64, f64, f64)> = results
                     .iter()
@@ -533,13 +548,16 @@ fn figures(out: &Path, results: &[CaseResult]) -> Result<()> {
                     .collect();
                 pts.sort_by(|a, b| a.0.total_cmp(&b.0));
                 v.push(Series {
-                    label: format!("{} {}", short(d), m.name()),
+                    label: m.name().to_string(),
                     points: pts,
                     markers: true,
-                    color: di * methods.len() + mi,
+                    color: mi,
+                    shape: di,
                 });
             }
         }
+        // The methods first in the legend, then what each marker stands for.
+        v.extend(keys);
         v
     };
     let p = out.join("accuracy.png");
@@ -548,9 +566,9 @@ fn figures(out: &Path, results: &[CaseResult]) -> Result<()> {
         "model accuracy (test force MAE) and uncertainty quality",
         &[
             Panel {
-                title: "Spearman rho vs test error".into(),
+                title: "Spearman ρ vs test error".into(),
                 x_label: "test mean |ΔF| (eV/Å)".into(),
-                y_label: "Spearman rho (atoms)".into(),
+                y_label: "Spearman ρ (atoms)".into(),
                 series: lines(&|m| m.rho_atom),
                 log_y: false,
             },
@@ -806,8 +824,9 @@ fn summary(
          of in-distribution test atoms + subset atoms: recall = expected fraction of the \
          ceil({TOP_ERROR_FRACTION} n) highest-error atoms among the ceil({LABEL_BUDGET} n) most \
          uncertain (ties split evenly; a constant uncertainty scores {LABEL_BUDGET}).\n\nFigures: \
-         `calibration.png`, `scores.png`, `novelty.png`, `accuracy.png`; data: `results.csv`, \
-         `subsets.csv`."
+         `calibration.png`, `scores.png`, `novelty.png`, `accuracy.png`; data: `results.csv` \
+         (units in the column names: `force_mae_test_meV_per_A` = mean |ΔF| over the test atoms, \
+         `force_rmse_test_meV_per_A` = RMSE per force component), `subsets.csv`."
     );
     md
 }

@@ -83,6 +83,41 @@ impl Confusion {
     pub fn total(&self) -> u64 {
         self.tp + self.fp + self.fn_ + self.tn
     }
+    /// F1 expected from flagging the same number of atoms at random: 2 b q / (b + q), b the
+    /// high-error fraction, q the flagged fraction (0 if either is 0). The level an uncertainty
+    /// must beat to carry information about the error.
+    pub fn chance_f1(&self) -> f64 {
+        let n = self.total() as f64;
+        let b = (self.tp + self.fn_) as f64 / n.max(1.0);
+        let q = (self.tp + self.fp) as f64 / n.max(1.0);
+        if b + q > 0.0 {
+            2.0 * b * q / (b + q)
+        } else {
+            0.0
+        }
+    }
+    /// Why precision, recall and F1 say nothing about the uncertainty here, if they do not: no
+    /// atom (or every atom) has a high error, or no atom (or every atom) is flagged. A trivial
+    /// split scores F1 = 1 (every atom high and flagged) or 2b/(1 + b) (everything flagged, b the
+    /// high-error fraction) whatever the uncertainty. None when both splits are informative.
+    pub fn degenerate(&self) -> Option<&'static str> {
+        let n = self.total();
+        let high = self.tp + self.fn_;
+        let flagged = self.tp + self.fp;
+        if n == 0 {
+            Some("no atoms")
+        } else if high == 0 {
+            Some("no atom has e > e_c")
+        } else if high == n {
+            Some("every atom has e > e_c")
+        } else if flagged == 0 {
+            Some("no atom has u > u_c")
+        } else if flagged == n {
+            Some("every atom has u > u_c")
+        } else {
+            None
+        }
+    }
 }
 
 /// Confusion counts at one pair of cutoffs.
@@ -165,13 +200,36 @@ impl Sweep {
         self.matrix(Confusion::recall)
     }
     /// Grid point (i, j) with the highest F1 and that F1 (the first on ties); None if empty.
+    /// Trivial splits count too (at e_c below every error and u_c below every uncertainty F1 is
+    /// 1): see [`Sweep::best_informative_f1`].
     pub fn best_f1(&self) -> Option<(usize, usize, f64)> {
+        self.best_where(|_| true)
+    }
+    /// As [`Sweep::best_f1`] over the grid points whose splits are informative: some but not all
+    /// atoms flagged, and at least `min_high` high-error atoms but at most half of them (e_c is
+    /// meant for the tail; where most atoms count as high-error, flagging nearly all scores F1
+    /// near 1 whatever the uncertainty; with one or two high-error atoms F1 = 1 is luck). None if
+    /// there is no such point (e.g. no atom above any e_c of the grid). Compare the F1 with
+    /// [`Confusion::chance_f1`] at the same point.
+    pub fn best_informative_f1(&self, min_high: u64) -> Option<(usize, usize, f64)> {
+        self.best_where(|c| {
+            let high = c.tp + c.fn_;
+            c.degenerate().is_none() && high >= min_high.max(1) && 2 * high <= c.total()
+        })
+    }
+    fn best_where(&self, keep: impl Fn(&Confusion) -> bool) -> Option<(usize, usize, f64)> {
         let nu = self.u_grid.len();
-        let f1 = self.f1();
         let mut best: Option<(usize, usize, f64)> = None;
-        for (k, &v) in f1.iter().enumerate() {
-            if best.is_none_or(|b| v > b.2) {
-                best = Some((k / nu, k % nu, v));
+        for i in 0..self.e_grid.len() {
+            for j in 0..nu {
+                let c = self.confusion(i, j);
+                if !keep(&c) {
+                    continue;
+                }
+                let v = c.f1();
+                if best.is_none_or(|b| v > b.2) {
+                    best = Some((i, j, v));
+                }
             }
         }
         best
@@ -581,6 +639,48 @@ mod tests {
         let (bi, bj, bf) = s.best_f1().unwrap();
         assert_eq!(f1[bi * u_grid.len() + bj], bf);
         assert!(f1.iter().all(|&v| v <= bf));
+    }
+
+    #[test]
+    fn stats_best_f1_skips_trivial_splits() {
+        // Grids from 0: at (0, 0) every atom is high-error and flagged, F1 = 1 whatever u is.
+        let mut r = rng(43);
+        let e = draw_gamma(&mut r, 2.0, 1.0, 2000);
+        let u = draw_gamma(&mut r, 2.0, 1.0, 2000); // unrelated to e
+        let (eg, ug) = (linspace(0.0, 8.0, 30), linspace(0.0, 8.0, 30));
+        let s = sweep(&e, &u, &eg, &ug).unwrap();
+        assert_eq!(s.best_f1().unwrap(), (0, 0, 1.0));
+        assert_eq!(
+            s.confusion(0, 0).degenerate(),
+            Some("every atom has e > e_c")
+        );
+        let (i, j, f) = s.best_informative_f1(10).unwrap();
+        let c = s.confusion(i, j);
+        assert!(c.degenerate().is_none() && 2 * (c.tp + c.fn_) <= c.total());
+        // An unrelated uncertainty does no better than flagging at random.
+        assert!(f - c.chance_f1() < 0.05, "{f} vs chance {}", c.chance_f1());
+        // One that tracks the error does.
+        let u2: Vec<f64> = e.iter().zip(&u).map(|(a, b)| a + 0.1 * b).collect();
+        let s2 = sweep(&e, &u2, &eg, &ug).unwrap();
+        let (i, j, f) = s2.best_informative_f1(10).unwrap();
+        assert!(f > 0.8 && f - s2.confusion(i, j).chance_f1() > 0.2, "{f}");
+        // In-distribution: no atom above any e_c but the first (0): nothing informative.
+        let s = sweep(&e, &u, &[0.0, 50.0, 60.0], &ug).unwrap();
+        assert_eq!(s.best_informative_f1(10), None);
+        // Too few high-error atoms: one atom above e_c, flagged alone, is F1 = 1 by luck.
+        let top = e.iter().cloned().fold(0.0, f64::max);
+        let k = e.iter().position(|&v| v == top).unwrap();
+        let mut u1 = u.clone();
+        u1[k] = 100.0;
+        let lone = sweep(&e, &u1, &[0.999 * top], &[50.0]).unwrap();
+        assert_eq!(lone.best_informative_f1(1), Some((0, 0, 1.0)));
+        assert_eq!(lone.best_informative_f1(10), None);
+        let c = confusion(&e, &u, 50.0, 1.0).unwrap();
+        assert_eq!(c.degenerate(), Some("no atom has e > e_c"));
+        assert_eq!(c.f1(), 0.0);
+        let c = confusion(&e, &u, 1.0, 100.0).unwrap();
+        assert_eq!(c.degenerate(), Some("no atom has u > u_c"));
+        assert_eq!(confusion(&e, &u, 1.0, 1.0).unwrap().degenerate(), None);
     }
 
     #[test]

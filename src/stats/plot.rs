@@ -7,7 +7,9 @@
 //!   and the statistical cutoffs as lines.
 //! - [`CalibrationPlot`]: calibration curves with the diagonal, miscalibration area in the
 //!   legend.
-//! - [`ParityPlot`]: scatter of uncertainty vs error with cutoff lines (optionally log-log).
+//! - [`ParityPlot`]: predicted against reference values (energy per atom, force components), a
+//!   colour per species or composition, y = x, RMSE and MAE in the legend ([`parity_stats`]).
+//! - [`UqErrorPlot`]: scatter of uncertainty vs error with cutoff lines (optionally log-log).
 //! - [`TailPlot`]: samples against the model behind their 1 - 1/N cutoff (body family, or body +
 //!   generalized Pareto tail), as QQ plots or as exceedance (survival) plots on a log
 //!   probability axis, the body alone drawn too, with the tail threshold and the cutoff; the
@@ -16,6 +18,11 @@
 //!   e | u ~ Maxwell(s(u)), e_max and the lower and upper cutoffs ([`UpperPanel::from_calibration`]).
 //! - [`markdown_table`] / [`write_markdown_table`].
 //!
+//! - Shared by every figure (and `bench::figures`): [`AxisFormat`] (tick labels with one number of
+//!   decimals per axis: "3000", not "3000.0"), [`widen_to_min_span`] (a flat series stays flat),
+//!   [`histogram_range`] (the axis from the data, far cutoffs as arrows) and [`GlyphSafe`] (PNG
+//!   text without missing glyphs: [`GLYPH_FALLBACKS`]).
+//!
 //! Every `write` checks its inputs first and returns [`PlotError`] rather than panicking.
 
 use std::path::{Path, PathBuf};
@@ -23,6 +30,7 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::coord::combinators::WithKeyPoints;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::cutoff::{Calibration, UpperRule};
 use super::dist::{ContinuousDistribution, Distribution};
@@ -152,7 +160,7 @@ fn format_of(path: &Path) -> Result<Format, PlotError> {
 }
 
 /// Short tick label: up to 4 significant digits, scientific outside [1e-3, 1e5).
-fn tick(v: &f64) -> String {
+pub(crate) fn tick(v: &f64) -> String {
     let v = *v;
     if v == 0.0 {
         return "0".into();
@@ -200,6 +208,271 @@ fn pad_range(lo: f64, hi: f64) -> (f64, f64) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Axis labels, value ranges and glyphs shared by every figure (also `bench::figures`).
+
+/// Labels requested on a linear axis (plotters' default, set explicitly so that
+/// [`AxisFormat::new`] sees the same key points as the mesh).
+pub const AXIS_LABELS: usize = 11;
+
+/// How the labels of one linear axis are written: one number of decimals for the whole axis, the
+/// fewest that write every label exactly, so an integer step reads "3000" (not plotters' own
+/// "3000.0") and 0.0466, 0.0468, ... keep their last digit; scientific notation when the largest
+/// label is below 1e-3 or from 1e5 up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AxisFormat {
+    decimals: usize,
+    scientific: bool,
+}
+
+impl AxisFormat {
+    /// The format of an axis over [lo, hi] with at most `labels` labels, from the key points
+    /// plotters places there.
+    pub fn new(lo: f64, hi: f64, labels: usize) -> Self {
+        use plotters::coord::ranged1d::Ranged;
+        use plotters::coord::types::RangedCoordf64;
+        if !(lo.is_finite() && hi.is_finite() && hi > lo) {
+            return Self::for_values(&[lo, hi]);
+        }
+        Self::for_values(&RangedCoordf64::from(lo..hi).key_points(labels.max(2)))
+    }
+
+    /// The format that writes each of `values` exactly (to 1e-6 relative).
+    pub fn for_values(values: &[f64]) -> Self {
+        let v: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let mag = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        if mag == 0.0 {
+            return AxisFormat {
+                decimals: 0,
+                scientific: false,
+            };
+        }
+        let scientific = !(1e-3..1e5).contains(&mag);
+        let scale = if scientific {
+            10f64.powi(-(mag.log10().floor() as i32))
+        } else {
+            1.0
+        };
+        let exact = |d: usize| {
+            v.iter().all(|&k| {
+                let x = k * scale * 10f64.powi(d as i32);
+                (x - x.round()).abs() <= 1e-6 * x.abs().max(1.0)
+            })
+        };
+        let decimals = (0..=12).find(|&d| exact(d)).unwrap_or(12);
+        AxisFormat {
+            decimals,
+            scientific,
+        }
+    }
+
+    /// The label of `v`.
+    pub fn label(&self, v: &f64) -> String {
+        let d = self.decimals;
+        let s = if self.scientific {
+            if *v == 0.0 {
+                return "0".into();
+            }
+            format!("{v:.d$e}")
+        } else {
+            format!("{v:.d$}")
+        };
+        // "-0", "-0.00": a key point a rounding error below zero.
+        if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
+            s[1..].to_string()
+        } else {
+            s
+        }
+    }
+}
+
+/// Widens [lo, hi] symmetrically to a span of at least `rel` times its largest magnitude (1 when
+/// both ends are 0), so that a flat or nearly flat series (a coverage of 1.0 throughout) is drawn
+/// as a flat line rather than blown up to fill the axis with rounding noise.
+pub fn widen_to_min_span(lo: f64, hi: f64, rel: f64) -> (f64, f64) {
+    let mag = lo.abs().max(hi.abs());
+    let min_span = if mag > 0.0 { rel * mag } else { 1.0 };
+    if hi - lo >= min_span {
+        (lo, hi)
+    } else {
+        let mid = 0.5 * (lo + hi);
+        (mid - 0.5 * min_span, mid + 0.5 * min_span)
+    }
+}
+
+/// Non-ASCII characters the figures use and what to write when the font lacks them.
+pub const GLYPH_FALLBACKS: [(char, &str); 16] = [
+    ('Å', "A"),
+    ('Δ', "d"),
+    ('≤', "<="),
+    ('≥', ">="),
+    ('ρ', "rho"),
+    ('ξ', "xi"),
+    ('σ', "sigma"),
+    ('×', "x"),
+    ('–', "-"),
+    ('−', "-"),
+    ('±', "+/-"),
+    ('→', "->"),
+    ('∞', "inf"),
+    ('…', "..."),
+    ('⁴', "^4"),
+    ('°', " deg"),
+];
+
+/// `text` with every character the font lacks (`covered` false) replaced by its
+/// [`GLYPH_FALLBACKS`] entry, or by "?" if it has none. ASCII is taken as covered.
+pub fn glyph_safe_text(text: &str, mut covered: impl FnMut(char) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() || covered(c) {
+            out.push(c);
+        } else {
+            match GLYPH_FALLBACKS.iter().find(|(g, _)| *g == c) {
+                Some((_, s)) => out.push_str(s),
+                None => out.push('?'),
+            }
+        }
+    }
+    out
+}
+
+/// Whether the font of `style` draws `c` as itself rather than as the font's placeholder (or
+/// nothing): both are rasterized and compared. Cached per (font, character).
+fn font_has_glyph<S: plotters_backend::BackendTextStyle>(style: &S, c: char) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<(String, char), bool>>> = OnceLock::new();
+    let key = (style.family().as_str().to_string(), c);
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(v) = cache.lock().ok().and_then(|m| m.get(&key).copied()) {
+        return v;
+    }
+    let pixels = |t: char| -> Option<Vec<(i32, i32)>> {
+        let mut px = vec![];
+        style
+            .draw(&t.to_string(), (0, 0), |x, y, col| {
+                if col.alpha > 0.25 {
+                    px.push((x, y));
+                }
+                Ok::<(), ()>(())
+            })
+            .ok()?
+            .ok()?;
+        px.sort_unstable();
+        Some(px)
+    };
+    let has = c.is_whitespace()
+        || match (pixels(c), pixels('\u{FFFD}')) {
+            (Some(a), Some(p)) => !a.is_empty() && (c == '\u{FFFD}' || a != p),
+            (Some(a), None) => !a.is_empty(),
+            _ => false,
+        };
+    if let Ok(mut m) = cache.lock() {
+        m.insert(key, has);
+    }
+    has
+}
+
+/// A bitmap backend whose text never shows a missing glyph: each character the font cannot draw
+/// is written as its [`GLYPH_FALLBACKS`] entry (e.g. "≤" as "<="), checked against the font
+/// actually loaded. Every PNG of the crate is drawn through it; SVG text keeps its characters
+/// (the viewer's fonts draw them).
+pub struct GlyphSafe<DB>(pub DB);
+
+/// A PNG drawing area of `size` pixels at `path`, with [`GlyphSafe`] text.
+pub fn png_area(path: &Path, size: (u32, u32)) -> DrawingArea<GlyphSafe<BitMapBackend<'_>>, Shift> {
+    GlyphSafe(BitMapBackend::new(path, size)).into_drawing_area()
+}
+
+impl<DB: DrawingBackend> DrawingBackend for GlyphSafe<DB> {
+    type ErrorType = DB::ErrorType;
+
+    fn get_size(&self) -> (u32, u32) {
+        self.0.get_size()
+    }
+    fn ensure_prepared(
+        &mut self,
+    ) -> Result<(), plotters_backend::DrawingErrorKind<Self::ErrorType>> {
+        self.0.ensure_prepared()
+    }
+    fn present(&mut self) -> Result<(), plotters_backend::DrawingErrorKind<Self::ErrorType>> {
+        self.0.present()
+    }
+    fn draw_pixel(
+        &mut self,
+        point: plotters_backend::BackendCoord,
+        color: plotters_backend::BackendColor,
+    ) -> Result<(), plotters_backend::DrawingErrorKind<Self::ErrorType>> {
+        self.0.draw_pixel(point, color)
+    }
+    fn draw_line<S: plotters_backend::BackendStyle>(
+        &mut self,
+        from: plotters_backend::BackendCoord,
+        to: plotters_backend::BackendCoord,
+        style: &S,
+    ) -> Result<(), plotters_backend::DrawingErrorKind<Self::ErrorType>> {
+        self.0.draw_line(from, to, style)
+    }
+    fn draw_rect<S: plotters_backend::BackendStyle>(
+        &mut self,
+        upper_left: plotters_backend::BackendCoord,
+        bottom_right: plotters_backend::BackendCoord,
+        style: &S,
+        fill: bool,
+    ) -> Result<(), plotters_backend::DrawingErrorKind<Self::ErrorType>> {
+        self.0.draw_rect(upper_left, bottom_right, style, fill)
+    }
+    fn draw_path<S: plotters_backend::BackendStyle, I: IntoIterator<Item = (i32, i32)>>(
+        &mut self,
+        path: I,
+        style: &S,
+    ) -> Result<(), plotters_backend::DrawingErrorKind<Self::ErrorType>> {
+        self.0.draw_path(path, style)
+    }
+    fn draw_circle<S: plotters_backend::BackendStyle>(
+        &mut self,
+        center: plotters_backend::BackendCoord,
+        radius: u32,
+        style: &S,
+        fill: bool,
+    ) -> Result<(), plotters_backend::DrawingErrorKind<Self::ErrorType>> {
+        self.0.draw_circle(center, radius, style, fill)
+    }
+    fn fill_polygon<S: plotters_backend::BackendStyle, I: IntoIterator<Item = (i32, i32)>>(
+        &mut self,
+        vert: I,
+        style: &S,
+    ) -> Result<(), plotters_backend::DrawingErrorKind<Self::ErrorType>> {
+        self.0.fill_polygon(vert, style)
+    }
+    fn draw_text<S: plotters_backend::BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &S,
+        pos: plotters_backend::BackendCoord,
+    ) -> Result<(), plotters_backend::DrawingErrorKind<Self::ErrorType>> {
+        let t = glyph_safe_text(text, |c| font_has_glyph(style, c));
+        self.0.draw_text(&t, style, pos)
+    }
+    fn estimate_text_size<S: plotters_backend::BackendTextStyle>(
+        &self,
+        text: &str,
+        style: &S,
+    ) -> Result<(u32, u32), plotters_backend::DrawingErrorKind<Self::ErrorType>> {
+        let t = glyph_safe_text(text, |c| font_has_glyph(style, c));
+        self.0.estimate_text_size(&t, style)
+    }
+    fn blit_bitmap(
+        &mut self,
+        pos: plotters_backend::BackendCoord,
+        size: (u32, u32),
+        src: &[u8],
+    ) -> Result<(), plotters_backend::DrawingErrorKind<Self::ErrorType>> {
+        self.0.blit_bitmap(pos, size, src)
+    }
+}
+
 /// A figure that can draw itself on any plotters backend.
 trait Figure {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
@@ -215,7 +488,7 @@ fn write_figure<T: Figure>(path: &Path, size: (u32, u32), fig: &T) -> Result<(),
     };
     match format_of(path)? {
         Format::Png => {
-            let root = BitMapBackend::new(path, size).into_drawing_area();
+            let root = png_area(path, size);
             fig.draw(&root).map_err(fail)?;
             root.present().map_err(|e| fail(Box::new(e)))
         }
@@ -257,6 +530,36 @@ impl HistogramPlot<'_> {
     }
 }
 
+/// The x axis of a histogram: from min(0, smallest value) to the largest value, or to 2.5 times
+/// the 99.5th percentile when the largest lies beyond that (a few far values would squeeze the
+/// rest into a sliver); a marker up to 25 % beyond the data widens the axis to include it, one
+/// further out does not (it is drawn as an arrow at the edge). Returns (lo, hi, the number of
+/// values beyond hi).
+pub fn histogram_range(values: &[f64], markers: &[f64]) -> (f64, f64, usize) {
+    let s = sorted_finite(values);
+    let Some((&first, &last)) = s.first().zip(s.last()) else {
+        return (0.0, 1.0, 0);
+    };
+    let k = ((0.995 * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1;
+    let p = s[k];
+    // The largest value within 2.5 p (all of them unless a few lie far out).
+    let mut hi = if p > 0.0 && last > 2.5 * p {
+        s[s.partition_point(|&v| v <= 2.5 * p) - 1]
+    } else {
+        last
+    };
+    let data_hi = hi;
+    for &m in markers {
+        if m.is_finite() && m > hi && m <= 1.25 * data_hi.max(0.0) {
+            hi = m;
+        }
+    }
+    let lo = first.min(0.0);
+    let (lo, hi) = pad_range(lo, hi + 0.04 * (hi - lo));
+    let beyond = s.iter().filter(|&&v| v > hi).count();
+    (lo, hi, beyond)
+}
+
 impl Figure for HistogramPlot<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
     where
@@ -269,22 +572,24 @@ impl Figure for HistogramPlot<'_> {
             .copied()
             .filter(|v| v.is_finite())
             .collect();
-        let (vmin, vmax) = finite_range(vals.iter().copied()).unwrap_or((0.0, 1.0));
-        let mk_max = finite_range(self.markers.iter().map(|m| m.value)).map_or(vmax, |r| r.1);
-        let x0 = vmin.min(0.0);
-        let (x0, x1) = pad_range(x0, vmax.max(mk_max) * 1.05);
+        let marks: Vec<f64> = self.markers.iter().map(|m| m.value).collect();
+        let (x0, x1, beyond) = histogram_range(&vals, &marks);
         let bins = if self.bins > 0 {
             self.bins
         } else {
             ((vals.len() as f64).sqrt().ceil() as usize).clamp(10, 120)
         };
-        let width = (vmax - x0.max(vmin.min(0.0))) / bins as f64;
+        // Bins over the data's part of the axis (not the padding).
+        let top = vals.iter().copied().filter(|&v| v <= x1).fold(x0, f64::max);
+        let width = (top - x0) / bins as f64;
         let width = if width > 0.0 { width } else { 1.0 };
         let mut counts = vec![0usize; bins];
-        for &v in &vals {
+        for &v in vals.iter().filter(|&&v| v <= x1) {
             let k = (((v - x0) / width) as usize).min(bins - 1);
             counts[k] += 1;
         }
+        // A density of the whole sample (the values beyond the axis count in n), comparable
+        // with the fitted pdfs.
         let n = vals.len() as f64;
         let dens: Vec<f64> = counts.iter().map(|&c| c as f64 / (n * width)).collect();
         let ymax_curve = self
@@ -309,23 +614,38 @@ impl Figure for HistogramPlot<'_> {
             .x_label_area_size(55)
             .y_label_area_size(80)
             .build_cartesian_2d(x0..x1, 0.0..ymax)?;
+        let (xf, yf) = (
+            AxisFormat::new(x0, x1, AXIS_LABELS),
+            AxisFormat::new(0.0, ymax, AXIS_LABELS),
+        );
         chart
             .configure_mesh()
+            .x_labels(AXIS_LABELS)
+            .y_labels(AXIS_LABELS)
             .x_desc(self.x_label)
             .y_desc("probability density")
             .axis_desc_style((FONT, 20))
             .label_style((FONT, 16))
-            .x_label_formatter(&tick)
-            .y_label_formatter(&tick)
+            .x_label_formatter(&|v| xf.label(v))
+            .y_label_formatter(&|v| yf.label(v))
             .light_line_style(WHITE.mix(0.0))
             .draw()?;
         let bar = RGBColor(158, 202, 225);
+        let sample = if beyond > 0 {
+            format!(
+                "sample (n = {}; {beyond} beyond the axis, up to {})",
+                vals.len(),
+                tick(&vals.iter().copied().fold(f64::MIN, f64::max))
+            )
+        } else {
+            format!("sample (n = {})", vals.len())
+        };
         chart
             .draw_series(dens.iter().enumerate().map(|(k, &d)| {
                 let a = x0 + width * k as f64;
                 Rectangle::new([(a, 0.0), (a + width, d)], bar.filled())
             }))?
-            .label(format!("sample (n = {})", vals.len()))
+            .label(sample)
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 20, y + 6)], bar.filled()));
         for (i, c) in self.curves.iter().enumerate() {
             let col = PALETTE[i % PALETTE.len()];
@@ -343,19 +663,51 @@ impl Figure for HistogramPlot<'_> {
                     PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3))
                 });
         }
+        // Markers on the axis are lines; beyond it, a boxed arrow label at the right edge
+        // (stacked below the middle, clear of the legend); not finite (no such cutoff), a legend
+        // entry only.
+        let mut arrows = 0;
+        let px = chart.plotting_area().strip_coord_spec();
+        let (pw, ph) = px.dim_in_pixel();
         for (i, m) in self.markers.iter().enumerate() {
             let col = MARKER_COLORS[i % MARKER_COLORS.len()];
+            let inside = m.value.is_finite() && m.value >= x0 && m.value <= x1;
+            let pts = if inside {
+                vec![(m.value, 0.0), (m.value, ymax)]
+            } else {
+                vec![]
+            };
+            let label = if inside || !m.value.is_finite() {
+                m.label.clone()
+            } else {
+                format!("{} (beyond the axis →)", m.label)
+            };
             chart
-                .draw_series(DashedLineSeries::new(
-                    vec![(m.value, 0.0), (m.value, ymax)],
-                    10,
-                    6,
-                    col.stroke_width(2),
-                ))?
-                .label(m.label.clone())
+                .draw_series(DashedLineSeries::new(pts, 10, 6, col.stroke_width(2)))?
+                .label(label)
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2))
                 });
+            if m.value.is_finite() && m.value > x1 {
+                let text = format!("{} →", m.label);
+                let style = (FONT, 18)
+                    .into_font()
+                    .color(&col)
+                    .pos(Pos::new(HPos::Right, VPos::Center));
+                let (tw, th) = px.estimate_text_size(&text, &style)?;
+                let y = (ph as f64 * (0.55 + 0.09 * arrows as f64)) as i32;
+                let (x, half) = (pw as i32 - 6, th as i32 / 2 + 4);
+                arrows += 1;
+                px.draw(&Rectangle::new(
+                    [(x - tw as i32 - 6, y - half), (x + 4, y + half)],
+                    WHITE.mix(0.9).filled(),
+                ))?;
+                px.draw(&Rectangle::new(
+                    [(x - tw as i32 - 6, y - half), (x + 4, y + half)],
+                    col.stroke_width(1),
+                ))?;
+                px.draw(&Text::new(text, (x, y), style))?;
+            }
         }
         chart
             .configure_series_labels()
@@ -370,7 +722,8 @@ impl Figure for HistogramPlot<'_> {
 
 /// Histogram of a sample with the pdfs of all fitted candidates and cutoff lines: the common
 /// case of [`HistogramPlot`]. `candidates` are (label suffix, distribution), e.g. from
-/// [`super::ModelChoice::candidates`].
+/// [`super::ModelChoice::candidates`]. The pdfs are drawn over the histogram's axis
+/// ([`histogram_range`]).
 pub fn histogram_with_fits(
     path: &Path,
     title: &str,
@@ -379,9 +732,8 @@ pub fn histogram_with_fits(
     fits: &[(String, Distribution)],
     markers: Vec<Marker>,
 ) -> Result<(), PlotError> {
-    let vmax = finite_range(values.iter().copied()).map_or(1.0, |r| r.1);
-    let mmax = finite_range(markers.iter().map(|m| m.value)).map_or(vmax, |r| r.1);
-    let x_max = vmax.max(mmax) * 1.05;
+    let marks: Vec<f64> = markers.iter().map(|m| m.value).collect();
+    let (_, x_max, _) = histogram_range(values, &marks);
     let curves = fits
         .iter()
         .map(|(label, d)| Curve::pdf(d, x_max, 400, Some(label)))
@@ -522,15 +874,21 @@ impl Figure for HeatmapPlot<'_> {
             .x_label_area_size(55)
             .y_label_area_size(85)
             .build_cartesian_2d(x0..x1, y0..y1)?;
+        let (xf, yf) = (
+            AxisFormat::new(x0, x1, AXIS_LABELS),
+            AxisFormat::new(y0, y1, AXIS_LABELS),
+        );
         chart
             .configure_mesh()
             .disable_mesh()
+            .x_labels(AXIS_LABELS)
+            .y_labels(AXIS_LABELS)
             .x_desc(self.x_label)
             .y_desc(self.y_label)
             .axis_desc_style((FONT, 20))
             .label_style((FONT, 16))
-            .x_label_formatter(&tick)
-            .y_label_formatter(&tick)
+            .x_label_formatter(&|v| xf.label(v))
+            .y_label_formatter(&|v| yf.label(v))
             .draw()?;
         let nx = self.x.len();
         chart.draw_series(self.z.iter().enumerate().map(|(k, &v)| {
@@ -600,13 +958,15 @@ impl Figure for HeatmapPlot<'_> {
             .margin_right(10)
             .y_label_area_size(70)
             .build_cartesian_2d(0.0..1.0, zlo..zhi)?;
+        let zf = AxisFormat::new(zlo, zhi, AXIS_LABELS);
         cb.configure_mesh()
             .disable_mesh()
             .disable_x_axis()
+            .y_labels(AXIS_LABELS)
             .y_desc(self.z_label)
             .axis_desc_style((FONT, 20))
             .label_style((FONT, 16))
-            .y_label_formatter(&tick)
+            .y_label_formatter(&|v| zf.label(v))
             .draw()?;
         const STEPS: usize = 200;
         cb.draw_series((0..STEPS).map(|i| {
@@ -641,10 +1001,25 @@ pub fn sweep_heatmaps(
         format!("uncertainty cutoff u_c ({u_unit})")
     };
     let mut written = Vec::new();
+    // Cells whose split is trivial or undefined (no atom above e_c, every atom flagged, ...)
+    // are grey: there the scores say nothing about the uncertainty (F1 = 1 at (0, 0)).
+    let nu = sweep.u_grid.len();
+    let masked = |z: Vec<f64>| -> Vec<f64> {
+        z.into_iter()
+            .enumerate()
+            .map(|(k, v)| {
+                if sweep.confusion(k / nu, k % nu).degenerate().is_some() {
+                    f64::NAN
+                } else {
+                    v
+                }
+            })
+            .collect()
+    };
     for (name, z) in [
-        ("f1", sweep.f1()),
-        ("precision", sweep.precision()),
-        ("recall", sweep.recall()),
+        ("f1", masked(sweep.f1())),
+        ("precision", masked(sweep.precision())),
+        ("recall", masked(sweep.recall())),
     ] {
         let stem = prefix
             .file_name()
@@ -657,7 +1032,7 @@ pub fn sweep_heatmaps(
             _ => "recall",
         };
         HeatmapPlot {
-            title: &format!("{title}: {label}"),
+            title: &format!("{title}: {label} (grey: trivial split)"),
             x_label: &x_label,
             y_label: "error cutoff e_c (eV/Å)",
             z_label: label,
@@ -714,8 +1089,13 @@ impl Figure for CalibrationPlot<'_> {
             .x_label_area_size(55)
             .y_label_area_size(75)
             .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
+        let f = AxisFormat::new(0.0, 1.0, AXIS_LABELS);
         chart
             .configure_mesh()
+            .x_labels(AXIS_LABELS)
+            .y_labels(AXIS_LABELS)
+            .x_label_formatter(&|v| f.label(v))
+            .y_label_formatter(&|v| f.label(v))
             .x_desc("expected fraction p")
             .y_desc("observed fraction of PIT ≤ p")
             .axis_desc_style((FONT, 20))
@@ -773,30 +1153,31 @@ impl Figure for CalibrationPlot<'_> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Parity scatter.
+// Uncertainty against error.
 
-/// Scatter of uncertainty (x) against true error (y) with cutoff lines.
+/// Scatter of an uncertainty against the true error (either on x) with cutoff lines; not a
+/// parity plot (that is [`ParityPlot`]: predicted against reference values).
 #[derive(Clone, Debug)]
-pub struct ParityPlot<'a> {
+pub struct UqErrorPlot<'a> {
     /// Figure title.
     pub title: &'a str,
     /// X label with units, e.g. "uncertainty (eV/Å)".
     pub x_label: &'a str,
     /// Y label with units, e.g. "force error (eV/Å)".
     pub y_label: &'a str,
-    /// Uncertainties.
+    /// The x values (errors or uncertainties).
     pub x: &'a [f64],
-    /// Errors.
+    /// The y values, paired with `x`.
     pub y: &'a [f64],
-    /// Vertical lines (u_c, u_max).
+    /// Vertical lines (cutoffs of x).
     pub x_markers: Vec<Marker>,
-    /// Horizontal lines (e_c, e_max).
+    /// Horizontal lines (cutoffs of y).
     pub y_markers: Vec<Marker>,
     /// Log-log axes (non-positive points are then left out and counted in the title).
     pub log: bool,
 }
 
-impl ParityPlot<'_> {
+impl UqErrorPlot<'_> {
     /// Writes the figure to `path` (.png or .svg).
     pub fn write(&self, path: &Path) -> Result<(), PlotError> {
         if self.x.len() != self.y.len() {
@@ -823,7 +1204,7 @@ impl ParityPlot<'_> {
     }
 }
 
-impl Figure for ParityPlot<'_> {
+impl Figure for UqErrorPlot<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
     where
         DB::ErrorType: 'static,
@@ -849,7 +1230,7 @@ impl Figure for ParityPlot<'_> {
         let (ya, yb) = finite_range(ys.filter(keep)).unwrap_or((1.0, 10.0));
         let col = PALETTE[0];
         macro_rules! body {
-            ($xr:expr, $yr:expr, $x0:expr, $x1:expr, $y0:expr, $y1:expr) => {{
+            ($xr:expr, $yr:expr, $x0:expr, $x1:expr, $y0:expr, $y1:expr, $xf:expr, $yf:expr) => {{
                 let mut chart = ChartBuilder::on(root)
                     .caption(&title, (FONT, 28))
                     .margin(20)
@@ -858,12 +1239,14 @@ impl Figure for ParityPlot<'_> {
                     .build_cartesian_2d($xr, $yr)?;
                 chart
                     .configure_mesh()
+                    .x_labels(AXIS_LABELS)
+                    .y_labels(AXIS_LABELS)
                     .x_desc(self.x_label)
                     .y_desc(self.y_label)
                     .axis_desc_style((FONT, 20))
                     .label_style((FONT, 16))
-                    .x_label_formatter(&tick)
-                    .y_label_formatter(&tick)
+                    .x_label_formatter($xf)
+                    .y_label_formatter($yf)
                     .light_line_style(RGBColor(235, 235, 235))
                     .draw()?;
                 chart
@@ -911,14 +1294,265 @@ impl Figure for ParityPlot<'_> {
         if self.log {
             let (x0, x1) = (xa / 1.5, xb * 1.5);
             let (y0, y1) = (ya / 1.5, yb * 1.5);
-            body!((x0..x1).log_scale(), (y0..y1).log_scale(), x0, x1, y0, y1);
+            body!(
+                (x0..x1).log_scale(),
+                (y0..y1).log_scale(),
+                x0,
+                x1,
+                y0,
+                y1,
+                &log_tick,
+                &log_tick
+            );
         } else {
             let (x0, x1) = pad_range(xa.min(0.0), xb * 1.05);
             let (y0, y1) = pad_range(ya.min(0.0), yb * 1.05);
-            body!(x0..x1, y0..y1, x0, x1, y0, y1);
+            let (xf, yf) = (
+                AxisFormat::new(x0, x1, AXIS_LABELS),
+                AxisFormat::new(y0, y1, AXIS_LABELS),
+            );
+            body!(x0..x1, y0..y1, x0, x1, y0, y1, &|v| xf.label(v), &|v| yf
+                .label(v));
         }
         Ok(())
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parity: predicted against reference values.
+
+/// One group of points of a [`ParityPanel`] (a species, or a composition of structures).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParityGroup {
+    /// Legend text, e.g. "Li".
+    pub label: String,
+    /// Index into [`PALETTE`] (so a species keeps its colour across panels).
+    pub color: usize,
+    /// Reference values.
+    pub reference: Vec<f64>,
+    /// Predicted values, paired with `reference`.
+    pub predicted: Vec<f64>,
+}
+
+/// RMSE and MAE of predicted against reference values (finite pairs only).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ParityStats {
+    /// Finite pairs.
+    pub n: usize,
+    /// Root-mean-square of predicted - reference.
+    pub rmse: f64,
+    /// Mean absolute value of predicted - reference.
+    pub mae: f64,
+}
+
+/// [`ParityStats`] of paired values (NaN errors when there is no finite pair).
+pub fn parity_stats(reference: &[f64], predicted: &[f64]) -> ParityStats {
+    let (mut n, mut s2, mut s1) = (0usize, 0.0, 0.0);
+    for (r, p) in reference.iter().zip(predicted) {
+        let d = p - r;
+        if d.is_finite() {
+            n += 1;
+            s2 += d * d;
+            s1 += d.abs();
+        }
+    }
+    let m = n as f64;
+    ParityStats {
+        n,
+        rmse: if n > 0 { (s2 / m).sqrt() } else { f64::NAN },
+        mae: if n > 0 { s1 / m } else { f64::NAN },
+    }
+}
+
+/// One panel of a [`ParityPlot`]: predicted against reference values of one quantity, a colour
+/// per group, the y = x line, and each group's RMSE and MAE in the legend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParityPanel {
+    /// Panel title, e.g. "energy per atom".
+    pub title: String,
+    /// The quantity on the axes, e.g. "energy per atom" (the axes read "reference ..." and
+    /// "predicted ...").
+    pub quantity: String,
+    /// Unit of the values, e.g. "eV/atom".
+    pub unit: String,
+    /// Unit of the RMSE and MAE in the legend and its factor from `unit`, e.g. ("meV/atom",
+    /// 1000).
+    pub error_unit: (String, f64),
+    /// The groups.
+    pub groups: Vec<ParityGroup>,
+}
+
+impl ParityPanel {
+    /// The statistics of all groups together.
+    pub fn stats(&self) -> ParityStats {
+        let r: Vec<f64> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.reference.iter().copied())
+            .collect();
+        let p: Vec<f64> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.predicted.iter().copied())
+            .collect();
+        parity_stats(&r, &p)
+    }
+
+    /// "RMSE 16.9, MAE 13.0 meV/Å" of `s` in the panel's error unit (3 significant digits).
+    pub fn stats_text(&self, s: &ParityStats) -> String {
+        let (u, f) = (&self.error_unit.0, self.error_unit.1);
+        let sig3 = |v: f64| {
+            let d = if v.is_finite() && v != 0.0 {
+                (2 - v.abs().log10().floor() as i32).max(0) as usize
+            } else {
+                0
+            };
+            format!("{v:.d$}")
+        };
+        format!("RMSE {}, MAE {} {u}", sig3(s.rmse * f), sig3(s.mae * f))
+    }
+}
+
+/// Predicted against reference values, one panel per quantity (energy per atom, force
+/// components).
+#[derive(Clone, Debug)]
+pub struct ParityPlot<'a> {
+    /// Figure title.
+    pub title: &'a str,
+    /// The panels, filled row by row.
+    pub panels: &'a [ParityPanel],
+    /// Panels per row.
+    pub columns: usize,
+}
+
+/// Size of one parity panel (about square once the legend is below), pixels.
+const PARITY_PANEL: (u32, u32) = (820, 900);
+
+impl ParityPlot<'_> {
+    /// Writes the figure to `path` (.png or .svg).
+    pub fn write(&self, path: &Path) -> Result<(), PlotError> {
+        if self.panels.is_empty() {
+            return Err(data_err(path, "no panels"));
+        }
+        for p in self.panels {
+            for g in &p.groups {
+                if g.reference.len() != g.predicted.len() {
+                    return Err(data_err(
+                        path,
+                        format!(
+                            "{} / {}: {} reference and {} predicted values",
+                            p.title,
+                            g.label,
+                            g.reference.len(),
+                            g.predicted.len()
+                        ),
+                    ));
+                }
+            }
+            if p.stats().n == 0 {
+                return Err(data_err(path, format!("{}: no finite pairs", p.title)));
+            }
+        }
+        let (rows, cols) = grid(self.panels.len(), self.columns);
+        let size = (
+            PARITY_PANEL.0 * cols as u32,
+            TITLE_HEIGHT + PARITY_PANEL.1 * rows as u32,
+        );
+        write_figure(path, size, self)
+    }
+}
+
+impl Figure for ParityPlot<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        let body = root.titled(self.title, (FONT, 30))?;
+        let (rows, cols) = grid(self.panels.len(), self.columns);
+        for (p, area) in self.panels.iter().zip(body.split_evenly((rows, cols))) {
+            draw_parity(p, &area)?;
+        }
+        Ok(())
+    }
+}
+
+fn draw_parity<DB: DrawingBackend>(p: &ParityPanel, area: &DrawingArea<DB, Shift>) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let all = p.stats();
+    let values = p.groups.iter().flat_map(|g| {
+        g.reference
+            .iter()
+            .zip(&g.predicted)
+            .filter(|(r, q)| r.is_finite() && q.is_finite())
+            .flat_map(|(r, q)| [*r, *q])
+    });
+    let (a, b) = finite_range(values).unwrap_or((0.0, 1.0));
+    let (lo, hi) = pad_range(a - 0.04 * (b - a), b + 0.04 * (b - a));
+    let many = p.groups.len() > 1;
+    let n_legend = 1 + p.groups.len() + usize::from(many);
+    let (top, bottom) = split_for_legend(area, n_legend);
+    let unit = &p.unit;
+    let mut chart = ChartBuilder::on(&top)
+        .caption(format!("{}: {}", p.title, p.stats_text(&all)), (FONT, 24))
+        .margin(TAIL_MARGIN)
+        .x_label_area_size(50)
+        .y_label_area_size(TAIL_Y_LABELS)
+        .build_cartesian_2d(lo..hi, lo..hi)?;
+    let f = AxisFormat::new(lo, hi, AXIS_LABELS);
+    chart
+        .configure_mesh()
+        .x_labels(AXIS_LABELS)
+        .y_labels(AXIS_LABELS)
+        .x_desc(format!("reference {} ({unit})", p.quantity))
+        .y_desc(format!("predicted {} ({unit})", p.quantity))
+        .axis_desc_style((FONT, 18))
+        .label_style((FONT, 15))
+        .x_label_formatter(&|v| f.label(v))
+        .y_label_formatter(&|v| f.label(v))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    let grey = RGBColor(120, 120, 120);
+    chart.draw_series(LineSeries::new(
+        vec![(lo, lo), (hi, hi)],
+        grey.stroke_width(1),
+    ))?;
+    let mut legend: Vec<(Swatch, String)> = vec![(
+        Swatch::Line(grey, 1),
+        "y = x (prediction = reference)".into(),
+    )];
+    for g in &p.groups {
+        let col = PALETTE[g.color % PALETTE.len()];
+        // Largest deviations last (drawn on top, never thinned away).
+        let mut pts: Vec<(f64, f64)> = g
+            .reference
+            .iter()
+            .zip(&g.predicted)
+            .map(|(&r, &q)| (r, q))
+            .filter(|(r, q)| r.is_finite() && q.is_finite())
+            .collect();
+        pts.sort_by(|x, y| (x.1 - x.0).abs().total_cmp(&(y.1 - y.0).abs()));
+        let shown = thin(&pts, 30_000, 3_000);
+        chart.draw_series(
+            shown
+                .iter()
+                .map(|&q| Circle::new(q, 2, col.mix(0.5).filled())),
+        )?;
+        let s = parity_stats(&g.reference, &g.predicted);
+        legend.push((
+            Swatch::Dot(col),
+            format!("{} (n = {}): {}", g.label, s.n, p.stats_text(&s)),
+        ));
+    }
+    if many {
+        legend.push((
+            Swatch::Blank,
+            format!("all (n = {}): {}", all.n, p.stats_text(&all)),
+        ));
+    }
+    draw_legend_below(&bottom, (TAIL_MARGIN + TAIL_Y_LABELS) as i32, &legend)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1313,6 +1947,8 @@ enum Swatch {
     Dashed(RGBColor, u32),
     Dot(RGBColor),
     Ring(RGBColor),
+    /// No swatch (a line of text, e.g. a total).
+    Blank,
 }
 
 /// Line height of a legend drawn below a chart, pixels.
@@ -1351,6 +1987,7 @@ where
             }
             Swatch::Dot(c) => area.draw(&Circle::new((a + 12, y), 4, c.filled()))?,
             Swatch::Ring(c) => area.draw(&Circle::new((a + 12, y), 4, c.stroke_width(1)))?,
+            Swatch::Blank => {}
         }
         area.draw(&Text::new(
             label.clone(),
@@ -1413,14 +2050,17 @@ where
         .x_label_area_size(50)
         .y_label_area_size(TAIL_Y_LABELS)
         .build_cartesian_2d(lo..hi, lo..hi)?;
+    let f = AxisFormat::new(lo, hi, AXIS_LABELS);
     chart
         .configure_mesh()
+        .x_labels(AXIS_LABELS)
+        .y_labels(AXIS_LABELS)
         .x_desc(format!("model quantile ({unit})"))
         .y_desc(format!("sample quantile ({unit})"))
         .axis_desc_style((FONT, 18))
         .label_style((FONT, 15))
-        .x_label_formatter(&tick)
-        .y_label_formatter(&tick)
+        .x_label_formatter(&|v| f.label(v))
+        .y_label_formatter(&|v| f.label(v))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
     let grey = RGBColor(120, 120, 120);
@@ -1505,13 +2145,15 @@ where
         .x_label_area_size(50)
         .y_label_area_size(TAIL_Y_LABELS)
         .build_cartesian_2d(x0..x1, log_axis(y0, y1))?;
+    let xf = AxisFormat::new(x0, x1, AXIS_LABELS);
     chart
         .configure_mesh()
+        .x_labels(AXIS_LABELS)
         .x_desc(format!("value ({unit})"))
         .y_desc("exceedance probability P(X > x)")
         .axis_desc_style((FONT, 18))
         .label_style((FONT, 15))
-        .x_label_formatter(&tick)
+        .x_label_formatter(&|v| xf.label(v))
         .y_label_formatter(&log_tick)
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
@@ -2089,8 +2731,11 @@ mod tests {
             assert_written(&p);
 
             for log in [false, true] {
-                let p = dir.join(format!("parity{}.{ext}", if log { "_log" } else { "" }));
-                ParityPlot {
+                let p = dir.join(format!(
+                    "uq_vs_error{}.{ext}",
+                    if log { "_log" } else { "" }
+                ));
+                UqErrorPlot {
                     title: "Uncertainty vs error, Li",
                     x_label: "uncertainty (eV/Å)",
                     y_label: "force error |ΔF| (eV/Å)",
@@ -2338,6 +2983,143 @@ mod tests {
         };
         assert!(matches!(
             empty.write(&dir.join("e.png")),
+            Err(PlotError::Data { .. })
+        ));
+    }
+
+    #[test]
+    fn stats_plot_axis_labels_ranges_and_glyphs() {
+        use plotters::coord::ranged1d::Ranged;
+        use plotters::coord::types::RangedCoordf64;
+        let labels = |lo: f64, hi: f64| -> Vec<String> {
+            let f = AxisFormat::new(lo, hi, AXIS_LABELS);
+            RangedCoordf64::from(lo..hi)
+                .key_points(AXIS_LABELS)
+                .iter()
+                .map(|v| f.label(v))
+                .collect()
+        };
+        // An integer axis: plotters' own labels read "3000.0".
+        let l = labels(0.0, 3300.0);
+        assert!(l.contains(&"3000".to_string()), "{l:?}");
+        assert!(l.iter().all(|t| !t.contains('.')), "{l:?}");
+        // One number of decimals per axis, enough for the step.
+        let l = labels(0.04655, 0.04845);
+        assert!(l.iter().all(|t| t.len() == l[0].len()), "{l:?}");
+        assert!(l.contains(&"0.0470".to_string()), "{l:?}");
+        let l = labels(-0.5, 0.5);
+        assert!(
+            l.contains(&"0.0".to_string()) && !l.iter().any(|t| t == "-0.0"),
+            "{l:?}"
+        );
+        assert_eq!(
+            AxisFormat::for_values(&[0.0, 2e-5, 4e-5]).label(&2e-5),
+            "2e-5"
+        );
+        assert_eq!(AxisFormat::for_values(&[0.0, 2e5]).label(&2e5), "2e5");
+        // A flat series keeps a minimum range; a wide one is left alone.
+        assert_eq!(widen_to_min_span(1.0, 1.0, 0.05), (0.975, 1.025));
+        assert_eq!(widen_to_min_span(0.0, 0.0, 0.05), (-0.5, 0.5));
+        assert_eq!(widen_to_min_span(0.2, 0.9, 0.05), (0.2, 0.9));
+
+        // Histogram range from the data: a far cutoff does not stretch the axis.
+        let mut r = rng(53);
+        let mut x = draw_maxwell(&mut r, 0.05, 3000);
+        let top = x.iter().cloned().fold(0.0, f64::max);
+        let (lo, hi, beyond) = histogram_range(&x, &[5.0]);
+        assert_eq!((lo, beyond), (0.0, 0));
+        assert!(hi >= top && hi < 1.1 * top, "{hi} vs {top}");
+        // A cutoff just beyond the data widens the axis to it.
+        let (_, hi, _) = histogram_range(&x, &[1.2 * top]);
+        assert!(hi > 1.2 * top && hi < 1.3 * top, "{hi}");
+        // A single far value is left beyond the axis (and counted).
+        x.push(50.0);
+        let (_, hi, beyond) = histogram_range(&x, &[]);
+        assert!(hi < 1.0 && beyond == 1, "{hi} {beyond}");
+        let p = out_dir().join("hist_far_cutoff.png");
+        histogram_with_fits(
+            &p,
+            "far cutoff",
+            "uncertainty (eV/Å)",
+            &x,
+            &[],
+            vec![
+                Marker::new("lower u_c = 0.25", 0.25),
+                Marker::new("upper u_max = 5.861", 5.861),
+                Marker::new("no upper cutoff (u_max = ∞)", f64::INFINITY),
+            ],
+        )
+        .unwrap();
+        assert_written(&p);
+
+        // Glyphs: a character the font lacks is written as its fallback (or "?").
+        assert_eq!(
+            glyph_safe_text("u_c < u ≤ u_max, ρ", |_| false),
+            "u_c < u <= u_max, rho"
+        );
+        assert_eq!(glyph_safe_text("a\u{E000}Å", |c| c == 'Å'), "a?Å");
+        let style = TextStyle::from((FONT, 16).into_font());
+        assert!(font_has_glyph(&style, 'a'));
+        assert!(
+            !font_has_glyph(&style, '\u{E000}'),
+            "no font has private-use glyphs"
+        );
+        assert!(
+            GLYPH_FALLBACKS
+                .iter()
+                .all(|(c, s)| !c.is_ascii() && s.is_ascii())
+        );
+    }
+
+    #[test]
+    fn stats_parity_plot_has_rmse_and_mae() {
+        let s = parity_stats(&[0.0, 1.0, 2.0, f64::NAN], &[0.0, 2.0, 0.0, 1.0]);
+        assert_eq!(s.n, 3);
+        assert!((s.rmse - (5.0f64 / 3.0).sqrt()).abs() < 1e-15 && (s.mae - 1.0).abs() < 1e-15);
+        let mut r = rng(54);
+        let refs = draw_maxwell(&mut r, 1.0, 600);
+        let noise = draw_maxwell(&mut r, 0.02, 600);
+        let group = |label: &str, k: usize| ParityGroup {
+            label: label.into(),
+            color: k,
+            reference: refs[k * 300..(k + 1) * 300].to_vec(),
+            predicted: refs[k * 300..(k + 1) * 300]
+                .iter()
+                .zip(&noise[k * 300..])
+                .map(|(a, b)| a + b - 0.03)
+                .collect(),
+        };
+        let panel = ParityPanel {
+            title: "force components".into(),
+            quantity: "force component".into(),
+            unit: "eV/Å".into(),
+            error_unit: ("meV/Å".into(), 1e3),
+            groups: vec![group("Al", 0), group("Mg", 1)],
+        };
+        let all = panel.stats();
+        assert_eq!(all.n, 600);
+        assert!(
+            panel.stats_text(&all).starts_with("RMSE ")
+                && panel.stats_text(&all).ends_with(" meV/Å")
+        );
+        let p = out_dir().join("parity.png");
+        ParityPlot {
+            title: "predicted vs reference",
+            panels: std::slice::from_ref(&panel),
+            columns: 2,
+        }
+        .write(&p)
+        .unwrap();
+        assert_written(&p);
+        let mut bad = panel;
+        bad.groups[0].predicted.pop();
+        assert!(matches!(
+            ParityPlot {
+                title: "t",
+                panels: &[bad],
+                columns: 1
+            }
+            .write(&out_dir().join("bad.png")),
             Err(PlotError::Data { .. })
         ));
     }
