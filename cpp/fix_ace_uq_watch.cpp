@@ -360,7 +360,7 @@ void FixAceUqWatch::init()
     std::string cut;
     for (int s = 0; s < ns; s++) {
       if (!by_cluster) {
-        cut += fmt::format(" [{}: {:.4g} / {:.4g}]", s, lower[s], upper[s]);
+        cut += fmt::format(" [{}: {:.4g} / {:.4g}]", species_names[s], lower[s], upper[s]);
         continue;
       }
       for (int c = 0; c < ncluster[s]; c++) {

@@ -51,14 +51,13 @@ fn gpaw(test: &str) -> Option<()> {
 }
 
 fn py(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(PY)
+    Command::new(PY)
         .arg("-s")
         .args(args)
         .current_dir(dir)
         .env("OMP_NUM_THREADS", "1")
         .output()
-        .expect("run /usr/bin/python3");
-    out
+        .expect("run /usr/bin/python3")
 }
 
 fn text(o: &Output) -> String {

@@ -277,7 +277,7 @@ impl LoopConfig {
             }
             _ => {}
         }
-        if !(self.labeller.timeout_minutes > 0.0) {
+        if self.labeller.timeout_minutes.is_nan() || self.labeller.timeout_minutes <= 0.0 {
             return Err("[labeller] timeout_minutes must be positive".into());
         }
         if self.exploration.is_empty() {
