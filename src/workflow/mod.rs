@@ -1708,8 +1708,13 @@ mod tests {
     /// reverse) is refused.
     #[test]
     fn labeller_settings_are_written_for_the_command_with_the_data_keys() {
-        let base = "[loop]\nspecies = [\"Li\"]\ninitial = [\"a.xyz\"]\nenergy_key = \"dft_energy\"\n\
-                    [[exploration]]\nname = \"x\"\ninput = \"in\"\nstructure = \"a.xyz\"\n";
+        let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/li-loop");
+        let base = format!(
+            "[loop]\nspecies = [\"Li\"]\ninitial = [{start:?}]\nenergy_key = \"dft_energy\"\n\
+             [[exploration]]\nname = \"x\"\ninput = {:?}\nstructure = {start:?}\n",
+            ex.join("in.explore").display().to_string(),
+            start = ex.join("start.xyz").display().to_string()
+        );
         let with = |labeller: &str| -> LoopConfig {
             toml::from_str(&format!("{base}[labeller]\n{labeller}")).unwrap()
         };
