@@ -1453,11 +1453,7 @@ impl ParityPlot<'_> {
                 return Err(data_err(path, format!("{}: no finite pairs", p.title)));
             }
         }
-        let (rows, cols) = grid(self.panels.len(), self.columns);
-        let size = (
-            PARITY_PANEL.0 * cols as u32,
-            TITLE_HEIGHT + PARITY_PANEL.1 * rows as u32,
-        );
+        let size = panels_size(self.panels.len(), self.columns, PARITY_PANEL);
         write_figure(path, size, self)
     }
 }
@@ -1467,10 +1463,8 @@ impl Figure for ParityPlot<'_> {
     where
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE)?;
-        let body = root.titled(self.title, (FONT, 30))?;
-        let (rows, cols) = grid(self.panels.len(), self.columns);
-        for (p, area) in self.panels.iter().zip(body.split_evenly((rows, cols))) {
+        let areas = panel_areas(root, self.title, self.panels.len(), self.columns)?;
+        for (p, area) in self.panels.iter().zip(areas) {
             draw_parity(p, &area)?;
         }
         Ok(())
@@ -1890,6 +1884,29 @@ fn grid(n: usize, columns: usize) -> (usize, usize) {
     (n.div_ceil(cols), cols)
 }
 
+/// Pixel size of a figure of `n` panels of `panel` pixels each, in `columns` columns, below the
+/// title.
+fn panels_size(n: usize, columns: usize, panel: (u32, u32)) -> (u32, u32) {
+    let (rows, cols) = grid(n, columns);
+    (panel.0 * cols as u32, TITLE_HEIGHT + panel.1 * rows as u32)
+}
+
+/// A white figure with `title`, split into the areas of `n` panels in `columns` columns (row by
+/// row): the frame every multi-panel figure draws its panels into.
+fn panel_areas<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    n: usize,
+    columns: usize,
+) -> Result<Vec<DrawingArea<DB, Shift>>, Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let body = root.titled(title, (FONT, 30))?;
+    Ok(body.split_evenly(grid(n, columns)))
+}
+
 impl TailPlot<'_> {
     /// Writes the figure to `path` (.png or .svg).
     pub fn write(&self, path: &Path) -> Result<(), PlotError> {
@@ -1904,11 +1921,7 @@ impl TailPlot<'_> {
                 ));
             }
         }
-        let (rows, cols) = grid(self.panels.len(), self.columns);
-        let size = (
-            PANEL_SIZE.0 * cols as u32,
-            TITLE_HEIGHT + PANEL_SIZE.1 * rows as u32,
-        );
+        let size = panels_size(self.panels.len(), self.columns, PANEL_SIZE);
         write_figure(path, size, self)
     }
 }
@@ -1918,10 +1931,8 @@ impl Figure for TailPlot<'_> {
     where
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE)?;
-        let body = root.titled(self.title, (FONT, 30))?;
-        let (rows, cols) = grid(self.panels.len(), self.columns);
-        for (p, area) in self.panels.iter().zip(body.split_evenly((rows, cols))) {
+        let areas = panel_areas(root, self.title, self.panels.len(), self.columns)?;
+        for (p, area) in self.panels.iter().zip(areas) {
             match self.view {
                 TailView::Qq => draw_qq(p, &area)?,
                 TailView::Exceedance => draw_exceedance(p, &area)?,
@@ -2406,11 +2417,7 @@ impl UpperPlot<'_> {
                 return Err(data_err(path, format!("{}: no points", p.title)));
             }
         }
-        let (rows, cols) = grid(self.panels.len(), self.columns);
-        let size = (
-            PANEL_SIZE.0 * cols as u32,
-            TITLE_HEIGHT + PANEL_SIZE.1 * rows as u32,
-        );
+        let size = panels_size(self.panels.len(), self.columns, PANEL_SIZE);
         write_figure(path, size, self)
     }
 }
@@ -2439,10 +2446,8 @@ impl Figure for UpperPlot<'_> {
     where
         DB::ErrorType: 'static,
     {
-        root.fill(&WHITE)?;
-        let body = root.titled(self.title, (FONT, 30))?;
-        let (rows, cols) = grid(self.panels.len(), self.columns);
-        for (p, area) in self.panels.iter().zip(body.split_evenly((rows, cols))) {
+        let areas = panel_areas(root, self.title, self.panels.len(), self.columns)?;
+        for (p, area) in self.panels.iter().zip(areas) {
             draw_upper(p, &area)?;
         }
         Ok(())
