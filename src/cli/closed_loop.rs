@@ -72,15 +72,6 @@ pub fn run(a: &LoopArgs) -> Result<()> {
     Ok(())
 }
 
-/// `x` with `prec` decimals, or "-" when it is not a number (the loop has no test set).
-fn number_or_dash(x: f64, prec: usize) -> String {
-    if x.is_finite() {
-        format!("{x:.prec$}")
-    } else {
-        "-".into()
-    }
-}
-
 fn table(rows: &[IterationSummary]) -> String {
     let headers: Vec<String> = [
         "iter",
@@ -105,8 +96,8 @@ fn table(rows: &[IterationSummary]) -> String {
                 r.iteration.to_string(),
                 r.structures.to_string(),
                 r.atoms.to_string(),
-                number_or_dash(r.test_force_rmse, 1),
-                number_or_dash(r.test_energy_rmse, 2),
+                workflow::number_or(r.test_force_rmse, 1, "-"),
+                workflow::number_or(r.test_energy_rmse, 2, "-"),
                 r.candidates.to_string(),
                 r.labelled.to_string(),
                 r.failed.to_string(),

@@ -590,12 +590,12 @@ fn stop_after(s: &IterationSummary) -> Option<Stop> {
     }
 }
 
-/// `x` with `prec` decimals, or "" when it is not a number (no test set).
-fn number_or_empty(x: f64, prec: usize) -> String {
+/// `x` with `prec` decimals, or `missing` when it is not a number (the loop has no test set).
+pub fn number_or(x: f64, prec: usize, missing: &str) -> String {
     if x.is_finite() {
         format!("{x:.prec$}")
     } else {
-        String::new()
+        missing.into()
     }
 }
 
@@ -609,8 +609,8 @@ fn write_summary(run_dir: &Path, s: &[IterationSummary]) -> Result<(), LoopError
             r.iteration,
             r.structures,
             r.atoms,
-            number_or_empty(r.test_energy_rmse, 4),
-            number_or_empty(r.test_force_rmse, 4),
+            number_or(r.test_energy_rmse, 4, ""),
+            number_or(r.test_force_rmse, 4, ""),
             r.candidates,
             r.selected,
             r.labelled,
@@ -1629,7 +1629,7 @@ fn label_batch(
 }
 
 /// Write the `[labeller.settings]` table for the labeller, with the data keys of `[loop]` added
-/// when the table does not set them (written whole, then renamed).
+/// when the table does not set them (written atomically).
 fn write_labeller_settings(
     path: &Path,
     settings: &toml::Table,
@@ -1642,10 +1642,7 @@ fn write_labeller_settings(
         .or_insert_with(|| toml::Value::String(cfg.run.forces_key.clone()));
     let text =
         toml::to_string(&t).map_err(|e| err(format!("cannot write the labeller settings: {e}")))?;
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| err(format!("cannot write {}: {e}", path.display())))
+    write_text(path, &text)
 }
 
 /// The last `n` lines of a log, for error messages.
