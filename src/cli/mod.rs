@@ -167,13 +167,37 @@ impl DataKeys {
 
 /// Run the command line; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    main_from(std::env::args_os())
+}
+
+/// The command line run on `args` (the first is the program name), as [`main`] runs it on the
+/// process's own; the Python package's `aceuq.cli()` calls this. Argument errors, `--help` and
+/// `--version` print what clap prints and return its exit code instead of exiting the process.
+pub fn main_from<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
     if let Some(n) = cli.threads
         && let Err(e) = rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
             .build_global()
     {
-        eprintln!("warning: could not set {n} threads: {e}");
+        // A second command in one process (the Python package's `aceuq.cli`) finds the pool
+        // of the first: its size is set once per process.
+        let have = rayon::current_num_threads();
+        if have != n.max(1) {
+            eprintln!(
+                "warning: could not set {n} threads ({e}): this process keeps its {have} threads"
+            );
+        }
     }
     let result = match &cli.command {
         Command::Fit(a) => fit::run(a),

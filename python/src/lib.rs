@@ -1,0 +1,261 @@
+//! `aceuq._native`: the Python face of the aceuq crate. A [`Model`] loads a `*.aceuq` file and
+//! computes energies, forces, virial, per-atom energies and every stored uncertainty of one
+//! structure (neighbour lists built inside, periodic or not); [`cli`] runs the `aceuq` command
+//! line in-process. The ASE calculator and the workflow functions are Python on top of these
+//! (python/aceuq/).
+//!
+//! Arrays cross as little-endian `bytes` of f64 / i64 (numpy's `tobytes()` / `frombuffer`), so
+//! the extension needs no numpy headers and one build serves every CPython >= 3.9 (abi3). The
+//! numbers are those of `aceuq eval`: the same library functions compute them.
+
+use aceuq::uq::Method;
+use aceuq::{Potential, Structure};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use std::path::PathBuf;
+
+create_exception!(
+    _native,
+    AceuqError,
+    PyException,
+    "An error reported by the aceuq library (bad model file, species not in the model, atoms too close, ...)."
+);
+
+fn lib_err(e: impl std::fmt::Display) -> PyErr {
+    AceuqError::new_err(e.to_string())
+}
+
+fn f64_bytes<'py>(py: Python<'py>, v: impl IntoIterator<Item = f64>) -> Bound<'py, PyBytes> {
+    let b: Vec<u8> = v.into_iter().flat_map(f64::to_le_bytes).collect();
+    PyBytes::new(py, &b)
+}
+
+fn method(name: &str) -> PyResult<Method> {
+    Method::from_name(name).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "unknown uncertainty method '{name}' (known: {})",
+            Method::known()
+        ))
+    })
+}
+
+/// A fitted aceuq potential with its uncertainty estimators and calibrated cutoffs.
+#[pyclass(module = "aceuq._native", frozen)]
+struct Model {
+    pot: Potential,
+    path: PathBuf,
+}
+
+impl Model {
+    fn species_index(&self, species: &str) -> PyResult<usize> {
+        self.pot.model.species_index(species).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "species '{species}' is not in the model (model species: {})",
+                self.pot.model.species.join(", ")
+            ))
+        })
+    }
+
+    fn structure(
+        &self,
+        symbols: Vec<String>,
+        positions: &[u8],
+        cell: Option<[[f64; 3]; 3]>,
+        pbc: [bool; 3],
+    ) -> PyResult<Structure> {
+        let n = symbols.len();
+        if positions.len() != 24 * n {
+            return Err(PyValueError::new_err(format!(
+                "positions: {} bytes for {n} atoms (expected {} float64 values)",
+                positions.len(),
+                3 * n
+            )));
+        }
+        let x: Vec<f64> = positions
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        if pbc.iter().any(|&p| p) && cell.is_none() {
+            return Err(PyValueError::new_err(
+                "periodic boundary conditions need a cell",
+            ));
+        }
+        let s = Structure {
+            cell,
+            pbc,
+            positions: x.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
+            symbols,
+            ..Default::default()
+        };
+        if let Some(p) = s.limits_problem() {
+            return Err(AceuqError::new_err(p.message));
+        }
+        Ok(s)
+    }
+}
+
+#[pymethods]
+impl Model {
+    /// Load a model file (`*.aceuq`) written by `aceuq fit` / `aceuq calibrate`.
+    #[new]
+    fn new(path: PathBuf) -> PyResult<Self> {
+        let pot = Potential::load(&path).map_err(lib_err)?;
+        Ok(Model { pot, path })
+    }
+
+    /// The file the model was loaded from.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    /// Species (element names) of the model, in the model's order.
+    #[getter]
+    fn species(&self) -> Vec<String> {
+        self.pot.model.species.clone()
+    }
+
+    /// Names of the uncertainty methods the model carries (gamma, gamma_local, ensemble,
+    /// distance, gp), as `pair_style ace/uq uq` and `aceuq eval` name them.
+    #[getter]
+    fn methods(&self) -> Vec<&'static str> {
+        self.pot.uq.methods().iter().map(|m| m.name()).collect()
+    }
+
+    /// The largest interaction cutoff of the model (Å).
+    #[getter]
+    fn cutoff(&self) -> f64 {
+        self.pot.model.max_cutoff()
+    }
+
+    /// Number of `gamma_local` clusters of a species (None without clustered active sets).
+    fn clusters(&self, species: &str) -> PyResult<Option<usize>> {
+        let s = self.species_index(species)?;
+        Ok(self.pot.uq.gamma_local_clusters(s))
+    }
+
+    /// `(lower, upper)` cutoffs stored by `aceuq calibrate` for `method` and `species`
+    /// (`upper` is `inf` when there is no halting cutoff), or None if the method was not
+    /// calibrated. With `cluster` (gamma_local): the cluster's own cutoffs when stored, else the
+    /// species-level ones, as fix ace/uq/watch uses them.
+    #[pyo3(signature = (method, species, cluster=None))]
+    fn stored_cutoffs(
+        &self,
+        method: &str,
+        species: &str,
+        cluster: Option<usize>,
+    ) -> PyResult<Option<(f64, f64)>> {
+        let (m, s) = (self::method(method)?, self.species_index(species)?);
+        Ok(match cluster {
+            None => self.pot.stored_cutoffs(m, s),
+            Some(c) => self
+                .pot
+                .stored_cluster_cutoffs(m, s, c)
+                .map(|(lo, up, _)| (lo, up)),
+        })
+    }
+
+    /// What to know about the stored calibration of `method` for `species` in one line (why
+    /// there is no upper cutoff, the calibration's caveats); empty if nothing, None if not
+    /// calibrated.
+    fn calibration_note(&self, method: &str, species: &str) -> PyResult<Option<String>> {
+        let (m, s) = (self::method(method)?, self.species_index(species)?);
+        Ok(self
+            .pot
+            .stored_calibration(m, s, None)
+            .map(aceuq::potential::calibration_note))
+    }
+
+    /// Energies, forces, virial and the uncertainties `methods` of one structure.
+    ///
+    /// `positions`: float64 little-endian bytes, `[n][3]` Å; `cell`: lattice vectors as rows (Å)
+    /// or None for a cluster; `pbc`: periodicity along each vector. Returns a dict: `energy`
+    /// (eV), `energies` (bytes, `[n]` eV), `forces` (bytes, `[n][3]` eV/Å), `virial` (3x3 list,
+    /// eV, `sum r ⊗ f = -stress * volume`), one entry of bytes `[n]` per method, and with
+    /// gamma_local `gamma_local_cluster` (bytes of int64 `[n]`).
+    #[pyo3(signature = (symbols, positions, cell, pbc, methods))]
+    fn compute<'py>(
+        &self,
+        py: Python<'py>,
+        symbols: Vec<String>,
+        positions: &[u8],
+        cell: Option<[[f64; 3]; 3]>,
+        pbc: [bool; 3],
+        methods: Vec<String>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.structure(symbols, positions, cell, pbc)?;
+        let methods: Vec<Method> = methods.iter().map(|m| method(m)).collect::<PyResult<_>>()?;
+        let pot = &self.pot;
+        let data = std::slice::from_ref(&s);
+        let (pred, uq, clusters) = py
+            .detach(|| -> Result<_, String> {
+                let mut ws = aceuq::model::Workspace::new(&pot.model);
+                let pred = pot.model.predict(&s, &mut ws).map_err(|e| e.to_string())?;
+                let mut uq = Vec::with_capacity(methods.len());
+                let mut clusters = None;
+                for &m in &methods {
+                    if m == Method::GammaLocal {
+                        let (mut v, mut c) =
+                            pot.gamma_local_per_atom(data).map_err(|e| e.to_string())?;
+                        uq.push((m, v.pop().unwrap_or_default()));
+                        clusters = c.pop();
+                    } else {
+                        let mut v = pot.per_atom(data, m).map_err(|e| e.to_string())?;
+                        uq.push((m, v.pop().unwrap_or_default()));
+                    }
+                }
+                Ok((pred, uq, clusters))
+            })
+            .map_err(AceuqError::new_err)?;
+        let out = PyDict::new(py);
+        out.set_item("energy", pred.energy)?;
+        out.set_item("energies", f64_bytes(py, pred.atom_energies))?;
+        out.set_item("forces", f64_bytes(py, pred.forces.into_iter().flatten()))?;
+        out.set_item("virial", pred.virial)?;
+        for (m, v) in uq {
+            out.set_item(m.name(), f64_bytes(py, v))?;
+        }
+        if let Some(c) = clusters {
+            let b: Vec<u8> = c
+                .into_iter()
+                .flat_map(|k| i64::from(k).to_le_bytes())
+                .collect();
+            out.set_item("gamma_local_cluster", PyBytes::new(py, &b))?;
+        }
+        Ok(out)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "aceuq.Model({:?}: species {}, cutoff {} Å, uncertainty {})",
+            self.path.display().to_string(),
+            self.pot.model.species.join(" "),
+            self.pot.model.max_cutoff(),
+            if self.pot.uq.methods().is_empty() {
+                "none".to_string()
+            } else {
+                self.methods().join(", ")
+            }
+        )
+    }
+}
+
+/// Run the `aceuq` command line in this process: `cli(["fit", "--train", ...])` (without the
+/// program name). Returns the exit code (0 on success); output goes to this process's stdout and
+/// stderr like the command's.
+#[pyfunction]
+fn cli(py: Python<'_>, args: Vec<String>) -> i32 {
+    let argv: Vec<String> = std::iter::once("aceuq".to_string()).chain(args).collect();
+    py.detach(|| aceuq::cli::main_from(argv))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Model>()?;
+    m.add_function(wrap_pyfunction!(cli, m)?)?;
+    m.add("AceuqError", m.py().get_type::<AceuqError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,203 @@
+"""The ASE calculator against `aceuq eval` (same library code: equal to 1e-10, the CSV's
+precision) and against the LAMMPS plugin (its own neighbour lists and MD-step code path)."""
+
+import subprocess
+
+import numpy as np
+import pytest
+from ase.calculators.calculator import PropertyNotImplementedError
+from ase.io import read
+
+import aceuq
+from conftest import DATA
+
+METHODS = ["gamma", "gamma_local", "ensemble", "distance", "gp"]
+COLUMNS = {
+    "gamma": "gamma",
+    "gamma_local": "gamma_local",
+    "ensemble": "sigma_ensemble",
+    "distance": "sigma_distance",
+    "gp": "sigma_gp",
+}
+# LAMMPS's metal-units pressure conversion (eV/Å^3 -> bar), as in its update.cpp.
+NKTV2P = 1.6021765e6
+
+
+def close(actual, desired, rtol=1e-10, atol=1e-12, what=""):
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=atol, err_msg=what)
+
+
+def test_the_model_carries_every_method(li_model):
+    assert li_model.species == ["Li"]
+    assert li_model.methods == METHODS
+    assert li_model.clusters("Li") == 2
+    lo, up = li_model.stored_cutoffs("gamma", "Li")
+    assert 0 < lo < up
+    assert "Li" in repr(li_model) and "gp" in repr(li_model)
+
+
+def test_calculator_equals_aceuq_eval_per_atom(li_model):
+    frames = read(DATA / "test.xyz", index=":")
+    table = aceuq.evaluate(li_model, DATA / "test.xyz")
+    calc = aceuq.AceUQCalculator(li_model)
+    assert calc.uq_methods == METHODS
+    checked = 0
+    for k, frame in enumerate(frames):
+        rows = table["structure"] == k
+        assert rows.sum() == len(frame)
+        a = frame.copy()
+        a.calc = calc
+        e = a.get_potential_energy()
+        r = calc.results
+        close(e, r["energies"].sum(), rtol=1e-12, what="energy = sum of atom energies")
+        close(r["energies"], table["energy_atom"][rows], what=f"frame {k} atom energies")
+        forces = np.stack([table[c][rows] for c in ("fx", "fy", "fz")], axis=1)
+        close(r["forces"], forces, what=f"frame {k} forces")
+        for m in METHODS:
+            close(r[m], table[COLUMNS[m]][rows], what=f"frame {k} {m}")
+        np.testing.assert_array_equal(r["gamma_local_cluster"], table["cluster"][rows])
+        checked += len(a)
+    assert checked == 16 * 13 + 15 * 2 + 54
+
+
+def test_forces_and_stress_are_derivatives_of_the_energy(li_model):
+    a = read(DATA / "test.xyz", index=12)  # liquid, orthorhombic
+    a.calc = aceuq.AceUQCalculator(li_model, uq=None)
+    f = a.get_forces()
+    h = 1e-5
+    for i, d in [(0, 0), (5, 2), (11, 1)]:
+        p = a.positions.copy()
+        e = []
+        for s in (h, -h):
+            a.positions = p
+            a.positions[i, d] += s
+            e.append(a.get_potential_energy())
+        a.positions = p
+        assert abs(-(e[0] - e[1]) / (2 * h) - f[i, d]) < 1e-6
+    stress = a.get_stress(voigt=False)
+    cell = a.cell.array.copy()
+    for (i, j) in [(0, 0), (1, 2)]:
+        e = []
+        for s in (h, -h):
+            strain = np.eye(3)
+            strain[i, j] += s / 2
+            strain[j, i] += s / 2
+            b = a.copy()
+            b.set_cell(cell @ strain, scale_atoms=True)
+            b.calc = a.calc
+            e.append(b.get_potential_energy())
+        assert abs((e[0] - e[1]) / (2 * h) / a.get_volume() - stress[i, j]) < 1e-7
+
+
+def test_a_cluster_is_a_cluster_in_any_box(li_model):
+    a = read(DATA / "test.xyz", index=0)
+    a.pbc = False
+    a.center(vacuum=8.0)
+    a.calc = aceuq.AceUQCalculator(li_model, uq="gamma,distance")
+    e0, f0, g0 = a.get_potential_energy(), a.get_forces(), a.calc.results["gamma"].copy()
+    with pytest.raises(PropertyNotImplementedError):
+        a.get_stress()
+    b = a.copy()
+    b.pbc = True  # images 8 Å apart on each side: farther than the 5.5 Å cutoff
+    b.calc = aceuq.AceUQCalculator(li_model, uq="gamma,distance")
+    close(b.get_potential_energy(), e0, rtol=1e-12)
+    close(b.get_forces(), f0, rtol=1e-12, atol=1e-12)
+    close(b.calc.results["gamma"], g0, rtol=1e-12)
+    assert set(a.calc.results) >= {"gamma", "distance", "energies"}
+    assert "gp" not in a.calc.results
+
+
+def run_lammps(lammps, folder, atoms, boundary):
+    lmp, plugin = lammps
+    (folder / "frame.xyz").write_text("")
+    atoms.write(folder / "frame.xyz", format="extxyz")
+    assert aceuq.cli("to-lammps", "--data", folder / "frame.xyz", "--out", folder / "data.lmp") == 0
+    names = " ".join(f"{m} 1" for m in METHODS)
+    (folder / "in.lmp").write_text(
+        f"""plugin load {plugin}
+units metal
+boundary {boundary}
+atom_style atomic
+read_data data.lmp
+pair_style ace/uq
+pair_coeff * * model.aceuq Li
+compute pe all pe/atom
+compute pv all pressure NULL virial
+fix u all pair 1 ace/uq {names}
+thermo_style custom step pe c_pv[1] c_pv[2] c_pv[3] c_pv[4] c_pv[5] c_pv[6]
+thermo_modify format float %.17g
+dump d all custom 1 out.dump id x y z fx fy fz c_pe f_u[*]
+dump_modify d format float %.17g sort id
+run 0
+"""
+    )
+    r = subprocess.run(
+        [str(lmp), "-nocite", "-log", "log.lammps", "-in", "in.lmp"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    k = next(i for i, l in enumerate(lines) if l.split()[:2] == ["Step", "PotEng"])
+    thermo = [float(x) for x in lines[k + 1].split()]
+    dump = (folder / "out.dump").read_text().splitlines()
+    start = dump.index(next(l for l in dump if l.startswith("ITEM: ATOMS"))) + 1
+    return thermo, np.array([[float(x) for x in l.split()] for l in dump[start:]])
+
+
+@pytest.mark.parametrize(
+    "frame,boundary", [(4, "p p p"), (10, "p p f"), (15, "p p p"), ("tilted", "p p p")]
+)
+def test_calculator_equals_the_lammps_plugin(li_model, lammps, tmp_path, frame, boundary):
+    if frame == "tilted":
+        a = read(DATA / "test.xyz", index=12)
+        cell = a.cell.array.copy()
+        cell[1, 0] += 1.3  # b tilted towards a, c towards a and b: LAMMPS xy, xz, yz
+        cell[2, 0] -= 0.9
+        cell[2, 1] += 0.6
+        a.set_cell(cell, scale_atoms=True)
+        # The file LAMMPS reads holds 8 decimals (ASE's extxyz writer): compute on those.
+        a.set_cell(np.round(a.cell.array, 8))
+        a.positions = np.round(a.positions, 8)
+    else:
+        a = read(DATA / "test.xyz", index=frame)
+    # LAMMPS boxes have a along x and b in the xy plane: these cells are already so, so that
+    # positions and forces need no rotation.
+    assert np.allclose(np.triu(a.cell.array, 1), 0.0)
+    (tmp_path / "model.aceuq").write_bytes(open(li_model.path, "rb").read())
+    thermo, rows = run_lammps(lammps, tmp_path, a, boundary)
+    a.calc = aceuq.AceUQCalculator(li_model)
+    e = a.get_potential_energy()
+    r = a.calc.results
+    scale = np.abs(r["forces"]).max()
+    close(thermo[1], e, rtol=1e-12, what="total energy")
+    close(rows[:, 7], r["energies"], rtol=0, atol=1e-10, what="atom energies")
+    close(rows[:, 4:7], r["forces"], rtol=0, atol=1e-10 * max(scale, 1.0), what="forces")
+    for k, m in enumerate(METHODS):
+        close(rows[:, 8 + k], r[m], rtol=1e-10, atol=1e-12, what=m)
+    if all(a.pbc):
+        # LAMMPS pressure = virial / V in bar = -stress (eV/Å^3) * NKTV2P; order xx yy zz xy xz yz.
+        s = a.get_stress(voigt=False)
+        p = -np.array([s[0, 0], s[1, 1], s[2, 2], s[0, 1], s[0, 2], s[1, 2]]) * NKTV2P
+        close(thermo[2:8], p, rtol=0, atol=1e-9 * np.abs(p).max(), what="pressure")
+
+
+def test_bad_input_names_the_problem(li_model):
+    with pytest.raises(ValueError, match="no 'bogus' uncertainty.*it has: gamma"):
+        aceuq.AceUQCalculator(li_model, uq=["bogus"])
+    with pytest.raises(aceuq.AceuqError, match="nowhere.aceuq"):
+        aceuq.Model("/nowhere.aceuq")
+    a = read(DATA / "test.xyz", index=0)
+    a[3].symbol = "Cu"
+    a.calc = aceuq.AceUQCalculator(li_model)
+    with pytest.raises(aceuq.AceuqError, match="'Cu'.*not in the model"):
+        a.get_potential_energy()
+    with pytest.raises(ValueError, match="not in the model"):
+        li_model.stored_cutoffs("gamma", "Cu")
+    with pytest.raises(ValueError, match="unknown uncertainty method 'gama'"):
+        li_model.stored_cutoffs("gama", "Li")
+    # A command-line error is an exit code, not the end of the Python process.
+    assert aceuq.cli("fit", "--bogus") == 2
+    with pytest.raises(aceuq.AceuqError, match="aceuq eval failed"):
+        aceuq.evaluate(li_model, "/nowhere.xyz")
