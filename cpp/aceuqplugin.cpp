@@ -2,8 +2,8 @@
    aceuq: LAMMPS plugin entry point (PLUGIN package, `plugin load`).
 
    Registers pair style ace/uq and fix ace/uq/watch. Only this file is
-   plugin-specific; the style sources can also be compiled into a LAMMPS
-   built from source (see cmake/README.md), which does not use this file.
+   plugin-specific. The plugin is the only supported and tested route
+   (cmake/README.md).
 ------------------------------------------------------------------------- */
 
 #include "fix_ace_uq_watch.h"

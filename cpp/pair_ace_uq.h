@@ -7,8 +7,8 @@
    to fix pair and fix ace/uq/watch. The science is in libaceuq (src/).
 ------------------------------------------------------------------------- */
 
-// The PairStyle() block lets the same file be compiled into a LAMMPS built
-// from source (its style registry scans headers for it); the plugin build
+// The PairStyle() block is LAMMPS's usual style registration for a source
+// build (untested and unsupported, see cmake/README.md); the plugin build
 // never defines PAIR_CLASS and registers the style in aceuqplugin.cpp.
 #ifdef PAIR_CLASS
 // clang-format off
