@@ -39,6 +39,10 @@ pub struct AlBenchArgs {
     /// Species of the model (default: those of the pool, in order of appearance).
     #[arg(long, value_delimiter = ',')]
     pub species: Vec<String>,
+    /// k-means clusters of gamma_local (default 4, 2 with --quick). Each cluster needs 30
+    /// training atoms of its species from the first fit on: small cells need fewer clusters.
+    #[arg(long)]
+    pub clusters: Option<usize>,
     /// Force error (eV/Å) at which the MD counts as unstable (sets u_max).
     #[arg(long, default_value_t = crate::stats::cutoff::DEFAULT_E_MAX, allow_hyphen_values = true)]
     pub max_error: f64,
@@ -105,6 +109,12 @@ pub fn run(a: &AlBenchArgs) -> Result<()> {
     } else {
         AlSettings::new(species)
     };
+    if let Some(k) = a.clusters {
+        if k == 0 {
+            bail!("--clusters must be at least 1");
+        }
+        settings.uq.clusters = Some(crate::uq::Partition::KMeans(k));
+    }
     settings.e_max = a.max_error;
     settings.tail = a.tail;
     settings.upper_rule = a.upper_rule;

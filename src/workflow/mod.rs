@@ -759,6 +759,17 @@ fn iteration(
         s.converged = true;
         return Ok(s);
     }
+    let limit = cfg.run.converged_candidates;
+    if s.halts == 0 && candidates.len() <= limit {
+        say(&format!(
+            "iteration {k}: no halt and {} candidate frame(s), within the {limit} that \
+             in-distribution explorations give by the lower cutoff's own rate (one atom in N \
+             atom-checks above it; [loop] converged_candidates): converged",
+            candidates.len()
+        ));
+        s.converged = true;
+        return Ok(s);
+    }
     // 3. Select.
     let to_label = dir.join("to_label.xyz");
     if !done(dir, "select") {
