@@ -53,7 +53,8 @@ pub fn run(a: &LoopArgs) -> Result<()> {
     }
     let why = match stop {
         Stop::Converged => {
-            "converged: the last explorations ran without any atom above the lower cutoff"
+            "converged: the last explorations ran their full length without a halt, dumping no \
+             more candidate frames than in-distribution runs do ([loop] converged_candidates)"
         }
         Stop::MaxIterations => "stopped at max_iterations (not converged)",
         Stop::WallTime => "stopped at the wall-time limit (not converged)",

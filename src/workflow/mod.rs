@@ -1,6 +1,7 @@
 //! Closed-loop on-the-fly active learning: fit → explore with LAMMPS (`ace/uq` + `ace/uq/watch`)
 //! → D-optimal selection of the dumped candidates → labelling by a user command → refit, until the
-//! explorations run without any atom above the lower cutoff, or a limit is reached.
+//! explorations run their full length without a halt and dump no more candidate frames than
+//! in-distribution runs would (`[loop] converged_candidates`), or a limit is reached.
 //!
 //! Everything lives in a run folder: `iter_NNN/` per iteration with its inputs and outputs, and a
 //! `summary.csv`. Each stage of an iteration leaves a marker file when it is complete, so an
