@@ -137,6 +137,15 @@ fn quick_loop_runs_grows_the_data_and_resumes() {
         let force_rmse: f64 = row[4].parse().unwrap();
         assert!(force_rmse.is_finite() && force_rmse > 0.0);
         let candidates: usize = row[5].parse().unwrap();
+        // Converged exactly when no exploration halted and at most converged_candidates (3 by
+        // default) frames were dumped.
+        let halts: usize = row[9].parse().unwrap();
+        assert_eq!(
+            row[15] == "true",
+            halts == 0 && candidates <= 3,
+            "iteration {}: {csv}",
+            k + 1
+        );
         if candidates > 0 {
             // Exploration outputs on disk agree with the summary.
             let dumped: usize = ["heat", "compress"]
