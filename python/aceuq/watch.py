@@ -76,8 +76,21 @@ class Watch:
         self.max_value = -math.inf
         self.halted = None
         self._warned = False
+        self._cached = (None, None)  # (species/cluster key, cutoffs)
 
     def _cutoffs(self):
+        # The cutoffs depend only on the atoms' species (and gamma_local clusters): looked up
+        # again only when those change, not at every check.
+        clusters = self.calc.results.get("gamma_local_cluster")
+        key = (
+            tuple(self.atoms.numbers),
+            None if self.quantity != "gamma_local" else clusters.tobytes(),
+        )
+        if self._cached[0] != key:
+            self._cached = (key, self._lookup_cutoffs())
+        return self._cached[1]
+
+    def _lookup_cutoffs(self):
         n = len(self.atoms)
         if self.lower == "auto" or self.upper == "auto":
             lo, up = self.calc.cutoffs(self.quantity, self.atoms)
@@ -87,10 +100,9 @@ class Watch:
             up = np.full(n, math.inf if self.upper is None else float(self.upper))
         if not self._warned and self.log is not None:
             self._warned = True
-            species = sorted(set(self.atoms.get_chemical_symbols()))
-            parts = []
             symbols = np.array(self.atoms.get_chemical_symbols())
-            for s in species:
+            parts = []
+            for s in sorted(set(symbols)):
                 k = np.flatnonzero(symbols == s)[0]
                 parts.append(f"{s}: lower {lo[k]:.6g} upper {up[k]:.6g}")
                 if self.upper == "auto" and math.isinf(up[k]):
