@@ -17,6 +17,7 @@ pub mod ffi;
 pub mod io;
 pub mod model;
 pub mod neighbors;
+pub mod pace;
 pub mod potential;
 pub mod progress;
 pub mod simd;

