@@ -10,7 +10,7 @@
 use std::path::Path;
 
 /// Target names, in the order `make fuzz` runs them.
-pub const TARGETS: [&str; 4] = ["extxyz", "model", "fit_toml", "cutoff"];
+pub const TARGETS: [&str; 5] = ["extxyz", "model", "fit_toml", "cutoff", "pace_ace"];
 
 /// Run one input through a target.
 pub fn run(target: &str, data: &[u8]) -> Result<bool, String> {
@@ -19,6 +19,7 @@ pub fn run(target: &str, data: &[u8]) -> Result<bool, String> {
         "model" => model(data),
         "fit_toml" => fit_toml(data),
         "cutoff" => cutoff(data),
+        "pace_ace" => pace_ace(data),
         other => Err(format!("unknown fuzz target '{other}'")),
     }
 }
@@ -178,4 +179,49 @@ fn cutoff(data: &[u8]) -> Result<bool, String> {
         }
     }
     Ok(accepted)
+}
+
+/// pacemaker `.ace` potentials (read as lossy UTF-8): parsing never panics and its errors name
+/// the file; an accepted potential evaluates a 3-atom cluster (and, for cutoffs up to 8 Å, a
+/// 2-atom periodic cell) to finite energies, forces and virials, or to an error.
+fn pace_ace(data: &[u8]) -> Result<bool, String> {
+    use aceuq::pace::PaceModel;
+    let text = String::from_utf8_lossy(data);
+    let m = match PaceModel::parse_ace("fuzz.ace", &text) {
+        Ok(m) => m,
+        Err(e) => return names_file(&e.to_string(), "fuzz.ace"),
+    };
+    let Some(sym) = m.elements.first().cloned() else {
+        return Err("a potential without elements was accepted".into());
+    };
+    let cluster = aceuq::Structure {
+        positions: vec![[0.0, 0.0, 0.0], [2.1, 0.3, -0.2], [0.4, 1.9, 1.1]],
+        symbols: vec![sym.clone(); 3],
+        ..Default::default()
+    };
+    let mut structures = vec![cluster];
+    if m.max_cutoff() <= 8.0 {
+        structures.push(aceuq::Structure {
+            cell: Some([[3.1, 0.0, 0.0], [0.4, 2.9, 0.0], [0.2, -0.3, 3.3]]),
+            pbc: [true; 3],
+            positions: vec![[0.1, 0.2, 0.0], [1.7, 1.5, 1.6]],
+            symbols: vec![sym; 2],
+            ..Default::default()
+        });
+    }
+    for s in &structures {
+        // Errors (atoms inside the first look-up interval, overflowing coefficients) are fine.
+        let Ok(p) = m.predict(s) else { continue };
+        let finite = p.energy.is_finite()
+            && p.atom_energies.iter().all(|e| e.is_finite())
+            && p.forces.iter().flatten().all(|f| f.is_finite())
+            && p.virial.iter().flatten().all(|v| v.is_finite());
+        if !finite || p.atom_energies.len() != s.len() || p.forces.len() != s.len() {
+            return Err(format!(
+                "an accepted potential gave non-finite or missing results: energy {}",
+                p.energy
+            ));
+        }
+    }
+    Ok(true)
 }

@@ -208,6 +208,12 @@ pub struct PaceScratch {
     tmpd: Vec<f64>,
 }
 
+/// Most look-up nodes of one radial table (`cutoff / deltaSplineBins`).
+const MAX_SPLINE_NODES: f64 = 1e6;
+/// Most (node, function) entries of the three look-up tables of one species pair (2^24 entries
+/// of 32 bytes: 512 MiB), far above real potentials (~1e6 entries at ML-PACE's default spacing).
+const MAX_SPLINE_ENTRIES: f64 = (1u64 << 24) as f64;
+
 /// Energies, forces and virial of one structure (see [`crate::model::Prediction`]).
 pub use crate::model::Prediction;
 
@@ -228,7 +234,7 @@ impl PaceModel {
         if pairs.len() != ne * ne || species.len() != ne {
             return Err("pair or species tables do not match the elements".into());
         }
-        if !(delta > 0.0) {
+        if delta.is_nan() || delta <= 0.0 {
             return Err(format!("deltaSplineBins {delta} must be positive"));
         }
         let ndensity = species
@@ -238,16 +244,28 @@ impl PaceModel {
         let nl = lmax + 1;
         for (p, s) in pairs.iter().enumerate() {
             let (a, b) = (p / ne, p % ne);
-            if !(s.cut > 0.0) || s.cut > 100.0 {
+            if s.cut.is_nan() || s.cut <= 0.0 || s.cut > 100.0 {
                 return Err(format!(
                     "cutoff {} of pair {}-{} is not in (0, 100] Å",
                     s.cut, elements[a], elements[b]
                 ));
             }
-            if s.cut / delta > 1e7 {
+            // ML-PACE's default of 0.001 Å gives ~1e4 nodes; 1e6 allows 1e-5 Å at 10 Å.
+            let nodes = s.cut / delta;
+            if nodes > MAX_SPLINE_NODES {
                 return Err(format!(
-                    "cutoff / deltaSplineBins = {:.0} look-up nodes: too many",
-                    s.cut / delta
+                    "cutoff / deltaSplineBins = {nodes:.0} look-up nodes: more than the \
+                     supported {MAX_SPLINE_NODES:.0}"
+                ));
+            }
+            // Three tables (base, radial functions, core), 32 bytes per node and function.
+            let entries = nodes * (nradbase + nradmax * nl + 1) as f64;
+            if entries > MAX_SPLINE_ENTRIES {
+                return Err(format!(
+                    "look-up tables of {nodes:.0} nodes x {} functions would take {:.1} GB: \
+                     too large (increase deltaSplineBins)",
+                    nradbase + nradmax * nl + 1,
+                    entries * 32.0 / 1e9
                 ));
             }
             if s.crad.len() != nradmax * nl * nradbase {
@@ -363,10 +381,7 @@ impl PaceModel {
         ws.tmp.resize(nb.max(nr * nl), 0.0);
         ws.tmpd.resize(nb.max(nr * nl), 0.0);
         grad.iter_mut().for_each(|g| *g = [0.0; 3]);
-        let zbl = matches!(
-            self.pairs[si * ne].spec.inner,
-            radial::InnerCutoff::Zbl
-        );
+        let zbl = matches!(self.pairs[si * ne].spec.inner, radial::InnerCutoff::Zbl);
         let (mut dmin, mut kmin) = (self.cutoffmax, usize::MAX);
         let mut rho_core = 0.0;
         for (k, (d, &s)) in rij.iter().zip(sj).enumerate() {
@@ -602,8 +617,8 @@ impl PaceModel {
                 })
             })
             .collect::<Result<_, _>>()?;
-        let nl = neighbors::build(s, self.max_cutoff())
-            .map_err(|e| PaceError::Data(e.to_string()))?;
+        let nl =
+            neighbors::build(s, self.max_cutoff()).map_err(|e| PaceError::Data(e.to_string()))?;
         let n = s.len();
         let mut pred = Prediction {
             atom_energies: vec![0.0; n],
@@ -636,6 +651,16 @@ impl PaceModel {
                     }
                 }
             }
+        }
+        // Absurd coefficients (1e300) overflow: refuse rather than hand back inf/NaN.
+        let finite = pred.energy.is_finite()
+            && pred.forces.iter().flatten().all(|f| f.is_finite())
+            && pred.virial.iter().flatten().all(|v| v.is_finite());
+        if !finite {
+            return Err(PaceError::Data(format!(
+                "the potential gives a non-finite energy ({}) or forces for this structure",
+                pred.energy
+            )));
         }
         Ok(pred)
     }

@@ -121,7 +121,7 @@ fn dsinc(x: f64) -> f64 {
 fn sbessel_aux(r: f64, rc: f64, n: usize) -> (f64, f64) {
     let nf = n as f64;
     let (a, b) = ((nf + 1.0) * PI / rc, (nf + 2.0) * PI / rc);
-    let sign = if n % 2 == 0 { 1.0 } else { -1.0 };
+    let sign = if n.is_multiple_of(2) { 1.0 } else { -1.0 };
     let pre = sign * 2f64.sqrt() * PI / rc.powf(1.5) * (nf + 1.0) * (nf + 2.0)
         / ((nf + 1.0).powi(2) + (nf + 2.0).powi(2)).sqrt();
     (
@@ -394,7 +394,9 @@ mod tests {
             pre: 3.0,
             lambda_hc: 1.2,
             z: (29, 4),
-            crad: (0..nb * nr * l1).map(|i| ((i * 7 % 11) as f64 - 5.0) / 5.0).collect(),
+            crad: (0..nb * nr * l1)
+                .map(|i| ((i * 7 % 11) as f64 - 5.0) / 5.0)
+                .collect(),
         }
     }
 
@@ -408,7 +410,11 @@ mod tests {
             Family::ChebLinear,
             Family::SBessel,
         ];
-        let inners = [InnerCutoff::Density, InnerCutoff::Distance, InnerCutoff::Zbl];
+        let inners = [
+            InnerCutoff::Density,
+            InnerCutoff::Distance,
+            InnerCutoff::Zbl,
+        ];
         for fam in fams {
             for inner in inners {
                 let s = spec(fam, inner);

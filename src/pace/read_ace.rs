@@ -55,6 +55,21 @@ impl<'a> Tokens<'a> {
         }
     }
 
+    /// An error pointing at the line of token `pos` (an earlier token than the current one).
+    fn err_at(&self, pos: usize, key: &str, msg: impl std::fmt::Display) -> PaceError {
+        PaceError::Format {
+            file: self.file.to_string(),
+            line: self.toks.get(pos).map_or_else(|| self.line(), |t| t.1),
+            key: key.to_string(),
+            message: msg.to_string(),
+        }
+    }
+
+    /// Tokens not read yet.
+    fn remaining(&self) -> usize {
+        self.toks.len().saturating_sub(self.pos)
+    }
+
     fn peek(&self) -> Option<&'a str> {
         self.toks.get(self.pos).map(|t| t.0)
     }
@@ -149,8 +164,9 @@ pub fn parse(file: &str, text: &str) -> Result<PaceModel, PaceError> {
         t.pos += 1;
     }
     t.expect("nelements", "nelements=")?;
-    let ne = t.usize("nelements", 1)?;
+    let ne = t.usize("nelements", 1 << 16)?;
     if ne != 1 {
+        t.pos -= 1;
         return Err(t.err(
             "nelements",
             "the .ace format holds one element (ML-PACE reads the embedding of the first \
@@ -164,10 +180,16 @@ pub fn parse(file: &str, text: &str) -> Result<PaceModel, PaceError> {
     t.expect("lmax", "lmax=")?;
     let lmax = t.usize("lmax", super::ylm::LMAX_SUPPORTED)?;
     let npoti = if t.accept("embedding-function:") {
-        t.next("embedding-function")?.to_string()
+        let name = t.next("embedding-function")?.to_string();
+        // Only the name is checked here; the parameter count once ndensitymax is known.
+        if let Err(m) = Embedding::new(&name, &[], 0) {
+            return Err(t.err_at(t.pos - 1, "embedding-function", m));
+        }
+        name
     } else {
         "FinnisSinclair".to_string()
     };
+    let fs_pos = t.pos;
     let nfs = t.usize("FS parameters", 64)?;
     t.expect("FS parameters", "FS parameters:")?;
     let fs: Vec<f64> = (0..nfs)
@@ -196,6 +218,9 @@ pub fn parse(file: &str, text: &str) -> Result<PaceModel, PaceError> {
     })?;
     t.expect("nradbase", "nradbase=")?;
     let nradbase = t.usize("nradbase", 1000)?;
+    if nradbase == 0 {
+        return Err(t.err_at(t.pos - 1, "nradbase", "must be at least 1"));
+    }
     t.expect("nradmax", "nradmax=")?;
     let nradmax = t.usize("nradmax", 1000)?;
     t.expect("cutoffmax", "cutoffmax=")?;
@@ -215,11 +240,17 @@ pub fn parse(file: &str, text: &str) -> Result<PaceModel, PaceError> {
     let nl = lmax + 1;
     let mut pairs = vec![];
     for p in 0..np {
-        let mut crad = vec![0.0; nradmax * nl * nradbase];
+        // Read the numbers first: memory follows the file, not the sizes its header claims.
+        let mut vals = Vec::with_capacity((nradmax * nl * nradbase).min(t.remaining()));
+        for _ in 0..nradmax * nl * nradbase {
+            vals.push(t.f64("crad")?);
+        }
+        let mut crad = vec![0.0; vals.len()];
+        let mut it = vals.into_iter();
         for k in 0..nradbase {
             for n in 0..nradmax {
                 for l in 0..nl {
-                    crad[(n * nl + l) * nradbase + k] = t.f64("crad")?;
+                    crad[(n * nl + l) * nradbase + k] = it.next().unwrap_or(0.0);
                 }
             }
         }
@@ -241,6 +272,11 @@ pub fn parse(file: &str, text: &str) -> Result<PaceModel, PaceError> {
     let rankmax = t.usize("rankmax", 32)?;
     t.expect("ndensitymax", "ndensitymax=")?;
     let ndensity = t.usize("ndensitymax", 32)?;
+    if ndensity == 0 {
+        return Err(t.err_at(t.pos - 1, "ndensitymax", "must be at least 1"));
+    }
+    let embedding =
+        Embedding::new(&npoti, &fs, ndensity).map_err(|m| t.err_at(fs_pos, "FS parameters", m))?;
     t.expect("num_c_tilde_max", "num_c_tilde_max=")?;
     t.usize("num_c_tilde_max", usize::MAX)?;
     t.expect("num_ms_combinations_max", "num_ms_combinations_max=")?;
@@ -259,7 +295,11 @@ pub fn parse(file: &str, text: &str) -> Result<PaceModel, PaceError> {
         .collect::<Result<_, _>>()?;
     let mut rank1: Vec<Vec<CFunc>> = vec![];
     for &n in &n1 {
-        rank1.push((0..n).map(|_| read_func(&mut t, &ctx)).collect::<Result<_, _>>()?);
+        rank1.push(
+            (0..n)
+                .map(|_| read_func(&mut t, &ctx, true))
+                .collect::<Result<_, _>>()?,
+        );
     }
     t.expect("total_basis_size", "total_basis_size:")?;
     let nn: Vec<usize> = (0..ne)
@@ -268,26 +308,22 @@ pub fn parse(file: &str, text: &str) -> Result<PaceModel, PaceError> {
     let mut species = vec![];
     for (mu, (&n, r1)) in nn.iter().zip(rank1).enumerate() {
         let funcs: Vec<CFunc> = (0..n)
-            .map(|_| read_func(&mut t, &ctx))
+            .map(|_| read_func(&mut t, &ctx, false))
             .collect::<Result<_, _>>()?;
-        if r1.iter().any(|f| f.rank() != 1) || funcs.iter().any(|f| f.rank() < 2) {
-            return Err(t.err(
-                "total_basis_size",
-                format!("element {mu}: rank-1 functions must come first, higher ranks after"),
-            ));
-        }
         species.push(SpeciesBasis {
             rank1: r1,
             funcs,
-            embedding: Embedding::new(&npoti, &fs, ndensity)
-                .map_err(|m| t.err("embedding-function", m))?,
+            embedding: embedding.clone(),
             rho_core_cut: cut_core[2 * mu],
             drho_core_cut: cut_core[2 * mu + 1],
             e0: e0[mu],
         });
     }
     if let Some(w) = t.peek() {
-        return Err(t.err("end of file", format!("unexpected '{w}' after the last function")));
+        return Err(t.err(
+            "end of file",
+            format!("unexpected '{w}' after the last function"),
+        ));
     }
     PaceModel::new(
         elements, lmax, nradbase, nradmax, cutoffmax, delta, pairs, species,
@@ -309,17 +345,33 @@ struct FuncLimits {
     ndensity: usize,
 }
 
-fn read_func(t: &mut Tokens, c: &FuncLimits) -> Result<CFunc, PaceError> {
+/// One function; `rank1`: whether it is in the rank-1 list (rank 1) or after it (rank >= 2).
+fn read_func(t: &mut Tokens, c: &FuncLimits, rank1: bool) -> Result<CFunc, PaceError> {
     const K: &str = "ctilde_basis_func";
     t.expect(K, "ctilde_basis_func: rank=")?;
     let rank = t.usize("rank", c.rankmax)?;
     if rank == 0 {
-        return Err(t.err("rank", "rank 0"));
+        return Err(t.err_at(t.pos - 1, "rank", "rank 0"));
+    }
+    if rank1 != (rank == 1) {
+        return Err(t.err_at(
+            t.pos - 1,
+            "rank",
+            format!(
+                "a rank-{rank} function in the {} list (rank-1 functions come first, under \
+                 total_basis_size_rank1, higher ranks after, under total_basis_size)",
+                if rank1 { "rank-1" } else { "higher-rank" }
+            ),
+        ));
     }
     t.expect(K, "ndens=")?;
     let nd = t.usize("ndens", c.ndensity)?;
     if nd != c.ndensity {
-        return Err(t.err("ndens", format!("{nd} where ndensitymax is {}", c.ndensity)));
+        return Err(t.err_at(
+            t.pos - 1,
+            "ndens",
+            format!("{nd} where ndensitymax is {}", c.ndensity),
+        ));
     }
     t.expect(K, "mu0=")?;
     t.usize("mu0", c.ne - 1)?;
@@ -329,7 +381,7 @@ fn read_func(t: &mut Tokens, c: &FuncLimits) -> Result<CFunc, PaceError> {
             .map(|_| {
                 let x = t.usize(key, max)?;
                 if one_based && x == 0 {
-                    return Err(t.err(key, "radial indices start at 1"));
+                    return Err(t.err_at(t.pos - 1, key, "radial indices start at 1"));
                 }
                 Ok(x as u16)
             })
@@ -342,19 +394,24 @@ fn read_func(t: &mut Tokens, c: &FuncLimits) -> Result<CFunc, PaceError> {
     let ns = list(t, "n", nmax, true)?;
     let ls = list(t, "l", c.lmax, false)?;
     if rank == 1 && ls[0] != 0 {
-        return Err(t.err("l", "a rank-1 function must have l = 0"));
+        // The l list ends with its ')', on the l= line.
+        return Err(t.err_at(t.pos - 1, "l", "a rank-1 function must have l = 0"));
     }
     t.expect(K, "num_ms=")?;
     let nms = t.usize("num_ms", 1 << 20)?;
-    let mut ms = Vec::with_capacity(nms * rank);
-    let mut coefs = Vec::with_capacity(nms * nd);
+    // Capacity bounded by what the file still holds (a header may lie about num_ms).
+    let mut ms = Vec::with_capacity((nms * rank).min(t.remaining()));
+    let mut coefs = Vec::with_capacity((nms * nd).min(t.remaining()));
     for _ in 0..nms {
         t.expect("ms", "<")?;
         for r in 0..rank {
             let m = t.i32("ms")?;
-            if m.unsigned_abs() as u16 > ls[r] {
+            if m.unsigned_abs() > u32::from(ls[r]) {
                 t.pos -= 1;
-                return Err(t.err("ms", format!("|m| = {} exceeds l = {}", m.abs(), ls[r])));
+                return Err(t.err(
+                    "ms",
+                    format!("|m| = {} exceeds l = {}", m.unsigned_abs(), ls[r]),
+                ));
             }
             ms.push(m as i8);
         }

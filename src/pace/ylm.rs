@@ -150,7 +150,7 @@ mod tests {
         let ylm = Ylm::new(6);
         let n = lm(6, 6) + 1;
         let r = [0.3, -0.7, 0.55];
-        let d = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) as f64;
+        let d: f64 = r[0] * r[0] + r[1] * r[1] + r[2] * r[2];
         let d = d.sqrt();
         let u = [r[0] / d, r[1] / d, r[2] / d];
         let (mut y, mut dy) = (vec![C64::default(); n], vec![[C64::default(); 3]; n]);
@@ -165,7 +165,11 @@ mod tests {
         assert!((y[lm(2, 0)].re - y20).abs() < 1e-14);
         let c22 = 30f64.sqrt() / 4.0;
         let w2 = C64::new(u[0], u[1]).mul(C64::new(u[0], u[1]));
-        assert!((y[lm(2, 2)].re - c22 * w2.re).abs() < 1e-14, "{:?}", y[lm(2, 2)]);
+        assert!(
+            (y[lm(2, 2)].re - c22 * w2.re).abs() < 1e-14,
+            "{:?}",
+            y[lm(2, 2)]
+        );
         // Unit norm: sum_m |Y_lm|^2 over m = -l..l equals 2l+1.
         for l in 0..=6 {
             let mut s = y[lm(l, 0)].re.powi(2);
