@@ -3,6 +3,7 @@
 
      pair_style ace/uq [uq_every N] [uq gamma,gamma_local,...]
      pair_coeff * * model.aceuq Li [Mg|NULL ...]
+     pair_coeff * * Cu-PBE-core-rep.ace Cu      (a pacemaker potential: no uncertainty)
 
    Energies, forces, per-atom energy and virial from the Rust library
    (aceuq_compute); per-atom uncertainties on the steps they are asked for:
@@ -203,11 +204,19 @@ void PairAceUq::coeff(int narg, char **arg)
     }
   if (count == 0) error->all(FLERR, "ace/uq: pair_coeff maps no atom type to a model species");
 
+  int format = 0;
+  if (aceuq_model_format(model, &format) != ACEUQ_STATUS_OK)
+    error->all(FLERR, "ace/uq: {}", aceuq_last_error());
   for (int m = 0; m < NMETHODS; m++) {
     int has = 0;
     if (aceuq_model_has_method(model, m, &has) != ACEUQ_STATUS_OK)
       error->all(FLERR, "ace/uq: {}", aceuq_last_error());
     available[m] = has;
+    if (uq_named && uq_selected[m] && !has && format == 1)
+      error->all(FLERR,
+                 "ace/uq: {} is a pacemaker potential: aceuq evaluates it without uncertainty, so "
+                 "it has no '{}' uncertainty (remove 'uq {}' from pair_style)",
+                 model_file, method_name(m), method_name(m));
     if (uq_named && uq_selected[m] && !has)
       error->all(FLERR,
                  "ace/uq: model {} has no '{}' uncertainty (pair_style ... uq {}); refit it with "

@@ -236,6 +236,13 @@ aceuq_status_t aceuq_model_species_name(const aceuq_model_t *model,
                                         char *buf,
                                         size_t len);
 
+// What kind of potential the handle holds: `*out` = 0 for an aceuq model (`*.aceuq`), 1 for a
+// pacemaker potential (`.ace`), which has energies and forces but no uncertainty estimators.
+//
+// # Safety
+// `model` must be a valid handle, `out` writable.
+aceuq_status_t aceuq_model_format(const aceuq_model_t *model, int32_t *out);
+
 // Largest cutoff of the model over all species pairs (Å): the neighbour list must reach it.
 //
 // # Safety

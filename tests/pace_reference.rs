@@ -3,6 +3,8 @@
 //! whose energies, per-atom energies, forces and virials ML-PACE computed (see
 //! tests/data/pace/README.md).
 
+#![allow(clippy::needless_range_loop)] // index loops over xyz components read like the formulas
+
 mod common;
 
 use aceuq::pace::PaceModel;
@@ -28,7 +30,11 @@ fn cu_pbe_core_rep_matches_ml_pace() {
             panic!("{name}: no per-atom energies")
         };
         let fr = f.forces.as_ref().expect("forces");
-        let fscale = fr.iter().flatten().fold(0.0f64, |a, b| a.max(b.abs())).max(1e-3);
+        let fscale = fr
+            .iter()
+            .flatten()
+            .fold(0.0f64, |a, b| a.max(b.abs()))
+            .max(1e-3);
         for i in 0..f.len() {
             dea = dea.max((p.atom_energies[i] - ea[i]).abs());
             for c in 0..3 {
@@ -38,7 +44,11 @@ fn cu_pbe_core_rep_matches_ml_pace() {
             }
         }
         let v = f.virial.expect("virial");
-        let vscale = v.iter().flatten().fold(0.0f64, |a, b| a.max(b.abs())).max(1e-3);
+        let vscale = v
+            .iter()
+            .flatten()
+            .fold(0.0f64, |a, b| a.max(b.abs()))
+            .max(1e-3);
         for a in 0..3 {
             for c in 0..3 {
                 let d = (p.virial[a][c] - v[a][c]).abs();
@@ -46,10 +56,7 @@ fn cu_pbe_core_rep_matches_ml_pace() {
                 rv = rv.max(d / vscale);
             }
         }
-        common::note(&format!(
-            "{name:>24}: E {:.12} ref {:.12}",
-            p.energy, e_ref
-        ));
+        common::note(&format!("{name:>24}: E {:.12} ref {:.12}", p.energy, e_ref));
     }
     common::note(&format!(
         "max |dE| {de:.2e} eV (rel {re:.2e}), |dE_i| {dea:.2e} eV, |dF| {df:.2e} eV/Å \
@@ -57,6 +64,12 @@ fn cu_pbe_core_rep_matches_ml_pace() {
     ));
     assert!(re < 1e-8, "energy differs by {re:e} relative");
     assert!(dea < 1e-8, "per-atom energies differ by {dea:e} eV");
-    assert!(rf < 1e-8, "forces differ by {rf:e} relative to the frame's largest");
-    assert!(rv < 1e-8, "virial differs by {rv:e} relative to its largest entry");
+    assert!(
+        rf < 1e-8,
+        "forces differ by {rf:e} relative to the frame's largest"
+    );
+    assert!(
+        rv < 1e-8,
+        "virial differs by {rv:e} relative to its largest entry"
+    );
 }

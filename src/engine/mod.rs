@@ -5,7 +5,10 @@
 //! Layer 6. Owns: one step's orchestration (atoms in flight, two-atom lane passes with an ensemble, rows
 //! of basis vectors graded in cache-sized blocks, where each result goes). Used by the C ABI
 //! (`ffi`), the benchmarks and tests alike; safe Rust throughout. May import potential, error,
-//! model, uq, neighbors; it imports nothing above it (ffi, cli).
+//! model, pace, uq, neighbors; it imports nothing above it (ffi, cli). `pace`: the same step for
+//! pacemaker potentials.
+
+pub mod pace;
 
 use crate::error::{Error, ErrorKind};
 use crate::model::Workspace;

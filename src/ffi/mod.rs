@@ -17,8 +17,10 @@
 // C names: `aceuq_status_t` and `aceuq_method_t` are exported as `aceuq_status_t` and `aceuq_method_t`
 // (cbindgen.toml), their variants as `ACEUQ_STATUS_OK`, `ACEUQ_METHOD_GAMMA`, ...
 
+use crate::engine::pace::PaceEngine;
 use crate::engine::{Atoms, Engine, Outputs};
 use crate::error::{Error, ErrorKind};
+use crate::pace::PaceModel;
 use crate::potential::Potential;
 use crate::uq::Method;
 use std::cell::RefCell;
@@ -123,13 +125,54 @@ pub extern "C" fn aceuq_method_fit_option(id: i32) -> *const c_char {
 
 /// Opaque model handle: the potential and the scratch memory of its MD steps.
 pub struct aceuq_model_t {
-    engine: Engine,
+    kind: Kind,
+}
+
+/// An aceuq model, or a pacemaker potential evaluated without uncertainty.
+enum Kind {
+    Native(Box<Engine>),
+    Pace(Box<PaceEngine>),
 }
 
 impl aceuq_model_t {
-    fn pot(&self) -> &Potential {
-        self.engine.potential()
+    /// The aceuq potential, or an `ACEUQ_STATUS_MISSING` error for a pacemaker potential (it
+    /// has no uncertainty estimators or cutoffs).
+    fn pot(&self) -> Result<&Potential, Failure> {
+        match &self.kind {
+            Kind::Native(e) => Ok(e.potential()),
+            Kind::Pace(_) => Err(no_uq()),
+        }
     }
+
+    fn engine(&self) -> Result<&Engine, Failure> {
+        match &self.kind {
+            Kind::Native(e) => Ok(e),
+            Kind::Pace(_) => Err(no_uq()),
+        }
+    }
+
+    fn species(&self) -> &[String] {
+        match &self.kind {
+            Kind::Native(e) => &e.potential().model.species,
+            Kind::Pace(p) => &p.model().elements,
+        }
+    }
+
+    fn max_cutoff(&self) -> f64 {
+        match &self.kind {
+            Kind::Native(e) => e.potential().model.max_cutoff(),
+            Kind::Pace(p) => p.model().max_cutoff(),
+        }
+    }
+}
+
+fn no_uq() -> Failure {
+    Failure(
+        aceuq_status_t::ACEUQ_STATUS_MISSING,
+        "this is a pacemaker potential: aceuq evaluates its energies and forces but it carries \
+         no uncertainty estimators or cutoffs"
+            .into(),
+    )
 }
 
 /// The atoms of one MPI rank, as LAMMPS holds them.
@@ -369,10 +412,17 @@ pub unsafe extern "C" fn aceuq_model_load(
         // SAFETY: caller contract.
         let p = unsafe { cstr(path, "path") }?;
         init_threads();
-        let pot = Potential::load(Path::new(p)).map_err(Error::from)?;
-        let engine =
-            Engine::new(pot).map_err(|e| Error::new(e.kind, format!("{p}: {}", e.message)))?;
-        let h = Box::new(aceuq_model_t { engine });
+        let kind = if PaceModel::is_pace_file(Path::new(p)) {
+            let m = PaceModel::load(Path::new(p))
+                .map_err(|e| Error::new(ErrorKind::Data, e.to_string()))?;
+            Kind::Pace(Box::new(PaceEngine::new(m)))
+        } else {
+            let pot = Potential::load(Path::new(p)).map_err(Error::from)?;
+            Kind::Native(Box::new(
+                Engine::new(pot).map_err(|e| Error::new(e.kind, format!("{p}: {}", e.message)))?,
+            ))
+        };
+        let h = Box::new(aceuq_model_t { kind });
         // SAFETY: caller contract.
         unsafe { out.write(Box::into_raw(h)) };
         Ok(())
@@ -405,7 +455,7 @@ pub unsafe extern "C" fn aceuq_model_nspecies(
     guard(|| {
         // SAFETY: caller contract.
         let h = unsafe { handle(model) }?;
-        put(out, h.pot().model.nspecies() as i32, "out")
+        put(out, h.species().len() as i32, "out")
     })
 }
 
@@ -425,13 +475,13 @@ pub unsafe extern "C" fn aceuq_model_species_index(
         let h = unsafe { handle(model) }?;
         // SAFETY: caller contract.
         let n = unsafe { cstr(name, "species name") }?;
-        match h.pot().model.species_index(n) {
+        match h.species().iter().position(|s| s == n) {
             Some(i) => put(out, i as i32, "out"),
             None => fail(
                 aceuq_status_t::ACEUQ_STATUS_DATA,
                 format!(
                     "species '{n}' is not in the model (model species: {})",
-                    h.pot().model.species.join(" ")
+                    h.species().join(" ")
                 ),
             ),
         }
@@ -452,10 +502,7 @@ pub unsafe extern "C" fn aceuq_model_species_name(
     guard(|| {
         // SAFETY: caller contract.
         let h = unsafe { handle(model) }?;
-        let Some(name) = usize::try_from(index)
-            .ok()
-            .and_then(|i| h.pot().model.species.get(i))
-        else {
+        let Some(name) = usize::try_from(index).ok().and_then(|i| h.species().get(i)) else {
             return fail(
                 aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
                 format!("species index {index} out of range"),
@@ -476,6 +523,23 @@ pub unsafe extern "C" fn aceuq_model_species_name(
     })
 }
 
+/// What kind of potential the handle holds: `*out` = 0 for an aceuq model (`*.aceuq`), 1 for a
+/// pacemaker potential (`.ace`), which has energies and forces but no uncertainty estimators.
+///
+/// # Safety
+/// `model` must be a valid handle, `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_format(
+    model: *const aceuq_model_t,
+    out: *mut i32,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        put(out, matches!(h.kind, Kind::Pace(_)) as i32, "out")
+    })
+}
+
 /// Largest cutoff of the model over all species pairs (Å): the neighbour list must reach it.
 ///
 /// # Safety
@@ -488,7 +552,7 @@ pub unsafe extern "C" fn aceuq_model_cutoff(
     guard(|| {
         // SAFETY: caller contract.
         let h = unsafe { handle(model) }?;
-        put(out, h.pot().model.max_cutoff(), "out")
+        put(out, h.max_cutoff(), "out")
     })
 }
 
@@ -536,7 +600,11 @@ pub unsafe extern "C" fn aceuq_model_has_method(
                 format!("method id {method} out of range"),
             );
         };
-        put(out, h.pot().uq.methods().contains(&m) as i32, "out")
+        put(
+            out,
+            h.pot().is_ok_and(|p| p.uq.methods().contains(&m)) as i32,
+            "out",
+        )
     })
 }
 
@@ -614,7 +682,7 @@ fn compute(
         offsets,
         neigh,
     };
-    atoms.validate(h.pot().model.nspecies())?;
+    atoms.validate(h.species().len())?;
     // Requested uncertainties.
     if res.n_uq < 0 {
         return Err(bad(format!("n_uq is negative ({})", res.n_uq)));
@@ -630,7 +698,7 @@ fn compute(
         if p.is_null() {
             return Err(bad(format!("output array for {} is NULL", m.name())));
         }
-        if !h.pot().uq.methods().contains(&m) {
+        if !h.pot()?.uq.methods().contains(&m) {
             return fail(
                 aceuq_status_t::ACEUQ_STATUS_MISSING,
                 format!(
@@ -644,7 +712,7 @@ fn compute(
             requested.push((m, p));
         }
     }
-    let n_cols = h.engine.ensemble_columns();
+    let n_cols = h.engine().map_or(0, |e| e.ensemble_columns());
     let want_ens = requested.iter().any(|(m, _)| *m == Method::Ensemble);
     let ens_len = if want_ens && n_cols > 0 {
         if res.ens_forces.is_null() {
@@ -734,7 +802,10 @@ fn compute(
         gamma_local_cluster,
     };
     // Validated above (before the per-method checks, as the old order had it).
-    let total = h.engine.step_validated(&atoms, &mut out)?;
+    let total = match &mut h.kind {
+        Kind::Native(e) => e.step_validated(&atoms, &mut out)?,
+        Kind::Pace(p) => p.step(&atoms, &mut out)?,
+    };
     // The slices end here; `energy` is written through its pointer (it may lie in another array).
     drop(out);
     if !res.energy.is_null() {
@@ -783,7 +854,9 @@ unsafe fn ensemble_count(
     guard(|| {
         // SAFETY: caller contract.
         let h = unsafe { handle(model) }?;
-        let n = h.pot().uq.ensemble.as_ref().map_or(0, count);
+        let n = h
+            .pot()
+            .map_or(0, |p| p.uq.ensemble.as_ref().map_or(0, count));
         put(out, n as i32, "out")
     })
 }
@@ -808,7 +881,7 @@ pub unsafe extern "C" fn aceuq_ensemble_sigma(
     guard(|| {
         // SAFETY: caller contract.
         let h = unsafe { handle(model) }?;
-        let Some(ens) = h.pot().uq.ensemble.as_ref() else {
+        let Some(ens) = h.pot()?.uq.ensemble.as_ref() else {
             return fail(
                 aceuq_status_t::ACEUQ_STATUS_MISSING,
                 "the model has no ensemble; refit with `aceuq fit --ensemble N`",
@@ -834,7 +907,7 @@ pub unsafe extern "C" fn aceuq_ensemble_sigma(
             // SAFETY: out holds nlocal values (non-NULL: checked above).
             unsafe { std::slice::from_raw_parts_mut(out, n) }
         };
-        Ok(h.engine.ensemble_sigma(species, ilist, f, out)?)
+        Ok(h.engine()?.ensemble_sigma(species, ilist, f, out)?)
     })
 }
 
@@ -935,7 +1008,7 @@ pub unsafe extern "C" fn aceuq_append_frame(
             }
             extra.push(name);
         }
-        let model_species = &h.pot().model.species;
+        let model_species = h.species();
         let mut symbols = Vec::with_capacity(n);
         for &sp in species {
             let k = usize::try_from(sp).ok();
@@ -1022,14 +1095,14 @@ pub unsafe extern "C" fn aceuq_model_uq_cutoffs(
         };
         let Some(sp) = usize::try_from(species)
             .ok()
-            .filter(|&s| s < h.pot().model.nspecies())
+            .filter(|&s| s < h.species().len())
         else {
             return fail(
                 aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
                 format!("species index {species} out of range"),
             );
         };
-        match h.pot().stored_cutoffs(m, sp) {
+        match h.pot()?.stored_cutoffs(m, sp) {
             Some((lo, hi)) => {
                 put(lower, lo, "lower")?;
                 put(upper, hi, "upper")
@@ -1039,7 +1112,7 @@ pub unsafe extern "C" fn aceuq_model_uq_cutoffs(
                 format!(
                     "the model has no calibrated cutoffs for '{}' of species {}: run `aceuq calibrate` on it, or give numbers for lower/upper",
                     m.name(),
-                    h.pot().model.species[sp]
+                    h.species()[sp]
                 ),
             ),
         }
@@ -1100,12 +1173,12 @@ pub unsafe extern "C" fn aceuq_model_uq_cluster_cutoffs(
                 aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
                 format!(
                     "cluster index {cluster} out of range: species {} has {n} gamma_local clusters (0 to {})",
-                    h.pot().model.species[sp],
+                    h.species()[sp],
                     n.saturating_sub(1)
                 ),
             );
         };
-        match h.pot().stored_cluster_cutoffs(m, sp, c) {
+        match h.pot()?.stored_cluster_cutoffs(m, sp, c) {
             Some((lo, hi, own)) => {
                 put(lower, lo, "lower")?;
                 put(upper, hi, "upper")?;
@@ -1119,7 +1192,7 @@ pub unsafe extern "C" fn aceuq_model_uq_cluster_cutoffs(
                 format!(
                     "the model has no calibrated cutoffs for '{}' of species {} (cluster {c}): run `aceuq calibrate` on it, or give numbers for lower/upper",
                     m.name(),
-                    h.pot().model.species[sp]
+                    h.species()[sp]
                 ),
             ),
         }
@@ -1197,7 +1270,7 @@ pub unsafe extern "C" fn aceuq_model_uq_calibration_note(
                     aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
                     format!(
                         "cluster index {cluster} out of range: species {} has {n} gamma_local clusters (0 to {}; -1 for the species-level entry)",
-                        h.pot().model.species[sp],
+                        h.species()[sp],
                         n.saturating_sub(1)
                     ),
                 );
@@ -1210,13 +1283,13 @@ pub unsafe extern "C" fn aceuq_model_uq_calibration_note(
                 format!("buf is NULL but len is {len} (pass len 0 to ask for the size only)"),
             );
         }
-        let Some(cal) = h.pot().stored_calibration(m, sp, cl) else {
+        let Some(cal) = h.pot()?.stored_calibration(m, sp, cl) else {
             return fail(
                 aceuq_status_t::ACEUQ_STATUS_MISSING,
                 format!(
                     "the model has no calibrated cutoffs for '{}' of species {}: run `aceuq calibrate` on it",
                     m.name(),
-                    h.pot().model.species[sp]
+                    h.species()[sp]
                 ),
             );
         };
@@ -1263,13 +1336,13 @@ fn method_arg(method: i32) -> Result<Method, Failure> {
 fn species_arg(h: &aceuq_model_t, species: i32) -> Result<usize, Failure> {
     usize::try_from(species)
         .ok()
-        .filter(|&s| s < h.pot().model.nspecies())
+        .filter(|&s| s < h.species().len())
         .ok_or_else(|| {
             Failure(
                 aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
                 format!(
                     "species index {species} out of range (the model has {})",
-                    h.pot().model.nspecies()
+                    h.species().len()
                 ),
             )
         })
@@ -1277,7 +1350,7 @@ fn species_arg(h: &aceuq_model_t, species: i32) -> Result<usize, Failure> {
 
 /// Number of gamma_local clusters of species `sp` (in range), or a missing-estimator failure.
 fn gamma_local_clusters(h: &aceuq_model_t, sp: usize) -> Result<usize, Failure> {
-    h.pot().uq.gamma_local_clusters(sp).ok_or_else(|| {
+    h.pot()?.uq.gamma_local_clusters(sp).ok_or_else(|| {
         Failure(
             aceuq_status_t::ACEUQ_STATUS_MISSING,
             format!(

