@@ -73,3 +73,40 @@ fn cu_pbe_core_rep_matches_ml_pace() {
         "virial differs by {rv:e} relative to its largest entry"
     );
 }
+
+/// `aceuq eval` takes a pacemaker potential: zero error against ML-PACE's own labels, and the
+/// per-atom CSV holds every atom.
+#[test]
+fn aceuq_eval_reads_a_pacemaker_potential() {
+    let Some(s) = common::setup("aceuq_eval_reads_a_pacemaker_potential") else {
+        return;
+    };
+    let pot = common::lammps_potentials(&s).join("Cu-PBE-core-rep.ace");
+    let dir = common::workdir("pace_reference", "eval");
+    let csv = dir.join("atoms.csv");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aceuq"))
+        .arg("eval")
+        .arg("--model")
+        .arg(&pot)
+        .arg("--data")
+        .arg(common::repo("tests/data/pace/cu_pbe_core_rep_mlpace.xyz"))
+        .arg("--per-atom")
+        .arg(&csv)
+        .output()
+        .expect("run aceuq");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("cu_pbe_core_rep_mlpace.xyz"))
+        .expect("metrics row");
+    let v: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&v[1..3], &["11", "868"], "{row}");
+    assert!(v[3..].iter().all(|x| *x == "0.000"), "{row}");
+    let lines = std::fs::read_to_string(&csv).expect("csv").lines().count();
+    assert_eq!(lines, 869);
+}

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 /// Arguments of `aceuq eval`.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// Model file (*.aceuq).
+    /// Model file (*.aceuq), or a pacemaker potential (.ace: energies and forces only).
     #[arg(long, short)]
     pub model: PathBuf,
     /// Labelled data (extended XYZ); may be repeated.
@@ -23,7 +23,77 @@ pub struct EvalArgs {
     pub keys: DataKeys,
 }
 
+/// `aceuq eval` of a pacemaker potential: the error table and the per-atom CSV, no uncertainty.
+fn run_pace(a: &EvalArgs) -> Result<()> {
+    let pace = crate::pace::PaceModel::load(&a.model)?;
+    let data = a.keys.read(&a.data)?;
+    let preds: Vec<crate::model::Prediction> = data
+        .par_iter()
+        .map(|s| pace.predict(s))
+        .collect::<Result<_, _>>()?;
+    print!(
+        "{}",
+        fit::metrics_table(&[fit::metrics_of(&data, &preds, &set_name(a))])
+    );
+    if let Some(path) = &a.per_atom {
+        let mut text = String::from(CSV_HEADER);
+        text.push('\n');
+        for (k, (s, p)) in data.iter().zip(&preds).enumerate() {
+            for i in 0..s.len() {
+                atom_row(&mut text, k, i, s, p);
+                text.push('\n');
+            }
+        }
+        crate::io::container::write_atomic(path, text.as_bytes())?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+const CSV_HEADER: &str =
+    "structure,atom,species,energy_atom,fx,fy,fz,fx_ref,fy_ref,fz_ref,force_error";
+
+/// The name of the evaluated set: the file name (the whole path would crowd the table).
+fn set_name(a: &EvalArgs) -> String {
+    if a.data.len() == 1 {
+        a.data[0].file_name().map_or_else(
+            || a.data[0].display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        )
+    } else {
+        "data".into()
+    }
+}
+
+/// The CSV columns of atom `i` of structure `k` up to `force_error`.
+fn atom_row(
+    out: &mut String,
+    k: usize,
+    i: usize,
+    s: &crate::Structure,
+    p: &crate::model::Prediction,
+) {
+    let f = p.forces[i];
+    let (r, err) = match &s.forces {
+        Some(fr) => {
+            let r = fr[i];
+            let e = ((f[0] - r[0]).powi(2) + (f[1] - r[1]).powi(2) + (f[2] - r[2]).powi(2)).sqrt();
+            (r, e)
+        }
+        None => ([f64::NAN; 3], f64::NAN),
+    };
+    write!(
+        out,
+        "{k},{i},{},{:.10e},{:.10e},{:.10e},{:.10e},{:.10e},{:.10e},{:.10e},{:.10e}",
+        s.symbols[i], p.atom_energies[i], f[0], f[1], f[2], r[0], r[1], r[2], err
+    )
+    .expect("writing to a String");
+}
+
 pub fn run(a: &EvalArgs) -> Result<()> {
+    if crate::pace::PaceModel::is_pace_file(&a.model) {
+        return run_pace(a);
+    }
     let pot = load_model(&a.model)?;
     let model = &pot.model;
     let data = a.keys.read(&a.data)?;
@@ -39,15 +109,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         "force errors (and their correlation with the uncertainties) are reported only for \
          frames with forces",
     );
-    // The file name names the set (the whole path would crowd the table).
-    let name = if a.data.len() == 1 {
-        a.data[0].file_name().map_or_else(
-            || a.data[0].display().to_string(),
-            |f| f.to_string_lossy().into_owned(),
-        )
-    } else {
-        "data".into()
-    };
+    let name = set_name(a);
     let metrics = fit::evaluate(model, &data, &name)?;
     print!("{}", fit::metrics_table(&[metrics]));
     // Uncertainties of every method the model carries, and how they rank the true errors.
@@ -105,21 +167,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
                     let (methods, clusters) = (&methods, &clusters);
                     let mut out = String::new();
                     for i in 0..s.len() {
-                        let f = p.forces[i];
-                        let (r, err) = match &s.forces {
-                            Some(fr) => {
-                                let r = fr[i];
-                                let e = ((f[0] - r[0]).powi(2) + (f[1] - r[1]).powi(2) + (f[2] - r[2]).powi(2)).sqrt();
-                                (r, e)
-                            }
-                            None => ([f64::NAN; 3], f64::NAN),
-                        };
-                        write!(
-                            out,
-                            "{k},{i},{},{:.10e},{:.10e},{:.10e},{:.10e},{:.10e},{:.10e},{:.10e},{:.10e}",
-                            s.symbols[i], p.atom_energies[i], f[0], f[1], f[2], r[0], r[1], r[2], err
-                        )
-                        .expect("writing to a String");
+                        atom_row(&mut out, k, i, s, &p);
                         for (u, m) in uq_values.iter().zip(methods.iter()) {
                             write!(out, ",{:.10e}", u[k][i]).expect("writing to a String");
                             if let (crate::uq::Method::GammaLocal, Some(c)) = (m, &clusters) {
@@ -132,9 +180,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
                 },
             )
             .collect::<Result<_>>()?;
-        let mut text = String::from(
-            "structure,atom,species,energy_atom,fx,fy,fz,fx_ref,fy_ref,fz_ref,force_error",
-        );
+        let mut text = String::from(CSV_HEADER);
         for m in &methods {
             text.push(',');
             text.push_str(m.column());

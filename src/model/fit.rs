@@ -15,7 +15,7 @@
 
 use super::core::{CorePair, atomic_number};
 use super::env::Environments;
-use super::{FitInfo, Model, ModelError, Workspace};
+use super::{FitInfo, Model, ModelError, Prediction, Workspace};
 use crate::basis::radial::RadialBasis;
 use crate::basis::{BasisConfig, SpeciesBasis};
 use crate::neighbors;
@@ -1130,28 +1130,35 @@ pub fn fit_posterior_draws(
 
 /// Evaluate a model on a set of structures and summarize its errors.
 pub fn evaluate(model: &Model, data: &[Structure], name: &str) -> Result<Metrics, ModelError> {
-    let per: Vec<(f64, usize, Vec<f64>)> = data
+    let preds: Vec<Prediction> = data
         .par_iter()
-        .map_init(
-            || Workspace::new(model),
-            |ws, s| -> Result<(f64, usize, Vec<f64>), ModelError> {
-                let p = model.predict(s, ws)?;
-                let de = s
-                    .energy
-                    .map(|e| (p.energy - e) / s.len().max(1) as f64)
-                    .unwrap_or(f64::NAN);
-                let df = match &s.forces {
-                    Some(f) => f
-                        .iter()
-                        .zip(&p.forces)
-                        .flat_map(|(a, b)| (0..3).map(move |d| b[d] - a[d]))
-                        .collect(),
-                    None => vec![],
-                };
-                Ok((de, s.len(), df))
-            },
-        )
+        .map_init(|| Workspace::new(model), |ws, s| model.predict(s, ws))
         .collect::<Result<_, _>>()?;
+    Ok(metrics_of(data, &preds, name))
+}
+
+/// Error metrics of predictions `preds` (one per structure of `data`, any potential) against
+/// the labels of `data`.
+pub fn metrics_of(data: &[Structure], preds: &[Prediction], name: &str) -> Metrics {
+    let per: Vec<(f64, usize, Vec<f64>)> = data
+        .iter()
+        .zip(preds)
+        .map(|(s, p)| {
+            let de = s
+                .energy
+                .map(|e| (p.energy - e) / s.len().max(1) as f64)
+                .unwrap_or(f64::NAN);
+            let df = match &s.forces {
+                Some(f) => f
+                    .iter()
+                    .zip(&p.forces)
+                    .flat_map(|(a, b)| (0..3).map(move |d| b[d] - a[d]))
+                    .collect(),
+                None => vec![],
+            };
+            (de, s.len(), df)
+        })
+        .collect();
     let mut mt = Metrics {
         set: name.to_string(),
         n_structures: data.len(),
@@ -1180,7 +1187,7 @@ pub fn evaluate(model: &Model, data: &[Structure], name: &str) -> Result<Metrics
     mt.energy_mae = 1e3 * ae / ne;
     mt.force_rmse = 1e3 * (sf / nf).sqrt();
     mt.force_mae = 1e3 * af / nf;
-    Ok(mt)
+    mt
 }
 
 /// What [`Ridge::Auto`] did, for the terminal: the chosen value and the scan around it.
