@@ -10,7 +10,14 @@
 use std::path::Path;
 
 /// Target names, in the order `make fuzz` runs them.
-pub const TARGETS: [&str; 5] = ["extxyz", "model", "fit_toml", "cutoff", "pace_ace"];
+pub const TARGETS: [&str; 6] = [
+    "extxyz",
+    "model",
+    "fit_toml",
+    "cutoff",
+    "pace_ace",
+    "pace_yace",
+];
 
 /// Run one input through a target.
 pub fn run(target: &str, data: &[u8]) -> Result<bool, String> {
@@ -20,6 +27,7 @@ pub fn run(target: &str, data: &[u8]) -> Result<bool, String> {
         "fit_toml" => fit_toml(data),
         "cutoff" => cutoff(data),
         "pace_ace" => pace_ace(data),
+        "pace_yace" => pace_yace(data),
         other => Err(format!("unknown fuzz target '{other}'")),
     }
 }
@@ -220,6 +228,71 @@ fn pace_ace(data: &[u8]) -> Result<bool, String> {
             return Err(format!(
                 "an accepted potential gave non-finite or missing results: energy {}",
                 p.energy
+            ));
+        }
+    }
+    Ok(true)
+}
+
+/// pacemaker `.yace` potentials (read as lossy UTF-8): parsing never panics (nor overflows the
+/// stack on deep nesting) and its errors name the file; an accepted potential evaluates a
+/// cluster holding every species (up to 16) and, for cutoffs up to 8 Å, a periodic cell, to
+/// finite results or an error; and it is written back (`to_yace`) to a file that reads to the
+/// same energies and forces, bit for bit.
+fn pace_yace(data: &[u8]) -> Result<bool, String> {
+    use aceuq::pace::{PaceModel, to_yace};
+    let text = String::from_utf8_lossy(data);
+    let m = match PaceModel::parse_yace("fuzz.yace", &text) {
+        Ok(m) => m,
+        Err(e) => return names_file(&e.to_string(), "fuzz.yace"),
+    };
+    let ne = m.nspecies();
+    if ne == 0 {
+        return Err("a potential without elements was accepted".into());
+    }
+    let sym = |k: usize| m.elements[k % ne.min(16)].clone();
+    let cluster = aceuq::Structure {
+        positions: vec![
+            [0.0, 0.0, 0.0],
+            [2.1, 0.3, -0.2],
+            [0.4, 1.9, 1.1],
+            [-1.3, 0.8, 1.6],
+        ],
+        symbols: (0..4).map(sym).collect(),
+        ..Default::default()
+    };
+    let mut structures = vec![cluster];
+    if m.max_cutoff() <= 8.0 {
+        structures.push(aceuq::Structure {
+            cell: Some([[3.1, 0.0, 0.0], [0.4, 2.9, 0.0], [0.2, -0.3, 3.3]]),
+            pbc: [true; 3],
+            positions: vec![[0.1, 0.2, 0.0], [1.7, 1.5, 1.6]],
+            symbols: (0..2).map(sym).collect(),
+            ..Default::default()
+        });
+    }
+    let again = PaceModel::parse_yace("again.yace", &to_yace(&m))
+        .map_err(|e| format!("a written potential does not read back: {e}"))?;
+    for s in &structures {
+        // Errors (atoms inside the first look-up interval, overflowing coefficients) are fine.
+        let Ok(p) = m.predict(s) else { continue };
+        let finite = p.energy.is_finite()
+            && p.atom_energies.iter().all(|e| e.is_finite())
+            && p.forces.iter().flatten().all(|f| f.is_finite())
+            && p.virial.iter().flatten().all(|v| v.is_finite());
+        if !finite || p.atom_energies.len() != s.len() || p.forces.len() != s.len() {
+            return Err(format!(
+                "an accepted potential gave non-finite or missing results: energy {}",
+                p.energy
+            ));
+        }
+        let q = again
+            .predict(s)
+            .map_err(|e| format!("the written potential fails where the original did not: {e}"))?;
+        if q.energy.to_bits() != p.energy.to_bits() || q.forces != p.forces {
+            return Err(format!(
+                "the written potential differs: energy {} vs {}",
+                q.energy, p.energy
             ));
         }
     }

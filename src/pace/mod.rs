@@ -18,9 +18,11 @@
 
 mod radial;
 mod read_ace;
+mod read_yace;
 mod ylm;
 
 pub use radial::{Family, InnerCutoff};
+pub use read_yace::to_yace;
 
 use crate::neighbors;
 use crate::structure::Structure;
@@ -177,10 +179,14 @@ pub struct PaceModel {
     pub nradbase: usize,
     pub nradmax: usize,
     pub cutoffmax: f64,
+    /// Most densities of a species (ML-PACE's `ndensitymax`); each species evaluates with its
+    /// own number, that of its embedding.
     pub ndensity: usize,
     pub species: Vec<SpeciesBasis>,
     pairs: Vec<PairTables>,
     ylm: Ylm,
+    /// Spacing of the radial look-up tables (`deltaSplineBins`, Å).
+    delta: f64,
 }
 
 /// Per-atom working memory of [`PaceModel::atom_energy_grad`].
@@ -238,8 +244,10 @@ impl PaceModel {
             return Err(format!("deltaSplineBins {delta} must be positive"));
         }
         let ndensity = species
-            .first()
-            .map_or(0, |s| s.embedding.params.len())
+            .iter()
+            .map(|s| s.embedding.params.len())
+            .max()
+            .unwrap_or(0)
             .max(1);
         let nl = lmax + 1;
         for (p, s) in pairs.iter().enumerate() {
@@ -301,29 +309,44 @@ impl PaceModel {
             species,
             pairs: tables,
             ylm,
+            delta,
         })
     }
 
-    /// Read a pacemaker potential: `.ace` (C-tilde text format).
+    /// Read a pacemaker potential: `.ace` (C-tilde text format, one element) or `.yace` (C-tilde
+    /// basis in YAML, any number of elements).
     pub fn load(path: &Path) -> Result<PaceModel, PaceError> {
         let name = path.display().to_string();
+        let ext = path.extension().and_then(|e| e.to_str());
+        if ext == Some("yaml") {
+            return Err(PaceError::Data(format!(
+                "{name}: a .yaml pacemaker potential is the B-basis pacemaker fits, not the \
+                 C-tilde basis that is evaluated; convert it with pacemaker's `pace_yaml2yace` \
+                 (to .yace) or `pace_yaml2ace` (to .ace, one element)"
+            )));
+        }
+        if !matches!(ext, Some("ace") | Some("yace")) {
+            return Err(PaceError::Data(format!(
+                "{name}: not a pacemaker potential (.ace or .yace)"
+            )));
+        }
         let text = std::fs::read_to_string(path)
             .map_err(|e| PaceError::Io(format!("{name}: cannot read: {e}")))?;
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("ace") => read_ace::parse(&name, &text),
-            Some("yace") | Some("yaml") => Err(PaceError::Data(format!(
-                "{name}: .yace/.yaml pacemaker files are not read yet; convert with \
-                 pacemaker's `pace_yaml2ace` to the .ace format"
-            ))),
-            _ => Err(PaceError::Data(format!(
-                "{name}: not a pacemaker potential (.ace)"
-            ))),
+        if ext == Some("yace") {
+            read_yace::parse(&name, &text)
+        } else {
+            read_ace::parse(&name, &text)
         }
     }
 
     /// Parse the text of a `.ace` file.
     pub fn parse_ace(name: &str, text: &str) -> Result<PaceModel, PaceError> {
         read_ace::parse(name, text)
+    }
+
+    /// Parse the text of a `.yace` file.
+    pub fn parse_yace(name: &str, text: &str) -> Result<PaceModel, PaceError> {
+        read_yace::parse(name, text)
     }
 
     /// Whether `path` names a pacemaker potential (by its extension).
@@ -362,8 +385,9 @@ impl PaceModel {
         let (nb, nr, nl) = (self.nradbase, self.nradmax, self.lmax + 1);
         let nlm_tri = lm(self.lmax, self.lmax) + 1;
         let nlm = nl * nl; // full m range, index l*l + l + m
-        let nd = self.ndensity;
         let sp = &self.species[si];
+        // The species' own number of densities (ML-PACE: its embedding's `ndensity`).
+        let nd = sp.embedding.params.len();
         ws.a1.clear();
         ws.a1.resize(ne * nb, 0.0);
         ws.a.clear();
@@ -668,3 +692,5 @@ impl PaceModel {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_yace;
