@@ -187,6 +187,38 @@ pub struct PaceModel {
     ylm: Ylm,
     /// Spacing of the radial look-up tables (`deltaSplineBins`, Å).
     delta: f64,
+    /// Per species: the m-combinations of rank >= 2 flattened for the evaluation loops.
+    flat: Vec<FlatBasis>,
+}
+
+/// The rank >= 2 part of one species' basis as flat arrays: per m-combination its rank and
+/// coefficients (`ndensity` each), per factor the index of its `A` in the atom's `A` array.
+#[derive(Clone, Debug, Default)]
+struct FlatBasis {
+    rank: Vec<u8>,
+    idx: Vec<u32>,
+    coef: Vec<f64>,
+}
+
+impl FlatBasis {
+    fn new(sp: &SpeciesBasis, nr: usize, nlm: usize) -> FlatBasis {
+        let mut fb = FlatBasis::default();
+        let nd = sp.embedding.params.len();
+        for f in &sp.funcs {
+            let rank = f.rank();
+            for (c, ms) in f.ms.chunks_exact(rank).enumerate() {
+                fb.rank.push(rank as u8);
+                for t in 0..rank {
+                    let l = f.ls[t] as usize;
+                    let i = (f.mus[t] as usize * nr + f.ns[t] as usize - 1) * nlm
+                        + (l * l + l).wrapping_add_signed(ms[t] as isize);
+                    fb.idx.push(i as u32);
+                }
+                fb.coef.extend_from_slice(&f.coefs[c * nd..(c + 1) * nd]);
+            }
+        }
+        fb
+    }
 }
 
 /// Per-atom working memory of [`PaceModel::atom_energy_grad`].
@@ -299,6 +331,11 @@ impl PaceModel {
                 PairTables { spec, gk, rnl, hc }
             })
             .collect();
+        let nlm = (lmax + 1) * (lmax + 1);
+        let flat = species
+            .iter()
+            .map(|sp| FlatBasis::new(sp, nradmax, nlm))
+            .collect();
         Ok(PaceModel {
             elements,
             lmax,
@@ -310,6 +347,7 @@ impl PaceModel {
             pairs: tables,
             ylm,
             delta,
+            flat,
         })
     }
 
@@ -481,10 +519,7 @@ impl PaceModel {
                 }
             }
         }
-        let aidx = |mu: u16, n: u16, l: u16, m: i8| {
-            let l = l as usize;
-            ((mu as usize * nr + n as usize - 1) * nlm) + l * l + (l as isize + m as isize) as usize
-        };
+        let fb = &self.flat[si];
         // Densities, keeping the partial products dB for the backward pass.
         ws.rho.clear();
         ws.rho.resize(nd, 0.0);
@@ -498,26 +533,28 @@ impl PaceModel {
         let mut fwd = [C64::default(); 33];
         let mut bwd = [C64::default(); 33];
         let mut av = [C64::default(); 32];
-        for f in &sp.funcs {
-            let rank = f.rank();
-            for (c, ms) in f.ms.chunks_exact(rank).enumerate() {
-                fwd[0] = C64::new(1.0, 0.0);
-                for t in 0..rank {
-                    av[t] = ws.a[aidx(f.mus[t], f.ns[t], f.ls[t], ms[t])];
-                    fwd[t + 1] = fwd[t].mul(av[t]);
-                }
-                bwd[rank] = C64::new(1.0, 0.0);
-                for t in (0..rank).rev() {
-                    bwd[t] = bwd[t + 1].mul(av[t]);
-                }
-                let b = fwd[rank];
-                for p in 0..nd {
-                    ws.rho[p] += b.re * f.coefs[c * nd + p];
-                }
-                for t in 0..rank {
-                    ws.db.push(fwd[t].mul(bwd[t + 1]));
-                }
+        ws.db.resize(fb.idx.len(), C64::default());
+        let mut q = 0;
+        for (c, &rank) in fb.rank.iter().enumerate() {
+            let rank = rank as usize;
+            let ids = &fb.idx[q..q + rank];
+            fwd[0] = C64::new(1.0, 0.0);
+            for t in 0..rank {
+                av[t] = ws.a[ids[t] as usize];
+                fwd[t + 1] = fwd[t].mul(av[t]);
             }
+            bwd[rank] = C64::new(1.0, 0.0);
+            for t in (0..rank).rev() {
+                bwd[t] = bwd[t + 1].mul(av[t]);
+            }
+            let b = fwd[rank];
+            for (r, cf) in ws.rho.iter_mut().zip(&fb.coef[c * nd..(c + 1) * nd]) {
+                *r += b.re * cf;
+            }
+            for (t, d) in ws.db[q..q + rank].iter_mut().enumerate() {
+                *d = fwd[t].mul(bwd[t + 1]);
+            }
+            q += rank;
         }
         // Embedding and short-range switch.
         ws.drho.clear();
@@ -560,18 +597,20 @@ impl PaceModel {
             ws.w1[f.mus[0] as usize * nb + f.ns[0] as usize - 1] += th;
         }
         let mut q = 0;
-        for f in &sp.funcs {
-            let rank = f.rank();
-            for (c, ms) in f.ms.chunks_exact(rank).enumerate() {
-                let th: f64 = (0..nd).map(|p| ws.drho[p] * f.coefs[c * nd + p]).sum();
-                for t in 0..rank {
-                    let w = &mut ws.w[aidx(f.mus[t], f.ns[t], f.ls[t], ms[t])];
-                    let d = ws.db[q].scale(th);
-                    w.re += d.re;
-                    w.im += d.im;
-                    q += 1;
-                }
+        for (c, &rank) in fb.rank.iter().enumerate() {
+            let rank = rank as usize;
+            let th: f64 = ws
+                .drho
+                .iter()
+                .zip(&fb.coef[c * nd..(c + 1) * nd])
+                .map(|(d, cf)| d * cf)
+                .sum();
+            for (&i, d) in fb.idx[q..q + rank].iter().zip(&ws.db[q..q + rank]) {
+                let w = &mut ws.w[i as usize];
+                w.re += d.re * th;
+                w.im += d.im * th;
             }
+            q += rank;
         }
         // Fold negative m onto positive: Re(W_{l,-m} dA_{l,-m}) = Re((-1)^m conj(W_{l,-m}) dA_lm).
         for blk in ws.w.chunks_mut(nlm) {
