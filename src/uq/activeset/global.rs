@@ -121,6 +121,17 @@ fn is_deficient(e: &MaxVolError) -> bool {
 /// of [`super::ClusteredActiveSets`] are: at most one dimension per `ROWS_PER_DIMENSION` atoms,
 /// `gamma = max(in-space grade, distance from the space / the set's width)`. The build says so
 /// in its notes. Only a species with fewer than `min_cluster_atoms` atoms is an error.
+pub fn build_any_rank(
+    names: &[String],
+    ms: &[usize],
+    source: &mut dyn RowSource,
+    settings: &Settings,
+    progress: bool,
+) -> Result<GlobalActiveSets, UqError> {
+    build_global(names, ms, source, settings, progress)
+}
+
+/// [`build_any_rank`] (what [`GlobalActiveSets::build_from_source`] does for a model).
 pub(super) fn build_global(
     names: &[String],
     ms: &[usize],

@@ -41,7 +41,7 @@ mod select;
 mod species;
 
 pub use clustered::{ClusteredActiveSets, FuncLayout, SpeciesClusters};
-pub use global::GlobalActiveSets;
+pub use global::{GlobalActiveSets, build_any_rank};
 pub use select::{Chosen, SelectionReport, select};
 pub use species::{GammaScratch, ProjScratch, Projection, SpeciesActiveSet};
 

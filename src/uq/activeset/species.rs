@@ -182,6 +182,46 @@ impl SpeciesActiveSet {
         self.proj.as_ref().map_or(self.m, |p| p.m)
     }
 
+    /// The set as one square `n × n` matrix `M` (`n` = [`Self::row_len`], row-major, rows:
+    /// descriptor components) whose grade `max_i |Σ_k b_k M[k][i]|` is that of a plain active-set
+    /// inverse: the format of ML-PACE's `.asi` files. A full-rank set gives its inverse. A set
+    /// graded in a row space gives, per column: the `r` in-space columns (scaling, rotation and
+    /// inverse composed), then one column per complement direction and per column no build
+    /// row uses, scaled by `1 / width`. Its grade equals [`Self::gamma`] for rows in the space
+    /// and otherwise takes the distance from the space as the largest component of the residual
+    /// rather than its length (smaller by at most a factor `sqrt(n - r)`).
+    pub fn square_inverse(&self) -> Vec<f64> {
+        let Some(p) = &self.proj else {
+            return self.inverse.clone();
+        };
+        let (n, a, r) = (p.m, p.a(), p.rank);
+        debug_assert_eq!(self.m, r);
+        let mut out = vec![0.0; n * n];
+        for (k, &j) in p.cols.iter().enumerate() {
+            let j = j as usize;
+            let s = p.inv_scale[j];
+            let q = &p.q[k * a..(k + 1) * a];
+            let row = &mut out[j * n..(j + 1) * n];
+            // In-space columns: z = (b ∘ inv_scale)[cols] · Q[:, :r], grade z · inverse.
+            for (t, &qt) in q[..r].iter().enumerate() {
+                let inv = &self.inverse[t * r..(t + 1) * r];
+                for (o, &v) in row[..r].iter_mut().zip(inv) {
+                    *o += s * qt * v;
+                }
+            }
+            // Complement directions of the used columns.
+            for (o, &qt) in row[r..a].iter_mut().zip(&q[r..]) {
+                *o = s * qt / p.width;
+            }
+        }
+        // Columns no build row uses: their own direction each.
+        for (d, &j) in p.dead.iter().enumerate() {
+            let j = j as usize;
+            out[j * n + a + d] = p.inv_scale[j] / p.width;
+        }
+        out
+    }
+
     /// Grades of many rows (row-major), through the single-precision screen (the same values
     /// as [`SpeciesActiveSet::gamma`] up to rounding, at about half the cost of an f64 GEMM).
     pub fn gamma_batch(&self, rows: &[f64], out: &mut [f64], scratch: &mut GammaScratch) {

@@ -667,6 +667,74 @@ fn a_species_spanning_fewer_dimensions_than_functions_gets_a_global_set_in_its_r
     );
 }
 
+/// Grade of `x` with a square matrix as in an `.asi` file: max_i |sum_k x_k m[k][i]|.
+fn square_grade(m: &[f64], x: &[f64]) -> f64 {
+    let n = x.len();
+    (0..n)
+        .map(|i| (0..n).map(|k| x[k] * m[k * n + i]).sum::<f64>().abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn a_row_space_set_written_as_a_square_inverse_grades_the_same() {
+    // The ML-PACE .asi form of a rank-3-of-6 set: build rows and other rows of the space grade
+    // as the set does; a row leaving the space along a used or an unused column grades between
+    // the set's grade / sqrt(n - r) and the set's grade.
+    let t = subspace_rows(200, 9);
+    let g = global(&t, &Settings::default());
+    let set = &g.species[0];
+    let p = set.proj.as_ref().expect("graded in the row space");
+    let sq = set.square_inverse();
+    assert_eq!(sq.len(), 36);
+    let sr = &t.per_species[0];
+    let mut scratch = GammaScratch::new(6);
+    for r in 0..sr.len() {
+        let a = set.gamma(sr.row(r), &mut scratch.acc);
+        let b = square_grade(&sq, sr.row(r));
+        assert!((a - b).abs() <= 1e-8 * (1.0 + a), "row {r}: {a} vs {b}");
+    }
+    let other = subspace_rows(20, 31);
+    for r in 0..20 {
+        let x = other.per_species[0].row(r);
+        let (a, b) = (set.gamma(x, &mut scratch.acc), square_grade(&sq, x));
+        assert!(
+            (a - b).abs() <= 1e-8 * (1.0 + a),
+            "in space {r}: {a} vs {b}"
+        );
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for trial in 0..20 {
+        let mut x = sr.row(trial).to_vec();
+        for (j, v) in x.iter_mut().enumerate() {
+            *v += rng.random_range(-1.0..1.0) * 3.0 * p.width / p.inv_scale[j];
+        }
+        let (a, b) = (set.gamma(&x, &mut scratch.acc), square_grade(&sq, &x));
+        assert!(
+            b <= a * (1.0 + 1e-9) && b >= a / 3f64.sqrt() * (1.0 - 1e-9),
+            "off space {trial}: set {a}, square {b}"
+        );
+        assert!(b > 1.0, "off space {trial}: square grade {b}");
+    }
+    // A full-rank set: its inverse as is.
+    let mut sr = SpeciesRows {
+        m: 6,
+        ..Default::default()
+    };
+    for i in 0..40 {
+        sr.rows.extend((0..6).map(|_| rng.random_range(-1.0..1.0)));
+        sr.structure.push(i);
+        sr.atom.push(0);
+    }
+    let full = global(
+        &DescriptorTable {
+            per_species: vec![sr],
+        },
+        &Settings::default(),
+    );
+    assert!(full.species[0].proj.is_none());
+    assert_eq!(full.species[0].square_inverse(), full.species[0].inverse);
+}
+
 #[test]
 fn a_species_with_fewer_than_three_atoms_per_function_is_graded_in_its_row_space() {
     // Rows spanning all 6 dimensions: 17 atoms (fewer than 3 per function) get a set in a
