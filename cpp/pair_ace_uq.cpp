@@ -4,6 +4,7 @@
      pair_style ace/uq [uq_every N] [uq gamma,gamma_local,...]
      pair_coeff * * model.aceuq Li [Mg|NULL ...]
      pair_coeff * * Cu-PBE-core-rep.ace Cu      (a pacemaker potential: no uncertainty)
+     pair_coeff * * pot.yaml pot.asi Cu         (pacemaker + active-set inverse: gamma)
 
    Energies, forces, per-atom energy and virial from the Rust library
    (aceuq_compute); per-atom uncertainties on the steps they are asked for:
@@ -160,10 +161,17 @@ void PairAceUq::coeff(int narg, char **arg)
 {
   if (!allocated) allocate();
   const int ntypes = atom->ntypes;
-  if (narg != 3 + ntypes)
+  // An optional active-set inverse follows a pacemaker potential, as for ML-PACE's
+  // pace/extrapolation: pair_coeff * * pot.yaml pot.asi Elem ...
+  auto ends_with = [](const std::string &s, const std::string &tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  const bool has_asi = narg == 4 + ntypes && ends_with(arg[3], ".asi");
+  const int first_elem = has_asi ? 4 : 3;
+  if (narg != first_elem + ntypes)
     error->all(FLERR,
-               "pair_coeff for ace/uq needs '* * model.aceuq' followed by one element name (or "
-               "NULL) per atom type: {} types, got {} names",
+               "pair_coeff for ace/uq needs '* * model.aceuq' (or '* * pot.yaml pot.asi') "
+               "followed by one element name (or NULL) per atom type: {} types, got {} names",
                ntypes, narg - 3);
   if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
     error->all(FLERR, "pair_coeff for ace/uq must use '* *' (one model for all types)");
@@ -184,9 +192,23 @@ void PairAceUq::coeff(int narg, char **arg)
     error->all(FLERR, "ace/uq: cannot load model {} on another MPI rank", model_file);
   }
 
+  if (has_asi) {
+    const std::string asi_file = arg[3];
+    ok_local = aceuq_model_load_active_set(model, asi_file.c_str()) == ACEUQ_STATUS_OK ? 1 : 0;
+    load_error = ok_local ? "" : aceuq_last_error();
+    MPI_Allreduce(&ok_local, &ok_min, 1, MPI_INT, MPI_MIN, world);
+    MPI_Allreduce(&ok_local, &ok_max, 1, MPI_INT, MPI_MAX, world);
+    if (ok_max == 0) error->all(FLERR, "ace/uq: cannot load active set {}: {}", asi_file, load_error);
+    if (ok_min == 0) {
+      if (!ok_local)
+        error->one(FLERR, "ace/uq: cannot load active set on this rank: {}", load_error);
+      error->all(FLERR, "ace/uq: cannot load active set {} on another MPI rank", asi_file);
+    }
+  }
+
   map.assign(ntypes + 1, -1);
   for (int t = 1; t <= ntypes; t++) {
-    const char *elem = arg[2 + t];
+    const char *elem = arg[first_elem - 1 + t];
     if (strcmp(elem, "NULL") == 0) continue;
     int idx = -1;
     if (aceuq_model_species_index(model, elem, &idx) != ACEUQ_STATUS_OK)
@@ -214,9 +236,11 @@ void PairAceUq::coeff(int narg, char **arg)
     available[m] = has;
     if (uq_named && uq_selected[m] && !has && format == 1)
       error->all(FLERR,
-                 "ace/uq: {} is a pacemaker potential: aceuq evaluates it without uncertainty, so "
-                 "it has no '{}' uncertainty (remove 'uq {}' from pair_style)",
-                 model_file, method_name(m), method_name(m));
+                 "ace/uq: {} is a pacemaker potential: aceuq gives it only 'gamma', with an "
+                 "active-set inverse (pair_coeff * * {} pot.asi ...), so it has no '{}' "
+                 "uncertainty here (remove 'uq {}' from pair_style{})",
+                 model_file, model_file, method_name(m), method_name(m),
+                 m == ACEUQ_METHOD_GAMMA ? " or add the .asi file" : "");
     if (uq_named && uq_selected[m] && !has)
       error->all(FLERR,
                  "ace/uq: model {} has no '{}' uncertainty (pair_style ... uq {}); refit it with "
@@ -416,9 +440,17 @@ void *PairAceUq::extract(const char *str, int &dim)
   if (s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0) {
     int m = method_id(s.substr(0, s.size() - suffix.size()));
     if (m >= 0) {
-      if (!available[m])
+      if (!available[m]) {
+        int format = 0;
+        if (model && aceuq_model_format(model, &format) == ACEUQ_STATUS_OK && format == 1)
+          error->all(FLERR,
+                     "ace/uq: {} is a pacemaker potential: fix pair can ask it only for 'gamma', "
+                     "with an active-set inverse (pair_coeff * * {} pot.asi ...; build one with "
+                     "`aceuq activeset --model {} --data train.xyz`), not for '{}'",
+                     model_file, model_file, model_file, method_name(m));
         error->all(FLERR, "ace/uq: model {} has no '{}' uncertainty; refit it with `aceuq fit {}`",
                    model_file, method_name(m), method_fit_option(m));
+      }
       dim = 0;
       return (void *) &uq_flag[m];
     }

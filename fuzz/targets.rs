@@ -10,13 +10,15 @@
 use std::path::Path;
 
 /// Target names, in the order `make fuzz` runs them.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 8] = [
     "extxyz",
     "model",
     "fit_toml",
     "cutoff",
     "pace_ace",
     "pace_yace",
+    "pace_bbasis",
+    "pace_asi",
 ];
 
 /// Run one input through a target.
@@ -28,6 +30,8 @@ pub fn run(target: &str, data: &[u8]) -> Result<bool, String> {
         "cutoff" => cutoff(data),
         "pace_ace" => pace_ace(data),
         "pace_yace" => pace_yace(data),
+        "pace_bbasis" => pace_bbasis(data),
+        "pace_asi" => pace_asi(data),
         other => Err(format!("unknown fuzz target '{other}'")),
     }
 }
@@ -295,6 +299,98 @@ fn pace_yace(data: &[u8]) -> Result<bool, String> {
                 q.energy, p.energy
             ));
         }
+    }
+    Ok(true)
+}
+
+/// pacemaker B-basis `.yaml`: parsing never panics and errors name the file; an accepted
+/// potential evaluates (energies through the C-tilde model and through the B functions,
+/// projections and grades with an identity active set) without panicking, with finite values
+/// or an error.
+fn pace_bbasis(data: &[u8]) -> Result<bool, String> {
+    use aceuq::pace::asi::{ActiveSet, AsiMatrix};
+    use aceuq::pace::bbasis::BBasisPotential;
+    let text = String::from_utf8_lossy(data);
+    let pot = match BBasisPotential::parse("fuzz.yaml", &text) {
+        Ok(p) => p,
+        Err(e) => return names_file(&e.to_string(), "fuzz.yaml"),
+    };
+    let ne = pot.elements().len();
+    if ne == 0 {
+        return Err("a potential without elements was accepted".into());
+    }
+    let sym = |k: usize| pot.elements()[k % ne.min(16)].clone();
+    let s = aceuq::Structure {
+        positions: vec![
+            [0.0, 0.0, 0.0],
+            [2.1, 0.3, -0.2],
+            [0.4, 1.9, 1.1],
+            [-1.3, 0.8, 1.6],
+        ],
+        symbols: (0..4).map(sym).collect(),
+        ..Default::default()
+    };
+    if let Ok(p) = pot.model().predict(&s) {
+        let finite = p.energy.is_finite() && p.forces.iter().flatten().all(|f| f.is_finite());
+        if !finite || p.atom_energies.len() != s.len() {
+            return Err(format!(
+                "non-finite or missing results: energy {}",
+                p.energy
+            ));
+        }
+    }
+    for linear in [true, false] {
+        let matrices = (0..ne)
+            .map(|si| {
+                let n = if linear {
+                    pot.nprojections_linear(si)
+                } else {
+                    pot.nprojections(si)
+                };
+                let mut data = vec![0.0; n * n];
+                for k in 0..n {
+                    data[k * n + k] = 1.0;
+                }
+                AsiMatrix { n, data }
+            })
+            .collect();
+        let set = ActiveSet {
+            elements: pot.elements().to_vec(),
+            linear,
+            matrices,
+        };
+        if let Ok(g) = pot.extrapolation_grades(&s, &set)
+            && g.len() != s.len()
+        {
+            return Err(format!("{} grades for {} atoms", g.len(), s.len()));
+        }
+    }
+    Ok(true)
+}
+
+/// Active-set inverse `.asi` (numpy `.npz`): reading never panics, errors name the file, and
+/// an accepted set writes and reads back unchanged.
+fn pace_asi(data: &[u8]) -> Result<bool, String> {
+    use aceuq::pace::asi;
+    let elements = vec!["Al".to_string(), "Cu".to_string()];
+    let sizes = [(2, 4), (3, 6)];
+    let _ = asi::read_npz("fuzz.asi", data);
+    let set = match asi::parse_asi("fuzz.asi", data, &elements, &sizes) {
+        Ok(s) => s,
+        Err(e) => return names_file(&e.to_string(), "fuzz.asi"),
+    };
+    for m in &set.matrices {
+        let g = asi::gamma(m, &vec![1.0; m.n]);
+        if g.is_nan() || g < 0.0 {
+            return Err(format!("gamma {g} of finite matrices"));
+        }
+    }
+    let bytes = asi::asi_bytes(&set.elements, &set.matrices)
+        .map_err(|e| format!("an accepted set does not write: {e}"))?;
+    let back = asi::parse_asi("again.asi", &bytes, &elements, &sizes)
+        .map_err(|e| format!("a written set does not read back: {e}"))?;
+    if back != set {
+        return Err("a written set reads back different".into());
     }
     Ok(true)
 }

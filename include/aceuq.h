@@ -206,6 +206,15 @@ const char *aceuq_last_error(void);
 // `path` must be a NUL-terminated string; `out` must point to writable storage for a pointer.
 aceuq_status_t aceuq_model_load(const char *path, aceuq_model_t **out);
 
+// Attach an active-set inverse (`.asi`, the numpy archive ML-PACE's `pace/extrapolation`
+// reads, or one written by `aceuq activeset`) to a pacemaker potential, which then gives the
+// `gamma` grade. An aceuq model carries its active sets in the model file: that is an
+// `ACEUQ_STATUS_INVALID_ARGUMENT` error.
+//
+// # Safety
+// `model` must be a valid handle; `path` a NUL-terminated string.
+aceuq_status_t aceuq_model_load_active_set(aceuq_model_t *model, const char *path);
+
 // Free a handle (NULL is ignored).
 //
 // # Safety

@@ -2,7 +2,9 @@
 //! (from that LAMMPS's own potentials folder) gives ML-PACE's energies, per-atom energies,
 //! forces and pressure on the reference frames of `tests/data/pace/`, runs NVE with the same
 //! trajectory as ML-PACE on 1 and 2 MPI ranks (velocities by position, `loop geom`: `create_atoms` numbers
-//! atoms differently on 2 ranks), and asking it for an uncertainty is a clear error.
+//! atoms differently on 2 ranks), and asking it for an uncertainty without an active set is a clear
+//! error. A B-basis potential with an active-set inverse (ML-PACE's `pace/extrapolation` syntax)
+//! gives ML-PACE's per-atom gammas through `fix pair`.
 
 mod common;
 use common::*;
@@ -219,7 +221,160 @@ run 0
     );
     let r = run_lammps_in(&s, &dir, &input, None, None);
     r.assert_error(
-        "is a pacemaker potential: aceuq evaluates it without uncertainty",
+        "is a pacemaker potential: aceuq gives it only 'gamma', with an active-set inverse",
         "uq gamma on a pacemaker potential",
     );
+    // ML-PACE's way of asking, without the .asi; then an .asi of another potential's kind.
+    let base = "plugin load ${plugin}
+units metal
+atom_style atomic
+lattice fcc 3.615
+region box block 0 2 0 2 0 2
+create_box 1 box
+create_atoms 1 box
+mass 1 63.546
+pair_style ace/uq
+";
+    let dir = workdir(SUITE, "fix_pair_without_asi");
+    let input = format!("{base}pair_coeff * * {pot} Cu\nfix g all pair 1 ace/uq gamma 1\nrun 0\n");
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_error(
+        "fix pair can ask it only for 'gamma', with an active-set inverse",
+        "fix pair gamma on a pacemaker potential without .asi",
+    );
+    let dir = workdir(SUITE, "asi_of_a_bbasis_potential");
+    let asi = repo("tests/data/pace/bbasis_cu_zbl_nonlinear.asi");
+    let input = format!("{base}pair_coeff * * {pot} {} Cu\nrun 0\n", asi.display());
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_error(
+        "an active-set inverse of a B-basis potential",
+        "a B-basis .asi with a C-tilde potential",
+    );
+}
+
+/// Per-atom column `name` of frame `f` (real).
+fn column<'a>(f: &'a aceuq::Structure, name: &str) -> &'a [f64] {
+    match f.array(name) {
+        Some(aceuq::structure::PropData::Real { data, .. }) => data,
+        _ => panic!("{:?}: no column {name}", f.config_type),
+    }
+}
+
+/// Runs `run 0` with the B-basis potential and active-set inverse in `pair_coeff` (ML-PACE's
+/// `pace/extrapolation` syntax), the grade through `fix pair`; returns the dump rows
+/// `id fx fy fz c_pe f_g` sorted by id, and the energy.
+fn bbasis_run(
+    s: &Setup,
+    f: &aceuq::Structure,
+    asi: &str,
+    case: &str,
+    np: Option<u32>,
+) -> (Vec<Vec<f64>>, f64, aceuq::io::lammps_data::LammpsBox) {
+    let dir = workdir(SUITE, case);
+    let lb = write_data(f, &["Al", "Cu"], &dir, "data.lmp");
+    let yaml = repo("tests/data/pace/bbasis_alcu.yaml");
+    let asi = repo(&format!("tests/data/pace/{asi}"));
+    let input = format!(
+        "plugin load ${{plugin}}
+units metal
+boundary {}
+atom_style atomic
+read_data data.lmp
+pair_style ace/uq
+pair_coeff * * {} {} Al Cu
+fix g all pair 1 ace/uq gamma 1
+compute pe all pe/atom
+thermo_style custom step pe
+thermo_modify format float %.15g
+dump d all custom 1 out.dump id fx fy fz c_pe f_g
+dump_modify d format float %.16e sort id
+run 0
+",
+        lb.boundary,
+        yaml.display(),
+        asi.display()
+    );
+    let r = run_lammps_in(s, &dir, &input, np, None);
+    r.assert_ok(case);
+    r.assert_contains("uncertainty: gamma", "pair_coeff reports gamma");
+    let dump = read_dump(&dir.join("out.dump"));
+    let e = thermo_rows(&r.output)[0][1];
+    (dump[0].1.clone(), e, lb)
+}
+
+/// A pacemaker B-basis potential with an active-set inverse, in ML-PACE's syntax
+/// (`pair_coeff * * pot.yaml pot.asi Al Cu`, `fix pair ... gamma 1`): per-atom gammas (linear and
+/// non-linear active sets), energies and forces equal ML-PACE's (tests/data/pace/
+/// bbasis_alcu_mlpace.xyz), on 1 and on 2 MPI ranks.
+#[test]
+fn bbasis_gamma_in_lammps_equals_ml_pace() {
+    let Some(s) = setup("bbasis_gamma_in_lammps_equals_ml_pace") else {
+        return;
+    };
+    let all = frames("tests/data/pace/bbasis_alcu_mlpace.xyz");
+    for ct in ["fcc_alloy_222", "b2_333", "cluster_12"] {
+        let f = all
+            .iter()
+            .find(|f| f.config_type.as_deref() == Some(ct))
+            .expect(ct);
+        for (asi, col) in [
+            ("bbasis_alcu_nonlinear.asi", "gamma_nonlinear"),
+            ("bbasis_alcu_linear.asi", "gamma_linear"),
+        ] {
+            let (rows, e, lb) = bbasis_run(&s, f, asi, &format!("{ct}_{col}"), None);
+            let want = column(f, col);
+            let eref = column(f, "energies");
+            let fref = f.forces.as_ref().expect("reference forces");
+            let (mut dg, mut df, mut de) = (0.0f64, 0.0f64, 0.0f64);
+            for (i, row) in rows.iter().enumerate() {
+                dg = dg.max((row[5] - want[i]).abs() / want[i].abs().max(1e-3));
+                de = de.max((row[4] - eref[i]).abs());
+                for a in 0..3 {
+                    let fr = fref[i];
+                    let w = lb.rot[a][0] * fr[0] + lb.rot[a][1] * fr[1] + lb.rot[a][2] * fr[2];
+                    df = df.max((row[1 + a] - w).abs());
+                }
+            }
+            let e_ref = f.energy.expect("energy");
+            note(&format!(
+                "{ct} {col}: max relative |d gamma| {dg:.1e}, |dE| {:.1e} eV, max |dE_i| \
+                 {de:.1e} eV, max |dF| {df:.1e} eV/Å; gamma range {:.3}..{:.3}",
+                (e - e_ref).abs(),
+                want.iter().cloned().fold(f64::MAX, f64::min),
+                want.iter().cloned().fold(0.0, f64::max)
+            ));
+            assert!(dg < 1e-7, "{ct} {col}: gamma differs by {dg:e} (relative)");
+            assert!(
+                (e - e_ref).abs() < 1e-8 * e_ref.abs().max(1.0),
+                "{ct}: {e} vs {e_ref}"
+            );
+            assert!(de < 1e-8, "{ct}: per-atom energies differ by {de:e} eV");
+            assert!(df < 1e-8, "{ct}: forces differ by {df:e} eV/Å");
+        }
+    }
+    // The same on 2 MPI ranks (atom ids come from the data file, so rows match one to one).
+    if s.mpirun.is_none() {
+        note(
+            "bbasis_gamma_in_lammps_equals_ml_pace: 2-rank part SKIPPED (ACEUQ_MPIRUN is not set)",
+        );
+    } else {
+        let f = all
+            .iter()
+            .find(|f| f.config_type.as_deref() == Some("b2_333"))
+            .unwrap();
+        let (one, ..) = bbasis_run(&s, f, "bbasis_alcu_nonlinear.asi", "b2_np1", None);
+        let (two, ..) = bbasis_run(&s, f, "bbasis_alcu_nonlinear.asi", "b2_np2", Some(2));
+        assert_eq!(one.len(), two.len());
+        for (a, b) in one.iter().zip(&two) {
+            for k in 0..6 {
+                assert!(
+                    (a[k] - b[k]).abs() <= 1e-10 * a[k].abs().max(1.0),
+                    "atom {}: column {k}: {} (1 rank) vs {} (2 ranks)",
+                    a[0],
+                    a[k],
+                    b[k]
+                );
+            }
+        }
+    }
 }

@@ -6,8 +6,9 @@ use crate::io::extxyz::{ReadOptions, Reader};
 use crate::model::Model;
 use crate::uq::activeset::{
     Chunk, ClusteredActiveSets, GlobalActiveSets, RowSource, Settings, SpeciesActiveSet,
+    build_any_rank,
 };
-use crate::uq::{Partition, UqError};
+use crate::uq::{DescriptorTable, Partition, SpeciesRows, UqError};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
@@ -151,6 +152,9 @@ pub fn run(a: &ActiveSetArgs) -> Result<()> {
         |t| t.is_finite() && t > 1.0,
         "a number above 1 (1.01 is the usual value)",
     )?;
+    if crate::pace::is_pacemaker_potential(&a.model) {
+        return run_pace(a);
+    }
     let t0 = std::time::Instant::now();
     let mut pot = super::load_model(&a.model)?;
     let model = &pot.model;
@@ -245,6 +249,198 @@ pub fn run(a: &ActiveSetArgs) -> Result<()> {
         "wrote {} ({:.1} s)",
         out.display(),
         t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Frames of extended XYZ files streamed in chunks, rows = a pacemaker potential's projections.
+struct PaceSource<'a> {
+    pot: &'a crate::pace::PacePotential,
+    files: &'a [PathBuf],
+    chunk: usize,
+    atoms: Option<u64>,
+    frames: usize,
+}
+
+impl PaceSource<'_> {
+    /// Projections of `frames` (each with its file and 0-based index there, for messages).
+    fn table(&self, frames: &[(crate::Structure, String)]) -> Result<DescriptorTable, UqError> {
+        use rayon::prelude::*;
+        let ns = self.pot.model().nspecies();
+        let rows: Vec<Vec<(usize, Vec<f64>)>> = frames
+            .par_iter()
+            .map(|(s, at)| {
+                self.pot
+                    .structure_rows(s)
+                    .map_err(|e| UqError::Data(format!("{at}: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut table = DescriptorTable {
+            per_species: (0..ns)
+                .map(|z| SpeciesRows {
+                    m: self.pot.nprojections(z),
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        for (k, frame) in rows.into_iter().enumerate() {
+            for (i, (si, row)) in frame.into_iter().enumerate() {
+                let o = &mut table.per_species[si];
+                o.rows.extend_from_slice(&row);
+                o.structure.push(k as u32);
+                o.atom.push(i as u32);
+            }
+        }
+        Ok(table)
+    }
+}
+
+impl RowSource for PaceSource<'_> {
+    fn pass(
+        &mut self,
+        sink: &mut dyn FnMut(Chunk<'_>) -> Result<(), UqError>,
+    ) -> Result<(), UqError> {
+        let mut first = 0u32;
+        let mut atoms = 0u64;
+        let mut buf: Vec<(crate::Structure, String)> = Vec::with_capacity(self.chunk);
+        let mut emit =
+            |buf: &mut Vec<(crate::Structure, String)>, first: &mut u32| -> Result<(), UqError> {
+                if buf.is_empty() {
+                    return Ok(());
+                }
+                let table = self.table(buf)?;
+                sink(Chunk {
+                    table: &table,
+                    first: *first,
+                    labels: &[],
+                })?;
+                *first += buf.len() as u32;
+                buf.clear();
+                Ok(())
+            };
+        for f in self.files {
+            let reader = Reader::open(f, ReadOptions::default())
+                .map_err(|e| UqError::Data(e.to_string()))?;
+            for (k, frame) in reader.enumerate() {
+                let s = frame.map_err(|e| UqError::Data(e.to_string()))?;
+                atoms += s.len() as u64;
+                buf.push((s, format!("{} frame {k}", f.display())));
+                if buf.len() >= self.chunk {
+                    emit(&mut buf, &mut first)?;
+                }
+            }
+        }
+        emit(&mut buf, &mut first)?;
+        self.atoms = Some(atoms);
+        self.frames = first as usize;
+        Ok(())
+    }
+
+    fn rows_hint(&self) -> Option<u64> {
+        self.atoms
+    }
+}
+
+/// `aceuq activeset` for a pacemaker potential: per species the MaxVol active set of the
+/// potential's projections over the data, written as an active-set inverse (`.asi`) beside the
+/// potential, which is not changed.
+fn run_pace(a: &ActiveSetArgs) -> Result<()> {
+    if a.clusters.is_some() || a.clusters_by.is_some() || a.min_cluster_atoms.is_some() {
+        bail!(
+            "clustered active sets are not available for pacemaker potentials: an .asi file \
+             holds one active set per species (remove --clusters/--clusters-by/--min-cluster-atoms)"
+        );
+    }
+    let t0 = std::time::Instant::now();
+    let pot = crate::pace::PacePotential::load(&a.model)
+        .with_context(|| format!("cannot load {}", a.model.display()))?;
+    let out = match &a.out {
+        Some(o) if o.extension().and_then(|e| e.to_str()) != Some("asi") => bail!(
+            "--out {}: the active set of a pacemaker potential is written as an .asi file \
+             (the potential itself is not changed): give a name ending in .asi",
+            o.display()
+        ),
+        Some(o) => o.clone(),
+        None => a.model.with_extension("asi"),
+    };
+    let mut settings = Settings::default();
+    if let Some(b) = a.batch {
+        settings.batch = b;
+    }
+    if let Some(t) = a.tol {
+        settings.tol = t;
+    }
+    if let Some(p) = a.max_passes {
+        settings.max_passes = p;
+    }
+    settings.validate()?;
+    for f in &a.data {
+        if !f.is_file() {
+            bail!("{}: no such file", f.display());
+        }
+    }
+    let elements = pot.model().elements.clone();
+    let ms: Vec<usize> = (0..elements.len()).map(|s| pot.nprojections(s)).collect();
+    eprintln!(
+        "{}: {} ({}), projections per atom: {}",
+        a.model.display(),
+        pot.kind(),
+        elements.join(" "),
+        elements
+            .iter()
+            .zip(&ms)
+            .map(|(e, m)| format!("{e} {m}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut src = PaceSource {
+        pot: &pot,
+        files: &a.data,
+        chunk: a.chunk.max(1),
+        atoms: None,
+        frames: 0,
+    };
+    // Rank-adaptive, as for aceuq models: projections that are zero on all atoms (functions
+    // that vanish by symmetry, or neighbour species the data never have) or linearly dependent
+    // on the data get the distance-from-the-data-space term, written into the square inverse.
+    let global = build_any_rank(&elements, &ms, &mut src, &settings, true)
+        .with_context(|| format!("cannot build the active sets of {}", a.model.display()))?;
+    eprintln!(
+        "active sets from {} frames in {} passes",
+        src.frames, global.info.passes
+    );
+    for (s, set) in global.species.iter().enumerate() {
+        eprintln!(
+            "  {} ({} atoms)",
+            describe(&format!("species {}", elements[s]), set),
+            global.info.atoms[s]
+        );
+    }
+    for n in &global.info.notes {
+        eprintln!("note: {n}");
+    }
+    if global.species.iter().any(|set| set.proj.is_some()) {
+        eprintln!(
+            "note: an .asi file holds one square matrix per species, so for a species graded in \
+             its row space the distance from the space is its largest component rather than its \
+             length (the same grade inside the space; outside it smaller by at most the square \
+             root of the number of missing dimensions)"
+        );
+    }
+    let inverses: Vec<(usize, Vec<f64>)> = global
+        .species
+        .iter()
+        .map(|set| (set.row_len(), set.square_inverse()))
+        .collect();
+    crate::pace::write_active_set(&out, &pot, &inverses)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!(
+        "wrote {} ({:.1} s); use it with `pair_coeff * * {} {} {}`",
+        out.display(),
+        t0.elapsed().as_secs_f64(),
+        a.model.display(),
+        out.display(),
+        elements.join(" ")
     );
     Ok(())
 }

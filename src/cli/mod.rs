@@ -11,6 +11,7 @@ pub mod closed_loop;
 pub mod convert;
 pub mod cutoff;
 pub mod eval;
+pub mod export;
 pub mod fit;
 pub mod info;
 pub mod report;
@@ -58,6 +59,9 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Write one frame of extended XYZ as a LAMMPS data file (rotated into LAMMPS's frame).
     ToLammps(convert::ToLammpsArgs),
+    /// Export a model to pacemaker's .yace for ML-PACE's `pair_style pace` (radial functions
+    /// fitted on a pacemaker base, fidelity measured and printed).
+    Export(export::ExportArgs),
     /// (Re)build a model's MaxVol active sets (gamma, optionally clustered gamma_local) from
     /// data, streaming.
     Activeset(activeset::ActiveSetArgs),
@@ -205,6 +209,7 @@ where
         Command::Info(a) => info(a),
         Command::Cutoff(a) => cutoff::run(a),
         Command::ToLammps(a) => convert::run(a),
+        Command::Export(a) => export::run(a),
         Command::Calibrate(a) => calibrate::run(a),
         Command::CheckCutoffs(a) => check::run(a),
         Command::Report(a) => report::run(a),

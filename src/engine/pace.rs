@@ -1,49 +1,88 @@
 //! The MD step for a pacemaker potential ([`crate::pace::PaceModel`]): energies and neighbour
-//! gradients of one domain, with the same inputs, outputs and checks as [`super::Engine`].
-//! Uncertainties are not available for these potentials (asking for one is an error naming
+//! gradients of one domain, with the same inputs, outputs and checks as [`super::Engine`], and
+//! the extrapolation grade `gamma` when an active-set inverse (`.asi`) is attached. Other
+//! uncertainties are not available for these potentials (asking for one is an error naming
 //! what to do).
 
 use super::{Atoms, Outputs};
 use crate::error::{Error, ErrorKind};
-use crate::pace::{PaceModel, PaceScratch};
+use crate::pace::{ActiveSetInverse, PaceModel, PacePotential, PaceScratch};
+use crate::uq::Method;
 
-/// A pacemaker potential and the scratch memory of its steps.
+/// A pacemaker potential, its optional active-set inverse and the scratch memory of its steps.
 #[derive(Debug)]
 pub struct PaceEngine {
-    model: PaceModel,
+    pot: PacePotential,
+    asi: Option<ActiveSetInverse>,
     ws: PaceScratch,
     rij: Vec<[f64; 3]>,
     sj: Vec<i32>,
     grad: Vec<[f64; 3]>,
+    proj: Vec<f64>,
+    acc: Vec<f64>,
 }
 
 impl PaceEngine {
-    pub fn new(model: PaceModel) -> PaceEngine {
+    pub fn new(pot: PacePotential) -> PaceEngine {
         PaceEngine {
-            model,
+            pot,
+            asi: None,
             ws: PaceScratch::default(),
             rij: vec![],
             sj: vec![],
             grad: vec![],
+            proj: vec![],
+            acc: vec![],
         }
     }
 
     pub fn model(&self) -> &PaceModel {
-        &self.model
+        self.pot.model()
+    }
+
+    /// Read and attach an active-set inverse file (`.asi`), checking its species and sizes
+    /// against this potential's projections.
+    pub fn load_active_set(&mut self, path: &std::path::Path) -> Result<(), Error> {
+        let asi = crate::pace::read_active_set(path, &self.pot)
+            .map_err(|e| Error::new(ErrorKind::Data, e.to_string()))?;
+        self.asi = Some(asi);
+        Ok(())
+    }
+
+    /// The uncertainties this potential can give: `gamma` with an active-set inverse.
+    pub fn methods(&self) -> Vec<Method> {
+        if self.asi.is_some() {
+            vec![Method::Gamma]
+        } else {
+            vec![]
+        }
     }
 
     /// Energies and `dE_i/dr_ij` of the atoms of `ilist`; returns their total energy.
     pub fn step(&mut self, atoms: &Atoms, out: &mut Outputs) -> Result<f64, Error> {
-        atoms.validate(self.model.nspecies())?;
+        atoms.validate(self.pot.model().nspecies())?;
         let bad = |m: String| Error::new(ErrorKind::InvalidArgument, m);
-        if let Some((m, _)) = out.uq.first() {
+        let mut want_gamma = false;
+        for (m, _) in &out.uq {
+            if *m == Method::Gamma && self.asi.is_some() {
+                want_gamma = true;
+                continue;
+            }
             return Err(Error::new(
                 ErrorKind::Missing,
-                format!(
-                    "'{}': a pacemaker potential carries no uncertainty estimators in aceuq yet; \
-                     run it without uncertainty keywords",
-                    m.name()
-                ),
+                if *m == Method::Gamma {
+                    "'gamma' of a pacemaker potential needs its active-set inverse: \
+                     `pair_coeff * * pot.yaml pot.asi Elem ...` (build one with \
+                     `aceuq activeset --model pot.yaml --data train.xyz`)"
+                        .to_string()
+                } else {
+                    format!(
+                        "'{}': aceuq gives a pacemaker potential only the 'gamma' grade (with an \
+                         .asi file); remove '{}' from the uncertainty keywords",
+                        m.name(),
+                        m.name()
+                    )
+                },
             ));
         }
         let Atoms {
@@ -109,7 +148,8 @@ impl PaceEngine {
             self.grad.clear();
             self.grad.resize(hi - lo, [0.0; 3]);
             let e = self
-                .model
+                .pot
+                .model()
                 .atom_energy_grad(
                     &mut self.ws,
                     si as usize,
@@ -123,6 +163,18 @@ impl PaceEngine {
             }
             if let Some(ea) = out.eatom.as_deref_mut() {
                 ea[i] = e;
+            }
+            if want_gamma && let Some(asi) = &self.asi {
+                let si = si as usize;
+                self.pot
+                    .grade_projections(asi, &mut self.ws, si, &self.rij, &self.sj, &mut self.proj)
+                    .map_err(|e| Error::new(ErrorKind::Data, format!("atom {}: {e}", id(i))))?;
+                let g = asi.gamma(si, &self.proj, &mut self.acc);
+                for (m, v) in out.uq.iter_mut() {
+                    if *m == Method::Gamma {
+                        v[i] = g;
+                    }
+                }
             }
             total += e;
         }

@@ -20,7 +20,6 @@
 use crate::engine::pace::PaceEngine;
 use crate::engine::{Atoms, Engine, Outputs};
 use crate::error::{Error, ErrorKind};
-use crate::pace::PaceModel;
 use crate::potential::Potential;
 use crate::uq::Method;
 use std::cell::RefCell;
@@ -148,6 +147,14 @@ impl aceuq_model_t {
         match &self.kind {
             Kind::Native(e) => Ok(e),
             Kind::Pace(_) => Err(no_uq()),
+        }
+    }
+
+    /// The uncertainties this model can give.
+    fn methods(&self) -> Vec<Method> {
+        match &self.kind {
+            Kind::Native(e) => e.potential().uq.methods(),
+            Kind::Pace(p) => p.methods(),
         }
     }
 
@@ -412,8 +419,8 @@ pub unsafe extern "C" fn aceuq_model_load(
         // SAFETY: caller contract.
         let p = unsafe { cstr(path, "path") }?;
         init_threads();
-        let kind = if PaceModel::is_pace_file(Path::new(p)) {
-            let m = PaceModel::load(Path::new(p))
+        let kind = if crate::pace::is_pacemaker_potential(Path::new(p)) {
+            let m = crate::pace::PacePotential::load(Path::new(p))
                 .map_err(|e| Error::new(ErrorKind::Data, e.to_string()))?;
             Kind::Pace(Box::new(PaceEngine::new(m)))
         } else {
@@ -426,6 +433,39 @@ pub unsafe extern "C" fn aceuq_model_load(
         // SAFETY: caller contract.
         unsafe { out.write(Box::into_raw(h)) };
         Ok(())
+    })
+}
+
+/// Attach an active-set inverse (`.asi`, the numpy archive ML-PACE's `pace/extrapolation`
+/// reads, or one written by `aceuq activeset`) to a pacemaker potential, which then gives the
+/// `gamma` grade. An aceuq model carries its active sets in the model file: that is an
+/// `ACEUQ_STATUS_INVALID_ARGUMENT` error.
+///
+/// # Safety
+/// `model` must be a valid handle; `path` a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_load_active_set(
+    model: *mut aceuq_model_t,
+    path: *const c_char,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle_mut(model) }?;
+        // SAFETY: caller contract.
+        let p = unsafe { cstr(path, "path") }?;
+        match &mut h.kind {
+            Kind::Native(_) => fail(
+                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                format!(
+                    "{p}: an aceuq model carries its active sets in the model file; an .asi \
+                     file goes with a pacemaker potential"
+                ),
+            ),
+            Kind::Pace(e) => {
+                e.load_active_set(Path::new(p))?;
+                Ok(())
+            }
+        }
     })
 }
 
@@ -600,11 +640,7 @@ pub unsafe extern "C" fn aceuq_model_has_method(
                 format!("method id {method} out of range"),
             );
         };
-        put(
-            out,
-            h.pot().is_ok_and(|p| p.uq.methods().contains(&m)) as i32,
-            "out",
-        )
+        put(out, h.methods().contains(&m) as i32, "out")
     })
 }
 
@@ -698,7 +734,9 @@ fn compute(
         if p.is_null() {
             return Err(bad(format!("output array for {} is NULL", m.name())));
         }
-        if !h.pot()?.uq.methods().contains(&m) {
+        if matches!(h.kind, Kind::Pace(_)) {
+            // The pacemaker engine names what is missing (an .asi, or a method it cannot give).
+        } else if !h.methods().contains(&m) {
             return fail(
                 aceuq_status_t::ACEUQ_STATUS_MISSING,
                 format!(

@@ -16,11 +16,18 @@
 //! Layer 2, beside `model`: owns the pacemaker model alone (reading, evaluation). Imports
 //! structure and neighbors; nothing above it.
 
+mod active;
+pub mod asi;
+pub mod bbasis;
+pub mod export;
 mod radial;
 mod read_ace;
 mod read_yace;
 mod ylm;
 
+pub use active::{
+    ActiveSetInverse, PacePotential, is_pacemaker_potential, read_active_set, write_active_set,
+};
 pub use radial::{Family, InnerCutoff};
 pub use read_yace::to_yace;
 
@@ -195,6 +202,8 @@ pub struct PaceModel {
 /// coefficients (`ndensity` each), per factor the index of its `A` in the atom's `A` array.
 #[derive(Clone, Debug, Default)]
 struct FlatBasis {
+    /// Per basis function: its number of m-combinations.
+    ncomb: Vec<u32>,
     rank: Vec<u8>,
     idx: Vec<u32>,
     coef: Vec<f64>,
@@ -206,6 +215,7 @@ impl FlatBasis {
         let nd = sp.embedding.params.len();
         for f in &sp.funcs {
             let rank = f.rank();
+            fb.ncomb.push((f.ms.len() / rank) as u32);
             for (c, ms) in f.ms.chunks_exact(rank).enumerate() {
                 fb.rank.push(rank as u8);
                 for t in 0..rank {
@@ -219,6 +229,17 @@ impl FlatBasis {
         }
         fb
     }
+}
+
+/// What the energy switch of one atom needs from its neighbours.
+struct ShortRange {
+    /// ZBL inner cutoff (switch on the nearest neighbour) instead of the core-density switch.
+    zbl: bool,
+    /// Nearest-neighbour distance below the ZBL switch start, and which kept neighbour it is.
+    dmin: f64,
+    kmin: usize,
+    /// Core repulsion energy (also the density of the core switch).
+    rho_core: f64,
 }
 
 /// Per-atom working memory of [`PaceModel::atom_energy_grad`].
@@ -408,24 +429,22 @@ impl PaceModel {
         self.pairs.iter().map(|p| p.spec.cut).fold(0.0, f64::max)
     }
 
-    /// Energy of one atom of species `si` and `grad[k] = dE_i/dr_ij` for its neighbours
-    /// (`rij[k] = x_j - x_i`, species `sj[k]`, `-1` = ignored). Neighbours at or beyond the pair
-    /// cutoff get zero gradient.
-    pub fn atom_energy_grad(
+    /// Accumulate the atomic base of an atom of species `si` into `ws` (`ws.a1`: rank-1 base
+    /// `[μ * nradbase + k]`; `ws.a`: `A` over the full m range
+    /// `[(μ * nradmax + n) * nlm + l² + l + m]`; per kept neighbour its distance, direction,
+    /// species, radial and harmonic values for the backward pass) and return the short-range
+    /// state.
+    fn accumulate(
         &self,
         ws: &mut PaceScratch,
         si: usize,
         rij: &[[f64; 3]],
         sj: &[i32],
-        grad: &mut [[f64; 3]],
-    ) -> Result<f64, PaceError> {
+    ) -> Result<ShortRange, PaceError> {
         let ne = self.nspecies();
         let (nb, nr, nl) = (self.nradbase, self.nradmax, self.lmax + 1);
         let nlm_tri = lm(self.lmax, self.lmax) + 1;
         let nlm = nl * nl; // full m range, index l*l + l + m
-        let sp = &self.species[si];
-        // The species' own number of densities (ML-PACE: its embedding's `ndensity`).
-        let nd = sp.embedding.params.len();
         ws.a1.clear();
         ws.a1.resize(ne * nb, 0.0);
         ws.a.clear();
@@ -442,7 +461,6 @@ impl PaceModel {
         ws.dcr.clear();
         ws.tmp.resize(nb.max(nr * nl), 0.0);
         ws.tmpd.resize(nb.max(nr * nl), 0.0);
-        grad.iter_mut().for_each(|g| *g = [0.0; 3]);
         let zbl = matches!(self.pairs[si * ne].spec.inner, radial::InnerCutoff::Zbl);
         let (mut dmin, mut kmin) = (self.cutoffmax, usize::MAX);
         let mut rho_core = 0.0;
@@ -519,6 +537,39 @@ impl PaceModel {
                 }
             }
         }
+        Ok(ShortRange {
+            zbl,
+            dmin,
+            kmin,
+            rho_core,
+        })
+    }
+
+    /// Energy of one atom of species `si` and `grad[k] = dE_i/dr_ij` for its neighbours
+    /// (`rij[k] = x_j - x_i`, species `sj[k]`, `-1` = ignored). Neighbours at or beyond the pair
+    /// cutoff get zero gradient.
+    pub fn atom_energy_grad(
+        &self,
+        ws: &mut PaceScratch,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[i32],
+        grad: &mut [[f64; 3]],
+    ) -> Result<f64, PaceError> {
+        let ne = self.nspecies();
+        let (nb, nr, nl) = (self.nradbase, self.nradmax, self.lmax + 1);
+        let nlm_tri = lm(self.lmax, self.lmax) + 1;
+        let nlm = nl * nl;
+        let sp = &self.species[si];
+        // The species' own number of densities (ML-PACE: its embedding's `ndensity`).
+        let nd = sp.embedding.params.len();
+        grad.iter_mut().for_each(|g| *g = [0.0; 3]);
+        let ShortRange {
+            zbl,
+            dmin,
+            kmin,
+            rho_core,
+        } = self.accumulate(ws, si, rij, sj)?;
         let fb = &self.flat[si];
         // Densities, keeping the partial products dB for the backward pass.
         ws.rho.clear();
@@ -665,21 +716,77 @@ impl PaceModel {
         Ok(energy + sp.e0)
     }
 
+    /// Length of [`PaceModel::atom_projections`]' output for species `si`: one entry per basis
+    /// function (rank 1 first) and density.
+    pub fn nprojections(&self, si: usize) -> usize {
+        let sp = &self.species[si];
+        sp.embedding.params.len() * (sp.rank1.len() + sp.funcs.len())
+    }
+
+    /// Per-atom projections for the extrapolation grades: the linearised embedding
+    /// `x[p * nf + f] = dF/dρ_p · ρ_{p,f}`, with `ρ_{p,f}` the contribution of basis function `f`
+    /// (rank-1 functions first, then the others in file order) to density `p` and `nf` the
+    /// number of functions of species `si`. This is ML-PACE's `dE/dc` (`dF/dρ_p · B_f`) with each
+    /// column scaled by its coefficient, which leaves a D-optimality grade unchanged (an
+    /// invertible column scaling of every row) and needs no B-basis: a C-tilde function does
+    /// not know the B functions that were merged into it. `out` has
+    /// [`PaceModel::nprojections`] entries.
+    pub fn atom_projections(
+        &self,
+        ws: &mut PaceScratch,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[i32],
+        out: &mut [f64],
+    ) -> Result<(), PaceError> {
+        let sp = &self.species[si];
+        let nd = sp.embedding.params.len();
+        let nb = self.nradbase;
+        let nf = sp.rank1.len() + sp.funcs.len();
+        assert_eq!(out.len(), nd * nf, "projection buffer size");
+        self.accumulate(ws, si, rij, sj)?;
+        out.fill(0.0);
+        for (f, cf) in sp.rank1.iter().enumerate() {
+            let a = ws.a1[cf.mus[0] as usize * nb + cf.ns[0] as usize - 1];
+            for p in 0..nd {
+                out[p * nf + f] = cf.coefs[p] * a;
+            }
+        }
+        let fb = &self.flat[si];
+        let (mut q, mut c) = (0, 0);
+        for (k, &ncomb) in fb.ncomb.iter().enumerate() {
+            let f = sp.rank1.len() + k;
+            for _ in 0..ncomb {
+                let rank = fb.rank[c] as usize;
+                let mut b = C64::new(1.0, 0.0);
+                for &i in &fb.idx[q..q + rank] {
+                    b = b.mul(ws.a[i as usize]);
+                }
+                for p in 0..nd {
+                    out[p * nf + f] += b.re * fb.coef[c * nd + p];
+                }
+                q += rank;
+                c += 1;
+            }
+        }
+        ws.rho.clear();
+        ws.rho.resize(nd, 0.0);
+        for p in 0..nd {
+            ws.rho[p] = out[p * nf..(p + 1) * nf].iter().sum();
+        }
+        ws.drho.clear();
+        ws.drho.resize(nd, 0.0);
+        sp.embedding.eval(&ws.rho, &mut ws.drho);
+        for p in 0..nd {
+            let d = ws.drho[p];
+            out[p * nf..(p + 1) * nf].iter_mut().for_each(|x| *x *= d);
+        }
+        Ok(())
+    }
+
     /// Energies, forces and virial of a structure (neighbour list built here).
     pub fn predict(&self, s: &Structure) -> Result<Prediction, PaceError> {
-        let species: Vec<i32> = s
-            .symbols
-            .iter()
-            .enumerate()
-            .map(|(i, sym)| {
-                self.species_index(sym).map(|v| v as i32).ok_or_else(|| {
-                    PaceError::Data(format!(
-                        "atom {i}: species '{sym}' is not in the potential (elements: {})",
-                        self.elements.join(" ")
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let species = self.species_of(s)?;
         let nl =
             neighbors::build(s, self.max_cutoff()).map_err(|e| PaceError::Data(e.to_string()))?;
         let n = s.len();
@@ -726,6 +833,60 @@ impl PaceModel {
             )));
         }
         Ok(pred)
+    }
+
+    /// Species index of every atom of `s`, or an error naming an atom the potential lacks.
+    fn species_of(&self, s: &Structure) -> Result<Vec<i32>, PaceError> {
+        s.symbols
+            .iter()
+            .enumerate()
+            .map(|(i, sym)| {
+                self.species_index(sym).map(|v| v as i32).ok_or_else(|| {
+                    PaceError::Data(format!(
+                        "atom {i}: species '{sym}' is not in the potential (elements: {})",
+                        self.elements.join(" ")
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Per atom of `s`: its species index and its projection row, computed by `proj` (this
+    /// model's [`PaceModel::atom_projections`], or a B-basis potential's) into a row of
+    /// `len(species)` entries.
+    pub fn structure_rows(
+        &self,
+        s: &Structure,
+        len: impl Fn(usize) -> usize,
+        mut proj: impl FnMut(
+            &mut PaceScratch,
+            usize,
+            &[[f64; 3]],
+            &[i32],
+            &mut [f64],
+        ) -> Result<(), PaceError>,
+    ) -> Result<Vec<(usize, Vec<f64>)>, PaceError> {
+        let species = self.species_of(s)?;
+        let nl =
+            neighbors::build(s, self.max_cutoff()).map_err(|e| PaceError::Data(e.to_string()))?;
+        let mut ws = PaceScratch::default();
+        let mut sj = vec![];
+        (0..s.len())
+            .map(|i| {
+                let range = nl.range(i);
+                sj.clear();
+                sj.extend(nl.j[range.clone()].iter().map(|&j| species[j as usize]));
+                let si = species[i] as usize;
+                let mut row = vec![0.0; len(si)];
+                proj(&mut ws, si, &nl.rij[range], &sj, &mut row)?;
+                if row.iter().any(|v| !v.is_finite()) {
+                    return Err(PaceError::Data(format!(
+                        "atom {i}: non-finite projections (the potential overflows here)"
+                    )));
+                }
+                Ok((si, row))
+            })
+            .collect()
     }
 }
 

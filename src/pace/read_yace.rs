@@ -59,7 +59,7 @@ use std::fmt::Write as _;
 // The YAML subset.
 
 #[derive(Debug)]
-enum Kind {
+pub(super) enum Kind {
     /// An empty value (`key:` with nothing below it).
     Null,
     Scalar(String),
@@ -69,14 +69,14 @@ enum Kind {
 
 /// A YAML node and the (1-based) line where it starts.
 #[derive(Debug)]
-struct Node {
-    line: usize,
-    kind: Kind,
+pub(super) struct Node {
+    pub(super) line: usize,
+    pub(super) kind: Kind,
 }
 
 impl Node {
     /// The node as text: scalars as they are, sequences as `[a, b]` (keys of `bonds`).
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         match &self.kind {
             Kind::Null => String::new(),
             Kind::Scalar(s) => s.clone(),
@@ -94,7 +94,7 @@ impl Node {
         }
     }
 
-    fn what(&self) -> &'static str {
+    pub(super) fn what(&self) -> &'static str {
         match self.kind {
             Kind::Null => "nothing",
             Kind::Scalar(_) => "a single value",
@@ -325,7 +325,7 @@ impl<'a> Yaml<'a> {
         };
         self.err(
             line,
-            format!("YAML {what} are not supported in .yace files"),
+            format!("YAML {what} are not supported in pacemaker YAML files"),
         )
     }
 
@@ -873,6 +873,12 @@ impl<'a> Yaml<'a> {
     }
 }
 
+/// Parse a document of the supported YAML subset (also read by the B-basis `.yaml` reader,
+/// `super::bbasis`).
+pub(super) fn parse_document(file: &str, text: &str) -> Result<Node, PaceError> {
+    Yaml::new(file, text)?.document()
+}
+
 // ---------------------------------------------------------------------------------------------
 // From YAML nodes to the model.
 
@@ -887,12 +893,12 @@ const MAX_RADIAL: usize = 1000;
 const MAX_RANK: usize = 32;
 const MAX_DENSITIES: usize = 32;
 
-struct Ctx<'a> {
-    file: &'a str,
+pub(super) struct Ctx<'a> {
+    pub(super) file: &'a str,
 }
 
 impl Ctx<'_> {
-    fn err(&self, line: usize, key: &str, msg: impl std::fmt::Display) -> PaceError {
+    pub(super) fn err(&self, line: usize, key: &str, msg: impl std::fmt::Display) -> PaceError {
         PaceError::Format {
             file: self.file.to_string(),
             line,
@@ -901,7 +907,11 @@ impl Ctx<'_> {
         }
     }
 
-    fn entries<'n>(&self, n: &'n Node, key: &str) -> Result<&'n [(Node, Node)], PaceError> {
+    pub(super) fn entries<'n>(
+        &self,
+        n: &'n Node,
+        key: &str,
+    ) -> Result<&'n [(Node, Node)], PaceError> {
         match &n.kind {
             Kind::Map(v) => Ok(v),
             _ => Err(self.err(
@@ -912,7 +922,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn get<'n>(&self, m: &'n Node, name: &str) -> Option<&'n Node> {
+    pub(super) fn get<'n>(&self, m: &'n Node, name: &str) -> Option<&'n Node> {
         match &m.kind {
             Kind::Map(v) => v
                 .iter()
@@ -923,19 +933,29 @@ impl Ctx<'_> {
     }
 
     /// The value of `name` in mapping `m` (at `path`), which must be present.
-    fn req<'n>(&self, m: &'n Node, path: &str, name: &str) -> Result<&'n Node, PaceError> {
+    pub(super) fn req<'n>(
+        &self,
+        m: &'n Node,
+        path: &str,
+        name: &str,
+    ) -> Result<&'n Node, PaceError> {
         self.get(m, name)
             .ok_or_else(|| self.err(m.line, &join(path, name), "missing"))
     }
 
-    fn scalar<'n>(&self, n: &'n Node, key: &str, what: &str) -> Result<&'n str, PaceError> {
+    pub(super) fn scalar<'n>(
+        &self,
+        n: &'n Node,
+        key: &str,
+        what: &str,
+    ) -> Result<&'n str, PaceError> {
         match &n.kind {
             Kind::Scalar(s) => Ok(s),
             _ => Err(self.err(n.line, key, format!("expected {what}, found {}", n.what()))),
         }
     }
 
-    fn num(&self, n: &Node, key: &str) -> Result<f64, PaceError> {
+    pub(super) fn num(&self, n: &Node, key: &str) -> Result<f64, PaceError> {
         let t = self.scalar(n, key, "a number")?;
         let v = match t.to_ascii_lowercase().as_str() {
             ".inf" | "+.inf" => Ok(f64::INFINITY),
@@ -950,7 +970,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn int(&self, n: &Node, key: &str, max: usize) -> Result<usize, PaceError> {
+    pub(super) fn int(&self, n: &Node, key: &str, max: usize) -> Result<usize, PaceError> {
         let t = self.scalar(n, key, "an integer")?;
         match t.parse::<u64>() {
             Ok(v) if v <= max as u64 => Ok(v as usize),
@@ -963,21 +983,21 @@ impl Ctx<'_> {
         }
     }
 
-    fn list<'n>(&self, n: &'n Node, key: &str) -> Result<&'n [Node], PaceError> {
+    pub(super) fn list<'n>(&self, n: &'n Node, key: &str) -> Result<&'n [Node], PaceError> {
         match &n.kind {
             Kind::Seq(v) => Ok(v),
             _ => Err(self.err(n.line, key, format!("expected a list, found {}", n.what()))),
         }
     }
 
-    fn nums(&self, n: &Node, key: &str) -> Result<Vec<f64>, PaceError> {
+    pub(super) fn nums(&self, n: &Node, key: &str) -> Result<Vec<f64>, PaceError> {
         self.list(n, key)?
             .iter()
             .map(|x| self.num(x, key))
             .collect()
     }
 
-    fn ints(&self, n: &Node, key: &str, max: usize) -> Result<Vec<usize>, PaceError> {
+    pub(super) fn ints(&self, n: &Node, key: &str, max: usize) -> Result<Vec<usize>, PaceError> {
         self.list(n, key)?
             .iter()
             .map(|x| self.int(x, key, max))
@@ -1001,7 +1021,7 @@ impl Ctx<'_> {
     }
 }
 
-fn join(path: &str, name: &str) -> String {
+pub(super) fn join(path: &str, name: &str) -> String {
     if path.is_empty() {
         name.to_string()
     } else {
