@@ -5,6 +5,7 @@
      pair_coeff * * model.aceuq Li [Mg|NULL ...]
      pair_coeff * * Cu-PBE-core-rep.ace Cu      (a pacemaker potential: no uncertainty)
      pair_coeff * * pot.yaml pot.asi Cu         (pacemaker + active-set inverse: gamma)
+     pair_coeff * * pot.yaml pot.asi pot.cutoffs.toml Cu   (+ calibrated cutoffs of gamma)
 
    Energies, forces, per-atom energy and virial from the Rust library
    (aceuq_compute); per-atom uncertainties on the steps they are asked for:
@@ -166,13 +167,16 @@ void PairAceUq::coeff(int narg, char **arg)
   auto ends_with = [](const std::string &s, const std::string &tail) {
     return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
   };
-  const bool has_asi = narg == 4 + ntypes && ends_with(arg[3], ".asi");
-  const int first_elem = has_asi ? 4 : 3;
+  // and, optionally, the cutoffs `aceuq calibrate` wrote for them (pot.cutoffs.toml).
+  const bool has_asi = narg >= 4 + ntypes && ends_with(arg[3], ".asi");
+  const bool has_cutoffs = has_asi && narg == 5 + ntypes && ends_with(arg[4], ".toml");
+  const int first_elem = 3 + (has_asi ? 1 : 0) + (has_cutoffs ? 1 : 0);
   if (narg != first_elem + ntypes)
     error->all(FLERR,
-               "pair_coeff for ace/uq needs '* * model.aceuq' (or '* * pot.yaml pot.asi') "
-               "followed by one element name (or NULL) per atom type: {} types, got {} names",
-               ntypes, narg - 3);
+               "pair_coeff for ace/uq needs '* * model.aceuq' (or '* * pot.yaml pot.asi "
+               "[pot.cutoffs.toml]') followed by one element name (or NULL) per atom type: {} "
+               "types, got {} names",
+               ntypes, narg - first_elem);
   if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
     error->all(FLERR, "pair_coeff for ace/uq must use '* *' (one model for all types)");
 
@@ -203,6 +207,18 @@ void PairAceUq::coeff(int narg, char **arg)
       if (!ok_local)
         error->one(FLERR, "ace/uq: cannot load active set on this rank: {}", load_error);
       error->all(FLERR, "ace/uq: cannot load active set {} on another MPI rank", asi_file);
+    }
+  }
+  if (has_cutoffs) {
+    const std::string cut_file = arg[4];
+    ok_local = aceuq_model_load_cutoffs(model, cut_file.c_str()) == ACEUQ_STATUS_OK ? 1 : 0;
+    load_error = ok_local ? "" : aceuq_last_error();
+    MPI_Allreduce(&ok_local, &ok_min, 1, MPI_INT, MPI_MIN, world);
+    MPI_Allreduce(&ok_local, &ok_max, 1, MPI_INT, MPI_MAX, world);
+    if (ok_max == 0) error->all(FLERR, "ace/uq: cannot load cutoffs {}: {}", cut_file, load_error);
+    if (ok_min == 0) {
+      if (!ok_local) error->one(FLERR, "ace/uq: cannot load cutoffs on this rank: {}", load_error);
+      error->all(FLERR, "ace/uq: cannot load cutoffs {} on another MPI rank", cut_file);
     }
   }
 

@@ -215,6 +215,18 @@ aceuq_status_t aceuq_model_load(const char *path, aceuq_model_t **out);
 // `model` must be a valid handle; `path` a NUL-terminated string.
 aceuq_status_t aceuq_model_load_active_set(aceuq_model_t *model, const char *path);
 
+// Attach the cutoffs file `aceuq calibrate` wrote for a pacemaker potential
+// (`pot.cutoffs.toml`) to a handle whose active-set inverse is loaded
+// ([`aceuq_model_load_active_set`]); the file is checked against the potential and the active
+// set it was calibrated with. Then [`aceuq_model_uq_cutoffs`] gives its cutoffs of `gamma`.
+// `ACEUQ_STATUS_INVALID_ARGUMENT` for an aceuq model (its cutoffs are in the model file) or
+// without an active set; `ACEUQ_STATUS_DATA` for a file that does not parse or belongs to
+// other files.
+//
+// # Safety
+// `model` must be a valid handle, `path` a NUL-terminated string.
+aceuq_status_t aceuq_model_load_cutoffs(aceuq_model_t *model, const char *path);
+
 // Free a handle (NULL is ignored).
 //
 // # Safety

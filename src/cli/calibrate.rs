@@ -15,9 +15,14 @@ use std::path::PathBuf;
 /// Arguments of `aceuq calibrate`.
 #[derive(clap::Args, Debug)]
 pub struct CalibrateArgs {
-    /// Model file (*.aceuq) with uncertainty estimators.
+    /// Model file (*.aceuq) with uncertainty estimators, or a pacemaker potential (.yaml, .yace,
+    /// .ace) with its active-set inverse (--active-set).
     #[arg(long, short)]
     pub model: PathBuf,
+    /// Pacemaker potentials: the active-set inverse whose gamma is calibrated (default: the
+    /// potential's name with .asi).
+    #[arg(long)]
+    pub active_set: Option<PathBuf>,
     /// Validation data (labelled extended XYZ not used in the fit); may be repeated.
     #[arg(long, required = true, num_args = 1..)]
     pub valid: Vec<PathBuf>,
@@ -50,7 +55,8 @@ pub struct CalibrateArgs {
     /// Methods to calibrate (default: all the model has).
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<Method>,
-    /// Output model (default: overwrite --model atomically).
+    /// Output model (default: overwrite --model atomically). Pacemaker potentials: the cutoffs
+    /// file written beside them (default: the potential's name with .cutoffs.toml).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
@@ -82,10 +88,15 @@ pub fn text_table(headers: &[String], rows: &[Vec<String>]) -> String {
 
 /// Number of atoms per model species in `data`.
 pub fn atoms_per_species(model: &crate::model::Model, data: &[crate::Structure]) -> Vec<u64> {
-    let mut n = vec![0u64; model.nspecies()];
+    atoms_per_name(&model.species, data)
+}
+
+/// Number of atoms of each of `species` in `data`.
+fn atoms_per_name(species: &[String], data: &[crate::Structure]) -> Vec<u64> {
+    let mut n = vec![0u64; species.len()];
     for s in data {
         for sym in &s.symbols {
-            if let Some(k) = model.species_index(sym) {
+            if let Some(k) = species.iter().position(|x| x == sym) {
                 n[k] += 1;
             }
         }
@@ -106,6 +117,23 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
         a.p_halt > 0.0 && a.p_halt < 1.0,
         "strictly between 0 and 1",
     )?;
+    if a.pool_size.is_some_and(|n| n < 2) {
+        bail!(
+            "--pool-size {} is too small: give the number of atoms the cutoffs will be applied \
+             to (frames x atoms of the run you will watch, at least 2)",
+            a.pool_size.unwrap_or(0)
+        );
+    }
+    if crate::pace::is_pacemaker_potential(&a.model) {
+        return run_pace(a);
+    }
+    if let Some(asi) = &a.active_set {
+        bail!(
+            "--active-set {}: only for pacemaker potentials (.yaml, .yace, .ace); an aceuq model \
+             carries its own active sets",
+            asi.display()
+        );
+    }
     let mut pot = load_model(&a.model)?;
     let model = &pot.model;
     let available = pot.uq.methods();
@@ -130,29 +158,55 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
             );
         }
     }
-    if a.pool_size.is_some_and(|n| n < 2) {
-        bail!(
-            "--pool-size {} is too small: give the number of atoms the cutoffs will be applied \
-             to (frames x atoms of the run you will watch, at least 2)",
-            a.pool_size.unwrap_or(0)
+    let (valid, high) = read_data(a)?;
+    let nvalid = atoms_per_species(model, &valid);
+    let napply = napply(a, &model.species, &nvalid)?;
+    let settings = settings(a, &model.species, &nvalid, &napply, high_atoms(&high));
+    let result = calibrate_potential(&pot, &valid, &high, &napply, &settings, &methods)?;
+    print_result(a, &result);
+    if !result.cluster_rows.is_empty() {
+        println!(
+            "\n{} per cluster (N of the species split over its clusters in proportion to their \
+             validation atoms; a cluster with fewer than {MIN_CLUSTER_ATOMS} atoms, or whose fit \
+             fails, uses the species cutoffs):",
+            Method::GammaLocal.name()
         );
+        print!("{}", text_table(&cluster_header(), &result.cluster_rows));
     }
+    let cals = result.calibration;
+    pot.uq.calibration = cals;
+    let out = a.out.as_ref().unwrap_or(&a.model);
+    pot.save(out)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+/// The validation and high-uncertainty structures, every frame with reference forces (the
+/// upper cutoffs are fitted to force errors).
+fn read_data(a: &CalibrateArgs) -> Result<(Vec<crate::Structure>, Vec<crate::Structure>)> {
     let valid = a.keys.read(&a.valid)?;
     let high = if a.high.is_empty() {
         vec![]
     } else {
         a.keys.read(&a.high)?
     };
-    // The upper cutoffs are fitted to force errors: every frame needs its reference forces.
     for data in [&valid, &high] {
         a.keys.require(data, crate::io::extxyz::Label::Forces, "")?;
     }
-    let nvalid = atoms_per_species(model, &valid);
-    let napply: Vec<u64> = match (&a.pool, a.pool_size) {
+    Ok((valid, high))
+}
+
+fn high_atoms(high: &[crate::Structure]) -> usize {
+    high.iter().map(|s| s.len()).sum()
+}
+
+/// N per species: atoms of --pool, or --pool-size split in the proportions of `nvalid`.
+fn napply(a: &CalibrateArgs, species: &[String], nvalid: &[u64]) -> Result<Vec<u64>> {
+    Ok(match (&a.pool, a.pool_size) {
         (Some(p), _) => {
             let frames = crate::io::extxyz::read_file(p, &Default::default())
                 .with_context(|| format!("reading the pool {}", p.display()))?;
-            atoms_per_species(model, &frames)
+            atoms_per_name(species, &frames)
         }
         (None, Some(n)) => {
             let total: u64 = nvalid.iter().sum::<u64>().max(1);
@@ -164,14 +218,24 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
         (None, None) => {
             bail!("give --pool-size N (atoms the cutoffs will be applied to) or --pool FILE")
         }
-    };
+    })
+}
+
+/// The settings of this run, with its provenance line.
+fn settings(
+    a: &CalibrateArgs,
+    species: &[String],
+    nvalid: &[u64],
+    napply: &[u64],
+    high_atoms: usize,
+) -> CalibrateSettings {
     let files = |f: &[PathBuf]| {
         f.iter()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let settings = CalibrateSettings {
+    CalibrateSettings {
         max_error: a.max_error,
         tail: a.tail,
         upper_rule: a.upper_rule,
@@ -183,18 +247,14 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
             crate::progress::utc_now(),
             files(&a.valid),
             nvalid.iter().sum::<u64>(),
-            if high.is_empty() {
+            if a.high.is_empty() {
                 String::new()
             } else {
-                format!(
-                    ", high {} ({} atoms)",
-                    files(&a.high),
-                    high.iter().map(|s| s.len()).sum::<usize>()
-                )
+                format!(", high {} ({high_atoms} atoms)", files(&a.high))
             },
             napply
                 .iter()
-                .zip(&model.species)
+                .zip(species)
                 .map(|(n, s)| format!("{s} {n}"))
                 .collect::<Vec<_>>()
                 .join(", "),
@@ -207,8 +267,11 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
                 String::new()
             }
         )),
-    };
-    let result = calibrate_potential(&pot, &valid, &high, &napply, &settings, &methods)?;
+    }
+}
+
+/// Warnings, caveats, the table and what its columns mean.
+fn print_result(a: &CalibrateArgs, result: &crate::calibration::CalibrationResult) {
     for w in &result.warnings {
         eprintln!("warning: {w}");
     }
@@ -231,20 +294,76 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
             ),
         }
     );
-    if !result.cluster_rows.is_empty() {
-        println!(
-            "\n{} per cluster (N of the species split over its clusters in proportion to their \
-             validation atoms; a cluster with fewer than {MIN_CLUSTER_ATOMS} atoms, or whose fit \
-             fails, uses the species cutoffs):",
-            Method::GammaLocal.name()
+}
+
+/// `aceuq calibrate` for a pacemaker potential: `gamma` of its active-set inverse, cutoffs
+/// written to a file beside the potential (which, like the `.asi`, is not changed).
+fn run_pace(a: &CalibrateArgs) -> Result<()> {
+    if a.methods.iter().any(|&m| m != Method::Gamma) {
+        bail!(
+            "{}: a pacemaker potential has only the 'gamma' grade of its active-set inverse \
+             (remove --methods or give --methods gamma)",
+            a.model.display()
         );
-        print!("{}", text_table(&cluster_header(), &result.cluster_rows));
     }
-    let cals = result.calibration;
-    pot.uq.calibration = cals;
-    let out = a.out.as_ref().unwrap_or(&a.model);
-    pot.save(out)?;
-    eprintln!("wrote {}", out.display());
+    let asi_path = a
+        .active_set
+        .clone()
+        .unwrap_or_else(|| a.model.with_extension("asi"));
+    if !asi_path.is_file() {
+        bail!(
+            "{}: no such active-set inverse: give --active-set pot.asi (ML-PACE's, or built with \
+             `aceuq activeset --model {} --data train.xyz --out pot.asi`)",
+            asi_path.display(),
+            a.model.display()
+        );
+    }
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| a.model.with_extension("cutoffs.toml"));
+    if out.extension().and_then(|e| e.to_str()) != Some("toml") {
+        bail!(
+            "--out {}: the cutoffs of a pacemaker potential are written as a TOML file beside \
+             it (the potential and its .asi are not changed): give a name ending in .toml",
+            out.display()
+        );
+    }
+    let pot = crate::pace::PacePotential::load(&a.model)
+        .with_context(|| format!("cannot load {}", a.model.display()))?;
+    let asi = crate::pace::read_active_set(&asi_path, &pot)
+        .with_context(|| format!("cannot load {}", asi_path.display()))?;
+    let elements = pot.model().elements.clone();
+    let (valid, high) = read_data(a)?;
+    let nvalid = atoms_per_name(&elements, &valid);
+    let napply = napply(a, &elements, &nvalid)?;
+    let settings = settings(a, &elements, &nvalid, &napply, high_atoms(&high));
+    eprintln!(
+        "{} ({}) with {}: gamma of {} validation atoms",
+        a.model.display(),
+        pot.kind(),
+        asi_path.display(),
+        nvalid.iter().sum::<u64>()
+    );
+    let result =
+        crate::calibration::calibrate_pacemaker(&pot, &asi, &valid, &high, &napply, &settings)?;
+    print_result(a, &result);
+    if result.calibration.is_empty() {
+        bail!("no element had enough validation atoms: nothing written");
+    }
+    let file =
+        crate::pace::cutoffs::PaceCutoffs::new(&a.model, &asi_path, &elements, result.calibration)?;
+    file.save(&out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!(
+        "wrote {}; in LAMMPS: pair_coeff * * {} {} {} {} (then fix ace/uq/watch ... lower auto \
+         upper auto)",
+        out.display(),
+        a.model.display(),
+        asi_path.display(),
+        out.display(),
+        elements.join(" ")
+    );
     Ok(())
 }
 

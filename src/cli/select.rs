@@ -3,7 +3,8 @@
 
 use crate::io::extxyz::{ReadOptions, WriteOptions};
 use crate::structure::InfoValue;
-use crate::uq::activeset::{Settings, StructureSource, select};
+use crate::uq::UqError;
+use crate::uq::activeset::{Chunk, GlobalActiveSets, RowSource, Settings, StructureSource, select};
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,9 +12,14 @@ use std::sync::Arc;
 /// Arguments of `aceuq select`.
 #[derive(clap::Args, Debug)]
 pub struct SelectArgs {
-    /// Model file (*.aceuq) with active sets (`aceuq activeset`).
+    /// Model file (*.aceuq) with active sets (`aceuq activeset`), or a pacemaker potential
+    /// (.yaml, .yace, .ace) with its active-set inverse (--active-set).
     #[arg(long, short)]
     pub model: PathBuf,
+    /// Pacemaker potentials: the active-set inverse to select against (default: the
+    /// potential's name with .asi).
+    #[arg(long)]
+    pub active_set: Option<PathBuf>,
     /// Candidate structures: extended XYZ (the frames `fix ace/uq/watch` dumps) or LAMMPS
     /// `dump custom` text files (e.g. ML-PACE's extrapolative structures; atom types map to
     /// species through --elements); may be repeated. A cut-off last frame (killed run) is
@@ -68,14 +74,53 @@ pub fn run(a: &SelectArgs) -> Result<()> {
     if a.max == 0 {
         bail!("--max must be at least 1");
     }
-    let pot = super::load_model(&a.model)?;
-    let model = &pot.model;
-    let Some(sets) = pot.uq.active_set.as_ref() else {
-        bail!(
-            "{}: the model has no active sets; build them with `aceuq activeset --model {} --data TRAIN.xyz`",
-            a.model.display(),
-            a.model.display()
-        );
+    // An aceuq model's own active sets, or a pacemaker potential's .asi.
+    let (native, pace) = if crate::pace::is_pacemaker_potential(&a.model) {
+        let asi_path = a
+            .active_set
+            .clone()
+            .unwrap_or_else(|| a.model.with_extension("asi"));
+        if !asi_path.is_file() {
+            bail!(
+                "{}: no such active-set inverse: give --active-set pot.asi (ML-PACE's, or built \
+                 with `aceuq activeset --model {} --data train.xyz --out pot.asi`)",
+                asi_path.display(),
+                a.model.display()
+            );
+        }
+        let pot = crate::pace::PacePotential::load(&a.model)
+            .with_context(|| format!("cannot load {}", a.model.display()))?;
+        let asi = crate::pace::read_active_set(&asi_path, &pot)
+            .with_context(|| format!("cannot load {}", asi_path.display()))?;
+        let sets = GlobalActiveSets::from_inverses(&pot.model().elements, &asi.species)
+            .with_context(|| format!("{}: the active-set matrices", asi_path.display()))?;
+        (None, Some((pot, asi, sets)))
+    } else {
+        if let Some(p) = &a.active_set {
+            bail!(
+                "--active-set {}: only for pacemaker potentials (.yaml, .yace, .ace); an aceuq \
+                 model carries its own active sets",
+                p.display()
+            );
+        }
+        (Some(super::load_model(&a.model)?), None)
+    };
+    let species: Vec<String> = match (&native, &pace) {
+        (Some(pot), _) => pot.model.species.clone(),
+        (_, Some((pot, ..))) => pot.model().elements.clone(),
+        _ => unreachable!("one of the two is loaded"),
+    };
+    let sets = match (&native, &pace) {
+        (Some(pot), _) => match pot.uq.active_set.as_ref() {
+            Some(sets) => sets,
+            None => bail!(
+                "{}: the model has no active sets; build them with `aceuq activeset --model {} --data TRAIN.xyz`",
+                a.model.display(),
+                a.model.display()
+            ),
+        },
+        (_, Some((.., sets))) => sets,
+        _ => unreachable!("one of the two is loaded"),
     };
     let mut settings = Settings::default();
     if let Some(t) = a.tol {
@@ -90,7 +135,7 @@ pub fn run(a: &SelectArgs) -> Result<()> {
     let mut halts = 0;
     for f in &a.candidates {
         let frames = if is_lammps_dump(f)? {
-            let types = a.elements.as_deref().unwrap_or(&model.species);
+            let types = a.elements.as_deref().unwrap_or(&species);
             let d = crate::io::lammps_dump::read_dump(f, Some(types))?;
             for w in &d.warnings {
                 eprintln!("warning: {w}");
@@ -100,7 +145,7 @@ pub fn run(a: &SelectArgs) -> Result<()> {
                     "note: {}: atom types read as {} (the model's species in order; give \
                      --elements for another pair_coeff order)",
                     f.display(),
-                    model.species.join(" ")
+                    species.join(" ")
                 );
             }
             d.frames
@@ -130,13 +175,13 @@ pub fn run(a: &SelectArgs) -> Result<()> {
     if let Some(bad) = cands
         .iter()
         .flat_map(|s| s.symbols.iter().map(move |x| (s, x)))
-        .find(|(_, x)| !model.species.contains(x))
+        .find(|(_, x)| !species.contains(x))
     {
         bail!(
             "{}: species '{}' is not in the model ({}){}",
             bad.0.origin,
             bad.1,
-            model.species.join(", "),
+            species.join(", "),
             if a.elements.is_some() {
                 "; check --elements"
             } else {
@@ -144,13 +189,35 @@ pub fn run(a: &SelectArgs) -> Result<()> {
             }
         );
     }
-    let mut src = StructureSource {
-        model,
-        data: &cands,
-        chunk: a.chunk,
-    };
-    let rep = select(model, sets, &mut src, a.max, &settings, true)
-        .context("candidate selection failed")?;
+    let rep = match (&native, &pace) {
+        (Some(pot), _) => select(
+            &species,
+            sets,
+            &mut StructureSource {
+                model: &pot.model,
+                data: &cands,
+                chunk: a.chunk,
+            },
+            a.max,
+            &settings,
+            true,
+        ),
+        (_, Some((pot, asi, _))) => select(
+            &species,
+            sets,
+            &mut PaceFrames {
+                pot,
+                asi,
+                data: &cands,
+                chunk: a.chunk.max(1),
+            },
+            a.max,
+            &settings,
+            true,
+        ),
+        _ => unreachable!("one of the two is loaded"),
+    }
+    .context("candidate selection failed")?;
     println!(
         "{:>4}  {:<40} {:>6} {:>9} {:>10}  config_type",
         "rank", "structure", "atoms", "new rows", "max gamma"
@@ -184,4 +251,40 @@ pub fn run(a: &SelectArgs) -> Result<()> {
         rep.contributing
     );
     Ok(())
+}
+
+/// Candidate structures in memory, graded on a pacemaker potential's projections of the kind
+/// its active-set inverse holds, `chunk` structures at a time.
+struct PaceFrames<'a> {
+    pot: &'a crate::pace::PacePotential,
+    asi: &'a crate::pace::ActiveSetInverse,
+    data: &'a [crate::Structure],
+    chunk: usize,
+}
+
+impl RowSource for PaceFrames<'_> {
+    fn pass(
+        &mut self,
+        sink: &mut dyn FnMut(Chunk<'_>) -> Result<(), UqError>,
+    ) -> Result<(), UqError> {
+        for (k, part) in self.data.chunks(self.chunk).enumerate() {
+            let names: Vec<String> = part.iter().map(|s| s.origin.to_string()).collect();
+            let refs: Vec<(&crate::Structure, &str)> = part
+                .iter()
+                .zip(&names)
+                .map(|(s, n)| (s, n.as_str()))
+                .collect();
+            let table = super::activeset::pace_table(self.pot, Some(self.asi), &refs)?;
+            sink(Chunk {
+                table: &table,
+                first: (k * self.chunk) as u32,
+                labels: &[],
+            })?;
+        }
+        Ok(())
+    }
+
+    fn rows_hint(&self) -> Option<u64> {
+        Some(self.data.iter().map(|s| s.len() as u64).sum())
+    }
 }

@@ -6,6 +6,7 @@
 
 use super::{Atoms, Outputs};
 use crate::error::{Error, ErrorKind};
+use crate::pace::cutoffs::PaceCutoffs;
 use crate::pace::{ActiveSetInverse, PaceModel, PacePotential, PaceScratch};
 use crate::uq::Method;
 
@@ -13,7 +14,13 @@ use crate::uq::Method;
 #[derive(Debug)]
 pub struct PaceEngine {
     pot: PacePotential,
+    /// The potential file (cutoffs files are checked against it).
+    path: std::path::PathBuf,
     asi: Option<ActiveSetInverse>,
+    /// The `.asi` file the grade comes from.
+    asi_path: Option<std::path::PathBuf>,
+    /// Calibrated cutoffs of the grade (`aceuq calibrate`).
+    cutoffs: Option<PaceCutoffs>,
     ws: PaceScratch,
     rij: Vec<[f64; 3]>,
     sj: Vec<i32>,
@@ -23,10 +30,14 @@ pub struct PaceEngine {
 }
 
 impl PaceEngine {
-    pub fn new(pot: PacePotential) -> PaceEngine {
+    /// The potential `pot` read from `path`.
+    pub fn new(pot: PacePotential, path: &std::path::Path) -> PaceEngine {
         PaceEngine {
             pot,
+            path: path.to_path_buf(),
             asi: None,
+            asi_path: None,
+            cutoffs: None,
             ws: PaceScratch::default(),
             rij: vec![],
             sj: vec![],
@@ -46,7 +57,37 @@ impl PaceEngine {
         let asi = crate::pace::read_active_set(path, &self.pot)
             .map_err(|e| Error::new(ErrorKind::Data, e.to_string()))?;
         self.asi = Some(asi);
+        self.asi_path = Some(path.to_path_buf());
+        self.cutoffs = None;
         Ok(())
+    }
+
+    /// Read and attach the cutoffs `aceuq calibrate` wrote for this potential and its active
+    /// set (which must be attached first: the file is checked against both).
+    pub fn load_cutoffs(&mut self, path: &std::path::Path) -> Result<(), Error> {
+        let Some(asi) = &self.asi_path else {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "{}: cutoffs of gamma need the active-set inverse they were calibrated with                      (pair_coeff * * pot.yaml pot.asi {} Elem ...)",
+                    path.display(),
+                    path.display()
+                ),
+            ));
+        };
+        let c = PaceCutoffs::load(path, &self.path, asi, &self.pot.model().elements)
+            .map_err(|e| Error::new(ErrorKind::Data, e.to_string()))?;
+        self.cutoffs = Some(c);
+        Ok(())
+    }
+
+    /// The calibration entry of `method` for element index `species`, if one was loaded.
+    pub fn stored_calibration(
+        &self,
+        method: Method,
+        species: usize,
+    ) -> Option<&crate::stats::cutoff::Calibration> {
+        self.cutoffs.as_ref()?.entry(method, species)
     }
 
     /// The uncertainties this potential can give: `gamma` with an active-set inverse.

@@ -143,6 +143,21 @@ impl aceuq_model_t {
         }
     }
 
+    /// The stored calibration entry of `method` for species `species` (and `gamma_local`
+    /// cluster `cluster`): an aceuq model's, or the cutoffs file loaded with a pacemaker
+    /// potential.
+    fn stored_calibration(
+        &self,
+        method: Method,
+        species: usize,
+        cluster: Option<usize>,
+    ) -> Result<Option<&crate::stats::cutoff::Calibration>, Failure> {
+        match &self.kind {
+            Kind::Native(e) => Ok(e.potential().stored_calibration(method, species, cluster)),
+            Kind::Pace(p) => Ok(p.stored_calibration(method, species)),
+        }
+    }
+
     fn engine(&self) -> Result<&Engine, Failure> {
         match &self.kind {
             Kind::Native(e) => Ok(e),
@@ -422,7 +437,7 @@ pub unsafe extern "C" fn aceuq_model_load(
         let kind = if crate::pace::is_pacemaker_potential(Path::new(p)) {
             let m = crate::pace::PacePotential::load(Path::new(p))
                 .map_err(|e| Error::new(ErrorKind::Data, e.to_string()))?;
-            Kind::Pace(Box::new(PaceEngine::new(m)))
+            Kind::Pace(Box::new(PaceEngine::new(m, Path::new(p))))
         } else {
             let pot = Potential::load(Path::new(p)).map_err(Error::from)?;
             Kind::Native(Box::new(
@@ -463,6 +478,42 @@ pub unsafe extern "C" fn aceuq_model_load_active_set(
             ),
             Kind::Pace(e) => {
                 e.load_active_set(Path::new(p))?;
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Attach the cutoffs file `aceuq calibrate` wrote for a pacemaker potential
+/// (`pot.cutoffs.toml`) to a handle whose active-set inverse is loaded
+/// ([`aceuq_model_load_active_set`]); the file is checked against the potential and the active
+/// set it was calibrated with. Then [`aceuq_model_uq_cutoffs`] gives its cutoffs of `gamma`.
+/// `ACEUQ_STATUS_INVALID_ARGUMENT` for an aceuq model (its cutoffs are in the model file) or
+/// without an active set; `ACEUQ_STATUS_DATA` for a file that does not parse or belongs to
+/// other files.
+///
+/// # Safety
+/// `model` must be a valid handle, `path` a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_load_cutoffs(
+    model: *mut aceuq_model_t,
+    path: *const c_char,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle_mut(model) }?;
+        // SAFETY: caller contract.
+        let p = unsafe { cstr(path, "path") }?;
+        match &mut h.kind {
+            Kind::Native(_) => fail(
+                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                format!(
+                    "{p}: an aceuq model carries its cutoffs in the model file; a cutoffs file \
+                     goes with a pacemaker potential"
+                ),
+            ),
+            Kind::Pace(e) => {
+                e.load_cutoffs(Path::new(p))?;
                 Ok(())
             }
         }
@@ -1140,11 +1191,22 @@ pub unsafe extern "C" fn aceuq_model_uq_cutoffs(
                 format!("species index {species} out of range"),
             );
         };
-        match h.pot()?.stored_cutoffs(m, sp) {
+        match h.stored_calibration(m, sp, None)?.map(|c| (c.u_c, c.u_max)) {
             Some((lo, hi)) => {
                 put(lower, lo, "lower")?;
                 put(upper, hi, "upper")
             }
+            None if matches!(h.kind, Kind::Pace(_)) => fail(
+                aceuq_status_t::ACEUQ_STATUS_MISSING,
+                format!(
+                    "this pacemaker potential has no calibrated cutoffs for '{}' of {}: run \
+                     `aceuq calibrate --model pot.yaml --active-set pot.asi --valid labelled.xyz \
+                     --pool-size N` and give the file it writes after the .asi (pair_coeff * * \
+                     pot.yaml pot.asi pot.cutoffs.toml Elem ...), or give numbers for lower/upper",
+                    m.name(),
+                    h.species()[sp]
+                ),
+            ),
             None => fail(
                 aceuq_status_t::ACEUQ_STATUS_MISSING,
                 format!(
@@ -1321,7 +1383,7 @@ pub unsafe extern "C" fn aceuq_model_uq_calibration_note(
                 format!("buf is NULL but len is {len} (pass len 0 to ask for the size only)"),
             );
         }
-        let Some(cal) = h.pot()?.stored_calibration(m, sp, cl) else {
+        let Some(cal) = h.stored_calibration(m, sp, cl)? else {
             return fail(
                 aceuq_status_t::ACEUQ_STATUS_MISSING,
                 format!(

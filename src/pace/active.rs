@@ -101,6 +101,35 @@ impl PacePotential {
         }
     }
 
+    /// Per atom of `s`: species index and the projection row of the kind `asi` grades (linear or
+    /// not), as the MD step computes it.
+    pub fn grade_rows(
+        &self,
+        asi: &ActiveSetInverse,
+        s: &Structure,
+    ) -> Result<Vec<(usize, Vec<f64>)>, PaceError> {
+        let mut buf = vec![];
+        self.model().structure_rows(
+            s,
+            |si| asi.species[si].0,
+            |ws, si, rij, sj, out| {
+                self.grade_projections(asi, ws, si, rij, sj, &mut buf)?;
+                out.copy_from_slice(&buf);
+                Ok(())
+            },
+        )
+    }
+
+    /// Per-atom grade of the atoms of `s` with `asi`, as the MD step computes them.
+    pub fn grades(&self, asi: &ActiveSetInverse, s: &Structure) -> Result<Vec<f64>, PaceError> {
+        let mut acc = vec![];
+        Ok(self
+            .grade_rows(asi, s)?
+            .iter()
+            .map(|(si, row)| asi.gamma(*si, row, &mut acc))
+            .collect())
+    }
+
     /// Per atom of `s`: species index and projection row.
     pub fn structure_rows(&self, s: &Structure) -> Result<Vec<(usize, Vec<f64>)>, PaceError> {
         self.model().structure_rows(

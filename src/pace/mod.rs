@@ -19,6 +19,7 @@
 mod active;
 pub mod asi;
 pub mod bbasis;
+pub mod cutoffs;
 pub mod export;
 mod radial;
 mod read_ace;

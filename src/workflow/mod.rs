@@ -785,7 +785,7 @@ fn iteration(
             chunk: 64,
         };
         let rep = select(
-            model,
+            &model.species,
             sets,
             &mut src,
             cfg.run.max_new,

@@ -26,6 +26,56 @@ pub struct GlobalActiveSets {
 const GLOBAL: &str = "gamma";
 
 impl GlobalActiveSets {
+    /// Sets given by their inverses alone (`.asi` files: per species `(m, M)`, `M` row-major
+    /// `m × m`): the active rows are `M⁻¹`, where they came from is unknown. Enough to grade and
+    /// to select against ([`super::select`]).
+    pub fn from_inverses(
+        names: &[String],
+        inverses: &[(usize, Vec<f64>)],
+    ) -> Result<GlobalActiveSets, UqError> {
+        let species = names
+            .iter()
+            .zip(inverses)
+            .map(|(name, (m, inv))| {
+                let m = *m;
+                // Rows of M (projections) differ in size by orders of magnitude: invert D M,
+                // D scaling every row to a largest entry of 1, then A = (D M)⁻¹ D.
+                let d: Vec<f64> = inv
+                    .chunks_exact(m)
+                    .map(|r| {
+                        let x = r.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+                        if x > 0.0 { 1.0 / x } else { 1.0 }
+                    })
+                    .collect();
+                let scaled: Vec<f64> = inv.iter().enumerate().map(|(k, v)| v * d[k / m]).collect();
+                let a = crate::uq::maxvol::invert(&scaled, m, 1e-14, &format!("species {name}"))
+                    .map_err(uq_err)?;
+                let rows: Vec<f64> = a
+                    .inv
+                    .iter()
+                    .enumerate()
+                    .map(|(k, v)| v * d[k % m])
+                    .collect();
+                Ok(SpeciesActiveSet {
+                    m,
+                    rows,
+                    inverse: inv.clone(),
+                    source: vec![],
+                    cond: a.cond,
+                    screen: Default::default(),
+                    proj: None,
+                })
+            })
+            .collect::<Result<Vec<_>, UqError>>()?;
+        Ok(GlobalActiveSets {
+            info: BuildInfo {
+                species: names.to_vec(),
+                ..Default::default()
+            },
+            species,
+        })
+    }
+
     /// Build from a descriptor table in memory.
     pub fn build(
         model: &Model,

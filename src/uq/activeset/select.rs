@@ -6,7 +6,6 @@ use super::species::GammaScratch;
 use super::{
     BySpecies, ByStructure, Chunk, Group, PassError, Route, RowSource, Settings, run_passes, uq_err,
 };
-use crate::model::Model;
 use crate::uq::maxvol::{PassStats, RowId, StreamingMaxVol};
 use crate::uq::{DescriptorTable, UqError};
 use std::collections::BTreeMap;
@@ -98,7 +97,7 @@ impl RowSource for Extrapolative<'_, '_> {
 /// enter: an atom inside the training domain is not worth labelling even if swaps made
 /// elsewhere would later let it in. Memory stays bounded (rows stream through).
 pub fn select(
-    model: &Model,
+    species: &[String],
     sets: &GlobalActiveSets,
     candidates: &mut dyn RowSource,
     max_k: usize,
@@ -106,11 +105,11 @@ pub fn select(
     progress: bool,
 ) -> Result<SelectionReport, UqError> {
     settings.validate()?;
-    if sets.species.len() != model.nspecies() {
+    if sets.species.len() != species.len() {
         return Err(UqError::Data(format!(
             "the active sets have {} species, the model {}",
             sets.species.len(),
-            model.nspecies()
+            species.len()
         )));
     }
     let opts = settings.options();
@@ -131,7 +130,7 @@ pub fn select(
                     set.m,
                     settings.batch,
                     opts,
-                    &format!("species {}", model.species[s]),
+                    &format!("species {}", species[s]),
                     set.rows.clone(),
                     ids,
                 )
@@ -145,7 +144,7 @@ pub fn select(
         })
         .collect::<Result<Vec<_>, UqError>>()?;
     let mut notes = vec![];
-    let nm = |k: usize| format!("species {}", model.species[k]);
+    let nm = |k: usize| format!("species {}", species[k]);
     let mut src = Extrapolative {
         inner: candidates,
         sets,

@@ -808,7 +808,7 @@ fn an_alloy_with_fewer_atoms_per_species_than_functions_builds_gamma_and_selects
         table: &table,
         labels: &[],
     };
-    let rep = select(&model, &g, &mut src, 2, &settings, false).unwrap();
+    let rep = select(&model.species, &g, &mut src, 2, &settings, false).unwrap();
     assert!(!rep.chosen.is_empty(), "{rep:?}");
     assert!(rep.chosen.iter().all(|c| c.structure >= 3), "{rep:?}");
 }
@@ -898,7 +898,7 @@ fn selection_prefers_structures_outside_the_training_domain() {
         data: &cands,
         chunk: 2,
     };
-    let rep = select(&model, &g, &mut src, 3, &Settings::default(), false).unwrap();
+    let rep = select(&model.species, &g, &mut src, 3, &Settings::default(), false).unwrap();
     assert_eq!(rep.candidates, 4);
     let chosen: Vec<usize> = rep.chosen.iter().map(|c| c.structure).collect();
     assert!(
