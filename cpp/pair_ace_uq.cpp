@@ -182,44 +182,29 @@ void PairAceUq::coeff(int narg, char **arg)
 
   free_model();
   model_file = arg[2];
-  // Every rank reads the file; decide collectively so that a rank that failed alone (a file
+  // Every rank reads the files; decide collectively so that a rank that failed alone (a file
   // system visible on some nodes only, say) ends the run instead of leaving the others waiting.
-  int ok_local = aceuq_model_load(model_file.c_str(), &model) == ACEUQ_STATUS_OK ? 1 : 0;
-  std::string load_error = ok_local ? "" : aceuq_last_error();
-  int ok_min = 0, ok_max = 0;
-  MPI_Allreduce(&ok_local, &ok_min, 1, MPI_INT, MPI_MIN, world);
-  MPI_Allreduce(&ok_local, &ok_max, 1, MPI_INT, MPI_MAX, world);
-  if (ok_max == 0) error->all(FLERR, "ace/uq: cannot load model: {}", load_error);
-  if (ok_min == 0) {
-    if (!ok_local) error->one(FLERR, "ace/uq: cannot load model on this rank: {}", load_error);
-    // The failing rank aborts the job; wait for it here rather than running on.
-    error->all(FLERR, "ace/uq: cannot load model {} on another MPI rank", model_file);
-  }
-
-  if (has_asi) {
-    const std::string asi_file = arg[3];
-    ok_local = aceuq_model_load_active_set(model, asi_file.c_str()) == ACEUQ_STATUS_OK ? 1 : 0;
-    load_error = ok_local ? "" : aceuq_last_error();
+  auto collective = [&](aceuq_status_t status, const std::string &what, const std::string &file) {
+    const int ok_local = status == ACEUQ_STATUS_OK ? 1 : 0;
+    const std::string load_error = ok_local ? "" : aceuq_last_error();
+    int ok_min = 0, ok_max = 0;
     MPI_Allreduce(&ok_local, &ok_min, 1, MPI_INT, MPI_MIN, world);
     MPI_Allreduce(&ok_local, &ok_max, 1, MPI_INT, MPI_MAX, world);
-    if (ok_max == 0) error->all(FLERR, "ace/uq: cannot load active set {}: {}", asi_file, load_error);
+    if (ok_max == 0) error->all(FLERR, "ace/uq: cannot load {}: {}", what, load_error);
     if (ok_min == 0) {
-      if (!ok_local)
-        error->one(FLERR, "ace/uq: cannot load active set on this rank: {}", load_error);
-      error->all(FLERR, "ace/uq: cannot load active set {} on another MPI rank", asi_file);
+      if (!ok_local) error->one(FLERR, "ace/uq: cannot load {} on this rank: {}", what, load_error);
+      // The failing rank aborts the job; wait for it here rather than running on.
+      error->all(FLERR, "ace/uq: cannot load {} on another MPI rank", file);
     }
+  };
+  collective(aceuq_model_load(model_file.c_str(), &model), "model", "model " + model_file);
+  if (has_asi) {
+    const std::string what = std::string("active set ") + arg[3];
+    collective(aceuq_model_load_active_set(model, arg[3]), what, what);
   }
   if (has_cutoffs) {
-    const std::string cut_file = arg[4];
-    ok_local = aceuq_model_load_cutoffs(model, cut_file.c_str()) == ACEUQ_STATUS_OK ? 1 : 0;
-    load_error = ok_local ? "" : aceuq_last_error();
-    MPI_Allreduce(&ok_local, &ok_min, 1, MPI_INT, MPI_MIN, world);
-    MPI_Allreduce(&ok_local, &ok_max, 1, MPI_INT, MPI_MAX, world);
-    if (ok_max == 0) error->all(FLERR, "ace/uq: cannot load cutoffs {}: {}", cut_file, load_error);
-    if (ok_min == 0) {
-      if (!ok_local) error->one(FLERR, "ace/uq: cannot load cutoffs on this rank: {}", load_error);
-      error->all(FLERR, "ace/uq: cannot load cutoffs {} on another MPI rank", cut_file);
-    }
+    const std::string what = std::string("cutoffs ") + arg[4];
+    collective(aceuq_model_load_cutoffs(model, arg[4]), what, what);
   }
 
   map.assign(ntypes + 1, -1);

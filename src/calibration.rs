@@ -55,6 +55,18 @@ pub struct CalibrateSettings {
     pub provenance: Option<String>,
 }
 
+impl CalibrateSettings {
+    /// The options of one entry applied to `n_apply` atoms.
+    fn options(&self, n_apply: u64) -> CalibrationOptions {
+        let mut opts = CalibrationOptions::new(n_apply);
+        opts.e_max = self.max_error;
+        opts.tail = self.tail;
+        opts.upper_rule = self.upper_rule;
+        opts.p_halt = self.p_halt;
+        opts
+    }
+}
+
 impl Default for CalibrateSettings {
     fn default() -> Self {
         let o = CalibrationOptions::new(2);
@@ -147,11 +159,7 @@ pub fn calibrate_potential(
                 ));
                 continue;
             }
-            let mut opts = CalibrationOptions::new(napply[sp]);
-            opts.e_max = settings.max_error;
-            opts.tail = settings.tail;
-            opts.upper_rule = settings.upper_rule;
-            opts.p_halt = settings.p_halt;
+            let mut opts = settings.options(napply[sp]);
             if m == Method::Gp {
                 opts.u_sup = pot.uq.gp.as_ref().map(|g| g.plateau(sp));
             }
@@ -586,11 +594,7 @@ pub fn calibrate_pacemaker(
             ));
             continue;
         }
-        let mut opts = CalibrationOptions::new(napply[sp]);
-        opts.e_max = settings.max_error;
-        opts.tail = settings.tail;
-        opts.upper_rule = settings.upper_rule;
-        opts.p_halt = settings.p_halt;
+        let opts = settings.options(napply[sp]);
         let mut cal = calibrate_with_high(name, Method::Gamma.name(), es, us, hes, hus, &opts)?;
         cal.provenance = settings.provenance.clone();
         for w in &cal.warnings {

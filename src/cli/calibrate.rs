@@ -306,18 +306,7 @@ fn run_pace(a: &CalibrateArgs) -> Result<()> {
             a.model.display()
         );
     }
-    let asi_path = a
-        .active_set
-        .clone()
-        .unwrap_or_else(|| a.model.with_extension("asi"));
-    if !asi_path.is_file() {
-        bail!(
-            "{}: no such active-set inverse: give --active-set pot.asi (ML-PACE's, or built with \
-             `aceuq activeset --model {} --data train.xyz --out pot.asi`)",
-            asi_path.display(),
-            a.model.display()
-        );
-    }
+    let asi_path = super::pacemaker_active_set(&a.model, a.active_set.as_deref())?;
     let out = a
         .out
         .clone()

@@ -359,3 +359,21 @@ calibrated cutoffs: none (run `aceuq calibrate` for `lower auto upper auto`)"
     }
     Ok(())
 }
+
+/// The active-set inverse of the pacemaker potential `model`: `given`, else the potential's
+/// name with `.asi`; an error naming how to get one if it does not exist.
+pub(crate) fn pacemaker_active_set(
+    model: &std::path::Path,
+    given: Option<&std::path::Path>,
+) -> anyhow::Result<std::path::PathBuf> {
+    let asi = given.map_or_else(|| model.with_extension("asi"), |p| p.to_path_buf());
+    if !asi.is_file() {
+        anyhow::bail!(
+            "{}: no such active-set inverse: give --active-set pot.asi (ML-PACE's, or built with \
+             `aceuq activeset --model {} --data train.xyz --out pot.asi`)",
+            asi.display(),
+            model.display()
+        );
+    }
+    Ok(asi)
+}

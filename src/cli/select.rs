@@ -76,18 +76,7 @@ pub fn run(a: &SelectArgs) -> Result<()> {
     }
     // An aceuq model's own active sets, or a pacemaker potential's .asi.
     let (native, pace) = if crate::pace::is_pacemaker_potential(&a.model) {
-        let asi_path = a
-            .active_set
-            .clone()
-            .unwrap_or_else(|| a.model.with_extension("asi"));
-        if !asi_path.is_file() {
-            bail!(
-                "{}: no such active-set inverse: give --active-set pot.asi (ML-PACE's, or built \
-                 with `aceuq activeset --model {} --data train.xyz --out pot.asi`)",
-                asi_path.display(),
-                a.model.display()
-            );
-        }
+        let asi_path = super::pacemaker_active_set(&a.model, a.active_set.as_deref())?;
         let pot = crate::pace::PacePotential::load(&a.model)
             .with_context(|| format!("cannot load {}", a.model.display()))?;
         let asi = crate::pace::read_active_set(&asi_path, &pot)

@@ -463,6 +463,27 @@ pub unsafe extern "C" fn aceuq_model_load_active_set(
     model: *mut aceuq_model_t,
     path: *const c_char,
 ) -> aceuq_status_t {
+    // SAFETY: caller contract.
+    unsafe {
+        attach_to_pacemaker(model, path, "its active sets", "an .asi file", |e, p| {
+            e.load_active_set(p)
+        })
+    }
+}
+
+/// Load the file at `path` into the pacemaker potential of `model` with `load`; for an aceuq
+/// model an error saying that it carries `what` in its model file and `file` goes with a
+/// pacemaker potential.
+///
+/// # Safety
+/// `model` must be a valid handle, `path` a NUL-terminated string.
+unsafe fn attach_to_pacemaker(
+    model: *mut aceuq_model_t,
+    path: *const c_char,
+    what: &str,
+    file: &str,
+    load: impl FnOnce(&mut PaceEngine, &Path) -> Result<(), Error>,
+) -> aceuq_status_t {
     guard(|| {
         // SAFETY: caller contract.
         let h = unsafe { handle_mut(model) }?;
@@ -472,12 +493,12 @@ pub unsafe extern "C" fn aceuq_model_load_active_set(
             Kind::Native(_) => fail(
                 aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
                 format!(
-                    "{p}: an aceuq model carries its active sets in the model file; an .asi \
-                     file goes with a pacemaker potential"
+                    "{p}: an aceuq model carries {what} in the model file; {file} goes with a \
+                     pacemaker potential"
                 ),
             ),
             Kind::Pace(e) => {
-                e.load_active_set(Path::new(p))?;
+                load(e, Path::new(p))?;
                 Ok(())
             }
         }
@@ -499,25 +520,12 @@ pub unsafe extern "C" fn aceuq_model_load_cutoffs(
     model: *mut aceuq_model_t,
     path: *const c_char,
 ) -> aceuq_status_t {
-    guard(|| {
-        // SAFETY: caller contract.
-        let h = unsafe { handle_mut(model) }?;
-        // SAFETY: caller contract.
-        let p = unsafe { cstr(path, "path") }?;
-        match &mut h.kind {
-            Kind::Native(_) => fail(
-                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
-                format!(
-                    "{p}: an aceuq model carries its cutoffs in the model file; a cutoffs file \
-                     goes with a pacemaker potential"
-                ),
-            ),
-            Kind::Pace(e) => {
-                e.load_cutoffs(Path::new(p))?;
-                Ok(())
-            }
-        }
-    })
+    // SAFETY: caller contract.
+    unsafe {
+        attach_to_pacemaker(model, path, "its cutoffs", "a cutoffs file", |e, p| {
+            e.load_cutoffs(p)
+        })
+    }
 }
 
 /// Free a handle (NULL is ignored).
