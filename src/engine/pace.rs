@@ -207,9 +207,9 @@ impl PaceEngine {
             }
             if want_gamma && let Some(asi) = &self.asi {
                 let si = si as usize;
+                // The energy just accumulated this atom's base in ws.
                 self.pot
-                    .grade_projections(asi, &mut self.ws, si, &self.rij, &self.sj, &mut self.proj)
-                    .map_err(|e| Error::new(ErrorKind::Data, format!("atom {}: {e}", id(i))))?;
+                    .grade_projections_from_base(asi, &mut self.ws, si, &mut self.proj);
                 let g = asi.gamma(si, &self.proj, &mut self.acc);
                 for (m, v) in out.uq.iter_mut() {
                     if *m == Method::Gamma {

@@ -101,6 +101,23 @@ impl PacePotential {
         }
     }
 
+    /// [`PacePotential::grade_projections`] from the atomic base already in `ws` (left by the
+    /// energy of the same atom: [`PaceModel::atom_energy_grad`]).
+    pub fn grade_projections_from_base(
+        &self,
+        asi: &ActiveSetInverse,
+        ws: &mut PaceScratch,
+        si: usize,
+        out: &mut Vec<f64>,
+    ) {
+        out.resize(asi.species[si].0, 0.0);
+        match (self, asi.linear) {
+            (PacePotential::BBasis(b), true) => b.atom_projections_linear_from_base(ws, si, out),
+            (PacePotential::BBasis(b), false) => b.atom_projections_from_base(ws, si, out),
+            (PacePotential::CTilde(m), _) => m.atom_projections_from_base(ws, si, out),
+        }
+    }
+
     /// Per atom of `s`: species index and the projection row of the kind `asi` grades (linear or
     /// not), as the MD step computes it.
     pub fn grade_rows(

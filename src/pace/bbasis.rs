@@ -192,11 +192,22 @@ impl BBasisPotential {
         sj: &[i32],
         out: &mut [f64],
     ) -> Result<(), PaceError> {
+        self.model.accumulate(ws, si, rij, sj)?;
+        self.atom_projections_linear_from_base(ws, si, out);
+        Ok(())
+    }
+
+    /// [`BBasisPotential::atom_projections_linear`] from the atomic base already in `ws` (see
+    /// [`PaceModel::atom_projections_from_base`]).
+    pub fn atom_projections_linear_from_base(
+        &self,
+        ws: &mut PaceScratch,
+        si: usize,
+        out: &mut [f64],
+    ) {
         let nf = self.species[si].nfunctions();
         assert_eq!(out.len(), nf, "projection buffer size");
-        self.model.accumulate(ws, si, rij, sj)?;
         self.densities(ws, si, out);
-        Ok(())
     }
 
     /// Non-linear projections of an atom (the linearised embedding): `out[p * nf + k] =
@@ -210,10 +221,17 @@ impl BBasisPotential {
         sj: &[i32],
         out: &mut [f64],
     ) -> Result<(), PaceError> {
+        self.model.accumulate(ws, si, rij, sj)?;
+        self.atom_projections_from_base(ws, si, out);
+        Ok(())
+    }
+
+    /// [`BBasisPotential::atom_projections`] from the atomic base already in `ws` (see
+    /// [`PaceModel::atom_projections_from_base`]).
+    pub fn atom_projections_from_base(&self, ws: &mut PaceScratch, si: usize, out: &mut [f64]) {
         let sp = &self.species[si];
         let (nd, nf) = (sp.ndensity, sp.nfunctions());
         assert_eq!(out.len(), nd * nf, "projection buffer size");
-        self.model.accumulate(ws, si, rij, sj)?;
         self.densities(ws, si, &mut out[..nf]);
         ws.drho.clear();
         ws.drho.resize(nd, 0.0);
@@ -225,7 +243,6 @@ impl BBasisPotential {
                 out[p * nf + k] = d * out[k];
             }
         }
-        Ok(())
     }
 
     /// Energy of one atom evaluated through the B functions (ML-PACE's `ACEBEvaluator`

@@ -740,12 +740,20 @@ impl PaceModel {
         sj: &[i32],
         out: &mut [f64],
     ) -> Result<(), PaceError> {
+        self.accumulate(ws, si, rij, sj)?;
+        self.atom_projections_from_base(ws, si, out);
+        Ok(())
+    }
+
+    /// [`PaceModel::atom_projections`] from the atomic base already in `ws` (left there by
+    /// [`PaceModel::atom_energy_grad`] or `accumulate` of the same atom): the MD step grades
+    /// an atom without recomputing its neighbours' radial functions and harmonics.
+    pub fn atom_projections_from_base(&self, ws: &mut PaceScratch, si: usize, out: &mut [f64]) {
         let sp = &self.species[si];
         let nd = sp.embedding.params.len();
         let nb = self.nradbase;
         let nf = sp.rank1.len() + sp.funcs.len();
         assert_eq!(out.len(), nd * nf, "projection buffer size");
-        self.accumulate(ws, si, rij, sj)?;
         out.fill(0.0);
         for (f, cf) in sp.rank1.iter().enumerate() {
             let a = ws.a1[cf.mus[0] as usize * nb + cf.ns[0] as usize - 1];
@@ -782,7 +790,6 @@ impl PaceModel {
             let d = ws.drho[p];
             out[p * nf..(p + 1) * nf].iter_mut().for_each(|x| *x *= d);
         }
-        Ok(())
     }
 
     /// Energies, forces and virial of a structure (neighbour list built here).
