@@ -235,6 +235,21 @@ void FixAceUqWatch::init()
   if (!pair) error->all(FLERR, "fix ace/uq/watch requires pair_style ace/uq");
   // rerun calls init() for every frame; the settings are printed once per command.
   rerun_mode = input->command && strcmp(input->command, "rerun") == 0;
+  int format = 0;
+  aceuq_model_format(pair->model_handle(), &format);
+  if (format == 1 && (method < 0 || !pair->has_method(method))) {
+    // A pacemaker potential: the grade comes with an active-set inverse, and only that one.
+    if (!pair->has_method(ACEUQ_METHOD_GAMMA))
+      error->all(FLERR, "fix ace/uq/watch: a pacemaker potential is watched through the gamma "
+                        "grade of an active-set inverse: pair_coeff * * pot.yaml pot.asi "
+                        "[pot.cutoffs.toml] Elem ... (build one with `aceuq activeset --model "
+                        "pot.yaml --data train.xyz --out pot.asi`)");
+    if (method >= 0)
+      error->all(FLERR,
+                 "fix ace/uq/watch: a pacemaker potential has only the 'gamma' grade, not "
+                 "'{}' (quantity gamma)",
+                 PairAceUq::method_name(method));
+  }
   if (method < 0) {
     // Default: the global grade if the model has it, else the first method it has.
     for (int m : {0, 1, 3, 4, 2})

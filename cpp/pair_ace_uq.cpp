@@ -3,7 +3,7 @@
 
      pair_style ace/uq [uq_every N] [uq gamma,gamma_local,...]
      pair_coeff * * model.aceuq Li [Mg|NULL ...]
-     pair_coeff * * Cu-PBE-core-rep.ace Cu      (a pacemaker potential: no uncertainty)
+     pair_coeff * * Cu-PBE-core-rep.ace Cu      (a pacemaker potential alone: no uncertainty)
      pair_coeff * * pot.yaml pot.asi Cu         (pacemaker + active-set inverse: gamma)
      pair_coeff * * pot.yaml pot.asi pot.cutoffs.toml Cu   (+ calibrated cutoffs of gamma)
 

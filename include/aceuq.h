@@ -258,7 +258,8 @@ aceuq_status_t aceuq_model_species_name(const aceuq_model_t *model,
                                         size_t len);
 
 // What kind of potential the handle holds: `*out` = 0 for an aceuq model (`*.aceuq`), 1 for a
-// pacemaker potential (`.ace`), which has energies and forces but no uncertainty estimators.
+// pacemaker potential (`.ace`, `.yace`, `.yaml`), which has energies and forces and, with an
+// active-set inverse, the `gamma` grade only.
 //
 // # Safety
 // `model` must be a valid handle, `out` writable.

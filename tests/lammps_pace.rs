@@ -242,6 +242,28 @@ pair_style ace/uq
         "fix pair can ask it only for 'gamma', with an active-set inverse",
         "fix pair gamma on a pacemaker potential without .asi",
     );
+    let dir = workdir(SUITE, "watch_without_asi");
+    let input = format!("{base}pair_coeff * * {pot} Cu\nfix w all ace/uq/watch 1\nrun 0\n");
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_error(
+        "a pacemaker potential is watched through the gamma grade of an active-set inverse",
+        "fix ace/uq/watch on a pacemaker potential without .asi",
+    );
+    let dir = workdir(SUITE, "watch_gamma_local");
+    let (yaml, asi) = (
+        repo("tests/data/pace/bbasis_cu_zbl.yaml"),
+        repo("tests/data/pace/bbasis_cu_zbl_nonlinear.asi"),
+    );
+    let input = format!(
+        "{base}pair_coeff * * {} {} Cu\nfix w all ace/uq/watch 1 quantity gamma_local\nrun 0\n",
+        yaml.display(),
+        asi.display()
+    );
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_error(
+        "a pacemaker potential has only the 'gamma' grade, not 'gamma_local'",
+        "fix ace/uq/watch quantity gamma_local on a pacemaker potential",
+    );
     let dir = workdir(SUITE, "asi_of_a_bbasis_potential");
     let asi = repo("tests/data/pace/bbasis_cu_zbl_nonlinear.asi");
     let input = format!("{base}pair_coeff * * {pot} {} Cu\nrun 0\n", asi.display());

@@ -127,7 +127,7 @@ pub struct aceuq_model_t {
     kind: Kind,
 }
 
-/// An aceuq model, or a pacemaker potential evaluated without uncertainty.
+/// An aceuq model, or a pacemaker potential (with at most the `gamma` grade of an `.asi`).
 enum Kind {
     Native(Box<Engine>),
     Pace(Box<PaceEngine>),
@@ -135,7 +135,7 @@ enum Kind {
 
 impl aceuq_model_t {
     /// The aceuq potential, or an `ACEUQ_STATUS_MISSING` error for a pacemaker potential (it
-    /// has no uncertainty estimators or cutoffs).
+    /// has none of aceuq's estimators beyond the `gamma` grade of an `.asi`).
     fn pot(&self) -> Result<&Potential, Failure> {
         match &self.kind {
             Kind::Native(e) => Ok(e.potential()),
@@ -191,8 +191,8 @@ impl aceuq_model_t {
 fn no_uq() -> Failure {
     Failure(
         aceuq_status_t::ACEUQ_STATUS_MISSING,
-        "this is a pacemaker potential: aceuq evaluates its energies and forces but it carries \
-         no uncertainty estimators or cutoffs"
+        "this is a pacemaker potential: aceuq gives it only the 'gamma' grade of an active-set \
+         inverse (.asi) and that grade's calibrated cutoffs, not this"
             .into(),
     )
 }
@@ -623,7 +623,8 @@ pub unsafe extern "C" fn aceuq_model_species_name(
 }
 
 /// What kind of potential the handle holds: `*out` = 0 for an aceuq model (`*.aceuq`), 1 for a
-/// pacemaker potential (`.ace`), which has energies and forces but no uncertainty estimators.
+/// pacemaker potential (`.ace`, `.yace`, `.yaml`), which has energies and forces and, with an
+/// active-set inverse, the `gamma` grade only.
 ///
 /// # Safety
 /// `model` must be a valid handle, `out` writable.
