@@ -168,8 +168,9 @@ void PairAceUq::coeff(int narg, char **arg)
     return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
   };
   // and, optionally, the cutoffs `aceuq calibrate` wrote for them (pot.cutoffs.toml).
-  const bool has_asi = narg >= 4 + ntypes && ends_with(arg[3], ".asi");
-  const bool has_cutoffs = has_asi && narg == 5 + ntypes && ends_with(arg[4], ".toml");
+  // Decided by the names alone, so that a wrong number of elements is reported as that.
+  const bool has_asi = narg > 3 && ends_with(arg[3], ".asi");
+  const bool has_cutoffs = has_asi && narg > 4 && ends_with(arg[4], ".toml");
   const int first_elem = 3 + (has_asi ? 1 : 0) + (has_cutoffs ? 1 : 0);
   if (narg != first_elem + ntypes)
     error->all(FLERR,

@@ -571,17 +571,6 @@ pub fn calibrate_pacemaker(
             "the high-uncertainty structures have no reference forces (check --forces-key)",
         ));
     }
-    for (s, &n) in elements.iter().zip(napply) {
-        if n < 2 {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "the cutoffs of {s} would apply to N = {n} atoms; N must be at least 2 (give \
-                     the number of atoms of the run you will watch: frames x atoms)"
-                ),
-            ));
-        }
-    }
     let vp = pairs(valid)?;
     let hp = pairs(high)?;
     let (mut cals, mut rows, mut warnings, mut caveats) = (vec![], vec![], vec![], vec![]);
@@ -593,6 +582,18 @@ pub fn calibrate_pacemaker(
                 es.len()
             ));
             continue;
+        }
+        // Checked only for the elements calibrated: an element absent from the validation
+        // data (and so from a --pool-size split) is skipped above, not an error.
+        if napply[sp] < 2 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "the cutoffs of {name} would apply to N = {} atoms; N must be at least 2 \
+                     (give the number of atoms of the run you will watch: frames x atoms)",
+                    napply[sp]
+                ),
+            ));
         }
         let opts = settings.options(napply[sp]);
         let mut cal = calibrate_with_high(name, Method::Gamma.name(), es, us, hes, hus, &opts)?;

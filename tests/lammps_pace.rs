@@ -264,6 +264,18 @@ pair_style ace/uq
         "a pacemaker potential has only the 'gamma' grade, not 'gamma_local'",
         "fix ace/uq/watch quantity gamma_local on a pacemaker potential",
     );
+    // Files without element names: counted as such, not taken for elements.
+    let dir = workdir(SUITE, "asi_without_elements");
+    let input = format!(
+        "{base}pair_coeff * * {} {}\nrun 0\n",
+        yaml.display(),
+        asi.display()
+    );
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_error(
+        "1 types, got 0 names",
+        "pair_coeff with .asi and no element",
+    );
     let dir = workdir(SUITE, "asi_of_a_bbasis_potential");
     let asi = repo("tests/data/pace/bbasis_cu_zbl_nonlinear.asi");
     let input = format!("{base}pair_coeff * * {pot} {} Cu\nrun 0\n", asi.display());

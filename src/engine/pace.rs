@@ -69,7 +69,8 @@ impl PaceEngine {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 format!(
-                    "{}: cutoffs of gamma need the active-set inverse they were calibrated with                      (pair_coeff * * pot.yaml pot.asi {} Elem ...)",
+                    "{}: cutoffs of gamma need the active-set inverse they were calibrated with \
+                     (pair_coeff * * pot.yaml pot.asi {} Elem ...)",
                     path.display(),
                     path.display()
                 ),

@@ -183,7 +183,15 @@ impl ActiveSetInverse {
                 }
             }
         }
-        acc.iter().fold(0.0, |g, v| g.max(v.abs()))
+        // A non-finite projection gives NaN (as aceuq's own grades do), so that the watch flags
+        // the atom instead of a max() silently dropping it.
+        acc.iter().fold(0.0, |g: f64, v| {
+            if g.is_nan() || v.is_nan() {
+                f64::NAN
+            } else {
+                g.max(v.abs())
+            }
+        })
     }
 }
 
