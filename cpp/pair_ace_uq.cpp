@@ -259,8 +259,10 @@ void PairAceUq::coeff(int narg, char **arg)
     std::string have;
     for (int m = 0; m < NMETHODS; m++)
       if (available[m]) have += std::string(have.empty() ? "" : ",") + method_name(m);
-    utils::logmesg(lmp, "ace/uq: model {} (aceuq {}), cutoff {:.4g} A, uncertainty: {}\n",
-                   model_file, aceuq_version(), cutmax, have.empty() ? "none" : have);
+    utils::logmesg(lmp,
+                   "ace/uq: model {} (aceuq {}, {} kernels), cutoff {:.4g} A, uncertainty: {}\n",
+                   model_file, aceuq_version(), aceuq_simd_kernels(), cutmax,
+                   have.empty() ? "none" : have);
   }
 }
 

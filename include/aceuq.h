@@ -180,6 +180,14 @@ extern "C" {
 // not be freed. This function cannot fail.
 const char *aceuq_version(void);
 
+// The vector-kernel family this process computes with, as a NUL-terminated string: "avx512",
+// "avx2+fma" or "portable" (what the CPU has, narrowed by the environment variable
+// `ACEUQ_SIMD=avx2|portable`, read once per process).
+//
+// The pointer refers to static storage: it is valid for the life of the process and must not
+// be freed. This function cannot fail.
+const char *aceuq_simd_kernels(void);
+
 // Number of uncertainty methods the library knows (ids `0 .. count`, as in [`aceuq_method_t`]).
 int32_t aceuq_method_count(void);
 

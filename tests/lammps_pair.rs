@@ -505,3 +505,109 @@ run 0
         );
     }
 }
+
+/// Every vector-kernel family this CPU can run (`ACEUQ_SIMD=portable`, `avx2`, and what the CPU
+/// has), with every uncertainty estimator computed every step, gives the same energies, forces
+/// and per-atom uncertainties in LAMMPS; the log names the family that ran.
+#[test]
+fn every_kernel_family_gives_the_same_results() {
+    let Some(s) = setup("every_kernel_family_gives_the_same_results") else {
+        return;
+    };
+    let train = frames("tests/data/li/train.xyz");
+    let valid = frames("tests/data/li/valid.xyz");
+    let mut model = aceuq::Potential::new(fit_model("tests/data/li/train.xyz", 12, &["Li"]));
+    let cfg = aceuq::uq::UqConfig {
+        active_set: true,
+        clusters: Some(aceuq::uq::Partition::KMeans(2)),
+        ensemble: 3,
+        distance: true,
+        gp: true,
+        ..Default::default()
+    };
+    aceuq::uq::build(
+        &model.model,
+        &mut model.uq,
+        &train[..12],
+        &valid,
+        &cfg,
+        false,
+    )
+    .expect("uncertainty estimators");
+    let methods: Vec<&str> = model.uq.methods().iter().map(|m| m.name()).collect();
+    assert_eq!(methods.len(), 5, "{methods:?}");
+    let dir = workdir(SUITE, "kernel_families");
+    save_model(&model, &dir, "model.aceuq");
+    write_data(
+        &frames("tests/data/li/test.xyz")[1],
+        &["Li"],
+        &dir,
+        "data.lmp",
+    );
+    let fixes: String = methods
+        .iter()
+        .map(|m| format!("fix u_{m} all pair 1 ace/uq {m} 1\n"))
+        .collect();
+    let cols: String = methods.iter().map(|m| format!(" f_u_{m}")).collect();
+    let input = format!(
+        "plugin load ${{plugin}}
+units metal
+boundary p p p
+atom_style atomic
+read_data data.lmp
+pair_style ace/uq uq_every 1 uq {}
+pair_coeff * * model.aceuq Li
+{fixes}compute pe all pe/atom
+dump d all custom 1 out.dump id fx fy fz c_pe{cols}
+dump_modify d sort id format float %.17g
+velocity all create 600 4928459 mom yes rot yes dist gaussian
+fix nve all nve
+timestep 0.001
+run 3
+",
+        methods.join(",")
+    );
+    let cpu = aceuq::simd::features().widest();
+    let families: &[&'static str] = match cpu {
+        "avx512" => &["native", "avx2", "portable"],
+        "avx2+fma" => &["native", "portable"],
+        _ => &["native"],
+    };
+    let expect_name = |f: &'static str| match f {
+        "native" => cpu,
+        "avx2" => "avx2+fma",
+        other => other,
+    };
+    let mut dumps = vec![];
+    for fam in families {
+        let r = run_lammps_env(&s, &dir, &input, None, None, &[("ACEUQ_SIMD", fam)]);
+        r.assert_ok(fam);
+        r.assert_contains(&format!("{} kernels)", expect_name(fam)), fam);
+        dumps.push(read_dump(&dir.join("out.dump")));
+    }
+    note(&format!("kernel families compared: {families:?}"));
+    let base = &dumps[0];
+    for (fam, d) in families.iter().zip(&dumps).skip(1) {
+        assert_eq!(d.len(), base.len());
+        let mut worst = 0.0f64;
+        for ((cols, rows), (_, rows0)) in d.iter().zip(base) {
+            for (row, row0) in rows.iter().zip(rows0) {
+                for k in 1..cols.len() {
+                    let rel = (row[k] - row0[k]).abs() / row0[k].abs().max(1e-3);
+                    worst = worst.max(rel);
+                    assert!(
+                        rel < 1e-9,
+                        "{fam} vs native: atom {} column {}: {} vs {}",
+                        row[0],
+                        cols[k],
+                        row[k],
+                        row0[k]
+                    );
+                }
+            }
+        }
+        note(&format!(
+            "{fam} vs native: max relative difference {worst:.2e}"
+        ));
+    }
+}

@@ -23,10 +23,13 @@ run 0
     )
 }
 
+/// The plugin's model line, naming the kernel family the CPU runs (LAMMPS runs without
+/// ACEUQ_SIMD in these tests).
 fn model_line() -> String {
     format!(
-        "ace/uq: model model.aceuq (aceuq {})",
-        env!("CARGO_PKG_VERSION")
+        "ace/uq: model model.aceuq (aceuq {}, {} kernels)",
+        env!("CARGO_PKG_VERSION"),
+        aceuq::simd::cpu_features().widest()
     )
 }
 

@@ -40,6 +40,17 @@ pub extern "C" fn aceuq_version() -> *const c_char {
     VERSION.as_ptr().cast()
 }
 
+/// The vector-kernel family this process computes with, as a NUL-terminated string: "avx512",
+/// "avx2+fma" or "portable" (what the CPU has, narrowed by the environment variable
+/// `ACEUQ_SIMD=avx2|portable`, read once per process).
+///
+/// The pointer refers to static storage: it is valid for the life of the process and must not
+/// be freed. This function cannot fail.
+#[unsafe(no_mangle)]
+pub extern "C" fn aceuq_simd_kernels() -> *const c_char {
+    crate::simd::kernels_cstr().as_ptr().cast()
+}
+
 /// Result of every fallible call. Anything but `ACEUQ_STATUS_OK` comes with a message from
 /// [`aceuq_last_error`].
 #[repr(i32)]

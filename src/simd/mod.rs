@@ -27,8 +27,50 @@ pub struct Features {
     pub avx512f: bool,
 }
 
+/// The environment variable that narrows the kernels below what the CPU has, so that one host
+/// can time (`make bench`) and test every path: `avx2` (no 512-bit kernels) or `portable` (no
+/// SIMD kernels). Unset, empty or `native`: everything the CPU has.
+pub const SIMD_ENV: &str = "ACEUQ_SIMD";
+
 impl Features {
     fn detect() -> Features {
+        let cpu = Self::detect_cpu();
+        match std::env::var(SIMD_ENV) {
+            Ok(v) => match Self::capped(cpu, &v) {
+                Some(f) => f,
+                None => {
+                    eprintln!(
+                        "aceuq: ignoring {SIMD_ENV}={v:?} (expected native, avx2 or portable); \
+                         using {}",
+                        cpu.widest()
+                    );
+                    cpu
+                }
+            },
+            Err(_) => cpu,
+        }
+    }
+
+    /// `cpu` narrowed to the kernel family named by `cap` (never widened beyond the CPU); `None`
+    /// for an unknown name.
+    pub fn capped(cpu: Features, cap: &str) -> Option<Features> {
+        match cap.trim().to_ascii_lowercase().as_str() {
+            "" | "native" | "avx512" => Some(cpu),
+            "avx2" | "avx2+fma" => Some(Features {
+                avx512f: false,
+                ..cpu
+            }),
+            // The AVX flag stays: it only decides whether `vzeroupper` is issued after faer's
+            // GEMM, which picks its own kernels.
+            "portable" | "none" | "scalar" => Some(Features {
+                avx: cpu.avx,
+                ..Features::default()
+            }),
+            _ => None,
+        }
+    }
+
+    fn detect_cpu() -> Features {
         #[cfg(target_arch = "x86_64")]
         {
             Features {
@@ -74,7 +116,23 @@ impl Features {
     }
 }
 
-/// This CPU's features, detected on first use.
+/// The kernel family this process runs (after [`SIMD_ENV`]), as a NUL-terminated string for
+/// the C ABI and logs: "avx512", "avx2+fma" or "portable".
+pub fn kernels_cstr() -> &'static str {
+    match features().widest() {
+        "avx512" => "avx512\0",
+        "avx2+fma" => "avx2+fma\0",
+        _ => "portable\0",
+    }
+}
+
+/// What the CPU has, whatever [`SIMD_ENV`] says (for reports).
+pub fn cpu_features() -> Features {
+    static CPU: OnceLock<Features> = OnceLock::new();
+    *CPU.get_or_init(Features::detect_cpu)
+}
+
+/// This CPU's features (narrowed by [`SIMD_ENV`]), detected on first use.
 #[inline]
 pub fn features() -> Features {
     static FEATURES: OnceLock<Features> = OnceLock::new();
@@ -102,5 +160,32 @@ pub fn clear_upper_simd_state() {
                 )
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capping_only_narrows() {
+        let all = Features {
+            avx: true,
+            avx2: true,
+            fma: true,
+            avx512f: true,
+        };
+        assert_eq!(Features::capped(all, "native").unwrap().widest(), "avx512");
+        assert_eq!(Features::capped(all, "AVX2").unwrap().widest(), "avx2+fma");
+        let p = Features::capped(all, "portable").unwrap();
+        assert_eq!(p.widest(), "portable");
+        assert!(p.avx, "vzeroupper after faer's GEMM still needed");
+        let avx2_host = Features {
+            avx512f: false,
+            ..all
+        };
+        // Asking for more than the CPU has gives what it has.
+        assert_eq!(Features::capped(avx2_host, "avx512").unwrap(), avx2_host);
+        assert!(Features::capped(all, "sse9").is_none());
     }
 }

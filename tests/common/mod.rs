@@ -222,6 +222,18 @@ pub fn run_lammps_in(
     np: Option<u32>,
     plugin_path: Option<&Path>,
 ) -> Run {
+    run_lammps_env(s, dir, input, np, plugin_path, &[])
+}
+
+/// [`run_lammps_in`] with extra environment variables for LAMMPS (and its ranks).
+pub fn run_lammps_env(
+    s: &Setup,
+    dir: &Path,
+    input: &str,
+    np: Option<u32>,
+    plugin_path: Option<&Path>,
+    env: &[(&str, &str)],
+) -> Run {
     std::fs::write(dir.join("in.lmp"), input).expect("write LAMMPS input");
     let lmp_args = [
         "-nocite",
@@ -247,6 +259,10 @@ pub fn run_lammps_in(
         Some(p) => cmd.env("LAMMPS_PLUGIN_PATH", p),
         None => cmd.env_remove("LAMMPS_PLUGIN_PATH"),
     };
+    cmd.env_remove("ACEUQ_SIMD");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     run(cmd, dir, input.lines().next().unwrap_or("lammps"))
 }
 
