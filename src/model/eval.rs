@@ -489,25 +489,67 @@ impl Model {
             for (k, &[par, ex]) in der.internal.iter().enumerate() {
                 *p.add(na + k) = *p.add(par as usize) * *a.add(ex as usize);
             }
-            for (n, &c) in der.ctilde_int.iter().enumerate() {
-                e += c * *p.add(n);
-                *dp.add(n) = c;
-            }
-            for (l, (&[par, ex], &c)) in der.leaves.iter().zip(&der.leaf_c).enumerate() {
-                let pp = *p.add(par as usize);
-                let ae = *a.add(ex as usize);
-                if LEAVES {
-                    *p.add(na + ni + l) = pp * ae;
+            // The A and internal-node terms of the energy (four partial sums: one running sum
+            // was a chain of hundreds of dependent additions), and their adjoints' start.
+            let nint = na + ni;
+            e += crate::simd::dot(&der.ctilde_int, std::slice::from_raw_parts(p, nint));
+            std::ptr::copy_nonoverlapping(der.ctilde_int.as_ptr(), dp, nint);
+            // Leaves by parent: sum_l c_l A_ex(l) in registers (two chains), added once to the
+            // parent's adjoint; each extra's adjoint gets c_l p_parent (distinct extras within
+            // a group, so those updates do not wait on each other).
+            let gl = der.group_leaves.as_ptr();
+            let gc = der.group_c.as_ptr();
+            let mut j = 0usize;
+            let mut e_leaves = 0.0;
+            for &[par, end] in &der.leaf_groups {
+                let (par, end) = (par as usize, end as usize);
+                let pp = *p.add(par);
+                let (mut s0, mut s1) = (0.0, 0.0);
+                while j + 1 < end {
+                    let ([e0, l0], [e1, l1]) = (*gl.add(j), *gl.add(j + 1));
+                    let (c0, c1) = (*gc.add(j), *gc.add(j + 1));
+                    let (a0, a1) = (*a.add(e0 as usize), *a.add(e1 as usize));
+                    if LEAVES {
+                        *p.add(na + ni + l0 as usize) = pp * a0;
+                        *p.add(na + ni + l1 as usize) = pp * a1;
+                    }
+                    s0 += c0 * a0;
+                    s1 += c1 * a1;
+                    *dp.add(e0 as usize) += c0 * pp;
+                    *dp.add(e1 as usize) += c1 * pp;
+                    j += 2;
                 }
-                e += c * pp * ae;
-                *dp.add(par as usize) += c * ae;
-                *dp.add(ex as usize) += c * pp;
+                if j < end {
+                    let [e0, l0] = *gl.add(j);
+                    let c0 = *gc.add(j);
+                    let a0 = *a.add(e0 as usize);
+                    if LEAVES {
+                        *p.add(na + ni + l0 as usize) = pp * a0;
+                    }
+                    s0 += c0 * a0;
+                    *dp.add(e0 as usize) += c0 * pp;
+                    j += 1;
+                }
+                let sum = s0 + s1;
+                e_leaves += pp * sum;
+                *dp.add(par) += sum;
             }
-            for k in (0..ni).rev() {
-                let [par, ex] = der.internal[k];
-                let d = *dp.add(na + k);
-                *dp.add(par as usize) += d * *a.add(ex as usize);
-                *dp.add(ex as usize) += d * *p.add(par as usize);
+            e += e_leaves;
+            // Internal nodes in reverse: siblings are adjacent (see `Derived::new`), so their
+            // parent's adjoint is summed in a register and written once per run.
+            let mut k = ni;
+            while k > 0 {
+                let par = der.internal[k - 1][0] as usize;
+                let pp = *p.add(par);
+                let mut sum = 0.0;
+                while k > 0 && der.internal[k - 1][0] as usize == par {
+                    k -= 1;
+                    let ex = der.internal[k][1] as usize;
+                    let d = *dp.add(na + k);
+                    sum += d * *a.add(ex);
+                    *dp.add(ex) += d * pp;
+                }
+                *dp.add(par) += sum;
             }
         }
         e

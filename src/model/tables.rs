@@ -35,6 +35,15 @@ pub(crate) struct Derived {
     /// Position in `leaves` of each leaf in DAG order (the `n_a + k` nodes without children, in
     /// increasing `k`).
     pub leaf_pos: Vec<u32>,
+    /// The leaves again, grouped by parent for the energy sweep (one register sum per parent
+    /// instead of a read-modify-write chain on its adjoint): group `g` is `[parent, end]`, its
+    /// leaves `group_leaves[previous end..end]` as `[extra, position in leaves]` with energy
+    /// coefficients `group_c`.
+    pub leaf_groups: Vec<[u32; 2]>,
+    /// Swept-value index of every DAG node that is an `A` or internal (`u32::MAX` for leaves).
+    pub node_value: Vec<u32>,
+    pub group_leaves: Vec<[u32; 2]>,
+    pub group_c: Vec<f64>,
 }
 
 /// Basis functions per block of the term tables (four f64 lanes of a 256-bit register).
@@ -73,21 +82,47 @@ impl Derived {
         for (k, r) in renum.iter_mut().enumerate().take(na) {
             *r = k as u32;
         }
+        // Internal nodes are numbered by depth (product order), and within a depth by parent
+        // and extra: still topological (a parent is one order lower), and siblings sit side by
+        // side, so that the reverse sweep adds their parent's adjoint in a register instead of
+        // a chain of read-modify-writes through memory.
+        let mut depth = vec![0u32; n];
+        for (k, &[p, _]) in links.iter().enumerate() {
+            depth[na + k] = depth[p as usize] + 1;
+        }
+        let mut internal_nodes: Vec<usize> = (na..n).filter(|&node| has_child[node]).collect();
+        internal_nodes.sort_by_key(|&node| (depth[node], links[node - na][0], links[node - na][1]));
         let mut internal = Vec::new();
         let mut ctilde_int = ctilde[..na].to_vec();
-        let mut leaves = Vec::new();
-        let mut leaf_c = Vec::new();
-        for (k, &[p, e]) in links.iter().enumerate() {
-            let node = na + k;
-            let parent = renum[p as usize];
-            assert!(parent != u32::MAX, "parent precedes child");
-            if has_child[node] {
+        let mut start = 0;
+        while start < internal_nodes.len() {
+            // One depth at a time: the parents (one level up) are numbered already.
+            let d = depth[internal_nodes[start]];
+            let end = start
+                + internal_nodes[start..]
+                    .iter()
+                    .take_while(|&&node| depth[node] == d)
+                    .count();
+            let level = &mut internal_nodes[start..end];
+            level.sort_by_key(|&node| (renum[links[node - na][0] as usize], links[node - na][1]));
+            for &node in level.iter() {
+                let [p, e] = links[node - na];
+                let parent = renum[p as usize];
+                assert!(parent != u32::MAX, "parent precedes child");
                 renum[node] = (na + internal.len()) as u32;
                 internal.push([parent, e]);
                 ctilde_int.push(ctilde[node]);
-            } else {
+            }
+            start = end;
+        }
+        let mut leaves = Vec::new();
+        let mut leaf_c = Vec::new();
+        for (k, &[p, e]) in links.iter().enumerate() {
+            if !has_child[na + k] {
+                let parent = renum[p as usize];
+                assert!(parent != u32::MAX, "parent precedes child");
                 leaves.push([parent, e]);
-                leaf_c.push(ctilde[node]);
+                leaf_c.push(ctilde[na + k]);
             }
         }
         // Each basis-function term as (value index in p, A index or the constant slot n_a).
@@ -170,6 +205,21 @@ impl Derived {
             laid[leaf_pos[l] as usize] = (lf, c);
         }
         let (leaves, leaf_c): (Vec<[u32; 2]>, Vec<f64>) = laid.into_iter().unzip();
+        // The energy sweep reads the leaves grouped by parent (see `leaf_groups`).
+        let mut by_parent: Vec<usize> = (0..leaves.len()).collect();
+        by_parent.sort_by_key(|&l| (leaves[l][0], leaves[l][1]));
+        let mut leaf_groups: Vec<[u32; 2]> = Vec::new();
+        let mut group_leaves = Vec::with_capacity(leaves.len());
+        let mut group_c = Vec::with_capacity(leaves.len());
+        for &l in &by_parent {
+            let [p, e] = leaves[l];
+            if leaf_groups.last().is_none_or(|g| g[0] != p) {
+                leaf_groups.push([p, 0]);
+            }
+            group_leaves.push([e, l as u32]);
+            group_c.push(leaf_c[l]);
+            leaf_groups.last_mut().expect("pushed above")[1] = group_leaves.len() as u32;
+        }
         let index = |r: Ref| match r {
             Ref::Value(v) => v as i32,
             Ref::Leaf(l) => (na + ni) as i32 + leaf_pos[l as usize] as i32,
@@ -224,6 +274,10 @@ impl Derived {
             term_out,
             term_stage,
             leaf_pos,
+            leaf_groups,
+            node_value: renum,
+            group_leaves,
+            group_c,
         }
     }
 }

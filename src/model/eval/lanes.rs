@@ -107,26 +107,23 @@ enum Slot {
 }
 
 /// The slot of every DAG node of `der`, as `Derived::new` split them (nodes with children are
-/// internal, renumbered in order after the `A`s; the others are leaves, at `leaf_pos`).
+/// internal, renumbered after the `A`s as `node_value` says; the others are leaves, at
+/// `leaf_pos` in DAG order).
 fn node_slots(der: &crate::model::Derived) -> Vec<Slot> {
-    let na = der.dag.n_a;
-    let n = der.dag.len();
-    let mut has_child = vec![false; n];
-    for &[p, _] in &der.links {
-        has_child[p as usize] = true;
-    }
-    let mut slots: Vec<Slot> = (0..na).map(Slot::Int).collect();
-    let (mut ni, mut nl) = (0, 0);
-    for node in na..n {
-        if has_child[node] {
-            slots.push(Slot::Int(na + ni));
-            ni += 1;
-        } else {
-            slots.push(Slot::Leaf(der.leaf_pos[nl] as usize));
-            nl += 1;
-        }
-    }
-    debug_assert!(ni == der.internal.len() && nl == der.leaves.len());
+    let mut nl = 0;
+    let slots: Vec<Slot> = der
+        .node_value
+        .iter()
+        .map(|&v| {
+            if v != u32::MAX {
+                Slot::Int(v as usize)
+            } else {
+                nl += 1;
+                Slot::Leaf(der.leaf_pos[nl - 1] as usize)
+            }
+        })
+        .collect();
+    debug_assert!(nl == der.leaves.len() && slots.len() == der.dag.len());
     slots
 }
 
