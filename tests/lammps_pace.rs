@@ -543,6 +543,69 @@ fn pacemaker_potential_calibrated_and_watched() {
     ));
     assert!(u_c > 0.0 && u_c.is_finite());
 
+    // `aceuq info` shows the potential, its active set and these cutoffs, and checks that they
+    // belong together; alone, the cutoffs file says whether its files changed.
+    let r = aceuq(
+        &[
+            "info",
+            "--model",
+            &pot,
+            "--active-set",
+            "cu.asi",
+            "--cutoffs",
+            "cu.cutoffs.toml",
+        ],
+        "info",
+    );
+    r.assert_ok("aceuq info (pacemaker)");
+    r.assert_contains("pacemaker C-tilde potential", "info kind");
+    r.assert_contains(
+        "active set cu.asi (non-linear grade): Cu ",
+        "info active set",
+    );
+    r.assert_contains(
+        "calibrated for this very potential and active set",
+        "info cutoffs check",
+    );
+    r.assert_contains("\ngamma:\n", "info cutoff table");
+    let r = aceuq(&["info", "--model", "cu.cutoffs.toml"], "info cutoffs");
+    r.assert_ok("aceuq info (cutoffs file)");
+    assert_eq!(
+        r.count("unchanged since calibration"),
+        2,
+        "potential and active set unchanged\n{}",
+        r.output
+    );
+    // Another active set: the cutoffs do not apply to it, and info says so.
+    std::fs::copy(dir.join("cu.asi"), dir.join("other.asi")).unwrap();
+    let r = aceuq(
+        &[
+            "activeset",
+            "--model",
+            &pot,
+            "--data",
+            "valid_in.xyz",
+            "--out",
+            "other.asi",
+        ],
+        "activeset 2",
+    );
+    r.assert_ok("second active set");
+    let r = aceuq(
+        &[
+            "info",
+            "--model",
+            &pot,
+            "--active-set",
+            "other.asi",
+            "--cutoffs",
+            "cu.cutoffs.toml",
+        ],
+        "info other",
+    );
+    r.assert_ok("aceuq info (other active set)");
+    r.assert_contains("NOT usable with these files", "info mismatch");
+
     // One frame of each kind, checked at step 0 by the watch.
     let held_out = cu_frames(3, 1, (3.6, 3.62), (0.05, 0.06));
     let squeezed = cu_frames(4, 1, (3.2, 3.2), (0.3, 0.3));

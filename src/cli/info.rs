@@ -96,11 +96,15 @@ fn upper_rule_text(c: &Calibration) -> String {
 /// cutoff u_max or "none"), then per entry the upper rule and s(u), why there is no upper cutoff,
 /// the caveats, and the provenance. Empty if nothing is stored.
 pub fn calibration_text(pot: &Potential) -> String {
-    let cals = &pot.uq.calibration;
+    calibration_entries_text(&pot.uq.calibration, &pot.model.species)
+}
+
+/// [`calibration_text`] of calibration entries `cals`, species in the order of `species`.
+pub fn calibration_entries_text(cals: &[Calibration], species: &[String]) -> String {
     if cals.is_empty() {
         return String::new();
     }
-    let species_rank = |name: &str| pot.model.species_index(name).unwrap_or(usize::MAX);
+    let species_rank = |name: &str| species.iter().position(|s| s == name).unwrap_or(usize::MAX);
     // Methods in the ABI's order, then any other name found in the file.
     let mut methods: Vec<String> = Method::ALL.iter().map(|m| m.name().to_string()).collect();
     for c in cals {
@@ -206,6 +210,133 @@ pub fn calibration_text(pot: &Potential) -> String {
         }
     }
     out
+}
+
+/// `aceuq info` of a pacemaker potential (`.ace`, `.yace`, B-basis `.yaml`), with what aceuq
+/// keeps beside it: its active-set inverse and calibrated cutoffs, each checked against it.
+pub fn pace_text(
+    model: &std::path::Path,
+    active_set: Option<&std::path::Path>,
+    cutoffs: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
+    use crate::pace::cutoffs::PaceCutoffs;
+    use crate::pace::{PacePotential, read_active_set};
+    use anyhow::Context;
+    let pot = PacePotential::load(model).with_context(|| "cannot load the potential")?;
+    let m = pot.model();
+    let mut out = format!(
+        "potential  {} ({}; read by aceuq, unchanged)
+elements   {}
+",
+        model.display(),
+        pot.kind(),
+        m.elements.join(", ")
+    );
+    for (s, sp) in m.species.iter().enumerate() {
+        let maxr = sp.funcs.iter().map(|f| f.rank()).max().unwrap_or(1);
+        let by: Vec<String> = (1..=maxr)
+            .map(|r| {
+                (if r == 1 { sp.rank1.len() } else { 0 }
+                    + sp.funcs.iter().filter(|f| f.rank() == r).count())
+                .to_string()
+            })
+            .collect();
+        out += &format!(
+            "  {:<4} {} functions (by rank {}), E0 = {:.6} eV; embedding {}; gamma projections: {}
+",
+            m.elements[s],
+            sp.rank1.len() + sp.funcs.len(),
+            by.join("/"),
+            sp.e0,
+            sp.embedding.describe(),
+            pot.nprojections(s)
+        );
+    }
+    out += &format!(
+        "  basis: lmax {}, nradmax {}, nradbase {}, largest cutoff {:.3} Å
+",
+        m.lmax, m.nradmax, m.nradbase, m.cutoffmax
+    );
+    match active_set {
+        Some(a) => {
+            let asi = read_active_set(a, &pot).with_context(|| "cannot use the active set")?;
+            let sizes: Vec<String> = asi
+                .species
+                .iter()
+                .zip(&m.elements)
+                .map(|((n, _), e)| format!("{e} {n} x {n}"))
+                .collect();
+            out += &format!(
+                "
+active set {} ({} grade): {}
+",
+                a.display(),
+                if asi.linear { "linear" } else { "non-linear" },
+                sizes.join(", ")
+            );
+        }
+        None => {
+            out += "
+active set: none given (--active-set pot.asi; `aceuq activeset` builds one)
+"
+        }
+    }
+    match cutoffs {
+        Some(c) => {
+            let cut = PaceCutoffs::read(c).with_context(|| "cannot read the cutoffs")?;
+            let check = match active_set {
+                Some(a) => match PaceCutoffs::load(c, model, a, &m.elements) {
+                    Ok(_) => "calibrated for this very potential and active set".to_string(),
+                    Err(e) => format!("NOT usable with these files: {e}"),
+                },
+                None => format!(
+                    "calibrated for {} with {} (give --active-set to check they match)",
+                    cut.potential, cut.active_set
+                ),
+            };
+            out += &format!(
+                "
+cutoffs {}: {check}
+",
+                c.display()
+            );
+            out += &calibration_entries_text(&cut.calibration, &cut.elements);
+        }
+        None => {
+            out += "
+calibrated cutoffs: none given (--cutoffs pot.cutoffs.toml; `aceuq calibrate \
+                    --model pot --active-set pot.asi` writes one)
+"
+        }
+    }
+    Ok(out)
+}
+
+/// `aceuq info` of a pacemaker cutoffs file alone: what it was calibrated for, whether those
+/// files (at the paths it stored) are still the same, and its cutoffs.
+pub fn pace_cutoffs_text(path: &std::path::Path) -> anyhow::Result<String> {
+    use crate::pace::cutoffs::PaceCutoffs;
+    use anyhow::Context;
+    let cut = PaceCutoffs::read(path).with_context(|| "cannot read the cutoffs")?;
+    let same = |stored: &str, fp: &str| match crate::pace::cutoffs::fingerprint(
+        std::path::Path::new(stored),
+    ) {
+        Ok(f) if f == fp => "unchanged since calibration".to_string(),
+        Ok(_) => "CHANGED since calibration: recalibrate".to_string(),
+        Err(_) => "not found at that path (from here)".to_string(),
+    };
+    let mut out = format!(
+        "cutoffs    {} (gamma of a pacemaker potential, `aceuq calibrate`)\npotential  {} ({})\n\
+         active set {} ({})\nelements   {}\n",
+        path.display(),
+        cut.potential,
+        same(&cut.potential, &cut.potential_fingerprint),
+        cut.active_set,
+        same(&cut.active_set, &cut.active_set_fingerprint),
+        cut.elements.join(", ")
+    );
+    out += &calibration_entries_text(&cut.calibration, &cut.elements);
+    Ok(out)
 }
 
 #[cfg(test)]

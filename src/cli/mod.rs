@@ -79,9 +79,17 @@ pub enum Command {
 /// Arguments of `aceuq info`.
 #[derive(clap::Args, Debug)]
 pub struct InfoArgs {
-    /// Model file (*.aceuq).
+    /// Model file: an aceuq model (*.aceuq), a pacemaker potential (.ace, .yace, B-basis
+    /// .yaml), or the cutoffs file `aceuq calibrate` wrote for one (*.toml).
     #[arg(long, short)]
     pub model: PathBuf,
+    /// With a pacemaker potential: its active-set inverse (.asi), described and checked.
+    #[arg(long)]
+    pub active_set: Option<PathBuf>,
+    /// With a pacemaker potential: its calibrated cutoffs (.toml), shown and checked against
+    /// the potential and --active-set.
+    #[arg(long)]
+    pub cutoffs: Option<PathBuf>,
 }
 
 /// Options for reading labelled extended XYZ, shared by commands.
@@ -273,6 +281,33 @@ pub fn load_model(path: &Path) -> Result<crate::potential::Potential> {
 }
 
 fn info(args: &InfoArgs) -> Result<()> {
+    if args.model.extension().and_then(|e| e.to_str()) == Some("toml") {
+        if args.active_set.is_some() || args.cutoffs.is_some() {
+            anyhow::bail!(
+                "--active-set and --cutoffs go with a pacemaker potential as --model, not with a cutoffs file"
+            );
+        }
+        print!("{}", info::pace_cutoffs_text(&args.model)?);
+        return Ok(());
+    }
+    if crate::pace::is_pacemaker_potential(&args.model) {
+        print!(
+            "{}",
+            info::pace_text(
+                &args.model,
+                args.active_set.as_deref(),
+                args.cutoffs.as_deref()
+            )?
+        );
+        return Ok(());
+    }
+    if args.active_set.is_some() || args.cutoffs.is_some() {
+        anyhow::bail!(
+            "--active-set and --cutoffs are for pacemaker potentials (.ace, .yace, .yaml); an \
+             aceuq model ({}) keeps its active sets and cutoffs inside",
+            args.model.display()
+        );
+    }
     let pot = load_model(&args.model)?;
     let m = &pot.model;
     println!("model      {}", args.model.display());

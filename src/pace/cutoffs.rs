@@ -93,13 +93,9 @@ impl PaceCutoffs {
             .map_err(|e| PaceError::Io(e.to_string()))
     }
 
-    /// Read `path` and check that it was calibrated for these very files.
-    pub fn load(
-        path: &Path,
-        potential: &Path,
-        active_set: &Path,
-        elements: &[String],
-    ) -> Result<PaceCutoffs, PaceError> {
+    /// Read `path` (format and version checked) without comparing it with any potential
+    /// (for `aceuq info`; [`PaceCutoffs::load`] for use).
+    pub fn read(path: &Path) -> Result<PaceCutoffs, PaceError> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| PaceError::Io(format!("{name}: cannot read: {e}")))?;
@@ -121,6 +117,18 @@ impl PaceCutoffs {
                 c.version
             )));
         }
+        Ok(c)
+    }
+
+    /// Read `path` and check that it was calibrated for these very files.
+    pub fn load(
+        path: &Path,
+        potential: &Path,
+        active_set: &Path,
+        elements: &[String],
+    ) -> Result<PaceCutoffs, PaceError> {
+        let name = path.display().to_string();
+        let c = PaceCutoffs::read(path)?;
         let redo = format!(
             "recalibrate: `aceuq calibrate --model {} --active-set {} --valid ... --out {name}`",
             potential.display(),

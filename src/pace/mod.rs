@@ -108,6 +108,26 @@ impl Embedding {
         })
     }
 
+    /// For reports: the function's name and its `(w, m)` per density.
+    pub fn describe(&self) -> String {
+        let name = if self.shifted_scaled {
+            "FinnisSinclairShiftedScaled"
+        } else {
+            "FinnisSinclair"
+        };
+        let p: Vec<String> = self
+            .params
+            .iter()
+            .map(|(w, m)| format!("({w}, {m})"))
+            .collect();
+        format!(
+            "{name} over {} densit{} (w, m) = {}",
+            self.params.len(),
+            if self.params.len() == 1 { "y" } else { "ies" },
+            p.join(" ")
+        )
+    }
+
     /// `F(ρ)` and `dF/dρ_p`.
     fn eval(&self, rho: &[f64], d: &mut [f64]) -> f64 {
         let mut e = 0.0;
