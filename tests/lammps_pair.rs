@@ -433,22 +433,10 @@ fn ensemble_uncertainty_equals_the_library_on_one_and_two_ranks() {
     let Some(s) = setup_mpi("ensemble_uncertainty_equals_the_library_on_one_and_two_ranks") else {
         return;
     };
-    let train = frames("tests/data/li/train.xyz");
-    let valid = frames("tests/data/li/valid.xyz");
-    let mut model = aceuq::Potential::new(fit_model("tests/data/li/train.xyz", 12, &["Li"]));
-    let cfg = aceuq::uq::UqConfig {
+    let model = li_potential(&aceuq::uq::UqConfig {
         ensemble: 4,
         ..Default::default()
-    };
-    aceuq::uq::build(
-        &model.model,
-        &mut model.uq,
-        &train[..12],
-        &valid,
-        &cfg,
-        false,
-    )
-    .expect("ensemble");
+    });
     let frame = &frames("tests/data/li/test.xyz")[2];
     let lib = model
         .per_atom(std::slice::from_ref(frame), aceuq::uq::Method::Ensemble)
@@ -514,26 +502,14 @@ fn every_kernel_family_gives_the_same_results() {
     let Some(s) = setup("every_kernel_family_gives_the_same_results") else {
         return;
     };
-    let train = frames("tests/data/li/train.xyz");
-    let valid = frames("tests/data/li/valid.xyz");
-    let mut model = aceuq::Potential::new(fit_model("tests/data/li/train.xyz", 12, &["Li"]));
-    let cfg = aceuq::uq::UqConfig {
+    let model = li_potential(&aceuq::uq::UqConfig {
         active_set: true,
         clusters: Some(aceuq::uq::Partition::KMeans(2)),
         ensemble: 3,
         distance: true,
         gp: true,
         ..Default::default()
-    };
-    aceuq::uq::build(
-        &model.model,
-        &mut model.uq,
-        &train[..12],
-        &valid,
-        &cfg,
-        false,
-    )
-    .expect("uncertainty estimators");
+    });
     let methods: Vec<&str> = model.uq.methods().iter().map(|m| m.name()).collect();
     assert_eq!(methods.len(), 5, "{methods:?}");
     let dir = workdir(SUITE, "kernel_families");

@@ -291,6 +291,17 @@ pub fn fit_model(rel: &str, n: usize, species: &[&str]) -> aceuq::model::Model {
     .expect("fit")
 }
 
+/// A Li potential fitted on the first 12 training frames, with the uncertainty estimators of
+/// `cfg` built on those frames and the validation set.
+pub fn li_potential(cfg: &aceuq::uq::UqConfig) -> aceuq::Potential {
+    let train = frames("tests/data/li/train.xyz");
+    let valid = frames("tests/data/li/valid.xyz");
+    let mut pot = aceuq::Potential::new(fit_model("tests/data/li/train.xyz", 12, &["Li"]));
+    aceuq::uq::build(&pot.model, &mut pot.uq, &train[..12], &valid, cfg, false)
+        .expect("uncertainty estimators");
+    pot
+}
+
 /// What [`save_model`] writes: a potential, or a bare model (without uncertainty estimators).
 pub trait Saveable {
     fn save_to(&self, path: &Path);
