@@ -362,6 +362,12 @@ fn main() {
             println!("{line}");
         }
     }
+    if quick {
+        println!(
+            "\nBENCH_QUICK: one small round (250 atoms) to check that the bench runs; the numbers \
+             and verdicts below are not measurements (run `make bench`)."
+        );
+    }
     println!(
         "\nTargets (each kernel family): E+F >= 10x SNAP; gamma every step <= 1.2x; every single method <= 1.3x; all methods every step <= 1.8x; all methods uq_every 10 <= 1.08x."
     );
