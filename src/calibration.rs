@@ -337,20 +337,6 @@ pub fn check_calibration(
     methods: &[Method],
 ) -> Result<CheckReport, Error> {
     let model = &pot.model;
-    let cal_of = |m: Method, s: usize, c: Option<usize>| {
-        pot.uq
-            .calibration
-            .iter()
-            .find(|x| x.method == m.name() && x.species == model.species[s] && x.cluster == c)
-    };
-    let mut report = CheckReport {
-        e_max: pot
-            .uq
-            .calibration
-            .first()
-            .map_or(crate::stats::cutoff::DEFAULT_E_MAX, |c| c.e_max),
-        ..Default::default()
-    };
     let err_in = uq::force_errors(model, in_dist)?;
     let err_nv = uq::force_errors(model, novel)?;
     if !in_dist.is_empty() && err_in.iter().all(|e| e.is_empty()) {
@@ -361,6 +347,23 @@ pub fn check_calibration(
     }
     let all: Vec<crate::Structure> = in_dist.iter().chain(novel).cloned().collect();
     let errs: Vec<Vec<f64>> = err_in.into_iter().chain(err_nv).collect();
+    let cluster_cutoffs = |m: Method, s: usize, k: usize| {
+        pot.uq
+            .stored_cluster_cutoffs(model, m, s, k)
+            .map(|x| (x.0, x.1))
+    };
+    let src = CutoffSource {
+        species: &model.species,
+        calibration: &pot.uq.calibration,
+        cluster_cutoffs: &cluster_cutoffs,
+        nclusters: (0..model.nspecies())
+            .map(|s| pot.uq.gamma_local_clusters(s))
+            .collect(),
+    };
+    let mut report = CheckReport {
+        e_max: src.e_max(),
+        ..Default::default()
+    };
     for &m in methods {
         let (u, clusters) = if m == Method::GammaLocal {
             let (u, c) = pot.gamma_local_per_atom(&all)?;
@@ -368,143 +371,254 @@ pub fn check_calibration(
         } else {
             (pot.per_atom(&all, m)?, None)
         };
-        // Exceedances on the in-distribution part, per (species, cluster entry).
-        let mut keys: Vec<(usize, Option<usize>)> =
-            (0..model.nspecies()).map(|s| (s, None)).collect();
-        if let Some(n) = (0..model.nspecies())
-            .map(|s| pot.uq.gamma_local_clusters(s))
-            .collect::<Option<Vec<usize>>>()
-            .filter(|_| clusters.is_some())
-        {
-            for (s, &k) in n.iter().enumerate() {
-                keys.extend((0..k).map(|c| (s, Some(c))));
-            }
-        }
-        for (s, c) in keys {
-            let Some(cal) = cal_of(m, s, c) else { continue };
-            let (mut uu, mut ee) = (vec![], vec![]);
-            for (f, st) in in_dist.iter().enumerate() {
-                for (a, sym) in st.symbols.iter().enumerate() {
-                    if model.species_index(sym) != Some(s) {
-                        continue;
-                    }
-                    if let (Some(k), Some(cl)) = (c, &clusters)
-                        && cl[f][a] as usize != k
-                    {
-                        continue;
-                    }
-                    if let Some(&e) = errs[f].get(a) {
-                        uu.push(u[f][a]);
-                        ee.push(e);
-                    }
-                }
-            }
-            if uu.is_empty() {
-                continue;
-            }
-            let n = uu.len();
-            let count = |x: &[f64], c: f64| x.iter().filter(|&&v| v > c).count();
-            let levels = CHECK_LEVELS
-                .iter()
-                .filter(|&&k| k <= n as f64 / 2.0)
-                .map(|&k| {
-                    let q = k / n as f64;
-                    let qu = cal.uncertainty_quantile(q);
-                    let qe = cal.error_quantile(q);
-                    (k, qu, count(&uu, qu), qe, count(&ee, qe))
-                })
-                .collect();
-            report.exceedances.push(ExceedanceRow {
-                species: model.species[s].clone(),
-                method: m.name().to_string(),
-                cluster: c,
-                atoms: n,
-                n_apply: cal.n_apply,
-                expected: n as f64 / cal.n_apply as f64,
-                above_u_c: count(&uu, cal.u_c),
-                above_e_c: count(&ee, cal.e_c),
-                levels,
-            });
-        }
-        // Halts per frame on everything, per subset and in total.
-        let upper = |s: usize, f: usize, a: usize| -> f64 {
-            match (&clusters, cal_of(m, s, None)) {
-                (Some(cl), Some(_)) => pot
-                    .uq
-                    .stored_cluster_cutoffs(model, m, s, cl[f][a] as usize)
-                    .map_or(f64::INFINITY, |x| x.1),
-                (_, Some(c)) => c.u_max,
-                _ => f64::INFINITY,
-            }
+        let data = CheckData {
+            n_in_dist: in_dist.len(),
+            all: &all,
+            errs: &errs,
         };
-        let has_upper =
-            (0..model.nspecies()).all(|s| cal_of(m, s, None).is_some_and(|c| c.u_max.is_finite()));
-        let mut rows: Vec<HaltRow> = vec![];
-        let mut total = HaltRow {
-            method: m.name().into(),
-            subset: "all".into(),
-            has_upper,
-            ..Default::default()
-        };
-        let mut scored: Vec<(f64, f64)> = vec![];
-        for (f, st) in all.iter().enumerate() {
-            if errs[f].is_empty() {
-                continue;
-            }
-            let emax = errs[f].iter().fold(0.0_f64, |x, &y| x.max(y));
-            let score = st
-                .symbols
-                .iter()
-                .enumerate()
-                .fold(0.0_f64, |acc, (a, sym)| {
-                    let lower = model.species_index(sym).and_then(|s| match &clusters {
-                        Some(cl) => pot
-                            .uq
-                            .stored_cluster_cutoffs(model, m, s, cl[f][a] as usize)
-                            .map(|x| x.0),
-                        None => cal_of(m, s, None).map(|c| c.u_c),
-                    });
-                    match lower {
-                        Some(l) if l > 0.0 => acc.max(u[f][a] / l),
-                        _ => acc,
-                    }
-                });
-            scored.push((score, emax));
-            let halted = st.symbols.iter().enumerate().any(|(a, sym)| {
-                model
-                    .species_index(sym)
-                    .is_some_and(|s| u[f][a] > upper(s, f, a))
-            });
-            let subset = st.config_type.clone().unwrap_or_else(|| "-".into());
-            let pos = match rows.iter().position(|r| r.subset == subset) {
-                Some(p) => p,
-                None => {
-                    rows.push(HaltRow {
-                        method: m.name().into(),
-                        subset,
-                        has_upper,
-                        ..Default::default()
-                    });
-                    rows.len() - 1
-                }
-            };
-            for r in [&mut rows[pos], &mut total] {
-                r.frames += 1;
-                r.max_error = r.max_error.max(emax);
-                let unstable = emax > report.e_max;
-                r.unstable += usize::from(unstable);
-                r.halted += usize::from(halted);
-                r.caught += usize::from(halted && unstable);
-                r.false_halts += usize::from(halted && emax < report.e_max / 3.0);
-                r.halted_modest += usize::from(halted && !unstable && emax >= report.e_max / 3.0);
-            }
-        }
-        (total.best_recall_no_false, total.best_false_at_90) =
-            best_thresholds(&scored, report.e_max);
-        report.halts.extend(rows);
-        report.halts.push(total);
+        check_method(&mut report, &src, &data, m, &u, clusters.as_deref());
     }
     Ok(report)
+}
+
+/// [`check_calibration`] for a pacemaker potential: its `gamma` (graded with the active-set
+/// inverse `asi`) against the cutoffs `calibration` that `aceuq calibrate` stored beside it.
+pub fn check_pacemaker(
+    pot: &crate::pace::PacePotential,
+    asi: &crate::pace::ActiveSetInverse,
+    calibration: &[Calibration],
+    in_dist: &[crate::Structure],
+    novel: &[crate::Structure],
+) -> Result<CheckReport, Error> {
+    use rayon::prelude::*;
+    if !in_dist.is_empty() && in_dist.iter().all(|s| s.forces.is_none()) {
+        return Err(Error::new(
+            ErrorKind::Data,
+            "the held-out data has no reference forces (check --forces-key)",
+        ));
+    }
+    let all: Vec<crate::Structure> = in_dist.iter().chain(novel).cloned().collect();
+    // Per frame: force errors of every atom (empty when unlabelled) and grades.
+    let per: Vec<(Vec<f64>, Vec<f64>)> = all
+        .par_iter()
+        .enumerate()
+        .map(|(k, s)| -> Result<(Vec<f64>, Vec<f64>), Error> {
+            let at = |e: crate::pace::PaceError| {
+                Error::new(ErrorKind::Data, format!("structure {k}: {e}"))
+            };
+            let g = pot.grades(asi, s).map_err(at)?;
+            let e = match &s.forces {
+                None => vec![],
+                Some(fr) => {
+                    let p = pot.model().predict(s).map_err(at)?;
+                    p.forces
+                        .iter()
+                        .zip(fr)
+                        .map(|(a, b)| {
+                            ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2))
+                                .sqrt()
+                        })
+                        .collect()
+                }
+            };
+            Ok((e, g))
+        })
+        .collect::<Result<_, _>>()?;
+    let (errs, u): (Vec<Vec<f64>>, Vec<Vec<f64>>) = per.into_iter().unzip();
+    let src = CutoffSource {
+        species: &pot.model().elements,
+        calibration,
+        cluster_cutoffs: &|_, _, _| None,
+        nclusters: None,
+    };
+    let mut report = CheckReport {
+        e_max: src.e_max(),
+        ..Default::default()
+    };
+    let data = CheckData {
+        n_in_dist: in_dist.len(),
+        all: &all,
+        errs: &errs,
+    };
+    check_method(&mut report, &src, &data, Method::Gamma, &u, None);
+    Ok(report)
+}
+
+/// What a check needs of whoever holds the cutoffs (an aceuq model, or the cutoffs file of a
+/// pacemaker potential).
+struct CutoffSource<'a> {
+    species: &'a [String],
+    calibration: &'a [Calibration],
+    /// (lower, upper) cutoff of (method, species, gamma_local cluster).
+    cluster_cutoffs: &'a dyn Fn(Method, usize, usize) -> Option<(f64, f64)>,
+    /// gamma_local clusters per species (None: no clustered active sets).
+    nclusters: Option<Vec<usize>>,
+}
+
+impl CutoffSource<'_> {
+    fn cal_of(&self, m: Method, s: usize, c: Option<usize>) -> Option<&Calibration> {
+        self.calibration
+            .iter()
+            .find(|x| x.method == m.name() && x.species == self.species[s] && x.cluster == c)
+    }
+
+    fn species_index(&self, sym: &str) -> Option<usize> {
+        self.species.iter().position(|x| x == sym)
+    }
+
+    fn e_max(&self) -> f64 {
+        self.calibration
+            .first()
+            .map_or(crate::stats::cutoff::DEFAULT_E_MAX, |c| c.e_max)
+    }
+}
+
+/// The labelled frames of a check: the held-out ones first (`n_in_dist`), then the novel ones,
+/// with every atom's force error (empty for an unlabelled frame).
+struct CheckData<'a> {
+    n_in_dist: usize,
+    all: &'a [crate::Structure],
+    errs: &'a [Vec<f64>],
+}
+
+/// The exceedance rows and halt rows of method `m` (per-atom values `u`, and for gamma_local
+/// each atom's cluster), added to `report`.
+fn check_method(
+    report: &mut CheckReport,
+    src: &CutoffSource,
+    d: &CheckData,
+    m: Method,
+    u: &[Vec<f64>],
+    clusters: Option<&[Vec<u32>]>,
+) {
+    let (all, errs) = (d.all, d.errs);
+    let in_dist = &all[..d.n_in_dist];
+    // Exceedances on the in-distribution part, per (species, cluster entry).
+    let mut keys: Vec<(usize, Option<usize>)> = (0..src.species.len()).map(|s| (s, None)).collect();
+    if let Some(n) = src.nclusters.as_ref().filter(|_| clusters.is_some()) {
+        for (s, &k) in n.iter().enumerate() {
+            keys.extend((0..k).map(|c| (s, Some(c))));
+        }
+    }
+    for (s, c) in keys {
+        let Some(cal) = src.cal_of(m, s, c) else {
+            continue;
+        };
+        let (mut uu, mut ee) = (vec![], vec![]);
+        for (f, st) in in_dist.iter().enumerate() {
+            for (a, sym) in st.symbols.iter().enumerate() {
+                if src.species_index(sym) != Some(s) {
+                    continue;
+                }
+                if let (Some(k), Some(cl)) = (c, clusters)
+                    && cl[f][a] as usize != k
+                {
+                    continue;
+                }
+                if let Some(&e) = errs[f].get(a) {
+                    uu.push(u[f][a]);
+                    ee.push(e);
+                }
+            }
+        }
+        if uu.is_empty() {
+            continue;
+        }
+        let n = uu.len();
+        let count = |x: &[f64], c: f64| x.iter().filter(|&&v| v > c).count();
+        let levels = CHECK_LEVELS
+            .iter()
+            .filter(|&&k| k <= n as f64 / 2.0)
+            .map(|&k| {
+                let q = k / n as f64;
+                let qu = cal.uncertainty_quantile(q);
+                let qe = cal.error_quantile(q);
+                (k, qu, count(&uu, qu), qe, count(&ee, qe))
+            })
+            .collect();
+        report.exceedances.push(ExceedanceRow {
+            species: src.species[s].clone(),
+            method: m.name().to_string(),
+            cluster: c,
+            atoms: n,
+            n_apply: cal.n_apply,
+            expected: n as f64 / cal.n_apply as f64,
+            above_u_c: count(&uu, cal.u_c),
+            above_e_c: count(&ee, cal.e_c),
+            levels,
+        });
+    }
+    // Halts per frame on everything, per subset and in total.
+    let upper = |s: usize, f: usize, a: usize| -> f64 {
+        match (clusters, src.cal_of(m, s, None)) {
+            (Some(cl), Some(_)) => {
+                (src.cluster_cutoffs)(m, s, cl[f][a] as usize).map_or(f64::INFINITY, |x| x.1)
+            }
+            (_, Some(c)) => c.u_max,
+            _ => f64::INFINITY,
+        }
+    };
+    let has_upper =
+        (0..src.species.len()).all(|s| src.cal_of(m, s, None).is_some_and(|c| c.u_max.is_finite()));
+    let mut rows: Vec<HaltRow> = vec![];
+    let mut total = HaltRow {
+        method: m.name().into(),
+        subset: "all".into(),
+        has_upper,
+        ..Default::default()
+    };
+    let mut scored: Vec<(f64, f64)> = vec![];
+    for (f, st) in all.iter().enumerate() {
+        if errs[f].is_empty() {
+            continue;
+        }
+        let emax = errs[f].iter().fold(0.0_f64, |x, &y| x.max(y));
+        let score = st
+            .symbols
+            .iter()
+            .enumerate()
+            .fold(0.0_f64, |acc, (a, sym)| {
+                let lower = src.species_index(sym).and_then(|s| match clusters {
+                    Some(cl) => (src.cluster_cutoffs)(m, s, cl[f][a] as usize).map(|x| x.0),
+                    None => src.cal_of(m, s, None).map(|c| c.u_c),
+                });
+                match lower {
+                    Some(l) if l > 0.0 => acc.max(u[f][a] / l),
+                    _ => acc,
+                }
+            });
+        scored.push((score, emax));
+        let halted = st.symbols.iter().enumerate().any(|(a, sym)| {
+            src.species_index(sym)
+                .is_some_and(|s| u[f][a] > upper(s, f, a))
+        });
+        let subset = st.config_type.clone().unwrap_or_else(|| "-".into());
+        let pos = match rows.iter().position(|r| r.subset == subset) {
+            Some(p) => p,
+            None => {
+                rows.push(HaltRow {
+                    method: m.name().into(),
+                    subset,
+                    has_upper,
+                    ..Default::default()
+                });
+                rows.len() - 1
+            }
+        };
+        for r in [&mut rows[pos], &mut total] {
+            r.frames += 1;
+            r.max_error = r.max_error.max(emax);
+            let unstable = emax > report.e_max;
+            r.unstable += usize::from(unstable);
+            r.halted += usize::from(halted);
+            r.caught += usize::from(halted && unstable);
+            r.false_halts += usize::from(halted && emax < report.e_max / 3.0);
+            r.halted_modest += usize::from(halted && !unstable && emax >= report.e_max / 3.0);
+        }
+    }
+    (total.best_recall_no_false, total.best_false_at_90) = best_thresholds(&scored, report.e_max);
+    report.halts.extend(rows);
+    report.halts.push(total);
 }
 
 /// Per species: force errors and uncertainties of the same atoms.

@@ -606,6 +606,59 @@ fn pacemaker_potential_calibrated_and_watched() {
     r.assert_ok("aceuq info (other active set)");
     r.assert_contains("NOT usable with these files", "info mismatch");
 
+    // `aceuq check-cutoffs` on held-out crystals and a squeezed one, all labelled by the SNAP.
+    write("held_in.xyz", &cu_frames(5, 3, (3.56, 3.67), (0.03, 0.15)));
+    write("novel_in.xyz", &cu_frames(4, 1, (3.2, 3.2), (0.3, 0.3)));
+    for (i, o) in [("held_in.xyz", "held.xyz"), ("novel_in.xyz", "novel.xyz")] {
+        let mut label = std::process::Command::new("python3");
+        label
+            .arg(repo("scripts/label.py"))
+            .args(["--labeller", "cu-snap", i, o])
+            .env("ACEUQ_LMP", &s.lmp);
+        run(label, &dir, "label").assert_ok("label with the Cu SNAP");
+    }
+    let check = |asi: &str| {
+        aceuq(
+            &[
+                "check-cutoffs",
+                "--model",
+                &pot,
+                "--active-set",
+                asi,
+                "--cutoffs",
+                "cu.cutoffs.toml",
+                "--data",
+                "held.xyz",
+                "--novel",
+                "novel.xyz",
+            ],
+            "check-cutoffs",
+        )
+    };
+    let r = check("cu.asi");
+    r.assert_ok("aceuq check-cutoffs (pacemaker)");
+    r.assert_contains(
+        "Cu       gamma   -        324",
+        "exceedances of 3 x 108 held-out atoms",
+    );
+    let halts = r
+        .output
+        .lines()
+        .find(|l| l.starts_with("gamma   all"))
+        .unwrap_or_else(|| panic!("no halt row\n{}", r.output));
+    let nframes: usize = halts.split_whitespace().nth(2).unwrap().parse().unwrap();
+    let halted: usize = halts.split_whitespace().nth(5).unwrap().parse().unwrap();
+    assert_eq!(nframes, 4, "{halts}");
+    // The squeezed crystal grades far above the upper cutoff (as the watch below finds).
+    assert!(halted >= 1, "{halts}");
+    let r = check("other.asi");
+    assert!(
+        !r.status.success(),
+        "another active set accepted\n{}",
+        r.output
+    );
+    r.assert_contains("calibrated with another active set", "refused");
+
     // One frame of each kind, checked at step 0 by the watch.
     let held_out = cu_frames(3, 1, (3.6, 3.62), (0.05, 0.06));
     let squeezed = cu_frames(4, 1, (3.2, 3.2), (0.3, 0.3));

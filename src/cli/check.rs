@@ -20,9 +20,16 @@ use std::path::PathBuf;
 /// Arguments of `aceuq check-cutoffs`.
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
-    /// Calibrated model file (*.aceuq).
+    /// Calibrated model file (*.aceuq), or a pacemaker potential (.ace, .yace, B-basis .yaml)
+    /// with --active-set and --cutoffs.
     #[arg(long, short)]
     pub model: PathBuf,
+    /// With a pacemaker potential: its active-set inverse (.asi).
+    #[arg(long)]
+    pub active_set: Option<PathBuf>,
+    /// With a pacemaker potential: the cutoffs `aceuq calibrate` wrote for it (.toml).
+    #[arg(long)]
+    pub cutoffs: Option<PathBuf>,
     /// Held-out in-distribution labelled data (not used in the fit or the calibration).
     #[arg(long, required = true, num_args = 1..)]
     pub data: Vec<PathBuf>,
@@ -191,6 +198,16 @@ fn markdown(headers: &[String], rows: &[Vec<String>]) -> String {
 }
 
 pub fn run(a: &CheckArgs) -> Result<()> {
+    if crate::pace::is_pacemaker_potential(&a.model) {
+        return run_pacemaker(a);
+    }
+    if a.active_set.is_some() || a.cutoffs.is_some() {
+        bail!(
+            "--active-set and --cutoffs are for pacemaker potentials (.ace, .yace, .yaml); an \
+             aceuq model ({}) keeps its cutoffs inside",
+            a.model.display()
+        );
+    }
     let pot = load_model(&a.model)?;
     if pot.uq.calibration.is_empty() {
         bail!(
@@ -218,6 +235,13 @@ pub fn run(a: &CheckArgs) -> Result<()> {
             );
         }
     }
+    let (data, novel) = read_data(a)?;
+    let report = check_calibration(&pot, &data, &novel, &methods)?;
+    print_report(&report, a)
+}
+
+/// The labelled data of a check: held-out and novel frames, with reference forces.
+fn read_data(a: &CheckArgs) -> Result<(Vec<crate::Structure>, Vec<crate::Structure>)> {
     let data = a.keys.read(&a.data)?;
     let novel = if a.novel.is_empty() {
         vec![]
@@ -228,9 +252,44 @@ pub fn run(a: &CheckArgs) -> Result<()> {
     for d in [&data, &novel] {
         a.keys.require(d, crate::io::extxyz::Label::Forces, "")?;
     }
-    let report = check_calibration(&pot, &data, &novel, &methods)?;
+    Ok((data, novel))
+}
+
+/// `aceuq check-cutoffs` of a pacemaker potential: gamma with its `.asi` against the cutoffs
+/// file, which must have been calibrated for these very files.
+fn run_pacemaker(a: &CheckArgs) -> Result<()> {
+    use anyhow::Context;
+    let (Some(asi_path), Some(cut_path)) = (&a.active_set, &a.cutoffs) else {
+        bail!(
+            "{} is a pacemaker potential: give its active-set inverse and cutoffs too \
+             (--active-set pot.asi --cutoffs pot.cutoffs.toml; `aceuq calibrate --model {} \
+             --active-set pot.asi ...` writes the cutoffs)",
+            a.model.display(),
+            a.model.display()
+        );
+    };
+    if a.methods.iter().any(|&m| m != Method::Gamma) {
+        bail!("a pacemaker potential has only 'gamma' cutoffs (--methods gamma)");
+    }
+    let pot =
+        crate::pace::PacePotential::load(&a.model).with_context(|| "cannot load the potential")?;
+    let asi = crate::pace::read_active_set(asi_path, &pot)
+        .with_context(|| "cannot use the active set")?;
+    let cut = crate::pace::cutoffs::PaceCutoffs::load(
+        cut_path,
+        &a.model,
+        asi_path,
+        &pot.model().elements,
+    )
+    .with_context(|| "cannot use the cutoffs")?;
+    let (data, novel) = read_data(a)?;
+    let report = crate::calibration::check_pacemaker(&pot, &asi, &cut.calibration, &data, &novel)?;
+    print_report(&report, a)
+}
+
+fn print_report(report: &CheckReport, a: &CheckArgs) -> Result<()> {
     let mut md = String::new();
-    for (title, head, rows) in tables(&report) {
+    for (title, head, rows) in tables(report) {
         println!("{title}:");
         print!("{}", text_table(&head, &rows));
         println!();
