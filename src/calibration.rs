@@ -409,17 +409,7 @@ pub fn check_pacemaker(
             let g = pot.grades(asi, s).map_err(at)?;
             let e = match &s.forces {
                 None => vec![],
-                Some(fr) => {
-                    let p = pot.model().predict(s).map_err(at)?;
-                    p.forces
-                        .iter()
-                        .zip(fr)
-                        .map(|(a, b)| {
-                            ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2))
-                                .sqrt()
-                        })
-                        .collect()
-                }
+                Some(fr) => pace_force_errors(pot, s, fr).map_err(at)?,
             };
             Ok((e, g))
         })
@@ -442,6 +432,22 @@ pub fn check_pacemaker(
     };
     check_method(&mut report, &src, &data, Method::Gamma, &u, None);
     Ok(report)
+}
+
+/// The force error |F_pot - F_ref| of every atom of `s` (eV/Å), `reference` its labels.
+fn pace_force_errors(
+    pot: &crate::pace::PacePotential,
+    s: &crate::Structure,
+    reference: &[[f64; 3]],
+) -> Result<Vec<f64>, crate::pace::PaceError> {
+    let p = pot.model().predict(s)?;
+    Ok(p.forces
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| {
+            ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+        })
+        .collect())
 }
 
 /// What a check needs of whoever holds the cutoffs (an aceuq model, or the cutoffs file of a
@@ -650,19 +656,12 @@ pub fn calibrate_pacemaker(
                 let at = |e: crate::pace::PaceError| {
                     Error::new(ErrorKind::Data, format!("structure {k}: {e}"))
                 };
-                let p = pot.model().predict(s).map_err(at)?;
+                let e = pace_force_errors(pot, s, fr).map_err(at)?;
                 let g = pot.grades(asi, s).map_err(at)?;
                 Ok(s.symbols
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, sym)| {
-                        let sp = pot.model().species_index(sym)?;
-                        let (a, b) = (p.forces[i], fr[i]);
-                        let e =
-                            ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2))
-                                .sqrt();
-                        Some((sp, e, g[i]))
-                    })
+                    .filter_map(|(i, sym)| Some((pot.model().species_index(sym)?, e[i], g[i])))
                     .collect())
             })
             .collect::<Result<_, _>>()?;

@@ -201,13 +201,7 @@ pub fn run(a: &CheckArgs) -> Result<()> {
     if crate::pace::is_pacemaker_potential(&a.model) {
         return run_pacemaker(a);
     }
-    if a.active_set.is_some() || a.cutoffs.is_some() {
-        bail!(
-            "--active-set and --cutoffs are for pacemaker potentials (.ace, .yace, .yaml); an \
-             aceuq model ({}) keeps its cutoffs inside",
-            a.model.display()
-        );
-    }
+    super::refuse_pacemaker_options(&a.model, &a.active_set, &a.cutoffs)?;
     let pot = load_model(&a.model)?;
     if pot.uq.calibration.is_empty() {
         bail!(

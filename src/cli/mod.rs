@@ -275,6 +275,23 @@ pub(crate) fn check_given(
     v.map_or(Ok(()), |v| check_number(flag, v, ok(v), want))
 }
 
+/// `--active-set` / `--cutoffs` name the files kept beside a pacemaker potential; an aceuq
+/// model (`model`) keeps both inside, so either option with it is an error.
+pub fn refuse_pacemaker_options(
+    model: &Path,
+    active_set: &Option<PathBuf>,
+    cutoffs: &Option<PathBuf>,
+) -> Result<()> {
+    if active_set.is_some() || cutoffs.is_some() {
+        anyhow::bail!(
+            "--active-set and --cutoffs are for pacemaker potentials (.ace, .yace, .yaml); an \
+             aceuq model ({}) keeps its active sets and cutoffs inside",
+            model.display()
+        );
+    }
+    Ok(())
+}
+
 /// Load a model with the path in the error context.
 pub fn load_model(path: &Path) -> Result<crate::potential::Potential> {
     crate::potential::Potential::load(path).with_context(|| "cannot load the model".to_string())
@@ -301,13 +318,7 @@ fn info(args: &InfoArgs) -> Result<()> {
         );
         return Ok(());
     }
-    if args.active_set.is_some() || args.cutoffs.is_some() {
-        anyhow::bail!(
-            "--active-set and --cutoffs are for pacemaker potentials (.ace, .yace, .yaml); an \
-             aceuq model ({}) keeps its active sets and cutoffs inside",
-            args.model.display()
-        );
-    }
+    refuse_pacemaker_options(&args.model, &args.active_set, &args.cutoffs)?;
     let pot = load_model(&args.model)?;
     let m = &pot.model;
     println!("model      {}", args.model.display());

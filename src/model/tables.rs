@@ -91,7 +91,7 @@ impl Derived {
             depth[na + k] = depth[p as usize] + 1;
         }
         let mut internal_nodes: Vec<usize> = (na..n).filter(|&node| has_child[node]).collect();
-        internal_nodes.sort_by_key(|&node| (depth[node], links[node - na][0], links[node - na][1]));
+        internal_nodes.sort_by_key(|&node| depth[node]);
         let mut internal = Vec::new();
         let mut ctilde_int = ctilde[..na].to_vec();
         let mut start = 0;
