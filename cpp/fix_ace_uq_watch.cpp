@@ -242,13 +242,18 @@ void FixAceUqWatch::init()
     if (!pair->has_method(ACEUQ_METHOD_GAMMA))
       error->all(FLERR, "fix ace/uq/watch: a pacemaker potential is watched through the gamma "
                         "grade of an active-set inverse: pair_coeff * * pot.yaml pot.asi "
-                        "[pot.cutoffs.toml] Elem ... (build one with `aceuq activeset --model "
-                        "pot.yaml --data train.xyz --out pot.asi`)");
+                        "[pot.lasi] [pot.cutoffs.toml] Elem ... (build one with `aceuq activeset "
+                        "--model pot.yaml --data train.xyz --out pot.asi`)");
     if (method >= 0)
       error->all(FLERR,
-                 "fix ace/uq/watch: a pacemaker potential has only the 'gamma' grade, not "
-                 "'{}' (quantity gamma)",
-                 PairAceUq::method_name(method));
+                 "fix ace/uq/watch: a pacemaker potential has only the 'gamma' grade (with an "
+                 ".asi) and the 'gamma_local' grade (with a .lasi after it in pair_coeff), not "
+                 "'{}' here (quantity gamma{})",
+                 PairAceUq::method_name(method),
+                 method == ACEUQ_METHOD_GAMMA_LOCAL
+                     ? ", or build clustered active sets with `aceuq activeset --model pot "
+                       "--data train.xyz --clusters K`"
+                     : "");
   }
   if (method < 0) {
     // Default: the global grade if the model has it, else the first method it has.

@@ -6,6 +6,8 @@
      pair_coeff * * Cu-PBE-core-rep.ace Cu      (a pacemaker potential alone: no uncertainty)
      pair_coeff * * pot.yaml pot.asi Cu         (pacemaker + active-set inverse: gamma)
      pair_coeff * * pot.yaml pot.asi pot.cutoffs.toml Cu   (+ calibrated cutoffs of gamma)
+     pair_coeff * * pot.yaml pot.asi pot.lasi pot.cutoffs.toml Cu
+                                               (+ clustered active sets: gamma_local)
 
    Energies, forces, per-atom energy and virial from the Rust library
    (aceuq_compute); per-atom uncertainties on the steps they are asked for:
@@ -167,16 +169,24 @@ void PairAceUq::coeff(int narg, char **arg)
   auto ends_with = [](const std::string &s, const std::string &tail) {
     return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
   };
-  // and, optionally, the cutoffs `aceuq calibrate` wrote for them (pot.cutoffs.toml).
+  // then, optionally, the clustered local active sets `aceuq activeset --clusters K` wrote
+  // (pot.lasi, for gamma_local) and the cutoffs `aceuq calibrate` wrote (pot.cutoffs.toml).
   // Decided by the names alone, so that a wrong number of elements is reported as that.
   const bool has_asi = narg > 3 && ends_with(arg[3], ".asi");
-  const bool has_cutoffs = has_asi && narg > 4 && ends_with(arg[4], ".toml");
-  const int first_elem = 3 + (has_asi ? 1 : 0) + (has_cutoffs ? 1 : 0);
+  const bool has_lasi = has_asi && narg > 4 && ends_with(arg[4], ".lasi");
+  const int cut_arg = 4 + (has_lasi ? 1 : 0);
+  const bool has_cutoffs = has_asi && narg > cut_arg && ends_with(arg[cut_arg], ".toml");
+  const int first_elem = 3 + (has_asi ? 1 : 0) + (has_lasi ? 1 : 0) + (has_cutoffs ? 1 : 0);
+  if (narg > 3 && !has_asi && ends_with(arg[3], ".lasi"))
+    error->all(FLERR,
+               "pair_coeff for ace/uq: {} (clustered active sets) goes after the potential's "
+               "active-set inverse: '* * pot.yaml pot.asi pot.lasi [pot.cutoffs.toml] Elem ...'",
+               arg[3]);
   if (narg != first_elem + ntypes)
     error->all(FLERR,
                "pair_coeff for ace/uq needs '* * model.aceuq' (or '* * pot.yaml pot.asi "
-               "[pot.cutoffs.toml]') followed by one element name (or NULL) per atom type: {} "
-               "types, got {} names",
+               "[pot.lasi] [pot.cutoffs.toml]') followed by one element name (or NULL) per atom "
+               "type: {} types, got {} names",
                ntypes, narg - first_elem);
   if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
     error->all(FLERR, "pair_coeff for ace/uq must use '* *' (one model for all types)");
@@ -203,9 +213,14 @@ void PairAceUq::coeff(int narg, char **arg)
     const std::string what = std::string("active set ") + arg[3];
     collective(aceuq_model_load_active_set(model, arg[3]), what, what);
   }
+  if (has_lasi) {
+    // The same entry point as the .asi: the library tells the two apart by the extension.
+    const std::string what = std::string("clustered active sets ") + arg[4];
+    collective(aceuq_model_load_active_set(model, arg[4]), what, what);
+  }
   if (has_cutoffs) {
-    const std::string what = std::string("cutoffs ") + arg[4];
-    collective(aceuq_model_load_cutoffs(model, arg[4]), what, what);
+    const std::string what = std::string("cutoffs ") + arg[cut_arg];
+    collective(aceuq_model_load_cutoffs(model, arg[cut_arg]), what, what);
   }
 
   map.assign(ntypes + 1, -1);
@@ -239,10 +254,13 @@ void PairAceUq::coeff(int narg, char **arg)
     if (uq_named && uq_selected[m] && !has && format == 1)
       error->all(FLERR,
                  "ace/uq: {} is a pacemaker potential: aceuq gives it only 'gamma', with an "
-                 "active-set inverse (pair_coeff * * {} pot.asi ...), so it has no '{}' "
-                 "uncertainty here (remove 'uq {}' from pair_style{})",
+                 "active-set inverse, and 'gamma_local', with clustered active sets (pair_coeff * "
+                 "* {} pot.asi [pot.lasi] ...), so it has no '{}' uncertainty here (remove 'uq "
+                 "{}' from pair_style{})",
                  model_file, model_file, method_name(m), method_name(m),
-                 m == ACEUQ_METHOD_GAMMA ? " or add the .asi file" : "");
+                 m == ACEUQ_METHOD_GAMMA         ? " or add the .asi file"
+                 : m == ACEUQ_METHOD_GAMMA_LOCAL ? " or add the .lasi file"
+                                                 : "");
     if (uq_named && uq_selected[m] && !has)
       error->all(FLERR,
                  "ace/uq: model {} has no '{}' uncertainty (pair_style ... uq {}); refit it with "
@@ -449,9 +467,11 @@ void *PairAceUq::extract(const char *str, int &dim)
         if (model && aceuq_model_format(model, &format) == ACEUQ_STATUS_OK && format == 1)
           error->all(FLERR,
                      "ace/uq: {} is a pacemaker potential: fix pair can ask it only for 'gamma', "
-                     "with an active-set inverse (pair_coeff * * {} pot.asi ...; build one with "
-                     "`aceuq activeset --model {} --data train.xyz`), not for '{}'",
-                     model_file, model_file, model_file, method_name(m));
+                     "with an active-set inverse, and 'gamma_local', with clustered active sets "
+                     "(pair_coeff * * {} pot.asi [pot.lasi] ...; build them with `aceuq "
+                     "activeset --model {} --data train.xyz [--clusters K]`), not for '{}'{}",
+                     model_file, model_file, model_file, method_name(m),
+                     m <= ACEUQ_METHOD_GAMMA_LOCAL ? " without that file" : "");
         error->all(FLERR, "ace/uq: model {} has no '{}' uncertainty; refit it with `aceuq fit {}`",
                    model_file, method_name(m), method_fit_option(m));
       }

@@ -216,7 +216,10 @@ aceuq_status_t aceuq_model_load(const char *path, aceuq_model_t **out);
 
 // Attach an active-set inverse (`.asi`, the numpy archive ML-PACE's `pace/extrapolation`
 // reads, or one written by `aceuq activeset`) to a pacemaker potential, which then gives the
-// `gamma` grade. An aceuq model carries its active sets in the model file: that is an
+// `gamma` grade; or, for a path ending in `.lasi`, the clustered local active sets `aceuq
+// activeset --clusters K` wrote for it, which give the `gamma_local` grade. Cutoffs
+// (`aceuq_model_load_cutoffs`) are loaded after the active sets they were calibrated with. An
+// aceuq model carries its active sets in the model file: that is an
 // `ACEUQ_STATUS_INVALID_ARGUMENT` error.
 //
 // # Safety

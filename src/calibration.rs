@@ -177,39 +177,12 @@ pub fn calibrate_potential(
             let Some(groups) = by_cluster.as_ref().map(|g| &g[sp]) else {
                 continue;
             };
-            for outcome in calibrate_clusters(name, m.name(), groups, &opts, &cal) {
-                let k = outcome.cluster();
-                match outcome {
-                    ClusterCalibration::Fitted(mut c) => {
-                        c.provenance = settings.provenance.clone();
-                        rows.push(c.table_row());
-                        cluster_rows.push(vec![
-                            name.clone(),
-                            k.to_string(),
-                            c.n_fit.to_string(),
-                            c.n_apply.to_string(),
-                            format!("{:.5}", c.u_c),
-                            format!("{:.5}", c.u_max),
-                            "own fit".into(),
-                        ]);
-                        cals.push(*c);
-                    }
-                    ClusterCalibration::Fallback {
-                        n_fit,
-                        n_apply,
-                        reason,
-                        ..
-                    } => cluster_rows.push(vec![
-                        name.clone(),
-                        k.to_string(),
-                        n_fit.to_string(),
-                        n_apply.to_string(),
-                        format!("{:.5}", cal.u_c),
-                        format!("{:.5}", cal.u_max),
-                        format!("species fallback: {reason}"),
-                    ]),
-                }
-            }
+            let out = ClusterOut {
+                rows: &mut rows,
+                cluster_rows: &mut cluster_rows,
+                cals: &mut cals,
+            };
+            calibrate_cluster_entries(name, m, groups, &opts, &cal, settings, out);
         }
     }
     Ok(CalibrationResult {
@@ -219,6 +192,60 @@ pub fn calibrate_potential(
         warnings,
         caveats,
     })
+}
+
+/// Where [`calibrate_cluster_entries`] writes.
+struct ClusterOut<'a> {
+    rows: &'a mut Vec<Vec<String>>,
+    cluster_rows: &'a mut Vec<Vec<String>>,
+    cals: &'a mut Vec<Calibration>,
+}
+
+/// The per-cluster entries of `method` for species `name` (`groups[k]`: errors and
+/// uncertainties of cluster `k`'s atoms; `cal` the species-level entry): fitted clusters get
+/// their own entry, the others are listed as falling back to the species'.
+fn calibrate_cluster_entries(
+    name: &str,
+    method: Method,
+    groups: &[(Vec<f64>, Vec<f64>)],
+    opts: &CalibrationOptions,
+    cal: &Calibration,
+    settings: &CalibrateSettings,
+    out: ClusterOut<'_>,
+) {
+    for outcome in calibrate_clusters(name, method.name(), groups, opts, cal) {
+        let k = outcome.cluster();
+        match outcome {
+            ClusterCalibration::Fitted(mut c) => {
+                c.provenance = settings.provenance.clone();
+                out.rows.push(c.table_row());
+                out.cluster_rows.push(vec![
+                    name.to_string(),
+                    k.to_string(),
+                    c.n_fit.to_string(),
+                    c.n_apply.to_string(),
+                    format!("{:.5}", c.u_c),
+                    format!("{:.5}", c.u_max),
+                    "own fit".into(),
+                ]);
+                out.cals.push(*c);
+            }
+            ClusterCalibration::Fallback {
+                n_fit,
+                n_apply,
+                reason,
+                ..
+            } => out.cluster_rows.push(vec![
+                name.to_string(),
+                k.to_string(),
+                n_fit.to_string(),
+                n_apply.to_string(),
+                format!("{:.5}", cal.u_c),
+                format!("{:.5}", cal.u_max),
+                format!("species fallback: {reason}"),
+            ]),
+        }
+    }
 }
 
 /// Expected exceedance counts at which [`check_calibration`] also tests the fitted tails.
@@ -382,10 +409,13 @@ pub fn check_calibration(
 }
 
 /// [`check_calibration`] for a pacemaker potential: its `gamma` (graded with the active-set
-/// inverse `asi`) against the cutoffs `calibration` that `aceuq calibrate` stored beside it.
+/// inverse `asi`) and, with the clustered local active sets `local`, its `gamma_local`, against
+/// the cutoffs `calibration` that `aceuq calibrate` stored beside it (methods without an entry
+/// are skipped).
 pub fn check_pacemaker(
     pot: &crate::pace::PacePotential,
     asi: &crate::pace::ActiveSetInverse,
+    local: Option<&uq::activeset::ClusteredActiveSets>,
     calibration: &[Calibration],
     in_dist: &[crate::Structure],
     novel: &[crate::Structure],
@@ -399,14 +429,15 @@ pub fn check_pacemaker(
     }
     let all: Vec<crate::Structure> = in_dist.iter().chain(novel).cloned().collect();
     // Per frame: force errors of every atom (empty when unlabelled) and grades.
-    let per: Vec<(Vec<f64>, Vec<f64>)> = all
+    type Frame = (Vec<f64>, PaceFrameGrades);
+    let per: Vec<Frame> = all
         .par_iter()
         .enumerate()
-        .map(|(k, s)| -> Result<(Vec<f64>, Vec<f64>), Error> {
+        .map(|(k, s)| -> Result<Frame, Error> {
             let at = |e: crate::pace::PaceError| {
                 Error::new(ErrorKind::Data, format!("structure {k}: {e}"))
             };
-            let g = pot.grades(asi, s).map_err(at)?;
+            let g = pace_grades(pot, Some(asi), local, s).map_err(at)?;
             let e = match &s.forces {
                 None => vec![],
                 Some(fr) => pace_force_errors(pot, s, fr).map_err(at)?,
@@ -414,12 +445,31 @@ pub fn check_pacemaker(
             Ok((e, g))
         })
         .collect::<Result<_, _>>()?;
-    let (errs, u): (Vec<Vec<f64>>, Vec<Vec<f64>>) = per.into_iter().unzip();
+    let mut errs = Vec::with_capacity(per.len());
+    let (mut u, mut ul, mut cl) = (vec![], vec![], vec![]);
+    for (e, (g, gl, c)) in per {
+        errs.push(e);
+        u.push(g);
+        ul.push(gl);
+        cl.push(c);
+    }
+    let elements = &pot.model().elements;
+    let entry = |m: Method, s: usize, k: Option<usize>| {
+        calibration
+            .iter()
+            .find(|x| x.method == m.name() && x.species == elements[s] && x.cluster == k)
+    };
+    // A cluster's own cutoffs, else its element's.
+    let cluster_cutoffs = |m: Method, s: usize, k: usize| {
+        entry(m, s, Some(k))
+            .or_else(|| entry(m, s, None))
+            .map(|c| (c.u_c, c.u_max))
+    };
     let src = CutoffSource {
-        species: &pot.model().elements,
+        species: elements,
         calibration,
-        cluster_cutoffs: &|_, _, _| None,
-        nclusters: None,
+        cluster_cutoffs: &cluster_cutoffs,
+        nclusters: local.map(|l| l.species.iter().map(|sc| sc.sets.len()).collect()),
     };
     let mut report = CheckReport {
         e_max: src.e_max(),
@@ -430,7 +480,13 @@ pub fn check_pacemaker(
         all: &all,
         errs: &errs,
     };
-    check_method(&mut report, &src, &data, Method::Gamma, &u, None);
+    let has = |m: Method| calibration.iter().any(|c| c.method == m.name());
+    if has(Method::Gamma) {
+        check_method(&mut report, &src, &data, Method::Gamma, &u, None);
+    }
+    if local.is_some() && has(Method::GammaLocal) {
+        check_method(&mut report, &src, &data, Method::GammaLocal, &ul, Some(&cl));
+    }
     Ok(report)
 }
 
@@ -627,16 +683,44 @@ fn check_method(
     report.halts.push(total);
 }
 
-/// Per species: force errors and uncertainties of the same atoms.
-type ErrorsAndGrades = (Vec<f64>, Vec<f64>);
+/// One labelled atom of a pacemaker potential: element, force error, `gamma` (NaN without an
+/// `.asi`), `gamma_local` and its cluster (NaN, 0 without a `.lasi`).
+type PaceAtom = (usize, f64, f64, f64, u32);
 
-/// Cutoffs of `gamma` per element of a pacemaker potential with the active-set inverse `asi`,
-/// from the force errors and grades of the validation data `valid` (and of `high`, for the
-/// conditional upper cutoff), by the same rules as [`calibrate_potential`]. `napply[s]`: N of
-/// element `s`. Only the species-level entries (an `.asi` has no clusters).
+/// Per atom of a frame: `gamma`, `gamma_local` and its cluster.
+type PaceFrameGrades = (Vec<f64>, Vec<f64>, Vec<u32>);
+
+/// The grades of every atom of `s` that [`calibrate_pacemaker`] and [`check_pacemaker`] use:
+/// `gamma` with `asi`, `gamma_local` and its cluster with `local` (NaN / 0 otherwise).
+fn pace_grades(
+    pot: &crate::pace::PacePotential,
+    asi: Option<&crate::pace::ActiveSetInverse>,
+    local: Option<&uq::activeset::ClusteredActiveSets>,
+    s: &crate::Structure,
+) -> Result<PaceFrameGrades, crate::pace::PaceError> {
+    let g = match asi {
+        Some(asi) => pot.grades(asi, s)?,
+        None => vec![f64::NAN; s.len()],
+    };
+    let (gl, cl) = match local {
+        Some(l) => pot.gamma_local(l, s)?,
+        None => (vec![f64::NAN; s.len()], vec![0; s.len()]),
+    };
+    Ok((g, gl, cl))
+}
+
+/// Cutoffs of `gamma` (with the active-set inverse `asi`) and of `gamma_local` (with the
+/// clustered local active sets `local`: per element, then per cluster with enough atoms) for
+/// every element of a pacemaker potential, from the force errors and grades of the validation
+/// data `valid` (and of `high`, for the conditional upper cutoff), by the same rules as
+/// [`calibrate_potential`]. `napply[s]`: N of element `s`. `methods`: `gamma` and/or
+/// `gamma_local`.
+#[allow(clippy::too_many_arguments)]
 pub fn calibrate_pacemaker(
     pot: &crate::pace::PacePotential,
     asi: &crate::pace::ActiveSetInverse,
+    local: Option<&uq::activeset::ClusteredActiveSets>,
+    methods: &[Method],
     valid: &[crate::Structure],
     high: &[crate::Structure],
     napply: &[u64],
@@ -644,12 +728,18 @@ pub fn calibrate_pacemaker(
 ) -> Result<CalibrationResult, Error> {
     use rayon::prelude::*;
     let elements = &pot.model().elements;
-    // Per element (force error, gamma) of every labelled atom.
-    let pairs = |data: &[crate::Structure]| -> Result<Vec<ErrorsAndGrades>, Error> {
-        let per: Vec<Vec<(usize, f64, f64)>> = data
+    if methods.contains(&Method::GammaLocal) && local.is_none() {
+        return Err(Error::new(
+            ErrorKind::Missing,
+            "gamma_local of a pacemaker potential needs its clustered active sets (.lasi)",
+        ));
+    }
+    // Every labelled atom of `data`, per element.
+    let atoms = |data: &[crate::Structure]| -> Result<Vec<Vec<PaceAtom>>, Error> {
+        let per: Vec<Vec<PaceAtom>> = data
             .par_iter()
             .enumerate()
-            .map(|(k, s)| -> Result<Vec<(usize, f64, f64)>, Error> {
+            .map(|(k, s)| -> Result<Vec<PaceAtom>, Error> {
                 let Some(fr) = &s.forces else {
                     return Ok(vec![]);
                 };
@@ -657,18 +747,19 @@ pub fn calibrate_pacemaker(
                     Error::new(ErrorKind::Data, format!("structure {k}: {e}"))
                 };
                 let e = pace_force_errors(pot, s, fr).map_err(at)?;
-                let g = pot.grades(asi, s).map_err(at)?;
+                let (g, gl, cl) = pace_grades(pot, Some(asi), local, s).map_err(at)?;
                 Ok(s.symbols
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, sym)| Some((pot.model().species_index(sym)?, e[i], g[i])))
+                    .filter_map(|(i, sym)| {
+                        Some((pot.model().species_index(sym)?, e[i], g[i], gl[i], cl[i]))
+                    })
                     .collect())
             })
             .collect::<Result<_, _>>()?;
-        let mut out = vec![(vec![], vec![]); elements.len()];
-        for (sp, e, g) in per.into_iter().flatten() {
-            out[sp].0.push(e);
-            out[sp].1.push(g);
+        let mut out = vec![vec![]; elements.len()];
+        for a in per.into_iter().flatten() {
+            out[a.0].push(a);
         }
         Ok(out)
     };
@@ -684,43 +775,74 @@ pub fn calibrate_pacemaker(
             "the high-uncertainty structures have no reference forces (check --forces-key)",
         ));
     }
-    let vp = pairs(valid)?;
-    let hp = pairs(high)?;
-    let (mut cals, mut rows, mut warnings, mut caveats) = (vec![], vec![], vec![], vec![]);
-    for (sp, (name, ((es, us), (hes, hus)))) in elements.iter().zip(vp.iter().zip(&hp)).enumerate()
-    {
-        if es.len() < 10 {
-            warnings.push(format!(
-                "element {name}: only {} validation atoms, skipped (need at least 10)",
-                es.len()
-            ));
-            continue;
+    let va = atoms(valid)?;
+    let ha = atoms(high)?;
+    let grade = |m: Method, a: &PaceAtom| if m == Method::Gamma { a.2 } else { a.3 };
+    let split = |m: Method, v: &[PaceAtom]| -> (Vec<f64>, Vec<f64>) {
+        v.iter().map(|a| (a.1, grade(m, a))).unzip()
+    };
+    let (mut cals, mut rows, mut cluster_rows, mut warnings, mut caveats) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for &m in methods {
+        for (sp, (name, (v, h))) in elements.iter().zip(va.iter().zip(&ha)).enumerate() {
+            if v.len() < 10 {
+                if m == methods[0] {
+                    warnings.push(format!(
+                        "element {name}: only {} validation atoms, skipped (need at least 10)",
+                        v.len()
+                    ));
+                }
+                continue;
+            }
+            // Checked only for the elements calibrated: an element absent from the validation
+            // data (and so from a --pool-size split) is skipped above, not an error.
+            if napply[sp] < 2 {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "the cutoffs of {name} would apply to N = {} atoms; N must be at least 2 \
+                         (give the number of atoms of the run you will watch: frames x atoms)",
+                        napply[sp]
+                    ),
+                ));
+            }
+            let opts = settings.options(napply[sp]);
+            let (es, us) = split(m, v);
+            let (hes, hus) = split(m, h);
+            let mut cal = calibrate_with_high(name, m.name(), &es, &us, &hes, &hus, &opts)?;
+            cal.provenance = settings.provenance.clone();
+            for w in &cal.warnings {
+                caveats.push(format!("{name} {}: {w}", m.name()));
+            }
+            rows.push(cal.table_row());
+            cals.push(cal.clone());
+            if m != Method::GammaLocal {
+                continue;
+            }
+            let Some(nk) = local
+                .and_then(|l| l.species.get(sp))
+                .map(|sc| sc.sets.len())
+            else {
+                continue;
+            };
+            let mut groups = vec![(vec![], vec![]); nk];
+            for a in v {
+                let g: &mut (Vec<f64>, Vec<f64>) = &mut groups[(a.4 as usize).min(nk - 1)];
+                g.0.push(a.1);
+                g.1.push(a.3);
+            }
+            let out = ClusterOut {
+                rows: &mut rows,
+                cluster_rows: &mut cluster_rows,
+                cals: &mut cals,
+            };
+            calibrate_cluster_entries(name, m, &groups, &opts, &cal, settings, out);
         }
-        // Checked only for the elements calibrated: an element absent from the validation
-        // data (and so from a --pool-size split) is skipped above, not an error.
-        if napply[sp] < 2 {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "the cutoffs of {name} would apply to N = {} atoms; N must be at least 2 \
-                     (give the number of atoms of the run you will watch: frames x atoms)",
-                    napply[sp]
-                ),
-            ));
-        }
-        let opts = settings.options(napply[sp]);
-        let mut cal = calibrate_with_high(name, Method::Gamma.name(), es, us, hes, hus, &opts)?;
-        cal.provenance = settings.provenance.clone();
-        for w in &cal.warnings {
-            caveats.push(format!("{name} gamma: {w}"));
-        }
-        rows.push(cal.table_row());
-        cals.push(cal);
     }
     Ok(CalibrationResult {
         calibration: cals,
         rows,
-        cluster_rows: vec![],
+        cluster_rows,
         warnings,
         caveats,
     })

@@ -261,7 +261,8 @@ pair_style ace/uq
     );
     let r = run_lammps_in(&s, &dir, &input, None, None);
     r.assert_error(
-        "a pacemaker potential has only the 'gamma' grade, not 'gamma_local'",
+        "a pacemaker potential has only the 'gamma' grade (with an .asi) and the 'gamma_local' \
+         grade (with a .lasi after it in pair_coeff), not 'gamma_local' here",
         "fix ace/uq/watch quantity gamma_local on a pacemaker potential",
     );
     // Files without element names: counted as such, not taken for elements.
@@ -796,5 +797,258 @@ run 0
     r.assert_error(
         "calibrated with another active set",
         "cutoffs of one active set with another",
+    );
+}
+
+/// Clustered local active sets (`gamma_local`) for pacemaker potentials. A B-basis Al–Cu `.yaml`:
+/// `aceuq activeset --clusters 2` writes a `.lasi` beside the `.asi`; in LAMMPS
+/// (`pair_coeff * * pot.yaml pot.asi pot.lasi Al Cu`, `fix pair ... gamma_local 1`) every atom's
+/// gamma_local equals the library's offline value, with ML-PACE's linear `.asi` giving its own
+/// gamma in the same step (the two grades do not disturb each other), on 1 and 2 ranks. The Cu
+/// C-tilde potential: `aceuq calibrate` picks up the `.lasi` beside the `.asi` and stores
+/// per-cluster gamma_local cutoffs; the watch on gamma_local with `lower auto` dumps a squeezed
+/// crystal and not a held-out one; `aceuq check-cutoffs` checks gamma_local too; a `.lasi` of
+/// another potential is refused.
+#[test]
+fn pacemaker_gamma_local_clustered() {
+    use aceuq::io::extxyz::{WriteOptions, write_file_atomic};
+    let Some(s) = setup("pacemaker_gamma_local_clustered") else {
+        return;
+    };
+    let dir = workdir(SUITE, "gamma_local");
+    let aceuq = |args: &[&str], what: &str| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_aceuq"));
+        c.args(args);
+        run(c, &dir, what)
+    };
+    let yaml = repo("tests/data/pace/bbasis_alcu.yaml");
+    let yaml_s = yaml.to_str().unwrap();
+    let data = repo("tests/data/pace/bbasis_alcu_mlpace.xyz");
+    let r = aceuq(
+        &[
+            "activeset",
+            "--model",
+            yaml_s,
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            "alcu.asi",
+            "--clusters",
+            "2",
+            "--min-cluster-atoms",
+            "10",
+        ],
+        "activeset --clusters (B-basis)",
+    );
+    r.assert_ok("aceuq activeset --clusters");
+    r.assert_contains("wrote alcu.asi and alcu.lasi", "both files written");
+    let pot = aceuq::pace::PacePotential::load(&yaml).unwrap();
+    let local = aceuq::pace::read_local_active_set(&dir.join("alcu.lasi"), &pot, &yaml).unwrap();
+    assert!(
+        local.species.iter().any(|sc| sc.sets.len() == 2),
+        "two clusters for at least one element"
+    );
+    let all = frames("tests/data/pace/bbasis_alcu_mlpace.xyz");
+    let f = all
+        .iter()
+        .find(|f| f.config_type.as_deref() == Some("b2_333"))
+        .unwrap();
+    let (want, _) = pot.gamma_local(&local, f).unwrap();
+    let lin = repo("tests/data/pace/bbasis_alcu_linear.asi");
+    let run_b2 = |case: &str, np: Option<u32>| -> Vec<Vec<f64>> {
+        let d = workdir(SUITE, case);
+        let lb = write_data(f, &["Al", "Cu"], &d, "data.lmp");
+        let input = format!(
+            "plugin load ${{plugin}}
+units metal
+boundary {}
+atom_style atomic
+read_data data.lmp
+pair_style ace/uq
+pair_coeff * * {yaml_s} {} {} Al Cu
+fix g all pair 1 ace/uq gamma 1
+fix gl all pair 1 ace/uq gamma_local 1
+dump d all custom 1 out.dump id f_g f_gl
+dump_modify d format float %.16e sort id
+run 0
+",
+            lb.boundary,
+            lin.display(),
+            dir.join("alcu.lasi").display()
+        );
+        let r = run_lammps_in(&s, &d, &input, np, None);
+        r.assert_ok(case);
+        r.assert_contains("uncertainty: gamma,gamma_local", "pair_coeff reports both");
+        read_dump(&d.join("out.dump"))[0].1.clone()
+    };
+    let rows = run_b2("gamma_local_b2_np1", None);
+    let lin_ref = column(f, "gamma_linear");
+    let (mut dl, mut dg) = (0.0f64, 0.0f64);
+    for (i, row) in rows.iter().enumerate() {
+        dl = dl.max((row[2] - want[i]).abs() / want[i].abs().max(1e-3));
+        dg = dg.max((row[1] - lin_ref[i]).abs() / lin_ref[i].abs().max(1e-3));
+    }
+    note(&format!(
+        "B-basis Al-Cu b2_333: gamma_local in LAMMPS vs offline: max relative difference {dl:.1e} \
+         (range {:.3}..{:.3}); ML-PACE's linear gamma beside it: {dg:.1e}",
+        want.iter().cloned().fold(f64::MAX, f64::min),
+        want.iter().cloned().fold(0.0, f64::max)
+    ));
+    assert!(dl < 1e-9, "gamma_local differs by {dl:e} (relative)");
+    assert!(
+        dg < 1e-7,
+        "gamma differs from ML-PACE's by {dg:e} (relative)"
+    );
+    if s.mpirun.is_some() {
+        let two = run_b2("gamma_local_b2_np2", Some(2));
+        for (a, b) in rows.iter().zip(&two) {
+            assert!(
+                (a[2] - b[2]).abs() <= 1e-10 * a[2].abs().max(1.0),
+                "atom {}: gamma_local {} (1 rank) vs {} (2 ranks)",
+                a[0],
+                a[2],
+                b[2]
+            );
+        }
+    } else {
+        note("pacemaker_gamma_local_clustered: 2-rank part SKIPPED (ACEUQ_MPIRUN is not set)");
+    }
+
+    // Cu-PBE-core-rep (C-tilde): calibrated gamma_local cutoffs and the watch.
+    let cu = potential(&s);
+    let write = |name: &str, f: &[aceuq::Structure]| {
+        write_file_atomic(dir.join(name), f, &WriteOptions::lossless()).unwrap();
+    };
+    write("train.xyz", &cu_frames(1, 12, (3.56, 3.67), (0.03, 0.15)));
+    write("valid_in.xyz", &cu_frames(2, 8, (3.56, 3.67), (0.03, 0.15)));
+    write("held_in.xyz", &cu_frames(5, 3, (3.56, 3.67), (0.03, 0.15)));
+    for (i, o) in [("valid_in.xyz", "valid.xyz"), ("held_in.xyz", "held.xyz")] {
+        let mut label = std::process::Command::new("python3");
+        label
+            .arg(repo("scripts/label.py"))
+            .args(["--labeller", "cu-snap", i, o])
+            .env("ACEUQ_LMP", &s.lmp);
+        run(label, &dir, "label").assert_ok("label with the Cu SNAP");
+    }
+    let r = aceuq(
+        &[
+            "activeset",
+            "--model",
+            &cu,
+            "--data",
+            "train.xyz",
+            "--out",
+            "cu.asi",
+            "--clusters",
+            "2",
+        ],
+        "activeset --clusters (Cu)",
+    );
+    r.assert_ok("aceuq activeset --clusters (Cu)");
+    let r = aceuq(
+        &[
+            "calibrate",
+            "--model",
+            &cu,
+            "--active-set",
+            "cu.asi",
+            "--valid",
+            "valid.xyz",
+            "--pool-size",
+            "2000",
+            "--out",
+            "cu.cutoffs.toml",
+        ],
+        "calibrate gamma_local",
+    );
+    r.assert_ok("aceuq calibrate (with the .lasi beside the .asi)");
+    r.assert_contains("with cu.asi and cu.lasi: gamma, gamma_local", "both grades");
+    r.assert_contains("pair_coeff * * ", "usage line");
+    r.assert_contains(
+        " cu.asi cu.lasi cu.cutoffs.toml Cu",
+        "usage names the .lasi",
+    );
+    let cut = aceuq::pace::cutoffs::PaceCutoffs::read(&dir.join("cu.cutoffs.toml")).unwrap();
+    let gl: Vec<_> = cut
+        .calibration
+        .iter()
+        .filter(|c| c.method == "gamma_local")
+        .collect();
+    assert!(
+        gl.iter().any(|c| c.cluster.is_none()) && gl.len() >= 2,
+        "a species entry and at least one cluster entry for gamma_local\n{}",
+        r.output
+    );
+    let u_c = gl.iter().find(|c| c.cluster.is_none()).unwrap().u_c;
+    let r = aceuq(
+        &[
+            "check-cutoffs",
+            "--model",
+            &cu,
+            "--active-set",
+            "cu.asi",
+            "--cutoffs",
+            "cu.cutoffs.toml",
+            "--data",
+            "held.xyz",
+        ],
+        "check-cutoffs gamma_local",
+    );
+    r.assert_ok("aceuq check-cutoffs (gamma_local)");
+    r.assert_contains(
+        "Cu       gamma_local  -        324",
+        "species row of gamma_local",
+    );
+
+    let mut seen = vec![];
+    for (case, f) in [
+        ("held_out", cu_frames(3, 1, (3.6, 3.62), (0.05, 0.06))),
+        ("squeezed", cu_frames(4, 1, (3.2, 3.2), (0.3, 0.3))),
+    ] {
+        let lb = write_data(&f[0], &["Cu"], &dir, &format!("{case}.data"));
+        let input = format!(
+            "plugin load ${{plugin}}
+units metal
+boundary {}
+atom_style atomic
+read_data {case}.data
+pair_style ace/uq
+pair_coeff * * {cu} cu.asi cu.lasi cu.cutoffs.toml Cu
+fix watch all ace/uq/watch 1 quantity gamma_local dump {case}.xyz lower auto upper auto halt no
+thermo_style custom step pe f_watch f_watch[3]
+thermo_modify format float %.10g
+run 0
+",
+            lb.boundary
+        );
+        let r = run_lammps_in(&s, &dir, &input, None, None);
+        r.assert_ok(case);
+        r.assert_contains("gamma_local", "the watch names its quantity");
+        let th = thermo_rows(&r.output);
+        seen.push((th[0][2], th[0][3]));
+    }
+    note(&format!(
+        "Cu gamma_local (2 clusters, species u_c {u_c:.3}): max held-out {:.3} ({} frames \
+         dumped), squeezed {:.3} ({} dumped)",
+        seen[0].0, seen[0].1, seen[1].0, seen[1].1
+    ));
+    assert_eq!(seen[0].1, 0.0, "held-out crystal dumped: {seen:?}");
+    assert_eq!(seen[1].1, 1.0, "squeezed crystal not dumped: {seen:?}");
+
+    // A .lasi of another potential is refused, naming the cause.
+    let input = format!(
+        "plugin load ${{plugin}}
+units metal
+atom_style atomic
+read_data held_out.data
+pair_style ace/uq
+pair_coeff * * {cu} cu.asi alcu.lasi Cu
+run 0
+"
+    );
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_error(
+        "built for another potential file",
+        "a .lasi of another potential",
     );
 }

@@ -323,10 +323,12 @@ impl RowSource for PaceSource<'_> {
                     return Ok(());
                 }
                 let table = self.table(buf)?;
+                let labels: Vec<Option<String>> =
+                    buf.iter().map(|(s, _)| s.config_type.clone()).collect();
                 sink(Chunk {
                     table: &table,
                     first: *first,
-                    labels: &[],
+                    labels: &labels,
                 })?;
                 *first += buf.len() as u32;
                 buf.clear();
@@ -357,13 +359,14 @@ impl RowSource for PaceSource<'_> {
 
 /// `aceuq activeset` for a pacemaker potential: per species the MaxVol active set of the
 /// potential's projections over the data, written as an active-set inverse (`.asi`) beside the
-/// potential, which is not changed.
+/// potential, which is not changed; with `--clusters`/`--clusters-by` also the clustered local
+/// active sets (`gamma_local`), written beside it as a `.lasi` file of the same name.
 fn run_pace(a: &ActiveSetArgs) -> Result<()> {
-    if a.clusters.is_some() || a.clusters_by.is_some() || a.min_cluster_atoms.is_some() {
-        bail!(
-            "clustered active sets are not available for pacemaker potentials: an .asi file \
-             holds one active set per species (remove --clusters/--clusters-by/--min-cluster-atoms)"
-        );
+    if a.clusters == Some(0) {
+        bail!("--clusters must be at least 1");
+    }
+    if a.min_cluster_atoms.is_some() && a.clusters.is_none() && a.clusters_by.is_none() {
+        bail!("--min-cluster-atoms goes with --clusters K or --clusters-by config_type");
     }
     let t0 = std::time::Instant::now();
     let pot = crate::pace::PacePotential::load(&a.model)
@@ -387,12 +390,21 @@ fn run_pace(a: &ActiveSetArgs) -> Result<()> {
     if let Some(p) = a.max_passes {
         settings.max_passes = p;
     }
+    if let Some(n) = a.min_cluster_atoms {
+        settings.min_cluster_atoms = n;
+    }
     settings.validate()?;
     for f in &a.data {
         if !f.is_file() {
             bail!("{}: no such file", f.display());
         }
     }
+    let partition = match (a.clusters, a.clusters_by) {
+        (Some(k), _) => Some(Partition::KMeans(k)),
+        (None, Some(ClusterLabel::ConfigType)) => Some(Partition::ConfigType),
+        (None, None) => None,
+    };
+    let local_out = out.with_extension("lasi");
     let elements = pot.model().elements.clone();
     let ms: Vec<usize> = (0..elements.len()).map(|s| pot.nprojections(s)).collect();
     eprintln!(
@@ -446,14 +458,67 @@ fn run_pace(a: &ActiveSetArgs) -> Result<()> {
         .iter()
         .map(|set| (set.row_len(), set.square_inverse()))
         .collect();
+    // Both files are built before either is written, so a failed clustering leaves the old
+    // pair as it was.
+    let local = match &partition {
+        Some(p) => {
+            let t = std::time::Instant::now();
+            let layouts = crate::pace::local::layouts(&pot);
+            let mut src = PaceSource {
+                pot: &pot,
+                files: &a.data,
+                chunk: a.chunk.max(1),
+                atoms: None,
+                frames: 0,
+            };
+            let mut l = ClusteredActiveSets::build_rows(
+                &elements, &layouts, &mut src, p, &settings, a.seed, true,
+            )
+            .with_context(|| {
+                format!(
+                    "cannot build the clustered active sets of {}",
+                    a.model.display()
+                )
+            })?;
+            l.info.data = a.data.iter().map(|p| p.display().to_string()).collect();
+            eprintln!(
+                "clustered active sets ({}) in {} passes ({:.1} s)",
+                match p {
+                    Partition::KMeans(k) => format!("k-means, K = {k}"),
+                    Partition::ConfigType => "by config_type".into(),
+                },
+                l.info.passes,
+                t.elapsed().as_secs_f64()
+            );
+            eprint!("{}", l.cluster_table(&|_, _| None));
+            for n in &l.info.notes {
+                eprintln!("note: {n}");
+            }
+            Some(l)
+        }
+        None => None,
+    };
     crate::pace::write_active_set(&out, &pot, &inverses)
         .with_context(|| format!("cannot write {}", out.display()))?;
+    let mut files = vec![out.display().to_string()];
+    if let Some(l) = &local {
+        crate::pace::write_local_active_set(&local_out, &pot, &a.model, l)
+            .with_context(|| format!("cannot write {}", local_out.display()))?;
+        files.push(local_out.display().to_string());
+    } else if local_out.is_file() {
+        eprintln!(
+            "note: {} is left as it was (clustered active sets are rebuilt only with --clusters \
+             or --clusters-by)",
+            local_out.display()
+        );
+    }
     eprintln!(
-        "wrote {} ({:.1} s); use it with `pair_coeff * * {} {} {}`",
-        out.display(),
+        "wrote {} ({:.1} s); use {} with `pair_coeff * * {} {} {}`",
+        files.join(" and "),
         t0.elapsed().as_secs_f64(),
+        if files.len() > 1 { "them" } else { "it" },
         a.model.display(),
-        out.display(),
+        files.join(" "),
         elements.join(" ")
     );
     Ok(())

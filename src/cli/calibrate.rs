@@ -23,6 +23,10 @@ pub struct CalibrateArgs {
     /// potential's name with .asi).
     #[arg(long)]
     pub active_set: Option<PathBuf>,
+    /// Pacemaker potentials: the clustered local active sets whose gamma_local is calibrated
+    /// too (default: the active set's name with .lasi, if that file exists).
+    #[arg(long)]
+    pub local_active_set: Option<PathBuf>,
     /// Validation data (labelled extended XYZ not used in the fit); may be repeated.
     #[arg(long, required = true, num_args = 1..)]
     pub valid: Vec<PathBuf>,
@@ -164,15 +168,6 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
     let settings = settings(a, &model.species, &nvalid, &napply, high_atoms(&high));
     let result = calibrate_potential(&pot, &valid, &high, &napply, &settings, &methods)?;
     print_result(a, &result);
-    if !result.cluster_rows.is_empty() {
-        println!(
-            "\n{} per cluster (N of the species split over its clusters in proportion to their \
-             validation atoms; a cluster with fewer than {MIN_CLUSTER_ATOMS} atoms, or whose fit \
-             fails, uses the species cutoffs):",
-            Method::GammaLocal.name()
-        );
-        print!("{}", text_table(&cluster_header(), &result.cluster_rows));
-    }
     let cals = result.calibration;
     pot.uq.calibration = cals;
     let out = a.out.as_ref().unwrap_or(&a.model);
@@ -294,19 +289,52 @@ fn print_result(a: &CalibrateArgs, result: &crate::calibration::CalibrationResul
             ),
         }
     );
+    if !result.cluster_rows.is_empty() {
+        println!(
+            "\n{} per cluster (N of the species split over its clusters in proportion to their \
+             validation atoms; a cluster with fewer than {MIN_CLUSTER_ATOMS} atoms, or whose fit \
+             fails, uses the species cutoffs):",
+            Method::GammaLocal.name()
+        );
+        print!("{}", text_table(&cluster_header(), &result.cluster_rows));
+    }
 }
 
-/// `aceuq calibrate` for a pacemaker potential: `gamma` of its active-set inverse, cutoffs
-/// written to a file beside the potential (which, like the `.asi`, is not changed).
+/// `aceuq calibrate` for a pacemaker potential: `gamma` of its active-set inverse and
+/// `gamma_local` of its clustered active sets (if any), cutoffs written to a file beside the
+/// potential (which, like the `.asi` and `.lasi`, is not changed).
 fn run_pace(a: &CalibrateArgs) -> Result<()> {
-    if a.methods.iter().any(|&m| m != Method::Gamma) {
+    if a.methods
+        .iter()
+        .any(|&m| m != Method::Gamma && m != Method::GammaLocal)
+    {
         bail!(
-            "{}: a pacemaker potential has only the 'gamma' grade of its active-set inverse \
-             (remove --methods or give --methods gamma)",
+            "{}: a pacemaker potential has only the 'gamma' grade of its active-set inverse and \
+             the 'gamma_local' grade of its clustered active sets (remove --methods or give \
+             --methods gamma,gamma_local)",
             a.model.display()
         );
     }
     let asi_path = super::pacemaker_active_set(&a.model, a.active_set.as_deref())?;
+    let local_path = super::pacemaker_local_active_set(&asi_path, a.local_active_set.as_deref())?;
+    if a.methods.contains(&Method::GammaLocal) && local_path.is_none() {
+        bail!(
+            "--methods gamma_local: no clustered active sets ({} does not exist): build them \
+             with `aceuq activeset --model {} --data train.xyz --clusters K`, or give \
+             --local-active-set pot.lasi",
+            asi_path.with_extension("lasi").display(),
+            a.model.display()
+        );
+    }
+    let methods: Vec<Method> = if a.methods.is_empty() {
+        let mut m = vec![Method::Gamma];
+        if local_path.is_some() {
+            m.push(Method::GammaLocal);
+        }
+        m
+    } else {
+        a.methods.clone()
+    };
     let out = a
         .out
         .clone()
@@ -322,34 +350,66 @@ fn run_pace(a: &CalibrateArgs) -> Result<()> {
         .with_context(|| format!("cannot load {}", a.model.display()))?;
     let asi = crate::pace::read_active_set(&asi_path, &pot)
         .with_context(|| format!("cannot load {}", asi_path.display()))?;
+    let local = match &local_path {
+        Some(p) => Some(
+            crate::pace::read_local_active_set(p, &pot, &a.model)
+                .with_context(|| format!("cannot load {}", p.display()))?,
+        ),
+        None => None,
+    };
     let elements = pot.model().elements.clone();
     let (valid, high) = read_data(a)?;
     let nvalid = atoms_per_name(&elements, &valid);
     let napply = napply(a, &elements, &nvalid)?;
     let settings = settings(a, &elements, &nvalid, &napply, high_atoms(&high));
     eprintln!(
-        "{} ({}) with {}: gamma of {} validation atoms",
+        "{} ({}) with {}{}: {} of {} validation atoms",
         a.model.display(),
         pot.kind(),
         asi_path.display(),
+        local_path
+            .as_ref()
+            .map(|p| format!(" and {}", p.display()))
+            .unwrap_or_default(),
+        names(&methods),
         nvalid.iter().sum::<u64>()
     );
-    let result =
-        crate::calibration::calibrate_pacemaker(&pot, &asi, &valid, &high, &napply, &settings)?;
+    let result = crate::calibration::calibrate_pacemaker(
+        &pot,
+        &asi,
+        local.as_ref(),
+        &methods,
+        &valid,
+        &high,
+        &napply,
+        &settings,
+    )?;
     print_result(a, &result);
     if result.calibration.is_empty() {
         bail!("no element had enough validation atoms: nothing written");
     }
-    let file =
-        crate::pace::cutoffs::PaceCutoffs::new(&a.model, &asi_path, &elements, result.calibration)?;
+    // The .lasi is named in the file only if its gamma_local was calibrated.
+    let local_used = local_path
+        .as_deref()
+        .filter(|_| methods.contains(&Method::GammaLocal));
+    let file = crate::pace::cutoffs::PaceCutoffs::new(
+        &a.model,
+        &asi_path,
+        local_used,
+        &elements,
+        result.calibration,
+    )?;
     file.save(&out)
         .with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!(
-        "wrote {}; in LAMMPS: pair_coeff * * {} {} {} {} (then fix ace/uq/watch ... lower auto \
+        "wrote {}; in LAMMPS: pair_coeff * * {} {}{} {} {} (then fix ace/uq/watch ... lower auto \
          upper auto)",
         out.display(),
         a.model.display(),
         asi_path.display(),
+        local_used
+            .map(|p| format!(" {}", p.display()))
+            .unwrap_or_default(),
         out.display(),
         elements.join(" ")
     );

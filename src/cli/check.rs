@@ -27,6 +27,10 @@ pub struct CheckArgs {
     /// With a pacemaker potential: its active-set inverse (.asi).
     #[arg(long)]
     pub active_set: Option<PathBuf>,
+    /// With a pacemaker potential: its clustered local active sets (.lasi; default: the active
+    /// set's name with .lasi, if that file exists), for gamma_local.
+    #[arg(long)]
+    pub local_active_set: Option<PathBuf>,
     /// With a pacemaker potential: the cutoffs `aceuq calibrate` wrote for it (.toml).
     #[arg(long)]
     pub cutoffs: Option<PathBuf>,
@@ -262,22 +266,51 @@ fn run_pacemaker(a: &CheckArgs) -> Result<()> {
             a.model.display()
         );
     };
-    if a.methods.iter().any(|&m| m != Method::Gamma) {
-        bail!("a pacemaker potential has only 'gamma' cutoffs (--methods gamma)");
+    if a.methods
+        .iter()
+        .any(|&m| m != Method::Gamma && m != Method::GammaLocal)
+    {
+        bail!(
+            "a pacemaker potential has only 'gamma' and 'gamma_local' cutoffs (--methods \
+             gamma,gamma_local)"
+        );
     }
     let pot =
         crate::pace::PacePotential::load(&a.model).with_context(|| "cannot load the potential")?;
     let asi = crate::pace::read_active_set(asi_path, &pot)
         .with_context(|| "cannot use the active set")?;
+    let local_path = super::pacemaker_local_active_set(asi_path, a.local_active_set.as_deref())?;
+    let local = match &local_path {
+        Some(p) => Some(
+            crate::pace::read_local_active_set(p, &pot, &a.model)
+                .with_context(|| format!("cannot use {}", p.display()))?,
+        ),
+        None => None,
+    };
     let cut = crate::pace::cutoffs::PaceCutoffs::load(
         cut_path,
         &a.model,
         asi_path,
+        local_path.as_deref(),
         &pot.model().elements,
     )
     .with_context(|| "cannot use the cutoffs")?;
+    let mut calibration = cut.calibration.clone();
+    if !a.methods.is_empty() {
+        calibration.retain(|c| a.methods.iter().any(|m| m.name() == c.method));
+    }
+    if a.methods.contains(&Method::GammaLocal) && local.is_none() {
+        bail!("--methods gamma_local: no clustered active sets (give --local-active-set pot.lasi)");
+    }
     let (data, novel) = read_data(a)?;
-    let report = crate::calibration::check_pacemaker(&pot, &asi, &cut.calibration, &data, &novel)?;
+    let report = crate::calibration::check_pacemaker(
+        &pot,
+        &asi,
+        local.as_ref(),
+        &calibration,
+        &data,
+        &novel,
+    )?;
     print_report(&report, a)
 }
 

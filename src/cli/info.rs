@@ -213,10 +213,12 @@ pub fn calibration_entries_text(cals: &[Calibration], species: &[String]) -> Str
 }
 
 /// `aceuq info` of a pacemaker potential (`.ace`, `.yace`, B-basis `.yaml`), with what aceuq
-/// keeps beside it: its active-set inverse and calibrated cutoffs, each checked against it.
+/// keeps beside it: its active-set inverse, clustered local active sets and calibrated cutoffs,
+/// each checked against it.
 pub fn pace_text(
     model: &std::path::Path,
     active_set: Option<&std::path::Path>,
+    local: Option<&std::path::Path>,
     cutoffs: Option<&std::path::Path>,
 ) -> anyhow::Result<String> {
     use crate::pace::cutoffs::PaceCutoffs;
@@ -281,11 +283,41 @@ active set: none given (--active-set pot.asi; `aceuq activeset` builds one)
 "
         }
     }
+    let cut = cutoffs
+        .map(|c| PaceCutoffs::read(c).with_context(|| "cannot read the cutoffs"))
+        .transpose()?;
+    if let Some(l) = local {
+        let sets = crate::pace::read_local_active_set(l, &pot, model)
+            .with_context(|| format!("cannot use {}", l.display()))?;
+        let el = &m.elements;
+        let cut_of = |s: usize, k: usize| {
+            let c = cut.as_ref()?;
+            let e = c
+                .calibration
+                .iter()
+                .find(|x| x.method == "gamma_local" && x.species == el[s] && x.cluster == Some(k))
+                .or_else(|| {
+                    c.calibration.iter().find(|x| {
+                        x.method == "gamma_local" && x.species == el[s] && x.cluster.is_none()
+                    })
+                })?;
+            Some((e.u_c, e.u_max))
+        };
+        out += &format!(
+            "\nclustered active sets {} (gamma_local, {}):\n{}",
+            l.display(),
+            match sets.partition {
+                crate::uq::Partition::KMeans(k) => format!("k-means, K = {k}"),
+                crate::uq::Partition::ConfigType => "by config_type".into(),
+            },
+            sets.cluster_table(&cut_of)
+        );
+    }
     match cutoffs {
         Some(c) => {
-            let cut = PaceCutoffs::read(c).with_context(|| "cannot read the cutoffs")?;
+            let cut = cut.expect("read above");
             let check = match active_set {
-                Some(a) => match PaceCutoffs::load(c, model, a, &m.elements) {
+                Some(a) => match PaceCutoffs::load(c, model, a, local, &m.elements) {
                     Ok(_) => "calibrated for this very potential and active set".to_string(),
                     Err(e) => format!("NOT usable with these files: {e}"),
                 },
@@ -326,15 +358,18 @@ pub fn pace_cutoffs_text(path: &std::path::Path) -> anyhow::Result<String> {
         Err(_) => "not found at that path (from here)".to_string(),
     };
     let mut out = format!(
-        "cutoffs    {} (gamma of a pacemaker potential, `aceuq calibrate`)\npotential  {} ({})\n\
-         active set {} ({})\nelements   {}\n",
+        "cutoffs    {} (grades of a pacemaker potential, `aceuq calibrate`)\npotential  {} ({})\n\
+         active set {} ({})\n",
         path.display(),
         cut.potential,
         same(&cut.potential, &cut.potential_fingerprint),
         cut.active_set,
         same(&cut.active_set, &cut.active_set_fingerprint),
-        cut.elements.join(", ")
     );
+    if let (Some(l), Some(fp)) = (&cut.local_active_set, &cut.local_active_set_fingerprint) {
+        out += &format!("clustered  {l} ({})\n", same(l, fp));
+    }
+    out += &format!("elements   {}\n", cut.elements.join(", "));
     out += &calibration_entries_text(&cut.calibration, &cut.elements);
     Ok(out)
 }

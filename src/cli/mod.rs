@@ -86,6 +86,10 @@ pub struct InfoArgs {
     /// With a pacemaker potential: its active-set inverse (.asi), described and checked.
     #[arg(long)]
     pub active_set: Option<PathBuf>,
+    /// With a pacemaker potential: its clustered local active sets (.lasi; default: the active
+    /// set's name with .lasi, if that file exists), listed per cluster.
+    #[arg(long)]
+    pub local_active_set: Option<PathBuf>,
     /// With a pacemaker potential: its calibrated cutoffs (.toml), shown and checked against
     /// the potential and --active-set.
     #[arg(long)]
@@ -299,24 +303,37 @@ pub fn load_model(path: &Path) -> Result<crate::potential::Potential> {
 
 fn info(args: &InfoArgs) -> Result<()> {
     if args.model.extension().and_then(|e| e.to_str()) == Some("toml") {
-        if args.active_set.is_some() || args.cutoffs.is_some() {
+        if args.active_set.is_some() || args.cutoffs.is_some() || args.local_active_set.is_some() {
             anyhow::bail!(
-                "--active-set and --cutoffs go with a pacemaker potential as --model, not with a cutoffs file"
+                "--active-set, --local-active-set and --cutoffs go with a pacemaker potential as \
+                 --model, not with a cutoffs file"
             );
         }
         print!("{}", info::pace_cutoffs_text(&args.model)?);
         return Ok(());
     }
     if crate::pace::is_pacemaker_potential(&args.model) {
+        let local = match &args.active_set {
+            Some(a) => pacemaker_local_active_set(a, args.local_active_set.as_deref())?,
+            None => args.local_active_set.clone(),
+        };
         print!(
             "{}",
             info::pace_text(
                 &args.model,
                 args.active_set.as_deref(),
+                local.as_deref(),
                 args.cutoffs.as_deref()
             )?
         );
         return Ok(());
+    }
+    if args.local_active_set.is_some() {
+        anyhow::bail!(
+            "--local-active-set is for pacemaker potentials (.ace, .yace, .yaml); an aceuq model \
+             ({}) keeps its clustered active sets inside",
+            args.model.display()
+        );
     }
     refuse_pacemaker_options(&args.model, &args.active_set, &args.cutoffs)?;
     let pot = load_model(&args.model)?;
@@ -408,6 +425,29 @@ calibrated cutoffs: none (run `aceuq calibrate` for `lower auto upper auto`)"
 
 /// The active-set inverse of the pacemaker potential `model`: `given`, else the potential's
 /// name with `.asi`; an error naming how to get one if it does not exist.
+/// The clustered local active sets (`.lasi`) to use with a pacemaker potential: `given`, or
+/// else the file beside the active-set inverse `asi` with its name and `.lasi`, if there is one.
+pub(crate) fn pacemaker_local_active_set(
+    asi: &std::path::Path,
+    given: Option<&std::path::Path>,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
+    match given {
+        Some(p) if !crate::pace::is_local_active_set(p) => anyhow::bail!(
+            "--local-active-set {}: clustered active sets of a pacemaker potential are .lasi \
+             files (written by `aceuq activeset --model pot --data train.xyz --clusters K`)",
+            p.display()
+        ),
+        Some(p) if !p.is_file() => {
+            anyhow::bail!("--local-active-set {}: no such file", p.display())
+        }
+        Some(p) => Ok(Some(p.to_path_buf())),
+        None => {
+            let beside = asi.with_extension("lasi");
+            Ok(beside.is_file().then_some(beside))
+        }
+    }
+}
+
 pub(crate) fn pacemaker_active_set(
     model: &std::path::Path,
     given: Option<&std::path::Path>,

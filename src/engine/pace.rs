@@ -1,6 +1,7 @@
 //! The MD step for a pacemaker potential ([`crate::pace::PaceModel`]): energies and neighbour
 //! gradients of one domain, with the same inputs, outputs and checks as [`super::Engine`], and
-//! the extrapolation grade `gamma` when an active-set inverse (`.asi`) is attached. Other
+//! the extrapolation grade `gamma` when an active-set inverse (`.asi`) is attached and the
+//! clustered local grade `gamma_local` when clustered active sets (`.lasi`) are. Other
 //! uncertainties are not available for these potentials (asking for one is an error naming
 //! what to do).
 
@@ -9,6 +10,7 @@ use crate::error::{Error, ErrorKind};
 use crate::pace::cutoffs::PaceCutoffs;
 use crate::pace::{ActiveSetInverse, PaceModel, PacePotential, PaceScratch};
 use crate::uq::Method;
+use crate::uq::activeset::{ClusteredActiveSets, GammaScratch};
 
 /// A pacemaker potential, its optional active-set inverse and the scratch memory of its steps.
 #[derive(Debug)]
@@ -19,7 +21,10 @@ pub struct PaceEngine {
     asi: Option<ActiveSetInverse>,
     /// The `.asi` file the grade comes from.
     asi_path: Option<std::path::PathBuf>,
-    /// Calibrated cutoffs of the grade (`aceuq calibrate`).
+    /// Clustered local active sets (`gamma_local`) and the `.lasi` file they come from.
+    local: Option<ClusteredActiveSets>,
+    local_path: Option<std::path::PathBuf>,
+    /// Calibrated cutoffs of the grades (`aceuq calibrate`).
     cutoffs: Option<PaceCutoffs>,
     ws: PaceScratch,
     rij: Vec<[f64; 3]>,
@@ -27,6 +32,8 @@ pub struct PaceEngine {
     grad: Vec<[f64; 3]>,
     proj: Vec<f64>,
     acc: Vec<f64>,
+    local_proj: Vec<f64>,
+    local_scratch: GammaScratch,
 }
 
 impl PaceEngine {
@@ -37,6 +44,8 @@ impl PaceEngine {
             path: path.to_path_buf(),
             asi: None,
             asi_path: None,
+            local: None,
+            local_path: None,
             cutoffs: None,
             ws: PaceScratch::default(),
             rij: vec![],
@@ -44,6 +53,8 @@ impl PaceEngine {
             grad: vec![],
             proj: vec![],
             acc: vec![],
+            local_proj: vec![],
+            local_scratch: GammaScratch::default(),
         }
     }
 
@@ -52,8 +63,18 @@ impl PaceEngine {
     }
 
     /// Read and attach an active-set inverse file (`.asi`), checking its species and sizes
-    /// against this potential's projections.
+    /// against this potential's projections, or clustered local active sets (`.lasi`, checked
+    /// against the potential file). Cutoffs loaded before are dropped (they must be loaded
+    /// after the active sets they were calibrated with).
     pub fn load_active_set(&mut self, path: &std::path::Path) -> Result<(), Error> {
+        if crate::pace::is_local_active_set(path) {
+            let local = crate::pace::read_local_active_set(path, &self.pot, &self.path)
+                .map_err(|e| Error::new(ErrorKind::Data, e.to_string()))?;
+            self.local = Some(local);
+            self.local_path = Some(path.to_path_buf());
+            self.cutoffs = None;
+            return Ok(());
+        }
         let asi = crate::pace::read_active_set(path, &self.pot)
             .map_err(|e| Error::new(ErrorKind::Data, e.to_string()))?;
         self.asi = Some(asi);
@@ -76,54 +97,107 @@ impl PaceEngine {
                 ),
             ));
         };
-        let c = PaceCutoffs::load(path, &self.path, asi, &self.pot.model().elements)
-            .map_err(|e| Error::new(ErrorKind::Data, e.to_string()))?;
+        let c = PaceCutoffs::load(
+            path,
+            &self.path,
+            asi,
+            self.local_path.as_deref(),
+            &self.pot.model().elements,
+        )
+        .map_err(|e| Error::new(ErrorKind::Data, e.to_string()))?;
         self.cutoffs = Some(c);
         Ok(())
     }
 
-    /// The calibration entry of `method` for element index `species`, if one was loaded.
+    /// The calibration entry of `method` for element index `species` (with `cluster`: the
+    /// `gamma_local` cluster's own entry, else the element's), if one was loaded.
     pub fn stored_calibration(
         &self,
         method: Method,
         species: usize,
+        cluster: Option<usize>,
     ) -> Option<&crate::stats::cutoff::Calibration> {
-        self.cutoffs.as_ref()?.entry(method, species)
+        let c = self.cutoffs.as_ref()?;
+        cluster
+            .and_then(|k| c.cluster_entry(method, species, k))
+            .or_else(|| c.entry(method, species))
     }
 
-    /// The uncertainties this potential can give: `gamma` with an active-set inverse.
-    pub fn methods(&self) -> Vec<Method> {
-        if self.asi.is_some() {
-            vec![Method::Gamma]
-        } else {
-            vec![]
+    /// Cutoffs (lower, upper) of `method` for the atoms of element `species` in `gamma_local`
+    /// cluster `cluster`, and whether they are the cluster's own (else the element's).
+    pub fn stored_cluster_cutoffs(
+        &self,
+        method: Method,
+        species: usize,
+        cluster: usize,
+    ) -> Option<(f64, f64, bool)> {
+        let c = self.cutoffs.as_ref()?;
+        if let Some(x) = c.cluster_entry(method, species, cluster) {
+            return Some((x.u_c, x.u_max, true));
         }
+        c.entry(method, species).map(|x| (x.u_c, x.u_max, false))
+    }
+
+    /// Number of `gamma_local` clusters of element `species` (None without a `.lasi`).
+    pub fn gamma_local_clusters(&self, species: usize) -> Option<usize> {
+        self.local
+            .as_ref()?
+            .species
+            .get(species)
+            .map(|sc| sc.sets.len())
+    }
+
+    /// The clustered local active sets, if attached.
+    pub fn local(&self) -> Option<&ClusteredActiveSets> {
+        self.local.as_ref()
+    }
+
+    /// The uncertainties this potential can give: `gamma` with an active-set inverse,
+    /// `gamma_local` with clustered local active sets.
+    pub fn methods(&self) -> Vec<Method> {
+        let mut v = vec![];
+        if self.asi.is_some() {
+            v.push(Method::Gamma);
+        }
+        if self.local.is_some() {
+            v.push(Method::GammaLocal);
+        }
+        v
     }
 
     /// Energies and `dE_i/dr_ij` of the atoms of `ilist`; returns their total energy.
     pub fn step(&mut self, atoms: &Atoms, out: &mut Outputs) -> Result<f64, Error> {
         atoms.validate(self.pot.model().nspecies())?;
         let bad = |m: String| Error::new(ErrorKind::InvalidArgument, m);
-        let mut want_gamma = false;
+        let (mut want_gamma, mut want_local) = (false, false);
         for (m, _) in &out.uq {
             if *m == Method::Gamma && self.asi.is_some() {
                 want_gamma = true;
                 continue;
             }
+            if *m == Method::GammaLocal && self.local.is_some() {
+                want_local = true;
+                continue;
+            }
             return Err(Error::new(
                 ErrorKind::Missing,
-                if *m == Method::Gamma {
-                    "'gamma' of a pacemaker potential needs its active-set inverse: \
-                     `pair_coeff * * pot.yaml pot.asi Elem ...` (build one with \
-                     `aceuq activeset --model pot.yaml --data train.xyz`)"
-                        .to_string()
-                } else {
-                    format!(
-                        "'{}': aceuq gives a pacemaker potential only the 'gamma' grade (with an \
-                         .asi file); remove '{}' from the uncertainty keywords",
+                match m {
+                    Method::Gamma => "'gamma' of a pacemaker potential needs its active-set \
+                                      inverse: `pair_coeff * * pot.yaml pot.asi Elem ...` (build \
+                                      one with `aceuq activeset --model pot.yaml --data train.xyz`)"
+                        .to_string(),
+                    Method::GammaLocal => "'gamma_local' of a pacemaker potential needs its \
+                                           clustered active sets: `pair_coeff * * pot.yaml \
+                                           pot.asi pot.lasi Elem ...` (build both with `aceuq \
+                                           activeset --model pot.yaml --data train.xyz --clusters K`)"
+                        .to_string(),
+                    _ => format!(
+                        "'{}': aceuq gives a pacemaker potential only the 'gamma' (.asi file) and \
+                         'gamma_local' (.lasi file) grades; remove '{}' from the uncertainty \
+                         keywords",
                         m.name(),
                         m.name()
-                    )
+                    ),
                 },
             ));
         }
@@ -146,6 +220,15 @@ impl PaceEngine {
         if out.eatom.as_ref().is_some_and(|e| e.len() < nlocal) {
             return Err(bad(format!(
                 "eatom holds fewer than nlocal = {nlocal} values"
+            )));
+        }
+        if out
+            .gamma_local_cluster
+            .as_ref()
+            .is_some_and(|c| c.len() < nlocal)
+        {
+            return Err(bad(format!(
+                "gamma_local_cluster holds fewer than nlocal = {nlocal} values"
             )));
         }
         let id = |k: usize| tag.map(|t| t[k]).unwrap_or(k as i64 + 1);
@@ -216,6 +299,20 @@ impl PaceEngine {
                     if *m == Method::Gamma {
                         v[i] = g;
                     }
+                }
+            }
+            if want_local && let Some(local) = &self.local {
+                let si = si as usize;
+                self.pot
+                    .projections_from_base(&mut self.ws, si, &mut self.local_proj);
+                let (g, c) = local.gamma_local(si, &self.local_proj, &mut self.local_scratch);
+                for (m, v) in out.uq.iter_mut() {
+                    if *m == Method::GammaLocal {
+                        v[i] = g;
+                    }
+                }
+                if let Some(cl) = out.gamma_local_cluster.as_deref_mut() {
+                    cl[i] = c as i32;
                 }
             }
             total += e;

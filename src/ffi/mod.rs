@@ -165,7 +165,7 @@ impl aceuq_model_t {
     ) -> Result<Option<&crate::stats::cutoff::Calibration>, Failure> {
         match &self.kind {
             Kind::Native(e) => Ok(e.potential().stored_calibration(method, species, cluster)),
-            Kind::Pace(p) => Ok(p.stored_calibration(method, species)),
+            Kind::Pace(p) => Ok(p.stored_calibration(method, species, cluster)),
         }
     }
 
@@ -203,7 +203,8 @@ fn no_uq() -> Failure {
     Failure(
         aceuq_status_t::ACEUQ_STATUS_MISSING,
         "this is a pacemaker potential: aceuq gives it only the 'gamma' grade of an active-set \
-         inverse (.asi) and that grade's calibrated cutoffs, not this"
+         inverse (.asi), the 'gamma_local' grade of clustered active sets (.lasi) and their \
+         calibrated cutoffs, not this"
             .into(),
     )
 }
@@ -464,7 +465,10 @@ pub unsafe extern "C" fn aceuq_model_load(
 
 /// Attach an active-set inverse (`.asi`, the numpy archive ML-PACE's `pace/extrapolation`
 /// reads, or one written by `aceuq activeset`) to a pacemaker potential, which then gives the
-/// `gamma` grade. An aceuq model carries its active sets in the model file: that is an
+/// `gamma` grade; or, for a path ending in `.lasi`, the clustered local active sets `aceuq
+/// activeset --clusters K` wrote for it, which give the `gamma_local` grade. Cutoffs
+/// (`aceuq_model_load_cutoffs`) are loaded after the active sets they were calibrated with. An
+/// aceuq model carries its active sets in the model file: that is an
 /// `ACEUQ_STATUS_INVALID_ARGUMENT` error.
 ///
 /// # Safety
@@ -476,9 +480,13 @@ pub unsafe extern "C" fn aceuq_model_load_active_set(
 ) -> aceuq_status_t {
     // SAFETY: caller contract.
     unsafe {
-        attach_to_pacemaker(model, path, "its active sets", "an .asi file", |e, p| {
-            e.load_active_set(p)
-        })
+        attach_to_pacemaker(
+            model,
+            path,
+            "its active sets",
+            "an .asi or .lasi file",
+            |e, p| e.load_active_set(p),
+        )
     }
 }
 
@@ -1298,7 +1306,11 @@ pub unsafe extern "C" fn aceuq_model_uq_cluster_cutoffs(
                 ),
             );
         };
-        match h.pot()?.stored_cluster_cutoffs(m, sp, c) {
+        let stored = match &h.kind {
+            Kind::Native(e) => e.potential().stored_cluster_cutoffs(m, sp, c),
+            Kind::Pace(p) => p.stored_cluster_cutoffs(m, sp, c),
+        };
+        match stored {
             Some((lo, hi, own)) => {
                 put(lower, lo, "lower")?;
                 put(upper, hi, "upper")?;
@@ -1470,7 +1482,11 @@ fn species_arg(h: &aceuq_model_t, species: i32) -> Result<usize, Failure> {
 
 /// Number of gamma_local clusters of species `sp` (in range), or a missing-estimator failure.
 fn gamma_local_clusters(h: &aceuq_model_t, sp: usize) -> Result<usize, Failure> {
-    h.pot()?.uq.gamma_local_clusters(sp).ok_or_else(|| {
+    let n = match &h.kind {
+        Kind::Native(e) => e.potential().uq.gamma_local_clusters(sp),
+        Kind::Pace(p) => p.gamma_local_clusters(sp),
+    };
+    n.ok_or_else(|| {
         Failure(
             aceuq_status_t::ACEUQ_STATUS_MISSING,
             format!(

@@ -1,10 +1,12 @@
-//! Calibrated `gamma` cutoffs of a pacemaker potential, kept in a small TOML file beside the
-//! potential and its active-set inverse (`pot.cutoffs.toml`), so that neither file changes and
-//! ML-PACE still reads the `.asi` (it refuses any array that is not an element's matrix).
+//! Calibrated `gamma` (and `gamma_local`) cutoffs of a pacemaker potential, kept in a small TOML
+//! file beside the potential and its active-set inverse (`pot.cutoffs.toml`), so that neither
+//! file changes and ML-PACE still reads the `.asi` (it refuses any array that is not an
+//! element's matrix).
 //!
-//! The file names the potential and the active set it was calibrated with and carries a
-//! fingerprint of each (FNV-1a 64 of the bytes, and the length): loading it with other files is
-//! an error, because a cutoff on a grade means nothing for another active set.
+//! The file names the potential and the active set it was calibrated with (and the clustered
+//! local active sets, `.lasi`, when `gamma_local` was calibrated too) and carries a fingerprint
+//! of each (FNV-1a 64 of the bytes, and the length): loading it with other files is an error,
+//! because a cutoff on a grade means nothing for another active set.
 //!
 //! ```toml
 //! # aceuq: calibrated gamma cutoffs of a pacemaker potential (`aceuq calibrate`); ...
@@ -14,8 +16,10 @@
 //! potential_fingerprint = "fnv1a64:0123456789abcdef:52811"
 //! active_set = "pot.asi"
 //! active_set_fingerprint = "fnv1a64:...:..."
+//! local_active_set = "pot.lasi"                  # only with gamma_local entries
+//! local_active_set_fingerprint = "fnv1a64:...:..."
 //! elements = ["Al", "Cu"]
-//! [[calibration]]   # one entry per element, as stored in .aceuq models
+//! [[calibration]]   # one entry per (method, element[, cluster]), as stored in .aceuq models
 //! ```
 
 use super::PaceError;
@@ -25,7 +29,8 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 const FORMAT: &str = "aceuq-pacemaker-cutoffs";
-const VERSION: u32 = 1;
+/// Version 2 added `gamma_local` entries and the `.lasi` fields (version 1 files still read).
+const VERSION: u32 = 2;
 
 /// The cutoffs file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -39,9 +44,16 @@ pub struct PaceCutoffs {
     /// The active-set inverse as given to `aceuq calibrate`.
     pub active_set: String,
     pub active_set_fingerprint: String,
+    /// The clustered local active sets (`.lasi`) as given to `aceuq calibrate`, when
+    /// `gamma_local` was calibrated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_active_set: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_active_set_fingerprint: Option<String>,
     /// The potential's elements, in its order.
     pub elements: Vec<String>,
-    /// Per element the calibration of `gamma` (the same record as in `.aceuq` models).
+    /// Per element the calibration of `gamma`, and of `gamma_local` (per element, then per
+    /// cluster with enough atoms) with a `.lasi` (the same records as in `.aceuq` models).
     pub calibration: Vec<Calibration>,
 }
 
@@ -58,14 +70,18 @@ pub fn fingerprint(path: &Path) -> Result<String, PaceError> {
 }
 
 impl PaceCutoffs {
-    /// Cutoffs calibrated for the potential at `potential` with the active set at `active_set`.
+    /// Cutoffs calibrated for the potential at `potential` with the active set at `active_set`
+    /// (and the clustered local active sets at `local`).
     pub fn new(
         potential: &Path,
         active_set: &Path,
+        local: Option<&Path>,
         elements: &[String],
         calibration: Vec<Calibration>,
     ) -> Result<PaceCutoffs, PaceError> {
         Ok(PaceCutoffs {
+            local_active_set: local.map(|p| p.display().to_string()),
+            local_active_set_fingerprint: local.map(fingerprint).transpose()?,
             format: FORMAT.into(),
             version: VERSION,
             potential: potential.display().to_string(),
@@ -82,10 +98,14 @@ impl PaceCutoffs {
         let body = toml::to_string(self)
             .map_err(|e| PaceError::Data(format!("cannot serialize the cutoffs: {e}")))?;
         let text = format!(
-            "# aceuq: calibrated gamma cutoffs of a pacemaker potential, written by `aceuq \
-             calibrate`.\n# Use: pair_coeff * * {} {} {} {}\n{body}",
+            "# aceuq: calibrated cutoffs of a pacemaker potential, written by `aceuq \
+             calibrate`.\n# Use: pair_coeff * * {} {}{} {} {}\n{body}",
             self.potential,
             self.active_set,
+            self.local_active_set
+                .as_ref()
+                .map(|l| format!(" {l}"))
+                .unwrap_or_default(),
             path.display(),
             self.elements.join(" ")
         );
@@ -120,11 +140,14 @@ impl PaceCutoffs {
         Ok(c)
     }
 
-    /// Read `path` and check that it was calibrated for these very files.
+    /// Read `path` and check that it was calibrated for these very files (`local`: the `.lasi`
+    /// attached, if any; the file's `gamma_local` entries need the one they were calibrated
+    /// with).
     pub fn load(
         path: &Path,
         potential: &Path,
         active_set: &Path,
+        local: Option<&Path>,
         elements: &[String],
     ) -> Result<PaceCutoffs, PaceError> {
         let name = path.display().to_string();
@@ -155,12 +178,43 @@ impl PaceCutoffs {
                 c.elements
             )));
         }
+        let has_local_entries = c
+            .calibration
+            .iter()
+            .any(|x| x.method == Method::GammaLocal.name());
         for cal in &c.calibration {
-            if !elements.contains(&cal.species) || cal.method != Method::Gamma.name() {
+            let local_entry = cal.method == Method::GammaLocal.name();
+            if !elements.contains(&cal.species)
+                || !(cal.method == Method::Gamma.name() || local_entry)
+                || (cal.cluster.is_some() && !local_entry)
+            {
                 return Err(PaceError::Data(format!(
-                    "{name}: an entry for '{}' of {}: only 'gamma' of the potential's elements \
-                     can be calibrated",
-                    cal.method, cal.species
+                    "{name}: an entry for '{}' of {}{}: only 'gamma' and 'gamma_local' (per \
+                     cluster too) of the potential's elements can be calibrated",
+                    cal.method,
+                    cal.species,
+                    cal.cluster
+                        .map(|k| format!(" cluster {k}"))
+                        .unwrap_or_default()
+                )));
+            }
+        }
+        if has_local_entries {
+            let Some(fp) = &c.local_active_set_fingerprint else {
+                return Err(PaceError::Data(format!(
+                    "{name}: gamma_local entries without the clustered active sets they were \
+                     calibrated with (no local_active_set_fingerprint): {redo}"
+                )));
+            };
+            // Without a .lasi the gamma_local entries are simply unused.
+            if let Some(l) = local
+                && *fp != fingerprint(l)?
+            {
+                return Err(PaceError::Data(format!(
+                    "{name}: gamma_local calibrated with other clustered active sets ({}), not \
+                     {}: {redo}",
+                    c.local_active_set.as_deref().unwrap_or("?"),
+                    l.display()
                 )));
             }
         }
@@ -173,6 +227,20 @@ impl PaceCutoffs {
         self.calibration
             .iter()
             .find(|c| c.method == method.name() && &c.species == name && c.cluster.is_none())
+    }
+
+    /// The own entry of `gamma_local` cluster `cluster` of element index `species`, if
+    /// calibrated (a cluster with too few validation atoms has none: the element's applies).
+    pub fn cluster_entry(
+        &self,
+        method: Method,
+        species: usize,
+        cluster: usize,
+    ) -> Option<&Calibration> {
+        let name = self.elements.get(species)?;
+        self.calibration
+            .iter()
+            .find(|c| c.method == method.name() && &c.species == name && c.cluster == Some(cluster))
     }
 }
 
@@ -210,27 +278,33 @@ mod tests {
         std::fs::write(&asi, "active set bytes").unwrap();
         std::fs::write(&other, "another active set").unwrap();
         let els = vec!["Al".to_string(), "Cu".to_string()];
-        let c = PaceCutoffs::new(&pot, &asi, &els, vec![entry("Al"), entry("Cu")]).unwrap();
+        let c = PaceCutoffs::new(&pot, &asi, None, &els, vec![entry("Al"), entry("Cu")]).unwrap();
         let path = dir.join("p.cutoffs.toml");
         c.save(&path).unwrap();
-        let back = PaceCutoffs::load(&path, &pot, &asi, &els).unwrap();
+        let back = PaceCutoffs::load(&path, &pot, &asi, None, &els).unwrap();
         assert_eq!(back, c);
         assert_eq!(back.entry(Method::Gamma, 1).unwrap().species, "Cu");
         assert!(back.entry(Method::GammaLocal, 1).is_none());
         let err = |r: Result<PaceCutoffs, PaceError>| r.unwrap_err().to_string();
-        let e = err(PaceCutoffs::load(&path, &pot, &other, &els));
+        let e = err(PaceCutoffs::load(&path, &pot, &other, None, &els));
         assert!(e.contains("calibrated with another active set"), "{e}");
         std::fs::write(dir.join("p2.yace"), "potential bytes, edited").unwrap();
-        let e = err(PaceCutoffs::load(&path, &dir.join("p2.yace"), &asi, &els));
+        let e = err(PaceCutoffs::load(
+            &path,
+            &dir.join("p2.yace"),
+            &asi,
+            None,
+            &els,
+        ));
         assert!(e.contains("calibrated for another potential file"), "{e}");
-        let e = err(PaceCutoffs::load(&path, &pot, &asi, &els[..1]));
+        let e = err(PaceCutoffs::load(&path, &pot, &asi, None, &els[..1]));
         assert!(e.contains("elements"), "{e}");
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replace("version = 1", "version = 7")).unwrap();
-        let e = err(PaceCutoffs::load(&path, &pot, &asi, &els));
+        std::fs::write(&path, text.replace("version = 2", "version = 7")).unwrap();
+        let e = err(PaceCutoffs::load(&path, &pot, &asi, None, &els));
         assert!(e.contains("newer than this aceuq reads"), "{e}");
         std::fs::write(&path, "format = \"something else\"\n").unwrap();
-        let e = err(PaceCutoffs::load(&path, &pot, &asi, &els));
+        let e = err(PaceCutoffs::load(&path, &pot, &asi, None, &els));
         assert!(e.contains("not an aceuq cutoffs file"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -21,6 +21,7 @@ pub mod asi;
 pub mod bbasis;
 pub mod cutoffs;
 pub mod export;
+pub mod local;
 mod radial;
 mod read_ace;
 mod read_yace;
@@ -29,6 +30,7 @@ mod ylm;
 pub use active::{
     ActiveSetInverse, PacePotential, is_pacemaker_potential, read_active_set, write_active_set,
 };
+pub use local::{is_local_active_set, read_local_active_set, write_local_active_set};
 pub use radial::{Family, InnerCutoff};
 pub use read_yace::to_yace;
 

@@ -16,7 +16,7 @@ use crate::io::container::{Array, Container, ContainerError};
 use crate::model::Model;
 use crate::uq::kmeans::{self, nearest};
 use crate::uq::maxvol::{MaxVolError, PassStats, StreamingMaxVol};
-use crate::uq::persist::{bad, check_species, get_meta_lenient, put_f64, put_meta};
+use crate::uq::persist::{bad, get_meta_lenient, put_f64, put_meta};
 use crate::uq::{DescriptorTable, Partition, UqError};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -319,6 +319,20 @@ impl ClusteredActiveSets {
         )
     }
 
+    /// Build from rows of any origin described by `layouts` (one per species `names`), e.g. a
+    /// pacemaker potential's projections ([`FuncLayout::plain`]: no chemistry split).
+    pub fn build_rows(
+        names: &[String],
+        layouts: &[FuncLayout],
+        source: &mut dyn RowSource,
+        partition: &Partition,
+        settings: &Settings,
+        seed: u64,
+        progress: bool,
+    ) -> Result<Self, UqError> {
+        build_clustered(names, layouts, source, partition, settings, seed, progress)
+    }
+
     /// Local grade of one atom of species `s` with descriptor `b`, and its cluster index.
     /// k-means partitions: the nearest centroid's cluster; label partitions: the cluster with
     /// the smallest gamma.
@@ -548,6 +562,20 @@ impl ClusteredActiveSets {
 
     /// Load from a model file container, if present.
     pub fn load(path: &Path, c: &Container, model: &Model) -> Result<Option<Self>, ContainerError> {
+        let layouts: Vec<FuncLayout> = (0..model.nspecies())
+            .map(|s| FuncLayout::of(model, s))
+            .collect();
+        Self::load_rows(path, c, &model.species, &layouts)
+    }
+
+    /// [`ClusteredActiveSets::load`] for rows described by `layouts` (one per species `names`),
+    /// e.g. a pacemaker potential's projections ([`FuncLayout::plain`]).
+    pub fn load_rows(
+        path: &Path,
+        c: &Container,
+        names: &[String],
+        layouts: &[FuncLayout],
+    ) -> Result<Option<Self>, ContainerError> {
         let Some(meta) = get_meta_lenient::<LocalMeta>(path, c, LOCAL)? else {
             if c.arrays.keys().any(|k| k.starts_with("uq.gamma_local.")) {
                 return Err(bad(
@@ -557,7 +585,16 @@ impl ClusteredActiveSets {
             }
             return Ok(None);
         };
-        check_species(path, LOCAL, &meta.build.species, model)?;
+        if meta.build.species != names {
+            return Err(bad(
+                path,
+                format!(
+                    "[uq.{LOCAL}] is for species [{}] but the model has [{}] (file edited?)",
+                    meta.build.species.join(", "),
+                    names.join(", ")
+                ),
+            ));
+        }
         let partition = match meta.partition.as_str() {
             "kmeans" => Partition::KMeans(meta.k),
             "config_type" => Partition::ConfigType,
@@ -570,7 +607,7 @@ impl ClusteredActiveSets {
                 ));
             }
         };
-        let ns = model.nspecies();
+        let ns = names.len();
         if meta.clusters.len() != ns || meta.centroids.len() != ns {
             return Err(bad(
                 path,
@@ -579,7 +616,7 @@ impl ClusteredActiveSets {
         }
         let mut species = vec![];
         for s in 0..ns {
-            let m = model.nfuncs(s);
+            let m = layouts[s].m;
             let p = format!("uq.{LOCAL}.{s}");
             let (kk, k0) = (meta.clusters[s], meta.centroids[s]);
             if kk == 0 || k0 < kk {
@@ -587,7 +624,7 @@ impl ClusteredActiveSets {
                     path,
                     format!(
                         "[uq.gamma_local] species {}: {kk} clusters from {k0} centroids is impossible",
-                        model.species[s]
+                        names[s]
                     ),
                 ));
             }
@@ -674,11 +711,11 @@ impl ClusteredActiveSets {
                     path,
                     format!(
                         "species {}: standardization or centroids are not finite and positive (arrays '{p}.std', '{p}.mean', '{p}.centroids')",
-                        model.species[s]
+                        names[s]
                     ),
                 ));
             }
-            let labels: Vec<String> = match meta.labels.get(&model.species[s]) {
+            let labels: Vec<String> = match meta.labels.get(&names[s]) {
                 Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| {
                     bad(path, format!("[uq.gamma_local.labels]: {}", e.message()))
                 })?,
@@ -689,7 +726,7 @@ impl ClusteredActiveSets {
                     path,
                     format!(
                         "[uq.gamma_local.labels] species {}: {} labels for {k0} centroids",
-                        model.species[s],
+                        names[s],
                         labels.len()
                     ),
                 ));
@@ -703,10 +740,10 @@ impl ClusteredActiveSets {
                 std,
                 whiten,
                 chem,
-                pair: FuncLayout::of(model, s).pair,
+                pair: layouts[s].pair.clone(),
                 inside: meta
                     .inside
-                    .get(&model.species[s])
+                    .get(&names[s])
                     .filter(|v| v.len() == kk)
                     .cloned()
                     .unwrap_or_default(),
