@@ -476,6 +476,16 @@ fn cu_frames(seed: u64, n: usize, a: (f64, f64), rattle: (f64, f64)) -> Vec<aceu
 /// ... lower auto upper auto` takes them from the cutoffs file given in `pair_coeff`: an
 /// in-distribution crystal is not a candidate, a strongly compressed one is dumped and halts
 /// the run; `aceuq select` picks that frame. A cutoffs file with another active set is refused.
+/// Labels the frames of `input` with the Cu SNAP of Zuo et al. into `output` (both in `dir`).
+fn label_cu(s: &Setup, dir: &std::path::Path, input: &str, output: &str) {
+    let mut label = std::process::Command::new("python3");
+    label
+        .arg(repo("scripts/label.py"))
+        .args(["--labeller", "cu-snap", input, output])
+        .env("ACEUQ_LMP", &s.lmp);
+    run(label, dir, "label").assert_ok("label with the Cu SNAP");
+}
+
 #[test]
 fn pacemaker_potential_calibrated_and_watched() {
     use aceuq::io::extxyz::{WriteOptions, write_file_atomic};
@@ -507,12 +517,7 @@ fn pacemaker_potential_calibrated_and_watched() {
         "activeset",
     );
     r.assert_ok("aceuq activeset");
-    let mut label = std::process::Command::new("python3");
-    label
-        .arg(repo("scripts/label.py"))
-        .args(["--labeller", "cu-snap", "valid_in.xyz", "valid.xyz"])
-        .env("ACEUQ_LMP", &s.lmp);
-    run(label, &dir, "label").assert_ok("label with the Cu SNAP");
+    label_cu(&s, &dir, "valid_in.xyz", "valid.xyz");
     let r = aceuq(
         &[
             "calibrate",
@@ -611,12 +616,7 @@ fn pacemaker_potential_calibrated_and_watched() {
     write("held_in.xyz", &cu_frames(5, 3, (3.56, 3.67), (0.03, 0.15)));
     write("novel_in.xyz", &cu_frames(4, 1, (3.2, 3.2), (0.3, 0.3)));
     for (i, o) in [("held_in.xyz", "held.xyz"), ("novel_in.xyz", "novel.xyz")] {
-        let mut label = std::process::Command::new("python3");
-        label
-            .arg(repo("scripts/label.py"))
-            .args(["--labeller", "cu-snap", i, o])
-            .env("ACEUQ_LMP", &s.lmp);
-        run(label, &dir, "label").assert_ok("label with the Cu SNAP");
+        label_cu(&s, &dir, i, o);
     }
     let check = |asi: &str| {
         aceuq(
@@ -923,12 +923,7 @@ run 0
     write("valid_in.xyz", &cu_frames(2, 8, (3.56, 3.67), (0.03, 0.15)));
     write("held_in.xyz", &cu_frames(5, 3, (3.56, 3.67), (0.03, 0.15)));
     for (i, o) in [("valid_in.xyz", "valid.xyz"), ("held_in.xyz", "held.xyz")] {
-        let mut label = std::process::Command::new("python3");
-        label
-            .arg(repo("scripts/label.py"))
-            .args(["--labeller", "cu-snap", i, o])
-            .env("ACEUQ_LMP", &s.lmp);
-        run(label, &dir, "label").assert_ok("label with the Cu SNAP");
+        label_cu(&s, &dir, i, o);
     }
     let r = aceuq(
         &[

@@ -216,19 +216,7 @@ pub fn run(a: &ActiveSetArgs) -> Result<()> {
                 ClusteredActiveSets::build_from_source(model, &mut src, p, &settings, a.seed, true)
                     .context("cannot build the clustered active sets")?;
             l.info.data = files.clone();
-            eprintln!(
-                "clustered active sets ({}) in {} passes ({:.1} s)",
-                match p {
-                    Partition::KMeans(k) => format!("k-means, K = {k}"),
-                    Partition::ConfigType => "by config_type".into(),
-                },
-                l.info.passes,
-                t.elapsed().as_secs_f64()
-            );
-            eprint!("{}", l.cluster_table(&|_, _| None));
-            for n in &l.info.notes {
-                eprintln!("note: {n}");
-            }
+            report_clusters(p, &l, t);
             Some(l)
         }
         None => None,
@@ -251,6 +239,24 @@ pub fn run(a: &ActiveSetArgs) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Prints what a clustered build made: partition, passes, time since `t`, the cluster table
+/// and the build's notes.
+fn report_clusters(p: &Partition, l: &ClusteredActiveSets, t: std::time::Instant) {
+    eprintln!(
+        "clustered active sets ({}) in {} passes ({:.1} s)",
+        match p {
+            Partition::KMeans(k) => format!("k-means, K = {k}"),
+            Partition::ConfigType => "by config_type".into(),
+        },
+        l.info.passes,
+        t.elapsed().as_secs_f64()
+    );
+    eprint!("{}", l.cluster_table(&|_, _| None));
+    for n in &l.info.notes {
+        eprintln!("note: {n}");
+    }
 }
 
 /// Frames of extended XYZ files streamed in chunks, rows = a pacemaker potential's projections.
@@ -464,13 +470,7 @@ fn run_pace(a: &ActiveSetArgs) -> Result<()> {
         Some(p) => {
             let t = std::time::Instant::now();
             let layouts = crate::pace::local::layouts(&pot);
-            let mut src = PaceSource {
-                pot: &pot,
-                files: &a.data,
-                chunk: a.chunk.max(1),
-                atoms: None,
-                frames: 0,
-            };
+            // The same frames again (a source streams them anew on every pass).
             let mut l = ClusteredActiveSets::build_rows(
                 &elements, &layouts, &mut src, p, &settings, a.seed, true,
             )
@@ -481,19 +481,7 @@ fn run_pace(a: &ActiveSetArgs) -> Result<()> {
                 )
             })?;
             l.info.data = a.data.iter().map(|p| p.display().to_string()).collect();
-            eprintln!(
-                "clustered active sets ({}) in {} passes ({:.1} s)",
-                match p {
-                    Partition::KMeans(k) => format!("k-means, K = {k}"),
-                    Partition::ConfigType => "by config_type".into(),
-                },
-                l.info.passes,
-                t.elapsed().as_secs_f64()
-            );
-            eprint!("{}", l.cluster_table(&|_, _| None));
-            for n in &l.info.notes {
-                eprintln!("note: {n}");
-            }
+            report_clusters(p, &l, t);
             Some(l)
         }
         None => None,
