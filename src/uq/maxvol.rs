@@ -167,16 +167,27 @@ fn par_for(flops: f64) -> Par {
 /// `out = X · A^{-1}` for row-major `X` (`n × m`) and row-major `A^{-1}` (`m × m`); `out` is
 /// row-major `n × m`. Computed as the column-major product `(A^{-1})^T X^T`.
 pub fn rows_times(x: &[f64], n: usize, m: usize, ainv: &[f64], out: &mut [f64]) {
-    assert_eq!(x.len(), n * m, "rows_times: X has the wrong length");
-    assert_eq!(ainv.len(), m * m, "rows_times: A^-1 has the wrong length");
-    assert_eq!(out.len(), n * m, "rows_times: output has the wrong length");
-    if n == 0 || m == 0 {
+    rows_times_rect(x, n, m, ainv, m, out);
+}
+
+/// `out = X B` for row-major `X` (`n × k`) and `B` (`k × c`); `out` is `n × c`, row-major.
+pub fn rows_times_rect(x: &[f64], n: usize, k: usize, b: &[f64], c: usize, out: &mut [f64]) {
+    assert_eq!(x.len(), n * k, "rows_times_rect: X has the wrong length");
+    assert_eq!(b.len(), k * c, "rows_times_rect: B has the wrong length");
+    assert_eq!(
+        out.len(),
+        n * c,
+        "rows_times_rect: output has the wrong length"
+    );
+    if n == 0 || k == 0 || c == 0 {
+        out.fill(0.0);
         return;
     }
-    let lhs = MatRef::from_column_major_slice(ainv, m, m);
-    let rhs = MatRef::from_column_major_slice(x, m, n);
-    let dst = MatMut::from_column_major_slice_mut(out, m, n);
-    let par = par_for(2.0 * (n * m * m) as f64);
+    // Column-major views of the row-major arrays are their transposes: out^T = B^T X^T.
+    let lhs = MatRef::from_column_major_slice(b, c, k);
+    let rhs = MatRef::from_column_major_slice(x, k, n);
+    let dst = MatMut::from_column_major_slice_mut(out, c, n);
+    let par = par_for(2.0 * (n * k * c) as f64);
     matmul(dst, Accum::Replace, lhs, rhs, 1.0, par);
     crate::simd::clear_upper_simd_state();
 }

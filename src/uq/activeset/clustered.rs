@@ -1125,7 +1125,11 @@ pub(super) fn build_clustered(
     }
     for (k, (g, ins)) in groups.into_iter().zip(inside).enumerate() {
         species[g.species].inside.push(ins);
-        let set = SpeciesActiveSet::from_rows(g.mv.into_active_rows().map_err(uq_err)?, g.proj);
+        // Clusters never go into an .asi (square_inverse): keep only their row space.
+        let set = SpeciesActiveSet::from_rows(
+            g.mv.into_active_rows().map_err(uq_err)?,
+            g.proj.map(|p| p.thin()),
+        );
         species[g.species].sets.push(set);
         debug_assert_eq!(base[g.species] + species[g.species].sets.len() - 1, k);
     }

@@ -195,8 +195,86 @@ impl Gram {
             cols,
             dead,
             q,
+            qcols: a,
             rank,
             width: dropped.sqrt(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thin projection (row-space columns only) gives the same in-space coordinates and, from
+    /// the norms, the same distance from the space as the full rotation, one row at a time and
+    /// in batches, for rows inside, near and far from the space.
+    #[test]
+    fn thin_projection_equals_the_full_rotation() {
+        // 40 rows of 12 columns spanning 5 dimensions; column 11 zero on every row (dead).
+        let (m, n, r) = (12usize, 40usize, 5usize);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut uni = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let basis: Vec<f64> = (0..r * m)
+            .map(|k| if k % m == m - 1 { 0.0 } else { uni() })
+            .collect();
+        let row = |w: &[f64]| -> Vec<f64> {
+            (0..m)
+                .map(|j| (0..r).map(|t| w[t] * basis[t * m + j]).sum())
+                .collect()
+        };
+        let mut g = Gram::new(m);
+        let scale = vec![1.0; m];
+        for _ in 0..n {
+            let w: Vec<f64> = (0..r).map(|_| uni()).collect();
+            g.push(&row(&w), &scale);
+        }
+        let full = g.projection(&scale, 1e-6, m).expect("rank-deficient");
+        assert_eq!(full.rank, r);
+        let thin = full.clone().thin();
+        assert_eq!((thin.qcols, thin.q.len()), (r, full.a() * r));
+        // Queries: in the space, slightly off it, far off it, and on the dead column.
+        let mut queries = vec![];
+        for off in [0.0, 1e-6, 0.3] {
+            let w: Vec<f64> = (0..r).map(|_| uni()).collect();
+            let mut b = row(&w);
+            for v in b.iter_mut().take(m - 1) {
+                *v += off * uni();
+            }
+            queries.push(b);
+        }
+        let mut dead = row(&[0.1, 0.2, 0.3, 0.4, 0.5]);
+        dead[m - 1] = 0.7;
+        queries.push(dead);
+        let a = full.a();
+        let (mut xa, mut y) = (vec![0.0; a], vec![0.0; a]);
+        let (mut z1, mut z2) = (vec![0.0; r], vec![0.0; r]);
+        for b in &queries {
+            let rho1 = full.project(b, &mut z1, &mut xa, &mut y);
+            let rho2 = thin.project(b, &mut z2, &mut xa, &mut y);
+            for (u, v) in z1.iter().zip(&z2) {
+                assert!((u - v).abs() < 1e-13, "{u} vs {v}");
+            }
+            // From the norms the distance loses the digits of |x|² below its rounding.
+            assert!((rho1 - rho2).abs() < 1e-7, "rho {rho1} vs {rho2}");
+        }
+        let rows: Vec<f64> = queries.concat();
+        let sel: Vec<usize> = (0..queries.len()).collect();
+        let (mut zb1, mut rb1, mut zb2, mut rb2) = (vec![], vec![], vec![], vec![]);
+        let (mut xs, mut ys) = (vec![], vec![]);
+        full.project_rows(&rows, &sel, &mut zb1, &mut rb1, &mut xs, &mut ys);
+        thin.project_rows(&rows, &sel, &mut zb2, &mut rb2, &mut xs, &mut ys);
+        for (u, v) in zb1.iter().zip(&zb2) {
+            assert!((u - v).abs() < 1e-13, "{u} vs {v}");
+        }
+        for (u, v) in rb1.iter().zip(&rb2) {
+            assert!((u - v).abs() < 1e-7, "rho {u} vs {v}");
+        }
+        assert!(rb1[2] > 0.01 && rb1[3] > 0.5, "{rb1:?}");
     }
 }

@@ -60,9 +60,13 @@ pub struct Projection {
     pub cols: Vec<u32>,
     /// The other columns.
     pub dead: Vec<u32>,
-    /// Row-major `a × a` orthogonal matrix; its first `rank` columns span the cluster's scaled
-    /// rows.
+    /// Row-major `a × qcols` matrix with orthonormal columns; its first `rank` columns span the
+    /// cluster's scaled rows. `qcols` is `a` (the full rotation, which
+    /// [`SpeciesActiveSet::square_inverse`] needs) or `rank` ([`Projection::thin`]: the distance
+    /// from the space then comes from the norms, `|x|² - |Q_rᵀ x|²`).
     pub q: Vec<f64>,
+    /// Columns of `q`.
+    pub qcols: usize,
     /// Dimension of the row space (`r`).
     pub rank: usize,
     /// Scale of the distance from the space: the smallest singular value of the `r × r` active
@@ -78,29 +82,57 @@ impl Projection {
         self.cols.len()
     }
 
+    /// Keep only the first `rank` columns of `q` (the row space): the grades stay the same up
+    /// to rounding (the distance from the space comes from the norms instead of the complement
+    /// coordinates), storage and the per-row projection shrink by `a / rank`, and
+    /// [`SpeciesActiveSet::square_inverse`] is no longer available.
+    pub fn thin(self) -> Projection {
+        let (a, c, r) = (self.a(), self.qcols, self.rank);
+        if c == r {
+            return self;
+        }
+        let mut q = Vec::with_capacity(a * r);
+        for k in 0..a {
+            q.extend_from_slice(&self.q[k * c..k * c + r]);
+        }
+        Projection {
+            q,
+            qcols: r,
+            ..self
+        }
+    }
+
     /// Project one descriptor row: `z` (length `rank`) and `rho`, the distance of the scaled
     /// row from the row space. `y` is scratch of length `a`, `xa` of length `a`.
     pub fn project(&self, b: &[f64], z: &mut [f64], xa: &mut [f64], y: &mut [f64]) -> f64 {
-        let a = self.a();
-        let (xa, y) = (&mut xa[..a], &mut y[..a]);
+        let (a, c) = (self.a(), self.qcols);
+        let (xa, y) = (&mut xa[..a], &mut y[..c]);
         for (k, &j) in self.cols.iter().enumerate() {
             xa[k] = b[j as usize] * self.inv_scale[j as usize];
         }
         y.fill(0.0);
         for (k, &x) in xa.iter().enumerate() {
-            let q = &self.q[k * a..(k + 1) * a];
+            let q = &self.q[k * c..(k + 1) * c];
             for (yi, qi) in y.iter_mut().zip(q) {
                 *yi += x * qi;
             }
         }
         z[..self.rank].copy_from_slice(&y[..self.rank]);
-        self.residual(b, &y[self.rank..])
+        self.residual(b, xa, y)
     }
 
-    /// `rho` from the complement coordinates `tail` of a row `b`.
+    /// `rho` of a row `b` from its scaled used columns `xa` and its coordinates `y` (all `a` of
+    /// them, or the `rank` in-space ones of a thin projection).
     #[inline]
-    fn residual(&self, b: &[f64], tail: &[f64]) -> f64 {
-        let mut r2: f64 = tail.iter().map(|v| v * v).sum();
+    fn residual(&self, b: &[f64], xa: &[f64], y: &[f64]) -> f64 {
+        let mut r2: f64 = if self.qcols == self.rank && self.rank < self.a() {
+            let total: f64 = xa.iter().map(|v| v * v).sum();
+            let inside: f64 = y.iter().map(|v| v * v).sum();
+            // Rounding can make the difference of two nearly equal norms negative.
+            (total - inside).max(0.0)
+        } else {
+            y[self.rank..].iter().map(|v| v * v).sum()
+        };
         for &j in &self.dead {
             let v = b[j as usize] * self.inv_scale[j as usize];
             r2 += v * v;
@@ -119,7 +151,7 @@ impl Projection {
         xa: &mut Vec<f64>,
         y: &mut Vec<f64>,
     ) {
-        let (m, a, r, n) = (self.m, self.a(), self.rank, sel.len());
+        let (m, a, c, r, n) = (self.m, self.a(), self.qcols, self.rank, sel.len());
         xa.clear();
         xa.reserve(n * a);
         for &i in sel {
@@ -130,14 +162,14 @@ impl Projection {
                     .map(|&j| b[j as usize] * self.inv_scale[j as usize]),
             );
         }
-        y.resize(n * a, 0.0);
-        maxvol::rows_times(xa, n, a, &self.q, y);
+        y.resize(n * c, 0.0);
+        maxvol::rows_times_rect(xa, n, a, &self.q, c, y);
         z.clear();
         rho.clear();
         for (t, &i) in sel.iter().enumerate() {
-            let yt = &y[t * a..(t + 1) * a];
+            let yt = &y[t * c..(t + 1) * c];
             z.extend_from_slice(&yt[..r]);
-            rho.push(self.residual(&rows[i * m..(i + 1) * m], &yt[r..]));
+            rho.push(self.residual(&rows[i * m..(i + 1) * m], &xa[t * a..(t + 1) * a], yt));
         }
     }
 
@@ -196,6 +228,10 @@ impl SpeciesActiveSet {
         };
         let (n, a, r) = (p.m, p.a(), p.rank);
         debug_assert_eq!(self.m, r);
+        assert_eq!(
+            p.qcols, a,
+            "square_inverse needs the full rotation (not a thin projection)"
+        );
         let mut out = vec![0.0; n * n];
         for (k, &j) in p.cols.iter().enumerate() {
             let j = j as usize;
@@ -289,7 +325,7 @@ impl SpeciesActiveSet {
                 vec![a],
                 Array::U32(p.cols.clone()),
             );
-            put_f64(c, &format!("{prefix}.proj.q"), vec![a, a], &p.q);
+            put_f64(c, &format!("{prefix}.proj.q"), vec![a, p.qcols], &p.q);
             put_f64(c, &format!("{prefix}.proj.width"), vec![1], &[p.width]);
         }
         put_f64(c, &format!("{prefix}.rows"), vec![m, m], &self.rows);
@@ -398,7 +434,6 @@ impl Projection {
             ));
         }
         let a = cols.len();
-        let q = c.f64(path, &qn, a * a)?;
         let width = c.f64(path, &format!("{prefix}.proj.width"), 1)?[0];
         let rn = format!("{prefix}.rows");
         let rank = match c.arrays.get(&rn) {
@@ -411,6 +446,12 @@ impl Projection {
                 format!("array '{rn}': rank {rank} for a projection onto {a} columns"),
             ));
         }
+        // The full rotation (a × a) or its row-space columns (a × rank).
+        let qcols = match c.arrays.get(&qn) {
+            Some((shape, _)) if shape.len() == 2 && shape[0] == a && shape[1] == rank => rank,
+            _ => a,
+        };
+        let q = c.f64(path, &qn, a * qcols)?;
         if inv_scale.iter().any(|v| !(v.is_finite() && *v > 0.0))
             || q.iter().any(|v| !v.is_finite())
             || !(width.is_finite() && width > 0.0)
@@ -422,14 +463,14 @@ impl Projection {
                 ),
             ));
         }
-        // Orthogonality probe (O(a^2)): |Q^T (Q x)| = |x|.
-        let x: Vec<f64> = (0..a).map(|j| 1.0 + (j % 5) as f64 / 5.0).collect();
+        // Orthonormality probe (O(a qcols)): Q^T (Q x) = x.
+        let x: Vec<f64> = (0..qcols).map(|j| 1.0 + (j % 5) as f64 / 5.0).collect();
         let y: Vec<f64> = (0..a)
-            .map(|i| (0..a).map(|j| q[i * a + j] * x[j]).sum())
+            .map(|i| (0..qcols).map(|j| q[i * qcols + j] * x[j]).sum())
             .collect();
         let mut resid = 0.0f64;
-        for j in 0..a {
-            let back: f64 = (0..a).map(|i| q[i * a + j] * y[i]).sum();
+        for j in 0..qcols {
+            let back: f64 = (0..a).map(|i| q[i * qcols + j] * y[i]).sum();
             resid = resid.max((back - x[j]).abs());
         }
         if resid.is_nan() || resid > 1e-6 {
@@ -449,6 +490,7 @@ impl Projection {
             cols,
             dead,
             q,
+            qcols,
             rank,
             width,
         }))
