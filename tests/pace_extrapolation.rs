@@ -528,8 +528,13 @@ fn calibrate_on_a_pacemaker_potential_refuses_what_it_cannot_do() {
         String::from_utf8_lossy(&o.stderr).to_string()
     };
     let asi = asi.to_str().unwrap();
-    let e = run(&["--active-set", asi, "--methods", "gamma_local"]);
+    let e = run(&["--active-set", asi, "--methods", "ensemble"]);
     assert!(e.contains("only the 'gamma' grade"), "{e}");
+    let e = run(&["--active-set", asi, "--methods", "gamma_local"]);
+    assert!(
+        e.contains("--methods gamma_local: no clustered active sets"),
+        "{e}"
+    );
     let e = run(&[]);
     assert!(
         e.contains("bbasis_alcu.asi: no such active-set inverse"),

@@ -8,7 +8,7 @@
 use super::{Atoms, Outputs};
 use crate::error::{Error, ErrorKind};
 use crate::pace::cutoffs::PaceCutoffs;
-use crate::pace::{ActiveSetInverse, PaceModel, PacePotential, PaceScratch};
+use crate::pace::{ActiveSetInverse, GRADE_BLOCK, PaceModel, PacePotential, PaceScratch};
 use crate::uq::Method;
 use crate::uq::activeset::{ClusteredActiveSets, GammaScratch};
 
@@ -34,11 +34,16 @@ pub struct PaceEngine {
     acc: Vec<f64>,
     local_proj: Vec<f64>,
     local_scratch: GammaScratch,
+    /// Per species: rows waiting for their grades.
+    pending: Vec<Pending>,
+    values: Vec<f64>,
+    clusters: Vec<u32>,
 }
 
 impl PaceEngine {
     /// The potential `pot` read from `path`.
     pub fn new(pot: PacePotential, path: &std::path::Path) -> PaceEngine {
+        let ns = pot.model().nspecies();
         PaceEngine {
             pot,
             path: path.to_path_buf(),
@@ -55,6 +60,9 @@ impl PaceEngine {
             acc: vec![],
             local_proj: vec![],
             local_scratch: GammaScratch::default(),
+            pending: (0..ns).map(|_| Pending::default()).collect(),
+            values: vec![],
+            clusters: vec![],
         }
     }
 
@@ -169,6 +177,13 @@ impl PaceEngine {
     pub fn step(&mut self, atoms: &Atoms, out: &mut Outputs) -> Result<f64, Error> {
         atoms.validate(self.pot.model().nspecies())?;
         let bad = |m: String| Error::new(ErrorKind::InvalidArgument, m);
+        // Rows left by a step that stopped with an error belong to no atom of this one.
+        for p in &mut self.pending {
+            p.gamma_rows.clear();
+            p.gamma_atoms.clear();
+            p.local_rows.clear();
+            p.local_atoms.clear();
+        }
         let (mut want_gamma, mut want_local) = (false, false);
         for (m, _) in &out.uq {
             if *m == Method::Gamma && self.asi.is_some() {
@@ -289,34 +304,99 @@ impl PaceEngine {
             if let Some(ea) = out.eatom.as_deref_mut() {
                 ea[i] = e;
             }
+            // The grades are computed per species in blocks of atoms (one matrix product each):
+            // here only the projections, from the atomic base the energy just accumulated.
+            let si = si as usize;
             if want_gamma && let Some(asi) = &self.asi {
-                let si = si as usize;
-                // The energy just accumulated this atom's base in ws.
                 self.pot
                     .grade_projections_from_base(asi, &mut self.ws, si, &mut self.proj);
-                let g = asi.gamma(si, &self.proj, &mut self.acc);
-                for (m, v) in out.uq.iter_mut() {
-                    if *m == Method::Gamma {
-                        v[i] = g;
-                    }
+                let p = &mut self.pending[si];
+                p.gamma_rows.extend_from_slice(&self.proj);
+                p.gamma_atoms.push(i);
+                if p.gamma_atoms.len() >= GRADE_BLOCK {
+                    self.flush_gamma(si, out);
                 }
             }
-            if want_local && let Some(local) = &self.local {
-                let si = si as usize;
+            if want_local && self.local.is_some() {
                 self.pot
                     .projections_from_base(&mut self.ws, si, &mut self.local_proj);
-                let (g, c) = local.gamma_local(si, &self.local_proj, &mut self.local_scratch);
-                for (m, v) in out.uq.iter_mut() {
-                    if *m == Method::GammaLocal {
-                        v[i] = g;
-                    }
-                }
-                if let Some(cl) = out.gamma_local_cluster.as_deref_mut() {
-                    cl[i] = c as i32;
+                let p = &mut self.pending[si];
+                p.local_rows.extend_from_slice(&self.local_proj);
+                p.local_atoms.push(i);
+                if p.local_atoms.len() >= GRADE_BLOCK {
+                    self.flush_local(si, out);
                 }
             }
             total += e;
         }
+        for si in 0..self.pending.len() {
+            self.flush_gamma(si, out);
+            self.flush_local(si, out);
+        }
         Ok(total)
     }
+
+    /// Grades the atoms of species `si` waiting for `gamma` into `out`.
+    fn flush_gamma(&mut self, si: usize, out: &mut Outputs) {
+        let p = &mut self.pending[si];
+        let n = p.gamma_atoms.len();
+        if n > 0
+            && let Some(asi) = &self.asi
+        {
+            self.values.resize(n, 0.0);
+            asi.gamma_rows(si, &p.gamma_rows, &mut self.values, &mut self.acc);
+            for (m, v) in out.uq.iter_mut() {
+                if *m == Method::Gamma {
+                    for (&i, &g) in p.gamma_atoms.iter().zip(&self.values) {
+                        v[i] = g;
+                    }
+                }
+            }
+        }
+        p.gamma_rows.clear();
+        p.gamma_atoms.clear();
+    }
+
+    /// Grades the atoms of species `si` waiting for `gamma_local` (and their clusters) into
+    /// `out`.
+    fn flush_local(&mut self, si: usize, out: &mut Outputs) {
+        let p = &mut self.pending[si];
+        let n = p.local_atoms.len();
+        if n > 0
+            && let Some(local) = &self.local
+        {
+            self.values.resize(n, 0.0);
+            self.clusters.resize(n, 0);
+            local.gamma_local_batch(
+                si,
+                &p.local_rows,
+                &mut self.values,
+                &mut self.clusters,
+                &mut self.local_scratch,
+            );
+            for (m, v) in out.uq.iter_mut() {
+                if *m == Method::GammaLocal {
+                    for (&i, &g) in p.local_atoms.iter().zip(&self.values) {
+                        v[i] = g;
+                    }
+                }
+            }
+            if let Some(cl) = out.gamma_local_cluster.as_deref_mut() {
+                for (&i, &c) in p.local_atoms.iter().zip(&self.clusters) {
+                    cl[i] = c as i32;
+                }
+            }
+        }
+        p.local_rows.clear();
+        p.local_atoms.clear();
+    }
+}
+
+/// Projection rows of one species waiting for their grades, and the atoms they belong to.
+#[derive(Debug, Default)]
+struct Pending {
+    gamma_rows: Vec<f64>,
+    gamma_atoms: Vec<usize>,
+    local_rows: Vec<f64>,
+    local_atoms: Vec<usize>,
 }

@@ -28,7 +28,8 @@ mod read_yace;
 mod ylm;
 
 pub use active::{
-    ActiveSetInverse, PacePotential, is_pacemaker_potential, read_active_set, write_active_set,
+    ActiveSetInverse, GRADE_BLOCK, PacePotential, is_pacemaker_potential, read_active_set,
+    write_active_set,
 };
 pub use local::{is_local_active_set, read_local_active_set, write_local_active_set};
 pub use radial::{Family, InnerCutoff};
