@@ -630,11 +630,44 @@ fn check_method(
         ..Default::default()
     };
     let mut scored: Vec<(f64, f64)> = vec![];
+    // The frame rule: halt a frame when the probability that any of its atoms errs above
+    // e_max, 1 - prod_i (1 - P(e_i > e_max | u_i)) under each species' fitted e | u, reaches
+    // p_halt (only when every species has the fitted relation).
+    let conds: Option<Vec<&crate::stats::upper::ConditionalUpper>> = (0..src.species.len())
+        .map(|s| src.cal_of(m, s, None).and_then(|c| c.conditional.as_ref()))
+        .collect();
+    let mut frame_rule = conds.as_ref().map(|_| HaltRow {
+        method: m.name().into(),
+        subset: "frame rule".into(),
+        has_upper: true,
+        ..Default::default()
+    });
     for (f, st) in all.iter().enumerate() {
         if errs[f].is_empty() {
             continue;
         }
         let emax = errs[f].iter().fold(0.0_f64, |x, &y| x.max(y));
+        if let (Some(cs), Some(r)) = (&conds, frame_rule.as_mut()) {
+            let mut log_calm = 0.0f64;
+            let mut p_halt = 0.5;
+            for (a, sym) in st.symbols.iter().enumerate() {
+                if let Some(s) = src.species_index(sym) {
+                    let c = cs[s];
+                    p_halt = c.p_halt;
+                    let p = c.scale.p_exceed(u[f][a], c.e_max);
+                    log_calm += (-p).ln_1p();
+                }
+            }
+            let halted = 1.0 - log_calm.exp() >= p_halt;
+            let unstable = emax > report.e_max;
+            r.frames += 1;
+            r.max_error = r.max_error.max(emax);
+            r.unstable += usize::from(unstable);
+            r.halted += usize::from(halted);
+            r.caught += usize::from(halted && unstable);
+            r.false_halts += usize::from(halted && emax < report.e_max / 3.0);
+            r.halted_modest += usize::from(halted && !unstable && emax >= report.e_max / 3.0);
+        }
         let score = st
             .symbols
             .iter()
@@ -681,6 +714,7 @@ fn check_method(
     (total.best_recall_no_false, total.best_false_at_90) = best_thresholds(&scored, report.e_max);
     report.halts.extend(rows);
     report.halts.push(total);
+    report.halts.extend(frame_rule);
 }
 
 /// One labelled atom of a pacemaker potential: element, force error, `gamma` (NaN without an
@@ -1031,6 +1065,9 @@ mod tests {
         for c in pot.uq.calibration.iter_mut() {
             c.u_max = cut;
             c.e_max = e_max;
+            if let Some(x) = c.conditional.as_mut() {
+                x.e_max = e_max;
+            }
         }
         let rep = check_calibration(&pot, &valid, &[], &[Method::GammaLocal]).unwrap();
         assert_eq!(rep.e_max, e_max);
@@ -1091,6 +1128,34 @@ mod tests {
             (valid.len(), halted, unstable, caught, low)
         );
         assert!(all.has_upper);
+        // The frame rule: P(some atom errs above e_max) from each species' fitted s(u).
+        let fr = rep
+            .halts
+            .iter()
+            .find(|h| h.subset == "frame rule")
+            .expect("a frame rule row");
+        let (mut fh, mut fc) = (0, 0);
+        for (f, st) in valid.iter().enumerate() {
+            let mut log_calm = 0.0f64;
+            let mut p_halt = 0.0;
+            for (a, sym) in st.symbols.iter().enumerate() {
+                let c = pot
+                    .uq
+                    .calibration
+                    .iter()
+                    .find(|c| &c.species == sym && c.cluster.is_none())
+                    .and_then(|c| c.conditional.as_ref())
+                    .expect("a fitted relation");
+                p_halt = c.p_halt;
+                log_calm += (-c.scale.p_exceed(u[f][a], c.e_max)).ln_1p();
+            }
+            let h = 1.0 - log_calm.exp() >= p_halt;
+            let em = errs[f].iter().fold(0.0, |a: f64, &b| a.max(b));
+            fh += usize::from(h);
+            fc += usize::from(h && em > e_max);
+        }
+        assert_eq!((fr.frames, fr.halted, fr.caught), (valid.len(), fh, fc));
+        assert!(fh > 0 && fh < valid.len(), "{fh} of {} frames", valid.len());
         // No upper cutoff: nothing halts, and the row says so.
         for c in pot.uq.calibration.iter_mut() {
             c.u_max = f64::INFINITY;

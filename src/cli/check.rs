@@ -133,6 +133,10 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
                         h.best_false_at_90.unwrap_or(0),
                         if h.has_upper { "" } else { "; no upper cutoff" }
                     )
+                } else if h.subset == "frame rule" {
+                    "halt when P(some atom errs above e_max), from the fitted error scale \
+                     s(u), reaches p_halt"
+                        .into()
                 } else if h.has_upper {
                     String::new()
                 } else {
@@ -170,7 +174,9 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
                  = unstable frames halted / unstable frames; false halts = halted with a true \
                  max error below {:.3} eV/Å; modest = halted between that and {} eV/Å; the best \
                  single threshold on the frames' largest u / u_c shows what the method itself \
-                 can separate, whatever the cutoff rule",
+                 can separate, whatever the cutoff rule; the frame rule row halts a frame when \
+                 1 - prod_i (1 - P(e_i > e_max | u_i)) over its atoms reaches p_halt (the \
+                 watch halts on single atoms above u_max)",
                 r.e_max,
                 r.e_max / 3.0,
                 r.e_max
