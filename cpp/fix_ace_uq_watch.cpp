@@ -135,7 +135,8 @@ bool finite_upper_everywhere(aceuq_model_t *h, int m, const std::vector<int> &us
 }    // namespace
 
 FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
-    Fix(lmp, narg, arg), method(-1), lower_auto(1), upper_auto(1), upper_none(0), lower_value(0.0),
+    Fix(lmp, narg, arg), method(-1), lower_auto(1), upper_auto(1), upper_none(0), upper_frame(0),
+    frame_p_halt(0.5), frame_p(0.0), lower_value(0.0),
     upper_value(0.0), halt_mode(HALT_SOFT), lone_candidate(1), pair(nullptr), by_cluster(0),
     notes_model(nullptr), notes_method(-1), nchecks(0), nframes(0), halted_step(-1),
     nlone_last(0), running_max(0.0), last_max(0.0), last_checked(-1), last_fingerprint(0),
@@ -184,7 +185,8 @@ FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
       lower_auto = (val == "auto");
       if (!lower_auto) lower_value = utils::numeric(FLERR, val, false, lmp);
     } else if (key == "upper") {
-      upper_auto = (val == "auto");
+      upper_frame = (val == "frame");
+      upper_auto = (val == "auto") || upper_frame;
       upper_none = (val == "none");
       if (!upper_auto && !upper_none) upper_value = utils::numeric(FLERR, val, false, lmp);
     } else if (key == "halt") {
@@ -294,6 +296,16 @@ void FixAceUqWatch::init()
     if (lower_auto) lower[s] = lo;
     if (upper_auto) upper[s] = hi;
   }
+  // upper frame needs every mapped species' fitted error scale (checked on one atom each).
+  for (int t = 1; upper_frame && t <= atom->ntypes; t++) {
+    const int s = pair->species_of_type(t);
+    if (s < 0) continue;
+    const double zero = 0.0;
+    double lc = 0.0;
+    if (aceuq_model_uq_frame_log_calm(h, method, 1, &s, &zero, &lc, &frame_p_halt) !=
+        ACEUQ_STATUS_OK)
+      error->all(FLERR, "fix ace/uq/watch: upper frame: {}", aceuq_last_error());
+  }
 
   // gamma_local: every atom is judged by the cutoffs of its own (species, cluster); numbers
   // given for lower/upper apply to every cluster.
@@ -393,7 +405,12 @@ void FixAceUqWatch::init()
     utils::logmesg(lmp, "fix ace/uq/watch: every {} steps, {} lower/upper per species{}{}{}{}\n",
                    nevery, PairAceUq::method_name(method), by_cluster ? " and cluster" : "", cut,
                    dumpfile.empty() ? "" : ", candidates to " + dumpfile,
-                   halt_mode == HALT_NO ? "" : ", halts above upper");
+                   halt_mode == HALT_NO ? ""
+                   : upper_frame
+                       ? fmt::format(", halts above upper or when P(some atom errs above e_max) "
+                                     ">= {:.3g} (upper frame)",
+                                     frame_p_halt)
+                       : ", halts above upper");
   }
   init_logged = 1;
   if (lower_auto || upper_auto) report_calibration(h, own);
@@ -424,7 +441,9 @@ void FixAceUqWatch::report_calibration(aceuq_model_t *h, const std::vector<int> 
   // Watched entries without an upper cutoff: "Li (reason)" or "Li clusters 0 2 (reason)".
   std::vector<std::string> missing;
   int n_entries = 0, n_missing = 0;
-  for (int s = 0; s < ns && upper_auto; s++) {
+  // With upper frame every species has a fitted s(u) (checked in init): an entry without an
+  // upper cutoff can still halt its frames.
+  for (int s = 0; s < ns && upper_auto && !upper_frame; s++) {
     if (!used[s]) continue;
     std::vector<int> none;
     if (by_cluster) {
@@ -764,6 +783,27 @@ void FixAceUqWatch::check()
   }
   double global[3];
   MPI_Allreduce(local, global, 3, MPI_DOUBLE, MPI_MAX, world);
+  bool frame_halt = false;
+  if (upper_frame) {
+    // Lone atoms have u = 0 and a force of 0 by symmetry: they take no part.
+    std::vector<int> sp;
+    std::vector<double> uv;
+    for (int i = 0; i < nlocal; i++) {
+      if (!(mask[i] & groupbit) || (flags[i] & 4)) continue;
+      const int s = pair->species_of_type(type[i]);
+      if (s < 0) continue;
+      sp.push_back(s);
+      uv.push_back(vals[i]);
+    }
+    double lc_local = 0.0, lc = 0.0;
+    if (aceuq_model_uq_frame_log_calm(pair->model_handle(), method, (int) sp.size(), sp.data(),
+                                      uv.data(), &lc_local, &frame_p_halt) != ACEUQ_STATUS_OK)
+      error->one(FLERR, "fix ace/uq/watch: upper frame: {}", aceuq_last_error());
+    MPI_Allreduce(&lc_local, &lc, 1, MPI_DOUBLE, MPI_SUM, world);
+    frame_p = -std::expm1(lc);
+    // NaN (a blown-up atom) halts, as a NaN value above upper does.
+    frame_halt = !(frame_p < frame_p_halt);
+  }
   MPI_Allreduce(&nlone_local, &nlone_last, 1, MPI_LMP_BIGINT, MPI_SUM, world);
   if (nlone_last > 0 && !lone_reported) {
     lone_reported = 1;
@@ -786,7 +826,7 @@ void FixAceUqWatch::check()
   last_max = global[0];
   running_max = std::max(running_max, global[0]);
   const bool above_lower = global[1] > 0.0;
-  const bool halting = halt_mode != HALT_NO && global[2] > 0.0;
+  const bool halting = halt_mode != HALT_NO && (global[2] > 0.0 || frame_halt);
   if ((above_lower && !dumpfile.empty()) || halting)
     write_frame(flags, halting, global[0], nlone_last);
   // A halt stays the state of this run (a minimizer's later line-search evaluation must not
@@ -950,6 +990,10 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
     std::vector<const char *> info_k = {"step",          "time",          "quantity",
                                         "max_value",     "n_above_lower", "n_above_upper",
                                         "n_lone",        "config_type"};
+    if (upper_frame) {
+      info_k.push_back("p_frame");
+      info_v.push_back(real_text(frame_p));
+    }
     if (by_cluster) {
       // Which (species, cluster) fired: e.g. "Li:0 Li:2", or "none".
       info_k.push_back("clusters_above_lower");
@@ -985,7 +1029,15 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
         nframes++;
       }
     }
-    if (halting && worst >= 0) {
+    if (halting && worst >= 0 && nhi == 0) {
+      // Halted by the frame rule alone.
+      utils::logmesg(lmp,
+                     "fix ace/uq/watch: halting at step {}: P(some atom errs above e_max) = {:.6g} "
+                     ">= {:.3g} (upper frame); no atom is above its upper cutoff, the largest {} "
+                     "is {:.6g} (atom {}; {} atoms above lower){}\n",
+                     update->ntimestep, frame_p, frame_p_halt, qname, value[worst], ids[worst],
+                     nlo, dumpfile.empty() ? "" : "; frame written to " + dumpfile);
+    } else if (halting && worst >= 0) {
       const int s = species[worst];
       const int c = by_cluster ? cl[worst] : -1;
       const std::string where =

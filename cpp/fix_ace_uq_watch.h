@@ -2,7 +2,7 @@
    aceuq: fix ace/uq/watch: act on per-atom uncertainty of pair ace/uq.
 
      fix ID group ace/uq/watch N [quantity M] [dump FILE] [lower auto|X]
-                                 [upper auto|X|none] [halt yes|no|error]
+                                 [upper auto|frame|X|none] [halt yes|no|error]
                                  [lone candidate|ignore] [elements E1 ... Entypes]
 
    Every N steps (every N minimizer iterations; every rerun frame whose step
@@ -15,7 +15,10 @@
    judged by the cutoffs of the cluster gamma_local assigned it (the species'
    cutoffs for a cluster calibrated without its own), the frame gets a
    per-atom cluster column and header keys naming the clusters above the
-   cutoffs. A quantity whose calibration has no upper cutoff (+inf) never
+   cutoffs. upper frame: the auto cutoffs, and also halt when the probability
+   that some watched atom errs above e_max, 1 - prod_i (1 - P(e > e_max | u_i))
+   from the calibrated error scale s(u), reaches the calibration's p_halt
+   (summed over ranks). A quantity whose calibration has no upper cutoff (+inf) never
    halts: init warns once, with the stored reason and a method of the model
    whose upper cutoffs are finite, and prints the calibration's caveats.
 
@@ -87,6 +90,10 @@ class FixAceUqWatch : public Fix {
   int method;              // quantity watched (PairAceUq method id)
   std::string dumpfile;    // candidates file ("" = none)
   int lower_auto, upper_auto, upper_none;
+  // upper frame: also halt when P(some watched atom errs above e_max) >= p_halt, from the
+  // calibrated error scale s(u) (aceuq_model_uq_frame_log_calm); frame_p is the last check's.
+  int upper_frame;
+  double frame_p_halt, frame_p;
   double lower_value, upper_value;
   int halt_mode;
   int lone_candidate;                  // lone atoms are candidates (lone candidate)

@@ -361,6 +361,28 @@ aceuq_status_t aceuq_model_uq_cutoffs(const aceuq_model_t *model,
                                       double *lower,
                                       double *upper);
 
+// The frame rule of the watch's `upper frame`: over `n` atoms (model species `species[i]`, -1 to
+// skip an atom; `values[i]` their uncertainty of `method`), `*log_calm` = the sum of
+// `ln(1 - P(e > e_max | u))` under each species' calibrated error scale s(u) (the conditional
+// upper rule of `aceuq calibrate`), so that `1 - exp(sum)` is the probability that some atom
+// errs above e_max (atoms independent); `*p_halt` is the calibration's halting probability
+// (halt when `1 - exp(sum) >= p_halt`; sums of several ranks add). A NaN value gives a NaN sum.
+//
+// `ACEUQ_STATUS_MISSING` if a species present has no fitted error scale for `method` (not
+// calibrated, or with the seeds' ratio rule); `ACEUQ_STATUS_INVALID_ARGUMENT` for a method or
+// species out of range, `n < 0`, or NULL arrays with `n > 0`.
+//
+// # Safety
+// `model` must be a valid handle; `species` and `values` hold `n` values (may be NULL if `n`
+// is 0); `log_calm` and `p_halt` writable.
+aceuq_status_t aceuq_model_uq_frame_log_calm(const aceuq_model_t *model,
+                                             int32_t method,
+                                             int32_t n,
+                                             const int32_t *species,
+                                             const double *values,
+                                             double *log_calm,
+                                             double *p_halt);
+
 // Number of `gamma_local` clusters of species `species` (the clusters of its clustered local
 // active sets; cluster indices are `0 .. *out`). `ACEUQ_STATUS_MISSING` if the model has no
 // `gamma_local`; `ACEUQ_STATUS_INVALID_ARGUMENT` for a species index out of range.

@@ -630,9 +630,10 @@ fn check_method(
         ..Default::default()
     };
     let mut scored: Vec<(f64, f64)> = vec![];
-    // The frame rule: halt a frame when the probability that any of its atoms errs above
-    // e_max, 1 - prod_i (1 - P(e_i > e_max | u_i)) under each species' fitted e | u, reaches
-    // p_halt (only when every species has the fitted relation).
+    // The frame rule (the watch's `upper frame`): halt a frame when the probability that any
+    // of its atoms errs above e_max, 1 - prod_i (1 - P(e_i > e_max | u_i)) under each species'
+    // fitted e | u, reaches p_halt, or when an atom is above its upper cutoff (only when every
+    // species has the fitted relation).
     let conds: Option<Vec<&crate::stats::upper::ConditionalUpper>> = (0..src.species.len())
         .map(|s| src.cal_of(m, s, None).and_then(|c| c.conditional.as_ref()))
         .collect();
@@ -647,27 +648,6 @@ fn check_method(
             continue;
         }
         let emax = errs[f].iter().fold(0.0_f64, |x, &y| x.max(y));
-        if let (Some(cs), Some(r)) = (&conds, frame_rule.as_mut()) {
-            let mut log_calm = 0.0f64;
-            let mut p_halt = 0.5;
-            for (a, sym) in st.symbols.iter().enumerate() {
-                if let Some(s) = src.species_index(sym) {
-                    let c = cs[s];
-                    p_halt = c.p_halt;
-                    let p = c.scale.p_exceed(u[f][a], c.e_max);
-                    log_calm += (-p).ln_1p();
-                }
-            }
-            let halted = 1.0 - log_calm.exp() >= p_halt;
-            let unstable = emax > report.e_max;
-            r.frames += 1;
-            r.max_error = r.max_error.max(emax);
-            r.unstable += usize::from(unstable);
-            r.halted += usize::from(halted);
-            r.caught += usize::from(halted && unstable);
-            r.false_halts += usize::from(halted && emax < report.e_max / 3.0);
-            r.halted_modest += usize::from(halted && !unstable && emax >= report.e_max / 3.0);
-        }
         let score = st
             .symbols
             .iter()
@@ -687,6 +667,25 @@ fn check_method(
             src.species_index(sym)
                 .is_some_and(|s| u[f][a] > upper(s, f, a))
         });
+        if let (Some(cs), Some(r)) = (&conds, frame_rule.as_mut()) {
+            let mut log_calm = 0.0f64;
+            for (a, sym) in st.symbols.iter().enumerate() {
+                if let Some(s) = src.species_index(sym) {
+                    log_calm += cs[s].log_calm(u[f][a]);
+                }
+            }
+            // Every species' relation has the same p_halt (one calibration run).
+            // As the watch's `upper frame`: the frame, or any atom above its upper cutoff.
+            let halted = halted || cs.first().is_some_and(|c| c.frame_halts(log_calm).0);
+            let unstable = emax > report.e_max;
+            r.frames += 1;
+            r.max_error = r.max_error.max(emax);
+            r.unstable += usize::from(unstable);
+            r.halted += usize::from(halted);
+            r.caught += usize::from(halted && unstable);
+            r.false_halts += usize::from(halted && emax < report.e_max / 3.0);
+            r.halted_modest += usize::from(halted && !unstable && emax >= report.e_max / 3.0);
+        }
         let subset = st.config_type.clone().unwrap_or_else(|| "-".into());
         let pos = match rows.iter().position(|r| r.subset == subset) {
             Some(p) => p,
@@ -1128,7 +1127,8 @@ mod tests {
             (valid.len(), halted, unstable, caught, low)
         );
         assert!(all.has_upper);
-        // The frame rule: P(some atom errs above e_max) from each species' fitted s(u).
+        // The frame rule: P(some atom errs above e_max) from each species' fitted s(u), or an
+        // atom above its upper cutoff.
         let fr = rep
             .halts
             .iter()
@@ -1149,7 +1149,7 @@ mod tests {
                 p_halt = c.p_halt;
                 log_calm += (-c.scale.p_exceed(u[f][a], c.e_max)).ln_1p();
             }
-            let h = 1.0 - log_calm.exp() >= p_halt;
+            let h = 1.0 - log_calm.exp() >= p_halt || u[f].iter().any(|&x| x > cut);
             let em = errs[f].iter().fold(0.0, |a: f64, &b| a.max(b));
             fh += usize::from(h);
             fc += usize::from(h && em > e_max);

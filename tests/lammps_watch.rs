@@ -719,3 +719,134 @@ fn info_shows_every_cutoff_entry_and_why_one_has_no_upper_cutoff() {
         "{gamma}"
     );
 }
+
+/// `upper frame`: the watch also halts when the probability that some atom errs above e_max,
+/// `1 - prod_i (1 - P(e > e_max | u_i))` under the calibrated s(u), reaches p_halt. On the heated
+/// liquid (deterministic serial trajectory) it halts no later than `upper auto`; every frame it
+/// writes carries `p_frame`, equal to the same sum recomputed from the frame's own per-atom
+/// values and the model's stored relation, below p_halt for candidates and at or above it (or
+/// with an atom above its upper cutoff) for the halt.
+#[test]
+fn upper_frame_halts_on_the_frame_probability() {
+    let Some(s) = setup("upper_frame_halts_on_the_frame_probability") else {
+        return;
+    };
+    let model = uq_model();
+    let cal = model
+        .uq
+        .calibration
+        .iter()
+        .find(|c| c.method == "gamma" && c.cluster.is_none())
+        .unwrap();
+    let cond = cal.conditional.as_ref().expect("a fitted error scale");
+    let frame = &frames("tests/data/li/test.xyz")[0];
+    let mut steps = vec![];
+    let mut halt_frame = None;
+    for rule in ["auto", "frame"] {
+        let dir = workdir(SUITE, &format!("upper_{rule}"));
+        save_model(&model, &dir, "model.aceuq");
+        write_data(frame, &["Li"], &dir, "data.lmp");
+        let watch = format!(
+            "fix watch all ace/uq/watch 20 dump candidates.xyz lower auto upper {rule} halt yes"
+        );
+        let r = run_lammps_in(&s, &dir, &heat_input(&watch, ""), None, None);
+        r.assert_ok(rule);
+        r.assert_contains("halting at step", rule);
+        let frames = candidates(&dir);
+        let last = frames.last().unwrap();
+        assert_eq!(last.config_type.as_deref(), Some("halt"));
+        steps.push(info_int(last, "step"));
+        if rule == "auto" {
+            continue;
+        }
+        r.assert_contains("(upper frame)", "the settings line names the rule");
+        halt_frame = Some(last.clone());
+        for f in &frames {
+            let p_file = match f.info.get("p_frame") {
+                Some(aceuq::structure::InfoValue::Real(v)) => *v,
+                other => panic!("p_frame: {other:?}"),
+            };
+            // The frame holds each value to 6 digits, and P(e > e_max | u) is steep in u: the
+            // recomputed probability is bracketed by the values rounded down and up.
+            let u = real_column(f, "gamma");
+            let lone = real_column(f, "lone");
+            let p_at = |scale: f64| {
+                let sum: f64 = u
+                    .iter()
+                    .zip(lone)
+                    .filter(|(_, l)| **l == 0.0)
+                    .map(|(&v, _)| cond.log_calm(v * scale))
+                    .sum();
+                -sum.exp_m1()
+            };
+            let (p_lo, p, p_hi) = (p_at(1.0 - 1e-5), p_at(1.0), p_at(1.0 + 1e-5));
+            assert!(
+                p_file >= p_lo * (1.0 - 1e-9) && p_file <= p_hi * (1.0 + 1e-9),
+                "step {}: p_frame {p_file} outside [{p_lo}, {p_hi}] recomputed",
+                info_int(f, "step")
+            );
+            let above = real_column(f, "above_upper").iter().any(|&x| x > 0.0);
+            if f.config_type.as_deref() == Some("halt") {
+                assert!(
+                    p >= cond.p_halt || above,
+                    "halt with p {p} and no atom above upper"
+                );
+            } else {
+                assert!(p < cond.p_halt && !above, "candidate with p {p} >= p_halt");
+            }
+        }
+        note(&format!(
+            "upper frame: halted at step {} with p_frame {:?} (upper auto: step {}); {} frames",
+            steps[1],
+            last.info.get("p_frame"),
+            steps[0],
+            frames.len()
+        ));
+    }
+    assert!(
+        steps[1] <= steps[0],
+        "upper frame halted at {} after upper auto ({})",
+        steps[1],
+        steps[0]
+    );
+    // The halt frame again with `run 0`, on 1 and 2 ranks: the ranks' sums add to the same
+    // probability.
+    if s.mpirun.is_none() {
+        note(
+            "upper_frame_halts_on_the_frame_probability: 2-rank part SKIPPED (ACEUQ_MPIRUN is not set)",
+        );
+        return;
+    }
+    let halt = halt_frame.expect("the frame rule's halt frame");
+    let mut p = vec![];
+    for np in [None, Some(2)] {
+        let dir = workdir(SUITE, &format!("upper_frame_np{}", np.unwrap_or(1)));
+        save_model(&model, &dir, "model.aceuq");
+        let lb = write_data(&halt, &["Li"], &dir, "data.lmp");
+        let input = format!(
+            "plugin load ${{plugin}}
+units metal
+boundary {}
+atom_style atomic
+read_data data.lmp
+pair_style ace/uq
+pair_coeff * * model.aceuq Li
+fix watch all ace/uq/watch 1 dump candidates.xyz lower 0 upper frame halt no
+run 0
+",
+            lb.boundary
+        );
+        let r = run_lammps_in(&s, &dir, &input, np, None);
+        r.assert_ok("run 0 with upper frame");
+        match candidates(&dir)[0].info.get("p_frame") {
+            Some(aceuq::structure::InfoValue::Real(v)) => p.push(*v),
+            other => panic!("p_frame: {other:?}"),
+        }
+    }
+    assert!(
+        (p[0] - p[1]).abs() <= 1e-9 * p[0].abs() && p[0] >= cond.p_halt,
+        "p_frame 1 rank {} vs 2 ranks {}",
+        p[0],
+        p[1]
+    );
+}

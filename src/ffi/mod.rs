@@ -1247,6 +1247,81 @@ pub unsafe extern "C" fn aceuq_model_uq_cutoffs(
     })
 }
 
+/// The frame rule of the watch's `upper frame`: over `n` atoms (model species `species[i]`, -1 to
+/// skip an atom; `values[i]` their uncertainty of `method`), `*log_calm` = the sum of
+/// `ln(1 - P(e > e_max | u))` under each species' calibrated error scale s(u) (the conditional
+/// upper rule of `aceuq calibrate`), so that `1 - exp(sum)` is the probability that some atom
+/// errs above e_max (atoms independent); `*p_halt` is the calibration's halting probability
+/// (halt when `1 - exp(sum) >= p_halt`; sums of several ranks add). A NaN value gives a NaN sum.
+///
+/// `ACEUQ_STATUS_MISSING` if a species present has no fitted error scale for `method` (not
+/// calibrated, or with the seeds' ratio rule); `ACEUQ_STATUS_INVALID_ARGUMENT` for a method or
+/// species out of range, `n < 0`, or NULL arrays with `n > 0`.
+///
+/// # Safety
+/// `model` must be a valid handle; `species` and `values` hold `n` values (may be NULL if `n`
+/// is 0); `log_calm` and `p_halt` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_uq_frame_log_calm(
+    model: *const aceuq_model_t,
+    method: i32,
+    n: i32,
+    species: *const i32,
+    values: *const f64,
+    log_calm: *mut f64,
+    p_halt: *mut f64,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        let m = method_arg(method)?;
+        let Ok(n) = usize::try_from(n) else {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                format!("n = {n} is negative"),
+            );
+        };
+        // SAFETY (slices): n values each, as documented.
+        let species = unsafe { slice(species, n, "species") }?;
+        let values = unsafe { slice(values, n, "values") }?;
+        let ns = h.species().len();
+        let mut conds: Vec<Option<&crate::stats::upper::ConditionalUpper>> = vec![None; ns];
+        for s in 0..ns {
+            conds[s] = h
+                .stored_calibration(m, s, None)?
+                .and_then(|c| c.conditional.as_ref());
+        }
+        let mut sum = 0.0;
+        let mut halt_at = None;
+        for (&sp, &v) in species.iter().zip(values) {
+            if sp < 0 {
+                continue;
+            }
+            let s = species_arg(h, sp)?;
+            let Some(c) = conds[s] else {
+                return fail(
+                    aceuq_status_t::ACEUQ_STATUS_MISSING,
+                    format!(
+                        "the calibration of '{}' for {} has no fitted error scale s(u) (not \
+                         calibrated, or with --upper-rule ratio): run `aceuq calibrate` with the \
+                         default upper rule, or use upper auto",
+                        m.name(),
+                        h.species()[s]
+                    ),
+                );
+            };
+            sum += c.log_calm(v);
+            halt_at = Some(c.p_halt);
+        }
+        // With no atom the probability is 0 whatever p_halt; report the first species' (or 0.5).
+        let ph = halt_at
+            .or_else(|| conds.iter().flatten().map(|c| c.p_halt).next())
+            .unwrap_or(0.5);
+        put(log_calm, sum, "log_calm")?;
+        put(p_halt, ph, "p_halt")
+    })
+}
+
 /// Number of `gamma_local` clusters of species `species` (the clusters of its clustered local
 /// active sets; cluster indices are `0 .. *out`). `ACEUQ_STATUS_MISSING` if the model has no
 /// `gamma_local`; `ACEUQ_STATUS_INVALID_ARGUMENT` for a species index out of range.

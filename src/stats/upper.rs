@@ -98,6 +98,21 @@ pub struct ConditionalUpper {
     pub reason: Option<String>,
 }
 
+impl ConditionalUpper {
+    /// `ln(1 - P(e > e_max | u))`: an atom's share of the log-probability that no atom of a
+    /// frame errs above e_max (the frame rule halts when `1 - exp(sum) >= p_halt`).
+    pub fn log_calm(&self, u: f64) -> f64 {
+        (-self.scale.p_exceed(u, self.e_max)).ln_1p()
+    }
+
+    /// Whether a frame whose atoms' [`ConditionalUpper::log_calm`] sum to `log_calm` halts by
+    /// the frame rule, and its probability of an error above e_max.
+    pub fn frame_halts(&self, log_calm: f64) -> (bool, f64) {
+        let p = -log_calm.exp_m1();
+        (p >= self.p_halt, p)
+    }
+}
+
 /// Negative Maxwell log-likelihood without constants: sum 3 ln s + e^2 / 2 s^2.
 fn nll(e: &[f64], v: &[f64], a: f64, b: f64) -> f64 {
     let mut t = 0.0;
