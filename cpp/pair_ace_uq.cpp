@@ -182,6 +182,14 @@ void PairAceUq::coeff(int narg, char **arg)
                "pair_coeff for ace/uq: {} (clustered active sets) goes after the potential's "
                "active-set inverse: '* * pot.yaml pot.asi pot.lasi [pot.cutoffs.toml] Elem ...'",
                arg[3]);
+  for (int k = first_elem; k < narg; k++)
+    if (ends_with(arg[k], ".asi") || ends_with(arg[k], ".lasi") || ends_with(arg[k], ".toml") ||
+        ends_with(arg[k], ".aceuq"))
+      error->all(FLERR,
+                 "pair_coeff for ace/uq: '{}' is a file where an element name is expected; the "
+                 "order is '* * pot.yaml pot.asi [pot.lasi] [pot.cutoffs.toml] Elem ...' (a "
+                 ".lasi or cutoffs file needs the .asi before it)",
+                 arg[k]);
   if (narg != first_elem + ntypes)
     error->all(FLERR,
                "pair_coeff for ace/uq needs '* * model.aceuq' (or '* * pot.yaml pot.asi "

@@ -316,7 +316,12 @@ fn run_pace(a: &CalibrateArgs) -> Result<()> {
         );
     }
     let asi_path = super::pacemaker_active_set(&a.model, a.active_set.as_deref())?;
-    let local_path = super::pacemaker_local_active_set(&asi_path, a.local_active_set.as_deref())?;
+    let want_local = a.methods.is_empty() || a.methods.contains(&Method::GammaLocal);
+    let local_path = if want_local {
+        super::pacemaker_local_active_set(&asi_path, a.local_active_set.as_deref())?
+    } else {
+        None
+    };
     if a.methods.contains(&Method::GammaLocal) && local_path.is_none() {
         bail!(
             "--methods gamma_local: no clustered active sets ({} does not exist): build them \
@@ -326,15 +331,6 @@ fn run_pace(a: &CalibrateArgs) -> Result<()> {
             a.model.display()
         );
     }
-    let methods: Vec<Method> = if a.methods.is_empty() {
-        let mut m = vec![Method::Gamma];
-        if local_path.is_some() {
-            m.push(Method::GammaLocal);
-        }
-        m
-    } else {
-        a.methods.clone()
-    };
     let out = a
         .out
         .clone()
@@ -350,12 +346,19 @@ fn run_pace(a: &CalibrateArgs) -> Result<()> {
         .with_context(|| format!("cannot load {}", a.model.display()))?;
     let asi = crate::pace::read_active_set(&asi_path, &pot)
         .with_context(|| format!("cannot load {}", asi_path.display()))?;
-    let local = match &local_path {
-        Some(p) => Some(
-            crate::pace::read_local_active_set(p, &pot, &a.model)
-                .with_context(|| format!("cannot load {}", p.display()))?,
-        ),
-        None => None,
+    let (local_path, local) =
+        super::load_pacemaker_local(&pot, &a.model, local_path, a.local_active_set.is_some())?;
+    if a.methods.contains(&Method::GammaLocal) && local.is_none() {
+        bail!("--methods gamma_local: the clustered active sets could not be used (above)");
+    }
+    let methods: Vec<Method> = if a.methods.is_empty() {
+        let mut m = vec![Method::Gamma];
+        if local.is_some() {
+            m.push(Method::GammaLocal);
+        }
+        m
+    } else {
+        a.methods.clone()
     };
     let elements = pot.model().elements.clone();
     let (valid, high) = read_data(a)?;

@@ -423,8 +423,36 @@ calibrated cutoffs: none (run `aceuq calibrate` for `lower auto upper auto`)"
     Ok(())
 }
 
-/// The active-set inverse of the pacemaker potential `model`: `given`, else the potential's
-/// name with `.asi`; an error naming how to get one if it does not exist.
+/// Read the clustered local active sets at `path` (if any) for `pot` (read from `model`). A
+/// file the user `named` must load; one only found beside the `.asi` that does not (built for
+/// an earlier version of the potential, say) is skipped with a warning, so that gamma alone
+/// still works.
+#[allow(clippy::type_complexity)]
+pub(crate) fn load_pacemaker_local(
+    pot: &crate::pace::PacePotential,
+    model: &std::path::Path,
+    path: Option<std::path::PathBuf>,
+    named: bool,
+) -> anyhow::Result<(
+    Option<std::path::PathBuf>,
+    Option<crate::uq::activeset::ClusteredActiveSets>,
+)> {
+    let Some(p) = path else {
+        return Ok((None, None));
+    };
+    match crate::pace::read_local_active_set(&p, pot, model) {
+        Ok(l) => Ok((Some(p), Some(l))),
+        Err(e) if !named => {
+            eprintln!(
+                "warning: {} (found beside the active set) is not used: {e}",
+                p.display()
+            );
+            Ok((None, None))
+        }
+        Err(e) => Err(anyhow::anyhow!(e).context(format!("cannot use {}", p.display()))),
+    }
+}
+
 /// The clustered local active sets (`.lasi`) to use with a pacemaker potential: `given`, or
 /// else the file beside the active-set inverse `asi` with its name and `.lasi`, if there is one.
 pub(crate) fn pacemaker_local_active_set(
@@ -448,6 +476,8 @@ pub(crate) fn pacemaker_local_active_set(
     }
 }
 
+/// The active-set inverse of the pacemaker potential `model`: `given`, else the potential's
+/// name with `.asi`; an error naming how to get one if it does not exist.
 pub(crate) fn pacemaker_active_set(
     model: &std::path::Path,
     given: Option<&std::path::Path>,

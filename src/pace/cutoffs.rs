@@ -80,10 +80,11 @@ impl PaceCutoffs {
         calibration: Vec<Calibration>,
     ) -> Result<PaceCutoffs, PaceError> {
         Ok(PaceCutoffs {
+            // Files without gamma_local stay readable by aceuq versions that know only gamma.
+            version: if local.is_some() { VERSION } else { 1 },
             local_active_set: local.map(|p| p.display().to_string()),
             local_active_set_fingerprint: local.map(fingerprint).transpose()?,
             format: FORMAT.into(),
-            version: VERSION,
             potential: potential.display().to_string(),
             potential_fingerprint: fingerprint(potential)?,
             active_set: active_set.display().to_string(),
@@ -153,9 +154,12 @@ impl PaceCutoffs {
         let name = path.display().to_string();
         let c = PaceCutoffs::read(path)?;
         let redo = format!(
-            "recalibrate: `aceuq calibrate --model {} --active-set {} --valid ... --out {name}`",
+            "recalibrate: `aceuq calibrate --model {} --active-set {}{} --valid ... --out {name}`",
             potential.display(),
-            active_set.display()
+            active_set.display(),
+            local
+                .map(|l| format!(" --local-active-set {}", l.display()))
+                .unwrap_or_default()
         );
         if c.potential_fingerprint != fingerprint(potential)? {
             return Err(PaceError::Data(format!(
@@ -300,7 +304,7 @@ mod tests {
         let e = err(PaceCutoffs::load(&path, &pot, &asi, None, &els[..1]));
         assert!(e.contains("elements"), "{e}");
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replace("version = 2", "version = 7")).unwrap();
+        std::fs::write(&path, text.replace("version = 1", "version = 7")).unwrap();
         let e = err(PaceCutoffs::load(&path, &pot, &asi, None, &els));
         assert!(e.contains("newer than this aceuq reads"), "{e}");
         std::fs::write(&path, "format = \"something else\"\n").unwrap();

@@ -127,8 +127,9 @@ pub fn read_local_active_set(
         )));
     }
     let rebuild = format!(
-        "rebuild it: `aceuq activeset --model {} --data train.xyz --clusters K`",
-        potential.display()
+        "rebuild it: `aceuq activeset --model {} --data train.xyz --clusters K --out {}`",
+        potential.display(),
+        path.with_extension("asi").display()
     );
     if header.potential_fingerprint != fingerprint(potential)? {
         return Err(PaceError::Data(format!(

@@ -128,8 +128,15 @@ impl Projection {
         let mut r2: f64 = if self.qcols == self.rank && self.rank < self.a() {
             let total: f64 = xa.iter().map(|v| v * v).sum();
             let inside: f64 = y.iter().map(|v| v * v).sum();
-            // Rounding can make the difference of two nearly equal norms negative.
-            (total - inside).max(0.0)
+            let d = total - inside;
+            if d.is_nan() {
+                f64::NAN
+            } else if d <= 4.0 * xa.len() as f64 * f64::EPSILON * total {
+                // Below the rounding of the two norms (or negative): in the space.
+                0.0
+            } else {
+                d
+            }
         } else {
             y[self.rank..].iter().map(|v| v * v).sum()
         };
