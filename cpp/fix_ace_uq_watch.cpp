@@ -776,8 +776,12 @@ void FixAceUqWatch::check()
                  atom->tag[i], c, species_names[s], ncluster[s]);
     const double v = vals[i];
     local[0] = std::max(local[0], v);
-    if (v > lower_of(s, c)) flags[i] |= 1;
-    if (v > upper_of(s, c)) flags[i] |= 2;
+    // A NaN uncertainty (non-finite descriptors: the structure has blown up) is above the
+    // cutoffs (`v > cut` alone would let it pass silently), except an upper cutoff of +inf
+    // (upper none, or a calibration without one): that never halts, as documented.
+    const double up = upper_of(s, c);
+    if (!(v <= lower_of(s, c))) flags[i] |= 1;
+    if (v > up || (std::isnan(v) && up < INFINITY)) flags[i] |= 2;
     if (flags[i] & 1) local[1] = 1.0;
     if (flags[i] & 2) local[2] = 1.0;
   }
