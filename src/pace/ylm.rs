@@ -79,6 +79,7 @@ impl Ylm {
 
     /// Values `y[lm(l,m)]` and gradients `dy[lm(l,m)][xyz]` of `Y_lm(r/|r|)` with respect to
     /// `r`, times `|r|` (divide by the distance to get the true gradient), for unit vector `u`.
+    #[inline(always)]
     pub fn compute(&self, u: [f64; 3], y: &mut [C64], dy: &mut [[C64; 3]]) {
         let lmax = self.lmax;
         let n = lm(lmax, lmax) + 1;
