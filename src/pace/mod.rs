@@ -207,6 +207,16 @@ struct PairTables {
     hc: Spline,
 }
 
+impl PairTables {
+    /// Ask the CPU to fetch the look-up rows of distance `r` into cache.
+    #[inline(always)]
+    fn prefetch(&self, r: f64) {
+        self.gk.prefetch(r);
+        self.rnl.prefetch(r);
+        self.hc.prefetch(r);
+    }
+}
+
 /// A pacemaker potential ready to evaluate.
 #[derive(Clone, Debug)]
 pub struct PaceModel {
@@ -361,6 +371,8 @@ pub struct PaceScratch {
     a: Vec<C64>,
     w1: Vec<f64>,
     w: Vec<C64>,
+    /// `w` on the m >= 0 triangle.
+    wt: Vec<C64>,
     rho: Vec<f64>,
     drho: Vec<f64>,
     /// `[value, adjoint]` of `A` followed by the product DAG's nodes (side by side, so that
@@ -589,6 +601,9 @@ impl PaceModel {
         let zbl = matches!(self.pairs[si * ne].spec.inner, radial::InnerCutoff::Zbl);
         let (mut dmin, mut kmin) = (self.cutoffmax, usize::MAX);
         let mut rho_core = 0.0;
+        // First the neighbours inside their pair cutoff, then their tables: the look-up rows
+        // of neighbours a few places ahead are fetched while one is evaluated (the tables are
+        // megabytes and the rows random, so otherwise every row waits for memory).
         for (k, (d, &s)) in rij.iter().zip(sj).enumerate() {
             if s < 0 {
                 continue;
@@ -606,14 +621,27 @@ impl PaceModel {
                     kmin = ws.kept.len();
                 }
             }
-            let u = [d[0] / r, d[1] / r, d[2] / r];
+            ws.kept.push(k);
+            ws.r.push(r);
+            ws.u.push([d[0] / r, d[1] / r, d[2] / r]);
+            ws.mu.push(mu);
+        }
+        const AHEAD: usize = 8;
+        for nk in 0..AHEAD.min(ws.kept.len()) {
+            self.pairs[si * ne + ws.mu[nk]].prefetch(ws.r[nk]);
+        }
+        for nk in 0..ws.kept.len() {
+            if let (Some(&r), Some(&mu)) = (ws.r.get(nk + AHEAD), ws.mu.get(nk + AHEAD)) {
+                self.pairs[si * ne + mu].prefetch(r);
+            }
+            let (r, u, mu) = (ws.r[nk], ws.u[nk], ws.mu[nk]);
+            let pt = &self.pairs[si * ne + mu];
             let small = || {
                 PaceError::Data(format!(
                     "two atoms {r:.2e} Å apart: closer than one look-up interval of the \
                      potential's radial tables"
                 ))
             };
-            let nk = ws.kept.len();
             // Rank-1 base.
             pt.gk
                 .eval(r, &mut ws.tmp[..nb], &mut ws.dg[nk * nb..(nk + 1) * nb])
@@ -632,7 +660,7 @@ impl PaceModel {
                 .ok_or_else(small)?;
             let y0 = nk * nlm_tri;
             self.ylm
-                .compute(u, &mut ws.y[y0..y0 + nlm_tri], &mut ws.dy[y0..y0 + nlm_tri]);
+                .compute_raw(u, &mut ws.y[y0..y0 + nlm_tri], &mut ws.dy[y0..y0 + nlm_tri]);
             let fr0 = nk * nrl;
             for n in 0..nr {
                 for l in 0..nl {
@@ -650,10 +678,6 @@ impl PaceModel {
             pt.hc.eval(r, &mut cv, &mut cd).ok_or_else(small)?;
             rho_core += cv[0];
             ws.dcr.push(cd[0]);
-            ws.kept.push(k);
-            ws.r.push(r);
-            ws.u.push(u);
-            ws.mu.push(mu);
         }
         // Negative m: A_{l,-m} = (-1)^m conj(A_lm).
         for blk in ws.a.chunks_mut(nlm) {
@@ -845,38 +869,59 @@ impl PaceModel {
                 }
             }
         }
-        // Gradients per kept neighbour.
+        // W on the m >= 0 triangle (per species and n), for the per-neighbour contractions.
+        let nt = nlm_tri;
+        grow(&mut ws.wt, ne * nr * nt, C64::default());
+        for (blk, wt) in ws.w.chunks_exact(nlm).zip(ws.wt.chunks_exact_mut(nt)) {
+            for l in 0..nl {
+                wt[lm(l, 0)..=lm(l, l)].copy_from_slice(&blk[l * l + l..=l * l + 2 * l]);
+            }
+        }
+        // Gradients per kept neighbour: contract W with the radial values and derivatives over
+        // n first, then with the harmonics and their (unprojected) gradients, projected once.
+        let mut wr = [C64::default(); ylm::MAX_TERMS];
+        let mut wd = [C64::default(); ylm::MAX_TERMS];
         for (kk, &k) in ws.kept.iter().enumerate() {
             let (mu, r, u) = (ws.mu[kk], ws.r[kk], ws.u[kk]);
             let mut radial_part = 0.0; // coefficient of u
-            let mut tang = [0.0f64; 3]; // tangential part (already divided by r)
             let dg = &ws.dg[kk * nb..(kk + 1) * nb];
             for q in 0..nb {
                 radial_part += ws.w1[mu * nb + q] * dg[q];
             }
             let fr = &ws.fr[kk * nr * nl..(kk + 1) * nr * nl];
             let dfr = &ws.dfr[kk * nr * nl..(kk + 1) * nr * nl];
-            let y = &ws.y[kk * nlm_tri..(kk + 1) * nlm_tri];
-            let dy = &ws.dy[kk * nlm_tri..(kk + 1) * nlm_tri];
+            let y = &ws.y[kk * nt..(kk + 1) * nt];
+            let g = &ws.dy[kk * nt..(kk + 1) * nt];
+            let (wr, wd) = (&mut wr[..nt], &mut wd[..nt]);
+            wr.fill(C64::default());
+            wd.fill(C64::default());
             for n in 0..nr {
-                let wblk = &ws.w[(mu * nr + n) * nlm..(mu * nr + n + 1) * nlm];
+                let wblk = &ws.wt[(mu * nr + n) * nt..(mu * nr + n + 1) * nt];
                 for l in 0..nl {
                     let (rv, drv) = (fr[n * nl + l], dfr[n * nl + l]);
-                    let (mut sy, mut sd) = (0.0, [0.0; 3]);
-                    for m in 0..=l {
-                        let w = wblk[l * l + l + m];
-                        let t = lm(l, m);
-                        sy += w.re_mul(y[t]);
-                        for c in 0..3 {
-                            sd[c] += w.re_mul(dy[t][c]);
-                        }
-                    }
-                    radial_part += drv * sy;
-                    for c in 0..3 {
-                        tang[c] += rv * sd[c];
+                    let t = lm(l, 0)..=lm(l, l);
+                    for ((w, a), b) in wblk[t.clone()]
+                        .iter()
+                        .zip(&mut wr[t.clone()])
+                        .zip(&mut wd[t])
+                    {
+                        a.re += rv * w.re;
+                        a.im += rv * w.im;
+                        b.re += drv * w.re;
+                        b.im += drv * w.im;
                     }
                 }
             }
+            let mut sg = [0.0f64; 3];
+            for t in 0..nt {
+                radial_part += wd[t].re_mul(y[t]);
+                for c in 0..3 {
+                    sg[c] += wr[t].re_mul(g[t][c]);
+                }
+            }
+            // Tangential part: (I - u u^T) sum_t Re(W_t g_t).
+            let us = u[0] * sg[0] + u[1] * sg[1] + u[2] * sg[2];
+            let tang = [sg[0] - us * u[0], sg[1] - us * u[1], sg[2] - us * u[2]];
             radial_part += de_core * ws.dcr[kk];
             if kk == kmin {
                 radial_part += de_fcut_min;

@@ -352,6 +352,30 @@ impl Spline {
         Spline { nf, nlut, scale, c }
     }
 
+    /// Ask the CPU to fetch the look-up row of `r` into cache (a hint: no effect on results).
+    #[inline(always)]
+    pub fn prefetch(&self, r: f64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let x = r * self.scale;
+            if !(1.0..self.nlut as f64).contains(&x) {
+                return;
+            }
+            let nl = x as usize;
+            let row = &self.c[nl * 4 * self.nf..(nl + 1) * 4 * self.nf];
+            for off in (0..row.len()).step_by(8) {
+                // SAFETY: prefetching is only a hint; the address lies inside `row`.
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                        row.as_ptr().add(off) as *const i8,
+                    )
+                };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = r;
+    }
+
     /// Interpolated values and derivatives at `r`; zero at and beyond the last node. `None`
     /// when `r` lies in the first interval, where ML-PACE stops ("very small distance").
     #[inline(always)]

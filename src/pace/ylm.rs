@@ -51,7 +51,7 @@ pub fn lm(l: usize, m: usize) -> usize {
 
 /// Largest `lmax` supported (the potential reader refuses larger ones).
 pub const LMAX_SUPPORTED: usize = 20;
-const MAX_TERMS: usize = (LMAX_SUPPORTED + 1) * (LMAX_SUPPORTED + 2) / 2;
+pub const MAX_TERMS: usize = (LMAX_SUPPORTED + 1) * (LMAX_SUPPORTED + 2) / 2;
 
 /// Recurrence coefficients of `Q_lm` up to `lmax`.
 #[derive(Clone, Debug)]
@@ -79,8 +79,22 @@ impl Ylm {
 
     /// Values `y[lm(l,m)]` and gradients `dy[lm(l,m)][xyz]` of `Y_lm(r/|r|)` with respect to
     /// `r`, times `|r|` (divide by the distance to get the true gradient), for unit vector `u`.
-    #[inline(always)]
+    /// (The evaluator uses [`Ylm::compute_raw`] and projects sums; this checks it.)
+    #[cfg(test)]
     pub fn compute(&self, u: [f64; 3], y: &mut [C64], dy: &mut [[C64; 3]]) {
+        self.compute_raw(u, y, dy);
+        let n = lm(self.lmax, self.lmax) + 1;
+        for g in &mut dy[..n] {
+            *g = project(u, *g);
+        }
+    }
+
+    /// Values `y[lm(l,m)]` and the gradients `g[lm(l,m)]` of the extension
+    /// `f(v) = Q_lm(v_z) (v_x + i v_y)^m` at the unit vector `u`, before the projection on the
+    /// tangent plane that [`Ylm::compute`] applies (`dy = (I - u u^T) g`, see [`project`]).
+    /// The projection is linear, so a sum of such gradients can be projected once.
+    #[inline(always)]
+    pub fn compute_raw(&self, u: [f64; 3], y: &mut [C64], g: &mut [[C64; 3]]) {
         let lmax = self.lmax;
         let n = lm(lmax, lmax) + 1;
         // Q and dQ/dz.
@@ -122,23 +136,26 @@ impl Ylm {
             for l in m..=lmax {
                 let k = lm(l, m);
                 y[k] = wm.scale(q[k]);
-                // Gradient of f(v) = Q(v_z) w(v)^m in the embedding space, then projected on
-                // the tangent plane: (I - u u^T) grad f.
                 let gx = wm1.scale(q[k]);
-                let gy = C64::new(-gx.im, gx.re);
-                let gz = wm.scale(dq[k]);
-                let ug = C64::new(
-                    u[0] * gx.re + u[1] * gy.re + u[2] * gz.re,
-                    u[0] * gx.im + u[1] * gy.im + u[2] * gz.im,
-                );
-                dy[k] = [
-                    gx.add(ug.scale(-u[0])),
-                    gy.add(ug.scale(-u[1])),
-                    gz.add(ug.scale(-u[2])),
-                ];
+                g[k] = [gx, C64::new(-gx.im, gx.re), wm.scale(dq[k])];
             }
         }
     }
+}
+
+/// `(I - u u^T) g` for a complex 3-vector `g` and a real unit vector `u`: the gradient of
+/// `f(v / |v|)` at `v = u` from the gradient `g` of an extension of `f` (times `|v|`).
+#[cfg(test)]
+pub fn project(u: [f64; 3], g: [C64; 3]) -> [C64; 3] {
+    let ug = C64::new(
+        u[0] * g[0].re + u[1] * g[1].re + u[2] * g[2].re,
+        u[0] * g[0].im + u[1] * g[1].im + u[2] * g[2].im,
+    );
+    [
+        g[0].add(ug.scale(-u[0])),
+        g[1].add(ug.scale(-u[1])),
+        g[2].add(ug.scale(-u[2])),
+    ]
 }
 
 #[cfg(test)]
