@@ -699,9 +699,11 @@ fn pacemaker_vs_ml_pace(lmp: &Path, plugin: &Path, pots: &Path, dir: &Path, repe
             best[k] = Some(t);
         }
     };
+    let mut family = String::new();
     for _ in 0..repeats.max(1) {
         // The first ace/uq run of a process builds the radial tables: time the second.
-        let r = run(lmp, dir, &ours);
+        let (r, out) = run_env(lmp, dir, &ours, &[]);
+        family = out;
         keep(0, r.into_iter().nth(1).expect("two runs"));
         if let Some(p) = &peer {
             let mut r = run(p, dir, &theirs).into_iter();
@@ -712,7 +714,8 @@ fn pacemaker_vs_ml_pace(lmp: &Path, plugin: &Path, pots: &Path, dir: &Path, repe
     let natoms = best[0].as_ref().map_or(0.0, |t| t.natoms);
     println!(
         "\npacemaker potential Cu-PBE-core-rep.ace, fcc Cu {natoms} atoms ({n}x{n}x{n} cells) at 600 K, \
-         1 MPI rank, best of {} {steps}-step runs per case",
+         1 MPI rank, best of {} {steps}-step runs per case; aceuq kernels {family} (the pacemaker \
+         evaluator's AVX2 build runs with avx2+fma and avx512, its portable build otherwise)",
         repeats.max(1)
     );
     println!(
