@@ -411,8 +411,10 @@ impl ClusteredActiveSets {
                 let mut tmp = std::mem::take(&mut scratch.tmp);
                 for (k, set) in sc.sets.iter().enumerate() {
                     set.gamma_batch(rows, &mut tmp, scratch);
+                    // The per-atom rule (`gamma_local`): the smallest grade, and NaN (a row
+                    // with a NaN entry grades NaN in every set) rather than +inf.
                     for r in 0..n {
-                        if tmp[r] < gamma[r] {
+                        if tmp[r] < gamma[r] || (tmp[r].is_nan() && gamma[r].is_infinite()) {
                             gamma[r] = tmp[r];
                             cluster[r] = k as u32;
                         }

@@ -175,6 +175,20 @@ fn label_partition_reproduces_per_label_active_sets() {
     for set in &sc.sets {
         assert!(set.gamma(row, &mut s.acc) >= g);
     }
+    // The batch grades the same, and a row with a NaN entry is NaN both ways (not +inf).
+    let mut rows = sr.rows[..3 * 5].to_vec();
+    rows[5 + 2] = f64::NAN;
+    let (mut gb, mut cb) = (vec![0.0; 3], vec![0u32; 3]);
+    c.gamma_local_batch(0, &rows, &mut gb, &mut cb, &mut s);
+    for r in 0..3 {
+        let (g1, k1) = c.gamma_local(0, &rows[r * 5..(r + 1) * 5], &mut s);
+        if r == 1 {
+            assert!(g1.is_nan() && gb[r].is_nan(), "{g1} {}", gb[r]);
+        } else {
+            assert!((g1 - gb[r]).abs() <= 1e-12 * g1.max(1.0), "{g1} {}", gb[r]);
+            assert_eq!(k1, cb[r] as usize);
+        }
+    }
     // A label with too few atoms is merged into the nearest one, with a note.
     let mut labels2 = labels.clone();
     for l in labels2.iter_mut().take(3) {
