@@ -274,13 +274,16 @@ impl ProductDag {
         use std::collections::HashMap;
         let nlm = nl * nl;
         let n_a = ne * nr * nlm;
-        // Canonical sorted factor list of each m-combination: the smaller of it and its mirror.
-        let mirror = |i: u32| -> u32 {
+        // (block, l, m) of an index into `A`.
+        let split = |i: u32| -> (usize, usize, isize) {
             let i = i as usize;
             let (blk, t) = (i / nlm, i % nlm);
             let l = (t as f64).sqrt() as usize;
             let l = if (l + 1) * (l + 1) <= t { l + 1 } else { l };
-            let m = t as isize - (l * l + l) as isize;
+            (blk, l, t as isize - (l * l + l) as isize)
+        };
+        let mirror = |i: u32| -> u32 {
+            let (blk, l, m) = split(i);
             (blk * nlm + (l * l + l).wrapping_add_signed(-m)) as u32
         };
         let mut products: Vec<(Vec<u32>, Vec<f64>)> = Vec::new();
@@ -288,11 +291,19 @@ impl ProductDag {
         let mut q = 0;
         for (c, &rank) in fb.rank.iter().enumerate() {
             let rank = rank as usize;
+            // Canonical sorted factor list: the smaller of it and its mirror's. The mirror's
+            // product is (-1)^(sum of m) conj(product), so only an even sum (0 in every
+            // rotation-invariant potential) shares the real part; others stand alone.
             let mut a: Vec<u32> = fb.idx[q..q + rank].to_vec();
-            let mut b: Vec<u32> = a.iter().map(|&i| mirror(i)).collect();
             a.sort_unstable();
-            b.sort_unstable();
-            let key = a.min(b);
+            let msum: isize = a.iter().map(|&i| split(i).2).sum();
+            let key = if msum % 2 == 0 {
+                let mut b: Vec<u32> = a.iter().map(|&i| mirror(i)).collect();
+                b.sort_unstable();
+                a.min(b)
+            } else {
+                a
+            };
             let coef = &fb.coef[c * nd..(c + 1) * nd];
             match index.get(&key) {
                 Some(&p) => products[p]

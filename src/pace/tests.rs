@@ -1018,29 +1018,38 @@ fn environments(m: &PaceModel, s: &Structure) -> Vec<(usize, Vec<[f64; 3]>, Vec<
 }
 
 /// The product DAG (shared prefixes, mirror-image m-combinations merged) gives the densities
-/// of the m-combinations evaluated one by one, for every radial family and embedding.
+/// of the m-combinations evaluated one by one, for every radial family and embedding, and for
+/// a file whose m do not sum to zero (the mirror's real part then differs in sign).
 #[test]
 fn product_dag_densities_equal_the_m_combinations() {
     let s = fcc_periodic(3.6, 0.08, 0.1, 11);
-    for fam in FAMILIES {
-        for emb in EMBEDDINGS {
-            // Independent coefficients per m-combination (mirror images differ).
-            let m = model(&Gen::new(fam, emb));
-            let mut ws = PaceScratch::default();
-            for (si, rij, sj) in environments(&m, &s) {
-                let mut grad = vec![[0.0; 3]; rij.len()];
-                m.atom_energy_grad_body(&mut ws, si, &rij, &sj, &mut grad)
-                    .unwrap();
-                let dag = ws.rho.clone();
-                let mut out = vec![0.0; m.nprojections(si)];
-                m.atom_projections_from_base(&mut ws, si, &mut out);
-                assert!(dag.iter().any(|x| *x != 0.0), "{fam} {emb}: zero densities");
-                for (a, b) in dag.iter().zip(&ws.rho) {
-                    assert!(
-                        (a - b).abs() <= 1e-12 * b.abs().max(1.0),
-                        "{fam} {emb}: DAG density {a} vs one by one {b}"
-                    );
-                }
+    let odd = {
+        let text = ace_text(&Gen::new("ChebPow", "FinnisSinclair"));
+        let n = line_of(&text, "< 1 -1 >:", 0);
+        let coefs = line(&text, n).split_once(':').unwrap().1.to_string();
+        PaceModel::parse_ace("odd.ace", &with_line(&text, n, &format!("< 1 0 >:{coefs}"))).unwrap()
+    };
+    let models = FAMILIES
+        .iter()
+        .flat_map(|fam| EMBEDDINGS.iter().map(move |emb| (*fam, *emb)))
+        .map(|(fam, emb)| (format!("{fam} {emb}"), model(&Gen::new(fam, emb))))
+        .chain([("m summing to 1".to_string(), odd)]);
+    // Independent coefficients per m-combination: mirror images differ.
+    for (what, m) in models {
+        let mut ws = PaceScratch::default();
+        for (si, rij, sj) in environments(&m, &s) {
+            let mut grad = vec![[0.0; 3]; rij.len()];
+            m.atom_energy_grad_body(&mut ws, si, &rij, &sj, &mut grad)
+                .unwrap();
+            let dag = ws.rho.clone();
+            let mut out = vec![0.0; m.nprojections(si)];
+            m.atom_projections_from_base(&mut ws, si, &mut out);
+            assert!(dag.iter().any(|x| *x != 0.0), "{what}: zero densities");
+            for (a, b) in dag.iter().zip(&ws.rho) {
+                assert!(
+                    (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                    "{what}: DAG density {a} vs one by one {b}"
+                );
             }
         }
     }
