@@ -267,9 +267,29 @@ struct ProductDag {
     leaf: Vec<u32>,
     /// Summed coefficients of each distinct product, `ndensity` each.
     leaf_coef: Vec<f64>,
+    /// Per m-combination (in [`FlatBasis`] order): value index of the product with its real
+    /// part, for the per-function projections.
+    comb_leaf: Vec<u32>,
 }
 
 impl ProductDag {
+    /// Values of every node from the atom's `A` (`ws.a`) into `ws.va`, adjoints cleared.
+    #[inline(always)]
+    fn forward(&self, ws: &mut PaceScratch) {
+        let n_a = self.n_a;
+        debug_assert_eq!(ws.a.len(), n_a);
+        grow(&mut ws.va, n_a + self.nodes.len(), [C64::default(); 2]);
+        for (x, &a) in ws.va.iter_mut().zip(&ws.a) {
+            *x = [a, C64::default()];
+        }
+        let (a, v) = ws.va.split_at_mut(n_a);
+        for (k, &[p, e]) in self.nodes.iter().enumerate() {
+            let p = p as usize;
+            let pv = if p < n_a { a[p][0] } else { v[p - n_a][0] };
+            v[k] = [pv.mul(a[e as usize][0]), C64::default()];
+        }
+    }
+
     fn new(fb: &FlatBasis, nd: usize, nr: usize, nl: usize, ne: usize) -> ProductDag {
         use std::collections::HashMap;
         let nlm = nl * nl;
@@ -286,8 +306,10 @@ impl ProductDag {
             let (blk, l, m) = split(i);
             (blk * nlm + (l * l + l).wrapping_add_signed(-m)) as u32
         };
-        let mut products: Vec<(Vec<u32>, Vec<f64>)> = Vec::new();
+        let mut products: Vec<(Vec<u32>, Vec<f64>, usize)> = Vec::new();
         let mut index: HashMap<Vec<u32>, usize> = HashMap::new();
+        // Per m-combination: its product, numbered in order of first appearance.
+        let mut comb_product = Vec::with_capacity(fb.rank.len());
         let mut q = 0;
         for (c, &rank) in fb.rank.iter().enumerate() {
             let rank = rank as usize;
@@ -306,14 +328,18 @@ impl ProductDag {
             };
             let coef = &fb.coef[c * nd..(c + 1) * nd];
             match index.get(&key) {
-                Some(&p) => products[p]
-                    .1
-                    .iter_mut()
-                    .zip(coef)
-                    .for_each(|(x, y)| *x += y),
+                Some(&p) => {
+                    comb_product.push(p);
+                    products[p]
+                        .1
+                        .iter_mut()
+                        .zip(coef)
+                        .for_each(|(x, y)| *x += y)
+                }
                 None => {
+                    comb_product.push(products.len());
                     index.insert(key.clone(), products.len());
-                    products.push((key, coef.to_vec()));
+                    products.push((key, coef.to_vec(), products.len()));
                 }
             }
             q += rank;
@@ -325,7 +351,8 @@ impl ProductDag {
             ..Default::default()
         };
         let mut prefix: HashMap<(u32, u32), u32> = HashMap::new();
-        for (key, coef) in products {
+        let mut product_leaf = vec![0u32; products.len()];
+        for (key, coef, first) in products {
             let mut node = key[0];
             for &a in &key[1..] {
                 node = *prefix.entry((node, a)).or_insert_with(|| {
@@ -335,7 +362,9 @@ impl ProductDag {
             }
             dag.leaf.push(node);
             dag.leaf_coef.extend_from_slice(&coef);
+            product_leaf[first] = node;
         }
+        dag.comb_leaf = comb_product.iter().map(|&p| product_leaf[p]).collect();
         dag
     }
 }
@@ -782,19 +811,7 @@ impl PaceModel {
         // Products: every DAG node once, then the densities from the distinct products.
         let dag = &fb.dag;
         let n_a = dag.n_a;
-        debug_assert_eq!(ws.a.len(), n_a);
-        grow(&mut ws.va, n_a + dag.nodes.len(), [C64::default(); 2]);
-        for (x, &a) in ws.va.iter_mut().zip(&ws.a) {
-            *x = [a, C64::default()];
-        }
-        {
-            let (a, v) = ws.va.split_at_mut(n_a);
-            for (k, &[p, e]) in dag.nodes.iter().enumerate() {
-                let p = p as usize;
-                let pv = if p < n_a { a[p][0] } else { v[p - n_a][0] };
-                v[k] = [pv.mul(a[e as usize][0]), C64::default()];
-            }
-        }
+        dag.forward(ws);
         // Four partial sums per density: one running sum would be a chain of dependent adds.
         let mut acc = [[0.0f64; MAX_DENSITIES]; 4];
         let nd1 = nd.clamp(1, MAX_DENSITIES);
@@ -988,20 +1005,18 @@ impl PaceModel {
                 out[p * nf + f] = cf.coefs[p] * a;
             }
         }
+        // The products from the DAG (as for the energy), each m-combination reading the
+        // product with its real part.
         let fb = &self.flat[si];
-        let (mut q, mut c) = (0, 0);
+        fb.dag.forward(ws);
+        let mut c = 0;
         for (k, &ncomb) in fb.ncomb.iter().enumerate() {
             let f = sp.rank1.len() + k;
             for _ in 0..ncomb {
-                let rank = fb.rank[c] as usize;
-                let mut b = C64::new(1.0, 0.0);
-                for &i in &fb.idx[q..q + rank] {
-                    b = b.mul(ws.a[i as usize]);
-                }
+                let b = ws.va[fb.dag.comb_leaf[c] as usize][0].re;
                 for p in 0..nd {
-                    out[p * nf + f] += b.re * fb.coef[c * nd + p];
+                    out[p * nf + f] += b * fb.coef[c * nd + p];
                 }
-                q += rank;
                 c += 1;
             }
         }

@@ -1042,14 +1042,53 @@ fn product_dag_densities_equal_the_m_combinations() {
             m.atom_energy_grad_body(&mut ws, si, &rij, &sj, &mut grad)
                 .unwrap();
             let dag = ws.rho.clone();
-            let mut out = vec![0.0; m.nprojections(si)];
-            m.atom_projections_from_base(&mut ws, si, &mut out);
-            assert!(dag.iter().any(|x| *x != 0.0), "{what}: zero densities");
-            for (a, b) in dag.iter().zip(&ws.rho) {
+            // Reference: every m-combination's product one by one, per function.
+            let (sp, fb) = (&m.species[si], &m.flat[si]);
+            let (nd, nb) = (sp.embedding.params.len(), m.nradbase);
+            let nf = sp.rank1.len() + sp.funcs.len();
+            let mut direct = vec![0.0; nd * nf];
+            for (f, cf) in sp.rank1.iter().enumerate() {
+                let a = ws.a1[cf.mus[0] as usize * nb + cf.ns[0] as usize - 1];
+                for p in 0..nd {
+                    direct[p * nf + f] = cf.coefs[p] * a;
+                }
+            }
+            let (mut q, mut c) = (0, 0);
+            for (k, &ncomb) in fb.ncomb.iter().enumerate() {
+                for _ in 0..ncomb {
+                    let rank = fb.rank[c] as usize;
+                    let mut b = C64::new(1.0, 0.0);
+                    for &i in &fb.idx[q..q + rank] {
+                        b = b.mul(ws.a[i as usize]);
+                    }
+                    for p in 0..nd {
+                        direct[p * nf + sp.rank1.len() + k] += b.re * fb.coef[c * nd + p];
+                    }
+                    (q, c) = (q + rank, c + 1);
+                }
+            }
+            let rho: Vec<f64> = (0..nd)
+                .map(|p| direct[p * nf..(p + 1) * nf].iter().sum())
+                .collect();
+            assert!(rho.iter().any(|x| *x != 0.0), "{what}: zero densities");
+            for (a, b) in dag.iter().zip(&rho) {
                 assert!(
                     (a - b).abs() <= 1e-12 * b.abs().max(1.0),
                     "{what}: DAG density {a} vs one by one {b}"
                 );
+            }
+            // The projections (per function, times dF/drho) read the same DAG products.
+            let mut out = vec![0.0; m.nprojections(si)];
+            m.atom_projections_from_base(&mut ws, si, &mut out);
+            for p in 0..nd {
+                let scale = ws.drho[p];
+                for f in 0..nf {
+                    let (a, b) = (out[p * nf + f], direct[p * nf + f] * scale);
+                    assert!(
+                        (a - b).abs() <= 1e-12 * b.abs().max(1e-3 * scale.abs().max(1.0)),
+                        "{what}: projection {f} density {p}: {a} vs one by one {b}"
+                    );
+                }
             }
         }
     }
