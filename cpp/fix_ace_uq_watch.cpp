@@ -135,7 +135,7 @@ bool finite_upper_everywhere(aceuq_model_t *h, int m, const std::vector<int> &us
 }    // namespace
 
 FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
-    Fix(lmp, narg, arg), method(-1), lower_auto(1), upper_auto(1), upper_none(0), upper_frame(0),
+    Fix(lmp, narg, arg), method(-1), lower_auto(1), upper_auto(1), upper_none(0), upper_mode(UPPER_AUTO), upper_frame(0),
     frame_p_halt(0.5), frame_p(0.0), lower_value(0.0),
     upper_value(0.0), halt_mode(HALT_SOFT), lone_candidate(1), pair(nullptr), by_cluster(0),
     notes_model(nullptr), notes_method(-1), nchecks(0), nframes(0), halted_step(-1),
@@ -185,8 +185,8 @@ FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
       lower_auto = (val == "auto");
       if (!lower_auto) lower_value = utils::numeric(FLERR, val, false, lmp);
     } else if (key == "upper") {
-      upper_frame = (val == "frame");
-      upper_auto = (val == "auto") || upper_frame;
+      upper_mode = val == "frame" ? UPPER_FRAME : val == "atom" ? UPPER_ATOM : UPPER_AUTO;
+      upper_auto = (val == "auto") || (val == "frame") || (val == "atom");
       upper_none = (val == "none");
       if (!upper_auto && !upper_none) upper_value = utils::numeric(FLERR, val, false, lmp);
     } else if (key == "halt") {
@@ -296,15 +296,27 @@ void FixAceUqWatch::init()
     if (lower_auto) lower[s] = lo;
     if (upper_auto) upper[s] = hi;
   }
-  // upper frame needs every mapped species' fitted error scale (checked on one atom each).
+  // The frame rule needs every mapped species' fitted error scale (checked on one atom each):
+  // upper frame insists on it, upper auto uses it when the calibration has it (the conditional
+  // upper rule, the default of `aceuq calibrate`) and halts on single atoms otherwise, upper atom
+  // and numbers never use it. Every rank reads the same model, so every rank decides the same.
+  upper_frame = upper_auto && upper_mode != UPPER_ATOM;
+  frame_fallback.clear();
   for (int t = 1; upper_frame && t <= atom->ntypes; t++) {
     const int s = pair->species_of_type(t);
     if (s < 0) continue;
     const double zero = 0.0;
     double lc = 0.0;
     if (aceuq_model_uq_frame_log_calm(h, method, 1, &s, &zero, &lc, &frame_p_halt) !=
-        ACEUQ_STATUS_OK)
-      error->all(FLERR, "fix ace/uq/watch: upper frame: {}", aceuq_last_error());
+        ACEUQ_STATUS_OK) {
+      if (upper_mode == UPPER_FRAME)
+        error->all(FLERR,
+                   "fix ace/uq/watch: upper frame: {}; or watch with upper atom (single atoms "
+                   "only)",
+                   aceuq_last_error());
+      upper_frame = 0;
+      frame_fallback = aceuq_last_error();
+    }
   }
 
   // gamma_local: every atom is judged by the cutoffs of its own (species, cluster); numbers
@@ -410,7 +422,9 @@ void FixAceUqWatch::init()
                        ? fmt::format(", halts above upper or when P(some atom errs above e_max) "
                                      ">= {:.3g} (upper frame)",
                                      frame_p_halt)
-                       : ", halts above upper");
+                   : frame_fallback.empty()
+                       ? ", halts above upper"
+                       : ", halts above upper (single atoms only: " + frame_fallback + ")");
   }
   init_logged = 1;
   if (lower_auto || upper_auto) report_calibration(h, own);

@@ -2,7 +2,7 @@
    aceuq: fix ace/uq/watch: act on per-atom uncertainty of pair ace/uq.
 
      fix ID group ace/uq/watch N [quantity M] [dump FILE] [lower auto|X]
-                                 [upper auto|frame|X|none] [halt yes|no|error]
+                                 [upper auto|frame|atom|X|none] [halt yes|no|error]
                                  [lone candidate|ignore] [elements E1 ... Entypes]
 
    Every N steps (every N minimizer iterations; every rerun frame whose step
@@ -15,12 +15,16 @@
    judged by the cutoffs of the cluster gamma_local assigned it (the species'
    cutoffs for a cluster calibrated without its own), the frame gets a
    per-atom cluster column and header keys naming the clusters above the
-   cutoffs. upper frame: the auto cutoffs, and also halt when the probability
-   that some watched atom errs above e_max, 1 - prod_i (1 - P(e > e_max | u_i))
-   from the calibrated error scale s(u), reaches the calibration's p_halt
-   (summed over ranks). A quantity whose calibration has no upper cutoff (+inf) never
-   halts: init warns once, with the stored reason and a method of the model
-   whose upper cutoffs are finite, and prints the calibration's caveats.
+   cutoffs. upper auto (the default): the calibrated cutoffs, and also halt
+   when the probability that some watched atom errs above e_max,
+   1 - prod_i (1 - P(e > e_max | u_i)) from the calibrated error scale s(u),
+   reaches the calibration's p_halt (summed over ranks): the frame rule, used
+   when every species has a fitted s(u), else single atoms only (logged).
+   upper frame: the same, an error without s(u); upper atom: single atoms
+   only. Without the frame rule, a quantity whose calibration has no upper
+   cutoff (+inf) never halts: init warns once, with the stored reason and a
+   method of the model whose upper cutoffs are finite, and prints the
+   calibration's caveats.
 
    Frames hold the whole simulated structure, so that they can be labelled
    as they are: atoms outside the group and atoms of types the model does not
@@ -92,7 +96,13 @@ class FixAceUqWatch : public Fix {
   int lower_auto, upper_auto, upper_none;
   // upper frame: also halt when P(some watched atom errs above e_max) >= p_halt, from the
   // calibrated error scale s(u) (aceuq_model_uq_frame_log_calm); frame_p is the last check's.
+  // upper_mode: what `upper` asked for (auto: the frame rule when every species has a fitted
+  // s(u), else single atoms; frame: insist on it; atom: single atoms only); upper_frame: what
+  // init decided, with the reason in frame_fallback when auto could not use the frame rule.
+  enum { UPPER_AUTO, UPPER_ATOM, UPPER_FRAME };
+  int upper_mode;
   int upper_frame;
+  std::string frame_fallback;
   double frame_p_halt, frame_p;
   double lower_value, upper_value;
   int halt_mode;

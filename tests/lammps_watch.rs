@@ -203,7 +203,9 @@ fn heated_liquid_is_dumped_and_halted_identically_on_one_and_two_ranks() {
     ));
 }
 
-/// With the calibrated cutoffs (`lower auto upper auto`) the heated liquid is stopped.
+/// With the calibrated cutoffs (`lower auto upper auto`) the heated liquid is stopped: by an
+/// atom above its upper cutoff or by the frame rule (the default when the calibration has a
+/// fitted error scale, as this one has; the settings line says so).
 #[test]
 fn calibrated_cutoffs_stop_a_heated_liquid() {
     let Some(s) = setup("calibrated_cutoffs_stop_a_heated_liquid") else {
@@ -219,10 +221,26 @@ fn calibrated_cutoffs_stop_a_heated_liquid() {
     let r = run_lammps_in(&s, &dir, &heat_input(watch, ""), None, None);
     r.assert_ok("watch_auto");
     r.assert_contains("halting at step", "watch_auto");
+    r.assert_contains("(upper frame)", "upper auto uses the frame rule");
     let frames = candidates(&dir);
     let last = frames.last().unwrap();
     assert_eq!(last.config_type.as_deref(), Some("halt"));
-    assert!(real_column(last, "gamma").iter().any(|&g| g > hi));
+    let p_halt = model
+        .uq
+        .calibration
+        .iter()
+        .find(|c| c.method == "gamma")
+        .and_then(|c| c.conditional.as_ref())
+        .expect("a fitted error scale")
+        .p_halt;
+    let p_frame = match last.info.get("p_frame") {
+        Some(aceuq::structure::InfoValue::Real(v)) => *v,
+        other => panic!("p_frame: {other:?}"),
+    };
+    assert!(
+        real_column(last, "gamma").iter().any(|&g| g > hi) || p_frame >= p_halt,
+        "halted with no atom above {hi} and p_frame {p_frame} < {p_halt}"
+    );
     note(&format!(
         "auto cutoffs: {} frames, halted at step {} (upper {hi:.3})",
         frames.len(),
@@ -575,7 +593,11 @@ fn without_upper(methods: &[&str]) -> aceuq::Potential {
 /// method cannot reach the error limit, e.g. a saturating GP) would never halt, silently. The fix
 /// says so once at init, with the stored reason and a method whose upper cutoffs are finite to
 /// halt on instead, and prints the stored caveats once; with no such method it says that, and a
-/// `halt error` watch still runs. On 2 ranks the warnings are printed once.
+/// `halt error` watch still runs. On 2 ranks the warnings are printed once. That is with `upper
+/// atom` (single atoms only). With `upper auto` and a fitted error scale the frame rule can still
+/// halt, so there is no warning and the settings line names the rule; with `upper auto` and a
+/// calibration without a fitted error scale (the seeds' ratio rule) the watch halts on single
+/// atoms and says why.
 #[test]
 fn a_quantity_without_an_upper_cutoff_is_reported_with_a_method_that_halts() {
     let Some(s) = setup("a_quantity_without_an_upper_cutoff_is_reported_with_a_method_that_halts")
@@ -589,7 +611,7 @@ fn a_quantity_without_an_upper_cutoff_is_reported_with_a_method_that_halts() {
     let dir = workdir(SUITE, "no_upper_local");
     save_model(&model, &dir, "model.aceuq");
     write_data(frame, &["Li"], &dir, "data.lmp");
-    let watch = "fix watch all ace/uq/watch 10 quantity gamma_local dump candidates.xyz lower auto upper auto halt yes";
+    let watch = "fix watch all ace/uq/watch 10 quantity gamma_local dump candidates.xyz lower auto upper atom halt yes";
     // Two runs: init twice, the notes once.
     let input = heat_input(watch, "").replace("run 30000", "run 20\nrun 20");
     let r = run_lammps_in(&s, &dir, &input, None, None);
@@ -613,12 +635,52 @@ fn a_quantity_without_an_upper_cutoff_is_reported_with_a_method_that_halts() {
     assert_eq!(r.count("it saturates at 1.5000e0"), 1, "{}", r.output);
     assert!(!r.output.contains("halting at step"));
 
+    // The same model with `upper auto`: gamma_local has a fitted (saturating) error scale, so
+    // the frame rule is used and no warning is due; gamma was calibrated with the ratio rule (no
+    // error scale), so its watch halts on single atoms and the settings line gives the reason.
+    for (quantity, expect) in [
+        ("gamma_local", "(upper frame)".to_string()),
+        (
+            "gamma",
+            "halts above upper (single atoms only: the calibration of 'gamma' for Li has no \
+             fitted error scale s(u)"
+                .to_string(),
+        ),
+    ] {
+        let dir = workdir(SUITE, &format!("no_upper_auto_{quantity}"));
+        save_model(&model, &dir, "model.aceuq");
+        write_data(frame, &["Li"], &dir, "data.lmp");
+        let watch = format!(
+            "fix watch all ace/uq/watch 10 quantity {quantity} lower auto upper auto halt yes"
+        );
+        let input = heat_input(&watch, "").replace("run 30000", "run 0");
+        let r = run_lammps_in(&s, &dir, &input, None, None);
+        r.assert_ok(quantity);
+        r.assert_contains(&expect, quantity);
+        assert!(!r.output.contains("has no upper cutoff"), "{}", r.output);
+    }
+    // `upper frame` insists on the error scale: an error naming the method, species and way out.
+    let dir = workdir(SUITE, "no_upper_frame_ratio");
+    save_model(&model, &dir, "model.aceuq");
+    write_data(frame, &["Li"], &dir, "data.lmp");
+    let watch = "fix watch all ace/uq/watch 10 quantity gamma upper frame halt yes";
+    let input = heat_input(watch, "").replace("run 30000", "run 0");
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_error(
+        "upper frame: the calibration of 'gamma' for Li has no fitted error scale s(u)",
+        "upper frame without s(u)",
+    );
+    r.assert_contains(
+        "or watch with upper atom (single atoms only)",
+        "the way out",
+    );
+
     // No method with an upper cutoff at all, `halt error`, 2 ranks: it says so and runs.
     let model = without_upper(&["gamma", "gamma_local"]);
     let dir = workdir(SUITE, "no_upper_any");
     save_model(&model, &dir, "model.aceuq");
     write_data(frame, &["Li"], &dir, "data.lmp");
-    let watch = "fix watch all ace/uq/watch 10 quantity gamma lower auto upper auto halt error";
+    let watch = "fix watch all ace/uq/watch 10 quantity gamma lower auto upper atom halt error";
     let input = heat_input(watch, "").replace("run 30000", "run 20");
     let np = s.mpirun.as_ref().map(|_| 2);
     let r = run_lammps_in(&s, &dir, &input, np, None);
@@ -720,9 +782,11 @@ fn info_shows_every_cutoff_entry_and_why_one_has_no_upper_cutoff() {
     );
 }
 
-/// `upper frame`: the watch also halts when the probability that some atom errs above e_max,
+/// `upper frame` (and `upper auto`, its default form when the calibration has a fitted error
+/// scale): the watch also halts when the probability that some atom errs above e_max,
 /// `1 - prod_i (1 - P(e > e_max | u_i))` under the calibrated s(u), reaches p_halt. On the heated
-/// liquid (deterministic serial trajectory) it halts no later than `upper auto`; every frame it
+/// liquid (deterministic serial trajectory) it halts no later than `upper atom` (single atoms
+/// only), and `auto` at the same step as `frame`; every frame it
 /// writes carries `p_frame`, equal to the same sum recomputed from the frame's own per-atom
 /// values and the model's stored relation, below p_halt for candidates and at or above it (or
 /// with an atom above its upper cutoff) for the halt.
@@ -742,7 +806,7 @@ fn upper_frame_halts_on_the_frame_probability() {
     let frame = &frames("tests/data/li/test.xyz")[0];
     let mut steps = vec![];
     let mut halt_frame = None;
-    for rule in ["auto", "frame"] {
+    for rule in ["atom", "auto", "frame"] {
         let dir = workdir(SUITE, &format!("upper_{rule}"));
         save_model(&model, &dir, "model.aceuq");
         write_data(frame, &["Li"], &dir, "data.lmp");
@@ -756,7 +820,8 @@ fn upper_frame_halts_on_the_frame_probability() {
         let last = frames.last().unwrap();
         assert_eq!(last.config_type.as_deref(), Some("halt"));
         steps.push(info_int(last, "step"));
-        if rule == "auto" {
+        if rule == "atom" {
+            assert!(!r.output.contains("(upper frame)"), "{}", r.output);
             continue;
         }
         r.assert_contains("(upper frame)", "the settings line names the rule");
@@ -796,18 +861,16 @@ fn upper_frame_halts_on_the_frame_probability() {
             }
         }
         note(&format!(
-            "upper frame: halted at step {} with p_frame {:?} (upper auto: step {}); {} frames",
-            steps[1],
+            "upper {rule}: halted at step {} with p_frame {:?} (upper atom: step {}); {} frames",
+            steps.last().unwrap(),
             last.info.get("p_frame"),
             steps[0],
             frames.len()
         ));
     }
     assert!(
-        steps[1] <= steps[0],
-        "upper frame halted at {} after upper auto ({})",
-        steps[1],
-        steps[0]
+        steps[2] <= steps[0] && steps[1] == steps[2],
+        "upper atom / auto / frame halted at {steps:?}"
     );
     // The halt frame again with `run 0`, on 1 and 2 ranks: the ranks' sums add to the same
     // probability.

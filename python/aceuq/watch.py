@@ -14,11 +14,15 @@ from ase.io import write
 
 class Extrapolation(RuntimeError):
     """Raised by :class:`Watch` (``halt=True``) when an atom's uncertainty exceeds its upper
-    cutoff. ``step``, ``atom`` (0-based index), ``value`` and ``upper`` say where."""
+    cutoff, or (frame rule) when some atom is likely to err above the calibration's error limit.
+    ``step``, ``atom`` (0-based index: the atom furthest above its upper cutoff, or the most
+    uncertain one for a halt by the frame rule alone), ``value``, ``upper`` and ``p_frame`` (the
+    frame rule's probability, NaN without it) say where."""
 
-    def __init__(self, message, step, atom, value, upper):
+    def __init__(self, message, step, atom, value, upper, p_frame=math.nan):
         super().__init__(message)
         self.step, self.atom, self.value, self.upper = step, atom, value, upper
+        self.p_frame = p_frame
 
 
 class Watch:
@@ -29,8 +33,11 @@ class Watch:
     * any atom above its lower cutoff: the frame is appended to ``dump`` (extended XYZ, the
       format fix ace/uq/watch writes and ``aceuq select`` reads: columns ``id``, the quantity,
       ``above_lower``, ``above_upper``, ``cluster`` for gamma_local; ``config_type=candidate``);
-    * any atom above its upper cutoff: the frame is written with ``config_type=halt`` and, with
-      ``halt=True``, :class:`Extrapolation` is raised, which ends ``dyn.run()``.
+    * any atom above its upper cutoff, or (the frame rule) a probability that some atom errs
+      above the calibration's error limit e_max, ``1 - prod_i (1 - P(e > e_max | u_i))`` from
+      the calibrated error scale s(u), at or above the calibration's p_halt: the frame is
+      written with ``config_type=halt`` and, with ``halt=True``, :class:`Extrapolation` is
+      raised, which ends ``dyn.run()``.
 
     Usage::
 
@@ -42,8 +49,12 @@ class Watch:
             print("stopped:", e)
 
     ``lower`` and ``upper`` default to the stored cutoffs (``"auto"``); a number replaces them for
-    every atom, ``upper=None`` never halts. ``dyn`` (optional) gives the step and time written to
-    the frames; otherwise the watch counts its own calls. Attributes after a run: ``checks``,
+    every atom, ``upper=None`` never halts. As ``fix ace/uq/watch``: ``upper="auto"`` also applies
+    the frame rule when the calibration has a fitted s(u) for every species present (else single
+    atoms only, said once in the log), ``"frame"`` insists on it (ValueError without), ``"atom"``
+    is single atoms only. Frames written with the frame rule carry ``p_frame``. ``dyn``
+    (optional) gives the step and time written to the frames; otherwise the watch counts its own
+    calls. Attributes after a run: ``checks``,
     ``frames_dumped``, ``max_value``, ``halted`` (None or the Extrapolation).
     """
 
@@ -75,7 +86,13 @@ class Watch:
         self.frames_dumped = 0
         self.max_value = -math.inf
         self.halted = None
+        named = isinstance(upper, str) and upper in ("auto", "frame", "atom")
+        if not (upper is None or named or isinstance(upper, (int, float))):
+            raise ValueError(
+                f"upper must be 'auto', 'frame', 'atom', a number or None, got {upper!r}"
+            )
         self._warned = False
+        self._frame_noted = False
         self._cached = (None, None)  # (species/cluster key, cutoffs)
 
     def _cutoffs(self):
@@ -92,11 +109,12 @@ class Watch:
 
     def _lookup_cutoffs(self):
         n = len(self.atoms)
-        if self.lower == "auto" or self.upper == "auto":
+        auto_upper = self.upper in ("auto", "frame", "atom")
+        if self.lower == "auto" or auto_upper:
             lo, up = self.calc.cutoffs(self.quantity, self.atoms)
         if self.lower != "auto":
             lo = np.full(n, float(self.lower))
-        if self.upper != "auto":
+        if not auto_upper:
             up = np.full(n, math.inf if self.upper is None else float(self.upper))
         if not self._warned and self.log is not None:
             self._warned = True
@@ -105,7 +123,7 @@ class Watch:
             for s in sorted(set(symbols)):
                 k = np.flatnonzero(symbols == s)[0]
                 parts.append(f"{s}: lower {lo[k]:.6g} upper {up[k]:.6g}")
-                if self.upper == "auto" and math.isinf(up[k]):
+                if self.upper == "atom" and math.isinf(up[k]):
                     note = self.calc.model.calibration_note(self.quantity, s)
                     print(
                         f"aceuq.Watch: warning: {s} has no upper cutoff for {self.quantity}, "
@@ -115,6 +133,38 @@ class Watch:
             print(f"aceuq.Watch: {self.quantity} [{'; '.join(parts)}]", file=self.log)
         return lo, up
 
+    def _frame_rule(self, values):
+        """``(p_frame, p_halt)`` of the frame rule, or None when it does not apply."""
+        if self.upper not in ("auto", "frame"):
+            return None
+        symbols = self.atoms.get_chemical_symbols()
+        r = self.calc.model.frame_log_calm(self.quantity, symbols, [float(v) for v in values])
+        if r is None:
+            if self.upper == "frame":
+                raise ValueError(
+                    f"upper='frame': the calibration of {self.quantity} has no fitted error "
+                    "scale s(u) for a species present (not calibrated, or with --upper-rule "
+                    "ratio; aceuq calibrate with the default upper rule fits one); or watch "
+                    "with upper='atom' (single atoms only)"
+                )
+            if not self._frame_noted and self.log is not None:
+                print(
+                    f"aceuq.Watch: {self.quantity} halts on single atoms only: its calibration "
+                    "has no fitted error scale s(u) for every species present",
+                    file=self.log,
+                )
+            self._frame_noted = True
+            return None
+        log_calm, p_halt = r
+        if not self._frame_noted and self.log is not None:
+            print(
+                f"aceuq.Watch: {self.quantity} also halts when P(some atom errs above e_max) "
+                f">= {p_halt:.3g} (frame rule)",
+                file=self.log,
+            )
+        self._frame_noted = True
+        return -math.expm1(log_calm), p_halt
+
     def _step(self):
         if self.dyn is not None:
             step = int(self.dyn.nsteps)
@@ -122,7 +172,7 @@ class Watch:
             return step, math.nan if dt is None else step * dt / (1000.0 * units.fs)
         return self.checks - 1, math.nan
 
-    def _write(self, values, above_lower, above_upper, kind, step, time):
+    def _write(self, values, above_lower, above_upper, kind, step, time, p_frame=None):
         a = self.atoms.copy()  # without the calculator: the frame must carry no labels
         a.arrays["id"] = np.arange(1, len(a) + 1)
         a.arrays[self.quantity] = values.copy()
@@ -140,6 +190,8 @@ class Watch:
         }
         if not math.isnan(time):
             a.info["time"] = time  # ps, as fix ace/uq/watch writes it
+        if p_frame is not None:
+            a.info["p_frame"] = p_frame
         buf = io.StringIO()
         write(buf, a, format="extxyz")
         # One write of the whole frame: a reader never sees half of it.
@@ -155,25 +207,44 @@ class Watch:
         self.max_value = max(self.max_value, float(values.max()))
         above_lower = values > lo
         above_upper = values > up
+        frame = self._frame_rule(values)
+        p_frame = None if frame is None else frame[0]
+        frame_halt = frame is not None and not (frame[0] < frame[1])
         step, time = self._step()
-        if above_upper.any():
+        if above_upper.any() or frame_halt:
             kind = "halt" if self.halt else "candidate"
             if self.dump is not None:
-                self._write(values, above_lower, above_upper, kind, step, time)
+                self._write(values, above_lower, above_upper, kind, step, time, p_frame)
             if self.halt:
-                over = np.flatnonzero(above_upper)
-                k = over[np.argmax(values[over] - up[over])]
-                msg = (
-                    f"halting at step {step}: atom {k} ({self.atoms[k].symbol}) has "
-                    f"{self.quantity} = {values[k]:.6g} above the upper cutoff {up[k]:.6g} "
-                    f"({int(above_upper.sum())} atoms above upper, {int(above_lower.sum())} "
-                    "above lower)"
-                )
+                if above_upper.any():
+                    over = np.flatnonzero(above_upper)
+                    k = over[np.argmax(values[over] - up[over])]
+                    msg = (
+                        f"halting at step {step}: atom {k} ({self.atoms[k].symbol}) has "
+                        f"{self.quantity} = {values[k]:.6g} above the upper cutoff {up[k]:.6g} "
+                        f"({int(above_upper.sum())} atoms above upper, "
+                        f"{int(above_lower.sum())} above lower)"
+                    )
+                else:
+                    k = int(np.argmax(values))
+                    msg = (
+                        f"halting at step {step}: P(some atom errs above e_max) = "
+                        f"{frame[0]:.6g} >= {frame[1]:.3g} (frame rule); no atom is above its "
+                        f"upper cutoff, the largest {self.quantity} is {values[k]:.6g} (atom "
+                        f"{k}; {int(above_lower.sum())} atoms above lower)"
+                    )
                 if self.dump is not None:
                     msg += f"; frame written to {self.dump}"
-                self.halted = Extrapolation(msg, step, int(k), float(values[k]), float(up[k]))
+                self.halted = Extrapolation(
+                    msg,
+                    step,
+                    int(k),
+                    float(values[k]),
+                    float(up[k]),
+                    math.nan if p_frame is None else p_frame,
+                )
                 if self.log is not None:
                     print(f"aceuq.Watch: {msg}", file=self.log)
                 raise self.halted
         elif above_lower.any() and self.dump is not None:
-            self._write(values, above_lower, above_upper, "candidate", step, time)
+            self._write(values, above_lower, above_upper, "candidate", step, time, p_frame)

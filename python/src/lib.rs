@@ -168,6 +168,45 @@ impl Model {
             .map(aceuq::potential::calibration_note))
     }
 
+    /// The frame rule of `fix ace/uq/watch ... upper auto`: `(log_calm, p_halt)` with `log_calm`
+    /// the sum over the atoms (`symbols`, their `values` of `method`) of `ln(1 - P(e > e_max |
+    /// u))` under each species' calibrated error scale s(u), so that `1 - exp(log_calm)` is the
+    /// probability that some atom errs above e_max; the frame halts when that reaches `p_halt`.
+    /// None if a species present has no fitted s(u) (not calibrated, or the ratio rule).
+    fn frame_log_calm(
+        &self,
+        method: &str,
+        symbols: Vec<String>,
+        values: Vec<f64>,
+    ) -> PyResult<Option<(f64, f64)>> {
+        let m = self::method(method)?;
+        if symbols.len() != values.len() {
+            return Err(PyValueError::new_err(format!(
+                "{} symbols but {} values",
+                symbols.len(),
+                values.len()
+            )));
+        }
+        let mut conds = vec![None; self.pot.model.species.len()];
+        for (s, c) in conds.iter_mut().enumerate() {
+            *c = self
+                .pot
+                .stored_calibration(m, s, None)
+                .and_then(|c| c.conditional.as_ref());
+        }
+        let (mut sum, mut p_halt) = (0.0, None);
+        for (sym, &v) in symbols.iter().zip(&values) {
+            let Some(c) = conds[self.species_index(sym)?] else {
+                return Ok(None);
+            };
+            sum += c.log_calm(v);
+            p_halt = Some(c.p_halt);
+        }
+        // With no atoms the probability is 0 whatever p_halt: report any species' p_halt.
+        let p_halt = p_halt.or_else(|| conds.iter().flatten().map(|c| c.p_halt).next());
+        Ok(p_halt.map(|p| (sum, p)))
+    }
+
     /// Energies, forces, virial and the uncertainties `methods` of one structure.
     ///
     /// `positions`: float64 little-endian bytes, `[n][3]` Å; `cell`: lattice vectors as rows (Å)

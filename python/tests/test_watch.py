@@ -1,6 +1,7 @@
 """aceuq.Watch in ASE dynamics: candidates above the lower cutoff, a halt above the upper one,
 frames that aceuq select reads (halt frames left out), and the Python example end to end."""
 
+import io
 import subprocess
 import sys
 
@@ -69,6 +70,87 @@ def test_watch_without_upper_never_halts_and_gamma_local_uses_clusters(li_model,
     assert np.isinf(up).all()
     for f in frames:
         assert set(np.unique(f.arrays["cluster"])) <= {0, 1}
+
+
+def _run_watch(model, upper, path, steps=3000):
+    a = hot_bcc(model)
+    dyn = VelocityVerlet(a, 2 * units.fs)
+    log = io.StringIO()
+    watch = aceuq.Watch(a, "gamma", dump=path, upper=upper, dyn=dyn, log=log)
+    dyn.attach(watch, interval=5)
+    try:
+        dyn.run(steps)
+    except aceuq.Extrapolation:
+        pass
+    return watch, log.getvalue()
+
+
+def test_watch_frame_rule_as_fix_ace_uq_watch(li_model, tmp_path):
+    """upper='auto' applies the frame rule of fix ace/uq/watch when the calibration has a fitted
+    error scale: it halts no later than upper='atom' on the same (deterministic) trajectory and
+    at the same step as upper='frame'; every frame written carries p_frame, below p_halt for
+    candidates, and a halt has p_frame >= p_halt or an atom above its upper cutoff. The
+    probability is recomputed here from the frame's own values and the model's stored relation.
+    Calibrated for an error limit of 0.25 eV/Å, which this small model's gamma reaches for no
+    single atom (upper cutoff inf) but the hot crystal's atoms together do: a halt by the frame
+    rule alone."""
+    model = aceuq.calibrate(
+        li_model.path, DATA / "valid.xyz", out=tmp_path / "m.aceuq", pool_size=2000,
+        max_error=0.25, methods="gamma",
+    )
+    runs = {}
+    for upper in ["atom", "auto", "frame"]:
+        watch, log = _run_watch(model, upper, tmp_path / f"{upper}.xyz")
+        runs[upper] = (watch, log)
+    atom, auto, frame = runs["atom"][0], runs["auto"][0], runs["frame"][0]
+    assert "(frame rule)" in runs["auto"][1] and "(frame rule)" not in runs["atom"][1]
+    assert auto.halted is not None, runs["auto"][1][-2000:]
+    assert frame.halted is not None and frame.halted.step == auto.halted.step
+    assert atom.halted is None and "will not halt on it" in runs["atom"][1]
+    assert "(frame rule); no atom is above its upper cutoff" in str(auto.halted)
+    frames = read(tmp_path / "auto.xyz", index=":")
+    assert frames and all("p_frame" in f.info for f in frames)
+    assert all("p_frame" not in f.info for f in read(tmp_path / "atom.xyz", index=":"))
+    p_halt = None
+    for f in frames:
+        r = model.frame_log_calm("gamma", f.get_chemical_symbols(), list(f.arrays["gamma"]))
+        assert r is not None
+        p, p_halt = -np.expm1(r[0]), r[1]
+        # The frame holds gamma to 8 decimals: the recomputed probability agrees closely.
+        assert abs(p - f.info["p_frame"]) <= 1e-5 * max(p, 1e-300) + 1e-12, (p, f.info)
+        if f.info["config_type"] == "halt":
+            assert f.info["p_frame"] >= p_halt or f.info["n_above_upper"] >= 1
+        else:
+            assert f.info["p_frame"] < p_halt and f.info["n_above_upper"] == 0
+    assert frames[-1].info["config_type"] == "halt"
+    assert auto.halted.p_frame == frames[-1].info["p_frame"]
+    # Per-atom terms add: two halves of the halt frame sum to the whole.
+    last = frames[-1]
+    sym, g = last.get_chemical_symbols(), list(last.arrays["gamma"])
+    h = len(g) // 2
+    whole = model.frame_log_calm("gamma", sym, g)[0]
+    parts = model.frame_log_calm("gamma", sym[:h], g[:h])[0] + model.frame_log_calm(
+        "gamma", sym[h:], g[h:]
+    )[0]
+    assert abs(whole - parts) <= 1e-12 * abs(whole) + 1e-300
+
+
+def test_watch_frame_rule_needs_a_fitted_error_scale(li_model, tmp_path):
+    """With the seeds' ratio rule there is no s(u): upper='auto' halts on single atoms and says
+    so, upper='frame' is a ValueError naming the way out."""
+    ratio = aceuq.calibrate(
+        li_model.path, DATA / "valid.xyz", out=tmp_path / "ratio.aceuq", pool_size=2000,
+        upper_rule="ratio", methods="gamma",
+    )
+    a = hot_bcc(ratio)
+    log = io.StringIO()
+    watch = aceuq.Watch(a, "gamma", upper="auto", log=log)
+    watch()
+    assert "halts on single atoms only" in log.getvalue()
+    with pytest.raises(ValueError, match="upper='atom'"):
+        aceuq.Watch(a, "gamma", upper="frame", log=None)()
+    with pytest.raises(ValueError, match="upper must be"):
+        aceuq.Watch(a, "gamma", upper="sometimes")
 
 
 def test_watch_refuses_a_quantity_the_calculator_does_not_compute(li_model):

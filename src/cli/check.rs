@@ -176,8 +176,8 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
                  single threshold on the frames' largest u / u_c shows what the method itself \
                  can separate, whatever the cutoff rule; the frame rule row halts a frame when \
                  1 - prod_i (1 - P(e_i > e_max | u_i)) over its atoms reaches p_halt or an \
-                 atom is above its upper cutoff (the watch's upper frame; upper auto halts on \
-                 single atoms only)",
+                 atom is above its upper cutoff (what the watch does by default, upper auto; the \
+                 'all' row is upper atom, single atoms only)",
                 r.e_max,
                 r.e_max / 3.0,
                 r.e_max

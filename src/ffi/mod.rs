@@ -1303,8 +1303,8 @@ pub unsafe extern "C" fn aceuq_model_uq_frame_log_calm(
                     aceuq_status_t::ACEUQ_STATUS_MISSING,
                     format!(
                         "the calibration of '{}' for {} has no fitted error scale s(u) (not \
-                         calibrated, or with --upper-rule ratio): run `aceuq calibrate` with the \
-                         default upper rule, or use upper auto",
+                         calibrated, or with --upper-rule ratio; `aceuq calibrate` with the \
+                         default upper rule fits one)",
                         m.name(),
                         h.species()[s]
                     ),
