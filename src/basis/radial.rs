@@ -25,7 +25,7 @@ pub struct RadialBasis {
 impl RadialBasis {
     /// Values `g[n]` and derivatives `dg[n] = d g_n / d r` (Å⁻¹) for `n < nmax`; both slices must
     /// have length at least `nmax`. Zero at and beyond the cutoff.
-    #[inline]
+    #[inline(always)]
     pub fn eval(&self, r: f64, g: &mut [f64], dg: &mut [f64]) {
         let n = self.nmax;
         if r >= self.rc {

@@ -87,6 +87,7 @@ impl SphHarm {
     }
 
     /// Fill `q[tri(l,m)] = Q_l^m(z)` for all l <= lmax, m <= l.
+    #[inline(always)]
     fn legendre(&mut self, z: f64) {
         let (q, ra, rb) = (&mut self.q, &self.ra, &self.rb);
         let mut qmm = 1.0; // Q_m^m = (2m-1)!!
@@ -106,6 +107,7 @@ impl SphHarm {
     }
 
     /// Fill `(x + i y)^m` for m = 0..=lmax.
+    #[inline(always)]
     fn powers(&mut self, x: f64, y: f64) {
         self.c[0] = 1.0;
         self.s[0] = 0.0;
@@ -146,7 +148,7 @@ impl SphHarm {
     /// the components of `u = r/|r|` treated as independent. The gradient with respect to `r` is
     /// [`project`]`(g, u, 1/|r|)`; since projection is linear, a caller that only needs
     /// `sum_k t_k ∇Y_k` can contract first and project once. Returns `(u, 1/|r|)`.
-    #[inline]
+    #[inline(always)]
     pub fn eval_raw_grad(
         &mut self,
         r: [f64; 3],

@@ -784,3 +784,46 @@ fn ridge_reads_auto_or_a_number_and_refuses_anything_else() {
     let text = toml::to_string(&stored).unwrap();
     assert!(text.contains("ridge = 0.001"), "{text}");
 }
+
+/// The AVX2 + FMA build of the per-atom evaluation (`atom_energy_grad_avx2`) and the portable
+/// one (`atom_energy_grad_body`) give the same energy, gradients and basis vector bit for bit,
+/// for a basis with every angular degree up to 4 (the default's) and a small one: what makes
+/// the kernel families of the LAMMPS bench interchangeable. It fails if the two builds ever
+/// round differently (code that differs by target feature, or a reordered sum).
+#[test]
+fn vector_build_equals_portable_build_bit_for_bit() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !crate::simd::cpu_features().avx2_fma() {
+            eprintln!("no AVX2 + FMA on this CPU: nothing to compare");
+            return;
+        }
+        for cfg in [crate::basis::BasisConfig::default(), small_cfg()] {
+            let model = random_model(&["Al", "Mg"], &cfg, 5);
+            let s = random_structure(&["Al", "Mg"], 2, 17, true);
+            let sp = model.map_species(&s).unwrap();
+            let nl = crate::neighbors::build(&s, model.max_cutoff()).unwrap();
+            let mut ws = Workspace::new(&model);
+            for i in 0..s.len() {
+                let si = sp[i] as usize;
+                let r = nl.range(i);
+                let rij: Vec<[f64; 3]> = nl.rij[r.clone()].to_vec();
+                let sj: Vec<u16> = nl.j[r].iter().map(|&j| sp[j as usize]).collect();
+                let m = model.nfuncs(si);
+                let (mut b1, mut b2) = (vec![f64::NAN; m], vec![f64::NAN; m]);
+                let mut g1 = vec![[0.0; 3]; rij.len()];
+                let mut g2 = g1.clone();
+                let e1 =
+                    model.atom_energy_grad_body(&mut ws, si, &rij, &sj, &mut g1, Some(&mut b1));
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                let e2 = unsafe {
+                    model.atom_energy_grad_avx2(&mut ws, si, &rij, &sj, &mut g2, Some(&mut b2))
+                };
+                assert_eq!(e1.to_bits(), e2.to_bits(), "atom {i}");
+                assert_eq!(g1, g2, "atom {i}");
+                let same = b1.iter().zip(&b2).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "atom {i}: basis vectors differ");
+            }
+        }
+    }
+}
