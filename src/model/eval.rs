@@ -29,6 +29,11 @@ pub struct Workspace {
     rn: Vec<f64>,
     /// Unit vector to each neighbour.
     un: Vec<[f64; 3]>,
+    /// Per neighbour: the radial basis's two angles (`[arg, θ]`), then their sines and cosines
+    /// (`[sin arg, cos arg, sin θ, cos θ]`), and `dθ/dr`.
+    ang: Vec<[f64; 2]>,
+    trig: Vec<[f64; 4]>,
+    dth: Vec<f64>,
     g: Vec<f64>,
     dg: Vec<f64>,
     y: Vec<f64>,
@@ -81,6 +86,9 @@ impl Workspace {
             dp: vec![0.0; nodes],
             rn: vec![],
             un: vec![],
+            ang: vec![],
+            trig: vec![],
+            dth: vec![],
             g: vec![],
             dg: vec![],
             y: vec![],
@@ -101,6 +109,9 @@ impl Workspace {
         if self.rn.len() < nn {
             self.rn.resize(nn, 0.0);
             self.un.resize(nn, [0.0; 3]);
+            self.ang.resize(nn, [0.0; 2]);
+            self.trig.resize(nn, [0.0; 4]);
+            self.dth.resize(nn, 0.0);
             self.g.resize(nn * self.nmax, 0.0);
             self.dg.resize(nn * self.nmax, 0.0);
             self.y.resize(nn * self.nlm, 0.0);
@@ -328,18 +339,37 @@ impl Model {
         let (nmax, nlm) = (ws.nmax, ws.nlm);
         ws.reserve_neighbors(rij.len());
         ws.a[..lay.len()].fill(0.0);
+        // Distances and the radial basis's angles of every neighbour, then all their sines and
+        // cosines in one branch-free loop (vectorised), then the rest per neighbour.
+        let nn = rij.len();
         for (k, (r, &z)) in rij.iter().zip(sj).enumerate() {
-            let z = z as usize;
-            let rb = &self.radial[si * ns + z];
+            let rb = &self.radial[si * ns + z as usize];
             let rn = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt();
             if rn >= rb.rc || rn == 0.0 {
                 ws.rn[k] = 0.0;
+                ws.ang[k] = [0.0; 2];
                 continue;
             }
             ws.rn[k] = rn;
+            let (arg, theta, dtheta) = rb.angles(rn);
+            ws.ang[k] = [arg, theta];
+            ws.dth[k] = dtheta;
+        }
+        for (t, &[arg, theta]) in ws.trig[..nn].iter_mut().zip(&ws.ang[..nn]) {
+            let (sa, ca) = crate::basis::radial::sin_cos_0_pi(arg);
+            let (st, ct) = crate::basis::radial::sin_cos_0_pi(theta);
+            *t = [sa, ca, st, ct];
+        }
+        for (k, (r, &z)) in rij.iter().zip(sj).enumerate() {
+            let z = z as usize;
+            let rb = &self.radial[si * ns + z];
+            if ws.rn[k] == 0.0 {
+                continue;
+            }
             let g = &mut ws.g[k * nmax..(k + 1) * nmax];
             let dg = &mut ws.dg[k * nmax..(k + 1) * nmax];
-            rb.eval(rn, g, dg);
+            let [sa, ca, st, ct] = ws.trig[k];
+            rb.eval_trig((sa, ca), (st, ct), ws.dth[k], g, dg);
             let y = &mut ws.y[k * nlm..(k + 1) * nlm];
             let dy = &mut ws.dy[k * nlm..(k + 1) * nlm];
             ws.un[k] = ws.sph.eval_raw_grad(*r, y, dy).0;
