@@ -455,10 +455,16 @@ void FixAceUqWatch::report_calibration(aceuq_model_t *h, const std::vector<int> 
   // Watched entries without an upper cutoff: "Li (reason)" or "Li clusters 0 2 (reason)".
   std::vector<std::string> missing;
   int n_entries = 0, n_missing = 0;
-  // With upper frame every species has a fitted s(u) (checked in init): an entry without an
-  // upper cutoff can still halt its frames.
-  for (int s = 0; s < ns && upper_auto && !upper_frame; s++) {
+  // With the frame rule (every species has a fitted s(u), checked in init) an entry without an
+  // upper cutoff can still halt its frames, unless its uncertainty saturates so low that more
+  // atoms than the run has would be needed: only those are reported.
+  for (int s = 0; s < ns && upper_auto; s++) {
     if (!used[s]) continue;
+    double need = 1.0;
+    if (upper_frame &&
+        aceuq_model_uq_frame_atoms_to_halt(h, method, s, &need) != ACEUQ_STATUS_OK)
+      error->all(FLERR, "fix ace/uq/watch: {}", aceuq_last_error());
+    if (upper_frame && need <= (double) atom->natoms) continue;
     std::vector<int> none;
     if (by_cluster) {
       for (int c = 0; c < ncluster[s]; c++) {
@@ -476,7 +482,13 @@ void FixAceUqWatch::report_calibration(aceuq_model_t *h, const std::vector<int> 
       where += none.size() == 1 ? " cluster" : " clusters";
       for (int c : none) where += fmt::format(" {}", c);
     }
-    const std::string reason = calibration_note(h, method, s, none[0], ACEUQ_NOTE_NO_UPPER);
+    std::string reason = calibration_note(h, method, s, none[0], ACEUQ_NOTE_NO_UPPER);
+    if (upper_frame)
+      reason += fmt::format("{}and the frame rule would need {} atoms at its largest "
+                            "uncertainty, this run has {}",
+                            reason.empty() ? "" : "; ",
+                            need < 1e15 ? fmt::format("{:.0f}", need) : std::string("infinitely many"),
+                            atom->natoms);
     missing.push_back(reason.empty() ? where : where + " (" + reason + ")");
   }
 
@@ -731,13 +743,13 @@ void FixAceUqWatch::check()
     if (halted_now && halt_mode != HALT_NO && !forced_timeout && !rerun_mode) {
       if (halt_mode == HALT_ERROR)
         error->all(FLERR,
-                   "fix ace/uq/watch: step {} is the configuration that was above the upper "
-                   "cutoff",
+                   "fix ace/uq/watch: step {} is the configuration that halted the watch "
+                   "(above the upper cutoff, or by the frame rule)",
                    update->ntimestep);
       if (comm->me == 0 && rehalt_reported != last_fingerprint)
         utils::logmesg(lmp,
                        "fix ace/uq/watch: step {} is the configuration that halted (above the "
-                       "upper cutoff): this run stops too, and so will any run starting here; "
+                       "upper cutoff, or by the frame rule): this run stops too, and so will any run starting here; "
                        "to go on, unfix the watch, use halt no, or start from another "
                        "configuration\n",
                        update->ntimestep);
@@ -856,8 +868,11 @@ void FixAceUqWatch::check()
   if (halting) {
     halted_step = update->ntimestep;
     if (halt_mode == HALT_ERROR)
-      error->all(FLERR, "fix ace/uq/watch: {} above the upper cutoff at step {} (see the log)",
-                 PairAceUq::method_name(method), update->ntimestep);
+      error->all(FLERR, "fix ace/uq/watch: {} {} at step {} (see the log)",
+                 PairAceUq::method_name(method),
+                 global[2] > 0.0 ? "above the upper cutoff"
+                                 : "likely to err above e_max somewhere (upper frame)",
+                 update->ntimestep);
     stop_run("the watch stops at this frame");
   }
 }

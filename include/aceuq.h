@@ -366,7 +366,9 @@ aceuq_status_t aceuq_model_uq_cutoffs(const aceuq_model_t *model,
 // `ln(1 - P(e > e_max | u))` under each species' calibrated error scale s(u) (the conditional
 // upper rule of `aceuq calibrate`), so that `1 - exp(sum)` is the probability that some atom
 // errs above e_max (atoms independent); `*p_halt` is the calibration's halting probability
-// (halt when `1 - exp(sum) >= p_halt`; sums of several ranks add). A NaN value gives a NaN sum.
+// (halt when `1 - exp(sum) >= p_halt`; sums of several ranks add): the smallest over the
+// model's species with a fitted error scale, whatever atoms are given, so that every MPI rank
+// compares with the same number. A NaN value gives a NaN sum.
 //
 // `ACEUQ_STATUS_MISSING` if a species present has no fitted error scale for `method` (not
 // calibrated, or with the seeds' ratio rule); `ACEUQ_STATUS_INVALID_ARGUMENT` for a method or
@@ -382,6 +384,20 @@ aceuq_status_t aceuq_model_uq_frame_log_calm(const aceuq_model_t *model,
                                              const double *values,
                                              double *log_calm,
                                              double *p_halt);
+
+// The fewest atoms of species `species` that can make the frame rule of `method` halt (see
+// [`aceuq_model_uq_frame_log_calm`]): 1 when one atom can, more for a method whose uncertainty
+// saturates below its upper cutoff (a GP: the atoms at the supremum whose probabilities together
+// reach p_halt), +inf when none can. The watch compares it with the atoms it watches, to warn
+// when an entry without an upper cutoff cannot halt the run through its frames either.
+// `ACEUQ_STATUS_MISSING` without a fitted error scale, as `aceuq_model_uq_frame_log_calm`.
+//
+// # Safety
+// `model` must be a valid handle; `atoms` writable.
+aceuq_status_t aceuq_model_uq_frame_atoms_to_halt(const aceuq_model_t *model,
+                                                  int32_t method,
+                                                  int32_t species,
+                                                  double *atoms);
 
 // Number of `gamma_local` clusters of species `species` (the clusters of its clustered local
 // active sets; cluster indices are `0 .. *out`). `ACEUQ_STATUS_MISSING` if the model has no

@@ -635,29 +635,47 @@ fn a_quantity_without_an_upper_cutoff_is_reported_with_a_method_that_halts() {
     assert_eq!(r.count("it saturates at 1.5000e0"), 1, "{}", r.output);
     assert!(!r.output.contains("halting at step"));
 
-    // The same model with `upper auto`: gamma_local has a fitted (saturating) error scale, so
-    // the frame rule is used and no warning is due; gamma was calibrated with the ratio rule (no
-    // error scale), so its watch halts on single atoms and the settings line gives the reason.
-    for (quantity, expect) in [
-        ("gamma_local", "(upper frame)".to_string()),
-        (
-            "gamma",
-            "halts above upper (single atoms only: the calibration of 'gamma' for Li has no \
-             fitted error scale s(u)"
-                .to_string(),
-        ),
+    // `upper auto` uses the frame rule where the calibration has a fitted error scale. gamma_local
+    // has one, but it saturates at s(1.5) = 0.17 eV/Å: P(e > 1 eV/Å) per atom is so small that
+    // the frame rule would need millions of atoms, so the warning is still due and says so (a
+    // frame-capable entry the frame rule can halt is not reported: `upper_frame_halts_...`).
+    // gamma was calibrated with the ratio rule (no error scale): single atoms only, said in the
+    // settings line; with its finite upper cutoff no warning, with an infinite one the warning.
+    let mut ratio_inf = model.clone();
+    for c in ratio_inf
+        .uq
+        .calibration
+        .iter_mut()
+        .filter(|c| c.method == "gamma")
+    {
+        c.u_max = f64::INFINITY;
+    }
+    let fallback = "halts above upper (single atoms only: the calibration of 'gamma' for Li has \
+                    no fitted error scale s(u)";
+    for (case, m, quantity, expect, warned) in [
+        ("local", &model, "gamma_local", "(upper frame)", true),
+        ("ratio", &model, "gamma", fallback, false),
+        ("ratio_inf", &ratio_inf, "gamma", fallback, true),
     ] {
-        let dir = workdir(SUITE, &format!("no_upper_auto_{quantity}"));
-        save_model(&model, &dir, "model.aceuq");
+        let dir = workdir(SUITE, &format!("no_upper_auto_{case}"));
+        save_model(m, &dir, "model.aceuq");
         write_data(frame, &["Li"], &dir, "data.lmp");
         let watch = format!(
             "fix watch all ace/uq/watch 10 quantity {quantity} lower auto upper auto halt yes"
         );
         let input = heat_input(&watch, "").replace("run 30000", "run 0");
         let r = run_lammps_in(&s, &dir, &input, None, None);
-        r.assert_ok(quantity);
-        r.assert_contains(&expect, quantity);
-        assert!(!r.output.contains("has no upper cutoff"), "{}", r.output);
+        r.assert_ok(case);
+        r.assert_contains(expect, case);
+        let warning = format!("WARNING: fix ace/uq/watch: {quantity} has no upper cutoff for Li");
+        assert_eq!(r.output.contains(&warning), warned, "{case}: {}", r.output);
+        if case == "local" {
+            r.assert_contains(
+                "and the frame rule would need ",
+                "the warning says how many atoms the frame rule would need",
+            );
+            r.assert_contains("atoms at its largest uncertainty, this run has 250)", case);
+        }
     }
     // `upper frame` insists on the error scale: an error naming the method, species and way out.
     let dir = workdir(SUITE, "no_upper_frame_ratio");

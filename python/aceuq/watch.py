@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import os
 import sys
 
@@ -87,9 +88,17 @@ class Watch:
         self.max_value = -math.inf
         self.halted = None
         named = isinstance(upper, str) and upper in ("auto", "frame", "atom")
-        if not (upper is None or named or isinstance(upper, (int, float))):
+        number = isinstance(upper, numbers.Real) and not isinstance(upper, bool)
+        if not (upper is None or named or number):
             raise ValueError(
                 f"upper must be 'auto', 'frame', 'atom', a number or None, got {upper!r}"
+            )
+        if named and upper == "frame" and not self._frame_available():
+            raise ValueError(
+                f"upper='frame': the calibration of {quantity} has no fitted error scale s(u) "
+                "for a species present (not calibrated, or with --upper-rule ratio; aceuq "
+                "calibrate with the default upper rule fits one); or watch with upper='atom' "
+                "(single atoms only)"
             )
         self._warned = False
         self._frame_noted = False
@@ -107,9 +116,18 @@ class Watch:
             self._cached = (key, self._lookup_cutoffs())
         return self._cached[1]
 
+    def _named_upper(self, *names):
+        return isinstance(self.upper, str) and self.upper in names
+
+    def _frame_available(self):
+        symbols = self.atoms.get_chemical_symbols()
+        r = self.calc.model.frame_log_calm(self.quantity, symbols, [0.0] * len(symbols))
+        return r is not None
+
     def _lookup_cutoffs(self):
         n = len(self.atoms)
-        auto_upper = self.upper in ("auto", "frame", "atom")
+        auto_upper = self._named_upper("auto", "frame", "atom")
+        frame = self._named_upper("auto", "frame") and self._frame_available()
         if self.lower == "auto" or auto_upper:
             lo, up = self.calc.cutoffs(self.quantity, self.atoms)
         if self.lower != "auto":
@@ -123,11 +141,22 @@ class Watch:
             for s in sorted(set(symbols)):
                 k = np.flatnonzero(symbols == s)[0]
                 parts.append(f"{s}: lower {lo[k]:.6g} upper {up[k]:.6g}")
-                if self.upper == "atom" and math.isinf(up[k]):
-                    note = self.calc.model.calibration_note(self.quantity, s)
+                if auto_upper and math.isinf(up[k]):
+                    # With the frame rule an entry without an upper cutoff can still halt, unless
+                    # its uncertainty saturates so low that more atoms than these are needed.
+                    need = self.calc.model.frame_atoms_to_halt(self.quantity, s) if frame else None
+                    if need is not None and need <= n:
+                        continue
+                    note = self.calc.model.calibration_note(self.quantity, s) or "none stored"
+                    if need is not None:
+                        many = f"{need:.0f}" if need < 1e15 else "infinitely many"
+                        note += (
+                            f"; and the frame rule would need {many} atoms at its largest "
+                            f"uncertainty, these are {n}"
+                        )
                     print(
                         f"aceuq.Watch: warning: {s} has no upper cutoff for {self.quantity}, "
-                        f"the run will not halt on it ({note or 'none stored'})",
+                        f"the run will not halt on it ({note})",
                         file=self.log,
                     )
             print(f"aceuq.Watch: {self.quantity} [{'; '.join(parts)}]", file=self.log)
@@ -135,7 +164,7 @@ class Watch:
 
     def _frame_rule(self, values):
         """``(p_frame, p_halt)`` of the frame rule, or None when it does not apply."""
-        if self.upper not in ("auto", "frame"):
+        if not self._named_upper("auto", "frame"):
             return None
         symbols = self.atoms.get_chemical_symbols()
         r = self.calc.model.frame_log_calm(self.quantity, symbols, [float(v) for v in values])

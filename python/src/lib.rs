@@ -171,7 +171,8 @@ impl Model {
     /// The frame rule of `fix ace/uq/watch ... upper auto`: `(log_calm, p_halt)` with `log_calm`
     /// the sum over the atoms (`symbols`, their `values` of `method`) of `ln(1 - P(e > e_max |
     /// u))` under each species' calibrated error scale s(u), so that `1 - exp(log_calm)` is the
-    /// probability that some atom errs above e_max; the frame halts when that reaches `p_halt`.
+    /// probability that some atom errs above e_max; the frame halts when that reaches `p_halt`
+    /// (the smallest over the model's species with a fitted s(u), as the LAMMPS fix uses it).
     /// None if a species present has no fitted s(u) (not calibrated, or the ratio rule).
     fn frame_log_calm(
         &self,
@@ -194,17 +195,31 @@ impl Model {
                 .stored_calibration(m, s, None)
                 .and_then(|c| c.conditional.as_ref());
         }
-        let (mut sum, mut p_halt) = (0.0, None);
+        let mut sum = 0.0;
         for (sym, &v) in symbols.iter().zip(&values) {
             let Some(c) = conds[self.species_index(sym)?] else {
                 return Ok(None);
             };
             sum += c.log_calm(v);
-            p_halt = Some(c.p_halt);
         }
-        // With no atoms the probability is 0 whatever p_halt: report any species' p_halt.
-        let p_halt = p_halt.or_else(|| conds.iter().flatten().map(|c| c.p_halt).next());
+        let p_halt = conds
+            .iter()
+            .flatten()
+            .map(|c| c.p_halt)
+            .fold(None, |m: Option<f64>, p| Some(m.map_or(p, |m| m.min(p))));
         Ok(p_halt.map(|p| (sum, p)))
+    }
+
+    /// The fewest atoms of `species` that can make the frame rule of `method` halt: 1 when one
+    /// atom can, more for an uncertainty that saturates below its upper cutoff, inf when none
+    /// can; None without a fitted error scale.
+    fn frame_atoms_to_halt(&self, method: &str, species: &str) -> PyResult<Option<f64>> {
+        let (m, s) = (self::method(method)?, self.species_index(species)?);
+        Ok(self
+            .pot
+            .stored_calibration(m, s, None)
+            .and_then(|c| c.conditional.as_ref())
+            .map(|c| c.atoms_to_halt()))
     }
 
     /// Energies, forces, virial and the uncertainties `methods` of one structure.

@@ -107,6 +107,9 @@ def test_watch_frame_rule_as_fix_ace_uq_watch(li_model, tmp_path):
     assert auto.halted is not None, runs["auto"][1][-2000:]
     assert frame.halted is not None and frame.halted.step == auto.halted.step
     assert atom.halted is None and "will not halt on it" in runs["atom"][1]
+    # No upper cutoff, but an error scale that grows without bound: one atom can halt the frame
+    # rule, so with it there is nothing to warn about.
+    assert "no upper cutoff" not in runs["auto"][1] + runs["frame"][1]
     assert "(frame rule); no atom is above its upper cutoff" in str(auto.halted)
     frames = read(tmp_path / "auto.xyz", index=":")
     assert frames and all("p_frame" in f.info for f in frames)
@@ -148,9 +151,11 @@ def test_watch_frame_rule_needs_a_fitted_error_scale(li_model, tmp_path):
     watch()
     assert "halts on single atoms only" in log.getvalue()
     with pytest.raises(ValueError, match="upper='atom'"):
-        aceuq.Watch(a, "gamma", upper="frame", log=None)()
-    with pytest.raises(ValueError, match="upper must be"):
-        aceuq.Watch(a, "gamma", upper="sometimes")
+        aceuq.Watch(a, "gamma", upper="frame", log=None)  # refused when created
+    for bad in ["sometimes", True]:
+        with pytest.raises(ValueError, match="upper must be"):
+            aceuq.Watch(a, "gamma", upper=bad)
+    aceuq.Watch(a, "gamma", upper=np.float64(3.0), log=None)()  # numpy numbers are numbers
 
 
 def test_watch_refuses_a_quantity_the_calculator_does_not_compute(li_model):

@@ -1252,7 +1252,9 @@ pub unsafe extern "C" fn aceuq_model_uq_cutoffs(
 /// `ln(1 - P(e > e_max | u))` under each species' calibrated error scale s(u) (the conditional
 /// upper rule of `aceuq calibrate`), so that `1 - exp(sum)` is the probability that some atom
 /// errs above e_max (atoms independent); `*p_halt` is the calibration's halting probability
-/// (halt when `1 - exp(sum) >= p_halt`; sums of several ranks add). A NaN value gives a NaN sum.
+/// (halt when `1 - exp(sum) >= p_halt`; sums of several ranks add): the smallest over the
+/// model's species with a fitted error scale, whatever atoms are given, so that every MPI rank
+/// compares with the same number. A NaN value gives a NaN sum.
 ///
 /// `ACEUQ_STATUS_MISSING` if a species present has no fitted error scale for `method` (not
 /// calibrated, or with the seeds' ratio rule); `ACEUQ_STATUS_INVALID_ARGUMENT` for a method or
@@ -1292,7 +1294,6 @@ pub unsafe extern "C" fn aceuq_model_uq_frame_log_calm(
                 .and_then(|c| c.conditional.as_ref());
         }
         let mut sum = 0.0;
-        let mut halt_at = None;
         for (&sp, &v) in species.iter().zip(values) {
             if sp < 0 {
                 continue;
@@ -1311,14 +1312,53 @@ pub unsafe extern "C" fn aceuq_model_uq_frame_log_calm(
                 );
             };
             sum += c.log_calm(v);
-            halt_at = Some(c.p_halt);
         }
-        // With no atom the probability is 0 whatever p_halt; report the first species' (or 0.5).
-        let ph = halt_at
-            .or_else(|| conds.iter().flatten().map(|c| c.p_halt).next())
+        let ph = conds
+            .iter()
+            .flatten()
+            .map(|c| c.p_halt)
+            .fold(None, |m: Option<f64>, p| Some(m.map_or(p, |m| m.min(p))))
             .unwrap_or(0.5);
         put(log_calm, sum, "log_calm")?;
         put(p_halt, ph, "p_halt")
+    })
+}
+
+/// The fewest atoms of species `species` that can make the frame rule of `method` halt (see
+/// [`aceuq_model_uq_frame_log_calm`]): 1 when one atom can, more for a method whose uncertainty
+/// saturates below its upper cutoff (a GP: the atoms at the supremum whose probabilities together
+/// reach p_halt), +inf when none can. The watch compares it with the atoms it watches, to warn
+/// when an entry without an upper cutoff cannot halt the run through its frames either.
+/// `ACEUQ_STATUS_MISSING` without a fitted error scale, as `aceuq_model_uq_frame_log_calm`.
+///
+/// # Safety
+/// `model` must be a valid handle; `atoms` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_uq_frame_atoms_to_halt(
+    model: *const aceuq_model_t,
+    method: i32,
+    species: i32,
+    atoms: *mut f64,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        let m = method_arg(method)?;
+        let s = species_arg(h, species)?;
+        let Some(c) = h
+            .stored_calibration(m, s, None)?
+            .and_then(|c| c.conditional.as_ref())
+        else {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_MISSING,
+                format!(
+                    "the calibration of '{}' for {} has no fitted error scale s(u)",
+                    m.name(),
+                    h.species()[s]
+                ),
+            );
+        };
+        put(atoms, c.atoms_to_halt(), "atoms")
     })
 }
 

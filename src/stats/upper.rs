@@ -111,6 +111,26 @@ impl ConditionalUpper {
         let p = -log_calm.exp_m1();
         (p >= self.p_halt, p)
     }
+
+    /// The fewest atoms of this species that can make the frame rule halt: 1 when one atom can
+    /// (an upper cutoff, or an error scale that grows without bound); for a method that
+    /// saturates at `u_sup`, the atoms at `u_sup` whose probabilities together reach p_halt;
+    /// infinite when even that probability is 0.
+    pub fn atoms_to_halt(&self) -> f64 {
+        let Some(u_sup) = self.u_sup.filter(|_| self.u_max.is_none()) else {
+            return if self.u_max.is_some() || self.scale.b > 0.0 {
+                1.0
+            } else {
+                f64::INFINITY
+            };
+        };
+        let lc = self.log_calm(u_sup);
+        if lc < 0.0 {
+            ((-self.p_halt).ln_1p() / lc).ceil().max(1.0)
+        } else {
+            f64::INFINITY
+        }
+    }
 }
 
 /// Negative Maxwell log-likelihood without constants: sum 3 ln s + e^2 / 2 s^2.
@@ -399,6 +419,47 @@ mod tests {
     use super::*;
     use crate::stats::tests::{draw_gamma, rng};
     use rand_distr::Distribution as _;
+
+    /// The atoms the frame rule needs: 1 with an upper cutoff or an unbounded scale; for a
+    /// saturating method, the n at which n atoms at u_sup reach p_halt, checked against the
+    /// Maxwell tail written out (erfc-free: for x/s = 1/0.17 the series term dominates) and
+    /// against the rule itself (n - 1 atoms stay below p_halt, n reach it); none with b = 0.
+    #[test]
+    fn atoms_to_halt_of_a_saturating_method() {
+        let mut c = ConditionalUpper {
+            scale: ErrorScale {
+                a: 0.02,
+                b: 0.1,
+                k: 1.0,
+            },
+            n_fit: 150,
+            n_high: 0,
+            u_seen_max: 1.4,
+            e_seen_max: 0.1,
+            e_max: 1.0,
+            p_halt: 0.5,
+            s_halt: 0.65,
+            u_sup: Some(1.5),
+            u_max: None,
+            reason: None,
+        };
+        let n = c.atoms_to_halt();
+        // P(e > 1 | s = 0.17) for a Maxwell: sqrt(2/pi) (x/s) exp(-x^2/2s^2) + erfc(x/(sqrt2 s)),
+        // the erfc term ~ exp(-x^2/2s^2) s/x sqrt(2/pi) (1 - ...): a few percent of the first.
+        let (x, sd) = (1.0, 0.17);
+        let lead =
+            (2.0 / std::f64::consts::PI).sqrt() * (x / sd) * (-x * x / (2.0 * sd * sd)).exp();
+        let p = c.scale.p_exceed(1.5, 1.0);
+        assert!(p > lead && p < 1.1 * lead, "{p} vs leading term {lead}");
+        let frame = |k: f64| c.frame_halts(k * c.log_calm(1.5)).0;
+        assert!(n > 1e5 && frame(n) && !frame(n - 1.0), "{n}");
+        c.u_max = Some(3.0);
+        assert_eq!(c.atoms_to_halt(), 1.0);
+        (c.u_max, c.u_sup) = (None, None);
+        assert_eq!(c.atoms_to_halt(), 1.0);
+        c.scale.b = 0.0;
+        assert_eq!(c.atoms_to_halt(), f64::INFINITY);
+    }
 
     /// Pairs drawn from the model itself: the fit recovers s(u), and u_max is where
     /// P(e > e_max | u) = p_halt.
