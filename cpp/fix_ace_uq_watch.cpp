@@ -457,14 +457,20 @@ void FixAceUqWatch::report_calibration(aceuq_model_t *h, const std::vector<int> 
   int n_entries = 0, n_missing = 0;
   // With the frame rule (every species has a fitted s(u), checked in init) an entry without an
   // upper cutoff can still halt its frames, unless its uncertainty saturates so low that more
-  // atoms than the run has would be needed: only those are reported.
+  // atoms of its species than the watch sees would be needed: only those are reported. The
+  // watched atoms per species, summed over ranks (every rank is here: init is collective).
+  std::vector<double> watched(ns, 0.0);
+  if (upper_auto && upper_frame) {
+    std::vector<double> mine(ns, 0.0);
+    for (int i = 0; i < atom->nlocal; i++) {
+      if (!(atom->mask[i] & groupbit)) continue;
+      const int s = pair->species_of_type(atom->type[i]);
+      if (s >= 0 && s < ns) mine[s] += 1.0;
+    }
+    MPI_Allreduce(mine.data(), watched.data(), ns, MPI_DOUBLE, MPI_SUM, world);
+  }
   for (int s = 0; s < ns && upper_auto; s++) {
     if (!used[s]) continue;
-    double need = 1.0;
-    if (upper_frame &&
-        aceuq_model_uq_frame_atoms_to_halt(h, method, s, &need) != ACEUQ_STATUS_OK)
-      error->all(FLERR, "fix ace/uq/watch: {}", aceuq_last_error());
-    if (upper_frame && need <= (double) atom->natoms) continue;
     std::vector<int> none;
     if (by_cluster) {
       for (int c = 0; c < ncluster[s]; c++) {
@@ -476,6 +482,11 @@ void FixAceUqWatch::report_calibration(aceuq_model_t *h, const std::vector<int> 
       if (!(upper[s] < INFINITY)) none.push_back(-1);
     }
     if (none.empty()) continue;
+    double need = 1.0;
+    if (upper_frame &&
+        aceuq_model_uq_frame_atoms_to_halt(h, method, s, &need) != ACEUQ_STATUS_OK)
+      error->all(FLERR, "fix ace/uq/watch: {}", aceuq_last_error());
+    if (upper_frame && need <= watched[s]) continue;
     n_missing += (int) none.size();
     std::string where = species_names[s];
     if (by_cluster && (int) none.size() < ncluster[s]) {
@@ -484,11 +495,12 @@ void FixAceUqWatch::report_calibration(aceuq_model_t *h, const std::vector<int> 
     }
     std::string reason = calibration_note(h, method, s, none[0], ACEUQ_NOTE_NO_UPPER);
     if (upper_frame)
-      reason += fmt::format("{}and the frame rule would need {} atoms at its largest "
-                            "uncertainty, this run has {}",
+      reason += fmt::format("{}the frame rule would need {} {} atoms at its largest uncertainty "
+                            "to halt, the watch sees {:.0f}",
                             reason.empty() ? "" : "; ",
-                            need < 1e15 ? fmt::format("{:.0f}", need) : std::string("infinitely many"),
-                            atom->natoms);
+                            std::isinf(need) ? std::string("infinitely many")
+                                             : fmt::format("{:.3g}", need),
+                            species_names[s], watched[s]);
     missing.push_back(reason.empty() ? where : where + " (" + reason + ")");
   }
 
@@ -831,8 +843,11 @@ void FixAceUqWatch::check()
       error->one(FLERR, "fix ace/uq/watch: upper frame: {}", aceuq_last_error());
     MPI_Allreduce(&lc_local, &lc, 1, MPI_DOUBLE, MPI_SUM, world);
     frame_p = -std::expm1(lc);
-    // NaN (a blown-up atom) halts, as a NaN value above upper does.
-    frame_halt = !(frame_p < frame_p_halt);
+    // NaN (a blown-up atom) halts, as a NaN value above upper does. Every rank has the same sum
+    // and p_halt; the decision is combined all the same, so that no rank can differ.
+    int halt_mine = !(frame_p < frame_p_halt), halt_any = 0;
+    MPI_Allreduce(&halt_mine, &halt_any, 1, MPI_INT, MPI_MAX, world);
+    frame_halt = halt_any != 0;
   }
   MPI_Allreduce(&nlone_local, &nlone_last, 1, MPI_LMP_BIGINT, MPI_SUM, world);
   if (nlone_last > 0 && !lone_reported) {

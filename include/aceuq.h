@@ -386,9 +386,9 @@ aceuq_status_t aceuq_model_uq_frame_log_calm(const aceuq_model_t *model,
                                              double *p_halt);
 
 // The fewest atoms of species `species` that can make the frame rule of `method` halt (see
-// [`aceuq_model_uq_frame_log_calm`]): 1 when one atom can, more for a method whose uncertainty
-// saturates below its upper cutoff (a GP: the atoms at the supremum whose probabilities together
-// reach p_halt), +inf when none can. The watch compares it with the atoms it watches, to warn
+// [`aceuq_model_uq_frame_log_calm`], at its p_halt): 1 when one atom can, more for a method
+// whose uncertainty saturates below its upper cutoff (a GP: the atoms at the supremum whose
+// probabilities together reach p_halt), +inf when no number can. The watch compares it with the atoms it watches, to warn
 // when an entry without an upper cutoff cannot halt the run through its frames either.
 // `ACEUQ_STATUS_MISSING` without a fitted error scale, as `aceuq_model_uq_frame_log_calm`.
 //

@@ -143,17 +143,21 @@ class Watch:
                 parts.append(f"{s}: lower {lo[k]:.6g} upper {up[k]:.6g}")
                 if auto_upper and math.isinf(up[k]):
                     # With the frame rule an entry without an upper cutoff can still halt, unless
-                    # its uncertainty saturates so low that more atoms than these are needed.
+                    # its uncertainty saturates so low that more atoms of its species than
+                    # these are needed.
                     need = self.calc.model.frame_atoms_to_halt(self.quantity, s) if frame else None
-                    if need is not None and need <= n:
+                    count = int((symbols == s).sum())
+                    if need is not None and need <= count:
                         continue
-                    note = self.calc.model.calibration_note(self.quantity, s) or "none stored"
+                    note = self.calc.model.calibration_note(self.quantity, s)
                     if need is not None:
-                        many = f"{need:.0f}" if need < 1e15 else "infinitely many"
-                        note += (
-                            f"; and the frame rule would need {many} atoms at its largest "
-                            f"uncertainty, these are {n}"
+                        many = "infinitely many" if math.isinf(need) else f"{need:.3g}"
+                        rule = (
+                            f"the frame rule would need {many} {s} atoms at its largest "
+                            f"uncertainty to halt, the watch sees {count}"
                         )
+                        note = f"{note}; {rule}" if note else rule
+                    note = note or "none stored"
                     print(
                         f"aceuq.Watch: warning: {s} has no upper cutoff for {self.quantity}, "
                         f"the run will not halt on it ({note})",

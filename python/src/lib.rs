@@ -215,11 +215,16 @@ impl Model {
     /// can; None without a fitted error scale.
     fn frame_atoms_to_halt(&self, method: &str, species: &str) -> PyResult<Option<f64>> {
         let (m, s) = (self::method(method)?, self.species_index(species)?);
-        Ok(self
-            .pot
-            .stored_calibration(m, s, None)
-            .and_then(|c| c.conditional.as_ref())
-            .map(|c| c.atoms_to_halt()))
+        let relation = |k: usize| {
+            self.pot
+                .stored_calibration(m, k, None)
+                .and_then(|c| c.conditional.as_ref())
+        };
+        // At the p_halt the frame rule uses: the smallest of the model's species.
+        let p_halt = (0..self.pot.model.species.len())
+            .filter_map(|k| relation(k).map(|c| c.p_halt))
+            .fold(f64::INFINITY, f64::min);
+        Ok(relation(s).map(|c| c.atoms_to_halt(p_halt)))
     }
 
     /// Energies, forces, virial and the uncertainties `methods` of one structure.

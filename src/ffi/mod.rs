@@ -1325,9 +1325,9 @@ pub unsafe extern "C" fn aceuq_model_uq_frame_log_calm(
 }
 
 /// The fewest atoms of species `species` that can make the frame rule of `method` halt (see
-/// [`aceuq_model_uq_frame_log_calm`]): 1 when one atom can, more for a method whose uncertainty
-/// saturates below its upper cutoff (a GP: the atoms at the supremum whose probabilities together
-/// reach p_halt), +inf when none can. The watch compares it with the atoms it watches, to warn
+/// [`aceuq_model_uq_frame_log_calm`], at its p_halt): 1 when one atom can, more for a method
+/// whose uncertainty saturates below its upper cutoff (a GP: the atoms at the supremum whose
+/// probabilities together reach p_halt), +inf when no number can. The watch compares it with the atoms it watches, to warn
 /// when an entry without an upper cutoff cannot halt the run through its frames either.
 /// `ACEUQ_STATUS_MISSING` without a fitted error scale, as `aceuq_model_uq_frame_log_calm`.
 ///
@@ -1358,7 +1358,17 @@ pub unsafe extern "C" fn aceuq_model_uq_frame_atoms_to_halt(
                 ),
             );
         };
-        put(atoms, c.atoms_to_halt(), "atoms")
+        // The p_halt the watch compares with: the smallest of the model's species.
+        let p_halt = (0..h.species().len())
+            .filter_map(|k| {
+                h.stored_calibration(m, k, None)
+                    .ok()
+                    .flatten()
+                    .and_then(|c| c.conditional.as_ref())
+                    .map(|c| c.p_halt)
+            })
+            .fold(c.p_halt, f64::min);
+        put(atoms, c.atoms_to_halt(p_halt), "atoms")
     })
 }
 

@@ -101,32 +101,40 @@ pub struct ConditionalUpper {
 impl ConditionalUpper {
     /// `ln(1 - P(e > e_max | u))`: an atom's share of the log-probability that no atom of a
     /// frame errs above e_max (the frame rule halts when `1 - exp(sum) >= p_halt`).
+    /// NaN for a NaN `u` (a blown-up structure: the frame rule then halts).
     pub fn log_calm(&self, u: f64) -> f64 {
+        if u.is_nan() {
+            return f64::NAN;
+        }
         (-self.scale.p_exceed(u, self.e_max)).ln_1p()
     }
 
     /// Whether a frame whose atoms' [`ConditionalUpper::log_calm`] sum to `log_calm` halts by
     /// the frame rule, and its probability of an error above e_max.
+    /// An undefined probability (a NaN uncertainty) halts.
     pub fn frame_halts(&self, log_calm: f64) -> (bool, f64) {
         let p = -log_calm.exp_m1();
-        (p >= self.p_halt, p)
+        (!(p < self.p_halt), p)
     }
 
-    /// The fewest atoms of this species that can make the frame rule halt: 1 when one atom can
-    /// (an upper cutoff, or an error scale that grows without bound); for a method that
-    /// saturates at `u_sup`, the atoms at `u_sup` whose probabilities together reach p_halt;
-    /// infinite when even that probability is 0.
-    pub fn atoms_to_halt(&self) -> f64 {
-        let Some(u_sup) = self.u_sup.filter(|_| self.u_max.is_none()) else {
-            return if self.u_max.is_some() || self.scale.b > 0.0 {
-                1.0
-            } else {
-                f64::INFINITY
-            };
+    /// The fewest atoms of this species that can make the frame rule halt at `p_halt` (the
+    /// watch compares with the smallest p_halt of the model's species, at most this relation's
+    /// own): 1 when one atom can (an upper cutoff, or an error scale that grows without bound);
+    /// otherwise the atoms at the largest uncertainty the method reaches (`u_sup` when it
+    /// saturates, any u when s does not grow) whose probabilities together reach p_halt;
+    /// infinite when that probability is 0.
+    pub fn atoms_to_halt(&self, p_halt: f64) -> f64 {
+        if self.u_max.is_some() {
+            return 1.0;
+        }
+        let u_top = match self.u_sup {
+            Some(u) => u,
+            None if self.scale.b > 0.0 => return 1.0,
+            None => 0.0,
         };
-        let lc = self.log_calm(u_sup);
+        let lc = self.log_calm(u_top);
         if lc < 0.0 {
-            ((-self.p_halt).ln_1p() / lc).ceil().max(1.0)
+            ((-p_halt).ln_1p() / lc).ceil().max(1.0)
         } else {
             f64::INFINITY
         }
@@ -443,7 +451,7 @@ mod tests {
             u_max: None,
             reason: None,
         };
-        let n = c.atoms_to_halt();
+        let n = c.atoms_to_halt(c.p_halt);
         // P(e > 1 | s = 0.17) for a Maxwell: sqrt(2/pi) (x/s) exp(-x^2/2s^2) + erfc(x/(sqrt2 s)),
         // the erfc term ~ exp(-x^2/2s^2) s/x sqrt(2/pi) (1 - ...): a few percent of the first.
         let (x, sd) = (1.0, 0.17);
@@ -453,12 +461,21 @@ mod tests {
         assert!(p > lead && p < 1.1 * lead, "{p} vs leading term {lead}");
         let frame = |k: f64| c.frame_halts(k * c.log_calm(1.5)).0;
         assert!(n > 1e5 && frame(n) && !frame(n - 1.0), "{n}");
+        // A smaller p_halt (another species') needs fewer atoms.
+        assert!(c.atoms_to_halt(0.1) < n);
         c.u_max = Some(3.0);
-        assert_eq!(c.atoms_to_halt(), 1.0);
+        assert_eq!(c.atoms_to_halt(0.5), 1.0);
         (c.u_max, c.u_sup) = (None, None);
-        assert_eq!(c.atoms_to_halt(), 1.0);
-        c.scale.b = 0.0;
-        assert_eq!(c.atoms_to_halt(), f64::INFINITY);
+        assert_eq!(c.atoms_to_halt(0.5), 1.0);
+        // s constant at a: every atom has the same probability.
+        (c.scale.a, c.scale.b) = (0.25, 0.0);
+        let n = c.atoms_to_halt(0.5);
+        assert!(n.is_finite() && c.frame_halts(n * c.log_calm(0.0)).0, "{n}");
+        assert!(!c.frame_halts((n - 1.0) * c.log_calm(0.0)).0, "{n}");
+        c.scale.a = 0.0;
+        assert_eq!(c.atoms_to_halt(0.5), f64::INFINITY);
+        // A NaN uncertainty makes the frame's probability undefined, and that halts.
+        assert!(c.log_calm(f64::NAN).is_nan() && c.frame_halts(f64::NAN).0);
     }
 
     /// Pairs drawn from the model itself: the fit recovers s(u), and u_max is where
