@@ -880,14 +880,27 @@ fn calibration_notes_through_the_abi() {
     let mut atoms = 0.0;
     // SAFETY: valid handle and output.
     unsafe {
-        assert_eq!(aceuq_model_uq_frame_atoms_to_halt(h, gli, 0, &mut atoms), ok);
-        let want = pot.uq.calibration[0].conditional.as_ref().unwrap().atoms_to_halt(0.5);
-        assert!(atoms == want && atoms > 1e6 && atoms.is_finite(), "{atoms} vs {want}");
+        assert_eq!(
+            aceuq_model_uq_frame_atoms_to_halt(h, gli, 0, &mut atoms),
+            ok
+        );
+        let want = pot.uq.calibration[0]
+            .conditional
+            .as_ref()
+            .unwrap()
+            .atoms_to_halt(0.5);
+        assert!(
+            atoms == want && atoms > 1e6 && atoms.is_finite(),
+            "{atoms} vs {want}"
+        );
         assert_eq!(
             aceuq_model_uq_frame_atoms_to_halt(h, gli, 1, &mut atoms),
             aceuq_status_t::ACEUQ_STATUS_MISSING
         );
-        assert_eq!(aceuq_model_uq_frame_atoms_to_halt(h, gli, 7, &mut atoms), inval);
+        assert_eq!(
+            aceuq_model_uq_frame_atoms_to_halt(h, gli, 7, &mut atoms),
+            inval
+        );
     }
     // Cluster 0 falls back to the species entry; cluster 1 has its own.
     assert_eq!(note(gli, 0, 0, summary, 512).1, full);
