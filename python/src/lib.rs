@@ -202,11 +202,7 @@ impl Model {
             };
             sum += c.log_calm(v);
         }
-        let p_halt = conds
-            .iter()
-            .flatten()
-            .map(|c| c.p_halt)
-            .fold(None, |m: Option<f64>, p| Some(m.map_or(p, |m| m.min(p))));
+        let p_halt = aceuq::stats::upper::frame_p_halt(conds.iter().copied());
         Ok(p_halt.map(|p| (sum, p)))
     }
 
@@ -220,11 +216,10 @@ impl Model {
                 .stored_calibration(m, k, None)
                 .and_then(|c| c.conditional.as_ref())
         };
-        // At the p_halt the frame rule uses: the smallest of the model's species.
-        let p_halt = (0..self.pot.model.species.len())
-            .filter_map(|k| relation(k).map(|c| c.p_halt))
-            .fold(f64::INFINITY, f64::min);
-        Ok(relation(s).map(|c| c.atoms_to_halt(p_halt)))
+        // At the p_halt the frame rule uses.
+        let p_halt =
+            aceuq::stats::upper::frame_p_halt((0..self.pot.model.species.len()).map(relation));
+        Ok(relation(s).map(|c| c.atoms_to_halt(p_halt.unwrap_or(c.p_halt))))
     }
 
     /// Energies, forces, virial and the uncertainties `methods` of one structure.

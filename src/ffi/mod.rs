@@ -1313,12 +1313,7 @@ pub unsafe extern "C" fn aceuq_model_uq_frame_log_calm(
             };
             sum += c.log_calm(v);
         }
-        let ph = conds
-            .iter()
-            .flatten()
-            .map(|c| c.p_halt)
-            .fold(None, |m: Option<f64>, p| Some(m.map_or(p, |m| m.min(p))))
-            .unwrap_or(0.5);
+        let ph = crate::stats::upper::frame_p_halt(conds.iter().copied()).unwrap_or(0.5);
         put(log_calm, sum, "log_calm")?;
         put(p_halt, ph, "p_halt")
     })
@@ -1358,16 +1353,14 @@ pub unsafe extern "C" fn aceuq_model_uq_frame_atoms_to_halt(
                 ),
             );
         };
-        // The p_halt the watch compares with: the smallest of the model's species.
-        let p_halt = (0..h.species().len())
-            .filter_map(|k| {
-                h.stored_calibration(m, k, None)
-                    .ok()
-                    .flatten()
-                    .and_then(|c| c.conditional.as_ref())
-                    .map(|c| c.p_halt)
-            })
-            .fold(c.p_halt, f64::min);
+        // The p_halt the watch compares with (species s has a relation, so there is one).
+        let relations = (0..h.species().len()).map(|k| {
+            h.stored_calibration(m, k, None)
+                .ok()
+                .flatten()
+                .and_then(|c| c.conditional.as_ref())
+        });
+        let p_halt = crate::stats::upper::frame_p_halt(relations).unwrap_or(c.p_halt);
         put(atoms, c.atoms_to_halt(p_halt), "atoms")
     })
 }

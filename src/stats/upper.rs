@@ -141,6 +141,19 @@ impl ConditionalUpper {
     }
 }
 
+/// The p_halt the frame rule compares a frame's probability with, given the relations of a
+/// model's species (None: no fitted relation): the smallest, so that it does not depend on which
+/// species a frame (or an MPI rank's share of it) holds. None if no species has a relation.
+pub fn frame_p_halt<'a>(
+    relations: impl IntoIterator<Item = Option<&'a ConditionalUpper>>,
+) -> Option<f64> {
+    relations
+        .into_iter()
+        .flatten()
+        .map(|c| c.p_halt)
+        .reduce(f64::min)
+}
+
 /// Negative Maxwell log-likelihood without constants: sum 3 ln s + e^2 / 2 s^2.
 fn nll(e: &[f64], v: &[f64], a: f64, b: f64) -> f64 {
     let mut t = 0.0;
