@@ -278,6 +278,9 @@ pub struct ExceedanceRow {
     pub above_u_c: usize,
     /// Atoms whose force error is above e_c.
     pub above_e_c: usize,
+    /// Where the exceedances are: per subset (config_type, "-" without one) with any, the
+    /// atoms above u_c and above e_c, most first.
+    pub by_subset: Vec<(String, usize, usize)>,
     /// For each of [`CHECK_LEVELS`] below atoms / 2: (expected k, the model quantile with k
     /// exceedances expected among these atoms: uncertainty and error, atoms above each).
     pub levels: Vec<(f64, f64, usize, f64, usize)>,
@@ -566,7 +569,7 @@ fn check_method(
         let Some(cal) = src.cal_of(m, s, c) else {
             continue;
         };
-        let (mut uu, mut ee) = (vec![], vec![]);
+        let (mut uu, mut ee, mut sub) = (vec![], vec![], vec![]);
         for (f, st) in in_dist.iter().enumerate() {
             for (a, sym) in st.symbols.iter().enumerate() {
                 if src.species_index(sym) != Some(s) {
@@ -580,6 +583,7 @@ fn check_method(
                 if let Some(&e) = errs[f].get(a) {
                     uu.push(u[f][a]);
                     ee.push(e);
+                    sub.push(f);
                 }
             }
         }
@@ -598,6 +602,24 @@ fn check_method(
                 (k, qu, count(&uu, qu), qe, count(&ee, qe))
             })
             .collect();
+        let mut by_subset: Vec<(String, usize, usize)> = vec![];
+        for ((&v, &e), &f) in uu.iter().zip(&ee).zip(&sub) {
+            // A cluster's e_c is not used (see check-cutoffs): only its u_c exceedances.
+            let au = usize::from(v > cal.u_c);
+            let ae = usize::from(c.is_none() && e > cal.e_c);
+            if au + ae == 0 {
+                continue;
+            }
+            let name = in_dist[f].config_type.as_deref().unwrap_or("-");
+            match by_subset.iter_mut().find(|x| x.0 == name) {
+                Some(x) => {
+                    x.1 += au;
+                    x.2 += ae;
+                }
+                None => by_subset.push((name.to_string(), au, ae)),
+            }
+        }
+        by_subset.sort_by(|a, b| (b.1 + b.2).cmp(&(a.1 + a.2)).then(a.0.cmp(&b.0)));
         report.exceedances.push(ExceedanceRow {
             species: src.species[s].clone(),
             method: m.name().to_string(),
@@ -607,6 +629,7 @@ fn check_method(
             expected: n as f64 / cal.n_apply as f64,
             above_u_c: count(&uu, cal.u_c),
             above_e_c: count(&ee, cal.e_c),
+            by_subset,
             levels,
         });
     }
@@ -1090,6 +1113,13 @@ mod tests {
                 }
             }
             assert_eq!((row.atoms, row.above_u_c, row.above_e_c), (n, au, ae));
+            // The per-subset breakdown adds up to the totals, without empty entries.
+            let (su, se) = row
+                .by_subset
+                .iter()
+                .fold((0, 0), |acc, x| (acc.0 + x.1, acc.1 + x.2));
+            assert_eq!((su, se), (au, ae));
+            assert!(row.by_subset.iter().all(|x| x.1 + x.2 > 0));
             assert_eq!(row.expected, n as f64 / 300.0);
             // The tail levels count atoms above the model quantile with k expected.
             for &(k, qu, ou, _, _) in &row.levels {

@@ -58,6 +58,26 @@ fn fmt_ratio(o: usize, e: f64) -> String {
     )
 }
 
+/// The subsets (config_types) holding an entry's exceedances, "name u / e" each, most first.
+fn where_exceeded(x: &crate::calibration::ExceedanceRow) -> String {
+    let parts: Vec<String> = x
+        .by_subset
+        .iter()
+        .map(|(name, u, e)| {
+            if x.cluster.is_none() {
+                format!("{name} {u} / {e}")
+            } else {
+                format!("{name} {u}")
+            }
+        })
+        .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 /// The three tables of a report (exceedances, tail levels, halts) as (headers, rows).
 pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
     let s = |x: &[&str]| x.iter().map(|v| v.to_string()).collect::<Vec<_>>();
@@ -79,6 +99,7 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
                 } else {
                     "-".into()
                 },
+                where_exceeded(x),
             ]
         })
         .collect();
@@ -148,7 +169,8 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
     vec![
         (
             "Lower cutoffs on held-out in-distribution atoms: observed / expected (atoms / N) \
-             exceedances of u_c and of e_c; ok = within a factor 3 (at most 3 when below 1)"
+             exceedances of u_c and of e_c; ok = within a factor 3 (at most 3 when below 1); \
+             where = the config_types of the atoms above u_c / above e_c"
                 .into(),
             s(&[
                 "species",
@@ -158,6 +180,7 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
                 "N",
                 "above u_c",
                 "above e_c",
+                "where (u_c / e_c)",
             ]),
             exc,
         ),
