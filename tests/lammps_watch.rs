@@ -931,3 +931,142 @@ run 0
         p[1]
     );
 }
+
+/// Issue 20, two species: with the frame rule (`upper auto`, a fitted error scale for every
+/// species) an entry without an upper cutoff is reported only when its species would need more
+/// atoms to halt by the frame rule than the watch sees *of that species* (summed over ranks).
+/// In–P model (8 training frames), gamma: In saturating (no upper cutoff), P with one. A
+/// saturating In entry is reported, P is not, and "the others still can" halt; an In entry that
+/// 7 atoms can halt is not reported when the watch sees all 32 In atoms, and is when the group
+/// holds only 4 of them (with all 32 P atoms, so the total of 36 would hide it).
+#[test]
+fn two_species_report_only_the_species_the_frame_rule_cannot_halt() {
+    use aceuq::stats::upper::{ConditionalUpper, ErrorScale};
+    let Some(s) = setup("two_species_report_only_the_species_the_frame_rule_cannot_halt") else {
+        return;
+    };
+    let train = frames("tests/data/inp/train.xyz");
+    let valid = frames("tests/data/inp/valid.xyz");
+    let mut pot = aceuq::Potential::new(fit_model("tests/data/inp/train.xyz", 8, &["In", "P"]));
+    let cfg = aceuq::uq::UqConfig {
+        active_set: true,
+        ..Default::default()
+    };
+    aceuq::uq::build(&pot.model, &mut pot.uq, &train[..8], &valid, &cfg, false)
+        .expect("active sets");
+    let errors = aceuq::uq::force_errors(&pot.model, &valid).unwrap();
+    let u = pot.per_atom(&valid, aceuq::uq::Method::Gamma).unwrap();
+    for sp in ["In", "P"] {
+        let (mut e, mut g) = (vec![], vec![]);
+        for (f, st) in valid.iter().enumerate() {
+            for (a, sym) in st.symbols.iter().enumerate() {
+                if sym == sp {
+                    e.push(errors[f][a]);
+                    g.push(u[f][a]);
+                }
+            }
+        }
+        // A small N: the 8-frame fit grades validation atoms up to about 1e3, and the tail
+        // fitted there must not be extrapolated to 1 in 1e5 (the calibration refuses that).
+        let opts = aceuq::stats::cutoff::CalibrationOptions::new(1000);
+        pot.uq
+            .calibration
+            .push(aceuq::stats::cutoff::calibrate(sp, "gamma", &e, &g, &opts).unwrap());
+    }
+    // Error scale s(u) = a + b u, saturating at u = 1.5: In without an upper cutoff, with `a`
+    // setting how many atoms the frame rule needs; P with a finite one.
+    let relation = |a: f64, u_max: Option<f64>, reason: Option<&str>| ConditionalUpper {
+        scale: ErrorScale { a, b: 0.1, k: 1.0 },
+        n_fit: 150,
+        n_high: 0,
+        u_seen_max: 1.4,
+        e_seen_max: 0.1,
+        e_max: 1.0,
+        p_halt: 0.5,
+        s_halt: 0.65,
+        u_sup: Some(1.5),
+        u_max,
+        reason: reason.map(String::from),
+    };
+    let with_in_scale = |a: f64| {
+        let mut m = pot.clone();
+        for c in &mut m.uq.calibration {
+            c.upper_rule = aceuq::stats::cutoff::UpperRule::Conditional;
+            c.warnings.clear();
+            if c.species == "In" {
+                c.u_max = f64::INFINITY;
+                c.conditional = Some(relation(a, None, Some(NO_UPPER_REASON)));
+            } else {
+                c.u_max = 1e3;
+                c.conditional = Some(relation(0.02, Some(1e3), None));
+            }
+        }
+        m
+    };
+    // Atoms at the saturation the frame rule needs, from the library (the fix asks the same).
+    let need = |m: &aceuq::Potential| {
+        let c = m.uq.calibration.iter().find(|c| c.species == "In").unwrap();
+        c.conditional.as_ref().unwrap().atoms_to_halt(0.5)
+    };
+    let (saturating, haltable) = (with_in_scale(0.02), with_in_scale(0.25));
+    assert!(need(&saturating) > 1e6, "{}", need(&saturating));
+    let few = need(&haltable);
+    assert!(
+        (4.0..32.0).contains(&few),
+        "an In entry 4 atoms cannot halt, 32 can: {few}"
+    );
+
+    let frame = &frames("tests/data/inp/test.xyz")[0];
+    let in_ids: Vec<usize> = (0..frame.len())
+        .filter(|&a| frame.symbols[a] == "In")
+        .collect();
+    assert_eq!(in_ids.len(), 32);
+    let four_in: Vec<String> = in_ids[..4].iter().map(|a| (a + 1).to_string()).collect();
+    let np = s.mpirun.as_ref().map(|_| 2);
+    let warning = "WARNING: fix ace/uq/watch: gamma has no upper cutoff for In";
+    for (case, m, group, warned) in [
+        ("saturating", &saturating, "all", true),
+        ("haltable", &haltable, "all", false),
+        ("haltable_4_in", &haltable, "w", true),
+    ] {
+        let dir = workdir(SUITE, &format!("two_species_{case}"));
+        save_model(m, &dir, "model.aceuq");
+        write_data(frame, &["In", "P"], &dir, "data.lmp");
+        let input = format!(
+            "plugin load ${{plugin}}
+units metal
+boundary p p p
+atom_style atomic
+read_data data.lmp
+pair_style ace/uq
+pair_coeff * * model.aceuq In P
+group p type 2
+group w4 id {}
+group w union p w4
+fix watch {group} ace/uq/watch 10 quantity gamma lower auto upper auto halt yes
+run 0
+",
+            four_in.join(" ")
+        );
+        let r = run_lammps_in(&s, &dir, &input, np, None);
+        r.assert_ok(case);
+        r.assert_contains("(upper frame)", case);
+        assert_eq!(r.output.contains(warning), warned, "{case}: {}", r.output);
+        assert!(
+            !r.output.contains("no upper cutoff for P"),
+            "{case}: P has one: {}",
+            r.output
+        );
+        if warned {
+            let sees = if group == "w" { 4 } else { 32 };
+            r.assert_contains(
+                &format!(
+                    "to halt, the watch sees {sees}): atoms there never make this watch halt \
+                     (the others still can)"
+                ),
+                case,
+            );
+            assert_eq!(r.count("has no upper cutoff"), 1, "{case}: {}", r.output);
+        }
+    }
+}
