@@ -32,6 +32,13 @@ pub struct BasisConfig {
     pub nmax: Vec<usize>,
     /// Maximum angular degree per body order (`lmax[0]` must be 0).
     pub lmax: Vec<usize>,
+    /// Most distinct neighbour species in one function, per body order (`max_species[nu-1]`
+    /// for order `nu`; 0 or a missing entry: no limit). With several species the functions of
+    /// high order mixing many neighbour species make up most of the basis: `[0, 0, 1]` keeps
+    /// the pair and three-body terms fully species-resolved and the four-body terms to one
+    /// neighbour species at a time.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub max_species: Vec<usize>,
 }
 
 impl Default for BasisConfig {
@@ -48,6 +55,7 @@ impl Default for BasisConfig {
             // species, 958 vs 1626 for two), at 1.4-1.6x the cost per atom-step in LAMMPS.
             nmax: vec![10, 6, 2],
             lmax: vec![0, 4, 4],
+            max_species: vec![],
         }
     }
 }
@@ -78,6 +86,13 @@ impl BasisConfig {
         }
         if self.lmax[0] != 0 {
             return bad("lmax[0] must be 0: order-1 functions are radial only".into());
+        }
+        if self.max_species.len() > self.nmax.len() {
+            return bad(format!(
+                "max_species has {} entries, more than the {} body orders of nmax",
+                self.max_species.len(),
+                self.nmax.len()
+            ));
         }
         if self.lmax.iter().any(|&l| l > 8) {
             return bad("lmax above 8 is not supported".into());
@@ -375,10 +390,21 @@ impl SpeciesBasis {
                 }
             }
             alphabet.sort();
+            let species_limit = config
+                .max_species
+                .get(nu - 1)
+                .copied()
+                .filter(|&k| k > 0)
+                .unwrap_or(usize::MAX);
             let mut tuple = Vec::with_capacity(nu);
             enumerate_tuples(&alphabet, nu, 0, &mut tuple, &mut |labels: &[Label]| {
                 let lsum: usize = labels.iter().map(|x| x.l as usize).sum();
                 if lsum % 2 == 1 {
+                    return;
+                }
+                // Labels are sorted by species first: distinct species are the changes of z.
+                let distinct = 1 + labels.windows(2).filter(|w| w[0].z != w[1].z).count();
+                if distinct > species_limit {
                     return;
                 }
                 let ls: Vec<usize> = labels.iter().map(|x| x.l as usize).collect();
@@ -533,6 +559,55 @@ mod tests {
                 assert!(coupling_work(&w, nu) < MAX_WORK_PER_ORDER);
             }
         }
+    }
+
+    /// `max_species` keeps the functions of an order to at most that many distinct neighbour
+    /// species: with a limit of 1 every function of that order is a one-species function of
+    /// some neighbour species, so the order's count is the species count times the one-species
+    /// count; no limit (0) is the full basis; too many entries are refused.
+    #[test]
+    fn max_species_limits_the_neighbour_species_per_function() {
+        let base = BasisConfig {
+            nmax: vec![4, 3, 2],
+            lmax: vec![0, 2, 2],
+            ..Default::default()
+        };
+        let per_order = |b: &SpeciesBasis| {
+            let mut c = vec![0usize; 3];
+            for f in 0..b.len() {
+                c[b.order(f) - 1] += 1;
+            }
+            c
+        };
+        let one = per_order(&SpeciesBasis::generate(&base, 1).unwrap());
+        let full = per_order(&SpeciesBasis::generate(&base, 3).unwrap());
+        let limit = |ms: Vec<usize>| {
+            let cfg = BasisConfig {
+                max_species: ms,
+                ..base.clone()
+            };
+            SpeciesBasis::generate(&cfg, 3).unwrap()
+        };
+        assert_eq!(per_order(&limit(vec![0, 0, 0])), full);
+        let b = limit(vec![0, 1, 1]);
+        assert_eq!(per_order(&b), vec![full[0], 3 * one[1], 3 * one[2]]);
+        for f in 0..b.len() {
+            let labs = b.function_labels(f);
+            assert!(labs.iter().all(|x| x.z == labs[0].z), "{labs:?}");
+        }
+        let two = per_order(&limit(vec![0, 0, 2]));
+        assert_eq!(two[..2], full[..2]);
+        assert!(3 * one[2] < two[2] && two[2] < full[2], "{two:?} {full:?}");
+        let err = SpeciesBasis::generate(
+            &BasisConfig {
+                max_species: vec![0, 0, 1, 1],
+                ..base.clone()
+            },
+            3,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("max_species has 4 entries"), "{err}");
     }
 
     #[test]

@@ -36,6 +36,11 @@ pub struct FitArgs {
     /// Maximum angular degree per body order, e.g. 0,4,3,2 [default: 0,4,4].
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     pub lmax: Option<Vec<usize>>,
+    /// Most distinct neighbour species in one function, per body order, e.g. 0,0,1: pair and
+    /// three-body terms fully species-resolved, four-body terms one neighbour species at a time
+    /// (0: no limit) [default: no limit].
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub max_species: Option<Vec<usize>>,
     /// Start of the radial resolution window (Å); default from the data.
     #[arg(long, allow_hyphen_values = true)]
     pub radial_inner: Option<f64>,
@@ -168,6 +173,13 @@ pub fn run(a: &FitArgs) -> Result<()> {
     }
     if let Some(v) = &a.lmax {
         cfg.basis.lmax = v.clone();
+    }
+    if let Some(v) = &a.max_species {
+        cfg.basis.max_species = v.clone();
+    }
+    // Trailing zeros (no limit) say nothing: `--max-species 0` is the full basis, stored as such.
+    while cfg.basis.max_species.last() == Some(&0) {
+        cfg.basis.max_species.pop();
     }
     if let Some(v) = a.radial_inner {
         cfg.basis.radial_inner = Some(v);

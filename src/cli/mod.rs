@@ -340,6 +340,26 @@ fn info(args: &InfoArgs) -> Result<()> {
     let m = &pot.model;
     println!("model      {}", args.model.display());
     println!("species    {}", m.species.join(", "));
+    let list = |v: &[usize]| {
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let bc = &m.basis_config;
+    println!(
+        "basis      nmax {}, lmax {}{}",
+        list(&bc.nmax),
+        list(&bc.lmax),
+        if bc.max_species.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", max_species {} (neighbour species per function)",
+                list(&bc.max_species)
+            )
+        }
+    );
     for s in 0..m.nspecies() {
         let b = &m.bases[s];
         let maxo = (0..b.len()).map(|f| b.order(f)).max().unwrap_or(0);

@@ -360,6 +360,21 @@ mod tests {
         let a = m.predict(&s, &mut ws).unwrap();
         let b = m2.predict(&s, &mut ws).unwrap();
         assert_eq!(a, b, "bit-identical predictions after a round trip");
+        // A basis with a species limit keeps it (the functions and the stored setting).
+        let cfg = crate::basis::BasisConfig {
+            max_species: vec![0, 1, 1],
+            ..small_cfg()
+        };
+        let ml = random_model(&["Al", "Mg"], &cfg, 4);
+        assert!(ml.bases[0].len() < m.bases[0].len());
+        let lb = to_container(&ml).to_bytes();
+        let ml2 = from_container(p, &Container::from_bytes(p, &lb).unwrap()).unwrap();
+        assert_eq!(ml2.basis_config.max_species, vec![0, 1, 1]);
+        assert_eq!(ml2.bases[0].len(), ml.bases[0].len());
+        assert_eq!(
+            ml.predict(&s, &mut Workspace::new(&ml)).unwrap(),
+            ml2.predict(&s, &mut Workspace::new(&ml2)).unwrap()
+        );
         // A CRC-valid but inconsistent file (edited metadata) is refused with a message.
         let orig = format!("nmax_per_l = {:?}", m.bases[0].layout.nmax_l);
         let text = crate::io::container::tests::replace_bytes(
