@@ -279,7 +279,9 @@ pub struct ExceedanceRow {
     /// Atoms whose force error is above e_c.
     pub above_e_c: usize,
     /// Where the exceedances are: per subset (config_type, "-" without one) with any, the
-    /// atoms above u_c and above e_c, most first.
+    /// atoms above u_c and above e_c, most first. For a cluster row only u_c counts (the
+    /// watch does not use a cluster's own e_c, and `check-cutoffs` shows none): its e counts here
+    /// are 0.
     pub by_subset: Vec<(String, usize, usize)>,
     /// For each of [`CHECK_LEVELS`] below atoms / 2: (expected k, the model quantile with k
     /// exceedances expected among these atoms: uncertainty and error, atoms above each).
@@ -1094,6 +1096,12 @@ mod tests {
         let rep = check_calibration(&pot, &valid, &[], &[Method::GammaLocal]).unwrap();
         assert_eq!(rep.e_max, e_max);
         assert!(rep.exceedances.iter().any(|r| r.cluster.is_some()));
+        // Cluster rows: the breakdown adds up to the u_c count and has no e_c counts.
+        for row in rep.exceedances.iter().filter(|r| r.cluster.is_some()) {
+            let su: usize = row.by_subset.iter().map(|x| x.1).sum();
+            assert_eq!(su, row.above_u_c);
+            assert!(row.by_subset.iter().all(|x| x.2 == 0 && x.1 > 0));
+        }
         for row in rep.exceedances.iter().filter(|r| r.cluster.is_none()) {
             let s = pot.model.species_index(&row.species).unwrap();
             let cal = pot

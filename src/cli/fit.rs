@@ -177,10 +177,6 @@ pub fn run(a: &FitArgs) -> Result<()> {
     if let Some(v) = &a.max_species {
         cfg.basis.max_species = v.clone();
     }
-    // Trailing zeros (no limit) say nothing: `--max-species 0` is the full basis, stored as such.
-    while cfg.basis.max_species.last() == Some(&0) {
-        cfg.basis.max_species.pop();
-    }
     if let Some(v) = a.radial_inner {
         cfg.basis.radial_inner = Some(v);
     }
@@ -279,7 +275,10 @@ pub fn run(a: &FitArgs) -> Result<()> {
     if let Some(choice) = &model.fit_info.ridge_choice {
         eprint!("{}", fit::ridge_choice_text(choice));
     }
-    print!("{}", fit::metrics_table(&model.fit_info.metrics));
+    // The error table goes to stdout after the model is saved: a reader that closes the pipe
+    // early (`aceuq fit ... | head`) ends the process at the next write, and must not cost the
+    // model.
+    let table = fit::metrics_table(&model.fit_info.metrics);
     let mut pot = crate::potential::Potential::new(model);
     if cfg.uq.any() {
         if (cfg.uq.ensemble > 0 || cfg.uq.distance || cfg.uq.gp) && valid.is_empty() {
@@ -302,6 +301,7 @@ pub fn run(a: &FitArgs) -> Result<()> {
         a.out.display(),
         t0.elapsed().as_secs_f64()
     );
+    print!("{table}");
     Ok(())
 }
 

@@ -406,9 +406,14 @@ pub fn build_skeleton(
     }
     let bases = vec![sb; ns];
     let coefs = bases.iter().map(|b| vec![0.0; b.len()]).collect();
+    // Trailing zeros of max_species (no limit) say nothing: stored without them.
+    let mut basis = basis.clone();
+    while basis.max_species.last() == Some(&0) {
+        basis.max_species.pop();
+    }
     Model::new(
         species.to_vec(),
-        basis.clone(),
+        basis,
         radial,
         core,
         bases,

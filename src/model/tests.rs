@@ -788,7 +788,7 @@ fn ridge_reads_auto_or_a_number_and_refuses_anything_else() {
 /// The AVX2 + FMA and AVX-512 builds of the per-atom evaluation (`atom_energy_grad_avx2`,
 /// `atom_energy_grad_avx512`) and the portable one (`atom_energy_grad_body`) give the same energy, gradients and basis vector bit for bit,
 /// for a basis with every angular degree up to 4 (the default's) and a small one: what makes
-/// the kernel families of the LAMMPS bench interchangeable. It fails if the two builds ever
+/// the kernel families of the LAMMPS bench interchangeable. It fails if the builds ever
 /// round differently (code that differs by target feature, or a reordered sum).
 #[test]
 fn vector_build_equals_portable_build_bit_for_bit() {
