@@ -348,15 +348,35 @@ impl SpeciesBasis {
         // take minutes to forever and gigabytes, rather than appear to hang (nmax = 32 and
         // lmax = 8 at order 6 pass `validate` but mean ~1e19 products).
         for nu in 1..=max_order {
-            let weights: Vec<f64> = (0..nspecies * config.nmax[nu - 1])
+            // One species' labels; every species has the same.
+            let weights: Vec<f64> = (0..config.nmax[nu - 1])
                 .flat_map(|_| (0..=config.lmax[nu - 1]).map(|l| (2 * l + 1) as f64))
                 .collect();
-            let work = coupling_work(&weights, nu);
+            let limit = species_limit(config, nu);
+            let work = coupling_work_species(&weights, nspecies, nu, limit);
             if work > MAX_WORK_PER_ORDER {
+                let limited = if limit < nspecies {
+                    format!(" (at most {limit} neighbour species per function)")
+                } else {
+                    String::new()
+                };
+                let or_limit = if nspecies > 1 && nu > 1 && limit > 1 {
+                    // One fewer distinct species than the order allows now, at least 1.
+                    let k = limit.min(nspecies).min(nu).saturating_sub(1).max(1);
+                    let mut example = vec!["0".to_string(); nu];
+                    example[nu - 1] = k.to_string();
+                    format!(
+                        ", or limit the neighbour species per function of that order \
+                         (max_species, e.g. --max-species {})",
+                        example.join(",")
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(BasisError::Invalid(format!(
-                    "order {nu}: {nspecies} species with nmax {} and lmax {} mean {work:.2e} \
-                     angular products to couple (limit {MAX_WORK_PER_ORDER:.0e}, about 20 s): \
-                     reduce nmax[{i}] or lmax[{i}]",
+                    "order {nu}: {nspecies} species{limited} with nmax {} and lmax {} mean \
+                     {work:.2e} angular products to couple (limit {MAX_WORK_PER_ORDER:.0e}, \
+                     about 20 s): reduce nmax[{i}] or lmax[{i}]{or_limit}",
                     config.nmax[nu - 1],
                     config.lmax[nu - 1],
                     i = nu - 1
@@ -390,12 +410,7 @@ impl SpeciesBasis {
                 }
             }
             alphabet.sort();
-            let species_limit = config
-                .max_species
-                .get(nu - 1)
-                .copied()
-                .filter(|&k| k > 0)
-                .unwrap_or(usize::MAX);
+            let species_limit = species_limit(config, nu);
             let mut tuple = Vec::with_capacity(nu);
             enumerate_tuples(&alphabet, nu, 0, &mut tuple, &mut |labels: &[Label]| {
                 let lsum: usize = labels.iter().map(|x| x.l as usize).sum();
@@ -475,6 +490,40 @@ fn coupling_work(weights: &[f64], nu: usize) -> f64 {
         }
     }
     h[nu]
+}
+
+/// The most distinct neighbour species of a function of order `nu` (`usize::MAX`: no limit).
+fn species_limit(config: &BasisConfig, nu: usize) -> usize {
+    config
+        .max_species
+        .get(nu - 1)
+        .copied()
+        .filter(|&k| k > 0)
+        .unwrap_or(usize::MAX)
+}
+
+/// [`coupling_work`] over the labels of `nspecies` species with the same `weights` each, counting
+/// only tuples with at most `limit` distinct species (what `max_species` lets generation couple):
+/// over the species, tuples of `j` labels with `d` distinct species, each new species adding
+/// `i >= 1` labels of its own (work `h_i` of its weights).
+fn coupling_work_species(weights: &[f64], nspecies: usize, nu: usize, limit: usize) -> f64 {
+    let h: Vec<f64> = (0..=nu).map(|i| coupling_work(weights, i)).collect();
+    let dmax = limit.min(nspecies).min(nu);
+    // dp[d][j]
+    let mut dp = vec![vec![0.0; nu + 1]; dmax + 1];
+    dp[0][0] = 1.0;
+    for _ in 0..nspecies {
+        for d in (1..=dmax).rev() {
+            for j in (1..=nu).rev() {
+                let mut add = 0.0;
+                for i in 1..=j {
+                    add += dp[d - 1][j - i] * h[i];
+                }
+                dp[d][j] += add;
+            }
+        }
+    }
+    (0..=dmax).map(|d| dp[d][nu]).sum()
 }
 
 /// Visit every non-decreasing tuple of length `nu` from `alphabet` (sorted).
@@ -608,6 +657,45 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("max_species has 4 entries"), "{err}");
+    }
+
+    /// The work guard counts what generation couples: with no limit the same as over all
+    /// labels; with a limit, fewer. Fourteen species with the default four-body settings are
+    /// refused in full (and the message names the way out) and accepted with one neighbour
+    /// species per four-body function.
+    #[test]
+    fn the_work_guard_follows_the_species_limit() {
+        let w = [1.0, 3.0, 5.0, 1.0, 3.0];
+        for ns in 1..5 {
+            let all: Vec<f64> = (0..ns).flat_map(|_| w).collect();
+            for nu in 1..5 {
+                let full = coupling_work(&all, nu);
+                let same = coupling_work_species(&w, ns, nu, usize::MAX);
+                assert!(
+                    (same / full - 1.0).abs() < 1e-12,
+                    "{ns} {nu}: {same} {full}"
+                );
+                // One species at a time: ns times one species' work.
+                let one = coupling_work_species(&w, ns, nu, 1);
+                assert!((one / (ns as f64 * coupling_work(&w, nu)) - 1.0).abs() < 1e-12);
+            }
+        }
+        let many = |ms: Vec<usize>| {
+            SpeciesBasis::generate(
+                &BasisConfig {
+                    max_species: ms,
+                    ..Default::default()
+                },
+                14,
+            )
+        };
+        let err = many(vec![]).unwrap_err().to_string();
+        assert!(
+            err.contains("order 3: 14 species") && err.contains("--max-species 0,0,2"),
+            "{err}"
+        );
+        let b = many(vec![0, 0, 1]).unwrap();
+        assert!(!b.is_empty());
     }
 
     #[test]
