@@ -557,7 +557,6 @@ const CAVEAT: &str = "only 150 validation atoms: the 1 - 1/N tails are poorly de
 /// the others given an upper cutoff far above any value (never fires) and no caveats.
 fn without_upper(methods: &[&str]) -> aceuq::Potential {
     use aceuq::stats::cutoff::UpperRule;
-    use aceuq::stats::upper::{ConditionalUpper, ErrorScale};
     let mut model = uq_model();
     for c in &mut model.uq.calibration {
         if !methods.contains(&c.method.as_str()) {
@@ -568,25 +567,31 @@ fn without_upper(methods: &[&str]) -> aceuq::Potential {
         c.u_max = f64::INFINITY;
         c.upper_rule = UpperRule::Conditional;
         c.warnings = vec![CAVEAT.into(), format!("no upper cutoff: {NO_UPPER_REASON}")];
-        c.conditional = Some(ConditionalUpper {
-            scale: ErrorScale {
-                a: 0.02,
-                b: 0.1,
-                k: 1.0,
-            },
-            n_fit: 150,
-            n_high: 0,
-            u_seen_max: 1.4,
-            e_seen_max: 0.1,
-            e_max: 1.0,
-            p_halt: 0.5,
-            s_halt: 0.65,
-            u_sup: Some(1.5),
-            u_max: None,
-            reason: Some(NO_UPPER_REASON.into()),
-        });
+        c.conditional = Some(relation(0.02, None, Some(NO_UPPER_REASON)));
     }
     model
+}
+
+/// A stored error relation s(u) = a + 0.1 u saturating at u = 1.5 (150 validation atoms, e_max
+/// 1 eV/Å, p_halt 0.5), with the upper cutoff `u_max` (`None`: none, for `reason`).
+fn relation(
+    a: f64,
+    u_max: Option<f64>,
+    reason: Option<&str>,
+) -> aceuq::stats::upper::ConditionalUpper {
+    aceuq::stats::upper::ConditionalUpper {
+        scale: aceuq::stats::upper::ErrorScale { a, b: 0.1, k: 1.0 },
+        n_fit: 150,
+        n_high: 0,
+        u_seen_max: 1.4,
+        e_seen_max: 0.1,
+        e_max: 1.0,
+        p_halt: 0.5,
+        s_halt: 0.65,
+        u_sup: Some(1.5),
+        u_max,
+        reason: reason.map(String::from),
+    }
 }
 
 /// Issue 20: a watched quantity without an upper cutoff (the calibration stores +inf when the
@@ -941,7 +946,6 @@ run 0
 /// holds only 4 of them (with all 32 P atoms, so the total of 36 would hide it).
 #[test]
 fn two_species_report_only_the_species_the_frame_rule_cannot_halt() {
-    use aceuq::stats::upper::{ConditionalUpper, ErrorScale};
     let Some(s) = setup("two_species_report_only_the_species_the_frame_rule_cannot_halt") else {
         return;
     };
@@ -973,21 +977,8 @@ fn two_species_report_only_the_species_the_frame_rule_cannot_halt() {
             .calibration
             .push(aceuq::stats::cutoff::calibrate(sp, "gamma", &e, &g, &opts).unwrap());
     }
-    // Error scale s(u) = a + b u, saturating at u = 1.5: In without an upper cutoff, with `a`
-    // setting how many atoms the frame rule needs; P with a finite one.
-    let relation = |a: f64, u_max: Option<f64>, reason: Option<&str>| ConditionalUpper {
-        scale: ErrorScale { a, b: 0.1, k: 1.0 },
-        n_fit: 150,
-        n_high: 0,
-        u_seen_max: 1.4,
-        e_seen_max: 0.1,
-        e_max: 1.0,
-        p_halt: 0.5,
-        s_halt: 0.65,
-        u_sup: Some(1.5),
-        u_max,
-        reason: reason.map(String::from),
-    };
+    // In without an upper cutoff, with `a` setting how many atoms the frame rule needs; P with a
+    // finite one.
     let with_in_scale = |a: f64| {
         let mut m = pot.clone();
         for c in &mut m.uq.calibration {

@@ -482,6 +482,11 @@ const MAX_WORK_PER_ORDER: f64 = 5e7;
 /// m-combinations basis generation goes through. Computed in O(labels × nu), as a float (no
 /// overflow for absurd settings).
 fn coupling_work(weights: &[f64], nu: usize) -> f64 {
+    coupling_work_upto(weights, nu)[nu]
+}
+
+/// [`coupling_work`] for every order 0..=nu (h_0 .. h_nu).
+fn coupling_work_upto(weights: &[f64], nu: usize) -> Vec<f64> {
     let mut h = vec![0.0; nu + 1];
     h[0] = 1.0;
     for &w in weights {
@@ -489,7 +494,7 @@ fn coupling_work(weights: &[f64], nu: usize) -> f64 {
             h[k] += w * h[k - 1];
         }
     }
-    h[nu]
+    h
 }
 
 /// The most distinct neighbour species of a function of order `nu` (`usize::MAX`: no limit).
@@ -507,7 +512,7 @@ fn species_limit(config: &BasisConfig, nu: usize) -> usize {
 /// over the species, tuples of `j` labels with `d` distinct species, each new species adding
 /// `i >= 1` labels of its own (work `h_i` of its weights).
 fn coupling_work_species(weights: &[f64], nspecies: usize, nu: usize, limit: usize) -> f64 {
-    let h: Vec<f64> = (0..=nu).map(|i| coupling_work(weights, i)).collect();
+    let h = coupling_work_upto(weights, nu);
     let dmax = limit.min(nspecies).min(nu);
     // dp[d][j]
     let mut dp = vec![vec![0.0; nu + 1]; dmax + 1];
