@@ -472,20 +472,15 @@ impl SpeciesBasis {
     }
 }
 
-/// Most coupling work one order may take (see [`coupling_work`]). Measured: 2.7e7 (one species,
+/// Most coupling work one order may take (see [`coupling_work_upto`]). Measured: 2.7e7 (one species,
 /// nmax 8,6 at orders 3,4 with lmax 5,4) takes about 10 s and 0.4 GB; 2.3e8 (order 4 with
 /// lmax 7) about a minute. The default basis needs 5e5 for four species.
 const MAX_WORK_PER_ORDER: f64 = 5e7;
 
-/// Sum over every non-decreasing tuple of `nu` labels of the product of their weights `2l+1`
-/// (the complete homogeneous symmetric polynomial h_nu of the weights): the number of
-/// m-combinations basis generation goes through. Computed in O(labels × nu), as a float (no
-/// overflow for absurd settings).
-fn coupling_work(weights: &[f64], nu: usize) -> f64 {
-    coupling_work_upto(weights, nu)[nu]
-}
-
-/// [`coupling_work`] for every order 0..=nu (h_0 .. h_nu).
+/// Sum over every non-decreasing tuple of `k` labels of the product of their weights `2l+1`
+/// (the complete homogeneous symmetric polynomial h_k of the weights), for k = 0..=nu: the
+/// number of m-combinations basis generation goes through. Computed in O(labels × nu), as
+/// floats (no overflow for absurd settings).
 fn coupling_work_upto(weights: &[f64], nu: usize) -> Vec<f64> {
     let mut h = vec![0.0; nu + 1];
     h[0] = 1.0;
@@ -507,7 +502,7 @@ fn species_limit(config: &BasisConfig, nu: usize) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-/// [`coupling_work`] over the labels of `nspecies` species with the same `weights` each, counting
+/// [`coupling_work_upto`]'s h_nu over the labels of `nspecies` species with the same `weights` each, counting
 /// only tuples with at most `limit` distinct species (what `max_species` lets generation couple):
 /// over the species, tuples of `j` labels with `d` distinct species, each new species adding
 /// `i >= 1` labels of its own (work `h_i` of its weights).
@@ -553,6 +548,11 @@ fn enumerate_tuples(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// h_nu of all `weights` (see [`coupling_work_upto`]).
+    fn coupling_work(weights: &[f64], nu: usize) -> f64 {
+        coupling_work_upto(weights, nu)[nu]
+    }
 
     #[test]
     fn layout_round_trips() {
