@@ -50,9 +50,12 @@ pub struct Workspace {
     /// Member energy accumulators (one lane per member, padded).
     macc: Vec<f64>,
     /// Two-atom lane pass: the values of the `A`s and internal nodes of both atoms, each
-    /// repeated over one group of lanes (`[atom 0 × LANES, atom 1 × LANES]` per node).
+    /// repeated over one group of lanes (`[atom 0 × LANES, atom 1 × LANES]` per node). The
+    /// two-atom pass is an x86-64 vector kernel; other CPUs pass one atom at a time.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pe: Vec<f64>,
     /// Two-atom lane pass: scratch of the paired force contraction.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pair: PairScratch,
 }
 

@@ -166,7 +166,9 @@ fn lane_outputs(
 
 /// Scratch of the two-atom contraction: per neighbour pair the radial values and derivatives
 /// repeated per lane, and each atom's core factors.
+/// (Read by the x86-64 two-atom kernel only.)
 #[derive(Clone, Debug, Default)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) struct PairScratch {
     ge: Vec<f64>,
     core0: Vec<f64>,
