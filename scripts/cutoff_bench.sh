@@ -10,7 +10,9 @@
 # thread (reproducible fits), every uncertainty method. Rules compared: the seeds' (body family,
 # ratio mapping), the default (tail-aware quantiles, conditional upper cutoff), and the default
 # with labelled high-uncertainty structures (--high). The unstable sets are split by frame parity:
-# even frames are the labelled high-uncertainty structures, odd frames are checked.
+# even frames are the labelled high-uncertainty structures, odd frames are checked. Each check also
+# writes its per-frame rows (<system>_<rule>_frames.csv: `aceuq check-cutoffs --frames`), and for
+# Li and Al-Mg those of the fresh seed-7 unstable set (all its frames: <system>_<rule>_seed7_frames.csv).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 aceuq=${ACEUQ:-$root/target/release/aceuq}
@@ -64,8 +66,14 @@ run() { # run SYSTEM NAME POOL CALIBRATE-ARGS...
   local nov=()
   if [ ${#novel[@]} -gt 0 ]; then nov=(--novel "${novel[@]}"); fi
   "$aceuq" check-cutoffs --model "$work/${sys}_$name.aceuq" --data "$data/$sys/test.xyz" \
-    "${nov[@]}" --out "$work/check.md" > /dev/null
+    "${nov[@]}" --out "$work/check.md" --frames "$out/${sys}_${name}_frames.csv" > /dev/null
   sed 's/^\(.*\):$/### \1/' "$work/check.md" >> "$md"
+  # Fresh frames (the same recipe, another seed) that no choice of rule has seen: per frame only.
+  if [ -f "$data/$sys/unstable_seed7.xyz" ]; then
+    "$aceuq" check-cutoffs --model "$work/${sys}_$name.aceuq" --data "$data/$sys/test.xyz" \
+      --novel "$data/$sys/unstable_seed7.xyz" --out "$work/check7.md" \
+      --frames "$out/${sys}_${name}_seed7_frames.csv" > /dev/null
+  fi
 }
 novel=("$work/li_check.xyz" "$data/li/novel.xyz")
 # N = 5000: the held-out liquid has 5000 atoms, so about one exceedance is expected.

@@ -316,6 +316,35 @@ pub struct HaltRow {
     pub best_false_at_90: Option<usize>,
 }
 
+impl CheckReport {
+    /// The per-frame rows as CSV (`aceuq check-cutoffs --frames`), one line per frame and
+    /// method after a header; empty fields where a method has no frame rule.
+    pub fn frames_csv(&self) -> String {
+        let mut out = String::from(
+            "method,frame,set,config_type,atoms,max_force_error,u_over_u_c,u_over_u_max,\
+             p_frame,halted_atom,halted_frame\n",
+        );
+        let opt = |x: Option<String>| x.unwrap_or_default();
+        for r in &self.frames {
+            out += &format!(
+                "{},{},{},{},{},{:.6e},{:.6e},{:.6e},{},{},{}\n",
+                r.method,
+                r.frame,
+                if r.novel { "novel" } else { "held-out" },
+                r.subset.replace(',', ";"),
+                r.atoms,
+                r.max_error,
+                r.score,
+                r.upper_ratio,
+                opt(r.p_frame.map(|p| format!("{p:.6e}"))),
+                u8::from(r.halted_atom),
+                opt(r.halted_frame.map(|h| u8::from(h).to_string())),
+            );
+        }
+        out
+    }
+}
+
 /// [`HaltRow::best_recall_no_false`] and [`HaltRow::best_false_at_90`] from (score, true max
 /// error) per frame.
 fn best_thresholds(frames: &[(f64, f64)], e_max: f64) -> (f64, Option<usize>) {
@@ -349,11 +378,41 @@ impl HaltRow {
     }
 }
 
+/// One labelled frame of a check under one method: what the upper cutoffs decide for it and
+/// why (`aceuq check-cutoffs --frames`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameRow {
+    pub method: String,
+    /// Index among the checked frames: the held-out frames first, then the novel ones.
+    pub frame: usize,
+    /// Whether the frame is one of the novel ones (else held-out).
+    pub novel: bool,
+    /// Its config_type ("-" without one).
+    pub subset: String,
+    pub atoms: usize,
+    /// True largest force error of its atoms, eV/Å.
+    pub max_error: f64,
+    /// Largest u / u_c over its atoms (the frame score of the best single threshold).
+    pub score: f64,
+    /// Largest u / u_max over its atoms (above 1: an atom is above its upper cutoff; 0 when
+    /// no atom has a finite upper cutoff).
+    pub upper_ratio: f64,
+    /// The frame rule's probability that some atom errs above e_max (None: the method has no
+    /// fitted error relation for every species).
+    pub p_frame: Option<f64>,
+    /// Halted by single atoms (`upper atom`).
+    pub halted_atom: bool,
+    /// Halted by the frame rule (`upper frame`; None as for `p_frame`).
+    pub halted_frame: Option<bool>,
+}
+
 /// What [`check_calibration`] found.
 #[derive(Clone, Debug, Default)]
 pub struct CheckReport {
     pub exceedances: Vec<ExceedanceRow>,
     pub halts: Vec<HaltRow>,
+    /// Every labelled frame under every method.
+    pub frames: Vec<FrameRow>,
     pub e_max: f64,
 }
 
@@ -692,6 +751,29 @@ fn check_method(
             src.species_index(sym)
                 .is_some_and(|s| u[f][a] > upper(s, f, a))
         });
+        let upper_ratio = st
+            .symbols
+            .iter()
+            .enumerate()
+            .fold(0.0_f64, |acc, (a, sym)| {
+                match src.species_index(sym).map(|s| upper(s, f, a)) {
+                    Some(x) if x.is_finite() && x > 0.0 => acc.max(u[f][a] / x),
+                    _ => acc,
+                }
+            });
+        let mut row = FrameRow {
+            method: m.name().into(),
+            frame: f,
+            novel: f >= d.n_in_dist,
+            subset: st.config_type.clone().unwrap_or_else(|| "-".into()),
+            atoms: st.len(),
+            max_error: emax,
+            score,
+            upper_ratio,
+            p_frame: None,
+            halted_atom: halted,
+            halted_frame: None,
+        };
         if let (Some(cs), Some(r)) = (&conds, frame_rule.as_mut()) {
             let mut log_calm = 0.0f64;
             for (a, sym) in st.symbols.iter().enumerate() {
@@ -701,7 +783,9 @@ fn check_method(
             }
             // Every species' relation has the same p_halt (one calibration run).
             // As the watch's `upper frame`: the frame, or any atom above its upper cutoff.
-            let halted = halted || cs.first().is_some_and(|c| c.frame_halts(log_calm).0);
+            let by_frame = cs.first().map(|c| c.frame_halts(log_calm));
+            let halted = halted || by_frame.is_some_and(|x| x.0);
+            (row.p_frame, row.halted_frame) = (by_frame.map(|x| x.1), Some(halted));
             let unstable = emax > report.e_max;
             r.frames += 1;
             r.max_error = r.max_error.max(emax);
@@ -711,7 +795,8 @@ fn check_method(
             r.false_halts += usize::from(halted && emax < report.e_max / 3.0);
             r.halted_modest += usize::from(halted && !unstable && emax >= report.e_max / 3.0);
         }
-        let subset = st.config_type.clone().unwrap_or_else(|| "-".into());
+        let subset = row.subset.clone();
+        report.frames.push(row);
         let pos = match rows.iter().position(|r| r.subset == subset) {
             Some(p) => p,
             None => {
@@ -1173,6 +1258,8 @@ mod tests {
             .find(|h| h.subset == "frame rule")
             .expect("a frame rule row");
         let (mut fh, mut fc) = (0, 0);
+        // One per-frame row per frame, in order, for the one method checked.
+        assert_eq!(rep.frames.len(), valid.len());
         for (f, st) in valid.iter().enumerate() {
             let mut log_calm = 0.0f64;
             let mut p_halt = 0.0;
@@ -1191,7 +1278,22 @@ mod tests {
             let em = errs[f].iter().fold(0.0, |a: f64, &b| a.max(b));
             fh += usize::from(h);
             fc += usize::from(h && em > e_max);
+            let row = &rep.frames[f];
+            let umax = u[f].iter().fold(0.0, |a: f64, &b| a.max(b));
+            assert_eq!(
+                (row.frame, row.novel, row.atoms, row.max_error),
+                (f, false, st.len(), em)
+            );
+            assert_eq!(row.method, "gamma_local");
+            assert!((row.upper_ratio - umax / cut).abs() <= 1e-12 * row.upper_ratio);
+            assert_eq!(row.halted_atom, umax > cut);
+            assert_eq!(row.halted_frame, Some(h));
+            let p = row.p_frame.expect("a frame probability");
+            assert!((p - (1.0 - log_calm.exp())).abs() <= 1e-12, "{p}");
         }
+        let csv = rep.frames_csv();
+        assert_eq!(csv.lines().count(), 1 + valid.len());
+        assert!(csv.starts_with("method,frame,set,config_type,atoms,max_force_error,"));
         assert_eq!((fr.frames, fr.halted, fr.caught), (valid.len(), fh, fc));
         assert!(fh > 0 && fh < valid.len(), "{fh} of {} frames", valid.len());
         // No upper cutoff: nothing halts, and the row says so.

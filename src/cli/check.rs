@@ -47,6 +47,11 @@ pub struct CheckArgs {
     /// Also write the tables as Markdown to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also write one CSV row per labelled frame and method: its true largest force error, its
+    /// largest u / u_c and u / u_max, the frame rule's probability of an error above e_max, and
+    /// whether the upper cutoffs halt it (single atoms, frame rule).
+    #[arg(long)]
+    pub frames: Option<PathBuf>,
     #[command(flatten)]
     pub keys: DataKeys,
 }
@@ -355,6 +360,10 @@ fn print_report(report: &CheckReport, a: &CheckArgs) -> Result<()> {
     if let Some(p) = &a.out {
         crate::io::container::write_atomic(p, md.as_bytes())?;
         eprintln!("wrote {}", p.display());
+    }
+    if let Some(p) = &a.frames {
+        crate::io::container::write_atomic(p, report.frames_csv().as_bytes())?;
+        eprintln!("wrote {} ({} rows)", p.display(), report.frames.len());
     }
     Ok(())
 }
