@@ -89,9 +89,9 @@ gpaw:
 		echo "GPAW is not installed and cannot be installed here (needs apt-get as root): run" \
 			"'sudo $(GPAW_APT)'" | tee $(GPAW_STATUS); exit 0; fi; \
 	echo "== installing GPAW from Debian's packages ($(GPAW_APT))"; \
-	if ! DEBIAN_FRONTEND=noninteractive $$SUDO $(GPAW_APT) > $(BUILD)/gpaw-apt.log 2>&1; then \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update -q >> $(BUILD)/gpaw-apt.log 2>&1 || true; \
-		DEBIAN_FRONTEND=noninteractive $$SUDO $(GPAW_APT) >> $(BUILD)/gpaw-apt.log 2>&1 || true; fi; \
+	if ! $$SUDO env DEBIAN_FRONTEND=noninteractive $(GPAW_APT) > $(BUILD)/gpaw-apt.log 2>&1; then \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >> $(BUILD)/gpaw-apt.log 2>&1 || true; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive $(GPAW_APT) >> $(BUILD)/gpaw-apt.log 2>&1 || true; fi; \
 	if $(GPAW_CHECK); then echo ok > $(GPAW_STATUS); \
 	else echo "GPAW installation failed (see $(BUILD)/gpaw-apt.log); run '$(GPAW_APT)' by hand" \
 		| tee $(GPAW_STATUS); fi
@@ -137,10 +137,13 @@ test: venv gpaw build python
 # ARM is therefore the build itself (code that only compiles with the x86-64 paths present):
 # check-aarch64 type-checks and lints every target for aarch64 (no linking, so the CLI's font
 # libraries are looked up on this host: PKG_CONFIG_ALLOW_CROSS). It needs rustup's aarch64
-# standard library (downloaded once, about 30 MB); where that cannot be had, it says so in
-# build/aarch64.status and `make test` reports the skip at its end.
+# standard library (downloaded once, about 30 MB) and Debian's aarch64 C cross compiler (two
+# dependencies assemble a few target files in their build scripts), installed when missing and
+# apt-get can be used (as for GPAW). Where either cannot be had it says why in
+# build/aarch64.status, and `make test` reports the skip at its end.
 AARCH64 := aarch64-unknown-linux-gnu
 AARCH64_STATUS := $(BUILD)/aarch64.status
+AARCH64_GCC_APT := apt-get install -y -q gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 
 check-aarch64:
 	@mkdir -p $(BUILD)
@@ -151,6 +154,18 @@ check-aarch64:
 		echo "== rustup target add $(AARCH64)"; \
 		if ! rustup target add $(AARCH64); then \
 			echo "'rustup target add $(AARCH64)' failed" | tee $(AARCH64_STATUS); exit 0; fi; fi; \
+	if ! command -v aarch64-linux-gnu-gcc > /dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2> /dev/null; then SUDO="sudo -n"; \
+		else echo "no aarch64 C cross compiler: run 'sudo $(AARCH64_GCC_APT)'" \
+			| tee $(AARCH64_STATUS); exit 0; fi; \
+		echo "== $(AARCH64_GCC_APT)"; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive $(AARCH64_GCC_APT) > $(BUILD)/aarch64-apt.log 2>&1 \
+		|| { $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >> $(BUILD)/aarch64-apt.log 2>&1; \
+		     $$SUDO env DEBIAN_FRONTEND=noninteractive $(AARCH64_GCC_APT) >> $(BUILD)/aarch64-apt.log 2>&1; } \
+		|| true; \
+		if ! command -v aarch64-linux-gnu-gcc > /dev/null; then \
+			echo "installing the aarch64 C cross compiler failed (see $(BUILD)/aarch64-apt.log)" \
+				| tee $(AARCH64_STATUS); exit 0; fi; fi; \
 	echo "== the crate checked for 64-bit ARM ($(AARCH64))"; \
 	PKG_CONFIG_ALLOW_CROSS=1 $(CARGO) clippy --release $(CARGO_FLAGS) --target $(AARCH64) \
 		--all-targets -- -D warnings; \
@@ -158,16 +173,17 @@ check-aarch64:
 
 # The library's unit tests (the C ABI's included) built for aarch64 and run under qemu user
 # emulation. Installs gcc-aarch64-linux-gnu and qemu-user from Debian's packages when missing
-# (apt-get as root or through sudo). Emulation is slow: about 4 min to build, 13 min to run on
-# 2 cores. Without the CLI (its font libraries would have to be ARM builds too).
+# (apt-get as root or through sudo; qemu-user brings qemu-user-binfmt, which registers the
+# emulators with the kernel system-wide). Emulation is slow: about 4 min to build, 13 min to
+# run on 2 cores. Without the CLI (its font libraries would have to be ARM builds too).
 AARCH64_APT := apt-get install -y -q gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 test-aarch64:
 	@if ! command -v aarch64-linux-gnu-gcc > /dev/null || ! command -v qemu-aarch64 > /dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2> /dev/null; then SUDO="sudo -n"; \
 		else echo "needs '$(AARCH64_APT)' (as root)"; exit 1; fi; \
-		echo "== $(AARCH64_APT)"; DEBIAN_FRONTEND=noninteractive $$SUDO $(AARCH64_APT) > /dev/null \
-		|| { DEBIAN_FRONTEND=noninteractive $$SUDO apt-get update -q > /dev/null; \
-		     DEBIAN_FRONTEND=noninteractive $$SUDO $(AARCH64_APT) > /dev/null; }; fi
+		echo "== $(AARCH64_APT)"; $$SUDO env DEBIAN_FRONTEND=noninteractive $(AARCH64_APT) > /dev/null \
+		|| { $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q > /dev/null; \
+		     $$SUDO env DEBIAN_FRONTEND=noninteractive $(AARCH64_APT) > /dev/null; }; fi
 	rustup target add $(AARCH64)
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Statistical cutoffs on the repository's data (issue 20): do the lower cutoffs keep their
 # 1-in-N promise on held-out data, and do the upper cutoffs halt the frames whose true force
-# error exceeds 1 eV/A without halting calm ones? Writes docs/benchmarks/cutoffs/*.md.
+# error exceeds 1 eV/A without halting calm ones? Writes docs/benchmarks/cutoffs/*.md and the
+# per-frame rows *_frames.csv.
 #
 #   scripts/cutoff_bench.sh [OUT_DIR]        (default docs/benchmarks/cutoffs; ~5-10 min on 2 cores)
 #
@@ -44,9 +45,13 @@ split "$data/almg/unstable.xyz" "$work/almg_high.xyz" "$work/almg_check.xyz"
 "$aceuq" --threads 1 fit --train "$data/almg/train.xyz" --valid "$data/almg/valid.xyz" \
   --species Al,Mg $uq --out "$work/almg.aceuq" > "$work/almg_fit.log" 2>&1
 
+tidy() { # tidy CSV: file names relative to the repository (the bench's own files as bench/...)
+  sed -i "s#$root/##g; s#$work/#bench/#g" "$1"
+}
 run() { # run SYSTEM NAME POOL CALIBRATE-ARGS...
   local sys=$1 name=$2 pool=$3; shift 3
   local md="$out/${sys}_${name}.md"
+  rm -f "$out/${sys}_${name}_frames.csv" "$out/${sys}_${name}_seed7_frames.csv"
   {
     echo "# $sys, rule \`$name\`"
     echo
@@ -68,11 +73,12 @@ run() { # run SYSTEM NAME POOL CALIBRATE-ARGS...
   "$aceuq" check-cutoffs --model "$work/${sys}_$name.aceuq" --data "$data/$sys/test.xyz" \
     "${nov[@]}" --out "$work/check.md" --frames "$out/${sys}_${name}_frames.csv" > /dev/null
   sed 's/^\(.*\):$/### \1/' "$work/check.md" >> "$md"
+  tidy "$out/${sys}_${name}_frames.csv"
   # Fresh frames (the same recipe, another seed) that no choice of rule has seen: per frame only.
   if [ -f "$data/$sys/unstable_seed7.xyz" ]; then
     "$aceuq" check-cutoffs --model "$work/${sys}_$name.aceuq" --data "$data/$sys/test.xyz" \
-      --novel "$data/$sys/unstable_seed7.xyz" --out "$work/check7.md" \
-      --frames "$out/${sys}_${name}_seed7_frames.csv" > /dev/null
+      --novel "$data/$sys/unstable_seed7.xyz" --frames "$out/${sys}_${name}_seed7_frames.csv" > /dev/null
+    tidy "$out/${sys}_${name}_seed7_frames.csv"
   fi
 }
 novel=("$work/li_check.xyz" "$data/li/novel.xyz")

@@ -318,25 +318,34 @@ pub struct HaltRow {
 
 impl CheckReport {
     /// The per-frame rows as CSV (`aceuq check-cutoffs --frames`), one line per frame and
-    /// method after a header; empty fields where a method has no frame rule.
-    pub fn frames_csv(&self) -> String {
+    /// method after a header; empty fields where a method has no frame rule. `origin`: the
+    /// file and index of each checked frame (held-out then novel, as given to the check; empty
+    /// fields where it is shorter).
+    pub fn frames_csv(&self, origin: &[FrameOrigin]) -> String {
         let mut out = String::from(
-            "method,frame,set,config_type,atoms,max_force_error,u_over_u_c,u_over_u_max,\
-             p_frame,halted_atom,halted_frame\n",
+            "method,frame,file,index_in_file,set,config_type,atoms,max_force_error,e_max,\
+             u_over_u_c,u_over_u_max,p_frame,p_halt,halted_atom,halted_frame\n",
         );
         let opt = |x: Option<String>| x.unwrap_or_default();
         for r in &self.frames {
+            let (file, index) = origin
+                .get(r.frame)
+                .map_or((String::new(), String::new()), |o| {
+                    (csv_field(&o.file), o.index.to_string())
+                });
             out += &format!(
-                "{},{},{},{},{},{:.6e},{:.6e},{:.6e},{},{},{}\n",
+                "{},{},{file},{index},{},{},{},{:.6e},{},{:.6e},{:.6e},{},{},{},{}\n",
                 r.method,
                 r.frame,
                 if r.novel { "novel" } else { "held-out" },
-                r.subset.replace(',', ";"),
+                csv_field(&r.subset),
                 r.atoms,
                 r.max_error,
+                r.e_max,
                 r.score,
                 r.upper_ratio,
                 opt(r.p_frame.map(|p| format!("{p:.6e}"))),
+                opt(r.p_halt.map(|p| p.to_string())),
                 u8::from(r.halted_atom),
                 opt(r.halted_frame.map(|h| u8::from(h).to_string())),
             );
@@ -402,8 +411,29 @@ pub struct FrameRow {
     pub p_frame: Option<f64>,
     /// Halted by single atoms (`upper atom`).
     pub halted_atom: bool,
-    /// Halted by the frame rule (`upper frame`; None as for `p_frame`).
+    /// Halted as the watch's `upper frame` (its default) halts: `p_frame` at or above p_halt,
+    /// or an atom above its upper cutoff (so `halted_atom` implies it; None as for `p_frame`).
     pub halted_frame: Option<bool>,
+    /// The largest-force-error bound e_max and the p_halt of the check (the calibration's).
+    pub e_max: f64,
+    pub p_halt: Option<f64>,
+}
+
+/// Where a checked frame came from: its file and its index among that file's frames.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameOrigin {
+    pub file: String,
+    pub index: usize,
+}
+
+/// `s` as one CSV field: quoted (with quotes doubled) when it holds a comma, a quote or a line
+/// break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// What [`check_calibration`] found.
@@ -773,6 +803,8 @@ fn check_method(
             p_frame: None,
             halted_atom: halted,
             halted_frame: None,
+            e_max: report.e_max,
+            p_halt: None,
         };
         if let (Some(cs), Some(r)) = (&conds, frame_rule.as_mut()) {
             let mut log_calm = 0.0f64;
@@ -786,6 +818,7 @@ fn check_method(
             let by_frame = cs.first().map(|c| c.frame_halts(log_calm));
             let halted = halted || by_frame.is_some_and(|x| x.0);
             (row.p_frame, row.halted_frame) = (by_frame.map(|x| x.1), Some(halted));
+            row.p_halt = cs.first().map(|c| c.p_halt);
             let unstable = emax > report.e_max;
             r.frames += 1;
             r.max_error = r.max_error.max(emax);
@@ -1291,9 +1324,45 @@ mod tests {
             let p = row.p_frame.expect("a frame probability");
             assert!((p - (1.0 - log_calm.exp())).abs() <= 1e-12, "{p}");
         }
-        let csv = rep.frames_csv();
+        let csv = rep.frames_csv(&[]);
         assert_eq!(csv.lines().count(), 1 + valid.len());
-        assert!(csv.starts_with("method,frame,set,config_type,atoms,max_force_error,"));
+        assert!(csv.starts_with("method,frame,file,index_in_file,set,config_type,atoms,"));
+        // Novel frames follow the held-out ones; origins and CSV quoting.
+        let mut rep2 =
+            check_calibration(&pot, &valid[..2], &valid[2..4], &[Method::GammaLocal]).unwrap();
+        let order: Vec<(usize, bool)> = rep2.frames.iter().map(|r| (r.frame, r.novel)).collect();
+        assert_eq!(order, [(0, false), (1, false), (2, true), (3, true)]);
+        rep2.frames[0].subset = "a,\"b\"".into();
+        let origin: Vec<FrameOrigin> = ["x.xyz", "x.xyz", "y,z.xyz", "y,z.xyz"]
+            .iter()
+            .zip([0, 1, 0, 1])
+            .map(|(f, index)| FrameOrigin {
+                file: f.to_string(),
+                index,
+            })
+            .collect();
+        let csv = rep2.frames_csv(&origin);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(
+            lines[1].starts_with("gamma_local,0,x.xyz,0,held-out,\"a,\"\"b\"\"\","),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[4].starts_with("gamma_local,3,\"y,z.xyz\",1,novel,"),
+            "{}",
+            lines[4]
+        );
+        // Every row has the header's 15 fields (outside quotes) and says e_max and p_halt.
+        for l in &lines[2..] {
+            assert_eq!(
+                l.split(',').count() - usize::from(l.contains("\"y,z")),
+                15,
+                "{l}"
+            );
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f[f.len() - 7].parse::<f64>().unwrap(), e_max);
+        }
         assert_eq!((fr.frames, fr.halted, fr.caught), (valid.len(), fh, fc));
         assert!(fh > 0 && fh < valid.len(), "{fh} of {} frames", valid.len());
         // No upper cutoff: nothing halts, and the row says so.

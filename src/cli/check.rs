@@ -12,7 +12,7 @@
 
 use super::calibrate::text_table;
 use super::{DataKeys, load_model};
-use crate::calibration::{CheckReport, check_calibration, within_promise};
+use crate::calibration::{CheckReport, FrameOrigin, check_calibration, within_promise};
 use crate::uq::Method;
 use anyhow::{Result, bail};
 use std::path::PathBuf;
@@ -47,9 +47,10 @@ pub struct CheckArgs {
     /// Also write the tables as Markdown to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Also write one CSV row per labelled frame and method: its true largest force error, its
-    /// largest u / u_c and u / u_max, the frame rule's probability of an error above e_max, and
-    /// whether the upper cutoffs halt it (single atoms, frame rule).
+    /// Also write one CSV row per labelled frame and method: its file and index there, its true
+    /// largest force error, its largest u / u_c and u / u_max, the frame rule's probability of
+    /// an error above e_max, and whether the upper cutoffs halt it: by single atoms (`upper
+    /// atom`), and by the frame rule or single atoms (`upper frame`, the watch's default).
     #[arg(long)]
     pub frames: Option<PathBuf>,
     #[command(flatten)]
@@ -268,24 +269,41 @@ pub fn run(a: &CheckArgs) -> Result<()> {
             );
         }
     }
-    let (data, novel) = read_data(a)?;
+    let (data, novel, origin) = read_data(a)?;
     let report = check_calibration(&pot, &data, &novel, &methods)?;
-    print_report(&report, a)
+    print_report(&report, a, &origin)
 }
 
-/// The labelled data of a check: held-out and novel frames, with reference forces.
-fn read_data(a: &CheckArgs) -> Result<(Vec<crate::Structure>, Vec<crate::Structure>)> {
-    let data = a.keys.read(&a.data)?;
-    let novel = if a.novel.is_empty() {
-        vec![]
-    } else {
-        a.keys.read(&a.novel)?
+/// Held-out frames, novel frames, and where each came from.
+type CheckFrames = (
+    Vec<crate::Structure>,
+    Vec<crate::Structure>,
+    Vec<FrameOrigin>,
+);
+
+/// The labelled data of a check: held-out and novel frames (with reference forces), and for
+/// each frame of the two in that order the file it came from and its index there.
+fn read_data(a: &CheckArgs) -> Result<CheckFrames> {
+    let mut origin = vec![];
+    let mut read = |files: &[PathBuf]| -> Result<Vec<crate::Structure>> {
+        let mut out = vec![];
+        for f in files {
+            let frames = a.keys.read(std::slice::from_ref(f))?;
+            origin.extend((0..frames.len()).map(|k| FrameOrigin {
+                file: f.display().to_string(),
+                index: k,
+            }));
+            out.extend(frames);
+        }
+        Ok(out)
     };
+    let data = read(&a.data)?;
+    let novel = read(&a.novel)?;
     // Every check compares uncertainties with force errors.
     for d in [&data, &novel] {
         a.keys.require(d, crate::io::extxyz::Label::Forces, "")?;
     }
-    Ok((data, novel))
+    Ok((data, novel, origin))
 }
 
 /// `aceuq check-cutoffs` of a pacemaker potential: gamma with its `.asi` against the cutoffs
@@ -337,7 +355,7 @@ fn run_pacemaker(a: &CheckArgs) -> Result<()> {
     if a.methods.contains(&Method::GammaLocal) && local.is_none() {
         bail!("--methods gamma_local: no clustered active sets (give --local-active-set pot.lasi)");
     }
-    let (data, novel) = read_data(a)?;
+    let (data, novel, origin) = read_data(a)?;
     let report = crate::calibration::check_pacemaker(
         &pot,
         &asi,
@@ -346,10 +364,10 @@ fn run_pacemaker(a: &CheckArgs) -> Result<()> {
         &data,
         &novel,
     )?;
-    print_report(&report, a)
+    print_report(&report, a, &origin)
 }
 
-fn print_report(report: &CheckReport, a: &CheckArgs) -> Result<()> {
+fn print_report(report: &CheckReport, a: &CheckArgs, origin: &[FrameOrigin]) -> Result<()> {
     let mut md = String::new();
     for (title, head, rows) in tables(report) {
         println!("{title}:");
@@ -362,7 +380,7 @@ fn print_report(report: &CheckReport, a: &CheckArgs) -> Result<()> {
         eprintln!("wrote {}", p.display());
     }
     if let Some(p) = &a.frames {
-        crate::io::container::write_atomic(p, report.frames_csv().as_bytes())?;
+        crate::io::container::write_atomic(p, report.frames_csv(origin).as_bytes())?;
         eprintln!("wrote {} ({} rows)", p.display(), report.frames.len());
     }
     Ok(())
