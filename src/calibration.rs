@@ -181,6 +181,7 @@ pub fn calibrate_potential(
                 rows: &mut rows,
                 cluster_rows: &mut cluster_rows,
                 cals: &mut cals,
+                caveats: &mut caveats,
             };
             calibrate_cluster_entries(name, m, groups, &opts, &cal, settings, out);
         }
@@ -199,6 +200,7 @@ struct ClusterOut<'a> {
     rows: &'a mut Vec<Vec<String>>,
     cluster_rows: &'a mut Vec<Vec<String>>,
     cals: &'a mut Vec<Calibration>,
+    caveats: &'a mut Vec<String>,
 }
 
 /// The per-cluster entries of `method` for species `name` (`groups[k]`: errors and
@@ -218,6 +220,15 @@ fn calibrate_cluster_entries(
         match outcome {
             ClusterCalibration::Fitted(mut c) => {
                 c.provenance = settings.provenance.clone();
+                // Of a cluster's own fit only u_c is used (its upper cutoff is the species'):
+                // its warning when the validation atoms contradict that u_c.
+                for w in c.warnings.iter().filter(|w| {
+                    w.starts_with("uncertainties:")
+                        && w.contains(crate::stats::cutoff::OWN_EXCEEDANCES)
+                }) {
+                    out.caveats
+                        .push(format!("{name} {} cluster {k}: {w}", method.name()));
+                }
                 out.rows.push(c.table_row());
                 out.cluster_rows.push(vec![
                     name.to_string(),
@@ -1011,6 +1022,7 @@ pub fn calibrate_pacemaker(
                 rows: &mut rows,
                 cluster_rows: &mut cluster_rows,
                 cals: &mut cals,
+                caveats: &mut caveats,
             };
             calibrate_cluster_entries(name, m, &groups, &opts, &cal, settings, out);
         }

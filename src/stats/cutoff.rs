@@ -338,6 +338,44 @@ fn gated_cutoff(
     })
 }
 
+/// P(X >= k) for X ~ Poisson(lambda).
+pub fn poisson_sf(k: usize, lambda: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    // 1 - P(X <= k - 1), summed in the tail's direction where that is the smaller part.
+    let mut term = (-lambda).exp();
+    let mut below = term;
+    for i in 1..k {
+        term *= lambda / i as f64;
+        below += term;
+    }
+    (1.0 - below).max(0.0)
+}
+
+/// The words that mark the warning of [`own_exceedances`] (callers pick it out of a
+/// calibration's warnings).
+pub const OWN_EXCEEDANCES: &str = "calibration values lie above their own cutoff";
+
+/// A warning when more of the calibration values `x` lie above their own 1 - 1/N cutoff `c`
+/// than N allows: about n / N are expected, and a count whose Poisson probability is below
+/// `alpha` says the fitted tail is lighter than the data's, so new data will exceed `c` more
+/// often than 1 in N.
+fn own_exceedances(what: &str, x: &[f64], c: f64, n_apply: u64, alpha: f64) -> Option<String> {
+    let k = x.iter().filter(|&&v| v > c).count();
+    let lambda = x.len() as f64 / n_apply as f64;
+    let p = poisson_sf(k, lambda);
+    (k > 0 && p < alpha).then(|| {
+        format!(
+            "{what}: {k} of the {} {OWN_EXCEEDANCES} {c:.4e}, where \
+             {lambda:.2} are expected at 1 in N = {n_apply} (Poisson probability {p:.1e} < \
+             {alpha}): the fitted tail is lighter than the data's, so new data will exceed it \
+             more often than 1 in N; check it on held-out data with `aceuq check-cutoffs`",
+            x.len()
+        )
+    })
+}
+
 /// [`calibrate`] with extra labelled pairs `high_errors`/`high_uncertainties` from
 /// high-uncertainty structures: they enter the conditional upper fit only (the lower cutoffs
 /// describe in-distribution data).
@@ -393,6 +431,15 @@ pub fn calibrate_with_high(
         &mut warnings,
     )
     .map_err(ctx("uncertainty cutoff"))?;
+    // The cutoffs against their own data: about n / N values are expected above each.
+    for (what, x, c) in [
+        ("force errors", errors, e_c),
+        ("uncertainties", uncertainties, u_c),
+    ] {
+        if let Some(w) = own_exceedances(what, x, c, opts.n_apply, opts.alpha) {
+            warnings.push(w);
+        }
+    }
     for (what, f) in [("force errors", &efit), ("uncertainties", &ufit)] {
         if !f.passed {
             warnings.push(format!(
@@ -690,6 +737,42 @@ mod tests {
         // e_c not above the mean: ratio 1 instead of a division by <= 0.
         let up = upper_cutoff(1.0, 0.5, 0.5, 2.0, 5.0);
         assert_eq!((up.ratio, up.u_max), (1.0, 5.0));
+    }
+
+    #[test]
+    fn stats_poisson_tail_and_own_exceedance_warning() {
+        // P(X >= k) against the closed forms.
+        let l: f64 = 0.5;
+        assert_eq!(poisson_sf(0, l), 1.0);
+        assert!((poisson_sf(1, l) - (1.0 - (-l).exp())).abs() < 1e-15);
+        let p3 = 1.0 - (-l).exp() * (1.0 + l + l * l / 2.0);
+        assert!((poisson_sf(3, l) - p3).abs() < 1e-15);
+        // 3 of 500 values above a 1-in-1000 cutoff (0.5 expected): p = 0.014, warned at 0.05,
+        // not at 0.01; one value above it is no evidence.
+        let mut x = vec![1.0; 497];
+        x.extend([5.0, 6.0, 7.0]);
+        let w = own_exceedances("uncertainties", &x, 2.0, 1000, 0.05).expect("a warning");
+        assert!(
+            w.contains("3 of the 500 calibration values") && w.contains("0.50 are expected"),
+            "{w}"
+        );
+        assert!(own_exceedances("uncertainties", &x, 2.0, 1000, 0.01).is_none());
+        assert!(own_exceedances("uncertainties", &x, 5.5, 1000, 0.05).is_none());
+        // In calibrate: a body fitted to the bulk, a few values far above it, N = 2n.
+        let mut r = rng(5);
+        let mut e = draw_maxwell(&mut r, 0.05, 1000);
+        e.extend([2.0, 2.5, 3.0, 3.5]);
+        let u = e.clone();
+        let mut o = CalibrationOptions::new(2008);
+        o.tail = TailPolicy::Body;
+        let cal = calibrate("Li", "gamma", &e, &u, &o).unwrap();
+        assert!(
+            cal.warnings
+                .iter()
+                .any(|w| w.starts_with("uncertainties: 4 of the 1004")),
+            "{:?}",
+            cal.warnings
+        );
     }
 
     #[test]
