@@ -166,6 +166,14 @@ pub fn calibrate_potential(
             let mut cal = calibrate_with_high(name, m.name(), &es, &us, &hes, &hus, &opts)?;
             cal.provenance = settings.provenance.clone();
             for w in &cal.warnings {
+                // The force-error cutoff is the same for every method: its warnings once.
+                if w.starts_with("force errors:") {
+                    let once = format!("{name}: {w}");
+                    if !caveats.contains(&once) {
+                        caveats.push(once);
+                    }
+                    continue;
+                }
                 caveats.push(format!("{name} {}: {w}", m.name()));
             }
             rows.push(cal.table_row());
@@ -220,12 +228,11 @@ fn calibrate_cluster_entries(
         match outcome {
             ClusterCalibration::Fitted(mut c) => {
                 c.provenance = settings.provenance.clone();
-                // Of a cluster's own fit only u_c is used (its upper cutoff is the species'):
-                // its warning when the validation atoms contradict that u_c.
-                for w in c.warnings.iter().filter(|w| {
-                    w.starts_with("uncertainties:")
-                        && w.contains(crate::stats::cutoff::OWN_EXCEEDANCES)
-                }) {
+                // Of a cluster's own fit only u_c is used (its e_c and upper cutoff are the
+                // species'): its warnings about its force errors are dropped, the others are
+                // stored and printed like the species' (calibrate, info, the fix).
+                c.warnings.retain(|w| !w.starts_with("force errors:"));
+                for w in &c.warnings {
                     out.caveats
                         .push(format!("{name} {} cluster {k}: {w}", method.name()));
                 }
@@ -999,6 +1006,14 @@ pub fn calibrate_pacemaker(
             let mut cal = calibrate_with_high(name, m.name(), &es, &us, &hes, &hus, &opts)?;
             cal.provenance = settings.provenance.clone();
             for w in &cal.warnings {
+                // The force-error cutoff is the same for every method: its warnings once.
+                if w.starts_with("force errors:") {
+                    let once = format!("{name}: {w}");
+                    if !caveats.contains(&once) {
+                        caveats.push(once);
+                    }
+                    continue;
+                }
                 caveats.push(format!("{name} {}: {w}", m.name()));
             }
             rows.push(cal.table_row());
@@ -1116,6 +1131,10 @@ mod tests {
                     direct.upper_rule = species_level.upper_rule;
                     direct.conditional = species_level.conditional.clone();
                     direct.u_max = species_level.u_max.max(direct.u_c);
+                    // ... and no warnings about its own force errors (the watch uses the
+                    // species' e_c).
+                    direct.warnings.retain(|w| !w.starts_with("force errors:"));
+                    assert!(c.warnings.iter().all(|w| !w.starts_with("force errors:")));
                     assert_eq!(&direct, c, "{name} cluster {k}");
                     assert!(c.u_c != species_level.u_c);
                     assert_eq!(row[6], "own fit");
