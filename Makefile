@@ -77,21 +77,17 @@ $(VENV_STAMP): Makefile
 # goes to build/gpaw.status ("ok" or the reason), which `make test` hands to the GPAW tests.
 GPAW_CHECK := /usr/bin/python3 -s scripts/label_gpaw.py --check
 GPAW_STATUS := $(BUILD)/gpaw.status
-GPAW_APT := apt-get install -y -q gpaw gpaw-data
+GPAW_PKGS := gpaw gpaw-data
+GPAW_APT := apt-get install -y -q $(GPAW_PKGS)
 
 gpaw:
 	@mkdir -p $(BUILD)
 	@if [ -x /usr/bin/python3 ] && $(GPAW_CHECK) > /dev/null 2>&1; then \
 		$(GPAW_CHECK); echo ok > $(GPAW_STATUS); exit 0; fi; \
-	if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2> /dev/null; then SUDO="sudo -n"; \
-	else SUDO=none; fi; \
-	if [ "$$SUDO" = none ] || ! command -v apt-get > /dev/null; then \
+	rc=0; scripts/apt_install.sh $(BUILD)/gpaw-apt.log $(GPAW_PKGS) || rc=$$?; \
+	if [ $$rc = 2 ]; then \
 		echo "GPAW is not installed and cannot be installed here (needs apt-get as root): run" \
 			"'sudo $(GPAW_APT)'" | tee $(GPAW_STATUS); exit 0; fi; \
-	echo "== installing GPAW from Debian's packages ($(GPAW_APT))"; \
-	if ! $$SUDO env DEBIAN_FRONTEND=noninteractive $(GPAW_APT) > $(BUILD)/gpaw-apt.log 2>&1; then \
-		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >> $(BUILD)/gpaw-apt.log 2>&1 || true; \
-		$$SUDO env DEBIAN_FRONTEND=noninteractive $(GPAW_APT) >> $(BUILD)/gpaw-apt.log 2>&1 || true; fi; \
 	if $(GPAW_CHECK); then echo ok > $(GPAW_STATUS); \
 	else echo "GPAW installation failed (see $(BUILD)/gpaw-apt.log); run '$(GPAW_APT)' by hand" \
 		| tee $(GPAW_STATUS); fi
@@ -143,7 +139,8 @@ test: venv gpaw build python
 # build/aarch64.status, and `make test` reports the skip at its end.
 AARCH64 := aarch64-unknown-linux-gnu
 AARCH64_STATUS := $(BUILD)/aarch64.status
-AARCH64_GCC_APT := apt-get install -y -q gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+AARCH64_GCC_PKGS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+AARCH64_GCC_APT := apt-get install -y -q $(AARCH64_GCC_PKGS)
 
 check-aarch64:
 	@mkdir -p $(BUILD)
@@ -155,14 +152,9 @@ check-aarch64:
 		if ! rustup target add $(AARCH64); then \
 			echo "'rustup target add $(AARCH64)' failed" | tee $(AARCH64_STATUS); exit 0; fi; fi; \
 	if ! command -v aarch64-linux-gnu-gcc > /dev/null; then \
-		if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2> /dev/null; then SUDO="sudo -n"; \
-		else echo "no aarch64 C cross compiler: run 'sudo $(AARCH64_GCC_APT)'" \
+		rc=0; scripts/apt_install.sh $(BUILD)/aarch64-apt.log $(AARCH64_GCC_PKGS) || rc=$$?; \
+		if [ $$rc = 2 ]; then echo "no aarch64 C cross compiler: run 'sudo $(AARCH64_GCC_APT)'" \
 			| tee $(AARCH64_STATUS); exit 0; fi; \
-		echo "== $(AARCH64_GCC_APT)"; \
-		$$SUDO env DEBIAN_FRONTEND=noninteractive $(AARCH64_GCC_APT) > $(BUILD)/aarch64-apt.log 2>&1 \
-		|| { $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >> $(BUILD)/aarch64-apt.log 2>&1; \
-		     $$SUDO env DEBIAN_FRONTEND=noninteractive $(AARCH64_GCC_APT) >> $(BUILD)/aarch64-apt.log 2>&1; } \
-		|| true; \
 		if ! command -v aarch64-linux-gnu-gcc > /dev/null; then \
 			echo "installing the aarch64 C cross compiler failed (see $(BUILD)/aarch64-apt.log)" \
 				| tee $(AARCH64_STATUS); exit 0; fi; fi; \
@@ -176,14 +168,12 @@ check-aarch64:
 # (apt-get as root or through sudo; qemu-user brings qemu-user-binfmt, which registers the
 # emulators with the kernel system-wide). Emulation is slow: about 4 min to build, 13 min to
 # run on 2 cores. Without the CLI (its font libraries would have to be ARM builds too).
-AARCH64_APT := apt-get install -y -q gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 test-aarch64:
+	@mkdir -p $(BUILD)
 	@if ! command -v aarch64-linux-gnu-gcc > /dev/null || ! command -v qemu-aarch64 > /dev/null; then \
-		if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2> /dev/null; then SUDO="sudo -n"; \
-		else echo "needs '$(AARCH64_APT)' (as root)"; exit 1; fi; \
-		echo "== $(AARCH64_APT)"; $$SUDO env DEBIAN_FRONTEND=noninteractive $(AARCH64_APT) > /dev/null \
-		|| { $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q > /dev/null; \
-		     $$SUDO env DEBIAN_FRONTEND=noninteractive $(AARCH64_APT) > /dev/null; }; fi
+		rc=0; scripts/apt_install.sh $(BUILD)/aarch64-apt.log $(AARCH64_GCC_PKGS) qemu-user || rc=$$?; \
+		if [ $$rc != 0 ]; then echo "needs '$(AARCH64_GCC_APT) qemu-user' (as root; see" \
+			"$(BUILD)/aarch64-apt.log)"; exit 1; fi; fi
 	rustup target add $(AARCH64)
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \

@@ -165,17 +165,7 @@ pub fn calibrate_potential(
             }
             let mut cal = calibrate_with_high(name, m.name(), &es, &us, &hes, &hus, &opts)?;
             cal.provenance = settings.provenance.clone();
-            for w in &cal.warnings {
-                // The force-error cutoff is the same for every method: its warnings once.
-                if w.starts_with("force errors:") {
-                    let once = format!("{name}: {w}");
-                    if !caveats.contains(&once) {
-                        caveats.push(once);
-                    }
-                    continue;
-                }
-                caveats.push(format!("{name} {}: {w}", m.name()));
-            }
+            push_caveats(&mut caveats, name, m, &cal.warnings);
             rows.push(cal.table_row());
             // The species' entries of this method, per-cluster ones included, are replaced.
             cals.retain(|c| !(c.species == cal.species && c.method == cal.method));
@@ -201,6 +191,21 @@ pub fn calibrate_potential(
         warnings,
         caveats,
     })
+}
+
+/// The warnings of species `name`'s entry of `method` into `caveats` ("Li gamma: ..."); the
+/// force-error cutoff is the same for every method, so its warnings go in once ("Li: ...").
+fn push_caveats(caveats: &mut Vec<String>, name: &str, method: Method, warnings: &[String]) {
+    for w in warnings {
+        if w.starts_with("force errors:") {
+            let once = format!("{name}: {w}");
+            if !caveats.contains(&once) {
+                caveats.push(once);
+            }
+        } else {
+            caveats.push(format!("{name} {}: {w}", method.name()));
+        }
+    }
 }
 
 /// Where [`calibrate_cluster_entries`] writes.
@@ -1005,17 +1010,7 @@ pub fn calibrate_pacemaker(
             let (hes, hus) = split(m, h);
             let mut cal = calibrate_with_high(name, m.name(), &es, &us, &hes, &hus, &opts)?;
             cal.provenance = settings.provenance.clone();
-            for w in &cal.warnings {
-                // The force-error cutoff is the same for every method: its warnings once.
-                if w.starts_with("force errors:") {
-                    let once = format!("{name}: {w}");
-                    if !caveats.contains(&once) {
-                        caveats.push(once);
-                    }
-                    continue;
-                }
-                caveats.push(format!("{name} {}: {w}", m.name()));
-            }
+            push_caveats(&mut caveats, name, m, &cal.warnings);
             rows.push(cal.table_row());
             cals.push(cal.clone());
             if m != Method::GammaLocal {
