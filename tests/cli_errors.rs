@@ -95,6 +95,21 @@ fn negative_numbers_are_rejected_with_the_flag_and_its_range() {
             "-.5",
             "--force-weight must be a number ≥ 0, got -0.5",
         ),
+        (
+            "--target-force",
+            "-0.1",
+            "--target-force must be a positive fraction of the force spread, e.g. 0.1, got -0.1",
+        ),
+        (
+            "--target-energy",
+            "0",
+            "--target-energy must be a positive number of meV/atom, got 0",
+        ),
+        (
+            "--grow-basis",
+            "yes",
+            "--grow-basis must be auto, on or off, got yes",
+        ),
     ] {
         let args = [&fit[..], &[flag, value][..]].concat();
         let (code, err) = aceuq(&args);
@@ -206,6 +221,54 @@ fn negative_numbers_are_rejected_with_the_flag_and_its_range() {
         );
         assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
     }
+}
+
+/// Basis growth: the ladder is announced for the default basis with validation data, a given
+/// basis is used as it is, and growth without validation data is refused or said.
+#[test]
+fn basis_growth_is_announced_and_needs_validation_data() {
+    let fit = ["fit", "--train", TRAIN, "--out", "never.aceuq", "--dry-run"];
+    let with_valid = [&fit[..], &["--valid", TRAIN][..]].concat();
+    let (code, err) = aceuq(&with_valid);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("basis grown while the validation errors miss the target"),
+        "{err}"
+    );
+    for (k, want) in [
+        (1, "197 functions"),
+        (2, "345 functions"),
+        (3, "cutoff 7.5 Å"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("  {k}. ")) && l.contains(want)),
+            "rung {k} ({want}): {err}"
+        );
+    }
+    let given = [&with_valid[..], &["--lmax", "0,3,3"][..]].concat();
+    let (code, err) = aceuq(&given);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.starts_with("basis: ") && !err.contains("grown"),
+        "{err}"
+    );
+    let (code, err) = aceuq(&[&given[..], &["--grow-basis", "on"][..]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("  2. ") && l.contains("345 functions")),
+        "a given basis grows when asked: {err}"
+    );
+    let (code, err) = aceuq(&fit);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("not grown (no --valid"), "{err}");
+    let (code, err) = aceuq(&[&fit[..], &["--grow-basis", "on"][..]].concat());
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "error: --grow-basis on chooses the basis on validation data: give --valid"
+    );
 }
 
 /// A training file cut off mid-frame: the error says how to repair the file with ordinary

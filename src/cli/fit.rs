@@ -3,6 +3,7 @@
 use super::DataKeys;
 use crate::basis::{BasisConfig, SpeciesBasis};
 use crate::model::fit::{self, FitConfig};
+use crate::model::grow::{self, Growth};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -49,6 +50,21 @@ pub struct FitArgs {
     /// training structure held out, then refitted on all) [default: auto].
     #[arg(long, allow_hyphen_values = true)]
     pub ridge: Option<String>,
+    /// Grow the basis on the validation data: fit the default basis, then larger ones
+    /// (three- and four-body angular degree 6, then also a 7.5 Å cutoff) while the validation
+    /// errors miss the target, never past 10 fitted values per coefficient; keep the first that
+    /// meets it, else the cheapest within 5 % of the best. `auto` grows only the default basis
+    /// (a basis set by flags or the config file is used as it is), `on` also a given one, `off`
+    /// never. Needs --valid [default: auto].
+    #[arg(long)]
+    pub grow_basis: Option<String>,
+    /// Target of basis growth: validation force RMSE at most this fraction of the standard
+    /// deviation of the validation force components [default: 0.1].
+    #[arg(long, allow_hyphen_values = true)]
+    pub target_force: Option<f64>,
+    /// Target of basis growth: validation energy RMSE at most this many meV/atom [default: 3].
+    #[arg(long, allow_hyphen_values = true)]
+    pub target_energy: Option<f64>,
     /// Weight of the per-atom energy error. With a positive weight (the default) every training
     /// and validation frame needs an energy [default: 1].
     #[arg(long, allow_hyphen_values = true)]
@@ -128,6 +144,26 @@ pub fn species_in(data: &[crate::Structure]) -> Vec<String> {
     v
 }
 
+/// One line describing a basis: functions per species by body order, cutoff, species.
+fn basis_line(b: &crate::basis::BasisConfig, species: &[String]) -> Result<String> {
+    let sb = SpeciesBasis::generate(b, species.len())?;
+    let by: Vec<String> = (1..=b.nmax.len())
+        .map(|o| {
+            (0..sb.len())
+                .filter(|&f| sb.order(f) == o)
+                .count()
+                .to_string()
+        })
+        .collect();
+    Ok(format!(
+        "{} functions per species (by order {}), cutoff {} Å, species {}",
+        sb.len(),
+        by.join("/"),
+        b.cutoff,
+        species.join(",")
+    ))
+}
+
 pub fn run(a: &FitArgs) -> Result<()> {
     use super::check_given;
     let non_negative = |v: f64| v.is_finite() && v >= 0.0;
@@ -161,6 +197,24 @@ pub fn run(a: &FitArgs) -> Result<()> {
         non_negative,
         "a number ≥ 0",
     )?;
+    let grow = a
+        .grow_basis
+        .as_deref()
+        .map(Growth::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--grow-basis {e}"))?;
+    check_given(
+        "--target-force",
+        a.target_force,
+        |v| v.is_finite() && v > 0.0,
+        "a positive fraction of the force spread, e.g. 0.1",
+    )?;
+    check_given(
+        "--target-energy",
+        a.target_energy,
+        |v| v.is_finite() && v > 0.0,
+        "a positive number of meV/atom",
+    )?;
     let mut cfg = match &a.config {
         Some(p) => read_config(p)?,
         None => FitFile::default(),
@@ -182,6 +236,15 @@ pub fn run(a: &FitArgs) -> Result<()> {
     }
     if let Some(v) = ridge {
         cfg.fit.ridge = v;
+    }
+    if let Some(v) = grow {
+        cfg.fit.grow_basis = v;
+    }
+    if let Some(v) = a.target_force {
+        cfg.fit.target_force = v;
+    }
+    if let Some(v) = a.target_energy {
+        cfg.fit.target_energy = v;
     }
     if let Some(v) = a.energy_weight {
         cfg.fit.energy_weight = v;
@@ -245,23 +308,39 @@ pub fn run(a: &FitArgs) -> Result<()> {
     if species.is_empty() {
         bail!("the training data has no atoms");
     }
-    let sb = SpeciesBasis::generate(&cfg.basis, species.len())?;
-    let maxo = cfg.basis.nmax.len();
-    let by: Vec<String> = (1..=maxo)
-        .map(|o| {
-            (0..sb.len())
-                .filter(|&f| sb.order(f) == o)
-                .count()
-                .to_string()
-        })
-        .collect();
-    eprintln!(
-        "basis: {} functions per species (by order {}), cutoff {} Å, species {}",
-        sb.len(),
-        by.join("/"),
-        cfg.basis.cutoff,
-        species.join(",")
-    );
+    // Growth applies to the default basis unless asked for explicitly.
+    let mut grows = match cfg.fit.grow_basis {
+        Growth::Auto => cfg.basis == crate::basis::BasisConfig::default(),
+        Growth::On => true,
+        Growth::Off => false,
+    };
+    if grows && valid.is_empty() {
+        if cfg.fit.grow_basis == Growth::On {
+            bail!("--grow-basis on chooses the basis on validation data: give --valid");
+        }
+        eprintln!(
+            "basis: not grown (no --valid; growing the default basis on validation errors needs \
+             validation data)"
+        );
+        grows = false;
+    }
+    let rungs = if grows {
+        grow::ladder(&cfg.basis)
+    } else {
+        vec![cfg.basis.clone()]
+    };
+    if rungs.len() > 1 {
+        eprintln!(
+            "basis grown while the validation errors miss the target (F RMSE ≤ {} x σ_F, E RMSE \
+             ≤ {} meV/atom; --grow-basis off to fit one basis):",
+            cfg.fit.target_force, cfg.fit.target_energy
+        );
+        for (k, b) in rungs.iter().enumerate() {
+            eprintln!("  {}. {}", k + 1, basis_line(b, &species)?);
+        }
+    } else {
+        eprintln!("basis: {}", basis_line(&rungs[0], &species)?);
+    }
     if a.dry_run {
         return Ok(());
     }
@@ -271,7 +350,18 @@ pub fn run(a: &FitArgs) -> Result<()> {
         train.len(),
         valid.len()
     );
-    let model = fit::fit(&species, &cfg.basis, &cfg.fit, &train, &valid, true)?;
+    let model = if rungs.len() > 1 {
+        let mut say = |line: &str| eprintln!("== fitting {line}");
+        let m = grow::fit_grown(
+            &species, &cfg.basis, &cfg.fit, &train, &valid, true, &mut say,
+        )?;
+        if let Some(c) = &m.fit_info.basis_choice {
+            eprint!("{}", grow::basis_choice_text(c));
+        }
+        m
+    } else {
+        fit::fit(&species, &cfg.basis, &cfg.fit, &train, &valid, true)?
+    };
     if let Some(choice) = &model.fit_info.ridge_choice {
         eprint!("{}", fit::ridge_choice_text(choice));
     }
@@ -338,6 +428,9 @@ mod tests {
             format!("[default: {}]", f.ridge),
             format!("[default: {}]", f.energy_weight),
             format!("[default: {}]", f.force_weight),
+            format!("[default: {}]", f.grow_basis),
+            format!("[default: {}]", f.target_force),
+            format!("[default: {}]", f.target_energy),
         ] {
             assert!(fit.contains(&want), "fit --help lacks {want}:\n{fit}");
         }

@@ -400,6 +400,9 @@ fn info(args: &InfoArgs) -> Result<()> {
             "weights: energy {}, forces {}; ridge {}",
             fs.energy_weight, fs.force_weight, fs.ridge
         );
+        if let Some(c) = &m.fit_info.basis_choice {
+            print!("{}", crate::model::grow::basis_choice_text(c));
+        }
         if let Some(c) = &m.fit_info.ridge_choice {
             print!("{}", crate::model::fit::ridge_choice_text(c));
         }

@@ -41,6 +41,18 @@ pub struct FitConfig {
     pub core: bool,
     /// Width in Å over which the core is switched on below the shortest training distance.
     pub core_width: f64,
+    /// Grow the basis on the validation data (`aceuq fit`; [`super::grow`]): `"auto"` (the
+    /// default: grow the default basis only), `"on"` or `"off"`. Growth settings at their
+    /// defaults are not written to model files, which older readers can then still read.
+    #[serde(skip_serializing_if = "super::grow::Growth::is_auto")]
+    pub grow_basis: super::grow::Growth,
+    /// Growth target: validation force RMSE at most this fraction of the standard deviation of
+    /// the validation force components.
+    #[serde(skip_serializing_if = "is_default_target_force")]
+    pub target_force: f64,
+    /// Growth target: validation energy RMSE at most this many meV/atom.
+    #[serde(skip_serializing_if = "is_default_target_energy")]
+    pub target_energy: f64,
 }
 
 impl Default for FitConfig {
@@ -51,8 +63,19 @@ impl Default for FitConfig {
             ridge: Ridge::Auto,
             core: true,
             core_width: 0.5,
+            grow_basis: super::grow::Growth::Auto,
+            target_force: 0.1,
+            target_energy: 3.0,
         }
     }
+}
+
+fn is_default_target_force(v: &f64) -> bool {
+    *v == FitConfig::default().target_force
+}
+
+fn is_default_target_energy(v: &f64) -> bool {
+    *v == FitConfig::default().target_energy
 }
 
 impl FitConfig {
@@ -78,6 +101,18 @@ impl FitConfig {
             return Err(ModelError::Data(
                 "fit: core_width must be a positive number of Å".into(),
             ));
+        }
+        if !(self.target_force.is_finite() && self.target_force > 0.0) {
+            return Err(ModelError::Data(format!(
+                "fit: target_force must be a positive fraction of the force spread (e.g. 0.1), got {}",
+                self.target_force
+            )));
+        }
+        if !(self.target_energy.is_finite() && self.target_energy > 0.0) {
+            return Err(ModelError::Data(format!(
+                "fit: target_energy must be a positive number of meV/atom, got {}",
+                self.target_energy
+            )));
         }
         Ok(())
     }
@@ -542,6 +577,7 @@ pub fn fit(
         settings,
         metrics,
         ridge_choice,
+        basis_choice: None,
     };
     Ok(model)
 }

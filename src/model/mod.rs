@@ -13,6 +13,7 @@ pub mod core;
 pub mod env;
 pub mod eval;
 pub mod fit;
+pub mod grow;
 mod tables;
 
 pub(crate) use tables::{Derived, TERM_LANES};
@@ -66,6 +67,10 @@ pub struct FitInfo {
     /// How the ridge was chosen (fits with `ridge = "auto"`; absent in older files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ridge_choice: Option<fit::RidgeChoice>,
+    /// How the basis was grown on the validation data (grown fits; absent otherwise and in
+    /// older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis_choice: Option<grow::BasisChoice>,
 }
 
 /// A fitted linear ACE model for a set of species.

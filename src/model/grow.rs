@@ -1,0 +1,499 @@
+//! Growing the basis on validation data: the default of `aceuq fit` when the basis is not given.
+//!
+//! One basis does not suit every system. The default (`10,6,2 / 0,4,4`, 5.5 Å) fits one-element
+//! sets well and cheaply, but the two-element sets measured here need the angular degree of their
+//! reference potentials (6 at three- and four-body order) and, for In–P, a longer range
+//! (docs/benchmarks/alloys.md). So the fit climbs a short ladder of bases in increasing cost:
+//!
+//! 1. the given basis;
+//! 2. three- and four-body angular degree raised to [`GROWN_LMAX`];
+//! 3. that with the cutoff raised to [`GROWN_CUTOFF`] Å;
+//!
+//! and stops at the first whose validation errors meet the target (force RMSE at most
+//! `target_force` times the standard deviation of the validation force components, energy RMSE
+//! at most `target_energy` meV/atom). It never climbs to a basis with fewer than
+//! [`MIN_OBS_PER_COEF`] fitted observations (energies and force components) per coefficient. When
+//! no rung meets the target, it keeps the cheapest rung whose validation loss is within
+//! [`LOSS_SLACK`] of the lowest: a larger basis has to earn its cost. Every rung is a full fit
+//! (its own ridge scan); the record is stored in [`super::FitInfo::basis_choice`].
+
+use super::fit::{self, FitConfig, Metrics};
+use super::{Model, ModelError};
+use crate::basis::{BasisConfig, SpeciesBasis};
+use crate::structure::Structure;
+use serde::{Deserialize, Serialize};
+
+/// Angular degree of the three- and four-body functions on the second rung.
+pub const GROWN_LMAX: usize = 6;
+/// Cutoff (Å) of the third rung.
+pub const GROWN_CUTOFF: f64 = 7.5;
+/// Fewest fitted observations per coefficient before a larger rung is tried (the usual rule
+/// of thumb for least squares; force components of one structure are correlated, so fewer is
+/// not safe).
+pub const MIN_OBS_PER_COEF: f64 = 10.0;
+/// When no rung meets the target, the cheapest rung whose validation loss is within this factor
+/// of the lowest is kept (1.1 in loss, a sum of squares, is about 5 % in RMSE).
+pub const LOSS_SLACK: f64 = 1.1;
+
+/// Whether `aceuq fit` grows the basis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Growth {
+    /// Grow the default basis; a basis given by the user is used as it is.
+    #[default]
+    Auto,
+    /// Grow whatever basis is given.
+    On,
+    /// Never grow.
+    Off,
+}
+
+impl Growth {
+    /// The default (for serde's `skip_serializing_if`).
+    pub fn is_auto(&self) -> bool {
+        *self == Growth::Auto
+    }
+
+    /// Parse `auto`, `on` or `off`.
+    pub fn parse(text: &str) -> Result<Growth, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Growth::Auto),
+            "on" => Ok(Growth::On),
+            "off" => Ok(Growth::Off),
+            t => Err(format!("must be auto, on or off, got {t}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Growth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Growth::Auto => "auto",
+            Growth::On => "on",
+            Growth::Off => "off",
+        })
+    }
+}
+
+/// How the basis of a grown fit was chosen (stored in the model file).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BasisChoice {
+    /// Index into `trials` of the basis used.
+    pub chosen: usize,
+    /// Why the climb stopped and why this rung was kept.
+    pub how: String,
+    /// The target: force RMSE as a fraction of `sigma_f`, energy RMSE in meV/atom.
+    pub target_force: f64,
+    pub target_energy: f64,
+    /// Standard deviation of the validation force components (meV/Å).
+    pub sigma_f: f64,
+    /// The rungs fitted, cheapest first.
+    pub trials: Vec<BasisTrial>,
+}
+
+/// One rung of the ladder, fitted and evaluated on the validation data.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BasisTrial {
+    pub cutoff: f64,
+    pub nmax: Vec<usize>,
+    pub lmax: Vec<usize>,
+    /// Functions per species.
+    pub functions: usize,
+    /// Validation energy RMSE (meV/atom), force RMSE (meV/Å) and loss (as the ridge scan's).
+    pub energy_rmse: f64,
+    pub force_rmse: f64,
+    pub loss: f64,
+    /// Wall time of the fit (s).
+    pub seconds: f64,
+}
+
+/// The ladder above `base`, cheapest first; rungs that would not change the basis are left out.
+pub fn ladder(base: &BasisConfig) -> Vec<BasisConfig> {
+    let mut out = vec![base.clone()];
+    let mut wide = base.clone();
+    for l in wide.lmax.iter_mut().skip(1).take(2) {
+        *l = (*l).max(GROWN_LMAX);
+    }
+    if wide != out[out.len() - 1] {
+        out.push(wide.clone());
+    }
+    if wide.pair_cutoffs.is_empty() && wide.cutoff < GROWN_CUTOFF {
+        wide.cutoff = GROWN_CUTOFF;
+        out.push(wide);
+    }
+    out
+}
+
+/// Energies and force components the fit weighs.
+pub fn observations(cfg: &FitConfig, train: &[Structure]) -> usize {
+    train
+        .iter()
+        .map(|s| {
+            let e = (cfg.energy_weight > 0.0 && s.energy.is_some()) as usize;
+            let f = if cfg.force_weight > 0.0 {
+                s.forces.as_ref().map_or(0, |f| 3 * f.len())
+            } else {
+                0
+            };
+            e + f
+        })
+        .sum()
+}
+
+/// Standard deviation of the force components of `data` (meV/Å; mean removed); 0 without forces.
+pub fn force_spread(data: &[Structure]) -> f64 {
+    let comps: Vec<f64> = data
+        .iter()
+        .filter_map(|s| s.forces.as_ref())
+        .flat_map(|f| f.iter().flat_map(|v| v.iter().copied()))
+        .collect();
+    if comps.is_empty() {
+        return 0.0;
+    }
+    let n = comps.len() as f64;
+    let mean = comps.iter().sum::<f64>() / n;
+    1000.0 * (comps.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt()
+}
+
+fn loss_of(cfg: &FitConfig, v: &Metrics) -> f64 {
+    cfg.energy_weight * v.energy_rmse.powi(2) * (v.n_energies > 0) as u8 as f64
+        + cfg.force_weight * v.force_rmse.powi(2) * (v.n_forces > 0) as u8 as f64
+}
+
+/// Fit `base`, then larger rungs of [`ladder`] while the validation errors miss the target (see
+/// the module documentation). `valid` must not be empty. `say` receives one line per rung
+/// before it is fitted (progress for people).
+pub fn fit_grown(
+    species: &[String],
+    base: &BasisConfig,
+    cfg: &FitConfig,
+    train: &[Structure],
+    valid: &[Structure],
+    progress: bool,
+    say: &mut dyn FnMut(&str),
+) -> Result<Model, ModelError> {
+    if valid.is_empty() {
+        return Err(ModelError::Data(
+            "growing the basis needs validation data: give --valid, or --grow-basis off".into(),
+        ));
+    }
+    let (tf, te) = (cfg.target_force, cfg.target_energy);
+    let sigma_f = force_spread(valid);
+    let meets = |v: &Metrics| {
+        let e_ok = cfg.energy_weight == 0.0 || v.n_energies == 0 || v.energy_rmse <= te;
+        let f_ok = cfg.force_weight == 0.0 || v.n_forces == 0 || v.force_rmse <= tf * sigma_f;
+        e_ok && f_ok
+    };
+    let ns = species.len();
+    let n_obs = observations(cfg, train);
+    let rungs = ladder(base);
+    let mut trials: Vec<BasisTrial> = vec![];
+    let mut models: Vec<Model> = vec![];
+    let mut stop = String::new();
+    for (k, b) in rungs.iter().enumerate() {
+        let nf = SpeciesBasis::generate(b, ns)?.len();
+        let coefs = ns * (nf + 1);
+        let describe = format!(
+            "cutoff {} Å, nmax {}, lmax {}: {nf} functions per species",
+            b.cutoff,
+            join(&b.nmax),
+            join(&b.lmax)
+        );
+        if k > 0 && (n_obs as f64) < MIN_OBS_PER_COEF * coefs as f64 {
+            stop = format!(
+                "the next basis ({describe}) has {coefs} coefficients: the {n_obs} fitted \
+                 energies and force components are fewer than {MIN_OBS_PER_COEF} per coefficient"
+            );
+            break;
+        }
+        say(&format!("basis {} of {}: {describe}", k + 1, rungs.len()));
+        let t0 = std::time::Instant::now();
+        let model = match fit::fit(species, b, cfg, train, valid, progress) {
+            Ok(m) => m,
+            // A larger rung that cannot be fitted ends the climb; the first one is the fit.
+            Err(e) if k > 0 => {
+                stop = format!("the next basis ({describe}) could not be fitted: {e}");
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        let v = model
+            .fit_info
+            .metrics
+            .iter()
+            .find(|m| m.set == "valid")
+            .cloned()
+            .ok_or_else(|| ModelError::Data("the fit reported no validation errors".into()))?;
+        trials.push(BasisTrial {
+            cutoff: b.cutoff,
+            nmax: b.nmax.clone(),
+            lmax: b.lmax.clone(),
+            functions: nf,
+            energy_rmse: v.energy_rmse,
+            force_rmse: v.force_rmse,
+            loss: loss_of(cfg, &v),
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+        models.push(model);
+        if meets(&v) {
+            stop = "it meets the target".into();
+            break;
+        }
+        if k + 1 == rungs.len() {
+            stop = "there is no larger basis on the ladder".into();
+        }
+    }
+    let last = trials.len() - 1;
+    let (chosen, why) = if stop == "it meets the target" {
+        (last, format!("basis {} of the ladder: {stop}", last + 1))
+    } else {
+        let best = trials.iter().map(|t| t.loss).fold(f64::INFINITY, f64::min);
+        let k = trials
+            .iter()
+            .position(|t| t.loss <= LOSS_SLACK * best)
+            .unwrap_or(last);
+        (
+            k,
+            format!(
+                "no basis meets the target; stopped because {stop}; kept basis {}, the cheapest \
+                 within {LOSS_SLACK}x the lowest validation loss",
+                k + 1
+            ),
+        )
+    };
+    let mut model = models.swap_remove(chosen);
+    model.fit_info.basis_choice = Some(BasisChoice {
+        chosen,
+        how: why,
+        target_force: tf,
+        target_energy: te,
+        sigma_f,
+        trials,
+    });
+    Ok(model)
+}
+
+fn join(v: &[usize]) -> String {
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The record of a grown fit as a table for people.
+pub fn basis_choice_text(c: &BasisChoice) -> String {
+    let mut out = format!(
+        "basis grown on the validation data (target: F RMSE ≤ {:.0} % of σ_F = {:.1} meV/Å, \
+         E RMSE ≤ {} meV/atom):\n",
+        100.0 * c.target_force,
+        c.sigma_f,
+        c.target_energy
+    );
+    out.push_str(
+        "  cutoff  nmax      lmax      functions  valid E RMSE  valid F RMSE  F/σ_F   fit\n",
+    );
+    out.push_str(
+        "     (Å)                    per species    (meV/atom)       (meV/Å)          (s)\n",
+    );
+    for (k, t) in c.trials.iter().enumerate() {
+        let mark = if k == c.chosen { " <" } else { "" };
+        let ratio = if c.sigma_f > 0.0 {
+            format!("{:5.1} %", 100.0 * t.force_rmse / c.sigma_f)
+        } else {
+            "    –  ".into()
+        };
+        out.push_str(&format!(
+            "{:>8} {:<9} {:<9} {:>9} {:>13.3} {:>13.3} {ratio} {:>5.0}{mark}\n",
+            t.cutoff,
+            join(&t.nmax),
+            join(&t.lmax),
+            t.functions,
+            t.energy_rmse,
+            t.force_rmse,
+            t.seconds
+        ));
+    }
+    out.push_str(&format!("{}\n", c.how));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Workspace;
+    use crate::testing::random_structure;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn base() -> BasisConfig {
+        BasisConfig {
+            cutoff: 4.8,
+            nmax: vec![3, 2],
+            lmax: vec![0, 2],
+            ..Default::default()
+        }
+    }
+
+    /// Al structures labelled by a random model of the second rung's basis, built on the
+    /// training structures (so the students' radial and core terms are the teacher's), with
+    /// Gaussian-like noise of `sigma` eV/Å on the forces.
+    fn data(
+        n_train: usize,
+        n_valid: usize,
+        sigma: f64,
+    ) -> (Vec<String>, Vec<Structure>, Vec<Structure>) {
+        let names = vec!["Al".to_string()];
+        let mut all: Vec<Structure> = (0..n_train + n_valid)
+            .map(|k| random_structure(&["Al"], 2, 300 + k as u64, k % 2 == 0))
+            .collect();
+        let rung2 = ladder(&base())[1].clone();
+        let mut teacher =
+            fit::build_skeleton(&names, &rung2, &FitConfig::default(), &all[..n_train]).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        for c in teacher.coefs.iter_mut().flatten() {
+            *c = rng.random_range(-0.05..0.05);
+        }
+        teacher.e0 = vec![-2.0];
+        teacher.rebuild_derived();
+        let mut ws = Workspace::new(&teacher);
+        for s in all.iter_mut() {
+            let p = teacher.predict(s, &mut ws).unwrap();
+            s.energy = Some(p.energy);
+            let mut f = p.forces;
+            for v in f.iter_mut().flatten() {
+                let u: f64 = (0..12).map(|_| rng.random_range(0.0..1.0)).sum::<f64>() - 6.0;
+                *v += sigma * u;
+            }
+            s.forces = Some(f);
+        }
+        let valid = all.split_off(n_train);
+        (names, all, valid)
+    }
+
+    #[test]
+    fn the_ladder_raises_the_angular_degree_then_the_cutoff_and_skips_what_is_already_there() {
+        let d = BasisConfig::default();
+        let l = ladder(&d);
+        assert_eq!(l.len(), 3, "{l:?}");
+        assert_eq!(l[0], d);
+        assert_eq!((l[1].lmax.clone(), l[1].cutoff), (vec![0, 6, 6], d.cutoff));
+        assert_eq!(
+            (l[2].lmax.clone(), l[2].cutoff),
+            (vec![0, 6, 6], GROWN_CUTOFF)
+        );
+        assert_eq!(l[2].nmax, d.nmax);
+        // A five-body degree is left alone.
+        let five = BasisConfig {
+            nmax: vec![8, 4, 2, 1],
+            lmax: vec![0, 3, 2, 1],
+            ..Default::default()
+        };
+        assert_eq!(ladder(&five)[1].lmax, vec![0, 6, 6, 1]);
+        let big = BasisConfig {
+            cutoff: 8.0,
+            lmax: vec![0, 6, 6],
+            ..Default::default()
+        };
+        assert_eq!(ladder(&big), vec![big.clone()]);
+        // Per-pair cutoffs are the user's: not overridden.
+        let mut pairs = d.clone();
+        pairs.pair_cutoffs.insert("Al-Mg".into(), 5.0);
+        assert_eq!(ladder(&pairs).len(), 2);
+        assert_eq!(Growth::parse(" On "), Ok(Growth::On));
+        assert!(
+            Growth::parse("yes")
+                .unwrap_err()
+                .contains("auto, on or off")
+        );
+    }
+
+    #[test]
+    fn growth_climbs_to_the_basis_that_holds_the_teacher_and_stops_there() {
+        let (names, train, valid) = data(20, 8, 0.0);
+        let cfg = FitConfig {
+            target_force: 0.01,
+            ..Default::default()
+        };
+        let mut said = vec![];
+        let mut say = |l: &str| said.push(l.to_string());
+        let m = fit_grown(&names, &base(), &cfg, &train, &valid, false, &mut say).unwrap();
+        let c = m
+            .fit_info
+            .basis_choice
+            .clone()
+            .expect("a grown fit records its choice");
+        assert_eq!(c.trials.len(), 2, "{}", basis_choice_text(&c));
+        assert_eq!(c.chosen, 1, "{}", basis_choice_text(&c));
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(c.how.contains("meets the target"), "{}", c.how);
+        assert_eq!(m.basis_config, ladder(&base())[1]);
+        let (t0, t1) = (&c.trials[0], &c.trials[1]);
+        assert!(
+            t0.force_rmse > 0.01 * c.sigma_f,
+            "{}",
+            basis_choice_text(&c)
+        );
+        assert!(
+            t1.force_rmse < 1e-3 * c.sigma_f,
+            "{}",
+            basis_choice_text(&c)
+        );
+        assert!((c.sigma_f - force_spread(&valid)).abs() < 1e-12 && c.sigma_f > 0.0);
+        // The stored validation errors are those of the kept model.
+        let v = m
+            .fit_info
+            .metrics
+            .iter()
+            .find(|x| x.set == "valid")
+            .unwrap();
+        assert_eq!(v.force_rmse, t1.force_rmse);
+        // The record survives the model file, and the text names the target.
+        let cont = crate::io::modelfile::to_container(&m);
+        let back =
+            crate::io::modelfile::from_container(std::path::Path::new("m.aceuq"), &cont).unwrap();
+        assert_eq!(back.fit_info.basis_choice, Some(c.clone()));
+        assert!(basis_choice_text(&c).contains("≤ 1 % of σ_F"));
+    }
+
+    #[test]
+    fn growth_stops_below_ten_values_per_coefficient_and_without_a_target_keeps_the_cheapest_near_best()
+     {
+        // Three structures of 16 atoms: 147 values, fewer than 10 per coefficient of rung 2.
+        let (names, train, valid) = data(3, 4, 0.0);
+        let cfg = FitConfig {
+            target_force: 1e-6,
+            ..Default::default()
+        };
+        let m = fit_grown(&names, &base(), &cfg, &train, &valid, false, &mut |_| {}).unwrap();
+        let c = m.fit_info.basis_choice.unwrap();
+        assert_eq!((c.trials.len(), c.chosen), (1, 0), "{c:?}");
+        assert!(c.how.contains("fewer than 10 per coefficient"), "{}", c.how);
+        assert_eq!(m.basis_config, base());
+        // Noisy forces: no rung can meet a 1 % target; every rung is fitted and the choice
+        // is the cheapest within LOSS_SLACK of the lowest validation loss.
+        let (names, train, valid) = data(24, 8, 0.3);
+        let cfg = FitConfig {
+            target_force: 0.01,
+            ..Default::default()
+        };
+        let m = fit_grown(&names, &base(), &cfg, &train, &valid, false, &mut |_| {}).unwrap();
+        let c = m.fit_info.basis_choice.unwrap();
+        assert_eq!(c.trials.len(), 3, "{}", basis_choice_text(&c));
+        assert!(c.how.contains("no basis meets the target"), "{}", c.how);
+        let best = c
+            .trials
+            .iter()
+            .map(|t| t.loss)
+            .fold(f64::INFINITY, f64::min);
+        let want = c
+            .trials
+            .iter()
+            .position(|t| t.loss <= LOSS_SLACK * best)
+            .unwrap();
+        assert_eq!(c.chosen, want, "{}", basis_choice_text(&c));
+        assert_eq!(m.basis_config, ladder(&base())[want]);
+        // Without validation data there is nothing to grow on.
+        let err = fit_grown(&names, &base(), &cfg, &train, &[], false, &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("--valid"), "{err}");
+    }
+}
