@@ -2,7 +2,7 @@
 """Strictly re-read labelled extended XYZ files and check that they are sane.
 
 Usage: python3 scripts/check_data.py [FILE_OR_DIR ...]   (default: tests/data, recursively,
-without the reader fixtures in tests/data/extxyz)
+without the reader fixtures in tests/data/extxyz and the ML-PACE outputs in tests/data/pace)
 
 Independent of label.py on purpose (a second reader catches writer bugs). For every frame:
 atom count and column counts, Lattice (9 numbers, non-singular when periodic), pbc, species known
@@ -10,7 +10,7 @@ for the folder (li, li_dft: Li; almg: Al, Mg; inp: In, P; wbe: W, Be), energy, f
 exactly for fully periodic frames, config_type present, |sum of forces| small (translation
 invariance holds for periodic, slab and cluster frames alike; the bound allows for the 1e-6
 rounding of each component), energy per atom inside a sane window for the system, max |F| below
-20 eV/Å, and time_ps non-decreasing within one `run`. Frames that carry a `d_min` key (the
+20 eV/Å, and time_ps non-decreasing within one `run` (or one start of it: `gen_data.py --starts`). Frames that carry a `d_min` key (the
 smallest interatomic distance; li/ and almg/unstable.xyz, inp/, wbe/) get it recomputed here (periodic
 images included) and must agree to 1e-3 Å and lie at or above the system's floor (li 1.6 Å, almg
 1.8 Å, inp 1.9 Å, wbe 1.7 Å).
@@ -120,6 +120,7 @@ def check_file(path: str, system: str | None) -> tuple[bool, dict]:
     i = 0
     groups: dict[str, dict] = {}
     last_time: dict[str, float] = {}
+    first_time: dict[str, float] = {}
     nframes = 0
     while i < len(lines):
         where = f"{os.path.relpath(path, ROOT)}, frame {nframes} (line {i + 1})"
@@ -208,10 +209,14 @@ def check_file(path: str, system: str | None) -> tuple[bool, dict]:
                     raise Bad(f"two atoms {dm:.4f} Å apart, below the floor {floor} Å")
             if "time_ps" in info and "run" in info:
                 # Frames of one MD run (the `run` key, per config_type) are written in time order.
+                # With `gen_data.py --starts K` a run is K starts one after the other, each
+                # restarting the clock at the run's first time; any other step back is an error.
                 t = float(info["time_ps"])
                 key = (info["config_type"], info["run"])
-                if t < last_time.get(key, -1.0):
-                    raise Bad(f"time_ps {t} goes backwards in run {info['run']}")
+                first, last = first_time.setdefault(key, t), last_time.get(key, -1.0)
+                if t < last and abs(t - first) > 1e-9:
+                    raise Bad(f"time_ps {t} goes backwards in run {info['run']} (not a new start "
+                              f"at {first})")
                 last_time[key] = t
             g = groups.setdefault(info["config_type"], dict(frames=0, atoms=set(), epa=[], fmean=[],
                                                             fmax=0.0, virial=0, pbc=set()))
@@ -239,8 +244,9 @@ def main(argv: list[str]) -> int:
     for t in targets:
         if os.path.isdir(t):
             for dp, dns, fns in os.walk(t):
-                # Reader fixtures (an ASE-written file with odd columns), not labelled data.
-                dns[:] = [d for d in dns if d != "extxyz"]
+                # Reader fixtures (an ASE-written file with odd columns) and ML-PACE outputs for
+                # comparisons (tests/data/pace), not labelled data.
+                dns[:] = [d for d in dns if d not in ("extxyz", "pace")]
                 files += [os.path.join(dp, f) for f in fns if f.endswith(".xyz")]
         else:
             files.append(t)

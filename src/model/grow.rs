@@ -12,7 +12,8 @@
 //! and stops at the first whose validation errors meet the target (force RMSE at most
 //! `target_force` times the standard deviation of the validation force components, energy RMSE
 //! at most `target_energy` meV/atom). It never climbs to a basis with fewer than
-//! [`MIN_OBS_PER_COEF`] fitted observations (energies and force components) per coefficient. When
+//! [`MIN_OBS_PER_COEF`] fitted observations (energies and force components) per coefficient, nor
+//! to one with more than [`MAX_GROWN_COEFS`] coefficients. When
 //! no rung meets the target, it keeps the cheapest rung whose validation loss is within
 //! [`LOSS_SLACK`] of the lowest: a larger basis has to earn its cost. Every rung is a full fit
 //! (its own ridge scan); the record is stored in [`super::FitInfo::basis_choice`].
@@ -31,6 +32,11 @@ pub const GROWN_CUTOFF: f64 = 7.5;
 /// of thumb for least squares; force components of one structure are correlated, so fewer is
 /// not safe).
 pub const MIN_OBS_PER_COEF: f64 = 10.0;
+/// Growth never fits more coefficients than this (all species): the normal equations are a
+/// dense square matrix per thread (5000² x 8 B = 200 MB each), and a two-element fit at the
+/// second rung (3758 coefficients) already took 1.3–1.6 GB with 2 threads. Three species at
+/// the second rung would be 16 341. Larger bases are fitted when given, not grown into.
+pub const MAX_GROWN_COEFS: usize = 5000;
 /// When no rung meets the target, the cheapest rung whose validation loss is within this factor
 /// of the lowest is kept (1.1 in loss, a sum of squares, is about 5 % in RMSE).
 pub const LOSS_SLACK: f64 = 1.1;
@@ -199,6 +205,14 @@ pub fn fit_grown(
             join(&b.nmax),
             join(&b.lmax)
         );
+        if k > 0 && coefs > MAX_GROWN_COEFS {
+            stop = format!(
+                "the next basis ({describe}) has {coefs} coefficients, more than growth takes on \
+                 ({MAX_GROWN_COEFS}: the fit's memory grows with their square); give it with \
+                 --lmax/--cutoff if the machine has the memory"
+            );
+            break;
+        }
         if k > 0 && (n_obs as f64) < MIN_OBS_PER_COEF * coefs as f64 {
             stop = format!(
                 "the next basis ({describe}) has {coefs} coefficients: the {n_obs} fitted \
@@ -469,6 +483,17 @@ mod tests {
         assert_eq!((c.trials.len(), c.chosen), (1, 0), "{c:?}");
         assert!(c.how.contains("fewer than 10 per coefficient"), "{}", c.how);
         assert_eq!(m.basis_config, base());
+        // The coefficient cap admits two species at the second rung of the default basis and
+        // refuses three, whatever the amount of data.
+        let three: Vec<String> = ["Al", "Mg", "Si"].iter().map(|s| s.to_string()).collect();
+        let ns = three.len();
+        let second = SpeciesBasis::generate(&ladder(&BasisConfig::default())[1], ns).unwrap();
+        assert!(ns * (second.len() + 1) > MAX_GROWN_COEFS);
+        let two = SpeciesBasis::generate(&ladder(&BasisConfig::default())[1], 2).unwrap();
+        assert!(
+            2 * (two.len() + 1) <= MAX_GROWN_COEFS,
+            "two elements must be able to grow"
+        );
         // Noisy forces: no rung can meet a 1 % target; every rung is fitted and the choice
         // is the cheapest within LOSS_SLACK of the lowest validation loss.
         let (names, train, valid) = data(24, 8, 0.3);
