@@ -3,7 +3,7 @@
 # `aceuq fit` with no basis flags on tests/data/<sys>/starts4 (train and valid), `aceuq eval` on
 # the held-out tests/data/<sys>/test.xyz, then the force RMSE as a fraction of the standard
 # deviation of the test set's reference force components (all components pooled, mean removed)
-# and the energy RMSE. Exit status 1 if either set misses 10 % or 3 meV/atom.
+# and the energy RMSE. Exit status 1 if either set misses 10 % or 3 meV/atom, 2 if a step fails.
 #
 #   scripts/alloy_target.sh [OUTDIR]        (about 5 minutes on 2 cores; `make check-alloys`)
 set -euo pipefail
@@ -20,10 +20,12 @@ for sys in inp wbe; do
   data=$root/tests/data/$sys
   t0=$(date +%s)
   "$aceuq" fit --train "$data/starts4/train.xyz" --valid "$data/starts4/valid.xyz" \
-      --species "$species" --out "$out/$sys.aceuq" > "$out/$sys.fit.txt" 2> "$out/$sys.fit.err"
+      --species "$species" --out "$out/$sys.aceuq" > "$out/$sys.fit.txt" 2> "$out/$sys.fit.err" \
+    || { echo "$0: the fit of $sys failed; see $out/$sys.fit.err" >&2; exit 2; }
   t1=$(date +%s)
   "$aceuq" eval --model "$out/$sys.aceuq" --data "$data/test.xyz" --per-atom "$out/$sys.csv" \
-      > "$out/$sys.eval.txt" 2>&1
+      > "$out/$sys.eval.txt" 2>&1 \
+    || { echo "$0: aceuq eval of $sys failed; see $out/$sys.eval.txt" >&2; exit 2; }
   basis=$(awk '/^basis grown on/ {g = 1} g && / <$/ {print $1 " A, lmax " $3; exit}' "$out/$sys.fit.err")
   [ -n "$basis" ] || basis="(one basis)"
   # force_rmse, sigma_F (meV/Å) from the per-atom CSV; the energy RMSE from eval's table.
@@ -35,6 +37,9 @@ for sys in inp wbe; do
       END { m = s / n; printf "%.3f %.3f\n", 1000 * sqrt(se / n), 1000 * sqrt(ss / n - m * m) }' \
       "$out/$sys.csv")
   ermse=$(awk '$1 == "test.xyz" {print $4}' "$out/$sys.eval.txt")
+  num='^[0-9]+([.][0-9]+)?$'
+  [[ $ermse =~ $num && $frmse =~ $num && $sigma =~ $num ]] \
+    || { echo "$0: cannot read the errors of $sys (E '$ermse', F '$frmse', sigma '$sigma')" >&2; exit 2; }
   ratio=$(awk -v a="$frmse" -v b="$sigma" 'BEGIN {printf "%.2f", 100 * a / b}')
   ok=$(awk -v r="$ratio" -v e="$ermse" 'BEGIN {print (r <= 10 && e <= 3) ? "met" : "MISSED"}')
   [ "$ok" = met ] || status=1

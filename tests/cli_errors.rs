@@ -246,6 +246,13 @@ fn basis_growth_is_announced_and_needs_validation_data() {
             "rung {k} ({want}): {err}"
         );
     }
+    // A basis flag, even one repeating the default, means: this basis.
+    let (code, err) = aceuq(&[&with_valid[..], &["--cutoff", "5.5"][..]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.starts_with("basis: ") && !err.contains("grown"),
+        "{err}"
+    );
     let given = [&with_valid[..], &["--lmax", "0,3,3"][..]].concat();
     let (code, err) = aceuq(&given);
     assert_eq!(code, 0, "{err}");
@@ -262,12 +269,13 @@ fn basis_growth_is_announced_and_needs_validation_data() {
     );
     let (code, err) = aceuq(&fit);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("not grown (no --valid"), "{err}");
+    assert!(err.contains("basis not grown: no --valid"), "{err}");
     let (code, err) = aceuq(&[&fit[..], &["--grow-basis", "on"][..]].concat());
     assert_eq!(code, 1, "{err}");
     assert_eq!(
         err.trim_end(),
-        "error: --grow-basis on chooses the basis on validation data: give --valid"
+        "error: --grow-basis on (or grow_basis = \"on\" in [fit]) chooses the basis on validation \
+         data: give --valid"
     );
 }
 

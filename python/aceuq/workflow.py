@@ -70,8 +70,9 @@ def _many(flag: str, paths: list[str]) -> list[str]:
 
 def fit(train, out, valid=None, species=None, **options) -> Model:
     """Fit a model on ``train`` (ASE Atoms with energies and forces, or extended XYZ paths),
-    choosing the ridge on ``valid``; write it to ``out`` and return it loaded. Options as
-    ``aceuq fit``: ``cutoff``, ``nmax``, ``lmax``, ``ridge``, ``energy_weight``,
+    choosing the ridge (and, for the default basis, the basis) on ``valid``; write it to ``out``
+    and return it loaded. Options as ``aceuq fit``: ``cutoff``, ``nmax``, ``lmax``,
+    ``grow_basis``, ``target_force``, ``target_energy``, ``ridge``, ``energy_weight``,
     ``force_weight``, ``active_set=True``, ``clusters=K``, ``ensemble=N``, ``distance=True``,
     ``gp=True``, ``energy_key``, ``forces_key``, ..."""
     with tempfile.TemporaryDirectory(prefix="aceuq-") as tmp:

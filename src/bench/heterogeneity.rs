@@ -238,6 +238,9 @@ impl BenchConfig {
         if self.methods.is_empty() {
             return bad("methods is empty".into());
         }
+        self.fit
+            .refuse_growth("aceuq uq-bench")
+            .map_err(BenchError::Data)?;
         if self.methods.contains(&Method::Ensemble) && self.ensemble < 2 {
             return bad("ensemble needs at least 2 members".into());
         }

@@ -52,10 +52,11 @@ pub struct FitArgs {
     pub ridge: Option<String>,
     /// Grow the basis on the validation data: fit the default basis, then larger ones
     /// (three- and four-body angular degree 6, then also a 7.5 Å cutoff) while the validation
-    /// errors miss the target, never past 10 fitted values per coefficient; keep the first that
-    /// meets it, else the cheapest within 5 % of the best. `auto` grows only the default basis
-    /// (a basis set by flags or the config file is used as it is), `on` also a given one, `off`
-    /// never. Needs --valid [default: auto].
+    /// errors miss the target; keep the first that meets it, else the cheapest within 1.1x the
+    /// lowest validation loss. Never past 10 fitted values per coefficient, 5000 coefficients
+    /// (so not for three or more species) or half the available memory; the fit prints the
+    /// plan. `auto` grows the default basis unless a basis flag or a [basis] table is given,
+    /// `on` also grows a given basis, `off` never grows. Needs --valid [default: auto].
     #[arg(long)]
     pub grow_basis: Option<String>,
     /// Target of basis growth: validation force RMSE at most this fraction of the standard
@@ -308,26 +309,42 @@ pub fn run(a: &FitArgs) -> Result<()> {
     if species.is_empty() {
         bail!("the training data has no atoms");
     }
-    // Growth applies to the default basis unless asked for explicitly.
+    // Growth applies to the default basis: not when a basis flag or a [basis] table was given.
+    let basis_given = a.cutoff.is_some()
+        || a.nmax.is_some()
+        || a.lmax.is_some()
+        || a.max_species.is_some()
+        || a.radial_inner.is_some()
+        || match &a.config {
+            Some(p) => std::fs::read_to_string(p)
+                .ok()
+                .and_then(|t| t.parse::<toml::Table>().ok())
+                .is_some_and(|t| t.contains_key("basis")),
+            None => false,
+        };
     let mut grows = match cfg.fit.grow_basis {
-        Growth::Auto => cfg.basis == crate::basis::BasisConfig::default(),
+        Growth::Auto => !basis_given,
         Growth::On => true,
         Growth::Off => false,
     };
     if grows && valid.is_empty() {
         if cfg.fit.grow_basis == Growth::On {
-            bail!("--grow-basis on chooses the basis on validation data: give --valid");
+            bail!(
+                "--grow-basis on (or grow_basis = \"on\" in [fit]) chooses the basis on validation \
+                 data: give --valid"
+            );
         }
         eprintln!(
-            "basis: not grown (no --valid; growing the default basis on validation errors needs \
-             validation data)"
+            "basis not grown: no --valid (growing the default basis is judged on validation \
+             errors)"
         );
         grows = false;
     }
-    let rungs = if grows {
-        grow::ladder(&cfg.basis)
+    let limits = grow::Limits::of_this_machine(cfg.uq.ensemble);
+    let (rungs, refusal) = if grows {
+        grow::plan(species.len(), &cfg.basis, &cfg.fit, &train, &limits)?
     } else {
-        vec![cfg.basis.clone()]
+        (vec![], None)
     };
     if rungs.len() > 1 {
         eprintln!(
@@ -335,11 +352,22 @@ pub fn run(a: &FitArgs) -> Result<()> {
              ≤ {} meV/atom; --grow-basis off to fit one basis):",
             cfg.fit.target_force, cfg.fit.target_energy
         );
-        for (k, b) in rungs.iter().enumerate() {
-            eprintln!("  {}. {}", k + 1, basis_line(b, &species)?);
+        for (k, r) in rungs.iter().enumerate() {
+            eprintln!("  {}. {}", k + 1, basis_line(&r.basis, &species)?);
+        }
+        if let Some(why) = &refusal {
+            eprintln!("  (no further: {why})");
         }
     } else {
-        eprintln!("basis: {}", basis_line(&rungs[0], &species)?);
+        eprintln!("basis: {}", basis_line(&cfg.basis, &species)?);
+        if grows {
+            eprintln!(
+                "basis not grown: {}",
+                refusal
+                    .as_deref()
+                    .unwrap_or("it is already at the top of the ladder")
+            );
+        }
     }
     if a.dry_run {
         return Ok(());
@@ -353,7 +381,7 @@ pub fn run(a: &FitArgs) -> Result<()> {
     let model = if rungs.len() > 1 {
         let mut say = |line: &str| eprintln!("== fitting {line}");
         let m = grow::fit_grown(
-            &species, &cfg.basis, &cfg.fit, &train, &valid, true, &mut say,
+            &species, &cfg.basis, &cfg.fit, &train, &valid, &limits, true, &mut say,
         )?;
         if let Some(c) = &m.fit_info.basis_choice {
             eprint!("{}", grow::basis_choice_text(c));

@@ -42,16 +42,17 @@ pub struct FitConfig {
     /// Width in Å over which the core is switched on below the shortest training distance.
     pub core_width: f64,
     /// Grow the basis on the validation data (`aceuq fit`; [`super::grow`]): `"auto"` (the
-    /// default: grow the default basis only), `"on"` or `"off"`. Growth settings at their
-    /// defaults are not written to model files, which older readers can then still read.
-    #[serde(skip_serializing_if = "super::grow::Growth::is_auto")]
+    /// default: grow the default basis only), `"on"` or `"off"`. The growth settings are
+    /// never written to model files (a grown fit's record holds its targets), so that readers
+    /// from before them, which refuse unknown settings, still read the files.
+    #[serde(skip_serializing)]
     pub grow_basis: super::grow::Growth,
     /// Growth target: validation force RMSE at most this fraction of the standard deviation of
     /// the validation force components.
-    #[serde(skip_serializing_if = "is_default_target_force")]
+    #[serde(skip_serializing)]
     pub target_force: f64,
     /// Growth target: validation energy RMSE at most this many meV/atom.
-    #[serde(skip_serializing_if = "is_default_target_energy")]
+    #[serde(skip_serializing)]
     pub target_energy: f64,
 }
 
@@ -70,15 +71,18 @@ impl Default for FitConfig {
     }
 }
 
-fn is_default_target_force(v: &f64) -> bool {
-    *v == FitConfig::default().target_force
-}
-
-fn is_default_target_energy(v: &f64) -> bool {
-    *v == FitConfig::default().target_energy
-}
-
 impl FitConfig {
+    /// Refuse `grow_basis = "on"` where the basis is not grown (`what`: the command).
+    pub fn refuse_growth(&self, what: &str) -> Result<(), String> {
+        if self.grow_basis == super::grow::Growth::On {
+            return Err(format!(
+                "[fit] grow_basis = \"on\": {what} fits the basis of its [basis] table and does \
+                 not grow it (only aceuq fit does); remove the line or give the basis you want"
+            ));
+        }
+        Ok(())
+    }
+
     /// Check the settings.
     pub fn validate(&self) -> Result<(), ModelError> {
         let ok = |v: f64| v.is_finite() && v >= 0.0;

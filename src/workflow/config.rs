@@ -264,6 +264,7 @@ impl LoopConfig {
         if r.check_every == 0 {
             return Err("[loop] check_every must be at least 1".into());
         }
+        self.fit.refuse_growth("aceuq loop")?;
         if !self.labeller.command.contains("{input}") || !self.labeller.command.contains("{output}")
         {
             return Err("[labeller] command must contain {input} and {output}".into());
