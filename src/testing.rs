@@ -155,3 +155,46 @@ pub(crate) fn clustered_potential(k: usize) -> (crate::Potential, Vec<Structure>
     crate::uq::build(&pot.model, &mut pot.uq, train, valid, &cfg, false).unwrap();
     (pot, valid.to_vec())
 }
+
+/// A scratch directory for a unit test, emptied first: `<tmp>/aceuq-unit-<pid>/<name>` (`name`
+/// unique per test). The test harness has no teardown, so the first call in a process removes
+/// the scratch directories of earlier test processes that are no longer running (Linux: checked
+/// in /proc), which keeps /tmp from filling up over many runs.
+pub(crate) fn scratch_dir(name: &str) -> std::path::PathBuf {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    let tmp = std::env::temp_dir();
+    SWEEP.call_once(|| {
+        let proc = std::path::Path::new("/proc");
+        if !proc.join("self").exists() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(&tmp) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // Ours now, and the per-process names the unit tests used before.
+            let rest = [
+                "aceuq-unit-",
+                "aceuq-cutoff-tests-",
+                "aceuq-extxyz-append-",
+                "aceuq-ffi-",
+            ]
+            .iter()
+            .find_map(|p| name.strip_prefix(p));
+            let pid = rest.and_then(|r| r.split('-').next()?.parse::<u32>().ok());
+            if let Some(pid) = pid
+                && pid != std::process::id()
+                && !proc.join(pid.to_string()).exists()
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    });
+    let dir = tmp
+        .join(format!("aceuq-unit-{}", std::process::id()))
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -619,9 +619,7 @@ mod tests {
     use crate::stats::tests::{draw_gamma, draw_maxwell, rng};
 
     fn tmp(name: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("aceuq-cutoff-tests-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(name);
+        let p = crate::testing::scratch_dir(&format!("cutoff-{name}")).join(name);
         std::fs::write(&p, text).unwrap();
         p
     }

@@ -15,8 +15,7 @@ fn last_error() -> String {
 
 fn save_model(name: &str, species: &[&str]) -> (std::path::PathBuf, Model) {
     let m = random_model(species, &small_cfg(), 31);
-    let dir = std::env::temp_dir().join(format!("aceuq-ffi-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::testing::scratch_dir(&format!("ffi-{name}"));
     let p = dir.join("m.aceuq");
     Potential::new(m.clone()).save(&p).unwrap();
     (p, m)
@@ -376,8 +375,7 @@ fn save_uq_model(name: &str) -> (std::path::PathBuf, Potential) {
     };
     let mut m = Potential::new(model);
     crate::uq::build(&m.model, &mut m.uq, train, valid, &cfg, false).unwrap();
-    let dir = std::env::temp_dir().join(format!("aceuq-ffi-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::testing::scratch_dir(&format!("ffi-{name}"));
     let p = dir.join("m.aceuq");
     m.save(&p).unwrap();
     (p, m)
@@ -618,8 +616,7 @@ fn gamma_local_clusters_and_their_cutoffs_through_the_abi() {
         "{n_al} {n_mg} clusters ({:?})",
         pot.uq.local.as_ref().map(|l| &l.info.notes)
     );
-    let dir = std::env::temp_dir().join(format!("aceuq-ffi-{}-clusters", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::testing::scratch_dir("ffi-clusters");
     let path = dir.join("m.aceuq");
     pot.save(&path).unwrap();
     let h = load(&path);
@@ -815,8 +812,7 @@ fn calibration_notes_through_the_abi() {
     (own.species, own.cluster, own.u_max) = ("Al".into(), Some(1), 7.5);
     own.warnings = vec!["uncertainties: no acceptable model".into()];
     pot.uq.calibration.push(own);
-    let dir = std::env::temp_dir().join(format!("aceuq-ffi-{}-notes", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::testing::scratch_dir("ffi-notes");
     let path = dir.join("m.aceuq");
     pot.save(&path).unwrap();
     let h = load(&path);

@@ -7,11 +7,7 @@ use super::*;
 use crate::io::extxyz::{ReadOptions, Reader, read_file};
 
 fn workdir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("aceuq-extxyz-append-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::testing::scratch_dir(&format!("extxyz-append-{name}"))
 }
 
 const CELL: [[f64; 3]; 3] = [[10.0, 0.0, 0.0], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0]];
