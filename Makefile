@@ -12,6 +12,8 @@
 #                 In-P and W-Be sets (fit, then held-out errors; ~5 min)
 #   make check-aarch64  the whole crate (library, CLI, tests, benches) type- and lint-checked for
 #                 64-bit ARM (no ARM machine needed; part of `make test`)
+#   make plugin-aarch64  the LAMMPS plugin cross-built for 64-bit ARM and its symbols checked
+#                 (installs the cross compilers; ~6 min; cannot be loaded on this host)
 #   make test-aarch64   the library's unit tests cross-compiled for 64-bit ARM and run under
 #                 qemu user emulation (installs the cross compiler and qemu-user; ~20 min)
 #   make fuzz     mutation-fuzz every parser, FUZZ_SECONDS (default 60) each (fuzz/targets.rs)
@@ -54,7 +56,7 @@ ACEUQ_ENV := ACEUQ_LMP=$(VENV)/bin/lmp ACEUQ_MPIRUN=$(VENV)/bin/mpirun \
               ACEUQ_PLUGIN_DIR=$(BUILD) OMP_NUM_THREADS=1
 
 .PHONY: all venv gpaw build rust plugin python test example example-alloy check-alloys bench fuzz soak header lint \
-	check-aarch64 test-aarch64 clean distclean help
+	check-aarch64 test-aarch64 plugin-aarch64 clean distclean help
 
 all: build
 
@@ -180,6 +182,15 @@ test-aarch64:
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
 		$(CARGO) test --release $(CARGO_FLAGS) --target $(AARCH64) --no-default-features --lib
+
+plugin-aarch64: venv
+	@mkdir -p $(BUILD)
+	@if ! command -v aarch64-linux-gnu-g++ > /dev/null; then \
+		rc=0; scripts/apt_install.sh $(BUILD)/aarch64-apt.log $(AARCH64_GCC_PKGS) g++-aarch64-linux-gnu || rc=$$?; \
+		if [ $$rc != 0 ]; then echo "needs '$(AARCH64_GCC_APT) g++-aarch64-linux-gnu' (as root; see" \
+			"$(BUILD)/aarch64-apt.log)"; exit 1; fi; fi
+	rustup target add $(AARCH64)
+	scripts/plugin_aarch64.sh $(BUILD)/aarch64
 
 # The Li example end to end: fit with uncertainty, calibrate, LAMMPS MD that dumps candidates
 # and halts, D-optimal selection for DFT (examples/li-600K/run.sh). Outputs in runs/example.
