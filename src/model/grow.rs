@@ -644,6 +644,25 @@ mod tests {
         );
     }
 
+    /// `fit_grown` from [`base`] with room to grow and no progress output.
+    fn quiet(
+        names: &[String],
+        cfg: &FitConfig,
+        train: &[Structure],
+        valid: &[Structure],
+    ) -> Result<Model, ModelError> {
+        fit_grown(
+            names,
+            &base(),
+            cfg,
+            train,
+            valid,
+            &roomy(),
+            false,
+            &mut |_| {},
+        )
+    }
+
     fn trial(loss: f64) -> BasisTrial {
         BasisTrial {
             loss,
@@ -721,17 +740,7 @@ mod tests {
             target_force: 1e-6,
             ..Default::default()
         };
-        let m = fit_grown(
-            &names,
-            &base(),
-            &cfg,
-            &train,
-            &valid,
-            &roomy(),
-            false,
-            &mut |_| {},
-        )
-        .unwrap();
+        let m = quiet(&names, &cfg, &train, &valid).unwrap();
         let c = m.fit_info.basis_choice.unwrap();
         assert_eq!((c.trials.len(), c.chosen), (1, 0), "{c:?}");
         assert!(c.how.contains("fewer than 10 per coefficient"), "{}", c.how);
@@ -743,17 +752,7 @@ mod tests {
             target_force: 0.01,
             ..Default::default()
         };
-        let m = fit_grown(
-            &names,
-            &base(),
-            &cfg,
-            &train,
-            &valid,
-            &roomy(),
-            false,
-            &mut |_| {},
-        )
-        .unwrap();
+        let m = quiet(&names, &cfg, &train, &valid).unwrap();
         let c = m.fit_info.basis_choice.unwrap();
         assert_eq!(c.trials.len(), 3, "{}", basis_choice_text(&c));
         assert!(c.how.contains("no basis meets the target"), "{}", c.how);
@@ -761,17 +760,7 @@ mod tests {
         assert_eq!(c.chosen, want, "{}", basis_choice_text(&c));
         assert_eq!(m.basis_config, ladder(&base())[want]);
         // Without validation data there is nothing to grow on.
-        let err = fit_grown(
-            &names,
-            &base(),
-            &cfg,
-            &train,
-            &[],
-            &roomy(),
-            false,
-            &mut |_| {},
-        )
-        .unwrap_err();
+        let err = quiet(&names, &cfg, &train, &[]).unwrap_err();
         assert!(err.to_string().contains("--valid"), "{err}");
     }
 }
