@@ -2,8 +2,8 @@
 
 use super::DataKeys;
 use crate::basis::{BasisConfig, SpeciesBasis};
-use crate::model::fit::{self, FitConfig};
-use crate::model::grow::{self, Growth};
+use crate::model::fit::{self, FitConfig, Growth};
+use crate::model::grow;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -46,7 +46,7 @@ pub struct FitConfig {
     /// never written to model files (a grown fit's record holds its targets), so that readers
     /// from before them, which refuse unknown settings, still read the files.
     #[serde(skip_serializing)]
-    pub grow_basis: super::grow::Growth,
+    pub grow_basis: Growth,
     /// Growth target: validation force RMSE at most this fraction of the standard deviation of
     /// the validation force components.
     #[serde(skip_serializing)]
@@ -64,7 +64,7 @@ impl Default for FitConfig {
             ridge: Ridge::Auto,
             core: true,
             core_width: 0.5,
-            grow_basis: super::grow::Growth::Auto,
+            grow_basis: Growth::Auto,
             target_force: 0.1,
             target_energy: 3.0,
         }
@@ -74,7 +74,7 @@ impl Default for FitConfig {
 impl FitConfig {
     /// Refuse `grow_basis = "on"` where the basis is not grown (`what`: the command).
     pub fn refuse_growth(&self, what: &str) -> Result<(), String> {
-        if self.grow_basis == super::grow::Growth::On {
+        if self.grow_basis == Growth::On {
             return Err(format!(
                 "[fit] grow_basis = \"on\": {what} fits the basis of its [basis] table and does \
                  not grow it (only aceuq fit does); remove the line or give the basis you want"
@@ -119,6 +119,41 @@ impl FitConfig {
             )));
         }
         Ok(())
+    }
+}
+
+/// Whether `aceuq fit` grows the basis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Growth {
+    /// Grow the default basis; a basis given by the user is used as it is.
+    #[default]
+    Auto,
+    /// Grow whatever basis is given.
+    On,
+    /// Never grow.
+    Off,
+}
+
+impl Growth {
+    /// Parse `auto`, `on` or `off`.
+    pub fn parse(text: &str) -> Result<Growth, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Growth::Auto),
+            "on" => Ok(Growth::On),
+            "off" => Ok(Growth::Off),
+            t => Err(format!("must be auto, on or off, got {t}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Growth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Growth::Auto => "auto",
+            Growth::On => "on",
+            Growth::Off => "off",
+        })
     }
 }
 

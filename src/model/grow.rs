@@ -19,6 +19,8 @@
 //! [`LOSS_SLACK`] of the lowest: a larger basis has to earn its cost. Every rung is a full fit
 //! (its own ridge scan); the record is stored in [`super::FitInfo::basis_choice`].
 
+#[cfg(test)]
+use super::fit::Growth;
 use super::fit::{self, FitConfig, Metrics};
 use super::{Model, ModelError};
 use crate::basis::{BasisConfig, SpeciesBasis};
@@ -41,41 +43,6 @@ pub const MAX_GROWN_COEFS: usize = 5000;
 /// When no rung meets the target, the cheapest rung whose validation loss is within this factor
 /// of the lowest is kept (1.1 in loss, a sum of squares, is about 5 % in RMSE).
 pub const LOSS_SLACK: f64 = 1.1;
-
-/// Whether `aceuq fit` grows the basis.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Growth {
-    /// Grow the default basis; a basis given by the user is used as it is.
-    #[default]
-    Auto,
-    /// Grow whatever basis is given.
-    On,
-    /// Never grow.
-    Off,
-}
-
-impl Growth {
-    /// Parse `auto`, `on` or `off`.
-    pub fn parse(text: &str) -> Result<Growth, String> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "auto" => Ok(Growth::Auto),
-            "on" => Ok(Growth::On),
-            "off" => Ok(Growth::Off),
-            t => Err(format!("must be auto, on or off, got {t}")),
-        }
-    }
-}
-
-impl std::fmt::Display for Growth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Growth::Auto => "auto",
-            Growth::On => "on",
-            Growth::Off => "off",
-        })
-    }
-}
 
 /// How the basis of a grown fit was chosen (stored in the model file).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
