@@ -660,9 +660,7 @@ fn scan_ridge(
         if let Some(c) = scaled.solve(lambda) {
             set_coefficients(model, &c, offsets);
             let mt = evaluate(model, valid, "valid")?;
-            let loss =
-                cfg.energy_weight * mt.energy_rmse.powi(2) * (mt.n_energies > 0) as u8 as f64
-                    + cfg.force_weight * mt.force_rmse.powi(2) * (mt.n_forces > 0) as u8 as f64;
+            let loss = validation_loss(cfg, &mt);
             if loss.is_finite() {
                 trials.push((
                     RidgeTrial {
@@ -711,6 +709,13 @@ fn scan_ridge(
         },
         scaled.into_normal(),
     ))
+}
+
+/// The training loss's own energy and force terms on held-out errors (meV²): what the ridge
+/// scan and basis growth minimize.
+pub fn validation_loss(cfg: &FitConfig, v: &Metrics) -> f64 {
+    cfg.energy_weight * v.energy_rmse.powi(2) * (v.n_energies > 0) as u8 as f64
+        + cfg.force_weight * v.force_rmse.powi(2) * (v.n_forces > 0) as u8 as f64
 }
 
 /// The normal equations scaled to unit diagonal once, solved for any ridge.

@@ -134,11 +134,6 @@ pub fn force_spread(data: &[Structure]) -> f64 {
     1000.0 * (comps.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt()
 }
 
-fn loss_of(cfg: &FitConfig, v: &Metrics) -> f64 {
-    cfg.energy_weight * v.energy_rmse.powi(2) * (v.n_energies > 0) as u8 as f64
-        + cfg.force_weight * v.force_rmse.powi(2) * (v.n_forces > 0) as u8 as f64
-}
-
 /// What a machine and a fit allow growth to use: the normal equations are dense `m x m` matrices
 /// (`m` coefficients), about one per worker thread plus the solver's copies, and an ensemble
 /// accumulates one more per member.
@@ -356,7 +351,7 @@ pub fn fit_grown(
             functions: rung.functions,
             energy_rmse: v.energy_rmse,
             force_rmse: v.force_rmse,
-            loss: loss_of(cfg, &v),
+            loss: fit::validation_loss(cfg, &v),
             seconds: t0.elapsed().as_secs_f64(),
         });
         models.push(model);
