@@ -34,6 +34,28 @@ pub struct SphHarm {
     /// Recurrence coefficients `(2l-1)/(l-m)` and `(l+m-1)/(l-m)`, indexed like `norm`.
     ra: Vec<f64>,
     rb: Vec<f64>,
+    /// Scratch of [`SphHarm::eval_raw_grad_lanes`]: `q`, `c`, `s` with one value per lane.
+    ql: Vec<[f64; SPH_LANES]>,
+    cl: Vec<[f64; SPH_LANES]>,
+    sl: Vec<[f64; SPH_LANES]>,
+}
+
+/// Directions evaluated together by [`SphHarm::eval_raw_grad_lanes`].
+pub const SPH_LANES: usize = 8;
+
+/// One value per lane.
+type Lanes = [f64; SPH_LANES];
+
+/// `a * b` lane by lane.
+#[inline(always)]
+fn lmul(a: &Lanes, b: &Lanes) -> Lanes {
+    std::array::from_fn(|j| a[j] * b[j])
+}
+
+/// `s * b` lane by lane.
+#[inline(always)]
+fn smul(s: f64, b: &Lanes) -> Lanes {
+    std::array::from_fn(|j| s * b[j])
 }
 
 #[inline]
@@ -78,6 +100,9 @@ impl SphHarm {
             s: vec![0.0; lmax + 1],
             ra,
             rb,
+            ql: vec![[0.0; SPH_LANES]; len],
+            cl: vec![[0.0; SPH_LANES]; lmax + 1],
+            sl: vec![[0.0; SPH_LANES]; lmax + 1],
         }
     }
 
@@ -187,6 +212,84 @@ impl SphHarm {
     }
 }
 
+impl SphHarm {
+    /// [`SphHarm::eval_raw_grad`] of [`SPH_LANES`] directions at once, one per lane: the same
+    /// operations in the same order for each lane, so the values are those of
+    /// [`SphHarm::eval_raw_grad`] bit for bit, computed in vector registers across the
+    /// directions. Writes `y[i][lane]` and `g[i][c][lane]` for the `num_lm(lmax)` harmonics and
+    /// returns the unit vectors `u[c][lane]`. Every `r` must be nonzero (pad with any direction).
+    #[inline(always)]
+    pub fn eval_raw_grad_lanes(
+        &mut self,
+        r: &[Lanes; 3],
+        y: &mut [Lanes],
+        g: &mut [[Lanes; 3]],
+    ) -> [Lanes; 3] {
+        let rn: Lanes = std::array::from_fn(|j| {
+            (r[0][j] * r[0][j] + r[1][j] * r[1][j] + r[2][j] * r[2][j]).sqrt()
+        });
+        let inv: Lanes = std::array::from_fn(|j| 1.0 / rn[j]);
+        let u = [lmul(&r[0], &inv), lmul(&r[1], &inv), lmul(&r[2], &inv)];
+        let lmax = self.lmax;
+        let (q, ra, rb) = (&mut self.ql, &self.ra, &self.rb);
+        // Q_l^m(u_z), as `legendre`.
+        let z = &u[2];
+        let mut qmm = 1.0;
+        for m in 0..=lmax {
+            if m > 0 {
+                qmm *= (2 * m - 1) as f64;
+            }
+            q[tri(m, m)] = [qmm; SPH_LANES];
+            if m < lmax {
+                let f = (2 * m + 1) as f64;
+                q[tri(m + 1, m)] = std::array::from_fn(|j| f * z[j] * qmm);
+            }
+            for l in (m + 2)..=lmax {
+                let t = tri(l, m);
+                let (a, b) = (ra[t], rb[t]);
+                let (q1, q2) = (q[tri(l - 1, m)], q[tri(l - 2, m)]);
+                q[t] = std::array::from_fn(|j| a * z[j] * q1[j] - b * q2[j]);
+            }
+        }
+        // (u_x + i u_y)^m, as `powers`.
+        let (c, s) = (&mut self.cl, &mut self.sl);
+        c[0] = [1.0; SPH_LANES];
+        s[0] = [0.0; SPH_LANES];
+        for m in 1..=lmax {
+            let (cp, sp) = (c[m - 1], s[m - 1]);
+            c[m] = std::array::from_fn(|j| cp[j] * u[0][j] - sp[j] * u[1][j]);
+            s[m] = std::array::from_fn(|j| cp[j] * u[1][j] + sp[j] * u[0][j]);
+        }
+        let nlm = num_lm(lmax);
+        let (y, g) = (&mut y[..nlm], &mut g[..nlm]);
+        for l in 0..=lmax {
+            let base = l * l + l;
+            let t = tri(l, 0);
+            let f0 = self.norm[t];
+            y[base] = smul(f0, &q[t]);
+            let dq0 = if l >= 1 { q[t + 1] } else { [0.0; SPH_LANES] };
+            g[base] = [[0.0; SPH_LANES], [0.0; SPH_LANES], smul(f0, &dq0)];
+            for m in 1..=l {
+                let f = self.norm[t + m];
+                let fq = smul(f, &q[t + m]);
+                let fdq = if m < l {
+                    smul(f, &q[t + m + 1])
+                } else {
+                    [0.0; SPH_LANES]
+                };
+                let (cm, sm) = (&c[m], &s[m]);
+                let mfq = smul(m as f64, &fq);
+                let (cm1, sm1) = (lmul(&mfq, &c[m - 1]), lmul(&mfq, &s[m - 1]));
+                y[base + m] = lmul(&fq, cm);
+                y[base - m] = lmul(&fq, sm);
+                g[base + m] = [cm1, std::array::from_fn(|j| -sm1[j]), lmul(&fdq, cm)];
+                g[base - m] = [sm1, cm1, lmul(&fdq, sm)];
+            }
+        }
+        u
+    }
+}
+
 /// Tangential projection of a polynomial gradient, divided by |r|: the gradient with respect
 /// to `r` of a function of `u = r/|r|` whose polynomial partials are `g`.
 #[inline]
@@ -288,6 +391,41 @@ mod tests {
         assert!((y[4] - (15.0 / (4.0 * PI)).sqrt() * u[0] * u[1]).abs() < 1e-14);
         let y20 = (5.0 / (16.0 * PI)).sqrt() * (3.0 * u[2] * u[2] - 1.0);
         assert!((y[6] - y20).abs() < 1e-14);
+    }
+
+    /// The lane evaluation gives each lane exactly what the one-direction evaluation gives.
+    #[test]
+    fn lanes_equal_one_direction_bit_for_bit() {
+        for lmax in [0, 1, 4, 6] {
+            let nlm = num_lm(lmax);
+            let mut sh = SphHarm::new(lmax);
+            let dirs: [[f64; 3]; SPH_LANES] = std::array::from_fn(|j| {
+                let t = j as f64 + 0.37;
+                [(1.3 * t).sin() * 2.1, (0.7 * t).cos() - 0.2, 1.7 - 0.45 * t]
+            });
+            let r: [[f64; SPH_LANES]; 3] =
+                std::array::from_fn(|c| std::array::from_fn(|j| dirs[j][c]));
+            let mut yl = vec![[0.0; SPH_LANES]; nlm];
+            let mut gl = vec![[[0.0; SPH_LANES]; 3]; nlm];
+            let u = sh.eval_raw_grad_lanes(&r, &mut yl, &mut gl);
+            let (mut y, mut g) = (vec![0.0; nlm], vec![[0.0; 3]; nlm]);
+            for (j, d) in dirs.iter().enumerate() {
+                let (u1, _) = sh.eval_raw_grad(*d, &mut y, &mut g);
+                for c in 0..3 {
+                    assert_eq!(u1[c].to_bits(), u[c][j].to_bits(), "lmax {lmax} lane {j}");
+                }
+                for i in 0..nlm {
+                    assert_eq!(
+                        y[i].to_bits(),
+                        yl[i][j].to_bits(),
+                        "lmax {lmax} lane {j} Y {i}"
+                    );
+                    for c in 0..3 {
+                        assert_eq!(g[i][c].to_bits(), gl[i][c][j].to_bits(), "lane {j} dY {i}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

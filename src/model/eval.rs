@@ -6,10 +6,15 @@
 //! one reverse sweep gives `w = dE/dA`; (4) per neighbour, `dE/dr_ij = sum_{n,lm} w (g'_n Y_lm r̂ +
 //! g_n ∇Y_lm)` contracted first over `n`. Nothing is allocated per atom once the workspace has grown
 //! to the largest neighbour count.
+//!
+//! The per-neighbour work of (1) and (4) runs on eight neighbours of one species at a time, one
+//! per vector lane (radial values, harmonics, the contraction of (4)), and `A` is summed eight
+//! radial indices at a time in registers over all neighbours. Every value is the same sum in the
+//! same order as neighbour by neighbour, so all kernel families give the same bits.
 
 use super::env::Environments;
 use super::{Model, TERM_LANES};
-use crate::basis::sph::{SphHarm, num_lm};
+use crate::basis::sph::{SPH_LANES, SphHarm, num_lm};
 use crate::structure::Structure;
 
 mod lanes;
@@ -29,6 +34,8 @@ pub struct Workspace {
     rn: Vec<f64>,
     /// Unit vector to each neighbour.
     un: Vec<[f64; 3]>,
+    /// Core repulsion energy of each neighbour pair (eV).
+    ec: Vec<f64>,
     /// Per neighbour: the radial basis's two angles (`[arg, θ]`), then their sines and cosines
     /// (`[sin arg, cos arg, sin θ, cos θ]`), and `dθ/dr`.
     ang: Vec<[f64; 2]>,
@@ -39,8 +46,18 @@ pub struct Workspace {
     y: Vec<f64>,
     /// Polynomial partials of the harmonics (project with `sph::project` for gradients).
     dy: Vec<[f64; 3]>,
-    t: Vec<f64>,
-    u: Vec<f64>,
+    /// The neighbours inside the cutoff grouped by species (in their order within a species),
+    /// species `z` at `zk[zstart[z]..zstart[z + 1]]`.
+    zk: Vec<u32>,
+    zstart: Vec<usize>,
+    /// Lane-form values of the neighbours inside the cutoff, `SPH_LANES` neighbours of one
+    /// species per group (the groups of species `z` from `gstart[z]`): radial values and
+    /// derivatives (`nmax` per group), harmonics and their partials (`nlm` per group).
+    gstart: Vec<usize>,
+    lg: Vec<[f64; SPH_LANES]>,
+    ldg: Vec<[f64; SPH_LANES]>,
+    ly: Vec<[f64; SPH_LANES]>,
+    ldy: Vec<[[f64; SPH_LANES]; 3]>,
     /// Fit scratch: one Jacobian row over `A`, the entries touched, and dA/dr per neighbour.
     jrow: Vec<f64>,
     touched: Vec<u32>,
@@ -89,6 +106,7 @@ impl Workspace {
             dp: vec![0.0; nodes],
             rn: vec![],
             un: vec![],
+            ec: vec![],
             ang: vec![],
             trig: vec![],
             dth: vec![],
@@ -96,8 +114,13 @@ impl Workspace {
             dg: vec![],
             y: vec![],
             dy: vec![],
-            t: vec![0.0; nlm],
-            u: vec![0.0; nlm],
+            zk: vec![],
+            zstart: vec![],
+            gstart: vec![],
+            lg: vec![],
+            ldg: vec![],
+            ly: vec![],
+            ldy: vec![],
             jrow: vec![0.0; na],
             touched: vec![],
             dadr: vec![],
@@ -108,14 +131,27 @@ impl Workspace {
         }
     }
 
+    fn reserve_groups(&mut self, groups: usize) {
+        if self.lg.len() < groups * self.nmax {
+            self.lg.resize(groups * self.nmax, [0.0; SPH_LANES]);
+            self.ldg.resize(groups * self.nmax, [0.0; SPH_LANES]);
+        }
+        if self.ly.len() < groups * self.nlm {
+            self.ly.resize(groups * self.nlm, [0.0; SPH_LANES]);
+            self.ldy.resize(groups * self.nlm, [[0.0; SPH_LANES]; 3]);
+        }
+    }
+
     fn reserve_neighbors(&mut self, nn: usize) {
         if self.rn.len() < nn {
             self.rn.resize(nn, 0.0);
             self.un.resize(nn, [0.0; 3]);
+            self.ec.resize(nn, 0.0);
             self.ang.resize(nn, [0.0; 2]);
             self.trig.resize(nn, [0.0; 4]);
             self.dth.resize(nn, 0.0);
-            self.g.resize(nn * self.nmax, 0.0);
+            // A_ROWS more: `accumulate_a` reads a whole vector of radial values per neighbour.
+            self.g.resize(nn * self.nmax + A_ROWS, 0.0);
             self.dg.resize(nn * self.nmax, 0.0);
             self.y.resize(nn * self.nlm, 0.0);
             self.dy.resize(nn * self.nlm, [0.0; 3]);
@@ -123,101 +159,97 @@ impl Workspace {
     }
 }
 
-/// `rows[n*D + m] += g[n] * y[m]` for `n < nl`, `m < D` (D known at compile time, so the inner
-/// loop unrolls).
-///
-/// # Safety
-/// `rows` must hold `nl * D` values, `g` `nl`, `y` `D`.
-#[inline(always)]
-unsafe fn outer_acc<const D: usize>(rows: *mut f64, g: *const f64, y: *const f64, nl: usize) {
-    // SAFETY: per the function contract.
-    unsafe {
-        let yv: [f64; D] = std::array::from_fn(|m| *y.add(m));
-        for n in 0..nl {
-            let gn = *g.add(n);
-            let row = rows.add(n * D);
-            for m in 0..D {
-                *row.add(m) += gn * yv[m];
-            }
-        }
-    }
-}
+/// Rows of `A` summed per pass of [`accumulate_a`]: one vector of eight radial indices.
+const A_ROWS: usize = 8;
 
-/// [`outer_acc`] for a run-time row length.
+/// One `(species, l)` block of `A`: `rows[n*D + m] = sum_k g_k[n] Y_k[yoff + m]` over the
+/// neighbours `ks` (in their order) for `n < nl`, `m < D`. Eight radial indices at a time are
+/// summed in registers over all neighbours (one vector per `m`) and stored once, instead of
+/// every neighbour loading and storing the whole block; each entry is the same sum in the same
+/// order as neighbour-by-neighbour accumulation from zero, so the values are the same bit for
+/// bit. `D` is known at compile time, so the accumulators stay in registers.
 ///
 /// # Safety
-/// As [`outer_acc`] with `D = d`.
-unsafe fn outer_acc_dyn(rows: *mut f64, g: *const f64, y: *const f64, nl: usize, d: usize) {
-    // SAFETY: per the function contract.
-    unsafe {
-        for n in 0..nl {
-            let gn = *g.add(n);
-            for m in 0..d {
-                *rows.add(n * d + m) += gn * *y.add(m);
-            }
-        }
-    }
-}
-
-/// `t[m] = sum_n w[n*D+m] g[n]`, `u[m] = sum_n w[n*D+m] dg[n]`.
-///
-/// # Safety
-/// `w` must hold `nl * D` values, `g`/`dg` `nl`, `t`/`u` `D`.
+/// `rows` must hold `nl * D` values; for every `k` in `ks`, `g` must hold `k * nmax + nl +
+/// A_ROWS` values (rows past `nl` are read and ignored) and `y` `k * nlm + yoff + D`.
 #[inline(always)]
-unsafe fn contract<const D: usize>(
-    w: *const f64,
-    g: *const f64,
-    dg: *const f64,
-    t: *mut f64,
-    u: *mut f64,
+#[allow(clippy::too_many_arguments)]
+unsafe fn accumulate_a<const D: usize>(
+    rows: *mut f64,
     nl: usize,
+    ks: &[u32],
+    g: *const f64,
+    nmax: usize,
+    yl: *const [f64; SPH_LANES],
+    nlm: usize,
+    yoff: usize,
 ) {
     // SAFETY: per the function contract.
     unsafe {
-        let mut tv = [0.0; D];
-        let mut uv = [0.0; D];
-        for n in 0..nl {
-            let (gn, dgn) = (*g.add(n), *dg.add(n));
-            let wr = w.add(n * D);
-            for m in 0..D {
-                let wm = *wr.add(m);
-                tv[m] += wm * gn;
-                uv[m] += wm * dgn;
+        let mut n0 = 0;
+        while n0 < nl {
+            let mut acc = [[0.0f64; A_ROWS]; D];
+            for (p, &k) in ks.iter().enumerate() {
+                let gk = g.add(k as usize * nmax + n0);
+                let gv: [f64; A_ROWS] = std::array::from_fn(|j| *gk.add(j));
+                let yk = lane_value(yl, p, nlm, yoff);
+                for (m, am) in acc.iter_mut().enumerate() {
+                    let ym = *yk.add(m * SPH_LANES);
+                    for j in 0..A_ROWS {
+                        am[j] += gv[j] * ym;
+                    }
+                }
             }
-        }
-        for m in 0..D {
-            *t.add(m) = tv[m];
-            *u.add(m) = uv[m];
+            for j in 0..(nl - n0).min(A_ROWS) {
+                let row = rows.add((n0 + j) * D);
+                for (m, am) in acc.iter().enumerate() {
+                    *row.add(m) = am[j];
+                }
+            }
+            n0 += A_ROWS;
         }
     }
 }
 
-/// [`contract`] for a run-time row length.
+/// Address of entry `i` of the `p`-th neighbour in lane-form values (`SPH_LANES` neighbours per
+/// group, `per` entries per group, one lane each); entry `i + 1` is `SPH_LANES` further on.
 ///
 /// # Safety
-/// As [`contract`] with `D = d`.
+/// `base` must hold `(p / SPH_LANES + 1) * per` entries and `i < per`.
+#[inline(always)]
+unsafe fn lane_value(base: *const [f64; SPH_LANES], p: usize, per: usize, i: usize) -> *const f64 {
+    // SAFETY: per the function contract.
+    unsafe { (base.add((p / SPH_LANES) * per + i) as *const f64).add(p % SPH_LANES) }
+}
+
+/// [`accumulate_a`] for a run-time row length (degrees above those dispatched at compile time).
+///
+/// # Safety
+/// As [`accumulate_a`] with `D = d`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn contract_dyn(
-    w: *const f64,
-    g: *const f64,
-    dg: *const f64,
-    t: *mut f64,
-    u: *mut f64,
+unsafe fn accumulate_a_dyn(
+    rows: *mut f64,
     nl: usize,
     d: usize,
+    ks: &[u32],
+    g: *const f64,
+    nmax: usize,
+    yl: *const [f64; SPH_LANES],
+    nlm: usize,
+    yoff: usize,
 ) {
     // SAFETY: per the function contract.
     unsafe {
-        for m in 0..d {
-            *t.add(m) = 0.0;
-            *u.add(m) = 0.0;
+        for i in 0..nl * d {
+            *rows.add(i) = 0.0;
         }
-        for n in 0..nl {
-            let (gn, dgn) = (*g.add(n), *dg.add(n));
-            for m in 0..d {
-                let wm = *w.add(n * d + m);
-                *t.add(m) += wm * gn;
-                *u.add(m) += wm * dgn;
+        for (p, &k) in ks.iter().enumerate() {
+            let (gk, yk) = (g.add(k as usize * nmax), lane_value(yl, p, nlm, yoff));
+            for n in 0..nl {
+                let gn = *gk.add(n);
+                for m in 0..d {
+                    *rows.add(n * d + m) += gn * *yk.add(m * SPH_LANES);
+                }
             }
         }
     }
@@ -332,7 +364,7 @@ pub struct Prediction {
 impl Model {
     /// Accumulate `A` for centre species `si`, caching per-neighbour radial and angular values.
     #[inline(always)]
-    fn compute_a(&self, ws: &mut Workspace, si: usize, rij: &[[f64; 3]], sj: &[u16]) {
+    fn compute_a(&self, ws: &mut Workspace, si: usize, rij: &[[f64; 3]], sj: &[u16], aos: bool) {
         // Wide-register code elsewhere (faer's GEMM in fits and active sets) can leave the upper
         // halves of the vector registers dirty, which slows every SSE instruction below by ~1.7x
         // until cleared; clearing costs about a nanosecond.
@@ -363,40 +395,99 @@ impl Model {
             let (st, ct) = crate::basis::radial::sin_cos_0_pi(theta);
             *t = [sa, ca, st, ct];
         }
-        for (k, (r, &z)) in rij.iter().zip(sj).enumerate() {
-            let z = z as usize;
+        // The neighbours inside the cutoff, grouped by species (each species' in their order).
+        ws.zk.clear();
+        ws.zstart.clear();
+        for z in 0..ns {
+            ws.zstart.push(ws.zk.len());
+            let inside = (0..nn).filter(|&k| sj[k] as usize == z && ws.rn[k] != 0.0);
+            ws.zk.extend(inside.map(|k| k as u32));
+        }
+        ws.zstart.push(ws.zk.len());
+        // Lane-form values: the neighbours of each species in groups of SPH_LANES (the last
+        // group of a species padded with its first neighbour), group `gstart[z] + p / LANES`
+        // lane `p % LANES` for the species' p-th neighbour.
+        ws.gstart.clear();
+        let mut groups = 0;
+        for z in 0..ns {
+            ws.gstart.push(groups);
+            groups += (ws.zstart[z + 1] - ws.zstart[z]).div_ceil(SPH_LANES);
+        }
+        ws.gstart.push(groups);
+        ws.reserve_groups(groups);
+        for z in 0..ns {
             let rb = &self.radial[si * ns + z];
-            if ws.rn[k] == 0.0 {
-                continue;
+            let zk = &ws.zk[ws.zstart[z]..ws.zstart[z + 1]];
+            for (gi, ks) in (ws.gstart[z]..).zip(zk.chunks(SPH_LANES)) {
+                let pick = |j: usize| ks.get(j).copied().unwrap_or(ks[0]) as usize;
+                // Radial values and derivatives.
+                let trig: [[f64; 4]; SPH_LANES] = std::array::from_fn(|j| ws.trig[pick(j)]);
+                let dth: [f64; SPH_LANES] = std::array::from_fn(|j| ws.dth[pick(j)]);
+                let lg = &mut ws.lg[gi * nmax..(gi + 1) * nmax];
+                let ldg = &mut ws.ldg[gi * nmax..(gi + 1) * nmax];
+                rb.eval_trig_lanes(&trig, &dth, lg, ldg);
+                for (j, &k) in ks.iter().enumerate() {
+                    let k = k as usize;
+                    let g = &mut ws.g[k * nmax..k * nmax + rb.nmax];
+                    for (gn, l) in g.iter_mut().zip(lg.iter()) {
+                        *gn = l[j];
+                    }
+                }
+                // Harmonics and their partials.
+                let r: [[f64; SPH_LANES]; 3] =
+                    std::array::from_fn(|c| std::array::from_fn(|j| rij[pick(j)][c]));
+                let ly = &mut ws.ly[gi * nlm..(gi + 1) * nlm];
+                let ldy = &mut ws.ldy[gi * nlm..(gi + 1) * nlm];
+                let u = ws.sph.eval_raw_grad_lanes(&r, ly, ldy);
+                for (j, &k) in ks.iter().enumerate() {
+                    ws.un[k as usize] = [u[0][j], u[1][j], u[2][j]];
+                }
+                if aos {
+                    // Neighbour by neighbour as well, for the paths that read them so.
+                    for (j, &k) in ks.iter().enumerate() {
+                        let k = k as usize;
+                        let dg = &mut ws.dg[k * nmax..k * nmax + rb.nmax];
+                        for (dgn, l) in dg.iter_mut().zip(ldg.iter()) {
+                            *dgn = l[j];
+                        }
+                        let y = &mut ws.y[k * nlm..(k + 1) * nlm];
+                        let dy = &mut ws.dy[k * nlm..(k + 1) * nlm];
+                        for (i, (yi, di)) in y.iter_mut().zip(dy.iter_mut()).enumerate() {
+                            *yi = ly[i][j];
+                            *di = [ldy[i][0][j], ldy[i][1][j], ldy[i][2][j]];
+                        }
+                    }
+                }
             }
-            let g = &mut ws.g[k * nmax..(k + 1) * nmax];
-            let dg = &mut ws.dg[k * nmax..(k + 1) * nmax];
-            let [sa, ca, st, ct] = ws.trig[k];
-            rb.eval_trig((sa, ca), (st, ct), ws.dth[k], g, dg);
-            let y = &mut ws.y[k * nlm..(k + 1) * nlm];
-            let dy = &mut ws.dy[k * nlm..(k + 1) * nlm];
-            ws.un[k] = ws.sph.eval_raw_grad(*r, y, dy).0;
-            // A[z, l, n, m] += g_n Y_lm: per degree an outer product of the radial values and
-            // the harmonics, written without bounds checks (the layout was validated when the
-            // model was built; indices stay inside `lay.len() <= ws.a.len()`).
-            debug_assert!(ws.a.len() >= lay.len());
-            let a = ws.a.as_mut_ptr();
+        }
+        // A[z, l, n, m] = sum over the neighbours of species z of g_n Y_lm, block by block, the
+        // neighbours of each species in their order.
+        let a = ws.a.as_mut_ptr();
+        let g = ws.g.as_ptr();
+        debug_assert!(ws.a.len() >= lay.len());
+        debug_assert!(ws.g.len() >= nn * nmax + A_ROWS);
+        for z in 0..ns {
+            let ks = &ws.zk[ws.zstart[z]..ws.zstart[z + 1]];
+            // SAFETY: the species' groups start at gstart[z] < ly.len() / nlm (or it has none).
+            let yl = unsafe { ws.ly.as_ptr().add(ws.gstart[z] * nlm) };
             for l in 0..=lay.lmax {
                 let d = 2 * l + 1;
-                let start = lay.start(z, l);
                 let nl = lay.nmax_l[l];
-                // SAFETY: start + nl * d <= lay.len() (layout construction), y has (lmax+1)^2
-                // entries, g has nmax >= nl entries.
+                // SAFETY: start + nl * d <= lay.len() (layout construction); every k < nn, g
+                // holds nn * nmax + A_ROWS values (`reserve_neighbors`) and nl <= nmax; the
+                // species' groups hold nlm lane values each and l * l + d <= nlm.
                 unsafe {
-                    let yl = y.as_ptr().add(l * l);
-                    let rows = a.add(start);
+                    let rows = a.add(lay.start(z, l));
+                    let yo = l * l;
                     match d {
-                        1 => outer_acc::<1>(rows, g.as_ptr(), yl, nl),
-                        3 => outer_acc::<3>(rows, g.as_ptr(), yl, nl),
-                        5 => outer_acc::<5>(rows, g.as_ptr(), yl, nl),
-                        7 => outer_acc::<7>(rows, g.as_ptr(), yl, nl),
-                        9 => outer_acc::<9>(rows, g.as_ptr(), yl, nl),
-                        _ => outer_acc_dyn(rows, g.as_ptr(), yl, nl, d),
+                        1 => accumulate_a::<1>(rows, nl, ks, g, nmax, yl, nlm, yo),
+                        3 => accumulate_a::<3>(rows, nl, ks, g, nmax, yl, nlm, yo),
+                        5 => accumulate_a::<5>(rows, nl, ks, g, nmax, yl, nlm, yo),
+                        7 => accumulate_a::<7>(rows, nl, ks, g, nmax, yl, nlm, yo),
+                        9 => accumulate_a::<9>(rows, nl, ks, g, nmax, yl, nlm, yo),
+                        11 => accumulate_a::<11>(rows, nl, ks, g, nmax, yl, nlm, yo),
+                        13 => accumulate_a::<13>(rows, nl, ks, g, nmax, yl, nlm, yo),
+                        _ => accumulate_a_dyn(rows, nl, d, ks, g, nmax, yl, nlm, yo),
                     }
                 }
             }
@@ -497,7 +588,7 @@ impl Model {
         grad: &mut [[f64; 3]],
         b: Option<&mut [f64]>,
     ) -> f64 {
-        self.compute_a(ws, si, rij, sj);
+        self.compute_a(ws, si, rij, sj, false);
         let mut energy = self.e0[si];
         if let Some(b) = b {
             energy += self.energy_reverse_fused::<true>(ws, si);
@@ -508,61 +599,75 @@ impl Model {
         let ns = self.nspecies();
         let lay = &self.bases[si].layout;
         let (nmax, nlm) = (ws.nmax, ws.nlm);
-        let nl = num_lm(lay.lmax);
-        for (k, &z) in sj.iter().enumerate() {
-            let rn = ws.rn[k];
-            if rn == 0.0 {
-                grad[k] = [0.0; 3];
-                continue;
-            }
-            let z = z as usize;
-            let g = &ws.g[k * nmax..(k + 1) * nmax];
-            let dg = &ws.dg[k * nmax..(k + 1) * nmax];
-            // t_lm = sum_n w g_n, u_lm = sum_n w g'_n
-            debug_assert!(ws.dp.len() >= lay.len() && ws.t.len() >= nl && ws.u.len() >= nl);
-            for l in 0..=lay.lmax {
-                let d = 2 * l + 1;
-                let nlr = lay.nmax_l[l];
-                let start = lay.start(z, l);
-                // SAFETY: as in `compute_a`: the (z, l) block of dE/dA lies inside the layout,
-                // t/u have (lmax+1)^2 entries, g/dg have nmax >= nlr entries.
-                unsafe {
-                    let tl = ws.t.as_mut_ptr().add(l * l);
-                    let ul = ws.u.as_mut_ptr().add(l * l);
-                    let w = ws.dp.as_ptr().add(start);
-                    let (gp, dgp) = (g.as_ptr(), dg.as_ptr());
-                    match d {
-                        1 => contract::<1>(w, gp, dgp, tl, ul, nlr),
-                        3 => contract::<3>(w, gp, dgp, tl, ul, nlr),
-                        5 => contract::<5>(w, gp, dgp, tl, ul, nlr),
-                        7 => contract::<7>(w, gp, dgp, tl, ul, nlr),
-                        9 => contract::<9>(w, gp, dgp, tl, ul, nlr),
-                        _ => contract_dyn(w, gp, dgp, tl, ul, nlr, d),
+        const L: usize = SPH_LANES;
+        assert!(ws.dp.len() >= lay.len() && grad.len() >= sj.len());
+        // dE/dr_ij = sum_{n,lm} w (g'_n Y_lm u + g_n ∇Y_lm), SPH_LANES neighbours of one species
+        // at a time, one per lane: per (l, m), t = sum_n w g_n and u = sum_n w g'_n, then
+        // sum_lm u Y (along the bond) and sum_lm t ∂Y/∂u (projected below). Per lane these are
+        // the sums of the neighbour-by-neighbour contraction in the same order.
+        for z in 0..ns {
+            let zk = &ws.zk[ws.zstart[z]..ws.zstart[z + 1]];
+            let core = &self.core[si * ns + z];
+            for (gi, ks) in (ws.gstart[z]..).zip(zk.chunks(L)) {
+                let lg = &ws.lg[gi * nmax..(gi + 1) * nmax];
+                let ldg = &ws.ldg[gi * nmax..(gi + 1) * nmax];
+                let ly = &ws.ly[gi * nlm..(gi + 1) * nlm];
+                let ldy = &ws.ldy[gi * nlm..(gi + 1) * nlm];
+                let mut radial = [0.0; L];
+                let mut gv = [[0.0; L]; 3];
+                for l in 0..=lay.lmax {
+                    let d = 2 * l + 1;
+                    let nlr = lay.nmax_l[l];
+                    let w = &ws.dp[lay.start(z, l)..lay.start(z, l) + nlr * d];
+                    for m in 0..d {
+                        let (mut tv, mut uv) = ([0.0; L], [0.0; L]);
+                        for n in 0..nlr {
+                            // SAFETY: n * d + m < nlr * d = w.len(); nlr <= nmax = lg.len().
+                            let (wm, gn, dgn) = unsafe {
+                                (
+                                    *w.get_unchecked(n * d + m),
+                                    lg.get_unchecked(n),
+                                    ldg.get_unchecked(n),
+                                )
+                            };
+                            for j in 0..L {
+                                tv[j] += wm * gn[j];
+                                uv[j] += wm * dgn[j];
+                            }
+                        }
+                        let (yq, dq) = (&ly[l * l + m], &ldy[l * l + m]);
+                        for j in 0..L {
+                            radial[j] += uv[j] * yq[j];
+                            gv[0][j] += tv[j] * dq[0][j];
+                            gv[1][j] += tv[j] * dq[1][j];
+                            gv[2][j] += tv[j] * dq[2][j];
+                        }
                     }
                 }
+                for (j, &k) in ks.iter().enumerate() {
+                    let k = k as usize;
+                    let (rn, un) = (ws.rn[k], ws.un[k]);
+                    // sum_lm t ∇Y = project(sum_lm t ∂Y/∂u) / r; the radial part points along u.
+                    let mut out =
+                        crate::basis::sph::project([gv[0][j], gv[1][j], gv[2][j]], un, 1.0 / rn);
+                    // Core repulsion: half of the pair energy belongs to each atom.
+                    let (ec, dec) = core.energy_deriv(rn);
+                    ws.ec[k] = ec;
+                    let c = radial[j] + 0.5 * dec;
+                    out[0] += c * un[0];
+                    out[1] += c * un[1];
+                    out[2] += c * un[2];
+                    grad[k] = out;
+                }
             }
-            let y = &ws.y[k * nlm..k * nlm + nl];
-            let dy = &ws.dy[k * nlm..k * nlm + nl];
-            let mut radial_part = 0.0;
-            let mut gv = [0.0; 3];
-            for ((&uq, &tq), (&yq, dq)) in ws.u[..nl].iter().zip(&ws.t[..nl]).zip(y.iter().zip(dy))
-            {
-                radial_part += uq * yq;
-                gv[0] += tq * dq[0];
-                gv[1] += tq * dq[1];
-                gv[2] += tq * dq[2];
+        }
+        // Zero gradients outside the cutoff; core energies summed in neighbour order.
+        for (k, gk) in grad[..sj.len()].iter_mut().enumerate() {
+            if ws.rn[k] == 0.0 {
+                *gk = [0.0; 3];
+            } else {
+                energy += 0.5 * ws.ec[k];
             }
-            // sum_lm t ∇Y = project(sum_lm t ∂Y/∂u) / r; the radial part points along u.
-            let un = ws.un[k];
-            let mut out = crate::basis::sph::project(gv, un, 1.0 / rn);
-            // Core repulsion: half of the pair energy belongs to each atom.
-            let (ec, dec) = self.core[si * ns + z].energy_deriv(rn);
-            energy += 0.5 * ec;
-            let c = radial_part + 0.5 * dec;
-            out[0] += c * un[0];
-            out[1] += c * un[1];
-            out[2] += c * un[2];
-            grad[k] = out;
         }
         energy
     }
@@ -719,7 +824,7 @@ impl Model {
         sj: &[u16],
         b: &mut [f64],
     ) {
-        self.compute_a(ws, si, rij, sj);
+        self.compute_a(ws, si, rij, sj, false);
         self.forward(ws, si);
         self.basis_from_p(ws, si, b);
     }
@@ -753,7 +858,7 @@ impl Model {
         b: &mut [f64],
         db: &mut Vec<f64>,
     ) {
-        self.compute_a(ws, si, rij, sj);
+        self.compute_a(ws, si, rij, sj, true);
         self.forward(ws, si);
         self.basis_from_p(ws, si, b);
         let bas = &self.bases[si];
