@@ -54,6 +54,8 @@ pub struct Workspace {
     /// species per group (the groups of species `z` from `gstart[z]`): radial values and
     /// derivatives (`nmax` per group), harmonics and their partials (`nlm` per group).
     gstart: Vec<usize>,
+    /// Each neighbour's place in the lane-form values: `group * SPH_LANES + lane`.
+    lpos: Vec<u32>,
     lg: Vec<[f64; SPH_LANES]>,
     ldg: Vec<[f64; SPH_LANES]>,
     ly: Vec<[f64; SPH_LANES]>,
@@ -117,6 +119,7 @@ impl Workspace {
             zk: vec![],
             zstart: vec![],
             gstart: vec![],
+            lpos: vec![],
             lg: vec![],
             ldg: vec![],
             ly: vec![],
@@ -128,6 +131,43 @@ impl Workspace {
             macc: vec![],
             pe: vec![],
             pair: PairScratch::default(),
+        }
+    }
+
+    /// Neighbour `k`'s radial values and derivatives in the lane-form values (after
+    /// `compute_a`, for a neighbour inside the cutoff): value `n` at offset `n * SPH_LANES`.
+    #[inline(always)]
+    fn lane_g(&self, k: usize) -> (*const f64, *const f64) {
+        let p = self.lpos[k] as usize;
+        debug_assert!((p / SPH_LANES + 1) * self.nmax <= self.lg.len());
+        // SAFETY: compute_a placed neighbour k's values in group p / SPH_LANES, whose nmax
+        // entries lie inside lg and ldg.
+        unsafe {
+            (
+                lane_value(self.lg.as_ptr(), p, self.nmax, 0),
+                lane_value(self.ldg.as_ptr(), p, self.nmax, 0),
+            )
+        }
+    }
+
+    /// Neighbour `k`'s harmonics and their partials in the lane-form values (as
+    /// [`Workspace::lane_g`]): `Y_q` at offset `q * SPH_LANES`, component `c` of `∂Y_q/∂u` at
+    /// `(3 q + c) * SPH_LANES`.
+    #[inline(always)]
+    fn lane_y(&self, k: usize) -> (*const f64, *const f64) {
+        let p = self.lpos[k] as usize;
+        debug_assert!((p / SPH_LANES + 1) * self.nlm <= self.ly.len());
+        // SAFETY: as in `lane_g`, with nlm entries per group.
+        unsafe {
+            (
+                lane_value(self.ly.as_ptr(), p, self.nlm, 0),
+                lane_value(
+                    self.ldy.as_ptr() as *const [f64; SPH_LANES],
+                    p,
+                    3 * self.nlm,
+                    0,
+                ),
+            )
         }
     }
 
@@ -147,6 +187,7 @@ impl Workspace {
             self.rn.resize(nn, 0.0);
             self.un.resize(nn, [0.0; 3]);
             self.ec.resize(nn, 0.0);
+            self.lpos.resize(nn, 0);
             self.ang.resize(nn, [0.0; 2]);
             self.trig.resize(nn, [0.0; 4]);
             self.dth.resize(nn, 0.0);
@@ -441,6 +482,7 @@ impl Model {
                 let u = ws.sph.eval_raw_grad_lanes(&r, ly, ldy);
                 for (j, &k) in ks.iter().enumerate() {
                     ws.un[k as usize] = [u[0][j], u[1][j], u[2][j]];
+                    ws.lpos[k as usize] = (gi * SPH_LANES + j) as u32;
                 }
                 if aos {
                     // Neighbour by neighbour as well, for the paths that read them so.

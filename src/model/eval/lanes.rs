@@ -329,7 +329,7 @@ impl Model {
             "energies must hold {ne} values and grads {} entries",
             nn * ne
         );
-        self.compute_a(ws, si, rij, sj, true);
+        self.compute_a(ws, si, rij, sj, false);
         self.members_dispatch(ws, si, rij, sj, tables, energies, grads, b.is_some());
         if let Some(b) = b {
             // The lane pass left the internal node and leaf values in `ws.p`.
@@ -417,7 +417,7 @@ impl Model {
         energies: &mut [f64],
         grads: &mut [[f64; 3]],
     ) {
-        self.compute_a(ws, si, rij, sj, true);
+        self.compute_a(ws, si, rij, sj, false);
         self.members_impl::<Plain>(ws, si, rij, sj, tables, energies, grads, false);
     }
 
@@ -686,10 +686,10 @@ impl Model {
         let (nmax, nlm) = (ws.nmax, ws.nlm);
         let cw = &tables.core;
         let rn = ws.rn[k];
-        let g = &ws.g[k * nmax..(k + 1) * nmax];
-        let dg = &ws.dg[k * nmax..(k + 1) * nmax];
-        let y = &ws.y[k * nlm..(k + 1) * nlm];
-        let dy = &ws.dy[k * nlm..(k + 1) * nlm];
+        // The neighbour's values in the lane form of `compute_a` (entries SPH_LANES apart).
+        let (g, dg) = ws.lane_g(k);
+        let (y, dy) = ws.lane_y(k);
+        const S: usize = SPH_LANES;
         // Per group of lanes, everything in registers: for each (l, m), t = sum_n w g_n and
         // u = sum_n w g'_n, then radial += u Y_lm and angular += t ∇Y_lm.
         for grp in 0..groups {
@@ -698,26 +698,29 @@ impl Model {
                 let d = 2 * l + 1;
                 let nlv = lay.nmax_l[l];
                 let start = lay.start(z, l);
-                assert!((start + nlv * d) * rs <= dpm.len() && nlv <= g.len());
+                assert!((start + nlv * d) * rs <= dpm.len() && nlv <= nmax);
                 for mm in 0..d {
                     let (mut t, mut u) = (V::zero(), V::zero());
                     for n in 0..nlv {
                         let off = (start + n * d + mm) * rs + grp * gs + off0;
                         // SAFETY: off + LANES <= (start + nlv * d) * rs <= dpm.len() (asserted
                         // above; grp * gs + off0 + LANES <= rs, asserted by the caller); n < nlv
-                        // <= g.len() = dg.len().
+                        // <= nmax entries of the neighbour's radial values.
                         let (wv, gn, dgn) = unsafe {
                             (
                                 V::load(dpm.as_ptr().add(off)),
-                                *g.get_unchecked(n),
-                                *dg.get_unchecked(n),
+                                *g.add(n * S),
+                                *dg.add(n * S),
                             )
                         };
                         t = V::madd(wv, V::splat(gn), t);
                         u = V::madd(wv, V::splat(dgn), u);
                     }
                     let q = l * l + mm;
-                    let (yq, dyq) = (y[q], dy[q]);
+                    debug_assert!(q < nlm);
+                    // SAFETY: q < (lmax + 1)^2 <= nlm entries of the neighbour's harmonics.
+                    let (yq, dyq) =
+                        unsafe { (*y.add(q * S), [0, 1, 2].map(|c| *dy.add((3 * q + c) * S))) };
                     rad = V::madd(u, V::splat(yq), rad);
                     gx = V::madd(t, V::splat(dyq[0]), gx);
                     gy = V::madd(t, V::splat(dyq[1]), gy);
@@ -774,7 +777,7 @@ impl Model {
             }
         }
         let lay = &self.bases[si].layout;
-        let (nmax, nlm) = (ws[0].nmax, ws[0].nlm);
+        let nmax = ws[0].nmax;
         let ge_off = aligned_start(&mut sc.ge, 2 * nmax * 8);
         for z in 0..self.nspecies() {
             let inside = |a: usize| {
@@ -807,26 +810,15 @@ impl Model {
                         _mm512_insertf64x4::<1>(_mm512_set1_pd(v0), _mm256_set1_pd(v1))
                     };
                     let ge = sc.ge.as_mut_ptr().add(ge_off);
+                    // The neighbours' values in the lane form of `compute_a` (entries S apart).
+                    const S: usize = SPH_LANES;
+                    let ((g0, dg0), (g1, dg1)) = (ws[0].lane_g(k0), ws[1].lane_g(k1));
                     for n in 0..nmax {
-                        let (x0, x1) = (
-                            ws[0].g.as_ptr().add(k0 * nmax + n),
-                            ws[1].g.as_ptr().add(k1 * nmax + n),
-                        );
-                        _mm512_storeu_pd(ge.add(n * 8), pair(*x0, *x1));
-                        let (d0, d1) = (
-                            ws[0].dg.as_ptr().add(k0 * nmax + n),
-                            ws[1].dg.as_ptr().add(k1 * nmax + n),
-                        );
-                        _mm512_storeu_pd(ge.add((nmax + n) * 8), pair(*d0, *d1));
+                        _mm512_storeu_pd(ge.add(n * 8), pair(*g0.add(n * S), *g1.add(n * S)));
+                        let (d0, d1) = (*dg0.add(n * S), *dg1.add(n * S));
+                        _mm512_storeu_pd(ge.add((nmax + n) * 8), pair(d0, d1));
                     }
-                    let (y0, y1) = (
-                        ws[0].y.as_ptr().add(k0 * nlm),
-                        ws[1].y.as_ptr().add(k1 * nlm),
-                    );
-                    let (dy0, dy1) = (
-                        ws[0].dy.as_ptr().add(k0 * nlm),
-                        ws[1].dy.as_ptr().add(k1 * nlm),
-                    );
+                    let ((y0, dy0), (y1, dy1)) = (ws[0].lane_y(k0), ws[1].lane_y(k1));
                     for grp in 0..groups {
                         let z8 = _mm512_setzero_pd();
                         let (mut rad, mut gx, mut gy, mut gz) = (z8, z8, z8, z8);
@@ -849,8 +841,9 @@ impl Model {
                                     );
                                 }
                                 let q = l * l + mm;
-                                let (a0, a1) = (*dy0.add(q), *dy1.add(q));
-                                rad = _mm512_fmadd_pd(u, pair(*y0.add(q), *y1.add(q)), rad);
+                                let a0 = [0, 1, 2].map(|c| *dy0.add((3 * q + c) * S));
+                                let a1 = [0, 1, 2].map(|c| *dy1.add((3 * q + c) * S));
+                                rad = _mm512_fmadd_pd(u, pair(*y0.add(q * S), *y1.add(q * S)), rad);
                                 gx = _mm512_fmadd_pd(t, pair(a0[0], a1[0]), gx);
                                 gy = _mm512_fmadd_pd(t, pair(a0[1], a1[1]), gy);
                                 gz = _mm512_fmadd_pd(t, pair(a0[2], a1[2]), gz);
@@ -970,8 +963,8 @@ impl Model {
             b: b1,
         } = a1;
         // Per atom: A, then the internal node values (as the single pass computes them).
-        self.compute_a(ws0, si, rij0, sj0, true);
-        self.compute_a(ws1, si, rij1, sj1, true);
+        self.compute_a(ws0, si, rij0, sj0, false);
+        self.compute_a(ws1, si, rij1, sj1, false);
         self.internal_values(ws0, si);
         self.internal_values(ws1, si);
         let pe_off = aligned_start(&mut ws0.pe, nint * 2 * LANES);
