@@ -490,7 +490,7 @@ impl Model {
             let (p, a) = (&*p, &ws.a);
             let pleaf = pleaf.as_mut_ptr();
             let (ct, lc) = (tables.ct_int.as_ptr(), tables.leaf_c.as_ptr());
-            let leaves = &der.leaves;
+            let gls = &der.group_leaves;
             // Lane groups are independent: one group at a time keeps its energy accumulators in
             // registers (two, to halve the addition chain; loops unrolled by two so that each
             // step adds to a fixed accumulator).
@@ -505,28 +505,22 @@ impl Model {
                         unsafe { V::load(($base as *const f64).add($r * w + go)) }
                     };
                 }
-                // One leaf: its energy into `e`, its reverse contributions into its parent's
-                // and its A's rows (`par` and `ex` may coincide: applied one after the other).
-                // A macro, not a closure: closures do not inherit the AVX2 target feature, and
-                // this one was not inlined.
+                // One leaf of a parent group (`[extra, position in leaves]`): c_l A_ex into the
+                // group's sum `s`, c_l p_parent into its extra's row. A macro, not a closure:
+                // closures do not inherit the AVX2 target feature, and this one was not inlined.
                 macro_rules! leaf {
-                    ($l:expr, $e:expr) => {{
-                        let l = $l;
-                        let [par, ex] = leaves[l];
-                        let (par, ex) = (par as usize, ex as usize);
-                        // SAFETY: leaf parents < na + ni = p.len(), extras < na <= a.len()
-                        // (validated in `Derived::new`, lengths asserted above).
-                        let (pp, ae) = unsafe { (*p.get_unchecked(par), *a.get_unchecked(ex)) };
+                    ($j:expr, $pp:expr, $s:expr) => {{
+                        let [ex, l] = gls[$j];
+                        let (ex, l) = (ex as usize, l as usize);
+                        // SAFETY: extras < na <= a.len() (validated in `Derived::new`).
+                        let ae = unsafe { *a.get_unchecked(ex) };
                         if keep_leaves && g == 0 {
                             // SAFETY: l < nl <= ws.p.len() - nint (asserted above).
-                            unsafe { *pleaf.add(l) = pp * ae };
+                            unsafe { *pleaf.add(l) = $pp * ae };
                         }
                         let cv = row!(lc, l);
-                        unsafe {
-                            axpy_mem(dp.add(par * w + go), cv, ae);
-                            axpy_mem(dp.add(ex * w + go), cv, pp);
-                        }
-                        $e = V::madd(V::splat(pp * ae), cv, $e);
+                        $s = V::madd(V::splat(ae), cv, $s);
+                        unsafe { axpy_mem(dp.add(ex * w + go), cv, $pp) };
                     }};
                 }
                 let (mut e0, mut e1) = (V::zero(), V::zero());
@@ -539,23 +533,38 @@ impl Model {
                 if n < nint {
                     e0 = V::madd(V::splat(p[n]), row!(ct, n), e0);
                 }
-                // Four energy accumulators: the leaves' multiply-adds into one or two were a
-                // chain bounded by the add latency.
-                let (mut e2, mut e3) = (V::zero(), V::zero());
-                let mut l = 0;
-                while l + 3 < leaves.len() {
-                    leaf!(l, e0);
-                    leaf!(l + 1, e1);
-                    leaf!(l + 2, e2);
-                    leaf!(l + 3, e3);
-                    l += 4;
+                // The leaves grouped by parent, as in the energy-only sweep: per parent the sum
+                // of c_l A_ex(l) over its leaves in registers (two chains), added once to the
+                // parent's row and, times the parent's value, to the energy (the two energy
+                // accumulators in turn); each extra's row gets c_l p_parent as it goes (distinct
+                // extras within a group, so those updates do not wait on each other; an extra
+                // equal to the parent is updated in memory before the parent's sum is added).
+                let mut j = 0usize;
+                for (gi, &[par, end]) in der.leaf_groups.iter().enumerate() {
+                    let (par, end) = (par as usize, end as usize);
+                    // SAFETY: leaf parents < na + ni = p.len() (validated in `Derived::new`).
+                    let pp = unsafe { *p.get_unchecked(par) };
+                    let (mut s0, mut s1) = (V::zero(), V::zero());
+                    while j + 1 < end {
+                        leaf!(j, pp, s0);
+                        leaf!(j + 1, pp, s1);
+                        j += 2;
+                    }
+                    if j < end {
+                        leaf!(j, pp, s0);
+                        j += 1;
+                    }
+                    let sum = V::add(s0, s1);
+                    unsafe {
+                        let dpar = dp.add(par * w + go);
+                        V::add(V::load(dpar), sum).store(dpar);
+                    }
+                    if gi % 2 == 0 {
+                        e0 = V::madd(V::splat(pp), sum, e0);
+                    } else {
+                        e1 = V::madd(V::splat(pp), sum, e1);
+                    }
                 }
-                while l < leaves.len() {
-                    leaf!(l, e0);
-                    l += 1;
-                }
-                e0 = V::add(e0, e2);
-                e1 = V::add(e1, e3);
                 for k in (0..ni).rev() {
                     let [par, ex] = der.internal[k];
                     let (par, ex) = (par as usize, ex as usize);
@@ -995,7 +1004,7 @@ impl Model {
             }
             let (pl0, pl1) = (p0.add(nint), p1.add(nint));
             let keep = b0.is_some() || b1.is_some();
-            let leaves = &der.leaves;
+            let gls = &der.group_leaves;
             for g in 0..groups {
                 let (go, go8) = (g * LANES, g * 8);
                 // Row `r` of a (rows × w) table, this group's lanes repeated for both atoms (a
@@ -1005,24 +1014,21 @@ impl Model {
                         _mm512_broadcast_f64x4(_mm256_loadu_pd($base.add($r * w + go)))
                     };
                 }
+                // One leaf of a parent group, as in `members_impl`.
                 macro_rules! leaf {
-                    ($l:expr, $e:expr, $keep:expr) => {{
-                        let l = $l;
-                        let [par, ex] = *leaves.get_unchecked(l);
-                        let (par, ex) = (par as usize, ex as usize);
-                        let pp = _mm512_loadu_pd(pe.add(par * 8));
+                    ($j:expr, $pp:expr, $s:expr, $keep:expr) => {{
+                        let [ex, l] = *gls.get_unchecked($j);
+                        let (ex, l) = (ex as usize, l as usize);
                         let ae = _mm512_loadu_pd(pe.add(ex * 8));
-                        let v = _mm512_mul_pd(pp, ae);
                         if $keep {
+                            let v = _mm512_mul_pd($pp, ae);
                             *pl0.add(l) = _mm512_cvtsd_f64(v);
                             *pl1.add(l) = _mm256_cvtsd_f64(_mm512_extractf64x4_pd::<1>(v));
                         }
                         let cv = row!(lc, l);
-                        let dpar = dp.add(par * w2 + go8);
-                        _mm512_storeu_pd(dpar, _mm512_fmadd_pd(ae, cv, _mm512_loadu_pd(dpar)));
+                        $s = _mm512_fmadd_pd(ae, cv, $s);
                         let dex = dp.add(ex * w2 + go8);
-                        _mm512_storeu_pd(dex, _mm512_fmadd_pd(pp, cv, _mm512_loadu_pd(dex)));
-                        $e = _mm512_fmadd_pd(v, cv, $e);
+                        _mm512_storeu_pd(dex, _mm512_fmadd_pd($pp, cv, _mm512_loadu_pd(dex)));
                     }};
                 }
                 let (mut e0, mut e1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
@@ -1035,21 +1041,32 @@ impl Model {
                 if n < nint {
                     e0 = _mm512_fmadd_pd(_mm512_loadu_pd(pe.add(n * 8)), row!(ct, n), e0);
                 }
-                let (mut e2, mut e3) = (_mm512_setzero_pd(), _mm512_setzero_pd());
-                // The loop twice, with the leaf-value stores and without (a constant flag).
+                // The leaves grouped by parent, as in `members_impl`; the loop twice, with the
+                // leaf-value stores and without (a constant flag).
                 macro_rules! leaves {
                     ($keep:expr) => {{
-                        let mut l = 0;
-                        while l + 3 < nl {
-                            leaf!(l, e0, $keep);
-                            leaf!(l + 1, e1, $keep);
-                            leaf!(l + 2, e2, $keep);
-                            leaf!(l + 3, e3, $keep);
-                            l += 4;
-                        }
-                        while l < nl {
-                            leaf!(l, e0, $keep);
-                            l += 1;
+                        let mut j = 0usize;
+                        for (gi, &[par, end]) in der.leaf_groups.iter().enumerate() {
+                            let (par, end) = (par as usize, end as usize);
+                            let pp = _mm512_loadu_pd(pe.add(par * 8));
+                            let (mut s0, mut s1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+                            while j + 1 < end {
+                                leaf!(j, pp, s0, $keep);
+                                leaf!(j + 1, pp, s1, $keep);
+                                j += 2;
+                            }
+                            if j < end {
+                                leaf!(j, pp, s0, $keep);
+                                j += 1;
+                            }
+                            let sum = _mm512_add_pd(s0, s1);
+                            let dpar = dp.add(par * w2 + go8);
+                            _mm512_storeu_pd(dpar, _mm512_add_pd(_mm512_loadu_pd(dpar), sum));
+                            if gi % 2 == 0 {
+                                e0 = _mm512_fmadd_pd(pp, sum, e0);
+                            } else {
+                                e1 = _mm512_fmadd_pd(pp, sum, e1);
+                            }
                         }
                     }};
                 }
@@ -1058,8 +1075,6 @@ impl Model {
                 } else {
                     leaves!(false);
                 }
-                let e0 = _mm512_add_pd(e0, e2);
-                let e1 = _mm512_add_pd(e1, e3);
                 for k in (0..ni).rev() {
                     let [par, ex] = *der.internal.get_unchecked(k);
                     let (par, ex) = (par as usize, ex as usize);
