@@ -52,8 +52,9 @@ impl RadialBasis {
     }
 
     /// [`RadialBasis::eval`] for `r < rc` from the sine and cosine of the two [`angles`]
-    /// (`arg`, `theta`, as [`sin_cos_0_pi`] gives them) and `dθ/dr`: the evaluation can compute
-    /// the trigonometric functions of all neighbours in one vectorised loop first.
+    /// (`arg`, `theta`, as [`sin_cos_0_pi`] gives them) and `dθ/dr`, so that a caller can
+    /// compute the trigonometric functions of all neighbours in one vectorised loop first (the
+    /// evaluation does, then [`RadialBasis::eval_trig_lanes`] for eight neighbours at a time).
     ///
     /// [`angles`]: RadialBasis::angles
     #[inline(always)]

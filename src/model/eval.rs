@@ -5,7 +5,7 @@
 //! harmonics and their derivatives; (2) one forward sweep over the monomial DAG; (3) for the energy,
 //! one reverse sweep gives `w = dE/dA`; (4) per neighbour, `dE/dr_ij = sum_{n,lm} w (g'_n Y_lm r̂ +
 //! g_n ∇Y_lm)` contracted first over `n`. Nothing is allocated per atom once the workspace has grown
-//! to the largest neighbour count.
+//! to the largest neighbour count (and number of neighbour groups below).
 //!
 //! The per-neighbour work of (1) and (4) runs on eight neighbours of one species at a time, one
 //! per vector lane (radial values, harmonics, the contraction of (4)), and `A` is summed eight
@@ -30,7 +30,7 @@ pub struct Workspace {
     a: Vec<f64>,
     p: Vec<f64>,
     dp: Vec<f64>,
-    /// Per neighbour: distance (0 = outside the cutoff), radial values/derivatives, harmonics.
+    /// Per neighbour: distance (0 = outside the cutoff).
     rn: Vec<f64>,
     /// Unit vector to each neighbour.
     un: Vec<[f64; 3]>,
@@ -41,10 +41,13 @@ pub struct Workspace {
     ang: Vec<[f64; 2]>,
     trig: Vec<[f64; 4]>,
     dth: Vec<f64>,
+    /// Per neighbour inside the cutoff (`nmax` / `nlm` entries each): radial values (the
+    /// first `nmax` of its radial basis, always written), and, only when `compute_a` is asked
+    /// for them (`aos`), radial derivatives, harmonics and their polynomial partials (project
+    /// with `sph::project` for gradients). Everything else reads the lane-form values below.
     g: Vec<f64>,
     dg: Vec<f64>,
     y: Vec<f64>,
-    /// Polynomial partials of the harmonics (project with `sph::project` for gradients).
     dy: Vec<[f64; 3]>,
     /// The neighbours inside the cutoff grouped by species (in their order within a species),
     /// species `z` at `zk[zstart[z]..zstart[z + 1]]`.
@@ -193,6 +196,12 @@ impl Workspace {
             self.dth.resize(nn, 0.0);
             // A_ROWS more: `accumulate_a` reads a whole vector of radial values per neighbour.
             self.g.resize(nn * self.nmax + A_ROWS, 0.0);
+        }
+    }
+
+    /// Room for the per-neighbour derivatives and harmonics of `compute_a(.., aos = true)`.
+    fn reserve_neighbor_rows(&mut self, nn: usize) {
+        if self.dy.len() < nn * self.nlm {
             self.dg.resize(nn * self.nmax, 0.0);
             self.y.resize(nn * self.nlm, 0.0);
             self.dy.resize(nn * self.nlm, [0.0; 3]);
@@ -212,7 +221,9 @@ const A_ROWS: usize = 8;
 ///
 /// # Safety
 /// `rows` must hold `nl * D` values; for every `k` in `ks`, `g` must hold `k * nmax + nl +
-/// A_ROWS` values (rows past `nl` are read and ignored) and `y` `k * nlm + yoff + D`.
+/// A_ROWS` values (rows past `nl` are read and ignored); `yl` the lane-form harmonics of the
+/// neighbours `ks` in their order (`SPH_LANES` per group of `nlm` entries: `(ks.len() - 1) /
+/// SPH_LANES + 1` groups), and `yoff + D <= nlm`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn accumulate_a<const D: usize>(
@@ -259,8 +270,9 @@ unsafe fn accumulate_a<const D: usize>(
 /// `base` must hold `(p / SPH_LANES + 1) * per` entries and `i < per`.
 #[inline(always)]
 unsafe fn lane_value(base: *const [f64; SPH_LANES], p: usize, per: usize, i: usize) -> *const f64 {
-    // SAFETY: per the function contract.
-    unsafe { (base.add((p / SPH_LANES) * per + i) as *const f64).add(p % SPH_LANES) }
+    // SAFETY: per the function contract (the lane offset wraps, so that an empty buffer's
+    // dangling pointer is never offset by `add`; it is not read then).
+    unsafe { (base.add((p / SPH_LANES) * per + i) as *const f64).wrapping_add(p % SPH_LANES) }
 }
 
 /// [`accumulate_a`] for a run-time row length (degrees above those dispatched at compile time).
@@ -403,7 +415,9 @@ pub struct Prediction {
 }
 
 impl Model {
-    /// Accumulate `A` for centre species `si`, caching per-neighbour radial and angular values.
+    /// Accumulate `A` for centre species `si`, keeping every neighbour's radial values,
+    /// harmonics and their derivatives in lane form (see [`Workspace`]); with `aos`, also one
+    /// row per neighbour in `ws.dg`, `ws.y`, `ws.dy`.
     #[inline(always)]
     fn compute_a(&self, ws: &mut Workspace, si: usize, rij: &[[f64; 3]], sj: &[u16], aos: bool) {
         // Wide-register code elsewhere (faer's GEMM in fits and active sets) can leave the upper
@@ -413,12 +427,27 @@ impl Model {
         let ns = self.nspecies();
         let lay = &self.bases[si].layout;
         let (nmax, nlm) = (ws.nmax, ws.nlm);
+        // The unchecked reads below rely on a workspace built for this model.
+        assert!(
+            ws.sph.lmax() >= lay.lmax
+                && (0..ns).all(|z| self.radial[si * ns + z].nmax <= nmax)
+                && ws.a.len() > lay.len()
+                && sj.len() == rij.len(),
+            "workspace of another model, or neighbour species and displacements of different lengths"
+        );
         ws.reserve_neighbors(rij.len());
+        if aos {
+            ws.reserve_neighbor_rows(rij.len());
+        }
         ws.a[..lay.len()].fill(0.0);
         // Distances and the radial basis's angles of every neighbour, then all their sines and
         // cosines in one branch-free loop (vectorised), then the rest per neighbour.
         let nn = rij.len();
         for (k, (r, &z)) in rij.iter().zip(sj).enumerate() {
+            assert!(
+                (z as usize) < ns,
+                "neighbour species {z} of a {ns}-species model"
+            );
             let rb = &self.radial[si * ns + z as usize];
             let rn = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt();
             if rn >= rb.rc || rn == 0.0 {
@@ -1019,5 +1048,103 @@ impl Model {
             }
         }
         pred
+    }
+}
+
+#[cfg(test)]
+mod lane_form_tests {
+    use super::*;
+    use crate::basis::BasisConfig;
+    use crate::testing::{random_model, random_structure, small_cfg};
+
+    /// `A` and the neighbour gradients of the lane-form evaluation equal, bit for bit, the
+    /// neighbour-by-neighbour computation with the one-neighbour radial basis and harmonics (how
+    /// the evaluation ran before its lane form), for two species (neighbours grouped by species)
+    /// and two bases, over every atom of a random structure.
+    #[test]
+    fn lane_form_equals_neighbour_by_neighbour_bit_for_bit() {
+        for cfg in [BasisConfig::default(), small_cfg()] {
+            let model = random_model(&["Al", "Mg"], &cfg, 11);
+            let s = random_structure(&["Al", "Mg"], 2, 5, true);
+            let sp = model.map_species(&s).unwrap();
+            let nl = crate::neighbors::build(&s, model.max_cutoff()).unwrap();
+            let ns = model.nspecies();
+            let mut ws = Workspace::new(&model);
+            let mut inside_total = 0;
+            for i in 0..s.len() {
+                let si = sp[i] as usize;
+                let r = nl.range(i);
+                let rij: Vec<[f64; 3]> = nl.rij[r.clone()].to_vec();
+                let sj: Vec<u16> = nl.j[r].iter().map(|&j| sp[j as usize]).collect();
+                let mut grad = vec![[f64::NAN; 3]; rij.len()];
+                model.atom_energy_grad_body(&mut ws, si, &rij, &sj, &mut grad, None);
+                let lay = &model.bases[si].layout;
+                let nlm = num_lm(lay.lmax);
+                let mut sph = SphHarm::new(lay.lmax);
+                let mut a = vec![0.0; lay.len()];
+                let mut nbs = vec![];
+                for (k, rv) in rij.iter().enumerate() {
+                    let z = sj[k] as usize;
+                    let rb = &model.radial[si * ns + z];
+                    let rn = (rv[0] * rv[0] + rv[1] * rv[1] + rv[2] * rv[2]).sqrt();
+                    if rn >= rb.rc || rn == 0.0 {
+                        assert_eq!(grad[k], [0.0; 3], "atom {i} neighbour {k} outside");
+                        continue;
+                    }
+                    let (mut g, mut dg) = (vec![0.0; rb.nmax], vec![0.0; rb.nmax]);
+                    rb.eval(rn, &mut g, &mut dg);
+                    let (mut y, mut dy) = (vec![0.0; nlm], vec![[0.0; 3]; nlm]);
+                    let (un, _) = sph.eval_raw_grad(*rv, &mut y, &mut dy);
+                    for l in 0..=lay.lmax {
+                        let d = 2 * l + 1;
+                        for n in 0..lay.nmax_l[l] {
+                            for m in 0..d {
+                                a[lay.start(z, l) + n * d + m] += g[n] * y[l * l + m];
+                            }
+                        }
+                    }
+                    nbs.push((k, z, rn, un, g, dg, y, dy));
+                }
+                inside_total += nbs.len();
+                let same = a.iter().zip(&ws.a).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(
+                    same,
+                    "atom {i}: A differs from the neighbour-by-neighbour sums"
+                );
+                // The gradients from the same dE/dA, contracted neighbour by neighbour.
+                let w = &ws.dp[..lay.len()];
+                for (k, z, rn, un, g, dg, y, dy) in nbs {
+                    let (mut radial, mut gv) = (0.0, [0.0; 3]);
+                    for l in 0..=lay.lmax {
+                        let d = 2 * l + 1;
+                        let start = lay.start(z, l);
+                        for m in 0..d {
+                            let (mut t, mut u) = (0.0, 0.0);
+                            for n in 0..lay.nmax_l[l] {
+                                t += w[start + n * d + m] * g[n];
+                                u += w[start + n * d + m] * dg[n];
+                            }
+                            let q = l * l + m;
+                            radial += u * y[q];
+                            for c in 0..3 {
+                                gv[c] += t * dy[q][c];
+                            }
+                        }
+                    }
+                    let mut out = crate::basis::sph::project(gv, un, 1.0 / rn);
+                    let (_, dec) = model.core[si * ns + z].energy_deriv(rn);
+                    let c = radial + 0.5 * dec;
+                    for d in 0..3 {
+                        out[d] += c * un[d];
+                    }
+                    let bits = |v: [f64; 3]| v.map(f64::to_bits);
+                    assert_eq!(bits(out), bits(grad[k]), "atom {i} neighbour {k}");
+                }
+            }
+            assert!(
+                inside_total > 10 * s.len(),
+                "too few neighbours to test anything"
+            );
+        }
     }
 }

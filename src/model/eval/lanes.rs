@@ -787,6 +787,10 @@ impl Model {
         }
         let lay = &self.bases[si].layout;
         let nmax = ws[0].nmax;
+        assert!(
+            ws[1].nmax == nmax && ws[1].nlm == ws[0].nlm,
+            "workspaces of two models"
+        );
         let ge_off = aligned_start(&mut sc.ge, 2 * nmax * 8);
         for z in 0..self.nspecies() {
             let inside = |a: usize| {
@@ -811,9 +815,10 @@ impl Model {
                     }
                 };
                 let ks = [k0, k1];
-                // SAFETY: ge holds 2 nmax rows of 8; g/dg rows of nmax per neighbour; y/dy rows
-                // of nlm (q < (lmax + 1)^2 = nlm); dpm offsets as in `lane_neighbor`, with
-                // grp * 8 + 8 <= rs.
+                // SAFETY: ge holds 2 nmax rows of 8; each neighbour's lane-form values hold
+                // nmax radial entries and nlm harmonics (`Workspace::lane_g`, `lane_y`; q <
+                // (lmax + 1)^2 <= nlm, and both workspaces have the same nmax, asserted above);
+                // dpm offsets as in `lane_neighbor`, with grp * 8 + 8 <= rs.
                 unsafe {
                     let pair = |v0: f64, v1: f64| {
                         _mm512_insertf64x4::<1>(_mm512_set1_pd(v0), _mm256_set1_pd(v1))
