@@ -137,40 +137,25 @@ impl Workspace {
         }
     }
 
-    /// Neighbour `k`'s radial values and derivatives in the lane-form values (after
-    /// `compute_a`, for a neighbour inside the cutoff): value `n` at offset `n * SPH_LANES`.
+    /// Neighbour `k`'s values in the lane form of `compute_a` (for a neighbour inside the
+    /// cutoff, after `compute_a`): `[g, dg, y, dy]`, the radial values and derivatives (value
+    /// `n` at offset `n * SPH_LANES`), the harmonics (`Y_q` at `q * SPH_LANES`) and their
+    /// partials (component `c` of `∂Y_q/∂u` at `(3 q + c) * SPH_LANES`).
     #[inline(always)]
-    fn lane_g(&self, k: usize) -> (*const f64, *const f64) {
+    fn lane_rows(&self, k: usize) -> [*const f64; 4] {
         let p = self.lpos[k] as usize;
         debug_assert!((p / SPH_LANES + 1) * self.nmax <= self.lg.len());
+        debug_assert!((p / SPH_LANES + 1) * self.nlm <= self.ly.len());
+        let dy = self.ldy.as_ptr() as *const [f64; SPH_LANES];
         // SAFETY: compute_a placed neighbour k's values in group p / SPH_LANES, whose nmax
-        // entries lie inside lg and ldg.
+        // radial and nlm harmonic entries lie inside lg, ldg, ly and ldy.
         unsafe {
-            (
+            [
                 lane_value(self.lg.as_ptr(), p, self.nmax, 0),
                 lane_value(self.ldg.as_ptr(), p, self.nmax, 0),
-            )
-        }
-    }
-
-    /// Neighbour `k`'s harmonics and their partials in the lane-form values (as
-    /// [`Workspace::lane_g`]): `Y_q` at offset `q * SPH_LANES`, component `c` of `∂Y_q/∂u` at
-    /// `(3 q + c) * SPH_LANES`.
-    #[inline(always)]
-    fn lane_y(&self, k: usize) -> (*const f64, *const f64) {
-        let p = self.lpos[k] as usize;
-        debug_assert!((p / SPH_LANES + 1) * self.nlm <= self.ly.len());
-        // SAFETY: as in `lane_g`, with nlm entries per group.
-        unsafe {
-            (
                 lane_value(self.ly.as_ptr(), p, self.nlm, 0),
-                lane_value(
-                    self.ldy.as_ptr() as *const [f64; SPH_LANES],
-                    p,
-                    3 * self.nlm,
-                    0,
-                ),
-            )
+                lane_value(dy, p, 3 * self.nlm, 0),
+            ]
         }
     }
 

@@ -696,8 +696,7 @@ impl Model {
         let cw = &tables.core;
         let rn = ws.rn[k];
         // The neighbour's values in the lane form of `compute_a` (entries SPH_LANES apart).
-        let (g, dg) = ws.lane_g(k);
-        let (y, dy) = ws.lane_y(k);
+        let [g, dg, y, dy] = ws.lane_rows(k);
         const S: usize = SPH_LANES;
         // Per group of lanes, everything in registers: for each (l, m), t = sum_n w g_n and
         // u = sum_n w g'_n, then radial += u Y_lm and angular += t ∇Y_lm.
@@ -816,7 +815,7 @@ impl Model {
                 };
                 let ks = [k0, k1];
                 // SAFETY: ge holds 2 nmax rows of 8; each neighbour's lane-form values hold
-                // nmax radial entries and nlm harmonics (`Workspace::lane_g`, `lane_y`; q <
+                // nmax radial entries and nlm harmonics (`Workspace::lane_rows`; q <
                 // (lmax + 1)^2 <= nlm, and both workspaces have the same nmax, asserted above);
                 // dpm offsets as in `lane_neighbor`, with grp * 8 + 8 <= rs.
                 unsafe {
@@ -826,13 +825,13 @@ impl Model {
                     let ge = sc.ge.as_mut_ptr().add(ge_off);
                     // The neighbours' values in the lane form of `compute_a` (entries S apart).
                     const S: usize = SPH_LANES;
-                    let ((g0, dg0), (g1, dg1)) = (ws[0].lane_g(k0), ws[1].lane_g(k1));
+                    let [g0, dg0, y0, dy0] = ws[0].lane_rows(k0);
+                    let [g1, dg1, y1, dy1] = ws[1].lane_rows(k1);
                     for n in 0..nmax {
                         _mm512_storeu_pd(ge.add(n * 8), pair(*g0.add(n * S), *g1.add(n * S)));
                         let (d0, d1) = (*dg0.add(n * S), *dg1.add(n * S));
                         _mm512_storeu_pd(ge.add((nmax + n) * 8), pair(d0, d1));
                     }
-                    let ((y0, dy0), (y1, dy1)) = (ws[0].lane_y(k0), ws[1].lane_y(k1));
                     for grp in 0..groups {
                         let z8 = _mm512_setzero_pd();
                         let (mut rad, mut gx, mut gy, mut gz) = (z8, z8, z8, z8);
