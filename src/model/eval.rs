@@ -41,14 +41,9 @@ pub struct Workspace {
     ang: Vec<[f64; 2]>,
     trig: Vec<[f64; 4]>,
     dth: Vec<f64>,
-    /// Per neighbour inside the cutoff (`nmax` / `nlm` entries each): radial values (the
-    /// first `nmax` of its radial basis, always written), and, only when `compute_a` is asked
-    /// for them (`aos`), radial derivatives, harmonics and their polynomial partials (project
-    /// with `sph::project` for gradients). Everything else reads the lane-form values below.
+    /// Per neighbour inside the cutoff (`nmax` entries each): its radial values, for the `A`
+    /// accumulation; everything else reads the lane-form values below.
     g: Vec<f64>,
-    dg: Vec<f64>,
-    y: Vec<f64>,
-    dy: Vec<[f64; 3]>,
     /// The neighbours inside the cutoff grouped by species (in their order within a species),
     /// species `z` at `zk[zstart[z]..zstart[z + 1]]`.
     zk: Vec<u32>,
@@ -116,9 +111,6 @@ impl Workspace {
             trig: vec![],
             dth: vec![],
             g: vec![],
-            dg: vec![],
-            y: vec![],
-            dy: vec![],
             zk: vec![],
             zstart: vec![],
             gstart: vec![],
@@ -181,15 +173,6 @@ impl Workspace {
             self.dth.resize(nn, 0.0);
             // A_ROWS more: `accumulate_a` reads a whole vector of radial values per neighbour.
             self.g.resize(nn * self.nmax + A_ROWS, 0.0);
-        }
-    }
-
-    /// Room for the per-neighbour derivatives and harmonics of `compute_a(.., aos = true)`.
-    fn reserve_neighbor_rows(&mut self, nn: usize) {
-        if self.dy.len() < nn * self.nlm {
-            self.dg.resize(nn * self.nmax, 0.0);
-            self.y.resize(nn * self.nlm, 0.0);
-            self.dy.resize(nn * self.nlm, [0.0; 3]);
         }
     }
 }
@@ -401,10 +384,9 @@ pub struct Prediction {
 
 impl Model {
     /// Accumulate `A` for centre species `si`, keeping every neighbour's radial values,
-    /// harmonics and their derivatives in lane form (see [`Workspace`]); with `aos`, also one
-    /// row per neighbour in `ws.dg`, `ws.y`, `ws.dy`.
+    /// harmonics and their derivatives in lane form (see [`Workspace`]).
     #[inline(always)]
-    fn compute_a(&self, ws: &mut Workspace, si: usize, rij: &[[f64; 3]], sj: &[u16], aos: bool) {
+    fn compute_a(&self, ws: &mut Workspace, si: usize, rij: &[[f64; 3]], sj: &[u16]) {
         // Wide-register code elsewhere (faer's GEMM in fits and active sets) can leave the upper
         // halves of the vector registers dirty, which slows every SSE instruction below by ~1.7x
         // until cleared; clearing costs about a nanosecond.
@@ -421,9 +403,6 @@ impl Model {
             "workspace of another model, or neighbour species and displacements of different lengths"
         );
         ws.reserve_neighbors(rij.len());
-        if aos {
-            ws.reserve_neighbor_rows(rij.len());
-        }
         ws.a[..lay.len()].fill(0.0);
         // Distances and the radial basis's angles of every neighbour, then all their sines and
         // cosines in one branch-free loop (vectorised), then the rest per neighbour.
@@ -497,22 +476,6 @@ impl Model {
                 for (j, &k) in ks.iter().enumerate() {
                     ws.un[k as usize] = [u[0][j], u[1][j], u[2][j]];
                     ws.lpos[k as usize] = (gi * SPH_LANES + j) as u32;
-                }
-                if aos {
-                    // Neighbour by neighbour as well, for the paths that read them so.
-                    for (j, &k) in ks.iter().enumerate() {
-                        let k = k as usize;
-                        let dg = &mut ws.dg[k * nmax..k * nmax + rb.nmax];
-                        for (dgn, l) in dg.iter_mut().zip(ldg.iter()) {
-                            *dgn = l[j];
-                        }
-                        let y = &mut ws.y[k * nlm..(k + 1) * nlm];
-                        let dy = &mut ws.dy[k * nlm..(k + 1) * nlm];
-                        for (i, (yi, di)) in y.iter_mut().zip(dy.iter_mut()).enumerate() {
-                            *yi = ly[i][j];
-                            *di = [ldy[i][0][j], ldy[i][1][j], ldy[i][2][j]];
-                        }
-                    }
                 }
             }
         }
@@ -644,7 +607,7 @@ impl Model {
         grad: &mut [[f64; 3]],
         b: Option<&mut [f64]>,
     ) -> f64 {
-        self.compute_a(ws, si, rij, sj, false);
+        self.compute_a(ws, si, rij, sj);
         let mut energy = self.e0[si];
         if let Some(b) = b {
             energy += self.energy_reverse_fused::<true>(ws, si);
@@ -880,7 +843,7 @@ impl Model {
         sj: &[u16],
         b: &mut [f64],
     ) {
-        self.compute_a(ws, si, rij, sj, false);
+        self.compute_a(ws, si, rij, sj);
         self.forward(ws, si);
         self.basis_from_p(ws, si, b);
     }
@@ -914,7 +877,7 @@ impl Model {
         b: &mut [f64],
         db: &mut Vec<f64>,
     ) {
-        self.compute_a(ws, si, rij, sj, true);
+        self.compute_a(ws, si, rij, sj);
         self.forward(ws, si);
         self.basis_from_p(ws, si, b);
         let bas = &self.bases[si];
@@ -922,7 +885,6 @@ impl Model {
         let na = lay.len();
         let nn = rij.len();
         let nn3 = nn * 3;
-        let (nmax, nlm) = (ws.nmax, ws.nlm);
         // dA_a/dr_k for every A index a and neighbour k: dg_n Y_lm r̂ + g_n ∇Y_lm.
         ws.dadr.clear();
         ws.dadr.resize(na * nn3, 0.0);
@@ -934,21 +896,30 @@ impl Model {
             let z = sj[k] as usize;
             let rhat = ws.un[k];
             let inv_r = 1.0 / rn;
-            let g = &ws.g[k * nmax..(k + 1) * nmax];
-            let dg = &ws.dg[k * nmax..(k + 1) * nmax];
-            let y = &ws.y[k * nlm..(k + 1) * nlm];
-            let dy = &ws.dy[k * nlm..(k + 1) * nlm];
+            // The neighbour's values in the lane form of `compute_a` (entries S apart).
+            const S: usize = SPH_LANES;
+            let [g, dg, y, dy] = ws.lane_rows(k);
             for l in 0..=lay.lmax {
                 let d = 2 * l + 1;
                 let start = lay.start(z, l);
                 for n in 0..lay.nmax_l[l] {
                     for m in 0..d {
                         let q = l * l + m;
-                        let gy = crate::basis::sph::project(dy[q], rhat, inv_r);
+                        // SAFETY: n < nmax_l[l] <= nmax radial entries and q < (lmax + 1)^2 <=
+                        // nlm harmonics of the neighbour (`Workspace::lane_rows`).
+                        let (gn, dgn, yq, dyq) = unsafe {
+                            (
+                                *g.add(n * S),
+                                *dg.add(n * S),
+                                *y.add(q * S),
+                                [0, 1, 2].map(|c| *dy.add((3 * q + c) * S)),
+                            )
+                        };
+                        let gy = crate::basis::sph::project(dyq, rhat, inv_r);
                         let a = start + n * d + m;
                         let base = a * nn3 + k * 3;
                         for al in 0..3 {
-                            ws.dadr[base + al] = dg[n] * y[q] * rhat[al] + g[n] * gy[al];
+                            ws.dadr[base + al] = dgn * yq * rhat[al] + gn * gy[al];
                         }
                     }
                 }

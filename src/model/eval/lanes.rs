@@ -329,7 +329,7 @@ impl Model {
             "energies must hold {ne} values and grads {} entries",
             nn * ne
         );
-        self.compute_a(ws, si, rij, sj, false);
+        self.compute_a(ws, si, rij, sj);
         self.members_dispatch(ws, si, rij, sj, tables, energies, grads, b.is_some());
         if let Some(b) = b {
             // The lane pass left the internal node and leaf values in `ws.p`.
@@ -417,7 +417,7 @@ impl Model {
         energies: &mut [f64],
         grads: &mut [[f64; 3]],
     ) {
-        self.compute_a(ws, si, rij, sj, false);
+        self.compute_a(ws, si, rij, sj);
         self.members_impl::<Plain>(ws, si, rij, sj, tables, energies, grads, false);
     }
 
@@ -976,8 +976,8 @@ impl Model {
             b: b1,
         } = a1;
         // Per atom: A, then the internal node values (as the single pass computes them).
-        self.compute_a(ws0, si, rij0, sj0, false);
-        self.compute_a(ws1, si, rij1, sj1, false);
+        self.compute_a(ws0, si, rij0, sj0);
+        self.compute_a(ws1, si, rij1, sj1);
         self.internal_values(ws0, si);
         self.internal_values(ws1, si);
         let pe_off = aligned_start(&mut ws0.pe, nint * 2 * LANES);
