@@ -136,7 +136,7 @@ bool finite_upper_everywhere(aceuq_model_t *h, int m, const std::vector<int> &us
 
 FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), method(-1), lower_auto(1), upper_auto(1), upper_none(0), upper_mode(UPPER_AUTO), upper_frame(0),
-    frame_p_halt(0.5), frame_p(0.0), lower_value(0.0),
+    frame_p_halt(0.5), frame_p(0.0), upper_vote(0), jury_votes(0), jury_above(0), lower_value(0.0),
     upper_value(0.0), halt_mode(HALT_SOFT), lone_candidate(1), pair(nullptr), by_cluster(0),
     notes_model(nullptr), notes_method(-1), nchecks(0), nframes(0), halted_step(-1),
     nlone_last(0), running_max(0.0), last_max(0.0), last_checked(-1), last_fingerprint(0),
@@ -185,9 +185,13 @@ FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
       lower_auto = (val == "auto");
       if (!lower_auto) lower_value = utils::numeric(FLERR, val, false, lmp);
     } else if (key == "upper") {
-      upper_mode = val == "frame" ? UPPER_FRAME : val == "atom" ? UPPER_ATOM : UPPER_AUTO;
+      upper_mode = val == "frame"  ? UPPER_FRAME
+                   : val == "atom" ? UPPER_ATOM
+                   : val == "vote" ? UPPER_VOTE
+                                   : UPPER_AUTO;
+      // upper vote: the watched quantity's own upper cutoff is not used (the jury halts).
       upper_auto = (val == "auto") || (val == "frame") || (val == "atom");
-      upper_none = (val == "none");
+      upper_none = (val == "none") || (val == "vote");
       if (!upper_auto && !upper_none) upper_value = utils::numeric(FLERR, val, false, lmp);
     } else if (key == "halt") {
       if (val == "yes")
@@ -319,6 +323,83 @@ void FixAceUqWatch::init()
     }
   }
 
+  // upper vote, or upper auto when `aceuq calibrate` chose the vote (it scored both rules on its
+  // labelled frames): the jury, with every mapped species' upper cutoff and fitted error scale.
+  // upper auto falls back to the rule above when fewer than two jurors can sit.
+  int model_votes = 0;
+  halt_rule_note.clear();
+  {
+    std::vector<char> buf(1024);
+    size_t need = 0;
+    if (aceuq_model_halt_rule(h, &model_votes, buf.data(), buf.size(), &need) == ACEUQ_STATUS_OK) {
+      if (need > buf.size()) {
+        buf.resize(need);
+        aceuq_model_halt_rule(h, &model_votes, buf.data(), buf.size(), &need);
+      }
+      halt_rule_note = buf.data();
+    }
+  }
+  const bool auto_vote = upper_mode == UPPER_AUTO && model_votes == 1;
+  upper_vote = upper_mode == UPPER_VOTE || auto_vote;
+  jury.clear();
+  jury_upper.clear();
+  jury_p_halt.clear();
+  jury_left_out.clear();
+  for (int m : {ACEUQ_METHOD_GAMMA, ACEUQ_METHOD_ENSEMBLE, ACEUQ_METHOD_DISTANCE, ACEUQ_METHOD_GP}) {
+    if (!upper_vote) break;
+    const std::string mname = PairAceUq::method_name(m);
+    if (!pair->has_method(m)) {
+      jury_left_out += fmt::format("; {}: not in the model", mname);
+      continue;
+    }
+    std::vector<double> up(ns, std::numeric_limits<double>::infinity());
+    double ph = 1.0;
+    std::string why;
+    for (int t = 1; t <= atom->ntypes && why.empty(); t++) {
+      const int s = pair->species_of_type(t);
+      if (s < 0) continue;
+      const double zero = 0.0;
+      double lc = 0.0, p = 0.0, lo = 0.0;
+      if (aceuq_model_uq_frame_log_calm(h, m, 1, &s, &zero, &lc, &p) != ACEUQ_STATUS_OK ||
+          aceuq_model_uq_cutoffs(h, m, s, &lo, &up[s]) != ACEUQ_STATUS_OK)
+        why = aceuq_last_error();
+      ph = std::min(ph, p);
+    }
+    if (!why.empty()) {
+      jury_left_out += fmt::format("; {}: {}", mname, why);
+      continue;
+    }
+    jury.push_back(m);
+    jury_upper.push_back(up);
+    jury_p_halt.push_back(ph);
+  }
+  if (auto_vote && jury.size() < 2) {
+    // The run maps species the calibration's jury does not cover: the rule above.
+    upper_vote = 0;
+    halt_rule_note = fmt::format("the calibration chose the vote, but only {} juror(s) can sit "
+                                 "for the species of this run{}",
+                                 jury.size(), jury_left_out);
+    jury.clear();
+    jury_upper.clear();
+    jury_p_halt.clear();
+  }
+  if (upper_vote) {
+    // The jury halts: the watched quantity's own upper cutoffs are not used.
+    upper_frame = 0;
+    upper.assign(ns, std::numeric_limits<double>::infinity());
+  }
+  if (upper_vote && jury.size() < 2)
+    error->all(FLERR,
+               "fix ace/uq/watch: upper vote needs at least two of gamma, ensemble, distance and "
+               "gp with calibrated cutoffs and a fitted error scale s(u) for every species of "
+               "the run, the model has {}{}{} (fit the others with `aceuq fit --active-set "
+               "--ensemble 4 --distance --gp` and calibrate with `aceuq calibrate`; or use upper "
+               "auto)",
+               jury.size(), jury.size() == 1 ? fmt::format(" ({})", PairAceUq::method_name(jury[0])) : std::string(),
+               jury_left_out);
+  jury_p.assign(jury.size(), 0.0);
+  jury_ratio.assign(jury.size(), 0.0);
+
   // gamma_local: every atom is judged by the cutoffs of its own (species, cluster); numbers
   // given for lower/upper apply to every cluster.
   by_cluster = method == ACEUQ_METHOD_GAMMA_LOCAL;
@@ -343,7 +424,7 @@ void FixAceUqWatch::init()
         if (aceuq_model_uq_cluster_cutoffs(h, method, s, c, &lo, &hi, &own[k]) != ACEUQ_STATUS_OK)
           error->all(FLERR, "fix ace/uq/watch: {}", aceuq_last_error());
         if (lower_auto) lower_c[k] = lo;
-        if (upper_auto) upper_c[k] = hi;
+        if (upper_auto && !upper_vote) upper_c[k] = hi;
       }
     }
   }
@@ -418,6 +499,7 @@ void FixAceUqWatch::init()
                    nevery, PairAceUq::method_name(method), by_cluster ? " and cluster" : "", cut,
                    dumpfile.empty() ? "" : ", candidates to " + dumpfile,
                    halt_mode == HALT_NO ? ""
+                   : upper_vote ? vote_summary()
                    : upper_frame
                        ? fmt::format(", halts above upper or when P(some atom errs above e_max) "
                                      ">= {:.3g} (upper frame)",
@@ -426,6 +508,9 @@ void FixAceUqWatch::init()
                        ? ", halts above upper"
                        : ", halts above upper (single atoms only: " + frame_fallback + ")");
   }
+  if (comm->me == 0 && !init_logged && upper_mode == UPPER_AUTO && halt_mode != HALT_NO &&
+      !halt_rule_note.empty())
+    utils::logmesg(lmp, "fix ace/uq/watch: {}\n", halt_rule_note);
   init_logged = 1;
   if (lower_auto || upper_auto) report_calibration(h, own);
 }
@@ -469,7 +554,7 @@ void FixAceUqWatch::report_calibration(aceuq_model_t *h, const std::vector<int> 
     }
     MPI_Allreduce(mine.data(), watched.data(), ns, MPI_DOUBLE, MPI_SUM, world);
   }
-  for (int s = 0; s < ns && upper_auto; s++) {
+  for (int s = 0; s < ns && upper_auto && !upper_vote; s++) {
     if (!used[s]) continue;
     std::vector<int> none;
     if (by_cluster) {
@@ -666,9 +751,36 @@ void FixAceUqWatch::check_dump_path()
   error->all(FLERR, "fix ace/uq/watch: cannot write candidates to {}: {}", dumpfile, problem);
 }
 
+/* ----------------------------------------------------------------------
+   upper vote in the settings line: the jurors, their upper cutoffs per mapped species, and
+   the methods left out with the reason.
+------------------------------------------------------------------------- */
+
+std::string FixAceUqWatch::vote_summary() const
+{
+  std::string jurors, cuts;
+  for (size_t j = 0; j < jury.size(); j++) {
+    jurors += fmt::format("{}{}", j == 0 ? "" : ", ", PairAceUq::method_name(jury[j]));
+    std::string per;
+    for (size_t s = 0; s < species_names.size(); s++) {
+      bool used = false;
+      for (int t = 1; t <= atom->ntypes; t++) used = used || pair->species_of_type(t) == (int) s;
+      if (used) per += fmt::format(" {}: {:.4g}", species_names[s], jury_upper[j][s]);
+    }
+    cuts += fmt::format(" [{}{}]", PairAceUq::method_name(jury[j]), per);
+  }
+  return fmt::format(", halts by upper vote of {}: an atom above any of their upper cutoffs{}, "
+                     "or P(some atom errs above e_max) >= p_halt by the frame rules of at least "
+                     "two{}",
+                     jurors, cuts,
+                     jury_left_out.empty() ? "" : " (left out" + jury_left_out.substr(1) + ")");
+}
+
 void FixAceUqWatch::request()
 {
-  if (update->ntimestep % nevery == 0) pair->request_uq(method);
+  if (update->ntimestep % nevery != 0) return;
+  pair->request_uq(method);
+  for (int m : jury) pair->request_uq(m);
 }
 
 void FixAceUqWatch::setup_pre_force(int)
@@ -787,6 +899,18 @@ void FixAceUqWatch::check()
 
   const double *vals = pair->uq_values(method);
   const int *lone = pair->lone_step() == update->ntimestep ? pair->lone_atoms() : nullptr;
+  const int nj = (int) jury.size();
+  std::vector<const double *> jvals(nj);
+  for (int j = 0; j < nj; j++) {
+    if (pair->uq_step(jury[j]) != update->ntimestep)
+      error->all(FLERR, "fix ace/uq/watch: pair ace/uq did not compute {} at step {}",
+                 PairAceUq::method_name(jury[j]), update->ntimestep);
+    jvals[j] = pair->uq_values(jury[j]);
+  }
+  // upper vote, per juror: whether a watched atom is above its upper cutoff, and the largest
+  // u / u_max (reduced with MAX); the frame rule's log-probability that no atom errs above
+  // e_max (reduced with SUM).
+  std::vector<double> jmax(2 * nj, 0.0), jsum(nj, 0.0);
   const int nlocal = atom->nlocal;
   const int *mask = atom->mask;
   const int *type = atom->type;
@@ -820,6 +944,16 @@ void FixAceUqWatch::check()
     const double up = upper_of(s, c);
     if (!(v <= lower_of(s, c))) flags[i] |= 1;
     if (v > up || (std::isnan(v) && up < INFINITY)) flags[i] |= 2;
+    for (int j = 0; j < nj; j++) {
+      // Lone atoms (u = 0, force 0 by symmetry) never halt, as above.
+      if (flags[i] & 4) break;
+      const double vj = jvals[j][i], uj = jury_upper[j][s];
+      if (vj > uj || (std::isnan(vj) && uj < INFINITY)) {
+        flags[i] |= 2;
+        jmax[j] = 1.0;
+      }
+      if (uj < INFINITY && uj > 0.0 && vj / uj > jmax[nj + j]) jmax[nj + j] = vj / uj;
+    }
     if (flags[i] & 1) local[1] = 1.0;
     if (flags[i] & 2) local[2] = 1.0;
   }
@@ -848,6 +982,40 @@ void FixAceUqWatch::check()
     int halt_mine = !(frame_p < frame_p_halt), halt_any = 0;
     MPI_Allreduce(&halt_mine, &halt_any, 1, MPI_INT, MPI_MAX, world);
     frame_halt = halt_any != 0;
+  }
+  if (nj > 0) {
+    // upper vote: each juror's frame rule over the watched atoms (lone ones take no part), summed
+    // over ranks; every rank then counts the same votes.
+    std::vector<int> sp;
+    std::vector<double> uv;
+    for (int j = 0; j < nj; j++) {
+      sp.clear();
+      uv.clear();
+      for (int i = 0; i < nlocal; i++) {
+        if (!(mask[i] & groupbit) || (flags[i] & 4)) continue;
+        const int s = pair->species_of_type(type[i]);
+        if (s < 0) continue;
+        sp.push_back(s);
+        uv.push_back(jvals[j][i]);
+      }
+      double ph = 0.0;
+      if (aceuq_model_uq_frame_log_calm(pair->model_handle(), jury[j], (int) sp.size(), sp.data(),
+                                        uv.data(), &jsum[j], &ph) != ACEUQ_STATUS_OK)
+        error->one(FLERR, "fix ace/uq/watch: upper vote: {}", aceuq_last_error());
+    }
+    std::vector<double> gmax(2 * nj), gsum(nj);
+    MPI_Allreduce(jmax.data(), gmax.data(), 2 * nj, MPI_DOUBLE, MPI_MAX, world);
+    MPI_Allreduce(jsum.data(), gsum.data(), nj, MPI_DOUBLE, MPI_SUM, world);
+    jury_votes = 0;
+    jury_above = 0;
+    for (int j = 0; j < nj; j++) {
+      jury_p[j] = -std::expm1(gsum[j]);
+      jury_ratio[j] = gmax[nj + j];
+      // NaN (a blown-up atom) votes, as in the frame rule.
+      jury_votes += !(jury_p[j] < jury_p_halt[j]);
+      jury_above += gmax[j] > 0.0;
+    }
+    frame_halt = jury_votes >= 2;
   }
   MPI_Allreduce(&nlone_local, &nlone_last, 1, MPI_LMP_BIGINT, MPI_SUM, world);
   if (nlone_last > 0 && !lone_reported) {
@@ -884,9 +1052,12 @@ void FixAceUqWatch::check()
     halted_step = update->ntimestep;
     if (halt_mode == HALT_ERROR)
       error->all(FLERR, "fix ace/uq/watch: {} {} at step {} (see the log)",
-                 PairAceUq::method_name(method),
-                 global[2] > 0.0 ? "above the upper cutoff"
-                                 : "likely to err above e_max somewhere (upper frame)",
+                 upper_vote ? "upper vote:" : PairAceUq::method_name(method),
+                 upper_vote ? fmt::format("{} jurors above their upper cutoff, {} frame rules "
+                                          "at p_halt",
+                                          jury_above, jury_votes)
+                 : global[2] > 0.0 ? "above the upper cutoff"
+                                   : "likely to err above e_max somewhere (upper frame)",
                  update->ntimestep);
     stop_run("the watch stops at this frame");
   }
@@ -1042,6 +1213,25 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
       info_k.push_back("p_frame");
       info_v.push_back(real_text(frame_p));
     }
+    // upper vote: every juror's frame probability and largest u / u_max ("gamma:0.97 ..."), and
+    // the count of frame rules at p_halt.
+    std::string jp, jr, jlog;
+    for (size_t j = 0; j < jury.size(); j++) {
+      jlog += fmt::format("{}{} {:.3g} ({:.3g})", j == 0 ? "" : ", ",
+                          PairAceUq::method_name(jury[j]), jury_p[j], jury_ratio[j]);
+      jp += fmt::format("{}{}:{}", j == 0 ? "" : " ", PairAceUq::method_name(jury[j]),
+                        real_text(jury_p[j]));
+      jr += fmt::format("{}{}:{}", j == 0 ? "" : " ", PairAceUq::method_name(jury[j]),
+                        real_text(jury_ratio[j]));
+    }
+    if (upper_vote) {
+      info_k.push_back("vote_p_frame");
+      info_v.push_back(jp);
+      info_k.push_back("vote_u_over_u_max");
+      info_v.push_back(jr);
+      info_k.push_back("votes");
+      info_v.push_back(std::to_string(jury_votes));
+    }
     if (by_cluster) {
       // Which (species, cluster) fired: e.g. "Li:0 Li:2", or "none".
       info_k.push_back("clusters_above_lower");
@@ -1077,7 +1267,16 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
         nframes++;
       }
     }
-    if (halting && worst >= 0 && nhi == 0) {
+    if (halting && upper_vote && worst >= 0) {
+      utils::logmesg(lmp,
+                     "fix ace/uq/watch: halting at step {} by upper vote: {} of {} jurors have "
+                     "an atom above their upper cutoff, {} frame rules reach p_halt; "
+                     "P(some atom errs above e_max) (largest u / u_max): {}; the largest {} is "
+                     "{:.6g} (atom {}; {} atoms above lower){}\n",
+                     update->ntimestep, jury_above, jury.size(), jury_votes, jlog, qname,
+                     value[worst], ids[worst], nlo,
+                     dumpfile.empty() ? "" : "; frame written to " + dumpfile);
+    } else if (halting && worst >= 0 && nhi == 0) {
       // Halted by the frame rule alone.
       utils::logmesg(lmp,
                      "fix ace/uq/watch: halting at step {}: P(some atom errs above e_max) = {:.6g} "

@@ -2,7 +2,7 @@
    aceuq: fix ace/uq/watch: act on per-atom uncertainty of pair ace/uq.
 
      fix ID group ace/uq/watch N [quantity M] [dump FILE] [lower auto|X]
-                                 [upper auto|frame|atom|X|none] [halt yes|no|error]
+                                 [upper auto|frame|atom|vote|X|none] [halt yes|no|error]
                                  [lone candidate|ignore] [elements E1 ... Entypes]
 
    Every N steps (every N minimizer iterations; every rerun frame whose step
@@ -21,7 +21,10 @@
    reaches the calibration's p_halt (summed over ranks): the frame rule, used
    when every species has a fitted s(u), else single atoms only (logged).
    upper frame: the same, an error without s(u); upper atom: single atoms
-   only. Without the frame rule, a quantity whose calibration has no upper
+   only. upper vote: a jury of the model's gamma, ensemble, distance and gp
+   (those calibrated with s(u) for every species; at least two) halts when an
+   atom is above the upper cutoff of any juror, or when the frame rules of at
+   least two jurors reach p_halt; quantity M still decides the candidates. Without the frame rule, a quantity whose calibration has no upper
    cutoff (+inf) never halts: init warns once, with the stored reason and a
    method of the model whose upper cutoffs are finite, and prints the
    calibration's caveats.
@@ -99,11 +102,24 @@ class FixAceUqWatch : public Fix {
   // upper_mode: what `upper` asked for (auto: the frame rule when every species has a fitted
   // s(u), else single atoms; frame: insist on it; atom: single atoms only); upper_frame: what
   // init decided, with the reason in frame_fallback when auto could not use the frame rule.
-  enum { UPPER_AUTO, UPPER_ATOM, UPPER_FRAME };
+  enum { UPPER_AUTO, UPPER_ATOM, UPPER_FRAME, UPPER_VOTE };
   int upper_mode;
   int upper_frame;
   std::string frame_fallback;
   double frame_p_halt, frame_p;
+  // upper vote: the jury (those of gamma, ensemble, distance, gp that the model has, with a
+  // calibrated error scale s(u) and cutoffs for every species of the run), their upper cutoffs
+  // per species ([j][s]) and frame-rule p_halt; halt when a watched atom is above the upper
+  // cutoff of any of them, or when the frame rules of at least two reach their p_halt. The last
+  // check's frame probabilities and largest u / u_max per juror, and what decided (for the log).
+  int upper_vote;
+  std::vector<int> jury;
+  std::vector<std::vector<double>> jury_upper;
+  std::vector<double> jury_p_halt, jury_p, jury_ratio;
+  int jury_votes, jury_above;
+  std::string jury_left_out;
+  std::string halt_rule_note;    // why upper auto votes or not (the calibration's choice)
+  std::string vote_summary() const;
   double lower_value, upper_value;
   int halt_mode;
   int lone_candidate;                  // lone atoms are candidates (lone candidate)

@@ -457,6 +457,25 @@ aceuq_status_t aceuq_model_uq_calibration_note(const aceuq_model_t *model,
                                                size_t len,
                                                size_t *needed);
 
+// The halting rule `aceuq calibrate` chose for the watch's `upper auto`: `*vote` (may be NULL)
+// is 1 when it is the vote of the jury (`gamma`, `ensemble`, `distance`, `gp`, those with a
+// fitted error scale: an atom above the upper cutoff of any of them, or the frame rules of at
+// least two at p_halt), 0 for the frame rule of the watched quantity, which is also the answer
+// when the calibration made no choice (an older calibration, fewer than two jurors, a
+// pacemaker potential). `buf`, `len`, `needed` receive one line saying why, as for
+// [`aceuq_model_uq_calibration_note`] (empty when no choice was made).
+//
+// `ACEUQ_STATUS_INVALID_ARGUMENT` for a NULL `buf` with `len` > 0.
+//
+// # Safety
+// `model` must be a valid handle, `vote` NULL or writable, `buf` NULL or writable for `len`
+// bytes, `needed` NULL or writable.
+aceuq_status_t aceuq_model_halt_rule(const aceuq_model_t *model,
+                                     int32_t *vote,
+                                     char *buf,
+                                     size_t len,
+                                     size_t *needed);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -11,8 +11,9 @@ p_halt, or an atom above its upper cutoff; n/a for a method calibrated without a
 relation) and for rules that combine the frame rules of gamma, ensemble, distance and gp (the
 methods with a fitted error relation): the mean of their frame probabilities against p_halt, any of them halting, at
 least two of them halting, and an atom above its upper cutoff in any of them or at least two
-frame rules (a rule proposed after looking at these files). Also split by held-out and novel
-frames. Standard library only.
+frame rules (a rule proposed after looking at these files; the watch's `upper vote`, whose rows
+`check-cutoffs` writes as method `vote`, scored from those rows too). Also split by held-out and
+novel frames. Standard library only.
 """
 import argparse
 import csv
@@ -34,7 +35,7 @@ def rules(methods, with_rule, p_halt):
     def alone(m):
         return lambda d: d[m]["halted_frame"] == "1"
 
-    r = {f"{m} frame rule": alone(m) if m in with_rule else None for m in methods}
+    r = {f"{m} frame rule": alone(m) if m in with_rule else None for m in methods if m != "vote"}
     if all(m in with_rule for m in COMBINED):
         r["mean p_frame of the four >= p_halt"] = lambda d: (
             sum(float(d[m]["p_frame"]) for m in COMBINED) / len(COMBINED) >= p_halt
@@ -46,6 +47,10 @@ def rules(methods, with_rule, p_halt):
         r["any atom rule, or two frame rules"] = lambda d: any(
             d[m]["halted_atom"] == "1" for m in COMBINED
         ) or sum(alone(m)(d) for m in COMBINED) >= 2
+    if "vote" in methods:
+        # The watch's `upper vote` as `aceuq check-cutoffs` computes it (the rule above, from
+        # the jurors the model has: gamma, ensemble, distance, gp with a fitted error relation).
+        r["upper vote (check-cutoffs rows)"] = alone("vote")
     return r
 
 
@@ -80,7 +85,7 @@ def main():
         e_max = e_max.pop()
         p_halt = p_halt.pop() if p_halt else None
         methods = sorted({r["method"] for r in rows}, key=lambda m: (
-            ["gamma", "gamma_local", "ensemble", "distance", "gp"] + [m]).index(m))
+            ["gamma", "gamma_local", "ensemble", "distance", "gp", "vote"] + [m]).index(m))
         with_rule = {r["method"] for r in rows if r["p_frame"] != ""}
         print(f"{path}: {len(frames)} frames, e_max {e_max} eV/A, p_halt {p_halt}")
         print(f"  {'rule':34s} {'all frames':22s} {'held-out':22s} novel")

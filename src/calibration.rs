@@ -12,6 +12,7 @@ use crate::stats::cutoff::{
     calibrate_with_high,
 };
 use crate::stats::tail::TailPolicy;
+use crate::stats::upper::HaltRule;
 use crate::uq::{self, Method};
 
 /// What [`calibrate_potential`] derived.
@@ -28,7 +29,18 @@ pub struct CalibrationResult {
     pub warnings: Vec<String>,
     /// Every stored entry's sanity-gate warnings ("Li gamma: ...").
     pub caveats: Vec<String>,
+    /// The halting rule for the watch's `upper auto`, scored on the labelled frames (None: the
+    /// calibration has no jury of two methods with a fitted error scale, or no `gamma`).
+    pub halt_rule: Option<HaltRule>,
 }
+
+/// The methods that sit on the jury of the watch's `upper vote`, in its order.
+pub const JURY: [Method; 4] = [
+    Method::Gamma,
+    Method::Ensemble,
+    Method::Distance,
+    Method::Gp,
+];
 
 /// Columns of [`CalibrationResult::cluster_rows`].
 pub fn cluster_header() -> Vec<String> {
@@ -184,13 +196,149 @@ pub fn calibrate_potential(
             calibrate_cluster_entries(name, m, groups, &opts, &cal, settings, out);
         }
     }
+    let halt_rule = choose_halt_rule(pot, &cals, valid, high)?;
     Ok(CalibrationResult {
         calibration: cals,
         rows,
         cluster_rows,
         warnings,
         caveats,
+        halt_rule,
     })
+}
+
+/// The jurors of `calibration`: the methods of [`JURY`] the model has with a fitted error scale
+/// (species-level entry) for every species.
+fn jurors(pot: &Potential, calibration: &[Calibration]) -> Vec<Method> {
+    let have = pot.uq.methods();
+    JURY.into_iter()
+        .filter(|m| have.contains(m))
+        .filter(|m| {
+            pot.model.species.iter().all(|sp| {
+                calibration
+                    .iter()
+                    .find(|c| &c.species == sp && c.method == m.name() && c.cluster.is_none())
+                    .is_some_and(|c| c.conditional.is_some())
+            })
+        })
+        .collect()
+}
+
+/// Scores the two halting rules of the watch's `upper auto` on the labelled frames of a
+/// calibration (`valid` and `high`) under the cutoffs `calibration`: `gamma`'s frame rule and
+/// the vote of the jurors ([`jurors`]). None without `gamma` and a second juror.
+fn choose_halt_rule(
+    pot: &Potential,
+    calibration: &[Calibration],
+    valid: &[crate::Structure],
+    high: &[crate::Structure],
+) -> Result<Option<HaltRule>, Error> {
+    let jury = jurors(pot, calibration);
+    if jury.len() < 2 || jury[0] != Method::Gamma {
+        return Ok(None);
+    }
+    let mut p = pot.clone();
+    p.uq.calibration = calibration.to_vec();
+    let report = check_calibration(&p, valid, high, &jury)?;
+    let row = |m: &str, subset: &str| {
+        report
+            .halts
+            .iter()
+            .find(|h| h.method == m && h.subset == subset)
+    };
+    let (Some(f), Some(v)) = (
+        row(Method::Gamma.name(), "frame rule"),
+        row(VOTE, VOTE_SUBSET),
+    ) else {
+        return Ok(None);
+    };
+    let mut rule = HaltRule {
+        rule: "frame".into(),
+        jury: jury.iter().map(|m| m.name().to_string()).collect(),
+        frames: f.frames,
+        unstable: f.unstable,
+        frame_caught: f.caught,
+        frame_false: f.false_halts,
+        vote_caught: v.caught,
+        vote_false: v.false_halts,
+        e_max: report.e_max,
+    };
+    if rule.mistakes(true) < rule.mistakes(false) {
+        rule.rule = "vote".into();
+    }
+    Ok(Some(rule))
+}
+
+/// The method name of the vote's rows in a [`CheckReport`], and the subset of its summary row.
+pub const VOTE: &str = "vote";
+pub const VOTE_SUBSET: &str = "upper vote";
+
+/// The watch's `upper vote` on every checked frame, from the frame rows of the jurors in the
+/// report (those of [`JURY`] with a frame rule): a frame halts when one of its atoms is above
+/// the upper cutoff of any juror, or when the frame rules of at least two jurors reach p_halt
+/// (an undefined probability counts). Adds one row per frame and a summary row; nothing with
+/// fewer than two jurors.
+fn add_vote(report: &mut CheckReport) {
+    let jury: Vec<&str> = JURY
+        .iter()
+        .map(|m| m.name())
+        .filter(|n| {
+            report
+                .frames
+                .iter()
+                .any(|r| r.method == *n && r.p_frame.is_some())
+        })
+        .collect();
+    if jury.len() < 2 {
+        return;
+    }
+    let nframes = report.frames.iter().map(|r| r.frame + 1).max().unwrap_or(0);
+    let mut by_frame: Vec<Vec<&FrameRow>> = vec![vec![]; nframes];
+    for r in &report.frames {
+        if jury.contains(&r.method.as_str()) {
+            by_frame[r.frame].push(r);
+        }
+    }
+    let mut rows = vec![];
+    let mut total = HaltRow {
+        method: VOTE.into(),
+        subset: VOTE_SUBSET.into(),
+        has_upper: true,
+        ..Default::default()
+    };
+    let e_max = report.e_max;
+    for rs in by_frame.iter().filter(|rs| rs.len() == jury.len()) {
+        let first = rs[0];
+        let above = rs.iter().any(|r| r.halted_atom);
+        let votes = rs
+            .iter()
+            .filter(|r| match (r.p_frame, r.p_halt) {
+                (Some(p), Some(h)) => p >= h || p.is_nan(),
+                _ => false,
+            })
+            .count();
+        let halted = above || votes >= 2;
+        let unstable = first.max_error > e_max;
+        total.frames += 1;
+        total.max_error = total.max_error.max(first.max_error);
+        total.unstable += usize::from(unstable);
+        total.halted += usize::from(halted);
+        total.caught += usize::from(halted && unstable);
+        total.false_halts += usize::from(halted && first.max_error < e_max / 3.0);
+        total.halted_modest += usize::from(halted && !unstable && first.max_error >= e_max / 3.0);
+        rows.push(FrameRow {
+            method: VOTE.into(),
+            score: rs.iter().map(|r| r.score).fold(0.0, f64::max),
+            upper_ratio: rs.iter().map(|r| r.upper_ratio).fold(0.0, f64::max),
+            p_frame: None,
+            halted_atom: above,
+            halted_frame: Some(halted),
+            p_halt: None,
+            ..first.clone()
+        });
+    }
+    report.frames.extend(rows);
+    report.halts.push(total);
 }
 
 /// The warnings of species `name`'s entry of `method` into `caveats` ("Li gamma: ..."); the
@@ -467,6 +615,9 @@ pub struct CheckReport {
     /// Every labelled frame under every method.
     pub frames: Vec<FrameRow>,
     pub e_max: f64,
+    /// Whether the watch's `upper auto` votes (the calibration's choice); None: the model
+    /// stores no choice (`upper auto` applies the frame rule).
+    pub auto_votes: Option<bool>,
 }
 
 /// Checks a model's stored cutoffs on labelled data: for every stored entry of `methods` the
@@ -506,6 +657,7 @@ pub fn check_calibration(
     };
     let mut report = CheckReport {
         e_max: src.e_max(),
+        auto_votes: pot.uq.halt_rule.as_ref().map(|r| r.votes()),
         ..Default::default()
     };
     for &m in methods {
@@ -522,6 +674,7 @@ pub fn check_calibration(
         };
         check_method(&mut report, &src, &data, m, &u, clusters.as_deref());
     }
+    add_vote(&mut report);
     Ok(report)
 }
 
@@ -1043,6 +1196,7 @@ pub fn calibrate_pacemaker(
         cluster_rows,
         warnings,
         caveats,
+        halt_rule: None,
     })
 }
 
@@ -1414,5 +1568,174 @@ mod tests {
         // which halts the 6.5 frame.
         assert_eq!((r, n), (0.8, Some(1)));
         assert!(best_thresholds(&[(1.0, 0.1)], 1.0).0.is_nan());
+    }
+
+    /// A juror's frame row: frame `f` (true largest error `e`), frame probability `p` (None: no
+    /// frame rule), an atom above its upper cutoff or not.
+    fn juror(method: &str, f: usize, e: f64, p: Option<f64>, above: bool) -> FrameRow {
+        FrameRow {
+            method: method.into(),
+            frame: f,
+            novel: false,
+            subset: "-".into(),
+            atoms: 10,
+            max_error: e,
+            score: 0.5,
+            upper_ratio: if above { 1.5 } else { 0.5 },
+            p_frame: p,
+            halted_atom: above,
+            halted_frame: p.map(|p| above || p >= 0.5),
+            e_max: 1.0,
+            p_halt: p.map(|_| 0.5),
+        }
+    }
+
+    /// The watch's `upper vote` in `check-cutoffs`: a frame halts when an atom is above the upper
+    /// cutoff of any juror, or when at least two jurors' frame probabilities reach p_halt (an
+    /// undefined one counts); one vote is not enough; methods without a frame rule, and
+    /// `gamma_local`, do not sit; fewer than two jurors give no vote rows.
+    #[test]
+    fn the_vote_halts_on_one_atom_or_two_frame_rules() {
+        // (true error, [gamma, ensemble, distance] probabilities, atom above in distance)
+        let frames = [
+            (1.5, [0.9, 0.1, 0.2], false), // one vote: no halt (a missed unstable frame)
+            (2.0, [0.9, 0.6, 0.1], false), // two votes: halt
+            (0.1, [0.1, 0.1, 0.1], true),  // an atom above: halt (a false halt)
+            (0.5, [f64::NAN, 0.1, f64::NAN], false), // two undefined: halt (modest)
+            (0.2, [0.4, 0.49, 0.3], false), // none: no halt
+        ];
+        let mut report = CheckReport {
+            e_max: 1.0,
+            ..Default::default()
+        };
+        for (m, name) in ["gamma", "ensemble", "distance"].iter().enumerate() {
+            for (f, (e, p, above)) in frames.iter().enumerate() {
+                report.frames.push(juror(
+                    name,
+                    f,
+                    *e,
+                    Some(p[m]),
+                    *above && *name == "distance",
+                ));
+            }
+        }
+        // Not jurors: gamma_local (even halting every frame), gp without a frame rule.
+        for (f, (e, ..)) in frames.iter().enumerate() {
+            report
+                .frames
+                .push(juror("gamma_local", f, *e, Some(1.0), true));
+            report.frames.push(juror("gp", f, *e, None, false));
+        }
+        add_vote(&mut report);
+        let votes: Vec<&FrameRow> = report.frames.iter().filter(|r| r.method == VOTE).collect();
+        let halted: Vec<bool> = votes.iter().map(|r| r.halted_frame.unwrap()).collect();
+        assert_eq!(halted, [false, true, true, true, false]);
+        assert_eq!(votes[2].upper_ratio, 1.5);
+        assert!(votes[2].halted_atom && !votes[1].halted_atom);
+        let row = report.halts.last().unwrap();
+        assert_eq!(
+            (row.method.as_str(), row.subset.as_str()),
+            (VOTE, VOTE_SUBSET)
+        );
+        assert_eq!(
+            (
+                row.frames,
+                row.unstable,
+                row.caught,
+                row.false_halts,
+                row.halted_modest
+            ),
+            (5, 2, 1, 1, 1)
+        );
+        // One juror: no vote.
+        let mut one = CheckReport {
+            e_max: 1.0,
+            frames: vec![juror("gamma", 0, 2.0, Some(0.9), true)],
+            ..Default::default()
+        };
+        add_vote(&mut one);
+        assert!(one.frames.iter().all(|r| r.method != VOTE) && one.halts.is_empty());
+    }
+
+    /// The halting rule `calibrate` stores: the vote only when it makes fewer mistakes (missed
+    /// unstable frames plus false halts) on the labelled frames; a tie keeps the frame rule. On a
+    /// model with gamma and distance calibrated on in-distribution frames (none unstable) it is a
+    /// tie, scored on every validation frame; it is stored in the model file and read back, and a
+    /// calibration without two jurors stores none.
+    #[test]
+    fn the_halting_rule_is_chosen_by_mistakes_and_round_trips() {
+        let mut r = crate::stats::upper::HaltRule {
+            rule: "frame".into(),
+            jury: vec!["gamma".into(), "distance".into()],
+            frames: 20,
+            unstable: 5,
+            frame_caught: 4,
+            frame_false: 1,
+            vote_caught: 5,
+            vote_false: 1,
+            e_max: 1.0,
+        };
+        assert_eq!((r.mistakes(false), r.mistakes(true)), (2, 1));
+        r.vote_false = 2;
+        assert_eq!(r.mistakes(true), 2);
+        assert!(
+            r.note().contains("a tie keeps the frame rule"),
+            "{}",
+            r.note()
+        );
+
+        let (names, data) = crate::testing::teacher_data(30, 77);
+        let (train, valid) = data.split_at(18);
+        let model = crate::model::fit::fit(
+            &names,
+            &crate::testing::tiny_cfg(),
+            &Default::default(),
+            train,
+            &[],
+            false,
+        )
+        .unwrap();
+        let mut pot = crate::Potential::new(model);
+        let cfg = crate::uq::UqConfig {
+            active_set: true,
+            distance: true,
+            ..Default::default()
+        };
+        crate::uq::build(&pot.model, &mut pot.uq, train, valid, &cfg, false).unwrap();
+        let napply = [10_000u64, 10_000];
+        let only_gamma = calibrate_potential(
+            &pot,
+            valid,
+            &[],
+            &napply,
+            &CalibrateSettings::default(),
+            &[Method::Gamma],
+        )
+        .unwrap();
+        assert!(only_gamma.halt_rule.is_none());
+        let res = calibrate_potential(
+            &pot,
+            valid,
+            &[],
+            &napply,
+            &CalibrateSettings::default(),
+            &[Method::Gamma, Method::Distance],
+        )
+        .unwrap();
+        let rule = res.halt_rule.clone().expect("gamma and distance sit");
+        assert_eq!(rule.jury, ["gamma", "distance"]);
+        assert_eq!(rule.frames, valid.len());
+        assert_eq!(
+            rule.votes(),
+            rule.mistakes(true) < rule.mistakes(false),
+            "{rule:?}"
+        );
+        pot.uq.calibration = res.calibration;
+        pot.uq.halt_rule = Some(rule.clone());
+        let dir = crate::testing::scratch_dir("halt_rule_round_trip");
+        let path = dir.join("m.aceuq");
+        pot.save(&path).unwrap();
+        let back = crate::Potential::load(&path).unwrap();
+        assert_eq!(back.uq.halt_rule, Some(rule));
     }
 }

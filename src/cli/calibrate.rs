@@ -168,8 +168,8 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
     let settings = settings(a, &model.species, &nvalid, &napply, high_atoms(&high));
     let result = calibrate_potential(&pot, &valid, &high, &napply, &settings, &methods)?;
     print_result(a, &result);
-    let cals = result.calibration;
-    pot.uq.calibration = cals;
+    pot.uq.calibration = result.calibration;
+    pot.uq.halt_rule = result.halt_rule;
     let out = a.out.as_ref().unwrap_or(&a.model);
     pot.save(out)?;
     eprintln!("wrote {}", out.display());
@@ -297,6 +297,18 @@ fn print_result(a: &CalibrateArgs, result: &crate::calibration::CalibrationResul
             Method::GammaLocal.name()
         );
         print!("{}", text_table(&cluster_header(), &result.cluster_rows));
+    }
+    if let Some(r) = &result.halt_rule {
+        println!(
+            "\nhalting rule of the watch's upper auto: {} ({}; upper vote or upper frame \
+             choose one explicitly)",
+            if r.votes() {
+                format!("upper vote of {}", r.jury.join(", "))
+            } else {
+                "gamma's frame rule".to_string()
+            },
+            r.note()
+        );
     }
 }
 

@@ -161,9 +161,26 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
                         if h.has_upper { "" } else { "; no upper cutoff" }
                     )
                 } else if h.subset == "frame rule" {
-                    "halt when P(some atom errs above e_max), from the fitted error scale \
-                     s(u), reaches p_halt"
-                        .into()
+                    format!(
+                        "halt when P(some atom errs above e_max), from the fitted error scale \
+                         s(u), reaches p_halt{}",
+                        if h.method == Method::Gamma.name() && r.auto_votes != Some(true) {
+                            "; the watch's upper auto"
+                        } else {
+                            ""
+                        }
+                    )
+                } else if h.subset == crate::calibration::VOTE_SUBSET {
+                    format!(
+                        "the watch's upper vote: an atom above the upper cutoff of any juror \
+                         (gamma, ensemble, distance, gp: those with s(u)), or the frame rules of \
+                         at least two{}",
+                        if r.auto_votes == Some(true) {
+                            "; the watch's upper auto (the calibration's choice)"
+                        } else {
+                            ""
+                        }
+                    )
                 } else if h.has_upper {
                     String::new()
                 } else {
@@ -205,8 +222,10 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
                  single threshold on the frames' largest u / u_c shows what the method itself \
                  can separate, whatever the cutoff rule; the frame rule row halts a frame when \
                  1 - prod_i (1 - P(e_i > e_max | u_i)) over its atoms reaches p_halt or an \
-                 atom is above its upper cutoff (what the watch does by default, upper auto; the \
-                 'all' row is upper atom, single atoms only)",
+                 atom is above its upper cutoff (upper frame; the 'all' row is upper atom, \
+                 single atoms only); the upper vote row halts when an atom is above the upper \
+                 cutoff of any juror or the frame rules of at least two jurors halt; the watch's \
+                 upper auto applies the rule its notes name",
                 r.e_max,
                 r.e_max / 3.0,
                 r.e_max

@@ -96,7 +96,11 @@ fn upper_rule_text(c: &Calibration) -> String {
 /// cutoff u_max or "none"), then per entry the upper rule and s(u), why there is no upper cutoff,
 /// the caveats, and the provenance. Empty if nothing is stored.
 pub fn calibration_text(pot: &Potential) -> String {
-    calibration_entries_text(&pot.uq.calibration, &pot.model.species)
+    let mut t = calibration_entries_text(&pot.uq.calibration, &pot.model.species);
+    if let Some(r) = &pot.uq.halt_rule {
+        t += &format!("halting rule: {}\n", r.note());
+    }
+    t
 }
 
 /// [`calibration_text`] of calibration entries `cals`, species in the order of `species`.

@@ -1552,23 +1552,81 @@ pub unsafe extern "C" fn aceuq_model_uq_calibration_note(
                 crate::potential::calibration_caveats(cal).join("; ")
             }
         };
-        // No NUL inside the text: C would stop reading there.
-        let text = text.replace('\0', " ");
-        if !needed.is_null() {
-            put(needed, text.len() + 1, "needed")?;
+        // SAFETY: buf is non-NULL when len > 0 (checked above); caller contract.
+        unsafe { put_text(&text, buf, len, needed) }
+    })
+}
+
+/// `text` into a caller's buffer like `snprintf`: at most `len - 1` bytes (cut at a character
+/// boundary) and a NUL; `*needed` (if not NULL) the size of the whole text with its NUL. A NUL
+/// inside the text is written as a space (C would stop reading there).
+///
+/// # Safety
+/// `buf` writable for `len` bytes (non-NULL when `len > 0`), `needed` NULL or writable.
+unsafe fn put_text(
+    text: &str,
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> Result<(), Failure> {
+    let text = text.replace('\0', " ");
+    if !needed.is_null() {
+        put(needed, text.len() + 1, "needed")?;
+    }
+    if len > 0 {
+        let mut n = text.len().min(len - 1);
+        while !text.is_char_boundary(n) {
+            n -= 1;
         }
-        if len > 0 {
-            let mut n = text.len().min(len - 1);
-            while !text.is_char_boundary(n) {
-                n -= 1;
-            }
-            // SAFETY: buf is non-NULL (checked above) and writable for len > n bytes.
-            unsafe {
-                std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
-                *buf.add(n) = 0;
-            }
+        // SAFETY: buf is non-NULL and writable for len > n bytes (function contract).
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
+            *buf.add(n) = 0;
         }
-        Ok(())
+    }
+    Ok(())
+}
+
+/// The halting rule `aceuq calibrate` chose for the watch's `upper auto`: `*vote` (may be NULL)
+/// is 1 when it is the vote of the jury (`gamma`, `ensemble`, `distance`, `gp`, those with a
+/// fitted error scale: an atom above the upper cutoff of any of them, or the frame rules of at
+/// least two at p_halt), 0 for the frame rule of the watched quantity, which is also the answer
+/// when the calibration made no choice (an older calibration, fewer than two jurors, a
+/// pacemaker potential). `buf`, `len`, `needed` receive one line saying why, as for
+/// [`aceuq_model_uq_calibration_note`] (empty when no choice was made).
+///
+/// `ACEUQ_STATUS_INVALID_ARGUMENT` for a NULL `buf` with `len` > 0.
+///
+/// # Safety
+/// `model` must be a valid handle, `vote` NULL or writable, `buf` NULL or writable for `len`
+/// bytes, `needed` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_halt_rule(
+    model: *const aceuq_model_t,
+    vote: *mut i32,
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        if buf.is_null() && len > 0 {
+            return fail(
+                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                format!("buf is NULL but len is {len} (pass len 0 to ask for the size only)"),
+            );
+        }
+        let rule = match &h.kind {
+            Kind::Native(e) => e.potential().uq.halt_rule.as_ref(),
+            Kind::Pace(_) => None,
+        };
+        if !vote.is_null() {
+            put(vote, i32::from(rule.is_some_and(|r| r.votes())), "vote")?;
+        }
+        let text = rule.map(|r| r.note()).unwrap_or_default();
+        // SAFETY: buf is non-NULL when len > 0 (checked above); caller contract.
+        unsafe { put_text(&text, buf, len, needed) }
     })
 }
 

@@ -996,3 +996,82 @@ fn calibration_notes_through_the_abi() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The halting rule `aceuq calibrate` chose, through the ABI: 0 and no text for a model that
+/// stores none; 1 and the stored note for a vote, cut like `snprintf` with the size needed;
+/// NULL outputs allowed, a NULL buffer with a length refused.
+#[test]
+fn halting_rule_through_the_abi() {
+    let (mut pot, _) = crate::testing::clustered_potential(2);
+    let dir = crate::testing::scratch_dir("ffi-halt-rule");
+    let path = dir.join("none.aceuq");
+    pot.save(&path).unwrap();
+    let ok = aceuq_status_t::ACEUQ_STATUS_OK;
+    let ask = |h: *mut aceuq_model_t, len: usize| {
+        let mut buf = vec![b'#' as c_char; len + 4];
+        let (mut vote, mut need) = (-1i32, 0usize);
+        // SAFETY: valid handle; buf holds len (+ 4 guard) bytes.
+        let st = unsafe { aceuq_model_halt_rule(h, &mut vote, buf.as_mut_ptr(), len, &mut need) };
+        assert!(buf[len..].iter().all(|&b| b == b'#' as c_char));
+        let text = if len > 0 {
+            // SAFETY: NUL-terminated within len on success.
+            unsafe { CStr::from_ptr(buf.as_ptr()) }
+                .to_string_lossy()
+                .into_owned()
+        } else {
+            String::new()
+        };
+        (st, vote, text, need)
+    };
+    let h = load(&path);
+    assert_eq!(ask(h, 64), (ok, 0, String::new(), 1));
+    // SAFETY: valid handle, freed once.
+    unsafe { aceuq_model_free(h) };
+    let rule = crate::stats::upper::HaltRule {
+        rule: "vote".into(),
+        jury: vec!["gamma".into(), "distance".into()],
+        frames: 24,
+        unstable: 9,
+        frame_caught: 8,
+        frame_false: 1,
+        vote_caught: 9,
+        vote_false: 1,
+        e_max: 1.0,
+    };
+    let note = rule.note();
+    pot.uq.halt_rule = Some(rule);
+    let path = dir.join("vote.aceuq");
+    pot.save(&path).unwrap();
+    let h = load(&path);
+    assert_eq!(ask(h, 1024), (ok, 1, note.clone(), note.len() + 1));
+    let (st, vote, cut, need) = ask(h, 20);
+    assert_eq!((st, vote, need), (ok, 1, note.len() + 1));
+    assert!(cut.len() <= 19 && note.starts_with(&cut), "{cut}");
+    // NULL outputs are allowed; a NULL buffer with a length is not.
+    // SAFETY: valid handle; NULL outputs with len 0.
+    let st = unsafe {
+        aceuq_model_halt_rule(
+            h,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(st, ok);
+    // SAFETY: valid handle; the NULL buffer is refused before any write.
+    let st = unsafe {
+        aceuq_model_halt_rule(
+            h,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            8,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT);
+    assert!(last_error().contains("buf is NULL"), "{}", last_error());
+    // SAFETY: valid handle, freed once.
+    unsafe { aceuq_model_free(h) };
+    let _ = std::fs::remove_dir_all(&dir);
+}

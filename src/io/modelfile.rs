@@ -178,10 +178,11 @@ fn check_ptr(path: &Path, name: &str, ptr: &[u32], len: usize) -> Result<(), Con
 
 /// Decode a model from a container read from `path`.
 pub fn from_container(path: &Path, c: &Container) -> Result<Model, ContainerError> {
-    // Uncertainty and calibration sections belong to their own modules.
+    // Uncertainty, calibration and halting-rule sections belong to their own modules.
     let mut core_meta = c.meta.clone();
     core_meta.remove("uq");
     core_meta.remove("calibration");
+    core_meta.remove("halt_rule");
     let meta: ModelMeta = core_meta
         .try_into()
         .map_err(|e: toml::de::Error| bad(path, format!("metadata: {}", e.message())))?;

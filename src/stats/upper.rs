@@ -154,6 +154,79 @@ pub fn frame_p_halt<'a>(
         .reduce(f64::min)
 }
 
+/// The halting rule the watch's `upper auto` applies, as `aceuq calibrate` chose it by scoring
+/// both rules on the labelled frames it was given (validation and `--high`): the default
+/// quantity's frame rule (`frame`), or the vote of a jury of methods (`vote`: an atom above the
+/// upper cutoff of any juror, or the frame rules of at least two jurors at p_halt). The vote is
+/// chosen only when it makes fewer mistakes there (unstable frames missed plus false halts);
+/// a tie keeps the frame rule, which needs one method per check instead of the whole jury.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HaltRule {
+    /// `frame` or `vote`.
+    pub rule: String,
+    /// The jurors (methods with a fitted error scale for every species), in the watch's order.
+    pub jury: Vec<String>,
+    /// The labelled frames scored, and those whose true largest force error exceeds e_max.
+    pub frames: usize,
+    pub unstable: usize,
+    /// The frame rule's unstable frames halted and false halts (true largest force error below
+    /// e_max / 3).
+    pub frame_caught: usize,
+    pub frame_false: usize,
+    /// The same for the vote.
+    pub vote_caught: usize,
+    pub vote_false: usize,
+    /// Force-error limit of the calibration, eV/Å.
+    pub e_max: f64,
+}
+
+impl HaltRule {
+    /// Whether the watch's `upper auto` votes.
+    pub fn votes(&self) -> bool {
+        self.rule == "vote"
+    }
+
+    /// Mistakes of a rule: unstable frames missed plus false halts.
+    pub fn mistakes(&self, vote: bool) -> usize {
+        let (caught, false_halts) = if vote {
+            (self.vote_caught, self.vote_false)
+        } else {
+            (self.frame_caught, self.frame_false)
+        };
+        self.unstable - caught.min(self.unstable) + false_halts
+    }
+
+    /// One line for logs and `aceuq info`.
+    pub fn note(&self) -> String {
+        format!(
+            "upper auto {}: on the calibration's {} labelled frames ({} above {} eV/Å) the vote \
+             of {} halts {} of those with {} false halts (below {:.3} eV/Å), the frame rule {} \
+             with {}{}",
+            if self.votes() {
+                "votes"
+            } else {
+                "uses the frame rule"
+            },
+            self.frames,
+            self.unstable,
+            self.e_max,
+            self.jury.join(", "),
+            self.vote_caught,
+            self.vote_false,
+            self.e_max / 3.0,
+            self.frame_caught,
+            self.frame_false,
+            if self.votes() {
+                ""
+            } else if self.mistakes(true) == self.mistakes(false) {
+                " (a tie keeps the frame rule: one method per check)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
 /// Negative Maxwell log-likelihood without constants: sum 3 ln s + e^2 / 2 s^2.
 fn nll(e: &[f64], v: &[f64], a: f64, b: f64) -> f64 {
     let mut t = 0.0;

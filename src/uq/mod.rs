@@ -233,6 +233,9 @@ pub struct UqModel {
     pub gp: Option<gp::SparseGp>,
     /// Statistical cutoffs per (species, method) from `aceuq calibrate`.
     pub calibration: Vec<crate::stats::cutoff::Calibration>,
+    /// The halting rule of the watch's `upper auto`, as `aceuq calibrate` chose it (None: the
+    /// frame rule, as before there was a choice).
+    pub halt_rule: Option<crate::stats::upper::HaltRule>,
 }
 
 impl UqModel {
@@ -278,6 +281,10 @@ impl UqModel {
             let v = toml::Value::try_from(&self.calibration).expect("calibration serializes");
             c.meta.insert("calibration".into(), v);
         }
+        if let Some(r) = &self.halt_rule {
+            let v = toml::Value::try_from(r).expect("halt rule serializes");
+            c.meta.insert("halt_rule".into(), v);
+        }
     }
 
     /// Load the estimators present in a container (a model file read from `path`).
@@ -297,6 +304,15 @@ impl UqModel {
                             message: format!("calibration table: {}", e.message()),
                         }
                     })?,
+                },
+                halt_rule: match c.meta.get("halt_rule") {
+                    None => None,
+                    Some(v) => Some(v.clone().try_into().map_err(|e: toml::de::Error| {
+                        ContainerError::Invalid {
+                            path: path.display().to_string(),
+                            message: format!("halt rule: {}", e.message()),
+                        }
+                    })?),
                 },
             };
         uq.check_cluster_cutoffs(model)

@@ -1253,6 +1253,7 @@ fn calibrate(
         )));
     }
     m.uq.calibration = result.calibration;
+    m.uq.halt_rule = result.halt_rule;
     Ok(result.caveats)
 }
 
