@@ -12,6 +12,9 @@ import numpy as np
 from ase import units
 from ase.io import write
 
+# The methods that sit on the jury of ``upper="vote"``, in the order of fix ace/uq/watch.
+JURY = ("gamma", "ensemble", "distance", "gp")
+
 
 class Extrapolation(RuntimeError):
     """Raised by :class:`Watch` (``halt=True``) when an atom's uncertainty exceeds its upper
@@ -53,7 +56,13 @@ class Watch:
     every atom, ``upper=None`` never halts. As ``fix ace/uq/watch``: ``upper="auto"`` also applies
     the frame rule when the calibration has a fitted s(u) for every species present (else single
     atoms only, said once in the log), ``"frame"`` insists on it (ValueError without), ``"atom"``
-    is single atoms only. Frames written with the frame rule carry ``p_frame``. ``dyn``
+    is single atoms only. ``"vote"``: a jury of the methods among gamma, ensemble, distance and gp
+    that the calculator computes and the calibration gives an error scale for (at least two;
+    ValueError otherwise) halts when an atom is above the upper cutoff of any juror, or when the
+    frame rules of at least two jurors reach p_halt; ``"auto"`` votes when ``aceuq calibrate``
+    chose the vote (it scores both rules on its labelled frames) and the jury can sit. Frames
+    written with the frame rule carry ``p_frame``, with the vote ``vote_p_frame``,
+    ``vote_u_over_u_max`` and ``votes``. ``dyn``
     (optional) gives the step and time written to the frames; otherwise the watch counts its own
     calls. Attributes after a run: ``checks``,
     ``frames_dumped``, ``max_value``, ``halted`` (None or the Extrapolation).
@@ -87,11 +96,41 @@ class Watch:
         self.frames_dumped = 0
         self.max_value = -math.inf
         self.halted = None
-        named = isinstance(upper, str) and upper in ("auto", "frame", "atom")
+        named = isinstance(upper, str) and upper in ("auto", "frame", "atom", "vote")
         number = isinstance(upper, numbers.Real) and not isinstance(upper, bool)
         if not (upper is None or named or number):
             raise ValueError(
-                f"upper must be 'auto', 'frame', 'atom', a number or None, got {upper!r}"
+                f"upper must be 'auto', 'frame', 'atom', 'vote', a number or None, got {upper!r}"
+            )
+        self.jury, left_out = self._sit_jury() if upper in ("auto", "vote") else ([], [])
+        rule = calc.model.halt_rule()
+        if upper == "vote" and len(self.jury) < 2:
+            raise ValueError(
+                "upper='vote' needs at least two of gamma, ensemble, distance and gp computed by "
+                "the calculator with calibrated cutoffs and a fitted error scale s(u) for every "
+                f"species present, there are {len(self.jury)} ({'; '.join(left_out)}); or watch "
+                "with upper='auto'"
+            )
+        self.voting = upper == "vote" or (
+            upper == "auto" and rule is not None and rule[0] and len(self.jury) >= 2
+        )
+        if upper == "auto" and rule is not None and log is not None:
+            note = rule[2]
+            if rule[0] and not self.voting:
+                note = (
+                    "the calibration chose the vote, but fewer than two jurors can sit ("
+                    + "; ".join(left_out)
+                    + "): the frame rule"
+                )
+            print(f"aceuq.Watch: {note}", file=log)
+        if not self.voting:
+            self.jury = []
+        elif log is not None:
+            print(
+                f"aceuq.Watch: halts by upper vote of {', '.join(self.jury)}: an atom above any "
+                "of their upper cutoffs, or P(some atom errs above e_max) >= p_halt by the "
+                "frame rules of at least two",
+                file=log,
             )
         if named and upper == "frame" and not self._frame_available():
             raise ValueError(
@@ -103,6 +142,38 @@ class Watch:
         self._warned = False
         self._frame_noted = False
         self._cached = (None, None)  # (species/cluster key, cutoffs)
+
+    def _sit_jury(self):
+        """The jurors of the vote (methods of ``JURY`` the calculator computes, with cutoffs and
+        a fitted s(u) for every species present) and why the others are left out."""
+        symbols = self.atoms.get_chemical_symbols()
+        jury, left_out = [], []
+        for m in JURY:
+            if m not in self.calc.uq_methods:
+                left_out.append(f"{m}: not computed by the calculator")
+            elif self.calc.model.frame_log_calm(m, symbols, [0.0] * len(symbols)) is None:
+                left_out.append(f"{m}: no fitted error scale s(u) for a species present")
+            else:
+                jury.append(m)
+        return jury, left_out
+
+    def _vote(self):
+        """The vote at this check: per juror whether an atom is above its upper cutoff, its
+        frame probability, p_halt and largest u / u_max; and per atom whether any juror's
+        upper cutoff is exceeded."""
+        symbols = self.atoms.get_chemical_symbols()
+        above_any = np.zeros(len(symbols), dtype=bool)
+        rows = []
+        for m in self.jury:
+            u = np.asarray(self.calc.results[m])
+            _, up = self.calc.cutoffs(m, self.atoms)
+            above = (u > up) | (np.isnan(u) & np.isfinite(up))
+            above_any |= above
+            log_calm, p_halt = self.calc.model.frame_log_calm(m, symbols, [float(v) for v in u])
+            finite = np.isfinite(up) & (up > 0)
+            ratio = float(np.max(u[finite] / up[finite])) if finite.any() else 0.0
+            rows.append((m, bool(above.any()), -math.expm1(log_calm), p_halt, ratio))
+        return rows, above_any
 
     def _cutoffs(self):
         # The cutoffs depend only on the atoms' species (and gamma_local clusters): looked up
@@ -133,7 +204,8 @@ class Watch:
         if self.lower != "auto":
             lo = np.full(n, float(self.lower))
         if not auto_upper:
-            up = np.full(n, math.inf if self.upper is None else float(self.upper))
+            fixed = self.upper is None or self.upper == "vote"
+            up = np.full(n, math.inf if fixed else float(self.upper))
         if not self._warned and self.log is not None:
             self._warned = True
             symbols = np.array(self.atoms.get_chemical_symbols())
@@ -141,7 +213,7 @@ class Watch:
             for s in sorted(set(symbols)):
                 k = np.flatnonzero(symbols == s)[0]
                 parts.append(f"{s}: lower {lo[k]:.6g} upper {up[k]:.6g}")
-                if auto_upper and math.isinf(up[k]):
+                if auto_upper and math.isinf(up[k]) and not self.voting:
                     # With the frame rule an entry without an upper cutoff can still halt, unless
                     # its uncertainty saturates so low that more atoms of its species than
                     # these are needed.
@@ -205,7 +277,9 @@ class Watch:
             return step, math.nan if dt is None else step * dt / (1000.0 * units.fs)
         return self.checks - 1, math.nan
 
-    def _write(self, values, above_lower, above_upper, kind, step, time, p_frame=None):
+    def _write(
+        self, values, above_lower, above_upper, kind, step, time, p_frame=None, vote=None
+    ):
         a = self.atoms.copy()  # without the calculator: the frame must carry no labels
         a.arrays["id"] = np.arange(1, len(a) + 1)
         a.arrays[self.quantity] = values.copy()
@@ -225,6 +299,10 @@ class Watch:
             a.info["time"] = time  # ps, as fix ace/uq/watch writes it
         if p_frame is not None:
             a.info["p_frame"] = p_frame
+        if vote is not None:
+            a.info["vote_p_frame"] = " ".join(f"{r[0]}:{r[2]:.10g}" for r in vote)
+            a.info["vote_u_over_u_max"] = " ".join(f"{r[0]}:{r[4]:.10g}" for r in vote)
+            a.info["votes"] = sum(not (r[2] < r[3]) for r in vote)
         buf = io.StringIO()
         write(buf, a, format="extxyz")
         # One write of the whole frame: a reader never sees half of it.
@@ -239,17 +317,35 @@ class Watch:
         lo, up = self._cutoffs()
         self.max_value = max(self.max_value, float(values.max()))
         above_lower = values > lo
-        above_upper = values > up
-        frame = self._frame_rule(values)
-        p_frame = None if frame is None else frame[0]
-        frame_halt = frame is not None and not (frame[0] < frame[1])
+        vote = None
+        if self.voting:
+            # The jury halts: the quantity's own upper cutoff is not used.
+            vote, above_upper = self._vote()
+            frame, p_frame = None, None
+            frame_halt = sum(not (r[2] < r[3]) for r in vote) >= 2
+        else:
+            above_upper = values > up
+            frame = self._frame_rule(values)
+            p_frame = None if frame is None else frame[0]
+            frame_halt = frame is not None and not (frame[0] < frame[1])
         step, time = self._step()
         if above_upper.any() or frame_halt:
             kind = "halt" if self.halt else "candidate"
             if self.dump is not None:
-                self._write(values, above_lower, above_upper, kind, step, time, p_frame)
+                self._write(values, above_lower, above_upper, kind, step, time, p_frame, vote)
             if self.halt:
-                if above_upper.any():
+                if vote is not None:
+                    k = int(np.argmax(values))
+                    msg = (
+                        f"halting at step {step} by upper vote: "
+                        f"{sum(r[1] for r in vote)} of {len(vote)} jurors have an atom above "
+                        f"their upper cutoff, {sum(not (r[2] < r[3]) for r in vote)} frame rules "
+                        "reach p_halt; P(some atom errs above e_max) (largest u / u_max): "
+                        + ", ".join(f"{r[0]} {r[2]:.3g} ({r[4]:.3g})" for r in vote)
+                        + f"; the largest {self.quantity} is {values[k]:.6g} (atom {k}; "
+                        f"{int(above_lower.sum())} atoms above lower)"
+                    )
+                elif above_upper.any():
                     over = np.flatnonzero(above_upper)
                     k = over[np.argmax(values[over] - up[over])]
                     msg = (
@@ -273,11 +369,11 @@ class Watch:
                     step,
                     int(k),
                     float(values[k]),
-                    float(up[k]),
+                    float(up[k]) if vote is None else math.inf,
                     math.nan if p_frame is None else p_frame,
                 )
                 if self.log is not None:
                     print(f"aceuq.Watch: {msg}", file=self.log)
                 raise self.halted
         elif above_lower.any() and self.dump is not None:
-            self._write(values, above_lower, above_upper, "candidate", step, time, p_frame)
+            self._write(values, above_lower, above_upper, "candidate", step, time, p_frame, vote)

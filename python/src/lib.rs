@@ -206,6 +206,18 @@ impl Model {
         Ok(p_halt.map(|p| (sum, p)))
     }
 
+    /// The halting rule `aceuq calibrate` chose for the watch's `upper="auto"` (it scored
+    /// `gamma`'s frame rule and the vote of a jury on its labelled frames): `(vote, jury, note)`,
+    /// `vote` True for the jury's vote; None when the calibration made no choice (fewer than two
+    /// jurors, an older calibration: the frame rule).
+    fn halt_rule(&self) -> Option<(bool, Vec<String>, String)> {
+        self.pot
+            .uq
+            .halt_rule
+            .as_ref()
+            .map(|r| (r.votes(), r.jury.clone(), r.note()))
+    }
+
     /// The fewest atoms of `species` that can make the frame rule of `method` halt: 1 when one
     /// atom can, more for an uncertainty that saturates below its upper cutoff, inf when none
     /// can; None without a fitted error scale.

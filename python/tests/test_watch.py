@@ -175,3 +175,55 @@ def test_the_python_md_example_halts_and_selects(tmp_path):
     chosen = read(tmp_path / "for_dft.xyz", index=":")
     assert 1 <= len(chosen) <= 5
     assert all(c.info["config_type"] == "candidate" for c in chosen)
+
+
+def test_watch_upper_vote_as_fix_ace_uq_watch(li_model, tmp_path):
+    """upper='vote' as in fix ace/uq/watch: the jury is every method among gamma, ensemble,
+    distance and gp that the calculator computes with a fitted error scale; every frame written
+    carries each juror's frame probability (recomputed here from the frame's atoms through the
+    calculator and the model's stored relation) and the count of frame rules at p_halt, and a
+    frame halts exactly when an atom is above a juror's upper cutoff or two frame rules reach
+    p_halt. Calibrated for an error limit of 0.25 eV/Å, which the hot crystal's atoms reach: the
+    run halts. A calculator that computes one juror only cannot vote (ValueError naming why);
+    upper='auto' says which rule the calibration chose."""
+    model = aceuq.calibrate(
+        li_model.path, DATA / "valid.xyz", out=tmp_path / "m.aceuq", pool_size=2000,
+        max_error=0.25,
+    )
+    jury = ["gamma", "ensemble", "distance", "gp"]
+    a = hot_bcc(model, uq=jury)
+    dyn = VelocityVerlet(a, 2 * units.fs)
+    log = io.StringIO()
+    watch = aceuq.Watch(a, "gamma", dump=tmp_path / "v.xyz", lower=0.0, upper="vote", dyn=dyn,
+                        log=log)
+    assert watch.voting and len(watch.jury) >= 2, watch.jury
+    assert f"halts by upper vote of {', '.join(watch.jury)}" in log.getvalue()
+    dyn.attach(watch, interval=50)
+    with pytest.raises(aceuq.Extrapolation, match="by upper vote"):
+        dyn.run(1500)
+    frames = read(tmp_path / "v.xyz", index=":")
+    assert len(frames) == watch.frames_dumped >= 2
+    for f in frames:
+        b = f.copy()
+        b.calc = aceuq.AceUQCalculator(model, uq=jury)
+        b.get_potential_energy()
+        names = [kv.split(":")[0] for kv in f.info["vote_p_frame"].split()]
+        p_file = [float(kv.split(":")[1]) for kv in f.info["vote_p_frame"].split()]
+        assert names == watch.jury
+        votes, above = 0, False
+        for m, pf in zip(names, p_file):
+            u = b.calc.results[m]
+            log_calm, p_halt = model.frame_log_calm(m, b.get_chemical_symbols(), list(u))
+            p = -np.expm1(log_calm)
+            assert abs(p - pf) <= 1e-6 * p + 1e-12, (m, p, pf)
+            votes += p >= p_halt
+            above |= bool((u > b.calc.cutoffs(m, b)[1]).any())
+        assert f.info["votes"] == votes
+        assert (f.info["config_type"] == "halt") == (above or votes >= 2), f.info
+    assert frames[-1].info["config_type"] == "halt"
+    one = hot_bcc(model, uq="gamma")
+    with pytest.raises(ValueError, match="upper='vote' needs at least two"):
+        aceuq.Watch(one, "gamma", upper="vote", log=None)
+    log = io.StringIO()
+    aceuq.Watch(hot_bcc(model, uq=jury), "gamma", log=log)
+    assert "upper auto" in log.getvalue(), log.getvalue()
