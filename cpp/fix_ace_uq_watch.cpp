@@ -414,7 +414,9 @@ void FixAceUqWatch::init()
       cluster_base[s + 1] = cluster_base[s] + ncluster[s];
     }
     lower_c.assign(cluster_base[ns], lower_value);
-    upper_c.assign(cluster_base[ns], upper_default);
+    // With the vote the jury halts: the quantity's own (cluster) upper cutoffs are not used.
+    upper_c.assign(cluster_base[ns],
+                   upper_vote ? std::numeric_limits<double>::infinity() : upper_default);
     own.assign(cluster_base[ns], 0);
     for (int s = 0; s < ns; s++) {
       if (!lower_auto && !upper_auto) break;

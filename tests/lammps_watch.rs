@@ -1062,9 +1062,9 @@ run 0
     }
 }
 
-/// A Li model with `gamma` and `distance` (fitted on 12 frames), calibrated as `aceuq
-/// calibrate` does on the validation frames: both get a fitted error scale, so both sit on the
-/// jury of `upper vote`. The calibration scores the two halting rules on its labelled frames and
+/// A Li model with `gamma`, `gamma_local` and `distance` (fitted on 12 frames), calibrated as
+/// `aceuq calibrate` does on the validation frames: gamma and distance get a fitted error scale,
+/// so both sit on the jury of `upper vote` (gamma_local never sits). The calibration scores the two halting rules on its labelled frames and
 /// stores its choice; these frames hold no unstable one (a tie: the frame rule), so the test
 /// sets the stored rule to `vote` or keeps `frame`.
 fn jury_model(vote: bool) -> aceuq::Potential {
@@ -1074,6 +1074,7 @@ fn jury_model(vote: bool) -> aceuq::Potential {
     let mut m = aceuq::Potential::new(fit_model("tests/data/li/train.xyz", 12, &["Li"]));
     let cfg = aceuq::uq::UqConfig {
         active_set: true,
+        clusters: Some(aceuq::uq::Partition::KMeans(2)),
         distance: true,
         ..Default::default()
     };
@@ -1084,7 +1085,7 @@ fn jury_model(vote: bool) -> aceuq::Potential {
         &[],
         &[100_000],
         &Default::default(),
-        &[Method::Gamma, Method::Distance],
+        &[Method::Gamma, Method::GammaLocal, Method::Distance],
     )
     .expect("calibration");
     m.uq.calibration = r.calibration;
@@ -1214,6 +1215,21 @@ fn upper_vote_halts_by_the_jury_and_upper_auto_follows_the_calibration() {
         steps[0], steps[1],
         "upper vote and upper auto (vote stored)"
     );
+
+    // Watching gamma_local while the jury votes: its own per-cluster upper cutoffs are not used
+    // (the in-distribution frame does not halt), the jury is the same.
+    let dir = workdir(SUITE, "upper_auto_vote_gamma_local");
+    save_model(&voting, &dir, "model.aceuq");
+    write_data(frame, &["Li"], &dir, "data.lmp");
+    let watch = "fix watch all ace/uq/watch 20 quantity gamma_local lower auto upper auto halt yes";
+    let input = heat_input(watch, "").replace("run 30000", "run 0");
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_ok("upper_auto_vote_gamma_local");
+    r.assert_contains(
+        "halts by upper vote of gamma, distance",
+        "gamma_local watched",
+    );
+    assert!(!r.output.contains("halting at step"), "{}", r.output);
 
     // The calibration chose the frame rule: upper auto applies it, and says why.
     let dir = workdir(SUITE, "upper_auto_frame");
