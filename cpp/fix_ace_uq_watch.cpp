@@ -323,23 +323,33 @@ void FixAceUqWatch::init()
     }
   }
 
-  // upper vote, or upper auto when `aceuq calibrate` chose the vote (it scored both rules on its
-  // labelled frames): the jury, with every mapped species' upper cutoff and fitted error scale.
-  // upper auto falls back to the rule above when fewer than two jurors can sit.
-  int model_votes = 0;
+  // upper vote, or upper auto when `aceuq calibrate` chose the vote (it scored gamma's frame
+  // rule against the vote of a jury on its labelled frames): the jury, with every mapped
+  // species' upper cutoff and fitted error scale. upper auto votes only where that choice
+  // applies: watching gamma, halting (halt no: nothing to gain from computing the jury), and
+  // with the very jury the calibration scored; otherwise it keeps the rule above, and says why.
+  int model_votes = 0, model_jury = 0;
   halt_rule_note.clear();
   {
     std::vector<char> buf(1024);
     size_t need = 0;
-    if (aceuq_model_halt_rule(h, &model_votes, buf.data(), buf.size(), &need) == ACEUQ_STATUS_OK) {
+    if (aceuq_model_halt_rule(h, &model_votes, &model_jury, buf.data(), buf.size(), &need) ==
+        ACEUQ_STATUS_OK) {
       if (need > buf.size()) {
         buf.resize(need);
-        aceuq_model_halt_rule(h, &model_votes, buf.data(), buf.size(), &need);
+        aceuq_model_halt_rule(h, &model_votes, &model_jury, buf.data(), buf.size(), &need);
       }
       halt_rule_note = buf.data();
     }
   }
-  const bool auto_vote = upper_mode == UPPER_AUTO && model_votes == 1;
+  const bool auto_mode = upper_auto && upper_mode == UPPER_AUTO;
+  bool auto_vote = auto_mode && model_votes == 1 && halt_mode != HALT_NO;
+  if (auto_vote && method != ACEUQ_METHOD_GAMMA) {
+    auto_vote = false;
+    halt_rule_note += fmt::format("; the choice is between gamma's frame rule and the vote, and "
+                                  "this watch is on {}: its own frame rule (upper vote to vote)",
+                                  PairAceUq::method_name(method));
+  }
   upper_vote = upper_mode == UPPER_VOTE || auto_vote;
   jury.clear();
   jury_upper.clear();
@@ -373,12 +383,17 @@ void FixAceUqWatch::init()
     jury_upper.push_back(up);
     jury_p_halt.push_back(ph);
   }
-  if (auto_vote && jury.size() < 2) {
-    // The run maps species the calibration's jury does not cover: the rule above.
+  int seated = 0;
+  for (int m : jury) seated |= 1 << m;
+  if (auto_vote && seated != model_jury) {
+    // The run maps species some juror of the calibration cannot judge, or the jury differs
+    // from the one the calibration scored: the rule above.
+    std::string names;
+    for (int m : jury) names += fmt::format("{}{}", names.empty() ? "" : ", ", PairAceUq::method_name(m));
     upper_vote = 0;
-    halt_rule_note = fmt::format("the calibration chose the vote, but only {} juror(s) can sit "
-                                 "for the species of this run{}",
-                                 jury.size(), jury_left_out);
+    halt_rule_note += fmt::format("; but the jury that can sit for the species of this run is "
+                                  "{} ({}{}), not the one the calibration scored: the frame rule",
+                                  jury.size(), names.empty() ? "none" : names, jury_left_out);
     jury.clear();
     jury_upper.clear();
     jury_p_halt.clear();
@@ -392,8 +407,8 @@ void FixAceUqWatch::init()
     error->all(FLERR,
                "fix ace/uq/watch: upper vote needs at least two of gamma, ensemble, distance and "
                "gp with calibrated cutoffs and a fitted error scale s(u) for every species of "
-               "the run, the model has {}{}{} (fit the others with `aceuq fit --active-set "
-               "--ensemble 4 --distance --gp` and calibrate with `aceuq calibrate`; or use upper "
+               "the run, the model has {}{}{} (a model fitted with them, e.g. `aceuq fit ... "
+               "--active-set --ensemble 4 --distance --gp`, then `aceuq calibrate`; or use upper "
                "auto)",
                jury.size(), jury.size() == 1 ? fmt::format(" ({})", PairAceUq::method_name(jury[0])) : std::string(),
                jury_left_out);
@@ -510,7 +525,7 @@ void FixAceUqWatch::init()
                        ? ", halts above upper"
                        : ", halts above upper (single atoms only: " + frame_fallback + ")");
   }
-  if (comm->me == 0 && !init_logged && upper_mode == UPPER_AUTO && halt_mode != HALT_NO &&
+  if (comm->me == 0 && !init_logged && auto_mode && halt_mode != HALT_NO &&
       !halt_rule_note.empty())
     utils::logmesg(lmp, "fix ace/uq/watch: {}\n", halt_rule_note);
   init_logged = 1;
@@ -870,12 +885,12 @@ void FixAceUqWatch::check()
       if (halt_mode == HALT_ERROR)
         error->all(FLERR,
                    "fix ace/uq/watch: step {} is the configuration that halted the watch "
-                   "(above the upper cutoff, or by the frame rule)",
+                   "(above the upper cutoff, by the frame rule or by the vote)",
                    update->ntimestep);
       if (comm->me == 0 && rehalt_reported != last_fingerprint)
         utils::logmesg(lmp,
                        "fix ace/uq/watch: step {} is the configuration that halted (above the "
-                       "upper cutoff, or by the frame rule): this run stops too, and so will any run starting here; "
+                       "upper cutoff, by the frame rule or by the vote): this run stops too, and so will any run starting here; "
                        "to go on, unfix the watch, use halt no, or start from another "
                        "configuration\n",
                        update->ntimestep);

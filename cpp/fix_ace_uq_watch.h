@@ -24,7 +24,10 @@
    only. upper vote: a jury of the model's gamma, ensemble, distance and gp
    (those calibrated with s(u) for every species; at least two) halts when an
    atom is above the upper cutoff of any juror, or when the frame rules of at
-   least two jurors reach p_halt; quantity M still decides the candidates. Without the frame rule, a quantity whose calibration has no upper
+   least two jurors reach p_halt; quantity M still decides the candidates.
+   upper auto votes instead of the frame rule when `aceuq calibrate` chose the
+   vote (it scored both on its labelled frames), the quantity is gamma, the
+   watch halts, and the jury that can sit is the one the calibration scored. Without the frame rule, a quantity whose calibration has no upper
    cutoff (+inf) never halts: init warns once, with the stored reason and a
    method of the model whose upper cutoffs are finite, and prints the
    calibration's caveats.

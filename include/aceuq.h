@@ -462,16 +462,19 @@ aceuq_status_t aceuq_model_uq_calibration_note(const aceuq_model_t *model,
 // fitted error scale: an atom above the upper cutoff of any of them, or the frame rules of at
 // least two at p_halt), 0 for the frame rule of the watched quantity, which is also the answer
 // when the calibration made no choice (an older calibration, fewer than two jurors, a
-// pacemaker potential). `buf`, `len`, `needed` receive one line saying why, as for
-// [`aceuq_model_uq_calibration_note`] (empty when no choice was made).
+// pacemaker potential). `*jury` (may be NULL) receives the jury the choice was scored with, bit
+// `1 << id` set for each method id ([`aceuq_method_t`]; 0 when no choice was made): the watch
+// votes by default only with that jury. `buf`, `len`, `needed` receive one line saying why, as
+// for [`aceuq_model_uq_calibration_note`] (empty when no choice was made).
 //
 // `ACEUQ_STATUS_INVALID_ARGUMENT` for a NULL `buf` with `len` > 0.
 //
 // # Safety
-// `model` must be a valid handle, `vote` NULL or writable, `buf` NULL or writable for `len`
-// bytes, `needed` NULL or writable.
+// `model` must be a valid handle, `vote` and `jury` NULL or writable, `buf` NULL or writable
+// for `len` bytes, `needed` NULL or writable.
 aceuq_status_t aceuq_model_halt_rule(const aceuq_model_t *model,
                                      int32_t *vote,
+                                     int32_t *jury,
                                      char *buf,
                                      size_t len,
                                      size_t *needed);

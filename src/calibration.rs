@@ -196,7 +196,13 @@ pub fn calibrate_potential(
             calibrate_cluster_entries(name, m, groups, &opts, &cal, settings, out);
         }
     }
-    let halt_rule = choose_halt_rule(pot, &cals, valid, high)?;
+    // The stored choice is scored again when a juror was calibrated in this run; a run that
+    // calibrates no juror (e.g. gamma_local alone) keeps it.
+    let halt_rule = if methods.iter().any(|m| JURY.contains(m)) {
+        choose_halt_rule(pot, &cals, valid, high)?
+    } else {
+        pot.uq.halt_rule.clone()
+    };
     Ok(CalibrationResult {
         calibration: cals,
         rows,
@@ -211,14 +217,31 @@ pub fn calibrate_potential(
 /// (species-level entry) for every species.
 fn jurors(pot: &Potential, calibration: &[Calibration]) -> Vec<Method> {
     let have = pot.uq.methods();
-    JURY.into_iter()
-        .filter(|m| have.contains(m))
-        .filter(|m| {
-            pot.model.species.iter().all(|sp| {
+    // Each species' relation of method `m` (None if any species has none).
+    let relations = |m: Method| -> Option<Vec<&crate::stats::upper::ConditionalUpper>> {
+        pot.model
+            .species
+            .iter()
+            .map(|sp| {
                 calibration
                     .iter()
                     .find(|c| &c.species == sp && c.method == m.name() && c.cluster.is_none())
-                    .is_some_and(|c| c.conditional.is_some())
+                    .and_then(|c| c.conditional.as_ref())
+            })
+            .collect()
+    };
+    // Jurors judge the same question as gamma: the same e_max and p_halt per species (methods
+    // calibrated in separate runs with another --max-error or --p-halt do not sit).
+    let Some(g) = relations(Method::Gamma) else {
+        return vec![];
+    };
+    JURY.into_iter()
+        .filter(|m| have.contains(m))
+        .filter(|&m| {
+            relations(m).is_some_and(|r| {
+                r.iter()
+                    .zip(&g)
+                    .all(|(a, b)| a.e_max == b.e_max && a.p_halt == b.p_halt)
             })
         })
         .collect()
@@ -237,9 +260,21 @@ fn choose_halt_rule(
     if jury.len() < 2 || jury[0] != Method::Gamma {
         return Ok(None);
     }
+    // Only the jurors' entries: the check's e_max is then theirs (the same for all of them).
     let mut p = pot.clone();
-    p.uq.calibration = calibration.to_vec();
+    p.uq.calibration = calibration
+        .iter()
+        .filter(|c| jury.iter().any(|m| m.name() == c.method))
+        .cloned()
+        .collect();
     let report = check_calibration(&p, valid, high, &jury)?;
+    Ok(pick_halt_rule(&report, &jury))
+}
+
+/// The halting rule from a check of the jurors `jury` (gamma first): gamma's frame rule and the
+/// vote scored by their mistakes on the report's frames; the vote only if it makes fewer. None
+/// without both rows.
+fn pick_halt_rule(report: &CheckReport, jury: &[Method]) -> Option<HaltRule> {
     let row = |m: &str, subset: &str| {
         report
             .halts
@@ -250,7 +285,7 @@ fn choose_halt_rule(
         row(Method::Gamma.name(), "frame rule"),
         row(VOTE, VOTE_SUBSET),
     ) else {
-        return Ok(None);
+        return None;
     };
     let mut rule = HaltRule {
         rule: "frame".into(),
@@ -266,7 +301,7 @@ fn choose_halt_rule(
     if rule.mistakes(true) < rule.mistakes(false) {
         rule.rule = "vote".into();
     }
-    Ok(Some(rule))
+    Some(rule)
 }
 
 /// The method name of the vote's rows in a [`CheckReport`], and the subset of its summary row.
@@ -1657,6 +1692,44 @@ mod tests {
         assert!(one.frames.iter().all(|r| r.method != VOTE) && one.halts.is_empty());
     }
 
+    /// `pick_halt_rule` reads gamma's frame-rule row and the vote's row (not gamma's single-atom
+    /// "all" row): the vote when it misses fewer unstable frames or halts fewer calm ones, the
+    /// frame rule on a tie.
+    #[test]
+    fn the_vote_is_picked_only_when_it_makes_fewer_mistakes() {
+        let row = |method: &str, subset: &str, caught: usize, false_halts: usize| HaltRow {
+            method: method.into(),
+            subset: subset.into(),
+            frames: 10,
+            unstable: 4,
+            caught,
+            false_halts,
+            ..Default::default()
+        };
+        let jury = [Method::Gamma, Method::Distance];
+        let report = |frame: (usize, usize), vote: (usize, usize)| CheckReport {
+            // A decoy: gamma's single-atom row, as good as the vote.
+            halts: vec![
+                row("gamma", "all", vote.0, vote.1),
+                row("gamma", "frame rule", frame.0, frame.1),
+                row(VOTE, VOTE_SUBSET, vote.0, vote.1),
+            ],
+            e_max: 1.0,
+            ..Default::default()
+        };
+        let pick = |f, v| pick_halt_rule(&report(f, v), &jury).unwrap();
+        let r = pick((3, 0), (4, 0));
+        assert!(r.votes() && r.jury == ["gamma", "distance"]);
+        assert_eq!(
+            (r.frames, r.unstable, r.frame_caught, r.vote_caught),
+            (10, 4, 3, 4)
+        );
+        assert!(pick((4, 1), (4, 0)).votes());
+        assert!(!pick((4, 0), (4, 0)).votes(), "a tie keeps the frame rule");
+        assert!(!pick((3, 0), (4, 2)).votes());
+        assert!(pick_halt_rule(&CheckReport::default(), &jury).is_none());
+    }
+
     /// The halting rule `calibrate` stores: the vote only when it makes fewer mistakes (missed
     /// unstable frames plus false halts) on the labelled frames; a tie keeps the frame rule. On a
     /// model with gamma and distance calibrated on in-distribution frames (none unstable) it is a
@@ -1725,11 +1798,26 @@ mod tests {
         let rule = res.halt_rule.clone().expect("gamma and distance sit");
         assert_eq!(rule.jury, ["gamma", "distance"]);
         assert_eq!(rule.frames, valid.len());
+        // In-distribution frames: nothing unstable, nothing halted, a tie.
         assert_eq!(
-            rule.votes(),
-            rule.mistakes(true) < rule.mistakes(false),
-            "{rule:?}"
+            (rule.unstable, rule.mistakes(false), rule.mistakes(true)),
+            (0, 0, 0)
         );
+        assert!(!rule.votes(), "{rule:?}");
+        // Calibrating no juror keeps the stored choice; a juror calibrated for another e_max
+        // does not sit.
+        let mut voted = rule.clone();
+        voted.rule = "vote".into();
+        let mut p2 = pot.clone();
+        p2.uq.calibration = res.calibration.clone();
+        p2.uq.halt_rule = Some(voted.clone());
+        let mut other = CalibrateSettings::default();
+        let kept = calibrate_potential(&p2, valid, &[], &napply, &other, &[]).unwrap();
+        assert_eq!(kept.halt_rule, Some(voted));
+        other.max_error = 2.0;
+        let mixed =
+            calibrate_potential(&p2, valid, &[], &napply, &other, &[Method::Distance]).unwrap();
+        assert!(mixed.halt_rule.is_none(), "{:?}", mixed.halt_rule);
         pot.uq.calibration = res.calibration;
         pot.uq.halt_rule = Some(rule.clone());
         let dir = crate::testing::scratch_dir("halt_rule_round_trip");

@@ -1216,20 +1216,104 @@ fn upper_vote_halts_by_the_jury_and_upper_auto_follows_the_calibration() {
         "upper vote and upper auto (vote stored)"
     );
 
-    // Watching gamma_local while the jury votes: its own per-cluster upper cutoffs are not used
-    // (the in-distribution frame does not halt), the jury is the same.
-    let dir = workdir(SUITE, "upper_auto_vote_gamma_local");
-    save_model(&voting, &dir, "model.aceuq");
-    write_data(frame, &["Li"], &dir, "data.lmp");
-    let watch = "fix watch all ace/uq/watch 20 quantity gamma_local lower auto upper auto halt yes";
-    let input = heat_input(watch, "").replace("run 30000", "run 0");
-    let r = run_lammps_in(&s, &dir, &input, None, None);
-    r.assert_ok("upper_auto_vote_gamma_local");
-    r.assert_contains(
-        "halts by upper vote of gamma, distance",
-        "gamma_local watched",
-    );
-    assert!(!r.output.contains("halting at step"), "{}", r.output);
+    // Where the stored vote does not apply, upper auto keeps the frame rule and says why; given
+    // numbers or none are never replaced by the vote. `run 0` on the configuration the vote
+    // halted, or on the in-distribution start (what each case needs).
+    let halt_frame = halt.clone().expect("a halt frame");
+    let mut other_jury = voting.clone();
+    if let Some(r) = other_jury.uq.halt_rule.as_mut() {
+        r.jury = vec!["gamma".into(), "ensemble".into(), "distance".into()];
+    }
+    let cases: [(&str, &aceuq::Potential, &aceuq::Structure, &str, &str, bool); 6] = [
+        // Watching gamma_local and voting: its own per-cluster upper cutoffs are not used.
+        (
+            "vote_gamma_local",
+            &voting,
+            frame,
+            "quantity gamma_local lower auto upper vote halt yes",
+            "halts by upper vote of gamma, distance",
+            false,
+        ),
+        (
+            "auto_gamma_local",
+            &voting,
+            frame,
+            "quantity gamma_local lower auto upper auto halt yes",
+            "this watch is on gamma_local: its own frame rule",
+            false,
+        ),
+        (
+            "auto_other_jury",
+            &other_jury,
+            &halt_frame,
+            "lower auto upper auto halt yes",
+            "not the one the calibration scored: the frame rule",
+            true,
+        ),
+        (
+            "auto_halt_no",
+            &voting,
+            &halt_frame,
+            "lower 0 upper auto halt no",
+            "",
+            false,
+        ),
+        (
+            "none",
+            &voting,
+            &halt_frame,
+            "lower auto upper none halt yes",
+            "",
+            false,
+        ),
+        (
+            "number",
+            &voting,
+            &halt_frame,
+            "lower auto upper 1e9 halt yes",
+            "",
+            false,
+        ),
+    ];
+    for (case, model, start, args, says, halts) in cases {
+        let dir = workdir(SUITE, &format!("upper_{case}"));
+        save_model(model, &dir, "model.aceuq");
+        let lb = write_data(start, &["Li"], &dir, "data.lmp");
+        let input = format!(
+            "plugin load ${{plugin}}
+units metal
+boundary {}
+atom_style atomic
+read_data data.lmp
+pair_style ace/uq
+pair_coeff * * model.aceuq Li
+fix watch all ace/uq/watch 1 dump candidates.xyz {args}
+run 0
+",
+            lb.boundary
+        );
+        let r = run_lammps_in(&s, &dir, &input, None, None);
+        r.assert_ok(case);
+        r.assert_contains(says, case);
+        assert_eq!(
+            r.output.contains("halting at step"),
+            halts,
+            "{case}: {}",
+            r.output
+        );
+        if case != "vote_gamma_local" {
+            assert!(!r.output.contains("upper vote of"), "{case}: {}", r.output);
+            let written = if dir.join("candidates.xyz").exists() {
+                candidates(&dir)
+            } else {
+                vec![]
+            };
+            assert!(
+                written.iter().all(|f| !f.info.contains_key("votes")),
+                "{case}"
+            );
+        }
+    }
 
     // The calibration chose the frame rule: upper auto applies it, and says why.
     let dir = workdir(SUITE, "upper_auto_frame");

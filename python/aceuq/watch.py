@@ -60,7 +60,8 @@ class Watch:
     that the calculator computes and the calibration gives an error scale for (at least two;
     ValueError otherwise) halts when an atom is above the upper cutoff of any juror, or when the
     frame rules of at least two jurors reach p_halt; ``"auto"`` votes when ``aceuq calibrate``
-    chose the vote (it scores both rules on its labelled frames) and the jury can sit. Frames
+    chose the vote (it scores gamma's frame rule and the vote on its labelled frames), the
+    quantity is gamma, ``halt=True``, and the jury that can sit is the one it scored. Frames
     written with the frame rule carry ``p_frame``, with the vote ``vote_p_frame``,
     ``vote_u_over_u_max`` and ``votes``. ``dyn``
     (optional) gives the step and time written to the frames; otherwise the watch counts its own
@@ -111,17 +112,26 @@ class Watch:
                 f"species present, there are {len(self.jury)} ({'; '.join(left_out)}); or watch "
                 "with upper='auto'"
             )
-        self.voting = upper == "vote" or (
-            upper == "auto" and rule is not None and rule[0] and len(self.jury) >= 2
-        )
-        if upper == "auto" and rule is not None and log is not None:
-            note = rule[2]
-            if rule[0] and not self.voting:
-                note = (
-                    "the calibration chose the vote, but fewer than two jurors can sit ("
-                    + "; ".join(left_out)
-                    + "): the frame rule"
-                )
+        # upper="auto" votes only where the calibration's choice applies: watching gamma (the
+        # choice is between gamma's frame rule and the vote), halting, and with the very jury it
+        # scored.
+        note = None if rule is None else rule[2]
+        auto_vote = upper == "auto" and rule is not None and rule[0] and halt
+        if auto_vote and quantity != "gamma":
+            auto_vote = False
+            note += (
+                f"; the choice is between gamma's frame rule and the vote, and this watch is on "
+                f"{quantity}: its own frame rule (upper='vote' to vote)"
+            )
+        if auto_vote and self.jury != list(rule[1]):
+            auto_vote = False
+            note += (
+                f"; but the jury that can sit here is {', '.join(self.jury) or 'none'}"
+                + (f" ({'; '.join(left_out)})" if left_out else "")
+                + ", not the one the calibration scored: the frame rule"
+            )
+        self.voting = upper == "vote" or auto_vote
+        if upper == "auto" and halt and note is not None and log is not None:
             print(f"aceuq.Watch: {note}", file=log)
         if not self.voting:
             self.jury = []
@@ -335,7 +345,12 @@ class Watch:
                 self._write(values, above_lower, above_upper, kind, step, time, p_frame, vote)
             if self.halt:
                 if vote is not None:
-                    k = int(np.argmax(values))
+                    # The atom named: the most uncertain one above a juror's upper cutoff, else
+                    # the most uncertain one (as fix ace/uq/watch).
+                    pool = np.flatnonzero(above_upper)
+                    if pool.size == 0:
+                        pool = np.arange(len(values))
+                    k = int(pool[np.argmax(values[pool])])
                     msg = (
                         f"halting at step {step} by upper vote: "
                         f"{sum(r[1] for r in vote)} of {len(vote)} jurors have an atom above "

@@ -1592,18 +1592,21 @@ unsafe fn put_text(
 /// fitted error scale: an atom above the upper cutoff of any of them, or the frame rules of at
 /// least two at p_halt), 0 for the frame rule of the watched quantity, which is also the answer
 /// when the calibration made no choice (an older calibration, fewer than two jurors, a
-/// pacemaker potential). `buf`, `len`, `needed` receive one line saying why, as for
-/// [`aceuq_model_uq_calibration_note`] (empty when no choice was made).
+/// pacemaker potential). `*jury` (may be NULL) receives the jury the choice was scored with, bit
+/// `1 << id` set for each method id ([`aceuq_method_t`]; 0 when no choice was made): the watch
+/// votes by default only with that jury. `buf`, `len`, `needed` receive one line saying why, as
+/// for [`aceuq_model_uq_calibration_note`] (empty when no choice was made).
 ///
 /// `ACEUQ_STATUS_INVALID_ARGUMENT` for a NULL `buf` with `len` > 0.
 ///
 /// # Safety
-/// `model` must be a valid handle, `vote` NULL or writable, `buf` NULL or writable for `len`
-/// bytes, `needed` NULL or writable.
+/// `model` must be a valid handle, `vote` and `jury` NULL or writable, `buf` NULL or writable
+/// for `len` bytes, `needed` NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aceuq_model_halt_rule(
     model: *const aceuq_model_t,
     vote: *mut i32,
+    jury: *mut i32,
     buf: *mut c_char,
     len: usize,
     needed: *mut usize,
@@ -1623,6 +1626,15 @@ pub unsafe extern "C" fn aceuq_model_halt_rule(
         };
         if !vote.is_null() {
             put(vote, i32::from(rule.is_some_and(|r| r.votes())), "vote")?;
+        }
+        if !jury.is_null() {
+            let mask = rule.map_or(0, |r| {
+                r.jury
+                    .iter()
+                    .filter_map(|n| Method::from_name(n))
+                    .fold(0i32, |acc, m| acc | 1 << (m as i32))
+            });
+            put(jury, mask, "jury")?;
         }
         let text = rule.map(|r| r.note()).unwrap_or_default();
         // SAFETY: buf is non-NULL when len > 0 (checked above); caller contract.

@@ -1009,9 +1009,11 @@ fn halting_rule_through_the_abi() {
     let ok = aceuq_status_t::ACEUQ_STATUS_OK;
     let ask = |h: *mut aceuq_model_t, len: usize| {
         let mut buf = vec![b'#' as c_char; len + 4];
-        let (mut vote, mut need) = (-1i32, 0usize);
+        let (mut vote, mut jury, mut need) = (-1i32, -1i32, 0usize);
         // SAFETY: valid handle; buf holds len (+ 4 guard) bytes.
-        let st = unsafe { aceuq_model_halt_rule(h, &mut vote, buf.as_mut_ptr(), len, &mut need) };
+        let st = unsafe {
+            aceuq_model_halt_rule(h, &mut vote, &mut jury, buf.as_mut_ptr(), len, &mut need)
+        };
         assert!(buf[len..].iter().all(|&b| b == b'#' as c_char));
         let text = if len > 0 {
             // SAFETY: NUL-terminated within len on success.
@@ -1021,10 +1023,10 @@ fn halting_rule_through_the_abi() {
         } else {
             String::new()
         };
-        (st, vote, text, need)
+        (st, vote, jury, text, need)
     };
     let h = load(&path);
-    assert_eq!(ask(h, 64), (ok, 0, String::new(), 1));
+    assert_eq!(ask(h, 64), (ok, 0, 0, String::new(), 1));
     // SAFETY: valid handle, freed once.
     unsafe { aceuq_model_free(h) };
     let rule = crate::stats::upper::HaltRule {
@@ -1043,8 +1045,10 @@ fn halting_rule_through_the_abi() {
     let path = dir.join("vote.aceuq");
     pot.save(&path).unwrap();
     let h = load(&path);
-    assert_eq!(ask(h, 1024), (ok, 1, note.clone(), note.len() + 1));
-    let (st, vote, cut, need) = ask(h, 20);
+    // The jury as a mask of method ids: gamma (0) and distance (3).
+    let mask = 1 | 1 << 3;
+    assert_eq!(ask(h, 1024), (ok, 1, mask, note.clone(), note.len() + 1));
+    let (st, vote, _, cut, need) = ask(h, 20);
     assert_eq!((st, vote, need), (ok, 1, note.len() + 1));
     assert!(cut.len() <= 19 && note.starts_with(&cut), "{cut}");
     // NULL outputs are allowed; a NULL buffer with a length is not.
@@ -1052,6 +1056,7 @@ fn halting_rule_through_the_abi() {
     let st = unsafe {
         aceuq_model_halt_rule(
             h,
+            std::ptr::null_mut(),
             std::ptr::null_mut(),
             std::ptr::null_mut(),
             0,
@@ -1063,6 +1068,7 @@ fn halting_rule_through_the_abi() {
     let st = unsafe {
         aceuq_model_halt_rule(
             h,
+            std::ptr::null_mut(),
             std::ptr::null_mut(),
             std::ptr::null_mut(),
             8,
