@@ -31,6 +31,23 @@ fn uq_model() -> aceuq::Potential {
     m
 }
 
+/// `run 0` on `data.lmp` (boundary `boundary`) with `fix watch all ace/uq/watch 1 dump
+/// candidates.xyz <args>`.
+fn run0_input(boundary: &str, args: &str) -> String {
+    format!(
+        "plugin load ${{plugin}}
+units metal
+boundary {boundary}
+atom_style atomic
+read_data data.lmp
+pair_style ace/uq
+pair_coeff * * model.aceuq Li
+fix watch all ace/uq/watch 1 dump candidates.xyz {args}
+run 0
+"
+    )
+}
+
 fn heat_input(watch: &str, extra: &str) -> String {
     format!(
         "plugin load ${{plugin}}
@@ -909,19 +926,7 @@ fn upper_frame_halts_on_the_frame_probability() {
         let dir = workdir(SUITE, &format!("upper_frame_np{}", np.unwrap_or(1)));
         save_model(&model, &dir, "model.aceuq");
         let lb = write_data(&halt, &["Li"], &dir, "data.lmp");
-        let input = format!(
-            "plugin load ${{plugin}}
-units metal
-boundary {}
-atom_style atomic
-read_data data.lmp
-pair_style ace/uq
-pair_coeff * * model.aceuq Li
-fix watch all ace/uq/watch 1 dump candidates.xyz lower 0 upper frame halt no
-run 0
-",
-            lb.boundary
-        );
+        let input = run0_input(&lb.boundary, "lower 0 upper frame halt no");
         let r = run_lammps_in(&s, &dir, &input, np, None);
         r.assert_ok("run 0 with upper frame");
         match candidates(&dir)[0].info.get("p_frame") {
@@ -1279,19 +1284,7 @@ fn upper_vote_halts_by_the_jury_and_upper_auto_follows_the_calibration() {
         let dir = workdir(SUITE, &format!("upper_{case}"));
         save_model(model, &dir, "model.aceuq");
         let lb = write_data(start, &["Li"], &dir, "data.lmp");
-        let input = format!(
-            "plugin load ${{plugin}}
-units metal
-boundary {}
-atom_style atomic
-read_data data.lmp
-pair_style ace/uq
-pair_coeff * * model.aceuq Li
-fix watch all ace/uq/watch 1 dump candidates.xyz {args}
-run 0
-",
-            lb.boundary
-        );
+        let input = run0_input(&lb.boundary, args);
         let r = run_lammps_in(&s, &dir, &input, None, None);
         r.assert_ok(case);
         r.assert_contains(says, case);
@@ -1354,19 +1347,7 @@ run 0
         let dir = workdir(SUITE, &format!("upper_vote_np{}", np.unwrap_or(1)));
         save_model(&voting, &dir, "model.aceuq");
         let lb = write_data(&halt, &["Li"], &dir, "data.lmp");
-        let input = format!(
-            "plugin load ${{plugin}}
-units metal
-boundary {}
-atom_style atomic
-read_data data.lmp
-pair_style ace/uq
-pair_coeff * * model.aceuq Li
-fix watch all ace/uq/watch 1 dump candidates.xyz lower 0 upper vote halt no
-run 0
-",
-            lb.boundary
-        );
+        let input = run0_input(&lb.boundary, "lower 0 upper vote halt no");
         let r = run_lammps_in(&s, &dir, &input, np, None);
         r.assert_ok("run 0 with upper vote");
         let f = &candidates(&dir)[0];

@@ -1527,12 +1527,7 @@ pub unsafe extern "C" fn aceuq_model_uq_calibration_note(
             };
             Some(c)
         };
-        if buf.is_null() && len > 0 {
-            return fail(
-                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
-                format!("buf is NULL but len is {len} (pass len 0 to ask for the size only)"),
-            );
-        }
+        text_buf_arg(buf, len)?;
         let Some(cal) = h.stored_calibration(m, sp, cl)? else {
             return fail(
                 aceuq_status_t::ACEUQ_STATUS_MISSING,
@@ -1555,6 +1550,17 @@ pub unsafe extern "C" fn aceuq_model_uq_calibration_note(
         // SAFETY: buf is non-NULL when len > 0 (checked above); caller contract.
         unsafe { put_text(&text, buf, len, needed) }
     })
+}
+
+/// A text buffer argument: NULL only with `len` 0 (asking for the size).
+fn text_buf_arg(buf: *mut c_char, len: usize) -> Result<(), Failure> {
+    if buf.is_null() && len > 0 {
+        return fail(
+            aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+            format!("buf is NULL but len is {len} (pass len 0 to ask for the size only)"),
+        );
+    }
+    Ok(())
 }
 
 /// `text` into a caller's buffer like `snprintf`: at most `len - 1` bytes (cut at a character
@@ -1614,12 +1620,7 @@ pub unsafe extern "C" fn aceuq_model_halt_rule(
     guard(|| {
         // SAFETY: caller contract.
         let h = unsafe { handle(model) }?;
-        if buf.is_null() && len > 0 {
-            return fail(
-                aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
-                format!("buf is NULL but len is {len} (pass len 0 to ask for the size only)"),
-            );
-        }
+        text_buf_arg(buf, len)?;
         let rule = match &h.kind {
             Kind::Native(e) => e.potential().uq.halt_rule.as_ref(),
             Kind::Pace(_) => None,
