@@ -977,21 +977,29 @@ void FixAceUqWatch::check()
   double global[3];
   MPI_Allreduce(local, global, 3, MPI_DOUBLE, MPI_MAX, world);
   bool frame_halt = false;
-  if (upper_frame) {
-    // Lone atoms have u = 0 and a force of 0 by symmetry: they take no part.
-    std::vector<int> sp;
-    std::vector<double> uv;
+  // The frame rule's share of this rank: sum over the watched atoms of ln(1 - P(e > e_max | u))
+  // under method m's calibrated s(u), with its p_halt. Lone atoms have u = 0 and a force of 0
+  // by symmetry: they take no part. The atoms' species are collected once per check.
+  std::vector<int> sp, sp_atom;
+  if (upper_frame || nj > 0)
     for (int i = 0; i < nlocal; i++) {
       if (!(mask[i] & groupbit) || (flags[i] & 4)) continue;
       const int s = pair->species_of_type(type[i]);
       if (s < 0) continue;
       sp.push_back(s);
-      uv.push_back(vals[i]);
+      sp_atom.push_back(i);
     }
-    double lc_local = 0.0, lc = 0.0;
-    if (aceuq_model_uq_frame_log_calm(pair->model_handle(), method, (int) sp.size(), sp.data(),
-                                      uv.data(), &lc_local, &frame_p_halt) != ACEUQ_STATUS_OK)
-      error->one(FLERR, "fix ace/uq/watch: upper frame: {}", aceuq_last_error());
+  std::vector<double> uv(sp.size());
+  auto local_log_calm = [&](int m, const double *v, double *p_halt, const char *what) {
+    for (size_t k = 0; k < sp_atom.size(); k++) uv[k] = v[sp_atom[k]];
+    double lc = 0.0;
+    if (aceuq_model_uq_frame_log_calm(pair->model_handle(), m, (int) sp.size(), sp.data(),
+                                      uv.data(), &lc, p_halt) != ACEUQ_STATUS_OK)
+      error->one(FLERR, "fix ace/uq/watch: {}: {}", what, aceuq_last_error());
+    return lc;
+  };
+  if (upper_frame) {
+    double lc_local = local_log_calm(method, vals, &frame_p_halt, "upper frame"), lc = 0.0;
     MPI_Allreduce(&lc_local, &lc, 1, MPI_DOUBLE, MPI_SUM, world);
     frame_p = -std::expm1(lc);
     // NaN (a blown-up atom) halts, as a NaN value above upper does. Every rank has the same sum
@@ -1001,24 +1009,11 @@ void FixAceUqWatch::check()
     frame_halt = halt_any != 0;
   }
   if (nj > 0) {
-    // upper vote: each juror's frame rule over the watched atoms (lone ones take no part), summed
-    // over ranks; every rank then counts the same votes.
-    std::vector<int> sp;
-    std::vector<double> uv;
+    // upper vote: each juror's frame rule summed over ranks; every rank then counts the same
+    // votes.
     for (int j = 0; j < nj; j++) {
-      sp.clear();
-      uv.clear();
-      for (int i = 0; i < nlocal; i++) {
-        if (!(mask[i] & groupbit) || (flags[i] & 4)) continue;
-        const int s = pair->species_of_type(type[i]);
-        if (s < 0) continue;
-        sp.push_back(s);
-        uv.push_back(jvals[j][i]);
-      }
       double ph = 0.0;
-      if (aceuq_model_uq_frame_log_calm(pair->model_handle(), jury[j], (int) sp.size(), sp.data(),
-                                        uv.data(), &jsum[j], &ph) != ACEUQ_STATUS_OK)
-        error->one(FLERR, "fix ace/uq/watch: upper vote: {}", aceuq_last_error());
+      jsum[j] = local_log_calm(jury[j], jvals[j], &ph, "upper vote");
     }
     std::vector<double> gmax(2 * nj), gsum(nj);
     MPI_Allreduce(jmax.data(), gmax.data(), 2 * nj, MPI_DOUBLE, MPI_MAX, world);

@@ -132,6 +132,9 @@ pub fn calibrate_potential(
     }
     let mut cals: Vec<Calibration> = pot.uq.calibration.clone();
     let (mut rows, mut cluster_rows, mut warnings, mut caveats) = (vec![], vec![], vec![], vec![]);
+    // Per-atom values of the validation then the high structures, per method (not gamma_local):
+    // the choice of the halting rule below checks the same structures.
+    let mut known: Vec<(Method, Vec<Vec<f64>>)> = vec![];
     for &m in methods {
         let (u, clusters) = if m == Method::GammaLocal {
             let (u, c) = pot.gamma_local_per_atom(valid)?;
@@ -140,16 +143,21 @@ pub fn calibrate_potential(
             (pot.per_atom(valid, m)?, None)
         };
         let pairs = uq::pairs_by_species(model, valid, &errors, &u);
+        let hu = if high.is_empty() {
+            vec![]
+        } else if m == Method::GammaLocal {
+            pot.gamma_local_per_atom(high)?.0
+        } else {
+            pot.per_atom(high, m)?
+        };
         let high_pairs = if high.is_empty() {
             vec![(vec![], vec![]); model.nspecies()]
         } else {
-            let hu = if m == Method::GammaLocal {
-                pot.gamma_local_per_atom(high)?.0
-            } else {
-                pot.per_atom(high, m)?
-            };
             uq::pairs_by_species(model, high, &high_errors, &hu)
         };
+        if m != Method::GammaLocal {
+            known.push((m, u.iter().chain(&hu).cloned().collect()));
+        }
         let by_cluster = match &clusters {
             Some(c) => {
                 let n: Vec<usize> = (0..model.nspecies())
@@ -199,7 +207,7 @@ pub fn calibrate_potential(
     // The stored choice is scored again when a juror was calibrated in this run; a run that
     // calibrates no juror (e.g. gamma_local alone) keeps it.
     let halt_rule = if methods.iter().any(|m| JURY.contains(m)) {
-        choose_halt_rule(pot, &cals, valid, high)?
+        choose_halt_rule(pot, &cals, valid, high, &known)?
     } else {
         pot.uq.halt_rule.clone()
     };
@@ -249,12 +257,14 @@ fn jurors(pot: &Potential, calibration: &[Calibration]) -> Vec<Method> {
 
 /// Scores the two halting rules of the watch's `upper auto` on the labelled frames of a
 /// calibration (`valid` and `high`) under the cutoffs `calibration`: `gamma`'s frame rule and
-/// the vote of the jurors ([`jurors`]). None without `gamma` and a second juror.
+/// the vote of the jurors ([`jurors`]). None without `gamma` and a second juror. `known`: the
+/// per-atom values the calibration computed (see [`check_calibration_with`]).
 fn choose_halt_rule(
     pot: &Potential,
     calibration: &[Calibration],
     valid: &[crate::Structure],
     high: &[crate::Structure],
+    known: &[(Method, Vec<Vec<f64>>)],
 ) -> Result<Option<HaltRule>, Error> {
     let jury = jurors(pot, calibration);
     if jury.len() < 2 || jury[0] != Method::Gamma {
@@ -267,7 +277,7 @@ fn choose_halt_rule(
         .filter(|c| jury.iter().any(|m| m.name() == c.method))
         .cloned()
         .collect();
-    let report = check_calibration(&p, valid, high, &jury)?;
+    let report = check_calibration_with(&p, valid, high, &jury, known)?;
     Ok(pick_halt_rule(&report, &jury))
 }
 
@@ -666,6 +676,19 @@ pub fn check_calibration(
     novel: &[crate::Structure],
     methods: &[Method],
 ) -> Result<CheckReport, Error> {
+    check_calibration_with(pot, in_dist, novel, methods, &[])
+}
+
+/// [`check_calibration`] reusing per-atom values already computed: `known` holds, for some
+/// methods other than `gamma_local`, the values of `in_dist` then `novel` (one row per
+/// structure); the other methods are computed.
+fn check_calibration_with(
+    pot: &Potential,
+    in_dist: &[crate::Structure],
+    novel: &[crate::Structure],
+    methods: &[Method],
+    known: &[(Method, Vec<Vec<f64>>)],
+) -> Result<CheckReport, Error> {
     let model = &pot.model;
     let err_in = uq::force_errors(model, in_dist)?;
     let err_nv = uq::force_errors(model, novel)?;
@@ -699,6 +722,8 @@ pub fn check_calibration(
         let (u, clusters) = if m == Method::GammaLocal {
             let (u, c) = pot.gamma_local_per_atom(&all)?;
             (u, Some(c))
+        } else if let Some((_, u)) = known.iter().find(|k| k.0 == m) {
+            (u.clone(), None)
         } else {
             (pot.per_atom(&all, m)?, None)
         };

@@ -152,6 +152,7 @@ class Watch:
         self._warned = False
         self._frame_noted = False
         self._cached = (None, None)  # (species/cluster key, cutoffs)
+        self._jury_cached = (None, None)  # (species key, the jurors' upper cutoffs)
 
     def _sit_jury(self):
         """The jurors of the vote (methods of ``JURY`` the calculator computes, with cutoffs and
@@ -172,11 +173,16 @@ class Watch:
         frame probability, p_halt and largest u / u_max; and per atom whether any juror's
         upper cutoff is exceeded."""
         symbols = self.atoms.get_chemical_symbols()
+        # The jurors' upper cutoffs depend only on the species: looked up again only when those
+        # change, as the watched quantity's (_cutoffs).
+        key = tuple(self.atoms.numbers)
+        if self._jury_cached[0] != key:
+            ups = [self.calc.cutoffs(m, self.atoms)[1] for m in self.jury]
+            self._jury_cached = (key, ups)
         above_any = np.zeros(len(symbols), dtype=bool)
         rows = []
-        for m in self.jury:
+        for m, up in zip(self.jury, self._jury_cached[1]):
             u = np.asarray(self.calc.results[m])
-            _, up = self.calc.cutoffs(m, self.atoms)
             above = (u > up) | (np.isnan(u) & np.isfinite(up))
             above_any |= above
             log_calm, p_halt = self.calc.model.frame_log_calm(m, symbols, [float(v) for v in u])

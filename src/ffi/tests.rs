@@ -1051,31 +1051,12 @@ fn halting_rule_through_the_abi() {
     let (st, vote, _, cut, need) = ask(h, 20);
     assert_eq!((st, vote, need), (ok, 1, note.len() + 1));
     assert!(cut.len() <= 19 && note.starts_with(&cut), "{cut}");
-    // NULL outputs are allowed; a NULL buffer with a length is not.
-    // SAFETY: valid handle; NULL outputs with len 0.
-    let st = unsafe {
-        aceuq_model_halt_rule(
-            h,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            0,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(st, ok);
-    // SAFETY: valid handle; the NULL buffer is refused before any write.
-    let st = unsafe {
-        aceuq_model_halt_rule(
-            h,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            8,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT);
+    // NULL outputs are allowed; a NULL buffer with a length is not (refused before any write).
+    use std::ptr::null_mut as null;
+    // SAFETY: valid handle; every output NULL, len 0 or a length the call refuses.
+    let all_null = |len| unsafe { aceuq_model_halt_rule(h, null(), null(), null(), len, null()) };
+    assert_eq!(all_null(0), ok);
+    assert_eq!(all_null(8), aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT);
     assert!(last_error().contains("buf is NULL"), "{}", last_error());
     // SAFETY: valid handle, freed once.
     unsafe { aceuq_model_free(h) };
