@@ -19,8 +19,9 @@
 //! highest AD p-value (marked as failed).
 //!
 //! Rule choice ([`TailPolicy`]): `Auto` keeps the body alone when it passes both KS and AD on
-//! the whole sample (AD weighs the tails, so a body that passes it has an acceptable tail), and
-//! uses the GPD tail otherwise; `Tail` always uses the tail when it can be fitted; `Body` never.
+//! the whole sample (AD weighs the tails, so a body that passes it usually has an acceptable
+//! tail), and uses the GPD tail otherwise; the calibration (`super::cutoff`) still takes the tail
+//! when more of the sample lies above the body's 1 - 1/N cutoff than N allows; `Tail` always uses the tail when it can be fitted; `Body` never.
 //! When the rule's own check fails the fit is kept but marked, and the caller warns.
 
 use serde::{Deserialize, Serialize};
@@ -41,7 +42,8 @@ pub const MIN_EXCESSES: usize = 30;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TailPolicy {
-    /// The body if it passes KS and AD, else the GPD tail (default).
+    /// The body if it passes KS and AD (and, in a calibration, its cutoff is not exceeded by
+    /// more of its own values than N allows), else the GPD tail (default).
     #[default]
     Auto,
     /// The GPD tail whenever there are enough excesses.
