@@ -355,6 +355,10 @@ void FixAceUqWatch::init()
   jury_upper.clear();
   jury_p_halt.clear();
   jury_left_out.clear();
+  // The question the first juror's error relation answers per species (e_max, p_halt): the
+  // others sit only if they answer the same one (calibrated with the same --max-error and
+  // --p-halt), as the calibration's own choice of the halting rule requires.
+  std::vector<double> first_e_max(ns, 0.0), first_p_halt(ns, 0.0);
   for (int m : {ACEUQ_METHOD_GAMMA, ACEUQ_METHOD_ENSEMBLE, ACEUQ_METHOD_DISTANCE, ACEUQ_METHOD_GP}) {
     if (!upper_vote) break;
     const std::string mname = PairAceUq::method_name(m);
@@ -363,6 +367,7 @@ void FixAceUqWatch::init()
       continue;
     }
     std::vector<double> up(ns, std::numeric_limits<double>::infinity());
+    std::vector<double> e_max(ns, 0.0), p_halt(ns, 0.0);
     double ph = 1.0;
     std::string why;
     for (int t = 1; t <= atom->ntypes && why.empty(); t++) {
@@ -371,13 +376,24 @@ void FixAceUqWatch::init()
       const double zero = 0.0;
       double lc = 0.0, p = 0.0, lo = 0.0;
       if (aceuq_model_uq_frame_log_calm(h, m, 1, &s, &zero, &lc, &p) != ACEUQ_STATUS_OK ||
-          aceuq_model_uq_cutoffs(h, m, s, &lo, &up[s]) != ACEUQ_STATUS_OK)
+          aceuq_model_uq_cutoffs(h, m, s, &lo, &up[s]) != ACEUQ_STATUS_OK ||
+          aceuq_model_uq_error_limit(h, m, s, &e_max[s], &p_halt[s]) != ACEUQ_STATUS_OK)
         why = aceuq_last_error();
+      else if (!jury.empty() && (e_max[s] != first_e_max[s] || p_halt[s] != first_p_halt[s]))
+        why = fmt::format("its {} relation gives P(e > {} eV/Å) at p_halt {}, {}'s P(e > {} "
+                          "eV/Å) at p_halt {} (recalibrate with the same --max-error and "
+                          "--p-halt to let it sit)",
+                          species_names[s], e_max[s], p_halt[s],
+                          PairAceUq::method_name(jury.front()), first_e_max[s], first_p_halt[s]);
       ph = std::min(ph, p);
     }
     if (!why.empty()) {
       jury_left_out += fmt::format("; {}: {}", mname, why);
       continue;
+    }
+    if (jury.empty()) {
+      first_e_max = e_max;
+      first_p_halt = p_halt;
     }
     jury.push_back(m);
     jury_upper.push_back(up);
@@ -407,7 +423,8 @@ void FixAceUqWatch::init()
     error->all(FLERR,
                "fix ace/uq/watch: upper vote needs at least two of gamma, ensemble, distance and "
                "gp with calibrated cutoffs and a fitted error scale s(u) for every species of "
-               "the run, the model has {}{}{} (a model fitted with them, e.g. `aceuq fit ... "
+               "the run, calibrated with the same e_max and p_halt, the model has {}{}{} (a "
+               "model fitted with them, e.g. `aceuq fit ... "
                "--active-set --ensemble 4 --distance --gp`, then `aceuq calibrate`; or use upper "
                "auto)",
                jury.size(), jury.size() == 1 ? fmt::format(" ({})", PairAceUq::method_name(jury[0])) : std::string(),

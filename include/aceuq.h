@@ -385,6 +385,22 @@ aceuq_status_t aceuq_model_uq_frame_log_calm(const aceuq_model_t *model,
                                              double *log_calm,
                                              double *p_halt);
 
+// The question `method`'s fitted error relation answers for species `species`: `*e_max`, the
+// force error (eV/Å) whose probability P(e > e_max | u) it gives, and `*p_halt`, the
+// probability at which that species' upper cutoff is placed (as calibrated: `aceuq calibrate
+// --max-error`, `--p-halt`). The watch's `upper vote` seats only jurors that answer the same
+// question as the first juror for every species of the run.
+// `ACEUQ_STATUS_MISSING` without a fitted error scale, as `aceuq_model_uq_frame_log_calm`;
+// `ACEUQ_STATUS_INVALID_ARGUMENT` for a method or species out of range.
+//
+// # Safety
+// `model` must be a valid handle; `e_max` and `p_halt` writable.
+aceuq_status_t aceuq_model_uq_error_limit(const aceuq_model_t *model,
+                                          int32_t method,
+                                          int32_t species,
+                                          double *e_max,
+                                          double *p_halt);
+
 // The fewest atoms of species `species` that can make the frame rule of `method` halt (see
 // [`aceuq_model_uq_frame_log_calm`], at its p_halt): 1 when one atom can, more for a method
 // whose uncertainty saturates below its upper cutoff (a GP: the atoms at the supremum whose

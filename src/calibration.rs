@@ -322,9 +322,11 @@ pub const VOTE_SUBSET: &str = "upper vote";
 /// report (those of [`JURY`] with a frame rule): a frame halts when one of its atoms is above
 /// the upper cutoff of any juror, or when the frame rules of at least two jurors reach p_halt
 /// (an undefined probability counts). Adds one row per frame and a summary row; nothing with
-/// fewer than two jurors.
-fn add_vote(report: &mut CheckReport) {
-    let jury: Vec<&str> = JURY
+/// fewer than two jurors. `question(method)`: per species the (e_max, p_halt) of the method's
+/// fitted error relation (None without one); as in the watch, a juror sits only if it answers
+/// the first juror's question wherever both have a relation.
+fn add_vote(report: &mut CheckReport, question: impl Fn(&str) -> Vec<Option<(f64, f64)>>) {
+    let mut jury: Vec<&str> = JURY
         .iter()
         .map(|m| m.name())
         .filter(|n| {
@@ -334,6 +336,27 @@ fn add_vote(report: &mut CheckReport) {
                 .any(|r| r.method == *n && r.p_frame.is_some())
         })
         .collect();
+    // Per species, the question of the first juror with a relation there; a juror that answers
+    // another one where both have a relation does not sit.
+    let mut reference: Vec<Option<(f64, f64)>> = vec![];
+    jury.retain(|n| {
+        let q = question(n);
+        if reference.len() < q.len() {
+            reference.resize(q.len(), None);
+        }
+        let agrees = q
+            .iter()
+            .zip(&reference)
+            .all(|(a, r)| a.is_none() || r.is_none() || a == r);
+        if agrees {
+            for (r, a) in reference.iter_mut().zip(&q) {
+                if r.is_none() {
+                    *r = *a;
+                }
+            }
+        }
+        agrees
+    });
     if jury.len() < 2 {
         return;
     }
@@ -351,7 +374,12 @@ fn add_vote(report: &mut CheckReport) {
         has_upper: true,
         ..Default::default()
     };
-    let e_max = report.e_max;
+    // The jury's own error limit (the report's is the first calibration entry's).
+    let e_max = reference
+        .iter()
+        .flatten()
+        .next()
+        .map_or(report.e_max, |q| q.0);
     for rs in by_frame.iter().filter(|rs| rs.len() == jury.len()) {
         let first = rs[0];
         let above = rs.iter().any(|r| r.halted_atom);
@@ -426,9 +454,11 @@ fn calibrate_cluster_entries(
         match outcome {
             ClusterCalibration::Fitted(mut c) => {
                 c.provenance = settings.provenance.clone();
-                // Of a cluster's own fit only u_c is used (its e_c and upper cutoff are the
-                // species'): its warnings about its force errors are dropped, the others are
-                // stored and printed like the species' (calibrate, info, the fix).
+                // Of a cluster's own fit the watch uses u_c and, with the seeds' ratio rule
+                // only, the upper cutoff its own e_c gives (with the conditional rule the upper
+                // cutoff is the species'; the force-error cutoff the watch and the checks use is
+                // always the species'): its warnings about its force errors are dropped, the
+                // others are stored and printed like the species' (calibrate, info, the fix).
                 c.warnings.retain(|w| !w.starts_with("force errors:"));
                 for w in &c.warnings {
                     out.caveats
@@ -734,7 +764,20 @@ fn check_calibration_with(
         };
         check_method(&mut report, &src, &data, m, &u, clusters.as_deref());
     }
-    add_vote(&mut report);
+    add_vote(&mut report, |name| {
+        model
+            .species
+            .iter()
+            .map(|sp| {
+                pot.uq
+                    .calibration
+                    .iter()
+                    .find(|c| &c.species == sp && c.method == name && c.cluster.is_none())
+                    .and_then(|c| c.conditional.as_ref())
+                    .map(|r| (r.e_max, r.p_halt))
+            })
+            .collect()
+    });
     Ok(report)
 }
 
@@ -1686,7 +1729,10 @@ mod tests {
                 .push(juror("gamma_local", f, *e, Some(1.0), true));
             report.frames.push(juror("gp", f, *e, None, false));
         }
-        add_vote(&mut report);
+        // Every juror answers the same question: P(e > 1 eV/Å) at p_halt 0.5.
+        let same = |_: &str| vec![Some((1.0, 0.5))];
+        let mut other = report.clone();
+        add_vote(&mut report, same);
         let votes: Vec<&FrameRow> = report.frames.iter().filter(|r| r.method == VOTE).collect();
         let halted: Vec<bool> = votes.iter().map(|r| r.halted_frame.unwrap()).collect();
         assert_eq!(halted, [false, true, true, true, false]);
@@ -1713,8 +1759,31 @@ mod tests {
             frames: vec![juror("gamma", 0, 2.0, Some(0.9), true)],
             ..Default::default()
         };
-        add_vote(&mut one);
+        add_vote(&mut one, same);
         assert!(one.frames.iter().all(|r| r.method != VOTE) && one.halts.is_empty());
+        // Distance calibrated for P(e > 2 eV/Å) does not sit: gamma and ensemble vote alone (its
+        // atom above no longer halts frame 2, its undefined probability no longer counts in
+        // frame 3).
+        let mut agree = other.clone();
+        add_vote(&mut other, |m| match m {
+            "distance" => vec![Some((2.0, 0.5)), None],
+            _ => vec![Some((1.0, 0.5)), Some((1.0, 0.5))],
+        });
+        let halted = |r: &CheckReport| -> Vec<bool> {
+            r.frames
+                .iter()
+                .filter(|r| r.method == VOTE)
+                .map(|r| r.halted_frame.unwrap())
+                .collect()
+        };
+        assert_eq!(halted(&other), [false, true, false, false, false]);
+        // Distance without a relation for the second species, the same question for the first:
+        // it sits (the same verdicts as with every juror agreeing).
+        add_vote(&mut agree, |m| match m {
+            "distance" => vec![Some((1.0, 0.5)), None],
+            _ => vec![Some((1.0, 0.5)), Some((1.0, 0.5))],
+        });
+        assert_eq!(halted(&agree), [false, true, true, true, false]);
     }
 
     /// `pick_halt_rule` reads gamma's frame-rule row and the vote's row (not gamma's single-atom

@@ -1336,6 +1336,49 @@ fn upper_vote_halts_by_the_jury_and_upper_auto_follows_the_calibration() {
         "the reason",
     );
 
+    // Distance recalibrated for another question (P(e > 2 eV/Å), as `aceuq calibrate --methods
+    // distance --max-error 2` stores it) does not sit beside gamma's P(e > 1 eV/Å): one juror
+    // is left, refused with the reason.
+    let mut mixed = jury_model(false);
+    let valid = frames("tests/data/li/valid.xyz");
+    let settings = aceuq::calibration::CalibrateSettings {
+        max_error: 2.0,
+        ..Default::default()
+    };
+    let r2 = aceuq::calibration::calibrate_potential(
+        &mixed,
+        &valid,
+        &[],
+        &[100_000],
+        &settings,
+        &[Method::Distance],
+    )
+    .expect("distance recalibrated");
+    // The result holds the model's other entries as they were, distance's replaced.
+    mixed.uq.calibration = r2.calibration;
+    assert!(
+        mixed
+            .uq
+            .calibration
+            .iter()
+            .filter(|c| c.cluster.is_none())
+            .all(|c| c.e_max == if c.method == "distance" { 2.0 } else { 1.0 })
+    );
+    let dir = workdir(SUITE, "upper_vote_other_question");
+    save_model(&mixed, &dir, "model.aceuq");
+    write_data(frame, &["Li"], &dir, "data.lmp");
+    let input = heat_input(watch, "").replace("run 30000", "run 0");
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_error(
+        "upper vote needs at least two of gamma, ensemble, distance and gp",
+        "another question",
+    );
+    r.assert_contains(
+        "distance: its Li relation gives P(e > 2 eV/Å) at p_halt 0.5, gamma's P(e > 1 eV/Å) at \
+         p_halt 0.5",
+        "the reason",
+    );
+
     // The halt frame on 1 and 2 ranks: the same probabilities (the ranks' sums add up).
     if s.mpirun.is_none() {
         note("upper vote: 2-rank part SKIPPED (ACEUQ_MPIRUN is not set)");

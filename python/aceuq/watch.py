@@ -109,7 +109,7 @@ class Watch:
             raise ValueError(
                 "upper='vote' needs at least two of gamma, ensemble, distance and gp computed by "
                 "the calculator with calibrated cutoffs and a fitted error scale s(u) for every "
-                f"species present, there are {len(self.jury)} ({'; '.join(left_out)}); or watch "
+                f"species present, calibrated with the same e_max and p_halt, there are {len(self.jury)} ({'; '.join(left_out)}); or watch "
                 "with upper='auto'"
             )
         # upper="auto" votes only where the calibration's choice applies: watching gamma (the
@@ -139,7 +139,8 @@ class Watch:
             print(
                 f"aceuq.Watch: halts by upper vote of {', '.join(self.jury)}: an atom above any "
                 "of their upper cutoffs, or P(some atom errs above e_max) >= p_halt by the "
-                "frame rules of at least two",
+                "frame rules of at least two"
+                + (f" (left out: {'; '.join(left_out)})" if left_out else ""),
                 file=log,
             )
         if named and upper == "frame" and not self._frame_available():
@@ -158,14 +159,30 @@ class Watch:
         """The jurors of the vote (methods of ``JURY`` the calculator computes, with cutoffs and
         a fitted s(u) for every species present) and why the others are left out."""
         symbols = self.atoms.get_chemical_symbols()
-        jury, left_out = [], []
+        present = sorted(set(symbols))
+        jury, left_out, first = [], [], None
         for m in JURY:
             if m not in self.calc.uq_methods:
                 left_out.append(f"{m}: not computed by the calculator")
-            elif self.calc.model.frame_log_calm(m, symbols, [0.0] * len(symbols)) is None:
+                continue
+            if self.calc.model.frame_log_calm(m, symbols, [0.0] * len(symbols)) is None:
                 left_out.append(f"{m}: no fitted error scale s(u) for a species present")
-            else:
-                jury.append(m)
+                continue
+            # Every juror answers the first one's question (e_max, p_halt) for every species.
+            limits = {s: self.calc.model.error_limit(m, s) for s in present}
+            other = [s for s in present if first is not None and limits[s] != first[1][s]]
+            if other:
+                s = other[0]
+                (e, p), (e0, p0) = limits[s], first[1][s]
+                left_out.append(
+                    f"{m}: its {s} relation gives P(e > {e:g} eV/Å) at p_halt {p:g}, "
+                    f"{first[0]}'s P(e > {e0:g} eV/Å) at p_halt {p0:g} (recalibrate with the "
+                    "same --max-error and --p-halt to let it sit)"
+                )
+                continue
+            if first is None:
+                first = (m, limits)
+            jury.append(m)
         return jury, left_out
 
     def _vote(self):

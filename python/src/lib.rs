@@ -218,6 +218,18 @@ impl Model {
             .map(|r| (r.votes(), r.jury.clone(), r.note()))
     }
 
+    /// The question `method`'s fitted error relation answers for `species`: `(e_max, p_halt)`
+    /// as calibrated (P(e > e_max | u), upper cutoff at p_halt); None without a fitted error
+    /// scale. The vote seats only jurors that answer the same question.
+    fn error_limit(&self, method: &str, species: &str) -> PyResult<Option<(f64, f64)>> {
+        let (m, s) = (self::method(method)?, self.species_index(species)?);
+        Ok(self
+            .pot
+            .stored_calibration(m, s, None)
+            .and_then(|c| c.conditional.as_ref())
+            .map(|c| (c.e_max, c.p_halt)))
+    }
+
     /// The fewest atoms of `species` that can make the frame rule of `method` halt: 1 when one
     /// atom can, more for an uncertainty that saturates below its upper cutoff, inf when none
     /// can; None without a fitted error scale.

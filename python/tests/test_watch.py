@@ -237,3 +237,15 @@ def test_watch_upper_vote_as_fix_ace_uq_watch(li_model, tmp_path):
     assert note in log.getvalue(), log.getvalue()
     assert auto.voting == (votes and list(scored) == auto.jury == [m for m in jury if m in scored])
     assert not aceuq.Watch(hot_bcc(model, uq=jury), "gamma", halt=False, log=None).voting
+    # Distance recalibrated for another error limit does not sit beside gamma (as in the fix).
+    other = aceuq.calibrate(
+        tmp_path / "m.aceuq", DATA / "valid.xyz", out=tmp_path / "o.aceuq", pool_size=2000,
+        max_error=0.5, methods="distance",
+    )
+    assert other.error_limit("distance", "Li") == (0.5, 0.5)
+    assert other.error_limit("gamma", "Li") == (0.25, 0.5)
+    log = io.StringIO()
+    w = aceuq.Watch(hot_bcc(other, uq=jury), "gamma", upper="vote", log=log)
+    assert "distance" not in w.jury and "gamma" in w.jury, w.jury
+    assert "distance: its Li relation gives P(e > 0.5 eV/Å) at p_halt 0.5, gamma's " \
+        "P(e > 0.25 eV/Å) at p_halt 0.5" in log.getvalue(), log.getvalue()

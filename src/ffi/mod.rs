@@ -1319,6 +1319,60 @@ pub unsafe extern "C" fn aceuq_model_uq_frame_log_calm(
     })
 }
 
+/// The question `method`'s fitted error relation answers for species `species`: `*e_max`, the
+/// force error (eV/Å) whose probability P(e > e_max | u) it gives, and `*p_halt`, the
+/// probability at which that species' upper cutoff is placed (as calibrated: `aceuq calibrate
+/// --max-error`, `--p-halt`). The watch's `upper vote` seats only jurors that answer the same
+/// question as the first juror for every species of the run.
+/// `ACEUQ_STATUS_MISSING` without a fitted error scale, as `aceuq_model_uq_frame_log_calm`;
+/// `ACEUQ_STATUS_INVALID_ARGUMENT` for a method or species out of range.
+///
+/// # Safety
+/// `model` must be a valid handle; `e_max` and `p_halt` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aceuq_model_uq_error_limit(
+    model: *const aceuq_model_t,
+    method: i32,
+    species: i32,
+    e_max: *mut f64,
+    p_halt: *mut f64,
+) -> aceuq_status_t {
+    guard(|| {
+        // SAFETY: caller contract.
+        let h = unsafe { handle(model) }?;
+        let m = method_arg(method)?;
+        let s = species_arg(h, species)?;
+        // Both outputs or neither.
+        for (p, what) in [(e_max, "e_max"), (p_halt, "p_halt")] {
+            if p.is_null() {
+                return fail(
+                    aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT,
+                    format!("{what} is NULL"),
+                );
+            }
+        }
+        match h
+            .stored_calibration(m, s, None)?
+            .and_then(|c| c.conditional.as_ref())
+        {
+            Some(c) => {
+                put(e_max, c.e_max, "e_max")?;
+                put(p_halt, c.p_halt, "p_halt")
+            }
+            None => fail(
+                aceuq_status_t::ACEUQ_STATUS_MISSING,
+                format!(
+                    "the calibration of '{}' for {} has no fitted error scale s(u) (not \
+                     calibrated, or with --upper-rule ratio; `aceuq calibrate` with the default \
+                     upper rule fits one)",
+                    m.name(),
+                    h.species()[s]
+                ),
+            ),
+        }
+    })
+}
+
 /// The fewest atoms of species `species` that can make the frame rule of `method` halt (see
 /// [`aceuq_model_uq_frame_log_calm`], at its p_halt): 1 when one atom can, more for a method
 /// whose uncertainty saturates below its upper cutoff (a GP: the atoms at the supremum whose

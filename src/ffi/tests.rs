@@ -898,6 +898,42 @@ fn calibration_notes_through_the_abi() {
             inval
         );
     }
+    // The question Al's relation answers (e_max, p_halt as calibrated); Mg has none: missing.
+    let (mut e_max, mut p_halt) = (0.0, 0.0);
+    let want = pot.uq.calibration[0].conditional.as_ref().unwrap();
+    // SAFETY: valid handle and outputs (NULL outputs are refused, not written).
+    unsafe {
+        assert_eq!(
+            aceuq_model_uq_error_limit(h, gli, 0, &mut e_max, &mut p_halt),
+            ok
+        );
+        assert_eq!((e_max, p_halt), (want.e_max, want.p_halt));
+        assert_eq!(
+            aceuq_model_uq_error_limit(h, gli, 1, &mut e_max, &mut p_halt),
+            aceuq_status_t::ACEUQ_STATUS_MISSING
+        );
+        assert!(
+            last_error().contains("no fitted error scale"),
+            "{}",
+            last_error()
+        );
+        assert_eq!(
+            aceuq_model_uq_error_limit(h, gli, 7, &mut e_max, &mut p_halt),
+            inval
+        );
+        // Both outputs or neither: a NULL p_halt leaves e_max as it was.
+        e_max = -7.0;
+        assert_eq!(
+            aceuq_model_uq_error_limit(h, gli, 0, &mut e_max, std::ptr::null_mut()),
+            inval
+        );
+        assert_eq!(e_max, -7.0);
+        assert!(last_error().contains("p_halt is NULL"), "{}", last_error());
+        assert_eq!(
+            aceuq_model_uq_error_limit(std::ptr::null(), gli, 0, &mut e_max, &mut p_halt),
+            inval
+        );
+    }
     // Cluster 0 falls back to the species entry; cluster 1 has its own.
     assert_eq!(note(gli, 0, 0, summary, 512).1, full);
     let c1 = "uncertainties: no acceptable model";

@@ -838,7 +838,16 @@ mod tests {
             o.tail = TailPolicy::Body;
             let body = calibrate("Li", "gamma", &x, &x, &o).unwrap();
             let fit = auto.uncertainty_fit.as_ref().unwrap();
-            let (k_body, p_body) = own_count(&x, body.u_c, n_apply);
+            // The body's own exceedances and their Poisson probability, counted here.
+            let k_body = x.iter().filter(|&&v| v > body.u_c).count();
+            let lambda = x.len() as f64 / n_apply as f64;
+            let mut term = (-lambda).exp();
+            let mut below = 0.0;
+            for i in 0..k_body {
+                below += term;
+                term *= lambda / (i + 1) as f64;
+            }
+            let p_body = 1.0 - below;
             let fresh = mix(&mut r, 200_000);
             // Observed over expected exceedances of a cutoff on the fresh draws.
             let ratio = |c: f64| {
