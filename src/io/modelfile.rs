@@ -57,6 +57,23 @@ struct ModelMeta {
     fit: FitInfo,
 }
 
+/// A metadata error of section `what`; when the file holds a field or value this build does not
+/// know, the likely cause and the way out (a newer aceuq wrote it: the CLI, the LAMMPS plugin
+/// and the Python module must be built from a source at least as new as the one that wrote it).
+pub(crate) fn meta_message(what: &str, e: &toml::de::Error) -> String {
+    let m = e.message().trim_end();
+    if m.contains("unknown field") || m.contains("unknown variant") {
+        format!(
+            "{what}: {m}. The file holds something this build of aceuq does not know: it was \
+             probably written by a newer aceuq. Read it with that version, or rebuild this one \
+             from the same or a newer source (`make` for the CLI, `make plugin` for the LAMMPS \
+             plugin, `make python` for the Python module)"
+        )
+    } else {
+        format!("{what}: {m}")
+    }
+}
+
 fn bad(path: &Path, msg: impl Into<String>) -> ContainerError {
     ContainerError::Invalid {
         path: path.display().to_string(),
@@ -185,7 +202,7 @@ pub fn from_container(path: &Path, c: &Container) -> Result<Model, ContainerErro
     core_meta.remove("halt_rule");
     let meta: ModelMeta = core_meta
         .try_into()
-        .map_err(|e: toml::de::Error| bad(path, format!("metadata: {}", e.message())))?;
+        .map_err(|e: toml::de::Error| bad(path, meta_message("metadata", &e)))?;
     let ns = meta.species.len();
     if ns == 0 {
         return Err(bad(path, "metadata lists no species"));
@@ -349,6 +366,31 @@ mod tests {
     use super::*;
     use crate::model::Workspace;
     use crate::testing::{random_model, random_structure, small_cfg};
+
+    /// A file with a top-level section this build does not know (as a newer aceuq may write):
+    /// refused, with the likely cause and the way out.
+    #[test]
+    fn a_field_this_build_does_not_know_names_a_newer_writer() {
+        let m = random_model(&["Al"], &small_cfg(), 3);
+        let p = Path::new("t.aceuq");
+        let mut c = to_container(&m);
+        c.meta
+            .insert("stopping_rule".into(), toml::Value::Integer(1));
+        let c = Container::from_bytes(p, &c.to_bytes()).unwrap();
+        let e = from_container(p, &c).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown field `stopping_rule`")
+                && e.contains("probably written by a newer aceuq")
+                && e.contains("make plugin"),
+            "{e}"
+        );
+        // Other metadata errors keep their own message only.
+        let mut c = to_container(&m);
+        c.meta.insert("units".into(), toml::Value::Integer(3));
+        let c = Container::from_bytes(p, &c.to_bytes()).unwrap();
+        let e = from_container(p, &c).unwrap_err().to_string();
+        assert!(e.contains("metadata: ") && !e.contains("newer"), "{e}");
+    }
 
     #[test]
     fn model_round_trips_exactly_and_rejects_edits() {

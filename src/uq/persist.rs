@@ -49,7 +49,12 @@ pub(crate) fn get_meta<T: DeserializeOwned>(
     v.clone()
         .try_into()
         .map(Some)
-        .map_err(|e: toml::de::Error| bad(path, format!("metadata [uq.{method}]: {}", e.message())))
+        .map_err(|e: toml::de::Error| {
+            bad(
+                path,
+                crate::io::modelfile::meta_message(&format!("metadata [uq.{method}]"), &e),
+            )
+        })
 }
 
 /// Read `c.meta["uq"][method]` as the active sets (`gamma`, `gamma_local`) do. Unlike
@@ -68,7 +73,10 @@ pub(crate) fn get_meta_lenient<T: DeserializeOwned>(
         .try_into()
         .map(Some)
         .map_err(|e: toml::de::Error| {
-            bad(path, format!("bad [uq.{method}] metadata: {}", e.message()))
+            bad(
+                path,
+                crate::io::modelfile::meta_message(&format!("bad [uq.{method}] metadata"), &e),
+            )
         })
 }
 
