@@ -85,8 +85,9 @@ pub struct AlSettings {
     pub e_max: f64,
     /// Safety limit on iterations (a run that reaches it is reported as not converged).
     pub max_iterations: usize,
-    /// Model of the 1 - 1/N quantiles (default: the body family if it passes KS and AD, else a
-    /// generalized Pareto tail; `body` is the seeds' rule).
+    /// Model of the 1 - 1/N quantiles (default: the body family if it passes KS and AD and no
+    /// more validation values lie above its cutoff than N allows, else a generalized Pareto
+    /// tail; `body` is the seeds' rule).
     pub tail: crate::stats::tail::TailPolicy,
     /// Upper cutoff rule for the uncertainty methods (oracle and random always use the ratio
     /// rule, which puts their u_max at e_max exactly).

@@ -46,7 +46,8 @@ pub struct CalibrateArgs {
     #[arg(long, num_args = 1..)]
     pub high: Vec<PathBuf>,
     /// Model of the 1 - 1/N quantiles: auto (the body family if it passes KS and
-    /// Anderson-Darling, else a generalized Pareto tail), tail, or body (the seeds' rule).
+    /// Anderson-Darling and no more validation values lie above its cutoff than N allows, else
+    /// a generalized Pareto tail), tail, or body (the seeds' rule).
     #[arg(long, default_value = "auto")]
     pub tail: TailPolicy,
     /// Upper cutoff: conditional (fit e | u ~ Maxwell(s(u)), halt where P(e > max-error | u)

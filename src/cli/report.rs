@@ -60,7 +60,8 @@ pub struct ReportArgs {
     #[arg(long)]
     pub refit: bool,
     /// Cutoffs fitted here: model of the 1 - 1/N quantiles, auto (the body family if it passes
-    /// KS and Anderson-Darling, else a generalized Pareto tail), tail, or body [default: auto].
+    /// KS and Anderson-Darling and no more values lie above its cutoff than N allows, else a
+    /// generalized Pareto tail), tail, or body [default: auto].
     #[arg(long)]
     pub tail: Option<TailPolicy>,
     /// Cutoffs fitted here: upper cutoff, conditional (fit e | u ~ Maxwell(s(u)), halt where
