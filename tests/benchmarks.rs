@@ -144,6 +144,54 @@ fn al_bench_quick_end_to_end() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// A run that ends halted before an unstable frame, with nothing left to label before it, has
+/// not converged: it is reported as stalled (here distance with seed 1 on the quick pool, whose
+/// upper cutoff from one validation frame sits just above its lower cutoff and halts at the
+/// first pool frame), and the summary does not count it as converged.
+#[test]
+fn al_bench_reports_a_stalled_run_as_not_converged() {
+    let out = out_dir("al-stall");
+    let pool = repo().join("tests/data/li/pool_quick.xyz");
+    let o = aceuq(&[
+        "al-bench",
+        "--pool",
+        pool.to_str().unwrap(),
+        "--method",
+        "distance",
+        "--repeats",
+        "1",
+        "--seed",
+        "1",
+        "--quick",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "al-bench failed:\n{stderr}");
+    let (h, rows) = read_csv(&out.join("distance_seed1.csv"));
+    let last = rows.last().expect("a row");
+    let stop = &last[h.iter().position(|c| c == "stop_frame").unwrap()];
+    let added = &last[h.iter().position(|c| c == "added").unwrap()];
+    assert_eq!(added, "0");
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    let row = md.lines().find(|l| l.starts_with("| distance")).unwrap();
+    let converged: Vec<&str> = row.split('|').map(str::trim).collect();
+    // (If the data or the fit change so that this run no longer halts, pick another stalled
+    // case: the check below needs one.)
+    assert_ne!(stop, "none", "the run did not halt: {row}");
+    assert_eq!(
+        converged[3], "0",
+        "a stalled run counted as converged: {row}"
+    );
+    let said = format!("{stdout}{stderr}");
+    assert!(
+        said.contains(&format!("stalled: halted at pool frame {stop}")),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[test]
 fn al_bench_rejects_bad_input() {
     let out = out_dir("al-bad");

@@ -341,7 +341,9 @@ pub struct AlRun {
     pub train: Vec<usize>,
     /// Pool indices of the final validation frames.
     pub valid: Vec<usize>,
-    /// True if the run stopped because no uncertain frame remained (not the iteration limit).
+    /// True if the run stopped because no uncertain frame remained and none is unstable (not
+    /// the iteration limit, and not stalled before an unstable frame it cannot label: its last
+    /// iteration's `stop_frame` tells).
     pub converged: bool,
     /// Wall time of the whole run, seconds.
     pub seconds: f64,
@@ -626,7 +628,9 @@ pub fn run(
         on_iteration(&record);
         iterations.push(record);
         if chosen.is_empty() {
-            converged = true;
+            // Nothing left to label before the first unstable frame: converged only if there
+            // is none (a run still halted has stalled short of the pool's end).
+            converged = stop.is_none();
             break;
         }
         // New frames: ~10 % to validation, the rest to training.
@@ -737,7 +741,7 @@ pub struct SelectorSummary {
     pub selector: Selector,
     /// Number of repeats.
     pub repeats: usize,
-    /// Repeats that converged (no uncertain frame left).
+    /// Repeats that converged (no uncertain frame left, none unstable).
     pub converged: usize,
     /// Final data-set size (frames).
     pub final_size: [f64; 4],

@@ -49,7 +49,9 @@ pub struct AlBenchArgs {
     /// Iteration limit per run.
     #[arg(long, allow_negative_numbers = true)]
     pub max_iterations: Option<usize>,
-    /// Model of the 1 - 1/N quantiles: auto, tail or body (the seeds' rule).
+    /// Model of the 1 - 1/N quantiles: auto (the body family, or a generalized Pareto tail when
+    /// the body fails KS or Anderson-Darling or its own values exceed its cutoff more often than
+    /// N allows), tail or body (the seeds' rule).
     #[arg(long, default_value = "auto")]
     pub tail: crate::stats::tail::TailPolicy,
     /// Upper cutoff of the uncertainty methods: conditional or ratio (the seeds' rule).
@@ -171,10 +173,13 @@ pub fn run(a: &AlBenchArgs) -> Result<()> {
                     sel.name(),
                     run.final_size(),
                     run.iterations.len(),
-                    if run.converged {
-                        "converged"
-                    } else {
-                        "iteration limit"
+                    match run.iterations.last().and_then(|it| it.stop_frame) {
+                        _ if run.converged => "converged".to_string(),
+                        Some(k) if run.iterations.last().is_some_and(|it| it.added == 0) =>
+                            format!(
+                                "stalled: halted at pool frame {k}, nothing left to label before it"
+                            ),
+                        _ => "iteration limit".to_string(),
                     },
                     run.seconds
                 ),

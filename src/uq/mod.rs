@@ -301,7 +301,7 @@ impl UqModel {
                     Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| {
                         ContainerError::Invalid {
                             path: path.display().to_string(),
-                            message: format!("calibration table: {}", e.message()),
+                            message: crate::io::modelfile::meta_message("calibration table", &e),
                         }
                     })?,
                 },
@@ -310,7 +310,7 @@ impl UqModel {
                     Some(v) => Some(v.clone().try_into().map_err(|e: toml::de::Error| {
                         ContainerError::Invalid {
                             path: path.display().to_string(),
-                            message: format!("halt rule: {}", e.message()),
+                            message: crate::io::modelfile::meta_message("halt rule", &e),
                         }
                     })?),
                 },
