@@ -345,6 +345,9 @@ pub struct AlRun {
     /// the iteration limit, and not stalled before an unstable frame it cannot label: its last
     /// iteration's `stop_frame` tells).
     pub converged: bool,
+    /// The pool frame the run stopped halted at, with nothing left to label before it (not
+    /// converged, and not the iteration limit); None otherwise.
+    pub stalled_at: Option<usize>,
     /// Wall time of the whole run, seconds.
     pub seconds: f64,
 }
@@ -464,6 +467,7 @@ pub fn run(
     }
     let mut iterations = vec![];
     let mut converged = false;
+    let mut stalled_at = None;
     for it in 0..settings.max_iterations {
         let t_fit = Instant::now();
         let tr: Vec<Structure> = train.iter().map(|&k| pool[k].clone()).collect();
@@ -631,6 +635,7 @@ pub fn run(
             // Nothing left to label before the first unstable frame: converged only if there
             // is none (a run still halted has stalled short of the pool's end).
             converged = stop.is_none();
+            stalled_at = stop;
             break;
         }
         // New frames: ~10 % to validation, the rest to training.
@@ -662,6 +667,7 @@ pub fn run(
         train,
         valid,
         converged,
+        stalled_at,
         seconds: t_run.elapsed().as_secs_f64(),
     })
 }

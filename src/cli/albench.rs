@@ -173,13 +173,12 @@ pub fn run(a: &AlBenchArgs) -> Result<()> {
                     sel.name(),
                     run.final_size(),
                     run.iterations.len(),
-                    match run.iterations.last().and_then(|it| it.stop_frame) {
+                    match run.stalled_at {
                         _ if run.converged => "converged".to_string(),
-                        Some(k) if run.iterations.last().is_some_and(|it| it.added == 0) =>
-                            format!(
-                                "stalled: halted at pool frame {k}, nothing left to label before it"
-                            ),
-                        _ => "iteration limit".to_string(),
+                        Some(k) => format!(
+                            "stalled: halted at pool frame {k}, nothing left to label before it"
+                        ),
+                        None => "iteration limit".to_string(),
                     },
                     run.seconds
                 ),
