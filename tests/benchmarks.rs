@@ -147,7 +147,8 @@ fn al_bench_quick_end_to_end() {
 /// A run that ends halted before an unstable frame, with nothing left to label before it, has
 /// not converged: it is reported as stalled (here distance with seed 1 on the quick pool, whose
 /// upper cutoff from one validation frame sits just above its lower cutoff and halts at the
-/// first pool frame), and the summary does not count it as converged.
+/// first pool frame), and the summary does not count it as converged; the calibration's
+/// warning that says why is printed with the iteration.
 #[test]
 fn al_bench_reports_a_stalled_run_as_not_converged() {
     let out = out_dir("al-stall");
@@ -187,6 +188,11 @@ fn al_bench_reports_a_stalled_run_as_not_converged() {
     let said = format!("{stdout}{stderr}");
     assert!(
         said.contains(&format!("stalled: halted at pool frame {stop}")),
+        "{said}"
+    );
+    // The calibration's warnings are printed with the iteration: here the reason.
+    assert!(
+        said.contains("calibration warning: Li: upper cutoff extrapolated"),
         "{said}"
     );
     let _ = std::fs::remove_dir_all(&out);

@@ -195,6 +195,8 @@ pub struct Iteration {
     pub added: usize,
     /// Wall time of the fit and estimator build, seconds.
     pub fit_seconds: f64,
+    /// The calibration's warnings of this fit, per species ("Li: ..."; not in the CSV).
+    pub warnings: Vec<String>,
 }
 
 impl Iteration {
@@ -628,6 +630,10 @@ pub fn run(
             candidates: cand.len().max(n_add),
             added: chosen.len(),
             fit_seconds,
+            warnings: cals
+                .iter()
+                .flat_map(|c| c.warnings.iter().map(|w| format!("{}: {w}", c.species)))
+                .collect(),
         };
         on_iteration(&record);
         iterations.push(record);

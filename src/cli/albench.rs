@@ -162,6 +162,11 @@ pub fn run(a: &AlBenchArgs) -> Result<()> {
                         it.added
                     ),
                 );
+                // What the calibration warned about explains odd cutoffs (an upper cutoff
+                // extrapolated from one validation frame halting the first pool frame).
+                for w in &it.warnings {
+                    say(&bar, format!("    calibration warning: {w}"));
+                }
             };
             let run = al::run(&pool, sel, &settings, seed, &mut line)
                 .with_context(|| format!("{} (seed {seed})", sel.name()))?;
