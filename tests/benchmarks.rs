@@ -49,26 +49,33 @@ fn col(header: &[String], rows: &[Vec<String>], name: &str) -> Vec<f64> {
         .collect()
 }
 
-#[test]
-fn al_bench_quick_end_to_end() {
-    let out = out_dir("al");
+/// `aceuq al-bench` on the quick pool, quick basis, one repeat: (stdout + stderr, exit status
+/// checked).
+fn quick_al_bench(methods: &str, seed: &str, out: &Path) -> String {
     let pool = repo().join("tests/data/li/pool_quick.xyz");
     let o = aceuq(&[
         "al-bench",
         "--pool",
         pool.to_str().unwrap(),
         "--method",
-        "oracle,random,gamma,distance,ensemble",
+        methods,
         "--repeats",
         "1",
         "--seed",
-        "3",
+        seed,
         "--quick",
         "--out",
         out.to_str().unwrap(),
     ]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "al-bench failed:\n{stderr}");
+    format!("{}{stderr}", String::from_utf8_lossy(&o.stdout))
+}
+
+#[test]
+fn al_bench_quick_end_to_end() {
+    let out = out_dir("al");
+    quick_al_bench("oracle,random,gamma,distance,ensemble", "3", &out);
     assert_png(&out.join("comparison.png"));
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     let n_pool = 30.0;
@@ -152,24 +159,7 @@ fn al_bench_quick_end_to_end() {
 #[test]
 fn al_bench_reports_a_stalled_run_as_not_converged() {
     let out = out_dir("al-stall");
-    let pool = repo().join("tests/data/li/pool_quick.xyz");
-    let o = aceuq(&[
-        "al-bench",
-        "--pool",
-        pool.to_str().unwrap(),
-        "--method",
-        "distance",
-        "--repeats",
-        "1",
-        "--seed",
-        "1",
-        "--quick",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "al-bench failed:\n{stderr}");
+    let said = quick_al_bench("distance", "1", &out);
     let (h, rows) = read_csv(&out.join("distance_seed1.csv"));
     let last = rows.last().expect("a row");
     let stop = &last[h.iter().position(|c| c == "stop_frame").unwrap()];
@@ -185,7 +175,6 @@ fn al_bench_reports_a_stalled_run_as_not_converged() {
         converged[3], "0",
         "a stalled run counted as converged: {row}"
     );
-    let said = format!("{stdout}{stderr}");
     assert!(
         said.contains(&format!("stalled: halted at pool frame {stop}")),
         "{said}"

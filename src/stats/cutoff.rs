@@ -273,6 +273,12 @@ pub fn calibrate(
     calibrate_with_high(species, method, errors, uncertainties, &[], &[], opts)
 }
 
+/// A usable cutoff: finite, positive, and not more than [`MAX_CUTOFF_OVER_SEEN`] times the
+/// largest value seen.
+fn within_gate(c: f64, max_seen: f64) -> bool {
+    c.is_finite() && c > 0.0 && c <= MAX_CUTOFF_OVER_SEEN * max_seen
+}
+
 /// The 1 - 1/N cutoff of a sample under `fit`, with the gate against cutoffs far beyond the
 /// data: if the chosen rule's cutoff is more than [`MAX_CUTOFF_OVER_SEEN`] times the largest
 /// value, the other rule is tried (and a warning says so); if neither is within, an error.
@@ -290,8 +296,7 @@ fn gated_cutoff(
         });
     }
     let q = 1.0 / n as f64;
-    let limit = MAX_CUTOFF_OVER_SEEN * fit.max_seen;
-    let ok = |c: f64| c.is_finite() && c > 0.0 && c <= limit;
+    let ok = |c: f64| within_gate(c, fit.max_seen);
     let c = fit.isf(body, q);
     if ok(c) {
         return Ok((c, fit));
@@ -357,9 +362,8 @@ pub const OWN_EXCEEDANCES: &str = "calibration values lie above their own cutoff
 /// `alpha` says the fitted tail is lighter than the data's, so new data will exceed `c` more
 /// often than 1 in N.
 fn own_exceedances(what: &str, x: &[f64], c: f64, n_apply: u64, alpha: f64) -> Option<String> {
-    let k = x.iter().filter(|&&v| v > c).count();
+    let (k, p) = own_count(x, c, n_apply);
     let lambda = x.len() as f64 / n_apply as f64;
-    let p = poisson_sf(k, lambda);
     (k > 0 && p < alpha).then(|| {
         format!(
             "{what}: {k} of the {} {OWN_EXCEEDANCES} {c:.4e}, where \
@@ -387,7 +391,7 @@ fn tail_if_body_contradicted(
     what: &str,
     x: &[f64],
     body: &ModelChoice,
-    mut fit: CutoffFit,
+    fit: CutoffFit,
     c: f64,
     opts: &CalibrationOptions,
     warnings: &mut Vec<String>,
@@ -406,8 +410,7 @@ fn tail_if_body_contradicted(
     alt.rule = CutoffRule::Tail;
     let ct = alt.isf(body, 1.0 / opts.n_apply as f64);
     let (kt, pt) = own_count(x, ct, opts.n_apply);
-    if !(ct.is_finite() && ct > 0.0 && ct <= MAX_CUTOFF_OVER_SEEN * fit.max_seen) || pt < opts.alpha
-    {
+    if !within_gate(ct, fit.max_seen) || pt < opts.alpha {
         return (c, fit);
     }
     alt.passed = true;
@@ -425,8 +428,7 @@ fn tail_if_body_contradicted(
         x.len() as f64 / opts.n_apply as f64,
         opts.n_apply
     ));
-    fit = alt;
-    (ct, fit)
+    (ct, alt)
 }
 
 /// [`calibrate`] with extra labelled pairs `high_errors`/`high_uncertainties` from
