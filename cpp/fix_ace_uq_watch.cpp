@@ -355,10 +355,17 @@ void FixAceUqWatch::init()
   jury_upper.clear();
   jury_p_halt.clear();
   jury_left_out.clear();
-  // The question the first juror's error relation answers per species (e_max, p_halt): the
-  // others sit only if they answer the same one (calibrated with the same --max-error and
-  // --p-halt), as the calibration's own choice of the halting rule requires.
-  std::vector<double> first_e_max(ns, 0.0), first_p_halt(ns, 0.0);
+  // Every method that could sit, with the question its error relation answers per species
+  // (e_max, p_halt). Jurors must answer the same one (calibrated with the same --max-error and
+  // --p-halt), as the calibration's own choice of the halting rule requires: the largest group
+  // that does sits (a tie: the group of the earliest method, gamma first), the others are left
+  // out with the reason.
+  struct Candidate {
+    int m;
+    std::vector<double> up, e_max, p_halt;
+    double ph;
+  };
+  std::vector<Candidate> cand;
   for (int m : {ACEUQ_METHOD_GAMMA, ACEUQ_METHOD_ENSEMBLE, ACEUQ_METHOD_DISTANCE, ACEUQ_METHOD_GP}) {
     if (!upper_vote) break;
     const std::string mname = PairAceUq::method_name(m);
@@ -366,9 +373,8 @@ void FixAceUqWatch::init()
       jury_left_out += fmt::format("; {}: not in the model", mname);
       continue;
     }
-    std::vector<double> up(ns, std::numeric_limits<double>::infinity());
-    std::vector<double> e_max(ns, 0.0), p_halt(ns, 0.0);
-    double ph = 1.0;
+    Candidate c{m, std::vector<double>(ns, std::numeric_limits<double>::infinity()),
+                std::vector<double>(ns, 0.0), std::vector<double>(ns, 0.0), 1.0};
     std::string why;
     for (int t = 1; t <= atom->ntypes && why.empty(); t++) {
       const int s = pair->species_of_type(t);
@@ -376,28 +382,41 @@ void FixAceUqWatch::init()
       const double zero = 0.0;
       double lc = 0.0, p = 0.0, lo = 0.0;
       if (aceuq_model_uq_frame_log_calm(h, m, 1, &s, &zero, &lc, &p) != ACEUQ_STATUS_OK ||
-          aceuq_model_uq_cutoffs(h, m, s, &lo, &up[s]) != ACEUQ_STATUS_OK ||
-          aceuq_model_uq_error_limit(h, m, s, &e_max[s], &p_halt[s]) != ACEUQ_STATUS_OK)
+          aceuq_model_uq_cutoffs(h, m, s, &lo, &c.up[s]) != ACEUQ_STATUS_OK ||
+          aceuq_model_uq_error_limit(h, m, s, &c.e_max[s], &c.p_halt[s]) != ACEUQ_STATUS_OK)
         why = aceuq_last_error();
-      else if (!jury.empty() && (e_max[s] != first_e_max[s] || p_halt[s] != first_p_halt[s]))
-        why = fmt::format("its {} relation gives P(e > {} eV/Å) at p_halt {}, {}'s P(e > {} "
-                          "eV/Å) at p_halt {} (recalibrate with the same --max-error and "
-                          "--p-halt to let it sit)",
-                          species_names[s], e_max[s], p_halt[s],
-                          PairAceUq::method_name(jury.front()), first_e_max[s], first_p_halt[s]);
-      ph = std::min(ph, p);
+      c.ph = std::min(c.ph, p);
     }
     if (!why.empty()) {
       jury_left_out += fmt::format("; {}: {}", mname, why);
       continue;
     }
-    if (jury.empty()) {
-      first_e_max = e_max;
-      first_p_halt = p_halt;
+    cand.push_back(std::move(c));
+  }
+  auto same_question = [](const Candidate &a, const Candidate &b) {
+    return a.e_max == b.e_max && a.p_halt == b.p_halt;
+  };
+  size_t anchor = 0, best = 0;
+  for (size_t a = 0; a < cand.size(); a++) {
+    size_t n = 0;
+    for (const auto &c : cand) n += same_question(c, cand[a]);
+    if (n > best) best = n, anchor = a;
+  }
+  for (auto &c : cand) {
+    const Candidate &ref = cand[anchor];
+    if (!same_question(c, ref)) {
+      int s = 0;
+      while (s < ns && c.e_max[s] == ref.e_max[s] && c.p_halt[s] == ref.p_halt[s]) s++;
+      jury_left_out += fmt::format(
+          "; {}: its {} relation gives P(e > {} eV/Å) at p_halt {}, the jury's ({}) P(e > {} "
+          "eV/Å) at p_halt {} (recalibrate with the same --max-error and --p-halt to let it sit)",
+          PairAceUq::method_name(c.m), species_names[s], c.e_max[s], c.p_halt[s],
+          PairAceUq::method_name(ref.m), ref.e_max[s], ref.p_halt[s]);
+      continue;
     }
-    jury.push_back(m);
-    jury_upper.push_back(up);
-    jury_p_halt.push_back(ph);
+    jury.push_back(c.m);
+    jury_upper.push_back(std::move(c.up));
+    jury_p_halt.push_back(c.ph);
   }
   int seated = 0;
   for (int m : jury) seated |= 1 << m;

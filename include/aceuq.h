@@ -388,8 +388,8 @@ aceuq_status_t aceuq_model_uq_frame_log_calm(const aceuq_model_t *model,
 // The question `method`'s fitted error relation answers for species `species`: `*e_max`, the
 // force error (eV/Å) whose probability P(e > e_max | u) it gives, and `*p_halt`, the
 // probability at which that species' upper cutoff is placed (as calibrated: `aceuq calibrate
-// --max-error`, `--p-halt`). The watch's `upper vote` seats only jurors that answer the same
-// question as the first juror for every species of the run.
+// --max-error`, `--p-halt`). The watch's `upper vote` seats the largest group of jurors that
+// answer the same question for every species of the run.
 // `ACEUQ_STATUS_MISSING` without a fitted error scale, as `aceuq_model_uq_frame_log_calm`;
 // `ACEUQ_STATUS_INVALID_ARGUMENT` for a method or species out of range.
 //

@@ -323,10 +323,11 @@ pub const VOTE_SUBSET: &str = "upper vote";
 /// the upper cutoff of any juror, or when the frame rules of at least two jurors reach p_halt
 /// (an undefined probability counts). Adds one row per frame and a summary row; nothing with
 /// fewer than two jurors. `question(method)`: per species the (e_max, p_halt) of the method's
-/// fitted error relation (None without one); as in the watch, a juror sits only if it answers
-/// the first juror's question wherever both have a relation.
+/// fitted error relation (None without one); a juror sits only if it answers the jury's question
+/// wherever both have a relation, and the largest such jury sits (a tie: the one with the
+/// earliest juror, gamma first).
 fn add_vote(report: &mut CheckReport, question: impl Fn(&str) -> Vec<Option<(f64, f64)>>) {
-    let mut jury: Vec<&str> = JURY
+    let candidates: Vec<&str> = JURY
         .iter()
         .map(|m| m.name())
         .filter(|n| {
@@ -336,27 +337,50 @@ fn add_vote(report: &mut CheckReport, question: impl Fn(&str) -> Vec<Option<(f64
                 .any(|r| r.method == *n && r.p_frame.is_some())
         })
         .collect();
-    // Per species, the question of the first juror with a relation there; a juror that answers
-    // another one where both have a relation does not sit.
-    let mut reference: Vec<Option<(f64, f64)>> = vec![];
-    jury.retain(|n| {
-        let q = question(n);
-        if reference.len() < q.len() {
-            reference.resize(q.len(), None);
-        }
-        let agrees = q
-            .iter()
-            .zip(&reference)
-            .all(|(a, r)| a.is_none() || r.is_none() || a == r);
-        if agrees {
-            for (r, a) in reference.iter_mut().zip(&q) {
-                if r.is_none() {
-                    *r = *a;
+    let questions: Vec<Vec<Option<(f64, f64)>>> = candidates.iter().map(|n| question(n)).collect();
+    // Per species, the question of the first juror with a relation there (in `order`); a juror
+    // that answers another one where both have a relation does not sit.
+    let seat = |order: &[usize]| {
+        let mut reference: Vec<Option<(f64, f64)>> = vec![];
+        let mut seated = vec![];
+        for &j in order {
+            let q = &questions[j];
+            if reference.len() < q.len() {
+                reference.resize(q.len(), None);
+            }
+            let agrees = q
+                .iter()
+                .zip(&reference)
+                .all(|(a, r)| a.is_none() || r.is_none() || a == r);
+            if agrees {
+                for (r, a) in reference.iter_mut().zip(q) {
+                    if r.is_none() {
+                        *r = *a;
+                    }
                 }
+                seated.push(j);
             }
         }
-        agrees
-    });
+        (seated, reference)
+    };
+    // As in the watch, the largest agreeing group sits (a tie: the one seated from the earliest
+    // juror, gamma first): each juror in turn leads the seating.
+    let (seated, reference) = (0..candidates.len())
+        .map(|lead| {
+            let order: Vec<usize> = std::iter::once(lead)
+                .chain((0..candidates.len()).filter(|&j| j != lead))
+                .collect();
+            seat(&order)
+        })
+        .fold(None, |best: Option<(Vec<usize>, _)>, s| match best {
+            Some(b) if b.0.len() >= s.0.len() => Some(b),
+            _ => Some(s),
+        })
+        .unwrap_or_default();
+    let jury: Vec<&str> = (0..candidates.len())
+        .filter(|j| seated.contains(j))
+        .map(|j| candidates[j])
+        .collect();
     if jury.len() < 2 {
         return;
     }
@@ -1784,6 +1808,18 @@ mod tests {
             _ => vec![Some((1.0, 0.5)), Some((1.0, 0.5))],
         });
         assert_eq!(halted(&agree), [false, true, true, true, false]);
+        // Gamma recalibrated for P(e > 2 eV/Å): the larger group that agrees, ensemble and
+        // distance, votes without it (frame 1 keeps one vote, frame 3 one undefined probability;
+        // distance's atom above halts frame 2), at the jury's e_max.
+        let mut two = agree.clone();
+        two.frames.retain(|r| r.method != VOTE);
+        two.halts.clear();
+        add_vote(&mut two, |m| match m {
+            "gamma" => vec![Some((2.0, 0.5))],
+            _ => vec![Some((1.0, 0.5))],
+        });
+        assert_eq!(halted(&two), [false, false, true, false, false]);
+        assert_eq!(two.halts.last().unwrap().unstable, 2);
     }
 
     /// `pick_halt_rule` reads gamma's frame-rule row and the vote's row (not gamma's single-atom

@@ -1073,6 +1073,11 @@ run 0
 /// stores its choice; these frames hold no unstable one (a tie: the frame rule), so the test
 /// sets the stored rule to `vote` or keeps `frame`.
 fn jury_model(vote: bool) -> aceuq::Potential {
+    jury_model_with(vote, false)
+}
+
+/// [`jury_model`], with the sparse GP as a third juror when `gp`.
+fn jury_model_with(vote: bool, gp: bool) -> aceuq::Potential {
     use aceuq::uq::Method;
     let train = frames("tests/data/li/train.xyz");
     let valid = frames("tests/data/li/valid.xyz");
@@ -1081,21 +1086,31 @@ fn jury_model(vote: bool) -> aceuq::Potential {
         active_set: true,
         clusters: Some(aceuq::uq::Partition::KMeans(2)),
         distance: true,
+        gp,
         ..Default::default()
     };
     aceuq::uq::build(&m.model, &mut m.uq, &train[..12], &valid, &cfg, false).expect("estimators");
+    let mut methods = vec![Method::Gamma, Method::GammaLocal, Method::Distance];
+    if gp {
+        methods.push(Method::Gp);
+    }
     let r = aceuq::calibration::calibrate_potential(
         &m,
         &valid,
         &[],
         &[100_000],
         &Default::default(),
-        &[Method::Gamma, Method::GammaLocal, Method::Distance],
+        &methods,
     )
     .expect("calibration");
     m.uq.calibration = r.calibration;
     let mut rule = r.halt_rule.expect("gamma and distance sit on the jury");
-    assert_eq!(rule.jury, ["gamma", "distance"]);
+    let jury: &[&str] = if gp {
+        &["gamma", "distance", "gp"]
+    } else {
+        &["gamma", "distance"]
+    };
+    assert_eq!(rule.jury, jury);
     rule.rule = if vote { "vote" } else { "frame" }.into();
     m.uq.halt_rule = Some(rule);
     m
@@ -1374,9 +1389,35 @@ fn upper_vote_halts_by_the_jury_and_upper_auto_follows_the_calibration() {
         "another question",
     );
     r.assert_contains(
-        "distance: its Li relation gives P(e > 2 eV/Å) at p_halt 0.5, gamma's P(e > 1 eV/Å) at \
-         p_halt 0.5",
+        "distance: its Li relation gives P(e > 2 eV/Å) at p_halt 0.5, the jury's (gamma) P(e > 1 \
+         eV/Å) at p_halt 0.5",
         "the reason",
+    );
+
+    // Gamma recalibrated instead, with distance and gp still answering P(e > 1 eV/Å): the larger
+    // group that agrees votes without gamma.
+    let mut regamma = jury_model_with(false, true);
+    let r2 = aceuq::calibration::calibrate_potential(
+        &regamma,
+        &valid,
+        &[],
+        &[100_000],
+        &settings,
+        &[Method::Gamma],
+    )
+    .expect("gamma recalibrated");
+    regamma.uq.calibration = r2.calibration;
+    let dir = workdir(SUITE, "upper_vote_larger_group");
+    save_model(&regamma, &dir, "model.aceuq");
+    write_data(frame, &["Li"], &dir, "data.lmp");
+    let input = heat_input(watch, "").replace("run 30000", "run 0");
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_ok("upper vote of the larger group");
+    r.assert_contains("upper vote of distance, gp", "the jury");
+    r.assert_contains(
+        "gamma: its Li relation gives P(e > 2 eV/Å) at p_halt 0.5, the jury's (distance) P(e > 1 \
+         eV/Å) at p_halt 0.5",
+        "gamma left out",
     );
 
     // The halt frame on 1 and 2 ranks: the same probabilities (the ranks' sums add up).

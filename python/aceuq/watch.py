@@ -160,7 +160,7 @@ class Watch:
         a fitted s(u) for every species present) and why the others are left out."""
         symbols = self.atoms.get_chemical_symbols()
         present = sorted(set(symbols))
-        jury, left_out, first = [], [], None
+        seated, left_out = [], []
         for m in JURY:
             if m not in self.calc.uq_methods:
                 left_out.append(f"{m}: not computed by the calculator")
@@ -168,20 +168,23 @@ class Watch:
             if self.calc.model.frame_log_calm(m, symbols, [0.0] * len(symbols)) is None:
                 left_out.append(f"{m}: no fitted error scale s(u) for a species present")
                 continue
-            # Every juror answers the first one's question (e_max, p_halt) for every species.
-            limits = {s: self.calc.model.error_limit(m, s) for s in present}
-            other = [s for s in present if first is not None and limits[s] != first[1][s]]
-            if other:
-                s = other[0]
-                (e, p), (e0, p0) = limits[s], first[1][s]
+            seated.append((m, {s: self.calc.model.error_limit(m, s) for s in present}))
+        # Jurors answer the same question (e_max, p_halt) for every species: the largest group
+        # that does sits (a tie: the group of the earliest method, gamma first).
+        groups = [[c for c in seated if c[1] == a[1]] for a in seated]
+        group = max(groups, key=len, default=[])
+        jury = []
+        for m, limits in seated:
+            if group and limits != group[0][1]:
+                ref_m, ref = group[0]
+                s = next(s for s in present if limits[s] != ref[s])
+                (e, p), (e0, p0) = limits[s], ref[s]
                 left_out.append(
                     f"{m}: its {s} relation gives P(e > {e:g} eV/Å) at p_halt {p:g}, "
-                    f"{first[0]}'s P(e > {e0:g} eV/Å) at p_halt {p0:g} (recalibrate with the "
-                    "same --max-error and --p-halt to let it sit)"
+                    f"the jury's ({ref_m}) P(e > {e0:g} eV/Å) at p_halt {p0:g} (recalibrate "
+                    "with the same --max-error and --p-halt to let it sit)"
                 )
                 continue
-            if first is None:
-                first = (m, limits)
             jury.append(m)
         return jury, left_out
 

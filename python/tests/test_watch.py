@@ -2,6 +2,7 @@
 frames that aceuq select reads (halt frames left out), and the Python example end to end."""
 
 import io
+import re
 import subprocess
 import sys
 
@@ -247,5 +248,16 @@ def test_watch_upper_vote_as_fix_ace_uq_watch(li_model, tmp_path):
     log = io.StringIO()
     w = aceuq.Watch(hot_bcc(other, uq=jury), "gamma", upper="vote", log=log)
     assert "distance" not in w.jury and "gamma" in w.jury, w.jury
-    assert "distance: its Li relation gives P(e > 0.5 eV/Å) at p_halt 0.5, gamma's " \
+    assert "distance: its Li relation gives P(e > 0.5 eV/Å) at p_halt 0.5, the jury's (gamma) " \
         "P(e > 0.25 eV/Å) at p_halt 0.5" in log.getvalue(), log.getvalue()
+    # Gamma recalibrated instead: the larger group that agrees votes without it.
+    regamma = aceuq.calibrate(
+        tmp_path / "m.aceuq", DATA / "valid.xyz", out=tmp_path / "g.aceuq", pool_size=2000,
+        max_error=0.5, methods="gamma",
+    )
+    log = io.StringIO()
+    w = aceuq.Watch(hot_bcc(regamma, uq=jury), "gamma", upper="vote", log=log)
+    assert "gamma" not in w.jury and len(w.jury) >= 2, w.jury
+    assert re.search(
+        r"gamma: its Li relation gives P\(e > 0\.5 eV/Å\) at p_halt 0\.5, the jury's "
+        r"\((ensemble|distance|gp)\) P\(e > 0\.25 eV/Å\)", log.getvalue()), log.getvalue()
