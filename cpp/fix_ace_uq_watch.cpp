@@ -366,7 +366,15 @@ void FixAceUqWatch::init()
     double ph;
   };
   std::vector<Candidate> cand;
-  for (int m : {ACEUQ_METHOD_GAMMA, ACEUQ_METHOD_ENSEMBLE, ACEUQ_METHOD_DISTANCE, ACEUQ_METHOD_GP}) {
+  // upper vote: the jury's methods; upper auto: exactly those the calibration chose (its jury, or
+  // the one juror whose own frame rule it found best).
+  std::vector<int> seats;
+  if (upper_mode == UPPER_VOTE)
+    seats = {ACEUQ_METHOD_GAMMA, ACEUQ_METHOD_ENSEMBLE, ACEUQ_METHOD_DISTANCE, ACEUQ_METHOD_GP};
+  else
+    for (int m = 0; m < PairAceUq::NMETHODS; m++)
+      if (model_jury & (1 << m)) seats.push_back(m);
+  for (int m : seats) {
     if (!upper_vote) break;
     const std::string mname = PairAceUq::method_name(m);
     if (!pair->has_method(m)) {
@@ -438,7 +446,7 @@ void FixAceUqWatch::init()
     upper_frame = 0;
     upper.assign(ns, std::numeric_limits<double>::infinity());
   }
-  if (upper_vote && jury.size() < 2)
+  if (upper_mode == UPPER_VOTE && jury.size() < 2)
     error->all(FLERR,
                "fix ace/uq/watch: upper vote needs at least two of gamma, ensemble, distance and "
                "gp with calibrated cutoffs and a fitted error scale s(u) for every species of "
@@ -822,6 +830,10 @@ std::string FixAceUqWatch::vote_summary() const
     }
     cuts += fmt::format(" [{}{}]", PairAceUq::method_name(jury[j]), per);
   }
+  if (jury.size() == 1)
+    return fmt::format(", halts by {}'s frame rule: an atom above its upper cutoff{}, or P(some "
+                       "atom errs above e_max) >= p_halt by its error scale s(u)",
+                       jurors, cuts);
   return fmt::format(", halts by upper vote of {}: an atom above any of their upper cutoffs{}, "
                      "or P(some atom errs above e_max) >= p_halt by the frame rules of at least "
                      "two{}",
@@ -1063,7 +1075,8 @@ void FixAceUqWatch::check()
       jury_votes += !(jury_p[j] < jury_p_halt[j]);
       jury_above += gmax[j] > 0.0;
     }
-    frame_halt = jury_votes >= 2;
+    // The vote needs two frame rules; one juror's own frame rule (upper auto), its own.
+    frame_halt = jury_votes >= std::min(nj, 2);
   }
   MPI_Allreduce(&nlone_local, &nlone_last, 1, MPI_LMP_BIGINT, MPI_SUM, world);
   if (nlone_last > 0 && !lone_reported) {
@@ -1317,11 +1330,15 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
     }
     if (halting && upper_vote && worst >= 0) {
       utils::logmesg(lmp,
-                     "fix ace/uq/watch: halting at step {} by upper vote: {} of {} jurors have "
+                     "fix ace/uq/watch: halting at step {} by {}: {} of {} jurors have "
                      "an atom above their upper cutoff, {} frame rules reach p_halt; "
                      "P(some atom errs above e_max) (largest u / u_max): {}; the largest {} is "
                      "{:.6g} (atom {}; {} atoms above lower){}\n",
-                     update->ntimestep, jury_above, jury.size(), jury_votes, jlog, qname,
+                     update->ntimestep,
+                     jury.size() == 1
+                         ? fmt::format("{}'s frame rule", PairAceUq::method_name(jury[0]))
+                         : std::string("upper vote"),
+                     jury_above, jury.size(), jury_votes, jlog, qname,
                      value[worst], ids[worst], nlo,
                      dumpfile.empty() ? "" : "; frame written to " + dumpfile);
     } else if (halting && worst >= 0 && nhi == 0) {

@@ -31,7 +31,7 @@ namespace LAMMPS_NS {
 class PairAceUq : public Pair {
  public:
   // Number of uncertainty methods known to the library (aceuq_method_t).
-  static constexpr int NMETHODS = 5;
+  static constexpr int NMETHODS = 6;
 
   explicit PairAceUq(class LAMMPS *);
   ~PairAceUq() override;

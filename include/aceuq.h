@@ -47,6 +47,7 @@ enum aceuq_method_t
   ACEUQ_METHOD_ENSEMBLE = 2,
   ACEUQ_METHOD_DISTANCE = 3,
   ACEUQ_METHOD_GP = 4,
+  ACEUQ_METHOD_CONTACT = 5,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -474,13 +475,14 @@ aceuq_status_t aceuq_model_uq_calibration_note(const aceuq_model_t *model,
                                                size_t *needed);
 
 // The halting rule `aceuq calibrate` chose for the watch's `upper auto`: `*vote` (may be NULL)
-// is 1 when it is the vote of the jury (`gamma`, `ensemble`, `distance`, `gp`, those with a
-// fitted error scale: an atom above the upper cutoff of any of them, or the frame rules of at
-// least two at p_halt), 0 for the frame rule of the watched quantity, which is also the answer
-// when the calibration made no choice (an older calibration, fewer than two jurors, a
-// pacemaker potential). `*jury` (may be NULL) receives the jury the choice was scored with, bit
-// `1 << id` set for each method id ([`aceuq_method_t`]; 0 when no choice was made): the watch
-// votes by default only with that jury. `buf`, `len`, `needed` receive one line saying why, as
+// is 1 when jurors halt: the vote of the jury (`gamma`, `ensemble`, `distance`, `gp`, those with
+// a fitted error scale: an atom above the upper cutoff of any of them, or the frame rules of at
+// least two at p_halt), or one juror's own frame rule (a jury of one: an atom above its upper
+// cutoff, or its frame rule at p_halt); 0 for the frame rule of the watched quantity, which is
+// also the answer when the calibration made no choice (an older calibration, fewer than two
+// jurors, a pacemaker potential). `*jury` (may be NULL) receives the methods that sit, bit
+// `1 << id` set for each method id ([`aceuq_method_t`]; the jury scored for the frame rule; 0
+// when no choice was made): the watch halts by jurors by default only with exactly those. `buf`, `len`, `needed` receive one line saying why, as
 // for [`aceuq_model_uq_calibration_note`] (empty when no choice was made).
 //
 // `ACEUQ_STATUS_INVALID_ARGUMENT` for a NULL `buf` with `len` > 0.

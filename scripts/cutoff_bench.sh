@@ -33,7 +33,7 @@ open(sys.argv[2], "w").write("\n".join(frames[0::2]) + "\n")
 open(sys.argv[3], "w").write("\n".join(frames[1::2]) + "\n")
 PY
 }
-uq="--active-set --clusters 4 --ensemble 4 --distance --gp"
+uq="--active-set --clusters 4 --ensemble 4 --distance --gp --contact"
 t0=$(date +%s)
 
 # Li: liquid 600 K training data; novel, multi-phase and unstable structures.

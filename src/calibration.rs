@@ -12,7 +12,7 @@ use crate::stats::cutoff::{
     calibrate_with_high,
 };
 use crate::stats::tail::TailPolicy;
-use crate::stats::upper::HaltRule;
+use crate::stats::upper::{HaltRule, RuleKind};
 use crate::uq::{self, Method};
 
 /// What [`calibrate_potential`] derived.
@@ -40,6 +40,17 @@ pub const JURY: [Method; 4] = [
     Method::Ensemble,
     Method::Distance,
     Method::Gp,
+];
+
+/// The methods whose own frame rule the calibration scores as a halting rule for the watch's
+/// `upper auto` besides gamma's (`juror`): the jury's and contact. Contact does not sit on the
+/// vote's jury: on Al–Mg its frame rule halts 5 calm frames, and as a juror it added a false
+/// halt to the vote (`docs/benchmarks/cutoffs/README.md`).
+pub const SINGLE_JURORS: [Method; 4] = [
+    Method::Ensemble,
+    Method::Distance,
+    Method::Gp,
+    Method::Contact,
 ];
 
 /// Columns of [`CalibrationResult::cluster_rows`].
@@ -206,7 +217,10 @@ pub fn calibrate_potential(
     }
     // The stored choice is scored again when a juror was calibrated in this run; a run that
     // calibrates no juror (e.g. gamma_local alone) keeps it.
-    let halt_rule = if methods.iter().any(|m| JURY.contains(m)) {
+    let halt_rule = if methods
+        .iter()
+        .any(|m| JURY.contains(m) || SINGLE_JURORS.contains(m))
+    {
         choose_halt_rule(pot, &cals, valid, high, &known)?
     } else {
         pot.uq.halt_rule.clone()
@@ -221,9 +235,9 @@ pub fn calibrate_potential(
     })
 }
 
-/// The jurors of `calibration`: the methods of [`JURY`] the model has with a fitted error scale
-/// (species-level entry) for every species.
-fn jurors(pot: &Potential, calibration: &[Calibration]) -> Vec<Method> {
+/// The methods of `list` the model has with a fitted error scale (species-level entry) for every
+/// species of `calibration`, answering gamma's question (none without gamma's relation).
+fn jurors(pot: &Potential, calibration: &[Calibration], list: &[Method]) -> Vec<Method> {
     let have = pot.uq.methods();
     // Each species' relation of method `m` (None if any species has none).
     let relations = |m: Method| -> Option<Vec<&crate::stats::upper::ConditionalUpper>> {
@@ -243,7 +257,8 @@ fn jurors(pot: &Potential, calibration: &[Calibration]) -> Vec<Method> {
     let Some(g) = relations(Method::Gamma) else {
         return vec![];
     };
-    JURY.into_iter()
+    list.iter()
+        .copied()
         .filter(|m| have.contains(m))
         .filter(|&m| {
             relations(m).is_some_and(|r| {
@@ -266,37 +281,49 @@ fn choose_halt_rule(
     high: &[crate::Structure],
     known: &[(Method, Vec<Vec<f64>>)],
 ) -> Result<Option<HaltRule>, Error> {
-    let jury = jurors(pot, calibration);
-    if jury.len() < 2 || jury[0] != Method::Gamma {
+    let jury = jurors(pot, calibration, &JURY);
+    let singles = jurors(pot, calibration, &SINGLE_JURORS);
+    if jury.first() != Some(&Method::Gamma) || (jury.len() < 2 && singles.is_empty()) {
         return Ok(None);
     }
-    // Only the jurors' entries: the check's e_max is then theirs (the same for all of them).
+    let mut checked = jury.clone();
+    checked.extend(singles.iter().filter(|m| !jury.contains(m)));
+    // Only the checked methods' entries: the check's e_max is then theirs (the same for all).
     let mut p = pot.clone();
     p.uq.calibration = calibration
         .iter()
-        .filter(|c| jury.iter().any(|m| m.name() == c.method))
+        .filter(|c| checked.iter().any(|m| m.name() == c.method))
         .cloned()
         .collect();
-    let report = check_calibration_with(&p, valid, high, &jury, known)?;
-    Ok(pick_halt_rule(&report, &jury))
+    let report = check_calibration_with(&p, valid, high, &checked, known)?;
+    Ok(pick_halt_rule(&report, &jury, &singles))
 }
 
-/// The halting rule from a check of the jurors `jury` (gamma first): gamma's frame rule and the
-/// vote scored by their mistakes on the report's frames; the vote only if it makes fewer. None
-/// without both rows.
-fn pick_halt_rule(report: &CheckReport, jury: &[Method]) -> Option<HaltRule> {
+/// The halting rule from a check of the jurors `jury` (gamma first) and the methods `singles`:
+/// gamma's frame rule, the vote of `jury`, and the best of the `singles`' own frame rules (fewest mistakes, the earlier juror
+/// on a tie), scored by their mistakes on the report's frames; the vote only if it makes fewer
+/// than the frame rule, the single juror only if it makes fewer than both. None without the
+/// frame rule's row, or without the vote's row and a single juror.
+fn pick_halt_rule(report: &CheckReport, jury: &[Method], singles: &[Method]) -> Option<HaltRule> {
     let row = |m: &str, subset: &str| {
         report
             .halts
             .iter()
             .find(|h| h.method == m && h.subset == subset)
     };
-    let (Some(f), Some(v)) = (
-        row(Method::Gamma.name(), "frame rule"),
-        row(VOTE, VOTE_SUBSET),
-    ) else {
-        return None;
+    let f = row(Method::Gamma.name(), "frame rule")?;
+    // Without a vote (gamma the only juror) the vote scores as the frame rule: never chosen.
+    let v = match row(VOTE, VOTE_SUBSET) {
+        Some(v) => v,
+        None if jury.len() < 2 && !singles.is_empty() => f,
+        None => return None,
     };
+    let mistakes =
+        |caught: usize, false_halts: usize| f.unstable - caught.min(f.unstable) + false_halts;
+    let single = singles
+        .iter()
+        .filter_map(|m| row(m.name(), "frame rule").map(|h| (m.name(), h.caught, h.false_halts)))
+        .min_by_key(|(_, c, fh)| mistakes(*c, *fh));
     let mut rule = HaltRule {
         rule: "frame".into(),
         jury: jury.iter().map(|m| m.name().to_string()).collect(),
@@ -307,9 +334,19 @@ fn pick_halt_rule(report: &CheckReport, jury: &[Method]) -> Option<HaltRule> {
         vote_caught: v.caught,
         vote_false: v.false_halts,
         e_max: report.e_max,
+        juror: single.map(|s| s.0.to_string()),
+        juror_caught: single.map_or(0, |s| s.1),
+        juror_false: single.map_or(0, |s| s.2),
     };
-    if rule.mistakes(true) < rule.mistakes(false) {
+    let (frame, vote) = (
+        rule.mistakes(RuleKind::Frame),
+        rule.mistakes(RuleKind::Vote),
+    );
+    if vote < frame {
         rule.rule = "vote".into();
+    }
+    if single.is_some() && rule.mistakes(RuleKind::Juror) < frame.min(vote) {
+        rule.rule = "juror".into();
     }
     Some(rule)
 }
@@ -714,9 +751,9 @@ pub struct CheckReport {
     /// Every labelled frame under every method.
     pub frames: Vec<FrameRow>,
     pub e_max: f64,
-    /// Whether the watch's `upper auto` votes (the calibration's choice); None: the model
-    /// stores no choice (`upper auto` applies the frame rule).
-    pub auto_votes: Option<bool>,
+    /// The rule the watch's `upper auto` applies (the calibration's choice): `frame`, `vote`,
+    /// or `juror` with the juror's name; None: the model stores no choice (the frame rule).
+    pub auto_rule: Option<(String, Option<String>)>,
 }
 
 /// Checks a model's stored cutoffs on labelled data: for every stored entry of `methods` the
@@ -769,7 +806,11 @@ fn check_calibration_with(
     };
     let mut report = CheckReport {
         e_max: src.e_max(),
-        auto_votes: pot.uq.halt_rule.as_ref().map(|r| r.votes()),
+        auto_rule: pot
+            .uq
+            .halt_rule
+            .as_ref()
+            .map(|r| (r.rule.clone(), r.juror.clone())),
         ..Default::default()
     };
     for &m in methods {
@@ -1847,7 +1888,7 @@ mod tests {
             e_max: 1.0,
             ..Default::default()
         };
-        let pick = |f, v| pick_halt_rule(&report(f, v), &jury).unwrap();
+        let pick = |f, v| pick_halt_rule(&report(f, v), &jury, &[]).unwrap();
         let r = pick((3, 0), (4, 0));
         assert!(r.votes() && r.jury == ["gamma", "distance"]);
         assert_eq!(
@@ -1857,7 +1898,40 @@ mod tests {
         assert!(pick((4, 1), (4, 0)).votes());
         assert!(!pick((4, 0), (4, 0)).votes(), "a tie keeps the frame rule");
         assert!(!pick((3, 0), (4, 2)).votes());
-        assert!(pick_halt_rule(&CheckReport::default(), &jury).is_none());
+        assert!(pick_halt_rule(&CheckReport::default(), &jury, &[]).is_none());
+        // A single juror's own frame rule: only when it makes fewer mistakes than both (the best
+        // of them, the earlier on a tie); it sits alone for upper auto.
+        let singles = [Method::Distance, Method::Contact];
+        let with = |frame: (usize, usize), vote: (usize, usize), d: (usize, usize), c| {
+            let mut r = report(frame, vote);
+            r.halts.push(row("distance", "frame rule", d.0, d.1));
+            r.halts.push(row("contact", "frame rule", 4, c));
+            pick_halt_rule(&r, &jury, &singles).unwrap()
+        };
+        let r = with((2, 0), (3, 1), (3, 1), 0);
+        assert_eq!(
+            (r.rule.as_str(), r.juror.as_deref()),
+            ("juror", Some("contact"))
+        );
+        assert_eq!((r.juror_caught, r.juror_false), (4, 0));
+        assert!(r.votes() && r.sitting() == ["contact"]);
+        assert!(
+            r.note().contains("halts by contact's frame rule"),
+            "{}",
+            r.note()
+        );
+        // As good as the vote: the vote stays; as good as the frame rule: the frame rule stays.
+        assert_eq!(with((2, 0), (4, 1), (3, 1), 1).rule, "vote");
+        assert_eq!(with((3, 0), (3, 1), (2, 0), 1).rule, "frame");
+        // The earlier of two equal singles is the one scored.
+        let r = with((2, 0), (2, 2), (4, 0), 0);
+        assert_eq!(
+            (r.rule.as_str(), r.juror.as_deref()),
+            ("juror", Some("distance"))
+        );
+        assert_eq!(r.sitting(), ["distance"]);
+        // Without that single juror the stored jury sits.
+        assert_eq!(pick((3, 0), (4, 0)).sitting(), ["gamma", "distance"]);
     }
 
     /// The halting rule `calibrate` stores: the vote only when it makes fewer mistakes (missed
@@ -1877,10 +1951,16 @@ mod tests {
             vote_caught: 5,
             vote_false: 1,
             e_max: 1.0,
+            juror: None,
+            juror_caught: 0,
+            juror_false: 0,
         };
-        assert_eq!((r.mistakes(false), r.mistakes(true)), (2, 1));
+        assert_eq!(
+            (r.mistakes(RuleKind::Frame), r.mistakes(RuleKind::Vote)),
+            (2, 1)
+        );
         r.vote_false = 2;
-        assert_eq!(r.mistakes(true), 2);
+        assert_eq!(r.mistakes(RuleKind::Vote), 2);
         assert!(
             r.note().contains("a tie keeps the frame rule"),
             "{}",
@@ -1930,7 +2010,11 @@ mod tests {
         assert_eq!(rule.frames, valid.len());
         // In-distribution frames: nothing unstable, nothing halted, a tie.
         assert_eq!(
-            (rule.unstable, rule.mistakes(false), rule.mistakes(true)),
+            (
+                rule.unstable,
+                rule.mistakes(RuleKind::Frame),
+                rule.mistakes(RuleKind::Vote)
+            ),
             (0, 0, 0)
         );
         assert!(!rule.votes(), "{rule:?}");

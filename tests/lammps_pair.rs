@@ -494,6 +494,66 @@ run 0
     }
 }
 
+/// The contact measure computed inside LAMMPS equals the library's on the same frame, serially
+/// and on 2 MPI ranks (where an atom's closest neighbour may be a ghost), on a frame compressed
+/// so that some atoms come closer than any training pair (u > 1).
+#[test]
+fn contact_equals_the_library_on_one_and_two_ranks() {
+    let Some(s) = setup_mpi("contact_equals_the_library_on_one_and_two_ranks") else {
+        return;
+    };
+    let model = li_potential(&aceuq::uq::UqConfig {
+        contact: true,
+        ..Default::default()
+    });
+    let mut frame = frames("tests/data/li/test.xyz")[2].clone();
+    let f = 0.93;
+    for p in frame.positions.iter_mut() {
+        p.iter_mut().for_each(|x| *x *= f);
+    }
+    for row in frame.cell.as_mut().unwrap().iter_mut() {
+        row.iter_mut().for_each(|x| *x *= f);
+    }
+    let lib = model
+        .per_atom(std::slice::from_ref(&frame), aceuq::uq::Method::Contact)
+        .unwrap()
+        .remove(0);
+    assert!(lib.iter().any(|&u| u > 1.0) && lib.iter().all(|&u| u > 0.5));
+    let dir = workdir(SUITE, "contact");
+    save_model(&model, &dir, "model.aceuq");
+    write_data(&frame, &["Li"], &dir, "data.lmp");
+    let input = "plugin load ${plugin}
+units metal
+boundary p p p
+atom_style atomic
+read_data data.lmp
+pair_style ace/uq
+pair_coeff * * model.aceuq Li
+fix c all pair 1 ace/uq contact 1
+dump d all custom 1 contact.dump id f_c
+dump_modify d sort id format float %.17g
+run 0
+";
+    for (case, np) in [("contact_serial", None), ("contact_mpi2", Some(2))] {
+        let r = run_lammps_in(&s, &dir, input, np, None);
+        r.assert_ok(case);
+        let dumps = read_dump(&dir.join("contact.dump"));
+        let (cols, rows) = &dumps[0];
+        assert_eq!(cols, &["id", "f_c"], "{case}");
+        assert_eq!(rows.len(), lib.len(), "{case}");
+        for row in rows {
+            let i = row[0] as usize - 1;
+            assert!(
+                (row[1] - lib[i]).abs() <= 1e-12 * lib[i],
+                "{case}: atom {}: LAMMPS {} vs library {}",
+                i + 1,
+                row[1],
+                lib[i]
+            );
+        }
+    }
+}
+
 /// Every vector-kernel family this CPU can run (`ACEUQ_SIMD=portable`, `avx2`, and what the CPU
 /// has), with every uncertainty estimator computed every step, gives the same energies, forces
 /// and per-atom uncertainties in LAMMPS; the log names the family that ran.
@@ -508,10 +568,11 @@ fn every_kernel_family_gives_the_same_results() {
         ensemble: 3,
         distance: true,
         gp: true,
+        contact: true,
         ..Default::default()
     });
     let methods: Vec<&str> = model.uq.methods().iter().map(|m| m.name()).collect();
-    assert_eq!(methods.len(), 5, "{methods:?}");
+    assert_eq!(methods.len(), 6, "{methods:?}");
     let dir = workdir(SUITE, "kernel_families");
     save_model(&model, &dir, "model.aceuq");
     write_data(

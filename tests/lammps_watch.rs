@@ -1442,3 +1442,84 @@ fn upper_vote_halts_by_the_jury_and_upper_auto_follows_the_calibration() {
         assert!((a - b).abs() <= 1e-9 * a.abs().max(1e-300), "p {a} vs {b}");
     }
 }
+
+/// Issue 20: where the calibration finds one juror's own frame rule better than gamma's frame
+/// rule and the vote (contact, with labelled unstable Li frames), `upper auto` halts by that
+/// juror alone: a compressed frame (closer contacts than any training pair) halts, the
+/// uncompressed one does not, and the log says which rule halts.
+#[test]
+fn upper_auto_halts_by_the_juror_the_calibration_chose() {
+    use aceuq::uq::Method;
+    let Some(s) = setup("upper_auto_halts_by_the_juror_the_calibration_chose") else {
+        return;
+    };
+    let mut pot = li_potential(&aceuq::uq::UqConfig {
+        active_set: true,
+        contact: true,
+        ..Default::default()
+    });
+    let valid = frames("tests/data/li/valid.xyz");
+    let high: Vec<_> = frames("tests/data/li/unstable.xyz")
+        .into_iter()
+        .step_by(2)
+        .collect();
+    let r = aceuq::calibration::calibrate_potential(
+        &pot,
+        &valid,
+        &high,
+        &[5000],
+        &Default::default(),
+        &[Method::Gamma, Method::Contact],
+    )
+    .expect("calibration");
+    pot.uq.calibration = r.calibration;
+    let rule = r.halt_rule.expect("a halting rule");
+    assert_eq!(
+        (rule.rule.as_str(), rule.juror.as_deref()),
+        ("juror", Some("contact")),
+        "{}",
+        rule.note()
+    );
+    pot.uq.halt_rule = Some(rule);
+    let u_max = pot
+        .uq
+        .stored_cutoffs(&pot.model, Method::Contact, 0)
+        .unwrap()
+        .1;
+    let calm = frames("tests/data/li/test.xyz")[1].clone();
+    let mut squeezed = calm.clone();
+    let f = 0.85;
+    for p in squeezed.positions.iter_mut() {
+        p.iter_mut().for_each(|x| *x *= f);
+    }
+    for row in squeezed.cell.as_mut().unwrap().iter_mut() {
+        row.iter_mut().for_each(|x| *x *= f);
+    }
+    let top = |f: &aceuq::Structure| {
+        pot.per_atom(std::slice::from_ref(f), Method::Contact)
+            .unwrap()[0]
+            .iter()
+            .copied()
+            .fold(0.0, f64::max)
+    };
+    assert!(top(&calm) < u_max && top(&squeezed) > u_max, "{u_max}");
+    for (case, frame, halts) in [
+        ("juror_calm", &calm, false),
+        ("juror_squeezed", &squeezed, true),
+    ] {
+        let dir = workdir(SUITE, case);
+        save_model(&pot, &dir, "model.aceuq");
+        let lb = write_data(frame, &["Li"], &dir, "data.lmp");
+        let input = run0_input(&lb.boundary, "lower auto upper auto halt yes");
+        let r = run_lammps_in(&s, &dir, &input, None, None);
+        r.assert_ok(case);
+        r.assert_contains("halts by contact's frame rule", case);
+        assert_eq!(
+            r.output
+                .contains("fix ace/uq/watch: halting at step 0 by contact's frame rule"),
+            halts,
+            "{case}: {}",
+            r.output
+        );
+    }
+}

@@ -3,7 +3,7 @@
 * :class:`Model` -- a ``*.aceuq`` file: species, uncertainty methods, calibrated cutoffs.
 * :class:`AceUQCalculator` -- an ASE calculator: energy, forces, stress, per-atom energies and
   every stored uncertainty per atom in ``calc.results`` (``"gamma"``, ``"gamma_local"``,
-  ``"ensemble"``, ``"distance"``, ``"gp"``).
+  ``"ensemble"``, ``"distance"``, ``"gp"``, ``"contact"``).
 * :class:`Watch` -- an ASE dynamics/optimizer observer that does what ``fix ace/uq/watch`` does in
   LAMMPS: appends candidate frames above the lower cutoff and stops the run (raises
   :class:`Extrapolation`) above the upper cutoff.

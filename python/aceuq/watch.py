@@ -103,12 +103,15 @@ class Watch:
             raise ValueError(
                 f"upper must be 'auto', 'frame', 'atom', 'vote', a number or None, got {upper!r}"
             )
-        self.jury, left_out = self._sit_jury() if upper in ("auto", "vote") else ([], [])
         rule = calc.model.halt_rule()
+        # upper='vote': the jury's methods; upper='auto': exactly those the calibration chose (its
+        # jury, or the one juror whose own frame rule it found best).
+        seats = JURY if upper == "vote" or rule is None else tuple(rule[1])
+        self.jury, left_out = self._sit_jury(seats) if upper in ("auto", "vote") else ([], [])
         if upper == "vote" and len(self.jury) < 2:
             raise ValueError(
-                "upper='vote' needs at least two of gamma, ensemble, distance and gp computed by "
-                "the calculator with calibrated cutoffs and a fitted error scale s(u) for every "
+                "upper='vote' needs at least two of gamma, ensemble, distance and gp "
+                "computed by the calculator with calibrated cutoffs and a fitted error scale s(u) for every "
                 f"species present, calibrated with the same e_max and p_halt, there are {len(self.jury)} ({'; '.join(left_out)}); or watch "
                 "with upper='auto'"
             )
@@ -135,6 +138,12 @@ class Watch:
             print(f"aceuq.Watch: {note}", file=log)
         if not self.voting:
             self.jury = []
+        elif log is not None and len(self.jury) == 1:
+            print(
+                f"aceuq.Watch: halts by {self.jury[0]}'s frame rule: an atom above its upper "
+                "cutoff, or P(some atom errs above e_max) >= p_halt by its error scale s(u)",
+                file=log,
+            )
         elif log is not None:
             print(
                 f"aceuq.Watch: halts by upper vote of {', '.join(self.jury)}: an atom above any "
@@ -155,13 +164,13 @@ class Watch:
         self._cached = (None, None)  # (species/cluster key, cutoffs)
         self._jury_cached = (None, None)  # (species key, the jurors' upper cutoffs)
 
-    def _sit_jury(self):
-        """The jurors of the vote (methods of ``JURY`` the calculator computes, with cutoffs and
-        a fitted s(u) for every species present) and why the others are left out."""
+    def _sit_jury(self, seats):
+        """The jurors (methods of ``seats`` the calculator computes, with cutoffs and a fitted
+        s(u) for every species present) and why the others are left out."""
         symbols = self.atoms.get_chemical_symbols()
         present = sorted(set(symbols))
         seated, left_out = [], []
-        for m in JURY:
+        for m in seats:
             if m not in self.calc.uq_methods:
                 left_out.append(f"{m}: not computed by the calculator")
                 continue
@@ -358,7 +367,8 @@ class Watch:
             # The jury halts: the quantity's own upper cutoff is not used.
             vote, above_upper = self._vote()
             frame, p_frame = None, None
-            frame_halt = sum(not (r[2] < r[3]) for r in vote) >= 2
+            # The vote needs two frame rules; one juror's own frame rule (upper='auto'), its own.
+            frame_halt = sum(not (r[2] < r[3]) for r in vote) >= min(2, len(vote))
         else:
             above_upper = values > up
             frame = self._frame_rule(values)

@@ -207,15 +207,16 @@ impl Model {
     }
 
     /// The halting rule `aceuq calibrate` chose for the watch's `upper="auto"` (it scored
-    /// `gamma`'s frame rule and the vote of a jury on its labelled frames): `(vote, jury, note)`,
-    /// `vote` True for the jury's vote; None when the calibration made no choice (fewer than two
-    /// jurors, an older calibration: the frame rule).
+    /// `gamma`'s frame rule, the vote of a jury and single jurors' own frame rules on its
+    /// labelled frames): `(vote, jury, note)`, `vote` True when jurors halt (the vote, or one
+    /// juror's frame rule: `jury` is then that one), `jury` the methods that sit; None when the
+    /// calibration made no choice (fewer than two jurors, an older calibration: the frame rule).
     fn halt_rule(&self) -> Option<(bool, Vec<String>, String)> {
         self.pot
             .uq
             .halt_rule
             .as_ref()
-            .map(|r| (r.votes(), r.jury.clone(), r.note()))
+            .map(|r| (r.votes(), r.sitting(), r.note()))
     }
 
     /// The question `method`'s fitted error relation answers for `species`: `(e_max, p_halt)`

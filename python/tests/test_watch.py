@@ -261,3 +261,33 @@ def test_watch_upper_vote_as_fix_ace_uq_watch(li_model, tmp_path):
     assert re.search(
         r"gamma: its Li relation gives P\(e > 0\.5 eV/Å\) at p_halt 0\.5, the jury's "
         r"\((ensemble|distance|gp)\) P\(e > 0\.25 eV/Å\)", log.getvalue()), log.getvalue()
+
+
+def test_watch_auto_halts_by_the_juror_the_calibration_chose(tmp_path):
+    """As fix ace/uq/watch: where the calibration found one juror's own frame rule better than
+    gamma's frame rule and the vote (contact, with labelled unstable Li frames), upper='auto'
+    seats that juror alone, says so, and halts a frame whose atoms come closer than any training
+    pair; the same frame uncompressed runs on."""
+    li = ROOT / "tests" / "data" / "li"
+    path = tmp_path / "c.aceuq"
+    aceuq.fit(li / "train.xyz", path, valid=li / "valid.xyz", active_set=True, contact=True)
+    high = read(li / "unstable.xyz", index="::2")
+    model = aceuq.calibrate(path, li / "valid.xyz", pool_size=5000, high=high)
+    votes, jury, note = model.halt_rule()
+    assert votes and jury == ["contact"], note
+    assert "halts by contact's frame rule" in note
+    outcome = []
+    for f in (1.0, 0.8):
+        a = read(li / "test.xyz", index=1)
+        a.set_cell(a.cell * f, scale_atoms=True)
+        a.calc = aceuq.AceUQCalculator(model)
+        log = io.StringIO()
+        w = aceuq.Watch(a, "gamma", dump=tmp_path / f"w{f}.xyz", log=log)
+        assert w.voting and w.jury == ["contact"], log.getvalue()
+        assert "halts by contact's frame rule" in log.getvalue()
+        try:
+            w()
+            outcome.append(False)
+        except aceuq.Extrapolation:
+            outcome.append(True)
+    assert outcome == [False, True]

@@ -142,6 +142,7 @@ impl AlSettings {
         };
         c.distance = method == Method::Distance;
         c.gp = method == Method::Gp;
+        c.contact = method == Method::Contact;
         c.seed = seed;
         c
     }

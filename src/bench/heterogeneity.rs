@@ -191,7 +191,7 @@ impl Default for QuickConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BenchConfig {
-    /// Methods to score (of gamma, gamma_local, ensemble, distance, gp).
+    /// Methods to score (of gamma, gamma_local, ensemble, distance, gp, contact).
     #[serde(default = "default_methods")]
     pub methods: Vec<Method>,
     /// Seed of every random choice.
@@ -693,6 +693,7 @@ fn uq_config(cfg: &BenchConfig, members: usize) -> UqConfig {
         },
         distance: cfg.methods.contains(&Method::Distance),
         gp: cfg.methods.contains(&Method::Gp),
+        contact: cfg.methods.contains(&Method::Contact),
         seed: cfg.seed,
         ..Default::default()
     }

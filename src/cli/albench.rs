@@ -17,7 +17,8 @@ pub struct AlBenchArgs {
     /// `scripts/gen_data.py`).
     #[arg(long)]
     pub pool: PathBuf,
-    /// Selectors: oracle, random, gamma, gamma_local, ensemble, distance, gp (comma-separated).
+    /// Selectors: oracle, random, gamma, gamma_local, ensemble, distance, gp, contact
+    /// (comma-separated).
     #[arg(
         long,
         value_delimiter = ',',

@@ -303,7 +303,9 @@ fn print_result(a: &CalibrateArgs, result: &crate::calibration::CalibrationResul
         println!(
             "\nhalting rule of the watch's upper auto: {} ({}; upper vote or upper frame \
              choose one explicitly)",
-            if r.votes() {
+            if r.rule == "juror" {
+                format!("{}'s frame rule", r.sitting().join(", "))
+            } else if r.votes() {
                 format!("upper vote of {}", r.jury.join(", "))
             } else {
                 "gamma's frame rule".to_string()

@@ -164,10 +164,13 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
                     format!(
                         "halt when P(some atom errs above e_max), from the fitted error scale \
                          s(u), reaches p_halt{}",
-                        if h.method == Method::Gamma.name() && r.auto_votes != Some(true) {
-                            "; the watch's upper auto"
-                        } else {
-                            ""
+                        match &r.auto_rule {
+                            Some((rule, Some(j))) if rule == "juror" && *j == h.method => {
+                                "; the watch's upper auto (the calibration's choice)"
+                            }
+                            Some((rule, _)) if rule != "frame" => "",
+                            _ if h.method == Method::Gamma.name() => "; the watch's upper auto",
+                            _ => "",
                         }
                     )
                 } else if h.subset == crate::calibration::VOTE_SUBSET {
@@ -175,7 +178,7 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
                         "the watch's upper vote: an atom above the upper cutoff of any juror \
                          (gamma, ensemble, distance, gp: those with s(u)), or the frame rules of \
                          at least two{}",
-                        if r.auto_votes == Some(true) {
+                        if r.auto_rule.as_ref().is_some_and(|(rule, _)| rule == "vote") {
                             "; the watch's upper auto (the calibration's choice)"
                         } else {
                             ""

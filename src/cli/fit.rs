@@ -101,6 +101,10 @@ pub struct FitArgs {
     /// Build the sparse Gaussian-process estimator (trained on --valid).
     #[arg(long)]
     pub gp: bool,
+    /// Record the shortest distance of every species pair in the training data (uncertainty
+    /// `contact`: an atom's closest neighbour relative to it).
+    #[arg(long)]
+    pub contact: bool,
     /// Print the basis size and stop.
     #[arg(long)]
     pub dry_run: bool,
@@ -279,6 +283,9 @@ pub fn run(a: &FitArgs) -> Result<()> {
     }
     if a.gp {
         cfg.uq.gp = true;
+    }
+    if a.contact {
+        cfg.uq.contact = true;
     }
     cfg.basis.validate()?;
     let t0 = std::time::Instant::now();

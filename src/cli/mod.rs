@@ -417,6 +417,20 @@ fn info(args: &InfoArgs) -> Result<()> {
             methods.join(", ")
         }
     );
+    if let Some(c) = &pot.uq.contact {
+        let sp = &pot.model.species;
+        let mut pairs = vec![];
+        for a in 0..sp.len() {
+            for b in a..sp.len() {
+                pairs.push(format!("{}-{} {:.4} Å", sp[a], sp[b], c.shortest(a, b)));
+            }
+        }
+        println!(
+            "contact: shortest training distances {} (u = this over an atom's closest \
+             neighbour's distance)",
+            pairs.join(", ")
+        );
+    }
     if let Some(l) = &pot.uq.local {
         println!(
             "\ngamma_local clusters ({}, k-means space {}); cutoffs from `aceuq calibrate` (the cluster's own, else its species'):",

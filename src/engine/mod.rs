@@ -309,12 +309,17 @@ impl Engine {
             }
         }
         let want_ens = out.uq.iter().any(|(m, _)| *m == Method::Ensemble);
-        let mut uq: Vec<(Method, &mut [f64])> = out
-            .uq
-            .iter_mut()
-            .filter(|(m, _)| *m != Method::Ensemble)
-            .map(|(m, v)| (*m, &mut **v))
-            .collect();
+        // Contact comes from the neighbour distances, written per atom below; the others but
+        // the ensemble are graded from basis vectors.
+        let mut contact: Option<&mut [f64]> = None;
+        let mut uq: Vec<(Method, &mut [f64])> = vec![];
+        for (m, v) in out.uq.iter_mut() {
+            match m {
+                Method::Ensemble => {}
+                Method::Contact => contact = Some(&mut **v),
+                _ => uq.push((*m, &mut **v)),
+            }
+        }
         let mut cluster = out.gamma_local_cluster.as_deref_mut();
         let want_b = !uq.is_empty();
         let n_cols = self.ensemble_columns();
@@ -416,6 +421,9 @@ impl Engine {
                 a.rij.push(r);
                 a.sj.push(species[j] as u16);
                 a.kept.push(k);
+            }
+            if let (Some(v), Some(c)) = (contact.as_deref_mut(), self.pot.uq.contact.as_ref()) {
+                v[i] = c.value(a.si, &a.rij, &a.sj);
             }
             // The atom's row of basis vectors, when other methods need it.
             // The rows buffer keeps its length between steps (no zero-filling per row).

@@ -82,6 +82,7 @@ pub enum aceuq_method_t {
     ACEUQ_METHOD_ENSEMBLE = 2,
     ACEUQ_METHOD_DISTANCE = 3,
     ACEUQ_METHOD_GP = 4,
+    ACEUQ_METHOD_CONTACT = 5,
 }
 
 // The C enum's values are the methods' ids (positions in Method::ALL).
@@ -92,6 +93,7 @@ const _: () = {
     assert!(ACEUQ_METHOD_ENSEMBLE as usize == Method::Ensemble as usize);
     assert!(ACEUQ_METHOD_DISTANCE as usize == Method::Distance as usize);
     assert!(ACEUQ_METHOD_GP as usize == Method::Gp as usize);
+    assert!(ACEUQ_METHOD_CONTACT as usize == Method::Contact as usize);
 };
 
 impl aceuq_method_t {
@@ -1648,13 +1650,14 @@ unsafe fn put_text(
 }
 
 /// The halting rule `aceuq calibrate` chose for the watch's `upper auto`: `*vote` (may be NULL)
-/// is 1 when it is the vote of the jury (`gamma`, `ensemble`, `distance`, `gp`, those with a
-/// fitted error scale: an atom above the upper cutoff of any of them, or the frame rules of at
-/// least two at p_halt), 0 for the frame rule of the watched quantity, which is also the answer
-/// when the calibration made no choice (an older calibration, fewer than two jurors, a
-/// pacemaker potential). `*jury` (may be NULL) receives the jury the choice was scored with, bit
-/// `1 << id` set for each method id ([`aceuq_method_t`]; 0 when no choice was made): the watch
-/// votes by default only with that jury. `buf`, `len`, `needed` receive one line saying why, as
+/// is 1 when jurors halt: the vote of the jury (`gamma`, `ensemble`, `distance`, `gp`, those with
+/// a fitted error scale: an atom above the upper cutoff of any of them, or the frame rules of at
+/// least two at p_halt), or one juror's own frame rule (a jury of one: an atom above its upper
+/// cutoff, or its frame rule at p_halt); 0 for the frame rule of the watched quantity, which is
+/// also the answer when the calibration made no choice (an older calibration, fewer than two
+/// jurors, a pacemaker potential). `*jury` (may be NULL) receives the methods that sit, bit
+/// `1 << id` set for each method id ([`aceuq_method_t`]; the jury scored for the frame rule; 0
+/// when no choice was made): the watch halts by jurors by default only with exactly those. `buf`, `len`, `needed` receive one line saying why, as
 /// for [`aceuq_model_uq_calibration_note`] (empty when no choice was made).
 ///
 /// `ACEUQ_STATUS_INVALID_ARGUMENT` for a NULL `buf` with `len` > 0.
@@ -1684,7 +1687,7 @@ pub unsafe extern "C" fn aceuq_model_halt_rule(
         }
         if !jury.is_null() {
             let mask = rule.map_or(0, |r| {
-                r.jury
+                r.sitting()
                     .iter()
                     .filter_map(|n| Method::from_name(n))
                     .fold(0i32, |acc, m| acc | 1 << (m as i32))

@@ -1075,9 +1075,12 @@ fn halting_rule_through_the_abi() {
         vote_caught: 9,
         vote_false: 1,
         e_max: 1.0,
+        juror: Some("contact".into()),
+        juror_caught: 8,
+        juror_false: 0,
     };
     let note = rule.note();
-    pot.uq.halt_rule = Some(rule);
+    pot.uq.halt_rule = Some(rule.clone());
     let path = dir.join("vote.aceuq");
     pot.save(&path).unwrap();
     let h = load(&path);
@@ -1094,6 +1097,22 @@ fn halting_rule_through_the_abi() {
     assert_eq!(all_null(0), ok);
     assert_eq!(all_null(8), aceuq_status_t::ACEUQ_STATUS_INVALID_ARGUMENT);
     assert!(last_error().contains("buf is NULL"), "{}", last_error());
+    // SAFETY: valid handle, freed once.
+    unsafe { aceuq_model_free(h) };
+    // One juror's own frame rule: a vote, by that juror alone (contact, id 5).
+    let juror = crate::stats::upper::HaltRule {
+        rule: "juror".into(),
+        juror_false: 0,
+        vote_false: 2,
+        ..rule
+    };
+    let note = juror.note();
+    pot.uq.halt_rule = Some(juror);
+    let path = dir.join("juror.aceuq");
+    pot.save(&path).unwrap();
+    let h = load(&path);
+    assert_eq!(ask(h, 1024), (ok, 1, 1 << 5, note.clone(), note.len() + 1));
+    assert!(note.contains("halts by contact's frame rule"), "{note}");
     // SAFETY: valid handle, freed once.
     unsafe { aceuq_model_free(h) };
     let _ = std::fs::remove_dir_all(&dir);

@@ -19,7 +19,7 @@
 //! s_halt), the model itself is too inaccurate and the fit reports that instead.
 //!
 //! The fit: u and e are scaled to O(1) (by the median of u and the root mean square of e); for k
-//! on a log grid in [1/8, 8] the likelihood is maximized over (ln a, ln b) by Nelder–Mead, and
+//! on a log grid from 1/8 to about 38 (22 steps of 64^(1/16)) the likelihood is maximized over (ln a, ln b) by Nelder–Mead, and
 //! the best k refined by Brent's method in ln k.
 
 use serde::{Deserialize, Serialize};
@@ -32,9 +32,12 @@ use super::special::gamma_q_inv;
 pub const DEFAULT_P_HALT: f64 = 0.5;
 /// How far beyond the largest uncertainty in the data u_max may lie.
 pub const MAX_EXTRAPOLATION: f64 = 20.0;
-/// Range of the exponent k.
+/// Range of the exponent k: a log grid from K_MIN, K_STEPS steps of a factor 64^(1/16) (to
+/// about 38). The grid reached 8 until contact joined: its errors rise as a steep power of u
+/// (u = the shortest training distance over the closest neighbour's, just above 1), where k
+/// near 8 was the bound, not the fit; the first 17 points are the earlier grid.
 const K_MIN: f64 = 0.125;
-const K_MAX: f64 = 8.0;
+const K_STEPS: usize = 22;
 
 /// s(u) = a + b u^k (eV/Å; u in the method's units).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -155,14 +158,16 @@ pub fn frame_p_halt<'a>(
 }
 
 /// The halting rule the watch's `upper auto` applies, as `aceuq calibrate` chose it by scoring
-/// both rules on the labelled frames it was given (validation and `--high`): the default
-/// quantity's frame rule (`frame`), or the vote of a jury of methods (`vote`: an atom above the
-/// upper cutoff of any juror, or the frame rules of at least two jurors at p_halt). The vote is
-/// chosen only when it makes fewer mistakes there (unstable frames missed plus false halts);
-/// a tie keeps the frame rule, which needs one method per check instead of the whole jury.
+/// the candidates on the labelled frames it was given (validation and `--high`): the default
+/// quantity's frame rule (`frame`), the vote of a jury of methods (`vote`: an atom above the
+/// upper cutoff of any juror, or the frame rules of at least two jurors at p_halt), or one
+/// juror's own frame rule (`juror`: an atom above its upper cutoff, or its frame probability at
+/// p_halt; the best-scoring juror other than gamma). The vote is chosen only when it makes fewer
+/// mistakes there (unstable frames missed plus false halts) than the frame rule, a single juror
+/// only when it makes fewer than both: a tie keeps the cheaper rule.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HaltRule {
-    /// `frame` or `vote`.
+    /// `frame`, `vote` or `juror`.
     pub rule: String,
     /// The jurors (methods with a fitted error scale for every species), in the watch's order.
     pub jury: Vec<String>,
@@ -178,51 +183,96 @@ pub struct HaltRule {
     pub vote_false: usize,
     /// Force-error limit of the calibration, eV/Å.
     pub e_max: f64,
+    /// The juror other than gamma whose own frame rule scored best, and its score (absent in
+    /// files written before single jurors were scored: readers that do not know it keep the
+    /// frame rule or the vote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub juror: Option<String>,
+    #[serde(default)]
+    pub juror_caught: usize,
+    #[serde(default)]
+    pub juror_false: usize,
+}
+
+/// One of the rules a [`HaltRule`] scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleKind {
+    Frame,
+    Vote,
+    Juror,
 }
 
 impl HaltRule {
-    /// Whether the watch's `upper auto` votes.
+    /// Whether the watch's `upper auto` halts through jurors (the vote, or one juror's frame
+    /// rule) instead of the watched quantity's own frame rule.
     pub fn votes(&self) -> bool {
-        self.rule == "vote"
+        self.rule == "vote" || self.rule == "juror"
+    }
+
+    /// The methods that sit for the watch's `upper auto`: the jury for the vote, the one juror
+    /// for `juror`, the jury scored otherwise.
+    pub fn sitting(&self) -> Vec<String> {
+        match (self.rule.as_str(), &self.juror) {
+            ("juror", Some(j)) => vec![j.clone()],
+            _ => self.jury.clone(),
+        }
     }
 
     /// Mistakes of a rule: unstable frames missed plus false halts.
-    pub fn mistakes(&self, vote: bool) -> usize {
-        let (caught, false_halts) = if vote {
-            (self.vote_caught, self.vote_false)
-        } else {
-            (self.frame_caught, self.frame_false)
+    pub fn mistakes(&self, kind: RuleKind) -> usize {
+        let (caught, false_halts) = match kind {
+            RuleKind::Vote => (self.vote_caught, self.vote_false),
+            RuleKind::Frame => (self.frame_caught, self.frame_false),
+            RuleKind::Juror => (self.juror_caught, self.juror_false),
         };
         self.unstable - caught.min(self.unstable) + false_halts
     }
 
     /// One line for logs and `aceuq info`.
     pub fn note(&self) -> String {
+        let juror = match &self.juror {
+            Some(j) => format!(
+                ", {j}'s own frame rule {} with {}",
+                self.juror_caught, self.juror_false
+            ),
+            None => String::new(),
+        };
+        let chosen = match (self.rule.as_str(), &self.juror) {
+            ("vote", _) => "votes".to_string(),
+            ("juror", Some(j)) => format!("halts by {j}'s frame rule"),
+            _ => "uses the frame rule".to_string(),
+        };
+        let tie = if self.votes() {
+            ""
+        } else if (self.jury.len() >= 2
+            && self.mistakes(RuleKind::Vote) == self.mistakes(RuleKind::Frame))
+            || (self.juror.is_some()
+                && self.mistakes(RuleKind::Juror) == self.mistakes(RuleKind::Frame))
+        {
+            " (a tie keeps the frame rule: one method per check)"
+        } else {
+            ""
+        };
+        // A jury of one (gamma alone) has no vote of its own.
+        let vote = if self.jury.len() >= 2 {
+            format!(
+                "the vote of {} halts {} of those with {} false halts, ",
+                self.jury.join(", "),
+                self.vote_caught,
+                self.vote_false
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "upper auto {}: on the calibration's {} labelled frames ({} above {} eV/Å) the vote \
-             of {} halts {} of those with {} false halts (below {:.3} eV/Å), the frame rule {} \
-             with {}{}",
-            if self.votes() {
-                "votes"
-            } else {
-                "uses the frame rule"
-            },
+            "upper auto {chosen}: on the calibration's {} labelled frames ({} above {} eV/Å; \
+             false halts: below {:.3} eV/Å) {vote}the frame rule {} with {}{juror}{tie}",
             self.frames,
             self.unstable,
             self.e_max,
-            self.jury.join(", "),
-            self.vote_caught,
-            self.vote_false,
             self.e_max / 3.0,
             self.frame_caught,
             self.frame_false,
-            if self.votes() {
-                ""
-            } else if self.mistakes(true) == self.mistakes(false) {
-                " (a tie keeps the frame rule: one method per check)"
-            } else {
-                ""
-            }
         )
     }
 }
@@ -344,8 +394,8 @@ pub fn fit_error_scale(e: &[f64], u: &[f64]) -> Result<ErrorScale, StatsError> {
         }
         best
     };
-    let grid: Vec<f64> = (0..=16)
-        .map(|i| (K_MIN.ln() + (K_MAX / K_MIN).ln() * i as f64 / 16.0).exp())
+    let grid: Vec<f64> = (0..=K_STEPS)
+        .map(|i| (K_MIN.ln() + 64f64.ln() * i as f64 / 16.0).exp())
         .collect();
     let vals: Vec<f64> = grid.iter().map(|&k| best_for_k(k).1).collect();
     let i = (0..grid.len())

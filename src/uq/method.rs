@@ -22,6 +22,8 @@ pub enum Method {
     Distance,
     /// Sparse Gaussian process on the features, predicting the force error.
     Gp,
+    /// Closest approach to a neighbour relative to the shortest training distance of the pair.
+    Contact,
 }
 
 /// How one method is named everywhere. Strings end in NUL so that the C ABI can hand out
@@ -37,7 +39,7 @@ struct Names {
 }
 
 /// The table, in [`Method::ALL`] order (the C ABI's ids).
-const TABLE: [Names; 5] = [
+const TABLE: [Names; 6] = [
     Names {
         method: Method::Gamma,
         name: "gamma\0",
@@ -68,6 +70,12 @@ const TABLE: [Names; 5] = [
         column: "sigma_gp\0",
         fit_option: "--gp\0",
     },
+    Names {
+        method: Method::Contact,
+        name: "contact\0",
+        column: "contact\0",
+        fit_option: "--contact\0",
+    },
 ];
 
 fn strip(s: &'static str) -> &'static str {
@@ -76,12 +84,13 @@ fn strip(s: &'static str) -> &'static str {
 
 impl Method {
     /// All methods in a fixed order: the order of reports and the C ABI's ids.
-    pub const ALL: [Method; 5] = [
+    pub const ALL: [Method; 6] = [
         Method::Gamma,
         Method::GammaLocal,
         Method::Ensemble,
         Method::Distance,
         Method::Gp,
+        Method::Contact,
     ];
 
     fn names(self) -> &'static Names {
@@ -153,11 +162,11 @@ mod tests {
                 assert!(s.ends_with('\0') && !s[..s.len() - 1].contains('\0'));
             }
         }
-        assert_eq!(Method::from_id(5), None);
+        assert_eq!(Method::from_id(6), None);
         assert_eq!(Method::from_id(-1), None);
         assert_eq!(
             Method::known(),
-            "gamma, gamma_local, ensemble, distance, gp"
+            "gamma, gamma_local, ensemble, distance, gp, contact"
         );
     }
 }

@@ -15,6 +15,7 @@
 //! into it, and imports nothing above it (potential, engine, ffi, cli).
 
 pub mod activeset;
+pub mod contact;
 pub mod distance;
 pub mod ensemble;
 pub mod features;
@@ -77,6 +78,8 @@ pub struct UqConfig {
     pub distance: bool,
     /// Build the sparse GP estimator.
     pub gp: bool,
+    /// Record the shortest training distances for the contact measure.
+    pub contact: bool,
     /// MaxVol and active-set settings.
     pub activeset: activeset::Settings,
     /// Ensemble settings.
@@ -97,6 +100,7 @@ impl Default for UqConfig {
             ensemble: 0,
             distance: false,
             gp: false,
+            contact: false,
             activeset: Default::default(),
             ensemble_settings: Default::default(),
             distance_settings: Default::default(),
@@ -115,13 +119,19 @@ impl UqConfig {
             ensemble: 4,
             distance: true,
             gp: true,
+            contact: true,
             ..Default::default()
         }
     }
 
     /// True if any estimator is requested.
     pub fn any(&self) -> bool {
-        self.active_set || self.clusters.is_some() || self.ensemble > 0 || self.distance || self.gp
+        self.active_set
+            || self.clusters.is_some()
+            || self.ensemble > 0
+            || self.distance
+            || self.gp
+            || self.contact
     }
 }
 
@@ -146,6 +156,9 @@ pub fn build(
             crate::progress::note(progress, &format!("note: {n}"));
         }
     };
+    if cfg.contact {
+        uq.contact = Some(contact::Contact::build(model, train)?);
+    }
     if cfg.active_set {
         let a = activeset::GlobalActiveSets::build(model, &table, &cfg.activeset, progress)?;
         say(&a.info.notes);
@@ -231,6 +244,7 @@ pub struct UqModel {
     pub ensemble: Option<ensemble::Ensemble>,
     pub distance: Option<distance::DistanceModel>,
     pub gp: Option<gp::SparseGp>,
+    pub contact: Option<contact::Contact>,
     /// Statistical cutoffs per (species, method) from `aceuq calibrate`.
     pub calibration: Vec<crate::stats::cutoff::Calibration>,
     /// The halting rule of the watch's `upper auto`, as `aceuq calibrate` chose it (None: the
@@ -257,6 +271,9 @@ impl UqModel {
         if self.gp.is_some() {
             v.push(Method::Gp);
         }
+        if self.contact.is_some() {
+            v.push(Method::Contact);
+        }
         v
     }
 
@@ -275,6 +292,9 @@ impl UqModel {
             x.save(c);
         }
         if let Some(x) = &self.gp {
+            x.save(c);
+        }
+        if let Some(x) = &self.contact {
             x.save(c);
         }
         if !self.calibration.is_empty() {
@@ -296,6 +316,7 @@ impl UqModel {
                 ensemble: ensemble::Ensemble::load(path, c, model)?,
                 distance: distance::DistanceModel::load(path, c, model)?,
                 gp: gp::SparseGp::load(path, c, model)?,
+                contact: contact::Contact::load(path, c, model)?,
                 calibration: match c.meta.get("calibration") {
                     None => vec![],
                     Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| {
@@ -460,7 +481,9 @@ impl UqModel {
                 let sc = scratch.gp.get_or_insert_with(|| gp::Scratch::new(g));
                 g.values_into(species, rows, out, sc);
             }
-            Method::Ensemble => return Err(missing(method)),
+            // Not from the basis vector: the ensemble needs member forces, contact the
+            // neighbour distances.
+            Method::Ensemble | Method::Contact => return Err(missing(method)),
         }
         Ok(())
     }
@@ -535,6 +558,9 @@ impl UqModel {
         }
         if method == Method::Ensemble {
             return self.per_atom_ensemble(model, data);
+        }
+        if let (Method::Contact, Some(c)) = (method, &self.contact) {
+            return c.per_atom(model, data);
         }
         Ok(self
             .per_atom_rows(model, data, method, false)?
