@@ -346,8 +346,8 @@ void FixAceUqWatch::init()
   bool auto_vote = auto_mode && model_votes == 1 && halt_mode != HALT_NO;
   if (auto_vote && method != ACEUQ_METHOD_GAMMA) {
     auto_vote = false;
-    halt_rule_note += fmt::format("; the choice is between gamma's frame rule and the vote, and "
-                                  "this watch is on {}: its own frame rule (upper vote to vote)",
+    halt_rule_note += fmt::format("; the calibration scored its rules as gamma's watch would halt, "
+                                  "and this watch is on {}: its own frame rule (upper vote to vote)",
                                   PairAceUq::method_name(method));
   }
   upper_vote = upper_mode == UPPER_VOTE || auto_vote;

@@ -270,10 +270,11 @@ fn jurors(pot: &Potential, calibration: &[Calibration], list: &[Method]) -> Vec<
         .collect()
 }
 
-/// Scores the two halting rules of the watch's `upper auto` on the labelled frames of a
-/// calibration (`valid` and `high`) under the cutoffs `calibration`: `gamma`'s frame rule and
-/// the vote of the jurors ([`jurors`]). None without `gamma` and a second juror. `known`: the
-/// per-atom values the calibration computed (see [`check_calibration_with`]).
+/// Scores the halting rules of the watch's `upper auto` on the labelled frames of a calibration
+/// (`valid` and `high`) under the cutoffs `calibration`: `gamma`'s frame rule, the vote of the
+/// jurors ([`jurors`] of [`JURY`]) and the frame rule of each of [`SINGLE_JURORS`] alone. None
+/// without `gamma` and a second method that can halt. `known`: the per-atom values the
+/// calibration computed (see [`check_calibration_with`]).
 fn choose_halt_rule(
     pot: &Potential,
     calibration: &[Calibration],
@@ -1861,6 +1862,17 @@ mod tests {
         });
         assert_eq!(halted(&two), [false, false, true, false, false]);
         assert_eq!(two.halts.last().unwrap().unstable, 2);
+        // Two groups of two: the one with the earliest juror (gamma's) sits, and the frame (true
+        // error 1.5 eV/Å) is unstable at its e_max (1), not at the other group's (2).
+        let mut tie = CheckReport::default();
+        for m in ["gamma", "ensemble", "distance", "gp"] {
+            tie.frames.push(juror(m, 0, 1.5, Some(0.1), false));
+        }
+        add_vote(&mut tie, |m| match m {
+            "gamma" | "ensemble" => vec![Some((1.0, 0.5))],
+            _ => vec![Some((2.0, 0.5))],
+        });
+        assert_eq!(tie.halts.last().unwrap().unstable, 1);
     }
 
     /// `pick_halt_rule` reads gamma's frame-rule row and the vote's row (not gamma's single-atom

@@ -1486,26 +1486,49 @@ fn upper_auto_halts_by_the_juror_the_calibration_chose() {
         .stored_cutoffs(&pot.model, Method::Contact, 0)
         .unwrap()
         .1;
+    let relation = pot
+        .uq
+        .stored_calibration(&pot.model, Method::Contact, 0, None)
+        .and_then(|c| c.conditional.clone())
+        .expect("contact's error relation");
     let calm = frames("tests/data/li/test.xyz")[1].clone();
-    let mut squeezed = calm.clone();
-    let f = 0.85;
-    for p in squeezed.positions.iter_mut() {
-        p.iter_mut().for_each(|x| *x *= f);
-    }
-    for row in squeezed.cell.as_mut().unwrap().iter_mut() {
-        row.iter_mut().for_each(|x| *x *= f);
-    }
-    let top = |f: &aceuq::Structure| {
-        pot.per_atom(std::slice::from_ref(f), Method::Contact)
-            .unwrap()[0]
-            .iter()
-            .copied()
-            .fold(0.0, f64::max)
+    let squeeze = |f: f64| {
+        let mut s = calm.clone();
+        for p in s.positions.iter_mut() {
+            p.iter_mut().for_each(|x| *x *= f);
+        }
+        for row in s.cell.as_mut().unwrap().iter_mut() {
+            row.iter_mut().for_each(|x| *x *= f);
+        }
+        s
     };
-    assert!(top(&calm) < u_max && top(&squeezed) > u_max, "{u_max}");
+    // (largest u, P(some atom errs above e_max)) of a frame.
+    let judge = |f: &aceuq::Structure| {
+        let u = pot
+            .per_atom(std::slice::from_ref(f), Method::Contact)
+            .unwrap()
+            .remove(0);
+        let log_calm: f64 = u.iter().map(|&v| relation.log_calm(v)).sum();
+        (u.iter().copied().fold(0.0, f64::max), -log_calm.exp_m1())
+    };
+    // A frame squeezed until an atom is above u_max, and one squeezed less: every atom below
+    // u_max, but the frame probability at p_halt (one frame rule suffices for a jury of one).
+    let above = squeeze(0.85);
+    let f_prob = (0..80)
+        .map(|k| 1.0 - 0.0025 * k as f64)
+        .find(|&f| {
+            let (top, p) = judge(&squeeze(f));
+            top < u_max && p >= 0.6
+        })
+        .expect("a squeeze where the frame rule alone halts");
+    let by_probability = squeeze(f_prob);
+    let (top, p) = judge(&calm);
+    assert!(top < u_max && p < 0.5, "calm: {top} {p} (u_max {u_max})");
+    assert!(judge(&above).0 > u_max, "{u_max}");
     for (case, frame, halts) in [
         ("juror_calm", &calm, false),
-        ("juror_squeezed", &squeezed, true),
+        ("juror_above", &above, true),
+        ("juror_probability", &by_probability, true),
     ] {
         let dir = workdir(SUITE, case);
         save_model(&pot, &dir, "model.aceuq");
@@ -1521,5 +1544,11 @@ fn upper_auto_halts_by_the_juror_the_calibration_chose() {
             "{case}: {}",
             r.output
         );
+        if case == "juror_probability" {
+            r.assert_contains(
+                "0 of 1 jurors have an atom above their upper cutoff, 1 frame",
+                case,
+            );
+        }
     }
 }

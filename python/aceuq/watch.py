@@ -60,8 +60,9 @@ class Watch:
     that the calculator computes and the calibration gives an error scale for (at least two;
     ValueError otherwise) halts when an atom is above the upper cutoff of any juror, or when the
     frame rules of at least two jurors reach p_halt; ``"auto"`` votes when ``aceuq calibrate``
-    chose the vote (it scores gamma's frame rule and the vote on its labelled frames), the
-    quantity is gamma, ``halt=True``, and the jury that can sit is the one it scored. Frames
+    chose the vote, or halts by one method's own frame rule (e.g. contact's) when it chose that
+    (it scores gamma's frame rule, the vote and single methods' frame rules on its labelled
+    frames), the quantity is gamma, ``halt=True``, and exactly the methods it chose can sit. Frames
     written with the frame rule carry ``p_frame``, with the vote ``vote_p_frame``,
     ``vote_u_over_u_max`` and ``votes``. ``dyn``
     (optional) gives the step and time written to the frames; otherwise the watch counts its own
@@ -123,8 +124,8 @@ class Watch:
         if auto_vote and quantity != "gamma":
             auto_vote = False
             note += (
-                f"; the choice is between gamma's frame rule and the vote, and this watch is on "
-                f"{quantity}: its own frame rule (upper='vote' to vote)"
+                "; the calibration scored its rules as gamma's watch would halt, and this watch is "
+                f"on {quantity}: its own frame rule (upper='vote' to vote)"
             )
         if auto_vote and self.jury != list(rule[1]):
             auto_vote = False

@@ -210,7 +210,8 @@ impl Model {
     /// `gamma`'s frame rule, the vote of a jury and single jurors' own frame rules on its
     /// labelled frames): `(vote, jury, note)`, `vote` True when jurors halt (the vote, or one
     /// juror's frame rule: `jury` is then that one), `jury` the methods that sit; None when the
-    /// calibration made no choice (fewer than two jurors, an older calibration: the frame rule).
+    /// calibration made no choice (no method besides gamma that can halt, an older calibration:
+    /// the frame rule).
     fn halt_rule(&self) -> Option<(bool, Vec<String>, String)> {
         self.pot
             .uq

@@ -277,10 +277,16 @@ def test_watch_auto_halts_by_the_juror_the_calibration_chose(tmp_path):
     assert votes and jury == ["contact"], note
     assert "halts by contact's frame rule" in note
     outcome = []
-    for f in (1.0, 0.8):
+    # Calm; squeezed until the frame probability alone halts (every atom below u_max: one frame
+    # rule suffices for a jury of one); squeezed until an atom is above u_max.
+    for f in (1.0, 0.83, 0.8):
         a = read(li / "test.xyz", index=1)
         a.set_cell(a.cell * f, scale_atoms=True)
         a.calc = aceuq.AceUQCalculator(model)
+        u_max = a.calc.cutoffs("contact", a)[1][0]
+        a.get_potential_energy()
+        if f == 0.83:
+            assert a.calc.results["contact"].max() < u_max
         log = io.StringIO()
         w = aceuq.Watch(a, "gamma", dump=tmp_path / f"w{f}.xyz", log=log)
         assert w.voting and w.jury == ["contact"], log.getvalue()
@@ -290,4 +296,4 @@ def test_watch_auto_halts_by_the_juror_the_calibration_chose(tmp_path):
             outcome.append(False)
         except aceuq.Extrapolation:
             outcome.append(True)
-    assert outcome == [False, True]
+    assert outcome == [False, True, True]

@@ -311,12 +311,12 @@ impl Engine {
         let want_ens = out.uq.iter().any(|(m, _)| *m == Method::Ensemble);
         // Contact comes from the neighbour distances, written per atom below; the others but
         // the ensemble are graded from basis vectors.
-        let mut contact: Option<&mut [f64]> = None;
+        let mut contact: Vec<&mut [f64]> = vec![];
         let mut uq: Vec<(Method, &mut [f64])> = vec![];
         for (m, v) in out.uq.iter_mut() {
             match m {
                 Method::Ensemble => {}
-                Method::Contact => contact = Some(&mut **v),
+                Method::Contact => contact.push(&mut **v),
                 _ => uq.push((*m, &mut **v)),
             }
         }
@@ -422,8 +422,11 @@ impl Engine {
                 a.sj.push(species[j] as u16);
                 a.kept.push(k);
             }
-            if let (Some(v), Some(c)) = (contact.as_deref_mut(), self.pot.uq.contact.as_ref()) {
-                v[i] = c.value(a.si, &a.rij, &a.sj);
+            if let (false, Some(c)) = (contact.is_empty(), self.pot.uq.contact.as_ref()) {
+                let u = c.value(a.si, &a.rij, &a.sj);
+                for v in contact.iter_mut() {
+                    v[i] = u;
+                }
             }
             // The atom's row of basis vectors, when other methods need it.
             // The rows buffer keeps its length between steps (no zero-filling per row).

@@ -337,6 +337,7 @@ impl UqModel {
                 },
             };
         uq.check_cluster_cutoffs(model)
+            .and_then(|()| uq.halt_rule.as_ref().map_or(Ok(()), check_halt_rule))
             .map_err(|message| ContainerError::Invalid {
                 path: path.display().to_string(),
                 message,
@@ -439,6 +440,31 @@ impl UqScratch {
             gp: uq.gp.as_ref().map(gp::Scratch::new),
         }
     }
+}
+
+/// Whether a stored halting rule is one this build applies: `frame`, `vote`, or `juror` naming a
+/// known method, and a jury of known methods (anything else was written by a newer aceuq).
+fn check_halt_rule(r: &crate::stats::upper::HaltRule) -> Result<(), String> {
+    let known = |m: &str| Method::from_name(m).is_some();
+    let rule_ok = match r.rule.as_str() {
+        "frame" | "vote" => true,
+        "juror" => r.juror.as_deref().is_some_and(known),
+        _ => false,
+    };
+    if rule_ok && r.jury.iter().all(|m| known(m)) {
+        return Ok(());
+    }
+    Err(format!(
+        "halt rule: rule '{}'{}, jury [{}]: not one this build knows (frame, vote, or juror \
+         naming one of {}): probably written by a newer aceuq; rebuild aceuq (and the LAMMPS \
+         plugin: `make plugin`), or recalibrate with this one",
+        r.rule,
+        r.juror
+            .as_deref()
+            .map_or(String::new(), |j| format!(" with juror '{j}'")),
+        r.jury.join(", "),
+        Method::known()
+    ))
 }
 
 fn missing(method: Method) -> UqError {
@@ -854,4 +880,47 @@ pub fn pairs_by_species(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stored halting rule this build cannot apply (an unknown rule or method, a `juror` rule
+    /// without its juror) is refused at load naming a newer writer, not applied as something
+    /// else.
+    #[test]
+    fn a_halting_rule_this_build_does_not_know_is_refused() {
+        let rule = |rule: &str, juror: Option<&str>, jury: &[&str]| crate::stats::upper::HaltRule {
+            rule: rule.into(),
+            jury: jury.iter().map(|s| s.to_string()).collect(),
+            frames: 10,
+            unstable: 2,
+            frame_caught: 1,
+            frame_false: 0,
+            vote_caught: 2,
+            vote_false: 0,
+            e_max: 1.0,
+            juror: juror.map(str::to_string),
+            juror_caught: 2,
+            juror_false: 0,
+        };
+        let jury = ["gamma", "distance"];
+        for ok in [
+            rule("frame", None, &jury),
+            rule("vote", None, &jury),
+            rule("juror", Some("contact"), &jury),
+        ] {
+            assert_eq!(check_halt_rule(&ok), Ok(()));
+        }
+        for bad in [
+            rule("juror", None, &jury),
+            rule("juror", Some("oracle"), &jury),
+            rule("majority", None, &jury),
+            rule("vote", None, &["gamma", "tea_leaves"]),
+        ] {
+            let e = check_halt_rule(&bad).unwrap_err();
+            assert!(e.contains("newer aceuq") && e.contains("halt rule"), "{e}");
+        }
+    }
 }
