@@ -445,41 +445,8 @@ fn ensemble_uncertainty_equals_the_library_on_one_and_two_ranks() {
     let dir = workdir(SUITE, "ensemble");
     save_model(&model, &dir, "model.aceuq");
     write_data(frame, &["Li"], &dir, "data.lmp");
-    let input = "plugin load ${plugin}
-units metal
-boundary p p p
-atom_style atomic
-read_data data.lmp
-pair_style ace/uq
-pair_coeff * * model.aceuq Li
-fix e all pair 1 ace/uq ensemble 1
-dump d all custom 1 ens.dump id f_e
-dump_modify d sort id format float %.15g
-thermo_style custom step pe
-thermo_modify format float %.15g
-run 0
-";
-    let mut pes = vec![];
-    for (case, np) in [("ensemble_serial", None), ("ensemble_mpi2", Some(2))] {
-        let r = run_lammps_in(&s, &dir, input, np, None);
-        r.assert_ok(case);
-        pes.push(thermo_rows(&r.output)[0][1]);
-        let dumps = read_dump(&dir.join("ens.dump"));
-        let (cols, rows) = &dumps[0];
-        assert_eq!(cols, &["id", "f_e"], "{case}");
-        assert_eq!(rows.len(), lib.len(), "{case}");
-        for row in rows {
-            let i = row[0] as usize - 1;
-            assert!(lib[i] > 0.0);
-            assert!(
-                (row[1] - lib[i]).abs() <= 1e-9 * lib[i],
-                "{case}: atom {}: LAMMPS {} vs library {}",
-                i + 1,
-                row[1],
-                lib[i]
-            );
-        }
-    }
+    assert!(lib.iter().all(|&u| u > 0.0));
+    let pes = per_atom_equals_the_library_on_one_and_two_ranks(&s, &dir, "ensemble", &lib, 1e-9);
     // The energy with the ensemble equals the library's prediction.
     let p = model
         .model
@@ -522,29 +489,49 @@ fn contact_equals_the_library_on_one_and_two_ranks() {
     let dir = workdir(SUITE, "contact");
     save_model(&model, &dir, "model.aceuq");
     write_data(&frame, &["Li"], &dir, "data.lmp");
-    let input = "plugin load ${plugin}
+    per_atom_equals_the_library_on_one_and_two_ranks(&s, &dir, "contact", &lib, 1e-12);
+}
+
+/// Runs `fix pair` of `method` with `run 0` on the model and data in `dir`, serially and on 2
+/// MPI ranks, and checks every atom's value against `lib` (relative `tol`); returns the
+/// potential energy of each run.
+fn per_atom_equals_the_library_on_one_and_two_ranks(
+    s: &Setup,
+    dir: &std::path::Path,
+    method: &str,
+    lib: &[f64],
+    tol: f64,
+) -> Vec<f64> {
+    let input = format!(
+        "plugin load ${{plugin}}
 units metal
 boundary p p p
 atom_style atomic
 read_data data.lmp
 pair_style ace/uq
 pair_coeff * * model.aceuq Li
-fix c all pair 1 ace/uq contact 1
-dump d all custom 1 contact.dump id f_c
+fix u all pair 1 ace/uq {method} 1
+dump d all custom 1 uq.dump id f_u
 dump_modify d sort id format float %.17g
+thermo_style custom step pe
+thermo_modify format float %.15g
 run 0
-";
-    for (case, np) in [("contact_serial", None), ("contact_mpi2", Some(2))] {
-        let r = run_lammps_in(&s, &dir, input, np, None);
-        r.assert_ok(case);
-        let dumps = read_dump(&dir.join("contact.dump"));
+"
+    );
+    let mut pes = vec![];
+    for (case, np) in [("serial", None), ("mpi2", Some(2))] {
+        let case = format!("{method}_{case}");
+        let r = run_lammps_in(s, dir, &input, np, None);
+        r.assert_ok(&case);
+        pes.push(thermo_rows(&r.output)[0][1]);
+        let dumps = read_dump(&dir.join("uq.dump"));
         let (cols, rows) = &dumps[0];
-        assert_eq!(cols, &["id", "f_c"], "{case}");
+        assert_eq!(cols, &["id", "f_u"], "{case}");
         assert_eq!(rows.len(), lib.len(), "{case}");
         for row in rows {
             let i = row[0] as usize - 1;
             assert!(
-                (row[1] - lib[i]).abs() <= 1e-12 * lib[i],
+                (row[1] - lib[i]).abs() <= tol * lib[i].abs(),
                 "{case}: atom {}: LAMMPS {} vs library {}",
                 i + 1,
                 row[1],
@@ -552,6 +539,7 @@ run 0
             );
         }
     }
+    pes
 }
 
 /// Every vector-kernel family this CPU can run (`ACEUQ_SIMD=portable`, `avx2`, and what the CPU
