@@ -1354,23 +1354,27 @@ fn upper_vote_halts_by_the_jury_and_upper_auto_follows_the_calibration() {
     // Distance recalibrated for another question (P(e > 2 eV/Å), as `aceuq calibrate --methods
     // distance --max-error 2` stores it) does not sit beside gamma's P(e > 1 eV/Å): one juror
     // is left, refused with the reason.
-    let mut mixed = jury_model(false);
     let valid = frames("tests/data/li/valid.xyz");
-    let settings = aceuq::calibration::CalibrateSettings {
-        max_error: 2.0,
-        ..Default::default()
+    // `pot` with `method` recalibrated for P(e > 2 eV/Å), as `aceuq calibrate --methods M
+    // --max-error 2` stores it: the result holds the model's other entries as they were.
+    let recalibrated = |mut pot: aceuq::Potential, method: Method| {
+        let settings = aceuq::calibration::CalibrateSettings {
+            max_error: 2.0,
+            ..Default::default()
+        };
+        let r = aceuq::calibration::calibrate_potential(
+            &pot,
+            &valid,
+            &[],
+            &[100_000],
+            &settings,
+            &[method],
+        )
+        .expect("recalibrated");
+        pot.uq.calibration = r.calibration;
+        pot
     };
-    let r2 = aceuq::calibration::calibrate_potential(
-        &mixed,
-        &valid,
-        &[],
-        &[100_000],
-        &settings,
-        &[Method::Distance],
-    )
-    .expect("distance recalibrated");
-    // The result holds the model's other entries as they were, distance's replaced.
-    mixed.uq.calibration = r2.calibration;
+    let mixed = recalibrated(jury_model(false), Method::Distance);
     assert!(
         mixed
             .uq
@@ -1396,17 +1400,7 @@ fn upper_vote_halts_by_the_jury_and_upper_auto_follows_the_calibration() {
 
     // Gamma recalibrated instead, with distance and gp still answering P(e > 1 eV/Å): the larger
     // group that agrees votes without gamma.
-    let mut regamma = jury_model_with(false, true);
-    let r2 = aceuq::calibration::calibrate_potential(
-        &regamma,
-        &valid,
-        &[],
-        &[100_000],
-        &settings,
-        &[Method::Gamma],
-    )
-    .expect("gamma recalibrated");
-    regamma.uq.calibration = r2.calibration;
+    let regamma = recalibrated(jury_model_with(false, true), Method::Gamma);
     let dir = workdir(SUITE, "upper_vote_larger_group");
     save_model(&regamma, &dir, "model.aceuq");
     write_data(frame, &["Li"], &dir, "data.lmp");

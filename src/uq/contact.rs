@@ -52,34 +52,13 @@ impl Contact {
     pub fn build(model: &Model, train: &[Structure]) -> Result<Contact, UqError> {
         let ns = model.nspecies();
         let reach = model.max_cutoff();
-        let per: Vec<Vec<f64>> = train
-            .par_iter()
-            .map(|s| -> Result<Vec<f64>, UqError> {
-                let envs = Environments::new(model, s)?;
-                let mut d = vec![f64::INFINITY; ns * ns];
-                for i in 0..envs.len() {
-                    let e = envs.get(i);
-                    for (r, &sj) in e.rij.iter().zip(e.sj) {
-                        let k = e.si * ns + sj as usize;
-                        d[k] = d[k].min(crate::neighbors::norm(*r));
-                    }
-                }
-                Ok(d)
-            })
-            .collect::<Result<_, _>>()?;
-        let mut shortest = vec![f64::INFINITY; ns * ns];
-        for d in per {
-            for (a, b) in shortest.iter_mut().zip(d) {
-                *a = a.min(b);
-            }
-        }
-        for a in 0..ns {
-            for b in 0..a {
-                let m = shortest[a * ns + b].min(shortest[b * ns + a]);
-                shortest[a * ns + b] = m;
-                shortest[b * ns + a] = m;
-            }
-        }
+        // The same shortest distances the fit switches the ZBL core on below (a full
+        // neighbour list: the table is symmetric).
+        let species_of = train
+            .iter()
+            .map(|s| model.map_species(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut shortest = crate::model::fit::min_pair_distances(train, &species_of, ns, reach)?;
         let overall = shortest.iter().copied().fold(f64::INFINITY, f64::min);
         if !overall.is_finite() {
             return Err(UqError::Data(
