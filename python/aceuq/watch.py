@@ -111,8 +111,8 @@ class Watch:
         self.jury, left_out = self._sit_jury(seats) if upper in ("auto", "vote") else ([], [])
         if upper == "vote" and len(self.jury) < 2:
             raise ValueError(
-                "upper='vote' needs at least two of gamma, ensemble, distance and gp "
-                "computed by the calculator with calibrated cutoffs and a fitted error scale s(u) for every "
+                "upper='vote' needs at least two of gamma, ensemble, distance and gp computed by "
+                "the calculator with calibrated cutoffs and a fitted error scale s(u) for every "
                 f"species present, calibrated with the same e_max and p_halt, there are {len(self.jury)} ({'; '.join(left_out)}); or watch "
                 "with upper='auto'"
             )
