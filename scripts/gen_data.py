@@ -35,7 +35,11 @@ collisions, hot clusters, frames with two atoms closer than 1.6 Å not kept (UNS
 and rattled crystals, an off-training fcc composition, hot and compressed liquids, a knock-on
 (ALMG_UNSTABLE); --only li|almg for one of them),
 --alloys (only the two-element sets inp/ and wbe/ {train,valid,test}.xyz with a summary.json
-beside them; --only inp|wbe for one of them; see below).
+beside them; --only inp|wbe for one of them; see below), --calib (only li/, inp/ and
+wbe/calib.xyz with a calib_summary.json beside each: calibration frames drawn like the held-out
+test frames instead of from the training runs. Li: a third independent liquid run, 10 frames 1 ps
+apart; In-P and W-Be: 4 starts of 1 frame for every trained condition, each start its own random
+sites, velocities and melt, screened like the other alloy runs; see CALIB).
 Deterministic for a given --seed (one LAMMPS process per job, no MPI).
 
 In-P and W-Be (--alloys; samples and labels from the same DFT-trained SNAP+ZBL potential:
@@ -69,7 +73,7 @@ Wood et al., Phys. Rev. B 99, 184305 (2019); parameters and conditions in ALLOYS
   of the last start are valid.
 
 Usage:
-    python3 scripts/gen_data.py [--quick|--full|--hetero|--unstable|--alloys] [--seed 2024] [--out DIR]
+    python3 scripts/gen_data.py [--quick|--full|--hetero|--unstable|--alloys|--calib] [--seed 2024] [--out DIR]
         [--pool FILE] [--lmp PATH] [--potentials DIR] [--keep DIR] [--only li|almg|inp|wbe]
         [--frames-per-run N] [--starts K]
 """
@@ -1297,28 +1301,22 @@ def alloy_label_reasons(f: L.Frame, p: dict, e_ref: float) -> list[str]:
     return why
 
 
-def alloy_system(system: str, p: dict, seed: int, lmp: str, pot: str, work: str) -> tuple:
-    """Sample, filter, label and split one system; returns (train, valid, test, summary)."""
-    runs = []
-    for cond in p["conditions"]:
-        for run in ("main", "independent"):
-            # A condition with random sites sampled from one start sees one arrangement of them
-            # (3 solutes in hcp Be do not move at 600 K): with --starts K its main run is split
-            # over K starts, each with its own sites and velocities (liquids: its own melt).
-            k = p.get("starts", 1) if run == "main" and several_starts(cond) else 1
-            for start in range(k):
-                nframes = p["n_main"] // k + (p["n_main"] % k if start == k - 1 else 0)
-                r = alloy_run(system, p, cond, run, seed, lmp, pot, work, start,
-                              nframes if k > 1 else None)
-                r["cond"] = cond
-                runs.append(r)
+def drop_record(f: L.Frame | None, r: dict, why: list[str]) -> dict:
+    """The summary.json entry of a dropped frame (f None: a run that wrote no frame)."""
+    return dict(config_type=r["cond"]["cfg"], run=r["run"],
+                time_ps=None if f is None else float(f.get_info("time_ps")),
+                d_min=None if f is None or f.get_info("d_min") is None
+                else float(f.get_info("d_min")), reasons=why)
+
+
+def screen_runs(system: str, p: dict, runs: list[dict], lmp: str, pot: str) -> tuple[list, float]:
+    """The sanity filters of --alloys on sampled runs (each with its `cond`), in place: geometry,
+    then labels (one LAMMPS process for all frames), then energy and force. Returns the dropped
+    frames with their reasons and the labelling time."""
     dropped = []
 
     def drop(f, r, why):
-        dropped.append(dict(config_type=r["cond"]["cfg"], run=r["run"],
-                            time_ps=None if f is None else float(f.get_info("time_ps")),
-                            d_min=None if f is None or f.get_info("d_min") is None
-                            else float(f.get_info("d_min")), reasons=why))
+        dropped.append(drop_record(f, r, why))
 
     # 1. Geometry: lost or detached atoms, close contacts, box collapse; a LAMMPS abort.
     for r in runs:
@@ -1358,13 +1356,33 @@ def alloy_system(system: str, p: dict, seed: int, lmp: str, pot: str, work: str)
             else:
                 keep.append(f)
         r["frames"] = keep
+    return dropped, t_label
+
+
+def alloy_system(system: str, p: dict, seed: int, lmp: str, pot: str, work: str) -> tuple:
+    """Sample, filter, label and split one system; returns (train, valid, test, summary)."""
+    runs = []
+    for cond in p["conditions"]:
+        for run in ("main", "independent"):
+            # A condition with random sites sampled from one start sees one arrangement of them
+            # (3 solutes in hcp Be do not move at 600 K): with --starts K its main run is split
+            # over K starts, each with its own sites and velocities (liquids: its own melt).
+            k = p.get("starts", 1) if run == "main" and several_starts(cond) else 1
+            for start in range(k):
+                nframes = p["n_main"] // k + (p["n_main"] % k if start == k - 1 else 0)
+                r = alloy_run(system, p, cond, run, seed, lmp, pot, work, start,
+                              nframes if k > 1 else None)
+                r["cond"] = cond
+                runs.append(r)
+    dropped, t_label = screen_runs(system, p, runs, lmp, pot)
     # 3. A condition whose main run kept no frame has nothing to train on: its independent frames
     # would test an untrained condition, so they go too.
     trained = {r["cond"]["cfg"] for r in runs if r["run"] == "main" and r["frames"]}
     for r in runs:
         if r["run"] != "main" and r["cond"]["cfg"] not in trained:
             for f in r["frames"]:
-                drop(f, r, ["the condition has no training frames (its main run was dropped)"])
+                dropped.append(drop_record(
+                    f, r, ["the condition has no training frames (its main run was dropped)"]))
             r["frames"] = []
     train, valid, test = [], [], []
     per_run = []
@@ -1443,6 +1461,116 @@ def main_alloys(args, argv) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+# --calib: calibration sets independent of the training data. The validation frames of every set
+# above come from the training runs themselves (Li: frames between the training frames of one
+# trajectory; In-P, W-Be: the last frames of the main run, so one arrangement of the random
+# vacancies and solutes), while the held-out test frames come from independent runs: a cutoff
+# calibrated on the former promises a rate for data it was not drawn like. Each calibration set
+# is drawn the way the held-out data are: Li from a third independent run of the training
+# condition, In-P and W-Be from `alloy_starts` independent starts of every trained condition (each
+# its own sites, velocities and melt), `alloy_frames` frames each.
+CALIB = dict(li_ps=10.0, li_every=1000, alloy_starts=4, alloy_frames=1)
+
+
+def li_calib(lmp: str, pot: str, seed: int, work: str) -> tuple[list, dict]:
+    """A third Li liquid run (own velocity seed, melted and equilibrated on its own), one frame every
+    `li_every` steps of a `li_ps` production: the unlabelled frames and the run's diffusion check."""
+    p = MODES["default"]
+    vseed = random.Random(f"{seed}:calib").randrange(1, 900000)
+    segs = [("prod", CALIB["li_ps"], CALIB["li_every"])]
+    text, secs = run_job(lmp, li_liquid_script(p, pot, vseed, "calib", segs), work, "li_calib")
+    info = {"seed_calib": vseed, "lammps": L.lammps_version(text), "md_seconds": secs,
+            "calib": diffusion(os.path.join(work, "calib_msd.txt"),
+                               os.path.join(work, "calib_thermo.txt"), 250)}
+    frames = []
+    for d in read_dump(os.path.join(work, "calib_prod.dump"), {1: "Li"}):
+        if d["step"] == 0:
+            continue
+        frames.append(make_frame(d, [("config_type", "liquid_600K"), ("time_ps", f"{d['step'] * FS:.3f}"),
+                                     ("step", str(d["step"])), ("run", "calib")]))
+    return frames, info
+
+
+def alloy_calib(system: str, seed: int, lmp: str, pot: str, work: str, trained: set[str]) -> tuple:
+    """`alloy_starts` runs of `alloy_frames` frames per trained condition (run name `calib`: its own
+    generator, so other sites and velocities than the main and independent runs), screened and
+    labelled like the other alloy runs. Returns the frames and the summary entries."""
+    p = ALLOYS[system]
+    runs = []
+    for cond in p["conditions"]:
+        if cond["cfg"] not in trained:
+            continue
+        for start in range(CALIB["alloy_starts"]):
+            r = alloy_run(system, p, cond, "calib", seed, lmp, pot, work, start, CALIB["alloy_frames"])
+            r["cond"] = cond
+            runs.append(r)
+    dropped, t_label = screen_runs(system, p, runs, lmp, pot)
+    for dr in dropped:
+        log(f"{system}: dropped {dr['config_type']} (calib) t={dr['time_ps']} ps: "
+            f"{'; '.join(dr['reasons'])}")
+    frames = [f for r in runs for f in r["frames"]]
+    per_run = [{k: v for k, v in r.items() if k not in ("frames", "cond")}
+               | dict(config_type=r["cond"]["cfg"], kept=len(r["frames"])) for r in runs]
+    return frames, dict(runs=per_run, dropped=dropped, label_seconds=round(t_label, 1),
+                        md_seconds=round(sum(r["seconds"] for r in runs), 1))
+
+
+def main_calib(args, argv) -> int:
+    """--calib: tests/data/{li,inp,wbe}/calib.xyz with a calib_summary.json beside each (--only for
+    one): calibration frames drawn like the held-out test frames, not from the training runs."""
+    root = L.REPO_ROOT
+    data = args.out or os.path.join(root, "tests", "data")
+    cmd_args = argv if argv is not None else sys.argv[1:]
+    try:
+        lmp = L.find_lmp(args.lmp)
+        pot = L.find_potentials(lmp, args.potentials)
+        ctx = None
+        if args.keep:
+            work = args.keep
+            os.makedirs(work, exist_ok=True)
+        else:
+            ctx = tempfile.TemporaryDirectory(prefix="aceuq-gen-")
+            work = ctx.name
+        for system in ("li", "inp", "wbe"):
+            if args.only not in (None, system):
+                continue
+            t_start = time.time()
+            summary = {"mode": "calib", "system": system, "seed": args.seed, "params": CALIB,
+                       "command": recorded_command(cmd_args)}
+            if system == "li":
+                log(f"Li calibration run, seed {args.seed}")
+                frames, info = li_calib(lmp, pot, args.seed, work)
+                t0 = time.time()
+                L.label_frames(frames, "li-snap", lmp, pot)
+                info["label_seconds"] = round(time.time() - t0, 1)
+                summary |= info
+            else:
+                train = os.path.join(root, "tests", "data", system, "train.xyz")
+                trained = {f.get_info("config_type") for f in L.read_extxyz(train)}
+                log(f"{system} calibration runs, seed {args.seed}, {len(trained)} trained conditions")
+                # The seed offset of --alloys: the run name `calib` keeps the generators apart.
+                frames, info = alloy_calib(system, args.seed + 3000, lmp, pot, work, trained)
+                summary |= info
+            out = os.path.join(data, system)
+            os.makedirs(out, exist_ok=True)
+            path = os.path.join(out, "calib.xyz")
+            L.write_extxyz_atomic(path, frames)
+            summary["files"] = {os.path.relpath(path, root): dict(
+                frames=len(frames), atoms=sum(len(f.symbols) for f in frames),
+                bytes=os.path.getsize(path), stats=stats(frames))}
+            summary["total_seconds"] = round(time.time() - t_start, 1)
+            with open(os.path.join(out, "calib_summary.json"), "w", encoding="utf-8") as fh:
+                json.dump(summary, fh, indent=1, ensure_ascii=False)
+            log(f"wrote {os.path.relpath(path, root)}: {len(frames)} frames, "
+                f"{os.path.getsize(path) / 1024:.0f} KiB ({summary['total_seconds']:.0f} s)")
+        if ctx is not None:
+            ctx.cleanup()
+        return 0
+    except L.LabelError as exc:
+        print(f"gen_data.py: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def stats(frames: list[L.Frame]) -> dict:
@@ -1543,6 +1671,8 @@ def main(argv=None) -> int:
                    help="only the sets beyond the training data (li/ and almg/unstable.xyz)")
     g.add_argument("--alloys", action="store_true",
                    help="only the two-element SNAP+ZBL sets (inp/ and wbe/ train/valid/test.xyz)")
+    g.add_argument("--calib", action="store_true",
+                   help="only the calibration sets li/, inp/ and wbe/calib.xyz (independent runs)")
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--out", help="data folder (default: tests/data, or runs/data-quick|-full)")
     ap.add_argument("--pool", help="pool file (default: runs/data[-quick|-full]/li_pool.xyz)")
@@ -1550,7 +1680,8 @@ def main(argv=None) -> int:
     ap.add_argument("--potentials")
     ap.add_argument("--keep", metavar="DIR", help="keep LAMMPS work files in DIR")
     ap.add_argument("--only", choices=["li", "almg", "inp", "wbe"],
-                    help="generate only one system (li|almg; inp|wbe with --alloys)")
+                    help="generate only one system (li|almg; inp|wbe with --alloys; li|inp|wbe "
+                         "with --calib)")
     ap.add_argument("--frames-per-run", type=int, metavar="N",
                     help="--alloys: frames of each main run (default 8; the last 2 are valid, the "
                          "others train), for larger sets written with --out")
@@ -1574,10 +1705,14 @@ def main(argv=None) -> int:
         if not args.out:
             ap.error("--frames-per-run writes a larger set: give --out DIR (tests/data holds the "
                      "committed default sets)")
-    if args.only in ("inp", "wbe") and not args.alloys:
-        ap.error("--only inp|wbe needs --alloys")
+    if args.only in ("inp", "wbe") and not (args.alloys or args.calib):
+        ap.error("--only inp|wbe needs --alloys or --calib")
     if args.alloys and args.only in ("li", "almg"):
         ap.error("--alloys generates inp and wbe only")
+    if args.calib and args.only == "almg":
+        ap.error("--calib generates li, inp and wbe only")
+    if args.calib:
+        return main_calib(args, argv)
     if args.alloys:
         return main_alloys(args, argv)
     if args.hetero:
