@@ -13,7 +13,18 @@ watch_outcome() {
             line=$(grep 'config_type=halt' candidates.xyz | tail -1)
             step=$(echo "$line" | grep -o ' step=[0-9]*' | cut -d= -f2)
             val=$(echo "$line" | grep -o 'max_value=[0-9.e+-]*' | cut -d= -f2)
-            echo "the run halted at step $step: an atom reached gamma = $val, above the upper cutoff"
+            q=$(echo "$line" | grep -o ' quantity=[a-z_]*' | cut -d= -f2)
+            if echo "$line" | grep -q ' n_above_upper=[1-9]'; then
+                echo "the run halted at step $step: an atom reached $q = $val, above the upper cutoff"
+            else
+                # A frame rule halted (the watched quantity, or the jurors of upper auto/vote):
+                # the frame's probability of an error above e_max reached p_halt.
+                local why
+                why=$(echo "$line" | grep -o 'vote_p_frame=[^ ]*' | cut -d= -f2 || true)
+                [ -n "$why" ] || why="$q:$(echo "$line" | grep -o ' p_frame=[0-9.e+-]*' | cut -d= -f2 || true)"
+                echo "the run halted at step $step by a frame rule: P(some atom errs above e_max) = $why" \
+                    "(method:probability; largest $q $val)"
+            fi
         fi
         echo
         echo "== 5. pick the 5 frames that most enlarge the active sets, for DFT labelling"

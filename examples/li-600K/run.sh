@@ -15,11 +15,14 @@ rm -f candidates.xyz for_dft.xyz
 
 echo "== 1. fit a linear ACE potential with uncertainty on 50 frames of liquid Li at 600 K"
 "$aceuq" fit --train "$data/train.xyz" --valid "$data/valid.xyz" --species Li \
-    --active-set --clusters 4 --out li.aceuq
+    --active-set --clusters 4 --contact --out li.aceuq
 
 echo
 echo "== 2. statistical cutoffs for the run we are about to watch (250 atoms x 1000 checks)"
-"$aceuq" calibrate --model li.aceuq --valid "$data/valid.xyz" --pool-size 250000
+echo "   on frames of an independent run (calib.xyz), plus labelled structures beyond the training"
+echo "   liquid (unstable.xyz: what the labelled candidates of a first run would be)"
+"$aceuq" calibrate --model li.aceuq --valid "$data/calib.xyz" --high "$data/unstable.xyz" \
+    --pool-size 250000
 
 echo
 echo "== 3. LAMMPS: heat the liquid from 600 K towards 4000 K, dump candidates, halt when unstable"
@@ -30,5 +33,25 @@ grep -E "^fix ace/uq/watch|halting" lammps.out || true
 
 . "$here/../watch_outcome.sh"
 watch_outcome "$aceuq" li.aceuq
+
+if [ -s candidates.xyz ]; then
+    echo
+    echo "== 6. check against the reference: the SNAP that labelled the training data, on the dumped frames"
+    python3 "$root/scripts/label.py" --labeller li-snap --lmp "$lmp" candidates.xyz candidates_snap.xyz \
+        > label.log 2>&1 || { echo "labelling failed: see $out/label.log"; exit 1; }
+    "$aceuq" check-cutoffs --model li.aceuq --data candidates_snap.xyz --frames frames.csv > /dev/null
+    # Largest true force error of each dumped frame (the gamma rows: one per frame).
+    awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+        $col["method"] == "gamma" {
+            e = $col["max_force_error"] + 0; n++
+            if (e > 1) above++
+            if (e > worst) worst = e
+            if ($col["config_type"] == "halt") halt = e
+        }
+        END {
+            printf "largest true force error on the %d dumped frames: %.2f eV/A; %d above 1 eV/A\n", n, worst, above
+            if (halt != "") printf "on the frame the watch halted at: %.2f eV/A\n", halt
+        }' frames.csv
+fi
 echo
-echo "outputs in $out: li.aceuq, log.lammps, candidates.xyz, for_dft.xyz"
+echo "outputs in $out: li.aceuq, log.lammps, candidates.xyz, for_dft.xyz, candidates_snap.xyz"
