@@ -28,7 +28,13 @@ watch_outcome() {
         fi
         echo
         echo "== 5. pick the 5 frames that most enlarge the active sets, for DFT labelling"
-        "$aceuq" select --model "$model" --candidates candidates.xyz --max 5 --out for_dft.xyz
+        if grep -q 'config_type=candidate' candidates.xyz; then
+            "$aceuq" select --model "$model" --candidates candidates.xyz --max 5 --out for_dft.xyz
+        else
+            # select leaves halt frames out (they may be unphysical already).
+            echo "nothing to pick: the only frame dumped is the halt frame" \
+                "(aceuq select --include-halted offers it)"
+        fi
     else
         echo "no frame went above the lower cutoff"
     fi
