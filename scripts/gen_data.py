@@ -192,6 +192,18 @@ def make_frame(d: dict, info: list[tuple[str, str]], pbc=(True, True, True), cel
     return quantize(fr)
 
 
+def lammps_and_work(args) -> tuple[str, str, str, tempfile.TemporaryDirectory | None]:
+    """The LAMMPS binary, its potentials folder and the work folder: --keep DIR, else a temporary
+    one (returned too, for cleaning up)."""
+    lmp = L.find_lmp(args.lmp)
+    pot = L.find_potentials(lmp, args.potentials)
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+        return lmp, pot, args.keep, None
+    ctx = tempfile.TemporaryDirectory(prefix="aceuq-gen-")
+    return lmp, pot, ctx.name, ctx
+
+
 def run_job(lmp: str, script: str, work: str, name: str) -> tuple[str, float]:
     """Run one LAMMPS job in `work`; raises with the LAMMPS error on failure."""
     t0 = time.time()
@@ -891,15 +903,7 @@ def main_unstable(args, argv) -> int:
     data = args.out or os.path.join(root, "tests", "data")
     cmd_args = argv if argv is not None else sys.argv[1:]
     try:
-        lmp = L.find_lmp(args.lmp)
-        pot = L.find_potentials(lmp, args.potentials)
-        ctx = None
-        if args.keep:
-            work = args.keep
-            os.makedirs(work, exist_ok=True)
-        else:
-            ctx = tempfile.TemporaryDirectory(prefix="aceuq-gen-")
-            work = ctx.name
+        lmp, pot, work, ctx = lammps_and_work(args)
         for system in ("li", "almg"):
             if args.only not in (None, system):
                 continue
@@ -1414,15 +1418,7 @@ def main_alloys(args, argv) -> int:
     data = args.out or os.path.join(root, "tests", "data")
     cmd_args = argv if argv is not None else sys.argv[1:]
     try:
-        lmp = L.find_lmp(args.lmp)
-        pot = L.find_potentials(lmp, args.potentials)
-        ctx = None
-        if args.keep:
-            work = args.keep
-            os.makedirs(work, exist_ok=True)
-        else:
-            ctx = tempfile.TemporaryDirectory(prefix="aceuq-gen-")
-            work = ctx.name
+        lmp, pot, work, ctx = lammps_and_work(args)
         for system in ("inp", "wbe"):
             if args.only not in (None, system):
                 continue
@@ -1524,15 +1520,7 @@ def main_calib(args, argv) -> int:
     data = args.out or os.path.join(root, "tests", "data")
     cmd_args = argv if argv is not None else sys.argv[1:]
     try:
-        lmp = L.find_lmp(args.lmp)
-        pot = L.find_potentials(lmp, args.potentials)
-        ctx = None
-        if args.keep:
-            work = args.keep
-            os.makedirs(work, exist_ok=True)
-        else:
-            ctx = tempfile.TemporaryDirectory(prefix="aceuq-gen-")
-            work = ctx.name
+        lmp, pot, work, ctx = lammps_and_work(args)
         for system in ("li", "inp", "wbe"):
             if args.only not in (None, system):
                 continue
@@ -1605,17 +1593,9 @@ def main_hetero(args, argv) -> int:
     summary = {"mode": "hetero", "seed": args.seed, "params": HETERO,
                "command": recorded_command(cmd_args)}
     try:
-        lmp = L.find_lmp(args.lmp)
-        pot = L.find_potentials(lmp, args.potentials)
+        lmp, pot, work, ctx = lammps_and_work(args)
         v_liq = train_volume_per_atom(os.path.join(root, "tests", "data", "li", "train.xyz"))
         summary["liquid_volume_per_atom_A3"] = v_liq
-        ctx = None
-        if args.keep:
-            work = args.keep
-            os.makedirs(work, exist_ok=True)
-        else:
-            ctx = tempfile.TemporaryDirectory(prefix="aceuq-gen-")
-            work = ctx.name
         log(f"multi-phase Li MEAM MD, seed {args.seed}, liquid volume {v_liq:.3f} A^3/atom")
         # Another seed than the default mode's novel subsets, so no frame repeats li/novel.xyz.
         frames, t_md = li_novel(HETERO, lmp, pot, args.seed + 1000, work, v_liq)
@@ -1731,15 +1711,7 @@ def main(argv=None) -> int:
     summary = {"mode": mode, "seed": args.seed, "params": p,
                "command": recorded_command(cmd_args)}
     try:
-        lmp = L.find_lmp(args.lmp)
-        pot = L.find_potentials(lmp, args.potentials)
-        ctx = None
-        if args.keep:
-            work = args.keep
-            os.makedirs(work, exist_ok=True)
-        else:
-            ctx = tempfile.TemporaryDirectory(prefix="aceuq-gen-")
-            work = ctx.name
+        lmp, pot, work, ctx = lammps_and_work(args)
         outputs = {}
         if args.only in (None, "li"):
             log(f"Li liquid MD ({mode}), seed {args.seed}")
