@@ -13,16 +13,23 @@ watch_outcome() {
             line=$(grep 'config_type=halt' candidates.xyz | tail -1)
             step=$(echo "$line" | grep -o ' step=[0-9]*' | cut -d= -f2)
             val=$(echo "$line" | grep -o 'max_value=[0-9.e+-]*' | cut -d= -f2)
+            local q jurors
             q=$(echo "$line" | grep -o ' quantity=[a-z_]*' | cut -d= -f2)
+            # Halting by the jurors of upper auto/vote: vote_p_frame="m:p m:p ..." (quoted when
+            # there are several), and n_above_upper counts the jurors' atoms above their cutoffs.
+            jurors=$(echo "$line" | sed -n 's/.* vote_p_frame="\{0,1\}\([^" ]*\( [^" =]*:[^" ]*\)*\)"\{0,1\}\( .*\)\{0,1\}$/\1/p')
             if echo "$line" | grep -q ' n_above_upper=[1-9]'; then
-                echo "the run halted at step $step: an atom reached $q = $val, above the upper cutoff"
+                if [ -n "$jurors" ]; then
+                    echo "the run halted at step $step: an atom is above a juror's upper cutoff" \
+                        "(frame probabilities $jurors; largest $q $val)"
+                else
+                    echo "the run halted at step $step: an atom reached $q = $val, above the upper cutoff"
+                fi
             else
-                # A frame rule halted (the watched quantity, or the jurors of upper auto/vote):
-                # the frame's probability of an error above e_max reached p_halt.
-                local why
-                why=$(echo "$line" | grep -o 'vote_p_frame=[^ ]*' | cut -d= -f2 || true)
-                [ -n "$why" ] || why="$q:$(echo "$line" | grep -o ' p_frame=[0-9.e+-]*' | cut -d= -f2 || true)"
-                echo "the run halted at step $step by a frame rule: P(some atom errs above e_max) = $why" \
+                # A frame rule halted: the frame's probability of an error above e_max reached
+                # p_halt (the watched quantity's, or the jurors').
+                [ -n "$jurors" ] || jurors="$q:$(echo "$line" | grep -o ' p_frame=[0-9.e+-]*' | cut -d= -f2 || true)"
+                echo "the run halted at step $step by a frame rule: P(some atom errs above e_max) = $jurors" \
                     "(method:probability; largest $q $val)"
             fi
         fi

@@ -87,9 +87,11 @@ novel=("$work/li_check.xyz" "$data/li/novel.xyz")
 # In-P and W-Be: four starts per condition, each its own random sites), not frames of the training
 # runs, on which the GP was trained and the ensemble and distance scaled. Al-Mg's held-out frames
 # are the latest frames of its training runs, like its valid.xyz, so it calibrates on valid.xyz.
-cal=calib
 # N = 5000: the held-out liquid has 5000 atoms, so about one exceedance is expected.
+# The seeds' rule as it always ran, on valid.xyz.
+cal=valid
 run li seeds 5000 --tail body --upper-rule ratio
+cal=calib
 run li default 5000
 run li default_high 5000 --high "$work/li_high.xyz" "$data/li_hetero/phases.xyz"
 # The default rule calibrated on valid.xyz (frames between the training frames), for comparison.
@@ -104,7 +106,8 @@ run almg default_high 2880 --high "$work/almg_high.xyz"
 # The case the seeds' rule failed on: N = 144 000 (1000 frames of 144 atoms).
 run almg seeds_N144000 144000 --tail body --upper-rule ratio
 run almg default_N144000 144000
-# In-P and W-Be (SNAP+ZBL labels, two elements, small calibration sets: 1662 and 2500 atoms). No unstable sets: the upper cutoffs are checked on the held-out frames only.
+# In-P and W-Be (SNAP+ZBL labels, two elements, small calibration sets: 1660 and 2508 atoms).
+# No unstable sets: the upper cutoffs are checked on the held-out frames only.
 "$aceuq" --threads 1 fit --train "$data/inp/train.xyz" --valid "$data/inp/valid.xyz" \
   --species In,P $uq --out "$work/inp.aceuq" > "$work/inp_fit.log" 2>&1
 "$aceuq" --threads 1 fit --train "$data/wbe/train.xyz" --valid "$data/wbe/valid.xyz" \

@@ -1306,11 +1306,13 @@ def alloy_label_reasons(f: L.Frame, p: dict, e_ref: float) -> list[str]:
 
 
 def drop_record(f: L.Frame | None, r: dict, why: list[str]) -> dict:
-    """The summary.json entry of a dropped frame (f None: a run that wrote no frame)."""
+    """The summary.json entry of a dropped frame (f None: a run that wrote no frame), with the
+    start index of a --calib run."""
     return dict(config_type=r["cond"]["cfg"], run=r["run"],
                 time_ps=None if f is None else float(f.get_info("time_ps")),
                 d_min=None if f is None or f.get_info("d_min") is None
-                else float(f.get_info("d_min")), reasons=why)
+                else float(f.get_info("d_min")), reasons=why) | (
+                    {"start": r["start"]} if "start" in r else {})
 
 
 def screen_runs(system: str, p: dict, runs: list[dict], lmp: str, pot: str) -> tuple[list, float]:
@@ -1500,7 +1502,7 @@ def alloy_calib(system: str, seed: int, lmp: str, pot: str, work: str, trained: 
             continue
         for start in range(CALIB["alloy_starts"]):
             r = alloy_run(system, p, cond, "calib", seed, lmp, pot, work, start, CALIB["alloy_frames"])
-            r["cond"] = cond
+            r["cond"], r["start"] = cond, start
             runs.append(r)
     dropped, t_label = screen_runs(system, p, runs, lmp, pot)
     for dr in dropped:
@@ -1535,7 +1537,14 @@ def main_calib(args, argv) -> int:
                 info["label_seconds"] = round(time.time() - t0, 1)
                 summary |= info
             else:
-                train = os.path.join(root, "tests", "data", system, "train.xyz")
+                # The conditions of the training set beside it (--out DIR with its own sets),
+                # else of the committed one.
+                train = os.path.join(data, system, "train.xyz")
+                if not os.path.exists(train):
+                    train = os.path.join(root, "tests", "data", system, "train.xyz")
+                if not os.path.exists(train):
+                    raise L.LabelError(f"{train} not found: --calib draws frames of the trained "
+                                       "conditions; generate the set with --alloys first")
                 trained = {f.get_info("config_type") for f in L.read_extxyz(train)}
                 log(f"{system} calibration runs, seed {args.seed}, {len(trained)} trained conditions")
                 # The seed offset of --alloys: the run name `calib` keeps the generators apart.
