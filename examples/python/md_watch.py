@@ -1,8 +1,10 @@
 """ASE molecular dynamics that stops on aceuq's statistical cutoff: the Python twin of
 `make example` (examples/li-600K), without LAMMPS.
 
-1. fit a linear ACE potential with global active sets (gamma) on 50 frames of liquid Li at 600 K,
-2. calibrate the gamma cutoffs for the run below (N = atoms x checks),
+1. fit a linear ACE potential with global active sets (gamma) and the closest-approach measure
+   (contact) on 50 frames of liquid Li at 600 K,
+2. calibrate the cutoffs for the run below (N = atoms x checks) on frames of an independent run,
+   with labelled structures beyond the training liquid (they choose the halting rule),
 3. heat the liquid with Langevin dynamics from 600 K towards 4000 K; an aceuq.Watch appends frames
    with atoms above the lower cutoff to candidates.xyz and stops the run above the upper cutoff,
 4. choose the most informative candidates for DFT (D-optimality) -> for_dft.xyz.
@@ -11,6 +13,7 @@
 """
 
 import argparse
+import math
 import sys
 import time
 import warnings
@@ -39,15 +42,20 @@ model_path, candidates = out / "li.aceuq", out / "candidates.xyz"
 candidates.unlink(missing_ok=True)
 
 print("== 1. fit", flush=True)
-aceuq.fit(DATA / "train.xyz", model_path, valid=DATA / "valid.xyz", species="Li", active_set=True)
+aceuq.fit(
+    DATA / "train.xyz", model_path, valid=DATA / "valid.xyz", species="Li", active_set=True,
+    contact=True,
+)
 
 atoms = read(DATA / "test.xyz", index=0)
 checks = args.steps // args.every
 print(f"== 2. calibrate for {len(atoms)} atoms x {checks} checks", flush=True)
-model = aceuq.calibrate(model_path, DATA / "valid.xyz", pool_size=len(atoms) * checks)
+model = aceuq.calibrate(
+    model_path, DATA / "calib.xyz", high=DATA / "unstable.xyz", pool_size=len(atoms) * checks
+)
 
 print("== 3. Langevin MD, heating; watched every", args.every, "steps", flush=True)
-atoms.calc = aceuq.AceUQCalculator(model, uq="gamma")
+atoms.calc = aceuq.AceUQCalculator(model, uq=["gamma", "contact"])
 with warnings.catch_warnings():  # renamed in newer ASE; this name works in every ASE >= 3.22
     warnings.simplefilter("ignore", DeprecationWarning)
     MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(7))
@@ -69,8 +77,11 @@ try:
     dyn.run(args.steps)
     print(f"ran all {args.steps} steps without extrapolation (max gamma {watch.max_value:.3f})")
 except aceuq.Extrapolation as e:
-    print(f"stopped at step {e.step}, T = {atoms.get_temperature():.0f} K: atom {e.atom} "
-          f"gamma {e.value:.3f} > {e.upper:.3f}")
+    why = (
+        f"atom {e.atom} gamma {e.value:.3f} > {e.upper:.3f}" if math.isfinite(e.upper)
+        else "by the calibrated halting rule (the watch's message above)"
+    )
+    print(f"stopped at step {e.step}, T = {atoms.get_temperature():.0f} K: {why}")
 print(f"{watch.checks} checks, {watch.frames_dumped} frames written, {time.time() - t0:.1f} s")
 
 print("== 4. select for DFT", flush=True)

@@ -258,7 +258,10 @@ class Watch:
             parts = []
             for s in sorted(set(symbols)):
                 k = np.flatnonzero(symbols == s)[0]
-                parts.append(f"{s}: lower {lo[k]:.6g} upper {up[k]:.6g}")
+                # When the jury halts, the quantity's own upper cutoff is not used (as the fix
+                # prints it: inf).
+                shown = math.inf if self.voting else up[k]
+                parts.append(f"{s}: lower {lo[k]:.6g} upper {shown:.6g}")
                 if auto_upper and math.isinf(up[k]) and not self.voting:
                     # With the frame rule an entry without an upper cutoff can still halt, unless
                     # its uncertainty saturates so low that more atoms of its species than
@@ -388,8 +391,11 @@ class Watch:
                     if pool.size == 0:
                         pool = np.arange(len(values))
                     k = int(pool[np.argmax(values[pool])])
+                    rule = (
+                        f"{self.jury[0]}'s frame rule" if len(self.jury) == 1 else "upper vote"
+                    )
                     msg = (
-                        f"halting at step {step} by upper vote: "
+                        f"halting at step {step} by {rule}: "
                         f"{sum(r[1] for r in vote)} of {len(vote)} jurors have an atom above "
                         f"their upper cutoff, {sum(not (r[2] < r[3]) for r in vote)} frame rules "
                         "reach p_halt; P(some atom errs above e_max) (largest u / u_max): "

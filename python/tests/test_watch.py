@@ -294,6 +294,11 @@ def test_watch_auto_halts_by_the_juror_the_calibration_chose(tmp_path):
         try:
             w()
             outcome.append(False)
-        except aceuq.Extrapolation:
+        except aceuq.Extrapolation as e:
+            # Named as fix ace/uq/watch names it: the juror's frame rule, not a vote.
+            assert "by contact's frame rule: 0 of 1 jurors" in str(e) or (
+                "by contact's frame rule: 1 of 1 jurors" in str(e)), str(e)
             outcome.append(True)
+        # gamma's own upper cutoff is not applied (the juror halts): shown as inf, as the fix does.
+        assert re.search(r"gamma \[Li: lower \S+ upper inf\]", log.getvalue()), log.getvalue()
     assert outcome == [False, True, True]
