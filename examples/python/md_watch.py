@@ -6,7 +6,8 @@
 2. calibrate the cutoffs for the run below (N = atoms x checks) on frames of an independent run,
    with labelled structures beyond the training liquid (they choose the halting rule),
 3. heat the liquid with Langevin dynamics from 600 K towards 4000 K; an aceuq.Watch appends frames
-   with atoms above the lower cutoff to candidates.xyz and stops the run above the upper cutoff,
+   with atoms above the lower cutoff to candidates.xyz and stops the run by the calibrated
+   halting rule (here contact's frame rule),
 4. choose the most informative candidates for DFT (D-optimality) -> for_dft.xyz.
 
     .venv/bin/python examples/python/md_watch.py [--out runs/python-md] [--steps 6000]
