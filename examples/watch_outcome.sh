@@ -17,7 +17,7 @@ watch_outcome() {
             q=$(echo "$line" | grep -o ' quantity=[a-z_]*' | cut -d= -f2)
             # Halting by the jurors of upper auto/vote: vote_p_frame="m:p m:p ..." (quoted when
             # there are several), and n_above_upper counts the jurors' atoms above their cutoffs.
-            jurors=$(echo "$line" | sed -n 's/.* vote_p_frame="\{0,1\}\([^" ]*\( [^" =]*:[^" ]*\)*\)"\{0,1\}\( .*\)\{0,1\}$/\1/p')
+            jurors=$(echo "$line" | grep -o 'vote_p_frame=\("[^"]*"\|[^ ]*\)' | cut -d= -f2 | tr -d '"' || true)
             if echo "$line" | grep -q ' n_above_upper=[1-9]'; then
                 if [ -n "$jurors" ]; then
                     echo "the run halted at step $step: an atom is above a juror's upper cutoff" \

@@ -327,6 +327,18 @@ def diffusion(msd_path: str, thermo_path: str, nat: int) -> dict:
     )
 
 
+def liquid_frames(path: str, run: str) -> list[L.Frame]:
+    """The frames of a Li liquid run's production dump (without its first, step-0 frame), tagged
+    `liquid_600K`, with their time, step and run name."""
+    frames = []
+    for d in read_dump(path, {1: "Li"}):
+        if d["step"] == 0:
+            continue
+        frames.append(make_frame(d, [("config_type", "liquid_600K"), ("time_ps", f"{d['step'] * FS:.3f}"),
+                                     ("step", str(d["step"])), ("run", run)]))
+    return frames
+
+
 def li_liquid(p, lmp, pot, seed, work):
     rng = random.Random(seed)
     seed_main = rng.randrange(1, 900000)
@@ -350,12 +362,7 @@ def li_liquid(p, lmp, pot, seed, work):
             pool.append(make_frame(d, [("config_type", "liquid_600K"), ("segment", seg),
                                        ("time_ps", f"{d['step'] * FS:.3f}"), ("step", str(d["step"])),
                                        ("run", "main")]))
-    test = []
-    for d in read_dump(os.path.join(work, "indep_prod.dump"), types):
-        if d["step"] == 0:
-            continue
-        test.append(make_frame(d, [("config_type", "liquid_600K"), ("time_ps", f"{d['step'] * FS:.3f}"),
-                                   ("step", str(d["step"])), ("run", "independent")]))
+    test = liquid_frames(os.path.join(work, "indep_prod.dump"), "independent")
     sparse = [f for f in pool if f.get_info("segment") == "sparse"]
     # train: every other sparse frame (1 ps apart with the default 0.5 ps stride), at most n_train,
     # spread over the whole segment; valid: n_valid of the remaining frames, evenly spaced.
@@ -1315,6 +1322,18 @@ def drop_record(f: L.Frame | None, r: dict, why: list[str]) -> dict:
                     {"start": r["start"]} if "start" in r else {})
 
 
+def run_entry(r: dict) -> dict:
+    """The summary.json entry of a sampled run: what it reported, its condition and kept frames."""
+    return ({k: v for k, v in r.items() if k not in ("frames", "cond")}
+            | dict(config_type=r["cond"]["cfg"], kept=len(r["frames"])))
+
+
+def log_drops(system: str, dropped: list[dict]) -> None:
+    for dr in dropped:
+        log(f"{system}: dropped {dr['config_type']} ({dr['run']}) t={dr['time_ps']} ps: "
+            f"{'; '.join(dr['reasons'])}")
+
+
 def screen_runs(system: str, p: dict, runs: list[dict], lmp: str, pot: str) -> tuple[list, float]:
     """The sanity filters of --alloys on sampled runs (each with its `cond`), in place: geometry,
     then labels (one LAMMPS process for all frames), then energy and force. Returns the dropped
@@ -1399,15 +1418,12 @@ def alloy_system(system: str, p: dict, seed: int, lmp: str, pot: str, work: str)
             main_frames.setdefault(r["cond"]["cfg"], []).extend(fs)
         else:
             test += fs
-        per_run.append({k: v for k, v in r.items() if k not in ("frames", "cond")}
-                       | dict(config_type=r["cond"]["cfg"], kept=len(fs)))
+        per_run.append(run_entry(r))
     for fs in main_frames.values():
         nv = p["n_valid"] if len(fs) > p["n_valid"] else 0
         train += fs[: len(fs) - nv]
         valid += fs[len(fs) - nv:]
-    for dr in dropped:
-        log(f"{system}: dropped {dr['config_type']} ({dr['run']}) t={dr['time_ps']} ps: "
-            f"{'; '.join(dr['reasons'])}")
+    log_drops(system, dropped)
     summary = dict(runs=per_run, dropped=dropped, label_seconds=round(t_label, 1),
                    md_seconds=round(sum(r["seconds"] for r in runs), 1))
     return train, valid, test, summary
@@ -1482,13 +1498,7 @@ def li_calib(lmp: str, pot: str, seed: int, work: str) -> tuple[list, dict]:
     info = {"seed_calib": vseed, "lammps": L.lammps_version(text), "md_seconds": secs,
             "calib": diffusion(os.path.join(work, "calib_msd.txt"),
                                os.path.join(work, "calib_thermo.txt"), 250)}
-    frames = []
-    for d in read_dump(os.path.join(work, "calib_prod.dump"), {1: "Li"}):
-        if d["step"] == 0:
-            continue
-        frames.append(make_frame(d, [("config_type", "liquid_600K"), ("time_ps", f"{d['step'] * FS:.3f}"),
-                                     ("step", str(d["step"])), ("run", "calib")]))
-    return frames, info
+    return liquid_frames(os.path.join(work, "calib_prod.dump"), "calib"), info
 
 
 def alloy_calib(system: str, seed: int, lmp: str, pot: str, work: str, trained: set[str]) -> tuple:
@@ -1505,13 +1515,9 @@ def alloy_calib(system: str, seed: int, lmp: str, pot: str, work: str, trained: 
             r["cond"], r["start"] = cond, start
             runs.append(r)
     dropped, t_label = screen_runs(system, p, runs, lmp, pot)
-    for dr in dropped:
-        log(f"{system}: dropped {dr['config_type']} (calib) t={dr['time_ps']} ps: "
-            f"{'; '.join(dr['reasons'])}")
+    log_drops(system, dropped)
     frames = [f for r in runs for f in r["frames"]]
-    per_run = [{k: v for k, v in r.items() if k not in ("frames", "cond")}
-               | dict(config_type=r["cond"]["cfg"], kept=len(r["frames"])) for r in runs]
-    return frames, dict(runs=per_run, dropped=dropped, label_seconds=round(t_label, 1),
+    return frames, dict(runs=[run_entry(r) for r in runs], dropped=dropped, label_seconds=round(t_label, 1),
                         md_seconds=round(sum(r["seconds"] for r in runs), 1))
 
 
