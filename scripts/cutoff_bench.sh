@@ -49,8 +49,8 @@ split "$data/almg/unstable.xyz" "$work/almg_high.xyz" "$work/almg_check.xyz"
 tidy() { # tidy CSV: file names relative to the repository (the bench's own files as bench/...)
   sed -i "s#$root/##g; s#$work/#bench/#g" "$1"
 }
-run() { # run SYSTEM NAME POOL CALIBRATE-ARGS...
-  local sys=$1 name=$2 pool=$3; shift 3
+run() { # run SYSTEM NAME CALIBRATION-SET POOL CALIBRATE-ARGS... (set: calib or valid)
+  local sys=$1 name=$2 cal=$3 pool=$4; shift 4
   local md="$out/${sys}_${name}.md"
   rm -f "$out/${sys}_${name}_frames.csv" "$out/${sys}_${name}_seed7_frames.csv"
   {
@@ -89,23 +89,19 @@ novel=("$work/li_check.xyz" "$data/li/novel.xyz")
 # are the latest frames of its training runs, like its valid.xyz, so it calibrates on valid.xyz.
 # N = 5000: the held-out liquid has 5000 atoms, so about one exceedance is expected.
 # The seeds' rule as it always ran, on valid.xyz.
-cal=valid
-run li seeds 5000 --tail body --upper-rule ratio
-cal=calib
-run li default 5000
-run li default_high 5000 --high "$work/li_high.xyz" "$data/li_hetero/phases.xyz"
+run li seeds valid 5000 --tail body --upper-rule ratio
+run li default calib 5000
+run li default_high calib 5000 --high "$work/li_high.xyz" "$data/li_hetero/phases.xyz"
 # The default rule calibrated on valid.xyz (frames between the training frames), for comparison.
-cal=valid
-run li valid 5000
+run li valid valid 5000
 novel=("$work/almg_check.xyz")
-cal=valid
 # N = 2880: the atoms of the held-out Al-Mg frames (split over species by the validation data).
-run almg seeds 2880 --tail body --upper-rule ratio
-run almg default 2880
-run almg default_high 2880 --high "$work/almg_high.xyz"
+run almg seeds valid 2880 --tail body --upper-rule ratio
+run almg default valid 2880
+run almg default_high valid 2880 --high "$work/almg_high.xyz"
 # The case the seeds' rule failed on: N = 144 000 (1000 frames of 144 atoms).
-run almg seeds_N144000 144000 --tail body --upper-rule ratio
-run almg default_N144000 144000
+run almg seeds_N144000 valid 144000 --tail body --upper-rule ratio
+run almg default_N144000 valid 144000
 # In-P and W-Be (SNAP+ZBL labels, two elements, small calibration sets: 1660 and 2508 atoms).
 # No unstable sets: the upper cutoffs are checked on the held-out frames only.
 "$aceuq" --threads 1 fit --train "$data/inp/train.xyz" --valid "$data/inp/valid.xyz" \
@@ -113,11 +109,9 @@ run almg default_N144000 144000
 "$aceuq" --threads 1 fit --train "$data/wbe/train.xyz" --valid "$data/wbe/valid.xyz" \
   --species W,Be $uq --out "$work/wbe.aceuq" > "$work/wbe_fit.log" 2>&1
 novel=()
-cal=calib
 # N = the held-out atoms (In-P 1152, W-Be 1881): about one exceedance expected per entry.
-run inp default 1152
-run wbe default 1881
-cal=valid
-run inp valid 1152
-run wbe valid 1881
+run inp default calib 1152
+run wbe default calib 1881
+run inp valid valid 1152
+run wbe valid valid 1881
 echo "wrote $out ($(( $(date +%s) - t0 )) s)"
