@@ -356,15 +356,21 @@ fn pick_halt_rule(report: &CheckReport, jury: &[Method], singles: &[Method]) -> 
 pub const VOTE: &str = "vote";
 pub const VOTE_SUBSET: &str = "upper vote";
 
+/// The question a juror's error relation answers for one species, (e_max, p_halt); None: no
+/// question asked (the species is not in the checked data).
+type Question = Option<(f64, f64)>;
+
 /// The watch's `upper vote` on every checked frame, from the frame rows of the jurors in the
 /// report (those of [`JURY`] with a frame rule): a frame halts when one of its atoms is above
 /// the upper cutoff of any juror, or when the frame rules of at least two jurors reach p_halt
 /// (an undefined probability counts). Adds one row per frame and a summary row; nothing with
 /// fewer than two jurors. `question(method)`: per species the (e_max, p_halt) of the method's
-/// fitted error relation (None without one); a juror sits only if it answers the jury's question
-/// wherever both have a relation, and the largest such jury sits (a tie: the one with the
-/// earliest juror, gamma first).
-fn add_vote(report: &mut CheckReport, question: impl Fn(&str) -> Vec<Option<(f64, f64)>>) {
+/// fitted error relation, None for a species the checked data do not have; the whole answer None
+/// when the method lacks a relation for a species they have (it cannot sit, as in the watch,
+/// which leaves out a juror that cannot judge every species of the run). A juror sits only if it
+/// answers the jury's question for every species, and the largest such jury sits (a tie: the one
+/// with the earliest juror, gamma first).
+fn add_vote(report: &mut CheckReport, question: impl Fn(&str) -> Option<Vec<Question>>) {
     let candidates: Vec<&str> = JURY
         .iter()
         .map(|m| m.name())
@@ -375,11 +381,14 @@ fn add_vote(report: &mut CheckReport, question: impl Fn(&str) -> Vec<Option<(f64
                 .any(|r| r.method == *n && r.p_frame.is_some())
         })
         .collect();
-    let questions: Vec<Vec<Option<(f64, f64)>>> = candidates.iter().map(|n| question(n)).collect();
+    let (candidates, questions): (Vec<&str>, Vec<Vec<Question>>) = candidates
+        .into_iter()
+        .filter_map(|n| Some((n, question(n)?)))
+        .unzip();
     // Per species, the question of the first juror with a relation there (in `order`); a juror
     // that answers another one where both have a relation does not sit.
     let seat = |order: &[usize]| {
-        let mut reference: Vec<Option<(f64, f64)>> = vec![];
+        let mut reference: Vec<Question> = vec![];
         let mut seated = vec![];
         for &j in order {
             let q = &questions[j];
@@ -830,17 +839,31 @@ fn check_calibration_with(
         };
         check_method(&mut report, &src, &data, m, &u, clusters.as_deref());
     }
+    // The species of the checked data: a juror must judge each of them.
+    let mut present = vec![false; model.nspecies()];
+    for s in &all {
+        for z in model.map_species(s)? {
+            present[z as usize] = true;
+        }
+    }
     add_vote(&mut report, |name| {
         model
             .species
             .iter()
-            .map(|sp| {
-                pot.uq
+            .zip(&present)
+            .map(|(sp, &here)| {
+                let relation = pot
+                    .uq
                     .calibration
                     .iter()
                     .find(|c| &c.species == sp && c.method == name && c.cluster.is_none())
                     .and_then(|c| c.conditional.as_ref())
-                    .map(|r| (r.e_max, r.p_halt))
+                    .map(|r| (r.e_max, r.p_halt));
+                match (here, relation) {
+                    (false, _) => Some(None),
+                    (true, Some(q)) => Some(Some(q)),
+                    (true, None) => None,
+                }
             })
             .collect()
     });
@@ -1796,7 +1819,7 @@ mod tests {
             report.frames.push(juror("gp", f, *e, None, false));
         }
         // Every juror answers the same question: P(e > 1 eV/Å) at p_halt 0.5.
-        let same = |_: &str| vec![Some((1.0, 0.5))];
+        let same = |_: &str| Some(vec![Some((1.0, 0.5))]);
         let mut other = report.clone();
         add_vote(&mut report, same);
         let votes: Vec<&FrameRow> = report.frames.iter().filter(|r| r.method == VOTE).collect();
@@ -1831,9 +1854,10 @@ mod tests {
         // atom above no longer halts frame 2, its undefined probability no longer counts in
         // frame 3).
         let mut agree = other.clone();
+        let mut lacking = other.clone();
         add_vote(&mut other, |m| match m {
-            "distance" => vec![Some((2.0, 0.5)), None],
-            _ => vec![Some((1.0, 0.5)), Some((1.0, 0.5))],
+            "distance" => Some(vec![Some((2.0, 0.5)), Some((1.0, 0.5))]),
+            _ => Some(vec![Some((1.0, 0.5)), Some((1.0, 0.5))]),
         });
         let halted = |r: &CheckReport| -> Vec<bool> {
             r.frames
@@ -1843,12 +1867,17 @@ mod tests {
                 .collect()
         };
         assert_eq!(halted(&other), [false, true, false, false, false]);
-        // Distance without a relation for the second species, the same question for the first:
-        // it sits (the same verdicts as with every juror agreeing).
-        add_vote(&mut agree, |m| match m {
-            "distance" => vec![Some((1.0, 0.5)), None],
-            _ => vec![Some((1.0, 0.5)), Some((1.0, 0.5))],
+        // Distance without a relation for a species of the data does not sit either (the watch
+        // leaves out a juror that cannot judge every species of the run): the verdicts of gamma
+        // and ensemble alone.
+        add_vote(&mut lacking, |m| match m {
+            "distance" => None,
+            _ => Some(vec![Some((1.0, 0.5)), Some((1.0, 0.5))]),
         });
+        assert_eq!(halted(&lacking), [false, true, false, false, false]);
+        // A species the data do not have asks nothing (None for every juror): with the same
+        // question for the other, all three sit (the same verdicts as with every juror agreeing).
+        add_vote(&mut agree, |_| Some(vec![Some((1.0, 0.5)), None]));
         assert_eq!(halted(&agree), [false, true, true, true, false]);
         // Gamma recalibrated for P(e > 2 eV/Å): the larger group that agrees, ensemble and
         // distance, votes without it (frame 1 keeps one vote, frame 3 one undefined probability;
@@ -1857,8 +1886,8 @@ mod tests {
         two.frames.retain(|r| r.method != VOTE);
         two.halts.clear();
         add_vote(&mut two, |m| match m {
-            "gamma" => vec![Some((2.0, 0.5))],
-            _ => vec![Some((1.0, 0.5))],
+            "gamma" => Some(vec![Some((2.0, 0.5))]),
+            _ => Some(vec![Some((1.0, 0.5))]),
         });
         assert_eq!(halted(&two), [false, false, true, false, false]);
         assert_eq!(two.halts.last().unwrap().unstable, 2);
@@ -1869,8 +1898,8 @@ mod tests {
             tie.frames.push(juror(m, 0, 1.5, Some(0.1), false));
         }
         add_vote(&mut tie, |m| match m {
-            "gamma" | "ensemble" => vec![Some((1.0, 0.5))],
-            _ => vec![Some((2.0, 0.5))],
+            "gamma" | "ensemble" => Some(vec![Some((1.0, 0.5))]),
+            _ => Some(vec![Some((2.0, 0.5))]),
         });
         assert_eq!(tie.halts.last().unwrap().unstable, 1);
     }
