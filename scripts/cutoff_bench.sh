@@ -84,7 +84,7 @@ run() { # run SYSTEM NAME CALIBRATION-SET POOL CALIBRATE-ARGS... (set: calib or 
 }
 novel=("$work/li_check.xyz" "$data/li/novel.xyz")
 # Li, In-P and W-Be calibrate on calib.xyz: frames drawn like the held-out ones (independent runs;
-# In-P and W-Be: four starts per condition, each its own random sites), not frames of the training
+# In-P and W-Be: eight starts per condition, each its own random sites; Li: four runs), not frames of the training
 # runs, on which the GP was trained and the ensemble and distance scaled. Al-Mg's held-out frames
 # are the latest frames of its training runs, like its valid.xyz, so it calibrates on valid.xyz.
 # N = 5000: the held-out liquid has 5000 atoms, so about one exceedance is expected.
@@ -102,7 +102,7 @@ run almg default_high valid 2880 --high "$work/almg_high.xyz"
 # The case the seeds' rule failed on: N = 144 000 (1000 frames of 144 atoms).
 run almg seeds_N144000 valid 144000 --tail body --upper-rule ratio
 run almg default_N144000 valid 144000
-# In-P and W-Be (SNAP+ZBL labels, two elements, small calibration sets: 1660 and 2508 atoms).
+# In-P and W-Be (SNAP+ZBL labels, two elements, calibration sets of 3444 and 5016 atoms).
 # No unstable sets: the upper cutoffs are checked on the held-out frames only.
 "$aceuq" --threads 1 fit --train "$data/inp/train.xyz" --valid "$data/inp/valid.xyz" \
   --species In,P $uq --out "$work/inp.aceuq" > "$work/inp_fit.log" 2>&1
