@@ -1115,16 +1115,34 @@ fn check_method(
     // The frame rule (the watch's `upper frame`): halt a frame when the probability that any
     // of its atoms errs above e_max, 1 - prod_i (1 - P(e_i > e_max | u_i)) under each species'
     // fitted e | u, reaches p_halt, or when an atom is above its upper cutoff (only when every
-    // species has the fitted relation).
-    let conds: Option<Vec<&crate::stats::upper::ConditionalUpper>> = (0..src.species.len())
-        .map(|s| src.cal_of(m, s, None).and_then(|c| c.conditional.as_ref()))
+    // species of the data has the fitted relation: the watch asks it of the species it maps).
+    let present: Vec<bool> = (0..src.species.len())
+        .map(|s| {
+            all.iter().any(|st| {
+                st.symbols
+                    .iter()
+                    .any(|sym| src.species_index(sym) == Some(s))
+            })
+        })
         .collect();
-    let mut frame_rule = conds.as_ref().map(|_| HaltRow {
-        method: m.name().into(),
-        subset: "frame rule".into(),
-        has_upper: true,
-        ..Default::default()
-    });
+    let conds: Option<Vec<Option<&crate::stats::upper::ConditionalUpper>>> = (0..src.species.len())
+        .map(|s| {
+            let c = src.cal_of(m, s, None).and_then(|c| c.conditional.as_ref());
+            if present[s] { c.map(Some) } else { Some(c) }
+        })
+        .collect();
+    let first_cond = conds
+        .as_ref()
+        .and_then(|cs| cs.iter().flatten().next().copied());
+    let mut frame_rule = conds
+        .as_ref()
+        .filter(|_| first_cond.is_some())
+        .map(|_| HaltRow {
+            method: m.name().into(),
+            subset: "frame rule".into(),
+            has_upper: true,
+            ..Default::default()
+        });
     for (f, st) in all.iter().enumerate() {
         if errs[f].is_empty() {
             continue;
@@ -1177,16 +1195,17 @@ fn check_method(
         if let (Some(cs), Some(r)) = (&conds, frame_rule.as_mut()) {
             let mut log_calm = 0.0f64;
             for (a, sym) in st.symbols.iter().enumerate() {
-                if let Some(s) = src.species_index(sym) {
-                    log_calm += cs[s].log_calm(u[f][a]);
+                // Every species of the data has its relation (`conds`).
+                if let Some(c) = src.species_index(sym).and_then(|s| cs[s]) {
+                    log_calm += c.log_calm(u[f][a]);
                 }
             }
             // Every species' relation has the same p_halt (one calibration run).
             // As the watch's `upper frame`: the frame, or any atom above its upper cutoff.
-            let by_frame = cs.first().map(|c| c.frame_halts(log_calm));
+            let by_frame = first_cond.map(|c| c.frame_halts(log_calm));
             let halted = halted || by_frame.is_some_and(|x| x.0);
             (row.p_frame, row.halted_frame) = (by_frame.map(|x| x.1), Some(halted));
-            row.p_halt = cs.first().map(|c| c.p_halt);
+            row.p_halt = first_cond.map(|c| c.p_halt);
             let unstable = emax > report.e_max;
             r.frames += 1;
             r.max_error = r.max_error.max(emax);
@@ -1902,6 +1921,70 @@ mod tests {
             _ => Some(vec![Some((2.0, 0.5))]),
         });
         assert_eq!(tie.halts.last().unwrap().unstable, 1);
+    }
+
+    /// `check-cutoffs` seats the vote as the watch does: a juror needs an error relation for
+    /// every species of the checked data, and only for those.
+    #[test]
+    fn the_check_seats_jurors_by_the_species_of_the_data() {
+        let (names, data) = crate::testing::teacher_data(30, 77);
+        let (train, valid) = data.split_at(18);
+        let model = crate::model::fit::fit(
+            &names,
+            &crate::testing::tiny_cfg(),
+            &Default::default(),
+            train,
+            &[],
+            false,
+        )
+        .unwrap();
+        let mut pot = crate::Potential::new(model);
+        let cfg = crate::uq::UqConfig {
+            active_set: true,
+            distance: true,
+            ..Default::default()
+        };
+        crate::uq::build(&pot.model, &mut pot.uq, train, valid, &cfg, false).unwrap();
+        let methods = [Method::Gamma, Method::Distance];
+        pot.uq.calibration = calibrate_potential(
+            &pot,
+            valid,
+            &[],
+            &[10_000, 10_000],
+            &CalibrateSettings::default(),
+            &methods,
+        )
+        .unwrap()
+        .calibration;
+        let voted = |pot: &Potential, data: &[crate::Structure]| {
+            let rep = check_calibration(pot, data, &[], &methods).unwrap();
+            rep.frames.iter().any(|r| r.method == VOTE)
+        };
+        assert!(
+            voted(&pot, valid),
+            "gamma and distance vote on Al-Mg frames"
+        );
+        // Distance loses its relation for Mg.
+        let mut no_mg = pot.clone();
+        for c in no_mg.uq.calibration.iter_mut() {
+            if c.method == "distance" && c.species == "Mg" {
+                c.conditional = None;
+            }
+        }
+        // With Mg in the data it cannot judge every atom: no second juror, no vote.
+        assert!(!voted(&no_mg, valid));
+        // Frames of Al alone (every atom renamed Al: the reference forces are then no physical
+        // labels, only the species matter here): distance judges them all and sits, as in a run
+        // that maps Al only.
+        let al_only: Vec<crate::Structure> = valid
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                s.symbols.iter_mut().for_each(|x| *x = "Al".into());
+                s
+            })
+            .collect();
+        assert!(voted(&no_mg, &al_only));
     }
 
     /// `pick_halt_rule` reads gamma's frame-rule row and the vote's row (not gamma's single-atom

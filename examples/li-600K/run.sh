@@ -19,7 +19,7 @@ echo "== 1. fit a linear ACE potential with uncertainty on 50 frames of liquid L
 
 echo
 echo "== 2. statistical cutoffs for the run we are about to watch (250 atoms x 1000 checks)"
-echo "   on frames of an independent run (calib.xyz), plus labelled structures beyond the training"
+echo "   on frames of four independent runs (calib.xyz), plus labelled structures beyond the training"
 echo "   liquid (unstable.xyz: what the labelled candidates of a first run would be)"
 "$aceuq" calibrate --model li.aceuq --valid "$data/calib.xyz" --high "$data/unstable.xyz" \
     --pool-size 250000

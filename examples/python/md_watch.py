@@ -3,7 +3,7 @@
 
 1. fit a linear ACE potential with global active sets (gamma) and the closest-approach measure
    (contact) on 50 frames of liquid Li at 600 K,
-2. calibrate the cutoffs for the run below (N = atoms x checks) on frames of an independent run,
+2. calibrate the cutoffs for the run below (N = atoms x checks) on frames of independent runs,
    with labelled structures beyond the training liquid (they choose the halting rule),
 3. heat the liquid with Langevin dynamics from 600 K towards 4000 K; an aceuq.Watch appends frames
    with atoms above the lower cutoff to candidates.xyz and stops the run by the calibrated
