@@ -1923,10 +1923,9 @@ mod tests {
         assert_eq!(tie.halts.last().unwrap().unstable, 1);
     }
 
-    /// `check-cutoffs` seats the vote as the watch does: a juror needs an error relation for
-    /// every species of the checked data, and only for those.
-    #[test]
-    fn the_check_seats_jurors_by_the_species_of_the_data() {
+    /// A small Al-Mg potential with gamma and the latent distance (fitted on 18 teacher frames),
+    /// and its 12 validation frames.
+    fn gamma_distance_potential() -> (Potential, Vec<crate::Structure>) {
         let (names, data) = crate::testing::teacher_data(30, 77);
         let (train, valid) = data.split_at(18);
         let model = crate::model::fit::fit(
@@ -1945,6 +1944,15 @@ mod tests {
             ..Default::default()
         };
         crate::uq::build(&pot.model, &mut pot.uq, train, valid, &cfg, false).unwrap();
+        (pot, valid.to_vec())
+    }
+
+    /// `check-cutoffs` seats the vote as the watch does: a juror needs an error relation for
+    /// every species of the checked data, and only for those.
+    #[test]
+    fn the_check_seats_jurors_by_the_species_of_the_data() {
+        let (mut pot, valid) = gamma_distance_potential();
+        let valid = &valid[..];
         let methods = [Method::Gamma, Method::Distance];
         pot.uq.calibration = calibrate_potential(
             &pot,
@@ -2091,24 +2099,8 @@ mod tests {
             r.note()
         );
 
-        let (names, data) = crate::testing::teacher_data(30, 77);
-        let (train, valid) = data.split_at(18);
-        let model = crate::model::fit::fit(
-            &names,
-            &crate::testing::tiny_cfg(),
-            &Default::default(),
-            train,
-            &[],
-            false,
-        )
-        .unwrap();
-        let mut pot = crate::Potential::new(model);
-        let cfg = crate::uq::UqConfig {
-            active_set: true,
-            distance: true,
-            ..Default::default()
-        };
-        crate::uq::build(&pot.model, &mut pot.uq, train, valid, &cfg, false).unwrap();
+        let (mut pot, valid) = gamma_distance_potential();
+        let valid = &valid[..];
         let napply = [10_000u64, 10_000];
         let only_gamma = calibrate_potential(
             &pot,
