@@ -1926,25 +1926,12 @@ mod tests {
     /// A small Al-Mg potential with gamma and the latent distance (fitted on 18 teacher frames),
     /// and its 12 validation frames.
     fn gamma_distance_potential() -> (Potential, Vec<crate::Structure>) {
-        let (names, data) = crate::testing::teacher_data(30, 77);
-        let (train, valid) = data.split_at(18);
-        let model = crate::model::fit::fit(
-            &names,
-            &crate::testing::tiny_cfg(),
-            &Default::default(),
-            train,
-            &[],
-            false,
-        )
-        .unwrap();
-        let mut pot = crate::Potential::new(model);
         let cfg = crate::uq::UqConfig {
             active_set: true,
             distance: true,
             ..Default::default()
         };
-        crate::uq::build(&pot.model, &mut pot.uq, train, valid, &cfg, false).unwrap();
-        (pot, valid.to_vec())
+        crate::testing::teacher_potential(30, 77, 18, &cfg)
     }
 
     /// `check-cutoffs` seats the vote as the watch does: a juror needs an error relation for

@@ -207,3 +207,21 @@ pub(crate) fn scratch_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A potential fitted with `tiny_cfg` on the first `n_train` of `n` teacher frames
+/// ([`teacher_data`] with `seed`), with the uncertainty of `cfg` built on them and the rest as
+/// validation frames, which are returned with it.
+pub(crate) fn teacher_potential(
+    n: u64,
+    seed: u64,
+    n_train: usize,
+    cfg: &crate::uq::UqConfig,
+) -> (crate::Potential, Vec<Structure>) {
+    let (names, data) = teacher_data(n, seed);
+    let (train, valid) = data.split_at(n_train);
+    let model = crate::model::fit::fit(&names, &tiny_cfg(), &Default::default(), train, &[], false)
+        .unwrap();
+    let mut pot = crate::Potential::new(model);
+    crate::uq::build(&pot.model, &mut pot.uq, train, valid, cfg, false).unwrap();
+    (pot, valid.to_vec())
+}

@@ -357,24 +357,12 @@ fn panics_become_internal_errors() {
 /// A two-species model with a 3-member ensemble and a global active set, fitted on data from a
 /// random teacher outside its function space (so that members differ).
 fn save_uq_model(name: &str) -> (std::path::PathBuf, Potential) {
-    let (names, data) = crate::testing::teacher_data(26, 300);
-    let (train, valid) = data.split_at(22);
-    let model = crate::model::fit::fit(
-        &names,
-        &crate::testing::tiny_cfg(),
-        &Default::default(),
-        train,
-        &[],
-        false,
-    )
-    .unwrap();
     let cfg = crate::uq::UqConfig {
         active_set: true,
         ensemble: 3,
         ..Default::default()
     };
-    let mut m = Potential::new(model);
-    crate::uq::build(&m.model, &mut m.uq, train, valid, &cfg, false).unwrap();
+    let (m, _) = crate::testing::teacher_potential(26, 300, 22, &cfg);
     let dir = crate::testing::scratch_dir(&format!("ffi-{name}"));
     let p = dir.join("m.aceuq");
     m.save(&p).unwrap();
