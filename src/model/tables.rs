@@ -261,6 +261,11 @@ impl Derived {
             }
             term_out.push(out);
         }
+        // The AVX2 staging gathers these without bounds checks.
+        assert!(
+            term_stage.iter().all(|&i| i < nv as i32),
+            "staging index beyond the swept values"
+        );
         Derived {
             dag,
             links,
