@@ -81,6 +81,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import math
 import os
@@ -192,16 +194,30 @@ def make_frame(d: dict, info: list[tuple[str, str]], pbc=(True, True, True), cel
     return quantize(fr)
 
 
-def lammps_and_work(args) -> tuple[str, str, str, tempfile.TemporaryDirectory | None]:
+@contextlib.contextmanager
+def lammps_and_work(args):
     """The LAMMPS binary, its potentials folder and the work folder: --keep DIR, else a temporary
-    one (returned too, for cleaning up)."""
+    one, removed when the mode is done."""
     lmp = L.find_lmp(args.lmp)
     pot = L.find_potentials(lmp, args.potentials)
     if args.keep:
         os.makedirs(args.keep, exist_ok=True)
-        return lmp, pot, args.keep, None
-    ctx = tempfile.TemporaryDirectory(prefix="aceuq-gen-")
-    return lmp, pot, ctx.name, ctx
+        yield lmp, pot, args.keep
+        return
+    with tempfile.TemporaryDirectory(prefix="aceuq-gen-") as work:
+        yield lmp, pot, work
+
+
+def exits_on_label_error(mode):
+    """A mode's exit code: its own, or 1 with the message when labelling or LAMMPS fails."""
+    @functools.wraps(mode)
+    def run(*a, **kw) -> int:
+        try:
+            return mode(*a, **kw)
+        except L.LabelError as exc:
+            print(f"gen_data.py: error: {exc}", file=sys.stderr)
+            return 1
+    return run
 
 
 def run_job(lmp: str, script: str, work: str, name: str) -> tuple[str, float]:
@@ -901,6 +917,7 @@ run {b['every'] * b['n']}
     return frames, dt, L.lammps_version(text)
 
 
+@exits_on_label_error
 def main_unstable(args, argv) -> int:
     """--unstable: beyond the training conditions (Li: MEAM MD, li-snap labels, linear-SNAP second
     opinion; Al-Mg: Jelinek MEAM MD and labels), with the sanity filters of UNSTABLE and
@@ -909,8 +926,7 @@ def main_unstable(args, argv) -> int:
     root = L.REPO_ROOT
     data = args.out or os.path.join(root, "tests", "data")
     cmd_args = argv if argv is not None else sys.argv[1:]
-    try:
-        lmp, pot, work, ctx = lammps_and_work(args)
+    with lammps_and_work(args) as (lmp, pot, work):
         for system in ("li", "almg"):
             if args.only not in (None, system):
                 continue
@@ -996,12 +1012,7 @@ def main_unstable(args, argv) -> int:
             with open(os.path.join(out, "unstable_summary.json"), "w", encoding="utf-8") as fh:
                 json.dump(summary, fh, indent=1, ensure_ascii=False)
             log(f"{system} done in {summary['total_seconds']:.0f} s")
-        if ctx is not None:
-            ctx.cleanup()
         return 0
-    except L.LabelError as exc:
-        print(f"gen_data.py: error: {exc}", file=sys.stderr)
-        return 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1429,14 +1440,14 @@ def alloy_system(system: str, p: dict, seed: int, lmp: str, pot: str, work: str)
     return train, valid, test, summary
 
 
+@exits_on_label_error
 def main_alloys(args, argv) -> int:
     """--alloys: In-P and W-Be (SNAP+ZBL samples and labels), OUT/inp/ and OUT/wbe/ (OUT: --out,
     default tests/data) with train/valid/test.xyz and summary.json; --only inp|wbe for one."""
     root = L.REPO_ROOT
     data = args.out or os.path.join(root, "tests", "data")
     cmd_args = argv if argv is not None else sys.argv[1:]
-    try:
-        lmp, pot, work, ctx = lammps_and_work(args)
+    with lammps_and_work(args) as (lmp, pot, work):
         for system in ("inp", "wbe"):
             if args.only not in (None, system):
                 continue
@@ -1466,12 +1477,7 @@ def main_alloys(args, argv) -> int:
             with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as fh:
                 json.dump(summary, fh, indent=1, ensure_ascii=False)
             log(f"{system} done in {summary['total_seconds']:.0f} s")
-        if ctx is not None:
-            ctx.cleanup()
         return 0
-    except L.LabelError as exc:
-        print(f"gen_data.py: error: {exc}", file=sys.stderr)
-        return 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1531,14 +1537,14 @@ def alloy_calib(system: str, seed: int, lmp: str, pot: str, work: str, trained: 
                         md_seconds=round(sum(r["seconds"] for r in runs), 1))
 
 
+@exits_on_label_error
 def main_calib(args, argv) -> int:
     """--calib: tests/data/{li,inp,wbe}/calib.xyz with a calib_summary.json beside each (--only for
     one): calibration frames drawn like the held-out test frames, not from the training runs."""
     root = L.REPO_ROOT
     data = args.out or os.path.join(root, "tests", "data")
     cmd_args = argv if argv is not None else sys.argv[1:]
-    try:
-        lmp, pot, work, ctx = lammps_and_work(args)
+    with lammps_and_work(args) as (lmp, pot, work):
         for system in ("li", "inp", "wbe"):
             if args.only not in (None, system):
                 continue
@@ -1578,12 +1584,7 @@ def main_calib(args, argv) -> int:
                 json.dump(summary, fh, indent=1, ensure_ascii=False)
             log(f"wrote {os.path.relpath(path, root)}: {len(frames)} frames, "
                 f"{os.path.getsize(path) / 1024:.0f} KiB ({summary['total_seconds']:.0f} s)")
-        if ctx is not None:
-            ctx.cleanup()
         return 0
-    except L.LabelError as exc:
-        print(f"gen_data.py: error: {exc}", file=sys.stderr)
-        return 1
 
 
 def stats(frames: list[L.Frame]) -> dict:
@@ -1609,6 +1610,7 @@ def train_volume_per_atom(path: str) -> float:
     return sum(vols) / len(vols)
 
 
+@exits_on_label_error
 def main_hetero(args, argv) -> int:
     """--hetero: the multi-phase Li set, MEAM MD in one LAMMPS job, labelled with li-snap."""
     root = L.REPO_ROOT
@@ -1617,8 +1619,7 @@ def main_hetero(args, argv) -> int:
     cmd_args = argv if argv is not None else sys.argv[1:]
     summary = {"mode": "hetero", "seed": args.seed, "params": HETERO,
                "command": recorded_command(cmd_args)}
-    try:
-        lmp, pot, work, ctx = lammps_and_work(args)
+    with lammps_and_work(args) as (lmp, pot, work):
         v_liq = train_volume_per_atom(os.path.join(root, "tests", "data", "li", "train.xyz"))
         summary["liquid_volume_per_atom_A3"] = v_liq
         log(f"multi-phase Li MEAM MD, seed {args.seed}, liquid volume {v_liq:.3f} A^3/atom")
@@ -1640,12 +1641,7 @@ def main_hetero(args, argv) -> int:
         with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=1, ensure_ascii=False)
         log(f"done in {summary['total_seconds']:.0f} s")
-        if ctx is not None:
-            ctx.cleanup()
         return 0
-    except L.LabelError as exc:
-        print(f"gen_data.py: error: {exc}", file=sys.stderr)
-        return 1
 
 
 def recorded_command(cmd_args) -> str:
@@ -1665,6 +1661,7 @@ def recorded_command(cmd_args) -> str:
     return " ".join(out)
 
 
+@exits_on_label_error
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Generate the aceuq reference data (see module docstring).")
     g = ap.add_mutually_exclusive_group()
@@ -1735,8 +1732,7 @@ def main(argv=None) -> int:
     cmd_args = argv if argv is not None else sys.argv[1:]
     summary = {"mode": mode, "seed": args.seed, "params": p,
                "command": recorded_command(cmd_args)}
-    try:
-        lmp, pot, work, ctx = lammps_and_work(args)
+    with lammps_and_work(args) as (lmp, pot, work):
         outputs = {}
         if args.only in (None, "li"):
             log(f"Li liquid MD ({mode}), seed {args.seed}")
@@ -1784,12 +1780,7 @@ def main(argv=None) -> int:
         with open(spath, "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=1, ensure_ascii=False)
         log(f"done in {summary['total_seconds']:.0f} s; summary in {os.path.relpath(spath, root)}")
-        if ctx is not None:
-            ctx.cleanup()
         return 0
-    except L.LabelError as exc:
-        print(f"gen_data.py: error: {exc}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":
