@@ -840,12 +840,7 @@ fn check_calibration_with(
         check_method(&mut report, &src, &data, m, &u, clusters.as_deref());
     }
     // The species of the checked data: a juror must judge each of them.
-    let mut present = vec![false; model.nspecies()];
-    for s in &all {
-        for z in model.map_species(s)? {
-            present[z as usize] = true;
-        }
-    }
+    let present = src.present(&all);
     add_vote(&mut report, |name| {
         model
             .species
@@ -990,6 +985,17 @@ impl CutoffSource<'_> {
         self.species.iter().position(|x| x == sym)
     }
 
+    /// Which species of the model the structures hold.
+    fn present(&self, all: &[crate::Structure]) -> Vec<bool> {
+        let mut present = vec![false; self.species.len()];
+        for sym in all.iter().flat_map(|st| &st.symbols) {
+            if let Some(s) = self.species_index(sym) {
+                present[s] = true;
+            }
+        }
+        present
+    }
+
     fn e_max(&self) -> f64 {
         self.calibration
             .first()
@@ -1116,15 +1122,7 @@ fn check_method(
     // of its atoms errs above e_max, 1 - prod_i (1 - P(e_i > e_max | u_i)) under each species'
     // fitted e | u, reaches p_halt, or when an atom is above its upper cutoff (only when every
     // species of the data has the fitted relation: the watch asks it of the species it maps).
-    let present: Vec<bool> = (0..src.species.len())
-        .map(|s| {
-            all.iter().any(|st| {
-                st.symbols
-                    .iter()
-                    .any(|sym| src.species_index(sym) == Some(s))
-            })
-        })
-        .collect();
+    let present = src.present(all);
     let conds: Option<Vec<Option<&crate::stats::upper::ConditionalUpper>>> = (0..src.species.len())
         .map(|s| {
             let c = src.cal_of(m, s, None).and_then(|c| c.conditional.as_ref());
