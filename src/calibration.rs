@@ -8,8 +8,8 @@
 use crate::error::{Error, ErrorKind};
 use crate::potential::Potential;
 use crate::stats::cutoff::{
-    Calibration, CalibrationOptions, ClusterCalibration, UpperRule, calibrate_clusters,
-    calibrate_with_high,
+    Calibration, CalibrationOptions, ClusterCalibration, Spread, UpperRule, calibrate_clusters,
+    calibrate_with_high, predictive_exceedances,
 };
 use crate::stats::tail::TailPolicy;
 use crate::stats::upper::{HaltRule, RuleKind};
@@ -603,7 +603,17 @@ pub struct ExceedanceRow {
     /// For each of [`CHECK_LEVELS`] below atoms / 2: (expected k, the model quantile with k
     /// exceedances expected among these atoms: uncertainty and error, atoms above each).
     pub levels: Vec<(f64, f64, usize, f64, usize)>,
+    /// How probable counts as far out as `above_u_c` and `above_e_c` are from the sampling of
+    /// the calibration values alone ([`crate::stats::cutoff::predictive_exceedances`]); `None`
+    /// for cutoffs stored without their calibration counts.
+    pub spread_u: Option<Spread>,
+    pub spread_e: Option<Spread>,
 }
+
+/// Below this [`Spread::p`] a count of exceedances is called improbable from the calibration's
+/// sampling alone: the held-out data are then not drawn like the calibration data, or the
+/// cutoff is wrong. A check of many entries flags about 2 in 100 by chance (each side 1 in 100).
+pub const SPREAD_ALPHA: f64 = 0.01;
 
 /// Frame-level outcome of the upper cutoff of one method on labelled data.
 #[derive(Clone, Debug, Default)]
@@ -1085,6 +1095,10 @@ fn check_method(
             }
         }
         by_subset.sort_by(|a, b| (b.1 + b.2).cmp(&(a.1 + a.2)).then(a.0.cmp(&b.0)));
+        let (above_u_c, above_e_c) = (count(&uu, cal.u_c), count(&ee, cal.e_c));
+        let spread = |fit: Option<&crate::stats::tail::CutoffFit>, observed: usize| {
+            fit.and_then(|f| predictive_exceedances(f.n, f.above?, n, observed))
+        };
         report.exceedances.push(ExceedanceRow {
             species: src.species[s].clone(),
             method: m.name().to_string(),
@@ -1092,10 +1106,12 @@ fn check_method(
             atoms: n,
             n_apply: cal.n_apply,
             expected: n as f64 / cal.n_apply as f64,
-            above_u_c: count(&uu, cal.u_c),
-            above_e_c: count(&ee, cal.e_c),
+            above_u_c,
+            above_e_c,
             by_subset,
             levels,
+            spread_u: spread(cal.uncertainty_fit.as_ref(), above_u_c),
+            spread_e: spread(cal.error_fit.as_ref(), above_e_c),
         });
     }
     // Halts per frame on everything, per subset and in total.
@@ -1628,6 +1644,13 @@ mod tests {
                 }
             }
             assert_eq!((row.atoms, row.above_u_c, row.above_e_c), (n, au, ae));
+            // Checked on its own calibration data, an entry counts exactly the values its
+            // calibration stored above its cutoffs, and the sampling spread is computed.
+            let fit =
+                |f: &Option<crate::stats::tail::CutoffFit>| f.as_ref().map(|f| (f.n, f.above));
+            assert_eq!(fit(&cal.uncertainty_fit), Some((n, Some(au))));
+            assert_eq!(fit(&cal.error_fit), Some((n, Some(ae))));
+            assert!(row.spread_u.is_some() && row.spread_e.is_some());
             // The per-subset breakdown adds up to the totals, without empty entries.
             let (su, se) = row
                 .by_subset

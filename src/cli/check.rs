@@ -12,7 +12,10 @@
 
 use super::calibrate::text_table;
 use super::{DataKeys, load_model};
-use crate::calibration::{CheckReport, FrameOrigin, check_calibration, within_promise};
+use crate::calibration::{
+    CheckReport, FrameOrigin, SPREAD_ALPHA, check_calibration, within_promise,
+};
+use crate::stats::cutoff::Spread;
 use crate::uq::Method;
 use anyhow::{Result, bail};
 use std::path::PathBuf;
@@ -64,6 +67,63 @@ fn fmt_ratio(o: usize, e: f64) -> String {
     )
 }
 
+/// A count's probability from the calibration's sampling alone, on the side it lies:
+/// "P(≥5) 0.081" (at least as many), "P(≤0) 0.31" (at most as few), "-" without stored counts.
+fn fmt_spread(s: Option<Spread>, observed: usize) -> String {
+    let p = |x: f64| {
+        if x >= 0.01 {
+            format!("{x:.2}")
+        } else {
+            format!("{x:.1e}")
+        }
+    };
+    match s {
+        None => "-".into(),
+        Some(s) if observed > 0 && s.at_least <= s.at_most => {
+            format!("P(≥{observed}) {}", p(s.at_least))
+        }
+        Some(s) => format!("P(≤{observed}) {}", p(s.at_most)),
+    }
+}
+
+/// The entries whose counts the calibration's sampling does not explain ([`SPREAD_ALPHA`]):
+/// species, method, cluster, cutoff, observed / expected, probability. A species' e_c is listed
+/// once (every method of a species shares its error fit).
+fn improbable(r: &CheckReport) -> Vec<Vec<String>> {
+    let mut rows = vec![];
+    let mut seen_e: Vec<&str> = vec![];
+    for x in &r.exceedances {
+        let cl = x.cluster.map_or("-".into(), |c| c.to_string());
+        if let Some(sp) = x.spread_u.filter(|s| s.p() < SPREAD_ALPHA) {
+            rows.push(vec![
+                x.species.clone(),
+                x.method.clone(),
+                cl.clone(),
+                "u_c".into(),
+                format!("{} / {:.3}", x.above_u_c, x.expected),
+                fmt_spread(Some(sp), x.above_u_c),
+            ]);
+        }
+        if x.cluster.is_none() && !seen_e.contains(&x.species.as_str()) {
+            seen_e.push(&x.species);
+            if let Some(sp) = x.spread_e.filter(|s| s.p() < SPREAD_ALPHA) {
+                rows.push(vec![
+                    x.species.clone(),
+                    "(force error)".into(),
+                    "-".into(),
+                    "e_c".into(),
+                    format!("{} / {:.3}", x.above_e_c, x.expected),
+                    fmt_spread(Some(sp), x.above_e_c),
+                ]);
+            }
+        }
+    }
+    if rows.is_empty() {
+        rows.push(vec!["-".into(); 6]);
+    }
+    rows
+}
+
 /// The subsets (config_types) holding an entry's exceedances, "name u / e" each, most first.
 fn where_exceeded(x: &crate::calibration::ExceedanceRow) -> String {
     let parts: Vec<String> = x
@@ -104,6 +164,15 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
                     fmt_ratio(x.above_e_c, x.expected)
                 } else {
                     "-".into()
+                },
+                if x.cluster.is_none() {
+                    format!(
+                        "{} / {}",
+                        fmt_spread(x.spread_u, x.above_u_c),
+                        fmt_spread(x.spread_e, x.above_e_c)
+                    )
+                } else {
+                    fmt_spread(x.spread_u, x.above_u_c)
                 },
                 where_exceeded(x),
             ]
@@ -196,7 +265,11 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
         (
             "Lower cutoffs on held-out in-distribution atoms: observed / expected (atoms / N) \
              exceedances of u_c and of e_c; ok = within a factor 3 (at most 3 when below 1); \
-             where = the config_types of the atoms above u_c / above e_c"
+             sampling P = the probability of a count at least as large (≥) or at most as small \
+             (≤) from the finite calibration sample alone, for held-out data drawn like it (a \
+             cutoff fitted on n values with m above it: the held-out count lies between two \
+             beta-binomial laws; with n near N, 4 or more at about 1 expected have P near \
+             0.1-0.2); where = the config_types of the atoms above u_c / above e_c"
                 .into(),
             s(&[
                 "species",
@@ -206,9 +279,26 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
                 "N",
                 "above u_c",
                 "above e_c",
+                "sampling P (u_c / e_c)",
                 "where (u_c / e_c)",
             ]),
             exc,
+        ),
+        (
+            format!(
+                "Counts the calibration's sampling does not explain (sampling P below \
+                 {SPREAD_ALPHA}; about 2 entries in 100 by chance): the held-out data are not \
+                 drawn like the calibration data, or the cutoff is wrong"
+            ),
+            s(&[
+                "species",
+                "method",
+                "cluster",
+                "cutoff",
+                "observed / expected",
+                "sampling P",
+            ]),
+            improbable(r),
         ),
         (
             "Fitted tails at k expected exceedances among the held-out atoms: k: observed for \
@@ -406,4 +496,69 @@ fn print_report(report: &CheckReport, a: &CheckArgs, origin: &[FrameOrigin]) -> 
         eprintln!("wrote {} ({} rows)", p.display(), report.frames.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calibration::ExceedanceRow;
+    use crate::stats::cutoff::predictive_exceedances;
+
+    fn row(method: &str, cluster: Option<usize>, above_u_c: usize, n_cal: usize) -> ExceedanceRow {
+        let (atoms, n_apply) = (1000, 1000);
+        ExceedanceRow {
+            species: "Li".into(),
+            method: method.into(),
+            cluster,
+            atoms,
+            n_apply,
+            expected: 1.0,
+            above_u_c,
+            above_e_c: 9,
+            by_subset: vec![],
+            levels: vec![],
+            // Calibrations of n_cal values with n_cal / N above each cutoff.
+            spread_u: predictive_exceedances(n_cal, n_cal / 1000, atoms, above_u_c),
+            spread_e: predictive_exceedances(n_cal, n_cal / 1000, atoms, 9),
+        }
+    }
+
+    /// The sampling column and the table of improbable counts: 5 at about 1 expected is
+    /// improbable from 50 000 calibration values but not from 2000; 9 force errors above e_c
+    /// are listed once per species although every method's row repeats them; a zero shows its
+    /// at-most probability.
+    #[test]
+    fn improbable_counts_are_listed_by_the_calibration_size() {
+        let r = CheckReport {
+            exceedances: vec![
+                row("gamma", None, 5, 50_000),
+                row("ensemble", None, 5, 2000),
+                row("gamma_local", Some(0), 0, 2000),
+            ],
+            ..Default::default()
+        };
+        let t = tables(&r);
+        let (_, head, exc) = &t[0];
+        let col = head
+            .iter()
+            .position(|h| h.starts_with("sampling P"))
+            .unwrap();
+        assert!(exc[0][col].starts_with("P(≥5) "), "{:?}", exc[0]);
+        assert!(exc[2][col].starts_with("P(≤0) "), "{:?}", exc[2]);
+        let (title, _, bad) = &t[1];
+        assert!(title.starts_with("Counts the calibration's sampling"));
+        let listed: Vec<(&str, &str)> =
+            bad.iter().map(|r| (r[1].as_str(), r[3].as_str())).collect();
+        assert_eq!(
+            listed,
+            [("gamma", "u_c"), ("(force error)", "e_c")],
+            "{bad:?}"
+        );
+        // Nothing improbable: one placeholder row.
+        let r = CheckReport {
+            exceedances: vec![row("ensemble", Some(1), 2, 2000)],
+            ..Default::default()
+        };
+        assert_eq!(tables(&r)[1].2, vec![vec!["-".to_string(); 6]]);
+    }
 }

@@ -353,6 +353,86 @@ pub fn poisson_sf(k: usize, lambda: f64) -> f64 {
     }
 }
 
+/// How far a count of exceedances on new data may stray from its expectation by the
+/// calibration's sampling alone: the probabilities of a count at least and at most as far out
+/// as the one observed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    /// P(X >= observed): small when new data exceed the cutoff more often than a cutoff fitted
+    /// on this few calibration values would by chance.
+    pub at_least: f64,
+    /// P(X <= observed): small when they exceed it less often (1 when no calibration value lies
+    /// above the cutoff: then nothing bounds the rate from below).
+    pub at_most: f64,
+}
+
+impl Spread {
+    /// The tail probability on the side the observation lies (at least: more than the mean).
+    pub fn p(&self) -> f64 {
+        self.at_least.min(self.at_most)
+    }
+}
+
+/// The exceedance count to expect on `atoms` new values, drawn like the `n` calibration values
+/// a cutoff was fitted on (exchangeable), when `m` of those lie above it: the probability mass
+/// above the (n - m)-th smallest of n values is Beta(m + 1, n - m) distributed whatever the
+/// distribution, and above the (n - m + 1)-th Beta(m, n - m + 1); the cutoff lies between the
+/// two, so the count X on new data lies between BetaBinomial(atoms, m, n - m + 1) and
+/// BetaBinomial(atoms, m + 1, n - m) in distribution. Returns P(X >= observed) under the
+/// larger and P(X <= observed) under the smaller: a count improbable under both is not the
+/// calibration's sampling spread (the new data are not drawn like the calibration data, or the
+/// cutoff is wrong). With n near N the spread is wide: a cutoff with one calibration value above
+/// it leaves 4 or more exceedances at about 1 expected with probability near 0.2.
+/// `None` when m > n or n = 0.
+pub fn predictive_exceedances(n: usize, m: usize, atoms: usize, observed: usize) -> Option<Spread> {
+    if n == 0 || m > n {
+        return None;
+    }
+    let at_least = if observed == 0 || m == n {
+        // m = n: every calibration value lies above the cutoff; nothing bounds the count.
+        1.0
+    } else {
+        beta_binomial_sf(atoms, (m + 1) as f64, (n - m) as f64, observed)
+    };
+    let at_most = if m == 0 {
+        1.0
+    } else {
+        1.0 - beta_binomial_sf(atoms, m as f64, (n - m + 1) as f64, observed + 1)
+    };
+    Some(Spread {
+        at_least,
+        at_most: at_most.clamp(0.0, 1.0),
+    })
+}
+
+/// P(X >= k) for X ~ BetaBinomial(trials, a, b), summed upwards from k by the ratio of
+/// successive terms (accurate for tiny tails).
+fn beta_binomial_sf(trials: usize, a: f64, b: f64, k: usize) -> f64 {
+    use super::special::ln_gamma;
+    if k == 0 {
+        return 1.0;
+    }
+    if k > trials {
+        return 0.0;
+    }
+    let nn = trials as f64;
+    let kf = k as f64;
+    let ln_choose = ln_gamma(nn + 1.0) - ln_gamma(kf + 1.0) - ln_gamma(nn - kf + 1.0);
+    let ln_beta = |x: f64, y: f64| ln_gamma(x) + ln_gamma(y) - ln_gamma(x + y);
+    let mut term = (ln_choose + ln_beta(kf + a, nn - kf + b) - ln_beta(a, b)).exp();
+    let mean = nn * a / (a + b);
+    let mut sum = 0.0;
+    for j in k..=trials {
+        sum += term;
+        if (j as f64) > mean && term <= 1e-17 * sum {
+            break;
+        }
+        let jf = j as f64;
+        term *= (nn - jf) * (jf + a) / ((jf + 1.0) * (nn - jf - 1.0 + b));
+    }
+    sum.min(1.0)
+}
+
 /// The words that mark the warning of [`own_exceedances`] (callers pick it out of a
 /// calibration's warnings).
 pub const OWN_EXCEEDANCES: &str = "calibration values lie above their own cutoff";
@@ -516,6 +596,9 @@ pub fn calibrate_with_high(
             warnings.push(w);
         }
     }
+    let (mut efit, mut ufit) = (efit, ufit);
+    efit.above = Some(errors.iter().filter(|&&v| v > e_c).count());
+    ufit.above = Some(uncertainties.iter().filter(|&&v| v > u_c).count());
     for (what, f) in [("force errors", &efit), ("uncertainties", &ufit)] {
         if !f.passed {
             warnings.push(format!(
@@ -799,6 +882,71 @@ mod tests {
     use super::*;
     use crate::stats::dist::Maxwell;
     use crate::stats::tests::{draw_gamma, draw_maxwell, rng};
+
+    #[test]
+    fn predictive_exceedances_closed_forms_and_edges() {
+        // m = 0: the cutoff lies above all n values; X >= 1 with P = atoms / (atoms + n)
+        // (BetaBinomial(atoms, 1, n) puts n / (atoms + n) on 0).
+        let s = predictive_exceedances(100, 0, 50, 1).unwrap();
+        assert!((s.at_least - 50.0 / 150.0).abs() < 1e-12, "{s:?}");
+        assert_eq!(s.at_most, 1.0);
+        // Nothing observed is never improbable from above; m = n bounds nothing from above.
+        assert_eq!(predictive_exceedances(100, 3, 50, 0).unwrap().at_least, 1.0);
+        assert_eq!(
+            predictive_exceedances(10, 10, 50, 40).unwrap().at_least,
+            1.0
+        );
+        assert!(predictive_exceedances(0, 0, 5, 1).is_none());
+        assert!(predictive_exceedances(5, 6, 5, 1).is_none());
+        // Large n and m with atoms = n / m: close to Poisson(1) on both sides.
+        let s = predictive_exceedances(4_000_000, 4000, 1000, 4).unwrap();
+        assert!((s.at_least - poisson_sf(4, 1.0)).abs() < 2e-3, "{s:?}");
+        let s = predictive_exceedances(4_000_000, 4000, 1000, 0).unwrap();
+        assert!((s.at_most - (-1.0f64).exp()).abs() < 2e-3, "{s:?}");
+        // n = 2 N, one to two values above (Li's gamma_local cluster 2 in
+        // docs/benchmarks/cutoffs): 4 or more at about 1 expected is not rare.
+        let s = predictive_exceedances(1763, 2, 881, 4).unwrap();
+        assert!(s.at_least > 0.05 && s.at_least < 0.2, "{s:?}");
+        // The tails sum with the point mass to 1: P(X >= k) + P(X <= k - 1) = 1 (same a, b
+        // when m is shifted by one between the two bounds).
+        let hi = predictive_exceedances(300, 2, 120, 3).unwrap().at_least;
+        let lo = predictive_exceedances(300, 3, 120, 2).unwrap().at_most;
+        assert!((hi + lo - 1.0).abs() < 1e-12, "{hi} + {lo}");
+    }
+
+    /// Distribution-free: cutoffs at the (n - m)-th order statistic of n draws, counted on
+    /// `atoms` fresh draws, give exceedance counts whose frequencies match the predictive
+    /// distribution (here the upper bound is exact: the cutoff is that order statistic).
+    #[test]
+    fn predictive_exceedances_match_simulated_counts() {
+        let (n, m, atoms, trials) = (400usize, 1usize, 200usize, 20_000usize);
+        let mut r = rng(17);
+        let mut hits = [0usize; 6];
+        for _ in 0..trials {
+            let mut cal = draw_maxwell(&mut r, 0.1, n);
+            cal.sort_by(f64::total_cmp);
+            let c = cal[n - m - 1];
+            let k = draw_maxwell(&mut r, 0.1, atoms)
+                .iter()
+                .filter(|&&v| v > c)
+                .count();
+            for (j, h) in hits.iter_mut().enumerate() {
+                *h += usize::from(k >= j);
+            }
+        }
+        for (j, &h) in hits.iter().enumerate().skip(1) {
+            let p = predictive_exceedances(n, m, atoms, j).unwrap().at_least;
+            let f = h as f64 / trials as f64;
+            let se = (p * (1.0 - p) / trials as f64).sqrt();
+            assert!(
+                (f - p).abs() < 5.0 * se + 1e-4,
+                "k >= {j}: simulated {f}, predicted {p}"
+            );
+        }
+        // About 1 expected (atoms / n * (m + 1)), yet 4 or more more than twice as often as
+        // a Poisson(1) count would give them (0.045 against 0.019).
+        assert!(hits[4] as f64 / trials as f64 > 2.0 * poisson_sf(4, 1.0));
+    }
 
     #[test]
     fn stats_upper_cutoff_cases() {

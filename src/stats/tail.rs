@@ -129,6 +129,12 @@ pub struct CutoffFit {
     pub n: usize,
     /// Why this rule (and why no tail, if none).
     pub note: String,
+    /// How many of the `n` sample values lie above the cutoff finally taken from this fit (set
+    /// by the calibration; absent in files written before it was stored). With `n`, it gives
+    /// the spread of exceedance counts to expect on new data
+    /// ([`crate::stats::cutoff::predictive_exceedances`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<usize>,
 }
 
 impl CutoffFit {
@@ -311,6 +317,7 @@ pub fn fit_cutoff(
         max_seen,
         n: x.len(),
         note,
+        above: None,
     })
 }
 
