@@ -10,8 +10,9 @@
 # tests/data/wbe), default basis, one
 # thread (reproducible fits), every uncertainty method. Rules compared: the seeds' (body family,
 # ratio mapping), the default (tail-aware quantiles, conditional upper cutoff), and the default
-# with labelled high-uncertainty structures (--high); `valid` is the default rule calibrated on
-# valid.xyz instead of calib.xyz (Li, In-P, W-Be). The unstable sets are split by frame parity:
+# with labelled high-uncertainty structures (--high), both calibrated on every labelled frame the
+# fit did not train on (valid.xyz and calib.xyz); `valid` and `calib` are the default rule
+# calibrated on one of the two alone, for comparison. The unstable sets are split by frame parity:
 # even frames are the labelled high-uncertainty structures, odd frames are checked. Each check also
 # writes its per-frame rows (<system>_<rule>_frames.csv: `aceuq check-cutoffs --frames`), and for
 # Li and Al-Mg those of the fresh seed-7 unstable set (all its frames: <system>_<rule>_seed7_frames.csv).
@@ -49,18 +50,24 @@ split "$data/almg/unstable.xyz" "$work/almg_high.xyz" "$work/almg_check.xyz"
 tidy() { # tidy CSV: file names relative to the repository (the bench's own files as bench/...)
   sed -i "s#$root/##g; s#$work/#bench/#g" "$1"
 }
-run() { # run SYSTEM NAME CALIBRATION-SET POOL CALIBRATE-ARGS... (set: calib or valid)
+run() { # run SYSTEM NAME CALIBRATION-SETS POOL CALIBRATE-ARGS... (sets: valid, calib or valid+calib)
   local sys=$1 name=$2 cal=$3 pool=$4; shift 4
   local md="$out/${sys}_${name}.md"
+  local sets=() shown=() part
+  IFS=+ read -ra parts <<< "$cal"
+  for part in "${parts[@]}"; do
+    sets+=("$data/$sys/$part.xyz")
+    shown+=("tests/data/$sys/$part.xyz")
+  done
   rm -f "$out/${sys}_${name}_frames.csv" "$out/${sys}_${name}_seed7_frames.csv"
   {
     echo "# $sys, rule \`$name\`"
     echo
-    echo "\`aceuq calibrate --model $sys.aceuq --valid tests/data/$sys/$cal.xyz --pool-size $pool $*\`"
+    echo "\`aceuq calibrate --model $sys.aceuq --valid ${shown[*]} --pool-size $pool $*\`"
     echo
     echo '```'
   } > "$md"
-  if ! "$aceuq" calibrate --model "$work/$sys.aceuq" --valid "$data/$sys/$cal.xyz" \
+  if ! "$aceuq" calibrate --model "$work/$sys.aceuq" --valid "${sets[@]}" \
       --pool-size "$pool" "$@" --out "$work/${sys}_$name.aceuq" >> "$md" 2>&1; then
     echo '```' >> "$md"
     echo >> "$md"
@@ -83,25 +90,29 @@ run() { # run SYSTEM NAME CALIBRATION-SET POOL CALIBRATE-ARGS... (set: calib or 
   fi
 }
 novel=("$work/li_check.xyz" "$data/li/novel.xyz")
-# Li, In-P and W-Be calibrate on calib.xyz: frames drawn like the held-out ones (independent runs;
-# In-P and W-Be: eight starts per condition, each its own random sites; Li: four runs), not frames of the training
-# runs, on which the GP was trained and the ensemble and distance scaled. Al-Mg's held-out frames
-# are the latest frames of its training runs, like its valid.xyz, so it calibrates on valid.xyz.
-# N = 5000: the held-out liquid has 5000 atoms, so about one exceedance is expected.
+# The default rows calibrate on every labelled frame the fit did not train on: valid.xyz (frames
+# of the training runs; the GP was trained and the ensemble and distance scaled on them) and
+# calib.xyz (independent runs: Li four, Al-Mg four per condition, In-P and W-Be eight starts per
+# condition, each its own random sites). The 1 - 1/N tails need many atoms: N is about the
+# held-out atom count, so about one exceedance is expected per entry.
+# N = 5000: the held-out liquid has 5000 atoms.
 # The seeds' rule as it always ran, on valid.xyz.
 run li seeds valid 5000 --tail body --upper-rule ratio
-run li default calib 5000
-run li default_high calib 5000 --high "$work/li_high.xyz" "$data/li_hetero/phases.xyz"
-# The default rule calibrated on valid.xyz (frames between the training frames), for comparison.
+run li default valid+calib 5000
+run li default_high valid+calib 5000 --high "$work/li_high.xyz" "$data/li_hetero/phases.xyz"
+# The default rule calibrated on one of the two sets alone, for comparison.
 run li valid valid 5000
+run li calib calib 5000
 novel=("$work/almg_check.xyz")
 # N = 2880: the atoms of the held-out Al-Mg frames (split over species by the validation data).
 run almg seeds valid 2880 --tail body --upper-rule ratio
-run almg default valid 2880
-run almg default_high valid 2880 --high "$work/almg_high.xyz"
+run almg default valid+calib 2880
+run almg default_high valid+calib 2880 --high "$work/almg_high.xyz"
+run almg valid valid 2880
+run almg calib calib 2880
 # The case the seeds' rule failed on: N = 144 000 (1000 frames of 144 atoms).
 run almg seeds_N144000 valid 144000 --tail body --upper-rule ratio
-run almg default_N144000 valid 144000
+run almg default_N144000 valid+calib 144000
 # In-P and W-Be (SNAP+ZBL labels, two elements, calibration sets of 3444 and 5016 atoms).
 # No unstable sets: the upper cutoffs are checked on the held-out frames only.
 "$aceuq" --threads 1 fit --train "$data/inp/train.xyz" --valid "$data/inp/valid.xyz" \
@@ -110,8 +121,10 @@ run almg default_N144000 valid 144000
   --species W,Be $uq --out "$work/wbe.aceuq" > "$work/wbe_fit.log" 2>&1
 novel=()
 # N = the held-out atoms (In-P 1152, W-Be 1881): about one exceedance expected per entry.
-run inp default calib 1152
-run wbe default calib 1881
+run inp default valid+calib 1152
+run wbe default valid+calib 1881
 run inp valid valid 1152
 run wbe valid valid 1881
+run inp calib calib 1152
+run wbe calib calib 1881
 echo "wrote $out ($(( $(date +%s) - t0 )) s)"

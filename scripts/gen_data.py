@@ -35,11 +35,12 @@ collisions, hot clusters, frames with two atoms closer than 1.6 Å not kept (UNS
 and rattled crystals, an off-training fcc composition, hot and compressed liquids, a knock-on
 (ALMG_UNSTABLE); --only li|almg for one of them),
 --alloys (only the two-element sets inp/ and wbe/ {train,valid,test}.xyz with a summary.json
-beside them; --only inp|wbe for one of them; see below), --calib (only li/, inp/ and
-wbe/calib.xyz with a calib_summary.json beside each: calibration frames drawn like the held-out
-test frames instead of from the training runs. Li: 4 further independent liquid runs, 10 frames
-1 ps apart each; In-P and W-Be: 8 starts of 1 frame for every trained condition, each start its
-own random sites, velocities and melt, screened like the other alloy runs; see CALIB).
+beside them; --only inp|wbe for one of them; see below), --calib (only li/, almg/, inp/ and
+wbe/calib.xyz with a calib_summary.json beside each: calibration frames from runs independent of
+the training runs. Li: 4 further independent liquid runs, 10 frames 1 ps apart each; Al-Mg: 4
+further runs of every condition, 2 frames each; In-P and W-Be: 8 starts of 1 frame for every
+trained condition, each start its own random sites, velocities and melt, screened like the other
+alloy runs; see CALIB).
 Deterministic for a given --seed (one LAMMPS process per job, no MPI).
 
 In-P and W-Be (--alloys; samples and labels from the same DFT-trained SNAP+ZBL potential:
@@ -558,7 +559,9 @@ ALMG_CONDITIONS = [
 ]
 
 
-def almg(p, lmp, pot, seed, work):
+def almg(p, lmp, pot, seed, work, run=None):
+    """One MEAM MD run per Al-Mg condition (one LAMMPS job); the frames per condition. `run`, when
+    given, is written into every frame's info (the --calib starts)."""
     rng = random.Random(seed + 31)
     script = []
     conds = ALMG_CONDITIONS[: p["almg_conditions"]]
@@ -593,7 +596,7 @@ dump d all custom {every} almg{ci}.dump id type x y z
 dump_modify d sort id format float %.8f first no
 run {every * p['almg_frames']}
 """)
-    text, dt = run_job(lmp, "clear\n".join(script), work, "almg")
+    text, dt = run_job(lmp, "clear\n".join(script), work, f"almg_{run}" if run else "almg")
     out = []
     for ci, (name, lat, base, frac, temp, liquid) in enumerate(conds):
         cfg = f"{name}_{temp}K"
@@ -601,8 +604,8 @@ run {every * p['almg_frames']}
         for d in read_dump(os.path.join(work, f"almg{ci}.dump"), {1: "Al", 2: "Mg"}):
             if d["step"] == 0:
                 continue
-            frames.append(make_frame(d, [("config_type", cfg), ("time_ps", f"{d['step'] * FS:.3f}"),
-                                         ("step", str(d["step"]))]))
+            info = [("config_type", cfg), ("time_ps", f"{d['step'] * FS:.3f}"), ("step", str(d["step"]))]
+            frames.append(make_frame(d, info + ([("run", run)] if run else [])))
         out.append(frames)
     return out, dt
 
@@ -1495,7 +1498,14 @@ def main_alloys(args, argv) -> int:
 # per-cluster gamma_local cutoffs are 1 - 1/N quantiles of a few hundred to a few thousand atoms
 # (docs/benchmarks/cutoffs/README.md: one Li run left 10 held-out atoms above a cluster cutoff
 # meant for about 1, four runs 5; four W-Be starts 5 entries with more than 3, eight starts 3).
-CALIB = dict(li_ps=10.0, li_every=1000, li_runs=4, alloy_starts=8, alloy_frames=1)
+# Al-Mg's held-out frames are the last frames of its training runs and its valid.xyz one frame
+# per condition (1440 atoms, two liquid frames): too few for a 1 - 1/N tail at N = 2880, and the
+# liquids, whose tails set the species cutoffs, had one frame each (three entries with 4-8 held-out
+# atoms above a cutoff meant for about 1). Its calibration set: `almg_starts` further runs of every
+# condition (each its own sites and velocities, the main runs' equilibration and melt), the first
+# `almg_frames` frames after equilibration.
+CALIB = dict(li_ps=10.0, li_every=1000, li_runs=4, alloy_starts=8, alloy_frames=1, almg_starts=4,
+             almg_frames=2)
 
 
 def li_calib(lmp: str, pot: str, seed: int, work: str) -> tuple[list, dict]:
@@ -1514,6 +1524,20 @@ def li_calib(lmp: str, pot: str, seed: int, work: str) -> tuple[list, dict]:
                      "diffusion": diffusion(os.path.join(work, f"{name}_msd.txt"),
                                             os.path.join(work, f"{name}_thermo.txt"), 250)})
         frames += liquid_frames(os.path.join(work, f"{name}_prod.dump"), name)
+    return frames, {"runs": runs}
+
+
+def almg_calib(lmp: str, pot: str, seed: int, work: str) -> tuple[list, dict]:
+    """`almg_starts` further Al-Mg runs of every condition (run names `calib`, `calib2`, ...; each
+    its own generator seed, so its own solute sites and velocities), `almg_frames` frames each."""
+    p = dict(MODES["default"], almg_frames=CALIB["almg_frames"])
+    frames, runs = [], []
+    for k in range(CALIB["almg_starts"]):
+        name = "calib" if k == 0 else f"calib{k + 1}"
+        rseed = random.Random(f"{seed}:almg_{name}").randrange(1, 900000)
+        groups, secs = almg(p, lmp, pot, rseed, work, run=name)
+        runs.append({"run": name, "seed": rseed, "md_seconds": round(secs, 1)})
+        frames += [f for g in groups for f in g]
     return frames, {"runs": runs}
 
 
@@ -1539,13 +1563,13 @@ def alloy_calib(system: str, seed: int, lmp: str, pot: str, work: str, trained: 
 
 @exits_on_label_error
 def main_calib(args, argv) -> int:
-    """--calib: tests/data/{li,inp,wbe}/calib.xyz with a calib_summary.json beside each (--only for
-    one): calibration frames drawn like the held-out test frames, not from the training runs."""
+    """--calib: tests/data/{li,almg,inp,wbe}/calib.xyz with a calib_summary.json beside each (--only
+    for one): calibration frames from independent runs, not from the training runs."""
     root = L.REPO_ROOT
     data = args.out or os.path.join(root, "tests", "data")
     cmd_args = argv if argv is not None else sys.argv[1:]
     with lammps_and_work(args) as (lmp, pot, work):
-        for system in ("li", "inp", "wbe"):
+        for system in ("li", "almg", "inp", "wbe"):
             if args.only not in (None, system):
                 continue
             t_start = time.time()
@@ -1556,6 +1580,13 @@ def main_calib(args, argv) -> int:
                 frames, info = li_calib(lmp, pot, args.seed, work)
                 t0 = time.time()
                 L.label_frames(frames, "li-snap", lmp, pot)
+                info["label_seconds"] = round(time.time() - t0, 1)
+                summary |= info
+            elif system == "almg":
+                log(f"Al-Mg calibration runs, seed {args.seed}")
+                frames, info = almg_calib(lmp, pot, args.seed, work)
+                t0 = time.time()
+                L.label_frames(frames, "almg-meam", lmp, pot)
                 info["label_seconds"] = round(time.time() - t0, 1)
                 summary |= info
             else:
@@ -1674,7 +1705,8 @@ def main(argv=None) -> int:
     g.add_argument("--alloys", action="store_true",
                    help="only the two-element SNAP+ZBL sets (inp/ and wbe/ train/valid/test.xyz)")
     g.add_argument("--calib", action="store_true",
-                   help="only the calibration sets li/, inp/ and wbe/calib.xyz (independent runs)")
+                   help="only the calibration sets li/, almg/, inp/ and wbe/calib.xyz (independent "
+                        "runs)")
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--out", help="data folder (default: tests/data, or runs/data-quick|-full)")
     ap.add_argument("--pool", help="pool file (default: runs/data[-quick|-full]/li_pool.xyz)")
@@ -1682,8 +1714,8 @@ def main(argv=None) -> int:
     ap.add_argument("--potentials")
     ap.add_argument("--keep", metavar="DIR", help="keep LAMMPS work files in DIR")
     ap.add_argument("--only", choices=["li", "almg", "inp", "wbe"],
-                    help="generate only one system (li|almg; inp|wbe with --alloys; li|inp|wbe "
-                         "with --calib)")
+                    help="generate only one system (li|almg; inp|wbe with --alloys; any with "
+                         "--calib)")
     ap.add_argument("--frames-per-run", type=int, metavar="N",
                     help="--alloys: frames of each main run (default 8; the last 2 are valid, the "
                          "others train), for larger sets written with --out")
@@ -1711,8 +1743,6 @@ def main(argv=None) -> int:
         ap.error("--only inp|wbe needs --alloys or --calib")
     if args.alloys and args.only in ("li", "almg"):
         ap.error("--alloys generates inp and wbe only")
-    if args.calib and args.only == "almg":
-        ap.error("--calib generates li, inp and wbe only")
     if args.calib:
         return main_calib(args, argv)
     if args.alloys:
