@@ -611,8 +611,8 @@ pub struct ExceedanceRow {
 }
 
 /// Below this [`Spread::p`] a count of exceedances is called improbable from the calibration's
-/// sampling alone: the held-out data are then not drawn like the calibration data, or the
-/// cutoff is wrong. A check of many entries flags about 2 in 100 by chance (each side 1 in 100).
+/// sampling alone: the held-out data are then not drawn like the calibration data. A check of
+/// many entries flags at most about 2 in 100 by chance (each side at most 1 in 100).
 pub const SPREAD_ALPHA: f64 = 0.01;
 
 /// Frame-level outcome of the upper cutoff of one method on labelled data.

@@ -6,7 +6,7 @@
 
 use super::{DataKeys, load_model};
 use crate::calibration::{CalibrateSettings, calibrate_potential, cluster_header};
-use crate::stats::cutoff::{Calibration, MIN_CLUSTER_ATOMS, UpperRule};
+use crate::stats::cutoff::{Calibration, MIN_CLUSTER_ATOMS, UpperRule, predictive_exceedances};
 use crate::stats::tail::TailPolicy;
 use crate::uq::Method;
 use anyhow::{Context, Result, bail};
@@ -107,6 +107,36 @@ fn atoms_per_name(species: &[String], data: &[crate::Structure]) -> Vec<u64> {
         }
     }
     n
+}
+
+/// How widely a held-out check of N atoms will scatter around its one expected exceedance of
+/// each u_c, given the calibration atoms behind it: the range over the entries of P(4 or more)
+/// ([`predictive_exceedances`]), against the 0.019 of a Poisson count. None without stored
+/// calibration counts.
+fn spread_note(cals: &[Calibration]) -> Option<String> {
+    let mut p: Vec<f64> = cals
+        .iter()
+        .filter_map(|c| {
+            let f = c.uncertainty_fit.as_ref()?;
+            let atoms = usize::try_from(c.n_apply).ok()?;
+            Some(predictive_exceedances(f.n, f.above?, atoms, 4)?.at_least)
+        })
+        .collect();
+    if p.is_empty() {
+        return None;
+    }
+    p.sort_by(f64::total_cmp);
+    Some(format!(
+        "sampling spread: a check on N held-out atoms drawn like these would see 4 or more \
+         atoms above an entry's u_c, which is meant for about 1, with probability {:.3} to {:.3} \
+         over the {} entries (median {:.3}; a Poisson count: 0.019) from the calibration \
+         sample alone; more calibration atoms per entry narrow it (`aceuq check-cutoffs` \
+         prints each count's probability)",
+        p[0],
+        p[p.len() - 1],
+        p.len(),
+        p[p.len() / 2]
+    ))
 }
 
 pub fn run(a: &CalibrateArgs) -> Result<()> {
@@ -298,6 +328,9 @@ fn print_result(a: &CalibrateArgs, result: &crate::calibration::CalibrationResul
             Method::GammaLocal.name()
         );
         print!("{}", text_table(&cluster_header(), &result.cluster_rows));
+    }
+    if let Some(note) = spread_note(&result.calibration) {
+        println!("\n{note}");
     }
     if let Some(r) = &result.halt_rule {
         println!(

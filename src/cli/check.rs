@@ -87,11 +87,12 @@ fn fmt_spread(s: Option<Spread>, observed: usize) -> String {
 }
 
 /// The entries whose counts the calibration's sampling does not explain ([`SPREAD_ALPHA`]):
-/// species, method, cluster, cutoff, observed / expected, probability. A species' e_c is listed
-/// once (every method of a species shares its error fit).
+/// species, method, cluster, cutoff, observed / expected, probability. A species' e_c count is
+/// listed once (the methods of one calibration share the species' error fit, and every row
+/// repeats its count).
 fn improbable(r: &CheckReport) -> Vec<Vec<String>> {
     let mut rows = vec![];
-    let mut seen_e: Vec<&str> = vec![];
+    let mut seen_e: Vec<(&str, usize)> = vec![];
     for x in &r.exceedances {
         let cl = x.cluster.map_or("-".into(), |c| c.to_string());
         if let Some(sp) = x.spread_u.filter(|s| s.p() < SPREAD_ALPHA) {
@@ -104,9 +105,13 @@ fn improbable(r: &CheckReport) -> Vec<Vec<String>> {
                 fmt_spread(Some(sp), x.above_u_c),
             ]);
         }
-        if x.cluster.is_none() && !seen_e.contains(&x.species.as_str()) {
-            seen_e.push(&x.species);
-            if let Some(sp) = x.spread_e.filter(|s| s.p() < SPREAD_ALPHA) {
+        if x.cluster.is_some() {
+            continue;
+        }
+        if let Some(sp) = x.spread_e.filter(|s| s.p() < SPREAD_ALPHA) {
+            let key = (x.species.as_str(), x.above_e_c);
+            if !seen_e.contains(&key) {
+                seen_e.push(key);
                 rows.push(vec![
                     x.species.clone(),
                     "(force error)".into(),
@@ -287,8 +292,8 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
         (
             format!(
                 "Counts the calibration's sampling does not explain (sampling P below \
-                 {SPREAD_ALPHA}; about 2 entries in 100 by chance): the held-out data are not \
-                 drawn like the calibration data, or the cutoff is wrong"
+                 {SPREAD_ALPHA}; at most about 2 entries in 100 by chance): the held-out data are \
+                 not drawn like the calibration data (other runs, arrangements or conditions)"
             ),
             s(&[
                 "species",

@@ -380,9 +380,12 @@ impl Spread {
 /// two, so the count X on new data lies between BetaBinomial(atoms, m, n - m + 1) and
 /// BetaBinomial(atoms, m + 1, n - m) in distribution. Returns P(X >= observed) under the
 /// larger and P(X <= observed) under the smaller: a count improbable under both is not the
-/// calibration's sampling spread (the new data are not drawn like the calibration data, or the
-/// cutoff is wrong). With n near N the spread is wide: a cutoff with one calibration value above
-/// it leaves 4 or more exceedances at about 1 expected with probability near 0.2.
+/// calibration's sampling spread, so the new data are not drawn like the calibration data. With
+/// n near N the spread is wide: a cutoff with one calibration value above it leaves 4 or more
+/// exceedances at about 1 expected with probability near 0.2. Approximations: m is treated as
+/// fixed (it comes from the same sample as the cutoff), and the values as exchangeable one by
+/// one, while atoms of one frame or run are correlated, which widens the real spread: a count
+/// from one run can look more improbable than it is.
 /// `None` when m > n or n = 0.
 pub fn predictive_exceedances(n: usize, m: usize, atoms: usize, observed: usize) -> Option<Spread> {
     if n == 0 || m > n {
@@ -397,7 +400,7 @@ pub fn predictive_exceedances(n: usize, m: usize, atoms: usize, observed: usize)
     let at_most = if m == 0 {
         1.0
     } else {
-        1.0 - beta_binomial_sf(atoms, m as f64, (n - m + 1) as f64, observed + 1)
+        beta_binomial_cdf(atoms, m as f64, (n - m + 1) as f64, observed)
     };
     Some(Spread {
         at_least,
@@ -405,30 +408,63 @@ pub fn predictive_exceedances(n: usize, m: usize, atoms: usize, observed: usize)
     })
 }
 
-/// P(X >= k) for X ~ BetaBinomial(trials, a, b), summed upwards from k by the ratio of
-/// successive terms (accurate for tiny tails).
-fn beta_binomial_sf(trials: usize, a: f64, b: f64, k: usize) -> f64 {
+/// ln P(X = j) for X ~ BetaBinomial(trials, a, b).
+fn beta_binomial_ln_pmf(trials: usize, a: f64, b: f64, j: usize) -> f64 {
     use super::special::ln_gamma;
+    let (nn, jf) = (trials as f64, j as f64);
+    let ln_beta = |x: f64, y: f64| ln_gamma(x) + ln_gamma(y) - ln_gamma(x + y);
+    ln_gamma(nn + 1.0) - ln_gamma(jf + 1.0) - ln_gamma(nn - jf + 1.0) + ln_beta(jf + a, nn - jf + b)
+        - ln_beta(a, b)
+}
+
+/// P(X >= k) for X ~ BetaBinomial(trials, a, b) (a, b >= 1). The tail on the far side of the
+/// mean is summed term by term from its largest term, by the ratio of successive terms, so tiny
+/// tails stay accurate and no term underflows to zero before the bulk.
+fn beta_binomial_sf(trials: usize, a: f64, b: f64, k: usize) -> f64 {
     if k == 0 {
         return 1.0;
     }
     if k > trials {
         return 0.0;
     }
+    let mean = trials as f64 * a / (a + b);
+    if (k as f64) <= mean {
+        return (1.0 - beta_binomial_cdf(trials, a, b, k - 1)).clamp(0.0, 1.0);
+    }
     let nn = trials as f64;
-    let kf = k as f64;
-    let ln_choose = ln_gamma(nn + 1.0) - ln_gamma(kf + 1.0) - ln_gamma(nn - kf + 1.0);
-    let ln_beta = |x: f64, y: f64| ln_gamma(x) + ln_gamma(y) - ln_gamma(x + y);
-    let mut term = (ln_choose + ln_beta(kf + a, nn - kf + b) - ln_beta(a, b)).exp();
-    let mean = nn * a / (a + b);
+    let mut term = beta_binomial_ln_pmf(trials, a, b, k).exp();
     let mut sum = 0.0;
     for j in k..=trials {
         sum += term;
-        if (j as f64) > mean && term <= 1e-17 * sum {
+        if term <= 1e-17 * sum {
             break;
         }
         let jf = j as f64;
         term *= (nn - jf) * (jf + a) / ((jf + 1.0) * (nn - jf - 1.0 + b));
+    }
+    sum.min(1.0)
+}
+
+/// P(X <= k) for X ~ BetaBinomial(trials, a, b) (a, b >= 1): below the mean summed downwards
+/// from k (its largest term), above it 1 - P(X >= k + 1).
+fn beta_binomial_cdf(trials: usize, a: f64, b: f64, k: usize) -> f64 {
+    if k >= trials {
+        return 1.0;
+    }
+    let mean = trials as f64 * a / (a + b);
+    if (k as f64) > mean {
+        return (1.0 - beta_binomial_sf(trials, a, b, k + 1)).clamp(0.0, 1.0);
+    }
+    let nn = trials as f64;
+    let mut term = beta_binomial_ln_pmf(trials, a, b, k).exp();
+    let mut sum = 0.0;
+    for j in (0..=k).rev() {
+        sum += term;
+        if term <= 1e-17 * sum || j == 0 {
+            break;
+        }
+        let jf = j as f64;
+        term *= jf * (nn - jf + b) / ((nn - jf + 1.0) * (jf - 1.0 + a));
     }
     sum.min(1.0)
 }
@@ -903,10 +939,24 @@ mod tests {
         assert!((s.at_least - poisson_sf(4, 1.0)).abs() < 2e-3, "{s:?}");
         let s = predictive_exceedances(4_000_000, 4000, 1000, 0).unwrap();
         assert!((s.at_most - (-1.0f64).exp()).abs() < 2e-3, "{s:?}");
-        // n = 2 N, one to two values above (Li's gamma_local cluster 2 in
+        // n = 2 N with two values above (about Li's gamma_local cluster 2 in
         // docs/benchmarks/cutoffs): 4 or more at about 1 expected is not rare.
         let s = predictive_exceedances(1763, 2, 881, 4).unwrap();
         assert!(s.at_least > 0.05 && s.at_least < 0.2, "{s:?}");
+        // Many exceedances expected (n = 1000, m = 500, atoms 5000: mean about 2500): a count
+        // far below the mean is certain to be reached from above and improbable from below,
+        // and the far tails are accurate on both sides (reference: the sum of
+        // scipy.stats.betabinom.logpmf over the tail; its sf is off by 1e-3 there; by symmetry
+        // the two tails below are equal). P(X >= 4999) is about 1e-444: 0 in f64.
+        let s = predictive_exceedances(1000, 500, 5000, 1).unwrap();
+        assert!(s.at_least > 1.0 - 1e-12 && s.at_most < 1e-100, "{s:?}");
+        let rel = |x: f64| (x / 3.5359419389126165e-09 - 1.0).abs();
+        let s = predictive_exceedances(1000, 500, 5000, 2000).unwrap();
+        assert!(rel(s.at_most) < 1e-8, "{s:?}");
+        let s = predictive_exceedances(1000, 500, 5000, 3000).unwrap();
+        assert!(rel(s.at_least) < 1e-8, "{s:?}");
+        let s = predictive_exceedances(1000, 500, 5000, 4999).unwrap();
+        assert!(s.at_least < 1e-300 && s.at_most > 1.0 - 1e-12, "{s:?}");
         // The tails sum with the point mass to 1: P(X >= k) + P(X <= k - 1) = 1 (same a, b
         // when m is shifted by one between the two bounds).
         let hi = predictive_exceedances(300, 2, 120, 3).unwrap().at_least;
