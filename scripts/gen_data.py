@@ -1575,18 +1575,14 @@ def main_calib(args, argv) -> int:
             t_start = time.time()
             summary = {"mode": "calib", "system": system, "seed": args.seed, "params": CALIB,
                        "command": recorded_command(cmd_args)}
-            if system == "li":
-                log(f"Li calibration run, seed {args.seed}")
-                frames, info = li_calib(lmp, pot, args.seed, work)
+            if system in ("li", "almg"):
+                # Runs of the training conditions (their own velocities and sites), labelled after.
+                name, runs, labeller = {"li": ("Li", li_calib, "li-snap"),
+                                        "almg": ("Al-Mg", almg_calib, "almg-meam")}[system]
+                log(f"{name} calibration runs, seed {args.seed}")
+                frames, info = runs(lmp, pot, args.seed, work)
                 t0 = time.time()
-                L.label_frames(frames, "li-snap", lmp, pot)
-                info["label_seconds"] = round(time.time() - t0, 1)
-                summary |= info
-            elif system == "almg":
-                log(f"Al-Mg calibration runs, seed {args.seed}")
-                frames, info = almg_calib(lmp, pot, args.seed, work)
-                t0 = time.time()
-                L.label_frames(frames, "almg-meam", lmp, pot)
+                L.label_frames(frames, labeller, lmp, pot)
                 info["label_seconds"] = round(time.time() - t0, 1)
                 summary |= info
             else:
