@@ -310,3 +310,57 @@ fn a_huge_coordinate_is_its_own_error_naming_the_atom_once() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The sampling spread end to end: `calibrate` stores how many calibration values lie above each
+/// cutoff and prints the spread line; `check-cutoffs` on the calibration frames themselves counts
+/// exactly those exceedances (about 20 of the 1000 atoms at 1 in 50), which its sampling
+/// probabilities must not call improbable (a stored count that disagreed with the data's would
+/// be listed).
+#[test]
+fn calibrate_and_check_report_the_sampling_spread() {
+    let dir = tmpdir("spread");
+    let f = write(&dir, "li.xyz", &li_frames(4));
+    let model = dir.join("m.aceuq");
+    let o = fit(&f, &model, &["--active-set"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cal = dir.join("c.aceuq");
+    let o = aceuq(&[
+        "calibrate",
+        "--model",
+        model.to_str().unwrap(),
+        "--valid",
+        f.to_str().unwrap(),
+        "--pool-size",
+        "50",
+        "--out",
+        cal.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("sampling spread: ") && out.contains("over the 1 entries"),
+        "{out}"
+    );
+    let o = aceuq(&[
+        "check-cutoffs",
+        "--model",
+        cal.to_str().unwrap(),
+        "--data",
+        f.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("sampling P (u_c / e_c)"), "{out}");
+    let listed: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Counts the calibration's sampling"))
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(listed.len(), 1, "{out}");
+    assert!(
+        listed[0].split_whitespace().all(|t| t == "-"),
+        "a count of the calibration's own data called improbable:\n{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
