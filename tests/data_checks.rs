@@ -37,6 +37,21 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `aceuq calibrate --model MODEL --valid VALID --pool-size POOL` (extra arguments appended).
+fn calibrate(model: &Path, valid: &Path, pool: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "calibrate",
+        "--model",
+        model.to_str().unwrap(),
+        "--valid",
+        valid.to_str().unwrap(),
+        "--pool-size",
+        pool,
+    ];
+    args.extend_from_slice(extra);
+    aceuq(&args)
+}
+
 /// A small, fast fit of `train` (extra arguments appended).
 fn fit(train: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
@@ -215,15 +230,7 @@ fn missing_forces_property_is_an_error_listing_the_per_atom_properties() {
     );
     let o = fit(&f, &out, &["--forces-key", "REF_forces", "--active-set"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = aceuq(&[
-        "calibrate",
-        "--model",
-        out.to_str().unwrap(),
-        "--valid",
-        f.to_str().unwrap(),
-        "--pool-size",
-        "1000",
-    ]);
+    let o = calibrate(&out, &f, "1000", &[]);
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("use --forces-key REF_forces"),
@@ -324,17 +331,7 @@ fn calibrate_and_check_report_the_sampling_spread() {
     let o = fit(&f, &model, &["--active-set"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let cal = dir.join("c.aceuq");
-    let o = aceuq(&[
-        "calibrate",
-        "--model",
-        model.to_str().unwrap(),
-        "--valid",
-        f.to_str().unwrap(),
-        "--pool-size",
-        "50",
-        "--out",
-        cal.to_str().unwrap(),
-    ]);
+    let o = calibrate(&model, &f, "50", &["--out", cal.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(

@@ -402,10 +402,7 @@ pub fn predictive_exceedances(n: usize, m: usize, atoms: usize, observed: usize)
     } else {
         beta_binomial_cdf(atoms, m as f64, (n - m + 1) as f64, observed)
     };
-    Some(Spread {
-        at_least,
-        at_most: at_most.clamp(0.0, 1.0),
-    })
+    Some(Spread { at_least, at_most })
 }
 
 /// ln P(X = j) for X ~ BetaBinomial(trials, a, b).
@@ -436,7 +433,7 @@ fn beta_binomial_sf(trials: usize, a: f64, b: f64, k: usize) -> f64 {
     let mut sum = 0.0;
     for j in k..=trials {
         sum += term;
-        if term <= 1e-17 * sum {
+        if term <= 1e-17 * sum || j == trials {
             break;
         }
         let jf = j as f64;
@@ -633,8 +630,8 @@ pub fn calibrate_with_high(
         }
     }
     let (mut efit, mut ufit) = (efit, ufit);
-    efit.above = Some(errors.iter().filter(|&&v| v > e_c).count());
-    ufit.above = Some(uncertainties.iter().filter(|&&v| v > u_c).count());
+    efit.above = Some(own_count(errors, e_c, opts.n_apply).0);
+    ufit.above = Some(own_count(uncertainties, u_c, opts.n_apply).0);
     for (what, f) in [("force errors", &efit), ("uncertainties", &ufit)] {
         if !f.passed {
             warnings.push(format!(
