@@ -495,11 +495,116 @@ fn own_count(x: &[f64], c: f64, n_apply: u64) -> (usize, f64) {
     (k, poisson_sf(k, x.len() as f64 / n_apply as f64))
 }
 
-/// Under [`TailPolicy::Auto`]: if the body's cutoff `c` is exceeded by more of its own values
-/// than N allows (Poisson probability below alpha) and the fitted GPD tail passes its own
-/// checks and gives a cutoff that its values do not contradict (and that the gate against
-/// cutoffs far beyond the data accepts), the tail is used instead. Otherwise `fit` and `c` are
-/// returned unchanged (the caller's own-exceedance warning then says what is wrong).
+/// P(X <= k) for X ~ Poisson(lambda).
+fn poisson_cdf(k: usize, lambda: f64) -> f64 {
+    super::special::gamma_q(k as f64 + 1.0, lambda)
+}
+
+/// Where the tail check of [`tail_shape_contradiction`] looks: k n / N expected calibration
+/// values above the model's 1 - k/N quantile, for these k.
+const TAIL_CHECK_LEVELS: [f64; 3] = [3.0, 10.0, 30.0];
+
+/// A level of the tail check needs at least this many expected values (fewer cannot show a
+/// tail too heavy: even 0 would not be improbable).
+const TAIL_CHECK_MIN_EXPECTED: f64 = 10.0;
+
+/// The worst level of [`tail_shape_contradiction`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct TailMiss {
+    /// Smallest two-sided Poisson probability over the levels checked, times their number
+    /// (Bonferroni), at most 1.
+    p: f64,
+    /// Number of levels checked.
+    levels: usize,
+    /// The level k (quantile 1 - k/N) of the smallest probability, its observed and expected
+    /// counts.
+    k: f64,
+    observed: usize,
+    expected: f64,
+}
+
+impl TailMiss {
+    /// What the count says, for notes and warnings.
+    fn describe(&self, n: usize, alpha: f64) -> String {
+        let side = if (self.observed as f64) < self.expected {
+            "fewer"
+        } else {
+            "more"
+        };
+        format!(
+            "{} of the {n} calibration values lie above its 1 - {}/N quantile where {:.1} are \
+             expected: {side} than expected, two-sided Poisson probability {:.1e} \
+             (Bonferroni over {} level{}) < {alpha}",
+            self.observed,
+            self.k,
+            self.expected,
+            self.p,
+            self.levels,
+            if self.levels == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// The tail of a model checked against its own values between the 1 - 1/N cutoff and the bulk:
+/// at each level k of [`TAIL_CHECK_LEVELS`] whose quantile 1 - k/N lies inside the GPD's range
+/// (`max_q`: its exceedance fraction) and where at least [`TAIL_CHECK_MIN_EXPECTED`] values
+/// are expected, the count of values above the model's 1 - k/N quantile against its Poisson
+/// law, both sides (a tail too light or too heavy). Returns the worst level with its
+/// probability times the number of levels checked (Bonferroni), or None when no level is
+/// checked (fewer than N/3 values). Counts near 1/N cannot tell a tail that is too heavy (0 has
+/// probability e^-n/N); the deeper levels can, and a body that misses them is not trusted
+/// further out either.
+fn tail_shape_contradiction(
+    x: &[f64],
+    max_q: f64,
+    n_apply: u64,
+    isf: impl Fn(f64) -> f64,
+) -> Option<TailMiss> {
+    let n = x.len() as f64;
+    let mut worst: Option<TailMiss> = None;
+    let mut levels = 0usize;
+    for k in TAIL_CHECK_LEVELS {
+        let q = k / n_apply as f64;
+        let lambda = n * q;
+        if q > max_q || lambda < TAIL_CHECK_MIN_EXPECTED {
+            continue;
+        }
+        let c = isf(q);
+        if !c.is_finite() {
+            continue;
+        }
+        levels += 1;
+        let observed = x.iter().filter(|&&v| v > c).count();
+        let p = (2.0 * poisson_sf(observed, lambda).min(poisson_cdf(observed, lambda))).min(1.0);
+        if worst.is_none_or(|w| p < w.p) {
+            worst = Some(TailMiss {
+                p,
+                levels: 0,
+                k,
+                observed,
+                expected: lambda,
+            });
+        }
+    }
+    worst.map(|w| TailMiss {
+        p: (w.p * levels as f64).min(1.0),
+        levels,
+        ..w
+    })
+}
+
+/// "1 value" or "3 values".
+fn values(k: usize) -> String {
+    format!("{k} value{}", if k == 1 { "" } else { "s" })
+}
+
+/// Under [`TailPolicy::Auto`] the body gives way to the fitted GPD tail when its own values
+/// contradict it: more of them above its 1 - 1/N cutoff than N allows (Poisson probability
+/// below alpha: a tail too light), or a count off on either side deeper in
+/// ([`tail_shape_contradiction`]: a tail too light or too heavy there). The tail takes over if
+/// it passes its own KS and AD tests, the gate against cutoffs far beyond the data accepts its
+/// cutoff, and its values contradict it in neither test; otherwise `fit` and `c` are returned
+/// unchanged (a count at 1/N is then warned about by the caller, one deeper in here).
 fn tail_if_body_contradicted(
     what: &str,
     x: &[f64],
@@ -512,33 +617,82 @@ fn tail_if_body_contradicted(
     if opts.tail != TailPolicy::Auto || fit.rule != CutoffRule::Body {
         return (c, fit);
     }
+    let n = x.len();
     let (k, p) = own_count(x, c, opts.n_apply);
-    if k == 0 || p >= opts.alpha {
+    let at_n = k > 0 && p < opts.alpha;
+    // The levels checked lie where a GPD is fitted: above its threshold, or above the lowest
+    // threshold tried when there is none.
+    let max_q = fit
+        .tail
+        .as_ref()
+        .map_or(1.0 - super::tail::TAIL_QUANTILES[0], |t| t.p_exceed);
+    let shape = tail_shape_contradiction(x, max_q, opts.n_apply, |q| fit.isf(body, q))
+        .filter(|s| s.p < opts.alpha);
+    if !at_n && shape.is_none() {
         return (c, fit);
     }
+    let expected = n as f64 / opts.n_apply as f64;
+    let why = match (at_n, &shape) {
+        (true, _) => format!(
+            "{k} of the {n} calibration values lie above its cutoff {c:.4e} where {expected:.2} \
+             are expected: Poisson probability {p:.1e} < {}",
+            opts.alpha
+        ),
+        (false, Some(s)) => s.describe(n, opts.alpha),
+        (false, None) => unreachable!("returned above"),
+    };
+    let refuse = |reason: String, warnings: &mut Vec<String>| {
+        // A count at 1/N is warned about by the caller (own_exceedances); one deeper in only
+        // here.
+        if !at_n {
+            warnings.push(format!(
+                "{what}: the body family's tail does not match the calibration values ({why}), \
+                 and the GPD tail cannot take over ({reason}): the 1 - 1/N rate is not \
+                 guaranteed; check it on held-out data with `aceuq check-cutoffs`"
+            ));
+        }
+    };
     if !fit.tail.as_ref().is_some_and(|t| t.passed(opts.alpha)) {
+        refuse("no GPD tail passes its KS and AD tests".into(), warnings);
         return (c, fit);
     }
     let mut alt = fit.clone();
     alt.rule = CutoffRule::Tail;
     let ct = alt.isf(body, 1.0 / opts.n_apply as f64);
     let (kt, pt) = own_count(x, ct, opts.n_apply);
-    if !within_gate(ct, fit.max_seen) || pt < opts.alpha {
+    let tail_shape = tail_shape_contradiction(x, max_q, opts.n_apply, |q| alt.isf(body, q))
+        .filter(|s| s.p < opts.alpha);
+    if !within_gate(ct, fit.max_seen) {
+        refuse(
+            format!("its cutoff {ct:.4e} lies far beyond the largest value"),
+            warnings,
+        );
+        return (c, fit);
+    }
+    if pt < opts.alpha {
+        refuse(
+            format!("{} lie above its cutoff {ct:.4e}", values(kt)),
+            warnings,
+        );
+        return (c, fit);
+    }
+    if let Some(s) = tail_shape {
+        refuse(
+            format!("its own tail misses too: {}", s.describe(n, opts.alpha)),
+            warnings,
+        );
         return (c, fit);
     }
     alt.passed = true;
     alt.note = format!(
-        "gpd tail: the body passes KS and AD, but {k} of its {} values lie above its cutoff \
-         {c:.4e} where {:.2} are expected (Poisson probability {p:.1e}); {kt} lie above the \
-         tail's",
-        x.len(),
-        x.len() as f64 / opts.n_apply as f64
+        "gpd tail: the body passes KS and AD, but {why}; {} lie above the tail's",
+        values(kt)
     );
     warnings.push(format!(
-        "{what}: the body family's cutoff {c:.4e} was exceeded by {k} of the {} calibration \
-         values ({:.2} expected at 1 in N = {}); the GPD tail's {ct:.4e} is used instead",
-        x.len(),
-        x.len() as f64 / opts.n_apply as f64,
+        "{what}: the body family's tail does not match the calibration values ({why}); the GPD \
+         tail's cutoff {ct:.4e} is used instead of the body's {c:.4e} ({} above it, \
+         {expected:.2} expected at 1 in N = {})",
+        values(kt),
         opts.n_apply
     ));
     (ct, alt)
@@ -599,10 +753,11 @@ pub fn calibrate_with_high(
         &mut warnings,
     )
     .map_err(ctx("uncertainty cutoff"))?;
-    // The cutoffs against their own data: about n / N values are expected above each. Under
-    // the auto rule a body whose cutoff its own values contradict gives way to the GPD tail
-    // when the tail's cutoff is not contradicted (the body passed KS and AD on the bulk, but
-    // its tail is lighter than the data's largest values).
+    // The cutoffs against their own data: about n / N values are expected above each, k n / N
+    // above the 1 - k/N quantiles deeper in. Under the auto rule a body whose tail its own
+    // values contradict (it passed KS and AD on the bulk, but its tail is lighter or heavier
+    // than the data's largest values) gives way to the GPD tail when the tail is not
+    // contradicted.
     let (e_c, efit) = tail_if_body_contradicted(
         "force errors",
         errors,
@@ -1059,7 +1214,8 @@ mod tests {
                 switched += 1;
                 assert_eq!(fit.rule, CutoffRule::Tail, "seed {seed}: {}", fit.note);
                 assert!(
-                    fit.note.contains(&format!("{k_body} of its 500 values")),
+                    fit.note
+                        .contains(&format!("{k_body} of the 500 calibration values")),
                     "{}",
                     fit.note
                 );
@@ -1088,6 +1244,105 @@ mod tests {
         assert!(
             switched >= 2 && kept >= 2,
             "switched {switched}, kept {kept}"
+        );
+    }
+
+    #[test]
+    fn stats_auto_takes_the_tail_when_the_body_tail_is_too_heavy() {
+        // A Gamma bulk whose values above t are pulled in (t + f (v - t)): the body families
+        // pass KS and AD on 5000 values but keep the Gamma's tail, so their 1 - 1/N cutoff
+        // lies beyond nearly every value; deeper in, at 1 - 3/N or 1 - 10/N, their own values
+        // show it (far fewer above than expected).
+        let squash = |r: &mut rand_chacha::ChaCha8Rng, n: usize, t: f64, f: f64| {
+            draw_gamma(r, 20.0, 0.026, n)
+                .into_iter()
+                .map(|v| if v > t { t + f * (v - t) } else { v })
+                .collect::<Vec<f64>>()
+        };
+        let n_apply = 500;
+        let mut switched = 0;
+        for (t, f) in [(0.71, 0.5), (0.75, 0.2)] {
+            for seed in 0..3 {
+                let mut r = rng(seed);
+                let x = squash(&mut r, 5000, t, f);
+                let mut o = CalibrationOptions::new(n_apply);
+                o.upper_rule = UpperRule::Ratio;
+                let auto = calibrate("Li", "gamma", &x, &x, &o).unwrap();
+                o.tail = TailPolicy::Body;
+                let body = calibrate("Li", "gamma", &x, &x, &o).unwrap();
+                if !body.uncertainty_fit.as_ref().unwrap().passed {
+                    continue; // the tail was taken before any count
+                }
+                switched += 1;
+                let fit = auto.uncertainty_fit.as_ref().unwrap();
+                assert_eq!(
+                    fit.rule,
+                    CutoffRule::Tail,
+                    "t {t} seed {seed}: {}",
+                    fit.note
+                );
+                assert!(
+                    fit.note.contains("where 30.0 are expected")
+                        || fit.note.contains("where 100.0 are expected"),
+                    "{}",
+                    fit.note
+                );
+                assert!(
+                    auto.warnings
+                        .iter()
+                        .any(|w| w.contains("tail does not match")),
+                    "{:?}",
+                    auto.warnings
+                );
+                let fresh = squash(&mut r, 200_000, t, f);
+                let ratio = |c: f64| {
+                    fresh.iter().filter(|&&v| v > c).count() as f64 * n_apply as f64
+                        / fresh.len() as f64
+                };
+                let (ra, rb) = (ratio(auto.u_c), ratio(body.u_c));
+                assert!(rb < 0.2, "t {t} seed {seed}: the body's cutoff {rb}x 1/N");
+                assert!(
+                    (1.0 / 3.0..=3.0).contains(&ra),
+                    "t {t} seed {seed}: the tail's {ra}x 1/N"
+                );
+            }
+        }
+        assert!(switched >= 3, "only {switched} bodies passed KS and AD");
+        // Without an acceptable tail the body stays, and the count deeper in is not silent.
+        let x = squash(&mut rng(1), 5000, 0.75, 0.2);
+        let o = CalibrationOptions::new(n_apply);
+        let model = choose_model_from(&x, &o.uncertainty_families, o.alpha).unwrap();
+        let mut fit = fit_cutoff(&x, &model, o.tail).unwrap();
+        assert_eq!(fit.rule, CutoffRule::Body, "{}", fit.note);
+        fit.tail = None;
+        let c = fit.isf(&model, 1.0 / n_apply as f64);
+        let mut w = vec![];
+        let (c2, fit2) = tail_if_body_contradicted("uncertainties", &x, &model, fit, c, &o, &mut w);
+        assert_eq!((c2, fit2.rule), (c, CutoffRule::Body));
+        assert!(
+            w.len() == 1
+                && w[0].contains("fewer than expected")
+                && w[0].contains("the GPD tail cannot take over (no GPD tail passes"),
+            "{w:?}"
+        );
+        // Where the body is right (plain Gamma draws), the check rarely fires: at most one of
+        // eight calibrations (each level at alpha = 0.05 / levels, both sides).
+        let mut fired = 0;
+        for seed in 10..18 {
+            let mut r = rng(seed);
+            let x = draw_gamma(&mut r, 20.0, 0.026, 5000);
+            let mut o = CalibrationOptions::new(n_apply);
+            o.upper_rule = UpperRule::Ratio;
+            let auto = calibrate("Li", "gamma", &x, &x, &o).unwrap();
+            o.tail = TailPolicy::Body;
+            let body = calibrate("Li", "gamma", &x, &x, &o).unwrap();
+            if body.uncertainty_fit.as_ref().unwrap().passed && auto.u_c != body.u_c {
+                fired += 1;
+            }
+        }
+        assert!(
+            fired <= 1,
+            "the tail check fired on {fired} of 8 Gamma samples"
         );
     }
 

@@ -21,7 +21,9 @@
 //! Rule choice ([`TailPolicy`]): `Auto` keeps the body alone when it passes both KS and AD on
 //! the whole sample (AD weighs the tails, so a body that passes it usually has an acceptable
 //! tail), and uses the GPD tail otherwise; the calibration (`super::cutoff`) still takes the tail
-//! when more of the sample lies above the body's 1 - 1/N cutoff than N allows; `Tail` always uses the tail when it can be fitted; `Body` never.
+//! when more of the sample lies above the body's 1 - 1/N cutoff than N allows, or when the
+//! counts above its 1 - k/N quantiles (k = 3, 10, 30) are off on either side; `Tail` always
+//! uses the tail when it can be fitted; `Body` never.
 //! When the rule's own check fails the fit is kept but marked, and the caller warns.
 
 use serde::{Deserialize, Serialize};
@@ -42,8 +44,9 @@ pub const MIN_EXCESSES: usize = 30;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TailPolicy {
-    /// The body if it passes KS and AD (and, in a calibration, its cutoff is not exceeded by
-    /// more of its own values than N allows), else the GPD tail (default).
+    /// The body if it passes KS and AD (and, in a calibration, its own values do not contradict
+    /// its tail: not more of them above its cutoff than N allows, nor counts off on either side
+    /// above its 1 - k/N quantiles deeper in), else the GPD tail (default).
     #[default]
     Auto,
     /// The GPD tail whenever there are enough excesses.
