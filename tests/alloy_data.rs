@@ -1,6 +1,7 @@
 //! The committed two-element data sets (`tests/data/inp`, `tests/data/wbe`, written by
-//! `scripts/gen_data.py --alloys`) parse, are fully labelled, hold both species in every split,
-//! and validate and test only on conditions that are also trained on.
+//! `scripts/gen_data.py --alloys`, the calibration set `calib.xyz` and the second held-out set
+//! `starts_seed7.xyz` by `--calib`) parse, are fully labelled, hold both species in every split,
+//! and validate, calibrate and test only on conditions that are also trained on.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -13,7 +14,7 @@ fn read(rel: &str) -> Vec<aceuq::Structure> {
 
 fn check(system: &str, species: [&str; 2]) {
     let mut train_types = BTreeSet::new();
-    for split in ["train", "valid", "test"] {
+    for split in ["train", "valid", "test", "calib", "starts_seed7"] {
         let rel = format!("tests/data/{system}/{split}.xyz");
         let frames = read(&rel);
         assert!(!frames.is_empty(), "{rel}: no frames");
