@@ -50,11 +50,10 @@ split "$data/almg/unstable.xyz" "$work/almg_high.xyz" "$work/almg_check.xyz"
 tidy() { # tidy CSV: file names relative to the repository (the bench's own files as bench/...)
   sed -i "s#$root/##g; s#$work/#bench/#g" "$1"
 }
+check_set=test # the held-out set tests/data/SYSTEM/<check_set>.xyz that run() checks on
 run() { # run SYSTEM NAME CALIBRATION-SETS POOL CALIBRATE-ARGS... (sets: valid, calib or valid+calib)
-  # CHECK=<name> (default test): the held-out set tests/data/SYSTEM/<name>.xyz the lower cutoffs
-  # and the per-frame upper rows are checked on.
   local sys=$1 name=$2 cal=$3 pool=$4; shift 4
-  local check=${CHECK:-test}
+  local check=$check_set
   local md="$out/${sys}_${name}.md"
   local sets=() shown=() part
   IFS=+ read -ra parts <<< "$cal"
@@ -68,8 +67,6 @@ run() { # run SYSTEM NAME CALIBRATION-SETS POOL CALIBRATE-ARGS... (sets: valid, 
     echo
     echo "\`aceuq calibrate --model $sys.aceuq --valid ${shown[*]} --pool-size $pool $*\`"
     echo
-    echo "Checked on \`tests/data/$sys/$check.xyz\`."
-    echo
     echo '```'
   } > "$md"
   if ! "$aceuq" calibrate --model "$work/$sys.aceuq" --valid "${sets[@]}" \
@@ -80,6 +77,8 @@ run() { # run SYSTEM NAME CALIBRATION-SETS POOL CALIBRATE-ARGS... (sets: valid, 
     return 0
   fi
   echo '```' >> "$md"
+  echo >> "$md"
+  echo "Checked on \`tests/data/$sys/$check.xyz\`." >> "$md"
   echo >> "$md"
   local nov=()
   if [ ${#novel[@]} -gt 0 ]; then nov=(--novel "${novel[@]}"); fi
@@ -132,11 +131,13 @@ run inp valid valid 1152
 run wbe valid valid 1881
 run inp calib calib 1152
 run wbe calib calib 1881
-# A second held-out set drawn exactly like calib.xyz (eight further independent starts of every
+# A second held-out set drawn like calib.xyz (eight further independent starts of every
 # trained condition, seed 7: test.xyz has one run per condition, three correlated frames each, and
 # In-P's none of the vacancy): N = its atoms (In-P 3444, W-Be 4872).
-CHECK=starts_seed7 run inp default_vs_starts7 valid+calib 3444
-CHECK=starts_seed7 run inp calib_vs_starts7 calib 3444
-CHECK=starts_seed7 run wbe default_vs_starts7 valid+calib 4872
-CHECK=starts_seed7 run wbe calib_vs_starts7 calib 4872
+check_set=starts_seed7
+run inp default_vs_starts7 valid+calib 3444
+run inp calib_vs_starts7 calib 3444
+run wbe default_vs_starts7 valid+calib 4872
+run wbe calib_vs_starts7 calib 4872
+check_set=test
 echo "wrote $out ($(( $(date +%s) - t0 )) s)"

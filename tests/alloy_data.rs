@@ -57,12 +57,28 @@ fn check(system: &str, species: [&str; 2]) {
     }
 }
 
+/// The second held-out set is drawn like `calib.xyz` but shares no frame with it.
+fn starts_are_new(system: &str) {
+    let calib = read(&format!("tests/data/{system}/calib.xyz"));
+    for (i, f) in read(&format!("tests/data/{system}/starts_seed7.xyz"))
+        .iter()
+        .enumerate()
+    {
+        assert!(
+            !calib.iter().any(|c| c.positions == f.positions),
+            "{system} starts_seed7.xyz frame {i} is also in calib.xyz"
+        );
+    }
+}
+
 #[test]
 fn inp_data_sets_are_complete() {
     check("inp", ["In", "P"]);
+    starts_are_new("inp");
 }
 
 #[test]
 fn wbe_data_sets_are_complete() {
     check("wbe", ["W", "Be"]);
+    starts_are_new("wbe");
 }

@@ -1170,6 +1170,16 @@ mod tests {
     /// by more of its own values than N allows, the auto rule takes the GPD tail, and on fresh
     /// draws of the same mixture the tail's cutoff keeps the 1-in-N promise (within a factor 3)
     /// that the body's breaks; where the own count does not contradict the body, nothing changes.
+    /// The same values (as errors and as uncertainties) calibrated under `--tail auto` and
+    /// `--tail body`, with the ratio upper rule.
+    fn auto_and_body(x: &[f64], n_apply: u64) -> (Calibration, Calibration) {
+        let mut o = CalibrationOptions::new(n_apply);
+        o.upper_rule = UpperRule::Ratio;
+        let auto = calibrate("Li", "gamma", x, x, &o).unwrap();
+        o.tail = TailPolicy::Body;
+        (auto, calibrate("Li", "gamma", x, x, &o).unwrap())
+    }
+
     #[test]
     fn stats_auto_takes_the_tail_when_the_body_is_exceeded_by_its_own_values() {
         use crate::stats::tests::draw_gpd;
@@ -1184,11 +1194,7 @@ mod tests {
         for seed in 0..6 {
             let mut r = rng(seed);
             let x = mix(&mut r, 500);
-            let mut o = CalibrationOptions::new(n_apply);
-            o.upper_rule = UpperRule::Ratio;
-            let auto = calibrate("Li", "gamma", &x, &x, &o).unwrap();
-            o.tail = TailPolicy::Body;
-            let body = calibrate("Li", "gamma", &x, &x, &o).unwrap();
+            let (auto, body) = auto_and_body(&x, n_apply);
             let fit = auto.uncertainty_fit.as_ref().unwrap();
             // The body's own exceedances and their Poisson probability, counted here.
             let k_body = x.iter().filter(|&&v| v > body.u_c).count();
@@ -1210,7 +1216,7 @@ mod tests {
                 // The body fails KS or AD: the tail was taken before any count (seed 5).
                 continue;
             }
-            if p_body < o.alpha {
+            if p_body < DEFAULT_ALPHA {
                 switched += 1;
                 assert_eq!(fit.rule, CutoffRule::Tail, "seed {seed}: {}", fit.note);
                 assert!(
@@ -1265,11 +1271,7 @@ mod tests {
             for seed in 0..3 {
                 let mut r = rng(seed);
                 let x = squash(&mut r, 5000, t, f);
-                let mut o = CalibrationOptions::new(n_apply);
-                o.upper_rule = UpperRule::Ratio;
-                let auto = calibrate("Li", "gamma", &x, &x, &o).unwrap();
-                o.tail = TailPolicy::Body;
-                let body = calibrate("Li", "gamma", &x, &x, &o).unwrap();
+                let (auto, body) = auto_and_body(&x, n_apply);
                 if !body.uncertainty_fit.as_ref().unwrap().passed {
                     continue; // the tail was taken before any count
                 }
@@ -1331,11 +1333,7 @@ mod tests {
         for seed in 10..18 {
             let mut r = rng(seed);
             let x = draw_gamma(&mut r, 20.0, 0.026, 5000);
-            let mut o = CalibrationOptions::new(n_apply);
-            o.upper_rule = UpperRule::Ratio;
-            let auto = calibrate("Li", "gamma", &x, &x, &o).unwrap();
-            o.tail = TailPolicy::Body;
-            let body = calibrate("Li", "gamma", &x, &x, &o).unwrap();
+            let (auto, body) = auto_and_body(&x, n_apply);
             if body.uncertainty_fit.as_ref().unwrap().passed && auto.u_c != body.u_c {
                 fired += 1;
             }
