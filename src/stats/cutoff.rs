@@ -671,7 +671,10 @@ fn tail_if_body_contradicted(
     }
     if pt < opts.alpha {
         refuse(
-            format!("{} lie above its cutoff {ct:.4e}", values(kt)),
+            format!(
+                "{} above its cutoff {ct:.4e} where {expected:.2} are expected",
+                values(kt)
+            ),
             warnings,
         );
         return (c, fit);
@@ -685,7 +688,7 @@ fn tail_if_body_contradicted(
     }
     alt.passed = true;
     alt.note = format!(
-        "gpd tail: the body passes KS and AD, but {why}; {} lie above the tail's",
+        "gpd tail: the body passes KS and AD, but {why}; {} above the tail's",
         values(kt)
     );
     warnings.push(format!(
