@@ -53,7 +53,6 @@ tidy() { # tidy CSV: file names relative to the repository (the bench's own file
 check_set=test # the held-out set tests/data/SYSTEM/<check_set>.xyz that run() checks on
 run() { # run SYSTEM NAME CALIBRATION-SETS POOL CALIBRATE-ARGS... (sets: valid, calib or valid+calib)
   local sys=$1 name=$2 cal=$3 pool=$4; shift 4
-  local check=$check_set
   local md="$out/${sys}_${name}.md"
   local sets=() shown=() part
   IFS=+ read -ra parts <<< "$cal"
@@ -78,11 +77,11 @@ run() { # run SYSTEM NAME CALIBRATION-SETS POOL CALIBRATE-ARGS... (sets: valid, 
   fi
   echo '```' >> "$md"
   echo >> "$md"
-  echo "Checked on \`tests/data/$sys/$check.xyz\`." >> "$md"
+  echo "Checked on \`tests/data/$sys/$check_set.xyz\`." >> "$md"
   echo >> "$md"
   local nov=()
   if [ ${#novel[@]} -gt 0 ]; then nov=(--novel "${novel[@]}"); fi
-  "$aceuq" check-cutoffs --model "$work/${sys}_$name.aceuq" --data "$data/$sys/$check.xyz" \
+  "$aceuq" check-cutoffs --model "$work/${sys}_$name.aceuq" --data "$data/$sys/$check_set.xyz" \
     "${nov[@]}" --out "$work/check.md" --frames "$out/${sys}_${name}_frames.csv" > /dev/null
   sed 's/^\(.*\):$/### \1/' "$work/check.md" >> "$md"
   tidy "$out/${sys}_${name}_frames.csv"
@@ -139,5 +138,4 @@ run inp default_vs_starts7 valid+calib 3444
 run inp calib_vs_starts7 calib 3444
 run wbe default_vs_starts7 valid+calib 4872
 run wbe calib_vs_starts7 calib 4872
-check_set=test
 echo "wrote $out ($(( $(date +%s) - t0 )) s)"

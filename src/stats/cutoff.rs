@@ -628,18 +628,15 @@ fn tail_if_body_contradicted(
         .map_or(1.0 - super::tail::TAIL_QUANTILES[0], |t| t.p_exceed);
     let shape = tail_shape_contradiction(x, max_q, opts.n_apply, |q| fit.isf(body, q))
         .filter(|s| s.p < opts.alpha);
-    if !at_n && shape.is_none() {
-        return (c, fit);
-    }
     let expected = n as f64 / opts.n_apply as f64;
-    let why = match (at_n, &shape) {
-        (true, _) => format!(
+    let why = match shape {
+        _ if at_n => format!(
             "{k} of the {n} calibration values lie above its cutoff {c:.4e} where {expected:.2} \
              are expected: Poisson probability {p:.1e} < {}",
             opts.alpha
         ),
-        (false, Some(s)) => s.describe(n, opts.alpha),
-        (false, None) => unreachable!("returned above"),
+        Some(s) => s.describe(n, opts.alpha),
+        None => return (c, fit),
     };
     let refuse = |reason: String, warnings: &mut Vec<String>| {
         // A count at 1/N is warned about by the caller (own_exceedances); one deeper in only
@@ -660,8 +657,6 @@ fn tail_if_body_contradicted(
     alt.rule = CutoffRule::Tail;
     let ct = alt.isf(body, 1.0 / opts.n_apply as f64);
     let (kt, pt) = own_count(x, ct, opts.n_apply);
-    let tail_shape = tail_shape_contradiction(x, max_q, opts.n_apply, |q| alt.isf(body, q))
-        .filter(|s| s.p < opts.alpha);
     if !within_gate(ct, fit.max_seen) {
         refuse(
             format!("its cutoff {ct:.4e} lies far beyond the largest value"),
@@ -679,7 +674,9 @@ fn tail_if_body_contradicted(
         );
         return (c, fit);
     }
-    if let Some(s) = tail_shape {
+    if let Some(s) = tail_shape_contradiction(x, max_q, opts.n_apply, |q| alt.isf(body, q))
+        .filter(|s| s.p < opts.alpha)
+    {
         refuse(
             format!("its own tail misses too: {}", s.describe(n, opts.alpha)),
             warnings,
