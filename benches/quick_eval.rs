@@ -6,6 +6,9 @@ use std::time::Instant;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(3).is_some_and(|m| m == "pace") {
+        return pace_timing(&args[1], &args[2]);
+    }
     let pot = aceuq::Potential::load(std::path::Path::new(&args[1])).unwrap();
     let model = &pot.model;
     let data = aceuq::io::extxyz::read_file(&args[2], &Default::default()).unwrap();
@@ -289,4 +292,39 @@ fn lanes_timing(pot: &aceuq::Potential, s: &aceuq::Structure) {
         t_p / t_s,
         t_p / t_l
     );
+}
+
+/// Energy and forces of a pacemaker potential (`quick_eval POT.ace DATA pace`), atom by atom as
+/// the MD step calls them, single thread.
+fn pace_timing(pot: &str, data: &str) {
+    let m = aceuq::pace::PaceModel::load(std::path::Path::new(pot)).unwrap();
+    let data = aceuq::io::extxyz::read_file(data, &Default::default()).unwrap();
+    let s = &data[0];
+    let sp: Vec<i32> = s
+        .symbols
+        .iter()
+        .map(|x| m.species_index(x).unwrap() as i32)
+        .collect();
+    let nl = aceuq::neighbors::build(s, m.max_cutoff()).unwrap();
+    let reps: usize = std::env::var("REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut ws = aceuq::pace::PaceScratch::default();
+    let (mut sj, mut grad) = (Vec::new(), Vec::new());
+    let mut e = 0.0;
+    let t = Instant::now();
+    for _ in 0..reps {
+        for i in 0..s.len() {
+            let r = nl.range(i);
+            sj.clear();
+            sj.extend(nl.j[r.clone()].iter().map(|&j| sp[j as usize]));
+            grad.resize(r.len(), [0.0; 3]);
+            e += m
+                .atom_energy_grad(&mut ws, sp[i] as usize, &nl.rij[r], &sj, &mut grad)
+                .unwrap();
+        }
+    }
+    let dt = t.elapsed().as_secs_f64() / (reps * s.len()) as f64;
+    println!("{:.3} us/atom-step, e={:.9}", dt * 1e6, e / reps as f64);
 }

@@ -258,15 +258,24 @@ struct FlatBasis {
 /// the `m` of a combination sum to zero; so each pair is evaluated once, with the summed
 /// coefficients of every m-combination (of every function) that reduces to it, and shared
 /// prefixes are evaluated once (the recursive evaluation of ML-PACE works the same way).
+///
+/// Products that are no other product's prefix (most of them: 5454 of 7725 nodes in
+/// `Cu-PBE-core-rep.ace`) are kept apart as terminal nodes: only their real part is needed and
+/// their adjoint is real, so they are neither stored nor read back (value indices
+/// `n_a + nodes.len() + t` in `comb_leaf`).
 #[derive(Clone, Debug, Default)]
 struct ProductDag {
     n_a: usize,
-    /// Per node: `[parent value index, extra A index]`.
+    /// Per internal node (a prefix of another product): `[parent value index, extra A index]`.
     nodes: Vec<[u32; 2]>,
-    /// Value index of each distinct product.
+    /// Value index of each distinct product that is an internal node.
     leaf: Vec<u32>,
-    /// Summed coefficients of each distinct product, `ndensity` each.
+    /// Summed coefficients of each such product, `ndensity` each.
     leaf_coef: Vec<f64>,
+    /// Per terminal node: `[parent value index, extra A index]`, and its summed coefficients
+    /// (`ndensity` each).
+    term: Vec<[u32; 2]>,
+    term_coef: Vec<f64>,
     /// Per m-combination (in [`FlatBasis`] order): value index of the product with its real
     /// part, for the per-function projections.
     comb_leaf: Vec<u32>,
@@ -352,20 +361,79 @@ impl ProductDag {
         };
         let mut prefix: HashMap<(u32, u32), u32> = HashMap::new();
         let mut product_leaf = vec![0u32; products.len()];
+        let mut nodes: Vec<[u32; 2]> = Vec::new();
+        let mut leaves: Vec<(u32, Vec<f64>)> = Vec::new();
         for (key, coef, first) in products {
             let mut node = key[0];
             for &a in &key[1..] {
                 node = *prefix.entry((node, a)).or_insert_with(|| {
-                    dag.nodes.push([node, a]);
-                    (n_a + dag.nodes.len() - 1) as u32
+                    nodes.push([node, a]);
+                    (n_a + nodes.len() - 1) as u32
                 });
             }
-            dag.leaf.push(node);
-            dag.leaf_coef.extend_from_slice(&coef);
+            leaves.push((node, coef));
             product_leaf[first] = node;
         }
-        dag.comb_leaf = comb_product.iter().map(|&p| product_leaf[p]).collect();
+        // Internal nodes keep their order (parents first); terminal ones go after them.
+        let mut parent = vec![false; nodes.len()];
+        for &[p, _] in &nodes {
+            if p as usize >= n_a {
+                parent[p as usize - n_a] = true;
+            }
+        }
+        let n_int = parent.iter().filter(|&&x| x).count();
+        let (mut next_int, mut next_term) = (n_a, n_a + n_int);
+        let new_index: Vec<u32> = parent
+            .iter()
+            .map(|&internal| {
+                let slot = if internal {
+                    &mut next_int
+                } else {
+                    &mut next_term
+                };
+                *slot += 1;
+                (*slot - 1) as u32
+            })
+            .collect();
+        let remap = |v: u32| -> u32 {
+            if (v as usize) < n_a {
+                v
+            } else {
+                new_index[v as usize - n_a]
+            }
+        };
+        let mut term_of = vec![usize::MAX; nodes.len()];
+        for (k, &[p, a]) in nodes.iter().enumerate() {
+            if parent[k] {
+                dag.nodes.push([remap(p), a]);
+            } else {
+                term_of[k] = dag.term.len();
+                dag.term.push([remap(p), a]);
+            }
+        }
+        dag.term_coef = vec![0.0; dag.term.len() * nd];
+        for (node, coef) in leaves {
+            let k = node as usize - n_a;
+            if parent[k] {
+                dag.leaf.push(remap(node));
+                dag.leaf_coef.extend_from_slice(&coef);
+            } else {
+                // A terminal node is exactly one distinct product.
+                dag.term_coef[term_of[k] * nd..(term_of[k] + 1) * nd].copy_from_slice(&coef);
+            }
+        }
+        dag.comb_leaf = comb_product
+            .iter()
+            .map(|&p| remap(product_leaf[p]))
+            .collect();
         dag
+    }
+
+    /// Real part of terminal node `[p, e]`'s value from the values in `va` (internal nodes
+    /// after `A`).
+    #[inline(always)]
+    fn term_value(va: &[[C64; 2]], [p, e]: [u32; 2]) -> f64 {
+        va[p as usize][0].re_mul(va[e as usize][0])
     }
 }
 
@@ -418,6 +486,8 @@ pub struct PaceScratch {
     /// `[value, adjoint]` of `A` followed by the product DAG's nodes (side by side, so that
     /// the forward pass clears the adjoints and the backward pass reads and writes one line).
     va: Vec<[C64; 2]>,
+    /// Real parts of the DAG's terminal nodes (for the projections).
+    vt: Vec<f64>,
     // Per kept neighbour.
     kept: Vec<usize>,
     r: Vec<f64>,
@@ -426,8 +496,9 @@ pub struct PaceScratch {
     dg: Vec<f64>,
     fr: Vec<f64>,
     dfr: Vec<f64>,
-    y: Vec<C64>,
-    dy: Vec<[C64; 3]>,
+    /// The harmonics' polynomials `Q_lm(u_z)` and `dQ_lm/dz` (m >= 0; see [`ylm`]).
+    yq: Vec<f64>,
+    ydq: Vec<f64>,
     dcr: Vec<f64>,
     tmp: Vec<f64>,
 }
@@ -635,8 +706,10 @@ impl PaceModel {
         grow(&mut ws.dg, nmax * nb, 0.0);
         grow(&mut ws.fr, nmax * nr * nl, 0.0);
         grow(&mut ws.dfr, nmax * nr * nl, 0.0);
-        grow(&mut ws.y, nmax * nlm_tri, C64::default());
-        grow(&mut ws.dy, nmax * nlm_tri, [C64::default(); 3]);
+        grow(&mut ws.yq, nmax * nlm_tri, 0.0);
+        grow(&mut ws.ydq, nmax * nlm_tri, 0.0);
+        let mut y = [C64::default(); ylm::MAX_TERMS];
+        let mut wm = [C64::default(); ylm::LMAX_SUPPORTED + 1];
         ws.tmp.resize(nb.max(nr * nl), 0.0);
         let zbl = matches!(self.pairs[si * ne].spec.inner, radial::InnerCutoff::Zbl);
         let (mut dmin, mut kmin) = (self.cutoffmax, usize::MAX);
@@ -699,15 +772,21 @@ impl PaceModel {
                 )
                 .ok_or_else(small)?;
             let y0 = nk * nlm_tri;
-            self.ylm
-                .compute_raw(u, &mut ws.y[y0..y0 + nlm_tri], &mut ws.dy[y0..y0 + nlm_tri]);
+            let (q, dq) = (&mut ws.yq[y0..y0 + nlm_tri], &mut ws.ydq[y0..y0 + nlm_tri]);
+            self.ylm.compute_q(u[2], q, dq);
+            ylm::powers(u, &mut wm[..nl]);
+            for l in 0..nl {
+                for m in 0..=l {
+                    y[lm(l, m)] = wm[m].scale(q[lm(l, m)]);
+                }
+            }
             let fr0 = nk * nrl;
             for n in 0..nr {
                 for l in 0..nl {
                     let rv = ws.fr[fr0 + n * nl + l];
                     let base = (mu * nr + n) * nlm + l * l + l;
                     for m in 0..=l {
-                        let y = ws.y[y0 + lm(l, m)];
+                        let y = y[lm(l, m)];
                         let a = &mut ws.a[base + m];
                         a.re += rv * y.re;
                         a.im += rv * y.im;
@@ -852,6 +931,18 @@ impl PaceModel {
                 *x += b * c;
             }
         }
+        for (i, (&t, cf)) in dag
+            .term
+            .iter()
+            .zip(dag.term_coef.chunks_exact(nd1))
+            .enumerate()
+        {
+            let b = ProductDag::term_value(&ws.va, t);
+            let acc = &mut acc[i & 3];
+            for (x, c) in acc.iter_mut().zip(cf) {
+                *x += b * c;
+            }
+        }
         for (p, r) in ws.rho.iter_mut().enumerate() {
             *r += (acc[0][p] + acc[1][p]) + (acc[2][p] + acc[3][p]);
         }
@@ -901,6 +992,14 @@ impl PaceModel {
         }
         {
             let va = &mut ws.va;
+            // Terminal nodes first (no children): real adjoints, straight into their factors.
+            for (&[p, e], cf) in dag.term.iter().zip(dag.term_coef.chunks_exact(nd.max(1))) {
+                let th: f64 = ws.drho.iter().zip(cf).map(|(d, c)| d * c).sum();
+                let (p, e) = (p as usize, e as usize);
+                let (vp, ve) = (va[p][0], va[e][0]);
+                va[p][1] = va[p][1].add(ve.scale(th));
+                va[e][1] = va[e][1].add(vp.scale(th));
+            }
             for (k, &[p, e]) in dag.nodes.iter().enumerate().rev() {
                 let g = va[n_a + k][1];
                 let (p, e) = (p as usize, e as usize);
@@ -934,6 +1033,7 @@ impl PaceModel {
         // n first, then with the harmonics and their (unprojected) gradients, projected once.
         let mut wr = [C64::default(); ylm::MAX_TERMS];
         let mut wd = [C64::default(); ylm::MAX_TERMS];
+        let mut wm = [C64::default(); ylm::LMAX_SUPPORTED + 1];
         for (kk, &k) in ws.kept.iter().enumerate() {
             let (mu, r, u) = (ws.mu[kk], ws.r[kk], ws.u[kk]);
             let mut radial_part = 0.0; // coefficient of u
@@ -943,8 +1043,8 @@ impl PaceModel {
             }
             let fr = &ws.fr[kk * nr * nl..(kk + 1) * nr * nl];
             let dfr = &ws.dfr[kk * nr * nl..(kk + 1) * nr * nl];
-            let y = &ws.y[kk * nt..(kk + 1) * nt];
-            let g = &ws.dy[kk * nt..(kk + 1) * nt];
+            let q = &ws.yq[kk * nt..(kk + 1) * nt];
+            let dq = &ws.ydq[kk * nt..(kk + 1) * nt];
             let (wr, wd) = (&mut wr[..nt], &mut wd[..nt]);
             wr.fill(C64::default());
             wd.fill(C64::default());
@@ -965,12 +1065,32 @@ impl PaceModel {
                     }
                 }
             }
-            let mut sg = [0.0f64; 3];
-            for t in 0..nt {
-                radial_part += wd[t].re_mul(y[t]);
-                for c in 0..3 {
-                    sg[c] += wr[t].re_mul(g[t][c]);
+            // With Y_lm = Q_lm(u_z) w^m, w = u_x + i u_y, the sums over l per m first:
+            // Re(sum_t W_t Y_t) and the gradient g_t = (m w^(m-1) Q, i m w^(m-1) Q, w^m dQ/dz).
+            let (mut xq, mut xdq, mut dqs) = (
+                [C64::default(); ylm::LMAX_SUPPORTED + 1],
+                [C64::default(); ylm::LMAX_SUPPORTED + 1],
+                [C64::default(); ylm::LMAX_SUPPORTED + 1],
+            );
+            for l in 0..nl {
+                let t0 = lm(l, 0);
+                for m in 0..=l {
+                    let t = t0 + m;
+                    xq[m] = xq[m].add(wr[t].scale(q[t]));
+                    xdq[m] = xdq[m].add(wr[t].scale(dq[t]));
+                    dqs[m] = dqs[m].add(wd[t].scale(q[t]));
                 }
+            }
+            ylm::powers(u, &mut wm[..nl]);
+            let mut sg = [0.0f64; 3];
+            radial_part += dqs[0].re_mul(wm[0]);
+            sg[2] += xdq[0].re_mul(wm[0]);
+            for m in 1..nl {
+                radial_part += dqs[m].re_mul(wm[m]);
+                sg[2] += xdq[m].re_mul(wm[m]);
+                let p = xq[m].mul(wm[m - 1].scale(m as f64));
+                sg[0] += p.re;
+                sg[1] -= p.im;
             }
             // Tangential part: (I - u u^T) sum_t Re(W_t g_t).
             let us = u[0] * sg[0] + u[1] * sg[1] + u[2] * sg[2];
@@ -1034,11 +1154,21 @@ impl PaceModel {
         // product with its real part.
         let fb = &self.flat[si];
         fb.dag.forward(ws);
+        let n_v = fb.dag.n_a + fb.dag.nodes.len();
+        grow(&mut ws.vt, fb.dag.term.len(), 0.0);
+        for (x, &t) in ws.vt.iter_mut().zip(&fb.dag.term) {
+            *x = ProductDag::term_value(&ws.va, t);
+        }
         let mut c = 0;
         for (k, &ncomb) in fb.ncomb.iter().enumerate() {
             let f = sp.rank1.len() + k;
             for _ in 0..ncomb {
-                let b = ws.va[fb.dag.comb_leaf[c] as usize][0].re;
+                let v = fb.dag.comb_leaf[c] as usize;
+                let b = if v < n_v {
+                    ws.va[v][0].re
+                } else {
+                    ws.vt[v - n_v]
+                };
                 for p in 0..nd {
                     out[p * nf + f] += b * fb.coef[c * nd + p];
                 }

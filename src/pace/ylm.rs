@@ -92,16 +92,40 @@ impl Ylm {
     /// Values `y[lm(l,m)]` and the gradients `g[lm(l,m)]` of the extension
     /// `f(v) = Q_lm(v_z) (v_x + i v_y)^m` at the unit vector `u`, before the projection on the
     /// tangent plane that [`Ylm::compute`] applies (`dy = (I - u u^T) g`, see [`project`]).
-    /// The projection is linear, so a sum of such gradients can be projected once.
-    #[inline(always)]
+    /// The projection is linear, so a sum of such gradients can be projected once. (The
+    /// evaluator keeps only `Q` and `dQ/dz` per neighbour, [`Ylm::compute_q`], and contracts
+    /// with the powers of `u_x + i u_y` per `m`; this checks it.)
+    #[cfg(test)]
     pub fn compute_raw(&self, u: [f64; 3], y: &mut [C64], g: &mut [[C64; 3]]) {
         let lmax = self.lmax;
         let n = lm(lmax, lmax) + 1;
-        // Q and dQ/dz.
-        let mut q = [0.0f64; MAX_TERMS];
-        let mut dq = [0.0f64; MAX_TERMS];
+        let (mut q, mut dq) = (vec![0.0; n], vec![0.0; n]);
+        self.compute_q(u[2], &mut q, &mut dq);
+        let mut wm = [C64::default(); LMAX_SUPPORTED + 1];
+        powers(u, &mut wm[..=lmax]);
+        for m in 0..=lmax {
+            // d(w^m)/dx = m w^(m-1), d(w^m)/dy = i m w^(m-1).
+            let wm1 = if m > 0 {
+                wm[m - 1].scale(m as f64)
+            } else {
+                C64::default()
+            };
+            for l in m..=lmax {
+                let k = lm(l, m);
+                y[k] = wm[m].scale(q[k]);
+                let gx = wm1.scale(q[k]);
+                g[k] = [gx, C64::new(-gx.im, gx.re), wm[m].scale(dq[k])];
+            }
+        }
+    }
+
+    /// The polynomials `q[lm(l,m)] = Q_lm(z)` and their derivatives `dq = dQ_lm/dz`, `m >= 0`:
+    /// `Y_lm(u) = Q_lm(u_z) w^m`, `w = u_x + i u_y` ([`powers`]).
+    #[inline(always)]
+    pub fn compute_q(&self, z: f64, q: &mut [f64], dq: &mut [f64]) {
+        let lmax = self.lmax;
+        let n = lm(lmax, lmax) + 1;
         let (q, dq) = (&mut q[..n], &mut dq[..n]);
-        let z = u[2];
         q[0] = 1.0;
         dq[0] = 0.0;
         if lmax >= 1 {
@@ -124,22 +148,17 @@ impl Ylm {
             q[lm(l, l)] = -(1.0 + 0.5 / l as f64).sqrt() * q[lm(l - 1, l - 1)];
             dq[lm(l, l)] = 0.0;
         }
-        // Powers of w = u_x + i u_y.
-        let w = C64::new(u[0], u[1]);
-        let mut wm = C64::new(1.0, 0.0); // w^m
-        let mut wm1 = C64::new(0.0, 0.0); // m w^(m-1)
-        for m in 0..=lmax {
-            if m > 0 {
-                wm1 = wm.scale(m as f64);
-                wm = wm.mul(w);
-            }
-            for l in m..=lmax {
-                let k = lm(l, m);
-                y[k] = wm.scale(q[k]);
-                let gx = wm1.scale(q[k]);
-                g[k] = [gx, C64::new(-gx.im, gx.re), wm.scale(dq[k])];
-            }
-        }
+    }
+}
+
+/// `wm[m] = (u_x + i u_y)^m` for every `m` of `wm`.
+#[inline(always)]
+pub fn powers(u: [f64; 3], wm: &mut [C64]) {
+    let w = C64::new(u[0], u[1]);
+    let mut p = C64::new(1.0, 0.0);
+    for x in wm.iter_mut() {
+        *x = p;
+        p = p.mul(w);
     }
 }
 
