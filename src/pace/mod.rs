@@ -488,6 +488,8 @@ pub struct PaceScratch {
     va: Vec<[C64; 2]>,
     /// Real parts of the DAG's terminal nodes (for the projections).
     vt: Vec<f64>,
+    /// Whether `va` holds the DAG's values of the atom whose base is in `a`.
+    forward_done: bool,
     // Per kept neighbour.
     kept: Vec<usize>,
     r: Vec<f64>,
@@ -695,6 +697,7 @@ impl PaceModel {
         ws.a1.clear();
         ws.a1.resize(ne * nb, 0.0);
         ws.a.clear();
+        ws.forward_done = false;
         ws.a.resize(ne * nr * nlm, C64::default());
         ws.kept.clear();
         ws.r.clear();
@@ -916,6 +919,7 @@ impl PaceModel {
         let dag = &fb.dag;
         let n_a = dag.n_a;
         dag.forward(ws);
+        ws.forward_done = true;
         // Four partial sums per density: one running sum would be a chain of dependent adds.
         let mut acc = [[0.0f64; MAX_DENSITIES]; 4];
         let nd1 = nd.clamp(1, MAX_DENSITIES);
@@ -1153,7 +1157,12 @@ impl PaceModel {
         // The products from the DAG (as for the energy), each m-combination reading the
         // product with its real part.
         let fb = &self.flat[si];
-        fb.dag.forward(ws);
+        // After the energy of the same atom the DAG's values are still there (the backward
+        // pass writes only adjoints).
+        if !ws.forward_done {
+            fb.dag.forward(ws);
+            ws.forward_done = true;
+        }
         let n_v = fb.dag.n_a + fb.dag.nodes.len();
         grow(&mut ws.vt, fb.dag.term.len(), 0.0);
         for (x, &t) in ws.vt.iter_mut().zip(&fb.dag.term) {
