@@ -1,5 +1,6 @@
 //! Quick evaluation timing used during development (the full comparison is `make bench`).
-//! `quick_eval MODEL DATA [energy|basis]`: energy+forces only, or energy+forces+basis vector.
+//! `quick_eval MODEL DATA [energy|basis]`: energy+forces only, or energy+forces+basis vector;
+//! `quick_eval POT.ace DATA pace`: a pacemaker potential's energy+forces.
 use aceuq::model::Workspace;
 use aceuq::model::eval::LaneAtom;
 use std::time::Instant;
