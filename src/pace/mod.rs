@@ -282,7 +282,8 @@ struct ProductDag {
 }
 
 impl ProductDag {
-    /// Values of every node from the atom's `A` (`ws.a`) into `ws.va`, adjoints cleared.
+    /// Values of `A` and of every internal node (terminal ones are never stored) from the
+    /// atom's `A` (`ws.a`) into `ws.va`, adjoints cleared.
     #[inline(always)]
     fn forward(&self, ws: &mut PaceScratch) {
         let n_a = self.n_a;
@@ -483,13 +484,14 @@ pub struct PaceScratch {
     wt: Vec<C64>,
     rho: Vec<f64>,
     drho: Vec<f64>,
-    /// `[value, adjoint]` of `A` followed by the product DAG's nodes (side by side, so that
+    /// `[value, adjoint]` of `A` followed by the product DAG's internal nodes (side by side, so that
     /// the forward pass clears the adjoints and the backward pass reads and writes one line).
     va: Vec<[C64; 2]>,
     /// Real parts of the DAG's terminal nodes (for the projections).
     vt: Vec<f64>,
-    /// Whether `va` holds the DAG's values of the atom whose base is in `a`.
-    forward_done: bool,
+    /// `(species, values)` when `va` holds the first `values` DAG values of the atom whose base
+    /// is in `a`, computed for that species by the energy pass.
+    forward_of: Option<(usize, usize)>,
     // Per kept neighbour.
     kept: Vec<usize>,
     r: Vec<f64>,
@@ -680,7 +682,7 @@ impl PaceModel {
     /// Accumulate the atomic base of an atom of species `si` into `ws` (`ws.a1`: rank-1 base
     /// `[μ * nradbase + k]`; `ws.a`: `A` over the full m range
     /// `[(μ * nradmax + n) * nlm + l² + l + m]`; per kept neighbour its distance, direction,
-    /// species, radial and harmonic values for the backward pass) and return the short-range
+    /// species, radial values and harmonic polynomials for the backward pass) and return the short-range
     /// state.
     #[inline(always)]
     fn accumulate(
@@ -697,7 +699,7 @@ impl PaceModel {
         ws.a1.clear();
         ws.a1.resize(ne * nb, 0.0);
         ws.a.clear();
-        ws.forward_done = false;
+        ws.forward_of = None;
         ws.a.resize(ne * nr * nlm, C64::default());
         ws.kept.clear();
         ws.r.clear();
@@ -919,7 +921,7 @@ impl PaceModel {
         let dag = &fb.dag;
         let n_a = dag.n_a;
         dag.forward(ws);
-        ws.forward_done = true;
+        ws.forward_of = Some((si, n_a + dag.nodes.len()));
         // Four partial sums per density: one running sum would be a chain of dependent adds.
         let mut acc = [[0.0f64; MAX_DENSITIES]; 4];
         let nd1 = nd.clamp(1, MAX_DENSITIES);
@@ -1139,8 +1141,9 @@ impl PaceModel {
     }
 
     /// [`PaceModel::atom_projections`] from the atomic base already in `ws` (left there by
-    /// [`PaceModel::atom_energy_grad`] or `accumulate` of the same atom): the MD step grades
-    /// an atom without recomputing its neighbours' radial functions and harmonics.
+    /// [`PaceModel::atom_energy_grad`] or `accumulate` of the same atom, by this model): the MD
+    /// step grades an atom without recomputing its neighbours' radial functions and harmonics,
+    /// nor, after the energy, the product DAG's values.
     pub fn atom_projections_from_base(&self, ws: &mut PaceScratch, si: usize, out: &mut [f64]) {
         let sp = &self.species[si];
         let nd = sp.embedding.params.len();
@@ -1159,9 +1162,8 @@ impl PaceModel {
         let fb = &self.flat[si];
         // After the energy of the same atom the DAG's values are still there (the backward
         // pass writes only adjoints).
-        if !ws.forward_done {
+        if ws.forward_of != Some((si, fb.dag.n_a + fb.dag.nodes.len())) {
             fb.dag.forward(ws);
-            ws.forward_done = true;
         }
         let n_v = fb.dag.n_a + fb.dag.nodes.len();
         grow(&mut ws.vt, fb.dag.term.len(), 0.0);

@@ -1090,6 +1090,16 @@ fn product_dag_densities_equal_the_m_combinations() {
                     );
                 }
             }
+            // After the energy they reuse its DAG values; from a fresh base they run their own
+            // forward pass: the same numbers bit for bit.
+            let mut fresh = vec![0.0; out.len()];
+            m.atom_projections(&mut PaceScratch::default(), si, &rij, &sj, &mut fresh)
+                .unwrap();
+            assert_eq!(
+                out.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                fresh.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "{what}: projections after the energy vs from a fresh base"
+            );
         }
     }
 }

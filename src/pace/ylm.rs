@@ -79,7 +79,7 @@ impl Ylm {
 
     /// Values `y[lm(l,m)]` and gradients `dy[lm(l,m)][xyz]` of `Y_lm(r/|r|)` with respect to
     /// `r`, times `|r|` (divide by the distance to get the true gradient), for unit vector `u`.
-    /// (The evaluator uses [`Ylm::compute_raw`] and projects sums; this checks it.)
+    /// (The evaluator keeps [`Ylm::compute_q`] per neighbour and projects sums; this checks it.)
     #[cfg(test)]
     pub fn compute(&self, u: [f64; 3], y: &mut [C64], dy: &mut [[C64; 3]]) {
         self.compute_raw(u, y, dy);
