@@ -715,7 +715,7 @@ fn pacemaker_vs_ml_pace(lmp: &Path, plugin: &Path, pots: &Path, dir: &Path, repe
     println!(
         "\npacemaker potential Cu-PBE-core-rep.ace, fcc Cu {natoms} atoms ({n}x{n}x{n} cells) at 600 K, \
          1 MPI rank, best of {} {steps}-step runs per case; aceuq kernels {family} (the pacemaker \
-         evaluator's build of that family)",
+         evaluator runs its AVX2 build on AVX-512 hosts too)",
         repeats.max(1)
     );
     println!(

@@ -569,35 +569,17 @@ impl Model {
     ) -> f64 {
         #[cfg(target_arch = "x86_64")]
         {
+            // The AVX2 build on AVX-512 hosts too: a 512-bit build of this evaluation (the same
+            // code) was slower on both host kinds measured, most with the basis vector (Intel
+            // Xeon, the MD-step harness: gamma every step 10.5 against 9.1 µs/atom-step, energy
+            // + forces equal; AMD EPYC: energy + forces 6.94 against 6.67). 512-bit lanes pay in
+            // the ensemble's two-atom lane pass, which keeps them.
             let f = crate::simd::features();
-            if f.avx512() {
-                // SAFETY: the CPU has AVX-512F, AVX2 and FMA (and ACEUQ_SIMD allows them).
-                return unsafe { self.atom_energy_grad_avx512(ws, si, rij, sj, grad, b) };
-            }
             if f.avx2_fma() {
                 // SAFETY: the CPU has AVX2 and FMA (and ACEUQ_SIMD allows them).
                 return unsafe { self.atom_energy_grad_avx2(ws, si, rij, sj, grad, b) };
             }
         }
-        self.atom_energy_grad_body(ws, si, rij, sj, grad, b)
-    }
-
-    /// [`Model::atom_energy_grad_avx2`] with 512-bit lanes (AVX-512F): the same code and the
-    /// same operations in the same order, so the same results bit for bit.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F, AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(crate) unsafe fn atom_energy_grad_avx512(
-        &self,
-        ws: &mut Workspace,
-        si: usize,
-        rij: &[[f64; 3]],
-        sj: &[u16],
-        grad: &mut [[f64; 3]],
-        b: Option<&mut [f64]>,
-    ) -> f64 {
         self.atom_energy_grad_body(ws, si, rij, sj, grad, b)
     }
 
