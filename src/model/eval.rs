@@ -569,11 +569,12 @@ impl Model {
     ) -> f64 {
         #[cfg(target_arch = "x86_64")]
         {
-            // The AVX2 build on AVX-512 hosts too: a 512-bit build of this evaluation (the same
-            // code) was slower on both host kinds measured, most with the basis vector (Intel
-            // Xeon, the MD-step harness: gamma every step 10.5 against 9.1 µs/atom-step, energy
-            // + forces equal; AMD EPYC: energy + forces 6.94 against 6.67). 512-bit lanes pay in
-            // the ensemble's two-atom lane pass, which keeps them.
+            // The AVX2 build on AVX-512 hosts too: since the neighbours went into vector lanes, a
+            // 512-bit build of this evaluation (the same code) was slower on both host kinds
+            // measured, most with the basis vector (Intel Xeon, the MD-step harness: gamma every
+            // step 10.46-10.56 against 9.14-9.25 µs/atom-step, energy + forces equal; AMD EPYC,
+            // make bench: energy + forces 6.94 against 6.67). 512-bit lanes pay in the
+            // ensemble's two-atom lane pass, which keeps them.
             let f = crate::simd::features();
             if f.avx2_fma() {
                 // SAFETY: the CPU has AVX2 and FMA (and ACEUQ_SIMD allows them).
