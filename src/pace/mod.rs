@@ -261,8 +261,8 @@ struct FlatBasis {
 ///
 /// Products that are no other product's prefix (most of them: 5454 of 7725 nodes in
 /// `Cu-PBE-core-rep.ace`) are kept apart as terminal nodes: only their real part is needed and
-/// their adjoint is real, so they are neither stored nor read back (value indices
-/// `n_a + nodes.len() + t` in `comb_leaf`).
+/// their adjoint is real, so they are never stored (value indices `n_a + nodes.len() + t` in
+/// `comb_leaf` name terminal node `t`, evaluated where it is read).
 #[derive(Clone, Debug, Default)]
 struct ProductDag {
     n_a: usize,
@@ -487,8 +487,6 @@ pub struct PaceScratch {
     /// `[value, adjoint]` of `A` followed by the product DAG's internal nodes (side by side, so that
     /// the forward pass clears the adjoints and the backward pass reads and writes one line).
     va: Vec<[C64; 2]>,
-    /// Real parts of the DAG's terminal nodes (for the projections).
-    vt: Vec<f64>,
     /// `(species, values)` when `va` holds the first `values` DAG values of the atom whose base
     /// is in `a`, computed for that species by the energy pass.
     forward_of: Option<(usize, usize)>,
@@ -505,6 +503,22 @@ pub struct PaceScratch {
     ydq: Vec<f64>,
     dcr: Vec<f64>,
     tmp: Vec<f64>,
+}
+
+/// Adds each product value times its coefficients (`nd` per product) to the densities, in four
+/// partial sums taken in turn (one running sum would be a chain of dependent adds).
+#[inline(always)]
+fn add_products(
+    acc: &mut [[f64; MAX_DENSITIES]; 4],
+    values: impl Iterator<Item = f64>,
+    coef: &[f64],
+    nd: usize,
+) {
+    for (i, (b, cf)) in values.zip(coef.chunks_exact(nd)).enumerate() {
+        for (x, c) in acc[i & 3].iter_mut().zip(cf) {
+            *x += b * c;
+        }
+    }
 }
 
 /// Most densities of a species (both readers refuse more).
@@ -906,30 +920,11 @@ impl PaceModel {
         // Four partial sums per density: one running sum would be a chain of dependent adds.
         let mut acc = [[0.0f64; MAX_DENSITIES]; 4];
         let nd1 = nd.clamp(1, MAX_DENSITIES);
-        for (i, (&node, cf)) in dag
-            .leaf
-            .iter()
-            .zip(dag.leaf_coef.chunks_exact(nd1))
-            .enumerate()
-        {
-            let b = ws.va[node as usize][0].re;
-            let acc = &mut acc[i & 3];
-            for (x, c) in acc.iter_mut().zip(cf) {
-                *x += b * c;
-            }
-        }
-        for (i, (&t, cf)) in dag
-            .term
-            .iter()
-            .zip(dag.term_coef.chunks_exact(nd1))
-            .enumerate()
-        {
-            let b = ProductDag::term_value(&ws.va, t);
-            let acc = &mut acc[i & 3];
-            for (x, c) in acc.iter_mut().zip(cf) {
-                *x += b * c;
-            }
-        }
+        let va = &ws.va;
+        let internal = dag.leaf.iter().map(|&node| va[node as usize][0].re);
+        add_products(&mut acc, internal, &dag.leaf_coef, nd1);
+        let terminal = dag.term.iter().map(|&t| ProductDag::term_value(va, t));
+        add_products(&mut acc, terminal, &dag.term_coef, nd1);
         for (p, r) in ws.rho.iter_mut().enumerate() {
             *r += (acc[0][p] + acc[1][p]) + (acc[2][p] + acc[3][p]);
         }
@@ -1147,10 +1142,6 @@ impl PaceModel {
             fb.dag.forward(ws);
         }
         let n_v = fb.dag.n_a + fb.dag.nodes.len();
-        grow(&mut ws.vt, fb.dag.term.len(), 0.0);
-        for (x, &t) in ws.vt.iter_mut().zip(&fb.dag.term) {
-            *x = ProductDag::term_value(&ws.va, t);
-        }
         let mut c = 0;
         for (k, &ncomb) in fb.ncomb.iter().enumerate() {
             let f = sp.rank1.len() + k;
@@ -1159,7 +1150,7 @@ impl PaceModel {
                 let b = if v < n_v {
                     ws.va[v][0].re
                 } else {
-                    ws.vt[v - n_v]
+                    ProductDag::term_value(&ws.va, fb.dag.term[v - n_v])
                 };
                 for p in 0..nd {
                     out[p * nf + f] += b * fb.coef[c * nd + p];
