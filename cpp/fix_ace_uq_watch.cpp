@@ -778,7 +778,9 @@ void FixAceUqWatch::resolve_elements(int ns)
 
 /* ----------------------------------------------------------------------
    A dump file that cannot be written fails now, not at the first candidate hours later: its
-   folder must exist and be writable, and an existing file must be a writable regular file.
+   folder must exist and be writable, and an existing file must be a writable regular file
+   whose last frame is whole (or left incomplete by a killed aceuq append, which the next
+   append undoes).
    Rank 0 checks (it writes); every rank gets the verdict.
 ------------------------------------------------------------------------- */
 
@@ -803,6 +805,10 @@ void FixAceUqWatch::check_dump_path()
     } else if (access(dir.c_str(), W_OK | X_OK) != 0) {
       problem = fmt::format("folder {} is not writable ({})", dir, strerror(errno));
     }
+    // An existing file whose last frame somebody else left incomplete would refuse the first
+    // candidate: say so now (the library's message names the line and the repair).
+    if (problem.empty() && aceuq_check_append_file(dumpfile.c_str()) != ACEUQ_STATUS_OK)
+      problem = aceuq_last_error();
   }
   int len = (int) problem.size();
   MPI_Bcast(&len, 1, MPI_INT, 0, world);
@@ -1207,6 +1213,14 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
   }
   MPI_Gatherv(mine.data(), count, MPI_DOUBLE, all.data(), counts.data(), displs.data(), MPI_DOUBLE,
               0, world);
+  // Atoms that left a non-periodic box this step are no longer owned by any rank (LAMMPS
+  // reports them as lost at its next check): the frame then lacks them, and says so.
+  bigint owned_local = nlocal, owned = 0;
+  MPI_Reduce(&owned_local, &owned, 1, MPI_LMP_BIGINT, MPI_SUM, 0, world);
+  const bigint nlost = comm->me == 0 ? std::max<bigint>(0, atom->natoms - owned) : 0;
+  const std::string lost_note =
+      nlost > 0 ? fmt::format(" ({} atoms lost from the box this step are not in the frame)", nlost)
+                : std::string();
 
   int ok = 1;
   std::string message;
@@ -1270,6 +1284,10 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
     std::vector<const char *> info_k = {"step",          "time",          "quantity",
                                         "max_value",     "n_above_lower", "n_above_upper",
                                         "n_lone",        "config_type"};
+    if (nlost > 0) {
+      info_k.push_back("n_lost");
+      info_v.push_back(std::to_string(nlost));
+    }
     if (upper_frame) {
       info_k.push_back("p_frame");
       info_v.push_back(real_text(frame_p));
@@ -1333,22 +1351,22 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
                      "fix ace/uq/watch: halting at step {} by {}: {} of {} jurors have "
                      "an atom above their upper cutoff, {} frame rules reach p_halt; "
                      "P(some atom errs above e_max) (largest u / u_max): {}; the largest {} is "
-                     "{:.6g} (atom {}; {} atoms above lower){}\n",
+                     "{:.6g} (atom {}; {} atoms above lower){}{}\n",
                      update->ntimestep,
                      jury.size() == 1
                          ? fmt::format("{}'s frame rule", PairAceUq::method_name(jury[0]))
                          : std::string("upper vote"),
                      jury_above, jury.size(), jury_votes, jlog, qname,
                      value[worst], ids[worst], nlo,
-                     dumpfile.empty() ? "" : "; frame written to " + dumpfile);
+                     dumpfile.empty() ? "" : "; frame written to " + dumpfile, lost_note);
     } else if (halting && worst >= 0 && nhi == 0) {
       // Halted by the frame rule alone.
       utils::logmesg(lmp,
                      "fix ace/uq/watch: halting at step {}: P(some atom errs above e_max) = {:.6g} "
                      ">= {:.3g} (upper frame); no atom is above its upper cutoff, the largest {} "
-                     "is {:.6g} (atom {}; {} atoms above lower){}\n",
+                     "is {:.6g} (atom {}; {} atoms above lower){}{}\n",
                      update->ntimestep, frame_p, frame_p_halt, qname, value[worst], ids[worst],
-                     nlo, dumpfile.empty() ? "" : "; frame written to " + dumpfile);
+                     nlo, dumpfile.empty() ? "" : "; frame written to " + dumpfile, lost_note);
     } else if (halting && worst >= 0) {
       const int s = species[worst];
       const int c = by_cluster ? cl[worst] : -1;
@@ -1357,10 +1375,13 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
       utils::logmesg(
           lmp,
           "fix ace/uq/watch: halting at step {}: atom {}{} has {} = {:.6g} above the "
-          "upper cutoff {:.6g} ({} atoms above upper, {} above lower){}{}\n",
+          "upper cutoff {:.6g} ({} atoms above upper, {} above lower){}{}{}\n",
           update->ntimestep, ids[worst], where, qname, value[worst], upper_of(s, c), nhi, nlo,
           by_cluster ? "; clusters above upper: " + cluster_list(clusters_hi, species_names) : "",
-          dumpfile.empty() ? "" : "; frame written to " + dumpfile);
+          dumpfile.empty() ? "" : "; frame written to " + dumpfile, lost_note);
+    } else if (nlost > 0 && !dumpfile.empty() && ok) {
+      utils::logmesg(lmp, "fix ace/uq/watch: step {}: candidate frame written to {}{}\n",
+                     update->ntimestep, dumpfile, lost_note);
     }
   }
   MPI_Bcast(&ok, 1, MPI_INT, 0, world);

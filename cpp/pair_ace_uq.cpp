@@ -84,6 +84,7 @@ PairAceUq::PairAceUq(LAMMPS *lmp) :
                "library's include/aceuq.h (its structs differ): rebuild the plugin (make build)");
   for (int m = 0; m < NMETHODS; m++) {
     uq_selected[m] = 0;
+    uq_requested[m] = 0;
     available[m] = 0;
     uq_flag[m] = 0;
     uq_last_step[m] = -1;
@@ -123,7 +124,7 @@ void PairAceUq::settings(int narg, char **arg)
 {
   uq_every = 0;
   uq_named = 0;
-  for (int m = 0; m < NMETHODS; m++) uq_selected[m] = 0;
+  for (int m = 0; m < NMETHODS; m++) uq_requested[m] = 0;
   int iarg = 0;
   while (iarg < narg) {
     std::string key = arg[iarg];
@@ -145,7 +146,7 @@ void PairAceUq::settings(int narg, char **arg)
         if (m < 0)
           error->all(FLERR, "pair_style ace/uq: unknown uncertainty method '{}' (known: {})", part,
                      method_names());
-        uq_selected[m] = 1;
+        uq_requested[m] = 1;
         uq_named = 1;
         start = end + 1;
       }
@@ -211,9 +212,17 @@ void PairAceUq::coeff(int narg, char **arg)
     MPI_Allreduce(&ok_local, &ok_max, 1, MPI_INT, MPI_MAX, world);
     if (ok_max == 0) error->all(FLERR, "ace/uq: cannot load {}: {}", what, load_error);
     if (ok_min == 0) {
-      if (!ok_local) error->one(FLERR, "ace/uq: cannot load {} on this rank: {}", what, load_error);
-      // The failing rank aborts the job; wait for it here rather than running on.
-      error->all(FLERR, "ace/uq: cannot load {} on another MPI rank", file);
+      // Some ranks failed: the lowest of them tells every rank why, and all stop together (an
+      // abort from the failing rank alone could end the job before its message is printed).
+      const int mine = ok_local ? comm->nprocs : comm->me;
+      int first = 0;
+      MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, world);
+      int len = comm->me == first ? (int) load_error.size() : 0;
+      MPI_Bcast(&len, 1, MPI_INT, first, world);
+      std::string why = comm->me == first ? load_error : std::string(len, ' ');
+      if (len > 0) MPI_Bcast(&why[0], len, MPI_CHAR, first, world);
+      error->all(FLERR, "ace/uq: cannot load {} on MPI rank {} (other ranks could): {}", file,
+                 first, why);
     }
   };
   collective(aceuq_model_load(model_file.c_str(), &model), "model", "model " + model_file);
@@ -251,32 +260,7 @@ void PairAceUq::coeff(int narg, char **arg)
     }
   if (count == 0) error->all(FLERR, "ace/uq: pair_coeff maps no atom type to a model species");
 
-  int format = 0;
-  if (aceuq_model_format(model, &format) != ACEUQ_STATUS_OK)
-    error->all(FLERR, "ace/uq: {}", aceuq_last_error());
-  for (int m = 0; m < NMETHODS; m++) {
-    int has = 0;
-    if (aceuq_model_has_method(model, m, &has) != ACEUQ_STATUS_OK)
-      error->all(FLERR, "ace/uq: {}", aceuq_last_error());
-    available[m] = has;
-    if (uq_named && uq_selected[m] && !has && format == 1)
-      error->all(FLERR,
-                 "ace/uq: {} is a pacemaker potential: aceuq gives it only 'gamma', with an "
-                 "active-set inverse, and 'gamma_local', with clustered active sets (pair_coeff * "
-                 "* {} pot.asi [pot.lasi] ...), so it has no '{}' uncertainty here (remove 'uq "
-                 "{}' from pair_style{})",
-                 model_file, model_file, method_name(m), method_name(m),
-                 m == ACEUQ_METHOD_GAMMA         ? " or add the .asi file"
-                 : m == ACEUQ_METHOD_GAMMA_LOCAL ? " or add the .lasi file"
-                                                 : "");
-    if (uq_named && uq_selected[m] && !has)
-      error->all(FLERR,
-                 "ace/uq: model {} has no '{}' uncertainty (pair_style ... uq {}); refit it with "
-                 "`aceuq fit {}`",
-                 model_file, method_name(m), method_name(m), method_fit_option(m));
-  }
-  if (!uq_named)
-    for (int m = 0; m < NMETHODS; m++) uq_selected[m] = available[m];
+  resolve_uq_selection();
   if (aceuq_model_ensemble_columns(model, &n_ens_cols) != ACEUQ_STATUS_OK)
     error->all(FLERR, "ace/uq: {}", aceuq_last_error());
   // Ensemble force columns on ghost atoms are summed onto their owners.
@@ -292,11 +276,49 @@ void PairAceUq::coeff(int narg, char **arg)
   }
 }
 
+/* ----------------------------------------------------------------------
+   The methods computed every uq_every steps: those named by pair_style uq (each must be in
+   the model), else every method the model has. Resolved at pair_coeff (so that a missing
+   method is reported there) and again at init, so that a pair_style command re-issued after
+   pair_coeff (which keeps the model) takes effect instead of leaving the old selection.
+------------------------------------------------------------------------- */
+
+void PairAceUq::resolve_uq_selection()
+{
+  for (int m = 0; m < NMETHODS; m++) uq_selected[m] = 0;
+  int format = 0;
+  if (aceuq_model_format(model, &format) != ACEUQ_STATUS_OK)
+    error->all(FLERR, "ace/uq: {}", aceuq_last_error());
+  for (int m = 0; m < NMETHODS; m++) {
+    int has = 0;
+    if (aceuq_model_has_method(model, m, &has) != ACEUQ_STATUS_OK)
+      error->all(FLERR, "ace/uq: {}", aceuq_last_error());
+    available[m] = has;
+    if (uq_named && uq_requested[m] && !has && format == 1)
+      error->all(FLERR,
+                 "ace/uq: {} is a pacemaker potential: aceuq gives it only 'gamma', with an "
+                 "active-set inverse, and 'gamma_local', with clustered active sets (pair_coeff * "
+                 "* {} pot.asi [pot.lasi] ...), so it has no '{}' uncertainty here (remove 'uq "
+                 "{}' from pair_style{})",
+                 model_file, model_file, method_name(m), method_name(m),
+                 m == ACEUQ_METHOD_GAMMA         ? " or add the .asi file"
+                 : m == ACEUQ_METHOD_GAMMA_LOCAL ? " or add the .lasi file"
+                                                 : "");
+    if (uq_named && uq_requested[m] && !has)
+      error->all(FLERR,
+                 "ace/uq: model {} has no '{}' uncertainty (pair_style ... uq {}); refit it with "
+                 "`aceuq fit {}`",
+                 model_file, method_name(m), method_name(m), method_fit_option(m));
+  }
+  for (int m = 0; m < NMETHODS; m++) uq_selected[m] = uq_named ? uq_requested[m] : available[m];
+}
+
 /* ---------------------------------------------------------------------- */
 
 void PairAceUq::init_style()
 {
   if (!model) error->all(FLERR, "ace/uq: no model: use pair_coeff * * model.aceuq ...");
+  resolve_uq_selection();
   if (force->newton_pair == 0) error->all(FLERR, "Pair style ace/uq requires newton pair on");
   // Models are fitted in eV and Angstrom; any other unit system would read them as kcal/mol,
   // nm, ... without a word. LAMMPS converts nothing for pair styles, so refuse.

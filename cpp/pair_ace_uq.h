@@ -74,6 +74,7 @@ class PairAceUq : public Pair {
   static std::string method_names();
 
  protected:
+  void resolve_uq_selection();
   aceuq_model_t *model;
   std::string model_file;
   std::vector<int> map;    // LAMMPS type -> model species (-1: NULL, not handled)
@@ -83,6 +84,7 @@ class PairAceUq : public Pair {
   int uq_every;                 // compute every N steps on its own (0: only on request)
   int uq_selected[NMETHODS];    // methods named in pair_style ... uq a,b (all if none named)
   int uq_named;                 // 1 if the user named methods
+  int uq_requested[NMETHODS];   // the methods named by pair_style uq (if uq_named)
   int available[NMETHODS];      // carried by the model
   int uq_flag[NMETHODS];        // set by fix pair / fix ace/uq/watch for the next step
   std::vector<double> uq_arrays[NMETHODS];

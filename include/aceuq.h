@@ -350,6 +350,16 @@ aceuq_status_t aceuq_append_frame(const aceuq_model_t *model,
                                   const char *path,
                                   const aceuq_frame_t *frame);
 
+// Check ahead of time that [`aceuq_append_frame`] can append to `path` as far as the file's
+// content goes: `ACEUQ_STATUS_IO` (naming the file and line) if its last frame is incomplete
+// for a reason other than a killed aceuq append (which the next append undoes); OK for a
+// missing or empty file and for whole frames. Read-only; whether the file and its folder are
+// writable is not checked here. The file is read once per process (later calls return at once).
+//
+// # Safety
+// `path` must be a NUL-terminated string.
+aceuq_status_t aceuq_check_append_file(const char *path);
+
 // Statistical cutoffs of `method` for species `species` stored by `aceuq calibrate`: the lower
 // (worth labelling) and upper (unstable) uncertainty cutoffs. `ACEUQ_STATUS_MISSING` if the
 // model has no calibration for them.

@@ -320,6 +320,17 @@ run 0
             "truncated",
         ),
         (
+            // pair_style changed after pair_coeff (which keeps the model): the selection is
+            // checked again when the run starts, not left as it was.
+            "restyled_after_coeff",
+            base(
+                1,
+                "pair_style ace/uq\npair_coeff * * model.aceuq Li\npair_style ace/uq uq_every 1 uq gp",
+                "",
+            ),
+            "has no 'gp' uncertainty (pair_style ... uq gp)",
+        ),
+        (
             "newton_off",
             base(
                 1,

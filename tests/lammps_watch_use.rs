@@ -442,7 +442,8 @@ print \"PRINTED step $(step)\"
     }
 }
 
-/// A dump path that cannot be written fails before the first step, on every rank.
+/// A dump path that cannot be written (or a file whose last frame is incomplete, not by an aceuq
+/// append) fails before the first step, on every rank.
 #[test]
 fn an_unwritable_dump_path_fails_at_init() {
     let Some(s) = setup("an_unwritable_dump_path_fails_at_init") else {
@@ -455,9 +456,22 @@ fn an_unwritable_dump_path_fails_at_init() {
             "folder no/such/folder/ does not exist",
         ),
         ("folder", ".", "it is a folder"),
+        // A last frame cut short by someone else: the first candidate would be refused.
+        (
+            "incomplete",
+            "part.xyz",
+            "part.xyz:1: the last frame (from line 1 to the end of the file) is incomplete",
+        ),
     ] {
         for np in [1, 2] {
             let dir = case(&format!("dump_{name}_np{np}"));
+            if name == "incomplete" {
+                std::fs::write(
+                    dir.join(path),
+                    "3\nProperties=species:S:1:pos:R:3\nLi 0.0 0.0 0.0\n",
+                )
+                .unwrap();
+            }
             let input = format!(
                 "{HEAD}fix watch all ace/uq/watch 10 quantity gamma dump {path} lower 0 upper none
 velocity all create 600 1

@@ -97,6 +97,18 @@ fn try_append(
     }
 }
 
+/// `aceuq_check_append_file` on `path`: the check a writer makes before its run.
+fn check_file(path: &Path) -> Result<(), (aceuq_status_t, String)> {
+    let p = CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    let st = unsafe { aceuq_check_append_file(p.as_ptr()) };
+    if st == aceuq_status_t::ACEUQ_STATUS_OK {
+        Ok(())
+    } else {
+        Err((st, last_error()))
+    }
+}
+
 /// Checks every value of a frame written by [`append`]; returns (writer, seq).
 fn check_frame(s: &aceuq::Structure) -> (usize, usize) {
     let int = |k: &str| match s.info.get(k) {
@@ -419,6 +431,8 @@ fn append_killed_mid_frame_is_skipped_by_readers_and_undone_by_the_next_append()
         assert_eq!(frames.len(), 3, "{extra}");
         assert!(dropped, "{extra}: the skipped frame is reported");
         assert!(journal_of(&out).exists(), "{extra}: the journal stays");
+        // Ours to undo: the check before a run lets it through.
+        check_file(&out).unwrap_or_else(|e| panic!("{extra}: {e:?}"));
 
         append(&h, &out, 0, 3, 4);
         assert!(!journal_of(&out).exists(), "{extra}");
@@ -470,7 +484,11 @@ fn a_foreign_incomplete_last_frame_is_never_cut() {
         let cut_bytes = &bytes[..cut];
         std::fs::write(&path, cut_bytes).unwrap();
         assert!(read_all(&path, false).is_err(), "{case}: strict read");
+        // The check a writer makes before its run says the same, ahead of any frame.
+        let (st, early) = check_file(&path).expect_err(case);
+        assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_IO, "{case}: {early}");
         let (st, msg) = try_append(&h, &path, 0, 3, 4).expect_err(case);
+        assert_eq!(early, msg, "{case}");
         assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_IO, "{case}: {msg}");
         let want = format!("{}:17: the last frame", path.display());
         assert!(msg.starts_with(&want), "{case}: {msg}");
@@ -481,9 +499,13 @@ fn a_foreign_incomplete_last_frame_is_never_cut() {
             "{case}: the file must be left as it was"
         );
     }
+    // Whole frames, a missing file and content that is not extended XYZ pass the check.
+    check_file(&whole).unwrap();
+    check_file(&dir.join("missing.xyz")).unwrap();
     // A file that is not extended XYZ is left as it is, and the frame still reads whole.
     let other = dir.join("notes.xyz");
     std::fs::write(&other, "hello\nworld").unwrap();
+    check_file(&other).unwrap();
     append(&h, &other, 0, 0, 2);
     let text = std::fs::read_to_string(&other).unwrap();
     assert!(text.starts_with("hello\nworld\n2\n"), "{text}");

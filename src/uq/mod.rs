@@ -467,6 +467,24 @@ fn check_halt_rule(r: &crate::stats::upper::HaltRule) -> Result<(), String> {
     ))
 }
 
+/// Sets to 0 the value of every all-zero row of `rows` (`out.len()` rows): an atom without a
+/// neighbour inside the cutoff, whose model force is 0 by symmetry, so that no force error can
+/// be attributed to it. Gamma, `gamma_local`, the ensemble and contact give such an atom 0 by
+/// construction; the latent distance and the GP do not (an empty environment lies far from the
+/// training environments), and would flag or halt on an evaporated atom. The test stops at a
+/// row's first nonzero entry: for an atom with neighbours, its first few functions.
+fn zero_empty_environments(rows: &[f64], out: &mut [f64]) {
+    if out.is_empty() {
+        return;
+    }
+    let m = rows.len() / out.len();
+    for (row, v) in rows.chunks_exact(m.max(1)).zip(out.iter_mut()) {
+        if m > 0 && row.iter().all(|&x| x == 0.0) {
+            *v = 0.0;
+        }
+    }
+}
+
 fn missing(method: Method) -> UqError {
     UqError::Missing { method }
 }
@@ -510,6 +528,9 @@ impl UqModel {
             // Not from the basis vector: the ensemble needs member forces, contact the
             // neighbour distances.
             Method::Ensemble | Method::Contact => return Err(missing(method)),
+        }
+        if matches!(method, Method::Distance | Method::Gp) {
+            zero_empty_environments(rows, out);
         }
         Ok(())
     }
@@ -885,6 +906,64 @@ pub fn pairs_by_species(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An atom without a neighbour inside the cutoff (here one far from a periodic frame's
+    /// atoms, in a non-periodic copy of it) gets 0 from every method: its model force is 0 by
+    /// symmetry. The latent distance and the GP gave it their value for an empty environment
+    /// (far from every training environment), so a watch on them flagged and halted on
+    /// evaporated atoms. The other atoms keep their values.
+    #[test]
+    fn an_atom_without_neighbours_has_zero_uncertainty_from_every_method() {
+        let cfg = UqConfig {
+            clusters: Some(Partition::KMeans(2)),
+            ..UqConfig::everything()
+        };
+        let (pot, valid) = crate::testing::teacher_potential(14, 410, 10, &cfg);
+        let mut s0 = valid[0].clone();
+        s0.pbc = [false; 3];
+        let mut s = s0.clone();
+        let far = [1e3, 1e3, 1e3];
+        s.positions.push(far);
+        s.symbols.push(s.symbols[0].clone());
+        s.forces = None;
+        s.energy = None;
+        let before: Vec<Vec<f64>> = Method::ALL
+            .iter()
+            .map(|&m| {
+                pot.uq
+                    .per_atom(&pot.model, std::slice::from_ref(&s0), m)
+                    .unwrap()
+                    .remove(0)
+            })
+            .collect();
+        for (k, &m) in Method::ALL.iter().enumerate() {
+            let v = pot
+                .uq
+                .per_atom(&pot.model, std::slice::from_ref(&s), m)
+                .unwrap();
+            let v = &v[0];
+            assert_eq!(v[v.len() - 1], 0.0, "{m:?}: lone atom");
+            assert!(
+                v[..v.len() - 1].iter().any(|&x| x > 0.0),
+                "{m:?}: others all 0"
+            );
+            if !matches!(m, Method::Ensemble | Method::Contact) {
+                assert_eq!(&v[..v.len() - 1], &before[k][..], "{m:?}: others changed");
+            }
+        }
+        // Rows of the evaluation itself: only the all-zero row is set to 0.
+        let m = pot.model.nfuncs(0);
+        let mut rows = vec![0.0; 2 * m];
+        rows[..m].fill(0.1);
+        for method in [Method::Distance, Method::Gp] {
+            let mut out = vec![f64::NAN; 2];
+            let mut sc = UqScratch::new(&pot.model, &pot.uq);
+            pot.uq
+                .evaluate_rows(method, 0, &rows, &mut out, &mut sc)
+                .unwrap();
+            assert!(out[0] > 0.0 && out[1] == 0.0, "{method:?}: {out:?}");
+        }
+    }
 
     /// A stored halting rule this build cannot apply (an unknown rule or method, a `juror` rule
     /// without its juror) is refused at load naming a newer writer, not applied as something

@@ -234,11 +234,40 @@ pub fn append_frame(path: &Path, frame: &AppendFrame<'_>) -> Result<(), AppendEr
 
 /// Append `bytes` (whole frames) to `path` under the lock, with the journal (see the module
 /// documentation).
+/// Paths whose tail this process has checked (an incomplete last frame left by someone else
+/// would be buried mid-file by an append). Our own appends never leave one behind.
+static CHECKED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn was_checked(path: &Path) -> bool {
+    let c = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    c.iter().any(|p| p == path)
+}
+
+fn mark_checked(path: &Path) {
+    let mut c = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    if !c.iter().any(|p| p == path) {
+        c.push(path.to_path_buf());
+    }
+}
+
+/// The content checks of [`append_frame`], read-only and ahead of time, for a writer that
+/// should fail before hours of work rather than at its first frame: an error
+/// ([`AppendError::IncompleteTail`]) for a file whose last frame is incomplete for a reason
+/// other than a killed aceuq append (which leaves its journal behind, and which the next append
+/// undoes); fine for a missing or empty file, whole frames, or content that is not extended
+/// XYZ. Whether the file and its folder can be written is the caller's to check. Reads the file
+/// once per process, as the appends do.
+pub fn check_appendable(path: &Path) -> Result<(), AppendError> {
+    if !path.exists() || journal::path_for(path).exists() || was_checked(path) {
+        return Ok(());
+    }
+    check_tail(path)?;
+    mark_checked(path);
+    Ok(())
+}
+
 fn append_whole(path: &Path, bytes: &[u8]) -> Result<(), AppendError> {
     use std::io::Write;
-    // Paths whose tail this process has checked (an incomplete last frame left by someone else
-    // would be buried mid-file by the append). Our own appends never leave one behind.
-    static CHECKED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
     let io_err = |what: &str| {
         let what = what.to_string();
         move |source| AppendError::Io {
@@ -259,17 +288,9 @@ fn append_whole(path: &Path, bytes: &[u8]) -> Result<(), AppendError> {
         "cannot undo the interrupted append recorded in {}",
         jpath.display()
     )))?;
-    let key = path.to_path_buf();
-    let checked = CHECKED
-        .lock()
-        .map(|c| c.contains(&key))
-        .unwrap_or_else(|e| e.into_inner().contains(&key));
-    if found || !checked {
+    if found || !was_checked(path) {
         check_tail(path)?;
-        let mut c = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
-        if !c.contains(&key) {
-            c.push(key);
-        }
+        mark_checked(path);
     }
 
     let meta = f.metadata().map_err(io_err("cannot stat it"))?;
