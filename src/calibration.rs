@@ -1011,6 +1011,15 @@ impl CutoffSource<'_> {
             .first()
             .map_or(crate::stats::cutoff::DEFAULT_E_MAX, |c| c.e_max)
     }
+
+    /// The e_max method `m` was calibrated for (methods may be recalibrated alone, with
+    /// another `--max-error`).
+    fn e_max_of(&self, m: Method) -> Option<f64> {
+        self.calibration
+            .iter()
+            .find(|c| c.method == m.name())
+            .map(|c| c.e_max)
+    }
 }
 
 /// The labelled frames of a check: the held-out ones first (`n_in_dist`), then the novel ones,
@@ -1033,6 +1042,8 @@ fn check_method(
 ) {
     let (all, errs) = (d.all, d.errs);
     let in_dist = &all[..d.n_in_dist];
+    // Frames are unstable above this method's own e_max.
+    let e_max = src.e_max_of(m).unwrap_or(report.e_max);
     // Exceedances on the in-distribution part, per (species, cluster entry).
     let mut keys: Vec<(usize, Option<usize>)> = (0..src.species.len()).map(|s| (s, None)).collect();
     if let Some(n) = src.nclusters.as_ref().filter(|_| clusters.is_some()) {
@@ -1203,7 +1214,7 @@ fn check_method(
             p_frame: None,
             halted_atom: halted,
             halted_frame: None,
-            e_max: report.e_max,
+            e_max,
             p_halt: None,
         };
         if let (Some(cs), Some(r)) = (&conds, frame_rule.as_mut()) {
@@ -1220,14 +1231,14 @@ fn check_method(
             let halted = halted || by_frame.is_some_and(|x| x.0);
             (row.p_frame, row.halted_frame) = (by_frame.map(|x| x.1), Some(halted));
             row.p_halt = first_cond.map(|c| c.p_halt);
-            let unstable = emax > report.e_max;
+            let unstable = emax > e_max;
             r.frames += 1;
             r.max_error = r.max_error.max(emax);
             r.unstable += usize::from(unstable);
             r.halted += usize::from(halted);
             r.caught += usize::from(halted && unstable);
-            r.false_halts += usize::from(halted && emax < report.e_max / 3.0);
-            r.halted_modest += usize::from(halted && !unstable && emax >= report.e_max / 3.0);
+            r.false_halts += usize::from(halted && emax < e_max / 3.0);
+            r.halted_modest += usize::from(halted && !unstable && emax >= e_max / 3.0);
         }
         let subset = row.subset.clone();
         report.frames.push(row);
@@ -1246,15 +1257,15 @@ fn check_method(
         for r in [&mut rows[pos], &mut total] {
             r.frames += 1;
             r.max_error = r.max_error.max(emax);
-            let unstable = emax > report.e_max;
+            let unstable = emax > e_max;
             r.unstable += usize::from(unstable);
             r.halted += usize::from(halted);
             r.caught += usize::from(halted && unstable);
-            r.false_halts += usize::from(halted && emax < report.e_max / 3.0);
-            r.halted_modest += usize::from(halted && !unstable && emax >= report.e_max / 3.0);
+            r.false_halts += usize::from(halted && emax < e_max / 3.0);
+            r.halted_modest += usize::from(halted && !unstable && emax >= e_max / 3.0);
         }
     }
-    (total.best_recall_no_false, total.best_false_at_90) = best_thresholds(&scored, report.e_max);
+    (total.best_recall_no_false, total.best_false_at_90) = best_thresholds(&scored, e_max);
     report.halts.extend(rows);
     report.halts.push(total);
     report.halts.extend(frame_rule);
@@ -1574,6 +1585,63 @@ mod tests {
             "{e}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Methods calibrated for different e_max (one recalibrated alone with another
+    /// `--max-error`) are each judged against their own: the unstable count of a method's
+    /// frames follows its e_max, not the first stored entry's.
+    #[test]
+    fn check_judges_each_method_against_its_own_e_max() {
+        let cfg = crate::uq::UqConfig {
+            active_set: true,
+            distance: true,
+            ..Default::default()
+        };
+        let (mut pot, valid) = crate::testing::teacher_potential(38, 900, 22, &cfg);
+        let napply = vec![300u64; pot.model.nspecies()];
+        let r = calibrate_potential(
+            &pot,
+            &valid,
+            &[],
+            &napply,
+            &CalibrateSettings::default(),
+            &[Method::Gamma, Method::Distance],
+        )
+        .unwrap();
+        pot.uq.calibration = r.calibration;
+        let errs = uq::force_errors(&pot.model, &valid).unwrap();
+        let mut fmax: Vec<f64> = errs
+            .iter()
+            .map(|f| f.iter().fold(0.0, |a, &b| f64::max(a, b)))
+            .collect();
+        fmax.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        // gamma at the 25th percentile of the frames' max errors, distance at the 75th.
+        let pick = |q: f64| fmax[((fmax.len() - 1) as f64 * q) as usize];
+        let own = [(Method::Gamma, pick(0.25)), (Method::Distance, pick(0.75))];
+        for c in pot.uq.calibration.iter_mut() {
+            let e = own.iter().find(|(m, _)| m.name() == c.method).unwrap().1;
+            c.e_max = e;
+            if let Some(x) = c.conditional.as_mut() {
+                x.e_max = e;
+            }
+        }
+        let rep = check_calibration(&pot, &valid, &[], &[Method::Gamma, Method::Distance]).unwrap();
+        for (m, e) in own {
+            let all = rep
+                .halts
+                .iter()
+                .find(|h| h.subset == "all" && h.method == m.name())
+                .unwrap();
+            let want = fmax.iter().filter(|&&x| x > e).count();
+            assert_eq!(all.unstable, want, "{m:?} at e_max {e}");
+            assert!(
+                rep.frames
+                    .iter()
+                    .filter(|f| f.method == m.name())
+                    .all(|f| f.e_max == e)
+            );
+        }
+        assert_ne!(own[0].1, own[1].1);
     }
 
     /// The check recounts what it promises: exceedances of the stored u_c and e_c per entry,

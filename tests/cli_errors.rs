@@ -312,3 +312,125 @@ fn truncated_data_hint_is_for_the_command_line() {
     let (code, err) = aceuq(&["fit", "--train", c, "--out", "never.aceuq", "--dry-run"]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// An output that would replace an input of the same command, two outputs on one file, and an
+/// input whose frames would count twice are refused before any work, and nothing is written.
+/// These paths need no model: the check comes first.
+#[test]
+fn outputs_never_replace_inputs() {
+    let dir = workdir("clashing_paths");
+    let data = dir.join("held_out.xyz");
+    std::fs::copy("tests/data/li/test.xyz", &data).unwrap();
+    let model = dir.join("m.aceuq");
+    std::fs::write(&model, b"not read: the paths are checked first").unwrap();
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    // The same file under another name counts as the same file.
+    let d_alias = format!("{}/./held_out.xyz", dir.display());
+    let md = format!("{}/x.md", dir.display());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["check-cutoffs", "-m", m, "--data", d, "--out", m],
+            "--out",
+        ),
+        (
+            vec!["check-cutoffs", "-m", m, "--data", d, "--frames", &d_alias],
+            "--frames",
+        ),
+        (
+            vec![
+                "calibrate",
+                "-m",
+                m,
+                "--valid",
+                d,
+                "--pool-size",
+                "100",
+                "--out",
+                d,
+            ],
+            "--out",
+        ),
+        (
+            vec!["fit", "--train", d, "--out", &d_alias, "--dry-run"],
+            "--out",
+        ),
+        (
+            vec!["eval", "-m", m, "--data", d, "--per-atom", d],
+            "--per-atom",
+        ),
+    ];
+    for (args, flag) in cases {
+        let before = std::fs::read(&data).unwrap();
+        let (code, err) = aceuq(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("{flag} ")) && err.contains("would replace that input"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            std::fs::read(&data).unwrap(),
+            before,
+            "{args:?}: data changed"
+        );
+    }
+    let (code, err) = aceuq(&[
+        "check-cutoffs",
+        "-m",
+        m,
+        "--data",
+        d,
+        "--out",
+        &md,
+        "--frames",
+        &md,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("are the same file"), "{err}");
+    assert!(!Path::new(&md).exists());
+    for args in [
+        vec![
+            "calibrate",
+            "-m",
+            m,
+            "--valid",
+            d,
+            &d_alias,
+            "--pool-size",
+            "100",
+        ],
+        vec![
+            "calibrate",
+            "-m",
+            m,
+            "--valid",
+            d,
+            "--high",
+            &d_alias,
+            "--pool-size",
+            "100",
+        ],
+        vec!["check-cutoffs", "-m", m, "--data", d, "--novel", d],
+    ] {
+        let (code, err) = aceuq(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.contains("its frames would count twice"),
+            "{args:?}: {err}"
+        );
+    }
+    // A pool size no run reaches (beyond what the stored table can hold at 2^63) is refused.
+    let (code, err) = aceuq(&[
+        "calibrate",
+        "-m",
+        m,
+        "--valid",
+        d,
+        "--pool-size",
+        "9223372036854775808",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--pool-size 9223372036854775808 is too large"),
+        "{err}"
+    );
+}

@@ -159,6 +159,15 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
             a.pool_size.unwrap_or(0)
         );
     }
+    // 10^15 atom checks is far beyond any MD run (10^6 atoms checked every step for 10^9
+    // steps); larger numbers are a slip, and above 2^63 the stored table cannot hold them.
+    const MAX_POOL: u64 = 1_000_000_000_000_000;
+    if let Some(n) = a.pool_size.filter(|&n| n > MAX_POOL) {
+        bail!(
+            "--pool-size {n} is too large: give the number of atoms the cutoffs will be applied \
+             to (frames x atoms of the run you will watch), at most {MAX_POOL}"
+        );
+    }
     if crate::pace::is_pacemaker_potential(&a.model) {
         return run_pace(a);
     }
@@ -199,6 +208,20 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
     let settings = settings(a, &model.species, &nvalid, &napply, high_atoms(&high));
     let result = calibrate_potential(&pot, &valid, &high, &napply, &settings, &methods)?;
     print_result(a, &result);
+    if let (Some(old), None) = (&pot.uq.halt_rule, &result.halt_rule) {
+        crate::progress::warn(&format!(
+            "the stored halting rule ({}) is dropped: after this run the jurors (gamma with \
+             ensemble, distance, gp or contact) no longer share one fitted error relation with \
+             the same --max-error and --p-halt, so no rule can be scored; the watch's `upper \
+             auto` uses its default, the frame rule of the watched method. Calibrate the \
+             methods together (without --methods) to choose one again",
+            match (old.rule.as_str(), &old.juror) {
+                ("vote", _) => format!("the vote of {}", old.jury.join(", ")),
+                ("juror", Some(j)) => format!("{j}'s frame rule"),
+                _ => "the frame rule".to_string(),
+            }
+        ));
+    }
     pot.uq.calibration = result.calibration;
     pot.uq.halt_rule = result.halt_rule;
     let out = a.out.as_ref().unwrap_or(&a.model);
@@ -228,11 +251,27 @@ fn high_atoms(high: &[crate::Structure]) -> usize {
 
 /// N per species: atoms of --pool, or --pool-size split in the proportions of `nvalid`.
 fn napply(a: &CalibrateArgs, species: &[String], nvalid: &[u64]) -> Result<Vec<u64>> {
+    // A species without validation atoms cannot be calibrated at all.
+    if let Some((s, _)) = species.iter().zip(nvalid).find(|(_, n)| **n == 0) {
+        bail!(
+            "the validation data (--valid) have no {s} atoms: the cutoffs of each species are \
+             fitted on its own validation atoms; add labelled frames with {s}"
+        );
+    }
     Ok(match (&a.pool, a.pool_size) {
         (Some(p), _) => {
             let frames = crate::io::extxyz::read_file(p, &Default::default())
                 .with_context(|| format!("reading the pool {}", p.display()))?;
-            atoms_per_name(species, &frames)
+            let n = atoms_per_name(species, &frames);
+            if let Some((s, k)) = species.iter().zip(&n).find(|(_, k)| **k < 2) {
+                bail!(
+                    "the pool {} has {k} {s} atoms, too few to set N for {s} (every species \
+                     of the model is calibrated): give --pool-size with the number of atoms \
+                     of the run you will watch instead",
+                    p.display()
+                );
+            }
+            n
         }
         (None, Some(n)) => {
             let total: u64 = nvalid.iter().sum::<u64>().max(1);

@@ -314,7 +314,7 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
         ),
         (
             format!(
-                "Upper cutoffs per frame: unstable = true max force error above {} eV/Å; recall \
+                "Upper cutoffs per frame: unstable = true max force error above {} eV/Å{}; recall \
                  = unstable frames halted / unstable frames; false halts = halted with a true \
                  max error below {:.3} eV/Å; modest = halted between that and {} eV/Å; the best \
                  single threshold on the frames' largest u / u_c shows what the method itself \
@@ -325,6 +325,7 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
                  cutoff of any juror or the frame rules of at least two jurors halt; the watch's \
                  upper auto applies the rule its notes name",
                 r.e_max,
+                per_method_e_max(r),
                 r.e_max / 3.0,
                 r.e_max
             ),
@@ -352,6 +353,26 @@ fn markdown(headers: &[String], rows: &[Vec<String>]) -> String {
         out += &format!("| {} |\n", r.join(" | "));
     }
     out
+}
+
+/// When the checked methods were calibrated for different e_max (one recalibrated alone with
+/// another `--max-error`), each is judged against its own: " (per method: gamma 0.5, ...; the
+/// bounds below scale with it)"; empty when they all share the report's.
+fn per_method_e_max(r: &crate::calibration::CheckReport) -> String {
+    let mut seen: Vec<(&str, f64)> = vec![];
+    for f in &r.frames {
+        if !seen.iter().any(|(m, _)| *m == f.method) {
+            seen.push((&f.method, f.e_max));
+        }
+    }
+    if seen.iter().all(|&(_, e)| e == r.e_max) {
+        return String::new();
+    }
+    let list: Vec<String> = seen.iter().map(|(m, e)| format!("{m} {e}")).collect();
+    format!(
+        " (per method: {}; the bounds below scale with it)",
+        list.join(", ")
+    )
 }
 
 pub fn run(a: &CheckArgs) -> Result<()> {

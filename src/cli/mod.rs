@@ -201,7 +201,21 @@ where
             return e.exit_code();
         }
     };
-    if let Some(n) = cli.threads
+    // Far more threads than cores only costs (100 000 threads took minutes to start): capped,
+    // with a word.
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let cap = (4 * cores).max(64);
+    let threads = cli.threads.map(|n| {
+        if n > cap {
+            eprintln!(
+                "warning: --threads {n} is far more than the {cores} cores here: using {cap}"
+            );
+            cap
+        } else {
+            n
+        }
+    });
+    if let Some(n) = threads
         && let Err(e) = rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
             .build_global()
@@ -214,6 +228,10 @@ where
                 "warning: could not set {n} threads ({e}): this process keeps its {have} threads"
             );
         }
+    }
+    if let Err(e) = check_paths(&cli.command) {
+        eprintln!("error: {}", error_text(&e));
+        return 1;
     }
     let result = match &cli.command {
         Command::Fit(a) => fit::run(a),
@@ -238,6 +256,168 @@ where
             1
         }
     }
+}
+
+/// A file path as a file: the canonical path of an existing file, or of its folder joined with
+/// its name for one not written yet (`None` if neither resolves).
+fn file_identity(p: &Path) -> Option<PathBuf> {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return Some(c);
+    }
+    let name = p.file_name()?;
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::canonicalize(dir).ok().map(|d| d.join(name))
+}
+
+/// Refuses, before any work, an output that would replace one of the command's inputs or
+/// another of its outputs (a slip such as `check-cutoffs --out model.aceuq` replaced the model
+/// with a table, `calibrate --out valid.xyz` the labelled data with a model), and an input
+/// file given twice where its frames would count twice (`dup_groups`: groups of options whose
+/// files must all differ, e.g. `--valid` and `--high`). Paths are compared as files, so
+/// `./a.xyz` and `a.xyz` are the same.
+pub(crate) fn refuse_clashing_paths(
+    outputs: &[(&str, &Path)],
+    inputs: &[(&str, &Path)],
+    dup_groups: &[&[&str]],
+) -> Result<()> {
+    let outs: Vec<(&str, &Path, Option<PathBuf>)> = outputs
+        .iter()
+        .map(|&(o, p)| (o, p, file_identity(p)))
+        .collect();
+    let ins: Vec<(&str, &Path, Option<PathBuf>)> = inputs
+        .iter()
+        .map(|&(o, p)| (o, p, file_identity(p)))
+        .collect();
+    for (k, (o, p, id)) in outs.iter().enumerate() {
+        let Some(id) = id else { continue };
+        if let Some((io, ip, _)) = ins.iter().find(|(_, _, j)| j.as_ref() == Some(id)) {
+            anyhow::bail!(
+                "{o} {} is the file given as {io} {}: writing it would replace that input; \
+                 choose another output file",
+                p.display(),
+                ip.display()
+            );
+        }
+        if let Some((o2, p2, _)) = outs[..k].iter().find(|(_, _, j)| j.as_ref() == Some(id)) {
+            anyhow::bail!(
+                "{o} {} and {o2} {} are the same file: give them different names",
+                p.display(),
+                p2.display()
+            );
+        }
+    }
+    for group in dup_groups {
+        let members: Vec<&(&str, &Path, Option<PathBuf>)> =
+            ins.iter().filter(|(o, _, _)| group.contains(o)).collect();
+        for (k, (o, p, id)) in members.iter().enumerate() {
+            let Some(id) = id else { continue };
+            if let Some((o2, p2, _)) = members[..k].iter().find(|(_, _, j)| j.as_ref() == Some(id))
+            {
+                let which = if o == o2 {
+                    format!("{o} lists it twice ({} and {})", p2.display(), p.display())
+                } else {
+                    format!(
+                        "it is given as {o2} {} and as {o} {}",
+                        p2.display(),
+                        p.display()
+                    )
+                };
+                anyhow::bail!(
+                    "{}: {which}, so its frames would count twice; give each file once",
+                    p.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The output/input path checks of [`refuse_clashing_paths`] for every command that writes
+/// files next to inputs it reads.
+fn check_paths(cmd: &Command) -> Result<()> {
+    fn many<'a>(o: &'a str, v: &'a [PathBuf]) -> impl Iterator<Item = (&'a str, &'a Path)> {
+        v.iter().map(move |p| (o, p.as_path()))
+    }
+    fn one<'a>(o: &'a str, v: &'a Option<PathBuf>) -> impl Iterator<Item = (&'a str, &'a Path)> {
+        v.iter().map(move |p| (o, p.as_path()))
+    }
+    type Paths<'a> = Vec<(&'a str, &'a Path)>;
+    let (outs, ins, groups): (Paths, Paths, &[&[&str]]) = match cmd {
+        Command::Fit(a) => (
+            vec![("--out", a.out.as_path())],
+            many("--train", &a.train)
+                .chain(many("--valid", &a.valid))
+                .chain(one("--config", &a.config))
+                .collect(),
+            &[&["--train"], &["--valid"]],
+        ),
+        Command::Eval(a) => (
+            one("--per-atom", &a.per_atom).collect(),
+            std::iter::once(("--model", a.model.as_path()))
+                .chain(many("--data", &a.data))
+                .collect(),
+            &[],
+        ),
+        Command::Cutoff(a) => (
+            one("--plot", &a.plot).collect(),
+            vec![("--values", a.values.as_path())],
+            &[],
+        ),
+        Command::ToLammps(a) => (
+            vec![("--out", a.out.as_path())],
+            vec![("--data", a.data.as_path())],
+            &[],
+        ),
+        Command::Export(a) => (
+            vec![("--output", a.output.as_path())],
+            std::iter::once(("--model", a.model.as_path()))
+                .chain(many("--data", &a.data))
+                .collect(),
+            &[],
+        ),
+        // The model itself is the default output (updated in place): not a clash.
+        Command::Calibrate(a) => (
+            one("--out", &a.out).collect(),
+            one("--active-set", &a.active_set)
+                .chain(one("--local-active-set", &a.local_active_set))
+                .chain(many("--valid", &a.valid))
+                .chain(one("--pool", &a.pool))
+                .chain(many("--high", &a.high))
+                .collect(),
+            &[&["--valid", "--high"]],
+        ),
+        Command::CheckCutoffs(a) => (
+            one("--out", &a.out)
+                .chain(one("--frames", &a.frames))
+                .collect(),
+            std::iter::once(("--model", a.model.as_path()))
+                .chain(one("--active-set", &a.active_set))
+                .chain(one("--local-active-set", &a.local_active_set))
+                .chain(one("--cutoffs", &a.cutoffs))
+                .chain(many("--data", &a.data))
+                .chain(many("--novel", &a.novel))
+                .collect(),
+            &[&["--data", "--novel"]],
+        ),
+        Command::Activeset(a) => (
+            one("--out", &a.out).collect(),
+            many("--data", &a.data).collect(),
+            &[&["--data"]],
+        ),
+        Command::Select(a) => (
+            vec![("--out", a.out.as_path())],
+            std::iter::once(("--model", a.model.as_path()))
+                .chain(one("--active-set", &a.active_set))
+                .chain(many("--candidates", &a.candidates))
+                .collect(),
+            &[&["--candidates"]],
+        ),
+        _ => return Ok(()),
+    };
+    refuse_clashing_paths(&outs, &ins, groups)
 }
 
 /// An error and its causes, each said once: `context: error: cause`. The crate's errors

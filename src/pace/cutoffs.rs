@@ -202,6 +202,8 @@ impl PaceCutoffs {
                         .unwrap_or_default()
                 )));
             }
+            cal.check_stored()
+                .map_err(|e| PaceError::Data(format!("{name}: {e}")))?;
         }
         if has_local_entries {
             let Some(fp) = &c.local_active_set_fingerprint else {

@@ -965,6 +965,56 @@ pub fn calibrate_clusters(
 }
 
 impl Calibration {
+    /// Checks the numbers a reader of a stored entry relies on (a hand-edited or damaged file;
+    /// `aceuq calibrate` writes none of these): finite cutoffs that are not negative, an upper
+    /// cutoff that may be +inf (none) but not NaN, e_max above 0 and N at least 2. The error
+    /// names the entry and the field.
+    pub fn check_stored(&self) -> Result<(), String> {
+        let entry = format!(
+            "the calibration entry of {} for {}{}",
+            self.method,
+            self.species,
+            self.cluster
+                .map(|k| format!(" cluster {k}"))
+                .unwrap_or_default()
+        );
+        let bad = |field: &str, v: String, want: &str| {
+            Err(format!(
+                "{entry}: {field} = {v}, which must be {want} (the file was edited or damaged): \
+                 rerun `aceuq calibrate`"
+            ))
+        };
+        if !(self.u_c.is_finite() && self.u_c >= 0.0) {
+            return bad("u_c", self.u_c.to_string(), "a finite number >= 0");
+        }
+        if self.u_max.is_nan() || self.u_max < 0.0 {
+            return bad(
+                "u_max",
+                self.u_max.to_string(),
+                "a number >= 0 or inf (none)",
+            );
+        }
+        if !(self.e_c.is_finite() && self.e_c >= 0.0) {
+            return bad("e_c", self.e_c.to_string(), "a finite number >= 0");
+        }
+        if !(self.e_max.is_finite() && self.e_max > 0.0) {
+            return bad("e_max", self.e_max.to_string(), "a finite number > 0");
+        }
+        if self.n_apply < 2 {
+            return bad("n_apply", self.n_apply.to_string(), "at least 2");
+        }
+        if let Some(c) = &self.conditional
+            && !(c.e_max.is_finite() && c.e_max > 0.0 && c.p_halt > 0.0 && c.p_halt < 1.0)
+        {
+            return bad(
+                "the conditional relation's e_max / p_halt",
+                format!("{} / {}", c.e_max, c.p_halt),
+                "above 0 / strictly between 0 and 1",
+            );
+        }
+        Ok(())
+    }
+
     /// The uncertainty u with P(U > u) = q under the stored model (tail or body).
     pub fn uncertainty_quantile(&self, q: f64) -> f64 {
         match &self.uncertainty_fit {

@@ -131,7 +131,8 @@ impl ConditionalUpper {
             return 1.0;
         }
         let u_top = match self.u_sup {
-            Some(u) => u,
+            // As in `conditional_upper`: values the data reached are reachable too.
+            Some(u) => u.max(self.u_seen_max),
             None if self.scale.b > 0.0 => return 1.0,
             None => 0.0,
         };
@@ -509,11 +510,14 @@ pub fn conditional_upper(
                  everywhere): it cannot flag errors of {e_max} eV/Å",
                 scale.a
             )),
-            Some(x) => match u_sup {
-                Some(sup) if x > sup => Some(format!(
-                    "it saturates at {sup:.4e}, where s(u) = {:.3} eV/Å is below the {sh:.3} eV/Å \
+            // The far-field plateau is not a bound near the data (a GP's predicted mean can
+            // rise above its prior there): values the data reached count as reachable.
+            Some(x) => match u_sup.map(|sup| (sup, sup.max(u_seen_max))) {
+                Some((sup, reach)) if x > reach => Some(format!(
+                    "it saturates at {sup:.4e} far from the data (the largest value in the data \
+                     is {u_seen_max:.4e}), where s(u) = {:.3} eV/Å is below the {sh:.3} eV/Å \
                      needed to expect errors of {e_max} eV/Å",
-                    scale.s(sup)
+                    scale.s(reach)
                 )),
                 _ if x > MAX_EXTRAPOLATION * u_seen_max => Some(format!(
                     "it would reach {e_max} eV/Å only at u = {x:.4e}, more than \
@@ -646,9 +650,21 @@ mod tests {
         assert!((u_max / true_u - 1.0).abs() < 0.1, "{u_max} vs {true_u}");
         // s_halt: the median of Maxwell(s) is 1.5382 s.
         assert!((s_halt(1.0, 0.5) * 1.538_172 - 1.0).abs() < 1e-5);
-        // A saturating method whose supremum lies below u_max gets no upper cutoff.
-        let sat = conditional_upper(&e, &u, 0, 1.0, 0.5, Some(0.5 * u_max)).unwrap();
+        // A saturating method whose supremum lies below u_max (and whose values stay below
+        // it) gets no upper cutoff.
+        let sup = 0.5 * u_max;
+        let (es, us): (Vec<f64>, Vec<f64>) = e
+            .iter()
+            .zip(&u)
+            .filter(|p| *p.1 <= sup)
+            .map(|(a, b)| (*a, *b))
+            .unzip();
+        let sat = conditional_upper(&es, &us, 0, 1.0, 0.5, Some(sup)).unwrap();
         assert!(sat.u_max.is_none() && sat.reason.unwrap().contains("saturates"));
+        // The far-field plateau of a GP is not a bound near the data: values the data reached
+        // above it are reachable, and the cutoff stands.
+        let near = conditional_upper(&e, &u, 0, 1.0, 0.5, Some(sup)).unwrap();
+        assert_eq!(near.u_max, Some(u_max), "{near:?}");
         // A halting level far beyond the data is refused.
         let far = conditional_upper(&e, &u, 0, 1000.0, 0.5, None).unwrap();
         assert!(far.u_max.is_none(), "{far:?}");

@@ -337,6 +337,7 @@ impl UqModel {
                 },
             };
         uq.check_cluster_cutoffs(model)
+            .and_then(|()| uq.check_entries(model))
             .and_then(|()| uq.halt_rule.as_ref().map_or(Ok(()), check_halt_rule))
             .map_err(|message| ContainerError::Invalid {
                 path: path.display().to_string(),
@@ -391,6 +392,31 @@ impl UqModel {
                 }
                 Some(_) => {}
             }
+        }
+        Ok(())
+    }
+
+    /// Every stored calibration entry is for a species of the model and a method this build
+    /// knows, with usable numbers ([`crate::stats::cutoff::Calibration::check_stored`]).
+    fn check_entries(&self, model: &Model) -> Result<(), String> {
+        for c in &self.calibration {
+            if model.species_index(&c.species).is_none() {
+                return Err(format!(
+                    "a calibration entry of {} is for species {}, which the model does not have \
+                     (it has {}): rerun `aceuq calibrate`",
+                    c.method,
+                    c.species,
+                    model.species.join(", ")
+                ));
+            }
+            if Method::from_name(&c.method).is_none() {
+                return Err(format!(
+                    "a calibration entry is for the method '{}', which this aceuq does not know \
+                     (written by a newer aceuq?)",
+                    c.method
+                ));
+            }
+            c.check_stored()?;
         }
         Ok(())
     }
