@@ -1213,13 +1213,15 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
   }
   MPI_Gatherv(mine.data(), count, MPI_DOUBLE, all.data(), counts.data(), displs.data(), MPI_DOUBLE,
               0, world);
-  // Atoms that left a non-periodic box this step are no longer owned by any rank (LAMMPS
-  // reports them as lost at its next check): the frame then lacks them, and says so.
+  // Atoms that left a non-periodic box are no longer owned by any rank but stay in natoms
+  // until LAMMPS's lost-atom check (or for good with `thermo_modify lost ignore`): the frame
+  // lacks them, and says so.
   bigint owned_local = nlocal, owned = 0;
   MPI_Reduce(&owned_local, &owned, 1, MPI_LMP_BIGINT, MPI_SUM, 0, world);
   const bigint nlost = comm->me == 0 ? std::max<bigint>(0, atom->natoms - owned) : 0;
   const std::string lost_note =
-      nlost > 0 ? fmt::format(" ({} atoms lost from the box this step are not in the frame)", nlost)
+      nlost > 0 ? fmt::format(" ({} atoms of the system are lost from the box and not in the frame)",
+                              nlost)
                 : std::string();
 
   int ok = 1;

@@ -204,11 +204,11 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
     }
     let (valid, high) = read_data(a)?;
     let nvalid = atoms_per_species(model, &valid);
-    let napply = napply(a, &model.species, &nvalid)?;
+    let napply = napply(a, &model.species, &nvalid, true)?;
     let settings = settings(a, &model.species, &nvalid, &napply, high_atoms(&high));
     let result = calibrate_potential(&pot, &valid, &high, &napply, &settings, &methods)?;
     print_result(a, &result);
-    if let (Some(old), None) = (&pot.uq.halt_rule, &result.halt_rule) {
+    if let (Some(old), None, false) = (&pot.uq.halt_rule, &result.halt_rule, a.methods.is_empty()) {
         crate::progress::warn(&format!(
             "the stored halting rule ({}) is dropped: after this run the jurors (gamma with \
              ensemble, distance, gp or contact) no longer share one fitted error relation with \
@@ -242,7 +242,38 @@ fn read_data(a: &CalibrateArgs) -> Result<(Vec<crate::Structure>, Vec<crate::Str
     for data in [&valid, &high] {
         a.keys.require(data, crate::io::extxyz::Label::Forces, "")?;
     }
+    warn_absurd_forces(&valid, "--valid");
+    warn_absurd_forces(&high, "--high");
     Ok((valid, high))
+}
+
+/// Reference forces above this (eV/Å) are no MD force: a unit slip or a damaged label.
+const ABSURD_FORCE: f64 = 100.0;
+
+/// A warning naming the frames whose reference forces exceed [`ABSURD_FORCE`]: one such label
+/// makes that atom's force error huge, which the error fits of every method then try to explain
+/// (the upper cutoffs can vanish, e_c balloon).
+fn warn_absurd_forces(data: &[crate::Structure], option: &str) {
+    let bad: Vec<String> = data
+        .iter()
+        .filter_map(|s| {
+            let f = s.forces.as_ref()?;
+            let (a, v) = f
+                .iter()
+                .map(|v| (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt())
+                .enumerate()
+                .fold((0, 0.0f64), |m, (a, x)| if x > m.1 { (a, x) } else { m });
+            (v > ABSURD_FORCE || v.is_nan())
+                .then(|| format!("{}, atom {} ({v:.3e} eV/Å)", s.origin, a + 1))
+        })
+        .collect();
+    if let Some(first) = bad.first() {
+        crate::progress::warn(&format!(
+            "{option}: {} frame(s) have a reference force above {ABSURD_FORCE} eV/Å, e.g. {first}: \
+             check those labels (units, a damaged line); every method's error fit includes them",
+            bad.len()
+        ));
+    }
 }
 
 fn high_atoms(high: &[crate::Structure]) -> usize {
@@ -250,28 +281,38 @@ fn high_atoms(high: &[crate::Structure]) -> usize {
 }
 
 /// N per species: atoms of --pool, or --pool-size split in the proportions of `nvalid`.
-fn napply(a: &CalibrateArgs, species: &[String], nvalid: &[u64]) -> Result<Vec<u64>> {
-    // A species without validation atoms cannot be calibrated at all.
-    if let Some((s, _)) = species.iter().zip(nvalid).find(|(_, n)| **n == 0) {
-        bail!(
-            "the validation data (--valid) have no {s} atoms: the cutoffs of each species are \
-             fitted on its own validation atoms; add labelled frames with {s}"
-        );
+/// `strict` (aceuq models, which calibrate every species): a species left with N < 2 is an
+/// error that says why (pacemaker potentials skip elements the validation data lack).
+fn napply(a: &CalibrateArgs, species: &[String], nvalid: &[u64], strict: bool) -> Result<Vec<u64>> {
+    let n = napply_split(a, species, nvalid)?;
+    if strict && let Some(k) = (0..species.len()).find(|&k| n[k] < 2) {
+        let s = &species[k];
+        if nvalid[k] == 0 && a.pool.is_none() {
+            bail!(
+                "the validation data (--valid) have no {s} atoms, so --pool-size gives {s} no \
+                 share of N: the cutoffs of each species are fitted on its own validation atoms; \
+                 add labelled frames with {s}"
+            );
+        }
+        if let Some(p) = &a.pool {
+            bail!(
+                "the pool {} has {} {s} atoms, too few to set N for {s} (every species of the \
+                 model is calibrated): give --pool-size with the number of atoms of the run you \
+                 will watch instead",
+                p.display(),
+                n[k]
+            );
+        }
     }
+    Ok(n)
+}
+
+fn napply_split(a: &CalibrateArgs, species: &[String], nvalid: &[u64]) -> Result<Vec<u64>> {
     Ok(match (&a.pool, a.pool_size) {
         (Some(p), _) => {
             let frames = crate::io::extxyz::read_file(p, &Default::default())
                 .with_context(|| format!("reading the pool {}", p.display()))?;
-            let n = atoms_per_name(species, &frames);
-            if let Some((s, k)) = species.iter().zip(&n).find(|(_, k)| **k < 2) {
-                bail!(
-                    "the pool {} has {k} {s} atoms, too few to set N for {s} (every species \
-                     of the model is calibrated): give --pool-size with the number of atoms \
-                     of the run you will watch instead",
-                    p.display()
-                );
-            }
-            n
+            atoms_per_name(species, &frames)
         }
         (None, Some(n)) => {
             let total: u64 = nvalid.iter().sum::<u64>().max(1);
@@ -450,7 +491,7 @@ fn run_pace(a: &CalibrateArgs) -> Result<()> {
     let elements = pot.model().elements.clone();
     let (valid, high) = read_data(a)?;
     let nvalid = atoms_per_name(&elements, &valid);
-    let napply = napply(a, &elements, &nvalid)?;
+    let napply = napply(a, &elements, &nvalid, false)?;
     let settings = settings(a, &elements, &nvalid, &napply, high_atoms(&high));
     eprintln!(
         "{} ({}) with {}{}: {} of {} validation atoms",

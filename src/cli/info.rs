@@ -74,7 +74,7 @@ fn upper_rule_text(c: &Calibration) -> String {
             sig(x.u_seen_max),
             sig(x.e_seen_max),
             x.u_sup
-                .map(|s| format!(", the method saturates at {}", sig(s)))
+                .map(|s| format!(", the method's far-field plateau {}", sig(s)))
                 .unwrap_or_default()
         ),
         (UpperRule::Conditional, None) => {
@@ -485,7 +485,7 @@ mod tests {
             "Li: upper rule conditional: e | u ~ Maxwell(s(u)), s(u) = 0.020000 + 0.10000 u^1.5000 eV/Å"
         ));
         assert!(
-            gp_block.contains("the method saturates at 1.0000"),
+            gp_block.contains("the method's far-field plateau 1.0000"),
             "{gp_block}"
         );
         // Nothing stored: nothing shown.

@@ -352,7 +352,7 @@ fn check_paths(cmd: &Command) -> Result<()> {
                 .chain(many("--valid", &a.valid))
                 .chain(one("--config", &a.config))
                 .collect(),
-            &[&["--train"], &["--valid"]],
+            &[],
         ),
         Command::Eval(a) => (
             one("--per-atom", &a.per_atom).collect(),
@@ -405,7 +405,7 @@ fn check_paths(cmd: &Command) -> Result<()> {
         Command::Activeset(a) => (
             one("--out", &a.out).collect(),
             many("--data", &a.data).collect(),
-            &[&["--data"]],
+            &[],
         ),
         Command::Select(a) => (
             vec![("--out", a.out.as_path())],

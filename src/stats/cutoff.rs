@@ -80,9 +80,10 @@ pub fn upper_cutoff(e_max: f64, mean_e: f64, e_c: f64, mean_u: f64, u_c: f64) ->
         1.0
     };
     let ratio = if raw.is_finite() { raw.max(1.0) } else { 1.0 };
+    // Never below the lower cutoff (u_c below the mean with a small N would map below it).
     UpperCutoff {
         ratio,
-        u_max: mean_u + ratio * (u_c - mean_u),
+        u_max: (mean_u + ratio * (u_c - mean_u)).max(u_c),
     }
 }
 
@@ -120,7 +121,8 @@ pub struct CalibrationOptions {
     /// Conditional rule: halt where P(e > e_max | u) reaches this.
     #[serde(default = "default_p_halt")]
     pub p_halt: f64,
-    /// The method's supremum, if it saturates (the sparse GP): no upper cutoff beyond it.
+    /// The method's far-field value, if it saturates (the sparse GP's plateau): no upper cutoff
+    /// beyond it and beyond the largest value in the data.
     #[serde(default)]
     pub u_sup: Option<f64>,
 }

@@ -396,8 +396,8 @@ impl UqModel {
         Ok(())
     }
 
-    /// Every stored calibration entry is for a species of the model and a method this build
-    /// knows, with usable numbers ([`crate::stats::cutoff::Calibration::check_stored`]).
+    /// Every stored calibration entry is for a species of the model and, for the methods this
+    /// build knows, has usable numbers ([`crate::stats::cutoff::Calibration::check_stored`]).
     fn check_entries(&self, model: &Model) -> Result<(), String> {
         for c in &self.calibration {
             if model.species_index(&c.species).is_none() {
@@ -409,12 +409,10 @@ impl UqModel {
                     model.species.join(", ")
                 ));
             }
+            // A method this build does not know (a newer writer's) is never looked up: its
+            // entries are left as they are.
             if Method::from_name(&c.method).is_none() {
-                return Err(format!(
-                    "a calibration entry is for the method '{}', which this aceuq does not know \
-                     (written by a newer aceuq?)",
-                    c.method
-                ));
+                continue;
             }
             c.check_stored()?;
         }

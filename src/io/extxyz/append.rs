@@ -232,8 +232,6 @@ pub fn append_frame(path: &Path, frame: &AppendFrame<'_>) -> Result<(), AppendEr
     append_whole(path, text.as_bytes())
 }
 
-/// Append `bytes` (whole frames) to `path` under the lock, with the journal (see the module
-/// documentation).
 /// Paths whose tail this process has checked (an incomplete last frame left by someone else
 /// would be buried mid-file by an append). Our own appends never leave one behind.
 static CHECKED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
@@ -255,17 +253,18 @@ fn mark_checked(path: &Path) {
 /// ([`AppendError::IncompleteTail`]) for a file whose last frame is incomplete for a reason
 /// other than a killed aceuq append (which leaves its journal behind, and which the next append
 /// undoes); fine for a missing or empty file, whole frames, or content that is not extended
-/// XYZ. Whether the file and its folder can be written is the caller's to check. Reads the file
-/// once per process, as the appends do.
+/// XYZ. Whether the file and its folder can be written is the caller's to check. A file this
+/// process has already appended to is not read again; otherwise the first append checks again
+/// (the file may change in between).
 pub fn check_appendable(path: &Path) -> Result<(), AppendError> {
     if !path.exists() || journal::path_for(path).exists() || was_checked(path) {
         return Ok(());
     }
-    check_tail(path)?;
-    mark_checked(path);
-    Ok(())
+    check_tail(path)
 }
 
+/// Append `bytes` (whole frames) to `path` under the lock, with the journal (see the module
+/// documentation).
 fn append_whole(path: &Path, bytes: &[u8]) -> Result<(), AppendError> {
     use std::io::Write;
     let io_err = |what: &str| {
