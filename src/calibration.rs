@@ -1587,6 +1587,31 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// `pot` calibrated on `valid` (N = 300 per species) for `methods`, stored in it.
+    fn calibrated(pot: &mut Potential, valid: &[crate::Structure], methods: &[Method]) {
+        let napply = vec![300u64; pot.model.nspecies()];
+        let r = calibrate_potential(
+            pot,
+            valid,
+            &[],
+            &napply,
+            &CalibrateSettings::default(),
+            methods,
+        )
+        .unwrap();
+        pot.uq.calibration = r.calibration;
+    }
+
+    /// The largest value of every frame, in increasing order.
+    fn sorted_frame_maxima(v: &[Vec<f64>]) -> Vec<f64> {
+        let mut m: Vec<f64> = v
+            .iter()
+            .map(|f| f.iter().fold(0.0, |a, &b| f64::max(a, b)))
+            .collect();
+        m.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        m
+    }
+
     /// Methods calibrated for different e_max (one recalibrated alone with another
     /// `--max-error`) are each judged against their own: the unstable count of a method's
     /// frames follows its e_max, not the first stored entry's.
@@ -1598,23 +1623,9 @@ mod tests {
             ..Default::default()
         };
         let (mut pot, valid) = crate::testing::teacher_potential(38, 900, 22, &cfg);
-        let napply = vec![300u64; pot.model.nspecies()];
-        let r = calibrate_potential(
-            &pot,
-            &valid,
-            &[],
-            &napply,
-            &CalibrateSettings::default(),
-            &[Method::Gamma, Method::Distance],
-        )
-        .unwrap();
-        pot.uq.calibration = r.calibration;
+        calibrated(&mut pot, &valid, &[Method::Gamma, Method::Distance]);
         let errs = uq::force_errors(&pot.model, &valid).unwrap();
-        let mut fmax: Vec<f64> = errs
-            .iter()
-            .map(|f| f.iter().fold(0.0, |a, &b| f64::max(a, b)))
-            .collect();
-        fmax.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let fmax = sorted_frame_maxima(&errs);
         // gamma at the 25th percentile of the frames' max errors, distance at the 75th.
         let pick = |q: f64| fmax[((fmax.len() - 1) as f64 * q) as usize];
         let own = [(Method::Gamma, pick(0.25)), (Method::Distance, pick(0.75))];
@@ -1650,32 +1661,14 @@ mod tests {
     #[test]
     fn check_counts_exceedances_and_halts_per_frame() {
         let (mut pot, valid) = crate::testing::clustered_potential(3);
-        let napply = vec![300u64; pot.model.nspecies()];
-        let r = calibrate_potential(
-            &pot,
-            &valid,
-            &[],
-            &napply,
-            &CalibrateSettings::default(),
-            &[Method::GammaLocal],
-        )
-        .unwrap();
-        pot.uq.calibration = r.calibration;
+        calibrated(&mut pot, &valid, &[Method::GammaLocal]);
         // Upper cutoffs chosen so that some frames halt: the median of the per-frame max gamma.
         let u = pot.gamma_local_per_atom(&valid).unwrap().0;
         let errs = uq::force_errors(&pot.model, &valid).unwrap();
-        let mut frame_max: Vec<f64> = u
-            .iter()
-            .map(|f| f.iter().fold(0.0, |a, &b| f64::max(a, b)))
-            .collect();
-        frame_max.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let frame_max = sorted_frame_maxima(&u);
         let cut = frame_max[frame_max.len() / 2];
         // e_max at the median frame max error, so both kinds of frames exist.
-        let mut emax: Vec<f64> = errs
-            .iter()
-            .map(|f| f.iter().fold(0.0, |a, &b| f64::max(a, b)))
-            .collect();
-        emax.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let emax = sorted_frame_maxima(&errs);
         let e_max = emax[emax.len() / 2];
         for c in pot.uq.calibration.iter_mut() {
             c.u_max = cut;
