@@ -1193,7 +1193,8 @@ pub unsafe extern "C" fn aceuq_append_frame(
 /// content goes: `ACEUQ_STATUS_IO` (naming the file and line) if its last frame is incomplete
 /// for a reason other than a killed aceuq append (which the next append undoes); OK for a
 /// missing or empty file and for whole frames. Read-only; whether the file and its folder are
-/// writable is not checked here. A file this process has appended to is not read again.
+/// writable is not checked here. A file this process has appended to, or one unchanged since
+/// this check last passed on it, is not read again.
 ///
 /// # Safety
 /// `path` must be a NUL-terminated string.

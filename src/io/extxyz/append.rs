@@ -254,13 +254,28 @@ fn mark_checked(path: &Path) {
 /// other than a killed aceuq append (which leaves its journal behind, and which the next append
 /// undoes); fine for a missing or empty file, whole frames, or content that is not extended
 /// XYZ. Whether the file and its folder can be written is the caller's to check. A file this
-/// process has already appended to is not read again; otherwise the first append checks again
-/// (the file may change in between).
+/// process has already appended to is not read again, nor one unchanged (length and
+/// modification time) since this check last passed on it (a LAMMPS script runs it at every
+/// `run`); the first append checks again (the file may change in between).
 pub fn check_appendable(path: &Path) -> Result<(), AppendError> {
+    static PASSED: std::sync::Mutex<Vec<(PathBuf, u64, Option<std::time::SystemTime>)>> =
+        std::sync::Mutex::new(Vec::new());
     if !path.exists() || journal::path_for(path).exists() || was_checked(path) {
         return Ok(());
     }
-    check_tail(path)
+    let stamp = std::fs::metadata(path)
+        .ok()
+        .map(|m| (path.to_path_buf(), m.len(), m.modified().ok()));
+    let mut passed = PASSED.lock().unwrap_or_else(|e| e.into_inner());
+    if stamp.as_ref().is_some_and(|s| passed.contains(s)) {
+        return Ok(());
+    }
+    check_tail(path)?;
+    if let Some(s) = stamp {
+        passed.retain(|p| p.0 != s.0);
+        passed.push(s);
+    }
+    Ok(())
 }
 
 /// Append `bytes` (whole frames) to `path` under the lock, with the journal (see the module
