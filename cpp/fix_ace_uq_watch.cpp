@@ -237,7 +237,16 @@ int FixAceUqWatch::setmask()
 
 void FixAceUqWatch::init()
 {
+  // With two or more watches their log lines name the fix ID ("fix ace/uq/watch w2: halting
+  // ..."); with one they read as always.
+  label = modify->get_fix_by_style("^ace/uq/watch$").size() > 1
+      ? fmt::format("fix ace/uq/watch {}", id)
+      : std::string("fix ace/uq/watch");
   pair = dynamic_cast<PairAceUq *>(force->pair_match("ace/uq", 1, 0));
+  if (!pair && force->pair_match("ace/uq", 1, 2))
+    error->all(FLERR, "fix ace/uq/watch: the pair style holds ace/uq more than once (hybrid); a "
+                      "watch follows one ace/uq: use one ace/uq sub-style with one model for "
+                      "the watched types");
   if (!pair) error->all(FLERR, "fix ace/uq/watch requires pair_style ace/uq");
   // rerun calls init() for every frame; the settings are printed once per command.
   rerun_mode = input->command && strcmp(input->command, "rerun") == 0;
@@ -556,8 +565,8 @@ void FixAceUqWatch::init()
                            upper_c[k], fallback ? " (species cutoffs)" : "");
       }
     }
-    utils::logmesg(lmp, "fix ace/uq/watch: every {} steps, {} lower/upper per species{}{}{}{}\n",
-                   nevery, PairAceUq::method_name(method), by_cluster ? " and cluster" : "", cut,
+    utils::logmesg(lmp, "{}: every {} steps, {} lower/upper per species{}{}{}{}\n",
+                   label, nevery, PairAceUq::method_name(method), by_cluster ? " and cluster" : "", cut,
                    dumpfile.empty() ? "" : ", candidates to " + dumpfile,
                    halt_mode == HALT_NO ? ""
                    : upper_vote ? vote_summary()
@@ -571,7 +580,7 @@ void FixAceUqWatch::init()
   }
   if (comm->me == 0 && !init_logged && auto_mode && halt_mode != HALT_NO &&
       !halt_rule_note.empty())
-    utils::logmesg(lmp, "fix ace/uq/watch: {}\n", halt_rule_note);
+    utils::logmesg(lmp, "{}: {}\n", label, halt_rule_note);
   init_logged = 1;
   if (lower_auto || upper_auto) report_calibration(h, own);
 }
@@ -680,8 +689,8 @@ void FixAceUqWatch::report_calibration(aceuq_model_t *h, const std::vector<int> 
                  "structures (e.g. the frames this watch dumps) and recalibrate with them "
                  "(aceuq calibrate --high)";
     }
-    const std::string msg = fmt::format("fix ace/uq/watch: {} has no upper cutoff for {}: {}{}",
-                                        qname, list, consequence, advice);
+    const std::string msg = fmt::format("{}: {} has no upper cutoff for {}: {}{}",
+                                        label, qname, list, consequence, advice);
     if (halt_mode == HALT_NO)
       utils::logmesg(lmp, "{}\n", msg);
     else
@@ -694,14 +703,14 @@ void FixAceUqWatch::report_calibration(aceuq_model_t *h, const std::vector<int> 
     if (!used[s]) continue;
     const std::string note = calibration_note(h, method, s, -1, ACEUQ_NOTE_CAVEATS);
     if (!note.empty())
-      error->warning(FLERR, "fix ace/uq/watch: calibration of {} for {}: {}", qname,
+      error->warning(FLERR, "{}: calibration of {} for {}: {}", label, qname,
                      species_names[s], note);
     if (!by_cluster) continue;
     for (int c = 0; c < ncluster[s]; c++) {
       if (!own[cluster_base[s] + c]) continue;
       const std::string cnote = calibration_note(h, method, s, c, ACEUQ_NOTE_CAVEATS);
       if (!cnote.empty())
-        error->warning(FLERR, "fix ace/uq/watch: calibration of {} for {} cluster {}: {}", qname,
+        error->warning(FLERR, "{}: calibration of {} for {} cluster {}: {}", label, qname,
                        species_names[s], c, cnote);
     }
   }
@@ -738,9 +747,9 @@ void FixAceUqWatch::resolve_elements(int ns)
         el = match[0];
         if (comm->me == 0 && !init_logged)
           utils::logmesg(lmp,
-                         "fix ace/uq/watch: type {} (NULL in pair_coeff ace/uq) is written as {} "
+                         "{}: type {} (NULL in pair_coeff ace/uq) is written as {} "
                          "(mass {:.6g}); give `elements` to say otherwise\n",
-                         t, el, atom->mass[t]);
+                         label, t, el, atom->mass[t]);
       } else if (match.size() > 1) {
         std::string both;
         for (const auto &m : match) both += (both.empty() ? "" : " or ") + m;
@@ -913,9 +922,9 @@ void FixAceUqWatch::stop_run(const char *why)
     rerun_stopped = 1;
     if (comm->me == 0)
       utils::logmesg(lmp,
-                     "fix ace/uq/watch: {}; a rerun cannot be cut short, so the remaining "
+                     "{}: {}; a rerun cannot be cut short, so the remaining "
                      "frames are read but no longer checked (halt no checks every frame)\n",
-                     why);
+                     label, why);
     return;
   }
   // Claim the timer only if nobody stopped the run yet (fix halt ... error soft, a wall-time
@@ -943,11 +952,11 @@ void FixAceUqWatch::check()
                    update->ntimestep);
       if (comm->me == 0 && rehalt_reported != last_fingerprint)
         utils::logmesg(lmp,
-                       "fix ace/uq/watch: step {} is the configuration that halted (above the "
+                       "{}: step {} is the configuration that halted (above the "
                        "upper cutoff, by the frame rule or by the vote): this run stops too, and so will any run starting here; "
                        "to go on, unfix the watch, use halt no, or start from another "
                        "configuration\n",
-                       update->ntimestep);
+                       label, update->ntimestep);
       rehalt_reported = last_fingerprint;
       stop_run("");
     }
@@ -1090,11 +1099,11 @@ void FixAceUqWatch::check()
     if (comm->me == 0)
       utils::logmesg(
           lmp,
-          "fix ace/uq/watch: step {}: {} atoms have no neighbour of a model species inside the "
+          "{}: step {}: {} atoms have no neighbour of a model species inside the "
           "model cutoff: their uncertainty is 0 and the model's force on them 0 by symmetry, but "
           "their energy is the model's isolated-atom energy, which training data rarely test; "
           "{} (reported once)\n",
-                   update->ntimestep, nlone_last,
+                   label, update->ntimestep, nlone_last,
                    lone_candidate ? "their frames are candidates (lone ignore to skip them, e.g. "
                                     "atoms deposited from the vacuum)"
                                   : "lone ignore: they are not candidates");
@@ -1350,11 +1359,11 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
     }
     if (halting && upper_vote && worst >= 0) {
       utils::logmesg(lmp,
-                     "fix ace/uq/watch: halting at step {} by {}: {} of {} jurors have "
+                     "{}: halting at step {} by {}: {} of {} jurors have "
                      "an atom above their upper cutoff, {} frame rules reach p_halt; "
                      "P(some atom errs above e_max) (largest u / u_max): {}; the largest {} is "
                      "{:.6g} (atom {}; {} atoms above lower){}{}\n",
-                     update->ntimestep,
+                     label, update->ntimestep,
                      jury.size() == 1
                          ? fmt::format("{}'s frame rule", PairAceUq::method_name(jury[0]))
                          : std::string("upper vote"),
@@ -1364,10 +1373,10 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
     } else if (halting && worst >= 0 && nhi == 0) {
       // Halted by the frame rule alone.
       utils::logmesg(lmp,
-                     "fix ace/uq/watch: halting at step {}: P(some atom errs above e_max) = {:.6g} "
+                     "{}: halting at step {}: P(some atom errs above e_max) = {:.6g} "
                      ">= {:.3g} (upper frame); no atom is above its upper cutoff, the largest {} "
                      "is {:.6g} (atom {}; {} atoms above lower){}{}\n",
-                     update->ntimestep, frame_p, frame_p_halt, qname, value[worst], ids[worst],
+                     label, update->ntimestep, frame_p, frame_p_halt, qname, value[worst], ids[worst],
                      nlo, dumpfile.empty() ? "" : "; frame written to " + dumpfile, lost_note);
     } else if (halting && worst >= 0) {
       const int s = species[worst];
@@ -1376,13 +1385,13 @@ void FixAceUqWatch::write_frame(const std::vector<int> &flags, bool halting, dou
           by_cluster ? fmt::format(" ({} cluster {})", species_names[s], c) : std::string();
       utils::logmesg(
           lmp,
-          "fix ace/uq/watch: halting at step {}: atom {}{} has {} = {:.6g} above the "
+          "{}: halting at step {}: atom {}{} has {} = {:.6g} above the "
           "upper cutoff {:.6g} ({} atoms above upper, {} above lower){}{}{}\n",
-          update->ntimestep, ids[worst], where, qname, value[worst], upper_of(s, c), nhi, nlo,
+          label, update->ntimestep, ids[worst], where, qname, value[worst], upper_of(s, c), nhi, nlo,
           by_cluster ? "; clusters above upper: " + cluster_list(clusters_hi, species_names) : "",
           dumpfile.empty() ? "" : "; frame written to " + dumpfile, lost_note);
     } else if (nlost > 0 && !dumpfile.empty() && ok) {
-      utils::logmesg(lmp, "fix ace/uq/watch: step {}: candidate frame written to {}{}\n",
+      utils::logmesg(lmp, "{}: step {}: candidate frame written to {}{}\n", label,
                      update->ntimestep, dumpfile, lost_note);
     }
   }
@@ -1399,7 +1408,7 @@ void FixAceUqWatch::post_run()
   rerun_stopped = 0;
   init_logged = 0;
   if (comm->me != 0) return;
-  utils::logmesg(lmp, "fix ace/uq/watch: {} checks of {}, max {:.6g}, {} frames written{}{}\n",
+  utils::logmesg(lmp, "{}: {} checks of {}, max {:.6g}, {} frames written{}{}\n", label,
                  nchecks, method >= 0 ? PairAceUq::method_name(method) : "?", running_max, nframes,
                  dumpfile.empty() ? "" : " to " + dumpfile,
                  halted_step >= 0 ? fmt::format(", halted at step {}", halted_step) : "");

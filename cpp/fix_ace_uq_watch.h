@@ -99,6 +99,7 @@ class FixAceUqWatch : public Fix {
   enum { HALT_NO, HALT_SOFT, HALT_ERROR };
   int method;              // quantity watched (PairAceUq method id)
   std::string dumpfile;    // candidates file ("" = none)
+  std::string label;       // log prefix: "fix ace/uq/watch", with the ID when there are several
   int lower_auto, upper_auto, upper_none;
   // upper frame: also halt when P(some watched atom errs above e_max) >= p_halt, from the
   // calibrated error scale s(u) (aceuq_model_uq_frame_log_calm); frame_p is the last check's.

@@ -1517,8 +1517,11 @@ mod tests {
                     direct.conditional = species_level.conditional.clone();
                     direct.u_max = species_level.u_max.max(direct.u_c);
                     // ... and no warnings about its own force errors (the watch uses the
-                    // species' e_c).
-                    direct.warnings.retain(|w| !w.starts_with("force errors:"));
+                    // species' e_c) or its own ratio cutoff (replaced).
+                    direct.warnings.retain(|w| {
+                        !w.starts_with("force errors:")
+                            && !w.starts_with(crate::stats::cutoff::RATIO_EXTRAPOLATED)
+                    });
                     assert!(c.warnings.iter().all(|w| !w.starts_with("force errors:")));
                     assert_eq!(&direct, c, "{name} cluster {k}");
                     assert!(c.u_c != species_level.u_c);

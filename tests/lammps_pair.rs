@@ -381,6 +381,15 @@ run 0
             "requires pair_style ace/uq",
         ),
         (
+            "fix_with_two_ace_uq",
+            base(
+                2,
+                "pair_style hybrid/overlay ace/uq ace/uq\npair_coeff * * ace/uq 1 model.aceuq Li Li\npair_coeff * * ace/uq 2 model.aceuq Li Li\nfix w all ace/uq/watch 1",
+                "",
+            ),
+            "the pair style holds ace/uq more than once (hybrid)",
+        ),
+        (
             "fix_model_without_uq",
             base(
                 1,

@@ -198,6 +198,19 @@ print \"PRINTED halted $(f_watch[5])\"
     assert_eq!(r.count("halting at step"), 1, "{}", r.output);
     assert_eq!(r.count("a rerun cannot be cut short"), 1);
     assert_eq!(printed(&r, "halted"), vec![1.0]);
+    // Two watches: their log lines name the fix ID.
+    assert_eq!(
+        r.count("fix ace/uq/watch watch: halting at step"),
+        1,
+        "{}",
+        r.output
+    );
+    assert!(
+        r.output
+            .contains("fix ace/uq/watch scan: 31 checks of gamma"),
+        "{}",
+        r.output
+    );
     assert_eq!(candidates(&dir).len(), 1);
 
     // The LAMMPS dump reads as structures: its first frame is the data file's structure, so
@@ -620,4 +633,47 @@ print \"PRINTED written $(f_w[3])\"
         "gamma {g0} vs lower {lower}: {}",
         r.output
     );
+}
+
+/// Atoms that leave a non-periodic box (`thermo_modify lost ignore`) are not in the frames: each
+/// frame written after that says how many are missing (`n_lost`), and the log says so too, on
+/// 1 and 2 ranks.
+#[test]
+fn frames_say_how_many_atoms_are_lost_from_the_box() {
+    let Some(s) = setup("frames_say_how_many_atoms_are_lost_from_the_box") else {
+        return;
+    };
+    for np in [1, 2] {
+        let dir = case(&format!("lost_np{np}"));
+        let input = format!(
+            "{}velocity all create 3000 4928459 mom yes rot yes dist gaussian loop geom
+thermo_modify lost ignore
+timestep 0.001
+fix nve all nve
+fix watch all ace/uq/watch 100 quantity gamma dump candidates.xyz lower 0 upper none halt no
+run 400
+",
+            HEAD.replace("boundary p p p", "boundary f f f")
+        );
+        let r = run_lammps_in(&s, &dir, &input, np_arg(np), None);
+        r.assert_ok(&format!("lost atoms np {np}"));
+        let c = candidates(&dir);
+        assert_eq!(c.len(), 5, "np {np}: one frame per check");
+        // Step 0 has every atom; a 3000 K liquid loses atoms through its open faces by step 400.
+        assert!(!c[0].info.contains_key("n_lost"), "np {np}");
+        let last = c.last().unwrap();
+        let lost = match last.info.get("n_lost") {
+            Some(aceuq::structure::InfoValue::Int(n)) => *n as usize,
+            other => panic!("np {np}: n_lost of the last frame: {other:?}"),
+        };
+        assert!(lost > 0, "np {np}");
+        assert_eq!(last.len() + lost, 250, "np {np}");
+        assert!(
+            r.output.contains(&format!(
+                "({lost} atoms of the system are lost from the box and not in the frame)"
+            )),
+            "np {np}: {}",
+            r.output
+        );
+    }
 }

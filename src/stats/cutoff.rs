@@ -68,6 +68,9 @@ pub struct UpperCutoff {
     pub u_max: f64,
 }
 
+/// How a ratio-rule warning about a cutoff beyond the data begins.
+pub(crate) const RATIO_EXTRAPOLATED: &str = "upper cutoff extrapolated: the ratio rule";
+
 /// Maps the error stability limit `e_max` onto the uncertainty scale (docs/methods.md §4, ratio rule).
 ///
 /// If e_c <= mean_e the ratio is undefined; it is then taken as 1 (u_max = u_c), the same
@@ -801,7 +804,28 @@ pub fn calibrate_with_high(
     let mean_u = mean_of(&uncertainty, uncertainties);
     let up = upper_cutoff(opts.e_max, mean_e, e_c, mean_u, u_c);
     let (u_max, ratio, conditional) = match opts.upper_rule {
-        UpperRule::Ratio => (up.u_max, up.ratio, None),
+        UpperRule::Ratio => {
+            // The ratio rule has no error model of its own to say where it stops holding:
+            // say when its cutoff lies beyond every value it was calibrated on.
+            let seen = uncertainties
+                .iter()
+                .chain(high_uncertainties)
+                .copied()
+                .filter(|x| x.is_finite())
+                .fold(f64::NEG_INFINITY, f64::max);
+            if up.u_max > seen && seen > 0.0 {
+                warnings.push(format!(
+                    "{RATIO_EXTRAPOLATED} maps e_max = {} eV/Å to u_max = {:.4e}, {:.3}x the largest value in the data ({seen:.4e}), assuming errors \
+                     grow in proportion to the uncertainty beyond it; label high-uncertainty \
+                     structures and recalibrate with --high, or use the default rule \
+                     (--upper-rule conditional), which says where its fit stops holding",
+                    opts.e_max,
+                    up.u_max,
+                    up.u_max / seen
+                ));
+            }
+            (up.u_max, up.ratio, None)
+        }
         UpperRule::Conditional => {
             let mut e = errors.to_vec();
             e.extend_from_slice(high_errors);
@@ -954,6 +978,9 @@ pub fn calibrate_clusters(
                 Ok(mut c) => {
                     c.cluster = Some(k);
                     if opts.upper_rule == UpperRule::Conditional {
+                        // The cluster's own ratio cutoff is replaced, and so is what was said
+                        // about it.
+                        c.warnings.retain(|w| !w.starts_with(RATIO_EXTRAPOLATED));
                         c.upper_rule = UpperRule::Conditional;
                         c.conditional = species_cal.conditional.clone();
                         c.u_max = species_cal.u_max.max(c.u_c);
@@ -1639,6 +1666,48 @@ mod tests {
         let text = toml::to_string(&species).unwrap();
         assert!(!text.contains("cluster"), "{text}");
         assert_eq!(toml::from_str::<Calibration>(&text).unwrap(), species);
+    }
+
+    /// The ratio rule warns when its upper cutoff lies beyond every calibration value (an error
+    /// model it does not have would be needed there), not when it lies inside them; clusters
+    /// calibrated under the conditional rule do not inherit the warning of their internal ratio
+    /// fit.
+    #[test]
+    fn stats_the_ratio_rule_says_when_its_cutoff_is_beyond_the_data() {
+        let mut r = rng(5);
+        let errors = draw_maxwell(&mut r, 0.05, 2000);
+        let noise = draw_gamma(&mut r, 8.0, 1.0 / 8.0, 2000);
+        let unc: Vec<f64> = errors
+            .iter()
+            .zip(&noise)
+            .map(|(e, z)| 0.8 * e * z + 0.01)
+            .collect();
+        let seen = unc.iter().cloned().fold(0.0, f64::max);
+        let warned = |c: &Calibration| c.warnings.iter().any(|w| w.starts_with(RATIO_EXTRAPOLATED));
+        let mut o = CalibrationOptions::new(10_000);
+        o.upper_rule = UpperRule::Ratio;
+        // e_max = 1 eV/Å is about 12 times the mean error: far beyond the data.
+        let far = calibrate("Li", "ensemble", &errors, &unc, &o).unwrap();
+        assert!(far.u_max > 2.0 * seen, "{} vs {seen}", far.u_max);
+        assert!(warned(&far), "{:?}", far.warnings);
+        // Few atoms to apply to and a low e_max: u_max = u_c, inside the data.
+        o.n_apply = 100;
+        o.e_max = 0.1;
+        let near = calibrate("Li", "ensemble", &errors, &unc, &o).unwrap();
+        assert!(near.u_max < seen, "{} vs {seen}", near.u_max);
+        assert!(!warned(&near), "{:?}", near.warnings);
+        // Clusters: under the conditional rule their internal ratio fit says nothing.
+        let groups = vec![(errors.clone(), unc.clone())];
+        for (rule, expect) in [(UpperRule::Ratio, true), (UpperRule::Conditional, false)] {
+            let mut o = CalibrationOptions::new(10_000);
+            o.upper_rule = rule;
+            let species = calibrate("Li", "gamma_local", &errors, &unc, &o).unwrap();
+            let out = calibrate_clusters("Li", "gamma_local", &groups, &o, &species);
+            let ClusterCalibration::Fitted(c) = &out[0] else {
+                panic!("{:?}", out[0])
+            };
+            assert_eq!(warned(c), expect, "{rule:?}: {:?}", c.warnings);
+        }
     }
 
     #[test]
