@@ -364,3 +364,87 @@ fn failing_labeller_never_corrupts_the_data_and_the_loop_resumes_at_labelling() 
         initial + good.len()
     );
 }
+
+/// A loop told to end by a signal sent to it alone (`kill`, a scheduler's limit) stops the
+/// LAMMPS explorations it runs side by side before it ends, so nothing keeps writing into the
+/// run folder; while it runs, a second loop on the same folder is refused.
+#[test]
+fn a_signalled_loop_stops_its_explorations_and_a_second_loop_is_refused() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::{Duration, Instant};
+    let Some(_s) = common::setup("a_signalled_loop_stops_its_explorations") else {
+        return;
+    };
+    let dir = common::workdir("active_loop", "signalled");
+    let run_dir = dir.join("run");
+    let cfg = config(&dir, 1, None);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("steps = 3000 }", "steps = 60000 }");
+    std::fs::write(&cfg, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aceuq"))
+        .args(["loop", "--config"])
+        .arg(&cfg)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let logs: Vec<PathBuf> = ["heat", "compress"]
+        .iter()
+        .map(|n| run_dir.join(format!("iter_001/explore_{n}/log.lammps")))
+        .collect();
+    let running = |p: &PathBuf| {
+        std::fs::read_to_string(p)
+            .is_ok_and(|t| t.lines().filter(|l| l.contains("Step")).count() > 0)
+    };
+    let t = Instant::now();
+    while !logs.iter().all(running) {
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "the explorations did not start"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the loop ended early");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (ok, text) = run_loop(&cfg, &run_dir);
+    assert!(
+        !ok && text.contains("is in use by another `aceuq loop`"),
+        "{text}"
+    );
+    // What the explorations write grows while they run (so the check below can fail).
+    let written: Vec<PathBuf> = ["heat", "compress"]
+        .iter()
+        .flat_map(|n| {
+            ["log.lammps", "candidates.xyz"]
+                .map(|f| run_dir.join(format!("iter_001/explore_{n}/{f}")))
+        })
+        .collect();
+    let sizes = |ps: &[PathBuf]| -> Vec<u64> {
+        ps.iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .collect()
+    };
+    let t0 = sizes(&written);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_ne!(sizes(&written), t0, "the explorations are not running");
+    // SIGTERM to the loop's process alone.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(15), "{status:?}");
+    let before = sizes(&written);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        sizes(&written),
+        before,
+        "LAMMPS kept running after the loop ended"
+    );
+}

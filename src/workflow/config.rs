@@ -264,6 +264,21 @@ impl LoopConfig {
         if r.check_every == 0 {
             return Err("[loop] check_every must be at least 1".into());
         }
+        // gamma and gamma_local are built whatever [uq] says; the others only when asked for.
+        let missing = match r.quantity {
+            crate::uq::Method::Ensemble if self.uq.ensemble == 0 => Some("ensemble = 8"),
+            crate::uq::Method::Distance if !self.uq.distance => Some("distance = true"),
+            crate::uq::Method::Gp if !self.uq.gp => Some("gp = true"),
+            crate::uq::Method::Contact if !self.uq.contact => Some("contact = true"),
+            _ => None,
+        };
+        if let Some(key) = missing {
+            return Err(format!(
+                "[loop] quantity = \"{q}\" is watched, but [uq] does not build it: add `{key}` \
+                 to the [uq] table (or watch gamma or gamma_local, which the loop always builds)",
+                q = r.quantity.name()
+            ));
+        }
         self.fit.refuse_growth("aceuq loop")?;
         if !self.labeller.command.contains("{input}") || !self.labeller.command.contains("{output}")
         {

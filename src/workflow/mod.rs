@@ -23,15 +23,17 @@
 //! only the CLI imports it.
 
 pub mod config;
+mod process;
 
 use crate::io::extxyz::{self, ReadOptions, WriteOptions};
 use crate::potential::Potential;
 use crate::structure::{InfoValue, Structure};
 use crate::uq::activeset::{Settings as SelectSettings, StructureSource, select};
 use config::LoopConfig;
+use process::run_with_timeout;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// An error that stops the loop, with what to do.
@@ -492,6 +494,8 @@ pub fn run(
     let run_dir = &run_dir
         .canonicalize()
         .map_err(|e| err(format!("{}: {e}", run_dir.display())))?;
+    // One loop per run folder: a second would label the same structures again.
+    let _lock = process::lock_run_dir(run_dir)?;
     let cfg_text = toml::to_string(cfg).map_err(|e| err(e.to_string()))?;
     let used = run_dir.join("config.used.toml");
     if let Ok(before) = std::fs::read_to_string(&used)
@@ -1485,48 +1489,6 @@ fn run_lammps(
     Ok(o)
 }
 
-/// Run a command in `dir` with output to `out`; kill its process group after `timeout`.
-fn run_with_timeout(
-    mut cmd: Command,
-    dir: &Path,
-    out: &Path,
-    timeout: Duration,
-) -> Result<(bool, String), LoopError> {
-    use std::os::unix::process::CommandExt;
-    let f = std::fs::File::create(out)
-        .map_err(|e| err(format!("cannot create {}: {e}", out.display())))?;
-    let f2 = f.try_clone().map_err(|e| err(e.to_string()))?;
-    cmd.current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(f)
-        .stderr(f2)
-        .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| err(format!("cannot start {cmd:?}: {e}")))?;
-    let t = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if t.elapsed() > timeout => {
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{}", child.id())])
-                    .status();
-                let _ = child.wait();
-                return Err(err(format!(
-                    "{cmd:?} took longer than {:.0} minutes and was stopped (see {})",
-                    timeout.as_secs_f64() / 60.0,
-                    out.display()
-                )));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => return Err(err(format!("waiting for {cmd:?}: {e}"))),
-        }
-    };
-    let text = std::fs::read_to_string(out).unwrap_or_default();
-    Ok((status.success(), text))
-}
-
 /// Label `frames` with the user's command. Returns the validated labelled frames and the frames
 /// that failed (with the reason in `aceuq_label_error`). If the command fails on the batch, each
 /// frame is labelled alone so that one bad structure does not cost the others.
@@ -1756,6 +1718,35 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(e.contains("does not pass them"), "{e}");
+    }
+
+    /// A watched quantity the loop would not build is refused before any work, naming the
+    /// `[uq]` key that builds it; gamma and gamma_local need none.
+    #[test]
+    fn a_watched_quantity_the_config_does_not_build_is_refused_up_front() {
+        let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/li-loop");
+        let cfg = |quantity: &str, uq: &str| -> Result<(), String> {
+            let text = format!(
+                "[loop]\nspecies = [\"Li\"]\ninitial = [{start:?}]\nquantity = \"{quantity}\"\n\
+                 [labeller]\ncommand = \"label {{input}} {{output}}\"\n\
+                 [[exploration]]\nname = \"x\"\ninput = {:?}\nstructure = {start:?}\n{uq}",
+                ex.join("in.explore").display().to_string(),
+                start = ex.join("start.xyz").display().to_string()
+            );
+            toml::from_str::<LoopConfig>(&text).unwrap().validate()
+        };
+        for (q, key) in [
+            ("contact", "contact = true"),
+            ("distance", "distance = true"),
+            ("gp", "gp = true"),
+            ("ensemble", "ensemble = 8"),
+        ] {
+            let e = cfg(q, "").unwrap_err();
+            assert!(e.contains(&format!("add `{key}` to the [uq] table")), "{e}");
+            cfg(q, &format!("[uq]\n{key}\n")).unwrap();
+        }
+        cfg("gamma", "").unwrap();
+        cfg("gamma_local", "").unwrap();
     }
 
     /// The explorations run in their own folders, so a relative LAMMPS or plugin path (the

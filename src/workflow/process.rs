@@ -1,0 +1,276 @@
+//! The loop's child processes and its run folder: LAMMPS and the labeller run in a process group
+//! of their own (so that a timeout can stop everything they started), which also means that a
+//! signal sent to `aceuq loop` alone (`kill`, a scheduler's time limit, `timeout`) does not reach
+//! them. While a child runs, SIGINT, SIGTERM and SIGHUP are caught: the child's whole group is
+//! stopped (SIGTERM, then SIGKILL after a grace period), and the signal is raised again with its
+//! default action, so the loop ends as the signal meant and leaves nothing running that could
+//! write into a resumed run. A run folder is locked while a loop works in it, so that a second
+//! loop on the same folder is refused instead of labelling the same structures twice.
+
+use super::{LoopError, err};
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The signal caught while a child ran (0: none).
+static CAUGHT: AtomicI32 = AtomicI32::new(0);
+
+/// Signals that end the loop, and stop its children first.
+const ENDING: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// How long a stopped child's group gets between SIGTERM and SIGKILL (mpirun passes SIGTERM
+/// to its ranks).
+const GRACE: Duration = Duration::from_secs(5);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    CAUGHT.store(sig, Ordering::SeqCst);
+}
+
+/// The handlers replaced while children run, and how many children run (explorations run
+/// side by side in threads: the first installs, the last restores).
+static INSTALLED: std::sync::Mutex<(usize, Vec<(libc::c_int, libc::sigaction)>)> =
+    std::sync::Mutex::new((0, Vec::new()));
+
+/// Catches [`ENDING`] while any is alive, then restores the previous handlers. A signal the
+/// process ignored (e.g. SIGHUP under `nohup`) stays ignored.
+struct CatchEnding;
+
+impl CatchEnding {
+    fn install() -> CatchEnding {
+        let mut st = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
+        st.0 += 1;
+        if st.0 > 1 {
+            return CatchEnding;
+        }
+        CAUGHT.store(0, Ordering::SeqCst);
+        for sig in ENDING {
+            // SAFETY: plain sigaction calls with zero-initialised structs; the handler only
+            // stores to an atomic.
+            unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) != 0
+                    || old.sa_sigaction == libc::SIG_IGN
+                {
+                    continue;
+                }
+                let mut new: libc::sigaction = std::mem::zeroed();
+                new.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+                libc::sigemptyset(&mut new.sa_mask);
+                if libc::sigaction(sig, &new, std::ptr::null_mut()) == 0 {
+                    st.1.push((sig, old));
+                }
+            }
+        }
+        CatchEnding
+    }
+
+    /// Release this child's hold; true if it was the last (the previous handlers are back).
+    fn release(self) -> bool {
+        let last = {
+            let mut st = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
+            st.0 -= 1;
+            if st.0 == 0 {
+                for (sig, old) in st.1.drain(..) {
+                    // SAFETY: restores the disposition read in `install`.
+                    unsafe {
+                        libc::sigaction(sig, &old, std::ptr::null_mut());
+                    }
+                }
+            }
+            st.0 == 0
+        };
+        std::mem::forget(self);
+        last
+    }
+}
+
+impl Drop for CatchEnding {
+    fn drop(&mut self) {
+        // An early return (a failed spawn): release the hold all the same.
+        let _ = CatchEnding.release();
+    }
+}
+
+fn signal_group(pgid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on a process group id we created (negative pid = group).
+    unsafe {
+        libc::kill(-(pgid as libc::pid_t), sig);
+    }
+}
+
+/// Stop a child's whole process group: SIGTERM, then SIGKILL if anything is left after
+/// [`GRACE`]; reaps the child.
+fn stop_group(child: &mut std::process::Child) {
+    let pgid = child.id();
+    signal_group(pgid, libc::SIGTERM);
+    let t = Instant::now();
+    while t.elapsed() < GRACE {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Whatever the leader did, members of its group may remain (mpirun's ranks, a labeller's
+    // children): SIGKILL reaches only those still there.
+    signal_group(pgid, libc::SIGKILL);
+    let _ = child.wait();
+}
+
+/// Run a command in `dir` with output to `out`; stop its process group after `timeout`, or when
+/// the loop itself is told to end (then the signal is raised again once the group is stopped).
+pub(super) fn run_with_timeout(
+    mut cmd: Command,
+    dir: &Path,
+    out: &Path,
+    timeout: Duration,
+) -> Result<(bool, String), LoopError> {
+    use std::os::unix::process::CommandExt;
+    let f = File::create(out).map_err(|e| err(format!("cannot create {}: {e}", out.display())))?;
+    let f2 = f.try_clone().map_err(|e| err(e.to_string()))?;
+    cmd.current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(f)
+        .stderr(f2)
+        .process_group(0);
+    let guard = CatchEnding::install();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| err(format!("cannot start {cmd:?}: {e}")))?;
+    let t = Instant::now();
+    let status = loop {
+        let sig = CAUGHT.load(Ordering::SeqCst);
+        if sig != 0 {
+            stop_group(&mut child);
+            eprintln!(
+                "aceuq loop: stopped {} (process group {}) on signal {sig}; run the same command \
+                 again to resume",
+                cmd.get_program().to_string_lossy(),
+                child.id()
+            );
+            if guard.release() {
+                // The last child is stopped and the previous handlers are back: the process
+                // ends the way the signal meant (the others return the error below).
+                // SAFETY: raise(3).
+                unsafe {
+                    libc::raise(sig);
+                }
+            }
+            return Err(err(format!("interrupted by signal {sig}")));
+        }
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if t.elapsed() > timeout => {
+                stop_group(&mut child);
+                return Err(err(format!(
+                    "{cmd:?} took longer than {:.0} minutes and was stopped (see {})",
+                    timeout.as_secs_f64() / 60.0,
+                    out.display()
+                )));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Err(err(format!("waiting for {cmd:?}: {e}"))),
+        }
+    };
+    guard.release();
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    Ok((status.success(), text))
+}
+
+/// The lock of a run folder, held while the loop works in it (released when dropped, or by the
+/// system when the process ends however it ends).
+pub struct RunLock {
+    _file: File,
+}
+
+/// Lock `run_dir` for this loop, or say which process holds it.
+pub fn lock_run_dir(run_dir: &Path) -> Result<RunLock, LoopError> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let path = run_dir.join(".lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(err(format!(
+                "run folder {} is in use by another `aceuq loop`{}: wait for it to finish or stop \
+                 it, or give another --run-dir",
+                run_dir.display(),
+                if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (process {holder})")
+                }
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(err(format!("cannot lock {}: {e}", path.display())));
+        }
+    }
+    // Who holds it, for the message above (the lock itself is what counts).
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    let _ = file.flush();
+    Ok(RunLock { _file: file })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second lock of a locked run folder is refused with the holder's process id; once the
+    /// first is released, the folder can be locked again.
+    #[test]
+    fn a_run_folder_is_locked_by_one_loop_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("aceuq-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = lock_run_dir(&dir).unwrap();
+        let e = match lock_run_dir(&dir) {
+            Err(e) => e.0,
+            Ok(_) => panic!("a second lock of a locked folder"),
+        };
+        assert!(e.contains("is in use by another `aceuq loop`"), "{e}");
+        assert!(
+            e.contains(&format!("(process {})", std::process::id())),
+            "{e}"
+        );
+        drop(first);
+        let again = lock_run_dir(&dir).unwrap();
+        drop(again);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A command that runs past its timeout is stopped with everything it started (a child of
+    /// the shell too), and the error says so.
+    #[test]
+    fn a_timeout_stops_the_whole_process_group() {
+        let dir = std::env::temp_dir().join(format!("aceuq-pgroup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = Command::new("sh");
+        // The grandchild writes its pid, then would touch `late` after 3 s.
+        cmd.arg("-c")
+            .arg("(echo $$ > /dev/null; sh -c 'echo $$ > grandchild; sleep 3; touch late') & wait");
+        let out = dir.join("out.txt");
+        let e = run_with_timeout(cmd, &dir, &out, Duration::from_millis(500))
+            .expect_err("timed out")
+            .0;
+        assert!(e.contains("was stopped"), "{e}");
+        std::thread::sleep(Duration::from_millis(3500));
+        assert!(
+            !dir.join("late").exists(),
+            "the grandchild survived the timeout"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
