@@ -32,6 +32,35 @@ def _methods(model: Model, uq) -> list[str]:
     return uq
 
 
+def _cell(cell, pbc):
+    """The lattice vectors handed to the library for a cell periodic along some of them. The
+    vectors along non-periodic directions do not matter for the energy, but the library needs a
+    cell with a volume: where they leave none (a zero vector, as ASE's slab builders give without
+    vacuum, or one in the plane of the others), they are replaced by unit vectors orthogonal to
+    the periodic ones. Periodic vectors are kept as they are (a degenerate periodic cell stays an
+    error)."""
+    cell = np.array(cell, dtype=float)
+    periodic = [k for k in range(3) if pbc[k]]
+    if len(periodic) == 3 or abs(np.linalg.det(cell)) > 1e-6:
+        return cell.tolist()
+    if len(periodic) == 2:
+        n = np.cross(cell[periodic[0]], cell[periodic[1]])
+        normals = [n]
+    else:
+        a = cell[periodic[0]]
+        e = np.zeros(3)
+        e[np.argmin(np.abs(a))] = 1.0  # the axis least aligned with a
+        n1 = np.cross(a, e)
+        normals = [n1, np.cross(a, n1)]
+    lengths = [np.linalg.norm(n) for n in normals]
+    if not all(np.isfinite(x) and x > 0 for x in lengths):
+        return cell.tolist()  # a periodic vector is zero: the library says the cell is degenerate
+    free = [k for k in range(3) if not pbc[k]]
+    for k, n, x in zip(free, normals, lengths):
+        cell[k] = n / x
+    return cell.tolist()
+
+
 class AceUQCalculator(Calculator):
     """ASE calculator for an aceuq model (``*.aceuq``).
 
@@ -47,8 +76,10 @@ class AceUQCalculator(Calculator):
     ``forces`` (eV/Å), ``stress`` (eV/Å^3, Voigt order xx yy zz yz xz xy; fully periodic cells
     only) and, per atom, one array per uncertainty method named as in ``aceuq eval`` and
     ``pair_style ace/uq``: ``gamma``, ``gamma_local`` (with ``gamma_local_cluster``, the cluster
-    that graded each atom), ``ensemble``, ``distance``, ``gp``. Neighbour lists are built inside;
-    cells may be periodic along any subset of their vectors.
+    that graded each atom), ``ensemble``, ``distance``, ``gp``, ``contact``. Neighbour lists are
+    built inside; cells may be periodic along any subset of their vectors (the vectors along
+    non-periodic directions may be zero, as ASE's slab builders give them without vacuum).
+    ``calc.set(uq=...)`` changes the methods computed.
 
     Example::
 
@@ -70,6 +101,17 @@ class AceUQCalculator(Calculator):
         self.uq_methods = _methods(self.model, uq)
         Calculator.__init__(self, uq=uq, **kwargs)
 
+    def set(self, **kwargs):
+        """Change parameters (``uq``): returns the changed ones and, when any changed, drops the
+        results so that the next calculation computes the new methods."""
+        methods = _methods(self.model, kwargs["uq"]) if "uq" in kwargs else None
+        changed = Calculator.set(self, **kwargs)
+        if methods is not None:
+            self.uq_methods = methods
+        if changed:
+            self.reset()
+        return changed
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         Calculator.calculate(self, atoms, properties, system_changes)
         a = self.atoms
@@ -79,7 +121,7 @@ class AceUQCalculator(Calculator):
             raise PropertyNotImplementedError(
                 "stress needs a cell periodic along all three vectors"
             )
-        cell = a.cell.array.tolist() if any(pbc) else None
+        cell = _cell(a.cell.array, pbc) if any(pbc) else None
         pos = np.ascontiguousarray(a.positions, dtype="<f8")
         r = self.model.compute(
             a.get_chemical_symbols(), pos.tobytes(), cell, pbc, self.uq_methods

@@ -9,8 +9,9 @@ import os
 import sys
 
 import numpy as np
-from ase import units
+from ase import Atoms, units
 from ase.io import write
+from ase.md.md import MolecularDynamics
 
 # The methods that sit on the jury of ``upper="vote"``, in the order of fix ace/uq/watch.
 JURY = ("gamma", "ensemble", "distance", "gp")
@@ -21,12 +22,46 @@ class Extrapolation(RuntimeError):
     cutoff, or (frame rule) when some atom is likely to err above the calibration's error limit.
     ``step``, ``atom`` (0-based index: the atom furthest above its upper cutoff, or the most
     uncertain one for a halt by the frame rule alone), ``value``, ``upper`` and ``p_frame`` (the
-    frame rule's probability, NaN without it) say where."""
+    frame rule's probability, NaN without it) say where; ``write_error`` is the exception that
+    kept the halt frame from ``dump`` (None when it was written or there is no dump)."""
 
-    def __init__(self, message, step, atom, value, upper, p_frame=math.nan):
+    def __init__(self, message, step, atom, value, upper, p_frame=math.nan, write_error=None):
         super().__init__(message)
         self.step, self.atom, self.value, self.upper = step, atom, value, upper
         self.p_frame = p_frame
+        #: The exception that kept the halt frame from being written to ``dump`` (else None).
+        self.write_error = write_error
+
+
+def _check_calc(calc, needed):
+    """Refuse a calculator that is not an AceUQCalculator computing the methods ``needed``."""
+    if calc is None or not hasattr(calc, "uq_methods"):
+        raise ValueError(
+            "the atoms need an AceUQCalculator as their calculator (they have "
+            f"{type(calc).__name__ if calc is not None else 'none'}): the watch reads its results"
+        )
+    missing = [m for m in needed if m not in calc.uq_methods]
+    if missing:
+        have = ", ".join(calc.uq_methods) or "none"
+        raise ValueError(
+            f"the calculator does not compute '{missing[0]}' (it computes: {have}); "
+            f"create it with uq including '{missing[0]}'"
+        )
+
+
+def _check_dump(path):
+    """Refuse a dump path that cannot be appended to, before the run (without creating it)."""
+    if os.path.isdir(path):
+        raise ValueError(f"dump={path!r} is a directory: give a file path")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path):
+        ok, why = os.access(path, os.W_OK), "the file is not writable"
+    elif not os.path.isdir(folder):
+        ok, why = False, f"its folder {folder} does not exist (create it first)"
+    else:
+        ok, why = os.access(folder, os.W_OK | os.X_OK), f"its folder {folder} is not writable"
+    if not ok:
+        raise ValueError(f"dump={path!r} cannot be written: {why}")
 
 
 class Watch:
@@ -65,9 +100,14 @@ class Watch:
     frames), the quantity is gamma, ``halt=True``, and exactly the methods it chose can sit. Frames
     written with the frame rule carry ``p_frame``, with the vote ``vote_p_frame``,
     ``vote_u_over_u_max`` and ``votes``. ``dyn``
-    (optional) gives the step and time written to the frames; otherwise the watch counts its own
-    calls. Attributes after a run: ``checks``,
-    ``frames_dumped``, ``max_value``, ``halted`` (None or the Extrapolation).
+    (optional) gives the step (and, for molecular dynamics, the time) written to the frames;
+    otherwise the watch counts its own calls. Each check reads the atoms' calculator as it is
+    then (it must be an AceUQCalculator computing the quantity). ``dump`` must be writable
+    (ValueError when the watch is created); a frame is appended whole or not at all, and a halt
+    raises Extrapolation even when its frame cannot be written (``write_error``). ``log``:
+    ``"-"`` (default) prints to ``sys.stdout`` as it is when printing, None silences. Attributes
+    after a run: ``checks``, ``frames_dumped``, ``max_value``, ``halted`` (None or the
+    Extrapolation).
     """
 
     def __init__(
@@ -79,21 +119,16 @@ class Watch:
         upper="auto",
         halt=True,
         dyn=None,
-        log=sys.stdout,
+        log="-",
     ):
         calc = atoms.calc
-        if calc is None or not hasattr(calc, "uq_methods"):
-            raise ValueError("the atoms need an AceUQCalculator as their calculator")
-        if quantity not in calc.uq_methods:
-            have = ", ".join(calc.uq_methods) or "none"
-            raise ValueError(
-                f"the calculator does not compute '{quantity}' (it computes: {have}); "
-                f"create it with uq including '{quantity}'"
-            )
+        _check_calc(calc, [quantity])
         self.atoms, self.calc, self.quantity = atoms, calc, quantity
         self.dump = os.fspath(dump) if dump is not None else None
+        if self.dump is not None:
+            _check_dump(self.dump)
         self.lower, self.upper, self.halt = lower, upper, halt
-        self.dyn, self.log = dyn, log
+        self.dyn, self._log = dyn, log
         self.checks = 0
         self.frames_dumped = 0
         self.max_value = -math.inf
@@ -103,6 +138,21 @@ class Watch:
         if not (upper is None or named or number):
             raise ValueError(
                 f"upper must be 'auto', 'frame', 'atom', 'vote', a number or None, got {upper!r}"
+            )
+        if number and math.isnan(upper):
+            raise ValueError(
+                "upper is NaN, which no value exceeds: give a number, 'auto' (the stored "
+                "cutoffs) or None (never halt)"
+            )
+        low_number = isinstance(lower, numbers.Real) and not isinstance(lower, bool)
+        if not ((isinstance(lower, str) and lower == "auto") or low_number) or (
+            low_number and math.isnan(lower)
+        ):
+            raise ValueError(f"lower must be 'auto' or a number (not NaN), got {lower!r}")
+        if low_number and number and lower > upper:
+            raise ValueError(
+                f"lower={lower!r} is above upper={upper!r}: give lower <= upper (the lower "
+                "cutoff selects candidates, the upper one halts)"
             )
         rule = calc.model.halt_rule()
         # upper='vote': the jury's methods; upper='auto': exactly those the calibration chose (its
@@ -135,6 +185,7 @@ class Watch:
                 + ", not the one the calibration scored: the frame rule"
             )
         self.voting = upper == "vote" or auto_vote
+        log = self.log
         if upper == "auto" and halt and note is not None and log is not None:
             print(f"aceuq.Watch: {note}", file=log)
         if not self.voting:
@@ -164,6 +215,27 @@ class Watch:
         self._frame_noted = False
         self._cached = (None, None)  # (species/cluster key, cutoffs)
         self._jury_cached = (None, None)  # (species key, the jurors' upper cutoffs)
+
+    @property
+    def log(self):
+        """Where the watch prints: ``log`` as given, ``"-"`` (the default) being
+        ``sys.stdout`` at the time of printing, None nothing."""
+        return sys.stdout if isinstance(self._log, str) and self._log == "-" else self._log
+
+    @log.setter
+    def log(self, value):
+        self._log = value
+
+    def _sync_calc(self):
+        """The atoms' calculator now (it may have been replaced since the watch was created):
+        an AceUQCalculator computing the quantity and the jury's methods, or ValueError."""
+        calc = self.atoms.calc
+        # Checked at every call: calc.set(uq=...) may have dropped a method.
+        _check_calc(calc, [self.quantity] + list(self.jury))
+        if calc is not self.calc:
+            self.calc = calc
+            self._cached = (None, None)
+            self._jury_cached = (None, None)
 
     def _sit_jury(self, seats):
         """The jurors (methods of ``seats`` the calculator computes, with cutoffs and a fitted
@@ -322,14 +394,21 @@ class Watch:
     def _step(self):
         if self.dyn is not None:
             step = int(self.dyn.nsteps)
-            dt = getattr(self.dyn, "dt", None)
+            # A time only for molecular dynamics (an optimizer's dt is no time step).
+            dt = getattr(self.dyn, "dt", None) if isinstance(self.dyn, MolecularDynamics) else None
             return step, math.nan if dt is None else step * dt / (1000.0 * units.fs)
         return self.checks - 1, math.nan
 
     def _write(
         self, values, above_lower, above_upper, kind, step, time, p_frame=None, vote=None
     ):
-        a = self.atoms.copy()  # without the calculator: the frame must carry no labels
+        # A new Atoms with what the watch writes only: no calculator and none of the atoms' other
+        # arrays and info (reference forces or energies under custom keys, ...), so that the frame
+        # carries no labels.
+        src = self.atoms
+        a = Atoms(numbers=src.numbers, positions=src.positions, cell=src.cell, pbc=src.pbc)
+        if "momenta" in src.arrays:
+            a.arrays["momenta"] = src.arrays["momenta"].copy()
         a.arrays["id"] = np.arange(1, len(a) + 1)
         a.arrays[self.quantity] = values.copy()
         a.arrays["above_lower"] = above_lower.astype(float)
@@ -354,12 +433,21 @@ class Watch:
             a.info["votes"] = sum(not (r[2] < r[3]) for r in vote)
         buf = io.StringIO()
         write(buf, a, format="extxyz")
-        # One write of the whole frame: a reader never sees half of it.
-        with open(self.dump, "a") as f:
-            f.write(buf.getvalue())
+        data = memoryview(buf.getvalue().encode())
+        # The whole frame or nothing: a write that fails part-way (a full disk, a quota) is cut
+        # off again, so that the file stays readable and later frames can follow.
+        with open(self.dump, "ab", buffering=0) as f:
+            start = f.seek(0, os.SEEK_END)
+            try:
+                while data:
+                    data = data[f.write(data) :]
+            except BaseException:
+                f.truncate(start)
+                raise
         self.frames_dumped += 1
 
     def __call__(self):
+        self._sync_calc()
         self.checks += 1
         self.atoms.get_potential_energy()
         values = np.asarray(self.calc.results[self.quantity])
@@ -381,8 +469,14 @@ class Watch:
         step, time = self._step()
         if above_upper.any() or frame_halt:
             kind = "halt" if self.halt else "candidate"
+            write_error = None
             if self.dump is not None:
-                self._write(values, above_lower, above_upper, kind, step, time, p_frame, vote)
+                try:
+                    self._write(values, above_lower, above_upper, kind, step, time, p_frame, vote)
+                except Exception as err:
+                    if not self.halt:
+                        raise
+                    write_error = err  # the halt matters more: raised below, with this attached
             if self.halt:
                 if vote is not None:
                     # The atom named: the most uncertain one above a juror's upper cutoff, else
@@ -420,7 +514,12 @@ class Watch:
                         f"upper cutoff, the largest {self.quantity} is {values[k]:.6g} (atom "
                         f"{k}; {int(above_lower.sum())} atoms above lower)"
                     )
-                if self.dump is not None:
+                if write_error is not None:
+                    msg += (
+                        f"; the frame could not be written to {self.dump} "
+                        f"({type(write_error).__name__}: {write_error})"
+                    )
+                elif self.dump is not None:
                     msg += f"; frame written to {self.dump}"
                 self.halted = Extrapolation(
                     msg,
@@ -429,9 +528,10 @@ class Watch:
                     float(values[k]),
                     float(up[k]) if vote is None else math.inf,
                     math.nan if p_frame is None else p_frame,
+                    write_error,
                 )
                 if self.log is not None:
                     print(f"aceuq.Watch: {msg}", file=self.log)
-                raise self.halted
+                raise self.halted from write_error
         elif above_lower.any() and self.dump is not None:
             self._write(values, above_lower, above_upper, "candidate", step, time, p_frame, vote)

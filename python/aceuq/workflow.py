@@ -12,17 +12,20 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
+import warnings
 
 import numpy as np
 from ase.io import read, write
 
 from . import _native
 from ._native import AceuqError, Model
+from .calculator import AceUQCalculator
 
 
 def cli(*args) -> int:
-    """Run ``aceuq`` with these arguments in this process (``cli("info", "li.aceuq")``) and
-    return its exit code. Printed output goes to the process's stdout and stderr."""
+    """Run ``aceuq`` with these arguments in this process (``cli("info", "--model",
+    "li.aceuq")``) and return its exit code. Printed output goes to the process's stdout and
+    stderr."""
     if len(args) == 1 and isinstance(args[0], (list, tuple)):
         args = tuple(args[0])
     return _native.cli([os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in args])
@@ -44,9 +47,14 @@ def _options(options: dict) -> list[str]:
 
 
 def _run(command: str, argv: list[str]):
-    code = cli([command] + argv)
+    """Run the command; on failure raise AceuqError with the command's message (which it also
+    printed to stderr)."""
+    args = [command] + [os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in argv]
+    code, message = _native.cli_with_message(args)
     if code != 0:
-        raise AceuqError(f"aceuq {command} failed (exit code {code}; its message is above)")
+        raise AceuqError(
+            f"aceuq {command} failed (exit code {code})" + (f": {message}" if message else "")
+        )
 
 
 def _structures(images, folder: str, name: str) -> list[str]:
@@ -59,6 +67,19 @@ def _structures(images, folder: str, name: str) -> list[str]:
     images = list(images) if not hasattr(images, "positions") else [images]
     if images and all(isinstance(i, (str, os.PathLike)) for i in images):
         return [os.fspath(i) for i in images]
+    # The results of an AceUQCalculator are the model's own predictions, not labels: such Atoms
+    # are written without them (other calculators' results, e.g. read from a file, are labels).
+    own = [k for k, a in enumerate(images) if isinstance(getattr(a, "calc", None), AceUQCalculator)]
+    if own:
+        warnings.warn(
+            f"{len(own)} of the {len(images)} {name} structures have an AceUQCalculator: its "
+            "results are the model's predictions, not labels, and are left out (attach the "
+            "reference results, e.g. a SinglePointCalculator, to use them as labels)",
+            stacklevel=3,
+        )
+        images = list(images)
+        for k in own:
+            images[k] = images[k].copy()  # without the calculator
     path = os.path.join(folder, f"{name}.xyz")
     write(path, images, format="extxyz")
     return [path]

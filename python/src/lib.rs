@@ -139,7 +139,8 @@ impl Model {
     /// `(lower, upper)` cutoffs stored by `aceuq calibrate` for `method` and `species`
     /// (`upper` is `inf` when there is no halting cutoff), or None if the method was not
     /// calibrated. With `cluster` (gamma_local): the cluster's own cutoffs when stored, else the
-    /// species-level ones, as fix ace/uq/watch uses them.
+    /// species-level ones, as fix ace/uq/watch uses them; a cluster the species does not have
+    /// is a ValueError.
     #[pyo3(signature = (method, species, cluster=None))]
     fn stored_cutoffs(
         &self,
@@ -148,6 +149,14 @@ impl Model {
         cluster: Option<usize>,
     ) -> PyResult<Option<(f64, f64)>> {
         let (m, s) = (self::method(method)?, self.species_index(species)?);
+        if let (Some(c), Some(k)) = (cluster, self.pot.uq.gamma_local_clusters(s))
+            && c >= k
+        {
+            return Err(PyValueError::new_err(format!(
+                "cluster {c} is out of range: the model has {k} gamma_local clusters for \
+                 {species}, numbered from 0"
+            )));
+        }
         Ok(match cluster {
             None => self.pot.stored_cutoffs(m, s),
             Some(c) => self
@@ -331,10 +340,19 @@ fn cli(py: Python<'_>, args: Vec<String>) -> i32 {
     py.detach(|| aceuq::cli::main_from(argv))
 }
 
+/// `cli` that also returns the message of a failure: `(exit code, message or None)`; the
+/// workflow functions put it into their `AceuqError`.
+#[pyfunction]
+fn cli_with_message(py: Python<'_>, args: Vec<String>) -> (i32, Option<String>) {
+    let argv: Vec<String> = std::iter::once("aceuq".to_string()).chain(args).collect();
+    py.detach(|| aceuq::cli::run_from(argv))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(cli, m)?)?;
+    m.add_function(wrap_pyfunction!(cli_with_message, m)?)?;
     m.add("AceuqError", m.py().get_type::<AceuqError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

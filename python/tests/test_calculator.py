@@ -5,6 +5,8 @@ import subprocess
 
 import numpy as np
 import pytest
+from ase import Atoms
+from ase.build import bcc110
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.io import read
 
@@ -199,5 +201,52 @@ def test_bad_input_names_the_problem(li_model):
         li_model.stored_cutoffs("gama", "Li")
     # A command-line error is an exit code, not the end of the Python process.
     assert aceuq.cli("fit", "--bogus") == 2
-    with pytest.raises(aceuq.AceuqError, match="aceuq eval failed"):
+    with pytest.raises(ValueError, match="cluster 2 is out of range"):
+        li_model.stored_cutoffs("gamma_local", "Li", 2)  # clusters 0 and 1
+    # The command's message is in the exception (the library writes it to fd 2).
+    with pytest.raises(aceuq.AceuqError, match="aceuq eval failed.*nowhere.xyz: cannot open"):
         aceuq.evaluate(li_model, "/nowhere.xyz")
+
+
+def test_uq_can_be_changed_by_set(li_model):
+    a = read(DATA / "test.xyz", index=0)
+    a.calc = aceuq.AceUQCalculator(li_model, uq="gamma")
+    a.get_potential_energy()
+    assert a.calc.set(uq="distance") == {"uq": "distance"}
+    a.get_potential_energy()
+    assert "distance" in a.calc.results and "gamma" not in a.calc.results
+    with pytest.raises(ValueError, match="no 'bogus' uncertainty"):
+        a.calc.set(uq="bogus")
+    assert a.calc.uq_methods == ["distance"]
+
+
+def test_slabs_and_wires_need_no_vacuum_vector(li_model):
+    """ASE's slab builders leave the non-periodic vector zero: the energy is the slab's."""
+    calc = aceuq.AceUQCalculator(li_model, uq="gamma")
+    slab = bcc110("Li", size=(2, 2, 3), a=3.45)
+    assert not slab.cell.array[2].any()
+    slab.rattle(0.05, seed=1)
+    wire = Atoms("Li3", [[0, 0, 0], [1.7, 1.5, 0], [3.4, 0, 0.2]], cell=[5.1, 0, 0], pbc=[1, 0, 0])
+    for a in (slab, wire):
+        b = a.copy()
+        b.center(vacuum=10.0, axis=[k for k in range(3) if not a.pbc[k]])
+        b.positions = a.positions
+        b.calc = calc
+        e = b.get_potential_energy()
+        a.calc = calc
+        close(a.get_potential_energy(), e, rtol=1e-12)
+    slab.pbc = [True, False, True]  # a zero periodic vector stays an error
+    with pytest.raises(aceuq.AceuqError, match="degenerate"):
+        slab.get_potential_energy()
+
+
+def test_workflow_never_takes_the_model_as_labels(li_model):
+    frames = read(DATA / "test.xyz", index=":2")
+    labelled = aceuq.evaluate(li_model, frames)["force_error"]
+    assert np.isfinite(labelled).all()
+    for a in frames:
+        a.calc = aceuq.AceUQCalculator(li_model, uq=None)
+        a.get_forces()
+    with pytest.warns(UserWarning, match="AceUQCalculator: its results are the model's"):
+        t = aceuq.evaluate(li_model, frames)
+    assert np.isnan(t["force_error"]).all()  # no labels, not zero errors

@@ -1,6 +1,7 @@
 """aceuq.Watch in ASE dynamics: candidates above the lower cutoff, a halt above the upper one,
 frames that aceuq select reads (halt frames left out), and the Python example end to end."""
 
+import contextlib
 import io
 import re
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 from ase import units
 from ase.io import read
 from ase.md.verlet import VelocityVerlet
+from ase.optimize import FIRE
 
 import aceuq
 from conftest import DATA, ROOT
@@ -163,6 +165,63 @@ def test_watch_refuses_a_quantity_the_calculator_does_not_compute(li_model):
     a = hot_bcc(li_model, uq="gamma")
     with pytest.raises(ValueError, match="does not compute 'gp'"):
         aceuq.Watch(a, "gp")
+    with pytest.raises(ValueError, match="upper is NaN"):
+        aceuq.Watch(a, "gamma", upper=float("nan"))
+    with pytest.raises(ValueError, match="lower=5.0 is above upper=1.0"):
+        aceuq.Watch(a, "gamma", lower=5.0, upper=1.0)
+
+
+def test_watch_follows_the_atoms_calculator_and_writes_only_its_own_columns(li_model, tmp_path):
+    a = hot_bcc(li_model)
+    a.arrays["dft_forces"] = np.ones((len(a), 3))  # labels under custom keys: not the frame's
+    a.info["dft_energy"] = -1.0
+    opt = FIRE(a, logfile=None)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):  # the default log is sys.stdout when it prints
+        watch = aceuq.Watch(a, "gamma", dump=tmp_path / "c.xyz", lower=0.0, upper=None, dyn=opt)
+        watch()
+    assert "aceuq.Watch: gamma [Li: lower 0" in buf.getvalue()
+    frame = read(tmp_path / "c.xyz")
+    assert "dft_forces" not in frame.arrays and "dft_energy" not in frame.info
+    assert "time" not in frame.info  # an optimizer's dt is no time
+    # A new calculator: the watch reads its results, not the old one's.
+    a.calc = aceuq.AceUQCalculator(li_model, uq="gamma")
+    a.positions[0] = a.positions[1] + [0.8, 0, 0]
+    watch()
+    assert watch.max_value == a.calc.results["gamma"].max() > 3.0
+    a.calc = aceuq.AceUQCalculator(li_model, uq="gp")
+    with pytest.raises(ValueError, match="does not compute 'gamma'"):
+        watch()
+
+
+def test_watch_dump_failures(li_model, tmp_path, monkeypatch):
+    a = hot_bcc(li_model)
+    with pytest.raises(ValueError, match="no_dir/c.xyz.*does not exist"):
+        aceuq.Watch(a, "gamma", dump=tmp_path / "no_dir" / "c.xyz")
+    # A write that fails part-way (a full disk) leaves the file as it was.
+    path = tmp_path / "c.xyz"
+    watch = aceuq.Watch(a, "gamma", dump=path, lower=0.0, upper=None, log=None)
+    watch()
+    size = path.stat().st_size
+
+    class Full(io.FileIO):
+        def write(self, b):
+            super().write(bytes(b[: len(b) // 2]))
+            raise OSError(28, "No space left on device")
+
+    full = lambda p, mode, buffering=-1: Full(p, mode)  # noqa: E731
+    monkeypatch.setattr(aceuq.watch, "open", full, raising=False)
+    with pytest.raises(OSError, match="No space"):
+        watch()
+    assert path.stat().st_size == size and watch.frames_dumped == 1
+    # At a halt the Extrapolation comes all the same, with the write error attached.
+    halting = aceuq.Watch(a, "gamma", dump=path, upper=0.0, log=None)
+    with pytest.raises(aceuq.Extrapolation, match="could not be written") as e:
+        halting()
+    assert isinstance(e.value.write_error, OSError) and path.stat().st_size == size
+    monkeypatch.undo()
+    watch()
+    assert len(read(path, index=":")) == watch.frames_dumped == 2
 
 
 def test_the_python_md_example_halts_and_selects(tmp_path):

@@ -194,11 +194,22 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    run_from(args).0
+}
+
+/// [`main_from`], also returning the message of a failure (what it printed after "error: "),
+/// so that a caller in another language can put it into its own exception.
+pub fn run_from<I, T>(args: I) -> (i32, Option<String>)
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return e.exit_code();
+            let code = e.exit_code();
+            return (code, (code != 0).then(|| e.to_string().trim().to_string()));
         }
     };
     // Far more threads than cores only costs (100 000 threads took minutes to start): capped,
@@ -230,8 +241,9 @@ where
         }
     }
     if let Err(e) = check_paths(&cli.command) {
-        eprintln!("error: {}", error_text(&e));
-        return 1;
+        let m = error_text(&e);
+        eprintln!("error: {m}");
+        return (1, Some(m));
     }
     let result = match &cli.command {
         Command::Fit(a) => fit::run(a),
@@ -250,10 +262,11 @@ where
         Command::UqBench(a) => uqbench::run(a),
     };
     match result {
-        Ok(()) => 0,
+        Ok(()) => (0, None),
         Err(e) => {
-            eprintln!("error: {}", error_text(&e));
-            1
+            let m = error_text(&e);
+            eprintln!("error: {m}");
+            (1, Some(m))
         }
     }
 }
