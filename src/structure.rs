@@ -184,6 +184,21 @@ impl Structure {
                 ),
             });
         }
+        if let Some(i) = self
+            .positions
+            .iter()
+            .position(|p| p.iter().any(|x| !x.is_finite()))
+        {
+            return Some(LimitProblem {
+                atom: Some(i),
+                message: format!(
+                    "atom {} is at {}: a position must be a finite number (fix the atom or \
+                     remove the frame)",
+                    i + 1,
+                    fmt3(&self.positions[i])
+                ),
+            });
+        }
         if let Some(i) = self.positions.iter().position(|p| big(p, MAX_COORDINATE)) {
             return Some(LimitProblem {
                 atom: Some(i),
@@ -208,6 +223,15 @@ impl Structure {
                     i + 1,
                     fmt3(&f[i])
                 ),
+            });
+        }
+        if self.is_empty() && (self.energy.is_some() || self.virial.is_some()) {
+            // E / 0 atoms: one such frame ruins every per-atom energy error and fit.
+            return Some(LimitProblem {
+                atom: None,
+                message: "the frame has 0 atoms but a reference energy or stress: a labelled \
+                          frame needs at least one atom (remove the frame)"
+                    .to_string(),
             });
         }
         if let Some(e) = self.energy

@@ -42,7 +42,6 @@ fn os_errors_are_printed_once() {
         vec!["info", "--model", d],
         vec!["eval", "--model", d, "--data", TRAIN],
         vec!["fit", "--train", d, "--out", "never.aceuq", "--dry-run"],
-        [&["fit", "--train", TRAIN, "--out", d][..], &small[..]].concat(),
         vec!["cutoff", "--values", d],
     ];
     for args in cases {
@@ -57,6 +56,17 @@ fn os_errors_are_printed_once() {
         );
         assert!(err.contains(d), "{args:?}: names the path: {err}");
     }
+    // A folder as an output is refused before the fit, in words of its own.
+    let (code, err) = aceuq(&[&["fit", "--train", TRAIN, "--out", d][..], &small[..]].concat());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("--out {d} is a folder: give a file path")),
+        "{err}"
+    );
+    assert!(
+        !err.contains("training on"),
+        "refused after the work began: {err}"
+    );
 }
 
 /// Negative values of numeric flags reach the command, which says what the flag must be;

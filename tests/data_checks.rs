@@ -318,6 +318,46 @@ fn a_huge_coordinate_is_its_own_error_naming_the_atom_once() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A NaN coordinate is named as such (it read as "beyond 1e7 Å from the origin"), and a frame
+/// of 0 atoms that carries an energy is refused (its E / 0 ruined every energy error of `eval`
+/// and `fit`); an empty frame without labels still reads.
+#[test]
+fn a_nan_position_and_an_empty_labelled_frame_are_named() {
+    let dir = tmpdir("nan_empty");
+    let good = write(&dir, "good.xyz", &li_frames(2));
+    let model = dir.join("m.aceuq");
+    let o = fit(&good, &model, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Structures built in memory (the Python calculator's path) are checked by the same limits.
+    let mut s = aceuq::io::extxyz::read_file(&good, &Default::default()).unwrap()[0].clone();
+    s.positions[3][1] = f64::NAN;
+    let e = s
+        .limits_problem()
+        .expect("a NaN position is a problem")
+        .message;
+    assert!(
+        e.contains("atom 4 is at (") && e.contains("must be a finite number"),
+        "{e}"
+    );
+    assert!(!e.contains("beyond 1e7"), "{e}");
+    let mut lines = li_frames(2);
+    lines.extend(["0".to_string(), "energy=-428.86 pbc=\"F F F\"".to_string()]);
+    let empty = write(&dir, "empty.xyz", &lines);
+    for o in [eval(&model, &empty), fit(&empty, &dir.join("x.aceuq"), &[])] {
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(
+            e.contains("frame 3: the frame has 0 atoms but a reference energy"),
+            "{e}"
+        );
+    }
+    let lines = ["0", "pbc=\"F F F\""].map(String::from).to_vec();
+    let unlabelled = write(&dir, "nolabel.xyz", &lines);
+    let frames = aceuq::io::extxyz::read_file(&unlabelled, &Default::default()).unwrap();
+    assert!(frames.len() == 1 && frames[0].is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The sampling spread end to end: `calibrate` stores how many calibration values lie above each
 /// cutoff and prints the spread line; `check-cutoffs` on the calibration frames themselves counts
 /// exactly those exceedances (about 20 of the 1000 atoms at 1 in 50), which its sampling
@@ -359,5 +399,111 @@ fn calibrate_and_check_report_the_sampling_spread() {
         listed[0].split_whitespace().all(|t| t == "-"),
         "a count of the calibration's own data called improbable:\n{out}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `activeset` rebuilds the sets whose grades gamma's cutoffs were calibrated on: the stored
+/// gamma cutoffs (which would halt and dump at the old grade's levels) are dropped with a note
+/// saying to recalibrate, and `calibrate` then stores new ones.
+#[test]
+fn activeset_drops_the_gamma_cutoffs_of_the_sets_it_replaces() {
+    let dir = tmpdir("activeset_drop");
+    let f = write(&dir, "li.xyz", &li_frames(4));
+    let model = dir.join("m.aceuq");
+    let o = fit(&f, &model, &["--active-set"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = calibrate(&model, &f, "50", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let gamma_entries = |m: &Path| {
+        let pot = aceuq::Potential::load(m).unwrap();
+        pot.uq
+            .calibration
+            .iter()
+            .filter(|c| c.method == "gamma")
+            .count()
+    };
+    assert_eq!(gamma_entries(&model), 1);
+    let novel = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/li/novel.xyz");
+    let rebuilt = dir.join("r.aceuq");
+    let o = aceuq(&[
+        "activeset",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        f.to_str().unwrap(),
+        novel.to_str().unwrap(),
+        "--out",
+        rebuilt.to_str().unwrap(),
+        "--threads",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("note: dropped 1 gamma and gamma_local cutoff entries")
+            && e.contains("rerun `aceuq calibrate`"),
+        "{e}"
+    );
+    assert_eq!(gamma_entries(&rebuilt), 0);
+    let o = calibrate(&rebuilt, &f, "50", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(gamma_entries(&rebuilt), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Output folders are checked before any work, species lists are trimmed and checked, and a
+/// species the training data lack is refused (it got E0 = 0 and untrained coefficients).
+#[test]
+fn outputs_and_species_lists_are_checked_before_the_work() {
+    let dir = tmpdir("lists");
+    let f = write(&dir, "li.xyz", &li_frames(2));
+    let missing = dir.join("nodir/m.aceuq");
+    let o = fit(&f, &missing, &[]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("the folder") && e.contains("does not exist"),
+        "{e}"
+    );
+    let model = dir.join("m.aceuq");
+    let o = aceuq(&[
+        "fit",
+        "--train",
+        f.to_str().unwrap(),
+        "--species",
+        "Li,Na",
+        "--nmax",
+        "4,2",
+        "--lmax",
+        "0,1",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("the training data hold no atom of Na"), "{e}");
+    assert!(!model.exists());
+    let data = dir.join("x.data");
+    let o = aceuq(&[
+        "to-lammps",
+        "--data",
+        f.to_str().unwrap(),
+        "--species",
+        "Li,Li",
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success() && stderr(&o).contains("--species names Li twice"));
+    // " Li" (after a comma and a space) is Li.
+    let o = aceuq(&[
+        "to-lammps",
+        "--data",
+        f.to_str().unwrap(),
+        "--species",
+        " Li",
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }

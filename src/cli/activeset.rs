@@ -223,12 +223,20 @@ pub fn run(a: &ActiveSetArgs) -> Result<()> {
     };
     pot.uq.active_set = Some(global);
     pot.uq.local = local;
-    // Per-cluster cutoffs name clusters of the clustered active sets just replaced.
-    let dropped = pot.uq.drop_cluster_cutoffs();
+    // The grades of the new sets differ from those the stored cutoffs were calibrated on (and
+    // per-cluster cutoffs name clusters just replaced): a cutoff kept would halt or dump at
+    // the wrong level without a word.
+    let (dropped, rule) = pot.uq.drop_grade_cutoffs();
     if dropped > 0 {
         eprintln!(
-            "note: dropped {dropped} per-cluster gamma_local cutoffs (the clusters were rebuilt); \
-             rerun `aceuq calibrate` for new ones"
+            "note: dropped {dropped} gamma and gamma_local cutoff entries{} (calibrated on the \
+             previous active sets, whose grades these replace); rerun `aceuq calibrate` for new \
+             ones",
+            if rule {
+                " and the stored halting rule"
+            } else {
+                ""
+            }
         );
     }
     let out: &Path = a.out.as_deref().unwrap_or(&a.model);

@@ -38,7 +38,7 @@ pub struct AlBenchArgs {
     #[arg(long)]
     pub quick: bool,
     /// Species of the model (default: those of the pool, in order of appearance).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = super::species_name)]
     pub species: Vec<String>,
     /// k-means clusters of gamma_local (default 4, 2 with --quick). Each cluster needs 30
     /// training atoms of its species from the first fit on: small cells need fewer clusters.

@@ -14,7 +14,7 @@ pub struct ToLammpsArgs {
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub frame: i64,
     /// Species in LAMMPS type order, comma separated (default: as they appear in the frame).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = super::species_name)]
     pub species: Vec<String>,
     /// Output data file.
     #[arg(long, short)]
@@ -34,6 +34,13 @@ pub fn run(a: &ToLammpsArgs) -> Result<()> {
         );
     }
     let s = &frames[k as usize];
+    if s.is_empty() {
+        bail!(
+            "{}: frame {} has 0 atoms: a LAMMPS data file needs at least one",
+            a.data.display(),
+            a.frame
+        );
+    }
     let species = if a.species.is_empty() {
         let mut v: Vec<String> = vec![];
         for sym in &s.symbols {

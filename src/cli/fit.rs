@@ -19,7 +19,7 @@ pub struct FitArgs {
     #[arg(long, num_args = 1..)]
     pub valid: Vec<PathBuf>,
     /// Species of the model, comma separated (default: those in the training data).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = super::species_name)]
     pub species: Vec<String>,
     /// Output model file.
     #[arg(long, short)]
@@ -32,15 +32,15 @@ pub struct FitArgs {
     pub cutoff: Option<f64>,
     /// Radial functions per body order, e.g. 12,8,5,3 (the count sets the maximum order)
     /// [default: 10,6,2].
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, action = clap::ArgAction::Set)]
     pub nmax: Option<Vec<usize>>,
     /// Maximum angular degree per body order, e.g. 0,4,3,2 [default: 0,4,4].
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, action = clap::ArgAction::Set)]
     pub lmax: Option<Vec<usize>>,
     /// Most distinct neighbour species in one function, per body order, e.g. 0,0,1: pair and
     /// three-body terms fully species-resolved, four-body terms one neighbour species at a time
     /// (0: no limit) [default: no limit].
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, action = clap::ArgAction::Set)]
     pub max_species: Option<Vec<usize>>,
     /// Start of the radial resolution window (Å); default from the data.
     #[arg(long, allow_hyphen_values = true)]
@@ -315,6 +315,23 @@ pub fn run(a: &FitArgs) -> Result<()> {
     };
     if species.is_empty() {
         bail!("the training data has no atoms");
+    }
+    // A species the training data lack would get E0 = 0 and untrained coefficients, and its
+    // atoms energies and forces from nothing.
+    let present = species_in(&train);
+    let absent: Vec<&str> = species
+        .iter()
+        .filter(|x| !present.contains(x))
+        .map(|x| x.as_str())
+        .collect();
+    if !absent.is_empty() {
+        bail!(
+            "--species {}: the training data hold no atom of {} (they hold {}); add structures \
+             with it, or leave it out of --species",
+            species.join(","),
+            absent.join(", "),
+            present.join(", ")
+        );
     }
     // Growth applies to the default basis: not when a basis flag or a [basis] table was given.
     let basis_given = a.cutoff.is_some()

@@ -18,7 +18,7 @@ pub mod report;
 pub mod select;
 pub mod uqbench;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
@@ -430,7 +430,47 @@ fn check_paths(cmd: &Command) -> Result<()> {
         ),
         _ => return Ok(()),
     };
-    refuse_clashing_paths(&outs, &ins, groups)
+    refuse_clashing_paths(&outs, &ins, groups)?;
+    // An output whose folder is missing failed only when written, after all the work.
+    for (flag, p) in &outs {
+        if p.is_dir() {
+            bail!("{flag} {} is a folder: give a file path", p.display());
+        }
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            bail!(
+                "{flag} {}: the folder {} does not exist (create it first)",
+                p.display(),
+                dir.display()
+            );
+        }
+    }
+    let species: Option<(&str, &[String])> = match cmd {
+        Command::Fit(a) => Some(("--species", &a.species)),
+        Command::ToLammps(a) => Some(("--species", &a.species)),
+        Command::AlBench(a) => Some(("--species", &a.species)),
+        Command::Select(a) => a.elements.as_deref().map(|e| ("--elements", e)),
+        _ => None,
+    };
+    if let Some((flag, list)) = species
+        && let Some(k) = (1..list.len()).find(|&k| list[..k].contains(&list[k]))
+    {
+        bail!("{flag} names {} twice: give each species once", list[k]);
+    }
+    Ok(())
+}
+
+/// A species name of a comma list (`--species "Al, Mg"`): trimmed, not empty.
+pub(crate) fn species_name(s: &str) -> std::result::Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        Err("an empty species name (a stray comma?)".into())
+    } else {
+        Ok(t.to_string())
+    }
 }
 
 /// An error and its causes, each said once: `context: error: cause`. The crate's errors

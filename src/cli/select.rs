@@ -29,7 +29,7 @@ pub struct SelectArgs {
     /// Element of each atom type of LAMMPS dump candidates, in type order as in `pair_coeff * *
     /// model El1 El2 ...` (comma separated; default: the model's species in order). Not needed
     /// for dumps with an `element` column.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = super::species_name)]
     pub elements: Option<Vec<String>>,
     /// Also offer frames with config_type=halt (frames written above the upper cutoff, where
     /// the potential may already be unphysical). By default they are left out, as failed

@@ -419,12 +419,17 @@ impl UqModel {
         Ok(())
     }
 
-    /// Remove the per-cluster cutoffs (when the clusters they refer to are rebuilt); returns how
-    /// many there were.
-    pub fn drop_cluster_cutoffs(&mut self) -> usize {
+    /// Remove the cutoffs of the grades of rebuilt active sets (gamma's and every gamma_local
+    /// entry: their values change with the sets) and the halting rule scored with them; the
+    /// other methods' cutoffs stay. Returns the entries removed and whether a halting rule went.
+    pub fn drop_grade_cutoffs(&mut self) -> (usize, bool) {
         let before = self.calibration.len();
-        self.calibration.retain(|c| c.cluster.is_none());
-        before - self.calibration.len()
+        let grades = [Method::Gamma.name(), Method::GammaLocal.name()];
+        self.calibration
+            .retain(|c| !grades.contains(&c.method.as_str()));
+        let dropped = before - self.calibration.len();
+        let rule = dropped > 0 && self.halt_rule.take().is_some();
+        (dropped, rule)
     }
 }
 
