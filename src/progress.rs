@@ -1,5 +1,6 @@
 //! Progress of long library calls (fits, active sets, estimators): bars and notes on stderr, shown
-//! only when the caller asked for them (`show`) and stderr is a terminal (notes: whenever asked).
+//! only when the caller asked for them (`show`): drawn when stderr is a terminal, and as a plain
+//! line every [`LOG_EVERY`] otherwise (a batch job's log; notes: whenever asked).
 //! Drawn with indicatif in builds with the `cli` feature; silent in the plugin's library, which
 //! never runs these calls. The one place where the library writes to the terminal.
 //!
@@ -7,11 +8,29 @@
 
 use std::borrow::Cow;
 
+/// How often a bar whose stderr is not a terminal prints its state as a line.
+#[cfg(feature = "cli")]
+pub const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A progress bar (or spinner when the length is unknown); a no-op when hidden.
 #[derive(Clone, Debug)]
 pub struct Bar {
     #[cfg(feature = "cli")]
     inner: indicatif::ProgressBar,
+    /// Where stderr is not a terminal: the plain lines' state (the bar itself is hidden and
+    /// only counts).
+    #[cfg(feature = "cli")]
+    log: Option<std::sync::Arc<LogLines>>,
+}
+
+/// A bar printed as a line every [`LOG_EVERY`]: what it counts, and when it last printed.
+#[cfg(feature = "cli")]
+#[derive(Debug)]
+struct LogLines {
+    unit: String,
+    start: std::time::Instant,
+    /// Seconds since `start` of the last line (0: none yet).
+    last: std::sync::atomic::AtomicU64,
 }
 
 impl Bar {
@@ -20,7 +39,73 @@ impl Bar {
         Bar {
             #[cfg(feature = "cli")]
             inner: indicatif::ProgressBar::hidden(),
+            #[cfg(feature = "cli")]
+            log: None,
         }
+    }
+
+    /// `bar` if stderr is a terminal; else a hidden bar that prints a line now and then with
+    /// its message, position and `unit`.
+    #[cfg(feature = "cli")]
+    fn shown(bar: indicatif::ProgressBar, unit: &str) -> Bar {
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            return Bar {
+                inner: bar,
+                log: None,
+            };
+        }
+        let inner = indicatif::ProgressBar::hidden();
+        if let Some(n) = bar.length() {
+            inner.set_length(n);
+        }
+        inner.set_message(bar.message());
+        Bar {
+            inner,
+            log: Some(std::sync::Arc::new(LogLines {
+                unit: unit.to_string(),
+                start: std::time::Instant::now(),
+                last: std::sync::atomic::AtomicU64::new(0),
+            })),
+        }
+    }
+
+    /// Print the state as a line when [`LOG_EVERY`] has passed since the last (log mode only).
+    #[cfg(feature = "cli")]
+    fn log_line(&self, done: bool) {
+        use std::sync::atomic::Ordering;
+        let Some(l) = &self.log else { return };
+        let now = l.start.elapsed().as_secs();
+        let last = l.last.load(Ordering::Relaxed);
+        let due = now >= last.saturating_add(LOG_EVERY.as_secs());
+        // A final line only after earlier ones (a short call stays silent).
+        if last == u64::MAX || !(due || (done && last > 0)) {
+            return;
+        }
+        // After the final line, never again (a bar finished twice).
+        let next = if done { u64::MAX } else { now.max(1) };
+        if l.last
+            .compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let pos = self.inner.position();
+        let of = self
+            .inner
+            .length()
+            .map_or(String::new(), |n| format!("/{n}"));
+        let msg = self.inner.message();
+        eprintln!(
+            "{}{pos}{of} {} after {now} s{}",
+            if msg.trim().is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", msg.trim())
+            },
+            l.unit,
+            if done { ", done" } else { "" }
+        );
     }
 
     /// A bar over `len` structures labelled `msg` (fits).
@@ -39,7 +124,7 @@ impl Bar {
                 .progress_chars("=> "),
             );
             bar.set_message(msg.to_string());
-            Bar { inner: bar }
+            Bar::shown(bar, "structures")
         }
         #[cfg(not(feature = "cli"))]
         {
@@ -64,7 +149,7 @@ impl Bar {
                 .progress_chars("=> "),
             );
             bar.set_message(msg.to_string());
-            Bar { inner: bar }
+            Bar::shown(bar, unit)
         }
         #[cfg(not(feature = "cli"))]
         {
@@ -104,7 +189,7 @@ impl Bar {
                     b
                 }
             };
-            Bar { inner }
+            Bar::shown(inner, "atoms")
         }
         #[cfg(not(feature = "cli"))]
         {
@@ -117,7 +202,12 @@ impl Bar {
     #[inline]
     pub fn inc(&self, n: u64) {
         #[cfg(feature = "cli")]
-        self.inner.inc(n);
+        {
+            self.inner.inc(n);
+            if self.log.is_some() {
+                self.log_line(false);
+            }
+        }
         #[cfg(not(feature = "cli"))]
         let _ = n;
     }
@@ -133,20 +223,25 @@ impl Bar {
     /// Stop and leave the bar on screen.
     pub fn finish(&self) {
         #[cfg(feature = "cli")]
-        self.inner.finish();
+        {
+            self.inner.finish();
+            self.log_line(true);
+        }
     }
 
     /// Stop and erase the bar.
     pub fn finish_and_clear(&self) {
         #[cfg(feature = "cli")]
-        self.inner.finish_and_clear();
+        {
+            self.inner.finish_and_clear();
+            self.log_line(true);
+        }
     }
 }
 
 #[cfg(feature = "cli")]
 fn visible(show: bool) -> bool {
-    use std::io::IsTerminal;
-    show && std::io::stderr().is_terminal()
+    show
 }
 
 /// A line for the person running a long call (e.g. what a builder chose), when `show`.

@@ -67,6 +67,9 @@ pub enum BasisError {
     Invalid(String),
 }
 
+/// Largest cutoff radius (Å) a basis may have: beyond the range of any interatomic potential,
+/// and each atom's neighbour list would hold tens of thousands of atoms.
+pub const MAX_CUTOFF: f64 = 30.0;
 impl BasisConfig {
     /// Check the definition is usable; messages say which setting to change.
     pub fn validate(&self) -> Result<(), BasisError> {
@@ -100,16 +103,17 @@ impl BasisConfig {
         if self.nmax.iter().any(|&n| n == 0 || n > 32) {
             return bad("every nmax must be between 1 and 32".into());
         }
-        if !(self.cutoff.is_finite() && self.cutoff > 0.5) {
+        if !(self.cutoff.is_finite() && self.cutoff > 0.5 && self.cutoff <= MAX_CUTOFF) {
             return bad(format!(
-                "cutoff must be a finite number of Å above 0.5, got {}",
+                "cutoff must be a number of Å above 0.5 and at most {MAX_CUTOFF}, got {}",
                 self.cutoff
             ));
         }
         for (k, v) in &self.pair_cutoffs {
-            if !(v.is_finite() && *v > 0.5) {
+            if !(v.is_finite() && *v > 0.5 && *v <= MAX_CUTOFF) {
                 return bad(format!(
-                    "pair cutoff {k} must be a finite number of Å above 0.5, got {v}"
+                    "pair cutoff {k} must be a number of Å above 0.5 and at most {MAX_CUTOFF}, \
+                     got {v}"
                 ));
             }
             if k.split('-').count() != 2 {

@@ -55,7 +55,12 @@ pub struct ActiveSetArgs {
     #[arg(long, default_value_t = 2024, allow_negative_numbers = true)]
     pub seed: u64,
     /// Frames per descriptor chunk.
-    #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 64,
+        allow_negative_numbers = true,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
     pub chunk: usize,
 }
 
@@ -160,6 +165,9 @@ pub fn run(a: &ActiveSetArgs) -> Result<()> {
     let model = &pot.model;
     let mut settings = Settings::default();
     if let Some(b) = a.batch {
+        if b == 0 {
+            bail!("--batch must be at least 1");
+        }
         settings.batch = b;
     }
     if let Some(t) = a.tol {
@@ -396,6 +404,9 @@ fn run_pace(a: &ActiveSetArgs) -> Result<()> {
     };
     let mut settings = Settings::default();
     if let Some(b) = a.batch {
+        if b == 0 {
+            bail!("--batch must be at least 1");
+        }
         settings.batch = b;
     }
     if let Some(t) = a.tol {

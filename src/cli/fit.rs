@@ -175,8 +175,11 @@ pub fn run(a: &FitArgs) -> Result<()> {
     check_given(
         "--cutoff",
         a.cutoff,
-        |v| v.is_finite() && v > 0.5,
-        "a number of Å above 0.5",
+        |v| v.is_finite() && v > 0.5 && v <= crate::basis::MAX_CUTOFF,
+        &format!(
+            "a number of Å above 0.5 and at most {}",
+            crate::basis::MAX_CUTOFF
+        ),
     )?;
     check_given(
         "--radial-inner",
@@ -276,6 +279,9 @@ pub fn run(a: &FitArgs) -> Result<()> {
         cfg.uq.clusters = Some(crate::uq::Partition::ConfigType);
     }
     if let Some(n) = a.ensemble {
+        if n < 2 {
+            bail!("--ensemble needs at least 2 members, got {n} (leave it out for no ensemble)");
+        }
         cfg.uq.ensemble = n;
     }
     if a.distance {

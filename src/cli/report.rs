@@ -496,6 +496,12 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     if errors.iter().all(|e| e.is_empty()) {
         bail!("the data has no reference forces (check --forces-key)");
     }
+    if a.out.exists() && !a.out.is_dir() {
+        bail!(
+            "--out {} is a file: the report is a folder of figures (give a folder name)",
+            a.out.display()
+        );
+    }
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let napply = atoms_per_species(model, &data);
@@ -779,6 +785,12 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     let (md, table) = summary(&a.model, &a.data, &panels, &parity);
     let md_path = a.out.join("summary.md");
     crate::io::container::write_atomic(&md_path, md.as_bytes())?;
+    let removed = replace_manifest(&a.out, &written)?;
+    if removed > 0 {
+        eprintln!(
+            "removed {removed} figures of an earlier report in this folder that this one does not draw"
+        );
+    }
     print!("{table}");
     eprintln!(
         "wrote {} figures and {} in {}",
@@ -787,6 +799,36 @@ pub fn run(a: &ReportArgs) -> Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// The list of the figures a report wrote, kept in its folder.
+const MANIFEST: &str = "report_files.txt";
+
+/// Record the figures this report wrote in its folder, and remove those an earlier report
+/// there wrote (listed in its record) that this one did not: a figure left from another
+/// selection of methods would sit beside a summary that does not mention it. Only files the
+/// earlier record names, inside the folder, are removed. Returns how many.
+fn replace_manifest(dir: &Path, written: &[PathBuf]) -> Result<usize> {
+    let path = dir.join(MANIFEST);
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let now: Vec<String> = written.iter().filter_map(|p| name(p)).collect();
+    let mut removed = 0;
+    if let Ok(before) = std::fs::read_to_string(&path) {
+        for old in before.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            // A bare file name (no folder part), not written this time, and a regular file.
+            if Path::new(old).components().count() != 1 || now.iter().any(|n| n == old) {
+                continue;
+            }
+            let p = dir.join(old);
+            if p.is_file() && std::fs::remove_file(&p).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    let mut text = now.join("\n");
+    text.push('\n');
+    crate::io::container::write_atomic(&path, text.as_bytes())?;
+    Ok(removed)
 }
 
 /// The accuracy table of the parity panels: quantity, group, n, RMSE, MAE (in the panel's error
@@ -1180,6 +1222,36 @@ mod tests {
 
     /// `aceuq report` end to end on a small fitted model: the per-method figures are written
     /// and the summary names the cutoff models; --refit with --upper-rule ratio fits here.
+    /// A report into the folder of an earlier one removes the earlier figures it does not draw
+    /// (named in the earlier record), and nothing else: not the user's files, not a path
+    /// outside the folder.
+    #[test]
+    fn a_report_removes_only_the_stale_figures_of_an_earlier_one() {
+        let dir = out_dir("manifest");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["gamma_qq.png", "distance_qq.png", "notes.txt"] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+        let outside = dir.parent().unwrap().join("outside.png");
+        std::fs::write(&outside, "x").unwrap();
+        std::fs::write(
+            dir.join(MANIFEST),
+            "gamma_qq.png\ndistance_qq.png\n../outside.png\n",
+        )
+        .unwrap();
+        let n = replace_manifest(&dir, &[dir.join("gamma_qq.png")]).unwrap();
+        assert_eq!(n, 1);
+        assert!(dir.join("gamma_qq.png").exists() && dir.join("notes.txt").exists());
+        assert!(!dir.join("distance_qq.png").exists());
+        assert!(outside.exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.join(MANIFEST)).unwrap(),
+            "gamma_qq.png\n"
+        );
+        let _ = std::fs::remove_file(outside);
+    }
+
     #[test]
     fn report_runs_end_to_end_with_the_new_figures() {
         let dir = out_dir("run");

@@ -47,7 +47,12 @@ pub struct SelectArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub tol: Option<f64>,
     /// Structures per descriptor chunk.
-    #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 64,
+        allow_negative_numbers = true,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
     pub chunk: usize,
 }
 

@@ -1446,7 +1446,7 @@ fn run_lammps(
     }
     let out = dir.join("lammps.out");
     let (status, text) = run_with_timeout(cmd, dir, &out, timeout)?;
-    if !status {
+    if !status.success() {
         let tail = last_lines(&text, 15);
         return Err(err(format!(
             "exploration '{}' failed (see {}):\n{}",
@@ -1559,12 +1559,23 @@ fn label_batch(
     cmd.arg("-c").arg(&command);
     let log = work.join(format!("{tag}.log"));
     let timeout = Duration::from_secs_f64(60.0 * cfg.labeller.timeout_minutes);
-    let (ok, text) = run_with_timeout(cmd, work, &log, timeout)?;
-    if !ok {
+    let (status, text) = run_with_timeout(cmd, work, &log, timeout)?;
+    if !status.success() {
+        use std::os::unix::process::ExitStatusExt;
         let tail = last_lines(&text, 5);
+        let how = match (status.code(), status.signal()) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(s)) => format!("signal {s}"),
+            _ => "failure".to_string(),
+        };
         return Err(err(format!(
-            "labeller exited with an error: {}",
-            tail.join(" | ")
+            "labeller exited with {how} (log {}){}",
+            log.display(),
+            if tail.is_empty() {
+                ": it printed nothing".to_string()
+            } else {
+                format!(": {}", tail.join(" | "))
+            }
         )));
     }
     let got =

@@ -121,12 +121,13 @@ fn stop_group(child: &mut std::process::Child) {
 
 /// Run a command in `dir` with output to `out`; stop its process group after `timeout`, or when
 /// the loop itself is told to end (then the signal is raised again once the group is stopped).
+/// Returns how it ended and its output.
 pub(super) fn run_with_timeout(
     mut cmd: Command,
     dir: &Path,
     out: &Path,
     timeout: Duration,
-) -> Result<(bool, String), LoopError> {
+) -> Result<(std::process::ExitStatus, String), LoopError> {
     use std::os::unix::process::CommandExt;
     let f = File::create(out).map_err(|e| err(format!("cannot create {}: {e}", out.display())))?;
     let f2 = f.try_clone().map_err(|e| err(e.to_string()))?;
@@ -176,7 +177,7 @@ pub(super) fn run_with_timeout(
     };
     guard.release();
     let text = std::fs::read_to_string(out).unwrap_or_default();
-    Ok((status.success(), text))
+    Ok((status, text))
 }
 
 /// The lock of a run folder, held while the loop works in it (released when dropped, or by the
