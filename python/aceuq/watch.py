@@ -233,6 +233,14 @@ class Watch:
         # Checked at every call: calc.set(uq=...) may have dropped a method.
         _check_calc(calc, [self.quantity] + list(self.jury))
         if calc is not self.calc:
+            # The jury, the notes and the frame rule were chosen from the model's calibration:
+            # another model needs a watch of its own.
+            old, new = os.fspath(self.calc.model.path), os.fspath(calc.model.path)
+            if os.path.abspath(old) != os.path.abspath(new):
+                raise ValueError(
+                    f"the atoms' calculator now uses the model {new}, not {old} the watch was "
+                    "created with: create a new Watch for it"
+                )
             self.calc = calc
             self._cached = (None, None)
             self._jury_cached = (None, None)
@@ -407,8 +415,11 @@ class Watch:
         # carries no labels.
         src = self.atoms
         a = Atoms(numbers=src.numbers, positions=src.positions, cell=src.cell, pbc=src.pbc)
-        if "momenta" in src.arrays:
-            a.arrays["momenta"] = src.arrays["momenta"].copy()
+        # Momenta and what they and a labeller need (masses, initial moments and charges): not
+        # labels.
+        for key in ("momenta", "masses", "initial_magmoms", "initial_charges"):
+            if key in src.arrays:
+                a.arrays[key] = src.arrays[key].copy()
         a.arrays["id"] = np.arange(1, len(a) + 1)
         a.arrays[self.quantity] = values.copy()
         a.arrays["above_lower"] = above_lower.astype(float)

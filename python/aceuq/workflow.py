@@ -57,9 +57,10 @@ def _run(command: str, argv: list[str]):
         )
 
 
-def _structures(images, folder: str, name: str) -> list[str]:
+def _structures(images, folder: str, name: str, labelled: bool = True) -> list[str]:
     """Paths for ``images``: a path (or list of paths) is used as it is; Atoms (or a list of
-    them) are written to ``folder/name.xyz``."""
+    them) are written to ``folder/name.xyz`` (``labelled``: their labels matter, so say when an
+    AceUQCalculator's results are left out)."""
     if images is None:
         return []
     if isinstance(images, (str, os.PathLike)):
@@ -70,13 +71,14 @@ def _structures(images, folder: str, name: str) -> list[str]:
     # The results of an AceUQCalculator are the model's own predictions, not labels: such Atoms
     # are written without them (other calculators' results, e.g. read from a file, are labels).
     own = [k for k, a in enumerate(images) if isinstance(getattr(a, "calc", None), AceUQCalculator)]
-    if own:
+    if own and labelled:
         warnings.warn(
             f"{len(own)} of the {len(images)} {name} structures have an AceUQCalculator: its "
             "results are the model's predictions, not labels, and are left out (attach the "
             "reference results, e.g. a SinglePointCalculator, to use them as labels)",
             stacklevel=3,
         )
+    if own:
         images = list(images)
         for k in own:
             images[k] = images[k].copy()  # without the calculator
@@ -161,7 +163,7 @@ def select(model, candidates, max, out=None, **options):
     with tempfile.TemporaryDirectory(prefix="aceuq-") as tmp:
         dest = os.fspath(out) if out is not None else os.path.join(tmp, "selected.xyz")
         argv = ["--model", model] + _many(
-            "--candidates", _structures(candidates, tmp, "candidates")
+            "--candidates", _structures(candidates, tmp, "candidates", labelled=False)
         )
         argv += ["--max", str(max), "--out", dest] + _options(options)
         _run("select", argv)

@@ -4,6 +4,7 @@ frames that aceuq select reads (halt frames left out), and the Python example en
 import contextlib
 import io
 import re
+import shutil
 import subprocess
 import sys
 
@@ -175,6 +176,7 @@ def test_watch_follows_the_atoms_calculator_and_writes_only_its_own_columns(li_m
     a = hot_bcc(li_model)
     a.arrays["dft_forces"] = np.ones((len(a), 3))  # labels under custom keys: not the frame's
     a.info["dft_energy"] = -1.0
+    a.set_masses(np.full(len(a), 7.016))  # an isotope: kept, as the momenta are
     opt = FIRE(a, logfile=None)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):  # the default log is sys.stdout when it prints
@@ -184,11 +186,18 @@ def test_watch_follows_the_atoms_calculator_and_writes_only_its_own_columns(li_m
     frame = read(tmp_path / "c.xyz")
     assert "dft_forces" not in frame.arrays and "dft_energy" not in frame.info
     assert "time" not in frame.info  # an optimizer's dt is no time
+    assert np.allclose(frame.get_masses(), 7.016)
     # A new calculator: the watch reads its results, not the old one's.
     a.calc = aceuq.AceUQCalculator(li_model, uq="gamma")
     a.positions[0] = a.positions[1] + [0.8, 0, 0]
     watch()
     assert watch.max_value == a.calc.results["gamma"].max() > 3.0
+    # Another model: its calibration chose other rules; the watch refuses it.
+    other = tmp_path / "other.aceuq"
+    shutil.copy(li_model.path, other)
+    a.calc = aceuq.AceUQCalculator(other, uq="gamma")
+    with pytest.raises(ValueError, match="create a new Watch"):
+        watch()
     a.calc = aceuq.AceUQCalculator(li_model, uq="gp")
     with pytest.raises(ValueError, match="does not compute 'gamma'"):
         watch()

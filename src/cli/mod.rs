@@ -452,7 +452,7 @@ fn check_paths(cmd: &Command) -> Result<()> {
         Command::Fit(a) => Some(("--species", &a.species)),
         Command::ToLammps(a) => Some(("--species", &a.species)),
         Command::AlBench(a) => Some(("--species", &a.species)),
-        Command::Select(a) => a.elements.as_deref().map(|e| ("--elements", e)),
+        // select --elements gives each atom type's element: types may share one.
         _ => None,
     };
     if let Some((flag, list)) = species

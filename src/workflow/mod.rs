@@ -1338,6 +1338,18 @@ fn explore(
     let mut outcomes: Vec<Option<Result<ExplorationOutcome, LoopError>>> =
         (0..jobs.len()).map(|_| None).collect();
     for chunk in jobs.chunks(parallel) {
+        // Told to end: the explorations not started yet are not started.
+        if let Some(e) = outcomes
+            .iter()
+            .flatten()
+            .find_map(|r| r.as_ref().err().filter(|e| process::is_interrupted(e)))
+        {
+            let msg = e.0.clone();
+            for (i, _) in chunk {
+                outcomes[*i] = Some(Err(err(msg.clone())));
+            }
+            continue;
+        }
         let results: Vec<(usize, Result<ExplorationOutcome, LoopError>)> =
             std::thread::scope(|sc| {
                 let handles: Vec<_> = chunk
@@ -1470,7 +1482,8 @@ fn run_lammps(
                 o.steps_run += n;
             }
         }
-        if l.starts_with("fix ace/uq/watch:")
+        // "fix ace/uq/watch: N checks of ...", or "fix ace/uq/watch ID: ..." with several.
+        if l.starts_with("fix ace/uq/watch")
             && l.contains(" checks of ")
             && let Some(m) = l.split(", max ").nth(1)
         {
@@ -1502,6 +1515,8 @@ fn label(
         .map_err(|e| err(format!("cannot create {}: {e}", work.display())))?;
     match label_batch(cfg, &work, "batch", frames) {
         Ok(good) => Ok((good, vec![])),
+        // Told to end: no frame-by-frame retry.
+        Err(e) if process::is_interrupted(&e) => Err(e),
         Err(batch_err) => {
             let mut good = vec![];
             let mut bad = vec![];
@@ -1513,6 +1528,7 @@ fn label(
                     std::slice::from_ref(f),
                 ) {
                     Ok(mut g) => good.append(&mut g),
+                    Err(e) if process::is_interrupted(&e) => return Err(e),
                     Err(e) => {
                         let mut x = f.clone();
                         x.info.insert(

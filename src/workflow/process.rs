@@ -14,6 +14,14 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
+/// How the error of a child stopped by a signal to the loop begins ([`is_interrupted`]).
+const INTERRUPTED: &str = "interrupted by signal";
+
+/// Whether `e` says the loop was told to end (nothing more should be started).
+pub(super) fn is_interrupted(e: &LoopError) -> bool {
+    e.0.starts_with(INTERRUPTED)
+}
+
 /// The signal caught while a child ran (0: none).
 static CAUGHT: AtomicI32 = AtomicI32::new(0);
 
@@ -67,8 +75,11 @@ impl CatchEnding {
         CatchEnding
     }
 
-    /// Release this child's hold; true if it was the last (the previous handlers are back).
-    fn release(self) -> bool {
+    /// Release this child's hold. The last one restores the previous handlers and, if a signal
+    /// was caught meanwhile (whichever way the children ended), raises it again: the process
+    /// then ends the way the signal meant (under a handler that returns, e.g. Python's, the
+    /// callers see [`INTERRUPTED`] errors instead).
+    fn release(self) {
         let last = {
             let mut st = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
             st.0 -= 1;
@@ -83,14 +94,22 @@ impl CatchEnding {
             st.0 == 0
         };
         std::mem::forget(self);
-        last
+        if last {
+            let sig = CAUGHT.swap(0, Ordering::SeqCst);
+            if sig != 0 {
+                // SAFETY: raise(3) with the previous disposition back.
+                unsafe {
+                    libc::raise(sig);
+                }
+            }
+        }
     }
 }
 
 impl Drop for CatchEnding {
     fn drop(&mut self) {
         // An early return (a failed spawn): release the hold all the same.
-        let _ = CatchEnding.release();
+        CatchEnding.release();
     }
 }
 
@@ -151,15 +170,9 @@ pub(super) fn run_with_timeout(
                 cmd.get_program().to_string_lossy(),
                 child.id()
             );
-            if guard.release() {
-                // The last child is stopped and the previous handlers are back: the process
-                // ends the way the signal meant (the others return the error below).
-                // SAFETY: raise(3).
-                unsafe {
-                    libc::raise(sig);
-                }
-            }
-            return Err(err(format!("interrupted by signal {sig}")));
+            // The last child stopped raises the signal again (see `release`).
+            guard.release();
+            return Err(err(format!("{INTERRUPTED} {sig}")));
         }
         match child.try_wait() {
             Ok(Some(s)) => break s,
@@ -215,7 +228,14 @@ pub fn lock_run_dir(run_dir: &Path) -> Result<RunLock, LoopError> {
             )));
         }
         Err(std::fs::TryLockError::Error(e)) => {
-            return Err(err(format!("cannot lock {}: {e}", path.display())));
+            // File systems without flock (Lustre mounted noflock, some network mounts): go on,
+            // and say that nothing keeps a second loop out.
+            eprintln!(
+                "warning: cannot lock {} ({e}): this file system does not lock files; make sure \
+                 no other `aceuq loop` works in {}",
+                path.display(),
+                run_dir.display()
+            );
         }
     }
     // Who holds it, for the message above (the lock itself is what counts).
