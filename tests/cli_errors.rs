@@ -78,12 +78,17 @@ fn negative_numbers_are_rejected_with_the_flag_and_its_range() {
         (
             "--cutoff",
             "-1",
-            "--cutoff must be a number of Å above 0.5, got -1",
+            "--cutoff must be a number of Å above 0.5 and at most 30, got -1",
+        ),
+        (
+            "--cutoff",
+            "1e9",
+            "--cutoff must be a number of Å above 0.5 and at most 30, got 1000000000",
         ),
         (
             "--cutoff",
             "-2.5e-1",
-            "--cutoff must be a number of Å above 0.5, got -0.25",
+            "--cutoff must be a number of Å above 0.5 and at most 30, got -0.25",
         ),
         (
             "--radial-inner",

@@ -493,7 +493,7 @@ pub fn error_text(e: &anyhow::Error) -> String {
 }
 
 /// Check a number given on the command line: the error says which flag, what it must be and
-/// what it got ("--cutoff must be a number of Å above 0.5, got -1").
+/// what it got ("--cutoff must be a number of Å above 0.5 and at most 30, got -1").
 pub(crate) fn check_number(flag: &str, v: f64, ok: bool, want: &str) -> Result<()> {
     if ok {
         Ok(())
