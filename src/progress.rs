@@ -112,7 +112,7 @@ impl Bar {
     pub fn structures(len: u64, msg: &str, show: bool) -> Bar {
         #[cfg(feature = "cli")]
         {
-            if !visible(show) {
+            if !show {
                 return Bar::hidden();
             }
             let bar = indicatif::ProgressBar::new(len);
@@ -137,7 +137,7 @@ impl Bar {
     pub fn steps(len: u64, unit: &str, msg: &str, show: bool) -> Bar {
         #[cfg(feature = "cli")]
         {
-            if !visible(show) {
+            if !show {
                 return Bar::hidden();
             }
             let bar = indicatif::ProgressBar::new(len);
@@ -163,7 +163,7 @@ impl Bar {
     pub fn atoms(len: Option<u64>, show: bool) -> Bar {
         #[cfg(feature = "cli")]
         {
-            if !visible(show) {
+            if !show {
                 return Bar::hidden();
             }
             let inner = match len {
@@ -237,11 +237,6 @@ impl Bar {
             self.log_line(true);
         }
     }
-}
-
-#[cfg(feature = "cli")]
-fn visible(show: bool) -> bool {
-    show
 }
 
 /// A line for the person running a long call (e.g. what a builder chose), when `show`.

@@ -74,12 +74,14 @@ impl CatchEnding {
         }
         CatchEnding
     }
+}
 
+impl Drop for CatchEnding {
     /// Release this child's hold. The last one restores the previous handlers and, if a signal
     /// was caught meanwhile (whichever way the children ended), raises it again: the process
     /// then ends the way the signal meant (under a handler that returns, e.g. Python's, the
     /// callers see [`INTERRUPTED`] errors instead).
-    fn release(self) {
+    fn drop(&mut self) {
         let last = {
             let mut st = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
             st.0 -= 1;
@@ -93,7 +95,6 @@ impl CatchEnding {
             }
             st.0 == 0
         };
-        std::mem::forget(self);
         if last {
             let sig = CAUGHT.swap(0, Ordering::SeqCst);
             if sig != 0 {
@@ -103,13 +104,6 @@ impl CatchEnding {
                 }
             }
         }
-    }
-}
-
-impl Drop for CatchEnding {
-    fn drop(&mut self) {
-        // An early return (a failed spawn): release the hold all the same.
-        CatchEnding.release();
     }
 }
 
@@ -170,8 +164,8 @@ pub(super) fn run_with_timeout(
                 cmd.get_program().to_string_lossy(),
                 child.id()
             );
-            // The last child stopped raises the signal again (see `release`).
-            guard.release();
+            // The last child stopped raises the signal again (see the guard's `drop`).
+            drop(guard);
             return Err(err(format!("{INTERRUPTED} {sig}")));
         }
         match child.try_wait() {
@@ -188,7 +182,7 @@ pub(super) fn run_with_timeout(
             Err(e) => return Err(err(format!("waiting for {cmd:?}: {e}"))),
         }
     };
-    guard.release();
+    drop(guard);
     let text = std::fs::read_to_string(out).unwrap_or_default();
     Ok((status, text))
 }
