@@ -643,7 +643,88 @@ pub struct HaltRow {
     pub best_false_at_90: Option<usize>,
 }
 
+/// Bands of the frame rule's probability in [`CheckReport::reliability`]: [0, 0.01), [0.01,
+/// 0.1), [0.1, 0.5), [0.5, 0.9), [0.9, 1].
+pub const RELIABILITY_BANDS: [f64; 6] = [0.0, 0.01, 0.1, 0.5, 0.9, 1.0];
+
+/// The frame rule's probabilities against what happened, for one method and one band of
+/// probabilities: are the frames it rates at P unstable about P of the time?
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReliabilityRow {
+    pub method: String,
+    /// The band [lo, hi) of the frames' probabilities (the last band includes 1); None: every
+    /// frame with a probability.
+    pub band: Option<(f64, f64)>,
+    pub frames: usize,
+    /// The sum of the frames' probabilities: the unstable frames the error model expects.
+    pub expected: f64,
+    /// The frames whose true largest force error is above e_max.
+    pub observed: usize,
+    /// P(count >= observed) and P(count <= observed) if the probabilities were right and the
+    /// frames independent (a Poisson binomial).
+    pub at_least: f64,
+    pub at_most: f64,
+}
+
 impl CheckReport {
+    /// Per method (in the order of the frame rows) with a frame rule, the frames' probabilities
+    /// of an error above e_max summed per band of [`RELIABILITY_BANDS`] against the frames
+    /// truly above it, then the same over every frame: a calibrated error model expects about
+    /// as many as it finds in every band. Bands without frames are left out; frames whose
+    /// probability is undefined (a NaN uncertainty) are not counted.
+    pub fn reliability(&self) -> Vec<ReliabilityRow> {
+        let mut methods: Vec<&str> = Vec::new();
+        for f in &self.frames {
+            if f.p_frame.is_some() && !methods.contains(&f.method.as_str()) {
+                methods.push(&f.method);
+            }
+        }
+        let row = |method: &str, band: Option<(f64, f64)>, frames: &[(f64, bool)]| {
+            let ps: Vec<f64> = frames.iter().map(|&(p, _)| p).collect();
+            let observed = frames.iter().filter(|&&(_, u)| u).count();
+            let pmf = crate::stats::upper::poisson_binomial(&ps);
+            let at_least = pmf[observed..].iter().sum::<f64>().min(1.0);
+            let at_most = pmf[..=observed].iter().sum::<f64>().min(1.0);
+            ReliabilityRow {
+                method: method.to_string(),
+                band,
+                frames: frames.len(),
+                expected: ps.iter().sum(),
+                observed,
+                at_least,
+                at_most,
+            }
+        };
+        let mut rows = Vec::new();
+        for m in methods {
+            let all: Vec<(f64, bool)> = self
+                .frames
+                .iter()
+                .filter(|f| f.method == m)
+                .filter_map(|f| {
+                    f.p_frame
+                        .filter(|p| p.is_finite())
+                        .map(|p| (p.clamp(0.0, 1.0), f.max_error > f.e_max))
+                })
+                .collect();
+            for w in RELIABILITY_BANDS.windows(2) {
+                let last = w[1] >= 1.0;
+                let band: Vec<(f64, bool)> = all
+                    .iter()
+                    .copied()
+                    .filter(|&(p, _)| p >= w[0] && (p < w[1] || last))
+                    .collect();
+                if !band.is_empty() {
+                    rows.push(row(m, Some((w[0], w[1])), &band));
+                }
+            }
+            if !all.is_empty() {
+                rows.push(row(m, None, &all));
+            }
+        }
+        rows
+    }
+
     /// The per-frame rows as CSV (`aceuq check-cutoffs --frames`), one line per frame and
     /// method after a header; empty fields where a method has no frame rule. `origin`: the
     /// file and index of each checked frame (held-out then novel, as given to the check; empty
@@ -1884,6 +1965,53 @@ mod tests {
             e_max: 1.0,
             p_halt: p.map(|_| 0.5),
         }
+    }
+
+    /// The reliability rows: per band of frame probabilities, their sum against the frames truly
+    /// above e_max, with the Poisson-binomial probabilities of the count; a method without a
+    /// frame rule has no rows, an undefined probability is not counted, empty bands are left out.
+    #[test]
+    fn reliability_sums_the_frame_probabilities_per_band() {
+        let mut report = CheckReport {
+            e_max: 1.0,
+            ..Default::default()
+        };
+        // (true error, probability): two calm frames rated 0.001 and 0.005, one of them unstable;
+        // two at 0.3 and 0.2, neither unstable; one certain and unstable; one undefined.
+        let frames = [
+            (1.2, 0.001),
+            (0.1, 0.005),
+            (0.5, 0.3),
+            (0.2, 0.2),
+            (3.0, 1.0),
+            (2.0, f64::NAN),
+        ];
+        for (f, &(e, p)) in frames.iter().enumerate() {
+            report.frames.push(juror("ensemble", f, e, Some(p), false));
+            report.frames.push(juror("gp", f, e, None, false));
+        }
+        let rows = report.reliability();
+        let bands: Vec<_> = rows
+            .iter()
+            .map(|r| (r.band, r.frames, r.observed))
+            .collect();
+        assert_eq!(
+            bands,
+            vec![
+                (Some((0.0, 0.01)), 2, 1),
+                (Some((0.1, 0.5)), 2, 0),
+                (Some((0.9, 1.0)), 1, 1),
+                (None, 5, 2),
+            ]
+        );
+        assert!(rows.iter().all(|r| r.method == "ensemble"));
+        // The first band: expected 0.006; P(>= 1) = 1 - 0.999 * 0.995, P(<= 1) = 1 - 5e-6.
+        assert!((rows[0].expected - 0.006).abs() < 1e-15);
+        assert!((rows[0].at_least - (1.0 - 0.999 * 0.995)).abs() < 1e-12);
+        assert!((rows[0].at_most - (1.0 - 0.001 * 0.005)).abs() < 1e-12);
+        // None of the 0.3 / 0.2 frames: P(<= 0) = 0.7 * 0.8.
+        assert!((rows[1].at_most - 0.56).abs() < 1e-12 && rows[1].at_least == 1.0);
+        assert!((rows[3].expected - 1.506).abs() < 1e-12);
     }
 
     /// The watch's `upper vote` in `check-cutoffs`: a frame halts when an atom is above the upper

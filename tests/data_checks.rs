@@ -399,6 +399,14 @@ fn calibrate_and_check_report_the_sampling_spread() {
         listed[0].split_whitespace().all(|t| t == "-"),
         "a count of the calibration's own data called improbable:\n{out}"
     );
+    // The frame probabilities against outcomes: gamma's frame rule over the 4 frames.
+    let all: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Frame probabilities against outcomes"))
+        .filter(|l| l.split_whitespace().take(2).eq(["gamma", "all"]))
+        .collect();
+    assert_eq!(all.len(), 1, "{out}");
+    assert_eq!(all[0].split_whitespace().nth(2), Some("4"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -9,6 +9,8 @@
 //!   would halt against the frames whose true max force error exceeds e_max, per method and
 //!   per config_type: recall, false halts (true max error below e_max / 3), halts of modest
 //!   errors (between e_max / 3 and e_max).
+//! - The frame rule's probabilities: per method and band of probability, the unstable frames
+//!   they expect against those observed (`CheckReport::reliability`).
 
 use super::calibrate::text_table;
 use super::{DataKeys, load_model};
@@ -266,6 +268,30 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
             ]
         })
         .collect();
+    let band = |b: Option<(f64, f64)>| match b {
+        Some((lo, hi)) => format!("{lo}-{hi}"),
+        None => "all".into(),
+    };
+    let reliability: Vec<Vec<String>> = r
+        .reliability()
+        .iter()
+        .map(|x| {
+            vec![
+                x.method.clone(),
+                band(x.band),
+                x.frames.to_string(),
+                format!("{:.2}", x.expected),
+                x.observed.to_string(),
+                fmt_spread(
+                    Some(Spread {
+                        at_least: x.at_least,
+                        at_most: x.at_most,
+                    }),
+                    x.observed,
+                ),
+            ]
+        })
+        .collect();
     vec![
         (
             "Lower cutoffs on held-out in-distribution atoms: observed / expected (atoms / N) \
@@ -342,6 +368,26 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
                 "notes",
             ]),
             halts,
+        ),
+        (
+            "Frame probabilities against outcomes: the frame rule's P(some atom errs above \
+             e_max) of each frame, summed per band of P (the unstable frames the error model \
+             expects) against the frames truly above e_max (observed); sampling P = the \
+             probability of a count at least as large (≥) or at most as small (≤) if the \
+             probabilities were right and the frames independent (frames of one run are not: \
+             read a small value as a warning, not a test); many more observed than expected in \
+             a low band: frames the error model rates calm err above e_max (in-distribution \
+             errors with a heavier tail than it fits); fewer in a high band: a cautious model"
+                .into(),
+            s(&[
+                "method",
+                "P band",
+                "frames",
+                "expected",
+                "observed",
+                "sampling P",
+            ]),
+            reliability,
         ),
     ]
 }

@@ -158,6 +158,23 @@ pub fn frame_p_halt<'a>(
         .reduce(f64::min)
 }
 
+/// The distribution of the number of successes among independent trials of probabilities `ps`
+/// (Poisson binomial): element k is P(exactly k successes), k = 0..=ps.len(). Probabilities
+/// outside [0, 1] (or NaN) are clamped into it (NaN as 1: an undefined frame probability halts).
+pub fn poisson_binomial(ps: &[f64]) -> Vec<f64> {
+    let mut pmf = vec![0.0; ps.len() + 1];
+    pmf[0] = 1.0;
+    for (n, &p) in ps.iter().enumerate() {
+        let p = if p.is_nan() { 1.0 } else { p.clamp(0.0, 1.0) };
+        for k in (0..=n + 1).rev() {
+            let stay = pmf[k] * (1.0 - p);
+            let rise = if k > 0 { pmf[k - 1] * p } else { 0.0 };
+            pmf[k] = stay + rise;
+        }
+    }
+    pmf
+}
+
 /// The halting rule the watch's `upper auto` applies, as `aceuq calibrate` chose it by scoring
 /// the candidates on the labelled frames it was given (validation and `--high`): the default
 /// quantity's frame rule (`frame`), the vote of a jury of methods (`vote`: an atom above the
@@ -565,6 +582,20 @@ pub fn conditional_upper(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn poisson_binomial_is_the_binomial_for_equal_probabilities() {
+        let pmf = poisson_binomial(&[0.3; 5]);
+        assert_eq!(pmf.len(), 6);
+        // C(5, 2) 0.3^2 0.7^3 and C(5, 5) 0.3^5.
+        assert!((pmf[2] - 10.0 * 0.09 * 0.343).abs() < 1e-14, "{pmf:?}");
+        assert!((pmf[5] - 0.3f64.powi(5)).abs() < 1e-16, "{pmf:?}");
+        assert!((pmf.iter().sum::<f64>() - 1.0).abs() < 1e-14);
+        // Certain and impossible trials shift the distribution; NaN counts as certain.
+        let pmf = poisson_binomial(&[1.0, 0.0, f64::NAN, 0.5]);
+        assert_eq!(pmf, vec![0.0, 0.0, 0.5, 0.5, 0.0]);
+        assert_eq!(poisson_binomial(&[]), vec![1.0]);
+    }
     use crate::stats::tests::{draw_gamma, rng};
     use rand_distr::Distribution as _;
 
