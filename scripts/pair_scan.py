@@ -15,9 +15,9 @@ Usage:
         Be_liquid_1800K:Be-Be Be69W3_hcp_600K:W-Be W_bcc_300K:W-W [--r 1.05,1.2,...]
 
 Each positional argument is CONFIG_TYPE:A-B (the config_type of the frame to use and the pair's
-species). Distances are in Å; the default list runs from 1.05 to 2.2 Å (2.0-2.6 Å must be below
-the equilibrium pair distance for the scan to compress). Atoms closer than 1 Å are refused by
-the labeller.
+species). Distances are in Å; the default list runs from 1.05 to 2.2 Å (a --r list reaching past
+the pair's own distance also pulls it apart; energies are relative to the last distance). Atoms
+closer than 1 Å are refused by the labeller.
 """
 from __future__ import annotations
 
@@ -64,11 +64,10 @@ def scan(frames: list[L.Frame], spec: str, labeller: str, rs: list[float]) -> No
         for b in range(a + 1, n):
             if sorted((fr.symbols[a], fr.symbols[b])) != sorted((sa, sb)):
                 continue
-            if fr.symbols[a] != sa:
-                a, b = b, a
-            r, d = nearest_image(fr, a, b)
+            i, j = (a, b) if fr.symbols[a] == sa else (b, a)
+            r, d = nearest_image(fr, i, j)
             if best is None or r < best[0]:
-                best = (r, a, b, d)
+                best = (r, i, j, d)
     if best is None:
         raise SystemExit(f"pair_scan: the {ct} frame has no {sa}-{sb} pair")
     r0, a, b, d = best

@@ -1977,7 +1977,8 @@ mod tests {
             ..Default::default()
         };
         // (true error, probability): two calm frames rated 0.001 and 0.005, one of them unstable;
-        // two at 0.3 and 0.2, neither unstable; one certain and unstable; one undefined.
+        // two at 0.3 and 0.2, neither unstable; one certain and unstable; one undefined; two on
+        // band edges (0.01 and 0.9 open the bands they start), calm.
         let frames = [
             (1.2, 0.001),
             (0.1, 0.005),
@@ -1985,6 +1986,8 @@ mod tests {
             (0.2, 0.2),
             (3.0, 1.0),
             (2.0, f64::NAN),
+            (0.1, 0.01),
+            (0.1, 0.9),
         ];
         for (f, &(e, p)) in frames.iter().enumerate() {
             report.frames.push(juror("ensemble", f, e, Some(p), false));
@@ -1999,9 +2002,10 @@ mod tests {
             bands,
             vec![
                 (Some((0.0, 0.01)), 2, 1),
+                (Some((0.01, 0.1)), 1, 0),
                 (Some((0.1, 0.5)), 2, 0),
-                (Some((0.9, 1.0)), 1, 1),
-                (None, 5, 2),
+                (Some((0.9, 1.0)), 2, 1),
+                (None, 7, 2),
             ]
         );
         assert!(rows.iter().all(|r| r.method == "ensemble"));
@@ -2010,8 +2014,11 @@ mod tests {
         assert!((rows[0].at_least - (1.0 - 0.999 * 0.995)).abs() < 1e-12);
         assert!((rows[0].at_most - (1.0 - 0.001 * 0.005)).abs() < 1e-12);
         // None of the 0.3 / 0.2 frames: P(<= 0) = 0.7 * 0.8.
-        assert!((rows[1].at_most - 0.56).abs() < 1e-12 && rows[1].at_least == 1.0);
-        assert!((rows[3].expected - 1.506).abs() < 1e-12);
+        assert!((rows[2].at_most - 0.56).abs() < 1e-12);
+        assert!((rows[2].at_least - 1.0).abs() < 1e-12);
+        // One of the 1.0 / 0.9 frames: certain, P(<= 1) = 1 - 0.9.
+        assert!((rows[3].at_most - 0.1).abs() < 1e-12);
+        assert!((rows[4].expected - 2.416).abs() < 1e-12);
     }
 
     /// The watch's `upper vote` in `check-cutoffs`: a frame halts when an atom is above the upper

@@ -407,6 +407,17 @@ fn calibrate_and_check_report_the_sampling_spread() {
         .collect();
     assert_eq!(all.len(), 1, "{out}");
     assert_eq!(all[0].split_whitespace().nth(2), Some("4"), "{out}");
+    // Its observed count is the halts table's unstable frames for gamma.
+    let halts_all = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Upper cutoffs per frame"))
+        .find(|l| l.split_whitespace().take(2).eq(["gamma", "all"]))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        all[0].split_whitespace().nth(4),
+        halts_all.split_whitespace().nth(4),
+        "{out}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

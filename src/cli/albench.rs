@@ -75,13 +75,24 @@ pub fn run(a: &AlBenchArgs) -> Result<()> {
         .map(|m| {
             Selector::from_name(m.trim()).with_context(|| {
                 format!(
-                    "unknown --method '{m}': use oracle, random, gamma, gamma_local, ensemble, distance or gp"
+                    "unknown --method '{m}': use oracle, random, gamma, gamma_local, ensemble, \
+                     distance, gp or contact"
                 )
             })
         })
         .collect::<Result<_>>()?;
     if a.repeats == 0 {
         bail!("--repeats must be at least 1");
+    }
+    // Repeat r runs with seed + r: the last must not wrap around.
+    if a.seed.checked_add(a.repeats as u64 - 1).is_none() {
+        bail!(
+            "--seed {} with --repeats {}: the last repeat's seed (seed + repeats - 1) is beyond \
+             {}; choose a smaller --seed",
+            a.seed,
+            a.repeats,
+            u64::MAX
+        );
     }
     let pool = a
         .keys

@@ -75,8 +75,11 @@ fn fmt_spread(s: Option<Spread>, observed: usize) -> String {
     let p = |x: f64| {
         if x >= 0.01 {
             format!("{x:.2}")
-        } else {
+        } else if x >= 1e-300 {
             format!("{x:.1e}")
+        } else {
+            // Underflowed: a count this far out has no probability worth printing.
+            "<1e-300".into()
         }
     };
     match s {
@@ -151,7 +154,9 @@ fn where_exceeded(x: &crate::calibration::ExceedanceRow) -> String {
     }
 }
 
-/// The three tables of a report (exceedances, tail levels, halts) as (headers, rows).
+/// The tables of a report as (title, headers, rows): exceedances, the counts the calibration's
+/// sampling does not explain, tail levels, halts, and the frame rule's probabilities against
+/// outcomes.
 pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
     let s = |x: &[&str]| x.iter().map(|v| v.to_string()).collect::<Vec<_>>();
     let exc: Vec<Vec<String>> = r
@@ -272,7 +277,7 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
         Some((lo, hi)) => format!("{lo}-{hi}"),
         None => "all".into(),
     };
-    let reliability: Vec<Vec<String>> = r
+    let mut reliability: Vec<Vec<String>> = r
         .reliability()
         .iter()
         .map(|x| {
@@ -292,6 +297,10 @@ pub fn tables(r: &CheckReport) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
             ]
         })
         .collect();
+    if reliability.is_empty() {
+        // No method with a frame rule (e.g. upper cutoffs by the ratio rule only).
+        reliability.push(vec!["-".into(); 6]);
+    }
     vec![
         (
             "Lower cutoffs on held-out in-distribution atoms: observed / expected (atoms / N) \
@@ -442,7 +451,14 @@ pub fn run(a: &CheckArgs) -> Result<()> {
             .filter(|m| pot.uq.calibration.iter().any(|c| c.method == m.name()))
             .collect()
     } else {
-        a.methods.clone()
+        // Each once, in the order given (`--methods gamma,gamma` checks gamma once).
+        let mut m: Vec<Method> = vec![];
+        for x in &a.methods {
+            if !m.contains(x) {
+                m.push(*x);
+            }
+        }
+        m
     };
     for m in &methods {
         if !pot.uq.calibration.iter().any(|c| c.method == m.name()) {

@@ -40,6 +40,9 @@ pub struct CutoffArgs {
     pub plot: Option<PathBuf>,
 }
 
+/// Fewer values than this get a warning: their fits and quantiles rest on too few points.
+const FEW_VALUES: usize = 20;
+
 /// Errors of reading the values file or computing the cutoff.
 #[derive(Debug, thiserror::Error)]
 pub enum CutoffError {
@@ -70,7 +73,7 @@ pub enum CutoffError {
         msg: String,
     },
     /// A value the fits cannot use, located in the file.
-    #[error("{path}:{line}: column {column}: {source}")]
+    #[error("{path}:{line}: column '{column}': {source}")]
     Value {
         /// The file.
         path: PathBuf,
@@ -82,7 +85,7 @@ pub enum CutoffError {
         source: StatsError,
     },
     /// Any other statistics error.
-    #[error("{path}: column {column}: {source}")]
+    #[error("{path}: column '{column}': {source}")]
     Stats {
         /// The file.
         path: PathBuf,
@@ -454,6 +457,22 @@ pub fn report(args: &CutoffArgs) -> anyhow::Result<String> {
             source: e,
         },
     };
+    let (lo, hi) = col
+        .values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    if col.values.len() >= 2 && hi - lo <= 1e-9 * hi.abs() {
+        anyhow::bail!(
+            "{}: the {} values of column '{}' are all equal (min {lo:.9e}, max {hi:.9e}): no \
+             distribution can be fitted to them and a cutoff from them would mean nothing; give a \
+             column whose values vary (the uncertainties of many atoms)",
+            path.display(),
+            col.values.len(),
+            col.name
+        );
+    }
     let choice = choose_model(&col.values).map_err(stats_err)?;
     let n_apply = args.n.unwrap_or(col.values.len() as u64);
     let chosen = choice.dist();
@@ -488,6 +507,14 @@ pub fn report(args: &CutoffArgs) -> anyhow::Result<String> {
     )?;
     if let Some(note) = &choice.chosen().note {
         writeln!(out, "warning: {note}")?;
+    }
+    if col.values.len() < FEW_VALUES {
+        writeln!(
+            out,
+            "warning: only {} values: the fits, and a 1 - 1/N quantile from them, rest on very \
+             few points (at least {FEW_VALUES}, better hundreds, for a cutoff to trust)",
+            col.values.len()
+        )?;
     }
     writeln!(out)?;
     let above = col.values.iter().filter(|&&v| v > x_c).count();
@@ -527,6 +554,13 @@ pub fn report(args: &CutoffArgs) -> anyhow::Result<String> {
         )?;
         if up.u_max > x_c {
             markers.push(Marker::new(format!("x_max = {:.4}", up.u_max), up.u_max));
+        } else {
+            writeln!(
+                out,
+                "  (e_max lies at or below what the lower cutoff already allows: the ratio rule \
+                never puts x_max below x_c, so x_max = x_c; a halt there would come with no \
+                warning before it)"
+            )?;
         }
     }
     if let Some(plot) = &args.plot {
@@ -685,6 +719,11 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("N = 10000") && out.contains("x_max"), "{out}");
+        // e_max = 0.15 lies below x_c here: the ratio rule's x_max is x_c, and it says so.
+        assert!(
+            !out.contains("only 400 values") && out.contains("x_max = x_c"),
+            "{out}"
+        );
         let chosen = choose_model(&col.values).unwrap();
         let xc = chosen.dist().isf(1e-4);
         assert!(out.contains(&format!("{xc:.6e}")), "{out}");
@@ -795,6 +834,20 @@ mod tests {
         assert!(e.contains("zero.txt:3") && e.contains("> 0"), "{e}");
         let p = tmp("few.txt", "0.5\n");
         assert!(report(&args(&p, None)).is_err());
+        // Values without spread (equal, or equal to 1e-12) are refused, not fitted.
+        for (name, text) in [
+            ("equal.txt", "0.5\n".repeat(5)),
+            (
+                "near.txt",
+                (0..100)
+                    .map(|i| format!("{}\n", 1.0 + 1e-12 * i as f64))
+                    .collect(),
+            ),
+        ] {
+            let p = tmp(name, &text);
+            let e = report(&args(&p, None)).unwrap_err().to_string();
+            assert!(e.contains("all equal") && e.contains(name), "{e}");
+        }
         let p = tmp("range.txt", "1 2\n");
         assert!(
             read_column(&p, Some("3"))
@@ -802,6 +855,21 @@ mod tests {
                 .to_string()
                 .contains("out of range")
         );
+    }
+
+    /// A handful of values gets a warning; an e_max the lower cutoff already exceeds says that
+    /// the upper cutoff is the lower one.
+    #[test]
+    fn stats_cli_warns_on_few_values_and_a_low_e_max() {
+        let mut r = rng(63);
+        let f = draw_maxwell(&mut r, 0.1, 8);
+        let text: String = f.iter().map(|v| format!("{v}\n")).collect();
+        let p = tmp("eight.txt", &text);
+        let mut a = args(&p, None);
+        a.max_error = Some(1e-3);
+        let out = report(&a).unwrap();
+        assert!(out.contains("only 8 values"), "{out}");
+        assert!(out.contains("x_max = x_c"), "{out}");
     }
 
     #[test]

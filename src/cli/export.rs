@@ -108,6 +108,19 @@ pub fn run(a: &ExportArgs) -> Result<()> {
         core: !a.no_core,
         ..Default::default()
     };
+    // The comparison structures, read before the work (a bad file fails fast).
+    let mut data_frames = vec![];
+    for f in &a.data {
+        let frames = crate::io::extxyz::read_file(f, &Default::default())?;
+        if frames.is_empty() {
+            bail!(
+                "--data {}: the file holds no structures (it gives the structures to compare the \
+                 export on)",
+                f.display()
+            );
+        }
+        data_frames.extend(frames);
+    }
     let ex = export::export(model, &opts).context("cannot export")?;
     let methods: Vec<&str> = pot.uq.methods().iter().map(|x| x.name()).collect();
     if !methods.is_empty() {
@@ -207,13 +220,9 @@ pub fn run(a: &ExportArgs) -> Result<()> {
         fidelity_line(&fid)
     );
     let mut gated = vec![fid];
-    if !a.data.is_empty() {
-        let mut frames = vec![];
-        for f in &a.data {
-            frames.extend(crate::io::extxyz::read_file(f, &Default::default())?);
-        }
+    if !data_frames.is_empty() {
         let (mut outside, mut inside) = (vec![], vec![]);
-        for s in frames {
+        for s in data_frames {
             if has_core && export::inside_core(model, &s)? {
                 inside.push(s);
             } else {

@@ -117,6 +117,8 @@ impl ConditionalUpper {
     /// An undefined probability (a NaN uncertainty) halts.
     pub fn frame_halts(&self, log_calm: f64) -> (bool, f64) {
         let p = -log_calm.exp_m1();
+        // -0 (no atom with any chance) prints as 0.
+        let p = if p == 0.0 { 0.0 } else { p };
         (!(p < self.p_halt), p)
     }
 
