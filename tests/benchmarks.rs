@@ -339,6 +339,8 @@ fn uq_bench_quick_end_to_end() {
     }
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("Novelty ROC-AUC per subset") && md.contains("gamma_local"));
+    // Undefined scores (no genuinely novel subset) are "-", not NaN.
+    assert!(!md.contains("NaN"), "{md}");
     assert!(
         md.contains("genuinely novel") && md.contains("## Verdict"),
         "{md}"

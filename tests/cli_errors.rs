@@ -449,3 +449,58 @@ fn outputs_never_replace_inputs() {
         "{err}"
     );
 }
+
+/// `check-cutoffs` on a model it cannot check says what the model lacks and how to get it:
+/// no estimators at all (not "run calibrate", which would fail the same way), or not the
+/// estimator `--methods` names.
+#[test]
+fn check_cutoffs_names_what_the_model_lacks() {
+    let dir = workdir("check_lacks");
+    let small = ["--nmax", "4,2", "--lmax", "0,2", "--threads", "1"];
+    let bare = dir.join("bare.aceuq");
+    let gamma = dir.join("gamma.aceuq");
+    for (m, extra) in [(&bare, &[][..]), (&gamma, &["--active-set"][..])] {
+        let (code, err) = aceuq(
+            &[
+                &["fit", "--train", TRAIN, "--out", m.to_str().unwrap()][..],
+                &small[..],
+                extra,
+            ]
+            .concat(),
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    let (code, err) = aceuq(&[
+        "check-cutoffs",
+        "-m",
+        bare.to_str().unwrap(),
+        "--data",
+        TRAIN,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("has no uncertainty estimators") && err.contains("--active-set"),
+        "{err}"
+    );
+    let (code, err) = aceuq(&[
+        "calibrate",
+        "-m",
+        gamma.to_str().unwrap(),
+        "--valid",
+        TRAIN,
+        "--pool-size",
+        "100",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = aceuq(&[
+        "check-cutoffs",
+        "-m",
+        gamma.to_str().unwrap(),
+        "--data",
+        TRAIN,
+        "--methods",
+        "gp",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("has no gp estimator (it has gamma)"), "{err}");
+}

@@ -436,6 +436,13 @@ pub fn run(a: &CheckArgs) -> Result<()> {
     }
     super::refuse_pacemaker_options(&a.model, &a.active_set, &a.cutoffs)?;
     let pot = load_model(&a.model)?;
+    if pot.uq.methods().is_empty() {
+        bail!(
+            "{} has no uncertainty estimators, so no cutoffs to check: fit it with e.g. `aceuq \
+             fit --active-set --ensemble 4 --distance`, then `aceuq calibrate`",
+            a.model.display()
+        );
+    }
     if pot.uq.calibration.is_empty() {
         bail!(
             "{} has no stored cutoffs: run `aceuq calibrate --model {} --valid VALID.xyz \
@@ -461,6 +468,19 @@ pub fn run(a: &CheckArgs) -> Result<()> {
         m
     };
     for m in &methods {
+        if !pot.uq.methods().contains(m) {
+            bail!(
+                "{} has no {} estimator (it has {}): refit with it to check it",
+                a.model.display(),
+                m.name(),
+                pot.uq
+                    .methods()
+                    .iter()
+                    .map(|x| x.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         if !pot.uq.calibration.iter().any(|c| c.method == m.name()) {
             bail!(
                 "{} has no stored cutoffs for '{}': calibrate it first",

@@ -143,6 +143,8 @@ pub fn parse_column(
     text: &str,
     column: Option<&str>,
 ) -> Result<ColumnData, CutoffError> {
+    // A byte-order mark (spreadsheet exports) is not part of the first name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let first = text.lines().map(str::trim).find(|l| !l.is_empty());
     match first {
         None => Err(CutoffError::Column {
@@ -239,8 +241,32 @@ fn read_table(path: &Path, text: &str, column: Option<&str>) -> Result<ColumnDat
         let fields = split_fields(line);
         let parsed: Vec<Option<f64>> = fields.iter().map(|f| f.parse::<f64>().ok()).collect();
         if ncol.is_none() && text_header.is_none() && parsed.iter().any(Option::is_none) {
-            // A non-numeric first line is the header.
-            text_header = Some(fields.iter().map(|s| s.to_string()).collect());
+            // A non-numeric first line is the header; quoted names ("a","b") lose their quotes.
+            let names: Vec<String> = fields
+                .iter()
+                .map(|f| {
+                    f.strip_prefix('"')
+                        .and_then(|g| g.strip_suffix('"'))
+                        .unwrap_or(f)
+                        .to_string()
+                })
+                .collect();
+            if let Some((i, n)) = names
+                .iter()
+                .enumerate()
+                .find(|(i, n)| names[..*i].contains(n))
+            {
+                return Err(parse_err(
+                    path,
+                    lineno,
+                    format!(
+                        "the header names '{n}' twice (fields {} and {}): rename one",
+                        names.iter().position(|m| m == n).unwrap_or(0) + 1,
+                        i + 1
+                    ),
+                ));
+            }
+            text_header = Some(names);
             continue;
         }
         match ncol {
@@ -848,6 +874,13 @@ mod tests {
             let e = report(&args(&p, None)).unwrap_err().to_string();
             assert!(e.contains("all equal") && e.contains(name), "{e}");
         }
+        // A byte-order mark and quoted names are read as the names; a repeated name is refused.
+        let p = tmp("bom.csv", "\u{feff}\"a\",\"b\"\n1,2\n3,4\n");
+        assert_eq!(read_column(&p, Some("b")).unwrap().values, vec![2.0, 4.0]);
+        assert_eq!(read_column(&p, Some("a")).unwrap().values, vec![1.0, 3.0]);
+        let p = tmp("twice.csv", "a,a\n1,2\n");
+        let e = read_column(&p, Some("a")).unwrap_err().to_string();
+        assert!(e.contains("twice.csv:1") && e.contains("'a' twice"), "{e}");
         let p = tmp("range.txt", "1 2\n");
         assert!(
             read_column(&p, Some("3"))

@@ -621,14 +621,14 @@ fn summary(
                 format!("{} ({})", r.basis, r.nfuncs),
                 format!("{:.4}", r.mae_test),
                 m.method.name().to_string(),
-                format!("{:.3}", m.rho_atom),
-                format!("{:.3}", m.rho_struct),
-                format!("{:.3}", m.area),
+                f3(m.rho_atom),
+                f3(m.rho_struct),
+                f3(m.area),
                 format!("{:+.3}", m.signed),
-                format!("{:.3}", m.mean_auc()),
+                f3(m.mean_auc()),
                 format!("{}/{}", r.n_novel(), r.subsets.len()),
-                format!("{:.3}", r.novel_mean(m, |s| s.auc_struct_matched)),
-                format!("{:.3}", r.novel_mean(m, |s| s.recall)),
+                f3(r.novel_mean(m, |s| s.auc_struct_matched)),
+                f3(r.novel_mean(m, |s| s.recall)),
             ]);
         }
     }
@@ -736,7 +736,7 @@ fn summary(
                     n.frames.to_string(),
                     n.atoms.to_string(),
                     format!("{:.2}", n.error_ratio),
-                    format!("{:.3}", n.frac_above_p95),
+                    f3(n.frac_above_p95),
                     if n.novel { "yes" } else { "**not novel**" }.into(),
                 ]);
             }
@@ -768,11 +768,11 @@ fn summary(
                             format!("{} (not novel)", n.name)
                         },
                         m.method.name().into(),
-                        format!("{:.3}", sc.auc_struct),
-                        format!("{:.3}", sc.auc_struct_matched),
-                        format!("{:.3}", sc.auc_atom),
-                        format!("{:.3}", sc.rho_pool),
-                        format!("{:.3}", sc.recall),
+                        f3(sc.auc_struct),
+                        f3(sc.auc_struct_matched),
+                        f3(sc.auc_atom),
+                        f3(sc.rho_pool),
+                        f3(sc.recall),
                     ]);
                 }
             }
@@ -832,6 +832,16 @@ fn summary(
 }
 
 /// Owned copies of `v` (table headers).
+/// A score to three decimals; "-" where it is undefined (NaN: no genuinely novel subset, a
+/// subset too small to rank).
+fn f3(x: f64) -> String {
+    if x.is_nan() {
+        "-".into()
+    } else {
+        format!("{x:.3}")
+    }
+}
+
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
