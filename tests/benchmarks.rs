@@ -233,6 +233,45 @@ fn al_bench_rejects_bad_input() {
         e.contains("time order") && e.contains("reversed.xyz"),
         "{e}"
     );
+    // A file as the output folder is named as such.
+    let o = aceuq(&[
+        "al-bench",
+        "--pool",
+        pool.to_str().unwrap(),
+        "--out",
+        rev.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("a file is there; give a folder"), "{e}");
+    // A uq-bench that fails after creating its output folder (species the data lack) leaves
+    // no empty folder behind.
+    let li = repo().join("tests/data/li/valid.xyz");
+    let li = li.to_str().unwrap();
+    let cfg = out.join("species.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "methods = [\"gamma\"]\nseed = 7\nensemble = 2\n\n[[basis]]\nname = \"tiny\"\n\
+             nmax = [4, 2]\nlmax = [0, 2]\n\n[[dataset]]\nname = \"wrong\"\nspecies = [\"Al\"]\n\
+             train = [\"{li}\"]\nvalid = [\"{li}\"]\ntest = [\"{li}\"]\n"
+        ),
+    )
+    .unwrap();
+    let uq_out = out.join("uq_never");
+    let o = aceuq(&[
+        "uq-bench",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        uq_out.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(!uq_out.exists(), "{}", String::from_utf8_lossy(&o.stderr));
     let _ = std::fs::remove_dir_all(&out);
 }
 

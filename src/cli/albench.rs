@@ -136,8 +136,7 @@ pub fn run(a: &AlBenchArgs) -> Result<()> {
         settings.max_iterations = n.max(1);
     }
     al::check_pool(&pool, &settings).with_context(|| a.pool.display().to_string())?;
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let out = super::OutFolder::create(&a.out)?;
     let natoms: usize = pool.iter().map(|s| s.len()).sum();
     eprintln!(
         "pool {}: {} frames, {} atoms; {} x {} runs ({} basis)",
@@ -216,6 +215,7 @@ pub fn run(a: &AlBenchArgs) -> Result<()> {
     crate::io::container::write_atomic(&a.out.join("summary.md"), md.as_bytes())?;
     print!("{md}");
     eprintln!("wrote {}", a.out.display());
+    out.keep();
     Ok(())
 }
 

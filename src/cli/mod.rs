@@ -463,6 +463,48 @@ fn check_paths(cmd: &Command) -> Result<()> {
     Ok(())
 }
 
+/// The output folder of a benchmark (`--out`), created if missing; a file there is refused.
+/// Dropped without [`OutFolder::keep`] (the run failed), a folder created here that is still
+/// empty is removed again, so a failed run leaves nothing behind.
+pub(crate) struct OutFolder {
+    path: PathBuf,
+    created: bool,
+    keep: bool,
+}
+
+impl OutFolder {
+    pub(crate) fn create(path: &Path) -> Result<Self> {
+        if path.exists() && !path.is_dir() {
+            bail!(
+                "--out {}: a file is there; give a folder (it receives several files)",
+                path.display()
+            );
+        }
+        let created = !path.exists();
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("cannot create the folder {}", path.display()))?;
+        Ok(OutFolder {
+            path: path.to_path_buf(),
+            created,
+            keep: false,
+        })
+    }
+
+    /// The run succeeded: keep the folder.
+    pub(crate) fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for OutFolder {
+    fn drop(&mut self) {
+        if self.created && !self.keep {
+            // Only an empty folder goes (remove_dir fails otherwise).
+            let _ = std::fs::remove_dir(&self.path);
+        }
+    }
+}
+
 /// A species name of a comma list (`--species "Al, Mg"`): trimmed, not empty.
 pub(crate) fn species_name(s: &str) -> std::result::Result<String, String> {
     let t = s.trim();

@@ -173,8 +173,7 @@ pub fn run(a: &UqBenchArgs) -> Result<()> {
         .map(|d| load(&base, d, &cfg, a.quick))
         .collect::<Result<_>>()?;
     let bases: Vec<Vec<_>> = chosen.iter().map(|d| bases_for(d)).collect();
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let out = super::OutFolder::create(&a.out)?;
     let t0 = Instant::now();
     let fits: usize = data
         .iter()
@@ -229,6 +228,7 @@ pub fn run(a: &UqBenchArgs) -> Result<()> {
     crate::io::container::write_atomic(&a.out.join("summary.md"), md.as_bytes())?;
     print!("{md}");
     eprintln!("wrote {}", a.out.display());
+    out.keep();
     Ok(())
 }
 
