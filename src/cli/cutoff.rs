@@ -388,7 +388,18 @@ fn read_lammps_dump(
             let n = natoms.ok_or_else(|| {
                 parse_err(path, i + 1, "ITEM: ATOMS before ITEM: NUMBER OF ATOMS")
             })?;
-            let (k, name) = resolve_column(path, column, Some(&names), names.len())?;
+            let (k, name) = match resolve_column(path, column, Some(&names), names.len()) {
+                Ok(x) => x,
+                // Found in earlier timesteps, missing here: say where.
+                Err(CutoffError::Column { msg, .. }) if chosen_name.is_some() => {
+                    return Err(parse_err(
+                        path,
+                        i + 1,
+                        format!("timestep {timestep}: {msg} (earlier timesteps had it)"),
+                    ));
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(prev) = &chosen_name
                 && *prev != name
             {
@@ -831,6 +842,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bad.dump:12") && e.contains("'abc'"), "{e}");
+        // A column that later timesteps lack: the error names the timestep and its line.
+        let gone = text.replacen(
+            "x y z f_pace_gamma\n1 1 0.0 1.0 2.0",
+            "x y z c_other\n1 1 0.0 1.0 2.0",
+            2,
+        );
+        let gone = gone.replacen("x y z c_other", "x y z f_pace_gamma", 1);
+        let p = tmp("gone.dump", &gone);
+        let e = read_column(&p, Some("f_pace_gamma"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("gone.dump:") && e.contains("timestep 100") && e.contains("earlier"),
+            "{e}"
+        );
     }
 
     #[test]
