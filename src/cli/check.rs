@@ -77,6 +77,10 @@ fn fmt_spread(s: Option<Spread>, observed: usize) -> String {
             format!("{x:.2}")
         } else if x >= 1e-300 {
             format!("{x:.1e}")
+        } else if x == 0.0 {
+            "0".into()
+        } else if x.is_nan() {
+            "-".into()
         } else {
             // Underflowed: a count this far out has no probability worth printing.
             "<1e-300".into()

@@ -251,10 +251,12 @@ fn read_table(path: &Path, text: &str, column: Option<&str>) -> Result<ColumnDat
                         .to_string()
                 })
                 .collect();
+            // A name the chosen column has twice is ambiguous (other repeats, e.g. the empty
+            // names of trailing cells, do not matter).
             if let Some((i, n)) = names
                 .iter()
                 .enumerate()
-                .find(|(i, n)| names[..*i].contains(n))
+                .find(|(i, n)| Some(n.as_str()) == column && names[..*i].contains(n))
             {
                 return Err(parse_err(
                     path,
@@ -395,7 +397,9 @@ fn read_lammps_dump(
                     return Err(parse_err(
                         path,
                         i + 1,
-                        format!("timestep {timestep}: {msg} (earlier timesteps had it)"),
+                        format!(
+                            "timestep {timestep}: {msg} (its columns differ from earlier timesteps')"
+                        ),
                     ));
                 }
                 Err(e) => return Err(e),
@@ -494,6 +498,8 @@ pub fn report(args: &CutoffArgs) -> anyhow::Result<String> {
             source: e,
         },
     };
+    // Bad values (zero, negative, NaN, inf) are named by their line first.
+    crate::stats::fit::check_sample(&col.values).map_err(stats_err)?;
     let (lo, hi) = col
         .values
         .iter()
@@ -854,7 +860,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("gone.dump:") && e.contains("timestep 100") && e.contains("earlier"),
+            e.contains("gone.dump:") && e.contains("timestep 100") && e.contains("differ"),
             "{e}"
         );
     }
@@ -904,6 +910,8 @@ mod tests {
         let p = tmp("bom.csv", "\u{feff}\"a\",\"b\"\n1,2\n3,4\n");
         assert_eq!(read_column(&p, Some("b")).unwrap().values, vec![2.0, 4.0]);
         assert_eq!(read_column(&p, Some("a")).unwrap().values, vec![1.0, 3.0]);
+        let p = tmp("trailing.csv", "a,b,,\n1,2,3,4\n5,6,7,8\n");
+        assert_eq!(read_column(&p, Some("a")).unwrap().values, vec![1.0, 5.0]);
         let p = tmp("twice.csv", "a,a\n1,2\n");
         let e = read_column(&p, Some("a")).unwrap_err().to_string();
         assert!(e.contains("twice.csv:1") && e.contains("'a' twice"), "{e}");

@@ -697,7 +697,7 @@ fn summary(
                         m.auc
                             .iter()
                             .find(|(n, _)| n == s)
-                            .map_or("-".into(), |(_, v)| format!("{v:.3}")),
+                            .map_or("-".into(), |(_, v)| f3(*v)),
                     );
                 }
                 rows.push(row);
@@ -831,7 +831,6 @@ fn summary(
     md
 }
 
-/// Owned copies of `v` (table headers).
 /// A score to three decimals; "-" where it is undefined (NaN: no genuinely novel subset, a
 /// subset too small to rank).
 fn f3(x: f64) -> String {
@@ -842,6 +841,7 @@ fn f3(x: f64) -> String {
     }
 }
 
+/// Owned copies of `v` (table headers).
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
