@@ -532,8 +532,8 @@ pub fn report(args: &CutoffArgs) -> anyhow::Result<String> {
         "column:  {} ({} values, min {:.6e}, max {:.6e})",
         col.name,
         col.values.len(),
-        col.values.iter().copied().fold(f64::INFINITY, f64::min),
-        col.values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        lo,
+        hi
     )?;
     writeln!(out)?;
     out.push_str(&candidates_table(&choice));
