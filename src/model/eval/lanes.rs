@@ -565,18 +565,31 @@ impl Model {
                         e1 = V::madd(V::splat(pp), sum, e1);
                     }
                 }
-                for k in (0..ni).rev() {
-                    let [par, ex] = der.internal[k];
-                    let (par, ex) = (par as usize, ex as usize);
-                    // SAFETY: internal parents < na + k <= p.len(), extras < na <= a.len()
-                    // (validated in `Derived::new`).
-                    let (av, pv) = unsafe { (*a.get_unchecked(ex), *p.get_unchecked(par)) };
-                    // The source row na + k differs from both destinations (par, ex < na + k)
-                    // and is read first.
-                    let d = row!(dp, na + k);
+                // The internal nodes in reverse, siblings (adjacent, see `Derived::new`) as
+                // one run: their parent's row is summed in a register and added once per run,
+                // as in the single-model sweep (a read-modify-write of the parent's row per
+                // node made every sibling wait for the previous one's store).
+                let mut k = ni;
+                while k > 0 {
+                    let par = der.internal[k - 1][0] as usize;
+                    // SAFETY: internal parents < na + k <= p.len() (validated in
+                    // `Derived::new`).
+                    let pv = unsafe { *p.get_unchecked(par) };
+                    let mut sum = V::zero();
+                    while k > 0 && der.internal[k - 1][0] as usize == par {
+                        k -= 1;
+                        let ex = der.internal[k][1] as usize;
+                        // SAFETY: extras < na <= a.len() (validated in `Derived::new`).
+                        let av = unsafe { *a.get_unchecked(ex) };
+                        // The source row na + k differs from both destinations (par, ex < na +
+                        // k), and from every row of the run's extras (< na).
+                        let d = row!(dp, na + k);
+                        sum = V::madd(V::splat(av), d, sum);
+                        unsafe { axpy_mem(dp.add(ex * w + go), d, pv) };
+                    }
                     unsafe {
-                        axpy_mem(dp.add(par * w + go), d, av);
-                        axpy_mem(dp.add(ex * w + go), d, pv);
+                        let dpar = dp.add(par * w + go);
+                        V::add(V::load(dpar), sum).store(dpar);
                     }
                 }
                 let (e0, e1) = (e0.to_array(), e1.to_array());
@@ -1079,16 +1092,24 @@ impl Model {
                 } else {
                     leaves!(false);
                 }
-                for k in (0..ni).rev() {
-                    let [par, ex] = *der.internal.get_unchecked(k);
-                    let (par, ex) = (par as usize, ex as usize);
-                    let av = _mm512_loadu_pd(pe.add(ex * 8));
+                // The internal nodes in reverse, a run of siblings at a time, as in
+                // `members_impl`.
+                let mut k = ni;
+                while k > 0 {
+                    let par = der.internal.get_unchecked(k - 1)[0] as usize;
                     let pv = _mm512_loadu_pd(pe.add(par * 8));
-                    let d = _mm512_loadu_pd(dp.add((na + k) * w2 + go8));
+                    let mut sum = _mm512_setzero_pd();
+                    while k > 0 && der.internal.get_unchecked(k - 1)[0] as usize == par {
+                        k -= 1;
+                        let ex = der.internal.get_unchecked(k)[1] as usize;
+                        let av = _mm512_loadu_pd(pe.add(ex * 8));
+                        let d = _mm512_loadu_pd(dp.add((na + k) * w2 + go8));
+                        sum = _mm512_fmadd_pd(av, d, sum);
+                        let dex = dp.add(ex * w2 + go8);
+                        _mm512_storeu_pd(dex, _mm512_fmadd_pd(pv, d, _mm512_loadu_pd(dex)));
+                    }
                     let dpar = dp.add(par * w2 + go8);
-                    _mm512_storeu_pd(dpar, _mm512_fmadd_pd(av, d, _mm512_loadu_pd(dpar)));
-                    let dex = dp.add(ex * w2 + go8);
-                    _mm512_storeu_pd(dex, _mm512_fmadd_pd(pv, d, _mm512_loadu_pd(dex)));
+                    _mm512_storeu_pd(dpar, _mm512_add_pd(_mm512_loadu_pd(dpar), sum));
                 }
                 let (mut s0, mut s1) = ([0.0; 8], [0.0; 8]);
                 _mm512_storeu_pd(s0.as_mut_ptr(), e0);
