@@ -478,8 +478,9 @@ impl Model {
         // dpm[node * w + k] = dE^(k)/dp[node] over the A's and internal nodes: their own
         // coefficients, then each leaf folded into its parent and its A, then the reverse sweep
         // over the internal nodes. Energies accumulate lane-wise alongside.
+        // (The rows start as the nodes' own coefficients, written by the energy loop below
+        // as it reads them: no separate copy of the table.)
         let off = aligned_start(&mut ws.dpm, nint * w);
-        ws.dpm[off..off + nint * w].copy_from_slice(&tables.ct_int);
         ws.macc.clear();
         ws.macc.resize(w, 0.0);
         {
@@ -523,15 +524,23 @@ impl Model {
                         unsafe { axpy_mem(dp.add(ex * w + go), cv, $pp) };
                     }};
                 }
+                // Row `n` of the node coefficients into the same row of `dp`, returned.
+                macro_rules! init {
+                    ($n:expr) => {{
+                        let c = row!(ct, $n);
+                        unsafe { c.store(dp.add($n * w + go)) };
+                        c
+                    }};
+                }
                 let (mut e0, mut e1) = (V::zero(), V::zero());
                 let mut n = 0;
                 while n + 1 < nint {
-                    e0 = V::madd(V::splat(p[n]), row!(ct, n), e0);
-                    e1 = V::madd(V::splat(p[n + 1]), row!(ct, n + 1), e1);
+                    e0 = V::madd(V::splat(p[n]), init!(n), e0);
+                    e1 = V::madd(V::splat(p[n + 1]), init!(n + 1), e1);
                     n += 2;
                 }
                 if n < nint {
-                    e0 = V::madd(V::splat(p[n]), row!(ct, n), e0);
+                    e0 = V::madd(V::splat(p[n]), init!(n), e0);
                 }
                 // The leaves grouped by parent, as in the energy-only sweep: per parent the sum
                 // of c_l A_ex(l) over its leaves in registers (two chains), added once to the
