@@ -1064,7 +1064,8 @@ void FixAceUqWatch::check()
   if (upper_frame) {
     double lc_local = local_log_calm(method, vals, &frame_p_halt, "upper frame"), lc = 0.0;
     MPI_Allreduce(&lc_local, &lc, 1, MPI_DOUBLE, MPI_SUM, world);
-    frame_p = -std::expm1(lc);
+    // 0.0 - x, not -x: a calm frame (lc = 0) prints 0, not -0.
+    frame_p = 0.0 - std::expm1(lc);
     // NaN (a blown-up atom) halts, as a NaN value above upper does. Every rank has the same sum
     // and p_halt; the decision is combined all the same, so that no rank can differ.
     int halt_mine = !(frame_p < frame_p_halt), halt_any = 0;
@@ -1084,7 +1085,7 @@ void FixAceUqWatch::check()
     jury_votes = 0;
     jury_above = 0;
     for (int j = 0; j < nj; j++) {
-      jury_p[j] = -std::expm1(gsum[j]);
+      jury_p[j] = 0.0 - std::expm1(gsum[j]);
       jury_ratio[j] = gmax[nj + j];
       // NaN (a blown-up atom) votes, as in the frame rule.
       jury_votes += !(jury_p[j] < jury_p_halt[j]);

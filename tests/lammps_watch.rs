@@ -871,6 +871,12 @@ fn upper_frame_halts_on_the_frame_probability() {
                 Some(aceuq::structure::InfoValue::Real(v)) => *v,
                 other => panic!("p_frame: {other:?}"),
             };
+            // A probability: never negative, and a calm frame's 0 is written as 0, not -0.
+            assert!(
+                !p_file.is_sign_negative(),
+                "step {}: p_frame {p_file}",
+                info_int(f, "step")
+            );
             // The frame holds each value to 6 digits, and P(e > e_max | u) is steep in u: the
             // recomputed probability is bracketed by the values rounded down and up.
             let u = real_column(f, "gamma");
