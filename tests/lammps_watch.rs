@@ -1190,6 +1190,11 @@ fn upper_vote_halts_by_the_jury_and_upper_auto_follows_the_calibration() {
         let mut checked = 0;
         for f in &written {
             let p_file = juror_values(f, "vote_p_frame");
+            // Probabilities: never negative, a calm juror's 0 written as 0, not -0.
+            assert!(
+                p_file.iter().all(|p| !p.is_sign_negative()),
+                "{case}: vote_p_frame {p_file:?}"
+            );
             let lone = real_column(f, "lone");
             let mut p = vec![];
             let mut above = false;

@@ -591,7 +591,8 @@ impl Model {
                         // SAFETY: extras < na <= a.len() (validated in `Derived::new`).
                         let av = unsafe { *a.get_unchecked(ex) };
                         // The source row na + k differs from both destinations (par, ex < na +
-                        // k), and from every row of the run's extras (< na).
+                        // k), and from every row of the run's extras (< na). An extra equal to
+                        // the parent is updated in memory before the run's sum is added.
                         let d = row!(dp, na + k);
                         sum = V::madd(V::splat(av), d, sum);
                         unsafe { axpy_mem(dp.add(ex * w + go), d, pv) };
