@@ -7,6 +7,38 @@
 //! Layer 1 (foundation): imports nothing of the crate.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by [`request_stop`]: the next progress step of any long call unwinds with [`Stopped`].
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// The unwind payload of a long call stopped at a progress step (see [`request_stop`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stopped;
+
+/// Ask the long calls running in this process to stop: the next progress step of each (a
+/// [`Bar::inc`], [`Bar::set_message`] or [`note`], hidden or shown, or a [`checkpoint`]) unwinds
+/// with the payload [`Stopped`] (`std::panic::resume_unwind`: no panic message), which the caller
+/// catches with `std::panic::catch_unwind`. For an embedding host (the Python package, on
+/// Ctrl-C). The flag is per process and stays set until [`clear_stop`]. Outputs are written
+/// atomically, so a stopped call leaves a file it had not finished untouched.
+pub fn request_stop() {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Undo [`request_stop`] (once the stopped call has unwound).
+pub fn clear_stop() {
+    STOP.store(false, Ordering::Relaxed);
+}
+
+/// Unwind with [`Stopped`] if a stop was requested: for the start of a long step of work, where
+/// the next progress step would come only after it (see [`request_stop`]).
+#[inline]
+pub fn checkpoint() {
+    if STOP.load(Ordering::Relaxed) {
+        std::panic::resume_unwind(Box::new(Stopped));
+    }
+}
 
 /// How often a bar whose stderr is not a terminal prints its state as a line.
 #[cfg(feature = "cli")]
@@ -198,9 +230,10 @@ impl Bar {
         }
     }
 
-    /// Advance by `n`.
+    /// Advance by `n` (a stop point: see [`request_stop`]).
     #[inline]
     pub fn inc(&self, n: u64) {
+        checkpoint();
         #[cfg(feature = "cli")]
         {
             self.inner.inc(n);
@@ -212,8 +245,9 @@ impl Bar {
         let _ = n;
     }
 
-    /// Replace the label.
+    /// Replace the label (a stop point: see [`request_stop`]).
     pub fn set_message(&self, msg: impl Into<Cow<'static, str>>) {
+        checkpoint();
         #[cfg(feature = "cli")]
         self.inner.set_message(msg);
         #[cfg(not(feature = "cli"))]
@@ -239,8 +273,10 @@ impl Bar {
     }
 }
 
-/// A line for the person running a long call (e.g. what a builder chose), when `show`.
+/// A line for the person running a long call (e.g. what a builder chose), when `show` (a stop
+/// point, shown or not: see [`request_stop`]).
 pub fn note(show: bool, msg: &str) {
+    checkpoint();
     if show {
         eprintln!("{msg}");
     }

@@ -331,21 +331,60 @@ impl Model {
     }
 }
 
+/// Run the command line (`argv` with the program name) on a thread of its own while this one
+/// waits with the GIL released, checking Python's signals every 50 ms: on Ctrl-C (or any
+/// exception a signal handler raises) the command is asked to stop at its next progress step
+/// (`aceuq::progress::request_stop`), this waits for it to unwind and raises the exception. A
+/// stopped command writes nothing more (outputs are written atomically, so one it was writing is
+/// untouched). Commands without progress steps in their current phase stop when the phase ends.
+fn run_interruptible(py: Python<'_>, argv: Vec<String>) -> PyResult<(i32, Option<String>)> {
+    use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+    let handle = std::thread::Builder::new()
+        .name("aceuq-command".into())
+        .spawn(move || catch_unwind(AssertUnwindSafe(|| aceuq::cli::run_from(argv))))
+        .map_err(|e| lib_err(format!("could not start the command's thread: {e}")))?;
+    let mut interrupted = None;
+    while !handle.is_finished() {
+        py.detach(|| std::thread::sleep(std::time::Duration::from_millis(50)));
+        if let Err(e) = py.check_signals() {
+            eprintln!("interrupted: stopping the command at its next progress step");
+            aceuq::progress::request_stop();
+            interrupted = Some(e);
+            break;
+        }
+    }
+    let outcome = py.detach(|| handle.join());
+    aceuq::progress::clear_stop();
+    if let Some(e) = interrupted {
+        return Err(e);
+    }
+    match outcome {
+        Ok(Ok(result)) => Ok(result),
+        // A stop requested by another caller in this process.
+        Ok(Err(payload)) if payload.is::<aceuq::progress::Stopped>() => {
+            Ok((1, Some("stopped on request".to_string())))
+        }
+        // A bug: its message was printed by the panic hook; PyO3 raises PanicException.
+        Ok(Err(payload)) | Err(payload) => resume_unwind(payload),
+    }
+}
+
 /// Run the `aceuq` command line in this process: `cli(["fit", "--train", ...])` (without the
 /// program name). Returns the exit code (0 on success); output goes to this process's stdout and
-/// stderr like the command's.
+/// stderr like the command's. Ctrl-C stops the command at its next progress step and raises
+/// KeyboardInterrupt.
 #[pyfunction]
-fn cli(py: Python<'_>, args: Vec<String>) -> i32 {
+fn cli(py: Python<'_>, args: Vec<String>) -> PyResult<i32> {
     let argv: Vec<String> = std::iter::once("aceuq".to_string()).chain(args).collect();
-    py.detach(|| aceuq::cli::main_from(argv))
+    Ok(run_interruptible(py, argv)?.0)
 }
 
 /// `cli` that also returns the message of a failure: `(exit code, message or None)`; the
 /// workflow functions put it into their `AceuqError`.
 #[pyfunction]
-fn cli_with_message(py: Python<'_>, args: Vec<String>) -> (i32, Option<String>) {
+fn cli_with_message(py: Python<'_>, args: Vec<String>) -> PyResult<(i32, Option<String>)> {
     let argv: Vec<String> = std::iter::once("aceuq".to_string()).chain(args).collect();
-    py.detach(|| aceuq::cli::run_from(argv))
+    run_interruptible(py, argv)
 }
 
 #[pymodule]
