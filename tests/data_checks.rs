@@ -421,6 +421,87 @@ fn calibrate_and_check_report_the_sampling_spread() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A frame given twice under two file names passes the path checks; fit and calibrate warn,
+/// naming the count and the first copy, and still run. Frames that differ (the rest of the
+/// file, a frame moved by one bit) draw no warning.
+#[test]
+fn repeated_frames_are_named() {
+    let dir = tmpdir("repeated");
+    let frames = li_frames(4);
+    let train = write(&dir, "train.xyz", &frames[..3 * 252]);
+    // valid: frame 4 of the file, then a copy of training frame 2.
+    let mut valid_lines = frames[3 * 252..].to_vec();
+    valid_lines.extend_from_slice(&frames[252..2 * 252]);
+    let valid = write(&dir, "valid.xyz", &valid_lines);
+    let model = dir.join("m.aceuq");
+    let o = fit(
+        &train,
+        &model,
+        &["--valid", valid.to_str().unwrap(), "--active-set"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("1 frame(s) are given more than once")
+            && e.contains("valid.xyz, frame 2 (line 253) repeats --train")
+            && e.contains("train.xyz, frame 2 (line 253)"),
+        "{e}"
+    );
+    // The same file's frames once each: no warning.
+    let cal = dir.join("c.aceuq");
+    let o = calibrate(&model, &train, "50", &["--out", cal.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("more than once"), "{}", stderr(&o));
+    // A copy whose one coordinate differs in its last digit is another frame.
+    let mut moved = frames[..252].to_vec();
+    let x: f64 = moved[2].split_whitespace().nth(1).unwrap().parse().unwrap();
+    set_column(
+        &mut moved,
+        2,
+        1,
+        &format!("{:.17e}", x + x.abs().max(1.0) * 1e-15),
+    );
+    let moved = write(&dir, "moved.xyz", &moved);
+    let o = calibrate(
+        &model,
+        &train,
+        "50",
+        &[
+            "--valid",
+            moved.to_str().unwrap(),
+            "--out",
+            cal.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("more than once"), "{}", stderr(&o));
+    // The training frames again in a second file, and once more as --high: every copy counted.
+    let copy = write(&dir, "copy.xyz", &frames[..3 * 252]);
+    let copy2 = write(&dir, "copy2.xyz", &frames[..3 * 252]);
+    let o = calibrate(
+        &model,
+        &train,
+        "50",
+        &[
+            "--valid",
+            copy.to_str().unwrap(),
+            "--high",
+            copy2.to_str().unwrap(),
+            "--out",
+            cal.to_str().unwrap(),
+        ],
+    );
+    let e = stderr(&o);
+    assert!(
+        e.contains("6 frame(s) are given more than once")
+            && e.contains("--valid ")
+            && e.contains("copy.xyz, frame 1 (line 1) repeats --valid ")
+            && e.contains("counts its atoms again"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `activeset` rebuilds the sets whose grades gamma's cutoffs were calibrated on: the stored
 /// gamma cutoffs (which would halt and dump at the old grade's levels) are dropped with a note
 /// saying to recalibrate, and `calibrate` then stores new ones.

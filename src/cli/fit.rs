@@ -298,6 +298,11 @@ pub fn run(a: &FitArgs) -> Result<()> {
     cfg.fit.validate()?;
     let train = a.keys.read(&a.train)?;
     let valid = a.keys.read(&a.valid)?;
+    super::warn_repeated_frames(
+        &[("--train", &train), ("--valid", &valid)],
+        "a training frame counts twice, and one in --valid as well is validated on its own \
+         training data (the ridge choice and the validation errors are then optimistic)",
+    );
     // A label the fit weighs must be in every frame: a misnamed key must not quietly turn into a
     // fit without it.
     use crate::io::extxyz::Label;

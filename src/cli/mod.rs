@@ -271,6 +271,61 @@ where
     }
 }
 
+/// A warning when the same frame (same species, positions and cell, bit for bit) is given more
+/// than once among `sets` (option name, frames): within one option, or in two (e.g. `--train`
+/// and `--valid`). Different files pass the path checks, but a copied frame counts twice: in a
+/// fit it is validated on its own training data, in a calibration its atoms count twice in every
+/// tail and error fit and the stated sampling spread is too narrow. Says how many and names the
+/// first pair; `consequence` says what it does to this command.
+pub(crate) fn warn_repeated_frames(sets: &[(&str, &[crate::Structure])], consequence: &str) {
+    use std::collections::HashMap;
+    use std::hash::{Hash, Hasher};
+    let key = |s: &crate::Structure| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        s.symbols.hash(&mut h);
+        for p in &s.positions {
+            p.map(f64::to_bits).hash(&mut h);
+        }
+        s.cell.map(|c| c.map(|r| r.map(f64::to_bits))).hash(&mut h);
+        h.finish()
+    };
+    let same = |a: &crate::Structure, b: &crate::Structure| {
+        a.symbols == b.symbols
+            && a.cell.map(|c| c.map(|r| r.map(f64::to_bits)))
+                == b.cell.map(|c| c.map(|r| r.map(f64::to_bits)))
+            && a.positions.len() == b.positions.len()
+            && a.positions
+                .iter()
+                .zip(&b.positions)
+                .all(|(p, q)| p.map(f64::to_bits) == q.map(f64::to_bits))
+    };
+    let mut seen: HashMap<u64, Vec<(&str, &crate::Structure)>> = HashMap::new();
+    let mut repeats = 0usize;
+    let mut first: Option<String> = None;
+    for (option, frames) in sets {
+        for s in frames.iter() {
+            if s.positions.is_empty() {
+                continue;
+            }
+            let bucket = seen.entry(key(s)).or_default();
+            if let Some((o, earlier)) = bucket.iter().find(|(_, e)| same(e, s)) {
+                repeats += 1;
+                first.get_or_insert_with(|| {
+                    format!("{option} {} repeats {o} {}", s.origin, earlier.origin)
+                });
+            } else {
+                bucket.push((option, s));
+            }
+        }
+    }
+    if let Some(first) = first {
+        crate::progress::warn(&format!(
+            "{repeats} frame(s) are given more than once ({first}): {consequence}; remove the \
+             copies"
+        ));
+    }
+}
+
 /// A file path as a file: the canonical path of an existing file, or of its folder joined with
 /// its name for one not written yet (`None` if neither resolves).
 fn file_identity(p: &Path) -> Option<PathBuf> {
