@@ -6,7 +6,8 @@
 //! Candidates are binned on a Cartesian grid of cutoff-sized bins, so the cost is linear in the
 //! number of atoms.
 //!
-//! Layer 1 (foundation): imports only `structure`.
+//! Layer 1 (foundation): imports only `structure` and `progress` (every per-structure computation
+//! starts here, so a build is a stop point: see `progress::request_stop`).
 
 use crate::structure::{Structure, limits};
 use std::collections::HashMap;
@@ -171,6 +172,7 @@ const MAX_IMAGES: usize = 200_000;
 /// Build the neighbour list of `s` for `cutoff` (Å). Self-interaction at zero shift is excluded;
 /// an atom's own periodic images are included when closer than the cutoff.
 pub fn build(s: &Structure, cutoff: f64) -> Result<NeighborList, NeighborError> {
+    crate::progress::checkpoint();
     let origin = s.origin.to_string();
     let n = s.len();
     for (i, p) in s.positions.iter().enumerate() {

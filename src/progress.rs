@@ -9,15 +9,16 @@
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Set by [`request_stop`]: the next progress step of any long call unwinds with [`Stopped`].
+/// Set by [`request_stop`]: the next stop point of any long call unwinds with [`Stopped`].
 static STOP: AtomicBool = AtomicBool::new(false);
 
 /// The unwind payload of a long call stopped at a progress step (see [`request_stop`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stopped;
 
-/// Ask the long calls running in this process to stop: the next progress step of each (a
-/// [`Bar::inc`], [`Bar::set_message`] or [`note`], hidden or shown, or a [`checkpoint`]) unwinds
+/// Ask the long calls running in this process to stop: the next stop point of each (a
+/// [`Bar::inc`], [`Bar::set_message`] or [`note`], hidden or shown, or a [`checkpoint`]: fits
+/// call one per structure, and every neighbour list build is one) unwinds
 /// with the payload [`Stopped`] (`std::panic::resume_unwind`: no panic message), which the caller
 /// catches with `std::panic::catch_unwind`. For an embedding host (the Python package, on
 /// Ctrl-C). The flag is per process and stays set until [`clear_stop`]. Outputs are written

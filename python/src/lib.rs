@@ -331,14 +331,35 @@ impl Model {
     }
 }
 
+/// One command at a time per process: the stop request is per process, and the commands share one
+/// thread pool.
+static ONE_COMMAND: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Run the command line (`argv` with the program name) on a thread of its own while this one
 /// waits with the GIL released, checking Python's signals every 50 ms: on Ctrl-C (or any
-/// exception a signal handler raises) the command is asked to stop at its next progress step
-/// (`aceuq::progress::request_stop`), this waits for it to unwind and raises the exception. A
-/// stopped command writes nothing more (outputs are written atomically, so one it was writing is
-/// untouched). Commands without progress steps in their current phase stop when the phase ends.
+/// exception a signal handler raises) the command is asked to stop at its next stop point
+/// (`aceuq::progress::request_stop`: a progress step, a structure's neighbour list), this waits
+/// for it to unwind (still answering signals: a second Ctrl-C says it is still stopping) and
+/// raises the exception. A stopped command writes
+/// nothing more (outputs are written atomically, so one it was writing is untouched); one that
+/// reaches its end first has written its outputs, and the exception is raised all the same, as
+/// Python raises KeyboardInterrupt after any call. Commands from several Python threads run one
+/// after the other.
 fn run_interruptible(py: Python<'_>, argv: Vec<String>) -> PyResult<(i32, Option<String>)> {
     use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+    // Waiting for another thread's command with the GIL released (that command's caller needs
+    // the GIL to check signals), answering signals meanwhile. A poisoned lock only means a
+    // command panicked: it guards no data.
+    let _one = loop {
+        match ONE_COMMAND.try_lock() {
+            Ok(guard) => break guard,
+            Err(std::sync::TryLockError::Poisoned(e)) => break e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                py.detach(|| std::thread::sleep(std::time::Duration::from_millis(20)));
+                py.check_signals()?;
+            }
+        }
+    };
     let handle = std::thread::Builder::new()
         .name("aceuq-command".into())
         .spawn(move || catch_unwind(AssertUnwindSafe(|| aceuq::cli::run_from(argv))))
@@ -347,32 +368,33 @@ fn run_interruptible(py: Python<'_>, argv: Vec<String>) -> PyResult<(i32, Option
     while !handle.is_finished() {
         py.detach(|| std::thread::sleep(std::time::Duration::from_millis(50)));
         if let Err(e) = py.check_signals() {
-            eprintln!("interrupted: stopping the command at its next progress step");
-            aceuq::progress::request_stop();
-            interrupted = Some(e);
-            break;
+            if interrupted.is_none() {
+                eprintln!("interrupted: stopping the command at its next stop point");
+                aceuq::progress::request_stop();
+                interrupted = Some(e);
+            } else {
+                eprintln!("interrupted again: the command is still stopping");
+            }
         }
     }
     let outcome = py.detach(|| handle.join());
     aceuq::progress::clear_stop();
-    if let Some(e) = interrupted {
-        return Err(e);
-    }
     match outcome {
+        // A bug (its message was printed by the panic hook), even while stopping: PyO3 raises
+        // PanicException.
+        Ok(Err(payload)) if !payload.is::<aceuq::progress::Stopped>() => resume_unwind(payload),
+        Err(payload) => resume_unwind(payload),
+        _ if interrupted.is_some() => Err(interrupted.expect("checked just above")),
         Ok(Ok(result)) => Ok(result),
-        // A stop requested by another caller in this process.
-        Ok(Err(payload)) if payload.is::<aceuq::progress::Stopped>() => {
-            Ok((1, Some("stopped on request".to_string())))
-        }
-        // A bug: its message was printed by the panic hook; PyO3 raises PanicException.
-        Ok(Err(payload)) | Err(payload) => resume_unwind(payload),
+        // Stopped without a request of this call's (cannot happen: one command at a time).
+        Ok(Err(_)) => Ok((1, Some("stopped on request".to_string()))),
     }
 }
 
 /// Run the `aceuq` command line in this process: `cli(["fit", "--train", ...])` (without the
 /// program name). Returns the exit code (0 on success); output goes to this process's stdout and
-/// stderr like the command's. Ctrl-C stops the command at its next progress step and raises
-/// KeyboardInterrupt.
+/// stderr like the command's. Ctrl-C stops the command at its next stop point and raises
+/// KeyboardInterrupt (see `run_interruptible`).
 #[pyfunction]
 fn cli(py: Python<'_>, args: Vec<String>) -> PyResult<i32> {
     let argv: Vec<String> = std::iter::once("aceuq".to_string()).chain(args).collect();

@@ -1373,7 +1373,8 @@ fn explore(
                     .collect();
                 handles
                     .into_iter()
-                    .map(|h| h.join().expect("exploration thread"))
+                    // A run that unwound (a stop request, a bug) unwinds the loop the same way.
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                     .collect()
             });
         for (i, r) in results {
