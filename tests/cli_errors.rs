@@ -243,7 +243,7 @@ fn negative_numbers_are_rejected_with_the_flag_and_its_range() {
 #[test]
 fn basis_growth_is_announced_and_needs_validation_data() {
     let fit = ["fit", "--train", TRAIN, "--out", "never.aceuq", "--dry-run"];
-    let with_valid = [&fit[..], &["--valid", TRAIN][..]].concat();
+    let with_valid = [&fit[..], &["--valid", "tests/data/li/test.xyz"][..]].concat();
     let (code, err) = aceuq(&with_valid);
     assert_eq!(code, 0, "{err}");
     assert!(

@@ -271,18 +271,19 @@ where
     }
 }
 
-/// A warning when the same frame (same species, positions and cell, bit for bit) is given more
-/// than once among `sets` (option name, frames): within one option, or in two (e.g. `--train`
-/// and `--valid`). Different files pass the path checks, but a copied frame counts twice: in a
-/// fit it is validated on its own training data, in a calibration its atoms count twice in every
-/// tail and error fit and the stated sampling spread is too narrow. Says how many and names the
-/// first pair; `consequence` says what it does to this command.
+/// A warning when the same frame (same species, positions, cell and periodicity, bit for bit) is
+/// given more than once among `sets` (option name, frames): within one option, or in two (e.g.
+/// `--train` and `--valid`). Different files pass the path checks, but a copied frame counts
+/// twice: in a fit it is validated on its own training data, in a calibration its atoms count
+/// twice in every tail and error fit and the stated sampling spread is too narrow. Says how many
+/// copies and names the first; `consequence` says what it does to this command.
 pub(crate) fn warn_repeated_frames(sets: &[(&str, &[crate::Structure])], consequence: &str) {
     use std::collections::HashMap;
     use std::hash::{Hash, Hasher};
     let key = |s: &crate::Structure| {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         s.symbols.hash(&mut h);
+        s.pbc.hash(&mut h);
         for p in &s.positions {
             p.map(f64::to_bits).hash(&mut h);
         }
@@ -291,6 +292,7 @@ pub(crate) fn warn_repeated_frames(sets: &[(&str, &[crate::Structure])], consequ
     };
     let same = |a: &crate::Structure, b: &crate::Structure| {
         a.symbols == b.symbols
+            && a.pbc == b.pbc
             && a.cell.map(|c| c.map(|r| r.map(f64::to_bits)))
                 == b.cell.map(|c| c.map(|r| r.map(f64::to_bits)))
             && a.positions.len() == b.positions.len()
@@ -320,8 +322,9 @@ pub(crate) fn warn_repeated_frames(sets: &[(&str, &[crate::Structure])], consequ
     }
     if let Some(first) = first {
         crate::progress::warn(&format!(
-            "{repeats} frame(s) are given more than once ({first}): {consequence}; remove the \
-             copies"
+            "{repeats} cop{} of frames given earlier ({first}): {consequence}; remove the \
+             copies",
+            if repeats == 1 { "y" } else { "ies" }
         ));
     }
 }
