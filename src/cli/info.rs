@@ -10,18 +10,7 @@ use crate::uq::Method;
 
 /// `x` with 5 significant digits, in plain notation where that stays short.
 fn sig(x: f64) -> String {
-    if !x.is_finite() {
-        return x.to_string();
-    }
-    let a = x.abs();
-    if a == 0.0 {
-        "0".into()
-    } else if (1e-3..1e5).contains(&a) {
-        let decimals = (4 - a.log10().floor() as i32).clamp(0, 7) as usize;
-        format!("{x:.decimals$}")
-    } else {
-        format!("{x:.4e}")
-    }
+    crate::stats::sig_digits(x, 5)
 }
 
 /// The model a 1 - 1/N cutoff came from ("gengamma", "maxwell + gpd tail q0.900 xi 0.123") and

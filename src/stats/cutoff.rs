@@ -1122,10 +1122,10 @@ impl Calibration {
                 UpperRule::Ratio => format!("ratio {:.3}", self.ratio),
                 UpperRule::Conditional => match &self.conditional {
                     Some(c) => format!(
-                        "s(u)={:.4}+{:.4}u^{:.3}{}",
-                        c.scale.a,
-                        c.scale.b,
-                        c.scale.k,
+                        "s(u)={}+{}u^{}{}",
+                        super::sig_digits(c.scale.a, 4),
+                        super::sig_digits(c.scale.b, 4),
+                        super::sig_digits(c.scale.k, 4),
                         if c.n_high > 0 {
                             format!(" ({} high)", c.n_high)
                         } else {

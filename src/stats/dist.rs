@@ -365,11 +365,11 @@ impl Distribution {
         self.params().len()
     }
 
-    /// Parameters formatted as "a=1.23 c=0.456 scale=7.89".
+    /// Parameters formatted as "a=1.23457 c=0.456789 scale=7.89012" (6 significant digits).
     pub fn params_string(&self) -> String {
         self.params()
             .iter()
-            .map(|(k, v)| format!("{k}={v:.6}"))
+            .map(|(k, v)| format!("{k}={}", super::sig_digits(*v, 6)))
             .collect::<Vec<_>>()
             .join(" ")
     }

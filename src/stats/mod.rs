@@ -61,6 +61,25 @@ pub use metrics::{
     top_k_weights,
 };
 
+/// `x` with `digits` significant digits: plain notation for 1e-3 <= |x| < 1e5, else scientific
+/// (`1.5000e-6` for 5 digits); "0", "inf", "NaN" as such. For the tables that show fitted
+/// parameters, whose magnitudes span many decades (an error scale's slope can be 3e-4).
+pub fn sig_digits(x: f64, digits: usize) -> String {
+    if !x.is_finite() {
+        return x.to_string();
+    }
+    let a = x.abs();
+    let digits = digits.max(1);
+    if a == 0.0 {
+        "0".into()
+    } else if (1e-3..1e5).contains(&a) {
+        let decimals = (digits as i32 - 1 - a.log10().floor() as i32).max(0) as usize;
+        format!("{x:.decimals$}")
+    } else {
+        format!("{x:.*e}", digits - 1)
+    }
+}
+
 /// Errors of the statistics layer. Indices are 0-based positions in the slice passed in;
 /// callers that read files translate them to file and line.
 #[derive(Debug, thiserror::Error)]

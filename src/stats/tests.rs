@@ -689,3 +689,16 @@ fn stats_kolmogorov_sf_is_monotone_across_branches() {
         }
     }
 }
+
+#[test]
+fn sig_digits_keeps_small_and_large_parameters() {
+    use super::sig_digits;
+    // An error scale's slope of 2.6e-4 printed with 4 digits, not as 0.0003.
+    assert_eq!(sig_digits(2.6328e-4, 4), "2.633e-4");
+    assert_eq!(sig_digits(0.098348, 4), "0.09835");
+    assert_eq!(sig_digits(845.110381, 6), "845.110");
+    assert_eq!(sig_digits(1.2e-5, 6), "1.20000e-5");
+    assert_eq!(sig_digits(-0.5, 3), "-0.500");
+    assert_eq!(sig_digits(0.0, 4), "0");
+    assert_eq!(sig_digits(f64::NAN, 4), "NaN");
+}
