@@ -36,6 +36,7 @@ import warnings
 
 import numpy as np
 from scipy import stats
+from scipy.special import erfcx, logsumexp
 
 METHODS = ["gamma", "gamma_local", "ensemble", "distance", "gp", "contact"]
 COLUMN = {"gamma": "gamma", "gamma_local": "gamma_local", "ensemble": "sigma_ensemble",
@@ -48,30 +49,26 @@ def error_scales(aceuq, model, species):
                           text=True).stdout
     out, method = {}, None
     for line in text.splitlines():
-        m = re.match(r"\s*(\w+): upper rule (\w+)", line)
-        if not m or m.group(1) not in species:
+        # Each method's entries follow a line "<method>:" (`aceuq info`'s calibration part).
+        h = re.match(r"^(\w+):$", line)
+        if h:
+            method = h.group(1) if h.group(1) in METHODS else None
             continue
-        # `aceuq info` lists the methods in METHODS order, one line per species.
-        seen = [k for k in out if k[1] == m.group(1)]
-        method = METHODS[len(seen)]
+        m = re.match(r"\s*(\w+): upper rule (\w+)", line)
+        if not m or method is None or m.group(1) not in species:
+            continue
         g = re.search(r"s\(u\) = (\S+) \+ (\S+) u\^(\S+) eV", line)
         out[(method, m.group(1))] = tuple(map(float, g.groups())) if g else None
     return out
 
 
 def per_atom(aceuq, model, path, tmp, cache):
-    """Rows of `aceuq eval --per-atom` and each frame's config_type."""
+    """Rows of `aceuq eval --per-atom` (cached per file)."""
     if path not in cache:
         csv_path = os.path.join(tmp, f"{len(cache)}.csv")
         subprocess.run([aceuq, "eval", "--model", model, "--data", path, "--per-atom", csv_path],
                        check=True, capture_output=True)
-        rows = list(csv.DictReader(open(csv_path)))
-        ctypes = []
-        for line in open(path):
-            if "Properties=" in line:
-                m = re.search(r"config_type=(\S+)", line)
-                ctypes.append(m.group(1) if m else "-")
-        cache[path] = (rows, ctypes)
+        cache[path] = list(csv.DictReader(open(csv_path)))
     return cache[path]
 
 
@@ -99,12 +96,21 @@ def fit_tail(z, q):
     return t, len(y) / len(z), xi, sigma
 
 
-def sf(z, tail):
+def maxwell_log_sf(z):
+    """ln P(Z > z) for Maxwell(1), without underflow: P = exp(-z^2/2) (erfcx(z/sqrt2) +
+    sqrt(2/pi) z)."""
+    z = np.asarray(z, dtype=float)
+    return -0.5 * z * z + np.log(erfcx(z / np.sqrt(2.0)) + np.sqrt(2.0 / np.pi) * z)
+
+
+def log_sf(z, tail):
+    """ln P(Z > z): Maxwell(1), or Maxwell below the threshold and the GPD tail above it."""
     if tail is None:
-        return stats.maxwell.sf(z)
+        return maxwell_log_sf(z)
     t, pt, xi, sigma = tail
-    body = 1.0 - (1.0 - pt) * stats.maxwell.cdf(z) / stats.maxwell.cdf(t)
-    return np.clip(np.where(z > t, pt * stats.genpareto.sf(z - t, xi, scale=sigma), body), 0, 1)
+    body = np.log1p(-(1.0 - pt) * stats.maxwell.cdf(np.minimum(z, t)) / stats.maxwell.cdf(t))
+    return np.where(z > t, np.log(pt) + stats.genpareto.logsf(np.maximum(z - t, 0), xi,
+                                                             scale=sigma), body)
 
 
 def main():
@@ -147,7 +153,7 @@ def main():
                 continue
             z = []
             for f in a.calib:
-                sp, e, u, _ = columns(per_atom(a.aceuq, a.model, f, tmp, cache)[0], method)
+                sp, e, u, _ = columns(per_atom(a.aceuq, a.model, f, tmp, cache), method)
                 w = sp == x
                 z.append(e[w] / scale(par, method, sp[w], u[w]))
             z = np.concatenate(z)
@@ -166,7 +172,7 @@ def main():
         for x in species:
             z, uu = [], []
             for f in a.calib:
-                sp, e, u, _ = columns(per_atom(a.aceuq, a.model, f, tmp, cache)[0], method)
+                sp, e, u, _ = columns(per_atom(a.aceuq, a.model, f, tmp, cache), method)
                 w = sp == x
                 z.append(e[w] / scale(par, method, sp[w], u[w]))
                 uu.append(u[w])
@@ -179,29 +185,37 @@ def main():
             shown = ", ".join(f"{x} {t[0]:.2f}, {t[2]:.2f}" for x, t in tail.items()
                               if t is not None) or "-"
             for name, parts in checks:
-                pf, ef = [], []
+                lc, ef = [], []
                 for path, odd in parts:
-                    rows, _ = per_atom(a.aceuq, a.model, path, tmp, cache)
+                    rows = per_atom(a.aceuq, a.model, path, tmp, cache)
                     sp, e, u, st = columns(rows, method)
                     if odd:
                         w = st % 2 == 1
                         sp, e, u, st = sp[w], e[w], u[w], st[w]
                     z = a.e_max / scale(par, method, sp, u)
-                    p = np.zeros(len(z))
+                    lp = np.zeros(len(z))
                     for x in species:
                         w = sp == x
-                        p[w] = sf(z[w], tail[x])
+                        lp[w] = log_sf(z[w], tail[x])
                         if variant == "tail_high":
                             lo = w & (u < u_lo[x])
-                            p[lo] = sf(z[lo], None)
+                            lp[lo] = log_sf(z[lo], None)
                     for f in np.unique(st):
                         w = st == f
-                        pf.append(-np.expm1(np.sum(np.log1p(-np.minimum(p[w], 1 - 1e-16)))))
+                        # ln P(no atom errs above e_max) and ln P(some atom does), the latter
+                        # from the atoms' log-probabilities where the frame's is below 1e-300
+                        # (no clipping: a frame called calm at 1e-20 that errs scores 46).
+                        with np.errstate(divide="ignore"):
+                            c = np.sum(np.log1p(-np.exp(lp[w])))
+                        q = -np.expm1(c)
+                        lc.append((c, np.log(q) if q > 1e-300 else logsumexp(lp[w])))
                         ef.append(e[w].max())
-                pf, ef = np.array(pf), np.array(ef)
+                ef = np.array(ef)
+                calm_log = np.array([c for c, _ in lc])
+                some_log = np.array([s for _, s in lc])
+                pf = -np.expm1(calm_log)
                 unstable, calm, halt = ef > a.e_max, ef < a.e_max / 3, pf >= a.p_halt
-                q = np.clip(pf, 1e-12, 1 - 1e-12)
-                loss = -np.sum(np.where(unstable, np.log(q), np.log1p(-q)))
+                loss = -np.sum(np.where(unstable, some_log, calm_log))
                 print(f"| {method} | {variant} | {shown} | {name} | {np.sum(halt & unstable)} / "
                       f"{np.sum(unstable)} | {np.sum(halt & calm)} | {np.sum(unstable)} / "
                       f"{pf.sum():.1f} | {loss:.1f} |")
