@@ -41,6 +41,9 @@ fn method(name: &str) -> PyResult<Method> {
     })
 }
 
+/// What `Model.__reduce__` returns: the restore function and its arguments (path, file content).
+type Reduced<'py> = (Bound<'py, PyAny>, (PathBuf, Bound<'py, PyBytes>));
+
 /// A fitted aceuq potential with its uncertainty estimators and calibrated cutoffs.
 #[pyclass(module = "aceuq._native", frozen)]
 struct Model {
@@ -103,6 +106,17 @@ impl Model {
     fn new(path: PathBuf) -> PyResult<Self> {
         let pot = Potential::load(&path).map_err(lib_err)?;
         Ok(Model { pot, path })
+    }
+
+    /// Pickling (multiprocessing, copies of a calculator): the model travels as its file's
+    /// content, so the copy is the model as loaded even if the file has changed or is not on
+    /// the receiving machine; `path` stays the name it was loaded from.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        let py = slf.py();
+        let me = slf.get();
+        let bytes = me.pot.to_container().to_bytes();
+        let restore = py.import("aceuq._native")?.getattr("_model_from_bytes")?;
+        Ok((restore, (me.path.clone(), PyBytes::new(py, &bytes))))
     }
 
     /// The file the model was loaded from.
@@ -409,10 +423,20 @@ fn cli_with_message(py: Python<'_>, args: Vec<String>) -> PyResult<(i32, Option<
     run_interruptible(py, argv)
 }
 
+/// A model from the content of its file (`Model.__reduce__`'s restore function); `path` names
+/// it in messages.
+#[pyfunction]
+fn _model_from_bytes(path: PathBuf, data: &[u8]) -> PyResult<Model> {
+    let c = aceuq::io::container::Container::from_bytes(&path, data).map_err(lib_err)?;
+    let pot = Potential::from_container(&path, &c).map_err(lib_err)?;
+    Ok(Model { pot, path })
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(cli, m)?)?;
+    m.add_function(wrap_pyfunction!(_model_from_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(cli_with_message, m)?)?;
     m.add("AceuqError", m.py().get_type::<AceuqError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

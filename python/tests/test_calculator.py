@@ -250,3 +250,31 @@ def test_workflow_never_takes_the_model_as_labels(li_model):
     with pytest.warns(UserWarning, match="AceUQCalculator: its results are the model's"):
         t = aceuq.evaluate(li_model, frames)
     assert np.isnan(t["force_error"]).all()  # no labels, not zero errors
+
+
+def test_model_and_calculator_pickle_by_content(li_model, tmp_path):
+    """A pickled model carries its file's content: the copy computes the same numbers after the
+    file is gone (multiprocessing workers, copied calculators)."""
+    import pickle
+    import shutil
+
+    path = tmp_path / "copy.aceuq"
+    shutil.copy(li_model.path, path)
+    model = aceuq.Model(path)
+    calc = aceuq.AceUQCalculator(model)
+    frame = read(DATA / "test.xyz", index=0)
+    frame.calc = calc
+    frame.get_potential_energy()
+    want = dict(calc.results)
+    blob = pickle.dumps(calc)
+    path.unlink()
+    back = pickle.loads(blob)
+    assert back.model.path == path and back.model.methods == METHODS
+    a = frame.copy()
+    a.calc = back
+    a.get_potential_energy()
+    for key in ["energy", "forces", "stress"] + METHODS:
+        np.testing.assert_array_equal(back.results[key], want[key], err_msg=key)
+    # A damaged copy is an AceuqError naming the file, not a crash.
+    with pytest.raises(aceuq.AceuqError, match="copy.aceuq"):
+        aceuq._native._model_from_bytes(str(path), pickle.dumps(model)[:200])
