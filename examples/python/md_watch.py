@@ -79,7 +79,8 @@ try:
     print(f"ran all {args.steps} steps without extrapolation (max gamma {watch.max_value:.3f})")
 except aceuq.Extrapolation as e:
     why = (
-        f"atom {e.atom} gamma {e.value:.3f} > {e.upper:.3f}" if math.isfinite(e.upper)
+        f"atom index {e.atom} (id {e.atom + 1}) gamma {e.value:.3f} > {e.upper:.3f}"
+        if math.isfinite(e.upper)
         else "by the calibrated halting rule (the watch's message above)"
     )
     print(f"stopped at step {e.step}, T = {atoms.get_temperature():.0f} K: {why}")

@@ -40,12 +40,18 @@ def test_watch_dumps_candidates_and_halts(li_model, tmp_path):
     gamma_at_halt = a.calc.results["gamma"]
     assert e.value.value == gamma_at_halt.max()
     assert e.value.step == dyn.nsteps and e.value.step % 5 == 0
+    k = e.value.atom
+    assert gamma_at_halt[k] == e.value.value
+    assert f"atom index {k} (Li, id {k + 1} in the dump)" in str(e.value)
     frames = read(tmp_path / "c.xyz", index=":")
     assert len(frames) == watch.frames_dumped >= 2
     kinds = [f.info["config_type"] for f in frames]
     assert kinds[-1] == "halt" and set(kinds[:-1]) == {"candidate"}
     last = frames[-1]
     np.testing.assert_allclose(last.arrays["gamma"], gamma_at_halt, atol=1e-8)  # 8 decimals
+    # The atom the message names by id is the one with the halting value in the dump.
+    at = int(np.flatnonzero(last.arrays["id"] == k + 1)[0])
+    assert abs(last.arrays["gamma"][at] - e.value.value) <= 1e-8
     np.testing.assert_allclose(last.positions, a.positions, atol=1e-7)
     assert last.info["n_above_upper"] == int((gamma_at_halt > upper).sum()) >= 1
     for f in frames:  # unlabelled: a candidate must not look like DFT data
