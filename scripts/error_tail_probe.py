@@ -10,7 +10,10 @@ z = e / s(u), and compares three models of z on labelled frames:
   tail       Maxwell(1) below the TAIL_Q quantile of z, a generalized Pareto tail above it
              (per species, fitted to every calibration atom);
   tail_high  the same tail fitted to, and used for, the atoms whose u is above the U_Q quantile
-             of the calibration atoms' u (Maxwell below).
+             of the calibration atoms' u (Maxwell below);
+  cluster_scale  Maxwell(1) with the scale s(u) multiplied per species and gamma_local cluster
+             by the Maxwell scale of the calibration atoms' z in that cluster (models with
+             gamma_local only): an error scale that depends on the environment as well as on u.
 
 For each, per method and check set: frames halted at p_halt 0.5 among those whose true largest
 force error exceeds e_max (1 eV/A), false halts (largest error below e_max / 3), the unstable
@@ -168,22 +171,38 @@ def main():
             print(f"| {method} | no fitted s(u) for every species | | | | | | |")
             continue
         tails = {"maxwell": {}, "tail": {}, "tail_high": {}}
-        u_lo = {}
+        u_lo, mult = {}, {}
+        clustered = "cluster" in per_atom(a.aceuq, a.model, a.calib[0], tmp, cache)[0]
         for x in species:
-            z, uu = [], []
+            z, uu, cl = [], [], []
             for f in a.calib:
-                sp, e, u, _ = columns(per_atom(a.aceuq, a.model, f, tmp, cache), method)
+                rows = per_atom(a.aceuq, a.model, f, tmp, cache)
+                sp, e, u, _ = columns(rows, method)
                 w = sp == x
                 z.append(e[w] / scale(par, method, sp[w], u[w]))
                 uu.append(u[w])
+                if clustered:
+                    cl.append(np.array([int(r["cluster"]) for r in rows])[w])
             z, uu = np.concatenate(z), np.concatenate(uu)
             tails["maxwell"][x] = None
             tails["tail"][x] = fit_tail(z, a.tail_q)
             u_lo[x] = np.quantile(uu, a.u_q)
             tails["tail_high"][x] = fit_tail(z[uu >= u_lo[x]], a.tail_q)
+            if clustered:
+                # cluster_scale: Maxwell with s(u) times the Maxwell scale of z over the
+                # calibration atoms of the atom's gamma_local cluster (sqrt(mean z^2 / 3)).
+                cl = np.concatenate(cl)
+                for c in np.unique(cl):
+                    mult[(x, c)] = np.sqrt(np.mean(z[cl == c] ** 2) / 3.0)
+        if clustered:
+            tails["cluster_scale"] = {x: None for x in species}
         for variant, tail in tails.items():
             shown = ", ".join(f"{x} {t[0]:.2f}, {t[2]:.2f}" for x, t in tail.items()
                               if t is not None) or "-"
+            if variant == "cluster_scale":
+                shown = "multipliers " + ", ".join(
+                    f"{x} {min(v for (y, _), v in mult.items() if y == x):.2f}-"
+                    f"{max(v for (y, _), v in mult.items() if y == x):.2f}" for x in species)
             for name, parts in checks:
                 lc, ef = [], []
                 for path, odd in parts:
@@ -192,7 +211,13 @@ def main():
                     if odd:
                         w = st % 2 == 1
                         sp, e, u, st = sp[w], e[w], u[w], st[w]
-                    z = a.e_max / scale(par, method, sp, u)
+                    s = scale(par, method, sp, u)
+                    if variant == "cluster_scale":
+                        cl = np.array([int(r["cluster"]) for r in rows])
+                        if odd:
+                            cl = cl[np.array([int(r["structure"]) for r in rows]) % 2 == 1]
+                        s = s * np.array([mult.get((x, c), 1.0) for x, c in zip(sp, cl)])
+                    z = a.e_max / s
                     lp = np.zeros(len(z))
                     for x in species:
                         w = sp == x
