@@ -99,6 +99,19 @@ impl Model {
     }
 }
 
+/// `f()`, with an unwind of `aceuq::progress::Stopped` (a stop requested for a command that
+/// another Python thread runs, reaching this call's stop points) turned into an error to retry;
+/// any other unwind goes on (PyO3 raises PanicException).
+fn stopped_is_an_error<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) if p.is::<aceuq::progress::Stopped>() => Err("stopped because a command in this \
+             process was interrupted (Ctrl-C); compute again"
+            .to_string()),
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
 #[pymethods]
 impl Model {
     /// Load a model file (`*.aceuq`) written by `aceuq fit` / `aceuq calibrate`.
@@ -292,25 +305,26 @@ impl Model {
         let methods: Vec<Method> = methods.iter().map(|m| method(m)).collect::<PyResult<_>>()?;
         let pot = &self.pot;
         let data = std::slice::from_ref(&s);
-        let (pred, uq, clusters) = py
-            .detach(|| -> Result<_, String> {
-                let mut ws = aceuq::model::Workspace::new(&pot.model);
-                let pred = pot.model.predict(&s, &mut ws).map_err(|e| e.to_string())?;
-                let mut uq = Vec::with_capacity(methods.len());
-                let mut clusters = None;
-                for &m in &methods {
-                    if m == Method::GammaLocal {
-                        let (mut v, mut c) =
-                            pot.gamma_local_per_atom(data).map_err(|e| e.to_string())?;
-                        uq.push((m, v.pop().unwrap_or_default()));
-                        clusters = c.pop();
-                    } else {
-                        let mut v = pot.per_atom(data, m).map_err(|e| e.to_string())?;
-                        uq.push((m, v.pop().unwrap_or_default()));
-                    }
+        let run = || -> Result<_, String> {
+            let mut ws = aceuq::model::Workspace::new(&pot.model);
+            let pred = pot.model.predict(&s, &mut ws).map_err(|e| e.to_string())?;
+            let mut uq = Vec::with_capacity(methods.len());
+            let mut clusters = None;
+            for &m in &methods {
+                if m == Method::GammaLocal {
+                    let (mut v, mut c) =
+                        pot.gamma_local_per_atom(data).map_err(|e| e.to_string())?;
+                    uq.push((m, v.pop().unwrap_or_default()));
+                    clusters = c.pop();
+                } else {
+                    let mut v = pot.per_atom(data, m).map_err(|e| e.to_string())?;
+                    uq.push((m, v.pop().unwrap_or_default()));
                 }
-                Ok((pred, uq, clusters))
-            })
+            }
+            Ok((pred, uq, clusters))
+        };
+        let (pred, uq, clusters) = py
+            .detach(|| stopped_is_an_error(run))
             .map_err(AceuqError::new_err)?;
         let out = PyDict::new(py);
         out.set_item("energy", pred.energy)?;
