@@ -83,22 +83,25 @@ impl ContinuousDistribution for Maxwell {
         if !(x > 0.0) {
             return f64::NEG_INFINITY;
         }
+        // In z = x / sigma (x^2 and sigma^2 overflow or underflow at scales near 1e±154,
+        // where z is still O(1)): ln pdf = ln sqrt(2/pi) + 2 ln z - z^2/2 - ln sigma.
         let s = self.sigma;
-        0.5 * (2.0 / std::f64::consts::PI).ln() + 2.0 * x.ln()
-            - x * x / (2.0 * s * s)
-            - 3.0 * s.ln()
+        let z = x / s;
+        0.5 * (2.0 / std::f64::consts::PI).ln() + 2.0 * z.ln() - 0.5 * z * z - s.ln()
     }
     fn cdf(&self, x: f64) -> f64 {
         if !(x > 0.0) {
             return 0.0;
         }
-        gamma_p(1.5, x * x / (2.0 * self.sigma * self.sigma))
+        let z = x / self.sigma;
+        gamma_p(1.5, 0.5 * z * z)
     }
     fn sf(&self, x: f64) -> f64 {
         if !(x > 0.0) {
             return 1.0;
         }
-        gamma_q(1.5, x * x / (2.0 * self.sigma * self.sigma))
+        let z = x / self.sigma;
+        gamma_q(1.5, 0.5 * z * z)
     }
     fn ppf(&self, p: f64) -> f64 {
         self.sigma * (2.0 * gamma_p_inv(1.5, p)).sqrt()

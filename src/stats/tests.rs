@@ -702,3 +702,44 @@ fn sig_digits_keeps_small_and_large_parameters() {
     assert_eq!(sig_digits(0.0, 4), "0");
     assert_eq!(sig_digits(f64::NAN, 4), "NaN");
 }
+
+/// The families are scale families: a sample and its fit scaled by c give the same KS statistic
+/// and a log-likelihood lower by n ln c, down to scales where x^2 over- or underflows (Maxwell's
+/// functions squared x before dividing by sigma: at 1e250 its log-likelihood was NaN and its KS
+/// D 0, so `aceuq cutoff` chose it for data it does not fit).
+#[test]
+fn families_are_scale_invariant_at_extreme_scales() {
+    let x = sample("maxwell_200");
+    for d in [
+        Distribution::from(fit_maxwell(&x).unwrap()),
+        Distribution::from(fit_gamma(&x).unwrap()),
+    ] {
+        let base = ks_test(&x, &d).unwrap().statistic;
+        let ll: f64 = x.iter().map(|&v| d.ln_pdf(v)).sum();
+        for c in [1e250, 1e-250, 1e154, 1e-160] {
+            let xs: Vec<f64> = x.iter().map(|v| v * c).collect();
+            let ds = match d {
+                Distribution::Maxwell(m) => {
+                    Distribution::from(Maxwell::new(m.sigma() * c).unwrap())
+                }
+                Distribution::Gamma(g) => {
+                    Distribution::from(Gamma::new(g.shape(), g.scale() * c).unwrap())
+                }
+                _ => unreachable!(),
+            };
+            let ks = ks_test(&xs, &ds).unwrap().statistic;
+            assert!(
+                (ks - base).abs() < 1e-12,
+                "{} at scale {c}: D {ks} vs {base}",
+                ds.family()
+            );
+            let lls: f64 = xs.iter().map(|&v| ds.ln_pdf(v)).sum();
+            let want = ll - x.len() as f64 * c.ln();
+            assert!(
+                (lls - want).abs() <= 1e-9 * want.abs().max(1.0),
+                "{} at scale {c}: log-lik {lls} vs {want}",
+                ds.family()
+            );
+        }
+    }
+}
