@@ -58,7 +58,7 @@ use crate::basis::BasisConfig;
 use crate::model::fit::{self, FitConfig};
 use crate::potential::Potential;
 use crate::stats::metrics::{
-    CalibrationCurve, calibration_curve, pit_maxwell, recall_at_budget, roc_auc, spearman,
+    CalibrationCurve, calibration_curve, pit_maxwell, recall_at_budget, roc_auc, spearman_or_nan,
     stratified_auc,
 };
 use crate::structure::Structure;
@@ -814,8 +814,8 @@ fn score(
             .map(|(p, o)| o - p)
             .collect::<Vec<_>>(),
     );
-    let rho_atom = spearman(&t.e, &t.u).unwrap_or(f64::NAN);
-    let rho_struct = spearman(&t.se, &t.su).unwrap_or(f64::NAN);
+    let rho_atom = spearman_or_nan(&t.e, &t.u);
+    let rho_struct = spearman_or_nan(&t.se, &t.su);
     Ok(MethodScores {
         method,
         rho_atom,
@@ -910,7 +910,7 @@ fn subset_scores(
     .map_err(stats_err(ctx("atom ROC-AUC")))?;
     let pool_u = [u_in, u_out].concat();
     let pool_e = [t.e.concat(), n.e.concat()].concat();
-    let rho_pool = spearman(&pool_e, &pool_u).unwrap_or(f64::NAN);
+    let rho_pool = spearman_or_nan(&pool_e, &pool_u);
     let recall = recall_at_budget(&pool_e, &pool_u, TOP_ERROR_FRACTION, LABEL_BUDGET)
         .map_err(stats_err(ctx("recall at budget")))?;
     Ok(SubsetScores {

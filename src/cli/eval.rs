@@ -131,7 +131,12 @@ pub fn run(a: &EvalArgs) -> Result<()> {
                 us.push(u[k].iter().cloned().fold(0.0, f64::max));
             }
             let rho = |x: &[f64], y: &[f64]| {
-                crate::stats::metrics::spearman(x, y).map_or("-".to_string(), |r| format!("{r:.3}"))
+                let r = crate::stats::metrics::spearman_or_nan(x, y);
+                if r.is_nan() {
+                    "-".to_string()
+                } else {
+                    format!("{r:.3}")
+                }
             };
             rows.push(vec![m.name().to_string(), rho(&ea, &ua), rho(&es, &us)]);
             uq_values.push(u);

@@ -22,7 +22,7 @@ use crate::model::{Model, Prediction, Workspace};
 use crate::stats::cutoff::{Calibration, CalibrationOptions, UpperRule, calibrate};
 use crate::stats::family_choice::ModelChoice;
 use crate::stats::metrics::{
-    calibration_curve, linspace, miscalibration_area, pit_maxwell, spearman, sweep,
+    calibration_curve, linspace, miscalibration_area, pit_maxwell, spearman_or_nan, sweep,
 };
 use crate::stats::plot::{
     self, CalibrationPlot, Marker, ParityGroup, ParityPanel, ParityPlot, TailPanel, TailPlot,
@@ -695,8 +695,8 @@ pub fn run(a: &ReportArgs) -> Result<()> {
                 cal,
                 from_model,
                 n: es.len(),
-                rho_atom: spearman(&es, &us).unwrap_or(f64::NAN),
-                rho_struct: spearman(&se, &su).unwrap_or(f64::NAN),
+                rho_atom: spearman_or_nan(&es, &us),
+                rho_struct: spearman_or_nan(&se, &su),
                 area,
                 scale,
                 at_cut,

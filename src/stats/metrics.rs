@@ -415,6 +415,19 @@ pub fn average_ranks(x: &[f64]) -> Vec<f64> {
     ranks
 }
 
+/// Fewest pairs a reported rank correlation of structures is computed from: with 2 pairs
+/// Spearman's rho is +-1 whatever the data, with 4 a value of 1 has probability 1/24 by chance.
+/// The tables print "-" (or NaN) below it.
+pub const MIN_RANKED: usize = 5;
+
+/// [`spearman`] of at least [`MIN_RANKED`] pairs, else NaN (as for a constant input).
+pub fn spearman_or_nan(x: &[f64], y: &[f64]) -> f64 {
+    if x.len() < MIN_RANKED {
+        return f64::NAN;
+    }
+    spearman(x, y).unwrap_or(f64::NAN)
+}
+
 /// Spearman's rank correlation (Pearson correlation of average ranks), as
 /// `scipy.stats.spearmanr`. Errors if either input is constant (rho undefined).
 pub fn spearman(x: &[f64], y: &[f64]) -> Result<f64, StatsError> {
@@ -730,6 +743,11 @@ mod tests {
         assert!((rho - 4.5 / (22.5f64).sqrt()).abs() < 1e-15);
         assert!((spearman(&[1.0, 2.0, 3.0], &[30.0, 20.0, 10.0]).unwrap() + 1.0).abs() < 1e-15);
         assert!(spearman(&[1.0, 1.0], &[1.0, 2.0]).is_err());
+        // Structure-level tables: too few pairs to rank is NaN, not a perfect correlation.
+        assert!(spearman_or_nan(&[1.0, 2.0], &[3.0, 4.0]).is_nan());
+        assert!(spearman_or_nan(&[1.0, 2.0, 3.0, 4.0], &[1.0, 2.0, 3.0, 4.0]).is_nan());
+        let five = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(spearman_or_nan(&five, &five), 1.0);
         assert_eq!(
             average_ranks(&[3.0, 1.0, 3.0, 2.0]),
             vec![3.5, 1.0, 3.5, 2.0]
