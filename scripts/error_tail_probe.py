@@ -4,7 +4,7 @@
 The upper cutoff and the frame rule model an atom's force error as e | u ~ Maxwell(s(u)), and a
 frame's probability of an error above e_max as 1 - prod_i (1 - P(e_i > e_max | u_i)). This script
 takes a calibrated model, standardizes the calibration atoms' errors by their fitted scale,
-z = e / s(u), and compares three models of z on labelled frames:
+z = e / s(u), and compares four models of z on labelled frames:
 
   maxwell    z ~ Maxwell(1): what `aceuq calibrate` stores;
   tail       Maxwell(1) below the TAIL_Q quantile of z, a generalized Pareto tail above it

@@ -20,10 +20,10 @@ JURY = ("gamma", "ensemble", "distance", "gp")
 class Extrapolation(RuntimeError):
     """Raised by :class:`Watch` (``halt=True``) when an atom's uncertainty exceeds its upper
     cutoff, or (frame rule) when some atom is likely to err above the calibration's error limit.
-    ``step``, ``atom`` (0-based index, as ASE counts; the dump's ``id`` column counts from 1, as
-    LAMMPS does: the atom furthest above its upper cutoff, or the most uncertain one for a halt
-    by the frame rule alone), ``value``, ``upper`` and ``p_frame`` (the
-    frame rule's probability, NaN without it) say where; ``write_error`` is the exception that
+    ``step``, ``atom`` (the atom furthest above its upper cutoff, or the most uncertain one for
+    a halt by the frame rule alone; a 0-based index, as ASE counts, where the dump's ``id``
+    column counts from 1, as LAMMPS does), ``value``, ``upper`` and ``p_frame`` (the frame
+    rule's probability, NaN without it) say where; ``write_error`` is the exception that
     kept the halt frame from ``dump`` (None when it was written or there is no dump)."""
 
     def __init__(self, message, step, atom, value, upper, p_frame=math.nan, write_error=None):
@@ -490,6 +490,11 @@ class Watch:
                         raise
                     write_error = err  # the halt matters more: raised below, with this attached
             if self.halt:
+                # The atom's id in the dump (1-based), where its frame was written.
+                def where(k):
+                    written = self.dump is not None and write_error is None
+                    return f", id {k + 1} in the dump" if written else ""
+
                 if vote is not None:
                     # The atom named: the most uncertain one above a juror's upper cutoff, else
                     # the most uncertain one (as fix ace/uq/watch).
@@ -506,15 +511,15 @@ class Watch:
                         f"their upper cutoff, {sum(not (r[2] < r[3]) for r in vote)} frame rules "
                         "reach p_halt; P(some atom errs above e_max) (largest u / u_max): "
                         + ", ".join(f"{r[0]} {r[2]:.3g} ({r[4]:.3g})" for r in vote)
-                        + f"; the largest {self.quantity} is {values[k]:.6g} (atom index {k}, "
-                        f"id {k + 1} in the dump; {int(above_lower.sum())} atoms above lower)"
+                        + f"; the largest {self.quantity} is {values[k]:.6g} (atom index {k}"
+                        f"{where(k)}; {int(above_lower.sum())} atoms above lower)"
                     )
                 elif above_upper.any():
                     over = np.flatnonzero(above_upper)
                     k = over[np.argmax(values[over] - up[over])]
                     msg = (
-                        f"halting at step {step}: atom index {k} ({self.atoms[k].symbol}, id "
-                        f"{k + 1} in the dump) has "
+                        f"halting at step {step}: atom index {k} ({self.atoms[k].symbol}"
+                        f"{where(k)}) has "
                         f"{self.quantity} = {values[k]:.6g} above the upper cutoff {up[k]:.6g} "
                         f"({int(above_upper.sum())} atoms above upper, "
                         f"{int(above_lower.sum())} above lower)"
@@ -525,8 +530,7 @@ class Watch:
                         f"halting at step {step}: P(some atom errs above e_max) = "
                         f"{frame[0]:.6g} >= {frame[1]:.3g} (frame rule); no atom is above its "
                         f"upper cutoff, the largest {self.quantity} is {values[k]:.6g} (atom "
-                        f"index {k}, id {k + 1} in the dump; {int(above_lower.sum())} atoms above "
-                        "lower)"
+                        f"index {k}{where(k)}; {int(above_lower.sum())} atoms above lower)"
                     )
                 if write_error is not None:
                     msg += (

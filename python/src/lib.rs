@@ -106,7 +106,7 @@ fn stopped_is_an_error<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, St
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) if p.is::<aceuq::progress::Stopped>() => Err("stopped because a command in this \
-             process was interrupted (Ctrl-C); compute again"
+             process was interrupted (Ctrl-C); compute again once that command has stopped"
             .to_string()),
         Err(p) => std::panic::resume_unwind(p),
     }

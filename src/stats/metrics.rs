@@ -415,9 +415,10 @@ pub fn average_ranks(x: &[f64]) -> Vec<f64> {
     ranks
 }
 
-/// Fewest pairs a reported rank correlation of structures is computed from: with 2 pairs
-/// Spearman's rho is +-1 whatever the data, with 4 a value of 1 has probability 1/24 by chance.
-/// The tables print "-" (or NaN) below it.
+/// Fewest pairs a reported rank correlation (of structures, and of atoms or pools, which are
+/// far larger in practice) is computed from: with 2 pairs Spearman's rho is +-1 whatever the
+/// data, with 4 a value of 1 has probability 1/24 by chance. The tables print "-" (or NaN) below
+/// it.
 pub const MIN_RANKED: usize = 5;
 
 /// [`spearman`] of at least [`MIN_RANKED`] pairs, else NaN (as for a constant input).
