@@ -280,26 +280,20 @@ where
 pub(crate) fn warn_repeated_frames(sets: &[(&str, &[crate::Structure])], consequence: &str) {
     use std::collections::HashMap;
     use std::hash::{Hash, Hasher};
+    // Bit patterns, so that a frame equals itself (NaN) and -0 differs from 0.
+    let cell = |s: &crate::Structure| s.cell.map(|c| c.map(|r| r.map(f64::to_bits)));
+    fn positions(s: &crate::Structure) -> impl Iterator<Item = [u64; 3]> + '_ {
+        s.positions.iter().map(|p| p.map(f64::to_bits))
+    }
     let key = |s: &crate::Structure| {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        s.symbols.hash(&mut h);
-        s.pbc.hash(&mut h);
-        for p in &s.positions {
-            p.map(f64::to_bits).hash(&mut h);
-        }
-        s.cell.map(|c| c.map(|r| r.map(f64::to_bits))).hash(&mut h);
+        (&s.symbols, s.pbc, cell(s)).hash(&mut h);
+        positions(s).for_each(|p| p.hash(&mut h));
         h.finish()
     };
     let same = |a: &crate::Structure, b: &crate::Structure| {
-        a.symbols == b.symbols
-            && a.pbc == b.pbc
-            && a.cell.map(|c| c.map(|r| r.map(f64::to_bits)))
-                == b.cell.map(|c| c.map(|r| r.map(f64::to_bits)))
-            && a.positions.len() == b.positions.len()
-            && a.positions
-                .iter()
-                .zip(&b.positions)
-                .all(|(p, q)| p.map(f64::to_bits) == q.map(f64::to_bits))
+        (&a.symbols, a.pbc, cell(a)) == (&b.symbols, b.pbc, cell(b))
+            && positions(a).eq(positions(b))
     };
     let mut seen: HashMap<u64, Vec<(&str, &crate::Structure)>> = HashMap::new();
     let mut repeats = 0usize;

@@ -537,7 +537,6 @@ pub fn fit(
             .try_fold(
                 || (Normal::new(m), Workspace::new(&model)),
                 |(mut acc, mut ws), &t| -> Result<(Normal, Workspace), ModelError> {
-                    crate::progress::checkpoint();
                     let (s, sp) = (&train[t], &species_of[t]);
                     accumulate(&model, s, sp, rc, &offsets, we2, wf2, &mut acc, &mut ws)?;
                     bar.inc(1);
@@ -1051,7 +1050,6 @@ fn accumulate_weighted(
         .try_fold(
             || (zeros(), Normal::new(m), Workspace::new(model)),
             |(mut accs, mut block, mut ws), ((t, s), sp)| -> Result<_, ModelError> {
-                crate::progress::checkpoint();
                 if weights.iter().any(|w| w[t] != 0.0) {
                     block.clear();
                     accumulate(
