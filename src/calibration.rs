@@ -473,7 +473,7 @@ fn add_vote(report: &mut CheckReport, question: impl Fn(&str) -> Option<Vec<Ques
         rows.push(FrameRow {
             method: VOTE.into(),
             score: rs.iter().map(|r| r.score).fold(0.0, f64::max),
-            upper_ratio: rs.iter().map(|r| r.upper_ratio).fold(0.0, f64::max),
+            upper_ratio: rs.iter().filter_map(|r| r.upper_ratio).reduce(f64::max),
             p_frame: None,
             halted_atom: above,
             halted_frame: Some(halted),
@@ -742,7 +742,7 @@ impl CheckReport {
                     (csv_field(&o.file), o.index.to_string())
                 });
             out += &format!(
-                "{},{},{file},{index},{},{},{},{:.6e},{},{:.6e},{:.6e},{},{},{},{}\n",
+                "{},{},{file},{index},{},{},{},{:.6e},{},{:.6e},{},{},{},{},{}\n",
                 r.method,
                 r.frame,
                 if r.novel { "novel" } else { "held-out" },
@@ -751,7 +751,7 @@ impl CheckReport {
                 r.max_error,
                 r.e_max,
                 r.score,
-                r.upper_ratio,
+                opt(r.upper_ratio.map(|x| format!("{x:.6e}"))),
                 opt(r.p_frame.map(|p| format!("{p:.6e}"))),
                 opt(r.p_halt.map(|p| p.to_string())),
                 u8::from(r.halted_atom),
@@ -811,9 +811,9 @@ pub struct FrameRow {
     pub max_error: f64,
     /// Largest u / u_c over its atoms (the frame score of the best single threshold).
     pub score: f64,
-    /// Largest u / u_max over its atoms (above 1: an atom is above its upper cutoff; 0 when
-    /// no atom has a finite upper cutoff).
-    pub upper_ratio: f64,
+    /// Largest u / u_max over its atoms (above 1: an atom is above its upper cutoff; None when
+    /// no atom has a finite upper cutoff: an empty field in the CSV).
+    pub upper_ratio: Option<f64>,
     /// The frame rule's probability that some atom errs above e_max (None: the method has no
     /// fitted error relation for every species).
     pub p_frame: Option<f64>,
@@ -1277,9 +1277,12 @@ fn check_method(
             .symbols
             .iter()
             .enumerate()
-            .fold(0.0_f64, |acc, (a, sym)| {
+            .fold(None, |acc: Option<f64>, (a, sym)| {
                 match src.species_index(sym).map(|s| upper(s, f, a)) {
-                    Some(x) if x.is_finite() && x > 0.0 => acc.max(u[f][a] / x),
+                    Some(x) if x.is_finite() && x > 0.0 => {
+                        let r = u[f][a] / x;
+                        Some(acc.map_or(r, |m| m.max(r)))
+                    }
                     _ => acc,
                 }
             });
@@ -1875,7 +1878,8 @@ mod tests {
                 (f, false, st.len(), em)
             );
             assert_eq!(row.method, "gamma_local");
-            assert!((row.upper_ratio - umax / cut).abs() <= 1e-12 * row.upper_ratio);
+            let ratio = row.upper_ratio.expect("an upper cutoff");
+            assert!((ratio - umax / cut).abs() <= 1e-12 * ratio);
             assert_eq!(row.halted_atom, umax > cut);
             assert_eq!(row.halted_frame, Some(h));
             let p = row.p_frame.expect("a frame probability");
@@ -1930,6 +1934,11 @@ mod tests {
         let all = rep.halts.iter().find(|h| h.subset == "all").unwrap();
         assert_eq!(all.halted, 0);
         assert!(!all.has_upper);
+        // ... and the frames' u / u_max is empty, not 0 (as if far below a cutoff).
+        assert!(rep.frames.iter().all(|r| r.upper_ratio.is_none()));
+        for l in rep.frames_csv(&[]).lines().skip(1) {
+            assert_eq!(l.split(',').nth(10), Some(""), "{l}");
+        }
         assert!(within_promise(3, 0.5) && !within_promise(4, 0.5));
         assert!(within_promise(4, 10.0) && !within_promise(3, 10.0) && !within_promise(31, 10.0));
     }
@@ -1958,7 +1967,7 @@ mod tests {
             atoms: 10,
             max_error: e,
             score: 0.5,
-            upper_ratio: if above { 1.5 } else { 0.5 },
+            upper_ratio: p.map(|_| if above { 1.5 } else { 0.5 }),
             p_frame: p,
             halted_atom: above,
             halted_frame: p.map(|p| above || p >= 0.5),
@@ -2064,7 +2073,7 @@ mod tests {
         let votes: Vec<&FrameRow> = report.frames.iter().filter(|r| r.method == VOTE).collect();
         let halted: Vec<bool> = votes.iter().map(|r| r.halted_frame.unwrap()).collect();
         assert_eq!(halted, [false, true, true, true, false]);
-        assert_eq!(votes[2].upper_ratio, 1.5);
+        assert_eq!(votes[2].upper_ratio, Some(1.5));
         assert!(votes[2].halted_atom && !votes[1].halted_atom);
         let row = report.halts.last().unwrap();
         assert_eq!(

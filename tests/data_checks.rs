@@ -418,6 +418,40 @@ fn calibrate_and_check_report_the_sampling_spread() {
         halts_all.split_whitespace().nth(4),
         "{out}"
     );
+    // Both use forces only: an energy they do not use cannot stop them (the same output as
+    // with the energies intact), and they take no --energy-key.
+    let bad_e: Vec<String> = li_frames(4)
+        .into_iter()
+        .map(|l| match l.find(" energy=") {
+            Some(i) => {
+                let end = l[i + 1..].find(' ').map_or(l.len(), |j| i + 1 + j);
+                format!("{} energy=oops{}", &l[..i], &l[end..])
+            }
+            None => l,
+        })
+        .collect();
+    assert!(bad_e.iter().any(|l| l.contains("energy=oops")));
+    let g = write(&dir, "bad_energy.xyz", &bad_e);
+    let o2 = aceuq(&[
+        "check-cutoffs",
+        "--model",
+        cal.to_str().unwrap(),
+        "--data",
+        g.to_str().unwrap(),
+    ]);
+    assert!(o2.status.success(), "{}", stderr(&o2));
+    assert_eq!(
+        String::from_utf8_lossy(&o2.stdout),
+        out.replace("li.xyz", "bad_energy.xyz")
+    );
+    let cal2 = dir.join("c2.aceuq");
+    let o = calibrate(&model, &g, "50", &["--out", cal2.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for cmd in ["check-cutoffs", "calibrate"] {
+        let o = aceuq(&[cmd, "--model", cal.to_str().unwrap(), "--energy-key", "x"]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("--energy-key"), "{}", stderr(&o));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -563,6 +597,17 @@ fn outputs_and_species_lists_are_checked_before_the_work() {
         e.contains("the folder") && e.contains("does not exist"),
         "{e}"
     );
+    // A folder that takes no file (Linux's /proc), before the work too.
+    if Path::new("/proc/self").exists() {
+        let o = fit(&f, Path::new("/proc/m.aceuq"), &[]);
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(
+            e.contains("--out /proc/m.aceuq: cannot create a file in the folder /proc"),
+            "{e}"
+        );
+        assert!(!e.contains("fitting") && !e.contains("RMSE"), "{e}");
+    }
     let model = dir.join("m.aceuq");
     let o = aceuq(&[
         "fit",

@@ -4,7 +4,7 @@
 //! ([`crate::stats::cutoff::calibrate_clusters`]; clusters with too few atoms keep the species
 //! cutoffs).
 
-use super::{DataKeys, load_model};
+use super::{ForceKey, load_model};
 use crate::calibration::{CalibrateSettings, calibrate_potential, cluster_header};
 use crate::stats::cutoff::{Calibration, MIN_CLUSTER_ATOMS, UpperRule, predictive_exceedances};
 use crate::stats::tail::TailPolicy;
@@ -65,7 +65,7 @@ pub struct CalibrateArgs {
     #[arg(long, short)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
-    pub keys: DataKeys,
+    pub keys: ForceKey,
 }
 
 /// Print rows as an aligned text table.
@@ -233,14 +233,16 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
 /// The validation and high-uncertainty structures, every frame with reference forces (the
 /// upper cutoffs are fitted to force errors).
 fn read_data(a: &CalibrateArgs) -> Result<(Vec<crate::Structure>, Vec<crate::Structure>)> {
-    let valid = a.keys.read(&a.valid)?;
+    let valid = a.keys.keys().read(&a.valid)?;
     let high = if a.high.is_empty() {
         vec![]
     } else {
-        a.keys.read(&a.high)?
+        a.keys.keys().read(&a.high)?
     };
     for data in [&valid, &high] {
-        a.keys.require(data, crate::io::extxyz::Label::Forces, "")?;
+        a.keys
+            .keys()
+            .require(data, crate::io::extxyz::Label::Forces, "")?;
     }
     warn_absurd_forces(&valid, "--valid");
     warn_absurd_forces(&high, "--high");

@@ -13,7 +13,7 @@
 //!   they expect against those observed (`CheckReport::reliability`).
 
 use super::calibrate::text_table;
-use super::{DataKeys, load_model};
+use super::{ForceKey, load_model};
 use crate::calibration::{
     CheckReport, FrameOrigin, SPREAD_ALPHA, check_calibration, within_promise,
 };
@@ -59,7 +59,7 @@ pub struct CheckArgs {
     #[arg(long)]
     pub frames: Option<PathBuf>,
     #[command(flatten)]
-    pub keys: DataKeys,
+    pub keys: ForceKey,
 }
 
 fn fmt_ratio(o: usize, e: f64) -> String {
@@ -512,7 +512,7 @@ fn read_data(a: &CheckArgs) -> Result<CheckFrames> {
     let mut read = |files: &[PathBuf]| -> Result<Vec<crate::Structure>> {
         let mut out = vec![];
         for f in files {
-            let frames = a.keys.read(std::slice::from_ref(f))?;
+            let frames = a.keys.keys().read(std::slice::from_ref(f))?;
             origin.extend((0..frames.len()).map(|k| FrameOrigin {
                 file: f.display().to_string(),
                 index: k,
@@ -525,7 +525,9 @@ fn read_data(a: &CheckArgs) -> Result<CheckFrames> {
     let novel = read(&a.novel)?;
     // Every check compares uncertainties with force errors.
     for d in [&data, &novel] {
-        a.keys.require(d, crate::io::extxyz::Label::Forces, "")?;
+        a.keys
+            .keys()
+            .require(d, crate::io::extxyz::Label::Forces, "")?;
     }
     Ok((data, novel, origin))
 }

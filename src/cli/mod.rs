@@ -112,6 +112,26 @@ pub struct DataKeys {
     pub forces_key: String,
 }
 
+/// [`DataKeys`] for commands that use only the reference forces (`calibrate`,
+/// `check-cutoffs`): no `--energy-key` to set in vain.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ForceKey {
+    /// Per-atom property (R:3) holding the reference forces (eV/Å).
+    #[arg(long, default_value = "forces")]
+    pub forces_key: String,
+}
+
+impl ForceKey {
+    /// The keys to read with: no energy key (the reader rejects an empty key in a comment
+    /// line, so none matches it), so that an energy these commands do not use cannot stop them.
+    pub fn keys(&self) -> DataKeys {
+        DataKeys {
+            energy_key: String::new(),
+            forces_key: self.forces_key.clone(),
+        }
+    }
+}
+
 impl DataKeys {
     /// Read every frame of the given files.
     pub fn read(&self, files: &[PathBuf]) -> Result<Vec<crate::Structure>> {
@@ -498,6 +518,23 @@ fn check_paths(cmd: &Command) -> Result<()> {
                 p.display(),
                 dir.display()
             );
+        }
+        // A folder that takes no new file (read-only, /proc, no permission) failed only when
+        // the result was written too: outputs are written through a temporary file beside
+        // them, so try one now. Devices (/dev/null) are written in place.
+        if !crate::io::is_special_file(p) {
+            let probe = dir.join(format!(".aceuq-probe{}", std::process::id()));
+            match std::fs::File::create(&probe) {
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&probe);
+                }
+                Err(e) => bail!(
+                    "{flag} {}: cannot create a file in the folder {} ({e}): choose a folder \
+                     you can write to",
+                    p.display(),
+                    dir.display()
+                ),
+            }
         }
     }
     let species: Option<(&str, &[String])> = match cmd {
