@@ -206,7 +206,7 @@ fn main() {
     let acc = aceuq::model::fit::evaluate(&model.model, &test, "test").unwrap();
     model.save(&dir.join("li.aceuq")).unwrap();
     let frame = &test[0];
-    let masses = [aceuq::io::lammps_data::atomic_mass("Li")];
+    let masses = [aceuq::elements::atomic_mass("Li").expect("an element")];
     let (text, _) = aceuq::io::lammps_data::data_file(frame, &species, &masses).unwrap();
     std::fs::write(dir.join("data.lmp"), text).unwrap();
     let pots = potentials_dir(&lmp);

@@ -11,6 +11,7 @@ pub mod bench;
 pub mod calibration;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod elements;
 pub mod engine;
 pub mod error;
 pub mod ffi;

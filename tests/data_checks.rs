@@ -373,6 +373,12 @@ fn calibrate_and_check_report_the_sampling_spread() {
     let cal = dir.join("c.aceuq");
     let o = calibrate(&model, &f, "50", &["--out", cal.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // Calibrated on its own training file: said.
+    assert!(
+        stderr(&o).contains("li.xyz: the model was fitted to this file"),
+        "{}",
+        stderr(&o)
+    );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.contains("sampling spread: ") && out.contains("over the 1 entries"),
@@ -597,6 +603,34 @@ fn outputs_and_species_lists_are_checked_before_the_work() {
         e.contains("the folder") && e.contains("does not exist"),
         "{e}"
     );
+    // A cutoff shorter than every distance: nothing to fit (it panicked building the active
+    // set, and wrote a model of zero forces without one).
+    let o = fit(
+        &f,
+        &dir.join("short.aceuq"),
+        &["--cutoff", "1.0", "--active-set"],
+    );
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("no Li atom of the training data has a neighbour within the cutoff 1 Å")
+            && !e.contains("panicked"),
+        "{e}"
+    );
+    assert!(!dir.join("short.aceuq").exists());
+    // More k-means clusters than the atoms support: before the fit, not after it.
+    let o = fit(&f, &dir.join("k.aceuq"), &["--clusters", "500"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("--clusters 500: 500 k-means clusters need at least 500 x min_cluster_atoms")
+            && e.contains("use --clusters"),
+        "{e}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).trim().is_empty(),
+        "fitted first"
+    );
     // A folder that takes no file (Linux's /proc), before the work too.
     if Path::new("/proc/self").exists() {
         let o = fit(&f, Path::new("/proc/m.aceuq"), &[]);
@@ -637,6 +671,50 @@ fn outputs_and_species_lists_are_checked_before_the_work() {
         data.to_str().unwrap(),
     ]);
     assert!(!o.status.success() && stderr(&o).contains("--species names Li twice"));
+    // Every element gets its standard mass (In had 1.0 for LAMMPS to integrate with).
+    let inp = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/inp/test.xyz");
+    let o = aceuq(&[
+        "to-lammps",
+        "--data",
+        inp.to_str().unwrap(),
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&data).unwrap();
+    assert!(
+        text.contains("1 114.82  # In") && text.contains("2 30.974  # P"),
+        "{text}"
+    );
+    // So are a method and a figure format named twice (before any work: no model needed).
+    let o = calibrate(
+        &dir.join("none.aceuq"),
+        &f,
+        "50",
+        &["--methods", "gamma,gp,gamma"],
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("--methods names gamma twice"),
+        "{}",
+        stderr(&o)
+    );
+    let o = aceuq(&[
+        "report",
+        "--model",
+        "none.aceuq",
+        "--data",
+        f.to_str().unwrap(),
+        "--out",
+        dir.join("rep").to_str().unwrap(),
+        "--formats",
+        "png,png",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--formats names png twice"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.join("rep").exists());
     // " Li" (after a comma and a space) is Li.
     let o = aceuq(&[
         "to-lammps",

@@ -41,6 +41,12 @@ def _check_calc(calc, needed):
             "the atoms need an AceUQCalculator as their calculator (they have "
             f"{type(calc).__name__ if calc is not None else 'none'}): the watch reads its results"
         )
+    methods = ("gamma", "gamma_local", "ensemble", "distance", "gp", "contact")
+    unknown = [m for m in needed if m not in methods]
+    if unknown:
+        raise ValueError(
+            f"{unknown[0]!r} is not an uncertainty method (the methods: {', '.join(methods)})"
+        )
     missing = [m for m in needed if m not in calc.uq_methods]
     if missing:
         have = ", ".join(calc.uq_methods) or "none"

@@ -172,6 +172,8 @@ def test_watch_refuses_a_quantity_the_calculator_does_not_compute(li_model):
     a = hot_bcc(li_model, uq="gamma")
     with pytest.raises(ValueError, match="does not compute 'gp'"):
         aceuq.Watch(a, "gp")
+    with pytest.raises(ValueError, match="'foo' is not an uncertainty method"):
+        aceuq.Watch(a, "foo")
     with pytest.raises(ValueError, match="upper is NaN"):
         aceuq.Watch(a, "gamma", upper=float("nan"))
     with pytest.raises(ValueError, match="lower=5.0 is above upper=1.0"):

@@ -203,6 +203,7 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
         }
     }
     let (valid, high) = read_data(a)?;
+    warn_training_files(a, &model.fit_info.train_files);
     let nvalid = atoms_per_species(model, &valid);
     let napply = napply(a, &model.species, &nvalid, true)?;
     let settings = settings(a, &model.species, &nvalid, &napply, high_atoms(&high));
@@ -252,6 +253,30 @@ fn read_data(a: &CalibrateArgs) -> Result<(Vec<crate::Structure>, Vec<crate::Str
          spread it states is narrower than the data support",
     );
     Ok((valid, high))
+}
+
+/// A warning for each --valid or --high file that is one of the model's training files (as
+/// the fit recorded them, resolved from here): its atoms are the ones the fit and the active
+/// set were made from, so their errors and uncertainties are low by construction (gamma at
+/// most 1) and every cutoff fitted to them is too low.
+fn warn_training_files(a: &CalibrateArgs, train_files: &[String]) {
+    let train: Vec<std::path::PathBuf> = train_files
+        .iter()
+        .filter_map(|t| std::fs::canonicalize(t).ok())
+        .collect();
+    for (flag, files) in [("--valid", &a.valid), ("--high", &a.high)] {
+        for f in files {
+            if std::fs::canonicalize(f).is_ok_and(|c| train.contains(&c)) {
+                crate::progress::warn(&format!(
+                    "{flag} {}: the model was fitted to this file (fit --train): its errors and \
+                     uncertainties are low by construction (gamma at most 1 on the active set's \
+                     own atoms), so the cutoffs come out too low; calibrate on frames the fit \
+                     did not use",
+                    f.display()
+                ));
+            }
+        }
+    }
 }
 
 /// Reference forces above this (eV/Å) are no MD force: a unit slip or a damaged label.

@@ -1,6 +1,6 @@
 //! `aceuq to-lammps`: one frame of extended XYZ as a LAMMPS data file.
 
-use crate::io::lammps_data::{atomic_mass, data_file};
+use crate::io::lammps_data::{data_file, species_masses};
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 
@@ -52,7 +52,7 @@ pub fn run(a: &ToLammpsArgs) -> Result<()> {
     } else {
         a.species.clone()
     };
-    let masses: Vec<f64> = species.iter().map(|x| atomic_mass(x)).collect();
+    let masses = species_masses(&species).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (text, lb) = data_file(s, &species, &masses)?;
     crate::io::container::write_atomic(&a.out, text.as_bytes())
         .with_context(|| format!("cannot write {}", a.out.display()))?;

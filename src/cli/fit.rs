@@ -344,6 +344,57 @@ pub fn run(a: &FitArgs) -> Result<()> {
             present.join(", ")
         );
     }
+    // A species none of whose training atoms has a neighbour within the cutoff has descriptors
+    // that are all zero: untrained coefficients (zero forces) and no active set.
+    let rc = cfg.basis.cutoff;
+    let mut bonded = vec![false; species.len()];
+    for st in &train {
+        if bonded.iter().all(|&b| b) {
+            break;
+        }
+        let nl = crate::neighbors::build(st, rc)?;
+        for (i, sym) in st.symbols.iter().enumerate() {
+            if !nl.range(i).is_empty()
+                && let Some(k) = species.iter().position(|x| x == sym)
+            {
+                bonded[k] = true;
+            }
+        }
+    }
+    let lone: Vec<&str> = species
+        .iter()
+        .zip(&bonded)
+        .filter(|(_, b)| !**b)
+        .map(|(x, _)| x.as_str())
+        .collect();
+    if !lone.is_empty() {
+        bail!(
+            "no {} atom of the training data has a neighbour within the cutoff {rc} Å: its \
+             descriptors are all zero, so nothing about it can be fitted; raise --cutoff (ACE \
+             cutoffs are typically 4-7 Å) or add structures where it has neighbours",
+            lone.join(" or ")
+        );
+    }
+    // K k-means clusters need K x min_cluster_atoms atoms of each species: said after the
+    // whole fit otherwise.
+    if let Some(crate::uq::Partition::KMeans(k)) = cfg.uq.clusters {
+        let min = cfg.uq.activeset.min_cluster_atoms;
+        for sp in &species {
+            let n: usize = train
+                .iter()
+                .map(|st| st.symbols.iter().filter(|x| *x == sp).count())
+                .sum();
+            if n < k.saturating_mul(min) {
+                bail!(
+                    "--clusters {k}: {k} k-means clusters need at least {k} x min_cluster_atoms \
+                     = {} atoms of species {sp}, but the training data have {n}: use \
+                     --clusters {} or fewer (or lower min_cluster_atoms in the --config table [uq.activeset])",
+                    k.saturating_mul(min),
+                    (n / min.max(1)).max(1)
+                );
+            }
+        }
+    }
     // Growth applies to the default basis: not when a basis flag or a [basis] table was given.
     let basis_given = a.cutoff.is_some()
         || a.nmax.is_some()

@@ -500,7 +500,7 @@ fn check_paths(cmd: &Command) -> Result<()> {
                 .collect(),
             &[&["--candidates"]],
         ),
-        _ => return Ok(()),
+        _ => (vec![], vec![], &[]),
     };
     refuse_clashing_paths(&outs, &ins, groups)?;
     // An output whose folder is missing failed only when written, after all the work.
@@ -537,17 +537,31 @@ fn check_paths(cmd: &Command) -> Result<()> {
             }
         }
     }
-    let species: Option<(&str, &[String])> = match cmd {
-        Command::Fit(a) => Some(("--species", &a.species)),
-        Command::ToLammps(a) => Some(("--species", &a.species)),
-        Command::AlBench(a) => Some(("--species", &a.species)),
-        // select --elements gives each atom type's element: types may share one.
-        _ => None,
+    // Lists that name a thing twice (a species fitted twice, a method calibrated twice with
+    // every warning printed twice, a figure written twice).
+    let methods = |v: &[crate::uq::Method]| -> Vec<String> {
+        v.iter().map(|m| m.name().to_string()).collect()
     };
-    if let Some((flag, list)) = species
-        && let Some(k) = (1..list.len()).find(|&k| list[..k].contains(&list[k]))
-    {
-        bail!("{flag} names {} twice: give each species once", list[k]);
+    let lists: Vec<(&str, &str, Vec<String>)> = match cmd {
+        Command::Fit(a) => vec![("--species", "species", a.species.clone())],
+        Command::ToLammps(a) => vec![("--species", "species", a.species.clone())],
+        Command::AlBench(a) => vec![
+            ("--species", "species", a.species.clone()),
+            ("--method", "selector", a.method.clone()),
+        ],
+        Command::Calibrate(a) => vec![("--methods", "method", methods(&a.methods))],
+        Command::CheckCutoffs(a) => vec![("--methods", "method", methods(&a.methods))],
+        Command::Report(a) => vec![
+            ("--methods", "method", methods(&a.methods)),
+            ("--formats", "format", a.formats.clone()),
+        ],
+        // select --elements gives each atom type's element: types may share one.
+        _ => vec![],
+    };
+    for (flag, what, list) in lists {
+        if let Some(k) = (1..list.len()).find(|&k| list[..k].contains(&list[k])) {
+            bail!("{flag} names {} twice: give each {what} once", list[k]);
+        }
     }
     Ok(())
 }

@@ -212,48 +212,21 @@ pub fn data_file(
     Ok((out, lb))
 }
 
-/// Standard atomic mass (g/mol) of a chemical symbol, for data files; 1.0 if unknown.
-pub fn atomic_mass(symbol: &str) -> f64 {
-    match symbol {
-        "H" => 1.008,
-        "He" => 4.0026,
-        "Li" => 6.94,
-        "Be" => 9.0122,
-        "B" => 10.81,
-        "C" => 12.011,
-        "N" => 14.007,
-        "O" => 15.999,
-        "F" => 18.998,
-        "Na" => 22.99,
-        "Mg" => 24.305,
-        "Al" => 26.9815,
-        "Si" => 28.085,
-        "P" => 30.974,
-        "S" => 32.06,
-        "K" => 39.098,
-        "Ca" => 40.078,
-        "Ti" => 47.867,
-        "V" => 50.942,
-        "Cr" => 51.996,
-        "Mn" => 54.938,
-        "Fe" => 55.845,
-        "Co" => 58.933,
-        "Ni" => 58.693,
-        "Cu" => 63.546,
-        "Zn" => 65.38,
-        "Ge" => 72.63,
-        "Zr" => 91.224,
-        "Nb" => 92.906,
-        "Mo" => 95.95,
-        "Ag" => 107.87,
-        "Sn" => 118.71,
-        "Ta" => 180.95,
-        "W" => 183.84,
-        "Pt" => 195.08,
-        "Au" => 196.97,
-        "Pb" => 207.2,
-        _ => 1.0,
-    }
+/// The standard atomic masses (g/mol) of `species` for a data file's Masses section; an error
+/// naming a species that is not a chemical element (LAMMPS would integrate it with whatever
+/// mass the file says, so none is made up).
+pub fn species_masses(species: &[String]) -> Result<Vec<f64>, String> {
+    species
+        .iter()
+        .map(|x| {
+            crate::elements::atomic_mass(x).ok_or_else(|| {
+                format!(
+                    "species '{x}' is not a chemical element (symbols as in the periodic table, \
+                     e.g. Li, In), so it has no standard mass for the data file's Masses section"
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -261,6 +234,14 @@ mod tests {
     use super::*;
     use crate::model::Workspace;
     use crate::testing::{random_model, random_structure, small_cfg};
+
+    #[test]
+    fn masses_are_standard_or_refused() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(species_masses(&v(&["In", "P"])), Ok(vec![114.82, 30.974]));
+        let e = species_masses(&v(&["Li", "Xx"])).unwrap_err();
+        assert!(e.contains("species 'Xx' is not a chemical element"), "{e}");
+    }
 
     #[test]
     fn rotated_frame_preserves_the_physics() {

@@ -62,20 +62,7 @@ fn zbl(z1: f64, z2: f64, r: f64) -> (f64, f64) {
 
 /// Atomic number of a chemical symbol (0 if unknown: then no core is applied for that species).
 pub fn atomic_number(symbol: &str) -> u32 {
-    const TABLE: [&str; 94] = [
-        "H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S",
-        "Cl", "Ar", "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga",
-        "Ge", "As", "Se", "Br", "Kr", "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Tc", "Ru", "Rh", "Pd",
-        "Ag", "Cd", "In", "Sn", "Sb", "Te", "I", "Xe", "Cs", "Ba", "La", "Ce", "Pr", "Nd", "Pm",
-        "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W", "Re", "Os",
-        "Ir", "Pt", "Au", "Hg", "Tl", "Pb", "Bi", "Po", "At", "Rn", "Fr", "Ra", "Ac", "Th", "Pa",
-        "U", "Np", "Pu",
-    ];
-    TABLE
-        .iter()
-        .position(|s| *s == symbol)
-        .map(|p| p as u32 + 1)
-        .unwrap_or(0)
+    crate::elements::atomic_number(symbol).unwrap_or(0)
 }
 
 #[cfg(test)]

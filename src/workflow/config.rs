@@ -252,6 +252,8 @@ impl LoopConfig {
         if r.species.is_empty() {
             return Err("[loop] species is empty".into());
         }
+        // The explorations' data files carry each species' standard mass.
+        crate::io::lammps_data::species_masses(&r.species).map_err(|e| format!("[loop] {e}"))?;
         if r.initial.is_empty() {
             return Err("[loop] initial lists no labelled structures to start from".into());
         }

@@ -378,6 +378,59 @@ fn is_valid(seed: u64, k: usize, fraction: f64) -> bool {
     (z as f64 / u64::MAX as f64) < fraction
 }
 
+/// What the first iteration would find wrong only after its fit: every species of `[loop]
+/// species` among the initial structures, and each exploration's frame in its file.
+fn check_inputs(cfg: &LoopConfig) -> Result<(), LoopError> {
+    let mut present: Vec<&str> = vec![];
+    let initial = dataset_initial(cfg)?;
+    for st in &initial {
+        for sym in &st.symbols {
+            if !present.contains(&sym.as_str()) {
+                present.push(sym);
+            }
+        }
+    }
+    let absent: Vec<&str> = cfg
+        .run
+        .species
+        .iter()
+        .map(|x| x.as_str())
+        .filter(|x| !present.contains(x))
+        .collect();
+    if !absent.is_empty() {
+        return Err(err(format!(
+            "[loop] initial holds no atom of {} (it holds {}): the first fit has nothing to \
+             learn {} from; add labelled structures with it, or drop it from [loop] species",
+            absent.join(", "),
+            present.join(", "),
+            if absent.len() == 1 { "it" } else { "them" }
+        )));
+    }
+    for e in &cfg.exploration {
+        let n = crate::io::extxyz::read_file(&e.structure, &Default::default())
+            .map_err(|x| err(x.to_string()))?
+            .len();
+        if e.frame >= n {
+            return Err(err(format!(
+                "[[exploration]] {}: {} has {n} frame(s), so there is no frame = {} (0-based)",
+                e.name,
+                e.structure.display(),
+                e.frame
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The structures of `[loop] initial`.
+fn dataset_initial(cfg: &LoopConfig) -> Result<Vec<Structure>, LoopError> {
+    let mut frames = Vec::new();
+    for p in &cfg.run.initial {
+        frames.extend(read_labelled(p, cfg)?);
+    }
+    Ok(frames)
+}
+
 /// The labelled structures of a fit and where each came from.
 struct Data {
     frames: Vec<Structure>,
@@ -387,10 +440,7 @@ struct Data {
 
 /// The training data of iteration `k`: the initial structures plus the labels of iterations < k.
 fn dataset(cfg: &LoopConfig, run_dir: &Path, k: usize) -> Result<Data, LoopError> {
-    let mut frames = Vec::new();
-    for p in &cfg.run.initial {
-        frames.extend(read_labelled(p, cfg)?);
-    }
+    let mut frames = dataset_initial(cfg)?;
     let mut origin = vec![0; frames.len()];
     for j in 1..k {
         if let Some(f) = labelled_file(&iter_dir(run_dir, j)) {
@@ -488,6 +538,12 @@ pub fn run(
     tools: &Tools,
     say: &dyn Fn(&str),
 ) -> Result<(Vec<IterationSummary>, Stop), LoopError> {
+    if run_dir.exists() && !run_dir.is_dir() {
+        return Err(err(format!(
+            "{} is a file: the run folder must be a folder (created if missing)",
+            run_dir.display()
+        )));
+    }
     std::fs::create_dir_all(run_dir)
         .map_err(|e| err(format!("cannot create {}: {e}", run_dir.display())))?;
     // Absolute, because LAMMPS and the labeller run in subfolders.
@@ -517,6 +573,7 @@ pub fn run(
         }
         t
     };
+    check_inputs(cfg)?;
     let mut stop = Stop::MaxIterations;
     for k in 1..=cfg.run.max_iterations {
         let dir = iter_dir(run_dir, k);
@@ -1315,12 +1372,7 @@ fn explore(
         let s = frames
             .get(e.frame)
             .ok_or_else(|| err(format!("{}: no frame {}", e.structure.display(), e.frame)))?;
-        let masses: Vec<f64> = cfg
-            .run
-            .species
-            .iter()
-            .map(|x| crate::io::lammps_data::atomic_mass(x))
-            .collect();
+        let masses = crate::io::lammps_data::species_masses(&cfg.run.species).map_err(err)?;
         let (text, _) = crate::io::lammps_data::data_file(s, &cfg.run.species, &masses)
             .map_err(|x| err(x.to_string()))?;
         write_text(&d.join("data.lmp"), &text)?;
@@ -1705,6 +1757,58 @@ mod tests {
         cfg.fit.energy_weight = 0.0;
         assert_eq!(read_labelled(&f, &cfg).unwrap().len(), 5);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// What the first iteration found only after its fit is refused at the start: a species
+    /// the initial structures lack, an exploration frame beyond its file, a run folder that is
+    /// a file; a species with no standard mass (the explorations' data files need one) when
+    /// the configuration is read.
+    #[test]
+    fn inputs_are_checked_before_the_first_fit() {
+        let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/li-loop");
+        let cfg_with = |species: &str, frame: usize| -> LoopConfig {
+            toml::from_str(&format!(
+                "[loop]\nspecies = {species}\ninitial = [{start:?}]\n\
+                 [[exploration]]\nname = \"x\"\ninput = {:?}\nstructure = {start:?}\n\
+                 frame = {frame}\n[labeller]\ncommand = \"label {{input}} {{output}}\"\n",
+                ex.join("in.explore").display().to_string(),
+                start = ex.join("start.xyz").display().to_string()
+            ))
+            .unwrap()
+        };
+        check_inputs(&cfg_with("[\"Li\"]", 4)).unwrap();
+        let e = check_inputs(&cfg_with("[\"Li\"]", 5)).unwrap_err().0;
+        assert!(
+            e.contains("start.xyz has 5 frame(s), so there is no frame = 5"),
+            "{e}"
+        );
+        let e = check_inputs(&cfg_with("[\"Li\", \"Na\"]", 0))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("[loop] initial holds no atom of Na (it holds Li)"),
+            "{e}"
+        );
+        let e = cfg_with("[\"Li\", \"Q\"]", 0).validate().unwrap_err();
+        assert!(
+            e.contains("[loop] species 'Q' is not a chemical element"),
+            "{e}"
+        );
+        let file = std::env::temp_dir().join(format!("aceuq-loop-file-{}", std::process::id()));
+        std::fs::write(&file, "").unwrap();
+        let tools = Tools {
+            lmp: PathBuf::from("lmp"),
+            plugin: PathBuf::new(),
+            mpirun: None,
+        };
+        let e = run(&cfg_with("[\"Li\"]", 0), &file, &tools, &|_| {})
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("is a file: the run folder must be a folder"),
+            "{e}"
+        );
+        let _ = std::fs::remove_file(&file);
     }
 
     /// Issue 24: `[labeller.settings]` reaches the labeller as a TOML file named by `{settings}`,

@@ -173,8 +173,8 @@ pub(super) fn run_with_timeout(
             Ok(None) if t.elapsed() > timeout => {
                 stop_group(&mut child);
                 return Err(err(format!(
-                    "{cmd:?} took longer than {:.0} minutes and was stopped (see {})",
-                    timeout.as_secs_f64() / 60.0,
+                    "{cmd:?} took longer than {} and was stopped (see {})",
+                    minutes(timeout),
                     out.display()
                 )));
             }
@@ -287,5 +287,35 @@ mod tests {
             "the grandchild survived the timeout"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A time limit as a config gives it: "0.05 minutes (3 s)", "120 minutes".
+fn minutes(t: Duration) -> String {
+    let short = |x: f64| {
+        let v = crate::stats::sig_digits(x, 4);
+        if v.contains('.') && !v.contains('e') {
+            v.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            v
+        }
+    };
+    let s = t.as_secs_f64();
+    if s < 60.0 {
+        format!("{} minutes ({} s)", short(s / 60.0), short(s))
+    } else {
+        format!("{} minutes", short(s / 60.0))
+    }
+}
+
+#[cfg(test)]
+mod minutes_tests {
+    #[test]
+    fn time_limits_print_as_given() {
+        use std::time::Duration;
+        let f = |m: f64| super::minutes(Duration::from_secs_f64(60.0 * m));
+        assert_eq!(f(0.05), "0.05 minutes (3 s)");
+        assert_eq!(f(120.0), "120 minutes");
+        assert_eq!(f(1.5), "1.5 minutes");
     }
 }

@@ -336,10 +336,7 @@ pub fn write_data(
     name: &str,
 ) -> aceuq::io::lammps_data::LammpsBox {
     let names: Vec<String> = species.iter().map(|x| x.to_string()).collect();
-    let masses: Vec<f64> = species
-        .iter()
-        .map(|x| aceuq::io::lammps_data::atomic_mass(x))
-        .collect();
+    let masses = aceuq::io::lammps_data::species_masses(&names).expect("chemical elements");
     let (text, lb) = aceuq::io::lammps_data::data_file(s, &names, &masses).expect("data file");
     std::fs::write(dir.join(name), text).expect("write data file");
     lb

@@ -266,6 +266,14 @@ pub(super) fn parse_header(line: &str, opts: &ReadOptions) -> Result<Header, Str
             _ => key.clone(),
         };
         if !seen.insert(canon) {
+            if value.is_none() && key.parse::<f64>().is_ok() {
+                // `Lattice=5 0 0 0 5 0 0 0 5`: the numbers after the first are bare words.
+                return Err(format!(
+                    "the comment line has a bare number '{key}' more than once: a value with \
+                     spaces must be quoted, e.g. Lattice=\"ax ay az bx by bz cx cy cz\" and \
+                     pbc=\"T T T\""
+                ));
+            }
             return Err(format!(
                 "key '{key}' appears twice in the comment line; keep only one (the reader does \
                  not guess which is meant)"

@@ -781,6 +781,11 @@ fn extxyz_error_header_values() {
             "t.xyz:2: key 'a' appears twice in the comment line",
         ),
         (
+            "Lattice=5 0 0 0 5 0 0 0 5",
+            "t.xyz:2: the comment line has a bare number '0' more than once: a value with \
+             spaces must be quoted, e.g. Lattice=\"ax",
+        ),
+        (
             "Lattice=\"4 0 0 0 4 0 0 0 4\" lattice=\"4 0 0 0 4 0 0 0 4\"",
             "t.xyz:2: key 'lattice' appears twice",
         ),

@@ -160,6 +160,19 @@ impl Gram {
             .map(|j| j as u32)
             .collect();
         let a = cols.len();
+        if a == 0 {
+            // Every row zero: rank 0 (an empty eigenproblem is not one nalgebra solves).
+            return Some(Projection {
+                m,
+                inv_scale: inv_scale.to_vec(),
+                cols,
+                dead: (0..m as u32).collect(),
+                q: vec![],
+                qcols: 0,
+                rank: 0,
+                width: 0.0,
+            });
+        }
         let sub = nalgebra::DMatrix::from_fn(a, a, |i, k| {
             self.g[cols[i] as usize * m + cols[k] as usize]
         });
@@ -209,6 +222,20 @@ mod tests {
     /// A thin projection (row-space columns only) gives the same in-space coordinates and, from
     /// the norms, the same distance from the space as the full rotation, one row at a time and
     /// in batches, for rows inside, near and far from the space.
+    /// Rows that are all zero (atoms without neighbours) give rank 0, which the caller
+    /// refuses with a message, not a panic of the eigensolver.
+    #[test]
+    fn zero_rows_give_rank_zero() {
+        let m = 4;
+        let mut g = Gram::new(m);
+        let scale = vec![1.0; m];
+        for _ in 0..5 {
+            g.push(&[0.0; 4], &scale);
+        }
+        let p = g.projection(&scale, 1e-6, m).expect("rank 0 < m");
+        assert_eq!((p.rank, p.a(), p.dead.len()), (0, 0, m));
+    }
+
     #[test]
     fn thin_projection_equals_the_full_rotation() {
         // 40 rows of 12 columns spanning 5 dimensions; column 11 zero on every row (dead).
