@@ -726,7 +726,8 @@ impl CheckReport {
     }
 
     /// The per-frame rows as CSV (`aceuq check-cutoffs --frames`), one line per frame and
-    /// method after a header; empty fields where a method has no frame rule. `origin`: the
+    /// method after a header; empty fields where a method has no frame rule, and u / u_max
+    /// empty where no atom of the frame has an upper cutoff. `origin`: the
     /// file and index of each checked frame (held-out then novel, as given to the check; empty
     /// fields where it is shorter).
     pub fn frames_csv(&self, origin: &[FrameOrigin]) -> String {

@@ -13,6 +13,8 @@ from ase import Atoms, units
 from ase.io import write
 from ase.md.md import MolecularDynamics
 
+from ._native import METHODS
+
 # The methods that sit on the jury of ``upper="vote"``, in the order of fix ace/uq/watch.
 JURY = ("gamma", "ensemble", "distance", "gp")
 
@@ -41,11 +43,10 @@ def _check_calc(calc, needed):
             "the atoms need an AceUQCalculator as their calculator (they have "
             f"{type(calc).__name__ if calc is not None else 'none'}): the watch reads its results"
         )
-    methods = ("gamma", "gamma_local", "ensemble", "distance", "gp", "contact")
-    unknown = [m for m in needed if m not in methods]
+    unknown = [m for m in needed if m not in METHODS]
     if unknown:
         raise ValueError(
-            f"{unknown[0]!r} is not an uncertainty method (the methods: {', '.join(methods)})"
+            f"{unknown[0]!r} is not an uncertainty method (the methods: {', '.join(METHODS)})"
         )
     missing = [m for m in needed if m not in calc.uq_methods]
     if missing:

@@ -453,6 +453,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_model_from_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(cli_with_message, m)?)?;
     m.add("AceuqError", m.py().get_type::<AceuqError>())?;
+    // The uncertainty methods' names, in the library's order (one table: `Method::ALL`).
+    let methods: Vec<&'static str> = aceuq::uq::Method::ALL.iter().map(|m| m.name()).collect();
+    m.add("METHODS", methods)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

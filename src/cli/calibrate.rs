@@ -268,10 +268,11 @@ fn warn_training_files(a: &CalibrateArgs, train_files: &[String]) {
         for f in files {
             if std::fs::canonicalize(f).is_ok_and(|c| train.contains(&c)) {
                 crate::progress::warn(&format!(
-                    "{flag} {}: the model was fitted to this file (fit --train): its errors and \
+                    "{flag} {}: the model was fitted to this file (its fit names it as --train \
+                     data; paths as given then, resolved from this folder): its errors and \
                      uncertainties are low by construction (gamma at most 1 on the active set's \
                      own atoms), so the cutoffs come out too low; calibrate on frames the fit \
-                     did not use",
+                     did not train on",
                     f.display()
                 ));
             }

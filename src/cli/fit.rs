@@ -346,7 +346,10 @@ pub fn run(a: &FitArgs) -> Result<()> {
     }
     // A species none of whose training atoms has a neighbour within the cutoff has descriptors
     // that are all zero: untrained coefficients (zero forces) and no active set.
-    let rc = cfg.basis.cutoff;
+    let rc = species
+        .iter()
+        .flat_map(|a| species.iter().map(|b| cfg.basis.pair_cutoff(a, b)))
+        .fold(cfg.basis.cutoff, f64::max);
     let mut bonded = vec![false; species.len()];
     for st in &train {
         if bonded.iter().all(|&b| b) {
@@ -354,11 +357,14 @@ pub fn run(a: &FitArgs) -> Result<()> {
         }
         let nl = crate::neighbors::build(st, rc)?;
         for (i, sym) in st.symbols.iter().enumerate() {
-            if !nl.range(i).is_empty()
-                && let Some(k) = species.iter().position(|x| x == sym)
-            {
-                bonded[k] = true;
-            }
+            let Some(k) = species.iter().position(|x| x == sym) else {
+                continue;
+            };
+            bonded[k] |= nl.range(i).any(|e| {
+                let r = nl.rij[e];
+                let d = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt();
+                d < cfg.basis.pair_cutoff(sym, &st.symbols[nl.j[e] as usize])
+            });
         }
     }
     let lone: Vec<&str> = species
@@ -369,10 +375,16 @@ pub fn run(a: &FitArgs) -> Result<()> {
         .collect();
     if !lone.is_empty() {
         bail!(
-            "no {} atom of the training data has a neighbour within the cutoff {rc} Å: its \
+            "no {} atom of the training data has a neighbour within the cutoff ({} Å{}): its \
              descriptors are all zero, so nothing about it can be fitted; raise --cutoff (ACE \
              cutoffs are typically 4-7 Å) or add structures where it has neighbours",
-            lone.join(" or ")
+            lone.join(" or "),
+            cfg.basis.cutoff,
+            if cfg.basis.pair_cutoffs.is_empty() {
+                ""
+            } else {
+                ", or its pair's in [basis] pair_cutoffs"
+            }
         );
     }
     // K k-means clusters need K x min_cluster_atoms atoms of each species: said after the
@@ -384,15 +396,8 @@ pub fn run(a: &FitArgs) -> Result<()> {
                 .iter()
                 .map(|st| st.symbols.iter().filter(|x| *x == sp).count())
                 .sum();
-            if n < k.saturating_mul(min) {
-                bail!(
-                    "--clusters {k}: {k} k-means clusters need at least {k} x min_cluster_atoms \
-                     = {} atoms of species {sp}, but the training data have {n}: use \
-                     --clusters {} or fewer (or lower min_cluster_atoms in the --config table [uq.activeset])",
-                    k.saturating_mul(min),
-                    (n / min.max(1)).max(1)
-                );
-            }
+            crate::uq::activeset::check_cluster_count(k, min, n, sp)
+                .map_err(|e| anyhow::anyhow!("--{e}"))?;
         }
     }
     // Growth applies to the default basis: not when a basis flag or a [basis] table was given.

@@ -119,12 +119,21 @@ pub struct ForceKey {
     /// Per-atom property (R:3) holding the reference forces (eV/Å).
     #[arg(long, default_value = "forces")]
     pub forces_key: String,
+    /// Accepted for scripts written before these commands ignored energies; unused (a warning
+    /// says so).
+    #[arg(long, hide = true)]
+    pub energy_key: Option<String>,
 }
 
 impl ForceKey {
-    /// The keys to read with: no energy key (the reader rejects an empty key in a comment
-    /// line, so none matches it), so that an energy these commands do not use cannot stop them.
+    /// The keys to read with: no energy key (an empty one matches none), so that an energy
+    /// these commands do not use cannot stop them.
     pub fn keys(&self) -> DataKeys {
+        if let Some(k) = &self.energy_key {
+            crate::progress::warn(&format!(
+                "--energy-key {k} is ignored: this command uses only the reference forces"
+            ));
+        }
         DataKeys {
             energy_key: String::new(),
             forces_key: self.forces_key.clone(),
@@ -524,10 +533,16 @@ fn check_paths(cmd: &Command) -> Result<()> {
         // them, so try one now. Devices (/dev/null) are written in place.
         if !crate::io::is_special_file(p) {
             let probe = dir.join(format!(".aceuq-probe{}", std::process::id()));
-            match std::fs::File::create(&probe) {
+            // create_new: never opens (and so never empties) a file or link already there.
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&probe)
+            {
                 Ok(_) => {
                     let _ = std::fs::remove_file(&probe);
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => bail!(
                     "{flag} {}: cannot create a file in the folder {} ({e}): choose a folder \
                      you can write to",

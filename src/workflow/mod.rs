@@ -538,6 +538,8 @@ pub fn run(
     tools: &Tools,
     say: &dyn Fn(&str),
 ) -> Result<(Vec<IterationSummary>, Stop), LoopError> {
+    // Before anything is created: a refused configuration leaves no run folder behind.
+    check_inputs(cfg)?;
     if run_dir.exists() && !run_dir.is_dir() {
         return Err(err(format!(
             "{} is a file: the run folder must be a folder (created if missing)",
@@ -573,7 +575,6 @@ pub fn run(
         }
         t
     };
-    check_inputs(cfg)?;
     let mut stop = Stop::MaxIterations;
     for k in 1..=cfg.run.max_iterations {
         let dir = iter_dir(run_dir, k);

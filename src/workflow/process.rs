@@ -240,6 +240,24 @@ pub fn lock_run_dir(run_dir: &Path) -> Result<RunLock, LoopError> {
     Ok(RunLock { _file: file })
 }
 
+/// A time limit as a config gives it: "0.05 minutes (3 s)", "120 minutes".
+fn minutes(t: Duration) -> String {
+    let short = |x: f64| {
+        let v = crate::stats::sig_digits(x, 4);
+        if v.contains('.') && !v.contains('e') {
+            v.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            v
+        }
+    };
+    let s = t.as_secs_f64();
+    if s < 60.0 {
+        format!("{} minutes ({} s)", short(s / 60.0), short(s))
+    } else {
+        format!("{} minutes", short(s / 60.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,28 +306,7 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
-}
 
-/// A time limit as a config gives it: "0.05 minutes (3 s)", "120 minutes".
-fn minutes(t: Duration) -> String {
-    let short = |x: f64| {
-        let v = crate::stats::sig_digits(x, 4);
-        if v.contains('.') && !v.contains('e') {
-            v.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            v
-        }
-    };
-    let s = t.as_secs_f64();
-    if s < 60.0 {
-        format!("{} minutes ({} s)", short(s / 60.0), short(s))
-    } else {
-        format!("{} minutes", short(s / 60.0))
-    }
-}
-
-#[cfg(test)]
-mod minutes_tests {
     #[test]
     fn time_limits_print_as_given() {
         use std::time::Duration;

@@ -266,10 +266,10 @@ pub(super) fn parse_header(line: &str, opts: &ReadOptions) -> Result<Header, Str
             _ => key.clone(),
         };
         if !seen.insert(canon) {
-            if value.is_none() && key.parse::<f64>().is_ok() {
-                // `Lattice=5 0 0 0 5 0 0 0 5`: the numbers after the first are bare words.
+            if value.is_none() {
+                // `Lattice=5 0 0 0 5 0 0 0 5`, `pbc=T T T`: what follows the first is bare words.
                 return Err(format!(
-                    "the comment line has a bare number '{key}' more than once: a value with \
+                    "the comment line has a bare word '{key}' more than once: a value with \
                      spaces must be quoted, e.g. Lattice=\"ax ay az bx by bz cx cy cz\" and \
                      pbc=\"T T T\""
                 ));
@@ -288,7 +288,7 @@ pub(super) fn parse_header(line: &str, opts: &ReadOptions) -> Result<Header, Str
             "properties" => {
                 props_raw = Some(value.ok_or_else(|| needs_value("species:S:1:pos:R:3"))?)
             }
-            _ if key == opts.energy_key => {
+            _ if !opts.energy_key.is_empty() && key == opts.energy_key => {
                 energy_raw = Some(value.ok_or_else(|| needs_value("<energy in eV>"))?)
             }
             _ if key == "virial" => {

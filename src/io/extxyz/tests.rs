@@ -782,8 +782,12 @@ fn extxyz_error_header_values() {
         ),
         (
             "Lattice=5 0 0 0 5 0 0 0 5",
-            "t.xyz:2: the comment line has a bare number '0' more than once: a value with \
+            "t.xyz:2: the comment line has a bare word '0' more than once: a value with \
              spaces must be quoted, e.g. Lattice=\"ax",
+        ),
+        (
+            "pbc=T T T",
+            "t.xyz:2: the comment line has a bare word 'T' more than once",
         ),
         (
             "Lattice=\"4 0 0 0 4 0 0 0 4\" lattice=\"4 0 0 0 4 0 0 0 4\"",

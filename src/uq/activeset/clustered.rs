@@ -899,16 +899,8 @@ pub(super) fn build_clustered(
                 Partition::KMeans(k) => *k,
                 Partition::ConfigType => unreachable!("labelled"),
             };
-            let need = k.saturating_mul(settings.min_cluster_atoms);
-            if st.n < need {
-                return Err(UqError::Data(format!(
-                    "clusters: K = {k} k-means clusters need at least K × min_cluster_atoms = {k} × {} = {need} atoms of species {}, but the data has {}: use K <= {} (or lower min_cluster_atoms)",
-                    settings.min_cluster_atoms,
-                    names[s],
-                    st.n,
-                    (st.n / settings.min_cluster_atoms).max(1)
-                )));
-            }
+            super::check_cluster_count(k, settings.min_cluster_atoms, st.n, &names[s])
+                .map_err(UqError::Data)?;
             let z = standardize(&st.sample, m, &sc.mean, &sc.inv_std);
             if settings.cluster_features == ClusterFeatures::Whitened {
                 sc.whiten = whitening(&z, st.sample_n, m);

@@ -278,6 +278,26 @@ impl RowSource for StructureSource<'_> {
 }
 
 /// The `config_type` of each structure.
+/// Whether `n` atoms of species `sp` support `k` k-means clusters of at least `min` atoms
+/// each; the message (starting "clusters K:") names the largest K that works, or says that no
+/// K does.
+pub fn check_cluster_count(k: usize, min: usize, n: usize, sp: &str) -> Result<(), String> {
+    let need = k.saturating_mul(min);
+    if n >= need {
+        return Ok(());
+    }
+    let advice = if n >= min {
+        format!("use K <= {}", n / min.max(1))
+    } else {
+        "too few for even one cluster: give more training atoms of it".to_string()
+    };
+    Err(format!(
+        "clusters {k}: K = {k} k-means clusters need at least K × min_cluster_atoms = {k} × \
+         {min} = {need} atoms of species {sp}, but the data have {n}: {advice} (or lower \
+         min_cluster_atoms, [uq.activeset] in a fit's --config)"
+    ))
+}
+
 pub fn structure_labels(data: &[Structure]) -> Vec<Option<String>> {
     data.iter().map(|s| s.config_type.clone()).collect()
 }

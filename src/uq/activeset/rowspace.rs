@@ -219,9 +219,6 @@ impl Gram {
 mod tests {
     use super::*;
 
-    /// A thin projection (row-space columns only) gives the same in-space coordinates and, from
-    /// the norms, the same distance from the space as the full rotation, one row at a time and
-    /// in batches, for rows inside, near and far from the space.
     /// Rows that are all zero (atoms without neighbours) give rank 0, which the caller
     /// refuses with a message, not a panic of the eigensolver.
     #[test]
@@ -236,6 +233,9 @@ mod tests {
         assert_eq!((p.rank, p.a(), p.dead.len()), (0, 0, m));
     }
 
+    /// A thin projection (row-space columns only) gives the same in-space coordinates and, from
+    /// the norms, the same distance from the space as the full rotation, one row at a time and
+    /// in batches, for rows inside, near and far from the space.
     #[test]
     fn thin_projection_equals_the_full_rotation() {
         // 40 rows of 12 columns spanning 5 dimensions; column 11 zero on every row (dead).

@@ -1898,7 +1898,7 @@ fn more_clusters_than_the_data_supports_and_a_model_without_clusters_are_clear_e
     .to_string();
     assert!(
         e.contains("K = 8 k-means clusters need at least K × min_cluster_atoms = 8 × 30 = 240 atoms of species")
-            && e.contains("the data has 200: use K <= 6"),
+            && e.contains("the data have 200: use K <= 6"),
         "{e}"
     );
     let uq = crate::uq::UqModel::default();
