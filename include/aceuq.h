@@ -201,6 +201,14 @@ int32_t aceuq_struct_sizes_match(size_t system, size_t results, size_t frame);
 // for an unknown id. The string is static: never free it.
 const char *aceuq_method_name(int32_t id);
 
+// Symbol of the chemical element with atomic number `z` (1 = H to 94 = Pu), NULL outside that
+// range. The string is static: never free it.
+const char *aceuq_element_symbol(int32_t z);
+
+// Standard atomic mass (g/mol) of the element with atomic number `z`
+// ([`aceuq_element_symbol`]'s range), NaN outside it.
+double aceuq_element_mass(int32_t z);
+
 // The `aceuq fit` option that builds method `id`'s estimator (e.g. `"--clusters K"`), for error
 // messages; NULL for an unknown id. The string is static: never free it.
 const char *aceuq_method_fit_option(int32_t id);

@@ -128,6 +128,26 @@ pub extern "C" fn aceuq_method_name(id: i32) -> *const c_char {
     aceuq_method_t::from_i32(id).map_or(std::ptr::null(), |m| m.name_nul().as_ptr().cast())
 }
 
+/// Symbol of the chemical element with atomic number `z` (1 = H to 94 = Pu), NULL outside that
+/// range. The string is static: never free it.
+#[unsafe(no_mangle)]
+pub extern "C" fn aceuq_element_symbol(z: i32) -> *const c_char {
+    u32::try_from(z)
+        .ok()
+        .and_then(crate::elements::element)
+        .map_or(std::ptr::null(), |e| e.0.as_ptr())
+}
+
+/// Standard atomic mass (g/mol) of the element with atomic number `z`
+/// ([`aceuq_element_symbol`]'s range), NaN outside it.
+#[unsafe(no_mangle)]
+pub extern "C" fn aceuq_element_mass(z: i32) -> f64 {
+    u32::try_from(z)
+        .ok()
+        .and_then(crate::elements::element)
+        .map_or(f64::NAN, |e| e.1)
+}
+
 /// The `aceuq fit` option that builds method `id`'s estimator (e.g. `"--clusters K"`), for error
 /// messages; NULL for an unknown id. The string is static: never free it.
 #[unsafe(no_mangle)]
