@@ -464,9 +464,11 @@ fn calibrate_and_check_report_the_sampling_spread() {
         "x",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
+    assert_eq!(
         stderr(&o)
-            .contains("--energy-key x is ignored: this command uses only the reference forces"),
+            .matches("--energy-key x is ignored: this command uses only the reference forces")
+            .count(),
+        1,
         "{}",
         stderr(&o)
     );

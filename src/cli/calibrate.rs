@@ -234,16 +234,15 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
 /// The validation and high-uncertainty structures, every frame with reference forces (the
 /// upper cutoffs are fitted to force errors).
 fn read_data(a: &CalibrateArgs) -> Result<(Vec<crate::Structure>, Vec<crate::Structure>)> {
-    let valid = a.keys.keys().read(&a.valid)?;
+    let keys = a.keys.keys();
+    let valid = keys.read(&a.valid)?;
     let high = if a.high.is_empty() {
         vec![]
     } else {
-        a.keys.keys().read(&a.high)?
+        keys.read(&a.high)?
     };
     for data in [&valid, &high] {
-        a.keys
-            .keys()
-            .require(data, crate::io::extxyz::Label::Forces, "")?;
+        keys.require(data, crate::io::extxyz::Label::Forces, "")?;
     }
     warn_absurd_forces(&valid, "--valid");
     warn_absurd_forces(&high, "--high");

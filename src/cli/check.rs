@@ -508,11 +508,12 @@ type CheckFrames = (
 /// The labelled data of a check: held-out and novel frames (with reference forces), and for
 /// each frame of the two in that order the file it came from and its index there.
 fn read_data(a: &CheckArgs) -> Result<CheckFrames> {
+    let keys = a.keys.keys();
     let mut origin = vec![];
     let mut read = |files: &[PathBuf]| -> Result<Vec<crate::Structure>> {
         let mut out = vec![];
         for f in files {
-            let frames = a.keys.keys().read(std::slice::from_ref(f))?;
+            let frames = keys.read(std::slice::from_ref(f))?;
             origin.extend((0..frames.len()).map(|k| FrameOrigin {
                 file: f.display().to_string(),
                 index: k,
@@ -525,9 +526,7 @@ fn read_data(a: &CheckArgs) -> Result<CheckFrames> {
     let novel = read(&a.novel)?;
     // Every check compares uncertainties with force errors.
     for d in [&data, &novel] {
-        a.keys
-            .keys()
-            .require(d, crate::io::extxyz::Label::Forces, "")?;
+        keys.require(d, crate::io::extxyz::Label::Forces, "")?;
     }
     Ok((data, novel, origin))
 }

@@ -127,7 +127,8 @@ pub struct ForceKey {
 
 impl ForceKey {
     /// The keys to read with: no energy key (an empty one matches none), so that an energy
-    /// these commands do not use cannot stop them.
+    /// these commands do not use cannot stop them. Warns about a given --energy-key: call once
+    /// per command.
     pub fn keys(&self) -> DataKeys {
         if let Some(k) = &self.energy_key {
             crate::progress::warn(&format!(
