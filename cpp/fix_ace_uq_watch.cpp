@@ -968,9 +968,10 @@ void FixAceUqWatch::check()
     jvals[j] = pair->uq_values(jury[j]);
   }
   // upper vote, per juror: whether a watched atom is above its upper cutoff, and the largest
-  // u / u_max (reduced with MAX); the frame rule's log-probability that no atom errs above
-  // e_max (reduced with SUM).
+  // u / u_max (reduced with MAX; -1 while no watched atom has a finite u_max, written as nan);
+  // the frame rule's log-probability that no atom errs above e_max (reduced with SUM).
   std::vector<double> jmax(2 * nj, 0.0), jsum(nj, 0.0);
+  for (int j = 0; j < nj; j++) jmax[nj + j] = -1.0;
   const int nlocal = atom->nlocal;
   const int *mask = atom->mask;
   const int *type = atom->type;
@@ -1066,7 +1067,9 @@ void FixAceUqWatch::check()
     jury_above = 0;
     for (int j = 0; j < nj; j++) {
       jury_p[j] = 0.0 - std::expm1(gsum[j]);
-      jury_ratio[j] = gmax[nj + j];
+      // No watched atom with an upper cutoff of this juror (a method that cannot reach e_max,
+      // such as a saturating GP): no ratio, nan rather than a 0 that reads as far below one.
+      jury_ratio[j] = gmax[nj + j] < 0.0 ? std::nan("") : gmax[nj + j];
       // NaN (a blown-up atom) votes, as in the frame rule.
       jury_votes += !(jury_p[j] < jury_p_halt[j]);
       jury_above += gmax[j] > 0.0;

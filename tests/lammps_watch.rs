@@ -1425,6 +1425,43 @@ fn upper_vote_halts_by_the_jury_and_upper_auto_follows_the_calibration() {
         "gamma left out",
     );
 
+    // Each juror's largest u / u_max in a frame: distance's as the library computes it; the GP,
+    // which saturates below the error scale 1 eV/Å needs, has no upper cutoff and is written
+    // as nan (a 0 would read as far below one).
+    let dir = workdir(SUITE, "upper_vote_ratio");
+    save_model(&regamma, &dir, "model.aceuq");
+    let lb = write_data(frame, &["Li"], &dir, "data.lmp");
+    let input = run0_input(&lb.boundary, "lower 0 upper vote halt no");
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_ok("run 0 with upper vote of distance and gp");
+    let f = &candidates(&dir)[0];
+    let ratios = juror_values(f, "vote_u_over_u_max");
+    assert_eq!(ratios.len(), 2, "{ratios:?}");
+    for (m, got) in [Method::Distance, Method::Gp].into_iter().zip(ratios) {
+        let u_max = regamma
+            .uq
+            .calibration
+            .iter()
+            .find(|c| c.method == m.name() && c.cluster.is_none())
+            .unwrap()
+            .u_max;
+        let u = &regamma.per_atom(std::slice::from_ref(f), m).unwrap()[0];
+        if m == Method::Gp {
+            assert!(
+                u_max.is_infinite(),
+                "the GP has no upper cutoff here: {u_max}"
+            );
+            assert!(got.is_nan(), "gp: vote_u_over_u_max {got}");
+        } else {
+            assert!(u_max.is_finite(), "{u_max}");
+            let want = u.iter().fold(0.0f64, |a, &v| a.max(v / u_max));
+            assert!(
+                (got - want).abs() <= 1e-6 * want,
+                "distance: vote_u_over_u_max {got}, library {want}"
+            );
+        }
+    }
+
     // The halt frame on 1 and 2 ranks: the same probabilities (the ranks' sums add up).
     if s.mpirun.is_none() {
         note("upper vote: 2-rank part SKIPPED (ACEUQ_MPIRUN is not set)");

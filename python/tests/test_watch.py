@@ -3,6 +3,7 @@ frames that aceuq select reads (halt frames left out), and the Python example en
 
 import contextlib
 import io
+import math
 import re
 import shutil
 import subprocess
@@ -280,6 +281,7 @@ def test_watch_upper_vote_as_fix_ace_uq_watch(li_model, tmp_path):
         dyn.run(1500)
     frames = read(tmp_path / "v.xyz", index=":")
     assert len(frames) == watch.frames_dumped >= 2
+    no_upper = set()
     for f in frames:
         b = f.copy()
         b.calc = aceuq.AceUQCalculator(model, uq=jury)
@@ -287,6 +289,11 @@ def test_watch_upper_vote_as_fix_ace_uq_watch(li_model, tmp_path):
         names = [kv.split(":")[0] for kv in f.info["vote_p_frame"].split()]
         p_file = [float(kv.split(":")[1]) for kv in f.info["vote_p_frame"].split()]
         assert names == watch.jury
+        ratios = dict(
+            (kv.split(":")[0], float(kv.split(":")[1]))
+            for kv in f.info["vote_u_over_u_max"].split()
+        )
+        assert list(ratios) == watch.jury
         votes, above, near = 0, False, False
         for m, pf in zip(names, p_file):
             u = b.calc.results[m]
@@ -296,6 +303,13 @@ def test_watch_upper_vote_as_fix_ace_uq_watch(li_model, tmp_path):
             votes += p >= p_halt
             up = b.calc.cutoffs(m, b)[1]
             above |= bool((u > up).any())
+            # Largest u / u_max, or nan when no atom has an upper cutoff (gp at 0.25 eV/Å).
+            if np.isfinite(up).any():
+                r = float(np.max(u[np.isfinite(up)] / up[np.isfinite(up)]))
+                assert abs(ratios[m] - r) <= 1e-6 * r + 1e-12, (m, ratios[m], r)
+            else:
+                no_upper.add(m)
+                assert math.isnan(ratios[m]), (m, ratios[m])
             # Verdicts within 1e-6 of a threshold are not compared (the frame holds positions
             # to finite precision).
             near |= abs(p - p_halt) < 1e-6 or bool((abs(u - up) < 1e-6 * abs(up)).any())
@@ -304,6 +318,9 @@ def test_watch_upper_vote_as_fix_ace_uq_watch(li_model, tmp_path):
         assert f.info["votes"] == votes
         assert (f.info["config_type"] == "halt") == (above or votes >= 2), f.info
     assert frames[-1].info["config_type"] == "halt"
+    # Both kinds of juror were checked: the GP saturates below the error scale 0.25 eV/Å needs
+    # (no upper cutoff, nan), ensemble and distance reach it.
+    assert "gp" in no_upper and {"ensemble", "distance"}.isdisjoint(no_upper), no_upper
     one = hot_bcc(model, uq="gamma")
     with pytest.raises(ValueError, match="upper='vote' needs at least two"):
         aceuq.Watch(one, "gamma", upper="vote", log=None)
