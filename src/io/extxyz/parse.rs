@@ -592,6 +592,26 @@ fn parse_properties(text: &str, forces_key: &str) -> Result<(Vec<PropSpec>, usiz
     Ok((props, total))
 }
 
+/// A species as read: an element symbol in another case ("li", "LI") in its usual spelling
+/// ("Li"), as ASE reads it; anything else as written.
+fn element_case(tok: &str) -> String {
+    if crate::elements::atomic_number(tok).is_some() {
+        return tok.to_string();
+    }
+    let mut chars = tok.chars();
+    let cased: String = chars
+        .next()
+        .map(|c| c.to_ascii_uppercase())
+        .into_iter()
+        .chain(chars.map(|c| c.to_ascii_lowercase()))
+        .collect();
+    if crate::elements::atomic_number(&cased).is_some() {
+        cased
+    } else {
+        tok.to_string()
+    }
+}
+
 /// Accumulates the atom lines of one frame.
 pub(super) struct FrameBuilder {
     symbols: Vec<String>,
@@ -672,7 +692,7 @@ impl FrameBuilder {
             match p.role {
                 Role::Species => {
                     let (_, tok) = next();
-                    self.symbols.push(tok.to_string());
+                    self.symbols.push(element_case(tok));
                 }
                 Role::Positions | Role::Forces => {
                     let mut v = [0.0; 3];
@@ -727,6 +747,43 @@ impl FrameBuilder {
                         }
                     }
                 },
+            }
+        }
+        self.check_atomic_number(atom, h)
+    }
+
+    /// An atomic-number column (`Z`, or ASE's `numbers`) that names another element than the
+    /// atom's species: refused (which of the two is right is the user's to say; ASE takes Z,
+    /// this reader the species).
+    fn check_atomic_number(&self, atom: u64, h: &Header) -> Result<(), String> {
+        for (p, data) in h
+            .props
+            .iter()
+            .filter(|p| matches!(p.role, Role::Extra(_)))
+            .zip(&self.extras)
+        {
+            let (true, PropData::Int { ncols: 1, data }) =
+                (p.name == "Z" || p.name == "numbers", data)
+            else {
+                continue;
+            };
+            let (Some(&z), Some(symbol)) = (data.last(), self.symbols.last()) else {
+                continue;
+            };
+            let Some(from_species) = crate::elements::atomic_number(symbol) else {
+                continue;
+            };
+            if z != i64::from(from_species) {
+                let named = u32::try_from(z)
+                    .ok()
+                    .and_then(crate::elements::element)
+                    .map(|e| format!(" ({})", e.0.to_string_lossy()))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "atom {atom}: species {symbol} but {} {z}{named}; the two columns disagree: \
+                     correct one of them (this reader takes the species)",
+                    p.name
+                ));
             }
         }
         Ok(())

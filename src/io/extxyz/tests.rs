@@ -398,6 +398,34 @@ fn extxyz_energy_key_and_forces_key_options() {
     assert_eq!(no_origin(back), no_origin(s));
 }
 
+/// Element symbols in another case are read in their usual spelling, as ASE reads them; labels
+/// that are no element stay as written. An atomic-number column that names another element than
+/// the species is refused, naming the atom and both values (ASE would take Z silently).
+#[test]
+fn extxyz_species_case_and_atomic_numbers() {
+    let s =
+        read_one("4\nProperties=species:S:1:pos:R:3\nli 0 0 0\nLI 1 0 0\nMG 2 0 0\nLi1 3 0 0\n");
+    assert_eq!(s.symbols, ["Li", "Li", "Mg", "Li1"]);
+    let s = read_one("2\nProperties=species:S:1:pos:R:3:Z:I:1\nLi 0 0 0 3\nbe 1 0 0 4\n");
+    assert_eq!(s.symbols, ["Li", "Be"]);
+    let e = err_of(
+        "2\nProperties=species:S:1:pos:R:3:Z:I:1\nLi 0 0 0 3\nLi 1 0 0 4\n",
+        "t.xyz",
+    );
+    assert!(
+        e.contains("atom 2: species Li but Z 4 (Be); the two columns disagree"),
+        "{e}"
+    );
+    let e = err_of(
+        "1\nProperties=species:S:1:pos:R:3:numbers:I:1\nW 0 0 0 200\n",
+        "t.xyz",
+    );
+    assert!(e.contains("atom 1: species W but numbers 200;"), "{e}");
+    // A label that is no element is not compared.
+    let s = read_one("1\nProperties=species:S:1:pos:R:3:Z:I:1\nA1 0 0 0 3\n");
+    assert_eq!(s.symbols, ["A1"]);
+}
+
 #[test]
 fn extxyz_symbols_and_positions_aliases() {
     let s = read_one("1\nProperties=positions:R:3:symbols:S:1:Z:I:1\n1 2 3 Fe 26\n");
