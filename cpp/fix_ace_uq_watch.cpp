@@ -1006,14 +1006,17 @@ void FixAceUqWatch::check()
     if (!(v <= lower_of(s, c))) flags[i] |= 1;
     if (v > up || (std::isnan(v) && up < INFINITY)) flags[i] |= 2;
     for (int j = 0; j < nj; j++) {
-      // Lone atoms (u = 0, force 0 by symmetry) never halt, as above.
-      if (flags[i] & 4) break;
       const double vj = jvals[j][i], uj = jury_upper[j][s];
+      // u / u_max where the species has an upper cutoff; a NaN u (a blown-up atom) as +inf,
+      // above any cutoff, as the Python watch counts it.
+      if (uj < INFINITY && uj > 0.0)
+        jmax[nj + j] = std::max(jmax[nj + j], std::isnan(vj) ? INFINITY : vj / uj);
+      // Lone atoms (u = 0, force 0 by symmetry) never halt, as above.
+      if (flags[i] & 4) continue;
       if (vj > uj || (std::isnan(vj) && uj < INFINITY)) {
         flags[i] |= 2;
         jmax[j] = 1.0;
       }
-      if (uj < INFINITY && uj > 0.0 && vj / uj > jmax[nj + j]) jmax[nj + j] = vj / uj;
     }
     if (flags[i] & 1) local[1] = 1.0;
     if (flags[i] & 2) local[2] = 1.0;

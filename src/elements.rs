@@ -111,6 +111,26 @@ pub fn atomic_number(symbol: &str) -> Option<u32> {
         .map(|p| p as u32 + 1)
 }
 
+/// A species name in its usual spelling when it is an element symbol in another case ("li",
+/// "LI" -> "Li"), as ASE reads symbols; anything else (a label such as "Li1") as given.
+pub fn canonical_symbol(name: &str) -> std::borrow::Cow<'_, str> {
+    if atomic_number(name).is_some() {
+        return name.into();
+    }
+    let mut chars = name.chars();
+    let cased: String = chars
+        .next()
+        .map(|c| c.to_ascii_uppercase())
+        .into_iter()
+        .chain(chars.map(|c| c.to_ascii_lowercase()))
+        .collect();
+    if atomic_number(&cased).is_some() {
+        cased.into()
+    } else {
+        name.into()
+    }
+}
+
 /// The element of atomic number `z` (1 to 94): its symbol (NUL-terminated) and mass.
 pub fn element(z: u32) -> Option<(&'static std::ffi::CStr, f64)> {
     ELEMENTS.get((z as usize).checked_sub(1)?).copied()
@@ -124,6 +144,24 @@ pub fn atomic_mass(symbol: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn symbols_in_another_case_are_the_elements_and_labels_stay() {
+        for (given, read) in [
+            ("li", "Li"),
+            ("LI", "Li"),
+            ("Li", "Li"),
+            ("mG", "Mg"),
+            ("h", "H"),
+            ("Li1", "Li1"),
+            ("X", "X"),
+            ("xx", "xx"),
+            ("", ""),
+            ("é", "é"),
+        ] {
+            assert_eq!(canonical_symbol(given), read, "{given}");
+        }
+    }
 
     #[test]
     fn every_element_has_its_number_and_a_mass_that_grows_with_it() {

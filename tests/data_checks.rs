@@ -680,10 +680,11 @@ fn outputs_and_species_lists_are_checked_before_the_work() {
         "--data",
         f.to_str().unwrap(),
         "--species",
-        "Li,Li",
+        "Li,li",
         "--out",
         data.to_str().unwrap(),
     ]);
+    // Species lists read element symbols in any case as the data reader does ("li" is Li).
     assert!(!o.status.success() && stderr(&o).contains("--species names Li twice"));
     // Every element gets its standard mass (In had 1.0 for LAMMPS to integrate with).
     let inp = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/inp/test.xyz");

@@ -1477,11 +1477,23 @@ fn upper_vote_halts_by_the_jury_and_upper_auto_follows_the_calibration() {
         let r = run_lammps_in(&s, &dir, &input, np, None);
         r.assert_ok("run 0 with upper vote");
         let f = &candidates(&dir)[0];
-        got.push((juror_values(f, "vote_p_frame"), info_int(f, "votes")));
+        got.push((
+            juror_values(f, "vote_p_frame"),
+            info_int(f, "votes"),
+            juror_values(f, "vote_u_over_u_max"),
+        ));
     }
     assert_eq!(got[0].1, got[1].1, "votes on 1 and 2 ranks");
     for (a, b) in got[0].0.iter().zip(&got[1].0) {
         assert!((a - b).abs() <= 1e-9 * a.abs().max(1e-300), "p {a} vs {b}");
+    }
+    // The largest u / u_max: the ranks' maxima reduce to the one of all atoms.
+    assert_eq!(got[0].2.len(), 2);
+    for (a, b) in got[0].2.iter().zip(&got[1].2) {
+        assert!(
+            a.is_finite() && (a - b).abs() <= 1e-9 * a.abs(),
+            "u / u_max {a} vs {b}"
+        );
     }
 }
 

@@ -306,8 +306,13 @@ class Watch:
             log_calm, p_halt = self.calc.model.frame_log_calm(m, symbols, [float(v) for v in u])
             finite = np.isfinite(up) & (up > 0)
             # No atom with an upper cutoff of this juror (a method that cannot reach e_max, a
-            # saturating GP): nan, as fix ace/uq/watch writes it, not a 0 that reads as calm.
-            ratio = float(np.max(u[finite] / up[finite])) if finite.any() else math.nan
+            # saturating GP): nan, as fix ace/uq/watch writes it, not a 0 that reads as calm. A
+            # NaN u (a blown-up atom) counts as +inf, above any cutoff, as in the fix.
+            ratio = (
+                float(np.max(np.where(np.isnan(u), np.inf, u)[finite] / up[finite]))
+                if finite.any()
+                else math.nan
+            )
             rows.append((m, bool(above.any()), -math.expm1(log_calm), p_halt, ratio))
         return rows, above_any
 

@@ -624,13 +624,14 @@ impl Drop for OutFolder {
     }
 }
 
-/// A species name of a comma list (`--species "Al, Mg"`): trimmed, not empty.
+/// A species name of a comma list (`--species "Al, Mg"`): trimmed, not empty, an element
+/// symbol in its usual spelling ("li" -> "Li", as the data reader and ASE read it).
 pub(crate) fn species_name(s: &str) -> std::result::Result<String, String> {
     let t = s.trim();
     if t.is_empty() {
         Err("an empty species name (a stray comma?)".into())
     } else {
-        Ok(t.to_string())
+        Ok(crate::elements::canonical_symbol(t).into_owned())
     }
 }
 

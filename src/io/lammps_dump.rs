@@ -322,7 +322,7 @@ fn parse_frame(
             None => a as i64,
         };
         let symbol = match (element_col, type_symbols) {
-            (Some(k), _) => f[k].to_string(),
+            (Some(k), _) => crate::elements::canonical_symbol(f[k]).into_owned(),
             (None, Some(ts)) => {
                 let k = type_col.expect("checked");
                 let t: usize = f[k].parse().map_err(|_| {
@@ -471,7 +471,7 @@ mod tests {
         let text = format!(
             "ITEM: TIMESTEP\n0\nITEM: NUMBER OF ATOMS\n2\nITEM: BOX BOUNDS xy xz yz pp pp ff\n\
              {xlo_b} {xhi_b} {xy}\n0.0 5.5 {xz}\n0.0 6.0 {yz}\nITEM: ATOMS element xs ys zs\n\
-             W 0.5 0.5 0.5\nBe 0.0 0.0 0.0\n"
+             W 0.5 0.5 0.5\nBE 0.0 0.0 0.0\n"
         );
         let d = parse_dump("t.dump", &text, None).unwrap();
         assert!(!d.from_types);
@@ -481,6 +481,7 @@ mod tests {
             [[4.0, 0.0, 0.0], [1.0, 5.0, 0.0], [-0.5, 0.5, 6.0]]
         );
         assert_eq!(s.pbc, [true, true, false]);
+        // An element written in another case (BE) is read as the element, as in extended XYZ.
         assert_eq!(s.symbols, ["W", "Be"]);
         let want = [0.5 * (4.0 + 1.0 - 0.5), 0.5 * (5.0 + 0.5), 3.0];
         for k in 0..3 {

@@ -592,29 +592,14 @@ fn parse_properties(text: &str, forces_key: &str) -> Result<(Vec<PropSpec>, usiz
     Ok((props, total))
 }
 
-/// A species as read: an element symbol in another case ("li", "LI") in its usual spelling
-/// ("Li"), as ASE reads it; anything else as written.
-fn element_case(tok: &str) -> String {
-    if crate::elements::atomic_number(tok).is_some() {
-        return tok.to_string();
-    }
-    let mut chars = tok.chars();
-    let cased: String = chars
-        .next()
-        .map(|c| c.to_ascii_uppercase())
-        .into_iter()
-        .chain(chars.map(|c| c.to_ascii_lowercase()))
-        .collect();
-    if crate::elements::atomic_number(&cased).is_some() {
-        cased
-    } else {
-        tok.to_string()
-    }
-}
-
 /// Accumulates the atom lines of one frame.
 pub(super) struct FrameBuilder {
     symbols: Vec<String>,
+    /// The last species token as written and as read (`canonical_symbol`), so that a run of
+    /// atoms of one species looks the symbol up once.
+    last_species: Option<(String, String)>,
+    /// The extras' index of an atomic-number column (`Z` or `numbers`, one integer), if any.
+    z_extra: Option<usize>,
     positions: Vec<[f64; 3]>,
     forces: Option<Vec<[f64; 3]>>,
     extras: Vec<PropData>,
@@ -645,8 +630,17 @@ impl FrameBuilder {
                 },
             })
             .collect();
+        let z_extra = h
+            .props
+            .iter()
+            .filter(|p| matches!(p.role, Role::Extra(_)))
+            .position(|p| {
+                (p.name == "Z" || p.name == "numbers") && p.ty == PropType::Int && p.ncols == 1
+            });
         FrameBuilder {
             symbols: Vec::with_capacity(cap),
+            last_species: None,
+            z_extra,
             positions: Vec::with_capacity(cap),
             forces: h
                 .props
@@ -692,7 +686,15 @@ impl FrameBuilder {
             match p.role {
                 Role::Species => {
                     let (_, tok) = next();
-                    self.symbols.push(element_case(tok));
+                    let read = match &self.last_species {
+                        Some((raw, read)) if raw == tok => read.clone(),
+                        _ => {
+                            let read = crate::elements::canonical_symbol(tok).into_owned();
+                            self.last_species = Some((tok.to_string(), read.clone()));
+                            read
+                        }
+                    };
+                    self.symbols.push(read);
                 }
                 Role::Positions | Role::Forces => {
                     let mut v = [0.0; 3];
@@ -756,35 +758,41 @@ impl FrameBuilder {
     /// atom's species: refused (which of the two is right is the user's to say; ASE takes Z,
     /// this reader the species).
     fn check_atomic_number(&self, atom: u64, h: &Header) -> Result<(), String> {
-        for (p, data) in h
-            .props
-            .iter()
-            .filter(|p| matches!(p.role, Role::Extra(_)))
-            .zip(&self.extras)
-        {
-            let (true, PropData::Int { ncols: 1, data }) =
-                (p.name == "Z" || p.name == "numbers", data)
-            else {
-                continue;
+        let Some(k) = self.z_extra else {
+            return Ok(());
+        };
+        let PropData::Int { data, .. } = &self.extras[k] else {
+            return Ok(());
+        };
+        let (Some(&z), Some(symbol), Some((raw, _))) =
+            (data.last(), self.symbols.last(), &self.last_species)
+        else {
+            return Ok(());
+        };
+        let Some(from_species) = crate::elements::atomic_number(symbol) else {
+            return Ok(());
+        };
+        if z != i64::from(from_species) {
+            let name = h
+                .props
+                .iter()
+                .filter(|p| matches!(p.role, Role::Extra(_)))
+                .nth(k)
+                .map_or("Z", |p| p.name.as_str());
+            let written = if raw != symbol {
+                format!(" (written '{raw}')")
+            } else {
+                String::new()
             };
-            let (Some(&z), Some(symbol)) = (data.last(), self.symbols.last()) else {
-                continue;
-            };
-            let Some(from_species) = crate::elements::atomic_number(symbol) else {
-                continue;
-            };
-            if z != i64::from(from_species) {
-                let named = u32::try_from(z)
-                    .ok()
-                    .and_then(crate::elements::element)
-                    .map(|e| format!(" ({})", e.0.to_string_lossy()))
-                    .unwrap_or_default();
-                return Err(format!(
-                    "atom {atom}: species {symbol} but {} {z}{named}; the two columns disagree: \
-                     correct one of them (this reader takes the species)",
-                    p.name
-                ));
-            }
+            let named = u32::try_from(z)
+                .ok()
+                .and_then(crate::elements::element)
+                .map(|e| format!(" ({})", e.0.to_string_lossy()))
+                .unwrap_or_default();
+            return Err(format!(
+                "atom {atom}: species {symbol}{written} but {name} {z}{named}; the two columns \
+                 disagree: correct one of them (this reader takes the species)"
+            ));
         }
         Ok(())
     }

@@ -421,6 +421,15 @@ fn extxyz_species_case_and_atomic_numbers() {
         "t.xyz",
     );
     assert!(e.contains("atom 1: species W but numbers 200;"), "{e}");
+    // A re-cased species is named as written too.
+    let e = err_of(
+        "1\nProperties=species:S:1:pos:R:3:Z:I:1\nca 0 0 0 6\n",
+        "t.xyz",
+    );
+    assert!(
+        e.contains("atom 1: species Ca (written 'ca') but Z 6 (C);"),
+        "{e}"
+    );
     // A label that is no element is not compared.
     let s = read_one("1\nProperties=species:S:1:pos:R:3:Z:I:1\nA1 0 0 0 3\n");
     assert_eq!(s.symbols, ["A1"]);
