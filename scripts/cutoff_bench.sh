@@ -5,8 +5,11 @@
 # per-frame rows *_frames.csv.
 #
 #   scripts/cutoff_bench.sh [OUT_DIR]        (default docs/benchmarks/cutoffs; ~5-10 min on 2 cores)
-#   ONLY="inp wbe" scripts/cutoff_bench.sh   (only these systems' rows: li, almg, inp, wbe)
+#   ONLY="inp wbe" scripts/cutoff_bench.sh   (only these systems' rows: li, almg, inp, wbe, wbe4)
 #
+# wbe4 is W-Be fitted on the larger committed set tests/data/wbe/starts4 (380 training frames;
+# the default fit grows its basis there: ~12-15 min on one thread), calibrated on
+# starts4/valid.xyz and calib.xyz, checked on test.xyz and starts_seed7.xyz like wbe.
 # Models: Li (tests/data/li, default basis), Al-Mg (tests/data/almg), In-P and W-Be (tests/data/inp,
 # tests/data/wbe), default basis, one
 # thread (reproducible fits), every uncertainty method. Rules compared: the seeds' (body family,
@@ -36,11 +39,14 @@ open(sys.argv[2], "w").write("\n".join(frames[0::2]) + "\n")
 open(sys.argv[3], "w").write("\n".join(frames[1::2]) + "\n")
 PY
 }
-only=${ONLY:-li almg inp wbe}
+only=${ONLY:-li almg inp wbe wbe4}
 for s in $only; do
-  case $s in li | almg | inp | wbe) ;; *) echo "cutoff_bench: ONLY names '$s'; the systems are li almg inp wbe" >&2; exit 2 ;; esac
+  case $s in li | almg | inp | wbe | wbe4) ;; *) echo "cutoff_bench: ONLY names '$s'; the systems are li almg inp wbe wbe4" >&2; exit 2 ;; esac
 done
 want() { [[ " $only " == *" $1 "* ]]; }
+dir_of() { # the data folder of a system (wbe4: W-Be's, its training set in starts4/)
+  case $1 in wbe4) echo wbe ;; *) echo "$1" ;; esac
+}
 uq="--active-set --clusters 4 --ensemble 4 --distance --gp --contact"
 t0=$(date +%s)
 
@@ -64,12 +70,14 @@ check_set=test # the held-out set tests/data/SYSTEM/<check_set>.xyz that run() c
 run() { # run SYSTEM NAME CALIBRATION-SETS POOL CALIBRATE-ARGS... (sets: valid, calib or valid+calib)
   local sys=$1 name=$2 cal=$3 pool=$4; shift 4
   want "$sys" || return 0
+  local d
+  d=$(dir_of "$sys")
   local md="$out/${sys}_${name}.md"
   local sets=() shown=() part
   IFS=+ read -ra parts <<< "$cal"
   for part in "${parts[@]}"; do
-    sets+=("$data/$sys/$part.xyz")
-    shown+=("tests/data/$sys/$part.xyz")
+    sets+=("$data/$d/$part.xyz")
+    shown+=("tests/data/$d/$part.xyz")
   done
   rm -f "$out/${sys}_${name}_frames.csv" "$out/${sys}_${name}_seed7_frames.csv"
   {
@@ -88,18 +96,18 @@ run() { # run SYSTEM NAME CALIBRATION-SETS POOL CALIBRATE-ARGS... (sets: valid, 
   fi
   echo '```' >> "$md"
   echo >> "$md"
-  echo "Checked on \`tests/data/$sys/$check_set.xyz\`." >> "$md"
+  echo "Checked on \`tests/data/$d/$check_set.xyz\`." >> "$md"
   echo >> "$md"
   local nov=()
   if [ ${#novel[@]} -gt 0 ]; then nov=(--novel "${novel[@]}"); fi
-  "$aceuq" check-cutoffs --model "$work/${sys}_$name.aceuq" --data "$data/$sys/$check_set.xyz" \
+  "$aceuq" check-cutoffs --model "$work/${sys}_$name.aceuq" --data "$data/$d/$check_set.xyz" \
     "${nov[@]}" --out "$work/check.md" --frames "$out/${sys}_${name}_frames.csv" > /dev/null
   sed 's/^\(.*\):$/### \1/' "$work/check.md" >> "$md"
   tidy "$out/${sys}_${name}_frames.csv"
   # Fresh frames (the same recipe, another seed) that no choice of rule has seen: per frame only.
-  if [ -f "$data/$sys/unstable_seed7.xyz" ]; then
-    "$aceuq" check-cutoffs --model "$work/${sys}_$name.aceuq" --data "$data/$sys/test.xyz" \
-      --novel "$data/$sys/unstable_seed7.xyz" --frames "$out/${sys}_${name}_seed7_frames.csv" > /dev/null
+  if [ -f "$data/$d/unstable_seed7.xyz" ]; then
+    "$aceuq" check-cutoffs --model "$work/${sys}_$name.aceuq" --data "$data/$d/test.xyz" \
+      --novel "$data/$d/unstable_seed7.xyz" --frames "$out/${sys}_${name}_seed7_frames.csv" > /dev/null
     tidy "$out/${sys}_${name}_seed7_frames.csv"
   fi
 }
@@ -137,6 +145,11 @@ if want wbe; then
 "$aceuq" --threads 1 fit --train "$data/wbe/train.xyz" --valid "$data/wbe/valid.xyz" \
   --species W,Be $uq --out "$work/wbe.aceuq" > "$work/wbe_fit.log" 2>&1
 fi
+if want wbe4; then
+"$aceuq" --threads 1 fit --train "$data/wbe/starts4/train.xyz" --valid "$data/wbe/starts4/valid.xyz" \
+  --species W,Be $uq --out "$work/wbe4.aceuq" > "$work/wbe4_fit.log" 2>&1
+  grep -A6 '^basis grown on' "$work/wbe4_fit.log" > "$out/wbe4_fit.txt" || true
+fi
 novel=()
 # N = the held-out atoms (In-P 1152, W-Be 1881): about one exceedance expected per entry.
 run inp default valid+calib 1152
@@ -145,6 +158,8 @@ run inp valid valid 1152
 run wbe valid valid 1881
 run inp calib calib 1152
 run wbe calib calib 1881
+# W-Be fitted on the larger set (starts4/), calibrated on its validation frames and calib.xyz.
+run wbe4 default starts4/valid+calib 1881
 # A second held-out set drawn like calib.xyz (eight further independent starts of every
 # trained condition, seed 7: test.xyz has one run per condition, three correlated frames each, and
 # In-P's none of the vacancy): N = its atoms (In-P 3444, W-Be 5016).
@@ -153,4 +168,5 @@ run inp default_vs_starts7 valid+calib 3444
 run inp calib_vs_starts7 calib 3444
 run wbe default_vs_starts7 valid+calib 5016
 run wbe calib_vs_starts7 calib 5016
+run wbe4 default_vs_starts7 starts4/valid+calib 5016
 echo "wrote $out ($(( $(date +%s) - t0 )) s)"
