@@ -4,11 +4,11 @@
 # error exceeds 1 eV/A without halting calm ones? Writes docs/benchmarks/cutoffs/*.md and the
 # per-frame rows *_frames.csv.
 #
-#   scripts/cutoff_bench.sh [OUT_DIR]        (default docs/benchmarks/cutoffs; ~5-10 min on 2 cores)
+#   scripts/cutoff_bench.sh [OUT_DIR]        (default docs/benchmarks/cutoffs; ~10 min on 2 cores, ~25 with wbe4)
 #   ONLY="inp wbe" scripts/cutoff_bench.sh   (only these systems' rows: li, almg, inp, wbe, wbe4)
 #
 # wbe4 is W-Be fitted on the larger committed set tests/data/wbe/starts4 (380 training frames;
-# the default fit grows its basis there: ~12-15 min on one thread), calibrated on
+# the default fit grows its basis there: most of the wbe4 rows' 15 min), calibrated on
 # starts4/valid.xyz and calib.xyz, checked on test.xyz and starts_seed7.xyz like wbe.
 # Models: Li (tests/data/li, default basis), Al-Mg (tests/data/almg), In-P and W-Be (tests/data/inp,
 # tests/data/wbe), default basis, one
@@ -66,7 +66,7 @@ fi
 tidy() { # tidy CSV: file names relative to the repository (the bench's own files as bench/...)
   sed -i "s#$root/##g; s#$work/#bench/#g" "$1"
 }
-check_set=test # the held-out set tests/data/SYSTEM/<check_set>.xyz that run() checks on
+check_set=test # the held-out set tests/data/$(dir_of SYSTEM)/<check_set>.xyz that run() checks on
 run() { # run SYSTEM NAME CALIBRATION-SETS POOL CALIBRATE-ARGS... (sets: valid, calib or valid+calib)
   local sys=$1 name=$2 cal=$3 pool=$4; shift 4
   want "$sys" || return 0
@@ -148,7 +148,7 @@ fi
 if want wbe4; then
 "$aceuq" --threads 1 fit --train "$data/wbe/starts4/train.xyz" --valid "$data/wbe/starts4/valid.xyz" \
   --species W,Be $uq --out "$work/wbe4.aceuq" > "$work/wbe4_fit.log" 2>&1
-  grep -A6 '^basis grown on' "$work/wbe4_fit.log" > "$out/wbe4_fit.txt" || true
+  sed -n '/^basis grown on/,/^ridge/p' "$work/wbe4_fit.log" > "$out/wbe4_fit.txt" 
 fi
 novel=()
 # N = the held-out atoms (In-P 1152, W-Be 1881): about one exceedance expected per entry.
