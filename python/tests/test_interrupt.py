@@ -2,6 +2,7 @@
 without leaving an output behind; the next command runs normally."""
 
 import _thread
+import signal
 import threading
 import time
 
@@ -11,7 +12,17 @@ import aceuq
 from conftest import ROOT
 
 
-def test_ctrl_c_stops_a_fit_and_writes_nothing(tmp_path, capfd):
+@pytest.fixture
+def ctrl_c_handled():
+    """Python's own Ctrl-C handler, as in an interactive session. A test run started in the
+    background by a non-interactive shell (`make test &`) inherits SIGINT ignored, and
+    `_thread.interrupt_main` then does nothing."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_stops_a_fit_and_writes_nothing(tmp_path, capfd, ctrl_c_handled):
     out = tmp_path / "li.aceuq"
     train = ROOT / "tests" / "data" / "li" / "train.xyz"
     # Every frame of the committed Li liquid (12 500 atoms) with a larger basis than the default:
