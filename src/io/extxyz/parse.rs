@@ -595,9 +595,9 @@ fn parse_properties(text: &str, forces_key: &str) -> Result<(Vec<PropSpec>, usiz
 /// Accumulates the atom lines of one frame.
 pub(super) struct FrameBuilder {
     symbols: Vec<String>,
-    /// The last species token as written and as read (`canonical_symbol`), so that a run of
-    /// atoms of one species looks the symbol up once.
-    last_species: Option<(String, String)>,
+    /// The last species token as written, as read (`canonical_symbol`) and its atomic number,
+    /// so that a run of atoms of one species looks the symbol up once.
+    last_species: Option<(String, String, Option<u32>)>,
     /// The extras' index of an atomic-number column (`Z` or `numbers`, one integer), if any.
     z_extra: Option<usize>,
     positions: Vec<[f64; 3]>,
@@ -687,10 +687,11 @@ impl FrameBuilder {
                 Role::Species => {
                     let (_, tok) = next();
                     let read = match &self.last_species {
-                        Some((raw, read)) if raw == tok => read.clone(),
+                        Some((raw, read, _)) if raw == tok => read.clone(),
                         _ => {
                             let read = crate::elements::canonical_symbol(tok).into_owned();
-                            self.last_species = Some((tok.to_string(), read.clone()));
+                            let z = crate::elements::atomic_number(&read);
+                            self.last_species = Some((tok.to_string(), read.clone(), z));
                             read
                         }
                     };
@@ -764,15 +765,12 @@ impl FrameBuilder {
         let PropData::Int { data, .. } = &self.extras[k] else {
             return Ok(());
         };
-        let (Some(&z), Some(symbol), Some((raw, _))) =
-            (data.last(), self.symbols.last(), &self.last_species)
+        // The last atom's species as written, as read and its number (no element: not compared).
+        let (Some(&z), Some((raw, symbol, Some(from_species)))) = (data.last(), &self.last_species)
         else {
             return Ok(());
         };
-        let Some(from_species) = crate::elements::atomic_number(symbol) else {
-            return Ok(());
-        };
-        if z != i64::from(from_species) {
+        if z != i64::from(*from_species) {
             let name = h
                 .props
                 .iter()
