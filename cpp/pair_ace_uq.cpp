@@ -327,6 +327,12 @@ void PairAceUq::init_style()
                "pair ace/uq needs 'units metal' (eV, Angstrom, ps: the units of the model), got "
                "'units {}'; put 'units metal' before the box is defined",
                update->unit_style);
+  // Ensemble force columns on ghost atoms are summed onto their owners (comm_reverse, set by
+  // pair_coeff). Under pair_style hybrid the communication buffers are sized from the hybrid
+  // style's comm_reverse, which copies its sub-styles' only when the sub-styles are created,
+  // before any pair_coeff: raise it here (Comm::init, which sizes them, runs after this).
+  if (force->pair && force->pair != this)
+    force->pair->comm_reverse = MAX(force->pair->comm_reverse, comm_reverse);
   neighbor->add_request(this, NeighConst::REQ_FULL);
 }
 

@@ -467,6 +467,15 @@ fn ensemble_uncertainty_equals_the_library_on_one_and_two_ranks() {
     write_data(frame, &["Li"], &dir, "data.lmp");
     assert!(lib.iter().all(|&u| u > 0.0));
     let pes = per_atom_equals_the_library_on_one_and_two_ranks(&s, &dir, "ensemble", &lib, 1e-9);
+    // The same inside pair_style hybrid/overlay (with a second style that adds nothing), on 2
+    // ranks: the hybrid style sizes the reverse-communication buffers, which must hold the
+    // ensemble's force columns (they were sized for none, and the run corrupted its heap).
+    let hybrid = "pair_style hybrid/overlay ace/uq lj/cut 2.0\npair_coeff * * ace/uq model.aceuq Li\npair_coeff * * lj/cut 0.0 1.0";
+    let r = run_lammps_in(&s, &dir, &fix_pair_input(hybrid, "ensemble"), Some(2), None);
+    r.assert_ok("ensemble_hybrid_mpi2");
+    assert_dump_equals_the_library(&dir, "ensemble_hybrid_mpi2", &lib, 1e-9);
+    let pe = thermo_rows(&r.output)[0][1];
+    assert!((pe - pes[0]).abs() < 1e-8 * pe.abs(), "{pe} vs {}", pes[0]);
     // The energy with the ensemble equals the library's prediction.
     let p = model
         .model
@@ -522,14 +531,28 @@ fn per_atom_equals_the_library_on_one_and_two_ranks(
     lib: &[f64],
     tol: f64,
 ) -> Vec<f64> {
-    let input = format!(
+    let input = fix_pair_input("pair_style ace/uq\npair_coeff * * model.aceuq Li", method);
+    let mut pes = vec![];
+    for (case, np) in [("serial", None), ("mpi2", Some(2))] {
+        let case = format!("{method}_{case}");
+        let r = run_lammps_in(s, dir, &input, np, None);
+        r.assert_ok(&case);
+        pes.push(thermo_rows(&r.output)[0][1]);
+        assert_dump_equals_the_library(dir, &case, lib, tol);
+    }
+    pes
+}
+
+/// A `run 0` on `data.lmp` with `pair` (pair_style and pair_coeff lines) that dumps `method`'s
+/// per-atom values (`fix pair`) to `uq.dump`.
+fn fix_pair_input(pair: &str, method: &str) -> String {
+    format!(
         "plugin load ${{plugin}}
 units metal
 boundary p p p
 atom_style atomic
 read_data data.lmp
-pair_style ace/uq
-pair_coeff * * model.aceuq Li
+{pair}
 fix u all pair 1 ace/uq {method} 1
 dump d all custom 1 uq.dump id f_u
 dump_modify d sort id format float %.17g
@@ -537,29 +560,26 @@ thermo_style custom step pe
 thermo_modify format float %.15g
 run 0
 "
-    );
-    let mut pes = vec![];
-    for (case, np) in [("serial", None), ("mpi2", Some(2))] {
-        let case = format!("{method}_{case}");
-        let r = run_lammps_in(s, dir, &input, np, None);
-        r.assert_ok(&case);
-        pes.push(thermo_rows(&r.output)[0][1]);
-        let dumps = read_dump(&dir.join("uq.dump"));
-        let (cols, rows) = &dumps[0];
-        assert_eq!(cols, &["id", "f_u"], "{case}");
-        assert_eq!(rows.len(), lib.len(), "{case}");
-        for row in rows {
-            let i = row[0] as usize - 1;
-            assert!(
-                (row[1] - lib[i]).abs() <= tol * lib[i].abs(),
-                "{case}: atom {}: LAMMPS {} vs library {}",
-                i + 1,
-                row[1],
-                lib[i]
-            );
-        }
+    )
+}
+
+/// Every atom's value in `dir/uq.dump` (written by [`fix_pair_input`]) equals `lib`'s
+/// (relative `tol`).
+fn assert_dump_equals_the_library(dir: &std::path::Path, case: &str, lib: &[f64], tol: f64) {
+    let dumps = read_dump(&dir.join("uq.dump"));
+    let (cols, rows) = &dumps[0];
+    assert_eq!(cols, &["id", "f_u"], "{case}");
+    assert_eq!(rows.len(), lib.len(), "{case}");
+    for row in rows {
+        let i = row[0] as usize - 1;
+        assert!(
+            (row[1] - lib[i]).abs() <= tol * lib[i].abs(),
+            "{case}: atom {}: LAMMPS {} vs library {}",
+            i + 1,
+            row[1],
+            lib[i]
+        );
     }
-    pes
 }
 
 /// Every vector-kernel family this CPU can run (`ACEUQ_SIMD=portable`, `avx2`, and what the CPU
