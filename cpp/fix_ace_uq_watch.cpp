@@ -160,6 +160,9 @@ FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
         error->all(FLERR, "fix ace/uq/watch: unknown quantity '{}' ({})", val,
                    PairAceUq::method_names());
     } else if (key == "dump") {
+      if (val.empty())
+        error->all(FLERR, "fix ace/uq/watch: dump needs a file name, got an empty one (leave "
+                          "dump out to write no candidates)");
       dumpfile = val;
     } else if (key == "lower") {
       lower_auto = (val == "auto");
@@ -212,7 +215,12 @@ FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
 
 int FixAceUqWatch::setmask()
 {
-  return PRE_FORCE | END_OF_STEP | MIN_PRE_FORCE | MIN_POST_FORCE | PRE_FORCE_RESPA;
+  // Checked right after the forces (post_force), not at the end of the step: fixes that move
+  // atoms or change the box at the end of a step (fix deform with remap, barostats) would
+  // otherwise pair the uncertainties with a structure they were not computed on. A halt stops
+  // the run at the end of the step (end_of_step), in the order of the fixes, as fix halt does.
+  return PRE_FORCE | POST_FORCE | END_OF_STEP | MIN_PRE_FORCE | MIN_POST_FORCE |
+      PRE_FORCE_RESPA | POST_FORCE_RESPA;
 }
 
 void FixAceUqWatch::init()
@@ -228,6 +236,12 @@ void FixAceUqWatch::init()
                       "watch follows one ace/uq: use one ace/uq sub-style with one model for "
                       "the watched types");
   if (!pair) error->all(FLERR, "fix ace/uq/watch requires pair_style ace/uq");
+  if (!pair->compute_flag)
+    error->all(FLERR, "fix ace/uq/watch: pair ace/uq computes nothing (pair_modify pair ace/uq "
+                      "compute no), so there is nothing to watch: remove that setting or the "
+                      "watch");
+  stop_pending = 0;
+  nlevels_respa = 0;    // counted by setup_pre_force_respa (the plugin sees no respa.h)
   // rerun calls init() for every frame; the settings are printed once per command.
   rerun_mode = input->command && strcmp(input->command, "rerun") == 0;
   int format = 0;
@@ -853,8 +867,10 @@ void FixAceUqWatch::pre_force(int)
   request();
 }
 
-void FixAceUqWatch::setup_pre_force_respa(int, int)
+void FixAceUqWatch::setup_pre_force_respa(int, int ilevel)
 {
+  // rRESPA's setup calls this once per level, innermost first: the count of levels.
+  nlevels_respa = std::max(nlevels_respa, ilevel + 1);
   request();
 }
 
@@ -878,9 +894,31 @@ void FixAceUqWatch::min_setup(int)
   if (update->ntimestep % nevery == 0) check();
 }
 
+void FixAceUqWatch::post_force(int)
+{
+  if (update->ntimestep % nevery != 0) return;
+  defer_stop = 1;
+  check();
+  defer_stop = 0;
+}
+
+// The halt decided after this step's forces takes effect here, where fix halt acts too: of two
+// fixes that stop the same step, the one defined first owns the stop.
 void FixAceUqWatch::end_of_step()
 {
+  if (!stop_pending) return;
+  stop_pending = 0;
+  stop_run("");
+}
+
+// rRESPA: once per step, after the outermost level's forces, when every level has been
+// computed on the step's final positions.
+void FixAceUqWatch::post_force_respa(int, int ilevel, int)
+{
+  if (ilevel != nlevels_respa - 1 || update->ntimestep % nevery != 0) return;
+  defer_stop = 1;
   check();
+  defer_stop = 0;
 }
 
 // Every energy evaluation of the minimizer at a checked iteration, line-search trials
@@ -897,6 +935,10 @@ void FixAceUqWatch::min_post_force(int)
 
 void FixAceUqWatch::stop_run(const char *why)
 {
+  if (defer_stop && !rerun_mode) {
+    stop_pending = 1;    // end_of_step stops the run
+    return;
+  }
   if (rerun_mode) {
     // rerun reads every frame whatever the timer says: stop judging instead.
     rerun_stopped = 1;
@@ -918,7 +960,8 @@ void FixAceUqWatch::check()
 {
   // A configuration is checked once, even when a new run starts where the last one ended; but a
   // configuration changed at the same step (displace_atoms, a box change, deleted or created
-  // atoms between `run 0` commands) is a new one and is checked.
+  // atoms between `run 0` commands, another model loaded by pair_coeff) is a new one and is
+  // checked.
   if (rerun_stopped) return;
   const uint64_t fp = fingerprint();
   if (update->ntimestep == last_checked && fp == last_fingerprint) {
@@ -1141,7 +1184,8 @@ static uint64_t grid(double v)
 }
 
 // Order-independent hash of the configuration: every atom's ID, type and unwrapped position
-// (so re-wrapping into the box and migration between ranks change nothing), and the box.
+// (so re-wrapping into the box and migration between ranks change nothing), the box, and the
+// model loaded.
 uint64_t FixAceUqWatch::fingerprint()
 {
   uint64_t local = 0;
@@ -1160,6 +1204,8 @@ uint64_t FixAceUqWatch::fingerprint()
   for (double v : {domain->boxlo[0], domain->boxlo[1], domain->boxlo[2], domain->boxhi[0],
                    domain->boxhi[1], domain->boxhi[2], domain->xy, domain->xz, domain->yz})
     all = mix64(all ^ grid(v));
+  // The model too: after pair_coeff loads another, the same configuration is judged again.
+  all = mix64(all ^ pair->model_generation());
   return all ^ mix64(static_cast<uint64_t>(atom->natoms));
 }
 

@@ -85,17 +85,22 @@ class FixAceUqWatch : public Fix {
   void setup_pre_force(int) override;
   void setup(int) override;
   void pre_force(int) override;
+  void post_force(int) override;
   void end_of_step() override;
   void min_setup(int) override;
   void min_pre_force(int) override;
   void min_post_force(int) override;
   void setup_pre_force_respa(int, int) override;
   void pre_force_respa(int, int, int) override;
+  void post_force_respa(int, int, int) override;
   void post_run() override;
   double compute_scalar() override;
   double compute_vector(int) override;
 
  private:
+  int defer_stop = 0;      // inside post_force: a halt takes effect at the end of the step
+  int stop_pending = 0;    // a halt decided in post_force, for end_of_step
+  int nlevels_respa = 0;    // rRESPA levels (0: not rRESPA); checks at the outermost
   enum { HALT_NO, HALT_SOFT, HALT_ERROR };
   int method;              // quantity watched (PairAceUq method id)
   std::string dumpfile;    // candidates file ("" = none)

@@ -202,6 +202,10 @@ void PairAceUq::coeff(int narg, char **arg)
 
   free_model();
   model_file = arg[2];
+  // Every pair_coeff, on every rank, draws the next number: unique across pair styles
+  // re-created by later pair_style commands too.
+  static uint64_t loads = 0;
+  generation = ++loads;
   // Every rank reads the files; decide collectively so that a rank that failed alone (a file
   // system visible on some nodes only, say) ends the run instead of leaving the others waiting.
   auto collective = [&](aceuq_status_t status, const std::string &what, const std::string &file) {

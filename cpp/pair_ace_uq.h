@@ -21,6 +21,7 @@ PairStyle(ace/uq,PairAceUq);
 
 #include "pair.h"
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,9 @@ class PairAceUq : public Pair {
   aceuq_model_t *model_handle() const { return model; }
   int species_of_type(int type) const { return map[type]; }
   int has_method(int m) const { return available[m]; }
+  // Changes whenever pair_coeff loads a model (on every rank alike): a watch's verdict on a
+  // configuration holds for the model that judged it only.
+  uint64_t model_generation() const { return generation; }
   // Ask for method m to be computed in the next force evaluation.
   void request_uq(int m) { uq_flag[m] = 1; }
   // Per-atom values of method m from the last evaluation that computed it (nlocal entries).
@@ -74,6 +78,7 @@ class PairAceUq : public Pair {
   static std::string method_names();
 
  protected:
+  uint64_t generation = 0;
   void resolve_uq_selection();
   aceuq_model_t *model;
   std::string model_file;

@@ -315,6 +315,109 @@ print \"PRINTED respa_checks $(f_resp[4])\"
     }
 }
 
+/// The watch judges the structure the forces were computed on, and judges it again for another
+/// model: a watch defined after `fix deform ... remap x` (which changes the box and the
+/// positions at the end of the step) writes the same frames and values as one defined before
+/// it (the box of the forces, not the deformed one, which it then judges in a later `run 0`);
+/// after a halt, `pair_coeff` loading a model again makes the same configuration a new check
+/// instead of the configuration that halted.
+#[test]
+fn the_watch_judges_the_forces_structure_and_each_model() {
+    let Some(s) = setup("the_watch_judges_the_forces_structure_and_each_model") else {
+        return;
+    };
+    let g0 = gamma0();
+    for np in [1, 2] {
+        let dir = case(&format!("deform_np{np}"));
+        let input = format!(
+            "{HEAD}velocity all create 600 1
+fix nve all nve
+fix before all ace/uq/watch 10 quantity gamma lower 0 upper none halt no dump before.xyz
+fix d all deform 10 x final 0 25 remap x
+fix after all ace/uq/watch 10 quantity gamma lower 0 upper none halt no dump after.xyz
+run 10
+unfix d
+run 0
+print \"PRINTED checks $(f_before[4]) $(f_after[4])\"
+print \"PRINTED max $(f_before[1]) $(f_after[1])\"
+unfix before
+unfix after
+fix stop all ace/uq/watch 1 quantity gamma lower 0 upper {} halt yes
+run 10
+run 10
+pair_coeff * * model.aceuq Li
+run 10
+print \"PRINTED stop $(f_stop[4]) $(f_stop[5]) $(step)\"
+",
+            0.5 * g0
+        );
+        let r = run_lammps_in(&s, &dir, &input, np_arg(np), None);
+        let what = format!("deform np {np}");
+        r.assert_ok(&what);
+        let read = |f: &str| {
+            aceuq::io::extxyz::read_file(dir.join(f), &Default::default()).expect("frames")
+        };
+        let (before, after) = (read("before.xyz"), read("after.xyz"));
+        // Steps 0 and 10 in the run, and the deformed box in `run 0`.
+        assert_eq!(before.len(), 3, "{what}");
+        assert_eq!(after.len(), 3, "{what}");
+        let lx = |f: &aceuq::Structure| f.cell.unwrap()[0][0];
+        for (b, a) in before.iter().zip(&after) {
+            assert_eq!(lx(b), lx(a), "{what}");
+            assert_eq!(b.positions, a.positions, "{what}");
+            assert_eq!(real_column(b, "gamma"), real_column(a, "gamma"), "{what}");
+        }
+        assert!(
+            (lx(&after[1]) - 18.59).abs() < 0.01,
+            "{what}: {}",
+            lx(&after[1])
+        );
+        assert!(
+            (lx(&after[2]) - 25.0).abs() < 1e-9,
+            "{what}: {}",
+            lx(&after[2])
+        );
+        let checks = printed_row(&r, "checks");
+        assert_eq!(checks, vec![3.0, 3.0], "{what}");
+        let max = printed_row(&r, "max");
+        assert_eq!(max[0], max[1], "{what}");
+        // The halt at step 10 stops the next run at once, and the run after pair_coeff checks
+        // the same configuration again (and halts again: the same model).
+        assert_eq!(printed_row(&r, "stop"), vec![2.0, 1.0, 10.0], "{what}");
+        assert_eq!(r.count("is the configuration that halted"), 1, "{what}");
+        assert_eq!(r.count("halting at step 10"), 2, "{what}: {}", r.output);
+    }
+    // A watch with nothing to watch, and an empty dump name, are refused before any step.
+    for (name, line, needle) in [
+        (
+            "compute_no",
+            "pair_modify compute no\nfix w all ace/uq/watch 1",
+            "pair ace/uq computes nothing (pair_modify pair ace/uq compute no)",
+        ),
+        (
+            "empty_dump",
+            "fix w all ace/uq/watch 1 dump \"\"",
+            "dump needs a file name, got an empty one",
+        ),
+    ] {
+        let dir = case(name);
+        let r = run_lammps_in(&s, &dir, &format!("{HEAD}{line}\nrun 1\n"), None, None);
+        r.assert_error(needle, name);
+    }
+}
+
+/// The numbers of a `PRINTED <key> <v1> <v2> ...` line (the first such line).
+fn printed_row(r: &Run, key: &str) -> Vec<f64> {
+    r.output
+        .lines()
+        .filter_map(|l| l.strip_prefix("PRINTED "))
+        .find_map(|l| {
+            let mut it = l.split_whitespace();
+            (it.next() == Some(key)).then(|| it.map(|v| v.parse().unwrap()).collect())
+        })
+        .unwrap_or_default()
+}
+
 /// Units other than metal are refused (the model is in eV and Å).
 #[test]
 fn units_other_than_metal_are_refused() {
