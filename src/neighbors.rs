@@ -193,7 +193,7 @@ pub fn build(s: &Structure, cutoff: f64) -> Result<NeighborList, NeighborError> 
     }
     let periodic = s.pbc.iter().any(|&p| p);
     let (cell, pbc) = match s.cell {
-        Some(c) => (reduce_cell(c, s.pbc), s.pbc),
+        Some(c) => (reduce_cell(complete_cell(c, s.pbc), s.pbc), s.pbc),
         None if periodic => return Err(NeighborError::MissingCell { origin, pbc: s.pbc }),
         None => ([[0.0; 3]; 3], [false; 3]),
     };
@@ -374,6 +374,44 @@ pub fn build(s: &Structure, cutoff: f64) -> Result<NeighborList, NeighborError> 
 /// cell (e.g. `b = (100 a_x, a, 0)`) makes tiny; the reduced basis spans the same lattice, so
 /// displacements between images are unchanged. Non-periodic vectors are left alone (mixing them
 /// in would change the lattice).
+/// The cell with its non-periodic vectors replaced by unit vectors orthogonal to the periodic
+/// ones when, as given, it has no volume: a zero vector along a non-periodic direction (ASE's
+/// slab builders without vacuum write one) or one in the plane of the others. Those vectors
+/// matter for nothing here (no images along them), but the periodic directions' reciprocal
+/// vectors are computed from all three. Periodic vectors are never changed: a degenerate
+/// periodic cell stays an error, as does a cell with every direction periodic.
+fn complete_cell(cell: [[f64; 3]; 3], pbc: [bool; 3]) -> [[f64; 3]; 3] {
+    let periodic: Vec<usize> = (0..3).filter(|&k| pbc[k]).collect();
+    let vol = dot(cell[0], cross(cell[1], cell[2]));
+    if periodic.len() == 3 || periodic.is_empty() || (vol.is_finite() && vol.abs() > 1e-10) {
+        return cell;
+    }
+    let normals = if let [a, b] = periodic[..] {
+        vec![cross(cell[a], cell[b])]
+    } else {
+        let a = cell[periodic[0]];
+        // The axis least aligned with a.
+        let mut e = [0.0; 3];
+        let k = (0..3)
+            .min_by(|&i, &j| a[i].abs().total_cmp(&a[j].abs()))
+            .unwrap_or(0);
+        e[k] = 1.0;
+        let n1 = cross(a, e);
+        vec![n1, cross(a, n1)]
+    };
+    let mut out = cell;
+    let free = (0..3).filter(|&k| !pbc[k]);
+    for (k, n) in free.zip(normals) {
+        let len = norm(n);
+        if !(len.is_finite() && len > 0.0) {
+            // A periodic vector is zero (or not finite): reported as a degenerate cell.
+            return cell;
+        }
+        out[k] = scale(n, 1.0 / len);
+    }
+    out
+}
+
 fn reduce_cell(mut cell: [[f64; 3]; 3], pbc: [bool; 3]) -> [[f64; 3]; 3] {
     // Each accepted step strictly shortens a vector, so this terminates; the cap guards against
     // pathological floating-point input (NaN/Inf cells are rejected later as degenerate).
@@ -442,6 +480,48 @@ mod tests {
             }
         }
         s
+    }
+
+    /// Every (i, j, r_ij) of the list, rounded, sorted.
+    fn pairs(s: &Structure, rc: f64) -> Vec<(usize, u32, [i64; 3])> {
+        let nl = build(s, rc).unwrap();
+        let mut v: Vec<_> = (0..s.len())
+            .flat_map(|i| nl.range(i).map(move |k| (i, k)).collect::<Vec<_>>())
+            .map(|(i, k)| (i, nl.j[k], nl.rij[k].map(|x| (x * 1e9).round() as i64)))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A slab or a wire whose non-periodic vectors are zero (as ASE writes a slab built without
+    /// vacuum) or lie in the plane of the periodic ones has the neighbours it has with vacuum
+    /// along them; periodic vectors that span nothing stay an error.
+    #[test]
+    fn non_periodic_vectors_without_volume_are_completed() {
+        let mut with_vacuum = bcc(3.44, 3);
+        let l = 3.0 * 3.44;
+        with_vacuum.cell = Some([[l, 0.0, 0.0], [0.0, l, 0.0], [0.0, 0.0, 40.0]]);
+        with_vacuum.pbc = [true, true, false];
+        let reference = pairs(&with_vacuum, 5.0);
+        for c in [[0.0; 3], [1.0, 2.0, 0.0]] {
+            let mut slab = with_vacuum.clone();
+            slab.cell.as_mut().unwrap()[2] = c;
+            assert_eq!(pairs(&slab, 5.0), reference, "c = {c:?}");
+        }
+        // A wire along y, periodic there only.
+        let mut wire = with_vacuum.clone();
+        wire.cell = Some([[40.0, 0.0, 0.0], [0.0, l, 0.0], [0.0, 0.0, 40.0]]);
+        wire.pbc = [false, true, false];
+        let reference = pairs(&wire, 5.0);
+        wire.cell = Some([[0.0; 3], [0.0, l, 0.0], [0.0; 3]]);
+        assert_eq!(pairs(&wire, 5.0), reference);
+        // Periodic vectors in a line: still degenerate.
+        let mut flat = with_vacuum.clone();
+        flat.cell = Some([[l, 0.0, 0.0], [2.0 * l, 0.0, 0.0], [0.0; 3]]);
+        assert!(matches!(
+            build(&flat, 5.0),
+            Err(NeighborError::DegenerateCell { .. })
+        ));
     }
 
     fn brute(s: &Structure, rc: f64) -> Vec<Vec<f64>> {

@@ -32,35 +32,6 @@ def _methods(model: Model, uq) -> list[str]:
     return uq
 
 
-def _cell(cell, pbc):
-    """The lattice vectors handed to the library for a cell periodic along some of them. The
-    vectors along non-periodic directions do not matter for the energy, but the library needs a
-    cell with a volume: where they leave none (a zero vector, as ASE's slab builders give without
-    vacuum, or one in the plane of the others), they are replaced by unit vectors orthogonal to
-    the periodic ones. Periodic vectors are kept as they are (a degenerate periodic cell stays an
-    error)."""
-    cell = np.array(cell, dtype=float)
-    periodic = [k for k in range(3) if pbc[k]]
-    if len(periodic) == 3 or abs(np.linalg.det(cell)) > 1e-6:
-        return cell.tolist()
-    if len(periodic) == 2:
-        n = np.cross(cell[periodic[0]], cell[periodic[1]])
-        normals = [n]
-    else:
-        a = cell[periodic[0]]
-        e = np.zeros(3)
-        e[np.argmin(np.abs(a))] = 1.0  # the axis least aligned with a
-        n1 = np.cross(a, e)
-        normals = [n1, np.cross(a, n1)]
-    lengths = [np.linalg.norm(n) for n in normals]
-    if not all(np.isfinite(x) and x > 0 for x in lengths):
-        return cell.tolist()  # a periodic vector is zero: the library says the cell is degenerate
-    free = [k for k in range(3) if not pbc[k]]
-    for k, n, x in zip(free, normals, lengths):
-        cell[k] = n / x
-    return cell.tolist()
-
-
 class AceUQCalculator(Calculator):
     """ASE calculator for an aceuq model (``*.aceuq``).
 
@@ -121,7 +92,7 @@ class AceUQCalculator(Calculator):
             raise PropertyNotImplementedError(
                 "stress needs a cell periodic along all three vectors"
             )
-        cell = _cell(a.cell.array, pbc) if any(pbc) else None
+        cell = a.cell.array.tolist() if any(pbc) else None
         pos = np.ascontiguousarray(a.positions, dtype="<f8")
         r = self.model.compute(
             a.get_chemical_symbols(), pos.tobytes(), cell, pbc, self.uq_methods
