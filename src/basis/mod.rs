@@ -128,6 +128,47 @@ impl BasisConfig {
         Ok(())
     }
 
+    /// Check the pair cutoffs against the model's `species`: each key names two of them, as
+    /// written in the data (`Al-Mg`), and each unordered pair appears once (`Al-Mg` and
+    /// `Mg-Al` would give the pair two cutoffs, one per centre species). A key that names no
+    /// species of the model was silently ignored before.
+    pub fn check_pair_species(&self, species: &[String]) -> Result<(), BasisError> {
+        let mut seen: Vec<([&str; 2], &str)> = Vec::new();
+        for key in self.pair_cutoffs.keys() {
+            let Some((a, b)) = key.split_once('-') else {
+                continue; // validate() reports the shape
+            };
+            for x in [a, b] {
+                if !species.iter().any(|s| s == x) {
+                    let canon = crate::elements::canonical_symbol(x);
+                    let hint = if species.iter().any(|s| *s == canon) {
+                        format!(
+                            "; species are written as in the data: \"{}\"",
+                            key.split('-')
+                                .map(|p| crate::elements::canonical_symbol(p).into_owned())
+                                .collect::<Vec<_>>()
+                                .join("-")
+                        )
+                    } else {
+                        String::new()
+                    };
+                    return Err(BasisError::Invalid(format!(
+                        "pair cutoff '{key}': '{x}' is not a species of the model ({}){hint}",
+                        species.join(", ")
+                    )));
+                }
+            }
+            let pair = if a <= b { [a, b] } else { [b, a] };
+            if let Some((_, other)) = seen.iter().find(|(p, _)| *p == pair) {
+                return Err(BasisError::Invalid(format!(
+                    "pair cutoffs '{other}' and '{key}' are the same pair: give it one cutoff"
+                )));
+            }
+            seen.push((pair, key));
+        }
+        Ok(())
+    }
+
     /// Cutoff for the pair `(a, b)` of species names.
     pub fn pair_cutoff(&self, a: &str, b: &str) -> f64 {
         self.pair_cutoffs
@@ -556,6 +597,34 @@ mod tests {
     /// h_nu of all `weights` (see [`coupling_work_upto`]).
     fn coupling_work(weights: &[f64], nu: usize) -> f64 {
         coupling_work_upto(weights, nu)[nu]
+    }
+
+    /// Pair cutoffs must name the model's species as written, once per unordered pair.
+    #[test]
+    fn pair_cutoff_keys_name_the_models_species_once() {
+        let species: Vec<String> = vec!["Al".into(), "Mg".into()];
+        let with = |keys: &[(&str, f64)]| BasisConfig {
+            pair_cutoffs: keys.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            ..Default::default()
+        };
+        let err = |keys: &[(&str, f64)]| with(keys).check_pair_species(&species).unwrap_err();
+        assert!(
+            with(&[("Al-Mg", 6.0), ("Mg-Mg", 5.0)])
+                .check_pair_species(&species)
+                .is_ok()
+        );
+        let e = err(&[("al-mg", 6.0)]).to_string();
+        assert!(
+            e.contains("'al' is not a species of the model (Al, Mg)") && e.contains("\"Al-Mg\""),
+            "{e}"
+        );
+        let e = err(&[("Al-Cu", 6.0)]).to_string();
+        assert!(
+            e.contains("'Cu' is not a species") && !e.contains("written"),
+            "{e}"
+        );
+        let e = err(&[("Al-Mg", 6.0), ("Mg-Al", 4.5)]).to_string();
+        assert!(e.contains("are the same pair"), "{e}");
     }
 
     #[test]

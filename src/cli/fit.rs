@@ -160,8 +160,20 @@ fn basis_line(b: &crate::basis::BasisConfig, species: &[String]) -> Result<Strin
                 .to_string()
         })
         .collect();
+    // Pairs with their own cutoff (the basis cutoff holds for the others).
+    let mut pairs: Vec<String> = b
+        .pair_cutoffs
+        .iter()
+        .map(|(k, v)| format!("{k} {v} Å"))
+        .collect();
+    pairs.sort();
+    let pairs = if pairs.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", pairs.join(", "))
+    };
     Ok(format!(
-        "{} functions per species (by order {}), cutoff {} Å, species {}",
+        "{} functions per species (by order {}), cutoff {} Å{pairs}, species {}",
         sb.len(),
         by.join("/"),
         b.cutoff,
@@ -344,6 +356,7 @@ pub fn run(a: &FitArgs) -> Result<()> {
             present.join(", ")
         );
     }
+    cfg.basis.check_pair_species(&species)?;
     // A species none of whose training atoms has a neighbour within the cutoff has descriptors
     // that are all zero: untrained coefficients (zero forces) and no active set.
     let rc = species

@@ -437,6 +437,7 @@ pub fn build_skeleton(
             return Err(ModelError::Data(format!("species '{s}' is listed twice")));
         }
     }
+    basis.check_pair_species(species)?;
     let ns = species.len();
     let species_of = map_all(train, species)?;
     let mut rc = vec![0.0; ns * ns];
