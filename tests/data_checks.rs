@@ -472,6 +472,28 @@ fn calibrate_and_check_report_the_sampling_spread() {
         "{}",
         stderr(&o)
     );
+    // Validation data too small for any entry (2 atoms): an error, and the calibrated model
+    // is not rewritten (its cutoffs and halting rule stay as they were).
+    let one = li_frames(1);
+    let tiny = write(
+        &dir,
+        "tiny.xyz",
+        &[
+            "2".to_string(),
+            one[1].clone(),
+            one[2].clone(),
+            one[3].clone(),
+        ],
+    );
+    let before = std::fs::read(&cal).unwrap();
+    let o = calibrate(&cal, &tiny, "50", &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("nothing was calibrated: no species has 10 or more validation atoms"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&cal).unwrap(), before);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

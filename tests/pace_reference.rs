@@ -110,3 +110,30 @@ fn aceuq_eval_reads_a_pacemaker_potential() {
     let lines = std::fs::read_to_string(&csv).expect("csv").lines().count();
     assert_eq!(lines, 869);
 }
+
+/// `aceuq eval` takes a pacemaker B-basis `.yaml` too (as `info` and `calibrate` do): zero
+/// error against the energies and forces ML-PACE's `pace/extrapolation` computed from it.
+#[test]
+fn aceuq_eval_reads_a_b_basis_yaml() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aceuq"))
+        .arg("eval")
+        .arg("--model")
+        .arg(common::repo("tests/data/pace/bbasis_alcu.yaml"))
+        .arg("--data")
+        .arg(common::repo("tests/data/pace/bbasis_alcu_mlpace.xyz"))
+        .output()
+        .expect("run aceuq");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("bbasis_alcu_mlpace.xyz"))
+        .expect("metrics row");
+    let v: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&v[1..3], &["6", "108"], "{row}");
+    assert!(v[3..].iter().all(|x| *x == "0.000"), "{row}");
+}

@@ -209,6 +209,19 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
     let settings = settings(a, &model.species, &nvalid, &napply, high_atoms(&high));
     let result = calibrate_potential(&pot, &valid, &high, &napply, &settings, &methods)?;
     print_result(a, &result);
+    if result.rows.is_empty() {
+        bail!(
+            "nothing was calibrated: no species has 10 or more validation atoms in {} (see the \
+             warnings above); {} is not written, and a stored calibration is kept as it was. \
+             Give more labelled frames with --valid",
+            a.valid
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            a.out.as_ref().unwrap_or(&a.model).display()
+        );
+    }
     if let (Some(old), None, false) = (&pot.uq.halt_rule, &result.halt_rule, a.methods.is_empty()) {
         crate::progress::warn(&format!(
             "the stored halting rule ({}) is dropped: after this run the jurors (gamma with \

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 /// Arguments of `aceuq eval`.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// Model file (*.aceuq), or a pacemaker potential (.ace: energies and forces only).
+    /// Model file (*.aceuq), or a pacemaker potential (.yaml, .yace or .ace: energies and forces
+    /// only).
     #[arg(long, short)]
     pub model: PathBuf,
     /// Labelled data (extended XYZ); may be repeated.
@@ -25,7 +26,10 @@ pub struct EvalArgs {
 
 /// `aceuq eval` of a pacemaker potential: the error table and the per-atom CSV, no uncertainty.
 fn run_pace(a: &EvalArgs) -> Result<()> {
-    let pace = crate::pace::PaceModel::load(&a.model)?;
+    // A .yaml B-basis potential is evaluated through its C-tilde form, as `info` and
+    // `calibrate` read it.
+    let pot = crate::pace::PacePotential::load(&a.model)?;
+    let pace = pot.model();
     let data = a.keys.read(&a.data)?;
     let preds: Vec<crate::model::Prediction> = data
         .par_iter()
@@ -91,7 +95,7 @@ fn atom_row(
 }
 
 pub fn run(a: &EvalArgs) -> Result<()> {
-    if crate::pace::PaceModel::is_pace_file(&a.model) {
+    if crate::pace::is_pacemaker_potential(&a.model) {
         return run_pace(a);
     }
     let pot = load_model(&a.model)?;

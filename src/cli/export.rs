@@ -61,7 +61,7 @@ fn fidelity_line(f: &Fidelity) -> String {
 }
 
 pub fn run(a: &ExportArgs) -> Result<()> {
-    if crate::pace::PaceModel::is_pace_file(&a.model) {
+    if crate::pace::is_pacemaker_potential(&a.model) {
         bail!(
             "{} is already a pacemaker potential: `aceuq export` converts aceuq models (*.aceuq)",
             a.model.display()
