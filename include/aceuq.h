@@ -360,8 +360,9 @@ aceuq_status_t aceuq_append_frame(const aceuq_model_t *model,
 
 // Check ahead of time that [`aceuq_append_frame`] can append to `path` as far as the file's
 // content goes: `ACEUQ_STATUS_IO` (naming the file and line) if its last frame is incomplete
-// for a reason other than a killed aceuq append (which the next append undoes); OK for a
-// missing or empty file and for whole frames. Read-only; whether the file and its folder are
+// for a reason other than a killed aceuq append (which the next append undoes), or if it is no
+// XYZ at all (its first line is not an atom count); OK for a missing or empty file and for
+// whole frames. Read-only; whether the file and its folder are
 // writable is not checked here. A file this process has appended to, or one unchanged since
 // this check last passed on it, is not read again.
 //

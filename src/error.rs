@@ -62,7 +62,8 @@ impl From<AppendError> for Error {
             AppendError::Frame(_) => ErrorKind::Data,
             AppendError::Io { .. }
             | AppendError::Write { .. }
-            | AppendError::IncompleteTail { .. } => ErrorKind::Io,
+            | AppendError::IncompleteTail { .. }
+            | AppendError::NotXyz { .. } => ErrorKind::Io,
         };
         Error::new(kind, e.to_string())
     }

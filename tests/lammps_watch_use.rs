@@ -578,6 +578,12 @@ fn an_unwritable_dump_path_fails_at_init() {
             "part.xyz",
             "part.xyz:1: the last frame (from line 1 to the end of the file) is incomplete",
         ),
+        // No XYZ at all: candidates appended to it could not be read back.
+        (
+            "notes",
+            "notes.xyz",
+            "notes.xyz: not an extended XYZ file (its first line is 'hello world'",
+        ),
     ] {
         for np in [1, 2] {
             let dir = case(&format!("dump_{name}_np{np}"));
@@ -587,6 +593,9 @@ fn an_unwritable_dump_path_fails_at_init() {
                     "3\nProperties=species:S:1:pos:R:3\nLi 0.0 0.0 0.0\n",
                 )
                 .unwrap();
+            }
+            if name == "notes" {
+                std::fs::write(dir.join(path), "hello world\n").unwrap();
             }
             let input = format!(
                 "{HEAD}fix watch all ace/uq/watch 10 quantity gamma dump {path} lower 0 upper none

@@ -23,7 +23,9 @@
 //!   to: the error names the file and the line where the incomplete frame starts, and says how
 //!   to repair it. Nothing before the appended frame is ever modified, except that a missing
 //!   newline at the very end of the file is added before the frame, so that the two do not
-//!   merge into one line. Content that is not extended XYZ at all is left as it is.
+//!   merge into one line. A file that is no XYZ at all (its first line is not an atom count)
+//!   is not appended to ([`AppendError::NotXyz`]); XYZ this reader cannot parse (another
+//!   writer's) is appended to as it is.
 //!
 //! The journal costs two more fsyncs (the journal and its directory) per append: negligible
 //! for candidate frames, which are rare by design. If the journal cannot be created because
@@ -151,6 +153,19 @@ pub enum AppendError {
         /// What is incomplete.
         detail: String,
     },
+    /// The file does not start as an XYZ file (its first line is not an atom count): frames
+    /// appended to it would make a file no reader takes. Nothing was written.
+    #[error(
+        "{}: not an extended XYZ file (its first line is '{first}', not an atom count), so no \
+         frames are appended to it: give another file name, or remove the file",
+        path.display()
+    )]
+    NotXyz {
+        /// The file appended to, as given.
+        path: PathBuf,
+        /// Its first line (shortened).
+        first: String,
+    },
 }
 
 fn tail_message(path: &Path, line: usize, detail: &str) -> String {
@@ -252,8 +267,8 @@ fn mark_checked(path: &Path) {
 /// should fail before hours of work rather than at its first frame: an error
 /// ([`AppendError::IncompleteTail`]) for a file whose last frame is incomplete for a reason
 /// other than a killed aceuq append (which leaves its journal behind, and which the next append
-/// undoes); fine for a missing or empty file, whole frames, or content that is not extended
-/// XYZ. Whether the file and its folder can be written is the caller's to check. A file this
+/// undoes), [`AppendError::NotXyz`] for a file whose first line is not an atom count; fine for
+/// a missing or empty file, whole frames, or XYZ this reader cannot parse. Whether the file and its folder can be written is the caller's to check. A file this
 /// process has already appended to is not read again, nor one unchanged (length and
 /// modification time) since this check last passed on it (a LAMMPS script runs it at every
 /// `run`); the first append checks again (the file may change in between).
@@ -433,7 +448,7 @@ fn check_tail(path: &Path) -> Result<(), AppendError> {
     let mut reader = match Reader::open(path, opts) {
         Ok(r) => r,
         Err(ExtxyzError::Io { source, .. }) => return Err(io_err(source)),
-        Err(_) => return Ok(()),
+        Err(_) => return first_line_is_a_count(path),
     };
     // The incomplete frame starts after the last whole one (the warning's line is where the
     // damage was found, which may be inside the frame).
@@ -441,7 +456,7 @@ fn check_tail(path: &Path) -> Result<(), AppendError> {
     for frame in &mut reader {
         match frame {
             Ok(s) => line = s.origin.line + s.len() + 2,
-            Err(_) => return Ok(()),
+            Err(_) => return first_line_is_a_count(path),
         }
     }
     match reader.dropped_tail() {
@@ -456,6 +471,36 @@ fn check_tail(path: &Path) -> Result<(), AppendError> {
         }),
         _ => Ok(()),
     }
+}
+
+/// A file this reader cannot parse may still be another writer's extended XYZ (appending to it
+/// is the user's choice); one whose first line is not an atom count is no XYZ at all.
+fn first_line_is_a_count(path: &Path) -> Result<(), AppendError> {
+    use std::io::{BufRead, Read};
+    let io_err = |source| AppendError::Io {
+        path: path.to_path_buf(),
+        what: "cannot read it".to_string(),
+        source,
+    };
+    let f = std::fs::File::open(path).map_err(io_err)?;
+    let mut first = Vec::new();
+    std::io::BufReader::new(f)
+        .take(4096)
+        .read_until(b'\n', &mut first)
+        .map_err(io_err)?;
+    let text = String::from_utf8_lossy(&first);
+    let line = text.trim();
+    if line.parse::<u64>().is_ok() {
+        return Ok(());
+    }
+    let mut short: String = line.chars().take(40).collect();
+    if line.chars().count() > 40 {
+        short.push_str("...");
+    }
+    Err(AppendError::NotXyz {
+        path: path.to_path_buf(),
+        first: short,
+    })
 }
 
 #[cfg(test)]

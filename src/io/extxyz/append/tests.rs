@@ -325,13 +325,30 @@ fn whole_or_foreign_files_are_left_alone() {
     assert!(std::fs::read(&whole).unwrap().starts_with(&before));
     assert_eq!(seqs(&whole), [(0, 2), (1, 3), (2, 1)]);
 
+    // No XYZ at all (the first line is no atom count): refused, untouched; the frames would
+    // make a file no reader takes.
     let other = dir.join("notes.xyz");
     std::fs::write(&other, "hello\nworld").unwrap();
-    try_append_n(&other).unwrap();
+    let e = try_append_n(&other).unwrap_err();
+    assert!(matches!(e, AppendError::NotXyz { .. }), "{e}");
     assert!(
-        std::fs::read_to_string(&other)
+        e.to_string()
+            .contains("not an extended XYZ file (its first line is 'hello', not an atom count)"),
+        "{e}"
+    );
+    assert!(matches!(
+        check_appendable(&other),
+        Err(AppendError::NotXyz { .. })
+    ));
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), "hello\nworld");
+    // XYZ this reader does not parse (another writer's): appended to, never cut.
+    let foreign = dir.join("foreign.xyz");
+    std::fs::write(&foreign, "1\nLattice=oops\nLi 0 0 0").unwrap();
+    try_append_n(&foreign).unwrap();
+    assert!(
+        std::fs::read_to_string(&foreign)
             .unwrap()
-            .starts_with("hello\nworld\n1\n")
+            .starts_with("1\nLattice=oops\nLi 0 0 0\n1\n")
     );
 
     let empty = dir.join("empty.xyz");
