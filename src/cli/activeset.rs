@@ -174,6 +174,9 @@ pub fn run(a: &ActiveSetArgs) -> Result<()> {
         settings.tol = t;
     }
     if let Some(p) = a.max_passes {
+        if p < 2 {
+            bail!("--max-passes must be at least 2 (one to build, one to verify), got {p}");
+        }
         settings.max_passes = p;
     }
     if let Some(n) = a.min_cluster_atoms {
@@ -413,6 +416,9 @@ fn run_pace(a: &ActiveSetArgs) -> Result<()> {
         settings.tol = t;
     }
     if let Some(p) = a.max_passes {
+        if p < 2 {
+            bail!("--max-passes must be at least 2 (one to build, one to verify), got {p}");
+        }
         settings.max_passes = p;
     }
     if let Some(n) = a.min_cluster_atoms {

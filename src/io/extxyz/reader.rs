@@ -163,11 +163,16 @@ impl<R: BufRead> Reader<R> {
 
     fn line_str(&self) -> Result<&str, ExtxyzError> {
         std::str::from_utf8(&self.src.buf).map_err(|e| {
+            // gzip's magic number at the start of the file.
+            let what = if self.src.line_no == 1 && self.src.buf.starts_with(&[0x1f, 0x8b]) {
+                "this is a gzip-compressed file: decompress it first (`gunzip -k FILE`)"
+            } else {
+                "extended XYZ is text: check that this is the right file"
+            };
             self.perr(
                 self.src.line_no,
                 format!(
-                    "line is not valid UTF-8 (byte {}); extended XYZ is text: check that this \
-                     is the right file",
+                    "line is not valid UTF-8 (byte {}); {what}",
                     e.valid_up_to() + 1
                 ),
             )
@@ -381,6 +386,7 @@ impl<R: BufRead> LineSource<R> {
                 self.line_no += 1;
                 self.unterminated = true;
                 self.strip_cr();
+                self.strip_bom();
                 return Ok(true);
             }
             let (take, newline) = match avail.iter().position(|&b| b == b'\n') {
@@ -398,6 +404,7 @@ impl<R: BufRead> LineSource<R> {
                 self.line_no += 1;
                 self.unterminated = false;
                 self.strip_cr();
+                self.strip_bom();
                 return Ok(true);
             }
         }
@@ -406,6 +413,14 @@ impl<R: BufRead> LineSource<R> {
     fn strip_cr(&mut self) {
         if self.buf.last() == Some(&b'\r') {
             self.buf.pop();
+        }
+    }
+
+    /// A UTF-8 byte-order mark before the first line (some Windows editors write one) is not
+    /// part of the atom count.
+    fn strip_bom(&mut self) {
+        if self.line_no == 1 && self.buf.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            self.buf.drain(..3);
         }
     }
 }

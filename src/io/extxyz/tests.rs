@@ -937,6 +937,24 @@ fn extxyz_error_encoding_long_lines_and_io() {
             .starts_with("bin.xyz:2: line is not valid UTF-8 (byte 6)"),
         "{e}"
     );
+    // A gzip file says so; a UTF-8 byte-order mark before the count is skipped.
+    let gz: &[u8] = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xff\n";
+    let e = Reader::new(gz, "a.xyz.gz", ReadOptions::default())
+        .next()
+        .expect("item")
+        .expect_err("gzip");
+    assert!(
+        e.to_string().contains(
+            "a.xyz.gz:1: line is not valid UTF-8 (byte 2); this is a gzip-compressed file"
+        ),
+        "{e}"
+    );
+    let bom: &[u8] = b"\xef\xbb\xbf1\nPBC=\"F F F\"\nH 0 0 0\n";
+    let s = Reader::new(bom, "bom.xyz", ReadOptions::default())
+        .next()
+        .expect("item")
+        .expect("a BOM is skipped");
+    assert_eq!(s.symbols, ["H"]);
     let opts = ReadOptions {
         max_line_bytes: 64,
         ..Default::default()
