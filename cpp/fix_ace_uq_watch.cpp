@@ -237,10 +237,11 @@ void FixAceUqWatch::init()
                       "the watched types");
   if (!pair) error->all(FLERR, "fix ace/uq/watch requires pair_style ace/uq");
   if (!pair->compute_flag)
-    error->all(FLERR, "fix ace/uq/watch: pair ace/uq computes nothing (pair_modify pair ace/uq "
+    error->all(FLERR, "fix ace/uq/watch: pair ace/uq computes nothing (pair_modify [pair ace/uq] "
                       "compute no), so there is nothing to watch: remove that setting or the "
                       "watch");
   stop_pending = 0;
+  defer_stop = 0;
   nlevels_respa = 0;    // counted by setup_pre_force_respa (the plugin sees no respa.h)
   // rerun calls init() for every frame; the settings are printed once per command.
   rerun_mode = input->command && strcmp(input->command, "rerun") == 0;
@@ -894,12 +895,19 @@ void FixAceUqWatch::min_setup(int)
   if (update->ntimestep % nevery == 0) check();
 }
 
+// Sets defer_stop for its lifetime: reset even when check() ends in an error that a library
+// caller (Python, the C library interface) catches and survives.
+struct DeferStop {
+  int &flag;
+  explicit DeferStop(int &f) : flag(f) { flag = 1; }
+  ~DeferStop() { flag = 0; }
+};
+
 void FixAceUqWatch::post_force(int)
 {
   if (update->ntimestep % nevery != 0) return;
-  defer_stop = 1;
+  DeferStop defer(defer_stop);
   check();
-  defer_stop = 0;
 }
 
 // The halt decided after this step's forces takes effect here, where fix halt acts too: of two
@@ -916,9 +924,8 @@ void FixAceUqWatch::end_of_step()
 void FixAceUqWatch::post_force_respa(int, int ilevel, int)
 {
   if (ilevel != nlevels_respa - 1 || update->ntimestep % nevery != 0) return;
-  defer_stop = 1;
+  DeferStop defer(defer_stop);
   check();
-  defer_stop = 0;
 }
 
 // Every energy evaluation of the minimizer at a checked iteration, line-search trials

@@ -336,7 +336,7 @@ void PairAceUq::init_style()
   // style's comm_reverse, which copies its sub-styles' only when the sub-styles are created,
   // before any pair_coeff: raise it here (Comm::init, which sizes them, runs after this).
   if (force->pair && force->pair != this)
-    force->pair->comm_reverse = MAX(force->pair->comm_reverse, comm_reverse);
+    force->pair->comm_reverse = std::max(force->pair->comm_reverse, comm_reverse);
   neighbor->add_request(this, NeighConst::REQ_FULL);
 }
 

@@ -368,22 +368,17 @@ pub fn build(s: &Structure, cutoff: f64) -> Result<NeighborList, NeighborError> 
     Ok(nl)
 }
 
-/// An equivalent, less skewed basis of the same lattice: periodic vectors are shortened by
-/// integer multiples of the other periodic vectors (pairwise Gauss reduction) until none gets
-/// shorter. Images are counted from the interplanar spacings, which a strongly tilted but valid
-/// cell (e.g. `b = (100 a_x, a, 0)`) makes tiny; the reduced basis spans the same lattice, so
-/// displacements between images are unchanged. Non-periodic vectors are left alone (mixing them
-/// in would change the lattice).
 /// The cell with its non-periodic vectors replaced by unit vectors orthogonal to the periodic
 /// ones when, as given, it has no volume: a zero vector along a non-periodic direction (ASE's
 /// slab builders without vacuum write one) or one in the plane of the others. Those vectors
 /// matter for nothing here (no images along them), but the periodic directions' reciprocal
-/// vectors are computed from all three. Periodic vectors are never changed: a degenerate
-/// periodic cell stays an error, as does a cell with every direction periodic.
-fn complete_cell(cell: [[f64; 3]; 3], pbc: [bool; 3]) -> [[f64; 3]; 3] {
+/// vectors are computed from all three (as is the LAMMPS box of `to-lammps`). "No volume": at
+/// most 1e-6 Å^3, or not finite. Periodic vectors are never changed: a degenerate periodic cell
+/// stays an error, as does a cell with every direction periodic.
+pub(crate) fn complete_cell(cell: [[f64; 3]; 3], pbc: [bool; 3]) -> [[f64; 3]; 3] {
     let periodic: Vec<usize> = (0..3).filter(|&k| pbc[k]).collect();
     let vol = dot(cell[0], cross(cell[1], cell[2]));
-    if periodic.len() == 3 || periodic.is_empty() || (vol.is_finite() && vol.abs() > 1e-10) {
+    if periodic.len() == 3 || periodic.is_empty() || (vol.is_finite() && vol.abs() > 1e-6) {
         return cell;
     }
     let normals = if let [a, b] = periodic[..] {
@@ -412,6 +407,12 @@ fn complete_cell(cell: [[f64; 3]; 3], pbc: [bool; 3]) -> [[f64; 3]; 3] {
     out
 }
 
+/// An equivalent, less skewed basis of the same lattice: periodic vectors are shortened by
+/// integer multiples of the other periodic vectors (pairwise Gauss reduction) until none gets
+/// shorter. Images are counted from the interplanar spacings, which a strongly tilted but valid
+/// cell (e.g. `b = (100 a_x, a, 0)`) makes tiny; the reduced basis spans the same lattice, so
+/// displacements between images are unchanged. Non-periodic vectors are left alone (mixing them
+/// in would change the lattice).
 fn reduce_cell(mut cell: [[f64; 3]; 3], pbc: [bool; 3]) -> [[f64; 3]; 3] {
     // Each accepted step strictly shortens a vector, so this terminates; the cap guards against
     // pathological floating-point input (NaN/Inf cells are rejected later as degenerate).

@@ -392,7 +392,7 @@ print \"PRINTED stop $(f_stop[4]) $(f_stop[5]) $(step)\"
         (
             "compute_no",
             "pair_modify compute no\nfix w all ace/uq/watch 1",
-            "pair ace/uq computes nothing (pair_modify pair ace/uq compute no)",
+            "pair ace/uq computes nothing (pair_modify [pair ace/uq] compute no)",
         ),
         (
             "empty_dump",

@@ -499,16 +499,26 @@ fn a_foreign_incomplete_last_frame_is_never_cut() {
             "{case}: the file must be left as it was"
         );
     }
-    // Whole frames, a missing file and content that is not extended XYZ pass the check.
+    // Whole frames and a missing file pass the check.
     check_file(&whole).unwrap();
     check_file(&dir.join("missing.xyz")).unwrap();
-    // A file that is not extended XYZ is left as it is, and the frame still reads whole.
+    // A file that is no XYZ at all (its first line is not an atom count) is refused by the
+    // check and the append alike, and left as it is: frames after it could not be read back.
     let other = dir.join("notes.xyz");
     std::fs::write(&other, "hello\nworld").unwrap();
-    check_file(&other).unwrap();
-    append(&h, &other, 0, 0, 2);
-    let text = std::fs::read_to_string(&other).unwrap();
-    assert!(text.starts_with("hello\nworld\n2\n"), "{text}");
+    let (st, early) = check_file(&other).expect_err("notes");
+    assert_eq!(st, aceuq_status_t::ACEUQ_STATUS_IO, "{early}");
+    assert!(early.contains("not an extended XYZ file"), "{early}");
+    let (_, msg) = try_append(&h, &other, 0, 0, 2).expect_err("notes");
+    assert_eq!(early, msg);
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), "hello\nworld");
+    // XYZ this reader does not parse (another writer's) passes and is appended to as it is.
+    let foreign = dir.join("foreign.xyz");
+    std::fs::write(&foreign, "1\nLattice=oops\nLi 0 0 0").unwrap();
+    check_file(&foreign).unwrap();
+    append(&h, &foreign, 0, 0, 2);
+    let text = std::fs::read_to_string(&foreign).unwrap();
+    assert!(text.starts_with("1\nLattice=oops\nLi 0 0 0\n2\n"), "{text}");
 }
 
 /// A complete last frame whose last line lacks its newline keeps its last atom: the appended

@@ -92,7 +92,9 @@ pub fn to_lammps_box(s: &Structure) -> Result<LammpsBox, LammpsDataError> {
             boundary: "f f f".into(),
         });
     };
-    let [a, b, mut c] = cell;
+    // Non-periodic vectors without volume (a slab written without vacuum): unit normals, as for
+    // the neighbour list; the box is widened around the atoms along them below.
+    let [a, b, mut c] = crate::neighbors::complete_cell(cell, s.pbc);
     if dot(a, cross(b, c)) < 0.0 {
         c = [-c[0], -c[1], -c[2]];
     }
@@ -271,5 +273,30 @@ mod tests {
         }
         let (text, _) = data_file(&s, &["Al".into(), "Mg".into()], &[26.98, 24.305]).unwrap();
         assert!(text.contains("xy xz yz") && text.contains("16 atoms"));
+    }
+
+    /// A slab whose non-periodic vector is zero (ASE without vacuum) gets the box of the same
+    /// slab with vacuum: the periodic vectors as they are, no tilt out of the plane, the
+    /// non-periodic bounds around the atoms.
+    #[test]
+    fn a_slab_without_a_vacuum_vector_gets_a_box() {
+        let mut slab = random_structure(&["Al", "Mg"], 2, 4, true);
+        slab.pbc = [true, true, false];
+        let mut with = slab.clone();
+        with.cell.as_mut().unwrap()[2] = [0.0, 0.0, 30.0];
+        slab.cell.as_mut().unwrap()[2] = [0.0; 3];
+        let (a, b) = (to_lammps_box(&slab).unwrap(), to_lammps_box(&with).unwrap());
+        assert_eq!(a.boundary, "p p f");
+        assert_eq!(a.bounds[..4], b.bounds[..4]);
+        assert_eq!(a.tilt, b.tilt);
+        assert_eq!(a.rot, b.rot);
+        for (p, q) in a.positions.iter().zip(&b.positions) {
+            for d in 0..3 {
+                assert!((p[d] - q[d]).abs() < 1e-12, "{p:?} {q:?}");
+            }
+        }
+        // Periodic vectors in a line stay an error.
+        slab.cell.as_mut().unwrap()[1] = slab.cell.unwrap()[0];
+        assert!(to_lammps_box(&slab).is_err());
     }
 }

@@ -482,14 +482,25 @@ fn first_line_is_a_count(path: &Path) -> Result<(), AppendError> {
         what: "cannot read it".to_string(),
         source,
     };
+    // The first line with text, as the reader finds it: blank lines and a UTF-8 byte-order
+    // mark before it are skipped.
     let f = std::fs::File::open(path).map_err(io_err)?;
+    let mut input = std::io::BufReader::new(f).take(1 << 16);
     let mut first = Vec::new();
-    std::io::BufReader::new(f)
-        .take(4096)
-        .read_until(b'\n', &mut first)
-        .map_err(io_err)?;
-    let text = String::from_utf8_lossy(&first);
-    let line = text.trim();
+    let text = loop {
+        first.clear();
+        if input.read_until(b'\n', &mut first).map_err(io_err)? == 0 {
+            return Ok(()); // only blank lines
+        }
+        let t = String::from_utf8_lossy(&first)
+            .trim_start_matches('\u{feff}')
+            .trim()
+            .to_string();
+        if !t.is_empty() {
+            break t;
+        }
+    };
+    let line = text.as_str();
     if line.parse::<u64>().is_ok() {
         return Ok(());
     }

@@ -341,6 +341,12 @@ fn whole_or_foreign_files_are_left_alone() {
         Err(AppendError::NotXyz { .. })
     ));
     assert_eq!(std::fs::read_to_string(&other).unwrap(), "hello\nworld");
+    // Blank lines or a byte-order mark before the count, as the reader skips them: XYZ.
+    for (name, start) in [("blank.xyz", "\n\n1\n"), ("bom.xyz", "\u{feff}1\n")] {
+        let f = dir.join(name);
+        std::fs::write(&f, format!("{start}Lattice=oops\nLi 0 0 0")).unwrap();
+        try_append_n(&f).unwrap();
+    }
     // XYZ this reader does not parse (another writer's): appended to, never cut.
     let foreign = dir.join("foreign.xyz");
     std::fs::write(&foreign, "1\nLattice=oops\nLi 0 0 0").unwrap();
