@@ -74,6 +74,44 @@ fn cu_pbe_core_rep_matches_ml_pace() {
     );
 }
 
+/// Runs `aceuq eval --model model --data data [extra...]`, asserts that every error of the
+/// metrics row is 0.000 and that it counts `frames` frames and `atoms` atoms.
+fn eval_matches_exactly(
+    model: &std::path::Path,
+    data: &str,
+    extra: &[&std::ffi::OsStr],
+    frames: &str,
+    atoms: &str,
+) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aceuq"))
+        .arg("eval")
+        .arg("--model")
+        .arg(model)
+        .arg("--data")
+        .arg(common::repo(data))
+        .args(extra)
+        .output()
+        .expect("run aceuq");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = std::path::Path::new(data)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(name))
+        .expect("metrics row");
+    let v: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&v[1..3], &[frames, atoms], "{row}");
+    assert!(v[3..].iter().all(|x| *x == "0.000"), "{row}");
+}
+
 /// `aceuq eval` takes a pacemaker potential: zero error against ML-PACE's own labels, and the
 /// per-atom CSV holds every atom.
 #[test]
@@ -84,29 +122,13 @@ fn aceuq_eval_reads_a_pacemaker_potential() {
     let pot = common::lammps_potentials(&s).join("Cu-PBE-core-rep.ace");
     let dir = common::workdir("pace_reference", "eval");
     let csv = dir.join("atoms.csv");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aceuq"))
-        .arg("eval")
-        .arg("--model")
-        .arg(&pot)
-        .arg("--data")
-        .arg(common::repo("tests/data/pace/cu_pbe_core_rep_mlpace.xyz"))
-        .arg("--per-atom")
-        .arg(&csv)
-        .output()
-        .expect("run aceuq");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+    eval_matches_exactly(
+        &pot,
+        "tests/data/pace/cu_pbe_core_rep_mlpace.xyz",
+        &["--per-atom".as_ref(), csv.as_os_str()],
+        "11",
+        "868",
     );
-    let row = text
-        .lines()
-        .find(|l| l.starts_with("cu_pbe_core_rep_mlpace.xyz"))
-        .expect("metrics row");
-    let v: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(&v[1..3], &["11", "868"], "{row}");
-    assert!(v[3..].iter().all(|x| *x == "0.000"), "{row}");
     let lines = std::fs::read_to_string(&csv).expect("csv").lines().count();
     assert_eq!(lines, 869);
 }
@@ -115,25 +137,11 @@ fn aceuq_eval_reads_a_pacemaker_potential() {
 /// error against the energies and forces ML-PACE's `pace/extrapolation` computed from it.
 #[test]
 fn aceuq_eval_reads_a_b_basis_yaml() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aceuq"))
-        .arg("eval")
-        .arg("--model")
-        .arg(common::repo("tests/data/pace/bbasis_alcu.yaml"))
-        .arg("--data")
-        .arg(common::repo("tests/data/pace/bbasis_alcu_mlpace.xyz"))
-        .output()
-        .expect("run aceuq");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+    eval_matches_exactly(
+        &common::repo("tests/data/pace/bbasis_alcu.yaml"),
+        "tests/data/pace/bbasis_alcu_mlpace.xyz",
+        &[],
+        "6",
+        "108",
     );
-    let row = text
-        .lines()
-        .find(|l| l.starts_with("bbasis_alcu_mlpace.xyz"))
-        .expect("metrics row");
-    let v: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(&v[1..3], &["6", "108"], "{row}");
-    assert!(v[3..].iter().all(|x| *x == "0.000"), "{row}");
 }
