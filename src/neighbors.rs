@@ -376,11 +376,13 @@ pub fn build(s: &Structure, cutoff: f64) -> Result<NeighborList, NeighborError> 
 /// most 1e-6 Å^3, or not finite. Periodic vectors are never changed: a degenerate periodic cell
 /// stays an error, as does a cell with every direction periodic.
 pub(crate) fn complete_cell(cell: [[f64; 3]; 3], pbc: [bool; 3]) -> [[f64; 3]; 3] {
-    let periodic: Vec<usize> = (0..3).filter(|&k| pbc[k]).collect();
+    // The common case first, without allocating: every build of a neighbour list asks.
+    let np = pbc.iter().filter(|&&p| p).count();
     let vol = dot(cell[0], cross(cell[1], cell[2]));
-    if periodic.len() == 3 || periodic.is_empty() || (vol.is_finite() && vol.abs() > 1e-6) {
+    if np == 3 || np == 0 || (vol.is_finite() && vol.abs() > 1e-6) {
         return cell;
     }
+    let periodic: Vec<usize> = (0..3).filter(|&k| pbc[k]).collect();
     let normals = if let [a, b] = periodic[..] {
         vec![cross(cell[a], cell[b])]
     } else {

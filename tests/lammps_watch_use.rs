@@ -68,14 +68,27 @@ pair_coeff * * model.aceuq Li
 
 /// `PRINTED <key> <value>` lines written by `print` in an input.
 fn printed(r: &Run, key: &str) -> Vec<f64> {
+    printed_rows(r, key)
+        .into_iter()
+        .filter_map(|row| row.first().copied())
+        .collect()
+}
+
+/// The numbers of every `PRINTED <key> <v1> <v2> ...` line, one row per line.
+fn printed_rows(r: &Run, key: &str) -> Vec<Vec<f64>> {
     r.output
         .lines()
         .filter_map(|l| l.strip_prefix("PRINTED "))
         .filter_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            (k == key).then(|| v.trim().parse().ok())?
+            let mut it = l.split_whitespace();
+            (it.next() == Some(key)).then(|| it.filter_map(|v| v.parse().ok()).collect())
         })
         .collect()
+}
+
+/// The numbers of the first `PRINTED <key> ...` line.
+fn printed_row(r: &Run, key: &str) -> Vec<f64> {
+    printed_rows(r, key).into_iter().next().unwrap_or_default()
 }
 
 fn candidates(dir: &std::path::Path) -> Vec<aceuq::Structure> {
@@ -404,18 +417,6 @@ print \"PRINTED stop $(f_stop[4]) $(f_stop[5]) $(step)\"
         let r = run_lammps_in(&s, &dir, &format!("{HEAD}{line}\nrun 1\n"), None, None);
         r.assert_error(needle, name);
     }
-}
-
-/// The numbers of a `PRINTED <key> <v1> <v2> ...` line (the first such line).
-fn printed_row(r: &Run, key: &str) -> Vec<f64> {
-    r.output
-        .lines()
-        .filter_map(|l| l.strip_prefix("PRINTED "))
-        .find_map(|l| {
-            let mut it = l.split_whitespace();
-            (it.next() == Some(key)).then(|| it.map(|v| v.parse().unwrap()).collect())
-        })
-        .unwrap_or_default()
 }
 
 /// Units other than metal are refused (the model is in eV and Å).

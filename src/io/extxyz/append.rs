@@ -268,8 +268,8 @@ fn mark_checked(path: &Path) {
 /// ([`AppendError::IncompleteTail`]) for a file whose last frame is incomplete for a reason
 /// other than a killed aceuq append (which leaves its journal behind, and which the next append
 /// undoes), [`AppendError::NotXyz`] for a file whose first line is not an atom count; fine for
-/// a missing or empty file, whole frames, or XYZ this reader cannot parse. Whether the file and its folder can be written is the caller's to check. A file this
-/// process has already appended to is not read again, nor one unchanged (length and
+/// a missing or empty file, whole frames, or XYZ this reader cannot parse. Whether the file and
+/// its folder can be written is the caller's to check. A file this process has already appended to is not read again, nor one unchanged (length and
 /// modification time) since this check last passed on it (a LAMMPS script runs it at every
 /// `run`); the first append checks again (the file may change in between).
 pub fn check_appendable(path: &Path) -> Result<(), AppendError> {
@@ -432,12 +432,17 @@ fn lock_exclusive(_f: &std::fs::File) -> std::io::Result<()> {
 
 /// Fail if the last frame of `path` is incomplete (the journal, if any, has been dealt with).
 /// Content that does not read as extended XYZ before its tail is left to the user.
-fn check_tail(path: &Path) -> Result<(), AppendError> {
-    let io_err = |source| AppendError::Io {
+/// A read error of `path` while checking it.
+fn read_error(path: &Path) -> impl Fn(io::Error) -> AppendError + Copy + '_ {
+    move |source| AppendError::Io {
         path: path.to_path_buf(),
         what: "cannot read it".to_string(),
         source,
-    };
+    }
+}
+
+fn check_tail(path: &Path) -> Result<(), AppendError> {
+    let io_err = read_error(path);
     if std::fs::metadata(path).map_err(io_err)?.len() == 0 {
         return Ok(());
     }
@@ -477,11 +482,7 @@ fn check_tail(path: &Path) -> Result<(), AppendError> {
 /// is the user's choice); one whose first line is not an atom count is no XYZ at all.
 fn first_line_is_a_count(path: &Path) -> Result<(), AppendError> {
     use std::io::{BufRead, Read};
-    let io_err = |source| AppendError::Io {
-        path: path.to_path_buf(),
-        what: "cannot read it".to_string(),
-        source,
-    };
+    let io_err = read_error(path);
     // The first line with text, as the reader finds it: blank lines and a UTF-8 byte-order
     // mark before it are skipped.
     let f = std::fs::File::open(path).map_err(io_err)?;
