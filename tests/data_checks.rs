@@ -520,7 +520,31 @@ fn repeated_frames_are_named() {
     assert!(
         e.contains("1 copy of frames given earlier")
             && e.contains("valid.xyz, frame 2 (line 253) repeats --train")
-            && e.contains("train.xyz, frame 2 (line 253)"),
+            && e.contains("train.xyz, frame 2 (line 253)")
+            && e.contains("validated on its own training data")
+            && !e.contains("weighs twice"),
+        "{e}"
+    );
+    // A frame twice in --valid alone: named as a validation frame, not a training frame.
+    let mut twice = frames[3 * 252..].to_vec();
+    twice.extend_from_slice(&frames[3 * 252..]);
+    let twice = write(&dir, "twice.xyz", &twice);
+    let o = fit(
+        &train,
+        &model,
+        &["--valid", twice.to_str().unwrap(), "--active-set"],
+    );
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    let warning = e
+        .lines()
+        .find(|l| l.contains("given earlier"))
+        .unwrap_or_default();
+    assert!(
+        warning.contains("1 copy of frames given earlier")
+            && warning.contains("twice.xyz, frame 2 (line 253) repeats --valid ")
+            && warning.contains("validation frame given twice")
+            && !warning.contains("training"),
         "{e}"
     );
     // The same file's frames once each: no warning.

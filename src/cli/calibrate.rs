@@ -259,11 +259,10 @@ fn read_data(a: &CalibrateArgs) -> Result<(Vec<crate::Structure>, Vec<crate::Str
     }
     warn_absurd_forces(&valid, "--valid");
     warn_absurd_forces(&high, "--high");
-    super::warn_repeated_frames(
-        &[("--valid", &valid), ("--high", &high)],
+    super::warn_repeated_frames(&[("--valid", &valid), ("--high", &high)], &|_, _| {
         "each copy counts its atoms again in every fit of the calibration, and the sampling \
-         spread it states is narrower than the data support",
-    );
+             spread it states is narrower than the data support"
+    });
     Ok((valid, high))
 }
 

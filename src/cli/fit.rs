@@ -312,8 +312,17 @@ pub fn run(a: &FitArgs) -> Result<()> {
     let valid = a.keys.read(&a.valid)?;
     super::warn_repeated_frames(
         &[("--train", &train), ("--valid", &valid)],
-        "a training frame counts twice, and one in --valid as well is validated on its own \
-         training data (the ridge choice and the validation errors are then optimistic)",
+        &|copy, earlier| match (copy, earlier) {
+            ("--train", _) => "a training frame given twice weighs twice in the fit",
+            (_, "--train") => {
+                "a --valid frame that is also a training frame is validated on its own training \
+                 data (the ridge choice and the validation errors are then optimistic)"
+            }
+            _ => {
+                "a validation frame given twice counts twice in the validation errors and the \
+                  ridge choice"
+            }
+        },
     );
     // A label the fit weighs must be in every frame: a misnamed key must not quietly turn into a
     // fit without it.

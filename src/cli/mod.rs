@@ -306,8 +306,12 @@ where
 /// `--train` and `--valid`). Different files pass the path checks, but a copied frame counts
 /// twice: in a fit it is validated on its own training data, in a calibration its atoms count
 /// twice in every tail and error fit and the stated sampling spread is too narrow. Says how many
-/// copies and names the first; `consequence` says what it does to this command.
-pub(crate) fn warn_repeated_frames(sets: &[(&str, &[crate::Structure])], consequence: &str) {
+/// copies and names the first; `consequence(copy's option, earlier frame's option)` says what
+/// such a copy does to this command (each different consequence is said once).
+pub(crate) fn warn_repeated_frames(
+    sets: &[(&str, &[crate::Structure])],
+    consequence: &dyn Fn(&str, &str) -> &'static str,
+) {
     use std::collections::HashMap;
     use std::hash::{Hash, Hasher};
     // Bit patterns, so that a frame equals itself (NaN) and -0 differs from 0.
@@ -328,6 +332,7 @@ pub(crate) fn warn_repeated_frames(sets: &[(&str, &[crate::Structure])], consequ
     let mut seen: HashMap<u64, Vec<(&str, &crate::Structure)>> = HashMap::new();
     let mut repeats = 0usize;
     let mut first: Option<String> = None;
+    let mut consequences: Vec<&'static str> = Vec::new();
     for (option, frames) in sets {
         for s in frames.iter() {
             if s.positions.is_empty() {
@@ -336,6 +341,10 @@ pub(crate) fn warn_repeated_frames(sets: &[(&str, &[crate::Structure])], consequ
             let bucket = seen.entry(key(s)).or_default();
             if let Some((o, earlier)) = bucket.iter().find(|(_, e)| same(e, s)) {
                 repeats += 1;
+                let c = consequence(option, o);
+                if !consequences.contains(&c) {
+                    consequences.push(c);
+                }
                 first.get_or_insert_with(|| {
                     format!("{option} {} repeats {o} {}", s.origin, earlier.origin)
                 });
@@ -346,9 +355,9 @@ pub(crate) fn warn_repeated_frames(sets: &[(&str, &[crate::Structure])], consequ
     }
     if let Some(first) = first {
         crate::progress::warn(&format!(
-            "{repeats} cop{} of frames given earlier ({first}): {consequence}; remove the \
-             copies",
-            if repeats == 1 { "y" } else { "ies" }
+            "{repeats} cop{} of frames given earlier ({first}): {}; remove the copies",
+            if repeats == 1 { "y" } else { "ies" },
+            consequences.join("; ")
         ));
     }
 }

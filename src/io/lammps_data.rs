@@ -109,7 +109,27 @@ pub fn to_lammps_box(s: &Structure) -> Result<LammpsBox, LammpsDataError> {
     let e3 = [ab[0] / nab, ab[1] / nab, ab[2] / nab];
     let e2 = cross(e3, e1);
     let rot = [e1, e2, e3];
-    let (ra, rb, rc) = (matvec(&rot, a), matvec(&rot, b), matvec(&rot, c));
+    let (ra, mut rb, mut rc) = (matvec(&rot, a), matvec(&rot, b), matvec(&rot, c));
+    // The same lattice with the smallest tilts (|xy|, |xz| <= lx/2, |yz| <= ly/2), as LAMMPS
+    // wants them: with larger ones it warns that the skew is large and bins neighbours in a box
+    // that wide. A tilt changes by whole cell vectors, so only between periodic directions.
+    let shift = |v: &mut [f64; 3], by: [f64; 3], k: f64| {
+        for d in 0..3 {
+            v[d] -= k * by[d];
+        }
+    };
+    if s.pbc[1] && s.pbc[2] {
+        let k = (rc[1] / rb[1]).round();
+        shift(&mut rc, rb, k);
+    }
+    if s.pbc[0] && s.pbc[2] {
+        let k = (rc[0] / ra[0]).round();
+        shift(&mut rc, ra, k);
+    }
+    if s.pbc[0] && s.pbc[1] {
+        let k = (rb[0] / ra[0]).round();
+        shift(&mut rb, ra, k);
+    }
     // Fractional coordinates via the rotated cell (upper-triangular in LAMMPS form).
     let mut positions = Vec::with_capacity(s.len());
     for p in &s.positions {
@@ -298,5 +318,47 @@ mod tests {
         // Periodic vectors in a line stay an error.
         slab.cell.as_mut().unwrap()[1] = slab.cell.unwrap()[0];
         assert!(to_lammps_box(&slab).is_err());
+    }
+
+    /// A cell with large tilts (b and c leaning over by more than half a cell) is written as the
+    /// same lattice with tilts of at most half a cell, and the physics is unchanged; along a
+    /// non-periodic direction the tilt is left alone.
+    #[test]
+    fn large_tilts_are_reduced_to_the_same_lattice() {
+        let m = random_model(&["Al", "Mg"], &small_cfg(), 2);
+        let mut s = random_structure(&["Al", "Mg"], 2, 4, true);
+        let [a, b, c] = s.cell.unwrap();
+        let add =
+            |u: [f64; 3], v: [f64; 3], k: f64| [u[0] + k * v[0], u[1] + k * v[1], u[2] + k * v[2]];
+        s.cell = Some([a, add(b, a, 2.0), add(add(c, a, -3.0), b, 1.0)]);
+        let lb = to_lammps_box(&s).unwrap();
+        let (lx, ly) = (lb.bounds[1] - lb.bounds[0], lb.bounds[3] - lb.bounds[2]);
+        let [xy, xz, yz] = lb.tilt;
+        assert!(xy.abs() <= 0.5 * lx && xz.abs() <= 0.5 * lx && yz.abs() <= 0.5 * ly);
+        let mut t = s.clone();
+        t.cell = Some([
+            [lx, 0.0, 0.0],
+            [xy, ly, 0.0],
+            [xz, yz, lb.bounds[5] - lb.bounds[4]],
+        ]);
+        t.positions = lb.positions.clone();
+        let mut ws = Workspace::new(&m);
+        let (p0, p1) = (
+            m.predict(&s, &mut ws).unwrap(),
+            m.predict(&t, &mut ws).unwrap(),
+        );
+        assert!((p0.energy - p1.energy).abs() < 1e-9 * p0.energy.abs());
+        for (f0, f1) in p0.forces.iter().zip(&p1.forces) {
+            let r = matvec(&lb.rot, *f0);
+            for d in 0..3 {
+                assert!((r[d] - f1[d]).abs() < 1e-9);
+            }
+        }
+        // c not periodic: its tilts stay as given (b's, between periodic a and b, is reduced).
+        s.pbc = [true, true, false];
+        let lb = to_lammps_box(&s).unwrap();
+        let rc = matvec(&lb.rot, s.cell.unwrap()[2]);
+        assert!((lb.tilt[1] - rc[0]).abs() < 1e-9 && (lb.tilt[2] - rc[1]).abs() < 1e-9);
+        assert!(lb.tilt[0].abs() <= 0.5 * (lb.bounds[1] - lb.bounds[0]));
     }
 }

@@ -117,8 +117,9 @@ impl ConditionalUpper {
     /// An undefined probability (a NaN uncertainty) halts.
     pub fn frame_halts(&self, log_calm: f64) -> (bool, f64) {
         let p = -log_calm.exp_m1();
-        // -0 (no atom with any chance) prints as 0.
-        let p = if p == 0.0 { 0.0 } else { p };
+        // -0 (no atom with any chance) and an underflowed probability below the smallest normal
+        // double (whose digits mean nothing) print as 0.
+        let p = if p.abs() < f64::MIN_POSITIVE { 0.0 } else { p };
         (!(p < self.p_halt), p)
     }
 
@@ -649,6 +650,10 @@ mod tests {
         assert_eq!(c.atoms_to_halt(0.5), f64::INFINITY);
         // A NaN uncertainty makes the frame's probability undefined, and that halts.
         assert!(c.log_calm(f64::NAN).is_nan() && c.frame_halts(f64::NAN).0);
+        // An underflowed probability (subnormal) is 0; a small normal one is kept.
+        assert_eq!(c.frame_halts(-1e-320).1.to_bits(), 0);
+        assert_eq!(c.frame_halts(-0.0).1.to_bits(), 0);
+        assert_eq!(c.frame_halts(-1e-300).1, 1e-300);
     }
 
     /// Pairs drawn from the model itself: the fit recovers s(u), and u_max is where
