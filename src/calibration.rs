@@ -225,6 +225,9 @@ pub fn calibrate_potential(
     } else {
         pot.uq.halt_rule.clone()
     };
+    if let Some(r) = halt_rule.as_ref().filter(|r| r.unstable == 0) {
+        caveats.push(untested_rule(r));
+    }
     Ok(CalibrationResult {
         calibration: cals,
         rows,
@@ -233,6 +236,17 @@ pub fn calibrate_potential(
         caveats,
         halt_rule,
     })
+}
+
+/// What a halting rule chosen on labelled frames none of which is unstable does not know.
+fn untested_rule(r: &HaltRule) -> String {
+    format!(
+        "halting rule: none of the calibration's {} labelled frames errs above {} eV/Å, so upper \
+         auto was chosen on false halts alone and the upper cutoffs extrapolate the errors seen \
+         at low uncertainty (on novel structures they may halt calm frames or miss unstable \
+         ones); label structures the watch dumps or halts on and pass them with --high",
+        r.frames, r.e_max
+    )
 }
 
 /// The methods of `list` the model has with a fitted error scale (species-level entry) for every
@@ -2351,6 +2365,16 @@ mod tests {
             (0, 0, 0)
         );
         assert!(!rule.votes(), "{rule:?}");
+        // ... which the calibration says: the rule is untested on unstable frames.
+        let untested = format!(
+            "halting rule: none of the calibration's {} labelled frames errs above 1 eV/Å",
+            valid.len()
+        );
+        assert!(
+            res.caveats.iter().any(|c| c.starts_with(&untested)),
+            "{:?}",
+            res.caveats
+        );
         // Calibrating no juror keeps the stored choice; a juror calibrated for another e_max
         // does not sit.
         let mut voted = rule.clone();
