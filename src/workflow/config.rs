@@ -141,6 +141,9 @@ fn d_forces_key() -> String {
     "forces".into()
 }
 
+/// The largest time limit a configuration may give: a year, in minutes.
+const MAX_MINUTES: f64 = 525_600.0;
+
 /// `[labeller]`: a command that labels an extended XYZ file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -307,8 +310,42 @@ impl LoopConfig {
             }
             _ => {}
         }
-        if self.labeller.timeout_minutes.is_nan() || self.labeller.timeout_minutes <= 0.0 {
-            return Err("[labeller] timeout_minutes must be positive".into());
+        // Minutes become a Duration, which holds at most about 5e11 years: a limit of a year
+        // is far beyond any run (and larger values are a slip).
+        let minutes = |key: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v <= MAX_MINUTES {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{key} = {v} must be a positive number of minutes, at most {MAX_MINUTES} \
+                     (a year; leave the key out for {})",
+                    if key.starts_with("[loop]") {
+                        "no limit"
+                    } else {
+                        "the default"
+                    }
+                ))
+            }
+        };
+        minutes("[labeller] timeout_minutes", self.labeller.timeout_minutes)?;
+        if let Some(v) = self.lammps.timeout_minutes {
+            minutes("[lammps] timeout_minutes", v)?;
+        }
+        if let Some(v) = r.wall_time_minutes {
+            minutes("[loop] wall_time_minutes", v)?;
+        }
+        if !(r.max_error.is_finite() && r.max_error > 0.0) {
+            return Err(format!(
+                "[loop] max_error = {} must be a positive force error in eV/Å (the error at \
+                 which MD counts as unstable; default 1)",
+                r.max_error
+            ));
+        }
+        if let Some(n) = r.pool_size.filter(|&n| n < 2) {
+            return Err(format!(
+                "[loop] pool_size = {n} is too small: give the atom-checks the cutoffs apply to \
+                 (at least 2), or leave it out to estimate it from the explorations"
+            ));
         }
         if self.exploration.is_empty() {
             return Err(

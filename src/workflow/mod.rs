@@ -1882,6 +1882,54 @@ mod tests {
         cfg("gamma_local", "").unwrap();
     }
 
+    /// Time limits, e_max and N that would panic or mislead later (a negative or infinite
+    /// timeout once the first exploration or labelling starts, N = 2 for pool_size 0) are
+    /// refused when the configuration is read, naming the key.
+    #[test]
+    fn limits_and_sizes_are_checked_when_the_config_is_read() {
+        let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/li-loop");
+        let cfg = |run: &str, labeller: &str, lammps: &str| -> Result<(), String> {
+            let text = format!(
+                "[loop]\nspecies = [\"Li\"]\ninitial = [{start:?}]\n{run}\n\
+                 [labeller]\ncommand = \"label {{input}} {{output}}\"\n{labeller}\n\
+                 [lammps]\n{lammps}\n\
+                 [[exploration]]\nname = \"x\"\ninput = {:?}\nstructure = {start:?}\n",
+                ex.join("in.explore").display().to_string(),
+                start = ex.join("start.xyz").display().to_string()
+            );
+            toml::from_str::<LoopConfig>(&text).unwrap().validate()
+        };
+        cfg("", "", "").unwrap();
+        cfg(
+            "wall_time_minutes = 30\nmax_error = 0.5\npool_size = 2",
+            "timeout_minutes = 5",
+            "timeout_minutes = 10",
+        )
+        .unwrap();
+        for v in ["-1", "0", "nan", "inf", "1e300"] {
+            let e = cfg("", "", &format!("timeout_minutes = {v}")).unwrap_err();
+            assert!(e.starts_with("[lammps] timeout_minutes = "), "{e}");
+            let e = cfg("", &format!("timeout_minutes = {v}"), "").unwrap_err();
+            assert!(e.starts_with("[labeller] timeout_minutes = "), "{e}");
+            let e = cfg(&format!("wall_time_minutes = {v}"), "", "").unwrap_err();
+            assert!(
+                e.starts_with("[loop] wall_time_minutes = ") && e.contains("for no limit"),
+                "{e}"
+            );
+        }
+        for v in ["-1", "0", "nan"] {
+            let e = cfg(&format!("max_error = {v}"), "", "").unwrap_err();
+            assert!(e.starts_with("[loop] max_error = "), "{e}");
+        }
+        for v in ["0", "1"] {
+            let e = cfg(&format!("pool_size = {v}"), "", "").unwrap_err();
+            assert!(
+                e.starts_with(&format!("[loop] pool_size = {v} is too small")),
+                "{e}"
+            );
+        }
+    }
+
     /// The explorations run in their own folders, so a relative LAMMPS or plugin path (the
     /// repository default `.venv/bin/lmp` is one) is made absolute when the tools are resolved.
     #[test]

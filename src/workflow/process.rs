@@ -6,6 +6,12 @@
 //! default action, so the loop ends as the signal meant and leaves nothing running that could
 //! write into a resumed run. A run folder is locked while a loop works in it, so that a second
 //! loop on the same folder is refused instead of labelling the same structures twice.
+//!
+//! A loop killed outright (SIGKILL: the OOM killer, a batch job's end) cannot stop its children.
+//! So each child inherits the lock (it holds the lock file open, and a lock belongs to the open
+//! file, not to the process): a resumed loop is refused, naming the processes still holding it,
+//! until they end, instead of sharing the run folder with them. On Linux each child is also
+//! sent SIGTERM when the loop dies (mpirun passes it to its ranks).
 
 use super::{LoopError, err};
 use std::fs::File;
@@ -149,6 +155,37 @@ pub(super) fn run_with_timeout(
         .stdout(f)
         .stderr(f2)
         .process_group(0);
+    // The lock of the run folder the child works in, if this process holds it.
+    let lock_fd = std::fs::canonicalize(dir).ok().and_then(|d| {
+        let locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+        locks
+            .iter()
+            .find(|(run, _)| d.starts_with(run))
+            .map(|l| l.1)
+    });
+    let lock_fd = lock_fd.unwrap_or(-1);
+    let loop_pid = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
+    // functions (fcntl, prctl, getppid, kill, getpid).
+    unsafe {
+        cmd.pre_exec(move || {
+            // The child keeps the run folder's lock (module docs): the lock file stays open in it.
+            if lock_fd >= 0 {
+                libc::fcntl(lock_fd, libc::F_SETFD, 0);
+            }
+            #[cfg(target_os = "linux")]
+            {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                // The loop died between fork and prctl: as if the signal had come.
+                if libc::getppid() != loop_pid {
+                    libc::kill(libc::getpid(), libc::SIGTERM);
+                }
+            }
+            #[cfg(not(target_os = "linux"))]
+            let _ = loop_pid;
+            Ok(())
+        });
+    }
     let guard = CatchEnding::install();
     let mut child = cmd
         .spawn()
@@ -188,9 +225,55 @@ pub(super) fn run_with_timeout(
 }
 
 /// The lock of a run folder, held while the loop works in it (released when dropped, or by the
-/// system when the process ends however it ends).
+/// system when the process and the children that inherited it end, however they end).
 pub struct RunLock {
-    _file: File,
+    file: File,
+}
+
+/// The run folders this process holds locked (canonical path) and their lock's descriptor,
+/// which children working in them inherit.
+static LOCKS: std::sync::Mutex<Vec<(std::path::PathBuf, i32)>> = std::sync::Mutex::new(Vec::new());
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd as _;
+        let fd = self.file.as_raw_fd();
+        let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+        locks.retain(|l| l.1 != fd);
+    }
+}
+
+/// The processes (pid and command line) that hold `path` open, from `/proc` (empty where there is
+/// none or it cannot be read).
+fn holders(path: &Path) -> Vec<(u32, String)> {
+    let Ok(target) = std::fs::canonicalize(path) else {
+        return vec![];
+    };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    let mut out = vec![];
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == target))
+        {
+            let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd)
+                .split('\0')
+                .filter(|a| !a.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            out.push((pid, cmd));
+        }
+    }
+    out
 }
 
 /// Lock `run_dir` for this loop, or say which process holds it.
@@ -210,6 +293,28 @@ pub fn lock_run_dir(run_dir: &Path) -> Result<RunLock, LoopError> {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
+            let alive = holder
+                .parse::<libc::pid_t>()
+                // SAFETY: kill(2) with signal 0 only checks that the process exists.
+                .is_ok_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
+            if !holder.is_empty() && !alive {
+                // The loop is gone (killed outright) but what it started still runs.
+                let mut left: Vec<String> = holders(&path)
+                    .into_iter()
+                    .filter(|&(pid, _)| pid != std::process::id())
+                    .map(|(pid, cmd)| format!("{pid} ({cmd})"))
+                    .collect();
+                if left.is_empty() {
+                    left.push("unknown".into());
+                }
+                return Err(err(format!(
+                    "run folder {} is still in use by processes the loop {holder} started before \
+                     it was killed: {}; they would write into this run: wait for them to end or \
+                     stop them (kill <pid>), then run the same command again",
+                    run_dir.display(),
+                    left.join(", ")
+                )));
+            }
             return Err(err(format!(
                 "run folder {} is in use by another `aceuq loop`{}: wait for it to finish or stop \
                  it, or give another --run-dir",
@@ -237,7 +342,12 @@ pub fn lock_run_dir(run_dir: &Path) -> Result<RunLock, LoopError> {
     let _ = file.rewind();
     let _ = write!(file, "{}", std::process::id());
     let _ = file.flush();
-    Ok(RunLock { _file: file })
+    if let Ok(run) = std::fs::canonicalize(run_dir) {
+        use std::os::fd::AsRawFd as _;
+        let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+        locks.push((run, file.as_raw_fd()));
+    }
+    Ok(RunLock { file })
 }
 
 /// A time limit as a config gives it: "0.05 minutes (3 s)", "120 minutes".
@@ -262,10 +372,20 @@ fn minutes(t: Duration) -> String {
 mod tests {
     use super::*;
 
+    /// Held by the tests that lock run folders or start children: a child forked by one test
+    /// holds copies of every open file, another test's lock included, until it runs its
+    /// command, and so would keep a lock the other test just released for that moment.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A second lock of a locked run folder is refused with the holder's process id; once the
     /// first is released, the folder can be locked again.
     #[test]
     fn a_run_folder_is_locked_by_one_loop_at_a_time() {
+        let _serial = serial();
         let dir = std::env::temp_dir().join(format!("aceuq-lock-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let first = lock_run_dir(&dir).unwrap();
@@ -284,10 +404,54 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A child keeps the run folder locked after the loop that started it is gone: a new lock
+    /// is refused, naming the process that still holds it, until that process ends.
+    #[test]
+    fn a_killed_loops_children_keep_its_run_folder_locked() {
+        let _serial = serial();
+        let dir = std::env::temp_dir().join(format!("aceuq-orphan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lock = lock_run_dir(&dir).unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg("sleep 3 > /dev/null 2>&1 &");
+        let (status, _) =
+            run_with_timeout(cmd, &dir, &dir.join("out.txt"), Duration::from_secs(60)).unwrap();
+        assert!(status.success());
+        drop(lock);
+        // As if the loop had been killed: the lock file names a process that no longer runs.
+        let mut gone = Command::new("true").spawn().unwrap();
+        let dead = gone.id();
+        gone.wait().unwrap();
+        std::fs::write(dir.join(".lock"), dead.to_string()).unwrap();
+        let e = match lock_run_dir(&dir) {
+            Err(e) => e.0,
+            Ok(_) => panic!("the folder was locked while the orphan ran"),
+        };
+        assert!(
+            e.contains(&format!(
+                "still in use by processes the loop {dead} started"
+            )) && e.contains("(sleep 3)"),
+            "{e}"
+        );
+        let t = Instant::now();
+        let again = loop {
+            match lock_run_dir(&dir) {
+                Ok(l) => break l,
+                Err(_) if t.elapsed() < Duration::from_secs(20) => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) => panic!("still locked after the orphan ended: {}", e.0),
+            }
+        };
+        drop(again);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A command that runs past its timeout is stopped with everything it started (a child of
     /// the shell too), and the error says so.
     #[test]
     fn a_timeout_stops_the_whole_process_group() {
+        let _serial = serial();
         let dir = std::env::temp_dir().join(format!("aceuq-pgroup-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut cmd = Command::new("sh");
