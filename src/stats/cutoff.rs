@@ -71,6 +71,9 @@ pub struct UpperCutoff {
 /// How a ratio-rule warning about a cutoff beyond the data begins.
 pub(crate) const RATIO_EXTRAPOLATED: &str = "upper cutoff extrapolated: the ratio rule";
 
+/// How the warning about a lower cutoff above a saturating method's far-field value begins.
+pub(crate) const LOWER_ABOVE_PLATEAU: &str = "lower cutoff unreachable far from the data: u_c";
+
 /// Maps the error stability limit `e_max` onto the uncertainty scale (docs/methods.md §4, ratio rule).
 ///
 /// If e_c <= mean_e the ratio is undefined; it is then taken as 1 (u_max = u_c), the same
@@ -799,6 +802,16 @@ pub fn calibrate_with_high(
                 f.note
             ));
         }
+    }
+    if let Some(sup) = opts.u_sup.filter(|&sup| u_c > sup) {
+        // A method that saturates (the GP: exp(mean + 2 s_f) far from its data) at a value
+        // below u_c never flags a structure unlike its data: only atoms where its mean rises
+        // near the data pass u_c.
+        warnings.push(format!(
+            "{LOWER_ABOVE_PLATEAU} ({u_c:.4e}) is above {sup:.4e}, the value it tends to far from \
+             its data: structures unlike the training data get values below the cutoff and are \
+             never flagged; watch another method (gamma) to find novel structures"
+        ));
     }
     let mean_e = mean_of(&error, errors);
     let mean_u = mean_of(&uncertainty, uncertainties);
@@ -1538,6 +1551,33 @@ mod tests {
 
     /// A model whose in-distribution error tail already passes e_max: the error model's upper
     /// cutoff lies below the lower cutoff, is raised to it, and the calibration says why.
+    #[test]
+    fn stats_a_lower_cutoff_above_the_far_field_value_is_named() {
+        let mut r = rng(33);
+        let errors = draw_maxwell(&mut r, 0.05, 2000);
+        let unc = draw_gamma(&mut r, 8.0, 1.0 / 8.0, 2000);
+        let with_sup = |sup: f64| {
+            let mut o = CalibrationOptions::new(10_000);
+            o.u_sup = Some(sup);
+            calibrate("Li", "gp", &errors, &unc, &o).unwrap()
+        };
+        let low = with_sup(1.0);
+        assert!(low.u_c > 1.0, "{}", low.u_c);
+        let w = low.warnings.join("\n");
+        assert!(
+            w.contains(LOWER_ABOVE_PLATEAU) && w.contains("never flagged"),
+            "{w}"
+        );
+        let high = with_sup(2.0 * low.u_c);
+        assert!(
+            high.warnings
+                .iter()
+                .all(|w| !w.starts_with(LOWER_ABOVE_PLATEAU)),
+            "{:?}",
+            high.warnings
+        );
+    }
+
     #[test]
     fn stats_an_upper_cutoff_below_the_lower_one_is_raised_with_a_warning() {
         let mut r = rng(32);

@@ -755,6 +755,21 @@ fn iteration(
         s.upper_cutoff = hi;
     }
     s.cutoffs = species_cutoffs(&pot, cfg.run.quantity);
+    // No candidates would mean convergence only if the watched method can flag a structure
+    // unlike the data.
+    if let Some(c) = s.cutoffs.iter().find_map(|c| {
+        c.caveats
+            .iter()
+            .find(|w| w.starts_with(crate::stats::cutoff::LOWER_ABOVE_PLATEAU))
+            .map(|w| format!("{} {}", c.species, w))
+    }) {
+        return Err(err(format!(
+            "iteration {k}: the watched {} cannot flag structures unlike its data ({c}), so \
+             explorations without candidates would be no sign of convergence: watch gamma \
+             ([loop] quantity)",
+            cfg.run.quantity.name()
+        )));
+    }
     if !test.is_empty() {
         let m = crate::model::fit::evaluate(model, test, "test").map_err(|e| err(e.to_string()))?;
         s.test_energy_rmse = m.energy_rmse;
@@ -815,6 +830,7 @@ fn iteration(
     }
     s.candidates = candidates.len();
     s.explored = outcomes;
+    let limit = cfg.run.converged_candidates;
     if candidates.is_empty() {
         say(&format!(
             "iteration {k}: no atom went above the lower cutoff in any exploration: converged"
@@ -822,7 +838,6 @@ fn iteration(
         s.converged = true;
         return Ok(s);
     }
-    let limit = cfg.run.converged_candidates;
     if s.halts == 0 && candidates.len() <= limit {
         say(&format!(
             "iteration {k}: no halt and {} candidate frame(s), within the {limit} that \
@@ -1526,6 +1541,7 @@ fn run_lammps(
         seconds: t.elapsed().as_secs_f64(),
         ..Default::default()
     };
+    let watches = watch_summaries(&text);
     for l in text.lines() {
         if let Some(rest) = l.split("halting at step ").nth(1) {
             o.halted_at = rest.split(':').next().and_then(|v| v.trim().parse().ok());
@@ -1549,11 +1565,92 @@ fn run_lammps(
             );
         }
     }
+    check_watched(cfg, e, dir, &out, &o, &watches)?;
     let cand = dir.join("candidates.xyz");
     if cand.is_file() {
         o.frames_dumped = read_frames(&cand, cfg, true)?.len();
     }
     Ok(o)
+}
+
+/// Each watch's closing line in LAMMPS's output (`fix ace/uq/watch[ ID]: N checks of gamma, max
+/// 1.2, 3 frames written to candidates.xyz[, halted at step S]`): its checks and the file it
+/// dumped to ("" for none).
+fn watch_summaries(text: &str) -> Vec<(u64, String)> {
+    let mut watches = vec![];
+    for l in text.lines() {
+        if l.starts_with("fix ace/uq/watch")
+            && let Some((head, rest)) = l.split_once(" checks of ")
+            && let Some(n) = head
+                .rsplit(": ")
+                .next()
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        {
+            let to = rest
+                .split(" frames written to ")
+                .nth(1)
+                .map(|t| t.split(", halted at step ").next().unwrap_or(t).to_string())
+                .unwrap_or_default();
+            watches.push((n, to));
+        }
+    }
+    watches
+}
+
+/// An exploration counts as evidence only if a watch checked it and dumped where the loop reads
+/// candidates (`candidates.xyz` in `dir`), at least twice unless it halted: otherwise "nothing
+/// above the lower cutoff" would declare convergence without a look. `watches`: each watch's
+/// checks and dump file, from the closing lines of LAMMPS's output `out`.
+fn check_watched(
+    cfg: &LoopConfig,
+    e: &config::Exploration,
+    dir: &Path,
+    out: &Path,
+    o: &ExplorationOutcome,
+    watches: &[(u64, String)],
+) -> Result<(), LoopError> {
+    let fix = "fix ID all ace/uq/watch ${every} quantity ${quantity} dump ${candidates} lower \
+               auto upper auto halt yes";
+    if watches.is_empty() {
+        return Err(err(format!(
+            "exploration '{}' ran without fix ace/uq/watch (its output {} has no \
+             'checks of' line), so the loop cannot tell whether it left the training data: add \
+             `{fix}` to {}",
+            e.name,
+            out.display(),
+            e.input.display()
+        )));
+    }
+    let ours = |to: &str| {
+        std::path::absolute(dir.join(to)).ok()
+            == std::path::absolute(dir.join("candidates.xyz")).ok()
+    };
+    let Some(&(checks, _)) = watches.iter().find(|w| ours(&w.1)) else {
+        return Err(err(format!(
+            "exploration '{}': its watch dumps to {}, not to ${{candidates}} (candidates.xyz), \
+             where the loop reads the candidates: use `{fix}` in {}",
+            e.name,
+            watches
+                .iter()
+                .map(|w| if w.1.is_empty() {
+                    "no file".to_string()
+                } else {
+                    w.1.clone()
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            e.input.display()
+        )));
+    };
+    if o.halted_at.is_none() && checks < 2 {
+        return Err(err(format!(
+            "exploration '{}' was checked {checks} time(s) in {} steps ([loop] check_every = \
+             {}): too few checks to say that it stayed in the training data; lower check_every \
+             or run more steps",
+            e.name, o.steps_run, cfg.run.check_every
+        )));
+    }
+    Ok(())
 }
 
 /// Label `frames` with the user's command. Returns the validated labelled frames and the frames
@@ -1880,6 +1977,62 @@ mod tests {
         }
         cfg("gamma", "").unwrap();
         cfg("gamma_local", "").unwrap();
+    }
+
+    /// An exploration is evidence only when a watch checked it at least twice (or halted it)
+    /// and dumped to the loop's candidates file; the watch's closing lines say so.
+    #[test]
+    fn explorations_without_a_proper_watch_are_refused() {
+        let text = "Loop time of 1.2 on 1 procs for 100 steps with 250 atoms\n\
+                    fix ace/uq/watch: 5 checks of gamma, max 1.25, 2 frames written to \
+                    candidates.xyz\n\
+                    fix ace/uq/watch w2: 1 checks of gp, max 0.01, 0 frames written to ./other.xyz, \
+                    halted at step 0\n";
+        let w = watch_summaries(text);
+        assert_eq!(
+            w,
+            [
+                (5, "candidates.xyz".to_string()),
+                (1, "./other.xyz".to_string())
+            ]
+        );
+        let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/li-loop");
+        let cfg: LoopConfig = toml::from_str(&format!(
+            "[loop]\nspecies = [\"Li\"]\ninitial = [\"start.xyz\"]\n[labeller]\n\
+             command = \"true\"\n[[exploration]]\nname = \"x\"\ninput = {:?}\n\
+             structure = \"start.xyz\"\n",
+            ex.join("in.explore").display().to_string()
+        ))
+        .unwrap();
+        let e = &cfg.exploration[0];
+        let (dir, out) = (Path::new("/tmp/run"), Path::new("/tmp/run/lammps.out"));
+        let mut o = ExplorationOutcome {
+            steps_run: 100,
+            ..Default::default()
+        };
+        check_watched(&cfg, e, dir, out, &o, &w).unwrap();
+        check_watched(&cfg, e, dir, out, &o, &[(2, "./candidates.xyz".into())]).unwrap();
+        let msg = |w: &[(u64, String)], o: &ExplorationOutcome| {
+            check_watched(&cfg, e, dir, out, o, w).unwrap_err().0
+        };
+        let m = msg(&[], &o);
+        assert!(
+            m.contains("ran without fix ace/uq/watch") && m.contains("in.explore"),
+            "{m}"
+        );
+        let m = msg(&w[1..], &o);
+        assert!(
+            m.contains("its watch dumps to ./other.xyz, not to ${candidates}"),
+            "{m}"
+        );
+        let m = msg(&[(1, "candidates.xyz".into())], &o);
+        assert!(
+            m.contains("was checked 1 time(s) in 100 steps ([loop] check_every = 20)"),
+            "{m}"
+        );
+        // A halt at the first check is evidence enough.
+        o.halted_at = Some(0);
+        check_watched(&cfg, e, dir, out, &o, &[(1, "candidates.xyz".into())]).unwrap();
     }
 
     /// Time limits, e_max and N that would panic or mislead later (a negative or infinite
