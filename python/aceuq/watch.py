@@ -7,13 +7,14 @@ import math
 import numbers
 import os
 import sys
+import weakref
 
 import numpy as np
 from ase import Atoms, units
 from ase.io import write
 from ase.md.md import MolecularDynamics
 
-from ._native import METHODS
+from ._native import METHODS, AceuqError, append_xyz, check_appendable
 
 # The methods that sit on the jury of ``upper="vote"``, in the order of fix ace/uq/watch.
 JURY = ("gamma", "ensemble", "distance", "gp")
@@ -34,6 +35,13 @@ class Extrapolation(RuntimeError):
         self.p_frame = p_frame
         #: The exception that kept the halt frame from being written to ``dump`` (else None).
         self.write_error = write_error
+
+    def __reduce__(self):
+        # All fields, so that a halt in a worker process reaches its parent whole (pickle would
+        # otherwise call __init__ with the message alone).
+        message = self.args[0] if self.args else ""
+        fields = (self.step, self.atom, self.value, self.upper, self.p_frame, self.write_error)
+        return (type(self), (message, *fields))
 
 
 def _check_calc(calc, needed):
@@ -58,8 +66,12 @@ def _check_calc(calc, needed):
 
 
 def _check_dump(path):
-    """Refuse a dump path that cannot be appended to, before the run (without creating it)."""
-    if os.path.isdir(path):
+    """Refuse a dump path that cannot be appended to, before the run (without creating it): a
+    folder, a file that cannot be written, or one that is no XYZ or ends in an incomplete frame
+    (as fix ace/uq/watch refuses them)."""
+    if path == "":
+        raise ValueError("dump='' names no file: give a file path, or dump=None for no dump")
+    if os.path.isdir(path) or path.endswith(os.sep):
         raise ValueError(f"dump={path!r} is a directory: give a file path")
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.exists(path):
@@ -70,6 +82,10 @@ def _check_dump(path):
         ok, why = os.access(folder, os.W_OK | os.X_OK), f"its folder {folder} is not writable"
     if not ok:
         raise ValueError(f"dump={path!r} cannot be written: {why}")
+    try:
+        check_appendable(path)
+    except AceuqError as e:
+        raise ValueError(f"dump={path!r}: {e}") from None
 
 
 class Watch:
@@ -110,10 +126,13 @@ class Watch:
     ``vote_u_over_u_max`` and ``votes``. ``dyn``
     (optional) gives the step (and, for molecular dynamics, the time) written to the frames;
     otherwise the watch counts its own calls. Each check reads the atoms' calculator as it is
-    then (it must be an AceUQCalculator computing the quantity). ``dump`` must be writable
-    (ValueError when the watch is created); a frame is appended whole or not at all, and a halt
-    raises Extrapolation even when its frame cannot be written (``write_error``). ``log``:
-    ``"-"`` (default) prints to ``sys.stdout`` as it is when printing, None silences. Attributes
+    then (it must be an AceUQCalculator computing the quantity). ``dump`` must be a writable
+    file that is new, empty or XYZ with whole frames (ValueError when the watch is created);
+    frames are appended as fix ace/uq/watch appends them: whole or not at all, under a file
+    lock, a killed append undone by the next (AceuqError when one cannot be written), and a
+    halt raises Extrapolation even when its frame cannot be written (``write_error``). ``log``:
+    ``"-"`` (default) prints to ``sys.stdout`` as it is when printing, a file name appends to
+    that file, a file object is written to, None silences. Attributes
     after a run: ``checks``, ``frames_dumped``, ``max_value``, ``halted`` (None or the
     Extrapolation).
     """
@@ -136,7 +155,8 @@ class Watch:
         if self.dump is not None:
             _check_dump(self.dump)
         self.lower, self.upper, self.halt = lower, upper, halt
-        self.dyn, self._log = dyn, log
+        self.dyn = dyn
+        self.log = log
         self.checks = 0
         self.frames_dumped = 0
         self.max_value = -math.inf
@@ -232,6 +252,16 @@ class Watch:
 
     @log.setter
     def log(self, value):
+        if isinstance(value, (str, os.PathLike)) and value != "-":
+            # A file name, as ASE's logfile: appended to, a line at a time.
+            f = open(value, "a", buffering=1)  # noqa: SIM115 (lives as long as the watch)
+            weakref.finalize(self, f.close)
+            value = f
+        elif not (value is None or value == "-" or callable(getattr(value, "write", None))):
+            raise ValueError(
+                f"log must be '-' (standard output), None, a file name or a file object, got "
+                f"{value!r}"
+            )
         self._log = value
 
     def _sync_calc(self):
@@ -459,17 +489,10 @@ class Watch:
             a.info["votes"] = sum(not (r[2] < r[3]) for r in vote)
         buf = io.StringIO()
         write(buf, a, format="extxyz")
-        data = memoryview(buf.getvalue().encode())
-        # The whole frame or nothing: a write that fails part-way (a full disk, a quota) is cut
-        # off again, so that the file stays readable and later frames can follow.
-        with open(self.dump, "ab", buffering=0) as f:
-            start = f.seek(0, os.SEEK_END)
-            try:
-                while data:
-                    data = data[f.write(data) :]
-            except BaseException:
-                f.truncate(start)
-                raise
+        # As fix ace/uq/watch appends (docs/candidates.md): the whole frame or nothing under a
+        # file lock, a failed write (a full disk) cut off again, a killed append undone by the
+        # next, and a file that is no XYZ or ends in somebody else's incomplete frame refused.
+        append_xyz(self.dump, buf.getvalue())
         self.frames_dumped += 1
 
     def __call__(self):

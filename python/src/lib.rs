@@ -16,8 +16,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use std::path::PathBuf;
 
+// Named by its full module path, so that pickle (a process pool's result) finds it again.
 create_exception!(
-    _native,
+    aceuq._native,
     AceuqError,
     PyException,
     "An error reported by the aceuq library (bad model file, species not in the model, atoms too close, ...)."
@@ -446,12 +447,32 @@ fn _model_from_bytes(path: PathBuf, data: &[u8]) -> PyResult<Model> {
     Ok(Model { pot, path })
 }
 
+/// Check ahead of time that frames can be appended to `path` (the watch's `dump`), as
+/// `fix ace/uq/watch` checks its dump file: AceuqError for a file that is no XYZ or whose last
+/// frame is incomplete (somebody else's data, never cut), naming what to do.
+#[pyfunction]
+fn check_appendable(path: PathBuf) -> PyResult<()> {
+    aceuq::io::extxyz::check_appendable(&path).map_err(lib_err)
+}
+
+/// Append `text` (whole extended XYZ frames) to `path` as the LAMMPS fix appends candidates:
+/// whole frames or nothing under a file lock, a killed append undone by the next, a full disk
+/// leaving the file unchanged, somebody else's incomplete frame or a file that is no XYZ never
+/// appended to (AceuqError saying so and what to do).
+#[pyfunction]
+fn append_xyz(py: Python<'_>, path: PathBuf, text: String) -> PyResult<()> {
+    py.detach(|| aceuq::io::extxyz::append_text(&path, &text))
+        .map_err(lib_err)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(cli, m)?)?;
     m.add_function(wrap_pyfunction!(_model_from_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(cli_with_message, m)?)?;
+    m.add_function(wrap_pyfunction!(check_appendable, m)?)?;
+    m.add_function(wrap_pyfunction!(append_xyz, m)?)?;
     m.add("AceuqError", m.py().get_type::<AceuqError>())?;
     // The uncertainty methods' names, in the library's order (one table: `Method::ALL`).
     let methods: Vec<&'static str> = aceuq::uq::Method::ALL.iter().map(|m| m.name()).collect();

@@ -4,15 +4,19 @@ frames that aceuq select reads (halt frames left out), and the Python example en
 import contextlib
 import io
 import math
+import os
+import pickle
 import re
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from ase import units
-from ase.io import read
+from ase.io import read, write
 from ase.md.verlet import VelocityVerlet
 from ase.optimize import FIRE
 
@@ -212,34 +216,88 @@ def test_watch_follows_the_atoms_calculator_and_writes_only_its_own_columns(li_m
         watch()
 
 
-def test_watch_dump_failures(li_model, tmp_path, monkeypatch):
+def test_watch_dump_failures(li_model, tmp_path):
     a = hot_bcc(li_model)
     with pytest.raises(ValueError, match="no_dir/c.xyz.*does not exist"):
         aceuq.Watch(a, "gamma", dump=tmp_path / "no_dir" / "c.xyz")
-    # A write that fails part-way (a full disk) leaves the file as it was.
+    # A write that fails part-way (here a file size limit, as a full disk) leaves the file as
+    # it was.
     path = tmp_path / "c.xyz"
     watch = aceuq.Watch(a, "gamma", dump=path, lower=0.0, upper=None, log=None)
     watch()
     size = path.stat().st_size
+    halting = aceuq.Watch(a, "gamma", dump=path, upper=0.0, log=None)
 
-    class Full(io.FileIO):
-        def write(self, b):
-            super().write(bytes(b[: len(b) // 2]))
-            raise OSError(28, "No space left on device")
+    def at_the_limit(call):
+        old = resource.getrlimit(resource.RLIMIT_FSIZE)
+        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, old[1]))
+        try:
+            call()
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, old)
+            signal.signal(signal.SIGXFSZ, handler)
 
-    full = lambda p, mode, buffering=-1: Full(p, mode)  # noqa: E731
-    monkeypatch.setattr(aceuq.watch, "open", full, raising=False)
-    with pytest.raises(OSError, match="No space"):
-        watch()
+    with pytest.raises(aceuq.AceuqError, match="unchanged"):
+        at_the_limit(watch)
     assert path.stat().st_size == size and watch.frames_dumped == 1
     # At a halt the Extrapolation comes all the same, with the write error attached.
-    halting = aceuq.Watch(a, "gamma", dump=path, upper=0.0, log=None)
     with pytest.raises(aceuq.Extrapolation, match="could not be written") as e:
-        halting()
-    assert isinstance(e.value.write_error, OSError) and path.stat().st_size == size
-    monkeypatch.undo()
+        at_the_limit(halting)
+    assert isinstance(e.value.write_error, aceuq.AceuqError) and path.stat().st_size == size
     watch()
     assert len(read(path, index=":")) == watch.frames_dumped == 2
+
+
+def test_watch_dump_files_of_others_are_kept(li_model, tmp_path):
+    """As the LAMMPS fix: a file that is no XYZ, or whose last frame is incomplete, is refused
+    when the watch is created, untouched; a last line without its newline gets one first."""
+    a = hot_bcc(li_model)
+    notes = tmp_path / "notes.xyz"
+    notes.write_text("my notes\n")
+    with pytest.raises(ValueError, match="not an extended XYZ file"):
+        aceuq.Watch(a, "gamma", dump=notes)
+    assert notes.read_text() == "my notes\n"
+    frame = tmp_path / "one.xyz"
+    write(frame, a[:3], format="extxyz")
+    text = frame.read_text()
+    torn = tmp_path / "torn.xyz"
+    torn.write_text(text + text.splitlines(keepends=True)[0] + text.splitlines()[1][:20])
+    with pytest.raises(ValueError, match="incomplete"):
+        aceuq.Watch(a, "gamma", dump=torn)
+    nonl = tmp_path / "nonl.xyz"
+    nonl.write_text(text.rstrip("\n"))
+    watch = aceuq.Watch(a, "gamma", dump=nonl, lower=0.0, upper=None, log=None)
+    watch()
+    frames = read(nonl, index=":")
+    assert len(frames) == 2 and len(frames[1]) == len(a)
+    for bad in ("", str(tmp_path / "new.xyz") + os.sep):
+        with pytest.raises(ValueError, match="names no file|is a directory"):
+            aceuq.Watch(a, "gamma", dump=bad)
+
+
+def test_halts_and_errors_cross_process_boundaries(li_model, tmp_path):
+    """Extrapolation and AceuqError pickle with what they carry (a process pool's results)."""
+    e = aceuq.Extrapolation("halting at step 3", 3, 7, 2.5, 1.0, 0.75, OSError(28, "full"))
+    back = pickle.loads(pickle.dumps(e))
+    assert type(back) is aceuq.Extrapolation and str(back) == "halting at step 3"
+    assert (back.step, back.atom, back.value, back.upper, back.p_frame) == (3, 7, 2.5, 1.0, 0.75)
+    assert isinstance(back.write_error, OSError) and back.write_error.errno == 28
+    with pytest.raises(aceuq.AceuqError) as err:
+        aceuq.Model(tmp_path / "missing.aceuq")
+    back = pickle.loads(pickle.dumps(err.value))
+    assert type(back) is aceuq.AceuqError and str(back) == str(err.value)
+
+
+def test_watch_log_to_a_file(li_model, tmp_path):
+    a = hot_bcc(li_model)
+    log = tmp_path / "watch.log"
+    watch = aceuq.Watch(a, "gamma", upper=0.0, log=log)
+    with pytest.raises(aceuq.Extrapolation):
+        watch()
+    assert "aceuq.Watch: halting at step 0" in log.read_text()
+    with pytest.raises(ValueError, match="log must be"):
+        aceuq.Watch(a, "gamma", log=3)
 
 
 def test_the_python_md_example_halts_and_selects(tmp_path):

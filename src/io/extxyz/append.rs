@@ -247,6 +247,16 @@ pub fn append_frame(path: &Path, frame: &AppendFrame<'_>) -> Result<(), AppendEr
     append_whole(path, text.as_bytes())
 }
 
+/// Append `text`, whole extended XYZ frames formatted by another writer (the Python watch
+/// formats its frames with ASE), with every guarantee of [`append_frame`]. Text that is not
+/// whole frames this reader reads ([`AppendError::Frame`]) is refused before the file is
+/// touched: a frame cut short would make the file unreadable for the next reader.
+pub fn append_text(path: &Path, text: &str) -> Result<(), AppendError> {
+    super::read_str(text, "the frame to append", &ReadOptions::default())
+        .map_err(AppendError::Frame)?;
+    append_whole(path, text.as_bytes())
+}
+
 /// Paths whose tail this process has checked (an incomplete last frame left by someone else
 /// would be buried mid-file by an append). Our own appends never leave one behind.
 static CHECKED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());

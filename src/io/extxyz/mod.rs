@@ -98,7 +98,7 @@ mod parse;
 mod reader;
 mod writer;
 
-pub use append::{AppendError, AppendFrame, append_frame, check_appendable};
+pub use append::{AppendError, AppendFrame, append_frame, append_text, check_appendable};
 pub use error::{ExtxyzError, Warning, WarningCallback};
 pub use labels::{Label, MissingLabel, missing_label};
 pub use options::ReadOptions;

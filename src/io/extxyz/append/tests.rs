@@ -362,3 +362,25 @@ fn whole_or_foreign_files_are_left_alone() {
     append_n(&empty, 0, 2);
     assert_eq!(seqs(&empty), [(0, 2)]);
 }
+
+/// Text formatted by another writer is appended with the same guarantees: after a last line
+/// without its newline (which is added), and never when it is not whole frames.
+#[test]
+fn text_of_whole_frames_is_appended_and_a_cut_frame_refused() {
+    let dir = workdir("text");
+    let path = dir.join("c.xyz");
+    append_n(&path, 1, 2);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.pop();
+    std::fs::write(&path, &bytes).unwrap();
+    let frame = "1\nLattice=\"5 0 0 0 5 0 0 0 5\" Properties=species:S:1:pos:R:3 seq=2 pbc=\"T T T\"\n\
+                 Li 0.0 0.0 0.0\n";
+    append_text(&path, frame).unwrap();
+    assert_eq!(seqs(&path), [(1, 2), (2, 1)]);
+    let before = std::fs::read(&path).unwrap();
+    let cut = &frame[..frame.len() - 10];
+    let e = append_text(&path, cut).unwrap_err();
+    assert!(matches!(e, AppendError::Frame(_)), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    let _ = std::fs::remove_dir_all(&dir);
+}
