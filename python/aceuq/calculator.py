@@ -18,16 +18,23 @@ def _methods(model: Model, uq) -> list[str]:
     if uq is None or uq is False:
         return []
     if isinstance(uq, str):
-        if uq == "all":
+        if uq.strip() == "all":
             return list(model.methods)
-        uq = [u for u in uq.split(",") if u]
-    uq = list(uq)
+        uq = [u.strip() for u in uq.split(",") if u.strip()]
+    elif isinstance(uq, (list, tuple, set, frozenset)):
+        uq = list(uq)
+    else:
+        raise ValueError(
+            f"uq must be 'all', a method name, a comma-separated string or a list of names, or "
+            f"None, got {uq!r}"
+        )
     missing = [m for m in uq if m not in model.methods]
     if missing:
         have = ", ".join(model.methods) or "none"
         raise ValueError(
-            f"{model.path}: no '{missing[0]}' uncertainty in this model (it has: {have}); "
-            "build it with aceuq fit (--active-set, --clusters K, --ensemble N, --distance, --gp)"
+            f"{model.path}: no {missing[0]!r} uncertainty in this model (it has: {have}); "
+            "build it with aceuq fit (--active-set, --clusters K, --ensemble N, --distance, "
+            "--gp, --contact)"
         )
     return uq
 

@@ -31,14 +31,22 @@ def cli(*args) -> int:
     return _native.cli([os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in args])
 
 
-def _options(options: dict) -> list[str]:
+def _options(options: dict, command: str) -> list[str]:
+    """``options`` as ``aceuq command``'s options: None leaves an option out, a switch (an
+    option without a value, ``active_set``) is given for True and left out for False; other
+    booleans reach the command as ``true``/``false``, which says what it takes instead."""
+    switches = set(_native.switches(command) or ())
     argv = []
     for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
-        if value is None or value is False:
+        name = key.replace("_", "-")
+        flag = "--" + name
+        if value is None:
             continue
-        if value is True:
-            argv.append(flag)
+        if isinstance(value, (bool, np.bool_)) and name in switches:
+            if value:
+                argv.append(flag)
+        elif isinstance(value, (bool, np.bool_)):
+            argv += [flag, "true" if value else "false"]
         elif isinstance(value, (list, tuple)):
             argv += [flag, ",".join(str(v) for v in value)]
         else:
@@ -87,6 +95,17 @@ def _structures(images, folder: str, name: str, labelled: bool = True) -> list[s
     return [path]
 
 
+def _model_file(model, folder: str) -> str:
+    """A path for ``model``: a path as it is; a loaded :class:`Model` written to ``folder`` as it
+    was loaded (its file may have changed or gone since), under its file's name."""
+    if not isinstance(model, Model):
+        return os.fspath(model)
+    path = os.path.join(folder, os.path.basename(os.fspath(model.path)) or "model.aceuq")
+    with open(path, "wb") as f:
+        f.write(model.__reduce__()[1][1])
+    return path
+
+
 def _many(flag: str, paths: list[str]) -> list[str]:
     return [flag] + paths if paths else []
 
@@ -103,7 +122,7 @@ def fit(train, out, valid=None, species=None, **options) -> Model:
         argv += _many("--valid", _structures(valid, tmp, "valid"))
         if species is not None:
             argv += ["--species", species if isinstance(species, str) else ",".join(species)]
-        argv += ["--out", os.fspath(out)] + _options(options)
+        argv += ["--out", os.fspath(out)] + _options(options, "fit")
         _run("fit", argv)
     return Model(os.fspath(out))
 
@@ -112,30 +131,32 @@ def calibrate(model, valid, out=None, **options) -> Model:
     """Calibrate the stored uncertainty cutoffs of ``model`` (a path) on validation data
     (``valid``: Atoms with labels or paths), as ``aceuq calibrate``: ``pool_size``,
     ``max_error``, ``high`` (labelled high-uncertainty structures), ``methods``, ``tail``,
-    ``upper_rule``, ``p_halt``, ... Writes ``out`` (default: the model file itself) and returns
-    it loaded."""
-    model = os.fspath(model.path if isinstance(model, Model) else model)
+    ``upper_rule``, ``p_halt``, ... Writes ``out`` (default: the model file itself, ``path`` of
+    a loaded :class:`Model`, which is calibrated as it was loaded) and returns it loaded."""
+    if out is None and isinstance(model, Model):
+        out = model.path
     with tempfile.TemporaryDirectory(prefix="aceuq-") as tmp:
-        argv = ["--model", model] + _many("--valid", _structures(valid, tmp, "valid"))
+        source = _model_file(model, tmp)
+        argv = ["--model", source] + _many("--valid", _structures(valid, tmp, "valid"))
         high = options.pop("high", None)
         argv += _many("--high", _structures(high, tmp, "high"))
         if out is not None:
             argv += ["--out", os.fspath(out)]
-        argv += _options(options)
+        argv += _options(options, "calibrate")
         _run("calibrate", argv)
-    return Model(os.fspath(out) if out is not None else model)
+    return Model(os.fspath(out if out is not None else source))
 
 
 def evaluate(model, data, **options) -> dict:
     """Errors and uncertainties of ``model`` on labelled ``data``, as ``aceuq eval`` (which also
     prints its table): a dict of per-atom numpy arrays, the columns of ``aceuq eval --per-atom``
     (``structure``, ``atom``, ``species``, reference and predicted forces, ``force_error``, and
-    one column per uncertainty method)."""
-    model = os.fspath(model.path if isinstance(model, Model) else model)
+    one column per uncertainty method). A loaded :class:`Model` is evaluated as it was loaded."""
     with tempfile.TemporaryDirectory(prefix="aceuq-") as tmp:
         table = os.path.join(tmp, "per_atom.csv")
+        model = _model_file(model, tmp)
         argv = ["--model", model] + _many("--data", _structures(data, tmp, "data"))
-        argv += ["--per-atom", table] + _options(options)
+        argv += ["--per-atom", table] + _options(options, "eval")
         _run("eval", argv)
         with open(table, newline="") as f:
             rows = list(csv.reader(f))
@@ -158,14 +179,15 @@ def select(model, candidates, max, out=None, **options):
     """The ``max`` most informative of ``candidates`` (Atoms, extended XYZ paths or LAMMPS dump
     paths) for labelling, by D-optimality against the model's active sets, as ``aceuq select``
     (halt frames left out unless ``include_halted=True``). Returns them as a list of Atoms
-    (most informative first) and writes them to ``out`` if given."""
-    model = os.fspath(model.path if isinstance(model, Model) else model)
+    (most informative first) and writes them to ``out`` if given. A loaded :class:`Model`
+    selects as it was loaded."""
     with tempfile.TemporaryDirectory(prefix="aceuq-") as tmp:
+        model = _model_file(model, tmp)
         dest = os.fspath(out) if out is not None else os.path.join(tmp, "selected.xyz")
         argv = ["--model", model] + _many(
             "--candidates", _structures(candidates, tmp, "candidates", labelled=False)
         )
-        argv += ["--max", str(max), "--out", dest] + _options(options)
+        argv += ["--max", str(max), "--out", dest] + _options(options, "select")
         _run("select", argv)
         if not os.path.exists(dest) or os.path.getsize(dest) == 0:
             return []

@@ -465,6 +465,13 @@ fn append_xyz(py: Python<'_>, path: PathBuf, text: String) -> PyResult<()> {
         .map_err(lib_err)
 }
 
+/// The long names of `aceuq <command>`'s switches (options without a value), for the workflow
+/// functions' keyword options; None for an unknown command.
+#[pyfunction]
+fn switches(command: &str) -> Option<Vec<String>> {
+    aceuq::cli::switches(command)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
@@ -473,6 +480,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cli_with_message, m)?)?;
     m.add_function(wrap_pyfunction!(check_appendable, m)?)?;
     m.add_function(wrap_pyfunction!(append_xyz, m)?)?;
+    m.add_function(wrap_pyfunction!(switches, m)?)?;
     m.add("AceuqError", m.py().get_type::<AceuqError>())?;
     // The uncertainty methods' names, in the library's order (one table: `Method::ALL`).
     let methods: Vec<&'static str> = aceuq::uq::Method::ALL.iter().map(|m| m.name()).collect();

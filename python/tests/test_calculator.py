@@ -278,3 +278,30 @@ def test_model_and_calculator_pickle_by_content(li_model, tmp_path):
     # A damaged copy is an AceuqError naming the file, not a crash.
     with pytest.raises(aceuq.AceuqError, match="copy.aceuq"):
         aceuq._native._model_from_bytes(str(path), pickle.dumps(model)[:200])
+
+
+def test_workflow_functions_use_the_loaded_model_and_keep_false(li_model, tmp_path):
+    """A loaded Model given to evaluate is the model as loaded, not whatever its file holds now
+    (a refit to the same path, or no file at all); False reaches an option that takes a value
+    (and is refused there), while a switch set to False is left out; uq names may carry
+    spaces, and a uq of the wrong type is a ValueError."""
+    import shutil
+
+    path = tmp_path / "m.aceuq"
+    shutil.copy(li_model.path, path)
+    model = aceuq.Model(path)
+    frames = DATA / "test.xyz"
+    want = aceuq.evaluate(model, frames)["force_error"]
+    path.unlink()
+    np.testing.assert_array_equal(aceuq.evaluate(model, frames)["force_error"], want)
+    with pytest.raises(aceuq.AceuqError, match="grow-basis must be auto, on or off, got false"):
+        aceuq.fit(DATA / "train.xyz", tmp_path / "g.aceuq", valid=DATA / "valid.xyz",
+                  grow_basis=False)
+    assert not (tmp_path / "g.aceuq").exists()
+    assert aceuq.workflow._options({"active_set": False, "distance": True}, "fit") == [
+        "--distance"
+    ]
+    calc = aceuq.AceUQCalculator(li_model, uq="gamma, distance")
+    assert calc.uq_methods == ["gamma", "distance"]
+    with pytest.raises(ValueError, match="uq must be"):
+        aceuq.AceUQCalculator(li_model, uq=True)

@@ -212,6 +212,22 @@ impl DataKeys {
 }
 
 /// Run the command line; returns the process exit code.
+/// The long names of `command`'s switches (options that take no value, such as
+/// `active-set`), for callers that build a command line from keyword arguments: a switch set to
+/// false is left out, while false for an option that takes a value must reach it. None for an
+/// unknown command.
+pub fn switches(command: &str) -> Option<Vec<String>> {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let sub = cli.get_subcommands().find(|c| c.get_name() == command)?;
+    Some(
+        sub.get_arguments()
+            .filter(|a| !a.get_action().takes_values())
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect(),
+    )
+}
+
 pub fn main() -> i32 {
     main_from(std::env::args_os())
 }
@@ -933,4 +949,19 @@ pub(crate) fn pacemaker_active_set(
         );
     }
     Ok(asi)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The switches of a command are its options without a value, by long name.
+    #[test]
+    fn switches_are_the_options_without_a_value() {
+        let fit = super::switches("fit").unwrap();
+        assert!(fit.iter().any(|s| s == "active-set") && fit.iter().any(|s| s == "contact"));
+        assert!(
+            !fit.iter().any(|s| s == "grow-basis" || s == "train"),
+            "{fit:?}"
+        );
+        assert!(super::switches("no-such-command").is_none());
+    }
 }
