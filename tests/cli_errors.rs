@@ -206,6 +206,18 @@ fn negative_numbers_are_rejected_with_the_flag_and_its_range() {
             ],
             "--tol must be a number above 1 (1.01 is the usual value), got -1",
         ),
+        (
+            vec![
+                "export",
+                "--model",
+                "m.aceuq",
+                "--output",
+                "o.yace",
+                "--max-energy-error",
+                "-1",
+            ],
+            "--max-energy-error must be a positive number of eV/atom, got -1",
+        ),
     ] {
         let (code, err) = aceuq(&args);
         assert_eq!(code, 1, "{args:?}: {err}");
@@ -227,6 +239,16 @@ fn negative_numbers_are_rejected_with_the_flag_and_its_range() {
         &["--threads", "-2", "info", "--model", "m"][..],
         &["fit", "--train", TRAIN, "--out", "x", "--ensemble", "-3"][..],
         &["cutoff", "--values", "v", "--n", "-10"][..],
+        &[
+            "export",
+            "--model",
+            "m",
+            "--output",
+            "o",
+            "--radial-base",
+            "-3",
+        ][..],
+        &["al-bench", "--pool", "p", "--out", "o", "--clusters", "-1"][..],
     ] {
         let (code, err) = aceuq(args);
         assert_eq!(code, 2, "{args:?}: {err}");

@@ -98,7 +98,7 @@ impl RowSource for XyzSource<'_> {
     ) -> Result<(), UqError> {
         let mut first = 0u32;
         let mut atoms = 0u64;
-        let mut buf: Vec<crate::Structure> = Vec::with_capacity(self.chunk);
+        let mut buf: Vec<crate::Structure> = Vec::with_capacity(self.chunk.min(1024));
         let mut emit = |buf: &mut Vec<crate::Structure>, first: &mut u32| -> Result<(), UqError> {
             if buf.is_empty() {
                 return Ok(());
@@ -341,7 +341,7 @@ impl RowSource for PaceSource<'_> {
     ) -> Result<(), UqError> {
         let mut first = 0u32;
         let mut atoms = 0u64;
-        let mut buf: Vec<(crate::Structure, String)> = Vec::with_capacity(self.chunk);
+        let mut buf: Vec<(crate::Structure, String)> = Vec::with_capacity(self.chunk.min(1024));
         let mut emit =
             |buf: &mut Vec<(crate::Structure, String)>, first: &mut u32| -> Result<(), UqError> {
                 if buf.is_empty() {

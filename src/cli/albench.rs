@@ -42,7 +42,7 @@ pub struct AlBenchArgs {
     pub species: Vec<String>,
     /// k-means clusters of gamma_local (default 4, 2 with --quick). Each cluster needs 30
     /// training atoms of its species from the first fit on: small cells need fewer clusters.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub clusters: Option<usize>,
     /// Force error (eV/Å) at which the MD counts as unstable (sets u_max).
     #[arg(long, default_value_t = crate::stats::cutoff::DEFAULT_E_MAX, allow_hyphen_values = true)]

@@ -18,7 +18,7 @@ pub struct ExportArgs {
     #[arg(long, short)]
     pub output: PathBuf,
     /// Number of pacemaker radial base functions the radial functions are fitted with.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, allow_negative_numbers = true)]
     pub radial_base: usize,
     /// Pacemaker radial base family: ChebExpCos (the default: it has our cosine envelope, so
     /// the fit is exact to ~1e-9), ChebPow, ChebLinear or SBessel.
@@ -26,14 +26,14 @@ pub struct ExportArgs {
     pub radial_family: String,
     /// The family's parameter λ (default: 0.01 for ChebExpCos, nearly linear in r like our
     /// functions; 2 for ChebPow; unused by the others).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub radial_parameter: Option<f64>,
     /// `dcut` of every bond (Å): ChebExpCos's second envelope and the width over which ML-PACE
     /// shifts its ZBL to zero at the cutoff. Small, because our functions have no such envelope.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true)]
     pub dcut: f64,
     /// Spacing of ML-PACE's radial look-up tables (`deltaSplineBins`, Å).
-    #[arg(long, default_value_t = 0.001)]
+    #[arg(long, default_value_t = 0.001, allow_negative_numbers = true)]
     pub spline_step: f64,
     /// Leave the ZBL core out (needed when a species is not an element symbol).
     #[arg(long)]
@@ -42,10 +42,10 @@ pub struct ExportArgs {
     #[arg(long, num_args = 1..)]
     pub data: Vec<PathBuf>,
     /// Largest accepted energy difference (eV/atom) between the model and the export.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true)]
     pub max_energy_error: f64,
     /// Largest accepted force-component difference (eV/Å) between the model and the export.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
     pub max_force_error: f64,
     /// Write the file even when the differences exceed the limits.
     #[arg(long)]

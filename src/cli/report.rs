@@ -478,6 +478,22 @@ pub fn run(a: &ReportArgs) -> Result<()> {
     } else {
         a.methods.clone()
     };
+    // Before anything is written: a report that fails half-way would leave its folder mixing
+    // new figures with an earlier report's summary.
+    if let Some(m) = methods.iter().find(|m| !available.contains(m)) {
+        bail!(
+            "{}: the model has no '{}' uncertainty (it has {}): leave it out of --methods, or \
+             refit with `aceuq fit {}`",
+            a.model.display(),
+            m.name(),
+            available
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            m.fit_option()
+        );
+    }
     for f in &a.formats {
         if f != "png" && f != "svg" {
             bail!("--formats takes png and/or svg, got '{f}'");

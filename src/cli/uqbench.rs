@@ -168,6 +168,18 @@ pub fn run(a: &UqBenchArgs) -> Result<()> {
         .iter()
         .filter(|d| !a.quick || d.in_quick)
         .collect();
+    if chosen.is_empty() {
+        bail!(
+            "{}: {}",
+            a.config.display(),
+            if a.quick {
+                "no [[dataset]] is in the quick size (in_quick = true): mark one, or run \
+                 without --quick"
+            } else {
+                "no [[dataset]] to benchmark: add one"
+            }
+        );
+    }
     let data: Vec<Dataset> = chosen
         .iter()
         .map(|d| load(&base, d, &cfg, a.quick))

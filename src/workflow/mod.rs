@@ -1481,6 +1481,13 @@ fn run_lammps(
 ) -> Result<ExplorationOutcome, LoopError> {
     let t = Instant::now();
     let model_abs = model.canonicalize().unwrap_or(model.to_path_buf());
+    // LAMMPS splits `pair_coeff * * ${model} Li` at white space: the model as seen from the
+    // exploration's folder, which holds no run-folder name that could contain a space.
+    let model_arg = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| relative_path(&d, &model_abs))
+        .unwrap_or(model_abs);
     let mut vars: Vec<(String, String)> = vec![
         (
             "plugin".into(),
@@ -1491,7 +1498,7 @@ fn run_lammps(
                 .display()
                 .to_string(),
         ),
-        ("model".into(), model_abs.display().to_string()),
+        ("model".into(), model_arg.display().to_string()),
         ("data".into(), "data.lmp".into()),
         ("candidates".into(), "candidates.xyz".into()),
         ("quantity".into(), cfg.run.quantity.name().into()),
@@ -1571,6 +1578,24 @@ fn run_lammps(
         o.frames_dumped = read_frames(&cand, cfg, true)?.len();
     }
     Ok(o)
+}
+
+/// `target` as a path relative to the folder `base` (both absolute and canonical): `..` for
+/// each of `base`'s components past their common part. None when they share no root.
+fn relative_path(base: &Path, target: &Path) -> Option<PathBuf> {
+    let (b, t): (Vec<_>, Vec<_>) = (base.components().collect(), target.components().collect());
+    let common = b.iter().zip(&t).take_while(|(x, y)| x == y).count();
+    if common == 0 {
+        return None;
+    }
+    let mut rel = PathBuf::new();
+    for _ in common..b.len() {
+        rel.push("..");
+    }
+    for c in &t[common..] {
+        rel.push(c);
+    }
+    Some(rel)
 }
 
 /// Each watch's closing line in LAMMPS's output (`fix ace/uq/watch[ ID]: N checks of gamma, max
@@ -2033,6 +2058,20 @@ mod tests {
         // A halt at the first check is evidence enough.
         o.halted_at = Some(0);
         check_watched(&cfg, e, dir, out, &o, &[(1, "candidates.xyz".into())]).unwrap();
+    }
+
+    #[test]
+    fn paths_relative_to_a_folder() {
+        let r = |b: &str, t: &str| relative_path(Path::new(b), Path::new(t));
+        assert_eq!(
+            r("/r sp/iter_001/explore_x", "/r sp/iter_001/model.aceuq"),
+            Some(PathBuf::from("../model.aceuq"))
+        );
+        assert_eq!(
+            r("/r sp/final_check/explore_x", "/r sp/final.aceuq"),
+            Some(PathBuf::from("../../final.aceuq"))
+        );
+        assert_eq!(r("/a/b", "/a/b/m.aceuq"), Some(PathBuf::from("m.aceuq")));
     }
 
     /// Time limits, e_max and N that would panic or mislead later (a negative or infinite
