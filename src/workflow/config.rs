@@ -149,8 +149,9 @@ const MAX_MINUTES: f64 = 525_600.0;
 #[serde(deny_unknown_fields)]
 pub struct LabellerConfig {
     /// Shell command; `{input}` and `{output}` are replaced by file paths, `{dir}` by the folder
-    /// of the configuration file. It must write every input frame, labelled (energy and forces),
-    /// in the same order, to `{output}` and exit 0.
+    /// of the configuration file (quoted for the shell if it holds a space or the like). It must
+    /// write every input frame, labelled (energy and forces), in the same order, with the same
+    /// species, positions (to 1e-3 Å), cell and periodicity, to `{output}` and exit 0.
     pub command: String,
     /// Kill a labelling that takes longer (minutes).
     #[serde(default = "d_label_timeout")]
@@ -244,6 +245,15 @@ impl LoopConfig {
             .unwrap_or(dir.to_path_buf())
             .display()
             .to_string();
+        // Quoted for the shell when it holds anything but plain path characters (a space).
+        let plain = dir_s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._+-,:@=".contains(c));
+        let dir_s = if plain {
+            dir_s
+        } else {
+            format!("'{}'", dir_s.replace('\'', "'\\''"))
+        };
         cfg.labeller.command = cfg.labeller.command.replace("{dir}", &dir_s);
         cfg.validate()?;
         Ok(cfg)

@@ -1795,6 +1795,21 @@ fn label_batch(
                 "labeller output frame {i} has different positions than its input"
             )));
         }
+        // Another cell is another structure (other images, another density).
+        let same_cell = a.pbc == b.pbc
+            && match (a.cell, b.cell) {
+                (Some(x), Some(y)) => {
+                    (0..3).all(|r| (0..3).all(|d| (x[r][d] - y[r][d]).abs() <= 1e-3))
+                }
+                (None, None) => true,
+                _ => false,
+            };
+        if !same_cell {
+            return Err(err(format!(
+                "labeller output frame {i} has a different cell or periodicity than its input: \
+                 the labeller must label the structure as given"
+            )));
+        }
         match (b.energy, &b.forces) {
             (Some(e), Some(f))
                 if e.is_finite() && f.iter().all(|v| v.iter().all(|x| x.is_finite())) => {}
@@ -2058,6 +2073,31 @@ mod tests {
         // A halt at the first check is evidence enough.
         o.halted_at = Some(0);
         check_watched(&cfg, e, dir, out, &o, &[(1, "candidates.xyz".into())]).unwrap();
+    }
+
+    /// The labeller's output must be the input structure: a changed cell is refused (a copy
+    /// of the labelled input is taken).
+    #[test]
+    fn a_labeller_that_changes_the_cell_is_refused() {
+        let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/li-loop");
+        let frames = extxyz::read_file(ex.join("start.xyz"), &Default::default()).unwrap();
+        let work = std::env::temp_dir().join(format!("aceuq-lcell-{}", std::process::id()));
+        std::fs::create_dir_all(&work).unwrap();
+        let cfg = |command: &str| -> LoopConfig {
+            toml::from_str(&format!(
+                "[loop]\nspecies = [\"Li\"]\ninitial = [\"start.xyz\"]\n[labeller]\n\
+                 command = {command:?}\n"
+            ))
+            .unwrap()
+        };
+        let got = label_batch(&cfg("cp {input} {output}"), &work, "same", &frames[..2]).unwrap();
+        assert_eq!(got.len(), 2);
+        let sed = "sed 's/Lattice=\"[^\"]*\"/Lattice=\"30 0 0 0 30 0 0 0 30\"/' {input} > {output}";
+        let e = label_batch(&cfg(sed), &work, "cell", &frames[..2])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("frame 0 has a different cell"), "{e}");
+        let _ = std::fs::remove_dir_all(&work);
     }
 
     #[test]
