@@ -241,10 +241,10 @@ pub fn calibrate_potential(
 /// What a halting rule chosen on labelled frames none of which is unstable does not know.
 fn untested_rule(r: &HaltRule) -> String {
     format!(
-        "halting rule: none of the calibration's {} labelled frames errs above {} eV/Å, so upper \
-         auto was chosen on false halts alone and the upper cutoffs extrapolate the errors seen \
-         at low uncertainty (on novel structures they may halt calm frames or miss unstable \
-         ones); label structures the watch dumps or halts on and pass them with --high",
+        "halting rule: none of the {} labelled frames it was chosen on errs above {} eV/Å, so \
+         upper auto was chosen on false halts alone and the upper cutoffs extrapolate the errors \
+         seen at low uncertainty (on novel structures they may halt calm frames or miss \
+         unstable ones); label structures the watch dumps or halts on and pass them with --high",
         r.frames, r.e_max
     )
 }
@@ -2367,7 +2367,7 @@ mod tests {
         assert!(!rule.votes(), "{rule:?}");
         // ... which the calibration says: the rule is untested on unstable frames.
         let untested = format!(
-            "halting rule: none of the calibration's {} labelled frames errs above 1 eV/Å",
+            "halting rule: none of the {} labelled frames it was chosen on errs above 1 eV/Å",
             valid.len()
         );
         assert!(

@@ -21,13 +21,14 @@ def _methods(model: Model, uq) -> list[str]:
         if uq.strip() == "all":
             return list(model.methods)
         uq = [u.strip() for u in uq.split(",") if u.strip()]
-    elif isinstance(uq, (list, tuple, set, frozenset)):
-        uq = list(uq)
     else:
-        raise ValueError(
-            f"uq must be 'all', a method name, a comma-separated string or a list of names, or "
-            f"None, got {uq!r}"
-        )
+        try:
+            uq = [str(u) for u in uq]
+        except TypeError:
+            raise ValueError(
+                f"uq must be 'all', a method name, a comma-separated string, names in a list (any "
+                f"iterable), or None, got {uq!r}"
+            ) from None
     missing = [m for m in uq if m not in model.methods]
     if missing:
         have = ", ".join(model.methods) or "none"

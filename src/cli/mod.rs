@@ -211,7 +211,6 @@ impl DataKeys {
     }
 }
 
-/// Run the command line; returns the process exit code.
 /// The long names of `command`'s switches (options that take no value, such as
 /// `active-set`), for callers that build a command line from keyword arguments: a switch set to
 /// false is left out, while false for an option that takes a value must reach it. None for an
@@ -228,6 +227,7 @@ pub fn switches(command: &str) -> Option<Vec<String>> {
     )
 }
 
+/// Run the command line; returns the process exit code.
 pub fn main() -> i32 {
     main_from(std::env::args_os())
 }

@@ -1549,8 +1549,8 @@ mod tests {
         assert_eq!(back, none);
     }
 
-    /// A model whose in-distribution error tail already passes e_max: the error model's upper
-    /// cutoff lies below the lower cutoff, is raised to it, and the calibration says why.
+    /// A method that saturates (the GP) below its lower cutoff can never flag a structure far
+    /// from its data: the calibration says so; a far-field value above u_c draws no warning.
     #[test]
     fn stats_a_lower_cutoff_above_the_far_field_value_is_named() {
         let mut r = rng(33);
@@ -1578,6 +1578,8 @@ mod tests {
         );
     }
 
+    /// A model whose in-distribution error tail already passes e_max: the error model's upper
+    /// cutoff lies below the lower cutoff, is raised to it, and the calibration says why.
     #[test]
     fn stats_an_upper_cutoff_below_the_lower_one_is_raised_with_a_warning() {
         let mut r = rng(32);

@@ -249,7 +249,11 @@ impl LoopConfig {
         let plain = dir_s
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._+-,:@=".contains(c));
-        let dir_s = if plain {
+        // A command that quotes {dir} itself keeps it as it is.
+        let quoted = ["\"{dir}", "'{dir}"]
+            .iter()
+            .any(|q| cfg.labeller.command.contains(q));
+        let dir_s = if plain || quoted {
             dir_s
         } else {
             format!("'{}'", dir_s.replace('\'', "'\\''"))

@@ -1560,7 +1560,7 @@ fn run_lammps(
             }
         }
         // "fix ace/uq/watch: N checks of ...", or "fix ace/uq/watch ID: ..." with several.
-        if l.starts_with("fix ace/uq/watch")
+        if l.contains("fix ace/uq/watch")
             && l.contains(" checks of ")
             && let Some(m) = l.split(", max ").nth(1)
         {
@@ -1602,24 +1602,30 @@ fn relative_path(base: &Path, target: &Path) -> Option<PathBuf> {
 /// 1.2, 3 frames written to candidates.xyz[, halted at step S]`): its checks and the file it
 /// dumped to ("" for none).
 fn watch_summaries(text: &str) -> Vec<(u64, String)> {
-    let mut watches = vec![];
+    // A watch prints its line after every run (its checks counted over all of them): the last
+    // line of each watch counts. Lines may carry a launcher's prefix (`mpirun --tag-output`).
+    let mut watches: Vec<(String, (u64, String))> = vec![];
     for l in text.lines() {
-        if l.starts_with("fix ace/uq/watch")
-            && let Some((head, rest)) = l.split_once(" checks of ")
-            && let Some(n) = head
-                .rsplit(": ")
-                .next()
-                .and_then(|n| n.trim().parse::<u64>().ok())
+        let Some(at) = l.find("fix ace/uq/watch") else {
+            continue;
+        };
+        let l = &l[at..];
+        if let Some((head, rest)) = l.split_once(" checks of ")
+            && let Some((label, n)) = head.rsplit_once(": ")
+            && let Ok(n) = n.trim().parse::<u64>()
         {
             let to = rest
                 .split(" frames written to ")
                 .nth(1)
                 .map(|t| t.split(", halted at step ").next().unwrap_or(t).to_string())
                 .unwrap_or_default();
-            watches.push((n, to));
+            match watches.iter_mut().find(|w| w.0 == label) {
+                Some(w) => w.1 = (n, to),
+                None => watches.push((label.to_string(), (n, to))),
+            }
         }
     }
-    watches
+    watches.into_iter().map(|w| w.1).collect()
 }
 
 /// An exploration counts as evidence only if a watch checked it and dumped where the loop reads
@@ -2023,9 +2029,11 @@ mod tests {
     /// and dumped to the loop's candidates file; the watch's closing lines say so.
     #[test]
     fn explorations_without_a_proper_watch_are_refused() {
-        let text = "Loop time of 1.2 on 1 procs for 100 steps with 250 atoms\n\
-                    fix ace/uq/watch: 5 checks of gamma, max 1.25, 2 frames written to \
+        let text = "fix ace/uq/watch: 1 checks of gamma, max 0.5, 0 frames written to \
                     candidates.xyz\n\
+                    Loop time of 1.2 on 1 procs for 100 steps with 250 atoms\n\
+                    [1,0]<stdout>:fix ace/uq/watch: 5 checks of gamma, max 1.25, 2 frames \
+                    written to candidates.xyz\n\
                     fix ace/uq/watch w2: 1 checks of gp, max 0.01, 0 frames written to ./other.xyz, \
                     halted at step 0\n";
         let w = watch_summaries(text);

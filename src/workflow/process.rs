@@ -9,9 +9,11 @@
 //!
 //! A loop killed outright (SIGKILL: the OOM killer, a batch job's end) cannot stop its children.
 //! So each child inherits the lock (it holds the lock file open, and a lock belongs to the open
-//! file, not to the process): a resumed loop is refused, naming the processes still holding it,
-//! until they end, instead of sharing the run folder with them. On Linux each child is also
-//! sent SIGTERM when the loop dies (mpirun passes it to its ranks).
+//! file, not to the process), and so do its descendants that keep inherited files open: a
+//! resumed loop is refused, naming the processes still holding it, until they end, instead of
+//! sharing the run folder with them. On Linux each child is also sent SIGTERM when the loop dies
+//! (mpirun passes it to its ranks). The lock records "pid on host", so that a loop on another
+//! host of a shared file system is never taken for a dead one.
 
 use super::{LoopError, err};
 use std::fs::File;
@@ -158,9 +160,11 @@ pub(super) fn run_with_timeout(
     // The lock of the run folder the child works in, if this process holds it.
     let lock_fd = std::fs::canonicalize(dir).ok().and_then(|d| {
         let locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+        // The innermost locked run folder holding the child's folder.
         locks
             .iter()
-            .find(|(run, _)| d.starts_with(run))
+            .filter(|(run, _)| d.starts_with(run))
+            .max_by_key(|(run, _)| run.components().count())
             .map(|l| l.1)
     });
     let lock_fd = lock_fd.unwrap_or(-1);
@@ -173,12 +177,22 @@ pub(super) fn run_with_timeout(
             if lock_fd >= 0 {
                 libc::fcntl(lock_fd, libc::F_SETFD, 0);
             }
+            // The loop's handlers (inherited by the fork) would only record a signal here; the
+            // child takes them by default from now on, as it would after exec.
+            for sig in ENDING {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction != libc::SIG_IGN
+                {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
             #[cfg(target_os = "linux")]
             {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                // The loop died between fork and prctl: as if the signal had come.
+                // The loop died between fork and prctl: do not start.
                 if libc::getppid() != loop_pid {
-                    libc::kill(libc::getpid(), libc::SIGTERM);
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
             }
             #[cfg(not(target_os = "linux"))]
@@ -243,6 +257,19 @@ impl Drop for RunLock {
     }
 }
 
+/// This machine's host name ("" if unknown), for the run folder's lock record.
+fn this_host() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname(2) writes at most buf.len() bytes into buf.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    if ok {
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    }
+}
+
 /// The processes (pid and command line) that hold `path` open, from `/proc` (empty where there is
 /// none or it cannot be read).
 fn holders(path: &Path) -> Vec<(u32, String)> {
@@ -293,11 +320,16 @@ pub fn lock_run_dir(run_dir: &Path) -> Result<RunLock, LoopError> {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
-            let alive = holder
-                .parse::<libc::pid_t>()
-                // SAFETY: kill(2) with signal 0 only checks that the process exists.
-                .is_ok_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
-            if !holder.is_empty() && !alive {
+            // "pid on host": a loop on another host of a shared file system is not known dead
+            // for its pid missing here, nor one whose process we may not signal (EPERM).
+            let (pid, host) = holder.split_once(" on ").unwrap_or((holder, ""));
+            let gone = host == this_host()
+                && pid.parse::<libc::pid_t>().is_ok_and(|pid| {
+                    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+                    let missing = unsafe { libc::kill(pid, 0) } != 0;
+                    missing && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+                });
+            if gone {
                 // The loop is gone (killed outright) but what it started still runs.
                 let mut left: Vec<String> = holders(&path)
                     .into_iter()
@@ -308,9 +340,9 @@ pub fn lock_run_dir(run_dir: &Path) -> Result<RunLock, LoopError> {
                     left.push("unknown".into());
                 }
                 return Err(err(format!(
-                    "run folder {} is still in use by processes the loop {holder} started before \
-                     it was killed: {}; they would write into this run: wait for them to end or \
-                     stop them (kill <pid>), then run the same command again",
+                    "run folder {} is still in use by processes the loop {pid} started, which \
+                     has ended (killed?): {}; they would write into this run: wait for them to \
+                     end or stop them (kill <pid>), then run the same command again",
                     run_dir.display(),
                     left.join(", ")
                 )));
@@ -340,7 +372,7 @@ pub fn lock_run_dir(run_dir: &Path) -> Result<RunLock, LoopError> {
     // Who holds it, for the message above (the lock itself is what counts).
     let _ = file.set_len(0);
     let _ = file.rewind();
-    let _ = write!(file, "{}", std::process::id());
+    let _ = write!(file, "{} on {}", std::process::id(), this_host());
     let _ = file.flush();
     if let Ok(run) = std::fs::canonicalize(run_dir) {
         use std::os::fd::AsRawFd as _;
@@ -395,11 +427,26 @@ mod tests {
         };
         assert!(e.contains("is in use by another `aceuq loop`"), "{e}");
         assert!(
-            e.contains(&format!("(process {})", std::process::id())),
+            e.contains(&format!(
+                "(process {} on {})",
+                std::process::id(),
+                this_host()
+            )),
             "{e}"
         );
         drop(first);
-        let again = lock_run_dir(&dir).unwrap();
+        // A child forked meanwhile by another test of this binary holds a copy of the lock
+        // until it runs its command: a moment.
+        let t = Instant::now();
+        let again = loop {
+            match lock_run_dir(&dir) {
+                Ok(l) => break l,
+                Err(_) if t.elapsed() < Duration::from_secs(5) => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("{}", e.0),
+            }
+        };
         drop(again);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -422,14 +469,14 @@ mod tests {
         let mut gone = Command::new("true").spawn().unwrap();
         let dead = gone.id();
         gone.wait().unwrap();
-        std::fs::write(dir.join(".lock"), dead.to_string()).unwrap();
+        std::fs::write(dir.join(".lock"), format!("{dead} on {}", this_host())).unwrap();
         let e = match lock_run_dir(&dir) {
             Err(e) => e.0,
             Ok(_) => panic!("the folder was locked while the orphan ran"),
         };
         assert!(
             e.contains(&format!(
-                "still in use by processes the loop {dead} started"
+                "still in use by processes the loop {dead} started, which has ended"
             )) && e.contains("(sleep 3)"),
             "{e}"
         );
