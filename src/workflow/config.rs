@@ -256,7 +256,7 @@ impl LoopConfig {
         let dir_s = if plain || quoted {
             dir_s
         } else {
-            format!("'{}'", dir_s.replace('\'', "'\\''"))
+            super::shell_quote(Path::new(&dir_s))
         };
         cfg.labeller.command = cfg.labeller.command.replace("{dir}", &dir_s);
         cfg.validate()?;

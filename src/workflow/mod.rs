@@ -1548,7 +1548,8 @@ fn run_lammps(
         seconds: t.elapsed().as_secs_f64(),
         ..Default::default()
     };
-    let watches = watch_summaries(&text);
+    let (watches, max_value) = watch_summaries(&text);
+    o.max_value = max_value;
     for l in text.lines() {
         if let Some(rest) = l.split("halting at step ").nth(1) {
             o.halted_at = rest.split(':').next().and_then(|v| v.trim().parse().ok());
@@ -1558,18 +1559,6 @@ fn run_lammps(
             if let Some(n) = w.get(5).and_then(|v| v.parse::<u64>().ok()) {
                 o.steps_run += n;
             }
-        }
-        // "fix ace/uq/watch: N checks of ...", or "fix ace/uq/watch ID: ..." with several.
-        if l.contains("fix ace/uq/watch")
-            && l.contains(" checks of ")
-            && let Some(m) = l.split(", max ").nth(1)
-        {
-            o.max_value = o.max_value.max(
-                m.split(',')
-                    .next()
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0.0),
-            );
         }
     }
     check_watched(cfg, e, dir, &out, &o, &watches)?;
@@ -1600,11 +1589,12 @@ fn relative_path(base: &Path, target: &Path) -> Option<PathBuf> {
 
 /// Each watch's closing line in LAMMPS's output (`fix ace/uq/watch[ ID]: N checks of gamma, max
 /// 1.2, 3 frames written to candidates.xyz[, halted at step S]`): its checks and the file it
-/// dumped to ("" for none).
-fn watch_summaries(text: &str) -> Vec<(u64, String)> {
+/// dumped to ("" for none); and the largest value any watch saw (0 without one).
+fn watch_summaries(text: &str) -> (Vec<(u64, String)>, f64) {
     // A watch prints its line after every run (its checks counted over all of them): the last
     // line of each watch counts. Lines may carry a launcher's prefix (`mpirun --tag-output`).
     let mut watches: Vec<(String, (u64, String))> = vec![];
+    let mut max = 0.0f64;
     for l in text.lines() {
         let Some(at) = l.find("fix ace/uq/watch") else {
             continue;
@@ -1614,6 +1604,14 @@ fn watch_summaries(text: &str) -> Vec<(u64, String)> {
             && let Some((label, n)) = head.rsplit_once(": ")
             && let Ok(n) = n.trim().parse::<u64>()
         {
+            // "gamma, max 1.25, 2 frames written to ...": a watch's running maximum.
+            if let Some(m) = rest
+                .split(", max ")
+                .nth(1)
+                .and_then(|m| m.split(',').next()?.trim().parse::<f64>().ok())
+            {
+                max = max.max(m);
+            }
             let to = rest
                 .split(" frames written to ")
                 .nth(1)
@@ -1625,7 +1623,7 @@ fn watch_summaries(text: &str) -> Vec<(u64, String)> {
             }
         }
     }
-    watches.into_iter().map(|w| w.1).collect()
+    (watches.into_iter().map(|w| w.1).collect(), max)
 }
 
 /// An exploration counts as evidence only if a watch checked it and dumped where the loop reads
@@ -2036,7 +2034,8 @@ mod tests {
                     written to candidates.xyz\n\
                     fix ace/uq/watch w2: 1 checks of gp, max 0.01, 0 frames written to ./other.xyz, \
                     halted at step 0\n";
-        let w = watch_summaries(text);
+        let (w, max) = watch_summaries(text);
+        assert_eq!(max, 1.25);
         assert_eq!(
             w,
             [

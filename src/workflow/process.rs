@@ -413,6 +413,18 @@ mod tests {
         SERIAL.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The lock of `dir`, trying again until `limit` has passed (then the test fails).
+    fn lock_within(dir: &Path, limit: Duration) -> RunLock {
+        let t = Instant::now();
+        loop {
+            match lock_run_dir(dir) {
+                Ok(l) => return l,
+                Err(_) if t.elapsed() < limit => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => panic!("still locked after {limit:?}: {}", e.0),
+            }
+        }
+    }
+
     /// A second lock of a locked run folder is refused with the holder's process id; once the
     /// first is released, the folder can be locked again.
     #[test]
@@ -437,17 +449,7 @@ mod tests {
         drop(first);
         // A child forked meanwhile by another test of this binary holds a copy of the lock
         // until it runs its command: a moment.
-        let t = Instant::now();
-        let again = loop {
-            match lock_run_dir(&dir) {
-                Ok(l) => break l,
-                Err(_) if t.elapsed() < Duration::from_secs(5) => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err(e) => panic!("{}", e.0),
-            }
-        };
-        drop(again);
+        drop(lock_within(&dir, Duration::from_secs(5)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -480,17 +482,8 @@ mod tests {
             )) && e.contains("(sleep 3)"),
             "{e}"
         );
-        let t = Instant::now();
-        let again = loop {
-            match lock_run_dir(&dir) {
-                Ok(l) => break l,
-                Err(_) if t.elapsed() < Duration::from_secs(20) => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                Err(e) => panic!("still locked after the orphan ended: {}", e.0),
-            }
-        };
-        drop(again);
+        // Free again once the orphan has ended.
+        drop(lock_within(&dir, Duration::from_secs(20)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
