@@ -118,7 +118,7 @@ FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), method(-1), lower_auto(1), upper_auto(1), upper_none(0), upper_mode(UPPER_AUTO), upper_frame(0),
     frame_p_halt(0.5), frame_p(0.0), upper_vote(0), jury_votes(0), jury_above(0), lower_value(0.0),
     upper_value(0.0), halt_mode(HALT_SOFT), lone_candidate(1), pair(nullptr), by_cluster(0),
-    notes_model(nullptr), notes_method(-1), nchecks(0), nframes(0), halted_step(-1),
+    notes_generation(0), notes_method(-1), nchecks(0), nframes(0), halted_step(-1),
     nlone_last(0), running_max(0.0), last_max(0.0), last_checked(-1), last_fingerprint(0),
     halted_now(0), forced_timeout(0), rerun_mode(0), rerun_stopped(0), init_logged(0),
     lone_reported(0), rehalt_reported(0)
@@ -590,8 +590,10 @@ void FixAceUqWatch::init()
 
 void FixAceUqWatch::report_calibration(aceuq_model_t *h, const std::vector<int> &own)
 {
-  if (h == notes_model && method == notes_method) return;
-  notes_model = h;
+  // Keyed on the load's number, the same on every rank (a pointer could repeat on some ranks
+  // only, and then only some would enter the collective calls below).
+  if (pair->model_generation() == notes_generation && method == notes_method) return;
+  notes_generation = pair->model_generation();
   notes_method = method;
   const int ns = (int) species_names.size();
   // Only the species the simulation maps a type to.
@@ -887,12 +889,28 @@ void FixAceUqWatch::min_pre_force(int)
 
 void FixAceUqWatch::setup(int)
 {
-  if (update->ntimestep % nevery == 0) check();
+  if (update->ntimestep % nevery == 0)
+    check();
+  else
+    rehalt_at_setup();
 }
 
 void FixAceUqWatch::min_setup(int)
 {
-  if (update->ntimestep % nevery == 0) check();
+  if (update->ntimestep % nevery == 0)
+    check();
+  else
+    rehalt_at_setup();
+}
+
+// A run whose first step is no checked step (after reset_timestep, or a run that ended between
+// checks) and that starts from the configuration that halted stops too, as one starting at a
+// checked step does. halted_now is the same on every rank (a global decision), so either every
+// rank computes the fingerprint (collective) or none does.
+void FixAceUqWatch::rehalt_at_setup()
+{
+  if (!halted_now || halt_mode == HALT_NO || forced_timeout || rerun_mode || rerun_stopped) return;
+  if (fingerprint() == last_fingerprint) rehalt();
 }
 
 // Sets defer_stop for its lifetime: reset even when check() ends in an error that a library
@@ -963,6 +981,25 @@ void FixAceUqWatch::stop_run(const char *why)
   forced_timeout = 1;
 }
 
+// Stop a run that starts from the configuration that halted (the last one checked).
+void FixAceUqWatch::rehalt()
+{
+  if (halt_mode == HALT_ERROR)
+    error->all(FLERR,
+               "fix ace/uq/watch: step {} is the configuration that halted the watch "
+               "(above the upper cutoff, by the frame rule or by the vote)",
+               update->ntimestep);
+  if (comm->me == 0 && rehalt_reported != last_fingerprint)
+    utils::logmesg(lmp,
+                   "{}: step {} is the configuration that halted (above the "
+                   "upper cutoff, by the frame rule or by the vote): this run stops too, and so "
+                   "will any run starting here; to go on, unfix the watch, use halt no, or start "
+                   "from another configuration\n",
+                   label, update->ntimestep);
+  rehalt_reported = last_fingerprint;
+  stop_run("");
+}
+
 void FixAceUqWatch::check()
 {
   // A configuration is checked once, even when a new run starts where the last one ended; but a
@@ -974,22 +1011,7 @@ void FixAceUqWatch::check()
   if (update->ntimestep == last_checked && fp == last_fingerprint) {
     // Judged already. A run that starts from the configuration that halted stops again: going
     // on would integrate on forces the watch has just declared untrustworthy.
-    if (halted_now && halt_mode != HALT_NO && !forced_timeout && !rerun_mode) {
-      if (halt_mode == HALT_ERROR)
-        error->all(FLERR,
-                   "fix ace/uq/watch: step {} is the configuration that halted the watch "
-                   "(above the upper cutoff, by the frame rule or by the vote)",
-                   update->ntimestep);
-      if (comm->me == 0 && rehalt_reported != last_fingerprint)
-        utils::logmesg(lmp,
-                       "{}: step {} is the configuration that halted (above the "
-                       "upper cutoff, by the frame rule or by the vote): this run stops too, and so will any run starting here; "
-                       "to go on, unfix the watch, use halt no, or start from another "
-                       "configuration\n",
-                       label, update->ntimestep);
-      rehalt_reported = last_fingerprint;
-      stop_run("");
-    }
+    if (halted_now && halt_mode != HALT_NO && !forced_timeout && !rerun_mode) rehalt();
     return;
   }
   last_checked = update->ntimestep;

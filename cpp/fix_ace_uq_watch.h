@@ -144,8 +144,8 @@ class FixAceUqWatch : public Fix {
   double lower_of(int s, int c) const { return c < 0 ? lower[s] : lower_c[cluster_base[s] + c]; }
   double upper_of(int s, int c) const { return c < 0 ? upper[s] : upper_c[cluster_base[s] + c]; }
 
-  // The calibration notes were printed for this model handle and quantity (once, not every run).
-  const aceuq_model_t *notes_model;
+  // The calibration notes were printed for this model load and quantity (once, not every run).
+  uint64_t notes_generation;    // the model load (pair->model_generation()) reported on
   int notes_method;
   void report_calibration(aceuq_model_t *h, const std::vector<int> &own);
 
@@ -171,6 +171,8 @@ class FixAceUqWatch : public Fix {
 
   void request();
   void check();
+  void rehalt();
+  void rehalt_at_setup();
   void stop_run(const char *why);
   uint64_t fingerprint();
   void write_frame(const std::vector<int> &flags, bool halting, double gmax, bigint nlone);

@@ -138,7 +138,7 @@ const TOKENS: &[&[u8]] = &[
     b"ITEM: NUMBER OF ATOMS\n",
     b"ITEM: TIMESTEP\n",
     b"#--- binary arrays: ",
-    b"ACEUQ-MODEL format=1\n",
+    b"ACEUQ-MODEL format=2\n",
     b"nmax = [",
     b"lmax = [",
     b"\xff\xfe",

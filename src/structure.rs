@@ -111,7 +111,8 @@ pub mod limits {
 pub struct LimitProblem {
     /// Zero-based index of the offending atom, when it is about one atom.
     pub atom: Option<usize>,
-    /// What is wrong (naming the 1-based atom and the value) and what to do.
+    /// What is wrong (naming the atom, 1-based unless named otherwise, and the value) and what
+    /// to do.
     pub message: String,
 }
 
@@ -168,6 +169,12 @@ impl Structure {
     /// energy, volume per atom of a fully periodic cell), in that order; `None` when all are
     /// within them. Non-finite values are beyond every bound.
     pub fn limits_problem(&self) -> Option<LimitProblem> {
+        self.limits_problem_naming(&|i| format!("atom {}", i + 1))
+    }
+
+    /// [`Structure::limits_problem`] with atoms named by `name` (zero-based index in; the
+    /// Python package names them `atoms[i]`, as ASE counts them).
+    pub fn limits_problem_naming(&self, name: &dyn Fn(usize) -> String) -> Option<LimitProblem> {
         use limits::*;
         let big = |v: &[f64; 3], max: f64| !v.iter().all(|x| x.abs() <= max);
         let fmt3 = |v: &[f64; 3]| format!("({:?}, {:?}, {:?})", v[0], v[1], v[2]);
@@ -192,9 +199,9 @@ impl Structure {
             return Some(LimitProblem {
                 atom: Some(i),
                 message: format!(
-                    "atom {} is at {}: a position must be a finite number (fix the atom or \
+                    "{} is at {}: a position must be a finite number (fix the atom or \
                      remove the frame)",
-                    i + 1,
+                    name(i),
                     fmt3(&self.positions[i])
                 ),
             });
@@ -203,10 +210,10 @@ impl Structure {
             return Some(LimitProblem {
                 atom: Some(i),
                 message: format!(
-                    "atom {} is at {} Å, beyond {MAX_COORDINATE:e} Å from the origin: no \
+                    "{} is at {} Å, beyond {MAX_COORDINATE:e} Å from the origin: no \
                      atomistic structure is this large; positions must be Cartesian coordinates \
                      in Å (fix the atom or remove the frame)",
-                    i + 1,
+                    name(i),
                     fmt3(&self.positions[i])
                 ),
             });
@@ -217,10 +224,10 @@ impl Structure {
             return Some(LimitProblem {
                 atom: Some(i),
                 message: format!(
-                    "the reference force on atom {} is {} eV/Å, beyond {MAX_FORCE:e} eV/Å: more \
+                    "the reference force on {} is {} eV/Å, beyond {MAX_FORCE:e} eV/Å: more \
                      than the bare repulsion of any two nuclei 0.1 Å apart, so not a physical \
                      force; forces must be in eV/Å (fix the label or remove the frame)",
-                    i + 1,
+                    name(i),
                     fmt3(&f[i])
                 ),
             });

@@ -132,6 +132,9 @@ print \"PRINTED step $(step)\"
 run 10 pre no
 print \"PRINTED pre_no_step $(step)\"
 print \"PRINTED pre_no_halted $(f_watch[5])\"
+reset_timestep $(step+2)
+run 100
+print \"PRINTED reset_step $(step)\"
 unfix watch
 run 20
 print \"PRINTED step $(step)\"
@@ -155,15 +158,23 @@ print \"PRINTED step $(step)\"
         let pre_no = printed(&r, "pre_no_step")[0];
         assert!(pre_no > halt && pre_no <= halt + 10.0, "np {np}: {pre_no}");
         assert_eq!(printed(&r, "pre_no_halted"), vec![1.0], "np {np}");
-        assert_eq!(steps[2], pre_no + 20.0, "np {np}");
+        // A run from that halted configuration whose first step is no checked step
+        // (reset_timestep to 2 steps on) stops too.
+        assert_eq!(
+            printed(&r, "reset_step"),
+            vec![pre_no + 2.0],
+            "np {np}: {}",
+            r.output
+        );
+        assert_eq!(steps[2], pre_no + 22.0, "np {np}");
         assert!(
             steps[3] > steps[2],
             "np {np}: minimize did nothing: {steps:?}"
         );
-        // Said once, also on 2 ranks.
+        // Said once per halted configuration (run 100, the reset run), also on 2 ranks.
         assert_eq!(
             r.count("is the configuration that halted"),
-            1,
+            2,
             "np {np}: {}",
             r.output
         );

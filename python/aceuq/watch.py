@@ -134,7 +134,9 @@ class Watch:
     ``"-"`` (default) prints to ``sys.stdout`` as it is when printing, a file name appends to
     that file, a file object is written to, None silences. Attributes
     after a run: ``checks``, ``frames_dumped``, ``max_value``, ``halted`` (None or the
-    Extrapolation).
+    Extrapolation). A ``dyn.run()`` after a halt goes on from the halted structure, and ASE calls
+    the watch again only at its next interval: call ``watch()`` before it to halt at once while
+    the structure still extrapolates.
     """
 
     def __init__(
@@ -377,6 +379,30 @@ class Watch:
         if not auto_upper:
             fixed = self.upper is None or self.upper == "vote"
             up = np.full(n, math.inf if fixed else float(self.upper))
+        # A lower cutoff above the upper one would halt on atoms that were never candidates, as
+        # fix ace/uq/watch says: a given lower above a calibrated upper is an error, a
+        # calibrated lower above a given upper is lowered to it (with a warning).
+        above = np.flatnonzero(lo > up)
+        if above.size and self.lower != "auto" and auto_upper:
+            k = above[0]
+            s = self.atoms[k].symbol
+            where = s
+            if self.quantity == "gamma_local":
+                where += f" cluster {int(self.calc.results['gamma_local_cluster'][k])}"
+            raise ValueError(
+                f"for {where} the lower cutoff {lo[k]:.6g} is above the calibrated upper cutoff "
+                f"{up[k]:.6g} of {self.quantity}: give a lower cutoff below the upper one (or "
+                "upper=None)"
+            )
+        if above.size and not auto_upper and not self._warned and self.log is not None:
+            print(
+                f"aceuq.Watch: warning: upper {float(self.upper):.6g} is below the calibrated "
+                f"lower cutoff of {', '.join(sorted(set(self.atoms[above].get_chemical_symbols())))}"
+                f"; their lower cutoff is set to {float(self.upper):.6g} (every candidate there "
+                "is also a halt)",
+                file=self.log,
+            )
+        lo = np.minimum(lo, up)
         if not self._warned and self.log is not None:
             self._warned = True
             symbols = np.array(self.atoms.get_chemical_symbols())
@@ -501,7 +527,8 @@ class Watch:
         self.atoms.get_potential_energy()
         values = np.asarray(self.calc.results[self.quantity])
         lo, up = self._cutoffs()
-        self.max_value = max(self.max_value, float(values.max()))
+        if values.size:  # no atoms (yet): a check with nothing above anything
+            self.max_value = max(self.max_value, float(values.max()))
         above_lower = values > lo
         vote = None
         if self.voting:

@@ -81,10 +81,32 @@ impl Model {
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
             .collect();
+        if let Some((i, sym)) = symbols
+            .iter()
+            .enumerate()
+            .find(|(_, s)| self.pot.model.species_index(s).is_none())
+        {
+            return Err(AceuqError::new_err(format!(
+                "atoms[{i}] is {sym}, a species the model does not have (model species: {})",
+                self.pot.model.species.join(", ")
+            )));
+        }
         if pbc.iter().any(|&p| p) && cell.is_none() {
             return Err(PyValueError::new_err(
                 "periodic boundary conditions need a cell",
             ));
+        }
+        // ASE's Atoms(pbc=True) without a cell has zero lattice vectors: say so, rather than
+        // "denser than any matter" from the volume check below.
+        if let Some(c) = &cell
+            && let Some(k) = (0..3).find(|&k| pbc[k] && c[k].iter().all(|&x| x == 0.0))
+        {
+            return Err(AceuqError::new_err(format!(
+                "the atoms are periodic along lattice vector {k} ({}), but that vector is zero: \
+                 give them a cell (atoms.cell = ..., or atoms.center(vacuum=...)) or make that \
+                 direction non-periodic (atoms.pbc)",
+                ["a", "b", "c"][k]
+            )));
         }
         let s = Structure {
             cell,
@@ -93,7 +115,7 @@ impl Model {
             symbols,
             ..Default::default()
         };
-        if let Some(p) = s.limits_problem() {
+        if let Some(p) = s.limits_problem_naming(&|i| format!("atoms[{i}]")) {
             return Err(AceuqError::new_err(p.message));
         }
         Ok(s)

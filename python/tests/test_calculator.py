@@ -193,8 +193,18 @@ def test_bad_input_names_the_problem(li_model):
     a = read(DATA / "test.xyz", index=0)
     a[3].symbol = "Cu"
     a.calc = aceuq.AceUQCalculator(li_model)
-    with pytest.raises(aceuq.AceuqError, match="'Cu'.*not in the model"):
+    # Atoms are named as ASE counts them, from 0.
+    with pytest.raises(aceuq.AceuqError, match=r"atoms\[3\] is Cu, a species the model does not"):
         a.get_potential_energy()
+    a[3].symbol = "Li"
+    a.positions[5, 1] = np.nan
+    with pytest.raises(aceuq.AceuqError, match=r"atoms\[5\] is at \(.*NaN"):
+        a.get_potential_energy()
+    # pbc=True without a cell: ASE gives zero lattice vectors.
+    b = Atoms("Li2", positions=[[0, 0, 0], [3, 0, 0]], pbc=True)
+    b.calc = aceuq.AceUQCalculator(li_model)
+    with pytest.raises(aceuq.AceuqError, match="periodic along lattice vector 0 .a., but that vector is zero"):
+        b.get_potential_energy()
     with pytest.raises(ValueError, match="not in the model"):
         li_model.stored_cutoffs("gamma", "Cu")
     with pytest.raises(ValueError, match="unknown uncertainty method 'gama'"):
@@ -236,7 +246,7 @@ def test_slabs_and_wires_need_no_vacuum_vector(li_model):
         a.calc = calc
         close(a.get_potential_energy(), e, rtol=1e-12)
     slab.pbc = [True, False, True]  # a zero periodic vector stays an error
-    with pytest.raises(aceuq.AceuqError, match="degenerate"):
+    with pytest.raises(aceuq.AceuqError, match="periodic along lattice vector 2 .c., but that"):
         slab.get_potential_energy()
 
 

@@ -87,6 +87,31 @@ def test_watch_without_upper_never_halts_and_gamma_local_uses_clusters(li_model,
         assert set(np.unique(f.arrays["cluster"])) <= {0, 1}
 
 
+def test_watch_keeps_lower_below_upper_and_takes_empty_atoms(li_model):
+    """As fix ace/uq/watch: a given upper below the calibrated lower cutoff lowers it (a warning:
+    every candidate is then a halt); a given lower above the calibrated upper is an error; no
+    atoms is a check with nothing above anything."""
+    a = hot_bcc(li_model)
+    lower, _ = a.calc.cutoffs("gamma", a)
+    log = io.StringIO()
+    w = aceuq.Watch(a, "gamma", upper=0.5 * lower[0], halt=False, log=log)
+    w()
+    assert f"upper {0.5 * lower[0]:.6g} is below the calibrated lower cutoff of Li" in log.getvalue()
+    lo, up = w._cutoffs()
+    assert (lo == up).all()
+    # This small model has no calibrated upper cutoff for gamma: give the calculator one.
+    calibrated = a.calc.cutoffs
+    a.calc.cutoffs = lambda m, atoms=None: (calibrated(m, atoms)[0], np.full(len(a), 2.0))
+    w = aceuq.Watch(a, "gamma", lower=3.0, upper="atom", log=None)
+    with pytest.raises(ValueError, match="for Li the lower cutoff 3 is above the calibrated upper cutoff 2 of gamma"):
+        w()
+    empty = a[[]]
+    empty.calc = aceuq.AceUQCalculator(li_model, uq="gamma")
+    w = aceuq.Watch(empty, "gamma", log=None)
+    w()
+    assert w.checks == 1 and w.max_value == -math.inf and w.halted is None
+
+
 def _run_watch(model, upper, path, steps=3000):
     a = hot_bcc(model)
     dyn = VelocityVerlet(a, 2 * units.fs)

@@ -271,12 +271,12 @@ impl Iteration {
             "tp_fraction" => self.atoms.tp as f64 / n,
             "uncertain_fraction" => (self.atoms.tp + self.atoms.fp) as f64 / n,
             "high_error_fraction" => (self.atoms.tp + self.atoms.fn_) as f64 / n,
-            "precision" => self.atoms.precision(),
-            "recall" => self.atoms.recall(),
-            "f1" => self.atoms.f1(),
-            "frame_precision" => self.frames.precision(),
-            "frame_recall" => self.frames.recall(),
-            "frame_f1" => self.frames.f1(),
+            "precision" => defined(self.atoms, |c| c.tp + c.fp, Confusion::precision),
+            "recall" => defined(self.atoms, |c| c.tp + c.fn_, Confusion::recall),
+            "f1" => defined(self.atoms, |c| c.tp + c.fp + c.fn_, Confusion::f1),
+            "frame_precision" => defined(self.frames, |c| c.tp + c.fp, Confusion::precision),
+            "frame_recall" => defined(self.frames, |c| c.tp + c.fn_, Confusion::recall),
+            "frame_f1" => defined(self.frames, |c| c.tp + c.fp + c.fn_, Confusion::f1),
             "coverage" => self.coverage,
             "coverage_ps" => self.coverage_ps,
             "candidates" => self.candidates as f64,
@@ -291,8 +291,9 @@ impl Iteration {
     pub fn csv_row(&self, classification: bool) -> Vec<String> {
         let f = |v: f64| format!("{v:.6}");
         let g = |name: &str| {
-            if classification {
-                f(self.metric(name))
+            let v = self.metric(name);
+            if classification && !v.is_nan() {
+                f(v)
             } else {
                 "nan".into()
             }
@@ -329,6 +330,13 @@ impl Iteration {
             format!("{:.3}", self.fit_seconds),
         ]
     }
+}
+
+/// `score(c)`, or NaN where it is undefined: `count(c)`, its denominator's atoms or frames, is 0
+/// (nothing flagged for precision; nothing above e_c for recall; neither for F1, where no
+/// flag and no high error is no evidence either way, not an F1 of 0).
+fn defined(c: Confusion, count: fn(&Confusion) -> u64, score: fn(&Confusion) -> f64) -> f64 {
+    if count(&c) == 0 { f64::NAN } else { score(&c) }
 }
 
 /// One run of the protocol (one selector, one seed).
@@ -764,9 +772,11 @@ pub struct SelectorSummary {
     pub final_mae_pool: [f64; 4],
     /// Final coverage (fraction of the pool reached).
     pub final_coverage: [f64; 4],
-    /// Atom F1 at the cutoffs, mean over all iterations of all repeats.
+    /// Atom F1 at the cutoffs, mean over all iterations of all repeats where it is defined
+    /// (NaN if nowhere).
     pub mean_f1: f64,
-    /// Frame F1 (tracking the oracle), mean over all iterations of all repeats.
+    /// Frame F1 (tracking the oracle), mean over all iterations of all repeats where it is
+    /// defined.
     pub mean_frame_f1: f64,
     /// Mean wall time of one run, seconds.
     pub seconds: f64,
@@ -793,9 +803,14 @@ pub fn summarize(runs: &[AlRun]) -> Option<SelectorSummary> {
     let last =
         |f: &dyn Fn(&AlRun) -> f64| -> [f64; 4] { stats4(&runs.iter().map(f).collect::<Vec<_>>()) };
     let all_it: Vec<&Iteration> = runs.iter().flat_map(|r| r.iterations.iter()).collect();
+    // Over the iterations where the metric is defined (NaN when none is).
     let mf = |name: &str| {
-        let v: Vec<f64> = all_it.iter().map(|i| i.metric(name)).collect();
-        mean(&v)
+        let v: Vec<f64> = all_it
+            .iter()
+            .map(|i| i.metric(name))
+            .filter(|v| !v.is_nan())
+            .collect();
+        if v.is_empty() { f64::NAN } else { mean(&v) }
     };
     let classify = first.selector != Selector::Random;
     Some(SelectorSummary {
@@ -810,4 +825,97 @@ pub fn summarize(runs: &[AlRun]) -> Option<SelectorSummary> {
         mean_frame_f1: if classify { mf("frame_f1") } else { f64::NAN },
         seconds: mean(&runs.iter().map(|r| r.seconds).collect::<Vec<_>>()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iteration(atoms: Confusion, frames: Confusion) -> Iteration {
+        Iteration {
+            iteration: 0,
+            n_train: 1,
+            n_valid: 1,
+            mae_train: 0.1,
+            mae_valid: 0.1,
+            mae_pool: 0.1,
+            e_c: 0.5,
+            u_c: 1.0,
+            u_max: 2.0,
+            u_family: "gamma".into(),
+            frames_between: 0,
+            frames_above: 0,
+            atoms_between: 0,
+            atoms_above: 0,
+            atoms,
+            frames,
+            stop_frame: None,
+            coverage: 1.0,
+            coverage_ps: f64::NAN,
+            candidates: 0,
+            added: 0,
+            fit_seconds: 1.0,
+            warnings: vec![],
+        }
+    }
+
+    /// Nothing flagged and nothing above e_c is no F1 of 0: undefined, left out of the means,
+    /// `nan` in the CSV; nothing flagged with errors above e_c is an F1 of 0.
+    #[test]
+    fn scores_without_a_denominator_are_undefined_not_zero() {
+        let none = Confusion {
+            tn: 100,
+            ..Default::default()
+        };
+        let missed = Confusion {
+            fn_: 2,
+            tn: 98,
+            ..Default::default()
+        };
+        let hit = Confusion {
+            tp: 1,
+            fp: 1,
+            tn: 98,
+            ..Default::default()
+        };
+        let quiet = iteration(none, none);
+        for m in [
+            "precision",
+            "recall",
+            "f1",
+            "frame_precision",
+            "frame_recall",
+            "frame_f1",
+        ] {
+            assert!(quiet.metric(m).is_nan(), "{m}");
+        }
+        let blind = iteration(missed, missed);
+        assert!(blind.metric("precision").is_nan());
+        assert_eq!((blind.metric("recall"), blind.metric("f1")), (0.0, 0.0));
+        let row = quiet.csv_row(true);
+        let col = |name: &str| {
+            Iteration::CSV_HEADER
+                .iter()
+                .position(|h| *h == name)
+                .unwrap()
+        };
+        assert_eq!(row[col("f1")], "nan");
+        assert_eq!(row[col("frame_f1")], "nan");
+
+        let run = |its: Vec<Iteration>| AlRun {
+            selector: Selector::Uq(Method::Gamma),
+            seed: 1,
+            iterations: its,
+            train: vec![0],
+            valid: vec![1],
+            converged: true,
+            stalled_at: None,
+            seconds: 1.0,
+        };
+        let s = summarize(&[run(vec![quiet.clone(), iteration(hit, hit)])]).unwrap();
+        // P 1/2, R 1: F1 2/3, the mean over the one iteration where it is defined.
+        assert_eq!((s.mean_f1, s.mean_frame_f1), (2.0 / 3.0, 2.0 / 3.0));
+        let s = summarize(&[run(vec![quiet.clone(), quiet])]).unwrap();
+        assert!(s.mean_f1.is_nan() && s.mean_frame_f1.is_nan());
+    }
 }

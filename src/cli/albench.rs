@@ -521,7 +521,9 @@ fn summary_md(
          atoms with N = pool atoms per species. Frame F1 compares the frames a method flags \
          (any atom u > u_c) with the frames that have an atom above the error cutoff (e > e_c): \
          how well the statistical cutoffs track the oracle. `random` uses the oracle's stop rule \
-         and batch size, so it has no classification scores.\n"
+         and batch size, so it has no classification scores. Precision is undefined where \
+         nothing is flagged, recall where nothing errs above e_c, F1 where neither (`nan` in the \
+         CSV files, left out of the means, `-` when undefined in every iteration).\n"
     );
     let _ = writeln!(
         md,

@@ -272,26 +272,30 @@ where
             n
         }
     });
-    if let Some(n) = threads
-        && let Err(e) = rayon::ThreadPoolBuilder::new()
+    // The command's own pool, not the process's global one: a process that has already used
+    // the global pool (the Python package's calculator, then `aceuq.fit(threads=1)`) still gets
+    // the threads asked for.
+    let pool = threads.and_then(|n| {
+        match rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
-            .build_global()
-    {
-        // A second command in one process (the Python package's `aceuq.cli`) finds the pool
-        // of the first: its size is set once per process.
-        let have = rayon::current_num_threads();
-        if have != n.max(1) {
-            eprintln!(
-                "warning: could not set {n} threads ({e}): this process keeps its {have} threads"
-            );
+            .build()
+        {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!(
+                    "warning: could not start {n} threads ({e}): using the process's {}",
+                    rayon::current_num_threads()
+                );
+                None
+            }
         }
-    }
+    });
     if let Err(e) = check_paths(&cli.command) {
         let m = error_text(&e);
         eprintln!("error: {m}");
         return (1, Some(m));
     }
-    let result = match &cli.command {
+    let dispatch = || match &cli.command {
         Command::Fit(a) => fit::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Info(a) => info(a),
@@ -306,6 +310,10 @@ where
         Command::Loop(a) => closed_loop::run(a),
         Command::AlBench(a) => albench::run(a),
         Command::UqBench(a) => uqbench::run(a),
+    };
+    let result = match &pool {
+        Some(p) => p.install(dispatch),
+        None => dispatch(),
     };
     match result {
         Ok(()) => (0, None),

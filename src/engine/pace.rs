@@ -77,14 +77,13 @@ impl PaceEngine {
     pub fn load_active_set(&mut self, path: &std::path::Path) -> Result<(), Error> {
         if crate::pace::is_local_active_set(path) {
             let local = crate::pace::read_local_active_set(path, &self.pot, &self.path)
-                .map_err(|e| Error::new(ErrorKind::Data, e.to_string()))?;
+                .map_err(Error::from)?;
             self.local = Some(local);
             self.local_path = Some(path.to_path_buf());
             self.cutoffs = None;
             return Ok(());
         }
-        let asi = crate::pace::read_active_set(path, &self.pot)
-            .map_err(|e| Error::new(ErrorKind::Data, e.to_string()))?;
+        let asi = crate::pace::read_active_set(path, &self.pot).map_err(Error::from)?;
         self.asi = Some(asi);
         self.asi_path = Some(path.to_path_buf());
         self.cutoffs = None;
@@ -112,7 +111,7 @@ impl PaceEngine {
             self.local_path.as_deref(),
             &self.pot.model().elements,
         )
-        .map_err(|e| Error::new(ErrorKind::Data, e.to_string()))?;
+        .map_err(Error::from)?;
         self.cutoffs = Some(c);
         Ok(())
     }

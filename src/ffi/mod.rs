@@ -469,8 +469,7 @@ pub unsafe extern "C" fn aceuq_model_load(
         let p = unsafe { cstr(path, "path") }?;
         init_threads();
         let kind = if crate::pace::is_pacemaker_potential(Path::new(p)) {
-            let m = crate::pace::PacePotential::load(Path::new(p))
-                .map_err(|e| Error::new(ErrorKind::Data, e.to_string()))?;
+            let m = crate::pace::PacePotential::load(Path::new(p)).map_err(Error::from)?;
             Kind::Pace(Box::new(PaceEngine::new(m, Path::new(p))))
         } else {
             let pot = Potential::load(Path::new(p)).map_err(Error::from)?;

@@ -5,18 +5,21 @@
 //! ACEUQ-MODEL format=1
 //! # aceuq model file: TOML metadata, then binary arrays. Inspect with `head`; do not edit.
 //! ...TOML...
-//! #--- binary arrays: 123456 bytes ---
+//! #--- binary arrays: 123456 bytes, metadata crc32 1a2b3c4d ---
 //! <123456 bytes: the arrays, little-endian, at the offsets listed in [arrays.*]>
 //! ```
-//! Readers check the magic line, the format number, the declared length (truncation), and every
-//! array's checksum (corruption), and name the file and what is wrong.
+//! Readers check the magic line, the format number, the declared length (truncation), the
+//! CRC-32 of everything above the marker line (the metadata: cutoffs, energies per species,
+//! calibrations live there) and every array's checksum (corruption), and name the file and what
+//! is wrong. Format 1 (before 2026-12-07) had no metadata checksum and is still read.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Format number written by this build; readers refuse newer formats.
-pub const FORMAT: u32 = 1;
+/// Format number written by this build; readers refuse newer formats. 2: the marker line
+/// carries the metadata's CRC-32.
+pub const FORMAT: u32 = 2;
 const MAGIC: &str = "ACEUQ-MODEL";
 const MARKER: &str = "#--- binary arrays: ";
 
@@ -169,7 +172,14 @@ impl Container {
         if !text.ends_with('\n') {
             out.push(b'\n');
         }
-        out.extend_from_slice(format!("{MARKER}{} bytes ---\n", blob.len()).as_bytes());
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(
+            format!(
+                "{MARKER}{} bytes, metadata crc32 {crc:08x} ---\n",
+                blob.len()
+            )
+            .as_bytes(),
+        );
         out.extend_from_slice(&blob);
         out
     }
@@ -192,6 +202,12 @@ impl Container {
             .strip_prefix("format=")
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| invalid(path, format!("line 1: bad header '{first}'")))?;
+        if format == 0 {
+            return Err(invalid(
+                path,
+                format!("line 1: bad header '{first}': there is no model format 0 (file corrupt)"),
+            ));
+        }
         if format > FORMAT {
             return Err(invalid(
                 path,
@@ -228,13 +244,33 @@ impl Container {
                 )
             })?;
             if let Some(rest) = line.strip_prefix(MARKER) {
-                let n: usize =
-                    rest.trim_end_matches(" bytes ---")
-                        .trim()
-                        .parse()
-                        .map_err(|_| {
-                            invalid(path, format!("line {line_no}: bad marker line '{line}'"))
-                        })?;
+                let bad = || invalid(path, format!("line {line_no}: bad marker line '{line}'"));
+                let rest = rest.strip_suffix(" ---").ok_or_else(bad)?;
+                let (n, crc) = match rest.split_once(" bytes, metadata crc32 ") {
+                    Some((n, crc)) => (n, Some(u32::from_str_radix(crc, 16).map_err(|_| bad())?)),
+                    None => (rest.strip_suffix(" bytes").ok_or_else(bad)?, None),
+                };
+                let n: usize = n.trim().parse().map_err(|_| bad())?;
+                match crc {
+                    Some(c) if crc32fast::hash(&bytes[..pos]) != c => {
+                        return Err(invalid(
+                            path,
+                            "the metadata is corrupt (checksum mismatch): the file changed after \
+                             aceuq wrote it (damaged, or edited by hand); restore a copy or write it \
+                             again with aceuq fit / calibrate",
+                        ));
+                    }
+                    None if format >= 2 => {
+                        return Err(invalid(
+                            path,
+                            format!(
+                                "line {line_no}: the marker line lacks the metadata checksum \
+                                     of format {format} (file corrupt)"
+                            ),
+                        ));
+                    }
+                    _ => {}
+                }
                 break (pos, n, end + 1);
             }
             pos = end + 1;
@@ -329,12 +365,42 @@ impl Container {
     }
 
     /// Read a file.
+    /// Only a regular file is read (a FIFO would block, `/dev/zero` never end), and only
+    /// after its first bytes say it is a model file (a wrong path to a large file is refused
+    /// at once, not after reading it whole on every MPI rank).
     pub fn read(path: &Path) -> Result<Container, ContainerError> {
-        let bytes = std::fs::read(path).map_err(|e| ContainerError::Io {
-            path: path.display().to_string(),
-            context: "cannot read model file",
-            source: e,
-        })?;
+        use std::io::Read;
+        let io = |context: &'static str| {
+            move |e: std::io::Error| ContainerError::Io {
+                path: path.display().to_string(),
+                context,
+                source: e,
+            }
+        };
+        let mut f = std::fs::File::open(path).map_err(io("cannot read model file"))?;
+        let kind = f
+            .metadata()
+            .map_err(io("cannot read model file"))?
+            .file_type();
+        // A directory: reading it gives the OS's own error.
+        if !kind.is_file() && !kind.is_dir() {
+            return Err(invalid(
+                path,
+                "is not a regular file (a pipe or device): give the path of a model file",
+            ));
+        }
+        let mut head = Vec::with_capacity(MAGIC.len());
+        (&mut f)
+            .take(MAGIC.len() as u64)
+            .read_to_end(&mut head)
+            .map_err(io("cannot read model file"))?;
+        if head != MAGIC.as_bytes() {
+            // The message of a wrong file type, from the bytes read.
+            return Container::from_bytes(path, &head);
+        }
+        let mut bytes = head;
+        f.read_to_end(&mut bytes)
+            .map_err(io("cannot read model file"))?;
         Container::from_bytes(path, &bytes)
     }
 
@@ -397,6 +463,27 @@ pub(crate) mod tests {
         [&bytes[..at], to, &bytes[at + from.len()..]].concat()
     }
 
+    /// `bytes` with the metadata checksum recomputed: a model whose metadata was edited
+    /// consistently (what a checksum cannot catch; the loaders' own checks must).
+    pub(crate) fn reseal(bytes: &[u8]) -> Vec<u8> {
+        let at = bytes
+            .windows(MARKER.len())
+            .position(|w| w == MARKER.as_bytes())
+            .expect("marker present");
+        let end = at
+            + bytes[at..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .expect("marker line");
+        let line = std::str::from_utf8(&bytes[at..end]).unwrap();
+        let (head, _) = line.split_once(", metadata crc32 ").expect("format 2");
+        let marker = format!(
+            "{head}, metadata crc32 {:08x} ---",
+            crc32fast::hash(&bytes[..at])
+        );
+        [&bytes[..at], marker.as_bytes(), &bytes[end..]].concat()
+    }
+
     fn sample() -> Container {
         let mut c = Container::default();
         c.meta
@@ -439,16 +526,71 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("m.aceuq: not an aceuq model file"), "{e}");
-        let newer = replace_bytes(&bytes, b"format=1", b"format=7");
+        let newer = replace_bytes(&bytes, b"format=2", b"format=7");
         let e = Container::from_bytes(p, &newer).unwrap_err().to_string();
         assert!(e.contains("newer aceuq (model format 7)"), "{e}");
+        let zero = replace_bytes(&bytes, b"format=2", b"format=0");
+        let e = Container::from_bytes(p, &zero).unwrap_err().to_string();
+        assert!(e.contains("there is no model format 0"), "{e}");
+        // Any changed bit of the metadata: a number the model runs on, a table's name.
+        for (from, to) in [(&b"Li"[..], &b"Mi"[..]), (b"species", b"spebies")] {
+            let e = Container::from_bytes(p, &replace_bytes(&bytes, from, to))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("the metadata is corrupt (checksum mismatch)"),
+                "{e}"
+            );
+        }
+        let e = Container::from_bytes(p, &replace_bytes(&bytes, b"metadata crc32 ", b"crc "))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad marker line"), "{e}");
+        // Format 1 files (no metadata checksum) are still read; format 2 needs it.
+        let at = bytes
+            .windows(MARKER.len())
+            .position(|w| w == MARKER.as_bytes())
+            .unwrap();
+        let end = at + bytes[at..].iter().position(|&c| c == b'\n').unwrap();
+        let line = std::str::from_utf8(&bytes[at..end]).unwrap();
+        let plain = format!("{} ---", line.split_once(", metadata").unwrap().0);
+        let v1 = [&bytes[..at], plain.as_bytes(), &bytes[end..]].concat();
+        let e = Container::from_bytes(p, &v1).unwrap_err().to_string();
+        assert!(e.contains("lacks the metadata checksum of format 2"), "{e}");
+        let v1 = replace_bytes(&v1, b"format=2", b"format=1");
+        assert_eq!(
+            Container::from_bytes(p, &v1).unwrap().arrays,
+            sample().arrays
+        );
         // Broken metadata names the line where parsing failed.
-        let broken = replace_bytes(&bytes, b"species = [", b"species = [[");
+        let broken = reseal(&replace_bytes(&bytes, b"species = [", b"species = [["));
         let e = Container::from_bytes(p, &broken).unwrap_err().to_string();
         assert!(
             e.starts_with("m.aceuq: line ") && e.contains(": bad metadata"),
             "{e}"
         );
+    }
+
+    /// Directories, pipes and files that are no model are refused before reading them whole.
+    #[test]
+    fn only_regular_model_files_are_read() {
+        let dir =
+            std::env::temp_dir().join(format!("aceuq-container-kinds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = Container::read(&dir).unwrap_err().to_string();
+        assert!(e.contains("os error 21"), "{e}");
+        let e = Container::read(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a regular file"), "{e}");
+        let other = dir.join("data.xyz");
+        std::fs::write(&other, "2\nLattice=\"1 0 0 0 1 0 0 0 1\"\n").unwrap();
+        let e = Container::read(&other).unwrap_err().to_string();
+        assert!(e.contains("not an aceuq model file"), "{e}");
+        std::fs::write(&other, "ACE").unwrap();
+        let e = Container::read(&other).unwrap_err().to_string();
+        assert!(e.contains("not an aceuq model file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

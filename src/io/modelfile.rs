@@ -420,11 +420,12 @@ mod tests {
         );
         // A CRC-valid but inconsistent file (edited metadata) is refused with a message.
         let orig = format!("nmax_per_l = {:?}", m.bases[0].layout.nmax_l);
-        let text = crate::io::container::tests::replace_bytes(
-            &bytes,
-            orig.as_bytes(),
-            b"nmax_per_l = [6, 6]",
-        );
+        let text =
+            crate::io::container::tests::reseal(&crate::io::container::tests::replace_bytes(
+                &bytes,
+                orig.as_bytes(),
+                b"nmax_per_l = [6, 6]",
+            ));
         let err = from_container(p, &Container::from_bytes(p, &text).unwrap())
             .unwrap_err()
             .to_string();

@@ -36,13 +36,31 @@ pub fn is_pacemaker_potential(path: &Path) -> bool {
 
 impl PacePotential {
     /// Read a pacemaker potential of any supported format.
+    ///
+    /// An element without a single basis function is refused: it is what a file cut short at a
+    /// line end leaves (the YAML formats carry no counts to check against), and it would give
+    /// such atoms no energy beyond E0 and the core repulsion. A list cut between two functions
+    /// cannot be told from a smaller potential.
     pub fn load(path: &Path) -> Result<PacePotential, PaceError> {
-        if path.extension().and_then(|e| e.to_str()) == Some("yaml") {
-            return Ok(PacePotential::BBasis(Box::new(BBasisPotential::load(
-                path,
-            )?)));
+        let pot = if path.extension().and_then(|e| e.to_str()) == Some("yaml") {
+            PacePotential::BBasis(Box::new(BBasisPotential::load(path)?))
+        } else {
+            PacePotential::CTilde(PaceModel::load(path)?)
+        };
+        let m = pot.model();
+        if let Some(k) = m
+            .species
+            .iter()
+            .position(|b| b.rank1.is_empty() && b.funcs.is_empty())
+        {
+            return Err(PaceError::Incomplete(format!(
+                "{}: element {} has no basis function: the file is incomplete (cut short?) or \
+                 not a whole potential; copy it again from where pacemaker wrote it",
+                path.display(),
+                m.elements[k]
+            )));
         }
-        Ok(PacePotential::CTilde(PaceModel::load(path)?))
+        Ok(pot)
     }
 
     /// The evaluated model (energies and forces).

@@ -55,6 +55,23 @@ pub enum PaceError {
     Io(String),
     #[error("{0}")]
     Data(String),
+    /// A file whose content is well formed but not a whole potential (cut short).
+    #[error("{0}")]
+    Incomplete(String),
+}
+
+/// The C ABI's status of each kind: a file that cannot be read is an I/O error, one that is
+/// not the expected format a format error, inconsistent content a data error.
+impl From<PaceError> for crate::error::Error {
+    fn from(e: PaceError) -> Self {
+        use crate::error::ErrorKind;
+        let kind = match &e {
+            PaceError::Format { .. } | PaceError::Incomplete(_) => ErrorKind::Format,
+            PaceError::Io(_) => ErrorKind::Io,
+            PaceError::Data(_) => ErrorKind::Data,
+        };
+        crate::error::Error::new(kind, e.to_string())
+    }
 }
 
 /// One C-tilde basis function: `rank` (species, n, l) triples and its (m-combination,

@@ -991,3 +991,33 @@ fn three_species_blocks() {
         );
     }
 }
+
+/// A potential cut short at a line end (before an element's functions) is refused as a format
+/// error naming the element, for B-basis YAML and the C-tilde `.yace`; the whole files load.
+#[test]
+fn a_file_cut_before_an_elements_functions_is_refused() {
+    let dir = std::env::temp_dir().join(format!("aceuq-pace-cut-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(repo("tests/data/pace/bbasis_cu_zbl.yaml")).unwrap();
+    let whole = dir.join("whole.yaml");
+    std::fs::write(&whole, &text).unwrap();
+    assert!(crate::pace::PacePotential::load(&whole).is_ok());
+    // Every line up to, not including, the first `nbody:`.
+    let cut: String = text
+        .lines()
+        .take_while(|l| !l.trim_start().starts_with("nbody:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let p = dir.join("cut.yaml");
+    std::fs::write(&p, cut).unwrap();
+    let e = crate::pace::PacePotential::load(&p).unwrap_err();
+    assert!(matches!(e, PaceError::Incomplete(_)), "{e}");
+    let m = e.to_string();
+    assert!(
+        m.contains("element Cu has no basis function") && m.contains("cut.yaml"),
+        "{m}"
+    );
+    let status: crate::error::Error = e.into();
+    assert_eq!(status.kind, crate::error::ErrorKind::Format);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

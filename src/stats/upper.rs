@@ -125,10 +125,10 @@ impl ConditionalUpper {
 
     /// The fewest atoms of this species that can make the frame rule halt at `p_halt` (the
     /// watch compares with the smallest p_halt of the model's species, at most this relation's
-    /// own): 1 when one atom can (an upper cutoff, or an error scale that grows without bound);
-    /// otherwise the atoms at the largest uncertainty the method reaches (`u_sup` when it
-    /// saturates, any u when s does not grow) whose probabilities together reach p_halt;
-    /// infinite when that probability is 0.
+    /// own): 1 when one atom can (an upper cutoff); otherwise the atoms at the largest
+    /// uncertainty the method reaches (`u_sup` when it saturates, [`MAX_EXTRAPOLATION`] x the
+    /// largest in the data when s grows without bound, any u when s does not grow) whose
+    /// probabilities together reach p_halt; infinite when that probability is 0.
     pub fn atoms_to_halt(&self, p_halt: f64) -> f64 {
         if self.u_max.is_some() {
             return 1.0;
@@ -136,7 +136,11 @@ impl ConditionalUpper {
         let u_top = match self.u_sup {
             // As in `conditional_upper`: values the data reached are reachable too.
             Some(u) => u.max(self.u_seen_max),
-            None if self.scale.b > 0.0 => return 1.0,
+            // A scale that grows without bound but reaches s_halt only beyond
+            // MAX_EXTRAPOLATION x the data (why there is no u_max): as far as the calibration
+            // trusts the trend. Beyond it one atom would halt the frame, at uncertainties that
+            // a run may never show (an atom 0.01 Å from another graded 10 by gamma).
+            None if self.scale.b > 0.0 => MAX_EXTRAPOLATION * self.u_seen_max,
             None => 0.0,
         };
         let lc = self.log_calm(u_top);
@@ -602,7 +606,8 @@ mod tests {
     use crate::stats::tests::{draw_gamma, rng};
     use rand_distr::Distribution as _;
 
-    /// The atoms the frame rule needs: 1 with an upper cutoff or an unbounded scale; for a
+    /// The atoms the frame rule needs: 1 with an upper cutoff or an unbounded scale within
+    /// reach of the data; for a
     /// saturating method, the n at which n atoms at u_sup reach p_halt, checked against the
     /// Maxwell tail written out (erfc-free: for x/s = 1/0.17 the series term dominates) and
     /// against the rule itself (n - 1 atoms stay below p_halt, n reach it); none with b = 0.
@@ -641,6 +646,16 @@ mod tests {
         assert_eq!(c.atoms_to_halt(0.5), 1.0);
         (c.u_max, c.u_sup) = (None, None);
         assert_eq!(c.atoms_to_halt(0.5), 1.0);
+        // An unbounded scale that reaches s_halt (0.65 at u = 6.3) only beyond 20x the data
+        // (u 0.2): the atoms at u = 4, s = 0.42, that together reach p_halt.
+        c.u_seen_max = 0.2;
+        let n = c.atoms_to_halt(0.5);
+        let frame = |k: f64| c.frame_halts(k * c.log_calm(4.0)).0;
+        assert!(
+            n > 1.0 && n.is_finite() && frame(n) && !frame(n - 1.0),
+            "{n}"
+        );
+        c.u_seen_max = 1.4;
         // s constant at a: every atom has the same probability.
         (c.scale.a, c.scale.b) = (0.25, 0.0);
         let n = c.atoms_to_halt(0.5);

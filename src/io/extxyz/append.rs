@@ -23,7 +23,8 @@
 //!   to: the error names the file and the line where the incomplete frame starts, and says how
 //!   to repair it. Nothing before the appended frame is ever modified, except that a missing
 //!   newline at the very end of the file is added before the frame, so that the two do not
-//!   merge into one line. A file that is no XYZ at all (its first line is not an atom count)
+//!   merge into one line, and blank lines at the very end are removed (a reader such as ASE's
+//!   stops at a blank line, and would not see the frame behind them). A file that is no XYZ at all (its first line is not an atom count)
 //!   is not appended to ([`AppendError::NotXyz`]); XYZ this reader cannot parse (another
 //!   writer's) is appended to as it is.
 //!
@@ -66,6 +67,42 @@ pub struct AppendFrame<'a> {
 }
 
 impl AppendFrame<'_> {
+    /// What would be lost or unreadable in the written frame: a column named `id` beside the
+    /// atom IDs, a column or info key given twice (one would replace the other), a species that
+    /// is not an element symbol (ASE and aceuq read the species column as elements).
+    fn check(&self) -> Result<(), String> {
+        for (k, &(name, _)) in self.columns.iter().enumerate() {
+            if name == "id" && self.ids.is_some() {
+                return Err(
+                    "a column named 'id' beside the atom IDs (written as the column \
+                            'id'): name it otherwise"
+                        .into(),
+                );
+            }
+            if self.columns[..k].iter().any(|&(other, _)| other == name) {
+                return Err(format!("the column '{name}' is given twice"));
+            }
+        }
+        for (k, &(key, _)) in self.info.iter().enumerate() {
+            if self.info[..k].iter().any(|&(other, _)| other == key) {
+                return Err(format!("the info key '{key}' is given twice"));
+            }
+        }
+        if let Some((i, sym)) = self
+            .symbols
+            .iter()
+            .enumerate()
+            .find(|(_, s)| crate::elements::atomic_number(s).is_none())
+        {
+            return Err(format!(
+                "atom {}: '{sym}' is not an element symbol (readers take the species column as \
+                 elements)",
+                i + 1
+            ));
+        }
+        Ok(())
+    }
+
     /// The frame as a [`Structure`] (what [`append_frame`] writes with the default
     /// [`super::WriteOptions`]).
     pub fn to_structure(&self) -> Structure {
@@ -238,10 +275,16 @@ fn write_message(
 /// - an incomplete last frame without such a journal is not ours and is never cut:
 ///   [`AppendError::IncompleteTail`], and the file is left as it is;
 /// - nothing before the frame is changed, except that a newline is added if the file's last
-///   line lacks one.
+///   line lacks one and blank lines at its end are removed.
 ///
 /// `docs/candidates.md` describes this for users of the LAMMPS fix.
 pub fn append_frame(path: &Path, frame: &AppendFrame<'_>) -> Result<(), AppendError> {
+    frame.check().map_err(|message| {
+        AppendError::Frame(ExtxyzError::Write {
+            origin: "the frame to append".into(),
+            message,
+        })
+    })?;
     let text =
         frame_to_string(&frame.to_structure(), &Default::default()).map_err(AppendError::Frame)?;
     append_whole(path, text.as_bytes())
@@ -332,7 +375,16 @@ fn append_whole(path: &Path, bytes: &[u8]) -> Result<(), AppendError> {
         mark_checked(path);
     }
 
-    let meta = f.metadata().map_err(io_err("cannot stat it"))?;
+    let mut meta = f.metadata().map_err(io_err("cannot stat it"))?;
+    // Blank lines at the end (`echo > file` makes one): ASE stops reading at a blank line, so
+    // a frame behind them would be invisible to it. They hold nothing: cut off before appending.
+    let text_end = end_of_text(&f, meta.len()).map_err(io_err("cannot read it"))?;
+    if text_end < meta.len() {
+        f.set_len(text_end)
+            .and_then(|()| f.sync_data())
+            .map_err(io_err("cannot remove the blank lines at its end"))?;
+        meta = f.metadata().map_err(io_err("cannot stat it"))?;
+    }
     let length = meta.len();
     // A last line without its newline would merge with the frame's count line.
     let newline = length > 0 && last_byte(&f, length).map_err(io_err("cannot read it"))? != b'\n';
@@ -382,6 +434,37 @@ fn append_whole(path: &Path, bytes: &[u8]) -> Result<(), AppendError> {
     }
     Ok(())
     // The lock is released when `f` closes.
+}
+
+/// The length of `f` (`len` bytes) without the blank lines (whitespace only) at its end: the
+/// end of the last line with text, its newline included; 0 for a file of blank lines; `len`
+/// when the last line has text.
+fn end_of_text(f: &std::fs::File, len: u64) -> io::Result<u64> {
+    const CHUNK: u64 = 4096;
+    let mut end = len; // the blank run found so far is [end, len)
+    // The first newline after the last byte with text: where that line ends.
+    let mut first_newline = None;
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let mut buf = vec![0u8; (end - start) as usize];
+        let mut got = 0;
+        while got < buf.len() {
+            match journal::read_at(f, &mut buf[got..], start + got as u64)? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => got += n,
+            }
+        }
+        for (k, &b) in buf.iter().enumerate().rev() {
+            let at = start + k as u64;
+            if b == b'\n' {
+                first_newline = Some(at);
+            } else if !b.is_ascii_whitespace() {
+                return Ok(first_newline.map_or(len, |n| n + 1));
+            }
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// The last byte of `f`, which holds `len > 0` bytes.

@@ -384,3 +384,122 @@ fn text_of_whole_frames_is_appended_and_a_cut_frame_refused() {
     assert_eq!(std::fs::read(&path).unwrap(), before);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Blank lines at the end of the file (`echo > c.xyz`, an editor's trailing line) are removed
+/// before the frame, so that a reader stopping at a blank line (ASE's) sees every frame; a
+/// last text line's own trailing spaces and blank lines between frames stay.
+#[test]
+fn blank_lines_at_the_end_are_removed_before_the_frame() {
+    let dir = workdir("blank");
+    let frame = "1\nLattice=\"5 0 0 0 5 0 0 0 5\" Properties=species:S:1:pos:R:3 seq=2 pbc=\"T T T\"\n\
+                 Li 0.0 0.0 0.0\n";
+    for (case, before, kept) in [
+        ("only_blank", "\n", ""),
+        ("blanks_and_spaces", " \n\t\n\r\n  ", ""),
+        (
+            "after_a_frame",
+            "1\nx=1\nLi 1 2 3  \n\n \n",
+            "1\nx=1\nLi 1 2 3  \n",
+        ),
+        (
+            "within",
+            "1\nx=1\nLi 1 2 3\n\n1\nx=2\nLi 1 2 3\n\n",
+            "1\nx=1\nLi 1 2 3\n\n1\nx=2\nLi 1 2 3\n",
+        ),
+        ("no_newline", "1\nx=1\nLi 1 2 3", "1\nx=1\nLi 1 2 3\n"),
+    ] {
+        let path = dir.join(format!("{case}.xyz"));
+        std::fs::write(&path, before).unwrap();
+        append_text(&path, frame).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, format!("{kept}{frame}"), "{case}");
+    }
+    // Longer than one read of the tail.
+    let path = dir.join("long.xyz");
+    let blanks = "\n".repeat(10_000);
+    std::fs::write(&path, format!("1\nx=1\nLi 1 2 3\n{blanks}")).unwrap();
+    append_text(&path, frame).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("1\nx=1\nLi 1 2 3\n{frame}")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What the written frame would lose or make unreadable is refused before the file is touched:
+/// a column 'id' beside the atom IDs, a column or info key given twice, a species that is no
+/// element symbol.
+#[test]
+fn frames_that_would_lose_data_are_refused() {
+    let dir = workdir("refused");
+    let path = dir.join("c.xyz");
+    append_n(&path, 1, 2);
+    let before = std::fs::read(&path).unwrap();
+    let positions = [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]];
+    let v = [1.0, 2.0];
+    let base = AppendFrame {
+        cell: CELL,
+        pbc: [true; 3],
+        symbols: &["Li", "Li"],
+        positions: &positions,
+        ids: Some(&[101, 202]),
+        columns: &[("gamma", &v)],
+        info: &[("step", "3")],
+    };
+    append_frame(&path, &base).unwrap();
+    let ok = std::fs::read(&path).unwrap();
+    for (case, frame, expect) in [
+        (
+            "id",
+            AppendFrame {
+                columns: &[("id", &v)],
+                ..base
+            },
+            "a column named 'id' beside the atom IDs",
+        ),
+        (
+            "column twice",
+            AppendFrame {
+                columns: &[("gamma", &v), ("gamma", &v)],
+                ..base
+            },
+            "the column 'gamma' is given twice",
+        ),
+        (
+            "info twice",
+            AppendFrame {
+                info: &[("step", "3"), ("step", "4")],
+                ..base
+            },
+            "the info key 'step' is given twice",
+        ),
+        (
+            "species",
+            AppendFrame {
+                symbols: &["Li", "Xx"],
+                ..base
+            },
+            "atom 2: 'Xx' is not an element symbol",
+        ),
+    ] {
+        let e = append_frame(&path, &frame).unwrap_err().to_string();
+        assert!(e.contains(expect), "{case}: {e}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            ok,
+            "{case}: the file changed"
+        );
+    }
+    assert!(ok.starts_with(&before));
+    // Without IDs a column may be named 'id'.
+    append_frame(
+        &path,
+        &AppendFrame {
+            ids: None,
+            columns: &[("id", &v)],
+            ..base
+        },
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
