@@ -120,7 +120,7 @@ FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
     upper_value(0.0), halt_mode(HALT_SOFT), lone_candidate(1), pair(nullptr), by_cluster(0),
     notes_generation(0), notes_method(-1), nchecks(0), nframes(0), halted_step(-1),
     nlone_last(0), running_max(0.0), last_max(0.0), last_checked(-1), last_fingerprint(0),
-    halted_now(0), forced_timeout(0), rerun_mode(0), rerun_stopped(0), init_logged(0),
+    halted_fingerprint(0), halted_now(0), forced_timeout(0), rerun_mode(0), rerun_stopped(0), init_logged(0),
     lone_reported(0), rehalt_reported(0)
 {
   if (narg < 4) utils::missing_cmd_args(FLERR, "fix ace/uq/watch", error);
@@ -910,7 +910,7 @@ void FixAceUqWatch::min_setup(int)
 void FixAceUqWatch::rehalt_at_setup()
 {
   if (!halted_now || halt_mode == HALT_NO || forced_timeout || rerun_mode || rerun_stopped) return;
-  if (fingerprint() == last_fingerprint) rehalt();
+  if (fingerprint() == halted_fingerprint) rehalt();
 }
 
 // Sets defer_stop for its lifetime: reset even when check() ends in an error that a library
@@ -981,7 +981,7 @@ void FixAceUqWatch::stop_run(const char *why)
   forced_timeout = 1;
 }
 
-// Stop a run that starts from the configuration that halted (the last one checked).
+// Stop a run that starts from the configuration that halted.
 void FixAceUqWatch::rehalt()
 {
   if (halt_mode == HALT_ERROR)
@@ -989,14 +989,14 @@ void FixAceUqWatch::rehalt()
                "fix ace/uq/watch: step {} is the configuration that halted the watch "
                "(above the upper cutoff, by the frame rule or by the vote)",
                update->ntimestep);
-  if (comm->me == 0 && rehalt_reported != last_fingerprint)
+  if (comm->me == 0 && rehalt_reported != halted_fingerprint)
     utils::logmesg(lmp,
                    "{}: step {} is the configuration that halted (above the "
                    "upper cutoff, by the frame rule or by the vote): this run stops too, and so "
                    "will any run starting here; to go on, unfix the watch, use halt no, or start "
                    "from another configuration\n",
                    label, update->ntimestep);
-  rehalt_reported = last_fingerprint;
+  rehalt_reported = halted_fingerprint;
   stop_run("");
 }
 
@@ -1011,7 +1011,9 @@ void FixAceUqWatch::check()
   if (update->ntimestep == last_checked && fp == last_fingerprint) {
     // Judged already. A run that starts from the configuration that halted stops again: going
     // on would integrate on forces the watch has just declared untrustworthy.
-    if (halted_now && halt_mode != HALT_NO && !forced_timeout && !rerun_mode) rehalt();
+    if (halted_now && fp == halted_fingerprint && halt_mode != HALT_NO && !forced_timeout &&
+        !rerun_mode)
+      rehalt();
     return;
   }
   last_checked = update->ntimestep;
@@ -1185,6 +1187,8 @@ void FixAceUqWatch::check()
     halted_now = 0;
   if (halting) {
     halted_step = update->ntimestep;
+    // The configuration that halted (a minimizer's later evaluations change last_fingerprint).
+    halted_fingerprint = last_fingerprint;
     if (halt_mode == HALT_ERROR)
       error->all(FLERR, "fix ace/uq/watch: {} {} at step {} (see the log)",
                  upper_vote ? "upper vote:" : PairAceUq::method_name(method),

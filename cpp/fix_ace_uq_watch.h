@@ -161,6 +161,7 @@ class FixAceUqWatch : public Fix {
   double running_max, last_max;
   bigint last_checked;
   uint64_t last_fingerprint;
+  uint64_t halted_fingerprint;    // the configuration of the last halt
   int halted_now;        // the last check was above upper and halting
   int forced_timeout;    // this fix stopped the current run through the timer
   int rerun_mode;        // init() ran inside a rerun command

@@ -425,7 +425,8 @@ aceuq_status_t aceuq_model_uq_error_limit(const aceuq_model_t *model,
 // The fewest atoms of species `species` that can make the frame rule of `method` halt (see
 // [`aceuq_model_uq_frame_log_calm`], at its p_halt): 1 when one atom can, more for a method
 // whose uncertainty saturates below its upper cutoff (a GP: the atoms at the supremum whose
-// probabilities together reach p_halt), +inf when no number can. The watch compares it with the atoms it watches, to warn
+// probabilities together reach p_halt) or whose error trend reaches the error limit only beyond
+// 20x the calibration's largest uncertainty (the atoms at 20x), +inf when no number can. The watch compares it with the atoms it watches, to warn
 // when an entry without an upper cutoff cannot halt the run through its frames either.
 // `ACEUQ_STATUS_MISSING` without a fitted error scale, as `aceuq_model_uq_frame_log_calm`.
 //

@@ -382,11 +382,11 @@ class Watch:
         # A lower cutoff above the upper one would halt on atoms that were never candidates, as
         # fix ace/uq/watch says: a given lower above a calibrated upper is an error, a
         # calibrated lower above a given upper is lowered to it (with a warning).
-        above = np.flatnonzero(lo > up)
+        # When the jury halts, the quantity's own upper cutoff is not used (as in the fix).
+        above = np.flatnonzero(lo > up) if not self.voting else np.array([], dtype=int)
         if above.size and self.lower != "auto" and auto_upper:
             k = above[0]
-            s = self.atoms[k].symbol
-            where = s
+            where = self.atoms[k].symbol
             if self.quantity == "gamma_local":
                 where += f" cluster {int(self.calc.results['gamma_local_cluster'][k])}"
             raise ValueError(
@@ -394,6 +394,22 @@ class Watch:
                 f"{up[k]:.6g} of {self.quantity}: give a lower cutoff below the upper one (or "
                 "upper=None)"
             )
+        if self.lower != "auto" and auto_upper and not self.voting:
+            # Every cluster of the species present, not only the clusters occupied now, as the
+            # fix checks them at init: an atom moving into another cluster later must not end
+            # the run with this error.
+            model = self.calc.model
+            for s in sorted(set(self.atoms.get_chemical_symbols())):
+                k = model.clusters(s) if self.quantity == "gamma_local" else None
+                for c in [None] if k is None else range(k):
+                    stored = model.stored_cutoffs(self.quantity, s, c)
+                    if stored is not None and float(self.lower) > stored[1]:
+                        where = s if c is None else f"{s} cluster {c}"
+                        raise ValueError(
+                            f"for {where} the lower cutoff {float(self.lower):.6g} is above the "
+                            f"calibrated upper cutoff {stored[1]:.6g} of {self.quantity}: give "
+                            "a lower cutoff below the upper one (or upper=None)"
+                        )
         if above.size and not auto_upper and not self._warned and self.log is not None:
             print(
                 f"aceuq.Watch: warning: upper {float(self.upper):.6g} is below the calibrated "
@@ -402,7 +418,8 @@ class Watch:
                 "is also a halt)",
                 file=self.log,
             )
-        lo = np.minimum(lo, up)
+        if not self.voting:
+            lo = np.minimum(lo, up)
         if not self._warned and self.log is not None:
             self._warned = True
             symbols = np.array(self.atoms.get_chemical_symbols())

@@ -382,8 +382,7 @@ impl Model {
     }
 }
 
-/// One command at a time per process: the stop request is per process, and the commands share one
-/// thread pool.
+/// One command at a time per process: the stop request is per process.
 static ONE_COMMAND: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Run the command line (`argv` with the program name) on a thread of its own while this one

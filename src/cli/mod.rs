@@ -276,8 +276,10 @@ where
     // the global pool (the Python package's calculator, then `aceuq.fit(threads=1)`) still gets
     // the threads asked for.
     let pool = threads.and_then(|n| {
+        // The main thread's stack size: the command runs on a worker of this pool.
         match rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
+            .stack_size(8 << 20)
             .build()
         {
             Ok(p) => Some(p),

@@ -2,7 +2,7 @@
 //! arrays, each with its own CRC-32.
 //!
 //! ```text
-//! ACEUQ-MODEL format=1
+//! ACEUQ-MODEL format=2
 //! # aceuq model file: TOML metadata, then binary arrays. Inspect with `head`; do not edit.
 //! ...TOML...
 //! #--- binary arrays: 123456 bytes, metadata crc32 1a2b3c4d ---
@@ -377,9 +377,8 @@ impl Container {
                 source: e,
             }
         };
-        let mut f = std::fs::File::open(path).map_err(io("cannot read model file"))?;
-        let kind = f
-            .metadata()
+        // Before opening: opening a FIFO blocks until it has a writer.
+        let kind = std::fs::metadata(path)
             .map_err(io("cannot read model file"))?
             .file_type();
         // A directory: reading it gives the OS's own error.
@@ -389,6 +388,7 @@ impl Container {
                 "is not a regular file (a pipe or device): give the path of a model file",
             ));
         }
+        let mut f = std::fs::File::open(path).map_err(io("cannot read model file"))?;
         let mut head = Vec::with_capacity(MAGIC.len());
         (&mut f)
             .take(MAGIC.len() as u64)
@@ -583,6 +583,13 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("is not a regular file"), "{e}");
+        // A FIFO would block the read until a writer comes.
+        let fifo = dir.join("pipe.aceuq");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let e = Container::read(&fifo).unwrap_err().to_string();
+            assert!(e.contains("is not a regular file"), "{e}");
+        }
         let other = dir.join("data.xyz");
         std::fs::write(&other, "2\nLattice=\"1 0 0 0 1 0 0 0 1\"\n").unwrap();
         let e = Container::read(&other).unwrap_err().to_string();

@@ -434,4 +434,28 @@ mod tests {
             "{err}"
         );
     }
+
+    /// A model file of format 1 (before the metadata checksum; committed in the fuzz corpus)
+    /// still loads, and written again (format 2) gives the same predictions.
+    #[test]
+    fn format_1_model_files_still_load() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/model/li_plain.aceuq");
+        let bytes = std::fs::read(&p).unwrap();
+        assert!(bytes.starts_with(b"ACEUQ-MODEL format=1\n"));
+        let old = crate::Potential::load(&p).unwrap();
+        let again = old.to_container().to_bytes();
+        assert!(again.starts_with(b"ACEUQ-MODEL format=2\n"));
+        let new = crate::Potential::from_container(&p, &Container::from_bytes(&p, &again).unwrap())
+            .unwrap();
+        let s = random_structure(&["Li"], 3, 2, true);
+        let (a, b) = (
+            old.model
+                .predict(&s, &mut Workspace::new(&old.model))
+                .unwrap(),
+            new.model
+                .predict(&s, &mut Workspace::new(&new.model))
+                .unwrap(),
+        );
+        assert_eq!(a, b);
+    }
 }

@@ -903,6 +903,9 @@ fn iteration(
     if !done(dir, "label") {
         let t = Instant::now();
         let (good, bad) = label(cfg, dir, &chosen)?;
+        if let Some(w) = large_forces(&good) {
+            say(&format!("iteration {k}: warning: {w}"));
+        }
         extxyz::write_file_atomic(dir.join("labelled.xyz"), &good, &WriteOptions::lossless())
             .map_err(|e| err(e.to_string()))?;
         if !bad.is_empty() {
@@ -1829,6 +1832,39 @@ fn label_batch(
     Ok(got)
 }
 
+/// Forces a labeller should not give (above [`LARGE_FORCE`]: the training data's forces are
+/// tens of eV/Å at most): a unit mistake (Ry/bohr, Hartree/bohr, kcal/mol/Å) or a structure
+/// with atoms nearly on top of each other. They are kept (they may be right), with this said.
+const LARGE_FORCE: f64 = 100.0;
+
+/// A warning naming the labelled frames with a force above [`LARGE_FORCE`], the largest first.
+fn large_forces(frames: &[Structure]) -> Option<String> {
+    let mut big: Vec<(usize, usize, f64)> = frames
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let f = s.forces.as_ref()?;
+            let (a, m) = f
+                .iter()
+                .map(|v| (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt())
+                .enumerate()
+                .fold((0, 0.0_f64), |b, (a, m)| if m > b.1 { (a, m) } else { b });
+            (m > LARGE_FORCE).then_some((i, a, m))
+        })
+        .collect();
+    big.sort_by(|x, y| y.2.total_cmp(&x.2));
+    let &(i, a, m) = big.first()?;
+    Some(format!(
+        "{} of the labelled structures have forces above {LARGE_FORCE} eV/Å (the largest {m:.3e} \
+         eV/Å, on atom {} of frame {} of labelled.xyz): check the labeller's units (eV/Å) and \
+         whether these structures are physical (atoms nearly on top of each other); they are \
+         added to the training data as labelled",
+        big.len(),
+        a + 1,
+        i + 1
+    ))
+}
+
 /// Write the `[labeller.settings]` table for the labeller, with the data keys of `[loop]` added
 /// when the table does not set them (written atomically).
 fn write_labeller_settings(
@@ -1951,6 +1987,26 @@ mod tests {
             "{e}"
         );
         let _ = std::fs::remove_file(&file);
+    }
+
+    /// Labelled forces far above any training force (a unit mistake) are warned about.
+    #[test]
+    fn labelled_forces_far_beyond_training_are_named() {
+        let frame = |f: f64| Structure {
+            symbols: vec!["Li".into(); 2],
+            positions: vec![[0.0; 3], [2.0, 0.0, 0.0]],
+            forces: Some(vec![[0.5, 0.0, 0.0], [0.0, f, 0.0]]),
+            ..Default::default()
+        };
+        assert_eq!(large_forces(&[frame(3.0), frame(99.0)]), None);
+        let w = large_forces(&[frame(3.0), frame(250.0), frame(1e7)]).unwrap();
+        assert!(
+            w.starts_with(
+                "2 of the labelled structures have forces above 100 eV/Å (the largest 1.000e7 \
+                 eV/Å, on atom 2 of frame 3 of labelled.xyz)"
+            ),
+            "{w}"
+        );
     }
 
     /// Issue 24: `[labeller.settings]` reaches the labeller as a TOML file named by `{settings}`,

@@ -67,9 +67,9 @@ pub struct AppendFrame<'a> {
 }
 
 impl AppendFrame<'_> {
-    /// What would be lost or unreadable in the written frame: a column named `id` beside the
-    /// atom IDs, a column or info key given twice (one would replace the other), a species that
-    /// is not an element symbol (ASE and aceuq read the species column as elements).
+    /// What would be lost in the written frame: a column named `id` beside the atom IDs, a
+    /// column or info key given twice (one would replace the other). Species may be labels
+    /// that are no element (`Li1`), as models may have them.
     fn check(&self) -> Result<(), String> {
         for (k, &(name, _)) in self.columns.iter().enumerate() {
             if name == "id" && self.ids.is_some() {
@@ -87,18 +87,6 @@ impl AppendFrame<'_> {
             if self.info[..k].iter().any(|&(other, _)| other == key) {
                 return Err(format!("the info key '{key}' is given twice"));
             }
-        }
-        if let Some((i, sym)) = self
-            .symbols
-            .iter()
-            .enumerate()
-            .find(|(_, s)| crate::elements::atomic_number(s).is_none())
-        {
-            return Err(format!(
-                "atom {}: '{sym}' is not an element symbol (readers take the species column as \
-                 elements)",
-                i + 1
-            ));
         }
         Ok(())
     }
@@ -459,12 +447,54 @@ fn end_of_text(f: &std::fs::File, len: u64) -> io::Result<u64> {
             if b == b'\n' {
                 first_newline = Some(at);
             } else if !b.is_ascii_whitespace() {
-                return Ok(first_newline.map_or(len, |n| n + 1));
+                let Some(n) = first_newline else {
+                    return Ok(len);
+                };
+                // A last line that is a count of 0 atoms: the blank line after it is that
+                // frame's comment line, not padding.
+                if b == b'0' && zero_count_line(f, at)? {
+                    return Ok(next_line_end(f, n + 1, len)?);
+                }
+                return Ok(n + 1);
             }
         }
         end = start;
     }
     Ok(0)
+}
+
+/// Whether the line ending with the byte at `at` (a '0') is an atom count of 0: only
+/// whitespace and zeros back to its start.
+fn zero_count_line(f: &std::fs::File, at: u64) -> io::Result<bool> {
+    let start = at.saturating_sub(63);
+    let mut buf = vec![0u8; (at + 1 - start) as usize];
+    let got = journal::read_at(f, &mut buf, start)?;
+    buf.truncate(got);
+    let line = match buf.iter().rposition(|&b| b == b'\n') {
+        Some(p) => &buf[p + 1..],
+        None if start == 0 => &buf[..],
+        None => return Ok(false), // a long line: no count
+    };
+    let t = String::from_utf8_lossy(line);
+    let t = t.trim();
+    Ok(!t.is_empty() && t.bytes().all(|b| b == b'0'))
+}
+
+/// The end (after its newline) of the line starting at `from`, or `len`.
+fn next_line_end(f: &std::fs::File, from: u64, len: u64) -> io::Result<u64> {
+    let mut at = from;
+    let mut buf = [0u8; 256];
+    while at < len {
+        let got = journal::read_at(f, &mut buf, at)?;
+        if got == 0 {
+            break;
+        }
+        if let Some(p) = buf[..got].iter().position(|&b| b == b'\n') {
+            return Ok(at + p as u64 + 1);
+        }
+        at += got as u64;
+    }
+    Ok(len)
 }
 
 /// The last byte of `f`, which holds `len > 0` bytes.
