@@ -453,7 +453,7 @@ fn end_of_text(f: &std::fs::File, len: u64) -> io::Result<u64> {
                 // A last line that is a count of 0 atoms: the blank line after it is that
                 // frame's comment line, not padding.
                 if b == b'0' && zero_count_line(f, at)? {
-                    return Ok(next_line_end(f, n + 1, len)?);
+                    return next_line_end(f, n + 1, len);
                 }
                 return Ok(n + 1);
             }
