@@ -104,6 +104,11 @@ pub mod limits {
     /// ~30 MB of descriptor derivatives per atom at this size). Matter at 0.1 atoms/Å^3 reaches
     /// it only with a 21 Å cutoff, hydrogen at 1 atom/Å^3 with 9.8 Å.
     pub const MAX_NEIGHBORS: usize = 4000;
+
+    /// A reference force (|F|, eV/Å) above which a label is accepted but warned about: training
+    /// data's forces are tens of eV/Å at most, so more is a unit mistake (Ry/bohr, Hartree/bohr,
+    /// kcal/mol/Å) or atoms nearly on top of each other.
+    pub const SUSPECT_FORCE: f64 = 100.0;
 }
 
 /// A value beyond the bounds of [`limits`], found by [`Structure::limits_problem`].
@@ -272,6 +277,18 @@ impl Structure {
             });
         }
         None
+    }
+
+    /// The atom with the largest reference force and that force's magnitude (eV/Å); None
+    /// without forces or atoms.
+    pub fn largest_force(&self) -> Option<(usize, f64)> {
+        let f = self.forces.as_ref().filter(|f| !f.is_empty())?;
+        Some(
+            f.iter()
+                .map(|v| (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt())
+                .enumerate()
+                .fold((0, 0.0f64), |m, (a, x)| if x > m.1 { (a, x) } else { m }),
+        )
     }
 
     /// Find an extra per-atom array by name.

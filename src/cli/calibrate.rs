@@ -291,8 +291,8 @@ fn warn_training_files(a: &CalibrateArgs, train_files: &[String]) {
     }
 }
 
-/// Reference forces above this (eV/Å) are no MD force: a unit slip or a damaged label.
-const ABSURD_FORCE: f64 = 100.0;
+// Reference forces above this (eV/Å) are no MD force: a unit slip or a damaged label.
+use crate::structure::limits::SUSPECT_FORCE as ABSURD_FORCE;
 
 /// A warning naming the frames whose reference forces exceed [`ABSURD_FORCE`]: one such label
 /// makes that atom's force error huge, which the error fits of every method then try to explain
@@ -301,12 +301,7 @@ fn warn_absurd_forces(data: &[crate::Structure], option: &str) {
     let bad: Vec<String> = data
         .iter()
         .filter_map(|s| {
-            let f = s.forces.as_ref()?;
-            let (a, v) = f
-                .iter()
-                .map(|v| (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt())
-                .enumerate()
-                .fold((0, 0.0f64), |m, (a, x)| if x > m.1 { (a, x) } else { m });
+            let (a, v) = s.largest_force()?;
             (v > ABSURD_FORCE || v.is_nan())
                 .then(|| format!("{}, atom {} ({v:.3e} eV/Å)", s.origin, a + 1))
         })

@@ -1832,10 +1832,9 @@ fn label_batch(
     Ok(got)
 }
 
-/// Forces a labeller should not give (above [`LARGE_FORCE`]: the training data's forces are
-/// tens of eV/Å at most): a unit mistake (Ry/bohr, Hartree/bohr, kcal/mol/Å) or a structure
-/// with atoms nearly on top of each other. They are kept (they may be right), with this said.
-const LARGE_FORCE: f64 = 100.0;
+// Labelled forces above this: a unit mistake or atoms on top of each other (they are kept:
+// they may be right, with a warning).
+use crate::structure::limits::SUSPECT_FORCE as LARGE_FORCE;
 
 /// A warning naming the labelled frames with a force above [`LARGE_FORCE`], the largest first.
 fn large_forces(frames: &[Structure]) -> Option<String> {
@@ -1843,12 +1842,7 @@ fn large_forces(frames: &[Structure]) -> Option<String> {
         .iter()
         .enumerate()
         .filter_map(|(i, s)| {
-            let f = s.forces.as_ref()?;
-            let (a, m) = f
-                .iter()
-                .map(|v| (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt())
-                .enumerate()
-                .fold((0, 0.0_f64), |b, (a, m)| if m > b.1 { (a, m) } else { b });
+            let (a, m) = s.largest_force()?;
             (m > LARGE_FORCE).then_some((i, a, m))
         })
         .collect();

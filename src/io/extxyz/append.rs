@@ -430,8 +430,9 @@ fn append_whole(path: &Path, bytes: &[u8]) -> Result<(), AppendError> {
 fn end_of_text(f: &std::fs::File, len: u64) -> io::Result<u64> {
     const CHUNK: u64 = 4096;
     let mut end = len; // the blank run found so far is [end, len)
-    // The first newline after the last byte with text: where that line ends.
-    let mut first_newline = None;
+    // The first and second newlines after the last byte with text: where that line and the
+    // next one end.
+    let (mut first_newline, mut second_newline) = (None, None);
     while end > 0 {
         let start = end.saturating_sub(CHUNK);
         let mut buf = vec![0u8; (end - start) as usize];
@@ -445,7 +446,7 @@ fn end_of_text(f: &std::fs::File, len: u64) -> io::Result<u64> {
         for (k, &b) in buf.iter().enumerate().rev() {
             let at = start + k as u64;
             if b == b'\n' {
-                first_newline = Some(at);
+                (first_newline, second_newline) = (Some(at), first_newline);
             } else if !b.is_ascii_whitespace() {
                 let Some(n) = first_newline else {
                     return Ok(len);
@@ -453,7 +454,7 @@ fn end_of_text(f: &std::fs::File, len: u64) -> io::Result<u64> {
                 // A last line that is a count of 0 atoms: the blank line after it is that
                 // frame's comment line, not padding.
                 if b == b'0' && zero_count_line(f, at)? {
-                    return next_line_end(f, n + 1, len);
+                    return Ok(second_newline.map_or(len, |m| m + 1));
                 }
                 return Ok(n + 1);
             }
@@ -478,23 +479,6 @@ fn zero_count_line(f: &std::fs::File, at: u64) -> io::Result<bool> {
     let t = String::from_utf8_lossy(line);
     let t = t.trim();
     Ok(!t.is_empty() && t.bytes().all(|b| b == b'0'))
-}
-
-/// The end (after its newline) of the line starting at `from`, or `len`.
-fn next_line_end(f: &std::fs::File, from: u64, len: u64) -> io::Result<u64> {
-    let mut at = from;
-    let mut buf = [0u8; 256];
-    while at < len {
-        let got = journal::read_at(f, &mut buf, at)?;
-        if got == 0 {
-            break;
-        }
-        if let Some(p) = buf[..got].iter().position(|&b| b == b'\n') {
-            return Ok(at + p as u64 + 1);
-        }
-        at += got as u64;
-    }
-    Ok(len)
 }
 
 /// The last byte of `f`, which holds `len > 0` bytes.
