@@ -90,7 +90,7 @@ pub enum MaxVolError {
     TooFewRows { what: String, n: usize, m: usize },
     /// A basis function that is zero on every row.
     #[error(
-        "{what}: basis function {col} (0-based) is zero for all {n} atoms, so no active set exists: add data where it is non-zero (other neighbour species or distances) or use a smaller basis"
+        "{what}: basis function {col} (0-based) is zero (or round-off, below 1e-10 of the largest function) for all {n} atoms, so no active set exists: add data where it is non-zero (other neighbour species or distances) or use a smaller basis"
     )]
     ZeroColumn { what: String, col: usize, n: usize },
     /// The rows span fewer than `m` dimensions.
@@ -261,6 +261,22 @@ pub fn gamma_batch(ainv: &[f64], m: usize, rows: &[f64], out: &mut [f64], scratc
     }
 }
 
+/// Columns whose scale is below this fraction of the largest column's hold nothing but
+/// round-off. A function that vanishes on every row by symmetry (measured: a C-tilde function
+/// of pacemaker's Cu potential under its second density, on rattled fcc Cu) is computed as a
+/// difference of terms of ordinary size, so its values are noise at about 1e-16 of those
+/// terms. Scaled to unit size, as every column is for pivoting and in the row spaces, that
+/// noise would be graded as a direction of its own, and one that changes with the order in
+/// which neighbours are summed (atom numbering, MPI ranks). Such columns count as zero.
+pub const NEGLIGIBLE_COLUMN: f64 = 1e-10;
+
+/// Whether a column of scale `d` (largest entry or root mean square) is negligible beside the
+/// largest column scale `dmax` of the same measure ([`NEGLIGIBLE_COLUMN`]; zero is).
+#[inline]
+pub fn negligible(d: f64, dmax: f64) -> bool {
+    d.is_nan() || d <= NEGLIGIBLE_COLUMN * dmax
+}
+
 /// Largest absolute entry of each column of a row-major `n × m` matrix.
 fn column_scales(x: &[f64], n: usize, m: usize) -> Vec<f64> {
     let mut d = vec![0.0f64; m];
@@ -281,7 +297,8 @@ pub struct LuPivots {
     pub rank: usize,
     /// Smallest relative pivot (|U_kk| / column scale) over the first `min(n, m)` pivots.
     pub smallest: f64,
-    /// First column (0-based) that is zero on every row, if any.
+    /// First column (0-based) that is zero on every row, or [`negligible`] beside the largest,
+    /// if any.
     pub zero_column: Option<usize>,
 }
 
@@ -290,14 +307,15 @@ pub struct LuPivots {
 /// comparable to `rank_tol`).
 pub fn lu_pivots(x: &[f64], n: usize, m: usize, rank_tol: f64) -> LuPivots {
     let d = column_scales(x, n, m);
-    let zero_column = d.iter().position(|&v| v == 0.0);
-    let mat = Mat::<f64>::from_fn(
-        n,
-        m,
-        |i, j| {
-            if d[j] > 0.0 { x[i * m + j] / d[j] } else { 0.0 }
-        },
-    );
+    let dmax = d.iter().fold(0.0f64, |a, &v| a.max(v));
+    let zero_column = d.iter().position(|&v| negligible(v, dmax));
+    let mat = Mat::<f64>::from_fn(n, m, |i, j| {
+        if negligible(d[j], dmax) {
+            0.0
+        } else {
+            x[i * m + j] / d[j]
+        }
+    });
     let lu = mat.partial_piv_lu();
     let k = n.min(m);
     let perm = lu.P().arrays().0;

@@ -1,6 +1,7 @@
 //! Standardization statistics and cluster merging of the clustered builder
 //! ([`super::ClusteredActiveSets`]).
 
+use crate::uq::maxvol::negligible;
 use std::collections::BTreeMap;
 
 /// Per-species statistics gathered in the first pass of the clustered builder.
@@ -31,18 +32,26 @@ impl SpeciesStats {
         }
     }
 
-    /// Per column `1 / rms` of the rows (1 for a column that is zero on every row): the scale
-    /// of the clusters' row spaces.
+    /// Per column `1 / rms` of the rows (1 for a column that is zero on every row, or
+    /// [`negligible`] beside the largest): the scale of the clusters' row spaces.
     pub(super) fn inv_rms(&self) -> Vec<f64> {
         let n = self.n.max(1) as f64;
-        (0..self.m)
+        let rms: Vec<f64> = (0..self.m)
             .map(|j| {
                 let d = self.sum[j] / n;
                 let mean = self.shift.get(j).copied().unwrap_or(0.0) + d;
                 let var = (self.sumsq[j] / n - d * d).max(0.0);
-                let rms = (var + mean * mean).sqrt();
-                if rms > 0.0 && rms.is_finite() {
-                    1.0 / rms
+                (var + mean * mean).sqrt()
+            })
+            .collect();
+        let top = rms
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, |a, &v| a.max(v));
+        rms.iter()
+            .map(|&r| {
+                if r.is_finite() && !negligible(r, top) {
+                    1.0 / r
                 } else {
                     1.0
                 }

@@ -3,6 +3,7 @@
 //! onto the directions the rows span (see `species.rs` for how a projected set grades).
 
 use super::species::Projection;
+use crate::uq::maxvol::negligible;
 use faer::linalg::matmul::matmul;
 use faer::mat::{MatMut, MatRef};
 use faer::{Accum, Par};
@@ -104,18 +105,30 @@ impl Gram {
         self.buf.clear();
     }
 
-    /// Per column: `1 / rms` of the rows added so far (1 for a column zero on every row). Only
-    /// meaningful for a Gram matrix of unscaled rows.
+    /// Per column: `1 / rms` of the rows added so far (1 for a column zero, or
+    /// [`negligible`], on every row). Only meaningful for a Gram matrix of unscaled rows.
     pub(super) fn inv_rms(&mut self) -> Vec<f64> {
         self.flush();
-        let m = self.m;
         let n = self.n.max(1) as f64;
-        (0..m)
+        let live = self.live();
+        (0..self.m)
             .map(|j| {
-                let d = self.g[j * m + j];
-                if d > 0.0 { (n / d).sqrt() } else { 1.0 }
+                if live[j] {
+                    (n / self.g[j * self.m + j]).sqrt()
+                } else {
+                    1.0
+                }
             })
             .collect()
+    }
+
+    /// Per column: whether it is more than round-off on some row ([`negligible`]: compared with
+    /// the largest column's root mean square).
+    fn live(&self) -> Vec<bool> {
+        let m = self.m;
+        let rms: Vec<f64> = (0..m).map(|j| self.g[j * m + j].max(0.0).sqrt()).collect();
+        let top = rms.iter().fold(0.0f64, |a, &v| a.max(v));
+        rms.iter().map(|&v| !negligible(v, top)).collect()
     }
 
     /// Rescale the accumulated rows by `inv_scale` (as if each had been pushed scaled).
@@ -134,7 +147,7 @@ impl Gram {
     pub(super) fn may_be_full_rank(&mut self) -> bool {
         self.flush();
         let m = self.m;
-        self.n >= ROWS_PER_DIMENSION * m && (0..m).all(|j| self.g[j * m + j] > 0.0)
+        self.n >= ROWS_PER_DIMENSION * m && self.live().iter().all(|&l| l)
     }
 
     /// The most dimensions the cluster's rows support (`n / ROWS_PER_DIMENSION`, at least 1,
@@ -155,10 +168,8 @@ impl Gram {
     ) -> Option<Projection> {
         self.flush();
         let m = self.m;
-        let cols: Vec<u32> = (0..m)
-            .filter(|&j| self.g[j * m + j] > 0.0)
-            .map(|j| j as u32)
-            .collect();
+        let live = self.live();
+        let cols: Vec<u32> = (0..m).filter(|&j| live[j]).map(|j| j as u32).collect();
         let a = cols.len();
         if a == 0 {
             // Every row zero: rank 0 (an empty eigenproblem is not one nalgebra solves).

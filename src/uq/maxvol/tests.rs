@@ -88,6 +88,11 @@ fn lu_pivots_follow_partial_pivoting() {
     assert_eq!(lu.rows, vec![3, 1]);
     assert_eq!(lu.rank, 2);
     assert_eq!(lu.zero_column, None);
+    // A column of round-off beside ordinary ones counts as zero (rank 1, not 2); on its own
+    // scale it would pivot like any other.
+    let x = [1.0, 3e-17, 2.0, -1e-16, 0.5, 2e-17, 4.0, 0.0];
+    let lu = lu_pivots(&x, 4, 2, 1e-10);
+    assert_eq!((lu.rank, lu.zero_column), (1, Some(1)));
 }
 
 #[test]
@@ -339,7 +344,7 @@ fn clear_errors_for_bad_data() {
     let e = maxvol(&x, 30, 4, &opts, "species Li").unwrap_err();
     assert!(
         e.to_string()
-            .contains("basis function 1 (0-based) is zero for all 30 atoms"),
+            .contains("basis function 1 (0-based) is zero (or round-off, below 1e-10 of the largest function) for all 30 atoms"),
         "{e}"
     );
     // Non-finite input names the row.
