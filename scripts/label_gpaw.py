@@ -27,7 +27,9 @@ configuration; every key can also be given as an option, which wins):
   gamma           Gamma-centred grid (default true)
   smearing        occupation smearing width, eV (default 0.1)
   smearing_kind   "fermi-dirac" (default) or "marzari-vanderbilt"
-  spin            spin-polarised (default false); initial moments `magmom` per atom (default 1.0)
+  spin            spin-polarised (default false); initial moments: the frame's own
+                  (initial_magmoms) where it has them, else `magmom` per atom (default 1.0);
+                  without spin a frame's moments are ignored
   charge          total charge (default 0)
   maxiter         largest number of SCF iterations (default 333)
   convergence     table passed to GPAW's convergence= (e.g. { energy = 1e-5, density = 1e-5 })
@@ -53,7 +55,12 @@ a single frame) reuses every stored result. A structure whose SCF does not conve
 `maxiter`, or that exceeds `timeout_minutes`, is recorded as failed: the script labels all the
 others, names the failed frames and why on stderr, writes nothing to OUT.xyz and exits 1. `aceuq
 loop` then labels each frame alone (answered from the cache) and keeps the failed ones aside in
-the iteration's failed.xyz. --retry-failed computes recorded failures again.
+the iteration's failed.xyz. --retry-failed computes recorded failures again; a timeout is
+computed again by itself when `timeout_minutes` is now larger than the one it failed under. A
+structure the code refuses (atoms on top of each other, no cell, an element without a dataset)
+fails the same way but is not recorded: the cause may lie outside the structure.
+Settings are checked for type before anything runs (exit 2): `spin = "no"` or `ecut = true`
+are errors, not a spin-polarised run and 1 eV.
 
 The same interface (read IN.xyz, write OUT.xyz with energy and forces, exit non-zero on failure)
 fits any ASE calculator: see scripts/label_ase_template.py for VASP, Quantum ESPRESSO or CP2K.
@@ -123,24 +130,63 @@ def load_settings(path: str | None, overrides: dict) -> dict:
             )
         s.update(given)
     s.update({k: v for k, v in overrides.items() if v is not None})
+    check_types(s)
+    return s
+
+
+def _number(v) -> bool:
+    """A finite int or float; True/False are not numbers here (TOML has real booleans)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_types(s: dict) -> None:
+    """Every setting of the right type and range: a string where a boolean belongs ('no' is
+    true in Python), a boolean where a number belongs (true is 1) or a number given as a string
+    would otherwise change the physics silently or fail deep inside GPAW."""
+    def bad(key, want):
+        raise SettingsError(f"{key} = {s[key]!r}: {want}")
+
+    for key in ("mode", "smearing_kind"):
+        if not isinstance(s[key], str):
+            bad(key, "give a string")
     if s["mode"] not in ("pw", "lcao", "fd"):
         raise SettingsError(f"mode '{s['mode']}': use pw, lcao or fd")
     if s["smearing_kind"] not in ("fermi-dirac", "marzari-vanderbilt"):
         raise SettingsError(
             f"smearing_kind '{s['smearing_kind']}': use fermi-dirac or marzari-vanderbilt"
         )
+    for key in ("xc", "basis"):
+        if not isinstance(s[key], str) or not s[key]:
+            bad(key, "give a non-empty string")
+    for key in ("energy_key", "forces_key"):
+        v = s[key]
+        if not isinstance(v, str) or not v or any(c in v for c in " \t=\"'"):
+            bad(key, "give a name without spaces, '=' or quotes")
+    for key in ("gamma", "spin"):
+        if not isinstance(s[key], bool):
+            bad(key, "give true or false")
     for key in ("ecut", "h", "kpoint_density", "timeout_minutes"):
-        if not (isinstance(s[key], (int, float)) and s[key] > 0):
-            raise SettingsError(f"{key} = {s[key]!r} must be a positive number")
-    if s["smearing"] is None or s["smearing"] < 0:
-        raise SettingsError("smearing must be >= 0 (eV)")
-    if s["kpts"] is not None and (
-        len(s["kpts"]) != 3 or any(int(n) != n or n < 1 for n in s["kpts"])
+        if not (_number(s[key]) and s[key] > 0):
+            bad(key, "must be a positive number")
+    if not (_number(s["smearing"]) and s["smearing"] >= 0):
+        bad("smearing", "must be a number >= 0 (eV)")
+    for key in ("magmom", "charge"):
+        if not _number(s[key]):
+            bad(key, "must be a number")
+    if not isinstance(s["maxiter"], int) or isinstance(s["maxiter"], bool) or s["maxiter"] < 1:
+        bad("maxiter", "must be a positive integer")
+    k = s["kpts"]
+    if k is not None and not (
+        isinstance(k, (list, tuple)) and len(k) == 3
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in k)
     ):
-        raise SettingsError(f"kpts = {s['kpts']!r}: give three positive integers")
-    if not isinstance(s["maxiter"], int) or s["maxiter"] < 1:
-        raise SettingsError("maxiter must be a positive integer")
-    return s
+        bad("kpts", "give three positive integers, e.g. [4, 4, 4]")
+    c = s["convergence"]
+    if c is not None and not (
+        isinstance(c, dict) and all(isinstance(x, str) for x in c)
+        and all(_number(v) or isinstance(v, str) for v in c.values())
+    ):
+        bad("convergence", "give a table of GPAW's criteria, e.g. { energy = 1e-5, density = 1e-5 }")
 
 
 def kpoint_grid(atoms, s: dict) -> list[int]:
@@ -167,8 +213,22 @@ def structure_key(atoms, s: dict, code: str = "gpaw") -> str:
         "pbc": [bool(b) for b in atoms.pbc],
         "settings": physics,
     }
+    if s.get("spin", False) and atoms.has("initial_magmoms"):
+        # The frame's own moments (else `magmom`, in the settings, is what is used).
+        doc["magmoms"] = initial_moments(atoms, s)
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def initial_moments(atoms, s: dict) -> list[float] | None:
+    """The initial magnetic moments of a spin-polarised calculation: the frame's own
+    (`initial_magmoms`) where it has any, else `magmom` on every atom; None without spin (a
+    spin-paired calculation ignores the frame's moments)."""
+    if not s.get("spin", False):
+        return None
+    if atoms.has("initial_magmoms"):
+        return [round(float(m), 6) for m in atoms.get_initial_magnetic_moments()]
+    return [float(s.get("magmom", 1.0))] * len(atoms)
 
 
 def make_calculator(atoms, s: dict, kpts: list[int], txt: str):
@@ -200,8 +260,7 @@ def make_calculator(atoms, s: dict, kpts: list[int], txt: str):
     else:
         kw["mode"] = "fd"
         kw["h"] = float(s["h"])
-    if s["spin"]:
-        atoms.set_initial_magnetic_moments([float(s["magmom"])] * len(atoms))
+    atoms.set_initial_magnetic_moments(initial_moments(atoms, s))
     return GPAW(**kw)
 
 
@@ -226,12 +285,12 @@ def compute(atoms, s: dict, log_path: str, make_calc=None, code: str | None = No
         failures = (KohnShamConvergenceError, CalculationFailed)
     kpts = kpoint_grid(atoms, s)
     work = atoms.copy()
-    work.calc = make_calc(work, s, kpts, log_path)
     t0 = time.time()
     seconds = max(1, int(round(60.0 * float(s["timeout_minutes"]))))
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(seconds)
     try:
+        work.calc = make_calc(work, s, kpts, log_path)
         free = work.get_potential_energy(force_consistent=True)
         zero = work.get_potential_energy()
         forces = work.get_forces()
@@ -249,12 +308,23 @@ def compute(atoms, s: dict, log_path: str, make_calc=None, code: str | None = No
             "code": code or "unknown",
         }
     except StructureTimeout:
-        rec = {"ok": False, "error": f"timeout after {s['timeout_minutes']} min "
-               "(raise timeout_minutes or use a cheaper setting)"}
+        # Kept with its limit: a rerun with a larger timeout_minutes computes it again.
+        rec = {"ok": False, "timeout_minutes": float(s["timeout_minutes"]),
+               "error": f"timeout after {s['timeout_minutes']} min (raise timeout_minutes: "
+               "a rerun with a larger one computes it again; or use a cheaper setting)"}
     except failures as e:
         rec = {"ok": False, "error": f"SCF did not converge in {s.get('maxiter')} iterations "
                f"({type(e).__name__}: {e}; see {log_path}; raise maxiter, smearing, or change "
                "the mixer)"}
+    except (MemoryError, OSError, NotImplementedError):
+        raise  # the machine or the script, not the structure
+    except Exception as e:  # noqa: BLE001 - the code refused this structure (or settings)
+        # This frame fails and the others are still labelled; not cached, since the cause may
+        # lie outside the structure and the settings (a missing dataset, an environment).
+        rec = {"ok": False, "cache": False,
+               "error": f"the calculation raised {type(e).__name__}: {e} (see {log_path}; atoms "
+               "too close, no cell, an element without a PAW dataset, or a setting the code "
+               "does not know)"}
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
@@ -294,12 +364,16 @@ def label_file(inp: str, out: str, s: dict, cache: str, retry_failed: bool,
         if os.path.exists(rec_path):
             with open(rec_path) as f:
                 rec = json.load(f)
-            if not rec.get("ok") and retry_failed:
+            if not rec.get("ok") and (
+                retry_failed
+                or rec.get("timeout_minutes", math.inf) < float(s["timeout_minutes"])
+            ):
                 rec = None
         source = "cached"
         if rec is None:
             rec = compute(atoms, s, os.path.join(cache, key + ".log"), make_calc, code)
-            write_json_atomic(rec_path, rec)
+            if rec.get("cache", True):
+                write_json_atomic(rec_path, rec)
             source = "computed"
         kp = "x".join(str(k) for k in rec["kpts"])
         if rec["ok"]:
@@ -359,6 +433,15 @@ def check() -> int:
     return 0
 
 
+def _cli_bool(x: str) -> bool:
+    v = x.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"'{x}' is no boolean: give true or false")
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         description="Label extended XYZ frames with GPAW DFT (energy, forces, virial).",
@@ -376,8 +459,7 @@ def main(argv: list[str]) -> int:
             continue
         flag = "--" + key.replace("_", "-")
         if isinstance(val, bool):
-            p.add_argument(flag, dest=key, type=lambda x: x.lower() in ("1", "true", "yes"),
-                           help=f"true/false (default {val})")
+            p.add_argument(flag, dest=key, type=_cli_bool, help=f"true/false (default {val})")
         else:
             p.add_argument(flag, dest=key, type=type(val), help=f"(default {val})")
     p.add_argument("--kpts", type=int, nargs=3, help="explicit k-point grid")

@@ -293,6 +293,26 @@ fn failing_labeller_never_corrupts_the_data_and_the_loop_resumes_at_labelling() 
     let dir = common::workdir("active_loop", "failing_labeller");
     let run_dir = dir.join("run");
 
+    // 0. A labeller that hangs: stopped at [labeller] timeout_minutes, and the loop stops
+    //    there, naming the limit, instead of giving each frame alone that time again.
+    let hung = config(&dir, 1, Some("sleep 300 # {input} {output}"));
+    let text = std::fs::read_to_string(&hung)
+        .unwrap()
+        .replace("timeout_minutes = 20", "timeout_minutes = 0.02");
+    std::fs::write(&hung, text).unwrap();
+    let (ok, text) = run_loop(&hung, &run_dir);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("labelling stopped: ") && text.contains("raise [labeller] timeout_minutes"),
+        "{text}"
+    );
+    let labelling = run_dir.join("iter_001/labelling");
+    assert!(labelling.join("batch.log").is_file());
+    assert!(
+        !labelling.join("frame_0000.log").exists(),
+        "frames retried alone"
+    );
+
     // 1. A labeller that always fails: the loop stops with the reason, nothing is labelled.
     let bad = config(
         &dir,
@@ -343,6 +363,15 @@ fn failing_labeller_never_corrupts_the_data_and_the_loop_resumes_at_labelling() 
         "redid work:\n{text}"
     );
     assert_eq!(std::fs::read(it.join("model.aceuq")).unwrap(), model);
+    // The settings that made the finished stages stay on record beside the new ones.
+    let used = |name: &str| std::fs::read_to_string(run_dir.join(name)).unwrap();
+    assert!(
+        text.contains("differs from the one this run folder last used (kept as ")
+            && used("config.used.1.toml").contains("sleep 300")
+            && used("config.used.2.toml").contains("exit 3")
+            && used("config.used.toml").contains("flaky_label.sh"),
+        "{text}"
+    );
     let chosen = frames(&it.join("to_label.xyz"));
     let good = frames(&it.join("labelled.xyz"));
     let failed = frames(&it.join("failed.xyz"));

@@ -227,6 +227,50 @@ fn an_scf_that_cannot_converge_is_a_failure_with_no_output_file() {
     retry.insert(1, "--retry-failed");
     let o = py(&dir, &retry);
     assert!(text(&o).contains("FAILED (computed)"), "{}", text(&o));
+    // A recorded timeout is computed again when timeout_minutes is now larger (the message
+    // says to raise it), and answered from the cache when it is not.
+    let record = std::fs::read_dir(dir.join("label_cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a cache record");
+    for (limit, how) in [(0.5, "FAILED (computed)"), (1e6, "FAILED (cached)")] {
+        std::fs::write(
+            &record,
+            format!(
+                "{{\"ok\": false, \"timeout_minutes\": {limit}, \"error\": \"timeout after \
+                 {limit} min\", \"kpts\": [1, 1, 1], \"seconds\": 30.0}}"
+            ),
+        )
+        .unwrap();
+        let o = py(&dir, &args);
+        assert!(text(&o).contains(how), "limit {limit}: {}", text(&o));
+    }
+    // Settings of the wrong type are refused before anything runs, naming the key: "no" is
+    // true in Python, and true is 1 (eV).
+    for (bad, says) in [
+        ("spin = \"no\"", "spin = 'no': give true or false"),
+        ("ecut = true", "ecut = True: must be a positive number"),
+        (
+            "smearing = \"0.1\"",
+            "smearing = '0.1': must be a number >= 0",
+        ),
+        ("kpts = 4", "kpts = 4: give three positive integers"),
+    ] {
+        std::fs::write(dir.join("typed.toml"), bad).unwrap();
+        let o = py(
+            &dir,
+            &[
+                s.to_str().unwrap(),
+                "--settings",
+                "typed.toml",
+                "in.xyz",
+                "o.xyz",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
+        assert!(text(&o).contains(says), "{bad}: {}", text(&o));
+    }
     // Bad settings are named.
     std::fs::write(dir.join("bad.toml"), "ecut = 200\nkpoint_dens = 2\n").unwrap();
     let o = py(

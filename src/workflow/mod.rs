@@ -559,10 +559,17 @@ pub fn run(
     if let Ok(before) = std::fs::read_to_string(&used)
         && before != cfg_text
     {
+        // The earlier settings stay on record (they made the finished stages).
+        let kept = (1..)
+            .map(|n| run_dir.join(format!("config.used.{n}.toml")))
+            .find(|p| !p.exists())
+            .expect("a free name");
+        std::fs::rename(&used, &kept)
+            .map_err(|e| err(format!("cannot rename {}: {e}", used.display())))?;
         say(&format!(
-            "note: the configuration differs from the one this run folder last used ({}); finished \
-             stages are kept, later ones use the new settings",
-            used.display()
+            "note: the configuration differs from the one this run folder last used (kept as {}); \
+             finished stages are kept, later ones use the new settings",
+            kept.display()
         ));
     }
     write_text(&used, &cfg_text)?;
@@ -1687,7 +1694,11 @@ fn check_watched(
 
 /// Label `frames` with the user's command. Returns the validated labelled frames and the frames
 /// that failed (with the reason in `aceuq_label_error`). If the command fails on the batch, each
-/// frame is labelled alone so that one bad structure does not cost the others.
+/// frame is labelled alone so that one bad structure does not cost the others. A batch stopped
+/// at `[labeller] timeout_minutes` is an error instead: each frame alone would get that time
+/// again (a hung labeller would hold the loop for (frames + 1) timeouts), and the loop resumes
+/// at labelling once the limit is raised (a labeller with a cache, as `label_gpaw.py`, keeps
+/// what it finished).
 fn label(
     cfg: &LoopConfig,
     dir: &Path,
@@ -1700,6 +1711,12 @@ fn label(
         Ok(good) => Ok((good, vec![])),
         // Told to end: no frame-by-frame retry.
         Err(e) if process::is_interrupted(&e) => Err(e),
+        Err(e) if process::is_timeout(&e) => Err(err(format!(
+            "labelling stopped: {}; raise [labeller] timeout_minutes (the whole batch's limit, \
+             {} frames) and run the loop again: it resumes at labelling",
+            e.0,
+            frames.len()
+        ))),
         Err(batch_err) => {
             let mut good = vec![];
             let mut bad = vec![];

@@ -30,6 +30,14 @@ pub(super) fn is_interrupted(e: &LoopError) -> bool {
     e.0.starts_with(INTERRUPTED)
 }
 
+/// What a stopped command's error says after its name (see [`is_timeout`]).
+const TOOK_LONGER: &str = "took longer than";
+
+/// Whether `e` says a command ran past its timeout and was stopped.
+pub(super) fn is_timeout(e: &LoopError) -> bool {
+    e.0.contains(TOOK_LONGER)
+}
+
 /// The signal caught while a child ran (0: none).
 static CAUGHT: AtomicI32 = AtomicI32::new(0);
 
@@ -224,7 +232,7 @@ pub(super) fn run_with_timeout(
             Ok(None) if t.elapsed() > timeout => {
                 stop_group(&mut child);
                 return Err(err(format!(
-                    "{cmd:?} took longer than {} and was stopped (see {})",
+                    "{cmd:?} {TOOK_LONGER} {} and was stopped (see {})",
                     minutes(timeout),
                     out.display()
                 )));
