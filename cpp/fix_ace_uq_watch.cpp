@@ -120,7 +120,7 @@ FixAceUqWatch::FixAceUqWatch(LAMMPS *lmp, int narg, char **arg) :
     upper_value(0.0), halt_mode(HALT_SOFT), lone_candidate(1), pair(nullptr), by_cluster(0),
     notes_generation(0), notes_method(-1), nchecks(0), nframes(0), halted_step(-1),
     nlone_last(0), running_max(0.0), last_max(0.0), last_checked(-1), last_fingerprint(0),
-    halted_fingerprint(0), halted_now(0), forced_timeout(0), rerun_mode(0), rerun_stopped(0), init_logged(0),
+    halted_fingerprint(0), halted_now(0), forced_timeout(0), rerun_mode(0), rerun_stopped(0), init_logged(0), log_settings(false),
     lone_reported(0), rehalt_reported(0)
 {
   if (narg < 4) utils::missing_cmd_args(FLERR, "fix ace/uq/watch", error);
@@ -243,8 +243,11 @@ void FixAceUqWatch::init()
   stop_pending = 0;
   defer_stop = 0;
   nlevels_respa = 0;    // counted by setup_pre_force_respa (the plugin sees no respa.h)
-  // rerun calls init() for every frame; the settings are printed once per command.
+  // rerun calls init() for every frame; the settings are printed once per command. write_data,
+  // write_restart and other commands that are no run (update->whichflag 0) call init() too:
+  // the settings are printed for the run that uses them, not there.
   rerun_mode = input->command && strcmp(input->command, "rerun") == 0;
+  log_settings = !init_logged && update->whichflag != 0;
   int format = 0;
   aceuq_model_format(pair->model_handle(), &format);
   if (format == 1 && (method < 0 || !pair->has_method(method))) {
@@ -503,7 +506,7 @@ void FixAceUqWatch::init()
     for (auto &v : lower_c) clamped = clamped || v > upper_value;
     for (auto &v : lower) v = std::min(v, upper_value);
     for (auto &v : lower_c) v = std::min(v, upper_value);
-    if (clamped && comm->me == 0 && !init_logged)
+    if (clamped && comm->me == 0 && log_settings)
       error->warning(FLERR,
                      "fix ace/uq/watch: upper {} is below the calibrated lower cutoff of some "
                      "species or clusters; their lower cutoff is set to {} (every candidate there "
@@ -533,7 +536,7 @@ void FixAceUqWatch::init()
 
   // fix halt with `error soft` keeps later runs from running; a step where both stop the run
   // counts as this watch's halt (which restores the timer) unless fix halt acts first.
-  if (halt_mode == HALT_SOFT && comm->me == 0 && !init_logged) {
+  if (halt_mode == HALT_SOFT && comm->me == 0 && log_settings) {
     int me_index = -1;
     for (int k = 0; k < modify->nfix; k++)
       if (modify->fix[k] == this) me_index = k;
@@ -546,7 +549,7 @@ void FixAceUqWatch::init()
                        modify->fix[k]->id);
   }
 
-  if (comm->me == 0 && !init_logged) {
+  if (comm->me == 0 && log_settings) {
     std::string cut;
     for (int s = 0; s < ns; s++) {
       if (!by_cluster) {
@@ -573,11 +576,11 @@ void FixAceUqWatch::init()
                        ? ", halts above upper"
                        : ", halts above upper (single atoms only: " + frame_fallback + ")");
   }
-  if (comm->me == 0 && !init_logged && auto_mode && halt_mode != HALT_NO &&
+  if (comm->me == 0 && log_settings && auto_mode && halt_mode != HALT_NO &&
       !halt_rule_note.empty())
     utils::logmesg(lmp, "{}: {}\n", label, halt_rule_note);
-  init_logged = 1;
-  if (lower_auto || upper_auto) report_calibration(h, own);
+  if (log_settings) init_logged = 1;
+  if ((lower_auto || upper_auto) && update->whichflag != 0) report_calibration(h, own);
 }
 
 /* ----------------------------------------------------------------------
@@ -742,7 +745,7 @@ void FixAceUqWatch::resolve_elements(int ns)
       const auto match = elements_of_mass(atom->mass[t]);
       if (match.size() == 1) {
         el = match[0];
-        if (comm->me == 0 && !init_logged)
+        if (comm->me == 0 && log_settings)
           utils::logmesg(lmp,
                          "{}: type {} (NULL in pair_coeff ace/uq) is written as {} "
                          "(mass {:.6g}); give `elements` to say otherwise\n",

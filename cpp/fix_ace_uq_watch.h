@@ -167,6 +167,7 @@ class FixAceUqWatch : public Fix {
   int rerun_mode;        // init() ran inside a rerun command
   int rerun_stopped;     // halted in this rerun: later frames are not checked
   int init_logged;       // the settings line was printed for this run
+  bool log_settings;     // this init() prints the settings (a run's first, not write_data's)
   int lone_reported;     // lone atoms were reported once
   uint64_t rehalt_reported;    // configuration whose "stops too" was printed
 

@@ -564,6 +564,46 @@ run 0
     }
 }
 
+/// write_data and write_restart initialise every fix (LAMMPS's `System init for write_data`):
+/// the watch's settings line belongs to the runs, printed before each run's set-up, not at
+/// those commands (it was printed there, and then missing before the next run).
+#[test]
+fn the_settings_line_is_printed_for_each_run_not_for_write_data() {
+    let Some(s) = setup("the_settings_line_is_printed_for_each_run_not_for_write_data") else {
+        return;
+    };
+    let model = uq_model();
+    let frame = &frames("tests/data/li/test.xyz")[0];
+    let dir = workdir(SUITE, "settings_line");
+    save_model(&model, &dir, "model.aceuq");
+    write_data(frame, &["Li"], &dir, "data.lmp");
+    let input = run0_input("p p p", "lower 1e6 upper 1e7 halt no")
+        + "write_data out.data\nwrite_restart out.restart\nrun 0\n";
+    let r = run_lammps_in(&s, &dir, &input, None, None);
+    r.assert_ok("settings_line");
+    let marks: Vec<&str> = r
+        .output
+        .lines()
+        .filter_map(|l| {
+            if l.starts_with("fix ace/uq/watch: every 1 steps") {
+                Some("settings")
+            } else if l.starts_with("Setting up Verlet run") {
+                Some("run")
+            } else if l.starts_with("System init for write_") {
+                Some("write")
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(
+        marks,
+        ["settings", "run", "write", "write", "settings", "run"],
+        "{}",
+        r.output
+    );
+}
+
 /// The stored reason and caveat of [`without_upper`] entries.
 const NO_UPPER_REASON: &str = "it saturates at 1.5000e0, where s(u) = 0.120 eV/Å is below the \
                                0.650 eV/Å needed to expect errors of 1 eV/Å";

@@ -122,6 +122,45 @@ impl Model {
     }
 }
 
+/// A model error as ASE users count atoms: `atoms[i]`, zero-based (the library's messages name
+/// atoms one-based, as extended XYZ files and LAMMPS do).
+fn model_error(e: aceuq::model::ModelError) -> String {
+    use aceuq::model::ModelError;
+    use aceuq::neighbors::NeighborError as N;
+    match e {
+        ModelError::Neighbors(N::CoincidentAtoms {
+            atom,
+            other,
+            distance,
+            ..
+        }) => format!(
+            "atoms[{}] and atoms[{}] are at the same position (distance {distance:.3e} Å); remove \
+             one of them (del atoms[{}])",
+            atom - 1,
+            other - 1,
+            other - 1
+        ),
+        ModelError::Neighbors(N::CoincidentImage { atom, distance, .. }) => format!(
+            "atoms[{}] is at the same position as its own periodic image (distance \
+             {distance:.3e} Å): a periodic cell vector is too short; check atoms.cell and \
+             atoms.pbc",
+            atom - 1
+        ),
+        ModelError::Neighbors(N::TooManyNeighbors {
+            atom,
+            cutoff,
+            count,
+            ..
+        }) => format!(
+            "atoms[{}] has more than {} neighbours within the cutoff {cutoff} Å (at least \
+             {count}); no matter is this dense: check the positions and atoms.cell (Å)",
+            atom - 1,
+            aceuq::structure::limits::MAX_NEIGHBORS
+        ),
+        e => e.to_string(),
+    }
+}
+
 /// `f()`, with an unwind of `aceuq::progress::Stopped` (a stop requested for a command that
 /// another Python thread runs, reaching this call's stop points) turned into an error to retry;
 /// any other unwind goes on (PyO3 raises PanicException).
@@ -330,7 +369,7 @@ impl Model {
         let data = std::slice::from_ref(&s);
         let run = || -> Result<_, String> {
             let mut ws = aceuq::model::Workspace::new(&pot.model);
-            let pred = pot.model.predict(&s, &mut ws).map_err(|e| e.to_string())?;
+            let pred = pot.model.predict(&s, &mut ws).map_err(model_error)?;
             let mut uq = Vec::with_capacity(methods.len());
             let mut clusters = None;
             for &m in &methods {

@@ -200,6 +200,9 @@ def test_bad_input_names_the_problem(li_model):
     a.positions[5, 1] = np.nan
     with pytest.raises(aceuq.AceuqError, match=r"atoms\[5\] is at \(.*NaN"):
         a.get_potential_energy()
+    a.positions[5] = a.positions[7]
+    with pytest.raises(aceuq.AceuqError, match=r"atoms\[[57]\] and atoms\[[57]\] are at the same position.*del atoms\[[57]\]"):
+        a.get_potential_energy()
     # pbc=True without a cell: ASE gives zero lattice vectors.
     b = Atoms("Li2", positions=[[0, 0, 0], [3, 0, 0]], pbc=True)
     b.calc = aceuq.AceUQCalculator(li_model)
