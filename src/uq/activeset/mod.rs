@@ -136,7 +136,7 @@ impl Settings {
             return Ok(());
         }
         Err(UqError::Data(format!(
-            "species {name}: {n} atom{} in the data, too few for an active set (at least min_cluster_atoms = {} needed): add structures with this species",
+            "species {name}: {n} atom{} in the data, too few for an active set (at least min_cluster_atoms = {} needed): add structures with this species, or lower min_cluster_atoms (`--min-cluster-atoms` of `aceuq activeset`, [uq.activeset] in a fit's --config)",
             if n == 1 { "" } else { "s" },
             self.min_cluster_atoms
         )))
@@ -294,7 +294,8 @@ pub fn check_cluster_count(k: usize, min: usize, n: usize, sp: &str) -> Result<(
     Err(format!(
         "clusters {k}: K = {k} k-means clusters need at least K × min_cluster_atoms = {k} × \
          {min} = {need} atoms of species {sp}, but the data have {n}: {advice} (or lower \
-         min_cluster_atoms, [uq.activeset] in a fit's --config)"
+         min_cluster_atoms: `--min-cluster-atoms` of `aceuq activeset`, [uq.activeset] in a \
+         fit's --config)"
     ))
 }
 
@@ -508,7 +509,7 @@ fn run_passes(
     for (k, g) in groups.iter().enumerate() {
         if !g.verified {
             notes.push(format!(
-                "{}: not certified after {passes} passes (the last pass still made {} swaps{}): the set is close to, but not certainly, a local volume maximum; raise max_passes or max_iters",
+                "{}: not certified after {passes} passes (the last pass still made {} swaps{}): the set is close to, but not certainly, a local volume maximum; raise max_passes (`--max-passes` of `aceuq activeset`; max_passes or max_iters in [uq.activeset] of a fit's --config)",
                 names(k),
                 g.last.swaps,
                 if g.last.hit_max_iters {

@@ -923,7 +923,7 @@ fn a_species_with_one_atom_is_a_clear_error() {
     // its row space; one Mg atom is too few for any set.
     assert_eq!(
         e,
-        "species Mg: 1 atom in the data, too few for an active set (at least min_cluster_atoms = 30 needed): add structures with this species"
+        "species Mg: 1 atom in the data, too few for an active set (at least min_cluster_atoms = 30 needed): add structures with this species, or lower min_cluster_atoms (`--min-cluster-atoms` of `aceuq activeset`, [uq.activeset] in a fit's --config)"
     );
     let e = ClusteredActiveSets::build(
         &model,
@@ -938,7 +938,7 @@ fn a_species_with_one_atom_is_a_clear_error() {
     .to_string();
     assert_eq!(
         e,
-        "species Mg: 1 atom in the data, too few for an active set (at least min_cluster_atoms = 30 needed): add structures with this species"
+        "species Mg: 1 atom in the data, too few for an active set (at least min_cluster_atoms = 30 needed): add structures with this species, or lower min_cluster_atoms (`--min-cluster-atoms` of `aceuq activeset`, [uq.activeset] in a fit's --config)"
     );
 }
 
