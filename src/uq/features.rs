@@ -116,13 +116,28 @@ impl FeatureMap {
                 *a += (v - mu) * (v - mu);
             }
         }
+        // Columns of round-off (a function that vanishes on the data by symmetry) keep std 1:
+        // scaled up, their noise would become principal directions of its own.
+        let rms: Vec<f64> = var
+            .iter()
+            .zip(&mean)
+            .map(|(&v, mu)| (v / n as f64 + mu * mu).sqrt())
+            .collect();
+        let top = rms
+            .iter()
+            .filter(|r| r.is_finite())
+            .fold(0.0f64, |a, &r| a.max(r));
         let inv_std: Vec<f64> = var
             .iter()
             .zip(&mean)
-            .map(|(&v, mu)| {
+            .zip(&rms)
+            .map(|((&v, mu), &r)| {
                 let sd = (v / (n - 1) as f64).sqrt();
                 // Constant (or numerically constant) columns keep std 1.
-                if sd > 1e-12 * mu.abs().max(1e-300) && sd > 0.0 {
+                if !crate::uq::maxvol::negligible(r, top)
+                    && sd > 1e-12 * mu.abs().max(1e-300)
+                    && sd > 0.0
+                {
                     1.0 / sd
                 } else {
                     1.0

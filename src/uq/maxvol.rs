@@ -773,6 +773,11 @@ impl StreamingMaxVol {
         self.inverse.as_ref().map(|i| i.inv.as_slice())
     }
 
+    /// Condition number of the current active set (column-scaled, 1-norm), if full rank.
+    pub fn cond(&self) -> Option<f64> {
+        self.inverse.as_ref().map(|i| i.cond)
+    }
+
     /// Begin a pass over the data.
     pub fn begin_pass(&mut self) {
         self.stats = PassStats::default();

@@ -1019,6 +1019,7 @@ pub(super) fn build_clustered(
         sc.counts = counts;
     }
     let inv_rms: Vec<Vec<f64>> = stats.iter().map(|st| st.inv_rms()).collect();
+    let live: Vec<Vec<bool>> = stats.iter().map(|st| st.live()).collect();
     // One streaming MaxVol per (species, cluster), in the cluster's row space. A cluster that
     // spans every dimension is first tried at full rank (exactly the classic grade); if its
     // rows prove numerically rank-deficient, it is projected, dropping ever more of its
@@ -1032,7 +1033,7 @@ pub(super) fn build_clustered(
             labelled,
             names,
         };
-        let mut grams = row_spaces(&species, source, &route, &inv_rms)?;
+        let mut grams = row_spaces(&species, source, &route, &inv_rms, &live)?;
         let mut eps: Vec<Option<f64>> = grams
             .iter_mut()
             .map(|(gram, _)| {
@@ -1084,6 +1085,28 @@ pub(super) fn build_clustered(
                 &nm,
             ) {
                 Ok(p) => {
+                    // A full-rank set singular to working precision is graded in its row
+                    // space, as a species' global set is (see `build_global`).
+                    let singular: Vec<usize> = (0..groups.len())
+                        .filter(|&g| {
+                            eps[g].is_none()
+                                && groups[g]
+                                    .mv
+                                    .cond()
+                                    .is_some_and(|c| c.is_nan() || c > settings.max_condition)
+                        })
+                        .collect();
+                    if !singular.is_empty() {
+                        for &g in &singular {
+                            notes.push(format!(
+                                "{}: the full set MaxVol found is singular to working precision (condition number {:.1e} after column scaling), so it is graded in its row space",
+                                gname[g],
+                                groups[g].mv.cond().unwrap_or(f64::NAN)
+                            ));
+                            eps[g] = Some(RANK_EPS);
+                        }
+                        continue;
+                    }
                     for (g, e) in eps.iter().enumerate() {
                         if let (Some(e), Some(p)) = (e, &groups[g].proj) {
                             notes.push(row_space_note(&gname[g], grams[g].0.n, p, *e));
@@ -1188,11 +1211,12 @@ fn row_spaces(
     source: &mut dyn RowSource,
     route: &ClusterRoute<'_>,
     inv_rms: &[Vec<f64>],
+    live: &[Vec<bool>],
 ) -> Result<Vec<(Gram, usize)>, UqError> {
     let mut grams: Vec<(Gram, usize)> = vec![];
     for (s, sc) in species.iter().enumerate() {
         for _ in 0..sc.counts.len() {
-            grams.push((Gram::new(sc.m()), s));
+            grams.push((Gram::with_live(sc.m(), live[s].clone()), s));
         }
     }
     let maxm = species.iter().map(|s| s.m()).max().unwrap_or(0);

@@ -153,10 +153,6 @@ impl GlobalActiveSets {
     }
 }
 
-/// A full-rank set whose condition number (after column scaling) exceeds this keeps fewer
-/// than 4 significant digits in its grades: graded in its row space instead.
-const SINGULAR_COND: f64 = 1e12;
-
 /// The atoms seen, whether certified, and the active set of each group (species order).
 type Finished = (Vec<usize>, Vec<bool>, Vec<SpeciesActiveSet>);
 
@@ -255,7 +251,7 @@ pub(super) fn build_global(
     let singular: Vec<usize> = species
         .iter()
         .enumerate()
-        .filter(|(_, x)| x.proj.is_none() && (x.cond.is_nan() || x.cond > SINGULAR_COND))
+        .filter(|(_, x)| x.proj.is_none() && (x.cond.is_nan() || x.cond > settings.max_condition))
         .map(|(s, _)| s)
         .collect();
     let passes = if singular.is_empty() {
@@ -268,8 +264,14 @@ pub(super) fn build_global(
                 names[s], species[s].cond
             ));
         }
-        let (groups, passes) =
-            projected_build(names, ms, source, settings, progress, &singular, &mut notes)?;
+        // Species already graded in their row space stay there.
+        let projected: Vec<usize> = (0..species.len())
+            .filter(|s| species[*s].proj.is_some() || singular.contains(s))
+            .collect();
+        let (groups, again) = projected_build(
+            names, ms, source, settings, progress, &projected, &mut notes,
+        )?;
+        let passes = passes + again;
         (atoms, verified, species) = finish(groups)?;
         passes
     };

@@ -65,6 +65,10 @@ pub struct Settings {
     pub candidate_gamma: f64,
     /// Relative LU pivot below which the data count as rank-deficient.
     pub rank_tol: f64,
+    /// A full-rank set whose condition number (column-scaled, 1-norm) exceeds this keeps too
+    /// few significant digits in its grades (1e12: fewer than four) and is graded in its row
+    /// space instead, as a rank-deficient one is.
+    pub max_condition: f64,
     /// Clusters with fewer atoms than this are merged into the nearest cluster: too few to
     /// mean anything. Any larger cluster keeps its own active set, of whatever rank its rows
     /// have (see `species.rs`).
@@ -89,6 +93,7 @@ impl Default for Settings {
             max_passes: 10,
             candidate_gamma: 0.7,
             rank_tol: 1e-10,
+            max_condition: 1e12,
             min_cluster_atoms: 30,
             min_cluster_factor: None,
             cluster_features: ClusterFeatures::default(),
@@ -160,6 +165,9 @@ impl Settings {
         let bad = |what: &str| Err(UqError::Data(format!("[uq.activeset] {what}")));
         if self.batch == 0 {
             return bad("batch must be at least 1");
+        }
+        if self.max_condition.is_nan() || self.max_condition < 1.0 {
+            return bad("max_condition must be at least 1 (1e12 is the usual value)");
         }
         if self.max_passes < 2 {
             return bad("max_passes must be at least 2 (one to build, one to verify)");

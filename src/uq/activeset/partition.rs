@@ -35,27 +35,36 @@ impl SpeciesStats {
     /// Per column `1 / rms` of the rows (1 for a column that is zero on every row, or
     /// [`negligible`] beside the largest): the scale of the clusters' row spaces.
     pub(super) fn inv_rms(&self) -> Vec<f64> {
+        self.rms()
+            .iter()
+            .zip(self.live())
+            .map(|(&r, live)| if live { 1.0 / r } else { 1.0 })
+            .collect()
+    }
+
+    /// Per column: root mean square of the rows.
+    fn rms(&self) -> Vec<f64> {
         let n = self.n.max(1) as f64;
-        let rms: Vec<f64> = (0..self.m)
+        (0..self.m)
             .map(|j| {
                 let d = self.sum[j] / n;
                 let mean = self.shift.get(j).copied().unwrap_or(0.0) + d;
                 let var = (self.sumsq[j] / n - d * d).max(0.0);
                 (var + mean * mean).sqrt()
             })
-            .collect();
+            .collect()
+    }
+
+    /// Per column: whether it is more than round-off (finite and not [`negligible`] beside the
+    /// largest root mean square). The one decision every clustered step uses.
+    pub(super) fn live(&self) -> Vec<bool> {
+        let rms = self.rms();
         let top = rms
             .iter()
             .filter(|v| v.is_finite())
             .fold(0.0f64, |a, &v| a.max(v));
         rms.iter()
-            .map(|&r| {
-                if r.is_finite() && !negligible(r, top) {
-                    1.0 / r
-                } else {
-                    1.0
-                }
-            })
+            .map(|&r| r.is_finite() && !negligible(r, top))
             .collect()
     }
 
@@ -63,13 +72,15 @@ impl SpeciesStats {
         let n = self.n.max(1) as f64;
         let mut mean = vec![0.0; self.m];
         let mut std = vec![1.0; self.m];
+        let live = self.live();
         for j in 0..self.m {
             let d = self.sum[j] / n;
             mean[j] = self.shift.get(j).copied().unwrap_or(0.0) + d;
             let var = (self.sumsq[j] / n - d * d).max(0.0);
             let sd = var.sqrt();
-            // Zero-variance columns (up to rounding) keep std 1 (docs/clustered.md).
-            std[j] = if sd > 1e-12 * mean[j].abs().max(f64::MIN_POSITIVE) && sd > 0.0 {
+            // Zero-variance columns (up to rounding) and round-off columns keep std 1
+            // (docs/clustered.md): scaled up, their noise would route atoms.
+            std[j] = if live[j] && sd > 1e-12 * mean[j].abs().max(f64::MIN_POSITIVE) && sd > 0.0 {
                 sd
             } else {
                 1.0

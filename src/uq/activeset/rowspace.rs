@@ -44,6 +44,10 @@ const BLOCK: usize = 256;
 /// `G = sum_i x'_i^T x'_i` over the scaled rows `x' = x / s` of one cluster.
 pub(super) struct Gram {
     m: usize,
+    /// The columns that are more than round-off ([`negligible`]), decided once from unscaled
+    /// rows (the species' column statistics, or this matrix before [`Gram::rescale`]): in
+    /// scaled rows a dead column keeps its raw size, which says nothing about round-off.
+    live: Option<Vec<bool>>,
     /// Rows added.
     pub(super) n: usize,
     g: Vec<f64>,
@@ -56,10 +60,20 @@ impl Gram {
     pub(super) fn new(m: usize) -> Self {
         Gram {
             m,
+            live: None,
             n: 0,
             g: vec![0.0; m * m],
             buf: Vec::with_capacity(BLOCK * m),
             labels: Default::default(),
+        }
+    }
+
+    /// A Gram matrix of rows scaled by a species' column scales, with that species' live
+    /// columns (see `SpeciesStats::live`).
+    pub(super) fn with_live(m: usize, live: Vec<bool>) -> Self {
+        Gram {
+            live: Some(live),
+            ..Gram::new(m)
         }
     }
 
@@ -111,6 +125,7 @@ impl Gram {
         self.flush();
         let n = self.n.max(1) as f64;
         let live = self.live();
+        self.live = Some(live.clone());
         (0..self.m)
             .map(|j| {
                 if live[j] {
@@ -123,9 +138,14 @@ impl Gram {
     }
 
     /// Per column: whether it is more than round-off on some row ([`negligible`]: compared with
-    /// the largest column's root mean square).
+    /// the largest column's root mean square), as fixed by [`Gram::inv_rms`] or
+    /// [`Gram::with_live`], else from this matrix.
     fn live(&self) -> Vec<bool> {
         let m = self.m;
+        if let Some(l) = &self.live {
+            // Live for the species and not zero on every row of this matrix.
+            return (0..m).map(|j| l[j] && self.g[j * m + j] > 0.0).collect();
+        }
         let rms: Vec<f64> = (0..m).map(|j| self.g[j * m + j].max(0.0).sqrt()).collect();
         let top = rms.iter().fold(0.0f64, |a, &v| a.max(v));
         rms.iter().map(|&v| !negligible(v, top)).collect()

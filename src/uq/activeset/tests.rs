@@ -734,6 +734,75 @@ fn a_round_off_column_is_no_direction_of_its_own() {
     assert!(g.gamma(0, &x, &mut scratch) > 5.0);
 }
 
+/// A full-rank set above `max_condition` is graded in its row space, globally and per
+/// cluster; a species already graded in its row space (too few atoms) stays there when another
+/// species is rebuilt (with max_condition 1 every full-rank set counts as singular).
+#[test]
+fn a_set_above_max_condition_is_graded_in_its_row_space() {
+    let settings = Settings {
+        max_condition: 1.0,
+        ..Default::default()
+    };
+    let full = blobs(4, &[0.0], 60, 5, 11).per_species.remove(0); // 60 rows >= 3 x 4
+    let thin = blobs(12, &[0.0], 30, 5, 12).per_species.remove(0); // 30 rows < 3 x 12
+    let t = DescriptorTable {
+        per_species: vec![thin, full],
+    };
+    let names = vec!["Al".to_string(), "Mg".to_string()];
+    let build = |settings: &Settings| {
+        build_global(
+            &names,
+            &[12, 4],
+            &mut TableSource {
+                table: &t,
+                labels: &[],
+            },
+            settings,
+            false,
+        )
+        .unwrap()
+    };
+    let before = build(&Settings::default());
+    assert!(before.species[0].proj.is_some() && before.species[1].proj.is_none());
+    let g = build(&settings);
+    assert!(
+        g.species[0].proj.is_some(),
+        "the thin species lost its row space"
+    );
+    assert!(g.species[1].proj.is_some(), "{:?}", g.info.notes);
+    assert!(
+        g.info
+            .notes
+            .iter()
+            .any(|n| n.starts_with("species Mg: the full set MaxVol found is singular")),
+        "{:?}",
+        g.info.notes
+    );
+    let c = clustered(
+        &blobs(4, &[0.0], 60, 5, 11),
+        &[],
+        Partition::KMeans(1),
+        &settings,
+    );
+    assert!(c.species[0].sets[0].proj.is_some());
+    assert!(
+        c.info
+            .notes
+            .iter()
+            .any(|n| n.contains("singular to working precision"))
+    );
+    let bad = Settings {
+        max_condition: 0.5,
+        ..Default::default()
+    };
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_condition")
+    );
+}
+
 /// Grade of `x` with a square matrix as in an `.asi` file: max_i |sum_k x_k m[k][i]|.
 fn square_grade(m: &[f64], x: &[f64]) -> f64 {
     let n = x.len();
