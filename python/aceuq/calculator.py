@@ -67,7 +67,7 @@ class AceUQCalculator(Calculator):
         atoms = read("frame.xyz")
         atoms.calc = AceUQCalculator("li.aceuq")
         e = atoms.get_potential_energy()
-        gamma = atoms.calc.results["gamma"]          # per atom
+        gamma = atoms.calc.get_property("gamma", atoms)  # per atom, for the atoms as they are
         lower, upper = atoms.calc.cutoffs("gamma")   # per atom, from aceuq calibrate
     """
 
@@ -78,7 +78,16 @@ class AceUQCalculator(Calculator):
     def __init__(self, model, uq="all", **kwargs):
         self.model = model if isinstance(model, Model) else Model(os.fspath(model))
         self.uq_methods = _methods(self.model, uq)
+        self._uq_properties()
         Calculator.__init__(self, uq=uq, **kwargs)
+
+    def _uq_properties(self):
+        # The uncertainties are properties too, so that atoms.calc.get_property("gamma", atoms)
+        # computes them for the atoms as they are now (results[...] keeps the last ones).
+        extra = list(self.uq_methods)
+        if "gamma_local" in extra:
+            extra.append("gamma_local_cluster")
+        self.implemented_properties = type(self).implemented_properties + extra
 
     def set(self, **kwargs):
         """Change parameters (``uq``): returns the changed ones and, when any changed, drops the
@@ -87,6 +96,7 @@ class AceUQCalculator(Calculator):
         changed = Calculator.set(self, **kwargs)
         if methods is not None:
             self.uq_methods = methods
+            self._uq_properties()
         if changed:
             self.reset()
         return changed

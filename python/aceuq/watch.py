@@ -254,6 +254,21 @@ class Watch:
         self._frame_noted = False
         self._cached = (None, None)  # (species/cluster key, cutoffs)
         self._jury_cached = (None, None)  # (species key, the jurors' upper cutoffs)
+        # Stored cutoffs are needed for "auto": said now, not at the first check in dyn.run().
+        if quantity != "gamma_local" and (
+            self.lower == "auto" or self._named_upper("auto", "frame", "atom")
+        ):
+            missing = [
+                s
+                for s in sorted(set(atoms.get_chemical_symbols()))
+                if s in calc.model.species and calc.model.stored_cutoffs(quantity, s) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"{calc.model.path}: no calibrated {quantity} cutoffs for "
+                    f"{', '.join(missing)}: run aceuq calibrate (or aceuq.calibrate) on "
+                    "validation data, or give lower= and upper= numbers"
+                )
 
     @property
     def log(self):

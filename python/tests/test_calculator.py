@@ -235,6 +235,29 @@ def test_uq_can_be_changed_by_set(li_model):
     assert a.calc.uq_methods == ["distance"]
 
 
+def test_uncertainties_are_ase_properties(li_model):
+    """get_property computes an uncertainty for the atoms as they are (results[...] would still
+    hold the last calculation's); a method not computed is no property."""
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    a = read(DATA / "test.xyz", index=0)
+    a.calc = aceuq.AceUQCalculator(li_model, uq=["gamma", "gamma_local"])
+    g0 = a.calc.get_property("gamma", a)
+    assert g0.shape == (len(a),)
+    assert a.calc.get_property("gamma_local_cluster", a).shape == (len(a),)
+    a.positions[0] += [0.4, 0.0, 0.0]
+    g1 = a.calc.get_property("gamma", a)
+    assert not np.array_equal(g0, g1)
+    fresh = aceuq.AceUQCalculator(li_model, uq=["gamma"])
+    b = a.copy()
+    b.calc = fresh
+    assert np.array_equal(g1, b.calc.get_property("gamma", b))
+    with pytest.raises(PropertyNotImplementedError):
+        a.calc.get_property("distance", a)
+    a.calc.set(uq="distance")
+    assert a.calc.get_property("distance", a).shape == (len(a),)
+
+
 def test_slabs_and_wires_need_no_vacuum_vector(li_model):
     """ASE's slab builders leave the non-periodic vector zero: the energy is the slab's."""
     calc = aceuq.AceUQCalculator(li_model, uq="gamma")

@@ -497,3 +497,17 @@ def test_watch_takes_the_filter_an_optimizer_moves(li_model):
     assert w.checks >= 2
     with pytest.raises(TypeError, match="Watch needs an ase.Atoms"):
         aceuq.Watch("not atoms", "gamma")
+
+
+def test_watch_on_an_uncalibrated_model_says_so_when_created(tmp_path):
+    """'auto' cutoffs need a calibration: the watch says so when it is created (it said so at
+    the first check, inside dyn.run()), and takes numbers instead."""
+    path = tmp_path / "u.aceuq"
+    aceuq.fit(DATA / "train.xyz", path, active_set=True)
+    a = read(DATA / "test.xyz", index=0)
+    a.calc = aceuq.AceUQCalculator(path, uq="gamma")
+    with pytest.raises(ValueError, match="no calibrated gamma cutoffs for Li: run aceuq calibrate"):
+        aceuq.Watch(a, "gamma", log=None)
+    w = aceuq.Watch(a, "gamma", lower=2.0, upper=None, log=None)
+    w()
+    assert w.checks == 1
