@@ -447,13 +447,23 @@ class Watch:
         if not self._warned and self.log is not None:
             self._warned = True
             symbols = np.array(self.atoms.get_chemical_symbols())
+            clusters = self.calc.results.get("gamma_local_cluster")
+            per_cluster = self.quantity == "gamma_local" and clusters is not None
             parts = []
             for s in sorted(set(symbols)):
                 k = np.flatnonzero(symbols == s)[0]
                 # When the jury halts, the quantity's own upper cutoff is not used (as the fix
                 # prints it: inf).
                 shown = math.inf if self.voting else up[k]
-                parts.append(f"{s}: lower {lo[k]:.6g} upper {shown:.6g}")
+                if per_cluster:
+                    # gamma_local's cutoffs are per cluster: each cluster present, as
+                    # `[Li:0: ...]` in the fix's line (one atom's would read as the species').
+                    for c in sorted(set(clusters[symbols == s].tolist())):
+                        j = np.flatnonzero((symbols == s) & (clusters == c))[0]
+                        up_j = math.inf if self.voting else up[j]
+                        parts.append(f"{s}:{c}: lower {lo[j]:.6g} upper {up_j:.6g}")
+                else:
+                    parts.append(f"{s}: lower {lo[k]:.6g} upper {shown:.6g}")
                 if auto_upper and math.isinf(up[k]) and not self.voting:
                     # With the frame rule an entry without an upper cutoff can still halt, unless
                     # its uncertainty saturates so low that more atoms of its species than

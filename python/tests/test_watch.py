@@ -85,6 +85,12 @@ def test_watch_without_upper_never_halts_and_gamma_local_uses_clusters(li_model,
     assert np.isinf(up).all()
     for f in frames:
         assert set(np.unique(f.arrays["cluster"])) <= {0, 1}
+    # The settings line gives gamma_local's cutoffs per cluster present, as the fix does.
+    log = io.StringIO()
+    aceuq.Watch(a, "gamma_local", upper=None, log=log)()
+    present = sorted(set(a.calc.results["gamma_local_cluster"].tolist()))
+    shown = re.findall(r"Li:(\d): lower \S+ upper inf", log.getvalue())
+    assert [int(c) for c in shown] == present, log.getvalue()
 
 
 def test_watch_keeps_lower_below_upper_and_takes_empty_atoms(li_model):
