@@ -322,6 +322,10 @@ fn failing_labeller_never_corrupts_the_data_and_the_loop_resumes_at_labelling() 
     let (ok, text) = run_loop(&bad, &run_dir);
     assert!(!ok, "{text}");
     assert!(
+        text.contains("warning: the labeller's command or settings changed"),
+        "{text}"
+    );
+    assert!(
         text.contains("the labeller failed on every structure")
             && text.contains("labeller exited with exit code 3 (log ")
             && text.contains("SCF did not converge"),

@@ -531,6 +531,18 @@ fn split(seed: u64, fraction: f64, origin: &[usize]) -> Split {
     }
 }
 
+/// Whether the labelling changed between two configurations: the command, or a setting other
+/// than a time limit.
+fn labeller_changed(old: &config::LabellerConfig, new: &config::LabellerConfig) -> bool {
+    let physics = |c: &config::LabellerConfig| {
+        c.settings.clone().map(|mut t| {
+            t.remove("timeout_minutes");
+            t
+        })
+    };
+    old.command != new.command || physics(old) != physics(new)
+}
+
 /// Run (or resume) the loop in `run_dir`. `say` receives progress messages.
 pub fn run(
     cfg: &LoopConfig,
@@ -571,6 +583,16 @@ pub fn run(
              finished stages are kept, later ones use the new settings",
             kept.display()
         ));
+        if toml::from_str::<LoopConfig>(&before)
+            .is_ok_and(|old| labeller_changed(&old.labeller, &cfg.labeller))
+        {
+            say(
+                "warning: the labeller's command or settings changed: structures labelled from \
+                 now on are computed with the new ones, those already in dataset.xyz with the \
+                 old, and the fits mix both. If the change alters the numbers (another cutoff \
+                 energy, k-points, functional), start a new run folder instead",
+            );
+        }
     }
     write_text(&used, &cfg_text)?;
     let start = Instant::now();
@@ -2023,6 +2045,35 @@ mod tests {
     /// Issue 24: `[labeller.settings]` reaches the labeller as a TOML file named by `{settings}`,
     /// with the data keys of `[loop]` added; a settings table without `{settings}` (or the
     /// reverse) is refused.
+    /// A resume warns that levels of theory mix when the labelling changed; a time limit is no
+    /// such change.
+    #[test]
+    fn a_changed_labelling_is_told_from_a_changed_time_limit() {
+        let lab = |command: &str, settings: &str| -> config::LabellerConfig {
+            toml::from_str(&format!("command = {command:?}\nsettings = {settings}\n")).unwrap()
+        };
+        let a = lab(
+            "label {input} {output}",
+            "{ ecut = 300, timeout_minutes = 20 }",
+        );
+        assert!(!labeller_changed(&a, &a.clone()));
+        let longer = lab(
+            "label {input} {output}",
+            "{ ecut = 300, timeout_minutes = 60 }",
+        );
+        assert!(!labeller_changed(&a, &longer));
+        let ecut = lab(
+            "label {input} {output}",
+            "{ ecut = 400, timeout_minutes = 20 }",
+        );
+        assert!(labeller_changed(&a, &ecut));
+        let other = lab(
+            "label2 {input} {output}",
+            "{ ecut = 300, timeout_minutes = 20 }",
+        );
+        assert!(labeller_changed(&a, &other));
+    }
+
     #[test]
     fn labeller_settings_are_written_for_the_command_with_the_data_keys() {
         let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/li-loop");
