@@ -406,6 +406,13 @@ fn check_inputs(cfg: &LoopConfig) -> Result<(), LoopError> {
             if absent.len() == 1 { "it" } else { "them" }
         )));
     }
+    if let Some(missing) = missing_program(&cfg.labeller.command) {
+        return Err(err(format!(
+            "[labeller] command names {missing}, which does not exist (the command: {}); fix \
+             the path ({{dir}} is the folder of the configuration file)",
+            cfg.labeller.command
+        )));
+    }
     for e in &cfg.exploration {
         let n = crate::io::extxyz::read_file(&e.structure, &Default::default())
             .map_err(|x| err(x.to_string()))?
@@ -529,6 +536,48 @@ fn split(seed: u64, fraction: f64, origin: &[usize]) -> Split {
         high,
         lower_in_training,
     }
+}
+
+/// A path the labeller command runs that does not exist: its first word, or a script
+/// (`.py`, `.sh`, `.pl`) it passes to an interpreter, where written as an absolute path (no
+/// placeholder or variable; `{dir}` is replaced by then). Found before any fit, instead of
+/// after the explorations.
+fn missing_program(command: &str) -> Option<String> {
+    // Words as the shell splits them, for the simple commands a labeller line holds: quotes
+    // group, nothing else is interpreted.
+    let mut words: Vec<String> = vec![];
+    let (mut cur, mut quote, mut started) = (String::new(), None, false);
+    for c in command.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                started = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if started || !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+                started = false;
+            }
+            (None, c) => cur.push(c),
+        }
+    }
+    if started || !cur.is_empty() {
+        words.push(cur);
+    }
+    // Absolute only: the command runs in the iteration's labelling folder, not here.
+    let checkable = |w: &str| w.starts_with('/') && !w.contains(['{', '$', '*', '?', '`']);
+    let script = |w: &str| [".py", ".sh", ".pl"].iter().any(|x| w.ends_with(x));
+    words
+        .iter()
+        .take_while(|w| !matches!(w.as_str(), ";" | "&&" | "||" | "|"))
+        .enumerate()
+        .filter(|(i, w)| checkable(w) && (*i == 0 || script(w)))
+        .map(|(_, w)| w)
+        .find(|w| !Path::new(w.as_str()).exists())
+        .cloned()
 }
 
 /// Whether the labelling changed between two configurations: the command, or a setting other
@@ -2045,6 +2094,40 @@ mod tests {
     /// Issue 24: `[labeller.settings]` reaches the labeller as a TOML file named by `{settings}`,
     /// with the data keys of `[loop]` added; a settings table without `{settings}` (or the
     /// reverse) is refused.
+    /// A labeller command naming a program or script path that does not exist is found before
+    /// any work; commands it cannot judge pass.
+    #[test]
+    fn a_labeller_path_that_does_not_exist_is_named() {
+        let here = env!("CARGO_MANIFEST_DIR");
+        let ok = format!("python3 {here}/scripts/label.py --labeller li-snap {{input}} {{output}}");
+        assert_eq!(missing_program(&ok), None);
+        let typo = format!("python3 {here}/scripts/labell.py {{input}} {{output}}");
+        assert_eq!(
+            missing_program(&typo),
+            Some(format!("{here}/scripts/labell.py"))
+        );
+        assert_eq!(
+            missing_program("/no/such/labeller --x {input} {output}"),
+            Some("/no/such/labeller".into())
+        );
+        // Quoted paths (a folder with a space), placeholders, variables, plain names and
+        // arguments that are no scripts are not judged.
+        assert_eq!(
+            missing_program("sh '/no such/x.sh' {input} {output}"),
+            Some("/no such/x.sh".into())
+        );
+        for cmd in [
+            "python3 {dir}/x.py {input} {output}",
+            "$HOME/bin/label {input} {output}",
+            "label --out /no/such/file {input} {output}",
+            "sleep 300 # {input} {output}",
+            "cd /tmp && ./label.py {input} {output}",
+            "./no_such.py {input} {output}",
+        ] {
+            assert_eq!(missing_program(cmd), None, "{cmd}");
+        }
+    }
+
     /// A resume warns that levels of theory mix when the labelling changed; a time limit is no
     /// such change.
     #[test]
