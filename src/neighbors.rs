@@ -193,7 +193,7 @@ pub fn build(s: &Structure, cutoff: f64) -> Result<NeighborList, NeighborError> 
     }
     let periodic = s.pbc.iter().any(|&p| p);
     let (cell, pbc) = match s.cell {
-        Some(c) => (reduce_cell(complete_cell(c, s.pbc), s.pbc), s.pbc),
+        Some(c) => (reduce_cell(complete_cell(c, s.pbc, true), s.pbc), s.pbc),
         None if periodic => return Err(NeighborError::MissingCell { origin, pbc: s.pbc }),
         None => ([[0.0; 3]; 3], [false; 3]),
     };
@@ -369,17 +369,20 @@ pub fn build(s: &Structure, cutoff: f64) -> Result<NeighborList, NeighborError> 
 }
 
 /// The cell with its non-periodic vectors replaced by unit vectors orthogonal to the periodic
-/// ones when, as given, it has no volume: a zero vector along a non-periodic direction (ASE's
-/// slab builders without vacuum write one) or one in the plane of the others. Those vectors
-/// matter for nothing here (no images along them), but the periodic directions' reciprocal
-/// vectors are computed from all three (as is the LAMMPS box of `to-lammps`). "No volume": at
-/// most 1e-6 Å^3, or not finite. Periodic vectors are never changed: a degenerate periodic cell
+/// ones: `always`, or when, as given, it has no volume (a zero vector along a non-periodic
+/// direction, as ASE's slab builders without vacuum write, or one in the plane of the others).
+/// Those vectors matter for nothing in a neighbour list (no images along them), but the periodic
+/// directions' reciprocal vectors are computed from all three: one nearly in the plane of the
+/// others (c = (3, 0, 1e-6) on a slab) made the in-plane spacing look tiny and the cell "too
+/// thin", so the neighbour lists always replace them (`always`). The LAMMPS box of `to-lammps`
+/// keeps a given vacuum vector (only one without volume is replaced). "No volume": at most
+/// 1e-6 Å^3, or not finite. Periodic vectors are never changed: a degenerate periodic cell
 /// stays an error, as does a cell with every direction periodic.
-pub(crate) fn complete_cell(cell: [[f64; 3]; 3], pbc: [bool; 3]) -> [[f64; 3]; 3] {
+pub(crate) fn complete_cell(cell: [[f64; 3]; 3], pbc: [bool; 3], always: bool) -> [[f64; 3]; 3] {
     // The common case first, without allocating: every build of a neighbour list asks.
     let np = pbc.iter().filter(|&&p| p).count();
     let vol = dot(cell[0], cross(cell[1], cell[2]));
-    if np == 3 || np == 0 || (vol.is_finite() && vol.abs() > 1e-6) {
+    if np == 3 || np == 0 || (!always && vol.is_finite() && vol.abs() > 1e-6) {
         return cell;
     }
     let periodic: Vec<usize> = (0..3).filter(|&k| pbc[k]).collect();
@@ -506,7 +509,14 @@ mod tests {
         with_vacuum.cell = Some([[l, 0.0, 0.0], [0.0, l, 0.0], [0.0, 0.0, 40.0]]);
         with_vacuum.pbc = [true, true, false];
         let reference = pairs(&with_vacuum, 5.0);
-        for c in [[0.0; 3], [1.0, 2.0, 0.0]] {
+        // Zero, in the plane, nearly in the plane (it made the cell "too thin" for the cutoff),
+        // tilted: the same neighbours.
+        for c in [
+            [0.0; 3],
+            [1.0, 2.0, 0.0],
+            [3.0, 0.0, 1e-6],
+            [30.0, 0.0, 5.0],
+        ] {
             let mut slab = with_vacuum.clone();
             slab.cell.as_mut().unwrap()[2] = c;
             assert_eq!(pairs(&slab, 5.0), reference, "c = {c:?}");

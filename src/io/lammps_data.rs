@@ -94,7 +94,7 @@ pub fn to_lammps_box(s: &Structure) -> Result<LammpsBox, LammpsDataError> {
     };
     // Non-periodic vectors without volume (a slab written without vacuum): unit normals, as for
     // the neighbour list; the box is widened around the atoms along them below.
-    let [a, b, mut c] = crate::neighbors::complete_cell(cell, s.pbc);
+    let [a, b, mut c] = crate::neighbors::complete_cell(cell, s.pbc, false);
     if dot(a, cross(b, c)) < 0.0 {
         c = [-c[0], -c[1], -c[2]];
     }
