@@ -123,21 +123,15 @@ impl FeatureMap {
             .zip(&mean)
             .map(|(&v, mu)| (v / n as f64 + mu * mu).sqrt())
             .collect();
-        let top = rms
-            .iter()
-            .filter(|r| r.is_finite())
-            .fold(0.0f64, |a, &r| a.max(r));
+        let live = crate::uq::maxvol::live_columns(&rms);
         let inv_std: Vec<f64> = var
             .iter()
             .zip(&mean)
-            .zip(&rms)
-            .map(|((&v, mu), &r)| {
+            .zip(&live)
+            .map(|((&v, mu), &live)| {
                 let sd = (v / (n - 1) as f64).sqrt();
                 // Constant (or numerically constant) columns keep std 1.
-                if !crate::uq::maxvol::negligible(r, top)
-                    && sd > 1e-12 * mu.abs().max(1e-300)
-                    && sd > 0.0
-                {
+                if live && sd > 1e-12 * mu.abs().max(1e-300) && sd > 0.0 {
                     1.0 / sd
                 } else {
                     1.0

@@ -270,11 +270,17 @@ pub fn gamma_batch(ainv: &[f64], m: usize, rows: &[f64], out: &mut [f64], scratc
 /// which neighbours are summed (atom numbering, MPI ranks). Such columns count as zero.
 pub const NEGLIGIBLE_COLUMN: f64 = 1e-10;
 
-/// Whether a column of scale `d` (largest entry or root mean square) is negligible beside the
-/// largest column scale `dmax` of the same measure ([`NEGLIGIBLE_COLUMN`]; zero is).
-#[inline]
-pub fn negligible(d: f64, dmax: f64) -> bool {
-    d.is_nan() || d <= NEGLIGIBLE_COLUMN * dmax
+/// Per column of scales `d` (largest entries or roots of mean squares): whether it is more than
+/// round-off, i.e. finite and above [`NEGLIGIBLE_COLUMN`] times the largest finite scale (a
+/// zero column is not). The one rule for every place that scales columns.
+pub fn live_columns(d: &[f64]) -> Vec<bool> {
+    let top = d
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |a, &v| a.max(v));
+    d.iter()
+        .map(|&v| v.is_finite() && v > NEGLIGIBLE_COLUMN * top)
+        .collect()
 }
 
 /// Largest absolute entry of each column of a row-major `n × m` matrix.
@@ -297,7 +303,7 @@ pub struct LuPivots {
     pub rank: usize,
     /// Smallest relative pivot (|U_kk| / column scale) over the first `min(n, m)` pivots.
     pub smallest: f64,
-    /// First column (0-based) that is zero on every row, or [`negligible`] beside the largest,
+    /// First column (0-based) that is zero on every row, or round-off ([`live_columns`]),
     /// if any.
     pub zero_column: Option<usize>,
 }
@@ -307,15 +313,9 @@ pub struct LuPivots {
 /// comparable to `rank_tol`).
 pub fn lu_pivots(x: &[f64], n: usize, m: usize, rank_tol: f64) -> LuPivots {
     let d = column_scales(x, n, m);
-    let dmax = d.iter().fold(0.0f64, |a, &v| a.max(v));
-    let zero_column = d.iter().position(|&v| negligible(v, dmax));
-    let mat = Mat::<f64>::from_fn(n, m, |i, j| {
-        if negligible(d[j], dmax) {
-            0.0
-        } else {
-            x[i * m + j] / d[j]
-        }
-    });
+    let live = live_columns(&d);
+    let zero_column = live.iter().position(|&l| !l);
+    let mat = Mat::<f64>::from_fn(n, m, |i, j| if live[j] { x[i * m + j] / d[j] } else { 0.0 });
     let lu = mat.partial_piv_lu();
     let k = n.min(m);
     let perm = lu.P().arrays().0;

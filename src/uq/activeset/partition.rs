@@ -1,7 +1,7 @@
 //! Standardization statistics and cluster merging of the clustered builder
 //! ([`super::ClusteredActiveSets`]).
 
-use crate::uq::maxvol::negligible;
+use crate::uq::maxvol::live_columns;
 use std::collections::BTreeMap;
 
 /// Per-species statistics gathered in the first pass of the clustered builder.
@@ -33,7 +33,7 @@ impl SpeciesStats {
     }
 
     /// Per column `1 / rms` of the rows (1 for a column that is zero on every row, or
-    /// [`negligible`] beside the largest): the scale of the clusters' row spaces.
+    /// round-off, [`live_columns`]): the scale of the clusters' row spaces.
     pub(super) fn inv_rms(&self) -> Vec<f64> {
         self.rms()
             .iter()
@@ -55,17 +55,10 @@ impl SpeciesStats {
             .collect()
     }
 
-    /// Per column: whether it is more than round-off (finite and not [`negligible`] beside the
-    /// largest root mean square). The one decision every clustered step uses.
+    /// Per column: whether its root mean square is more than round-off ([`live_columns`]). The
+    /// one decision every clustered step uses.
     pub(super) fn live(&self) -> Vec<bool> {
-        let rms = self.rms();
-        let top = rms
-            .iter()
-            .filter(|v| v.is_finite())
-            .fold(0.0f64, |a, &v| a.max(v));
-        rms.iter()
-            .map(|&r| r.is_finite() && !negligible(r, top))
-            .collect()
+        live_columns(&self.rms())
     }
 
     pub(super) fn mean_std(&self) -> (Vec<f64>, Vec<f64>) {

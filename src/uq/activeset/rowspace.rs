@@ -3,7 +3,7 @@
 //! onto the directions the rows span (see `species.rs` for how a projected set grades).
 
 use super::species::Projection;
-use crate::uq::maxvol::negligible;
+use crate::uq::maxvol::live_columns;
 use faer::linalg::matmul::matmul;
 use faer::mat::{MatMut, MatRef};
 use faer::{Accum, Par};
@@ -44,7 +44,7 @@ const BLOCK: usize = 256;
 /// `G = sum_i x'_i^T x'_i` over the scaled rows `x' = x / s` of one cluster.
 pub(super) struct Gram {
     m: usize,
-    /// The columns that are more than round-off ([`negligible`]), decided once from unscaled
+    /// The columns that are more than round-off ([`live_columns`]), decided once from unscaled
     /// rows (the species' column statistics, or this matrix before [`Gram::rescale`]): in
     /// scaled rows a dead column keeps its raw size, which says nothing about round-off.
     live: Option<Vec<bool>>,
@@ -120,7 +120,7 @@ impl Gram {
     }
 
     /// Per column: `1 / rms` of the rows added so far (1 for a column zero, or
-    /// [`negligible`], on every row). Only meaningful for a Gram matrix of unscaled rows.
+    /// round-off, on every row). Only meaningful for a Gram matrix of unscaled rows.
     pub(super) fn inv_rms(&mut self) -> Vec<f64> {
         self.flush();
         let n = self.n.max(1) as f64;
@@ -137,7 +137,7 @@ impl Gram {
             .collect()
     }
 
-    /// Per column: whether it is more than round-off on some row ([`negligible`]: compared with
+    /// Per column: whether it is more than round-off on some row ([`live_columns`]: compared with
     /// the largest column's root mean square), as fixed by [`Gram::inv_rms`] or
     /// [`Gram::with_live`], else from this matrix.
     fn live(&self) -> Vec<bool> {
@@ -147,8 +147,7 @@ impl Gram {
             return (0..m).map(|j| l[j] && self.g[j * m + j] > 0.0).collect();
         }
         let rms: Vec<f64> = (0..m).map(|j| self.g[j * m + j].max(0.0).sqrt()).collect();
-        let top = rms.iter().fold(0.0f64, |a, &v| a.max(v));
-        rms.iter().map(|&v| !negligible(v, top)).collect()
+        live_columns(&rms)
     }
 
     /// Rescale the accumulated rows by `inv_scale` (as if each had been pushed scaled).
